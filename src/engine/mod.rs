@@ -1,0 +1,469 @@
+//! The decision: eligibility → scoring → contact policy → arbitration → top N.
+//!
+//! Everything here is a pure, synchronous function of (compiled model, features, contact view,
+//! request, now): no I/O, no await, no clock reads, no locks. That is what lets the server call
+//! it inline on a runtime worker, criterion bench it, and batch jobs reuse the very same rules.
+//! Names (offers, features, context keys, channels) were resolved to indices when the model was
+//! compiled; the only lookups left are the request's channel and placement among a handful.
+
+pub mod rules;
+pub mod scorer;
+
+use std::borrow::Cow;
+
+pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test};
+pub use scorer::{Logistic, Scorer};
+
+use crate::features::FeatureStore;
+
+/// Most offers one answer may hold, whatever the request asks.
+pub const MAX_LIMIT: usize = 50;
+/// Most distinct context keys a model may test (they live in a fixed array per request).
+pub const MAX_CONTEXT_KEYS: usize = 16;
+/// How many offers are evaluated between two deadline checks.
+pub const BUDGET_CHECK_EVERY: usize = 8;
+
+/// Why an answer carries fallback content instead of a personalised one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FallbackReason {
+    /// The customer id is absent or not in the snapshot.
+    UnknownCustomer,
+    /// No offer passed eligibility, policy and arbitration (or the placement is unknown).
+    NoEligibleOffer,
+    /// The request's budget ran out before the decision finished.
+    Deadline,
+    /// Admission control shed the request.
+    Overload,
+    /// No model (or no feature snapshot) is loaded.
+    NoModel,
+}
+
+impl FallbackReason {
+    /// Every reason, for metrics.
+    pub const ALL: [FallbackReason; 5] = [
+        FallbackReason::UnknownCustomer,
+        FallbackReason::NoEligibleOffer,
+        FallbackReason::Deadline,
+        FallbackReason::Overload,
+        FallbackReason::NoModel,
+    ];
+
+    /// The wire name, as the HTTP contract fixes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackReason::UnknownCustomer => "unknown_customer",
+            FallbackReason::NoEligibleOffer => "no_eligible_offer",
+            FallbackReason::Deadline => "deadline",
+            FallbackReason::Overload => "overload",
+            FallbackReason::NoModel => "no_model",
+        }
+    }
+}
+
+/// Which level of the fallback chain served an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackStage {
+    /// The model's content for this channel and placement.
+    Placement,
+    /// The model's default content for the channel.
+    Channel,
+    /// The built-in static content (no model content applies).
+    Builtin,
+}
+
+impl FallbackStage {
+    /// The wire name used in `fallback.stage`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackStage::Placement => "placement",
+            FallbackStage::Channel => "channel",
+            FallbackStage::Builtin => "builtin",
+        }
+    }
+}
+
+/// Fallback content, pre-encoded at load so serving it costs a copy.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// The JSON array for `offers`, ranks included.
+    pub offers_json: Box<str>,
+    /// Which stage of the chain this is.
+    pub stage: FallbackStage,
+}
+
+impl Fallback {
+    /// The last stage: no content at all, so a page renders its own default.
+    pub fn builtin_empty() -> Self {
+        Fallback {
+            offers_json: "[]".into(),
+            stage: FallbackStage::Builtin,
+        }
+    }
+}
+
+/// One offer in engine form.
+#[derive(Debug)]
+pub struct Offer {
+    /// The offer id as the model names it.
+    pub id: Box<str>,
+    /// The id as a JSON string literal, escaped once at load.
+    pub id_json: Box<str>,
+    /// `sales`, `service`, `retention`, ...
+    pub category: Box<str>,
+    /// Business value of a conversion.
+    pub value: f64,
+    /// Arbitration multiplier the CVM team sets.
+    pub priority: f64,
+    /// Validity window in Unix milliseconds, `[from, until)`.
+    pub valid_from_ms: i64,
+    /// End of the validity window (exclusive).
+    pub valid_until_ms: i64,
+    /// Eligibility; `None` is always eligible.
+    pub rule: Option<Rule>,
+    /// Propensity model.
+    pub scorer: Scorer,
+    /// Bit `c` set when the offer is shown on channel index `c`.
+    pub channel_mask: u64,
+    /// Pre-encoded `content` object per channel index (`None` off that channel).
+    pub content_json: Box<[Option<Box<str>>]>,
+}
+
+/// A placement on one channel: the candidate offers and what to show when none wins.
+#[derive(Debug)]
+pub struct Slot {
+    /// Placement name.
+    pub placement: Box<str>,
+    /// Default number of offers.
+    pub limit: usize,
+    /// Offer indices that claim this channel and placement, in model order.
+    pub candidates: Box<[u32]>,
+    /// Fallback resolved at load: this placement's, else the channel's, else built-in.
+    pub fallback: Fallback,
+}
+
+/// A channel with its placements.
+#[derive(Debug)]
+pub struct Channel {
+    /// Channel name (`web`, `app`, ...).
+    pub name: Box<str>,
+    /// Placements on this channel.
+    pub slots: Box<[Slot]>,
+    /// The channel's default fallback (or built-in) for placements the model does not know.
+    pub fallback: Fallback,
+}
+
+/// Arbitration settings: score = propensity × value × priority.
+#[derive(Debug, Clone, Copy)]
+pub struct Arbitration {
+    /// Offers scoring below are dropped.
+    pub min_score: f64,
+    /// Offers with a lower propensity are dropped.
+    pub min_propensity: f64,
+}
+
+/// A model compiled against one feature snapshot's column layout.
+#[derive(Debug)]
+pub struct CompiledModel {
+    /// Model name.
+    pub name: Box<str>,
+    /// Model version.
+    pub version: Box<str>,
+    /// `{"name":..,"version":..}` pre-encoded for the answer.
+    pub model_json: Box<str>,
+    /// All offers in model order.
+    pub offers: Box<[Offer]>,
+    /// Channels and their placements.
+    pub channels: Box<[Channel]>,
+    /// Context keys rules test, in slot order.
+    pub context_keys: Box<[Box<str>]>,
+    /// Arbitration settings.
+    pub arbitration: Arbitration,
+    /// Feature columns the model reads, by name (to check a new snapshot against).
+    pub features_used: Box<[Box<str>]>,
+    /// Fallback for a channel the model does not know.
+    pub fallback: Fallback,
+}
+
+impl CompiledModel {
+    /// The channel index and slot for a request, if the model knows them.
+    #[inline]
+    pub fn resolve(&self, channel: &str, placement: &str) -> (Option<usize>, Option<&Slot>) {
+        match self.channels.iter().position(|c| &*c.name == channel) {
+            Some(ci) => {
+                let slot = self.channels[ci]
+                    .slots
+                    .iter()
+                    .find(|s| &*s.placement == placement);
+                (Some(ci), slot)
+            }
+            None => (None, None),
+        }
+    }
+
+    /// The fallback for a request, walking the chain placement → channel → model → built-in.
+    pub fn fallback_for<'a>(&'a self, channel: Option<usize>, slot: Option<&'a Slot>) -> &'a Fallback {
+        match (slot, channel) {
+            (Some(s), _) => &s.fallback,
+            (None, Some(ci)) => &self.channels[ci].fallback,
+            (None, None) => &self.fallback,
+        }
+    }
+}
+
+/// A decide request as the engine sees it (decoded, borrowed from the request body).
+#[derive(Debug, Default)]
+pub struct Request<'a> {
+    /// The customer, or `None` for an anonymous visitor.
+    pub customer_id: Option<&'a str>,
+    /// Channel name.
+    pub channel: &'a str,
+    /// Placement name.
+    pub placement: &'a str,
+    /// Number of offers wanted; `None` takes the placement's default.
+    pub limit: Option<usize>,
+    /// Context values the rules may test.
+    pub context: &'a [(Cow<'a, str>, CtxValue<'a>)],
+    /// Whether to list every offer's verdict.
+    pub explain: bool,
+}
+
+/// The contact history the engine consults; implemented by the contact state.
+pub trait ContactView {
+    /// The policy that holds an offer back for this customer, if any.
+    fn holds_back(&self, offer_index: usize, offer: &Offer) -> Option<&'static str>;
+}
+
+/// No history: nothing is held back.
+pub struct NoContacts;
+
+impl ContactView for NoContacts {
+    #[inline]
+    fn holds_back(&self, _: usize, _: &Offer) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The request's time budget, checked between offers.
+pub trait Budget {
+    /// True once the budget is spent.
+    fn expired(&self) -> bool;
+}
+
+/// No deadline.
+pub struct Unbounded;
+
+impl Budget for Unbounded {
+    #[inline]
+    fn expired(&self) -> bool {
+        false
+    }
+}
+
+/// One offer in the answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ranked {
+    /// Offer index in the model.
+    pub offer: u32,
+    /// Propensity from the scorer.
+    pub propensity: f64,
+    /// Arbitration score.
+    pub score: f64,
+}
+
+/// What `explain` says of one offer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict<'m> {
+    /// Scored (and ranked, unless the limit cut it).
+    Scored {
+        /// Propensity from the scorer.
+        propensity: f64,
+        /// Arbitration score.
+        score: f64,
+    },
+    /// Excluded by the named rule or policy.
+    Excluded(&'m str),
+}
+
+/// The engine's answer; the server encodes it.
+#[derive(Debug)]
+pub struct Decision<'m> {
+    /// `None` for a personalised answer.
+    pub fallback: Option<FallbackReason>,
+    /// The content served when `fallback` is set.
+    pub fallback_content: &'m Fallback,
+    /// Channel index, when the model knows the channel.
+    pub channel: Option<usize>,
+    /// The ranked offers (empty for a fallback).
+    pub ranked: Vec<Ranked>,
+    /// Every offer's verdict by offer index, when explain was asked (else empty).
+    pub explain: Vec<Verdict<'m>>,
+}
+
+const NOT_ON_CHANNEL: &str = "channel: the offer is not shown on this channel";
+const NOT_IN_PLACEMENT: &str = "placement: the offer is not shown in this placement";
+const OUTSIDE_WINDOW: &str = "validity: outside the offer's validity window";
+const BELOW_MIN_SCORE: &str = "arbitration.min_score";
+const BELOW_MIN_PROPENSITY: &str = "arbitration.min_propensity";
+const NOT_EVALUATED: &str = "not evaluated: the decision stopped before this offer";
+
+/// Decides which offers a customer sees: the pure core of nextbest.
+pub fn decide<'m>(
+    model: &'m CompiledModel,
+    features: &FeatureStore,
+    req: &Request<'_>,
+    contacts: &impl ContactView,
+    budget: &impl Budget,
+    now_ms: i64,
+) -> Decision<'m> {
+    let (channel, slot) = model.resolve(req.channel, req.placement);
+    let mut d = Decision {
+        fallback: None,
+        fallback_content: model.fallback_for(channel, slot),
+        channel,
+        ranked: Vec::new(),
+        explain: Vec::new(),
+    };
+    let row = req.customer_id.and_then(|id| features.row(id));
+    let (Some(slot), Some(ch), Some(row)) = (slot, channel, row) else {
+        d.fallback = Some(if slot.is_some() {
+            FallbackReason::UnknownCustomer
+        } else {
+            FallbackReason::NoEligibleOffer
+        });
+        if req.explain {
+            explain_unreached(model, channel, slot, &mut d.explain, row.is_none());
+        }
+        return d;
+    };
+
+    let mut ctx: [Option<&CtxValue<'_>>; MAX_CONTEXT_KEYS] = [None; MAX_CONTEXT_KEYS];
+    for (key, value) in req.context {
+        if let Some(i) = model.context_keys.iter().position(|k| **k == **key) {
+            ctx[i] = Some(value);
+        }
+    }
+    let input = RuleInput {
+        features: row,
+        context: &ctx[..model.context_keys.len()],
+    };
+    let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);
+
+    let mut ranked = Vec::with_capacity(slot.candidates.len());
+    if req.explain {
+        d.explain = model
+            .offers
+            .iter()
+            .map(|o| Verdict::Excluded(not_candidate_reason(o, ch)))
+            .collect();
+    }
+    for (n, &oi) in slot.candidates.iter().enumerate() {
+        if n % BUDGET_CHECK_EVERY == 0 && n > 0 && budget.expired() {
+            d.fallback = Some(FallbackReason::Deadline);
+            if req.explain {
+                for &rest in &slot.candidates[n..] {
+                    d.explain[rest as usize] = Verdict::Excluded(NOT_EVALUATED);
+                }
+            }
+            break;
+        }
+        let offer = &model.offers[oi as usize];
+        let verdict = evaluate(model, offer, oi as usize, &input, contacts, now_ms);
+        if let Verdict::Scored { propensity, score } = verdict {
+            ranked.push(Ranked {
+                offer: oi,
+                propensity,
+                score,
+            });
+        }
+        if req.explain {
+            d.explain[oi as usize] = verdict;
+        }
+    }
+    if d.fallback.is_some() {
+        return d;
+    }
+    rank(&mut ranked, limit);
+    if ranked.is_empty() {
+        d.fallback = Some(FallbackReason::NoEligibleOffer);
+    } else {
+        d.ranked = ranked;
+    }
+    d
+}
+
+/// Orders by score (highest first), then by model order, and keeps the top `limit`.
+pub fn rank(ranked: &mut Vec<Ranked>, limit: usize) {
+    ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.offer.cmp(&b.offer)));
+    ranked.truncate(limit);
+}
+
+#[inline]
+fn evaluate<'m>(
+    model: &'m CompiledModel,
+    offer: &'m Offer,
+    index: usize,
+    input: &RuleInput<'_, '_>,
+    contacts: &impl ContactView,
+    now_ms: i64,
+) -> Verdict<'m> {
+    if now_ms < offer.valid_from_ms || now_ms >= offer.valid_until_ms {
+        return Verdict::Excluded(OUTSIDE_WINDOW);
+    }
+    if let Some(rule) = &offer.rule {
+        if let Some(why) = rule.check(input) {
+            return Verdict::Excluded(why);
+        }
+    }
+    if let Some(why) = contacts.holds_back(index, offer) {
+        return Verdict::Excluded(why);
+    }
+    let propensity = offer.scorer.predict(input.features);
+    let score = propensity * offer.value * offer.priority;
+    if propensity < model.arbitration.min_propensity {
+        return Verdict::Excluded(BELOW_MIN_PROPENSITY);
+    }
+    if score < model.arbitration.min_score {
+        return Verdict::Excluded(BELOW_MIN_SCORE);
+    }
+    Verdict::Scored { propensity, score }
+}
+
+fn not_candidate_reason(offer: &Offer, channel: usize) -> &'static str {
+    if offer.channel_mask & (1 << channel) == 0 {
+        NOT_ON_CHANNEL
+    } else {
+        NOT_IN_PLACEMENT
+    }
+}
+
+fn explain_unreached<'m>(
+    model: &'m CompiledModel,
+    channel: Option<usize>,
+    slot: Option<&Slot>,
+    out: &mut Vec<Verdict<'m>>,
+    unknown_customer: bool,
+) {
+    for (oi, offer) in model.offers.iter().enumerate() {
+        let why = match (channel, slot) {
+            (None, _) => NOT_ON_CHANNEL,
+            (Some(ch), None) => {
+                if offer.channel_mask & (1 << ch) == 0 {
+                    NOT_ON_CHANNEL
+                } else {
+                    NOT_IN_PLACEMENT
+                }
+            }
+            (Some(ch), Some(s)) => {
+                if s.candidates.contains(&(oi as u32)) && unknown_customer {
+                    "customer: unknown customer, no features to evaluate"
+                } else {
+                    not_candidate_reason(offer, ch)
+                }
+            }
+        };
+        out.push(Verdict::Excluded(why));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! Compiled eligibility rules: feature and context names already resolved to indices.
+//!
+//! Checking a rule returns the description of the rule that failed (built once at compile
+//! time), so the normal path and `explain` share one evaluation and explain formats nothing.
+//! A comparison on a missing value is false; only `is_missing` is true for it.
+
+/// A value from the request's `context`, string or number.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CtxValue<'a> {
+    /// A string value, compared with `eq`, `ne` and `in`.
+    Str(std::borrow::Cow<'a, str>),
+    /// A numeric value, compared with every operator.
+    Num(f64),
+}
+
+/// What a leaf reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    /// A column of the customer's feature row.
+    Feature(u32),
+    /// A slot of the request context (keys resolved per request, once).
+    Context(u16),
+}
+
+/// Numeric comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    #[inline]
+    fn holds(self, x: f64, v: f64) -> bool {
+        match self {
+            CmpOp::Eq => x == v,
+            CmpOp::Ne => x != v,
+            CmpOp::Lt => x < v,
+            CmpOp::Le => x <= v,
+            CmpOp::Gt => x > v,
+            CmpOp::Ge => x >= v,
+        }
+    }
+}
+
+/// The test a leaf applies to its operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    /// Numeric comparison against a constant.
+    Cmp(CmpOp, f64),
+    /// `lo <= x <= hi`.
+    Between(f64, f64),
+    /// `x` is one of the numbers.
+    InNum(Box<[f64]>),
+    /// A string equal to the constant (`ne` when negated).
+    EqStr(Box<str>, bool),
+    /// A string in the set.
+    InStr(Box<[Box<str>]>),
+    /// The value is missing.
+    IsMissing,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// Every child holds; the first that fails is reported.
+    All(Box<[Rule]>),
+    /// At least one child holds; otherwise the whole rule is reported.
+    Any(Box<[Rule]>, Box<str>),
+    /// The child does not hold.
+    Not(Box<Rule>, Box<str>),
+    /// A single test.
+    Leaf {
+        /// What it reads.
+        operand: Operand,
+        /// What it tests.
+        test: Test,
+        /// How `explain` names it, e.g. `offers[2].eligibility.all[0]: tenure_months >= 6`.
+        what: Box<str>,
+    },
+}
+
+/// What a rule sees: the customer's feature row and the request context by slot.
+pub struct RuleInput<'r, 'c> {
+    /// The customer's features, NaN for missing.
+    pub features: &'r [f32],
+    /// Context values in the model's context slot order.
+    pub context: &'r [Option<&'r CtxValue<'c>>],
+}
+
+impl Rule {
+    /// `None` when the rule holds, else the description of the rule that failed.
+    #[inline]
+    pub fn check(&self, input: &RuleInput<'_, '_>) -> Option<&str> {
+        match self {
+            Rule::All(children) => children.iter().find_map(|c| c.check(input)),
+            Rule::Any(children, what) => {
+                if children.iter().any(|c| c.check(input).is_none()) {
+                    None
+                } else {
+                    Some(what)
+                }
+            }
+            Rule::Not(child, what) => match child.check(input) {
+                None => Some(what),
+                Some(_) => None,
+            },
+            Rule::Leaf {
+                operand,
+                test,
+                what,
+            } => {
+                if leaf_holds(*operand, test, input) {
+                    None
+                } else {
+                    Some(what)
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn leaf_holds(operand: Operand, test: &Test, input: &RuleInput<'_, '_>) -> bool {
+    match operand {
+        Operand::Feature(col) => {
+            let x = input.features.get(col as usize).copied().unwrap_or(f32::NAN);
+            num_holds(if x.is_nan() { None } else { Some(x as f64) }, test)
+        }
+        Operand::Context(slot) => match input.context.get(slot as usize) {
+            Some(Some(CtxValue::Num(x))) => num_holds(Some(*x), test),
+            Some(Some(CtxValue::Str(s))) => match test {
+                Test::EqStr(v, negate) => (**v == **s) != *negate,
+                Test::InStr(set) => set.iter().any(|v| **v == **s),
+                _ => false,
+            },
+            _ => matches!(test, Test::IsMissing),
+        },
+    }
+}
+
+#[inline]
+fn num_holds(x: Option<f64>, test: &Test) -> bool {
+    let Some(x) = x else {
+        return matches!(test, Test::IsMissing);
+    };
+    match test {
+        Test::Cmp(op, v) => op.holds(x, *v),
+        Test::Between(lo, hi) => *lo <= x && x <= *hi,
+        Test::InNum(set) => set.contains(&x),
+        Test::EqStr(..) | Test::InStr(_) | Test::IsMissing => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(operand: Operand, test: Test, what: &str) -> Rule {
+        Rule::Leaf {
+            operand,
+            test,
+            what: what.into(),
+        }
+    }
+
+    fn check<'a>(rule: &'a Rule, features: &[f32], ctx: &[Option<CtxValue<'_>>]) -> Option<&'a str> {
+        let refs: Vec<Option<&CtxValue<'_>>> = ctx.iter().map(Option::as_ref).collect();
+        rule.check(&RuleInput {
+            features,
+            context: &refs,
+        })
+    }
+
+    #[test]
+    fn comparisons_on_features() {
+        let f = [5.0, f32::NAN];
+        let cases = [
+            (CmpOp::Eq, 5.0, true),
+            (CmpOp::Ne, 5.0, false),
+            (CmpOp::Lt, 6.0, true),
+            (CmpOp::Le, 5.0, true),
+            (CmpOp::Gt, 5.0, false),
+            (CmpOp::Ge, 5.0, true),
+        ];
+        for (op, v, holds) in cases {
+            let r = leaf(Operand::Feature(0), Test::Cmp(op, v), "r");
+            assert_eq!(check(&r, &f, &[]).is_none(), holds, "{op:?} {v}");
+            // Every comparison on a missing value fails, `ne` included.
+            let m = leaf(Operand::Feature(1), Test::Cmp(op, v), "m");
+            assert_eq!(check(&m, &f, &[]), Some("m"));
+        }
+        let between = leaf(Operand::Feature(0), Test::Between(1.0, 5.0), "b");
+        assert!(check(&between, &f, &[]).is_none());
+        let outside = leaf(Operand::Feature(0), Test::Between(5.5, 9.0), "b");
+        assert_eq!(check(&outside, &f, &[]), Some("b"));
+        let inn = leaf(Operand::Feature(0), Test::InNum([1.0, 5.0].into()), "in");
+        assert!(check(&inn, &f, &[]).is_none());
+        let miss = leaf(Operand::Feature(1), Test::IsMissing, "miss");
+        assert!(check(&miss, &f, &[]).is_none());
+        let not_miss = leaf(Operand::Feature(0), Test::IsMissing, "miss");
+        assert_eq!(check(&not_miss, &f, &[]), Some("miss"));
+    }
+
+    #[test]
+    fn context_strings_and_numbers() {
+        let ctx = [
+            Some(CtxValue::Str("ios".into())),
+            Some(CtxValue::Num(3.0)),
+            None,
+        ];
+        let eq = leaf(Operand::Context(0), Test::EqStr("ios".into(), false), "eq");
+        assert!(check(&eq, &[], &ctx).is_none());
+        let ne = leaf(Operand::Context(0), Test::EqStr("ios".into(), true), "ne");
+        assert_eq!(check(&ne, &[], &ctx), Some("ne"));
+        let inn = leaf(Operand::Context(0), Test::InStr(["android".into(), "ios".into()].into()), "in");
+        assert!(check(&inn, &[], &ctx).is_none());
+        let gt = leaf(Operand::Context(1), Test::Cmp(CmpOp::Gt, 2.0), "gt");
+        assert!(check(&gt, &[], &ctx).is_none());
+        // A string compared as a number fails; an absent key is missing.
+        let num_on_str = leaf(Operand::Context(0), Test::Cmp(CmpOp::Gt, 2.0), "x");
+        assert_eq!(check(&num_on_str, &[], &ctx), Some("x"));
+        let absent = leaf(Operand::Context(2), Test::IsMissing, "absent");
+        assert!(check(&absent, &[], &ctx).is_none());
+    }
+
+    #[test]
+    fn combinators_report_the_failing_rule() {
+        let f = [5.0, 1.0];
+        let a = leaf(Operand::Feature(0), Test::Cmp(CmpOp::Ge, 3.0), "a");
+        let b = leaf(Operand::Feature(1), Test::Cmp(CmpOp::Eq, 0.0), "b");
+        let all = Rule::All([a.clone(), b.clone()].into());
+        assert_eq!(check(&all, &f, &[]), Some("b"));
+        let any = Rule::Any([a.clone(), b.clone()].into(), "any".into());
+        assert!(check(&any, &f, &[]).is_none());
+        let none = Rule::Any([b.clone()].into(), "any-b".into());
+        assert_eq!(check(&none, &f, &[]), Some("any-b"));
+        let not = Rule::Not(Box::new(a), "not-a".into());
+        assert_eq!(check(&not, &f, &[]), Some("not-a"));
+        let not_b = Rule::Not(Box::new(b), "not-b".into());
+        assert!(check(&not_b, &f, &[]).is_none());
+    }
+}

@@ -1,0 +1,72 @@
+//! Propensity scorers in their compiled form: feature names already resolved to columns.
+
+/// A logistic model: `p = 1 / (1 + e^-(intercept + Σ w·x))`.
+///
+/// A missing feature contributes `w · impute` where the model gave an imputed value for it,
+/// else nothing (as if it were 0): the rule the model format documents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logistic {
+    /// The bias term.
+    pub intercept: f64,
+    /// `(column, weight, imputed value when missing)`.
+    pub terms: Box<[(u32, f64, f64)]>,
+}
+
+impl Logistic {
+    /// Probability for one feature row.
+    #[inline]
+    pub fn predict(&self, row: &[f32]) -> f64 {
+        let mut z = self.intercept;
+        for &(col, w, impute) in self.terms.iter() {
+            let x = row.get(col as usize).copied().unwrap_or(f32::NAN);
+            z += w * if x.is_nan() { impute } else { x as f64 };
+        }
+        sigmoid(z)
+    }
+}
+
+/// The logistic function, shared by every scorer that ends in a probability.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Any scorer an offer may use.
+#[derive(Debug)]
+pub enum Scorer {
+    /// A logistic regression.
+    Logistic(Logistic),
+    /// A constant propensity (an offer scored only by value and priority).
+    Constant(f64),
+}
+
+impl Scorer {
+    /// Propensity in `[0, 1]` for one feature row.
+    #[inline]
+    pub fn predict(&self, row: &[f32]) -> f64 {
+        match self {
+            Scorer::Logistic(l) => l.predict(row),
+            Scorer::Constant(p) => *p,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logistic_matches_formula_and_missing_rule() {
+        let l = Logistic {
+            intercept: -1.0,
+            terms: [(0, 0.5, 0.0), (1, 2.0, 0.25)].into(),
+        };
+        let p = l.predict(&[2.0, 1.0]);
+        assert!((p - sigmoid(-1.0 + 1.0 + 2.0)).abs() < 1e-12);
+        // Missing column 0 contributes nothing; missing column 1 contributes 2.0 * 0.25.
+        let p = l.predict(&[f32::NAN, f32::NAN]);
+        assert!((p - sigmoid(-1.0 + 0.5)).abs() < 1e-12);
+        assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
+        assert!(sigmoid(-800.0) >= 0.0 && sigmoid(800.0) <= 1.0);
+    }
+}

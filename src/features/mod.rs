@@ -1,0 +1,156 @@
+//! The customer feature snapshot: precomputed numeric features per customer, held in memory.
+//!
+//! Values live in one row-major `Vec<f32>` (NaN marks a missing value), and customer ids in one
+//! byte arena indexed by a hash table of row numbers, so a lookup by `&str` hashes once and
+//! allocates nothing. A store is immutable once built; a new snapshot is a new store, swapped
+//! in whole by the registry. This module does file I/O only in its loaders, never on lookups.
+
+mod binary;
+mod csv_load;
+mod index;
+
+use std::path::{Path, PathBuf};
+
+pub use binary::write_nbf;
+pub use index::IdIndex;
+
+/// What went wrong loading a snapshot, with the place in the file where it can be told.
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {detail}")]
+    Parse {
+        path: PathBuf,
+        line: u64,
+        column: usize,
+        detail: String,
+    },
+    #[error("{path}: {detail}")]
+    Format { path: PathBuf, detail: String },
+}
+
+/// An immutable snapshot of customer features, shared by every request that reads it.
+pub struct FeatureStore {
+    columns: Box<[Box<str>]>,
+    values: Vec<f32>,
+    ids: IdIndex,
+    source: String,
+}
+
+impl std::fmt::Debug for FeatureStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureStore")
+            .field("customers", &self.len())
+            .field("columns", &self.columns)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl FeatureStore {
+    /// Builds a store from parts that are already consistent; loaders and tests use it.
+    pub fn new(
+        columns: Vec<String>,
+        ids: IdIndex,
+        values: Vec<f32>,
+        source: impl Into<String>,
+    ) -> Result<Self, String> {
+        let width = columns.len();
+        if ids.len() * width != values.len() {
+            return Err(format!(
+                "{} customers x {} columns needs {} values, got {}",
+                ids.len(),
+                width,
+                ids.len() * width,
+                values.len()
+            ));
+        }
+        Ok(Self {
+            columns: columns.into_iter().map(String::into_boxed_str).collect(),
+            values,
+            ids,
+            source: source.into(),
+        })
+    }
+
+    /// Loads a snapshot, choosing the format by extension: `.nbf` binary, anything else CSV.
+    pub fn load(path: &Path) -> Result<Self, FeatureError> {
+        if path.extension().is_some_and(|e| e == "nbf") {
+            binary::read_nbf(path)
+        } else {
+            csv_load::read_csv(path)
+        }
+    }
+
+    /// Parses CSV text held in memory (fuzzing and tests); `name` stands in for the file name.
+    pub fn from_csv_bytes(bytes: &[u8], name: &str) -> Result<Self, FeatureError> {
+        csv_load::parse_csv(bytes, Path::new(name))
+    }
+
+    /// The feature row of a customer, if the snapshot knows them.
+    #[inline]
+    pub fn row(&self, customer_id: &str) -> Option<&[f32]> {
+        let r = self.ids.get(customer_id)? as usize;
+        let w = self.columns.len();
+        self.values.get(r * w..(r + 1) * w)
+    }
+
+    /// The row at an index (0..len), for scans and benches.
+    pub fn row_at(&self, row: usize) -> Option<&[f32]> {
+        let w = self.columns.len();
+        self.values.get(row * w..(row + 1) * w)
+    }
+
+    /// The customer id at a row index.
+    pub fn id_at(&self, row: usize) -> Option<&str> {
+        self.ids.id_at(row)
+    }
+
+    /// Column index of a feature, resolved once when a model is compiled.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| &**c == name)
+    }
+
+    /// Feature names in column order.
+    pub fn columns(&self) -> &[Box<str>] {
+        &self.columns
+    }
+
+    /// Number of customers.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when the snapshot holds no customer.
+    pub fn is_empty(&self) -> bool {
+        self.ids.len() == 0
+    }
+
+    /// Where the snapshot came from (a path), for logs and the admin API.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Heap bytes held: values, id arena and index; the figure operators size memory by.
+    pub fn bytes_held(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<f32>() + self.ids.bytes_held()
+    }
+
+    /// Raw values in row-major order (for the binary writer).
+    pub(crate) fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// The id index (for the binary writer).
+    pub(crate) fn ids(&self) -> &IdIndex {
+        &self.ids
+    }
+}
+
+#[cfg(test)]
+mod tests;

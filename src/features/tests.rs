@@ -1,0 +1,86 @@
+use super::*;
+
+fn parse(text: &str) -> Result<FeatureStore, FeatureError> {
+    FeatureStore::from_csv_bytes(text.as_bytes(), "t.csv")
+}
+
+#[test]
+fn loads_rows_and_missing_values() {
+    let s = parse("customer_id,a,b\nC1,1.5,\nC2,,2\n").unwrap();
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.columns().len(), 2);
+    assert_eq!(s.column("b"), Some(1));
+    let r1 = s.row("C1").unwrap();
+    assert_eq!(r1[0], 1.5);
+    assert!(r1[1].is_nan());
+    let r2 = s.row("C2").unwrap();
+    assert!(r2[0].is_nan());
+    assert_eq!(r2[1], 2.0);
+    assert!(s.row("C3").is_none());
+    assert_eq!(s.id_at(1), Some("C2"));
+}
+
+fn parse_err(text: &str) -> (u64, usize, String) {
+    match parse(text) {
+        Err(FeatureError::Parse {
+            line, column, detail, ..
+        }) => (line, column, detail),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[test]
+fn refuses_bad_numbers_with_line_and_column() {
+    let (line, col, detail) = parse_err("customer_id,a,b\nC1,1,2\nC2,3,abc\n");
+    assert_eq!((line, col), (3, 3));
+    assert!(detail.contains("`b`") && detail.contains("abc"), "{detail}");
+    let (_, _, detail) = parse_err("customer_id,a\nC1,inf\n");
+    assert!(detail.contains("finite"), "{detail}");
+    let (_, _, detail) = parse_err("customer_id,a\nC1,1e39\n");
+    assert!(detail.contains("finite"), "{detail}");
+}
+
+#[test]
+fn refuses_structural_faults() {
+    assert_eq!(parse_err("id,a\nC1,1\n").0, 1);
+    assert!(parse_err("customer_id,a,a\n").2.contains("duplicate column"));
+    let (line, _, detail) = parse_err("customer_id,a\nC1,1\nC1,2\n");
+    assert_eq!(line, 3);
+    assert!(detail.contains("duplicate customer_id"), "{detail}");
+    let (line, _, _) = parse_err("customer_id,a\nC1,1\nC2,1,2\n");
+    assert_eq!(line, 3);
+    assert!(parse_err("customer_id,a\n,1\n").2.contains("empty customer_id"));
+    assert!(parse_err("").2.contains("header"));
+}
+
+#[test]
+fn binary_round_trip_and_damage_detection() {
+    let s = parse("customer_id,a,b\nC1,1.5,\nC2,,2\nC3,3,4\n").unwrap();
+    let dir = std::env::temp_dir().join(format!("nbf-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.nbf");
+    write_nbf(&s, &path).unwrap();
+    let back = FeatureStore::load(&path).unwrap();
+    assert_eq!(back.len(), 3);
+    assert_eq!(back.columns(), s.columns());
+    for id in ["C1", "C2", "C3"] {
+        let (a, b) = (s.row(id).unwrap(), back.row(id).unwrap());
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 8] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = FeatureStore::load(&path).unwrap_err().to_string();
+    assert!(err.contains("checksum"), "{err}");
+    std::fs::write(&path, &bytes[..n / 2]).unwrap();
+    let err = FeatureStore::load(&path).unwrap_err().to_string();
+    assert!(err.contains("truncated") || err.contains("fit"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bytes_held_counts_values_and_index() {
+    let s = parse("customer_id,a,b\nC1,1,2\nC2,3,4\n").unwrap();
+    assert!(s.bytes_held() >= 4 * 4 + 4);
+}

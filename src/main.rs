@@ -1,0 +1,223 @@
+//! The `nextbest` binary: command-line parsing and wiring; the library does the work.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use nextbest::features::{self, FeatureStore};
+use nextbest::model::{self, AnySchema, Limits};
+use nextbest::registry::Registry;
+use nextbest::server::{self, AdminToken, AppState, ServerConfig};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Real-time next-best-offer decisions from precomputed features and hot-loaded offer models.
+#[derive(Parser)]
+#[command(name = "nextbest", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve decisions (the default).
+    Serve(ServeArgs),
+    /// Work with offer models.
+    #[command(subcommand)]
+    Model(ModelCmd),
+    /// Work with feature snapshots.
+    #[command(subcommand)]
+    Features(FeaturesCmd),
+}
+
+#[derive(Subcommand)]
+enum ModelCmd {
+    /// Validate a model file or folder and print every fault.
+    Check {
+        /// The model file, or a folder holding model.json.
+        file: PathBuf,
+        /// Check feature names against this snapshot (CSV or .nbf).
+        #[arg(long, env = "NEXTBEST_FEATURES")]
+        features: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeaturesCmd {
+    /// Convert a CSV snapshot into the compact binary form (.nbf).
+    Compile {
+        /// The CSV snapshot.
+        input: PathBuf,
+        /// The .nbf file to write.
+        output: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Public listener (channels call /v1/decide here).
+    #[arg(long, env = "NEXTBEST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Admin listener (/admin/*, /metrics).
+    #[arg(long, env = "NEXTBEST_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    admin_listen: SocketAddr,
+    /// The model: a folder holding model.json (and scorer files), or a model file.
+    #[arg(long, env = "NEXTBEST_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// The feature snapshot: CSV, or the binary form (.nbf).
+    #[arg(long, env = "NEXTBEST_FEATURES", default_value = "models/features.csv")]
+    features: PathBuf,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "NEXTBEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    max_body_bytes: usize,
+    /// Time a client has to send its request headers, in milliseconds.
+    #[arg(long, env = "NEXTBEST_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    header_timeout_ms: u64,
+    /// Bearer token the admin listener requires (unset: none).
+    #[arg(long, env = "NEXTBEST_ADMIN_TOKEN", hide_env_values = true, default_value = "")]
+    admin_token: String,
+    /// Runtime worker threads (0: one per core).
+    #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
+    workers: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NEXTBEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Model(ModelCmd::Check { file, features })) => check_model(&file, features.as_deref()),
+        Some(Command::Features(FeaturesCmd::Compile { input, output })) => compile_features(&input, &output),
+    }
+}
+
+fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
+    let t = Instant::now();
+    let store = FeatureStore::load(path)?;
+    tracing::info!(
+        path = %path.display(),
+        customers = store.len(),
+        features = store.columns().len(),
+        bytes = store.bytes_held(),
+        load_ms = t.elapsed().as_millis() as u64,
+        "feature snapshot loaded"
+    );
+    Ok(store)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let features = Arc::new(load_features(&args.features)?);
+    let t = Instant::now();
+    let model = model::load(&args.models, &*features, &Limits::default()).map_err(|e| {
+        for f in e.faults() {
+            tracing::error!(fault = %f, "model refused");
+        }
+        anyhow::anyhow!("model {} refused: {e}", args.models.display())
+    })?;
+    tracing::info!(
+        name = %model.compiled.name,
+        version = %model.compiled.version,
+        offers = model.compiled.offers.len(),
+        compile_ms = t.elapsed().as_millis() as u64,
+        "model loaded"
+    );
+    let registry = Arc::new(Registry::default());
+    registry.install(features, model);
+
+    let config = ServerConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        max_body_bytes: args.max_body_bytes,
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        admin_token: AdminToken::new(args.admin_token),
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if args.workers > 0 {
+        rt.worker_threads(args.workers);
+    }
+    let rt = rt.enable_all().build().context("starting the runtime")?;
+    rt.block_on(async move {
+        let state = Arc::new(AppState::new(registry, config));
+        let running = server::start(state).await.context("binding the listeners")?;
+        tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            _ = terminate() => tracing::info!("terminated; stopping"),
+        }
+        running.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
+    let store = features.map(load_features).transpose()?;
+    let limits = Limits::default();
+    let result = match &store {
+        Some(s) => model::load(file, s, &limits),
+        None => model::load(file, &AnySchema::default(), &limits),
+    };
+    match result {
+        Ok(m) => {
+            println!(
+                "ok: {} version {}: {} offers, {} channels, {} features used{}",
+                m.compiled.name,
+                m.compiled.version,
+                m.compiled.offers.len(),
+                m.compiled.channels.len(),
+                m.compiled.features_used.len(),
+                if store.is_some() { "" } else { " (not checked against a snapshot)" }
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let faults = e.faults();
+            for f in &faults {
+                println!("{}: {f}", model::model_file(file).display());
+            }
+            bail!("{} fault(s) in {}", faults.len(), file.display())
+        }
+    }
+}
+
+fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
+    let store = load_features(input)?;
+    let t = Instant::now();
+    features::write_nbf(&store, output)?;
+    println!(
+        "wrote {} ({} customers x {} features) in {} ms",
+        output.display(),
+        store.len(),
+        store.columns().len(),
+        t.elapsed().as_millis()
+    );
+    Ok(())
+}

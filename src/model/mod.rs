@@ -1,0 +1,208 @@
+//! The offer model as the CVM team writes it (JSON), and its way into the engine form.
+//!
+//! Loading is parse (simd-json) → validate and compile in one pass ([`compile`]) against the
+//! column layout of a feature snapshot. Every fault is reported with its exact path, so a bad
+//! model is refused whole and whatever is serving keeps serving. This module reads files only
+//! when asked to load one; nothing here runs on the request path.
+
+mod compile;
+pub mod walk;
+
+use std::path::{Path, PathBuf};
+
+pub use compile::DEFAULT_FALLBACK_KEY;
+pub use walk::Fault;
+
+use crate::engine::CompiledModel;
+use crate::features::FeatureStore;
+
+/// The file a model folder holds its model in.
+pub const MODEL_FILE: &str = "model.json";
+
+/// Why a model was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The document is larger than the limit.
+    #[error("model of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not JSON.
+    #[error("line {line}, column {column}: {detail}")]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        detail: String,
+    },
+    /// JSON, but not a valid model: every fault, with its path.
+    #[error("{} fault(s); first: {}", .0.len(), .0.first().map(|f| f.to_string()).unwrap_or_default())]
+    Invalid(Vec<Fault>),
+}
+
+impl ModelError {
+    /// The faults as a list (a single entry for I/O and syntax errors).
+    pub fn faults(&self) -> Vec<Fault> {
+        match self {
+            ModelError::Invalid(f) => f.clone(),
+            other => vec![Fault {
+                path: String::new(),
+                message: other.to_string(),
+            }],
+        }
+    }
+}
+
+/// Bounds on what a model may hold, so a hurried or hostile model cannot exhaust the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest model document in bytes.
+    pub max_bytes: usize,
+    /// Most offers.
+    pub max_offers: usize,
+    /// Most rule leaves across the model.
+    pub max_rules: usize,
+    /// Deepest nesting of `all`/`any`/`not`.
+    pub max_rule_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 16 << 20,
+            max_offers: 10_000,
+            max_rules: 200_000,
+            max_rule_depth: 16,
+        }
+    }
+}
+
+/// Resolves feature names to snapshot columns while compiling.
+pub trait Schema {
+    /// The column of a feature, if the snapshot has it.
+    fn column(&self, name: &str) -> Option<u32>;
+}
+
+impl Schema for FeatureStore {
+    fn column(&self, name: &str) -> Option<u32> {
+        FeatureStore::column(self, name).map(|c| c as u32)
+    }
+}
+
+/// Accepts every feature name, numbering them as met: checks a model without a snapshot.
+#[derive(Default)]
+pub struct AnySchema(std::cell::RefCell<Vec<String>>);
+
+impl Schema for AnySchema {
+    fn column(&self, name: &str) -> Option<u32> {
+        let mut names = self.0.borrow_mut();
+        let i = names.iter().position(|n| n == name).unwrap_or_else(|| {
+            names.push(name.to_owned());
+            names.len() - 1
+        });
+        Some(i as u32)
+    }
+}
+
+/// A model as read: its bytes' checksum and where it came from, beside the compiled form.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The engine form.
+    pub compiled: CompiledModel,
+    /// `crc32:<hex>` of the source document.
+    pub checksum: String,
+    /// Where it came from (a path, or `admin`).
+    pub source: String,
+    /// The folder scorer files resolve against.
+    pub base_dir: Option<PathBuf>,
+    /// The document itself, kept to recompile against a new snapshot's column layout.
+    pub document: Vec<u8>,
+}
+
+/// Finds the model file: a folder means its `model.json`.
+pub fn model_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(MODEL_FILE)
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Reads and compiles a model from a file or a folder holding `model.json`.
+pub fn load(path: &Path, schema: &dyn Schema, limits: &Limits) -> Result<LoadedModel, ModelError> {
+    let file = model_file(path);
+    let io = |source| ModelError::Io {
+        path: file.clone(),
+        source,
+    };
+    let size = std::fs::metadata(&file).map_err(io)?.len() as usize;
+    if size > limits.max_bytes {
+        return Err(ModelError::TooLarge {
+            size,
+            max: limits.max_bytes,
+        });
+    }
+    let bytes = std::fs::read(&file).map_err(io)?;
+    let base = file.parent().map(Path::to_owned);
+    from_bytes(bytes, base, file.display().to_string(), schema, limits)
+}
+
+/// Compiles a model from its document bytes (an admin upload, a fuzz input, a test).
+pub fn from_bytes(
+    document: Vec<u8>,
+    base_dir: Option<PathBuf>,
+    source: String,
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<LoadedModel, ModelError> {
+    if document.len() > limits.max_bytes {
+        return Err(ModelError::TooLarge {
+            size: document.len(),
+            max: limits.max_bytes,
+        });
+    }
+    let checksum = format!("crc32:{:08x}", crc32fast::hash(&document));
+    let mut scratch = document.clone();
+    let doc = simd_json::to_borrowed_value(&mut scratch).map_err(|e| {
+        let (line, column) = line_col(&document, e.index());
+        ModelError::Syntax {
+            line,
+            column,
+            detail: format!("{:?}", e.error()),
+        }
+    })?;
+    let compiled =
+        compile::compile(&doc, base_dir.as_deref(), schema, limits).map_err(ModelError::Invalid)?;
+    Ok(LoadedModel {
+        compiled,
+        checksum,
+        source,
+        base_dir,
+        document,
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let upto = &bytes[..offset.min(bytes.len())];
+    let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests;

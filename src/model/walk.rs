@@ -1,0 +1,239 @@
+//! Typed reads from a parsed JSON document that record every fault with its path instead of
+//! stopping at the first, so a CVM team sees all that is wrong with a model in one go.
+
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
+
+/// One thing wrong with a model, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fault {
+    /// Where, e.g. `offers[3].scorer.weights.arpu_30d`.
+    pub path: String,
+    /// What, e.g. `unknown feature`.
+    pub message: String,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// A JSON value as parsed by simd-json.
+pub type Value<'v> = BorrowedValue<'v>;
+/// A JSON object as parsed by simd-json.
+pub type Object<'v> = simd_json::borrowed::Object<'v>;
+
+/// Collects faults while reading.
+#[derive(Default)]
+pub struct Faults(pub Vec<Fault>);
+
+/// `parent.key`, or `key` at the top level.
+pub fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// `parent[i]`.
+pub fn index(parent: &str, i: usize) -> String {
+    format!("{parent}[{i}]")
+}
+
+fn type_name(v: &Value<'_>) -> &'static str {
+    match v.value_type() {
+        ValueType::Null => "null",
+        ValueType::Bool => "a boolean",
+        ValueType::I64 | ValueType::U64 | ValueType::F64 | ValueType::I128 | ValueType::U128 => {
+            "a number"
+        }
+        ValueType::String => "a string",
+        ValueType::Array => "an array",
+        ValueType::Object => "an object",
+        _ => "an unsupported value",
+    }
+}
+
+impl Faults {
+    /// Records a fault.
+    pub fn push(&mut self, path: &str, message: impl Into<String>) {
+        self.0.push(Fault {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// An object whose keys are all in `known` (unknown keys are faults: they are typos).
+    pub fn object<'a, 'v>(
+        &mut self,
+        v: &'a Value<'v>,
+        path: &str,
+        known: &[&str],
+    ) -> Option<&'a Object<'v>> {
+        let Some(obj) = v.as_object() else {
+            self.push(path, format!("expected an object, found {}", type_name(v)));
+            return None;
+        };
+        if !known.is_empty() {
+            let mut unknown: Vec<&str> = obj
+                .keys()
+                .map(|k| k.as_ref())
+                .filter(|k| !known.contains(k))
+                .collect();
+            unknown.sort_unstable();
+            for k in unknown {
+                self.push(
+                    &join(path, k),
+                    format!("unknown field (expected one of: {})", known.join(", ")),
+                );
+            }
+        }
+        Some(obj)
+    }
+
+    /// Any object; its keys are the caller's to check.
+    pub fn map<'a, 'v>(&mut self, v: &'a Value<'v>, path: &str) -> Option<&'a Object<'v>> {
+        self.object(v, path, &[])
+    }
+
+    /// A required field.
+    pub fn req<'a, 'v>(&mut self, obj: &'a Object<'v>, key: &str, path: &str) -> Option<&'a Value<'v>> {
+        let v = obj.get(key);
+        if v.is_none() {
+            self.push(&join(path, key), "missing field");
+        }
+        v
+    }
+
+    /// A non-empty string of at most `max` bytes.
+    pub fn string<'a>(&mut self, v: &'a Value<'_>, path: &str, max: usize) -> Option<&'a str> {
+        match v.as_str() {
+            Some("") => {
+                self.push(path, "must not be empty");
+                None
+            }
+            Some(s) if s.len() > max => {
+                self.push(path, format!("longer than {max} bytes"));
+                None
+            }
+            Some(s) => Some(s),
+            None => {
+                self.push(path, format!("expected a string, found {}", type_name(v)));
+                None
+            }
+        }
+    }
+
+    /// A finite number.
+    pub fn number(&mut self, v: &Value<'_>, path: &str) -> Option<f64> {
+        match v.cast_f64() {
+            Some(x) if x.is_finite() => Some(x),
+            Some(_) => {
+                self.push(path, "must be a finite number");
+                None
+            }
+            None => {
+                self.push(path, format!("expected a number, found {}", type_name(v)));
+                None
+            }
+        }
+    }
+
+    /// A finite number within `[lo, hi]`.
+    pub fn number_in(&mut self, v: &Value<'_>, path: &str, lo: f64, hi: f64) -> Option<f64> {
+        let x = self.number(v, path)?;
+        if x < lo || x > hi {
+            self.push(path, format!("must be between {lo} and {hi}, found {x}"));
+            return None;
+        }
+        Some(x)
+    }
+
+    /// A whole number within `[lo, hi]`.
+    pub fn integer_in(&mut self, v: &Value<'_>, path: &str, lo: u64, hi: u64) -> Option<u64> {
+        match v.as_u64() {
+            Some(x) if (lo..=hi).contains(&x) => Some(x),
+            _ => {
+                self.push(path, format!("expected a whole number from {lo} to {hi}"));
+                None
+            }
+        }
+    }
+
+    /// An array of at most `max` items.
+    pub fn array<'a, 'v>(&mut self, v: &'a Value<'v>, path: &str, max: usize) -> Option<&'a [Value<'v>]> {
+        match v.as_array() {
+            Some(a) if a.len() > max => {
+                self.push(path, format!("more than {max} items"));
+                None
+            }
+            Some(a) => Some(a.as_slice()),
+            None => {
+                self.push(path, format!("expected an array, found {}", type_name(v)));
+                None
+            }
+        }
+    }
+
+    /// A non-empty array of distinct non-empty strings.
+    pub fn string_list<'a>(&mut self, v: &'a Value<'_>, path: &str, max: usize) -> Option<Vec<&'a str>> {
+        let items = self.array(v, path, max)?;
+        if items.is_empty() {
+            self.push(path, "must not be empty");
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let before = self.0.len();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(s) = self.string(item, &index(path, i), 128) {
+                if out.contains(&s) {
+                    self.push(&index(path, i), format!("`{s}` is listed twice"));
+                } else {
+                    out.push(s);
+                }
+            }
+        }
+        (self.0.len() == before).then_some(out)
+    }
+}
+
+/// True for an absolute `http://` or `https://` URL with a host and no white space.
+pub fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+            !host.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(is_http_url("https://shop.example/x?y=1"));
+        assert!(is_http_url("http://a"));
+        assert!(!is_http_url("ftp://a/b"));
+        assert!(!is_http_url("/relative/path"));
+        assert!(!is_http_url("https:///nohost"));
+        assert!(!is_http_url("https://a b"));
+        assert!(!is_http_url("javascript:alert(1)"));
+    }
+}

@@ -1,0 +1,441 @@
+//! Decoding `/v1/decide` requests (JSON body or query string) and encoding answers.
+//!
+//! Decoding borrows strings from the body buffer (simd-json unescapes in place), so a typical
+//! request allocates nothing but its context list. Encoding writes into one buffer, copying
+//! content fragments that were JSON-encoded when the model was loaded.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::error::ApiError;
+use crate::engine::{CompiledModel, CtxValue, Decision, Fallback, FallbackReason, Request, Verdict, MAX_LIMIT};
+
+/// Longest customer id accepted; longer ones are client bugs, not customers.
+pub const MAX_CUSTOMER_ID: usize = 256;
+/// Longest channel or placement name accepted.
+pub const MAX_NAME: usize = 128;
+/// Most context entries in one request.
+pub const MAX_CONTEXT: usize = 64;
+
+/// A decoded decide request, borrowing from the body where it can.
+#[derive(Debug, Deserialize)]
+pub struct DecideBody<'a> {
+    /// The customer, if known to the channel.
+    #[serde(borrow, default)]
+    pub customer_id: Option<Cow<'a, str>>,
+    /// Channel name.
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    /// Placement name.
+    #[serde(borrow)]
+    pub placement: Cow<'a, str>,
+    /// Offers wanted.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Context values for rules.
+    #[serde(borrow, default)]
+    pub context: Context<'a>,
+    /// List every offer's verdict.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+impl<'a> DecideBody<'a> {
+    /// Checks bounds the type system does not.
+    fn validate(self) -> Result<Self, ApiError> {
+        if let Some(id) = &self.customer_id {
+            if id.len() > MAX_CUSTOMER_ID {
+                return Err(ApiError::InvalidRequest(format!(
+                    "customer_id: longer than {MAX_CUSTOMER_ID} bytes"
+                )));
+            }
+        }
+        for (field, v) in [("channel", &self.channel), ("placement", &self.placement)] {
+            if v.is_empty() || v.len() > MAX_NAME {
+                return Err(ApiError::InvalidRequest(format!(
+                    "{field}: must be 1 to {MAX_NAME} bytes"
+                )));
+            }
+        }
+        if let Some(l) = self.limit {
+            if l == 0 || l > MAX_LIMIT as u64 {
+                return Err(ApiError::InvalidRequest(format!(
+                    "limit: must be from 1 to {MAX_LIMIT}, found {l}"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// The engine's view of this request.
+    pub fn as_request(&self) -> Request<'_> {
+        Request {
+            customer_id: self.customer_id.as_deref().filter(|s| !s.is_empty()),
+            channel: &self.channel,
+            placement: &self.placement,
+            limit: self.limit.map(|l| l as usize),
+            context: &self.context.0,
+            explain: self.explain,
+        }
+    }
+}
+
+/// Context pairs in request order.
+#[derive(Debug, Default)]
+pub struct Context<'a>(pub Vec<(Cow<'a, str>, CtxValue<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Context<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of string or number values")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Context::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<CowStr<'a>>()? {
+                    if out.len() == MAX_CONTEXT {
+                        return Err(de::Error::custom(format!(
+                            "more than {MAX_CONTEXT} entries"
+                        )));
+                    }
+                    let value = map.next_value::<CtxVal<'a>>()?;
+                    out.push((key.0, value.0));
+                }
+                Ok(Context(out))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A string that borrows from the input when it can.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+struct CtxVal<'a>(CtxValue<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CtxVal<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CtxVal<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CtxVal(CtxValue::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CtxVal(CtxValue::Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                if v.is_finite() {
+                    Ok(CtxVal(CtxValue::Num(v)))
+                } else {
+                    Err(E::custom("numbers must be finite"))
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(CtxVal(CtxValue::Num(v as f64)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(CtxVal(CtxValue::Num(v as f64)))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Decodes a JSON body in place (simd-json rewrites the buffer while parsing).
+pub fn decode_json(body: &mut [u8]) -> Result<DecideBody<'_>, ApiError> {
+    let mut de = simd_json::Deserializer::from_slice(body).map_err(|e| {
+        ApiError::MalformedJson(format!("invalid JSON at byte {}: {:?}", e.index(), e.error()))
+    })?;
+    let parsed: DecideBody<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = match inner.error() {
+            simd_json::ErrorType::Serde(s) => s.clone(),
+            other => format!("{other:?}"),
+        };
+        if path == "." || path.is_empty() {
+            ApiError::InvalidRequest(what)
+        } else {
+            ApiError::InvalidRequest(format!("{path}: {what}"))
+        }
+    })?;
+    parsed.validate()
+}
+
+/// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain`, and
+/// `context.KEY=VALUE` (a value that parses as a number is a number).
+pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
+    let mut body = DecideBody {
+        customer_id: None,
+        channel: Cow::Borrowed(""),
+        placement: Cow::Borrowed(""),
+        limit: None,
+        context: Context::default(),
+        explain: false,
+    };
+    let (mut channel, mut placement) = (false, false);
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "customer_id" => body.customer_id = Some(Cow::Owned(v.into_owned())),
+            "channel" => {
+                body.channel = Cow::Owned(v.into_owned());
+                channel = true;
+            }
+            "placement" => {
+                body.placement = Cow::Owned(v.into_owned());
+                placement = true;
+            }
+            "limit" => {
+                body.limit = Some(v.parse().map_err(|_| {
+                    ApiError::InvalidRequest(format!("limit: `{v}` is not a whole number"))
+                })?)
+            }
+            "explain" => body.explain = matches!(&*v, "true" | "1" | "yes"),
+            other => {
+                if let Some(key) = other.strip_prefix("context.") {
+                    if body.context.0.len() == MAX_CONTEXT {
+                        return Err(ApiError::InvalidRequest(format!(
+                            "context: more than {MAX_CONTEXT} entries"
+                        )));
+                    }
+                    let value = match v.parse::<f64>() {
+                        Ok(n) if n.is_finite() => CtxValue::Num(n),
+                        _ => CtxValue::Str(Cow::Owned(v.into_owned())),
+                    };
+                    body.context.0.push((Cow::Owned(key.to_owned()), value));
+                }
+            }
+        }
+    }
+    if !channel {
+        return Err(ApiError::InvalidRequest("missing field `channel`".into()));
+    }
+    if !placement {
+        return Err(ApiError::InvalidRequest("missing field `placement`".into()));
+    }
+    body.validate()
+}
+
+/// What the encoder needs besides the decision.
+pub struct AnswerMeta<'a> {
+    /// The decision id (a ULID).
+    pub decision_id: &'a str,
+    /// The customer as the request named them.
+    pub customer_id: Option<&'a str>,
+    /// `champion` or `challenger`.
+    pub variant: &'a str,
+}
+
+/// Encodes a decision made by a model.
+pub fn encode_decision(
+    out: &mut Vec<u8>,
+    meta: &AnswerMeta<'_>,
+    model: &CompiledModel,
+    d: &Decision<'_>,
+) {
+    head(out, meta, Some(&model.model_json));
+    match d.fallback {
+        Some(reason) => fallback_part(out, reason, d.fallback_content),
+        None => {
+            out.extend_from_slice(b"\"fallback\":null,\"offers\":[");
+            let ch = d.channel.unwrap_or(0);
+            for (i, r) in d.ranked.iter().enumerate() {
+                let offer = &model.offers[r.offer as usize];
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"offer_id\":");
+                out.extend_from_slice(offer.id_json.as_bytes());
+                out.extend_from_slice(b",\"rank\":");
+                out.extend_from_slice(itoa::Buffer::new().format(i + 1).as_bytes());
+                out.extend_from_slice(b",\"score\":");
+                number(out, r.score);
+                out.extend_from_slice(b",\"propensity\":");
+                number(out, r.propensity);
+                out.extend_from_slice(b",\"content\":");
+                match offer.content_json.get(ch).and_then(|c| c.as_deref()) {
+                    Some(c) => out.extend_from_slice(c.as_bytes()),
+                    None => out.extend_from_slice(b"null"),
+                }
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"],");
+        }
+    }
+    if !d.explain.is_empty() {
+        out.extend_from_slice(b"\"explain\":[");
+        for (i, v) in d.explain.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"offer_id\":");
+            out.extend_from_slice(model.offers[i].id_json.as_bytes());
+            match v {
+                Verdict::Scored { propensity, score } => {
+                    out.extend_from_slice(b",\"propensity\":");
+                    number(out, *propensity);
+                    out.extend_from_slice(b",\"score\":");
+                    number(out, *score);
+                }
+                Verdict::Excluded(why) => {
+                    out.extend_from_slice(b",\"excluded\":");
+                    string(out, why);
+                }
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],");
+    }
+}
+
+/// Encodes a fallback answer given without a model decision (no model, overload, ...).
+pub fn encode_fallback(
+    out: &mut Vec<u8>,
+    meta: &AnswerMeta<'_>,
+    model: Option<&CompiledModel>,
+    reason: FallbackReason,
+    content: &Fallback,
+) {
+    head(out, meta, model.map(|m| &*m.model_json));
+    fallback_part(out, reason, content);
+}
+
+/// Closes an answer with its `took_us`.
+pub fn finish(out: &mut Vec<u8>, took_us: u64) {
+    out.extend_from_slice(b"\"took_us\":");
+    out.extend_from_slice(itoa::Buffer::new().format(took_us).as_bytes());
+    out.push(b'}');
+}
+
+fn head(out: &mut Vec<u8>, meta: &AnswerMeta<'_>, model_json: Option<&str>) {
+    out.extend_from_slice(b"{\"decision_id\":\"");
+    out.extend_from_slice(meta.decision_id.as_bytes());
+    out.extend_from_slice(b"\",\"customer_id\":");
+    match meta.customer_id {
+        Some(id) => string(out, id),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"model\":");
+    out.extend_from_slice(model_json.unwrap_or("null").as_bytes());
+    out.extend_from_slice(b",\"variant\":");
+    string(out, meta.variant);
+    out.push(b',');
+}
+
+fn fallback_part(out: &mut Vec<u8>, reason: FallbackReason, content: &Fallback) {
+    out.extend_from_slice(b"\"fallback\":{\"reason\":\"");
+    out.extend_from_slice(reason.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"stage\":\"");
+    out.extend_from_slice(content.stage.as_str().as_bytes());
+    out.extend_from_slice(b"\"},\"offers\":");
+    out.extend_from_slice(content.offers_json.as_bytes());
+    out.push(b',');
+}
+
+/// A JSON number; non-finite values (which arbitration never produces) become 0.
+fn number(out: &mut Vec<u8>, x: f64) {
+    if x.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(x).as_bytes());
+    } else {
+        out.push(b'0');
+    }
+}
+
+/// A JSON string literal, escaped.
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_borrowed_fields_and_context() {
+        let mut body = br#"{"customer_id":"C1","channel":"web","placement":"home_hero","limit":2,
+            "context":{"page":"plans","n":3},"explain":true,"unknown":1}"#
+            .to_vec();
+        let d = decode_json(&mut body).unwrap();
+        assert_eq!(d.customer_id.as_deref(), Some("C1"));
+        assert_eq!(d.limit, Some(2));
+        assert!(d.explain);
+        assert_eq!(d.context.0.len(), 2);
+        assert_eq!(d.context.0[1].1, CtxValue::Num(3.0));
+        assert!(matches!(d.channel, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn names_the_faulty_field() {
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"channel":"web"}"#, "placement"),
+            (br#"{"channel":1,"placement":"x"}"#, "channel"),
+            (br#"{"channel":"web","placement":"x","limit":0}"#, "limit"),
+            (br#"{"channel":"web","placement":"x","context":{"a":[1]}}"#, "context"),
+            (br#"{"channel":"web","placement":"x","context":[]}"#, "context"),
+            (br#"{"channel":"web","placement":""}"#, "placement"),
+        ];
+        for (body, field) in cases {
+            let mut b = body.to_vec();
+            match decode_json(&mut b) {
+                Err(ApiError::InvalidRequest(detail)) => {
+                    assert!(detail.contains(field), "{detail} should name {field}")
+                }
+                other => panic!("{}: expected InvalidRequest, got {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        let mut bad = b"{\"channel\":".to_vec();
+        assert!(matches!(decode_json(&mut bad), Err(ApiError::MalformedJson(_))));
+    }
+
+    #[test]
+    fn query_matches_json() {
+        let q = decode_query("customer_id=C%2042&channel=web&placement=home_hero&limit=2&context.page=plans&context.n=3&explain=true").unwrap();
+        assert_eq!(q.customer_id.as_deref(), Some("C 42"));
+        assert_eq!(q.limit, Some(2));
+        assert!(q.explain);
+        assert_eq!(q.context.0[0].1, CtxValue::Str("plans".into()));
+        assert_eq!(q.context.0[1].1, CtxValue::Num(3.0));
+        assert!(matches!(decode_query("channel=web"), Err(ApiError::InvalidRequest(d)) if d.contains("placement")));
+        assert!(matches!(decode_query("channel=web&placement=x&limit=abc"), Err(ApiError::InvalidRequest(d)) if d.contains("limit")));
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut out = Vec::new();
+        string(&mut out, "a\"b\\c\n\u{1}");
+        let back: String = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, "a\"b\\c\n\u{1}");
+    }
+}

@@ -1,0 +1,114 @@
+//! The one place where errors become HTTP responses: every 4xx/5xx body is
+//! `{"error": "<code>", "detail": "<what and where>"}`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use crate::model::{Fault, ModelError};
+
+/// Everything a handler can refuse a request for.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// JSON, but a field is missing or of the wrong type or value.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// No such route.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("{method} is not allowed here; use {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods the route takes.
+        allow: &'static str,
+    },
+    /// The body exceeds the limit.
+    #[error("the body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The body is declared as something other than JSON.
+    #[error("content-type `{0}` is not supported; send application/json")]
+    UnsupportedMediaType(String),
+    /// The admin token is missing or wrong.
+    #[error("a valid `Authorization: Bearer <token>` header is required")]
+    Unauthorized,
+    /// A model was refused.
+    #[error("{0}")]
+    InvalidModel(ModelError),
+    /// Something the server should have been able to do failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidModel(_) => "invalid_model",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The response for this error.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let body = match &self {
+            ApiError::InvalidModel(e) => {
+                let faults: Vec<Fault> = e.faults();
+                let path = faults.first().map(|f| f.path.clone()).unwrap_or_default();
+                serde_json::json!({
+                    "error": self.code(),
+                    "detail": self.to_string(),
+                    "path": path,
+                    "faults": faults,
+                })
+            }
+            _ => serde_json::json!({"error": self.code(), "detail": self.to_string()}),
+        };
+        let mut resp = json_response(status, body.to_string().into());
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// A JSON response with a status.
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
