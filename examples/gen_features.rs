@@ -94,12 +94,31 @@ fn main() -> std::io::Result<()> {
             [10.0, 20.0, 50.0, 100.0][(rng.next() % 4) as usize]
         };
         let data = (allowance * rng.range(0.1, 1.3)).min(150.0);
-        let arpu = if prepaid { rng.skewed(12.0, 0.4) } else { rng.skewed(35.0, 0.35) };
-        let complaints = if rng.chance(0.08) { 1.0 + (rng.next() % 3) as f64 } else { 0.0 };
-        let app_sessions = if rng.chance(0.3) { 0.0 } else { rng.skewed(6.0, 0.7).floor() };
+        let arpu = if prepaid {
+            rng.skewed(12.0, 0.4)
+        } else {
+            rng.skewed(35.0, 0.35)
+        };
+        let complaints = if rng.chance(0.08) {
+            1.0 + (rng.next() % 3) as f64
+        } else {
+            0.0
+        };
+        let app_sessions = if rng.chance(0.3) {
+            0.0
+        } else {
+            rng.skewed(6.0, 0.7).floor()
+        };
         let device_age = rng.skewed(18.0, 0.6).min(96.0).floor();
-        let late = if prepaid { 0.0 } else if rng.chance(0.1) { 1.0 + (rng.next() % 4) as f64 } else { 0.0 };
-        let churn = (0.15 + 0.1 * complaints - 0.002 * tenure + 0.05 * late + rng.range(-0.1, 0.1)).clamp(0.01, 0.99);
+        let late = if prepaid {
+            0.0
+        } else if rng.chance(0.1) {
+            1.0 + (rng.next() % 4) as f64
+        } else {
+            0.0
+        };
+        let churn = (0.15 + 0.1 * complaints - 0.002 * tenure + 0.05 * late + rng.range(-0.1, 0.1))
+            .clamp(0.01, 0.99);
         row.push(Some(tenure));
         row.push(Some(arpu));
         row.push(Some(data));
@@ -113,9 +132,17 @@ fn main() -> std::io::Result<()> {
         row.push(Some(prepaid as u8 as f64));
         row.push(Some(device_age));
         row.push(Some((device_age < 24.0 && rng.chance(0.7)) as u8 as f64));
-        row.push(Some(if rng.chance(0.15) { rng.range(1.0, 30.0).floor() } else { 0.0 }));
+        row.push(Some(if rng.chance(0.15) {
+            rng.range(1.0, 30.0).floor()
+        } else {
+            0.0
+        }));
         row.push((!prepaid).then(|| rng.range(0.0, 24.0).floor()));
-        row.push(Some(if prepaid { 1.0 } else { 1.0 + (rng.next() % 4) as f64 }));
+        row.push(Some(if prepaid {
+            1.0
+        } else {
+            1.0 + (rng.next() % 4) as f64
+        }));
         row.push(Some(late));
         row.push((!rng.chance(0.4)).then(|| (rng.next() % 11) as f64));
         row.push(Some(rng.chance(0.35) as u8 as f64));
@@ -132,6 +159,11 @@ fn main() -> std::io::Result<()> {
         writeln!(out)?;
     }
     out.flush()?;
-    eprintln!("wrote {} customers x {} features to {}", args.customers, COLUMNS.len(), args.out.display());
+    eprintln!(
+        "wrote {} customers x {} features to {}",
+        args.customers,
+        COLUMNS.len(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -82,7 +82,12 @@ struct ServeArgs {
     #[arg(long, env = "NEXTBEST_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
     header_timeout_ms: u64,
     /// Bearer token the admin listener requires (unset: none).
-    #[arg(long, env = "NEXTBEST_ADMIN_TOKEN", hide_env_values = true, default_value = "")]
+    #[arg(
+        long,
+        env = "NEXTBEST_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
     admin_token: String,
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
@@ -100,8 +105,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Model(ModelCmd::Check { file, features })) => check_model(&file, features.as_deref()),
-        Some(Command::Features(FeaturesCmd::Compile { input, output })) => compile_features(&input, &output),
+        Some(Command::Model(ModelCmd::Check { file, features })) => {
+            check_model(&file, features.as_deref())
+        }
+        Some(Command::Features(FeaturesCmd::Compile { input, output })) => {
+            compile_features(&input, &output)
+        }
     }
 }
 
@@ -152,7 +161,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
         let state = Arc::new(AppState::new(registry, config));
-        let running = server::start(state).await.context("binding the listeners")?;
+        let running = server::start(state)
+            .await
+            .context("binding the listeners")?;
         tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
@@ -194,7 +205,11 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
                 m.compiled.offers.len(),
                 m.compiled.channels.len(),
                 m.compiled.features_used.len(),
-                if store.is_some() { "" } else { " (not checked against a snapshot)" }
+                if store.is_some() {
+                    ""
+                } else {
+                    " (not checked against a snapshot)"
+                }
             );
             Ok(())
         }

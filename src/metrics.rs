@@ -70,20 +70,29 @@ impl Metrics {
     /// Counts a fallback answer by reason.
     #[inline]
     pub fn fallback(&self, reason: FallbackReason) {
-        let i = FallbackReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = FallbackReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.fallbacks[i].fetch_add(1, Relaxed);
     }
 
     /// Fallback answers so far for a reason.
     pub fn fallbacks(&self, reason: FallbackReason) -> u64 {
-        let i = FallbackReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = FallbackReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
         self.fallbacks[i].load(Relaxed)
     }
 
     /// Counts an HTTP response by status.
     #[inline]
     pub fn status(&self, status: u16) {
-        let i = STATUSES.iter().position(|s| *s == status).unwrap_or(STATUSES.len());
+        let i = STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .unwrap_or(STATUSES.len());
         self.statuses[i].fetch_add(1, Relaxed);
     }
 

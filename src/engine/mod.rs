@@ -201,7 +201,11 @@ impl CompiledModel {
     }
 
     /// The fallback for a request, walking the chain placement → channel → model → built-in.
-    pub fn fallback_for<'a>(&'a self, channel: Option<usize>, slot: Option<&'a Slot>) -> &'a Fallback {
+    pub fn fallback_for<'a>(
+        &'a self,
+        channel: Option<usize>,
+        slot: Option<&'a Slot>,
+    ) -> &'a Fallback {
         match (slot, channel) {
             (Some(s), _) => &s.fallback,
             (None, Some(ci)) => &self.channels[ci].fallback,

@@ -134,7 +134,11 @@ impl Rule {
 fn leaf_holds(operand: Operand, test: &Test, input: &RuleInput<'_, '_>) -> bool {
     match operand {
         Operand::Feature(col) => {
-            let x = input.features.get(col as usize).copied().unwrap_or(f32::NAN);
+            let x = input
+                .features
+                .get(col as usize)
+                .copied()
+                .unwrap_or(f32::NAN);
             num_holds(if x.is_nan() { None } else { Some(x as f64) }, test)
         }
         Operand::Context(slot) => match input.context.get(slot as usize) {
@@ -174,7 +178,11 @@ mod tests {
         }
     }
 
-    fn check<'a>(rule: &'a Rule, features: &[f32], ctx: &[Option<CtxValue<'_>>]) -> Option<&'a str> {
+    fn check<'a>(
+        rule: &'a Rule,
+        features: &[f32],
+        ctx: &[Option<CtxValue<'_>>],
+    ) -> Option<&'a str> {
         let refs: Vec<Option<&CtxValue<'_>>> = ctx.iter().map(Option::as_ref).collect();
         rule.check(&RuleInput {
             features,
@@ -223,7 +231,11 @@ mod tests {
         assert!(check(&eq, &[], &ctx).is_none());
         let ne = leaf(Operand::Context(0), Test::EqStr("ios".into(), true), "ne");
         assert_eq!(check(&ne, &[], &ctx), Some("ne"));
-        let inn = leaf(Operand::Context(0), Test::InStr(["android".into(), "ios".into()].into()), "in");
+        let inn = leaf(
+            Operand::Context(0),
+            Test::InStr(["android".into(), "ios".into()].into()),
+            "in",
+        );
         assert!(check(&inn, &[], &ctx).is_none());
         let gt = leaf(Operand::Context(1), Test::Cmp(CmpOp::Gt, 2.0), "gt");
         assert!(check(&gt, &[], &ctx).is_none());

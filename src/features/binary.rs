@@ -63,7 +63,9 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
         detail,
     };
     if cfg!(target_endian = "big") {
-        return Err(bad("the binary form is little-endian; use the CSV form on this machine".into()));
+        return Err(bad(
+            "the binary form is little-endian; use the CSV form on this machine".into(),
+        ));
     }
     let file = std::fs::File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
@@ -103,7 +105,8 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
         let len = r.u16().map_err(truncated)? as usize;
         let mut name = vec![0u8; len];
         r.read_exact(&mut name).map_err(truncated)?;
-        let name = String::from_utf8(name).map_err(|_| bad(format!("column {i}: name is not UTF-8")))?;
+        let name =
+            String::from_utf8(name).map_err(|_| bad(format!("column {i}: name is not UTF-8")))?;
         if name.is_empty() || columns.contains(&name) {
             return Err(bad(format!("column {i}: empty or duplicate name `{name}`")));
         }
@@ -111,14 +114,18 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
     }
     let arena_len = r.u64().map_err(truncated)?;
     if arena_len > file_len || arena_len > u32::MAX as u64 {
-        return Err(bad(format!("id arena of {arena_len} bytes is larger than the file")));
+        return Err(bad(format!(
+            "id arena of {arena_len} bytes is larger than the file"
+        )));
     }
     let mut arena = vec![0u8; arena_len as usize];
     r.read_exact(&mut arena).map_err(truncated)?;
     let mut ends = vec![0u32; rows];
-    r.read_exact(bytemuck::cast_slice_mut(&mut ends)).map_err(truncated)?;
+    r.read_exact(bytemuck::cast_slice_mut(&mut ends))
+        .map_err(truncated)?;
     let mut values = vec![0f32; rows * cols];
-    r.read_exact(bytemuck::cast_slice_mut(&mut values)).map_err(truncated)?;
+    r.read_exact(bytemuck::cast_slice_mut(&mut values))
+        .map_err(truncated)?;
     let computed = r.crc.clone().finalize();
     let mut stored = [0u8; 4];
     r.inner.read_exact(&mut stored).map_err(truncated)?;
@@ -135,8 +142,11 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
         }
         let id = std::str::from_utf8(&arena[start..end])
             .map_err(|_| bad(format!("row {row}: customer_id is not UTF-8")))?;
-        ids.push(id)
-            .map_err(|DuplicateId(first)| bad(format!("row {row}: duplicate customer_id `{id}` (first at row {first})")))?;
+        ids.push(id).map_err(|DuplicateId(first)| {
+            bad(format!(
+                "row {row}: duplicate customer_id `{id}` (first at row {first})"
+            ))
+        })?;
         start = end;
     }
     FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(bad)

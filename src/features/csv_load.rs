@@ -41,7 +41,11 @@ pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, Featu
         return Err(fault(1, 1, "the first column must be `customer_id`".into()));
     }
     if header.len() - 1 > MAX_COLUMNS {
-        return Err(fault(1, 1, format!("more than {MAX_COLUMNS} feature columns")));
+        return Err(fault(
+            1,
+            1,
+            format!("more than {MAX_COLUMNS} feature columns"),
+        ));
     }
     let mut columns: Vec<String> = Vec::with_capacity(header.len() - 1);
     for (i, name) in header.iter().enumerate().skip(1) {
@@ -91,12 +95,19 @@ pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, Featu
             fault(
                 line,
                 1,
-                format!("duplicate customer_id `{id}` (first seen on data row {})", first + 1),
+                format!(
+                    "duplicate customer_id `{id}` (first seen on data row {})",
+                    first + 1
+                ),
             )
         })?;
         for (i, field) in record.iter().enumerate().skip(1) {
             values.push(parse_value(field).map_err(|detail| {
-                fault(line, i + 1, format!("column `{}`: {detail}", columns[i - 1]))
+                fault(
+                    line,
+                    i + 1,
+                    format!("column `{}`: {detail}", columns[i - 1]),
+                )
             })?);
         }
     }

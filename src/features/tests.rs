@@ -23,7 +23,10 @@ fn loads_rows_and_missing_values() {
 fn parse_err(text: &str) -> (u64, usize, String) {
     match parse(text) {
         Err(FeatureError::Parse {
-            line, column, detail, ..
+            line,
+            column,
+            detail,
+            ..
         }) => (line, column, detail),
         other => panic!("expected a parse error, got {other:?}"),
     }
@@ -43,13 +46,17 @@ fn refuses_bad_numbers_with_line_and_column() {
 #[test]
 fn refuses_structural_faults() {
     assert_eq!(parse_err("id,a\nC1,1\n").0, 1);
-    assert!(parse_err("customer_id,a,a\n").2.contains("duplicate column"));
+    assert!(parse_err("customer_id,a,a\n")
+        .2
+        .contains("duplicate column"));
     let (line, _, detail) = parse_err("customer_id,a\nC1,1\nC1,2\n");
     assert_eq!(line, 3);
     assert!(detail.contains("duplicate customer_id"), "{detail}");
     let (line, _, _) = parse_err("customer_id,a\nC1,1\nC2,1,2\n");
     assert_eq!(line, 3);
-    assert!(parse_err("customer_id,a\n,1\n").2.contains("empty customer_id"));
+    assert!(parse_err("customer_id,a\n,1\n")
+        .2
+        .contains("empty customer_id"));
     assert!(parse_err("").2.contains("header"));
 }
 

@@ -10,8 +10,8 @@ use simd_json::prelude::*;
 use super::walk::{index, is_http_url, join, Fault, Faults, Object, Value};
 use super::{Limits, Schema};
 use crate::engine::{
-    Arbitration, Channel, CmpOp, CompiledModel, Fallback, FallbackStage, Logistic, Offer,
-    Operand, Rule, Scorer, Slot, Test, MAX_CONTEXT_KEYS, MAX_LIMIT,
+    Arbitration, Channel, CmpOp, CompiledModel, Fallback, FallbackStage, Logistic, Offer, Operand,
+    Rule, Scorer, Slot, Test, MAX_CONTEXT_KEYS, MAX_LIMIT,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -39,7 +39,9 @@ const OFFER_KEYS: &[&str] = &[
     "content",
 ];
 const CONTENT_KEYS: &[&str] = &["title", "body", "image_url", "cta_url"];
-const LEAF_KEYS: &[&str] = &["feature", "context", "op", "value", "values", "min", "max", "name"];
+const LEAF_KEYS: &[&str] = &[
+    "feature", "context", "op", "value", "values", "min", "max", "name",
+];
 /// Key of a channel's default fallback, for placements without content of their own.
 pub const DEFAULT_FALLBACK_KEY: &str = "default";
 
@@ -84,10 +86,13 @@ pub fn compile(
         .req(top, "name", "")
         .and_then(|v| cx.faults.string(v, "name", 128))
         .map(str::to_owned);
-    let version = cx.faults.req(top, "version", "").and_then(|v| match v.as_u64() {
-        Some(n) => Some(n.to_string()),
-        None => cx.faults.string(v, "version", 64).map(str::to_owned),
-    });
+    let version = cx
+        .faults
+        .req(top, "version", "")
+        .and_then(|v| match v.as_u64() {
+            Some(n) => Some(n.to_string()),
+            None => cx.faults.string(v, "version", 64).map(str::to_owned),
+        });
     if let Some(d) = top.get("description") {
         cx.faults.string(d, "description", 4096);
     }
@@ -221,7 +226,9 @@ fn read_arbitration(cx: &mut Ctx<'_>, v: Option<&Value<'_>>) -> Option<Arbitrati
         .faults
         .object(v, "arbitration", &["min_score", "min_propensity"])?;
     if let Some(x) = obj.get("min_score") {
-        a.min_score = cx.faults.number_in(x, "arbitration.min_score", 0.0, f64::MAX)?;
+        a.min_score = cx
+            .faults
+            .number_in(x, "arbitration.min_score", 0.0, f64::MAX)?;
     }
     if let Some(x) = obj.get("min_propensity") {
         a.min_propensity = cx
@@ -245,7 +252,8 @@ fn read_placements(cx: &mut Ctx<'_>, top: &Object<'_>) -> BTreeMap<String, Place
         return out;
     };
     if obj.is_empty() {
-        cx.faults.push("placements", "a model needs at least one placement");
+        cx.faults
+            .push("placements", "a model needs at least one placement");
     }
     if obj.len() > 256 {
         cx.faults.push("placements", "more than 256 placements");
@@ -256,13 +264,16 @@ fn read_placements(cx: &mut Ctx<'_>, top: &Object<'_>) -> BTreeMap<String, Place
     for name in names {
         let path = join("placements", name);
         if name == DEFAULT_FALLBACK_KEY {
-            cx.faults.push(&path, "`default` is reserved for channel-wide fallback content");
+            cx.faults.push(
+                &path,
+                "`default` is reserved for channel-wide fallback content",
+            );
             continue;
         }
-        let Some(p) = obj
-            .get(name)
-            .and_then(|v| cx.faults.object(v, &path, &["channels", "limit", "description"]))
-        else {
+        let Some(p) = obj.get(name).and_then(|v| {
+            cx.faults
+                .object(v, &path, &["channels", "limit", "description"])
+        }) else {
             continue;
         };
         let channels = cx
@@ -298,7 +309,9 @@ fn read_offer(
     let obj = cx.faults.object(v, path, OFFER_KEYS)?;
     let before = cx.faults.0.len();
     let f = &mut cx.faults;
-    let id = f.req(obj, "id", path).and_then(|v| f.string(v, &join(path, "id"), 128));
+    let id = f
+        .req(obj, "id", path)
+        .and_then(|v| f.string(v, &join(path, "id"), 128));
     let category = f
         .req(obj, "category", path)
         .and_then(|v| f.string(v, &join(path, "category"), 64));
@@ -320,8 +333,18 @@ fn read_offer(
         Some(v) => f.number_in(v, &join(path, "priority"), 0.0, 1e6),
         None => Some(1.0),
     };
-    let valid_from = read_time(f, obj.get("valid_from"), &join(path, "valid_from"), i64::MIN);
-    let valid_until = read_time(f, obj.get("valid_until"), &join(path, "valid_until"), i64::MAX);
+    let valid_from = read_time(
+        f,
+        obj.get("valid_from"),
+        &join(path, "valid_from"),
+        i64::MIN,
+    );
+    let valid_until = read_time(
+        f,
+        obj.get("valid_until"),
+        &join(path, "valid_until"),
+        i64::MAX,
+    );
     if let (Some(from), Some(until)) = (valid_from, valid_until) {
         if until <= from {
             f.push(
@@ -336,7 +359,10 @@ fn read_offer(
         for (i, p) in pls.iter().enumerate() {
             let ppath = index(&join(path, "placements"), i);
             match placements.get(*p) {
-                None => f.push(&ppath, format!("unknown placement `{p}` (not in `placements`)")),
+                None => f.push(
+                    &ppath,
+                    format!("unknown placement `{p}` (not in `placements`)"),
+                ),
                 Some(pd) if !pd.channels.iter().any(|c| chs.contains(&c.as_str())) => f.push(
                     &ppath,
                     format!(
@@ -407,14 +433,15 @@ fn read_time(f: &mut Faults, v: Option<&Value<'_>>, path: &str, default: i64) ->
     let Some(v) = v else { return Some(default) };
     let s = f.string(v, path, 64)?;
     match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => Some(
-            match t.duration_since(std::time::UNIX_EPOCH) {
-                Ok(d) => d.as_millis() as i64,
-                Err(e) => -(e.duration().as_millis() as i64),
-            },
-        ),
+        Ok(t) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        }),
         Err(e) => {
-            f.push(path, format!("`{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T10:00:00Z"));
+            f.push(
+                path,
+                format!("`{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T10:00:00Z"),
+            );
             None
         }
     }
@@ -433,7 +460,9 @@ struct ContentOut<'a> {
 fn read_content(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<String> {
     let obj = f.object(v, path, CONTENT_KEYS)?;
     let before = f.0.len();
-    let title = f.req(obj, "title", path).and_then(|v| f.string(v, &join(path, "title"), 200));
+    let title = f
+        .req(obj, "title", path)
+        .and_then(|v| f.string(v, &join(path, "title"), 200));
     let body = match obj.get("body") {
         Some(v) => match v.as_str() {
             Some(s) if s.len() <= 2000 => Some(s),
@@ -525,7 +554,10 @@ fn read_fallback(
     for ch in chans {
         let cpath = join("fallback", ch);
         if !channels.iter().any(|c| c == ch) {
-            f.push(&cpath, format!("unknown channel `{ch}` (no placement is on it)"));
+            f.push(
+                &cpath,
+                format!("unknown channel `{ch}` (no placement is on it)"),
+            );
             continue;
         }
         let Some(slots) = obj.get(ch).and_then(|v| f.map(v, &cpath)) else {
@@ -541,7 +573,9 @@ fn read_fallback(
             if pl != DEFAULT_FALLBACK_KEY && !on_channel {
                 f.push(
                     &ppath,
-                    format!("placement `{pl}` is not on channel `{ch}` (use `default` for the channel)"),
+                    format!(
+                        "placement `{pl}` is not on channel `{ch}` (use `default` for the channel)"
+                    ),
                 );
                 continue;
             }
@@ -604,8 +638,10 @@ fn compile_rule(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize) -> Op
 
 fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize) -> Option<Rule> {
     if depth >= cx.limits.max_rule_depth {
-        cx.faults
-            .push(path, format!("rules nested deeper than {}", cx.limits.max_rule_depth));
+        cx.faults.push(
+            path,
+            format!("rules nested deeper than {}", cx.limits.max_rule_depth),
+        );
         return None;
     }
     let Some(obj) = v.as_object() else {
@@ -616,7 +652,8 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
         if let Some(list) = obj.get(comb) {
             let cpath = join(path, comb);
             if obj.len() != 1 {
-                cx.faults.push(path, format!("`{comb}` must be the rule's only field"));
+                cx.faults
+                    .push(path, format!("`{comb}` must be the rule's only field"));
                 return None;
             }
             let items = cx.faults.array(list, &cpath, 1024)?;
@@ -634,7 +671,10 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
             return Some(if comb == "all" {
                 Rule::All(children)
             } else {
-                Rule::Any(children, format!("{cpath}: none of the alternatives holds").into())
+                Rule::Any(
+                    children,
+                    format!("{cpath}: none of the alternatives holds").into(),
+                )
             });
         }
     }
@@ -644,7 +684,10 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
             return None;
         }
         let child = compile_rule_inner(cx, inner, &join(path, "not"), depth + 1)?;
-        return Some(Rule::Not(Box::new(child), format!("{path}: `not` rule").into()));
+        return Some(Rule::Not(
+            Box::new(child),
+            format!("{path}: `not` rule").into(),
+        ));
     }
     compile_leaf(cx, v, path)
 }
@@ -653,8 +696,10 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
     cx.leaves += 1;
     if cx.leaves > cx.limits.max_rules {
         if cx.leaves == cx.limits.max_rules + 1 {
-            cx.faults
-                .push(path, format!("more than {} rule leaves in the model", cx.limits.max_rules));
+            cx.faults.push(
+                path,
+                format!("more than {} rule leaves in the model", cx.limits.max_rules),
+            );
         }
         return None;
     }
@@ -688,7 +733,10 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
             (Operand::Context(slot as u16), format!("context.{key}"))
         }
         _ => {
-            f.push(path, "a rule needs exactly one of `feature` or `context` (or is `all`/`any`/`not`)");
+            f.push(
+                path,
+                "a rule needs exactly one of `feature` or `context` (or is `all`/`any`/`not`)",
+            );
             return None;
         }
     };
@@ -733,7 +781,13 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
                 return None;
             }
             if is_context && items.iter().all(|i| i.as_str().is_some()) {
-                Test::InStr(items.iter().filter_map(|i| i.as_str()).map(Into::into).collect())
+                Test::InStr(
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .map(Into::into)
+                        .collect(),
+                )
             } else {
                 let nums: Vec<Option<f64>> = items
                     .iter()
@@ -747,7 +801,9 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         other => {
             f.push(
                 &join(path, "op"),
-                format!("unknown operator `{other}` (eq, ne, lt, le, gt, ge, in, between, is_missing)"),
+                format!(
+                    "unknown operator `{other}` (eq, ne, lt, le, gt, ge, in, between, is_missing)"
+                ),
             );
             return None;
         }
@@ -834,7 +890,10 @@ fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer>
                         .collect();
                     extra.sort_unstable();
                     for k in extra {
-                        f.push(&join(&ipath, k), "an imputed value for a feature without a weight");
+                        f.push(
+                            &join(&ipath, k),
+                            "an imputed value for a feature without a weight",
+                        );
                     }
                 }
             }
@@ -869,7 +928,10 @@ fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer>
             None
         }
         None => {
-            cx.faults.push(&join(path, "kind"), "missing field (logistic, constant, xgboost, lightgbm)");
+            cx.faults.push(
+                &join(path, "kind"),
+                "missing field (logistic, constant, xgboost, lightgbm)",
+            );
             None
         }
     }

@@ -1,0 +1,308 @@
+use super::*;
+
+const CSV: &str = "customer_id,tenure,arpu\nC1,1,2\n";
+
+fn store() -> FeatureStore {
+    FeatureStore::from_csv_bytes(CSV.as_bytes(), "t.csv").unwrap()
+}
+
+fn content() -> serde_json::Value {
+    serde_json::json!({"title": "T", "body": "B", "image_url": "https://cdn.test/i.jpg", "cta_url": "https://shop.test/x"})
+}
+
+fn offer(id: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "category": "sales", "channels": ["web"], "placements": ["home"],
+        "value": 10, "scorer": {"kind": "logistic", "intercept": -1, "weights": {"tenure": 0.1}},
+        "content": {"web": content()}})
+}
+
+fn model(offers: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({"name": "m", "version": "1", "placements": {"home": {"channels": ["web"], "limit": 2}},
+        "offers": offers})
+}
+
+fn compile(doc: &serde_json::Value) -> Result<LoadedModel, ModelError> {
+    from_bytes(
+        serde_json::to_vec(doc).unwrap(),
+        None,
+        "t".into(),
+        &store(),
+        &Limits::default(),
+    )
+}
+
+/// Asserts the document is refused with a fault at `path` whose message contains `needle`.
+fn refused(doc: &serde_json::Value, path: &str, needle: &str) {
+    match compile(doc) {
+        Err(ModelError::Invalid(faults)) => assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        ),
+        Err(other) => panic!("expected Invalid, got {other}"),
+        Ok(_) => panic!("expected a refusal at {path}"),
+    }
+}
+
+fn with(mut doc: serde_json::Value, pointer: &str, value: serde_json::Value) -> serde_json::Value {
+    *doc.pointer_mut(pointer).unwrap() = value;
+    doc
+}
+
+#[test]
+fn a_valid_model_compiles_with_names_resolved() {
+    let m = compile(&model(vec![offer("a"), offer("b")])).unwrap();
+    assert_eq!(&*m.compiled.name, "m");
+    assert_eq!(m.compiled.offers.len(), 2);
+    assert_eq!(m.compiled.channels.len(), 1);
+    assert_eq!(&*m.compiled.channels[0].slots[0].candidates, &[0, 1]);
+    assert_eq!(
+        &*m.compiled.features_used,
+        &["tenure".into()] as &[Box<str>]
+    );
+    assert!(m.checksum.starts_with("crc32:"));
+    let content = m.compiled.offers[0].content_json[0].as_deref().unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(content).unwrap();
+    assert_eq!(parsed["title"], "T");
+}
+
+#[test]
+fn duplicate_offer_ids() {
+    refused(
+        &model(vec![offer("a"), offer("a")]),
+        "offers[1].id",
+        "duplicate offer id `a`",
+    );
+}
+
+#[test]
+fn channel_without_content() {
+    let o = with(offer("a"), "/content", serde_json::json!({}));
+    refused(&model(vec![o]), "offers[0].content.web", "no content");
+}
+
+#[test]
+fn urls_must_be_absolute_http() {
+    let o = with(offer("a"), "/content/web/image_url", "/img.jpg".into());
+    refused(
+        &model(vec![o]),
+        "offers[0].content.web.image_url",
+        "absolute http(s) URL",
+    );
+    let o = with(
+        offer("a"),
+        "/content/web/cta_url",
+        "javascript:alert(1)".into(),
+    );
+    refused(
+        &model(vec![o]),
+        "offers[0].content.web.cta_url",
+        "absolute http(s) URL",
+    );
+}
+
+#[test]
+fn empty_title() {
+    let o = with(offer("a"), "/content/web/title", "".into());
+    refused(
+        &model(vec![o]),
+        "offers[0].content.web.title",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn window_ending_before_it_starts() {
+    let mut o = offer("a");
+    o["valid_from"] = "2026-12-01T00:00:00Z".into();
+    o["valid_until"] = "2026-11-01T00:00:00Z".into();
+    refused(
+        &model(vec![o]),
+        "offers[0].valid_until",
+        "ends before it starts",
+    );
+    let mut o = offer("a");
+    o["valid_from"] = "yesterday".into();
+    refused(&model(vec![o]), "offers[0].valid_from", "RFC 3339");
+}
+
+#[test]
+fn unknown_features_in_weights_and_rules() {
+    let o = with(
+        offer("a"),
+        "/scorer/weights",
+        serde_json::json!({"arpu_30d": 0.1}),
+    );
+    refused(
+        &model(vec![o]),
+        "offers[0].scorer.weights.arpu_30d",
+        "unknown feature",
+    );
+    let mut o = offer("a");
+    o["eligibility"] = serde_json::json!({"all": [{"feature": "tenure", "op": "ge", "value": 1}, {"feature": "nope", "op": "eq", "value": 1}]});
+    refused(
+        &model(vec![o]),
+        "offers[0].eligibility.all[1].feature",
+        "unknown feature `nope`",
+    );
+}
+
+#[test]
+fn every_fault_is_reported_not_just_the_first() {
+    let mut bad = offer("a");
+    bad["value"] = "ten".into();
+    bad["content"]["web"]["cta_url"] = "nope".into();
+    let dup = offer("a");
+    match compile(&model(vec![bad, dup])) {
+        Err(ModelError::Invalid(faults)) => {
+            let paths: Vec<&str> = faults.iter().map(|f| f.path.as_str()).collect();
+            for p in [
+                "offers[0].value",
+                "offers[0].content.web.cta_url",
+                "offers[1].id",
+            ] {
+                assert!(paths.contains(&p), "{p} missing from {paths:?}");
+            }
+        }
+        other => panic!("expected faults, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn rule_faults() {
+    let cases = [
+        (
+            serde_json::json!({"feature": "tenure", "op": "approx", "value": 1}),
+            "offers[0].eligibility.op",
+            "unknown operator",
+        ),
+        (
+            serde_json::json!({"feature": "tenure", "op": "between", "min": 5, "max": 1}),
+            "offers[0].eligibility.max",
+            "below `min`",
+        ),
+        (
+            serde_json::json!({"feature": "tenure", "op": "in", "values": []}),
+            "offers[0].eligibility.values",
+            "must not be empty",
+        ),
+        (
+            serde_json::json!({"feature": "tenure", "op": "gt"}),
+            "offers[0].eligibility.value",
+            "missing field",
+        ),
+        (
+            serde_json::json!({"all": []}),
+            "offers[0].eligibility.all",
+            "must not be empty",
+        ),
+        (
+            serde_json::json!({"op": "eq", "value": 1}),
+            "offers[0].eligibility",
+            "exactly one of",
+        ),
+        (
+            serde_json::json!({"feature": "tenure", "op": "eq", "value": 1, "vlaue": 2}),
+            "offers[0].eligibility.vlaue",
+            "unknown field",
+        ),
+    ];
+    for (rule, path, needle) in cases {
+        let mut o = offer("a");
+        o["eligibility"] = rule;
+        refused(&model(vec![o]), path, needle);
+    }
+}
+
+#[test]
+fn deep_rules_are_refused() {
+    let mut rule = serde_json::json!({"feature": "tenure", "op": "ge", "value": 1});
+    for _ in 0..40 {
+        rule = serde_json::json!({"not": rule});
+    }
+    let mut o = offer("a");
+    o["eligibility"] = rule;
+    match compile(&model(vec![o])) {
+        Err(ModelError::Invalid(f)) => {
+            assert!(f.iter().any(|f| f.message.contains("nested deeper")))
+        }
+        other => panic!("expected a depth fault, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn placements_and_channels_must_agree() {
+    let o = with(offer("a"), "/placements", serde_json::json!(["checkout"]));
+    refused(
+        &model(vec![o]),
+        "offers[0].placements[0]",
+        "unknown placement `checkout`",
+    );
+    let mut o = offer("a");
+    o["channels"] = serde_json::json!(["app"]);
+    o["content"] = serde_json::json!({"app": content()});
+    refused(
+        &model(vec![o]),
+        "offers[0].placements[0]",
+        "none of the offer's channels",
+    );
+}
+
+#[test]
+fn structural_faults() {
+    refused(
+        &serde_json::json!({"name": "m", "version": "1", "placements": {}, "offers": []}),
+        "offers",
+        "at least one offer",
+    );
+    let mut doc = model(vec![offer("a")]);
+    doc["colour"] = "blue".into();
+    refused(&doc, "colour", "unknown field");
+    refused(
+        &with(model(vec![offer("a")]), "/name", 3.into()),
+        "name",
+        "expected a string",
+    );
+    refused(
+        &offer_model_with_scorer(serde_json::json!({"kind": "magic"})),
+        "offers[0].scorer.kind",
+        "unknown scorer kind",
+    );
+    refused(
+        &offer_model_with_scorer(serde_json::json!({"kind": "constant", "propensity": 2})),
+        "offers[0].scorer.propensity",
+        "between 0 and 1",
+    );
+}
+
+fn offer_model_with_scorer(scorer: serde_json::Value) -> serde_json::Value {
+    model(vec![with(offer("a"), "/scorer", scorer)])
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let err = from_bytes(
+        b"{\n  \"name\": \"m\",\n  oops\n}".to_vec(),
+        None,
+        "t".into(),
+        &store(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    match err {
+        ModelError::Syntax { line, .. } => assert_eq!(line, 3),
+        other => panic!("expected a syntax error, got {other}"),
+    }
+}
+
+#[test]
+fn the_bundled_demo_model_is_valid_against_the_bundled_snapshot() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let store = FeatureStore::load(&root.join("features.csv")).unwrap();
+    let m = load(&root, &store, &Limits::default()).unwrap();
+    assert!(m.compiled.offers.len() >= 20);
+    let names: Vec<&str> = m.compiled.channels.iter().map(|c| &*c.name).collect();
+    assert_eq!(names, ["app", "web"]);
+    assert!(store.len() >= 10_000);
+}

@@ -108,7 +108,12 @@ impl Faults {
     }
 
     /// A required field.
-    pub fn req<'a, 'v>(&mut self, obj: &'a Object<'v>, key: &str, path: &str) -> Option<&'a Value<'v>> {
+    pub fn req<'a, 'v>(
+        &mut self,
+        obj: &'a Object<'v>,
+        key: &str,
+        path: &str,
+    ) -> Option<&'a Value<'v>> {
         let v = obj.get(key);
         if v.is_none() {
             self.push(&join(path, key), "missing field");
@@ -172,7 +177,12 @@ impl Faults {
     }
 
     /// An array of at most `max` items.
-    pub fn array<'a, 'v>(&mut self, v: &'a Value<'v>, path: &str, max: usize) -> Option<&'a [Value<'v>]> {
+    pub fn array<'a, 'v>(
+        &mut self,
+        v: &'a Value<'v>,
+        path: &str,
+        max: usize,
+    ) -> Option<&'a [Value<'v>]> {
         match v.as_array() {
             Some(a) if a.len() > max => {
                 self.push(path, format!("more than {max} items"));
@@ -187,7 +197,12 @@ impl Faults {
     }
 
     /// A non-empty array of distinct non-empty strings.
-    pub fn string_list<'a>(&mut self, v: &'a Value<'_>, path: &str, max: usize) -> Option<Vec<&'a str>> {
+    pub fn string_list<'a>(
+        &mut self,
+        v: &'a Value<'_>,
+        path: &str,
+        max: usize,
+    ) -> Option<Vec<&'a str>> {
         let items = self.array(v, path, max)?;
         if items.is_empty() {
             self.push(path, "must not be empty");

@@ -11,7 +11,9 @@ use super::AppState;
 
 /// Routes one admin request, after the bearer token check when a token is set.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let resp = route(state, req).await.unwrap_or_else(ApiError::into_response);
+    let resp = route(state, req)
+        .await
+        .unwrap_or_else(ApiError::into_response);
     state.metrics.status(resp.status().as_u16());
     resp
 }
@@ -28,7 +30,10 @@ fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
     token.matches(presented)
 }
 
-async fn route(state: &AppState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     if !authorised(state, &req) {
         return Err(ApiError::Unauthorized);
     }

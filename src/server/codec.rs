@@ -11,7 +11,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::engine::{CompiledModel, CtxValue, Decision, Fallback, FallbackReason, Request, Verdict, MAX_LIMIT};
+use crate::engine::{
+    CompiledModel, CtxValue, Decision, Fallback, FallbackReason, Request, Verdict, MAX_LIMIT,
+};
 
 /// Longest customer id accepted; longer ones are client bugs, not customers.
 pub const MAX_CUSTOMER_ID: usize = 256;
@@ -175,7 +177,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for CtxVal<'a> {
 /// Decodes a JSON body in place (simd-json rewrites the buffer while parsing).
 pub fn decode_json(body: &mut [u8]) -> Result<DecideBody<'_>, ApiError> {
     let mut de = simd_json::Deserializer::from_slice(body).map_err(|e| {
-        ApiError::MalformedJson(format!("invalid JSON at byte {}: {:?}", e.index(), e.error()))
+        ApiError::MalformedJson(format!(
+            "invalid JSON at byte {}: {:?}",
+            e.index(),
+            e.error()
+        ))
     })?;
     let parsed: DecideBody<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -402,8 +408,14 @@ mod tests {
             (br#"{"channel":"web"}"#, "placement"),
             (br#"{"channel":1,"placement":"x"}"#, "channel"),
             (br#"{"channel":"web","placement":"x","limit":0}"#, "limit"),
-            (br#"{"channel":"web","placement":"x","context":{"a":[1]}}"#, "context"),
-            (br#"{"channel":"web","placement":"x","context":[]}"#, "context"),
+            (
+                br#"{"channel":"web","placement":"x","context":{"a":[1]}}"#,
+                "context",
+            ),
+            (
+                br#"{"channel":"web","placement":"x","context":[]}"#,
+                "context",
+            ),
             (br#"{"channel":"web","placement":""}"#, "placement"),
         ];
         for (body, field) in cases {
@@ -412,11 +424,17 @@ mod tests {
                 Err(ApiError::InvalidRequest(detail)) => {
                     assert!(detail.contains(field), "{detail} should name {field}")
                 }
-                other => panic!("{}: expected InvalidRequest, got {other:?}", String::from_utf8_lossy(body)),
+                other => panic!(
+                    "{}: expected InvalidRequest, got {other:?}",
+                    String::from_utf8_lossy(body)
+                ),
             }
         }
         let mut bad = b"{\"channel\":".to_vec();
-        assert!(matches!(decode_json(&mut bad), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(
+            decode_json(&mut bad),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 
     #[test]
@@ -427,8 +445,12 @@ mod tests {
         assert!(q.explain);
         assert_eq!(q.context.0[0].1, CtxValue::Str("plans".into()));
         assert_eq!(q.context.0[1].1, CtxValue::Num(3.0));
-        assert!(matches!(decode_query("channel=web"), Err(ApiError::InvalidRequest(d)) if d.contains("placement")));
-        assert!(matches!(decode_query("channel=web&placement=x&limit=abc"), Err(ApiError::InvalidRequest(d)) if d.contains("limit")));
+        assert!(
+            matches!(decode_query("channel=web"), Err(ApiError::InvalidRequest(d)) if d.contains("placement"))
+        );
+        assert!(
+            matches!(decode_query("channel=web&placement=x&limit=abc"), Err(ApiError::InvalidRequest(d)) if d.contains("limit"))
+        );
     }
 
     #[test]

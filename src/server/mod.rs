@@ -133,7 +133,12 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
     let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(accept_loop(public, state.clone(), Side::Public, stopped.clone())),
+        tokio::spawn(accept_loop(
+            public,
+            state.clone(),
+            Side::Public,
+            stopped.clone(),
+        )),
         tokio::spawn(accept_loop(admin, state, Side::Admin, stopped)),
     ];
     Ok(RunningServer {

@@ -45,7 +45,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
 fn readyz(state: &AppState) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
     if snap.is_ready() {
-        json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ready\"}"))
+        json_response(
+            StatusCode::OK,
+            Bytes::from_static(b"{\"status\":\"ready\"}"),
+        )
     } else {
         let missing = match (&snap.model, &snap.features) {
             (None, None) => "no model and no feature snapshot loaded",
@@ -66,22 +69,36 @@ pub(super) async fn read_json_body(
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::UnsupportedMediaType(ct.chars().take(100).collect()));
+            return Err(ApiError::UnsupportedMediaType(
+                ct.chars().take(100).collect(),
+            ));
         }
     }
     if let Some(len) = req.headers().get(CONTENT_LENGTH) {
-        if len.to_str().ok().and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l > limit as u64) {
+        if len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .is_some_and(|l| l > limit as u64)
+        {
             return Err(ApiError::PayloadTooLarge(limit));
         }
     }
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(c) => Ok(Vec::from(c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
-        Err(e) => Err(ApiError::InvalidRequest(format!("could not read the body: {e}"))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "could not read the body: {e}"
+        ))),
     }
 }
 
-async fn decide_post(state: &AppState, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn decide_post(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let mut body = read_json_body(req, state.config.max_body_bytes).await?;
     // The budget starts once the request is read: what the client waited for before is not ours.
     let started = Instant::now();
@@ -93,7 +110,9 @@ async fn decide_post(state: &AppState, req: Request<Incoming>) -> Result<Respons
 fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
     let now = SystemTime::now();
-    let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let mut id_buf = [0u8; ulid::ULID_LEN];
     let decision_id = ulid::Ulid::from_datetime(now);
     let meta = AnswerMeta {
@@ -120,12 +139,21 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response
         }
         _ => {
             state.metrics.fallback(FallbackReason::NoModel);
-            codec::encode_fallback(&mut out, &meta, None, FallbackReason::NoModel, &state.builtin_fallback);
+            codec::encode_fallback(
+                &mut out,
+                &meta,
+                None,
+                FallbackReason::NoModel,
+                &state.builtin_fallback,
+            );
         }
     }
     let took = started.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
-    state.metrics.decide_latency.observe_ns(took.as_nanos() as u64);
+    state
+        .metrics
+        .decide_latency
+        .observe_ns(took.as_nanos() as u64);
     let mut resp = json_response(StatusCode::OK, out.into());
     let timing = format!("decide;dur={:.3}", took.as_secs_f64() * 1e3);
     if let Ok(v) = HeaderValue::from_str(&timing) {

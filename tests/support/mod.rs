@@ -1,0 +1,217 @@
+//! Starts the real server on ephemeral loopback ports and speaks raw HTTP/1.1 to it, so tests
+//! see exactly the bytes a channel backend would (hostile tests need raw sockets anyway).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nextbest::features::FeatureStore;
+use nextbest::model::{self, Limits};
+use nextbest::registry::Registry;
+use nextbest::server::{self, AdminToken, AppState, RunningServer, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A running server and its state.
+pub struct TestServer {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub state: Arc<AppState>,
+    running: RunningServer,
+}
+
+impl TestServer {
+    pub async fn stop(self) {
+        self.running.shutdown().await;
+    }
+}
+
+/// The repository's `models/` folder.
+pub fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// Test settings: ephemeral loopback ports.
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    }
+}
+
+/// Serves the bundled demo model and snapshot.
+pub async fn start_demo() -> TestServer {
+    start_demo_with(test_config()).await
+}
+
+/// Serves the bundled demo with the given settings.
+pub async fn start_demo_with(config: ServerConfig) -> TestServer {
+    let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
+    let model = model::load(&demo_dir(), &*features, &Limits::default()).unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.install(features, model);
+    start_registry(registry, config).await
+}
+
+/// Serves a model document over a CSV snapshot, both given inline.
+pub async fn start_with(model_doc: &serde_json::Value, csv: &str) -> TestServer {
+    let features = Arc::new(FeatureStore::from_csv_bytes(csv.as_bytes(), "test.csv").unwrap());
+    let model = model::from_bytes(
+        serde_json::to_vec(model_doc).unwrap(),
+        None,
+        "test".into(),
+        &*features,
+        &Limits::default(),
+    )
+    .unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.install(features, model);
+    start_registry(registry, test_config()).await
+}
+
+/// Serves whatever the registry holds (possibly nothing).
+pub async fn start_registry(registry: Arc<Registry>, config: ServerConfig) -> TestServer {
+    let state = Arc::new(AppState::new(registry, config));
+    let running = server::start(state.clone()).await.unwrap();
+    TestServer {
+        public: running.public_addr,
+        admin: running.admin_addr,
+        state,
+        running,
+    }
+}
+
+/// A settings change: an admin token.
+pub fn with_token(token: &str) -> ServerConfig {
+    ServerConfig {
+        admin_token: AdminToken::new(token.into()),
+        ..test_config()
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts an error answer: the status and a JSON body naming the error.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let j = self.json();
+        assert_eq!(j["error"], code, "{j}");
+        let detail = j["detail"].as_str().expect("detail is a string").to_owned();
+        assert!(!detail.is_empty());
+        detail
+    }
+}
+
+/// Parses one response from the front of `buf`; returns it and the bytes it used.
+pub fn parse_response(buf: &[u8]) -> Option<(Resp, usize)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap_or(0));
+    let start = end + 4;
+    if buf.len() < start + len {
+        return None;
+    }
+    let body = buf[start..start + len].to_vec();
+    Some((
+        Resp {
+            status,
+            headers,
+            body,
+        },
+        start + len,
+    ))
+}
+
+/// Sends raw bytes and reads until the server closes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    out
+}
+
+/// One request on its own connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let out = raw(addr, &bytes).await;
+    parse_response(&out)
+        .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(&out)))
+        .0
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Resp {
+    request(addr, "GET", path, &[], b"").await
+}
+
+pub async fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Resp {
+    let bytes = serde_json::to_vec(body).unwrap();
+    request(
+        addr,
+        "POST",
+        path,
+        &[("content-type", "application/json")],
+        &bytes,
+    )
+    .await
+}
+
+pub async fn decide(addr: SocketAddr, body: serde_json::Value) -> serde_json::Value {
+    let r = post_json(addr, "/v1/decide", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
