@@ -14,6 +14,7 @@
 //! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, swapped whole.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
+//! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`metrics`]: counters and histograms rendered in the Prometheus text format.
 //!
 //! The request path reads top to bottom: `server::public::handle` → `codec::decode_*` →
@@ -26,3 +27,4 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod server;
+pub mod watch;

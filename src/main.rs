@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use nextbest::features::{self, FeatureStore};
 use nextbest::model::{self, AnySchema, Limits};
-use nextbest::registry::Registry;
+use nextbest::registry::{Registry, RegistryConfig};
 use nextbest::server::{self, AdminToken, AppState, ServerConfig};
 
 #[global_allocator]
@@ -92,6 +92,12 @@ struct ServeArgs {
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// Model versions kept compiled for instant rollback.
+    #[arg(long, env = "NEXTBEST_HISTORY", default_value_t = 5)]
+    history: usize,
+    /// Do not watch the models folder for changes (reload with SIGHUP or the admin API).
+    #[arg(long, env = "NEXTBEST_NO_WATCH")]
+    no_watch: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -129,23 +135,52 @@ fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let features = Arc::new(load_features(&args.features)?);
+    let registry = Arc::new(Registry::new(RegistryConfig {
+        models_path: Some(args.models.clone()),
+        features_path: Some(args.features.clone()),
+        history_len: args.history,
+        limits: Limits::default(),
+    }));
     let t = Instant::now();
-    let model = model::load(&args.models, &*features, &Limits::default()).map_err(|e| {
-        for f in e.faults() {
-            tracing::error!(fault = %f, "model refused");
+    match registry.reload_from_disk() {
+        Ok(r) => {
+            let snap = registry.load();
+            if let Some(f) = &snap.features {
+                tracing::info!(
+                    path = %args.features.display(),
+                    customers = f.len(),
+                    features = f.columns().len(),
+                    bytes = f.bytes_held(),
+                    "feature snapshot loaded"
+                );
+            }
+            tracing::info!(name = %r.name, version = %r.version, source = %r.source, load_ms = t.elapsed().as_millis() as u64, "model loaded");
         }
-        anyhow::anyhow!("model {} refused: {e}", args.models.display())
-    })?;
-    tracing::info!(
-        name = %model.compiled.name,
-        version = %model.compiled.version,
-        offers = model.compiled.offers.len(),
-        compile_ms = t.elapsed().as_millis() as u64,
-        "model loaded"
-    );
-    let registry = Arc::new(Registry::default());
-    registry.install(features, model);
+        Err(e) => {
+            for f in e.faults() {
+                tracing::error!(fault = %f, "start-up load refused");
+            }
+            bail!(
+                "could not load {} and {}: {e}",
+                args.models.display(),
+                args.features.display()
+            );
+        }
+    }
+    let _watcher = if args.no_watch {
+        None
+    } else {
+        match nextbest::watch::watch_models(registry.clone()) {
+            Ok(w) => {
+                tracing::info!(dir = %w.dir.display(), "watching the models folder");
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the models folder; reload with SIGHUP or the admin API");
+                None
+            }
+        }
+    };
 
     let config = ServerConfig {
         listen: args.listen,
@@ -160,11 +195,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
-        let state = Arc::new(AppState::new(registry, config));
+        let state = Arc::new(AppState::new(registry.clone(), config));
         let running = server::start(state)
             .await
             .context("binding the listeners")?;
         tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
+        tokio::spawn(reload_on_hangup(registry));
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = terminate() => tracing::info!("terminated; stopping"),
@@ -173,6 +209,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+/// SIGHUP reloads the feature snapshot and the model from disk.
+#[cfg(unix)]
+async fn reload_on_hangup(registry: Arc<Registry>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let r = registry.clone();
+        match tokio::task::spawn_blocking(move || r.reload_from_disk()).await {
+            Ok(Ok(rec)) => {
+                tracing::info!(name = %rec.name, version = %rec.version, "SIGHUP: reloaded from disk")
+            }
+            Ok(Err(e)) => {
+                for f in e.faults() {
+                    tracing::warn!(fault = %f, "SIGHUP reload refused; the serving snapshot is unchanged");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP reload task failed"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_: Arc<Registry>) {}
 
 #[cfg(unix)]
 async fn terminate() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use simd_json::prelude::*;
 
 use super::walk::{index, is_http_url, join, Fault, Faults, Object, Value};
-use super::{Limits, Schema};
+use super::{resolve_inside, ChallengerSpec, Limits, Schema};
 use crate::engine::{
     Arbitration, Channel, CmpOp, CompiledModel, Fallback, FallbackStage, Logistic, Offer, Operand,
     Rule, Scorer, Slot, Test, MAX_CONTEXT_KEYS, MAX_LIMIT,
@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "placements",
     "offers",
     "fallback",
+    "challenger",
 ];
 const OFFER_KEYS: &[&str] = &[
     "id",
@@ -68,7 +69,7 @@ pub fn compile(
     base_dir: Option<&Path>,
     schema: &dyn Schema,
     limits: &Limits,
-) -> Result<CompiledModel, Vec<Fault>> {
+) -> Result<(CompiledModel, Option<ChallengerSpec>), Vec<Fault>> {
     let mut cx = Ctx {
         faults: Faults::default(),
         schema,
@@ -77,7 +78,6 @@ pub fn compile(
         features_used: BTreeSet::new(),
         leaves: 0,
     };
-    let _ = base_dir; // Scorer files (tree ensembles) resolve against it.
     let Some(top) = cx.faults.object(doc, "", TOP_KEYS) else {
         return Err(cx.faults.0);
     };
@@ -97,6 +97,10 @@ pub fn compile(
         cx.faults.string(d, "description", 4096);
     }
     let arbitration = read_arbitration(&mut cx, top.get("arbitration"));
+    let challenger = match top.get("challenger") {
+        Some(v) => read_challenger(&mut cx.faults, v, base_dir),
+        None => None,
+    };
     let placements = read_placements(&mut cx, top);
 
     let mut drafts = Vec::new();
@@ -203,7 +207,7 @@ pub fn compile(
         .collect();
 
     let model_json = serde_json::json!({"name": name, "version": version}).to_string();
-    Ok(CompiledModel {
+    let compiled = CompiledModel {
         name: name.into(),
         version: version.into(),
         model_json: model_json.into(),
@@ -213,7 +217,45 @@ pub fn compile(
         arbitration,
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
         fallback: Fallback::builtin_empty(),
-    })
+    };
+    Ok((compiled, challenger))
+}
+
+fn read_challenger(
+    f: &mut Faults,
+    v: &Value<'_>,
+    base_dir: Option<&Path>,
+) -> Option<ChallengerSpec> {
+    let obj = f.object(v, "challenger", &["path", "share", "salt"])?;
+    let path = f
+        .req(obj, "path", "challenger")
+        .and_then(|p| f.string(p, "challenger.path", 1024));
+    let share = f
+        .req(obj, "share", "challenger")
+        .and_then(|s| f.number_in(s, "challenger.share", 0.0, 1.0));
+    let salt = match obj.get("salt") {
+        Some(s) => f.string(s, "challenger.salt", 128),
+        None => Some(""),
+    };
+    let (path, share, salt) = (path?, share?, salt?);
+    let Some(base) = base_dir else {
+        f.push(
+            "challenger.path",
+            "a model with no folder cannot reference files",
+        );
+        return None;
+    };
+    match resolve_inside(base, path) {
+        Ok(path) => Some(ChallengerSpec {
+            path,
+            share,
+            salt: salt.to_owned(),
+        }),
+        Err(e) => {
+            f.push("challenger.path", e);
+            None
+        }
+    }
 }
 
 fn read_arbitration(cx: &mut Ctx<'_>, v: Option<&Value<'_>>) -> Option<Arbitration> {

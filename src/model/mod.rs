@@ -131,6 +131,48 @@ pub struct LoadedModel {
     pub base_dir: Option<PathBuf>,
     /// The document itself, kept to recompile against a new snapshot's column layout.
     pub document: Vec<u8>,
+    /// The challenger the model declares, if any (loaded by the registry).
+    pub challenger: Option<ChallengerSpec>,
+}
+
+/// A challenger declared by a model: another model file and the share of customers it serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChallengerSpec {
+    /// The challenger's model file, inside the champion's folder.
+    pub path: PathBuf,
+    /// Share of customers (0..=1) assigned to the challenger.
+    pub share: f64,
+    /// Experiment salt: a new salt reshuffles who is in the experiment; a new share does not.
+    pub salt: String,
+}
+
+/// Resolves a path a model names against its folder, refusing anything that leaves it:
+/// absolute paths, `..`, and symlinks pointing outside.
+pub fn resolve_inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let relp = Path::new(rel);
+    if rel.is_empty() || rel.contains('\0') {
+        return Err("empty path".into());
+    }
+    if !relp.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!("`{rel}` must be a plain relative path inside the model's folder (no `..`, no absolute path)"));
+    }
+    let base = base
+        .canonicalize()
+        .map_err(|e| format!("model folder {}: {e}", base.display()))?;
+    let full = base
+        .join(relp)
+        .canonicalize()
+        .map_err(|e| format!("`{rel}`: {e}"))?;
+    if !full.starts_with(&base) {
+        return Err(format!(
+            "`{rel}` leads outside the model's folder (through a symlink)"
+        ));
+    }
+    if !full.is_file() {
+        return Err(format!("`{rel}` is not a file"));
+    }
+    Ok(full)
 }
 
 /// Finds the model file: a folder means its `model.json`.
@@ -185,7 +227,7 @@ pub fn from_bytes(
             detail: format!("{:?}", e.error()),
         }
     })?;
-    let compiled =
+    let (compiled, challenger) =
         compile::compile(&doc, base_dir.as_deref(), schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {
         compiled,
@@ -193,6 +235,7 @@ pub fn from_bytes(
         source,
         base_dir,
         document,
+        challenger,
     })
 }
 

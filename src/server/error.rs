@@ -6,7 +6,8 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
-use crate::model::{Fault, ModelError};
+use crate::model::Fault;
+use crate::registry::RegistryError;
 
 /// Everything a handler can refuse a request for.
 #[derive(Debug, thiserror::Error)]
@@ -37,9 +38,9 @@ pub enum ApiError {
     /// The admin token is missing or wrong.
     #[error("a valid `Authorization: Bearer <token>` header is required")]
     Unauthorized,
-    /// A model was refused.
+    /// A load or rollback was refused; nothing changed.
     #[error("{0}")]
-    InvalidModel(ModelError),
+    Refused(RegistryError),
     /// Something the server should have been able to do failed.
     #[error("{0}")]
     Internal(String),
@@ -55,7 +56,11 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::InvalidModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Refused(RegistryError::NoPrevious | RegistryError::NoFeatures) => {
+                StatusCode::CONFLICT
+            }
+            ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,7 +75,13 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::InvalidModel(_) => "invalid_model",
+            ApiError::Refused(RegistryError::Model(_)) => "invalid_model",
+            ApiError::Refused(
+                RegistryError::Features(_) | RegistryError::FeaturesIncompatible(_),
+            ) => "invalid_features",
+            ApiError::Refused(RegistryError::NoPrevious) => "no_previous_version",
+            ApiError::Refused(RegistryError::NoFeatures) => "no_features",
+            ApiError::Refused(RegistryError::NoPath(_)) => "invalid_request",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -79,12 +90,21 @@ impl ApiError {
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
         let body = match &self {
-            ApiError::InvalidModel(e) => {
+            ApiError::Refused(
+                e @ (RegistryError::Model(_) | RegistryError::FeaturesIncompatible(_)),
+            ) => {
                 let faults: Vec<Fault> = e.faults();
                 let path = faults.first().map(|f| f.path.clone()).unwrap_or_default();
+                let detail = match faults.first() {
+                    Some(first) if faults.len() > 1 => {
+                        format!("{first} (and {} more)", faults.len() - 1)
+                    }
+                    Some(first) => first.to_string(),
+                    None => self.to_string(),
+                };
                 serde_json::json!({
                     "error": self.code(),
-                    "detail": self.to_string(),
+                    "detail": detail,
                     "path": path,
                     "faults": faults,
                 })

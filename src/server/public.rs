@@ -12,6 +12,7 @@ use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::engine::{self, FallbackReason, NoContacts, Unbounded};
+use crate::registry::Variant;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -50,7 +51,7 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
             Bytes::from_static(b"{\"status\":\"ready\"}"),
         )
     } else {
-        let missing = match (&snap.model, &snap.features) {
+        let missing = match (&snap.models, &snap.features) {
             (None, None) => "no model and no feature snapshot loaded",
             (None, _) => "no model loaded",
             _ => "no feature snapshot loaded",
@@ -115,16 +116,18 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response
         .map_or(0, |d| d.as_millis() as i64);
     let mut id_buf = [0u8; ulid::ULID_LEN];
     let decision_id = ulid::Ulid::from_datetime(now);
-    let meta = AnswerMeta {
+    let req = body.as_request();
+    let mut meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
-        variant: "champion",
+        variant: Variant::Champion.as_str(),
     };
     let mut out = Vec::with_capacity(1024);
-    match (&snap.model, &snap.features) {
-        (Some(model), Some(features)) => {
+    match (&snap.models, &snap.features) {
+        (Some(models), Some(features)) => {
+            let (model, variant) = models.pick(req.customer_id);
+            meta.variant = variant.as_str();
             let model = &model.compiled;
-            let req = body.as_request();
             let d = engine::decide(model, features, &req, &NoContacts, &Unbounded, now_ms);
             match d.fallback {
                 Some(reason) => state.metrics.fallback(reason),

@@ -51,7 +51,7 @@ pub async fn start_demo_with(config: ServerConfig) -> TestServer {
     let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
     let model = model::load(&demo_dir(), &*features, &Limits::default()).unwrap();
     let registry = Arc::new(Registry::default());
-    registry.install(features, model);
+    registry.install(features, model).unwrap();
     start_registry(registry, config).await
 }
 
@@ -67,7 +67,7 @@ pub async fn start_with(model_doc: &serde_json::Value, csv: &str) -> TestServer 
     )
     .unwrap();
     let registry = Arc::new(Registry::default());
-    registry.install(features, model);
+    registry.install(features, model).unwrap();
     start_registry(registry, test_config()).await
 }
 
@@ -80,6 +80,73 @@ pub async fn start_registry(registry: Arc<Registry>, config: ServerConfig) -> Te
         admin: running.admin_addr,
         state,
         running,
+    }
+}
+
+/// A private copy of the demo models folder (model.json and features.csv), removed on drop.
+pub struct TempModels {
+    pub dir: PathBuf,
+}
+
+impl TempModels {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "nextbest-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["model.json", "features.csv"] {
+            std::fs::copy(demo_dir().join(f), dir.join(f)).unwrap();
+        }
+        TempModels { dir }
+    }
+
+    /// The demo model document with another version (and optional changes).
+    pub fn demo_doc(version: &str) -> serde_json::Value {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(demo_dir().join("model.json")).unwrap()).unwrap();
+        doc["version"] = version.into();
+        doc
+    }
+
+    /// Publishes a file the safe way: write a temporary file, then rename it into place.
+    pub fn publish(&self, name: &str, bytes: &[u8]) {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, self.dir.join(name)).unwrap();
+    }
+
+    /// A registry reading from this folder, loaded.
+    pub fn registry(&self) -> Arc<Registry> {
+        let registry = Arc::new(Registry::new(nextbest::registry::RegistryConfig {
+            models_path: Some(self.dir.clone()),
+            features_path: Some(self.dir.join("features.csv")),
+            ..Default::default()
+        }));
+        registry.reload_from_disk().unwrap();
+        registry
+    }
+}
+
+impl Drop for TempModels {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls a condition until it holds or the time runs out (a wait for an asynchronous effect
+/// such as a file-watcher reload, not a sleep that hides a race).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

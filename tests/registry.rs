@@ -1,0 +1,497 @@
+//! Hot swaps: models through the admin API, the folder and SIGHUP's reload; feature
+//! snapshots; rollback; champion/challenger.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+
+use serde_json::json;
+use support::*;
+
+fn version_of(registry: &nextbest::registry::Registry) -> String {
+    registry
+        .load()
+        .models
+        .as_ref()
+        .unwrap()
+        .champion
+        .compiled
+        .version
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaps_under_load_fail_no_request() {
+    let models = TempModels::new("swap");
+    let registry = models.registry();
+    let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    // Versions are integers; `confirmed` is the newest known active, `attempted` the newest
+    // that may be active. An answer must name a version between the two read around it.
+    let confirmed = Arc::new(AtomicU64::new(1));
+    let attempted = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let (confirmed, attempted, stop, addr) = (
+            confirmed.clone(),
+            attempted.clone(),
+            stop.clone(),
+            srv.public,
+        );
+        clients.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(SeqCst) && n < 100_000 {
+                let lo = confirmed.load(SeqCst);
+                let id = format!("C{:07}", 40 + (n % 5) + c * 5);
+                let r = post_json(
+                    addr,
+                    "/v1/decide",
+                    &json!({"customer_id": id, "channel": "web", "placement": "plans_page"}),
+                )
+                .await;
+                let hi = attempted.load(SeqCst);
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+                let a = r.json();
+                let v: u64 = a["model"]["version"].as_str().unwrap().parse().unwrap();
+                assert!(
+                    lo <= v && v <= hi,
+                    "answer named version {v}, active was between {lo} and {hi}"
+                );
+                assert!(
+                    a["fallback"].is_null() || a["fallback"]["reason"] == "no_eligible_offer",
+                    "{a}"
+                );
+                n += 1;
+            }
+            n
+        }));
+    }
+    // 25 swaps through the admin API...
+    for v in 2..=26u64 {
+        attempted.store(v, SeqCst);
+        let doc = TempModels::demo_doc(&v.to_string());
+        let r = request(
+            srv.admin,
+            "PUT",
+            "/admin/models",
+            &[("content-type", "application/json")],
+            &serde_json::to_vec(&doc).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["version"], v.to_string());
+        confirmed.store(v, SeqCst);
+    }
+    // ...and 25 through the watched folder.
+    for v in 27..=51u64 {
+        attempted.store(v, SeqCst);
+        models.publish(
+            "model.json",
+            &serde_json::to_vec(&TempModels::demo_doc(&v.to_string())).unwrap(),
+        );
+        eventually("the folder reload", || {
+            version_of(&registry) == v.to_string()
+        })
+        .await;
+        confirmed.store(v, SeqCst);
+    }
+    stop.store(true, SeqCst);
+    let mut total = 0;
+    for c in clients {
+        total += c.await.unwrap();
+    }
+    assert!(total > 50, "only {total} requests during the swaps");
+    assert_eq!(registry.loads.models_rejected(), 0);
+    let history = registry.history();
+    assert_eq!(history.len(), 5);
+    assert_eq!(history[0].version, "51");
+    assert_eq!(history[1].version, "50");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_model_is_refused_by_every_source_and_the_old_one_keeps_serving() {
+    let models = TempModels::new("bad");
+    let registry = models.registry();
+    let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let mut bad = TempModels::demo_doc("2");
+    bad["offers"][3]["scorer"]["weights"]["arpu"] = json!(0.1);
+    bad["offers"][5]["content"]["web"]["cta_url"] = json!("not a url");
+
+    // Admin API: 422 with the exact path of each fault.
+    let r = request(
+        srv.admin,
+        "PUT",
+        "/admin/models",
+        &[("content-type", "application/json")],
+        &serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    r.assert_error(422, "invalid_model");
+    let j = r.json();
+    assert_eq!(j["path"], "offers[3].scorer.weights.arpu");
+    let paths: Vec<&str> = j["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"offers[5].content.web.cta_url"),
+        "{paths:?}"
+    );
+    assert_eq!(version_of(&registry), "1");
+    let r = request(
+        srv.admin,
+        "PUT",
+        "/admin/models",
+        &[("content-type", "application/json")],
+        b"{\"name\": ",
+    )
+    .await;
+    r.assert_error(422, "invalid_model");
+    assert!(r.json()["detail"].as_str().unwrap().contains("line 1"));
+
+    // The folder: refused, logged and counted; still version 1.
+    let before = registry.loads.models_rejected();
+    models.publish("model.json", &serde_json::to_vec(&bad).unwrap());
+    eventually("the refusal", || registry.loads.models_rejected() > before).await;
+    assert_eq!(version_of(&registry), "1");
+
+    // SIGHUP's reload from disk: refused the same way.
+    let err = registry.reload_from_disk().unwrap_err();
+    assert!(err
+        .faults()
+        .iter()
+        .any(|f| f.path == "offers[3].scorer.weights.arpu"));
+    assert_eq!(version_of(&registry), "1");
+
+    // Readiness and decisions are untouched.
+    assert_eq!(get(srv.public, "/readyz").await.status, 200);
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["model"]["version"], "1");
+    let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("nextbest_model_loads_total{result=\"rejected\"} 4"),
+        "{metrics}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn rollback_restores_the_previous_version_and_history_is_newest_first() {
+    let models = TempModels::new("rollback");
+    let registry = models.registry();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let put = |v: &str| {
+        let body = serde_json::to_vec(&TempModels::demo_doc(v)).unwrap();
+        async move {
+            request(
+                srv.admin,
+                "PUT",
+                "/admin/models",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await
+        }
+    };
+    assert_eq!(put("2").await.status, 200);
+    assert_eq!(put("3").await.status, 200);
+    let h = get(srv.admin, "/admin/models").await.json();
+    let versions: Vec<&str> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["3", "2", "1"]);
+    assert_eq!(h["active"]["version"], "3");
+    assert_eq!(h["active"]["source"], "admin");
+
+    let r = request(srv.admin, "POST", "/admin/models/rollback", &[], b"").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["version"], "2");
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["model"]["version"], "2");
+    assert_eq!(
+        request(srv.admin, "POST", "/admin/models/rollback", &[], b"")
+            .await
+            .json()["version"],
+        "1"
+    );
+    request(srv.admin, "POST", "/admin/models/rollback", &[], b"")
+        .await
+        .assert_error(409, "no_previous_version");
+    assert_eq!(version_of(&registry), "1");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
+    let models = TempModels::new("features");
+    let registry = models.registry();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    // A new snapshot with the columns in another order and one new customer.
+    let csv = std::fs::read_to_string(models.dir.join("features.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let reorder = |fields: Vec<&str>| -> String {
+        let mut out = vec![fields[0]];
+        out.extend(fields[1..].iter().rev());
+        out.join(",")
+    };
+    let mut new_csv = reorder(header.clone()) + "\n";
+    for line in lines.take(100) {
+        new_csv += &(reorder(line.split(',').collect()) + "\n");
+    }
+    let newcomer = csv
+        .lines()
+        .nth(42)
+        .unwrap()
+        .replacen("C0000042", "NEW0001", 1);
+    new_csv += &(reorder(newcomer.split(',').collect()) + "\n");
+    let path = models.dir.join("next.csv");
+    std::fs::write(&path, &new_csv).unwrap();
+
+    let before = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(
+        decide(
+            srv.public,
+            json!({"customer_id": "NEW0001", "channel": "web", "placement": "plans_page"})
+        )
+        .await["fallback"]["reason"],
+        "unknown_customer"
+    );
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": path, "wait": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["customers"], 101);
+    // The newcomer has C0000042's features: the same answer, through recompiled column indices.
+    let after = decide(
+        srv.public,
+        json!({"customer_id": "NEW0001", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(after["offers"], before["offers"]);
+    assert_eq!(
+        decide(
+            srv.public,
+            json!({"customer_id": "C0000500", "channel": "web", "placement": "plans_page"})
+        )
+        .await["fallback"]["reason"],
+        "unknown_customer"
+    );
+
+    // A snapshot without `churn_score` (the model needs it) is refused; nothing changes.
+    let idx = header.iter().position(|h| *h == "churn_score").unwrap();
+    let without: String = csv
+        .lines()
+        .take(50)
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(idx);
+            f.join(",") + "\n"
+        })
+        .collect();
+    let bad = models.dir.join("bad.csv");
+    std::fs::write(&bad, without).unwrap();
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": bad, "wait": true}),
+    )
+    .await;
+    r.assert_error(422, "invalid_features");
+    assert!(r.json()["faults"].to_string().contains("churn_score"));
+    let broken = models.dir.join("broken.csv");
+    std::fs::write(&broken, "customer_id,a\nC1,x\n").unwrap();
+    let d = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": broken, "wait": true}),
+    )
+    .await
+    .assert_error(422, "invalid_features");
+    assert!(d.contains(":2:2"), "{d}");
+    assert_eq!(registry.load().features.as_ref().unwrap().len(), 101);
+
+    // In the background: 202 now, swapped when ready.
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": models.dir.join("features.csv")}),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    eventually("the background feature swap", || {
+        registry.load().features.as_ref().unwrap().len() == 10_000
+    })
+    .await;
+    srv.stop().await;
+}
+
+fn challenger_setup(models: &TempModels, share: f64) -> serde_json::Value {
+    let mut challenger = TempModels::demo_doc("c1");
+    challenger["name"] = json!("demo-challenger");
+    models.publish("challenger.json", &serde_json::to_vec(&challenger).unwrap());
+    let mut champion = TempModels::demo_doc("2");
+    champion["challenger"] = json!({"path": "challenger.json", "share": share, "salt": "exp-nov"});
+    champion
+}
+
+#[tokio::test]
+async fn challenger_assignment_is_sticky_and_a_share_change_moves_only_the_margin() {
+    let models = TempModels::new("challenger");
+    let registry = models.registry();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let doc = challenger_setup(&models, 0.3);
+    let r = request(
+        srv.admin,
+        "PUT",
+        "/admin/models",
+        &[("content-type", "application/json")],
+        &serde_json::to_vec(&doc).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let m = get(srv.admin, "/admin/models").await.json();
+    assert_eq!(m["challenger"]["name"], "demo-challenger");
+    assert_eq!(m["challenger"]["share"], 0.3);
+
+    let ids: Vec<String> = (1..=300).map(|i| format!("C{i:07}")).collect();
+    let mut variant_at_30 = Vec::new();
+    for id in &ids {
+        let web = decide(
+            srv.public,
+            json!({"customer_id": id, "channel": "web", "placement": "plans_page"}),
+        )
+        .await;
+        let app = decide(
+            srv.public,
+            json!({"customer_id": id, "channel": "app", "placement": "app_home"}),
+        )
+        .await;
+        let again = decide(
+            srv.public,
+            json!({"customer_id": id, "channel": "web", "placement": "home_hero"}),
+        )
+        .await;
+        assert_eq!(web["variant"], app["variant"], "{id}");
+        assert_eq!(web["variant"], again["variant"], "{id}");
+        let expected_model = if web["variant"] == "challenger" {
+            "demo-challenger"
+        } else {
+            "demo"
+        };
+        assert_eq!(web["model"]["name"], expected_model);
+        variant_at_30.push(web["variant"] == "challenger");
+    }
+    let share = variant_at_30.iter().filter(|&&c| c).count() as f64 / ids.len() as f64;
+    assert!((0.2..0.4).contains(&share), "challenger share {share}");
+
+    let doc = challenger_setup(&models, 0.5);
+    assert_eq!(
+        request(
+            srv.admin,
+            "PUT",
+            "/admin/models",
+            &[("content-type", "application/json")],
+            &serde_json::to_vec(&doc).unwrap()
+        )
+        .await
+        .status,
+        200
+    );
+    let mut moved_in = 0;
+    for (id, was) in ids.iter().zip(&variant_at_30) {
+        let now = decide(
+            srv.public,
+            json!({"customer_id": id, "channel": "web", "placement": "plans_page"}),
+        )
+        .await["variant"]
+            == "challenger";
+        assert!(!was || now, "{id} left the challenger when its share grew");
+        moved_in += (now && !was) as usize;
+    }
+    assert!(
+        moved_in > 20,
+        "only {moved_in} customers joined at the margin"
+    );
+    // Anonymous visitors get the champion.
+    assert_eq!(
+        decide(
+            srv.public,
+            json!({"channel": "web", "placement": "home_hero"})
+        )
+        .await["variant"],
+        "champion"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn model_paths_may_not_leave_the_models_folder() {
+    let models = TempModels::new("escape");
+    let registry = models.registry();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    for path in ["../model.json", "/etc/passwd", "sub/../../x.json"] {
+        let mut doc = TempModels::demo_doc("2");
+        doc["challenger"] = json!({"path": path, "share": 0.1});
+        let r = request(
+            srv.admin,
+            "PUT",
+            "/admin/models",
+            &[("content-type", "application/json")],
+            &serde_json::to_vec(&doc).unwrap(),
+        )
+        .await;
+        r.assert_error(422, "invalid_model");
+        assert_eq!(r.json()["path"], "challenger.path", "{path}");
+    }
+    #[cfg(unix)]
+    {
+        let outside =
+            std::env::temp_dir().join(format!("nextbest-outside-{}.json", std::process::id()));
+        std::fs::write(
+            &outside,
+            serde_json::to_vec(&TempModels::demo_doc("x")).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(&outside, models.dir.join("link.json")).unwrap();
+        let mut doc = TempModels::demo_doc("2");
+        doc["challenger"] = json!({"path": "link.json", "share": 0.1});
+        let r = request(
+            srv.admin,
+            "PUT",
+            "/admin/models",
+            &[("content-type", "application/json")],
+            &serde_json::to_vec(&doc).unwrap(),
+        )
+        .await;
+        r.assert_error(422, "invalid_model");
+        assert!(r.json()["detail"].as_str().unwrap().contains("outside"));
+        std::fs::remove_file(outside).unwrap();
+    }
+    assert_eq!(version_of(&registry), "1");
+    srv.stop().await;
+}
