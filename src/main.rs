@@ -78,9 +78,33 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "NEXTBEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     max_body_bytes: usize,
-    /// Time a client has to send its request headers, in milliseconds.
-    #[arg(long, env = "NEXTBEST_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    /// Time a client has to send its request headers, in milliseconds; hyper also closes a
+    /// keep-alive connection idle this long (keep client pools' idle timeout below it).
+    #[arg(long, env = "NEXTBEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     header_timeout_ms: u64,
+    /// Time a client has to send a request body, in milliseconds (408 after).
+    #[arg(long, env = "NEXTBEST_BODY_TIMEOUT_MS", default_value_t = 2_000)]
+    body_timeout_ms: u64,
+    /// Budget of one decision in microseconds, from request read to answer; past it the answer
+    /// is fallback content with reason `deadline`. Clients may ask for less with X-Deadline-Us.
+    #[arg(long, env = "NEXTBEST_DEADLINE_US", default_value_t = 5_000)]
+    deadline_us: u64,
+    /// Decide requests in flight before new ones get `overload` fallback at once.
+    #[arg(long, env = "NEXTBEST_MAX_INFLIGHT", default_value_t = 128)]
+    max_inflight: usize,
+    /// Open connections per listener; beyond it, accepting pauses.
+    #[arg(long, env = "NEXTBEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
+    /// On SIGTERM/SIGINT: milliseconds /readyz answers 503 while still serving.
+    #[arg(long, env = "NEXTBEST_DRAIN_DELAY_MS", default_value_t = 1_000)]
+    drain_delay_ms: u64,
+    /// On SIGTERM/SIGINT: milliseconds in-flight requests get to finish.
+    #[arg(long, env = "NEXTBEST_GRACE_MS", default_value_t = 10_000)]
+    grace_ms: u64,
+    /// Built-in fallback content (JSON, the shape of a model's `fallback`), served when no
+    /// model content applies or no model is loaded.
+    #[arg(long, env = "NEXTBEST_FALLBACK_FILE")]
+    fallback_file: Option<PathBuf>,
     /// Bearer token the admin listener requires (unset: none).
     #[arg(
         long,
@@ -160,10 +184,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             for f in e.faults() {
                 tracing::error!(fault = %f, "start-up load refused");
             }
-            bail!(
-                "could not load {} and {}: {e}",
-                args.models.display(),
-                args.features.display()
+            // Serve anyway: every decision gets the built-in fallback (reason `no_model`) and
+            // /readyz says 503 until a model and snapshot load (admin API, folder, SIGHUP).
+            tracing::error!(
+                models = %args.models.display(),
+                features = %args.features.display(),
+                "serving without a model: decisions get built-in fallback content"
             );
         }
     }
@@ -182,11 +208,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
+    let builtin = match &args.fallback_file {
+        Some(path) => model::load_builtin_fallback(path).map_err(|e| {
+            for f in e.faults() {
+                tracing::error!(fault = %f, "fallback file refused");
+            }
+            anyhow::anyhow!("fallback file {} refused: {e}", path.display())
+        })?,
+        None => Default::default(),
+    };
     let config = ServerConfig {
         listen: args.listen,
         admin_listen: args.admin_listen,
         max_body_bytes: args.max_body_bytes,
         header_timeout: Duration::from_millis(args.header_timeout_ms),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        deadline: Duration::from_micros(args.deadline_us),
+        max_inflight: args.max_inflight,
+        max_connections: args.max_connections,
+        drain_delay: Duration::from_millis(args.drain_delay_ms),
+        grace: Duration::from_millis(args.grace_ms),
         admin_token: AdminToken::new(args.admin_token),
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -195,7 +236,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
-        let state = Arc::new(AppState::new(registry.clone(), config));
+        let state = Arc::new(AppState::with_builtin(registry.clone(), config, builtin));
         let running = server::start(state)
             .await
             .context("binding the listeners")?;
@@ -205,7 +246,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = terminate() => tracing::info!("terminated; stopping"),
         }
-        running.shutdown().await;
+        let left = running.shutdown().await;
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "grace period over; closing what is left"
+            );
+        }
+        tracing::info!("stopped");
         anyhow::Ok(())
     })
 }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::engine::FallbackReason;
+use crate::registry::Variant;
 
 /// Upper bounds of the decision latency buckets, in microseconds: fine below a millisecond,
 /// where nextbest lives, coarse above it.
@@ -15,7 +16,9 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 ];
 
 /// HTTP statuses counted one by one; others fall into `other`.
-const STATUSES: [u16; 12] = [200, 202, 400, 401, 404, 405, 408, 413, 415, 422, 500, 503];
+const STATUSES: [u16; 13] = [
+    200, 202, 400, 401, 404, 405, 408, 409, 413, 415, 422, 500, 503,
+];
 
 /// A latency histogram with fixed buckets.
 #[derive(Default)]
@@ -64,6 +67,7 @@ pub struct Metrics {
     statuses: [AtomicU64; STATUSES.len() + 1],
     /// Time from request read to answer encoded, for `/v1/decide`.
     pub decide_latency: Histogram,
+    variants: [AtomicU64; 2],
 }
 
 impl Metrics {
@@ -84,6 +88,12 @@ impl Metrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.fallbacks[i].load(Relaxed)
+    }
+
+    /// Counts a decision by the variant that made it (champion/challenger comparison).
+    #[inline]
+    pub fn variant(&self, v: Variant) {
+        self.variants[v as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts an HTTP response by status.
@@ -112,6 +122,18 @@ impl Metrics {
                 "nextbest_decisions_total{{outcome=\"fallback\",reason=\"{}\"}} {}",
                 r.as_str(),
                 self.fallbacks[i].load(Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP nextbest_variant_decisions_total Decisions made by a model, by variant.\n",
+        );
+        out.push_str("# TYPE nextbest_variant_decisions_total counter\n");
+        for v in [Variant::Champion, Variant::Challenger] {
+            let _ = writeln!(
+                out,
+                "nextbest_variant_decisions_total{{variant=\"{}\"}} {}",
+                v.as_str(),
+                self.variants[v as usize].load(Relaxed)
             );
         }
         out.push_str("# HELP nextbest_http_responses_total HTTP responses, by status.\n");

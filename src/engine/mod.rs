@@ -101,6 +101,41 @@ impl Fallback {
     }
 }
 
+/// The last stage of the fallback chain: static content per channel and placement, loadable
+/// from a file so a sidecar started without any model still serves something.
+#[derive(Debug, Default)]
+pub struct BuiltinFallback {
+    /// Content by channel.
+    pub channels: Vec<BuiltinChannel>,
+}
+
+/// Built-in content for one channel.
+#[derive(Debug)]
+pub struct BuiltinChannel {
+    /// Channel name.
+    pub name: Box<str>,
+    /// Content by placement.
+    pub placements: Vec<(Box<str>, Fallback)>,
+    /// Content for the channel's other placements.
+    pub default: Fallback,
+}
+
+impl BuiltinFallback {
+    /// The content for a channel and placement: the placement's, else the channel's default,
+    /// else an empty list.
+    pub fn lookup(&self, channel: &str, placement: &str) -> &Fallback {
+        static EMPTY: std::sync::OnceLock<Fallback> = std::sync::OnceLock::new();
+        match self.channels.iter().find(|c| &*c.name == channel) {
+            Some(c) => c
+                .placements
+                .iter()
+                .find(|s| &*s.0 == placement)
+                .map_or(&c.default, |s| &s.1),
+            None => EMPTY.get_or_init(Fallback::builtin_empty),
+        }
+    }
+}
+
 /// One offer in engine form.
 #[derive(Debug)]
 pub struct Offer {
@@ -135,6 +170,8 @@ pub struct Slot {
     pub placement: Box<str>,
     /// Default number of offers.
     pub limit: usize,
+    /// Admission priority 0..=100: under pressure, lower priorities step aside first.
+    pub priority: u8,
     /// Offer indices that claim this channel and placement, in model order.
     pub candidates: Box<[u32]>,
     /// Fallback resolved at load: this placement's, else the channel's, else built-in.

@@ -10,8 +10,8 @@ use simd_json::prelude::*;
 use super::walk::{index, is_http_url, join, Fault, Faults, Object, Value};
 use super::{resolve_inside, ChallengerSpec, Limits, Schema};
 use crate::engine::{
-    Arbitration, Channel, CmpOp, CompiledModel, Fallback, FallbackStage, Logistic, Offer, Operand,
-    Rule, Scorer, Slot, Test, MAX_CONTEXT_KEYS, MAX_LIMIT,
+    Arbitration, BuiltinChannel, BuiltinFallback, Channel, CmpOp, CompiledModel, Fallback,
+    FallbackStage, Logistic, Offer, Operand, Rule, Scorer, Slot, Test, MAX_CONTEXT_KEYS, MAX_LIMIT,
 };
 
 const TOP_KEYS: &[&str] = &[
@@ -184,6 +184,7 @@ pub fn compile(
                 .map(|(pname, p)| Slot {
                     placement: pname.as_str().into(),
                     limit: p.limit,
+                    priority: p.priority,
                     candidates: offers
                         .iter()
                         .enumerate()
@@ -283,6 +284,7 @@ fn read_arbitration(cx: &mut Ctx<'_>, v: Option<&Value<'_>>) -> Option<Arbitrati
 struct PlacementDraft {
     channels: Vec<String>,
     limit: usize,
+    priority: u8,
 }
 
 fn read_placements(cx: &mut Ctx<'_>, top: &Object<'_>) -> BTreeMap<String, PlacementDraft> {
@@ -314,7 +316,7 @@ fn read_placements(cx: &mut Ctx<'_>, top: &Object<'_>) -> BTreeMap<String, Place
         }
         let Some(p) = obj.get(name).and_then(|v| {
             cx.faults
-                .object(v, &path, &["channels", "limit", "description"])
+                .object(v, &path, &["channels", "limit", "priority", "description"])
         }) else {
             continue;
         };
@@ -329,12 +331,20 @@ fn read_placements(cx: &mut Ctx<'_>, top: &Object<'_>) -> BTreeMap<String, Place
                 .map(|l| l as usize),
             None => Some(3),
         };
-        if let (Some(channels), Some(limit)) = (channels, limit) {
+        let priority = match p.get("priority") {
+            Some(v) => cx
+                .faults
+                .integer_in(v, &join(&path, "priority"), 0, 100)
+                .map(|p| p as u8),
+            None => Some(100),
+        };
+        if let (Some(channels), Some(limit), Some(priority)) = (channels, limit, priority) {
             out.insert(
                 name.to_owned(),
                 PlacementDraft {
                     channels: channels.into_iter().map(str::to_owned).collect(),
                     limit,
+                    priority,
                 },
             );
         }
@@ -621,40 +631,10 @@ fn read_fallback(
                 );
                 continue;
             }
-            let Some(items) = slots.get(pl).and_then(|v| f.array(v, &ppath, MAX_LIMIT)) else {
+            let Some(json) = slots.get(pl).and_then(|v| fallback_items(f, v, &ppath)) else {
                 continue;
             };
-            let mut json = String::from("[");
-            let mut ok = true;
-            for (i, item) in items.iter().enumerate() {
-                let ipath = index(&ppath, i);
-                let Some(io) = f.object(item, &ipath, &["offer_id", "content"]) else {
-                    ok = false;
-                    continue;
-                };
-                let id = f
-                    .req(io, "offer_id", &ipath)
-                    .and_then(|v| f.string(v, &join(&ipath, "offer_id"), 128));
-                let content = f
-                    .req(io, "content", &ipath)
-                    .and_then(|v| read_content(f, v, &join(&ipath, "content")));
-                match (id, content) {
-                    (Some(id), Some(content)) => {
-                        if i > 0 {
-                            json.push(',');
-                        }
-                        json.push_str(&format!(
-                            "{{\"offer_id\":{},\"rank\":{},\"score\":0,\"propensity\":0,\"content\":{}}}",
-                            serde_json::Value::from(id),
-                            i + 1,
-                            content
-                        ));
-                    }
-                    _ => ok = false,
-                }
-            }
-            json.push(']');
-            if ok {
+            {
                 let stage = if pl == DEFAULT_FALLBACK_KEY {
                     FallbackStage::Channel
                 } else {
@@ -663,7 +643,7 @@ fn read_fallback(
                 out.insert(
                     (ch.to_owned(), pl.to_owned()),
                     Fallback {
-                        offers_json: json.into(),
+                        offers_json: json,
                         stage,
                     },
                 );
@@ -671,6 +651,86 @@ fn read_fallback(
         }
     }
     out
+}
+
+/// One fallback list (`[{"offer_id", "content"}]`) as the pre-encoded `offers` array.
+fn fallback_items(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<Box<str>> {
+    let items = f.array(v, path, MAX_LIMIT)?;
+    let mut json = String::from("[");
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let ipath = index(path, i);
+        let Some(io) = f.object(item, &ipath, &["offer_id", "content"]) else {
+            ok = false;
+            continue;
+        };
+        let id = f
+            .req(io, "offer_id", &ipath)
+            .and_then(|v| f.string(v, &join(&ipath, "offer_id"), 128));
+        let content = f
+            .req(io, "content", &ipath)
+            .and_then(|v| read_content(f, v, &join(&ipath, "content")));
+        match (id, content) {
+            (Some(id), Some(content)) => {
+                if i > 0 {
+                    json.push(',');
+                }
+                json.push_str(&format!(
+                    "{{\"offer_id\":{},\"rank\":{},\"score\":0,\"propensity\":0,\"content\":{}}}",
+                    serde_json::Value::from(id),
+                    i + 1,
+                    content
+                ));
+            }
+            _ => ok = false,
+        }
+    }
+    json.push(']');
+    ok.then(|| json.into())
+}
+
+/// Compiles a built-in fallback document: `{channel: {placement | "default": [items]}}`, the
+/// shape of a model's `fallback`, with no model to check channel and placement names against.
+pub fn compile_builtin(doc: &Value<'_>) -> Result<BuiltinFallback, Vec<Fault>> {
+    let mut f = Faults::default();
+    let mut channels = Vec::new();
+    if let Some(obj) = f.map(doc, "") {
+        let mut names: Vec<&str> = obj.keys().map(|k| k.as_ref()).collect();
+        names.sort_unstable();
+        for ch in names {
+            let Some(slots) = obj.get(ch).and_then(|v| f.map(v, ch)) else {
+                continue;
+            };
+            let mut placements = Vec::new();
+            let mut default = Fallback::builtin_empty();
+            let mut pls: Vec<&str> = slots.keys().map(|k| k.as_ref()).collect();
+            pls.sort_unstable();
+            for pl in pls {
+                let path = join(ch, pl);
+                if let Some(json) = slots.get(pl).and_then(|v| fallback_items(&mut f, v, &path)) {
+                    let fb = Fallback {
+                        offers_json: json,
+                        stage: FallbackStage::Builtin,
+                    };
+                    if pl == DEFAULT_FALLBACK_KEY {
+                        default = fb;
+                    } else {
+                        placements.push((pl.into(), fb));
+                    }
+                }
+            }
+            channels.push(BuiltinChannel {
+                name: ch.into(),
+                placements,
+                default,
+            });
+        }
+    }
+    if f.is_empty() {
+        Ok(BuiltinFallback { channels })
+    } else {
+        Err(f.0)
+    }
 }
 
 /// Compiles one rule; `Some(None)` is "always eligible" (never produced here), `None` a fault.

@@ -219,14 +219,8 @@ pub fn from_bytes(
     }
     let checksum = format!("crc32:{:08x}", crc32fast::hash(&document));
     let mut scratch = document.clone();
-    let doc = simd_json::to_borrowed_value(&mut scratch).map_err(|e| {
-        let (line, column) = line_col(&document, e.index());
-        ModelError::Syntax {
-            line,
-            column,
-            detail: format!("{:?}", e.error()),
-        }
-    })?;
+    let doc =
+        simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&document, &e))?;
     let (compiled, challenger) =
         compile::compile(&doc, base_dir.as_deref(), schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {
@@ -237,6 +231,35 @@ pub fn from_bytes(
         document,
         challenger,
     })
+}
+
+/// Reads a built-in fallback file (`{channel: {placement | "default": [items]}}`).
+pub fn load_builtin_fallback(path: &Path) -> Result<crate::engine::BuiltinFallback, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    builtin_fallback_from_bytes(bytes)
+}
+
+/// Parses a built-in fallback document held in memory.
+pub fn builtin_fallback_from_bytes(
+    bytes: Vec<u8>,
+) -> Result<crate::engine::BuiltinFallback, ModelError> {
+    let mut scratch = bytes.clone();
+    let doc = simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&bytes, &e))?;
+    compile::compile_builtin(&doc).map_err(ModelError::Invalid)
+}
+
+/// A parse error with the line and column it happened at.
+fn syntax_error(bytes: &[u8], e: &simd_json::Error) -> ModelError {
+    let (line, column) = line_col(bytes, e.index());
+    ModelError::Syntax {
+        line,
+        column,
+        detail: format!("{:?}", e.error()),
+    }
 }
 
 /// 1-based line and column of a byte offset.

@@ -59,7 +59,23 @@ async fn route(
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
         (&Method::GET, "/metrics") => {
-            let text = state.metrics.render(&state.registry.loads.render());
+            let gauges = format!(
+                "# HELP nextbest_inflight_decisions Decide requests in flight.\n\
+                 # TYPE nextbest_inflight_decisions gauge\n\
+                 nextbest_inflight_decisions {}\n\
+                 # HELP nextbest_max_inflight_decisions The admission bound.\n\
+                 # TYPE nextbest_max_inflight_decisions gauge\n\
+                 nextbest_max_inflight_decisions {}\n\
+                 # HELP nextbest_open_connections Open connections, both listeners.\n\
+                 # TYPE nextbest_open_connections gauge\n\
+                 nextbest_open_connections {}\n",
+                state.admission.inflight(),
+                state.admission.max(),
+                state.connections.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            let text = state
+                .metrics
+                .render(&(state.registry.loads.render() + &gauges));
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -104,7 +120,7 @@ async fn put_model(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let limit = state.registry.config().limits.max_bytes;
-    let body = read_json_body(req, limit).await?;
+    let body = read_json_body(req, limit, state.config.body_timeout * 10).await?;
     let registry = state.registry.clone();
     let base = models_folder(&registry);
     let result = blocking(move || registry.install_document(body, base, "admin".into())).await;
@@ -144,7 +160,7 @@ async fn reload_features(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = read_json_body(req, 64 * 1024).await?;
+    let mut body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
     let args: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
     } else {

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// The body exceeds the limit.
     #[error("the body exceeds the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive in time.
+    #[error("the body did not arrive within {} ms", .0.as_millis())]
+    RequestTimeout(std::time::Duration),
     /// The body is declared as something other than JSON.
     #[error("content-type `{0}` is not supported; send application/json")]
     UnsupportedMediaType(String),
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Refused(RegistryError::NoPrevious | RegistryError::NoFeatures) => {
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Refused(RegistryError::Model(_)) => "invalid_model",

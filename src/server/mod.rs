@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod codec;
 pub mod error;
+pub mod guards;
 pub mod public;
 
 use std::convert::Infallible;
@@ -14,16 +15,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::engine::Fallback;
+use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use guards::Admission;
 
 /// The admin bearer token; its `Debug` never shows it.
 #[derive(Clone)]
@@ -57,8 +62,21 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Time a client has to send its request headers.
+    /// Time a client has to send its request headers; hyper also closes a keep-alive
+    /// connection idle for this long.
     pub header_timeout: Duration,
+    /// Time a client has to send a request body once its headers are in.
+    pub body_timeout: Duration,
+    /// Budget of one decision, from the request read to the answer.
+    pub deadline: Duration,
+    /// Decide requests in flight before new ones get `overload` fallback.
+    pub max_inflight: usize,
+    /// Open connections per listener; beyond, accepting waits (the kernel backlog holds them).
+    pub max_connections: usize,
+    /// On shutdown: how long `/readyz` says 503 while still serving, so balancers move away.
+    pub drain_delay: Duration,
+    /// On shutdown: how long in-flight requests get to finish.
+    pub grace: Duration,
     /// Bearer token the admin listener requires, when set.
     pub admin_token: Option<AdminToken>,
 }
@@ -69,7 +87,13 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9091)),
             max_body_bytes: 64 * 1024,
-            header_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(2),
+            deadline: Duration::from_millis(5),
+            max_inflight: 128,
+            max_connections: 4096,
+            drain_delay: Duration::from_millis(1000),
+            grace: Duration::from_secs(10),
             admin_token: None,
         }
     }
@@ -83,18 +107,36 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Settings.
     pub config: ServerConfig,
-    /// Content served when no model is loaded at all.
-    pub builtin_fallback: Fallback,
+    /// The last stage of the fallback chain (and all there is without a model).
+    pub builtin: BuiltinFallback,
+    /// Decide requests in flight.
+    pub admission: Admission,
+    /// Set when shutdown begins: `/readyz` answers 503 from then on.
+    pub draining: AtomicBool,
+    /// Open connections, both listeners.
+    pub connections: AtomicUsize,
 }
 
 impl AppState {
-    /// State around a registry.
+    /// State around a registry, with an empty built-in fallback.
     pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
+        Self::with_builtin(registry, config, BuiltinFallback::default())
+    }
+
+    /// State around a registry and a built-in fallback.
+    pub fn with_builtin(
+        registry: Arc<Registry>,
+        config: ServerConfig,
+        builtin: BuiltinFallback,
+    ) -> Self {
         AppState {
             registry,
             metrics: Metrics::default(),
+            admission: Admission::new(config.max_inflight),
             config,
-            builtin_fallback: Fallback::builtin_empty(),
+            builtin,
+            draining: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
         }
     }
 }
@@ -105,24 +147,31 @@ pub struct RunningServer {
     pub public_addr: SocketAddr,
     /// Where the admin listener is bound.
     pub admin_addr: SocketAddr,
+    state: Arc<AppState>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<GracefulShutdown>>,
 }
 
 impl RunningServer {
-    /// Stops accepting and waits for the accept loops to end.
-    pub async fn shutdown(self) {
+    /// Drains and stops: `/readyz` turns 503 at once, requests keep being served for the
+    /// drain delay, then accepting stops and in-flight requests get the grace period to
+    /// finish. Returns how many connections were still open when the grace period ended.
+    pub async fn shutdown(self) -> usize {
+        self.state.draining.store(true, Relaxed);
+        tokio::time::sleep(self.state.config.drain_delay).await;
         let _ = self.stop.send(true);
+        let mut left = 0;
         for t in self.tasks {
-            let _ = t.await;
+            let Ok(graceful) = t.await else { continue };
+            let open = graceful.count();
+            if tokio::time::timeout(self.state.config.grace, graceful.shutdown())
+                .await
+                .is_err()
+            {
+                left += open;
+            }
         }
-    }
-
-    /// Waits until the accept loops end (they end only on shutdown).
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
+        left
     }
 }
 
@@ -139,11 +188,12 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
             Side::Public,
             stopped.clone(),
         )),
-        tokio::spawn(accept_loop(admin, state, Side::Admin, stopped)),
+        tokio::spawn(accept_loop(admin, state.clone(), Side::Admin, stopped)),
     ];
     Ok(RunningServer {
         public_addr,
         admin_addr,
+        state,
         stop,
         tasks,
     })
@@ -155,13 +205,24 @@ enum Side {
     Admin,
 }
 
+/// Accepts until told to stop; returns the watcher of its connections for a graceful drain.
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
     side: Side,
     mut stop: watch::Receiver<bool>,
-) {
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
     loop {
+        // At the connection bound, stop accepting until one closes.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return graceful,
+            },
+            _ = stop.changed() => return graceful,
+        };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => stream,
@@ -172,29 +233,32 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.changed() => return,
+            _ = stop.changed() => return graceful,
         };
         let _ = stream.set_nodelay(true);
+        let conn_state = state.clone();
+        let svc = service_fn(move |req| {
+            let state = conn_state.clone();
+            async move {
+                Ok::<_, Infallible>(match side {
+                    Side::Public => public::handle(&state, req).await,
+                    Side::Admin => admin::handle(&state, req).await,
+                })
+            }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.config.header_timeout)
+            .max_buf_size(16 * 1024)
+            .keep_alive(true);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         let state = state.clone();
-        let header_timeout = state.config.header_timeout;
+        state.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
-            let io = TokioIo::new(stream);
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move {
-                    Ok::<_, Infallible>(match side {
-                        Side::Public => public::handle(&state, req).await,
-                        Side::Admin => admin::handle(&state, req).await,
-                    })
-                }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(16 * 1024)
-                .keep_alive(true);
-            let _ = builder.serve_connection(io, svc).await;
+            let _ = conn.await;
+            state.connections.fetch_sub(1, Relaxed);
+            drop(permit);
         });
     }
 }

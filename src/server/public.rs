@@ -1,6 +1,7 @@
 //! The public listener's routes: `/v1/decide`, `/healthz`, `/readyz`.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -10,8 +11,9 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
+use super::guards::{self, Deadline, Ticket};
 use super::AppState;
-use crate::engine::{self, FallbackReason, NoContacts, Unbounded};
+use crate::engine::{self, Fallback, FallbackReason, FallbackStage, NoContacts};
 use crate::registry::Variant;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
@@ -19,9 +21,11 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide_post(state, req).await,
         (&Method::GET, "/v1/decide") => {
+            let ticket = state.admission.enter();
             let started = Instant::now();
+            let budget = guards::budget(state.config.deadline, deadline_header(&req));
             codec::decode_query(req.uri().query().unwrap_or(""))
-                .map(|body| decide(state, &body, started))
+                .map(|body| decide(state, &body, started, budget, &ticket))
         }
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
@@ -44,6 +48,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
 }
 
 fn readyz(state: &AppState) -> Response<Full<Bytes>> {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        let body = serde_json::json!({"status": "draining", "detail": "shutting down"});
+        return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
+    }
     let snap = state.registry.load();
     if snap.is_ready() {
         json_response(
@@ -61,10 +69,11 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
     }
 }
 
-/// Reads a JSON body within the limit, refusing other content types.
+/// Reads a JSON body within the size limit and the time limit, refusing other content types.
 pub(super) async fn read_json_body(
     req: Request<Incoming>,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Vec<u8>, ApiError> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -85,7 +94,10 @@ pub(super) async fn read_json_body(
             return Err(ApiError::PayloadTooLarge(limit));
         }
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
+        .await
+        .map_err(|_| ApiError::RequestTimeout(timeout))?;
+    match collected {
         Ok(c) => Ok(Vec::from(c.to_bytes())),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(limit))
@@ -96,19 +108,34 @@ pub(super) async fn read_json_body(
     }
 }
 
+fn deadline_header(req: &Request<Incoming>) -> Option<&[u8]> {
+    req.headers().get("x-deadline-us").map(|v| v.as_bytes())
+}
+
 async fn decide_post(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = read_json_body(req, state.config.max_body_bytes).await?;
+    // In flight from the moment the request is ours, so slow bodies count against the bound.
+    let ticket = state.admission.enter();
+    let budget = guards::budget(state.config.deadline, deadline_header(&req));
+    let mut body =
+        read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     // The budget starts once the request is read: what the client waited for before is not ours.
     let started = Instant::now();
     let body = codec::decode_json(&mut body)?;
-    Ok(decide(state, &body, started))
+    Ok(decide(state, &body, started, budget, &ticket))
 }
 
-/// Answers one decide request: loads the snapshot once, runs the engine, encodes.
-fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response<Full<Bytes>> {
+/// Answers one decide request: loads the snapshot once, admits or sheds, runs the engine
+/// within the deadline, encodes. Every path ends in a 200 with content the page can show.
+fn decide(
+    state: &AppState,
+    body: &DecideBody<'_>,
+    started: Instant,
+    budget: Duration,
+    ticket: &Ticket<'_>,
+) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
     let now = SystemTime::now();
     let now_ms = now
@@ -122,41 +149,58 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response
         customer_id: body.customer_id.as_deref(),
         variant: Variant::Champion.as_str(),
     };
+    let builtin = |fb: &'_ Fallback| -> bool { fb.stage == FallbackStage::Builtin };
     let mut out = Vec::with_capacity(1024);
+    let metrics = &state.metrics;
     match (&snap.models, &snap.features) {
         (Some(models), Some(features)) => {
             let (model, variant) = models.pick(req.customer_id);
             meta.variant = variant.as_str();
+            metrics.variant(variant);
             let model = &model.compiled;
-            let d = engine::decide(model, features, &req, &NoContacts, &Unbounded, now_ms);
-            match d.fallback {
-                Some(reason) => state.metrics.fallback(reason),
-                None => {
-                    state
-                        .metrics
-                        .personalised
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (channel, slot) = model.resolve(req.channel, req.placement);
+            if !state
+                .admission
+                .admits(ticket, slot.map_or(100, |s| s.priority))
+            {
+                let mut content = model.fallback_for(channel, slot);
+                if builtin(content) {
+                    content = state.builtin.lookup(req.channel, req.placement);
                 }
+                metrics.fallback(FallbackReason::Overload);
+                codec::encode_fallback(
+                    &mut out,
+                    &meta,
+                    Some(model),
+                    FallbackReason::Overload,
+                    content,
+                );
+            } else {
+                let deadline = Deadline(started + budget);
+                let mut d = engine::decide(model, features, &req, &NoContacts, &deadline, now_ms);
+                match d.fallback {
+                    Some(reason) => {
+                        metrics.fallback(reason);
+                        if builtin(d.fallback_content) {
+                            d.fallback_content = state.builtin.lookup(req.channel, req.placement);
+                        }
+                    }
+                    None => {
+                        metrics.personalised.fetch_add(1, Relaxed);
+                    }
+                }
+                codec::encode_decision(&mut out, &meta, model, &d);
             }
-            codec::encode_decision(&mut out, &meta, model, &d);
         }
         _ => {
-            state.metrics.fallback(FallbackReason::NoModel);
-            codec::encode_fallback(
-                &mut out,
-                &meta,
-                None,
-                FallbackReason::NoModel,
-                &state.builtin_fallback,
-            );
+            metrics.fallback(FallbackReason::NoModel);
+            let content = state.builtin.lookup(req.channel, req.placement);
+            codec::encode_fallback(&mut out, &meta, None, FallbackReason::NoModel, content);
         }
     }
     let took = started.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
-    state
-        .metrics
-        .decide_latency
-        .observe_ns(took.as_nanos() as u64);
+    metrics.decide_latency.observe_ns(took.as_nanos() as u64);
     let mut resp = json_response(StatusCode::OK, out.into());
     let timing = format!("decide;dur={:.3}", took.as_secs_f64() * 1e3);
     if let Ok(v) = HeaderValue::from_str(&timing) {

@@ -25,6 +25,70 @@ impl TestServer {
     pub async fn stop(self) {
         self.running.shutdown().await;
     }
+
+    /// Drains and stops; the number of connections the grace period had to cut.
+    pub async fn shutdown(self) -> usize {
+        self.running.shutdown().await
+    }
+}
+
+/// Builds the demo registry (model and snapshot) without serving it.
+pub fn demo_registry() -> Arc<Registry> {
+    let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
+    let model = model::load(&demo_dir(), &*features, &Limits::default()).unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.install(features, model).unwrap();
+    registry
+}
+
+/// Registry for an inline model document over the demo snapshot.
+pub fn registry_for(doc: &serde_json::Value) -> Arc<Registry> {
+    let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
+    let model = model::from_bytes(
+        serde_json::to_vec(doc).unwrap(),
+        None,
+        "test".into(),
+        &*features,
+        &Limits::default(),
+    )
+    .unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.install(features, model).unwrap();
+    registry
+}
+
+/// A request whose headers are sent but whose body is held back: it stays in flight until
+/// `finish` sends the rest.
+pub struct HeldRequest {
+    stream: TcpStream,
+    rest: Vec<u8>,
+}
+
+impl HeldRequest {
+    pub async fn open(addr: SocketAddr, body: &serde_json::Value) -> HeldRequest {
+        let body = serde_json::to_vec(body).unwrap();
+        let head = format!(
+            "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut first = head.into_bytes();
+        first.extend_from_slice(&body[..1]);
+        stream.write_all(&first).await.unwrap();
+        HeldRequest {
+            stream,
+            rest: body[1..].to_vec(),
+        }
+    }
+
+    pub async fn finish(mut self) -> Resp {
+        self.stream.write_all(&self.rest).await.unwrap();
+        let mut out = Vec::new();
+        let _ = self.stream.read_to_end(&mut out).await;
+        parse_response(&out)
+            .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(&out)))
+            .0
+    }
 }
 
 /// The repository's `models/` folder.
@@ -37,6 +101,8 @@ pub fn test_config() -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
+        drain_delay: std::time::Duration::ZERO,
+        grace: std::time::Duration::from_secs(5),
         ..ServerConfig::default()
     }
 }
@@ -73,7 +139,12 @@ pub async fn start_with(model_doc: &serde_json::Value, csv: &str) -> TestServer 
 
 /// Serves whatever the registry holds (possibly nothing).
 pub async fn start_registry(registry: Arc<Registry>, config: ServerConfig) -> TestServer {
-    let state = Arc::new(AppState::new(registry, config));
+    start_state(AppState::new(registry, config)).await
+}
+
+/// Serves a prepared state.
+pub async fn start_state(state: AppState) -> TestServer {
+    let state = Arc::new(state);
     let running = server::start(state.clone()).await.unwrap();
     TestServer {
         public: running.public_addr,

@@ -1,0 +1,308 @@
+//! SLA guards: admission control, deadlines, slow clients, graceful drain, no-model fallback.
+
+mod support;
+
+use std::time::Duration;
+
+use nextbest::server::{AppState, ServerConfig};
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn small_bound(max_inflight: usize) -> ServerConfig {
+    ServerConfig {
+        max_inflight,
+        ..test_config()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_sheds_with_fallback_and_nothing_hangs() {
+    // plans_page has priority 70 (4 of 5 slots), home_hero 40 (3 of 5).
+    let srv = start_registry(demo_registry(), small_bound(5)).await;
+    let req = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"});
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(HeldRequest::open(srv.public, &req).await);
+    }
+    let state = srv.state.clone();
+    eventually("4 requests in flight", || state.admission.inflight() == 4).await;
+
+    let mut excess = Vec::new();
+    for i in 0..60 {
+        let addr = srv.public;
+        excess.push(tokio::spawn(async move {
+            let id = format!("C{:07}", 40 + i);
+            post_json(
+                addr,
+                "/v1/decide",
+                &json!({"customer_id": id, "channel": "web", "placement": "home_hero"}),
+            )
+            .await
+        }));
+    }
+    let all = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut out = Vec::new();
+        for e in excess {
+            out.push(e.await.unwrap());
+        }
+        out
+    })
+    .await
+    .expect("overloaded requests must not hang");
+    for r in &all {
+        assert_eq!(r.status, 200);
+        let a = r.json();
+        assert_eq!(a["fallback"]["reason"], "overload", "{a}");
+        // The placement's own fallback content, ready for the page.
+        assert_eq!(a["offers"][0]["offer_id"], "brand_hero");
+    }
+    // The held requests were admitted before the pressure: they get real decisions.
+    for h in held {
+        let r = h.finish().await;
+        assert_eq!(r.status, 200);
+        assert!(r.json()["fallback"].is_null(), "{}", r.json());
+    }
+    let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("nextbest_decisions_total{outcome=\"fallback\",reason=\"overload\"} 60"),
+        "{metrics}"
+    );
+    assert_eq!(srv.state.admission.inflight(), 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn low_priority_placements_step_aside_first() {
+    let mut doc = TempModels::demo_doc("1");
+    doc["placements"]["home_hero"]["priority"] = json!(0);
+    doc["placements"]["plans_page"]["priority"] = json!(100);
+    let srv = start_registry(registry_for(&doc), small_bound(4)).await;
+    let req = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"});
+    let held = vec![
+        HeldRequest::open(srv.public, &req).await,
+        HeldRequest::open(srv.public, &req).await,
+    ];
+    let state = srv.state.clone();
+    eventually("2 requests in flight", || state.admission.inflight() == 2).await;
+    // With 2 of 4 in flight, the priority-0 placement (half the bound) is shed...
+    let low = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "home_hero"}),
+    )
+    .await;
+    assert_eq!(low["fallback"]["reason"], "overload");
+    // ...while the default priority (100) still decides.
+    let high = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert!(high["fallback"].is_null(), "{high}");
+    for h in held {
+        assert_eq!(h.finish().await.status, 200);
+    }
+    srv.stop().await;
+}
+
+/// 3,000 offers each behind a 40-leaf rule: slow enough that a tiny budget runs out.
+fn heavy_model() -> serde_json::Value {
+    let content = json!({"title": "t", "body": "b", "image_url": "https://x.test/i", "cta_url": "https://x.test/c"});
+    let rule = json!({"all": (0..40).map(|i| json!({"feature": "tenure_months", "op": "ge", "value": -i})).collect::<Vec<_>>()});
+    let offers: Vec<_> = (0..3000)
+        .map(|i| json!({"id": format!("o{i}"), "category": "sales", "channels": ["web"], "placements": ["p"],
+            "value": 1 + i % 7, "eligibility": rule,
+            "scorer": {"kind": "logistic", "intercept": -1, "weights": {"arpu_30d": 0.01, "data_gb_30d": 0.02}},
+            "content": {"web": content}}))
+        .collect();
+    json!({"name": "heavy", "version": "1", "placements": {"p": {"channels": ["web"]}}, "offers": offers,
+        "fallback": {"web": {"p": [{"offer_id": "fb", "content": content}]}}})
+}
+
+#[tokio::test]
+async fn a_tiny_deadline_gives_deadline_fallback_early() {
+    let srv = start_registry(registry_for(&heavy_model()), test_config()).await;
+    let body =
+        serde_json::to_vec(&json!({"customer_id": "C0000042", "channel": "web", "placement": "p"}))
+            .unwrap();
+    let ct = ("content-type", "application/json");
+    // The full decision, with the default budget raised by nothing: measure what it takes.
+    let full = request(
+        srv.public,
+        "POST",
+        "/v1/decide",
+        &[ct, ("x-deadline-us", "10000000")],
+        &body,
+    )
+    .await
+    .json();
+    let full_us = full["took_us"].as_u64().unwrap();
+    let tiny = request(
+        srv.public,
+        "POST",
+        "/v1/decide",
+        &[ct, ("x-deadline-us", "50")],
+        &body,
+    )
+    .await
+    .json();
+    assert_eq!(tiny["fallback"]["reason"], "deadline", "{tiny}");
+    assert_eq!(tiny["offers"][0]["offer_id"], "fb");
+    let tiny_us = tiny["took_us"].as_u64().unwrap();
+    if full["fallback"].is_null() {
+        // Stopping between offers cuts the work to a fraction of the full decision.
+        assert!(
+            tiny_us * 4 < full_us,
+            "deadline answer took {tiny_us} us, the full decision {full_us} us"
+        );
+    } else {
+        // The machine was so slow that even the configured 5 ms ran out.
+        assert_eq!(full["fallback"]["reason"], "deadline");
+    }
+    let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(metrics.contains("reason=\"deadline\"} "), "{metrics}");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off_while_others_are_served() {
+    let config = ServerConfig {
+        header_timeout: Duration::from_millis(300),
+        ..test_config()
+    };
+    let srv = start_registry(demo_registry(), config).await;
+    let addr = srv.public;
+    let slow = tokio::spawn(async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = b"GET /v1/decide?customer_id=C0000042&channel=web&placement=plans_page HTTP/1.1\r\nhost: slow.example\r\nx-padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let started = std::time::Instant::now();
+        for b in head.iter() {
+            if s.write_all(&[*b]).await.is_err() {
+                return (started.elapsed(), true);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            // The server closing shows as EOF (or a reset) on a non-blocking read.
+            let mut buf = [0u8; 512];
+            match tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (started.elapsed(), true),
+                Ok(Ok(_)) => return (started.elapsed(), true), // a 408 before closing
+                Err(_) => {}
+            }
+        }
+        (started.elapsed(), false)
+    });
+    // Meanwhile, other clients are answered normally.
+    for i in 0..20 {
+        let a = decide(addr, json!({"customer_id": format!("C{:07}", i + 1), "channel": "web", "placement": "home_hero"})).await;
+        assert!(a["decision_id"].is_string());
+    }
+    let (after, closed) = slow.await.unwrap();
+    assert!(closed, "the slow client was never cut off");
+    // Sending the whole header would take over 3 s; the server closed long before.
+    assert!(
+        after < Duration::from_millis(2500),
+        "cut off only after {after:?}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_gets_408() {
+    let config = ServerConfig {
+        body_timeout: Duration::from_millis(200),
+        ..test_config()
+    };
+    let srv = start_registry(demo_registry(), config).await;
+    let mut s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    s.write_all(b"POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"chan").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let (r, _) = parse_response(&out).expect("a response");
+    r.assert_error(408, "request_timeout");
+    assert_eq!(srv.state.admission.inflight(), 0);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight() {
+    let config = ServerConfig {
+        drain_delay: Duration::from_millis(300),
+        ..test_config()
+    };
+    let srv = start_registry(demo_registry(), config).await;
+    let (public, state) = (srv.public, srv.state.clone());
+    let req = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"});
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(HeldRequest::open(public, &req).await);
+    }
+    eventually("3 requests in flight", || state.admission.inflight() == 3).await;
+    let stopping = tokio::spawn(srv.shutdown());
+    eventually("draining", || {
+        state.draining.load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
+    // During the drain delay, readiness says 503 so balancers move away...
+    let r = get(public, "/readyz").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["status"], "draining");
+    // ...and every request already in flight completes.
+    for h in held {
+        let r = h.finish().await;
+        assert_eq!(r.status, 200);
+        assert!(r.json()["fallback"].is_null());
+    }
+    let left = tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+    assert_eq!(left, 0, "connections cut by the grace period");
+    assert!(
+        tokio::net::TcpStream::connect(public).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn without_a_model_the_builtin_fallback_serves() {
+    let builtin = nextbest::model::builtin_fallback_from_bytes(
+        serde_json::to_vec(&json!({"web": {"default": [{"offer_id": "static_web", "content": {"title": "Welcome", "body": "", "image_url": "https://cdn.test/w.jpg", "cta_url": "https://shop.test/"}}]}}))
+            .unwrap(),
+    )
+    .unwrap();
+    let state = AppState::with_builtin(
+        std::sync::Arc::new(nextbest::registry::Registry::default()),
+        test_config(),
+        builtin,
+    );
+    let srv = start_state(state).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C1", "channel": "web", "placement": "home_hero"}),
+    )
+    .await;
+    assert_eq!(
+        a["fallback"],
+        json!({"reason": "no_model", "stage": "builtin"})
+    );
+    assert_eq!(a["offers"][0]["offer_id"], "static_web");
+    assert_eq!(a["offers"][0]["content"]["title"], "Welcome");
+    let other = decide(srv.public, json!({"channel": "tv", "placement": "guide"})).await;
+    assert_eq!(other["offers"], json!([]));
+    assert_eq!(get(srv.public, "/readyz").await.status, 503);
+    let bad = nextbest::model::builtin_fallback_from_bytes(br#"{"web": {"default": [{"offer_id": "x", "content": {"title": "", "image_url": "nope", "cta_url": "https://a"}}]}}"#.to_vec());
+    let faults = bad.unwrap_err().faults();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "web.default[0].content.title"),
+        "{faults:?}"
+    );
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "web.default[0].content.image_url"),
+        "{faults:?}"
+    );
+    srv.stop().await;
+}
