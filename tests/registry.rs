@@ -26,12 +26,7 @@ async fn swaps_under_load_fail_no_request() {
     let models = TempModels::new("swap");
     let registry = models.registry();
     let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
-    // A generous deadline: this test is about swaps, not about how busy the machine is.
-    let config = nextbest::server::ServerConfig {
-        deadline: std::time::Duration::from_secs(2),
-        ..test_config()
-    };
-    let srv = start_registry(registry.clone(), config).await;
+    let srv = start_registry(registry.clone(), test_config()).await;
     // Versions are integers; `confirmed` is the newest known active, `attempted` the newest
     // that may be active. An answer must name a version between the two read around it.
     let confirmed = Arc::new(AtomicU64::new(1));
