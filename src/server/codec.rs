@@ -177,8 +177,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for CtxVal<'a> {
 /// Decodes a JSON body in place (simd-json rewrites the buffer while parsing).
 pub fn decode_json(body: &mut [u8]) -> Result<DecideBody<'_>, ApiError> {
     let mut de = simd_json::Deserializer::from_slice(body).map_err(|e| {
+        let near = e
+            .character()
+            .map(|c| format!(" (at {c:?})"))
+            .unwrap_or_default();
         ApiError::MalformedJson(format!(
-            "invalid JSON at byte {}: {:?}",
+            "invalid JSON at byte {}{near}: {:?}",
             e.index(),
             e.error()
         ))

@@ -305,9 +305,16 @@ pub fn parse_response(buf: &[u8]) -> Option<(Resp, usize)> {
 /// Sends raw bytes and reads until the server closes.
 pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
+    // The server may answer (413, 431) and close before reading everything: keep what it said.
+    let _ = s.write_all(bytes).await;
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
     out
 }
 

@@ -1,0 +1,256 @@
+//! Hostile HTTP: whatever a client sends, the answer is a clear 4xx or a closed connection,
+//! the server keeps serving everyone else, and its memory stays bounded.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CT: (&str, &str) = ("content-type", "application/json");
+
+async fn still_serving(srv: &TestServer) {
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert!(a["decision_id"].is_string());
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn bad_json_of_every_kind_is_a_400_naming_the_problem() {
+    let srv = start_demo().await;
+    let deep = format!(
+        "{{\"channel\":\"web\",\"placement\":\"x\",\"extra\":{}{}}}",
+        "[".repeat(20_000),
+        "]".repeat(20_000)
+    );
+    let mut invalid_utf8 = br#"{"channel":"web","placement":"x","customer_id":""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xff, 0xfe, b'"', b'}']);
+    let long_id = format!(
+        r#"{{"channel":"web","placement":"x","customer_id":"{}"}}"#,
+        "C".repeat(10_000)
+    );
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("deep nesting", deep.into_bytes(), ""),
+        (
+            "NaN",
+            br#"{"channel":"web","placement":"x","limit":NaN}"#.to_vec(),
+            "",
+        ),
+        (
+            "Infinity",
+            br#"{"channel":"web","placement":"x","context":{"a":Infinity}}"#.to_vec(),
+            "",
+        ),
+        (
+            "1e400 in context",
+            br#"{"channel":"web","placement":"x","context":{"a":1e400}}"#.to_vec(),
+            "",
+        ),
+        (
+            "1e400 as limit",
+            br#"{"channel":"web","placement":"x","limit":1e400}"#.to_vec(),
+            "byte 41",
+        ),
+        ("invalid UTF-8", invalid_utf8, ""),
+        (
+            "raw control character",
+            b"{\"channel\":\"we\x01b\",\"placement\":\"x\"}".to_vec(),
+            "",
+        ),
+        (
+            "duplicate keys",
+            br#"{"channel":"web","channel":"app","placement":"x"}"#.to_vec(),
+            "channel",
+        ),
+        ("very long customer id", long_id.into_bytes(), "customer_id"),
+        (
+            "huge context",
+            format!(
+                r#"{{"channel":"web","placement":"x","context":{{{}}}}}"#,
+                (0..5000)
+                    .map(|i| format!("\"k{i}\":1"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+            .into_bytes(),
+            "context",
+        ),
+        ("array at the top", b"[1,2,3]".to_vec(), ""),
+        ("a string at the top", b"\"hello\"".to_vec(), ""),
+        ("empty body", b"".to_vec(), ""),
+        (
+            "trailing garbage",
+            br#"{"channel":"web","placement":"x"} {"#.to_vec(),
+            "",
+        ),
+    ];
+    for (what, body, names) in cases {
+        let r = request(srv.public, "POST", "/v1/decide", &[CT], &body).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let j = r.json();
+        assert!(
+            j["error"] == "malformed_json" || j["error"] == "invalid_request",
+            "{what}: {j}"
+        );
+        assert!(
+            j["detail"].as_str().is_some_and(|d| d.contains(names)),
+            "{what}: {j}"
+        );
+    }
+    still_serving(&srv).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn escaped_control_characters_are_echoed_safely() {
+    let srv = start_demo().await;
+    let a = decide(srv.public, json!({"customer_id": "C\u{0}\u{1b}\"<script>", "channel": "web", "placement": "home_hero"})).await;
+    assert_eq!(a["customer_id"], "C\u{0}\u{1b}\"<script>");
+    assert_eq!(a["fallback"]["reason"], "unknown_customer");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_and_bodies_are_refused() {
+    let srv = start_demo().await;
+    // 10 MB declared: refused before reading it.
+    let big = vec![b'{'; 10 << 20];
+    let r = request(srv.public, "POST", "/v1/decide", &[CT], &big).await;
+    r.assert_error(413, "payload_too_large");
+    // A 20 KiB header: the connection is refused with 431 (or closed).
+    let huge = "x".repeat(20 * 1024);
+    let out = raw(
+        srv.public,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {huge}\r\n\r\n").as_bytes(),
+    )
+    .await;
+    if let Some((r, _)) = parse_response(&out) {
+        assert_eq!(r.status, 431);
+    }
+    still_serving(&srv).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_content_types_and_pipelined_garbage() {
+    let srv = start_demo().await;
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = request(
+            srv.public,
+            "POST",
+            "/v1/decide",
+            &[("content-type", ct)],
+            b"{}",
+        )
+        .await;
+        r.assert_error(415, "unsupported_media_type");
+    }
+    // A valid request followed by garbage on the same connection: the first is answered, the
+    // garbage gets a 400 or a closed connection, never a hang.
+    let mut bytes = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n".to_vec();
+    bytes.extend_from_slice(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03GARBAGE \r\n\r\n");
+    let out = tokio::time::timeout(Duration::from_secs(15), raw(srv.public, &bytes))
+        .await
+        .expect("no hang");
+    let (first, used) = parse_response(&out).expect("the valid request is answered");
+    assert_eq!(first.status, 200);
+    if let Some((second, _)) = parse_response(&out[used..]) {
+        assert_eq!(second.status, 400);
+    }
+    still_serving(&srv).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_body_frees_its_slot() {
+    let srv = start_demo().await;
+    for _ in 0..20 {
+        let mut s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+        s.write_all(b"POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"channel\":").await.unwrap();
+        drop(s);
+    }
+    let state = srv.state.clone();
+    eventually("every abandoned request to leave", || {
+        state.admission.inflight() == 0
+    })
+    .await;
+    still_serving(&srv).await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_hostile_load() {
+    let srv = start_demo().await;
+    still_serving(&srv).await;
+    let before = rss_kib();
+    let body = vec![b' '; 60 * 1024];
+    for round in 0..10 {
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let addr = srv.public;
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                match i % 3 {
+                    0 => {
+                        request(addr, "POST", "/v1/decide", &[CT], &body)
+                            .await
+                            .status
+                    }
+                    1 => {
+                        request(addr, "POST", "/v1/decide", &[CT], &vec![b'['; 60 * 1024])
+                            .await
+                            .status
+                    }
+                    _ => {
+                        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                        let _ = s
+                            .write_all(b"POST /v1/decide HTTP/1.1\r\ncontent-length: 65000\r\n\r\n")
+                            .await;
+                        let mut sink = [0u8; 16];
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(5), s.read(&mut sink)).await;
+                        0
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let status = t.await.unwrap();
+            assert!(status == 0 || status == 400, "round {round}: {status}");
+        }
+    }
+    let state = srv.state.clone();
+    eventually("abandoned requests to leave", || {
+        state.admission.inflight() == 0
+    })
+    .await;
+    let growth_mib = rss_kib().saturating_sub(before) / 1024;
+    // 500 hostile requests of up to 64 KiB each: what stays is allocator slack, not bodies.
+    assert!(growth_mib < 64, "resident memory grew by {growth_mib} MiB");
+    still_serving(&srv).await;
+    srv.stop().await;
+}
