@@ -168,16 +168,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     match registry.reload_from_disk() {
         Ok(r) => {
-            let snap = registry.load();
-            if let Some(f) = &snap.features {
-                tracing::info!(
-                    path = %args.features.display(),
-                    customers = f.len(),
-                    features = f.columns().len(),
-                    bytes = f.bytes_held(),
-                    "feature snapshot loaded"
-                );
-            }
             tracing::info!(name = %r.name, version = %r.version, source = %r.source, load_ms = t.elapsed().as_millis() as u64, "model loaded");
         }
         Err(e) => {

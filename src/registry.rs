@@ -303,7 +303,9 @@ impl Registry {
     pub fn reload_from_disk(&self) -> Result<ModelRecord, RegistryError> {
         let features_path = self.writer().features_path.clone();
         let features_path = features_path.ok_or(RegistryError::NoPath("features"))?;
+        let started = Instant::now();
         let store = Arc::new(self.counted_features(FeatureStore::load(&features_path))?);
+        log_features(&FeatureInfo::of(&store, started));
         let models_path = self
             .config
             .models_path
@@ -394,6 +396,7 @@ impl Registry {
         };
         let started = Instant::now();
         let store = Arc::new(self.counted_features(FeatureStore::load(&path))?);
+        log_features(&FeatureInfo::of(&store, started));
         let mut w = self.writer();
         let current = self.current.load_full();
         let models = match &current.models {
@@ -537,6 +540,17 @@ impl FeatureInfo {
             load_ms: started.elapsed().as_millis() as u64,
         }
     }
+}
+
+fn log_features(info: &FeatureInfo) {
+    tracing::info!(
+        source = %info.source,
+        customers = info.customers,
+        features = info.features,
+        bytes = info.bytes,
+        load_ms = info.load_ms,
+        "feature snapshot loaded"
+    );
 }
 
 fn columns_of(store: &FeatureStore) -> Arc<[Box<str>]> {
