@@ -318,6 +318,19 @@ impl Registry {
         Ok(self.publish(&mut w, set, store))
     }
 
+    /// Rebuilds the active model from its own document, re-reading the files it names (a
+    /// scorer or challenger file changed in the folder). What is active stays active.
+    pub fn rebuild_active(&self) -> Result<ModelRecord, RegistryError> {
+        let mut w = self.writer();
+        let current = self.current.load_full();
+        let (Some(active), Some(store)) = (&current.models, &current.features) else {
+            return Err(RegistryError::NoFeatures);
+        };
+        let set = self.counted_model(rebuild(active, store, &self.config.limits))?;
+        warm(&set, store);
+        Ok(self.publish(&mut w, set, store.clone()))
+    }
+
     /// Reloads the model from the models folder; unless `force`, a document identical to the
     /// active one is left alone (the watcher also sees unrelated files change). `Ok(None)` when
     /// nothing changed.

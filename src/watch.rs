@@ -1,28 +1,30 @@
 //! Watches the models folder and reloads the model when its files change.
 //!
-//! Events are debounced (200 ms of quiet) so a burst of writes gives one reload. The safe way
-//! to publish is to write a temporary file and rename it over `model.json` (or a scorer file):
-//! the rename is atomic, so the watcher never reads half a file. Files whose names start with
-//! `.` or end in `.tmp`, `~` or `.swp`, and feature snapshots (`.csv`, `.nbf`), are ignored.
-//! A model that fails to parse or validate is refused, logged and counted; the one serving
-//! keeps serving.
+//! Events are debounced (200 ms of quiet) so a burst of writes gives one reload, and only
+//! changes count (creates, writes, renames, removals): reading a file, as every load does, is
+//! no reason to load again. The safe way to publish is to write a temporary file and rename it
+//! over `model.json` (or a scorer file): the rename is atomic, so the watcher never reads half a
+//! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature snapshots
+//! (`.csv`, `.nbf`), are ignored. A change to `model.json` loads it; a change to any other file
+//! (a scorer, a challenger) rebuilds the active model so it picks the new file up. A model that
+//! fails to parse or validate is refused, logged and counted; the one serving keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::{self, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{new_debouncer, DebounceEventResult, Debouncer};
+use notify_debouncer_full::notify::{self, EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 use crate::model::MODEL_FILE;
-use crate::registry::Registry;
+use crate::registry::{ModelRecord, Registry, RegistryError};
 
 /// Quiet time before a burst of changes triggers a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct ModelWatcher {
-    _debouncer: Debouncer<RecommendedWatcher>,
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
     /// The folder being watched.
     pub dir: PathBuf,
 }
@@ -35,6 +37,13 @@ fn ignored(path: &Path) -> bool {
         || name.ends_with(".swp")
         || name.ends_with(".csv")
         || name.ends_with(".nbf")
+}
+
+fn is_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+    )
 }
 
 /// Starts watching the registry's models folder.
@@ -52,40 +61,54 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             .map(Path::to_owned)
             .unwrap_or_else(|| PathBuf::from("."))
     };
-    let mut debouncer = new_debouncer(DEBOUNCE, move |res: DebounceEventResult| match res {
+    let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {
-            let relevant: Vec<&Path> = events
+            let changed: Vec<&Path> = events
                 .iter()
-                .map(|e| e.path.as_path())
+                .filter(|e| is_change(&e.kind))
+                .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
                 .filter(|p| !ignored(p))
                 .collect();
-            if relevant.is_empty() {
+            if changed.is_empty() {
                 return;
             }
-            // Only model.json changed: an identical document is left alone. Any other file
-            // (a scorer, a challenger) forces a rebuild.
-            let force = relevant
+            let model_json = changed
                 .iter()
-                .any(|p| p.file_name().is_some_and(|n| n != MODEL_FILE));
-            match registry.reload_models(force) {
-                Ok(Some(r)) => {
-                    tracing::info!(name = %r.name, version = %r.version, source = %r.source, "model activated from folder")
-                }
-                Ok(None) => tracing::debug!("model folder changed; model.json unchanged"),
-                Err(e) => {
-                    for f in e.faults() {
-                        tracing::warn!(source = "folder", fault = %f, "load refused; the serving model is unchanged");
-                    }
-                }
+                .any(|p| p.file_name().is_some_and(|n| n == MODEL_FILE));
+            let result = if model_json {
+                registry.reload_models(false)
+            } else {
+                registry.rebuild_active().map(Some)
+            };
+            report(result);
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::warn!(error = %e, "model folder watch error");
             }
         }
-        Err(e) => tracing::warn!(error = %e, "model folder watch error"),
-    })?;
-    debouncer
-        .watcher()
-        .watch(&dir, RecursiveMode::NonRecursive)?;
+    };
+    let mut debouncer = new_debouncer(DEBOUNCE, None, handler)?;
+    debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
     Ok(ModelWatcher {
         _debouncer: debouncer,
         dir,
     })
+}
+
+fn report(result: Result<Option<ModelRecord>, RegistryError>) {
+    match result {
+        Ok(Some(r)) => tracing::info!(
+            name = %r.name,
+            version = %r.version,
+            source = %r.source,
+            "model activated from the folder"
+        ),
+        Ok(None) => tracing::debug!("model folder changed; the model is unchanged"),
+        Err(e) => {
+            for f in e.faults() {
+                tracing::warn!(source = "folder", fault = %f, "load refused; the serving model is unchanged");
+            }
+        }
+    }
 }

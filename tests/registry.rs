@@ -118,7 +118,7 @@ async fn a_bad_model_is_refused_by_every_source_and_the_old_one_keeps_serving() 
     let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
     let srv = start_registry(registry.clone(), test_config()).await;
     let mut bad = TempModels::demo_doc("2");
-    bad["offers"][3]["scorer"]["weights"]["arpu"] = json!(0.1);
+    bad["offers"][2]["scorer"]["weights"]["arpu"] = json!(0.1);
     bad["offers"][5]["content"]["web"]["cta_url"] = json!("not a url");
 
     // Admin API: 422 with the exact path of each fault.
@@ -132,7 +132,7 @@ async fn a_bad_model_is_refused_by_every_source_and_the_old_one_keeps_serving() 
     .await;
     r.assert_error(422, "invalid_model");
     let j = r.json();
-    assert_eq!(j["path"], "offers[3].scorer.weights.arpu");
+    assert_eq!(j["path"], "offers[2].scorer.weights.arpu");
     let paths: Vec<&str> = j["faults"]
         .as_array()
         .unwrap()
@@ -166,7 +166,7 @@ async fn a_bad_model_is_refused_by_every_source_and_the_old_one_keeps_serving() 
     assert!(err
         .faults()
         .iter()
-        .any(|f| f.path == "offers[3].scorer.weights.arpu"));
+        .any(|f| f.path == "offers[2].scorer.weights.arpu"));
     assert_eq!(version_of(&registry), "1");
 
     // Readiness and decisions are untouched.
@@ -493,5 +493,35 @@ async fn model_paths_may_not_leave_the_models_folder() {
         std::fs::remove_file(outside).unwrap();
     }
     assert_eq!(version_of(&registry), "1");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
+    let models = TempModels::new("scorer");
+    let registry = models.registry();
+    let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    // An admin upload (version 7) is active; model.json on disk still says 1.
+    let doc = serde_json::to_vec(&TempModels::demo_doc("7")).unwrap();
+    assert_eq!(
+        request(
+            srv.admin,
+            "PUT",
+            "/admin/models",
+            &[("content-type", "application/json")],
+            &doc
+        )
+        .await
+        .status,
+        200
+    );
+    let loads = |r: &nextbest::registry::Registry| r.history().len();
+    let before = loads(&registry);
+    let scorer = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
+    models.publish("streaming_bundle.lgb.txt", &scorer);
+    eventually("the rebuild", || loads(&registry) > before).await;
+    assert_eq!(version_of(&registry), "7");
+    assert_eq!(registry.history()[0].source, "admin");
     srv.stop().await;
 }

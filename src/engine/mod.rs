@@ -8,6 +8,7 @@
 
 pub mod rules;
 pub mod scorer;
+pub mod trees;
 
 use std::borrow::Cow;
 

@@ -38,6 +38,8 @@ pub enum Scorer {
     Logistic(Logistic),
     /// A constant propensity (an offer scored only by value and priority).
     Constant(f64),
+    /// An XGBoost or LightGBM tree ensemble, flattened.
+    Trees(Box<super::trees::TreeEnsemble>),
 }
 
 impl Scorer {
@@ -47,6 +49,7 @@ impl Scorer {
         match self {
             Scorer::Logistic(l) => l.predict(row),
             Scorer::Constant(p) => *p,
+            Scorer::Trees(t) => t.predict(row),
         }
     }
 }

@@ -56,6 +56,7 @@ struct OfferDraft {
 
 struct Ctx<'s> {
     faults: Faults,
+    base_dir: Option<&'s Path>,
     schema: &'s dyn Schema,
     limits: &'s Limits,
     context_keys: Vec<String>,
@@ -72,6 +73,7 @@ pub fn compile(
 ) -> Result<(CompiledModel, Option<ChallengerSpec>), Vec<Fault>> {
     let mut cx = Ctx {
         faults: Faults::default(),
+        base_dir,
         schema,
         limits,
         context_keys: Vec::new(),
@@ -946,6 +948,93 @@ fn describe(label: &str, test: &Test) -> String {
     }
 }
 
+/// Loads a tree-ensemble scorer file named by the model, inside the model's folder.
+fn compile_trees(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, kind: &str) -> Option<Scorer> {
+    let known: &[&str] = if kind == "xgboost" {
+        &["kind", "path", "features"]
+    } else {
+        &["kind", "path"]
+    };
+    let f = &mut cx.faults;
+    let obj = f.object(v, path, known)?;
+    let ppath = join(path, "path");
+    let rel = f
+        .req(obj, "path", path)
+        .and_then(|p| f.string(p, &ppath, 1024));
+    let names: Option<Vec<String>> = match obj.get("features") {
+        Some(list) => Some(
+            f.string_list(list, &join(path, "features"), 100_000)?
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        None => None,
+    };
+    let rel = rel?;
+    let Some(base) = cx.base_dir else {
+        f.push(
+            &ppath,
+            "a model with no folder cannot reference scorer files",
+        );
+        return None;
+    };
+    let file = match super::resolve_inside(base, rel) {
+        Ok(file) => file,
+        Err(e) => {
+            f.push(&ppath, e);
+            return None;
+        }
+    };
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    if size > cx.limits.max_scorer_bytes {
+        f.push(
+            &ppath,
+            format!(
+                "`{rel}` is {size} bytes, over the limit of {}",
+                cx.limits.max_scorer_bytes
+            ),
+        );
+        return None;
+    }
+    let bytes = match std::fs::read(&file) {
+        Ok(b) => b,
+        Err(e) => {
+            f.push(&ppath, format!("`{rel}`: {e}"));
+            return None;
+        }
+    };
+    let resolved = std::cell::RefCell::new(Vec::new());
+    let schema = cx.schema;
+    let resolve = |name: &str| {
+        let col = schema.column(name);
+        if col.is_some() {
+            resolved.borrow_mut().push(name.to_owned());
+        }
+        col
+    };
+    let parsed = if kind == "xgboost" {
+        super::xgboost::parse_xgboost(&bytes, names.as_deref(), &resolve)
+    } else {
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => super::lightgbm::parse_lightgbm(text, &resolve),
+            Err(e) => {
+                f.push(&ppath, format!("`{rel}` is not UTF-8 text: {e}"));
+                return None;
+            }
+        }
+    };
+    match parsed {
+        Ok(ensemble) => {
+            cx.features_used.extend(resolved.into_inner());
+            Some(Scorer::Trees(Box::new(ensemble)))
+        }
+        Err(e) => {
+            f.push(&ppath, format!("`{rel}` ({kind}): {e}"));
+            None
+        }
+    }
+}
+
 fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
     let kind = v.get("kind").and_then(|k| k.as_str());
     match kind {
@@ -1015,13 +1104,7 @@ fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer>
                 .and_then(|p| cx.faults.number_in(p, &join(path, "propensity"), 0.0, 1.0))?;
             Some(Scorer::Constant(p))
         }
-        Some(other @ ("xgboost" | "lightgbm")) => {
-            cx.faults.push(
-                &join(path, "kind"),
-                format!("scorer kind `{other}` is not supported by this build yet"),
-            );
-            None
-        }
+        Some(kind @ ("xgboost" | "lightgbm")) => compile_trees(cx, v, path, kind),
         Some(other) => {
             cx.faults.push(
                 &join(path, "kind"),

@@ -6,7 +6,9 @@
 //! when asked to load one; nothing here runs on the request path.
 
 mod compile;
+pub mod lightgbm;
 pub mod walk;
+pub mod xgboost;
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +80,8 @@ pub struct Limits {
     pub max_rules: usize,
     /// Deepest nesting of `all`/`any`/`not`.
     pub max_rule_depth: usize,
+    /// Largest scorer file (XGBoost JSON, LightGBM text) in bytes.
+    pub max_scorer_bytes: u64,
 }
 
 impl Default for Limits {
@@ -87,6 +91,7 @@ impl Default for Limits {
             max_offers: 10_000,
             max_rules: 200_000,
             max_rule_depth: 16,
+            max_scorer_bytes: 64 << 20,
         }
     }
 }

@@ -306,3 +306,120 @@ fn the_bundled_demo_model_is_valid_against_the_bundled_snapshot() {
     assert_eq!(names, ["app", "web"]);
     assert!(store.len() >= 10_000);
 }
+
+fn trees_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees")
+}
+
+/// A snapshot with the tree fixtures' feature columns (from their inputs.csv header).
+fn tree_store(drop: Option<&str>) -> FeatureStore {
+    let text = std::fs::read_to_string(trees_dir().join("inputs.csv")).unwrap();
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .skip(1)
+        .filter(|h| Some(*h) != drop)
+        .collect();
+    let row: Vec<&str> = header.iter().map(|_| "1").collect();
+    let csv = format!("customer_id,{}\nC1,{}\n", header.join(","), row.join(","));
+    FeatureStore::from_csv_bytes(csv.as_bytes(), "trees.csv").unwrap()
+}
+
+fn tree_model(scorer: serde_json::Value) -> Vec<u8> {
+    let mut o = offer("t");
+    o["scorer"] = scorer;
+    serde_json::to_vec(&model(vec![o])).unwrap()
+}
+
+#[test]
+fn tree_scorers_load_from_the_model_folder_and_score_like_the_library() {
+    let store = tree_store(None);
+    for (kind, file) in [
+        ("xgboost", "xgb_binary.json"),
+        ("lightgbm", "lgb_binary.txt"),
+    ] {
+        let doc = tree_model(serde_json::json!({"kind": kind, "path": file}));
+        let m = from_bytes(
+            doc,
+            Some(trees_dir()),
+            "t".into(),
+            &store,
+            &Limits::default(),
+        )
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let crate::engine::Scorer::Trees(t) = &m.compiled.offers[0].scorer else {
+            panic!("{file}: not a tree scorer");
+        };
+        assert!(t.n_trees() >= 50, "{file}");
+        let row = store.row("C1").unwrap();
+        let p = m.compiled.offers[0].scorer.predict(row);
+        assert!((0.0..=1.0).contains(&p) && p == t.predict(row));
+        assert!(!m.compiled.features_used.is_empty());
+    }
+}
+
+#[test]
+fn tree_scorer_faults_name_the_file_and_the_features() {
+    let store = tree_store(Some("arpu_30d"));
+    let doc = tree_model(serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}));
+    let err = from_bytes(
+        doc,
+        Some(trees_dir()),
+        "t".into(),
+        &store,
+        &Limits::default(),
+    )
+    .unwrap_err();
+    let faults = err.faults();
+    assert_eq!(faults[0].path, "offers[0].scorer.path");
+    assert!(
+        faults[0].message.contains("arpu_30d") && faults[0].message.contains("xgb_binary.json"),
+        "{faults:?}"
+    );
+
+    let store = tree_store(None);
+    let cases = [
+        (
+            serde_json::json!({"kind": "lightgbm", "path": "missing.txt"}),
+            "missing.txt",
+        ),
+        (
+            serde_json::json!({"kind": "lightgbm", "path": "../trees/lgb_binary.txt"}),
+            "relative path",
+        ),
+        (
+            serde_json::json!({"kind": "lightgbm", "path": "xgb_binary.json"}),
+            "lightgbm",
+        ),
+        (
+            serde_json::json!({"kind": "xgboost", "path": "lgb_binary.txt"}),
+            "xgboost",
+        ),
+    ];
+    for (scorer, needle) in cases {
+        let doc = tree_model(scorer.clone());
+        let faults = from_bytes(
+            doc,
+            Some(trees_dir()),
+            "t".into(),
+            &store,
+            &Limits::default(),
+        )
+        .unwrap_err()
+        .faults();
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == "offers[0].scorer.path" && f.message.contains(needle)),
+            "{scorer}: {faults:?}"
+        );
+    }
+    // Without a folder (a bare document), files cannot be referenced at all.
+    let doc = tree_model(serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}));
+    let faults = from_bytes(doc, None, "t".into(), &store, &Limits::default())
+        .unwrap_err()
+        .faults();
+    assert!(faults[0].message.contains("no folder"), "{faults:?}");
+}

@@ -44,9 +44,10 @@ pub fn demo_registry() -> Arc<Registry> {
 /// Registry for an inline model document over the demo snapshot.
 pub fn registry_for(doc: &serde_json::Value) -> Arc<Registry> {
     let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
+    // Scorer files (the demo's tree ensembles) resolve against the demo folder.
     let model = model::from_bytes(
         serde_json::to_vec(doc).unwrap(),
-        None,
+        Some(demo_dir()),
         "test".into(),
         &*features,
         &Limits::default(),
@@ -157,7 +158,7 @@ pub async fn start_state(state: AppState) -> TestServer {
     }
 }
 
-/// A private copy of the demo models folder (model.json and features.csv), removed on drop.
+/// A private copy of the demo models folder, removed on drop.
 pub struct TempModels {
     pub dir: PathBuf,
 }
@@ -172,8 +173,12 @@ impl TempModels {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        for f in ["model.json", "features.csv"] {
-            std::fs::copy(demo_dir().join(f), dir.join(f)).unwrap();
+        // The whole folder: model.json, its scorer files and the snapshot.
+        for entry in std::fs::read_dir(demo_dir()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+            }
         }
         TempModels { dir }
     }

@@ -1,0 +1,269 @@
+//! Parity with the libraries themselves: every fixture model, every fixture row, against the
+//! probabilities (and raw margins) the library's `predict` wrote (fixtures/gen_fixtures.py).
+
+use std::path::PathBuf;
+
+use nextbest::engine::trees::{Flavor, TreeEnsemble};
+use nextbest::model::lightgbm::parse_lightgbm;
+use nextbest::model::xgboost::parse_xgboost;
+
+const TOLERANCE: f64 = 1e-6;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join("trees")
+        .join(name)
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A CSV as (header, rows of fields); the fixtures have no quoting.
+fn csv(name: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = read(name);
+    let mut lines = text.lines();
+    let header = lines
+        .next()
+        .expect("header")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let rows = lines
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    (header, rows)
+}
+
+struct Inputs {
+    features: Vec<String>,
+    rows: Vec<Vec<f32>>,
+}
+
+fn inputs() -> Inputs {
+    let (header, rows) = csv("inputs.csv");
+    assert_eq!(header[0], "row");
+    let rows = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            assert_eq!(r[0], i.to_string());
+            r[1..]
+                .iter()
+                .map(|v| {
+                    if v.is_empty() {
+                        f32::NAN
+                    } else {
+                        v.parse().expect("f32")
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Inputs {
+        features: header[1..].to_vec(),
+        rows,
+    }
+}
+
+/// Expected (probability, margin) per row for one model, from the CSV that holds its columns.
+fn expected(model: &str) -> Vec<(f64, f64)> {
+    let file = if model == "xgb_v2_binary" {
+        "predictions_xgb_v2.csv"
+    } else {
+        "predictions.csv"
+    };
+    let (header, rows) = csv(file);
+    let p = header
+        .iter()
+        .position(|h| h == model)
+        .expect("model column");
+    let m = header
+        .iter()
+        .position(|h| *h == format!("{model}__margin"))
+        .expect("margin column");
+    rows.iter()
+        .map(|r| (r[p].parse().expect("f64"), r[m].parse().expect("f64")))
+        .collect()
+}
+
+fn check(model: &str, ensemble: &TreeEnsemble, inputs: &Inputs) {
+    let mut expected = expected(model);
+    if ensemble.flavor() == Flavor::XgBoost {
+        // XGBoost predicts in f32; the CSV holds the shortest text of that f32.
+        for (p, m) in &mut expected {
+            (*p, *m) = (f64::from(*p as f32), f64::from(*m as f32));
+        }
+    }
+    assert_eq!(expected.len(), inputs.rows.len());
+    let (mut worst_p, mut worst_p_row, mut worst_m, mut exact, mut exact_m) =
+        (0.0_f64, 0, 0.0_f64, 0, 0);
+    for (i, (row, &(p, m))) in inputs.rows.iter().zip(&expected).enumerate() {
+        let ours = ensemble.predict(row);
+        let d = (ours - p).abs();
+        if d > worst_p || d.is_nan() {
+            (worst_p, worst_p_row) = (d, i);
+        }
+        let ours_m = ensemble.margin(row);
+        worst_m = worst_m.max((ours_m - m).abs());
+        exact_m += usize::from(ours_m == m);
+        exact += usize::from(ours == p);
+    }
+    println!(
+        "{model:18} trees={:3} nodes={:5} rows={} worst |dp|={worst_p:.3e} (row {worst_p_row}) \
+         worst |dmargin|={worst_m:.3e} bit-exact p={exact}/{n} margin={exact_m}/{n}",
+        ensemble.n_trees(),
+        ensemble.n_nodes(),
+        expected.len(),
+        n = expected.len()
+    );
+    assert!(
+        worst_p <= TOLERANCE,
+        "{model}: row {worst_p_row} differs by {worst_p:e}"
+    );
+    assert!(worst_m <= 1e-5, "{model}: margin differs by {worst_m:e}");
+}
+
+#[test]
+fn xgboost_matches_library() {
+    let inputs = inputs();
+    let resolve = |name: &str| {
+        inputs
+            .features
+            .iter()
+            .position(|f| f == name)
+            .map(|i| i as u32)
+    };
+    for model in [
+        "xgb_binary",
+        "xgb_reg_logistic",
+        "xgb_pruned",
+        "bench_100x6",
+        "xgb_v2_binary", // XGBoost 2.1 format: base_score "4.5E-1", no brackets
+    ] {
+        let bytes = std::fs::read(fixture(&format!("{model}.json"))).expect("model file");
+        let e =
+            parse_xgboost(&bytes, None, &resolve).unwrap_or_else(|err| panic!("{model}: {err}"));
+        check(model, &e, &inputs);
+    }
+    // Trained without names: the scorer spec's list (here: the CSV order) supplies them.
+    let bytes = std::fs::read(fixture("xgb_nonames.json")).expect("model file");
+    let err = parse_xgboost(&bytes, None, &resolve).expect_err("no names anywhere");
+    println!("xgb_nonames without names: {err}");
+    let e = parse_xgboost(&bytes, Some(&inputs.features), &resolve).expect("xgb_nonames");
+    check("xgb_nonames", &e, &inputs);
+}
+
+#[test]
+fn lightgbm_matches_library() {
+    let inputs = inputs();
+    let resolve = |name: &str| {
+        inputs
+            .features
+            .iter()
+            .position(|f| f == name)
+            .map(|i| i as u32)
+    };
+    for model in ["lgb_binary", "lgb_zero_missing", "lgb_edge"] {
+        let text = read(&format!("{model}.txt"));
+        let e = parse_lightgbm(&text, &resolve).unwrap_or_else(|err| panic!("{model}: {err}"));
+        check(model, &e, &inputs);
+    }
+}
+
+#[test]
+fn snapshot_column_order_is_independent_of_model_order() {
+    // Snapshot with the features reversed and an unrelated column in front.
+    let inputs = inputs();
+    let n = inputs.features.len();
+    let resolve = |name: &str| {
+        inputs
+            .features
+            .iter()
+            .position(|f| f == name)
+            .map(|i| (n - i) as u32)
+    };
+    let permuted: Vec<Vec<f32>> = inputs
+        .rows
+        .iter()
+        .map(|r| {
+            std::iter::once(-7.0)
+                .chain(r.iter().rev().copied())
+                .collect()
+        })
+        .collect();
+    let bytes = std::fs::read(fixture("xgb_binary.json")).expect("model file");
+    let x = parse_xgboost(&bytes, None, &resolve).expect("xgb");
+    let text = read("lgb_binary.txt");
+    let l = parse_lightgbm(&text, &resolve).expect("lgb");
+    let xs = Inputs {
+        features: inputs.features.clone(),
+        rows: permuted,
+    };
+    check("xgb_binary", &x, &xs);
+    check("lgb_binary", &l, &xs);
+}
+
+#[test]
+fn unknown_features_are_all_named() {
+    let resolve =
+        |name: &str| (!name.starts_with("roaming") && !name.starts_with("nps")).then_some(0);
+    let bytes = std::fs::read(fixture("xgb_binary.json")).expect("model file");
+    let err = parse_xgboost(&bytes, None, &resolve).expect_err("unknown");
+    assert_eq!(
+        err.to_string(),
+        "model features not found in the feature snapshot: roaming_days_90d, nps_score"
+    );
+    let err = parse_lightgbm(&read("lgb_binary.txt"), &resolve).expect_err("unknown");
+    assert_eq!(
+        err.to_string(),
+        "model features not found in the feature snapshot: roaming_days_90d, nps_score"
+    );
+}
+
+/// The demo model's tree-scored offers give the libraries' own probabilities on the demo
+/// snapshot (examples/train_demo_trees.py wrote both the models and these predictions).
+#[test]
+fn demo_tree_offers_match_the_libraries() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let store = nextbest::features::FeatureStore::load(&root.join("models/features.csv")).unwrap();
+    let model = nextbest::model::load(&root.join("models"), &store, &Default::default()).unwrap();
+    let offer = |id: &str| {
+        model
+            .compiled
+            .offers
+            .iter()
+            .find(|o| &*o.id == id)
+            .unwrap_or_else(|| panic!("demo offer {id}"))
+    };
+    let (upgrade, streaming) = (offer("device_upgrade_5g"), offer("streaming_bundle"));
+    assert!(matches!(upgrade.scorer, nextbest::engine::Scorer::Trees(_)));
+    assert!(matches!(
+        streaming.scorer,
+        nextbest::engine::Scorer::Trees(_)
+    ));
+    let (header, rows) = csv("demo_predictions.csv");
+    assert_eq!(
+        header,
+        ["customer_id", "device_upgrade_5g", "streaming_bundle"]
+    );
+    assert_eq!(rows.len(), 300);
+    let mut worst = 0f64;
+    for r in &rows {
+        let features = store.row(&r[0]).unwrap();
+        for (scorer, expected) in [(&upgrade.scorer, &r[1]), (&streaming.scorer, &r[2])] {
+            let expected: f64 = expected.parse().unwrap();
+            let diff = (scorer.predict(features) - expected).abs();
+            worst = worst.max(diff);
+            assert!(
+                diff <= TOLERANCE,
+                "{}: ours {} vs library {expected}",
+                r[0],
+                scorer.predict(features)
+            );
+        }
+    }
+    eprintln!("demo trees: worst diff {worst:e}");
+}
