@@ -283,6 +283,8 @@ async fn main() {
         println!("| {name} | {:.1} | {:.1} |", median(folder), median(admin));
     }
 
+    // Back to the demo model before the load phases.
+    publish_to_serving(&srv, &dir, &demo_doc("steady"), false).await;
     println!("\n## /v1/decide under load, without and with a model swap every second\n");
     println!("{} s per phase, {} keep-alive connections, closed loop, customers C0000001..C0010000\n", args.seconds, args.conns);
     println!("| phase | requests/s | p50 us | p99 us | p99.9 us | max us | non-200 |");
