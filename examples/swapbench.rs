@@ -61,7 +61,10 @@ impl Drop for Server {
 }
 
 fn start(binary: &Path, models: &Path) -> Server {
-    let (public, admin) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let (public, admin) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
     let pinned = Command::new("taskset").arg("--version").output().is_ok();
     let mut cmd = if pinned {
         let mut c = Command::new("taskset");
@@ -70,17 +73,34 @@ fn start(binary: &Path, models: &Path) -> Server {
     } else {
         Command::new(binary)
     };
-    cmd.args(["--listen", &public, "--admin-listen", &admin, "--drain-delay-ms", "0"])
-        .arg("--models")
-        .arg(models)
-        .arg("--features")
-        .arg(models.join("features.csv"))
-        .env("NEXTBEST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    let child = cmd.spawn().expect("start nextbest (cargo build --release first)");
-    eprintln!("server pid {} on {public} (admin {admin}){}", child.id(), if pinned { ", pinned to CPU 0" } else { "" });
-    Server { child, public, admin }
+    cmd.args([
+        "--listen",
+        &public,
+        "--admin-listen",
+        &admin,
+        "--drain-delay-ms",
+        "0",
+    ])
+    .arg("--models")
+    .arg(models)
+    .arg("--features")
+    .arg(models.join("features.csv"))
+    .env("NEXTBEST_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    let child = cmd
+        .spawn()
+        .expect("start nextbest (cargo build --release first)");
+    eprintln!(
+        "server pid {} on {public} (admin {admin}){}",
+        child.id(),
+        if pinned { ", pinned to CPU 0" } else { "" }
+    );
+    Server {
+        child,
+        public,
+        admin,
+    }
 }
 
 /// One keep-alive connection.
@@ -90,7 +110,9 @@ impl Conn {
     async fn open(addr: &str) -> Conn {
         let stream = TcpStream::connect(addr).await.expect("connect");
         let _ = stream.set_nodelay(true);
-        let (send, conn) = http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+        let (send, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
         tokio::spawn(conn);
         Conn(send)
     }
@@ -126,7 +148,8 @@ async fn wait_ready(addr: &str) {
 
 fn demo_doc(version: &str) -> serde_json::Value {
     let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read("models/model.json").expect("models/model.json")).expect("json");
+        serde_json::from_slice(&std::fs::read("models/model.json").expect("models/model.json"))
+            .expect("json");
     doc["version"] = version.into();
     doc
 }
@@ -147,7 +170,11 @@ fn big_doc(version: &str) -> serde_json::Value {
 
 async fn version_served(c: &mut Conn) -> String {
     let (_, body) = c
-        .call("POST", "/v1/decide", br#"{"customer_id":"C0000042","channel":"web","placement":"plans_page"}"#.to_vec())
+        .call(
+            "POST",
+            "/v1/decide",
+            br#"{"customer_id":"C0000042","channel":"web","placement":"plans_page"}"#.to_vec(),
+        )
         .await;
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     v["model"]["version"].as_str().unwrap_or("").to_owned()
@@ -160,7 +187,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Publishes a model through the folder (write, rename) or the admin API, and times until a
 /// decision names it.
-async fn publish_to_serving(srv: &Server, dir: &Path, doc: &serde_json::Value, via_folder: bool) -> f64 {
+async fn publish_to_serving(
+    srv: &Server,
+    dir: &Path,
+    doc: &serde_json::Value,
+    via_folder: bool,
+) -> f64 {
     let version = doc["version"].as_str().unwrap_or("").to_owned();
     let bytes = serde_json::to_vec(doc).expect("json");
     let mut probe = Conn::open(&srv.public).await;
@@ -226,7 +258,11 @@ async fn load(srv: &Server, seconds: u64, conns: usize, swap: bool) -> Phase {
             (lat, errors)
         }));
     }
-    let mut phase = Phase { requests: 0, errors: 0, latencies_us: Vec::new() };
+    let mut phase = Phase {
+        requests: 0,
+        errors: 0,
+        latencies_us: Vec::new(),
+    };
     for t in tasks {
         let (lat, errors) = t.await.expect("client");
         phase.requests += lat.len();
@@ -274,7 +310,13 @@ async fn main() {
     println!("## Publish to serving (ms, median of 5)\n");
     println!("| model | folder (write + rename) | admin PUT |");
     println!("|---|---|---|");
-    for (name, make) in [("demo (25 offers)", demo_doc as fn(&str) -> serde_json::Value), ("1,000 offers", big_doc)] {
+    for (name, make) in [
+        (
+            "demo (25 offers)",
+            demo_doc as fn(&str) -> serde_json::Value,
+        ),
+        ("1,000 offers", big_doc),
+    ] {
         let (mut folder, mut admin) = (Vec::new(), Vec::new());
         for i in 0..5 {
             folder.push(publish_to_serving(&srv, &dir, &make(&format!("f{name}{i}")), true).await);
@@ -286,7 +328,10 @@ async fn main() {
     // Back to the demo model before the load phases.
     publish_to_serving(&srv, &dir, &demo_doc("steady"), false).await;
     println!("\n## /v1/decide under load, without and with a model swap every second\n");
-    println!("{} s per phase, {} keep-alive connections, closed loop, customers C0000001..C0010000\n", args.seconds, args.conns);
+    println!(
+        "{} s per phase, {} keep-alive connections, closed loop, customers C0000001..C0010000\n",
+        args.seconds, args.conns
+    );
     println!("| phase | requests/s | p50 us | p99 us | p99.9 us | max us | non-200 |");
     println!("|---|---|---|---|---|---|---|");
     for round in 0..2 {
@@ -310,16 +355,26 @@ async fn main() {
     if let Some(snapshot) = &args.snapshot {
         println!("\n## Feature snapshot swap\n");
         let pid = srv.child.id();
-        let before = rss_kib(pid, "VmRSS:");
         let mut admin = Conn::open(&srv.admin).await;
-        let body = serde_json::to_vec(&serde_json::json!({"path": snapshot, "wait": true})).expect("json");
-        let t = Instant::now();
-        let (status, resp) = admin.call("POST", "/admin/features/reload", body).await;
-        let took = t.elapsed();
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
-        println!("{}: {:.0} ms to load, recompile and swap; RSS {} MiB before, {} MiB after, peak {} MiB",
-            snapshot.display(), took.as_secs_f64() * 1e3, before / 1024, rss_kib(pid, "VmRSS:") / 1024, rss_kib(pid, "VmHWM:") / 1024);
-        println!("server answer: {}", String::from_utf8_lossy(&resp));
+        // First from the demo snapshot to the large one, then the large one over itself: the
+        // second swap holds two large snapshots at its peak.
+        for swap in ["demo -> large", "large -> large"] {
+            let before = rss_kib(pid, "VmRSS:");
+            let body = serde_json::to_vec(&serde_json::json!({"path": snapshot, "wait": true}))
+                .expect("json");
+            let t = Instant::now();
+            let (status, resp) = admin.call("POST", "/admin/features/reload", body).await;
+            let took = t.elapsed();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&resp));
+            println!(
+                "{swap} ({}): {:.0} ms to load, recompile and swap; RSS {} MiB before, {} MiB after, peak so far {} MiB",
+                snapshot.display(),
+                took.as_secs_f64() * 1e3,
+                before / 1024,
+                rss_kib(pid, "VmRSS:") / 1024,
+                rss_kib(pid, "VmHWM:") / 1024
+            );
+        }
     }
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
