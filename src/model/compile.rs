@@ -7,6 +7,7 @@ use std::path::Path;
 
 use simd_json::prelude::*;
 
+use super::policies;
 use super::walk::{index, is_http_url, join, Fault, Faults, Object, Value};
 use super::{Limits, Schema};
 use crate::engine::{
@@ -22,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "placements",
     "offers",
     "fallback",
+    "policies",
 ];
 const OFFER_KEYS: &[&str] = &[
     "id",
@@ -37,11 +39,14 @@ const OFFER_KEYS: &[&str] = &[
     "eligibility",
     "scorer",
     "content",
+    "caps",
 ];
 const CONTENT_KEYS: &[&str] = &["title", "body", "image_url", "cta_url"];
 const LEAF_KEYS: &[&str] = &[
     "feature", "context", "op", "value", "values", "min", "max", "name",
 ];
+/// Stands in for a `policies` object that had faults, so offers are still checked.
+static DEFAULT_POLICIES: policies::Declared = policies::Declared::EMPTY;
 /// Key of a channel's default fallback, for placements without content of their own.
 pub const DEFAULT_FALLBACK_KEY: &str = "default";
 
@@ -98,6 +103,7 @@ pub fn compile(
     }
     let arbitration = read_arbitration(&mut cx, top.get("arbitration"));
     let placements = read_placements(&mut cx, top);
+    let declared = policies::read_policies(&mut cx.faults, top.get("policies"));
 
     let mut drafts = Vec::new();
     if let Some(offers) = cx.faults.req(top, "offers", "") {
@@ -116,7 +122,8 @@ pub fn compile(
                         );
                     }
                 }
-                if let Some(d) = read_offer(&mut cx, item, &path, &placements) {
+                let declared = declared.as_ref().unwrap_or(&DEFAULT_POLICIES);
+                if let Some(d) = read_offer(&mut cx, item, &path, &placements, declared) {
                     drafts.push(d);
                 }
             }
@@ -144,9 +151,12 @@ pub fn compile(
             ),
         );
     }
-    let (Some(name), Some(version), Some(arbitration)) = (name, version, arbitration) else {
+    let (Some(name), Some(version), Some(arbitration), Some(declared)) =
+        (name, version, arbitration, declared)
+    else {
         return Err(cx.faults.0);
     };
+    let policies = policies::finish(&declared, drafts.iter().map(|d| &d.offer.caps));
     if !cx.faults.is_empty() {
         return Err(cx.faults.0);
     }
@@ -213,6 +223,7 @@ pub fn compile(
         arbitration,
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
         fallback: Fallback::builtin_empty(),
+        policies,
     })
 }
 
@@ -305,6 +316,7 @@ fn read_offer(
     v: &Value<'_>,
     path: &str,
     placements: &BTreeMap<String, PlacementDraft>,
+    declared: &policies::Declared,
 ) -> Option<OfferDraft> {
     let obj = cx.faults.object(v, path, OFFER_KEYS)?;
     let before = cx.faults.0.len();
@@ -405,6 +417,13 @@ fn read_offer(
         Some(s) => compile_scorer(cx, s, &join(path, "scorer")),
         None => None,
     };
+    let caps = policies::read_caps(
+        &mut cx.faults,
+        obj.get("caps"),
+        &join(path, "caps"),
+        category,
+        declared,
+    );
     if cx.faults.0.len() != before {
         return None;
     }
@@ -422,6 +441,8 @@ fn read_offer(
             scorer: scorer?,
             channel_mask: 0,
             content_json: Box::new([]),
+            id_hash: crate::engine::policy::stable_hash(id),
+            caps: caps?,
         },
         channels: channels?.into_iter().map(str::to_owned).collect(),
         placements: offer_placements?.into_iter().map(str::to_owned).collect(),

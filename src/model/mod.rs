@@ -6,6 +6,7 @@
 //! when asked to load one; nothing here runs on the request path.
 
 mod compile;
+mod policies;
 pub mod walk;
 
 use std::path::{Path, PathBuf};
