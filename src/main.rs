@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nextbest::contact::{Clock, ContactConfig, Contacts, FsyncPolicy, StateConfig};
 use nextbest::features::{self, FeatureStore};
 use nextbest::model::{self, AnySchema, Limits};
 use nextbest::registry::Registry;
@@ -92,6 +93,33 @@ struct ServeArgs {
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
     workers: usize,
+    // contact (issue 5)
+    /// Folder of the durable event log, replayed on start (created if missing; one server each).
+    #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// When an accepted event is on disk: `always` syncs each group commit before the 202;
+    /// `interval` answers after the write and syncs within --fsync-interval-ms (an OS crash or
+    /// power loss can lose the events of that interval; a crash of nextbest alone loses none).
+    #[arg(long, env = "NEXTBEST_FSYNC", value_enum, default_value = "always")]
+    fsync: FsyncMode,
+    /// Longest time between syncs under `--fsync interval`, in milliseconds.
+    #[arg(long, env = "NEXTBEST_FSYNC_INTERVAL_MS", default_value_t = 200)]
+    fsync_interval_ms: u64,
+    /// An event log segment rolls over at this size, in MiB.
+    #[arg(long, env = "NEXTBEST_LOG_SEGMENT_MB", default_value_t = 64)]
+    log_segment_mb: u64,
+    /// Memory budget of the contact history, in MiB (least recently used customers go first).
+    #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
+    contact_memory_mb: u64,
+}
+
+/// `--fsync` values.
+#[derive(Clone, Copy, ValueEnum)]
+enum FsyncMode {
+    /// fdatasync per group commit, before the 202.
+    Always,
+    /// 202 after the write; fdatasync at most --fsync-interval-ms later.
+    Interval,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -144,6 +172,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         compile_ms = t.elapsed().as_millis() as u64,
         "model loaded"
     );
+    // contact (issue 5): replay the event log before serving, so policies hold from the start.
+    let contact_config = ContactConfig {
+        data_dir: Some(args.data_dir.clone()),
+        fsync: match args.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => {
+                FsyncPolicy::Interval(Duration::from_millis(args.fsync_interval_ms.max(1)))
+            }
+        },
+        segment_bytes: args.log_segment_mb.max(1) << 20,
+        state: StateConfig {
+            memory_bytes: args.contact_memory_mb.max(1) << 20,
+            ..StateConfig::default()
+        },
+        horizon_ms: model.compiled.policies.horizon_ms,
+    };
+    let contacts = Arc::new(
+        Contacts::open(&contact_config, Clock::system())
+            .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
+    );
     let registry = Arc::new(Registry::default());
     registry.install(features, model);
 
@@ -160,16 +208,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
-        let state = Arc::new(AppState::new(registry, config));
+        let state = Arc::new(AppState::new(registry, config).with_contacts(contacts.clone()));
         let running = server::start(state)
             .await
             .context("binding the listeners")?;
         tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
+        // One plain line on stdout, for scripts and tests that bind port 0.
+        println!(
+            "nextbest listening public={} admin={}",
+            running.public_addr, running.admin_addr
+        );
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = terminate() => tracing::info!("terminated; stopping"),
         }
         running.shutdown().await;
+        contacts.close();
         anyhow::Ok(())
     })
 }

@@ -39,15 +39,19 @@ async fn route(
     }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/admin/models") => Ok(models(state)),
+        // contact (issue 5): the funnel and event figures
+        (&Method::GET, "/admin/stats") => Ok(super::events::stats(state)),
         (&Method::GET, "/metrics") => {
-            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render(""))));
+            let mut contact = String::new();
+            state.contacts.render(&mut contact);
+            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render(&contact))));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
             Ok(resp)
         }
-        (m, "/admin/models" | "/metrics") => Err(ApiError::MethodNotAllowed {
+        (m, "/admin/models" | "/metrics" | "/admin/stats") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             allow: "GET",
         }),

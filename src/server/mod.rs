@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod codec;
 pub mod error;
+pub mod events;
 pub mod public;
 
 use std::convert::Infallible;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::contact::{Clock, ContactConfig, Contacts};
 use crate::engine::Fallback;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -85,6 +87,9 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Content served when no model is loaded at all.
     pub builtin_fallback: Fallback,
+    // contact (issue 5)
+    /// Contact history, event log, funnel, and the clock handlers read "now" from.
+    pub contacts: Arc<Contacts>,
 }
 
 impl AppState {
@@ -95,7 +100,17 @@ impl AppState {
             metrics: Metrics::default(),
             config,
             builtin_fallback: Fallback::builtin_empty(),
+            contacts: Arc::new(Contacts::in_memory(
+                &ContactConfig::default(),
+                Clock::system(),
+            )),
         }
+    }
+
+    /// The same state with the given contact side (a data folder, a test clock).
+    pub fn with_contacts(mut self, contacts: Arc<Contacts>) -> Self {
+        self.contacts = contacts;
+        self
     }
 }
 

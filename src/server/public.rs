@@ -1,6 +1,6 @@
 //! The public listener's routes: `/v1/decide`, `/healthz`, `/readyz`.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -10,8 +10,9 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
+use super::events::{self, DecideContacts};
 use super::AppState;
-use crate::engine::{self, FallbackReason, NoContacts, Unbounded};
+use crate::engine::{self, FallbackReason, Unbounded};
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -25,6 +26,12 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             allow: "GET, POST",
+        }),
+        // contact (issue 5): feedback events
+        (&Method::POST, "/v1/events") => events::post(state, req).await,
+        (m, "/v1/events") => Err(ApiError::MethodNotAllowed {
+            method: m.to_string(),
+            allow: "POST",
         }),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(json_response(
             StatusCode::OK,
@@ -109,12 +116,12 @@ async fn decide_post(
 /// Answers one decide request: loads the snapshot once, runs the engine, encodes.
 fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
-    let now = SystemTime::now();
-    let now_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    // contact (issue 5): the shared clock; history, funnel table, attributed decision id.
+    let now_ms = state.contacts.now_ms();
+    let model = snap.model.as_ref().map(|m| &m.compiled);
+    let contacts = DecideContacts::new(state, model, body.customer_id.as_deref());
     let mut id_buf = [0u8; ulid::ULID_LEN];
-    let decision_id = ulid::Ulid::from_datetime(now);
+    let decision_id = contacts.decision_id(now_ms);
     let meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
@@ -125,7 +132,9 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response
         (Some(model), Some(features)) => {
             let model = &model.compiled;
             let req = body.as_request();
-            let d = engine::decide(model, features, &req, &NoContacts, &Unbounded, now_ms);
+            let view = contacts.view(&model.policies, now_ms);
+            let d = engine::decide(model, features, &req, &view, &Unbounded, now_ms);
+            contacts.count(&d);
             match d.fallback {
                 Some(reason) => state.metrics.fallback(reason),
                 None => {
