@@ -15,6 +15,7 @@
 
 pub mod attribution;
 pub mod clock;
+pub mod dedupe;
 pub mod event;
 pub mod funnel;
 pub mod log;
@@ -190,7 +191,12 @@ impl Contacts {
         let mut replayed = Replayed::default();
         let (report, segments) = log::replay(dir, |payload| {
             let e = Event::decode(payload).ok()?;
-            replayed.apply(&e, horizon, dedupe_ttl, now);
+            replayed.apply(&e, horizon, now);
+            if let Some(id) = e.event_id {
+                if e.ts_ms >= now.saturating_sub(dedupe_ttl) {
+                    state.claim(event_key(id), now);
+                }
+            }
             Some(e.ts_ms)
         })?;
         let customers = replayed.customers();
@@ -279,6 +285,7 @@ impl Contacts {
         // From here to the hand-over nothing awaits, so a cancelled request cannot strand a
         // claimed event id without its write.
         let state = &self.shared.state;
+        let now = self.now_ms();
         let mut out = Ingested::default();
         let mut claims = Vec::new();
         let mut records = Vec::with_capacity(events.len() * 128);
@@ -286,7 +293,7 @@ impl Contacts {
         for e in events {
             if let Some(id) = e.event_id {
                 let key = event_key(id);
-                if !state.claim(key) {
+                if !state.claim(key, now) {
                     out.duplicates += 1;
                     continue;
                 }

@@ -7,6 +7,8 @@
 //! into a time-ordered list), so events applied out of order, or replayed in log order after a
 //! restart, give the same state.
 //!
+//! Event ids live in [`super::dedupe::SeenIds`], not in moka (see there why).
+//!
 //! Memory is bounded three ways: each history keeps at most [`MAX_IMPRESSIONS`] impressions and
 //! [`MAX_OFFER_MARKS`] per-offer marks; each entry expires once the longest policy window has
 //! passed since its newest event; and the whole cache is weighed in bytes against a budget
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
+use super::dedupe::SeenIds;
 use super::event::{Event, EventKind};
 use crate::engine::policy::{stable_hash, MAX_CAP};
 
@@ -274,10 +277,9 @@ impl Default for StateConfig {
 /// Customer histories and seen event ids.
 pub struct ContactState {
     histories: Cache<String, Arc<History>, foldhash::fast::RandomState>,
-    seen: Cache<u128, (), foldhash::fast::RandomState>,
+    seen: SeenIds,
     horizon_ms: AtomicI64,
     dedupe_ttl_ms: i64,
-    seen_capacity: u64,
 }
 
 /// Hashes an event id into the 128-bit key de-duplication remembers (two independent halves).
@@ -296,13 +298,9 @@ impl ContactState {
                 .weigher(|k: &String, v: &Arc<History>| v.weight(k.len()))
                 .expire_after(HistoryExpiry)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
-            seen: Cache::builder()
-                .max_capacity(config.dedupe_capacity)
-                .time_to_live(config.dedupe_ttl)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            seen: SeenIds::new(config.dedupe_capacity, config.dedupe_ttl.as_millis() as i64),
             horizon_ms: AtomicI64::new(horizon_ms.max(0)),
             dedupe_ttl_ms: config.dedupe_ttl.as_millis() as i64,
-            seen_capacity: config.dedupe_capacity,
         }
     }
 
@@ -324,13 +322,13 @@ impl ContactState {
     }
 
     /// Claims an event id: true the first time, false for a repeat while it is remembered.
-    pub fn claim(&self, key: u128) -> bool {
-        self.seen.entry(key).or_insert(()).is_fresh()
+    pub fn claim(&self, key: u128, now_ms: i64) -> bool {
+        self.seen.claim(key, now_ms)
     }
 
     /// Gives up a claim (the event could not be written, so a retry must not look repeated).
     pub fn unclaim(&self, key: u128) {
-        self.seen.invalidate(&key);
+        self.seen.unclaim(key);
     }
 
     /// Applies an accepted event to its customer's history (copy, change, replace).
@@ -351,15 +349,10 @@ impl ContactState {
             });
     }
 
-    /// Loads replayed state in bulk: histories built outside the cache, and seen event ids.
+    /// Loads histories rebuilt by replay, built outside the cache.
     pub fn load(&self, replay: Replayed) {
         for (customer, h) in replay.histories {
             self.histories.insert(customer, Arc::new(h));
-        }
-        // The newest ids matter most for retries; older ones would be evicted anyway.
-        let keep = replay.seen.len().min(self.seen_capacity as usize);
-        for key in &replay.seen[replay.seen.len() - keep..] {
-            self.seen.insert(*key, ());
         }
     }
 
@@ -375,13 +368,12 @@ impl ContactState {
 
     /// Event ids remembered.
     pub fn seen_ids(&self) -> u64 {
-        self.seen.entry_count()
+        self.seen.len()
     }
 
     /// Lets moka finish evictions and counts (tests and stats want settled numbers).
     pub fn settle(&self) {
         self.histories.run_pending_tasks();
-        self.seen.run_pending_tasks();
     }
 }
 
@@ -392,17 +384,11 @@ impl ContactState {
 #[derive(Default)]
 pub struct Replayed {
     histories: HashMap<String, History, foldhash::fast::RandomState>,
-    seen: Vec<u128>,
 }
 
 impl Replayed {
-    /// Applies one logged event.
-    pub fn apply(&mut self, e: &Event<'_>, horizon_ms: i64, dedupe_ttl_ms: i64, now_ms: i64) {
-        if let Some(id) = e.event_id {
-            if e.ts_ms >= now_ms.saturating_sub(dedupe_ttl_ms) {
-                self.seen.push(event_key(id));
-            }
-        }
+    /// Applies one logged event to its customer's history.
+    pub fn apply(&mut self, e: &Event<'_>, horizon_ms: i64, now_ms: i64) {
         if e.kind == EventKind::Click || e.ts_ms < now_ms.saturating_sub(horizon_ms) {
             return;
         }
@@ -567,10 +553,10 @@ mod tests {
         let s = ContactState::new(&StateConfig::default(), DAY);
         let k = event_key("e1");
         assert_ne!(k, event_key("e2"));
-        assert!(s.claim(k));
-        assert!(!s.claim(k));
+        assert!(s.claim(k, NOW));
+        assert!(!s.claim(k, NOW));
         s.unclaim(k);
-        assert!(s.claim(k));
+        assert!(s.claim(k, NOW));
     }
 
     #[test]
