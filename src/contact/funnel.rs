@@ -183,6 +183,26 @@ impl Funnel {
         t
     }
 
+    /// The tag of a model version's decision ids (making its table on first use).
+    #[inline]
+    pub fn tag(&self, model: &CompiledModel) -> u16 {
+        let tables = self.tables.load();
+        match tables.iter().find(|t| t.model_json == model.model_json) {
+            Some(t) => t.tag,
+            None => self.table(model).tag,
+        }
+    }
+
+    /// Counts a decision of a model version: each offer served, on its channel, for its
+    /// variant. No reference count is touched, so cores deciding at once do not contend.
+    #[inline]
+    pub fn decided(&self, model: &CompiledModel, channel: usize, ranked: &[Ranked], variant: u8) {
+        let tables = self.tables.load();
+        if let Some(t) = tables.iter().find(|t| t.model_json == model.model_json) {
+            t.decided(channel, ranked, variant);
+        }
+    }
+
     #[inline]
     fn find(&self, model: &CompiledModel) -> Option<Arc<FunnelTable>> {
         self.tables

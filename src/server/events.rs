@@ -111,17 +111,17 @@ pub fn stats(state: &AppState) -> Response<Full<Bytes>> {
 
 /// What the decide handler needs from the contact side for one decision.
 pub struct DecideContacts {
-    table: Option<Arc<FunnelTable>>,
+    tag: u16,
     history: Option<Arc<crate::contact::state::History>>,
     variant: u8,
 }
 
 impl DecideContacts {
-    /// Looks up the customer's history and the model's funnel table (no lock on either).
+    /// Looks up the customer's history and the model version's tag (no lock on either).
     #[inline]
     pub fn new(state: &AppState, model: Option<&CompiledModel>, customer_id: Option<&str>) -> Self {
         DecideContacts {
-            table: model.map(|m| state.contacts.funnel().table(m)),
+            tag: model.map_or(0, |m| state.contacts.funnel().tag(m)),
             history: customer_id
                 .filter(|c| !c.is_empty())
                 .and_then(|c| state.contacts.history(c)),
@@ -132,8 +132,7 @@ impl DecideContacts {
     /// A decision id carrying this model version and variant.
     #[inline]
     pub fn decision_id(&self, now_ms: i64) -> ulid::Ulid {
-        let tag = self.table.as_ref().map_or(0, |t| t.tag);
-        attribution::decision_id(now_ms, tag, self.variant)
+        attribution::decision_id(now_ms, self.tag, self.variant)
     }
 
     /// The engine's view of the customer's history.
@@ -144,9 +143,12 @@ impl DecideContacts {
 
     /// Counts the decision in the funnel.
     #[inline]
-    pub fn count(&self, d: &Decision<'_>) {
-        if let (None, Some(ch), Some(t)) = (d.fallback, d.channel, &self.table) {
-            t.decided(ch, &d.ranked, self.variant);
+    pub fn count(&self, state: &AppState, model: &CompiledModel, d: &Decision<'_>) {
+        if let (None, Some(ch)) = (d.fallback, d.channel) {
+            state
+                .contacts
+                .funnel()
+                .decided(model, ch, &d.ranked, self.variant);
         }
     }
 }

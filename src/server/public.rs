@@ -134,7 +134,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Instant) -> Response
             let req = body.as_request();
             let view = contacts.view(&model.policies, now_ms);
             let d = engine::decide(model, features, &req, &view, &Unbounded, now_ms);
-            contacts.count(&d);
+            contacts.count(state, model, &d);
             match d.fallback {
                 Some(reason) => state.metrics.fallback(reason),
                 None => {
