@@ -536,3 +536,20 @@ async fn the_funnel_counts_per_offer_channel_and_variant_on_stats_and_metrics() 
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn the_default_state_keeps_history_as_long_as_the_active_model_needs() {
+    // AppState::new starts with in-memory contacts that know no model; the first batch raises
+    // the horizon to the model's longest window, so even an event from 20 days ago still counts.
+    let srv = start_demo().await;
+    let (c, x) = find(&srv, |app, _| app.first().cloned()).await;
+    let ts = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() - std::time::Duration::from_secs(20 * 86_400),
+    )
+    .to_string();
+    let dismiss = json!({"type": "dismiss", "customer_id": c, "offer_id": x, "ts": ts});
+    post_events(srv.public, json!([dismiss])).await;
+    let a = explain(&srv, &c, "app", "app_home").await;
+    assert!(verdict(&a, &x).unwrap().contains("dismiss"), "{a}");
+    srv.stop().await;
+}

@@ -58,10 +58,14 @@ pub async fn post(
     }
     // The snapshot outlives the await below: an owned Arc, not a guard.
     let snap: Arc<Snapshot> = arc_swap::Guard::into_inner(state.registry.load());
-    let table = snap
-        .model
-        .as_ref()
-        .map(|m| state.contacts.funnel().table(&m.compiled));
+    let table = snap.model.as_ref().map(|m| {
+        // A model activated since start may look back further: keep history long enough.
+        let horizon = m.compiled.policies.horizon_ms;
+        if horizon > state.contacts.state().horizon_ms() {
+            state.contacts.set_horizon_ms(horizon);
+        }
+        state.contacts.funnel().table(&m.compiled)
+    });
     let now = state.contacts.now_ms();
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
