@@ -1,4 +1,4 @@
-//! The public listener's routes: `/v1/decide`, `/healthz`, `/readyz`.
+//! The public listener's routes: `/v1/decide`, `/v1/events` (see `events.rs`), `/healthz`, `/readyz`.
 
 use std::time::Instant;
 
