@@ -16,36 +16,41 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The binary, killed when dropped (also when an assertion fails).
+/// A child process, killed (SIGKILL) and reaped when dropped, also when an assertion fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The running binary and its addresses.
 struct Server {
-    child: Child,
+    _child: KillOnDrop,
     public: SocketAddr,
     admin: SocketAddr,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .arg("--models")
-        .arg(demo_dir())
-        .arg("--features")
-        .arg(demo_dir().join("features.csv"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--fsync", "always"])
-        .env("NEXTBEST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_nextbest"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--models")
+            .arg(demo_dir())
+            .arg("--features")
+            .arg(demo_dir().join("features.csv"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--fsync", "always"])
+            .env("NEXTBEST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout is piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -65,7 +70,7 @@ fn spawn(data_dir: &Path) -> Server {
     };
     let (public, admin) = (addr("public="), addr("admin="));
     Server {
-        child,
+        _child: child,
         public,
         admin,
     }
