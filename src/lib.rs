@@ -16,11 +16,14 @@
 //!   the single place that maps errors to HTTP statuses.
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`metrics`]: counters and histograms rendered in the Prometheus text format.
+//! - [`contact`]: feedback events, their durable log, the contact state policies read, the
+//!   funnel.
 //!
 //! The request path reads top to bottom: `server::public::handle` → `codec::decode_*` →
 //! `registry.load()` → `engine::decide` → `codec::encode_decision`.
 #![forbid(unsafe_code)]
 
+pub mod contact;
 pub mod engine;
 pub mod features;
 pub mod metrics;

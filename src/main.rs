@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nextbest::contact::{Clock, ContactConfig, Contacts, FsyncPolicy, StateConfig};
 use nextbest::features::{self, FeatureStore};
 use nextbest::model::{self, AnySchema, Limits};
 use nextbest::registry::{Registry, RegistryConfig};
@@ -29,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve decisions (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with offer models.
     #[command(subcommand)]
     Model(ModelCmd),
@@ -122,10 +123,38 @@ struct ServeArgs {
     /// Do not watch the models folder for changes (reload with SIGHUP or the admin API).
     #[arg(long, env = "NEXTBEST_NO_WATCH")]
     no_watch: bool,
+    // contact (issue 5)
+    /// Folder of the durable event log, replayed on start (created if missing; one server each).
+    #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// When an accepted event is on disk: `always` syncs each group commit before the 202;
+    /// `interval` answers after the write and syncs within --fsync-interval-ms (an OS crash or
+    /// power loss can lose the events of that interval; a crash of nextbest alone loses none).
+    #[arg(long, env = "NEXTBEST_FSYNC", value_enum, default_value = "always")]
+    fsync: FsyncMode,
+    /// Longest time between syncs under `--fsync interval`, in milliseconds.
+    #[arg(long, env = "NEXTBEST_FSYNC_INTERVAL_MS", default_value_t = 200)]
+    fsync_interval_ms: u64,
+    /// An event log segment rolls over at this size, in MiB.
+    #[arg(long, env = "NEXTBEST_LOG_SEGMENT_MB", default_value_t = 64)]
+    log_segment_mb: u64,
+    /// Memory budget of the contact history, in MiB (least recently used customers go first).
+    #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
+    contact_memory_mb: u64,
+}
+
+/// `--fsync` values.
+#[derive(Clone, Copy, ValueEnum)]
+enum FsyncMode {
+    /// fdatasync per group commit, before the 202.
+    Always,
+    /// 202 after the write; fdatasync at most --fsync-interval-ms later.
+    Interval,
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NEXTBEST_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -134,7 +163,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         None => serve(cli.serve),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         Some(Command::Model(ModelCmd::Check { file, features })) => {
             check_model(&file, features.as_deref())
         }
@@ -197,6 +226,30 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
+    // contact (issue 5): replay the event log before serving, so policies hold from the start.
+    let contact_config = ContactConfig {
+        data_dir: Some(args.data_dir.clone()),
+        fsync: match args.fsync {
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => {
+                FsyncPolicy::Interval(Duration::from_millis(args.fsync_interval_ms.max(1)))
+            }
+        },
+        segment_bytes: args.log_segment_mb.max(1) << 20,
+        state: StateConfig {
+            memory_bytes: args.contact_memory_mb.max(1) << 20,
+            ..StateConfig::default()
+        },
+        horizon_ms: registry
+            .load()
+            .models
+            .as_ref()
+            .map_or(0, |m| m.champion.compiled.policies.horizon_ms),
+    };
+    let contacts = Arc::new(
+        Contacts::open(&contact_config, Clock::system())
+            .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
+    );
 
     let builtin = match &args.fallback_file {
         Some(path) => model::load_builtin_fallback(path).map_err(|e| {
@@ -226,12 +279,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
     rt.block_on(async move {
-        let state = Arc::new(AppState::with_builtin(registry.clone(), config, builtin));
+        let state = Arc::new(
+            AppState::with_builtin(registry.clone(), config, builtin)
+                .with_contacts(contacts.clone()),
+        );
         let running = server::start(state)
             .await
             .context("binding the listeners")?;
         tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
         tokio::spawn(reload_on_hangup(registry));
+        // One plain line on stdout, for scripts and tests that bind port 0.
+        println!(
+            "nextbest listening public={} admin={}",
+            running.public_addr, running.admin_addr
+        );
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = terminate() => tracing::info!("terminated; stopping"),
@@ -244,6 +305,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         tracing::info!("stopped");
+        contacts.close();
         anyhow::Ok(())
     })
 }

@@ -6,12 +6,14 @@
 //! Names (offers, features, context keys, channels) were resolved to indices when the model was
 //! compiled; the only lookups left are the request's channel and placement among a handful.
 
+pub mod policy;
 pub mod rules;
 pub mod scorer;
 pub mod trees;
 
 use std::borrow::Cow;
 
+pub use policy::{OfferCaps, Policies};
 pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test};
 pub use scorer::{Logistic, Scorer};
 
@@ -162,6 +164,10 @@ pub struct Offer {
     pub channel_mask: u64,
     /// Pre-encoded `content` object per channel index (`None` off that channel).
     pub content_json: Box<[Option<Box<str>>]>,
+    /// [`policy::stable_hash`] of `id`: how contact history names the offer without strings.
+    pub id_hash: u64,
+    /// Contact policies for this offer, the model's defaults applied.
+    pub caps: OfferCaps,
 }
 
 /// A placement on one channel: the candidate offers and what to show when none wins.
@@ -220,6 +226,8 @@ pub struct CompiledModel {
     pub features_used: Box<[Box<str>]>,
     /// Fallback for a channel the model does not know.
     pub fallback: Fallback,
+    /// Contact policies that look across offers (per-offer ones are in [`Offer::caps`]).
+    pub policies: Policies,
 }
 
 impl CompiledModel {
@@ -271,8 +279,9 @@ pub struct Request<'a> {
 
 /// The contact history the engine consults; implemented by the contact state.
 pub trait ContactView {
-    /// The policy that holds an offer back for this customer, if any.
-    fn holds_back(&self, offer_index: usize, offer: &Offer) -> Option<&'static str>;
+    /// The policy that holds an offer back for this customer, if any (its text lives in the
+    /// offer's [`OfferCaps::why`], so explain names it without formatting).
+    fn holds_back<'m>(&self, offer_index: usize, offer: &'m Offer) -> Option<&'m str>;
 }
 
 /// No history: nothing is held back.
@@ -280,7 +289,7 @@ pub struct NoContacts;
 
 impl ContactView for NoContacts {
     #[inline]
-    fn holds_back(&self, _: usize, _: &Offer) -> Option<&'static str> {
+    fn holds_back<'m>(&self, _: usize, _: &'m Offer) -> Option<&'m str> {
         None
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use simd_json::prelude::*;
 
+use super::policies;
 use super::walk::{index, is_http_url, join, Fault, Faults, Object, Value};
 use super::{resolve_inside, ChallengerSpec, Limits, Schema};
 use crate::engine::{
@@ -23,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "offers",
     "fallback",
     "challenger",
+    "policies",
 ];
 const OFFER_KEYS: &[&str] = &[
     "id",
@@ -38,11 +40,14 @@ const OFFER_KEYS: &[&str] = &[
     "eligibility",
     "scorer",
     "content",
+    "caps",
 ];
 const CONTENT_KEYS: &[&str] = &["title", "body", "image_url", "cta_url"];
 const LEAF_KEYS: &[&str] = &[
     "feature", "context", "op", "value", "values", "min", "max", "name",
 ];
+/// Stands in for a `policies` object that had faults, so offers are still checked.
+static DEFAULT_POLICIES: policies::Declared = policies::Declared::EMPTY;
 /// Key of a channel's default fallback, for placements without content of their own.
 pub const DEFAULT_FALLBACK_KEY: &str = "default";
 
@@ -104,6 +109,7 @@ pub fn compile(
         None => None,
     };
     let placements = read_placements(&mut cx, top);
+    let declared = policies::read_policies(&mut cx.faults, top.get("policies"));
 
     let mut drafts = Vec::new();
     if let Some(offers) = cx.faults.req(top, "offers", "") {
@@ -122,7 +128,8 @@ pub fn compile(
                         );
                     }
                 }
-                if let Some(d) = read_offer(&mut cx, item, &path, &placements) {
+                let declared = declared.as_ref().unwrap_or(&DEFAULT_POLICIES);
+                if let Some(d) = read_offer(&mut cx, item, &path, &placements, declared) {
                     drafts.push(d);
                 }
             }
@@ -150,9 +157,12 @@ pub fn compile(
             ),
         );
     }
-    let (Some(name), Some(version), Some(arbitration)) = (name, version, arbitration) else {
+    let (Some(name), Some(version), Some(arbitration), Some(declared)) =
+        (name, version, arbitration, declared)
+    else {
         return Err(cx.faults.0);
     };
+    let policies = policies::finish(&declared, drafts.iter().map(|d| &d.offer.caps));
     if !cx.faults.is_empty() {
         return Err(cx.faults.0);
     }
@@ -220,6 +230,7 @@ pub fn compile(
         arbitration,
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
         fallback: Fallback::builtin_empty(),
+        policies,
     };
     Ok((compiled, challenger))
 }
@@ -359,6 +370,7 @@ fn read_offer(
     v: &Value<'_>,
     path: &str,
     placements: &BTreeMap<String, PlacementDraft>,
+    declared: &policies::Declared,
 ) -> Option<OfferDraft> {
     let obj = cx.faults.object(v, path, OFFER_KEYS)?;
     let before = cx.faults.0.len();
@@ -459,6 +471,13 @@ fn read_offer(
         Some(s) => compile_scorer(cx, s, &join(path, "scorer")),
         None => None,
     };
+    let caps = policies::read_caps(
+        &mut cx.faults,
+        obj.get("caps"),
+        &join(path, "caps"),
+        category,
+        declared,
+    );
     if cx.faults.0.len() != before {
         return None;
     }
@@ -476,6 +495,8 @@ fn read_offer(
             scorer: scorer?,
             channel_mask: 0,
             content_json: Box::new([]),
+            id_hash: crate::engine::policy::stable_hash(id),
+            caps: caps?,
         },
         channels: channels?.into_iter().map(str::to_owned).collect(),
         placements: offer_placements?.into_iter().map(str::to_owned).collect(),

@@ -7,6 +7,7 @@
 
 mod compile;
 pub mod lightgbm;
+mod policies;
 pub mod walk;
 pub mod xgboost;
 

@@ -423,3 +423,110 @@ fn tree_scorer_faults_name_the_file_and_the_features() {
         .faults();
     assert!(faults[0].message.contains("no folder"), "{faults:?}");
 }
+
+// contact (issue 5): policies and caps
+
+fn with_policies(policies: serde_json::Value) -> serde_json::Value {
+    let mut doc = model(vec![offer("a"), offer("b")]);
+    doc["policies"] = policies;
+    doc
+}
+
+#[test]
+fn policies_resolve_per_offer_with_defaults_and_overrides() {
+    let mut doc = with_policies(serde_json::json!({
+        "impression_cap": {"max_impressions": 3, "window_days": 7},
+        "dismiss_cooldown_days": 30,
+        "conversion_cooldown_days": 365,
+        "sales_cap": {"max_contacts": 5, "window_days": 7, "categories": ["sales"]},
+        "complaint_hold": {"categories": ["sales"], "timeout_days": 30}
+    }));
+    doc["offers"][1]["caps"] =
+        serde_json::json!({"max_impressions": 1, "dismiss_cooldown_days": 0});
+    doc["offers"][1]["category"] = "service".into();
+    let m = compile(&doc).unwrap().compiled;
+    let day = crate::engine::policy::DAY_MS;
+    let a = &m.offers[0].caps;
+    assert_eq!(a.impressions.unwrap().max, 3);
+    assert_eq!(a.impressions.unwrap().window_ms, 7 * day);
+    assert_eq!(a.dismiss_cooldown_ms, Some(30 * day));
+    assert_eq!(a.conversion_cooldown_ms, Some(365 * day));
+    assert!(a.sales_capped && a.complaint_held);
+    assert_eq!(
+        &*a.why.impressions,
+        "policies.impression_cap: at most 3 impressions in 7 days"
+    );
+    assert!(a.why.dismiss.starts_with("policies.dismiss_cooldown_days"));
+    let b = &m.offers[1].caps;
+    assert_eq!(b.impressions.unwrap().max, 1, "the offer's own cap");
+    assert_eq!(
+        b.impressions.unwrap().window_ms,
+        7 * day,
+        "the window inherited"
+    );
+    assert_eq!(b.dismiss_cooldown_ms, None, "0 days turns it off");
+    assert!(!b.sales_capped && !b.complaint_held, "a service offer");
+    assert!(b
+        .why
+        .impressions
+        .starts_with("offers[1].caps.max_impressions"));
+    assert_eq!(m.policies.sales_cap.unwrap().max, 5);
+    assert_eq!(m.policies.horizon_ms, 365 * day);
+    assert_ne!(m.offers[0].id_hash, m.offers[1].id_hash);
+    // No policies at all: nothing held, nothing to keep.
+    let plain = compile(&model(vec![offer("a")])).unwrap().compiled;
+    assert_eq!(plain.offers[0].caps, crate::engine::OfferCaps::default());
+    assert_eq!(plain.policies.horizon_ms, 0);
+}
+
+#[test]
+fn policy_faults_have_exact_paths() {
+    let p = |v: serde_json::Value| with_policies(v);
+    refused(
+        &p(serde_json::json!({"cooldown": 3})),
+        "policies.cooldown",
+        "unknown field",
+    );
+    refused(
+        &p(serde_json::json!({"dismiss_cooldown_days": -1})),
+        "policies.dismiss_cooldown_days",
+        "between 0 and 3650",
+    );
+    refused(
+        &p(
+            serde_json::json!({"sales_cap": {"max_contacts": 0, "window_days": 7, "categories": ["sales"]}}),
+        ),
+        "policies.sales_cap.max_contacts",
+        "whole number from 1 to 256",
+    );
+    refused(
+        &p(serde_json::json!({"sales_cap": {"max_contacts": 2, "window_days": 7}})),
+        "policies.sales_cap.categories",
+        "missing field",
+    );
+    refused(
+        &p(serde_json::json!({"complaint_hold": {"categories": ["sales"], "timeout_days": 0}})),
+        "policies.complaint_hold.timeout_days",
+        "longer than zero",
+    );
+    refused(
+        &p(serde_json::json!({"impression_cap": {"max_impressions": 3}})),
+        "policies.impression_cap.window_days",
+        "missing field",
+    );
+    let mut doc = model(vec![offer("a")]);
+    doc["offers"][0]["caps"] = serde_json::json!({"max_impressions": 2});
+    refused(
+        &doc,
+        "offers[0].caps.window_days",
+        "no policies.impression_cap",
+    );
+    doc["offers"][0]["caps"] = serde_json::json!({"max_impresions": 2});
+    refused(&doc, "offers[0].caps.max_impresions", "unknown field");
+    doc["offers"][0]["caps"] = serde_json::json!({"conversion_cooldown_days": "1y"});
+    refused(
+        &doc,
+        "offers[0].caps.conversion_cooldown_days",
+        "expected a number",
+    );
+}

@@ -50,6 +50,8 @@ async fn route(
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/admin/models") => Ok(models(state)),
+        // contact (issue 5): the funnel and event figures
+        (&Method::GET, "/admin/stats") => Ok(super::events::stats(state)),
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
@@ -73,9 +75,9 @@ async fn route(
                 state.admission.max(),
                 state.connections.load(std::sync::atomic::Ordering::Relaxed),
             );
-            let text = state
-                .metrics
-                .render(&(state.registry.loads.render() + &gauges));
+            let mut text = state.registry.loads.render() + &gauges;
+            state.contacts.render(&mut text);
+            let text = state.metrics.render(&text);
             let mut resp = Response::new(Full::new(Bytes::from(text)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -84,7 +86,7 @@ async fn route(
             Ok(resp)
         }
         (m, "/admin/models") => Err(not_allowed(m, "GET, PUT")),
-        (m, "/metrics") => Err(not_allowed(m, "GET")),
+        (m, "/metrics" | "/admin/stats") => Err(not_allowed(m, "GET")),
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     }

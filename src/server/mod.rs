@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod codec;
 pub mod error;
+pub mod events;
 pub mod guards;
 pub mod public;
 
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::contact::{Clock, ContactConfig, Contacts};
 use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -115,6 +117,9 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Open connections, both listeners.
     pub connections: AtomicUsize,
+    // contact (issue 5)
+    /// Contact history, event log, funnel, and the clock handlers read "now" from.
+    pub contacts: Arc<Contacts>,
 }
 
 impl AppState {
@@ -137,7 +142,17 @@ impl AppState {
             builtin,
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            contacts: Arc::new(Contacts::in_memory(
+                &ContactConfig::default(),
+                Clock::system(),
+            )),
         }
+    }
+
+    /// The same state with the given contact side (a data folder, a test clock).
+    pub fn with_contacts(mut self, contacts: Arc<Contacts>) -> Self {
+        self.contacts = contacts;
+        self
     }
 }
 

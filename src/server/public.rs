@@ -1,7 +1,7 @@
-//! The public listener's routes: `/v1/decide`, `/healthz`, `/readyz`.
+//! The public listener's routes: `/v1/decide`, `/v1/events` (see `events.rs`), `/healthz`, `/readyz`.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -11,9 +11,10 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
+use super::events::{self, DecideContacts};
 use super::guards::{self, Deadline, Ticket};
 use super::AppState;
-use crate::engine::{self, Fallback, FallbackReason, FallbackStage, NoContacts};
+use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::registry::Variant;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
@@ -30,6 +31,12 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             allow: "GET, POST",
+        }),
+        // contact (issue 5): feedback events
+        (&Method::POST, "/v1/events") => events::post(state, req).await,
+        (m, "/v1/events") => Err(ApiError::MethodNotAllowed {
+            method: m.to_string(),
+            allow: "POST",
         }),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(json_response(
             StatusCode::OK,
@@ -128,7 +135,8 @@ async fn decide_post(
 }
 
 /// Answers one decide request: loads the snapshot once, admits or sheds, runs the engine
-/// within the deadline, encodes. Every path ends in a 200 with content the page can show.
+/// within the deadline against the customer's contact history, encodes. Every path ends in a
+/// 200 with content the page can show.
 fn decide(
     state: &AppState,
     body: &DecideBody<'_>,
@@ -137,27 +145,26 @@ fn decide(
     ticket: &Ticket<'_>,
 ) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
-    let now = SystemTime::now();
-    let now_ms = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut id_buf = [0u8; ulid::ULID_LEN];
-    let decision_id = ulid::Ulid::from_datetime(now);
+    // The shared clock: tests move it; in production it is the system's.
+    let now_ms = state.contacts.now_ms();
     let req = body.as_request();
-    let mut meta = AnswerMeta {
+    let picked = snap.models.as_ref().map(|m| m.pick(req.customer_id));
+    let variant = picked.map_or(Variant::Champion, |p| p.1);
+    let model = picked.map(|p| &p.0.compiled);
+    let contacts = DecideContacts::new(state, model, req.customer_id, variant);
+    let mut id_buf = [0u8; ulid::ULID_LEN];
+    let decision_id = contacts.decision_id(now_ms);
+    let meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
-        variant: Variant::Champion.as_str(),
+        variant: variant.as_str(),
     };
     let builtin = |fb: &'_ Fallback| -> bool { fb.stage == FallbackStage::Builtin };
     let mut out = Vec::with_capacity(1024);
     let metrics = &state.metrics;
-    match (&snap.models, &snap.features) {
-        (Some(models), Some(features)) => {
-            let (model, variant) = models.pick(req.customer_id);
-            meta.variant = variant.as_str();
+    match (model, &snap.features) {
+        (Some(model), Some(features)) => {
             metrics.variant(variant);
-            let model = &model.compiled;
             let (channel, slot) = model.resolve(req.channel, req.placement);
             if !state
                 .admission
@@ -177,7 +184,9 @@ fn decide(
                 );
             } else {
                 let deadline = Deadline(started + budget);
-                let mut d = engine::decide(model, features, &req, &NoContacts, &deadline, now_ms);
+                let view = contacts.view(&model.policies, now_ms);
+                let mut d = engine::decide(model, features, &req, &view, &deadline, now_ms);
+                contacts.count(state, model, &d);
                 match d.fallback {
                     Some(reason) => {
                         metrics.fallback(reason);

@@ -368,3 +368,106 @@ pub async fn decide(addr: SocketAddr, body: serde_json::Value) -> serde_json::Va
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()
 }
+
+// contact (issue 5): data folders, a manual clock, events.
+
+/// A unique, empty folder under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "nextbest-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// 2026-11-22T10:00:00Z, where manual clocks start.
+pub const T0: i64 = 1_795_341_600_000;
+/// One day in milliseconds.
+pub const DAY: i64 = 86_400_000;
+
+/// Serves the demo with its policies, a manual clock at [`T0`], and the event log in `data_dir`
+/// (in memory when `None`).
+pub async fn start_demo_contacts(
+    data_dir: Option<&Path>,
+) -> (TestServer, nextbest::contact::ManualClock) {
+    use nextbest::contact::{Clock, ContactConfig, Contacts};
+    let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
+    let model = model::load(&demo_dir(), &*features, &Limits::default()).unwrap();
+    let (clock, hand) = Clock::manual(T0);
+    let config = ContactConfig {
+        data_dir: data_dir.map(Path::to_owned),
+        horizon_ms: model.compiled.policies.horizon_ms,
+        ..ContactConfig::default()
+    };
+    let contacts = Arc::new(Contacts::open(&config, clock).unwrap());
+    let registry = Arc::new(Registry::default());
+    registry.install(features, model).unwrap();
+    let state = Arc::new(AppState::new(registry, test_config()).with_contacts(contacts));
+    let running = server::start(state.clone()).await.unwrap();
+    let srv = TestServer {
+        public: running.public_addr,
+        admin: running.admin_addr,
+        state,
+        running,
+    };
+    (srv, hand)
+}
+
+impl TestServer {
+    /// Stops serving and closes the event log (as the binary does on SIGTERM).
+    pub async fn stop_and_close(self) {
+        let state = self.state.clone();
+        self.running.shutdown().await;
+        state.contacts.close();
+    }
+}
+
+/// Posts `{"events": events}`; asserts a 202 and returns its body.
+pub async fn post_events(addr: SocketAddr, events: serde_json::Value) -> serde_json::Value {
+    let r = post_json(addr, "/v1/events", &serde_json::json!({ "events": events })).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// What explain says of one offer: `None` when scored, else the exclusion.
+pub fn verdict(answer: &serde_json::Value, offer_id: &str) -> Option<String> {
+    let e = answer["explain"]
+        .as_array()
+        .expect("explain was asked")
+        .iter()
+        .find(|e| e["offer_id"] == offer_id)
+        .unwrap_or_else(|| panic!("{offer_id} is not in explain"));
+    e["excluded"].as_str().map(str::to_owned)
+}
+
+/// The demo's offers and their categories.
+pub fn demo_categories() -> Vec<(String, String)> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(demo_dir().join("model.json")).unwrap()).unwrap();
+    doc["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().to_owned(),
+                o["category"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}

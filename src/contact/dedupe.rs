@@ -1,0 +1,140 @@
+//! The event ids seen recently, so a repeat is counted once.
+//!
+//! Not a moka cache on purpose: an id is a 16-byte hash, and a general cache's per-entry
+//! bookkeeping (~150 bytes, plus the cost of its admission and expiry machinery) would make the
+//! dedupe window the largest and slowest part of the contact state; replaying 4 million ids into
+//! moka took longer than replaying the events. Instead each of [`SHARDS`] shards keeps two
+//! generations of plain hash sets: ids go into the current one, a lookup checks both, and when
+//! the current one is a TTL old or full it becomes the previous one (the old previous is
+//! dropped whole). An id is therefore remembered for at least one TTL unless more than
+//! `capacity / 2` ids arrive within it, and never longer than two TTLs. Only the events path
+//! takes these locks, for a hash-set operation; decisions never touch them.
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Mutex;
+
+/// Shards, so concurrent batches rarely wait on one another.
+pub const SHARDS: usize = 64;
+
+/// Ids are already uniform hashes: use their low bits as the hash.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; fold anything else in, to stay a hash.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type IdSet = hashbrown::HashSet<u128, BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct Generations {
+    current: IdSet,
+    previous: IdSet,
+    started_ms: i64,
+}
+
+/// Recently seen event ids (as 128-bit hashes, see [`super::state::event_key`]).
+pub struct SeenIds {
+    shards: Box<[Mutex<Generations>]>,
+    ttl_ms: i64,
+    per_generation: usize,
+}
+
+impl SeenIds {
+    /// Remembers ids for `ttl_ms`, holding at most about `capacity` of them.
+    pub fn new(capacity: u64, ttl_ms: i64) -> Self {
+        SeenIds {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Generations::default()))
+                .collect(),
+            ttl_ms: ttl_ms.max(1),
+            per_generation: (capacity as usize / SHARDS / 2).max(1),
+        }
+    }
+
+    fn shard(&self, key: u128) -> std::sync::MutexGuard<'_, Generations> {
+        let i = (key >> 64) as usize % SHARDS;
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True the first time an id is claimed, false for a repeat while it is remembered.
+    pub fn claim(&self, key: u128, now_ms: i64) -> bool {
+        let mut g = self.shard(key);
+        if g.current.len() >= self.per_generation
+            || now_ms.saturating_sub(g.started_ms) >= self.ttl_ms
+        {
+            g.previous = std::mem::take(&mut g.current);
+            g.started_ms = now_ms;
+        }
+        if g.previous.contains(&key) {
+            return false;
+        }
+        g.current.insert(key)
+    }
+
+    /// Forgets an id (its event could not be written, so a retry must not look repeated).
+    pub fn unclaim(&self, key: u128) {
+        let mut g = self.shard(key);
+        g.current.remove(&key);
+        g.previous.remove(&key);
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                let g = s.lock().unwrap_or_else(|p| p.into_inner());
+                (g.current.len() + g.previous.len()) as u64
+            })
+            .sum()
+    }
+
+    /// True when no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_for_at_least_a_ttl_and_at_most_two() {
+        let s = SeenIds::new(1 << 20, 1000);
+        assert!(s.claim(7, 0));
+        assert!(!s.claim(7, 999));
+        assert!(
+            !s.claim(7, 1500),
+            "moved to the previous generation, still seen"
+        );
+        assert!(s.claim(7, 2500), "two generations later it is forgotten");
+        s.unclaim(7);
+        assert!(s.claim(7, 2600));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_capacity() {
+        let s = SeenIds::new(64 * 2 * 10, i64::MAX);
+        for k in 0..100_000u128 {
+            s.claim(k.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835), 0);
+        }
+        assert!(s.len() <= 64 * 2 * 10, "{}", s.len());
+        assert!(!s.is_empty());
+    }
+}

@@ -1,0 +1,393 @@
+//! One feedback event: validated from the request's JSON (borrowing its strings), and encoded
+//! as the compact binary payload the log stores (and decoded from it on replay, borrowing again).
+//!
+//! Validation is per event, so a batch keeps its good events; each refusal names the field.
+
+use simd_json::prelude::*;
+use simd_json::BorrowedValue;
+
+/// Longest customer id accepted (as for `/v1/decide`).
+pub const MAX_CUSTOMER_ID: usize = 256;
+/// Longest offer id, channel, placement or event id accepted.
+pub const MAX_NAME: usize = 128;
+/// Longest category accepted.
+pub const MAX_CATEGORY: usize = 64;
+/// How far in the future a `ts` may lie (clock skew between a channel and nextbest).
+pub const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+/// The payload format version written first in every record.
+const FORMAT: u8 = 1;
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The offer was shown.
+    Impression,
+    /// The customer clicked it.
+    Click,
+    /// The customer bought it.
+    Conversion,
+    /// The customer dismissed it ("not interested").
+    Dismiss,
+    /// The customer complained (offer optional).
+    Complaint,
+    /// The complaint was resolved.
+    ComplaintResolved,
+}
+
+impl EventKind {
+    /// Every kind, in wire-code order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Impression,
+        EventKind::Click,
+        EventKind::Conversion,
+        EventKind::Dismiss,
+        EventKind::Complaint,
+        EventKind::ComplaintResolved,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Impression => "impression",
+            EventKind::Click => "click",
+            EventKind::Conversion => "conversion",
+            EventKind::Dismiss => "dismiss",
+            EventKind::Complaint => "complaint",
+            EventKind::ComplaintResolved => "complaint_resolved",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The code stored in the log (stable: never renumber).
+    fn code(self) -> u8 {
+        self as u8 + 1
+    }
+
+    fn from_code(c: u8) -> Option<Self> {
+        EventKind::ALL.get(usize::from(c).checked_sub(1)?).copied()
+    }
+
+    /// True for the kinds that are about one offer and must name it.
+    pub fn needs_offer(self) -> bool {
+        !matches!(self, EventKind::Complaint | EventKind::ComplaintResolved)
+    }
+}
+
+/// A valid event, borrowing its strings from the request or from a log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// When it happened (Unix milliseconds); the server's now when the channel did not say.
+    pub ts_ms: i64,
+    /// Who it happened to.
+    pub customer_id: &'a str,
+    /// The offer, required except for complaints.
+    pub offer_id: Option<&'a str>,
+    /// Where (web, app, call_center, ...); any channel counts toward cross-channel caps.
+    pub channel: Option<&'a str>,
+    /// The placement on the channel.
+    pub placement: Option<&'a str>,
+    /// The `/v1/decide` answer the event is about: carries the model and variant.
+    pub decision_id: Option<u128>,
+    /// The channel's id for the event: a repeat is counted once.
+    pub event_id: Option<&'a str>,
+    /// The offer's category, from the event or resolved from the active model at ingest.
+    pub category: Option<&'a str>,
+}
+
+/// Why a log record could not be decoded (the record's checksum was right: a format bug).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The record ends before its fields do.
+    #[error("the record ends before its fields")]
+    Truncated,
+    /// Written by a format this build does not know.
+    #[error("unknown record format {0}")]
+    Format(u8),
+    /// An event kind this build does not know.
+    #[error("unknown event kind code {0}")]
+    Kind(u8),
+    /// A string field is not UTF-8.
+    #[error("a string field is not UTF-8")]
+    Utf8(#[source] std::str::Utf8Error),
+}
+
+fn opt_str<'v>(
+    obj: &'v simd_json::borrowed::Object<'_>,
+    key: &str,
+    max: usize,
+) -> Result<Option<&'v str>, String> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_null() => Ok(None),
+        Some(v) => match v.as_str() {
+            Some("") => Err(format!("{key}: must not be empty")),
+            Some(s) if s.len() > max => Err(format!("{key}: longer than {max} bytes")),
+            Some(s) => Ok(Some(s)),
+            None => Err(format!("{key}: expected a string")),
+        },
+    }
+}
+
+impl<'a> Event<'a> {
+    /// Validates one element of `events`; the error names the field and what is wrong.
+    pub fn from_json(v: &'a BorrowedValue<'_>, now_ms: i64) -> Result<Event<'a>, String> {
+        let Some(obj) = v.as_object() else {
+            return Err("expected an event object".into());
+        };
+        let kind = match obj.get("type") {
+            None => return Err("type: missing field".into()),
+            Some(t) => match t.as_str().and_then(EventKind::parse) {
+                Some(k) => k,
+                None => {
+                    return Err(format!(
+                        "type: expected one of {}",
+                        EventKind::ALL.map(EventKind::as_str).join(", ")
+                    ))
+                }
+            },
+        };
+        let customer_id = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)?
+            .ok_or_else(|| "customer_id: missing field".to_owned())?;
+        let offer_id = opt_str(obj, "offer_id", MAX_NAME)?;
+        if offer_id.is_none() && kind.needs_offer() {
+            return Err(format!(
+                "offer_id: missing field (required for {})",
+                kind.as_str()
+            ));
+        }
+        let channel = opt_str(obj, "channel", MAX_NAME)?;
+        let placement = opt_str(obj, "placement", MAX_NAME)?;
+        let event_id = opt_str(obj, "event_id", MAX_NAME)?;
+        let category = opt_str(obj, "category", MAX_CATEGORY)?;
+        let decision_id = match opt_str(obj, "decision_id", 64)? {
+            None => None,
+            Some(s) => match ulid::Ulid::from_string(s) {
+                Ok(u) => Some(u.0),
+                Err(_) => return Err(format!("decision_id: `{s}` is not a decision id (ULID)")),
+            },
+        };
+        let ts_ms = match opt_str(obj, "ts", 64)? {
+            None => now_ms,
+            Some(s) => parse_ts(s)?,
+        };
+        if ts_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err("ts: more than 5 minutes in the future".into());
+        }
+        Ok(Event {
+            kind,
+            ts_ms,
+            customer_id,
+            offer_id,
+            channel,
+            placement,
+            decision_id,
+            event_id,
+            category,
+        })
+    }
+
+    /// Appends the binary payload the log stores for this event.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FORMAT);
+        out.push(self.kind.code());
+        out.push(u8::from(self.decision_id.is_some()));
+        out.extend_from_slice(&self.ts_ms.to_le_bytes());
+        if let Some(d) = self.decision_id {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        for s in [
+            Some(self.customer_id),
+            self.offer_id,
+            self.channel,
+            self.placement,
+            self.event_id,
+            self.category,
+        ] {
+            let s = s.unwrap_or("").as_bytes();
+            // Validation bounds every field far below u16::MAX.
+            let len = s.len().min(u16::MAX as usize);
+            out.extend_from_slice(&(len as u16).to_le_bytes());
+            out.extend_from_slice(&s[..len]);
+        }
+    }
+
+    /// Decodes a payload written by [`Event::encode`], borrowing its strings.
+    pub fn decode(payload: &'a [u8]) -> Result<Event<'a>, RecordError> {
+        let mut r = Reader(payload);
+        let format = r.byte()?;
+        if format != FORMAT {
+            return Err(RecordError::Format(format));
+        }
+        let code = r.byte()?;
+        let kind = EventKind::from_code(code).ok_or(RecordError::Kind(code))?;
+        let flags = r.byte()?;
+        let ts_ms = i64::from_le_bytes(r.array()?);
+        let decision_id = if flags & 1 != 0 {
+            Some(u128::from_le_bytes(r.array()?))
+        } else {
+            None
+        };
+        let customer_id = r.string()?;
+        let mut opt = || r.string().map(|s| (!s.is_empty()).then_some(s));
+        let (offer_id, channel, placement) = (opt()?, opt()?, opt()?);
+        let (event_id, category) = (opt()?, opt()?);
+        Ok(Event {
+            kind,
+            ts_ms,
+            customer_id,
+            offer_id,
+            channel,
+            placement,
+            decision_id,
+            event_id,
+            category,
+        })
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.0.len() < n {
+            return Err(RecordError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, RecordError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn string(&mut self) -> Result<&'a str, RecordError> {
+        let len = u16::from_le_bytes(self.array()?) as usize;
+        std::str::from_utf8(self.take(len)?).map_err(RecordError::Utf8)
+    }
+}
+
+/// Parses an RFC 3339 time into Unix milliseconds.
+fn parse_ts(s: &str) -> Result<i64, String> {
+    match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Ok(d.as_millis() as i64),
+            Err(_) => Err(format!("ts: `{s}` is before 1970")),
+        },
+        Err(e) => Err(format!(
+            "ts: `{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T10:00:00Z"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_000_000_000; // 2026-11-30
+
+    fn parse(json: &str) -> Result<(Event<'static>, Vec<u8>), String> {
+        let mut bytes = json.as_bytes().to_vec();
+        let v = simd_json::to_borrowed_value(&mut bytes).map_err(|e| e.to_string())?;
+        let e = Event::from_json(&v, NOW)?;
+        let mut out = Vec::new();
+        e.encode(&mut out);
+        // Leak in tests only, to return an event borrowing nothing local.
+        let out: &'static [u8] = Box::leak(out.into_boxed_slice());
+        Ok((Event::decode(out).unwrap(), out.to_vec()))
+    }
+
+    #[test]
+    fn round_trips_through_the_record_format() {
+        let (e, _) = parse(
+            r#"{"type":"impression","customer_id":"C1","offer_id":"o","channel":"web",
+            "placement":"home","decision_id":"01JD0000000000000000000000","event_id":"e1",
+            "ts":"2026-11-22T10:00:00Z","category":"sales","extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::Impression);
+        assert_eq!(e.customer_id, "C1");
+        assert_eq!(e.offer_id, Some("o"));
+        assert_eq!(e.channel, Some("web"));
+        assert_eq!(e.placement, Some("home"));
+        assert_eq!(e.event_id, Some("e1"));
+        assert_eq!(e.category, Some("sales"));
+        assert!(e.decision_id.is_some());
+        assert_eq!(e.ts_ms, 1_795_341_600_000);
+        let (c, _) = parse(r#"{"type":"complaint","customer_id":"C1"}"#).unwrap();
+        assert_eq!(c.kind, EventKind::Complaint);
+        assert_eq!(c.offer_id, None);
+        assert_eq!(c.ts_ms, NOW, "ts defaults to now");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let cases = [
+            (r#"[]"#, "expected an event object"),
+            (r#"{"customer_id":"C1"}"#, "type: missing field"),
+            (
+                r#"{"type":"view","customer_id":"C1"}"#,
+                "type: expected one of",
+            ),
+            (r#"{"type":"click","offer_id":"o"}"#, "customer_id: missing"),
+            (
+                r#"{"type":"click","customer_id":"C1"}"#,
+                "offer_id: missing field (required for click)",
+            ),
+            (
+                r#"{"type":"click","customer_id":"","offer_id":"o"}"#,
+                "customer_id: must not be empty",
+            ),
+            (
+                r#"{"type":"click","customer_id":7,"offer_id":"o"}"#,
+                "customer_id: expected a string",
+            ),
+            (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"yesterday"}"#,
+                "ts: `yesterday`",
+            ),
+            (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2030-01-01T00:00:00Z"}"#,
+                "ts: more than 5 minutes in the future",
+            ),
+            (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","decision_id":"nope"}"#,
+                "decision_id: `nope`",
+            ),
+        ];
+        for (json, needle) in cases {
+            let err = parse(json).err().unwrap_or_default();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+        let long = format!(
+            r#"{{"type":"click","customer_id":"C","offer_id":"{}"}}"#,
+            "o".repeat(129)
+        );
+        assert_eq!(
+            parse(&long).err().unwrap(),
+            "offer_id: longer than 128 bytes"
+        );
+    }
+
+    #[test]
+    fn garbage_payloads_are_errors_not_panics() {
+        assert_eq!(Event::decode(&[]), Err(RecordError::Truncated));
+        assert_eq!(Event::decode(&[9, 1, 0]), Err(RecordError::Format(9)));
+        assert_eq!(Event::decode(&[1, 42, 0]), Err(RecordError::Kind(42)));
+        let (_, good) = parse(r#"{"type":"dismiss","customer_id":"C1","offer_id":"o"}"#).unwrap();
+        for cut in 0..good.len() {
+            assert!(Event::decode(&good[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

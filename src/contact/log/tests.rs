@@ -1,0 +1,247 @@
+use super::*;
+
+use std::sync::atomic::AtomicUsize;
+
+/// A unique, empty folder under the system temp dir, removed on drop.
+pub(crate) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "nextbest-log-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Counts what the writer says it wrote.
+#[derive(Clone, Default)]
+struct Counting(Arc<AtomicU64>);
+
+impl Sink for Counting {
+    fn written(&mut self, records: &[u8]) {
+        let (_, bad) = scan(records, |_| {
+            self.0.fetch_add(1, Relaxed);
+        });
+        assert!(bad.is_none());
+    }
+    fn failed(&mut self, _: &[u128]) {}
+}
+
+fn record(n: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    assert!(push_record(&mut buf, |b| {
+        b.extend_from_slice(&n.to_le_bytes());
+        b.extend_from_slice(b"payload");
+    }));
+    buf
+}
+
+fn config(dir: &Path, fsync: FsyncPolicy, segment_bytes: u64) -> WriterConfig {
+    WriterConfig {
+        dir: dir.to_owned(),
+        fsync,
+        segment_bytes,
+        retention_ms: Arc::new(AtomicI64::new(i64::MAX / 4)),
+    }
+}
+
+/// Writes `n` records (one batch each) and closes the writer.
+async fn write(dir: &Path, fsync: FsyncPolicy, segment_bytes: u64, from: u64, n: u64) -> u64 {
+    let (_, segments) = replay(dir, |_| Some(0)).unwrap();
+    let sink = Counting::default();
+    let w = LogWriter::start(
+        config(dir, fsync, segment_bytes),
+        segments,
+        Clock::system(),
+        Box::new(sink.clone()),
+    )
+    .unwrap();
+    // One batch at a time, so small segments roll over between them.
+    for i in from..from + n {
+        let r = w.reserve().await.unwrap();
+        let ack = w.send(r, record(i), 0, Vec::new()).ok().unwrap();
+        ack.await.unwrap().unwrap();
+    }
+    w.close();
+    sink.0.load(Relaxed)
+}
+
+fn replayed(dir: &Path) -> (ReplayReport, Vec<u64>) {
+    let mut seen = Vec::new();
+    let (report, _) = replay(dir, |p| {
+        seen.push(u64::from_le_bytes(p[..8].try_into().unwrap()));
+        Some(1)
+    })
+    .unwrap();
+    (report, seen)
+}
+
+#[test]
+fn framing_detects_every_kind_of_tear() {
+    let mut buf = record(1);
+    buf.extend(record(2));
+    let one = record(1).len();
+    let mut n = 0;
+    assert_eq!(scan(&buf, |_| n += 1), (buf.len(), None));
+    assert_eq!(n, 2);
+    // Cut anywhere inside the second record: the first survives.
+    for cut in one + 1..buf.len() {
+        let (good, bad) = scan(&buf[..cut], |_| {});
+        assert_eq!(good, one, "cut at {cut}");
+        assert_eq!(bad, Some(Bad::Truncated));
+    }
+    // A flipped payload byte.
+    let mut flipped = buf.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert_eq!(scan(&flipped, |_| {}), (one, Some(Bad::Checksum)));
+    // A zero-filled tail (a file extended but never written) is no record.
+    let mut zeros = buf.clone();
+    zeros.extend_from_slice(&[0; 64]);
+    assert_eq!(scan(&zeros, |_| {}), (buf.len(), Some(Bad::Length)));
+    // A length beyond the maximum.
+    let mut huge = buf.clone();
+    huge.extend_from_slice(&(MAX_RECORD as u32 + 1).to_le_bytes());
+    huge.extend_from_slice(&[0; 12]);
+    assert_eq!(scan(&huge, |_| {}), (buf.len(), Some(Bad::Length)));
+    // Empty and oversize payloads are never written.
+    let mut out = Vec::new();
+    assert!(!push_record(&mut out, |_| {}));
+    assert!(!push_record(&mut out, |b| b
+        .extend(std::iter::repeat_n(7, MAX_RECORD + 1))));
+    assert!(out.is_empty());
+}
+
+#[tokio::test]
+async fn written_records_replay_in_order_across_segments() {
+    let dir = TempDir::new("order");
+    assert_eq!(write(&dir.0, FsyncPolicy::Always, 200, 0, 50).await, 50);
+    let (report, seen) = replayed(&dir.0);
+    assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    assert!(
+        report.segments > 3,
+        "200-byte segments roll over: {report:?}"
+    );
+    assert_eq!(report.torn_records_dropped, 0);
+    // A restart appends to a new segment; both runs replay.
+    let interval = FsyncPolicy::Interval(Duration::from_millis(5));
+    assert_eq!(write(&dir.0, interval, 1 << 20, 50, 10).await, 10);
+    assert_eq!(replayed(&dir.0).1, (0..60).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_earlier_records_kept() {
+    let dir = TempDir::new("torn");
+    write(&dir.0, FsyncPolicy::Always, 1 << 20, 0, 20).await;
+    let (_, path) = list_segments(&dir.0).unwrap().pop().unwrap();
+    let full = fs::metadata(&path).unwrap().len();
+    // Crash mid-write: half of a 21st record reached the file.
+    let half = record(20);
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(&half[..half.len() / 2]).unwrap();
+    drop(f);
+    let (report, seen) = replayed(&dir.0);
+    assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    assert_eq!(report.torn_records_dropped, 1);
+    assert_eq!(report.torn_bytes_dropped, (half.len() / 2) as u64);
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        full,
+        "cut back to the last good record"
+    );
+    // The next replay is clean, and writing goes on after it.
+    assert_eq!(replayed(&dir.0).0.torn_records_dropped, 0);
+    write(&dir.0, FsyncPolicy::Always, 1 << 20, 20, 5).await;
+    assert_eq!(replayed(&dir.0).1, (0..25).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn corruption_in_an_older_segment_skips_only_its_rest() {
+    let dir = TempDir::new("corrupt");
+    write(&dir.0, FsyncPolicy::Always, 1 << 20, 0, 10).await;
+    write(&dir.0, FsyncPolicy::Always, 1 << 20, 10, 10).await;
+    let segs = list_segments(&dir.0).unwrap();
+    let (_, first) = &segs[0];
+    let mut bytes = fs::read(first).unwrap();
+    let at = MAGIC.len() + 5 * record(0).len() + RECORD_HEADER; // the 6th payload
+    bytes[at] ^= 0xff;
+    fs::write(first, &bytes).unwrap();
+    let (report, seen) = replayed(&dir.0);
+    assert_eq!(report.corrupt_segments, 1);
+    assert_eq!(report.torn_records_dropped, 0);
+    let expect: Vec<u64> = (0..5).chain(10..20).collect();
+    assert_eq!(seen, expect);
+    assert_eq!(
+        fs::read(first).unwrap(),
+        bytes,
+        "left on disk for inspection"
+    );
+}
+
+#[test]
+fn a_segment_torn_before_its_header_is_dropped() {
+    let dir = TempDir::new("header");
+    fs::write(segment_path(&dir.0, 1), &MAGIC[..3]).unwrap();
+    let (report, segments) = replay(&dir.0, |_| Some(0)).unwrap();
+    assert!(segments.is_empty());
+    assert_eq!(report.torn_bytes_dropped, 3);
+    assert!(list_segments(&dir.0).unwrap().is_empty());
+    fs::write(dir.0.join("events-00000000000000000002.log"), b"not a log").unwrap();
+    assert_eq!(replay(&dir.0, |_| Some(0)).unwrap().0.corrupt_segments, 1);
+}
+
+#[tokio::test]
+async fn retention_deletes_segments_older_than_the_horizon() {
+    let dir = TempDir::new("retention");
+    let (clock, _) = Clock::manual(1_000_000_000);
+    let retention = Arc::new(AtomicI64::new(1000));
+    let sink = Counting::default();
+    let start = |segments| {
+        LogWriter::start(
+            WriterConfig {
+                retention_ms: retention.clone(),
+                ..config(&dir.0, FsyncPolicy::Always, 20)
+            },
+            segments,
+            clock.clone(),
+            Box::new(sink.clone()),
+        )
+        .unwrap()
+    };
+    let w = start(Vec::new());
+    // Old events, then new ones; small segments roll over between batches.
+    for (i, ts) in [
+        (0u64, 1_000u64),
+        (1, 1_000),
+        (2, 999_999_500),
+        (3, 999_999_600),
+    ] {
+        let r = w.reserve().await.unwrap();
+        w.send(r, record(i), ts as i64, Vec::new())
+            .ok()
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    w.close();
+    assert_eq!(
+        w.stats.segments_deleted.load(Relaxed),
+        2,
+        "the two old ones"
+    );
+    let (_, seen) = replayed(&dir.0);
+    assert_eq!(seen, vec![2, 3]);
+}

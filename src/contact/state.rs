@@ -1,0 +1,572 @@
+//! The in-memory contact state: each customer's recent history, and the event ids already seen.
+//!
+//! Histories live in a moka cache keyed by customer id, as `Arc<History>` values that are never
+//! changed in place: a writer builds the customer's next history beside the current one and
+//! replaces it under moka's per-key lock, so a decision reading a history never waits for a
+//! writer and never sees half an update. Every update is commutative (a maximum, or an insert
+//! into a time-ordered list), so events applied out of order, or replayed in log order after a
+//! restart, give the same state.
+//!
+//! Event ids live in [`super::dedupe::SeenIds`], not in moka (see there why).
+//!
+//! Memory is bounded three ways: each history keeps at most [`MAX_IMPRESSIONS`] impressions and
+//! [`MAX_OFFER_MARKS`] per-offer marks; each entry expires once the longest policy window has
+//! passed since its newest event; and the whole cache is weighed in bytes against a budget
+//! (least-recently-used customers go first when full; a forgotten customer is shown offers as if
+//! new). Policies themselves are not applied here: see [`super::view`].
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::sync::Cache;
+
+use super::dedupe::SeenIds;
+use super::event::{Event, EventKind};
+use crate::engine::policy::{stable_hash, MAX_CAP};
+
+/// Most impressions one customer's history remembers (the newest are kept).
+pub const MAX_IMPRESSIONS: usize = MAX_CAP as usize;
+/// Most offers one customer's history keeps dismiss and conversion marks for.
+pub const MAX_OFFER_MARKS: usize = 64;
+/// Marks "never" in a timestamp field.
+const NEVER: i64 = i64::MIN;
+/// Shortest time an entry is kept, so a write is never evicted before a reader can see it.
+const MIN_TTL: Duration = Duration::from_secs(60);
+
+/// One impression: when, of which offer, of which category (hashes, see [`stable_hash`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Impression {
+    /// When it was shown (Unix ms).
+    pub ts_ms: i64,
+    /// The offer id's hash.
+    pub offer: u64,
+    /// The category's hash, 0 when unknown.
+    pub category: u64,
+}
+
+/// The latest dismiss and conversion of one offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferMark {
+    /// The offer id's hash.
+    pub offer: u64,
+    /// Latest dismiss (Unix ms), or never.
+    pub dismissed_ms: i64,
+    /// Latest conversion (Unix ms), or never.
+    pub converted_ms: i64,
+}
+
+impl OfferMark {
+    /// The latest dismiss, if any.
+    pub fn dismissed(&self) -> Option<i64> {
+        (self.dismissed_ms != NEVER).then_some(self.dismissed_ms)
+    }
+
+    /// The latest conversion, if any.
+    pub fn converted(&self) -> Option<i64> {
+        (self.converted_ms != NEVER).then_some(self.converted_ms)
+    }
+
+    fn newest(&self) -> i64 {
+        self.dismissed_ms.max(self.converted_ms)
+    }
+}
+
+/// What one customer did recently, as far as contact policies care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// Per-offer marks, sorted by offer hash.
+    marks: Vec<OfferMark>,
+    /// Impressions, sorted by time, oldest first.
+    impressions: Vec<Impression>,
+    /// Latest complaint, or never.
+    complaint_ms: i64,
+    /// Latest resolution, or never.
+    resolved_ms: i64,
+    /// Newest event time held: the entry may go a horizon after it.
+    newest_ms: i64,
+    /// How long moka keeps this version of the entry, fixed when it was written.
+    ttl: Duration,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            marks: Vec::new(),
+            impressions: Vec::new(),
+            complaint_ms: NEVER,
+            resolved_ms: NEVER,
+            newest_ms: NEVER,
+            ttl: MIN_TTL,
+        }
+    }
+}
+
+impl History {
+    /// The marks of one offer, if the customer dismissed or bought it.
+    #[inline]
+    pub fn mark(&self, offer: u64) -> Option<&OfferMark> {
+        self.marks
+            .binary_search_by_key(&offer, |m| m.offer)
+            .ok()
+            .map(|i| &self.marks[i])
+    }
+
+    /// Impressions of one offer after `since_ms` (newest first, so only the window is read).
+    #[inline]
+    pub fn impressions_since(&self, offer: u64, since_ms: i64) -> u32 {
+        self.impressions
+            .iter()
+            .rev()
+            .take_while(|i| i.ts_ms > since_ms)
+            .filter(|i| i.offer == offer)
+            .count() as u32
+    }
+
+    /// Impressions of any offer of the given categories after `since_ms`.
+    pub fn category_contacts_since(&self, categories: &[u64], since_ms: i64) -> u32 {
+        self.impressions
+            .iter()
+            .rev()
+            .take_while(|i| i.ts_ms > since_ms)
+            .filter(|i| categories.contains(&i.category))
+            .count() as u32
+    }
+
+    /// True while a complaint is open: newer than its last resolution and not timed out.
+    pub fn complaint_open(&self, now_ms: i64, timeout_ms: i64) -> bool {
+        self.complaint_ms != NEVER
+            && self.complaint_ms > self.resolved_ms
+            && now_ms < self.complaint_ms.saturating_add(timeout_ms)
+    }
+
+    /// Every impression held, oldest first.
+    pub fn impressions(&self) -> &[Impression] {
+        &self.impressions
+    }
+
+    /// Approximate bytes held, for the cache's memory budget.
+    pub fn weight(&self, key_len: usize) -> u32 {
+        let bytes = std::mem::size_of::<History>()
+            + key_len
+            + 96 // moka's per-entry bookkeeping, roughly
+            + self.marks.capacity() * std::mem::size_of::<OfferMark>()
+            + self.impressions.capacity() * std::mem::size_of::<Impression>();
+        bytes.min(u32::MAX as usize) as u32
+    }
+
+    /// Applies one event; false when it changes nothing (a click, or older than the horizon).
+    pub fn apply(&mut self, e: &Event<'_>, category: u64, horizon_ms: i64, now_ms: i64) -> bool {
+        let oldest_kept = now_ms.saturating_sub(horizon_ms);
+        if e.ts_ms < oldest_kept {
+            return false;
+        }
+        let offer = e.offer_id.map_or(0, stable_hash);
+        match e.kind {
+            EventKind::Click => return false,
+            EventKind::Impression => {
+                let at = self.impressions.partition_point(|i| i.ts_ms <= e.ts_ms);
+                self.impressions.insert(
+                    at,
+                    Impression {
+                        ts_ms: e.ts_ms,
+                        offer,
+                        category,
+                    },
+                );
+            }
+            EventKind::Dismiss | EventKind::Conversion => {
+                let i = match self.marks.binary_search_by_key(&offer, |m| m.offer) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        self.marks.insert(
+                            i,
+                            OfferMark {
+                                offer,
+                                dismissed_ms: NEVER,
+                                converted_ms: NEVER,
+                            },
+                        );
+                        i
+                    }
+                };
+                let m = &mut self.marks[i];
+                if e.kind == EventKind::Dismiss {
+                    m.dismissed_ms = m.dismissed_ms.max(e.ts_ms);
+                } else {
+                    m.converted_ms = m.converted_ms.max(e.ts_ms);
+                }
+            }
+            EventKind::Complaint => self.complaint_ms = self.complaint_ms.max(e.ts_ms),
+            EventKind::ComplaintResolved => self.resolved_ms = self.resolved_ms.max(e.ts_ms),
+        }
+        self.newest_ms = self.newest_ms.max(e.ts_ms);
+        self.prune(oldest_kept);
+        self.ttl = Duration::from_millis(
+            self.newest_ms
+                .saturating_add(horizon_ms)
+                .saturating_sub(now_ms)
+                .max(0) as u64,
+        )
+        .max(MIN_TTL);
+        true
+    }
+
+    /// Drops what no policy can look at any more, and keeps the bounds.
+    fn prune(&mut self, oldest_kept: i64) {
+        let stale = self.impressions.partition_point(|i| i.ts_ms < oldest_kept);
+        let over = self.impressions.len().saturating_sub(MAX_IMPRESSIONS);
+        self.impressions.drain(..stale.max(over));
+        self.marks.retain(|m| m.newest() >= oldest_kept);
+        while self.marks.len() > MAX_OFFER_MARKS {
+            // Forget the offer touched longest ago.
+            if let Some((i, _)) = self
+                .marks
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, m)| m.newest())
+            {
+                self.marks.remove(i);
+            }
+        }
+    }
+}
+
+/// Gives each history version the time to live it computed when written.
+struct HistoryExpiry;
+
+impl moka::Expiry<String, Arc<History>> for HistoryExpiry {
+    fn expire_after_create(&self, _: &String, v: &Arc<History>, _: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        v: &Arc<History>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+/// Settings of the contact state.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// Memory budget for histories, in bytes (approximate; see [`History::weight`]).
+    pub memory_bytes: u64,
+    /// Most event ids remembered for de-duplication.
+    pub dedupe_capacity: u64,
+    /// How long an event id is remembered.
+    pub dedupe_ttl: Duration,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            memory_bytes: 512 << 20,
+            dedupe_capacity: 4_000_000,
+            dedupe_ttl: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// Customer histories and seen event ids.
+pub struct ContactState {
+    histories: Cache<String, Arc<History>, foldhash::fast::RandomState>,
+    seen: SeenIds,
+    horizon_ms: AtomicI64,
+    dedupe_ttl_ms: i64,
+}
+
+/// Hashes an event id into the 128-bit key de-duplication remembers (two independent halves).
+pub fn event_key(event_id: &str) -> u128 {
+    let lo = foldhash::fast::FixedState::with_seed(1).hash_one(event_id);
+    let hi = foldhash::fast::FixedState::with_seed(2).hash_one(event_id);
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
+impl ContactState {
+    /// An empty state keeping history for `horizon_ms` (the longest policy window).
+    pub fn new(config: &StateConfig, horizon_ms: i64) -> Self {
+        ContactState {
+            histories: Cache::builder()
+                .max_capacity(config.memory_bytes)
+                .weigher(|k: &String, v: &Arc<History>| v.weight(k.len()))
+                .expire_after(HistoryExpiry)
+                .build_with_hasher(foldhash::fast::RandomState::default()),
+            seen: SeenIds::new(config.dedupe_capacity, config.dedupe_ttl.as_millis() as i64),
+            horizon_ms: AtomicI64::new(horizon_ms.max(0)),
+            dedupe_ttl_ms: config.dedupe_ttl.as_millis() as i64,
+        }
+    }
+
+    /// How long history is kept (the longest window of the active model's policies).
+    pub fn horizon_ms(&self) -> i64 {
+        self.horizon_ms.load(Ordering::Relaxed)
+    }
+
+    /// Changes how long history is kept (a model with longer windows was activated); events
+    /// already forgotten do not come back.
+    pub fn set_horizon_ms(&self, ms: i64) {
+        self.horizon_ms.store(ms.max(0), Ordering::Relaxed);
+    }
+
+    /// One customer's history, for a decision: a clone of an `Arc`, no lock held afterwards.
+    #[inline]
+    pub fn history(&self, customer_id: &str) -> Option<Arc<History>> {
+        self.histories.get(customer_id)
+    }
+
+    /// Claims an event id: true the first time, false for a repeat while it is remembered.
+    pub fn claim(&self, key: u128, now_ms: i64) -> bool {
+        self.seen.claim(key, now_ms)
+    }
+
+    /// Gives up a claim (the event could not be written, so a retry must not look repeated).
+    pub fn unclaim(&self, key: u128) {
+        self.seen.unclaim(key);
+    }
+
+    /// Applies an accepted event to its customer's history (copy, change, replace).
+    pub fn apply(&self, e: &Event<'_>, category: u64, now_ms: i64) {
+        if e.kind == EventKind::Click {
+            return;
+        }
+        let horizon = self.horizon_ms();
+        if e.ts_ms < now_ms.saturating_sub(horizon) {
+            return;
+        }
+        self.histories
+            .entry_by_ref(e.customer_id)
+            .and_upsert_with(|old| {
+                let mut h = old.map(|o| (*o.into_value()).clone()).unwrap_or_default();
+                h.apply(e, category, horizon, now_ms);
+                Arc::new(h)
+            });
+    }
+
+    /// Loads histories rebuilt by replay, built outside the cache.
+    pub fn load(&self, replay: Replayed) {
+        for (customer, h) in replay.histories {
+            self.histories.insert(customer, Arc::new(h));
+        }
+    }
+
+    /// Customers held (approximate until moka runs its pending tasks).
+    pub fn customers(&self) -> u64 {
+        self.histories.entry_count()
+    }
+
+    /// Bytes held by histories, as weighed.
+    pub fn weighted_bytes(&self) -> u64 {
+        self.histories.weighted_size()
+    }
+
+    /// Event ids remembered.
+    pub fn seen_ids(&self) -> u64 {
+        self.seen.len()
+    }
+
+    /// Lets moka finish evictions and counts (tests and stats want settled numbers).
+    pub fn settle(&self) {
+        self.histories.run_pending_tasks();
+    }
+}
+
+/// State rebuilt from the log, outside the cache (no copy-on-write per event while replaying).
+///
+/// Every logged event is applied: the log holds an event id twice only when the live server
+/// had forgotten it too, so replay rebuilds exactly what the live server held.
+#[derive(Default)]
+pub struct Replayed {
+    histories: HashMap<String, History, foldhash::fast::RandomState>,
+}
+
+impl Replayed {
+    /// Applies one logged event to its customer's history.
+    pub fn apply(&mut self, e: &Event<'_>, horizon_ms: i64, now_ms: i64) {
+        if e.kind == EventKind::Click || e.ts_ms < now_ms.saturating_sub(horizon_ms) {
+            return;
+        }
+        let category = e.category.map_or(0, stable_hash);
+        match self.histories.get_mut(e.customer_id) {
+            Some(h) => {
+                h.apply(e, category, horizon_ms, now_ms);
+            }
+            None => {
+                let mut h = History::default();
+                h.apply(e, category, horizon_ms, now_ms);
+                self.histories.insert(e.customer_id.to_owned(), h);
+            }
+        }
+    }
+
+    /// Customers with history.
+    pub fn customers(&self) -> usize {
+        self.histories.len()
+    }
+}
+
+impl ContactState {
+    /// How long event ids are remembered, in milliseconds.
+    pub fn dedupe_ttl_ms(&self) -> i64 {
+        self.dedupe_ttl_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+    const NOW: i64 = 1_795_000_000_000;
+
+    fn ev(kind: EventKind, offer: Option<&'static str>, ts_ms: i64) -> Event<'static> {
+        Event {
+            kind,
+            ts_ms,
+            customer_id: "C1",
+            offer_id: offer,
+            channel: Some("web"),
+            placement: None,
+            decision_id: None,
+            event_id: None,
+            category: None,
+        }
+    }
+
+    #[test]
+    fn updates_commute() {
+        let events = [
+            ev(EventKind::Impression, Some("a"), NOW - 3 * DAY),
+            ev(EventKind::Conversion, Some("a"), NOW - DAY),
+            ev(EventKind::Impression, Some("a"), NOW - 2 * DAY),
+            ev(EventKind::Dismiss, Some("b"), NOW - 5 * DAY),
+            ev(EventKind::Complaint, None, NOW - 4 * DAY),
+            ev(EventKind::ComplaintResolved, None, NOW - 3 * DAY),
+            ev(EventKind::Dismiss, Some("b"), NOW - 6 * DAY),
+        ];
+        let mut forward = History::default();
+        let mut backward = History::default();
+        for e in &events {
+            forward.apply(e, 7, 30 * DAY, NOW);
+        }
+        for e in events.iter().rev() {
+            backward.apply(e, 7, 30 * DAY, NOW);
+        }
+        assert_eq!(forward, backward);
+        let a = stable_hash("a");
+        assert_eq!(forward.impressions_since(a, NOW - 7 * DAY), 2);
+        assert_eq!(forward.impressions_since(a, NOW - 2 * DAY - 1), 1);
+        assert_eq!(
+            forward.mark(a).and_then(OfferMark::converted),
+            Some(NOW - DAY)
+        );
+        let b = forward.mark(stable_hash("b")).unwrap();
+        assert_eq!(
+            b.dismissed(),
+            Some(NOW - 5 * DAY),
+            "the latest dismiss wins"
+        );
+        assert!(
+            !forward.complaint_open(NOW, 30 * DAY),
+            "resolved after it was made"
+        );
+        assert_eq!(forward.category_contacts_since(&[7], NOW - 30 * DAY), 2);
+        assert_eq!(forward.category_contacts_since(&[8], NOW - 30 * DAY), 0);
+    }
+
+    #[test]
+    fn history_is_bounded_and_pruned() {
+        let mut h = History::default();
+        for i in 0..(MAX_IMPRESSIONS as i64 + 50) {
+            h.apply(
+                &ev(EventKind::Impression, Some("a"), NOW - DAY + i),
+                0,
+                7 * DAY,
+                NOW,
+            );
+        }
+        assert_eq!(h.impressions().len(), MAX_IMPRESSIONS);
+        assert_eq!(
+            h.impressions()[0].ts_ms,
+            NOW - DAY + 50,
+            "the oldest go first"
+        );
+        let offers: Vec<String> = (0..MAX_OFFER_MARKS + 10).map(|i| format!("o{i}")).collect();
+        for (i, o) in offers.iter().enumerate() {
+            let e = Event {
+                offer_id: Some(o),
+                ..ev(EventKind::Dismiss, None, NOW - DAY + i as i64)
+            };
+            h.apply(&e, 0, 7 * DAY, NOW);
+        }
+        assert_eq!(h.marks.len(), MAX_OFFER_MARKS);
+        assert!(
+            h.mark(stable_hash("o0")).is_none(),
+            "the oldest mark is forgotten"
+        );
+        assert!(h.mark(stable_hash(&offers[MAX_OFFER_MARKS + 9])).is_some());
+        // Older than the horizon: changes nothing.
+        assert!(!h.apply(
+            &ev(EventKind::Dismiss, Some("z"), NOW - 8 * DAY),
+            0,
+            7 * DAY,
+            NOW
+        ));
+        // A week later, the week-old impressions are pruned at the next write.
+        h.apply(
+            &ev(EventKind::Impression, Some("a"), NOW + 7 * DAY),
+            0,
+            7 * DAY,
+            NOW + 7 * DAY,
+        );
+        assert_eq!(h.impressions().len(), 1);
+    }
+
+    #[test]
+    fn complaints_open_until_resolved_or_timed_out() {
+        let mut h = History::default();
+        h.apply(&ev(EventKind::Complaint, None, NOW), 0, 60 * DAY, NOW);
+        assert!(h.complaint_open(NOW + DAY, 30 * DAY));
+        assert!(!h.complaint_open(NOW + 30 * DAY, 30 * DAY), "timed out");
+        h.apply(
+            &ev(EventKind::ComplaintResolved, None, NOW + 1),
+            0,
+            60 * DAY,
+            NOW,
+        );
+        assert!(!h.complaint_open(NOW + DAY, 30 * DAY));
+        h.apply(&ev(EventKind::Complaint, None, NOW + 2), 0, 60 * DAY, NOW);
+        assert!(
+            h.complaint_open(NOW + DAY, 30 * DAY),
+            "a new complaint reopens"
+        );
+    }
+
+    #[test]
+    fn claims_are_once() {
+        let s = ContactState::new(&StateConfig::default(), DAY);
+        let k = event_key("e1");
+        assert_ne!(k, event_key("e2"));
+        assert!(s.claim(k, NOW));
+        assert!(!s.claim(k, NOW));
+        s.unclaim(k);
+        assert!(s.claim(k, NOW));
+    }
+
+    #[test]
+    fn the_cache_serves_the_applied_history() {
+        let s = ContactState::new(&StateConfig::default(), 30 * DAY);
+        assert!(s.history("C1").is_none());
+        s.apply(&ev(EventKind::Dismiss, Some("a"), NOW), 0, NOW);
+        s.apply(&ev(EventKind::Click, Some("a"), NOW), 0, NOW);
+        let h = s.history("C1").unwrap();
+        assert_eq!(h.mark(stable_hash("a")).unwrap().dismissed(), Some(NOW));
+        assert!(h.ttl >= Duration::from_secs(29 * 86_400));
+    }
+}
