@@ -4,7 +4,8 @@
 //! `cargo run --release --example decide_loop -- --iterations 2000000` prints ns per request;
 //! under a profiler: `valgrind --tool=callgrind target/release/examples/decide_loop
 //! --iterations 20000`, then `callgrind_annotate --inclusive=yes callgrind.out.<pid>`.
-//! `--engine-only` loops over `engine::decide` alone. The path is the copy in
+//! `--engine-only` loops over `engine::decide` alone; `--generated 50` does so on the bench's
+//! generated model of 50 logistic offers instead of the demo. The path is the copy in
 //! benches/common (`Handler::decide_post`), so profile and pipeline bench agree.
 
 #[path = "../benches/common/mod.rs"]
@@ -28,6 +29,10 @@ struct Args {
     /// Only `engine::decide` (no decode, encode, clock or metrics).
     #[arg(long)]
     engine_only: bool,
+    /// With `--engine-only`: decide on a generated model of this many logistic offers (8
+    /// weights each, all candidates of `web`/`home`) instead of the demo.
+    #[arg(long, requires = "engine_only")]
+    generated: Option<usize>,
 }
 
 fn main() {
@@ -37,19 +42,27 @@ fn main() {
     let bodies: Vec<Vec<u8>> = mix.iter().map(common::request_body).collect();
     let mut buf = Vec::with_capacity(512);
     let snap = handler.registry.load();
-    let (Some(model), Some(store)) = (&snap.model, &snap.features) else {
+    let (Some(demo_model), Some(store)) = (&snap.model, &snap.features) else {
         unreachable!("the demo is installed")
     };
+    let generated = args
+        .generated
+        .map(|n| common::compile(common::generated_model(n, 8, false), store));
+    let model = generated.as_ref().unwrap_or(demo_model);
     let started = Instant::now();
     let mut bytes = 0usize;
     for i in 0..args.iterations {
         let n = i % mix.len();
         if args.engine_only {
             let it = &mix[n];
+            let (channel, placement) = match generated {
+                Some(_) => ("web", "home"),
+                None => (it.channel, it.placement),
+            };
             let req = Request {
                 customer_id: Some(&it.customer_id),
-                channel: it.channel,
-                placement: it.placement,
+                channel,
+                placement,
                 ..Default::default()
             };
             let d = engine::decide(
@@ -75,10 +88,12 @@ fn main() {
         args.iterations,
         took.as_secs_f64(),
         took.as_nanos() as f64 / args.iterations as f64,
-        if args.engine_only {
-            "engine::decide only"
+        if let Some(n) = args.generated {
+            format!("engine::decide only, {n} generated logistic offers")
+        } else if args.engine_only {
+            "engine::decide only, demo model".to_owned()
         } else {
-            "decode + decide + encode"
+            "decode + decide + encode".to_owned()
         }
     );
     black_box(bytes);
