@@ -606,8 +606,11 @@ struct Sample {
     cpu_us: f64,
     /// Load generator CPU, in cores.
     gen_cores: f64,
-    /// CPU used by everything else on the machine during the run, in cores.
+    /// CPU used by everything else during the run, in cores: on the server's core when
+    /// pinned (else on the whole machine).
     other_cores: f64,
+    /// Pinned: CPU used by everything else on the load generator's core, in cores.
+    other_gen_core: Option<f64>,
     /// Fixed-rate runs: the rate asked for, and latency percentiles in microseconds.
     target_rate: Option<f64>,
     p50_us: f64,
@@ -616,10 +619,21 @@ struct Sample {
 }
 
 impl Sample {
+    /// Other processes' CPU: "server core / generator core" when pinned, else the machine's.
+    fn other(&self) -> String {
+        match self.other_gen_core {
+            Some(g) => format!("{:.2} / {g:.2}", self.other_cores),
+            None => format!("{:.2}", self.other_cores),
+        }
+    }
+
     fn line(&self) -> String {
         let mut s = format!(
-            "{:>9.0} req/s  {:>5.1} us CPU/req  generator {:.2} cores  other {:.2} cores",
-            self.rps, self.cpu_us, self.gen_cores, self.other_cores
+            "{:>9.0} req/s  {:>5.1} us CPU/req  generator {:.2} cores  other {}",
+            self.rps,
+            self.cpu_us,
+            self.gen_cores,
+            self.other()
         );
         if self.target_rate.is_some() {
             s += &format!(
@@ -638,7 +652,8 @@ impl Sample {
 struct CpuMark {
     server: u64,
     children: u64,
-    busy: u64,
+    /// Busy ticks of the whole machine, of core 0 and of core 1.
+    busy: [u64; 3],
     at: Instant,
 }
 
@@ -647,7 +662,11 @@ impl CpuMark {
         Ok(CpuMark {
             server: proc_cpu_ticks(&format!("/proc/{server_pid}/stat"), 13)?,
             children: proc_cpu_ticks("/proc/self/stat", 15)?,
-            busy: machine_busy_ticks()?,
+            busy: [
+                busy_ticks("cpu ")?,
+                busy_ticks("cpu0 ")?,
+                busy_ticks("cpu1 ")?,
+            ],
             at: Instant::now(),
         })
     }
@@ -665,10 +684,15 @@ impl RunCx<'_> {
         let secs = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
         let server = (after.server - before.server) as f64 / self.clk_tck;
         let generator = (after.children - before.children) as f64 / self.clk_tck;
-        let busy = (after.busy - before.busy) as f64 / self.clk_tck;
+        let busy = |i: usize| (after.busy[i] - before.busy[i]) as f64 / self.clk_tck;
         s.cpu_us = server * 1e6 / s.responses.max(1) as f64;
         s.gen_cores = generator / secs;
-        s.other_cores = ((busy - server - generator) / secs).max(0.0);
+        if self.pin.enabled {
+            s.other_cores = ((busy(1) - server) / secs).max(0.0);
+            s.other_gen_core = Some(((busy(2) - generator) / secs).max(0.0));
+        } else {
+            s.other_cores = ((busy(0) - server - generator) / secs).max(0.0);
+        }
     }
 
     fn wrk(&self, server: &Server, secs: u64) -> Result<Sample> {
@@ -799,19 +823,21 @@ fn proc_cpu_ticks(path: &str, first: usize) -> Result<u64> {
     Ok(get(first)? + get(first + 1)?)
 }
 
-/// Busy ticks of the whole machine (all but idle and iowait) from /proc/stat.
-fn machine_busy_ticks() -> Result<u64> {
+/// Busy ticks (all but idle and iowait) of one line of /proc/stat: `"cpu "` for the whole
+/// machine, `"cpu0 "` for core 0.
+fn busy_ticks(line: &str) -> Result<u64> {
     let text = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
     let cpu: Vec<u64> = text
         .lines()
-        .next()
+        .find(|l| l.starts_with(line))
         .unwrap_or("")
         .split_whitespace()
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
     if cpu.len() < 5 {
-        return Err("/proc/stat: unexpected format".into());
+        // A machine without that core: pinning is off there and the figure unused.
+        return Ok(0);
     }
     // user nice system idle iowait irq softirq steal ...; guest time is already in user.
     let total: u64 = cpu.iter().take(8).sum();
@@ -869,6 +895,19 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Median of other processes' CPU over runs, as [`Sample::other`] shows it.
+fn other_median(runs: &[Sample]) -> String {
+    Sample {
+        other_cores: median(runs.iter().map(|s| s.other_cores)),
+        other_gen_core: runs
+            .iter()
+            .all(|s| s.other_gen_core.is_some())
+            .then(|| median(runs.iter().filter_map(|s| s.other_gen_core))),
+        ..Sample::default()
+    }
+    .other()
+}
+
 fn report(
     args: &Args,
     pin: &Pinning,
@@ -892,16 +931,18 @@ fn report(
     println!();
     println!("Saturation (wrk):");
     println!();
-    println!("| server | req/s | server CPU us/req | generator cores | other cores | errors |");
+    println!(
+        "| server | req/s | server CPU us/req | generator cores | other CPU, cores | errors |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     for (i, runs) in sat.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {} | {} |",
             names[i],
             med(runs, |s| s.rps),
             med(runs, |s| s.cpu_us),
             med(runs, |s| s.gen_cores),
-            med(runs, |s| s.other_cores),
+            other_median(runs),
             runs.iter().map(|s| s.errors).sum::<u64>()
         );
     }
@@ -916,13 +957,13 @@ fn report(
     println!();
     println!("Fixed rates (oha, latency corrected for coordinated omission), in microseconds:");
     println!();
-    println!("| rate | server | achieved req/s | p50 | p99 | p99.9 | server CPU us/req | generator cores | other cores | errors |");
+    println!("| rate | server | achieved req/s | p50 | p99 | p99.9 | server CPU us/req | generator cores | other CPU, cores | errors |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (pct, rate, runs) in lat {
         for (i, r) in runs.iter().enumerate() {
             let achieved = med(r, |s| s.rps);
             println!(
-                "| {pct} % ({rate:.0}/s) | {} | {achieved:.0}{} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {:.2} | {} |",
+                "| {pct} % ({rate:.0}/s) | {} | {achieved:.0}{} | {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {} | {} |",
                 names[i],
                 if achieved < 0.97 * rate { " (rate not held)" } else { "" },
                 med(r, |s| s.p50_us),
@@ -930,7 +971,7 @@ fn report(
                 med(r, |s| s.p999_us),
                 med(r, |s| s.cpu_us),
                 med(r, |s| s.gen_cores),
-                med(r, |s| s.other_cores),
+                other_median(r),
                 r.iter().map(|s| s.errors).sum::<u64>()
             );
         }
@@ -943,5 +984,13 @@ fn report(
         );
     }
     println!();
-    println!("\"other cores\" is CPU used by neither the servers nor the load generator during the run (other processes, this program, the kernel's own threads); well above 0.05 means the run was disturbed.");
+    println!(
+        "\"other CPU\" is CPU that neither the server nor the load generator used during the run \
+         (other processes, this program, kernel threads){}; well above 0.05 means the run was disturbed.",
+        if pin.enabled {
+            ", on the server's core / on the generator's core"
+        } else {
+            ", on the whole machine"
+        }
+    );
 }
