@@ -134,6 +134,21 @@ async fn decide_post(
     Ok(decide(state, &body, started, budget, &ticket))
 }
 
+/// The in-process part of `POST /v1/decide` once the body is read: admission, decode, decide,
+/// encode. Benches and profilers call it to measure exactly what the server runs per request.
+pub fn decide_body(state: &AppState, body: &mut [u8]) -> Result<Response<Full<Bytes>>, ApiError> {
+    let ticket = state.admission.enter();
+    let started = Instant::now();
+    let body = codec::decode_json(body)?;
+    Ok(decide(
+        state,
+        &body,
+        started,
+        state.config.deadline,
+        &ticket,
+    ))
+}
+
 /// Answers one decide request: loads the snapshot once, admits or sheds, runs the engine
 /// within the deadline against the customer's contact history, encodes. Every path ends in a
 /// 200 with content the page can show.

@@ -1,0 +1,203 @@
+//! Fixtures shared by the criterion benches and the profiling example: the demo model and
+//! snapshot, a request mix that walks the whole snapshot, and generated models of N offers.
+//!
+//! Included with `#[path]` (each bench is its own crate), so every item here may be unused in
+//! one of them.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use nextbest::features::{FeatureStore, IdIndex};
+use nextbest::model::{self, Limits, LoadedModel};
+
+/// 2026-11-22T12:00:00Z: inside the demo offers' validity windows.
+pub const NOW_MS: i64 = 1_795_348_800_000;
+
+/// The demo's channel and placement pairs, as a page would ask for them.
+pub const PLACEMENTS: [(&str, &str); 4] = [
+    ("web", "home_hero"),
+    ("web", "plans_page"),
+    ("web", "checkout"),
+    ("app", "app_home"),
+];
+
+/// The repository root (benches and examples run with the package root as working directory,
+/// but this does not depend on it).
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The demo snapshot (10,000 customers x 21 features) and the demo model compiled against it.
+pub fn demo() -> (FeatureStore, LoadedModel) {
+    let store = FeatureStore::load(&root().join("models/features.csv")).expect("demo snapshot");
+    let model = model::load(&root().join("models"), &store, &Limits::default()).expect("demo");
+    (store, model)
+}
+
+/// SplitMix64, so every run walks the same "random" order.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// One request of the mix: a customer of the snapshot on a channel and placement.
+pub struct MixItem {
+    pub customer_id: String,
+    pub channel: &'static str,
+    pub placement: &'static str,
+}
+
+/// `n` requests over customers C0000001..C{customers} in a shuffled order, each on one of
+/// the demo placements, so a bench does not keep one hot row in cache.
+pub fn request_mix(customers: usize, n: usize, seed: u64) -> Vec<MixItem> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|_| {
+            let (channel, placement) = PLACEMENTS[rng.below(PLACEMENTS.len())];
+            MixItem {
+                customer_id: format!("C{:07}", 1 + rng.below(customers)),
+                channel,
+                placement,
+            }
+        })
+        .collect()
+}
+
+/// The JSON body a channel backend sends for a mix item (the DESIGN.md example's shape).
+pub fn request_body(item: &MixItem) -> Vec<u8> {
+    format!(
+        r#"{{"customer_id": "{}", "channel": "{}", "placement": "{}", "limit": 3, "context": {{"page": "plans", "device": "ios"}}, "explain": false}}"#,
+        item.customer_id, item.channel, item.placement
+    )
+    .into_bytes()
+}
+
+/// The demo snapshot's feature names, which generated models use.
+pub const FEATURES: [&str; 21] = [
+    "tenure_months",
+    "arpu_30d",
+    "data_gb_30d",
+    "data_allowance_gb",
+    "voice_min_30d",
+    "sms_30d",
+    "days_since_last_topup",
+    "app_sessions_7d",
+    "web_sessions_7d",
+    "complaints_90d",
+    "is_prepaid",
+    "device_age_months",
+    "is_5g_device",
+    "roaming_days_90d",
+    "contract_months_left",
+    "num_lines",
+    "late_payments_12m",
+    "nps_score",
+    "has_fiber",
+    "churn_score",
+    "loyalty_points",
+];
+
+/// A model of `offers` logistic offers with `weights` terms each, all candidates of one
+/// placement (`web`/`home`, limit 3), so a decision scores every one of them. With `rules`,
+/// each offer also carries a two-leaf eligibility rule that most customers pass.
+pub fn generated_model(offers: usize, weights: usize, rules: bool) -> Vec<u8> {
+    let mut rng = Rng(7);
+    let list: Vec<serde_json::Value> = (0..offers)
+        .map(|i| {
+            let id = format!("offer_{i:05}");
+            let mut w = serde_json::Map::new();
+            for j in 0..weights {
+                let f = FEATURES[(i * 7 + j * 5) % FEATURES.len()];
+                let v = (rng.below(2001) as f64 - 1000.0) / 50_000.0;
+                w.insert(f.to_owned(), v.into());
+            }
+            let mut o = serde_json::json!({
+                "id": id, "category": (["sales", "service", "retention"][i % 3]),
+                "channels": ["web"], "placements": ["home"],
+                "value": 1 + i % 20, "priority": 1.0,
+                "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-12-31T23:59:59Z",
+                "scorer": {"kind": "logistic", "intercept": -2.0 + (i % 10) as f64 / 10.0,
+                           "weights": w, "impute": {(FEATURES[(i * 7) % FEATURES.len()]): 1.0}},
+                "content": {"web": {"title": format!("Offer {i}"), "body": "A generated offer for benchmarks.",
+                    "image_url": format!("https://cdn.example.com/{id}.jpg"),
+                    "cta_url": format!("https://shop.example.com/{id}")}}
+            });
+            if rules {
+                o["eligibility"] = serde_json::json!({"all": [
+                    {"feature": "complaints_90d", "op": "lt", "value": 3},
+                    {"any": [{"feature": "tenure_months", "op": "ge", "value": 1},
+                             {"context": "page", "op": "in", "values": ["plans", "home"]}]}
+                ]});
+            }
+            o
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "name": "generated", "version": "1",
+        "arbitration": {"min_score": 0.0, "min_propensity": 0.0},
+        "placements": {"home": {"channels": ["web"], "limit": 3}},
+        "offers": list,
+        "fallback": {"web": {"default": [{"offer_id": "brand", "content": {"title": "Our plans",
+            "body": "", "image_url": "https://cdn.example.com/b.jpg", "cta_url": "https://shop.example.com/"}}]}}
+    }))
+    .expect("serialisable")
+}
+
+/// Compiles a generated model against a snapshot.
+pub fn compile(doc: Vec<u8>, store: &FeatureStore) -> LoadedModel {
+    model::from_bytes(doc, None, "bench".into(), store, &Limits::default()).expect("valid model")
+}
+
+/// A synthetic snapshot of `customers` rows with the demo's columns (values are arbitrary
+/// but finite), to look customers up in a table far larger than the caches.
+pub fn synthetic_store(customers: usize) -> FeatureStore {
+    let mut ids = IdIndex::with_capacity(customers, 8);
+    let mut rng = Rng(11);
+    let mut values = Vec::with_capacity(customers * FEATURES.len());
+    for i in 0..customers {
+        ids.push(&format!("C{:07}", i + 1)).expect("unique ids");
+        values.extend((0..FEATURES.len()).map(|_| (rng.below(1000) as f32) / 10.0));
+    }
+    let columns = FEATURES.iter().map(|s| s.to_string()).collect();
+    FeatureStore::new(columns, ids, values, "synthetic").expect("consistent")
+}
+
+/// The server's state with the demo installed, to run its decide path without sockets.
+pub struct Handler {
+    /// What the handlers share (registry, metrics, guards, contacts).
+    pub state: nextbest::server::AppState,
+}
+
+impl Handler {
+    /// The demo installed in a registry, as the server runs it.
+    pub fn demo() -> Self {
+        let (store, model) = demo();
+        let registry = std::sync::Arc::new(nextbest::registry::Registry::default());
+        registry
+            .install(std::sync::Arc::new(store), model)
+            .expect("the demo model installs");
+        Handler {
+            state: nextbest::server::AppState::new(registry, Default::default()),
+        }
+    }
+
+    /// The in-process part of `POST /v1/decide` after the body is read: the server's own
+    /// `server::public::decide_body`, without hyper.
+    pub fn decide_post(
+        &self,
+        body: &mut [u8],
+    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        nextbest::server::public::decide_body(&self.state, body).expect("valid request")
+    }
+}

@@ -1,0 +1,165 @@
+//! Criterion benches of the engine and the data it reads: one decision on the demo model, 50
+//! generated logistic offers, feature lookup, and compiling a 1,000-offer model.
+//!
+//! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
+//! shuffled order, so no bench measures one hot key sitting in L1. Figures and the issue's
+//! targets are recorded in BENCHMARKS.md.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use nextbest::engine::{self, CtxValue, NoContacts, Request, Unbounded};
+
+use common::{MixItem, NOW_MS};
+
+/// Cycles through a request mix, one item per call.
+struct Cycle<'a> {
+    items: &'a [MixItem],
+    next: usize,
+}
+
+impl<'a> Cycle<'a> {
+    fn new(items: &'a [MixItem]) -> Self {
+        Cycle { items, next: 0 }
+    }
+
+    fn item(&mut self) -> &'a MixItem {
+        let it = &self.items[self.next];
+        self.next = (self.next + 1) % self.items.len();
+        it
+    }
+}
+
+/// One decision on the demo model (25 offers, 4 placements), customers varying.
+fn decide_demo(c: &mut Criterion) {
+    let (store, model) = common::demo();
+    let mix = common::request_mix(store.len(), 16_384, 1);
+    let ctx = [
+        (Cow::Borrowed("page"), CtxValue::Str("plans".into())),
+        (Cow::Borrowed("device"), CtxValue::Str("ios".into())),
+    ];
+    let mut cycle = Cycle::new(&mix);
+    c.bench_function("decide/demo_mix", |b| {
+        b.iter(|| {
+            let it = cycle.item();
+            let req = Request {
+                customer_id: Some(&it.customer_id),
+                channel: it.channel,
+                placement: it.placement,
+                limit: None,
+                context: &ctx,
+                explain: false,
+            };
+            black_box(engine::decide(
+                &model.compiled,
+                &store,
+                black_box(&req),
+                &NoContacts,
+                &Unbounded,
+                NOW_MS,
+            ))
+        })
+    });
+}
+
+/// 50 offers with logistic scorers (8 weights each), every one a candidate: the issue's
+/// "engine p50 <= 1 us" case; then the same with a two-leaf eligibility rule per offer.
+fn decide_50_logistic(c: &mut Criterion) {
+    let (store, _) = common::demo();
+    let mix = common::request_mix(store.len(), 16_384, 2);
+    let ctx = [(Cow::Borrowed("page"), CtxValue::Str("plans".into()))];
+    let mut g = c.benchmark_group("decide");
+    for (name, rules) in [("50_logistic", false), ("50_logistic_with_rules", true)] {
+        let model = common::compile(common::generated_model(50, 8, rules), &store);
+        let mut cycle = Cycle::new(&mix);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let it = cycle.item();
+                let req = Request {
+                    customer_id: Some(&it.customer_id),
+                    channel: "web",
+                    placement: "home",
+                    limit: None,
+                    context: &ctx,
+                    explain: false,
+                };
+                black_box(engine::decide(
+                    &model.compiled,
+                    &store,
+                    black_box(&req),
+                    &NoContacts,
+                    &Unbounded,
+                    NOW_MS,
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
+// ─── Reserved for other branches ────────────────────────────────────────────────────────────
+// Add here, and list in `criterion_group!` below:
+// - `decide/50_trees_100x6`: 50 offers with tree ensembles (100 trees, depth 6) — the branch
+//   that adds the xgboost/lightgbm scorers.
+// - `contact/lookup`: contact-state lookup for one customer — the contact-policy branch.
+// Keep the customer walk of `common::request_mix` so the figures stay comparable.
+// ────────────────────────────────────────────────────────────────────────────────────────────
+
+/// `FeatureStore::row` on the demo snapshot (10k rows, cache-resident) and on a synthetic
+/// 1M-row one (21 MB of values plus the index: mostly cache misses, as in production).
+fn feature_lookup(c: &mut Criterion) {
+    let (demo, _) = common::demo();
+    let big = common::synthetic_store(1_000_000);
+    let mut g = c.benchmark_group("features");
+    for (name, store) in [("row/10k", &demo), ("row/1m", &big)] {
+        let mix = common::request_mix(store.len(), 65_536, 3);
+        let mut cycle = Cycle::new(&mix);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(store.row(black_box(&cycle.item().customer_id))))
+        });
+    }
+    let mut misses = 0u64;
+    g.bench_function("row/unknown", |b| {
+        b.iter(|| {
+            misses += 1;
+            black_box(demo.row(black_box(if misses.is_multiple_of(2) {
+                "C9999999"
+            } else {
+                "X0000001"
+            })))
+        })
+    });
+    g.finish();
+}
+
+/// Parsing, validating and compiling a 1,000-offer model (target: <= 50 ms).
+fn compile_1000(c: &mut Criterion) {
+    let (store, _) = common::demo();
+    let doc = common::generated_model(1_000, 8, true);
+    let mut g = c.benchmark_group("model");
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Bytes(doc.len() as u64));
+    g.bench_function("compile/1000_offers", |b| {
+        b.iter_batched(
+            || doc.clone(),
+            |d| black_box(common::compile(d, &store)),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    decide_demo,
+    decide_50_logistic,
+    feature_lookup,
+    compile_1000
+);
+criterion_main!(benches);
