@@ -122,7 +122,7 @@ async fn put_model(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let limit = state.registry.config().limits.max_bytes;
-    let body = read_json_body(req, limit, state.config.body_timeout * 10).await?;
+    let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10).await?);
     let registry = state.registry.clone();
     let base = models_folder(&registry);
     let result = blocking(move || registry.install_document(body, base, "admin".into())).await;
@@ -162,7 +162,7 @@ async fn reload_features(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
+    let mut body = Vec::from(read_json_body(req, 64 * 1024, state.config.body_timeout).await?);
     let args: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
     } else {

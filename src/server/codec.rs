@@ -174,33 +174,63 @@ impl<'de: 'a, 'a> Deserialize<'de> for CtxVal<'a> {
     }
 }
 
-/// Decodes a JSON body in place (simd-json rewrites the buffer while parsing).
-pub fn decode_json(body: &mut [u8]) -> Result<DecideBody<'_>, ApiError> {
-    let mut de = simd_json::Deserializer::from_slice(body).map_err(|e| {
-        let near = e
-            .character()
-            .map(|c| format!(" (at {c:?})"))
-            .unwrap_or_default();
-        ApiError::MalformedJson(format!(
-            "invalid JSON at byte {}{near}: {:?}",
-            e.index(),
-            e.error()
-        ))
-    })?;
-    let parsed: DecideBody<'_> = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let what = match inner.error() {
-            simd_json::ErrorType::Serde(s) => s.clone(),
-            other => format!("{other:?}"),
-        };
-        if path == "." || path.is_empty() {
-            ApiError::InvalidRequest(what)
-        } else {
-            ApiError::InvalidRequest(format!("{path}: {what}"))
+thread_local! {
+    /// simd-json's working buffers, reused per thread so a parse allocates nothing of its own.
+    static SIMD_BUFFERS: std::cell::RefCell<simd_json::Buffers> =
+        std::cell::RefCell::new(simd_json::Buffers::new(1024));
+}
+
+/// Decodes a JSON body: `scratch` receives a copy of `body` that simd-json parses in place (the
+/// answer borrows its strings from it). Only when that fails is `body` parsed again, tracking
+/// field paths, so the error names the field; the fast path pays for no path bookkeeping.
+pub fn decode_json<'s>(body: &[u8], scratch: &'s mut Vec<u8>) -> Result<DecideBody<'s>, ApiError> {
+    scratch.clear();
+    scratch.extend_from_slice(body);
+    let fast = SIMD_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+        Ok(mut buffers) => {
+            simd_json::serde::from_slice_with_buffers::<DecideBody<'_>>(scratch, &mut buffers)
         }
-    })?;
-    parsed.validate()
+        Err(_) => simd_json::serde::from_slice::<DecideBody<'_>>(scratch),
+    });
+    match fast {
+        Ok(parsed) => parsed.validate(),
+        Err(_) => Err(explain_failure(body)),
+    }
+}
+
+/// Parses a body that failed again, with field paths, to say what and where.
+fn explain_failure(body: &[u8]) -> ApiError {
+    let mut copy = body.to_vec();
+    let mut de = match simd_json::Deserializer::from_slice(&mut copy) {
+        Ok(de) => de,
+        Err(e) => {
+            let near = e
+                .character()
+                .map(|c| format!(" (at {c:?})"))
+                .unwrap_or_default();
+            return ApiError::MalformedJson(format!(
+                "invalid JSON at byte {}{near}: {:?}",
+                e.index(),
+                e.error()
+            ));
+        }
+    };
+    match serde_path_to_error::deserialize::<_, DecideBody<'_>>(&mut de) {
+        Ok(_) => ApiError::InvalidRequest("the request could not be decoded".into()),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let what = match inner.error() {
+                simd_json::ErrorType::Serde(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            if path == "." || path.is_empty() {
+                ApiError::InvalidRequest(what)
+            } else {
+                ApiError::InvalidRequest(format!("{path}: {what}"))
+            }
+        }
+    }
 }
 
 /// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain`, and
@@ -394,10 +424,11 @@ mod tests {
 
     #[test]
     fn decodes_borrowed_fields_and_context() {
-        let mut body = br#"{"customer_id":"C1","channel":"web","placement":"home_hero","limit":2,
+        let body = br#"{"customer_id":"C1","channel":"web","placement":"home_hero","limit":2,
             "context":{"page":"plans","n":3},"explain":true,"unknown":1}"#
             .to_vec();
-        let d = decode_json(&mut body).unwrap();
+        let mut scratch = Vec::new();
+        let d = decode_json(&body, &mut scratch).unwrap();
         assert_eq!(d.customer_id.as_deref(), Some("C1"));
         assert_eq!(d.limit, Some(2));
         assert!(d.explain);
@@ -423,8 +454,8 @@ mod tests {
             (br#"{"channel":"web","placement":""}"#, "placement"),
         ];
         for (body, field) in cases {
-            let mut b = body.to_vec();
-            match decode_json(&mut b) {
+            let mut scratch = Vec::new();
+            match decode_json(body, &mut scratch) {
                 Err(ApiError::InvalidRequest(detail)) => {
                     assert!(detail.contains(field), "{detail} should name {field}")
                 }
@@ -434,9 +465,9 @@ mod tests {
                 ),
             }
         }
-        let mut bad = b"{\"channel\":".to_vec();
+        let mut scratch = Vec::new();
         assert!(matches!(
-            decode_json(&mut bad),
+            decode_json(b"{\"channel\":", &mut scratch),
             Err(ApiError::MalformedJson(_))
         ));
     }

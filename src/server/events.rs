@@ -29,8 +29,9 @@ pub async fn post(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body =
-        read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
+    let mut body = Vec::from(
+        read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?,
+    );
     let doc = simd_json::to_borrowed_value(&mut body).map_err(|e| {
         ApiError::MalformedJson(format!(
             "invalid JSON at byte {}: {:?}",

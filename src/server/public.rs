@@ -81,7 +81,7 @@ pub(super) async fn read_json_body(
     req: Request<Incoming>,
     limit: usize,
     timeout: Duration,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Bytes, ApiError> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -105,7 +105,7 @@ pub(super) async fn read_json_body(
         .await
         .map_err(|_| ApiError::RequestTimeout(timeout))?;
     match collected {
-        Ok(c) => Ok(Vec::from(c.to_bytes())),
+        Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(limit))
         }
@@ -126,11 +126,11 @@ async fn decide_post(
     // In flight from the moment the request is ours, so slow bodies count against the bound.
     let ticket = state.admission.enter();
     let budget = guards::budget(state.config.deadline, deadline_header(&req));
-    let mut body =
-        read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
+    let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     // The budget starts once the request is read: what the client waited for before is not ours.
     let started = Instant::now();
-    let body = codec::decode_json(&mut body)?;
+    let mut scratch = Vec::with_capacity(body.len());
+    let body = codec::decode_json(&body, &mut scratch)?;
     Ok(decide(state, &body, started, budget, &ticket))
 }
 
@@ -139,7 +139,8 @@ async fn decide_post(
 pub fn decide_body(state: &AppState, body: &mut [u8]) -> Result<Response<Full<Bytes>>, ApiError> {
     let ticket = state.admission.enter();
     let started = Instant::now();
-    let body = codec::decode_json(body)?;
+    let mut scratch = Vec::with_capacity(body.len());
+    let body = codec::decode_json(body, &mut scratch)?;
     Ok(decide(
         state,
         &body,
