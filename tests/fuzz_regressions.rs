@@ -1,0 +1,68 @@
+//! Inputs the fuzzers found, replayed through the same property checks the fuzz targets run
+//! (`fuzz/checks.rs`), so each fix stays fixed without a nightly toolchain.
+
+#[path = "../fuzz/checks.rs"]
+mod checks;
+
+/// The seed corpora hold only inputs every check passes: a quick sanity run of all four.
+#[test]
+fn seed_corpora_pass_their_checks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] = [
+        ("decide_request", checks::check_decide_request),
+        ("model", checks::check_model),
+        ("features_csv", checks::check_features_csv),
+        ("features_nbf", checks::check_features_nbf),
+    ];
+    for (target, check) in targets {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join(target)).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let name = path.display().to_string();
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{name} fails its check");
+            seen += 1;
+        }
+        assert!(seen >= 5, "{target}: only {seen} seeds");
+    }
+}
+
+/// The valid seeds really are valid, so the fuzzer starts from models that reach the engine
+/// and from snapshots that load.
+#[test]
+fn valid_seeds_compile_and_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for name in [
+        "demo_full.json",
+        "demo_three_offers.json",
+        "small_valid.json",
+    ] {
+        let doc = std::fs::read(root.join("model").join(name)).unwrap();
+        let limits = nextbest::model::Limits::default();
+        let model = nextbest::model::from_bytes(doc, None, name.into(), checks::store(), &limits);
+        assert!(model.is_ok(), "{name}: {:?}", model.err());
+    }
+    let builtin = std::fs::read(root.join("model/builtin_fallback.json")).unwrap();
+    assert!(nextbest::model::builtin_fallback_from_bytes(builtin).is_ok());
+    for name in [
+        "demo_slice.csv",
+        "missing_values.csv",
+        "only_ids.csv",
+        "quoted_crlf.csv",
+    ] {
+        let csv = std::fs::read(root.join("features_csv").join(name)).unwrap();
+        assert!(
+            nextbest::features::FeatureStore::from_csv_bytes(&csv, name).is_ok(),
+            "{name}"
+        );
+    }
+    for name in ["two_rows", "no_columns", "empty", "demo_like"] {
+        let nbf = std::fs::read(root.join("features_nbf").join(name)).unwrap();
+        assert!(
+            nextbest::features::FeatureStore::from_nbf_bytes(&nbf, name).is_ok(),
+            "{name}"
+        );
+    }
+}
