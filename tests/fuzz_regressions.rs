@@ -66,3 +66,17 @@ fn valid_seeds_compile_and_load() {
         );
     }
 }
+
+/// features_nbf, 2026-11-22: a snapshot followed by one stray byte after its checksum read as
+/// if the byte were not there (a file with data appended, or two files run together).
+#[test]
+fn nbf_with_bytes_after_the_checksum_is_refused() {
+    let data = b"NBF1\x02\0\0\0\0\0\0\0\0\0\0\0\x04\0\0\0\0\0\0\0C1C2\x02\0\0\0\x04\0\0\0\x58\x8e\xd3\xea\xf1";
+    checks::check_features_nbf(data);
+    let err = nextbest::features::FeatureStore::from_nbf_bytes(data, "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("after the checksum"), "{err}");
+    // Without the stray byte it is a valid snapshot of two customers and no columns.
+    let store =
+        nextbest::features::FeatureStore::from_nbf_bytes(&data[..data.len() - 1], "t.nbf").unwrap();
+    assert_eq!((store.len(), store.id_at(1)), (2, Some("C2")));
+}

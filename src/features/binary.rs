@@ -3,10 +3,10 @@
 //! Layout, all integers little-endian:
 //! `b"NBF1"`, `rows: u64`, `cols: u32`, per column `len: u16` + UTF-8 name,
 //! `arena_len: u64` + id bytes, `rows` x `end: u32`, `rows * cols` x `f32`, then a CRC-32 of
-//! everything before it. Values are read straight into their final `Vec<f32>` (one copy, no
-//! parsing); the id index is rebuilt on load. DESIGN.md suggested a memory map: reading into
-//! owned memory costs one sequential copy but needs no `unsafe`, and a snapshot file replaced
-//! or truncated under a running server cannot fault it.
+//! everything before it, and nothing after. Values are read straight into their final
+//! `Vec<f32>` (one copy, no parsing); the id index is rebuilt on load. DESIGN.md suggested a
+//! memory map: reading into owned memory costs one sequential copy but needs no `unsafe`, and
+//! a snapshot file replaced or truncated under a running server cannot fault it.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -153,6 +153,12 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
     r.inner.read_exact(&mut stored).map_err(truncated)?;
     if u32::from_le_bytes(stored) != computed {
         return Err(bad("checksum mismatch: the file is damaged".into()));
+    }
+    // The checksum ends the form: anything after it is damage (data appended, two files run
+    // together), not something to ignore.
+    let after = std::io::copy(&mut r.inner.take(1), &mut std::io::sink()).map_err(truncated)?;
+    if after > 0 {
+        return Err(bad("bytes after the checksum: the file is damaged".into()));
     }
 
     let mut ids = IdIndex::with_capacity(rows, 0);
