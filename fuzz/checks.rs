@@ -3,7 +3,8 @@
 //! property fails; none of them measures memory (the fuzz targets do that around the call).
 //!
 //! Used by the fuzz crate (`fuzz_targets/*.rs`) and by the main crate's integration tests
-//! through `#[path]`, so it may only use what both have: nextbest, serde_json, csv.
+//! through `#[path]`, so it may only use what both have: nextbest, serde_json, csv,
+//! crc32fast.
 #![allow(dead_code)]
 
 use std::borrow::Cow;
@@ -519,9 +520,26 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
 // ---------------------------------------------------------------------------------------------
 // features_nbf
 
-/// Feature snapshots in the binary form: reads `data` and checks what reads.
+/// Feature snapshots in the binary form: reads each of [`nbf_inputs`] and checks what reads.
 pub fn check_features_nbf(data: &[u8]) {
-    check_nbf_store(data, FeatureStore::from_nbf_bytes(data, "fuzz.nbf"));
+    for input in nbf_inputs(data) {
+        check_nbf_store(&input, FeatureStore::from_nbf_bytes(&input, "fuzz.nbf"));
+    }
+}
+
+/// The input as it is, and the input with its last four bytes replaced by the right CRC-32 of
+/// the rest: a mutated file almost never has a valid checksum, and without this second form
+/// the fuzzer would never get past the checksum to the checks behind it.
+pub fn nbf_inputs(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![data.to_vec()];
+    if let Some(body) = data.len().checked_sub(4).map(|n| &data[..n]) {
+        let mut fixed = body.to_vec();
+        fixed.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        if fixed != data {
+            out.push(fixed);
+        }
+    }
+    out
 }
 
 /// Whenever the bytes read:

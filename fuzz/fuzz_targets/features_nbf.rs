@@ -1,5 +1,6 @@
 //! Feature snapshots in the binary form (the reader behind `.nbf` files); properties in
-//! `checks::check_nbf_store`, plus: reading allocates in proportion to the input, whatever
+//! `checks::check_nbf_store` on each of `checks::nbf_inputs` (the input, and the input with
+//! its checksum made right), plus: reading allocates in proportion to the input, whatever
 //! counts and lengths the header claims.
 #![no_main]
 
@@ -13,7 +14,9 @@ use nextbest::features::FeatureStore;
 static ALLOC: common::Counting = common::Counting;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let (loaded, peak) = common::peak_heap(|| FeatureStore::from_nbf_bytes(data, "fuzz.nbf"));
-    common::assert_linear(peak, data.len());
-    checks::check_nbf_store(data, loaded);
+    for input in checks::nbf_inputs(data) {
+        let (loaded, peak) = common::peak_heap(|| FeatureStore::from_nbf_bytes(&input, "fuzz.nbf"));
+        common::assert_linear(peak, input.len());
+        checks::check_nbf_store(&input, loaded);
+    }
 });
