@@ -80,3 +80,14 @@ fn nbf_with_bytes_after_the_checksum_is_refused() {
         nextbest::features::FeatureStore::from_nbf_bytes(&data[..data.len() - 1], "t.nbf").unwrap();
     assert_eq!((store.len(), store.id_at(1)), (2, Some("C2")));
 }
+
+/// features_nbf, 2026-11-22: a snapshot of no customers whose id arena still held 4 bytes
+/// (here with a valid checksum) read as empty; the arena must end where the last id ends.
+#[test]
+fn nbf_with_unused_id_bytes_is_refused() {
+    let raw = b"NBF1\0\0\0\0\0\0\0\0\x02\0\0\0\x01\0c\x01\0b\x04\0\0\0\0\0\0\0NBF\x1b\0\0\0C";
+    checks::check_features_nbf(raw);
+    let inputs = checks::nbf_inputs(raw);
+    let err = nextbest::features::FeatureStore::from_nbf_bytes(&inputs[1], "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("no customer_id uses"), "{err}");
+}

@@ -177,6 +177,12 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
         })?;
         start = end;
     }
+    if start != arena.len() {
+        return Err(bad(format!(
+            "id arena holds {} bytes no customer_id uses",
+            arena.len() - start
+        )));
+    }
     FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(bad)
 }
 
