@@ -91,3 +91,14 @@ fn nbf_with_unused_id_bytes_is_refused() {
     let err = nextbest::features::FeatureStore::from_nbf_bytes(&inputs[1], "t.nbf").unwrap_err();
     assert!(err.to_string().contains("no customer_id uses"), "{err}");
 }
+
+/// features_nbf, 2026-11-22: a binary snapshot holding +inf (as f32 bits) loaded, though the
+/// CSV loader refuses any infinite value; the engine relies on finite-or-missing features.
+#[test]
+fn nbf_with_an_infinite_value_is_refused() {
+    let raw = b"NBF1\x02\0\0\0\0\0\0\0\x02\0\0\0\x01\0a\x01\0b\x04\0\0\0\0\0\0\0C1C2\x02\0\0\0\x04\0\0\0\0\0\xc0?\0\0\xc0\x7f\0\0\x80\x7f\0\0\xff@\x9cV]\x8f";
+    checks::check_features_nbf(raw);
+    let inputs = checks::nbf_inputs(raw);
+    let err = nextbest::features::FeatureStore::from_nbf_bytes(&inputs[1], "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("row 1, column `a`: inf"), "{err}");
+}

@@ -177,6 +177,15 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
         })?;
         start = end;
     }
+    // The CSV loader refuses infinities; a binary snapshot must not smuggle them in (a
+    // logistic term over one can turn a propensity into NaN).
+    if let Some(i) = values.iter().position(|v| v.is_infinite()) {
+        let (row, col) = (i / cols.max(1), i % cols.max(1));
+        return Err(bad(format!(
+            "row {row}, column `{}`: {} is not a finite number",
+            columns[col], values[i]
+        )));
+    }
     if start != arena.len() {
         return Err(bad(format!(
             "id arena holds {} bytes no customer_id uses",
