@@ -102,3 +102,15 @@ fn nbf_with_an_infinite_value_is_refused() {
     let err = nextbest::features::FeatureStore::from_nbf_bytes(&inputs[1], "t.nbf").unwrap_err();
     assert!(err.to_string().contains("row 1, column `a`: inf"), "{err}");
 }
+
+/// model (and the arbitration property test), 2026-11-22: logistic weights of +-f64::MAX, which
+/// a model may hold, overflowed to +inf and -inf for some customers and summed to NaN. The NaN
+/// propensity passed every threshold (comparisons with NaN are false) and NaN sorted above
+/// every score, so the offer took the first rank, served with score 0. The seed
+/// `fuzz/corpus/model/extreme_numbers.json` holds such a model.
+#[test]
+fn nan_propensity_never_ranks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read(root.join("fuzz/corpus/model/extreme_numbers.json")).unwrap();
+    checks::check_model(&doc);
+}
