@@ -356,6 +356,7 @@ const OUTSIDE_WINDOW: &str = "validity: outside the offer's validity window";
 const BELOW_MIN_SCORE: &str = "arbitration.min_score";
 const BELOW_MIN_PROPENSITY: &str = "arbitration.min_propensity";
 const NOT_EVALUATED: &str = "not evaluated: the decision stopped before this offer";
+const NOT_A_NUMBER: &str = "scorer: the propensity is not a number (a term overflowed)";
 
 /// Decides which offers a customer sees: the pure core of nextbest.
 pub fn decide<'m>(
@@ -469,6 +470,12 @@ fn evaluate<'m>(
         return Verdict::Excluded(why);
     }
     let propensity = offer.scorer.predict(input.features);
+    // A model may hold any finite weight, so terms can overflow to +inf and -inf and sum to
+    // NaN. NaN compares false with every threshold and sorts above +inf: it would pass
+    // arbitration and take the first rank.
+    if propensity.is_nan() {
+        return Verdict::Excluded(NOT_A_NUMBER);
+    }
     let score = propensity * offer.value * offer.priority;
     if propensity < model.arbitration.min_propensity {
         return Verdict::Excluded(BELOW_MIN_PROPENSITY);

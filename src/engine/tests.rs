@@ -294,3 +294,42 @@ fn same_input_same_answer() {
         assert_eq!(run(m, &s, &req).ranked, first);
     }
 }
+
+#[test]
+fn a_propensity_that_is_not_a_number_excludes_the_offer() {
+    // Legal but extreme weights: for C1, arpu and data overflow to +inf and -inf, and the
+    // sum is NaN. The offer must not rank (NaN sorts above every score).
+    let mut doc = model_json();
+    doc["offers"][0]["scorer"]["weights"] =
+        serde_json::json!({"arpu": f64::MAX, "data": -f64::MAX});
+    let store = FeatureStore::from_csv_bytes(CSV.as_bytes(), "t.csv").unwrap();
+    let lm = from_bytes(
+        serde_json::to_vec(&doc).unwrap(),
+        None,
+        "t".into(),
+        &store,
+        &Limits::default(),
+    )
+    .unwrap();
+    let req = Request {
+        customer_id: Some("C1"),
+        channel: "app",
+        placement: "home",
+        explain: true,
+        ..Default::default()
+    };
+    let d = run(&lm.compiled, &store, &req);
+    assert_eq!(d.explain[0], Verdict::Excluded(NOT_A_NUMBER));
+    assert!(d.ranked.is_empty());
+    assert_eq!(d.fallback, Some(FallbackReason::NoEligibleOffer));
+    // On the web, the other offers still rank.
+    let web = run(
+        &lm.compiled,
+        &store,
+        &Request {
+            channel: "web",
+            ..req
+        },
+    );
+    assert_eq!(ids(&lm.compiled, &web), ["b"]);
+}

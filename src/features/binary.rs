@@ -3,10 +3,10 @@
 //! Layout, all integers little-endian:
 //! `b"NBF1"`, `rows: u64`, `cols: u32`, per column `len: u16` + UTF-8 name,
 //! `arena_len: u64` + id bytes, `rows` x `end: u32`, `rows * cols` x `f32`, then a CRC-32 of
-//! everything before it. Values are read straight into their final `Vec<f32>` (one copy, no
-//! parsing); the id index is rebuilt on load. DESIGN.md suggested a memory map: reading into
-//! owned memory costs one sequential copy but needs no `unsafe`, and a snapshot file replaced
-//! or truncated under a running server cannot fault it.
+//! everything before it, and nothing after. Values are read straight into their final
+//! `Vec<f32>` (one copy, no parsing); the id index is rebuilt on load. DESIGN.md suggested a
+//! memory map: reading into owned memory costs one sequential copy but needs no `unsafe`, and
+//! a snapshot file replaced or truncated under a running server cannot fault it.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -24,8 +24,21 @@ pub fn write_nbf(store: &FeatureStore, path: &Path) -> Result<(), FeatureError> 
         source,
     };
     let file = std::fs::File::create(path).map_err(io)?;
+    let mut inner = write_to(store, BufWriter::with_capacity(1 << 20, file)).map_err(io)?;
+    inner.flush().map_err(io)?;
+    inner.get_ref().sync_all().map_err(io)
+}
+
+/// The binary form held in memory (fuzzing and tests); the same bytes [`write_nbf`] writes.
+pub(super) fn to_nbf_bytes(store: &FeatureStore) -> Vec<u8> {
+    // Writing to a Vec cannot fail.
+    write_to(store, Vec::new()).unwrap_or_default()
+}
+
+/// Writes the whole form, checksum last, and hands the writer back (unflushed).
+fn write_to<W: Write>(store: &FeatureStore, inner: W) -> std::io::Result<W> {
     let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
+        inner,
         crc: crc32fast::Hasher::new(),
     };
     let (arena, ends) = store.ids().raw();
@@ -38,18 +51,17 @@ pub fn write_nbf(store: &FeatureStore, path: &Path) -> Result<(), FeatureError> 
         head.extend_from_slice(c.as_bytes());
     }
     head.extend_from_slice(&(arena.len() as u64).to_le_bytes());
-    w.write_all(&head).map_err(io)?;
-    w.write_all(arena).map_err(io)?;
+    w.write_all(&head)?;
+    w.write_all(arena)?;
     for chunk in ends.chunks(1 << 16) {
         let bytes: Vec<u8> = chunk.iter().flat_map(|e| e.to_le_bytes()).collect();
-        w.write_all(&bytes).map_err(io)?;
+        w.write_all(&bytes)?;
     }
-    w.write_all(le_bytes(store.values()).as_ref()).map_err(io)?;
+    w.write_all(le_bytes(store.values()).as_ref())?;
     let crc = w.crc.clone().finalize();
     let mut inner = w.inner;
-    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-    inner.flush().map_err(io)?;
-    inner.get_ref().sync_all().map_err(io)
+    inner.write_all(&crc.to_le_bytes())?;
+    Ok(inner)
 }
 
 /// Reads a snapshot in the binary form, checking its checksum and every bound.
@@ -58,6 +70,18 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
         path: path.to_owned(),
         source,
     };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    read_from(BufReader::with_capacity(1 << 20, file), file_len, path)
+}
+
+/// Reads the binary form from memory (fuzzing and tests); `path` names it in errors.
+pub(super) fn from_nbf_bytes(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
+    read_from(bytes, bytes.len() as u64, path)
+}
+
+/// The one reader: `file_len` (the size of what `inner` holds) bounds every allocation.
+fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStore, FeatureError> {
     let bad = |detail: String| FeatureError::Format {
         path: path.to_owned(),
         detail,
@@ -67,10 +91,8 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
             "the binary form is little-endian; use the CSV form on this machine".into(),
         ));
     }
-    let file = std::fs::File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
     let mut r = CrcReader {
-        inner: BufReader::with_capacity(1 << 20, file),
+        inner,
         crc: crc32fast::Hasher::new(),
     };
     let truncated = |e: std::io::Error| {
@@ -132,6 +154,12 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
     if u32::from_le_bytes(stored) != computed {
         return Err(bad("checksum mismatch: the file is damaged".into()));
     }
+    // The checksum ends the form: anything after it is damage (data appended, two files run
+    // together), not something to ignore.
+    let after = std::io::copy(&mut r.inner.take(1), &mut std::io::sink()).map_err(truncated)?;
+    if after > 0 {
+        return Err(bad("bytes after the checksum: the file is damaged".into()));
+    }
 
     let mut ids = IdIndex::with_capacity(rows, 0);
     let mut start = 0usize;
@@ -148,6 +176,21 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
             ))
         })?;
         start = end;
+    }
+    // The CSV loader refuses infinities; a binary snapshot must not smuggle them in (a
+    // logistic term over one can turn a propensity into NaN).
+    if let Some(i) = values.iter().position(|v| v.is_infinite()) {
+        let (row, col) = (i / cols.max(1), i % cols.max(1));
+        return Err(bad(format!(
+            "row {row}, column `{}`: {} is not a finite number",
+            columns[col], values[i]
+        )));
+    }
+    if start != arena.len() {
+        return Err(bad(format!(
+            "id arena holds {} bytes no customer_id uses",
+            arena.len() - start
+        )));
     }
     FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(bad)
 }

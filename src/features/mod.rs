@@ -92,6 +92,17 @@ impl FeatureStore {
         csv_load::parse_csv(bytes, Path::new(name))
     }
 
+    /// Reads the binary form held in memory (fuzzing and tests); `name` stands in for the file
+    /// name. The same reader as [`FeatureStore::load`] on a `.nbf` file.
+    pub fn from_nbf_bytes(bytes: &[u8], name: &str) -> Result<Self, FeatureError> {
+        binary::from_nbf_bytes(bytes, Path::new(name))
+    }
+
+    /// The binary form as bytes, exactly what [`write_nbf`] writes to a file.
+    pub fn to_nbf_bytes(&self) -> Vec<u8> {
+        binary::to_nbf_bytes(self)
+    }
+
     /// The feature row of a customer, if the snapshot knows them.
     #[inline]
     pub fn row(&self, customer_id: &str) -> Option<&[f32]> {

@@ -87,6 +87,23 @@ fn binary_round_trip_and_damage_detection() {
 }
 
 #[test]
+fn in_memory_binary_form_matches_the_file() {
+    let s = parse("customer_id,a,b\nC1,1.5,\nC2,,2\n").unwrap();
+    let dir = std::env::temp_dir().join(format!("nbf-mem-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.nbf");
+    write_nbf(&s, &path).unwrap();
+    let bytes = s.to_nbf_bytes();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let back = FeatureStore::from_nbf_bytes(&bytes, "mem.nbf").unwrap();
+    assert_eq!(back.source(), "mem.nbf");
+    assert_eq!(back.to_nbf_bytes(), bytes);
+    let err = FeatureStore::from_nbf_bytes(&bytes[..bytes.len() - 1], "mem.nbf").unwrap_err();
+    assert!(err.to_string().starts_with("mem.nbf: "), "{err}");
+}
+
+#[test]
 fn bytes_held_counts_values_and_index() {
     let s = parse("customer_id,a,b\nC1,1,2\nC2,3,4\n").unwrap();
     assert!(s.bytes_held() >= 4 * 4 + 4);

@@ -1,0 +1,570 @@
+//! The properties the fuzz targets check, shared with `tests/fuzz_regressions.rs` so a
+//! finding replays through the very same check. Each `check_*` function panics when a
+//! property fails; none of them measures memory (the fuzz targets do that around the call).
+//!
+//! Used by the fuzz crate (`fuzz_targets/*.rs`) and by the main crate's integration tests
+//! through `#[path]`, so it may only use what both have: nextbest, serde_json, csv,
+//! crc32fast.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use nextbest::engine::{
+    decide, CompiledModel, CtxValue, Decision, FallbackReason, NoContacts, Request, Unbounded,
+    Verdict, MAX_LIMIT,
+};
+use nextbest::features::{FeatureError, FeatureStore};
+use nextbest::model::{builtin_fallback_from_bytes, from_bytes, Limits};
+use nextbest::server::codec::{
+    decode_json, decode_query, encode_decision, finish, AnswerMeta, DecideBody, MAX_CONTEXT,
+    MAX_CUSTOMER_ID, MAX_NAME,
+};
+
+// ---------------------------------------------------------------------------------------------
+// decide_request
+
+/// `/v1/decide` request decoding, JSON body and query string. Whenever a request decodes:
+/// - its fields respect the contract's bounds (customer_id <= 256 bytes, channel and
+///   placement 1..=128 bytes, limit 1..=50, context <= 64 entries, finite numbers);
+/// - encoding it again as JSON (serde_json) and decoding that gives the same values, context
+///   order, duplicates and number bits included;
+/// - where serde_json also reads the body, it sees the same top-level values (simd-json
+///   unescapes in place: this catches a mis-unescaped string);
+/// - a query string decodes to the same values as the JSON written from it.
+pub fn check_decide_request(data: &[u8]) {
+    let mut body = data.to_vec();
+    if let Ok(req) = decode_json(&mut body) {
+        check_bounds(&req);
+        check_round_trip(&req);
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str());
+            assert_eq!(s("channel"), Some(&*req.channel));
+            assert_eq!(s("placement"), Some(&*req.placement));
+            if let Some(id) = &req.customer_id {
+                assert_eq!(s("customer_id"), Some(&**id));
+            }
+            assert_eq!(v.get("limit").and_then(|l| l.as_u64()), req.limit);
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(req) = decode_query(text) {
+            check_bounds(&req);
+            check_round_trip(&req);
+        }
+    }
+}
+
+fn check_bounds(req: &DecideBody<'_>) {
+    if let Some(id) = &req.customer_id {
+        assert!(
+            id.len() <= MAX_CUSTOMER_ID,
+            "customer_id of {} bytes",
+            id.len()
+        );
+    }
+    for name in [&req.channel, &req.placement] {
+        assert!(
+            (1..=MAX_NAME).contains(&name.len()),
+            "name of {} bytes",
+            name.len()
+        );
+    }
+    if let Some(l) = req.limit {
+        assert!((1..=MAX_LIMIT as u64).contains(&l), "limit {l}");
+    }
+    assert!(
+        req.context.0.len() <= MAX_CONTEXT,
+        "{} context entries",
+        req.context.0.len()
+    );
+    for (_, v) in &req.context.0 {
+        if let CtxValue::Num(x) = v {
+            assert!(x.is_finite(), "context number {x}");
+        }
+    }
+    let engine = req.as_request();
+    assert_eq!(engine.channel, &*req.channel);
+    assert_eq!(engine.context.len(), req.context.0.len());
+    assert_ne!(
+        engine.customer_id,
+        Some(""),
+        "an empty customer_id is anonymous"
+    );
+}
+
+/// The request as JSON, written by serde_json; context pairs in order, duplicates kept.
+fn to_json(req: &DecideBody<'_>) -> String {
+    let s = |x: &str| serde_json::to_string(x).unwrap();
+    let mut out = format!(
+        "{{\"channel\":{},\"placement\":{},\"explain\":{}",
+        s(&req.channel),
+        s(&req.placement),
+        req.explain
+    );
+    if let Some(id) = &req.customer_id {
+        out += &format!(",\"customer_id\":{}", s(id));
+    }
+    if let Some(l) = req.limit {
+        out += &format!(",\"limit\":{l}");
+    }
+    out += ",\"context\":{";
+    for (i, (k, v)) in req.context.0.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let v = match v {
+            CtxValue::Str(t) => s(t),
+            CtxValue::Num(x) => serde_json::to_string(x).unwrap(),
+        };
+        out += &format!("{}:{v}", s(k));
+    }
+    out += "}}";
+    out
+}
+
+fn check_round_trip(req: &DecideBody<'_>) {
+    let json = to_json(req);
+    let mut bytes = json.clone().into_bytes();
+    let back = decode_json(&mut bytes)
+        .unwrap_or_else(|e| panic!("re-encoded request does not decode: {e:?}\n{json}"));
+    assert_eq!(back.customer_id, req.customer_id, "{json}");
+    assert_eq!(back.channel, req.channel, "{json}");
+    assert_eq!(back.placement, req.placement, "{json}");
+    assert_eq!(back.limit, req.limit, "{json}");
+    assert_eq!(back.explain, req.explain, "{json}");
+    assert_eq!(back.context.0.len(), req.context.0.len(), "{json}");
+    for ((k1, v1), (k2, v2)) in back.context.0.iter().zip(&req.context.0) {
+        assert_eq!(k1, k2, "{json}");
+        match (v1, v2) {
+            (CtxValue::Num(a), CtxValue::Num(b)) => {
+                assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b} in {json}")
+            }
+            (CtxValue::Str(a), CtxValue::Str(b)) => assert_eq!(a, b, "{json}"),
+            _ => panic!("context `{k1}` changed type: {v1:?} vs {v2:?} in {json}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// model
+
+/// A slice of the demo snapshot, plus a customer with every value missing and one with extremes.
+const CSV: &str = "\
+customer_id,tenure_months,arpu_30d,data_gb_30d,data_allowance_gb,voice_min_30d,sms_30d,days_since_last_topup,app_sessions_7d,web_sessions_7d,complaints_90d,is_prepaid,device_age_months,is_5g_device,roaming_days_90d,contract_months_left,num_lines,late_payments_12m,nps_score,has_fiber,churn_score,loyalty_points
+C0000001,9,34.56,18.10,50,137,62,,4,2,0,0,20,1,0,18,1,2,2,1,0.26,299
+C0000002,11,22.12,54.18,100,306,30,,4,2,0,0,17,1,22,5,4,0,4,0,0.23,349
+C0000003,26,30.97,9.33,10,154,20,,8,4,0,0,9,1,0,2,1,0,,1,0.02,656
+C0000042,3,12.5,2.1,5,40,3,12,0,9,4,1,40,0,0,0,1,3,-2,0,0.81,0
+CNAN,,,,,,,,,,,,,,,,,,,,,
+CBIG,3.4e38,-3.4e38,1e-40,0,-0,3.4e38,1,1,1,1,1,1,1,1,1,1,1,10,1,1,3.4e38
+";
+
+/// Any fixed instant: validity windows are part of the input.
+const NOW_MS: i64 = 1_795_000_000_000;
+
+pub fn store() -> &'static FeatureStore {
+    static STORE: OnceLock<FeatureStore> = OnceLock::new();
+    STORE.get_or_init(|| FeatureStore::from_csv_bytes(CSV.as_bytes(), "fuzz.csv").unwrap())
+}
+
+/// Offer models (`PUT /admin/models`, the models folder) and built-in fallback documents.
+///
+/// A model that compiles against a small fixed feature store is run through
+/// `engine::decide` for every customer of the store (and an unknown and an absent one) on
+/// every placement of every channel, with three contexts and three limits, and must give:
+/// - ranked offers sorted by score (highest first), at most the limit, each a candidate of
+///   the placement, each once, with a propensity in [0, 1] and a finite score that clears
+///   the arbitration thresholds;
+/// - explain: one verdict per offer; every ranked offer is `Scored` there with the same
+///   numbers; the ranked list is exactly the top `limit` of the scored verdicts;
+/// - the same answer with explain off, and the same answer again (determinism);
+/// - an answer that encodes to valid JSON holding the ranked offers.
+///
+/// The same bytes go to `builtin_fallback_from_bytes`: whatever compiles encodes its content
+/// as valid JSON arrays ranked 1..n, and looks up as compiled.
+pub fn check_model(data: &[u8]) {
+    check_builtin(data);
+    let store = store();
+    let Ok(lm) = from_bytes(
+        data.to_vec(),
+        None,
+        "fuzz".into(),
+        store,
+        &Limits::default(),
+    ) else {
+        return;
+    };
+    let m = &lm.compiled;
+    for name in m.features_used.iter() {
+        assert!(
+            store.column(name).is_some(),
+            "feature `{name}` is not in the store"
+        );
+    }
+    let numbers: Vec<(Cow<'_, str>, CtxValue<'_>)> = m
+        .context_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (Cow::Borrowed(&**k), CtxValue::Num(i as f64)))
+        .collect();
+    let strings: Vec<(Cow<'_, str>, CtxValue<'_>)> = m
+        .context_keys
+        .iter()
+        .map(|k| (Cow::Borrowed(&**k), CtxValue::Str(Cow::Borrowed(&**k))))
+        .collect();
+    let customers: Vec<Option<&str>> = (0..store.len())
+        .map(|r| store.id_at(r))
+        .chain([Some("nobody"), None])
+        .collect();
+    for ch in m.channels.iter() {
+        assert_json_array(&ch.fallback.offers_json);
+        for slot in ch.slots.iter() {
+            assert_json_array(&slot.fallback.offers_json);
+            assert!((1..=MAX_LIMIT).contains(&slot.limit));
+            for &c in slot.candidates.iter() {
+                assert!((c as usize) < m.offers.len());
+            }
+            for &customer_id in &customers {
+                for context in [&[][..], &numbers, &strings] {
+                    for limit in [None, Some(1), Some(MAX_LIMIT)] {
+                        let req = Request {
+                            customer_id,
+                            channel: &ch.name,
+                            placement: &slot.placement,
+                            limit,
+                            context,
+                            explain: true,
+                        };
+                        check_decision(m, &req);
+                    }
+                }
+            }
+        }
+    }
+    // A placement the model does not know, and a channel it does not know.
+    for (channel, placement) in [
+        ("web", "fuzz-unknown-placement"),
+        ("fuzz-unknown-channel", "x"),
+    ] {
+        let req = Request {
+            customer_id: store.id_at(0),
+            channel,
+            placement,
+            explain: true,
+            ..Default::default()
+        };
+        if m.resolve(channel, placement).1.is_none() {
+            let d = run(m, &req);
+            assert_eq!(d.fallback, Some(FallbackReason::NoEligibleOffer));
+            assert!(d.ranked.is_empty());
+            assert_eq!(d.explain.len(), m.offers.len());
+            assert!(d.explain.iter().all(|v| matches!(v, Verdict::Excluded(_))));
+        }
+    }
+}
+
+fn run<'m>(m: &'m CompiledModel, req: &Request<'_>) -> Decision<'m> {
+    decide(m, store(), req, &NoContacts, &Unbounded, NOW_MS)
+}
+
+fn check_decision(m: &CompiledModel, req: &Request<'_>) {
+    let (_, slot) = m.resolve(req.channel, req.placement);
+    let slot = slot.expect("every slot resolves by its own names");
+    let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);
+    let d = run(m, req);
+    let known = req.customer_id.and_then(|id| store().row(id)).is_some();
+
+    // The fallback reason matches the request.
+    match d.fallback {
+        None => assert!(known && !d.ranked.is_empty()),
+        Some(FallbackReason::UnknownCustomer) => assert!(!known),
+        Some(FallbackReason::NoEligibleOffer) => assert!(known),
+        Some(other) => panic!("unexpected fallback {other:?} without a deadline"),
+    }
+    if d.fallback.is_some() {
+        assert!(d.ranked.is_empty());
+    }
+
+    // Ranked: sorted, bounded, candidates only, each once, sane numbers.
+    assert!(
+        d.ranked.len() <= limit,
+        "{} offers for limit {limit}",
+        d.ranked.len()
+    );
+    for w in d.ranked.windows(2) {
+        assert!(
+            w[0].score >= w[1].score,
+            "not sorted by score: {} before {}",
+            w[0].score,
+            w[1].score
+        );
+    }
+    for (i, r) in d.ranked.iter().enumerate() {
+        assert!(
+            slot.candidates.contains(&r.offer),
+            "offer {} is not a candidate",
+            r.offer
+        );
+        assert!(
+            d.ranked[..i].iter().all(|o| o.offer != r.offer),
+            "offer {} twice",
+            r.offer
+        );
+        let offer = &m.offers[r.offer as usize];
+        assert!(
+            (0.0..=1.0).contains(&r.propensity),
+            "propensity {}",
+            r.propensity
+        );
+        assert!(r.score.is_finite(), "score {}", r.score);
+        assert!(r.score >= m.arbitration.min_score);
+        assert!(r.propensity >= m.arbitration.min_propensity);
+        assert_eq!(r.score, r.propensity * offer.value * offer.priority);
+    }
+
+    // Explain: one verdict per offer, ranked ones scored with the same numbers, and the
+    // ranked list is exactly the top `limit` of the scored ones.
+    assert_eq!(d.explain.len(), m.offers.len());
+    let mut scored: Vec<(u32, f64, f64)> = Vec::new();
+    for (oi, v) in d.explain.iter().enumerate() {
+        if let Verdict::Scored { propensity, score } = *v {
+            assert!(
+                slot.candidates.contains(&(oi as u32)),
+                "offer {oi} scored off its placement"
+            );
+            scored.push((oi as u32, propensity, score));
+        }
+    }
+    for r in &d.ranked {
+        assert_eq!(
+            d.explain[r.offer as usize],
+            Verdict::Scored {
+                propensity: r.propensity,
+                score: r.score
+            },
+            "a returned offer must be scored in explain"
+        );
+    }
+    if d.fallback.is_none() {
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        scored.truncate(limit);
+        let top: Vec<u32> = scored.iter().map(|s| s.0).collect();
+        let got: Vec<u32> = d.ranked.iter().map(|r| r.offer).collect();
+        assert_eq!(
+            got, top,
+            "ranked is not the top {limit} of the scored offers"
+        );
+    } else {
+        assert!(scored.is_empty(), "a fallback answer with scored offers");
+    }
+
+    // Determinism, and explain does not change the answer.
+    let again = run(m, req);
+    assert_eq!(again.ranked, d.ranked);
+    assert_eq!(again.fallback, d.fallback);
+    assert_eq!(again.explain, d.explain);
+    let quiet = run(
+        m,
+        &Request {
+            explain: false,
+            ..*req
+        },
+    );
+    assert_eq!(quiet.ranked, d.ranked);
+    assert_eq!(quiet.fallback, d.fallback);
+    assert!(quiet.explain.is_empty());
+
+    // The answer encodes to valid JSON with the ranked offers in it.
+    let mut out = Vec::new();
+    let meta = AnswerMeta {
+        decision_id: "01FUZZ",
+        customer_id: req.customer_id,
+        variant: "champion",
+    };
+    encode_decision(&mut out, &meta, m, &d);
+    finish(&mut out, 1);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!(
+            "answer is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out)
+        )
+    });
+    let offers = v["offers"].as_array().expect("offers is an array");
+    if d.fallback.is_none() {
+        assert_eq!(offers.len(), d.ranked.len());
+        for (o, r) in offers.iter().zip(&d.ranked) {
+            assert_eq!(
+                o["offer_id"].as_str(),
+                Some(&*m.offers[r.offer as usize].id)
+            );
+        }
+    }
+    assert_eq!(v["explain"].as_array().map(Vec::len), Some(m.offers.len()));
+}
+
+/// Pre-encoded fallback content: a JSON array of at most MAX_LIMIT items ranked 1..n.
+fn assert_json_array(json: &str) {
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("fallback is not JSON ({e}): {json}"));
+    let items = v.as_array().expect("fallback content is an array");
+    assert!(items.len() <= MAX_LIMIT);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["rank"].as_u64(), Some(i as u64 + 1));
+        assert!(item["offer_id"].is_string());
+        assert!(item["content"].is_object());
+    }
+}
+
+fn check_builtin(data: &[u8]) {
+    let Ok(b) = builtin_fallback_from_bytes(data.to_vec()) else {
+        return;
+    };
+    for ch in &b.channels {
+        assert_json_array(&ch.default.offers_json);
+        for (pl, fb) in &ch.placements {
+            assert_json_array(&fb.offers_json);
+            assert!(
+                std::ptr::eq(b.lookup(&ch.name, pl), fb),
+                "lookup of {}/{pl}",
+                ch.name
+            );
+        }
+        if !ch.placements.iter().any(|p| &*p.0 == "fuzz-unknown") {
+            assert!(std::ptr::eq(
+                b.lookup(&ch.name, "fuzz-unknown"),
+                &ch.default
+            ));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// features_csv
+
+/// Feature snapshots in CSV: loads `data` and checks what loads.
+pub fn check_features_csv(data: &[u8]) {
+    check_csv_store(data, FeatureStore::from_csv_bytes(data, "fuzz.csv"));
+}
+
+/// Whenever the text loads:
+/// - it holds exactly the records a plain `csv` reader sees (same trimming), in order: each
+///   row's id looks up to that row, and its values are the fields parsed as `f32`, bit for
+///   bit, with an empty field as NaN; every value is finite or NaN;
+/// - its binary form reads back to the same store (ids, columns, value bits), and writing
+///   that again gives the same bytes.
+pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) {
+    let Ok(store) = loaded else {
+        return;
+    };
+    // The oracle: the records as the csv crate reads them.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(data);
+    let header = reader.byte_headers().expect("header").clone();
+    let columns: Vec<&str> = store.columns().iter().map(|c| &**c).collect();
+    let expected: Vec<&str> = header
+        .iter()
+        .skip(1)
+        .map(|h| std::str::from_utf8(h).expect("column names are UTF-8"))
+        .collect();
+    assert_eq!(columns, expected);
+    let width = columns.len();
+    let mut rows = 0;
+    for (r, record) in reader.byte_records().enumerate() {
+        let record = record.expect("the store loaded, so every record reads");
+        let id = std::str::from_utf8(&record[0]).expect("ids are UTF-8");
+        assert_eq!(store.id_at(r), Some(id), "row {r}");
+        let row = store.row(id).expect("every id looks up");
+        assert_eq!(row.len(), width);
+        let at = store.row_at(r).expect("row in range");
+        assert!(
+            std::ptr::eq(row, at),
+            "id `{id}` looks up to another row than {r}"
+        );
+        for (c, (field, &v)) in record.iter().skip(1).zip(row).enumerate() {
+            assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
+            let want = if field.is_empty() {
+                f32::NAN
+            } else {
+                let text = std::str::from_utf8(field).expect("numbers are UTF-8");
+                text.parse::<f32>().expect("a loaded value parses")
+            };
+            assert_eq!(v.to_bits(), want.to_bits(), "row {r} column {c}");
+        }
+        rows += 1;
+    }
+    assert_eq!(store.len(), rows);
+    assert!(store.row_at(rows).is_none() || width == 0);
+    assert!(store.id_at(rows).is_none());
+
+    // The binary form reads back bit for bit.
+    let nbf = store.to_nbf_bytes();
+    let back = FeatureStore::from_nbf_bytes(&nbf, "fuzz.nbf").expect("own binary form reads");
+    assert_eq!(back.columns(), store.columns());
+    assert_eq!(back.len(), store.len());
+    for r in 0..store.len() {
+        let id = store.id_at(r).expect("row has an id");
+        assert_eq!(back.id_at(r), Some(id));
+        let (a, b) = (store.row(id).unwrap(), back.row(id).unwrap());
+        assert_eq!(a.len(), b.len());
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "row {r}"
+        );
+    }
+    assert_eq!(back.to_nbf_bytes(), nbf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// features_nbf
+
+/// Feature snapshots in the binary form: reads each of [`nbf_inputs`] and checks what reads.
+pub fn check_features_nbf(data: &[u8]) {
+    for input in nbf_inputs(data) {
+        check_nbf_store(&input, FeatureStore::from_nbf_bytes(&input, "fuzz.nbf"));
+    }
+}
+
+/// The input as it is, and the input with its last four bytes replaced by the right CRC-32 of
+/// the rest: a mutated file almost never has a valid checksum, and without this second form
+/// the fuzzer would never get past the checksum to the checks behind it.
+pub fn nbf_inputs(data: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![data.to_vec()];
+    if let Some(body) = data.len().checked_sub(4).map(|n| &data[..n]) {
+        let mut fixed = body.to_vec();
+        fixed.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        if fixed != data {
+            out.push(fixed);
+        }
+    }
+    out
+}
+
+/// Whenever the bytes read:
+/// - every value is finite or NaN (missing), as the CSV loader guarantees;
+/// - every row's id looks up to that row;
+/// - what reads is canonical: writing the store again gives the very same bytes (nothing in
+///   the file is ignored).
+pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) {
+    let Ok(store) = loaded else {
+        return;
+    };
+    for r in 0..store.len() {
+        let id = store.id_at(r).expect("every row has an id");
+        assert!(!id.is_empty());
+        let row = store.row(id).expect("every id looks up");
+        let at = store.row_at(r).expect("row in range");
+        assert!(std::ptr::eq(row, at), "id `{id}` looks up to another row");
+        for (c, v) in row.iter().enumerate() {
+            assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
+        }
+    }
+    assert!(store.id_at(store.len()).is_none());
+    assert_eq!(
+        store.to_nbf_bytes(),
+        data,
+        "the file holds bytes the reader ignored"
+    );
+}

@@ -1,0 +1,116 @@
+//! Inputs the fuzzers found, replayed through the same property checks the fuzz targets run
+//! (`fuzz/checks.rs`), so each fix stays fixed without a nightly toolchain.
+
+#[path = "../fuzz/checks.rs"]
+mod checks;
+
+/// The seed corpora hold only inputs every check passes: a quick sanity run of all four.
+#[test]
+fn seed_corpora_pass_their_checks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] = [
+        ("decide_request", checks::check_decide_request),
+        ("model", checks::check_model),
+        ("features_csv", checks::check_features_csv),
+        ("features_nbf", checks::check_features_nbf),
+    ];
+    for (target, check) in targets {
+        let mut seen = 0;
+        for entry in std::fs::read_dir(root.join(target)).unwrap() {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let name = path.display().to_string();
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{name} fails its check");
+            seen += 1;
+        }
+        assert!(seen >= 5, "{target}: only {seen} seeds");
+    }
+}
+
+/// The valid seeds really are valid, so the fuzzer starts from models that reach the engine
+/// and from snapshots that load.
+#[test]
+fn valid_seeds_compile_and_load() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for name in [
+        "demo_full.json",
+        "demo_three_offers.json",
+        "small_valid.json",
+    ] {
+        let doc = std::fs::read(root.join("model").join(name)).unwrap();
+        let limits = nextbest::model::Limits::default();
+        let model = nextbest::model::from_bytes(doc, None, name.into(), checks::store(), &limits);
+        assert!(model.is_ok(), "{name}: {:?}", model.err());
+    }
+    let builtin = std::fs::read(root.join("model/builtin_fallback.json")).unwrap();
+    assert!(nextbest::model::builtin_fallback_from_bytes(builtin).is_ok());
+    for name in [
+        "demo_slice.csv",
+        "missing_values.csv",
+        "only_ids.csv",
+        "quoted_crlf.csv",
+    ] {
+        let csv = std::fs::read(root.join("features_csv").join(name)).unwrap();
+        assert!(
+            nextbest::features::FeatureStore::from_csv_bytes(&csv, name).is_ok(),
+            "{name}"
+        );
+    }
+    for name in ["two_rows", "no_columns", "empty", "demo_like"] {
+        let nbf = std::fs::read(root.join("features_nbf").join(name)).unwrap();
+        assert!(
+            nextbest::features::FeatureStore::from_nbf_bytes(&nbf, name).is_ok(),
+            "{name}"
+        );
+    }
+}
+
+/// features_nbf, 2026-11-22: a snapshot followed by one stray byte after its checksum read as
+/// if the byte were not there (a file with data appended, or two files run together).
+#[test]
+fn nbf_with_bytes_after_the_checksum_is_refused() {
+    let data = b"NBF1\x02\0\0\0\0\0\0\0\0\0\0\0\x04\0\0\0\0\0\0\0C1C2\x02\0\0\0\x04\0\0\0\x58\x8e\xd3\xea\xf1";
+    checks::check_features_nbf(data);
+    let err = nextbest::features::FeatureStore::from_nbf_bytes(data, "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("after the checksum"), "{err}");
+    // Without the stray byte it is a valid snapshot of two customers and no columns.
+    let store =
+        nextbest::features::FeatureStore::from_nbf_bytes(&data[..data.len() - 1], "t.nbf").unwrap();
+    assert_eq!((store.len(), store.id_at(1)), (2, Some("C2")));
+}
+
+/// features_nbf, 2026-11-22: a snapshot of no customers whose id arena still held 4 bytes
+/// (here with a valid checksum) read as empty; the arena must end where the last id ends.
+#[test]
+fn nbf_with_unused_id_bytes_is_refused() {
+    let raw = b"NBF1\0\0\0\0\0\0\0\0\x02\0\0\0\x01\0c\x01\0b\x04\0\0\0\0\0\0\0NBF\x1b\0\0\0C";
+    checks::check_features_nbf(raw);
+    let inputs = checks::nbf_inputs(raw);
+    let err = nextbest::features::FeatureStore::from_nbf_bytes(&inputs[1], "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("no customer_id uses"), "{err}");
+}
+
+/// features_nbf, 2026-11-22: a binary snapshot holding +inf (as f32 bits) loaded, though the
+/// CSV loader refuses any infinite value; the engine relies on finite-or-missing features.
+#[test]
+fn nbf_with_an_infinite_value_is_refused() {
+    let raw = b"NBF1\x02\0\0\0\0\0\0\0\x02\0\0\0\x01\0a\x01\0b\x04\0\0\0\0\0\0\0C1C2\x02\0\0\0\x04\0\0\0\0\0\xc0?\0\0\xc0\x7f\0\0\x80\x7f\0\0\xff@\x9cV]\x8f";
+    checks::check_features_nbf(raw);
+    let inputs = checks::nbf_inputs(raw);
+    let err = nextbest::features::FeatureStore::from_nbf_bytes(&inputs[1], "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("row 1, column `a`: inf"), "{err}");
+}
+
+/// model (and the arbitration property test), 2026-11-22: logistic weights of +-f64::MAX, which
+/// a model may hold, overflowed to +inf and -inf for some customers and summed to NaN. The NaN
+/// propensity passed every threshold (comparisons with NaN are false) and NaN sorted above
+/// every score, so the offer took the first rank, served with score 0. The seed
+/// `fuzz/corpus/model/extreme_numbers.json` holds such a model.
+#[test]
+fn nan_propensity_never_ranks() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read(root.join("fuzz/corpus/model/extreme_numbers.json")).unwrap();
+    checks::check_model(&doc);
+}
