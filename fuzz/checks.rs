@@ -33,8 +33,8 @@ use nextbest::server::codec::{
 ///   unescapes in place: this catches a mis-unescaped string);
 /// - a query string decodes to the same values as the JSON written from it.
 pub fn check_decide_request(data: &[u8]) {
-    let mut body = data.to_vec();
-    if let Ok(req) = decode_json(&mut body) {
+    let mut scratch = Vec::new();
+    if let Ok(req) = decode_json(data, &mut scratch) {
         check_bounds(&req);
         check_round_trip(&req);
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
@@ -125,8 +125,8 @@ fn to_json(req: &DecideBody<'_>) -> String {
 
 fn check_round_trip(req: &DecideBody<'_>) {
     let json = to_json(req);
-    let mut bytes = json.clone().into_bytes();
-    let back = decode_json(&mut bytes)
+    let mut scratch = Vec::new();
+    let back = decode_json(json.as_bytes(), &mut scratch)
         .unwrap_or_else(|e| panic!("re-encoded request does not decode: {e:?}\n{json}"));
     assert_eq!(back.customer_id, req.customer_id, "{json}");
     assert_eq!(back.channel, req.channel, "{json}");
