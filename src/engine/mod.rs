@@ -400,7 +400,7 @@ pub fn decide<'m>(
     };
     let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);
 
-    let mut ranked = Vec::with_capacity(slot.candidates.len());
+    let mut ranked = Vec::with_capacity(limit);
     if req.explain {
         d.explain = model
             .offers
@@ -421,11 +421,15 @@ pub fn decide<'m>(
         let offer = &model.offers[oi as usize];
         let verdict = evaluate(model, offer, oi as usize, &input, contacts, now_ms);
         if let Verdict::Scored { propensity, score } = verdict {
-            ranked.push(Ranked {
-                offer: oi,
-                propensity,
-                score,
-            });
+            keep_top(
+                &mut ranked,
+                limit,
+                Ranked {
+                    offer: oi,
+                    propensity,
+                    score,
+                },
+            );
         }
         if req.explain {
             d.explain[oi as usize] = verdict;
@@ -434,7 +438,6 @@ pub fn decide<'m>(
     if d.fallback.is_some() {
         return d;
     }
-    rank(&mut ranked, limit);
     if ranked.is_empty() {
         d.fallback = Some(FallbackReason::NoEligibleOffer);
     } else {
@@ -443,10 +446,28 @@ pub fn decide<'m>(
     d
 }
 
-/// Orders by score (highest first), then by model order, and keeps the top `limit`.
-pub fn rank(ranked: &mut Vec<Ranked>, limit: usize) {
-    ranked.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.offer.cmp(&b.offer)));
-    ranked.truncate(limit);
+/// Keeps the best `limit` offers seen so far in `top`, ordered by score (highest first), then
+/// by model order. Offers arrive in model order, so an equal score never displaces an earlier
+/// offer. With `limit` at most a handful, inserting into the short list beats sorting every
+/// candidate (and the list never grows past `limit`).
+#[inline]
+pub fn keep_top(top: &mut Vec<Ranked>, limit: usize, r: Ranked) {
+    let better = |a: &Ranked, b: &Ranked| {
+        a.score
+            .total_cmp(&b.score)
+            .then(b.offer.cmp(&a.offer))
+            .is_gt()
+    };
+    if top.len() == limit {
+        match top.last() {
+            Some(last) if better(&r, last) => {
+                top.pop();
+            }
+            _ => return,
+        }
+    }
+    let at = top.iter().position(|x| better(&r, x)).unwrap_or(top.len());
+    top.insert(at, r);
 }
 
 #[inline]

@@ -333,3 +333,27 @@ fn a_propensity_that_is_not_a_number_excludes_the_offer() {
     );
     assert_eq!(ids(&lm.compiled, &web), ["b"]);
 }
+
+#[test]
+fn keep_top_matches_a_full_sort() {
+    // Scores with ties, in model order, against every limit.
+    let scores = [3.0, 1.0, 3.0, 7.0, 0.5, 7.0, 2.0, 3.0, 9.0, 1.0];
+    let all: Vec<Ranked> = scores
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| Ranked {
+            offer: i as u32,
+            propensity: 0.5,
+            score: s,
+        })
+        .collect();
+    let mut sorted = all.clone();
+    sorted.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.offer.cmp(&b.offer)));
+    for limit in 1..=scores.len() + 2 {
+        let mut top = Vec::new();
+        for r in &all {
+            keep_top(&mut top, limit, *r);
+        }
+        assert_eq!(top, sorted[..limit.min(sorted.len())], "limit {limit}");
+    }
+}

@@ -12,7 +12,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
-use super::index::{DuplicateId, IdIndex};
+use super::index::{IdIndex, LayoutError};
 use super::{FeatureError, FeatureStore};
 
 const MAGIC: &[u8; 4] = b"NBF1";
@@ -161,22 +161,14 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
         return Err(bad("bytes after the checksum: the file is damaged".into()));
     }
 
-    let mut ids = IdIndex::with_capacity(rows, 0);
-    let mut start = 0usize;
-    for (row, &end) in ends.iter().enumerate() {
-        let end = end as usize;
-        if end < start || end > arena.len() || end - start > MAX_ID_BYTES || end == start {
-            return Err(bad(format!("row {row}: bad id offset")));
-        }
-        let id = std::str::from_utf8(&arena[start..end])
-            .map_err(|_| bad(format!("row {row}: customer_id is not UTF-8")))?;
-        ids.push(id).map_err(|DuplicateId(first)| {
-            bad(format!(
-                "row {row}: duplicate customer_id `{id}` (first at row {first})"
-            ))
-        })?;
-        start = end;
-    }
+    let ids = IdIndex::from_layout(arena, ends, MAX_ID_BYTES).map_err(|e| match e {
+        LayoutError::BadOffset(row) => bad(format!("row {row}: bad id offset")),
+        LayoutError::NotUtf8(row) => bad(format!("row {row}: customer_id is not UTF-8")),
+        LayoutError::Duplicate(row, first) => bad(format!(
+            "row {row}: duplicate customer_id (first at row {first})"
+        )),
+        LayoutError::Unused(n) => bad(format!("id arena holds {n} bytes no customer_id uses")),
+    })?;
     // The CSV loader refuses infinities; a binary snapshot must not smuggle them in (a
     // logistic term over one can turn a propensity into NaN).
     if let Some(i) = values.iter().position(|v| v.is_infinite()) {
@@ -184,12 +176,6 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
         return Err(bad(format!(
             "row {row}, column `{}`: {} is not a finite number",
             columns[col], values[i]
-        )));
-    }
-    if start != arena.len() {
-        return Err(bad(format!(
-            "id arena holds {} bytes no customer_id uses",
-            arena.len() - start
         )));
     }
     FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(bad)

@@ -21,6 +21,19 @@ pub struct IdIndex {
 #[derive(Debug, PartialEq, Eq)]
 pub struct DuplicateId(pub usize);
 
+/// Why ids laid out by a binary snapshot cannot form an index.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// An end offset goes backwards, past the arena, or makes an empty or over-long id.
+    BadOffset(usize),
+    /// An id is not UTF-8.
+    NotUtf8(usize),
+    /// An id repeats: `(row, first row)`.
+    Duplicate(usize, usize),
+    /// Bytes at the end of the arena belong to no id.
+    Unused(usize),
+}
+
 impl IdIndex {
     /// An empty index sized for `customers` ids of about `id_len` bytes.
     pub fn with_capacity(customers: usize, id_len: usize) -> Self {
@@ -35,22 +48,65 @@ impl IdIndex {
     /// Appends an id as the next row; refuses a repeat so every id names one customer.
     pub fn push(&mut self, id: &str) -> Result<usize, DuplicateId> {
         let hash = self.hasher.hash_one(id.as_bytes());
-        let (arena, ends) = (&self.arena, &self.ends);
-        if let Some(&row) = self
-            .table
-            .find(hash, |&r| slice(arena, ends, r as usize) == id.as_bytes())
-        {
-            return Err(DuplicateId(row as usize));
-        }
         let row = self.ends.len();
+        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
+        match self.table.entry(
+            hash,
+            |&r| slice(arena, ends, r as usize) == id.as_bytes(),
+            |&r| hasher.hash_one(slice(arena, ends, r as usize)),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(first) => {
+                return Err(DuplicateId(*first.get() as usize))
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(row as u32);
+            }
+        }
         self.arena.extend_from_slice(id.as_bytes());
         // The arena is bounded by the loaders (ids ≤ 255 bytes, rows < 2^32), so this fits.
         self.ends.push(self.arena.len() as u32);
-        let (arena, ends, hasher) = (&self.arena, &self.ends, &self.hasher);
-        self.table.insert_unique(hash, row as u32, |&r| {
-            hasher.hash_one(slice(arena, ends, r as usize))
-        });
         Ok(row)
+    }
+
+    /// Builds the index over an arena and end offsets as read from a binary snapshot, in place:
+    /// no copy of the ids, and one probe of the table per id (its duplicate check included).
+    pub fn from_layout(arena: Vec<u8>, ends: Vec<u32>, max_id: usize) -> Result<Self, LayoutError> {
+        let hasher = foldhash::fast::RandomState::default();
+        let mut table: HashTable<u32> = HashTable::with_capacity(ends.len());
+        let mut start = 0usize;
+        for (row, &end) in ends.iter().enumerate() {
+            let end = end as usize;
+            if end <= start || end > arena.len() || end - start > max_id {
+                return Err(LayoutError::BadOffset(row));
+            }
+            let id = &arena[start..end];
+            if std::str::from_utf8(id).is_err() {
+                return Err(LayoutError::NotUtf8(row));
+            }
+            let hash = hasher.hash_one(id);
+            match table.entry(
+                hash,
+                |&r| slice(&arena, &ends, r as usize) == id,
+                |&r| hasher.hash_one(slice(&arena, &ends, r as usize)),
+            ) {
+                hashbrown::hash_table::Entry::Occupied(first) => {
+                    return Err(LayoutError::Duplicate(row, *first.get() as usize));
+                }
+                hashbrown::hash_table::Entry::Vacant(slot) => {
+                    slot.insert(row as u32);
+                }
+            }
+            start = end;
+        }
+        if start != arena.len() {
+            return Err(LayoutError::Unused(arena.len() - start));
+        }
+        Ok(Self {
+            arena,
+            ends,
+            table,
+            hasher,
+        })
     }
 
     /// The row of an id, if present.

@@ -227,9 +227,44 @@ fn decide(
     codec::finish(&mut out, took.as_micros() as u64);
     metrics.decide_latency.observe_ns(took.as_nanos() as u64);
     let mut resp = json_response(StatusCode::OK, out.into());
-    let timing = format!("decide;dur={:.3}", took.as_secs_f64() * 1e3);
-    if let Ok(v) = HeaderValue::from_str(&timing) {
+    if let Ok(v) = server_timing(took) {
         resp.headers_mut().insert("server-timing", v);
     }
     resp
+}
+
+/// `decide;dur=<ms with 3 decimals>`, written without the formatting machinery (it showed up
+/// in the profile at 7 % of the decide path).
+fn server_timing(took: Duration) -> Result<HeaderValue, hyper::header::InvalidHeaderValue> {
+    let us = took.as_micros() as u64;
+    let mut buf = [0u8; 40];
+    let prefix = b"decide;dur=";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut n = prefix.len();
+    let mut ms = itoa::Buffer::new();
+    let whole = ms.format(us / 1000).as_bytes();
+    buf[n..n + whole.len()].copy_from_slice(whole);
+    n += whole.len();
+    let frac = us % 1000;
+    buf[n..n + 4].copy_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
+    n += 4;
+    HeaderValue::from_bytes(&buf[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_timing_is_milliseconds_with_three_decimals() {
+        use std::time::Duration;
+        let v = |us| super::server_timing(Duration::from_micros(us)).unwrap();
+        assert_eq!(v(37), "decide;dur=0.037");
+        assert_eq!(v(1_234_567), "decide;dur=1234.567");
+        assert_eq!(v(5_000), "decide;dur=5.000");
+        assert_eq!(v(0), "decide;dur=0.000");
+    }
 }
