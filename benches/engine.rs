@@ -102,13 +102,38 @@ fn decide_50_logistic(c: &mut Criterion) {
     g.finish();
 }
 
-// ─── Reserved for other branches ────────────────────────────────────────────────────────────
-// Add here, and list in `criterion_group!` below:
-// - `decide/50_trees_100x6`: 50 offers with tree ensembles (100 trees, depth 6) — the branch
-//   that adds the xgboost/lightgbm scorers.
-// - `contact/lookup`: contact-state lookup for one customer — the contact-policy branch.
-// Keep the customer walk of `common::request_mix` so the figures stay comparable.
-// ────────────────────────────────────────────────────────────────────────────────────────────
+/// 50 offers each scored by 100 trees of depth 6: the "<= 40 us" case.
+fn decide_50_trees(c: &mut Criterion) {
+    let (store, _) = common::demo();
+    let mix = common::request_mix(store.len(), 16_384, 2);
+    let model = common::compile_in(
+        common::generated_tree_model(50),
+        &store,
+        common::trees_dir(),
+    );
+    let mut cycle = Cycle::new(&mix);
+    let mut g = c.benchmark_group("decide");
+    g.bench_function("50_trees_100x6", |b| {
+        b.iter(|| {
+            let it = cycle.item();
+            let req = Request {
+                customer_id: Some(&it.customer_id),
+                channel: "web",
+                placement: "home",
+                ..Default::default()
+            };
+            black_box(engine::decide(
+                &model.compiled,
+                &store,
+                black_box(&req),
+                &NoContacts,
+                &Unbounded,
+                NOW_MS,
+            ))
+        })
+    });
+    g.finish();
+}
 
 /// `FeatureStore::row` on the demo snapshot (10k rows, cache-resident) and on a synthetic
 /// 1M-row one (21 MB of values plus the index: mostly cache misses, as in production).
@@ -159,6 +184,7 @@ criterion_group!(
     benches,
     decide_demo,
     decide_50_logistic,
+    decide_50_trees,
     feature_lookup,
     compile_1000
 );

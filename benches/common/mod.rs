@@ -154,6 +154,29 @@ pub fn generated_model(offers: usize, weights: usize, rules: bool) -> Vec<u8> {
     .expect("serialisable")
 }
 
+/// A generated model of `offers` offers each scored by the XGBoost fixture of 100 trees of
+/// depth 6 (tests/fixtures/trees/bench_100x6.json; its features are all in the demo snapshot).
+/// Each offer loads its own copy, as 50 separately trained models would be.
+pub fn generated_tree_model(offers: usize) -> Vec<u8> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&generated_model(offers, 1, false)).expect("generated JSON");
+    for o in doc["offers"].as_array_mut().expect("offers") {
+        o["scorer"] = serde_json::json!({"kind": "xgboost", "path": "bench_100x6.json"});
+    }
+    serde_json::to_vec(&doc).expect("serialisable")
+}
+
+/// The folder of the tree fixtures.
+pub fn trees_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees")
+}
+
+/// Compiles a generated model whose scorer files live in `dir`.
+pub fn compile_in(doc: Vec<u8>, store: &FeatureStore, dir: std::path::PathBuf) -> LoadedModel {
+    model::from_bytes(doc, Some(dir), "bench".into(), store, &Limits::default())
+        .expect("valid model")
+}
+
 /// Compiles a generated model against a snapshot.
 pub fn compile(doc: Vec<u8>, store: &FeatureStore) -> LoadedModel {
     model::from_bytes(doc, None, "bench".into(), store, &Limits::default()).expect("valid model")

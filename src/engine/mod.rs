@@ -170,6 +170,14 @@ pub struct Offer {
     pub caps: OfferCaps,
 }
 
+impl Offer {
+    /// The highest score the offer could reach: its propensity is at most 1.
+    #[inline]
+    pub fn score_bound(&self) -> f64 {
+        self.value * self.priority
+    }
+}
+
 /// A placement on one channel: the candidate offers and what to show when none wins.
 #[derive(Debug)]
 pub struct Slot {
@@ -179,7 +187,8 @@ pub struct Slot {
     pub limit: usize,
     /// Admission priority 0..=100: under pressure, lower priorities step aside first.
     pub priority: u8,
-    /// Offer indices that claim this channel and placement, in model order.
+    /// Offer indices that claim this channel and placement, in evaluation order: the highest
+    /// score an offer could reach (value × priority) first, then model order.
     pub candidates: Box<[u32]>,
     /// Fallback resolved at load: this placement's, else the channel's, else built-in.
     pub fallback: Fallback,
@@ -419,6 +428,17 @@ pub fn decide<'m>(
             break;
         }
         let offer = &model.offers[oi as usize];
+        // Candidates come best bound first: once the answer is full and this offer could not
+        // beat its last entry even at a propensity of 1, neither can any offer after it.
+        // (Explain evaluates everything, since it reports every score.)
+        if !req.explain
+            && ranked.len() == limit
+            && ranked
+                .last()
+                .is_some_and(|last: &Ranked| offer.score_bound() < last.score)
+        {
+            break;
+        }
         let verdict = evaluate(model, offer, oi as usize, &input, contacts, now_ms);
         if let Verdict::Scored { propensity, score } = verdict {
             keep_top(

@@ -138,10 +138,12 @@ const ZERO_TO_DEFAULT: u8 = 8;
 struct Node {
     /// Split threshold, or the leaf value when `flags & LEAF`.
     value: f64,
-    /// Snapshot column read by the split.
-    column: u32,
-    left: u32,
+    /// The right child; a split's left child is the next node (depth-first, left first), and
+    /// a leaf's right is itself. 16 bytes a node, not 24: the working set of an ensemble is
+    /// what a decision over many of them pays for in cache misses.
     right: u32,
+    /// Snapshot column read by the split (snapshots have at most 4,096 columns).
+    column: u16,
     flags: u8,
 }
 
@@ -225,7 +227,7 @@ impl TreeEnsemble {
         let mut columns: Vec<u32> = nodes
             .iter()
             .filter(|n| n.flags & LEAF == 0)
-            .map(|n| n.column)
+            .map(|n| u32::from(n.column))
             .collect();
         columns.sort_unstable();
         columns.dedup();
@@ -307,7 +309,9 @@ impl TreeEnsemble {
             let n = &self.nodes[i];
             let x = row.get(n.column as usize).copied().unwrap_or(f32::NAN);
             // The turn is data-dependent: ask for a conditional move, not a branch.
-            std::hint::select_unpredictable(goes_left(n, x), n.left, n.right) as usize
+            // A split's left child follows it; a leaf "goes left" to itself.
+            let left = i + (n.flags & LEAF == 0) as usize;
+            std::hint::select_unpredictable(goes_left(n, x), left, n.right as usize)
         };
         let mut chunks = self.roots.chunks_exact(LANES);
         for (chunk, &depth) in (&mut chunks).zip(&self.lane_depths) {
@@ -494,7 +498,6 @@ fn flatten_tree(
                 Node {
                     value,
                     column: 0,
-                    left: here,
                     right: here,
                     flags: LEAF,
                 }
@@ -538,10 +541,17 @@ fn flatten_tree(
                         flags |= bit;
                     }
                 }
+                // Depth-first, left first: the left child is the next node.
+                debug_assert_eq!(s.map[left as usize], here + 1);
+                let Ok(column) = u16::try_from(column) else {
+                    return Err(TreeLoadError::format(
+                        format!("{label} node {i}"),
+                        format!("snapshot column {column} is beyond 65,535"),
+                    ));
+                };
                 Node {
                     value: threshold,
                     column,
-                    left: s.map[left as usize],
                     right: s.map[right as usize],
                     flags,
                 }
@@ -688,8 +698,8 @@ mod tests {
         let e =
             TreeEnsemble::build(Flavor::XgBoost, 0.0, &[tree.clone(), tree], &[0]).expect("valid");
         assert_eq!((e.n_trees(), e.n_nodes()), (2, 6));
-        assert_eq!(e.nodes[0].left, 1);
-        assert_eq!(e.nodes[3].left, 4);
+        assert_eq!(std::mem::size_of::<Node>(), 16);
+        assert_eq!((e.nodes[0].right, e.nodes[3].right), (2, 5));
         assert_eq!(e.margin(&[0.0]), 2.0);
         assert_eq!(e.margin(&[1.0]), 4.0);
     }

@@ -197,14 +197,18 @@ pub fn compile(
                     placement: pname.as_str().into(),
                     limit: p.limit,
                     priority: p.priority,
-                    candidates: offers
-                        .iter()
-                        .enumerate()
-                        .filter(|(oi, o)| {
-                            o.channel_mask & (1 << ci) != 0 && offer_placements[*oi].contains(pname)
-                        })
-                        .map(|(oi, _)| oi as u32)
-                        .collect(),
+                    candidates: by_bound(
+                        offers
+                            .iter()
+                            .enumerate()
+                            .filter(|(oi, o)| {
+                                o.channel_mask & (1 << ci) != 0
+                                    && offer_placements[*oi].contains(pname)
+                            })
+                            .map(|(oi, _)| oi as u32)
+                            .collect(),
+                        &offers,
+                    ),
                     fallback: fallback
                         .get(&(ch.clone(), pname.clone()))
                         .cloned()
@@ -270,6 +274,17 @@ fn read_challenger(
             None
         }
     }
+}
+
+/// Orders candidates by the best score they could reach (value × priority, a propensity of 1),
+/// highest first, model order among equals: the engine stops once no offer left can beat the
+/// answer it holds.
+fn by_bound(mut candidates: Vec<u32>, offers: &[Offer]) -> Box<[u32]> {
+    candidates.sort_by(|a, b| {
+        let bound = |i: &u32| offers[*i as usize].score_bound();
+        bound(b).total_cmp(&bound(a)).then(a.cmp(b))
+    });
+    candidates.into_boxed_slice()
 }
 
 fn read_arbitration(cx: &mut Ctx<'_>, v: Option<&Value<'_>>) -> Option<Arbitration> {
