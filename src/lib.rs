@@ -22,6 +22,7 @@
 //! The request path reads top to bottom: `server::public::handle` → `codec::decode_*` →
 //! `registry.load()` → `engine::decide` → `codec::encode_decision`.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod contact;
 pub mod engine;

@@ -17,21 +17,35 @@ pub use index::IdIndex;
 /// What went wrong loading a snapshot, with the place in the file where it can be told.
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
+    /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// A CSV field or line is wrong, at a place a person can find.
     #[error("{path}:{line}:{column}: {detail}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// 1-based line.
         line: u64,
+        /// 1-based column (field).
         column: usize,
+        /// What is wrong there.
         detail: String,
     },
+    /// The binary form is damaged or inconsistent.
     #[error("{path}: {detail}")]
-    Format { path: PathBuf, detail: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// An immutable snapshot of customer features, shared by every request that reads it.
