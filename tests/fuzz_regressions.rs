@@ -4,16 +4,19 @@
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
-/// The seed corpora hold only inputs every check passes: a quick sanity run of all four.
+/// The seed corpora hold only inputs every check passes: a quick sanity run of all seven.
 #[test]
 fn seed_corpora_pass_their_checks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     type Check = fn(&[u8]);
-    let targets: [(&str, Check); 4] = [
+    let targets: [(&str, Check); 7] = [
         ("decide_request", checks::check_decide_request),
         ("model", checks::check_model),
         ("features_csv", checks::check_features_csv),
         ("features_nbf", checks::check_features_nbf),
+        ("events", checks::check_events),
+        ("xgboost", checks::check_xgboost),
+        ("lightgbm", checks::check_lightgbm),
     ];
     for (target, check) in targets {
         let mut seen = 0;
@@ -62,6 +65,43 @@ fn valid_seeds_compile_and_load() {
         let nbf = std::fs::read(root.join("features_nbf").join(name)).unwrap();
         assert!(
             nextbest::features::FeatureStore::from_nbf_bytes(&nbf, name).is_ok(),
+            "{name}"
+        );
+    }
+    let resolve = |name: &str| checks::TREE_FEATURES.iter().position(|&f| f == name);
+    let resolve = |name: &str| resolve(name).map(|i| i as u32);
+    let names: Vec<String> = checks::TREE_FEATURES.map(String::from).to_vec();
+    for name in [
+        "binary_2_trees.json",
+        "nonames_2_trees.json",
+        "pruned_2_trees.json",
+        "reg_logistic_2_trees.json",
+        "v2_binary_2_trees.json",
+        "big_leaves.json",
+    ] {
+        let doc = std::fs::read(root.join("xgboost").join(name)).unwrap();
+        let given = name.starts_with("nonames").then_some(&names[..]);
+        let e = nextbest::model::xgboost::parse_xgboost(&doc, given, &resolve);
+        assert!(e.is_ok(), "{name}: {:?}", e.err());
+    }
+    for name in [
+        "lgb_binary_2_trees.txt",
+        "lgb_zero_missing_2_trees.txt",
+        "edge.txt",
+        "big_leaves.txt",
+        "one_leaf.txt",
+    ] {
+        let text = std::fs::read_to_string(root.join("lightgbm").join(name)).unwrap();
+        let e = nextbest::model::lightgbm::parse_lightgbm(&text, &resolve);
+        assert!(e.is_ok(), "{name}: {:?}", e.err());
+    }
+    for (name, accepted) in [("readme_impression.json", 1), ("mixed_types.json", 3)] {
+        let mut body = std::fs::read(root.join("events").join(name)).unwrap();
+        let doc = simd_json::to_borrowed_value(&mut body).unwrap();
+        let batch = nextbest::server::events::validate_batch(&doc, checks::EVENTS_NOW_MS).unwrap();
+        assert_eq!(
+            (batch.events.len(), batch.rejected.len()),
+            (accepted, 0),
             "{name}"
         );
     }
