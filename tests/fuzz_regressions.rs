@@ -154,3 +154,37 @@ fn nan_propensity_never_ranks() {
     let doc = std::fs::read(root.join("fuzz/corpus/model/extreme_numbers.json")).unwrap();
     checks::check_model(&doc);
 }
+
+/// xgboost and lightgbm, 2026-11-22 (found writing the targets' finite-margin property,
+/// confirmed by their checks on hand-made inputs before the fuzzers reached it): every leaf
+/// was finite, but two trees of leaves near the top of the range summed to +inf (f32 for
+/// XGBoost, f64 for LightGBM), so `margin` was infinite and the probability saturated at 0 or 1
+/// whatever the other trees said. Such models are now refused at load.
+#[test]
+fn leaves_whose_sum_overflows_the_margin_are_refused() {
+    let tree = r#"{"tree_param":{"num_nodes":"1"},"left_children":[-1],"right_children":[-1],
+        "split_indices":[0],"split_conditions":[3E38],"default_left":[0]}"#;
+    let xgb = format!(
+        r#"{{"learner":{{"feature_names":["tenure_months"],"objective":{{"name":"binary:logistic"}},
+        "learner_model_param":{{"base_score":"5E-1"}},
+        "gradient_booster":{{"name":"gbtree","model":{{"trees":[{tree},{tree}]}}}}}}}}"#
+    );
+    checks::check_xgboost(xgb.as_bytes());
+    let err = nextbest::model::xgboost::parse_xgboost(xgb.as_bytes(), None, &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("summed in (f32"), "{err}");
+    // One tree of leaves within half the range is fine.
+    let one = xgb.replace(&format!(",{tree}"), "").replace("3E38", "1E38");
+    checks::check_xgboost(one.as_bytes());
+    assert!(nextbest::model::xgboost::parse_xgboost(one.as_bytes(), None, &|_| Some(0)).is_ok());
+
+    let lgb = "tree\nobjective=binary sigmoid:1\nfeature_names=tenure_months\n\n\
+        Tree=0\nnum_leaves=1\nleaf_value=1e308\n\nTree=1\nnum_leaves=1\nleaf_value=1e308\n\n\
+        end of trees\n";
+    checks::check_lightgbm(lgb.as_bytes());
+    let err = nextbest::model::lightgbm::parse_lightgbm(lgb, &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("summed in (f64"), "{err}");
+}
