@@ -188,3 +188,18 @@ fn leaves_whose_sum_overflows_the_margin_are_refused() {
         .to_string();
     assert!(err.contains("summed in (f64"), "{err}");
 }
+
+/// decide_request, 2026-11-22: a JSON array of strings decoded as a decide request, its
+/// elements taken positionally as customer_id, channel and placement (serde's derived struct
+/// reads sequences too), where the contract and every other JSON reader see no fields at all.
+/// Arrays at the top are now refused.
+#[test]
+fn decide_request_as_an_array_is_refused() {
+    let data = br#"["+{t=d(","men21&cd(","men21&++++{=w&bplea+z"]"#;
+    checks::check_decide_request(data);
+    let mut scratch = Vec::new();
+    let err = nextbest::server::codec::decode_json(data, &mut scratch).unwrap_err();
+    assert!(err.to_string().contains("found an array"), "{err}");
+    let plain = br#" ["C1", "web", "home", 3, {}, true]"#;
+    assert!(nextbest::server::codec::decode_json(plain, &mut scratch).is_err());
+}
