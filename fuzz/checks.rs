@@ -568,3 +568,383 @@ pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         "the file holds bytes the reader ignored"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// events
+
+/// The server's clock for the events target: any fixed instant (2026-11-22T07:06:40Z).
+pub const EVENTS_NOW_MS: i64 = 1_795_331_200_000;
+
+/// `POST /v1/events` bodies, and the event log's record framing and payloads:
+/// - the body as the handler reads it (`simd_json::to_borrowed_value`, then
+///   `server::events::validate_batch`): see [`check_event_batch`];
+/// - the bytes as a log segment body (`contact::log::scan`): see [`check_log_scan`];
+/// - the bytes as one record payload (`Event::decode`): see [`check_event_payload`].
+pub fn check_events(data: &[u8]) {
+    check_event_batch(data);
+    check_log_scan(data);
+    check_event_payload(data);
+}
+
+/// Whenever a body validates:
+/// - accepted + rejected = the batch's length, the rejected indices ascending and in range,
+///   and each index's element is refused by `Event::from_json` alone (no others);
+/// - every accepted event has a known type, a non-empty customer_id <= 256 bytes, an offer_id
+///   when its type needs one, every optional string non-empty and within its bound, a time
+///   in [1970, now + 5 min];
+/// - where serde_json also reads the body, the event's strings are the element's strings
+///   (simd-json unescapes in place: this catches a mis-unescaped string);
+/// - each accepted event's log record (`push_record` + `Event::encode`) fits, decodes back to
+///   the same event, and the whole batch's records scan back as exactly those events; cut
+///   anywhere (a torn write), they scan as exactly the records before the cut, stopped at
+///   the last whole record; followed by arbitrary bytes (the input), they scan as the events
+///   followed by what those bytes scan as on their own.
+pub fn check_event_batch(data: &[u8]) {
+    use nextbest::contact::event::{MAX_CATEGORY, MAX_CUSTOMER_ID, MAX_FUTURE_MS, MAX_NAME};
+    use nextbest::contact::{Event, EventKind};
+    use nextbest::server::events::{validate_batch, MAX_BATCH};
+
+    let mut body = data.to_vec();
+    let Ok(doc) = simd_json::to_borrowed_value(&mut body) else {
+        return;
+    };
+    let Ok(batch) = validate_batch(&doc, EVENTS_NOW_MS) else {
+        return;
+    };
+    let items = {
+        use simd_json::prelude::*;
+        doc.get("events")
+            .and_then(|v| v.as_array())
+            .expect("a batch validated, so `events` is an array")
+    };
+    assert!(items.len() <= MAX_BATCH);
+    assert_eq!(batch.events.len() + batch.rejected.len(), items.len());
+    let mut accepted = batch.events.iter();
+    let mut refused = batch.rejected.iter().peekable();
+    for (i, item) in items.iter().enumerate() {
+        let alone = Event::from_json(item, EVENTS_NOW_MS);
+        if refused.peek().map(|r| r.0) == Some(i) {
+            let (_, why) = refused.next().unwrap();
+            assert_eq!(alone.as_ref().err(), Some(why), "element {i}");
+        } else {
+            let e = accepted
+                .next()
+                .expect("fewer accepted events than elements");
+            assert_eq!(alone.as_ref(), Ok(e), "element {i}");
+        }
+    }
+    assert!(
+        refused.next().is_none(),
+        "rejected indices out of order or range"
+    );
+
+    let serde_items = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("events")?.as_array().cloned());
+    let oracle: Vec<Option<serde_json::Value>> = match serde_items {
+        Some(v) if v.len() == items.len() => v.into_iter().map(Some).collect(),
+        _ => vec![None; items.len()],
+    };
+    let accepted_at: Vec<usize> = (0..items.len())
+        .filter(|i| batch.rejected.iter().all(|r| r.0 != *i))
+        .collect();
+
+    for (e, &i) in batch.events.iter().zip(&accepted_at) {
+        assert!(EventKind::ALL.contains(&e.kind));
+        assert!(
+            (1..=MAX_CUSTOMER_ID).contains(&e.customer_id.len()),
+            "customer_id of {} bytes",
+            e.customer_id.len()
+        );
+        assert!(
+            !e.kind.needs_offer() || e.offer_id.is_some(),
+            "{:?} without an offer_id",
+            e.kind
+        );
+        for (name, s, max) in [
+            ("offer_id", e.offer_id, MAX_NAME),
+            ("channel", e.channel, MAX_NAME),
+            ("placement", e.placement, MAX_NAME),
+            ("event_id", e.event_id, MAX_NAME),
+            ("category", e.category, MAX_CATEGORY),
+        ] {
+            if let Some(s) = s {
+                assert!((1..=max).contains(&s.len()), "{name} of {} bytes", s.len());
+            }
+        }
+        assert!(
+            (0..=EVENTS_NOW_MS + MAX_FUTURE_MS).contains(&e.ts_ms),
+            "ts {}",
+            e.ts_ms
+        );
+        if let Some(Some(obj)) = oracle
+            .get(i)
+            .map(|o| o.as_ref().and_then(|v| v.as_object()))
+        {
+            // simd-json keeps duplicate keys where serde_json keeps the last: compare only
+            // objects both read with the same number of keys.
+            let simd_len = {
+                use simd_json::prelude::*;
+                items[i].as_object().map(|o| o.len())
+            };
+            if simd_len == Some(obj.len()) {
+                let s = |k: &str| obj.get(k).and_then(|x| x.as_str());
+                assert_eq!(s("type"), Some(e.kind.as_str()), "element {i}");
+                assert_eq!(s("customer_id"), Some(e.customer_id), "element {i}");
+                for (k, v) in [
+                    ("offer_id", e.offer_id),
+                    ("channel", e.channel),
+                    ("placement", e.placement),
+                    ("event_id", e.event_id),
+                    ("category", e.category),
+                ] {
+                    assert_eq!(s(k), v, "element {i}: {k}");
+                }
+            }
+        }
+    }
+
+    // The log records of the accepted events.
+    let mut records = Vec::new();
+    let mut ends = Vec::new();
+    for e in &batch.events {
+        let mut one = Vec::new();
+        assert!(
+            nextbest::contact::log::push_record(&mut one, |out| e.encode(out)),
+            "an accepted event does not fit one record"
+        );
+        let payload = &one[nextbest::contact::log::RECORD_HEADER..];
+        assert_eq!(
+            Event::decode(payload).as_ref(),
+            Ok(e),
+            "record does not decode back"
+        );
+        records.extend_from_slice(&one);
+        ends.push(records.len());
+    }
+    let scanned = scan_events(&records);
+    assert_eq!(scanned.0, *batch.events, "the batch's records scan back");
+    assert_eq!((scanned.1, scanned.2), (records.len(), None));
+
+    // Torn tails: every cut inside the last two records and at a few places before.
+    let mut cuts: Vec<usize> = ends
+        .iter()
+        .flat_map(|&end| {
+            [
+                end.saturating_sub(1),
+                end.saturating_sub(9),
+                end + 1,
+                end + 8,
+            ]
+        })
+        .filter(|&c| c < records.len())
+        .collect();
+    let tail_from = ends.len().checked_sub(3).map_or(0, |k| ends[k]);
+    cuts.extend(tail_from..records.len());
+    for cut in cuts {
+        let whole = ends.iter().take_while(|&&end| end <= cut).count();
+        let (events, at, bad) = scan_events(&records[..cut]);
+        assert_eq!(events, batch.events[..whole], "cut at {cut}");
+        assert_eq!(
+            at,
+            ends.get(whole.wrapping_sub(1))
+                .copied()
+                .unwrap_or(0)
+                .min(cut)
+        );
+        assert_eq!(bad.is_some(), at < cut, "cut at {cut}");
+    }
+
+    // Followed by garbage: the events, then exactly what the garbage scans as on its own.
+    let mut joined = records.clone();
+    joined.extend_from_slice(data);
+    let (both, at, bad) = scan_events(&joined);
+    let (alone, alone_at, alone_bad) = scan_events(data);
+    assert_eq!(both[..batch.events.len()], *batch.events);
+    assert_eq!(both[batch.events.len()..], *alone);
+    assert_eq!((at, bad), (records.len() + alone_at, alone_bad));
+}
+
+/// Scans `bytes` as a segment body: the events whose payloads decode, the offset after the last
+/// good record and why the scan stopped early.
+fn scan_events(
+    bytes: &[u8],
+) -> (
+    Vec<nextbest::contact::Event<'_>>,
+    usize,
+    Option<nextbest::contact::log::Bad>,
+) {
+    let mut events = Vec::new();
+    let (at, bad) = nextbest::contact::log::scan(bytes, |payload| {
+        // A payload borrowed from `bytes`: find it there to keep the lifetime.
+        let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+        let payload = &bytes[start..start + payload.len()];
+        if let Ok(e) = nextbest::contact::Event::decode(payload) {
+            events.push(e);
+        }
+    });
+    (events, at, bad)
+}
+
+/// Arbitrary bytes as a segment body: the scan stops within the bytes, at the end exactly when
+/// nothing was wrong; the records it reports, framed again, are exactly the bytes up to where it
+/// stopped; and what stopped it is really there (a short header or payload, a length of 0 or
+/// over the maximum, or a checksum that does not match).
+pub fn check_log_scan(data: &[u8]) {
+    use nextbest::contact::log::{push_record, scan, Bad, MAX_RECORD, RECORD_HEADER};
+    let mut framed = Vec::new();
+    let (at, bad) = scan(data, |payload| {
+        assert!(push_record(&mut framed, |out| out.extend_from_slice(payload)));
+    });
+    assert!(at <= data.len());
+    assert_eq!(bad.is_none(), at == data.len());
+    assert_eq!(framed, data[..at], "scanned records reframe to other bytes");
+    let rest = &data[at..];
+    match bad {
+        None => {}
+        Some(Bad::Truncated) => {
+            let len = rest
+                .get(..4)
+                .map(|h| u32::from_le_bytes(h.try_into().unwrap()) as usize);
+            assert!(rest.len() < RECORD_HEADER || rest.len() < RECORD_HEADER + len.unwrap());
+        }
+        Some(Bad::Length) => {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            assert!(len == 0 || len > MAX_RECORD, "length {len}");
+        }
+        Some(Bad::Checksum) => {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+            assert_ne!(crc32fast::hash(&rest[8..8 + len]), crc);
+        }
+    }
+}
+
+/// Arbitrary bytes as one record payload: decoding never panics, and whatever decodes encodes
+/// to a payload that decodes to the same event again.
+pub fn check_event_payload(data: &[u8]) {
+    use nextbest::contact::Event;
+    if let Ok(e) = Event::decode(data) {
+        let mut out = Vec::new();
+        e.encode(&mut out);
+        assert_eq!(Event::decode(&out), Ok(e), "decode, encode, decode differs");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// xgboost, lightgbm
+
+/// The features of `tests/fixtures/trees/inputs.csv`, in its column order; the resolver maps
+/// them to columns 0..10 and every other name to none.
+pub const TREE_FEATURES: [&str; 10] = [
+    "tenure_months",
+    "arpu_30d",
+    "data_gb_30d",
+    "days_since_last_topup",
+    "app_sessions_7d",
+    "complaints_90d",
+    "is_prepaid",
+    "device_age_months",
+    "roaming_days_90d",
+    "nps_score",
+];
+
+fn tree_resolve(name: &str) -> Option<u32> {
+    TREE_FEATURES
+        .iter()
+        .position(|&f| f == name)
+        .map(|i| i as u32)
+}
+
+/// Rows scored by every ensemble that builds: three from `inputs.csv` (missing values
+/// included), then all-missing, zeros, -0, subnormals, +-inf, +-f32::MAX, a mix, a short row
+/// (the rest reads as missing) and an empty one.
+pub fn tree_rows() -> Vec<Vec<f32>> {
+    let n = f32::NAN;
+    let mut rows = vec![
+        vec![38.0, 10.6, 3.573, 57.0, 4.0, 0.0, 0.0, 32.5, 0.0, -1.5],
+        vec![10.0, 20.14, 2.4255002, 19.0, 0.0, 0.0, 1.0, 7.0, 0.0, n],
+        vec![83.99999, 0.0, n, 86.0, 5.0, 0.0, 1.0, n, 0.0, -7.5],
+    ];
+    for v in [
+        f32::NAN,
+        0.0,
+        -0.0,
+        1e-40,
+        -1e-40,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        -f32::MAX,
+    ] {
+        rows.push(vec![v; TREE_FEATURES.len()]);
+    }
+    rows.push(vec![
+        f32::INFINITY,
+        -1e30,
+        n,
+        0.0,
+        1e-36,
+        -f32::MAX,
+        1.0,
+        f32::NEG_INFINITY,
+        -0.0,
+        3e38,
+    ]);
+    rows.push(vec![1.0, 2.0, 3.0]);
+    rows.push(Vec::new());
+    rows
+}
+
+/// XGBoost JSON models, with their own feature names and with the fixed names passed in (as a
+/// scorer spec would): see [`check_ensemble`].
+pub fn check_xgboost(data: &[u8]) {
+    let names: Vec<String> = TREE_FEATURES.iter().map(|s| s.to_string()).collect();
+    for given in [None, Some(&names[..])] {
+        if let Ok(e) = nextbest::model::xgboost::parse_xgboost(data, given, &tree_resolve) {
+            check_ensemble(&e);
+        }
+    }
+}
+
+/// LightGBM text models (UTF-8 only, as the model loader requires): see [`check_ensemble`].
+pub fn check_lightgbm(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(e) = nextbest::model::lightgbm::parse_lightgbm(text, &tree_resolve) {
+        check_ensemble(&e);
+    }
+}
+
+/// Whenever a model builds: 1..=MAX_TREES trees, at most MAX_NODES_PER_TREE nodes each, only
+/// resolvable columns read; on every row of [`tree_rows`] (infinite and extreme values
+/// included) the margin is finite and the probability finite and in [0, 1], the same twice.
+pub fn check_ensemble(e: &nextbest::engine::trees::TreeEnsemble) {
+    use nextbest::engine::trees::{MAX_NODES_PER_TREE, MAX_TREES};
+    assert!(
+        (1..=MAX_TREES).contains(&e.n_trees()),
+        "{} trees",
+        e.n_trees()
+    );
+    assert!(e.n_nodes() >= e.n_trees());
+    assert!(
+        e.n_nodes() <= e.n_trees() * MAX_NODES_PER_TREE,
+        "{} nodes in {} trees",
+        e.n_nodes(),
+        e.n_trees()
+    );
+    assert!(e
+        .columns()
+        .iter()
+        .all(|&c| (c as usize) < TREE_FEATURES.len()));
+    assert!(e.columns().windows(2).all(|w| w[0] < w[1]));
+    for row in tree_rows() {
+        let margin = e.margin(&row);
+        let p = e.predict(&row);
+        assert!(margin.is_finite(), "margin {margin} for {row:?}");
+        assert!((0.0..=1.0).contains(&p), "probability {p} for {row:?}");
+        assert_eq!(p.to_bits(), e.predict(&row).to_bits());
+        assert_eq!(margin.to_bits(), e.margin(&row).to_bits());
+    }
+}

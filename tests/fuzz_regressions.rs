@@ -4,16 +4,19 @@
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
-/// The seed corpora hold only inputs every check passes: a quick sanity run of all four.
+/// The seed corpora hold only inputs every check passes: a quick sanity run of all seven.
 #[test]
 fn seed_corpora_pass_their_checks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     type Check = fn(&[u8]);
-    let targets: [(&str, Check); 4] = [
+    let targets: [(&str, Check); 7] = [
         ("decide_request", checks::check_decide_request),
         ("model", checks::check_model),
         ("features_csv", checks::check_features_csv),
         ("features_nbf", checks::check_features_nbf),
+        ("events", checks::check_events),
+        ("xgboost", checks::check_xgboost),
+        ("lightgbm", checks::check_lightgbm),
     ];
     for (target, check) in targets {
         let mut seen = 0;
@@ -65,6 +68,43 @@ fn valid_seeds_compile_and_load() {
             "{name}"
         );
     }
+    let resolve = |name: &str| checks::TREE_FEATURES.iter().position(|&f| f == name);
+    let resolve = |name: &str| resolve(name).map(|i| i as u32);
+    let names: Vec<String> = checks::TREE_FEATURES.map(String::from).to_vec();
+    for name in [
+        "binary_2_trees.json",
+        "nonames_2_trees.json",
+        "pruned_2_trees.json",
+        "reg_logistic_2_trees.json",
+        "v2_binary_2_trees.json",
+        "big_leaves.json",
+    ] {
+        let doc = std::fs::read(root.join("xgboost").join(name)).unwrap();
+        let given = name.starts_with("nonames").then_some(&names[..]);
+        let e = nextbest::model::xgboost::parse_xgboost(&doc, given, &resolve);
+        assert!(e.is_ok(), "{name}: {:?}", e.err());
+    }
+    for name in [
+        "lgb_binary_2_trees.txt",
+        "lgb_zero_missing_2_trees.txt",
+        "edge.txt",
+        "big_leaves.txt",
+        "one_leaf.txt",
+    ] {
+        let text = std::fs::read_to_string(root.join("lightgbm").join(name)).unwrap();
+        let e = nextbest::model::lightgbm::parse_lightgbm(&text, &resolve);
+        assert!(e.is_ok(), "{name}: {:?}", e.err());
+    }
+    for (name, accepted) in [("readme_impression.json", 1), ("mixed_types.json", 3)] {
+        let mut body = std::fs::read(root.join("events").join(name)).unwrap();
+        let doc = simd_json::to_borrowed_value(&mut body).unwrap();
+        let batch = nextbest::server::events::validate_batch(&doc, checks::EVENTS_NOW_MS).unwrap();
+        assert_eq!(
+            (batch.events.len(), batch.rejected.len()),
+            (accepted, 0),
+            "{name}"
+        );
+    }
 }
 
 /// features_nbf, 2026-11-22: a snapshot followed by one stray byte after its checksum read as
@@ -113,4 +153,53 @@ fn nan_propensity_never_ranks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let doc = std::fs::read(root.join("fuzz/corpus/model/extreme_numbers.json")).unwrap();
     checks::check_model(&doc);
+}
+
+/// xgboost and lightgbm, 2026-11-22 (found writing the targets' finite-margin property,
+/// confirmed by their checks on hand-made inputs before the fuzzers reached it): every leaf
+/// was finite, but two trees of leaves near the top of the range summed to +inf (f32 for
+/// XGBoost, f64 for LightGBM), so `margin` was infinite and the probability saturated at 0 or 1
+/// whatever the other trees said. Such models are now refused at load.
+#[test]
+fn leaves_whose_sum_overflows_the_margin_are_refused() {
+    let tree = r#"{"tree_param":{"num_nodes":"1"},"left_children":[-1],"right_children":[-1],
+        "split_indices":[0],"split_conditions":[3E38],"default_left":[0]}"#;
+    let xgb = format!(
+        r#"{{"learner":{{"feature_names":["tenure_months"],"objective":{{"name":"binary:logistic"}},
+        "learner_model_param":{{"base_score":"5E-1"}},
+        "gradient_booster":{{"name":"gbtree","model":{{"trees":[{tree},{tree}]}}}}}}}}"#
+    );
+    checks::check_xgboost(xgb.as_bytes());
+    let err = nextbest::model::xgboost::parse_xgboost(xgb.as_bytes(), None, &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("summed in (f32"), "{err}");
+    // One tree of leaves within half the range is fine.
+    let one = xgb.replace(&format!(",{tree}"), "").replace("3E38", "1E38");
+    checks::check_xgboost(one.as_bytes());
+    assert!(nextbest::model::xgboost::parse_xgboost(one.as_bytes(), None, &|_| Some(0)).is_ok());
+
+    let lgb = "tree\nobjective=binary sigmoid:1\nfeature_names=tenure_months\n\n\
+        Tree=0\nnum_leaves=1\nleaf_value=1e308\n\nTree=1\nnum_leaves=1\nleaf_value=1e308\n\n\
+        end of trees\n";
+    checks::check_lightgbm(lgb.as_bytes());
+    let err = nextbest::model::lightgbm::parse_lightgbm(lgb, &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("summed in (f64"), "{err}");
+}
+
+/// decide_request, 2026-11-22: a JSON array of strings decoded as a decide request, its
+/// elements taken positionally as customer_id, channel and placement (serde's derived struct
+/// reads sequences too), where the contract and every other JSON reader see no fields at all.
+/// Arrays at the top are now refused.
+#[test]
+fn decide_request_as_an_array_is_refused() {
+    let data = br#"["+{t=d(","men21&cd(","men21&++++{=w&bplea+z"]"#;
+    checks::check_decide_request(data);
+    let mut scratch = Vec::new();
+    let err = nextbest::server::codec::decode_json(data, &mut scratch).unwrap_err();
+    assert!(err.to_string().contains("found an array"), "{err}");
+    let plain = br#" ["C1", "web", "home", 3, {}, true]"#;
+    assert!(nextbest::server::codec::decode_json(plain, &mut scratch).is_err());
 }

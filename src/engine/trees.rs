@@ -220,6 +220,7 @@ impl TreeEnsemble {
                 },
             )?);
         }
+        check_margin_range(flavor, base_margin, &nodes, &roots)?;
         let lane_depths = depths
             .chunks_exact(LANES)
             .map(|c| c.iter().copied().max().unwrap_or(0))
@@ -336,6 +337,43 @@ impl TreeEnsemble {
             add(self.nodes[i].value);
         }
     }
+}
+
+/// Refuses an ensemble whose margin could overflow the type it is summed in (f32 for XGBoost,
+/// f64 for LightGBM), so `margin` is finite for every row: `|base margin|` plus each tree's
+/// largest `|leaf|` must stay within half the type's range (the rest absorbs rounding). No
+/// trainer writes such leaves (they are a few units at most); a crafted file could, and the
+/// sum would reach +-inf and saturate the probability, as in the library itself.
+fn check_margin_range(
+    flavor: Flavor,
+    base_margin: f64,
+    nodes: &[Node],
+    roots: &[u32],
+) -> Result<(), TreeLoadError> {
+    let (limit, summed_in) = match flavor {
+        Flavor::XgBoost => (f64::from(f32::MAX) / 2.0, "f32"),
+        Flavor::LightGbm { .. } => (f64::MAX / 2.0, "f64"),
+    };
+    let mut bound = base_margin.abs();
+    for (k, &root) in roots.iter().enumerate() {
+        let end = roots.get(k + 1).map_or(nodes.len(), |&r| r as usize);
+        let largest = nodes[root as usize..end]
+            .iter()
+            .filter(|n| n.flags & LEAF != 0)
+            .map(|n| n.value.abs())
+            .fold(0.0, f64::max);
+        bound += largest;
+    }
+    if bound > limit {
+        return Err(TreeLoadError::format(
+            "model",
+            format!(
+                "leaf values can add up to {bound:e} (or overflow), beyond what the margin is \
+                 summed in ({summed_in}, at most {limit:e} here)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Trees walked together by [`TreeEnsemble::for_each_leaf`].
@@ -682,6 +720,30 @@ mod tests {
         assert!(err.to_string().contains("feature index 7"), "{err}");
         let big = mk(vec![leaf; MAX_NODES_PER_TREE + 1]);
         assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[big], &[0]).is_err());
+    }
+
+    #[test]
+    fn refuses_leaves_whose_sum_overflows_the_margin() {
+        let leaves = |v: f64| RawTree {
+            label: "t".into(),
+            nodes: vec![
+                split(0, 0.5, 1, 2, true, MissingType::NaN),
+                RawNode::Leaf { value: v },
+                RawNode::Leaf { value: -v },
+            ],
+            allowed_unreachable: 0,
+        };
+        // A tree of leaves +-MAX / 4 is fine; two of +-MAX / 1.5 can sum past MAX.
+        let quarter = f64::from(f32::MAX) / 4.0;
+        assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[leaves(quarter)], &[0]).is_ok());
+        let big = leaves(f64::from(f32::MAX) / 1.5);
+        let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[big.clone(), big], &[0]);
+        assert!(err.unwrap_err().to_string().contains("summed in (f32"));
+        let lgb = Flavor::LightGbm { sigmoid: 1.0 };
+        assert!(TreeEnsemble::build(lgb, 0.0, &[leaves(f64::MAX / 4.0)], &[0]).is_ok());
+        let f64_big = leaves(f64::MAX / 1.5);
+        let err = TreeEnsemble::build(lgb, 0.0, &[f64_big.clone(), f64_big], &[0]);
+        assert!(err.unwrap_err().to_string().contains("summed in (f64"));
     }
 
     #[test]

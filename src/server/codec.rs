@@ -184,6 +184,16 @@ thread_local! {
 /// answer borrows its strings from it). Only when that fails is `body` parsed again, tracking
 /// field paths, so the error names the field; the fast path pays for no path bookkeeping.
 pub fn decode_json<'s>(body: &[u8], scratch: &'s mut Vec<u8>) -> Result<DecideBody<'s>, ApiError> {
+    // serde's derived struct also reads an array, positionally (`["C1","web","home"]`); the
+    // contract is an object, so anything else at the top is refused before parsing.
+    let first = body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first.is_some_and(|&b| b == b'[') {
+        return Err(ApiError::InvalidRequest(
+            "expected a JSON object with `channel` and `placement`, found an array".into(),
+        ));
+    }
     scratch.clear();
     scratch.extend_from_slice(body);
     let fast = SIMD_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {

@@ -39,6 +39,66 @@ pub async fn post(
             e.error()
         ))
     })?;
+    let now = state.contacts.now_ms();
+    let EventBatch {
+        mut events,
+        rejected,
+    } = validate_batch(&doc, now)?;
+    // The snapshot outlives the await below: an owned Arc, not a guard.
+    let snap: Arc<Snapshot> = arc_swap::Guard::into_inner(state.registry.load());
+    let table = snap.models.as_ref().map(|set| {
+        // A model activated since start may look back further: keep history long enough.
+        let challenger = set.challenger.as_ref();
+        let horizon = set
+            .champion
+            .compiled
+            .policies
+            .horizon_ms
+            .max(challenger.map_or(0, |c| c.model.compiled.policies.horizon_ms));
+        if horizon > state.contacts.state().horizon_ms() {
+            state.contacts.set_horizon_ms(horizon);
+        }
+        state.contacts.funnel().table(&set.champion.compiled)
+    });
+    for e in &mut events {
+        if e.category.is_none() {
+            e.category = resolve_category(table.as_deref(), e.offer_id);
+        }
+    }
+    state.contacts.count_rejected(rejected.len());
+    let done = state.contacts.ingest(&events).await.map_err(|e| match e {
+        ContactError::Log(_) => ApiError::Internal(format!(
+            "the events could not be made durable ({e}); nothing was accepted, retry the batch"
+        )),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    let body = serde_json::json!({
+        "accepted": done.accepted + done.duplicates,
+        "duplicates": done.duplicates,
+        "rejected": rejected
+            .iter()
+            .map(|(i, error)| serde_json::json!({"index": i, "error": error}))
+            .collect::<Vec<_>>(),
+    });
+    Ok(json_response(StatusCode::ACCEPTED, body.to_string().into()))
+}
+
+/// A `POST /v1/events` body, validated event by event.
+#[derive(Debug)]
+pub struct EventBatch<'v> {
+    /// The valid events, in batch order (categories not yet resolved from the model).
+    pub events: Vec<Event<'v>>,
+    /// The refused events: index in the batch and why, in batch order.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Validates a decoded `POST /v1/events` body (`{"events": [...]}`, at most [`MAX_BATCH`]);
+/// each event on its own, so a batch keeps its good events. Public for the `events` fuzz
+/// target, which checks what it accepts.
+pub fn validate_batch<'v>(
+    doc: &'v simd_json::BorrowedValue<'_>,
+    now_ms: i64,
+) -> Result<EventBatch<'v>, ApiError> {
     let items = match doc.get("events") {
         Some(v) => v
             .as_array()
@@ -58,49 +118,15 @@ pub async fn post(
             items.len()
         )));
     }
-    // The snapshot outlives the await below: an owned Arc, not a guard.
-    let snap: Arc<Snapshot> = arc_swap::Guard::into_inner(state.registry.load());
-    let table = snap.models.as_ref().map(|set| {
-        // A model activated since start may look back further: keep history long enough.
-        let challenger = set.challenger.as_ref();
-        let horizon = set
-            .champion
-            .compiled
-            .policies
-            .horizon_ms
-            .max(challenger.map_or(0, |c| c.model.compiled.policies.horizon_ms));
-        if horizon > state.contacts.state().horizon_ms() {
-            state.contacts.set_horizon_ms(horizon);
-        }
-        state.contacts.funnel().table(&set.champion.compiled)
-    });
-    let now = state.contacts.now_ms();
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        match Event::from_json(item, now) {
-            Ok(mut e) => {
-                if e.category.is_none() {
-                    e.category = resolve_category(table.as_deref(), e.offer_id);
-                }
-                events.push(e);
-            }
-            Err(error) => rejected.push(serde_json::json!({"index": i, "error": error})),
+        match Event::from_json(item, now_ms) {
+            Ok(e) => events.push(e),
+            Err(error) => rejected.push((i, error)),
         }
     }
-    state.contacts.count_rejected(rejected.len());
-    let done = state.contacts.ingest(&events).await.map_err(|e| match e {
-        ContactError::Log(_) => ApiError::Internal(format!(
-            "the events could not be made durable ({e}); nothing was accepted, retry the batch"
-        )),
-        other => ApiError::Internal(other.to_string()),
-    })?;
-    let body = serde_json::json!({
-        "accepted": done.accepted + done.duplicates,
-        "duplicates": done.duplicates,
-        "rejected": rejected,
-    });
-    Ok(json_response(StatusCode::ACCEPTED, body.to_string().into()))
+    Ok(EventBatch { events, rejected })
 }
 
 fn resolve_category<'t>(table: Option<&'t FunnelTable>, offer: Option<&str>) -> Option<&'t str> {
