@@ -13,7 +13,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use nextbest::engine::{self, CtxValue, NoContacts, Request, Unbounded};
+use nextbest::engine::{self, CtxValue, Decision, NoContacts, Request, Unbounded};
+use nextbest::features::FeatureStore;
+use nextbest::model::LoadedModel;
 
 use common::{MixItem, NOW_MS};
 
@@ -35,6 +37,47 @@ impl<'a> Cycle<'a> {
     }
 }
 
+/// Where a bench sends its decisions.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The mix item's own channel and placement (the demo model).
+    Mix,
+    /// `web`/`home`, where every offer of a generated model is a candidate.
+    Home,
+}
+
+/// One decision for the next customer of the mix, as every engine bench makes it.
+fn decide_next<'m>(
+    model: &'m LoadedModel,
+    store: &FeatureStore,
+    cycle: &mut Cycle<'_>,
+    target: Target,
+    context: &[(Cow<'_, str>, CtxValue<'_>)],
+    explain: bool,
+) -> Decision<'m> {
+    let it = cycle.item();
+    let (channel, placement) = match target {
+        Target::Mix => (it.channel, it.placement),
+        Target::Home => ("web", "home"),
+    };
+    let req = Request {
+        customer_id: Some(&it.customer_id),
+        channel,
+        placement,
+        limit: None,
+        context,
+        explain,
+    };
+    engine::decide(
+        &model.compiled,
+        store,
+        black_box(&req),
+        &NoContacts,
+        &Unbounded,
+        NOW_MS,
+    )
+}
+
 /// One decision on the demo model (25 offers, 4 placements), customers varying.
 fn decide_demo(c: &mut Criterion) {
     let (store, model) = common::demo();
@@ -46,22 +89,13 @@ fn decide_demo(c: &mut Criterion) {
     let mut cycle = Cycle::new(&mix);
     c.bench_function("decide/demo_mix", |b| {
         b.iter(|| {
-            let it = cycle.item();
-            let req = Request {
-                customer_id: Some(&it.customer_id),
-                channel: it.channel,
-                placement: it.placement,
-                limit: None,
-                context: &ctx,
-                explain: false,
-            };
-            black_box(engine::decide(
-                &model.compiled,
+            black_box(decide_next(
+                &model,
                 &store,
-                black_box(&req),
-                &NoContacts,
-                &Unbounded,
-                NOW_MS,
+                &mut cycle,
+                Target::Mix,
+                &ctx,
+                false,
             ))
         })
     });
@@ -79,22 +113,13 @@ fn decide_50_logistic(c: &mut Criterion) {
         let mut cycle = Cycle::new(&mix);
         g.bench_function(name, |b| {
             b.iter(|| {
-                let it = cycle.item();
-                let req = Request {
-                    customer_id: Some(&it.customer_id),
-                    channel: "web",
-                    placement: "home",
-                    limit: None,
-                    context: &ctx,
-                    explain: false,
-                };
-                black_box(engine::decide(
-                    &model.compiled,
+                black_box(decide_next(
+                    &model,
                     &store,
-                    black_box(&req),
-                    &NoContacts,
-                    &Unbounded,
-                    NOW_MS,
+                    &mut cycle,
+                    Target::Home,
+                    &ctx,
+                    false,
                 ))
             })
         });
@@ -118,21 +143,13 @@ fn decide_50_trees(c: &mut Criterion) {
         let mut cycle = Cycle::new(&mix);
         g.bench_function(name, |b| {
             b.iter(|| {
-                let it = cycle.item();
-                let req = Request {
-                    customer_id: Some(&it.customer_id),
-                    channel: "web",
-                    placement: "home",
-                    explain,
-                    ..Default::default()
-                };
-                black_box(engine::decide(
-                    &model.compiled,
+                black_box(decide_next(
+                    &model,
                     &store,
-                    black_box(&req),
-                    &NoContacts,
-                    &Unbounded,
-                    NOW_MS,
+                    &mut cycle,
+                    Target::Home,
+                    &[],
+                    explain,
                 ))
             })
         });
