@@ -72,14 +72,7 @@ async fn swaps_under_load_fail_no_request() {
     for v in 2..=26u64 {
         attempted.store(v, SeqCst);
         let doc = TempModels::demo_doc(&v.to_string());
-        let r = request(
-            srv.admin,
-            "PUT",
-            "/admin/models",
-            &[("content-type", "application/json")],
-            &serde_json::to_vec(&doc).unwrap(),
-        )
-        .await;
+        let r = put_model(srv.admin, &doc).await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.json()["version"], v.to_string());
         confirmed.store(v, SeqCst);
@@ -122,14 +115,7 @@ async fn a_bad_model_is_refused_by_every_source_and_the_old_one_keeps_serving() 
     bad["offers"][5]["content"]["web"]["cta_url"] = json!("not a url");
 
     // Admin API: 422 with the exact path of each fault.
-    let r = request(
-        srv.admin,
-        "PUT",
-        "/admin/models",
-        &[("content-type", "application/json")],
-        &serde_json::to_vec(&bad).unwrap(),
-    )
-    .await;
+    let r = put_model(srv.admin, &bad).await;
     r.assert_error(422, "invalid_model");
     let j = r.json();
     assert_eq!(j["path"], "offers[2].scorer.weights.arpu");
@@ -365,14 +351,7 @@ async fn challenger_assignment_is_sticky_and_a_share_change_moves_only_the_margi
     let registry = models.registry();
     let srv = start_registry(registry.clone(), test_config()).await;
     let doc = challenger_setup(&models, 0.3);
-    let r = request(
-        srv.admin,
-        "PUT",
-        "/admin/models",
-        &[("content-type", "application/json")],
-        &serde_json::to_vec(&doc).unwrap(),
-    )
-    .await;
+    let r = put_model(srv.admin, &doc).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let m = get(srv.admin, "/admin/models").await.json();
     assert_eq!(m["challenger"]["name"], "demo-challenger");
@@ -410,18 +389,7 @@ async fn challenger_assignment_is_sticky_and_a_share_change_moves_only_the_margi
     assert!((0.2..0.4).contains(&share), "challenger share {share}");
 
     let doc = challenger_setup(&models, 0.5);
-    assert_eq!(
-        request(
-            srv.admin,
-            "PUT",
-            "/admin/models",
-            &[("content-type", "application/json")],
-            &serde_json::to_vec(&doc).unwrap()
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(put_model(srv.admin, &doc).await.status, 200);
     let mut moved_in = 0;
     for (id, was) in ids.iter().zip(&variant_at_30) {
         let now = decide(
@@ -457,14 +425,7 @@ async fn model_paths_may_not_leave_the_models_folder() {
     for path in ["../model.json", "/etc/passwd", "sub/../../x.json"] {
         let mut doc = TempModels::demo_doc("2");
         doc["challenger"] = json!({"path": path, "share": 0.1});
-        let r = request(
-            srv.admin,
-            "PUT",
-            "/admin/models",
-            &[("content-type", "application/json")],
-            &serde_json::to_vec(&doc).unwrap(),
-        )
-        .await;
+        let r = put_model(srv.admin, &doc).await;
         r.assert_error(422, "invalid_model");
         assert_eq!(r.json()["path"], "challenger.path", "{path}");
     }
@@ -480,14 +441,7 @@ async fn model_paths_may_not_leave_the_models_folder() {
         std::os::unix::fs::symlink(&outside, models.dir.join("link.json")).unwrap();
         let mut doc = TempModels::demo_doc("2");
         doc["challenger"] = json!({"path": "link.json", "share": 0.1});
-        let r = request(
-            srv.admin,
-            "PUT",
-            "/admin/models",
-            &[("content-type", "application/json")],
-            &serde_json::to_vec(&doc).unwrap(),
-        )
-        .await;
+        let r = put_model(srv.admin, &doc).await;
         r.assert_error(422, "invalid_model");
         assert!(r.json()["detail"].as_str().unwrap().contains("outside"));
         std::fs::remove_file(outside).unwrap();

@@ -35,9 +35,14 @@ fn model_json() -> serde_json::Value {
 }
 
 fn setup() -> (crate::model::LoadedModel, FeatureStore) {
+    compile_doc(&model_json())
+}
+
+/// Compiles a model document over the test snapshot.
+fn compile_doc(doc: &serde_json::Value) -> (crate::model::LoadedModel, FeatureStore) {
     let store = FeatureStore::from_csv_bytes(CSV.as_bytes(), "t.csv").unwrap();
-    let doc = serde_json::to_vec(&model_json()).unwrap();
-    let model = from_bytes(doc, None, "test".into(), &store, &Limits::default()).unwrap();
+    let bytes = serde_json::to_vec(doc).unwrap();
+    let model = from_bytes(bytes, None, "test".into(), &store, &Limits::default()).unwrap();
     (model, store)
 }
 
@@ -251,15 +256,7 @@ fn a_spent_budget_stops_between_offers() {
         })
         .collect();
     let doc = serde_json::json!({"name": "n", "version": 1, "placements": {"p": {"channels": ["web"]}}, "offers": offers});
-    let store = FeatureStore::from_csv_bytes(CSV.as_bytes(), "t.csv").unwrap();
-    let lm = from_bytes(
-        serde_json::to_vec(&doc).unwrap(),
-        None,
-        "t".into(),
-        &store,
-        &Limits::default(),
-    )
-    .unwrap();
+    let (lm, store) = compile_doc(&doc);
     let req = Request {
         customer_id: Some("C1"),
         channel: "web",
@@ -302,15 +299,7 @@ fn a_propensity_that_is_not_a_number_excludes_the_offer() {
     let mut doc = model_json();
     doc["offers"][0]["scorer"]["weights"] =
         serde_json::json!({"arpu": f64::MAX, "data": -f64::MAX});
-    let store = FeatureStore::from_csv_bytes(CSV.as_bytes(), "t.csv").unwrap();
-    let lm = from_bytes(
-        serde_json::to_vec(&doc).unwrap(),
-        None,
-        "t".into(),
-        &store,
-        &Limits::default(),
-    )
-    .unwrap();
+    let (lm, store) = compile_doc(&doc);
     let req = Request {
         customer_id: Some("C1"),
         channel: "app",

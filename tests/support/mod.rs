@@ -363,6 +363,19 @@ pub async fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -
     .await
 }
 
+/// `PUT /admin/models` with a model document.
+pub async fn put_model(addr: SocketAddr, doc: &serde_json::Value) -> Resp {
+    let body = serde_json::to_vec(doc).unwrap();
+    request(
+        addr,
+        "PUT",
+        "/admin/models",
+        &[("content-type", "application/json")],
+        &body,
+    )
+    .await
+}
+
 pub async fn decide(addr: SocketAddr, body: serde_json::Value) -> serde_json::Value {
     let r = post_json(addr, "/v1/decide", &body).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
