@@ -11,21 +11,28 @@
 //!   path), compile into the engine form.
 //! - [`engine`]: the decision itself: eligibility, scoring, arbitration, explain. Pure and
 //!   synchronous: no I/O, no await, no clock reads (`now` is passed in).
-//! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, swapped whole.
+//! - [`experiment`]: champion/challenger assignment and the one [`experiment::Variant`] type.
+//! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, and the one
+//!   commit path ([`registry::Registry::commit`]) every change to it takes, with publish hooks
+//!   for state derived from a model.
+//! - [`contact`]: feedback events, their durable log, the contact state policies read, the
+//!   funnel.
+//! - [`metrics`]: the request path's counters, and [`metrics::prom`], the one writer of the
+//!   Prometheus text format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
-//! - [`metrics`]: counters and histograms rendered in the Prometheus text format.
-//! - [`contact`]: feedback events, their durable log, the contact state policies read, the
-//!   funnel.
 //!
-//! The request path reads top to bottom: `server::public::handle` → `codec::decode_*` →
-//! `registry.load()` → `engine::decide` → `codec::encode_decision`.
+//! The request path reads top to bottom: `server::public::handle` →
+//! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
+//! (`registry.load()` once, `ModelSet::pick`, the customer's contact history,
+//! `engine::decide`, the funnel count) → `codec::encode_decision`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod contact;
 pub mod engine;
+pub mod experiment;
 pub mod features;
 pub mod metrics;
 pub mod model;

@@ -106,14 +106,20 @@ struct ServeArgs {
     /// model content applies or no model is loaded.
     #[arg(long, env = "NEXTBEST_FALLBACK_FILE")]
     fallback_file: Option<PathBuf>,
-    /// Bearer token the admin listener requires (unset: none).
+    /// Bearer token the admin listener requires (unset: none). Prefer --admin-token-file: a
+    /// token on the command line shows in `ps`.
     #[arg(
         long,
         env = "NEXTBEST_ADMIN_TOKEN",
         hide_env_values = true,
-        default_value = ""
+        default_value = "",
+        conflicts_with = "admin_token_file"
     )]
     admin_token: String,
+    /// File holding the admin bearer token (surrounding white space ignored), e.g. a mounted
+    /// Kubernetes Secret: the token stays out of `ps` and the environment.
+    #[arg(long, env = "NEXTBEST_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
     workers: usize,
@@ -123,7 +129,6 @@ struct ServeArgs {
     /// Do not watch the models folder for changes (reload with SIGHUP or the admin API).
     #[arg(long, env = "NEXTBEST_NO_WATCH")]
     no_watch: bool,
-    // contact (issue 5)
     /// Folder of the durable event log, replayed on start (created if missing; one server each).
     #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
@@ -194,23 +199,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         history_len: args.history,
         limits: Limits::default(),
     }));
-    let t = Instant::now();
-    match registry.reload_from_disk() {
-        Ok(r) => {
-            tracing::info!(name = %r.name, version = %r.version, source = %r.source, load_ms = t.elapsed().as_millis() as u64, "model loaded");
-        }
-        Err(e) => {
-            for f in e.faults() {
-                tracing::error!(fault = %f, "start-up load refused");
-            }
-            // Serve anyway: every decision gets the built-in fallback (reason `no_model`) and
-            // /readyz says 503 until a model and snapshot load (admin API, folder, SIGHUP).
-            tracing::error!(
-                models = %args.models.display(),
-                features = %args.features.display(),
-                "serving without a model: decisions get built-in fallback content"
-            );
-        }
+    if registry.reload_from_disk().is_err() {
+        // Serve anyway (the registry logged why): every decision gets the built-in fallback
+        // (reason `no_model`) and /readyz says 503 until a model and snapshot load (admin API,
+        // folder, SIGHUP).
+        tracing::error!(
+            models = %args.models.display(),
+            features = %args.features.display(),
+            "serving without a model: decisions get built-in fallback content"
+        );
     }
     let _watcher = if args.no_watch {
         None
@@ -226,7 +223,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     };
-    // contact (issue 5): replay the event log before serving, so policies hold from the start.
+    // Replay the event log before serving, so policies hold from the start; history reaches
+    // back as far as champion or challenger looks.
     let contact_config = ContactConfig {
         data_dir: Some(args.data_dir.clone()),
         fsync: match args.fsync {
@@ -244,7 +242,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .load()
             .models
             .as_ref()
-            .map_or(0, |m| m.champion.compiled.policies.horizon_ms),
+            .map_or(0, |m| m.horizon_ms()),
     };
     let contacts = Arc::new(
         Contacts::open(&contact_config, Clock::system())
@@ -271,7 +269,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         drain_delay: Duration::from_millis(args.drain_delay_ms),
         grace: Duration::from_millis(args.grace_ms),
-        admin_token: AdminToken::new(args.admin_token),
+        admin_token: admin_token(&args)?,
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
@@ -310,6 +308,20 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The admin token, from its file when one is named.
+fn admin_token(args: &ServeArgs) -> anyhow::Result<Option<AdminToken>> {
+    let Some(path) = &args.admin_token_file else {
+        return Ok(AdminToken::new(args.admin_token.clone()));
+    };
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the admin token file {}", path.display()))?;
+    match AdminToken::new(token.trim().to_owned()) {
+        Some(t) => Ok(Some(t)),
+        // An empty file must not quietly open the admin listener to everyone.
+        None => bail!("the admin token file {} is empty", path.display()),
+    }
+}
+
 /// SIGHUP reloads the feature snapshot and the model from disk.
 #[cfg(unix)]
 async fn reload_on_hangup(registry: Arc<Registry>) {
@@ -317,17 +329,11 @@ async fn reload_on_hangup(registry: Arc<Registry>) {
         return;
     };
     while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading from disk");
         let r = registry.clone();
-        match tokio::task::spawn_blocking(move || r.reload_from_disk()).await {
-            Ok(Ok(rec)) => {
-                tracing::info!(name = %rec.name, version = %rec.version, "SIGHUP: reloaded from disk")
-            }
-            Ok(Err(e)) => {
-                for f in e.faults() {
-                    tracing::warn!(fault = %f, "SIGHUP reload refused; the serving snapshot is unchanged");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "SIGHUP reload task failed"),
+        // The registry logs and counts the outcome.
+        if let Err(e) = tokio::task::spawn_blocking(move || r.reload_from_disk()).await {
+            tracing::error!(error = %e, "SIGHUP reload task failed");
         }
     }
 }

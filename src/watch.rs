@@ -7,7 +7,8 @@
 //! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature snapshots
 //! (`.csv`, `.nbf`), are ignored. A change to `model.json` loads it; a change to any other file
 //! (a scorer, a challenger) rebuilds the active model so it picks the new file up. A model that
-//! fails to parse or validate is refused, logged and counted; the one serving keeps serving.
+//! fails to parse or validate is refused, logged and counted by the registry; the one serving
+//! keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use notify_debouncer_full::notify::{self, EventKind, RecommendedWatcher, Recursi
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 use crate::model::MODEL_FILE;
-use crate::registry::{ModelRecord, Registry, RegistryError};
+use crate::registry::{Change, Registry};
 
 /// Quiet time before a burst of changes triggers a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -75,12 +76,12 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             let model_json = changed
                 .iter()
                 .any(|p| p.file_name().is_some_and(|n| n == MODEL_FILE));
-            let result = if model_json {
-                registry.reload_models(false)
+            // The registry logs and counts the outcome.
+            let _ = registry.commit(if model_json {
+                Change::Folder { force: false }
             } else {
-                registry.rebuild_active().map(Some)
-            };
-            report(result);
+                Change::RebuildActive
+            });
         }
         Err(errors) => {
             for e in errors {
@@ -94,21 +95,4 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
         _debouncer: debouncer,
         dir,
     })
-}
-
-fn report(result: Result<Option<ModelRecord>, RegistryError>) {
-    match result {
-        Ok(Some(r)) => tracing::info!(
-            name = %r.name,
-            version = %r.version,
-            source = %r.source,
-            "model activated from the folder"
-        ),
-        Ok(None) => tracing::debug!("model folder changed; the model is unchanged"),
-        Err(e) => {
-            for f in e.faults() {
-                tracing::warn!(source = "folder", fault = %f, "load refused; the serving model is unchanged");
-            }
-        }
-    }
 }

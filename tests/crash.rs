@@ -4,76 +4,19 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::json;
+use support::binary::{Binary, Process};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A child process, killed (SIGKILL) and reaped when dropped, also when an assertion fails.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The running binary and its addresses.
-struct Server {
-    _child: KillOnDrop,
-    public: SocketAddr,
-    admin: SocketAddr,
-}
-
-fn spawn(data_dir: &Path) -> Server {
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_nextbest"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--models")
-            .arg(demo_dir())
-            .arg("--features")
-            .arg(demo_dir().join("features.csv"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--fsync", "always"])
-            .env("NEXTBEST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    // Logs share stdout; the announcement is the line that starts so.
-    let line = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(120)).ok())
-        .take(10_000)
-        .find(|l| l.starts_with("nextbest listening "))
-        .expect("the server announces its addresses");
-    let addr = |key: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {line:?}"))
-    };
-    let (public, admin) = (addr("public="), addr("admin="));
-    Server {
-        _child: child,
-        public,
-        admin,
-    }
+fn spawn(data_dir: &Path) -> Process {
+    Binary::demo(data_dir).args(["--fsync", "always"]).spawn()
 }
 
 /// Posts a body; `None` when the connection fails (the server is gone).

@@ -9,18 +9,6 @@ use std::sync::Arc;
 use serde_json::json;
 use support::*;
 
-fn version_of(registry: &nextbest::registry::Registry) -> String {
-    registry
-        .load()
-        .models
-        .as_ref()
-        .unwrap()
-        .champion
-        .compiled
-        .version
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaps_under_load_fail_no_request() {
     let models = TempModels::new("swap");

@@ -216,11 +216,11 @@ impl Handler {
     }
 
     /// The in-process part of `POST /v1/decide` after the body is read: the server's own
-    /// `server::public::decide_body`, without hyper.
+    /// `server::decide::decide_body`, without hyper.
     pub fn decide_post(
         &self,
         body: &mut [u8],
     ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-        nextbest::server::public::decide_body(&self.state, body).expect("valid request")
+        nextbest::server::decide::decide_body(&self.state, body).expect("valid request")
     }
 }

@@ -7,7 +7,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
 /// Longest customer id accepted (as for `/v1/decide`).
-pub const MAX_CUSTOMER_ID: usize = 256;
+pub const MAX_CUSTOMER_ID: usize = crate::features::MAX_ID_BYTES;
 /// Longest offer id, channel, placement or event id accepted.
 pub const MAX_NAME: usize = 128;
 /// Longest category accepted.

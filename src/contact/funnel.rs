@@ -1,23 +1,28 @@
 //! The funnel: per model version × offer × channel × variant, how many decisions served the
 //! offer and how many impressions, clicks, conversions and dismisses came back.
 //!
-//! Counting is a relaxed atomic add into a table built once per model version, where offers
-//! and channels are already indices: the decision path does no hashing and takes no lock.
-//! Events find their table through the model tag in their decision id (see
-//! [`super::attribution`]), so an outcome counts for the model version and variant that made the
-//! decision, even after a newer version took over. Events without a decision id, or whose
-//! model, offer or channel is unknown, are counted as unattributed. Counters start at zero with
-//! the process (as Prometheus counters do); they are not rebuilt from the log.
+//! A table is made when a model is published ([`Funnel::bind`]), keyed by the model's content
+//! key (the CRC-32 of its document, so a model re-published under the same name and version
+//! with other content gets a table of its own). Counting is a relaxed atomic add into that
+//! table, where offers and channels are already indices: the decision path compares a few
+//! integers, does no hashing and takes no lock. Events find their table through the model tag
+//! in their decision id (see [`super::attribution`]), so an outcome counts for the model and
+//! variant that made the decision, even after a newer one took over. Events without a decision
+//! id, or whose model, offer or channel is unknown, are counted as unattributed. Counters start
+//! at zero with the process (as Prometheus counters do); they are not rebuilt from the log.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use super::attribution::{attribution, model_tag, VARIANTS};
+use super::attribution::{attribution, model_tag};
 use super::event::{Event, EventKind};
 use crate::engine::{CompiledModel, Ranked};
+use crate::experiment::Variant;
+use crate::metrics::prom::{Collect, Exposition, Kind};
+
+const VARIANTS: usize = Variant::ALL.len();
 
 /// Model versions whose counters are kept (the active ones and a few before them).
 pub const MAX_TABLES: usize = 8;
@@ -76,7 +81,8 @@ struct Cell([AtomicU64; Stage::ALL.len()]);
 
 /// The counters of one model version.
 pub struct FunnelTable {
-    model_json: Box<str>,
+    /// The model's content key.
+    pub key: u32,
     /// Model name.
     pub name: Box<str>,
     /// Model version.
@@ -91,15 +97,15 @@ pub struct FunnelTable {
 }
 
 impl FunnelTable {
-    fn new(model: &CompiledModel) -> Self {
+    fn new(model: &CompiledModel, key: u32) -> Self {
         let offers: Box<[Box<str>]> = model.offers.iter().map(|o| o.id.clone()).collect();
         let channels: Box<[Box<str>]> = model.channels.iter().map(|c| c.name.clone()).collect();
-        let n = offers.len() * channels.len() * VARIANTS.len();
+        let n = offers.len() * channels.len() * VARIANTS;
         FunnelTable {
-            model_json: model.model_json.clone(),
+            key,
             name: model.name.clone(),
             version: model.version.clone(),
-            tag: model_tag(&model.model_json),
+            tag: model_tag(key),
             offer_index: offers
                 .iter()
                 .enumerate()
@@ -113,9 +119,9 @@ impl FunnelTable {
     }
 
     #[inline]
-    fn cell(&self, offer: usize, channel: usize, variant: usize) -> Option<&Cell> {
+    fn cell(&self, offer: usize, channel: usize, variant: Variant) -> Option<&Cell> {
         self.cells
-            .get((offer * self.channels.len() + channel) * VARIANTS.len() + variant)
+            .get((offer * self.channels.len() + channel) * VARIANTS + variant.index())
     }
 
     /// The index of an offer id in this model version.
@@ -130,19 +136,19 @@ impl FunnelTable {
 
     /// Counts a decision: each offer it served, on its channel, for its variant.
     #[inline]
-    pub fn decided(&self, channel: usize, ranked: &[Ranked], variant: u8) {
+    pub fn decided(&self, channel: usize, ranked: &[Ranked], variant: Variant) {
         for r in ranked {
-            if let Some(c) = self.cell(r.offer as usize, channel, variant as usize) {
+            if let Some(c) = self.cell(r.offer as usize, channel, variant) {
                 c.0[Stage::Decision as usize].fetch_add(1, Relaxed);
             }
         }
     }
 
     /// One offer × channel × variant's counts, by stage (tests and stats).
-    pub fn counts(&self, offer_id: &str, channel: &str, variant: u8) -> Option<[u64; 5]> {
+    pub fn counts(&self, offer_id: &str, channel: &str, variant: Variant) -> Option<[u64; 5]> {
         let o = self.offer(offer_id)?;
         let ch = self.channels.iter().position(|c| &**c == channel)?;
-        let c = self.cell(o, ch, variant as usize)?;
+        let c = self.cell(o, ch, variant)?;
         Some(Stage::ALL.map(|s| c.0[s as usize].load(Relaxed)))
     }
 }
@@ -165,51 +171,35 @@ impl Default for Funnel {
 }
 
 impl Funnel {
-    /// The table of a model version, made on its first decision (a lock only then).
-    #[inline]
-    pub fn table(&self, model: &CompiledModel) -> Arc<FunnelTable> {
-        if let Some(t) = self.find(model) {
-            return t;
-        }
+    /// Makes (or keeps) the table of a model about to be published, so its decisions and
+    /// events count from the first one.
+    pub fn bind(&self, model: &CompiledModel, key: u32) -> Arc<FunnelTable> {
         let _guard = self.building.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(t) = self.find(model) {
-            return t;
+        let tables = self.tables.load();
+        if let Some(t) = tables.iter().find(|t| t.key == key) {
+            return t.clone();
         }
-        let t = Arc::new(FunnelTable::new(model));
+        let t = Arc::new(FunnelTable::new(model, key));
         let mut next = Vec::with_capacity(MAX_TABLES);
         next.push(t.clone());
-        next.extend(self.tables.load().iter().take(MAX_TABLES - 1).cloned());
+        next.extend(tables.iter().take(MAX_TABLES - 1).cloned());
         self.tables.store(Arc::new(next));
         t
     }
 
-    /// The tag of a model version's decision ids (making its table on first use).
+    /// Counts a decision of the model with this content key: each offer served, on its
+    /// channel, for its variant. No reference count is touched, so cores deciding at once do
+    /// not contend.
     #[inline]
-    pub fn tag(&self, model: &CompiledModel) -> u16 {
-        let tables = self.tables.load();
-        match tables.iter().find(|t| t.model_json == model.model_json) {
-            Some(t) => t.tag,
-            None => self.table(model).tag,
-        }
-    }
-
-    /// Counts a decision of a model version: each offer served, on its channel, for its
-    /// variant. No reference count is touched, so cores deciding at once do not contend.
-    #[inline]
-    pub fn decided(&self, model: &CompiledModel, channel: usize, ranked: &[Ranked], variant: u8) {
-        let tables = self.tables.load();
-        if let Some(t) = tables.iter().find(|t| t.model_json == model.model_json) {
+    pub fn decided(&self, key: u32, channel: usize, ranked: &[Ranked], variant: Variant) {
+        if let Some(t) = self.tables.load().iter().find(|t| t.key == key) {
             t.decided(channel, ranked, variant);
         }
     }
 
-    #[inline]
-    fn find(&self, model: &CompiledModel) -> Option<Arc<FunnelTable>> {
-        self.tables
-            .load()
-            .iter()
-            .find(|t| t.model_json == model.model_json)
-            .cloned()
+    /// The table of a model, by content key.
+    pub fn table(&self, key: u32) -> Option<Arc<FunnelTable>> {
+        self.tables.load().iter().find(|t| t.key == key).cloned()
     }
 
     /// The newest table (the model most recently decided with), if any.
@@ -228,8 +218,7 @@ impl Funnel {
             let t = tables.iter().find(|t| t.tag == tag)?;
             let offer = t.offer(e.offer_id?)?;
             let channel = t.channels.iter().position(|c| Some(&**c) == e.channel)?;
-            t.cell(offer, channel, variant as usize)
-                .filter(|_| (variant as usize) < VARIANTS.len())
+            t.cell(offer, channel, variant?)
         });
         match cell {
             Some(c) => c.0[stage as usize].fetch_add(1, Relaxed),
@@ -248,7 +237,7 @@ impl Funnel {
         for_each_row(&self.tables.load(), |t, offer, channel, variant, counts| {
             let mut row = serde_json::json!({
                 "model": &*t.name, "version": &*t.version,
-                "offer_id": offer, "channel": channel, "variant": variant,
+                "offer_id": offer, "channel": channel, "variant": variant.as_str(),
             });
             for s in Stage::ALL {
                 row[s.as_str()] = counts[s as usize].into();
@@ -262,65 +251,71 @@ impl Funnel {
         });
         out
     }
+}
 
-    /// The Prometheus text for the funnel.
-    pub fn render(&self, out: &mut String) {
+impl Collect for Funnel {
+    fn collect(&self, out: &mut Exposition) {
         let tables = self.tables.load();
-        out.push_str("# HELP nextbest_funnel_total Offers served and the outcomes reported for them, by model, offer, channel, variant and stage.\n");
-        out.push_str("# TYPE nextbest_funnel_total counter\n");
-        let mut rates = String::new();
+        let mut f = out.family(
+            "nextbest_funnel_total",
+            Kind::Counter,
+            "Offers served and the outcomes reported for them, by model, offer, channel, variant and stage.",
+        );
         for_each_row(&tables, |t, offer, channel, variant, counts| {
-            let mut labels = String::new();
-            let _ = write!(
-                labels,
-                "model=\"{}\",version=\"{}\",offer=\"{}\",channel=\"{}\",variant=\"{}\"",
-                escape(&t.name),
-                escape(&t.version),
-                escape(offer),
-                escape(channel),
-                variant
-            );
             for s in Stage::ALL {
-                let _ = writeln!(
-                    out,
-                    "nextbest_funnel_total{{{labels},stage=\"{}\"}} {}",
-                    s.as_str(),
-                    counts[s as usize]
-                );
+                let [a, b, c, d, e] = labels(t, offer, channel, variant);
+                f.sample(&[a, b, c, d, e, ("stage", s.as_str())], counts[s as usize]);
             }
+        });
+        let mut f = out.family(
+            "nextbest_funnel_rate",
+            Kind::Gauge,
+            "Funnel rates: impression (per decision), click, conversion and dismiss (per impression).",
+        );
+        for_each_row(&tables, |t, offer, channel, variant, counts| {
             for (name, value) in rates_of(&counts) {
                 if let Some(v) = value {
-                    let _ = writeln!(
-                        rates,
-                        "nextbest_funnel_rate{{{labels},rate=\"{name}\"}} {v}"
-                    );
+                    let [a, b, c, d, e] = labels(t, offer, channel, variant);
+                    f.sample(&[a, b, c, d, e, ("rate", name)], v);
                 }
             }
         });
-        out.push_str("# HELP nextbest_funnel_rate Funnel rates: impression (per decision), click, conversion and dismiss (per impression).\n");
-        out.push_str("# TYPE nextbest_funnel_rate gauge\n");
-        out.push_str(&rates);
-        out.push_str("# HELP nextbest_funnel_unattributed_total Outcomes whose decision, model, offer or channel is unknown.\n");
-        out.push_str("# TYPE nextbest_funnel_unattributed_total counter\n");
+        let mut f = out.family(
+            "nextbest_funnel_unattributed_total",
+            Kind::Counter,
+            "Outcomes whose decision, model, offer or channel is unknown.",
+        );
         for (s, n) in Stage::ALL.iter().zip(self.unattributed()).skip(1) {
-            let _ = writeln!(
-                out,
-                "nextbest_funnel_unattributed_total{{stage=\"{}\"}} {n}",
-                s.as_str()
-            );
+            f.sample(&[("stage", s.as_str())], n);
         }
     }
 }
 
+/// The labels of a funnel row.
+fn labels<'a>(
+    t: &'a FunnelTable,
+    offer: &'a str,
+    channel: &'a str,
+    variant: Variant,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("model", &t.name),
+        ("version", &t.version),
+        ("offer", offer),
+        ("channel", channel),
+        ("variant", variant.as_str()),
+    ]
+}
+
 fn for_each_row(
     tables: &[Arc<FunnelTable>],
-    mut f: impl FnMut(&FunnelTable, &str, &str, &str, [u64; 5]),
+    mut f: impl FnMut(&FunnelTable, &str, &str, Variant, [u64; 5]),
 ) {
     for t in tables {
         for (oi, offer) in t.offers.iter().enumerate() {
             for (ci, channel) in t.channels.iter().enumerate() {
-                for (vi, variant) in VARIANTS.iter().enumerate() {
-                    let Some(c) = t.cell(oi, ci, vi) else {
+                for variant in Variant::ALL {
+                    let Some(c) = t.cell(oi, ci, variant) else {
                         continue;
                     };
                     let counts = Stage::ALL.map(|s| c.0[s as usize].load(Relaxed));
@@ -343,11 +338,4 @@ fn rates_of(c: &[u64; 5]) -> [(&'static str, Option<f64>); 4] {
         ("conversion", ratio(conversions, impressions)),
         ("dismiss", ratio(dismisses, impressions)),
     ]
-}
-
-/// A Prometheus label value, escaped.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

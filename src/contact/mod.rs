@@ -19,10 +19,10 @@ pub mod dedupe;
 pub mod event;
 pub mod funnel;
 pub mod log;
+mod report;
 pub mod state;
 pub mod view;
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub use event::{Event, EventKind};
 pub use log::FsyncPolicy;
 pub use state::StateConfig;
 
-use crate::engine::policy::stable_hash;
+use crate::engine::CompiledModel;
 use event::RecordError;
 use funnel::Funnel;
 use log::{LogError, LogWriter, ReplayReport, Sink, WriterConfig};
@@ -114,7 +114,7 @@ impl Shared {
         let mut result = Ok(());
         let (_, bad) = log::scan(records, |payload| match Event::decode(payload) {
             Ok(e) => {
-                self.state.apply(&e, e.category.map_or(0, stable_hash), now);
+                self.state.apply(&e, now);
                 self.funnel.event(&e);
             }
             Err(err) => result = Err(err),
@@ -270,6 +270,16 @@ impl Contacts {
             .store(state.horizon_ms().max(state.dedupe_ttl_ms()), Relaxed);
     }
 
+    /// Gets ready for a model about to be published: history is kept as long as its policies
+    /// look back (never shortened, so a rollback finds what it needs), and its funnel table
+    /// exists before its first decision.
+    pub fn bind_model(&self, model: &CompiledModel, key: u32) {
+        if model.policies.horizon_ms > self.shared.state.horizon_ms() {
+            self.set_horizon_ms(model.policies.horizon_ms);
+        }
+        self.shared.funnel.bind(model, key);
+    }
+
     /// Counts events a handler refused (for stats).
     pub fn count_rejected(&self, n: usize) {
         self.shared.rejected.fetch_add(n as u64, Relaxed);
@@ -340,104 +350,6 @@ impl Contacts {
         if let Some(log) = &self.log {
             log.close();
         }
-    }
-
-    /// Event, state and log figures for `/admin/stats`.
-    pub fn stats_json(&self) -> serde_json::Value {
-        let s = &self.shared;
-        let log = self.log.as_ref().map(|l| {
-            let st = &l.stats;
-            serde_json::json!({
-                "dir": self.data_dir.as_ref().map(|d| d.display().to_string()),
-                "fsync": l.fsync().as_str(),
-                "segments": st.segments.load(Relaxed),
-                "segments_deleted": st.segments_deleted.load(Relaxed),
-                "groups": st.groups.load(Relaxed),
-                "batches": st.batches.load(Relaxed),
-                "fsyncs": st.fsyncs.load(Relaxed),
-                "bytes_written": st.bytes.load(Relaxed),
-                "errors": st.errors.load(Relaxed),
-                "replay": self.replay,
-            })
-        });
-        serde_json::json!({
-            "events": {
-                "accepted": s.accepted.load(Relaxed),
-                "duplicates": s.duplicates.load(Relaxed),
-                "rejected": s.rejected.load(Relaxed),
-            },
-            "contact_state": {
-                "customers": s.state.customers(),
-                "bytes": s.state.weighted_bytes(),
-                "memory_budget_bytes": self.memory_budget,
-                "event_ids_remembered": s.state.seen_ids(),
-                "horizon_days": s.state.horizon_ms() as f64 / 86_400_000.0,
-            },
-            "log": log,
-        })
-    }
-
-    /// The Prometheus text for events, the log, the state and the funnel.
-    pub fn render(&self, out: &mut String) {
-        let s = &self.shared;
-        out.push_str("# HELP nextbest_events_total Events posted to /v1/events, by outcome.\n");
-        out.push_str("# TYPE nextbest_events_total counter\n");
-        for (outcome, n) in [
-            ("accepted", &s.accepted),
-            ("duplicate", &s.duplicates),
-            ("rejected", &s.rejected),
-        ] {
-            let _ = writeln!(
-                out,
-                "nextbest_events_total{{outcome=\"{outcome}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
-        out.push_str(
-            "# HELP nextbest_contact_customers Customers with contact history in memory.\n",
-        );
-        out.push_str("# TYPE nextbest_contact_customers gauge\n");
-        let _ = writeln!(out, "nextbest_contact_customers {}", s.state.customers());
-        out.push_str("# HELP nextbest_contact_bytes Bytes of contact history, as weighed against the budget.\n");
-        out.push_str("# TYPE nextbest_contact_bytes gauge\n");
-        let _ = writeln!(out, "nextbest_contact_bytes {}", s.state.weighted_bytes());
-        if let Some(l) = &self.log {
-            let st = &l.stats;
-            for (name, help, v) in [
-                (
-                    "nextbest_event_log_groups_total",
-                    "Group commits written.",
-                    &st.groups,
-                ),
-                (
-                    "nextbest_event_log_fsyncs_total",
-                    "fdatasync calls on the event log.",
-                    &st.fsyncs,
-                ),
-                (
-                    "nextbest_event_log_bytes_total",
-                    "Bytes appended to the event log.",
-                    &st.bytes,
-                ),
-                (
-                    "nextbest_event_log_errors_total",
-                    "Failed event log writes or syncs.",
-                    &st.errors,
-                ),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                    v.load(Relaxed)
-                );
-            }
-            let _ = writeln!(
-                out,
-                "# HELP nextbest_event_log_segments Event log segments on disk.\n# TYPE nextbest_event_log_segments gauge\nnextbest_event_log_segments {}",
-                st.segments.load(Relaxed)
-            );
-        }
-        s.funnel.render(out);
     }
 }
 

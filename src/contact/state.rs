@@ -157,13 +157,14 @@ impl History {
         bytes.min(u32::MAX as usize) as u32
     }
 
-    /// Applies one event; false when it changes nothing (a click, or older than the horizon).
-    pub fn apply(&mut self, e: &Event<'_>, category: u64, horizon_ms: i64, now_ms: i64) -> bool {
-        let oldest_kept = now_ms.saturating_sub(horizon_ms);
-        if e.ts_ms < oldest_kept {
+    /// Applies one event; false when it changes nothing (see [`changes_history`]).
+    pub fn apply(&mut self, e: &Event<'_>, horizon_ms: i64, now_ms: i64) -> bool {
+        if !changes_history(e, horizon_ms, now_ms) {
             return false;
         }
+        let oldest_kept = now_ms.saturating_sub(horizon_ms);
         let offer = e.offer_id.map_or(0, stable_hash);
+        let category = e.category.map_or(0, stable_hash);
         match e.kind {
             EventKind::Click => return false,
             EventKind::Impression => {
@@ -332,19 +333,16 @@ impl ContactState {
     }
 
     /// Applies an accepted event to its customer's history (copy, change, replace).
-    pub fn apply(&self, e: &Event<'_>, category: u64, now_ms: i64) {
-        if e.kind == EventKind::Click {
-            return;
-        }
+    pub fn apply(&self, e: &Event<'_>, now_ms: i64) {
         let horizon = self.horizon_ms();
-        if e.ts_ms < now_ms.saturating_sub(horizon) {
+        if !changes_history(e, horizon, now_ms) {
             return;
         }
         self.histories
             .entry_by_ref(e.customer_id)
             .and_upsert_with(|old| {
                 let mut h = old.map(|o| (*o.into_value()).clone()).unwrap_or_default();
-                h.apply(e, category, horizon, now_ms);
+                h.apply(e, horizon, now_ms);
                 Arc::new(h)
             });
     }
@@ -377,6 +375,12 @@ impl ContactState {
     }
 }
 
+/// Whether an event can change a history: clicks never do (no policy reads them), nor do
+/// events older than the horizon.
+pub fn changes_history(e: &Event<'_>, horizon_ms: i64, now_ms: i64) -> bool {
+    e.kind != EventKind::Click && e.ts_ms >= now_ms.saturating_sub(horizon_ms)
+}
+
 /// State rebuilt from the log, outside the cache (no copy-on-write per event while replaying).
 ///
 /// Every logged event is applied: the log holds an event id twice only when the live server
@@ -389,17 +393,16 @@ pub struct Replayed {
 impl Replayed {
     /// Applies one logged event to its customer's history.
     pub fn apply(&mut self, e: &Event<'_>, horizon_ms: i64, now_ms: i64) {
-        if e.kind == EventKind::Click || e.ts_ms < now_ms.saturating_sub(horizon_ms) {
+        if !changes_history(e, horizon_ms, now_ms) {
             return;
         }
-        let category = e.category.map_or(0, stable_hash);
         match self.histories.get_mut(e.customer_id) {
             Some(h) => {
-                h.apply(e, category, horizon_ms, now_ms);
+                h.apply(e, horizon_ms, now_ms);
             }
             None => {
                 let mut h = History::default();
-                h.apply(e, category, horizon_ms, now_ms);
+                h.apply(e, horizon_ms, now_ms);
                 self.histories.insert(e.customer_id.to_owned(), h);
             }
         }
@@ -435,7 +438,7 @@ mod tests {
             placement: None,
             decision_id: None,
             event_id: None,
-            category: None,
+            category: Some("sales"),
         }
     }
 
@@ -453,10 +456,10 @@ mod tests {
         let mut forward = History::default();
         let mut backward = History::default();
         for e in &events {
-            forward.apply(e, 7, 30 * DAY, NOW);
+            forward.apply(e, 30 * DAY, NOW);
         }
         for e in events.iter().rev() {
-            backward.apply(e, 7, 30 * DAY, NOW);
+            backward.apply(e, 30 * DAY, NOW);
         }
         assert_eq!(forward, backward);
         let a = stable_hash("a");
@@ -476,8 +479,12 @@ mod tests {
             !forward.complaint_open(NOW, 30 * DAY),
             "resolved after it was made"
         );
-        assert_eq!(forward.category_contacts_since(&[7], NOW - 30 * DAY), 2);
-        assert_eq!(forward.category_contacts_since(&[8], NOW - 30 * DAY), 0);
+        let (sales, service) = (stable_hash("sales"), stable_hash("service"));
+        assert_eq!(forward.category_contacts_since(&[sales], NOW - 30 * DAY), 2);
+        assert_eq!(
+            forward.category_contacts_since(&[service], NOW - 30 * DAY),
+            0
+        );
     }
 
     #[test]
@@ -486,7 +493,6 @@ mod tests {
         for i in 0..(MAX_IMPRESSIONS as i64 + 50) {
             h.apply(
                 &ev(EventKind::Impression, Some("a"), NOW - DAY + i),
-                0,
                 7 * DAY,
                 NOW,
             );
@@ -503,7 +509,7 @@ mod tests {
                 offer_id: Some(o),
                 ..ev(EventKind::Dismiss, None, NOW - DAY + i as i64)
             };
-            h.apply(&e, 0, 7 * DAY, NOW);
+            h.apply(&e, 7 * DAY, NOW);
         }
         assert_eq!(h.marks.len(), MAX_OFFER_MARKS);
         assert!(
@@ -514,14 +520,12 @@ mod tests {
         // Older than the horizon: changes nothing.
         assert!(!h.apply(
             &ev(EventKind::Dismiss, Some("z"), NOW - 8 * DAY),
-            0,
             7 * DAY,
             NOW
         ));
         // A week later, the week-old impressions are pruned at the next write.
         h.apply(
             &ev(EventKind::Impression, Some("a"), NOW + 7 * DAY),
-            0,
             7 * DAY,
             NOW + 7 * DAY,
         );
@@ -531,17 +535,16 @@ mod tests {
     #[test]
     fn complaints_open_until_resolved_or_timed_out() {
         let mut h = History::default();
-        h.apply(&ev(EventKind::Complaint, None, NOW), 0, 60 * DAY, NOW);
+        h.apply(&ev(EventKind::Complaint, None, NOW), 60 * DAY, NOW);
         assert!(h.complaint_open(NOW + DAY, 30 * DAY));
         assert!(!h.complaint_open(NOW + 30 * DAY, 30 * DAY), "timed out");
         h.apply(
             &ev(EventKind::ComplaintResolved, None, NOW + 1),
-            0,
             60 * DAY,
             NOW,
         );
         assert!(!h.complaint_open(NOW + DAY, 30 * DAY));
-        h.apply(&ev(EventKind::Complaint, None, NOW + 2), 0, 60 * DAY, NOW);
+        h.apply(&ev(EventKind::Complaint, None, NOW + 2), 60 * DAY, NOW);
         assert!(
             h.complaint_open(NOW + DAY, 30 * DAY),
             "a new complaint reopens"
@@ -563,8 +566,8 @@ mod tests {
     fn the_cache_serves_the_applied_history() {
         let s = ContactState::new(&StateConfig::default(), 30 * DAY);
         assert!(s.history("C1").is_none());
-        s.apply(&ev(EventKind::Dismiss, Some("a"), NOW), 0, NOW);
-        s.apply(&ev(EventKind::Click, Some("a"), NOW), 0, NOW);
+        s.apply(&ev(EventKind::Dismiss, Some("a"), NOW), NOW);
+        s.apply(&ev(EventKind::Click, Some("a"), NOW), NOW);
         let h = s.history("C1").unwrap();
         assert_eq!(h.mark(stable_hash("a")).unwrap().dismissed(), Some(NOW));
         assert!(h.ttl >= Duration::from_secs(29 * 86_400));

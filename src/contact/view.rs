@@ -95,7 +95,7 @@ impl ContactView for CustomerView<'_> {
 mod tests {
     use super::*;
     use crate::contact::event::{Event, EventKind};
-    use crate::engine::policy::{stable_hash, DAY_MS as DAY};
+    use crate::engine::policy::DAY_MS as DAY;
     use crate::engine::{decide, CompiledModel, Decision, Request, Unbounded, Verdict};
     use crate::features::FeatureStore;
     use crate::model::{from_bytes, Limits};
@@ -174,8 +174,7 @@ mod tests {
     }
 
     fn apply(m: &CompiledModel, h: &mut History, e: Event<'_>) {
-        let cat = e.category.map_or(0, stable_hash);
-        assert!(h.apply(&e, cat, m.policies.horizon_ms, NOW));
+        assert!(h.apply(&e, m.policies.horizon_ms, NOW));
     }
 
     #[test]

@@ -51,6 +51,12 @@ impl FallbackReason {
         FallbackReason::NoModel,
     ];
 
+    /// Dense index, the position in [`FallbackReason::ALL`], for per-reason counters.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The wire name, as the HTTP contract fixes it.
     pub fn as_str(self) -> &'static str {
         match self {

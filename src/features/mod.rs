@@ -12,6 +12,8 @@ mod index;
 use std::path::{Path, PathBuf};
 
 pub use binary::write_nbf;
+/// The longest customer id, in bytes, anywhere: snapshots, decisions and events.
+pub use csv_load::MAX_ID_BYTES;
 pub use index::IdIndex;
 
 /// What went wrong loading a snapshot, with the place in the file where it can be told.

@@ -1,6 +1,7 @@
 //! The admin listener's routes: the model registry (view, upload, rollback), feature reloads,
-//! metrics. Never on the public listener. Loads run on blocking threads, never on a runtime
-//! worker, so decisions keep flowing while a model compiles.
+//! the funnel and event figures, metrics. Never on the public listener. Loads run on blocking
+//! threads, never on a runtime worker, so decisions keep flowing while a model compiles; the
+//! registry logs and counts every outcome itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,9 +12,11 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::body::read_json_body;
 use super::error::{json_response, ApiError};
-use super::public::read_json_body;
 use super::AppState;
+use crate::contact::funnel::Stage;
+use crate::metrics::prom::{Collect, Exposition, Kind};
 use crate::registry::{Registry, RegistryError};
 
 /// Routes one admin request, after the bearer token check when a token is set.
@@ -50,35 +53,20 @@ async fn route(
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/admin/models") => Ok(models(state)),
-        // contact (issue 5): the funnel and event figures
-        (&Method::GET, "/admin/stats") => Ok(super::events::stats(state)),
+        (&Method::GET, "/admin/stats") => Ok(stats(state)),
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
-            let record = blocking(move || registry.rollback()).await?;
-            tracing::info!(name = %record.name, version = %record.version, "rolled back");
-            ok_json(&record)
+            ok_json(&blocking(move || registry.rollback()).await?)
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
         (&Method::GET, "/metrics") => {
-            let gauges = format!(
-                "# HELP nextbest_inflight_decisions Decide requests in flight.\n\
-                 # TYPE nextbest_inflight_decisions gauge\n\
-                 nextbest_inflight_decisions {}\n\
-                 # HELP nextbest_max_inflight_decisions The admission bound.\n\
-                 # TYPE nextbest_max_inflight_decisions gauge\n\
-                 nextbest_max_inflight_decisions {}\n\
-                 # HELP nextbest_open_connections Open connections, both listeners.\n\
-                 # TYPE nextbest_open_connections gauge\n\
-                 nextbest_open_connections {}\n",
-                state.admission.inflight(),
-                state.admission.max(),
-                state.connections.load(std::sync::atomic::Ordering::Relaxed),
-            );
-            let mut text = state.registry.loads.render() + &gauges;
-            state.contacts.render(&mut text);
-            let text = state.metrics.render(&text);
-            let mut resp = Response::new(Full::new(Bytes::from(text)));
+            let mut out = Exposition::new();
+            out.collect(&state.metrics)
+                .collect(&Gauges(state))
+                .collect(&state.registry.loads)
+                .collect(&*state.contacts);
+            let mut resp = Response::new(Full::new(Bytes::from(out.finish())));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -125,28 +113,10 @@ async fn put_model(
     let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10).await?);
     let registry = state.registry.clone();
     let base = models_folder(&registry);
-    let result = blocking(move || registry.install_document(body, base, "admin".into())).await;
-    match result {
-        Ok(record) => {
-            tracing::info!(name = %record.name, version = %record.version, source = "admin", "model activated");
-            ok_json(
-                &serde_json::json!({"name": record.name, "version": record.version, "checksum": record.checksum}),
-            )
-        }
-        Err(e) => {
-            log_refusal(&e, "admin");
-            Err(e)
-        }
-    }
-}
-
-/// Logs every fault of a refused load.
-pub fn log_refusal(e: &ApiError, source: &str) {
-    if let ApiError::Refused(r) = e {
-        for f in r.faults() {
-            tracing::warn!(source, fault = %f, "load refused; the serving model is unchanged");
-        }
-    }
+    let record = blocking(move || registry.install_document(body, base, "admin".into())).await?;
+    ok_json(&serde_json::json!({
+        "name": record.name, "version": record.version, "checksum": record.checksum,
+    }))
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -170,26 +140,12 @@ async fn reload_features(
             .map_err(|e| ApiError::InvalidRequest(format!("{e}")))?
     };
     let registry: Arc<Registry> = state.registry.clone();
-    let task = tokio::task::spawn_blocking(move || registry.reload_features(args.path));
+    let task = blocking(move || registry.reload_features(args.path));
     if args.wait {
-        let info = match task.await {
-            Ok(r) => r.map_err(ApiError::Refused),
-            Err(e) => Err(ApiError::Internal(format!("the load task failed: {e}"))),
-        };
-        if let Err(e) = &info {
-            log_refusal(e, "features");
-        }
-        return ok_json(&info?);
+        return ok_json(&task.await?);
     }
-    tokio::spawn(async move {
-        match task.await {
-            Ok(Ok(info)) => {
-                tracing::info!(source = %info.source, customers = info.customers, bytes = info.bytes, load_ms = info.load_ms, "feature snapshot swapped")
-            }
-            Ok(Err(e)) => log_refusal(&ApiError::Refused(e), "features"),
-            Err(e) => tracing::error!(error = %e, "feature load task failed"),
-        }
-    });
+    // The registry logs and counts the outcome; nobody waits for it here.
+    tokio::spawn(task);
     Ok(json_response(
         StatusCode::ACCEPTED,
         Bytes::from_static(b"{\"status\":\"loading\"}"),
@@ -214,5 +170,47 @@ fn models(state: &AppState) -> Response<Full<Bytes>> {
         "history": history,
         "features": features,
     });
+    json_response(StatusCode::OK, body.to_string().into())
+}
+
+/// The listeners' own gauges: admission and connections.
+struct Gauges<'a>(&'a AppState);
+
+impl Collect for Gauges<'_> {
+    fn collect(&self, out: &mut Exposition) {
+        let s = self.0;
+        for (name, help, v) in [
+            (
+                "nextbest_inflight_decisions",
+                "Decide requests in flight.",
+                s.admission.inflight(),
+            ),
+            (
+                "nextbest_max_inflight_decisions",
+                "The admission bound.",
+                s.admission.max(),
+            ),
+            (
+                "nextbest_open_connections",
+                "Open connections, both listeners.",
+                s.connections.load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        ] {
+            out.family(name, Kind::Gauge, help).sample(&[], v);
+        }
+    }
+}
+
+/// `GET /admin/stats`: the funnel with rates, event counts, contact state and log figures.
+fn stats(state: &AppState) -> Response<Full<Bytes>> {
+    let funnel = state.contacts.funnel();
+    let mut unattributed = serde_json::Map::new();
+    for (s, n) in Stage::ALL.iter().zip(funnel.unattributed()).skip(1) {
+        unattributed.insert(s.as_str().into(), n.into());
+    }
+    state.contacts.state().settle();
+    let mut body = state.contacts.stats_json();
+    body["funnel"] = funnel.rows().into();
+    body["unattributed"] = unattributed.into();
     json_response(StatusCode::OK, body.to_string().into())
 }

@@ -16,7 +16,7 @@ use crate::engine::{
 };
 
 /// Longest customer id accepted; longer ones are client bugs, not customers.
-pub const MAX_CUSTOMER_ID: usize = 256;
+pub const MAX_CUSTOMER_ID: usize = crate::features::MAX_ID_BYTES;
 /// Longest channel or placement name accepted.
 pub const MAX_NAME: usize = 128;
 /// Most context entries in one request.

@@ -60,9 +60,9 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Refused(RegistryError::NoPrevious | RegistryError::NoFeatures) => {
-                StatusCode::CONFLICT
-            }
+            ApiError::Refused(
+                RegistryError::NoPrevious | RegistryError::NoFeatures | RegistryError::Superseded,
+            ) => StatusCode::CONFLICT,
             ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
             ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +86,7 @@ impl ApiError {
             ) => "invalid_features",
             ApiError::Refused(RegistryError::NoPrevious) => "no_previous_version",
             ApiError::Refused(RegistryError::NoFeatures) => "no_features",
+            ApiError::Refused(RegistryError::Superseded) => "superseded",
             ApiError::Refused(RegistryError::NoPath(_)) => "invalid_request",
             ApiError::Internal(_) => "internal",
         }

@@ -1,6 +1,5 @@
-//! `POST /v1/events` (public) and `GET /admin/stats` (admin): decode, hand to the contact side,
-//! encode. Also the two calls the decide handler makes into the contact side, kept here so the
-//! decide path in `public.rs` stays one line per step.
+//! `POST /v1/events`: decode, validate each event, hand the valid ones to the contact side,
+//! answer with what was accepted and what was refused, by index.
 
 use std::sync::Arc;
 
@@ -10,15 +9,13 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use simd_json::prelude::*;
 
+use super::body::read_json_body;
 use super::error::{json_response, ApiError};
-use super::public::read_json_body;
 use super::AppState;
-use crate::contact::attribution::{self, CHALLENGER, CHAMPION};
-use crate::contact::funnel::{FunnelTable, Stage};
-use crate::contact::view::CustomerView;
+use crate::contact::funnel::FunnelTable;
 use crate::contact::{ContactError, Event};
-use crate::engine::{CompiledModel, Decision, Policies};
-use crate::registry::{Snapshot, Variant};
+use crate::experiment::Variant;
+use crate::registry::Snapshot;
 
 /// Most events one request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -44,22 +41,13 @@ pub async fn post(
         mut events,
         rejected,
     } = validate_batch(&doc, now)?;
-    // The snapshot outlives the await below: an owned Arc, not a guard.
+    // Categories come from the champion's offers (its funnel table was made when it was
+    // published); the table is an owned Arc, as it outlives the await below.
     let snap: Arc<Snapshot> = arc_swap::Guard::into_inner(state.registry.load());
-    let table = snap.models.as_ref().map(|set| {
-        // A model activated since start may look back further: keep history long enough.
-        let challenger = set.challenger.as_ref();
-        let horizon = set
-            .champion
-            .compiled
-            .policies
-            .horizon_ms
-            .max(challenger.map_or(0, |c| c.model.compiled.policies.horizon_ms));
-        if horizon > state.contacts.state().horizon_ms() {
-            state.contacts.set_horizon_ms(horizon);
-        }
-        state.contacts.funnel().table(&set.champion.compiled)
-    });
+    let table = snap
+        .models
+        .as_ref()
+        .and_then(|set| state.contacts.funnel().table(set.key(Variant::Champion)));
     for e in &mut events {
         if e.category.is_none() {
             e.category = resolve_category(table.as_deref(), e.offer_id);
@@ -131,70 +119,4 @@ pub fn validate_batch<'v>(
 
 fn resolve_category<'t>(table: Option<&'t FunnelTable>, offer: Option<&str>) -> Option<&'t str> {
     table?.category(offer?)
-}
-
-/// `GET /admin/stats`: the funnel with rates, event counts, contact state and log figures.
-pub fn stats(state: &AppState) -> Response<Full<Bytes>> {
-    let funnel = state.contacts.funnel();
-    let mut unattributed = serde_json::Map::new();
-    for (s, n) in Stage::ALL.iter().zip(funnel.unattributed()).skip(1) {
-        unattributed.insert(s.as_str().into(), n.into());
-    }
-    state.contacts.state().settle();
-    let mut body = state.contacts.stats_json();
-    body["funnel"] = funnel.rows().into();
-    body["unattributed"] = unattributed.into();
-    json_response(StatusCode::OK, body.to_string().into())
-}
-
-/// What the decide handler needs from the contact side for one decision.
-pub struct DecideContacts {
-    tag: u16,
-    history: Option<Arc<crate::contact::state::History>>,
-    variant: u8,
-}
-
-impl DecideContacts {
-    /// Looks up the customer's history and the model version's tag (no lock on either).
-    #[inline]
-    pub fn new(
-        state: &AppState,
-        model: Option<&CompiledModel>,
-        customer_id: Option<&str>,
-        variant: Variant,
-    ) -> Self {
-        DecideContacts {
-            tag: model.map_or(0, |m| state.contacts.funnel().tag(m)),
-            history: customer_id
-                .filter(|c| !c.is_empty())
-                .and_then(|c| state.contacts.history(c)),
-            variant: match variant {
-                Variant::Champion => CHAMPION,
-                Variant::Challenger => CHALLENGER,
-            },
-        }
-    }
-
-    /// A decision id carrying this model version and variant.
-    #[inline]
-    pub fn decision_id(&self, now_ms: i64) -> ulid::Ulid {
-        attribution::decision_id(now_ms, self.tag, self.variant)
-    }
-
-    /// The engine's view of the customer's history.
-    #[inline]
-    pub fn view(&self, policies: &Policies, now_ms: i64) -> CustomerView<'_> {
-        CustomerView::new(self.history.as_deref(), policies, now_ms)
-    }
-
-    /// Counts the decision in the funnel.
-    #[inline]
-    pub fn count(&self, state: &AppState, model: &CompiledModel, d: &Decision<'_>) {
-        if let (None, Some(ch)) = (d.fallback, d.channel) {
-            state
-                .contacts
-                .funnel()
-                .decided(model, ch, &d.ranked, self.variant);
-        }
-    }
 }

@@ -5,7 +5,9 @@
 //! live only on the admin listener, so a channel backend can never reach them.
 
 pub mod admin;
+pub mod body;
 pub mod codec;
+pub mod decide;
 pub mod error;
 pub mod events;
 pub mod guards;
@@ -117,7 +119,6 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Open connections, both listeners.
     pub connections: AtomicUsize,
-    // contact (issue 5)
     /// Contact history, event log, funnel, and the clock handlers read "now" from.
     pub contacts: Arc<Contacts>,
 }
@@ -134,6 +135,11 @@ impl AppState {
         config: ServerConfig,
         builtin: BuiltinFallback,
     ) -> Self {
+        let contacts = Arc::new(Contacts::in_memory(
+            &ContactConfig::default(),
+            Clock::system(),
+        ));
+        follow_models(&registry, &contacts);
         AppState {
             registry,
             metrics: Metrics::default(),
@@ -142,18 +148,30 @@ impl AppState {
             builtin,
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
-            contacts: Arc::new(Contacts::in_memory(
-                &ContactConfig::default(),
-                Clock::system(),
-            )),
+            contacts,
         }
     }
 
     /// The same state with the given contact side (a data folder, a test clock).
     pub fn with_contacts(mut self, contacts: Arc<Contacts>) -> Self {
+        follow_models(&self.registry, &contacts);
         self.contacts = contacts;
         self
     }
+}
+
+/// Keeps the contact side ready for every model the registry publishes (history horizon,
+/// funnel tables), from now on. The hook holds the contact side weakly: one replaced by
+/// [`AppState::with_contacts`] is not kept alive by it.
+fn follow_models(registry: &Registry, contacts: &Arc<Contacts>) {
+    let contacts = Arc::downgrade(contacts);
+    registry.on_publish(move |set| {
+        if let Some(c) = contacts.upgrade() {
+            for (model, _, key) in set.models() {
+                c.bind_model(&model.compiled, key);
+            }
+        }
+    });
 }
 
 /// A started server: its bound addresses and a way to stop it.

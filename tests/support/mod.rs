@@ -2,6 +2,8 @@
 //! see exactly the bytes a channel backend would (hostile tests need raw sockets anyway).
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +41,19 @@ pub fn demo_registry() -> Arc<Registry> {
     let registry = Arc::new(Registry::default());
     registry.install(features, model).unwrap();
     registry
+}
+
+/// The version of the champion a registry serves.
+pub fn version_of(registry: &Registry) -> String {
+    registry
+        .load()
+        .models
+        .as_ref()
+        .unwrap()
+        .champion
+        .compiled
+        .version
+        .to_string()
 }
 
 /// Registry for an inline model document over the demo snapshot.
@@ -382,7 +397,7 @@ pub async fn decide(addr: SocketAddr, body: serde_json::Value) -> serde_json::Va
     r.json()
 }
 
-// contact (issue 5): data folders, a manual clock, events.
+// Data folders, a manual clock, events.
 
 /// A unique, empty folder under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);

@@ -1,0 +1,586 @@
+//! The serving state: one immutable [`Snapshot`] (models + features) behind `arc-swap`, and
+//! the one path every change to it takes.
+//!
+//! Readers call [`Registry::load`] once per request and keep that snapshot to the end, so a
+//! request never sees half of a model. Every source of change (folder watcher, admin upload,
+//! SIGHUP and start-up, feature reload, rollback, tests) hands a [`Change`] to one private
+//! commit path that holds the writer lock from start to end and there builds the whole new
+//! snapshot (parse, validate, compile against the feature layout, warm up), counts the
+//! outcome once, logs it once, tells the publish hooks, records history, and publishes it
+//! with one store. The old snapshot is freed when its last reader drops it. Readers never
+//! touch the writer lock. Callers must be on a blocking thread, never a runtime worker: a
+//! change takes milliseconds to seconds.
+
+mod record;
+mod set;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+
+pub use record::{ChallengerRecord, FeatureInfo, LoadCounters, ModelRecord, Part};
+pub use set::{ModelSet, Snapshot};
+
+use crate::features::{FeatureError, FeatureStore};
+use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
+use set::Source;
+
+/// Why a load or rollback was refused; the serving snapshot is unchanged in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The model was refused.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The feature snapshot could not be read.
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+    /// A new snapshot lacks features the active model needs.
+    #[error("the feature snapshot lacks features the active model needs")]
+    FeaturesIncompatible(#[source] ModelError),
+    /// Nothing to roll back to.
+    #[error("no previous model version to roll back to")]
+    NoPrevious,
+    /// A model arrived before any feature snapshot.
+    #[error("no feature snapshot is loaded: load features before a model")]
+    NoFeatures,
+    /// No path is configured for this kind of reload.
+    #[error("no {0} path is configured")]
+    NoPath(&'static str),
+    /// A newer feature reload was requested while this one waited; that one wins.
+    #[error("a newer feature reload was requested; this one gave way to it")]
+    Superseded,
+}
+
+impl RegistryError {
+    /// The faults to report, with paths where known.
+    pub fn faults(&self) -> Vec<Fault> {
+        match self {
+            RegistryError::Model(e) | RegistryError::FeaturesIncompatible(e) => e.faults(),
+            other => vec![Fault {
+                path: String::new(),
+                message: other.to_string(),
+            }],
+        }
+    }
+}
+
+impl RegistryError {
+    /// The load counter a refusal counts in: feature faults in the features', the rest in
+    /// the models'.
+    pub fn part(&self) -> Part {
+        match self {
+            RegistryError::Features(_)
+            | RegistryError::FeaturesIncompatible(_)
+            | RegistryError::NoPath("features") => Part::Features,
+            _ => Part::Model,
+        }
+    }
+}
+
+/// A change to the serving state, from whichever source.
+pub enum Change {
+    /// The feature snapshot and the model from their configured paths (start-up, SIGHUP).
+    FromDisk,
+    /// The models folder's `model.json`; unless `force`, a document identical to the active
+    /// one, or to the one last refused, changes nothing (the watcher sees unrelated events).
+    Folder {
+        /// Reinstall even an unchanged document.
+        force: bool,
+    },
+    /// A model document (admin upload).
+    Document {
+        /// The JSON document.
+        document: Vec<u8>,
+        /// The folder its scorer and challenger files resolve against.
+        base_dir: Option<PathBuf>,
+        /// Where it came from, for history and logs.
+        source: String,
+    },
+    /// The active model again, re-reading the files it names (a scorer file changed).
+    RebuildActive,
+    /// A new feature snapshot (the configured one when `None`), the active models recompiled
+    /// against its columns.
+    Features {
+        /// The snapshot to load.
+        path: Option<PathBuf>,
+    },
+    /// Back to the previous model version.
+    Rollback,
+    /// An already-built feature store and model (start-up, tests).
+    Install {
+        /// The feature snapshot.
+        store: Arc<FeatureStore>,
+        /// The model.
+        model: Box<LoadedModel>,
+    },
+}
+
+impl Change {
+    fn source(&self) -> &str {
+        match self {
+            Change::FromDisk => "disk",
+            Change::Folder { .. } | Change::RebuildActive => "folder",
+            Change::Document { source, .. } => source,
+            Change::Features { .. } => "features",
+            Change::Rollback => "rollback",
+            Change::Install { .. } => "install",
+        }
+    }
+}
+
+/// What a committed change did.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// A model set was activated.
+    Model(ModelRecord),
+    /// A feature snapshot was swapped in.
+    Features(FeatureInfo),
+    /// Nothing needed to change.
+    Unchanged,
+}
+
+/// Where the registry reloads from, and how much history it keeps.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// The models folder (or file) reloaded by the watcher and SIGHUP.
+    pub models_path: Option<PathBuf>,
+    /// The feature snapshot reloaded by SIGHUP (and the default for a feature reload).
+    pub features_path: Option<PathBuf>,
+    /// Model versions kept compiled for rollback.
+    pub history_len: usize,
+    /// Model size limits.
+    pub limits: Limits,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            models_path: None,
+            features_path: None,
+            history_len: 5,
+            limits: Limits::default(),
+        }
+    }
+}
+
+struct Entry {
+    set: Arc<ModelSet>,
+    record: ModelRecord,
+}
+
+/// Called with every model set about to be published, before any request can see it.
+type Hook = Box<dyn Fn(&ModelSet) + Send + Sync>;
+
+struct Writer {
+    /// Newest first; `[0]` is active.
+    history: Vec<Entry>,
+    features_path: Option<PathBuf>,
+    /// Checksum of the last model.json the folder reload refused.
+    last_refused: Option<String>,
+    hooks: Vec<Hook>,
+}
+
+/// How a built change enters the model history.
+enum History {
+    /// A newly activated set goes on top.
+    Push,
+    /// The active set, recompiled against new columns, replaces itself.
+    Recompiled,
+    /// The active entry goes; the previous one, perhaps recompiled, becomes active.
+    Back,
+}
+
+/// A change built and ready to publish.
+struct Plan {
+    models: Option<Arc<ModelSet>>,
+    store: Arc<FeatureStore>,
+    history: History,
+    /// A new feature snapshot was loaded (counted as a feature load).
+    new_features: Option<FeatureInfo>,
+    /// A model was loaded (counted as a model load).
+    new_model: bool,
+}
+
+/// Owns the current snapshot, the model history and every way of changing them.
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+    writer: Mutex<Writer>,
+    config: RegistryConfig,
+    /// Feature reloads requested so far: a reload that finds a newer request waiting gives
+    /// way to it, so the last request wins and loads never pile up.
+    feature_requests: AtomicU64,
+    /// Load outcomes, for metrics.
+    pub loads: LoadCounters,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new(RegistryConfig::default())
+    }
+}
+
+impl Registry {
+    /// An empty registry: until something loads, every decision gets `no_model` fallback.
+    pub fn new(config: RegistryConfig) -> Self {
+        Registry {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(Writer {
+                history: Vec::new(),
+                features_path: config.features_path.clone(),
+                last_refused: None,
+                hooks: Vec::new(),
+            }),
+            config,
+            feature_requests: AtomicU64::new(0),
+            loads: LoadCounters::default(),
+        }
+    }
+
+    /// The snapshot a request works on, from start to end.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the lock left no half-built state behind (snapshots are
+        // published whole), so a poisoned lock is safe to keep using.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers state derived from published models (contact horizons, funnel tables): `f`
+    /// sees the active set now, if any, and every set published from now on, before requests
+    /// do.
+    pub fn on_publish(&self, f: impl Fn(&ModelSet) + Send + Sync + 'static) {
+        let mut w = self.writer();
+        if let Some(set) = &self.current.load().models {
+            f(set);
+        }
+        w.hooks.push(Box::new(f));
+    }
+
+    /// Applies a change: builds, counts, logs, publishes. The serving snapshot is unchanged
+    /// when it is refused.
+    pub fn commit(&self, change: Change) -> Result<Committed, RegistryError> {
+        self.commit_locked(&mut self.writer(), change)
+    }
+
+    fn commit_locked(&self, w: &mut Writer, change: Change) -> Result<Committed, RegistryError> {
+        let started = Instant::now();
+        let source = change.source().to_owned();
+        let plan = match self.plan(w, change) {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Ok(Committed::Unchanged),
+            Err(e) => {
+                if !matches!(e, RegistryError::Superseded) {
+                    self.loads.count(e.part(), false);
+                    log_refusal(&e, &source);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(set) = &plan.models {
+            set::warm(set, &plan.store);
+            for hook in &w.hooks {
+                hook(set);
+            }
+        }
+        if plan.new_model {
+            self.loads.count(Part::Model, true);
+        }
+        if plan.new_features.is_some() {
+            self.loads.count(Part::Features, true);
+        }
+        let record = plan
+            .models
+            .as_ref()
+            .map(|set| self.record_history(w, set, plan.history));
+        self.current.store(Arc::new(Snapshot {
+            models: plan.models,
+            features: Some(plan.store),
+        }));
+        let duration_ms = started.elapsed().as_millis() as u64;
+        if let Some(info) = &plan.new_features {
+            tracing::info!(
+                source = %info.source,
+                customers = info.customers,
+                features = info.features,
+                bytes = info.bytes,
+                duration_ms,
+                "feature snapshot swapped in"
+            );
+        }
+        match (record, plan.new_features) {
+            (Some(r), _) if plan.new_model => {
+                tracing::info!(model = %r.name, version = %r.version, source = %source, duration_ms, "model activated");
+                Ok(Committed::Model(r))
+            }
+            (_, Some(info)) => Ok(Committed::Features(info)),
+            (Some(r), None) => Ok(Committed::Model(r)),
+            (None, None) => Ok(Committed::Unchanged),
+        }
+    }
+
+    /// Builds what a change asks for, under the writer lock; `None` when nothing changes.
+    fn plan(&self, w: &mut Writer, change: Change) -> Result<Option<Plan>, RegistryError> {
+        let current = self.current.load_full();
+        let active = current.models.clone();
+        let limits = &self.config.limits;
+        let model_plan = |set: ModelSet, store: Arc<FeatureStore>| Plan {
+            models: Some(Arc::new(set)),
+            store,
+            history: History::Push,
+            new_features: None,
+            new_model: true,
+        };
+        Ok(Some(match change {
+            Change::FromDisk => {
+                let features_path = w
+                    .features_path
+                    .clone()
+                    .ok_or(RegistryError::NoPath("features"))?;
+                let models_path = self.models_path()?;
+                let started = Instant::now();
+                let store = Arc::new(FeatureStore::load(&features_path)?);
+                let set = set::build_from_path(&models_path, &store, limits)?;
+                w.features_path = Some(features_path);
+                Plan {
+                    new_features: Some(FeatureInfo::of(&store, started)),
+                    ..model_plan(set, store)
+                }
+            }
+            Change::Folder { force } => {
+                let file = model::model_file(&self.models_path()?);
+                let document = std::fs::read(&file).map_err(|source| ModelError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+                let checksum = format!("crc32:{:08x}", crc32fast::hash(&document));
+                let active_checksum = active.as_ref().map(|s| &s.champion.checksum);
+                if !force
+                    && (active_checksum == Some(&checksum)
+                        || w.last_refused.as_ref() == Some(&checksum))
+                {
+                    return Ok(None);
+                }
+                let store = current.features.clone().ok_or(RegistryError::NoFeatures)?;
+                let src = Source {
+                    document,
+                    base_dir: file.parent().map(Path::to_owned),
+                    source: file.display().to_string(),
+                };
+                match set::build(src, &store, limits) {
+                    Ok(set) => model_plan(set, store),
+                    Err(e) => {
+                        // The watcher may see more events for the same write: refuse it once.
+                        w.last_refused = Some(checksum);
+                        return Err(e.into());
+                    }
+                }
+            }
+            Change::Document {
+                document,
+                base_dir,
+                source,
+            } => {
+                let store = current.features.clone().ok_or(RegistryError::NoFeatures)?;
+                let src = Source {
+                    document,
+                    base_dir,
+                    source,
+                };
+                model_plan(set::build(src, &store, limits)?, store)
+            }
+            Change::RebuildActive => {
+                let (Some(active), Some(store)) = (active, current.features.clone()) else {
+                    return Err(RegistryError::NoFeatures);
+                };
+                model_plan(set::build(Source::of(&active), &store, limits)?, store)
+            }
+            Change::Features { path } => {
+                let path = path
+                    .or_else(|| w.features_path.clone())
+                    .ok_or(RegistryError::NoPath("features"))?;
+                let started = Instant::now();
+                let store = Arc::new(FeatureStore::load(&path)?);
+                let models = match &active {
+                    Some(active) => Some(Arc::new(
+                        set::build(Source::of(active), &store, limits)
+                            .map_err(RegistryError::FeaturesIncompatible)?,
+                    )),
+                    None => None,
+                };
+                w.features_path = Some(path);
+                Plan {
+                    models,
+                    new_features: Some(FeatureInfo::of(&store, started)),
+                    store,
+                    history: History::Recompiled,
+                    new_model: false,
+                }
+            }
+            Change::Rollback => {
+                let prev = w.history.get(1).ok_or(RegistryError::NoPrevious)?;
+                let store = current.features.clone().ok_or(RegistryError::NoFeatures)?;
+                let set = if prev.set.fits(&store) {
+                    prev.set.clone()
+                } else {
+                    Arc::new(set::build(Source::of(&prev.set), &store, limits)?)
+                };
+                Plan {
+                    models: Some(set),
+                    store,
+                    history: History::Back,
+                    new_features: None,
+                    new_model: true,
+                }
+            }
+            Change::Install { store, model } => {
+                model_plan(set::with_challenger(*model, &store, limits)?, store)
+            }
+        }))
+    }
+
+    fn record_history(&self, w: &mut Writer, set: &Arc<ModelSet>, how: History) -> ModelRecord {
+        let record = ModelRecord::of(set, SystemTime::now());
+        let entry = Entry {
+            set: set.clone(),
+            record: record.clone(),
+        };
+        match how {
+            History::Push => {
+                w.history.insert(0, entry);
+                w.history.truncate(self.config.history_len.max(2));
+            }
+            History::Recompiled => match w.history.first_mut() {
+                Some(e) => e.set = set.clone(),
+                None => w.history.push(entry),
+            },
+            History::Back => {
+                w.history.remove(0);
+                w.history[0] = entry;
+            }
+        }
+        w.history[0].record.clone()
+    }
+
+    fn models_path(&self) -> Result<PathBuf, RegistryError> {
+        self.config
+            .models_path
+            .clone()
+            .ok_or(RegistryError::NoPath("models"))
+    }
+
+    /// Loads the feature snapshot and the model from their configured paths and publishes
+    /// both in one store (start-up and SIGHUP).
+    pub fn reload_from_disk(&self) -> Result<ModelRecord, RegistryError> {
+        self.commit(Change::FromDisk).map(expect_model)
+    }
+
+    /// Rebuilds the active model from its own document, re-reading the files it names (a
+    /// scorer or challenger file changed in the folder). What is active stays active.
+    pub fn rebuild_active(&self) -> Result<ModelRecord, RegistryError> {
+        self.commit(Change::RebuildActive).map(expect_model)
+    }
+
+    /// Reloads the model from the models folder; unless `force`, a document identical to the
+    /// active one is left alone. `Ok(None)` when nothing changed.
+    pub fn reload_models(&self, force: bool) -> Result<Option<ModelRecord>, RegistryError> {
+        Ok(match self.commit(Change::Folder { force })? {
+            Committed::Model(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// Validates, compiles, warms and activates a model document (admin upload).
+    pub fn install_document(
+        &self,
+        document: Vec<u8>,
+        base_dir: Option<PathBuf>,
+        source: String,
+    ) -> Result<ModelRecord, RegistryError> {
+        self.commit(Change::Document {
+            document,
+            base_dir,
+            source,
+        })
+        .map(expect_model)
+    }
+
+    /// Installs an already-built feature store and model (start-up, tests).
+    pub fn install(
+        &self,
+        store: Arc<FeatureStore>,
+        model: LoadedModel,
+    ) -> Result<ModelRecord, RegistryError> {
+        self.commit(Change::Install {
+            store,
+            model: Box::new(model),
+        })
+        .map(expect_model)
+    }
+
+    /// Loads a feature snapshot and swaps it in, recompiling the active models against its
+    /// columns; refused (and nothing changes) when it lacks a feature they need. When another
+    /// reload was requested while this one waited, this one gives way to it
+    /// ([`RegistryError::Superseded`]).
+    pub fn reload_features(&self, path: Option<PathBuf>) -> Result<FeatureInfo, RegistryError> {
+        let ticket = self.feature_requests.fetch_add(1, Relaxed) + 1;
+        let mut w = self.writer();
+        if self.feature_requests.load(Relaxed) != ticket {
+            return Err(RegistryError::Superseded);
+        }
+        match self.commit_locked(&mut w, Change::Features { path })? {
+            Committed::Features(info) => Ok(info),
+            _ => Err(RegistryError::Superseded),
+        }
+    }
+
+    /// Feature reloads requested since start (for stats; superseded ones included).
+    pub fn feature_reloads_requested(&self) -> u64 {
+        self.feature_requests.load(Relaxed)
+    }
+
+    /// Goes back to the previous model version, kept compiled (recompiled only when the
+    /// feature layout changed since).
+    pub fn rollback(&self) -> Result<ModelRecord, RegistryError> {
+        self.commit(Change::Rollback).map(expect_model)
+    }
+
+    /// The model history, newest (active) first.
+    pub fn history(&self) -> Vec<ModelRecord> {
+        self.writer()
+            .history
+            .iter()
+            .map(|e| e.record.clone())
+            .collect()
+    }
+}
+
+fn expect_model(c: Committed) -> ModelRecord {
+    match c {
+        Committed::Model(r) => r,
+        // Only the folder source may leave the model unchanged, and it has its own wrapper.
+        other => unreachable!("a model change committed as {other:?}"),
+    }
+}
+
+/// Logs every fault of a refused change, once, where the refusal is decided.
+fn log_refusal(e: &RegistryError, source: &str) {
+    for Fault { path, message } in e.faults() {
+        tracing::warn!(
+            source,
+            path = %path,
+            fault = %message,
+            "load refused; the serving snapshot is unchanged"
+        );
+    }
+}

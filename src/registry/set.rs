@@ -1,0 +1,208 @@
+//! What a publish installs: the [`Snapshot`] every request reads and the [`ModelSet`] in it,
+//! and how a set is built (champion, declared challenger, warm-up) against a feature layout.
+//!
+//! Building is pure work on the caller's thread: parse, validate, compile, warm. It reads the
+//! model's files but publishes nothing; the commit path in [`super`] does that.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::engine::{self, NoContacts, Request, Unbounded};
+use crate::experiment::{self, Challenger, Variant};
+use crate::features::FeatureStore;
+use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
+
+/// A champion and its optional challenger, compiled against one feature layout.
+#[derive(Debug)]
+pub struct ModelSet {
+    /// The model most customers get.
+    pub champion: Arc<LoadedModel>,
+    /// The model a stable share of customers gets.
+    pub challenger: Option<Challenger>,
+    /// Content keys (CRC-32 of each variant's document): what the funnel and decision ids
+    /// identify a model by, so a re-published model with the same name but other content
+    /// is another model.
+    keys: [u32; 2],
+    columns: Arc<[Box<str>]>,
+}
+
+impl ModelSet {
+    fn new(champion: LoadedModel, challenger: Option<Challenger>, store: &FeatureStore) -> Self {
+        let key = |m: &LoadedModel| crc32fast::hash(&m.document);
+        ModelSet {
+            keys: [
+                key(&champion),
+                challenger.as_ref().map_or(0, |c| key(&c.model)),
+            ],
+            champion: Arc::new(champion),
+            challenger,
+            columns: store.columns().to_vec().into(),
+        }
+    }
+
+    /// The model (and its variant) for a customer; anonymous visitors get the champion.
+    #[inline]
+    pub fn pick(&self, customer_id: Option<&str>) -> (&LoadedModel, Variant) {
+        match (
+            experiment::pick(self.challenger.as_ref(), customer_id),
+            &self.challenger,
+        ) {
+            (Variant::Challenger, Some(c)) => (&c.model, Variant::Challenger),
+            _ => (&self.champion, Variant::Champion),
+        }
+    }
+
+    /// The content key of a variant's model (see the field's doc).
+    #[inline]
+    pub fn key(&self, variant: Variant) -> u32 {
+        self.keys[variant.index()]
+    }
+
+    /// Champion and challenger with their variants and keys.
+    pub fn models(&self) -> impl Iterator<Item = (&LoadedModel, Variant, u32)> {
+        std::iter::once((&*self.champion, Variant::Champion))
+            .chain(
+                self.challenger
+                    .as_ref()
+                    .map(|c| (&*c.model, Variant::Challenger)),
+            )
+            .map(|(m, v)| (m, v, self.key(v)))
+    }
+
+    /// The longest policy window of champion and challenger: how far back history matters.
+    pub fn horizon_ms(&self) -> i64 {
+        self.models()
+            .map(|(m, _, _)| m.compiled.policies.horizon_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// True when compiled against exactly these columns (no recompile needed).
+    pub(super) fn fits(&self, store: &FeatureStore) -> bool {
+        *self.columns == *store.columns()
+    }
+}
+
+/// What every request reads: the active models and feature snapshot, swapped together.
+#[derive(Default)]
+pub struct Snapshot {
+    /// The active champion (and challenger), compiled against `features`.
+    pub models: Option<Arc<ModelSet>>,
+    /// The active feature snapshot.
+    pub features: Option<Arc<FeatureStore>>,
+}
+
+impl Snapshot {
+    /// Ready to personalise: a model and a feature snapshot are loaded.
+    pub fn is_ready(&self) -> bool {
+        self.models.is_some() && self.features.is_some()
+    }
+}
+
+/// A model document and where it came from: what a set is built (and rebuilt) from.
+pub(super) struct Source {
+    pub document: Vec<u8>,
+    pub base_dir: Option<PathBuf>,
+    pub source: String,
+}
+
+impl Source {
+    /// The source of a set's champion, to rebuild it against other columns or files.
+    pub fn of(set: &ModelSet) -> Self {
+        let m = &set.champion;
+        Source {
+            document: m.document.clone(),
+            base_dir: m.base_dir.clone(),
+            source: m.source.clone(),
+        }
+    }
+}
+
+/// Builds a set from a model document.
+pub(super) fn build(
+    src: Source,
+    store: &FeatureStore,
+    limits: &Limits,
+) -> Result<ModelSet, ModelError> {
+    let model = model::from_bytes(src.document, src.base_dir, src.source, store, limits)?;
+    with_challenger(model, store, limits)
+}
+
+/// Builds a set from the model file or folder at `path`.
+pub(super) fn build_from_path(
+    path: &std::path::Path,
+    store: &FeatureStore,
+    limits: &Limits,
+) -> Result<ModelSet, ModelError> {
+    let model = model::load(path, store, limits)?;
+    with_challenger(model, store, limits)
+}
+
+/// Adds the challenger a model declares, compiled against the same snapshot.
+pub(super) fn with_challenger(
+    model: LoadedModel,
+    store: &FeatureStore,
+    limits: &Limits,
+) -> Result<ModelSet, ModelError> {
+    let challenger = match &model.challenger {
+        None => None,
+        Some(spec) => {
+            let c = model::load(&spec.path, store, limits)
+                .map_err(|e| prefix_faults(e, "challenger"))?;
+            if c.challenger.is_some() {
+                return Err(ModelError::Invalid(vec![Fault {
+                    path: "challenger.path".into(),
+                    message: "a challenger cannot declare a challenger of its own".into(),
+                }]));
+            }
+            Some(Challenger {
+                model: Arc::new(c),
+                share: spec.share,
+                salt: spec.salt.clone(),
+            })
+        }
+    };
+    Ok(ModelSet::new(model, challenger, store))
+}
+
+fn prefix_faults(e: ModelError, prefix: &str) -> ModelError {
+    ModelError::Invalid(
+        e.faults()
+            .into_iter()
+            .map(|f| Fault {
+                path: if f.path.is_empty() {
+                    prefix.to_owned()
+                } else {
+                    format!("{prefix}:{}", f.path)
+                },
+                message: f.message,
+            })
+            .collect(),
+    )
+}
+
+/// Runs a few decisions on every placement so a new model's pages and branches are touched
+/// before the first real request meets them.
+pub(super) fn warm(set: &ModelSet, store: &FeatureStore) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for (m, _, _) in set.models() {
+        for ch in m.compiled.channels.iter() {
+            for slot in ch.slots.iter() {
+                for row in 0..store.len().min(8) {
+                    let req = Request {
+                        customer_id: store.id_at(row),
+                        channel: &ch.name,
+                        placement: &slot.placement,
+                        ..Default::default()
+                    };
+                    let d =
+                        engine::decide(&m.compiled, store, &req, &NoContacts, &Unbounded, now_ms);
+                    std::hint::black_box(d.ranked.len());
+                }
+            }
+        }
+    }
+}

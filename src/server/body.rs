@@ -1,0 +1,51 @@
+//! Reading a request body: the one place that enforces the content type, the size limit and
+//! the time limit, for every route that takes JSON. A leaf: it knows no route.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::Request;
+
+use super::error::ApiError;
+
+/// Reads a JSON body within the size limit and the time limit, refusing other content types.
+pub async fn read_json_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    if let Some(ct) = req.headers().get(CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::UnsupportedMediaType(
+                ct.chars().take(100).collect(),
+            ));
+        }
+    }
+    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
+        if len
+            .to_str()
+            .ok()
+            .and_then(|l| l.parse::<u64>().ok())
+            .is_some_and(|l| l > limit as u64)
+        {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+    }
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
+        .await
+        .map_err(|_| ApiError::RequestTimeout(timeout))?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(e) => Err(ApiError::InvalidRequest(format!(
+            "could not read the body: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,175 @@
+//! The real `nextbest` binary as a child process on ephemeral loopback ports: for what only a
+//! process shows (signals, kill -9, restarts, the command line, stderr).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A command line for the binary, starting from the demo model and snapshot.
+pub struct Binary {
+    cmd: Command,
+}
+
+impl Binary {
+    /// The demo model and snapshot, the given data folder, ephemeral ports, no folder watch.
+    pub fn demo(data_dir: &Path) -> Self {
+        Binary::with_models(&super::demo_dir(), data_dir)
+    }
+
+    /// A models folder (holding `features.csv`), the given data folder, ephemeral ports.
+    pub fn with_models(models: &Path, data_dir: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--models")
+            .arg(models)
+            .arg("--features")
+            .arg(models.join("features.csv"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--no-watch")
+            .env("NEXTBEST_LOG", "info")
+            .env_remove("NEXTBEST_ADMIN_TOKEN")
+            .stdin(Stdio::null());
+        Binary { cmd }
+    }
+
+    /// One more argument.
+    pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.arg(a);
+        self
+    }
+
+    /// More arguments.
+    pub fn args<const N: usize>(mut self, a: [&str; N]) -> Self {
+        self.cmd.args(a);
+        self
+    }
+
+    /// Starts it and waits for its `nextbest listening` line.
+    pub fn spawn(mut self) -> Process {
+        let mut child = KillOnDrop(
+            self.cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the binary starts"),
+        );
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let err = child.0.stderr.take().expect("stderr is piped");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let stdout = child.0.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(120)).ok())
+            .take(10_000)
+            .find(|l| l.starts_with("nextbest listening "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the server did not announce its addresses; stderr:\n{}",
+                    stderr.lock().unwrap()
+                )
+            });
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Process {
+            public: addr("public="),
+            admin: addr("admin="),
+            child,
+            stderr,
+        }
+    }
+
+    /// Runs it to the end (for start-up refusals): exit status and stderr.
+    pub fn run_to_exit(mut self) -> (std::process::ExitStatus, String) {
+        let out = self
+            .cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("the binary runs");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// A child process, killed (SIGKILL) and reaped when dropped, also when an assertion fails.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The running binary.
+pub struct Process {
+    /// Public listener.
+    pub public: SocketAddr,
+    /// Admin listener.
+    pub admin: SocketAddr,
+    /// The child; killed when dropped.
+    pub child: KillOnDrop,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Process {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{name} {} failed", self.pid());
+    }
+
+    /// What it has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 20 s) until its stderr holds `needle`; the whole stderr either way.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.stderr();
+            if text.contains(needle) || std::time::Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills it with SIGKILL and waits for it to be gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+}
