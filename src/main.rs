@@ -243,6 +243,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .models
             .as_ref()
             .map_or(0, |m| m.horizon_ms()),
+        ..ContactConfig::default()
     };
     let contacts = Arc::new(
         Contacts::open(&contact_config, Clock::system())

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod dedupe;
 pub mod event;
 pub mod funnel;
+pub mod lock;
 pub mod log;
 mod report;
 pub mod state;
@@ -51,6 +52,8 @@ pub struct ContactConfig {
     pub state: StateConfig,
     /// How long history matters: the longest window of the model's policies.
     pub horizon_ms: i64,
+    /// Failures to inject into the log writer (fault tests only).
+    pub inject: log::Inject,
 }
 
 impl Default for ContactConfig {
@@ -61,6 +64,7 @@ impl Default for ContactConfig {
             segment_bytes: 64 << 20,
             state: StateConfig::default(),
             horizon_ms: 0,
+            inject: log::Inject::default(),
         }
     }
 }
@@ -86,6 +90,9 @@ pub enum ContactError {
     /// A record written by this process did not decode.
     #[error("a record written by this process did not decode: {0}")]
     Record(#[from] RecordError),
+    /// Another process holds the data folder.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
 }
 
 /// What happened to a batch handed to [`Contacts::ingest`].
@@ -152,6 +159,8 @@ pub struct Contacts {
     retention_ms: Arc<AtomicI64>,
     data_dir: Option<PathBuf>,
     memory_budget: u64,
+    /// Held while the log is open: one process per data folder.
+    _lock: Option<lock::DataLock>,
 }
 
 impl Contacts {
@@ -171,6 +180,7 @@ impl Contacts {
             retention_ms: Arc::new(AtomicI64::new(0)),
             data_dir: None,
             memory_budget: config.state.memory_bytes,
+            _lock: None,
         }
     }
 
@@ -185,6 +195,8 @@ impl Contacts {
             path: dir.clone(),
             source,
         })?;
+        // Before anything is read or written: a second process must not touch the log.
+        c._lock = Some(lock::DataLock::acquire(dir)?);
         let state = &c.shared.state;
         let (horizon, dedupe_ttl) = (state.horizon_ms(), state.dedupe_ttl_ms());
         let now = clock.now_ms();
@@ -218,6 +230,7 @@ impl Contacts {
                 fsync: config.fsync,
                 segment_bytes: config.segment_bytes.max(4096),
                 retention_ms: c.retention_ms.clone(),
+                inject: config.inject.clone(),
             },
             segments,
             clock,

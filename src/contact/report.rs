@@ -103,6 +103,12 @@ impl Collect for Contacts {
                 "Event log segments on disk.",
             )
             .sample(&[], st.segments.load(Relaxed));
+            out.family(
+                "nextbest_event_log_damaged_segments",
+                Kind::Gauge,
+                "Segments replay found damaged at start (kept, and copied into damaged/).",
+            )
+            .sample(&[], self.replay.as_ref().map_or(0, |r| r.corrupt_segments));
         }
         s.funnel.collect(out);
     }

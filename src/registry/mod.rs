@@ -8,7 +8,11 @@
 //! snapshot (parse, validate, compile against the feature layout, warm up), counts the
 //! outcome once, logs it once, tells the publish hooks, records history, and publishes it
 //! with one store. The old snapshot is freed when its last reader drops it. Readers never
-//! touch the writer lock. Callers must be on a blocking thread, never a runtime worker: a
+//! touch the writer lock.
+//!
+//! The models folder is the one source of truth: an admin upload or rollback is written to its
+//! `model.json` (atomically: a temporary file renamed over it, then synced) before it is
+//! published, so SIGHUP and a restart keep it, and the watcher sees nothing new. Callers must be on a blocking thread, never a runtime worker: a
 //! change takes milliseconds to seconds.
 
 mod record;
@@ -49,6 +53,15 @@ pub enum RegistryError {
     /// No path is configured for this kind of reload.
     #[error("no {0} path is configured")]
     NoPath(&'static str),
+    /// An admin change could not be written to the models folder, so it was not made.
+    #[error("could not write {path} (the admin change would not survive a restart): {source}")]
+    Persist {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A newer feature reload was requested while this one waited; that one wins.
     #[error("a newer feature reload was requested; this one gave way to it")]
     Superseded,
@@ -397,7 +410,9 @@ impl Registry {
                     base_dir,
                     source,
                 };
-                model_plan(set::build(src, &store, limits)?, store)
+                let set = set::build(src, &store, limits)?;
+                self.persist(&set)?;
+                model_plan(set, store)
             }
             Change::RebuildActive => {
                 let (Some(active), Some(store)) = (active, current.features.clone()) else {
@@ -435,6 +450,7 @@ impl Registry {
                 } else {
                     Arc::new(set::build(Source::of(&prev.set), &store, limits)?)
                 };
+                self.persist(&set)?;
                 Plan {
                     models: Some(set),
                     store,
@@ -470,6 +486,32 @@ impl Registry {
             }
         }
         w.history[0].record.clone()
+    }
+
+    /// Writes an admin change's document over the folder's `model.json` (when a models path
+    /// is configured), atomically and durably.
+    fn persist(&self, set: &ModelSet) -> Result<(), RegistryError> {
+        let Some(path) = &self.config.models_path else {
+            return Ok(());
+        };
+        let file = model::model_file(path);
+        let err = |source| RegistryError::Persist {
+            path: file.clone(),
+            source,
+        };
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(".model.json.admin.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &set.champion.document)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &file)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err(e)
+        })
     }
 
     fn models_path(&self) -> Result<PathBuf, RegistryError> {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::model::Fault;
@@ -47,6 +47,9 @@ pub enum ApiError {
     /// Something the server should have been able to do failed.
     #[error("{0}")]
     Internal(String),
+    /// The request could not be served now but may be retried (after `Retry-After` seconds).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -64,8 +67,10 @@ impl ApiError {
                 RegistryError::NoPrevious | RegistryError::NoFeatures | RegistryError::Superseded,
             ) => StatusCode::CONFLICT,
             ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Refused(RegistryError::Persist { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -88,7 +93,9 @@ impl ApiError {
             ApiError::Refused(RegistryError::NoFeatures) => "no_features",
             ApiError::Refused(RegistryError::Superseded) => "superseded",
             ApiError::Refused(RegistryError::NoPath(_)) => "invalid_request",
+            ApiError::Refused(RegistryError::Persist { .. }) => "internal",
             ApiError::Internal(_) => "internal",
+            ApiError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -121,6 +128,10 @@ impl ApiError {
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

@@ -55,7 +55,7 @@ pub async fn post(
     }
     state.contacts.count_rejected(rejected.len());
     let done = state.contacts.ingest(&events).await.map_err(|e| match e {
-        ContactError::Log(_) => ApiError::Internal(format!(
+        ContactError::Log(_) => ApiError::Unavailable(format!(
             "the events could not be made durable ({e}); nothing was accepted, retry the batch"
         )),
         other => ApiError::Internal(other.to_string()),

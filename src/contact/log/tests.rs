@@ -1,6 +1,8 @@
 use super::*;
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::contact::clock::Clock;
 
 /// A unique, empty folder under the system temp dir, removed on drop.
 pub(crate) struct TempDir(pub PathBuf);
@@ -54,6 +56,7 @@ fn config(dir: &Path, fsync: FsyncPolicy, segment_bytes: u64) -> WriterConfig {
         fsync,
         segment_bytes,
         retention_ms: Arc::new(AtomicI64::new(i64::MAX / 4)),
+        inject: Inject::default(),
     }
 }
 
@@ -167,27 +170,90 @@ async fn a_torn_tail_is_cut_and_earlier_records_kept() {
     assert_eq!(replayed(&dir.0).1, (0..25).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn corruption_in_an_older_segment_skips_only_its_rest() {
-    let dir = TempDir::new("corrupt");
-    write(&dir.0, FsyncPolicy::Always, 1 << 20, 0, 10).await;
-    write(&dir.0, FsyncPolicy::Always, 1 << 20, 10, 10).await;
-    let segs = list_segments(&dir.0).unwrap();
-    let (_, first) = &segs[0];
-    let mut bytes = fs::read(first).unwrap();
-    let at = MAGIC.len() + 5 * record(0).len() + RECORD_HEADER; // the 6th payload
-    bytes[at] ^= 0xff;
-    fs::write(first, &bytes).unwrap();
+/// Three segments of ten records (0..30); flips one byte of record `rec` (0-based within
+/// segment `seg`) at `byte` bytes into it, replays, and returns what came back.
+async fn flipped(seg: usize, rec: usize, byte: usize) -> (ReplayReport, Vec<u64>, TempDir) {
+    let dir = TempDir::new("flip");
+    for s in 0..3 {
+        write(&dir.0, FsyncPolicy::Always, 1 << 20, s * 10, 10).await;
+    }
+    let (_, path) = &list_segments(&dir.0).unwrap()[seg];
+    let mut bytes = fs::read(path).unwrap();
+    bytes[MAGIC.len() + rec * record(0).len() + byte] ^= 0x5a;
+    fs::write(path, &bytes).unwrap();
     let (report, seen) = replayed(&dir.0);
-    assert_eq!(report.corrupt_segments, 1);
-    assert_eq!(report.torn_records_dropped, 0);
-    let expect: Vec<u64> = (0..5).chain(10..20).collect();
-    assert_eq!(seen, expect);
+    (report, seen, dir)
+}
+
+#[tokio::test]
+async fn a_flipped_byte_costs_only_the_record_it_touches() {
+    let len = record(0).len();
+    // Older and newest segments; first, middle and a late record; length, checksum and
+    // payload bytes.
+    for seg in 0..3 {
+        for rec in [0, 4, 8] {
+            for byte in [0, 3, 5, RECORD_HEADER, len - 1] {
+                let (report, seen, dir) = flipped(seg, rec, byte).await;
+                let lost = (seg * 10 + rec) as u64;
+                let expect: Vec<u64> = (0..30).filter(|&n| n != lost).collect();
+                assert_eq!(seen, expect, "segment {seg}, record {rec}, byte {byte}");
+                assert_eq!(report.corrupt_segments, 1, "{report:?}");
+                assert_eq!(report.torn_records_dropped, 0);
+                let name = list_segments(&dir.0).unwrap()[seg].1.clone();
+                let name = name.file_name().unwrap();
+                assert!(
+                    dir.0.join("damaged").join(name).exists(),
+                    "a copy is kept for inspection"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_what_follows_the_last_good_record_of_the_log_is_cut() {
+    // The newest segment's last record damaged: that is what a torn write looks like.
+    let (report, seen, dir) = flipped(2, 9, RECORD_HEADER + 2).await;
+    assert_eq!(seen, (0..29).collect::<Vec<_>>());
+    assert_eq!(report.torn_records_dropped, 1);
+    assert_eq!(report.corrupt_segments, 0);
+    let (_, newest) = list_segments(&dir.0).unwrap().pop().unwrap();
+    let expected = (MAGIC.len() + 9 * record(0).len()) as u64;
+    assert_eq!(fs::metadata(newest).unwrap().len(), expected);
+    // The same damage in an older segment is kept in place, whole.
+    let (report, seen, dir) = flipped(1, 9, RECORD_HEADER + 2).await;
+    assert_eq!(seen, (0..30).filter(|&n| n != 19).collect::<Vec<_>>());
     assert_eq!(
-        fs::read(first).unwrap(),
-        bytes,
-        "left on disk for inspection"
+        (report.corrupt_segments, report.torn_records_dropped),
+        (1, 0)
     );
+    let (_, older) = &list_segments(&dir.0).unwrap()[1];
+    assert_eq!(
+        fs::metadata(older).unwrap().len(),
+        (MAGIC.len() + 10 * record(0).len()) as u64
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_segment_survives_retention_at_start() {
+    // Its first record damaged: the rest still tells its age, and it is not deleted for
+    // having none.
+    let (_, _, dir) = flipped(0, 0, 2).await;
+    let (_, segments) = replay(&dir.0, |_| Some(1_000_000_000)).unwrap();
+    let (clock, _) = Clock::manual(1_000_000_100);
+    let w = LogWriter::start(
+        WriterConfig {
+            retention_ms: Arc::new(AtomicI64::new(1_000)),
+            ..config(&dir.0, FsyncPolicy::Always, 1 << 20)
+        },
+        segments,
+        clock,
+        Box::new(Counting::default()),
+    )
+    .unwrap();
+    w.close();
+    assert_eq!(w.stats.segments_deleted.load(Relaxed), 0);
+    assert_eq!(replayed(&dir.0).1.len(), 29);
 }
 
 #[test]
@@ -244,4 +310,113 @@ async fn retention_deletes_segments_older_than_the_horizon() {
     );
     let (_, seen) = replayed(&dir.0);
     assert_eq!(seen, vec![2, 3]);
+}
+
+/// Sends one record with event time `ts` and waits for its fate.
+async fn send_one(w: &LogWriter, n: u64, ts: i64) -> Result<(), LogError> {
+    let r = w.reserve().await.unwrap();
+    w.send(r, record(n), ts, Vec::new())
+        .ok()
+        .unwrap()
+        .await
+        .unwrap()
+}
+
+const DAY: i64 = 86_400_000;
+
+#[tokio::test]
+async fn a_clock_jump_at_start_deletes_nothing() {
+    let dir = TempDir::new("jump-start");
+    let t0 = 1_800_000_000_000;
+    let retention = Arc::new(AtomicI64::new(30 * DAY));
+    let start = |clock: Clock| {
+        // Every record here was written at t0.
+        let (_, segments) = replay(&dir.0, |_| Some(t0)).unwrap();
+        LogWriter::start(
+            WriterConfig {
+                retention_ms: retention.clone(),
+                ..config(&dir.0, FsyncPolicy::Always, 20)
+            },
+            segments,
+            clock,
+            Box::new(Counting::default()),
+        )
+        .unwrap()
+    };
+    let w = start(Clock::manual(t0).0);
+    for n in 0..4 {
+        send_one(&w, n, t0).await.unwrap();
+    }
+    w.close();
+    // The machine comes back 400 days later by its clock: the log's newest event says the
+    // clock is in doubt, so nothing goes.
+    let w = start(Clock::manual(t0 + 400 * DAY).0);
+    w.close();
+    assert_eq!(w.stats.segments_deleted.load(Relaxed), 0);
+    assert_eq!(replayed(&dir.0).1, vec![0, 1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_wall_clock_jump_while_running_pauses_retention() {
+    let dir = TempDir::new("jump-live");
+    let t0 = 1_800_000_000_000;
+    let (clock, hand) = Clock::manual(t0);
+    let w = LogWriter::start(
+        WriterConfig {
+            retention_ms: Arc::new(AtomicI64::new(30 * DAY)),
+            ..config(&dir.0, FsyncPolicy::Always, 20)
+        },
+        Vec::new(),
+        clock,
+        Box::new(Counting::default()),
+    )
+    .unwrap();
+    send_one(&w, 0, t0).await.unwrap();
+    send_one(&w, 1, t0).await.unwrap();
+    hand.advance(std::time::Duration::from_millis(400 * DAY as u64));
+    // Events stamped by the jumped clock roll segments, which would make retention run.
+    for n in 2..5 {
+        send_one(&w, n, t0 + 400 * DAY).await.unwrap();
+    }
+    w.close();
+    assert_eq!(w.stats.segments_deleted.load(Relaxed), 0);
+    assert_eq!(replayed(&dir.0).1, vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn failed_roll_overs_and_writes_recover_once_space_returns() {
+    let dir = TempDir::new("enospc");
+    let cfg = config(&dir.0, FsyncPolicy::Always, 20);
+    let inject = cfg.inject.clone();
+    // A full disk at start: the writer still starts.
+    inject.fail_creates.store(1, Relaxed);
+    let w = LogWriter::start(
+        cfg,
+        Vec::new(),
+        Clock::system(),
+        Box::new(Counting::default()),
+    )
+    .unwrap();
+    assert!(
+        list_segments(&dir.0).unwrap().is_empty(),
+        "no half-made segment"
+    );
+    send_one(&w, 0, 1).await.unwrap();
+    // Two roll-overs fail (every group rolls at this segment size), then space returns.
+    inject.fail_creates.store(2, Relaxed);
+    assert!(send_one(&w, 1, 1).await.is_err());
+    assert!(send_one(&w, 2, 1).await.is_err());
+    send_one(&w, 3, 1).await.unwrap();
+    // A write that stops half-way: cut back, and the next group goes on.
+    inject.fail_writes.store(1, Relaxed);
+    assert!(send_one(&w, 4, 1).await.is_err());
+    send_one(&w, 5, 1).await.unwrap();
+    w.close();
+    assert_eq!(w.stats.errors.load(Relaxed), 4);
+    let (report, seen) = replayed(&dir.0);
+    assert_eq!(seen, vec![0, 3, 5]);
+    assert_eq!(
+        (report.corrupt_segments, report.torn_records_dropped),
+        (0, 0)
+    );
 }

@@ -1,0 +1,205 @@
+//! What a 202 and an admin change promise, under the faults an operator meets: a second
+//! process on the same data folder, a damaged segment, a full disk, a restart or SIGHUP after
+//! an admin upload, a model re-published under the same name and version.
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use nextbest::contact::{Clock, ContactConfig, Contacts};
+use nextbest::server::AppState;
+use serde_json::json;
+use support::binary::Binary;
+use support::*;
+
+#[test]
+fn a_second_server_on_the_same_data_folder_refuses_to_start_and_names_the_holder() {
+    let dir = TempDir::new("two-servers");
+    let first = Binary::demo(&dir.0).spawn();
+    let (status, stderr) = Binary::demo(&dir.0).run_to_exit();
+    assert!(!status.success(), "the second server must not start");
+    assert!(
+        stderr.contains("in use by another nextbest")
+            && stderr.contains(&format!("pid {}", first.pid())),
+        "{stderr}"
+    );
+    // The first is untouched, and once it is gone the folder is free again.
+    first.kill9();
+    let again = Binary::demo(&dir.0).spawn();
+    drop(again);
+}
+
+fn impression(id: &str, customer: &str) -> serde_json::Value {
+    json!({"type": "impression", "customer_id": customer, "offer_id": "data_boost_10gb",
+           "channel": "web", "event_id": id})
+}
+
+#[tokio::test]
+async fn a_damaged_byte_in_the_log_costs_one_event_and_is_reported() {
+    let dir = TempDir::new("damaged");
+    let data = dir.0.join("data");
+    let server = Binary::demo(&data).spawn();
+    let ids: Vec<String> = (0..40).map(|i| format!("dmg-{i}")).collect();
+    for chunk in ids.chunks(10) {
+        let events: Vec<_> = chunk.iter().map(|id| impression(id, "C0000042")).collect();
+        assert_eq!(
+            post_events(server.public, json!(events)).await["accepted"],
+            10
+        );
+    }
+    server.kill9();
+    // One byte in the middle of the (newest) segment.
+    let seg = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let server = Binary::demo(&data).spawn();
+    // Posting every id again: all but the damaged one come back as repeats.
+    let events: Vec<_> = ids.iter().map(|id| impression(id, "C0000042")).collect();
+    let r = post_events(server.public, json!(events)).await;
+    assert_eq!(r["duplicates"], 39, "{r}");
+    let stats = get(server.admin, "/admin/stats").await.json();
+    assert_eq!(stats["log"]["replay"]["corrupt_segments"], 1, "{stats}");
+    assert_eq!(stats["log"]["replay"]["torn_records_dropped"], 0, "{stats}");
+    let metrics = String::from_utf8(get(server.admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "nextbest_event_log_damaged_segments 1"),
+        "{metrics}"
+    );
+    assert!(data.join("damaged").join(seg.file_name().unwrap()).exists());
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_with_retry_after_and_recovers_when_space_returns() {
+    let dir = TempDir::new("full-disk");
+    let config = ContactConfig {
+        data_dir: Some(dir.0.clone()),
+        ..ContactConfig::default()
+    };
+    let inject = config.inject.clone();
+    let contacts = Arc::new(Contacts::open(&config, Clock::system()).unwrap());
+    let state = AppState::new(demo_registry(), test_config()).with_contacts(contacts);
+    let srv = start_state(state).await;
+    let ok = post_json(
+        srv.public,
+        "/v1/events",
+        &json!({"events": [impression("d1", "C1")]}),
+    )
+    .await;
+    assert_eq!(ok.status, 202);
+
+    // Three writes run out of space half-way.
+    inject.fail_writes.store(3, Relaxed);
+    for i in 0..3 {
+        let r = post_json(
+            srv.public,
+            "/v1/events",
+            &json!({"events": [impression(&format!("f{i}"), "C1")]}),
+        )
+        .await;
+        r.assert_error(503, "unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "nextbest_event_log_errors_total 3"),
+        "{metrics}"
+    );
+    // Decisions never noticed.
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert!(a["fallback"].is_null(), "{a}");
+    // Space is back: the retried batch is taken (not a repeat: its ids were released).
+    let r = post_events(srv.public, json!([impression("f0", "C1")])).await;
+    assert_eq!(
+        (r["accepted"].as_u64(), r["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    srv.stop_and_close().await;
+}
+
+#[tokio::test]
+async fn an_admin_upload_survives_sighup_and_a_restart() {
+    let models = TempModels::new("persist");
+    let data = TempDir::new("persist-data");
+    let server = Binary::with_models(&models.dir, &data.0).spawn();
+    let r = put_model(server.admin, &TempModels::demo_doc("7")).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let version = |addr| async move {
+        decide(
+            addr,
+            json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+        )
+        .await["model"]["version"]
+            .clone()
+    };
+    assert_eq!(version(server.public).await, "7");
+    server.signal("HUP");
+    // SIGHUP reloads from the folder, which now holds the upload: a third accepted load.
+    let accepted = "nextbest_model_loads_total{result=\"accepted\"} 3";
+    let mut metrics = String::new();
+    for _ in 0..2_000 {
+        metrics = String::from_utf8(get(server.admin, "/metrics").await.body).unwrap();
+        if metrics.lines().any(|l| l == accepted) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(metrics.lines().any(|l| l == accepted), "{metrics}");
+    assert_eq!(version(server.public).await, "7");
+    server.kill9();
+    let server = Binary::with_models(&models.dir, &data.0).spawn();
+    assert_eq!(version(server.public).await, "7");
+    // A rollback is an admin change too.
+    let r = post_json(server.admin, "/admin/models/rollback", &json!({})).await;
+    r.assert_error(409, "no_previous_version");
+}
+
+#[tokio::test]
+async fn a_model_republished_with_reordered_offers_gets_its_own_funnel() {
+    let models = TempModels::new("reorder");
+    let srv = start_registry(models.registry(), test_config()).await;
+    let ask =
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page", "limit": 1});
+    let first = decide(srv.public, ask.clone()).await;
+    let top = first["offers"][0]["offer_id"].as_str().unwrap().to_owned();
+    // The same name and version, the offers in reverse order.
+    let mut doc = TempModels::demo_doc("1");
+    doc["offers"].as_array_mut().unwrap().reverse();
+    let r = put_model(srv.admin, &doc).await;
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let second = decide(srv.public, ask).await;
+    assert_eq!(second["offers"][0]["offer_id"], top.as_str());
+    let stats = get(srv.admin, "/admin/stats").await.json();
+    let rows = stats["funnel"].as_array().unwrap();
+    let decided: Vec<(&str, u64)> = rows
+        .iter()
+        .filter(|r| r["decisions"].as_u64() > Some(0))
+        .map(|r| {
+            (
+                r["offer_id"].as_str().unwrap(),
+                r["decisions"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        decided.iter().all(|(offer, _)| *offer == top),
+        "decisions credited to other offers: {decided:?}"
+    );
+    assert_eq!(decided.iter().map(|(_, n)| n).sum::<u64>(), 2);
+    srv.stop().await;
+}
