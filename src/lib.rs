@@ -18,6 +18,7 @@
 //! - [`metrics`]: counters and histograms rendered in the Prometheus text format.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel.
+//! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //!
 //! The request path reads top to bottom: `server::public::handle` → `codec::decode_*` →
 //! `registry.load()` → `engine::decide` → `codec::encode_decision`.
@@ -27,6 +28,7 @@
 pub mod contact;
 pub mod engine;
 pub mod features;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod registry;

@@ -25,6 +25,10 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log lines on stderr: `json` (one object a line) or `text`; default: text on a terminal,
+    /// JSON otherwise.
+    #[arg(long, env = "NEXTBEST_LOG_FORMAT", value_enum, global = true)]
+    log_format: Option<nextbest::logging::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -153,14 +157,8 @@ enum FsyncMode {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NEXTBEST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    nextbest::logging::init(cli.log_format)?;
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -181,7 +179,7 @@ fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
         customers = store.len(),
         features = store.columns().len(),
         bytes = store.bytes_held(),
-        load_ms = t.elapsed().as_millis() as u64,
+        duration_ms = t.elapsed().as_millis() as u64,
         "feature snapshot loaded"
     );
     Ok(store)
@@ -197,7 +195,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     match registry.reload_from_disk() {
         Ok(r) => {
-            tracing::info!(name = %r.name, version = %r.version, source = %r.source, load_ms = t.elapsed().as_millis() as u64, "model loaded");
+            tracing::info!(model = %r.name, version = %r.version, source = %r.source, duration_ms = t.elapsed().as_millis() as u64, "model loaded");
         }
         Err(e) => {
             for f in e.faults() {
@@ -206,7 +204,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // Serve anyway: every decision gets the built-in fallback (reason `no_model`) and
             // /readyz says 503 until a model and snapshot load (admin API, folder, SIGHUP).
             tracing::error!(
-                models = %args.models.display(),
+                path = %args.models.display(),
                 features = %args.features.display(),
                 "serving without a model: decisions get built-in fallback content"
             );
@@ -217,7 +215,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         match nextbest::watch::watch_models(registry.clone()) {
             Ok(w) => {
-                tracing::info!(dir = %w.dir.display(), "watching the models folder");
+                tracing::info!(path = %w.dir.display(), "watching the models folder");
                 Some(w)
             }
             Err(e) => {
@@ -320,7 +318,7 @@ async fn reload_on_hangup(registry: Arc<Registry>) {
         let r = registry.clone();
         match tokio::task::spawn_blocking(move || r.reload_from_disk()).await {
             Ok(Ok(rec)) => {
-                tracing::info!(name = %rec.name, version = %rec.version, "SIGHUP: reloaded from disk")
+                tracing::info!(model = %rec.name, version = %rec.version, source = %rec.source, "SIGHUP: reloaded from disk")
             }
             Ok(Err(e)) => {
                 for f in e.faults() {

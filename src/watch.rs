@@ -8,6 +8,12 @@
 //! (`.csv`, `.nbf`), are ignored. A change to `model.json` loads it; a change to any other file
 //! (a scorer, a challenger) rebuilds the active model so it picks the new file up. A model that
 //! fails to parse or validate is refused, logged and counted; the one serving keeps serving.
+//!
+//! A Kubernetes ConfigMap or Secret volume is published differently: the visible files are
+//! symlinks into `..data`, itself a symlink to a hidden timestamped folder, and the kubelet
+//! updates the volume by renaming a new `..data` over the old one. The visible files never
+//! change themselves, so a swap of `..data` counts as a change of `model.json` (and of every
+//! scorer file when `model.json` is unchanged).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +45,13 @@ fn ignored(path: &Path) -> bool {
         || name.ends_with(".nbf")
 }
 
+/// The link a Kubernetes projected volume (ConfigMap, Secret) swaps atomically on update.
+const PROJECTED_DATA: &str = "..data";
+
+fn is_projection_swap(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == PROJECTED_DATA)
+}
+
 fn is_change(kind: &EventKind) -> bool {
     matches!(
         kind,
@@ -63,19 +76,27 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
     };
     let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {
-            let changed: Vec<&Path> = events
-                .iter()
-                .filter(|e| is_change(&e.kind))
-                .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
-                .filter(|p| !ignored(p))
-                .collect();
-            if changed.is_empty() {
+            let paths = || {
+                events
+                    .iter()
+                    .filter(|e| is_change(&e.kind))
+                    .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
+            };
+            let swapped = paths().any(is_projection_swap);
+            let changed: Vec<&Path> = paths().filter(|p| !ignored(p)).collect();
+            if changed.is_empty() && !swapped {
                 return;
             }
             let model_json = changed
                 .iter()
                 .any(|p| p.file_name().is_some_and(|n| n == MODEL_FILE));
-            let result = if model_json {
+            let result = if swapped {
+                // The whole volume changed: the model if its document did, else its files.
+                match registry.reload_models(false) {
+                    Ok(None) => registry.rebuild_active().map(Some),
+                    other => other,
+                }
+            } else if model_json {
                 registry.reload_models(false)
             } else {
                 registry.rebuild_active().map(Some)
@@ -99,7 +120,7 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
 fn report(result: Result<Option<ModelRecord>, RegistryError>) {
     match result {
         Ok(Some(r)) => tracing::info!(
-            name = %r.name,
+            model = %r.name,
             version = %r.version,
             source = %r.source,
             "model activated from the folder"
