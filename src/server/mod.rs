@@ -9,6 +9,7 @@ pub mod codec;
 pub mod error;
 pub mod events;
 pub mod guards;
+pub mod openapi;
 pub mod public;
 
 use std::convert::Infallible;
