@@ -193,28 +193,21 @@ async fn call(
     support::request(addr, method, path, &headers, body).await
 }
 
-/// A request whose body stops short: raw bytes, so the server's 408 is what comes back.
-async fn stalled(addr: SocketAddr, method: &str, path: &str, token: bool) -> Resp {
+/// A JSON request sent as raw bytes: `content-length` declared, only `sent` of the body sent.
+async fn declared(
+    addr: SocketAddr,
+    (method, path): (&str, &str),
+    token: bool,
+    content_length: u64,
+    sent: &str,
+) -> Resp {
     let auth = if token {
         format!("authorization: {}\r\n", auth())
     } else {
         String::new()
     };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: 100\r\nconnection: close\r\n\r\n{{"
-    );
-    parse(&support::raw(addr, head.as_bytes()).await)
-}
-
-/// A request that declares a body far over any limit.
-async fn oversized(addr: SocketAddr, method: &str, path: &str, token: bool) -> Resp {
-    let auth = if token {
-        format!("authorization: {}\r\n", auth())
-    } else {
-        String::new()
-    };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: 999999999\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: {content_length}\r\nconnection: close\r\n\r\n{sent}"
     );
     parse(&support::raw(addr, head.as_bytes()).await)
 }
@@ -237,12 +230,23 @@ async fn body_faults(
     let r = call(addr, method, path, token, Some("application/json"), b"{").await;
     assert_eq!(r.status, malformed.0);
     assert_eq!(c.check(method, path, &r)["error"], malformed.1);
-    let r = oversized(addr, method, path, token).await;
+    // Declared far over any limit: refused before a byte of the body is read.
+    let r = declared(addr, (method, path), token, 999_999_999, "").await;
     assert_eq!(c.check(method, path, &r)["error"], "payload_too_large");
     let r = call(addr, method, path, token, Some("text/plain"), b"hello").await;
     assert_eq!(c.check(method, path, &r)["error"], "unsupported_media_type");
-    let r = stalled(addr, method, path, token).await;
+    // A body that stops short: the server's 408 is what comes back.
+    let r = declared(addr, (method, path), token, 100, "{").await;
     assert_eq!(c.check(method, path, &r)["error"], "request_timeout");
+}
+
+/// Wrong methods and unknown paths: a 404 or 405 with the documented body.
+async fn no_route(c: &mut Contract, addr: SocketAddr, token: bool, calls: &[(&str, &str)]) {
+    for (method, path) in calls {
+        let r = call(addr, method, path, token, None, b"").await;
+        let e = c.check(method, path, &r);
+        assert!(matches!(r.status, 404 | 405), "{e}");
+    }
 }
 
 #[tokio::test]
@@ -267,40 +271,16 @@ async fn every_answer_matches_the_document() {
     // Decisions: personalised, with explain, fallback, no model, by query.
     let json = Some("application/json");
     let body = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page", "explain": true});
-    let r = call(
-        p,
-        "POST",
-        "/v1/decide",
-        false,
-        json,
-        body.to_string().as_bytes(),
-    )
-    .await;
+    let r = support::post_json(p, "/v1/decide", &body).await;
     let d = public.check("POST", "/v1/decide", &r);
     assert!(d["fallback"].is_null() && d["explain"].is_array(), "{d}");
     let body = json!({"customer_id": "C9999999", "channel": "web", "placement": "home_hero"});
-    let r = call(
-        p,
-        "POST",
-        "/v1/decide",
-        false,
-        json,
-        body.to_string().as_bytes(),
-    )
-    .await;
+    let r = support::post_json(p, "/v1/decide", &body).await;
     assert_eq!(
         public.check("POST", "/v1/decide", &r)["fallback"]["reason"],
         "unknown_customer"
     );
-    let r = call(
-        empty.public,
-        "POST",
-        "/v1/decide",
-        false,
-        json,
-        body.to_string().as_bytes(),
-    )
-    .await;
+    let r = support::post_json(empty.public, "/v1/decide", &body).await;
     let d = public.check("POST", "/v1/decide", &r);
     assert_eq!(d["fallback"]["reason"], "no_model");
     assert!(d["model"].is_null());
@@ -339,15 +319,7 @@ async fn every_answer_matches_the_document() {
         {"type": "impression", "customer_id": "C0000042", "offer_id": "device_upgrade_5g",
          "channel": "web", "decision_id": d["decision_id"], "ts": "2026-11-22T10:00:00Z"},
         {"type": "bogus", "customer_id": "C0000042"}]});
-    let r = call(
-        p,
-        "POST",
-        "/v1/events",
-        false,
-        json,
-        batch.to_string().as_bytes(),
-    )
-    .await;
+    let r = support::post_json(p, "/v1/events", &batch).await;
     let e = public.check("POST", "/v1/events", &r);
     assert_eq!(
         (e["accepted"].as_u64(), e["rejected"][0]["index"].as_u64()),
@@ -375,7 +347,7 @@ async fn every_answer_matches_the_document() {
     }
     let r = support::get(p, "/healthz").await;
     assert_eq!(public.check("GET", "/healthz", &r)["status"], "ok");
-    for (method, path) in [
+    let wrong = [
         ("PUT", "/v1/decide"),
         ("GET", "/v1/events"),
         ("POST", "/healthz"),
@@ -383,11 +355,8 @@ async fn every_answer_matches_the_document() {
         ("GET", "/nope"),
         ("GET", "/admin/models"),
         ("GET", "/metrics"),
-    ] {
-        let r = call(p, method, path, false, None, b"").await;
-        let e = public.check(method, path, &r);
-        assert!(matches!(r.status, 404 | 405), "{e}");
-    }
+    ];
+    no_route(&mut public, p, false, &wrong).await;
 
     // Admin: every documented operation refuses a missing token.
     let ops: Vec<(String, String)> = admin.doc["paths"]
@@ -490,18 +459,15 @@ async fn every_answer_matches_the_document() {
     assert!(text
         .as_str()
         .is_some_and(|t| t.contains("nextbest_decisions_total")));
-    for (method, path) in [
+    let wrong = [
         ("DELETE", "/admin/models"),
         ("GET", "/admin/models/rollback"),
         ("POST", "/metrics"),
         ("PUT", "/openapi.json"),
         ("GET", "/v1/decide"),
         ("GET", "/admin/nope"),
-    ] {
-        let r = call(a, method, path, true, None, b"").await;
-        let e = admin.check(method, path, &r);
-        assert!(matches!(r.status, 404 | 405), "{e}");
-    }
+    ];
+    no_route(&mut admin, a, true, &wrong).await;
 
     public.assert_covered();
     admin.assert_covered();
