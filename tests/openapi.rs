@@ -125,6 +125,13 @@ impl Contract {
         } else {
             Value::String(String::from_utf8(resp.body.clone()).expect("UTF-8 text"))
         };
+        let errors = self.violations(&schema, &body);
+        assert!(errors.is_empty(), "{what}\n{}", errors.join("\n"));
+        body
+    }
+
+    /// What in `value` breaks `schema` (a schema of this document, `$ref`s and all).
+    fn violations(&self, schema: &Value, value: &Value) -> Vec<String> {
         let root = json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "components": self.doc["components"],
@@ -134,13 +141,20 @@ impl Contract {
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(true)
             .build(&root)
-            .unwrap_or_else(|e| panic!("the schema does not compile ({e}): {what}"));
-        let errors: Vec<String> = validator
-            .iter_errors(&body)
+            .unwrap_or_else(|e| panic!("the schema does not compile ({e}): {schema}"));
+        validator
+            .iter_errors(value)
             .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        assert!(errors.is_empty(), "{what}\n{}", errors.join("\n"));
-        body
+            .collect()
+    }
+
+    /// Whether the document's request schema for `method path` accepts `body`: a request the
+    /// server takes must be valid, one it refuses as invalid must not be.
+    fn request_valid(&self, method: &str, path: &str, body: &Value) -> bool {
+        let schema = &self.doc["paths"][path][method.to_ascii_lowercase()]["requestBody"]
+            ["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "no request schema for {method} {path}");
+        self.violations(schema, body).is_empty()
     }
 
     /// Every documented (route, method, status) was seen or is exempt with a reason.
@@ -274,6 +288,7 @@ async fn every_answer_matches_the_document() {
     let r = support::post_json(p, "/v1/decide", &body).await;
     let d = public.check("POST", "/v1/decide", &r);
     assert!(d["fallback"].is_null() && d["explain"].is_array(), "{d}");
+    assert!(public.request_valid("POST", "/v1/decide", &body));
     let body = json!({"customer_id": "C9999999", "channel": "web", "placement": "home_hero"});
     let r = support::post_json(p, "/v1/decide", &body).await;
     assert_eq!(
@@ -292,19 +307,21 @@ async fn every_answer_matches_the_document() {
         public.check("GET", "/v1/decide", &r)["error"],
         "invalid_request"
     );
-    let r = call(
-        p,
-        "POST",
-        "/v1/decide",
-        false,
-        json,
-        br#"{"channel": "web"}"#,
-    )
-    .await;
-    assert_eq!(
-        public.check("POST", "/v1/decide", &r)["error"],
-        "invalid_request"
-    );
+    for invalid in [
+        json!({"channel": "web"}),
+        json!({"channel": "web", "placement": "home_hero", "limit": 51}),
+        json!({"channel": "", "placement": "home_hero"}),
+    ] {
+        let r = support::post_json(p, "/v1/decide", &invalid).await;
+        assert_eq!(
+            public.check("POST", "/v1/decide", &r)["error"],
+            "invalid_request"
+        );
+        assert!(
+            !public.request_valid("POST", "/v1/decide", &invalid),
+            "{invalid}"
+        );
+    }
     body_faults(
         &mut public,
         p,
@@ -321,6 +338,13 @@ async fn every_answer_matches_the_document() {
         {"type": "bogus", "customer_id": "C0000042"}]});
     let r = support::post_json(p, "/v1/events", &batch).await;
     let e = public.check("POST", "/v1/events", &r);
+    assert!(
+        !public.request_valid("POST", "/v1/events", &batch),
+        "a bogus type"
+    );
+    let mut good = batch.clone();
+    good["events"].as_array_mut().unwrap().pop();
+    assert!(public.request_valid("POST", "/v1/events", &good));
     assert_eq!(
         (e["accepted"].as_u64(), e["rejected"][0]["index"].as_u64()),
         (Some(1), Some(1))
