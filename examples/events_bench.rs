@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use nextbest::contact::log::{push_record, MAGIC};
-use nextbest::contact::state::Replayed;
 use nextbest::contact::view::CustomerView;
 use nextbest::contact::{
     Clock, ContactConfig, Contacts, Event, EventKind, FsyncPolicy, StateConfig,
@@ -377,7 +376,6 @@ fn decide(customers: u64, decisions: usize) {
         let contacts = Contacts::in_memory(&config, Clock::system());
         if populated {
             // Every customer: four impressions, one click and one dismiss in the last six days.
-            let mut r = Replayed::default();
             let (mut id, mut cust) = (String::new(), String::new());
             let n = customers * 6;
             for i in 0..n {
@@ -399,9 +397,8 @@ fn decide(customers: u64, decisions: usize) {
                     event_id: None,
                     category: Some(category),
                 };
-                r.apply(&e, m.policies.horizon_ms, now);
+                contacts.state().apply(&e, now);
             }
-            contacts.state().load(r);
             contacts.state().settle();
         }
         let ids: Vec<String> = (1..=features.len()).map(|i| format!("C{i:07}")).collect();

@@ -22,6 +22,7 @@
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
+//! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //!
 //! The request path reads top to bottom: `server::public::handle` →
 //! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
@@ -34,6 +35,7 @@ pub mod contact;
 pub mod engine;
 pub mod experiment;
 pub mod features;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod registry;

@@ -25,6 +25,10 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log lines on stderr: `json` (one object a line) or `text`; default: text on a terminal,
+    /// JSON otherwise.
+    #[arg(long, env = "NEXTBEST_LOG_FORMAT", value_enum, global = true)]
+    log_format: Option<nextbest::logging::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -143,7 +147,9 @@ struct ServeArgs {
     /// An event log segment rolls over at this size, in MiB.
     #[arg(long, env = "NEXTBEST_LOG_SEGMENT_MB", default_value_t = 64)]
     log_segment_mb: u64,
-    /// Memory budget of the contact history, in MiB (least recently used customers go first).
+    /// Memory budget of the contact state, in MiB: three quarters for customer histories (the
+    /// least valuable customers go first), a quarter for remembered event ids. Replay at start
+    /// stays within it plus one log segment and a 2 MiB buffer.
     #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
     contact_memory_mb: u64,
 }
@@ -158,14 +164,8 @@ enum FsyncMode {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NEXTBEST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    nextbest::logging::init(cli.log_format)?;
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -186,7 +186,7 @@ fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
         customers = store.len(),
         features = store.columns().len(),
         bytes = store.bytes_held(),
-        load_ms = t.elapsed().as_millis() as u64,
+        duration_ms = t.elapsed().as_millis() as u64,
         "feature snapshot loaded"
     );
     Ok(store)
@@ -204,7 +204,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // (reason `no_model`) and /readyz says 503 until a model and snapshot load (admin API,
         // folder, SIGHUP).
         tracing::error!(
-            models = %args.models.display(),
+            path = %args.models.display(),
             features = %args.features.display(),
             "serving without a model: decisions get built-in fallback content"
         );
@@ -214,7 +214,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         match nextbest::watch::watch_models(registry.clone()) {
             Ok(w) => {
-                tracing::info!(dir = %w.dir.display(), "watching the models folder");
+                tracing::info!(path = %w.dir.display(), "watching the models folder");
                 Some(w)
             }
             Err(e) => {
@@ -234,10 +234,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         },
         segment_bytes: args.log_segment_mb.max(1) << 20,
-        state: StateConfig {
-            memory_bytes: args.contact_memory_mb.max(1) << 20,
-            ..StateConfig::default()
-        },
+        state: StateConfig::within(args.contact_memory_mb.max(1) << 20),
         horizon_ms: registry
             .load()
             .models

@@ -9,6 +9,12 @@
 //! (a scorer, a challenger) rebuilds the active model so it picks the new file up. A model that
 //! fails to parse or validate is refused, logged and counted by the registry; the one serving
 //! keeps serving.
+//!
+//! A Kubernetes ConfigMap or Secret volume is published differently: the visible files are
+//! symlinks into `..data`, itself a symlink to a hidden timestamped folder, and the kubelet
+//! updates the volume by renaming a new `..data` over the old one. The visible files never
+//! change themselves, so a swap of `..data` counts as a change of `model.json` (and of every
+//! scorer file when `model.json` is unchanged).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use notify_debouncer_full::notify::{self, EventKind, RecommendedWatcher, Recursi
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 use crate::model::MODEL_FILE;
-use crate::registry::{Change, Registry};
+use crate::registry::{Change, Committed, Registry};
 
 /// Quiet time before a burst of changes triggers a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -38,6 +44,13 @@ fn ignored(path: &Path) -> bool {
         || name.ends_with(".swp")
         || name.ends_with(".csv")
         || name.ends_with(".nbf")
+}
+
+/// The link a Kubernetes projected volume (ConfigMap, Secret) swaps atomically on update.
+const PROJECTED_DATA: &str = "..data";
+
+fn is_projection_swap(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n == PROJECTED_DATA)
 }
 
 fn is_change(kind: &EventKind) -> bool {
@@ -64,24 +77,34 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
     };
     let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {
-            let changed: Vec<&Path> = events
-                .iter()
-                .filter(|e| is_change(&e.kind))
-                .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
-                .filter(|p| !ignored(p))
-                .collect();
-            if changed.is_empty() {
+            let paths = || {
+                events
+                    .iter()
+                    .filter(|e| is_change(&e.kind))
+                    .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
+            };
+            let swapped = paths().any(is_projection_swap);
+            let changed: Vec<&Path> = paths().filter(|p| !ignored(p)).collect();
+            if changed.is_empty() && !swapped {
                 return;
             }
-            let model_json = changed
-                .iter()
-                .any(|p| p.file_name().is_some_and(|n| n == MODEL_FILE));
-            // The registry logs and counts the outcome.
-            let _ = registry.commit(if model_json {
-                Change::Folder { force: false }
+            let is_model = |p: &&Path| p.file_name().is_some_and(|n| n == MODEL_FILE);
+            let model_json = changed.iter().any(is_model);
+            let other_files = swapped || changed.iter().any(|p| !is_model(p));
+            // The model if its document changed, else (or when only its document's bytes are
+            // the same, as after an admin upload wrote it) the files it names. The registry
+            // logs and counts the outcome.
+            let unchanged = if model_json || swapped {
+                matches!(
+                    registry.commit(Change::Folder { force: false }),
+                    Ok(Committed::Unchanged)
+                )
             } else {
-                Change::RebuildActive
-            });
+                true
+            };
+            if unchanged && other_files {
+                let _ = registry.commit(Change::RebuildActive);
+            }
         }
         Err(errors) => {
             for e in errors {

@@ -444,7 +444,7 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     let registry = models.registry();
     let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
     let srv = start_registry(registry.clone(), test_config()).await;
-    // An admin upload (version 7) is active; model.json on disk still says 1.
+    // An admin upload (version 7) is active, and written to model.json.
     let doc = serde_json::to_vec(&TempModels::demo_doc("7")).unwrap();
     assert_eq!(
         request(

@@ -20,6 +20,7 @@ pub mod event;
 pub mod funnel;
 pub mod lock;
 pub mod log;
+mod replay;
 mod report;
 pub mod state;
 pub mod view;
@@ -37,7 +38,7 @@ use crate::engine::CompiledModel;
 use event::RecordError;
 use funnel::Funnel;
 use log::{LogError, LogWriter, ReplayReport, Sink, WriterConfig};
-use state::{event_key, ContactState, History, Replayed};
+use state::{event_key, ContactState, History};
 
 /// Settings of the contact side.
 #[derive(Debug, Clone)]
@@ -199,28 +200,17 @@ impl Contacts {
         c._lock = Some(lock::DataLock::acquire(dir)?);
         let state = &c.shared.state;
         let (horizon, dedupe_ttl) = (state.horizon_ms(), state.dedupe_ttl_ms());
-        let now = clock.now_ms();
-        let mut replayed = Replayed::default();
-        let (report, segments) = log::replay(dir, |payload| {
-            let e = Event::decode(payload).ok()?;
-            replayed.apply(&e, horizon, now);
-            if let Some(id) = e.event_id {
-                if e.ts_ms >= now.saturating_sub(dedupe_ttl) {
-                    state.claim(event_key(id), now);
-                }
-            }
-            Some(e.ts_ms)
-        })?;
-        let customers = replayed.customers();
-        state.load(replayed);
+        let (report, segments) =
+            replay::replay_into(dir, state, config.state.memory_bytes, clock.now_ms())?;
+        let customers = state.customers();
         tracing::info!(
-            dir = %dir.display(),
+            path = %dir.display(),
             segments = report.segments,
             events = report.records,
             customers,
             torn_dropped = report.torn_records_dropped,
             corrupt_segments = report.corrupt_segments,
-            replay_ms = report.took_ms,
+            duration_ms = report.took_ms,
             "event log replayed"
         );
         c.retention_ms.store(horizon.max(dedupe_ttl), Relaxed);

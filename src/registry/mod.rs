@@ -333,7 +333,7 @@ impl Registry {
         }
         match (record, plan.new_features) {
             (Some(r), _) if plan.new_model => {
-                tracing::info!(model = %r.name, version = %r.version, source = %source, duration_ms, "model activated");
+                tracing::info!(model = %r.name, version = %r.version, source = %r.source, duration_ms, "model activated");
                 Ok(Committed::Model(r))
             }
             (_, Some(info)) => Ok(Committed::Features(info)),

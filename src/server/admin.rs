@@ -76,6 +76,7 @@ async fn route(
         (m, "/admin/models") => Err(not_allowed(m, "GET, PUT")),
         (m, "/metrics" | "/admin/stats") => Err(not_allowed(m, "GET")),
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
+        (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Admin),
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     }
 }

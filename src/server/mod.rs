@@ -11,6 +11,7 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod guards;
+pub mod openapi;
 pub mod public;
 
 use std::convert::Infallible;

@@ -1,0 +1,91 @@
+//! Rebuilding the contact state from the log at start, within the memory budget.
+//!
+//! Histories are built in a plain hash map (no copy-on-write per event, as the live cache
+//! needs), but only up to [`REPLAY_BUFFER_BYTES`]: then they are folded into the cache, whose
+//! budget evicts the least valuable customers as it does live, and the map starts again. A
+//! customer whose events span two flushes gets the two parts merged, which gives the same
+//! history as applying every event to one. So peak memory is the cache's budget plus this
+//! buffer and the segment being read, however many customers the log holds.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::event::Event;
+use super::log::{self, LogError, ReplayReport, Segment};
+use super::state::{changes_history, event_key, ContactState, History};
+
+/// The replay buffer: with one segment read whole, the fixed overhead on top of
+/// `--contact-memory-mb` while replaying. Small on purpose: each flush lets the cache hold this
+/// much over its budget until it evicts (16 MiB cost 40 MiB of peak RSS, 2 MiB cost 5).
+pub const REPLAY_BUFFER_BYTES: u64 = 2 << 20;
+
+/// Histories being rebuilt, flushed into the state as the buffer fills.
+struct Buffer<'s> {
+    state: &'s ContactState,
+    histories: HashMap<String, History, foldhash::fast::RandomState>,
+    bytes: u64,
+    limit: u64,
+    horizon_ms: i64,
+    now_ms: i64,
+}
+
+impl Buffer<'_> {
+    fn apply(&mut self, e: &Event<'_>) {
+        if !changes_history(e, self.horizon_ms, self.now_ms) {
+            return;
+        }
+        let (horizon, now) = (self.horizon_ms, self.now_ms);
+        let key_len = e.customer_id.len();
+        let h = match self.histories.get_mut(e.customer_id) {
+            Some(h) => h,
+            None => self.histories.entry(e.customer_id.to_owned()).or_default(),
+        };
+        let before = u64::from(h.weight(key_len));
+        h.apply(e, horizon, now);
+        self.bytes = (self.bytes + u64::from(h.weight(key_len))).saturating_sub(before);
+        if self.bytes > self.limit {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for (customer, h) in self.histories.drain() {
+            self.state.merge_in(customer, h, self.now_ms);
+        }
+        // Let the cache evict down to its budget before the buffer fills again.
+        self.state.settle();
+        self.histories.shrink_to(0);
+        self.bytes = 0;
+    }
+}
+
+/// Replays the log in `dir` into `state`: histories within the horizon, and the event ids
+/// within the de-duplication window.
+pub fn replay_into(
+    dir: &Path,
+    state: &ContactState,
+    memory_budget: u64,
+    now_ms: i64,
+) -> Result<(ReplayReport, Vec<Segment>), LogError> {
+    let dedupe_ttl = state.dedupe_ttl_ms();
+    let mut buffer = Buffer {
+        state,
+        histories: HashMap::default(),
+        bytes: 0,
+        limit: REPLAY_BUFFER_BYTES.min(memory_budget.max(1 << 20)),
+        horizon_ms: state.horizon_ms(),
+        now_ms,
+    };
+    let result = log::replay(dir, |payload| {
+        let e = Event::decode(payload).ok()?;
+        buffer.apply(&e);
+        if let Some(id) = e.event_id {
+            if e.ts_ms >= now_ms.saturating_sub(dedupe_ttl) {
+                state.claim(event_key(id), now_ms);
+            }
+        }
+        Some(e.ts_ms)
+    });
+    buffer.flush();
+    result
+}

@@ -1,0 +1,149 @@
+//! The process log: one line per event on stderr, as JSON for log shippers or as text for a
+//! person at a terminal.
+//!
+//! It owns the subscriber set-up (format, colours, level filter) and the helpers that keep
+//! secrets out of log lines. It must not decide what is logged: callers name their fields with
+//! the stable names below, so a shipper's parsing rules and an operator's queries survive
+//! releases.
+//!
+//! Stable field names: `model` (a model's name), `version`, `source` (where a load came from:
+//! `folder`, `admin`, a file path), `fault` (one validation fault, with its path), `path` (a file
+//! or folder), `duration_ms`. JSON lines carry them at the top level beside `timestamp`,
+//! `level`, `message` and `target`.
+//!
+//! The default format follows where stderr goes: text on a terminal, JSON otherwise. Nobody
+//! reads a pipe, a file or a container log by eye first; they reach it through a shipper that
+//! parses JSON without a grok pattern, and a multi-line fault can never be split. ANSI colour is
+//! only written to a terminal, and never when `NO_COLOR` is set (<https://no-color.org>).
+
+use std::borrow::Cow;
+use std::io::IsTerminal as _;
+
+/// Level filter variable (`NEXTBEST_LOG=debug`, or any `EnvFilter` directive).
+pub const FILTER_ENV: &str = "NEXTBEST_LOG";
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, fields at the top level.
+    Json,
+    /// Human-readable text, coloured only on a terminal.
+    Text,
+}
+
+/// The format and colour decided for this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogStyle {
+    /// The line format.
+    pub format: LogFormat,
+    /// Whether ANSI colour escapes may be written.
+    pub ansi: bool,
+}
+
+/// Picks the style: the requested format, else text on a terminal and JSON elsewhere; colour
+/// only for text on a terminal without `NO_COLOR`.
+pub fn style(requested: Option<LogFormat>, stderr_is_terminal: bool, no_color: bool) -> LogStyle {
+    let format = requested.unwrap_or(if stderr_is_terminal {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    LogStyle {
+        format,
+        ansi: format == LogFormat::Text && stderr_is_terminal && !no_color,
+    }
+}
+
+/// The subscriber could not be installed (one is already set).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the log subscriber: {0}")]
+pub struct InitError(String);
+
+/// Installs the process-wide subscriber writing to stderr, filtered by `NEXTBEST_LOG` (default
+/// `info`).
+pub fn init(requested: Option<LogFormat>) -> Result<(), InitError> {
+    // `NO_COLOR` counts when set to anything but the empty string, as the convention says.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let style = style(requested, std::io::stderr().is_terminal(), no_color);
+    let filter = tracing_subscriber::EnvFilter::try_from_env(FILTER_ENV)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    let result = match style.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(style.ansi).try_init(),
+    };
+    result.map_err(|e| InitError(e.to_string()))
+}
+
+/// A URL fit for a log line: its user information (`user:password@`) replaced by `***@`.
+///
+/// Written by hand rather than with a URL parser on purpose: a URL the parser refuses (a typo in
+/// a flag) must be redacted too, and the rule needs only where the authority ends.
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    let Some(scheme_end) = url.find("://") else {
+        return Cow::Borrowed(url);
+    };
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The userinfo ends at the authority's last `@` (a password may itself contain `@`).
+    match rest[..authority_len].rfind('@') {
+        Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &rest[at..])),
+        None => Cow::Borrowed(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_off_a_terminal_text_on_one() {
+        assert_eq!(style(None, false, false).format, LogFormat::Json);
+        assert_eq!(style(None, true, false).format, LogFormat::Text);
+        assert_eq!(
+            style(Some(LogFormat::Json), true, false).format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            style(Some(LogFormat::Text), false, false).format,
+            LogFormat::Text
+        );
+    }
+
+    #[test]
+    fn colour_only_for_text_on_a_terminal_without_no_color() {
+        assert!(style(None, true, false).ansi);
+        assert!(!style(None, true, true).ansi);
+        assert!(!style(Some(LogFormat::Text), false, false).ansi);
+        assert!(!style(Some(LogFormat::Json), true, false).ansi);
+    }
+
+    #[test]
+    fn redacts_userinfo_and_keeps_the_rest() {
+        let cases = [
+            (
+                "redis://:s3cret@redis.svc:6379/0",
+                "redis://***@redis.svc:6379/0",
+            ),
+            ("redis://user:p@ss@host/0?x=1", "redis://***@host/0?x=1"),
+            ("rediss://user@host", "rediss://***@host"),
+            ("redis://host:6379/0", "redis://host:6379/0"),
+            (
+                "redis://host/path@not-userinfo",
+                "redis://host/path@not-userinfo",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input), want, "{input}");
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The Kubernetes manifests in `deploy/k8s/` against the real binary: every manifest parses,
+//! every flag and `NEXTBEST_*` variable they use is one `nextbest --help` lists, the numbers
+//! that must agree do (probes, shutdown timings, mount paths), the admin listener stays on
+//! loopback, and the model the ConfigMap carries loads. Also: the models watcher follows a
+//! ConfigMap update, which the kubelet makes by swapping a hidden `..data` link.
+//!
+//! YAML is read with `serde_norway`, the maintained fork of `serde_yaml` (archived and marked
+//! deprecated by its author in 2024) with the same API and the same libyaml-based parser.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize as _;
+use serde_json::Value;
+
+fn k8s_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s")
+}
+
+/// Every document of a YAML file, as JSON values.
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn kustomization() -> Value {
+    let mut docs = documents(&k8s_dir().join("kustomization.yaml"));
+    assert_eq!(docs.len(), 1);
+    docs.remove(0)
+}
+
+/// Every object kustomize would apply, from the files the kustomization lists.
+fn objects() -> Vec<Value> {
+    let k = kustomization();
+    let files = k["resources"].as_array().expect("resources");
+    assert!(!files.is_empty());
+    let objects: Vec<Value> = files
+        .iter()
+        .flat_map(|f| documents(&k8s_dir().join(f.as_str().expect("a file name"))))
+        .collect();
+    for o in &objects {
+        for key in ["apiVersion", "kind"] {
+            assert!(o[key].is_string(), "{key} missing: {o}");
+        }
+        assert!(o["metadata"]["name"].is_string(), "unnamed: {o}");
+    }
+    objects
+}
+
+fn deployment() -> Value {
+    objects()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("a Deployment")
+}
+
+fn containers(deployment: &Value) -> Vec<Value> {
+    let spec = &deployment["spec"]["template"]["spec"];
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| spec[k].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn nextbest(deployment: &Value) -> Value {
+    containers(deployment)
+        .into_iter()
+        .find(|c| c["name"] == "nextbest")
+        .expect("a container named nextbest")
+}
+
+/// `--flag=value` and `--flag value` of the nextbest container, in order.
+fn flags(container: &Value) -> Vec<(String, Option<String>)> {
+    let words: Vec<String> = ["command", "args"]
+        .iter()
+        .filter_map(|k| container[k].as_array())
+        .flatten()
+        .map(|w| w.as_str().expect("args are strings").to_owned())
+        .collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        if let Some(flag) = words[i].strip_prefix("--") {
+            match flag.split_once('=') {
+                Some((f, v)) => out.push((format!("--{f}"), Some(v.to_owned()))),
+                None => {
+                    let value = words.get(i + 1).filter(|w| !w.starts_with("--")).cloned();
+                    i += usize::from(value.is_some());
+                    out.push((format!("--{flag}"), value));
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+fn flag(container: &Value, name: &str) -> String {
+    flags(container)
+        .into_iter()
+        .find(|(f, _)| f == name)
+        .and_then(|(_, v)| v)
+        .unwrap_or_else(|| panic!("{name} is not set"))
+}
+
+/// The flags and environment variables `nextbest --help` lists.
+fn help() -> (BTreeSet<String>, BTreeSet<String>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .arg("--help")
+        .output()
+        .expect("nextbest --help runs");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("UTF-8 help");
+    let flags = text
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| w.trim_end_matches(',').to_owned())
+        .collect();
+    let envs = text
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.split(['=', ']'])
+                .next()
+                .expect("a variable name")
+                .to_owned()
+        })
+        .collect();
+    (flags, envs)
+}
+
+fn millis(s: &str) -> u64 {
+    s.parse()
+        .unwrap_or_else(|_| panic!("{s} is not milliseconds"))
+}
+
+#[test]
+fn every_flag_and_variable_the_manifests_use_exists() {
+    let (known_flags, known_envs) = help();
+    assert!(known_flags.contains("--listen") && known_envs.contains("NEXTBEST_LISTEN"));
+    let d = deployment();
+    let used = flags(&nextbest(&d));
+    assert!(used.len() > 5, "{used:?}");
+    for (f, _) in &used {
+        assert!(known_flags.contains(f), "{f} is not in nextbest --help");
+    }
+    let mut seen_env = 0;
+    for c in containers(&d) {
+        for e in c["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().expect("env names are strings");
+            if name.starts_with("NEXTBEST_") {
+                seen_env += 1;
+                assert!(
+                    known_envs.contains(name),
+                    "{name} is not in nextbest --help"
+                );
+            }
+        }
+    }
+    assert!(seen_env > 0);
+}
+
+#[test]
+fn probes_shutdown_and_listeners_agree() {
+    let d = deployment();
+    let nb = nextbest(&d);
+    let port = |c: &Value, name: &str| -> u64 {
+        c["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("no port {name}"))
+    };
+    // The probes reach the public listener, on the paths the server answers.
+    let listen = flag(&nb, "--listen");
+    let public_port: u64 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    let ports: Vec<&Value> = nb["ports"].as_array().expect("ports").iter().collect();
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        let get = &nb[probe]["httpGet"];
+        assert_eq!(get["path"], path, "{probe}");
+        let name = get["port"].as_str().expect("a named port");
+        assert_eq!(port(&nb, name), public_port, "{probe} targets --listen");
+    }
+    // The admin listener stays on loopback and is neither a container port nor a Service's.
+    let admin = flag(&nb, "--admin-listen");
+    assert!(admin.starts_with("127.0.0.1:"), "{admin}");
+    let admin_port: u64 = admin.rsplit(':').next().unwrap().parse().unwrap();
+    for c in containers(&d) {
+        for p in c["ports"].as_array().into_iter().flatten() {
+            assert_ne!(p["containerPort"].as_u64(), Some(admin_port), "{p}");
+        }
+    }
+    assert_eq!(ports.len(), 1, "nextbest publishes its public port only");
+    for s in objects().iter().filter(|o| o["kind"] == "Service") {
+        for p in s["spec"]["ports"].as_array().expect("service ports") {
+            assert_ne!(p["targetPort"].as_u64(), Some(admin_port));
+            assert_ne!(p["targetPort"].as_u64(), Some(public_port));
+        }
+    }
+    // Shutdown: the kubelet waits for preStop + drain + grace before it kills.
+    let pre_stop = nb["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .expect("a preStop sleep");
+    let drain = millis(&flag(&nb, "--drain-delay-ms"));
+    let grace = millis(&flag(&nb, "--grace-ms"));
+    assert!(drain > 0 && grace > 0);
+    let period = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    assert!(
+        period * 1000 >= pre_stop * 1000 + drain + grace,
+        "terminationGracePeriodSeconds {period} s < preStop {pre_stop} s + drain {drain} ms + grace {grace} ms"
+    );
+    // nextbest never stops before the backend beside it has started draining.
+    for c in containers(&d).iter().filter(|c| c["name"] != "nextbest") {
+        if let Some(s) = c["lifecycle"]["preStop"]["sleep"]["seconds"].as_u64() {
+            assert!(pre_stop >= s, "{} stops after nextbest", c["name"]);
+        }
+    }
+    // Sized resources: requests for CPU and memory, a memory limit, no CPU limit.
+    let res = &nb["resources"];
+    assert!(res["requests"]["cpu"].is_string() && res["requests"]["memory"].is_string());
+    assert!(res["limits"]["memory"].is_string());
+    assert!(
+        res["limits"]["cpu"].is_null(),
+        "a CPU limit throttles the deadline"
+    );
+}
+
+#[test]
+fn the_token_comes_from_a_secret() {
+    let d = deployment();
+    for c in containers(&d) {
+        for e in c["env"].as_array().into_iter().flatten() {
+            if e["name"] == "NEXTBEST_ADMIN_TOKEN" {
+                assert!(e.get("value").is_none(), "a literal token in {}", c["name"]);
+                assert!(e["valueFrom"]["secretKeyRef"]["name"].is_string());
+            }
+        }
+    }
+    let nb = nextbest(&d);
+    assert!(nb["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .any(|e| e["name"] == "NEXTBEST_ADMIN_TOKEN"));
+    assert!(flags(&nb).iter().all(|(f, _)| f != "--admin-token"));
+}
+
+#[test]
+fn volumes_are_where_the_flags_point_and_the_model_loads() {
+    let d = deployment();
+    let nb = nextbest(&d);
+    let volumes = d["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    let volume = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    };
+    let mount_of = |path: &str| {
+        nb["volumeMounts"]
+            .as_array()
+            .expect("volume mounts")
+            .iter()
+            .find(|m| Path::new(path).starts_with(m["mountPath"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("{path} is on no volume"))
+            .clone()
+    };
+    // The models folder is a whole ConfigMap volume (a subPath would never update) from the
+    // generator, whose name keeps no hash suffix so updates land in place.
+    let models = flag(&nb, "--models");
+    let m = mount_of(&models);
+    assert_eq!(m["mountPath"], models.as_str());
+    assert!(m.get("subPath").is_none());
+    let cm = volume(m["name"].as_str().unwrap())["configMap"]["name"].clone();
+    let k = kustomization();
+    let generator = k["configMapGenerator"]
+        .as_array()
+        .expect("configMapGenerator")
+        .iter()
+        .find(|g| g["name"] == cm)
+        .unwrap_or_else(|| panic!("no generator for {cm}"))
+        .clone();
+    assert_eq!(generator["options"]["disableNameSuffixHash"], true);
+    for g in k["configMapGenerator"].as_array().unwrap() {
+        for f in g["files"].as_array().into_iter().flatten() {
+            let f = f.as_str().unwrap();
+            let file = f.rsplit('=').next().unwrap();
+            assert!(k8s_dir().join(file).is_file(), "{f} is missing");
+        }
+    }
+    // The snapshot and the event log are on volumes.
+    let features = flag(&nb, "--features");
+    let f = mount_of(&features);
+    assert!(volume(f["name"].as_str().unwrap())["persistentVolumeClaim"].is_object());
+    let data = flag(&nb, "--data-dir");
+    assert_eq!(mount_of(&data)["readOnly"].as_bool(), None);
+    // The model the ConfigMap carries loads against the demo snapshot's features.
+    let store = nextbest::features::FeatureStore::load(&support::demo_dir().join("features.csv"))
+        .expect("the demo snapshot");
+    let model = nextbest::model::load(
+        &k8s_dir().join("models"),
+        &store,
+        &nextbest::model::Limits::default(),
+    )
+    .unwrap_or_else(|e| panic!("deploy/k8s/models is refused: {e}"));
+    assert_eq!(&*model.compiled.name, "starter");
+}
+
+/// The kubelet's update of a ConfigMap volume, as its AtomicWriter makes it: the files are
+/// links into `..data`, a link to a hidden timestamped folder; a new folder is written, a new
+/// link made beside the old one and renamed over it, the old folder removed.
+struct Projected {
+    dir: support::TempDir,
+    generation: usize,
+}
+
+impl Projected {
+    fn new(files: &[(&str, &[u8])]) -> Projected {
+        let mut p = Projected {
+            dir: support::TempDir::new("projected"),
+            generation: 0,
+        };
+        p.update(files);
+        for (name, _) in files {
+            std::os::unix::fs::symlink(format!("..data/{name}"), p.dir.0.join(name)).unwrap();
+        }
+        p
+    }
+
+    fn update(&mut self, files: &[(&str, &[u8])]) {
+        self.generation += 1;
+        let ts = format!(
+            "..2026_12_01_00_00_{:02}.{}",
+            self.generation, self.generation
+        );
+        let folder = self.dir.0.join(&ts);
+        std::fs::create_dir(&folder).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(folder.join(name), bytes).unwrap();
+        }
+        let tmp = self.dir.0.join("..data_tmp");
+        std::os::unix::fs::symlink(&ts, &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.0.join("..data")).unwrap();
+        if self.generation > 1 {
+            let old = format!(
+                "..2026_12_01_00_00_{:02}.{}",
+                self.generation - 1,
+                self.generation - 1
+            );
+            std::fs::remove_dir_all(self.dir.0.join(old)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_watcher_follows_a_configmap_update() {
+    let doc = |version: &str| {
+        let mut d: Value =
+            serde_json::from_slice(&std::fs::read(k8s_dir().join("models/model.json")).unwrap())
+                .unwrap();
+        d["version"] = version.into();
+        serde_json::to_vec(&d).unwrap()
+    };
+    let mut volume = Projected::new(&[("model.json", &doc("1"))]);
+    let registry = std::sync::Arc::new(nextbest::registry::Registry::new(
+        nextbest::registry::RegistryConfig {
+            models_path: Some(volume.dir.0.clone()),
+            features_path: Some(support::demo_dir().join("features.csv")),
+            ..Default::default()
+        },
+    ));
+    registry
+        .reload_from_disk()
+        .expect("the first projection loads");
+    let _watcher = nextbest::watch::watch_models(registry.clone()).expect("watching");
+    let version = || {
+        registry
+            .history()
+            .first()
+            .map(|r| r.version.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(version(), "1");
+    volume.update(&[("model.json", &doc("2"))]);
+    support::eventually("the model from the swapped ConfigMap", || version() == "2").await;
+}

@@ -1,0 +1,500 @@
+//! The OpenAPI contract against the real server: every route and status a client can meet is
+//! driven, each answer's body is validated against the schema its listener's part of the
+//! document gives for that route, method, status and content type (the `jsonschema` crate,
+//! JSON Schema 2020-12 as OpenAPI 3.1 uses it), and every status the document promises must
+//! have been seen. The document cannot drift from the code without this test failing.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nextbest::registry::Registry;
+use nextbest::server::openapi::{self, Listener};
+use nextbest::server::ServerConfig;
+use serde_json::{json, Value};
+use support::Resp;
+
+const TOKEN: &str = "contract-token";
+
+/// Documented answers no test here can provoke, and why.
+const EXEMPT: [(&str, &str, &str, u16, &str); 3] = [
+    (
+        "public",
+        "/v1/events",
+        "post",
+        503,
+        "the event log failing to write (provoked in tests/durability.rs)",
+    ),
+    (
+        "admin",
+        "/admin/models/rollback",
+        "post",
+        422,
+        "the previous model no longer compiles against a newer snapshot",
+    ),
+    (
+        "admin",
+        "/admin/status",
+        "get",
+        200,
+        "the status page is served by its own capability",
+    ),
+];
+
+/// One listener's part of the contract and the answers checked against it.
+struct Contract {
+    listener: &'static str,
+    doc: Value,
+    seen: BTreeSet<(String, String, u16)>,
+}
+
+impl Contract {
+    fn new(listener: Listener) -> Contract {
+        Contract {
+            listener: match listener {
+                Listener::Public => "public",
+                Listener::Admin => "admin",
+            },
+            doc: openapi::part(listener).expect("the document splits"),
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// Follows a `$ref` into the components, if the value is one.
+    fn deref<'a>(&'a self, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => self
+                .doc
+                .pointer(r.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("{}: {r} dangles", self.listener)),
+            None => v,
+        }
+    }
+
+    /// Checks one answer to `method path` against the document; returns its JSON body.
+    fn check(&mut self, method: &str, path: &str, resp: &Resp) -> Value {
+        let route = path.split('?').next().unwrap_or(path);
+        let what = format!(
+            "{} {method} {path} -> {}: {}",
+            self.listener,
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+        let item = self.doc["paths"].get(route).cloned();
+        let op = item
+            .as_ref()
+            .and_then(|i| i.get(method.to_ascii_lowercase()).cloned());
+        let response = match (&item, &op) {
+            (None, _) => {
+                assert_eq!(resp.status, 404, "an undocumented route answered: {what}");
+                self.deref(&json!({"$ref": "#/components/responses/NotFound"}))
+                    .clone()
+            }
+            (Some(_), None) => {
+                assert_eq!(resp.status, 405, "an undocumented method answered: {what}");
+                self.deref(&json!({"$ref": "#/components/responses/MethodNotAllowed"}))
+                    .clone()
+            }
+            (Some(_), Some(op)) => {
+                let r = op["responses"]
+                    .get(resp.status.to_string())
+                    .unwrap_or_else(|| panic!("status not in the document: {what}"));
+                self.seen
+                    .insert((route.to_owned(), method.to_ascii_lowercase(), resp.status));
+                self.deref(r).clone()
+            }
+        };
+        if let Some(headers) = response.get("headers").and_then(Value::as_object) {
+            for name in headers.keys() {
+                assert!(resp.header(name).is_some(), "header {name} missing: {what}");
+            }
+        }
+        let ct = resp
+            .header("content-type")
+            .unwrap_or_else(|| panic!("no content-type: {what}"));
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        let schema = response["content"]
+            .get(essence)
+            .unwrap_or_else(|| panic!("content type {essence} not documented: {what}"))["schema"]
+            .clone();
+        let body: Value = if essence == "application/json" {
+            serde_json::from_slice(&resp.body).unwrap_or_else(|e| panic!("not JSON ({e}): {what}"))
+        } else {
+            Value::String(String::from_utf8(resp.body.clone()).expect("UTF-8 text"))
+        };
+        let errors = self.violations(&schema, &body);
+        assert!(errors.is_empty(), "{what}\n{}", errors.join("\n"));
+        body
+    }
+
+    /// What in `value` breaks `schema` (a schema of this document, `$ref`s and all).
+    fn violations(&self, schema: &Value, value: &Value) -> Vec<String> {
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": self.doc["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("the schema does not compile ({e}): {schema}"));
+        validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
+    /// Whether the document's request schema for `method path` accepts `body`: a request the
+    /// server takes must be valid, one it refuses as invalid must not be.
+    fn request_valid(&self, method: &str, path: &str, body: &Value) -> bool {
+        let schema = &self.doc["paths"][path][method.to_ascii_lowercase()]["requestBody"]
+            ["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "no request schema for {method} {path}");
+        self.violations(schema, body).is_empty()
+    }
+
+    /// Every documented (route, method, status) was seen or is exempt with a reason.
+    fn assert_covered(&self) {
+        let mut missing = Vec::new();
+        for (route, item) in self.doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("a path item") {
+                let Some(responses) = op.get("responses").and_then(Value::as_object) else {
+                    continue;
+                };
+                for status in responses.keys() {
+                    let status: u16 = status.parse().expect("a numeric status");
+                    let exempt = EXEMPT.iter().any(|(l, r, m, s, _)| {
+                        *l == self.listener && r == route && m == method && *s == status
+                    });
+                    if !exempt && !self.seen.contains(&(route.clone(), method.clone(), status)) {
+                        missing.push(format!("{method} {route} {status}"));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{}: documented but never answered: {missing:?}",
+            self.listener
+        );
+    }
+}
+
+fn auth() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: bool,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Resp {
+    let auth = auth();
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if token {
+        headers.push(("authorization", &auth));
+    }
+    if let Some(ct) = content_type {
+        headers.push(("content-type", ct));
+    }
+    support::request(addr, method, path, &headers, body).await
+}
+
+/// A JSON request sent as raw bytes: `content-length` declared, only `sent` of the body sent.
+async fn declared(
+    addr: SocketAddr,
+    (method, path): (&str, &str),
+    token: bool,
+    content_length: u64,
+    sent: &str,
+) -> Resp {
+    let auth = if token {
+        format!("authorization: {}\r\n", auth())
+    } else {
+        String::new()
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: {content_length}\r\nconnection: close\r\n\r\n{sent}"
+    );
+    parse(&support::raw(addr, head.as_bytes()).await)
+}
+
+fn parse(out: &[u8]) -> Resp {
+    support::parse_response(out)
+        .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(out)))
+        .0
+}
+
+/// The JSON routes: a malformed body (the error code the route gives), oversized, not JSON,
+/// stalled.
+async fn body_faults(
+    c: &mut Contract,
+    addr: SocketAddr,
+    (method, path): (&str, &str),
+    token: bool,
+    malformed: (u16, &str),
+) {
+    let r = call(addr, method, path, token, Some("application/json"), b"{").await;
+    assert_eq!(r.status, malformed.0);
+    assert_eq!(c.check(method, path, &r)["error"], malformed.1);
+    // Declared far over any limit: refused before a byte of the body is read.
+    let r = declared(addr, (method, path), token, 999_999_999, "").await;
+    assert_eq!(c.check(method, path, &r)["error"], "payload_too_large");
+    let r = call(addr, method, path, token, Some("text/plain"), b"hello").await;
+    assert_eq!(c.check(method, path, &r)["error"], "unsupported_media_type");
+    // A body that stops short: the server's 408 is what comes back.
+    let r = declared(addr, (method, path), token, 100, "{").await;
+    assert_eq!(c.check(method, path, &r)["error"], "request_timeout");
+}
+
+/// Wrong methods and unknown paths: a 404 or 405 with the documented body.
+async fn no_route(c: &mut Contract, addr: SocketAddr, token: bool, calls: &[(&str, &str)]) {
+    for (method, path) in calls {
+        let r = call(addr, method, path, token, None, b"").await;
+        let e = c.check(method, path, &r);
+        assert!(matches!(r.status, 404 | 405), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn every_answer_matches_the_document() {
+    let config = ServerConfig {
+        body_timeout: Duration::from_millis(300),
+        ..support::with_token(TOKEN)
+    };
+    let srv = support::start_demo_with(config).await;
+    let empty =
+        support::start_registry(Arc::new(Registry::default()), support::test_config()).await;
+    let mut public = Contract::new(Listener::Public);
+    let mut admin = Contract::new(Listener::Admin);
+    let (p, a) = (srv.public, srv.admin);
+
+    // The served parts are the documents checked against.
+    let r = support::get(p, "/openapi.json").await;
+    assert_eq!(public.check("GET", "/openapi.json", &r), public.doc);
+    let r = call(a, "GET", "/openapi.json", true, None, b"").await;
+    assert_eq!(admin.check("GET", "/openapi.json", &r), admin.doc);
+
+    // Decisions: personalised, with explain, fallback, no model, by query.
+    let json = Some("application/json");
+    let body = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page", "explain": true});
+    let r = support::post_json(p, "/v1/decide", &body).await;
+    let d = public.check("POST", "/v1/decide", &r);
+    assert!(d["fallback"].is_null() && d["explain"].is_array(), "{d}");
+    assert!(public.request_valid("POST", "/v1/decide", &body));
+    let body = json!({"customer_id": "C9999999", "channel": "web", "placement": "home_hero"});
+    let r = support::post_json(p, "/v1/decide", &body).await;
+    assert_eq!(
+        public.check("POST", "/v1/decide", &r)["fallback"]["reason"],
+        "unknown_customer"
+    );
+    let r = support::post_json(empty.public, "/v1/decide", &body).await;
+    let d = public.check("POST", "/v1/decide", &r);
+    assert_eq!(d["fallback"]["reason"], "no_model");
+    assert!(d["model"].is_null());
+    let q = "/v1/decide?customer_id=C0000042&channel=app&placement=app_home&limit=2";
+    let r = support::get(p, q).await;
+    assert_eq!(public.check("GET", q, &r)["variant"], "champion");
+    let r = support::get(p, "/v1/decide?channel=web").await;
+    assert_eq!(
+        public.check("GET", "/v1/decide", &r)["error"],
+        "invalid_request"
+    );
+    for invalid in [
+        json!({"channel": "web"}),
+        json!({"channel": "web", "placement": "home_hero", "limit": 51}),
+        json!({"channel": "", "placement": "home_hero"}),
+    ] {
+        let r = support::post_json(p, "/v1/decide", &invalid).await;
+        assert_eq!(
+            public.check("POST", "/v1/decide", &r)["error"],
+            "invalid_request"
+        );
+        assert!(
+            !public.request_valid("POST", "/v1/decide", &invalid),
+            "{invalid}"
+        );
+    }
+    body_faults(
+        &mut public,
+        p,
+        ("POST", "/v1/decide"),
+        false,
+        (400, "malformed_json"),
+    )
+    .await;
+
+    // Events.
+    let batch = json!({"events": [
+        {"type": "impression", "customer_id": "C0000042", "offer_id": "device_upgrade_5g",
+         "channel": "web", "decision_id": d["decision_id"], "ts": "2026-11-22T10:00:00Z"},
+        {"type": "bogus", "customer_id": "C0000042"}]});
+    let r = support::post_json(p, "/v1/events", &batch).await;
+    let e = public.check("POST", "/v1/events", &r);
+    assert!(
+        !public.request_valid("POST", "/v1/events", &batch),
+        "a bogus type"
+    );
+    let mut good = batch.clone();
+    good["events"].as_array_mut().unwrap().pop();
+    assert!(public.request_valid("POST", "/v1/events", &good));
+    assert_eq!(
+        (e["accepted"].as_u64(), e["rejected"][0]["index"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let r = call(p, "POST", "/v1/events", false, json, br#"{"evts": []}"#).await;
+    assert_eq!(
+        public.check("POST", "/v1/events", &r)["error"],
+        "invalid_request"
+    );
+    body_faults(
+        &mut public,
+        p,
+        ("POST", "/v1/events"),
+        false,
+        (400, "malformed_json"),
+    )
+    .await;
+
+    // Probes, wrong methods, unknown routes (admin routes are unknown here).
+    for (addr, status) in [(p, 200), (empty.public, 503)] {
+        let r = support::get(addr, "/readyz").await;
+        assert_eq!(r.status, status);
+        public.check("GET", "/readyz", &r);
+    }
+    let r = support::get(p, "/healthz").await;
+    assert_eq!(public.check("GET", "/healthz", &r)["status"], "ok");
+    let wrong = [
+        ("PUT", "/v1/decide"),
+        ("GET", "/v1/events"),
+        ("POST", "/healthz"),
+        ("POST", "/openapi.json"),
+        ("GET", "/nope"),
+        ("GET", "/admin/models"),
+        ("GET", "/metrics"),
+    ];
+    no_route(&mut public, p, false, &wrong).await;
+
+    // Admin: every documented operation refuses a missing token.
+    let ops: Vec<(String, String)> = admin.doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_ascii_uppercase(), path.clone()))
+        })
+        .collect();
+    for (method, path) in &ops {
+        let r = call(a, method, path, false, json, b"").await;
+        assert_eq!(admin.check(method, path, &r)["error"], "unauthorized");
+    }
+
+    // Models: view, activate, refuse, roll back, nothing to roll back to, no snapshot.
+    let r = call(a, "GET", "/admin/models", true, None, b"").await;
+    assert_eq!(
+        admin.check("GET", "/admin/models", &r)["active"]["name"],
+        "demo"
+    );
+    // The Kubernetes example's model: no scorer files, so it needs no models folder.
+    let starter = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/models/model.json"),
+    )
+    .expect("the example model");
+    let r = call(a, "PUT", "/admin/models", true, json, &starter).await;
+    assert_eq!(admin.check("PUT", "/admin/models", &r)["name"], "starter");
+    let bad = br#"{"name": "broken", "version": "1", "offers": [{"id": "a"}]}"#;
+    let r = call(a, "PUT", "/admin/models", true, json, bad).await;
+    let refusal = admin.check("PUT", "/admin/models", &r);
+    assert_eq!(refusal["error"], "invalid_model");
+    assert!(refusal["faults"].as_array().is_some_and(|f| f.len() > 1));
+    body_faults(
+        &mut admin,
+        a,
+        ("PUT", "/admin/models"),
+        true,
+        (422, "invalid_model"),
+    )
+    .await;
+    let r = call(a, "POST", "/admin/models/rollback", true, None, b"").await;
+    assert_eq!(
+        admin.check("POST", "/admin/models/rollback", &r)["name"],
+        "demo"
+    );
+    let r = call(a, "POST", "/admin/models/rollback", true, None, b"").await;
+    assert_eq!(
+        admin.check("POST", "/admin/models/rollback", &r)["error"],
+        "no_previous_version"
+    );
+    let r = call(empty.admin, "PUT", "/admin/models", false, json, &starter).await;
+    assert_eq!(
+        admin.check("PUT", "/admin/models", &r)["error"],
+        "no_features"
+    );
+
+    // Feature snapshots: wait, background, refused, no path configured.
+    let csv = support::demo_dir().join("features.csv");
+    let reload = "/admin/features/reload";
+    let body = json!({"path": csv, "wait": true}).to_string();
+    let r = call(a, "POST", reload, true, json, body.as_bytes()).await;
+    assert_eq!(admin.check("POST", reload, &r)["customers"], 10_000);
+    let body = json!({"path": csv}).to_string();
+    let r = call(a, "POST", reload, true, json, body.as_bytes()).await;
+    assert_eq!(admin.check("POST", reload, &r)["status"], "loading");
+    let body = json!({"path": "/nonexistent/features.csv", "wait": true}).to_string();
+    let r = call(a, "POST", reload, true, json, body.as_bytes()).await;
+    assert_eq!(admin.check("POST", reload, &r)["error"], "invalid_features");
+    let r = call(
+        empty.admin,
+        "POST",
+        reload,
+        false,
+        json,
+        br#"{"wait": true}"#,
+    )
+    .await;
+    assert_eq!(admin.check("POST", reload, &r)["error"], "invalid_request");
+    body_faults(
+        &mut admin,
+        a,
+        ("POST", reload),
+        true,
+        (400, "invalid_request"),
+    )
+    .await;
+
+    // Stats, metrics, wrong methods, unknown routes.
+    let r = call(a, "GET", "/admin/stats", true, None, b"").await;
+    assert_eq!(
+        admin.check("GET", "/admin/stats", &r)["events"]["accepted"],
+        1
+    );
+    let r = call(a, "GET", "/metrics", true, None, b"").await;
+    let text = admin.check("GET", "/metrics", &r);
+    assert!(text
+        .as_str()
+        .is_some_and(|t| t.contains("nextbest_decisions_total")));
+    let wrong = [
+        ("DELETE", "/admin/models"),
+        ("GET", "/admin/models/rollback"),
+        ("POST", "/metrics"),
+        ("PUT", "/openapi.json"),
+        ("GET", "/v1/decide"),
+        ("GET", "/admin/nope"),
+    ];
+    no_route(&mut admin, a, true, &wrong).await;
+
+    public.assert_covered();
+    admin.assert_covered();
+    srv.stop().await;
+    empty.stop().await;
+}
