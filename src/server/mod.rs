@@ -1,8 +1,10 @@
 //! The HTTP side: a public listener for channels and an admin listener for operators.
 //!
 //! Each listener is a plain accept loop handing connections to hyper's HTTP/1.1 server with a
-//! `service_fn`; handlers decode, load the snapshot once, call the engine, encode. Admin routes
-//! live only on the admin listener, so a channel backend can never reach them.
+//! `service_fn`, bounded per listener (`conns`: at the bound, the connection without a request
+//! the longest makes room for the newcomer); handlers decode, load the snapshot once, call the
+//! engine, encode. Admin routes live only on the admin listener, so a channel backend can never
+//! reach them.
 
 pub mod admin;
 pub mod body;
