@@ -97,7 +97,7 @@ struct ServeArgs {
     /// Decide requests in flight before new ones get `overload` fallback at once.
     #[arg(long, env = "NEXTBEST_MAX_INFLIGHT", default_value_t = 128)]
     max_inflight: usize,
-    /// Open connections per listener; beyond it, accepting pauses.
+    /// Open connections per listener; at the bound a new one replaces the one idle longest.
     #[arg(long, env = "NEXTBEST_MAX_CONNECTIONS", default_value_t = 4096)]
     max_connections: usize,
     /// On SIGTERM/SIGINT: milliseconds /readyz answers 503 while still serving.

@@ -174,7 +174,7 @@ fn models(state: &AppState) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, body.to_string().into())
 }
 
-/// The listeners' own gauges: admission and connections.
+/// The listeners' own figures: admission and connections.
 struct Gauges<'a>(&'a AppState);
 
 impl Collect for Gauges<'_> {
@@ -199,6 +199,16 @@ impl Collect for Gauges<'_> {
         ] {
             out.family(name, Kind::Gauge, help).sample(&[], v);
         }
+        out.family(
+            "nextbest_connections_evicted_total",
+            Kind::Counter,
+            "Connections closed to make room for a new one at --max-connections, both listeners.",
+        )
+        .sample(
+            &[],
+            s.evicted_connections
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
     }
 }
 

@@ -1,12 +1,15 @@
 //! The HTTP side: a public listener for channels and an admin listener for operators.
 //!
 //! Each listener is a plain accept loop handing connections to hyper's HTTP/1.1 server with a
-//! `service_fn`; handlers decode, load the snapshot once, call the engine, encode. Admin routes
-//! live only on the admin listener, so a channel backend can never reach them.
+//! `service_fn`, bounded per listener (`conns`: at the bound, the connection without a request
+//! the longest makes room for the newcomer); handlers decode, load the snapshot once, call the
+//! engine, encode. Admin routes live only on the admin listener, so a channel backend can never
+//! reach them.
 
 pub mod admin;
 pub mod body;
 pub mod codec;
+mod conns;
 pub mod decide;
 pub mod error;
 pub mod events;
@@ -19,20 +22,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::contact::{Clock, ContactConfig, Contacts};
 use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use conns::{Busy, Connections};
 use guards::Admission;
 
 /// The admin bearer token; its `Debug` never shows it.
@@ -76,7 +79,9 @@ pub struct ServerConfig {
     pub deadline: Duration,
     /// Decide requests in flight before new ones get `overload` fallback.
     pub max_inflight: usize,
-    /// Open connections per listener; beyond, accepting waits (the kernel backlog holds them).
+    /// Open connections per listener. At the bound a newcomer replaces the connection idle the
+    /// longest (silent since accepted, or between keep-alive requests); accepting waits only
+    /// while every connection has a request in flight.
     pub max_connections: usize,
     /// On shutdown: how long `/readyz` says 503 while still serving, so balancers move away.
     pub drain_delay: Duration,
@@ -120,6 +125,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Open connections, both listeners.
     pub connections: AtomicUsize,
+    /// Connections closed to make room for a new one at the bound, both listeners.
+    pub evicted_connections: AtomicU64,
     /// Contact history, event log, funnel, and the clock handlers read "now" from.
     pub contacts: Arc<Contacts>,
 }
@@ -149,6 +156,7 @@ impl AppState {
             builtin,
             draining: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
+            evicted_connections: AtomicU64::new(0),
             contacts,
         }
     }
@@ -183,7 +191,7 @@ pub struct RunningServer {
     pub admin_addr: SocketAddr,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<GracefulShutdown>>,
+    tasks: Vec<JoinHandle<Arc<Connections>>>,
 }
 
 impl RunningServer {
@@ -196,9 +204,9 @@ impl RunningServer {
         let _ = self.stop.send(true);
         let mut left = 0;
         for t in self.tasks {
-            let Ok(graceful) = t.await else { continue };
-            let open = graceful.count();
-            if tokio::time::timeout(self.state.config.grace, graceful.shutdown())
+            let Ok(conns) = t.await else { continue };
+            let open = conns.open();
+            if tokio::time::timeout(self.state.config.grace, conns.closed())
                 .await
                 .is_err()
             {
@@ -239,24 +247,25 @@ enum Side {
     Admin,
 }
 
-/// Accepts until told to stop; returns the watcher of its connections for a graceful drain.
+/// Why a connection's task stopped just serving it.
+enum Ending {
+    /// The connection ended by itself (client close, timeout, error).
+    Closed,
+    /// Chosen to make room for a newcomer at the bound.
+    Evicted,
+    /// The server is stopping.
+    Stopping,
+}
+
+/// Accepts until told to stop; returns the listener's connections for a graceful drain.
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<AppState>,
     side: Side,
     mut stop: watch::Receiver<bool>,
-) -> GracefulShutdown {
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(state.config.max_connections.max(1)));
+) -> Arc<Connections> {
+    let conns = Arc::new(Connections::new(state.config.max_connections));
     loop {
-        // At the connection bound, stop accepting until one closes.
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return graceful,
-            },
-            _ = stop.changed() => return graceful,
-        };
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => stream,
@@ -267,16 +276,31 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.changed() => return graceful,
+            _ = stop.changed() => return conns,
         };
+        // At the bound, the connection idle the longest makes room; when every one has a
+        // request in flight, wait (the kernel backlog holds the next ones).
+        let admitted = tokio::select! {
+            a = conns.admit() => a,
+            _ = stop.changed() => return conns,
+        };
+        if admitted.evicted {
+            state.evicted_connections.fetch_add(1, Relaxed);
+        }
         let _ = stream.set_nodelay(true);
-        let conn_state = state.clone();
+        let registration = conns.register(admitted);
+        // One clone per request of this connection's own context: no count shared with other
+        // connections is touched.
+        let ctx = Arc::new((state.clone(), registration.conn().clone()));
         let svc = service_fn(move |req| {
-            let state = conn_state.clone();
+            let ctx = ctx.clone();
             async move {
+                let (state, conn) = &*ctx;
+                // A request raced by an eviction is still finished: see `Ending::Evicted`.
+                let _busy = Busy::enter(conn);
                 Ok::<_, Infallible>(match side {
-                    Side::Public => public::handle(&state, req).await,
-                    Side::Admin => admin::handle(&state, req).await,
+                    Side::Public => public::handle(state, req).await,
+                    Side::Admin => admin::handle(state, req).await,
                 })
             }
         });
@@ -286,13 +310,31 @@ async fn accept_loop(
             .header_read_timeout(state.config.header_timeout)
             .max_buf_size(16 * 1024)
             .keep_alive(true);
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         let state = state.clone();
+        let mut stopping = stop.clone();
         state.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
-            let _ = conn.await;
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let ending = tokio::select! {
+                _ = conn.as_mut() => Ending::Closed,
+                () = registration.evicted() => Ending::Evicted,
+                _ = stopping.wait_for(|stop| *stop) => Ending::Stopping,
+            };
+            match ending {
+                Ending::Closed => {}
+                // Silent since accepted: nothing to finish, close it now (hyper's graceful
+                // shutdown would wait for a first request until the header timeout).
+                Ending::Evicted if !registration.served() => {}
+                // Idle keep-alive closes at once; a request in flight (one that raced the
+                // eviction, or any at a stop) finishes first.
+                Ending::Evicted | Ending::Stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
             state.connections.fetch_sub(1, Relaxed);
-            drop(permit);
+            drop(registration);
         });
     }
 }
