@@ -1,11 +1,13 @@
 //! The offer model as the CVM team writes it (JSON), and its way into the engine form.
 //!
-//! Loading is parse (simd-json) → validate and compile in one pass ([`compile`]) against the
-//! column layout of a feature snapshot. Every fault is reported with its exact path, so a bad
-//! model is refused whole and whatever is serving keeps serving. This module reads files only
-//! when asked to load one; nothing here runs on the request path.
+//! Loading is parse (simd-json) → read the files the model names (`files`) → validate and
+//! compile in one pass ([`compile`], which touches no file) against the column layout of a
+//! feature snapshot. Every fault is reported with its exact path, so a bad model is refused
+//! whole and whatever is serving keeps serving. This module reads files only when asked to
+//! load one; nothing here runs on the request path.
 
 mod compile;
+mod files;
 pub mod lightgbm;
 mod policies;
 pub mod walk;
@@ -262,8 +264,9 @@ pub fn from_bytes(
     let mut scratch = document.clone();
     let doc =
         simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&document, &e))?;
+    let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits);
     let (compiled, challenger) =
-        compile::compile(&doc, base_dir.as_deref(), schema, limits).map_err(ModelError::Invalid)?;
+        compile::compile(&doc, &files, schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {
         compiled,
         checksum,
