@@ -548,20 +548,10 @@ fn explain_unreached<'m>(
     for (oi, offer) in model.offers.iter().enumerate() {
         let why = match (channel, slot) {
             (None, _) => NOT_ON_CHANNEL,
-            (Some(ch), None) => {
-                if offer.channel_mask & (1 << ch) == 0 {
-                    NOT_ON_CHANNEL
-                } else {
-                    NOT_IN_PLACEMENT
-                }
+            (Some(_), Some(s)) if unknown_customer && s.candidates.contains(&(oi as u32)) => {
+                "customer: unknown customer, no features to evaluate"
             }
-            (Some(ch), Some(s)) => {
-                if s.candidates.contains(&(oi as u32)) && unknown_customer {
-                    "customer: unknown customer, no features to evaluate"
-                } else {
-                    not_candidate_reason(offer, ch)
-                }
-            }
+            (Some(ch), _) => not_candidate_reason(offer, ch),
         };
         out.push(Verdict::Excluded(why));
     }
