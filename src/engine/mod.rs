@@ -108,6 +108,12 @@ impl Fallback {
             stage: FallbackStage::Builtin,
         }
     }
+
+    /// [`Fallback::builtin_empty`], shared: what a request on a channel nobody knows gets.
+    pub fn empty() -> &'static Fallback {
+        static EMPTY: std::sync::OnceLock<Fallback> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(Fallback::builtin_empty)
+    }
 }
 
 /// The last stage of the fallback chain: static content per channel and placement, loadable
@@ -133,14 +139,13 @@ impl BuiltinFallback {
     /// The content for a channel and placement: the placement's, else the channel's default,
     /// else an empty list.
     pub fn lookup(&self, channel: &str, placement: &str) -> &Fallback {
-        static EMPTY: std::sync::OnceLock<Fallback> = std::sync::OnceLock::new();
         match self.channels.iter().find(|c| &*c.name == channel) {
             Some(c) => c
                 .placements
                 .iter()
                 .find(|s| &*s.0 == placement)
                 .map_or(&c.default, |s| &s.1),
-            None => EMPTY.get_or_init(Fallback::builtin_empty),
+            None => Fallback::empty(),
         }
     }
 }
@@ -239,8 +244,6 @@ pub struct CompiledModel {
     pub arbitration: Arbitration,
     /// Feature columns the model reads, by name (to check a new snapshot against).
     pub features_used: Box<[Box<str>]>,
-    /// Fallback for a channel the model does not know.
-    pub fallback: Fallback,
     /// Contact policies that look across offers (per-offer ones are in [`Offer::caps`]).
     pub policies: Policies,
 }
@@ -261,7 +264,7 @@ impl CompiledModel {
         }
     }
 
-    /// The fallback for a request, walking the chain placement → channel → model → built-in.
+    /// The fallback for a request, walking the chain placement → channel → built-in.
     pub fn fallback_for<'a>(
         &'a self,
         channel: Option<usize>,
@@ -270,7 +273,7 @@ impl CompiledModel {
         match (slot, channel) {
             (Some(s), _) => &s.fallback,
             (None, Some(ci)) => &self.channels[ci].fallback,
-            (None, None) => &self.fallback,
+            (None, None) => Fallback::empty(),
         }
     }
 }
@@ -551,20 +554,10 @@ fn explain_unreached<'m>(
     for (oi, offer) in model.offers.iter().enumerate() {
         let why = match (channel, slot) {
             (None, _) => NOT_ON_CHANNEL,
-            (Some(ch), None) => {
-                if offer.channel_mask & (1 << ch) == 0 {
-                    NOT_ON_CHANNEL
-                } else {
-                    NOT_IN_PLACEMENT
-                }
+            (Some(_), Some(s)) if unknown_customer && s.candidates.contains(&(oi as u32)) => {
+                "customer: unknown customer, no features to evaluate"
             }
-            (Some(ch), Some(s)) => {
-                if s.candidates.contains(&(oi as u32)) && unknown_customer {
-                    "customer: unknown customer, no features to evaluate"
-                } else {
-                    not_candidate_reason(offer, ch)
-                }
-            }
+            (Some(ch), _) => not_candidate_reason(offer, ch),
         };
         out.push(Verdict::Excluded(why));
     }

@@ -27,6 +27,14 @@ pub fn parse_lightgbm(
     text: &str,
     resolve: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<TreeEnsemble, TreeLoadError> {
+    parse_lightgbm_with_features(text, resolve).map(|(ensemble, _)| ensemble)
+}
+
+/// [`parse_lightgbm`], also returning every feature name it resolved to a column.
+pub fn parse_lightgbm_with_features(
+    text: &str,
+    resolve: &dyn Fn(&str) -> Option<u32>,
+) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     match lines.next() {
         Some("tree") => {}
@@ -154,7 +162,8 @@ pub fn parse_lightgbm(
         }
     }
     let columns = resolve_columns(&names, resolve)?;
-    TreeEnsemble::build(Flavor::LightGbm { sigmoid }, 0.0, &trees, &columns)
+    let ensemble = TreeEnsemble::build(Flavor::LightGbm { sigmoid }, 0.0, &trees, &columns)?;
+    Ok((ensemble, names))
 }
 
 /// `objective=binary sigmoid:1` → the sigmoid scale; anything else is refused.

@@ -1,11 +1,13 @@
 //! The offer model as the CVM team writes it (JSON), and its way into the engine form.
 //!
-//! Loading is parse (simd-json) → validate and compile in one pass ([`compile`]) against the
-//! column layout of a feature snapshot. Every fault is reported with its exact path, so a bad
-//! model is refused whole and whatever is serving keeps serving. This module reads files only
-//! when asked to load one; nothing here runs on the request path.
+//! Loading is parse (simd-json) → read the files the model names (`files`) → validate and
+//! compile in one pass ([`compile`], which touches no file) against the column layout of a
+//! feature snapshot. Every fault is reported with its exact path, so a bad model is refused
+//! whole and whatever is serving keeps serving. This module reads files only when asked to
+//! load one; nothing here runs on the request path.
 
 mod compile;
+mod files;
 pub mod lightgbm;
 mod policies;
 pub mod walk;
@@ -96,6 +98,41 @@ impl Default for Limits {
         }
     }
 }
+
+/// Most channels a model may use: each is one bit of an offer's `channel_mask`, a `u64`.
+pub const MAX_CHANNELS: usize = u64::BITS as usize;
+/// Most placements a model may declare, and list on one offer: keeps slot lookups short.
+pub const MAX_PLACEMENTS: usize = 256;
+/// Longest name in bytes (model name, offer id, feature, context key, channel, placement,
+/// category): names are copied into answers, logs and metrics.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Longest short label in bytes (model version, offer category, a time).
+pub const MAX_LABEL_BYTES: usize = 64;
+/// Longest description in bytes (model, offer): documentation, never served.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// Longest file path a model may name, in bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Most children of one `all`/`any` rule and most values of one `in` test.
+pub const MAX_RULE_LIST: usize = 1024;
+/// Longest rule operator in bytes (the longest real one, `is_missing`, is 10).
+pub const MAX_OPERATOR_BYTES: usize = 32;
+/// Most feature names an XGBoost scorer spec may list.
+pub const MAX_TREE_FEATURES: usize = 100_000;
+/// Longest content title in bytes.
+pub const MAX_TITLE_BYTES: usize = 200;
+/// Longest content body in bytes.
+pub const MAX_BODY_BYTES: usize = 2000;
+/// Longest content URL in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Largest offer value: far above any real price, and finite products stay finite.
+pub const MAX_OFFER_VALUE: f64 = 1e12;
+/// Largest offer priority multiplier.
+pub const MAX_OFFER_PRIORITY: f64 = 1e6;
+/// Offers a placement shows when it names no `limit`.
+pub const DEFAULT_PLACEMENT_LIMIT: usize = 3;
+/// Highest placement admission priority, and the one a placement without `priority` gets
+/// (it never steps aside under pressure).
+pub const MAX_PLACEMENT_PRIORITY: u8 = 100;
 
 /// Resolves feature names to snapshot columns while compiling.
 pub trait Schema {
@@ -227,8 +264,9 @@ pub fn from_bytes(
     let mut scratch = document.clone();
     let doc =
         simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&document, &e))?;
+    let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits);
     let (compiled, challenger) =
-        compile::compile(&doc, base_dir.as_deref(), schema, limits).map_err(ModelError::Invalid)?;
+        compile::compile(&doc, &files, schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {
         compiled,
         checksum,

@@ -16,7 +16,7 @@
 
 use simd_json::prelude::*;
 
-use super::walk::{join, Faults, Value};
+use super::walk::{join, Collects, Faults, Value};
 use crate::engine::policy::MAX_CAP;
 use crate::engine::policy::{stable_hash, OfferCaps, Policies, PolicyReasons, WindowCap, DAY_MS};
 
@@ -98,60 +98,63 @@ fn categories(f: &mut Faults, obj: &super::walk::Object<'_>, path: &str) -> Opti
 
 /// Reads the top-level `policies` object (absent: no policies); `None` after a fault.
 pub(super) fn read_policies(f: &mut Faults, v: Option<&Value<'_>>) -> Option<Declared> {
-    let mut d = Declared::EMPTY;
-    let Some(v) = v else { return Some(d) };
+    let Some(v) = v else {
+        return Some(Declared::EMPTY);
+    };
     let obj = f.object(v, "policies", POLICY_KEYS)?;
-    let before = f.0.len();
-    if let Some(cap) = obj.get("impression_cap") {
-        let path = "policies.impression_cap";
-        if let Some(c) = f.object(cap, path, &["max_impressions", "window_days"]) {
-            let max = f
-                .req(c, "max_impressions", path)
-                .and_then(|v| f.integer_in(v, &join(path, "max_impressions"), 1, MAX_CAP as u64));
-            let window = f
-                .req(c, "window_days", path)
-                .and_then(|v| positive_days(f, v, &join(path, "window_days")));
-            if let (Some(max), Some(window)) = (max, window) {
-                d.impression_cap = Some((max as u32, window));
+    f.checked(|f| {
+        let mut d = Declared::EMPTY;
+        if let Some(cap) = obj.get("impression_cap") {
+            let path = "policies.impression_cap";
+            if let Some(c) = f.object(cap, path, &["max_impressions", "window_days"]) {
+                let max = f.req(c, "max_impressions", path).and_then(|v| {
+                    f.integer_in(v, &join(path, "max_impressions"), 1, MAX_CAP as u64)
+                });
+                let window = f
+                    .req(c, "window_days", path)
+                    .and_then(|v| positive_days(f, v, &join(path, "window_days")));
+                if let (Some(max), Some(window)) = (max, window) {
+                    d.impression_cap = Some((max as u32, window));
+                }
             }
         }
-    }
-    if let Some(x) = obj.get("dismiss_cooldown_days") {
-        d.dismiss_cooldown = days(f, x, "policies.dismiss_cooldown_days");
-    }
-    if let Some(x) = obj.get("conversion_cooldown_days") {
-        d.conversion_cooldown = days(f, x, "policies.conversion_cooldown_days");
-    }
-    if let Some(cap) = obj.get("sales_cap") {
-        let path = "policies.sales_cap";
-        if let Some(c) = f.object(cap, path, &["max_contacts", "window_days", "categories"]) {
-            let max = f
-                .req(c, "max_contacts", path)
-                .and_then(|v| f.integer_in(v, &join(path, "max_contacts"), 1, MAX_CAP as u64));
-            let window = f
-                .req(c, "window_days", path)
-                .and_then(|v| positive_days(f, v, &join(path, "window_days")));
-            let cats = categories(f, c, path);
-            if let (Some(max), Some(window), Some(cats)) = (max, window, cats) {
-                d.sales_cap = Some((max as u32, window));
-                d.sales_categories = cats;
+        if let Some(x) = obj.get("dismiss_cooldown_days") {
+            d.dismiss_cooldown = days(f, x, "policies.dismiss_cooldown_days");
+        }
+        if let Some(x) = obj.get("conversion_cooldown_days") {
+            d.conversion_cooldown = days(f, x, "policies.conversion_cooldown_days");
+        }
+        if let Some(cap) = obj.get("sales_cap") {
+            let path = "policies.sales_cap";
+            if let Some(c) = f.object(cap, path, &["max_contacts", "window_days", "categories"]) {
+                let max = f
+                    .req(c, "max_contacts", path)
+                    .and_then(|v| f.integer_in(v, &join(path, "max_contacts"), 1, MAX_CAP as u64));
+                let window = f
+                    .req(c, "window_days", path)
+                    .and_then(|v| positive_days(f, v, &join(path, "window_days")));
+                let cats = categories(f, c, path);
+                if let (Some(max), Some(window), Some(cats)) = (max, window, cats) {
+                    d.sales_cap = Some((max as u32, window));
+                    d.sales_categories = cats;
+                }
             }
         }
-    }
-    if let Some(hold) = obj.get("complaint_hold") {
-        let path = "policies.complaint_hold";
-        if let Some(c) = f.object(hold, path, &["categories", "timeout_days"]) {
-            let timeout = f
-                .req(c, "timeout_days", path)
-                .and_then(|v| positive_days(f, v, &join(path, "timeout_days")));
-            let cats = categories(f, c, path);
-            if let (Some(timeout), Some(cats)) = (timeout, cats) {
-                d.complaint_timeout = Some(timeout);
-                d.complaint_categories = cats;
+        if let Some(hold) = obj.get("complaint_hold") {
+            let path = "policies.complaint_hold";
+            if let Some(c) = f.object(hold, path, &["categories", "timeout_days"]) {
+                let timeout = f
+                    .req(c, "timeout_days", path)
+                    .and_then(|v| positive_days(f, v, &join(path, "timeout_days")));
+                let cats = categories(f, c, path);
+                if let (Some(timeout), Some(cats)) = (timeout, cats) {
+                    d.complaint_timeout = Some(timeout);
+                    d.complaint_categories = cats;
+                }
             }
         }
-    }
-    (f.0.len() == before).then_some(d)
+        Some(d)
+    })
 }
 
 /// Reads one offer's `caps` over the model's defaults; `None` after a fault.
@@ -162,98 +165,96 @@ pub(super) fn read_caps(
     category: Option<&str>,
     declared: &Declared,
 ) -> Option<OfferCaps> {
-    let before = f.0.len();
-    let mut cap = declared.impression_cap;
-    let mut cap_path = "policies.impression_cap".to_owned();
-    let mut dismiss = declared.dismiss_cooldown;
-    let mut dismiss_path = "policies.dismiss_cooldown_days".to_owned();
-    let mut conversion = declared.conversion_cooldown;
-    let mut conversion_path = "policies.conversion_cooldown_days".to_owned();
-    if let Some(v) = v {
-        if let Some(obj) = f.object(v, path, CAPS_KEYS) {
-            let max = obj
-                .get("max_impressions")
-                .and_then(|v| f.integer_in(v, &join(path, "max_impressions"), 1, MAX_CAP as u64));
-            let window = obj
-                .get("window_days")
-                .and_then(|v| positive_days(f, v, &join(path, "window_days")));
-            match (max, window, cap) {
-                (None, None, _) => {}
-                (Some(m), Some(w), _) => cap = Some((m as u32, w)),
-                (Some(m), None, Some((_, w))) => cap = Some((m as u32, w)),
-                (None, Some(w), Some((m, _))) => cap = Some((m, w)),
-                (Some(_), None, None) => f.push(
-                    &join(path, "window_days"),
-                    "missing field (no policies.impression_cap to take it from)",
-                ),
-                (None, Some(_), None) => f.push(
-                    &join(path, "max_impressions"),
-                    "missing field (no policies.impression_cap to take it from)",
-                ),
-            }
-            if max.is_some() || window.is_some() {
-                cap_path = join(path, "max_impressions");
-            }
-            if let Some(x) = obj.get("dismiss_cooldown_days") {
-                dismiss = days(f, x, &join(path, "dismiss_cooldown_days"));
-                dismiss_path = join(path, "dismiss_cooldown_days");
-            }
-            if let Some(x) = obj.get("conversion_cooldown_days") {
-                conversion = days(f, x, &join(path, "conversion_cooldown_days"));
-                conversion_path = join(path, "conversion_cooldown_days");
+    f.checked(|f| {
+        let mut cap = declared.impression_cap;
+        let mut cap_path = "policies.impression_cap".to_owned();
+        let mut dismiss = declared.dismiss_cooldown;
+        let mut dismiss_path = "policies.dismiss_cooldown_days".to_owned();
+        let mut conversion = declared.conversion_cooldown;
+        let mut conversion_path = "policies.conversion_cooldown_days".to_owned();
+        if let Some(v) = v {
+            if let Some(obj) = f.object(v, path, CAPS_KEYS) {
+                let max = obj.get("max_impressions").and_then(|v| {
+                    f.integer_in(v, &join(path, "max_impressions"), 1, MAX_CAP as u64)
+                });
+                let window = obj
+                    .get("window_days")
+                    .and_then(|v| positive_days(f, v, &join(path, "window_days")));
+                match (max, window, cap) {
+                    (None, None, _) => {}
+                    (Some(m), Some(w), _) => cap = Some((m as u32, w)),
+                    (Some(m), None, Some((_, w))) => cap = Some((m as u32, w)),
+                    (None, Some(w), Some((m, _))) => cap = Some((m, w)),
+                    (Some(_), None, None) => f.push(
+                        &join(path, "window_days"),
+                        "missing field (no policies.impression_cap to take it from)",
+                    ),
+                    (None, Some(_), None) => f.push(
+                        &join(path, "max_impressions"),
+                        "missing field (no policies.impression_cap to take it from)",
+                    ),
+                }
+                if max.is_some() || window.is_some() {
+                    cap_path = join(path, "max_impressions");
+                }
+                if let Some(x) = obj.get("dismiss_cooldown_days") {
+                    dismiss = days(f, x, &join(path, "dismiss_cooldown_days"));
+                    dismiss_path = join(path, "dismiss_cooldown_days");
+                }
+                if let Some(x) = obj.get("conversion_cooldown_days") {
+                    conversion = days(f, x, &join(path, "conversion_cooldown_days"));
+                    conversion_path = join(path, "conversion_cooldown_days");
+                }
             }
         }
-    }
-    if f.0.len() != before {
-        return None;
-    }
-    let in_list = |list: &[String]| category.is_some_and(|c| list.iter().any(|l| l == c));
-    let sales_capped = declared.sales_cap.is_some() && in_list(&declared.sales_categories);
-    let complaint_held =
-        declared.complaint_timeout.is_some() && in_list(&declared.complaint_categories);
-    // A cool-down of zero days turns the policy off for this offer.
-    let dismiss = dismiss.filter(|d| d.ms > 0);
-    let conversion = conversion.filter(|d| d.ms > 0);
-    let why = PolicyReasons {
-        impressions: cap
-            .map(|(m, w)| format!("{cap_path}: at most {m} impressions in {} days", w.days))
-            .unwrap_or_default()
-            .into(),
-        dismiss: dismiss
-            .map(|d| format!("{dismiss_path}: dismissed, held back for {} days", d.days))
-            .unwrap_or_default()
-            .into(),
-        conversion: conversion
-            .map(|d| format!("{conversion_path}: bought, held back for {} days", d.days))
-            .unwrap_or_default()
-            .into(),
-        sales_cap: declared
-            .sales_cap
-            .filter(|_| sales_capped)
-            .map(|(m, w)| {
-                format!(
-                    "policies.sales_cap: at most {m} sales contacts in {} days across channels",
-                    w.days
-                )
-            })
-            .unwrap_or_default()
-            .into(),
-        complaint: if complaint_held {
-            "policies.complaint_hold: the customer has an open complaint".into()
-        } else {
-            "".into()
-        },
-    };
-    Some(OfferCaps {
-        impressions: cap.map(|(max, w)| WindowCap {
-            max,
-            window_ms: w.ms,
-        }),
-        dismiss_cooldown_ms: dismiss.map(|d| d.ms),
-        conversion_cooldown_ms: conversion.map(|d| d.ms),
-        sales_capped,
-        complaint_held,
-        why,
+        let in_list = |list: &[String]| category.is_some_and(|c| list.iter().any(|l| l == c));
+        let sales_capped = declared.sales_cap.is_some() && in_list(&declared.sales_categories);
+        let complaint_held =
+            declared.complaint_timeout.is_some() && in_list(&declared.complaint_categories);
+        // A cool-down of zero days turns the policy off for this offer.
+        let dismiss = dismiss.filter(|d| d.ms > 0);
+        let conversion = conversion.filter(|d| d.ms > 0);
+        let why = PolicyReasons {
+            impressions: cap
+                .map(|(m, w)| format!("{cap_path}: at most {m} impressions in {} days", w.days))
+                .unwrap_or_default()
+                .into(),
+            dismiss: dismiss
+                .map(|d| format!("{dismiss_path}: dismissed, held back for {} days", d.days))
+                .unwrap_or_default()
+                .into(),
+            conversion: conversion
+                .map(|d| format!("{conversion_path}: bought, held back for {} days", d.days))
+                .unwrap_or_default()
+                .into(),
+            sales_cap: declared
+                .sales_cap
+                .filter(|_| sales_capped)
+                .map(|(m, w)| {
+                    format!(
+                        "policies.sales_cap: at most {m} sales contacts in {} days across channels",
+                        w.days
+                    )
+                })
+                .unwrap_or_default()
+                .into(),
+            complaint: if complaint_held {
+                "policies.complaint_hold: the customer has an open complaint".into()
+            } else {
+                "".into()
+            },
+        };
+        Some(OfferCaps {
+            impressions: cap.map(|(max, w)| WindowCap {
+                max,
+                window_ms: w.ms,
+            }),
+            dismiss_cooldown_ms: dismiss.map(|d| d.ms),
+            conversion_cooldown_ms: conversion.map(|d| d.ms),
+            sales_capped,
+            complaint_held,
+            why,
+        })
     })
 }
 

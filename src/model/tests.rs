@@ -424,7 +424,7 @@ fn tree_scorer_faults_name_the_file_and_the_features() {
     assert!(faults[0].message.contains("no folder"), "{faults:?}");
 }
 
-// contact (issue 5): policies and caps
+// Policies and caps
 
 fn with_policies(policies: serde_json::Value) -> serde_json::Value {
     let mut doc = model(vec![offer("a"), offer("b")]);

@@ -4,6 +4,8 @@
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
+use super::MAX_NAME_BYTES;
+
 /// One thing wrong with a model, and where.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Fault {
@@ -208,18 +210,46 @@ impl Faults {
             self.push(path, "must not be empty");
             return None;
         }
-        let mut out = Vec::with_capacity(items.len());
-        let before = self.0.len();
-        for (i, item) in items.iter().enumerate() {
-            if let Some(s) = self.string(item, &index(path, i), 128) {
-                if out.contains(&s) {
-                    self.push(&index(path, i), format!("`{s}` is listed twice"));
-                } else {
-                    out.push(s);
+        self.checked(|f| {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if let Some(s) = f.string(item, &index(path, i), MAX_NAME_BYTES) {
+                    if out.contains(&s) {
+                        f.push(&index(path, i), format!("`{s}` is listed twice"));
+                    } else {
+                        out.push(s);
+                    }
                 }
             }
+            Some(out)
+        })
+    }
+}
+
+/// Something that records faults: the collector itself, or a compile step that holds one.
+pub trait Collects {
+    /// The collector.
+    fn faults(&mut self) -> &mut Faults;
+
+    /// Runs `body`, and keeps what it returns only if it recorded no fault: a part that had
+    /// any fault is refused whole, while its faults stay recorded.
+    fn checked<R>(&mut self, body: impl FnOnce(&mut Self) -> Option<R>) -> Option<R>
+    where
+        Self: Sized,
+    {
+        let before = self.faults().0.len();
+        let out = body(self);
+        if self.faults().0.len() == before {
+            out
+        } else {
+            None
         }
-        (self.0.len() == before).then_some(out)
+    }
+}
+
+impl Collects for Faults {
+    fn faults(&mut self) -> &mut Faults {
+        self
     }
 }
 

@@ -27,6 +27,15 @@ pub fn parse_xgboost(
     feature_names: Option<&[String]>,
     resolve: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<TreeEnsemble, TreeLoadError> {
+    parse_xgboost_with_features(bytes, feature_names, resolve).map(|(ensemble, _)| ensemble)
+}
+
+/// [`parse_xgboost`], also returning every feature name it resolved to a column.
+pub fn parse_xgboost_with_features(
+    bytes: &[u8],
+    feature_names: Option<&[String]>,
+    resolve: &dyn Fn(&str) -> Option<u32>,
+) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let mut buf = bytes.to_vec();
     let file: ModelFile = simd_json::serde::from_slice(&mut buf)
         .map_err(|e| TreeLoadError::format("json", e.to_string()))?;
@@ -130,7 +139,8 @@ pub fn parse_xgboost(
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
     let columns = resolve_columns(names, resolve)?;
-    TreeEnsemble::build(Flavor::XgBoost, f64::from(base_margin), &raw, &columns)
+    let ensemble = TreeEnsemble::build(Flavor::XgBoost, f64::from(base_margin), &raw, &columns)?;
+    Ok((ensemble, names.to_vec()))
 }
 
 fn choose_names<'a>(

@@ -1,0 +1,212 @@
+//! Validation and compilation in one pass: every fault is recorded with its path, and when
+//! there is none the engine form is returned with names resolved to indices and content
+//! pre-encoded as JSON.
+//!
+//! This module orchestrates: the top-level fields, the challenger and arbitration, then the
+//! parts in their own files (placements, offers with their rules, scorers and content, the
+//! fallback lists). It is pure: files the model names were read by `model::files` before,
+//! and nothing here touches the file system.
+
+mod content;
+mod fallback;
+mod offers;
+mod placements;
+mod rules;
+mod scorers;
+
+use std::collections::BTreeSet;
+
+use simd_json::prelude::*;
+
+use super::files::ModelFiles;
+use super::policies;
+use super::walk::{Collects, Fault, Faults, Value};
+use super::{
+    ChallengerSpec, Limits, Schema, MAX_DESCRIPTION_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES,
+    MAX_PATH_BYTES,
+};
+use crate::engine::{Arbitration, CompiledModel, MAX_CONTEXT_KEYS};
+
+pub use fallback::compile_builtin;
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "description",
+    "arbitration",
+    "placements",
+    "offers",
+    "fallback",
+    "challenger",
+    "policies",
+];
+/// Key of a channel's default fallback, for placements without content of their own.
+pub const DEFAULT_FALLBACK_KEY: &str = "default";
+
+/// What compiling carries along: the faults so far, the inputs, and what the offers use.
+struct Ctx<'s> {
+    faults: Faults,
+    files: &'s ModelFiles,
+    schema: &'s dyn Schema,
+    limits: &'s Limits,
+    /// Context keys the rules test, in slot order.
+    context_keys: Vec<String>,
+    /// Features the rules and scorers read.
+    features_used: BTreeSet<String>,
+    /// Rule leaves met so far, against [`Limits::max_rules`].
+    leaves: usize,
+}
+
+impl Collects for Ctx<'_> {
+    fn faults(&mut self) -> &mut Faults {
+        &mut self.faults
+    }
+}
+
+/// Validates and compiles a parsed model document, with the files it names already read.
+pub fn compile(
+    doc: &Value<'_>,
+    files: &ModelFiles,
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<(CompiledModel, Option<ChallengerSpec>), Vec<Fault>> {
+    let mut cx = Ctx {
+        faults: Faults::default(),
+        files,
+        schema,
+        limits,
+        context_keys: Vec::new(),
+        features_used: BTreeSet::new(),
+        leaves: 0,
+    };
+    let Some(top) = cx.faults.object(doc, "", TOP_KEYS) else {
+        return Err(cx.faults.0);
+    };
+    let name = cx
+        .faults
+        .req(top, "name", "")
+        .and_then(|v| cx.faults.string(v, "name", MAX_NAME_BYTES))
+        .map(str::to_owned);
+    let version = cx
+        .faults
+        .req(top, "version", "")
+        .and_then(|v| match v.as_u64() {
+            Some(n) => Some(n.to_string()),
+            None => cx
+                .faults
+                .string(v, "version", MAX_LABEL_BYTES)
+                .map(str::to_owned),
+        });
+    if let Some(d) = top.get("description") {
+        cx.faults.string(d, "description", MAX_DESCRIPTION_BYTES);
+    }
+    let arbitration = read_arbitration(&mut cx.faults, top.get("arbitration"));
+    let challenger = match top.get("challenger") {
+        Some(v) => read_challenger(&mut cx.faults, v, files),
+        None => None,
+    };
+    let placements = placements::read_placements(&mut cx.faults, top);
+    let declared = policies::read_policies(&mut cx.faults, top.get("policies"));
+    let drafts = offers::read_offers(&mut cx, top, &placements, declared.as_ref());
+
+    let channel_names = placements::channel_names(&mut cx.faults, &placements);
+    let fallback = fallback::read_fallback(
+        &mut cx.faults,
+        top.get("fallback"),
+        &placements,
+        &channel_names,
+    );
+
+    if cx.context_keys.len() > MAX_CONTEXT_KEYS {
+        cx.faults.push(
+            "offers",
+            format!(
+                "rules test {} context keys, at most {MAX_CONTEXT_KEYS} are supported",
+                cx.context_keys.len()
+            ),
+        );
+    }
+    let (Some(name), Some(version), Some(arbitration), Some(declared)) =
+        (name, version, arbitration, declared)
+    else {
+        return Err(cx.faults.0);
+    };
+    let policies = policies::finish(&declared, drafts.iter().map(|d| &d.offer.caps));
+    let Some(model_json) = content::model_json(&name, &version) else {
+        cx.faults.push("name", "cannot be encoded as JSON");
+        return Err(cx.faults.0);
+    };
+    if !cx.faults.is_empty() {
+        return Err(cx.faults.0);
+    }
+
+    let (offers, offer_placements) = placements::number_channels(drafts, &channel_names);
+    let channels = placements::build_channels(
+        &channel_names,
+        &placements,
+        &offers,
+        &offer_placements,
+        &fallback,
+    );
+    let compiled = CompiledModel {
+        name: name.into(),
+        version: version.into(),
+        model_json,
+        offers: offers.into(),
+        channels,
+        context_keys: cx.context_keys.into_iter().map(Into::into).collect(),
+        arbitration,
+        features_used: cx.features_used.into_iter().map(Into::into).collect(),
+        policies,
+    };
+    Ok((compiled, challenger))
+}
+
+fn read_challenger(f: &mut Faults, v: &Value<'_>, files: &ModelFiles) -> Option<ChallengerSpec> {
+    let obj = f.object(v, "challenger", &["path", "share", "salt"])?;
+    let path = f
+        .req(obj, "path", "challenger")
+        .and_then(|p| f.string(p, "challenger.path", MAX_PATH_BYTES));
+    let share = f
+        .req(obj, "share", "challenger")
+        .and_then(|s| f.number_in(s, "challenger.share", 0.0, 1.0));
+    let salt = match obj.get("salt") {
+        Some(s) => f.string(s, "challenger.salt", MAX_NAME_BYTES),
+        None => Some(""),
+    };
+    let (path, share, salt) = (path?, share?, salt?);
+    if !files.has_folder() {
+        f.push(
+            "challenger.path",
+            "a model with no folder cannot reference files",
+        );
+        return None;
+    }
+    match files.challenger(path) {
+        Ok(path) => Some(ChallengerSpec {
+            path: path.to_owned(),
+            share,
+            salt: salt.to_owned(),
+        }),
+        Err(e) => {
+            f.push("challenger.path", e);
+            None
+        }
+    }
+}
+
+fn read_arbitration(f: &mut Faults, v: Option<&Value<'_>>) -> Option<Arbitration> {
+    let mut a = Arbitration {
+        min_score: 0.0,
+        min_propensity: 0.0,
+    };
+    let Some(v) = v else { return Some(a) };
+    let obj = f.object(v, "arbitration", &["min_score", "min_propensity"])?;
+    if let Some(x) = obj.get("min_score") {
+        a.min_score = f.number_in(x, "arbitration.min_score", 0.0, f64::MAX)?;
+    }
+    if let Some(x) = obj.get("min_propensity") {
+        a.min_propensity = f.number_in(x, "arbitration.min_propensity", 0.0, 1.0)?;
+    }
+    Some(a)
+}

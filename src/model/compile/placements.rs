@@ -1,0 +1,199 @@
+//! Placements and channels: the `placements` object read, the channels numbered (in name
+//! order, one bit each of an offer's `channel_mask`), and the engine's channel → slot table
+//! built with each slot's candidates and fallback.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use simd_json::prelude::*;
+
+use super::fallback::FallbackMap;
+use super::offers::OfferDraft;
+use super::DEFAULT_FALLBACK_KEY;
+use crate::engine::{Channel, Fallback, Offer, Slot, MAX_LIMIT};
+use crate::model::walk::{join, Faults, Object};
+use crate::model::{DEFAULT_PLACEMENT_LIMIT, MAX_CHANNELS, MAX_PLACEMENTS, MAX_PLACEMENT_PRIORITY};
+
+/// A placement as read, before channels are numbered.
+pub(super) struct PlacementDraft {
+    /// The channels it is shown on, by name.
+    pub(super) channels: Vec<String>,
+    /// Default number of offers.
+    pub(super) limit: usize,
+    /// Admission priority.
+    pub(super) priority: u8,
+}
+
+/// Reads the `placements` object; placements with faults are left out.
+pub(super) fn read_placements(
+    f: &mut Faults,
+    top: &Object<'_>,
+) -> BTreeMap<String, PlacementDraft> {
+    let mut out = BTreeMap::new();
+    let Some(v) = f.req(top, "placements", "") else {
+        return out;
+    };
+    let Some(obj) = f.map(v, "placements") else {
+        return out;
+    };
+    if obj.is_empty() {
+        f.push("placements", "a model needs at least one placement");
+    }
+    if obj.len() > MAX_PLACEMENTS {
+        f.push(
+            "placements",
+            format!("more than {MAX_PLACEMENTS} placements"),
+        );
+        return out;
+    }
+    let mut names: Vec<&str> = obj.keys().map(|k| k.as_ref()).collect();
+    names.sort_unstable();
+    for name in names {
+        let path = join("placements", name);
+        if name == DEFAULT_FALLBACK_KEY {
+            f.push(
+                &path,
+                "`default` is reserved for channel-wide fallback content",
+            );
+            continue;
+        }
+        let Some(p) = obj
+            .get(name)
+            .and_then(|v| f.object(v, &path, &["channels", "limit", "priority", "description"]))
+        else {
+            continue;
+        };
+        let channels = f
+            .req(p, "channels", &path)
+            .and_then(|v| f.string_list(v, &join(&path, "channels"), MAX_CHANNELS));
+        let limit = match p.get("limit") {
+            Some(v) => f
+                .integer_in(v, &join(&path, "limit"), 1, MAX_LIMIT as u64)
+                .map(|l| l as usize),
+            None => Some(DEFAULT_PLACEMENT_LIMIT),
+        };
+        let priority = match p.get("priority") {
+            Some(v) => f
+                .integer_in(
+                    v,
+                    &join(&path, "priority"),
+                    0,
+                    u64::from(MAX_PLACEMENT_PRIORITY),
+                )
+                .map(|p| p as u8),
+            None => Some(MAX_PLACEMENT_PRIORITY),
+        };
+        if let (Some(channels), Some(limit), Some(priority)) = (channels, limit, priority) {
+            out.insert(
+                name.to_owned(),
+                PlacementDraft {
+                    channels: channels.into_iter().map(str::to_owned).collect(),
+                    limit,
+                    priority,
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The channels: the union of the placements' channels, numbered in name order. More than
+/// [`MAX_CHANNELS`] is a fault (the numbering is then never used).
+pub(super) fn channel_names(
+    f: &mut Faults,
+    placements: &BTreeMap<String, PlacementDraft>,
+) -> Vec<String> {
+    let names: Vec<String> = placements
+        .values()
+        .flat_map(|p| p.channels.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if names.len() > MAX_CHANNELS {
+        f.push("placements", format!("more than {MAX_CHANNELS} channels"));
+    }
+    names
+}
+
+/// Finishes the offers once channels are numbered: their channel masks and content by
+/// channel index. Returns the offers and, beside them, the placements each claims.
+pub(super) fn number_channels(
+    drafts: Vec<OfferDraft>,
+    channel_names: &[String],
+) -> (Vec<Offer>, Vec<Vec<String>>) {
+    drafts
+        .into_iter()
+        .map(|mut d| {
+            let mut content = vec![None; channel_names.len()];
+            for (ci, ch) in channel_names.iter().enumerate() {
+                if d.channels.contains(ch) {
+                    d.offer.channel_mask |= 1 << ci;
+                    content[ci] = d.content.remove(ch);
+                }
+            }
+            d.offer.content_json = content.into_boxed_slice();
+            (d.offer, d.placements)
+        })
+        .unzip()
+}
+
+/// The engine's channel table: per channel its slots (candidates in evaluation order) and
+/// the fallback each resolves to (placement's, else channel's, else built-in).
+pub(super) fn build_channels(
+    channel_names: &[String],
+    placements: &BTreeMap<String, PlacementDraft>,
+    offers: &[Offer],
+    offer_placements: &[Vec<String>],
+    fallback: &FallbackMap,
+) -> Box<[Channel]> {
+    channel_names
+        .iter()
+        .enumerate()
+        .map(|(ci, ch)| {
+            let chan_fallback = fallback
+                .get(&(ch.clone(), DEFAULT_FALLBACK_KEY.to_owned()))
+                .cloned()
+                .unwrap_or_else(Fallback::builtin_empty);
+            let slots = placements
+                .iter()
+                .filter(|(_, p)| p.channels.contains(ch))
+                .map(|(pname, p)| Slot {
+                    placement: pname.as_str().into(),
+                    limit: p.limit,
+                    priority: p.priority,
+                    candidates: by_bound(
+                        offers
+                            .iter()
+                            .enumerate()
+                            .filter(|(oi, o)| {
+                                o.channel_mask & (1 << ci) != 0
+                                    && offer_placements[*oi].contains(pname)
+                            })
+                            .map(|(oi, _)| oi as u32)
+                            .collect(),
+                        offers,
+                    ),
+                    fallback: fallback
+                        .get(&(ch.clone(), pname.clone()))
+                        .cloned()
+                        .unwrap_or_else(|| chan_fallback.clone()),
+                })
+                .collect();
+            Channel {
+                name: ch.as_str().into(),
+                slots,
+                fallback: chan_fallback,
+            }
+        })
+        .collect()
+}
+
+/// Orders candidates by the best score they could reach (value × priority, a propensity of 1),
+/// highest first, model order among equals: the engine stops once no offer left can beat the
+/// answer it holds.
+fn by_bound(mut candidates: Vec<u32>, offers: &[Offer]) -> Box<[u32]> {
+    candidates.sort_by(|a, b| {
+        let bound = |i: &u32| offers[*i as usize].score_bound();
+        bound(b).total_cmp(&bound(a)).then(a.cmp(b))
+    });
+    candidates.into_boxed_slice()
+}
