@@ -17,6 +17,8 @@
 //!   for state derived from a model.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel.
+//! - [`fleet`]: replicas sharing their events through Redis Streams (`--redis`): the local log
+//!   shipped as an outbox, the other replicas' events applied to the local contact state.
 //! - [`metrics`]: the request path's counters, and [`metrics::prom`], the one writer of the
 //!   Prometheus text format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
@@ -35,6 +37,7 @@ pub mod contact;
 pub mod engine;
 pub mod experiment;
 pub mod features;
+pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use nextbest::contact::{Clock, ContactConfig, Contacts, FsyncPolicy, StateConfig};
 use nextbest::features::{self, FeatureStore};
+use nextbest::fleet::{self, FleetConfig};
 use nextbest::model::{self, AnySchema, Limits};
 use nextbest::registry::{Registry, RegistryConfig};
 use nextbest::server::{self, AdminToken, AppState, ServerConfig};
@@ -147,6 +148,16 @@ struct ServeArgs {
     /// An event log segment rolls over at this size, in MiB.
     #[arg(long, env = "NEXTBEST_LOG_SEGMENT_MB", default_value_t = 64)]
     log_segment_mb: u64,
+    /// Share accepted events with the other replicas through Redis Streams: `redis://` or
+    /// `rediss://` URL, password in the userinfo (unset: this replica works alone).
+    #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
+    redis: Option<String>,
+    /// Stream partitions (keys with their own hash tag; every replica must use the same number).
+    #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
+    redis_partitions: u16,
+    /// Longest wait at start for the fleet's recent events before /readyz says ready anyway.
+    #[arg(long, env = "NEXTBEST_REDIS_CATCHUP_MS", default_value_t = 10_000)]
+    redis_catchup_ms: u64,
     /// Memory budget of the contact state, in MiB: three quarters for customer histories (the
     /// least valuable customers go first), a quarter for remembered event ids. Replay at start
     /// stays within it plus one log segment and a 2 MiB buffer.
@@ -274,11 +285,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rt.worker_threads(args.workers);
     }
     let rt = rt.enable_all().build().context("starting the runtime")?;
+    let fleet_config = args.redis.clone().map(|url| FleetConfig {
+        url,
+        partitions: args.redis_partitions.max(1),
+        catchup_wait: Duration::from_millis(args.redis_catchup_ms),
+        prefix: "nextbest:events".into(),
+    });
     rt.block_on(async move {
-        let state = Arc::new(
-            AppState::with_builtin(registry.clone(), config, builtin)
-                .with_contacts(contacts.clone()),
-        );
+        let mut state = AppState::with_builtin(registry.clone(), config, builtin)
+            .with_contacts(contacts.clone());
+        if let Some(fc) = fleet_config {
+            state = state.with_fleet(fleet::start(fc, contacts.clone())?);
+        }
+        let state = Arc::new(state);
         let running = server::start(state)
             .await
             .context("binding the listeners")?;

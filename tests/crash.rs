@@ -5,33 +5,15 @@
 mod support;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use support::binary::{Binary, Process};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 fn spawn(data_dir: &Path) -> Process {
     Binary::demo(data_dir).args(["--fsync", "always"]).spawn()
-}
-
-/// Posts a body; `None` when the connection fails (the server is gone).
-async fn try_post(addr: SocketAddr, body: &[u8]) -> Option<(u16, serde_json::Value)> {
-    let mut s = TcpStream::connect(addr).await.ok()?;
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.ok()?;
-    s.write_all(body).await.ok()?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.ok()?;
-    let (resp, _) = parse_response(&out)?;
-    Some((resp.status, serde_json::from_slice(&resp.body).ok()?))
 }
 
 fn batch(client: usize, i: usize) -> (Vec<String>, Vec<u8>) {

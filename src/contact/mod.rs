@@ -113,6 +113,8 @@ struct Shared {
     accepted: AtomicU64,
     duplicates: AtomicU64,
     rejected: AtomicU64,
+    /// Woken after each batch is written, for whoever tails the log (the fleet's shipper).
+    written: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -143,6 +145,7 @@ impl Sink for Applier {
         if let Err(e) = self.0.apply(records) {
             tracing::error!(error = %e, "a logged event could not be applied");
         }
+        self.0.written.notify_one();
     }
 
     fn failed(&mut self, claims: &[u128]) {
@@ -175,6 +178,7 @@ impl Contacts {
                 accepted: AtomicU64::new(0),
                 duplicates: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                written: tokio::sync::Notify::new(),
             }),
             log: None,
             replay: None,
@@ -281,6 +285,30 @@ impl Contacts {
             self.set_horizon_ms(model.policies.horizon_ms);
         }
         self.shared.funnel.bind(model, key);
+    }
+
+    /// The data folder holding the log, if there is one.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// Resolves after the next batch is written to the log (or at once if one was written
+    /// since the last call): what a reader tailing the log waits on.
+    pub async fn log_written(&self) {
+        self.shared.written.notified().await;
+    }
+
+    /// Applies an event another replica accepted (its log record's payload), once per `id`:
+    /// to the contact state only, since the replica that accepted it counts it in events and
+    /// funnel metrics. False when the id was applied before or the event changes nothing.
+    pub fn apply_remote(&self, payload: &[u8], id: &str) -> Result<bool, RecordError> {
+        let e = Event::decode(payload)?;
+        let now = self.now_ms();
+        if !self.shared.state.claim(event_key(id), now) {
+            return Ok(false);
+        }
+        self.shared.state.apply(&e, now);
+        Ok(true)
     }
 
     /// Counts events a handler refused (for stats).

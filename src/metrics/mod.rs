@@ -44,7 +44,8 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
-    fn write(&self, out: &mut Exposition, name: &str, help: &str) {
+    /// Writes the histogram as one family (buckets, sum, count).
+    pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
         let mut f = out.family(name, Kind::Histogram, help);
         let mut cumulative = 0;
         for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {

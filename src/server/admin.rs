@@ -66,6 +66,9 @@ async fn route(
                 .collect(&Gauges(state))
                 .collect(&state.registry.loads)
                 .collect(&*state.contacts);
+            if let Some(f) = &state.fleet {
+                out.collect(&**f);
+            }
             let mut resp = Response::new(Full::new(Bytes::from(out.finish())));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -223,5 +226,8 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let mut body = state.contacts.stats_json();
     body["funnel"] = funnel.rows().into();
     body["unattributed"] = unattributed.into();
+    if let Some(f) = &state.fleet {
+        body["replication"] = f.status_json();
+    }
     json_response(StatusCode::OK, body.to_string().into())
 }

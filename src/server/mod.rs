@@ -129,6 +129,8 @@ pub struct AppState {
     pub evicted_connections: AtomicU64,
     /// Contact history, event log, funnel, and the clock handlers read "now" from.
     pub contacts: Arc<Contacts>,
+    /// The link to the other replicas, when `--redis` is set.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl AppState {
@@ -158,7 +160,14 @@ impl AppState {
             connections: AtomicUsize::new(0),
             evicted_connections: AtomicU64::new(0),
             contacts,
+            fleet: None,
         }
+    }
+
+    /// The same state, sharing events with the fleet.
+    pub fn with_fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// The same state with the given contact side (a data folder, a test clock).

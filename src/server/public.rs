@@ -58,6 +58,17 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
         return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
     }
     let snap = state.registry.load();
+    if let Some(fleet) = state.fleet.as_ref().filter(|_| snap.is_ready()) {
+        // A new replica catches up on the fleet's events first, for a bounded time.
+        if !fleet.ready() {
+            let body = serde_json::json!({"status": "not_ready", "detail": "catching up with the fleet's events"});
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
+        }
+        if !fleet.caught_up() {
+            let body = serde_json::json!({"status": "ready", "detail": "behind the fleet: still catching up on its events"});
+            return json_response(StatusCode::OK, body.to_string().into());
+        }
+    }
     if snap.is_ready() {
         json_response(
             StatusCode::OK,

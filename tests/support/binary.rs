@@ -32,6 +32,7 @@ impl Binary {
             .arg("--no-watch")
             .env("NEXTBEST_LOG", "info")
             .env_remove("NEXTBEST_ADMIN_TOKEN")
+            .env_remove("NEXTBEST_REDIS")
             .stdin(Stdio::null());
         Binary { cmd }
     }

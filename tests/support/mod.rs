@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -498,4 +499,19 @@ pub fn demo_categories() -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Posts a body; `None` when the connection fails (the server is gone).
+pub async fn try_post(addr: SocketAddr, body: &[u8]) -> Option<(u16, serde_json::Value)> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.ok()?;
+    s.write_all(body).await.ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.ok()?;
+    let (resp, _) = parse_response(&out)?;
+    Some((resp.status, serde_json::from_slice(&resp.body).ok()?))
 }

@@ -1,0 +1,300 @@
+//! The fleet: every replica shares the events it accepted through Redis Streams, so contact
+//! policies hold across replicas and channels (a dismiss on web pod 3 holds the offer back on
+//! app pod 7).
+//!
+//! The local event log stays the source of truth and is the outbox: a 202 still means durable
+//! locally, and a [`shipper`] tails the log and appends each record to the stream of its
+//! customer's partition, at least once, remembering how far it got in the data folder. Each
+//! replica's [`consumer`]s read every partition and apply the other replicas' events to the
+//! local contact state, once per event id (events without one get an id from their origin and
+//! log position). Decisions never wait on the network: they read the local state as alone.
+//!
+//! Redis down: ingest and decisions go on locally, the shipper keeps its backlog and the
+//! consumers retry with backoff, logging once per outage. A Redis that lost its data (a restart
+//! without persistence) is noticed by its run id changing, and the whole local log is shipped
+//! again (receivers apply each id once). A replica starting catches up on the fleet's events
+//! within the contact horizon before it says ready, waiting at most `--redis-catchup-ms`.
+//!
+//! This module owns the Redis side; it must not decide, and it changes contact state only
+//! through [`crate::contact::Contacts::apply_remote`].
+
+pub mod consumer;
+pub mod shipper;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::contact::Contacts;
+use crate::metrics::prom::{Collect, Exposition, Kind};
+
+/// Settings of the fleet link.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// `redis://` or `rediss://` URL (password in the userinfo).
+    pub url: String,
+    /// Stream partitions (a fixed number of keys, each its own hash tag).
+    pub partitions: u16,
+    /// Longest wait for the catch-up before the replica says ready anyway.
+    pub catchup_wait: Duration,
+    /// Key prefix of the streams.
+    pub prefix: String,
+}
+
+impl FleetConfig {
+    /// The stream key of a partition: its own hash tag, so Redis Cluster spreads partitions.
+    pub fn key(&self, partition: u16) -> String {
+        format!("{}:{{p{partition:03}}}", self.prefix)
+    }
+
+    /// The partition of a customer: a fixed hash, the same on every replica.
+    pub fn partition(&self, customer_id: &str) -> u16 {
+        let h = crate::engine::policy::stable_hash(customer_id);
+        (h % u64::from(self.partitions.max(1))) as u16
+    }
+}
+
+/// Why the fleet link could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The URL is not a Redis URL.
+    #[error("--redis: {0}")]
+    Url(String),
+    /// The replica id file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Replication needs the event log (a data folder).
+    #[error("--redis needs the event log: no data folder is configured")]
+    NoLog,
+}
+
+/// The state of the link, shared by the shipper, the consumers, readiness and metrics.
+pub struct Fleet {
+    /// This replica's id in the fleet (kept in the data folder across restarts).
+    pub origin: String,
+    config: FleetConfig,
+    started: Instant,
+    caught_up: AtomicBool,
+    partitions_caught_up: AtomicU64,
+    connected: AtomicBool,
+    /// Unix ms of the last successful exchange with Redis.
+    last_exchange_ms: AtomicI64,
+    /// Events shipped, and applied from other replicas.
+    shipped: AtomicU64,
+    applied: AtomicU64,
+    /// Log bytes not yet shipped.
+    backlog_bytes: AtomicU64,
+    /// Time from the origin's write to this replica's apply, of the last remote event (ms).
+    lag_ms: AtomicI64,
+    lag: crate::metrics::Histogram,
+    outage_logged: AtomicBool,
+}
+
+impl Fleet {
+    /// Whether the replica may say ready: caught up, or done waiting for it.
+    pub fn ready(&self) -> bool {
+        self.caught_up.load(Relaxed) || self.started.elapsed() >= self.config.catchup_wait
+    }
+
+    /// Whether the replica has applied the fleet's events of the horizon.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Relaxed)
+    }
+
+    /// The link's figures for `/admin/stats` and the status page.
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "origin": self.origin,
+            "redis": redact(&self.config.url),
+            "partitions": self.config.partitions,
+            "connected": self.connected.load(Relaxed),
+            "caught_up": self.caught_up(),
+            "last_exchange_ms": self.last_exchange_ms.load(Relaxed),
+            "shipped": self.shipped.load(Relaxed),
+            "applied": self.applied.load(Relaxed),
+            "backlog_bytes": self.backlog_bytes.load(Relaxed),
+            "lag_ms": self.lag_ms.load(Relaxed),
+        })
+    }
+
+    fn exchanged(&self, now_ms: i64) {
+        self.last_exchange_ms.store(now_ms, Relaxed);
+        self.connected.store(true, Relaxed);
+        if self.outage_logged.swap(false, Relaxed) {
+            tracing::info!("redis reachable again; replication resumes");
+        }
+    }
+
+    fn failed(&self, what: &str, e: &redis::RedisError) {
+        self.connected.store(false, Relaxed);
+        if !self.outage_logged.swap(true, Relaxed) {
+            tracing::warn!(error = %e, during = what, "redis unreachable; serving and taking events locally, retrying with backoff");
+        }
+    }
+}
+
+impl Collect for Fleet {
+    fn collect(&self, out: &mut Exposition) {
+        out.family(
+            "nextbest_replication_lag_seconds",
+            Kind::Gauge,
+            "Time from another replica's write of an event to its apply here, for the last one.",
+        )
+        .sample(&[], self.lag_ms.load(Relaxed) as f64 / 1e3);
+        self.lag.write(
+            out,
+            "nextbest_replication_apply_lag_seconds",
+            "Time from another replica's write of an event to its apply here.",
+        );
+        out.family(
+            "nextbest_replication_backlog_bytes",
+            Kind::Gauge,
+            "Event log bytes not yet shipped to Redis.",
+        )
+        .sample(&[], self.backlog_bytes.load(Relaxed));
+        out.family(
+            "nextbest_replication_events_total",
+            Kind::Counter,
+            "Events shipped to the fleet, and applied from it.",
+        )
+        .sample(&[("direction", "shipped")], self.shipped.load(Relaxed))
+        .sample(&[("direction", "applied")], self.applied.load(Relaxed));
+        out.family(
+            "nextbest_replication_last_exchange_timestamp_seconds",
+            Kind::Gauge,
+            "When Redis last answered (Unix seconds).",
+        )
+        .sample(&[], self.last_exchange_ms.load(Relaxed) as f64 / 1e3);
+        out.family(
+            "nextbest_replication_connected",
+            Kind::Gauge,
+            "1 while Redis answers.",
+        )
+        .sample(&[], u8::from(self.connected.load(Relaxed)));
+        out.family(
+            "nextbest_replication_caught_up",
+            Kind::Gauge,
+            "1 once the fleet's events of the horizon are applied.",
+        )
+        .sample(&[], u8::from(self.caught_up()));
+    }
+}
+
+/// A Redis URL with its password hidden, for logs and stats.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Starts the shipper and the consumers on the current runtime.
+pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>, FleetError> {
+    if config.url.starts_with("rediss://") {
+        // rustls needs one process-wide crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let client = redis::Client::open(config.url.as_str())
+        .map_err(|e| FleetError::Url(format!("{}: {e}", redact(&config.url))))?;
+    let dir = contacts.data_dir().ok_or(FleetError::NoLog)?.to_owned();
+    let origin = replica_id(&dir)?;
+    let fleet = Arc::new(Fleet {
+        origin,
+        config,
+        started: Instant::now(),
+        caught_up: AtomicBool::new(false),
+        partitions_caught_up: AtomicU64::new(0),
+        connected: AtomicBool::new(false),
+        last_exchange_ms: AtomicI64::new(0),
+        shipped: AtomicU64::new(0),
+        applied: AtomicU64::new(0),
+        backlog_bytes: AtomicU64::new(0),
+        lag_ms: AtomicI64::new(0),
+        lag: crate::metrics::Histogram::default(),
+        outage_logged: AtomicBool::new(false),
+    });
+    tracing::info!(redis = %redact(&fleet.config.url), origin = %fleet.origin, partitions = fleet.config.partitions, "replicating events through redis");
+    tokio::spawn(shipper::run(
+        fleet.clone(),
+        client.clone(),
+        contacts.clone(),
+        dir,
+    ));
+    for p in 0..fleet.config.partitions {
+        tokio::spawn(consumer::run(
+            fleet.clone(),
+            client.clone(),
+            contacts.clone(),
+            p,
+        ));
+    }
+    Ok(fleet)
+}
+
+/// This replica's id: made once, kept in the data folder.
+fn replica_id(dir: &Path) -> Result<String, FleetError> {
+    let path = dir.join("replica-id");
+    let io = |source| FleetError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = ulid::Ulid::new().to_string();
+            let tmp = dir.join(".replica-id.tmp");
+            std::fs::write(&tmp, &id).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)?;
+            Ok(id)
+        }
+    }
+}
+
+/// Backoff between retries: doubling from 50 ms to 2 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((50u64 << attempt.min(6)).min(2_000))
+}
+
+/// Now, in Unix ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("rediss://user:s3cret@redis.example:6380/0"),
+            "rediss://***@redis.example:6380/0"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn partitions_are_stable_hash_tags() {
+        let c = FleetConfig {
+            url: String::new(),
+            partitions: 8,
+            catchup_wait: Duration::ZERO,
+            prefix: "nextbest:events".into(),
+        };
+        assert_eq!(c.key(3), "nextbest:events:{p003}");
+        assert_eq!(c.partition("C0000042"), c.partition("C0000042"));
+        let spread: std::collections::HashSet<u16> = (0..1000)
+            .map(|i| c.partition(&format!("C{i:07}")))
+            .collect();
+        assert_eq!(spread.len(), 8);
+    }
+}
