@@ -1,0 +1,244 @@
+//! How fast an event accepted by one replica changes decisions on the others, with a fleet of
+//! real `nextbest` processes sharing one real `redis-server` on loopback.
+//!
+//! `cargo build --release && ./target/release/examples/fleet_lag [--replicas 3] [--rate 5000]
+//! [--seconds 10]`: starts Redis and the replicas (the release binary, the demo model), posts
+//! background impressions at `--rate` events/s spread over the replicas, and meanwhile probes:
+//! a dismiss posted to replica 0, then replica 1 (and 2) asked every millisecond until the offer
+//! is held back. Prints the probes' p50/p99/max, and each replica's CPU per event.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn(BufReader<TcpStream>);
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).ok();
+        Conn(BufReader::new(s))
+    }
+
+    fn call(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let s = self.0.get_mut();
+        s.write_all(head.as_bytes()).expect("write");
+        s.write_all(body).expect("write");
+        let mut line = String::new();
+        self.0.read_line(&mut line).expect("status");
+        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let mut len = 0;
+        loop {
+            line.clear();
+            self.0.read_line(&mut line).expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut buf = vec![0; len];
+        self.0.read_exact(&mut buf).expect("body");
+        (status, String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn main() {
+    let (replicas, rate, seconds) = (arg("--replicas", 3), arg("--rate", 5000), arg("--seconds", 10));
+    let exe = std::env::current_exe().expect("exe");
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("nextbest"))
+        .expect("target/release/nextbest beside the examples");
+    let root = std::env::temp_dir().join(format!("nextbest-fleet-lag-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let port = free_port();
+    let _redis = Kill(
+        Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install -y redis-server)"),
+    );
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut procs = Vec::new();
+    let mut addrs = Vec::new();
+    for r in 0..replicas {
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--no-watch"])
+            .args(["--models", "models", "--features", "models/features.csv"])
+            .arg("--data-dir")
+            .arg(root.join(format!("r{r}")))
+            .args(["--redis", &url])
+            .env("NEXTBEST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the release binary (cargo build --release)");
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        let line = out
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with("nextbest listening"))
+            .expect("listening line");
+        let public: SocketAddr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("public="))
+            .and_then(|a| a.parse().ok())
+            .expect("public address");
+        addrs.push(public);
+        procs.push(Kill(child));
+    }
+    // Probe customers and an offer each that replica 1 scores on the app home screen.
+    let mut c1 = Conn::open(addrs[1]);
+    let probes: Vec<(String, String)> = (1..=3000)
+        .filter_map(|i| {
+            let c = format!("C{i:07}");
+            let (_, body) = c1.call(
+                "GET",
+                &format!("/v1/decide?customer_id={c}&channel=app&placement=app_home&limit=1"),
+                b"",
+            );
+            if !body.contains("\"fallback\":null") {
+                return None;
+            }
+            let o = body.split("\"offer_id\":\"").nth(1)?.split('"').next()?.to_owned();
+            Some((c, o))
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let cpu0: Vec<u64> = procs.iter().map(|p| cpu_ticks(p.0.id())).collect();
+    // Background load: batches of 10 impressions, spread over the replicas.
+    let loaders: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(r, &addr)| {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            let per_replica = rate / replicas;
+            std::thread::spawn(move || {
+                let mut c = Conn::open(addr);
+                let started = Instant::now();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let due = started.elapsed().as_secs_f64() * per_replica as f64;
+                    if (n as f64) >= due {
+                        std::thread::sleep(Duration::from_micros(500));
+                        continue;
+                    }
+                    let events: Vec<String> = (0..10)
+                        .map(|k| format!(r#"{{"type":"impression","customer_id":"L{r}-{}","offer_id":"data_boost_10gb","channel":"web"}}"#, n + k))
+                        .collect();
+                    let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+                    let (status, _) = c.call("POST", "/v1/events", body.as_bytes());
+                    assert_eq!(status, 202);
+                    n += 10;
+                    sent.fetch_add(10, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut c0 = Conn::open(addrs[0]);
+    let mut lags = Vec::new();
+    let t = Instant::now();
+    for (customer, offer) in &probes {
+        if t.elapsed() > Duration::from_secs(seconds) {
+            break;
+        }
+        let dismiss = format!(r#"{{"events":[{{"type":"dismiss","customer_id":"{customer}","offer_id":"{offer}","channel":"web"}}]}}"#);
+        let (status, _) = c0.call("POST", "/v1/events", dismiss.as_bytes());
+        assert_eq!(status, 202);
+        let acked = Instant::now();
+        let path = format!("/v1/decide?customer_id={customer}&channel=app&placement=app_home&explain=true");
+        loop {
+            let (_, body) = c1.call("GET", &path, b"");
+            let held = body
+                .split(&format!("\"offer_id\":\"{offer}\""))
+                .nth(1)
+                .is_some_and(|rest| rest.starts_with(",\"excluded\""));
+            if held {
+                lags.push(acked.elapsed());
+                break;
+            }
+            if acked.elapsed() > Duration::from_secs(5) {
+                eprintln!("probe {customer}/{offer}: not held back on replica 1 after 5 s");
+                lags.push(acked.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in loaders {
+        let _ = l.join();
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let events = sent.load(Ordering::Relaxed);
+    lags.sort();
+    let q = |p: f64| lags[((lags.len() as f64 * p) as usize).min(lags.len() - 1)];
+    println!(
+        "{replicas} replicas, {:.0} background events/s for {elapsed:.1} s; {} probes: \
+         dismiss on replica 0 -> held back on replica 1: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        events as f64 / elapsed,
+        lags.len(),
+        q(0.5).as_secs_f64() * 1e3,
+        q(0.99).as_secs_f64() * 1e3,
+        lags.last().map_or(0.0, |l| l.as_secs_f64() * 1e3),
+    );
+    let hz = 100.0; // USER_HZ
+    for (i, p) in procs.iter().enumerate() {
+        let cpu = (cpu_ticks(p.0.id()) - cpu0[i]) as f64 / hz;
+        println!(
+            "replica {i}: {:.1} % of a core, {:.1} us of CPU per fleet event",
+            cpu / elapsed * 100.0,
+            cpu / events as f64 * 1e6
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
