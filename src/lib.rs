@@ -18,12 +18,15 @@
 //! - [`metrics`]: counters and histograms rendered in the Prometheus text format.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel.
+//! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
+//!   capacity, written as a target list, committed back as contacts.
 //!
 //! The request path reads top to bottom: `server::public::handle` → `codec::decode_*` →
 //! `registry.load()` → `engine::decide` → `codec::encode_decision`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod campaign;
 pub mod contact;
 pub mod engine;
 pub mod features;
