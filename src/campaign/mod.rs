@@ -45,8 +45,8 @@ pub enum CampaignError {
     /// The model or snapshot did not load.
     #[error("model or snapshot: {0}")]
     Load(#[from] RegistryError),
-    /// The campaign does not fit the model.
-    #[error("{} fault(s) against the model; first: {}", .0.len(), .0.first().map(|f| f.to_string()).unwrap_or_default())]
+    /// The campaign file has faults (its own, or names the model does not know).
+    #[error("{} fault(s); first: {}", .0.len(), .0.first().map(|f| f.to_string()).unwrap_or_default())]
     Plan(Vec<Fault>),
     /// The event log could not be read.
     #[error("event log: {0}")]
@@ -89,29 +89,34 @@ impl CampaignError {
     }
 }
 
-/// Checks a campaign file; with a model (and optionally a snapshot) also against it.
+/// Checks a campaign file; with a model (and optionally a snapshot) also against it. Every
+/// fault of both halves is reported at once.
 pub fn check(
     file: &Path,
     models: Option<&Path>,
     features: Option<&Path>,
 ) -> Result<CampaignSpec, CampaignError> {
-    let spec = spec::load(file)?;
-    let Some(models) = models else {
-        return Ok(spec);
-    };
-    let limits = ModelLimits::default();
-    let loaded = match features {
-        Some(f) => {
-            let store = crate::features::FeatureStore::load(f)
-                .map_err(|e| CampaignError::Load(RegistryError::Features(e)))?;
-            model::load(models, &store, &limits)
+    let (spec, mut faults) = spec::load_lenient(file)?;
+    if let (Some(models), Some(spec)) = (models, &spec) {
+        let limits = ModelLimits::default();
+        let loaded = match features {
+            Some(f) => {
+                let store = crate::features::FeatureStore::load(f)
+                    .map_err(|e| CampaignError::Load(RegistryError::Features(e)))?;
+                model::load(models, &store, &limits)
+            }
+            None => model::load(models, &AnySchema::default(), &limits),
         }
-        None => model::load(models, &AnySchema::default(), &limits),
+        .map_err(|e| CampaignError::Load(RegistryError::Model(e)))?;
+        let ids = Plan::offer_ids(spec, &loaded.compiled);
+        if let Err(f) = Plan::resolve(spec, &loaded.compiled, &ids) {
+            faults.extend(f);
+        }
     }
-    .map_err(|e| CampaignError::Load(RegistryError::Model(e)))?;
-    let ids = Plan::offer_ids(&spec, &loaded.compiled);
-    Plan::resolve(&spec, &loaded.compiled, &ids).map_err(CampaignError::Plan)?;
-    Ok(spec)
+    match spec {
+        Some(s) if faults.is_empty() => Ok(s),
+        _ => Err(CampaignError::Plan(faults)),
+    }
 }
 
 /// What a run reads and where it writes.

@@ -172,6 +172,11 @@ impl SpecError {
 
 /// Reads and checks a campaign file on its own.
 pub fn load(path: &Path) -> Result<CampaignSpec, SpecError> {
+    let bytes = read_file(path)?;
+    parse(bytes, path.parent().unwrap_or(Path::new(".")))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, SpecError> {
     let io = |source| SpecError::Io {
         path: path.to_owned(),
         source,
@@ -182,12 +187,23 @@ pub fn load(path: &Path) -> Result<CampaignSpec, SpecError> {
             "campaign file of {size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes"
         )));
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    parse(bytes, path.parent().unwrap_or(Path::new(".")))
+    std::fs::read(path).map_err(io)
 }
 
 /// Checks a campaign document; suppression files resolve against `base`.
-pub fn parse(mut bytes: Vec<u8>, base: &Path) -> Result<CampaignSpec, SpecError> {
+pub fn parse(bytes: Vec<u8>, base: &Path) -> Result<CampaignSpec, SpecError> {
+    match parse_lenient(bytes, base)? {
+        (Some(s), faults) if faults.is_empty() => Ok(s),
+        (_, faults) => Err(SpecError::Invalid(faults)),
+    }
+}
+
+/// Reads a campaign document and returns its faults beside what could be read of it (`None`
+/// when not even the channel could), so a check can also resolve the rest against a model.
+pub fn parse_lenient(
+    mut bytes: Vec<u8>,
+    base: &Path,
+) -> Result<(Option<CampaignSpec>, Vec<Fault>), SpecError> {
     let doc = simd_json::to_borrowed_value(&mut bytes).map_err(|e| {
         SpecError::Syntax(format!(
             "invalid JSON at byte {}: {:?}",
@@ -197,10 +213,13 @@ pub fn parse(mut bytes: Vec<u8>, base: &Path) -> Result<CampaignSpec, SpecError>
     })?;
     let mut f = Faults::default();
     let spec = read(&mut f, &doc, base);
-    match spec {
-        Some(s) if f.is_empty() => Ok(s),
-        _ => Err(SpecError::Invalid(f.0)),
-    }
+    Ok((spec, f.0))
+}
+
+/// Reads a campaign file like [`load`], leniently (see [`parse_lenient`]).
+pub fn load_lenient(path: &Path) -> Result<(Option<CampaignSpec>, Vec<Fault>), SpecError> {
+    let bytes = read_file(path)?;
+    parse_lenient(bytes, path.parent().unwrap_or(Path::new(".")))
 }
 
 fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
@@ -278,25 +297,23 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
             }
         }
     }
+    // What is valid is kept (the rest defaulted), so the model-side check can still report
+    // the names that do not resolve together with these faults.
     Some(CampaignSpec {
-        name: name?.to_owned(),
+        name: name.unwrap_or_default().to_owned(),
         channel: channel?.to_owned(),
-        placement: match placement {
-            Some(p) => Some(p?.to_owned()),
-            None => None,
-        },
-        offers: match offers {
-            Some(o) => Some(o?.into_iter().map(str::to_owned).collect()),
-            None => None,
-        },
-        max_offers_per_customer: max_offers?,
+        placement: placement.flatten().map(str::to_owned),
+        offers: offers
+            .flatten()
+            .map(|o| o.into_iter().map(str::to_owned).collect()),
+        max_offers_per_customer: max_offers.unwrap_or(1),
         capacity: capacity.flatten(),
-        offer_limits: offer_limits?,
-        category_limits: category_limits?,
+        offer_limits: offer_limits.unwrap_or_default(),
+        category_limits: category_limits.unwrap_or_default(),
         frequency: frequency.flatten(),
-        suppression: suppression?,
+        suppression: suppression.unwrap_or_default(),
         control_group: control.flatten(),
-        transactional: transactional?,
+        transactional: transactional.unwrap_or(false),
     })
 }
 
