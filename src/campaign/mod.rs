@@ -254,11 +254,7 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
         "base scanned"
     );
     let t = Instant::now();
-    let candidates = {
-        let mut rows: Vec<u32> = scan.pairs.iter().map(|p| p.row).collect();
-        rows.dedup();
-        rows.len() as u64
-    };
+    let candidates = scan.pairs.chunk_by(|a, b| a.row == b.row).count();
     let alloc = allocate::allocate(scan.pairs, &limits, features.len());
     tracing::info!(
         selected = alloc.selected.len(),
