@@ -748,3 +748,101 @@ async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
     assert!(third.summary.held_out.contact_policy["policies.sales_cap"] >= 1);
     srv.stop().await;
 }
+
+/// Runs the real binary from the repository's folder (where the demo's default paths point).
+fn nextbest(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .env_remove("NEXTBEST_MODELS")
+        .env_remove("NEXTBEST_FEATURES")
+        .env_remove("NEXTBEST_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_demo_campaign_runs_and_commits_with_one_command_each() {
+    let tmp = TempDir::new("cmp-cli");
+    let out = tmp.0.join("out");
+    let data = tmp.0.join("data");
+    let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
+    let run = nextbest(&[
+        "campaign",
+        "run",
+        "models/campaigns/demo_sms.json",
+        "--out",
+        out_s,
+        "--data-dir",
+        data_s,
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary.selected, 2000, "the demo's capacity binds");
+    assert!(stdout.contains("customers scanned") && stdout.contains("2000"));
+    assert!(summary.offers["roaming_pass_eu"].selected >= 150);
+    assert!(summary.offers["unlimited_upgrade"].selected <= 800);
+    assert!(out.join("targets.parquet").is_file());
+
+    let commit = |expect: &str| {
+        let c = nextbest(&[
+            "campaign",
+            "commit",
+            out_s,
+            "--direct",
+            "--data-dir",
+            data_s,
+        ]);
+        let text = String::from_utf8_lossy(&c.stdout);
+        assert!(c.status.success(), "{text}");
+        assert!(text.contains(expect), "{text}");
+    };
+    commit("committed 2000 contacts: 2000 recorded now, 0 already recorded");
+    commit("committed 2000 contacts: 0 recorded now, 2000 already recorded");
+
+    // Without a server, the default path says what to do.
+    let c = nextbest(&[
+        "campaign",
+        "commit",
+        out_s,
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!c.status.success());
+    assert!(String::from_utf8_lossy(&c.stderr).contains("--direct"));
+
+    // A bad file: non-zero exit, every fault printed as `file: path: message`.
+    let bad = tmp.0.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "channel": "sms", "capacity": {"max_contacts": 0}, "oops": 1}"#,
+    )
+    .unwrap();
+    let c = nextbest(&[
+        "campaign",
+        "check",
+        bad.to_str().unwrap(),
+        "--models",
+        "models",
+    ]);
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert!(!c.status.success());
+    let b = bad.display();
+    assert!(
+        text.contains(&format!(
+            "{b}: capacity.max_contacts: expected a whole number"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{b}: oops: unknown field")),
+        "{text}"
+    );
+}
