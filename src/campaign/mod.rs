@@ -544,9 +544,15 @@ fn with_progress<T: Send>(total: u64, bar: bool, work: impl FnOnce(&AtomicU64) -
                 pb.finish_and_clear();
             }
         });
-        let out = work(&done);
-        finished.store(true, Relaxed);
-        out
+        // Stops the reporter however `work` ends (a panic too), so the scope can join it.
+        struct Finish<'a>(&'a AtomicBool);
+        impl Drop for Finish<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Relaxed);
+            }
+        }
+        let _finish = Finish(&finished);
+        work(&done)
     })
 }
 
