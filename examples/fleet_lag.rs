@@ -58,7 +58,11 @@ impl Conn {
         s.write_all(body).expect("write");
         let mut line = String::new();
         self.0.read_line(&mut line).expect("status");
-        let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let mut len = 0;
         loop {
             line.clear();
@@ -85,7 +89,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn main() {
-    let (replicas, rate, seconds) = (arg("--replicas", 3), arg("--rate", 5000), arg("--seconds", 10));
+    let (replicas, rate, seconds) = (
+        arg("--replicas", 3),
+        arg("--rate", 5000),
+        arg("--seconds", 10),
+    );
     let exe = std::env::current_exe().expect("exe");
     let bin = exe
         .parent()
@@ -97,7 +105,16 @@ fn main() {
     let port = free_port();
     let _redis = Kill(
         Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install -y redis-server)"),
@@ -110,7 +127,13 @@ fn main() {
     let mut addrs = Vec::new();
     for r in 0..replicas {
         let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--no-watch"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--no-watch",
+            ])
             .args(["--models", "models", "--features", "models/features.csv"])
             .arg("--data-dir")
             .arg(root.join(format!("r{r}")))
@@ -147,7 +170,12 @@ fn main() {
             if !body.contains("\"fallback\":null") {
                 return None;
             }
-            let o = body.split("\"offer_id\":\"").nth(1)?.split('"').next()?.to_owned();
+            let o = body
+                .split("\"offer_id\":\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .to_owned();
             Some((c, o))
         })
         .collect();
@@ -190,11 +218,15 @@ fn main() {
         if t.elapsed() > Duration::from_secs(seconds) {
             break;
         }
-        let dismiss = format!(r#"{{"events":[{{"type":"dismiss","customer_id":"{customer}","offer_id":"{offer}","channel":"web"}}]}}"#);
+        let dismiss = format!(
+            r#"{{"events":[{{"type":"dismiss","customer_id":"{customer}","offer_id":"{offer}","channel":"web"}}]}}"#
+        );
         let (status, _) = c0.call("POST", "/v1/events", dismiss.as_bytes());
         assert_eq!(status, 202);
         let acked = Instant::now();
-        let path = format!("/v1/decide?customer_id={customer}&channel=app&placement=app_home&explain=true");
+        let path = format!(
+            "/v1/decide?customer_id={customer}&channel=app&placement=app_home&explain=true"
+        );
         loop {
             let (_, body) = c1.call("GET", &path, b"");
             let held = body
@@ -238,6 +270,35 @@ fn main() {
             "replica {i}: {:.1} % of a core, {:.1} us of CPU per fleet event",
             cpu / elapsed * 100.0,
             cpu / events as f64 * 1e6
+        );
+    }
+    // What the streams cost Redis, per event held.
+    let cli = |args: &[&str]| {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let used: f64 = cli(&["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    let held: u64 = (0..8)
+        .map(|p| {
+            cli(&["XLEN", &format!("nextbest:events:{{p{p:03}}}")])
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum();
+    if held > 0 {
+        println!(
+            "redis: {held} events held in the streams, {:.1} MB used, {:.0} bytes per event",
+            used / 1e6,
+            used / held as f64
         );
     }
     let _ = std::fs::remove_dir_all(&root);

@@ -25,6 +25,8 @@
 //!   the single place that maps errors to HTTP statuses.
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
+//! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
+//!   capacity, written as a target list, committed back as contacts.
 //!
 //! The request path reads top to bottom: `server::public::handle` →
 //! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
@@ -33,6 +35,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod campaign;
 pub mod contact;
 pub mod engine;
 pub mod experiment;

@@ -42,6 +42,9 @@ enum Command {
     /// Work with feature snapshots.
     #[command(subcommand)]
     Features(FeaturesCmd),
+    /// Outbound campaigns: check a campaign file, run it over the base, commit the sent list.
+    #[command(subcommand)]
+    Campaign(nextbest::campaign::cli::CampaignCmd),
 }
 
 #[derive(Subcommand)]
@@ -186,6 +189,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Features(FeaturesCmd::Compile { input, output })) => {
             compile_features(&input, &output)
         }
+        Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
     }
 }
 

@@ -5,7 +5,7 @@
 //! no reason to load again. The safe way to publish is to write a temporary file and rename it
 //! over `model.json` (or a scorer file): the rename is atomic, so the watcher never reads half a
 //! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature snapshots
-//! (`.csv`, `.nbf`), are ignored. A change to `model.json` loads it; a change to any other file
+//! (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a change to any other file
 //! (a scorer, a challenger) rebuilds the active model so it picks the new file up. A model that
 //! fails to parse or validate is refused, logged and counted by the registry; the one serving
 //! keeps serving.
@@ -44,6 +44,7 @@ fn ignored(path: &Path) -> bool {
         || name.ends_with(".swp")
         || name.ends_with(".csv")
         || name.ends_with(".nbf")
+        || name.ends_with(".parquet")
 }
 
 /// The link a Kubernetes projected volume (ConfigMap, Secret) swaps atomically on update.

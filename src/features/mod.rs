@@ -1,4 +1,5 @@
-//! The customer feature snapshot: precomputed numeric features per customer, held in memory.
+//! The customer feature snapshot: precomputed numeric features per customer, held in memory,
+//! loaded from CSV, the compact `.nbf` form or Parquet.
 //!
 //! Values live in one row-major `Vec<f32>` (NaN marks a missing value), and customer ids in one
 //! byte arena indexed by a hash table of row numbers, so a lookup by `&str` hashes once and
@@ -8,6 +9,7 @@
 mod binary;
 mod csv_load;
 mod index;
+mod parquet;
 
 use std::path::{Path, PathBuf};
 
@@ -94,10 +96,13 @@ impl FeatureStore {
         })
     }
 
-    /// Loads a snapshot, choosing the format by extension: `.nbf` binary, anything else CSV.
+    /// Loads a snapshot, choosing the format by extension: `.nbf` binary, `.parquet` Parquet,
+    /// anything else CSV.
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
         if path.extension().is_some_and(|e| e == "nbf") {
             binary::read_nbf(path)
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            parquet::read_parquet(path)
         } else {
             csv_load::read_csv(path)
         }

@@ -303,7 +303,7 @@ fn the_bundled_demo_model_is_valid_against_the_bundled_snapshot() {
     let m = load(&root, &store, &Limits::default()).unwrap();
     assert!(m.compiled.offers.len() >= 20);
     let names: Vec<&str> = m.compiled.channels.iter().map(|c| &*c.name).collect();
-    assert_eq!(names, ["app", "web"]);
+    assert_eq!(names, ["app", "email", "push", "sms", "web"]);
     assert!(store.len() >= 10_000);
 }
 

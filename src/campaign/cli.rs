@@ -1,0 +1,187 @@
+//! The `nextbest campaign` subcommands: flags (each also an environment variable, the same ones
+//! the server reads for the model, snapshot and data folder), and what each prints.
+//!
+//! `main.rs` only hands the parsed command here; nothing here decides or writes lists itself.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::commit::{self, Target};
+use super::{output, CampaignError, RunConfig};
+
+/// `nextbest campaign ...`.
+#[derive(Subcommand, Debug)]
+pub enum CampaignCmd {
+    /// Validate a campaign file (and, with --models, against the model) and print every fault.
+    Check {
+        /// The campaign file.
+        file: PathBuf,
+        /// Also check it against this model (folder or file).
+        #[arg(long, env = "NEXTBEST_MODELS")]
+        models: Option<PathBuf>,
+        /// Check the model's features against this snapshot.
+        #[arg(long, env = "NEXTBEST_FEATURES")]
+        features: Option<PathBuf>,
+    },
+    /// Select a campaign's target list over the whole base and write it to --out.
+    Run(RunArgs),
+    /// Record a sent list's contacts as impression events (once, however often it is run).
+    Commit(CommitArgs),
+}
+
+/// `nextbest campaign run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The campaign file.
+    pub file: PathBuf,
+    /// Output folder for targets.csv, targets.parquet, control.csv and summary.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The model: a folder holding model.json, or a model file.
+    #[arg(long, env = "NEXTBEST_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    /// The feature snapshot: CSV, .nbf or .parquet.
+    #[arg(long, env = "NEXTBEST_FEATURES", default_value = "models/features.csv")]
+    pub features: PathBuf,
+    /// The data folder whose event log holds the contact history (read, never written).
+    #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Decide as of this time (RFC 3339) instead of now; the same inputs and time give the
+    /// same bytes.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Memory budget of the contact history rebuilt from the log, in MiB.
+    #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
+    pub contact_memory_mb: u64,
+    /// Worker threads for the scan (0: one per core).
+    #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+}
+
+/// `nextbest campaign commit`.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// The folder `campaign run --out` wrote.
+    pub dir: PathBuf,
+    /// The running sidecar to post the events to (its public listener).
+    #[arg(long, env = "NEXTBEST_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Largest /v1/events body to send; keep it under the server's --max-body-bytes.
+    #[arg(long, default_value_t = 60 * 1024)]
+    pub batch_bytes: usize,
+    /// Write the data folder's event log directly instead (only when no server uses it).
+    #[arg(long)]
+    pub direct: bool,
+    /// The data folder for --direct.
+    #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+/// Why a campaign command failed (its faults are printed first).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Check, run or load failed.
+    #[error("{0}")]
+    Campaign(#[from] CampaignError),
+    /// Commit failed.
+    #[error("{0}")]
+    Commit(#[from] commit::CommitError),
+    /// A flag is wrong.
+    #[error("{0}")]
+    Flag(String),
+}
+
+/// Runs one campaign subcommand.
+pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
+    match cmd {
+        CampaignCmd::Check {
+            file,
+            models,
+            features,
+        } => match super::check(&file, models.as_deref(), features.as_deref()) {
+            Ok(spec) => {
+                println!(
+                    "ok: campaign {} on channel {}{}",
+                    spec.name,
+                    spec.channel,
+                    if models.is_some() {
+                        ""
+                    } else {
+                        " (not checked against a model)"
+                    }
+                );
+                Ok(())
+            }
+            Err(e) => {
+                for f in e.faults() {
+                    println!("{}: {f}", file.display());
+                }
+                Err(e.into())
+            }
+        },
+        CampaignCmd::Run(a) => {
+            let now_ms = a
+                .now
+                .as_deref()
+                .map(|s| {
+                    humantime::parse_rfc3339_weak(s)
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as i64)
+                        .ok_or_else(|| {
+                            CliError::Flag(format!("--now: `{s}` is not an RFC 3339 time"))
+                        })
+                })
+                .transpose()?;
+            let cfg = RunConfig {
+                campaign: a.file.clone(),
+                out: a.out,
+                models: a.models,
+                features: a.features,
+                data_dir: Some(a.data_dir),
+                now_ms,
+                contact_memory_bytes: a.contact_memory_mb.max(1) << 20,
+                progress_bar: RunConfig::stderr_is_terminal(),
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(a.workers)
+                .build()
+                .map_err(|e| CliError::Flag(format!("--workers: {e}")))?;
+            match pool.install(|| super::run(&cfg)) {
+                Ok(summary) => {
+                    print!("{}", output::table(&summary));
+                    println!("wrote {}", cfg.out.display());
+                    Ok(())
+                }
+                Err(e) => {
+                    for f in e.faults() {
+                        println!("{}: {f}", a.file.display());
+                    }
+                    Err(e.into())
+                }
+            }
+        }
+        CampaignCmd::Commit(a) => {
+            let target = if a.direct {
+                Target::Direct {
+                    data_dir: a.data_dir,
+                }
+            } else {
+                Target::Server {
+                    url: a.server,
+                    batch_bytes: a.batch_bytes.max(1024),
+                }
+            };
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let done = commit::commit(&a.dir, &target, now_ms)?;
+            println!(
+                "committed {} contacts: {} recorded now, {} already recorded",
+                done.events, done.accepted, done.duplicates
+            );
+            Ok(())
+        }
+    }
+}

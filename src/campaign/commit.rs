@@ -1,0 +1,280 @@
+//! `nextbest campaign commit DIR`: records a sent list's contacts as impression events on the
+//! campaign's channel, so inbound caps, cool-downs and the next campaign see them.
+//!
+//! Each event's id derives from the campaign, the run's time, the customer and the offer, so
+//! committing the same folder twice records each contact once (the event log remembers ids for
+//! at least 7 days); a later run of the same campaign has another time and counts anew. Each
+//! event carries the offer's category, so category caps (the sales cap) count it.
+//!
+//! Two ways to the log:
+//! - **HTTP (the default)**: the events are posted to a running sidecar's `/v1/events` in
+//!   batches of at most 1,000 events and `batch_bytes` bytes. A 202 means the batch is durable
+//!   there (under its fsync policy) and applied to its contact state at once; with a fleet on
+//!   Redis it travels on to every replica as any event does. A failed batch can be retried: the
+//!   ids make a repeat harmless.
+//! - **Direct** (`--direct`): the data folder's log is opened and written as the server writes
+//!   it (replay, then append with fsync). Only when no server uses that folder: a log has one
+//!   writer.
+
+use std::path::{Path, PathBuf};
+
+use crate::contact::{Clock, ContactConfig, ContactError, Contacts, Event, EventKind};
+use crate::engine::policy::stable_hash;
+
+use super::output::{Summary, LIST_CSV, SUMMARY_JSON};
+
+/// Most events one `/v1/events` request carries (the server's limit).
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// Where the events go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A running sidecar's public listener, e.g. `http://127.0.0.1:8080`.
+    Server {
+        /// Base URL.
+        url: String,
+        /// Largest request body to send (keep under the server's `--max-body-bytes`).
+        batch_bytes: usize,
+    },
+    /// The data folder's log, written directly.
+    Direct {
+        /// The data folder.
+        data_dir: PathBuf,
+    },
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Contacts in the list.
+    pub events: u64,
+    /// Recorded now.
+    pub accepted: u64,
+    /// Recorded before (a repeated commit).
+    pub duplicates: u64,
+}
+
+/// Why a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The output folder is incomplete.
+    #[error("{path}: {detail}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The server refused or could not be reached.
+    #[error("{0}")]
+    Server(String),
+    /// Writing the log directly failed.
+    #[error("event log: {0}")]
+    Log(#[from] ContactError),
+}
+
+/// One contact of the list, owned.
+struct Contact {
+    customer_id: String,
+    offer_id: String,
+    decision_id: Option<u128>,
+    event_id: String,
+    category: Option<String>,
+}
+
+/// The event id of one contact of one run.
+pub fn event_id(campaign: &str, run_at_ms: i64, customer: &str, offer: &str) -> String {
+    let key = format!("{campaign}\u{0}{run_at_ms}\u{0}{customer}\u{0}{offer}");
+    format!(
+        "cmp-{:016x}{:08x}",
+        stable_hash(&key),
+        crc32fast::hash(key.as_bytes())
+    )
+}
+
+/// Reads `DIR`'s summary and list and records every contact; `now_ms` stamps the events.
+pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, CommitError> {
+    let summary_path = dir.join(SUMMARY_JSON);
+    let input = |path: &Path, detail: String| CommitError::Input {
+        path: path.to_owned(),
+        detail,
+    };
+    let text =
+        std::fs::read_to_string(&summary_path).map_err(|e| input(&summary_path, e.to_string()))?;
+    let summary: Summary =
+        serde_json::from_str(&text).map_err(|e| input(&summary_path, e.to_string()))?;
+    let contacts = read_list(&dir.join(LIST_CSV), &summary)?;
+    let mut done = Committed {
+        events: contacts.len() as u64,
+        ..Committed::default()
+    };
+    let events: Vec<Event<'_>> = contacts
+        .iter()
+        .map(|c| Event {
+            kind: EventKind::Impression,
+            ts_ms: now_ms,
+            customer_id: &c.customer_id,
+            offer_id: Some(&c.offer_id),
+            channel: Some(&summary.channel),
+            placement: Some(&summary.placement),
+            decision_id: c.decision_id,
+            event_id: Some(&c.event_id),
+            category: c.category.as_deref(),
+        })
+        .collect();
+    match target {
+        Target::Server { url, batch_bytes } => {
+            post_all(url, *batch_bytes, &events, now_ms, &mut done)?
+        }
+        Target::Direct { data_dir } => write_direct(data_dir, &events, &mut done)?,
+    }
+    Ok(done)
+}
+
+fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError> {
+    let input = |detail: String| CommitError::Input {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(|e| input(e.to_string()))?;
+    let header = r.headers().map_err(|e| input(e.to_string()))?.clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| input(format!("no `{name}` column")))
+    };
+    let (ci, oi, di) = (col("customer_id")?, col("offer_id")?, col("decision_id")?);
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| input(e.to_string()))?;
+        let (customer, offer) = (&rec[ci], &rec[oi]);
+        out.push(Contact {
+            customer_id: customer.to_owned(),
+            offer_id: offer.to_owned(),
+            decision_id: ulid::Ulid::from_string(&rec[di]).ok().map(|u| u.0),
+            event_id: event_id(&summary.campaign, summary.run_at_ms, customer, offer),
+            category: summary
+                .offers
+                .get(offer)
+                .map(|o| o.category.clone())
+                .filter(|c| !c.is_empty()),
+        });
+    }
+    Ok(out)
+}
+
+fn event_json(e: &Event<'_>, ts: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "impression",
+        "customer_id": e.customer_id,
+        "offer_id": e.offer_id,
+        "channel": e.channel,
+        "placement": e.placement,
+        "decision_id": e.decision_id.map(|d| ulid::Ulid(d).to_string()),
+        "event_id": e.event_id,
+        "category": e.category,
+        "ts": ts,
+    })
+}
+
+fn post_all(
+    url: &str,
+    batch_bytes: usize,
+    events: &[Event<'_>],
+    now_ms: i64,
+    done: &mut Committed,
+) -> Result<(), CommitError> {
+    let ts = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64),
+    )
+    .to_string();
+    let endpoint = format!("{}/v1/events", url.trim_end_matches('/'));
+    let mut batch: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    let wrap = 16;
+    for e in events {
+        let one = event_json(e, &ts).to_string();
+        if !batch.is_empty()
+            && (batch.len() == MAX_BATCH_EVENTS || bytes + one.len() + 1 + wrap > batch_bytes)
+        {
+            post(&endpoint, &batch, done)?;
+            batch.clear();
+            bytes = 0;
+        }
+        bytes += one.len() + 1;
+        batch.push(one);
+    }
+    if !batch.is_empty() {
+        post(&endpoint, &batch, done)?;
+    }
+    Ok(())
+}
+
+fn post(endpoint: &str, batch: &[String], done: &mut Committed) -> Result<(), CommitError> {
+    let body = format!("{{\"events\":[{}]}}", batch.join(","));
+    let mut resp = ureq::post(endpoint)
+        .header("content-type", "application/json")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body.as_bytes())
+        .map_err(|e| {
+            CommitError::Server(format!(
+                "{endpoint}: {e} (is a server running there? `--direct` writes the data folder \
+                 when none is)"
+            ))
+        })?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| CommitError::Server(format!("{endpoint}: {e}")))?;
+    if status != 202 {
+        return Err(CommitError::Server(format!(
+            "{endpoint}: {status} {text}; the batches before this one were recorded, commit again to finish"
+        )));
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CommitError::Server(format!("{endpoint}: answer not JSON: {e}")))?;
+    if let Some(r) = v["rejected"].as_array().filter(|r| !r.is_empty()) {
+        return Err(CommitError::Server(format!(
+            "{endpoint}: {} event(s) refused, first: {}",
+            r.len(),
+            r[0]
+        )));
+    }
+    let accepted = v["accepted"].as_u64().unwrap_or(0);
+    let dups = v["duplicates"].as_u64().unwrap_or(0);
+    done.accepted += accepted.saturating_sub(dups);
+    done.duplicates += dups;
+    Ok(())
+}
+
+fn write_direct(
+    data_dir: &Path,
+    events: &[Event<'_>],
+    done: &mut Committed,
+) -> Result<(), CommitError> {
+    let contacts = Contacts::open(
+        &ContactConfig {
+            data_dir: Some(data_dir.to_owned()),
+            ..ContactConfig::default()
+        },
+        Clock::system(),
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CommitError::Server(format!("starting a runtime: {e}")))?;
+    let result = rt.block_on(async {
+        for chunk in events.chunks(MAX_BATCH_EVENTS) {
+            let got = contacts.ingest(chunk).await?;
+            done.accepted += got.accepted as u64;
+            done.duplicates += got.duplicates as u64;
+        }
+        Ok::<_, ContactError>(())
+    });
+    contacts.close();
+    result.map_err(CommitError::from)
+}

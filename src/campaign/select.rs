@@ -1,0 +1,306 @@
+//! The scan: every customer of the snapshot through the same decision as `/v1/decide`, spread
+//! over the cores, into candidate (customer, offer) pairs and the reasons the others are held out.
+//!
+//! Per customer, in this order: suppression (never contacted, transactional or not) → the
+//! engine's decision for the campaign's channel and placement, with the customer's variant and
+//! contact history (no eligible offer, or the contact policy that held the offers back) → the
+//! campaign's frequency cap across outbound channels (skipped when transactional) → the control
+//! group. Whoever is left offers their eligible campaign offers to [`super::allocate`].
+//!
+//! rayon splits the rows into chunks: each is scanned on its own with no shared state but a
+//! progress counter, and chunks are merged in row order, so the result does not depend on how
+//! the work was spread. Nothing here writes files.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use rayon::prelude::*;
+
+use super::history::PastContacts;
+use super::spec::{CampaignSpec, Plan};
+use crate::contact::view::CustomerView;
+use crate::engine::{self, CompiledModel, Request, Unbounded, Verdict, MAX_LIMIT};
+use crate::experiment::{assignment, Variant};
+use crate::features::FeatureStore;
+use crate::registry::ModelSet;
+
+/// Rows per unit of parallel work (small enough to balance, large enough to merge cheaply).
+const CHUNK: usize = 8192;
+
+/// One candidate: a customer, an offer of the campaign, and what the engine said of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pair {
+    /// Arbitration score (propensity × value × priority).
+    pub score: f64,
+    /// The scorer's propensity.
+    pub propensity: f64,
+    /// The customer's row in the snapshot.
+    pub row: u32,
+    /// The campaign offer index.
+    pub offer: u16,
+    /// 0 champion, 1 challenger.
+    pub variant: u8,
+}
+
+impl Pair {
+    /// The global order: highest score first, then snapshot row, then campaign offer order.
+    #[inline]
+    pub fn order(a: &Pair, b: &Pair) -> std::cmp::Ordering {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.row.cmp(&b.row))
+            .then(a.offer.cmp(&b.offer))
+    }
+}
+
+/// Counts of customers by what happened to them before allocation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// Customers in the snapshot.
+    pub scanned: u64,
+    /// Customers with at least one eligible campaign offer (suppressed ones not decided).
+    pub eligible: u64,
+    /// On a suppression list.
+    pub suppression: u64,
+    /// No campaign offer passed eligibility and arbitration.
+    pub no_eligible_offer: u64,
+    /// Every campaign offer held back, by the first contact policy that did.
+    pub contact_policy: BTreeMap<String, u64>,
+    /// Over the campaign's frequency cap.
+    pub frequency: u64,
+    /// In the control group.
+    pub control_group: u64,
+}
+
+impl Tally {
+    fn merge(&mut self, o: Tally) {
+        self.scanned += o.scanned;
+        self.eligible += o.eligible;
+        self.suppression += o.suppression;
+        self.no_eligible_offer += o.no_eligible_offer;
+        for (k, v) in o.contact_policy {
+            *self.contact_policy.entry(k).or_default() += v;
+        }
+        self.frequency += o.frequency;
+        self.control_group += o.control_group;
+    }
+}
+
+/// What the scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Candidate pairs, in row order.
+    pub pairs: Vec<Pair>,
+    /// Held-out counts.
+    pub tally: Tally,
+    /// Control-group customers with the offer they would have been sent (best pair).
+    pub control: Vec<Pair>,
+}
+
+/// One model's view of the campaign.
+pub struct Variantly<'a> {
+    /// The model.
+    pub model: &'a CompiledModel,
+    /// The campaign resolved against it.
+    pub plan: &'a Plan,
+}
+
+/// Everything the scan reads, borrowed.
+pub struct Inputs<'a> {
+    /// The campaign.
+    pub spec: &'a CampaignSpec,
+    /// The models (a customer's variant picks one).
+    pub set: &'a ModelSet,
+    /// Champion, then challenger if any.
+    pub variants: Vec<Variantly<'a>>,
+    /// The snapshot.
+    pub features: &'a FeatureStore,
+    /// Contact history.
+    pub past: &'a PastContacts,
+    /// Suppressed customer ids.
+    pub suppressed: &'a HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// The run's time.
+    pub now_ms: i64,
+    /// Keep every eligible pair of a customer (offer-level limits may need the lower ones);
+    /// otherwise only the best `max_offers_per_customer`.
+    pub keep_all: bool,
+}
+
+/// Scans every row; `progress` counts rows done.
+pub fn scan(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
+    if inp.keep_all {
+        scan_all(inp, progress)
+    } else {
+        scan_best(inp, progress)
+    }
+}
+
+/// Keeps every eligible pair: chunks gather their own and are joined in row order.
+fn scan_all(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
+    let rows = inp.features.len();
+    let chunks: Vec<Scan> = (0..rows.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let start = c * CHUNK;
+            let end = (start + CHUNK).min(rows);
+            let mut out = Scan::default();
+            let mut buf = Vec::new();
+            for row in start..end {
+                customer(inp, row, &mut out, &mut buf);
+            }
+            progress.fetch_add((end - start) as u64, Relaxed);
+            out
+        })
+        .collect();
+    let mut all = Scan {
+        pairs: Vec::with_capacity(chunks.iter().map(|c| c.pairs.len()).sum()),
+        ..Scan::default()
+    };
+    for c in chunks {
+        all.pairs.extend_from_slice(&c.pairs);
+        all.control.extend_from_slice(&c.control);
+        all.tally.merge(c.tally);
+    }
+    all
+}
+
+/// Keeps each customer's best `max_offers_per_customer` pairs, written straight into one
+/// array of that many slots per customer and compacted in place: the pairs are held once,
+/// never gathered per chunk and copied again (at 10 million customers that copy would be
+/// hundreds of megabytes at the peak).
+fn scan_best(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
+    let rows = inp.features.len();
+    let k = inp.spec.max_offers_per_customer as usize;
+    let empty = Pair {
+        score: 0.0,
+        propensity: 0.0,
+        row: u32::MAX,
+        offer: 0,
+        variant: 0,
+    };
+    let mut slots = vec![empty; rows * k];
+    let parts: Vec<Scan> = slots
+        .par_chunks_mut(CHUNK * k)
+        .enumerate()
+        .map(|(c, out)| {
+            let start = c * CHUNK;
+            let end = (start + CHUNK).min(rows);
+            let mut part = Scan::default();
+            let mut buf = Vec::new();
+            for row in start..end {
+                customer(inp, row, &mut part, &mut buf);
+                let at = (row - start) * k;
+                for (slot, p) in out[at..at + k].iter_mut().zip(part.pairs.drain(..)) {
+                    *slot = p;
+                }
+            }
+            progress.fetch_add((end - start) as u64, Relaxed);
+            part
+        })
+        .collect();
+    slots.retain(|p| p.row != u32::MAX);
+    let mut all = Scan {
+        pairs: slots,
+        ..Scan::default()
+    };
+    for p in parts {
+        all.control.extend_from_slice(&p.control);
+        all.tally.merge(p.tally);
+    }
+    all
+}
+
+fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
+    let Some(id) = inp.features.id_at(row) else {
+        return;
+    };
+    out.tally.scanned += 1;
+    if inp.suppressed.contains(id) {
+        out.tally.suppression += 1;
+        return;
+    }
+    let (_, variant) = inp.set.pick(Some(id));
+    let vi = usize::from(variant == Variant::Challenger);
+    let Some(v) = inp.variants.get(vi) else {
+        return;
+    };
+    let history = inp.past.history(id);
+    let view = CustomerView::new(history.as_deref(), &v.model.policies, inp.now_ms);
+    let mut req = Request {
+        customer_id: Some(id),
+        channel: &inp.spec.channel,
+        placement: &v.plan.placement,
+        limit: Some(MAX_LIMIT),
+        context: &[],
+        explain: false,
+    };
+    let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
+    buf.clear();
+    for r in &d.ranked {
+        if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
+            buf.push(Pair {
+                score: r.score,
+                propensity: r.propensity,
+                row: row as u32,
+                offer: k,
+                variant: vi as u8,
+            });
+        }
+    }
+    if buf.is_empty() {
+        req.explain = true;
+        let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
+        match held_by_policy(v, &d.explain) {
+            Some(name) => *out.tally.contact_policy.entry(name.to_owned()).or_default() += 1,
+            None => out.tally.no_eligible_offer += 1,
+        }
+        return;
+    }
+    out.tally.eligible += 1;
+    if let (Some(f), false) = (&inp.spec.frequency, inp.spec.transactional) {
+        let since = inp.now_ms - i64::from(f.window_days) * engine::policy::DAY_MS;
+        if inp.past.outbound_since(id, since) >= f.max_contacts {
+            out.tally.frequency += 1;
+            return;
+        }
+    }
+    if let Some(c) = &inp.spec.control_group {
+        if assignment(&c.salt, id) < c.share {
+            out.tally.control_group += 1;
+            out.control.push(buf[0]);
+            return;
+        }
+    }
+    let keep = if inp.keep_all {
+        buf.len()
+    } else {
+        (inp.spec.max_offers_per_customer as usize).min(buf.len())
+    };
+    out.pairs.extend_from_slice(&buf[..keep]);
+}
+
+/// The contact policy that held back the first campaign offer it held, by its model path
+/// (`policies.sales_cap`, `offers[3].caps.max_impressions`, ...).
+fn held_by_policy<'m>(v: &Variantly<'m>, explain: &[Verdict<'m>]) -> Option<&'m str> {
+    for (oi, verdict) in explain.iter().enumerate() {
+        if v.plan.campaign_offer.get(oi).copied().flatten().is_none() {
+            continue;
+        }
+        if let Verdict::Excluded(why) = verdict {
+            let w = &v.model.offers[oi].caps.why;
+            let policy = [
+                &w.impressions,
+                &w.dismiss,
+                &w.conversion,
+                &w.sales_cap,
+                &w.complaint,
+            ]
+            .iter()
+            .any(|p| !p.is_empty() && ***p == **why);
+            if policy {
+                return Some(why.split(": ").next().unwrap_or(why));
+            }
+        }
+    }
+    None
+}

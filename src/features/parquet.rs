@@ -1,0 +1,178 @@
+//! The Parquet form of a snapshot, as a data warehouse exports it: a `customer_id` string column
+//! first, then numeric columns (integers, floats, booleans as 0/1); a null is a missing value.
+//! Every fault names the column and the data row, as the CSV loader names line and column.
+//!
+//! Read through the arrow/parquet crates in record batches, written straight into the store's
+//! row-major values; nothing here is on a lookup path.
+
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
+    UInt64Type, UInt8Type,
+};
+use arrow_array::{Array, ArrowPrimitiveType};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
+use super::index::{DuplicateId, IdIndex};
+use super::{FeatureError, FeatureStore};
+
+/// Rows per record batch read.
+const BATCH: usize = 64 * 1024;
+
+pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
+    let file = std::fs::File::open(path).map_err(|source| FeatureError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let fault = |detail: String| FeatureError::Format {
+        path: path.to_owned(),
+        detail,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| fault(format!("not a readable Parquet file: {e}")))?;
+    let schema = builder.schema().clone();
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let fields = schema.fields();
+    match fields.first() {
+        Some(f) if f.name() == "customer_id" => match f.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {}
+            other => {
+                return Err(fault(format!(
+                    "column `customer_id`: expected strings, found {other}"
+                )))
+            }
+        },
+        _ => return Err(fault("the first column must be `customer_id`".into())),
+    }
+    if fields.len() - 1 > MAX_COLUMNS {
+        return Err(fault(format!("more than {MAX_COLUMNS} feature columns")));
+    }
+    let mut columns = Vec::with_capacity(fields.len() - 1);
+    for f in fields.iter().skip(1) {
+        if !is_numeric(f.data_type()) {
+            return Err(fault(format!(
+                "column `{}`: expected numbers, found {}",
+                f.name(),
+                f.data_type()
+            )));
+        }
+        if f.name().is_empty() {
+            return Err(fault("empty column name".into()));
+        }
+        if columns.contains(f.name()) {
+            return Err(fault(format!("duplicate column `{}`", f.name())));
+        }
+        columns.push(f.name().clone());
+    }
+    let width = columns.len();
+    let reader = builder
+        .with_batch_size(BATCH)
+        .build()
+        .map_err(|e| fault(e.to_string()))?;
+    let mut ids = IdIndex::with_capacity(rows, 10);
+    let mut values: Vec<f32> = Vec::with_capacity(rows.saturating_mul(width));
+    let mut done = 0usize;
+    for batch in reader {
+        let batch = batch.map_err(|e| fault(format!("after data row {done}: {e}")))?;
+        let n = batch.num_rows();
+        let id_col = batch.column(0);
+        for i in 0..n {
+            let row = done + i + 1;
+            let at = |detail: &str| fault(format!("row {row}, column `customer_id`: {detail}"));
+            let id = string_at(id_col.as_ref(), i).ok_or_else(|| at("null customer_id"))?;
+            if id.is_empty() {
+                return Err(at("empty customer_id"));
+            }
+            if id.len() > MAX_ID_BYTES {
+                return Err(at(&format!("customer_id longer than {MAX_ID_BYTES} bytes")));
+            }
+            if ids.arena_len() + id.len() > u32::MAX as usize {
+                return Err(at("customer ids exceed 4 GiB in total"));
+            }
+            ids.push(id).map_err(|DuplicateId(first)| {
+                at(&format!(
+                    "duplicate customer_id `{id}` (first seen on data row {})",
+                    first + 1
+                ))
+            })?;
+        }
+        let start = values.len();
+        values.resize(start + n * width, f32::NAN);
+        for (c, name) in columns.iter().enumerate() {
+            let col = batch.column(c + 1);
+            for i in 0..n {
+                let v = number_at(col.as_ref(), i);
+                if !v.is_finite() && !col.is_null(i) {
+                    return Err(fault(format!(
+                        "row {}, column `{name}`: `{v}` is not a finite number",
+                        done + i + 1
+                    )));
+                }
+                values[start + i * width + c] = v;
+            }
+        }
+        done += n;
+    }
+    values.shrink_to_fit();
+    FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(fault)
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Boolean
+            | DataType::Null
+    )
+}
+
+fn string_at(a: &dyn Array, i: usize) -> Option<&str> {
+    if a.is_null(i) {
+        return None;
+    }
+    match a.data_type() {
+        DataType::Utf8 => Some(a.as_string::<i32>().value(i)),
+        DataType::LargeUtf8 => Some(a.as_string::<i64>().value(i)),
+        DataType::Utf8View => Some(a.as_string_view().value(i)),
+        _ => None,
+    }
+}
+
+/// The value at `i` as the store holds it: NaN for null (and for a NaN the file holds, which
+/// the caller refuses).
+fn number_at(a: &dyn Array, i: usize) -> f32 {
+    if a.is_null(i) {
+        return f32::NAN;
+    }
+    fn p<T: ArrowPrimitiveType>(a: &dyn Array, i: usize, f: impl Fn(T::Native) -> f32) -> f32 {
+        f(a.as_primitive::<T>().value(i))
+    }
+    match a.data_type() {
+        DataType::Int8 => p::<Int8Type>(a, i, f32::from),
+        DataType::Int16 => p::<Int16Type>(a, i, f32::from),
+        DataType::Int32 => p::<Int32Type>(a, i, |v| v as f32),
+        DataType::Int64 => p::<Int64Type>(a, i, |v| v as f32),
+        DataType::UInt8 => p::<UInt8Type>(a, i, f32::from),
+        DataType::UInt16 => p::<UInt16Type>(a, i, f32::from),
+        DataType::UInt32 => p::<UInt32Type>(a, i, |v| v as f32),
+        DataType::UInt64 => p::<UInt64Type>(a, i, |v| v as f32),
+        DataType::Float32 => p::<Float32Type>(a, i, |v| v),
+        // Rounded to the store's f32, as the CSV loader parses text to f32.
+        DataType::Float64 => p::<Float64Type>(a, i, |v| v as f32),
+        DataType::Boolean => f32::from(u8::from(a.as_boolean().value(i))),
+        _ => f32::NAN,
+    }
+}

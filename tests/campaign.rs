@@ -1,0 +1,848 @@
+//! Outbound campaigns: allocation against brute-force references on small bases, contact rules
+//! across campaigns and channels, commit through a real server, file faults, Parquet snapshots.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use nextbest::campaign::commit::{self, Target};
+use nextbest::campaign::output::Summary;
+use nextbest::campaign::{self, RunConfig};
+use nextbest::engine::{self, Request, Unbounded, Verdict};
+use nextbest::features::FeatureStore;
+use nextbest::model::{self, Limits};
+use support::{demo_dir, post_json, TempDir, T0};
+
+const NOW: i64 = T0;
+const HOUR: i64 = 3_600_000;
+
+fn content(ch: &str) -> Value {
+    json!({"title": "T", "body": format!("on {ch}"), "image_url": "https://cdn.test/i.jpg",
+           "cta_url": format!("https://shop.test/{ch}")})
+}
+
+fn offer(id: &str, cat: &str, value: f64, intercept: f64, weights: Value) -> Value {
+    json!({"id": id, "category": cat, "channels": ["sms", "email", "web"],
+           "placements": ["sms_campaign", "email_campaign", "home"], "value": value,
+           "scorer": {"kind": "logistic", "intercept": intercept, "weights": weights},
+           "content": {"sms": content("sms"), "email": content("email"), "web": content("web")}})
+}
+
+/// A small model: three offers whose scores depend on two features, on sms, email and web.
+fn small_model() -> Value {
+    json!({"name": "small", "version": "7",
+    "placements": {"sms_campaign": {"channels": ["sms"], "limit": 1},
+                   "email_campaign": {"channels": ["email"], "limit": 1},
+                   "home": {"channels": ["web"], "limit": 3}},
+    "offers": [
+        offer("a", "sales", 10.0, -1.0, json!({"x": 0.4})),
+        offer("b", "sales", 6.0, -0.5, json!({"y": 0.5})),
+        offer("c", "retention", 8.0, -2.0, json!({"x": 0.2, "y": 0.3})),
+    ]})
+}
+
+/// `n` customers with features spread by a fixed generator (some values missing).
+fn small_csv(n: usize) -> String {
+    let mut s = String::from("customer_id,x,y\n");
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1000) as f64 / 100.0
+    };
+    for i in 0..n {
+        let (x, y) = (next(), next());
+        let y = if i % 17 == 5 {
+            String::new()
+        } else {
+            format!("{y}")
+        };
+        s.push_str(&format!("K{i:05},{x},{y}\n"));
+    }
+    s
+}
+
+/// A folder with the small model, its snapshot, and room for campaigns and outputs.
+struct Base {
+    dir: TempDir,
+}
+
+impl Base {
+    fn new(tag: &str, customers: usize) -> Base {
+        let dir = TempDir::new(tag);
+        std::fs::write(
+            dir.0.join("model.json"),
+            serde_json::to_vec(&small_model()).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.0.join("features.csv"), small_csv(customers)).unwrap();
+        Base { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    fn store(&self) -> FeatureStore {
+        FeatureStore::load(&self.path("features.csv")).unwrap()
+    }
+
+    fn write_campaign(&self, name: &str, doc: &Value) -> PathBuf {
+        let p = self.path(&format!("{name}.json"));
+        std::fs::write(&p, serde_json::to_vec_pretty(doc).unwrap()).unwrap();
+        p
+    }
+
+    fn config(&self, campaign: &Path, out: &str, now: i64) -> RunConfig {
+        RunConfig {
+            campaign: campaign.to_owned(),
+            out: self.path(out),
+            models: self.path("model.json"),
+            features: self.path("features.csv"),
+            data_dir: Some(self.path("data")),
+            now_ms: Some(now),
+            contact_memory_bytes: 64 << 20,
+            progress_bar: false,
+        }
+    }
+
+    fn run(&self, doc: &Value, out: &str, now: i64) -> Run {
+        let name = doc["name"].as_str().unwrap();
+        let file = self.write_campaign(name, doc);
+        run_config(&self.config(&file, out, now))
+    }
+}
+
+/// What a run wrote.
+struct Run {
+    summary: Summary,
+    out: PathBuf,
+    /// (customer, offer) in file order.
+    rows: Vec<(String, String)>,
+}
+
+impl Run {
+    fn customers(&self) -> BTreeSet<String> {
+        self.rows.iter().map(|r| r.0.clone()).collect()
+    }
+
+    fn csv(&self) -> Vec<u8> {
+        std::fs::read(self.out.join("targets.csv")).unwrap()
+    }
+}
+
+fn run_config(cfg: &RunConfig) -> Run {
+    let summary = campaign::run(cfg).unwrap_or_else(|e| panic!("run failed: {:#?}", e.faults()));
+    let mut r = csv::Reader::from_path(cfg.out.join("targets.csv")).unwrap();
+    let rows = r
+        .records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (rec[0].to_owned(), rec[2].to_owned())
+        })
+        .collect();
+    Run {
+        summary,
+        out: cfg.out.clone(),
+        rows,
+    }
+}
+
+/// Every (customer, offer) score the engine gives on a channel and placement, from explain:
+/// the reference the allocation is checked against.
+fn engine_scores(base: &Base, placement: &str, channel: &str) -> Vec<(String, String, f64)> {
+    let store = base.store();
+    let m = model::load(&base.path("model.json"), &store, &Limits::default()).unwrap();
+    let mut out = Vec::new();
+    for row in 0..store.len() {
+        let id = store.id_at(row).unwrap();
+        let req = Request {
+            customer_id: Some(id),
+            channel,
+            placement,
+            limit: Some(50),
+            context: &[],
+            explain: true,
+        };
+        let d = engine::decide(
+            &m.compiled,
+            &store,
+            &req,
+            &engine::NoContacts,
+            &Unbounded,
+            NOW,
+        );
+        for (oi, v) in d.explain.iter().enumerate() {
+            if let Verdict::Scored { score, .. } = v {
+                out.push((id.to_owned(), m.compiled.offers[oi].id.to_string(), *score));
+            }
+        }
+    }
+    out
+}
+
+/// Each customer's best pair (ties: offer order), best customers first (ties: customer id).
+fn best_per_customer(scores: &[(String, String, f64)]) -> Vec<(String, String, f64)> {
+    let mut best: BTreeMap<String, (String, f64)> = BTreeMap::new();
+    for (c, o, s) in scores {
+        match best.get(c) {
+            Some((_, b)) if *b >= *s => {}
+            _ => {
+                best.insert(c.clone(), (o.clone(), *s));
+            }
+        }
+    }
+    let mut v: Vec<_> = best.into_iter().map(|(c, (o, s))| (c, o, s)).collect();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+    v
+}
+
+fn sms(name: &str) -> Value {
+    json!({"name": name, "channel": "sms", "placement": "sms_campaign"})
+}
+
+#[test]
+fn when_capacity_binds_exactly_the_best_pairs_are_selected() {
+    let base = Base::new("cmp-capacity", 300);
+    let mut doc = sms("cap");
+    doc["capacity"] = json!({"max_contacts": 40, "per": "day"});
+    let run = base.run(&doc, "out", NOW);
+
+    let reference = best_per_customer(&engine_scores(&base, "sms_campaign", "sms"));
+    assert!(
+        reference.len() > 100,
+        "the base must offer more than the capacity"
+    );
+    let expected: Vec<(String, String)> = reference
+        .iter()
+        .take(40)
+        .map(|(c, o, _)| (c.clone(), o.clone()))
+        .collect();
+    assert_eq!(
+        run.rows, expected,
+        "the 40 best customers, each with their best offer"
+    );
+    assert_eq!(run.summary.selected, 40);
+    assert_eq!(run.summary.eligible, reference.len() as u64);
+    assert_eq!(run.summary.held_out.capacity, reference.len() as u64 - 40);
+    assert_eq!(
+        run.summary.held_out.no_eligible_offer,
+        300 - reference.len() as u64
+    );
+
+    // The same inputs give the same bytes, list and Parquet alike.
+    let again = base.run(&doc, "out2", NOW);
+    assert_eq!(run.csv(), again.csv());
+    for f in ["targets.parquet", "summary.json"] {
+        assert_eq!(
+            std::fs::read(run.out.join(f)).unwrap(),
+            std::fs::read(again.out.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn offer_minimums_are_filled_first_and_maximums_hold() {
+    let base = Base::new("cmp-min", 300);
+    let scores = engine_scores(&base, "sms_campaign", "sms");
+    let natural = best_per_customer(&scores);
+    let natural_c = natural.iter().take(50).filter(|r| r.1 == "c").count();
+    assert!(
+        natural_c < 20,
+        "c must be rare at the top for the minimum to matter"
+    );
+
+    let mut doc = sms("mins");
+    doc["capacity"] = json!({"max_contacts": 50});
+    doc["offer_limits"] = json!({"c": {"min": 20}, "a": {"max": 15}});
+    let run = base.run(&doc, "out", NOW);
+    let per: BTreeMap<&str, u64> = run
+        .summary
+        .offers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.selected))
+        .collect();
+    assert!(per["c"] >= 20, "{per:?}");
+    assert!(per["a"] <= 15, "{per:?}");
+    assert_eq!(run.rows.len(), 50);
+
+    // Reference: c's 20 best customers first; then, best pair first, whatever still fits.
+    let mut c_pairs: Vec<_> = scores.iter().filter(|s| s.1 == "c").collect();
+    c_pairs.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+    let mut chosen: BTreeMap<String, String> = c_pairs
+        .iter()
+        .take(20)
+        .map(|s| (s.0.clone(), s.1.clone()))
+        .collect();
+    let mut all: Vec<_> = scores.iter().collect();
+    all.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+    let mut a_count = 0;
+    for (c, o, _) in all {
+        if chosen.len() == 50 {
+            break;
+        }
+        if chosen.contains_key(c) || (o == "a" && a_count == 15) {
+            continue;
+        }
+        a_count += usize::from(o == "a");
+        chosen.insert(c.clone(), o.clone());
+    }
+    let got: BTreeMap<String, String> = run.rows.iter().cloned().collect();
+    assert_eq!(got, chosen);
+}
+
+#[test]
+fn a_frequency_cap_holds_across_campaigns_committed_one_after_the_other() {
+    let base = Base::new("cmp-freq", 200);
+    let freq = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms", "email"]});
+    let mut first = sms("first");
+    first["capacity"] = json!({"max_contacts": 60});
+    first["frequency"] = freq.clone();
+    let now = support_now();
+    let a = base.run(&first, "a", now);
+    assert_eq!(a.rows.len(), 60);
+    let done = commit::commit(
+        &a.out,
+        &Target::Direct {
+            data_dir: base.path("data"),
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!((done.events, done.accepted, done.duplicates), (60, 60, 0));
+
+    let second = json!({"name": "second", "channel": "email", "placement": "email_campaign",
+                        "capacity": {"max_contacts": 60}, "frequency": freq});
+    let b = base.run(&second, "b", now + HOUR);
+    assert!(
+        a.customers().is_disjoint(&b.customers()),
+        "a customer texted an hour ago must not get the e-mail"
+    );
+    assert_eq!(b.summary.held_out.frequency, 60);
+    assert_eq!(b.rows.len(), 60, "others fill the capacity");
+
+    // A transactional message bypasses the frequency cap.
+    let mut urgent = second.clone();
+    urgent["name"] = json!("urgent");
+    urgent["transactional"] = json!(true);
+    let u = base.run(&urgent, "u", now + HOUR);
+    assert_eq!(u.summary.held_out.frequency, 0);
+    assert!(!a.customers().is_disjoint(&u.customers()));
+
+    // The SMS gateway's daily capacity counts what the first campaign already sent.
+    let mut again = sms("again");
+    again["capacity"] = json!({"max_contacts": 100, "per": "day"});
+    let g = base.run(&again, "g", now + HOUR);
+    let cap = g.summary.capacity.as_ref().unwrap();
+    assert_eq!((cap.used_before, cap.available), (60, 40));
+    assert_eq!(g.rows.len(), 40);
+}
+
+/// Now, as the direct commit's log and the runs that read it agree on it.
+fn support_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[test]
+fn suppression_and_a_stable_control_group() {
+    let base = Base::new("cmp-control", 2000);
+    let suppressed: Vec<String> = (0..2000).step_by(97).map(|i| format!("K{i:05}")).collect();
+    std::fs::write(
+        base.path("optouts.txt"),
+        format!("customer_id\n# opted out\n{}\n", suppressed.join("\n")),
+    )
+    .unwrap();
+    let mut doc = sms("ctl");
+    doc["suppression"] = json!(["optouts.txt"]);
+    doc["control_group"] = json!({"share": 0.2, "salt": "s1"});
+    doc["transactional"] = json!(true);
+    let run = base.run(&doc, "one", NOW);
+    let selected = run.customers();
+    for s in &suppressed {
+        assert!(
+            !selected.contains(s),
+            "{s} is suppressed, transactional or not"
+        );
+    }
+    assert_eq!(run.summary.held_out.suppression, suppressed.len() as u64);
+
+    let control: BTreeSet<String> = csv::Reader::from_path(run.out.join("control.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_owned())
+        .collect();
+    assert!(control.is_disjoint(&selected));
+    assert!(control.iter().all(|c| !suppressed.contains(c)));
+    for c in &control {
+        assert!(nextbest::experiment::assignment("s1", c) < 0.2, "{c}");
+    }
+    for c in &selected {
+        assert!(nextbest::experiment::assignment("s1", c) >= 0.2, "{c}");
+    }
+    let eligible = run.summary.eligible as f64;
+    let share = control.len() as f64 / eligible;
+    let sigma = (0.2 * 0.8 / eligible).sqrt();
+    assert!(
+        (share - 0.2).abs() < 4.0 * sigma,
+        "control share {share} of {eligible}"
+    );
+    assert_eq!(run.summary.held_out.control_group, control.len() as u64);
+
+    let again = base.run(&doc, "two", NOW + HOUR);
+    assert_eq!(
+        std::fs::read(run.out.join("control.csv")).unwrap(),
+        std::fs::read(again.out.join("control.csv")).unwrap(),
+        "the same salt holds out the same customers"
+    );
+    doc["control_group"]["salt"] = json!("s2");
+    let other = base.run(&doc, "three", NOW);
+    assert_ne!(
+        std::fs::read(run.out.join("control.csv")).unwrap(),
+        std::fs::read(other.out.join("control.csv")).unwrap(),
+        "a new salt, a new control group"
+    );
+}
+
+#[test]
+fn every_campaign_file_fault_is_reported_with_its_path() {
+    let base = Base::new("cmp-faults", 10);
+    let bad = json!({
+        "name": "bad name!", "channel": 7, "offers": ["a", "a"],
+        "max_offers_per_customer": 0,
+        "capacity": {"max_contacts": 10, "per": "month"},
+        "offer_limits": {"a": {"min": 5, "max": 2}, "zz": {"min": 1}},
+        "category_limits": {"sales": {}},
+        "frequency": {"max_contacts": 0, "window_days": 7, "channels": []},
+        "suppression": ["missing.txt"],
+        "control_group": {"share": 1.5},
+        "transactional": "no",
+        "typo": 1
+    });
+    let file = base.write_campaign("bad", &bad);
+    let err = campaign::check(&file, None, None).unwrap_err();
+    let faults = err.faults();
+    let expect = [
+        ("name", "letters, digits"),
+        ("channel", "expected a string"),
+        ("offers[1]", "listed twice"),
+        ("max_offers_per_customer", "whole number from 1"),
+        ("capacity.per", "`day` or `week`"),
+        ("offer_limits.a.min", "above the maximum"),
+        ("category_limits.sales.max", "missing field"),
+        ("frequency.max_contacts", "whole number from 1"),
+        ("frequency.channels", "must not be empty"),
+        ("suppression[0]", "no such file"),
+        ("control_group.share", "between 0 and 0.99"),
+        ("control_group.salt", "missing field"),
+        ("transactional", "true or false"),
+        ("typo", "unknown field"),
+    ];
+    for (path, needle) in expect {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+
+    // Against the model: names that do not resolve, each with its path.
+    let against = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["a", "nope"], "category_limits": {"service": {"max": 1}},
+        "capacity": {"max_contacts": 10}, "offer_limits": {"a": {"min": 20}}});
+    let file = base.write_campaign("against", &against);
+    let faults = campaign::check(&file, Some(&base.path("model.json")), None)
+        .unwrap_err()
+        .faults();
+    for (path, needle) in [
+        ("offers[1]", "unknown offer `nope`"),
+        ("category_limits.service", "no offer of the campaign"),
+        ("offer_limits", "minimums add up to 20"),
+    ] {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+    let wrong_channel = json!({"name": "m", "channel": "fax"});
+    let file = base.write_campaign("fax", &wrong_channel);
+    let faults = campaign::check(&file, Some(&base.path("model.json")), None)
+        .unwrap_err()
+        .faults();
+    assert!(faults
+        .iter()
+        .any(|f| f.path == "channel" && f.message.contains("no channel `fax`")));
+
+    // The demo campaign is valid against the demo model.
+    campaign::check(
+        &demo_dir().join("campaigns/demo_sms.json"),
+        Some(&demo_dir()),
+        Some(&demo_dir().join("features.csv")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn parquet_and_csv_snapshots_give_identical_lists() {
+    use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+    let base = Base::new("cmp-parquet", 500);
+    let store = base.store();
+    let ids: Vec<&str> = (0..store.len()).map(|r| store.id_at(r).unwrap()).collect();
+    let mut cols: Vec<(String, ArrayRef)> = vec![(
+        "customer_id".into(),
+        Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+    )];
+    for (c, name) in store.columns().iter().enumerate() {
+        let vals: Vec<Option<f32>> = (0..store.len())
+            .map(|r| Some(store.row_at(r).unwrap()[c]).filter(|v| !v.is_nan()))
+            .collect();
+        cols.push((name.to_string(), Arc::new(Float32Array::from(vals))));
+    }
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let pq = base.path("features.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&pq).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let loaded = FeatureStore::load(&pq).unwrap();
+    assert_eq!(loaded.len(), store.len());
+    assert!(loaded.row("K00005").unwrap()[1].is_nan(), "null is missing");
+
+    let mut doc = sms("pq");
+    doc["capacity"] = json!({"max_contacts": 100});
+    let file = base.write_campaign("pq", &doc);
+    let from_csv = run_config(&base.config(&file, "csv", NOW));
+    let mut cfg = base.config(&file, "pq", NOW);
+    cfg.features = pq;
+    let from_pq = run_config(&cfg);
+    assert_eq!(from_csv.rows.len(), 100);
+    assert_eq!(from_csv.csv(), from_pq.csv());
+}
+
+#[test]
+fn parquet_faults_name_the_column_and_the_row() {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let dir = TempDir::new("cmp-pq-faults");
+    let write = |name: &str, cols: Vec<(&str, ArrayRef)>| {
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let p = dir.0.join(name);
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&p).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        p
+    };
+    let ids = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let p = write(
+        "text.parquet",
+        vec![
+            ("customer_id", ids(vec![Some("A"), Some("B")])),
+            ("plan", ids(vec![Some("x"), Some("y")])),
+        ],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(e.contains("column `plan`: expected numbers"), "{e}");
+    let p = write(
+        "nullid.parquet",
+        vec![
+            ("customer_id", ids(vec![Some("A"), None])),
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+        ],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(e.contains("row 2, column `customer_id`: null"), "{e}");
+    let p = write(
+        "dup.parquet",
+        vec![
+            ("customer_id", ids(vec![Some("A"), Some("A")])),
+            (
+                "n",
+                Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+            ),
+        ],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("row 2") && e.contains("duplicate customer_id `A`"),
+        "{e}"
+    );
+    let p = write(
+        "first.parquet",
+        vec![("n", Arc::new(Int64Array::from(vec![1])) as ArrayRef)],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(e.contains("first column must be `customer_id`"), "{e}");
+}
+
+async fn web_explain(srv: &support::TestServer, customer: &str) -> HashMap<String, Value> {
+    let r = post_json(
+        srv.public,
+        "/v1/decide",
+        &json!({"customer_id": customer, "channel": "web", "placement": "plans_page", "explain": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    r.json()["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["offer_id"].as_str().unwrap().to_owned(), e.clone()))
+        .collect()
+}
+
+fn sales_capped(explain: &HashMap<String, Value>) -> usize {
+    explain
+        .values()
+        .filter(|e| {
+            e["excluded"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("policies.sales_cap"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
+    let data = TempDir::new("cmp-server");
+    let (srv, _clock) = support::start_demo_contacts(Some(&data.0)).await;
+    let out = TempDir::new("cmp-server-out");
+    let file = out.0.join("sales_sms.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"name": "sales_sms", "channel": "sms",
+            "placement": "sms_campaign", "offers": ["data_boost_10gb", "unlimited_upgrade", "roaming_pass_eu"]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let cfg = |dir: &str| RunConfig {
+        campaign: file.clone(),
+        out: out.0.join(dir),
+        models: demo_dir(),
+        features: demo_dir().join("features.csv"),
+        data_dir: Some(data.0.clone()),
+        now_ms: Some(NOW),
+        contact_memory_bytes: 64 << 20,
+        progress_bar: false,
+    };
+    let first = tokio::task::spawn_blocking({
+        let c = cfg("r0");
+        move || run_config(&c)
+    })
+    .await
+    .unwrap();
+    assert!(first.rows.len() > 100);
+
+    // An offer dismissed on the web is never sent by SMS.
+    let (x, o) = first.rows[0].clone();
+    let r = post_json(
+        srv.public,
+        "/v1/events",
+        &json!({"events": [{"type": "dismiss", "customer_id": x, "offer_id": o, "channel": "web"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let second = tokio::task::spawn_blocking({
+        let c = cfg("r1");
+        move || run_config(&c)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !second.rows.contains(&(x.clone(), o.clone())),
+        "{x} dismissed {o} on the web"
+    );
+    assert!(second.summary.selected > 100);
+
+    // Four web sales contacts for y, then the campaign's SMS: the sales cap (5 in 7 days) binds.
+    let (y, _) = second.rows.iter().find(|r| r.0 != x).cloned().unwrap();
+    let before = web_explain(&srv, &y).await;
+    assert_eq!(sales_capped(&before), 0);
+    let web: Vec<Value> = [
+        "fiber_home",
+        "device_trade_in",
+        "family_line_add",
+        "smartwatch_addon",
+    ]
+    .iter()
+    .map(|o| json!({"type": "impression", "customer_id": y, "offer_id": o, "channel": "web"}))
+    .collect();
+    let r = post_json(srv.public, "/v1/events", &json!({"events": web})).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(sales_capped(&web_explain(&srv, &y).await), 0, "4 of 5");
+
+    let url = format!("http://{}", srv.public);
+    let dir = second.out.clone();
+    let done = tokio::task::spawn_blocking({
+        let (url, dir) = (url.clone(), dir.clone());
+        move || {
+            commit::commit(
+                &dir,
+                &Target::Server {
+                    url,
+                    batch_bytes: 16 * 1024,
+                },
+                NOW,
+            )
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done.events, second.summary.selected);
+    assert_eq!(done.accepted, done.events);
+    assert!(
+        sales_capped(&web_explain(&srv, &y).await) > 0,
+        "the SMS was the fifth sales contact"
+    );
+
+    // Committing twice records once.
+    let stats = || async { support::get(srv.admin, "/admin/stats").await.json() };
+    let accepted = stats().await["events"]["accepted"].as_u64().unwrap();
+    let again = tokio::task::spawn_blocking(move || {
+        commit::commit(
+            &dir,
+            &Target::Server {
+                url,
+                batch_bytes: 60 * 1024,
+            },
+            NOW,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, done.events));
+    assert_eq!(
+        stats().await["events"]["accepted"].as_u64().unwrap(),
+        accepted
+    );
+
+    // The next campaign sees the committed SMS through the log the server wrote.
+    let third = tokio::task::spawn_blocking({
+        let c = cfg("r2");
+        move || run_config(&c)
+    })
+    .await
+    .unwrap();
+    assert!(!third.customers().contains(&y), "{y} reached the sales cap");
+    assert!(third.summary.held_out.contact_policy["policies.sales_cap"] >= 1);
+    srv.stop().await;
+}
+
+/// Runs the real binary from the repository's folder (where the demo's default paths point).
+fn nextbest(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .env_remove("NEXTBEST_MODELS")
+        .env_remove("NEXTBEST_FEATURES")
+        .env_remove("NEXTBEST_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_demo_campaign_runs_and_commits_with_one_command_each() {
+    let tmp = TempDir::new("cmp-cli");
+    let out = tmp.0.join("out");
+    let data = tmp.0.join("data");
+    let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
+    let run = nextbest(&[
+        "campaign",
+        "run",
+        "models/campaigns/demo_sms.json",
+        "--out",
+        out_s,
+        "--data-dir",
+        data_s,
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary.selected, 2000, "the demo's capacity binds");
+    assert!(stdout.contains("customers scanned") && stdout.contains("2000"));
+    assert!(summary.offers["roaming_pass_eu"].selected >= 150);
+    assert!(summary.offers["unlimited_upgrade"].selected <= 800);
+    assert!(out.join("targets.parquet").is_file());
+
+    let commit = |expect: &str| {
+        let c = nextbest(&[
+            "campaign",
+            "commit",
+            out_s,
+            "--direct",
+            "--data-dir",
+            data_s,
+        ]);
+        let text = String::from_utf8_lossy(&c.stdout);
+        assert!(c.status.success(), "{text}");
+        assert!(text.contains(expect), "{text}");
+    };
+    commit("committed 2000 contacts: 2000 recorded now, 0 already recorded");
+    commit("committed 2000 contacts: 0 recorded now, 2000 already recorded");
+
+    // Without a server, the default path says what to do.
+    let c = nextbest(&[
+        "campaign",
+        "commit",
+        out_s,
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!c.status.success());
+    assert!(String::from_utf8_lossy(&c.stderr).contains("--direct"));
+
+    // A bad file: non-zero exit, every fault printed as `file: path: message`.
+    let bad = tmp.0.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "channel": "sms", "capacity": {"max_contacts": 0}, "oops": 1}"#,
+    )
+    .unwrap();
+    let c = nextbest(&[
+        "campaign",
+        "check",
+        bad.to_str().unwrap(),
+        "--models",
+        "models",
+    ]);
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert!(!c.status.success());
+    let b = bad.display();
+    assert!(
+        text.contains(&format!(
+            "{b}: capacity.max_contacts: expected a whole number"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{b}: oops: unknown field")),
+        "{text}"
+    );
+}
