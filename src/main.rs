@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nextbest::contact::funnel::store as funnel_store;
 use nextbest::contact::{Clock, ContactConfig, Contacts, FsyncPolicy, StateConfig};
 use nextbest::features::{self, FeatureStore};
 use nextbest::model::{self, AnySchema, Limits};
@@ -242,10 +243,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_or(0, |m| m.horizon_ms()),
         ..ContactConfig::default()
     };
+    // The funnel's saved tables and the active models' tables exist before the log replays
+    // into them.
     let contacts = Arc::new(
-        Contacts::open(&contact_config, Clock::system())
-            .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
+        Contacts::open_with(&contact_config, Clock::system(), |c| {
+            funnel_store::load_or_set_aside(&args.data_dir, c.funnel());
+            if let Some(set) = &registry.load().models {
+                server::bind_set(c, set);
+            }
+        })
+        .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
     );
+    let mut funnel_saver = funnel_store::Saver::start(
+        args.data_dir.clone(),
+        Arc::downgrade(&contacts),
+        funnel_store::INTERVAL,
+    )
+    .context("starting the decision-count saver")?;
 
     let builtin = match &args.fallback_file {
         Some(path) => model::load_builtin_fallback(path).map_err(|e| {
@@ -302,6 +316,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!("stopped");
         contacts.close();
+        funnel_saver.stop();
         anyhow::Ok(())
     })
 }

@@ -176,11 +176,29 @@ fn follow_models(registry: &Registry, contacts: &Arc<Contacts>) {
     let contacts = Arc::downgrade(contacts);
     registry.on_publish(move |set| {
         if let Some(c) = contacts.upgrade() {
-            for (model, _, key) in set.models() {
-                c.bind_model(&model.compiled, key);
-            }
+            bind_set(&c, set);
         }
     });
+}
+
+/// Readies the contact side for a model set: each model's history horizon and funnel table,
+/// and the experiment that attributes outcomes naming no decision. Also called before the
+/// event log is replayed at start.
+pub fn bind_set(contacts: &Contacts, set: &crate::registry::ModelSet) {
+    for (model, _, key) in set.models() {
+        contacts.bind_model(&model.compiled, key);
+    }
+    let challenger = set.challenger.as_ref().map(|c| {
+        let experiment = crate::experiment::Challenger {
+            model: c.model.clone(),
+            share: c.share,
+            salt: c.salt.clone(),
+        };
+        (set.key(crate::experiment::Variant::Challenger), experiment)
+    });
+    contacts
+        .funnel()
+        .activate(set.key(crate::experiment::Variant::Champion), challenger);
 }
 
 /// A started server: its bound addresses and a way to stop it.
