@@ -40,7 +40,14 @@ fn spawn(models: &Path, data: &Path) -> Process {
 }
 
 /// The funnel as `/admin/stats` and `/metrics` show it.
-async fn funnel_views(p: &Process) -> (serde_json::Value, serde_json::Value, Vec<String>) {
+async fn funnel_views(
+    p: &Process,
+) -> (
+    serde_json::Value,
+    serde_json::Value,
+    Vec<String>,
+    serde_json::Value,
+) {
     let stats = get(p.admin, "/admin/stats").await.json();
     let metrics = get(p.admin, "/metrics").await;
     let lines = String::from_utf8(metrics.body.to_vec())
@@ -53,6 +60,7 @@ async fn funnel_views(p: &Process) -> (serde_json::Value, serde_json::Value, Vec
         stats["funnel"].clone(),
         stats["unattributed"].clone(),
         lines,
+        stats["lift"].clone(),
     )
 }
 
@@ -137,6 +145,24 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
         "assignment spreads unattributed-by-id outcomes over both variants: {rows:?}"
     );
     assert!(before.2.iter().any(|l| l.contains("stage=\"decisions\"")));
+    // Lift pairs the champion's and the challenger's rows of the same offer and channel.
+    let lift = &before.3;
+    assert_eq!(lift["experiment"]["challenger"]["version"], "challenger-1");
+    let lift_rows = lift["rows"].as_array().unwrap();
+    assert!(!lift_rows.is_empty(), "{lift}");
+    for l in lift_rows {
+        for variant in ["champion", "challenger"] {
+            let funnel_row = rows
+                .iter()
+                .find(|r| {
+                    r["offer_id"] == l["offer_id"]
+                        && r["channel"] == l["channel"]
+                        && r["variant"] == variant
+                })
+                .map_or(0, |r| r["impressions"].as_u64().unwrap());
+            assert_eq!(l[variant]["impressions"], funnel_row, "{l}");
+        }
+    }
 
     server.signal("TERM");
     let mut server = server;
@@ -149,4 +175,5 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     assert_eq!(before.0, after.0, "/admin/stats funnel");
     assert_eq!(before.1, after.1, "unattributed");
     assert_eq!(before.2, after.2, "/metrics funnel");
+    assert_eq!(before.3, after.3, "lift");
 }

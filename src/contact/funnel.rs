@@ -28,6 +28,7 @@ use crate::engine::{CompiledModel, Ranked};
 use crate::experiment::{self, Challenger, Variant};
 use crate::metrics::prom::{Collect, Exposition, Kind};
 
+pub mod lift;
 pub mod store;
 
 const VARIANTS: usize = Variant::ALL.len();
@@ -99,6 +100,8 @@ pub struct FunnelTable {
     pub tag: u16,
     offers: Box<[Box<str>]>,
     categories: Box<[Box<str>]>,
+    /// Each offer's value (the model's `value`), for value per decision.
+    values: Box<[f64]>,
     offer_index: hashbrown::HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     channels: Box<[Box<str>]>,
     cells: Box<[Cell]>,
@@ -112,6 +115,7 @@ impl FunnelTable {
             model.version.clone(),
             model.offers.iter().map(|o| o.id.clone()).collect(),
             model.offers.iter().map(|o| o.category.clone()).collect(),
+            model.offers.iter().map(|o| o.value).collect(),
             model.channels.iter().map(|c| c.name.clone()).collect(),
         )
     }
@@ -123,6 +127,7 @@ impl FunnelTable {
         version: Box<str>,
         offers: Box<[Box<str>]>,
         categories: Box<[Box<str>]>,
+        values: Box<[f64]>,
         channels: Box<[Box<str>]>,
     ) -> Self {
         let n = offers.len() * channels.len() * VARIANTS;
@@ -137,6 +142,7 @@ impl FunnelTable {
                 .map(|(i, id)| (id.clone(), i as u32))
                 .collect(),
             categories,
+            values,
             offers,
             channels,
             cells: (0..n).map(|_| Cell::default()).collect(),

@@ -212,7 +212,8 @@ impl Collect for Gauges<'_> {
     }
 }
 
-/// `GET /admin/stats`: the funnel with rates, event counts, contact state and log figures.
+/// `GET /admin/stats`: the funnel with rates, the challenger's lift, event counts, contact
+/// state and log figures.
 fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let funnel = state.contacts.funnel();
     let mut unattributed = serde_json::Map::new();
@@ -223,5 +224,6 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let mut body = state.contacts.stats_json();
     body["funnel"] = funnel.rows().into();
     body["unattributed"] = unattributed.into();
+    body["lift"] = funnel.lift();
     json_response(StatusCode::OK, body.to_string().into())
 }

@@ -41,6 +41,7 @@ struct SavedTable {
     version: Box<str>,
     offers: Box<[Box<str>]>,
     categories: Box<[Box<str>]>,
+    values: Box<[f64]>,
     channels: Box<[Box<str>]>,
     /// Decisions per offer × channel × variant, in the table's cell order.
     decisions: Vec<u64>,
@@ -86,6 +87,7 @@ fn snapshot(funnel: &Funnel) -> Saved {
             version: t.version.clone(),
             offers: t.offers.clone(),
             categories: t.categories.clone(),
+            values: t.values.clone(),
             channels: t.channels.clone(),
             decisions: t
                 .cells
@@ -138,7 +140,8 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
     let mut tables = Vec::with_capacity(saved.tables.len());
     for s in saved.tables {
         let cells = s.offers.len() * s.channels.len() * VARIANTS;
-        if s.decisions.len() != cells || s.categories.len() != s.offers.len() {
+        let offers = s.offers.len();
+        if s.decisions.len() != cells || s.categories.len() != offers || s.values.len() != offers {
             return Err(invalid(format!(
                 "table {} {}: {} decision counts for {cells} cells",
                 s.name,
@@ -146,8 +149,15 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
                 s.decisions.len()
             )));
         }
-        let t =
-            FunnelTable::from_parts(s.key, s.name, s.version, s.offers, s.categories, s.channels);
+        let t = FunnelTable::from_parts(
+            s.key,
+            s.name,
+            s.version,
+            s.offers,
+            s.categories,
+            s.values,
+            s.channels,
+        );
         for (c, n) in t.cells.iter().zip(s.decisions) {
             c.0[Stage::Decision as usize].store(n, Relaxed);
         }
@@ -239,6 +249,7 @@ mod tests {
             "1".into(),
             vec!["a".into(), "b".into()].into(),
             vec!["x".into(), "y".into()].into(),
+            vec![1.0, 2.5].into(),
             vec!["web".into()].into(),
         )
     }
