@@ -10,29 +10,6 @@ use serde_json::json;
 use support::binary::{Binary, Process};
 use support::*;
 
-/// The demo models folder with a challenger (the demo itself under another version) on half
-/// of the customers.
-fn models_with_challenger(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(demo_dir()).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
-    let mut challenger = doc.clone();
-    challenger["version"] = json!("challenger-1");
-    std::fs::write(
-        dir.join("challenger.json"),
-        serde_json::to_vec(&challenger).unwrap(),
-    )
-    .unwrap();
-    doc["challenger"] = json!({"path": "challenger.json", "share": 0.5, "salt": "restart"});
-    std::fs::write(dir.join("model.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
-}
-
 fn spawn(models: &Path, data: &Path) -> Process {
     Binary::with_models(models, data)
         .args(["--drain-delay-ms", "0"])
@@ -75,17 +52,7 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     let mut variants = std::collections::HashSet::new();
     let mut personalised = 0;
     for i in 1..=40 {
-        let customer = format!("C{i:07}");
-        let (channel, placement) = if i % 2 == 0 {
-            ("web", "plans_page")
-        } else {
-            ("app", "app_home")
-        };
-        let a = decide(
-            server.public,
-            json!({"customer_id": customer, "channel": channel, "placement": placement}),
-        )
-        .await;
+        let (customer, channel, a) = decide_demo_customer(server.public, i).await;
         if !a["fallback"].is_null() {
             continue;
         }

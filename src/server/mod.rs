@@ -16,6 +16,7 @@ pub mod events;
 pub mod guards;
 pub mod openapi;
 pub mod public;
+pub mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
