@@ -17,6 +17,8 @@
 //!   for state derived from a model.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel.
+//! - [`decision_log`]: a sample of decisions with what it takes to make them again, written off
+//!   the decision path, and `nextbest replay`, which judges a candidate model on it.
 //! - [`metrics`]: the request path's counters, and [`metrics::prom`], the one writer of the
 //!   Prometheus text format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
@@ -32,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod contact;
+pub mod decision_log;
 pub mod engine;
 pub mod experiment;
 pub mod features;

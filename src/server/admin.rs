@@ -75,6 +75,9 @@ async fn route(
                 .collect(&Gauges(state))
                 .collect(&state.registry.loads)
                 .collect(&*state.contacts);
+            if let Some(log) = &state.decision_log {
+                out.collect(&**log);
+            }
             let mut resp = Response::new(Full::new(Bytes::from(out.finish())));
             resp.headers_mut().insert(
                 CONTENT_TYPE,

@@ -130,6 +130,8 @@ pub struct AppState {
     pub evicted_connections: AtomicU64,
     /// Contact history, event log, funnel, and the clock handlers read "now" from.
     pub contacts: Arc<Contacts>,
+    /// The sample of decisions logged for replay, when `--decision-log` is set.
+    pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
 }
 
 impl AppState {
@@ -159,7 +161,14 @@ impl AppState {
             connections: AtomicUsize::new(0),
             evicted_connections: AtomicU64::new(0),
             contacts,
+            decision_log: None,
         }
+    }
+
+    /// The same state logging a sample of its decisions.
+    pub fn with_decision_log(mut self, log: Arc<crate::decision_log::DecisionLog>) -> Self {
+        self.decision_log = Some(log);
+        self
     }
 
     /// The same state with the given contact side (a data folder, a test clock).
