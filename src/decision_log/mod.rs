@@ -399,6 +399,81 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
+        // A queue of one that nobody drains: the writer is stalled.
+        let (tx, rx) = mpsc::sync_channel(1);
+        let log = DecisionLog {
+            threshold: 1 << SAMPLE_BITS,
+            queue: tx,
+            writer: Mutex::new(None),
+            stats: Arc::default(),
+        };
+        let snapshot = Arc::new(Snapshot::default());
+        let fallback = crate::engine::Fallback::builtin_empty();
+        let d = Decision {
+            fallback: None,
+            fallback_content: &fallback,
+            channel: None,
+            ranked: Vec::new(),
+            explain: Vec::new(),
+        };
+        let req = Request {
+            customer_id: Some("C1"),
+            channel: "web",
+            placement: "home_hero",
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            log.offer(
+                &snapshot,
+                None,
+                Variant::Champion,
+                1,
+                ulid::Ulid(7),
+                &req,
+                &d,
+            );
+        }
+        assert_eq!(log.dropped(), 2, "one queued, two dropped");
+        let queued = rx.try_recv().unwrap();
+        assert_eq!(queued.request.customer_id, "C1");
+        // Deadline answers depend on the machine, not the inputs: never logged.
+        let late = Decision {
+            fallback: Some(FallbackReason::Deadline),
+            fallback_content: &fallback,
+            channel: None,
+            ranked: Vec::new(),
+            explain: Vec::new(),
+        };
+        log.offer(
+            &snapshot,
+            None,
+            Variant::Champion,
+            1,
+            ulid::Ulid(7),
+            &req,
+            &late,
+        );
+        assert!(rx.try_recv().is_err());
+        // Sampling: ids whose random bits lie past the threshold are not logged.
+        let none = DecisionLog {
+            threshold: 0,
+            ..log
+        };
+        none.offer(
+            &snapshot,
+            None,
+            Variant::Champion,
+            1,
+            ulid::Ulid(7),
+            &req,
+            &d,
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(none.dropped(), 2);
+    }
+
+    #[test]
     fn files_roll_by_size_and_the_oldest_go_first() {
         let dir = std::env::temp_dir().join(format!("nb-decision-log-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
