@@ -19,6 +19,8 @@
 //!   funnel.
 //! - [`fleet`]: replicas sharing their events through Redis Streams (`--redis`): the local log
 //!   shipped as an outbox, the other replicas' events applied to the local contact state.
+//! - [`decision_log`]: a sample of decisions with what it takes to make them again, written off
+//!   the decision path, and `nextbest replay`, which judges a candidate model on it.
 //! - [`metrics`]: the request path's counters, and [`metrics::prom`], the one writer of the
 //!   Prometheus text format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
@@ -37,6 +39,7 @@
 
 pub mod campaign;
 pub mod contact;
+pub mod decision_log;
 pub mod engine;
 pub mod experiment;
 pub mod features;

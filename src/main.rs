@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use nextbest::contact::funnel::store as funnel_store;
 use nextbest::contact::{Clock, ContactConfig, Contacts, FsyncPolicy, StateConfig};
+use nextbest::decision_log::{replay as decision_replay, DecisionLog, DecisionLogConfig};
 use nextbest::features::{self, FeatureStore};
 use nextbest::fleet::{self, FleetConfig};
 use nextbest::model::{self, AnySchema, Limits};
@@ -45,6 +47,19 @@ enum Command {
     /// Outbound campaigns: check a campaign file, run it over the base, commit the sent list.
     #[command(subcommand)]
     Campaign(nextbest::campaign::cli::CampaignCmd),
+    /// Re-decide a decision log with the models that made it and with a candidate, and report
+    /// what the candidate would change.
+    Replay {
+        /// The decision log folder (`--decision-log` of the server).
+        #[arg(long)]
+        log: PathBuf,
+        /// The candidate model: a folder holding model.json, or a model file.
+        #[arg(long)]
+        candidate: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -161,6 +176,19 @@ struct ServeArgs {
     /// Longest wait at start for the fleet's recent events before /readyz says ready anyway.
     #[arg(long, env = "NEXTBEST_REDIS_CATCHUP_MS", default_value_t = 10_000)]
     redis_catchup_ms: u64,
+    /// Folder of the decision log: a sample of decisions with what it takes to make them
+    /// again, for `nextbest replay` (unset: off).
+    #[arg(long, env = "NEXTBEST_DECISION_LOG")]
+    decision_log: Option<PathBuf>,
+    /// Share of decisions the decision log keeps, 0 to 1.
+    #[arg(long, env = "NEXTBEST_DECISION_LOG_SAMPLE", default_value_t = 0.01)]
+    decision_log_sample: f64,
+    /// A decision log file rolls over at this size, in MiB.
+    #[arg(long, env = "NEXTBEST_DECISION_LOG_FILE_MB", default_value_t = 64)]
+    decision_log_file_mb: u64,
+    /// Decision log files kept; the oldest is deleted first.
+    #[arg(long, env = "NEXTBEST_DECISION_LOG_FILES", default_value_t = 16)]
+    decision_log_files: usize,
     /// Memory budget of the contact state, in MiB: three quarters for customer histories (the
     /// least valuable customers go first), a quarter for remembered event ids. Replay at start
     /// stays within it plus one log segment and a 2 MiB buffer.
@@ -190,6 +218,11 @@ fn main() -> anyhow::Result<()> {
             compile_features(&input, &output)
         }
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
+        Some(Command::Replay {
+            log,
+            candidate,
+            json,
+        }) => replay(&log, &candidate, json),
     }
 }
 
@@ -257,10 +290,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_or(0, |m| m.horizon_ms()),
         ..ContactConfig::default()
     };
+    // The funnel's saved tables and the active models' tables exist before the log replays
+    // into them.
     let contacts = Arc::new(
-        Contacts::open(&contact_config, Clock::system())
-            .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
+        Contacts::open_with(&contact_config, Clock::system(), |c| {
+            funnel_store::load_or_set_aside(&args.data_dir, c.funnel());
+            if let Some(set) = &registry.load().models {
+                server::bind_set(c, set);
+            }
+        })
+        .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
     );
+    let mut funnel_saver = funnel_store::Saver::start(
+        args.data_dir.clone(),
+        Arc::downgrade(&contacts),
+        funnel_store::INTERVAL,
+    )
+    .context("starting the decision-count saver")?;
 
     let builtin = match &args.fallback_file {
         Some(path) => model::load_builtin_fallback(path).map_err(|e| {
@@ -284,6 +330,25 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grace: Duration::from_millis(args.grace_ms),
         admin_token: admin_token(&args)?,
     };
+    let decision_log = match &args.decision_log {
+        Some(dir) => {
+            if !(0.0..=1.0).contains(&args.decision_log_sample) {
+                bail!(
+                    "--decision-log-sample {} is not between 0 and 1",
+                    args.decision_log_sample
+                );
+            }
+            let log = DecisionLog::start(DecisionLogConfig {
+                dir: dir.clone(),
+                sample: args.decision_log_sample,
+                file_bytes: args.decision_log_file_mb.max(1) << 20,
+                max_files: args.decision_log_files.max(1),
+            })
+            .with_context(|| format!("opening the decision log in {}", dir.display()))?;
+            Some(log)
+        }
+        None => None,
+    };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
         rt.worker_threads(args.workers);
@@ -300,6 +365,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_contacts(contacts.clone());
         if let Some(fc) = fleet_config {
             state = state.with_fleet(fleet::start(fc, contacts.clone())?);
+        }
+        if let Some(log) = &decision_log {
+            state = state.with_decision_log(log.clone());
         }
         let state = Arc::new(state);
         let running = server::start(state)
@@ -325,6 +393,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!("stopped");
         contacts.close();
+        funnel_saver.stop();
+        if let Some(log) = &decision_log {
+            log.close();
+        }
         anyhow::Ok(())
     })
 }
@@ -422,5 +494,24 @@ fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
         store.columns().len(),
         t.elapsed().as_millis()
     );
+    Ok(())
+}
+
+/// `nextbest replay`: prints the report; a log the original models do not reproduce exactly is
+/// an error (non-zero exit) after the report.
+fn replay(log: &Path, candidate: &Path, json: bool) -> anyhow::Result<()> {
+    let report = decision_replay::run(log, candidate)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.reproduces() {
+        bail!(
+            "{} of {} logged decisions did not reproduce with the model that made them",
+            report.decisions - report.reproduced,
+            report.decisions
+        );
+    }
     Ok(())
 }

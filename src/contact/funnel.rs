@@ -7,20 +7,29 @@
 //! table, where offers and channels are already indices: the decision path compares a few
 //! integers, does no hashing and takes no lock. Events find their table through the model tag
 //! in their decision id (see [`super::attribution`]), so an outcome counts for the model and
-//! variant that made the decision, even after a newer one took over. Events without a decision
-//! id, or whose model, offer or channel is unknown, are counted as unattributed. Counters start
-//! at zero with the process (as Prometheus counters do); they are not rebuilt from the log.
+//! variant that made the decision, even after a newer one took over. An event without a
+//! decision id counts for the variant the customer's assignment gives under the active models
+//! ([`Funnel::activate`]), by its offer and channel. Events whose model, offer or channel is
+//! unknown are counted as unattributed.
+//!
+//! Across restarts: outcomes are rebuilt from the event log as it is replayed at start (the
+//! same function of the log as live counting), and decision counts, which no log holds, are
+//! saved beside it with the tables' layout by [`store`]. This module does not do I/O itself
+//! and does not read the model registry: callers pass the models.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::attribution::{attribution, model_tag};
 use super::event::{Event, EventKind};
 use crate::engine::{CompiledModel, Ranked};
-use crate::experiment::Variant;
+use crate::experiment::{self, Challenger, Variant};
 use crate::metrics::prom::{Collect, Exposition, Kind};
+
+pub mod lift;
+pub mod store;
 
 const VARIANTS: usize = Variant::ALL.len();
 
@@ -91,6 +100,8 @@ pub struct FunnelTable {
     pub tag: u16,
     offers: Box<[Box<str>]>,
     categories: Box<[Box<str>]>,
+    /// Each offer's value (the model's `value`), for value per decision.
+    values: Box<[f64]>,
     offer_index: hashbrown::HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     channels: Box<[Box<str>]>,
     cells: Box<[Cell]>,
@@ -98,24 +109,54 @@ pub struct FunnelTable {
 
 impl FunnelTable {
     fn new(model: &CompiledModel, key: u32) -> Self {
-        let offers: Box<[Box<str>]> = model.offers.iter().map(|o| o.id.clone()).collect();
-        let channels: Box<[Box<str>]> = model.channels.iter().map(|c| c.name.clone()).collect();
+        FunnelTable::from_parts(
+            key,
+            model.name.clone(),
+            model.version.clone(),
+            model.offers.iter().map(|o| o.id.clone()).collect(),
+            model.offers.iter().map(|o| o.category.clone()).collect(),
+            model.offers.iter().map(|o| o.value).collect(),
+            model.channels.iter().map(|c| c.name.clone()).collect(),
+        )
+    }
+
+    /// A table of zeros for a model's layout (also a saved one, whose model may be gone).
+    fn from_parts(
+        key: u32,
+        name: Box<str>,
+        version: Box<str>,
+        offers: Box<[Box<str>]>,
+        categories: Box<[Box<str>]>,
+        values: Box<[f64]>,
+        channels: Box<[Box<str>]>,
+    ) -> Self {
         let n = offers.len() * channels.len() * VARIANTS;
         FunnelTable {
             key,
-            name: model.name.clone(),
-            version: model.version.clone(),
+            name,
+            version,
             tag: model_tag(key),
             offer_index: offers
                 .iter()
                 .enumerate()
                 .map(|(i, id)| (id.clone(), i as u32))
                 .collect(),
-            categories: model.offers.iter().map(|o| o.category.clone()).collect(),
+            categories,
+            values,
             offers,
             channels,
             cells: (0..n).map(|_| Cell::default()).collect(),
         }
+    }
+
+    /// Offer ids, in the model's order.
+    pub fn offers(&self) -> &[Box<str>] {
+        &self.offers
+    }
+
+    /// Channel names, in the model's order.
+    pub fn channels(&self) -> &[Box<str>] {
+        &self.channels
     }
 
     #[inline]
@@ -153,9 +194,17 @@ impl FunnelTable {
     }
 }
 
+/// The active models, for events that name no decision: which table each variant counts in,
+/// and the experiment that assigns customers to variants.
+struct Active {
+    champion: u32,
+    challenger: Option<(u32, Challenger)>,
+}
+
 /// Every model version's funnel, newest first, and the unattributed events.
 pub struct Funnel {
     tables: ArcSwap<Vec<Arc<FunnelTable>>>,
+    active: ArcSwapOption<Active>,
     building: Mutex<()>,
     unattributed: [AtomicU64; Stage::ALL.len()],
 }
@@ -164,6 +213,7 @@ impl Default for Funnel {
     fn default() -> Self {
         Funnel {
             tables: ArcSwap::from_pointee(Vec::new()),
+            active: ArcSwapOption::empty(),
             building: Mutex::new(()),
             unattributed: Default::default(),
         }
@@ -197,6 +247,32 @@ impl Funnel {
         }
     }
 
+    /// Names the active champion (by content key) and its challenger (key and experiment):
+    /// events without a decision id count for the variant a customer's assignment gives.
+    pub fn activate(&self, champion: u32, challenger: Option<(u32, Challenger)>) {
+        self.active.store(Some(Arc::new(Active {
+            champion,
+            challenger,
+        })));
+    }
+
+    /// Installs tables saved by an earlier process (oldest last), before any is bound.
+    fn restore(&self, saved: Vec<FunnelTable>) {
+        let _guard = self.building.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next: Vec<Arc<FunnelTable>> = self.tables.load().iter().cloned().collect();
+        for t in saved {
+            if next.len() < MAX_TABLES && !next.iter().any(|n| n.key == t.key) {
+                next.push(Arc::new(t));
+            }
+        }
+        self.tables.store(Arc::new(next));
+    }
+
+    /// Every table, newest first.
+    pub fn tables(&self) -> Arc<Vec<Arc<FunnelTable>>> {
+        self.tables.load_full()
+    }
+
     /// The table of a model, by content key.
     pub fn table(&self, key: u32) -> Option<Arc<FunnelTable>> {
         self.tables.load().iter().find(|t| t.key == key).cloned()
@@ -213,9 +289,25 @@ impl Funnel {
             return;
         };
         let tables = self.tables.load();
-        let cell = e.decision_id.and_then(|d| {
-            let (tag, variant) = attribution(d);
-            let t = tables.iter().find(|t| t.tag == tag)?;
+        let (table, variant) = match e.decision_id {
+            Some(d) => {
+                let (tag, variant) = attribution(d);
+                (tables.iter().find(|t| t.tag == tag), variant)
+            }
+            None => match &*self.active.load() {
+                Some(a) => {
+                    let variant =
+                        experiment::pick(a.challenger.as_ref().map(|c| &c.1), Some(e.customer_id));
+                    let key = match (&a.challenger, variant) {
+                        (Some((key, _)), Variant::Challenger) => *key,
+                        _ => a.champion,
+                    };
+                    (tables.iter().find(|t| t.key == key), Some(variant))
+                }
+                None => (None, None),
+            },
+        };
+        let cell = table.and_then(|t| {
             let offer = t.offer(e.offer_id?)?;
             let channel = t.channels.iter().position(|c| Some(&**c) == e.channel)?;
             t.cell(offer, channel, variant?)

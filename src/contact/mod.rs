@@ -192,8 +192,19 @@ impl Contacts {
     /// Opens the data folder: replays the log into the state, then starts the writer on a new
     /// segment. Without a data folder, the same as [`Contacts::in_memory`].
     pub fn open(config: &ContactConfig, clock: Clock) -> Result<Self, ContactError> {
+        Contacts::open_with(config, clock, |_| {})
+    }
+
+    /// [`Contacts::open`], with `prepare` run on the new contact side before the log is
+    /// replayed (to bind the active models' funnel tables, so replayed outcomes count).
+    pub fn open_with(
+        config: &ContactConfig,
+        clock: Clock,
+        prepare: impl FnOnce(&Contacts),
+    ) -> Result<Self, ContactError> {
         let mut c = Contacts::in_memory(config, clock.clone());
         let Some(dir) = &config.data_dir else {
+            prepare(&c);
             return Ok(c);
         };
         std::fs::create_dir_all(dir).map_err(|source| ContactError::DataDir {
@@ -202,10 +213,16 @@ impl Contacts {
         })?;
         // Before anything is read or written: a second process must not touch the log.
         c._lock = Some(lock::DataLock::acquire(dir)?);
+        prepare(&c);
         let state = &c.shared.state;
         let (horizon, dedupe_ttl) = (state.horizon_ms(), state.dedupe_ttl_ms());
-        let (report, segments) =
-            replay::replay_into(dir, state, config.state.memory_bytes, clock.now_ms())?;
+        let (report, segments) = replay::replay_into(
+            dir,
+            state,
+            &c.shared.funnel,
+            config.state.memory_bytes,
+            clock.now_ms(),
+        )?;
         let customers = state.customers();
         tracing::info!(
             path = %dir.display(),

@@ -44,6 +44,15 @@ impl Histogram {
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
+    /// Observations per bucket (not cumulative; the last bucket's upper bound is
+    /// [`LATENCY_BUCKETS_US`]'s last) and the total count, which also holds those past it.
+    pub fn snapshot(&self) -> ([u64; LATENCY_BUCKETS_US.len()], u64) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            self.count.load(Relaxed),
+        )
+    }
+
     /// Writes the histogram as one family (buckets, sum, count).
     pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
         let mut f = out.family(name, Kind::Histogram, help);
@@ -88,6 +97,11 @@ impl Metrics {
     #[inline]
     pub fn variant(&self, v: Variant) {
         self.variants[v.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Decisions a variant made so far.
+    pub fn variant_count(&self, v: Variant) -> u64 {
+        self.variants[v.index()].load(Relaxed)
     }
 
     /// Counts an HTTP response by status.

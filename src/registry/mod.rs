@@ -15,6 +15,7 @@
 //! published, so SIGHUP and a restart keep it, and the watcher sees nothing new. Callers must be on a blocking thread, never a runtime worker: a
 //! change takes milliseconds to seconds.
 
+pub mod journal;
 mod record;
 mod set;
 
@@ -227,6 +228,8 @@ pub struct Registry {
     feature_requests: AtomicU64,
     /// Load outcomes, for metrics.
     pub loads: LoadCounters,
+    /// The last loads accepted and refused, for the status page.
+    pub journal: journal::LoadJournal,
 }
 
 impl Default for Registry {
@@ -249,6 +252,7 @@ impl Registry {
             config,
             feature_requests: AtomicU64::new(0),
             loads: LoadCounters::default(),
+            journal: Default::default(),
         }
     }
 
@@ -296,6 +300,7 @@ impl Registry {
                 if !matches!(e, RegistryError::Superseded) {
                     self.loads.count(e.part(), false);
                     log_refusal(&e, &source);
+                    self.journal.refused(&source, &e);
                 }
                 return Err(e);
             }
@@ -331,6 +336,9 @@ impl Registry {
                 "feature snapshot swapped in"
             );
         }
+        let model = record.as_ref().filter(|_| plan.new_model);
+        self.journal
+            .accepted(&source, model, plan.new_features.as_ref());
         match (record, plan.new_features) {
             (Some(r), _) if plan.new_model => {
                 tracing::info!(model = %r.name, version = %r.version, source = %r.source, duration_ms, "model activated");

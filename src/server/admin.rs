@@ -35,9 +35,16 @@ fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .unwrap_or(b"");
-    token.matches(presented)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match presented {
+        Some(p) => token.matches(p),
+        // A browser cannot send a header when opening the status page: there (only), the
+        // token may come as `?token=`; the page passes it on as a header to what it fetches.
+        None if req.uri().path() == "/admin/status" => {
+            token.matches(super::status::query_token(req.uri().query()).as_bytes())
+        }
+        None => token.matches(b""),
+    }
 }
 
 async fn route(
@@ -54,6 +61,8 @@ async fn route(
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/admin/models") => Ok(models(state)),
         (&Method::GET, "/admin/stats") => Ok(stats(state)),
+        (&Method::GET, "/admin/status") => Ok(super::status::page()),
+        (&Method::GET, "/admin/status.json") => Ok(super::status::json(state)),
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
@@ -69,6 +78,9 @@ async fn route(
             if let Some(f) = &state.fleet {
                 out.collect(&**f);
             }
+            if let Some(log) = &state.decision_log {
+                out.collect(&**log);
+            }
             let mut resp = Response::new(Full::new(Bytes::from(out.finish())));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -77,7 +89,9 @@ async fn route(
             Ok(resp)
         }
         (m, "/admin/models") => Err(not_allowed(m, "GET, PUT")),
-        (m, "/metrics" | "/admin/stats") => Err(not_allowed(m, "GET")),
+        (m, "/metrics" | "/admin/stats" | "/admin/status" | "/admin/status.json") => {
+            Err(not_allowed(m, "GET"))
+        }
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
         (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Admin),
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
@@ -215,7 +229,8 @@ impl Collect for Gauges<'_> {
     }
 }
 
-/// `GET /admin/stats`: the funnel with rates, event counts, contact state and log figures.
+/// `GET /admin/stats`: the funnel with rates, the challenger's lift, event counts, contact
+/// state and log figures.
 fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let funnel = state.contacts.funnel();
     let mut unattributed = serde_json::Map::new();
@@ -229,5 +244,6 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     if let Some(f) = &state.fleet {
         body["replication"] = f.status_json();
     }
+    body["lift"] = funnel.lift();
     json_response(StatusCode::OK, body.to_string().into())
 }

@@ -83,8 +83,9 @@ pub(super) fn decide(
     let variant = picked.map_or(Variant::Champion, |p| p.1);
     let contacts = DecideContacts::new(state, picked.map_or(0, |p| p.2), req.customer_id, variant);
     let mut id_buf = [0u8; ulid::ULID_LEN];
+    let decision_id = contacts.decision_id(now_ms);
     let meta = AnswerMeta {
-        decision_id: contacts.decision_id(now_ms).array_to_str(&mut id_buf),
+        decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
         variant: variant.as_str(),
     };
@@ -107,6 +108,10 @@ pub(super) fn decide(
                 let deadline = Deadline(started + budget);
                 let view = contacts.view(&model.policies, now_ms);
                 let mut d = engine::decide(model, features, &req, &view, &deadline, now_ms);
+                if let Some(log) = &state.decision_log {
+                    let history = contacts.history.as_ref();
+                    log.offer(&snap, history, variant, now_ms, decision_id, &req, &d);
+                }
                 contacts.count(state, &d);
                 match d.fallback {
                     Some(reason) => {

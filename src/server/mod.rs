@@ -16,6 +16,7 @@ pub mod events;
 pub mod guards;
 pub mod openapi;
 pub mod public;
+pub mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -131,6 +132,8 @@ pub struct AppState {
     pub contacts: Arc<Contacts>,
     /// The link to the other replicas, when `--redis` is set.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// The sample of decisions logged for replay, when `--decision-log` is set.
+    pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
 }
 
 impl AppState {
@@ -161,12 +164,19 @@ impl AppState {
             evicted_connections: AtomicU64::new(0),
             contacts,
             fleet: None,
+            decision_log: None,
         }
     }
 
     /// The same state, sharing events with the fleet.
     pub fn with_fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Self {
         self.fleet = Some(fleet);
+        self
+    }
+
+    /// The same state logging a sample of its decisions.
+    pub fn with_decision_log(mut self, log: Arc<crate::decision_log::DecisionLog>) -> Self {
+        self.decision_log = Some(log);
         self
     }
 
@@ -185,11 +195,29 @@ fn follow_models(registry: &Registry, contacts: &Arc<Contacts>) {
     let contacts = Arc::downgrade(contacts);
     registry.on_publish(move |set| {
         if let Some(c) = contacts.upgrade() {
-            for (model, _, key) in set.models() {
-                c.bind_model(&model.compiled, key);
-            }
+            bind_set(&c, set);
         }
     });
+}
+
+/// Readies the contact side for a model set: each model's history horizon and funnel table,
+/// and the experiment that attributes outcomes naming no decision. Also called before the
+/// event log is replayed at start.
+pub fn bind_set(contacts: &Contacts, set: &crate::registry::ModelSet) {
+    for (model, _, key) in set.models() {
+        contacts.bind_model(&model.compiled, key);
+    }
+    let challenger = set.challenger.as_ref().map(|c| {
+        let experiment = crate::experiment::Challenger {
+            model: c.model.clone(),
+            share: c.share,
+            salt: c.salt.clone(),
+        };
+        (set.key(crate::experiment::Variant::Challenger), experiment)
+    });
+    contacts
+        .funnel()
+        .activate(set.key(crate::experiment::Variant::Champion), challenger);
 }
 
 /// A started server: its bound addresses and a way to stop it.

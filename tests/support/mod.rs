@@ -515,3 +515,47 @@ pub async fn try_post(addr: SocketAddr, body: &[u8]) -> Option<(u16, serde_json:
     let (resp, _) = parse_response(&out)?;
     Some((resp.status, serde_json::from_slice(&resp.body).ok()?))
 }
+
+/// The demo models folder with a challenger (the demo itself under another version) on half
+/// of the customers.
+pub fn models_with_challenger(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(demo_dir()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    let mut challenger = doc.clone();
+    challenger["version"] = serde_json::json!("challenger-1");
+    std::fs::write(
+        dir.join("challenger.json"),
+        serde_json::to_vec(&challenger).unwrap(),
+    )
+    .unwrap();
+    doc["challenger"] =
+        serde_json::json!({"path": "challenger.json", "share": 0.5, "salt": "restart"});
+    std::fs::write(dir.join("model.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+/// Asks for the demo customer number `i` (`C0000001`, ...): on the web plans page when `i` is
+/// even, else on the app home screen. The customer id, the channel and the answer.
+pub async fn decide_demo_customer(
+    addr: SocketAddr,
+    i: usize,
+) -> (String, &'static str, serde_json::Value) {
+    let customer = format!("C{i:07}");
+    let (channel, placement) = if i.is_multiple_of(2) {
+        ("web", "plans_page")
+    } else {
+        ("app", "app_home")
+    };
+    let a = decide(
+        addr,
+        serde_json::json!({"customer_id": customer, "channel": channel, "placement": placement}),
+    )
+    .await;
+    (customer, channel, a)
+}

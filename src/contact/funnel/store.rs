@@ -1,0 +1,293 @@
+//! Decision counts beside the event log: the one part of the funnel no log holds.
+//!
+//! Outcomes are rebuilt from the event log at start; decisions are counted, not logged (a log
+//! record per decision would put I/O on the decision path). So the funnel's tables (their
+//! layout and decision counts) are written to one small file in the data folder, `funnel.counts`,
+//! every few seconds by a thread of their own and once more at shutdown, atomically (a temporary
+//! file, synced, renamed over the old one, the folder synced). At start it is read back before
+//! the log is replayed, so outcomes of older model versions find their tables again. A crash
+//! loses at most the decisions of the last interval; a file that does not parse is set aside
+//! (`funnel.counts.bad`) and counting starts again. This module reads and writes that file and
+//! nothing else; it never touches the decision path.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::sync::Weak;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Funnel, FunnelTable, Stage, VARIANTS};
+use crate::contact::Contacts;
+
+/// The file's name in the data folder.
+pub const FILE: &str = "funnel.counts";
+
+/// How often the counts are saved while serving.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    format: u32,
+    tables: Vec<SavedTable>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedTable {
+    key: u32,
+    name: Box<str>,
+    version: Box<str>,
+    offers: Box<[Box<str>]>,
+    categories: Box<[Box<str>]>,
+    values: Box<[f64]>,
+    channels: Box<[Box<str>]>,
+    /// Decisions per offer × channel × variant, in the table's cell order.
+    decisions: Vec<u64>,
+}
+
+/// Why the saved counts could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not what this module writes.
+    #[error("{path}: {detail}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The funnel's tables and decision counts as the file holds them.
+fn snapshot(funnel: &Funnel) -> Saved {
+    let tables = funnel
+        .tables()
+        .iter()
+        .map(|t| SavedTable {
+            key: t.key,
+            name: t.name.clone(),
+            version: t.version.clone(),
+            offers: t.offers.clone(),
+            categories: t.categories.clone(),
+            values: t.values.clone(),
+            channels: t.channels.clone(),
+            decisions: t
+                .cells
+                .iter()
+                .map(|c| c.0[Stage::Decision as usize].load(Relaxed))
+                .collect(),
+        })
+        .collect();
+    Saved { format: 1, tables }
+}
+
+/// Writes the counts file atomically.
+pub fn save(dir: &Path, funnel: &Funnel) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let path = dir.join(FILE);
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let bytes = serde_json::to_vec(&snapshot(funnel)).map_err(|e| StoreError::Invalid {
+        path: path.clone(),
+        detail: e.to_string(),
+    })?;
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(&bytes).map_err(io(&tmp))?;
+    f.sync_data().map_err(io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    // The rename is durable once the folder is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads the counts file into an empty funnel (before any table is bound and before the log
+/// is replayed). Returns how many tables it held; none when there is no file.
+pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
+    let path = dir.join(FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    let invalid = |detail: String| StoreError::Invalid {
+        path: path.clone(),
+        detail,
+    };
+    let saved: Saved = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    if saved.format != 1 {
+        return Err(invalid(format!("unknown format {}", saved.format)));
+    }
+    let mut tables = Vec::with_capacity(saved.tables.len());
+    for s in saved.tables {
+        let cells = s.offers.len() * s.channels.len() * VARIANTS;
+        let offers = s.offers.len();
+        if s.decisions.len() != cells || s.categories.len() != offers || s.values.len() != offers {
+            return Err(invalid(format!(
+                "table {} {}: {} decision counts for {cells} cells",
+                s.name,
+                s.version,
+                s.decisions.len()
+            )));
+        }
+        let t = FunnelTable::from_parts(
+            s.key,
+            s.name,
+            s.version,
+            s.offers,
+            s.categories,
+            s.values,
+            s.channels,
+        );
+        for (c, n) in t.cells.iter().zip(s.decisions) {
+            c.0[Stage::Decision as usize].store(n, Relaxed);
+        }
+        tables.push(t);
+    }
+    let n = tables.len();
+    funnel.restore(tables);
+    Ok(n)
+}
+
+/// Reads the counts file as [`load`] does; a file that does not parse is renamed
+/// `funnel.counts.bad` (kept for a look, not overwritten by the next save) and logged.
+pub fn load_or_set_aside(dir: &Path, funnel: &Funnel) -> usize {
+    match load(dir, funnel) {
+        Ok(n) => n,
+        Err(e) => {
+            let path = dir.join(FILE);
+            let aside = dir.join(format!("{FILE}.bad"));
+            let _ = std::fs::rename(&path, &aside);
+            tracing::error!(error = %e, set_aside = %aside.display(),
+                "saved decision counts unreadable; decisions count from zero");
+            0
+        }
+    }
+}
+
+/// The thread that saves the counts every [`INTERVAL`] and once more when stopped.
+pub struct Saver {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Saver {
+    /// Starts saving the funnel of `contacts` into `dir` (held weakly: the saver does not keep
+    /// the contact side alive).
+    pub fn start(
+        dir: PathBuf,
+        contacts: Weak<Contacts>,
+        interval: Duration,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("funnel-saver".into())
+            .spawn(move || loop {
+                let stopping = !matches!(
+                    rx.recv_timeout(interval),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                );
+                let Some(c) = contacts.upgrade() else { return };
+                if let Err(e) = save(&dir, c.funnel()) {
+                    tracing::warn!(error = %e, "decision counts not saved");
+                }
+                if stopping {
+                    return;
+                }
+            })?;
+        Ok(Saver {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Saves once more and stops the thread (blocks until it is done).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Saver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::Variant;
+
+    fn table(key: u32) -> FunnelTable {
+        FunnelTable::from_parts(
+            key,
+            "m".into(),
+            "1".into(),
+            vec!["a".into(), "b".into()].into(),
+            vec!["x".into(), "y".into()].into(),
+            vec![1.0, 2.5].into(),
+            vec!["web".into()].into(),
+        )
+    }
+
+    #[test]
+    fn decision_counts_and_layout_round_trip_and_bad_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("nb-funnel-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = Funnel::default();
+        f.restore(vec![table(7), table(9)]);
+        let t = f.table(9).unwrap();
+        t.cell(1, 0, Variant::Challenger).unwrap().0[0].store(41, Relaxed);
+        t.cell(1, 0, Variant::Challenger).unwrap().0[1].store(5, Relaxed);
+        save(&dir, &f).unwrap();
+
+        let g = Funnel::default();
+        assert_eq!(load(&dir, &g).unwrap(), 2);
+        let keys: Vec<u32> = g.tables().iter().map(|t| t.key).collect();
+        assert_eq!(keys, [7, 9], "order kept");
+        // Decisions come back; outcomes are the log's to rebuild.
+        assert_eq!(
+            g.table(9).unwrap().counts("b", "web", Variant::Challenger),
+            Some([41, 0, 0, 0, 0])
+        );
+
+        std::fs::write(dir.join(FILE), b"{\"format\":1,\"tables\":[{\"key\":1}]}").unwrap();
+        assert!(matches!(
+            load(&dir, &Funnel::default()),
+            Err(StoreError::Invalid { .. })
+        ));
+        assert_eq!(load_or_set_aside(&dir, &Funnel::default()), 0);
+        assert!(dir.join("funnel.counts.bad").exists());
+        assert_eq!(
+            load(&dir, &Funnel::default()).unwrap(),
+            0,
+            "no file: nothing"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,517 @@
+//! The decision log: a sample of decisions with what it takes to make each again exactly, for
+//! `nextbest replay` ([`replay`]) to judge a candidate model on real traffic before it serves.
+//!
+//! The decision path only decides whether to sample (a comparison on the decision id's random
+//! bits), copies the request, clones two `Arc`s (the snapshot and the customer's history) and
+//! hands that to a bounded queue without waiting: when the queue is full the sample is dropped
+//! and counted, and the decision is never delayed. A writer thread of its own turns each
+//! sample into a JSON line (the request, the time, the model's content key and variant, the
+//! answer, the customer's feature values and the offers the contact policies held back at
+//! that moment), writes it to size-rotated files `decisions-<seq>.jsonl` and deletes the
+//! oldest beyond the configured count. Each file is self-contained: it repeats the model
+//! documents and column lists its decisions refer to. Off unless `--decision-log` is given.
+
+pub mod format;
+pub mod replay;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::contact::state::History;
+use crate::contact::view::CustomerView;
+use crate::engine::{ContactView, CtxValue, Decision, FallbackReason, Ranked, Request};
+use crate::experiment::Variant;
+use crate::metrics::prom::{Collect, Exposition, Kind};
+use crate::registry::Snapshot;
+use format::{LoggedAnswer, LoggedOffer, LoggedRequest, Record};
+
+/// Samples waiting for the writer at most; past it a sample is dropped.
+pub const QUEUE: usize = 4096;
+
+/// Settings of the decision log.
+#[derive(Debug, Clone)]
+pub struct DecisionLogConfig {
+    /// The folder of the log files (created if missing).
+    pub dir: PathBuf,
+    /// Share of decisions logged, 0 to 1.
+    pub sample: f64,
+    /// A file rolls over past this size.
+    pub file_bytes: u64,
+    /// Files kept; the oldest go first.
+    pub max_files: usize,
+}
+
+/// A sampled decision on its way to the writer.
+struct Pending {
+    snapshot: Arc<Snapshot>,
+    history: Option<Arc<History>>,
+    variant: Variant,
+    now_ms: i64,
+    decision_id: ulid::Ulid,
+    request: LoggedRequest,
+    fallback: Option<FallbackReason>,
+    ranked: Vec<Ranked>,
+}
+
+/// The decision log: the sampler the decision path calls and the writer thread behind it.
+pub struct DecisionLog {
+    threshold: u64,
+    queue: SyncSender<Pending>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Random bits of a decision id compared with the sampling threshold.
+const SAMPLE_BITS: u32 = 60;
+
+impl DecisionLog {
+    /// Opens the folder and starts the writer.
+    pub fn start(config: DecisionLogConfig) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.dir)?;
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let stats = Arc::new(Stats::default());
+        let mut files = Files::open(&config)?;
+        let st = stats.clone();
+        let writer = std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_loop(rx, &mut files, &st))?;
+        let sample = config.sample.clamp(0.0, 1.0);
+        Ok(Arc::new(DecisionLog {
+            threshold: (sample * (1u64 << SAMPLE_BITS) as f64) as u64,
+            queue: tx,
+            writer: Mutex::new(Some(writer)),
+            stats,
+        }))
+    }
+
+    /// Offers a decision for the log: sampled by its id, queued without waiting (dropped and
+    /// counted when the queue is full). Decisions stopped by their deadline are not logged: what
+    /// they answered depends on the machine's speed, not on their inputs.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn offer(
+        &self,
+        snapshot: &Arc<Snapshot>,
+        history: Option<&Arc<History>>,
+        variant: Variant,
+        now_ms: i64,
+        decision_id: ulid::Ulid,
+        req: &Request<'_>,
+        d: &Decision<'_>,
+    ) {
+        let bits = (decision_id.0 as u64) & ((1u64 << SAMPLE_BITS) - 1);
+        if bits >= self.threshold || d.fallback == Some(FallbackReason::Deadline) {
+            return;
+        }
+        let pending = Pending {
+            snapshot: snapshot.clone(),
+            history: history.cloned(),
+            variant,
+            now_ms,
+            decision_id,
+            request: LoggedRequest::of(req),
+            fallback: d.fallback,
+            ranked: d.ranked.clone(),
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(pending)
+        {
+            self.stats.dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Samples written so far.
+    pub fn written(&self) -> u64 {
+        self.stats.written.load(Relaxed)
+    }
+
+    /// Samples dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.stats.dropped.load(Relaxed)
+    }
+
+    /// Writes what is queued and stops the writer (blocks). Later samples are dropped.
+    pub fn close(&self) {
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            // The writer ends when it finds the stop marker after everything queued before it.
+            let _ = self.queue.send(Pending::stop());
+            let _ = h.join();
+        }
+    }
+}
+
+impl Pending {
+    /// The marker that stops the writer.
+    fn stop() -> Pending {
+        Pending {
+            snapshot: Arc::new(Snapshot::default()),
+            history: None,
+            variant: Variant::Champion,
+            now_ms: i64::MIN,
+            decision_id: ulid::Ulid(0),
+            request: LoggedRequest::default(),
+            fallback: None,
+            ranked: Vec::new(),
+        }
+    }
+
+    fn is_stop(&self) -> bool {
+        self.now_ms == i64::MIN
+    }
+}
+
+impl Collect for DecisionLog {
+    fn collect(&self, out: &mut Exposition) {
+        out.family(
+            "nextbest_decision_log_samples_total",
+            Kind::Counter,
+            "Decisions sampled for the decision log, by outcome (dropped: the queue was full).",
+        )
+        .sample(&[("outcome", "written")], self.written())
+        .sample(&[("outcome", "dropped")], self.dropped())
+        .sample(&[("outcome", "failed")], self.stats.errors.load(Relaxed));
+    }
+}
+
+impl LoggedRequest {
+    fn of(req: &Request<'_>) -> Self {
+        LoggedRequest {
+            customer_id: req.customer_id.unwrap_or("").to_owned(),
+            channel: req.channel.to_owned(),
+            placement: req.placement.to_owned(),
+            limit: req.limit,
+            context: req
+                .context
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        CtxValue::Str(s) => serde_json::Value::from(&**s),
+                        CtxValue::Num(n) => serde_json::Value::from(*n),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The open file and the files kept.
+struct Files {
+    dir: PathBuf,
+    file_bytes: u64,
+    max_files: usize,
+    seq: u64,
+    out: std::io::BufWriter<std::fs::File>,
+    bytes: u64,
+    /// Model keys and column lists already written into the current file.
+    models: hashbrown::HashSet<u32>,
+    columns: hashbrown::HashSet<u32>,
+}
+
+fn file_name(seq: u64) -> String {
+    format!("decisions-{seq:020}.jsonl")
+}
+
+/// The log files in a folder, oldest first.
+pub fn log_files(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("decisions-"))
+            .and_then(|n| n.strip_suffix(".jsonl"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            files.push((seq, path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl Files {
+    fn open(config: &DecisionLogConfig) -> std::io::Result<Self> {
+        let seq = log_files(&config.dir)?.last().map_or(0, |(s, _)| s + 1);
+        let f = Files {
+            dir: config.dir.clone(),
+            file_bytes: config.file_bytes.max(4096),
+            max_files: config.max_files.max(1),
+            seq,
+            out: std::io::BufWriter::new(create(&config.dir, seq)?),
+            bytes: 0,
+            models: Default::default(),
+            columns: Default::default(),
+        };
+        f.prune()?;
+        Ok(f)
+    }
+
+    fn line(&mut self, record: &Record<'_>) -> std::io::Result<()> {
+        let mut buf = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        buf.push(b'\n');
+        self.out.write_all(&buf)?;
+        self.bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    fn roll_if_full(&mut self) -> std::io::Result<()> {
+        if self.bytes < self.file_bytes {
+            return Ok(());
+        }
+        self.out.flush()?;
+        self.seq += 1;
+        self.out = std::io::BufWriter::new(create(&self.dir, self.seq)?);
+        self.bytes = 0;
+        self.models.clear();
+        self.columns.clear();
+        self.prune()
+    }
+
+    /// Deletes the oldest files beyond the count kept.
+    fn prune(&self) -> std::io::Result<()> {
+        let files = log_files(&self.dir)?;
+        let excess = files.len().saturating_sub(self.max_files);
+        for (_, path) in files.into_iter().take(excess) {
+            std::fs::remove_file(path)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, p: &Pending) -> std::io::Result<()> {
+        let (Some(set), Some(features)) = (&p.snapshot.models, &p.snapshot.features) else {
+            return Ok(());
+        };
+        let (model, variant) = match (p.variant, &set.challenger) {
+            (Variant::Challenger, Some(c)) => (&*c.model, Variant::Challenger),
+            _ => (&*set.champion, Variant::Champion),
+        };
+        let key = set.key(variant);
+        if self.models.insert(key) {
+            self.line(&Record::model(key, model))?;
+        }
+        let columns = format::columns_id(features.columns());
+        if self.columns.insert(columns) {
+            self.line(&Record::Columns {
+                id: columns,
+                columns: features.columns().iter().map(|c| c.to_string()).collect(),
+            })?;
+        }
+        let compiled = &model.compiled;
+        let view = CustomerView::new(p.history.as_deref(), &compiled.policies, p.now_ms);
+        let held = compiled
+            .offers
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| view.holds_back(*i, o).is_some())
+            .map(|(_, o)| o.id.to_string())
+            .collect();
+        let row = features.row(&p.request.customer_id);
+        let answer = LoggedAnswer {
+            fallback: p.fallback.map(|r| r.as_str().to_owned()),
+            offers: p
+                .ranked
+                .iter()
+                .map(|r| LoggedOffer::of(compiled, r))
+                .collect(),
+        };
+        self.line(&Record::Decision(format::DecisionRecord {
+            decision_id: p.decision_id.to_string(),
+            at_ms: p.now_ms,
+            key,
+            variant: variant.as_str().to_owned(),
+            columns,
+            request: p.request.clone(),
+            features: row.map(|r| r.iter().map(|v| v.to_bits()).collect()),
+            held,
+            answer,
+        }))?;
+        self.roll_if_full()
+    }
+}
+
+fn create(dir: &Path, seq: u64) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(file_name(seq)))
+}
+
+fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats) {
+    let mut failing = false;
+    let mut batch = Vec::with_capacity(256);
+    while let Ok(first) = rx.recv() {
+        // What else is waiting goes out with it, then one flush: the files are current
+        // within a moment without a write call per sample under load.
+        batch.push(first);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut stop = false;
+        for p in batch.drain(..) {
+            if p.is_stop() {
+                stop = true;
+                break;
+            }
+            match files.write(&p) {
+                Ok(()) => {
+                    stats.written.fetch_add(1, Relaxed);
+                    failing = false;
+                }
+                Err(e) => {
+                    stats.errors.fetch_add(1, Relaxed);
+                    if !failing {
+                        tracing::warn!(error = %e, "decision log write failed; samples are lost until it works again");
+                    }
+                    failing = true;
+                }
+            }
+        }
+        if let Err(e) = files.out.flush() {
+            stats.errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %e, "decision log flush failed");
+        }
+        if stop {
+            return;
+        }
+    }
+    let _ = files.out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
+        // A queue of one that nobody drains: the writer is stalled.
+        let (tx, rx) = mpsc::sync_channel(1);
+        let log = DecisionLog {
+            threshold: 1 << SAMPLE_BITS,
+            queue: tx,
+            writer: Mutex::new(None),
+            stats: Arc::default(),
+        };
+        let snapshot = Arc::new(Snapshot::default());
+        let fallback = crate::engine::Fallback::builtin_empty();
+        let d = Decision {
+            fallback: None,
+            fallback_content: &fallback,
+            channel: None,
+            ranked: Vec::new(),
+            explain: Vec::new(),
+        };
+        let req = Request {
+            customer_id: Some("C1"),
+            channel: "web",
+            placement: "home_hero",
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            log.offer(
+                &snapshot,
+                None,
+                Variant::Champion,
+                1,
+                ulid::Ulid(7),
+                &req,
+                &d,
+            );
+        }
+        assert_eq!(log.dropped(), 2, "one queued, two dropped");
+        let queued = rx.try_recv().unwrap();
+        assert_eq!(queued.request.customer_id, "C1");
+        // Deadline answers depend on the machine, not the inputs: never logged.
+        let late = Decision {
+            fallback: Some(FallbackReason::Deadline),
+            fallback_content: &fallback,
+            channel: None,
+            ranked: Vec::new(),
+            explain: Vec::new(),
+        };
+        log.offer(
+            &snapshot,
+            None,
+            Variant::Champion,
+            1,
+            ulid::Ulid(7),
+            &req,
+            &late,
+        );
+        assert!(rx.try_recv().is_err());
+        // Sampling: ids whose random bits lie past the threshold are not logged.
+        let none = DecisionLog {
+            threshold: 0,
+            ..log
+        };
+        none.offer(
+            &snapshot,
+            None,
+            Variant::Champion,
+            1,
+            ulid::Ulid(7),
+            &req,
+            &d,
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(none.dropped(), 2);
+    }
+
+    #[test]
+    fn files_roll_by_size_and_the_oldest_go_first() {
+        let dir = std::env::temp_dir().join(format!("nb-decision-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = DecisionLogConfig {
+            dir: dir.clone(),
+            sample: 1.0,
+            file_bytes: 4096,
+            max_files: 3,
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut files = Files::open(&config).unwrap();
+        let columns: Vec<String> = (0..40).map(|i| format!("column_{i}")).collect();
+        for id in 0..100 {
+            let record = Record::Columns {
+                id,
+                columns: columns.clone(),
+            };
+            files.line(&record).unwrap();
+            files.roll_if_full().unwrap();
+        }
+        files.out.flush().unwrap();
+        let kept = log_files(&dir).unwrap();
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        let newest = kept.last().unwrap().0;
+        assert!(newest >= 10, "rolled over many times: {newest}");
+        assert_eq!(
+            kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            [newest - 2, newest - 1, newest],
+            "the newest kept, the oldest deleted"
+        );
+        for (_, p) in &kept[..2] {
+            let size = std::fs::metadata(p).unwrap().len();
+            assert!((4096..4096 + 1024).contains(&size), "{size}");
+        }
+        // A restart continues after the newest file.
+        drop(files);
+        let again = Files::open(&config).unwrap();
+        assert_eq!(again.seq, newest + 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,532 @@
+//! `nextbest replay`: every logged decision made again with the model that made it (it must
+//! answer exactly as logged) and with a candidate model, and what would change.
+//!
+//! Each decision is re-run on the engine with its logged request, time and feature values, and
+//! with the offers the contact policies held back at that moment held back again. For the
+//! original model that is exact. For the candidate it carries those holds over by offer id: the
+//! candidate is judged on eligibility, scoring and arbitration against the contact state as
+//! the live model's policies saw it (a candidate that changes the policies themselves is not
+//! simulated; the log holds their outcome, not the history behind it). Reads the log folder
+//! and the candidate; writes nothing.
+
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::format::{DecisionRecord, LoggedAnswer, LoggedOffer, Record};
+use crate::engine::{self, ContactView, CtxValue, Offer, Request, Unbounded};
+use crate::features::{FeatureStore, IdIndex};
+use crate::model::{self, Limits, LoadedModel};
+
+/// Why a replay could not run (a log that does not reproduce is a [`Report`] with mismatches).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The folder or a file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder holds no logged decision.
+    #[error("no logged decisions in {0}")]
+    Empty(PathBuf),
+    /// A decision names a model or column list its file does not hold.
+    #[error("decision {decision}: {what} {id} is not in the log")]
+    Missing {
+        /// The decision id.
+        decision: String,
+        /// `model` or `column list`.
+        what: &'static str,
+        /// The key or id.
+        id: u32,
+    },
+    /// A model did not compile (the logged one, or the candidate).
+    #[error("{which}: {error}")]
+    Model {
+        /// Which model.
+        which: String,
+        /// The faults.
+        error: model::ModelError,
+    },
+    /// The logged feature values do not fit their column list.
+    #[error("logged features: {0}")]
+    Features(String),
+}
+
+/// What a replay found.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The candidate, as `name version`.
+    pub candidate: String,
+    /// Decisions replayed.
+    pub decisions: usize,
+    /// Decisions the original model answered exactly as logged.
+    pub reproduced: usize,
+    /// The first decisions that did not reproduce.
+    pub mismatches: Vec<Mismatch>,
+    /// Lines skipped as unreadable (a torn last line after a crash).
+    pub unreadable_lines: usize,
+    /// Per channel and placement: how many answers the candidate changes.
+    pub placements: Vec<PlacementShift>,
+    /// How often each offer is served, before (logged) and after (candidate).
+    pub offer_mix: Vec<OfferMix>,
+    /// Mean over decisions of the sum of propensity x value over the offers served.
+    pub expected_value_per_decision: BeforeAfter,
+    /// Candidate offers it never served in this log.
+    pub never_shown: Vec<String>,
+    /// The candidate's decision time on this machine, in microseconds.
+    pub candidate_latency_us: Latency,
+}
+
+/// A decision whose replay differs from its log.
+#[derive(Debug, Serialize)]
+pub struct Mismatch {
+    /// The decision id.
+    pub decision_id: String,
+    /// What the log says.
+    pub logged: LoggedAnswer,
+    /// What the model answers now.
+    pub replayed: LoggedAnswer,
+}
+
+/// One placement's share of changed answers.
+#[derive(Debug, Serialize)]
+pub struct PlacementShift {
+    /// Channel.
+    pub channel: String,
+    /// Placement.
+    pub placement: String,
+    /// Decisions logged here.
+    pub decisions: usize,
+    /// Answers whose offers (or their order) the candidate changes.
+    pub changed: usize,
+    /// `changed / decisions`.
+    pub changed_share: f64,
+}
+
+/// One offer's share of decisions, before and after.
+#[derive(Debug, Serialize)]
+pub struct OfferMix {
+    /// Offer id.
+    pub offer_id: String,
+    /// Decisions that served it, as logged.
+    pub before: usize,
+    /// Decisions the candidate would serve it in.
+    pub after: usize,
+    /// `before / decisions`.
+    pub before_share: f64,
+    /// `after / decisions`.
+    pub after_share: f64,
+}
+
+/// A figure before and after.
+#[derive(Debug, Serialize)]
+pub struct BeforeAfter {
+    /// As logged.
+    pub before: f64,
+    /// With the candidate.
+    pub after: f64,
+}
+
+/// Latency percentiles.
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Slowest.
+    pub max: f64,
+}
+
+/// What the log folder holds.
+struct Log {
+    models: HashMap<u32, (String, Option<PathBuf>)>,
+    columns: HashMap<u32, Vec<String>>,
+    decisions: Vec<DecisionRecord>,
+    unreadable: usize,
+}
+
+fn read_log(dir: &Path) -> Result<Log, ReplayError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ReplayError::Io { path, source }
+    };
+    let mut log = Log {
+        models: HashMap::new(),
+        columns: HashMap::new(),
+        decisions: Vec::new(),
+        unreadable: 0,
+    };
+    for (_, path) in super::log_files(dir).map_err(io(dir))? {
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Record<'static>>(line) {
+                Ok(Record::Model {
+                    key,
+                    base_dir,
+                    document,
+                    ..
+                }) => {
+                    log.models.insert(key, (document.into_owned(), base_dir));
+                }
+                Ok(Record::Columns { id, columns }) => {
+                    log.columns.insert(id, columns);
+                }
+                Ok(Record::Decision(d)) => log.decisions.push(d),
+                Err(_) => log.unreadable += 1,
+            }
+        }
+    }
+    if log.decisions.is_empty() {
+        return Err(ReplayError::Empty(dir.to_owned()));
+    }
+    Ok(log)
+}
+
+/// The offers held back at the logged moment, held back again.
+struct Held<'a>(HashSet<&'a str>);
+
+impl ContactView for Held<'_> {
+    fn holds_back<'m>(&self, _: usize, offer: &'m Offer) -> Option<&'m str> {
+        self.0
+            .contains(&*offer.id)
+            .then_some("contact policy (as logged)")
+    }
+}
+
+/// One column list's decisions as a feature store: row `i` is the `i`-th of them (logged rows
+/// of one customer may differ, so each decision gets its own row).
+fn store_of(columns: &[String], rows: &[&DecisionRecord]) -> Result<FeatureStore, ReplayError> {
+    let mut ids = IdIndex::with_capacity(rows.len(), 8);
+    let mut values = Vec::with_capacity(rows.len() * columns.len());
+    for (i, d) in rows.iter().enumerate() {
+        let Some(f) = &d.features else { continue };
+        if f.len() != columns.len() {
+            return Err(ReplayError::Features(format!(
+                "decision {}: {} values for {} columns",
+                d.decision_id,
+                f.len(),
+                columns.len()
+            )));
+        }
+        ids.push(&row_id(i))
+            .map_err(|_| ReplayError::Features("a repeated row".into()))?;
+        values.extend(f.iter().map(|b| f32::from_bits(*b)));
+    }
+    FeatureStore::new(columns.to_vec(), ids, values, "decision log").map_err(ReplayError::Features)
+}
+
+fn row_id(i: usize) -> String {
+    format!("r{i}")
+}
+
+fn answer_of(model: &LoadedModel, d: &engine::Decision<'_>) -> LoggedAnswer {
+    LoggedAnswer {
+        fallback: d.fallback.map(|r| r.as_str().to_owned()),
+        offers: d
+            .ranked
+            .iter()
+            .map(|r| LoggedOffer::of(&model.compiled, r))
+            .collect(),
+    }
+}
+
+fn value_of(model: &LoadedModel, a: &LoggedAnswer) -> f64 {
+    a.offers
+        .iter()
+        .map(|o| {
+            let value = model
+                .compiled
+                .offers
+                .iter()
+                .find(|m| *m.id == *o.offer_id)
+                .map_or(0.0, |m| m.value);
+            o.propensity * value
+        })
+        .sum()
+}
+
+/// The model that made a logged decision, compiled against its column list.
+fn compile_logged(
+    log: &Log,
+    d: &DecisionRecord,
+    store: &FeatureStore,
+    limits: &Limits,
+) -> Result<LoadedModel, ReplayError> {
+    let (doc, base) = log.models.get(&d.key).ok_or_else(|| ReplayError::Missing {
+        decision: d.decision_id.clone(),
+        what: "model",
+        id: d.key,
+    })?;
+    model::from_bytes(
+        doc.clone().into_bytes(),
+        base.clone(),
+        "decision log".into(),
+        store,
+        limits,
+    )
+    .map_err(|error| ReplayError::Model {
+        which: format!("logged model {:08x}", d.key),
+        error,
+    })
+}
+
+/// Replays the log in `dir` with the models that made it and with `candidate`.
+pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
+    let log = read_log(dir)?;
+    let limits = Limits::default();
+    let mut by_columns: BTreeMap<u32, Vec<&DecisionRecord>> = BTreeMap::new();
+    for d in &log.decisions {
+        by_columns.entry(d.columns).or_default().push(d);
+    }
+    let mut placements: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let mut mix: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let (mut value_before, mut value_after) = (0.0, 0.0);
+    let mut latencies = Vec::with_capacity(log.decisions.len());
+    let mut reproduced = 0;
+    let mut mismatches = Vec::new();
+    let mut candidate_name = String::new();
+    let mut candidate_offers: Vec<String> = Vec::new();
+    for (columns_id, rows) in &by_columns {
+        let columns = log
+            .columns
+            .get(columns_id)
+            .ok_or_else(|| ReplayError::Missing {
+                decision: rows[0].decision_id.clone(),
+                what: "column list",
+                id: *columns_id,
+            })?;
+        let store = store_of(columns, rows)?;
+        let cand = model::load(candidate, &store, &limits).map_err(|error| ReplayError::Model {
+            which: format!("candidate {}", candidate.display()),
+            error,
+        })?;
+        candidate_name = format!("{} {}", cand.compiled.name, cand.compiled.version);
+        candidate_offers = cand
+            .compiled
+            .offers
+            .iter()
+            .map(|o| o.id.to_string())
+            .collect();
+        let mut originals: HashMap<u32, LoadedModel> = HashMap::new();
+        let mut row = 0;
+        for d in rows {
+            let original = match originals.entry(d.key) {
+                Entry::Occupied(e) => &*e.into_mut(),
+                Entry::Vacant(e) => &*e.insert(compile_logged(&log, d, &store, &limits)?),
+            };
+            let id = d.features.as_ref().map(|_| {
+                row += 1;
+                row_id(row - 1)
+            });
+            let context: Vec<(Cow<'_, str>, CtxValue<'_>)> = d
+                .request
+                .context
+                .iter()
+                .filter_map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => CtxValue::Str(Cow::Borrowed(s)),
+                        serde_json::Value::Number(n) => CtxValue::Num(n.as_f64()?),
+                        _ => return None,
+                    };
+                    Some((Cow::Borrowed(k.as_str()), v))
+                })
+                .collect();
+            let req = Request {
+                customer_id: id.as_deref(),
+                channel: &d.request.channel,
+                placement: &d.request.placement,
+                limit: d.request.limit,
+                context: &context,
+                explain: false,
+            };
+            let held = Held(d.held.iter().map(String::as_str).collect());
+            let again =
+                engine::decide(&original.compiled, &store, &req, &held, &Unbounded, d.at_ms);
+            let again = answer_of(original, &again);
+            if again.same(&d.answer) {
+                reproduced += 1;
+            } else if mismatches.len() < 10 {
+                mismatches.push(Mismatch {
+                    decision_id: d.decision_id.clone(),
+                    logged: d.answer.clone(),
+                    replayed: again,
+                });
+            }
+            let started = Instant::now();
+            let next = engine::decide(&cand.compiled, &store, &req, &held, &Unbounded, d.at_ms);
+            latencies.push(started.elapsed().as_secs_f64() * 1e6);
+            let next = answer_of(&cand, &next);
+            let p = placements
+                .entry((d.request.channel.clone(), d.request.placement.clone()))
+                .or_default();
+            p.0 += 1;
+            p.1 += usize::from(!d.answer.same_offers(&next));
+            for o in &d.answer.offers {
+                mix.entry(o.offer_id.clone()).or_default().0 += 1;
+            }
+            for o in &next.offers {
+                mix.entry(o.offer_id.clone()).or_default().1 += 1;
+            }
+            value_before += value_of(original, &d.answer);
+            value_after += value_of(&cand, &next);
+        }
+    }
+    let n = log.decisions.len();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    let mut offer_mix: Vec<OfferMix> = mix
+        .into_iter()
+        .map(|(offer_id, (before, after))| OfferMix {
+            offer_id,
+            before,
+            after,
+            before_share: before as f64 / n as f64,
+            after_share: after as f64 / n as f64,
+        })
+        .collect();
+    offer_mix.sort_by(|a, b| b.after.cmp(&a.after).then(b.before.cmp(&a.before)));
+    let shown: HashSet<&str> = offer_mix
+        .iter()
+        .filter(|m| m.after > 0)
+        .map(|m| m.offer_id.as_str())
+        .collect();
+    let never_shown = candidate_offers
+        .iter()
+        .filter(|o| !shown.contains(o.as_str()))
+        .cloned()
+        .collect();
+    Ok(Report {
+        candidate: candidate_name,
+        decisions: n,
+        reproduced,
+        mismatches,
+        unreadable_lines: log.unreadable,
+        placements: placements
+            .into_iter()
+            .map(
+                |((channel, placement), (decisions, changed))| PlacementShift {
+                    channel,
+                    placement,
+                    decisions,
+                    changed,
+                    changed_share: changed as f64 / decisions as f64,
+                },
+            )
+            .collect(),
+        offer_mix,
+        expected_value_per_decision: BeforeAfter {
+            before: value_before / n as f64,
+            after: value_after / n as f64,
+        },
+        never_shown,
+        candidate_latency_us: Latency {
+            p50: pct(0.5),
+            p99: pct(0.99),
+            max: latencies[n - 1],
+        },
+    })
+}
+
+impl Report {
+    /// True when every logged decision reproduced exactly.
+    pub fn reproduces(&self) -> bool {
+        self.reproduced == self.decisions
+    }
+
+    /// The report as tables for a terminal.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let pct = |x: f64| format!("{:.1} %", 100.0 * x);
+        let _ = writeln!(
+            s,
+            "replayed {} logged decisions; the models that made them reproduce {} ({}); candidate: {}",
+            self.decisions,
+            self.reproduced,
+            pct(self.reproduced as f64 / self.decisions as f64),
+            self.candidate
+        );
+        if self.unreadable_lines > 0 {
+            let _ = writeln!(s, "{} unreadable lines skipped", self.unreadable_lines);
+        }
+        for m in &self.mismatches {
+            let _ = writeln!(
+                s,
+                "MISMATCH {}: logged {:?}, replayed {:?}",
+                m.decision_id,
+                ids(&m.logged),
+                ids(&m.replayed)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:<14} {:>9} {:>9} {:>9}",
+            "channel", "placement", "decisions", "changed", "share"
+        );
+        for p in &self.placements {
+            let _ = writeln!(
+                s,
+                "{:<10} {:<14} {:>9} {:>9} {:>9}",
+                p.channel,
+                p.placement,
+                p.decisions,
+                p.changed,
+                pct(p.changed_share)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<28} {:>8} {:>8} {:>9} {:>9}",
+            "offer", "before", "after", "before %", "after %"
+        );
+        for m in &self.offer_mix {
+            let _ = writeln!(
+                s,
+                "{:<28} {:>8} {:>8} {:>9} {:>9}",
+                m.offer_id,
+                m.before,
+                m.after,
+                pct(m.before_share),
+                pct(m.after_share)
+            );
+        }
+        let ev = &self.expected_value_per_decision;
+        let _ = writeln!(
+            s,
+            "\nexpected value per decision (propensity x value): before {:.4}, after {:.4}",
+            ev.before, ev.after
+        );
+        let _ = writeln!(
+            s,
+            "offers the candidate never shows: {}",
+            if self.never_shown.is_empty() {
+                "none".to_owned()
+            } else {
+                self.never_shown.join(", ")
+            }
+        );
+        let l = &self.candidate_latency_us;
+        let _ = writeln!(
+            s,
+            "candidate decision time: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            l.p50, l.p99, l.max
+        );
+        s
+    }
+}
+
+fn ids(a: &LoggedAnswer) -> Vec<&str> {
+    match &a.fallback {
+        Some(r) => vec![r.as_str()],
+        None => a.offers.iter().map(|o| o.offer_id.as_str()).collect(),
+    }
+}

@@ -1,0 +1,160 @@
+//! The operator's status page on the admin listener: `GET /admin/status` (one self-contained
+//! HTML page, its CSS and script inline, nothing loaded from elsewhere) and
+//! `GET /admin/status.json`, the figures the page shows that no other admin route gives
+//! (decisions by outcome, latency percentiles, the load journal, admission and connections).
+//!
+//! The page itself fetches `/admin/stats`, `/admin/models` and `/admin/status.json` and
+//! refreshes every few seconds. This module only reads counters; it changes nothing.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::error::json_response;
+use super::AppState;
+use crate::engine::FallbackReason;
+use crate::experiment::Variant;
+use crate::metrics::LATENCY_BUCKETS_US;
+
+/// The page: one file, compiled in.
+const PAGE: &str = include_str!("status.html");
+
+/// `GET /admin/status`: the page. Its policy forbids loading anything from elsewhere, and it
+/// sends no referrer (its address may carry the admin token).
+pub fn page() -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(PAGE.as_bytes())));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; \
+             style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// The `token` parameter of the status page's address (empty when absent).
+pub fn query_token(query: Option<&str>) -> String {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A latency quantile in microseconds from per-bucket counts, interpolated linearly within
+/// the bucket holding it (as Prometheus' `histogram_quantile` does); `None` with no
+/// observations, and the last bound when the quantile lies past it.
+pub fn quantile_us(buckets: &[u64], count: u64, q: f64) -> Option<f64> {
+    if count == 0 {
+        return None;
+    }
+    let rank = q * count as f64;
+    let mut below = 0u64;
+    let mut lower = 0.0;
+    for (n, &upper) in buckets.iter().zip(LATENCY_BUCKETS_US.iter()) {
+        if *n > 0 && (below + n) as f64 >= rank {
+            let within = (rank - below as f64) / *n as f64;
+            return Some(lower + (upper as f64 - lower) * within.clamp(0.0, 1.0));
+        }
+        below += n;
+        lower = upper as f64;
+    }
+    Some(lower)
+}
+
+/// `GET /admin/status.json`: decisions by outcome and variant, latency percentiles, the load
+/// journal, admission and connections, and the time they were read (for rates).
+pub fn json(state: &AppState) -> Response<Full<Bytes>> {
+    let m = &state.metrics;
+    let fallbacks: serde_json::Map<String, serde_json::Value> = FallbackReason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), m.fallbacks(*r).into()))
+        .collect();
+    let personalised = m.personalised.load(Relaxed);
+    let total = personalised
+        + FallbackReason::ALL
+            .iter()
+            .map(|r| m.fallbacks(*r))
+            .sum::<u64>();
+    let (buckets, count) = m.decide_latency.snapshot();
+    let q = |q| quantile_us(&buckets, count, q);
+    let snap = state.registry.load();
+    let journal = state.registry.journal.entries();
+    let features = snap.features.as_ref().map(|f| {
+        json!({
+            "source": f.source(),
+            "customers": f.len(),
+            "columns": f.columns().len(),
+            "bytes": f.bytes_held(),
+            "loaded_at": journal.iter().find(|e| e.accepted && e.customers.is_some()).map(|e| &e.at),
+        })
+    });
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let body = json!({
+        "now_ms": now_ms,
+        "ready": snap.is_ready(),
+        "draining": state.draining.load(Relaxed),
+        "decisions": {
+            "total": total,
+            "personalised": personalised,
+            "fallbacks": fallbacks,
+            "variants": Variant::ALL.map(|v| json!({"variant": v.as_str(), "decisions": m.variant_count(v)})),
+        },
+        "latency_us": {
+            "count": count,
+            "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+            "buckets_us": LATENCY_BUCKETS_US,
+        },
+        "admission": {"inflight": state.admission.inflight(), "max": state.admission.max()},
+        "connections": {
+            "open": state.connections.load(Relaxed),
+            "evicted": state.evicted_connections.load(Relaxed),
+        },
+        "features": features,
+        "loads": journal,
+        "replication": state.fleet.as_ref().map(|f| f.status_json()),
+    });
+    let mut resp = json_response(StatusCode::OK, body.to_string().into());
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_within_their_bucket() {
+        let mut b = [0u64; LATENCY_BUCKETS_US.len()];
+        assert_eq!(quantile_us(&b, 0, 0.5), None);
+        // 100 observations: 50 in [10, 20) µs, 40 in [20, 35), 10 in [35, 50).
+        // (Buckets: [0, 5), [5, 10), [10, 20), [20, 35), [35, 50), ...)
+        b[2] = 50;
+        b[3] = 40;
+        b[4] = 10;
+        // p50: rank 50, the end of the second bucket: 20 µs.
+        assert_eq!(quantile_us(&b, 100, 0.5), Some(20.0));
+        // p90: rank 90, the end of the third: 35 µs. p95: half-way through the fourth: 42.5.
+        assert_eq!(quantile_us(&b, 100, 0.9), Some(35.0));
+        assert_eq!(quantile_us(&b, 100, 0.95), Some(42.5));
+        // p25: half-way through the second bucket: 15 µs.
+        assert_eq!(quantile_us(&b, 100, 0.25), Some(15.0));
+        // Observations past the last bound (counted, in no bucket): the last bound.
+        assert_eq!(quantile_us(&b, 200, 0.99), Some(100_000.0));
+    }
+}

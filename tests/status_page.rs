@@ -1,0 +1,259 @@
+//! The status page in a real browser: Debian's headless Chromium opens `/admin/status` (with
+//! the admin token in its address), runs its script against the live server, and the DOM it
+//! renders must name the model, show the funnel numbers `/admin/stats` gives, and hold no
+//! script error. The same browser takes the README's screenshot.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nextbest::registry::{Registry, RegistryConfig};
+use nextbest::server::AppState;
+use serde_json::json;
+use support::*;
+
+const TOKEN: &str = "status-token";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs headless Chromium on `url` with `extra` arguments; its stdout. Fails the test (never
+/// skips it) when Chromium is missing.
+fn chromium(profile: &Path, url: &str, extra: &[&str]) -> String {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install it with `apt-get install -y chromium` (.ci/run does)"
+    );
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1440,1500",
+            "--virtual-time-budget=8000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).map(|_| s)
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "chromium exited with {status}");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reader.join().unwrap().expect("chromium's output is text")
+}
+
+/// Serves the demo with a challenger on half of the customers, behind an admin token.
+async fn start(models: &Path) -> TestServer {
+    let registry = Arc::new(Registry::new(RegistryConfig {
+        models_path: Some(models.to_owned()),
+        features_path: Some(models.join("features.csv")),
+        ..RegistryConfig::default()
+    }));
+    registry.reload_from_disk().expect("the models load");
+    // A refused load, for the page's load history.
+    let refused = registry.install_document(
+        br#"{"name": "broken", "version": "x", "offers": 3}"#.to_vec(),
+        None,
+        "admin".into(),
+    );
+    assert!(refused.is_err());
+    start_state(AppState::new(registry, with_token(TOKEN))).await
+}
+
+/// Decisions for 60 customers and outcomes for most of them.
+async fn traffic(srv: &TestServer) {
+    let mut events = Vec::new();
+    for i in 1..=60 {
+        let (customer, channel, a) = decide_demo_customer(srv.public, i).await;
+        let Some(offer) = a["offers"][0]["offer_id"].as_str() else {
+            continue;
+        };
+        let e = |kind: &str| {
+            json!({"type": kind, "customer_id": customer, "offer_id": offer, "channel": channel,
+                   "decision_id": a["decision_id"], "event_id": format!("{kind}-{i}")})
+        };
+        events.push(e("impression"));
+        if i % 3 == 0 {
+            events.push(e("click"));
+        }
+        if i % 4 == 0 {
+            events.push(e("conversion"));
+        }
+    }
+    post_events(srv.public, json!(events)).await;
+}
+
+fn attr_number(dom: &str, name: &str) -> u64 {
+    let at = dom
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("no {name} in the DOM"));
+    let rest = &dom[at + name.len() + 2..];
+    rest[..rest.find('"').unwrap()].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
+    let dir = TempDir::new("status-page");
+    let models = dir.0.join("models");
+    models_with_challenger(&models);
+    let srv = start(&models).await;
+    traffic(&srv).await;
+
+    // Behind the token: refused without it, served with it (header or, for a browser, query).
+    assert_eq!(get(srv.admin, "/admin/status").await.status, 401);
+    assert_eq!(get(srv.admin, "/admin/status.json").await.status, 401);
+    assert_eq!(
+        get(srv.admin, "/admin/status?token=wrong").await.status,
+        401
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let page = request(
+        srv.admin,
+        "GET",
+        "/admin/status",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    let html = String::from_utf8(page.body).unwrap();
+    for outside in ["http://", "https://", "//cdn", "<link", "src="] {
+        assert!(
+            !html.contains(outside),
+            "the page loads nothing from elsewhere: {outside}"
+        );
+    }
+
+    let url = format!("http://{}/admin/status?token={TOKEN}", srv.admin);
+    let profile = TempDir::new("chromium-profile");
+    let dom = tokio::task::spawn_blocking({
+        let (p, url) = (profile.0.clone(), url.clone());
+        move || chromium(&p, &url, &["--dump-dom"])
+    })
+    .await
+    .unwrap();
+
+    assert!(
+        dom.contains("<pre id=\"errors\"></pre>"),
+        "script errors on the page:\n{dom}"
+    );
+    assert!(
+        attr_number(&dom, "data-rendered") >= 1,
+        "the page never rendered:\n{dom}"
+    );
+    assert!(dom.contains("<span id=\"model-name\">demo</span>"), "{dom}");
+    assert!(dom.contains("challenger demo challenger-1 on 50 % of customers"));
+    assert!(dom.contains("refused"), "the refused load is listed");
+
+    // The funnel as the page shows it is the funnel /admin/stats gives (nothing decided since).
+    let stats = request(
+        srv.admin,
+        "GET",
+        "/admin/stats",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await
+    .json();
+    let rows = stats["funnel"].as_array().unwrap();
+    assert!(rows.len() >= 4, "{stats}");
+    for r in rows {
+        let s = |k: &str| r[k].as_str().unwrap().to_owned();
+        let expected = format!(
+            "data-row=\"{}|{}|{}|{}|{}\" data-decisions=\"{}\" data-impressions=\"{}\" data-clicks=\"{}\" data-conversions=\"{}\" data-dismisses=\"{}\"",
+            s("model"), s("version"), s("offer_id"), s("channel"), s("variant"),
+            r["decisions"], r["impressions"], r["clicks"], r["conversions"], r["dismisses"]
+        );
+        assert!(
+            dom.contains(&expected),
+            "no `{expected}` in the page:\n{dom}"
+        );
+    }
+    for r in stats["lift"]["rows"].as_array().unwrap() {
+        let key = format!(
+            "data-lift=\"{}|{}\"",
+            r["offer_id"].as_str().unwrap(),
+            r["channel"].as_str().unwrap()
+        );
+        assert!(dom.contains(&key), "no lift row {key}");
+    }
+    let status = request(
+        srv.admin,
+        "GET",
+        "/admin/status.json",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await
+    .json();
+    let total = status["decisions"]["total"].as_u64().unwrap();
+    assert!(total >= 60);
+    assert!(
+        dom.contains(&format!("id=\"decisions-total\">{}<", fmt_thousands(total))),
+        "{dom}"
+    );
+
+    // The README's screenshot, from the same browser.
+    let shot: PathBuf = dir.0.join("status.png");
+    let arg = format!("--screenshot={}", shot.display());
+    let profile = TempDir::new("chromium-profile-shot");
+    tokio::task::spawn_blocking({
+        let p = profile.0.clone();
+        move || chromium(&p, &url, &[&arg])
+    })
+    .await
+    .unwrap();
+    let png = std::fs::read(&shot).expect("chromium wrote the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    if std::env::var_os("NEXTBEST_UPDATE_SCREENSHOT").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::write(docs.join("status.png"), &png).unwrap();
+    }
+}
+
+/// A count as the page writes it (`toLocaleString("en-US")`).
+fn fmt_thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
