@@ -67,6 +67,7 @@ fn decide_next<'m>(
         limit: None,
         context,
         explain,
+        learnt: None,
     };
     engine::decide(
         &model.compiled,

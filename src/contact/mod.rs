@@ -13,6 +13,7 @@
 //! lock a writer holds. This module owns the data folder; it must not decide (that is the
 //! engine's), parse HTTP, or read the model registry (callers pass what it needs).
 
+pub mod adaptive;
 pub mod attribution;
 pub mod clock;
 pub mod dedupe;
@@ -108,6 +109,7 @@ pub struct Ingested {
 /// What both the handlers and the writer thread use.
 struct Shared {
     state: ContactState,
+    adaptive: adaptive::Counts,
     funnel: Funnel,
     clock: Clock,
     accepted: AtomicU64,
@@ -124,6 +126,7 @@ impl Shared {
             Ok(e) => {
                 self.state.apply(&e, now);
                 self.funnel.event(&e);
+                self.adaptive.observe(&e, now);
             }
             Err(err) => result = Err(err),
         });
@@ -170,6 +173,7 @@ impl Contacts {
         Contacts {
             shared: Arc::new(Shared {
                 state: ContactState::new(&config.state, config.horizon_ms),
+                adaptive: adaptive::Counts::new(),
                 funnel: Funnel::default(),
                 clock,
                 accepted: AtomicU64::new(0),
@@ -200,8 +204,13 @@ impl Contacts {
         c._lock = Some(lock::DataLock::acquire(dir)?);
         let state = &c.shared.state;
         let (horizon, dedupe_ttl) = (state.horizon_ms(), state.dedupe_ttl_ms());
-        let (report, segments) =
-            replay::replay_into(dir, state, config.state.memory_bytes, clock.now_ms())?;
+        let (report, segments) = replay::replay_into(
+            dir,
+            state,
+            &c.shared.adaptive,
+            config.state.memory_bytes,
+            clock.now_ms(),
+        )?;
         let customers = state.customers();
         tracing::info!(
             path = %dir.display(),
@@ -252,6 +261,12 @@ impl Contacts {
     #[inline]
     pub fn funnel(&self) -> &Funnel {
         &self.shared.funnel
+    }
+
+    /// What adaptive offers have learnt.
+    #[inline]
+    pub fn adaptive(&self) -> &adaptive::Counts {
+        &self.shared.adaptive
     }
 
     /// The contact state.

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::adaptive::Counts;
 use super::event::Event;
 use super::log::{self, LogError, ReplayReport, Segment};
 use super::state::{changes_history, event_key, ContactState, History};
@@ -60,10 +61,11 @@ impl Buffer<'_> {
 }
 
 /// Replays the log in `dir` into `state`: histories within the horizon, and the event ids
-/// within the de-duplication window.
+/// within the de-duplication window; every event also into the adaptive `counts`.
 pub fn replay_into(
     dir: &Path,
     state: &ContactState,
+    counts: &Counts,
     memory_budget: u64,
     now_ms: i64,
 ) -> Result<(ReplayReport, Vec<Segment>), LogError> {
@@ -79,6 +81,7 @@ pub fn replay_into(
     let result = log::replay(dir, |payload| {
         let e = Event::decode(payload).ok()?;
         buffer.apply(&e);
+        counts.observe(&e, now_ms);
         if let Some(id) = e.event_id {
             if e.ts_ms >= now_ms.saturating_sub(dedupe_ttl) {
                 state.claim(event_key(id), now_ms);
@@ -87,5 +90,6 @@ pub fn replay_into(
         Some(e.ts_ms)
     });
     buffer.flush();
+    counts.refresh();
     result
 }
