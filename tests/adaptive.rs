@@ -27,8 +27,10 @@ async fn thompson_sampling_finds_the_best_offer_and_beats_the_baselines() {
     // Same world (customers and coins), other policies.
     let uniform = baseline_regret(&world, 20_000, SEED, 1.0);
     let greedy = baseline_regret(&world, 20_000, SEED, 0.1);
+    // Epsilon-greedy's regret swings with its early luck (57 to 104 over five seeds, see
+    // BENCHMARKS.md): only the comparison with uniform choice is firm enough to assert.
     assert!(
-        driver.regret < uniform / 2.0 && driver.regret < greedy,
+        driver.regret < uniform / 3.0,
         "regret: thompson {:.1}, uniform {uniform:.1}, epsilon-greedy {greedy:.1}",
         driver.regret
     );

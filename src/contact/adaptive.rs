@@ -26,11 +26,19 @@ use crate::engine::{CompiledModel, Scorer};
 
 /// The longest a decision reads counts older than the newest: the snapshot's refresh period.
 pub const REFRESH: Duration = Duration::from_millis(100);
-/// Impressions remembered for crediting (customer × offer pairs); beyond it the oldest are
-/// dropped: their later outcomes go uncredited, the memory stays bounded.
-pub const MAX_PENDING: usize = 1 << 20;
+/// Bytes one remembered impression may take: key and value, the hash map's control byte and
+/// load factor, and room for a map that has just doubled.
+pub const BYTES_PER_PENDING: u64 = 96;
+/// Offer ids counted; impressions of further ids (no model has more offers) are not counted.
+pub const MAX_ARMS: usize = 10_000;
 /// Model tags remembered per offer for `reset` scorers; older tags' counts are dropped.
-pub const MAX_TAGS_PER_OFFER: usize = 16;
+pub const MAX_TAGS_PER_OFFER: usize = 4;
+
+/// How many impressions to remember for crediting within a contact memory budget: a
+/// sixteenth of it. Beyond it the oldest are forgotten (their later outcomes go uncredited).
+pub fn pending_capacity(memory_bytes: u64) -> usize {
+    (memory_bytes / 16 / BYTES_PER_PENDING).max(1_024) as usize
+}
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -55,6 +63,7 @@ struct Arm {
 struct Master {
     arms: HashMap<u64, Arm, foldhash::fast::FixedState>,
     pending: HashMap<(u64, u64), Pending, foldhash::fast::FixedState>,
+    pending_capacity: usize,
 }
 
 struct Inner {
@@ -71,15 +80,19 @@ pub struct Counts {
 
 impl Default for Counts {
     fn default() -> Self {
-        Counts::new()
+        Counts::new(pending_capacity(512 << 20))
     }
 }
 
 impl Counts {
-    /// Empty counts, with a thread that publishes a change left pending by the rate limit.
-    pub fn new() -> Self {
+    /// Empty counts remembering up to `pending_capacity` impressions for crediting, with a
+    /// thread that publishes a change left pending by the rate limit.
+    pub fn new(pending_capacity: usize) -> Self {
         let inner = Arc::new(Inner {
-            master: Mutex::new(Master::default()),
+            master: Mutex::new(Master {
+                pending_capacity,
+                ..Master::default()
+            }),
             published: ArcSwap::from_pointee(Posteriors::default()),
             dirty: AtomicBool::new(false),
             last: Mutex::new(Instant::now()),
@@ -174,15 +187,19 @@ impl Inner {
 
 impl Master {
     fn impression(&mut self, key: (u64, u64), e: &Event<'_>, tag: Option<u16>, now_ms: i64) {
+        if self.arms.len() >= MAX_ARMS && !self.arms.contains_key(&key.1) {
+            return;
+        }
         let arm = self.arms.entry(key.1).or_default();
         arm.all.trials += 1;
         if let Some(t) = tag {
             tagged(&mut arm.by_tag, t).trials += 1;
         }
-        if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&key) {
+        let cap = self.pending_capacity;
+        if self.pending.len() >= cap && !self.pending.contains_key(&key) {
             let horizon = now_ms.saturating_sub(MAX_WINDOW_DAYS as i64 * DAY_MS);
             self.pending.retain(|_, p| p.ts_ms >= horizon);
-            if self.pending.len() >= MAX_PENDING {
+            if self.pending.len() >= cap {
                 // Still full of live impressions: forget the older half.
                 let mut ts: Vec<i64> = self.pending.values().map(|p| p.ts_ms).collect();
                 let mid = ts.len() / 2;
@@ -322,7 +339,7 @@ mod tests {
 
     #[test]
     fn outcomes_are_credited_once_by_decision_id_or_within_the_window() {
-        let c = Counts::new();
+        let c = Counts::new(1_024);
         let t0 = 1_800_000_000_000;
         let d = attribution::decision_id(t0, 0xabcd, crate::experiment::Variant::Champion).0;
         c.observe(&ev(EventKind::Impression, t0, "c1", Some(d)), t0);
@@ -361,7 +378,7 @@ mod tests {
 
     #[test]
     fn refresh_publishes_what_was_observed() {
-        let c = Counts::new();
+        let c = Counts::new(1_024);
         let t0 = 1_800_000_000_000;
         c.observe(&ev(EventKind::Impression, t0, "c1", None), t0);
         c.observe(&ev(EventKind::Dismiss, t0, "c1", None), t0);

@@ -173,7 +173,9 @@ impl Contacts {
         Contacts {
             shared: Arc::new(Shared {
                 state: ContactState::new(&config.state, config.horizon_ms),
-                adaptive: adaptive::Counts::new(),
+                adaptive: adaptive::Counts::new(adaptive::pending_capacity(
+                    config.state.memory_bytes,
+                )),
                 funnel: Funnel::default(),
                 clock,
                 accepted: AtomicU64::new(0),
