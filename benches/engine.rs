@@ -1,5 +1,6 @@
 //! Criterion benches of the engine and the data it reads: one decision on the demo model, 50
-//! generated logistic offers, feature lookup, and compiling a 1,000-offer model.
+//! generated logistic offers, feature lookup, compiling a 1,000-offer model, and one adaptive
+//! offer's Thompson draw.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
 //! shuffled order, so no bench measures one hot key sitting in L1. Figures and the issue's
@@ -67,6 +68,7 @@ fn decide_next<'m>(
         limit: None,
         context,
         explain,
+        learnt: None,
     };
     engine::decide(
         &model.compiled,
@@ -202,8 +204,53 @@ fn compile_1000(c: &mut Criterion) {
     g.finish();
 }
 
+/// Scoring one adaptive offer: the counts lookup in a 50-offer snapshot and one seeded Thompson
+/// draw from its Beta posterior (a new seed per iteration, as each decision has its own).
+fn adaptive_draw(c: &mut Criterion) {
+    use nextbest::engine::adaptive::{Adaptive, ArmTallies, Learnt, Outcome, Posteriors, Tally};
+    let mut posteriors = Posteriors::default();
+    for i in 0..50u64 {
+        let mut t = Tally {
+            trials: 10_000 + i * 97,
+            ..Tally::default()
+        };
+        t.successes[1] = [300 + i * 7; 31];
+        posteriors.arms.insert(
+            nextbest::engine::policy::stable_hash(&format!("o{i}")),
+            ArmTallies {
+                all: t,
+                by_tag: Box::default(),
+            },
+        );
+    }
+    let scorer = Adaptive {
+        outcome: Outcome::Conversion,
+        alpha: 6.0,
+        beta: 194.0,
+        window_days: 7,
+        reset: false,
+        floor: 0.01,
+    };
+    let offer = nextbest::engine::policy::stable_hash("o17");
+    let mut g = c.benchmark_group("adaptive");
+    let mut seed = 0u64;
+    g.bench_function("score_one_offer", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            let learnt = Learnt {
+                posteriors: &posteriors,
+                seed,
+                tag: 0,
+            };
+            black_box(scorer.draw(black_box(offer), Some(&learnt)))
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    adaptive_draw,
     decide_demo,
     decide_50_logistic,
     decide_50_trees,

@@ -235,6 +235,7 @@ pub fn check_model(data: &[u8]) {
                             limit,
                             context,
                             explain: true,
+                            learnt: None,
                         };
                         check_decision(m, &req);
                     }
@@ -328,7 +329,10 @@ fn check_decision(m: &CompiledModel, req: &Request<'_>) {
     assert_eq!(d.explain.len(), m.offers.len());
     let mut scored: Vec<(u32, f64, f64)> = Vec::new();
     for (oi, v) in d.explain.iter().enumerate() {
-        if let Verdict::Scored { propensity, score } = *v {
+        if let Verdict::Scored {
+            propensity, score, ..
+        } = *v
+        {
             assert!(
                 slot.candidates.contains(&(oi as u32)),
                 "offer {oi} scored off its placement"
@@ -341,7 +345,8 @@ fn check_decision(m: &CompiledModel, req: &Request<'_>) {
             d.explain[r.offer as usize],
             Verdict::Scored {
                 propensity: r.propensity,
-                score: r.score
+                score: r.score,
+                learnt: None,
             },
             "a returned offer must be scored in explain"
         );

@@ -168,6 +168,7 @@ fn engine_scores(base: &Base, placement: &str, channel: &str) -> Vec<(String, St
             limit: Some(50),
             context: &[],
             explain: true,
+            learnt: None,
         };
         let d = engine::decide(
             &m.compiled,

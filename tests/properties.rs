@@ -436,7 +436,9 @@ proptest! {
                     None => true,
                 };
                 match *verdict {
-                    Verdict::Scored { propensity, score } => {
+                    Verdict::Scored {
+                        propensity, score, ..
+                    } => {
                         prop_assert!(eligible, "offer {} scored though its rule fails", i);
                         prop_assert!((0.0..=1.0).contains(&propensity), "offer {}: propensity {}", i, propensity);
                         prop_assert!(score.is_finite(), "offer {}: score {}", i, score);

@@ -233,6 +233,9 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         limit: Some(MAX_LIMIT),
         context: &[],
         explain: false,
+        // Outbound selection scores adaptive offers by their prior mean: a target list must
+        // come out the same on every run.
+        learnt: None,
     };
     let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
     buf.clear();

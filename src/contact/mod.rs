@@ -13,6 +13,7 @@
 //! lock a writer holds. This module owns the data folder; it must not decide (that is the
 //! engine's), parse HTTP, or read the model registry (callers pass what it needs).
 
+pub mod adaptive;
 pub mod attribution;
 pub mod clock;
 pub mod dedupe;
@@ -108,6 +109,7 @@ pub struct Ingested {
 /// What both the handlers and the writer thread use.
 struct Shared {
     state: ContactState,
+    adaptive: adaptive::Counts,
     funnel: Funnel,
     clock: Clock,
     accepted: AtomicU64,
@@ -126,6 +128,7 @@ impl Shared {
             Ok(e) => {
                 self.state.apply(&e, now);
                 self.funnel.event(&e);
+                self.adaptive.observe(&e, now);
             }
             Err(err) => result = Err(err),
         });
@@ -173,6 +176,9 @@ impl Contacts {
         Contacts {
             shared: Arc::new(Shared {
                 state: ContactState::new(&config.state, config.horizon_ms),
+                adaptive: adaptive::Counts::new(adaptive::pending_capacity(
+                    config.state.memory_bytes,
+                )),
                 funnel: Funnel::default(),
                 clock,
                 accepted: AtomicU64::new(0),
@@ -220,6 +226,7 @@ impl Contacts {
             dir,
             state,
             &c.shared.funnel,
+            &c.shared.adaptive,
             config.state.memory_bytes,
             clock.now_ms(),
         )?;
@@ -273,6 +280,12 @@ impl Contacts {
     #[inline]
     pub fn funnel(&self) -> &Funnel {
         &self.shared.funnel
+    }
+
+    /// What adaptive offers have learnt.
+    #[inline]
+    pub fn adaptive(&self) -> &adaptive::Counts {
+        &self.shared.adaptive
     }
 
     /// The contact state.

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::adaptive::Counts;
 use super::event::Event;
 use super::funnel::Funnel;
 use super::log::{self, LogError, ReplayReport, Segment};
@@ -61,11 +62,13 @@ impl Buffer<'_> {
 }
 
 /// Replays the log in `dir` into `state`: histories within the horizon, and the event ids
-/// within the de-duplication window; and every outcome into the funnel.
+/// within the de-duplication window; every outcome into the funnel, and every event into the
+/// adaptive `counts`.
 pub fn replay_into(
     dir: &Path,
     state: &ContactState,
     funnel: &Funnel,
+    counts: &Counts,
     memory_budget: u64,
     now_ms: i64,
 ) -> Result<(ReplayReport, Vec<Segment>), LogError> {
@@ -82,6 +85,7 @@ pub fn replay_into(
         let e = Event::decode(payload).ok()?;
         buffer.apply(&e);
         funnel.event(&e);
+        counts.observe(&e, now_ms);
         if let Some(id) = e.event_id {
             if e.ts_ms >= now_ms.saturating_sub(dedupe_ttl) {
                 state.claim(event_key(id), now_ms);
@@ -90,5 +94,6 @@ pub fn replay_into(
         Some(e.ts_ms)
     });
     buffer.flush();
+    counts.refresh();
     result
 }

@@ -81,6 +81,10 @@ pub struct DecisionRecord {
     pub features: Option<Vec<u32>>,
     /// Offers the contact policies held back for this customer at that moment.
     pub held: Vec<String>,
+    /// What each adaptive offer of the model had learnt at that moment: offer id, trials,
+    /// successes (with the decision id's seed, they give the same Thompson draws again).
+    #[serde(default)]
+    pub adaptive: Vec<(String, u64, u64)>,
     /// What it answered.
     pub answer: LoggedAnswer,
 }

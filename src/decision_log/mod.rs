@@ -23,6 +23,8 @@ use std::thread::JoinHandle;
 
 use crate::contact::state::History;
 use crate::contact::view::CustomerView;
+use crate::engine::adaptive::Posteriors;
+use crate::engine::scorer::Scorer;
 use crate::engine::{ContactView, CtxValue, Decision, FallbackReason, Ranked, Request};
 use crate::experiment::Variant;
 use crate::metrics::prom::{Collect, Exposition, Kind};
@@ -48,6 +50,8 @@ pub struct DecisionLogConfig {
 /// A sampled decision on its way to the writer.
 struct Pending {
     snapshot: Arc<Snapshot>,
+    /// What adaptive offers had learnt when it was decided.
+    learnt: Arc<Posteriors>,
     history: Option<Arc<History>>,
     variant: Variant,
     now_ms: i64,
@@ -109,12 +113,14 @@ impl DecisionLog {
         decision_id: ulid::Ulid,
         req: &Request<'_>,
         d: &Decision<'_>,
+        learnt: &Arc<Posteriors>,
     ) {
         let bits = (decision_id.0 as u64) & ((1u64 << SAMPLE_BITS) - 1);
         if bits >= self.threshold || d.fallback == Some(FallbackReason::Deadline) {
             return;
         }
         let pending = Pending {
+            learnt: learnt.clone(),
             snapshot: snapshot.clone(),
             history: history.cloned(),
             variant,
@@ -157,6 +163,7 @@ impl Pending {
     fn stop() -> Pending {
         Pending {
             snapshot: Arc::new(Snapshot::default()),
+            learnt: Arc::default(),
             history: None,
             variant: Variant::Champion,
             now_ms: i64::MIN,
@@ -319,6 +326,21 @@ impl Files {
             .filter(|(i, o)| view.holds_back(*i, o).is_some())
             .map(|(_, o)| o.id.to_string())
             .collect();
+        let tag = crate::contact::attribution::model_tag(key);
+        let adaptive = compiled
+            .offers
+            .iter()
+            .filter_map(|o| match &o.scorer {
+                Scorer::Adaptive(a) => {
+                    let (t, s) = p
+                        .learnt
+                        .tally(o.id_hash, a.reset.then_some(tag))
+                        .map_or((0, 0), |t| a.counts(t));
+                    Some((o.id.to_string(), t, s))
+                }
+                _ => None,
+            })
+            .collect();
         let row = features.row(&p.request.customer_id);
         let answer = LoggedAnswer {
             fallback: p.fallback.map(|r| r.as_str().to_owned()),
@@ -337,6 +359,7 @@ impl Files {
             request: p.request.clone(),
             features: row.map(|r| r.iter().map(|v| v.to_bits()).collect()),
             held,
+            adaptive,
             answer,
         }))?;
         self.roll_if_full()
@@ -432,6 +455,7 @@ mod tests {
                 ulid::Ulid(7),
                 &req,
                 &d,
+                &Arc::default(),
             );
         }
         assert_eq!(log.dropped(), 2, "one queued, two dropped");
@@ -453,6 +477,7 @@ mod tests {
             ulid::Ulid(7),
             &req,
             &late,
+            &Arc::default(),
         );
         assert!(rx.try_recv().is_err());
         // Sampling: ids whose random bits lie past the threshold are not logged.
@@ -468,6 +493,7 @@ mod tests {
             ulid::Ulid(7),
             &req,
             &d,
+            &Arc::default(),
         );
         assert!(rx.try_recv().is_err());
         assert_eq!(none.dropped(), 2);

@@ -18,6 +18,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::format::{DecisionRecord, LoggedAnswer, LoggedOffer, Record};
+use crate::engine::adaptive::{self, ArmTallies, Learnt, Posteriors, Tally, MAX_WINDOW_DAYS};
+use crate::engine::scorer::Scorer;
 use crate::engine::{self, ContactView, CtxValue, Offer, Request, Unbounded};
 use crate::features::{FeatureStore, IdIndex};
 use crate::model::{self, Limits, LoadedModel};
@@ -347,6 +349,20 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
                 limit: d.request.limit,
                 context: &context,
                 explain: false,
+                learnt: None,
+            };
+            // The same Thompson draws: what each adaptive offer had learnt then, and the seed
+            // the decision id gives.
+            let tag = crate::contact::attribution::model_tag(d.key);
+            let posteriors = learnt_of(&original.compiled, tag, &d.adaptive);
+            let decision = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
+            let req = Request {
+                learnt: Some(Learnt {
+                    posteriors: &posteriors,
+                    seed: adaptive::seed_of(decision),
+                    tag,
+                }),
+                ..req
             };
             let held = Held(d.held.iter().map(String::as_str).collect());
             let again =
@@ -529,4 +545,35 @@ fn ids(a: &LoggedAnswer) -> Vec<&str> {
         Some(r) => vec![r.as_str()],
         None => a.offers.iter().map(|o| o.offer_id.as_str()).collect(),
     }
+}
+
+/// A counts snapshot holding what a logged decision's adaptive offers had learnt.
+fn learnt_of(
+    model: &crate::engine::CompiledModel,
+    tag: u16,
+    logged: &[(String, u64, u64)],
+) -> Posteriors {
+    let mut p = Posteriors::default();
+    for (id, trials, successes) in logged {
+        let Some(o) = model.offers.iter().find(|o| *o.id == **id) else {
+            continue;
+        };
+        let Scorer::Adaptive(a) = &o.scorer else {
+            continue;
+        };
+        let mut tally = Tally {
+            trials: *trials,
+            ..Tally::default()
+        };
+        // Every window reads the logged count (the scorer reads its own window only).
+        tally.successes[a.outcome as usize] = [*successes; MAX_WINDOW_DAYS + 1];
+        p.arms.insert(
+            o.id_hash,
+            ArmTallies {
+                all: tally,
+                by_tag: Box::new([(tag, tally)]),
+            },
+        );
+    }
+    p
 }

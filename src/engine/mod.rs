@@ -6,6 +6,7 @@
 //! Names (offers, features, context keys, channels) were resolved to indices when the model was
 //! compiled; the only lookups left are the request's channel and placement among a handful.
 
+pub mod adaptive;
 pub mod policy;
 pub mod rules;
 pub mod scorer;
@@ -293,6 +294,8 @@ pub struct Request<'a> {
     pub context: &'a [(Cow<'a, str>, CtxValue<'a>)],
     /// Whether to list every offer's verdict.
     pub explain: bool,
+    /// The counts and the seed adaptive offers draw with; `None` scores them at their prior.
+    pub learnt: Option<adaptive::Learnt<'a>>,
 }
 
 /// The contact history the engine consults; implemented by the contact state.
@@ -348,6 +351,8 @@ pub enum Verdict<'m> {
         propensity: f64,
         /// Arbitration score.
         score: f64,
+        /// For an adaptive offer: the posterior, the draw and the counts behind it.
+        learnt: Option<adaptive::Draw>,
     },
     /// Excluded by the named rule or policy.
     Excluded(&'m str),
@@ -448,8 +453,11 @@ pub fn decide<'m>(
         {
             break;
         }
-        let verdict = evaluate(model, offer, oi as usize, &input, contacts, now_ms);
-        if let Verdict::Scored { propensity, score } = verdict {
+        let verdict = evaluate(model, offer, oi as usize, &input, req, contacts, now_ms);
+        if let Verdict::Scored {
+            propensity, score, ..
+        } = verdict
+        {
             keep_top(
                 &mut ranked,
                 limit,
@@ -505,6 +513,7 @@ fn evaluate<'m>(
     offer: &'m Offer,
     index: usize,
     input: &RuleInput<'_, '_>,
+    req: &Request<'_>,
     contacts: &impl ContactView,
     now_ms: i64,
 ) -> Verdict<'m> {
@@ -519,7 +528,13 @@ fn evaluate<'m>(
     if let Some(why) = contacts.holds_back(index, offer) {
         return Verdict::Excluded(why);
     }
-    let propensity = offer.scorer.predict(input.features);
+    let (propensity, learnt) = match &offer.scorer {
+        Scorer::Adaptive(a) => {
+            let d = a.draw(offer.id_hash, req.learnt.as_ref());
+            (d.draw, Some(d))
+        }
+        s => (s.predict(input.features), None),
+    };
     // A model may hold any finite weight, so terms can overflow to +inf and -inf and sum to
     // NaN. NaN compares false with every threshold and sorts above +inf: it would pass
     // arbitration and take the first rank.
@@ -533,7 +548,11 @@ fn evaluate<'m>(
     if score < model.arbitration.min_score {
         return Verdict::Excluded(BELOW_MIN_SCORE);
     }
-    Verdict::Scored { propensity, score }
+    Verdict::Scored {
+        propensity,
+        score,
+        learnt,
+    }
 }
 
 fn not_candidate_reason(offer: &Offer, channel: usize) -> &'static str {

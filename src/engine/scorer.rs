@@ -40,6 +40,8 @@ pub enum Scorer {
     Constant(f64),
     /// An XGBoost or LightGBM tree ensemble, flattened.
     Trees(Box<super::trees::TreeEnsemble>),
+    /// Learnt online from impressions and outcomes (Thompson sampling at decision time).
+    Adaptive(super::adaptive::Adaptive),
 }
 
 impl Scorer {
@@ -50,6 +52,8 @@ impl Scorer {
             Scorer::Logistic(l) => l.predict(row),
             Scorer::Constant(p) => *p,
             Scorer::Trees(t) => t.predict(row),
+            // Without the counts snapshot (the engine draws with it), the prior's mean.
+            Scorer::Adaptive(a) => a.prior_mean(),
         }
     }
 }

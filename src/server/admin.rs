@@ -15,6 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::body::read_json_body;
 use super::error::{json_response, ApiError};
 use super::AppState;
+use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
 use crate::metrics::prom::{Collect, Exposition, Kind};
 use crate::registry::{Registry, RegistryError};
@@ -245,5 +246,9 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
         body["replication"] = f.status_json();
     }
     body["lift"] = funnel.lift();
+    let models = state.registry.load().models.clone();
+    let serving = models.iter().flat_map(|set| set.models());
+    let serving = serving.map(|(m, v, key)| (&m.compiled, v.as_str(), key));
+    body["adaptive"] = adaptive::stats_json(serving, &state.contacts.adaptive().snapshot());
     json_response(StatusCode::OK, body.to_string().into())
 }

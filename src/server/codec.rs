@@ -81,6 +81,7 @@ impl<'a> DecideBody<'a> {
             limit: self.limit.map(|l| l as usize),
             context: &self.context.0,
             explain: self.explain,
+            learnt: None,
         }
     }
 }
@@ -352,11 +353,18 @@ pub fn encode_decision(
             out.extend_from_slice(b"{\"offer_id\":");
             out.extend_from_slice(model.offers[i].id_json.as_bytes());
             match v {
-                Verdict::Scored { propensity, score } => {
+                Verdict::Scored {
+                    propensity,
+                    score,
+                    learnt,
+                } => {
                     out.extend_from_slice(b",\"propensity\":");
                     number(out, *propensity);
                     out.extend_from_slice(b",\"score\":");
                     number(out, *score);
+                    if let Some(l) = learnt {
+                        adaptive_explain(out, l);
+                    }
                 }
                 Verdict::Excluded(why) => {
                     out.extend_from_slice(b",\"excluded\":");
@@ -367,6 +375,23 @@ pub fn encode_decision(
         }
         out.extend_from_slice(b"],");
     }
+}
+
+/// `"adaptive":{"posterior_mean":..,"draw":..,"trials":..,"successes":..,"floor":..}`.
+fn adaptive_explain(out: &mut Vec<u8>, l: &crate::engine::adaptive::Draw) {
+    out.extend_from_slice(b",\"adaptive\":{\"posterior_mean\":");
+    number(out, l.mean);
+    out.extend_from_slice(b",\"draw\":");
+    number(out, l.draw);
+    out.extend_from_slice(b",\"trials\":");
+    out.extend_from_slice(itoa::Buffer::new().format(l.trials).as_bytes());
+    out.extend_from_slice(b",\"successes\":");
+    out.extend_from_slice(itoa::Buffer::new().format(l.successes).as_bytes());
+    out.extend_from_slice(if l.floor {
+        b",\"floor\":true}"
+    } else {
+        b",\"floor\":false}"
+    });
 }
 
 /// Encodes a fallback answer given without a model decision (no model, overload, ...).

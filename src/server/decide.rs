@@ -22,6 +22,7 @@ use super::AppState;
 use crate::contact::attribution;
 use crate::contact::state::History;
 use crate::contact::view::CustomerView;
+use crate::engine::adaptive::{self, Learnt};
 use crate::engine::{self, Decision, Fallback, FallbackReason, FallbackStage, Policies};
 use crate::experiment::Variant;
 
@@ -75,7 +76,7 @@ pub(super) fn decide(
     let snap = state.registry.load();
     // The shared clock: tests move it; in production it is the system's.
     let now_ms = state.contacts.now_ms();
-    let req = body.as_request();
+    let mut req = body.as_request();
     let picked = snap.models.as_ref().map(|set| {
         let (model, variant) = set.pick(req.customer_id);
         (&model.compiled, variant, set.key(variant))
@@ -84,6 +85,7 @@ pub(super) fn decide(
     let contacts = DecideContacts::new(state, picked.map_or(0, |p| p.2), req.customer_id, variant);
     let mut id_buf = [0u8; ulid::ULID_LEN];
     let decision_id = contacts.decision_id(now_ms);
+    let learnt = state.contacts.adaptive().snapshot();
     let meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
@@ -107,10 +109,24 @@ pub(super) fn decide(
             } else {
                 let deadline = Deadline(started + budget);
                 let view = contacts.view(&model.policies, now_ms);
+                req.learnt = Some(Learnt {
+                    posteriors: &learnt,
+                    seed: adaptive::seed_of(decision_id.0),
+                    tag: attribution::model_tag(contacts.key),
+                });
                 let mut d = engine::decide(model, features, &req, &view, &deadline, now_ms);
                 if let Some(log) = &state.decision_log {
                     let history = contacts.history.as_ref();
-                    log.offer(&snap, history, variant, now_ms, decision_id, &req, &d);
+                    log.offer(
+                        &snap,
+                        history,
+                        variant,
+                        now_ms,
+                        decision_id,
+                        &req,
+                        &d,
+                        &learnt,
+                    );
                 }
                 contacts.count(state, &d);
                 match d.fallback {

@@ -1,9 +1,11 @@
 //! An offer's `scorer`: logistic weights or a constant checked against the snapshot's
-//! columns, or a tree ensemble parsed from a file `model::files` read before.
+//! columns, a tree ensemble parsed from a file `model::files` read before, or an adaptive
+//! scorer's prior and credit rule (its counts are the contact side's, never the model's).
 
 use simd_json::prelude::*;
 
 use super::Ctx;
+use crate::engine::adaptive::{Adaptive, Outcome, MAX_WINDOW_DAYS};
 use crate::engine::{Logistic, Scorer};
 use crate::model::walk::{join, Collects, Value};
 use crate::model::{lightgbm, xgboost, MAX_PATH_BYTES, MAX_TREE_FEATURES};
@@ -22,17 +24,18 @@ pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Opt
             Some(Scorer::Constant(p))
         }
         Some(kind @ ("xgboost" | "lightgbm")) => compile_trees(cx, v, path, kind),
+        Some("adaptive") => compile_adaptive(cx, v, path),
         Some(other) => {
             cx.faults.push(
                 &join(path, "kind"),
-                format!("unknown scorer kind `{other}` (logistic, constant, xgboost, lightgbm)"),
+                format!("unknown scorer kind `{other}` (logistic, constant, xgboost, lightgbm, adaptive)"),
             );
             None
         }
         None => {
             cx.faults.push(
                 &join(path, "kind"),
-                "missing field (logistic, constant, xgboost, lightgbm)",
+                "missing field (logistic, constant, xgboost, lightgbm, adaptive)",
             );
             None
         }
@@ -158,4 +161,91 @@ fn compile_trees(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, kind: &str) -> Opt
             None
         }
     }
+}
+
+/// Least prior evidence: below one impression's worth the prior says nothing.
+const MIN_EVIDENCE: f64 = 1.0;
+/// Most prior evidence: beyond it the offer would hardly learn at all.
+const MAX_EVIDENCE: f64 = 1e7;
+/// The credit window when the model does not declare one.
+const DEFAULT_WINDOW_DAYS: u64 = 7;
+/// The exposure floor when the model does not declare one.
+const DEFAULT_FLOOR: f64 = 0.01;
+
+/// An adaptive scorer: the outcome it learns from, a Beta prior given as a propensity worth
+/// some evidence, the credit window, and the exposure floor.
+fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
+    let f = &mut cx.faults;
+    let obj = f.object(
+        v,
+        path,
+        &[
+            "kind",
+            "outcome",
+            "prior",
+            "segment_by",
+            "reset",
+            "window_days",
+            "exposure_floor",
+        ],
+    )?;
+    let opath = join(path, "outcome");
+    let outcome = f.req(obj, "outcome", path).and_then(|o| match o.as_str() {
+        Some("conversion") => Some(Outcome::Conversion),
+        Some("click") => Some(Outcome::Click),
+        _ => {
+            f.push(&opath, "expected `click` or `conversion`");
+            None
+        }
+    });
+    let ppath = join(path, "prior");
+    let prior = f.req(obj, "prior", path).and_then(|p| {
+        let p = f.object(p, &ppath, &["propensity", "evidence"])?;
+        let mean = f.req(p, "propensity", &ppath).and_then(|x| {
+            let at = join(&ppath, "propensity");
+            let x = f.number(x, &at)?;
+            if x <= 0.0 || x >= 1.0 {
+                f.push(&at, format!("must be above 0 and below 1, found {x}"));
+                return None;
+            }
+            Some(x)
+        });
+        let evidence = f
+            .req(p, "evidence", &ppath)
+            .and_then(|x| f.number_in(x, &join(&ppath, "evidence"), MIN_EVIDENCE, MAX_EVIDENCE));
+        Some((mean?, evidence?))
+    });
+    if obj.contains_key("segment_by") {
+        f.push(
+            &join(path, "segment_by"),
+            "learning per segment is not supported yet: an adaptive offer learns one posterior",
+        );
+    }
+    let reset = match obj.get("reset") {
+        Some(r) => match r.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                f.push(&join(path, "reset"), "expected true or false");
+                None
+            }
+        },
+        None => Some(false),
+    };
+    let window_days = match obj.get("window_days") {
+        Some(w) => f.integer_in(w, &join(path, "window_days"), 1, MAX_WINDOW_DAYS as u64),
+        None => Some(DEFAULT_WINDOW_DAYS),
+    };
+    let floor = match obj.get("exposure_floor") {
+        Some(x) => f.number_in(x, &join(path, "exposure_floor"), 0.0, 0.5),
+        None => Some(DEFAULT_FLOOR),
+    };
+    let (mean, evidence) = prior?;
+    Some(Scorer::Adaptive(Adaptive {
+        outcome: outcome?,
+        alpha: mean * evidence,
+        beta: (1.0 - mean) * evidence,
+        window_days: window_days? as u8,
+        reset: reset?,
+        floor: floor?,
+    }))
 }

@@ -1,0 +1,392 @@
+//! What adaptive offers learn from the event stream: impressions (trials) and the outcomes
+//! credited to them (successes), per offer id, published to decisions as an immutable
+//! [`Posteriors`] snapshot.
+//!
+//! Counting is a function of the events alone, not of any model: every offer's impressions
+//! are counted, and outcomes credited (by decision id, else to the customer's last impression
+//! of the offer, bucketed by delay in days up to [`MAX_WINDOW_DAYS`]), so replaying the log
+//! before a model is bound, or a new model version, finds the same numbers; each scorer picks
+//! its outcome, window and (with `reset`) its own model tag when it reads them. Events reach
+//! [`Counts::observe`] on the log writer thread (and at start, from the replay). The snapshot
+//! is rebuilt when counts change, at most every [`REFRESH`], so decisions read it with one
+//! atomic load and take no lock. This module must not decide or read the model registry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::attribution;
+use super::event::{Event, EventKind};
+use crate::engine::adaptive::{interval, ArmTallies, Posteriors, Tally, MAX_WINDOW_DAYS};
+use crate::engine::policy::stable_hash;
+use crate::engine::{CompiledModel, Scorer};
+
+/// The longest a decision reads counts older than the newest: the snapshot's refresh period.
+pub const REFRESH: Duration = Duration::from_millis(100);
+/// Bytes one remembered impression may take: key and value, the hash map's control byte and
+/// load factor, and room for a map that has just doubled.
+pub const BYTES_PER_PENDING: u64 = 96;
+/// Offer ids counted; impressions of further ids (no model has more offers) are not counted.
+pub const MAX_ARMS: usize = 10_000;
+/// Model tags remembered per offer for `reset` scorers; older tags' counts are dropped.
+pub const MAX_TAGS_PER_OFFER: usize = 4;
+
+/// How many impressions to remember for crediting within a contact memory budget: a
+/// sixteenth of it. Beyond it the oldest are forgotten (their later outcomes go uncredited).
+pub fn pending_capacity(memory_bytes: u64) -> usize {
+    (memory_bytes / 16 / BYTES_PER_PENDING).max(1_024) as usize
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The last impression of an offer to a customer, waiting for its outcome.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    ts_ms: i64,
+    decision_id: Option<u128>,
+    tag: Option<u16>,
+    /// Outcomes already credited, by [`crate::engine::adaptive::Outcome`] bit.
+    credited: u8,
+}
+
+/// Raw per-day counts of one offer (successes not yet cumulative).
+#[derive(Debug, Clone, Default)]
+struct Arm {
+    all: Tally,
+    by_tag: Vec<(u16, Tally)>,
+}
+
+#[derive(Debug, Default)]
+struct Master {
+    arms: HashMap<u64, Arm, foldhash::fast::FixedState>,
+    pending: HashMap<(u64, u64), Pending, foldhash::fast::FixedState>,
+    pending_capacity: usize,
+}
+
+struct Inner {
+    master: Mutex<Master>,
+    published: ArcSwap<Posteriors>,
+    dirty: AtomicBool,
+    last: Mutex<Instant>,
+}
+
+/// The learning state of adaptive offers.
+pub struct Counts {
+    inner: Arc<Inner>,
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::new(pending_capacity(512 << 20))
+    }
+}
+
+impl Counts {
+    /// Empty counts remembering up to `pending_capacity` impressions for crediting, with a
+    /// thread that publishes a change left pending by the rate limit.
+    pub fn new(pending_capacity: usize) -> Self {
+        let inner = Arc::new(Inner {
+            master: Mutex::new(Master {
+                pending_capacity,
+                ..Master::default()
+            }),
+            published: ArcSwap::from_pointee(Posteriors::default()),
+            dirty: AtomicBool::new(false),
+            last: Mutex::new(Instant::now()),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let spawned = std::thread::Builder::new()
+            .name("nextbest-adaptive".into())
+            .spawn(move || loop {
+                std::thread::sleep(REFRESH);
+                match weak.upgrade() {
+                    Some(inner) => inner.publish_if_due(),
+                    None => return,
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the adaptive counts refresher did not start; counts publish on events only");
+        }
+        Counts { inner }
+    }
+
+    /// Counts one event: an impression is a trial of its offer; a click or conversion is
+    /// credited to the impression it follows. Other kinds change nothing.
+    pub fn observe(&self, e: &Event<'_>, now_ms: i64) {
+        let Some(offer) = e.offer_id else { return };
+        let bit = match e.kind {
+            EventKind::Impression => 0,
+            EventKind::Click => 1,
+            EventKind::Conversion => 2,
+            _ => return,
+        };
+        let (offer_hash, customer) = (stable_hash(offer), stable_hash(e.customer_id));
+        let mut m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
+        if bit == 0 {
+            let tag = e.decision_id.map(|d| attribution::attribution(d).0);
+            m.impression((customer, offer_hash), e, tag, now_ms);
+        } else if !m.credit((customer, offer_hash), e, bit) {
+            return;
+        }
+        drop(m);
+        self.inner.dirty.store(true, Relaxed);
+        self.inner.publish_if_due();
+    }
+
+    /// The snapshot decisions read (one atomic load; no lock).
+    #[inline]
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Posteriors>> {
+        self.inner.published.load()
+    }
+
+    /// Publishes pending changes now, whatever the rate limit (tests, shutdown, stats).
+    pub fn refresh(&self) {
+        self.inner.publish();
+    }
+}
+
+impl Inner {
+    fn publish_if_due(&self) {
+        if !self.dirty.load(Relaxed) {
+            return;
+        }
+        let due = {
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            last.elapsed() >= REFRESH
+        };
+        if due {
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        self.dirty.store(false, Relaxed);
+        let snapshot = {
+            let m = self.master.lock().unwrap_or_else(|p| p.into_inner());
+            Posteriors {
+                arms: m
+                    .arms
+                    .iter()
+                    .map(|(k, a)| {
+                        let tallies = ArmTallies {
+                            all: cumulative(&a.all),
+                            by_tag: a.by_tag.iter().map(|(t, x)| (*t, cumulative(x))).collect(),
+                        };
+                        (*k, tallies)
+                    })
+                    .collect(),
+            }
+        };
+        self.published.store(Arc::new(snapshot));
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+}
+
+impl Master {
+    fn impression(&mut self, key: (u64, u64), e: &Event<'_>, tag: Option<u16>, now_ms: i64) {
+        if self.arms.len() >= MAX_ARMS && !self.arms.contains_key(&key.1) {
+            return;
+        }
+        let arm = self.arms.entry(key.1).or_default();
+        arm.all.trials += 1;
+        if let Some(t) = tag {
+            tagged(&mut arm.by_tag, t).trials += 1;
+        }
+        let cap = self.pending_capacity;
+        if self.pending.len() >= cap && !self.pending.contains_key(&key) {
+            let horizon = now_ms.saturating_sub(MAX_WINDOW_DAYS as i64 * DAY_MS);
+            self.pending.retain(|_, p| p.ts_ms >= horizon);
+            if self.pending.len() >= cap {
+                // Still full of live impressions: forget the older half.
+                let mut ts: Vec<i64> = self.pending.values().map(|p| p.ts_ms).collect();
+                let mid = ts.len() / 2;
+                let cut = *ts.select_nth_unstable(mid).1;
+                self.pending.retain(|_, p| p.ts_ms > cut);
+            }
+        }
+        self.pending.insert(
+            key,
+            Pending {
+                ts_ms: e.ts_ms,
+                decision_id: e.decision_id,
+                tag,
+                credited: 0,
+            },
+        );
+    }
+
+    /// Credits an outcome to the impression it follows; false when there is none to credit.
+    fn credit(&mut self, key: (u64, u64), e: &Event<'_>, bit: u8) -> bool {
+        let Some(p) = self.pending.get_mut(&key) else {
+            return false;
+        };
+        if p.credited & bit != 0 {
+            return false;
+        }
+        let day = match (e.decision_id, p.decision_id) {
+            (Some(a), Some(b)) if a == b => 0,
+            _ => {
+                let delay = e.ts_ms - p.ts_ms;
+                if !(0..=MAX_WINDOW_DAYS as i64 * DAY_MS).contains(&delay) {
+                    return false;
+                }
+                // Within a day counts in window 1, and so on: a window of d days is [0, d].
+                ((delay + DAY_MS - 1) / DAY_MS).max(1) as usize
+            }
+        };
+        p.credited |= bit;
+        let (tag, kind) = (p.tag, usize::from(bit - 1));
+        let arm = self.arms.entry(key.1).or_default();
+        arm.all.successes[kind][day] += 1;
+        if let Some(t) = tag {
+            tagged(&mut arm.by_tag, t).successes[kind][day] += 1;
+        }
+        true
+    }
+}
+
+/// The tally of one model tag, made (dropping the oldest tag when full) if new.
+fn tagged(by_tag: &mut Vec<(u16, Tally)>, tag: u16) -> &mut Tally {
+    let at = match by_tag.iter().position(|t| t.0 == tag) {
+        Some(i) => i,
+        None => {
+            if by_tag.len() >= MAX_TAGS_PER_OFFER {
+                by_tag.remove(0);
+            }
+            by_tag.push((tag, Tally::default()));
+            by_tag.len() - 1
+        }
+    };
+    &mut by_tag[at].1
+}
+
+/// Per-day successes turned into "within d days" sums, as scorers read them.
+fn cumulative(t: &Tally) -> Tally {
+    let mut out = *t;
+    for kind in &mut out.successes {
+        for d in 1..kind.len() {
+            kind[d] += kind[d - 1];
+        }
+    }
+    out
+}
+
+/// `/admin/stats`' `adaptive` rows: per adaptive offer of each serving model (with its
+/// variant name), its trials, successes, posterior mean and 95 % interval.
+pub fn stats_json<'m>(
+    models: impl Iterator<Item = (&'m CompiledModel, &'static str, u32)>,
+    posteriors: &Posteriors,
+) -> serde_json::Value {
+    let mut rows = Vec::new();
+    for (model, variant, key) in models {
+        let tag = attribution::model_tag(key);
+        for o in model.offers.iter() {
+            let Scorer::Adaptive(a) = &o.scorer else {
+                continue;
+            };
+            let (trials, successes) = posteriors
+                .tally(o.id_hash, a.reset.then_some(tag))
+                .map_or((0, 0), |t| a.counts(t));
+            let alpha = a.alpha + successes as f64;
+            let beta = a.beta + trials.saturating_sub(successes) as f64;
+            let (mean, lo, hi) = interval(alpha, beta);
+            rows.push(serde_json::json!({
+                "offer_id": &*o.id,
+                "variant": variant,
+                "outcome": a.outcome.as_str(),
+                "trials": trials,
+                "successes": successes,
+                "posterior_mean": mean,
+                "interval_95": [lo, hi],
+            }));
+        }
+    }
+    rows.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::adaptive::{Adaptive, Outcome};
+
+    fn ev<'a>(kind: EventKind, ts_ms: i64, customer: &'a str, decision: Option<u128>) -> Event<'a> {
+        Event {
+            kind,
+            ts_ms,
+            customer_id: customer,
+            offer_id: Some("o1"),
+            channel: Some("web"),
+            placement: None,
+            decision_id: decision,
+            event_id: None,
+            category: None,
+        }
+    }
+
+    fn arm(window_days: u8, reset: bool) -> Adaptive {
+        Adaptive {
+            outcome: Outcome::Conversion,
+            alpha: 1.0,
+            beta: 1.0,
+            window_days,
+            reset,
+            floor: 0.0,
+        }
+    }
+
+    #[test]
+    fn outcomes_are_credited_once_by_decision_id_or_within_the_window() {
+        let c = Counts::new(1_024);
+        let t0 = 1_800_000_000_000;
+        let d = attribution::decision_id(t0, 0xabcd, crate::experiment::Variant::Champion).0;
+        c.observe(&ev(EventKind::Impression, t0, "c1", Some(d)), t0);
+        c.observe(&ev(EventKind::Impression, t0, "c2", None), t0);
+        c.observe(&ev(EventKind::Impression, t0, "c3", None), t0);
+        // c1 converts late but quotes the decision: credited whatever the window.
+        c.observe(
+            &ev(EventKind::Conversion, t0 + 20 * DAY_MS, "c1", Some(d)),
+            t0,
+        );
+        c.observe(
+            &ev(EventKind::Conversion, t0 + 20 * DAY_MS, "c1", Some(d)),
+            t0,
+        );
+        // c2 converts after 2 days without a decision id; c3 never had... a click only.
+        c.observe(
+            &ev(EventKind::Conversion, t0 + 2 * DAY_MS - 5, "c2", None),
+            t0,
+        );
+        c.observe(&ev(EventKind::Click, t0 + 1, "c3", None), t0);
+        // An outcome with no impression before it is not credited.
+        c.observe(&ev(EventKind::Conversion, t0, "c9", None), t0);
+        c.refresh();
+        let p = c.snapshot();
+        let t = p.tally(stable_hash("o1"), None).unwrap();
+        assert_eq!(arm(1, false).counts(t), (3, 1));
+        assert_eq!(arm(2, false).counts(t), (3, 2));
+        let click = Adaptive {
+            outcome: Outcome::Click,
+            ..arm(1, false)
+        };
+        assert_eq!(click.counts(t), (3, 1));
+        let own = p.tally(stable_hash("o1"), Some(attribution::model_tag(0xabcd)));
+        assert_eq!(arm(30, true).counts(own.unwrap()), (1, 1));
+    }
+
+    #[test]
+    fn refresh_publishes_what_was_observed() {
+        let c = Counts::new(1_024);
+        let t0 = 1_800_000_000_000;
+        c.observe(&ev(EventKind::Impression, t0, "c1", None), t0);
+        c.observe(&ev(EventKind::Dismiss, t0, "c1", None), t0);
+        c.refresh();
+        assert_eq!(
+            c.snapshot().tally(stable_hash("o1"), None).unwrap().trials,
+            1
+        );
+        assert!(c.snapshot().tally(stable_hash("o2"), None).is_none());
+    }
+}
