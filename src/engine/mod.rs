@@ -17,7 +17,7 @@ pub use policy::{OfferCaps, Policies};
 pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test};
 pub use scorer::{Logistic, Scorer};
 
-use crate::features::FeatureStore;
+use crate::features::{FeatureRow, FeatureStore};
 
 /// Most offers one answer may hold, whatever the request asks.
 pub const MAX_LIMIT: usize = 50;
@@ -384,7 +384,7 @@ pub fn decide<'m>(
         ranked: Vec::new(),
         explain: Vec::new(),
     };
-    let row = req.customer_id.and_then(|id| features.row(id));
+    let row = req.customer_id.and_then(|id| features.exact_row(id));
     let (Some(slot), Some(ch), Some(row)) = (slot, channel, row) else {
         d.fallback = Some(if slot.is_some() {
             FallbackReason::UnknownCustomer
@@ -404,7 +404,7 @@ pub fn decide<'m>(
         }
     }
     let input = RuleInput {
-        features: row,
+        features: row.values(),
         context: &ctx[..model.context_keys.len()],
     };
     let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);
@@ -439,7 +439,7 @@ pub fn decide<'m>(
         {
             break;
         }
-        let verdict = evaluate(model, offer, oi as usize, &input, contacts, now_ms);
+        let verdict = evaluate(model, offer, oi as usize, &input, row, contacts, now_ms);
         if let Verdict::Scored { propensity, score } = verdict {
             keep_top(
                 &mut ranked,
@@ -496,6 +496,7 @@ fn evaluate<'m>(
     offer: &'m Offer,
     index: usize,
     input: &RuleInput<'_, '_>,
+    row: FeatureRow<'_>,
     contacts: &impl ContactView,
     now_ms: i64,
 ) -> Verdict<'m> {
@@ -510,7 +511,7 @@ fn evaluate<'m>(
     if let Some(why) = contacts.holds_back(index, offer) {
         return Verdict::Excluded(why);
     }
-    let propensity = offer.scorer.predict(input.features);
+    let propensity = offer.scorer.predict(row);
     // A model may hold any finite weight, so terms can overflow to +inf and -inf and sum to
     // NaN. NaN compares false with every threshold and sorts above +inf: it would pass
     // arbitration and take the first rank.
