@@ -131,10 +131,7 @@ pub struct RawTree {
 
 mod layout;
 
-use layout::{
-    flatten_tree, lightgbm_goes_left, to_u32, xgboost_goes_left, Linked, Node, Perfect, Scratch,
-    LANES, LEAF,
-};
+use layout::{flatten_tree, read, to_u32, Linked, Node, Perfect, Scratch, SplitRule, LANES, LEAF};
 
 use crate::features::FeatureRow;
 
@@ -178,7 +175,10 @@ pub struct TreeEnsemble {
     /// Added before the first tree (XGBoost's logit(base_score); 0 for LightGBM).
     base_margin: f64,
     layout: Layout,
-    /// Distinct snapshot columns the splits read, ascending; a split reads `columns[slot]`.
+    /// What the splits read, ascending: `snapshot column * 8 + read` (a `layout::read`
+    /// transform); a split reads the input gathered from `inputs[slot]`.
+    inputs: Vec<u32>,
+    /// Distinct snapshot columns the splits read, ascending.
     columns: Vec<u32>,
     n_trees: usize,
     /// Reachable nodes (leaves included) before any padding.
@@ -233,18 +233,25 @@ impl TreeEnsemble {
         }
         let total: usize = trees.iter().map(|t| t.nodes.len()).sum();
         let mut nodes = Vec::with_capacity(total);
+        let mut keys = Vec::with_capacity(total);
         let mut roots = Vec::with_capacity(trees.len());
         let mut order = Vec::new();
         let mut stack = Vec::new();
         let mut seen = Vec::new();
         let mut local_to_flat = Vec::new();
         let mut depths = Vec::with_capacity(trees.len());
+        let rule = |threshold: f64, default_left: bool, missing: MissingType| match flavor {
+            Flavor::XgBoost => SplitRule::xgboost(threshold, default_left),
+            Flavor::LightGbm { .. } => SplitRule::lightgbm(threshold, default_left, missing),
+        };
         for tree in trees {
             roots.push(to_u32(nodes.len(), &tree.label)?);
             depths.push(flatten_tree(
                 tree,
                 feature_columns,
+                &rule,
                 &mut nodes,
+                &mut keys,
                 Scratch {
                     order: &mut order,
                     stack: &mut stack,
@@ -253,18 +260,29 @@ impl TreeEnsemble {
                 },
             )?);
         }
-        // Splits read the gathered input: snapshot column -> slot among the distinct columns.
-        let mut columns: Vec<u32> = nodes
+        // Splits read gathered inputs: (column, read) -> slot among the distinct ones.
+        let mut inputs: Vec<u32> = nodes
             .iter()
-            .filter(|n| n.flags & LEAF == 0)
-            .map(|n| u32::from(n.column))
+            .zip(&keys)
+            .filter(|(n, _)| n.flags & LEAF == 0)
+            .map(|(_, &k)| k)
             .collect();
-        columns.sort_unstable();
-        columns.dedup();
-        for n in nodes.iter_mut().filter(|n| n.flags & LEAF == 0) {
-            // Found (the list holds every split's column) and below 65,536 (so do columns).
-            n.column = columns.binary_search(&u32::from(n.column)).unwrap_or(0) as u16;
+        inputs.sort_unstable();
+        inputs.dedup();
+        if inputs.len() > usize::from(u16::MAX) {
+            return Err(TreeLoadError::format(
+                "model",
+                format!("{} distinct split inputs, at most 65,535", inputs.len()),
+            ));
         }
+        for (n, k) in nodes.iter_mut().zip(&keys) {
+            if n.flags & LEAF == 0 {
+                // Found: the list holds every split's key, and fits u16 (checked above).
+                n.column = inputs.binary_search(k).unwrap_or(0) as u16;
+            }
+        }
+        let mut columns: Vec<u32> = inputs.iter().map(|k| k / 8).collect();
+        columns.dedup();
         let lane_depths = depths
             .chunks_exact(LANES)
             .map(|c| c.iter().copied().max().unwrap_or(0))
@@ -302,6 +320,7 @@ impl TreeEnsemble {
             flavor,
             base_margin,
             layout,
+            inputs,
             columns,
             n_trees: trees.len(),
             n_nodes,
@@ -360,7 +379,7 @@ impl TreeEnsemble {
             Layout::Perfect32(p) => p.bytes_held(),
             Layout::Perfect64(p) => p.bytes_held(),
         };
-        layout + self.columns.capacity() * 4
+        layout + (self.columns.capacity() + self.inputs.capacity()) * 4
     }
 
     /// True when the trees were given the padded breadth-first layout (tests and benches).
@@ -368,47 +387,50 @@ impl TreeEnsemble {
         !matches!(self.layout, Layout::Linked(_))
     }
 
-    /// Hands `score` the ensemble's inputs, `xs[slot]` the value of `columns[slot]` read by
-    /// `read`: on the stack when they fit.
+    /// Hands `score` the ensemble's inputs, `xs[slot]` read from the row as `inputs[slot]`
+    /// says (`value` reads a column): on the stack when they fit.
     #[inline(always)]
-    fn gathered<X: Copy, R>(
+    fn gathered<X: Input, R>(
         &self,
-        nan: X,
-        read: impl Fn(usize) -> X,
+        value: impl Fn(usize) -> X,
         score: impl FnOnce(&[X]) -> R,
     ) -> R {
-        let n = self.columns.len();
+        let read = |key: u32| {
+            let x = value((key / 8) as usize);
+            match (key % 8) as u8 {
+                read::NEGATED => x.negated(),
+                read::NAN_AS_ZERO if x.is_nan() => X::ZERO,
+                read::ZERO_AS_NAN | read::ZERO_AS_NAN_NEGATED if x == X::ZERO => X::NAN,
+                read::ZERO_AS_NAN_NEGATED => x.negated(),
+                _ => x,
+            }
+        };
+        let n = self.inputs.len();
         if n <= GATHER_ON_STACK {
-            let mut xs = [nan; GATHER_ON_STACK];
-            for (x, &c) in xs.iter_mut().zip(&self.columns) {
-                *x = read(c as usize);
+            let mut xs = [X::NAN; GATHER_ON_STACK];
+            for (x, &k) in xs.iter_mut().zip(&self.inputs) {
+                *x = read(k);
             }
             score(&xs[..n])
         } else {
-            let xs: Vec<X> = self.columns.iter().map(|&c| read(c as usize)).collect();
+            let xs: Vec<X> = self.inputs.iter().map(|&k| read(k)).collect();
             score(&xs)
         }
     }
 
-    /// XGBoost's CPU predictor: f32 accumulator seeded with the base margin, trees in order.
+    /// XGBoost's CPU predictor: f32 accumulator seeded with the base margin, trees in order,
+    /// on the f32 inputs (XGBoost's own cast).
     fn margin_xgboost(&self, row: FeatureRow<'_>) -> f32 {
-        self.gathered(
-            f32::NAN,
-            |c| row.f32(c),
-            |xs| {
-                let mut sum = self.base_margin as f32;
-                match &self.layout {
-                    Layout::Perfect32(p) => p.for_each_leaf(xs, xgboost_goes_left, |v| sum += v),
-                    Layout::Linked(l) => l.for_each_leaf(
-                        xs,
-                        |t, flags, x| xgboost_goes_left(t as f32, flags, x),
-                        |v| sum += v as f32,
-                    ),
-                    Layout::Perfect64(_) => {}
-                }
-                sum
-            },
-        )
+        let score = |xs: &[f32]| {
+            let mut sum = self.base_margin as f32;
+            match &self.layout {
+                Layout::Perfect32(p) => p.for_each_leaf(xs, |v| sum += v),
+                Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t as f32, |v| sum += v as f32),
+                Layout::Perfect64(_) => {}
+            }
+            sum
+        };
+        self.gathered(|c| row.f32(c), score)
     }
 
     /// LightGBM's `Tree::Predict` summed over trees in f64 (init score is folded into tree 0),
@@ -425,15 +447,46 @@ impl TreeEnsemble {
                 x
             }
         };
-        self.gathered(f64::NAN, snapped, |xs| {
+        let score = |xs: &[f64]| {
             let mut sum = 0.0_f64;
             match &self.layout {
-                Layout::Perfect64(p) => p.for_each_leaf(xs, lightgbm_goes_left, |v| sum += v),
-                Layout::Linked(l) => l.for_each_leaf(xs, lightgbm_goes_left, |v| sum += v),
+                Layout::Perfect64(p) => p.for_each_leaf(xs, |v| sum += v),
+                Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t, |v| sum += v),
                 Layout::Perfect32(_) => {}
             }
             sum
-        })
+        };
+        self.gathered(snapped, score)
+    }
+}
+
+/// What a split compares: f32 for XGBoost, f64 for LightGBM.
+trait Input: Copy + PartialEq {
+    const NAN: Self;
+    const ZERO: Self;
+    fn negated(self) -> Self;
+    fn is_nan(self) -> bool;
+}
+
+impl Input for f32 {
+    const NAN: Self = f32::NAN;
+    const ZERO: Self = 0.0;
+    fn negated(self) -> Self {
+        -self
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+}
+
+impl Input for f64 {
+    const NAN: Self = f64::NAN;
+    const ZERO: Self = 0.0;
+    fn negated(self) -> Self {
+        -self
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
 }
 

@@ -18,20 +18,21 @@
 //! 16-byte nodes depth-first, a split's left child right after it, a leaf stepping to itself.
 //!
 //! Both walk [`LANES`] trees in lock-step so their dependent loads overlap, and hand leaves
-//! over in tree order so sums round as the library's do. Splits read the *gathered* input:
-//! `xs[slot]`, the value of the ensemble's `slot`-th distinct column, fetched once per predict.
+//! over in tree order so sums round as the library's do.
+//!
+//! **One comparison a split.** Every split of either library is restated, when built, as
+//! "the *first* child unless `y > t`", with `y` one of the ensemble's gathered inputs (`xs`,
+//! read from the row once per predict) and `t` an adjusted threshold (see [`SplitRule`]): the
+//! first child is the one a missing value takes, so NaN (which compares false) needs no test;
+//! when that is the right child the split is mirrored and reads the negated input; XGBoost's
+//! `x < t` becomes `!(x > next_down(t))`; LightGBM's zero-as-missing reads an input where zero
+//! is NaN, and its missing-type None one where NaN is zero. A step is then one load, one
+//! compare and an add, with no flags to test.
 
 use super::{MissingType, RawNode, RawTree, TreeLoadError, MAX_NODES_PER_TREE};
 
-// Node flags. The missing type is not stored as such: `flatten_tree` turns it into where a
-// NaN goes and whether zero goes the default way, which is all the walk needs.
+/// Flag of a linked node that is a leaf.
 pub(super) const LEAF: u8 = 1;
-/// The node's default direction (`default_left`).
-pub(super) const DEFAULT_LEFT: u8 = 2;
-/// A NaN goes left: `default_left` for missing types NaN and Zero, `0.0 <= threshold` for None.
-pub(super) const NAN_LEFT: u8 = 4;
-/// Zero (after LightGBM's tiny-value snap) takes the default direction: missing type Zero.
-pub(super) const ZERO_TO_DEFAULT: u8 = 8;
 
 /// Trees walked together.
 pub(super) const LANES: usize = 8;
@@ -42,12 +43,13 @@ const MAX_PERFECT_DEPTH: u32 = 10;
 /// A node of the linked layout; 16 bytes, children as absolute indices into the same array.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Node {
-    /// Split threshold, or the leaf value when `flags & LEAF`.
+    /// Adjusted threshold (the first child unless `input > value`), or the leaf value when
+    /// `flags & LEAF`.
     pub value: f64,
-    /// The right child; a split's left child is the next node (depth-first, left first), and
-    /// a leaf's right is itself.
+    /// The second child; a split's first child is the next node (depth-first, first child
+    /// first), and a leaf's second is itself.
     pub right: u32,
-    /// Snapshot column while building; the input's slot (see the module doc) once built.
+    /// The gathered input the split reads (0 for a leaf).
     pub column: u16,
     pub flags: u8,
 }
@@ -55,37 +57,89 @@ pub(super) struct Node {
 /// A split of the perfect layout: 8 bytes with an f32 threshold, 16 with an f64.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct Split<T> {
+    /// Adjusted threshold: the first child unless `input > threshold`.
     pub threshold: T,
-    /// Index into the gathered input.
+    /// Index into the gathered inputs.
     pub slot: u16,
-    pub flags: u8,
 }
 
-/// XGBoost's split: `x < split_condition` in f32, NaN to the default child.
-#[inline(always)]
-pub(super) fn xgboost_goes_left(t: f32, flags: u8, x: f32) -> bool {
-    // `x < t` is false and `!(x >= t)` true for NaN, which routes NaN by NAN_LEFT
-    // (= default_left) untested.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    std::hint::select_unpredictable(flags & NAN_LEFT != 0, !(x >= t), x < t)
+/// How a split reads its column: the transforms of [`SplitRule::input`].
+pub(super) mod read {
+    /// The value as it is.
+    pub const PLAIN: u8 = 0;
+    /// The value negated (a mirrored split).
+    pub const NEGATED: u8 = 1;
+    /// NaN read as 0.0 (LightGBM's missing type None).
+    pub const NAN_AS_ZERO: u8 = 2;
+    /// 0.0 read as NaN (LightGBM's missing type Zero: zero goes where missing goes).
+    pub const ZERO_AS_NAN: u8 = 3;
+    /// 0.0 read as NaN, then negated (a mirrored zero-as-missing split).
+    pub const ZERO_AS_NAN_NEGATED: u8 = 4;
 }
 
-/// LightGBM's `NumericalDecision` on an input already snapped as its dense predict path snaps
-/// it (`|x| <= kZeroThreshold` reads as 0.0, see `TreeEnsemble::predict`):
-/// ```text
-/// if isnan(x) && missing != NaN { x = 0 }
-/// if (missing == Zero && IsZero(x)) || (missing == NaN && isnan(x)) { return default_left }
-/// return x <= threshold
-/// ```
-/// restated without branches using the per-node bits [`flatten_tree`] derives: where NaN goes
-/// (`NAN_LEFT`) and whether zero goes the default way (`ZERO_TO_DEFAULT`).
-#[inline(always)]
-pub(super) fn lightgbm_goes_left(t: f64, flags: u8, x: f64) -> bool {
-    // `x <= t` is false and `!(x > t)` true for NaN, so NaN goes where NAN_LEFT says.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    let compared = std::hint::select_unpredictable(flags & NAN_LEFT != 0, !(x > t), x <= t);
-    let to_default = (flags & ZERO_TO_DEFAULT != 0) & (x == 0.0);
-    std::hint::select_unpredictable(to_default, flags & DEFAULT_LEFT != 0, compared)
+/// A library's split restated as one comparison (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct SplitRule {
+    /// The first child is the right one (the split reads a negated input).
+    pub mirrored: bool,
+    /// Which transform of the column the split reads (a [`read`] constant).
+    pub input: u8,
+    /// The first child unless `input > threshold`.
+    pub threshold: f64,
+}
+
+impl SplitRule {
+    /// XGBoost: left when `x < t` in f32, NaN to the default child. Unmirrored (default left):
+    /// for f32 `x`, `x < t` is `!(x > next_down(t))`. Mirrored (default right): right when
+    /// `x >= t`, which is `!(-x > -t)`.
+    pub fn xgboost(threshold: f64, default_left: bool) -> Self {
+        let t = threshold as f32;
+        if default_left {
+            Self {
+                mirrored: false,
+                input: read::PLAIN,
+                threshold: f64::from(t.next_down()),
+            }
+        } else {
+            Self {
+                mirrored: true,
+                input: read::NEGATED,
+                threshold: f64::from(-t),
+            }
+        }
+    }
+
+    /// LightGBM's `NumericalDecision`, fed as its dense-matrix predict path feeds it:
+    /// ```text
+    /// if isnan(x) && missing != NaN { x = 0 }
+    /// if (missing == Zero && IsZero(x)) || (missing == NaN && isnan(x)) { return default_left }
+    /// return x <= threshold
+    /// ```
+    /// Unmirrored: left when `!(x > t)`. Mirrored (missing values go right): right when
+    /// `x > t`, which for f64 `x` is `!(-x > next_down(-t))`.
+    pub fn lightgbm(threshold: f64, default_left: bool, missing: MissingType) -> Self {
+        let (input, can_mirror) = match missing {
+            MissingType::None => (read::NAN_AS_ZERO, false),
+            MissingType::NaN => (read::PLAIN, true),
+            MissingType::Zero => (read::ZERO_AS_NAN, true),
+        };
+        if default_left || !can_mirror {
+            return Self {
+                mirrored: false,
+                input,
+                threshold,
+            };
+        }
+        Self {
+            mirrored: true,
+            input: if input == read::ZERO_AS_NAN {
+                read::ZERO_AS_NAN_NEGATED
+            } else {
+                read::NEGATED
+            },
+            threshold: (-threshold).next_down(),
+        }
+    }
 }
 
 /// The linked layout: every tree's nodes depth-first, one array.
@@ -107,15 +161,18 @@ impl Linked {
     pub fn for_each_leaf<X: Copy>(
         &self,
         xs: &[X],
-        goes_left: impl Fn(f64, u8, X) -> bool,
+        greater: impl Fn(X, f64) -> bool,
         mut add: impl FnMut(f64),
     ) {
         let step = |i: usize| {
             let n = &self.nodes[i];
-            let x = xs[usize::from(n.column)];
-            // A split's left child follows it; a leaf "goes left" to itself.
-            let left = i + (n.flags & LEAF == 0) as usize;
-            std::hint::select_unpredictable(goes_left(n.value, n.flags, x), left, n.right as usize)
+            // A split's first child follows it; both "children" of a leaf are itself.
+            let first = i + (n.flags & LEAF == 0) as usize;
+            std::hint::select_unpredictable(
+                greater(xs[usize::from(n.column)], n.value),
+                n.right as usize,
+                first,
+            )
         };
         let mut chunks = self.roots.chunks_exact(LANES);
         for (chunk, &depth) in (&mut chunks).zip(&self.lane_depths) {
@@ -192,7 +249,6 @@ impl<T: Copy + Default, L: Copy> Perfect<T, L> {
                     tree_splits[pos] = Split {
                         threshold: threshold(n.value),
                         slot: n.column,
-                        flags: n.flags,
                     };
                     stack.push((n.right as usize, 2 * pos + 2, d + 1));
                     stack.push((i + 1, 2 * pos + 1, d + 1));
@@ -210,17 +266,14 @@ impl<T: Copy + Default, L: Copy> Perfect<T, L> {
     /// Calls `add` with each tree's leaf value, in tree order: [`LANES`] trees at a time,
     /// `depth` branch-free steps each.
     #[inline(always)]
-    pub fn for_each_leaf<X: Copy>(
-        &self,
-        xs: &[X],
-        goes_left: impl Fn(T, u8, X) -> bool,
-        mut add: impl FnMut(L),
-    ) {
+    pub fn for_each_leaf(&self, xs: &[T], mut add: impl FnMut(L))
+    where
+        T: PartialOrd,
+    {
         let inner = (1_usize << self.depth) - 1;
         let walk = |splits: &[Split<T>], at: &mut usize| {
             let s = splits[*at];
-            *at =
-                2 * *at + 2 - usize::from(goes_left(s.threshold, s.flags, xs[usize::from(s.slot)]));
+            *at = 2 * *at + 1 + usize::from(xs[usize::from(s.slot)] > s.threshold);
         };
         let mut trees = self
             .splits
@@ -277,10 +330,15 @@ pub(super) fn to_u32(n: usize, label: &str) -> Result<u32, TreeLoadError> {
 
 /// Checks one tree, appends its reachable nodes to `out` in depth-first order (with snapshot
 /// columns), and returns its depth (edges from the root to the deepest leaf).
+///
+/// `rule` restates each split as one comparison; `keys` gets, per node, the input it reads as
+/// `snapshot column * 8 + read` (0 for leaves), for the caller to map to gathered slots.
 pub(super) fn flatten_tree(
     tree: &RawTree,
     feature_columns: &[u32],
+    rule: &dyn Fn(f64, bool, MissingType) -> SplitRule,
     out: &mut Vec<Node>,
+    keys: &mut Vec<u32>,
     s: Scratch<'_>,
 ) -> Result<u32, TreeLoadError> {
     let label = tree.label.as_str();
@@ -305,8 +363,22 @@ pub(super) fn flatten_tree(
     while let Some((i, d)) = s.stack.pop() {
         s.order.push(i);
         depth = depth.max(d);
-        if let RawNode::Split { left, right, .. } = tree.nodes[i as usize] {
-            for (side, child) in [("right", right), ("left", left)] {
+        if let RawNode::Split {
+            left,
+            right,
+            threshold,
+            default_left,
+            missing,
+            ..
+        } = tree.nodes[i as usize]
+        {
+            // Pushed second child first, so the first child is emitted right after the split.
+            let children = if rule(threshold, default_left, missing).mirrored {
+                [("left", left), ("right", right)]
+            } else {
+                [("right", right), ("left", left)]
+            };
+            for (side, child) in children {
                 let c = child as usize;
                 if c >= n {
                     return Err(TreeLoadError::format(
@@ -336,6 +408,7 @@ pub(super) fn flatten_tree(
         ));
     }
     // Pass 2: emit in that order with absolute child indices.
+    let columns_limit = u32::MAX / 8;
     let base = out.len();
     s.map.clear();
     s.map.resize(n, u32::MAX);
@@ -353,6 +426,7 @@ pub(super) fn flatten_tree(
                     ));
                 }
                 // A leaf steps to itself, so lanes of unequal depth can walk in step.
+                keys.push(0);
                 Node {
                     value,
                     column: 0,
@@ -385,33 +459,26 @@ pub(super) fn flatten_tree(
                         ),
                     ));
                 };
-                let nan_left = match missing {
-                    MissingType::None => 0.0 <= threshold,
-                    MissingType::Zero | MissingType::NaN => default_left,
-                };
-                let mut flags = 0;
-                for (set, bit) in [
-                    (default_left, DEFAULT_LEFT),
-                    (nan_left, NAN_LEFT),
-                    (missing == MissingType::Zero, ZERO_TO_DEFAULT),
-                ] {
-                    if set {
-                        flags |= bit;
-                    }
-                }
-                // Depth-first, left first: the left child is the next node.
-                debug_assert_eq!(s.map[left as usize], here + 1);
-                let Ok(column) = u16::try_from(column) else {
+                if column > columns_limit || column > u32::from(u16::MAX) {
                     return Err(TreeLoadError::format(
                         format!("{label} node {i}"),
                         format!("snapshot column {column} is beyond 65,535"),
                     ));
+                }
+                let r = rule(threshold, default_left, missing);
+                let (first, second) = if r.mirrored {
+                    (right, left)
+                } else {
+                    (left, right)
                 };
+                // Depth-first, first child first: the first child is the next node.
+                debug_assert_eq!(s.map[first as usize], here + 1);
+                keys.push(column * 8 + u32::from(r.input));
                 Node {
-                    value: threshold,
-                    column,
-                    right: s.map[right as usize],
-                    flags,
+                    value: r.threshold,
+                    column: 0,
+                    right: s.map[second as usize],
+                    flags: 0,
                 }
             }
         };
