@@ -15,6 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use nextbest::engine::{self, CtxValue, Decision, NoContacts, Request, Unbounded};
 use nextbest::features::FeatureStore;
+use nextbest::model::lightgbm::parse_lightgbm;
 use nextbest::model::xgboost::parse_xgboost;
 use nextbest::model::LoadedModel;
 
@@ -171,6 +172,23 @@ fn trees_in_cache(c: &mut Criterion) {
         b.iter(|| {
             at = (at + 1) % rows.len();
             black_box(ensemble.predict(black_box(rows[at])))
+        })
+    });
+    // A LightGBM model of 80 leaf-wise trees of 31 leaves (linked layout), on exact f64
+    // inputs: the float fixture's snapshot, whose values f32 does not all hold.
+    let dir = common::trees_dir();
+    let floats = std::fs::read(dir.join("float_inputs.csv")).expect("fixture");
+    let floats = FeatureStore::from_csv_bytes(&floats, "float_inputs.csv").expect("snapshot");
+    let resolve = |name: &str| floats.column(name).map(|c| c as u32);
+    let text = std::fs::read_to_string(dir.join("lgb_float.txt")).expect("fixture");
+    let lgb = parse_lightgbm(&text, &resolve).expect("lgb_float");
+    let rows: Vec<_> = (0..64)
+        .filter_map(|r| floats.exact_row_at(r * 31))
+        .collect();
+    c.bench_function("trees/lgb_80x31_in_cache", |b| {
+        b.iter(|| {
+            at = (at + 1) % rows.len();
+            black_box(lgb.predict(black_box(rows[at])))
         })
     });
 }

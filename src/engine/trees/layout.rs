@@ -6,10 +6,13 @@
 //! syntax.
 //!
 //! **Perfect** (chosen when the trees are shallow enough that padding costs little, as
-//! XGBoost's depth-limited trees are): every tree padded to the ensemble's depth `D` and stored
-//! breadth-first without child pointers, children of `i` at `2i + 1` and `2i + 2`; a leaf above
-//! depth `D` becomes pad splits whose every descendant leaf holds its value, so where a pad
-//! sends a value does not matter. A split is 8 bytes for XGBoost (f32 threshold, the input's
+//! XGBoost's depth-limited trees are): every tree padded to the ensemble's depth `D`, without
+//! child pointers; a leaf above depth `D` becomes pad splits whose every descendant leaf holds
+//! its value, so where a pad sends a value does not matter. Splits are stored in blocks of
+//! three levels, each breadth-first (children of `j` at `2j + 1` and `2j + 2`) in 8 slots
+//! aligned to a cache line: the top block, then the 8 blocks below it, and so on, so a path
+//! through a depth-6 tree reads two lines of splits (breadth-first over the whole tree, it
+//! read four or five). A split is 8 bytes for XGBoost (f32 threshold, the input's
 //! slot, flags) and 16 for LightGBM (f64 threshold), leaves sit in a side array, and a walk is
 //! `D` steps of `i = 2i + 2 - left` with no branch. Measured on a 100-tree depth-6 XGBoost
 //! ensemble against 16-byte linked nodes: see BENCHMARKS.md.
@@ -199,15 +202,31 @@ impl Linked {
     }
 }
 
-/// The perfect layout: every tree padded to depth `depth`, splits breadth-first, leaves apart.
+/// Levels of a tree per block of the perfect layout: 7 splits and a pad slot, one cache line
+/// of 8-byte splits.
+const BLOCK_LEVELS: u32 = 3;
+/// Most block levels (`MAX_PERFECT_DEPTH` / `BLOCK_LEVELS`, rounded up).
+const MAX_BLOCK_LEVELS: usize = 4;
+
+/// The perfect layout: every tree padded to depth `depth`, its splits in blocks of three
+/// levels (a top block, then one block per path below it, ...) so a root-to-leaf path of a
+/// depth-6 tree reads two cache lines of splits and one of leaves; leaves apart.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Perfect<T, L> {
-    /// `2^depth - 1` splits per tree, tree after tree.
-    pub splits: Vec<Split<T>>,
-    /// `2^depth` leaves per tree, tree after tree.
-    pub leaves: Vec<L>,
-    pub depth: u32,
-    pub n_trees: usize,
+    /// `stride` slots per tree, tree after tree, from `origin` (which aligns them to 64
+    /// bytes); block `q` of block level `k` of a tree starts at `offsets[k] + q << heights[k]`
+    /// and holds its splits breadth-first.
+    splits: Vec<Split<T>>,
+    /// `2^depth` leaves per tree, tree after tree, left to right.
+    leaves: Vec<L>,
+    origin: usize,
+    stride: usize,
+    /// Levels of each block level (3, except a shallower last one).
+    heights: [u32; MAX_BLOCK_LEVELS],
+    offsets: [usize; MAX_BLOCK_LEVELS],
+    block_levels: usize,
+    depth: u32,
+    n_trees: usize,
 }
 
 impl<T: Copy + Default, L: Copy> Perfect<T, L> {
@@ -228,13 +247,37 @@ impl<T: Copy + Default, L: Copy> Perfect<T, L> {
         if n_trees * (2 * inner + 1) > growth.saturating_mul(linked.nodes.len()) {
             return None;
         }
-        let mut splits = vec![Split::default(); n_trees * inner];
+        let block_levels = depth.div_ceil(BLOCK_LEVELS) as usize;
+        let (mut heights, mut offsets) = ([0; MAX_BLOCK_LEVELS], [0; MAX_BLOCK_LEVELS]);
+        let mut stride = 0;
+        for k in 0..block_levels {
+            heights[k] = BLOCK_LEVELS.min(depth - k as u32 * BLOCK_LEVELS);
+            offsets[k] = stride;
+            // 8^k blocks of 2^height slots (the last one of each unused).
+            stride += (1 << (BLOCK_LEVELS as usize * k)) << heights[k];
+        }
+        // Where breadth-first position `pos` at depth `d` lives in a tree's slots.
+        let slot_of = |pos: usize, d: u32| {
+            let (k, r) = ((d / BLOCK_LEVELS) as usize, d % BLOCK_LEVELS);
+            let in_level = pos + 1 - (1 << d);
+            let block = in_level >> r;
+            offsets[k] + (block << heights[k]) + (1 << r) - 1 + (in_level & ((1 << r) - 1))
+        };
+        let line = 64 / std::mem::size_of::<Split<T>>().max(1);
+        let mut splits = vec![Split::default(); n_trees * stride + line];
+        let misaligned = (splits.as_ptr() as usize) % 64;
+        let size = std::mem::size_of::<Split<T>>();
+        let origin = if misaligned.is_multiple_of(size) {
+            ((64 - misaligned) % 64) / size
+        } else {
+            0
+        };
         let mut leaves = Vec::with_capacity(n_trees * (inner + 1));
         let mut stack = Vec::new();
         for (t, &root) in linked.roots.iter().enumerate() {
             let base = leaves.len();
             leaves.resize(base + inner + 1, leaf(0.0));
-            let tree_splits = &mut splits[t * inner..(t + 1) * inner];
+            let tree_splits = &mut splits[origin + t * stride..origin + (t + 1) * stride];
             // (linked index, breadth-first position, depth)
             stack.push((root as usize, 0_usize, 0_u32));
             while let Some((i, pos, d)) = stack.pop() {
@@ -246,7 +289,7 @@ impl<T: Copy + Default, L: Copy> Perfect<T, L> {
                     let first = (pos + 1) * span - 1 - inner;
                     leaves[base + first..base + first + span].fill(leaf(n.value));
                 } else {
-                    tree_splits[pos] = Split {
+                    tree_splits[slot_of(pos, d)] = Split {
                         threshold: threshold(n.value),
                         slot: n.column,
                     };
@@ -258,6 +301,11 @@ impl<T: Copy + Default, L: Copy> Perfect<T, L> {
         Some(Self {
             splits,
             leaves,
+            origin,
+            stride,
+            heights,
+            offsets,
+            block_levels,
             depth,
             n_trees,
         })
@@ -270,42 +318,54 @@ impl<T: Copy + Default, L: Copy> Perfect<T, L> {
     where
         T: PartialOrd,
     {
-        let inner = (1_usize << self.depth) - 1;
-        let walk = |splits: &[Split<T>], at: &mut usize| {
-            let s = splits[*at];
-            *at = 2 * *at + 1 + usize::from(xs[usize::from(s.slot)] > s.threshold);
-        };
-        let mut trees = self
-            .splits
-            .chunks_exact(inner.max(1))
-            .zip(self.leaves.chunks_exact(inner + 1));
-        if inner == 0 {
+        let n_leaves = 1_usize << self.depth;
+        if self.depth == 0 {
             // Every tree is one leaf.
             self.leaves.iter().for_each(|&v| add(v));
             return;
         }
-        let groups = self.n_trees / LANES;
-        for _ in 0..groups {
-            let mut lane: [(&[Split<T>], &[L]); LANES] = [(&[], &[]); LANES];
-            for l in lane.iter_mut() {
-                *l = trees.next().unwrap_or((&[], &[]));
+        let splits = &self.splits[self.origin..];
+        // One tree from its first slot: the leaf's index among the tree's leaves.
+        let walk_block = |tree: usize, k: usize, q: usize| {
+            let block = &splits[tree + self.offsets[k] + (q << self.heights[k])..];
+            let mut j = 0;
+            for _ in 0..self.heights[k] {
+                let s = block[j];
+                j = 2 * j + 1 + usize::from(xs[usize::from(s.slot)] > s.threshold);
             }
-            let mut at = [0_usize; LANES];
-            for _ in 0..self.depth {
-                for (a, (splits, _)) in at.iter_mut().zip(&lane) {
-                    walk(splits, a);
+            (q << self.heights[k]) | (j + 1 - (1 << self.heights[k]))
+        };
+        let groups = self.n_trees / LANES;
+        for g in 0..groups {
+            let first = g * LANES;
+            let mut q = [0_usize; LANES];
+            for k in 0..self.block_levels {
+                let h = self.heights[k];
+                let mut at = [0_usize; LANES];
+                let mut base = [0_usize; LANES];
+                for (l, b) in base.iter_mut().enumerate() {
+                    *b = (first + l) * self.stride + self.offsets[k] + (q[l] << h);
+                }
+                for _ in 0..h {
+                    for (a, &b) in at.iter_mut().zip(&base) {
+                        let s = splits[b + *a];
+                        *a = 2 * *a + 1 + usize::from(xs[usize::from(s.slot)] > s.threshold);
+                    }
+                }
+                for (qq, a) in q.iter_mut().zip(at) {
+                    *qq = (*qq << h) | (a + 1 - (1 << h));
                 }
             }
-            for (a, (_, leaves)) in at.iter().zip(&lane) {
-                add(leaves[a - inner]);
+            for (l, leaf) in q.iter().enumerate() {
+                add(self.leaves[(first + l) * n_leaves + leaf]);
             }
         }
-        for (splits, leaves) in trees {
-            let mut at = 0;
-            for _ in 0..self.depth {
-                walk(splits, &mut at);
+        for t in groups * LANES..self.n_trees {
+            let mut q = 0;
+            for k in 0..self.block_levels {
+                q = walk_block(t * self.stride, k, q);
             }
-            add(leaves[at - inner]);
+            add(self.leaves[t * n_leaves + q]);
         }
     }
 

@@ -274,8 +274,8 @@ fn reference_margin(
 #[test]
 fn perfect_and_linked_layouts_agree_bit_for_bit() {
     let mut rng = Rng(7);
-    for round in 0..40 {
-        let depth = (round % 6) as u32;
+    for round in 0..45 {
+        let depth = (round % 9) as u32;
         let n_trees = 1 + rng.below(21) as usize;
         let trees: Vec<RawTree> = (0..n_trees)
             .map(|t| random_tree(&mut rng, depth, format!("trees[{t}]")))
