@@ -1,8 +1,8 @@
 //! Tree ensembles in their runtime form: compact node arrays scored without allocating.
 //!
 //! Owns: the ensemble ([`TreeEnsemble`]) and its choice of layout (`layout`: a padded
-//! breadth-first *perfect* layout of 8-byte splits where the trees allow it, linked 16-byte
-//! nodes where they do not), the exact split semantics of each library ([`Flavor`]),
+//! *perfect* layout of 8-byte splits in cache-line blocks where the trees allow it, linked
+//! 16-byte nodes where they do not), the exact split semantics of each library ([`Flavor`]),
 //! structural validation of trees handed in by the parsers ([`RawTree`]), and the load error
 //! type ([`TreeLoadError`]). Must not: read files, know model-file syntax, look up
 //! feature names (beyond handing them to the caller's resolver), or allocate / panic on the

@@ -12,18 +12,19 @@
 //! three levels, each breadth-first (children of `j` at `2j + 1` and `2j + 2`) in 8 slots
 //! aligned to a cache line: the top block, then the 8 blocks below it, and so on, so a path
 //! through a depth-6 tree reads two lines of splits (breadth-first over the whole tree, it
-//! read four or five). A split is 8 bytes for XGBoost (f32 threshold, the input's
-//! slot, flags) and 16 for LightGBM (f64 threshold), leaves sit in a side array, and a walk is
-//! `D` steps of `i = 2i + 2 - left` with no branch. Measured on a 100-tree depth-6 XGBoost
-//! ensemble against 16-byte linked nodes: see BENCHMARKS.md.
+//! read four or five). A split is 8 bytes for XGBoost (f32 threshold and the input's slot) and
+//! 16 for LightGBM (f64 threshold), leaves sit in a side array, and a walk is `D` steps of
+//! `j = 2j + 1 + (x > t)` with no branch. Measured on a 100-tree depth-6 XGBoost ensemble
+//! against 16-byte linked nodes and against plain breadth-first order: see BENCHMARKS.md.
 //!
 //! **Linked** (the fallback for deep or lopsided trees, as LightGBM's leaf-wise trees are):
-//! 16-byte nodes depth-first, a split's left child right after it, a leaf stepping to itself.
+//! 16-byte nodes depth-first, a split's first child right after it, a leaf stepping to itself.
 //!
 //! Both walk [`LANES`] trees in lock-step so their dependent loads overlap, and hand leaves
 //! over in tree order so sums round as the library's do.
 //!
-//! **One comparison a split.** Every split of either library is restated, when built, as
+//! **One comparison a split.** (Infinite inputs, which no snapshot holds, may go the other
+//! way at an infinite threshold; every finite input and NaN go as in the library.) Every split of either library is restated, when built, as
 //! "the *first* child unless `y > t`", with `y` one of the ensemble's gathered inputs (`xs`,
 //! read from the row once per predict) and `t` an adjusted threshold (see [`SplitRule`]): the
 //! first child is the one a missing value takes, so NaN (which compares false) needs no test;
