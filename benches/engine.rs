@@ -16,6 +16,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use nextbest::engine::{self, CtxValue, Decision, NoContacts, Request, Unbounded};
 use nextbest::features::FeatureStore;
+use nextbest::model::lightgbm::parse_lightgbm;
+use nextbest::model::xgboost::parse_xgboost;
 use nextbest::model::LoadedModel;
 
 use common::{MixItem, NOW_MS};
@@ -159,6 +161,40 @@ fn decide_50_trees(c: &mut Criterion) {
     g.finish();
 }
 
+/// One 100-tree depth-6 XGBoost ensemble scoring rows of the demo snapshot, all of it in cache:
+/// the walk itself, without a decision around it (target: <= 0.5 us).
+fn trees_in_cache(c: &mut Criterion) {
+    let (store, _) = common::demo();
+    let bytes = std::fs::read(common::trees_dir().join("bench_100x6.json")).expect("fixture");
+    let resolve = |name: &str| store.column(name).map(|c| c as u32);
+    let ensemble = parse_xgboost(&bytes, None, &resolve).expect("bench_100x6");
+    let rows: Vec<&[f32]> = (0..64).filter_map(|r| store.row_at(r * 97)).collect();
+    let mut at = 0;
+    c.bench_function("trees/100x6_in_cache", |b| {
+        b.iter(|| {
+            at = (at + 1) % rows.len();
+            black_box(ensemble.predict(black_box(rows[at])))
+        })
+    });
+    // A LightGBM model of 80 leaf-wise trees of 31 leaves (linked layout), on exact f64
+    // inputs: the float fixture's snapshot, whose values f32 does not all hold.
+    let dir = common::trees_dir();
+    let floats = std::fs::read(dir.join("float_inputs.csv")).expect("fixture");
+    let floats = FeatureStore::from_csv_bytes(&floats, "float_inputs.csv").expect("snapshot");
+    let resolve = |name: &str| floats.column(name).map(|c| c as u32);
+    let text = std::fs::read_to_string(dir.join("lgb_float.txt")).expect("fixture");
+    let lgb = parse_lightgbm(&text, &resolve).expect("lgb_float");
+    let rows: Vec<_> = (0..64)
+        .filter_map(|r| floats.exact_row_at(r * 31))
+        .collect();
+    c.bench_function("trees/lgb_80x31_in_cache", |b| {
+        b.iter(|| {
+            at = (at + 1) % rows.len();
+            black_box(lgb.predict(black_box(rows[at])))
+        })
+    });
+}
+
 /// `FeatureStore::row` on the demo snapshot (10k rows, cache-resident) and on a synthetic
 /// 1M-row one (21 MB of values plus the index: mostly cache misses, as in production).
 fn feature_lookup(c: &mut Criterion) {
@@ -254,6 +290,7 @@ criterion_group!(
     decide_demo,
     decide_50_logistic,
     decide_50_trees,
+    trees_in_cache,
     feature_lookup,
     compile_1000
 );

@@ -488,15 +488,28 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
             std::ptr::eq(row, at),
             "id `{id}` looks up to another row than {r}"
         );
+        let exact = store.exact_row(id).expect("every id looks up");
         for (c, (field, &v)) in record.iter().skip(1).zip(row).enumerate() {
             assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
+            // The f64 the text means, as the libraries read it; the row keeps its f32, and
+            // the exact row the f64 itself (below f32's normal range, the f32).
             let want = if field.is_empty() {
-                f32::NAN
+                f64::NAN
             } else {
                 let text = std::str::from_utf8(field).expect("numbers are UTF-8");
-                text.parse::<f32>().expect("a loaded value parses")
+                text.parse::<f64>().expect("a loaded value parses")
             };
-            assert_eq!(v.to_bits(), want.to_bits(), "row {r} column {c}");
+            assert_eq!(v.to_bits(), (want as f32).to_bits(), "row {r} column {c}");
+            let want_exact = if want.abs() < f64::from(f32::MIN_POSITIVE) {
+                f64::from(v)
+            } else {
+                want
+            };
+            assert_eq!(
+                exact.f64(c).to_bits(),
+                want_exact.to_bits(),
+                "row {r} column {c}"
+            );
         }
         rows += 1;
     }
@@ -512,10 +525,11 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
     for r in 0..store.len() {
         let id = store.id_at(r).expect("row has an id");
         assert_eq!(back.id_at(r), Some(id));
-        let (a, b) = (store.row(id).unwrap(), back.row(id).unwrap());
-        assert_eq!(a.len(), b.len());
+        let (a, b) = (store.exact_row(id).unwrap(), back.exact_row(id).unwrap());
+        assert_eq!(a.values().len(), b.values().len());
         assert!(
-            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            (0..a.values().len()).all(|c| a.f64(c).to_bits() == b.f64(c).to_bits()
+                && a.f32(c).to_bits() == b.f32(c).to_bits()),
             "row {r}"
         );
     }
@@ -562,8 +576,15 @@ pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         let row = store.row(id).expect("every id looks up");
         let at = store.row_at(r).expect("row in range");
         assert!(std::ptr::eq(row, at), "id `{id}` looks up to another row");
+        let exact = store.exact_row(id).expect("every id looks up");
         for (c, v) in row.iter().enumerate() {
             assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
+            // The exact value is the f32's own or one that rounds to it.
+            let x = exact.f64(c);
+            assert!(
+                (x as f32).to_bits() == v.to_bits() || (v.is_nan() && x.is_nan()),
+                "row {r} column {c}: {x:e}"
+            );
         }
     }
     assert!(store.id_at(store.len()).is_none());

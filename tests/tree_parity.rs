@@ -112,10 +112,11 @@ fn check(model: &str, ensemble: &TreeEnsemble, inputs: &Inputs) {
         exact += usize::from(ours == p);
     }
     println!(
-        "{model:18} trees={:3} nodes={:5} rows={} worst |dp|={worst_p:.3e} (row {worst_p_row}) \
+        "{model:18} trees={:3} nodes={:5} perfect={:5} rows={} worst |dp|={worst_p:.3e} (row {worst_p_row}) \
          worst |dmargin|={worst_m:.3e} bit-exact p={exact}/{n} margin={exact_m}/{n}",
         ensemble.n_trees(),
         ensemble.n_nodes(),
+        ensemble.is_perfect_layout(),
         expected.len(),
         n = expected.len()
     );
@@ -266,4 +267,68 @@ fn demo_tree_offers_match_the_libraries() {
         }
     }
     eprintln!("demo trees: worst diff {worst:e}");
+}
+
+/// Float features as a warehouse export writes them (2 to 6 decimals, many beyond what f32
+/// holds at their magnitude), loaded through the real CSV loader and its `.nbf` round trip,
+/// against the libraries' predictions on the f64 values parsed from the same text. Rows 0-899
+/// sit on split thresholds and their f64 and f32 neighbours; NaN, zeros and tiny values too.
+#[test]
+fn float_inputs_match_the_libraries() {
+    let bytes = std::fs::read(fixture("float_inputs.csv")).expect("float_inputs.csv");
+    let store = nextbest::features::FeatureStore::from_csv_bytes(&bytes, "float_inputs.csv")
+        .expect("float snapshot loads");
+    let binary = nextbest::features::FeatureStore::from_nbf_bytes(&store.to_nbf_bytes(), "f.nbf")
+        .expect("float snapshot round-trips");
+    let resolve = |name: &str| store.column(name).map(|c| c as u32);
+    let models: [(&str, TreeEnsemble); 3] = [
+        (
+            "lgb_float",
+            parse_lightgbm(&read("lgb_float.txt"), &resolve).expect("lgb_float"),
+        ),
+        (
+            "lgb_float_zero",
+            parse_lightgbm(&read("lgb_float_zero.txt"), &resolve).expect("lgb_float_zero"),
+        ),
+        (
+            "xgb_float",
+            parse_xgboost(&read("xgb_float.json").into_bytes(), None, &resolve).expect("xgb"),
+        ),
+    ];
+    let (header, rows) = csv("float_predictions.csv");
+    assert_eq!(rows.len(), store.len());
+    let mut failures = Vec::new();
+    for (model, ensemble) in &models {
+        let p = header.iter().position(|h| h == model).expect("column");
+        let m = header
+            .iter()
+            .position(|h| *h == format!("{model}__margin"))
+            .expect("margin column");
+        let (mut worst, mut wrong) = (0.0_f64, 0);
+        for r in &rows {
+            let (mut want_p, mut want_m): (f64, f64) =
+                (r[p].parse().expect("f64"), r[m].parse().expect("f64"));
+            if ensemble.flavor() == Flavor::XgBoost {
+                (want_p, want_m) = (f64::from(want_p as f32), f64::from(want_m as f32));
+            }
+            for s in [&store, &binary] {
+                let row = s.exact_row(&r[0]).expect("customer");
+                let (got_p, got_m) = (ensemble.predict(row), ensemble.margin(row));
+                let d = (got_p - want_p).abs().max((got_m - want_m).abs() / 10.0);
+                worst = worst.max(d);
+                if d.is_nan() || d > TOLERANCE {
+                    wrong += 1;
+                }
+            }
+        }
+        println!(
+            "{model:15} rows={} perfect={} worst={worst:.3e} wrong={wrong}",
+            rows.len(),
+            ensemble.is_perfect_layout()
+        );
+        if wrong > 0 {
+            failures.push(format!("{model}: {wrong} rows off, worst {worst:e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
 }

@@ -18,7 +18,7 @@ pub use policy::{OfferCaps, Policies};
 pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test};
 pub use scorer::{Logistic, Scorer};
 
-use crate::features::FeatureStore;
+use crate::features::{FeatureRow, FeatureStore};
 
 /// Most offers one answer may hold, whatever the request asks.
 pub const MAX_LIMIT: usize = 50;
@@ -398,7 +398,7 @@ pub fn decide<'m>(
         ranked: Vec::new(),
         explain: Vec::new(),
     };
-    let row = req.customer_id.and_then(|id| features.row(id));
+    let row = req.customer_id.and_then(|id| features.exact_row(id));
     let (Some(slot), Some(ch), Some(row)) = (slot, channel, row) else {
         d.fallback = Some(if slot.is_some() {
             FallbackReason::UnknownCustomer
@@ -418,7 +418,7 @@ pub fn decide<'m>(
         }
     }
     let input = RuleInput {
-        features: row,
+        features: row.values(),
         context: &ctx[..model.context_keys.len()],
     };
     let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);
@@ -453,7 +453,16 @@ pub fn decide<'m>(
         {
             break;
         }
-        let verdict = evaluate(model, offer, oi as usize, &input, req, contacts, now_ms);
+        let verdict = evaluate(
+            model,
+            offer,
+            oi as usize,
+            &input,
+            row,
+            req,
+            contacts,
+            now_ms,
+        );
         if let Verdict::Scored {
             propensity, score, ..
         } = verdict
@@ -508,11 +517,16 @@ pub fn keep_top(top: &mut Vec<Ranked>, limit: usize, r: Ranked) {
 }
 
 #[inline]
+// One offer's verdict needs the model, the offer, the customer's row two ways (for rules and
+// for exact tree scores), the request (adaptive draws), the contact view and the time: a struct
+// would only rename these for one caller on the hot path.
+#[allow(clippy::too_many_arguments)]
 fn evaluate<'m>(
     model: &'m CompiledModel,
     offer: &'m Offer,
     index: usize,
     input: &RuleInput<'_, '_>,
+    row: FeatureRow<'_>,
     req: &Request<'_>,
     contacts: &impl ContactView,
     now_ms: i64,
@@ -533,7 +547,7 @@ fn evaluate<'m>(
             let d = a.draw(offer.id_hash, req.learnt.as_ref());
             (d.draw, Some(d))
         }
-        s => (s.predict(input.features), None),
+        s => (s.predict(row), None),
     };
     // A model may hold any finite weight, so terms can overflow to +inf and -inf and sum to
     // NaN. NaN compares false with every threshold and sorts above +inf: it would pass

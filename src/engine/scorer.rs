@@ -1,5 +1,7 @@
 //! Propensity scorers in their compiled form: feature names already resolved to columns.
 
+use crate::features::FeatureRow;
+
 /// A logistic model: `p = 1 / (1 + e^-(intercept + Σ w·x))`.
 ///
 /// A missing feature contributes `w · impute` where the model gave an imputed value for it,
@@ -45,11 +47,13 @@ pub enum Scorer {
 }
 
 impl Scorer {
-    /// Propensity in `[0, 1]` for one feature row.
+    /// Propensity in `[0, 1]` for one feature row: a [`FeatureRow`] from the store (tree
+    /// ensembles read its exact values) or a bare `&[f32]`.
     #[inline]
-    pub fn predict(&self, row: &[f32]) -> f64 {
+    pub fn predict<'r>(&self, row: impl Into<FeatureRow<'r>>) -> f64 {
+        let row = row.into();
         match self {
-            Scorer::Logistic(l) => l.predict(row),
+            Scorer::Logistic(l) => l.predict(row.values()),
             Scorer::Constant(p) => *p,
             Scorer::Trees(t) => t.predict(row),
             // Without the counts snapshot (the engine draws with it), the prior's mean.

@@ -1,15 +1,21 @@
-//! Tree ensembles in their runtime form: one flat node array scored without allocating.
+//! Tree ensembles in their runtime form: compact node arrays scored without allocating.
 //!
-//! Owns: the flattened layout ([`TreeEnsemble`]), the exact split semantics of each library
-//! ([`Flavor`]), structural validation of trees handed in by the parsers ([`RawTree`]), and the
-//! load error type ([`TreeLoadError`]). Must not: read files, know model-file syntax, look up
+//! Owns: the ensemble ([`TreeEnsemble`]) and its choice of layout (`layout`: a padded
+//! *perfect* layout of 8-byte splits in cache-line blocks where the trees allow it, linked
+//! 16-byte nodes where they do not), the exact split semantics of each library ([`Flavor`]),
+//! structural validation of trees handed in by the parsers ([`RawTree`]), and the load error
+//! type ([`TreeLoadError`]). Must not: read files, know model-file syntax, look up
 //! feature names (beyond handing them to the caller's resolver), or allocate / panic on the
 //! scoring path. Parsers in `model::xgboost` and `model::lightgbm` translate files into
 //! [`RawTree`]s; everything structural is checked here once, so `predict` walks unchecked
 //! paths only in the sense that every index it follows was proven in range at build time.
 //!
-//! Scoring walks [`LANES`] trees in lock-step with branch-free turns (a leaf steps to itself),
-//! and adds leaf values in tree order so the sum rounds exactly as the library's does.
+//! Scoring first gathers the ensemble's inputs from the row, once: XGBoost's as the f32 the
+//! snapshot keeps (XGBoost casts its input to f32 itself), LightGBM's as the exact f64 the
+//! source gave (the snapshot's residuals restore what f32 dropped; LightGBM compares in f64),
+//! snapped and checked once instead of at every split. Then it walks several trees in
+//! lock-step with branch-free turns, and adds leaf values in tree order so the sum rounds
+//! exactly as the library's does.
 
 /// Most nodes one tree may hold (parsers refuse larger trees before building).
 pub const MAX_NODES_PER_TREE: usize = 100_000;
@@ -123,48 +129,64 @@ pub struct RawTree {
     pub allowed_unreachable: usize,
 }
 
-// Node flags. The missing type is not stored as such: `flatten_tree` turns it into where a
-// NaN goes and whether zero goes the default way, which is all the walk needs.
-const LEAF: u8 = 1;
-/// The node's default direction (`default_left`).
-const DEFAULT_LEFT: u8 = 2;
-/// A NaN goes left: `default_left` for missing types NaN and Zero, `0.0 <= threshold` for None.
-const NAN_LEFT: u8 = 4;
-/// Zero (after LightGBM's tiny-value snap) takes the default direction: missing type Zero.
-const ZERO_TO_DEFAULT: u8 = 8;
+mod layout;
 
-/// A node of the flat array; 24 bytes, children as absolute indices into the same array.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Node {
-    /// Split threshold, or the leaf value when `flags & LEAF`.
-    value: f64,
-    /// The right child; a split's left child is the next node (depth-first, left first), and
-    /// a leaf's right is itself. 16 bytes a node, not 24: the working set of an ensemble is
-    /// what a decision over many of them pays for in cache misses.
-    right: u32,
-    /// Snapshot column read by the split (snapshots have at most 4,096 columns).
-    column: u16,
-    flags: u8,
+use layout::{flatten_tree, read, to_u32, Linked, Node, Perfect, Scratch, SplitRule, LANES, LEAF};
+
+use crate::features::FeatureRow;
+
+/// The layout an ensemble was given (see `layout`).
+#[derive(Debug, Clone, PartialEq)]
+enum Layout {
+    /// Linked nodes: deep or lopsided trees.
+    Linked(Linked),
+    /// XGBoost, padded breadth-first: f32 thresholds and leaves.
+    Perfect32(Perfect<f32, f32>),
+    /// LightGBM, padded breadth-first: f64 thresholds and leaves.
+    Perfect64(Perfect<f64, f64>),
 }
 
-/// A flattened tree ensemble: features already mapped to snapshot columns.
+/// Which layout [`TreeEnsemble::build_with`] gives the trees.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Choice {
+    /// Perfect when the depth and padding allow it (`build`).
+    Auto,
+    /// Linked whatever the trees.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Linked,
+    /// Perfect up to its depth limit, whatever the padding.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Perfect,
+}
+
+/// Most padding the perfect layout may add in `build`: its nodes over the linked layout's.
+/// Depth-limited trees (XGBoost's) are near full and grow little; LightGBM's leaf-wise trees
+/// of the same leaf count go deep and would grow many times, and stay linked.
+const MAX_PERFECT_GROWTH: usize = 3;
+
+/// Inputs gathered on the stack; an ensemble reading more distinct columns gathers into a
+/// vector (one allocation per predict; no trained model here comes near).
+const GATHER_ON_STACK: usize = 64;
+
+/// A tree ensemble ready to score: features already mapped to snapshot columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TreeEnsemble {
     flavor: Flavor,
     /// Added before the first tree (XGBoost's logit(base_score); 0 for LightGBM).
     base_margin: f64,
-    /// Every tree's nodes, each tree in depth-first order (left child right after its parent).
-    nodes: Vec<Node>,
-    /// Index of each tree's root in `nodes`.
-    roots: Vec<u32>,
-    /// Per group of [`LANES`] consecutive trees, the deepest leaf's depth (steps to walk).
-    lane_depths: Vec<u32>,
+    layout: Layout,
+    /// What the splits read, ascending: `snapshot column * 8 + read` (a `layout::read`
+    /// transform); a split reads the input gathered from `inputs[slot]`.
+    inputs: Vec<u32>,
     /// Distinct snapshot columns the splits read, ascending.
     columns: Vec<u32>,
+    n_trees: usize,
+    /// Reachable nodes (leaves included) before any padding.
+    n_nodes: usize,
 }
 
 impl TreeEnsemble {
-    /// Validates parser output and flattens it; the one way to build an ensemble.
+    /// Validates parser output and lays it out; the one way to build an ensemble.
     ///
     /// `feature_columns[i]` is the snapshot column of model feature `i`. Checks: tree and node
     /// limits, child indices in range, every reachable node reached once (no cycles, no shared
@@ -174,6 +196,17 @@ impl TreeEnsemble {
         base_margin: f64,
         trees: &[RawTree],
         feature_columns: &[u32],
+    ) -> Result<Self, TreeLoadError> {
+        Self::build_with(flavor, base_margin, trees, feature_columns, Choice::Auto)
+    }
+
+    /// [`TreeEnsemble::build`] with the layout chosen by the caller (tests compare both).
+    fn build_with(
+        flavor: Flavor,
+        base_margin: f64,
+        trees: &[RawTree],
+        feature_columns: &[u32],
+        choice: Choice,
     ) -> Result<Self, TreeLoadError> {
         if trees.is_empty() {
             return Err(TreeLoadError::format("model", "no trees"));
@@ -200,18 +233,25 @@ impl TreeEnsemble {
         }
         let total: usize = trees.iter().map(|t| t.nodes.len()).sum();
         let mut nodes = Vec::with_capacity(total);
+        let mut keys = Vec::with_capacity(total);
         let mut roots = Vec::with_capacity(trees.len());
         let mut order = Vec::new();
         let mut stack = Vec::new();
         let mut seen = Vec::new();
         let mut local_to_flat = Vec::new();
         let mut depths = Vec::with_capacity(trees.len());
+        let rule = |threshold: f64, default_left: bool, missing: MissingType| match flavor {
+            Flavor::XgBoost => SplitRule::xgboost(threshold, default_left),
+            Flavor::LightGbm { .. } => SplitRule::lightgbm(threshold, default_left, missing),
+        };
         for tree in trees {
             roots.push(to_u32(nodes.len(), &tree.label)?);
             depths.push(flatten_tree(
                 tree,
                 feature_columns,
+                &rule,
                 &mut nodes,
+                &mut keys,
                 Scratch {
                     order: &mut order,
                     stack: &mut stack,
@@ -220,30 +260,78 @@ impl TreeEnsemble {
                 },
             )?);
         }
-        check_margin_range(flavor, base_margin, &nodes, &roots)?;
+        // Splits read gathered inputs: (column, read) -> slot among the distinct ones.
+        let mut inputs: Vec<u32> = nodes
+            .iter()
+            .zip(&keys)
+            .filter(|(n, _)| n.flags & LEAF == 0)
+            .map(|(_, &k)| k)
+            .collect();
+        inputs.sort_unstable();
+        inputs.dedup();
+        if inputs.len() > usize::from(u16::MAX) {
+            return Err(TreeLoadError::format(
+                "model",
+                format!("{} distinct split inputs, at most 65,535", inputs.len()),
+            ));
+        }
+        for (n, k) in nodes.iter_mut().zip(&keys) {
+            if n.flags & LEAF == 0 {
+                // Found: the list holds every split's key, and fits u16 (checked above).
+                n.column = inputs.binary_search(k).unwrap_or(0) as u16;
+            }
+        }
+        let mut columns: Vec<u32> = inputs.iter().map(|k| k / 8).collect();
+        columns.dedup();
         let lane_depths = depths
             .chunks_exact(LANES)
             .map(|c| c.iter().copied().max().unwrap_or(0))
             .collect();
-        let mut columns: Vec<u32> = nodes
-            .iter()
-            .filter(|n| n.flags & LEAF == 0)
-            .map(|n| u32::from(n.column))
-            .collect();
-        columns.sort_unstable();
-        columns.dedup();
-        Ok(Self {
-            flavor,
-            base_margin,
+        let n_nodes = nodes.len();
+        let linked = Linked {
             nodes,
             roots,
             lane_depths,
+        };
+        check_margin_range(flavor, base_margin, &linked)?;
+        let depth = depths.iter().copied().max().unwrap_or(0);
+        let perfect = |l: &Linked| -> Option<Layout> {
+            let growth = match choice {
+                Choice::Linked => return None,
+                Choice::Auto => MAX_PERFECT_GROWTH,
+                Choice::Perfect => usize::MAX,
+            };
+            Some(match flavor {
+                // XGBoost's thresholds and leaves are f32 values: narrowing keeps them exact.
+                Flavor::XgBoost => Layout::Perfect32(Perfect::from_linked(
+                    l,
+                    depth,
+                    growth,
+                    |t| t as f32,
+                    |v| v as f32,
+                )?),
+                Flavor::LightGbm { .. } => {
+                    Layout::Perfect64(Perfect::from_linked(l, depth, growth, |t| t, |v| v)?)
+                }
+            })
+        };
+        let layout = perfect(&linked).unwrap_or(Layout::Linked(linked));
+        Ok(Self {
+            flavor,
+            base_margin,
+            layout,
+            inputs,
             columns,
+            n_trees: trees.len(),
+            n_nodes,
         })
     }
 
     /// Probability for one customer's row (NaN = missing), as the library's predict gives it.
-    pub fn predict(&self, row: &[f32]) -> f64 {
+    ///
+    /// Takes a [`FeatureRow`] (exact values) or a bare `&[f32]` (read as exact).
+    pub fn predict<'r>(&self, row: impl Into<FeatureRow<'r>>) -> f64 {
+        let row = row.into();
         match self.flavor {
             Flavor::XgBoost => f64::from(xgboost_sigmoid(self.margin_xgboost(row))),
             Flavor::LightGbm { sigmoid } => {
@@ -253,7 +341,8 @@ impl TreeEnsemble {
     }
 
     /// Raw margin (sum of leaves + base margin) before the sigmoid.
-    pub fn margin(&self, row: &[f32]) -> f64 {
+    pub fn margin<'r>(&self, row: impl Into<FeatureRow<'r>>) -> f64 {
+        let row = row.into();
         match self.flavor {
             Flavor::XgBoost => f64::from(self.margin_xgboost(row)),
             Flavor::LightGbm { .. } => self.margin_lightgbm(row),
@@ -262,12 +351,12 @@ impl TreeEnsemble {
 
     /// Number of trees, for validation messages and benches.
     pub fn n_trees(&self) -> usize {
-        self.roots.len()
+        self.n_trees
     }
 
-    /// Number of reachable nodes kept (leaves included), for memory accounting and benches.
+    /// Number of reachable nodes (leaves included, padding not), for messages and benches.
     pub fn n_nodes(&self) -> usize {
-        self.nodes.len()
+        self.n_nodes
     }
 
     /// Snapshot columns read, for validation messages and benches.
@@ -280,62 +369,124 @@ impl TreeEnsemble {
         self.flavor
     }
 
-    /// XGBoost's CPU predictor: f32 accumulator seeded with the base margin, trees in order.
-    fn margin_xgboost(&self, row: &[f32]) -> f32 {
-        let mut sum = self.base_margin as f32;
-        self.for_each_leaf(row, xgboost_goes_left, |v| sum += v as f32);
-        sum
-    }
-
-    /// LightGBM's `Tree::Predict` summed over trees in f64 (init score is folded into tree 0).
-    fn margin_lightgbm(&self, row: &[f32]) -> f64 {
-        let mut sum = 0.0_f64;
-        self.for_each_leaf(row, lightgbm_goes_left, |v| sum += v);
-        sum
-    }
-
-    /// Calls `add` with each tree's leaf value, in tree order (so sums round as the library's).
-    ///
-    /// Trees are walked [`LANES`] at a time for as many steps as the deepest of them (a leaf
-    /// steps to itself), so the lanes' dependent loads overlap and there is no data-dependent
-    /// branch; trees left over are walked one by one until their leaf.
-    #[inline(always)]
-    fn for_each_leaf(
-        &self,
-        row: &[f32],
-        goes_left: impl Fn(&Node, f32) -> bool,
-        mut add: impl FnMut(f64),
-    ) {
-        let step = |i: usize| {
-            let n = &self.nodes[i];
-            let x = row.get(n.column as usize).copied().unwrap_or(f32::NAN);
-            // The turn is data-dependent: ask for a conditional move, not a branch.
-            // A split's left child follows it; a leaf "goes left" to itself.
-            let left = i + (n.flags & LEAF == 0) as usize;
-            std::hint::select_unpredictable(goes_left(n, x), left, n.right as usize)
+    /// Heap bytes the layout holds, for memory accounting and benches.
+    pub fn bytes_held(&self) -> usize {
+        let layout = match &self.layout {
+            Layout::Linked(l) => {
+                l.nodes.capacity() * std::mem::size_of::<Node>()
+                    + (l.roots.capacity() + l.lane_depths.capacity()) * 4
+            }
+            Layout::Perfect32(p) => p.bytes_held(),
+            Layout::Perfect64(p) => p.bytes_held(),
         };
-        let mut chunks = self.roots.chunks_exact(LANES);
-        for (chunk, &depth) in (&mut chunks).zip(&self.lane_depths) {
-            let mut at = [0_usize; LANES];
-            for (a, &r) in at.iter_mut().zip(chunk) {
-                *a = r as usize;
+        layout + (self.columns.capacity() + self.inputs.capacity()) * 4
+    }
+
+    /// True when the trees were given the padded breadth-first layout (tests and benches).
+    pub fn is_perfect_layout(&self) -> bool {
+        !matches!(self.layout, Layout::Linked(_))
+    }
+
+    /// Hands `score` the ensemble's inputs, `xs[slot]` read from the row as `inputs[slot]`
+    /// says (`value` reads a column): on the stack when they fit.
+    #[inline(always)]
+    fn gathered<X: Input, R>(
+        &self,
+        value: impl Fn(usize) -> X,
+        score: impl FnOnce(&[X]) -> R,
+    ) -> R {
+        let read = |key: u32| {
+            let x = value((key / 8) as usize);
+            match (key % 8) as u8 {
+                read::NEGATED => x.negated(),
+                read::NAN_AS_ZERO if x.is_nan() => X::ZERO,
+                read::ZERO_AS_NAN | read::ZERO_AS_NAN_NEGATED if x == X::ZERO => X::NAN,
+                read::ZERO_AS_NAN_NEGATED => x.negated(),
+                _ => x,
             }
-            for _ in 0..depth {
-                for a in at.iter_mut() {
-                    *a = step(*a);
-                }
+        };
+        let n = self.inputs.len();
+        if n <= GATHER_ON_STACK {
+            let mut xs = [X::NAN; GATHER_ON_STACK];
+            for (x, &k) in xs.iter_mut().zip(&self.inputs) {
+                *x = read(k);
             }
-            for a in at {
-                add(self.nodes[a].value);
-            }
+            score(&xs[..n])
+        } else {
+            let xs: Vec<X> = self.inputs.iter().map(|&k| read(k)).collect();
+            score(&xs)
         }
-        for &root in chunks.remainder() {
-            let mut i = root as usize;
-            while self.nodes[i].flags & LEAF == 0 {
-                i = step(i);
+    }
+
+    /// XGBoost's CPU predictor: f32 accumulator seeded with the base margin, trees in order,
+    /// on the f32 inputs (XGBoost's own cast).
+    fn margin_xgboost(&self, row: FeatureRow<'_>) -> f32 {
+        let score = |xs: &[f32]| {
+            let mut sum = self.base_margin as f32;
+            match &self.layout {
+                Layout::Perfect32(p) => p.for_each_leaf(xs, |v| sum += v),
+                Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t as f32, |v| sum += v as f32),
+                Layout::Perfect64(_) => {}
             }
-            add(self.nodes[i].value);
-        }
+            sum
+        };
+        self.gathered(|c| row.f32(c), score)
+    }
+
+    /// LightGBM's `Tree::Predict` summed over trees in f64 (init score is folded into tree 0),
+    /// on the exact f64 inputs.
+    fn margin_lightgbm(&self, row: FeatureRow<'_>) -> f64 {
+        // The dense-row predict path keeps only `|x| > kZeroThreshold || isnan(x)`; what it
+        // drops reads as 0.0 (so -0.0 and 1e-40 are exactly 0.0 there). After this, IsZero(x)
+        // is x == 0.
+        let snapped = |c: usize| {
+            let x = row.f64(c);
+            if x.abs() <= LIGHTGBM_ZERO_THRESHOLD {
+                0.0
+            } else {
+                x
+            }
+        };
+        let score = |xs: &[f64]| {
+            let mut sum = 0.0_f64;
+            match &self.layout {
+                Layout::Perfect64(p) => p.for_each_leaf(xs, |v| sum += v),
+                Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t, |v| sum += v),
+                Layout::Perfect32(_) => {}
+            }
+            sum
+        };
+        self.gathered(snapped, score)
+    }
+}
+
+/// What a split compares: f32 for XGBoost, f64 for LightGBM.
+trait Input: Copy + PartialEq {
+    const NAN: Self;
+    const ZERO: Self;
+    fn negated(self) -> Self;
+    fn is_nan(self) -> bool;
+}
+
+impl Input for f32 {
+    const NAN: Self = f32::NAN;
+    const ZERO: Self = 0.0;
+    fn negated(self) -> Self {
+        -self
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+}
+
+impl Input for f64 {
+    const NAN: Self = f64::NAN;
+    const ZERO: Self = 0.0;
+    fn negated(self) -> Self {
+        -self
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
     }
 }
 
@@ -347,9 +498,9 @@ impl TreeEnsemble {
 fn check_margin_range(
     flavor: Flavor,
     base_margin: f64,
-    nodes: &[Node],
-    roots: &[u32],
+    linked: &Linked,
 ) -> Result<(), TreeLoadError> {
+    let (nodes, roots) = (&linked.nodes, &linked.roots);
     let (limit, summed_in) = match flavor {
         Flavor::XgBoost => (f64::from(f32::MAX) / 2.0, "f32"),
         Flavor::LightGbm { .. } => (f64::MAX / 2.0, "f64"),
@@ -376,19 +527,6 @@ fn check_margin_range(
     Ok(())
 }
 
-/// Trees walked together by [`TreeEnsemble::for_each_leaf`].
-const LANES: usize = 8;
-
-/// XGBoost's split: `x < split_condition` in f32, NaN to the default child.
-#[inline(always)]
-fn xgboost_goes_left(n: &Node, x: f32) -> bool {
-    // `value` holds an f32 exactly, so this is XGBoost's float comparison. `x < t` is false
-    // and `!(x >= t)` true for NaN, which routes NaN by NAN_LEFT (= default_left) untested.
-    let t = n.value as f32;
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    std::hint::select_unpredictable(n.flags & NAN_LEFT != 0, !(x >= t), x < t)
-}
-
 /// Maps every model feature name to its snapshot column, reporting all unknown names at once.
 pub fn resolve_columns(
     names: &[String],
@@ -409,32 +547,6 @@ pub fn resolve_columns(
     }
 }
 
-/// LightGBM's `NumericalDecision`, fed as its dense-matrix predict path feeds it:
-/// ```text
-/// if isnan(x) && missing != NaN { x = 0 }
-/// if (missing == Zero && IsZero(x)) || (missing == NaN && isnan(x)) { return default_left }
-/// return x <= threshold
-/// ```
-/// restated without branches using the per-node bits [`flatten_tree`] derives: where NaN goes
-/// (`NAN_LEFT`) and whether zero goes the default way (`ZERO_TO_DEFAULT`).
-#[inline(always)]
-fn lightgbm_goes_left(n: &Node, raw: f32) -> bool {
-    let raw = f64::from(raw);
-    // The dense-row predict path keeps only `|x| > kZeroThreshold || isnan(x)`; what it drops
-    // reads as 0.0 (so -0.0 and 1e-40 are exactly 0.0 there). After this, IsZero(x) is x == 0.
-    let x = if raw.abs() <= LIGHTGBM_ZERO_THRESHOLD {
-        0.0
-    } else {
-        raw
-    };
-    // `x <= t` is false and `!(x > t)` true for NaN, so NaN goes where NAN_LEFT says.
-    #[allow(clippy::neg_cmp_op_on_partial_ord)]
-    let compared =
-        std::hint::select_unpredictable(n.flags & NAN_LEFT != 0, !(x > n.value), x <= n.value);
-    let to_default = (n.flags & ZERO_TO_DEFAULT != 0) & (x == 0.0);
-    std::hint::select_unpredictable(to_default, n.flags & DEFAULT_LEFT != 0, compared)
-}
-
 /// XGBoost's `common::Sigmoid(float)`, clamp and epsilon included.
 #[inline]
 fn xgboost_sigmoid(x: f32) -> f32 {
@@ -443,326 +555,5 @@ fn xgboost_sigmoid(x: f32) -> f32 {
     1.0_f32 / (x.exp() + 1.0_f32 + EPS)
 }
 
-/// Reusable buffers for [`flatten_tree`], so building a large ensemble allocates them once.
-struct Scratch<'a> {
-    order: &'a mut Vec<u32>,
-    stack: &'a mut Vec<(u32, u32)>,
-    seen: &'a mut Vec<bool>,
-    map: &'a mut Vec<u32>,
-}
-
-fn to_u32(n: usize, label: &str) -> Result<u32, TreeLoadError> {
-    u32::try_from(n).map_err(|_| TreeLoadError::format(label, "too many nodes in the ensemble"))
-}
-
-/// Checks one tree, appends its reachable nodes to `out` in depth-first order, and returns its
-/// depth (edges from the root to the deepest leaf).
-fn flatten_tree(
-    tree: &RawTree,
-    feature_columns: &[u32],
-    out: &mut Vec<Node>,
-    s: Scratch<'_>,
-) -> Result<u32, TreeLoadError> {
-    let label = tree.label.as_str();
-    let n = tree.nodes.len();
-    if n == 0 {
-        return Err(TreeLoadError::format(label, "tree has no nodes"));
-    }
-    if n > MAX_NODES_PER_TREE {
-        return Err(TreeLoadError::format(
-            label,
-            format!("{n} nodes, at most {MAX_NODES_PER_TREE} are allowed per tree"),
-        ));
-    }
-    // Pass 1: depth-first from the root, left first, each node at most once.
-    s.order.clear();
-    s.stack.clear();
-    s.seen.clear();
-    s.seen.resize(n, false);
-    s.stack.push((0, 0));
-    s.seen[0] = true;
-    let mut depth = 0;
-    while let Some((i, d)) = s.stack.pop() {
-        s.order.push(i);
-        depth = depth.max(d);
-        if let RawNode::Split { left, right, .. } = tree.nodes[i as usize] {
-            for (side, child) in [("right", right), ("left", left)] {
-                let c = child as usize;
-                if c >= n {
-                    return Err(TreeLoadError::format(
-                        format!("{label} node {i}"),
-                        format!("{side} child {child} is out of range ({n} nodes)"),
-                    ));
-                }
-                if s.seen[c] {
-                    return Err(TreeLoadError::format(
-                        format!("{label} node {i}"),
-                        format!("{side} child {child} is reached twice (cycle or shared subtree)"),
-                    ));
-                }
-                s.seen[c] = true;
-                s.stack.push((child, d + 1));
-            }
-        }
-    }
-    let unreachable = n - s.order.len();
-    if unreachable > tree.allowed_unreachable {
-        return Err(TreeLoadError::format(
-            label,
-            format!(
-                "{unreachable} nodes are unreachable from the root (at most {} allowed)",
-                tree.allowed_unreachable
-            ),
-        ));
-    }
-    // Pass 2: emit in that order with absolute child indices.
-    let base = out.len();
-    s.map.clear();
-    s.map.resize(n, u32::MAX);
-    for (k, &i) in s.order.iter().enumerate() {
-        s.map[i as usize] = to_u32(base + k, label)?;
-    }
-    for (k, &i) in s.order.iter().enumerate() {
-        let here = to_u32(base + k, label)?;
-        let node = match tree.nodes[i as usize] {
-            RawNode::Leaf { value } => {
-                if !value.is_finite() {
-                    return Err(TreeLoadError::format(
-                        format!("{label} node {i}"),
-                        format!("leaf value {value} is not finite"),
-                    ));
-                }
-                // A leaf steps to itself, so lanes of unequal depth can walk in step.
-                Node {
-                    value,
-                    column: 0,
-                    right: here,
-                    flags: LEAF,
-                }
-            }
-            RawNode::Split {
-                feature,
-                threshold,
-                left,
-                right,
-                default_left,
-                missing,
-            } => {
-                // LightGBM writes `inf` for a split whose right side holds only the last bin;
-                // an infinite threshold compares as it should, only NaN is meaningless.
-                if threshold.is_nan() {
-                    return Err(TreeLoadError::format(
-                        format!("{label} node {i}"),
-                        "threshold is NaN",
-                    ));
-                }
-                let Some(&column) = feature_columns.get(feature as usize) else {
-                    return Err(TreeLoadError::format(
-                        format!("{label} node {i}"),
-                        format!(
-                            "feature index {feature} is out of range ({} features)",
-                            feature_columns.len()
-                        ),
-                    ));
-                };
-                let nan_left = match missing {
-                    MissingType::None => 0.0 <= threshold,
-                    MissingType::Zero | MissingType::NaN => default_left,
-                };
-                let mut flags = 0;
-                for (set, bit) in [
-                    (default_left, DEFAULT_LEFT),
-                    (nan_left, NAN_LEFT),
-                    (missing == MissingType::Zero, ZERO_TO_DEFAULT),
-                ] {
-                    if set {
-                        flags |= bit;
-                    }
-                }
-                // Depth-first, left first: the left child is the next node.
-                debug_assert_eq!(s.map[left as usize], here + 1);
-                let Ok(column) = u16::try_from(column) else {
-                    return Err(TreeLoadError::format(
-                        format!("{label} node {i}"),
-                        format!("snapshot column {column} is beyond 65,535"),
-                    ));
-                };
-                Node {
-                    value: threshold,
-                    column,
-                    right: s.map[right as usize],
-                    flags,
-                }
-            }
-        };
-        out.push(node);
-    }
-    Ok(depth)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn split(
-        feature: u32,
-        threshold: f64,
-        left: u32,
-        right: u32,
-        default_left: bool,
-        missing: MissingType,
-    ) -> RawNode {
-        RawNode::Split {
-            feature,
-            threshold,
-            left,
-            right,
-            default_left,
-            missing,
-        }
-    }
-
-    fn stump(
-        flavor: Flavor,
-        missing: MissingType,
-        default_left: bool,
-        threshold: f64,
-    ) -> TreeEnsemble {
-        let tree = RawTree {
-            label: "t".into(),
-            nodes: vec![
-                split(0, threshold, 1, 2, default_left, missing),
-                RawNode::Leaf { value: -1.0 },
-                RawNode::Leaf { value: 1.0 },
-            ],
-            allowed_unreachable: 0,
-        };
-        TreeEnsemble::build(flavor, 0.0, &[tree], &[3]).expect("valid stump")
-    }
-
-    const LGB: Flavor = Flavor::LightGbm { sigmoid: 1.0 };
-
-    #[test]
-    fn xgboost_is_strict_less_than_and_nan_follows_default() {
-        let e = stump(Flavor::XgBoost, MissingType::NaN, true, 0.5);
-        let row = |x: f32| [0.0, 0.0, 0.0, x];
-        assert_eq!(e.margin(&row(0.4)), -1.0);
-        assert_eq!(e.margin(&row(0.5)), 1.0); // equal goes right
-        assert_eq!(e.margin(&row(f32::NAN)), -1.0);
-        assert_eq!(e.margin(&[0.0]), -1.0); // short row = missing
-        let e = stump(Flavor::XgBoost, MissingType::NaN, false, 0.5);
-        assert_eq!(e.margin(&row(f32::NAN)), 1.0);
-        assert_eq!(e.columns(), &[3]);
-    }
-
-    #[test]
-    fn lightgbm_missing_types() {
-        let row = |x: f32| [0.0, 0.0, 0.0, x];
-        // None: NaN reads as 0.0 and is compared; default_left is ignored.
-        let e = stump(LGB, MissingType::None, false, 0.5);
-        assert_eq!(e.margin(&row(f32::NAN)), -1.0);
-        assert_eq!(e.margin(&row(0.5)), -1.0); // equal goes left
-        let e = stump(LGB, MissingType::None, true, -0.5);
-        assert_eq!(e.margin(&row(f32::NAN)), 1.0);
-        // Zero: 0 and NaN go the default way, whatever the threshold says.
-        let e = stump(LGB, MissingType::Zero, false, 0.5);
-        assert_eq!(e.margin(&row(0.0)), 1.0);
-        assert_eq!(e.margin(&row(f32::NAN)), 1.0);
-        assert_eq!(e.margin(&row(1e-36)), 1.0);
-        assert_eq!(e.margin(&row(0.25)), -1.0);
-        // NaN: only NaN goes the default way; zero is compared.
-        let e = stump(LGB, MissingType::NaN, false, 0.5);
-        assert_eq!(e.margin(&row(f32::NAN)), 1.0);
-        assert_eq!(e.margin(&row(0.0)), -1.0);
-        assert_eq!(e.margin(&[]), 1.0); // out of range = NaN
-                                        // Tiny values are read as exact 0.0, as LightGBM's dense predict path does.
-        let e = stump(LGB, MissingType::None, false, -LIGHTGBM_ZERO_THRESHOLD);
-        assert_eq!(e.margin(&row(-1e-35)), 1.0);
-        assert_eq!(e.margin(&row(-1e-34)), -1.0);
-    }
-
-    #[test]
-    fn refuses_bad_structure() {
-        let leaf = RawNode::Leaf { value: 0.0 };
-        let mk = |nodes: Vec<RawNode>| RawTree {
-            label: "trees[0]".into(),
-            nodes,
-            allowed_unreachable: 0,
-        };
-        let bad_child = mk(vec![
-            split(0, 1.0, 1, 5, false, MissingType::NaN),
-            leaf,
-            leaf,
-        ]);
-        let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[bad_child], &[0]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "trees[0] node 0: right child 5 is out of range (3 nodes)"
-        );
-        let cycle = mk(vec![
-            split(0, 1.0, 1, 2, false, MissingType::NaN),
-            split(0, 1.0, 0, 2, false, MissingType::NaN),
-            leaf,
-        ]);
-        let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[cycle], &[0]).unwrap_err();
-        assert!(err.to_string().contains("reached twice"), "{err}");
-        let orphan = mk(vec![leaf, leaf]);
-        let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[orphan], &[0]).unwrap_err();
-        assert!(err.to_string().contains("unreachable"), "{err}");
-        let nan = mk(vec![RawNode::Leaf { value: f64::NAN }]);
-        assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[nan], &[0]).is_err());
-        let feat = mk(vec![
-            split(7, 1.0, 1, 2, false, MissingType::NaN),
-            leaf,
-            leaf,
-        ]);
-        let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[feat], &[0]).unwrap_err();
-        assert!(err.to_string().contains("feature index 7"), "{err}");
-        let big = mk(vec![leaf; MAX_NODES_PER_TREE + 1]);
-        assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[big], &[0]).is_err());
-    }
-
-    #[test]
-    fn refuses_leaves_whose_sum_overflows_the_margin() {
-        let leaves = |v: f64| RawTree {
-            label: "t".into(),
-            nodes: vec![
-                split(0, 0.5, 1, 2, true, MissingType::NaN),
-                RawNode::Leaf { value: v },
-                RawNode::Leaf { value: -v },
-            ],
-            allowed_unreachable: 0,
-        };
-        // A tree of leaves +-MAX / 4 is fine; two of +-MAX / 1.5 can sum past MAX.
-        let quarter = f64::from(f32::MAX) / 4.0;
-        assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[leaves(quarter)], &[0]).is_ok());
-        let big = leaves(f64::from(f32::MAX) / 1.5);
-        let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[big.clone(), big], &[0]);
-        assert!(err.unwrap_err().to_string().contains("summed in (f32"));
-        let lgb = Flavor::LightGbm { sigmoid: 1.0 };
-        assert!(TreeEnsemble::build(lgb, 0.0, &[leaves(f64::MAX / 4.0)], &[0]).is_ok());
-        let f64_big = leaves(f64::MAX / 1.5);
-        let err = TreeEnsemble::build(lgb, 0.0, &[f64_big.clone(), f64_big], &[0]);
-        assert!(err.unwrap_err().to_string().contains("summed in (f64"));
-    }
-
-    #[test]
-    fn flat_layout_is_depth_first() {
-        let tree = RawTree {
-            label: "t".into(),
-            nodes: vec![
-                split(0, 1.0, 2, 1, false, MissingType::NaN),
-                RawNode::Leaf { value: 2.0 },
-                RawNode::Leaf { value: 1.0 },
-            ],
-            allowed_unreachable: 0,
-        };
-        let e =
-            TreeEnsemble::build(Flavor::XgBoost, 0.0, &[tree.clone(), tree], &[0]).expect("valid");
-        assert_eq!((e.n_trees(), e.n_nodes()), (2, 6));
-        assert_eq!(std::mem::size_of::<Node>(), 16);
-        assert_eq!((e.nodes[0].right, e.nodes[3].right), (2, 5));
-        assert_eq!(e.margin(&[0.0]), 2.0);
-        assert_eq!(e.margin(&[1.0]), 4.0);
-    }
-}
+mod tests;

@@ -3,7 +3,10 @@
 //! Layout, all integers little-endian:
 //! `b"NBF1"`, `rows: u64`, `cols: u32`, per column `len: u16` + UTF-8 name,
 //! `arena_len: u64` + id bytes, `rows` x `end: u32`, `rows * cols` x `f32`, then a CRC-32 of
-//! everything before it, and nothing after. Values are read straight into their final
+//! everything before it, and nothing after. Version 2 (`b"NBF2"`, written only when some value
+//! is not exact in f32) adds, after the values, `exact_cols: u32`, that many ascending column
+//! indices as `u32`, and `rows * exact_cols` x `i32` residuals (see `exact`); version 1 files
+//! read as before. Values are read straight into their final
 //! `Vec<f32>` (one copy, no parsing); the id index is rebuilt on load. DESIGN.md suggested a
 //! memory map: reading into owned memory costs one sequential copy but needs no `unsafe`, and
 //! a snapshot file replaced or truncated under a running server cannot fault it.
@@ -12,10 +15,13 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
+use super::exact::ExactColumns;
 use super::index::{IdIndex, LayoutError};
 use super::{FeatureError, FeatureStore};
 
 const MAGIC: &[u8; 4] = b"NBF1";
+/// The form with residuals for values f32 does not hold.
+const MAGIC_EXACT: &[u8; 4] = b"NBF2";
 
 /// Writes a snapshot in the binary form.
 pub fn write_nbf(store: &FeatureStore, path: &Path) -> Result<(), FeatureError> {
@@ -42,8 +48,9 @@ fn write_to<W: Write>(store: &FeatureStore, inner: W) -> std::io::Result<W> {
         crc: crc32fast::Hasher::new(),
     };
     let (arena, ends) = store.ids().raw();
+    let exact = store.exact();
     let mut head = Vec::new();
-    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(if exact.is_empty() { MAGIC } else { MAGIC_EXACT });
     head.extend_from_slice(&(store.len() as u64).to_le_bytes());
     head.extend_from_slice(&(store.columns().len() as u32).to_le_bytes());
     for c in store.columns() {
@@ -58,6 +65,19 @@ fn write_to<W: Write>(store: &FeatureStore, inner: W) -> std::io::Result<W> {
         w.write_all(&bytes)?;
     }
     w.write_all(le_bytes(store.values()).as_ref())?;
+    if !exact.is_empty() {
+        w.write_all(&(exact.columns().len() as u32).to_le_bytes())?;
+        let cols: Vec<u8> = exact
+            .columns()
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .collect();
+        w.write_all(&cols)?;
+        for chunk in exact.residuals().chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|k| k.to_le_bytes()).collect();
+            w.write_all(&bytes)?;
+        }
+    }
     let crc = w.crc.clone().finalize();
     let mut inner = w.inner;
     inner.write_all(&crc.to_le_bytes())?;
@@ -107,9 +127,11 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
     };
     let mut magic = [0u8; 4];
     r.read_exact(&mut magic).map_err(truncated)?;
-    if &magic != MAGIC {
-        return Err(bad("not a nextbest binary snapshot (bad magic)".into()));
-    }
+    let with_exact = match &magic {
+        m if m == MAGIC => false,
+        m if m == MAGIC_EXACT => true,
+        _ => return Err(bad("not a nextbest binary snapshot (bad magic)".into())),
+    };
     let rows = r.u64().map_err(truncated)?;
     let cols = r.u32().map_err(truncated)? as usize;
     if cols > MAX_COLUMNS {
@@ -148,6 +170,23 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
     let mut values = vec![0f32; rows * cols];
     r.read_exact(bytemuck::cast_slice_mut(&mut values))
         .map_err(truncated)?;
+    let exact = if with_exact {
+        let n = r.u32().map_err(truncated)? as usize;
+        if n == 0 || n > cols || (rows as u64).saturating_mul(4 * n as u64) > file_len {
+            return Err(bad(format!(
+                "{n} exact columns do not fit {cols} columns and {file_len} bytes"
+            )));
+        }
+        let mut exact_cols = vec![0u32; n];
+        r.read_exact(bytemuck::cast_slice_mut(&mut exact_cols))
+            .map_err(truncated)?;
+        let mut residuals = vec![0i32; rows * n];
+        r.read_exact(bytemuck::cast_slice_mut(&mut residuals))
+            .map_err(truncated)?;
+        ExactColumns::from_parts(exact_cols, residuals)
+    } else {
+        ExactColumns::default()
+    };
     let computed = r.crc.clone().finalize();
     let mut stored = [0u8; 4];
     r.inner.read_exact(&mut stored).map_err(truncated)?;
@@ -178,7 +217,7 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
             columns[col], values[i]
         )));
     }
-    FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(bad)
+    FeatureStore::with_exact(columns, ids, values, exact, path.display().to_string()).map_err(bad)
 }
 
 /// The values as little-endian bytes (a no-op view on little-endian hosts).

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
 use super::{FeatureError, FeatureStore};
 
@@ -65,6 +66,7 @@ pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, Featu
     let guess = bytes.len() / (12 + 4 * width.max(1));
     let mut ids = IdIndex::with_capacity(guess, 10);
     let mut values: Vec<f32> = Vec::with_capacity(guess * width);
+    let mut exact = ExactBuilder::new(width);
     let mut record = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
@@ -102,32 +104,40 @@ pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, Featu
             )
         })?;
         for (i, field) in record.iter().enumerate().skip(1) {
-            values.push(parse_value(field).map_err(|detail| {
+            let v = parse_value(field).map_err(|detail| {
                 fault(
                     line,
                     i + 1,
                     format!("column `{}`: {detail}", columns[i - 1]),
                 )
-            })?);
+            })?;
+            values.push(exact.push(i - 1, v));
         }
+        exact.end_row();
     }
     values.shrink_to_fit();
-    FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(|detail| {
-        FeatureError::Format {
-            path: path.to_owned(),
-            detail,
-        }
+    let store = FeatureStore::with_exact(
+        columns,
+        ids,
+        values,
+        exact.finish(),
+        path.display().to_string(),
+    );
+    store.map_err(|detail| FeatureError::Format {
+        path: path.to_owned(),
+        detail,
     })
 }
 
-/// One field: empty is missing (NaN); otherwise a finite number.
-fn parse_value(field: &[u8]) -> Result<f32, String> {
+/// One field: empty is missing (NaN); otherwise a number whose f32 is finite. Parsed as f64
+/// (what the libraries were given) and narrowed from there, as numpy does for XGBoost.
+fn parse_value(field: &[u8]) -> Result<f64, String> {
     if field.is_empty() {
-        return Ok(f32::NAN);
+        return Ok(f64::NAN);
     }
     let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
-    match text.parse::<f32>() {
-        Ok(v) if v.is_finite() => Ok(v),
+    match text.parse::<f64>() {
+        Ok(v) if (v as f32).is_finite() => Ok(v),
         Ok(_) => Err(format!("`{text}` is not a finite number")),
         Err(_) => Err(format!("`{}` is not a number", text.escape_debug())),
     }

@@ -1,13 +1,15 @@
 //! The customer feature snapshot: precomputed numeric features per customer, held in memory,
 //! loaded from CSV, the compact `.nbf` form or Parquet.
 //!
-//! Values live in one row-major `Vec<f32>` (NaN marks a missing value), and customer ids in one
+//! Values live in one row-major `Vec<f32>` (NaN marks a missing value), with the exact f64 of
+//! values f32 does not hold kept beside it as residuals (see `exact`), and customer ids in one
 //! byte arena indexed by a hash table of row numbers, so a lookup by `&str` hashes once and
 //! allocates nothing. A store is immutable once built; a new snapshot is a new store, swapped
 //! in whole by the registry. This module does file I/O only in its loaders, never on lookups.
 
 mod binary;
 mod csv_load;
+mod exact;
 mod index;
 mod parquet;
 
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 pub use binary::write_nbf;
 /// The longest customer id, in bytes, anywhere: snapshots, decisions and events.
 pub use csv_load::MAX_ID_BYTES;
+pub use exact::{join_f64, split_f64, ExactBuilder, ExactColumns, FeatureRow};
 pub use index::IdIndex;
 
 /// What went wrong loading a snapshot, with the place in the file where it can be told.
@@ -56,6 +59,10 @@ pub enum FeatureError {
 pub struct FeatureStore {
     columns: Box<[Box<str>]>,
     values: Vec<f32>,
+    /// Residuals of the values f32 does not hold (empty when every value is exact in f32).
+    exact: ExactColumns,
+    /// Per column, its slot among `exact`'s columns (empty when `exact` is).
+    slot_of: Box<[u32]>,
     ids: IdIndex,
     source: String,
 }
@@ -91,9 +98,26 @@ impl FeatureStore {
         Ok(Self {
             columns: columns.into_iter().map(String::into_boxed_str).collect(),
             values,
+            exact: ExactColumns::default(),
+            slot_of: Box::default(),
             ids,
             source: source.into(),
         })
+    }
+
+    /// Builds a store whose values came as f64: the f32 values with the residuals an
+    /// [`ExactBuilder`] collected beside them, so every f64 reads back bit for bit.
+    pub fn with_exact(
+        columns: Vec<String>,
+        ids: IdIndex,
+        values: Vec<f32>,
+        exact: ExactColumns,
+        source: impl Into<String>,
+    ) -> Result<Self, String> {
+        let mut store = Self::new(columns, ids, values, source)?;
+        store.slot_of = exact.check(&store.values, store.columns.len())?;
+        store.exact = exact;
+        Ok(store)
     }
 
     /// Loads a snapshot, choosing the format by extension: `.nbf` binary, `.parquet` Parquet,
@@ -138,6 +162,31 @@ impl FeatureStore {
         self.values.get(row * w..(row + 1) * w)
     }
 
+    /// The feature row of a customer with the exact f64 of every value: what tree ensembles
+    /// compare (LightGBM in f64).
+    #[inline]
+    pub fn exact_row(&self, customer_id: &str) -> Option<FeatureRow<'_>> {
+        self.exact_row_at(self.ids.get(customer_id)? as usize)
+    }
+
+    /// [`FeatureStore::exact_row`] at a row index (0..len).
+    #[inline]
+    pub fn exact_row_at(&self, row: usize) -> Option<FeatureRow<'_>> {
+        let values = self.row_at(row)?;
+        let n = self.exact.columns().len();
+        let residuals = self
+            .exact
+            .residuals()
+            .get(row * n..(row + 1) * n)
+            .unwrap_or_default();
+        Some(FeatureRow::new(values, &self.slot_of, residuals))
+    }
+
+    /// The residuals of the values f32 does not hold (empty when every value is exact in f32).
+    pub fn exact(&self) -> &ExactColumns {
+        &self.exact
+    }
+
     /// The customer id at a row index.
     pub fn id_at(&self, row: usize) -> Option<&str> {
         self.ids.id_at(row)
@@ -170,7 +219,10 @@ impl FeatureStore {
 
     /// Heap bytes held: values, id arena and index; the figure operators size memory by.
     pub fn bytes_held(&self) -> usize {
-        self.values.capacity() * std::mem::size_of::<f32>() + self.ids.bytes_held()
+        self.values.capacity() * std::mem::size_of::<f32>()
+            + self.exact.bytes_held()
+            + self.slot_of.len() * 4
+            + self.ids.bytes_held()
     }
 
     /// Raw values in row-major order (for the binary writer).

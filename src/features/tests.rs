@@ -108,3 +108,45 @@ fn bytes_held_counts_values_and_index() {
     let s = parse("customer_id,a,b\nC1,1,2\nC2,3,4\n").unwrap();
     assert!(s.bytes_held() >= 4 * 4 + 4);
 }
+
+#[test]
+fn keeps_exact_values_f32_does_not_hold_and_round_trips_them() {
+    let s =
+        parse("customer_id,n,x,y\nC1,1,85.21,0.5\nC2,2,2710.2932,\nC3,3,0.25,1e-300\n").unwrap();
+    // Only the column holding values f32 cannot represent carries residuals.
+    assert_eq!(s.exact().columns(), &[1]);
+    let r = s.exact_row("C2").unwrap();
+    assert_eq!((r.f64(0), r.f64(1)), (2.0, 2710.2932));
+    assert!(r.f64(2).is_nan());
+    assert!(std::ptr::eq(r.values(), s.row("C2").unwrap()));
+    assert_eq!(s.exact_row("C1").unwrap().f64(1), 85.21);
+    assert_eq!(s.row("C1").unwrap()[1], 85.21_f32);
+    // Below f32's normal range the f32 (here 0) stands for the value.
+    assert_eq!(s.exact_row("C3").unwrap().f64(2), 0.0);
+    let bytes = s.to_nbf_bytes();
+    assert_eq!(&bytes[..4], b"NBF2");
+    let back = FeatureStore::from_nbf_bytes(&bytes, "t.nbf").unwrap();
+    assert_eq!(back.exact(), s.exact());
+    assert_eq!(back.exact_row("C2").unwrap().f64(1), 2710.2932);
+    // Residuals cost 4 bytes per row of an inexact column, nothing for the others.
+    assert_eq!(s.exact().residuals().len(), 3);
+    // A damaged residual is refused, not misread (the checksum is recomputed to get there).
+    let mut bad = bytes[..bytes.len() - 4].to_vec();
+    let at = bad.len() - 4;
+    bad[at..].copy_from_slice(&(1_i32 << 30).to_le_bytes());
+    let crc = crc32fast::hash(&bad);
+    bad.extend_from_slice(&crc.to_le_bytes());
+    let err = FeatureStore::from_nbf_bytes(&bad, "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("residual"), "{err}");
+}
+
+#[test]
+fn f32_exact_snapshots_keep_the_version_1_form() {
+    let s = parse("customer_id,a,b\nC1,1.5,\nC2,,2\n").unwrap();
+    assert!(s.exact().is_empty());
+    let bytes = s.to_nbf_bytes();
+    assert_eq!(&bytes[..4], b"NBF1");
+    let back = FeatureStore::from_nbf_bytes(&bytes, "t.nbf").unwrap();
+    assert_eq!(back.row("C2").unwrap()[1], 2.0);
+    assert_eq!(back.exact_row("C2").unwrap().f64(1), 2.0);
+}
