@@ -329,8 +329,8 @@ impl Contacts {
     }
 
     /// Applies an event another replica accepted (its log record's payload), once per `id`:
-    /// to the contact state only, since the replica that accepted it counts it in events and
-    /// funnel metrics. False when the id was applied before or the event changes nothing.
+    /// to the contact state and the adaptive counts, not to the events and funnel metrics,
+    /// which the replica that accepted it counts. False when the id was applied before or the event changes nothing.
     pub fn apply_remote(&self, payload: &[u8], id: &str) -> Result<bool, RecordError> {
         let e = Event::decode(payload)?;
         let now = self.now_ms();
@@ -338,6 +338,8 @@ impl Contacts {
             return Ok(false);
         }
         self.shared.state.apply(&e, now);
+        // What adaptive offers learn comes from the whole fleet's impressions and outcomes.
+        self.shared.adaptive.observe(&e, now);
         Ok(true)
     }
 

@@ -17,6 +17,7 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
+use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
 use super::{FeatureError, FeatureStore};
 
@@ -75,6 +76,7 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         .map_err(|e| fault(e.to_string()))?;
     let mut ids = IdIndex::with_capacity(rows, 10);
     let mut values: Vec<f32> = Vec::with_capacity(rows.saturating_mul(width));
+    let mut exact = ExactBuilder::new(width);
     let mut done = 0usize;
     for batch in reader {
         let batch = batch.map_err(|e| fault(format!("after data row {done}: {e}")))?;
@@ -100,25 +102,33 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
                 ))
             })?;
         }
-        let start = values.len();
-        values.resize(start + n * width, f32::NAN);
-        for (c, name) in columns.iter().enumerate() {
-            let col = batch.column(c + 1);
-            for i in 0..n {
+        let cols: Vec<_> = (0..width).map(|c| batch.column(c + 1)).collect();
+        for i in 0..n {
+            for (c, col) in cols.iter().enumerate() {
                 let v = number_at(col.as_ref(), i);
                 if !v.is_finite() && !col.is_null(i) {
                     return Err(fault(format!(
-                        "row {}, column `{name}`: `{v}` is not a finite number",
-                        done + i + 1
+                        "row {}, column `{}`: `{v}` is not a finite number",
+                        done + i + 1,
+                        columns[c]
                     )));
                 }
-                values[start + i * width + c] = v;
+                // Kept exactly, as the CSV loader keeps a decimal f32 cannot hold.
+                values.push(exact.push(c, v));
             }
+            exact.end_row();
         }
         done += n;
     }
     values.shrink_to_fit();
-    FeatureStore::new(columns, ids, values, path.display().to_string()).map_err(fault)
+    FeatureStore::with_exact(
+        columns,
+        ids,
+        values,
+        exact.finish(),
+        path.display().to_string(),
+    )
+    .map_err(fault)
 }
 
 fn is_numeric(t: &DataType) -> bool {
@@ -151,28 +161,27 @@ fn string_at(a: &dyn Array, i: usize) -> Option<&str> {
     }
 }
 
-/// The value at `i` as the store holds it: NaN for null (and for a NaN the file holds, which
-/// the caller refuses).
-fn number_at(a: &dyn Array, i: usize) -> f32 {
+/// The value at `i` as the file holds it, in f64: NaN for null (and for a NaN the file holds,
+/// which the caller refuses).
+fn number_at(a: &dyn Array, i: usize) -> f64 {
     if a.is_null(i) {
-        return f32::NAN;
+        return f64::NAN;
     }
-    fn p<T: ArrowPrimitiveType>(a: &dyn Array, i: usize, f: impl Fn(T::Native) -> f32) -> f32 {
+    fn p<T: ArrowPrimitiveType>(a: &dyn Array, i: usize, f: impl Fn(T::Native) -> f64) -> f64 {
         f(a.as_primitive::<T>().value(i))
     }
     match a.data_type() {
-        DataType::Int8 => p::<Int8Type>(a, i, f32::from),
-        DataType::Int16 => p::<Int16Type>(a, i, f32::from),
-        DataType::Int32 => p::<Int32Type>(a, i, |v| v as f32),
-        DataType::Int64 => p::<Int64Type>(a, i, |v| v as f32),
-        DataType::UInt8 => p::<UInt8Type>(a, i, f32::from),
-        DataType::UInt16 => p::<UInt16Type>(a, i, f32::from),
-        DataType::UInt32 => p::<UInt32Type>(a, i, |v| v as f32),
-        DataType::UInt64 => p::<UInt64Type>(a, i, |v| v as f32),
-        DataType::Float32 => p::<Float32Type>(a, i, |v| v),
-        // Rounded to the store's f32, as the CSV loader parses text to f32.
-        DataType::Float64 => p::<Float64Type>(a, i, |v| v as f32),
-        DataType::Boolean => f32::from(u8::from(a.as_boolean().value(i))),
-        _ => f32::NAN,
+        DataType::Int8 => p::<Int8Type>(a, i, f64::from),
+        DataType::Int16 => p::<Int16Type>(a, i, f64::from),
+        DataType::Int32 => p::<Int32Type>(a, i, f64::from),
+        DataType::Int64 => p::<Int64Type>(a, i, |v| v as f64),
+        DataType::UInt8 => p::<UInt8Type>(a, i, f64::from),
+        DataType::UInt16 => p::<UInt16Type>(a, i, f64::from),
+        DataType::UInt32 => p::<UInt32Type>(a, i, f64::from),
+        DataType::UInt64 => p::<UInt64Type>(a, i, |v| v as f64),
+        DataType::Float32 => p::<Float32Type>(a, i, f64::from),
+        DataType::Float64 => p::<Float64Type>(a, i, |v| v),
+        DataType::Boolean => f64::from(u8::from(a.as_boolean().value(i))),
+        _ => f64::NAN,
     }
 }
