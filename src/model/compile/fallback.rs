@@ -5,14 +5,11 @@
 use std::collections::BTreeMap;
 
 use super::content::{encode, read_content, FallbackItem};
-use super::placements::PlacementDraft;
+use super::draft::{FallbackMap, PlacementDraft};
 use super::DEFAULT_FALLBACK_KEY;
 use crate::engine::{BuiltinChannel, BuiltinFallback, Fallback, FallbackStage, MAX_LIMIT};
 use crate::model::walk::{index, join, Fault, Faults, Value};
 use crate::model::MAX_NAME_BYTES;
-
-/// A model's fallback lists by (channel, placement or `default`).
-pub(super) type FallbackMap = BTreeMap<(String, String), Fallback>;
 
 /// Reads a model's `fallback`; entries with faults are left out (and the faults recorded).
 pub(super) fn read_fallback(

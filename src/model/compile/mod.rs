@@ -8,6 +8,7 @@
 //! and nothing here touches the file system.
 
 mod content;
+mod draft;
 mod fallback;
 mod offers;
 mod placements;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use simd_json::prelude::*;
 
-use super::placements::PlacementDraft;
+use super::draft::{OfferDraft, PlacementDraft};
 use super::rules::compile_rule;
 use super::scorers::compile_scorer;
 use super::{content, Ctx};
@@ -36,18 +36,6 @@ const OFFER_KEYS: &[&str] = &[
 ];
 /// Stands in for a `policies` object that had faults, so offers are still checked.
 static DEFAULT_POLICIES: policies::Declared = policies::Declared::EMPTY;
-
-/// Everything read from the document before channels are numbered.
-pub(super) struct OfferDraft {
-    /// The offer, its channel mask and content still empty.
-    pub(super) offer: Offer,
-    /// The channels it claims, by name.
-    pub(super) channels: Vec<String>,
-    /// The placements it claims, by name.
-    pub(super) placements: Vec<String>,
-    /// Its pre-encoded content by channel name.
-    pub(super) content: BTreeMap<String, Box<str>>,
-}
 
 /// Reads the `offers` array (a missing or empty one is a fault); ids must be unique.
 pub(super) fn read_offers(

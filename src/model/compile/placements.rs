@@ -6,22 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use simd_json::prelude::*;
 
-use super::fallback::FallbackMap;
-use super::offers::OfferDraft;
+use super::draft::{FallbackMap, OfferDraft, PlacementDraft};
 use super::DEFAULT_FALLBACK_KEY;
 use crate::engine::{Channel, Fallback, Offer, Slot, MAX_LIMIT};
 use crate::model::walk::{join, Faults, Object};
 use crate::model::{DEFAULT_PLACEMENT_LIMIT, MAX_CHANNELS, MAX_PLACEMENTS, MAX_PLACEMENT_PRIORITY};
-
-/// A placement as read, before channels are numbered.
-pub(super) struct PlacementDraft {
-    /// The channels it is shown on, by name.
-    pub(super) channels: Vec<String>,
-    /// Default number of offers.
-    pub(super) limit: usize,
-    /// Admission priority.
-    pub(super) priority: u8,
-}
 
 /// Reads the `placements` object; placements with faults are left out.
 pub(super) fn read_placements(
