@@ -253,3 +253,67 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
     let b = replica(&dir.0.join("b"), &redis.url());
     within("A's events on B", || async { applied(b.admin).await >= 40 }).await;
 }
+
+/// The (customer, offer) rows of a campaign's target list.
+fn targets(out: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(out.join("targets.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_owned(), f[2].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
+    use nextbest::campaign::{self, RunConfig};
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-campaign");
+    let a = replica(&dir.0.join("a"), &redis.url());
+    let cfg = |out: &str| RunConfig {
+        campaign: demo_dir().join("campaigns/demo_sms.json"),
+        out: dir.0.join(out),
+        models: demo_dir(),
+        features: demo_dir().join("features.csv"),
+        // The campaign's own data folder knows nothing: what it learns comes from the fleet.
+        data_dir: Some(dir.0.join("campaign-data")),
+        fleet: Some(nextbest::fleet::FleetConfig {
+            url: redis.url(),
+            partitions: 8,
+            catchup_wait: Duration::ZERO,
+            prefix: "nextbest:events".into(),
+        }),
+        now_ms: None,
+        contact_memory_bytes: 64 << 20,
+        progress_bar: false,
+    };
+    let first = cfg("r0");
+    tokio::task::spawn_blocking(move || campaign::run(&first).map(|_| ()))
+        .await
+        .unwrap()
+        .unwrap();
+    let (x, o) = targets(&dir.0.join("r0"))[0].clone();
+    let dismiss = json!({"type": "dismiss", "customer_id": x, "offer_id": o, "channel": "web"});
+    post_events(a.public, json!([dismiss])).await;
+    within("the dismiss shipped", || async {
+        let m = String::from_utf8(get(a.admin, "/metrics").await.body).unwrap();
+        metric(
+            &m,
+            "nextbest_replication_events_total{direction=\"shipped\"}",
+        ) >= 1
+    })
+    .await;
+    let second = cfg("r1");
+    tokio::task::spawn_blocking(move || campaign::run(&second).map(|_| ()))
+        .await
+        .unwrap()
+        .unwrap();
+    let rows = targets(&dir.0.join("r1"));
+    assert!(!rows.is_empty());
+    assert!(
+        !rows.contains(&(x.clone(), o.clone())),
+        "{x} dismissed {o} on the web, through another replica"
+    );
+}

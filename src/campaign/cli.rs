@@ -57,6 +57,12 @@ pub struct RunArgs {
     /// Worker threads for the scan (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
     pub workers: usize,
+    /// The fleet's Redis: its events of the horizon count too (unset: the local log only).
+    #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+    /// Stream partitions, as the fleet's replicas use them.
+    #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
+    pub redis_partitions: u16,
 }
 
 /// `nextbest campaign commit`.
@@ -140,6 +146,12 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 models: a.models,
                 features: a.features,
                 data_dir: Some(a.data_dir),
+                fleet: a.redis.map(|url| crate::fleet::FleetConfig {
+                    url,
+                    partitions: a.redis_partitions.max(1),
+                    catchup_wait: std::time::Duration::ZERO,
+                    prefix: "nextbest:events".into(),
+                }),
                 now_ms,
                 contact_memory_bytes: a.contact_memory_mb.max(1) << 20,
                 progress_bar: RunConfig::stderr_is_terminal(),

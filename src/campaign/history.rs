@@ -89,6 +89,15 @@ impl PastContacts {
         Ok(past)
     }
 
+    /// Adds one event from elsewhere (the fleet's streams), as if it were in the log.
+    pub fn add(&mut self, payload: &[u8], c: &Counting<'_>, now_ms: i64) {
+        if let Ok(e) = Event::decode(payload) {
+            self.events += 1;
+            self.state.apply(&e, now_ms);
+            self.count(&e, c, now_ms);
+        }
+    }
+
     fn count(&mut self, e: &Event<'_>, c: &Counting<'_>, now_ms: i64) {
         if e.kind != EventKind::Impression || e.ts_ms > now_ms {
             return;

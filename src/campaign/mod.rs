@@ -52,6 +52,9 @@ pub enum CampaignError {
     /// The event log could not be read.
     #[error("event log: {0}")]
     Log(#[from] LogError),
+    /// The fleet's Redis could not be read.
+    #[error("the fleet's events: {0}")]
+    Fleet(String),
     /// A suppression list could not be read.
     #[error("suppression list {path}: {source}")]
     Suppression {
@@ -133,6 +136,8 @@ pub struct RunConfig {
     pub features: PathBuf,
     /// The data folder whose event log holds the contact history; `None` for none.
     pub data_dir: Option<PathBuf>,
+    /// The fleet whose shared events count too (`--redis`); `None` for the local log only.
+    pub fleet: Option<crate::fleet::FleetConfig>,
     /// The decision time; `None` is now. The same inputs and time give the same bytes.
     pub now_ms: Option<i64>,
     /// Memory budget of the contact history rebuilt from the log.
@@ -216,10 +221,18 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
         capacity_window_ms: spec.capacity.map_or(0, |c| c.per.ms()),
         memory_bytes: cfg.contact_memory_bytes,
     };
-    let past = match &cfg.data_dir {
+    let mut past = match &cfg.data_dir {
         Some(dir) => history::PastContacts::read(dir, &counting, now_ms)?,
         None => history::PastContacts::empty(&counting),
     };
+    if let Some(fleet) = &cfg.fleet {
+        let origin = cfg.data_dir.as_deref().and_then(crate::fleet::origin_of);
+        let n = crate::fleet::read_history(fleet, counting.horizon_ms, origin.as_deref(), |p| {
+            past.add(p, &counting, now_ms)
+        })
+        .map_err(|e| CampaignError::Fleet(e.to_string()))?;
+        tracing::info!(events = n, "the fleet's events read from redis");
+    }
     tracing::info!(
         events = past.events,
         segments = past.segments,

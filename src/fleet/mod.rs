@@ -269,6 +269,66 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Reads the fleet's events of the last `horizon_ms` from every partition, once per event id,
+/// skipping those `skip_origin` shipped (a data folder's own replica: they are in its log):
+/// what a tool outside the serving path (an outbound campaign) needs of the fleet's history.
+/// Calls `f` with each event's log payload; returns how many were read.
+pub fn read_history(
+    config: &FleetConfig,
+    horizon_ms: i64,
+    skip_origin: Option<&str>,
+    mut f: impl FnMut(&[u8]),
+) -> Result<u64, FleetError> {
+    let redis_err = |e: redis::RedisError| FleetError::Url(format!("{}: {e}", redact(&config.url)));
+    let client = redis::Client::open(config.url.as_str()).map_err(redis_err)?;
+    let mut con = client.get_connection().map_err(redis_err)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut read = 0;
+    for p in 0..config.partitions {
+        let key = config.key(p);
+        let mut start = format!("{}-0", now_ms().saturating_sub(horizon_ms).max(0));
+        loop {
+            let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(&key)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(10_000)
+                .query(&mut con)
+                .map_err(redis_err)?;
+            for entry in &reply.ids {
+                let field = |name: &str| match entry.map.get(name) {
+                    Some(redis::Value::BulkString(b)) => Some(b.as_slice()),
+                    _ => None,
+                };
+                if skip_origin.is_some_and(|o| field("o") == Some(o.as_bytes())) {
+                    continue;
+                }
+                let (Some(payload), Some(id)) = (field("e"), field("i")) else {
+                    continue;
+                };
+                if seen.insert(id.to_vec()) {
+                    read += 1;
+                    f(payload);
+                }
+            }
+            match reply.ids.last() {
+                Some(last) if reply.ids.len() == 10_000 => start = format!("({}", last.id),
+                _ => break,
+            }
+        }
+    }
+    Ok(read)
+}
+
+/// The replica id a data folder's server ships under, if it has one.
+pub fn origin_of(data_dir: &Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join("replica-id"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
