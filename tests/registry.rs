@@ -84,7 +84,7 @@ async fn swaps_under_load_fail_no_request() {
         total += c.await.unwrap();
     }
     assert!(total > 50, "only {total} requests during the swaps");
-    assert_eq!(registry.loads.models_rejected(), 0);
+    assert_eq!(registry.loads.rejected(nextbest::registry::Part::Model), 0);
     let history = registry.history();
     assert_eq!(history.len(), 5);
     assert_eq!(history[0].version, "51");
@@ -130,9 +130,12 @@ async fn a_bad_model_is_refused_by_every_source_and_the_old_one_keeps_serving() 
     assert!(r.json()["detail"].as_str().unwrap().contains("line 1"));
 
     // The folder: refused, logged and counted; still version 1.
-    let before = registry.loads.models_rejected();
+    let before = registry.loads.rejected(nextbest::registry::Part::Model);
     models.publish("model.json", &serde_json::to_vec(&bad).unwrap());
-    eventually("the refusal", || registry.loads.models_rejected() > before).await;
+    eventually("the refusal", || {
+        registry.loads.rejected(nextbest::registry::Part::Model) > before
+    })
+    .await;
     assert_eq!(version_of(&registry), "1");
 
     // SIGHUP's reload from disk: refused the same way.

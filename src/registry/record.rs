@@ -121,11 +121,6 @@ impl LoadCounters {
     pub fn rejected(&self, part: Part) -> u64 {
         self.get(part, false)
     }
-
-    /// Rejected model loads so far.
-    pub fn models_rejected(&self) -> u64 {
-        self.rejected(Part::Model)
-    }
 }
 
 impl Collect for LoadCounters {

@@ -85,7 +85,6 @@ pub(super) fn decide(
     let contacts = DecideContacts::new(state, picked.map_or(0, |p| p.2), req.customer_id, variant);
     let mut id_buf = [0u8; ulid::ULID_LEN];
     let decision_id = contacts.decision_id(now_ms);
-    let learnt = state.contacts.adaptive().snapshot();
     let meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
@@ -109,6 +108,8 @@ pub(super) fn decide(
             } else {
                 let deadline = Deadline(started + budget);
                 let view = contacts.view(&model.policies, now_ms);
+                // Only a decision that runs the engine needs what adaptive offers learnt.
+                let learnt = state.contacts.adaptive().snapshot();
                 req.learnt = Some(Learnt {
                     posteriors: &learnt,
                     seed: adaptive::seed_of(decision_id.0),
