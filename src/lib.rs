@@ -35,7 +35,7 @@
 //! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
 //! (`registry.load()` once, `ModelSet::pick`, the customer's contact history,
 //! `engine::decide`, the funnel count) → `codec::encode_decision`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod campaign;

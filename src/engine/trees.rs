@@ -1,8 +1,8 @@
 //! Tree ensembles in their runtime form: compact node arrays scored without allocating.
 //!
-//! Owns: the ensemble ([`TreeEnsemble`]) and its choice of layout (`layout`: a padded
-//! *perfect* layout of 8-byte splits in cache-line blocks where the trees allow it, linked
-//! 16-byte nodes where they do not), the exact split semantics of each library ([`Flavor`]),
+//! Owns: the ensemble ([`TreeEnsemble`]) and its choice of layout (a padded *perfect* layout,
+//! `perfect`, of splits in cache-line blocks compared a block at a time, where the trees allow
+//! it; linked 16-byte nodes, `layout`, where they do not), the exact split semantics of each library ([`Flavor`]),
 //! structural validation of trees handed in by the parsers ([`RawTree`]), and the load error
 //! type ([`TreeLoadError`]). Must not: read files, know model-file syntax, look up
 //! feature names (beyond handing them to the caller's resolver), or allocate / panic on the
@@ -130,8 +130,10 @@ pub struct RawTree {
 }
 
 mod layout;
+mod perfect;
 
-use layout::{flatten_tree, read, to_u32, Linked, Node, Perfect, Scratch, SplitRule, LANES, LEAF};
+use layout::{flatten_tree, read, to_u32, Linked, Node, Scratch, SplitRule, LANES, LEAF};
+use perfect::Perfect;
 
 use crate::features::FeatureRow;
 
@@ -295,6 +297,7 @@ impl TreeEnsemble {
         };
         check_margin_range(flavor, base_margin, &linked)?;
         let depth = depths.iter().copied().max().unwrap_or(0);
+        let n_inputs = inputs.len();
         let perfect = |l: &Linked| -> Option<Layout> {
             let growth = match choice {
                 Choice::Linked => return None,
@@ -306,13 +309,19 @@ impl TreeEnsemble {
                 Flavor::XgBoost => Layout::Perfect32(Perfect::from_linked(
                     l,
                     depth,
+                    n_inputs,
                     growth,
                     |t| t as f32,
                     |v| v as f32,
                 )?),
-                Flavor::LightGbm { .. } => {
-                    Layout::Perfect64(Perfect::from_linked(l, depth, growth, |t| t, |v| v)?)
-                }
+                Flavor::LightGbm { .. } => Layout::Perfect64(Perfect::from_linked(
+                    l,
+                    depth,
+                    n_inputs,
+                    growth,
+                    |t| t,
+                    |v| v,
+                )?),
             })
         };
         let layout = perfect(&linked).unwrap_or(Layout::Linked(linked));

@@ -1,27 +1,16 @@
-//! The two runtime layouts of an ensemble and their walks; what a split compares.
+//! The linked layout and its walk; what a split compares.
 //!
-//! Owns: flattening a validated [`RawTree`] into linked nodes ([`flatten_tree`]), the
-//! *perfect* layout built from them ([`Perfect`]), and the walks of both. Must not: allocate or
+//! Owns: flattening a validated [`RawTree`] into linked nodes ([`flatten_tree`]), the walk of
+//! the linked layout, and the restating of each library's split as one comparison
+//! ([`SplitRule`]), which the perfect layout (`perfect`) reads too. Must not: allocate or
 //! panic on a walk (every index was proven in range when the layout was built), or know file
 //! syntax.
 //!
-//! **Perfect** (chosen when the trees are shallow enough that padding costs little, as
-//! XGBoost's depth-limited trees are): every tree padded to the ensemble's depth `D`, without
-//! child pointers; a leaf above depth `D` becomes pad splits whose every descendant leaf holds
-//! its value, so where a pad sends a value does not matter. Splits are stored in blocks of
-//! three levels, each breadth-first (children of `j` at `2j + 1` and `2j + 2`) in 8 slots
-//! aligned to a cache line: the top block, then the 8 blocks below it, and so on, so a path
-//! through a depth-6 tree reads two lines of splits (breadth-first over the whole tree, it
-//! read four or five). A split is 8 bytes for XGBoost (f32 threshold and the input's slot) and
-//! 16 for LightGBM (f64 threshold), leaves sit in a side array, and a walk is `D` steps of
-//! `j = 2j + 1 + (x > t)` with no branch. Measured on a 100-tree depth-6 XGBoost ensemble
-//! against 16-byte linked nodes and against plain breadth-first order: see BENCHMARKS.md.
-//!
-//! **Linked** (the fallback for deep or lopsided trees, as LightGBM's leaf-wise trees are):
-//! 16-byte nodes depth-first, a split's first child right after it, a leaf stepping to itself.
-//!
-//! Both walk [`LANES`] trees in lock-step so their dependent loads overlap, and hand leaves
-//! over in tree order so sums round as the library's do.
+//! **Linked** (for deep or lopsided trees, as LightGBM's leaf-wise trees are, and the source
+//! the perfect layout is padded from): 16-byte nodes depth-first, a split's first child right
+//! after it, a leaf stepping to itself. [`LANES`] trees are walked in lock-step so their
+//! dependent loads overlap, and leaves are handed over in tree order so sums round as the
+//! library's do.
 //!
 //! **One comparison a split.** (Infinite inputs, which no snapshot holds, may go the other
 //! way at an infinite threshold; every finite input and NaN go as in the library.) Every split of either library is restated, when built, as
@@ -41,9 +30,6 @@ pub(super) const LEAF: u8 = 1;
 /// Trees walked together.
 pub(super) const LANES: usize = 8;
 
-/// Deepest ensemble given the perfect layout (2^10 leaves a tree).
-const MAX_PERFECT_DEPTH: u32 = 10;
-
 /// A node of the linked layout; 16 bytes, children as absolute indices into the same array.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Node {
@@ -56,15 +42,6 @@ pub(super) struct Node {
     /// The gathered input the split reads (0 for a leaf).
     pub column: u16,
     pub flags: u8,
-}
-
-/// A split of the perfect layout: 8 bytes with an f32 threshold, 16 with an f64.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub(super) struct Split<T> {
-    /// Adjusted threshold: the first child unless `input > threshold`.
-    pub threshold: T,
-    /// Index into the gathered inputs.
-    pub slot: u16,
 }
 
 /// How a split reads its column: the transforms of [`SplitRule::input`].
@@ -200,180 +177,6 @@ impl Linked {
             }
             add(self.nodes[i].value);
         }
-    }
-}
-
-/// Levels of a tree per block of the perfect layout: 7 splits and a pad slot, one cache line
-/// of 8-byte splits.
-const BLOCK_LEVELS: u32 = 3;
-/// Most block levels (`MAX_PERFECT_DEPTH` / `BLOCK_LEVELS`, rounded up).
-const MAX_BLOCK_LEVELS: usize = 4;
-
-/// The perfect layout: every tree padded to depth `depth`, its splits in blocks of three
-/// levels (a top block, then one block per path below it, ...) so a root-to-leaf path of a
-/// depth-6 tree reads two cache lines of splits and one of leaves; leaves apart.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Perfect<T, L> {
-    /// `stride` slots per tree, tree after tree, from `origin` (which aligns them to 64
-    /// bytes); block `q` of block level `k` of a tree starts at `offsets[k] + q << heights[k]`
-    /// and holds its splits breadth-first.
-    splits: Vec<Split<T>>,
-    /// `2^depth` leaves per tree, tree after tree, left to right.
-    leaves: Vec<L>,
-    origin: usize,
-    stride: usize,
-    /// Levels of each block level (3, except a shallower last one).
-    heights: [u32; MAX_BLOCK_LEVELS],
-    offsets: [usize; MAX_BLOCK_LEVELS],
-    block_levels: usize,
-    depth: u32,
-    n_trees: usize,
-}
-
-impl<T: Copy + Default, L: Copy> Perfect<T, L> {
-    /// Pads the linked trees to their deepest depth, or `None` when that depth or the padding
-    /// (more than `growth` times the linked nodes) is beyond what pays.
-    pub fn from_linked(
-        linked: &Linked,
-        depth: u32,
-        growth: usize,
-        threshold: impl Fn(f64) -> T,
-        leaf: impl Fn(f64) -> L,
-    ) -> Option<Self> {
-        if depth > MAX_PERFECT_DEPTH {
-            return None;
-        }
-        let n_trees = linked.roots.len();
-        let inner = (1_usize << depth) - 1;
-        if n_trees * (2 * inner + 1) > growth.saturating_mul(linked.nodes.len()) {
-            return None;
-        }
-        let block_levels = depth.div_ceil(BLOCK_LEVELS) as usize;
-        let (mut heights, mut offsets) = ([0; MAX_BLOCK_LEVELS], [0; MAX_BLOCK_LEVELS]);
-        let mut stride = 0;
-        for k in 0..block_levels {
-            heights[k] = BLOCK_LEVELS.min(depth - k as u32 * BLOCK_LEVELS);
-            offsets[k] = stride;
-            // 8^k blocks of 2^height slots (the last one of each unused).
-            stride += (1 << (BLOCK_LEVELS as usize * k)) << heights[k];
-        }
-        // Where breadth-first position `pos` at depth `d` lives in a tree's slots.
-        let slot_of = |pos: usize, d: u32| {
-            let (k, r) = ((d / BLOCK_LEVELS) as usize, d % BLOCK_LEVELS);
-            let in_level = pos + 1 - (1 << d);
-            let block = in_level >> r;
-            offsets[k] + (block << heights[k]) + (1 << r) - 1 + (in_level & ((1 << r) - 1))
-        };
-        let line = 64 / std::mem::size_of::<Split<T>>().max(1);
-        let mut splits = vec![Split::default(); n_trees * stride + line];
-        let misaligned = (splits.as_ptr() as usize) % 64;
-        let size = std::mem::size_of::<Split<T>>();
-        let origin = if misaligned.is_multiple_of(size) {
-            ((64 - misaligned) % 64) / size
-        } else {
-            0
-        };
-        let mut leaves = Vec::with_capacity(n_trees * (inner + 1));
-        let mut stack = Vec::new();
-        for (t, &root) in linked.roots.iter().enumerate() {
-            let base = leaves.len();
-            leaves.resize(base + inner + 1, leaf(0.0));
-            let tree_splits = &mut splits[origin + t * stride..origin + (t + 1) * stride];
-            // (linked index, breadth-first position, depth)
-            stack.push((root as usize, 0_usize, 0_u32));
-            while let Some((i, pos, d)) = stack.pop() {
-                let n = linked.nodes[i];
-                if n.flags & LEAF != 0 {
-                    // Every leaf position under `pos` holds this value; pads above stay
-                    // default (their direction cannot change the leaf reached).
-                    let span = 1_usize << (depth - d);
-                    let first = (pos + 1) * span - 1 - inner;
-                    leaves[base + first..base + first + span].fill(leaf(n.value));
-                } else {
-                    tree_splits[slot_of(pos, d)] = Split {
-                        threshold: threshold(n.value),
-                        slot: n.column,
-                    };
-                    stack.push((n.right as usize, 2 * pos + 2, d + 1));
-                    stack.push((i + 1, 2 * pos + 1, d + 1));
-                }
-            }
-        }
-        Some(Self {
-            splits,
-            leaves,
-            origin,
-            stride,
-            heights,
-            offsets,
-            block_levels,
-            depth,
-            n_trees,
-        })
-    }
-
-    /// Calls `add` with each tree's leaf value, in tree order: [`LANES`] trees at a time,
-    /// `depth` branch-free steps each.
-    #[inline(always)]
-    pub fn for_each_leaf(&self, xs: &[T], mut add: impl FnMut(L))
-    where
-        T: PartialOrd,
-    {
-        let n_leaves = 1_usize << self.depth;
-        if self.depth == 0 {
-            // Every tree is one leaf.
-            self.leaves.iter().for_each(|&v| add(v));
-            return;
-        }
-        let splits = &self.splits[self.origin..];
-        // One tree from its first slot: the leaf's index among the tree's leaves.
-        let walk_block = |tree: usize, k: usize, q: usize| {
-            let block = &splits[tree + self.offsets[k] + (q << self.heights[k])..];
-            let mut j = 0;
-            for _ in 0..self.heights[k] {
-                let s = block[j];
-                j = 2 * j + 1 + usize::from(xs[usize::from(s.slot)] > s.threshold);
-            }
-            (q << self.heights[k]) | (j + 1 - (1 << self.heights[k]))
-        };
-        let groups = self.n_trees / LANES;
-        for g in 0..groups {
-            let first = g * LANES;
-            let mut q = [0_usize; LANES];
-            for k in 0..self.block_levels {
-                let h = self.heights[k];
-                let mut at = [0_usize; LANES];
-                let mut base = [0_usize; LANES];
-                for (l, b) in base.iter_mut().enumerate() {
-                    *b = (first + l) * self.stride + self.offsets[k] + (q[l] << h);
-                }
-                for _ in 0..h {
-                    for (a, &b) in at.iter_mut().zip(&base) {
-                        let s = splits[b + *a];
-                        *a = 2 * *a + 1 + usize::from(xs[usize::from(s.slot)] > s.threshold);
-                    }
-                }
-                for (qq, a) in q.iter_mut().zip(at) {
-                    *qq = (*qq << h) | (a + 1 - (1 << h));
-                }
-            }
-            for (l, leaf) in q.iter().enumerate() {
-                add(self.leaves[(first + l) * n_leaves + leaf]);
-            }
-        }
-        for t in groups * LANES..self.n_trees {
-            let mut q = 0;
-            for k in 0..self.block_levels {
-                q = walk_block(t * self.stride, k, q);
-            }
-            add(self.leaves[t * n_leaves + q]);
-        }
-    }
-
-    /// Heap bytes held.
-    pub fn bytes_held(&self) -> usize {
-        self.splits.capacity() * std::mem::size_of::<Split<T>>()
-            + self.leaves.capacity() * std::mem::size_of::<L>()
     }
 }
 

@@ -1,0 +1,538 @@
+//! The perfect layout of an ensemble and its walk: trees padded to one depth, splits in
+//! cache-line blocks of three levels, leaves apart.
+//!
+//! Owns: padding linked trees into blocks ([`Perfect::from_linked`]) and walking them
+//! ([`Perfect::for_each_leaf`]). Must not: allocate or panic on a walk (every index was proven
+//! in range when the layout was built), or know either library's split rule (the splits
+//! arrive restated as "the first child unless `input > threshold`", see `layout`).
+//!
+//! **Blocks.** Every tree is padded to the ensemble's depth `D`, without child pointers; a leaf
+//! above depth `D` becomes pad splits whose every descendant leaf holds its value, so where a
+//! pad sends a value does not matter. The levels are cut into block levels of at most three
+//! (`D = 6` is 3 + 3, `D = 5` is 3 + 2, `D = 4` is 2 + 2); a block holds the splits of one
+//! subtree of its block level breadth-first (children of `j` at `2j + 1` and `2j + 2`), with
+//! thresholds and input slots side by side: 8 f32 thresholds and 8 u32 slots are one 64-byte
+//! line, so a path through a depth-6 XGBoost tree reads two lines of splits and one of
+//! leaves. A tree's blocks are its top block, then the blocks of the next block level left to
+//! right, and so on.
+//!
+//! **Walk.** Trees are walked a chunk at a time, block level by block level: every tree of the
+//! chunk takes one block step (reading the block its path has reached) before any takes the
+//! next, so the steps of different trees are independent and the core overlaps their loads
+//! (and, where the ensemble is out of cache, their misses). Inside a block, a step is three
+//! branch-free turns `j = 2j + 1 + (x > t)`. On x86-64 the eight comparisons of an f32 block
+//! are made at once and a table turns their mask into the leaf reached: with AVX-512, where
+//! the ensemble reads at most 32 inputs, the inputs sit in two registers and a permute picks
+//! each split's (no memory read); otherwise, with AVX2, a gather reads them. Which one is
+//! chosen once per walk ([`Threshold::prepare`]). Leaves are handed over in tree order, so
+//! sums round as the library's do. Measured against other layouts and walks: BENCHMARKS.md.
+
+use super::layout::{Linked, LEAF};
+
+/// Split slots of a block: the seven splits of three levels and a pad.
+const BLOCK_SLOTS: usize = 8;
+
+/// Most levels in one block (seven splits).
+const BLOCK_LEVELS: u32 = 3;
+
+/// Deepest ensemble given the perfect layout (2^10 leaves a tree).
+const MAX_PERFECT_DEPTH: u32 = 10;
+
+/// Most block levels (`MAX_PERFECT_DEPTH` / `BLOCK_LEVELS`, rounded up).
+const MAX_BLOCK_LEVELS: usize = 4;
+
+/// Trees walked together, block level by block level; their state sits in one small array.
+const CHUNK: usize = 64;
+
+/// Where a chunk's walk keeps each tree's progress: the leaf (or block) its path has reached.
+type State = [u32; CHUNK];
+
+/// The splits of one block: one cache line for f32 thresholds, two for f64.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+pub(super) struct Block<T> {
+    /// Adjusted thresholds, breadth-first: the first child unless `input > t[j]`.
+    pub t: [T; BLOCK_SLOTS],
+    /// Index into the gathered inputs of each split (0 for pads, which read any input).
+    pub s: [u32; BLOCK_SLOTS],
+}
+
+impl<T: Default + Copy> Default for Block<T> {
+    fn default() -> Self {
+        Self {
+            t: [T::default(); BLOCK_SLOTS],
+            s: [0; BLOCK_SLOTS],
+        }
+    }
+}
+
+/// The perfect layout (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Perfect<T, L> {
+    /// `stride` blocks per tree, tree after tree; block `q` of block level `k` of a tree is
+    /// its block `offsets[k] + q`.
+    blocks: Vec<Block<T>>,
+    /// `2^depth` leaves per tree, tree after tree, left to right.
+    leaves: Vec<L>,
+    stride: usize,
+    /// Levels of each block level (1 to 3).
+    heights: [u32; MAX_BLOCK_LEVELS],
+    offsets: [usize; MAX_BLOCK_LEVELS],
+    block_levels: usize,
+    depth: u32,
+    n_trees: usize,
+    /// Gathered inputs every walk is handed (slots are below it).
+    n_inputs: usize,
+}
+
+/// One block step of a chunk's walk: which trees, which block level.
+#[derive(Clone, Copy)]
+pub(super) struct Step<'a, T> {
+    blocks: &'a [Block<T>],
+    /// Block index of the first tree's first block of this block level.
+    first: usize,
+    /// Blocks per tree.
+    stride: usize,
+    /// Levels in this block level's blocks.
+    h: u32,
+    /// Trees in the chunk.
+    n: usize,
+}
+
+/// What a block step compares: f32 (XGBoost) or f64 (LightGBM) thresholds and inputs.
+pub(super) trait Threshold: Copy + Default + PartialOrd {
+    /// The gathered inputs as the block steps read them, prepared once per walk.
+    type Inputs<'x>;
+
+    /// Readies the inputs for [`Threshold::descend`], choosing how the steps read them.
+    fn prepare(xs: &[Self]) -> Self::Inputs<'_>;
+
+    /// One block step for the first `n` trees of a chunk: tree `i` reads block
+    /// `first + i * stride + q[i]` and `q[i]` gains the `h` turns taken in it.
+    fn descend(step: Step<'_, Self>, q: &mut State, xs: &Self::Inputs<'_>);
+}
+
+impl Threshold for f64 {
+    type Inputs<'x> = &'x [f64];
+
+    fn prepare(xs: &[f64]) -> &[f64] {
+        xs
+    }
+
+    #[inline(always)]
+    fn descend(step: Step<'_, f64>, q: &mut State, xs: &&[f64]) {
+        descend_scalar(step, q, xs);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Threshold for f32 {
+    type Inputs<'x> = simd::Inputs<'x>;
+
+    #[inline(always)]
+    fn prepare(xs: &[f32]) -> simd::Inputs<'_> {
+        simd::Inputs::new(xs)
+    }
+
+    #[inline(always)]
+    fn descend(step: Step<'_, f32>, q: &mut State, xs: &simd::Inputs<'_>) {
+        simd::descend(step, q, xs);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Threshold for f32 {
+    type Inputs<'x> = &'x [f32];
+
+    fn prepare(xs: &[f32]) -> &[f32] {
+        xs
+    }
+
+    #[inline(always)]
+    fn descend(step: Step<'_, f32>, q: &mut State, xs: &&[f32]) {
+        descend_scalar(step, q, xs);
+    }
+}
+
+/// [`Threshold::descend`] one turn at a time.
+#[inline(always)]
+fn descend_scalar<T: Copy + PartialOrd>(step: Step<'_, T>, q: &mut State, xs: &[T]) {
+    let Step {
+        blocks,
+        first,
+        stride,
+        h,
+        n,
+    } = step;
+    for i in 0..n.min(CHUNK) {
+        let b = &blocks[first + i * stride + q[i] as usize];
+        let mut j = 0;
+        for _ in 0..h {
+            j = 2 * j + 1 + usize::from(xs[b.s[j] as usize] > b.t[j]);
+        }
+        q[i] = (q[i] << h) | (j + 1 - (1 << h)) as u32;
+    }
+}
+
+impl<T: Threshold, L: Copy> Perfect<T, L> {
+    /// Pads the linked trees to their deepest depth, or `None` when that depth or the padding
+    /// (more than `growth` times the linked nodes) is beyond what pays.
+    ///
+    /// `n_inputs` is how many gathered inputs the splits read (every node's `column` is below).
+    pub fn from_linked(
+        linked: &Linked,
+        depth: u32,
+        n_inputs: usize,
+        growth: usize,
+        threshold: impl Fn(f64) -> T,
+        leaf: impl Fn(f64) -> L,
+    ) -> Option<Self> {
+        if depth > MAX_PERFECT_DEPTH {
+            return None;
+        }
+        let n_trees = linked.roots.len();
+        let inner = (1_usize << depth) - 1;
+        let block_levels = depth.div_ceil(BLOCK_LEVELS) as usize;
+        let (mut heights, mut offsets, mut starts) = (
+            [0; MAX_BLOCK_LEVELS],
+            [0; MAX_BLOCK_LEVELS],
+            [0; MAX_BLOCK_LEVELS],
+        );
+        let mut stride = 0;
+        let mut above = 0;
+        for k in 0..block_levels {
+            // Levels spread evenly, the top block levels taking the remainder.
+            let (base, extra) = (depth / block_levels as u32, depth % block_levels as u32);
+            heights[k] = base + u32::from((k as u32) < extra);
+            offsets[k] = stride;
+            starts[k] = above;
+            stride += 1 << above;
+            above += heights[k];
+        }
+        // One block a tree (depth <= 3) is small whatever the padding.
+        let padded = n_trees * (stride * BLOCK_SLOTS + inner + 1);
+        if block_levels > 1 && padded > growth.saturating_mul(linked.nodes.len()) {
+            return None;
+        }
+        // Where breadth-first position `pos` at depth `d` lives in a tree's blocks.
+        let place = |pos: usize, d: u32| {
+            let k = (0..block_levels)
+                .rev()
+                .find(|&k| starts[k] <= d)
+                .unwrap_or(0);
+            let r = d - starts[k];
+            let in_level = pos + 1 - (1 << d);
+            let block = in_level >> r;
+            (
+                offsets[k] + block,
+                (1 << r) - 1 + (in_level & ((1 << r) - 1)),
+            )
+        };
+        let mut blocks = vec![Block::default(); n_trees * stride];
+        let mut leaves = Vec::with_capacity(n_trees * (inner + 1));
+        let mut stack = Vec::new();
+        for (t, &root) in linked.roots.iter().enumerate() {
+            let base = leaves.len();
+            leaves.resize(base + inner + 1, leaf(0.0));
+            let tree_blocks = &mut blocks[t * stride..(t + 1) * stride];
+            // (linked index, breadth-first position, depth)
+            stack.push((root as usize, 0_usize, 0_u32));
+            while let Some((i, pos, d)) = stack.pop() {
+                let n = linked.nodes[i];
+                if n.flags & LEAF != 0 {
+                    // Every leaf position under `pos` holds this value; pads above stay
+                    // default (their direction cannot change the leaf reached).
+                    let span = 1_usize << (depth - d);
+                    let first = (pos + 1) * span - 1 - inner;
+                    leaves[base + first..base + first + span].fill(leaf(n.value));
+                } else {
+                    let (b, j) = place(pos, d);
+                    tree_blocks[b].t[j] = threshold(n.value);
+                    tree_blocks[b].s[j] = u32::from(n.column);
+                    stack.push((n.right as usize, 2 * pos + 2, d + 1));
+                    stack.push((i + 1, 2 * pos + 1, d + 1));
+                }
+            }
+        }
+        Some(Self {
+            blocks,
+            leaves,
+            stride,
+            heights,
+            offsets,
+            block_levels,
+            depth,
+            n_trees,
+            n_inputs,
+        })
+    }
+
+    /// Calls `add` with each tree's leaf value, in tree order.
+    ///
+    /// `xs` holds the gathered inputs; it must be as long as the `n_inputs` the layout was
+    /// built for (a shorter one is a caller's bug: every leaf is then handed over as the
+    /// first leaf of its tree, with a debug assertion).
+    #[inline(always)]
+    pub fn for_each_leaf(&self, xs: &[T], mut add: impl FnMut(L)) {
+        let n_leaves = 1_usize << self.depth;
+        if self.depth == 0 || xs.len() < self.n_inputs {
+            debug_assert!(
+                self.depth == 0,
+                "{} inputs, {} needed",
+                xs.len(),
+                self.n_inputs
+            );
+            (0..self.n_trees).for_each(|t| add(self.leaves[t * n_leaves]));
+            return;
+        }
+        let xs = T::prepare(xs);
+        let mut q: State = [0; CHUNK];
+        for first in (0..self.n_trees).step_by(CHUNK) {
+            let n = CHUNK.min(self.n_trees - first);
+            q[..n].fill(0);
+            for k in 0..self.block_levels {
+                let step = Step {
+                    blocks: &self.blocks,
+                    first: first * self.stride + self.offsets[k],
+                    stride: self.stride,
+                    h: self.heights[k],
+                    n,
+                };
+                T::descend(step, &mut q, &xs);
+            }
+            for (i, &at) in q[..n].iter().enumerate() {
+                add(self.leaves[(first + i) * n_leaves + at as usize]);
+            }
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn bytes_held(&self) -> usize {
+        self.blocks.capacity() * std::mem::size_of::<Block<T>>()
+            + self.leaves.capacity() * std::mem::size_of::<L>()
+    }
+}
+
+/// The AVX2 block step: a block's eight comparisons at once.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod simd {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmp_ps, _mm256_cmp_ps_mask, _mm256_i32gather_ps, _mm256_load_ps,
+        _mm256_load_si256, _mm256_min_epu32, _mm256_movemask_ps, _mm256_set1_epi32,
+        _mm512_castps512_ps256, _mm512_castsi256_si512, _mm512_loadu_ps, _mm512_permutex2var_ps,
+        _CMP_GT_OQ,
+    };
+    use std::sync::OnceLock;
+
+    use super::{State, Step, CHUNK};
+
+    /// How the block steps read the gathered inputs, chosen once per walk by what the CPU
+    /// has and how many inputs there are.
+    pub enum Inputs<'x> {
+        /// Up to 32 inputs in two AVX-512 registers, picked by a permute.
+        Wide([f32; 32]),
+        /// Gathered from memory with AVX2; the number is the last input's index.
+        Gather(&'x [f32], u32),
+        /// One turn at a time.
+        Scalar(&'x [f32]),
+    }
+
+    impl<'x> Inputs<'x> {
+        /// Chooses the fastest way this CPU has for `xs`.
+        #[inline(always)]
+        pub fn new(xs: &'x [f32]) -> Self {
+            static FEATURES: OnceLock<(bool, bool)> = OnceLock::new();
+            let (avx512, avx2) = *FEATURES.get_or_init(|| {
+                (
+                    std::arch::is_x86_feature_detected!("avx512f")
+                        && std::arch::is_x86_feature_detected!("avx512vl"),
+                    std::arch::is_x86_feature_detected!("avx2"),
+                )
+            });
+            match xs.len().checked_sub(1).map(u32::try_from) {
+                Some(_) if avx512 && xs.len() <= 32 => {
+                    let mut table = [0.0; 32];
+                    table[..xs.len()].copy_from_slice(xs);
+                    Self::Wide(table)
+                }
+                Some(Ok(last)) if avx2 => Self::Gather(xs, last),
+                _ => Self::Scalar(xs),
+            }
+        }
+    }
+
+    /// [`super::Threshold::descend`] for f32, as `xs` was prepared.
+    #[inline(always)]
+    pub fn descend(step: Step<'_, f32>, q: &mut State, xs: &Inputs<'_>) {
+        match xs {
+            // SAFETY: `Inputs::new` chose these only where the CPU has AVX-512 F and VL, or
+            // AVX2.
+            Inputs::Wide(table) => unsafe { descend_avx512(step, q, table) },
+            Inputs::Gather(xs, last) => unsafe { descend_avx2(step, q, xs, *last) },
+            Inputs::Scalar(xs) => super::descend_scalar(step, q, xs),
+        }
+    }
+
+    /// Leaf reached in a block of `h` levels, by the mask of its splits' comparisons
+    /// (bit `j` set when split `j` sends the input to its second child).
+    const fn leaf_tables() -> [[u8; 128]; 4] {
+        let mut tables = [[0; 128]; 4];
+        let mut h = 1;
+        while h <= 3 {
+            let mut m = 0;
+            while m < 128 {
+                let mut j = 0;
+                let mut step = 0;
+                while step < h {
+                    j = 2 * j + 1 + ((m >> j) & 1);
+                    step += 1;
+                }
+                tables[h][m] = (j + 1 - (1 << h)) as u8;
+                m += 1;
+            }
+            h += 1;
+        }
+        tables
+    }
+
+    static LEAF_OF_MASK: [[u8; 128]; 4] = leaf_tables();
+
+    /// The loop of [`descend`] for up to 32 inputs, held in two registers: a split's input is
+    /// picked by a permute instead of a gather from memory.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    fn descend_avx512(step: Step<'_, f32>, q: &mut State, xs: &[f32; 32]) {
+        let Step {
+            blocks,
+            first,
+            stride,
+            h,
+            n,
+        } = step;
+        let table = &LEAF_OF_MASK[h as usize & 3];
+        // SAFETY: `xs` is 32 floats, two unaligned 64-byte loads inside it.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_ps(xs.as_ptr()),
+                _mm512_loadu_ps(xs.as_ptr().add(16)),
+            )
+        };
+        for i in 0..n.min(CHUNK) {
+            let b = &blocks[first + i * stride + q[i] as usize];
+            // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
+            // `b`. The permute reads registers only (the slot's low five bits pick the input).
+            let mask = unsafe {
+                let slots = _mm256_load_si256(b.s.as_ptr().cast::<__m256i>());
+                let x = _mm512_permutex2var_ps(lo, _mm512_castsi256_si512(slots), hi);
+                let t = _mm256_load_ps(b.t.as_ptr());
+                _mm256_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_castps512_ps256(x), t)
+            };
+            q[i] = (q[i] << h) | u32::from(table[usize::from(mask & 127)]);
+        }
+    }
+
+    /// The loop of [`descend`], compiled for AVX2; `last` is `xs.len() - 1`.
+    #[target_feature(enable = "avx2")]
+    fn descend_avx2(step: Step<'_, f32>, q: &mut State, xs: &[f32], last: u32) {
+        let Step {
+            blocks,
+            first,
+            stride,
+            h,
+            n,
+        } = step;
+        let table = &LEAF_OF_MASK[h as usize & 3];
+        let last = _mm256_set1_epi32(last as i32);
+        for i in 0..n.min(CHUNK) {
+            let b = &blocks[first + i * stride + q[i] as usize];
+            // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
+            // `b`; the slots are clamped to `last` (unsigned), so the gather reads inside `xs`.
+            let mask = unsafe {
+                let slots = _mm256_load_si256(b.s.as_ptr().cast::<__m256i>());
+                let slots = _mm256_min_epu32(slots, last);
+                let x = _mm256_i32gather_ps::<4>(xs.as_ptr(), slots);
+                let t = _mm256_load_ps(b.t.as_ptr());
+                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t))
+            };
+            q[i] = (q[i] << h) | u32::from(table[mask as usize & 127]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every way this CPU has to step a chunk gives what the one-turn-at-a-time step gives,
+    /// for inputs that fit two registers and inputs that must be gathered, NaN included.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn simd_steps_agree_with_the_scalar_step() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let value = |r: u64| match r % 7 {
+            0 => f32::NAN,
+            1 => 0.0,
+            2 => -0.0,
+            _ => (r % 21) as f32 * 0.25 - 2.5,
+        };
+        let (mut wide, mut gathered) = (0, 0);
+        for round in 0..200 {
+            let n_inputs = 1 + next(48) as usize;
+            let stride = 3;
+            let blocks: Vec<Block<f32>> = (0..CHUNK * stride + 8)
+                .map(|_| {
+                    let mut b = Block::default();
+                    for j in 0..BLOCK_SLOTS {
+                        b.t[j] = value(next(1 << 20));
+                        b.s[j] = next(n_inputs as u64) as u32;
+                    }
+                    b
+                })
+                .collect();
+            let xs: Vec<f32> = (0..n_inputs).map(|_| value(next(1 << 20))).collect();
+            let h = 1 + (round % 3) as u32;
+            let n = 1 + next(CHUNK as u64) as usize;
+            let mut start: State = [0; CHUNK];
+            for q in &mut start {
+                *q = next(2) as u32;
+            }
+            let step = Step {
+                blocks: &blocks,
+                first: next(8) as usize,
+                stride,
+                h,
+                n,
+            };
+            let mut want = start;
+            descend_scalar(step, &mut want, &xs);
+            let prepared = simd::Inputs::new(&xs);
+            match prepared {
+                simd::Inputs::Wide(_) => wide += 1,
+                simd::Inputs::Gather(..) => gathered += 1,
+                simd::Inputs::Scalar(_) => {}
+            }
+            let mut got = start;
+            simd::descend(step, &mut got, &prepared);
+            assert_eq!(
+                got[..n],
+                want[..n],
+                "round {round}, {n_inputs} inputs, h {h}"
+            );
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut got = start;
+                let forced = simd::Inputs::Gather(&xs, (n_inputs - 1) as u32);
+                simd::descend(step, &mut got, &forced);
+                assert_eq!(got[..n], want[..n], "gathered, round {round}");
+            }
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            assert!(wide > 0 && gathered > 0, "{wide} wide, {gathered} gathered");
+        }
+    }
+}
