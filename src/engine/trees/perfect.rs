@@ -42,7 +42,7 @@ const MAX_PERFECT_DEPTH: u32 = 10;
 const MAX_BLOCK_LEVELS: usize = 4;
 
 /// Trees walked together, block level by block level; their state sits in one small array.
-const CHUNK: usize = 64;
+const CHUNK: usize = 128;
 
 /// Where a chunk's walk keeps each tree's progress: the leaf (or block) its path has reached.
 type State = [u32; CHUNK];
