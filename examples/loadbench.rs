@@ -140,10 +140,12 @@ fn run(args: &Args) -> Result<()> {
             workers,
         ],
         |line| {
-            if line.contains("feature snapshot loaded") {
+            if line.contains("feature snapshot") {
                 eprintln!("nextbest: {}", line.trim());
             }
-            line.contains(" serving")
+            // The stdout line `nextbest listening public=ADDR admin=ADDR`, whatever the log
+            // format on stderr.
+            line.starts_with("nextbest listening")
                 .then(|| field(line, "public="))
                 .flatten()
         },
