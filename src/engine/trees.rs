@@ -2,10 +2,10 @@
 //!
 //! Owns: the ensemble ([`TreeEnsemble`]) and its choice of layout (a padded *perfect* layout,
 //! `perfect`, of splits in cache-line blocks compared a block at a time, where the trees allow
-//! it; linked 16-byte nodes, `layout`, where they do not), the exact split semantics of each library ([`Flavor`]),
-//! structural validation of trees handed in by the parsers ([`RawTree`]), and the load error
-//! type ([`TreeLoadError`]). Must not: read files, know model-file syntax, look up
-//! feature names (beyond handing them to the caller's resolver), or allocate / panic on the
+//! it; linked 16-byte nodes, `layout`, where they do not), the exact split semantics of each
+//! library ([`Flavor`]), structural validation of trees handed in by the parsers
+//! ([`RawTree`]), and the load error type ([`TreeLoadError`]). Must not: read files, know
+//! model-file syntax, look up feature names (beyond handing them to the caller's resolver), or allocate / panic on the
 //! scoring path. Parsers in `model::xgboost` and `model::lightgbm` translate files into
 //! [`RawTree`]s; everything structural is checked here once, so `predict` walks unchecked
 //! paths only in the sense that every index it follows was proven in range at build time.

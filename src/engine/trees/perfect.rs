@@ -112,18 +112,25 @@ pub(super) trait Threshold: Copy + Default + PartialOrd {
     fn descend(step: Step<'_, Self>, q: &mut State, xs: &Self::Inputs<'_>);
 }
 
-impl Threshold for f64 {
-    type Inputs<'x> = &'x [f64];
+/// A [`Threshold`] whose steps read the inputs as they are, one turn at a time.
+macro_rules! scalar_threshold {
+    ($t:ty) => {
+        impl Threshold for $t {
+            type Inputs<'x> = &'x [$t];
 
-    fn prepare(xs: &[f64]) -> &[f64] {
-        xs
-    }
+            fn prepare(xs: &[$t]) -> &[$t] {
+                xs
+            }
 
-    #[inline(always)]
-    fn descend(step: Step<'_, f64>, q: &mut State, xs: &&[f64]) {
-        descend_scalar(step, q, xs);
-    }
+            #[inline(always)]
+            fn descend(step: Step<'_, $t>, q: &mut State, xs: &&[$t]) {
+                descend_scalar(step, q, xs);
+            }
+        }
+    };
 }
+
+scalar_threshold!(f64);
 
 #[cfg(target_arch = "x86_64")]
 impl Threshold for f32 {
@@ -141,18 +148,7 @@ impl Threshold for f32 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-impl Threshold for f32 {
-    type Inputs<'x> = &'x [f32];
-
-    fn prepare(xs: &[f32]) -> &[f32] {
-        xs
-    }
-
-    #[inline(always)]
-    fn descend(step: Step<'_, f32>, q: &mut State, xs: &&[f32]) {
-        descend_scalar(step, q, xs);
-    }
-}
+scalar_threshold!(f32);
 
 /// [`Threshold::descend`] one turn at a time.
 #[inline(always)]
@@ -313,7 +309,8 @@ impl<T: Threshold, L: Copy> Perfect<T, L> {
     }
 }
 
-/// The AVX2 block step: a block's eight comparisons at once.
+/// The x86-64 block steps: a block's eight comparisons at once (AVX-512 permute or AVX2
+/// gather), the mask turned into the leaf reached by a table.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod simd {
@@ -325,7 +322,7 @@ mod simd {
     };
     use std::sync::OnceLock;
 
-    use super::{State, Step, CHUNK};
+    use super::{Block, State, Step, CHUNK};
 
     /// How the block steps read the gathered inputs, chosen once per walk by what the CPU
     /// has and how many inputs there are.
@@ -398,10 +395,11 @@ mod simd {
 
     static LEAF_OF_MASK: [[u8; 128]; 4] = leaf_tables();
 
-    /// The loop of [`descend`] for up to 32 inputs, held in two registers: a split's input is
-    /// picked by a permute instead of a gather from memory.
-    #[target_feature(enable = "avx512f,avx512vl")]
-    fn descend_avx512(step: Step<'_, f32>, q: &mut State, xs: &[f32; 32]) {
+    /// The loop both SIMD steps share: tree `i` of the chunk moves from its block to the leaf
+    /// the block's comparison mask (`mask_of`) selects. Inlined into each caller, so it is
+    /// compiled with the caller's target features.
+    #[inline(always)]
+    fn step_blocks(step: Step<'_, f32>, q: &mut State, mask_of: impl Fn(&Block<f32>) -> u32) {
         let Step {
             blocks,
             first,
@@ -410,6 +408,16 @@ mod simd {
             n,
         } = step;
         let table = &LEAF_OF_MASK[h as usize & 3];
+        for i in 0..n.min(CHUNK) {
+            let b = &blocks[first + i * stride + q[i] as usize];
+            q[i] = (q[i] << h) | u32::from(table[mask_of(b) as usize & 127]);
+        }
+    }
+
+    /// The loop of [`descend`] for up to 32 inputs, held in two registers: a split's input is
+    /// picked by a permute instead of a gather from memory.
+    #[target_feature(enable = "avx512f,avx512vl")]
+    fn descend_avx512(step: Step<'_, f32>, q: &mut State, xs: &[f32; 32]) {
         // SAFETY: `xs` is 32 floats, two unaligned 64-byte loads inside it.
         let (lo, hi) = unsafe {
             (
@@ -417,8 +425,7 @@ mod simd {
                 _mm512_loadu_ps(xs.as_ptr().add(16)),
             )
         };
-        for i in 0..n.min(CHUNK) {
-            let b = &blocks[first + i * stride + q[i] as usize];
+        step_blocks(step, q, |b| {
             // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
             // `b`. The permute reads registers only (the slot's low five bits pick the input).
             let mask = unsafe {
@@ -427,24 +434,15 @@ mod simd {
                 let t = _mm256_load_ps(b.t.as_ptr());
                 _mm256_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_castps512_ps256(x), t)
             };
-            q[i] = (q[i] << h) | u32::from(table[usize::from(mask & 127)]);
-        }
+            u32::from(mask)
+        });
     }
 
     /// The loop of [`descend`], compiled for AVX2; `last` is `xs.len() - 1`.
     #[target_feature(enable = "avx2")]
     fn descend_avx2(step: Step<'_, f32>, q: &mut State, xs: &[f32], last: u32) {
-        let Step {
-            blocks,
-            first,
-            stride,
-            h,
-            n,
-        } = step;
-        let table = &LEAF_OF_MASK[h as usize & 3];
         let last = _mm256_set1_epi32(last as i32);
-        for i in 0..n.min(CHUNK) {
-            let b = &blocks[first + i * stride + q[i] as usize];
+        step_blocks(step, q, |b| {
             // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
             // `b`; the slots are clamped to `last` (unsigned), so the gather reads inside `xs`.
             let mask = unsafe {
@@ -454,8 +452,8 @@ mod simd {
                 let t = _mm256_load_ps(b.t.as_ptr());
                 _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t))
             };
-            q[i] = (q[i] << h) | u32::from(table[mask as usize & 127]);
-        }
+            mask as u32
+        });
     }
 }
 
