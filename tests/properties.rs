@@ -50,14 +50,7 @@ fn ctx_value() -> impl Strategy<Value = Option<CtxValue<'static>>> {
 }
 
 fn cmp_op() -> impl Strategy<Value = CmpOp> {
-    prop::sample::select(vec![
-        CmpOp::Eq,
-        CmpOp::Ne,
-        CmpOp::Lt,
-        CmpOp::Le,
-        CmpOp::Gt,
-        CmpOp::Ge,
-    ])
+    prop::sample::select(&CmpOp::ALL[..])
 }
 
 fn test_of_leaf() -> impl Strategy<Value = Test> {
@@ -119,6 +112,22 @@ fn rename(rule: Rule, n: &mut usize) -> Rule {
             test,
             what: name(),
         },
+        Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
+    }
+}
+
+/// The rule as the model compiler builds it: each leaf in its fastest form.
+fn compiled(rule: &Rule) -> Rule {
+    match rule {
+        Rule::All(c) => Rule::All(c.iter().map(compiled).collect()),
+        Rule::Any(c, what) => Rule::Any(c.iter().map(compiled).collect(), what.clone()),
+        Rule::Not(c, what) => Rule::Not(Box::new(compiled(c)), what.clone()),
+        Rule::Leaf {
+            operand,
+            test,
+            what,
+        } => Rule::leaf(*operand, test.clone(), what.clone()),
+        Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
     }
 }
 
@@ -168,12 +177,15 @@ fn leaf_holds(operand: Operand, test: &Test, row: &[f32], ctx: &[Option<CtxValue
     }
 }
 
-fn check<'r>(rule: &'r Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) -> Option<&'r str> {
+/// Checks the compiled form of `rule`, answering with the failing node's description.
+fn check(rule: &Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) -> Option<String> {
     let refs: Vec<Option<&CtxValue<'_>>> = ctx.iter().map(Option::as_ref).collect();
-    rule.check(&RuleInput {
-        features: row,
-        context: &refs,
-    })
+    compiled(rule)
+        .check(&RuleInput {
+            features: row,
+            context: &refs,
+        })
+        .map(str::to_owned)
 }
 
 /// Checks every node of the tree against its combinator's logic, and that a failing node
@@ -192,12 +204,16 @@ fn assert_node_logic(rule: &Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) {
         }
         Rule::Any(children, what) => {
             let some = children.iter().any(|c| check(c, row, ctx).is_none());
-            assert_eq!(got, (!some).then_some(&**what));
+            assert_eq!(got.as_deref(), (!some).then_some(&**what));
             children.iter().for_each(|c| assert_node_logic(c, row, ctx));
         }
         Rule::Not(child, what) => {
             let child_holds = check(child, row, ctx).is_none();
-            assert_eq!(got, child_holds.then_some(&**what), "`not` inverts");
+            assert_eq!(
+                got.as_deref(),
+                child_holds.then_some(&**what),
+                "`not` inverts"
+            );
             assert_node_logic(child, row, ctx);
         }
         Rule::Leaf {
@@ -207,11 +223,12 @@ fn assert_node_logic(rule: &Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) {
         } => {
             let holds = leaf_holds(*operand, test, row, ctx);
             assert_eq!(
-                got,
+                got.as_deref(),
                 (!holds).then_some(&**what),
                 "{operand:?} {test:?} on {row:?}"
             );
         }
+        Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
     }
 }
 

@@ -2,7 +2,7 @@
 //! batches), the control group's list, and the summary (a JSON file and a printed table).
 //!
 //! Everything written is a function of the run's inputs, so the same inputs give the same
-//! bytes: numbers are formatted shortest-round-trip (ryu), rows come in the allocation's total
+//! bytes: numbers are formatted shortest-round-trip (zmij), rows come in the allocation's total
 //! order, and no timing or host detail enters a file. Nothing here decides or allocates.
 
 use std::collections::BTreeMap;
@@ -177,8 +177,8 @@ impl ListWriter {
     /// Appends one row to both files.
     pub fn push(&mut self, r: &Row<'_>) -> Result<(), OutputError> {
         let mut rank = itoa::Buffer::new();
-        let mut score = ryu::Buffer::new();
-        let mut prop = ryu::Buffer::new();
+        let mut score = zmij::Buffer::new();
+        let mut prop = zmij::Buffer::new();
         let strings = [
             r.customer_id,
             r.channel,
@@ -259,7 +259,7 @@ pub fn write_control<'a>(
     let mut w = csv::Writer::from_writer(BufWriter::new(File::create(&path).map_err(io(&path))?));
     w.write_record(["customer_id", "offer_id", "score", "propensity", "variant"])?;
     for (id, offer, score, prop, variant) in rows {
-        let (mut a, mut b) = (ryu::Buffer::new(), ryu::Buffer::new());
+        let (mut a, mut b) = (zmij::Buffer::new(), zmij::Buffer::new());
         w.write_record([id, offer, a.format(score), b.format(prop), variant])?;
     }
     w.flush().map_err(io(&path))?;

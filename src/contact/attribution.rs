@@ -20,7 +20,8 @@ pub fn model_tag(key: u32) -> u16 {
 
 /// A new decision id at `now_ms` for a model's content key and a variant.
 pub fn decision_id(now_ms: i64, key: u32, variant: Variant) -> ulid::Ulid {
-    let random = ulid::Ulid::new().random() & RANDOM_MASK;
+    // The thread's RNG, as `Ulid::new` uses, without the clock read `Ulid::new` adds.
+    let random = u128::from(rand::random::<u64>()) & RANDOM_MASK;
     let bits =
         (u128::from(model_tag(key)) << TAG_SHIFT) | ((variant.index() as u128) << VARIANT_SHIFT);
     ulid::Ulid::from_parts(now_ms.max(0) as u64, bits | random)

@@ -40,6 +40,16 @@ pub enum CmpOp {
 }
 
 impl CmpOp {
+    /// Every operator, for tests and tools that must cover them all.
+    pub const ALL: [CmpOp; 6] = [
+        CmpOp::Eq,
+        CmpOp::Ne,
+        CmpOp::Lt,
+        CmpOp::Le,
+        CmpOp::Gt,
+        CmpOp::Ge,
+    ];
+
     #[inline]
     fn holds(self, x: f64, v: f64) -> bool {
         match self {
@@ -79,6 +89,19 @@ pub enum Rule {
     Any(Box<[Rule]>, Box<str>),
     /// The child does not hold.
     Not(Box<Rule>, Box<str>),
+    /// A feature compared with constants, as the closed interval it must lie in (`x < v` is
+    /// `x <=` the largest f64 below `v`): the commonest leaf, tested without a branch on its
+    /// operator. Built by [`Rule::leaf`].
+    FeatureIn {
+        /// Snapshot column.
+        column: u32,
+        /// Least value that holds.
+        lo: f64,
+        /// Greatest value that holds.
+        hi: f64,
+        /// How `explain` names it.
+        what: Box<str>,
+    },
     /// A single test.
     Leaf {
         /// What it reads.
@@ -99,10 +122,62 @@ pub struct RuleInput<'r, 'c> {
 }
 
 impl Rule {
+    /// A leaf in its fastest form: a feature against finite constants (every operator but
+    /// `ne`, and `between`) becomes [`Rule::FeatureIn`], anything else a [`Rule::Leaf`].
+    pub fn leaf(operand: Operand, test: Test, what: Box<str>) -> Rule {
+        let range = match (&operand, &test) {
+            (Operand::Feature(_), Test::Cmp(op, v)) if v.is_finite() => match op {
+                CmpOp::Eq => Some((*v, *v)),
+                CmpOp::Lt => Some((f64::NEG_INFINITY, v.next_down())),
+                CmpOp::Le => Some((f64::NEG_INFINITY, *v)),
+                CmpOp::Gt => Some((v.next_up(), f64::INFINITY)),
+                CmpOp::Ge => Some((*v, f64::INFINITY)),
+                CmpOp::Ne => None,
+            },
+            (Operand::Feature(_), Test::Between(lo, hi)) if lo.is_finite() && hi.is_finite() => {
+                Some((*lo, *hi))
+            }
+            _ => None,
+        };
+        match (operand, range) {
+            (Operand::Feature(column), Some((lo, hi))) => Rule::FeatureIn {
+                column,
+                lo,
+                hi,
+                what,
+            },
+            _ => Rule::Leaf {
+                operand,
+                test,
+                what,
+            },
+        }
+    }
+
     /// `None` when the rule holds, else the description of the rule that failed.
     #[inline]
     pub fn check(&self, input: &RuleInput<'_, '_>) -> Option<&str> {
         match self {
+            Rule::FeatureIn {
+                column,
+                lo,
+                hi,
+                what,
+            } => {
+                // A missing value (NaN, or a column the row lacks) lies in no interval.
+                let x = f64::from(
+                    input
+                        .features
+                        .get(*column as usize)
+                        .copied()
+                        .unwrap_or(f32::NAN),
+                );
+                if *lo <= x && x <= *hi {
+                    None
+                } else {
+                    Some(what)
+                }
+            }
             Rule::All(children) => children.iter().find_map(|c| c.check(input)),
             Rule::Any(children, what) => {
                 if children.iter().any(|c| c.check(input).is_none()) {
@@ -218,6 +293,48 @@ mod tests {
         assert!(check(&miss, &f, &[]).is_none());
         let not_miss = leaf(Operand::Feature(0), Test::IsMissing, "miss");
         assert_eq!(check(&not_miss, &f, &[]), Some("miss"));
+    }
+
+    #[test]
+    fn feature_intervals_agree_with_the_comparisons_they_replace() {
+        let consts = [
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            0.1,
+            85.21,
+            1e-30,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ];
+        let mut xs: Vec<f32> = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0];
+        for &v in &consts {
+            let f = v as f32;
+            xs.extend([f, f.next_up(), f.next_down(), -f, f32::MAX, f32::MIN]);
+        }
+        let mut tests: Vec<Test> = Vec::new();
+        for &v in &consts {
+            tests.extend(CmpOp::ALL.map(|op| Test::Cmp(op, v)));
+            tests.push(Test::Between(v, v + 1.0));
+            tests.push(Test::Between(-v, v));
+        }
+        let mut intervals = 0;
+        for test in tests {
+            let fast = Rule::leaf(Operand::Feature(0), test.clone(), "r".into());
+            intervals += usize::from(matches!(fast, Rule::FeatureIn { .. }));
+            let general = leaf(Operand::Feature(0), test.clone(), "r");
+            for &x in &xs {
+                assert_eq!(
+                    check(&fast, &[x], &[]),
+                    check(&general, &[x], &[]),
+                    "{test:?} on {x}"
+                );
+            }
+            // A column past the row is missing.
+            assert_eq!(check(&fast, &[], &[]), check(&general, &[], &[]));
+        }
+        assert_eq!(intervals, consts.len() * 7, "all but `ne` become intervals");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Reading a request body: the one place that enforces the content type, the size limit and
 //! the time limit, for every route that takes JSON. A leaf: it knows no route.
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,9 +38,16 @@ pub async fn read_json_body(
             return Err(ApiError::PayloadTooLarge(limit));
         }
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
-        .await
-        .map_err(|_| ApiError::RequestTimeout(timeout))?;
+    let mut collect = std::pin::pin!(Limited::new(req.into_body(), limit).collect());
+    // A small body usually arrives with its head and is whole at the first poll: the timer
+    // (a clock read, an entry to drop) is armed only for a body still on its way.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(c) => c,
+        Poll::Pending => tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| ApiError::RequestTimeout(timeout))?,
+    };
     match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {

@@ -441,7 +441,7 @@ fn fallback_part(out: &mut Vec<u8>, reason: FallbackReason, content: &Fallback) 
 /// A JSON number; non-finite values (which arbitration never produces) become 0.
 fn number(out: &mut Vec<u8>, x: f64) {
     if x.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(x).as_bytes());
+        out.extend_from_slice(zmij::Buffer::new().format_finite(x).as_bytes());
     } else {
         out.push(b'0');
     }

@@ -138,11 +138,7 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         Some(name) => format!("{path}: {name}"),
         None => format!("{path}: {}", describe(&label, &test)),
     };
-    Some(Rule::Leaf {
-        operand,
-        test,
-        what: what.into(),
-    })
+    Some(Rule::leaf(operand, test, what.into()))
 }
 
 /// The leaf's operator and its operands.
