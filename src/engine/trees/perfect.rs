@@ -21,10 +21,12 @@
 //! next, so the steps of different trees are independent and the core overlaps their loads
 //! (and, where the ensemble is out of cache, their misses). Inside a block, a step is three
 //! branch-free turns `j = 2j + 1 + (x > t)`. On x86-64 the eight comparisons of an f32 block
-//! are made at once and a table turns their mask into the leaf reached: with AVX-512, where
-//! the ensemble reads at most 32 inputs, the inputs sit in two registers and a permute picks
-//! each split's (no memory read); otherwise, with AVX2, a gather reads them. Which one is
-//! chosen once per walk ([`Threshold::prepare`]). Leaves are handed over in tree order, so
+//! are made at once and a table turns their mask into the leaf reached. Where the ensemble
+//! reads at most 32 inputs they sit in registers and each split's is picked without a memory
+//! read: with AVX-512 by one permute across two registers, with AVX2 by a permute within
+//! each of four registers of eight and blends between them (`vpgatherdd`, much slower on
+//! AMD's cores, only for more inputs). Which one is chosen once per walk
+//! ([`Threshold::prepare`]). Leaves are handed over in tree order, so
 //! sums round as the library's do. Measured against other layouts and walks: BENCHMARKS.md.
 
 use super::layout::{Linked, LEAF};
@@ -309,14 +311,16 @@ impl<T: Threshold, L: Copy> Perfect<T, L> {
     }
 }
 
-/// The x86-64 block steps: a block's eight comparisons at once (AVX-512 permute or AVX2
-/// gather), the mask turned into the leaf reached by a table.
+/// The x86-64 block steps: a block's eight comparisons at once (inputs picked from registers
+/// by AVX-512 or AVX2 permutes, or gathered), the mask turned into the leaf reached by a
+/// table.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod simd {
     use std::arch::x86_64::{
-        __m256i, _mm256_cmp_ps, _mm256_cmp_ps_mask, _mm256_i32gather_ps, _mm256_load_ps,
-        _mm256_load_si256, _mm256_min_epu32, _mm256_movemask_ps, _mm256_set1_epi32,
+        __m256, __m256i, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmp_ps_mask,
+        _mm256_i32gather_ps, _mm256_load_ps, _mm256_load_si256, _mm256_loadu_ps, _mm256_min_epu32,
+        _mm256_movemask_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_slli_epi32,
         _mm512_castps512_ps256, _mm512_castsi256_si512, _mm512_loadu_ps, _mm512_permutex2var_ps,
         _CMP_GT_OQ,
     };
@@ -329,6 +333,9 @@ mod simd {
     pub enum Inputs<'x> {
         /// Up to 32 inputs in two AVX-512 registers, picked by a permute.
         Wide([f32; 32]),
+        /// Up to 32 inputs in four AVX2 registers (two when the flag is false: at most 16),
+        /// picked by permutes within each and blends between them.
+        Lanes([f32; 32], bool),
         /// Gathered from memory with AVX2; the number is the last input's index.
         Gather(&'x [f32], u32),
         /// One turn at a time.
@@ -348,10 +355,14 @@ mod simd {
                 )
             });
             match xs.len().checked_sub(1).map(u32::try_from) {
-                Some(_) if avx512 && xs.len() <= 32 => {
+                Some(_) if (avx512 || avx2) && xs.len() <= 32 => {
                     let mut table = [0.0; 32];
                     table[..xs.len()].copy_from_slice(xs);
-                    Self::Wide(table)
+                    if avx512 {
+                        Self::Wide(table)
+                    } else {
+                        Self::Lanes(table, xs.len() > 16)
+                    }
                 }
                 Some(Ok(last)) if avx2 => Self::Gather(xs, last),
                 _ => Self::Scalar(xs),
@@ -366,6 +377,8 @@ mod simd {
             // SAFETY: `Inputs::new` chose these only where the CPU has AVX-512 F and VL, or
             // AVX2.
             Inputs::Wide(table) => unsafe { descend_avx512(step, q, table) },
+            Inputs::Lanes(table, true) => unsafe { descend_lanes::<true>(step, q, table) },
+            Inputs::Lanes(table, false) => unsafe { descend_lanes::<false>(step, q, table) },
             Inputs::Gather(xs, last) => unsafe { descend_avx2(step, q, xs, *last) },
             Inputs::Scalar(xs) => super::descend_scalar(step, q, xs),
         }
@@ -438,6 +451,59 @@ mod simd {
         });
     }
 
+    /// Up to 32 inputs as four AVX2 registers of eight, for [`pick`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn lanes(xs: &[f32; 32]) -> [__m256; 4] {
+        // SAFETY: four unaligned 32-byte loads inside the 32 floats of `xs`.
+        unsafe { [0, 8, 16, 24].map(|at| _mm256_loadu_ps(xs.as_ptr().add(at))) }
+    }
+
+    /// Input `slots[k]` of `regs` in lane `k` (only the low four bits of each slot are read
+    /// unless `FOUR`, then five): a permute within each register of eight, then blends
+    /// between registers on bit 3 (and bit 4) of the slot.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn pick<const FOUR: bool>(regs: &[__m256; 4], slots: __m256i) -> __m256 {
+        let bit3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(slots));
+        let low = _mm256_blendv_ps(
+            _mm256_permutevar8x32_ps(regs[0], slots),
+            _mm256_permutevar8x32_ps(regs[1], slots),
+            bit3,
+        );
+        if !FOUR {
+            return low;
+        }
+        let high = _mm256_blendv_ps(
+            _mm256_permutevar8x32_ps(regs[2], slots),
+            _mm256_permutevar8x32_ps(regs[3], slots),
+            bit3,
+        );
+        _mm256_blendv_ps(
+            low,
+            high,
+            _mm256_castsi256_ps(_mm256_slli_epi32::<27>(slots)),
+        )
+    }
+
+    /// The loop of [`descend`] for up to 32 inputs held in AVX2 registers ([`pick`]).
+    #[target_feature(enable = "avx2")]
+    fn descend_lanes<const FOUR: bool>(step: Step<'_, f32>, q: &mut State, xs: &[f32; 32]) {
+        let regs = lanes(xs);
+        step_blocks(step, q, |b| {
+            // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
+            // `b`.
+            let (slots, t) = unsafe {
+                (
+                    _mm256_load_si256(b.s.as_ptr().cast::<__m256i>()),
+                    _mm256_load_ps(b.t.as_ptr()),
+                )
+            };
+            let x = pick::<FOUR>(&regs, slots);
+            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u32
+        });
+    }
+
     /// The loop of [`descend`], compiled for AVX2; `last` is `xs.len() - 1`.
     #[target_feature(enable = "avx2")]
     fn descend_avx2(step: Step<'_, f32>, q: &mut State, xs: &[f32], last: u32) {
@@ -479,7 +545,7 @@ mod tests {
             2 => -0.0,
             _ => (r % 21) as f32 * 0.25 - 2.5,
         };
-        let (mut wide, mut gathered) = (0, 0);
+        let (mut in_registers, mut gathered) = (0, 0);
         for round in 0..200 {
             let n_inputs = 1 + next(48) as usize;
             let stride = 3;
@@ -511,7 +577,7 @@ mod tests {
             descend_scalar(step, &mut want, &xs);
             let prepared = simd::Inputs::new(&xs);
             match prepared {
-                simd::Inputs::Wide(_) => wide += 1,
+                simd::Inputs::Wide(_) | simd::Inputs::Lanes(..) => in_registers += 1,
                 simd::Inputs::Gather(..) => gathered += 1,
                 simd::Inputs::Scalar(_) => {}
             }
@@ -527,10 +593,23 @@ mod tests {
                 let forced = simd::Inputs::Gather(&xs, (n_inputs - 1) as u32);
                 simd::descend(step, &mut got, &forced);
                 assert_eq!(got[..n], want[..n], "gathered, round {round}");
+                if n_inputs <= 32 {
+                    let mut table = [0.0; 32];
+                    table[..n_inputs].copy_from_slice(&xs);
+                    // Four registers always agree; two only when the slots stay below 16.
+                    for four in [true, n_inputs > 16] {
+                        let mut got = start;
+                        simd::descend(step, &mut got, &simd::Inputs::Lanes(table, four));
+                        assert_eq!(got[..n], want[..n], "lanes ({four}), round {round}");
+                    }
+                }
             }
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            assert!(wide > 0 && gathered > 0, "{wide} wide, {gathered} gathered");
+        if std::arch::is_x86_feature_detected!("avx2") {
+            assert!(
+                in_registers > 0 && gathered > 0,
+                "{in_registers} in registers, {gathered} gathered"
+            );
         }
     }
 }
