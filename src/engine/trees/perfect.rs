@@ -354,16 +354,14 @@ mod simd {
                     std::arch::is_x86_feature_detected!("avx2"),
                 )
             });
+            let table = || {
+                let mut table = [0.0; 32];
+                table[..xs.len()].copy_from_slice(xs);
+                table
+            };
             match xs.len().checked_sub(1).map(u32::try_from) {
-                Some(_) if (avx512 || avx2) && xs.len() <= 32 => {
-                    let mut table = [0.0; 32];
-                    table[..xs.len()].copy_from_slice(xs);
-                    if avx512 {
-                        Self::Wide(table)
-                    } else {
-                        Self::Lanes(table, xs.len() > 16)
-                    }
-                }
+                Some(_) if avx512 && xs.len() <= 32 => Self::Wide(table()),
+                Some(_) if avx2 && xs.len() <= 32 => Self::Lanes(table(), xs.len() > 16),
                 Some(Ok(last)) if avx2 => Self::Gather(xs, last),
                 _ => Self::Scalar(xs),
             }
@@ -439,16 +437,34 @@ mod simd {
             )
         };
         step_blocks(step, q, |b| {
-            // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
-            // `b`. The permute reads registers only (the slot's low five bits pick the input).
-            let mask = unsafe {
-                let slots = _mm256_load_si256(b.s.as_ptr().cast::<__m256i>());
-                let x = _mm512_permutex2var_ps(lo, _mm512_castsi256_si512(slots), hi);
-                let t = _mm256_load_ps(b.t.as_ptr());
-                _mm256_cmp_ps_mask::<_CMP_GT_OQ>(_mm512_castps512_ps256(x), t)
-            };
-            u32::from(mask)
+            let (slots, t) = block_vectors(b);
+            // The permute reads registers only (the slot's low five bits pick the input).
+            let x = _mm512_permutex2var_ps(lo, _mm512_castsi256_si512(slots), hi);
+            u32::from(_mm256_cmp_ps_mask::<_CMP_GT_OQ>(
+                _mm512_castps512_ps256(x),
+                t,
+            ))
         });
+    }
+
+    /// A block's slots and thresholds, one 32-byte vector each.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn block_vectors(b: &Block<f32>) -> (__m256i, __m256) {
+        // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside `b`.
+        unsafe {
+            (
+                _mm256_load_si256(b.s.as_ptr().cast::<__m256i>()),
+                _mm256_load_ps(b.t.as_ptr()),
+            )
+        }
+    }
+
+    /// Bit `k` set when lane `k` of `x` is above that of `t` (false for NaN), as AVX2 masks.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    fn above(x: __m256, t: __m256) -> u32 {
+        _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u32
     }
 
     /// Up to 32 inputs as four AVX2 registers of eight, for [`pick`].
@@ -491,16 +507,8 @@ mod simd {
     fn descend_lanes<const FOUR: bool>(step: Step<'_, f32>, q: &mut State, xs: &[f32; 32]) {
         let regs = lanes(xs);
         step_blocks(step, q, |b| {
-            // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
-            // `b`.
-            let (slots, t) = unsafe {
-                (
-                    _mm256_load_si256(b.s.as_ptr().cast::<__m256i>()),
-                    _mm256_load_ps(b.t.as_ptr()),
-                )
-            };
-            let x = pick::<FOUR>(&regs, slots);
-            _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t)) as u32
+            let (slots, t) = block_vectors(b);
+            above(pick::<FOUR>(&regs, slots), t)
         });
     }
 
@@ -509,16 +517,12 @@ mod simd {
     fn descend_avx2(step: Step<'_, f32>, q: &mut State, xs: &[f32], last: u32) {
         let last = _mm256_set1_epi32(last as i32);
         step_blocks(step, q, |b| {
-            // SAFETY: `Block` is 64-byte aligned, so both 32-byte loads are aligned and inside
-            // `b`; the slots are clamped to `last` (unsigned), so the gather reads inside `xs`.
-            let mask = unsafe {
-                let slots = _mm256_load_si256(b.s.as_ptr().cast::<__m256i>());
-                let slots = _mm256_min_epu32(slots, last);
-                let x = _mm256_i32gather_ps::<4>(xs.as_ptr(), slots);
-                let t = _mm256_load_ps(b.t.as_ptr());
-                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(x, t))
-            };
-            mask as u32
+            let (slots, t) = block_vectors(b);
+            let slots = _mm256_min_epu32(slots, last);
+            // SAFETY: the slots are clamped to `last` (unsigned), so the gather reads inside
+            // `xs`.
+            let x = unsafe { _mm256_i32gather_ps::<4>(xs.as_ptr(), slots) };
+            above(x, t)
         });
     }
 }
@@ -597,7 +601,12 @@ mod tests {
                     let mut table = [0.0; 32];
                     table[..n_inputs].copy_from_slice(&xs);
                     // Four registers always agree; two only when the slots stay below 16.
-                    for four in [true, n_inputs > 16] {
+                    let forms: &[bool] = if n_inputs <= 16 {
+                        &[true, false]
+                    } else {
+                        &[true]
+                    };
+                    for &four in forms {
                         let mut got = start;
                         simd::descend(step, &mut got, &simd::Inputs::Lanes(table, four));
                         assert_eq!(got[..n], want[..n], "lanes ({four}), round {round}");
