@@ -559,11 +559,20 @@ fn parquet_faults_name_the_column_and_the_row() {
         "text.parquet",
         vec![
             ("customer_id", ids(vec![Some("A"), Some("B")])),
-            ("plan", ids(vec![Some("x"), Some("y")])),
+            (
+                "plan",
+                Arc::new(arrow_array::BinaryArray::from(vec![
+                    b"x".as_slice(),
+                    b"y".as_slice(),
+                ])) as ArrayRef,
+            ),
         ],
     );
     let e = FeatureStore::load(&p).unwrap_err().to_string();
-    assert!(e.contains("column `plan`: expected numbers"), "{e}");
+    assert!(
+        e.contains("column `plan`: expected numbers or strings"),
+        "{e}"
+    );
     let p = write(
         "nullid.parquet",
         vec![

@@ -3,11 +3,13 @@
 //! scores) travel as their IEEE-754 bit patterns beside the readable values.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{CompiledModel, Ranked};
+use crate::features::FeatureStore;
 use crate::model::LoadedModel;
 
 /// One line of the decision log.
@@ -33,6 +35,10 @@ pub enum Record<'a> {
         id: u32,
         /// Column names, in the snapshot's order.
         columns: Vec<String>,
+        /// Each string column's dictionary by column name, values in code order: what the
+        /// logged codes of that column stand for (absent when every column is numeric).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        strings: BTreeMap<String, Vec<String>>,
     },
     /// One decision.
     Decision(DecisionRecord),
@@ -51,14 +57,35 @@ impl<'a> Record<'a> {
     }
 }
 
-/// The id of a column list: a CRC-32 of the names, so files name the same list the same way.
-pub fn columns_id(columns: &[Box<str>]) -> u32 {
+/// The id of a column list: a CRC-32 of the names and of every string column's dictionary
+/// (codes mean nothing without it), so files name the same list the same way.
+pub fn columns_id(store: &FeatureStore) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    for c in columns {
-        h.update(c.as_bytes());
+    for (c, name) in store.columns().iter().enumerate() {
+        h.update(name.as_bytes());
         h.update(b"\0");
+        if let Some(d) = store.dictionary(c) {
+            h.update(b"\x01");
+            for v in d.iter() {
+                h.update(v.as_bytes());
+                h.update(b"\0");
+            }
+        }
     }
     h.finalize()
+}
+
+/// The dictionaries a [`Record::Columns`] carries for a snapshot.
+pub fn strings_of(store: &FeatureStore) -> BTreeMap<String, Vec<String>> {
+    store
+        .columns()
+        .iter()
+        .enumerate()
+        .filter_map(|(c, name)| {
+            let d = store.dictionary(c)?;
+            Some((name.to_string(), d.iter().map(str::to_owned).collect()))
+        })
+        .collect()
 }
 
 /// A decision and everything needed to make it again.

@@ -225,6 +225,8 @@ struct Files {
     /// Model keys and column lists already written into the current file.
     models: hashbrown::HashSet<u32>,
     columns: hashbrown::HashSet<u32>,
+    /// The snapshot the last column id was computed for, and that id.
+    last_store: Option<(std::sync::Weak<crate::features::FeatureStore>, u32)>,
 }
 
 fn file_name(seq: u64) -> String {
@@ -262,6 +264,7 @@ impl Files {
             bytes: 0,
             models: Default::default(),
             columns: Default::default(),
+            last_store: None,
         };
         f.prune()?;
         Ok(f)
@@ -310,11 +313,20 @@ impl Files {
         if self.models.insert(key) {
             self.line(&Record::model(key, model))?;
         }
-        let columns = format::columns_id(features.columns());
+        // The id hashes every dictionary: computed once per snapshot, not per decision.
+        let columns = match &self.last_store {
+            Some((store, id)) if std::ptr::eq(store.as_ptr(), Arc::as_ptr(features)) => *id,
+            _ => {
+                let id = format::columns_id(features);
+                self.last_store = Some((Arc::downgrade(features), id));
+                id
+            }
+        };
         if self.columns.insert(columns) {
             self.line(&Record::Columns {
                 id: columns,
                 columns: features.columns().iter().map(|c| c.to_string()).collect(),
+                strings: format::strings_of(features),
             })?;
         }
         let compiled = &model.compiled;
@@ -516,6 +528,7 @@ mod tests {
             let record = Record::Columns {
                 id,
                 columns: columns.clone(),
+                strings: Default::default(),
             };
             files.line(&record).unwrap();
             files.roll_if_full().unwrap();

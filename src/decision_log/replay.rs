@@ -21,7 +21,7 @@ use super::format::{DecisionRecord, LoggedAnswer, LoggedOffer, Record};
 use crate::engine::adaptive::{self, ArmTallies, Learnt, Posteriors, Tally, MAX_WINDOW_DAYS};
 use crate::engine::scorer::Scorer;
 use crate::engine::{self, ContactView, CtxValue, Offer, Request, Unbounded};
-use crate::features::{FeatureStore, IdIndex};
+use crate::features::{DictBuilder, FeatureStore, IdIndex};
 use crate::model::{self, Limits, LoadedModel};
 
 /// Why a replay could not run (a log that does not reproduce is a [`Report`] with mismatches).
@@ -151,7 +151,7 @@ pub struct Latency {
 /// What the log folder holds.
 struct Log {
     models: HashMap<u32, (String, Option<PathBuf>)>,
-    columns: HashMap<u32, Vec<String>>,
+    columns: HashMap<u32, (Vec<String>, Strings)>,
     decisions: Vec<DecisionRecord>,
     unreadable: usize,
 }
@@ -179,8 +179,12 @@ fn read_log(dir: &Path) -> Result<Log, ReplayError> {
                 }) => {
                     log.models.insert(key, (document.into_owned(), base_dir));
                 }
-                Ok(Record::Columns { id, columns }) => {
-                    log.columns.insert(id, columns);
+                Ok(Record::Columns {
+                    id,
+                    columns,
+                    strings,
+                }) => {
+                    log.columns.insert(id, (columns, strings));
                 }
                 Ok(Record::Decision(d)) => log.decisions.push(d),
                 Err(_) => log.unreadable += 1,
@@ -204,9 +208,16 @@ impl ContactView for Held<'_> {
     }
 }
 
+/// A logged column list's dictionaries, by string column name.
+type Strings = BTreeMap<String, Vec<String>>;
+
 /// One column list's decisions as a feature store: row `i` is the `i`-th of them (logged rows
 /// of one customer may differ, so each decision gets its own row).
-fn store_of(columns: &[String], rows: &[&DecisionRecord]) -> Result<FeatureStore, ReplayError> {
+fn store_of(
+    columns: &[String],
+    strings: &Strings,
+    rows: &[&DecisionRecord],
+) -> Result<FeatureStore, ReplayError> {
     let mut ids = IdIndex::with_capacity(rows.len(), 8);
     let mut values = Vec::with_capacity(rows.len() * columns.len());
     for (i, d) in rows.iter().enumerate() {
@@ -223,7 +234,30 @@ fn store_of(columns: &[String], rows: &[&DecisionRecord]) -> Result<FeatureStore
             .map_err(|_| ReplayError::Features("a repeated row".into()))?;
         values.extend(f.iter().map(|b| f32::from_bits(*b)));
     }
-    FeatureStore::new(columns.to_vec(), ids, values, "decision log").map_err(ReplayError::Features)
+    // The logged codes of a string column stand for its logged dictionary's values.
+    let dicts = columns
+        .iter()
+        .map(|c| {
+            let Some(values) = strings.get(c) else {
+                return Ok(None);
+            };
+            let mut b = DictBuilder::default();
+            for v in values {
+                b.push(v)
+                    .map_err(|e| ReplayError::Features(format!("column `{c}`: {e}")))?;
+            }
+            let (d, remap) = b.finish();
+            if remap.iter().enumerate().any(|(i, &r)| i as u32 != r) {
+                return Err(ReplayError::Features(format!(
+                    "column `{c}`: the logged dictionary is not sorted"
+                )));
+            }
+            Ok(Some(d))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    FeatureStore::new(columns.to_vec(), ids, values, "decision log")
+        .and_then(|s| s.with_dictionaries(dicts))
+        .map_err(ReplayError::Features)
 }
 
 fn row_id(i: usize) -> String {
@@ -306,7 +340,7 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
                 what: "column list",
                 id: *columns_id,
             })?;
-        let store = store_of(columns, rows)?;
+        let store = store_of(&columns.0, &columns.1, rows)?;
         let cand = model::load(candidate, &store, &limits).map_err(|error| ReplayError::Model {
             which: format!("candidate {}", candidate.display()),
             error,

@@ -1,8 +1,14 @@
-//! The CSV form of a snapshot: a header with `customer_id` first, then numeric columns; an
-//! empty field is a missing value. Every fault names file, line and column.
+//! The CSV form of a snapshot: a header with `customer_id` first, then numeric or string
+//! columns; an empty field is a missing value. Every fault names file, line and column.
+//!
+//! A column whose non-empty fields are not all numbers holds strings; the header may force a
+//! kind with a suffix: `zip:str` (codes with leading zeros stay `007`), `tenure:num` (a field
+//! that is not a number is an error). Detection costs one pass; a second one only when a
+//! column shows a string after numbers (their text was not kept).
 
 use std::path::Path;
 
+use super::dictionary::{renumber, DictBuilder, Dictionary};
 use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
 use super::{FeatureError, FeatureStore};
@@ -20,53 +26,123 @@ pub(super) fn read_csv(path: &Path) -> Result<FeatureStore, FeatureError> {
     parse_csv(&bytes, path)
 }
 
+/// How a column's fields are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Numbers unless a non-empty field is not one (the default).
+    Auto,
+    /// Numbers, forced by `name:num`: a field that is not one is an error.
+    Num,
+    /// Strings, forced by `name:str` or detected.
+    Str,
+}
+
+/// What one pass over the rows found.
+enum Pass {
+    /// The snapshot.
+    Done(FeatureStore),
+    /// A column read as numbers turned out to hold strings after some numbers: read again
+    /// with these kinds (the numbers' text, `007` say, was not kept).
+    Again(Vec<Kind>),
+}
+
 pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
+    let (columns, kinds) = read_header(bytes, path)?;
+    match read_rows(bytes, path, &columns, kinds)? {
+        Pass::Done(store) => Ok(store),
+        Pass::Again(kinds) => match read_rows(bytes, path, &columns, kinds)? {
+            Pass::Done(store) => Ok(store),
+            // Every column that could turn is forced to strings now.
+            Pass::Again(_) => Err(FeatureError::Format {
+                path: path.to_owned(),
+                detail: "column kinds did not settle".into(),
+            }),
+        },
+    }
+}
+
+fn reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes)
+}
+
+/// The column names and kinds the header gives (`segment:str`, `tenure:num`, `arpu`).
+fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), FeatureError> {
+    let fault = |column: usize, detail: String| FeatureError::Parse {
+        path: path.to_owned(),
+        line: 1,
+        column,
+        detail,
+    };
+    let header = reader(bytes)
+        .byte_headers()
+        .map_err(|e| fault(1, e.to_string()))?
+        .clone();
+    if header.is_empty() || header.iter().all(|h| h.is_empty()) {
+        return Err(fault(1, "empty file: expected a header line".into()));
+    }
+    if header.get(0) != Some(b"customer_id".as_slice()) {
+        return Err(fault(1, "the first column must be `customer_id`".into()));
+    }
+    if header.len() - 1 > MAX_COLUMNS {
+        return Err(fault(1, format!("more than {MAX_COLUMNS} feature columns")));
+    }
+    let mut columns: Vec<String> = Vec::with_capacity(header.len() - 1);
+    let mut kinds = Vec::with_capacity(header.len() - 1);
+    for (i, name) in header.iter().enumerate().skip(1) {
+        let name = std::str::from_utf8(name)
+            .map_err(|_| fault(i + 1, "column name is not UTF-8".into()))?;
+        let (name, kind) = if let Some(n) = name.strip_suffix(":str") {
+            (n.trim_end(), Kind::Str)
+        } else if let Some(n) = name.strip_suffix(":num") {
+            (n.trim_end(), Kind::Num)
+        } else {
+            (name, Kind::Auto)
+        };
+        if name.is_empty() {
+            return Err(fault(i + 1, "empty column name".into()));
+        }
+        if columns.iter().any(|c| c == name) {
+            return Err(fault(i + 1, format!("duplicate column `{name}`")));
+        }
+        columns.push(name.to_owned());
+        kinds.push(kind);
+    }
+    Ok((columns, kinds))
+}
+
+/// One pass over the data rows with the kinds known so far.
+fn read_rows(
+    bytes: &[u8],
+    path: &Path,
+    columns: &[String],
+    mut kinds: Vec<Kind>,
+) -> Result<Pass, FeatureError> {
     let fault = |line: u64, column: usize, detail: String| FeatureError::Parse {
         path: path.to_owned(),
         line,
         column,
         detail,
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let header = reader
+    let mut reader = reader(bytes);
+    reader
         .byte_headers()
-        .map_err(|e| fault(1, 1, e.to_string()))?
-        .clone();
-    if header.is_empty() || header.iter().all(|h| h.is_empty()) {
-        return Err(fault(1, 1, "empty file: expected a header line".into()));
-    }
-    if header.get(0) != Some(b"customer_id".as_slice()) {
-        return Err(fault(1, 1, "the first column must be `customer_id`".into()));
-    }
-    if header.len() - 1 > MAX_COLUMNS {
-        return Err(fault(
-            1,
-            1,
-            format!("more than {MAX_COLUMNS} feature columns"),
-        ));
-    }
-    let mut columns: Vec<String> = Vec::with_capacity(header.len() - 1);
-    for (i, name) in header.iter().enumerate().skip(1) {
-        let name = std::str::from_utf8(name)
-            .map_err(|_| fault(1, i + 1, "column name is not UTF-8".into()))?;
-        if name.is_empty() {
-            return Err(fault(1, i + 1, "empty column name".into()));
-        }
-        if columns.iter().any(|c| c == name) {
-            return Err(fault(1, i + 1, format!("duplicate column `{name}`")));
-        }
-        columns.push(name.to_owned());
-    }
-
+        .map_err(|e| fault(1, 1, e.to_string()))?;
     let width = columns.len();
     // A rough guess of rows from the file size keeps reallocation rare on large snapshots.
     let guess = bytes.len() / (12 + 4 * width.max(1));
     let mut ids = IdIndex::with_capacity(guess, 10);
     let mut values: Vec<f32> = Vec::with_capacity(guess * width);
     let mut exact = ExactBuilder::new(width);
+    let mut dicts: Vec<Option<DictBuilder>> = kinds
+        .iter()
+        .map(|k| (*k == Kind::Str).then(DictBuilder::default))
+        .collect();
+    // Per `Auto` column: a number was read in it (a string after that needs a second pass).
+    let mut numbers_seen = vec![false; width];
+    let mut again = false;
     let mut record = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
@@ -104,29 +180,86 @@ pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, Featu
             )
         })?;
         for (i, field) in record.iter().enumerate().skip(1) {
-            let v = parse_value(field).map_err(|detail| {
-                fault(
-                    line,
-                    i + 1,
-                    format!("column `{}`: {detail}", columns[i - 1]),
-                )
-            })?;
-            values.push(exact.push(i - 1, v));
+            let c = i - 1;
+            let at =
+                |detail: String| fault(line, i + 1, format!("column `{}`: {detail}", columns[c]));
+            let v = match kinds[c] {
+                Kind::Str => string_code(&mut dicts[c], field).map_err(at)?,
+                Kind::Num => parse_value(field).map_err(at)?,
+                Kind::Auto => match parse_value(field) {
+                    Ok(v) => {
+                        numbers_seen[c] |= !v.is_nan();
+                        v
+                    }
+                    // A number beyond f32's range is a data error, not a string.
+                    Err(e) if field_is_number(field) => return Err(at(e)),
+                    Err(_) => {
+                        // Not a number: a string column. Values read as numbers before need
+                        // their text again, so another pass reads the column as strings.
+                        again |= numbers_seen[c];
+                        kinds[c] = Kind::Str;
+                        dicts[c] = Some(DictBuilder::default());
+                        string_code(&mut dicts[c], field).map_err(at)?
+                    }
+                },
+            };
+            values.push(exact.push(c, v));
         }
         exact.end_row();
     }
+    if again {
+        return Ok(Pass::Again(kinds));
+    }
     values.shrink_to_fit();
+    let dicts: Vec<Option<Dictionary>> = dicts
+        .into_iter()
+        .enumerate()
+        .map(|(c, b)| {
+            b.map(|b| {
+                let (d, remap) = b.finish();
+                renumber(&mut values, width, c, &remap);
+                d
+            })
+        })
+        .collect();
     let store = FeatureStore::with_exact(
-        columns,
+        columns.to_vec(),
         ids,
         values,
         exact.finish(),
         path.display().to_string(),
-    );
-    store.map_err(|detail| FeatureError::Format {
-        path: path.to_owned(),
-        detail,
-    })
+    )
+    .and_then(|s| s.with_dictionaries(dicts));
+    store
+        .map(Pass::Done)
+        .map_err(|detail| FeatureError::Format {
+            path: path.to_owned(),
+            detail,
+        })
+}
+
+/// Longest string value accepted, in bytes: categories are short names.
+pub const MAX_STRING_BYTES: usize = 255;
+
+/// A string field's provisional code (empty is missing, NaN).
+#[inline]
+fn string_code(dict: &mut Option<DictBuilder>, field: &[u8]) -> Result<f64, String> {
+    if field.is_empty() {
+        return Ok(f64::NAN);
+    }
+    let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
+    if text.len() > MAX_STRING_BYTES {
+        return Err(format!(
+            "a value longer than {MAX_STRING_BYTES} bytes: ids and free text do not belong in a snapshot"
+        ));
+    }
+    let dict = dict.get_or_insert_with(DictBuilder::default);
+    dict.push(text).map(f64::from).map_err(|e| e.to_string())
+}
+
+/// Whether a field reads as a number at all (finite or not), as `parse_value` reads it.
+fn field_is_number(field: &[u8]) -> bool {
+    std::str::from_utf8(field).is_ok_and(|t| t.parse::<f64>().is_ok())
 }
 
 /// One field: empty is missing (NaN); otherwise a number whose f32 is finite. Parsed as f64

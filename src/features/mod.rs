@@ -1,14 +1,17 @@
-//! The customer feature snapshot: precomputed numeric features per customer, held in memory,
-//! loaded from CSV, the compact `.nbf` form or Parquet.
+//! The customer feature snapshot: precomputed features per customer, numbers and strings, held
+//! in memory, loaded from CSV, the compact `.nbf` form or Parquet.
 //!
 //! Values live in one row-major `Vec<f32>` (NaN marks a missing value), with the exact f64 of
-//! values f32 does not hold kept beside it as residuals (see `exact`), and customer ids in one
+//! values f32 does not hold kept beside it as residuals (see `exact`); a string column holds
+//! each value's code in its column's [`Dictionary`] there (see `dictionary`), so a string costs
+//! a cell like a number and a row is one slice for every reader. Customer ids live in one
 //! byte arena indexed by a hash table of row numbers, so a lookup by `&str` hashes once and
 //! allocates nothing. A store is immutable once built; a new snapshot is a new store, swapped
 //! in whole by the registry. This module does file I/O only in its loaders, never on lookups.
 
 mod binary;
 mod csv_load;
+mod dictionary;
 mod exact;
 mod index;
 mod parquet;
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use binary::write_nbf;
 /// The longest customer id, in bytes, anywhere: snapshots, decisions and events.
 pub use csv_load::MAX_ID_BYTES;
+pub use dictionary::{DictBuilder, Dictionary, TooManyValues, MAX_DISTINCT};
 pub use exact::{join_f64, split_f64, ExactBuilder, ExactColumns, FeatureRow};
 pub use index::IdIndex;
 
@@ -63,8 +67,32 @@ pub struct FeatureStore {
     exact: ExactColumns,
     /// Per column, its slot among `exact`'s columns (empty when `exact` is).
     slot_of: Box<[u32]>,
+    /// Per column, its dictionary when it holds strings (empty when every column is numeric).
+    dicts: Box<[Option<Dictionary>]>,
     ids: IdIndex,
     source: String,
+}
+
+/// What a column holds, as `/admin/stats` and the status page show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Numbers (f32, with exact f64 residuals where needed).
+    Number,
+    /// Strings coded against a dictionary of `distinct` values.
+    Text {
+        /// Number of distinct values.
+        distinct: usize,
+    },
+}
+
+impl ColumnKind {
+    /// The name used in JSON views and the CSV header override (`num`, `str`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnKind::Number => "num",
+            ColumnKind::Text { .. } => "str",
+        }
+    }
 }
 
 impl std::fmt::Debug for FeatureStore {
@@ -100,6 +128,7 @@ impl FeatureStore {
             values,
             exact: ExactColumns::default(),
             slot_of: Box::default(),
+            dicts: Box::default(),
             ids,
             source: source.into(),
         })
@@ -118,6 +147,45 @@ impl FeatureStore {
         store.slot_of = exact.check(&store.values, store.columns.len())?;
         store.exact = exact;
         Ok(store)
+    }
+
+    /// Gives string columns their dictionaries (`None` for a numeric column; an empty list
+    /// when every column is numeric), checking that every cell of a string column is missing
+    /// or a code of its dictionary.
+    pub fn with_dictionaries(mut self, dicts: Vec<Option<Dictionary>>) -> Result<Self, String> {
+        if dicts.iter().all(Option::is_none) {
+            self.dicts = Box::default();
+            return Ok(self);
+        }
+        let width = self.columns.len();
+        if dicts.len() != width {
+            return Err(format!("{} dictionaries for {width} columns", dicts.len()));
+        }
+        for (c, d) in dicts.iter().enumerate() {
+            let Some(d) = d else { continue };
+            if !self.exact.is_empty() && self.exact.columns().contains(&(c as u32)) {
+                return Err(format!(
+                    "column `{}`: strings with residuals",
+                    self.columns[c]
+                ));
+            }
+            let bad = self
+                .values
+                .iter()
+                .skip(c)
+                .step_by(width)
+                .position(|&v| !v.is_nan() && d.value_of(v).is_none());
+            if let Some(row) = bad {
+                return Err(format!(
+                    "row {row}, column `{}`: {} is not a code of its {} values",
+                    self.columns[c],
+                    self.values[row * width + c],
+                    d.len()
+                ));
+            }
+        }
+        self.dicts = dicts.into_boxed_slice();
+        Ok(self)
     }
 
     /// Loads a snapshot, choosing the format by extension: `.nbf` binary, `.parquet` Parquet,
@@ -192,6 +260,28 @@ impl FeatureStore {
         self.ids.id_at(row)
     }
 
+    /// The dictionary of a string column (`None` for a numeric one).
+    #[inline]
+    pub fn dictionary(&self, column: usize) -> Option<&Dictionary> {
+        self.dicts.get(column)?.as_ref()
+    }
+
+    /// What a column holds.
+    pub fn kind(&self, column: usize) -> ColumnKind {
+        match self.dictionary(column) {
+            Some(d) => ColumnKind::Text { distinct: d.len() },
+            None => ColumnKind::Number,
+        }
+    }
+
+    /// Each column's name and kind, in column order (admin views).
+    pub fn column_kinds(&self) -> impl Iterator<Item = (&str, ColumnKind)> + '_ {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(c, name)| (&**name, self.kind(c)))
+    }
+
     /// Column index of a feature, resolved once when a model is compiled.
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| &**c == name)
@@ -222,6 +312,12 @@ impl FeatureStore {
         self.values.capacity() * std::mem::size_of::<f32>()
             + self.exact.bytes_held()
             + self.slot_of.len() * 4
+            + self
+                .dicts
+                .iter()
+                .flatten()
+                .map(Dictionary::bytes_held)
+                .sum::<usize>()
             + self.ids.bytes_held()
     }
 

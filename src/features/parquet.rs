@@ -1,5 +1,7 @@
 //! The Parquet form of a snapshot, as a data warehouse exports it: a `customer_id` string column
-//! first, then numeric columns (integers, floats, booleans as 0/1); a null is a missing value.
+//! first, then numeric columns (integers, floats, booleans as 0/1) and string columns (`Utf8`,
+//! `LargeUtf8`, `Utf8View`, and dictionary-encoded strings); a null or an empty string is a
+//! missing value.
 //! Every fault names the column and the data row, as the CSV loader names line and column.
 //!
 //! Read through the arrow/parquet crates in record batches, written straight into the store's
@@ -17,6 +19,7 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
+use super::dictionary::{renumber, DictBuilder, Dictionary};
 use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
 use super::{FeatureError, FeatureStore};
@@ -53,10 +56,15 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         return Err(fault(format!("more than {MAX_COLUMNS} feature columns")));
     }
     let mut columns = Vec::with_capacity(fields.len() - 1);
+    let mut dicts: Vec<Option<DictBuilder>> = Vec::with_capacity(fields.len() - 1);
     for f in fields.iter().skip(1) {
-        if !is_numeric(f.data_type()) {
+        if is_string(f.data_type()) {
+            dicts.push(Some(DictBuilder::default()));
+        } else if is_numeric(f.data_type()) {
+            dicts.push(None);
+        } else {
             return Err(fault(format!(
-                "column `{}`: expected numbers, found {}",
+                "column `{}`: expected numbers or strings, found {}",
                 f.name(),
                 f.data_type()
             )));
@@ -103,8 +111,26 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
             })?;
         }
         let cols: Vec<_> = (0..width).map(|c| batch.column(c + 1)).collect();
+        // String columns coded for the whole batch first.
+        let mut codes: Vec<Vec<f64>> = Vec::with_capacity(width);
+        for (c, col) in cols.iter().enumerate() {
+            codes.push(match &mut dicts[c] {
+                Some(b) => string_codes(col.as_ref(), b).map_err(|(i, detail)| {
+                    fault(format!(
+                        "row {}, column `{}`: {detail}",
+                        done + i + 1,
+                        columns[c]
+                    ))
+                })?,
+                None => Vec::new(),
+            });
+        }
         for i in 0..n {
             for (c, col) in cols.iter().enumerate() {
+                if let Some(&code) = codes[c].get(i) {
+                    values.push(exact.push(c, code));
+                    continue;
+                }
                 let v = number_at(col.as_ref(), i);
                 if !v.is_finite() && !col.is_null(i) {
                     return Err(fault(format!(
@@ -121,6 +147,17 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         done += n;
     }
     values.shrink_to_fit();
+    let dicts: Vec<Option<Dictionary>> = dicts
+        .into_iter()
+        .enumerate()
+        .map(|(c, b)| {
+            b.map(|b| {
+                let (d, remap) = b.finish();
+                renumber(&mut values, width, c, &remap);
+                d
+            })
+        })
+        .collect();
     FeatureStore::with_exact(
         columns,
         ids,
@@ -128,7 +165,65 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         exact.finish(),
         path.display().to_string(),
     )
+    .and_then(|s| s.with_dictionaries(dicts))
     .map_err(fault)
+}
+
+fn is_string(t: &DataType) -> bool {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => {
+            matches!(
+                **v,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        }
+        _ => false,
+    }
+}
+
+/// A string column's provisional codes for one batch (NaN for null or empty); a fault gives
+/// the row in the batch. A dictionary array's values are coded once each, when first used.
+fn string_codes(a: &dyn Array, b: &mut DictBuilder) -> Result<Vec<f64>, (usize, String)> {
+    let mut code = |i: usize, s: Option<&str>| -> Result<f64, (usize, String)> {
+        match s {
+            None | Some("") => Ok(f64::NAN),
+            Some(s) if s.len() > super::csv_load::MAX_STRING_BYTES => Err((
+                i,
+                format!(
+                    "a value longer than {} bytes: ids and free text do not belong in a \
+                     snapshot",
+                    super::csv_load::MAX_STRING_BYTES
+                ),
+            )),
+            Some(s) => b.push(s).map(f64::from).map_err(|e| (i, e.to_string())),
+        }
+    };
+    if let Some(d) = a.as_any_dictionary_opt() {
+        let values = d.values();
+        let keys = d.normalized_keys();
+        let mut coded: Vec<Option<f64>> = vec![None; values.len()];
+        let mut out = Vec::with_capacity(a.len());
+        for (i, &k) in keys.iter().enumerate() {
+            if a.is_null(i) {
+                out.push(f64::NAN);
+                continue;
+            }
+            let v = match coded.get(k).copied().flatten() {
+                Some(v) => v,
+                None => {
+                    let v = code(i, string_at(values.as_ref(), k))?;
+                    if let Some(slot) = coded.get_mut(k) {
+                        *slot = Some(v);
+                    }
+                    v
+                }
+            };
+            out.push(v);
+        }
+        return Ok(out);
+    }
+    (0..a.len()).map(|i| code(i, string_at(a, i))).collect()
 }
 
 fn is_numeric(t: &DataType) -> bool {

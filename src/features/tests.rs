@@ -34,7 +34,7 @@ fn parse_err(text: &str) -> (u64, usize, String) {
 
 #[test]
 fn refuses_bad_numbers_with_line_and_column() {
-    let (line, col, detail) = parse_err("customer_id,a,b\nC1,1,2\nC2,3,abc\n");
+    let (line, col, detail) = parse_err("customer_id,a,b:num\nC1,1,2\nC2,3,abc\n");
     assert_eq!((line, col), (3, 3));
     assert!(detail.contains("`b`") && detail.contains("abc"), "{detail}");
     let (_, _, detail) = parse_err("customer_id,a\nC1,inf\n");
@@ -124,9 +124,15 @@ fn keeps_exact_values_f32_does_not_hold_and_round_trips_them() {
     // Below f32's normal range the f32 (here 0) stands for the value.
     assert_eq!(s.exact_row("C3").unwrap().f64(2), 0.0);
     let bytes = s.to_nbf_bytes();
-    assert_eq!(&bytes[..4], b"NBF2");
+    assert_eq!(&bytes[..4], b"NBF3");
     let back = FeatureStore::from_nbf_bytes(&bytes, "t.nbf").unwrap();
     assert_eq!(back.exact(), s.exact());
+    // Version 2 files (written before string columns) still load, residuals included.
+    let v2 = binary::write_legacy(&s);
+    assert_eq!(&v2[..4], b"NBF2");
+    let old = FeatureStore::from_nbf_bytes(&v2, "t.nbf").unwrap();
+    assert_eq!(old.exact(), s.exact());
+    assert_eq!(old.exact_row("C2").unwrap().f64(1), 2710.2932);
     assert_eq!(back.exact_row("C2").unwrap().f64(1), 2710.2932);
     // Residuals cost 4 bytes per row of an inexact column, nothing for the others.
     assert_eq!(s.exact().residuals().len(), 3);
@@ -141,12 +147,193 @@ fn keeps_exact_values_f32_does_not_hold_and_round_trips_them() {
 }
 
 #[test]
-fn f32_exact_snapshots_keep_the_version_1_form() {
+fn version_1_files_still_load() {
     let s = parse("customer_id,a,b\nC1,1.5,\nC2,,2\n").unwrap();
     assert!(s.exact().is_empty());
-    let bytes = s.to_nbf_bytes();
+    let bytes = binary::write_legacy(&s);
     assert_eq!(&bytes[..4], b"NBF1");
     let back = FeatureStore::from_nbf_bytes(&bytes, "t.nbf").unwrap();
     assert_eq!(back.row("C2").unwrap()[1], 2.0);
     assert_eq!(back.exact_row("C2").unwrap().f64(1), 2.0);
+}
+
+#[test]
+fn detects_string_columns_and_honours_header_kinds() {
+    let s = parse(
+        "customer_id,segment,zip:str,tenure:num,arpu,code\n\
+         C1,gold,007,12,1.5,10\n\
+         C2,,010,,2,20\n\
+         C3,bronze,7,3,,A7\n\
+         C4,gold,,1,3,\n",
+    )
+    .unwrap();
+    assert_eq!(s.columns().len(), 5);
+    assert_eq!(s.column("zip"), Some(1));
+    assert_eq!(s.kind(0), ColumnKind::Text { distinct: 2 });
+    assert_eq!(s.kind(1), ColumnKind::Text { distinct: 3 });
+    assert_eq!(s.kind(2), ColumnKind::Number);
+    assert_eq!(s.kind(3), ColumnKind::Number);
+    // `code` looked numeric for two rows, then held `A7`: read again as strings, `10` kept
+    // as the text it was.
+    assert_eq!(s.kind(4), ColumnKind::Text { distinct: 3 });
+    let value = |id: &str, c: usize| {
+        let cell = s.row(id).unwrap()[c];
+        s.dictionary(c)
+            .and_then(|d| d.value_of(cell))
+            .map(str::to_owned)
+    };
+    assert_eq!(value("C1", 0).as_deref(), Some("gold"));
+    assert_eq!(value("C2", 0), None, "an empty field is missing");
+    assert_eq!(value("C1", 1).as_deref(), Some("007"), "leading zeros kept");
+    assert_eq!(value("C3", 1).as_deref(), Some("7"));
+    assert_eq!(value("C4", 1), None);
+    assert_eq!(value("C1", 4).as_deref(), Some("10"));
+    assert_eq!(value("C3", 4).as_deref(), Some("A7"));
+    assert_eq!(s.row("C1").unwrap()[2], 12.0);
+    // Codes follow the sorted dictionary whatever the row order.
+    assert_eq!(
+        s.dictionary(0).unwrap().iter().collect::<Vec<_>>(),
+        ["bronze", "gold"]
+    );
+    assert_eq!(s.row("C1").unwrap()[0], 1.0);
+    // A forced numeric column refuses text with its place.
+    let (line, col, detail) = parse_err("customer_id,tenure:num\nC1,1\nC2,ten\n");
+    assert_eq!((line, col), (3, 2));
+    assert!(
+        detail.contains("`tenure`") && detail.contains("not a number"),
+        "{detail}"
+    );
+    // A column of numbers only, or empty only, stays numeric.
+    let s = parse("customer_id,a,b\nC1,1,\nC2,2,\n").unwrap();
+    assert_eq!(
+        (s.kind(0), s.kind(1)),
+        (ColumnKind::Number, ColumnKind::Number)
+    );
+    assert!(parse_err("customer_id,a:str,a\n")
+        .2
+        .contains("duplicate column"));
+}
+
+#[test]
+fn refuses_a_column_of_ids_naming_it() {
+    let mut text = String::from("customer_id,n,session\n");
+    for i in 0..=MAX_DISTINCT {
+        text += &format!("C{i},1,s{i}\n");
+    }
+    let (line, col, detail) = parse_err(&text);
+    assert_eq!((line, col), (MAX_DISTINCT as u64 + 2, 3));
+    assert!(detail.contains("`session`"), "{detail}");
+    assert!(detail.contains("65536 distinct values"), "{detail}");
+    assert!(detail.contains("ids and free text"), "{detail}");
+    // Exactly the limit loads.
+    let cut: String = text
+        .lines()
+        .take(MAX_DISTINCT + 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let s = parse(&cut).unwrap();
+    assert_eq!(
+        s.kind(1),
+        ColumnKind::Text {
+            distinct: MAX_DISTINCT
+        }
+    );
+    let d = s.dictionary(1).unwrap();
+    let cell = s.row("C65535").unwrap()[1];
+    assert_eq!(d.value_of(cell), Some("s65535"));
+    let top = (0..s.len())
+        .map(|r| s.row_at(r).unwrap()[1])
+        .fold(0.0, f32::max);
+    assert_eq!(top, 65535.0, "the last code is exact in f32");
+}
+
+#[test]
+fn string_columns_round_trip_through_the_binary_form() {
+    let s = parse(
+        "customer_id,segment,arpu,plan\nC1,gold,85.21,unlimited_5g\nC2,,2,\nC3,bronze,3,basic\n",
+    )
+    .unwrap();
+    let bytes = s.to_nbf_bytes();
+    assert_eq!(&bytes[..4], b"NBF3");
+    // Sections start at multiples of 8 (the header gives their offsets), for a memory map.
+    for k in 0..6 {
+        let at = 24 + 8 * k;
+        let off = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        assert_eq!(off % 8, 0, "section {k} at {off}");
+    }
+    let values_off = u64::from_le_bytes(bytes[48..56].try_into().unwrap()) as usize;
+    let first = f32::from_le_bytes(bytes[values_off..values_off + 4].try_into().unwrap());
+    assert_eq!(first, s.row("C1").unwrap()[0], "values lie at their offset");
+    let back = FeatureStore::from_nbf_bytes(&bytes, "t.nbf").unwrap();
+    for c in 0..3 {
+        assert_eq!(back.kind(c), s.kind(c));
+        assert_eq!(back.dictionary(c), s.dictionary(c));
+    }
+    for id in ["C1", "C2", "C3"] {
+        let (a, b) = (s.row(id).unwrap(), back.row(id).unwrap());
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+    assert_eq!(back.exact_row("C1").unwrap().f64(1), 85.21);
+    assert_eq!(back.to_nbf_bytes(), bytes);
+    // A cell that is not a code of its dictionary is refused (checksum recomputed to get there).
+    let mut bad = bytes[..bytes.len() - 4].to_vec();
+    bad[values_off..values_off + 4].copy_from_slice(&7.0_f32.to_le_bytes());
+    let crc = crc32fast::hash(&bad);
+    bad.extend_from_slice(&crc.to_le_bytes());
+    let err = FeatureStore::from_nbf_bytes(&bad, "t.nbf").unwrap_err();
+    assert!(err.to_string().contains("`segment`"), "{err}");
+    // Every truncation is refused, never a panic.
+    for n in 0..bytes.len() {
+        assert!(FeatureStore::from_nbf_bytes(&bytes[..n], "t.nbf").is_err());
+    }
+}
+
+#[test]
+fn parquet_string_and_dictionary_columns() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::StringArray;
+    use arrow_array::{ArrayRef, DictionaryArray, Float64Array, LargeStringArray, RecordBatch};
+    use std::sync::Arc;
+    let ids = Arc::new(StringArray::from(vec!["C1", "C2", "C3", "C4"])) as ArrayRef;
+    let segment: DictionaryArray<Int32Type> =
+        vec![Some("gold"), None, Some("bronze"), Some("gold")]
+            .into_iter()
+            .collect();
+    let plan = LargeStringArray::from(vec![Some("basic"), Some(""), None, Some("5g")]);
+    let arpu = Float64Array::from(vec![Some(85.21), None, Some(1.0), Some(2.0)]);
+    let batch = RecordBatch::try_from_iter(vec![
+        ("customer_id", ids),
+        ("segment", Arc::new(segment) as ArrayRef),
+        ("plan", Arc::new(plan) as ArrayRef),
+        ("arpu", Arc::new(arpu) as ArrayRef),
+    ])
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("pq-str-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("s.parquet");
+    let mut w = ::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let s = FeatureStore::load(&path).unwrap();
+    let csv = parse(
+        "customer_id,segment,plan:str,arpu\nC1,gold,basic,85.21\nC2,,,\nC3,bronze,,1\nC4,gold,5g,2\n",
+    )
+    .unwrap();
+    for c in 0..3 {
+        assert_eq!(s.kind(c), csv.kind(c), "column {c}");
+        assert_eq!(s.dictionary(c), csv.dictionary(c), "column {c}");
+    }
+    for id in ["C1", "C2", "C3", "C4"] {
+        let (a, b) = (s.row(id).unwrap(), csv.row(id).unwrap());
+        assert!(
+            a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{id}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }

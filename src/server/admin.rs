@@ -246,6 +246,13 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
         body["replication"] = f.status_json();
     }
     body["lift"] = funnel.lift();
+    if let Some(f) = &state.registry.load().features {
+        body["features"] = serde_json::json!({
+            "source": f.source(),
+            "customers": f.len(),
+            "columns": super::status::columns_json(f),
+        });
+    }
     let models = state.registry.load().models.clone();
     let serving = models.iter().flat_map(|set| set.models());
     let serving = serving.map(|(m, v, key)| (&m.compiled, v.as_str(), key));

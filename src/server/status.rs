@@ -97,6 +97,7 @@ pub fn json(state: &AppState) -> Response<Full<Bytes>> {
             "source": f.source(),
             "customers": f.len(),
             "columns": f.columns().len(),
+            "column_kinds": columns_json(f),
             "bytes": f.bytes_held(),
             "loaded_at": journal.iter().find(|e| e.accepted && e.customers.is_some()).map(|e| &e.at),
         })
@@ -132,6 +133,20 @@ pub fn json(state: &AppState) -> Response<Full<Bytes>> {
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Each snapshot column's name and kind, with the number of distinct values of a string
+/// column: `[{"name": "segment", "kind": "str", "distinct": 4}, {"name": "arpu", "kind": "num"}]`.
+pub(super) fn columns_json(f: &crate::features::FeatureStore) -> serde_json::Value {
+    use crate::features::ColumnKind;
+    f.column_kinds()
+        .map(|(name, kind)| match kind {
+            ColumnKind::Text { distinct } => {
+                json!({"name": name, "kind": kind.as_str(), "distinct": distinct})
+            }
+            ColumnKind::Number => json!({"name": name, "kind": kind.as_str()}),
+        })
+        .collect()
 }
 
 #[cfg(test)]
