@@ -458,6 +458,9 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
     };
     match result {
         Ok(m) => {
+            for w in &m.warnings {
+                println!("{}: warning: {w}", model::model_file(file).display());
+            }
             println!(
                 "ok: {} version {}: {} offers, {} channels, {} features used{}",
                 m.compiled.name,

@@ -61,6 +61,8 @@ fn test_of_leaf() -> impl Strategy<Value = Test> {
         1 => prop::collection::vec(constant(), 1..4).prop_map(|v| Test::InNum(v.into())),
         1 => (word(), any::<bool>()).prop_map(|(s, negate)| Test::EqStr(s, negate)),
         1 => prop::collection::vec(word(), 1..3).prop_map(|v| Test::InStr(v.into())),
+        1 => prop::collection::vec(constant(), 1..4).prop_map(|v| Test::NotInNum(v.into())),
+        1 => prop::collection::vec(word(), 1..3).prop_map(|v| Test::NotInStr(v.into())),
         1 => Just(Test::IsMissing),
     ]
 }
@@ -110,7 +112,7 @@ fn rename(rule: Rule, n: &mut usize) -> Rule {
         Rule::Leaf { operand, test, .. } => Rule::Leaf {
             operand,
             test,
-            what: name(),
+            what: name().into(),
         },
         Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
     }
@@ -170,7 +172,11 @@ fn leaf_holds(operand: Operand, test: &Test, row: &[f32], ctx: &[Option<CtxValue
         (Seen::Num(x), Test::InNum(set)) => set
             .iter()
             .any(|v| x.partial_cmp(v) == Some(Ordering::Equal)),
-        (Seen::Num(_), Test::EqStr(..) | Test::InStr(_)) => false,
+        (Seen::Num(x), Test::NotInNum(set)) => !set
+            .iter()
+            .any(|v| x.partial_cmp(v) == Some(Ordering::Equal)),
+        (Seen::Num(_), Test::EqStr(..) | Test::InStr(_) | Test::NotInStr(_)) => false,
+        (Seen::Str(s), Test::NotInStr(set)) => !set.iter().any(|v| &**v == s),
         (Seen::Str(s), Test::EqStr(v, negate)) => (&**v == s) != *negate,
         (Seen::Str(s), Test::InStr(set)) => set.iter().any(|v| &**v == s),
         (Seen::Str(_), _) => false,
@@ -452,8 +458,8 @@ proptest! {
                     Some((c, t)) => !row[c].is_nan() && f64::from(row[c]) >= t,
                     None => true,
                 };
-                match *verdict {
-                    Verdict::Scored {
+                match verdict {
+                    &Verdict::Scored {
                         propensity, score, ..
                     } => {
                         prop_assert!(eligible, "offer {} scored though its rule fails", i);

@@ -289,7 +289,9 @@ fn held_by_policy<'m>(v: &Variantly<'m>, explain: &[Verdict<'m>]) -> Option<&'m 
         if v.plan.campaign_offer.get(oi).copied().flatten().is_none() {
             continue;
         }
-        if let Verdict::Excluded(why) = verdict {
+        // Policies say fixed texts; a rule's verdict with a tested value is never one.
+        if let Verdict::Excluded(std::borrow::Cow::Borrowed(why)) = verdict {
+            let why: &'m str = why;
             let w = &v.model.offers[oi].caps.why;
             let policy = [
                 &w.impressions,
@@ -299,7 +301,7 @@ fn held_by_policy<'m>(v: &Variantly<'m>, explain: &[Verdict<'m>]) -> Option<&'m 
                 &w.complaint,
             ]
             .iter()
-            .any(|p| !p.is_empty() && ***p == **why);
+            .any(|p| !p.is_empty() && ***p == *why);
             if policy {
                 return Some(why.split(": ").next().unwrap_or(why));
             }

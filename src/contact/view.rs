@@ -167,9 +167,9 @@ mod tests {
 
     fn excluded<'m>(m: &CompiledModel, d: &Decision<'m>, id: &str) -> Option<&'m str> {
         let i = m.offers.iter().position(|o| &*o.id == id).unwrap();
-        match d.explain[i] {
-            Verdict::Excluded(why) => Some(why),
-            Verdict::Scored { .. } => None,
+        match &d.explain[i] {
+            Verdict::Excluded(std::borrow::Cow::Borrowed(why)) => Some(why),
+            _ => None,
         }
     }
 

@@ -15,7 +15,7 @@ pub mod trees;
 use std::borrow::Cow;
 
 pub use policy::{OfferCaps, Policies};
-pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test};
+pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test, What};
 pub use scorer::{Logistic, Scorer};
 
 use crate::features::{FeatureRow, FeatureStore};
@@ -343,7 +343,7 @@ pub struct Ranked {
 }
 
 /// What `explain` says of one offer.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict<'m> {
     /// Scored (and ranked, unless the limit cut it).
     Scored {
@@ -354,8 +354,15 @@ pub enum Verdict<'m> {
         /// For an adaptive offer: the posterior, the draw and the counts behind it.
         learnt: Option<adaptive::Draw>,
     },
-    /// Excluded by the named rule or policy.
-    Excluded(&'m str),
+    /// Excluded by the named rule or policy (a failing rule leaf with the value it tested).
+    Excluded(Cow<'m, str>),
+}
+
+impl<'m> Verdict<'m> {
+    /// Excluded by a fixed text.
+    fn text(why: &'m str) -> Self {
+        Verdict::Excluded(Cow::Borrowed(why))
+    }
 }
 
 /// The engine's answer; the server encodes it.
@@ -428,7 +435,7 @@ pub fn decide<'m>(
         d.explain = model
             .offers
             .iter()
-            .map(|o| Verdict::Excluded(not_candidate_reason(o, ch)))
+            .map(|o| Verdict::text(not_candidate_reason(o, ch)))
             .collect();
     }
     for (n, &oi) in slot.candidates.iter().enumerate() {
@@ -436,7 +443,7 @@ pub fn decide<'m>(
             d.fallback = Some(FallbackReason::Deadline);
             if req.explain {
                 for &rest in &slot.candidates[n..] {
-                    d.explain[rest as usize] = Verdict::Excluded(NOT_EVALUATED);
+                    d.explain[rest as usize] = Verdict::text(NOT_EVALUATED);
                 }
             }
             break;
@@ -453,7 +460,7 @@ pub fn decide<'m>(
         {
             break;
         }
-        let verdict = evaluate(
+        let mut verdict = evaluate(
             model,
             offer,
             oi as usize,
@@ -463,10 +470,14 @@ pub fn decide<'m>(
             contacts,
             now_ms,
         );
+        if req.explain {
+            verdict = with_tested_value(verdict, offer, &input, row, features);
+        }
         if let Verdict::Scored {
             propensity, score, ..
-        } = verdict
+        } = &verdict
         {
+            let (propensity, score) = (*propensity, *score);
             keep_top(
                 &mut ranked,
                 limit,
@@ -532,15 +543,15 @@ fn evaluate<'m>(
     now_ms: i64,
 ) -> Verdict<'m> {
     if now_ms < offer.valid_from_ms || now_ms >= offer.valid_until_ms {
-        return Verdict::Excluded(OUTSIDE_WINDOW);
+        return Verdict::text(OUTSIDE_WINDOW);
     }
     if let Some(rule) = &offer.rule {
         if let Some(why) = rule.check(input) {
-            return Verdict::Excluded(why);
+            return Verdict::text(why);
         }
     }
     if let Some(why) = contacts.holds_back(index, offer) {
-        return Verdict::Excluded(why);
+        return Verdict::text(why);
     }
     let (propensity, learnt) = match &offer.scorer {
         Scorer::Adaptive(a) => {
@@ -553,14 +564,14 @@ fn evaluate<'m>(
     // NaN. NaN compares false with every threshold and sorts above +inf: it would pass
     // arbitration and take the first rank.
     if propensity.is_nan() {
-        return Verdict::Excluded(NOT_A_NUMBER);
+        return Verdict::text(NOT_A_NUMBER);
     }
     let score = propensity * offer.value * offer.priority;
     if propensity < model.arbitration.min_propensity {
-        return Verdict::Excluded(BELOW_MIN_PROPENSITY);
+        return Verdict::text(BELOW_MIN_PROPENSITY);
     }
     if score < model.arbitration.min_score {
-        return Verdict::Excluded(BELOW_MIN_SCORE);
+        return Verdict::text(BELOW_MIN_SCORE);
     }
     Verdict::Scored {
         propensity,
@@ -592,7 +603,47 @@ fn explain_unreached<'m>(
             }
             (Some(ch), _) => not_candidate_reason(offer, ch),
         };
-        out.push(Verdict::Excluded(why));
+        out.push(Verdict::text(why));
+    }
+}
+
+/// For explain: a verdict of the offer's rule, again with the value its failing leaf tested
+/// (`segment is bronze, not in gold, platinum`): string values decoded through the snapshot's
+/// dictionary, numbers as the source gave them.
+fn with_tested_value<'m>(
+    verdict: Verdict<'m>,
+    offer: &'m Offer,
+    input: &RuleInput<'_, '_>,
+    row: FeatureRow<'_>,
+    features: &FeatureStore,
+) -> Verdict<'m> {
+    let (Verdict::Excluded(why), Some(rule)) = (&verdict, &offer.rule) else {
+        return verdict;
+    };
+    if rule.check(input) != Some(why) {
+        return verdict;
+    }
+    let shown = |operand: Operand| -> String {
+        match operand {
+            Operand::Feature(c) => {
+                let c = c as usize;
+                let x = row.f32(c);
+                match features.dictionary(c) {
+                    Some(d) => d.value_of(x).unwrap_or("missing").to_owned(),
+                    None if x.is_nan() => "missing".into(),
+                    None => row.f64(c).to_string(),
+                }
+            }
+            Operand::Context(slot) => match input.context.get(slot as usize) {
+                Some(Some(CtxValue::Str(s))) => s.to_string(),
+                Some(Some(CtxValue::Num(x))) => x.to_string(),
+                _ => "missing".into(),
+            },
+        }
+    };
+    match rule.explain(input, &shown) {
+        Some(text) => Verdict::Excluded(text),
+        None => verdict,
     }
 }
 

@@ -1,8 +1,14 @@
 //! Compiled eligibility rules: feature and context names already resolved to indices.
 //!
 //! Checking a rule returns the description of the rule that failed (built once at compile
-//! time), so the normal path and `explain` share one evaluation and explain formats nothing.
+//! time), so the normal path formats nothing. `explain` asks again with [`Rule::explain`],
+//! which adds the value the failing leaf tested (`churn_score is 0.13, the rule needs >= 0.3`).
 //! A comparison on a missing value is false; only `is_missing` is true for it.
+//!
+//! A string feature's tests arrive here as numeric tests on dictionary codes (the snapshot
+//! holds codes; the model compiler resolved the strings), so requests compare numbers only.
+
+use std::borrow::Cow;
 
 /// A value from the request's `context`, string or number.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,8 +82,71 @@ pub enum Test {
     EqStr(Box<str>, bool),
     /// A string in the set.
     InStr(Box<[Box<str>]>),
+    /// `x` is none of the numbers (a missing value is not tested: it fails).
+    NotInNum(Box<[f64]>),
+    /// A string not in the set (a missing value fails).
+    NotInStr(Box<[Box<str>]>),
     /// The value is missing.
     IsMissing,
+}
+
+/// How `explain` names a leaf: the description the normal path returns, and, for the
+/// verdict of a failing leaf, the words around the value it tested.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct What {
+    text: Box<str>,
+    /// `(before, after)`: the verdict is `before` + the value + `after`.
+    says: Option<Box<(Box<str>, Box<str>)>>,
+}
+
+impl What {
+    /// A description with the words around the tested value, e.g. `("...: segment is ",
+    /// ", not in gold, platinum")`.
+    pub fn with_value(text: impl Into<Box<str>>, before: String, after: String) -> Self {
+        Self {
+            text: text.into(),
+            says: Some(Box::new((before.into(), after.into()))),
+        }
+    }
+
+    /// The verdict with the value the leaf tested.
+    fn with(&self, value: &str) -> Cow<'_, str> {
+        match &self.says {
+            Some(s) => Cow::Owned(format!("{}{value}{}", s.0, s.1)),
+            None => Cow::Borrowed(&self.text),
+        }
+    }
+}
+
+impl std::ops::Deref for What {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<&str> for What {
+    fn from(text: &str) -> Self {
+        Self {
+            text: text.into(),
+            says: None,
+        }
+    }
+}
+
+impl From<Box<str>> for What {
+    fn from(text: Box<str>) -> Self {
+        Self { text, says: None }
+    }
+}
+
+impl From<String> for What {
+    fn from(text: String) -> Self {
+        Self {
+            text: text.into(),
+            says: None,
+        }
+    }
 }
 
 /// One compiled rule.
@@ -100,7 +169,7 @@ pub enum Rule {
         /// Greatest value that holds.
         hi: f64,
         /// How `explain` names it.
-        what: Box<str>,
+        what: What,
     },
     /// A single test.
     Leaf {
@@ -109,7 +178,7 @@ pub enum Rule {
         /// What it tests.
         test: Test,
         /// How `explain` names it, e.g. `offers[2].eligibility.all[0]: tenure_months >= 6`.
-        what: Box<str>,
+        what: What,
     },
 }
 
@@ -124,7 +193,8 @@ pub struct RuleInput<'r, 'c> {
 impl Rule {
     /// A leaf in its fastest form: a feature against finite constants (every operator but
     /// `ne`, and `between`) becomes [`Rule::FeatureIn`], anything else a [`Rule::Leaf`].
-    pub fn leaf(operand: Operand, test: Test, what: Box<str>) -> Rule {
+    pub fn leaf(operand: Operand, test: Test, what: impl Into<What>) -> Rule {
+        let what = what.into();
         let range = match (&operand, &test) {
             (Operand::Feature(_), Test::Cmp(op, v)) if v.is_finite() => match op {
                 CmpOp::Eq => Some((*v, *v)),
@@ -175,7 +245,7 @@ impl Rule {
                 if *lo <= x && x <= *hi {
                     None
                 } else {
-                    Some(what)
+                    Some(&what.text)
                 }
             }
             Rule::All(children) => children.iter().find_map(|c| c.check(input)),
@@ -198,9 +268,30 @@ impl Rule {
                 if leaf_holds(*operand, test, input) {
                     None
                 } else {
-                    Some(what)
+                    Some(&what.text)
                 }
             }
+        }
+    }
+
+    /// What [`Rule::check`] says, with the value the failing leaf tested where it names one:
+    /// `shown(operand)` renders the value a leaf read (explain only: it allocates).
+    pub fn explain(
+        &self,
+        input: &RuleInput<'_, '_>,
+        shown: &dyn Fn(Operand) -> String,
+    ) -> Option<Cow<'_, str>> {
+        match self {
+            Rule::FeatureIn { column, what, .. } => {
+                self.check(input)?;
+                Some(what.with(&shown(Operand::Feature(*column))))
+            }
+            Rule::Leaf { operand, what, .. } => {
+                self.check(input)?;
+                Some(what.with(&shown(*operand)))
+            }
+            Rule::All(children) => children.iter().find_map(|c| c.explain(input, shown)),
+            Rule::Any(..) | Rule::Not(..) => self.check(input).map(Cow::Borrowed),
         }
     }
 }
@@ -221,6 +312,7 @@ fn leaf_holds(operand: Operand, test: &Test, input: &RuleInput<'_, '_>) -> bool 
             Some(Some(CtxValue::Str(s))) => match test {
                 Test::EqStr(v, negate) => (**v == **s) != *negate,
                 Test::InStr(set) => set.iter().any(|v| **v == **s),
+                Test::NotInStr(set) => !set.iter().any(|v| **v == **s),
                 _ => false,
             },
             _ => matches!(test, Test::IsMissing),
@@ -237,7 +329,8 @@ fn num_holds(x: Option<f64>, test: &Test) -> bool {
         Test::Cmp(op, v) => op.holds(x, *v),
         Test::Between(lo, hi) => *lo <= x && x <= *hi,
         Test::InNum(set) => set.contains(&x),
-        Test::EqStr(..) | Test::InStr(_) | Test::IsMissing => false,
+        Test::NotInNum(set) => !set.contains(&x),
+        Test::EqStr(..) | Test::InStr(_) | Test::NotInStr(_) | Test::IsMissing => false,
     }
 }
 
@@ -251,6 +344,63 @@ mod tests {
             test,
             what: what.into(),
         }
+    }
+
+    #[test]
+    fn not_in_and_explain_with_the_tested_value() {
+        let f = [2.0, f32::NAN];
+        let not_in = leaf(Operand::Feature(0), Test::NotInNum([1.0, 3.0].into()), "n");
+        assert!(check(&not_in, &f, &[]).is_none());
+        let not_in = leaf(Operand::Feature(0), Test::NotInNum([2.0].into()), "n");
+        assert_eq!(check(&not_in, &f, &[]), Some("n"));
+        // A missing value fails every test but `is_missing`, `not_in` too.
+        let on_missing = leaf(Operand::Feature(1), Test::NotInNum([2.0].into()), "m");
+        assert_eq!(check(&on_missing, &f, &[]), Some("m"));
+        let ctx = [Some(CtxValue::Str("ios".into()))];
+        let strs = leaf(
+            Operand::Context(0),
+            Test::NotInStr(["web".into()].into()),
+            "s",
+        );
+        assert!(check(&strs, &[], &ctx).is_none());
+
+        let what = What::with_value(
+            "offers[0].eligibility.all[1]: churn_score >= 0.3",
+            "offers[0].eligibility.all[1]: churn_score is ".into(),
+            ", the rule needs >= 0.3".into(),
+        );
+        let fast = Rule::leaf(Operand::Feature(0), Test::Cmp(CmpOp::Ge, 0.3), what);
+        assert!(matches!(fast, Rule::FeatureIn { .. }));
+        let ok = leaf(Operand::Feature(0), Test::IsMissing.clone(), "ok");
+        let all = Rule::All([Rule::Not(Box::new(ok), "not".into()), fast].into());
+        let refs: Vec<Option<&CtxValue<'_>>> = Vec::new();
+        let input = RuleInput {
+            features: &[0.13, f32::NAN],
+            context: &refs,
+        };
+        let shown = |op: Operand| match op {
+            Operand::Feature(c) => format!("{}", [0.13_f32, f32::NAN][c as usize]),
+            Operand::Context(_) => "?".into(),
+        };
+        assert_eq!(
+            all.check(&input),
+            Some("offers[0].eligibility.all[1]: churn_score >= 0.3")
+        );
+        assert_eq!(
+            all.explain(&input, &shown).as_deref(),
+            Some("offers[0].eligibility.all[1]: churn_score is 0.13, the rule needs >= 0.3")
+        );
+        let holds = RuleInput {
+            features: &[0.5, f32::NAN],
+            context: &refs,
+        };
+        assert_eq!(all.explain(&holds, &shown), None);
+        // Combinators say what they said before.
+        let any = Rule::Any(
+            [leaf(Operand::Feature(1), Test::Cmp(CmpOp::Gt, 1.0), "x")].into(),
+            "any".into(),
+        );
+        assert_eq!(any.explain(&input, &shown).as_deref(), Some("any"));
     }
 
     fn check<'a>(
@@ -321,7 +471,7 @@ mod tests {
         }
         let mut intervals = 0;
         for test in tests {
-            let fast = Rule::leaf(Operand::Feature(0), test.clone(), "r".into());
+            let fast = Rule::leaf(Operand::Feature(0), test.clone(), "r");
             intervals += usize::from(matches!(fast, Rule::FeatureIn { .. }));
             let general = leaf(Operand::Feature(0), test.clone(), "r");
             for &x in &xs {

@@ -19,7 +19,7 @@ pub use compile::DEFAULT_FALLBACK_KEY;
 pub use walk::Fault;
 
 use crate::engine::CompiledModel;
-use crate::features::FeatureStore;
+use crate::features::{Dictionary, FeatureStore};
 
 /// The file a model folder holds its model in.
 pub const MODEL_FILE: &str = "model.json";
@@ -134,15 +134,50 @@ pub const DEFAULT_PLACEMENT_LIMIT: usize = 3;
 /// (it never steps aside under pressure).
 pub const MAX_PLACEMENT_PRIORITY: u8 = 100;
 
+/// What a snapshot column holds, as compiling needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub enum ColumnInfo<'a> {
+    /// Numbers.
+    Number,
+    /// Strings, coded against this dictionary.
+    Strings(&'a Dictionary),
+    /// Not known: the model is checked without a snapshot.
+    Unknown,
+}
+
 /// Resolves feature names to snapshot columns while compiling.
 pub trait Schema {
     /// The column of a feature, if the snapshot has it.
     fn column(&self, name: &str) -> Option<u32>;
+
+    /// What a column (from [`Schema::column`]) holds.
+    fn info(&self, _column: u32) -> ColumnInfo<'_> {
+        ColumnInfo::Unknown
+    }
+
+    /// A column's values, to check what a model reads from it (`None` without a snapshot).
+    fn cells(&self, _column: u32) -> Option<Box<dyn Iterator<Item = f64> + '_>> {
+        None
+    }
 }
 
 impl Schema for FeatureStore {
     fn column(&self, name: &str) -> Option<u32> {
         FeatureStore::column(self, name).map(|c| c as u32)
+    }
+
+    fn info(&self, column: u32) -> ColumnInfo<'_> {
+        match self.dictionary(column as usize) {
+            Some(d) => ColumnInfo::Strings(d),
+            None => ColumnInfo::Number,
+        }
+    }
+
+    fn cells(&self, column: u32) -> Option<Box<dyn Iterator<Item = f64> + '_>> {
+        let c = column as usize;
+        Some(Box::new(
+            (0..self.len()).filter_map(move |r| Some(self.exact_row_at(r)?.f64(c))),
+        ))
     }
 }
 
@@ -176,6 +211,9 @@ pub struct LoadedModel {
     pub document: Vec<u8>,
     /// The challenger the model declares, if any (loaded by the registry).
     pub challenger: Option<ChallengerSpec>,
+    /// What compiles but is likely a mistake (a rule value the snapshot never holds), with
+    /// paths: `model check --features` prints them.
+    pub warnings: Vec<Fault>,
 }
 
 /// A challenger declared by a model: another model file and the share of customers it serves.
@@ -265,7 +303,7 @@ pub fn from_bytes(
     let doc =
         simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&document, &e))?;
     let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits);
-    let (compiled, challenger) =
+    let (compiled, challenger, warnings) =
         compile::compile(&doc, &files, schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {
         compiled,
@@ -274,6 +312,7 @@ pub fn from_bytes(
         base_dir,
         document,
         challenger,
+        warnings,
     })
 }
 

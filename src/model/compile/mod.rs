@@ -56,6 +56,8 @@ struct Ctx<'s> {
     features_used: BTreeSet<String>,
     /// Rule leaves met so far, against [`Limits::max_rules`].
     leaves: usize,
+    /// What compiles but is likely a mistake, with paths.
+    warnings: Vec<Fault>,
 }
 
 impl Collects for Ctx<'_> {
@@ -64,13 +66,16 @@ impl Collects for Ctx<'_> {
     }
 }
 
+/// A compiled model, the challenger it declares, and its warnings.
+type Compiled = (CompiledModel, Option<ChallengerSpec>, Vec<Fault>);
+
 /// Validates and compiles a parsed model document, with the files it names already read.
 pub fn compile(
     doc: &Value<'_>,
     files: &ModelFiles,
     schema: &dyn Schema,
     limits: &Limits,
-) -> Result<(CompiledModel, Option<ChallengerSpec>), Vec<Fault>> {
+) -> Result<Compiled, Vec<Fault>> {
     let mut cx = Ctx {
         faults: Faults::default(),
         files,
@@ -79,6 +84,7 @@ pub fn compile(
         context_keys: Vec::new(),
         features_used: BTreeSet::new(),
         leaves: 0,
+        warnings: Vec::new(),
     };
     let Some(top) = cx.faults.object(doc, "", TOP_KEYS) else {
         return Err(cx.faults.0);
@@ -160,7 +166,7 @@ pub fn compile(
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
         policies,
     };
-    Ok((compiled, challenger))
+    Ok((compiled, challenger, cx.warnings))
 }
 
 fn read_challenger(f: &mut Faults, v: &Value<'_>, files: &ModelFiles) -> Option<ChallengerSpec> {

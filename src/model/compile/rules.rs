@@ -1,12 +1,18 @@
 //! An offer's `eligibility`: `all`/`any`/`not` over leaves that test a feature or a context
 //! key, with names resolved to columns and context slots, and each leaf's explain text
 //! written once here.
+//!
+//! On a string column, `eq`, `ne`, `in` and `not_in` take strings and become tests on the
+//! column's dictionary codes (requests compare numbers); a value the dictionary lacks never
+//! matches and is a warning with its path. A numeric operator on a string column, or a
+//! string on a numeric one, is a fault with its path.
 
 use simd_json::prelude::*;
 
 use super::Ctx;
-use crate::engine::{CmpOp, Operand, Rule, Test};
-use crate::model::walk::{index, join, Collects, Faults, Value};
+use crate::engine::{CmpOp, Operand, Rule, Test, What};
+use crate::model::walk::{index, join, Collects, Fault, Faults, Value};
+use crate::model::ColumnInfo;
 use crate::model::{MAX_NAME_BYTES, MAX_OPERATOR_BYTES, MAX_RULE_LIST};
 
 const LEAF_KEYS: &[&str] = &[
@@ -91,15 +97,20 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         return None;
     }
     let obj = cx.faults.object(v, path, LEAF_KEYS)?;
-    let (operand, label, test) = cx.checked(|cx| {
+    let (operand, label, test, shown) = cx.checked(|cx| {
         let f = &mut cx.faults;
-        let (operand, label) = match (obj.get("feature"), obj.get("context")) {
+        let (operand, label, kind) = match (obj.get("feature"), obj.get("context")) {
             (Some(name), None) => {
                 let name = f.string(name, &join(path, "feature"), MAX_NAME_BYTES)?;
                 match cx.schema.column(name) {
                     Some(col) => {
                         cx.features_used.insert(name.to_owned());
-                        (Operand::Feature(col), name.to_owned())
+                        let kind = match cx.schema.info(col) {
+                            ColumnInfo::Number => Kind::Number,
+                            ColumnInfo::Strings(d) => Kind::Strings(d),
+                            ColumnInfo::Unknown => Kind::Unknown,
+                        };
+                        (Operand::Feature(col), name.to_owned(), kind)
                     }
                     None => {
                         f.push(&join(path, "feature"), format!("unknown feature `{name}`"));
@@ -117,7 +128,11 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
                         cx.context_keys.len() - 1
                     }
                 };
-                (Operand::Context(slot as u16), format!("context.{key}"))
+                (
+                    Operand::Context(slot as u16),
+                    format!("context.{key}"),
+                    Kind::Context,
+                )
             }
             _ => {
                 f.push(
@@ -130,29 +145,101 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         let op = f
             .req(obj, "op", path)
             .and_then(|v| f.string(v, &join(path, "op"), MAX_OPERATOR_BYTES))?;
-        let is_context = matches!(operand, Operand::Context(_));
-        let test = read_test(f, obj, path, op, is_context)?;
-        Some((operand, label, test))
+        let leaf = Leaf {
+            obj,
+            path,
+            label: &label,
+            kind,
+        };
+        let (test, shown) = read_test(f, &mut cx.warnings, &leaf, op)?;
+        Some((operand, label, test, shown))
     })?;
-    let what = match obj.get("name").and_then(|n| n.as_str()) {
-        Some(name) => format!("{path}: {name}"),
-        None => format!("{path}: {}", describe(&label, &test)),
+    let (what, before, after) = match obj.get("name").and_then(|n| n.as_str()) {
+        Some(name) => (
+            format!("{path}: {name}"),
+            format!("{path}: {name} ({label} is "),
+            format!("{})", needs(&shown)),
+        ),
+        None => (
+            format!("{path}: {}", describe(&label, &shown)),
+            format!("{path}: {label} is "),
+            needs(&shown),
+        ),
     };
-    Some(Rule::leaf(operand, test, what.into()))
+    Some(Rule::leaf(
+        operand,
+        test,
+        What::with_value(what, before, after),
+    ))
 }
 
-/// The leaf's operator and its operands.
+/// What a leaf reads, as compiling must know it to read the leaf's values.
+#[derive(Clone, Copy)]
+enum Kind<'d> {
+    /// A request context key: strings or numbers, compared as they come.
+    Context,
+    /// A numeric snapshot column.
+    Number,
+    /// A string snapshot column: values become its dictionary's codes.
+    Strings(&'d crate::features::Dictionary),
+    /// A snapshot column of unknown kind (checked without a snapshot).
+    Unknown,
+}
+
+/// One leaf being read.
+struct Leaf<'a, 'v, 'd> {
+    obj: &'a crate::model::walk::Object<'v>,
+    path: &'a str,
+    label: &'a str,
+    kind: Kind<'d>,
+}
+
+/// The leaf's operator and operands: the test the engine runs, and the same test with the
+/// strings as the model wrote them (what explain shows).
 fn read_test(
     f: &mut Faults,
-    obj: &crate::model::walk::Object<'_>,
-    path: &str,
+    warnings: &mut Vec<Fault>,
+    leaf: &Leaf<'_, '_, '_>,
     op: &str,
-    is_context: bool,
-) -> Option<Test> {
+) -> Option<(Test, Test)> {
+    let Leaf {
+        obj,
+        path,
+        label,
+        kind,
+    } = *leaf;
     let need = |f: &mut Faults, key: &str| f.req(obj, key, path);
+    let strings_only = |f: &mut Faults| {
+        f.push(
+            &join(path, "op"),
+            format!(
+                "`{op}` compares numbers, and `{label}` holds strings (use eq, ne, in, not_in \
+                 or is_missing)"
+            ),
+        );
+    };
+    // The codes of string values on a string column; a value the dictionary lacks never
+    // matches, and is warned about with its path (a typo must not empty a target quietly).
+    let mut codes = |values: &[(String, &str)], d: &crate::features::Dictionary| -> Vec<f64> {
+        let mut out = Vec::with_capacity(values.len());
+        for (vpath, v) in values {
+            match d.code(v) {
+                Some(c) => out.push(f64::from(c)),
+                None => warnings.push(Fault {
+                    path: vpath.clone(),
+                    message: format!(
+                        "{v:?} is not a value of `{label}` in the snapshot ({}): it never matches",
+                        sample(d)
+                    ),
+                }),
+            }
+        }
+        out
+    };
     Some(match op {
         "eq" | "ne" | "lt" | "le" | "gt" | "ge" => {
             let v = need(f, "value")?;
+            let vpath = join(path, "value");
             let cmp = match op {
                 "eq" => CmpOp::Eq,
                 "ne" => CmpOp::Ne,
@@ -161,14 +248,57 @@ fn read_test(
                 "gt" => CmpOp::Gt,
                 _ => CmpOp::Ge,
             };
-            match v.as_str() {
-                Some(s) if is_context && matches!(cmp, CmpOp::Eq | CmpOp::Ne) => {
-                    Test::EqStr(s.into(), cmp == CmpOp::Ne)
+            let equality = matches!(cmp, CmpOp::Eq | CmpOp::Ne);
+            let negate = cmp == CmpOp::Ne;
+            match (kind, v.as_str()) {
+                (Kind::Strings(_), _) if !equality => {
+                    strings_only(f);
+                    return None;
                 }
-                _ => Test::Cmp(cmp, f.number(v, &join(path, "value"))?),
+                (Kind::Strings(d), Some(s)) => {
+                    let shown = Test::EqStr(s.into(), negate);
+                    let test = match codes(&[(vpath, s)], d).first() {
+                        Some(&c) => Test::Cmp(cmp, c),
+                        None if negate => Test::NotInNum(Box::default()),
+                        None => Test::InNum(Box::default()),
+                    };
+                    (test, shown)
+                }
+                (Kind::Strings(_), None) => {
+                    f.push(
+                        &vpath,
+                        format!("expected a string: `{label}` holds strings"),
+                    );
+                    return None;
+                }
+                (Kind::Number, Some(_)) => {
+                    f.push(
+                        &vpath,
+                        format!("expected a number: `{label}` holds numbers"),
+                    );
+                    return None;
+                }
+                (Kind::Context | Kind::Unknown, Some(s)) if equality => {
+                    let shown = Test::EqStr(s.into(), negate);
+                    let test = match kind {
+                        Kind::Context => shown.clone(),
+                        // Without a snapshot there are no codes: checked, never served.
+                        _ if negate => Test::NotInNum(Box::default()),
+                        _ => Test::InNum(Box::default()),
+                    };
+                    (test, shown)
+                }
+                _ => {
+                    let t = Test::Cmp(cmp, f.number(v, &vpath)?);
+                    (t.clone(), t)
+                }
             }
         }
         "between" => {
+            if matches!(kind, Kind::Strings(_)) {
+                strings_only(f);
+                return None;
+            }
             let lo = need(f, "min").and_then(|v| f.number(v, &join(path, "min")));
             let hi = need(f, "max").and_then(|v| f.number(v, &join(path, "max")));
             let (lo, hi) = (lo?, hi?);
@@ -176,38 +306,78 @@ fn read_test(
                 f.push(&join(path, "max"), "`max` is below `min`");
                 return None;
             }
-            Test::Between(lo, hi)
+            let t = Test::Between(lo, hi);
+            (t.clone(), t)
         }
-        "in" => {
+        "in" | "not_in" => {
+            let negate = op == "not_in";
             let vpath = join(path, "values");
             let items = need(f, "values").and_then(|v| f.array(v, &vpath, MAX_RULE_LIST))?;
             if items.is_empty() {
                 f.push(&vpath, "must not be empty");
                 return None;
             }
-            if is_context && items.iter().all(|i| i.as_str().is_some()) {
-                Test::InStr(
-                    items
+            let all_strings = items.iter().all(|i| i.as_str().is_some());
+            let strings: Vec<(String, &str)> = items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| Some((index(&vpath, i), v.as_str()?)))
+                .collect();
+            let str_test = |set: Box<[Box<str>]>| {
+                if negate {
+                    Test::NotInStr(set)
+                } else {
+                    Test::InStr(set)
+                }
+            };
+            let num_test = |set: Box<[f64]>| {
+                if negate {
+                    Test::NotInNum(set)
+                } else {
+                    Test::InNum(set)
+                }
+            };
+            let shown = str_test(strings.iter().map(|(_, s)| (*s).into()).collect());
+            match kind {
+                Kind::Strings(d) => {
+                    if let Some(i) = items.iter().position(|i| i.as_str().is_none()) {
+                        f.push(
+                            &index(&vpath, i),
+                            format!("expected a string: `{label}` holds strings"),
+                        );
+                        return None;
+                    }
+                    (num_test(codes(&strings, d).into()), shown)
+                }
+                Kind::Context if all_strings => (shown.clone(), shown),
+                Kind::Unknown if all_strings => (num_test(Box::default()), shown),
+                _ => {
+                    if kind_is_number(kind) {
+                        if let Some(i) = items.iter().position(|i| i.as_str().is_some()) {
+                            f.push(
+                                &index(&vpath, i),
+                                format!("expected a number: `{label}` holds numbers"),
+                            );
+                            return None;
+                        }
+                    }
+                    let nums: Vec<Option<f64>> = items
                         .iter()
-                        .filter_map(|i| i.as_str())
-                        .map(Into::into)
-                        .collect(),
-                )
-            } else {
-                let nums: Vec<Option<f64>> = items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| f.number(v, &index(&vpath, i)))
-                    .collect();
-                Test::InNum(nums.into_iter().collect::<Option<Vec<f64>>>()?.into())
+                        .enumerate()
+                        .map(|(i, v)| f.number(v, &index(&vpath, i)))
+                        .collect();
+                    let t = num_test(nums.into_iter().collect::<Option<Vec<f64>>>()?.into());
+                    (t.clone(), t)
+                }
             }
         }
-        "is_missing" => Test::IsMissing,
+        "is_missing" => (Test::IsMissing, Test::IsMissing),
         other => {
             f.push(
                 &join(path, "op"),
                 format!(
-                    "unknown operator `{other}` (eq, ne, lt, le, gt, ge, in, between, is_missing)"
+                    "unknown operator `{other}` (eq, ne, lt, le, gt, ge, in, not_in, between, \
+                     is_missing)"
                 ),
             );
             return None;
@@ -215,25 +385,68 @@ fn read_test(
     })
 }
 
+fn kind_is_number(kind: Kind<'_>) -> bool {
+    matches!(kind, Kind::Number)
+}
+
+/// A few of a dictionary's values, for a warning.
+fn sample(d: &crate::features::Dictionary) -> String {
+    const SHOWN: usize = 8;
+    let mut s: Vec<String> = d.iter().take(SHOWN).map(|v| format!("{v:?}")).collect();
+    if d.len() > SHOWN {
+        s.push(format!("and {} more", d.len() - SHOWN));
+    }
+    if s.is_empty() {
+        return "it holds no value".into();
+    }
+    format!("it holds {}", s.join(", "))
+}
+
+/// The words after the tested value in explain: `, the rule needs >= 0.3`,
+/// `, not in gold, platinum`.
+fn needs(test: &Test) -> String {
+    let list = |set: &[Box<str>]| set.iter().map(|s| &**s).collect::<Vec<_>>().join(", ");
+    let nums = |set: &[f64]| {
+        set.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match test {
+        Test::Cmp(op, v) => format!(", the rule needs {} {v}", symbol(*op)),
+        Test::Between(lo, hi) => format!(", the rule needs between {lo} and {hi}"),
+        Test::InNum(set) => format!(", the rule needs one of {}", nums(set)),
+        Test::NotInNum(set) => format!(", the rule needs none of {}", nums(set)),
+        Test::EqStr(s, false) => format!(", not {s}"),
+        Test::EqStr(s, true) => format!(", the rule needs another value than {s}"),
+        Test::InStr(set) => format!(", not in {}", list(set)),
+        Test::NotInStr(set) => format!(", the rule excludes {}", list(set)),
+        Test::IsMissing => ", the rule needs it missing".into(),
+    }
+}
+
+fn symbol(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "==",
+        CmpOp::Ne => "!=",
+        CmpOp::Lt => "<",
+        CmpOp::Le => "<=",
+        CmpOp::Gt => ">",
+        CmpOp::Ge => ">=",
+    }
+}
+
 /// The explain text of a leaf without a `name`, e.g. `tenure_months >= 12`.
 fn describe(label: &str, test: &Test) -> String {
     match test {
-        Test::Cmp(op, v) => {
-            let sym = match op {
-                CmpOp::Eq => "==",
-                CmpOp::Ne => "!=",
-                CmpOp::Lt => "<",
-                CmpOp::Le => "<=",
-                CmpOp::Gt => ">",
-                CmpOp::Ge => ">=",
-            };
-            format!("{label} {sym} {v}")
-        }
+        Test::Cmp(op, v) => format!("{label} {} {v}", symbol(*op)),
         Test::Between(lo, hi) => format!("{label} between {lo} and {hi}"),
         Test::InNum(set) => format!("{label} in {set:?}"),
         Test::EqStr(s, false) => format!("{label} == {s:?}"),
         Test::EqStr(s, true) => format!("{label} != {s:?}"),
         Test::InStr(set) => format!("{label} in {set:?}"),
+        Test::NotInNum(set) => format!("{label} not in {set:?}"),
+        Test::NotInStr(set) => format!("{label} not in {set:?}"),
         Test::IsMissing => format!("{label} is missing"),
     }
 }
