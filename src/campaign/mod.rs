@@ -315,7 +315,7 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
             content: &offer.content,
         })?;
         conversions += p.propensity;
-        value += p.propensity * offer.value;
+        value += p.propensity * offer.value_for(features.exact_row_at(p.row as usize));
         per_offer_conv[p.offer as usize] += p.propensity;
     }
     let rows_written = writer.finish()?;
@@ -468,7 +468,20 @@ struct VariantInfo {
 struct OfferInfo {
     category: String,
     value: f64,
+    /// The snapshot column a customer's value comes from, if the offer takes it from one.
+    value_from: Option<u32>,
     content: Content,
+}
+
+impl OfferInfo {
+    /// The customer's value, as the engine takes it ([`crate::engine::Offer::value_for`]).
+    fn value_for(&self, row: Option<crate::features::FeatureRow<'_>>) -> f64 {
+        match (self.value_from, row) {
+            (Some(c), Some(row)) => Some(row.f64(c as usize)).filter(|v| !v.is_nan()),
+            _ => None,
+        }
+        .unwrap_or(self.value)
+    }
 }
 
 impl VariantInfo {
@@ -496,6 +509,7 @@ impl VariantInfo {
                         OfferInfo {
                             category: o.map_or(String::new(), |o| o.category.to_string()),
                             value: o.map_or(0.0, |o| o.value),
+                            value_from: o.and_then(|o| o.value_from),
                             content: o
                                 .and_then(|o| o.content_json.get(plan.channel)?.as_deref())
                                 .and_then(|j| serde_json::from_str(j).ok())

@@ -275,7 +275,11 @@ fn answer_of(model: &LoadedModel, d: &engine::Decision<'_>) -> LoggedAnswer {
     }
 }
 
-fn value_of(model: &LoadedModel, a: &LoggedAnswer) -> f64 {
+fn value_of(
+    model: &LoadedModel,
+    a: &LoggedAnswer,
+    row: Option<crate::features::FeatureRow<'_>>,
+) -> f64 {
     a.offers
         .iter()
         .map(|o| {
@@ -284,7 +288,10 @@ fn value_of(model: &LoadedModel, a: &LoggedAnswer) -> f64 {
                 .offers
                 .iter()
                 .find(|m| *m.id == *o.offer_id)
-                .map_or(0.0, |m| m.value);
+                .map_or(0.0, |m| match row {
+                    Some(row) => m.value_for(row),
+                    None => m.value,
+                });
             o.propensity * value
         })
         .sum()
@@ -426,8 +433,9 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
             for o in &next.offers {
                 mix.entry(o.offer_id.clone()).or_default().1 += 1;
             }
-            value_before += value_of(original, &d.answer);
-            value_after += value_of(&cand, &next);
+            let features = id.as_deref().and_then(|id| store.exact_row(id));
+            value_before += value_of(original, &d.answer, features);
+            value_after += value_of(&cand, &next, features);
         }
     }
     let n = log.decisions.len();

@@ -160,8 +160,14 @@ pub struct Offer {
     pub id_json: Box<str>,
     /// `sales`, `service`, `retention`, ...
     pub category: Box<str>,
-    /// Business value of a conversion.
+    /// Business value of a conversion: the constant, or the default when `value_from` is set
+    /// and the customer's value is missing.
     pub value: f64,
+    /// The snapshot column a customer's value comes from (`"value": {"feature": ..}`).
+    pub value_from: Option<u32>,
+    /// The highest value any customer of the snapshot has (the constant when there is no
+    /// `value_from`): what the score bound multiplies.
+    pub value_max: f64,
     /// Arbitration multiplier the CVM team sets.
     pub priority: f64,
     /// Validity window in Unix milliseconds, `[from, until)`.
@@ -186,7 +192,24 @@ impl Offer {
     /// The highest score the offer could reach: its propensity is at most 1.
     #[inline]
     pub fn score_bound(&self) -> f64 {
-        self.value * self.priority
+        self.value_max * self.priority
+    }
+
+    /// The value of a conversion for this customer: the snapshot column's value where the
+    /// offer takes it from one and the customer has it, else the constant (or default).
+    #[inline]
+    pub fn value_for(&self, row: FeatureRow<'_>) -> f64 {
+        match self.value_from {
+            Some(c) => {
+                let v = row.f64(c as usize);
+                if v.is_nan() {
+                    self.value
+                } else {
+                    v
+                }
+            }
+            None => self.value,
+        }
     }
 }
 
@@ -566,7 +589,7 @@ fn evaluate<'m>(
     if propensity.is_nan() {
         return Verdict::text(NOT_A_NUMBER);
     }
-    let score = propensity * offer.value * offer.priority;
+    let score = propensity * offer.value_for(row) * offer.priority;
     if propensity < model.arbitration.min_propensity {
         return Verdict::text(BELOW_MIN_PROPENSITY);
     }

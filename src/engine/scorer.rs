@@ -2,16 +2,20 @@
 
 use crate::features::FeatureRow;
 
-/// A logistic model: `p = 1 / (1 + e^-(intercept + Σ w·x))`.
+/// A logistic model: `p = 1 / (1 + e^-(intercept + Σ w·x + Σ w[category]))`.
 ///
 /// A missing feature contributes `w · impute` where the model gave an imputed value for it,
-/// else nothing (as if it were 0): the rule the model format documents.
+/// else nothing (as if it were 0): the rule the model format documents. A string feature adds
+/// the weight of the customer's value (`categories`); a value without one, or a missing
+/// value, adds nothing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logistic {
     /// The bias term.
     pub intercept: f64,
     /// `(column, weight, imputed value when missing)`.
     pub terms: Box<[(u32, f64, f64)]>,
+    /// `(string column, weight by dictionary code)`: codes resolved when compiled.
+    pub categories: Box<[(u32, Box<[f64]>)]>,
 }
 
 impl Logistic {
@@ -22,6 +26,13 @@ impl Logistic {
         for &(col, w, impute) in self.terms.iter() {
             let x = row.get(col as usize).copied().unwrap_or(f32::NAN);
             z += w * if x.is_nan() { impute } else { x as f64 };
+        }
+        for (col, weights) in self.categories.iter() {
+            let code = row.get(*col as usize).copied().unwrap_or(f32::NAN);
+            // NaN (missing) casts to 0 but is tested first; codes are exact integers.
+            if !code.is_nan() {
+                z += weights.get(code as usize).copied().unwrap_or(0.0);
+            }
         }
         sigmoid(z)
     }
@@ -71,6 +82,7 @@ mod tests {
         let l = Logistic {
             intercept: -1.0,
             terms: [(0, 0.5, 0.0), (1, 2.0, 0.25)].into(),
+            categories: Box::default(),
         };
         let p = l.predict(&[2.0, 1.0]);
         assert!((p - sigmoid(-1.0 + 1.0 + 2.0)).abs() < 1e-12);
@@ -79,5 +91,15 @@ mod tests {
         assert!((p - sigmoid(-1.0 + 0.5)).abs() < 1e-12);
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-15);
         assert!(sigmoid(-800.0) >= 0.0 && sigmoid(800.0) <= 1.0);
+        // A string column's code picks its weight; missing or unlisted adds nothing.
+        let c = Logistic {
+            intercept: 0.0,
+            terms: Box::default(),
+            categories: [(0, [0.0, 0.4, 0.9].into())].into(),
+        };
+        assert!((c.predict(&[1.0]) - sigmoid(0.4)).abs() < 1e-15);
+        assert!((c.predict(&[2.0]) - sigmoid(0.9)).abs() < 1e-15);
+        assert!((c.predict(&[f32::NAN]) - 0.5).abs() < 1e-15);
+        assert!((c.predict(&[7.0]) - 0.5).abs() < 1e-15);
     }
 }

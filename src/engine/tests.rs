@@ -569,3 +569,119 @@ fn operator_and_kind_mismatches_are_faults_with_paths() {
         faults(serde_json::json!({"feature": "arpu", "op": "not_in", "values": [1, 2]})).is_empty()
     );
 }
+
+/// Compiles one offer's `scorer` and `value` over a snapshot with string and value columns.
+fn scored_offer(
+    csv: &str,
+    scorer: serde_json::Value,
+    value: serde_json::Value,
+) -> Result<(crate::model::LoadedModel, FeatureStore), Vec<String>> {
+    let store = FeatureStore::from_csv_bytes(csv.as_bytes(), "v.csv").unwrap();
+    let doc = serde_json::json!({"name": "v", "version": "1",
+        "placements": {"home": {"channels": ["web"]}},
+        "offers": [{"id": "o", "category": "sales", "channels": ["web"], "placements": ["home"],
+            "value": value, "scorer": scorer,
+            "content": {"web": {"title": "t", "body": "b", "image_url": "https://c.test/x.jpg",
+                "cta_url": "https://s.test/x"}}}]});
+    match from_bytes(
+        serde_json::to_vec(&doc).unwrap(),
+        None,
+        "t".into(),
+        &store,
+        &Limits::default(),
+    ) {
+        Ok(m) => Ok((m, store)),
+        Err(e) => Err(e.faults().iter().map(|f| f.to_string()).collect()),
+    }
+}
+
+const VALUES_CSV: &str = "customer_id,segment,margin_12m,arpu\nG1,gold,120,10\nP1,platinum,,20\nB1,bronze,40,30\nM1,,5,40\n";
+
+#[test]
+fn logistic_categories_add_the_weight_of_the_customers_value() {
+    let scorer = serde_json::json!({"kind": "logistic", "intercept": -1, "weights": {"arpu": 0.01},
+        "categories": {"segment": {"gold": 0.4, "platinum": 0.9, "diamond": 2}}});
+    let (lm, s) = scored_offer(VALUES_CSV, scorer, serde_json::json!(1)).unwrap();
+    let o = &lm.compiled.offers[0];
+    let p = |id: &str| o.scorer.predict(s.exact_row(id).unwrap());
+    let sig = crate::engine::scorer::sigmoid;
+    assert!((p("G1") - sig(-1.0 + 0.1 + 0.4)).abs() < 1e-12);
+    assert!((p("P1") - sig(-1.0 + 0.2 + 0.9)).abs() < 1e-12);
+    // Not listed, or missing: nothing added.
+    assert!((p("B1") - sig(-1.0 + 0.3)).abs() < 1e-12);
+    assert!((p("M1") - sig(-1.0 + 0.4)).abs() < 1e-12);
+    assert_eq!(lm.warnings.len(), 1);
+    assert_eq!(
+        lm.warnings[0].path,
+        "offers[0].scorer.categories.segment.diamond"
+    );
+    // A weight on a string column, or categories on a numeric one, are faults with paths.
+    let bad = serde_json::json!({"kind": "logistic", "weights": {"segment": 0.1},
+        "categories": {"arpu": {"x": 1}}});
+    let faults = scored_offer(VALUES_CSV, bad, serde_json::json!(1)).unwrap_err();
+    assert_eq!(faults.len(), 2, "{faults:?}");
+    assert!(
+        faults[0].starts_with("offers[0].scorer.weights.segment: `segment` holds strings"),
+        "{faults:?}"
+    );
+    assert!(
+        faults[1].starts_with("offers[0].scorer.categories.arpu: `arpu` holds numbers"),
+        "{faults:?}"
+    );
+}
+
+#[test]
+fn an_offer_value_may_come_from_the_snapshot() {
+    let constant = serde_json::json!({"kind": "constant", "propensity": 0.5});
+    let value = serde_json::json!({"feature": "margin_12m", "default": 10});
+    let (lm, s) = scored_offer(VALUES_CSV, constant.clone(), value).unwrap();
+    let m = &lm.compiled;
+    let score = |id: &str| {
+        let req = Request {
+            customer_id: Some(id),
+            channel: "web",
+            placement: "home",
+            ..Default::default()
+        };
+        run(m, &s, &req).ranked[0].score
+    };
+    assert_eq!(score("G1"), 60.0);
+    assert_eq!(score("B1"), 20.0);
+    assert_eq!(score("P1"), 5.0, "missing takes the default");
+    // The score bound is the highest value any customer has.
+    assert_eq!(m.offers[0].score_bound(), 120.0);
+
+    let faults = |csv: &str, value: serde_json::Value| {
+        scored_offer(csv, constant.clone(), value).unwrap_err()
+    };
+    let neg = "customer_id,margin_12m\nA,1\nB,-3\n";
+    let f = faults(
+        neg,
+        serde_json::json!({"feature": "margin_12m", "default": 1}),
+    );
+    assert_eq!(f.len(), 1);
+    assert!(
+        f[0].starts_with("offers[0].value.feature: `margin_12m` holds -3 on data row 2"),
+        "{f:?}"
+    );
+    let f = faults(
+        VALUES_CSV,
+        serde_json::json!({"feature": "segment", "default": 1}),
+    );
+    assert!(
+        f[0].starts_with("offers[0].value.feature: `segment` holds strings"),
+        "{f:?}"
+    );
+    let f = faults(
+        VALUES_CSV,
+        serde_json::json!({"feature": "nope", "default": 1}),
+    );
+    assert_eq!(f, ["offers[0].value.feature: unknown feature `nope`"]);
+    let f = faults(VALUES_CSV, serde_json::json!({"feature": "arpu"}));
+    assert_eq!(f, ["offers[0].value.default: missing field"]);
+    let f = faults(
+        VALUES_CSV,
+        serde_json::json!({"feature": "arpu", "default": -1}),
+    );
+    assert!(f[0].starts_with("offers[0].value.default:"), "{f:?}");
+}

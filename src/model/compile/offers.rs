@@ -13,6 +13,7 @@ use super::{content, Ctx};
 use crate::engine::Offer;
 use crate::model::policies;
 use crate::model::walk::{index, join, Collects, Faults, Object, Value};
+use crate::model::ColumnInfo;
 use crate::model::{
     MAX_CHANNELS, MAX_DESCRIPTION_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_OFFER_PRIORITY,
     MAX_OFFER_VALUE, MAX_PLACEMENTS,
@@ -100,9 +101,20 @@ fn read_offer(
         let offer_placements = f
             .req(obj, "placements", path)
             .and_then(|v| f.string_list(v, &join(path, "placements"), MAX_PLACEMENTS));
-        let value = f
-            .req(obj, "value", path)
-            .and_then(|v| f.number_in(v, &join(path, "value"), 0.0, MAX_OFFER_VALUE));
+        let value = f.req(obj, "value", path).and_then(|v| match v.as_object() {
+            Some(_) => Some(None),
+            None => f
+                .number_in(v, &join(path, "value"), 0.0, MAX_OFFER_VALUE)
+                .map(|x| Some((x, None, x))),
+        });
+        // `{"feature": .., "default": ..}`: read with the snapshot (below, outside `f`).
+        let value = match value {
+            Some(None) => obj
+                .get("value")
+                .and_then(|v| read_value_feature(cx, v, &join(path, "value"))),
+            other => other.flatten(),
+        };
+        let f = &mut cx.faults;
         let priority = match obj.get("priority") {
             Some(v) => f.number_in(v, &join(path, "priority"), 0.0, MAX_OFFER_PRIORITY),
             None => Some(1.0),
@@ -160,7 +172,9 @@ fn read_offer(
                 id: id.into(),
                 id_json: content::encode(id)?,
                 category: category?.into(),
-                value: value?,
+                value: value?.0,
+                value_from: value?.1,
+                value_max: value?.2,
                 priority: priority?,
                 valid_from_ms: valid_from?,
                 valid_until_ms: valid_until?,
@@ -235,4 +249,60 @@ fn read_time(f: &mut Faults, v: Option<&Value<'_>>, path: &str, default: i64) ->
             None
         }
     }
+}
+
+/// `"value": {"feature": "margin_12m", "default": 10}`: a numeric snapshot column gives each
+/// customer's value, the default stands in where it is missing. Checked against the snapshot
+/// the model is compiled with: a negative or non-finite value there is a fault (it would turn
+/// a score negative or infinite). Returns `(default, column, highest value)`.
+fn read_value_feature(
+    cx: &mut Ctx<'_>,
+    v: &Value<'_>,
+    path: &str,
+) -> Option<(f64, Option<u32>, f64)> {
+    let f = &mut cx.faults;
+    let obj = f.object(v, path, &["feature", "default"])?;
+    let fpath = join(path, "feature");
+    let name = f
+        .req(obj, "feature", path)
+        .and_then(|n| f.string(n, &fpath, MAX_NAME_BYTES));
+    let default = f
+        .req(obj, "default", path)
+        .and_then(|d| f.number_in(d, &join(path, "default"), 0.0, MAX_OFFER_VALUE));
+    let (name, default) = (name?, default?);
+    let Some(col) = cx.schema.column(name) else {
+        f.push(&fpath, format!("unknown feature `{name}`"));
+        return None;
+    };
+    if let ColumnInfo::Strings(_) = cx.schema.info(col) {
+        f.push(
+            &fpath,
+            format!("`{name}` holds strings; a value needs numbers"),
+        );
+        return None;
+    }
+    cx.features_used.insert(name.to_owned());
+    let mut max = default;
+    if let Some(cells) = cx.schema.cells(col) {
+        for (row, x) in cells.enumerate() {
+            if x.is_nan() {
+                continue;
+            }
+            if !(x.is_finite() && (0.0..=MAX_OFFER_VALUE).contains(&x)) {
+                f.push(
+                    &fpath,
+                    format!(
+                        "`{name}` holds {x} on data row {} of the snapshot; a value must be a \
+                         finite number in 0..={MAX_OFFER_VALUE:e}",
+                        row + 1
+                    ),
+                );
+                return None;
+            }
+            max = max.max(x);
+        }
+    } else {
+        max = MAX_OFFER_VALUE;
+    }
+    Some((default, Some(col), max))
 }

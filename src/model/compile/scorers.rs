@@ -7,8 +7,8 @@ use simd_json::prelude::*;
 use super::Ctx;
 use crate::engine::adaptive::{Adaptive, Outcome, MAX_WINDOW_DAYS};
 use crate::engine::{Logistic, Scorer};
-use crate::model::walk::{join, Collects, Value};
-use crate::model::{lightgbm, xgboost, MAX_PATH_BYTES, MAX_TREE_FEATURES};
+use crate::model::walk::{join, Collects, Fault, Value};
+use crate::model::{lightgbm, xgboost, ColumnInfo, MAX_PATH_BYTES, MAX_TREE_FEATURES};
 
 /// Compiles one scorer; `None` after a fault.
 pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
@@ -43,9 +43,11 @@ pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Opt
 }
 
 fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
-    let obj = cx
-        .faults
-        .object(v, path, &["kind", "intercept", "weights", "impute"])?;
+    let obj = cx.faults.object(
+        v,
+        path,
+        &["kind", "intercept", "weights", "impute", "categories"],
+    )?;
     cx.checked(|cx| {
         let f = &mut cx.faults;
         let intercept = match obj.get("intercept") {
@@ -67,8 +69,16 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                 let p = join(&wpath, name);
                 let w = weights.get(name).and_then(|w| f.number(w, &p));
                 let col = cx.schema.column(name);
-                if col.is_none() {
-                    f.push(&p, format!("unknown feature `{name}`"));
+                match col.map(|c| cx.schema.info(c)) {
+                    None => f.push(&p, format!("unknown feature `{name}`")),
+                    Some(ColumnInfo::Strings(_)) => f.push(
+                        &p,
+                        format!(
+                            "`{name}` holds strings: give a weight per value under \
+                             `categories.{name}`"
+                        ),
+                    ),
+                    Some(_) => {}
                 }
                 let imp = match impute.and_then(|i| i.get(name)) {
                     Some(x) => f.number(x, &join(&ipath, name)),
@@ -94,11 +104,70 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                 }
             }
         }
+        let categories = match obj.get("categories") {
+            Some(c) => read_categories(cx, c, &join(path, "categories")),
+            None => Some(Vec::new()),
+        };
         Some(Scorer::Logistic(Logistic {
             intercept: intercept?,
             terms: terms.into(),
+            categories: categories?.into(),
         }))
     })
+}
+
+/// `categories`: per string feature, a weight per value, as a table by dictionary code. A
+/// value the snapshot lacks is a warning with its path (it would never add its weight).
+fn read_categories(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Vec<(u32, Box<[f64]>)>> {
+    let features = cx.faults.map(v, path)?;
+    let mut names: Vec<&str> = features.keys().map(|k| k.as_ref()).collect();
+    names.sort_unstable();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let fpath = join(path, name);
+        let Some(values) = features.get(name).and_then(|m| cx.faults.map(m, &fpath)) else {
+            continue;
+        };
+        let Some(col) = cx.schema.column(name) else {
+            cx.faults.push(&fpath, format!("unknown feature `{name}`"));
+            continue;
+        };
+        let dict = match cx.schema.info(col) {
+            ColumnInfo::Strings(d) => Some(d),
+            ColumnInfo::Unknown => None,
+            ColumnInfo::Number => {
+                cx.faults.push(
+                    &fpath,
+                    format!("`{name}` holds numbers: give it a weight under `weights`"),
+                );
+                continue;
+            }
+        };
+        cx.features_used.insert(name.to_owned());
+        let mut table = vec![0.0; dict.map_or(0, |d| d.len())];
+        let mut keys: Vec<&str> = values.keys().map(|k| k.as_ref()).collect();
+        keys.sort_unstable();
+        for value in keys {
+            let vpath = join(&fpath, value);
+            let Some(w) = values.get(value).and_then(|w| cx.faults.number(w, &vpath)) else {
+                continue;
+            };
+            match dict.map(|d| (d, d.code(value))) {
+                Some((_, Some(code))) => table[code as usize] = w,
+                Some((d, None)) => cx.warnings.push(Fault {
+                    path: vpath,
+                    message: format!(
+                        "{value:?} is not a value of `{name}` in the snapshot ({} values): its \
+                         weight never applies",
+                        d.len()
+                    ),
+                }),
+                None => {}
+            }
+        }
+        out.push((col, table.into_boxed_slice()));
+    }
+    Some(out)
 }
 
 /// A tree-ensemble scorer from a file inside the model's folder, read before compiling.
