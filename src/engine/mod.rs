@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 pub use policy::{OfferCaps, Policies};
 pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test, What};
-pub use scorer::{Logistic, Scorer};
+pub use scorer::{ClassCache, ClassScorer, Logistic, Scorer};
 
 use crate::features::{FeatureRow, FeatureStore};
 
@@ -270,6 +270,9 @@ pub struct CompiledModel {
     pub features_used: Box<[Box<str>]>,
     /// Contact policies that look across offers (per-offer ones are in [`Offer::caps`]).
     pub policies: Policies,
+    /// Multiclass tree ensembles, each parsed once and read by the offers that claim one of
+    /// its classes ([`ClassScorer::slot`]).
+    pub multiclass: Box<[std::sync::Arc<trees::TreeEnsemble>]>,
 }
 
 impl CompiledModel {
@@ -454,6 +457,7 @@ pub fn decide<'m>(
     let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);
 
     let mut ranked = Vec::with_capacity(limit);
+    let mut classes = ClassCache::new(&model.multiclass);
     if req.explain {
         d.explain = model
             .offers
@@ -492,6 +496,7 @@ pub fn decide<'m>(
             req,
             contacts,
             now_ms,
+            &mut classes,
         );
         if req.explain {
             verdict = with_tested_value(verdict, offer, &input, row, features);
@@ -564,6 +569,7 @@ fn evaluate<'m>(
     req: &Request<'_>,
     contacts: &impl ContactView,
     now_ms: i64,
+    classes: &mut ClassCache<'_>,
 ) -> Verdict<'m> {
     if now_ms < offer.valid_from_ms || now_ms >= offer.valid_until_ms {
         return Verdict::text(OUTSIDE_WINDOW);
@@ -581,6 +587,7 @@ fn evaluate<'m>(
             let d = a.draw(offer.id_hash, req.learnt.as_ref());
             (d.draw, Some(d))
         }
+        Scorer::Class(c) => (classes.probability(c, row), None),
         s => (s.predict(row), None),
     };
     // A model may hold any finite weight, so terms can overflow to +inf and -inf and sum to

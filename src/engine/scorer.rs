@@ -1,5 +1,12 @@
 //! Propensity scorers in their compiled form: feature names already resolved to columns.
+//!
+//! A multiclass tree model scores several offers, one class each ([`ClassScorer`]); within a
+//! decision its trees are walked once for all classes ([`ClassCache`]) and each offer reads
+//! its own class's probability.
 
+use std::sync::Arc;
+
+use super::trees::TreeEnsemble;
 use crate::features::FeatureRow;
 
 /// A logistic model: `p = 1 / (1 + e^-(intercept + Σ w·x + Σ w[category]))`.
@@ -53,6 +60,8 @@ pub enum Scorer {
     Constant(f64),
     /// An XGBoost or LightGBM tree ensemble, flattened.
     Trees(Box<super::trees::TreeEnsemble>),
+    /// One class of a multiclass tree ensemble.
+    Class(ClassScorer),
     /// Learnt online from impressions and outcomes (Thompson sampling at decision time).
     Adaptive(super::adaptive::Adaptive),
 }
@@ -67,9 +76,87 @@ impl Scorer {
             Scorer::Logistic(l) => l.predict(row.values()),
             Scorer::Constant(p) => *p,
             Scorer::Trees(t) => t.predict(row),
+            Scorer::Class(c) => {
+                let mut p = vec![0.0; c.ensemble.n_classes()];
+                c.ensemble.predict_classes(row, &mut p);
+                p.get(usize::from(c.class)).copied().unwrap_or(f64::NAN)
+            }
             // Without the counts snapshot (the engine draws with it), the prior's mean.
             Scorer::Adaptive(a) => a.prior_mean(),
         }
+    }
+}
+
+/// One class of a multiclass ensemble the model holds once (slot `slot` of
+/// [`super::CompiledModel::multiclass`]).
+#[derive(Debug)]
+pub struct ClassScorer {
+    /// The ensemble, shared by every offer that reads one of its classes.
+    pub ensemble: Arc<TreeEnsemble>,
+    /// The class this offer reads.
+    pub class: u16,
+    /// The ensemble's slot in the model.
+    pub slot: u16,
+}
+
+/// Most multiclass ensembles one model may hold (a decision remembers which it walked in a
+/// 64-bit mask).
+pub const MAX_MULTICLASS: usize = 64;
+
+/// A decision's multiclass probabilities: each ensemble walked at most once, on first use.
+pub struct ClassCache<'m> {
+    models: &'m [Arc<TreeEnsemble>],
+    /// Per slot, where its classes start in `probs`.
+    offsets: [u32; MAX_MULTICLASS],
+    probs: Vec<f64>,
+    done: u64,
+}
+
+impl<'m> ClassCache<'m> {
+    /// An empty cache for a model's multiclass ensembles; allocates only when one is used.
+    pub fn new(models: &'m [Arc<TreeEnsemble>]) -> Self {
+        let mut offsets = [0u32; MAX_MULTICLASS];
+        let mut at = 0u32;
+        for (o, m) in offsets.iter_mut().zip(models) {
+            *o = at;
+            at += m.n_classes() as u32;
+        }
+        Self {
+            models,
+            offsets,
+            probs: Vec::new(),
+            done: 0,
+        }
+    }
+
+    /// The probability of `c`'s class for this decision's customer.
+    #[inline]
+    pub fn probability(&mut self, c: &ClassScorer, row: FeatureRow<'_>) -> f64 {
+        let slot = usize::from(c.slot);
+        let (Some(m), Some(&at)) = (self.models.get(slot), self.offsets.get(slot)) else {
+            return f64::NAN;
+        };
+        let at = at as usize;
+        let k = m.n_classes();
+        if self.done & (1 << slot) == 0 {
+            if self.probs.is_empty() {
+                let width: usize = self.models.iter().map(|m| m.n_classes()).sum();
+                self.probs.resize(width, 0.0);
+            }
+            if let Some(out) = self.probs.get_mut(at..at + k) {
+                m.predict_classes(row, out);
+            }
+            self.done |= 1 << slot;
+        }
+        self.probs
+            .get(at + usize::from(c.class))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    /// How many ensembles this decision walked so far.
+    pub fn walks(&self) -> u32 {
+        self.done.count_ones()
     }
 }
 
@@ -101,5 +188,49 @@ mod tests {
         assert!((c.predict(&[2.0]) - sigmoid(0.9)).abs() < 1e-15);
         assert!((c.predict(&[f32::NAN]) - 0.5).abs() < 1e-15);
         assert!((c.predict(&[7.0]) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_multiclass_ensemble_is_walked_once_per_decision() {
+        use crate::engine::trees::{Classes, Feature, Flavor, Link, MissingType, RawNode, RawTree};
+        // Two classes, one stump each on column 0.
+        let stump = |label: &str| RawTree {
+            label: label.into(),
+            nodes: vec![
+                RawNode::Split {
+                    feature: 0,
+                    threshold: 0.5,
+                    left: 1,
+                    right: 2,
+                    default_left: true,
+                    missing: MissingType::NaN,
+                },
+                RawNode::Leaf { value: -1.0 },
+                RawNode::Leaf { value: 1.0 },
+            ],
+            allowed_unreachable: 0,
+        };
+        let classes = Classes::multi(Link::Softmax, vec![0.0, 0.0], vec![0, 1]);
+        let e = TreeEnsemble::build_model(
+            Flavor::LightGbm { sigmoid: 1.0 },
+            classes,
+            &[stump("a"), stump("b")],
+            &[Feature::value(0)],
+        )
+        .unwrap();
+        let models = [Arc::new(e)];
+        let mut cache = ClassCache::new(&models);
+        let scorer = |class| ClassScorer {
+            ensemble: models[0].clone(),
+            class,
+            slot: 0,
+        };
+        let row: &[f32] = &[1.0];
+        let p0 = cache.probability(&scorer(0), row.into());
+        let p1 = cache.probability(&scorer(1), row.into());
+        assert_eq!(cache.walks(), 1);
+        assert_eq!(p0, 0.5);
+        assert_eq!(p1, 0.5);
+        assert!(cache.probability(&scorer(2), row.into()).is_nan());
     }
 }

@@ -94,7 +94,7 @@ pub enum Flavor {
 }
 
 /// One node as a parser hands it over: indices local to its tree, features as model indices.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum RawNode {
     /// A leaf and the value it adds to the margin.
     Leaf {
@@ -116,6 +116,21 @@ pub enum RawNode {
         /// Which values count as missing.
         missing: MissingType,
     },
+    /// A categorical split: the model's category codes in `categories` go to `in_set`, the
+    /// others to `not_in_set` (see `categorical` for each library's rules on invalid codes).
+    Categorical {
+        /// Model feature index.
+        feature: u32,
+        /// Category codes of the set (model codes, not snapshot codes).
+        categories: Box<[u32]>,
+        /// Local index of the child a category in the set takes.
+        in_set: u32,
+        /// Local index of the child the other categories take.
+        not_in_set: u32,
+        /// Whether a missing value takes `in_set` (XGBoost's default direction; LightGBM
+        /// sends missing values with the categories not in the set).
+        missing_in_set: bool,
+    },
 }
 
 /// One tree as a parser hands it over, before validation and flattening.
@@ -129,9 +144,15 @@ pub struct RawTree {
     pub allowed_unreachable: usize,
 }
 
+mod categorical;
+mod classes;
 mod layout;
 mod perfect;
 
+pub use categorical::{Codes, Feature};
+pub use classes::{Classes, Link, MAX_CLASSES};
+
+use categorical::{Categorical, VIRTUAL_BASE};
 use layout::{flatten_tree, read, to_u32, Linked, Node, Scratch, SplitRule, LANES, LEAF};
 use perfect::Perfect;
 
@@ -182,6 +203,10 @@ pub struct TreeEnsemble {
     inputs: Vec<u32>,
     /// Distinct snapshot columns the splits read, ascending.
     columns: Vec<u32>,
+    /// Categorical split sets and how their features read the snapshot (empty when none).
+    cat: Categorical,
+    /// Classes and how margins become probabilities.
+    classes: Classes,
     n_trees: usize,
     /// Reachable nodes (leaves included) before any padding.
     n_nodes: usize,
@@ -199,17 +224,36 @@ impl TreeEnsemble {
         trees: &[RawTree],
         feature_columns: &[u32],
     ) -> Result<Self, TreeLoadError> {
-        Self::build_with(flavor, base_margin, trees, feature_columns, Choice::Auto)
+        let features: Vec<Feature> = feature_columns.iter().map(|&c| Feature::value(c)).collect();
+        Self::build_with(
+            flavor,
+            Classes::binary(base_margin),
+            trees,
+            &features,
+            Choice::Auto,
+        )
     }
 
-    /// [`TreeEnsemble::build`] with the layout chosen by the caller (tests compare both).
+    /// [`TreeEnsemble::build`] for any model: features bound with their codes (categorical
+    /// splits), and one or several classes.
+    pub fn build_model(
+        flavor: Flavor,
+        classes: Classes,
+        trees: &[RawTree],
+        features: &[Feature],
+    ) -> Result<Self, TreeLoadError> {
+        Self::build_with(flavor, classes, trees, features, Choice::Auto)
+    }
+
+    /// [`TreeEnsemble::build_model`] with the layout chosen by the caller (tests compare both).
     fn build_with(
         flavor: Flavor,
-        base_margin: f64,
+        classes: Classes,
         trees: &[RawTree],
-        feature_columns: &[u32],
+        features: &[Feature],
         choice: Choice,
     ) -> Result<Self, TreeLoadError> {
+        let base_margin = classes.base_margin(0);
         if trees.is_empty() {
             return Err(TreeLoadError::format("model", "no trees"));
         }
@@ -219,12 +263,9 @@ impl TreeEnsemble {
                 format!("{} trees, at most {MAX_TREES} are allowed", trees.len()),
             ));
         }
-        if !base_margin.is_finite() {
-            return Err(TreeLoadError::format(
-                "model",
-                format!("base margin {base_margin} is not finite"),
-            ));
-        }
+        classes.check(trees.len())?;
+        let (cat, restated, feature_columns) = Categorical::restate(flavor, trees, features)?;
+        let (trees, feature_columns) = (&restated[..], &feature_columns[..]);
         if let Flavor::LightGbm { sigmoid } = flavor {
             if !(sigmoid.is_finite() && sigmoid > 0.0) {
                 return Err(TreeLoadError::format(
@@ -283,7 +324,18 @@ impl TreeEnsemble {
                 n.column = inputs.binary_search(k).unwrap_or(0) as u16;
             }
         }
-        let mut columns: Vec<u32> = inputs.iter().map(|k| k / 8).collect();
+        let mut columns: Vec<u32> = inputs
+            .iter()
+            .map(|k| k / 8)
+            .filter_map(|c| {
+                if c >= VIRTUAL_BASE {
+                    cat.column_of(c)
+                } else {
+                    Some(c)
+                }
+            })
+            .collect();
+        columns.sort_unstable();
         columns.dedup();
         let lane_depths = depths
             .chunks_exact(LANES)
@@ -295,7 +347,7 @@ impl TreeEnsemble {
             roots,
             lane_depths,
         };
-        check_margin_range(flavor, base_margin, &linked)?;
+        check_margin_range(flavor, &classes, &linked)?;
         let depth = depths.iter().copied().max().unwrap_or(0);
         let n_inputs = inputs.len();
         let perfect = |l: &Linked| -> Option<Layout> {
@@ -331,6 +383,8 @@ impl TreeEnsemble {
             layout,
             inputs,
             columns,
+            cat,
+            classes,
             n_trees: trees.len(),
             n_nodes,
         })
@@ -341,6 +395,20 @@ impl TreeEnsemble {
     /// Takes a [`FeatureRow`] (exact values) or a bare `&[f32]` (read as exact).
     pub fn predict<'r>(&self, row: impl Into<FeatureRow<'r>>) -> f64 {
         let row = row.into();
+        if self.classes.len() > 1 {
+            let mut p = [0.0; classes::ON_STACK];
+            return match p.get_mut(..self.classes.len()) {
+                Some(p) => {
+                    self.predict_classes(row, p);
+                    p[0]
+                }
+                None => {
+                    let mut p = vec![0.0; self.classes.len()];
+                    self.predict_classes(row, &mut p);
+                    p[0]
+                }
+            };
+        }
         match self.flavor {
             Flavor::XgBoost => f64::from(xgboost_sigmoid(self.margin_xgboost(row))),
             Flavor::LightGbm { sigmoid } => {
@@ -356,6 +424,74 @@ impl TreeEnsemble {
             Flavor::XgBoost => f64::from(self.margin_xgboost(row)),
             Flavor::LightGbm { .. } => self.margin_lightgbm(row),
         }
+    }
+
+    /// Every class's probability for one row, as the library's predict gives them
+    /// (`out.len()` is [`TreeEnsemble::n_classes`]; a binary ensemble fills one).
+    pub fn predict_classes<'r>(&self, row: impl Into<FeatureRow<'r>>, out: &mut [f64]) {
+        let row = row.into();
+        if self.classes.len() == 1 {
+            if let Some(o) = out.first_mut() {
+                *o = self.predict(row);
+            }
+            return;
+        }
+        match self.flavor {
+            Flavor::XgBoost => {
+                let score = |xs: &[f32]| {
+                    let mut sums = [0.0_f32; classes::ON_STACK];
+                    let mut big = Vec::new();
+                    let sums: &mut [f32] = match sums.get_mut(..self.classes.len()) {
+                        Some(s) => s,
+                        None => {
+                            big.resize(self.classes.len(), 0.0);
+                            &mut big
+                        }
+                    };
+                    self.classes.seed_f32(sums);
+                    let mut t = 0;
+                    let mut add = |v: f32| {
+                        if let Some(s) = sums.get_mut(self.classes.class_of(t)) {
+                            *s += v;
+                        }
+                        t += 1;
+                    };
+                    match &self.layout {
+                        Layout::Perfect32(p) => p.for_each_leaf(xs, &mut add),
+                        Layout::Linked(l) => {
+                            l.for_each_leaf(xs, |x, t| x > t as f32, |v| add(v as f32))
+                        }
+                        Layout::Perfect64(_) => {}
+                    }
+                    self.classes.probabilities_f32(sums, out);
+                };
+                self.gathered(row, |c| row.f32(c), score)
+            }
+            Flavor::LightGbm { .. } => {
+                let score = |xs: &[f64]| {
+                    out.fill(0.0);
+                    let mut t = 0;
+                    let mut add = |v: f64| {
+                        if let Some(s) = out.get_mut(self.classes.class_of(t)) {
+                            *s += v;
+                        }
+                        t += 1;
+                    };
+                    match &self.layout {
+                        Layout::Perfect64(p) => p.for_each_leaf(xs, &mut add),
+                        Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t, &mut add),
+                        Layout::Perfect32(_) => {}
+                    }
+                    self.classes.probabilities_f64(out);
+                };
+                self.gathered(row, lightgbm_snapped(row), score)
+            }
+        }
+    }
+
+    /// Number of classes (1 for a binary model).
+    pub fn n_classes(&self) -> usize {
+        self.classes.len()
     }
 
     /// Number of trees, for validation messages and benches.
@@ -388,7 +524,7 @@ impl TreeEnsemble {
             Layout::Perfect32(p) => p.bytes_held(),
             Layout::Perfect64(p) => p.bytes_held(),
         };
-        layout + (self.columns.capacity() + self.inputs.capacity()) * 4
+        layout + (self.columns.capacity() + self.inputs.capacity()) * 4 + self.cat.bytes_held()
     }
 
     /// True when the trees were given the padded breadth-first layout (tests and benches).
@@ -401,11 +537,17 @@ impl TreeEnsemble {
     #[inline(always)]
     fn gathered<X: Input, R>(
         &self,
+        row: FeatureRow<'_>,
         value: impl Fn(usize) -> X,
         score: impl FnOnce(&[X]) -> R,
     ) -> R {
         let read = |key: u32| {
-            let x = value((key / 8) as usize);
+            let c = (key / 8) as usize;
+            let x = if c >= VIRTUAL_BASE as usize {
+                X::from_f64(self.cat.indicator(c, row, self.flavor))
+            } else {
+                value(c)
+            };
             match (key % 8) as u8 {
                 read::NEGATED => x.negated(),
                 read::NAN_AS_ZERO if x.is_nan() => X::ZERO,
@@ -439,23 +581,12 @@ impl TreeEnsemble {
             }
             sum
         };
-        self.gathered(|c| row.f32(c), score)
+        self.gathered(row, |c| row.f32(c), score)
     }
 
     /// LightGBM's `Tree::Predict` summed over trees in f64 (init score is folded into tree 0),
     /// on the exact f64 inputs.
     fn margin_lightgbm(&self, row: FeatureRow<'_>) -> f64 {
-        // The dense-row predict path keeps only `|x| > kZeroThreshold || isnan(x)`; what it
-        // drops reads as 0.0 (so -0.0 and 1e-40 are exactly 0.0 there). After this, IsZero(x)
-        // is x == 0.
-        let snapped = |c: usize| {
-            let x = row.f64(c);
-            if x.abs() <= LIGHTGBM_ZERO_THRESHOLD {
-                0.0
-            } else {
-                x
-            }
-        };
         let score = |xs: &[f64]| {
             let mut sum = 0.0_f64;
             match &self.layout {
@@ -465,7 +596,22 @@ impl TreeEnsemble {
             }
             sum
         };
-        self.gathered(snapped, score)
+        self.gathered(row, lightgbm_snapped(row), score)
+    }
+}
+
+/// LightGBM's inputs: the dense-row predict path keeps only `|x| > kZeroThreshold ||
+/// isnan(x)`; what it drops reads as 0.0 (so -0.0 and 1e-40 are exactly 0.0 there). After
+/// this, IsZero(x) is x == 0.
+#[inline(always)]
+fn lightgbm_snapped(row: FeatureRow<'_>) -> impl Fn(usize) -> f64 + '_ {
+    move |c: usize| {
+        let x = row.f64(c);
+        if x.abs() <= LIGHTGBM_ZERO_THRESHOLD {
+            0.0
+        } else {
+            x
+        }
     }
 }
 
@@ -475,6 +621,8 @@ trait Input: Copy + PartialEq {
     const ZERO: Self;
     fn negated(self) -> Self;
     fn is_nan(self) -> bool;
+    /// A categorical indicator (0, 1 or NaN: exact in either type).
+    fn from_f64(x: f64) -> Self;
 }
 
 impl Input for f32 {
@@ -482,6 +630,9 @@ impl Input for f32 {
     const ZERO: Self = 0.0;
     fn negated(self) -> Self {
         -self
+    }
+    fn from_f64(x: f64) -> Self {
+        x as f32
     }
     fn is_nan(self) -> bool {
         f32::is_nan(self)
@@ -493,6 +644,9 @@ impl Input for f64 {
     const ZERO: Self = 0.0;
     fn negated(self) -> Self {
         -self
+    }
+    fn from_f64(x: f64) -> Self {
+        x
     }
     fn is_nan(self) -> bool {
         f64::is_nan(self)
@@ -506,7 +660,7 @@ impl Input for f64 {
 /// sum would reach +-inf and saturate the probability, as in the library itself.
 fn check_margin_range(
     flavor: Flavor,
-    base_margin: f64,
+    classes: &Classes,
     linked: &Linked,
 ) -> Result<(), TreeLoadError> {
     let (nodes, roots) = (&linked.nodes, &linked.roots);
@@ -514,7 +668,8 @@ fn check_margin_range(
         Flavor::XgBoost => (f64::from(f32::MAX) / 2.0, "f32"),
         Flavor::LightGbm { .. } => (f64::MAX / 2.0, "f64"),
     };
-    let mut bound = base_margin.abs();
+    // Bounded over all classes together: at least as strict as per class.
+    let mut bound = classes.largest_base_margin();
     for (k, &root) in roots.iter().enumerate() {
         let end = roots.get(k + 1).map_or(nodes.len(), |&r| r as usize);
         let largest = nodes[root as usize..end]

@@ -1,18 +1,28 @@
 //! Reads LightGBM's text model (`Booster.save_model("m.txt")`) into a [`TreeEnsemble`].
 //!
-//! Owns: the text format (header, `Tree=N` blocks, `end of trees`), the accepted subset
-//! (objective `binary` with its `sigmoid:`, one tree per iteration, numeric non-linear trees),
-//! `decision_type` decoding, and mapping `feature_names` to snapshot columns. Must not: score
-//! anything, read files, or accept a model it cannot reproduce exactly (multiclass,
-//! categorical splits, linear trees, `average_output` forests are refused by name). `leaf_value`
-//! is used as written: LightGBM applies shrinkage to it before saving, and folds the initial
-//! score (`boost_from_average`) into the first tree. Structural checks are left to
-//! [`TreeEnsemble::build`].
+//! Owns: the text format (header, `Tree=N` blocks, `end of trees`, the `pandas_categorical`
+//! line), the accepted subset (objective `binary` with its `sigmoid:`, `multiclass` and
+//! `multiclassova` with `num_class`, tree `i` belonging to class `i % num_class`; numeric and
+//! categorical splits of non-linear trees), `decision_type` decoding, the categorical bitsets
+//! (`num_cat`, `cat_boundaries`, `cat_threshold`), and mapping `feature_names` to snapshot
+//! columns (`model::bind`). Must not: score anything, read files, or accept a model it cannot
+//! reproduce exactly (linear trees and `average_output` forests are refused by name).
+//! `leaf_value` is used as written: LightGBM applies shrinkage to it before saving, and folds
+//! the initial score (`boost_from_average`) into the first trees. Structural checks are left
+//! to [`TreeEnsemble::build_model`].
+//!
+//! **Categories.** A feature is categorical when its `feature_infos` entry is a list of
+//! values (`-1:0:1:2`) rather than a range (`[0:119]`). The Python package writes, per column
+//! that was a pandas `category` at training, its categories in code order
+//! (`pandas_categorical`), in column order; they are given to the categorical features whose
+//! snapshot column holds strings, in feature order. A categorical feature on a numeric column
+//! reads the value as its category code, as LightGBM does.
 
 use std::collections::HashMap;
 
+use super::bind::{bind, Categories, Column, Given, Resolve};
 use crate::engine::trees::{
-    resolve_columns, Flavor, MissingType, RawNode, RawTree, TreeEnsemble, TreeLoadError,
+    Classes, Flavor, Link, MissingType, RawNode, RawTree, TreeEnsemble, TreeLoadError,
     MAX_NODES_PER_TREE, MAX_TREES,
 };
 
@@ -34,6 +44,17 @@ pub fn parse_lightgbm(
 pub fn parse_lightgbm_with_features(
     text: &str,
     resolve: &dyn Fn(&str) -> Option<u32>,
+) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    parse_lightgbm_model(text, None, &|name| resolve(name).map(Column::number))
+}
+
+/// Parses a LightGBM text model, binary or multiclass, numeric or categorical, against the
+/// snapshot's columns (`resolve` says which hold strings); `given` names the categories of
+/// features the file stores no names for. Also returns every feature name.
+pub fn parse_lightgbm_model(
+    text: &str,
+    given: Option<&Given>,
+    resolve: Resolve<'_, '_>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     match lines.next() {
@@ -68,18 +89,26 @@ pub fn parse_lightgbm_with_features(
             "averaged output (random forest mode)",
         ));
     }
-    let sigmoid = parse_objective(header.get("objective").copied())?;
-    for key in ["num_class", "num_tree_per_iteration"] {
+    let objective = parse_objective(header.get("objective").copied())?;
+    let mut counts = [1usize; 2];
+    for (key, n) in ["num_class", "num_tree_per_iteration"]
+        .iter()
+        .zip(&mut counts)
+    {
         let v = header.get(key).copied().unwrap_or("1");
-        let n: usize = v.trim().parse().map_err(|_| {
+        *n = v.trim().parse().map_err(|_| {
             TreeLoadError::format(format!("header: {key}"), format!("not a count: {v:?}"))
         })?;
-        if n != 1 {
-            return Err(TreeLoadError::unsupported(
-                format!("header: {key}"),
-                format!("multiclass model ({key}={n})"),
-            ));
-        }
+    }
+    let k = objective.classes;
+    if counts != [k, k] {
+        return Err(TreeLoadError::format(
+            "header: num_class",
+            format!(
+                "num_class={}, num_tree_per_iteration={}, the objective has {k} classes",
+                counts[0], counts[1]
+            ),
+        ));
     }
     let names: Vec<String> = match header.get("feature_names") {
         Some(v) => v
@@ -161,30 +190,114 @@ pub fn parse_lightgbm_with_features(
             ));
         }
     }
-    let columns = resolve_columns(&names, resolve)?;
-    let ensemble = TreeEnsemble::build(Flavor::LightGbm { sigmoid }, 0.0, &trees, &columns)?;
+    let infos: Vec<&str> = header
+        .get("feature_infos")
+        .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let pandas = pandas_categorical(lines)?;
+    let categories = feature_categories(&names, &infos, &pandas, resolve);
+    let features = bind(&names, &categories, given, resolve)?;
+    let flavor = Flavor::LightGbm {
+        sigmoid: objective.sigmoid,
+    };
+    let classes = match objective.link {
+        Link::Binary => Classes::binary(0.0),
+        link => Classes::multi(
+            link,
+            vec![0.0; k],
+            (0..trees.len()).map(|t| (t % k) as u16).collect(),
+        ),
+    };
+    let ensemble = TreeEnsemble::build_model(flavor, classes, &trees, &features)?;
     Ok((ensemble, names))
 }
 
-/// `objective=binary sigmoid:1` → the sigmoid scale; anything else is refused.
-fn parse_objective(v: Option<&str>) -> Result<f64, TreeLoadError> {
+/// The `pandas_categorical:` line after the trees: per pandas `category` column at training,
+/// its categories in code order (`null` when there was none).
+fn pandas_categorical<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Vec<serde_json::Value>>, TreeLoadError> {
+    const LOC: &str = "pandas_categorical";
+    for line in lines {
+        if let Some(json) = line.strip_prefix("pandas_categorical:") {
+            let v: Option<Vec<Vec<serde_json::Value>>> = serde_json::from_str(json)
+                .map_err(|e| TreeLoadError::format(LOC, e.to_string()))?;
+            return Ok(v.unwrap_or_default());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// Each feature's categories (see the module doc): numeric unless `feature_infos` lists
+/// values; the `pandas_categorical` lists go, in order, to categorical features on string
+/// columns (lists of numbers to those on numeric columns).
+fn feature_categories(
+    names: &[String],
+    infos: &[&str],
+    pandas: &[Vec<serde_json::Value>],
+    resolve: Resolve<'_, '_>,
+) -> Vec<Categories> {
+    let mut lists = pandas.iter().peekable();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let info = infos.get(i).copied().unwrap_or("");
+            if info.starts_with('[') || info.is_empty() || info == "none" {
+                return Categories::Numeric;
+            }
+            let strings = resolve(name).is_some_and(|c| c.strings.is_some());
+            let next = lists.peek().map(|l| l.iter().all(|v| v.is_string()));
+            match next {
+                Some(true) if strings => {
+                    let list = lists.next().into_iter().flatten();
+                    Categories::Strings(
+                        list.filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                    )
+                }
+                Some(false) if !strings => {
+                    let list = lists.next().into_iter().flatten();
+                    Categories::Numbers(list.filter_map(serde_json::Value::as_f64).collect())
+                }
+                _ => Categories::Codes,
+            }
+        })
+        .collect()
+}
+
+/// What the `objective` line says.
+struct Objective {
+    link: Link,
+    sigmoid: f64,
+    classes: usize,
+}
+
+/// `objective=binary sigmoid:1`, `multiclass num_class:4`, `multiclassova num_class:3
+/// sigmoid:1`; anything else is refused.
+fn parse_objective(v: Option<&str>) -> Result<Objective, TreeLoadError> {
     const LOC: &str = "header: objective";
     let v = v.ok_or_else(|| TreeLoadError::format("header", "missing objective"))?;
     let mut parts = v.split(' ').filter(|s| !s.is_empty());
     let name = parts.next().unwrap_or("");
-    if name != "binary" {
+    if !matches!(name, "binary" | "multiclass" | "multiclassova") {
         return Err(TreeLoadError::unsupported(
             LOC,
-            format!("objective '{name}' (only binary)"),
+            format!("objective '{name}' (only binary, multiclass and multiclassova)"),
         ));
     }
     let mut sigmoid = 1.0_f64;
+    let mut classes = 1usize;
     for p in parts {
         match p.split_once(':') {
-            Some(("sigmoid", s)) => {
+            Some(("sigmoid", s)) if name != "multiclass" => {
                 sigmoid = s
                     .parse()
                     .map_err(|_| TreeLoadError::format(LOC, format!("bad sigmoid {s:?}")))?;
+            }
+            Some(("num_class", s)) if name != "binary" => {
+                classes = s
+                    .parse()
+                    .map_err(|_| TreeLoadError::format(LOC, format!("bad num_class {s:?}")))?;
             }
             _ => {
                 return Err(TreeLoadError::unsupported(
@@ -200,7 +313,22 @@ fn parse_objective(v: Option<&str>) -> Result<f64, TreeLoadError> {
             format!("sigmoid {sigmoid} must be finite and > 0"),
         ));
     }
-    Ok(sigmoid)
+    if name != "binary" && !(2..=crate::engine::trees::MAX_CLASSES).contains(&classes) {
+        return Err(TreeLoadError::format(
+            LOC,
+            format!("{classes} classes for a multiclass objective"),
+        ));
+    }
+    let link = match name {
+        "binary" => Link::Binary,
+        "multiclass" => Link::Softmax,
+        _ => Link::OneVsAll { sigmoid },
+    };
+    Ok(Objective {
+        link,
+        sigmoid,
+        classes,
+    })
 }
 
 fn parse_tree(label: String, f: &HashMap<&str, &str>) -> Result<RawTree, TreeLoadError> {
@@ -228,13 +356,41 @@ fn parse_tree(label: String, f: &HashMap<&str, &str>) -> Result<RawTree, TreeLoa
             "linear trees",
         ));
     }
-    if f.get("num_cat").is_some_and(|v| v.trim() != "0") {
-        return Err(TreeLoadError::unsupported(
+    let num_cat: usize = match f.get("num_cat") {
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| TreeLoadError::format(format!("{label}: num_cat"), "not a count"))?,
+        None => 0,
+    };
+    let n_internal = num_leaves - 1;
+    if num_cat > n_internal {
+        return Err(TreeLoadError::format(
             format!("{label}: num_cat"),
-            "categorical splits",
+            format!("{num_cat} categorical splits in {n_internal} splits"),
         ));
     }
-    let n_internal = num_leaves - 1;
+    // Bitsets of the categorical splits: split `k`'s words are
+    // `cat_threshold[cat_boundaries[k]..cat_boundaries[k + 1]]`.
+    let (boundaries, words): (Vec<usize>, Vec<u32>) = if num_cat > 0 {
+        let b: Vec<usize> = array(
+            &label,
+            "cat_boundaries",
+            field("cat_boundaries")?,
+            num_cat + 1,
+        )?;
+        let n_words = b.last().copied().unwrap_or(0);
+        if b.windows(2).any(|w| w[1] < w[0]) || b.first() != Some(&0) || n_words > 1 << 16 {
+            return Err(TreeLoadError::format(
+                format!("{label}: cat_boundaries"),
+                "offsets must rise from 0 (at most 65,536 words)",
+            ));
+        }
+        let w: Vec<u32> = array(&label, "cat_threshold", field("cat_threshold")?, n_words)?;
+        (b, w)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let leaf_value: Vec<f64> = array(&label, "leaf_value", field("leaf_value")?, num_leaves)?;
     if n_internal == 0 {
         return Ok(RawTree {
@@ -273,10 +429,34 @@ fn parse_tree(label: String, f: &HashMap<&str, &str>) -> Result<RawTree, TreeLoa
     for i in 0..n_internal {
         let dt = decision_type[i];
         if dt & CATEGORICAL_MASK != 0 {
-            return Err(TreeLoadError::unsupported(
-                format!("{label}: decision_type"),
-                "categorical splits",
-            ));
+            // `CategoricalDecision`: the set goes left; NaN, negatives and the rest right.
+            let k = threshold[i];
+            let set = (k >= 0.0 && k.fract() == 0.0)
+                .then_some(k as usize)
+                .and_then(|k| Some(&words[*boundaries.get(k)?..*boundaries.get(k + 1)?]))
+                .ok_or_else(|| {
+                    TreeLoadError::format(
+                        format!("{label}: threshold[{i}]"),
+                        format!("{k} is not a categorical split of this tree ({num_cat})"),
+                    )
+                })?;
+            let categories: Box<[u32]> = set
+                .iter()
+                .enumerate()
+                .flat_map(|(w, bits)| {
+                    (0..32u32)
+                        .filter(move |b| bits >> b & 1 == 1)
+                        .map(move |b| w as u32 * 32 + b)
+                })
+                .collect();
+            nodes.push(RawNode::Categorical {
+                feature: split_feature[i],
+                categories,
+                in_set: child("left_child", i, left_child[i])?,
+                not_in_set: child("right_child", i, right_child[i])?,
+                missing_in_set: false,
+            });
+            continue;
         }
         let missing = match (dt >> 2) & 3 {
             0 => MissingType::None,
@@ -392,25 +572,68 @@ mod tests {
     }
 
     #[test]
-    fn refuses_categorical_split() {
+    fn categorical_splits_send_the_set_left() {
+        // Root: arpu_30d in {1, 2} goes left (bits 1 and 2 of the word 6).
+        let text = model("9", "binary sigmoid:1", "1")
+            .replacen("num_cat=0", "num_cat=1", 1)
+            .replacen("threshold=20.000000000000004 0.5", "threshold=0 0.5", 1)
+            .replacen(
+                "is_linear=0\nshrinkage=0.1",
+                "cat_boundaries=0 1\ncat_threshold=6\nis_linear=0\nshrinkage=0.1",
+                1,
+            )
+            .replace(
+                "feature_infos=[0:100] [0:50] [0:3]",
+                "feature_infos=[0:100] 1:2:3 [0:3]",
+            );
+        let e = parse_lightgbm(&text, &resolve).expect("parses");
+        let m = |arpu: f32| e.margin(&[0.0, arpu, 9.0]);
+        assert_eq!(m(1.0), -1.0 + 0.25);
+        assert_eq!(m(2.9), -1.0 + 0.25, "truncated to 2");
+        // The rest goes right, to the complaints split (9 > 0.5: its right leaf).
+        for right in [0.0, 3.0, 40.0, -1.0, f32::NAN] {
+            assert_eq!(m(right), 3.0 + 0.25, "{right}");
+        }
+        // A categorical split naming a bitset the tree lacks is refused with its place.
         let err = parse_lightgbm(&model("9", "binary sigmoid:1", "1"), &resolve).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "Tree=0: decision_type: not supported: categorical splits"
+        assert!(
+            err.to_string().starts_with("Tree=0: threshold[0]:"),
+            "{err}"
         );
         let text = model("10", "binary sigmoid:1", "1").replacen("num_cat=0", "num_cat=1", 1);
         assert!(parse_lightgbm(&text, &resolve).is_err());
     }
 
     #[test]
-    fn refuses_multiclass_and_other_objectives() {
+    fn multiclass_objectives_and_refusals() {
+        // Two trees, num_class 2: tree 0 for class 0, tree 1 for class 1.
+        let two = |objective: &str| {
+            model("10", objective, "2")
+                .replace("num_tree_per_iteration=1", "num_tree_per_iteration=2")
+        };
+        let e = parse_lightgbm(&two("multiclass num_class:2"), &resolve).expect("parses");
+        assert_eq!(e.n_classes(), 2);
+        let mut p = [0.0; 2];
+        e.predict_classes(&[0.0, 10.0, 9.0], &mut p);
+        let (a, b) = (-1.0_f64, 0.25_f64);
+        let w = (a.max(b), (a - a.max(b)).exp() + (b - a.max(b)).exp());
+        assert_eq!(p[0], (a - w.0).exp() / w.1);
+        assert_eq!(p[1], (b - w.0).exp() / w.1);
+        let e =
+            parse_lightgbm(&two("multiclassova num_class:2 sigmoid:2"), &resolve).expect("parses");
+        e.predict_classes(&[0.0, 10.0, 9.0], &mut p);
+        assert_eq!(p[0], 1.0 / (1.0 + (2.0_f64).exp()));
+        assert_eq!(p[1], 1.0 / (1.0 + (-0.5_f64).exp()));
         let err =
             parse_lightgbm(&model("10", "multiclass num_class:3", "3"), &resolve).unwrap_err();
-        assert!(matches!(err, TreeLoadError::Unsupported { .. }), "{err}");
+        assert!(
+            err.to_string().contains("num_tree_per_iteration=1"),
+            "{err}"
+        );
         let err = parse_lightgbm(&model("10", "binary sigmoid:1", "3"), &resolve).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "header: num_class: not supported: multiclass model (num_class=3)"
+            "header: num_class: num_class=3, num_tree_per_iteration=1, the objective has 1 classes"
         );
         let err = parse_lightgbm(&model("10", "regression", "1"), &resolve).unwrap_err();
         assert!(err.to_string().contains("regression"), "{err}");

@@ -6,6 +6,7 @@
 //! whole and whatever is serving keeps serving. This module reads files only when asked to
 //! load one; nothing here runs on the request path.
 
+pub mod bind;
 mod compile;
 mod files;
 pub mod lightgbm;

@@ -1,22 +1,38 @@
 //! Reads XGBoost's JSON model (`Booster.save_model("m.json")`, 2.x and 3.x) into a
 //! [`TreeEnsemble`].
 //!
-//! Owns: the JSON schema, the accepted subset (gbtree, `binary:logistic` / `reg:logistic`, one
-//! target, numeric splits), `base_score` decoding, and mapping feature names to snapshot
-//! columns. Must not: score anything, read files, or accept a model it cannot reproduce exactly
-//! (multiclass, categorical, dart, gblinear are refused by name, never approximated).
-//! Structural checks (child ranges, cycles, limits, finiteness) are left to
-//! [`TreeEnsemble::build`].
+//! Owns: the JSON schema, the accepted subset (gbtree; `binary:logistic` / `reg:logistic`, or
+//! `multi:softprob` / `multi:softmax` with a class per tree from `tree_info`; one target;
+//! numeric splits and categorical ones, partition or one-hot, from `split_type`,
+//! `categories`, `categories_nodes`, `categories_segments` and `categories_sizes`),
+//! `base_score` decoding, the training categories 3.x stores (`cats.enc`, names in code
+//! order), and mapping feature names to snapshot columns (`model::bind`). Must not: score
+//! anything, read files, or accept a model it cannot reproduce exactly (multi-target, dart,
+//! gblinear are refused by name, never approximated). Structural checks (child ranges,
+//! cycles, limits, finiteness) are left to [`TreeEnsemble::build_model`].
 
 use serde::Deserialize;
 
+use super::bind::{bind, Categories, Column, Given, Resolve};
 use crate::engine::trees::{
-    resolve_columns, Flavor, MissingType, RawNode, RawTree, TreeEnsemble, TreeLoadError,
+    Classes, Flavor, Link, MissingType, RawNode, RawTree, TreeEnsemble, TreeLoadError,
     MAX_NODES_PER_TREE, MAX_TREES,
 };
 
 /// Objectives whose `predict` is `sigmoid(margin)` with `base_score` a probability.
 pub const SUPPORTED_OBJECTIVES: [&str; 2] = ["binary:logistic", "reg:logistic"];
+/// Objectives whose probabilities are the softmax of one margin per class.
+pub const MULTICLASS_OBJECTIVES: [&str; 2] = ["multi:softprob", "multi:softmax"];
+
+/// What the scorer spec adds to a model file: feature names where the file has none, and the
+/// categories of features whose file stores only codes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Spec<'a> {
+    /// The scorer spec's `features`.
+    pub feature_names: Option<&'a [String]>,
+    /// The scorer spec's `categories`.
+    pub categories: Option<&'a Given>,
+}
 
 /// Parses an XGBoost JSON model and resolves its features to snapshot columns.
 ///
@@ -36,16 +52,35 @@ pub fn parse_xgboost_with_features(
     feature_names: Option<&[String]>,
     resolve: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    let spec = Spec {
+        feature_names,
+        categories: None,
+    };
+    parse_xgboost_model(bytes, &spec, &|name| resolve(name).map(Column::number))
+}
+
+/// Parses an XGBoost JSON model, binary or multiclass, numeric or categorical, against the
+/// snapshot's columns (`resolve` says which hold strings); also returns every feature name.
+pub fn parse_xgboost_model(
+    bytes: &[u8],
+    spec: &Spec<'_>,
+    resolve: Resolve<'_, '_>,
+) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    let feature_names = spec.feature_names;
     let mut buf = bytes.to_vec();
     let file: ModelFile = simd_json::serde::from_slice(&mut buf)
         .map_err(|e| TreeLoadError::format("json", e.to_string()))?;
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();
-    if !SUPPORTED_OBJECTIVES.contains(&objective) {
+    let multiclass = MULTICLASS_OBJECTIVES.contains(&objective);
+    if !SUPPORTED_OBJECTIVES.contains(&objective) && !multiclass {
         return Err(TreeLoadError::unsupported(
             "learner.objective.name",
-            format!("objective '{objective}' (only binary:logistic and reg:logistic)"),
+            format!(
+                "objective '{objective}' (only binary:logistic, reg:logistic, multi:softprob \
+                 and multi:softmax)"
+            ),
         ));
     }
     let param = &learner.learner_model_param;
@@ -53,10 +88,10 @@ pub fn parse_xgboost_with_features(
         "learner.learner_model_param.num_class",
         param.num_class.as_deref(),
     )?;
-    if num_class > 1 {
-        return Err(TreeLoadError::unsupported(
+    if multiclass != (num_class > 1) {
+        return Err(TreeLoadError::format(
             "learner.learner_model_param.num_class",
-            format!("multiclass model ({num_class} classes)"),
+            format!("{num_class} classes for objective '{objective}'"),
         ));
     }
     let num_target = param_usize(
@@ -69,7 +104,27 @@ pub fn parse_xgboost_with_features(
             format!("multi-target model ({num_target} targets)"),
         ));
     }
-    let base_score = parse_base_score(&param.base_score)?;
+    let classes = if multiclass {
+        // Softmax's ProbToMargin is the identity: one margin per class (3.x), or one for all.
+        let base = parse_base_scores(&param.base_score)?;
+        let base: Vec<f64> = match base.len() {
+            1 => vec![f64::from(base[0]); num_class],
+            n if n == num_class => base.into_iter().map(f64::from).collect(),
+            n => {
+                return Err(TreeLoadError::format(
+                    "learner.learner_model_param.base_score",
+                    format!("{n} base scores for {num_class} classes"),
+                ))
+            }
+        };
+        Some(base)
+    } else {
+        None
+    };
+    let base_score = match &classes {
+        Some(_) => 0.5,
+        None => parse_base_score(&param.base_score)?,
+    };
     if !(base_score > 0.0 && base_score < 1.0) {
         return Err(TreeLoadError::format(
             "learner.learner_model_param.base_score",
@@ -101,10 +156,21 @@ pub fn parse_xgboost_with_features(
             ),
         ));
     }
-    if let Some(i) = model.tree_info.iter().position(|&g| g != 0) {
-        return Err(TreeLoadError::unsupported(
+    let k = num_class.max(1) as i64;
+    if let Some(i) = model.tree_info.iter().position(|&g| g < 0 || g >= k) {
+        return Err(TreeLoadError::format(
             format!("learner.gradient_booster.model.tree_info[{i}]"),
-            "a tree for output group other than 0 (multiclass)",
+            format!("output group {} of {k}", model.tree_info[i]),
+        ));
+    }
+    if multiclass && model.tree_info.len() != model.trees.len() {
+        return Err(TreeLoadError::format(
+            "learner.gradient_booster.model.tree_info",
+            format!(
+                "{} entries for {} trees",
+                model.tree_info.len(),
+                model.trees.len()
+            ),
         ));
     }
 
@@ -122,15 +188,7 @@ pub fn parse_xgboost_with_features(
             ),
         ));
     }
-    if let Some(i) = learner.feature_types.iter().position(|t| t == "c") {
-        return Err(TreeLoadError::unsupported(
-            format!("learner.feature_types[{i}]"),
-            format!(
-                "categorical feature '{}'",
-                names.get(i).map_or("?", String::as_str)
-            ),
-        ));
-    }
+    let categories = feature_categories(&learner.feature_types, model.cats.as_ref(), names.len())?;
 
     let raw: Vec<RawTree> = model
         .trees
@@ -138,9 +196,60 @@ pub fn parse_xgboost_with_features(
         .enumerate()
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
-    let columns = resolve_columns(names, resolve)?;
-    let ensemble = TreeEnsemble::build(Flavor::XgBoost, f64::from(base_margin), &raw, &columns)?;
+    let features = bind(names, &categories, spec.categories, resolve)?;
+    let classes = match classes {
+        Some(base) => Classes::multi(
+            Link::Softmax,
+            base,
+            model.tree_info.iter().map(|&g| g as u16).collect(),
+        ),
+        None => Classes::binary(f64::from(base_margin)),
+    };
+    let ensemble = TreeEnsemble::build_model(Flavor::XgBoost, classes, &raw, &features)?;
     Ok((ensemble, names.to_vec()))
+}
+
+/// Each feature's categories: numeric unless `feature_types` says `c`; then the names (or
+/// numbers) 3.x stores in `cats.enc`, in code order, else codes only.
+fn feature_categories(
+    types: &[String],
+    cats: Option<&Cats>,
+    n: usize,
+) -> Result<Vec<Categories>, TreeLoadError> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        if types.get(i).map(String::as_str) != Some("c") {
+            out.push(Categories::Numeric);
+            continue;
+        }
+        let loc = format!("learner.gradient_booster.model.cats.enc[{i}]");
+        let enc = cats.and_then(|c| c.enc.get(i));
+        let cat = match enc {
+            None => Categories::Codes,
+            Some(e) if !e.offsets.is_empty() => {
+                // Strings in Arrow's layout: bytes (as signed chars), and n + 1 offsets.
+                let bytes: Vec<u8> = e.values.iter().map(|&b| b as i64 as u8).collect();
+                let mut names = Vec::with_capacity(e.offsets.len() - 1);
+                for w in e.offsets.windows(2) {
+                    let (a, b) = (w[0], w[1]);
+                    let name = usize::try_from(a)
+                        .ok()
+                        .zip(usize::try_from(b).ok())
+                        .and_then(|(a, b)| bytes.get(a..b))
+                        .and_then(|s| std::str::from_utf8(s).ok())
+                        .ok_or_else(|| {
+                            TreeLoadError::format(&loc, format!("bad offsets {a}..{b}"))
+                        })?;
+                    names.push(name.to_owned());
+                }
+                Categories::Strings(names)
+            }
+            Some(e) if !e.values.is_empty() => Categories::Numbers(e.values.clone()),
+            Some(_) => Categories::Codes,
+        };
+        out.push(cat);
+    }
+    Ok(out)
 }
 
 fn choose_names<'a>(
@@ -175,6 +284,19 @@ fn choose_names<'a>(
 /// `base_score` is `"5E-1"` in 2.x and `"[5E-1]"` (one per target) in 3.x; a probability.
 fn parse_base_score(text: &str) -> Result<f32, TreeLoadError> {
     const LOC: &str = "learner.learner_model_param.base_score";
+    let parts = parse_base_scores(text)?;
+    if parts.len() != 1 {
+        return Err(TreeLoadError::unsupported(
+            LOC,
+            format!("{} base scores (multi-target)", parts.len()),
+        ));
+    }
+    Ok(parts[0])
+}
+
+/// Every value of `base_score` (3.x writes one per class for a multiclass model).
+fn parse_base_scores(text: &str) -> Result<Vec<f32>, TreeLoadError> {
+    const LOC: &str = "learner.learner_model_param.base_score";
     let t = text.trim();
     let inner = match t.strip_prefix('[') {
         Some(rest) => rest
@@ -182,16 +304,14 @@ fn parse_base_score(text: &str) -> Result<f32, TreeLoadError> {
             .ok_or_else(|| TreeLoadError::format(LOC, format!("unterminated list {text:?}")))?,
         None => t,
     };
-    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
-    if parts.len() != 1 {
-        return Err(TreeLoadError::unsupported(
-            LOC,
-            format!("{} base scores (multi-target)", parts.len()),
-        ));
-    }
-    parts[0]
-        .parse::<f32>()
-        .map_err(|_| TreeLoadError::format(LOC, format!("not a number: {text:?}")))
+    inner
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f32>()
+                .map_err(|_| TreeLoadError::format(LOC, format!("not a number: {text:?}")))
+        })
+        .collect()
 }
 
 fn param_usize(loc: &str, v: Option<&str>) -> Result<usize, TreeLoadError> {
@@ -266,12 +386,6 @@ fn raw_tree(i: usize, t: &Tree) -> Result<RawTree, TreeLoadError> {
             });
             continue;
         }
-        if t.split_type.get(j).copied().unwrap_or(0) != 0 {
-            return Err(TreeLoadError::unsupported(
-                format!("{label}.split_type[{j}]"),
-                "categorical splits",
-            ));
-        }
         let child = |field: &str, v: i64| {
             u32::try_from(v).map_err(|_| {
                 TreeLoadError::format(
@@ -286,20 +400,74 @@ fn raw_tree(i: usize, t: &Tree) -> Result<RawTree, TreeLoadError> {
                 format!("bad feature index {}", t.split_indices[j]),
             )
         })?;
-        nodes.push(RawNode::Split {
-            feature,
-            threshold: f64::from(value),
-            left: child("left_children", l)?,
-            right: child("right_children", r)?,
-            default_left: t.default_left[j].is_true(),
-            missing: MissingType::NaN,
-        });
+        let (left, right) = (child("left_children", l)?, child("right_children", r)?);
+        let default_left = t.default_left[j].is_true();
+        match t.split_type.get(j).copied().unwrap_or(0) {
+            0 => nodes.push(RawNode::Split {
+                feature,
+                threshold: f64::from(value),
+                left,
+                right,
+                default_left,
+                missing: MissingType::NaN,
+            }),
+            // `common::Decision`: the categories of the set go right (one-hot splits are sets
+            // of one).
+            1 => nodes.push(RawNode::Categorical {
+                feature,
+                categories: node_categories(&label, t, j)?,
+                in_set: right,
+                not_in_set: left,
+                missing_in_set: !default_left,
+            }),
+            other => {
+                return Err(TreeLoadError::format(
+                    format!("{label}.split_type[{j}]"),
+                    format!("unknown split type {other}"),
+                ))
+            }
+        }
     }
     Ok(RawTree {
         label,
         nodes,
         allowed_unreachable: deleted,
     })
+}
+
+/// The categories of categorical split `j`: `categories[segment..segment + size]` where
+/// `categories_nodes[k] == j`.
+fn node_categories(label: &str, t: &Tree, j: usize) -> Result<Box<[u32]>, TreeLoadError> {
+    let loc = format!("{label}.categories_nodes");
+    let k = t
+        .categories_nodes
+        .iter()
+        .position(|&n| n == j as i64)
+        .ok_or_else(|| TreeLoadError::format(&loc, format!("no categories for node {j}")))?;
+    let (Some(&seg), Some(&size)) = (t.categories_segments.get(k), t.categories_sizes.get(k))
+    else {
+        return Err(TreeLoadError::format(
+            format!("{label}.categories_segments"),
+            format!("no segment for node {j}"),
+        ));
+    };
+    let set = usize::try_from(seg)
+        .ok()
+        .zip(usize::try_from(size).ok())
+        .and_then(|(a, n)| t.categories.get(a..a.checked_add(n)?))
+        .ok_or_else(|| {
+            TreeLoadError::format(
+                format!("{label}.categories"),
+                format!("segment {seg} + {size} is out of range"),
+            )
+        })?;
+    set.iter()
+        .map(|&c| {
+            u32::try_from(c).map_err(|_| {
+                TreeLoadError::format(format!("{label}.categories"), format!("category {c}"))
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -344,6 +512,24 @@ struct GbTreeModel {
     trees: Vec<Tree>,
     #[serde(default)]
     tree_info: Vec<i64>,
+    /// The training categories (3.1 and later).
+    cats: Option<Cats>,
+}
+
+#[derive(Deserialize)]
+struct Cats {
+    #[serde(default)]
+    enc: Vec<Enc>,
+}
+
+/// One feature's categories: strings as Arrow lays them out (`offsets` and bytes in
+/// `values`), or numbers in `values`; empty for a numeric feature.
+#[derive(Deserialize)]
+struct Enc {
+    #[serde(default)]
+    offsets: Vec<i64>,
+    #[serde(default)]
+    values: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -356,6 +542,14 @@ struct Tree {
     default_left: Vec<Flag>,
     #[serde(default)]
     split_type: Vec<i64>,
+    #[serde(default)]
+    categories: Vec<i64>,
+    #[serde(default)]
+    categories_nodes: Vec<i64>,
+    #[serde(default)]
+    categories_segments: Vec<i64>,
+    #[serde(default)]
+    categories_sizes: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -486,40 +680,77 @@ mod tests {
     }
 
     #[test]
-    fn refuses_categorical_split() {
-        let m = model(
-            "5E-1",
-            r#""split_type":[1,0,0],"#,
-            r#"["tenure_months","arpu_30d"]"#,
-            "binary:logistic",
-        );
-        let err = parse_xgboost(m.as_bytes(), None, &resolve).unwrap_err();
+    fn categorical_splits_send_the_set_right() {
+        let m = |extra: &str| {
+            model(
+                "5E-1",
+                extra,
+                r#"["tenure_months","arpu_30d"]"#,
+                "binary:logistic",
+            )
+            .replace(r#""feature_types":[]"#, r#""feature_types":["float","c"]"#)
+        };
+        let cats = r#""split_type":[1,0,0],"#;
+        let with_set = m(cats)
+            .replace(r#""categories":[]"#, r#""categories":[1,3]"#)
+            .replace(r#""categories_nodes":[]"#, r#""categories_nodes":[0]"#)
+            .replace(
+                r#""categories_segments":[]"#,
+                r#""categories_segments":[0]"#,
+            )
+            .replace(r#""categories_sizes":[]"#, r#""categories_sizes":[2]"#);
+        let e = parse_xgboost(with_set.as_bytes(), None, &resolve).expect("parses");
+        for (x, want) in [
+            (1.0, 1.0),
+            (3.0, 1.0),
+            (3.7, 1.0),
+            (0.0, -1.0),
+            (2.0, -1.0),
+            (-1.0, -1.0),
+            (f32::NAN, -1.0),
+            (1e8, -1.0),
+        ] {
+            assert_eq!(e.margin(&row(x)), want, "{x}");
+        }
+        // A categorical split without its categories is refused with its place.
+        let err = parse_xgboost(m(cats).as_bytes(), None, &resolve).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "trees[0].split_type[0]: not supported: categorical splits"
+            "trees[0].categories_nodes: no categories for node 0"
         );
     }
 
     #[test]
-    fn refuses_multiclass_and_other_objectives_and_boosters() {
+    fn multiclass_objectives_and_refusals() {
         let m = model(
-            "5E-1",
+            "[1E-1,2E-1,3E-1]",
             "",
             r#"["tenure_months","arpu_30d"]"#,
             "multi:softprob",
         )
         .replace(r#""num_class":"0""#, r#""num_class":"3""#);
-        let err = parse_xgboost(m.as_bytes(), None, &resolve).unwrap_err();
-        assert!(err.to_string().contains("multi:softprob"), "{err}");
+        let e = parse_xgboost(m.as_bytes(), None, &resolve).expect("parses");
+        assert_eq!(e.n_classes(), 3);
+        let mut p = [0.0; 3];
+        e.predict_classes(&row(5.0), &mut p);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{p:?}");
+        assert!(
+            p[0] < p[1] && p[1] < p[2],
+            "tree 0 adds -1 to class 0: {p:?}"
+        );
+        let bad = m.replace(r#""[1E-1,2E-1,3E-1]""#, r#""[1E-1,2E-1]""#);
+        assert!(parse_xgboost(bad.as_bytes(), None, &resolve).is_err());
         let m = ok_model().replace(r#""num_class":"0""#, r#""num_class":"3""#);
         let err = parse_xgboost(m.as_bytes(), None, &resolve).unwrap_err();
-        assert!(err.to_string().contains("multiclass"), "{err}");
+        assert!(err.to_string().contains("3 classes for objective"), "{err}");
         let m = ok_model().replace(r#""tree_info":[0]"#, r#""tree_info":[1]"#);
         assert!(parse_xgboost(m.as_bytes(), None, &resolve).is_err());
         let m = ok_model().replace(r#""name":"gbtree""#, r#""name":"dart""#);
         let err = parse_xgboost(m.as_bytes(), None, &resolve).unwrap_err();
         assert!(err.to_string().contains("dart"), "{err}");
         let m = ok_model().replace(r#""num_target":"1""#, r#""num_target":"2""#);
+        assert!(parse_xgboost(m.as_bytes(), None, &resolve).is_err());
+        let m = ok_model().replace("binary:logistic", "rank:pairwise");
         assert!(parse_xgboost(m.as_bytes(), None, &resolve).is_err());
     }
 

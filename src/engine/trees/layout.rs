@@ -282,6 +282,13 @@ pub(super) fn flatten_tree(
     for (k, &i) in s.order.iter().enumerate() {
         let here = to_u32(base + k, label)?;
         let node = match tree.nodes[i as usize] {
+            RawNode::Categorical { .. } => {
+                // `categorical` restates every categorical split before flattening.
+                return Err(TreeLoadError::format(
+                    format!("{label} node {i}"),
+                    "a categorical split was not restated",
+                ));
+            }
             RawNode::Leaf { value } => {
                 if !value.is_finite() {
                     return Err(TreeLoadError::format(

@@ -33,6 +33,24 @@ fn stump(flavor: Flavor, missing: MissingType, default_left: bool, threshold: f6
 
 const LGB: Flavor = Flavor::LightGbm { sigmoid: 1.0 };
 
+/// [`TreeEnsemble::build_with`] over numeric columns and one class.
+fn build_cols(
+    flavor: Flavor,
+    base_margin: f64,
+    trees: &[RawTree],
+    columns: &[u32],
+    choice: Choice,
+) -> Result<TreeEnsemble, TreeLoadError> {
+    let features: Vec<Feature> = columns.iter().map(|&c| Feature::value(c)).collect();
+    TreeEnsemble::build_with(
+        flavor,
+        Classes::binary(base_margin),
+        trees,
+        &features,
+        choice,
+    )
+}
+
 #[test]
 fn xgboost_is_strict_less_than_and_nan_follows_default() {
     let e = stump(Flavor::XgBoost, MissingType::NaN, true, 0.5);
@@ -82,8 +100,8 @@ fn refuses_bad_structure() {
     };
     let bad_child = mk(vec![
         split(0, 1.0, 1, 5, false, MissingType::NaN),
-        leaf,
-        leaf,
+        leaf.clone(),
+        leaf.clone(),
     ]);
     let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[bad_child], &[0]).unwrap_err();
     assert_eq!(
@@ -93,23 +111,23 @@ fn refuses_bad_structure() {
     let cycle = mk(vec![
         split(0, 1.0, 1, 2, false, MissingType::NaN),
         split(0, 1.0, 0, 2, false, MissingType::NaN),
-        leaf,
+        leaf.clone(),
     ]);
     let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[cycle], &[0]).unwrap_err();
     assert!(err.to_string().contains("reached twice"), "{err}");
-    let orphan = mk(vec![leaf, leaf]);
+    let orphan = mk(vec![leaf.clone(), leaf.clone()]);
     let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[orphan], &[0]).unwrap_err();
     assert!(err.to_string().contains("unreachable"), "{err}");
     let nan = mk(vec![RawNode::Leaf { value: f64::NAN }]);
     assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[nan], &[0]).is_err());
     let feat = mk(vec![
         split(7, 1.0, 1, 2, false, MissingType::NaN),
-        leaf,
-        leaf,
+        leaf.clone(),
+        leaf.clone(),
     ]);
     let err = TreeEnsemble::build(Flavor::XgBoost, 0.0, &[feat], &[0]).unwrap_err();
     assert!(err.to_string().contains("feature index 7"), "{err}");
-    let big = mk(vec![leaf; MAX_NODES_PER_TREE + 1]);
+    let big = mk(vec![leaf.clone(); MAX_NODES_PER_TREE + 1]);
     assert!(TreeEnsemble::build(Flavor::XgBoost, 0.0, &[big], &[0]).is_err());
 }
 
@@ -149,8 +167,7 @@ fn layouts_are_compact_and_depth_first() {
         allowed_unreachable: 0,
     };
     let two = [tree.clone(), tree];
-    let e =
-        TreeEnsemble::build_with(Flavor::XgBoost, 0.0, &two, &[0], Choice::Linked).expect("valid");
+    let e = build_cols(Flavor::XgBoost, 0.0, &two, &[0], Choice::Linked).expect("valid");
     let Layout::Linked(l) = &e.layout else {
         panic!("linked layout asked for")
     };
@@ -191,14 +208,26 @@ fn random_tree(rng: &mut Rng, max_depth: u32, label: String) -> RawTree {
             nodes.push(RawNode::Leaf { value: 0.0 });
             let missing =
                 [MissingType::None, MissingType::Zero, MissingType::NaN][rng.below(3) as usize];
-            nodes[i] = split(
-                rng.below(4) as u32,
-                rng.below(9) as f64 * 0.5 - 2.0,
-                r as u32,
-                l as u32,
-                rng.below(2) == 0,
-                missing,
-            );
+            nodes[i] = if rng.below(4) == 0 {
+                // A categorical split: a set of codes among 0..8 (one-hot: a set of one).
+                let categories: Box<[u32]> = (0..8).filter(|_| rng.below(3) == 0).collect();
+                RawNode::Categorical {
+                    feature: rng.below(4) as u32,
+                    categories,
+                    in_set: r as u32,
+                    not_in_set: l as u32,
+                    missing_in_set: rng.below(2) == 0,
+                }
+            } else {
+                split(
+                    rng.below(4) as u32,
+                    rng.below(9) as f64 * 0.5 - 2.0,
+                    r as u32,
+                    l as u32,
+                    rng.below(2) == 0,
+                    missing,
+                )
+            };
             open.push((l, d + 1));
             open.push((r, d + 1));
         } else {
@@ -225,9 +254,35 @@ fn reference_margin(
     let leaf = |tree: &RawTree| {
         let mut i = 0;
         loop {
-            match tree.nodes[i] {
-                RawNode::Leaf { value } => return value,
-                RawNode::Split {
+            match &tree.nodes[i] {
+                RawNode::Leaf { value } => return *value,
+                // As `common::Decision` and `Tree::CategoricalDecision` are written.
+                RawNode::Categorical {
+                    feature,
+                    categories,
+                    in_set,
+                    not_in_set,
+                    missing_in_set,
+                } => {
+                    let x = row
+                        .get(cols[*feature as usize] as usize)
+                        .copied()
+                        .unwrap_or(f32::NAN);
+                    let has = |c: i64| u32::try_from(c).is_ok_and(|c| categories.contains(&c));
+                    let take_set = match flavor {
+                        Flavor::XgBoost if x.is_nan() => *missing_in_set,
+                        Flavor::XgBoost => !(x < 0.0 || x >= 16_777_216.0) && has(x as i64),
+                        Flavor::LightGbm { .. } => {
+                            let mut x = f64::from(x);
+                            if x.abs() <= LIGHTGBM_ZERO_THRESHOLD {
+                                x = 0.0;
+                            }
+                            !x.is_nan() && (x as i32) >= 0 && has(i64::from(x as i32))
+                        }
+                    };
+                    i = if take_set { *in_set } else { *not_in_set } as usize;
+                }
+                &RawNode::Split {
                     feature,
                     threshold,
                     left,
@@ -287,8 +342,8 @@ fn perfect_and_linked_layouts_agree_bit_for_bit() {
             .collect();
         for flavor in [Flavor::XgBoost, LGB] {
             let columns = [5, 1, 3, 0];
-            let linked = TreeEnsemble::build_with(flavor, 0.25, &trees, &columns, Choice::Linked);
-            let perfect = TreeEnsemble::build_with(flavor, 0.25, &trees, &columns, Choice::Perfect);
+            let linked = build_cols(flavor, 0.25, &trees, &columns, Choice::Linked);
+            let perfect = build_cols(flavor, 0.25, &trees, &columns, Choice::Perfect);
             let (linked, perfect) = (linked.expect("valid"), perfect.expect("valid"));
             assert!(perfect.is_perfect_layout(), "round {round}");
             assert_eq!(linked.columns(), perfect.columns());
@@ -299,6 +354,7 @@ fn perfect_and_linked_layouts_agree_bit_for_bit() {
                         1 => 0.0,
                         2 => -0.0,
                         3 => f32::from_bits(rng.below(1 << 31) as u32),
+                        4 => rng.below(12) as f32 - 1.0,
                         _ => rng.below(11) as f32 * 0.5 - 2.5,
                     })
                     .collect();

@@ -14,6 +14,7 @@ mod offers;
 mod placements;
 mod rules;
 mod scorers;
+mod trees;
 
 use std::collections::BTreeSet;
 
@@ -58,6 +59,8 @@ struct Ctx<'s> {
     leaves: usize,
     /// What compiles but is likely a mistake, with paths.
     warnings: Vec<Fault>,
+    /// The tree files the offers use, each parsed once.
+    trees: trees::TreeFiles,
 }
 
 impl Collects for Ctx<'_> {
@@ -85,6 +88,7 @@ pub fn compile(
         features_used: BTreeSet::new(),
         leaves: 0,
         warnings: Vec::new(),
+        trees: trees::TreeFiles::default(),
     };
     let Some(top) = cx.faults.object(doc, "", TOP_KEYS) else {
         return Err(cx.faults.0);
@@ -165,6 +169,7 @@ pub fn compile(
         arbitration,
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
         policies,
+        multiclass: cx.trees.multiclass().into(),
     };
     Ok((compiled, challenger, cx.warnings))
 }

@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::engine::adaptive::{Adaptive, Outcome, MAX_WINDOW_DAYS};
 use crate::engine::{Logistic, Scorer};
 use crate::model::walk::{join, Collects, Fault, Value};
-use crate::model::{lightgbm, xgboost, ColumnInfo, MAX_PATH_BYTES, MAX_TREE_FEATURES};
+use crate::model::ColumnInfo;
 
 /// Compiles one scorer; `None` after a fault.
 pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
@@ -23,7 +23,7 @@ pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Opt
                 .and_then(|p| cx.faults.number_in(p, &join(path, "propensity"), 0.0, 1.0))?;
             Some(Scorer::Constant(p))
         }
-        Some(kind @ ("xgboost" | "lightgbm")) => compile_trees(cx, v, path, kind),
+        Some(kind @ ("xgboost" | "lightgbm")) => super::trees::compile_trees(cx, v, path, kind),
         Some("adaptive") => compile_adaptive(cx, v, path),
         Some(other) => {
             cx.faults.push(
@@ -168,68 +168,6 @@ fn read_categories(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Vec<(u
         out.push((col, table.into_boxed_slice()));
     }
     Some(out)
-}
-
-/// A tree-ensemble scorer from a file inside the model's folder, read before compiling.
-fn compile_trees(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, kind: &str) -> Option<Scorer> {
-    let known: &[&str] = if kind == "xgboost" {
-        &["kind", "path", "features"]
-    } else {
-        &["kind", "path"]
-    };
-    let f = &mut cx.faults;
-    let obj = f.object(v, path, known)?;
-    let ppath = join(path, "path");
-    let rel = f
-        .req(obj, "path", path)
-        .and_then(|p| f.string(p, &ppath, MAX_PATH_BYTES));
-    let names: Option<Vec<String>> = match obj.get("features") {
-        Some(list) => Some(
-            f.string_list(list, &join(path, "features"), MAX_TREE_FEATURES)?
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        ),
-        None => None,
-    };
-    let rel = rel?;
-    if !cx.files.has_folder() {
-        f.push(
-            &ppath,
-            "a model with no folder cannot reference scorer files",
-        );
-        return None;
-    }
-    let bytes = match cx.files.scorer(rel) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            f.push(&ppath, e);
-            return None;
-        }
-    };
-    let schema = cx.schema;
-    let resolve = |name: &str| schema.column(name);
-    let parsed = if kind == "xgboost" {
-        xgboost::parse_xgboost_with_features(bytes, names.as_deref(), &resolve)
-    } else {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => lightgbm::parse_lightgbm_with_features(text, &resolve),
-            Err(e) => {
-                f.push(&ppath, format!("`{rel}` is not UTF-8 text: {e}"));
-                return None;
-            }
-        }
-    };
-    match parsed {
-        Ok((ensemble, features)) => {
-            cx.features_used.extend(features);
-            Some(Scorer::Trees(Box::new(ensemble)))
-        }
-        Err(e) => {
-            f.push(&ppath, format!("`{rel}` ({kind}): {e}"));
-            None
-        }
-    }
 }
 
 /// Least prior evidence: below one impression's worth the prior says nothing.

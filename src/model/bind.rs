@@ -1,0 +1,194 @@
+//! Binds a tree model's features to snapshot columns, for both parsers: a numeric feature
+//! reads its column's value; a categorical one reads the model's category code, translated
+//! from the snapshot's dictionary through the category names the model file stores (or the
+//! offer gives).
+//!
+//! Owns: [`Column`], [`Categories`], [`bind`]. Must not: read files or score.
+
+use std::collections::BTreeMap;
+
+use crate::engine::trees::{Codes, Feature, TreeLoadError};
+use crate::features::Dictionary;
+
+/// What the snapshot says of a model feature's column.
+#[derive(Debug, Clone, Copy)]
+pub struct Column<'d> {
+    /// Snapshot column.
+    pub index: u32,
+    /// Its dictionary when it holds strings.
+    pub strings: Option<&'d Dictionary>,
+}
+
+impl Column<'_> {
+    /// A numeric column.
+    pub fn number(index: u32) -> Self {
+        Self {
+            index,
+            strings: None,
+        }
+    }
+}
+
+/// Resolves a feature name to its snapshot column.
+pub type Resolve<'r, 'd> = &'r dyn Fn(&str) -> Option<Column<'d>>;
+
+/// What a model knows of a feature's categories.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Categories {
+    /// A numeric feature.
+    Numeric,
+    /// Categorical, with its categories' names in code order.
+    Strings(Vec<String>),
+    /// Categorical, with its categories' numeric values in code order.
+    Numbers(Vec<f64>),
+    /// Categorical, the value being the code (no list in the file).
+    Codes,
+}
+
+/// Categories the offer gives for features whose model file stores only codes, by name.
+pub type Given = BTreeMap<String, Vec<String>>;
+
+/// Binds every feature, reporting all unknown names together.
+pub fn bind(
+    names: &[String],
+    categories: &[Categories],
+    given: Option<&Given>,
+    resolve: Resolve<'_, '_>,
+) -> Result<Vec<Feature>, TreeLoadError> {
+    let mut unknown = Vec::new();
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some(col) = resolve(name) else {
+            unknown.push(name.clone());
+            continue;
+        };
+        let mut cats = categories.get(i).cloned().unwrap_or(Categories::Numeric);
+        if let Some(list) = given.and_then(|g| g.get(name)) {
+            if cats == Categories::Numeric {
+                return Err(TreeLoadError::format(
+                    format!("categories.{name}"),
+                    "the model treats this feature as numeric",
+                ));
+            }
+            cats = Categories::Strings(list.clone());
+        }
+        let codes = match (cats, col.strings) {
+            (Categories::Numeric, None) | (Categories::Codes, None) => Codes::Value,
+            (Categories::Numbers(v), None) => Codes::Listed(v.into_boxed_slice()),
+            (Categories::Strings(list), Some(dict)) => Codes::Table(table(&list, dict)),
+            (Categories::Numeric, Some(_)) => {
+                return Err(TreeLoadError::format(
+                    format!("feature '{name}'"),
+                    "the model treats it as numeric, but the snapshot column holds strings \
+                     (train it as a categorical feature)",
+                ))
+            }
+            (Categories::Strings(_), None) => {
+                return Err(TreeLoadError::format(
+                    format!("feature '{name}'"),
+                    "the model's categories are strings, but the snapshot column holds numbers",
+                ))
+            }
+            (Categories::Numbers(_), Some(_)) => {
+                return Err(TreeLoadError::format(
+                    format!("feature '{name}'"),
+                    "the model's categories are numbers, but the snapshot column holds strings",
+                ))
+            }
+            (Categories::Codes, Some(_)) => {
+                return Err(TreeLoadError::format(
+                    format!("feature '{name}'"),
+                    "the model file stores only category codes for it: list its categories \
+                     in code order in the scorer's `categories`",
+                ))
+            }
+        };
+        out.push(Feature {
+            column: col.index,
+            codes,
+        });
+    }
+    if unknown.is_empty() {
+        Ok(out)
+    } else {
+        Err(TreeLoadError::UnknownFeatures(unknown))
+    }
+}
+
+/// Per snapshot code, the model's code of the same value (NaN when the model lacks it).
+fn table(list: &[String], dict: &Dictionary) -> Box<[f32]> {
+    let mut t = vec![f32::NAN; dict.len()];
+    for (model_code, value) in list.iter().enumerate() {
+        if let Some(code) = dict.code(value) {
+            // The first of repeated names wins, as a lookup by name would.
+            if t[code as usize].is_nan() {
+                t[code as usize] = model_code as f32;
+            }
+        }
+    }
+    t.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::DictBuilder;
+
+    fn dict(values: &[&str]) -> Dictionary {
+        let mut b = DictBuilder::default();
+        for v in values {
+            b.push(v).unwrap();
+        }
+        b.finish().0
+    }
+
+    #[test]
+    fn translates_snapshot_codes_to_model_codes_by_name() {
+        let d = dict(&["gold", "bronze", "diamond"]);
+        // Snapshot codes: bronze 0, diamond 1, gold 2; the model's: bronze 0, silver 1, gold 2.
+        let names = vec!["segment".to_string(), "n".to_string()];
+        let cats = [
+            Categories::Strings(vec!["bronze".into(), "silver".into(), "gold".into()]),
+            Categories::Numeric,
+        ];
+        let resolve = |n: &str| match n {
+            "segment" => Some(Column {
+                index: 4,
+                strings: Some(&d),
+            }),
+            "n" => Some(Column::number(1)),
+            _ => None,
+        };
+        let f = bind(&names, &cats, None, &resolve).unwrap();
+        let Codes::Table(t) = &f[0].codes else {
+            panic!("{f:?}")
+        };
+        assert_eq!(t[0], 0.0);
+        assert!(t[1].is_nan(), "diamond: the model never saw it");
+        assert_eq!(t[2], 2.0);
+        assert_eq!(f[1].codes, Codes::Value);
+        // Only codes in the file: the offer's list names them.
+        let codes = [Categories::Codes, Categories::Numeric];
+        let e = bind(&names, &codes, None, &resolve).unwrap_err();
+        assert!(e.to_string().contains("scorer's `categories`"), "{e}");
+        let given: Given = [("segment".to_string(), vec!["gold".to_string()])].into();
+        let f = bind(&names, &codes, Some(&given), &resolve).unwrap();
+        let Codes::Table(t) = &f[0].codes else {
+            panic!()
+        };
+        assert_eq!(t[2], 0.0);
+        // Numeric in the model on a string column, and unknown names.
+        let e = bind(
+            &names,
+            &[Categories::Numeric, Categories::Numeric],
+            None,
+            &resolve,
+        );
+        assert!(e.unwrap_err().to_string().contains("holds strings"));
+        let e = bind(&["x".into(), "y".into()], &[], None, &resolve).unwrap_err();
+        assert_eq!(
+            e,
+            TreeLoadError::UnknownFeatures(vec!["x".into(), "y".into()])
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! An offer's tree-ensemble scorer (`xgboost`, `lightgbm`): the file `model::files` read,
+//! parsed once per model however many offers use it, bound to the snapshot's columns (string
+//! columns through the model's categories), and, for a multiclass file, the offer's `class`.
+//!
+//! Faults, with paths: a file that does not parse; `class` missing on a multiclass file,
+//! given on a binary one, or outside the model's classes; two offers claiming the same class
+//! of the same file (each class is one offer's propensity).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use simd_json::prelude::*;
+
+use super::Ctx;
+use crate::engine::scorer::MAX_MULTICLASS;
+use crate::engine::trees::TreeEnsemble;
+use crate::engine::{ClassScorer, Scorer};
+use crate::model::bind::{Column, Given};
+use crate::model::walk::{index, join, Value};
+use crate::model::{
+    lightgbm, xgboost, ColumnInfo, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES,
+};
+
+/// What identifies one parse: kind, path, and what the spec adds to the file.
+type Key = (String, String, Vec<String>, Vec<(String, Vec<String>)>);
+
+/// The tree files a model's offers use, each parsed once.
+#[derive(Default)]
+pub(super) struct TreeFiles {
+    parsed: BTreeMap<Key, Result<Parsed, String>>,
+    /// Multiclass ensembles by slot.
+    multiclass: Vec<Arc<TreeEnsemble>>,
+    /// Which offer claimed each (slot, class).
+    claims: BTreeMap<(u16, u16), String>,
+}
+
+/// A parsed file: the ensemble, its feature names, and its slot when multiclass.
+struct Parsed {
+    ensemble: Arc<TreeEnsemble>,
+    features: Vec<String>,
+    slot: Option<u16>,
+}
+
+impl TreeFiles {
+    /// The multiclass ensembles, by slot, for the compiled model.
+    pub(super) fn multiclass(&mut self) -> Vec<Arc<TreeEnsemble>> {
+        std::mem::take(&mut self.multiclass)
+    }
+}
+
+/// Compiles one tree-ensemble scorer; `None` after a fault.
+pub(super) fn compile_trees(
+    cx: &mut Ctx<'_>,
+    v: &Value<'_>,
+    path: &str,
+    kind: &str,
+) -> Option<Scorer> {
+    let known: &[&str] = if kind == "xgboost" {
+        &["kind", "path", "features", "class", "categories"]
+    } else {
+        &["kind", "path", "class", "categories"]
+    };
+    let f = &mut cx.faults;
+    let obj = f.object(v, path, known)?;
+    let ppath = join(path, "path");
+    let rel = f
+        .req(obj, "path", path)
+        .and_then(|p| f.string(p, &ppath, MAX_PATH_BYTES));
+    let names: Option<Vec<String>> = match obj.get("features") {
+        Some(list) => Some(
+            f.string_list(list, &join(path, "features"), MAX_TREE_FEATURES)?
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        None => None,
+    };
+    let cpath = join(path, "class");
+    let class = match obj.get("class") {
+        Some(c) => Some(
+            f.number_in(c, &cpath, 0.0, f64::from(u16::MAX))
+                .filter(|x| x.fract() == 0.0)
+                .map(|x| x as u16)
+                .or_else(|| {
+                    f.push(&cpath, "expected a class index (0, 1, ...)");
+                    None
+                })?,
+        ),
+        None => None,
+    };
+    let given = match obj.get("categories") {
+        Some(c) => Some(read_given(f, c, &join(path, "categories"))?),
+        None => None,
+    };
+    let rel = rel?;
+    if !cx.files.has_folder() {
+        f.push(
+            &ppath,
+            "a model with no folder cannot reference scorer files",
+        );
+        return None;
+    }
+    let key: Key = (
+        kind.to_owned(),
+        rel.to_owned(),
+        names.clone().unwrap_or_default(),
+        given
+            .as_ref()
+            .map(|g| g.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    );
+    if !cx.trees.parsed.contains_key(&key) {
+        let parsed = parse(cx, kind, rel, names.as_deref(), given.as_ref());
+        let parsed = parsed.and_then(|(e, features)| {
+            let slot = if e.n_classes() > 1 {
+                if cx.trees.multiclass.len() == MAX_MULTICLASS {
+                    return Err(format!(
+                        "more than {MAX_MULTICLASS} multiclass files in one model"
+                    ));
+                }
+                cx.trees.multiclass.push(Arc::new(e.clone()));
+                Some(cx.trees.multiclass.len() as u16 - 1)
+            } else {
+                None
+            };
+            Ok(Parsed {
+                ensemble: Arc::new(e),
+                features,
+                slot,
+            })
+        });
+        cx.trees.parsed.insert(key.clone(), parsed);
+    }
+    let parsed = match cx.trees.parsed.get(&key) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            cx.faults.push(&ppath, e.clone());
+            return None;
+        }
+        None => return None,
+    };
+    cx.features_used.extend(parsed.features.iter().cloned());
+    let n = parsed.ensemble.n_classes();
+    match (parsed.slot, class) {
+        (None, None) => Some(Scorer::Trees(Box::new((*parsed.ensemble).clone()))),
+        (None, Some(_)) => {
+            cx.faults.push(
+                &cpath,
+                format!("`{rel}` is a binary model: `class` applies to a multiclass model"),
+            );
+            None
+        }
+        (Some(_), None) => {
+            cx.faults.push(
+                &cpath,
+                format!(
+                    "missing field: `{rel}` is a multiclass model ({n} classes); name the \
+                     offer's class (0 to {})",
+                    n - 1
+                ),
+            );
+            None
+        }
+        (Some(slot), Some(k)) => {
+            if usize::from(k) >= n {
+                cx.faults.push(
+                    &cpath,
+                    format!(
+                        "class {k} is outside `{rel}`'s {n} classes (0 to {})",
+                        n - 1
+                    ),
+                );
+                return None;
+            }
+            let offer = path.strip_suffix(".scorer").unwrap_or(path).to_owned();
+            if let Some(first) = cx.trees.claims.get(&(slot, k)) {
+                cx.faults.push(
+                    &cpath,
+                    format!("class {k} of `{rel}` is already {first}'s propensity"),
+                );
+                return None;
+            }
+            cx.trees.claims.insert((slot, k), offer);
+            let ensemble = cx.trees.multiclass.get(usize::from(slot))?.clone();
+            Some(Scorer::Class(ClassScorer {
+                ensemble,
+                class: k,
+                slot,
+            }))
+        }
+    }
+}
+
+/// Parses a file against the snapshot's columns.
+fn parse(
+    cx: &Ctx<'_>,
+    kind: &str,
+    rel: &str,
+    names: Option<&[String]>,
+    given: Option<&Given>,
+) -> Result<(TreeEnsemble, Vec<String>), String> {
+    let bytes = cx.files.scorer(rel)?;
+    let schema = cx.schema;
+    let resolve = |name: &str| {
+        let index = schema.column(name)?;
+        Some(Column {
+            index,
+            strings: match schema.info(index) {
+                ColumnInfo::Strings(d) => Some(d),
+                ColumnInfo::Number | ColumnInfo::Unknown => None,
+            },
+        })
+    };
+    let parsed = if kind == "xgboost" {
+        let spec = xgboost::Spec {
+            feature_names: names,
+            categories: given,
+        };
+        xgboost::parse_xgboost_model(bytes, &spec, &resolve)
+    } else {
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| format!("`{rel}` is not UTF-8 text: {e}"))?;
+        lightgbm::parse_lightgbm_model(text, given, &resolve)
+    };
+    parsed.map_err(|e| format!("`{rel}` ({kind}): {e}"))
+}
+
+/// The spec's `categories`: per feature, its categories' names in the model's code order.
+fn read_given(f: &mut crate::model::walk::Faults, v: &Value<'_>, path: &str) -> Option<Given> {
+    let obj = f.map(v, path)?;
+    let mut out = Given::new();
+    for (name, list) in obj.iter() {
+        let lpath = join(path, name);
+        let items = f.array(list, &lpath, crate::features::MAX_DISTINCT)?;
+        let mut values = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            values.push(
+                f.string(item, &index(&lpath, i), MAX_NAME_BYTES)?
+                    .to_owned(),
+            );
+        }
+        out.insert(name.to_string(), values);
+    }
+    Some(out)
+}

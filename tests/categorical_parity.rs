@@ -1,0 +1,274 @@
+//! Categorical splits and multiclass models against the libraries' own predictions, every row
+//! of every fixture: XGBoost 3.2.0 (partition and one-hot splits, a category column of
+//! integers, `multi:softprob`, `multi:softmax`) and LightGBM 4.7.0 (`pandas_categorical`
+//! string columns, an integer column declared categorical, `multiclass`, `multiclassova`).
+//! The scoring rows hold categories no model saw, missing values and an unseen integer code.
+//! Fixtures: `tests/fixtures/categorical/make_fixtures.py` (pinned versions, fixed seeds).
+
+use std::path::PathBuf;
+
+use nextbest::engine::trees::TreeEnsemble;
+use nextbest::features::FeatureStore;
+use nextbest::model::bind::Column;
+use nextbest::model::{lightgbm, xgboost};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical")
+}
+
+fn inputs() -> FeatureStore {
+    FeatureStore::load(&dir().join("inputs.csv")).expect("inputs.csv")
+}
+
+/// The libraries' probabilities: (customer id, column name -> value).
+fn predictions() -> (Vec<String>, csv::StringRecord, Vec<csv::StringRecord>) {
+    let mut r = csv::Reader::from_path(dir().join("predictions.csv")).unwrap();
+    let header = r.headers().unwrap().clone();
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    let ids = rows.iter().map(|r| r[0].to_owned()).collect();
+    (ids, header, rows)
+}
+
+fn column_of<'s>(store: &'s FeatureStore) -> impl Fn(&str) -> Option<Column<'s>> + 's {
+    move |name| {
+        let c = store.column(name)?;
+        Some(Column {
+            index: c as u32,
+            strings: store.dictionary(c),
+        })
+    }
+}
+
+fn load(name: &str, store: &FeatureStore) -> TreeEnsemble {
+    let path = dir().join(name);
+    let resolve = column_of(store);
+    if name.ends_with(".json") {
+        let bytes = std::fs::read(&path).unwrap();
+        xgboost::parse_xgboost_model(&bytes, &xgboost::Spec::default(), &resolve)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .0
+    } else {
+        let text = std::fs::read_to_string(&path).unwrap();
+        lightgbm::parse_lightgbm_model(&text, None, &resolve)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .0
+    }
+}
+
+/// Every row of one model's fixture, within 1e-6 of the library.
+fn parity(file: &str, prefix: &str, classes: usize) {
+    let store = inputs();
+    let e = load(file, &store);
+    assert_eq!(e.n_classes(), classes, "{file}");
+    let (ids, header, rows) = predictions();
+    let cols: Vec<usize> = if classes == 1 {
+        vec![header.iter().position(|h| h == prefix).unwrap()]
+    } else {
+        (0..classes)
+            .map(|k| {
+                let name = format!("{prefix}_{k}");
+                header.iter().position(|h| h == name).unwrap()
+            })
+            .collect()
+    };
+    let mut out = vec![0.0; classes];
+    let mut worst = 0.0_f64;
+    for (id, rec) in ids.iter().zip(&rows) {
+        let row = store
+            .exact_row(id)
+            .unwrap_or_else(|| panic!("{id} not in inputs"));
+        e.predict_classes(row, &mut out);
+        if classes == 1 {
+            assert_eq!(out[0], e.predict(row));
+        }
+        for (k, &c) in cols.iter().enumerate() {
+            let want: f64 = rec[c].parse().unwrap();
+            let d = (out[k] - want).abs();
+            worst = worst.max(d);
+            assert!(
+                d <= 1e-6,
+                "{file} {id} class {k}: {} vs the library's {want}",
+                out[k]
+            );
+        }
+    }
+    assert_eq!(ids.len(), store.len(), "every input row has a prediction");
+    eprintln!(
+        "{file}: {} rows x {classes}, worst difference {worst:e}",
+        ids.len()
+    );
+}
+
+#[test]
+fn xgboost_binary_with_partition_and_one_hot_splits() {
+    parity("xgb_binary.json", "xgb_binary", 1);
+}
+
+#[test]
+fn xgboost_softprob() {
+    parity("xgb_softprob.json", "xgb_softprob", 4);
+}
+
+#[test]
+fn xgboost_softmax() {
+    parity("xgb_softmax.json", "xgb_softmax", 3);
+}
+
+#[test]
+fn lightgbm_binary_with_pandas_categories() {
+    parity("lgb_binary.txt", "lgb_binary", 1);
+}
+
+#[test]
+fn lightgbm_multiclass() {
+    parity("lgb_multiclass.txt", "lgb_multiclass", 4);
+}
+
+#[test]
+fn lightgbm_multiclassova() {
+    parity("lgb_ova.txt", "lgb_ova", 3);
+}
+
+#[test]
+fn fixtures_hold_what_they_claim() {
+    let store = inputs();
+    for (c, name) in store.columns().iter().enumerate() {
+        let strings = store.dictionary(c).is_some();
+        assert_eq!(
+            strings,
+            ["segment", "plan", "region"].contains(&&**name),
+            "{name}"
+        );
+    }
+    let seg = store.column("segment").unwrap();
+    let d = store.dictionary(seg).unwrap();
+    assert!(d.code("diamond").is_some(), "an unseen category is scored");
+    let missing = (0..store.len()).filter(|&r| store.row_at(r).unwrap()[seg].is_nan());
+    assert!(missing.count() > 10, "missing values are scored");
+    let text = std::fs::read_to_string(dir().join("xgb_binary.json")).unwrap();
+    assert!(text.contains("\"split_type\":[0,1") || text.contains("\"split_type\""));
+    let lgb = std::fs::read_to_string(dir().join("lgb_binary.txt")).unwrap();
+    assert!(lgb.contains("num_cat=") && lgb.contains("pandas_categorical:[["));
+}
+
+/// A model folder holding the fixtures beside a model.json with the given offers.
+fn model_folder(tag: &str, scorers: &[serde_json::Value]) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("nb-cat-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for f in ["xgb_softprob.json", "xgb_binary.json", "lgb_multiclass.txt"] {
+        std::fs::copy(dir().join(f), d.join(f)).unwrap();
+    }
+    let content = serde_json::json!({"title": "t", "body": "b",
+        "image_url": "https://cdn.test/x.jpg", "cta_url": "https://shop.test/x"});
+    let offers: Vec<serde_json::Value> = scorers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({"id": format!("o{i}"), "category": "sales", "channels": ["web"],
+                "placements": ["home"], "value": 1, "scorer": s, "content": {"web": content}})
+        })
+        .collect();
+    let doc = serde_json::json!({"name": "nbo", "version": "1",
+        "placements": {"home": {"channels": ["web"], "limit": 50}}, "offers": offers});
+    std::fs::write(d.join("model.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    d
+}
+
+fn faults(folder: &std::path::Path, store: &FeatureStore) -> Vec<String> {
+    match nextbest::model::load(folder, store, &nextbest::model::Limits::default()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.faults().iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+#[test]
+fn offers_read_their_class_of_one_multiclass_file() {
+    use nextbest::engine::{decide, NoContacts, Request, Scorer, Unbounded, Verdict};
+    let store = inputs();
+    let scorers: Vec<serde_json::Value> = (0..4)
+        .map(|k| serde_json::json!({"kind": "xgboost", "path": "xgb_softprob.json", "class": k}))
+        .chain((0..4).map(
+            |k| serde_json::json!({"kind": "lightgbm", "path": "lgb_multiclass.txt", "class": k}),
+        ))
+        .collect();
+    let folder = model_folder("classes", &scorers);
+    let m = nextbest::model::load(&folder, &store, &nextbest::model::Limits::default()).unwrap();
+    let c = &m.compiled;
+    // One parse per file: two multiclass ensembles, shared by the offers reading them.
+    assert_eq!(c.multiclass.len(), 2);
+    let Scorer::Class(first) = &c.offers[0].scorer else {
+        panic!()
+    };
+    let Scorer::Class(third) = &c.offers[2].scorer else {
+        panic!()
+    };
+    assert!(std::sync::Arc::ptr_eq(&first.ensemble, &third.ensemble));
+    let (ids, header, rows) = predictions();
+    for (id, rec) in ids.iter().zip(&rows).step_by(7) {
+        let req = Request {
+            customer_id: Some(id),
+            channel: "web",
+            placement: "home",
+            explain: true,
+            ..Default::default()
+        };
+        let d = decide(c, &store, &req, &NoContacts, &Unbounded, 0);
+        for (i, v) in d.explain.iter().enumerate() {
+            let Verdict::Scored { propensity, .. } = v else {
+                panic!("{v:?}")
+            };
+            let col = if i < 4 {
+                format!("xgb_softprob_{i}")
+            } else {
+                format!("lgb_multiclass_{}", i - 4)
+            };
+            let want: f64 = rec[header.iter().position(|h| h == col).unwrap()]
+                .parse()
+                .unwrap();
+            assert!(
+                (propensity - want).abs() <= 1e-6,
+                "{id} offer {i}: {propensity} vs {want}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&folder).ok();
+}
+
+#[test]
+fn class_faults_name_their_paths() {
+    let store = inputs();
+    let x = |path: &str, class: Option<u32>| match class {
+        Some(k) => serde_json::json!({"kind": "xgboost", "path": path, "class": k}),
+        None => serde_json::json!({"kind": "xgboost", "path": path}),
+    };
+    let cases = [
+        (vec![x("xgb_softprob.json", Some(4))], "offers[0].scorer.class: class 4 is outside `xgb_softprob.json`'s 4 classes (0 to 3)"),
+        (vec![x("xgb_softprob.json", None)], "offers[0].scorer.class: missing field: `xgb_softprob.json` is a multiclass model (4 classes)"),
+        (vec![x("xgb_binary.json", Some(0))], "offers[0].scorer.class: `xgb_binary.json` is a binary model"),
+        (
+            vec![x("xgb_softprob.json", Some(1)), x("xgb_softprob.json", Some(1))],
+            "offers[1].scorer.class: class 1 of `xgb_softprob.json` is already offers[0]'s propensity",
+        ),
+    ];
+    for (i, (scorers, want)) in cases.into_iter().enumerate() {
+        let folder = model_folder(&format!("fault{i}"), &scorers);
+        let f = faults(&folder, &store);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].starts_with(want), "{f:?}\nwant: {want}");
+        std::fs::remove_dir_all(&folder).ok();
+    }
+    // A string column the model treats as numeric, or the other way round, is refused.
+    let numeric = FeatureStore::from_csv_bytes(
+        b"customer_id,tenure,arpu,segment,plan,region,device_code\nC1,1,2,3,4,5,0\n",
+        "n.csv",
+    )
+    .unwrap();
+    let folder = model_folder("kinds", &[x("xgb_binary.json", None)]);
+    let f = faults(&folder, &numeric);
+    assert!(
+        f[0].contains("the model's categories are strings, but the snapshot column holds numbers"),
+        "{f:?}"
+    );
+    std::fs::remove_dir_all(&folder).ok();
+}
