@@ -1,8 +1,11 @@
 //! Generates a deterministic, realistic-looking telecom feature snapshot (CSV).
 //!
-//! `cargo run --example gen_features -- --customers 10000 --out models/features.csv`
+//! `cargo run --example gen_features -- --customers 10000 --strings 3 --out models/features.csv`
 //! The same arguments always give the same file (a fixed-seed SplitMix64), so the committed
-//! demo snapshot can be regenerated and large ones made for benchmarks.
+//! demo snapshot can be regenerated and large ones made for benchmarks. String columns
+//! (`segment`, `plan`, `region`, `device_brand`) come after the numeric ones and draw from a
+//! second generator, so adding them leaves every numeric value as it was; `--codes` writes
+//! them as their category numbers instead (the same snapshot, all numeric).
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -21,7 +24,30 @@ struct Args {
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Numeric columns written (the first N of the 21).
+    #[arg(long, default_value_t = COLUMNS.len())]
+    numeric: usize,
+    /// String columns written after them (0 to 4: segment, plan, region, device_brand).
+    #[arg(long, default_value_t = 0)]
+    strings: usize,
+    /// Write the string columns as category numbers (an all-numeric twin for memory figures).
+    #[arg(long)]
+    codes: bool,
 }
+
+const STRING_COLUMNS: [&str; 4] = ["segment", "plan", "region", "device_brand"];
+const SEGMENTS: [&str; 4] = ["bronze", "silver", "gold", "platinum"];
+const PLANS: [&str; 7] = [
+    "prepaid_s",
+    "prepaid_m",
+    "basic",
+    "family",
+    "unlimited",
+    "unlimited_5g",
+    "data_only",
+];
+const REGIONS: [&str; 5] = ["capital", "north", "south", "east", "west"];
+const BRANDS: [&str; 6] = ["apple", "samsung", "xiaomi", "google", "motorola", "other"];
 
 /// SplitMix64: tiny, fast and stable across platforms and versions.
 struct Rng(u64);
@@ -81,8 +107,16 @@ fn main() -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&args.out)?);
-    writeln!(out, "customer_id,{}", COLUMNS.join(","))?;
+    let numeric = args.numeric.min(COLUMNS.len());
+    let strings = args.strings.min(STRING_COLUMNS.len());
+    let header: Vec<&str> = COLUMNS[..numeric]
+        .iter()
+        .chain(&STRING_COLUMNS[..strings])
+        .copied()
+        .collect();
+    writeln!(out, "customer_id,{}", header.join(","))?;
     let mut rng = Rng(args.seed);
+    let mut srng = Rng(args.seed ^ 0x5715_1D5E_C0DE_5EED);
     let mut row: Vec<Option<f64>> = Vec::with_capacity(COLUMNS.len());
     for i in 0..args.customers {
         row.clear();
@@ -149,11 +183,51 @@ fn main() -> std::io::Result<()> {
         row.push(Some(churn));
         row.push(Some((tenure * rng.range(10.0, 40.0)).floor()));
         write!(out, "C{:07}", i + 1)?;
-        for v in &row {
+        for v in &row[..numeric] {
             match v {
                 Some(x) if x.fract() == 0.0 => write!(out, ",{}", *x as i64)?,
                 Some(x) => write!(out, ",{x:.2}")?,
                 None => write!(out, ",")?,
+            }
+        }
+        // Segment follows spend and tenure, plan the contract and allowance, with some noise.
+        let spend = arpu * (1.0 + tenure / 120.0) * srng.range(0.7, 1.3);
+        let segment = match spend {
+            s if s >= 60.0 => 3,
+            s if s >= 38.0 => 2,
+            s if s >= 20.0 => 1,
+            _ => 0,
+        };
+        let plan = if prepaid {
+            usize::from(allowance >= 10.0)
+        } else if allowance >= 100.0 {
+            if row[12] == Some(1.0) {
+                5
+            } else {
+                4
+            }
+        } else if row[15].is_some_and(|n| n >= 3.0) {
+            3
+        } else if srng.chance(0.1) {
+            6
+        } else {
+            2
+        };
+        let region = (srng.next() % REGIONS.len() as u64) as usize;
+        let brand = (srng.next() % BRANDS.len() as u64) as usize;
+        let picks = [
+            (segment, &SEGMENTS[..]),
+            (plan, &PLANS[..]),
+            (region, &REGIONS[..]),
+            (brand, &BRANDS[..]),
+        ];
+        for &(k, names) in &picks[..strings] {
+            // A few customers without a value: a missing string is an empty field.
+            let missing = srng.chance(0.02);
+            match (missing, args.codes) {
+                (true, _) => write!(out, ",")?,
+                (false, true) => write!(out, ",{k}")?,
+                (false, false) => write!(out, ",{}", names[k])?,
             }
         }
         writeln!(out)?;
@@ -162,7 +236,7 @@ fn main() -> std::io::Result<()> {
     eprintln!(
         "wrote {} customers x {} features to {}",
         args.customers,
-        COLUMNS.len(),
+        header.len(),
         args.out.display()
     );
     Ok(())

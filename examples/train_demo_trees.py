@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Train the demo model's tree-ensemble scorers on the demo snapshot (models/features.csv).
 
-    pip install numpy==2.4.6 xgboost-cpu==3.2.0 lightgbm==4.7.0
+    pip install numpy==2.4.6 pandas==3.1.1 xgboost-cpu==3.2.0 lightgbm==4.7.0
     python examples/train_demo_trees.py
 
 Writes, beside models/model.json:
     models/device_upgrade_5g.xgb.json   XGBoost binary:logistic, 60 trees, depth 4
     models/streaming_bundle.lgb.txt     LightGBM binary, 40 trees, 15 leaves
+    models/premium_upgrade.lgb.txt      LightGBM binary, 40 trees, 15 leaves, with the string
+                                        columns segment, plan and region as pandas categories
+                                        (categorical splits; nextbest reads the names LightGBM
+                                        stores in pandas_categorical)
 
 The labels are synthetic but plausible (older devices and heavier users take the 5G upgrade;
 app-heavy, higher-ARPU customers take the streaming bundle), drawn with a fixed seed, so the
@@ -22,12 +26,18 @@ import xgboost as xgb
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 
+STRINGS = ["segment", "plan", "region"]
 with open(os.path.join(MODELS, "features.csv")) as f:
     reader = csv.reader(f)
-    header = next(reader)[1:]
-    rows = [[float(v) if v != "" else np.nan for v in r[1:]] for r in reader]
+    full_header = next(reader)[1:]
+    all_rows = [r[1:] for r in reader]
+# The numeric columns as before; the string columns (the last ones) apart.
+numeric = [i for i, name in enumerate(full_header) if name not in STRINGS]
+header = [full_header[i] for i in numeric]
+rows = [[float(r[i]) if r[i] != "" else np.nan for i in numeric] for r in all_rows]
 X = np.array(rows, dtype=np.float32)
 col = {name: i for i, name in enumerate(header)}
+text = {name: [r[full_header.index(name)] for r in all_rows] for name in STRINGS}
 rng = np.random.default_rng(20261122)
 
 
@@ -72,4 +82,31 @@ with open(out, "w") as f:
     f.write("customer_id,device_upgrade_5g,streaming_bundle\n")
     for i in range(n):
         f.write(f"{ids[i]},{float(p_up[i])!r},{float(p_st[i])!r}\n")
-print("wrote models/device_upgrade_5g.xgb.json, models/streaming_bundle.lgb.txt and", out)
+
+# A model trained on the string columns as pandas categories, as a data scientist would.
+import pandas as pd  # noqa: E402
+
+rng2 = np.random.default_rng(20261204)
+PREMIUM_NUMERIC = ["arpu_30d", "tenure_months", "data_gb_30d"]
+frame = pd.DataFrame({n: X[:, col[n]].astype(np.float64) for n in PREMIUM_NUMERIC})
+for name in STRINGS:
+    frame[name] = pd.Categorical([v if v != "" else None for v in text[name]])
+seg = frame["segment"].map({"bronze": 0.0, "silver": 0.5, "gold": 1.2, "platinum": 1.8}).astype(float).fillna(0.3).to_numpy()
+plan = frame["plan"].isin(["unlimited", "unlimited_5g", "family"]).to_numpy()
+capital = (frame["region"] == "capital").to_numpy()
+z = -2.6 + seg + 0.9 * plan + 0.5 * capital + 0.01 * c("arpu_30d")
+p = 1.0 / (1.0 + np.exp(-z))
+y = (rng2.random(len(p)) < p).astype(np.int32)
+PREMIUM_FEATURES = PREMIUM_NUMERIC + STRINGS
+dp = lgb.Dataset(frame[PREMIUM_FEATURES], label=y, categorical_feature=STRINGS, free_raw_data=False)
+premium = lgb.train({"objective": "binary", "num_leaves": 15, "learning_rate": 0.1, "seed": 7, "verbose": -1,
+                     "deterministic": True, "num_threads": 1, "min_data_per_group": 20, "cat_smooth": 10},
+                    dp, num_boost_round=40)
+premium.save_model(os.path.join(MODELS, "premium_upgrade.lgb.txt"))
+p_pr = premium.predict(frame[PREMIUM_FEATURES].iloc[:n])
+out2 = os.path.join(ROOT, "tests", "fixtures", "trees", "demo_premium_predictions.csv")
+with open(out2, "w") as f:
+    f.write("customer_id,premium_upgrade\n")
+    for i in range(n):
+        f.write(f"{ids[i]},{float(p_pr[i])!r}\n")
+print("wrote models/device_upgrade_5g.xgb.json, models/streaming_bundle.lgb.txt, models/premium_upgrade.lgb.txt,", out, "and", out2)

@@ -267,6 +267,20 @@ fn demo_tree_offers_match_the_libraries() {
         }
     }
     eprintln!("demo trees: worst diff {worst:e}");
+    // The demo's categorical model (segment, plan and region as pandas categories).
+    let premium = offer("premium_upgrade");
+    let (header, rows) = csv("demo_premium_predictions.csv");
+    assert_eq!(header, ["customer_id", "premium_upgrade"]);
+    assert_eq!(rows.len(), 300);
+    for r in &rows {
+        let expected: f64 = r[1].parse().unwrap();
+        let ours = premium.scorer.predict(store.exact_row(&r[0]).unwrap());
+        assert!(
+            (ours - expected).abs() <= TOLERANCE,
+            "{}: ours {ours} vs library {expected}",
+            r[0]
+        );
+    }
 }
 
 /// Float features as a warehouse export writes them (2 to 6 decimals, many beyond what f32
