@@ -149,15 +149,16 @@ fn check_round_trip(req: &DecideBody<'_>) {
 // ---------------------------------------------------------------------------------------------
 // model
 
-/// A slice of the demo snapshot, plus a customer with every value missing and one with extremes.
+/// A slice of the demo snapshot (its text columns included), plus a customer with every value
+/// missing and one with extremes.
 const CSV: &str = "\
-customer_id,tenure_months,arpu_30d,data_gb_30d,data_allowance_gb,voice_min_30d,sms_30d,days_since_last_topup,app_sessions_7d,web_sessions_7d,complaints_90d,is_prepaid,device_age_months,is_5g_device,roaming_days_90d,contract_months_left,num_lines,late_payments_12m,nps_score,has_fiber,churn_score,loyalty_points
-C0000001,9,34.56,18.10,50,137,62,,4,2,0,0,20,1,0,18,1,2,2,1,0.26,299
-C0000002,11,22.12,54.18,100,306,30,,4,2,0,0,17,1,22,5,4,0,4,0,0.23,349
-C0000003,26,30.97,9.33,10,154,20,,8,4,0,0,9,1,0,2,1,0,,1,0.02,656
-C0000042,3,12.5,2.1,5,40,3,12,0,9,4,1,40,0,0,0,1,3,-2,0,0.81,0
-CNAN,,,,,,,,,,,,,,,,,,,,,
-CBIG,3.4e38,-3.4e38,1e-40,0,-0,3.4e38,1,1,1,1,1,1,1,1,1,1,1,10,1,1,3.4e38
+customer_id,tenure_months,arpu_30d,data_gb_30d,data_allowance_gb,voice_min_30d,sms_30d,days_since_last_topup,app_sessions_7d,web_sessions_7d,complaints_90d,is_prepaid,device_age_months,is_5g_device,roaming_days_90d,contract_months_left,num_lines,late_payments_12m,nps_score,has_fiber,churn_score,loyalty_points,segment,plan,region
+C0000001,9,34.56,18.10,50,137,62,,4,2,0,0,20,1,0,18,1,2,2,1,0.26,299,gold,basic,west
+C0000002,11,22.12,54.18,100,306,30,,4,2,0,0,17,1,22,5,4,0,4,0,0.23,349,bronze,unlimited_5g,north
+C0000003,26,30.97,9.33,10,154,20,,8,4,0,0,9,1,0,2,1,0,,1,0.02,656,silver,basic,capital
+C0000042,3,12.5,2.1,5,40,3,12,0,9,4,1,40,0,0,0,1,3,-2,0,0.81,0,gold,unlimited,capital
+CNAN,,,,,,,,,,,,,,,,,,,,,,,,
+CBIG,3.4e38,-3.4e38,1e-40,0,-0,3.4e38,1,1,1,1,1,1,1,1,1,1,1,10,1,1,3.4e38,platinum,prepaid_s,south
 ";
 
 /// Any fixed instant: validity windows are part of the input.
@@ -321,7 +322,11 @@ fn check_decision(m: &CompiledModel, req: &Request<'_>) {
         assert!(r.score.is_finite(), "score {}", r.score);
         assert!(r.score >= m.arbitration.min_score);
         assert!(r.propensity >= m.arbitration.min_propensity);
-        assert_eq!(r.score, r.propensity * offer.value * offer.priority);
+        // The value is the customer's where the offer takes it from the snapshot.
+        let row = req.customer_id.and_then(|id| store().exact_row(id));
+        let value = row.map_or(offer.value, |row| offer.value_for(row));
+        assert!(value.is_finite() && value >= 0.0, "value {value}");
+        assert_eq!(r.score, r.propensity * value * offer.priority);
     }
 
     // Explain: one verdict per offer, ranked ones scored with the same numbers, and the
@@ -469,13 +474,24 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         .from_reader(data);
     let header = reader.byte_headers().expect("header").clone();
     let columns: Vec<&str> = store.columns().iter().map(|c| &**c).collect();
-    let expected: Vec<&str> = header
+    // Names without their kind suffix (`zip:str`, `tenure:num`), and the kind it forces.
+    let named: Vec<(&str, Option<bool>)> = header
         .iter()
         .skip(1)
-        .map(|h| std::str::from_utf8(h).expect("column names are UTF-8"))
+        .map(|h| {
+            let h = std::str::from_utf8(h).expect("column names are UTF-8");
+            match (h.strip_suffix(":str"), h.strip_suffix(":num")) {
+                (Some(n), _) => (n.trim_end(), Some(true)),
+                (_, Some(n)) => (n.trim_end(), Some(false)),
+                _ => (h, None),
+            }
+        })
         .collect();
+    let expected: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
     assert_eq!(columns, expected);
     let width = columns.len();
+    // Text columns: forced, or holding a field that is not a number; numbers never are.
+    let mut not_numbers = vec![false; width];
     let mut rows = 0;
     for (r, record) in reader.byte_records().enumerate() {
         let record = record.expect("the store loaded, so every record reads");
@@ -491,6 +507,19 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         let exact = store.exact_row(id).expect("every id looks up");
         for (c, (field, &v)) in record.iter().skip(1).zip(row).enumerate() {
             assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
+            let number = std::str::from_utf8(field).is_ok_and(|t| t.parse::<f64>().is_ok());
+            not_numbers[c] |= !field.is_empty() && !number;
+            if let Some(d) = store.dictionary(c) {
+                // A text cell is its field, exactly; an empty field is missing.
+                let text = std::str::from_utf8(field).expect("text is UTF-8");
+                assert_eq!(
+                    d.value_of(v),
+                    (!field.is_empty()).then_some(text),
+                    "row {r} column {c}"
+                );
+                assert_eq!(v.is_nan(), field.is_empty(), "row {r} column {c}");
+                continue;
+            }
             // The f64 the text means, as the libraries read it; the row keeps its f32, and
             // the exact row the f64 itself (below f32's normal range, the f32).
             let want = if field.is_empty() {
@@ -514,6 +543,21 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         rows += 1;
     }
     assert_eq!(store.len(), rows);
+    for (c, (name, forced)) in named.iter().enumerate() {
+        let text = store.dictionary(c).is_some();
+        assert_eq!(text, forced.unwrap_or(not_numbers[c]), "column `{name}`");
+        if let Some(d) = store.dictionary(c) {
+            // Sorted, distinct, and every value used by some row.
+            let values: Vec<&str> = d.iter().collect();
+            assert!(values.windows(2).all(|w| w[0] < w[1]), "column `{name}`");
+            let used = (0..rows)
+                .filter_map(|r| store.row_at(r).map(|row| row[c]))
+                .filter(|v| !v.is_nan())
+                .map(|v| v as usize)
+                .collect::<std::collections::BTreeSet<_>>();
+            assert_eq!(used.len(), d.len(), "column `{name}`");
+        }
+    }
     assert!(store.row_at(rows).is_none() || width == 0);
     assert!(store.id_at(rows).is_none());
 
@@ -521,6 +565,9 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
     let nbf = store.to_nbf_bytes();
     let back = FeatureStore::from_nbf_bytes(&nbf, "fuzz.nbf").expect("own binary form reads");
     assert_eq!(back.columns(), store.columns());
+    for c in 0..width {
+        assert_eq!(back.dictionary(c), store.dictionary(c), "column {c}");
+    }
     assert_eq!(back.len(), store.len());
     for r in 0..store.len() {
         let id = store.id_at(r).expect("row has an id");
@@ -565,7 +612,8 @@ pub fn nbf_inputs(data: &[u8]) -> Vec<Vec<u8>> {
 /// - every value is finite or NaN (missing), as the CSV loader guarantees;
 /// - every row's id looks up to that row;
 /// - what reads is canonical: writing the store again gives the very same bytes (nothing in
-///   the file is ignored).
+///   the file is ignored); a version 1 or 2 file is rewritten as version 3, which reads back
+///   to the same store and writes the same bytes again.
 pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) {
     let Ok(store) = loaded else {
         return;
@@ -579,6 +627,12 @@ pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         let exact = store.exact_row(id).expect("every id looks up");
         for (c, v) in row.iter().enumerate() {
             assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
+            if let Some(d) = store.dictionary(c) {
+                assert!(
+                    v.is_nan() || d.value_of(*v).is_some(),
+                    "row {r} column {c}: {v}"
+                );
+            }
             // The exact value is the f32's own or one that rounds to it.
             let x = exact.f64(c);
             assert!(
@@ -588,11 +642,24 @@ pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         }
     }
     assert!(store.id_at(store.len()).is_none());
-    assert_eq!(
-        store.to_nbf_bytes(),
-        data,
-        "the file holds bytes the reader ignored"
-    );
+    let again = store.to_nbf_bytes();
+    if data.starts_with(b"NBF3") {
+        assert_eq!(again, data, "the file holds bytes the reader ignored");
+    } else {
+        // Versions 1 and 2 are rewritten as version 3, which reads back to the same store.
+        let back = FeatureStore::from_nbf_bytes(&again, "again.nbf").expect("rewrite reads");
+        assert_eq!(back.len(), store.len());
+        assert_eq!(back.columns(), store.columns());
+        for r in 0..store.len() {
+            let (a, b) = (store.row_at(r).unwrap(), back.row_at(r).unwrap());
+            assert!(
+                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "row {r}"
+            );
+            assert_eq!(store.id_at(r), back.id_at(r));
+        }
+        assert_eq!(back.to_nbf_bytes(), again);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -882,6 +949,40 @@ fn tree_resolve(name: &str) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// The features of `tests/fixtures/categorical`: after the 10 above, columns 10..16; segment,
+/// plan and region hold text (their dictionaries below), the rest numbers.
+pub const CATEGORICAL_FEATURES: [&str; 6] =
+    ["tenure", "arpu", "segment", "plan", "region", "device_code"];
+
+/// Every column a tree model may read: [`TREE_FEATURES`], then [`CATEGORICAL_FEATURES`].
+pub const TREE_COLUMNS: usize = TREE_FEATURES.len() + CATEGORICAL_FEATURES.len();
+
+/// A store whose text columns give the categorical features their dictionaries.
+fn tree_store() -> &'static FeatureStore {
+    static STORE: OnceLock<FeatureStore> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let csv = "customer_id,segment,plan,region\n\
+                   A,bronze,basic,capital\nB,silver,family,north\nC,gold,prepaid_s,south\n\
+                   D,platinum,unlimited,islands\nE,diamond,unlimited_5g,\n";
+        FeatureStore::from_csv_bytes(csv.as_bytes(), "trees.csv").unwrap()
+    })
+}
+
+/// Resolves the numeric names to columns 0..10, and the categorical fixtures' names to
+/// columns 10..16 (text ones with their dictionaries).
+pub fn tree_column(name: &str) -> Option<nextbest::model::bind::Column<'static>> {
+    use nextbest::model::bind::Column;
+    if let Some(i) = tree_resolve(name) {
+        return Some(Column::number(i));
+    }
+    let i = CATEGORICAL_FEATURES.iter().position(|&f| f == name)?;
+    let store = tree_store();
+    Some(Column {
+        index: (TREE_FEATURES.len() + i) as u32,
+        strings: store.column(name).and_then(|c| store.dictionary(c)),
+    })
+}
+
 /// Rows scored by every ensemble that builds: three from `inputs.csv` (missing values
 /// included), then all-missing, zeros, -0, subnormals, +-inf, +-f32::MAX, a mix, a short row
 /// (the rest reads as missing) and an empty one.
@@ -919,26 +1020,49 @@ pub fn tree_rows() -> Vec<Vec<f32>> {
     ]);
     rows.push(vec![1.0, 2.0, 3.0]);
     rows.push(Vec::new());
+    // Rows reaching the categorical columns: every code of each text column (and one past
+    // them), missing text, and integer, negative, fractional and huge category numbers.
+    for k in 0..7 {
+        let mut row = vec![n; TREE_FEATURES.len()];
+        let code = |len: usize| if k < len + 1 { k as f32 } else { n };
+        row.extend([
+            k as f32 * 12.0,
+            40.0 - k as f32,
+            code(5),
+            code(5),
+            code(4),
+            [0.0, 1.0, 9.0, -1.0, 2.7, 1e9, n][k],
+        ]);
+        rows.push(row);
+    }
     rows
 }
 
 /// XGBoost JSON models, with their own feature names and with the fixed names passed in (as a
-/// scorer spec would): see [`check_ensemble`].
+/// scorer spec would), over numeric and text columns: see [`check_ensemble`].
 pub fn check_xgboost(data: &[u8]) {
+    use nextbest::model::xgboost::{parse_xgboost, parse_xgboost_model, Spec};
     let names: Vec<String> = TREE_FEATURES.iter().map(|s| s.to_string()).collect();
     for given in [None, Some(&names[..])] {
-        if let Ok(e) = nextbest::model::xgboost::parse_xgboost(data, given, &tree_resolve) {
+        if let Ok(e) = parse_xgboost(data, given, &tree_resolve) {
             check_ensemble(&e);
         }
     }
+    if let Ok((e, _)) = parse_xgboost_model(data, &Spec::default(), &tree_column) {
+        check_ensemble(&e);
+    }
 }
 
-/// LightGBM text models (UTF-8 only, as the model loader requires): see [`check_ensemble`].
+/// LightGBM text models (UTF-8 only, as the model loader requires), over numeric and text
+/// columns: see [`check_ensemble`].
 pub fn check_lightgbm(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     if let Ok(e) = nextbest::model::lightgbm::parse_lightgbm(text, &tree_resolve) {
+        check_ensemble(&e);
+    }
+    if let Ok((e, _)) = nextbest::model::lightgbm::parse_lightgbm_model(text, None, &tree_column) {
         check_ensemble(&e);
     }
 }
@@ -960,11 +1084,9 @@ pub fn check_ensemble(e: &nextbest::engine::trees::TreeEnsemble) {
         e.n_nodes(),
         e.n_trees()
     );
-    assert!(e
-        .columns()
-        .iter()
-        .all(|&c| (c as usize) < TREE_FEATURES.len()));
+    assert!(e.columns().iter().all(|&c| (c as usize) < TREE_COLUMNS));
     assert!(e.columns().windows(2).all(|w| w[0] < w[1]));
+    let mut classes = vec![0.0; e.n_classes()];
     for row in tree_rows() {
         let margin = e.margin(&row);
         let p = e.predict(&row);
@@ -972,5 +1094,12 @@ pub fn check_ensemble(e: &nextbest::engine::trees::TreeEnsemble) {
         assert!((0.0..=1.0).contains(&p), "probability {p} for {row:?}");
         assert_eq!(p.to_bits(), e.predict(&row).to_bits());
         assert_eq!(margin.to_bits(), e.margin(&row).to_bits());
+        // Every class's probability in [0, 1]; the first is what `predict` says.
+        e.predict_classes(&row, &mut classes);
+        assert!(
+            classes.iter().all(|p| (0.0..=1.0).contains(p)),
+            "{classes:?} for {row:?}"
+        );
+        assert_eq!(classes[0].to_bits(), p.to_bits(), "{row:?}");
     }
 }

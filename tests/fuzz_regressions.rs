@@ -41,6 +41,7 @@ fn valid_seeds_compile_and_load() {
         "demo_full.json",
         "demo_three_offers.json",
         "small_valid.json",
+        "strings.json",
     ] {
         let doc = std::fs::read(root.join("model").join(name)).unwrap();
         let limits = nextbest::model::Limits::default();
@@ -54,6 +55,7 @@ fn valid_seeds_compile_and_load() {
         "missing_values.csv",
         "only_ids.csv",
         "quoted_crlf.csv",
+        "strings.csv",
     ] {
         let csv = std::fs::read(root.join("features_csv").join(name)).unwrap();
         assert!(
@@ -61,7 +63,7 @@ fn valid_seeds_compile_and_load() {
             "{name}"
         );
     }
-    for name in ["two_rows", "no_columns", "empty", "demo_like"] {
+    for name in ["two_rows", "no_columns", "empty", "demo_like", "strings_v3"] {
         let nbf = std::fs::read(root.join("features_nbf").join(name)).unwrap();
         assert!(
             nextbest::features::FeatureStore::from_nbf_bytes(&nbf, name).is_ok(),
@@ -94,6 +96,23 @@ fn valid_seeds_compile_and_load() {
         let text = std::fs::read_to_string(root.join("lightgbm").join(name)).unwrap();
         let e = nextbest::model::lightgbm::parse_lightgbm(&text, &resolve);
         assert!(e.is_ok(), "{name}: {:?}", e.err());
+    }
+    // The categorical and multiclass seeds, over the text columns `checks` gives them.
+    for name in ["categorical_2_trees.json", "softprob_1_iteration.json"] {
+        let doc = std::fs::read(root.join("xgboost").join(name)).unwrap();
+        let spec = nextbest::model::xgboost::Spec::default();
+        let e = nextbest::model::xgboost::parse_xgboost_model(&doc, &spec, &checks::tree_column);
+        assert!(e.is_ok(), "{name}: {:?}", e.err());
+        checks::check_xgboost(&doc);
+    }
+    for name in [
+        "lgb_categorical_2_trees.txt",
+        "lgb_multiclass_1_iteration.txt",
+    ] {
+        let text = std::fs::read_to_string(root.join("lightgbm").join(name)).unwrap();
+        let e = nextbest::model::lightgbm::parse_lightgbm_model(&text, None, &checks::tree_column);
+        assert!(e.is_ok(), "{name}: {:?}", e.err());
+        checks::check_lightgbm(text.as_bytes());
     }
     for (name, accepted) in [("readme_impression.json", 1), ("mixed_types.json", 3)] {
         let mut body = std::fs::read(root.join("events").join(name)).unwrap();
