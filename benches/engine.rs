@@ -1,5 +1,7 @@
 //! Criterion benches of the engine and the data it reads: one decision on the demo model, 50
-//! generated logistic offers, feature lookup, compiling a 1,000-offer model, and one adaptive
+//! generated logistic offers (and the same behind rules on text columns, against the same
+//! rules on their numeric codes), tree ensembles (numeric, and with categorical splits against
+//! the same data as numbers), feature lookup, compiling a 1,000-offer model, and one adaptive
 //! offer's Thompson draw.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
@@ -195,6 +197,72 @@ fn trees_in_cache(c: &mut Criterion) {
     });
 }
 
+/// The same decision with rules on text columns and with the same rules on their numeric
+/// codes (one store holds both): the "no slower" pair.
+fn decide_text_rules(c: &mut Criterion) {
+    let store = common::demo_with_codes();
+    let mix = common::request_mix(store.len(), 16_384, 2);
+    let mut g = c.benchmark_group("decide");
+    for (name, codes) in [
+        ("50_logistic_text_rules", false),
+        ("50_logistic_code_rules", true),
+    ] {
+        let model = common::compile(common::generated_text_rule_model(&store, codes), &store);
+        let mut cycle = Cycle::new(&mix);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(decide_next(
+                    &model,
+                    &store,
+                    &mut cycle,
+                    Target::Home,
+                    &[],
+                    false,
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// 100 trees of depth 6 trained on the same rows, with segment, plan and region as categories
+/// (partition and one-hot splits) and as numbers, both in cache: the "at most 1.3x".
+fn trees_categorical(c: &mut Criterion) {
+    use nextbest::model::bind::Column;
+    use nextbest::model::xgboost::{parse_xgboost_model, Spec};
+    let (text, codes) = common::categorical_inputs();
+    let dir = common::categorical_dir();
+    let load = |file: &str, store: &FeatureStore| {
+        let bytes = std::fs::read(dir.join(file)).expect("fixture");
+        let resolve = |name: &str| {
+            let c = store.column(name)?;
+            Some(Column {
+                index: c as u32,
+                strings: store.dictionary(c),
+            })
+        };
+        parse_xgboost_model(&bytes, &Spec::default(), &resolve)
+            .expect(file)
+            .0
+    };
+    let mut g = c.benchmark_group("trees");
+    for (name, file, store) in [
+        ("cat_100x6_in_cache", "bench_cat_100x6.json", &text),
+        ("codes_100x6_in_cache", "bench_codes_100x6.json", &codes),
+    ] {
+        let ensemble = load(file, store);
+        let rows: Vec<_> = (0..64).filter_map(|r| store.exact_row_at(r * 6)).collect();
+        let mut at = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                at = (at + 1) % rows.len();
+                black_box(ensemble.predict(black_box(rows[at])))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// `FeatureStore::row` on the demo snapshot (10k rows, cache-resident) and on a synthetic
 /// 1M-row one (21 MB of values plus the index: mostly cache misses, as in production).
 fn feature_lookup(c: &mut Criterion) {
@@ -290,7 +358,9 @@ criterion_group!(
     decide_demo,
     decide_50_logistic,
     decide_50_trees,
+    decide_text_rules,
     trees_in_cache,
+    trees_categorical,
     feature_lookup,
     compile_1000
 );

@@ -224,3 +224,105 @@ impl Handler {
         nextbest::server::decide::decide_body(&self.state, body).expect("valid request")
     }
 }
+
+/// The demo snapshot with each text column's codes beside it as a numeric column
+/// (`segment_code`, ...): the same decision on strings and on numbers, from one store.
+pub fn demo_with_codes() -> FeatureStore {
+    let text = std::fs::read_to_string(root().join("models/features.csv")).expect("demo CSV");
+    let plain = FeatureStore::from_csv_bytes(text.as_bytes(), "features.csv").expect("demo");
+    let texts: Vec<usize> = (0..plain.columns().len())
+        .filter(|&c| plain.dictionary(c).is_some())
+        .collect();
+    let mut out = String::with_capacity(text.len() * 2);
+    for (i, line) in text.lines().enumerate() {
+        out.push_str(line);
+        for &c in &texts {
+            out.push(',');
+            if i == 0 {
+                out.push_str(&format!("{}_code", plain.columns()[c]));
+            } else if let Some(x) = plain.row_at(i - 1).map(|r| r[c]).filter(|x| !x.is_nan()) {
+                out.push_str(&(x as u32).to_string());
+            }
+        }
+        out.push('\n');
+    }
+    FeatureStore::from_csv_bytes(out.as_bytes(), "features_codes.csv").expect("demo with codes")
+}
+
+/// 50 logistic offers (as [`generated_model`], 8 weights), each behind a rule on the text
+/// columns (`segment in [silver, gold, platinum]` and `plan != basic`), or, with `codes`, the
+/// same rule on their numeric code columns.
+pub fn generated_text_rule_model(store: &FeatureStore, codes: bool) -> Vec<u8> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&generated_model(50, 8, false)).expect("generated JSON");
+    let code = |col: &str, v: &str| -> f64 {
+        let c = store.column(col).expect("text column");
+        f64::from(store.dictionary(c).and_then(|d| d.code(v)).expect("value"))
+    };
+    let rule = if codes {
+        let tiers: Vec<f64> = ["silver", "gold", "platinum"]
+            .iter()
+            .map(|v| code("segment", v))
+            .collect();
+        serde_json::json!({"all": [
+            {"feature": "segment_code", "op": "in", "values": tiers},
+            {"feature": "plan_code", "op": "ne", "value": code("plan", "basic")}]})
+    } else {
+        serde_json::json!({"all": [
+            {"feature": "segment", "op": "in", "values": ["silver", "gold", "platinum"]},
+            {"feature": "plan", "op": "ne", "value": "basic"}]})
+    };
+    for o in doc["offers"].as_array_mut().expect("offers") {
+        o["eligibility"] = rule.clone();
+    }
+    serde_json::to_vec(&doc).expect("serialisable")
+}
+
+/// The folder of the categorical fixtures.
+pub fn categorical_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical")
+}
+
+/// The categorical fixtures' scoring rows twice: with segment, plan and region as text, and
+/// with them as the training categories' numbers (what `bench_codes_100x6.json` was trained
+/// on).
+pub fn categorical_inputs() -> (FeatureStore, FeatureStore) {
+    let text = std::fs::read_to_string(categorical_dir().join("inputs.csv")).expect("inputs.csv");
+    let store = FeatureStore::from_csv_bytes(text.as_bytes(), "inputs.csv").expect("inputs");
+    let lists: [(&str, &[&str]); 3] = [
+        ("segment", &["bronze", "silver", "gold", "platinum"]),
+        (
+            "plan",
+            &[
+                "basic",
+                "family",
+                "prepaid_s",
+                "prepaid_m",
+                "unlimited",
+                "unlimited_5g",
+                "data_only",
+                "senior",
+            ],
+        ),
+        ("region", &["capital", "north", "south"]),
+    ];
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let mut out = header.join(",") + "\n";
+    for line in lines {
+        let fields: Vec<String> = line
+            .split(',')
+            .zip(&header)
+            .map(|(f, h)| match lists.iter().find(|(n, _)| n == h) {
+                Some((_, list)) => list
+                    .iter()
+                    .position(|v| v == &f)
+                    .map_or(String::new(), |i| i.to_string()),
+                None => f.to_owned(),
+            })
+            .collect();
+        out += &(fields.join(",") + "\n");
+    }
+    let codes = FeatureStore::from_csv_bytes(out.as_bytes(), "codes.csv").expect("codes");
+    (store, codes)
+}
