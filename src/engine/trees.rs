@@ -264,7 +264,9 @@ impl TreeEnsemble {
             ));
         }
         classes.check(trees.len())?;
-        let (cat, restated, feature_columns) = Categorical::restate(flavor, trees, features)?;
+        let masked = Categorical::fits_masks(trees);
+        let (cat, restated, feature_columns) =
+            Categorical::restate(flavor, trees, features, masked)?;
         let (trees, feature_columns) = (&restated[..], &feature_columns[..]);
         if let Flavor::LightGbm { sigmoid } = flavor {
             if !(sigmoid.is_finite() && sigmoid > 0.0) {
@@ -287,12 +289,14 @@ impl TreeEnsemble {
             Flavor::XgBoost => SplitRule::xgboost(threshold, default_left),
             Flavor::LightGbm { .. } => SplitRule::lightgbm(threshold, default_left, missing),
         };
+        let cat_rule = |n: &RawNode| Categorical::cat_rule(flavor, n);
         for tree in trees {
             roots.push(to_u32(nodes.len(), &tree.label)?);
             depths.push(flatten_tree(
                 tree,
                 feature_columns,
                 &rule,
+                &cat_rule,
                 &mut nodes,
                 &mut keys,
                 Scratch {
@@ -543,6 +547,9 @@ impl TreeEnsemble {
     ) -> R {
         let read = |key: u32| {
             let c = (key / 8) as usize;
+            if (key % 8) as u8 == read::CODE {
+                return X::from_f64(self.cat.code_input(c, row, self.flavor));
+            }
             let x = if c >= VIRTUAL_BASE as usize {
                 X::from_f64(self.cat.indicator(c, row, self.flavor))
             } else {

@@ -145,6 +145,11 @@ pub(super) fn with_challenger(
     store: &FeatureStore,
     limits: &Limits,
 ) -> Result<ModelSet, ModelError> {
+    // What compiles but is likely a mistake (a rule value the snapshot never holds) is logged
+    // with its path at every load, as `model check --features` prints it.
+    for w in &model.warnings {
+        tracing::warn!(source = %model.source, path = %w.path, fault = %w.message, "model warning: loaded, but check this");
+    }
     let challenger = match &model.challenger {
         None => None,
         Some(spec) => {

@@ -19,7 +19,17 @@
 //!   not in the set; the set goes left. Values are truncated to `int` first.
 //!
 //! A category the model never saw is scored as missing (see `Codes::Table`).
+//!
+//! **Masked splits, when the categories are few.** When every set of an ensemble holds only
+//! categories below 30 (segments, plans, regions), a categorical split stays one node: its
+//! input is the feature's category *code* (0..30; 30 for every other category, 31 for a
+//! missing value, see [`Categorical::code_input`]), gathered once per feature, and the node
+//! holds a 32-bit mask of the codes that go to its second child; the block step tests that
+//! bit where a numeric split compares (`layout::cat_second`). The ensemble then reads one
+//! input per categorical feature instead of one per set, so it keeps the walk that holds its
+//! inputs in registers. Other ensembles take the indicators above.
 
+use super::layout::{CatRule, CODE_MISSING, CODE_OTHER, MASK_CODES};
 use super::{Flavor, MissingType, RawNode, RawTree, TreeLoadError};
 use crate::features::FeatureRow;
 
@@ -117,6 +127,96 @@ pub(super) struct Categorical {
 }
 
 impl Categorical {
+    /// Whether every categorical split's set fits a mask (categories below 30).
+    pub(super) fn fits_masks(trees: &[RawTree]) -> bool {
+        trees.iter().flat_map(|t| &t.nodes).all(|n| match n {
+            RawNode::Categorical { categories, .. } => categories.iter().all(|&c| c < MASK_CODES),
+            _ => true,
+        })
+    }
+
+    /// A categorical split as a masked one (`None` for other nodes, or categories beyond the
+    /// masks): the child a missing value takes first, per the library's rules.
+    pub(super) fn cat_rule(flavor: Flavor, node: &RawNode) -> Option<CatRule> {
+        let RawNode::Categorical {
+            categories,
+            in_set,
+            not_in_set,
+            missing_in_set,
+            ..
+        } = node
+        else {
+            return None;
+        };
+        if categories.iter().any(|&c| c >= MASK_CODES) {
+            return None;
+        }
+        let (first, second) = match flavor {
+            // XGBoost: a missing value takes the default child; other categories, invalid
+            // ones included, go left (not in the set).
+            Flavor::XgBoost if *missing_in_set => (*in_set, *not_in_set),
+            // LightGBM: NaN goes with the categories not in the set (its code is "other").
+            _ => (*not_in_set, *in_set),
+        };
+        let mut mask = 0u32;
+        for code in 0..MASK_CODES {
+            let child = if categories.contains(&code) {
+                *in_set
+            } else {
+                *not_in_set
+            };
+            if child == second && first != second {
+                mask |= 1 << code;
+            }
+        }
+        if *not_in_set == second && first != second {
+            mask |= 1 << CODE_OTHER;
+        }
+        // A missing value takes the first child: bit CODE_MISSING stays clear.
+        Some(CatRule {
+            first,
+            second,
+            mask,
+        })
+    }
+
+    /// The category code of `column` for masked splits: 0..30 as the library reads the
+    /// category, 30 for any other (invalid, beyond every set, and LightGBM's NaN), 31 for a
+    /// value XGBoost treats as missing.
+    #[inline]
+    pub(super) fn code_input(&self, column: usize, row: FeatureRow<'_>, flavor: Flavor) -> f64 {
+        let Some(f) = self.features.iter().find(|f| f.column as usize == column) else {
+            return f64::from(CODE_OTHER);
+        };
+        let code = |c: f64| {
+            if c >= f64::from(MASK_CODES) {
+                CODE_OTHER
+            } else {
+                c as u32
+            }
+        };
+        f64::from(match flavor {
+            Flavor::XgBoost => {
+                let c = f.codes.code(f64::from(row.f32(column)));
+                if c.is_nan() {
+                    CODE_MISSING
+                } else if !(0.0..XGB_MAX_CAT).contains(&c) {
+                    CODE_OTHER
+                } else {
+                    code(c)
+                }
+            }
+            Flavor::LightGbm { .. } => {
+                let c = f.codes.code(row.f64(column));
+                if c.is_nan() || (c as i64) < 0 {
+                    CODE_OTHER
+                } else {
+                    code((c as i64) as f64)
+                }
+            }
+        })
+    }
+
     /// Snapshot column of a gathered indicator (`VIRTUAL_BASE + set`).
     pub(super) fn column_of(&self, virtual_column: u32) -> Option<u32> {
         let set = self.sets.get((virtual_column - VIRTUAL_BASE) as usize)?;
@@ -170,9 +270,11 @@ impl Categorical {
         flavor: Flavor,
         trees: &[RawTree],
         features: &[Feature],
+        masked: bool,
     ) -> Result<(Self, Vec<RawTree>, Vec<u32>), TreeLoadError> {
         let mut cat = Categorical::default();
         let n = features.len() as u32;
+        let mut any_categorical = false;
         let mut out = Vec::with_capacity(trees.len());
         for tree in trees {
             let mut nodes = Vec::with_capacity(tree.nodes.len());
@@ -208,6 +310,11 @@ impl Categorical {
                         format!("feature index {feature} is out of range ({n} features)"),
                     ));
                 }
+                any_categorical = true;
+                if masked {
+                    nodes.push(node.clone());
+                    continue;
+                }
                 let set = cat.set_of(*feature, categories, &tree.label, i)?;
                 let virtual_feature = n + set;
                 // The in-set child when the indicator is above 0.5.
@@ -241,7 +348,7 @@ impl Categorical {
         }
         let mut columns: Vec<u32> = features.iter().map(|f| f.column).collect();
         columns.extend((0..cat.sets.len() as u32).map(|s| VIRTUAL_BASE + s));
-        if !cat.sets.is_empty() {
+        if any_categorical {
             cat.features = features.to_vec();
         }
         Ok((cat, out, columns))

@@ -27,6 +27,25 @@ use super::{MissingType, RawNode, RawTree, TreeLoadError, MAX_NODES_PER_TREE};
 /// Flag of a linked node that is a leaf.
 pub(super) const LEAF: u8 = 1;
 
+/// Flag of a linked node that is a categorical split: `value` holds its second-child mask
+/// (see [`cat_second`]) in its bits, and it reads a category-code input ([`read::CODE`]).
+pub(super) const CAT: u8 = 2;
+
+/// Category codes a masked categorical split tests directly (0..30); code 30 stands for
+/// every category outside them (invalid, or in no set), 31 for a missing value.
+pub(super) const MASK_CODES: u32 = 30;
+/// The code of a category outside the masks' range.
+pub(super) const CODE_OTHER: u32 = 30;
+/// The code of a missing value.
+pub(super) const CODE_MISSING: u32 = 31;
+
+/// Whether a masked categorical split sends the category code `code` (an integer 0..=31 held
+/// as a float) to its second child: bit `code` of `mask`.
+#[inline(always)]
+pub(super) fn cat_second(code: f64, mask: u32) -> bool {
+    (mask >> (code as u32 & 31)) & 1 == 1
+}
+
 /// Trees walked together.
 pub(super) const LANES: usize = 8;
 
@@ -56,6 +75,9 @@ pub(super) mod read {
     pub const ZERO_AS_NAN: u8 = 3;
     /// 0.0 read as NaN, then negated (a mirrored zero-as-missing split).
     pub const ZERO_AS_NAN_NEGATED: u8 = 4;
+    /// The column's category code for masked categorical splits (0..30, 30 other, 31
+    /// missing; see `categorical::Categorical::code_input`).
+    pub const CODE: u8 = 5;
 }
 
 /// A library's split restated as one comparison (see the module doc).
@@ -123,6 +145,15 @@ impl SplitRule {
     }
 }
 
+/// A categorical split as a masked one: the child a missing value takes comes first, and bit
+/// `code` of `mask` is set when category code `code` goes to the second child.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct CatRule {
+    pub first: u32,
+    pub second: u32,
+    pub mask: u32,
+}
+
 /// The linked layout: every tree's nodes depth-first, one array.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Linked {
@@ -139,7 +170,7 @@ impl Linked {
     /// Trees are walked [`LANES`] at a time for as many steps as the deepest of them (a leaf
     /// steps to itself); trees left over are walked one by one until their leaf.
     #[inline(always)]
-    pub fn for_each_leaf<X: Copy>(
+    pub fn for_each_leaf<X: Copy + Into<f64>>(
         &self,
         xs: &[X],
         greater: impl Fn(X, f64) -> bool,
@@ -149,11 +180,13 @@ impl Linked {
             let n = &self.nodes[i];
             // A split's first child follows it; both "children" of a leaf are itself.
             let first = i + (n.flags & LEAF == 0) as usize;
-            std::hint::select_unpredictable(
-                greater(xs[usize::from(n.column)], n.value),
-                n.right as usize,
-                first,
-            )
+            let x = xs[usize::from(n.column)];
+            let second = if n.flags & CAT != 0 {
+                cat_second(x.into(), n.value.to_bits() as u32)
+            } else {
+                greater(x, n.value)
+            };
+            std::hint::select_unpredictable(second, n.right as usize, first)
         };
         let mut chunks = self.roots.chunks_exact(LANES);
         for (chunk, &depth) in (&mut chunks).zip(&self.lane_depths) {
@@ -201,6 +234,7 @@ pub(super) fn flatten_tree(
     tree: &RawTree,
     feature_columns: &[u32],
     rule: &dyn Fn(f64, bool, MissingType) -> SplitRule,
+    cat_rule: &dyn Fn(&RawNode) -> Option<CatRule>,
     out: &mut Vec<Node>,
     keys: &mut Vec<u32>,
     s: Scratch<'_>,
@@ -227,21 +261,35 @@ pub(super) fn flatten_tree(
     while let Some((i, d)) = s.stack.pop() {
         s.order.push(i);
         depth = depth.max(d);
-        if let RawNode::Split {
-            left,
-            right,
-            threshold,
-            default_left,
-            missing,
-            ..
-        } = tree.nodes[i as usize]
-        {
-            // Pushed second child first, so the first child is emitted right after the split.
-            let children = if rule(threshold, default_left, missing).mirrored {
-                [("left", left), ("right", right)]
-            } else {
-                [("right", right), ("left", left)]
-            };
+        let node = &tree.nodes[i as usize];
+        let children = match *node {
+            RawNode::Split {
+                left,
+                right,
+                threshold,
+                default_left,
+                missing,
+                ..
+            } => {
+                // Pushed second child first, so the first child is emitted right after it.
+                Some(if rule(threshold, default_left, missing).mirrored {
+                    [("left", left), ("right", right)]
+                } else {
+                    [("right", right), ("left", left)]
+                })
+            }
+            RawNode::Categorical { .. } => match cat_rule(node) {
+                Some(c) => Some([("second", c.second), ("first", c.first)]),
+                None => {
+                    return Err(TreeLoadError::format(
+                        format!("{label} node {i}"),
+                        "a categorical split was not restated",
+                    ))
+                }
+            },
+            RawNode::Leaf { .. } => None,
+        };
+        if let Some(children) = children {
             for (side, child) in children {
                 let c = child as usize;
                 if c >= n {
@@ -282,12 +330,30 @@ pub(super) fn flatten_tree(
     for (k, &i) in s.order.iter().enumerate() {
         let here = to_u32(base + k, label)?;
         let node = match tree.nodes[i as usize] {
-            RawNode::Categorical { .. } => {
-                // `categorical` restates every categorical split before flattening.
-                return Err(TreeLoadError::format(
-                    format!("{label} node {i}"),
-                    "a categorical split was not restated",
-                ));
+            RawNode::Categorical { feature, .. } => {
+                let Some(c) = cat_rule(&tree.nodes[i as usize]) else {
+                    return Err(TreeLoadError::format(
+                        format!("{label} node {i}"),
+                        "a categorical split was not restated",
+                    ));
+                };
+                let Some(&column) = feature_columns.get(feature as usize) else {
+                    return Err(TreeLoadError::format(
+                        format!("{label} node {i}"),
+                        format!(
+                            "feature index {feature} is out of range ({} features)",
+                            feature_columns.len()
+                        ),
+                    ));
+                };
+                debug_assert_eq!(s.map[c.first as usize], here + 1);
+                keys.push(column * 8 + u32::from(read::CODE));
+                Node {
+                    value: f64::from_bits(u64::from(c.mask)),
+                    column: 0,
+                    right: s.map[c.second as usize],
+                    flags: CAT,
+                }
             }
             RawNode::Leaf { value } => {
                 if !value.is_finite() {

@@ -29,7 +29,12 @@
 //! ([`Threshold::prepare`]). Leaves are handed over in tree order, so
 //! sums round as the library's do. Measured against other layouts and walks: BENCHMARKS.md.
 
-use super::layout::{Linked, LEAF};
+use super::layout::{cat_second, Linked, CAT, LEAF};
+
+/// Bit of a block slot marking a masked categorical split (its threshold holds the mask's
+/// bits). Permutes read only the slot's low bits, so it costs them nothing; a gather and the
+/// scalar step clear it first.
+const CAT_SLOT: u32 = 1 << 31;
 
 /// Split slots of a block: the seven splits of three levels and a pad.
 const BLOCK_SLOTS: usize = 8;
@@ -102,7 +107,13 @@ pub(super) struct Step<'a, T> {
 }
 
 /// What a block step compares: f32 (XGBoost) or f64 (LightGBM) thresholds and inputs.
-pub(super) trait Threshold: Copy + Default + PartialOrd {
+pub(super) trait Threshold: Copy + Default + PartialOrd + Into<f64> {
+    /// A categorical split's mask held where a threshold goes (bit for bit).
+    fn from_mask(mask: u32) -> Self;
+
+    /// The mask [`Threshold::from_mask`] holds.
+    fn mask(self) -> u32;
+
     /// The gathered inputs as the block steps read them, prepared once per walk.
     type Inputs<'x>;
 
@@ -119,6 +130,14 @@ macro_rules! scalar_threshold {
     ($t:ty) => {
         impl Threshold for $t {
             type Inputs<'x> = &'x [$t];
+
+            fn from_mask(mask: u32) -> Self {
+                <$t>::from_bits(mask.into())
+            }
+
+            fn mask(self) -> u32 {
+                self.to_bits() as u32
+            }
 
             fn prepare(xs: &[$t]) -> &[$t] {
                 xs
@@ -138,6 +157,14 @@ scalar_threshold!(f64);
 impl Threshold for f32 {
     type Inputs<'x> = simd::Inputs<'x>;
 
+    fn from_mask(mask: u32) -> Self {
+        f32::from_bits(mask)
+    }
+
+    fn mask(self) -> u32 {
+        self.to_bits()
+    }
+
     #[inline(always)]
     fn prepare(xs: &[f32]) -> simd::Inputs<'_> {
         simd::Inputs::new(xs)
@@ -154,7 +181,7 @@ scalar_threshold!(f32);
 
 /// [`Threshold::descend`] one turn at a time.
 #[inline(always)]
-fn descend_scalar<T: Copy + PartialOrd>(step: Step<'_, T>, q: &mut State, xs: &[T]) {
+fn descend_scalar<T: Threshold>(step: Step<'_, T>, q: &mut State, xs: &[T]) {
     let Step {
         blocks,
         first,
@@ -166,7 +193,14 @@ fn descend_scalar<T: Copy + PartialOrd>(step: Step<'_, T>, q: &mut State, xs: &[
         let b = &blocks[first + i * stride + q[i] as usize];
         let mut j = 0;
         for _ in 0..h {
-            j = 2 * j + 1 + usize::from(xs[b.s[j] as usize] > b.t[j]);
+            let (slot, t) = (b.s[j], b.t[j]);
+            let x = xs[(slot & !CAT_SLOT) as usize];
+            let second = if slot & CAT_SLOT != 0 {
+                cat_second(x.into(), t.mask())
+            } else {
+                x > t
+            };
+            j = 2 * j + 1 + usize::from(second);
         }
         q[i] = (q[i] << h) | (j + 1 - (1 << h)) as u32;
     }
@@ -245,8 +279,13 @@ impl<T: Threshold, L: Copy> Perfect<T, L> {
                     leaves[base + first..base + first + span].fill(leaf(n.value));
                 } else {
                     let (b, j) = place(pos, d);
-                    tree_blocks[b].t[j] = threshold(n.value);
-                    tree_blocks[b].s[j] = u32::from(n.column);
+                    if n.flags & CAT != 0 {
+                        tree_blocks[b].t[j] = T::from_mask(n.value.to_bits() as u32);
+                        tree_blocks[b].s[j] = u32::from(n.column) | CAT_SLOT;
+                    } else {
+                        tree_blocks[b].t[j] = threshold(n.value);
+                        tree_blocks[b].s[j] = u32::from(n.column);
+                    }
                     stack.push((n.right as usize, 2 * pos + 2, d + 1));
                     stack.push((i + 1, 2 * pos + 1, d + 1));
                 }
@@ -318,11 +357,12 @@ impl<T: Threshold, L: Copy> Perfect<T, L> {
 #[allow(unsafe_code)]
 mod simd {
     use std::arch::x86_64::{
-        __m256, __m256i, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmp_ps_mask,
+        __m256, __m256i, _mm256_and_si256, _mm256_blendv_ps, _mm256_castps_si256,
+        _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmp_ps_mask, _mm256_cvttps_epi32,
         _mm256_i32gather_ps, _mm256_load_ps, _mm256_load_si256, _mm256_loadu_ps, _mm256_min_epu32,
         _mm256_movemask_ps, _mm256_permutevar8x32_ps, _mm256_set1_epi32, _mm256_slli_epi32,
-        _mm512_castps512_ps256, _mm512_castsi256_si512, _mm512_loadu_ps, _mm512_permutex2var_ps,
-        _CMP_GT_OQ,
+        _mm256_sllv_epi32, _mm512_castps512_ps256, _mm512_castsi256_si512, _mm512_loadu_ps,
+        _mm512_permutex2var_ps, _CMP_GT_OQ,
     };
     use std::sync::OnceLock;
 
@@ -439,12 +479,41 @@ mod simd {
         step_blocks(step, q, |b| {
             let (slots, t) = block_vectors(b);
             // The permute reads registers only (the slot's low five bits pick the input).
-            let x = _mm512_permutex2var_ps(lo, _mm512_castsi256_si512(slots), hi);
-            u32::from(_mm256_cmp_ps_mask::<_CMP_GT_OQ>(
-                _mm512_castps512_ps256(x),
+            let x = _mm512_castps512_ps256(_mm512_permutex2var_ps(
+                lo,
+                _mm512_castsi256_si512(slots),
+                hi,
+            ));
+            with_masks(
+                u32::from(_mm256_cmp_ps_mask::<_CMP_GT_OQ>(x, t)),
+                x,
+                slots,
                 t,
-            ))
+            )
         });
+    }
+
+    /// A block's comparison mask with its masked categorical splits' bits in place: where a
+    /// slot carries [`super::CAT_SLOT`], bit `code` of the threshold's bits (the input holds
+    /// the code, 0..=31, as a float) says whether the split sends it to its second child.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn with_masks(above: u32, x: __m256, slots: __m256i, t: __m256) -> u32 {
+        let cat = _mm256_movemask_ps(_mm256_castsi256_ps(slots)) as u32;
+        if cat == 0 {
+            return above;
+        }
+        // Shifting left by 31 - code puts bit `code` in the sign, which movemask reads.
+        let codes = _mm256_cvttps_epi32(x);
+        let by = _mm256_and_si256(
+            _mm256_set1_epi32(31),
+            std::arch::x86_64::_mm256_sub_epi32(_mm256_set1_epi32(31), codes),
+        );
+        let bits = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_sllv_epi32(
+            _mm256_castps_si256(t),
+            by,
+        ))) as u32;
+        (above & !cat) | (bits & cat)
     }
 
     /// A block's slots and thresholds, one 32-byte vector each.
@@ -508,7 +577,8 @@ mod simd {
         let regs = lanes(xs);
         step_blocks(step, q, |b| {
             let (slots, t) = block_vectors(b);
-            above(pick::<FOUR>(&regs, slots), t)
+            let x = pick::<FOUR>(&regs, slots);
+            with_masks(above(x, t), x, slots, t)
         });
     }
 
@@ -516,13 +586,14 @@ mod simd {
     #[target_feature(enable = "avx2")]
     fn descend_avx2(step: Step<'_, f32>, q: &mut State, xs: &[f32], last: u32) {
         let last = _mm256_set1_epi32(last as i32);
+        let index = _mm256_set1_epi32(!super::CAT_SLOT as i32);
         step_blocks(step, q, |b| {
             let (slots, t) = block_vectors(b);
-            let slots = _mm256_min_epu32(slots, last);
+            let at = _mm256_min_epu32(_mm256_and_si256(slots, index), last);
             // SAFETY: the slots are clamped to `last` (unsigned), so the gather reads inside
             // `xs`.
-            let x = unsafe { _mm256_i32gather_ps::<4>(xs.as_ptr(), slots) };
-            above(x, t)
+            let x = unsafe { _mm256_i32gather_ps::<4>(xs.as_ptr(), at) };
+            with_masks(above(x, t), x, slots, t)
         });
     }
 }
@@ -553,17 +624,32 @@ mod tests {
         for round in 0..200 {
             let n_inputs = 1 + next(48) as usize;
             let stride = 3;
+            // Odd rounds hold category codes (0..=31) and mark some slots as masked
+            // categorical splits, whose thresholds are masks.
+            let codes = round % 2 == 1;
             let blocks: Vec<Block<f32>> = (0..CHUNK * stride + 8)
                 .map(|_| {
                     let mut b = Block::default();
                     for j in 0..BLOCK_SLOTS {
                         b.t[j] = value(next(1 << 20));
                         b.s[j] = next(n_inputs as u64) as u32;
+                        if codes && next(2) == 0 {
+                            b.t[j] = f32::from_mask(next(1 << 32) as u32);
+                            b.s[j] |= CAT_SLOT;
+                        }
                     }
                     b
                 })
                 .collect();
-            let xs: Vec<f32> = (0..n_inputs).map(|_| value(next(1 << 20))).collect();
+            let xs: Vec<f32> = (0..n_inputs)
+                .map(|_| {
+                    if codes {
+                        next(32) as f32
+                    } else {
+                        value(next(1 << 20))
+                    }
+                })
+                .collect();
             let h = 1 + (round % 3) as u32;
             let n = 1 + next(CHUNK as u64) as usize;
             let mut start: State = [0; CHUNK];

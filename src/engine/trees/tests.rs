@@ -198,7 +198,7 @@ impl Rng {
 
 /// A random tree of depth at most `max_depth`, leaves at every depth, nodes numbered in an
 /// arbitrary (not depth-first) order.
-fn random_tree(rng: &mut Rng, max_depth: u32, label: String) -> RawTree {
+fn random_tree(rng: &mut Rng, max_depth: u32, label: String, wide: bool) -> RawTree {
     let mut nodes = vec![RawNode::Leaf { value: 0.0 }];
     let mut open = vec![(0_usize, 0_u32)];
     while let Some((i, d)) = open.pop() {
@@ -210,7 +210,13 @@ fn random_tree(rng: &mut Rng, max_depth: u32, label: String) -> RawTree {
                 [MissingType::None, MissingType::Zero, MissingType::NaN][rng.below(3) as usize];
             nodes[i] = if rng.below(4) == 0 {
                 // A categorical split: a set of codes among 0..8 (one-hot: a set of one).
-                let categories: Box<[u32]> = (0..8).filter(|_| rng.below(3) == 0).collect();
+                let mut categories: Vec<u32> = (0..8).filter(|_| rng.below(3) == 0).collect();
+                // Now and then a category beyond the masks' range: the ensemble then takes
+                // one indicator input per set instead of masked splits.
+                if wide && rng.below(6) == 0 {
+                    categories.push(40);
+                }
+                let categories: Box<[u32]> = categories.into();
                 RawNode::Categorical {
                     feature: rng.below(4) as u32,
                     categories,
@@ -338,7 +344,7 @@ fn perfect_and_linked_layouts_agree_bit_for_bit() {
             1 + rng.below(21) as usize
         };
         let trees: Vec<RawTree> = (0..n_trees)
-            .map(|t| random_tree(&mut rng, depth, format!("trees[{t}]")))
+            .map(|t| random_tree(&mut rng, depth, format!("trees[{t}]"), round % 3 == 0))
             .collect();
         for flavor in [Flavor::XgBoost, LGB] {
             let columns = [5, 1, 3, 0];
@@ -354,6 +360,7 @@ fn perfect_and_linked_layouts_agree_bit_for_bit() {
                         1 => 0.0,
                         2 => -0.0,
                         3 => f32::from_bits(rng.below(1 << 31) as u32),
+                        4 if rng.below(4) == 0 => 40.0,
                         4 => rng.below(12) as f32 - 1.0,
                         _ => rng.below(11) as f32 * 0.5 - 2.5,
                     })
