@@ -272,3 +272,16 @@ fn class_faults_name_their_paths() {
     );
     std::fs::remove_dir_all(&folder).ok();
 }
+
+/// The benchmark pair: trained on the same rows, the categorical ensemble keeps its splits as
+/// masked nodes (one code input per categorical feature), so it reads about as many inputs as
+/// its numeric twin and keeps them in registers.
+#[test]
+fn the_categorical_bench_ensemble_reads_few_inputs() {
+    let store = inputs();
+    let e = load("bench_cat_100x6.json", &store);
+    assert_eq!(e.n_trees(), 100);
+    assert!(e.is_perfect_layout());
+    assert!(e.n_inputs() <= 32, "{} inputs", e.n_inputs());
+    eprintln!("bench_cat_100x6: {} inputs", e.n_inputs());
+}

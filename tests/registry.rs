@@ -301,7 +301,8 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     r.assert_error(422, "invalid_features");
     assert!(r.json()["faults"].to_string().contains("churn_score"));
     let broken = models.dir.join("broken.csv");
-    std::fs::write(&broken, "customer_id,a\nC1,x\n").unwrap();
+    // `a:num`: a column forced to numbers, so `x` is a fault (unforced, it would be text).
+    std::fs::write(&broken, "customer_id,a:num\nC1,x\n").unwrap();
     let d = post_json(
         srv.admin,
         "/admin/features/reload",

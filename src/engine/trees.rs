@@ -508,6 +508,12 @@ impl TreeEnsemble {
         self.n_nodes
     }
 
+    /// Distinct inputs the splits read (a column read two ways counts twice; a categorical
+    /// feature's code once): at most 32 keep the walk's inputs in registers.
+    pub fn n_inputs(&self) -> usize {
+        self.inputs.len()
+    }
+
     /// Snapshot columns read, for validation messages and benches.
     pub fn columns(&self) -> &[u32] {
         &self.columns

@@ -277,7 +277,7 @@ fn reference_margin(
                     let has = |c: i64| u32::try_from(c).is_ok_and(|c| categories.contains(&c));
                     let take_set = match flavor {
                         Flavor::XgBoost if x.is_nan() => *missing_in_set,
-                        Flavor::XgBoost => !(x < 0.0 || x >= 16_777_216.0) && has(x as i64),
+                        Flavor::XgBoost => (0.0..16_777_216.0).contains(&x) && has(x as i64),
                         Flavor::LightGbm { .. } => {
                             let mut x = f64::from(x);
                             if x.abs() <= LIGHTGBM_ZERO_THRESHOLD {
