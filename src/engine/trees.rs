@@ -430,69 +430,6 @@ impl TreeEnsemble {
         }
     }
 
-    /// Every class's probability for one row, as the library's predict gives them
-    /// (`out.len()` is [`TreeEnsemble::n_classes`]; a binary ensemble fills one).
-    pub fn predict_classes<'r>(&self, row: impl Into<FeatureRow<'r>>, out: &mut [f64]) {
-        let row = row.into();
-        if self.classes.len() == 1 {
-            if let Some(o) = out.first_mut() {
-                *o = self.predict(row);
-            }
-            return;
-        }
-        match self.flavor {
-            Flavor::XgBoost => {
-                let score = |xs: &[f32]| {
-                    let mut sums = [0.0_f32; classes::ON_STACK];
-                    let mut big = Vec::new();
-                    let sums: &mut [f32] = match sums.get_mut(..self.classes.len()) {
-                        Some(s) => s,
-                        None => {
-                            big.resize(self.classes.len(), 0.0);
-                            &mut big
-                        }
-                    };
-                    self.classes.seed_f32(sums);
-                    let mut t = 0;
-                    let mut add = |v: f32| {
-                        if let Some(s) = sums.get_mut(self.classes.class_of(t)) {
-                            *s += v;
-                        }
-                        t += 1;
-                    };
-                    match &self.layout {
-                        Layout::Perfect32(p) => p.for_each_leaf(xs, &mut add),
-                        Layout::Linked(l) => {
-                            l.for_each_leaf(xs, |x, t| x > t as f32, |v| add(v as f32))
-                        }
-                        Layout::Perfect64(_) => {}
-                    }
-                    self.classes.probabilities_f32(sums, out);
-                };
-                self.gathered(row, |c| row.f32(c), score)
-            }
-            Flavor::LightGbm { .. } => {
-                let score = |xs: &[f64]| {
-                    out.fill(0.0);
-                    let mut t = 0;
-                    let mut add = |v: f64| {
-                        if let Some(s) = out.get_mut(self.classes.class_of(t)) {
-                            *s += v;
-                        }
-                        t += 1;
-                    };
-                    match &self.layout {
-                        Layout::Perfect64(p) => p.for_each_leaf(xs, &mut add),
-                        Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t, &mut add),
-                        Layout::Perfect32(_) => {}
-                    }
-                    self.classes.probabilities_f64(out);
-                };
-                self.gathered(row, lightgbm_snapped(row), score)
-            }
-        }
-    }
-
     /// Number of classes (1 for a binary model).
     pub fn n_classes(&self) -> usize {
         self.classes.len()

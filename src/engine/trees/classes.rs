@@ -1,8 +1,9 @@
 //! An ensemble's classes: which class each tree adds to, the base margins, and how margins
 //! become probabilities as each library's `predict` makes them.
 //!
-//! Owns: [`Classes`] and [`Link`]. Must not: allocate while scoring (a model with more than
-//! [`ON_STACK`] classes is the one exception, and none is trained for offers).
+//! Owns: [`Classes`], [`Link`] and `TreeEnsemble::predict_classes`. Must not: allocate
+//! while scoring (a model with more than [`ON_STACK`] classes is the one exception, and none
+//! is trained for offers).
 //!
 //! - XGBoost `multi:softprob` / `multi:softmax`: per class an f32 sum seeded with that
 //!   class's base margin, trees adding to the class `tree_info` names; then `common::Softmax`
@@ -11,7 +12,8 @@
 //! - LightGBM `multiclass`: f64 sums, tree `i` adding to class `i % num_class`, then
 //!   `Common::Softmax` in f64. `multiclassova`: each class through its own sigmoid.
 
-use super::TreeLoadError;
+use super::{lightgbm_snapped, Flavor, Layout, TreeEnsemble, TreeLoadError};
+use crate::features::FeatureRow;
 
 /// Classes scored on the stack (more take one allocation per predict).
 pub const ON_STACK: usize = 32;
@@ -166,6 +168,71 @@ impl Classes {
                 for o in out.iter_mut() {
                     *o /= wsum;
                 }
+            }
+        }
+    }
+}
+
+impl TreeEnsemble {
+    /// Every class's probability for one row, as the library's predict gives them
+    /// (`out.len()` is [`TreeEnsemble::n_classes`]; a binary ensemble fills one).
+    pub fn predict_classes<'r>(&self, row: impl Into<FeatureRow<'r>>, out: &mut [f64]) {
+        let row = row.into();
+        if self.classes.len() == 1 {
+            if let Some(o) = out.first_mut() {
+                *o = self.predict(row);
+            }
+            return;
+        }
+        match self.flavor {
+            Flavor::XgBoost => {
+                let score = |xs: &[f32]| {
+                    let mut sums = [0.0_f32; ON_STACK];
+                    let mut big = Vec::new();
+                    let sums: &mut [f32] = match sums.get_mut(..self.classes.len()) {
+                        Some(s) => s,
+                        None => {
+                            big.resize(self.classes.len(), 0.0);
+                            &mut big
+                        }
+                    };
+                    self.classes.seed_f32(sums);
+                    let mut t = 0;
+                    let mut add = |v: f32| {
+                        if let Some(s) = sums.get_mut(self.classes.class_of(t)) {
+                            *s += v;
+                        }
+                        t += 1;
+                    };
+                    match &self.layout {
+                        Layout::Perfect32(p) => p.for_each_leaf(xs, &mut add),
+                        Layout::Linked(l) => {
+                            l.for_each_leaf(xs, |x, t| x > t as f32, |v| add(v as f32))
+                        }
+                        Layout::Perfect64(_) => {}
+                    }
+                    self.classes.probabilities_f32(sums, out);
+                };
+                self.gathered(row, |c| row.f32(c), score)
+            }
+            Flavor::LightGbm { .. } => {
+                let score = |xs: &[f64]| {
+                    out.fill(0.0);
+                    let mut t = 0;
+                    let mut add = |v: f64| {
+                        if let Some(s) = out.get_mut(self.classes.class_of(t)) {
+                            *s += v;
+                        }
+                        t += 1;
+                    };
+                    match &self.layout {
+                        Layout::Perfect64(p) => p.for_each_leaf(xs, &mut add),
+                        Layout::Linked(l) => l.for_each_leaf(xs, |x, t| x > t, &mut add),
+                        Layout::Perfect32(_) => {}
+                    }
+                    self.classes.probabilities_f64(out);
+                };
+                self.gathered(row, lightgbm_snapped(row), score)
             }
         }
     }
