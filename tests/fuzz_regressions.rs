@@ -222,3 +222,18 @@ fn decide_request_as_an_array_is_refused() {
     let plain = br#" ["C1", "web", "home", 3, {}, true]"#;
     assert!(nextbest::server::codec::decode_json(plain, &mut scratch).is_err());
 }
+
+/// features_nbf, 2026-12-04: a version 2 snapshot whose residual for a -0.0 value is negative
+/// overflowed the residual's addition to the value's bits (a debug build panicked); it is
+/// refused as damaged.
+#[test]
+fn nbf_residual_beyond_the_bit_range_is_refused() {
+    let raw = include_bytes!("../fuzz/corpus/features_nbf/v2_residual_on_negative_zero");
+    checks::check_features_nbf(raw);
+    for input in checks::nbf_inputs(raw) {
+        if let Err(e) = nextbest::features::FeatureStore::from_nbf_bytes(&input, "t.nbf") {
+            let e = e.to_string();
+            assert!(e.contains("residual") || e.contains("checksum"), "{e}");
+        }
+    }
+}

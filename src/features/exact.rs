@@ -34,9 +34,13 @@ pub fn split_f64(v: f64) -> (f32, i32) {
 }
 
 /// The f64 a kept f32 and its residual stand for (the inverse of [`split_f64`]).
+///
+/// Wrapping: no pair [`split_f64`] makes comes near the ends of the bit range, but a damaged
+/// binary snapshot may hand in any pair (say -0.0 with a negative residual), and
+/// [`ExactColumns::check`] must refuse it, not overflow on it.
 #[inline]
 pub fn join_f64(x: f32, residual: i32) -> f64 {
-    let bits = f64::from(x).to_bits() as i64 + i64::from(residual);
+    let bits = (f64::from(x).to_bits() as i64).wrapping_add(i64::from(residual));
     f64::from_bits(bits as u64)
 }
 
