@@ -237,3 +237,15 @@ fn nbf_residual_beyond_the_bit_range_is_refused() {
         }
     }
 }
+
+/// model, 2026-12-04: a built-in fallback document naming the channel `app` twice compiled to
+/// two channels of that name, and a lookup found the first's content for the second's
+/// placements; a key written twice is now one channel.
+#[test]
+fn builtin_fallback_with_a_channel_written_twice_is_one_channel() {
+    let raw = include_bytes!("../fuzz/corpus/model/builtin_duplicate_channel.json");
+    checks::check_model(raw);
+    let b = nextbest::model::builtin_fallback_from_bytes(raw.to_vec()).unwrap();
+    let apps = b.channels.iter().filter(|c| &*c.name == "app").count();
+    assert_eq!(apps, 1);
+}

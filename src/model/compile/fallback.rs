@@ -110,6 +110,8 @@ pub fn compile_builtin(doc: &Value<'_>) -> Result<BuiltinFallback, Vec<Fault>> {
     if let Some(obj) = f.map(doc, "") {
         let mut names: Vec<&str> = obj.keys().map(|k| k.as_ref()).collect();
         names.sort_unstable();
+        // A key written twice is one channel (the value a lookup by name finds), not two.
+        names.dedup();
         for ch in names {
             let Some(slots) = obj.get(ch).and_then(|v| f.map(v, ch)) else {
                 continue;
@@ -118,6 +120,7 @@ pub fn compile_builtin(doc: &Value<'_>) -> Result<BuiltinFallback, Vec<Fault>> {
             let mut default = Fallback::builtin_empty();
             let mut pls: Vec<&str> = slots.keys().map(|k| k.as_ref()).collect();
             pls.sort_unstable();
+            pls.dedup();
             for pl in pls {
                 let path = join(ch, pl);
                 if let Some(json) = slots.get(pl).and_then(|v| fallback_items(&mut f, v, &path)) {
