@@ -26,21 +26,25 @@
 //!   Prometheus text format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
+//! - [`durable`]: replacing a small state file whole (write, sync, rename), the one way every
+//!   such file is written.
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
 //!   capacity, written as a target list, committed back as contacts.
 //!
 //! The request path reads top to bottom: `server::public::handle` →
-//! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
-//! (`registry.load()` once, `ModelSet::pick`, the customer's contact history,
-//! `engine::decide`, the funnel count) → `codec::encode_decision`.
+//! `server::decide::decide_post` (admission and budget once) → `server::body::read_json_body`
+//! → `codec::decode_json` → `server::decide` (`registry.load()` once, `ModelSet::pick`, the
+//! contact side once through `contact::decide::DecideContacts`, `engine::decide`, the decision
+//! log's sample, one `metrics.decided`) → `codec::encode_decision`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod campaign;
 pub mod contact;
 pub mod decision_log;
+pub mod durable;
 pub mod engine;
 pub mod experiment;
 pub mod features;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use nextbest::contact::funnel::store as funnel_store;
-use nextbest::contact::{Clock, ContactConfig, Contacts, FsyncPolicy, StateConfig};
+use nextbest::contact::{Clock, ContactConfig, FsyncPolicy, StateConfig};
 use nextbest::decision_log::{replay as decision_replay, DecisionLog, DecisionLogConfig};
 use nextbest::features::{self, FeatureStore};
 use nextbest::fleet::{self, FleetConfig};
@@ -283,23 +283,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         segment_bytes: args.log_segment_mb.max(1) << 20,
         state: StateConfig::within(args.contact_memory_mb.max(1) << 20),
-        horizon_ms: registry
-            .load()
-            .models
-            .as_ref()
-            .map_or(0, |m| m.horizon_ms()),
         ..ContactConfig::default()
     };
-    // The funnel's saved tables and the active models' tables exist before the log replays
-    // into them.
     let contacts = Arc::new(
-        Contacts::open_with(&contact_config, Clock::system(), |c| {
-            funnel_store::load_or_set_aside(&args.data_dir, c.funnel());
-            if let Some(set) = &registry.load().models {
-                server::bind_set(c, set);
-            }
-        })
-        .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
+        server::open_contacts(&registry, &contact_config, Clock::system())
+            .with_context(|| format!("opening the event log in {}", args.data_dir.display()))?,
     );
     let mut funnel_saver = funnel_store::Saver::start(
         args.data_dir.clone(),
@@ -361,15 +349,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         prefix: "nextbest:events".into(),
     });
     rt.block_on(async move {
-        let mut state = AppState::with_builtin(registry.clone(), config, builtin)
-            .with_contacts(contacts.clone());
+        let mut state = AppState::builder(registry.clone(), config)
+            .builtin(builtin)
+            .contacts(contacts.clone());
         if let Some(fc) = fleet_config {
-            state = state.with_fleet(fleet::start(fc, contacts.clone())?);
+            state = state.fleet(fleet::start(fc, contacts.clone())?);
         }
         if let Some(log) = &decision_log {
-            state = state.with_decision_log(log.clone());
+            state = state.decision_log(log.clone());
         }
-        let state = Arc::new(state);
+        let state = Arc::new(state.build());
         let running = server::start(state)
             .await
             .context("binding the listeners")?;

@@ -272,11 +272,12 @@ async fn without_a_model_the_builtin_fallback_serves() {
             .unwrap(),
     )
     .unwrap();
-    let state = AppState::with_builtin(
+    let state = AppState::builder(
         std::sync::Arc::new(nextbest::registry::Registry::default()),
         test_config(),
-        builtin,
-    );
+    )
+    .builtin(builtin)
+    .build();
     let srv = start_state(state).await;
     let a = decide(
         srv.public,

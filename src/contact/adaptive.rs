@@ -148,6 +148,17 @@ impl Counts {
     }
 }
 
+impl super::Subscriber for Counts {
+    /// Learns from every source: the fleet's impressions and outcomes teach every replica.
+    fn event(&self, e: &Event<'_>, _origin: super::Origin, now_ms: i64) {
+        self.observe(e, now_ms);
+    }
+
+    fn settled(&self) {
+        self.refresh();
+    }
+}
+
 impl Inner {
     fn publish_if_due(&self) {
         if !self.dirty.load(Relaxed) {

@@ -345,6 +345,16 @@ impl Funnel {
     }
 }
 
+impl super::Subscriber for Funnel {
+    /// Counts this replica's own events (live and replayed); another replica's are counted,
+    /// and saved, by the replica that accepted them.
+    fn event(&self, e: &Event<'_>, origin: super::Origin, _now_ms: i64) {
+        if origin != super::Origin::Fleet {
+            self.event(e);
+        }
+    }
+}
+
 impl Collect for Funnel {
     fn collect(&self, out: &mut Exposition) {
         let tables = self.tables.load();

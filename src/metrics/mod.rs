@@ -8,6 +8,7 @@
 pub mod prom;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use crate::engine::FallbackReason;
 use crate::experiment::Variant;
@@ -53,18 +54,33 @@ impl Histogram {
         )
     }
 
+    /// Total of the observations, in nanoseconds.
+    pub fn sum_ns(&self) -> u64 {
+        self.sum_ns.load(Relaxed)
+    }
+
     /// Writes the histogram as one family (buckets, sum, count).
     pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
+        let (buckets, count) = self.snapshot();
+        Self::write_snapshot(out, name, help, (&buckets, count, self.sum_ns()));
+    }
+
+    /// Writes a snapshot (per-bucket counts, count, sum in ns) as one family.
+    pub fn write_snapshot(
+        out: &mut Exposition,
+        name: &str,
+        help: &str,
+        (buckets, count, sum_ns): (&[u64; LATENCY_BUCKETS_US.len()], u64, u64),
+    ) {
         let mut f = out.family(name, Kind::Histogram, help);
         let mut cumulative = 0;
         for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
+            cumulative += buckets[i];
             let le = (*b as f64 / 1e6).to_string();
             f.suffixed("_bucket", &[("le", &le)], cumulative);
         }
-        let count = self.count.load(Relaxed);
         f.suffixed("_bucket", &[("le", "+Inf")], count)
-            .suffixed("_sum", &[], self.sum_ns.load(Relaxed) as f64 / 1e9)
+            .suffixed("_sum", &[], sum_ns as f64 / 1e9)
             .suffixed("_count", &[], count);
     }
 }
@@ -82,10 +98,23 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts a fallback answer by reason.
+    /// Counts one decide answer: the variant that decided (none without a model), personalised
+    /// or the fallback's reason, and its latency.
     #[inline]
-    pub fn fallback(&self, reason: FallbackReason) {
-        self.fallbacks[reason.index()].fetch_add(1, Relaxed);
+    pub fn decided(
+        &self,
+        variant: Option<Variant>,
+        fallback: Option<FallbackReason>,
+        took: Duration,
+    ) {
+        if let Some(v) = variant {
+            self.variants[v.index()].fetch_add(1, Relaxed);
+        }
+        match fallback {
+            Some(r) => self.fallbacks[r.index()].fetch_add(1, Relaxed),
+            None => self.personalised.fetch_add(1, Relaxed),
+        };
+        self.decide_latency.observe_ns(took.as_nanos() as u64);
     }
 
     /// Fallback answers so far for a reason.
@@ -93,15 +122,14 @@ impl Metrics {
         self.fallbacks[reason.index()].load(Relaxed)
     }
 
-    /// Counts a decision by the variant that made it (champion/challenger comparison).
-    #[inline]
-    pub fn variant(&self, v: Variant) {
-        self.variants[v.index()].fetch_add(1, Relaxed);
-    }
-
-    /// Decisions a variant made so far.
-    pub fn variant_count(&self, v: Variant) -> u64 {
-        self.variants[v.index()].load(Relaxed)
+    /// The decisions answered so far.
+    pub fn decisions(&self) -> DecisionStats {
+        DecisionStats {
+            personalised: self.personalised.load(Relaxed),
+            fallbacks: std::array::from_fn(|i| self.fallbacks[i].load(Relaxed)),
+            variants: std::array::from_fn(|i| self.variants[i].load(Relaxed)),
+            latency: self.decide_latency.snapshot(),
+        }
     }
 
     /// Counts an HTTP response by status.
@@ -115,17 +143,39 @@ impl Metrics {
     }
 }
 
-impl Collect for Metrics {
+/// One snapshot of the decisions answered: what `/metrics` and the status page both show.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionStats {
+    /// Personalised answers.
+    pub personalised: u64,
+    /// Fallback answers, by reason (in [`FallbackReason::ALL`] order).
+    pub fallbacks: [u64; FallbackReason::ALL.len()],
+    /// Decisions by the variant that made them (in [`Variant::ALL`] order).
+    pub variants: [u64; Variant::ALL.len()],
+    /// Decide latency: observations per bucket (see [`Histogram::snapshot`]) and in all.
+    pub latency: ([u64; LATENCY_BUCKETS_US.len()], u64),
+}
+
+impl DecisionStats {
+    /// Every answer: personalised and fallback.
+    pub fn total(&self) -> u64 {
+        self.personalised + self.fallbacks.iter().sum::<u64>()
+    }
+
+    /// Fallback answers for one reason.
+    pub fn fallbacks(&self, reason: FallbackReason) -> u64 {
+        self.fallbacks[reason.index()]
+    }
+}
+
+impl Collect for DecisionStats {
     fn collect(&self, out: &mut Exposition) {
         let mut f = out.family(
             "nextbest_decisions_total",
             Kind::Counter,
             "Decisions answered, by outcome.",
         );
-        f.sample(
-            &[("outcome", "personalised")],
-            self.personalised.load(Relaxed),
-        );
+        f.sample(&[("outcome", "personalised")], self.personalised);
         for r in FallbackReason::ALL {
             f.sample(
                 &[("outcome", "fallback"), ("reason", r.as_str())],
@@ -138,11 +188,14 @@ impl Collect for Metrics {
             "Decisions made by a model, by variant.",
         );
         for v in Variant::ALL {
-            f.sample(
-                &[("variant", v.as_str())],
-                self.variants[v.index()].load(Relaxed),
-            );
+            f.sample(&[("variant", v.as_str())], self.variants[v.index()]);
         }
+    }
+}
+
+impl Collect for Metrics {
+    fn collect(&self, out: &mut Exposition) {
+        self.decisions().collect(out);
         let mut f = out.family(
             "nextbest_http_responses_total",
             Kind::Counter,

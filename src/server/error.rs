@@ -52,6 +52,19 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl From<crate::contact::ContactError> for ApiError {
+    /// A batch the event log could not take: the client may retry it whole (nothing of it was
+    /// accepted); anything else is the server's fault.
+    fn from(e: crate::contact::ContactError) -> Self {
+        match e {
+            crate::contact::ContactError::Log(_) => ApiError::Unavailable(format!(
+                "the events could not be made durable ({e}); nothing was accepted, retry the batch"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {

@@ -13,7 +13,7 @@ use super::body::read_json_body;
 use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::contact::funnel::FunnelTable;
-use crate::contact::{ContactError, Event};
+use crate::contact::Event;
 use crate::experiment::Variant;
 use crate::registry::Snapshot;
 
@@ -54,12 +54,7 @@ pub async fn post(
         }
     }
     state.contacts.count_rejected(rejected.len());
-    let done = state.contacts.ingest(&events).await.map_err(|e| match e {
-        ContactError::Log(_) => ApiError::Unavailable(format!(
-            "the events could not be made durable ({e}); nothing was accepted, retry the batch"
-        )),
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    let done = state.contacts.ingest(&events).await?;
     let body = serde_json::json!({
         "accepted": done.accepted + done.duplicates,
         "duplicates": done.duplicates,

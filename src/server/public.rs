@@ -1,31 +1,21 @@
 //! The public listener's routes: `/v1/decide` (see [`super::decide`]), `/v1/events` (see
 //! [`super::events`]), `/healthz`, `/readyz`. Routing only.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::codec;
-use super::decide::{self, deadline_header};
+use super::decide;
 use super::error::{json_response, ApiError};
 use super::events;
-use super::guards;
 use super::AppState;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide::decide_post(state, req).await,
-        (&Method::GET, "/v1/decide") => {
-            let ticket = state.admission.enter();
-            let started = Instant::now();
-            let budget = guards::budget(state.config.deadline, deadline_header(&req));
-            codec::decode_query(req.uri().query().unwrap_or(""))
-                .map(|body| decide::decide(state, &body, started, budget, &ticket))
-        }
+        (&Method::GET, "/v1/decide") => decide::decide_get(state, &req),
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             allow: "GET, POST",
