@@ -228,19 +228,20 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
     if let Some(fleet) = &cfg.fleet {
         let origin = cfg.data_dir.as_deref().and_then(crate::fleet::origin_of);
         let n = crate::fleet::read_history(fleet, counting.horizon_ms, origin.as_deref(), |p| {
-            past.add(p, &counting, now_ms)
+            past.add(p, now_ms)
         })
         .map_err(|e| CampaignError::Fleet(e.to_string()))?;
+        past.settle();
         tracing::info!(events = n, "the fleet's events read from redis");
     }
     tracing::info!(
         events = past.events,
         segments = past.segments,
-        channel_used = past.channel_used,
+        channel_used = past.channel_used(),
         "contact history read"
     );
 
-    let limits = allocation_limits(&spec, champion, &offer_ids, past.channel_used);
+    let limits = allocation_limits(&spec, champion, &offer_ids, past.channel_used());
     let keep_all = limits.min.iter().any(|&m| m > 0)
         || limits.max.iter().any(Option::is_some)
         || !limits.category_max.is_empty();
@@ -377,7 +378,7 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
                 spec::Per::Day => "day".into(),
                 spec::Per::Week => "week".into(),
             },
-            used_before: past.channel_used,
+            used_before: past.channel_used(),
             available: limits.capacity.unwrap_or(0),
         }),
         expected_conversions: conversions,

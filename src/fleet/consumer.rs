@@ -6,8 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::streams::{StreamReadOptions, StreamReadReply};
-use redis::AsyncCommands;
+use redis::Value;
 
 use super::{backoff, now_ms, Fleet};
 use crate::contact::Contacts;
@@ -51,9 +50,17 @@ pub async fn run(
                 }
             }
         };
-        let opts = StreamReadOptions::default().count(COUNT).block(BLOCK_MS);
-        let reply: redis::RedisResult<Option<StreamReadReply>> =
-            c.xread_options(&[&key], &[&last], &opts).await;
+        // The raw reply, walked in place: no map per entry, and each payload borrowed.
+        let reply: redis::RedisResult<Value> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(&last)
+            .query_async(c)
+            .await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
@@ -68,24 +75,27 @@ pub async fn run(
         let now = now_ms();
         fleet.exchanged(now);
         let mut read = 0;
-        for entry in reply.iter().flat_map(|r| &r.keys).flat_map(|k| &k.ids) {
+        let mut newest: &[u8] = &[];
+        for (entry_id, fields) in entries(&reply) {
             read += 1;
-            last.clone_from(&entry.id);
-            let field = |name: &str| match entry.map.get(name) {
-                Some(redis::Value::BulkString(b)) => Some(b.as_slice()),
-                _ => None,
+            newest = entry_id;
+            let field = |name: &[u8]| {
+                fields.chunks_exact(2).find_map(|kv| match kv {
+                    [Value::BulkString(k), Value::BulkString(v)] if k == name => Some(v.as_slice()),
+                    _ => None,
+                })
             };
-            if field("o") == Some(fleet.origin.as_bytes()) {
+            if field(b"o") == Some(fleet.origin.as_bytes()) {
                 continue;
             }
-            let (Some(payload), Some(id)) = (field("e"), field("i")) else {
+            let (Some(payload), Some(id)) = (field(b"e"), field(b"i")) else {
                 continue;
             };
             let id = String::from_utf8_lossy(id);
             match contacts.apply_remote(payload, &id) {
                 Ok(true) => {
                     fleet.applied.fetch_add(1, Relaxed);
-                    if let Some(t) = field("t")
+                    if let Some(t) = field(b"t")
                         .and_then(|t| std::str::from_utf8(t).ok())
                         .and_then(|t| t.parse::<i64>().ok())
                     {
@@ -96,6 +106,12 @@ pub async fn run(
                 }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "a fleet event did not decode; skipped"),
+            }
+        }
+        if let Ok(id) = std::str::from_utf8(newest) {
+            if !id.is_empty() {
+                last.clear();
+                last.push_str(id);
             }
         }
         if !caught_up && read < COUNT {
@@ -109,5 +125,70 @@ pub async fn run(
                 );
             }
         }
+    }
+}
+
+/// The entries of an `XREAD` reply for one stream, as (id, flat field-value list), in order.
+/// Takes the RESP2 form (`[[key, [[id, [f, v, ...]], ...]]]`) and the RESP3 map form alike; a
+/// nil reply (the block timed out) has none.
+fn entries(reply: &Value) -> impl Iterator<Item = (&[u8], &[Value])> {
+    let streams: &[Value] = match reply {
+        Value::Array(streams) => streams,
+        _ => &[],
+    };
+    let from_map = match reply {
+        Value::Map(m) => m.as_slice(),
+        _ => &[],
+    };
+    let lists = streams
+        .iter()
+        .filter_map(|s| match s {
+            Value::Array(kv) if kv.len() == 2 => Some(&kv[1]),
+            _ => None,
+        })
+        .chain(from_map.iter().map(|(_, v)| v));
+    lists
+        .filter_map(|l| match l {
+            Value::Array(entries) => Some(entries.as_slice()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::BulkString(id), Value::Array(fields)] => {
+                    Some((id.as_slice(), fields.as_slice()))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn entries_are_read_in_order_from_either_reply_form() {
+        let entry = |id: &str, e: &str| {
+            Value::Array(vec![
+                bulk(id),
+                Value::Array(vec![bulk("o"), bulk("r1"), bulk("e"), bulk(e)]),
+            ])
+        };
+        let list = Value::Array(vec![entry("1-0", "a"), entry("2-0", "b")]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("k"), list.clone()])]);
+        let resp3 = Value::Map(vec![(bulk("k"), list)]);
+        for reply in [resp2, resp3] {
+            let got: Vec<_> = entries(&reply)
+                .map(|(id, f)| (id.to_vec(), f.len()))
+                .collect();
+            assert_eq!(got, [(b"1-0".to_vec(), 4), (b"2-0".to_vec(), 4)]);
+        }
+        assert_eq!(entries(&Value::Nil).count(), 0);
     }
 }

@@ -108,20 +108,24 @@ impl Fleet {
         self.caught_up.load(Relaxed)
     }
 
-    /// The link's figures for `/admin/stats` and the status page.
-    pub fn status_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "origin": self.origin,
-            "redis": redact(&self.config.url),
-            "partitions": self.config.partitions,
-            "connected": self.connected.load(Relaxed),
-            "caught_up": self.caught_up(),
-            "last_exchange_ms": self.last_exchange_ms.load(Relaxed),
-            "shipped": self.shipped.load(Relaxed),
-            "applied": self.applied.load(Relaxed),
-            "backlog_bytes": self.backlog_bytes.load(Relaxed),
-            "lag_ms": self.lag_ms.load(Relaxed),
-        })
+    /// The link's figures now: what `/admin/stats`, the status page and `/metrics` show.
+    pub fn stats(&self) -> FleetStats {
+        let (lag_buckets, lag_count) = self.lag.snapshot();
+        FleetStats {
+            origin: self.origin.clone(),
+            redis: redact(&self.config.url),
+            partitions: self.config.partitions,
+            connected: self.connected.load(Relaxed),
+            caught_up: self.caught_up(),
+            last_exchange_ms: self.last_exchange_ms.load(Relaxed),
+            shipped: self.shipped.load(Relaxed),
+            applied: self.applied.load(Relaxed),
+            backlog_bytes: self.backlog_bytes.load(Relaxed),
+            lag_ms: self.lag_ms.load(Relaxed),
+            lag_buckets,
+            lag_count,
+            lag_sum_ns: self.lag.sum_ns(),
+        }
     }
 
     fn exchanged(&self, now_ms: i64) {
@@ -140,62 +144,97 @@ impl Fleet {
     }
 }
 
-impl Collect for Fleet {
+/// One snapshot of the fleet link's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStats {
+    /// This replica's id.
+    pub origin: String,
+    /// The Redis URL, password hidden.
+    pub redis: String,
+    /// Stream partitions.
+    pub partitions: u16,
+    /// Whether Redis answers.
+    pub connected: bool,
+    /// Whether the fleet's events of the horizon are applied.
+    pub caught_up: bool,
+    /// When Redis last answered (Unix ms).
+    pub last_exchange_ms: i64,
+    /// Events shipped to the fleet.
+    pub shipped: u64,
+    /// Events applied from other replicas.
+    pub applied: u64,
+    /// Event log bytes not yet shipped.
+    pub backlog_bytes: u64,
+    /// Lag of the last remote event applied (ms).
+    pub lag_ms: i64,
+    #[serde(skip)]
+    lag_buckets: [u64; crate::metrics::LATENCY_BUCKETS_US.len()],
+    #[serde(skip)]
+    lag_count: u64,
+    #[serde(skip)]
+    lag_sum_ns: u64,
+}
+
+impl Collect for FleetStats {
     fn collect(&self, out: &mut Exposition) {
         out.family(
             "nextbest_replication_lag_seconds",
             Kind::Gauge,
             "Time from another replica's write of an event to its apply here, for the last one.",
         )
-        .sample(&[], self.lag_ms.load(Relaxed) as f64 / 1e3);
-        self.lag.write(
+        .sample(&[], self.lag_ms as f64 / 1e3);
+        crate::metrics::Histogram::write_snapshot(
             out,
             "nextbest_replication_apply_lag_seconds",
             "Time from another replica's write of an event to its apply here.",
+            (&self.lag_buckets, self.lag_count, self.lag_sum_ns),
         );
         out.family(
             "nextbest_replication_backlog_bytes",
             Kind::Gauge,
             "Event log bytes not yet shipped to Redis.",
         )
-        .sample(&[], self.backlog_bytes.load(Relaxed));
+        .sample(&[], self.backlog_bytes);
         out.family(
             "nextbest_replication_events_total",
             Kind::Counter,
             "Events shipped to the fleet, and applied from it.",
         )
-        .sample(&[("direction", "shipped")], self.shipped.load(Relaxed))
-        .sample(&[("direction", "applied")], self.applied.load(Relaxed));
+        .sample(&[("direction", "shipped")], self.shipped)
+        .sample(&[("direction", "applied")], self.applied);
         out.family(
             "nextbest_replication_last_exchange_timestamp_seconds",
             Kind::Gauge,
             "When Redis last answered (Unix seconds).",
         )
-        .sample(&[], self.last_exchange_ms.load(Relaxed) as f64 / 1e3);
+        .sample(&[], self.last_exchange_ms as f64 / 1e3);
         out.family(
             "nextbest_replication_connected",
             Kind::Gauge,
             "1 while Redis answers.",
         )
-        .sample(&[], u8::from(self.connected.load(Relaxed)));
+        .sample(&[], u8::from(self.connected));
         out.family(
             "nextbest_replication_caught_up",
             Kind::Gauge,
             "1 once the fleet's events of the horizon are applied.",
         )
-        .sample(&[], u8::from(self.caught_up()));
+        .sample(&[], u8::from(self.caught_up));
+    }
+}
+
+impl Collect for Fleet {
+    fn collect(&self, out: &mut Exposition) {
+        self.stats().collect(out);
     }
 }
 
 /// A Redis URL with its password hidden, for logs and stats.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
+    crate::logging::redact_url(url).into_owned()
 }
 
-/// Starts the shipper and the consumers on the current runtime.
+/// Starts the shipper and the consumers on a thread of their own.
 pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>, FleetError> {
     if config.url.starts_with("rediss://") {
         // rustls needs one process-wide crypto provider; installing it twice is harmless.
@@ -221,20 +260,36 @@ pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>,
         outage_logged: AtomicBool::new(false),
     });
     tracing::info!(redis = %redact(&fleet.config.url), origin = %fleet.origin, partitions = fleet.config.partitions, "replicating events through redis");
-    tokio::spawn(shipper::run(
-        fleet.clone(),
-        client.clone(),
-        contacts.clone(),
-        dir,
-    ));
-    for p in 0..fleet.config.partitions {
-        tokio::spawn(consumer::run(
-            fleet.clone(),
-            client.clone(),
-            contacts.clone(),
-            p,
-        ));
-    }
+    // Replication runs on a thread of its own: decoding the streams and applying the other
+    // replicas' events never takes a worker that runs decisions.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("nextbest-fleet")
+        .build()
+        .map_err(|source| FleetError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    let link = fleet.clone();
+    std::thread::Builder::new()
+        .name("nextbest-fleet".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                for p in 0..link.config.partitions {
+                    tokio::spawn(consumer::run(
+                        link.clone(),
+                        client.clone(),
+                        contacts.clone(),
+                        p,
+                    ));
+                }
+                shipper::run(link, client, contacts, dir).await;
+            });
+        })
+        .map_err(|source| FleetError::Io {
+            path: PathBuf::from("nextbest-fleet thread"),
+            source,
+        })?;
     Ok(fleet)
 }
 
@@ -249,9 +304,7 @@ fn replica_id(dir: &Path) -> Result<String, FleetError> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         Ok(_) | Err(_) => {
             let id = ulid::Ulid::new().to_string();
-            let tmp = dir.join(".replica-id.tmp");
-            std::fs::write(&tmp, &id).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
+            crate::durable::write_atomic(&path, id.as_bytes(), true).map_err(io)?;
             Ok(id)
         }
     }
@@ -262,11 +315,9 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((50u64 << attempt.min(6)).min(2_000))
 }
 
-/// Now, in Unix ms.
+/// Now, in Unix ms: the system clock, as the contact side reads it.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::contact::Clock::system().now_ms()
 }
 
 /// Reads the fleet's events of the last `horizon_ms` from every partition, once per event id,

@@ -8,54 +8,28 @@
 //! each event id once. When Redis answers with another run id than before (it restarted and may
 //! have lost what it held), the position goes back to the start of the log.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{backoff, now_ms, Fleet};
-use crate::contact::log::{list_segments, scan_all, MAGIC, RECORD_HEADER};
+use crate::contact::log::{self, Position};
 use crate::contact::{Contacts, Event};
 
 /// Most records in one round trip.
 const BATCH: usize = 512;
+/// Most log bytes read for one batch.
+const READ_BYTES: u64 = 4 << 20;
 /// Longest a batch waits for the log to say it grew (a safety net; writes wake it at once).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// Where shipping has got to in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cursor {
-    seq: u64,
-    offset: u64,
-}
-
-impl Cursor {
-    fn start() -> Self {
-        Cursor {
-            seq: 0,
-            offset: MAGIC.len() as u64,
-        }
-    }
-
-    fn load(path: &Path) -> Self {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| {
-                let (seq, offset) = s.trim().split_once(':')?;
-                Some(Cursor {
-                    seq: seq.parse().ok()?,
-                    offset: offset.parse().ok()?,
-                })
-            })
-            .unwrap_or_else(Cursor::start)
-    }
-
-    fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}:{}", self.seq, self.offset))?;
-        std::fs::rename(&tmp, path)
-    }
+/// Where shipping has got to, kept in `<data>/replication.cursor`.
+fn load_cursor(path: &Path) -> Position {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| Position::parse(&s))
+        .unwrap_or_else(Position::start)
 }
 
 /// A record read from the log, ready to ship.
@@ -63,14 +37,12 @@ struct Outgoing {
     partition: u16,
     id: String,
     payload: Vec<u8>,
-    /// Offset just after it in its segment.
-    end: u64,
 }
 
 /// Runs until the process ends.
 pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>, dir: PathBuf) {
     let cursor_path = dir.join("replication.cursor");
-    let mut cursor = Cursor::load(&cursor_path);
+    let mut cursor = load_cursor(&cursor_path);
     let mut con = None;
     let mut run_id: Option<String> = None;
     let mut attempt = 0u32;
@@ -83,7 +55,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                         tracing::warn!(
                             "redis restarted (new run id); shipping the whole local log again"
                         );
-                        cursor = Cursor::start();
+                        cursor = Position::start();
                     }
                     run_id = Some(id);
                     con.insert(c)
@@ -96,10 +68,20 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 }
             },
         };
-        let (batch, next) = match read_batch(&dir, cursor, &fleet) {
-            Ok(b) => b,
-            Err(e) => {
+        // File reads and the cursor's write block: off the workers that run decisions.
+        let read = {
+            let (dir, fleet) = (dir.clone(), fleet.clone());
+            tokio::task::spawn_blocking(move || read_batch(&dir, cursor, &fleet)).await
+        };
+        let (batch, next) = match read {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "reading the event log to ship it failed; retrying");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the log reader task failed; retrying");
                 tokio::time::sleep(IDLE_POLL).await;
                 continue;
             }
@@ -107,7 +89,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         if batch.is_empty() {
             if next != cursor {
                 cursor = next;
-                let _ = cursor.save(&cursor_path);
+                save_cursor(&cursor_path, cursor).await;
                 continue;
             }
             tokio::select! {
@@ -121,13 +103,8 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 attempt = 0;
                 fleet.exchanged(now_ms());
                 fleet.shipped.fetch_add(batch.len() as u64, Relaxed);
-                cursor = Cursor {
-                    seq: next.seq,
-                    offset: batch.last().map_or(next.offset, |o| o.end),
-                };
-                if let Err(e) = cursor.save(&cursor_path) {
-                    tracing::warn!(error = %e, "could not save the replication position");
-                }
+                cursor = next;
+                save_cursor(&cursor_path, cursor).await;
             }
             Err(e) => {
                 fleet.failed("ship", &e);
@@ -189,66 +166,42 @@ async fn ship(
     pipe.query_async::<()>(c).await
 }
 
-/// Reads up to [`BATCH`] records from the cursor on; also returns where reading stopped (the
-/// next segment's start when the cursor's segment is finished and a newer one exists).
+/// Saves the replication position (at worst a crash ships the last batch again).
+async fn save_cursor(path: &Path, at: Position) {
+    let path = path.to_owned();
+    let saved = tokio::task::spawn_blocking(move || {
+        crate::durable::write_atomic(&path, at.to_text().as_bytes(), false)
+    })
+    .await;
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::warn!("could not save the replication position");
+    }
+}
+
+/// Reads up to [`BATCH`] records from the cursor on; also returns where reading stopped.
 fn read_batch(
     dir: &Path,
-    cursor: Cursor,
+    cursor: Position,
     fleet: &Fleet,
-) -> std::io::Result<(Vec<Outgoing>, Cursor)> {
-    let segments = list_segments(dir).map_err(std::io::Error::other)?;
-    let Some(pos) = segments.iter().position(|(seq, _)| *seq >= cursor.seq) else {
-        fleet.backlog_bytes.store(0, Relaxed);
-        return Ok((Vec::new(), cursor));
-    };
-    let (seq, path) = &segments[pos];
-    let offset = if *seq == cursor.seq {
-        cursor.offset
-    } else {
-        MAGIC.len() as u64
-    };
-    let newer = pos + 1 < segments.len();
-    let backlog: u64 = segments[pos..]
-        .iter()
-        .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
-        .sum::<u64>()
-        .saturating_sub(offset);
-    fleet.backlog_bytes.store(backlog, Relaxed);
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(offset))?;
-    let mut bytes = Vec::new();
-    f.take(4 << 20).read_to_end(&mut bytes)?;
+) -> Result<(Vec<Outgoing>, Position), log::LogError> {
     let mut out = Vec::new();
-    let mut at = offset;
-    scan_all(&bytes, |payload| {
-        at = offset + (payload.as_ptr() as usize - bytes.as_ptr() as usize + payload.len()) as u64;
+    let progress = log::read_from(dir, cursor, READ_BYTES, |payload, at| {
         if out.len() >= BATCH {
-            return;
+            return false;
         }
-        let Ok(e) = Event::decode(payload) else {
-            return;
-        };
-        let start = at - (payload.len() + RECORD_HEADER) as u64;
-        out.push(Outgoing {
-            partition: fleet.config.partition(e.customer_id),
-            id: e
-                .event_id
-                .map_or_else(|| format!("{}:{seq}:{start}", fleet.origin), str::to_owned),
-            payload: payload.to_vec(),
-            end: at,
-        });
-    });
-    // Nothing shippable left in a segment a newer one follows: go on to the next.
-    if out.is_empty() && newer {
-        let next = Cursor {
-            seq: segments[pos + 1].0,
-            offset: MAGIC.len() as u64,
-        };
-        return Ok((out, next));
-    }
-    let here = Cursor {
-        seq: *seq,
-        offset: out.last().map_or(offset, |o| o.end),
-    };
-    Ok((out, here))
+        // A record that does not decode is passed over, as replay passes over it.
+        if let Ok(e) = Event::decode(payload) {
+            out.push(Outgoing {
+                partition: fleet.config.partition(e.customer_id),
+                id: e.event_id.map_or_else(
+                    || format!("{}:{}:{}", fleet.origin, at.seq, at.offset),
+                    str::to_owned,
+                ),
+                payload: payload.to_vec(),
+            });
+        }
+        true
+    })?;
+    fleet.backlog_bytes.store(progress.backlog_bytes, Relaxed);
+    Ok((out, progress.next))
 }

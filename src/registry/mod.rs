@@ -507,19 +507,7 @@ impl Registry {
             path: file.clone(),
             source,
         };
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(".model.json.admin.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &set.champion.document)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &file)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })
+        crate::durable::write_atomic(&file, &set.champion.document, true).map_err(err)
     }
 
     fn models_path(&self) -> Result<PathBuf, RegistryError> {

@@ -101,22 +101,12 @@ fn snapshot(funnel: &Funnel) -> Saved {
 
 /// Writes the counts file atomically.
 pub fn save(dir: &Path, funnel: &Funnel) -> Result<(), StoreError> {
-    use std::io::Write as _;
     let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
     let bytes = serde_json::to_vec(&snapshot(funnel)).map_err(|e| StoreError::Invalid {
         path: path.clone(),
         detail: e.to_string(),
     })?;
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(&bytes).map_err(io(&tmp))?;
-    f.sync_data().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    // The rename is durable once the folder is synced.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    crate::durable::write_atomic(&path, &bytes, true).map_err(io(&path))?;
     Ok(())
 }
 

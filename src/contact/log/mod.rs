@@ -31,6 +31,7 @@
 //! contact side holds the folder's lock (see `super::lock`).
 
 mod replay;
+mod tail;
 mod writer;
 
 use std::fs::{self, File, OpenOptions};
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use replay::{replay, ReplayReport};
+pub use tail::{read_all, read_from, Position, Progress};
 pub use writer::{Batch, Inject, LogStats, LogWriter, Reservation, Sink, WriterConfig};
 
 /// The first bytes of every segment.
