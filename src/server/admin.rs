@@ -17,7 +17,7 @@ use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
-use crate::metrics::prom::{Collect, Exposition, Kind};
+use crate::metrics::prom::Exposition;
 use crate::registry::{Registry, RegistryError};
 
 /// Routes one admin request, after the bearer token check when a token is set.
@@ -73,7 +73,7 @@ async fn route(
         (&Method::GET, "/metrics") => {
             let mut out = Exposition::new();
             out.collect(&state.metrics)
-                .collect(&Gauges(state))
+                .collect(&state.listener_stats())
                 .collect(&state.registry.loads)
                 .collect(&*state.contacts);
             if let Some(f) = &state.fleet {
@@ -172,62 +172,33 @@ async fn reload_features(
 }
 
 fn models(state: &AppState) -> Response<Full<Bytes>> {
-    let snap = state.registry.load();
     let history = state.registry.history();
-    let features = snap.features.as_ref().map(|f| {
-        serde_json::json!({
-            "source": f.source(),
-            "customers": f.len(),
-            "features": f.columns().len(),
-            "bytes": f.bytes_held(),
-        })
-    });
     let active = history.first();
     let body = serde_json::json!({
         "active": active,
         "challenger": active.and_then(|a| a.challenger.clone()),
         "history": history,
-        "features": features,
+        "features": features_summary(state),
     });
     json_response(StatusCode::OK, body.to_string().into())
 }
 
-/// The listeners' own figures: admission and connections.
-struct Gauges<'a>(&'a AppState);
-
-impl Collect for Gauges<'_> {
-    fn collect(&self, out: &mut Exposition) {
-        let s = self.0;
-        for (name, help, v) in [
-            (
-                "nextbest_inflight_decisions",
-                "Decide requests in flight.",
-                s.admission.inflight(),
-            ),
-            (
-                "nextbest_max_inflight_decisions",
-                "The admission bound.",
-                s.admission.max(),
-            ),
-            (
-                "nextbest_open_connections",
-                "Open connections, both listeners.",
-                s.connections.load(std::sync::atomic::Ordering::Relaxed),
-            ),
-        ] {
-            out.family(name, Kind::Gauge, help).sample(&[], v);
-        }
-        out.family(
-            "nextbest_connections_evicted_total",
-            Kind::Counter,
-            "Connections closed to make room for a new one at --max-connections, both listeners.",
-        )
-        .sample(
-            &[],
-            s.evicted_connections
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
-    }
+/// The serving feature snapshot, as `/admin/models` and the status page show it.
+pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
+    let snap = state.registry.load();
+    let f = snap.features.as_ref()?;
+    let journal = state.registry.journal.entries();
+    let loaded_at = journal
+        .iter()
+        .find(|e| e.accepted && e.customers.is_some())
+        .map(|e| e.at.clone());
+    Some(serde_json::json!({
+        "source": f.source(),
+        "customers": f.len(),
+        "features": f.columns().len(),
+        "bytes": f.bytes_held(),
+        "loaded_at": loaded_at,
+    }))
 }
 
 /// `GET /admin/stats`: the funnel with rates, the challenger's lift, event counts, contact
@@ -238,12 +209,11 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     for (s, n) in Stage::ALL.iter().zip(funnel.unattributed()).skip(1) {
         unattributed.insert(s.as_str().into(), n.into());
     }
-    state.contacts.state().settle();
     let mut body = state.contacts.stats_json();
     body["funnel"] = funnel.rows().into();
     body["unattributed"] = unattributed.into();
     if let Some(f) = &state.fleet {
-        body["replication"] = f.status_json();
+        body["replication"] = serde_json::to_value(f.stats()).unwrap_or_default();
     }
     body["lift"] = funnel.lift();
     let models = state.registry.load().models.clone();
