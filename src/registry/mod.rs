@@ -22,7 +22,7 @@ mod set;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
@@ -474,7 +474,7 @@ impl Registry {
     }
 
     fn record_history(&self, w: &mut Writer, set: &Arc<ModelSet>, how: History) -> ModelRecord {
-        let record = ModelRecord::of(set, SystemTime::now());
+        let record = ModelRecord::of(set, crate::contact::Clock::system().now());
         let entry = Entry {
             set: set.clone(),
             record: record.clone(),
