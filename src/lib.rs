@@ -26,6 +26,8 @@
 //!   Prometheus text format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
+//! - [`settings`]: the serve flags, checked once into the configurations `main.rs` wires (a
+//!   bad value is an error naming its flag).
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
@@ -50,4 +52,5 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod server;
+pub mod settings;
 pub mod watch;

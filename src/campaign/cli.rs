@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::commit::{self, Target};
 use super::{output, CampaignError, RunConfig};
+use crate::settings::{self, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
 
 /// `nextbest campaign ...`.
 #[derive(Subcommand, Debug)]
@@ -73,7 +74,8 @@ pub struct CommitArgs {
     /// The running sidecar to post the events to (its public listener).
     #[arg(long, env = "NEXTBEST_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
-    /// Largest /v1/events body to send; keep it under the server's --max-body-bytes.
+    /// Largest /v1/events body to send (at least 1024); keep it under the server's
+    /// --max-body-bytes.
     #[arg(long, default_value_t = 60 * 1024)]
     pub batch_bytes: usize,
     /// Write the data folder's event log directly instead (only when no server uses it).
@@ -96,6 +98,9 @@ pub enum CliError {
     /// A flag is wrong.
     #[error("{0}")]
     Flag(String),
+    /// A flag's value is out of its range.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 /// Runs one campaign subcommand.
@@ -140,6 +145,8 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                         })
                 })
                 .transpose()?;
+            let partitions =
+                settings::within("--redis-partitions", a.redis_partitions, 1, MAX_PARTITIONS)?;
             let cfg = RunConfig {
                 campaign: a.file.clone(),
                 out: a.out,
@@ -148,12 +155,16 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 data_dir: Some(a.data_dir),
                 fleet: a.redis.map(|url| crate::fleet::FleetConfig {
                     url,
-                    partitions: a.redis_partitions.max(1),
+                    partitions,
                     catchup_wait: std::time::Duration::ZERO,
                     prefix: "nextbest:events".into(),
                 }),
                 now_ms,
-                contact_memory_bytes: a.contact_memory_mb.max(1) << 20,
+                contact_memory_bytes: settings::mib(
+                    "--contact-memory-mb",
+                    a.contact_memory_mb,
+                    MAX_MEMORY_MB,
+                )?,
                 progress_bar: RunConfig::stderr_is_terminal(),
             };
             let pool = rayon::ThreadPoolBuilder::new()
@@ -182,7 +193,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             } else {
                 Target::Server {
                     url: a.server,
-                    batch_bytes: a.batch_bytes.max(1024),
+                    batch_bytes: settings::at_least("--batch-bytes", a.batch_bytes, 1024)?,
                 }
             };
             let now_ms = std::time::SystemTime::now()
