@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -22,6 +22,7 @@ use crate::contact::{ContactConfig, FsyncPolicy, StateConfig};
 use crate::decision_log::DecisionLogConfig;
 use crate::engine::BuiltinFallback;
 use crate::fleet::FleetConfig;
+use crate::logging::SecretUrl;
 use crate::model::{self, Limits, ModelError};
 use crate::registry::RegistryConfig;
 use crate::server::{AdminToken, ServerConfig};
@@ -85,6 +86,10 @@ pub struct ServeArgs {
     /// Kubernetes Secret: the token stays out of `ps` and the environment.
     #[arg(long, env = "NEXTBEST_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Serve the admin API on a non-loopback --admin-listen without a token (anyone who can
+    /// reach it can swap models); without this flag such a start is refused.
+    #[arg(long, env = "NEXTBEST_ADMIN_INSECURE")]
+    pub admin_insecure: bool,
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
     pub workers: usize,
@@ -112,7 +117,11 @@ pub struct ServeArgs {
     /// Share accepted events with the other replicas through Redis Streams: `redis://` or
     /// `rediss://` URL, password in the userinfo (unset: this replica works alone).
     #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
-    pub redis: Option<String>,
+    pub redis: Option<SecretUrl>,
+    /// File holding the Redis password (surrounding white space ignored), e.g. a mounted
+    /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment.
+    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
+    pub redis_password_file: Option<PathBuf>,
     /// Stream partitions (keys with their own hash tag; every replica must use the same number;
     /// 1 to 1024).
     #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
@@ -319,6 +328,19 @@ impl ServeArgs {
                 "the same address as --listen; give the admin listener its own",
             ));
         }
+        let admin_token = self.admin_token()?;
+        if admin_token.is_none()
+            && !self.admin_listen.ip().to_canonical().is_loopback()
+            && !self.admin_insecure
+        {
+            return Err(invalid(
+                "--admin-listen",
+                self.admin_listen,
+                "not a loopback address, and no admin token is set: anyone who reaches it \
+                 could swap models; set a token with --admin-token-file PATH \
+                 (NEXTBEST_ADMIN_TOKEN_FILE), or pass --admin-insecure to allow it without one",
+            ));
+        }
         Ok(ServerConfig {
             listen: self.listen,
             admin_listen: self.admin_listen,
@@ -330,7 +352,7 @@ impl ServeArgs {
             max_connections: at_least("--max-connections", self.max_connections, 1)?,
             drain_delay: Duration::from_millis(self.drain_delay_ms),
             grace: Duration::from_millis(self.grace_ms),
-            admin_token: self.admin_token()?,
+            admin_token,
         })
     }
 
@@ -386,13 +408,61 @@ impl ServeArgs {
             1,
             MAX_PARTITIONS,
         )?;
-        Ok(self.redis.clone().map(|url| FleetConfig {
-            url,
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        Ok(Some(FleetConfig {
+            url: redis_url(url, self.redis_password_file.as_deref())?,
             partitions,
             catchup_wait: Duration::from_millis(self.redis_catchup_ms),
             prefix: "nextbest:events".into(),
         }))
     }
+}
+
+/// The Redis URL to connect with: `--redis`, checked as the fleet will parse it, with the
+/// password of `--redis-password-file` put into its user information (percent-encoded).
+pub fn redis_url(url: &SecretUrl, password_file: Option<&Path>) -> Result<String, SettingsError> {
+    let Some(path) = password_file else {
+        check_redis_url(url.expose()).map_err(|reason| invalid("--redis", url, reason))?;
+        return Ok(url.expose().to_owned());
+    };
+    let flag = "--redis-password-file";
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
+        flag,
+        path: path.to_owned(),
+        source,
+    })?;
+    let password = text.trim();
+    if password.is_empty() {
+        return Err(invalid(
+            flag,
+            path.display(),
+            "the file is empty; put the password in it",
+        ));
+    }
+    let mut parsed = url::Url::parse(url.expose())
+        .map_err(|e| invalid("--redis", url, format!("not a URL: {e}")))?;
+    if parsed.password().is_some() {
+        return Err(invalid(
+            flag,
+            path.display(),
+            "--redis already holds a password; give it in one place",
+        ));
+    }
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| invalid("--redis", url, "this URL cannot hold a password"))?;
+    let with_password = String::from(parsed);
+    check_redis_url(&with_password).map_err(|reason| invalid("--redis", url, reason))?;
+    Ok(with_password)
+}
+
+/// Whether the fleet's Redis client takes the URL (it parses only; nothing connects).
+fn check_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| format!("not a Redis URL ({e})"))
 }
 
 #[cfg(test)]

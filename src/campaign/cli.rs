@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::commit::{self, Target};
 use super::{output, CampaignError, RunConfig};
+use crate::logging::SecretUrl;
 use crate::settings::{self, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
 
 /// `nextbest campaign ...`.
@@ -60,7 +61,10 @@ pub struct RunArgs {
     pub workers: usize,
     /// The fleet's Redis: its events of the horizon count too (unset: the local log only).
     #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
-    pub redis: Option<String>,
+    pub redis: Option<SecretUrl>,
+    /// File holding the Redis password, put into --redis's URL (as the server's flag).
+    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
+    pub redis_password_file: Option<PathBuf>,
     /// Stream partitions, as the fleet's replicas use them.
     #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
     pub redis_partitions: u16,
@@ -153,12 +157,15 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 models: a.models,
                 features: a.features,
                 data_dir: Some(a.data_dir),
-                fleet: a.redis.map(|url| crate::fleet::FleetConfig {
-                    url,
-                    partitions,
-                    catchup_wait: std::time::Duration::ZERO,
-                    prefix: "nextbest:events".into(),
-                }),
+                fleet: match &a.redis {
+                    Some(url) => Some(crate::fleet::FleetConfig {
+                        url: settings::redis_url(url, a.redis_password_file.as_deref())?,
+                        partitions,
+                        catchup_wait: std::time::Duration::ZERO,
+                        prefix: "nextbest:events".into(),
+                    }),
+                    None => None,
+                },
                 now_ms,
                 contact_memory_bytes: settings::mib(
                     "--contact-memory-mb",
@@ -206,5 +213,35 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: CampaignCmd,
+    }
+
+    #[test]
+    fn the_run_flags_debug_hides_the_redis_password() {
+        let cli = Cli::try_parse_from([
+            "campaign",
+            "run",
+            "c.json",
+            "--out",
+            "out",
+            "--redis",
+            "redis://:s3cret@redis.svc:6379",
+        ])
+        .unwrap();
+        let printed = format!("{:?}", cli.cmd);
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("redis://***@redis.svc:6379"), "{printed}");
     }
 }

@@ -264,3 +264,126 @@ fn a_bad_fallback_file_is_refused_with_its_fault() {
         .offers_json
         .contains("\"w\""));
 }
+
+#[test]
+fn an_admin_listener_off_loopback_needs_a_token_or_the_explicit_flag() {
+    let e = refused(&["--admin-listen", "0.0.0.0:9091"]);
+    assert_eq!(
+        e,
+        "--admin-listen 0.0.0.0:9091: not a loopback address, and no admin token is set: anyone \
+         who reaches it could swap models; set a token with --admin-token-file PATH \
+         (NEXTBEST_ADMIN_TOKEN_FILE), or pass --admin-insecure to allow it without one"
+    );
+    assert!(refused(&["--admin-listen", "[::]:9091"]).contains("--admin-token-file"));
+    assert!(refused(&["--admin-listen", "10.1.2.3:9091"]).contains("--admin-insecure"));
+    // Loopback in every spelling needs nothing.
+    for addr in [
+        "127.0.0.1:9091",
+        "127.9.9.9:9091",
+        "[::1]:9091",
+        "[::ffff:127.0.0.1]:9091",
+    ] {
+        check(&["--admin-listen", addr]).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    }
+    // A token, or the explicit flag, allows it.
+    let token = TempFile::new("admin-token", "t0ken\n");
+    let s = check(&[
+        "--admin-listen",
+        "0.0.0.0:9091",
+        "--admin-token-file",
+        token.path(),
+    ])
+    .unwrap();
+    assert!(s.server.admin_token.is_some());
+    let s = check(&["--admin-listen", "0.0.0.0:9091", "--admin-insecure"]).unwrap();
+    assert!(s.server.admin_token.is_none());
+}
+
+/// The password the Redis client will send for a URL.
+fn password_of(url: &str) -> Option<String> {
+    use redis::IntoConnectionInfo as _;
+    url.into_connection_info()
+        .unwrap()
+        .redis_settings()
+        .password()
+        .map(str::to_owned)
+}
+
+#[test]
+fn the_redis_password_file_goes_into_the_url_encoded() {
+    // Characters that mean something in a URL's user information.
+    let secret = "p@ss:w/rd#1%?";
+    let file = TempFile::new("redis-password", &format!("{secret}\n"));
+    let s = check(&[
+        "--redis",
+        "redis://127.0.0.1:6379/0",
+        "--redis-password-file",
+        file.path(),
+    ])
+    .unwrap();
+    let url = s.fleet.unwrap().url;
+    assert_eq!(password_of(&url).as_deref(), Some(secret), "{url}");
+    assert!(url.ends_with("@127.0.0.1:6379/0"), "{url}");
+    // A user name in the URL stays.
+    let with_user = redis_url(
+        &"rediss://app@redis.svc:6380".parse().unwrap(),
+        Some(&file.0),
+    )
+    .unwrap();
+    assert!(with_user.starts_with("rediss://app:"), "{with_user}");
+    assert_eq!(password_of(&with_user).as_deref(), Some(secret));
+}
+
+#[test]
+fn a_redis_password_in_two_places_or_nowhere_is_refused() {
+    let file = TempFile::new("redis-password-2", "s3cret");
+    let e = refused(&[
+        "--redis",
+        "redis://:other@127.0.0.1:6379",
+        "--redis-password-file",
+        file.path(),
+    ]);
+    assert_eq!(
+        e,
+        format!(
+            "--redis-password-file {}: --redis already holds a password; give it in one place",
+            file.path()
+        )
+    );
+    assert!(!e.contains("other"), "{e}");
+    let empty = TempFile::new("redis-password-empty", "\n");
+    assert_eq!(
+        refused(&[
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--redis-password-file",
+            empty.path()
+        ]),
+        format!(
+            "--redis-password-file {}: the file is empty; put the password in it",
+            empty.path()
+        )
+    );
+    let missing = format!("{}.missing", file.path());
+    assert!(refused(&[
+        "--redis",
+        "redis://127.0.0.1:6379",
+        "--redis-password-file",
+        &missing
+    ])
+    .starts_with(&format!("--redis-password-file {missing}: ")),);
+    // Without --redis the file has nothing to go into: clap says so.
+    let without = Cli::try_parse_from(["nextbest", "--redis-password-file", file.path()]);
+    let e = without.err().expect("refused without --redis").to_string();
+    assert!(e.contains("--redis <REDIS>"), "{e}");
+}
+
+#[test]
+fn a_redis_url_the_client_cannot_take_is_refused_with_its_password_hidden() {
+    let e = refused(&["--redis", "http://:s3cret@127.0.0.1:6379"]);
+    assert!(
+        e.starts_with("--redis http://***@127.0.0.1:6379: not a Redis URL"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+}
