@@ -28,6 +28,8 @@
 //!   the single place that maps errors to HTTP statuses.
 //! - [`durable`]: replacing a small state file whole (write, sync, rename), the one way every
 //!   such file is written.
+//! - [`settings`]: the serve flags, checked once into the configurations `main.rs` wires (a
+//!   bad value is an error naming its flag).
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
@@ -54,4 +56,5 @@ pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod server;
+pub mod settings;
 pub mod watch;

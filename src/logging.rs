@@ -100,6 +100,49 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
     }
 }
 
+/// A URL whose user information holds a secret (a Redis password): `Debug` and `Display` show it
+/// with [`redact_url`], so a derived `Debug` of a struct holding one never prints the secret;
+/// only [`SecretUrl::expose`] gives the URL to the code that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: String) -> Self {
+        SecretUrl(url)
+    }
+
+    /// The URL itself, secret included: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL itself, secret included, by value.
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +167,28 @@ mod tests {
         assert!(!style(None, true, true).ansi);
         assert!(!style(Some(LogFormat::Text), false, false).ansi);
         assert!(!style(Some(LogFormat::Json), true, false).ansi);
+    }
+
+    #[test]
+    fn a_secret_url_never_prints_its_password() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Holder {
+            redis: Option<SecretUrl>,
+        }
+        let url: SecretUrl = "redis://user:s3cret@redis.svc:6379/0".parse().unwrap();
+        let printed = format!(
+            "{url} {url:?} {:?}",
+            Holder {
+                redis: Some(url.clone())
+            }
+        );
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("redis://***@redis.svc:6379/0"),
+            "{printed}"
+        );
+        assert_eq!(url.expose(), "redis://user:s3cret@redis.svc:6379/0");
     }
 
     #[test]

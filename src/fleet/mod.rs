@@ -30,7 +30,7 @@ use crate::contact::Contacts;
 use crate::metrics::prom::{Collect, Exposition, Kind};
 
 /// Settings of the fleet link.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FleetConfig {
     /// `redis://` or `rediss://` URL (password in the userinfo).
     pub url: String,
@@ -40,6 +40,19 @@ pub struct FleetConfig {
     pub catchup_wait: Duration,
     /// Key prefix of the streams.
     pub prefix: String,
+}
+
+/// Shows the URL without its password, so a configuration in a log line or a panic message
+/// never carries the secret.
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("url", &crate::logging::redact_url(&self.url))
+            .field("partitions", &self.partitions)
+            .field("catchup_wait", &self.catchup_wait)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl FleetConfig {
@@ -391,6 +404,22 @@ mod tests {
             "rediss://***@redis.example:6380/0"
         );
         assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+
+    #[test]
+    fn the_config_debug_hides_the_password() {
+        let c = FleetConfig {
+            url: "redis://:s3cret@redis.svc:6379/0".into(),
+            partitions: 8,
+            catchup_wait: Duration::ZERO,
+            prefix: "nextbest:events".into(),
+        };
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("redis://***@redis.svc:6379/0"),
+            "{printed}"
+        );
     }
 
     #[test]
