@@ -27,6 +27,7 @@
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
+//! - [`rfc3339`]: the one parser of times with an offset (event `ts`, validity windows, `--now`).
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
 //!   capacity, written as a target list, committed back as contacts.
@@ -49,5 +50,6 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod rfc3339;
 pub mod server;
 pub mod watch;

@@ -131,13 +131,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 .now
                 .as_deref()
                 .map(|s| {
-                    humantime::parse_rfc3339_weak(s)
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as i64)
-                        .ok_or_else(|| {
-                            CliError::Flag(format!("--now: `{s}` is not an RFC 3339 time"))
-                        })
+                    crate::rfc3339::parse_ms(s).map_err(|e| CliError::Flag(format!("--now: {e}")))
                 })
                 .transpose()?;
             let cfg = RunConfig {

@@ -278,16 +278,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses an RFC 3339 time into Unix milliseconds.
+/// Parses an event's `ts` into Unix milliseconds (see [`crate::rfc3339`]).
 fn parse_ts(s: &str) -> Result<i64, String> {
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => Ok(d.as_millis() as i64),
-            Err(_) => Err(format!("ts: `{s}` is before 1970")),
-        },
-        Err(e) => Err(format!(
-            "ts: `{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T10:00:00Z"
-        )),
+    match crate::rfc3339::parse_ms(s) {
+        Ok(ms) if ms >= 0 => Ok(ms),
+        Ok(_) => Err(format!("ts: `{s}` is before 1970")),
+        Err(e) => Err(format!("ts: {e}")),
     }
 }
 
@@ -325,6 +321,15 @@ mod tests {
         assert_eq!(e.category, Some("sales"));
         assert!(e.decision_id.is_some());
         assert_eq!(e.ts_ms, 1_795_341_600_000);
+        for ts in [
+            "2026-11-22T11:00:00+01:00",
+            "2026-11-22T05:00:00-05:00",
+            "2026-11-22t10:00:00z",
+        ] {
+            let json =
+                format!(r#"{{"type":"click","customer_id":"C","offer_id":"o","ts":"{ts}"}}"#);
+            assert_eq!(parse(&json).unwrap().0.ts_ms, 1_795_341_600_000, "{ts}");
+        }
         let (c, _) = parse(r#"{"type":"complaint","customer_id":"C1"}"#).unwrap();
         assert_eq!(c.kind, EventKind::Complaint);
         assert_eq!(c.offer_id, None);
@@ -360,6 +365,14 @@ mod tests {
             (
                 r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2030-01-01T00:00:00Z"}"#,
                 "ts: more than 5 minutes in the future",
+            ),
+            (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2026-11-22T10:00:00"}"#,
+                "ts: `2026-11-22T10:00:00` has no UTC offset",
+            ),
+            (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2026-11-22 10:00:00Z"}"#,
+                "joined by `T`",
             ),
             (
                 r#"{"type":"click","customer_id":"C","offer_id":"o","decision_id":"nope"}"#,

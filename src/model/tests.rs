@@ -128,6 +128,23 @@ fn window_ending_before_it_starts() {
 }
 
 #[test]
+fn validity_times_take_any_offset_and_refuse_none() {
+    let mut o = offer("a");
+    o["valid_from"] = "2026-12-04T04:00:00+01:00".into();
+    o["valid_until"] = "2026-12-03t22:00:01-05:00".into();
+    let m = compile(&model(vec![o])).unwrap();
+    let compiled = &m.compiled.offers[0];
+    assert_eq!(
+        compiled.valid_from_ms, 1_796_353_200_000,
+        "04:00 in Paris is 03:00Z"
+    );
+    assert_eq!(compiled.valid_until_ms, 1_796_353_201_000);
+    let mut o = offer("a");
+    o["valid_until"] = "2026-12-04T03:00:00".into();
+    refused(&model(vec![o]), "offers[0].valid_until", "no UTC offset");
+}
+
+#[test]
 fn unknown_features_in_weights_and_rules() {
     let o = with(
         offer("a"),
