@@ -76,8 +76,9 @@ struct Stats {
     errors: AtomicU64,
 }
 
-/// Random bits of a decision id compared with the sampling threshold.
-const SAMPLE_BITS: u32 = 60;
+/// Random bits of a decision id compared with the sampling threshold (the others say where and
+/// for whom it was made, see [`crate::contact::attribution`]).
+const SAMPLE_BITS: u32 = crate::contact::attribution::RANDOM_BITS;
 
 impl DecisionLog {
     /// Opens the folder and starts the writer.

@@ -75,6 +75,7 @@ async fn route(
             out.collect(&state.metrics)
                 .collect(&Gauges(state))
                 .collect(&state.registry.loads)
+                .collect(&state.typos)
                 .collect(&*state.contacts);
             if let Some(f) = &state.fleet {
                 out.collect(&**f);

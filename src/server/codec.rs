@@ -15,50 +15,82 @@ use crate::engine::{
     CompiledModel, CtxValue, Decision, Fallback, FallbackReason, Request, Verdict, MAX_LIMIT,
 };
 
-/// Longest customer id accepted; longer ones are client bugs, not customers.
-pub const MAX_CUSTOMER_ID: usize = crate::features::MAX_ID_BYTES;
-/// Longest channel or placement name accepted.
+/// Longest customer id accepted, in characters (as the contract's `maxLength` counts them);
+/// longer ones are client bugs, not customers.
+pub const MAX_CUSTOMER_ID: usize = 256;
+/// Longest channel or placement name accepted, in characters.
 pub const MAX_NAME: usize = 128;
 /// Most context entries in one request.
 pub const MAX_CONTEXT: usize = 64;
+/// Most unknown field names an answer's warnings list one by one.
+pub const MAX_UNKNOWN_NAMED: usize = 8;
+
+/// The fields a decide request has; anything else is reported in the answer's `warnings`.
+pub const DECIDE_FIELDS: [&str; 6] = [
+    "customer_id",
+    "channel",
+    "placement",
+    "limit",
+    "context",
+    "explain",
+];
 
 /// A decoded decide request, borrowing from the body where it can.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct DecideBody<'a> {
     /// The customer, if known to the channel.
-    #[serde(borrow, default)]
     pub customer_id: Option<Cow<'a, str>>,
     /// Channel name.
-    #[serde(borrow)]
     pub channel: Cow<'a, str>,
     /// Placement name.
-    #[serde(borrow)]
     pub placement: Cow<'a, str>,
     /// Offers wanted.
-    #[serde(default)]
     pub limit: Option<u64>,
     /// Context values for rules.
-    #[serde(borrow, default)]
     pub context: Context<'a>,
     /// List every offer's verdict.
-    #[serde(default)]
     pub explain: bool,
+    /// Fields (or query parameters) the request has that the contract does not: the first
+    /// [`MAX_UNKNOWN_NAMED`] by name, in request order.
+    pub unknown: Vec<Cow<'a, str>>,
+    /// How many unknown fields there were in all.
+    pub unknown_count: usize,
 }
 
 impl<'a> DecideBody<'a> {
+    fn empty() -> Self {
+        DecideBody {
+            customer_id: None,
+            channel: Cow::Borrowed(""),
+            placement: Cow::Borrowed(""),
+            limit: None,
+            context: Context::default(),
+            explain: false,
+            unknown: Vec::new(),
+            unknown_count: 0,
+        }
+    }
+
+    fn note_unknown(&mut self, name: Cow<'a, str>) {
+        if self.unknown.len() < MAX_UNKNOWN_NAMED {
+            self.unknown.push(name);
+        }
+        self.unknown_count += 1;
+    }
+
     /// Checks bounds the type system does not.
     fn validate(self) -> Result<Self, ApiError> {
         if let Some(id) = &self.customer_id {
-            if id.len() > MAX_CUSTOMER_ID {
+            if id.len() > MAX_CUSTOMER_ID && id.chars().count() > MAX_CUSTOMER_ID {
                 return Err(ApiError::InvalidRequest(format!(
-                    "customer_id: longer than {MAX_CUSTOMER_ID} bytes"
+                    "customer_id: longer than {MAX_CUSTOMER_ID} characters"
                 )));
             }
         }
         for (field, v) in [("channel", &self.channel), ("placement", &self.placement)] {
-            if v.is_empty() || v.len() > MAX_NAME {
+            if v.is_empty() || (v.len() > MAX_NAME && v.chars().count() > MAX_NAME) {
                 return Err(ApiError::InvalidRequest(format!(
-                    "{field}: must be 1 to {MAX_NAME} bytes"
+                    "{field}: must be 1 to {MAX_NAME} characters"
                 )));
             }
         }
@@ -86,6 +118,92 @@ impl<'a> DecideBody<'a> {
     }
 }
 
+impl<'de: 'a, 'a> Deserialize<'de> for DecideBody<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = DecideBody<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object with `channel` and `placement`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut body = DecideBody::empty();
+                let (mut channel, mut placement) = (false, false);
+                let mut seen = [false; DECIDE_FIELDS.len()];
+                while let Some(key) = map.next_key::<CowStr<'a>>()? {
+                    let Some(i) = DECIDE_FIELDS.iter().position(|f| *f == key.0) else {
+                        map.next_value::<de::IgnoredAny>()?;
+                        body.note_unknown(key.0);
+                        continue;
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(de::Error::duplicate_field(DECIDE_FIELDS[i]));
+                    }
+                    match i {
+                        0 => {
+                            body.customer_id = map.next_value::<Option<CowStr<'a>>>()?.map(|s| s.0)
+                        }
+                        1 => {
+                            body.channel = map.next_value::<CowStr<'a>>()?.0;
+                            channel = true;
+                        }
+                        2 => {
+                            body.placement = map.next_value::<CowStr<'a>>()?.0;
+                            placement = true;
+                        }
+                        3 => body.limit = map.next_value::<Option<Whole>>()?.map(|w| w.0),
+                        4 => body.context = map.next_value::<Context<'a>>()?,
+                        _ => body.explain = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                    }
+                }
+                if !channel {
+                    return Err(de::Error::missing_field("channel"));
+                }
+                if !placement {
+                    return Err(de::Error::missing_field("placement"));
+                }
+                Ok(body)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A whole number, also written as a float without a fraction (`2.0`): JSON Schema's
+/// `integer`, which generated clients may send either way.
+struct Whole(u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::custom(format!("expected a whole number from 1, found {v}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Whole, E> {
+                whole(v)
+                    .map(Whole)
+                    .ok_or_else(|| E::custom(format!("expected a whole number, found {v}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `v` as a whole number, if it is one (and not beyond what a `u64` holds).
+fn whole(v: f64) -> Option<u64> {
+    (v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64).then_some(v as u64)
+}
+
 /// Context pairs in request order.
 #[derive(Debug, Default)]
 pub struct Context<'a>(pub Vec<(Cow<'a, str>, CtxValue<'a>)>);
@@ -96,7 +214,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
             type Value = Context<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of string or number values")
+                f.write_str("an object of string or number values, or null")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Context::default())
@@ -209,52 +327,33 @@ pub fn decode_json<'s>(body: &[u8], scratch: &'s mut Vec<u8>) -> Result<DecideBo
     }
 }
 
-/// Parses a body that failed again, with field paths, to say what and where.
+/// Parses a body that failed again with serde_json and field paths, to say what and where in
+/// words a client can act on (simd-json's own errors name its internals).
 fn explain_failure(body: &[u8]) -> ApiError {
-    let mut copy = body.to_vec();
-    let mut de = match simd_json::Deserializer::from_slice(&mut copy) {
-        Ok(de) => de,
-        Err(e) => {
-            let near = e
-                .character()
-                .map(|c| format!(" (at {c:?})"))
-                .unwrap_or_default();
-            return ApiError::MalformedJson(format!(
-                "invalid JSON at byte {}{near}: {:?}",
-                e.index(),
-                e.error()
-            ));
-        }
-    };
+    let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, DecideBody<'_>>(&mut de) {
-        Ok(_) => ApiError::InvalidRequest("the request could not be decoded".into()),
+        Ok(parsed) => match de.end() {
+            Err(e) => ApiError::from_json("", &e),
+            // Both parsers disagree on this body: refuse it in simd-json's words.
+            Ok(()) => match parsed.validate() {
+                Err(e) => e,
+                Ok(_) => {
+                    ApiError::MalformedJson("the body is not JSON this server can read".into())
+                }
+            },
+        },
         Err(e) => {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            let what = match inner.error() {
-                simd_json::ErrorType::Serde(s) => s.clone(),
-                other => format!("{other:?}"),
-            };
-            if path == "." || path.is_empty() {
-                ApiError::InvalidRequest(what)
-            } else {
-                ApiError::InvalidRequest(format!("{path}: {what}"))
-            }
+            ApiError::from_json(&path, e.inner())
         }
     }
 }
 
-/// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain`, and
-/// `context.KEY=VALUE` (a value that parses as a number is a number).
+/// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain` (`true` or
+/// `false` in any case), and `context.KEY=VALUE` (a value that parses as a number is a number).
+/// Any other parameter is reported in the answer's `warnings`.
 pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
-    let mut body = DecideBody {
-        customer_id: None,
-        channel: Cow::Borrowed(""),
-        placement: Cow::Borrowed(""),
-        limit: None,
-        context: Context::default(),
-        explain: false,
-    };
+    let mut body = DecideBody::empty();
     let (mut channel, mut placement) = (false, false);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
@@ -268,11 +367,29 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
                 placement = true;
             }
             "limit" => {
-                body.limit = Some(v.parse().map_err(|_| {
-                    ApiError::InvalidRequest(format!("limit: `{v}` is not a whole number"))
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .or_else(|| v.parse::<f64>().ok().and_then(whole));
+                body.limit = Some(n.ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "limit: `{}` is not a whole number",
+                        shown(&v)
+                    ))
                 })?)
             }
-            "explain" => body.explain = matches!(&*v, "true" | "1" | "yes"),
+            "explain" => {
+                body.explain = if v.eq_ignore_ascii_case("true") {
+                    true
+                } else if v.eq_ignore_ascii_case("false") {
+                    false
+                } else {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "explain: `{}` is neither true nor false",
+                        shown(&v)
+                    )));
+                }
+            }
             other => {
                 if let Some(key) = other.strip_prefix("context.") {
                     if body.context.0.len() == MAX_CONTEXT {
@@ -285,6 +402,8 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
                         _ => CtxValue::Str(Cow::Owned(v.into_owned())),
                     };
                     body.context.0.push((Cow::Owned(key.to_owned()), value));
+                } else {
+                    body.note_unknown(Cow::Owned(other.to_owned()));
                 }
             }
         }
@@ -296,6 +415,11 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
         return Err(ApiError::InvalidRequest("missing field `placement`".into()));
     }
     body.validate()
+}
+
+/// At most 64 characters of a client's value, for an error message.
+fn shown(v: &str) -> String {
+    v.chars().take(64).collect()
 }
 
 /// What the encoder needs besides the decision.
@@ -406,6 +530,21 @@ pub fn encode_fallback(
     fallback_part(out, reason, content);
 }
 
+/// Writes `"warnings":[...],` when there is something to say (nothing otherwise).
+pub fn warnings(out: &mut Vec<u8>, warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b"\"warnings\":[");
+    for (i, w) in warnings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, w);
+    }
+    out.extend_from_slice(b"],");
+}
+
 /// Closes an answer with its `took_us`.
 pub fn finish(out: &mut Vec<u8>, took_us: u64) {
     out.extend_from_slice(b"\"took_us\":");
@@ -505,6 +644,116 @@ mod tests {
             decode_json(b"{\"channel\":", &mut scratch),
             Err(ApiError::MalformedJson(_))
         ));
+    }
+
+    #[test]
+    fn what_generated_clients_send_is_taken() {
+        let mut scratch = Vec::new();
+        // JSON Schema's integer may arrive as 2.0; optional fields as null.
+        let body = br#"{"customer_id":null,"channel":"web","placement":"p","limit":2.0,"context":null,"explain":null}"#;
+        let d = decode_json(body, &mut scratch).unwrap();
+        assert_eq!((d.limit, d.explain, d.context.0.len()), (Some(2), false, 0));
+        assert_eq!(d.customer_id, None);
+        // 256 characters are allowed, whatever their UTF-8 length.
+        let cjk = "顧".repeat(256);
+        let body = format!(r#"{{"customer_id":"{cjk}","channel":"web","placement":"p"}}"#);
+        assert!(decode_json(body.as_bytes(), &mut scratch).is_ok());
+        let body = format!(r#"{{"customer_id":"{cjk}x","channel":"web","placement":"p"}}"#);
+        assert!(matches!(
+            decode_json(body.as_bytes(), &mut scratch),
+            Err(ApiError::InvalidRequest(d)) if d == "customer_id: longer than 256 characters"
+        ));
+        for bad in [&br#""limit":2.5"#[..], br#""limit":-1"#, br#""limit":"2""#] {
+            let body = [&br#"{"channel":"web","placement":"p","#[..], bad, b"}"].concat();
+            match decode_json(&body, &mut scratch) {
+                Err(ApiError::InvalidRequest(d)) => assert!(d.starts_with("limit: "), "{d}"),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(&body)),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_collected_not_ignored() {
+        let mut scratch = Vec::new();
+        let body = br#"{"custmer_id":"C1","channel":"web","placement":"p","a":[1,{"b":2}],"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1}"#;
+        let d = decode_json(body, &mut scratch).unwrap();
+        assert_eq!(d.customer_id, None);
+        assert_eq!(d.unknown_count, 9);
+        assert_eq!(d.unknown.len(), MAX_UNKNOWN_NAMED);
+        assert_eq!(d.unknown[0], "custmer_id");
+        let q = decode_query("channel=web&placement=p&custmer_id=C1&context.page=x").unwrap();
+        assert_eq!(q.unknown, ["custmer_id"]);
+        assert_eq!(q.context.0.len(), 1);
+        let clean = decode_json(br#"{"channel":"web","placement":"p"}"#, &mut scratch).unwrap();
+        assert_eq!(clean.unknown_count, 0);
+    }
+
+    #[test]
+    fn errors_name_the_field_in_words_not_parser_internals() {
+        let cases: [(&[u8], &str); 7] = [
+            (
+                br#"{"channel":1,"placement":"p"}"#,
+                "channel: invalid type: integer `1`, expected a string",
+            ),
+            (
+                br#"{"channel":"web","placement":"p","explain":"yes"}"#,
+                "explain: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                br#"{"channel":"web","placement":"p","limit":NaN}"#,
+                "invalid JSON at line 1, column 42: expected value",
+            ),
+            (
+                br#"{"channel":"web","placement":"p","context":{"a":NaN}}"#,
+                "invalid JSON at line 1, column 49: expected value",
+            ),
+            (
+                br#"{"channel":"\ud800","placement":"p"}"#,
+                "invalid JSON at line 1, column 19: unexpected end of hex escape",
+            ),
+            (
+                br#"{"channel":"web","channel":"app","placement":"p"}"#,
+                "duplicate field `channel`",
+            ),
+            (
+                b"{\"channel\":\"web\",\"placement\":\"p\"} x",
+                "invalid JSON at line 1, column 35: trailing characters",
+            ),
+        ];
+        for (body, expected) in cases {
+            let mut scratch = Vec::new();
+            let e = decode_json(body, &mut scratch).unwrap_err();
+            let detail = e.to_string();
+            assert_eq!(detail, expected, "{}", String::from_utf8_lossy(body));
+            assert!(
+                !detail.contains("Expected") && !detail.contains("Internal"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn explain_in_a_query_is_true_or_false_in_any_case() {
+        for (v, want) in [
+            ("true", true),
+            ("True", true),
+            ("TRUE", true),
+            ("false", false),
+            ("False", false),
+        ] {
+            let q = decode_query(&format!("channel=web&placement=p&explain={v}")).unwrap();
+            assert_eq!(q.explain, want, "{v}");
+        }
+        for v in ["1", "yes", "", "on"] {
+            let e = decode_query(&format!("channel=web&placement=p&explain={v}")).unwrap_err();
+            assert!(e.to_string().starts_with("explain: "), "{v}: {e}");
+        }
+        assert_eq!(
+            decode_query("channel=web&placement=p&limit=2.0")
+                .unwrap()
+                .limit,
+            Some(2)
+        );
     }
 
     #[test]

@@ -18,8 +18,9 @@ use super::body::read_json_body;
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
+use super::typos::{self, Route};
 use super::AppState;
-use crate::contact::attribution;
+use crate::contact::attribution::{self, Origin};
 use crate::contact::state::History;
 use crate::contact::view::CustomerView;
 use crate::engine::adaptive::{self, Learnt};
@@ -38,7 +39,7 @@ pub async fn decide_post(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // In flight from the moment the request is ours, so slow bodies count against the bound.
     let ticket = state.admission.enter();
-    let budget = guards::budget(state.config.deadline, deadline_header(&req));
+    let budget = guards::budget(state.config.deadline, deadline_header(&req))?;
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     // The budget starts once the request is read: what the client waited for before is not ours.
     let started = Instant::now();
@@ -84,7 +85,18 @@ pub(super) fn decide(
     let variant = picked.map_or(Variant::Champion, |p| p.1);
     let contacts = DecideContacts::new(state, picked.map_or(0, |p| p.2), req.customer_id, variant);
     let mut id_buf = [0u8; ulid::ULID_LEN];
-    let decision_id = contacts.decision_id(now_ms);
+    let (channel_at, slot_at) =
+        picked.map_or((None, None), |p| p.0.locate(req.channel, req.placement));
+    let origin = Origin {
+        channel: channel_at,
+        slot: slot_at,
+        customer: req.customer_id.map(attribution::customer_check),
+    };
+    let decision_id = contacts.decision_id(now_ms, origin);
+    let mut warnings = typos::field_warnings(body);
+    state
+        .typos
+        .unknown_fields(Route::Decide, body.unknown_count);
     let meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
@@ -130,6 +142,9 @@ pub(super) fn decide(
                     );
                 }
                 contacts.count(state, &d);
+                if d.fallback == Some(FallbackReason::UnknownPlacement) {
+                    warnings.push(state.typos.unknown_placement(model, &req));
+                }
                 match d.fallback {
                     Some(reason) => {
                         metrics.fallback(reason);
@@ -149,6 +164,7 @@ pub(super) fn decide(
             codec::encode_fallback(&mut out, &meta, None, reason, content);
         }
     }
+    codec::warnings(&mut out, &warnings);
     let took = started.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
     metrics.decide_latency.observe_ns(took.as_nanos() as u64);
@@ -217,10 +233,10 @@ impl DecideContacts {
         }
     }
 
-    /// A decision id carrying this model and variant.
+    /// A decision id carrying this model and variant, and where and for whom it was made.
     #[inline]
-    fn decision_id(&self, now_ms: i64) -> ulid::Ulid {
-        attribution::decision_id(now_ms, self.key, self.variant)
+    fn decision_id(&self, now_ms: i64, origin: Origin) -> ulid::Ulid {
+        attribution::decision_id(now_ms, self.key, self.variant, origin)
     }
 
     /// The engine's view of the customer's history.

@@ -17,6 +17,7 @@ pub mod guards;
 pub mod openapi;
 pub mod public;
 pub mod status;
+pub mod typos;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -134,6 +135,9 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The sample of decisions logged for replay, when `--decision-log` is set.
     pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
+    /// Client mistakes answered anyway (unknown fields, channels, placements): counted, logged
+    /// once per name.
+    pub typos: typos::Typos,
 }
 
 impl AppState {
@@ -165,6 +169,7 @@ impl AppState {
             contacts,
             fleet: None,
             decision_log: None,
+            typos: typos::Typos::default(),
         }
     }
 

@@ -22,9 +22,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (&Method::GET, "/v1/decide") => {
             let ticket = state.admission.enter();
             let started = Instant::now();
-            let budget = guards::budget(state.config.deadline, deadline_header(&req));
-            codec::decode_query(req.uri().query().unwrap_or(""))
-                .map(|body| decide::decide(state, &body, started, budget, &ticket))
+            guards::budget(state.config.deadline, deadline_header(&req)).and_then(|budget| {
+                codec::decode_query(req.uri().query().unwrap_or(""))
+                    .map(|body| decide::decide(state, &body, started, budget, &ticket))
+            })
         }
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
