@@ -256,3 +256,29 @@ async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
     assert_eq!(stats["events"]["rejected"], 3);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_feature_reload_with_an_empty_or_misspelt_path_says_so() {
+    let srv = start_demo().await;
+    let reload =
+        |body: Value| async move { post_json(srv.admin, "/admin/features/reload", &body).await };
+    let detail = reload(json!({"path": ""}))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(detail.starts_with("path: must not be empty"), "{detail}");
+    let detail = reload(json!({"pth": "/data/x.csv"}))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(
+        detail.starts_with("pth: unknown field `pth`, expected `path` or `wait`"),
+        "{detail}"
+    );
+    let detail = reload(json!({"path": 7}))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(
+        detail.starts_with("path: invalid type: integer `7`"),
+        "{detail}"
+    );
+    srv.stop().await;
+}

@@ -38,6 +38,10 @@ pub fn parse_lightgbm_with_features(
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     match lines.next() {
         Some("tree") => {}
+        Some(first) if first.trim_start().starts_with('{') => return Err(TreeLoadError::format(
+            "line 1",
+            "not a LightGBM text model: it is JSON (an XGBoost model takes \"kind\": \"xgboost\")",
+        )),
         other => {
             return Err(TreeLoadError::format(
                 "line 1",

@@ -3,7 +3,7 @@
 //! threads, never on a runtime worker, so decisions keep flowing while a model compiles; the
 //! registry logs and counts every outcome itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -121,7 +121,7 @@ fn models_folder(registry: &Registry) -> Option<PathBuf> {
     if p.is_dir() {
         Some(p.clone())
     } else {
-        p.parent().map(Path::to_owned)
+        Some(crate::model::folder_of(p))
     }
 }
 
@@ -152,13 +152,21 @@ async fn reload_features(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = Vec::from(read_json_body(req, 64 * 1024, state.config.body_timeout).await?);
+    let body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
     let args: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadBody::default()
     } else {
-        simd_json::serde::from_slice(&mut body)
-            .map_err(|e| ApiError::InvalidRequest(format!("{e}")))?
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let args = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ApiError::from_json(&e.path().to_string(), e.inner()))?;
+        de.end().map_err(|e| ApiError::from_json("", &e))?;
+        args
     };
+    if args.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        return Err(ApiError::InvalidRequest(
+            "path: must not be empty; name a snapshot file (CSV, .nbf or .parquet), or leave `path` out to reload the configured one".into(),
+        ));
+    }
     let registry: Arc<Registry> = state.registry.clone();
     let task = blocking(move || registry.reload_features(args.path));
     if args.wait {

@@ -261,9 +261,11 @@ fn check_origin<'e>(
     if let Some(name) = origin.slot.and_then(|si| table.placement(ci, si)) {
         match e.placement {
             None => e.placement = Some(name),
-            Some(p) if p != name => return Err(format!(
+            Some(p) if p != name => {
+                return Err(format!(
                 "placement: `{p}` contradicts the decision, which was made for placement `{name}`"
-            )),
+            ))
+            }
             Some(_) => {}
         }
     }

@@ -13,6 +13,18 @@ const LEAF_KEYS: &[&str] = &[
     "feature", "context", "op", "value", "values", "min", "max", "name",
 ];
 
+/// Why a group (`all`, `any`, `not`) with other fields is refused: a `name` there gets a word
+/// of its own, as it is the mistake people make.
+fn only_field(comb: &str, obj: &simd_json::borrowed::Object<'_>) -> String {
+    if obj.contains_key("name") {
+        format!(
+            "`{comb}` must be the rule's only field: `name` is allowed on single conditions only (a rule with `feature` or `context`), not on a group; name the conditions inside it"
+        )
+    } else {
+        format!("`{comb}` must be the rule's only field")
+    }
+}
+
 /// Compiles one rule; `Some(None)` is "always eligible" (never produced here), `None` a fault.
 pub(super) fn compile_rule(
     cx: &mut Ctx<'_>,
@@ -39,8 +51,7 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
         if let Some(list) = obj.get(comb) {
             let cpath = join(path, comb);
             if obj.len() != 1 {
-                cx.faults
-                    .push(path, format!("`{comb}` must be the rule's only field"));
+                cx.faults.push(path, only_field(comb, obj));
                 return None;
             }
             let items = cx.faults.array(list, &cpath, MAX_RULE_LIST)?;
@@ -67,7 +78,7 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
     }
     if let Some(inner) = obj.get("not") {
         if obj.len() != 1 {
-            cx.faults.push(path, "`not` must be the rule's only field");
+            cx.faults.push(path, only_field("not", obj));
             return None;
         }
         let child = compile_rule_inner(cx, inner, &join(path, "not"), depth + 1)?;
