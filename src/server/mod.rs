@@ -14,6 +14,7 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod guards;
+mod head_errors;
 pub mod openapi;
 pub mod public;
 pub mod status;
@@ -356,6 +357,7 @@ async fn accept_loop(
         let mut stopping = stop.clone();
         state.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
+            let stream = head_errors::JsonHeadErrors::new(stream);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             let ending = tokio::select! {
