@@ -10,6 +10,7 @@ mod compile;
 mod files;
 pub mod lightgbm;
 mod policies;
+pub mod schema;
 pub mod walk;
 pub mod xgboost;
 

@@ -95,7 +95,10 @@ async fn route(
             Err(not_allowed(m, "GET"))
         }
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
-        (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Admin),
+        (m, "/openapi.json") => {
+            let url = state.server_url(true, req.headers().get(hyper::header::HOST));
+            super::openapi::answer(m, super::openapi::Listener::Admin, &url)
+        }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     }
 }

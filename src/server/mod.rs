@@ -136,12 +136,25 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The sample of decisions logged for replay, when `--decision-log` is set.
     pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
+    /// Where the listeners are bound (public, admin), once started: what `/openapi.json`
+    /// names in `servers`.
+    pub bound: std::sync::OnceLock<(SocketAddr, SocketAddr)>,
     /// Client mistakes answered anyway (unknown fields, channels, placements): counted, logged
     /// once per name.
     pub typos: typos::Typos,
 }
 
 impl AppState {
+    /// The URL of a listener for `/openapi.json`'s `servers` (see [`openapi::server_url`]).
+    pub fn server_url(&self, admin: bool, host: Option<&hyper::header::HeaderValue>) -> String {
+        let (public, admin_addr) = self
+            .bound
+            .get()
+            .copied()
+            .unwrap_or((self.config.listen, self.config.admin_listen));
+        openapi::server_url(if admin { admin_addr } else { public }, host)
+    }
+
     /// State around a registry, with an empty built-in fallback.
     pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
         Self::with_builtin(registry, config, BuiltinFallback::default())
@@ -171,6 +184,7 @@ impl AppState {
             fleet: None,
             decision_log: None,
             typos: typos::Typos::default(),
+            bound: std::sync::OnceLock::new(),
         }
     }
 
@@ -265,6 +279,7 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
     let public = TcpListener::bind(state.config.listen).await?;
     let admin = TcpListener::bind(state.config.admin_listen).await?;
     let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+    let _ = state.bound.set((public_addr, admin_addr));
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(accept_loop(

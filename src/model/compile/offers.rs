@@ -18,7 +18,8 @@ use crate::model::{
     MAX_OFFER_VALUE, MAX_PLACEMENTS,
 };
 
-const OFFER_KEYS: &[&str] = &[
+/// An offer's fields.
+pub(crate) const OFFER_KEYS: &[&str] = &[
     "id",
     "name",
     "description",

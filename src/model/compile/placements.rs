@@ -47,7 +47,7 @@ pub(super) fn read_placements(
         }
         let Some(p) = obj
             .get(name)
-            .and_then(|v| f.object(v, &path, &["channels", "limit", "priority", "description"]))
+            .and_then(|v| f.object(v, &path, super::PLACEMENT_KEYS))
         else {
             continue;
         };

@@ -9,7 +9,8 @@ use crate::engine::{CmpOp, Operand, Rule, Test};
 use crate::model::walk::{index, join, Collects, Faults, Value};
 use crate::model::{MAX_NAME_BYTES, MAX_OPERATOR_BYTES, MAX_RULE_LIST};
 
-const LEAF_KEYS: &[&str] = &[
+/// A single condition's fields.
+pub(crate) const LEAF_KEYS: &[&str] = &[
     "feature", "context", "op", "value", "values", "min", "max", "name",
 ];
 
