@@ -273,6 +273,10 @@ async fn a_feature_reload_with_an_empty_or_misspelt_path_says_so() {
         detail.starts_with("pth: unknown field `pth`, expected `path` or `wait`"),
         "{detail}"
     );
+    let detail = reload(json!([null, null]))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(detail.starts_with("expected a JSON object"), "{detail}");
     let detail = reload(json!({"path": 7}))
         .await
         .assert_error(400, "invalid_request");

@@ -67,10 +67,10 @@ pub fn schemas() -> Map<String, Value> {
     add("ModelDocument", object(TOP_KEYS, &["name", "version", "placements", "offers"], json!({
         "name": name("The model's name, shown in answers as `model.name`."),
         "version": {"type": ["string", "integer"], "description": "The model's version (a string of at most 64 bytes, or a whole number), shown in answers as `model.version`.", "maxLength": MAX_LABEL_BYTES, "minimum": 0},
-        "description": {"type": "string", "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people; never served."},
+        "description": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people; never served."},
         "arbitration": object(ARBITRATION_KEYS, &[], json!({
-            "min_score": {"type": "number", "description": "Offers scoring below it are dropped (score = propensity x value x priority)."},
-            "min_propensity": {"type": "number", "description": "Offers with a lower propensity are dropped."},
+            "min_score": {"type": "number", "minimum": 0, "description": "Offers scoring below it are dropped (score = propensity x value x priority)."},
+            "min_propensity": {"type": "number", "minimum": 0, "maximum": 1, "description": "Offers with a lower propensity are dropped."},
         }), "Thresholds an offer must pass to be shown."),
         "placements": {"type": "object", "minProperties": 1, "maxProperties": MAX_PLACEMENTS,
             "additionalProperties": r("ModelPlacement"),
@@ -82,7 +82,7 @@ pub fn schemas() -> Map<String, Value> {
         "challenger": object(CHALLENGER_KEYS, &["path", "share"], json!({
             "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_BYTES, "description": "The challenger's model file, relative to this model's folder."},
             "share": {"type": "number", "minimum": 0, "maximum": 1, "description": "Share of customers the challenger serves."},
-            "salt": {"type": "string", "maxLength": MAX_NAME_BYTES, "description": "Experiment salt: a new salt reshuffles who is in the experiment."},
+            "salt": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES, "description": "Experiment salt: a new salt reshuffles who is in the experiment."},
         }), "Another model serving a share of customers, for comparison."),
         "policies": r("ModelPolicies"),
     }), "An offer model, as `nextbest model check` and `PUT /admin/models` take it (docs/formats.md)."));
@@ -95,7 +95,7 @@ pub fn schemas() -> Map<String, Value> {
                 "channels": names("The channels the placement is on.", MAX_CHANNELS),
                 "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Offers shown when a request names no limit (default 3)."},
                 "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PLACEMENT_PRIORITY, "description": "Admission priority under load, 0 to 100 (default 100)."},
-                "description": {"type": "string", "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people."},
+                "description": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people."},
             }),
             "A placement: where on which channels offers appear.",
         ),
@@ -115,8 +115,8 @@ pub fn schemas() -> Map<String, Value> {
             ],
             json!({
                 "id": name("The offer id answers and events use."),
-                "name": {"type": "string", "maxLength": MAX_DESCRIPTION_BYTES, "description": "A name for people."},
-                "description": {"type": "string", "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people."},
+                "name": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "A name for people."},
+                "description": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people."},
                 "category": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_BYTES, "description": "`sales`, `service`, `retention`, ...: what category caps and holds look at."},
                 "channels": names("The channels the offer is shown on.", MAX_CHANNELS),
                 "placements": names("The placements the offer is shown in.", MAX_PLACEMENTS),
@@ -205,7 +205,7 @@ pub fn schemas() -> Map<String, Value> {
             "values": {"type": "array", "minItems": 1, "items": {"type": ["number", "string"]}, "description": "in: the values."},
             "min": {"type": "number", "description": "between: the lower bound (inclusive)."},
             "max": {"type": "number", "description": "between: the upper bound (inclusive)."},
-            "name": {"type": "string", "description": "What explain shows for this condition (single conditions only, not groups)."},
+            "name": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "What explain shows for this condition (single conditions only, not groups)."},
         }),
         "One condition; exactly one of `feature` or `context`.",
     );

@@ -148,7 +148,7 @@ struct ReloadBody {
     #[serde(default)]
     path: Option<PathBuf>,
     #[serde(default)]
-    wait: bool,
+    wait: Option<bool>,
 }
 
 async fn reload_features(
@@ -156,8 +156,14 @@ async fn reload_features(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
-    let args: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let args: ReloadBody = if first.is_none() {
         ReloadBody::default()
+    } else if first != Some(&b'{') {
+        // serde's derived struct would also read an array, positionally.
+        return Err(ApiError::InvalidRequest(
+            "expected a JSON object with `path` and `wait`, or no body".into(),
+        ));
     } else {
         let mut de = serde_json::Deserializer::from_slice(&body);
         let args = serde_path_to_error::deserialize(&mut de)
@@ -172,7 +178,7 @@ async fn reload_features(
     }
     let registry: Arc<Registry> = state.registry.clone();
     let task = blocking(move || registry.reload_features(args.path));
-    if args.wait {
+    if args.wait == Some(true) {
         return ok_json(&task.await?);
     }
     // The registry logs and counts the outcome; nobody waits for it here.

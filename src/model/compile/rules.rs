@@ -7,7 +7,7 @@ use simd_json::prelude::*;
 use super::Ctx;
 use crate::engine::{CmpOp, Operand, Rule, Test};
 use crate::model::walk::{index, join, Collects, Faults, Value};
-use crate::model::{MAX_NAME_BYTES, MAX_OPERATOR_BYTES, MAX_RULE_LIST};
+use crate::model::{MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_OPERATOR_BYTES, MAX_RULE_LIST};
 
 /// A single condition's fields.
 pub(crate) const LEAF_KEYS: &[&str] = &[
@@ -146,8 +146,13 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         let test = read_test(f, obj, path, op, is_context)?;
         Some((operand, label, test))
     })?;
-    let what = match obj.get("name").and_then(|n| n.as_str()) {
-        Some(name) => format!("{path}: {name}"),
+    let what = match obj.get("name") {
+        Some(n) => {
+            let name = cx
+                .faults
+                .string(n, &join(path, "name"), MAX_DESCRIPTION_BYTES)?;
+            format!("{path}: {name}")
+        }
         None => format!("{path}: {}", describe(&label, &test)),
     };
     Some(Rule::leaf(operand, test, what.into()))
