@@ -343,6 +343,20 @@ fn array<T: std::str::FromStr>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_xgboost_file_says_it_is_json() {
+        let json = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/device_upgrade_5g.xgb.json"),
+        )
+        .unwrap();
+        let e = parse_lightgbm(&json, &|_| Some(0)).unwrap_err().to_string();
+        assert!(
+            e.contains("an XGBoost model takes \"kind\": \"xgboost\""),
+            "{e}"
+        );
+    }
+
     fn resolve(name: &str) -> Option<u32> {
         ["tenure_months", "arpu_30d", "complaints_90d"]
             .iter()

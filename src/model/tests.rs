@@ -664,46 +664,6 @@ fn adaptive_scorer_faults_name_their_paths() {
     refused(&adaptive(s), &format!("{at}.seed"), "unknown field");
 }
 
-/// Compiles a one-offer model whose scorer is `scorer`, with its files in the demo folder.
-fn demo_folder_refusal(scorer: serde_json::Value) -> Vec<Fault> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let store = FeatureStore::load(&root.join("features.csv")).unwrap();
-    let doc = with(model(vec![offer("a")]), "/offers/0/scorer", scorer);
-    match from_bytes(
-        serde_json::to_vec(&doc).unwrap(),
-        Some(root),
-        "t".into(),
-        &store,
-        &Limits::default(),
-    ) {
-        Err(ModelError::Invalid(faults)) => faults,
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-#[test]
-fn a_scorer_of_the_wrong_kind_says_which_kind_the_file_is() {
-    let faults = demo_folder_refusal(
-        serde_json::json!({"kind": "xgboost", "path": "streaming_bundle.lgb.txt"}),
-    );
-    assert!(
-        faults[0]
-            .message
-            .contains("it is a LightGBM text model: use \"kind\": \"lightgbm\""),
-        "{faults:#?}"
-    );
-    assert!(!faults[0].message.contains("Expected"), "{faults:#?}");
-    let faults = demo_folder_refusal(
-        serde_json::json!({"kind": "lightgbm", "path": "device_upgrade_5g.xgb.json"}),
-    );
-    assert!(
-        faults[0]
-            .message
-            .contains("an XGBoost model takes \"kind\": \"xgboost\""),
-        "{faults:#?}"
-    );
-}
-
 #[test]
 fn a_name_on_a_group_says_where_names_belong() {
     let rule = serde_json::json!({"name": "plans or home", "any": [

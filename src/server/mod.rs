@@ -4,7 +4,8 @@
 //! `service_fn`, bounded per listener (`conns`: at the bound, the connection without a request
 //! the longest makes room for the newcomer); handlers decode, load the snapshot once, call the
 //! engine, encode. Admin routes live only on the admin listener, so a channel backend can never
-//! reach them.
+//! reach them. Each socket is wrapped so that hyper's own answers to heads it cannot read carry
+//! the JSON error body too (`head_errors`).
 
 pub mod admin;
 pub mod body;
