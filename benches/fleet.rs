@@ -16,7 +16,7 @@ use nextbest::contact::{Applier, Clock, ContactConfig, Contacts, Event, EventKin
 fn payloads(n: usize) -> Vec<(Vec<u8>, String)> {
     (0..n)
         .map(|i| {
-            let customer = format!("C{:07}", i % 100_000);
+            let customer = format!("C{i:07}");
             let e = Event {
                 kind: EventKind::Impression,
                 ts_ms: 1_795_000_000_000,
@@ -37,12 +37,19 @@ fn payloads(n: usize) -> Vec<(Vec<u8>, String)> {
 
 fn bench(c: &mut Criterion) {
     let now = 1_795_000_000_000 + 1_000;
-    let events = payloads(200_000);
+    // A million customers, so each history holds the few impressions of a real horizon
+    // (not the 256 a bench cycling over few customers would pile up).
+    let events = payloads(1_000_000);
+    let horizon_ms = 30 * 86_400_000;
     let mut g = c.benchmark_group("fleet");
     g.throughput(criterion::Throughput::Elements(1));
 
     // The live subscribers (funnel and adaptive counts), as a replica runs them.
-    let contacts = Contacts::in_memory(&ContactConfig::default(), Clock::manual(now).0);
+    let config = ContactConfig {
+        horizon_ms,
+        ..ContactConfig::default()
+    };
+    let contacts = Contacts::in_memory(&config, Clock::manual(now).0);
     // Every id new, as on a live stream (a repeat would stop at the dedupe check).
     let mut i = 0u64;
     let mut id = String::new();
@@ -61,7 +68,7 @@ fn bench(c: &mut Criterion) {
         let (p, _) = &events[0];
         b.iter(|| black_box(Event::decode(black_box(p)).ok()))
     });
-    let state = Arc::new(ContactState::new(&StateConfig::default(), 86_400_000 * 30));
+    let state = Arc::new(ContactState::new(&StateConfig::default(), horizon_ms));
     let bare = Applier::new(state, Vec::<Arc<dyn Subscriber>>::new());
     let mut j = 0u64;
     g.bench_function("apply_to_state_only", |b| {

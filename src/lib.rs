@@ -31,6 +31,7 @@
 //! - [`settings`]: the serve flags, checked once into the configurations `main.rs` wires (a
 //!   bad value is an error naming its flag).
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
+//! - [`rfc3339`]: the one parser of times with an offset (event `ts`, validity windows, `--now`).
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
 //!   capacity, written as a target list, committed back as contacts.
@@ -55,6 +56,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod rfc3339;
 pub mod server;
 pub mod settings;
 pub mod watch;

@@ -140,13 +140,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 .now
                 .as_deref()
                 .map(|s| {
-                    humantime::parse_rfc3339_weak(s)
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as i64)
-                        .ok_or_else(|| {
-                            CliError::Flag(format!("--now: `{s}` is not an RFC 3339 time"))
-                        })
+                    crate::rfc3339::parse_ms(s).map_err(|e| CliError::Flag(format!("--now: {e}")))
                 })
                 .transpose()?;
             let partitions =
@@ -203,9 +197,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                     batch_bytes: settings::at_least("--batch-bytes", a.batch_bytes, 1024)?,
                 }
             };
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now_ms = crate::contact::Clock::system().now_ms();
             let done = commit::commit(&a.dir, &target, now_ms)?;
             println!(
                 "committed {} contacts: {} recorded now, {} already recorded",

@@ -98,17 +98,38 @@ pub fn check(
     if let (Some(models), Some(spec)) = (models, &spec) {
         let limits = ModelLimits::default();
         let loaded = match features {
-            Some(f) => {
-                let store = crate::features::FeatureStore::load(f)
-                    .map_err(|e| CampaignError::Load(RegistryError::Features(e)))?;
-                model::load(models, &store, &limits)
+            Some(f) => crate::features::FeatureStore::load(f)
+                .map_err(|e| CampaignError::Load(RegistryError::Features(e)))
+                .and_then(|store| {
+                    model::load(models, &store, &limits)
+                        .map_err(|e| CampaignError::Load(RegistryError::Model(e)))
+                }),
+            None => model::load(models, &AnySchema::default(), &limits)
+                .map_err(|e| CampaignError::Load(RegistryError::Model(e))),
+        };
+        match loaded {
+            Ok(loaded) => {
+                let ids = Plan::offer_ids(spec, &loaded.compiled);
+                if let Err(f) = Plan::resolve(spec, &loaded.compiled, &ids) {
+                    faults.extend(f);
+                }
             }
-            None => model::load(models, &AnySchema::default(), &limits),
-        }
-        .map_err(|e| CampaignError::Load(RegistryError::Model(e)))?;
-        let ids = Plan::offer_ids(spec, &loaded.compiled);
-        if let Err(f) = Plan::resolve(spec, &loaded.compiled, &ids) {
-            faults.extend(f);
+            // The campaign's own faults still count: the model's are added to them, each
+            // named as the model's (or snapshot's), so one run shows everything to fix.
+            Err(e) => {
+                let flag = match &e {
+                    CampaignError::Load(RegistryError::Features(_)) => "--features",
+                    _ => "--models",
+                };
+                faults.extend(e.faults().into_iter().map(|f| Fault {
+                    path: flag.into(),
+                    message: if f.path.is_empty() {
+                        f.message
+                    } else {
+                        format!("{}: {}", f.path, f.message)
+                    },
+                }))
+            }
         }
     }
     match spec {

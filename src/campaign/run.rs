@@ -491,11 +491,9 @@ impl VariantInfo {
     /// quoting it are attributed as `/v1/decide`'s are), and bits derived from campaign and
     /// customer instead of random ones, so the same run gives the same ids.
     fn decision_id(&self, campaign: &str, customer: &str) -> String {
-        const RANDOM_BITS: u32 = 60;
-        let base = attribution::decision_id(self.now_ms, self.key, self.variant_index()).0;
-        let mask = (1u128 << RANDOM_BITS) - 1;
         let h = stable_hash(&format!("{campaign}\u{0}{customer}"));
-        ulid::Ulid((base & !mask) | (u128::from(h) & mask)).to_string()
+        attribution::decision_id_with_bits(self.now_ms, self.key, self.variant_index(), h)
+            .to_string()
     }
 
     fn variant_index(&self) -> Variant {

@@ -40,6 +40,7 @@ impl<'c> DecideContacts<'c> {
         customer_id: Option<&str>,
         key: u32,
         variant: Variant,
+        origin: attribution::Origin,
     ) -> Self {
         let now_ms = contacts.now_ms();
         DecideContacts {
@@ -47,7 +48,7 @@ impl<'c> DecideContacts<'c> {
             now_ms,
             key,
             variant,
-            decision_id: attribution::decision_id(now_ms, key, variant),
+            decision_id: attribution::decision_id(now_ms, key, variant, origin),
             history: customer_id
                 .filter(|c| !c.is_empty())
                 .and_then(|c| contacts.history(c)),

@@ -267,8 +267,9 @@ impl Contacts {
         customer_id: Option<&str>,
         model_key: u32,
         variant: Variant,
+        origin: attribution::Origin,
     ) -> decide::DecideContacts<'_> {
-        decide::DecideContacts::new(self, customer_id, model_key, variant)
+        decide::DecideContacts::new(self, customer_id, model_key, variant, origin)
     }
 
     /// A customer's history for a decision (see [`view::CustomerView`]).

@@ -77,8 +77,9 @@ struct Stats {
     errors: AtomicU64,
 }
 
-/// Random bits of a decision id compared with the sampling threshold.
-const SAMPLE_BITS: u32 = 60;
+/// Random bits of a decision id compared with the sampling threshold (the others say where and
+/// for whom it was made, see [`crate::contact::attribution`]).
+const SAMPLE_BITS: u32 = crate::contact::attribution::RANDOM_BITS;
 
 impl DecisionLog {
     /// Opens the folder and starts the writer.
@@ -447,7 +448,7 @@ mod tests {
             &Default::default(),
             crate::contact::Clock::manual(1).0,
         );
-        let mut ctx = contacts.for_decision(Some("C1"), 0, Variant::Champion);
+        let mut ctx = contacts.for_decision(Some("C1"), 0, Variant::Champion, Default::default());
         ctx.decision_id = ulid::Ulid(7);
         for _ in 0..3 {
             log.offer(&snapshot, &ctx, &req, &d);

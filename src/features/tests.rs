@@ -33,6 +33,21 @@ fn parse_err(text: &str) -> (u64, usize, String) {
 }
 
 #[test]
+fn line_numbers_are_the_same_with_crlf_line_endings() {
+    // Python's csv writer and Windows exports end lines with CRLF.
+    for nl in ["\n", "\r\n"] {
+        let text = ["customer_id,a,b", "C1,1,2", "C2,3,4", "C3,5,abc", ""].join(nl);
+        let (line, col, _) = parse_err(&text);
+        assert_eq!((line, col), (4, 3), "{nl:?}");
+        let text = ["customer_id,a", "C1,1", "C2,2", "C1,3", ""].join(nl);
+        let (line, _, detail) = parse_err(&text);
+        assert_eq!(line, 4, "{nl:?}: {detail}");
+        let text = ["customer_id,a", "C1,1", "C2,1,2", ""].join(nl);
+        assert_eq!(parse_err(&text).0, 3, "{nl:?}: a ragged row");
+    }
+}
+
+#[test]
 fn refuses_bad_numbers_with_line_and_column() {
     let (line, col, detail) = parse_err("customer_id,a,b\nC1,1,2\nC2,3,abc\n");
     assert_eq!((line, col), (3, 3));

@@ -36,9 +36,27 @@ pub fn parse_xgboost_with_features(
     feature_names: Option<&[String]>,
     resolve: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let hint = if bytes.starts_with(b"tree") {
+            "it is a LightGBM text model: use \"kind\": \"lightgbm\" for it"
+        } else {
+            "an xgboost scorer reads the JSON that Booster.save_model(\"m.json\") writes"
+        };
+        return Err(TreeLoadError::format(
+            "json",
+            format!("not an XGBoost JSON model; {hint}"),
+        ));
+    }
     let mut buf = bytes.to_vec();
-    let file: ModelFile = simd_json::serde::from_slice(&mut buf)
-        .map_err(|e| TreeLoadError::format("json", e.to_string()))?;
+    let file: ModelFile = simd_json::serde::from_slice(&mut buf).map_err(|_| {
+        // simd-json's errors name its internals; serde_json's say what and where.
+        let why = match serde_json::from_slice::<ModelFile>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(_) => "not JSON this server can read".into(),
+        };
+        TreeLoadError::format("json", format!("not an XGBoost JSON model: {why}"))
+    })?;
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();
@@ -385,6 +403,29 @@ impl Flag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lightgbm_file_or_other_text_says_what_it_is() {
+        let resolve = |_: &str| Some(0);
+        let lgb = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/streaming_bundle.lgb.txt"),
+        )
+        .unwrap();
+        let e = parse_xgboost(&lgb, None, &resolve).unwrap_err().to_string();
+        assert!(
+            e.contains("it is a LightGBM text model: use \"kind\": \"lightgbm\""),
+            "{e}"
+        );
+        let e = parse_xgboost(b"{\"learner\": 7}", None, &resolve)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("json: not an XGBoost JSON model: invalid type"),
+            "{e}"
+        );
+        assert!(!e.contains("Expected"), "{e}");
+    }
 
     const NAMES: [&str; 2] = ["tenure_months", "arpu_30d"];
 

@@ -19,7 +19,7 @@ pub mod journal;
 mod record;
 mod set;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -395,7 +395,7 @@ impl Registry {
                 let store = current.features.clone().ok_or(RegistryError::NoFeatures)?;
                 let src = Source {
                     document,
-                    base_dir: file.parent().map(Path::to_owned),
+                    base_dir: Some(model::folder_of(&file)),
                     source: file.display().to_string(),
                 };
                 match set::build(src, &store, limits) {

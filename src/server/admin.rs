@@ -3,7 +3,7 @@
 //! threads, never on a runtime worker, so decisions keep flowing while a model compiles; the
 //! registry logs and counts every outcome itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,6 +75,7 @@ async fn route(
             out.collect(&state.metrics)
                 .collect(&state.listener_stats())
                 .collect(&state.registry.loads)
+                .collect(&state.typos)
                 .collect(&*state.contacts);
             if let Some(f) = &state.fleet {
                 out.collect(&**f);
@@ -94,7 +95,10 @@ async fn route(
             Err(not_allowed(m, "GET"))
         }
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
-        (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Admin),
+        (m, "/openapi.json") => {
+            let url = state.server_url(true, req.headers().get(hyper::header::HOST));
+            super::openapi::answer(m, super::openapi::Listener::Admin, &url)
+        }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     }
 }
@@ -120,7 +124,7 @@ fn models_folder(registry: &Registry) -> Option<PathBuf> {
     if p.is_dir() {
         Some(p.clone())
     } else {
-        p.parent().map(Path::to_owned)
+        Some(crate::model::folder_of(p))
     }
 }
 
@@ -144,23 +148,37 @@ struct ReloadBody {
     #[serde(default)]
     path: Option<PathBuf>,
     #[serde(default)]
-    wait: bool,
+    wait: Option<bool>,
 }
 
 async fn reload_features(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = Vec::from(read_json_body(req, 64 * 1024, state.config.body_timeout).await?);
-    let args: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let args: ReloadBody = if first.is_none() {
         ReloadBody::default()
+    } else if first != Some(&b'{') {
+        // serde's derived struct would also read an array, positionally.
+        return Err(ApiError::InvalidRequest(
+            "expected a JSON object with `path` and `wait`, or no body".into(),
+        ));
     } else {
-        simd_json::serde::from_slice(&mut body)
-            .map_err(|e| ApiError::InvalidRequest(format!("{e}")))?
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let args = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ApiError::from_json(&e.path().to_string(), e.inner()))?;
+        de.end().map_err(|e| ApiError::from_json("", &e))?;
+        args
     };
+    if args.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        return Err(ApiError::InvalidRequest(
+            "path: must not be empty; name a snapshot file (CSV, .nbf or .parquet), or leave `path` out to reload the configured one".into(),
+        ));
+    }
     let registry: Arc<Registry> = state.registry.clone();
     let task = blocking(move || registry.reload_features(args.path));
-    if args.wait {
+    if args.wait == Some(true) {
         return ok_json(&task.await?);
     }
     // The registry logs and counts the outcome; nobody waits for it here.

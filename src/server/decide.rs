@@ -17,7 +17,9 @@ use super::body::read_json_body;
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
+use super::typos::{self, Route};
 use super::AppState;
+use crate::contact::attribution::{self, Origin};
 use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::experiment::Variant;
 
@@ -32,7 +34,7 @@ pub async fn decide_post(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // In flight from the moment the request is ours, so slow bodies count against the bound.
-    let entry = Entry::new(state, deadline_header(&req));
+    let entry = Entry::new(state, deadline_header(&req))?;
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     decide_bytes(state, entry, &body)
 }
@@ -42,7 +44,7 @@ pub fn decide_get(
     state: &AppState,
     req: &Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let entry = Entry::new(state, deadline_header(req));
+    let entry = Entry::new(state, deadline_header(req))?;
     let body = codec::decode_query(req.uri().query().unwrap_or(""))?;
     Ok(decide(state, &body, entry.start()))
 }
@@ -54,7 +56,7 @@ pub fn decide_body(
     body: &[u8],
     deadline_us: Option<&[u8]>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    decide_bytes(state, Entry::new(state, deadline_us), body)
+    decide_bytes(state, Entry::new(state, deadline_us)?, body)
 }
 
 fn decide_bytes(
@@ -76,12 +78,14 @@ struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
+    /// Enters the request in flight; a bad `X-Deadline-Us` is refused before it counts.
     #[inline]
-    fn new(state: &'a AppState, deadline_us: Option<&[u8]>) -> Self {
-        Entry {
+    fn new(state: &'a AppState, deadline_us: Option<&[u8]>) -> Result<Self, ApiError> {
+        let budget = guards::budget(state.config.deadline, deadline_us)?;
+        Ok(Entry {
             ticket: state.admission.enter(),
-            budget: guards::budget(state.config.deadline, deadline_us),
-        }
+            budget,
+        })
     }
 
     /// The request is read: its deadline runs from now.
@@ -114,11 +118,23 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
         (&model.compiled, variant, set.key(variant))
     });
     let variant = picked.map(|p| p.1);
+    let (channel_at, slot_at) =
+        picked.map_or((None, None), |p| p.0.locate(req.channel, req.placement));
+    let origin = Origin {
+        channel: channel_at,
+        slot: slot_at,
+        customer: req.customer_id.map(attribution::customer_check),
+    };
     let contacts = state.contacts.for_decision(
         req.customer_id,
         picked.map_or(0, |p| p.2),
         variant.unwrap_or(Variant::Champion),
+        origin,
     );
+    let mut warnings = typos::field_warnings(body);
+    state
+        .typos
+        .unknown_fields(Route::Decide, body.unknown_count);
     let mut id_buf = [0u8; ulid::ULID_LEN];
     let meta = AnswerMeta {
         decision_id: contacts.decision_id.array_to_str(&mut id_buf),
@@ -152,6 +168,9 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
                     log.offer(&snap, &contacts, &req, &d);
                 }
                 contacts.count(&d);
+                if d.fallback == Some(FallbackReason::UnknownPlacement) {
+                    warnings.push(state.typos.unknown_placement(model, &req));
+                }
                 if d.fallback.is_some() {
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
                 }
@@ -166,6 +185,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
             Some(reason)
         }
     };
+    codec::warnings(&mut out, &warnings);
     let took = started.at.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
     state.metrics.decided(variant, fallback, took);

@@ -112,6 +112,25 @@ impl ApiError {
         }
     }
 
+    /// A body serde_json could not read: malformed JSON (`malformed_json`, with the line and
+    /// column) or a field of the wrong kind or value (`invalid_request`, named by its `path`).
+    pub fn from_json(path: &str, e: &serde_json::Error) -> ApiError {
+        let text = e.to_string();
+        // serde_json appends the position; it is given once, in words, below.
+        let what = text.rsplit_once(" at line ").map_or(&*text, |(w, _)| w);
+        match e.classify() {
+            serde_json::error::Category::Data => match path {
+                "" | "." => ApiError::InvalidRequest(what.to_owned()),
+                p => ApiError::InvalidRequest(format!("{p}: {what}")),
+            },
+            _ => ApiError::MalformedJson(format!(
+                "invalid JSON at line {}, column {}: {what}",
+                e.line(),
+                e.column()
+            )),
+        }
+    }
+
     /// The response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();

@@ -4,7 +4,8 @@
 //! `service_fn`, bounded per listener (`conns`: at the bound, the connection without a request
 //! the longest makes room for the newcomer); handlers decode, load the snapshot once, call the
 //! engine, encode. Admin routes live only on the admin listener, so a channel backend can never
-//! reach them.
+//! reach them. Each socket is wrapped so that hyper's own answers to heads it cannot read carry
+//! the JSON error body too (`head_errors`).
 
 pub mod admin;
 pub mod body;
@@ -14,9 +15,11 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod guards;
+mod head_errors;
 pub mod openapi;
 pub mod public;
 pub mod status;
+pub mod typos;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -134,9 +137,25 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The sample of decisions logged for replay, when `--decision-log` is set.
     pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
+    /// Where the listeners are bound (public, admin), once started: what `/openapi.json`
+    /// names in `servers`.
+    pub bound: std::sync::OnceLock<(SocketAddr, SocketAddr)>,
+    /// Client mistakes answered anyway (unknown fields, channels, placements): counted, logged
+    /// once per name.
+    pub typos: typos::Typos,
 }
 
 impl AppState {
+    /// The URL of a listener for `/openapi.json`'s `servers` (see [`openapi::server_url`]).
+    pub fn server_url(&self, admin: bool, host: Option<&hyper::header::HeaderValue>) -> String {
+        let (public, admin_addr) = self
+            .bound
+            .get()
+            .copied()
+            .unwrap_or((self.config.listen, self.config.admin_listen));
+        openapi::server_url(if admin { admin_addr } else { public }, host)
+    }
+
     /// State around a registry, with in-memory contacts and an empty built-in fallback (tests,
     /// tools). A server with a data folder uses [`AppState::builder`].
     pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
@@ -268,6 +287,8 @@ impl AppStateBuilder {
             contacts,
             fleet: self.fleet,
             decision_log: self.decision_log,
+            typos: typos::Typos::default(),
+            bound: std::sync::OnceLock::new(),
         }
     }
 }
@@ -342,6 +363,7 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
     let public = TcpListener::bind(state.config.listen).await?;
     let admin = TcpListener::bind(state.config.admin_listen).await?;
     let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+    let _ = state.bound.set((public_addr, admin_addr));
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(accept_loop(
@@ -434,6 +456,7 @@ async fn accept_loop(
         let mut stopping = stop.clone();
         state.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
+            let stream = head_errors::JsonHeadErrors::new(stream);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             let ending = tokio::select! {

@@ -34,7 +34,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
             method: m.to_string(),
             allow: "GET, HEAD",
         }),
-        (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Public),
+        (m, "/openapi.json") => {
+            let url = state.server_url(false, req.headers().get(hyper::header::HOST));
+            super::openapi::answer(m, super::openapi::Listener::Public, &url)
+        }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     };
     let resp = resp.unwrap_or_else(ApiError::into_response);

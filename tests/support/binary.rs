@@ -49,6 +49,21 @@ impl Binary {
         Binary { cmd }
     }
 
+    /// The binary run inside `dir` with only its ports set (ephemeral): paths on the command
+    /// line are relative to `dir`, as a newcomer types them there.
+    pub fn in_folder(dir: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        cmd.current_dir(dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("NEXTBEST_LOG", "info")
+            .env_remove("NEXTBEST_ADMIN_TOKEN")
+            .env_remove("NEXTBEST_REDIS")
+            .env_remove("NEXTBEST_MODELS")
+            .env_remove("NEXTBEST_FEATURES")
+            .stdin(Stdio::null());
+        Binary { cmd }
+    }
+
     /// One more argument.
     pub fn arg(mut self, a: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.arg(a);
