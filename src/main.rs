@@ -1,6 +1,7 @@
 //! The `nextbest` binary: command-line parsing and wiring; the library does the work.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -85,9 +86,25 @@ enum FeaturesCmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    nextbest::logging::init(cli.log_format)?;
+    let style = match nextbest::logging::init(cli.log_format) {
+        Ok(style) => style,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            nextbest::logging::fatal(style, e.as_ref());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -215,9 +232,13 @@ fn watch(registry: &Arc<Registry>) -> Option<nextbest::watch::ModelWatcher> {
 
 /// Binds the listeners and serves until SIGTERM or SIGINT, then drains.
 async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyhow::Result<()> {
-    let running = server::start(state)
-        .await
-        .context("binding the listeners")?;
+    let running = server::start(state).await.map_err(|e| {
+        let flag = match e.listener {
+            server::Listener::Public => "--listen",
+            server::Listener::Admin => "--admin-listen",
+        };
+        anyhow::anyhow!("{flag} {}: {}", e.addr, e.source)
+    })?;
     tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
     tokio::spawn(reload_on_hangup(registry));
     // One plain line on stdout, for scripts and tests that bind port 0.

@@ -254,11 +254,32 @@ impl RunningServer {
     }
 }
 
+/// Which of the two listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Channels' decisions and events.
+    Public,
+    /// Operators' admin API and metrics.
+    Admin,
+}
+
+/// A listener that could not be bound, with its address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {} listener on {addr}: {source}", match .listener { Listener::Public => "public", Listener::Admin => "admin" })]
+pub struct BindError {
+    /// Which listener.
+    pub listener: Listener,
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// The cause (address in use, not available here, ...).
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds both listeners and starts serving.
-pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
-    let public = TcpListener::bind(state.config.listen).await?;
-    let admin = TcpListener::bind(state.config.admin_listen).await?;
-    let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+pub async fn start(state: Arc<AppState>) -> Result<RunningServer, BindError> {
+    let (public, public_addr) = bind(Listener::Public, state.config.listen).await?;
+    let (admin, admin_addr) = bind(Listener::Admin, state.config.admin_listen).await?;
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(accept_loop(
@@ -276,6 +297,20 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
         stop,
         tasks,
     })
+}
+
+async fn bind(
+    listener: Listener,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let fail = |source| BindError {
+        listener,
+        addr,
+        source,
+    };
+    let l = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = l.local_addr().map_err(fail)?;
+    Ok((l, bound))
 }
 
 #[derive(Clone, Copy)]
