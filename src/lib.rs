@@ -30,8 +30,9 @@
 //!   bad value is an error naming its flag).
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
-//! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
-//!   capacity, written as a target list, committed back as contacts.
+//! - `campaign`: outbound campaigns: the same decision over the whole base, allocated under
+//!   capacity, written as a target list, committed back as contacts (with the default
+//!   `offline` feature, as Parquet snapshots; `--no-default-features` builds the lean sidecar).
 //!
 //! The request path reads top to bottom: `server::public::handle` →
 //! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
@@ -40,6 +41,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "offline")]
 pub mod campaign;
 pub mod contact;
 pub mod decision_log;

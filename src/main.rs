@@ -46,8 +46,16 @@ enum Command {
     #[command(subcommand)]
     Features(FeaturesCmd),
     /// Outbound campaigns: check a campaign file, run it over the base, commit the sent list.
+    #[cfg(feature = "offline")]
     #[command(subcommand)]
     Campaign(nextbest::campaign::cli::CampaignCmd),
+    /// Outbound campaigns: not in this build (the lean sidecar, built without `offline`).
+    #[cfg(not(feature = "offline"))]
+    Campaign {
+        /// Whatever follows `campaign`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Re-decide a decision log with the models that made it and with a candidate, and report
     /// what the candidate would change.
     Replay {
@@ -114,7 +122,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Features(FeaturesCmd::Compile { input, output })) => {
             compile_features(&input, &output)
         }
+        #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
+        #[cfg(not(feature = "offline"))]
+        Some(Command::Campaign { .. }) => bail!(
+            "nextbest campaign is not built in: this is the lean sidecar (--no-default-features); \
+             build with the default `offline` feature for campaigns"
+        ),
         Some(Command::Replay {
             log,
             candidate,

@@ -160,6 +160,7 @@ fn with_json_logs_a_fatal_error_is_one_json_line() {
     assert!(fatal["timestamp"].is_string() && fatal["target"] == "nextbest");
 }
 
+#[cfg(feature = "offline")]
 #[test]
 fn a_campaign_error_says_its_fault_once() {
     let dir = TempDir::new("startup-campaign");
@@ -229,4 +230,21 @@ fn an_empty_or_missing_token_file_is_refused_before_anything_loads() {
         );
         assert!(!data.exists(), "the event log was opened first");
     }
+}
+
+#[cfg(not(feature = "offline"))]
+#[test]
+fn the_lean_build_says_campaigns_are_not_built_in() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["campaign", "run", "c.json", "--out", "out"])
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "error: nextbest campaign is not built in: this is the lean sidecar \
+         (--no-default-features); build with the default `offline` feature for campaigns"
+    );
 }
