@@ -84,7 +84,10 @@ pub(super) fn decide(
     let variant = picked.map_or(Variant::Champion, |p| p.1);
     let contacts = DecideContacts::new(state, picked.map_or(0, |p| p.2), req.customer_id, variant);
     let mut id_buf = [0u8; ulid::ULID_LEN];
-    let decision_id = contacts.decision_id(now_ms);
+    let decision_id = state
+        .config
+        .decision_ids
+        .decision_id(now_ms, contacts.key, variant);
     let meta = AnswerMeta {
         decision_id: decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
@@ -215,12 +218,6 @@ impl DecideContacts {
                 .and_then(|c| state.contacts.history(c)),
             variant,
         }
-    }
-
-    /// A decision id carrying this model and variant.
-    #[inline]
-    fn decision_id(&self, now_ms: i64) -> ulid::Ulid {
-        attribution::decision_id(now_ms, self.key, self.variant)
     }
 
     /// The engine's view of the customer's history.

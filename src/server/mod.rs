@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::contact::attribution::DecisionIds;
 use crate::contact::{Clock, ContactConfig, Contacts};
 use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
@@ -90,6 +91,8 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Bearer token the admin listener requires, when set.
     pub admin_token: Option<AdminToken>,
+    /// Where decision ids take their random bits (the thread's RNG unless a test fixes them).
+    pub decision_ids: DecisionIds,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             drain_delay: Duration::from_millis(1000),
             grace: Duration::from_secs(10),
             admin_token: None,
+            decision_ids: DecisionIds::default(),
         }
     }
 }
