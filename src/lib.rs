@@ -33,8 +33,9 @@
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`rfc3339`]: the one parser of times with an offset (event `ts`, validity windows, `--now`).
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
-//! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
-//!   capacity, written as a target list, committed back as contacts.
+//! - `campaign`: outbound campaigns: the same decision over the whole base, allocated under
+//!   capacity, written as a target list, committed back as contacts (with the default
+//!   `offline` feature, as Parquet snapshots; `--no-default-features` builds the lean sidecar).
 //!
 //! The request path reads top to bottom: `server::public::handle` →
 //! `server::decide::decide_post` (admission and budget once) → `server::body::read_json_body`
@@ -44,6 +45,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "offline")]
 pub mod campaign;
 pub mod contact;
 pub mod decision_log;

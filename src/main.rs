@@ -1,6 +1,7 @@
 //! The `nextbest` binary: command-line parsing and wiring; the library does the work.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,8 +46,16 @@ enum Command {
     #[command(subcommand)]
     Features(FeaturesCmd),
     /// Outbound campaigns: check a campaign file, run it over the base, commit the sent list.
+    #[cfg(feature = "offline")]
     #[command(subcommand)]
     Campaign(nextbest::campaign::cli::CampaignCmd),
+    /// Outbound campaigns: not in this build (the lean sidecar, built without `offline`).
+    #[cfg(not(feature = "offline"))]
+    Campaign {
+        /// Whatever follows `campaign`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Re-decide a decision log with the models that made it and with a candidate, and report
     /// what the candidate would change.
     Replay {
@@ -85,9 +94,25 @@ enum FeaturesCmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    nextbest::logging::init(cli.log_format)?;
+    let style = match nextbest::logging::init(cli.log_format) {
+        Ok(style) => style,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            nextbest::logging::fatal(style, e.as_ref());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
@@ -97,7 +122,13 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Features(FeaturesCmd::Compile { input, output })) => {
             compile_features(&input, &output)
         }
+        #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
+        #[cfg(not(feature = "offline"))]
+        Some(Command::Campaign { .. }) => bail!(
+            "nextbest campaign is not built in: this is the lean sidecar (--no-default-features); \
+             build with the default `offline` feature for campaigns"
+        ),
         Some(Command::Replay {
             log,
             candidate,
@@ -201,9 +232,13 @@ fn watch(registry: &Arc<Registry>) -> Option<nextbest::watch::ModelWatcher> {
 
 /// Binds the listeners and serves until SIGTERM or SIGINT, then drains.
 async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyhow::Result<()> {
-    let running = server::start(state)
-        .await
-        .context("binding the listeners")?;
+    let running = server::start(state).await.map_err(|e| {
+        let flag = match e.listener {
+            server::Listener::Public => "--listen",
+            server::Listener::Admin => "--admin-listen",
+        };
+        anyhow::anyhow!("{flag} {}: {}", e.addr, e.source)
+    })?;
     tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
     tokio::spawn(reload_on_hangup(registry));
     // One plain line on stdout, for scripts and tests that bind port 0.

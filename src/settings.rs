@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::contact::attribution::DecisionIds;
 use crate::contact::{ContactConfig, FsyncPolicy, StateConfig};
 use crate::decision_log::DecisionLogConfig;
 use crate::engine::BuiltinFallback;
@@ -353,6 +354,7 @@ impl ServeArgs {
             drain_delay: Duration::from_millis(self.drain_delay_ms),
             grace: Duration::from_millis(self.grace_ms),
             admin_token,
+            decision_ids: DecisionIds::default(),
         })
     }
 

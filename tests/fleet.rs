@@ -255,6 +255,7 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
 }
 
 /// The (customer, offer) rows of a campaign's target list.
+#[cfg(feature = "offline")]
 fn targets(out: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(out.join("targets.csv")).unwrap();
     text.lines()
@@ -266,6 +267,7 @@ fn targets(out: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+#[cfg(feature = "offline")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
     use nextbest::campaign::{self, RunConfig};

@@ -102,3 +102,149 @@ async fn the_redis_password_comes_from_a_file_and_stays_out_of_ps_env_and_log() 
         "the password is in the log"
     );
 }
+
+/// A second server on a data folder the first holds: an operational error with a cause chain.
+fn refused_second_server(tag: &str, args: &[&str]) -> (String, String) {
+    let dir = TempDir::new(tag);
+    let first = Binary::demo(&dir.0).spawn();
+    let mut second = Binary::demo(&dir.0)
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1");
+    for a in args {
+        second = second.arg(a);
+    }
+    let (status, stderr) = second.run_to_exit();
+    assert!(!status.success(), "the second server started: {stderr}");
+    (stderr, first.pid().to_string())
+}
+
+#[test]
+fn an_operational_error_is_one_line_without_a_backtrace_or_repeats() {
+    let (stderr, pid) = refused_second_server("startup-one-line", &["--log-format", "text"]);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let line = errors[0];
+    assert!(
+        line.contains("in use by another nextbest") && line.contains(&format!("pid {pid}")),
+        "{line}"
+    );
+    assert_eq!(
+        stderr.matches("in use by another nextbest").count(),
+        1,
+        "{stderr}"
+    );
+    // Every other line is a log line (it starts with its timestamp): no "Caused by:", no frames.
+    for l in stderr.lines().filter(|l| !l.starts_with("error: ")) {
+        assert!(l.starts_with("20"), "not a log line: {l:?} in\n{stderr}");
+    }
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn with_json_logs_a_fatal_error_is_one_json_line() {
+    let (stderr, pid) = refused_second_server("startup-json", &["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l:?}")))
+        .collect();
+    let fatal = lines.last().expect("a line");
+    assert_eq!(fatal["level"], "ERROR", "{fatal}");
+    let message = fatal["message"].as_str().expect("a message");
+    assert!(
+        message.contains("in use by another nextbest") && message.contains(&format!("pid {pid}")),
+        "{message}"
+    );
+    assert!(fatal["timestamp"].is_string() && fatal["target"] == "nextbest");
+}
+
+#[cfg(feature = "offline")]
+#[test]
+fn a_campaign_error_says_its_fault_once() {
+    let dir = TempDir::new("startup-campaign");
+    let missing = dir.0.join("missing.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["campaign", "run", "--log-format", "text", "--out"])
+        .arg(dir.0.join("out"))
+        .arg(&missing)
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("error: campaign file: {}: ", missing.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_address_in_use_names_the_address_and_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new("startup-in-use");
+    for (public, admin, flag) in [
+        (addr.as_str(), "127.0.0.1:0", "--listen"),
+        ("127.0.0.1:0", addr.as_str(), "--admin-listen"),
+    ] {
+        let (status, stderr) = Binary::demo_on(&dir.0.join(flag), public, admin)
+            .args(["--log-format", "text"])
+            .run_to_exit();
+        assert!(!status.success());
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(
+            line.starts_with(&format!("error: {flag} {addr}: ")) && line.contains("in use"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_or_missing_token_file_is_refused_before_anything_loads() {
+    let dir = TempDir::new("startup-token");
+    let empty = dir.0.join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = dir.0.join("missing-token");
+    for (file, says) in [(&empty, "the file is empty"), (&missing, "No such file")] {
+        let data = dir.0.join("data");
+        let (status, stderr) = Binary::demo(&data)
+            .args(["--log-format", "text"])
+            .arg("--admin-token-file")
+            .arg(file)
+            .run_to_exit();
+        assert!(!status.success());
+        assert_eq!(stderr.lines().count(), 1, "only the refusal: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: --admin-token-file {}: ", file.display()))
+                && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!data.exists(), "the event log was opened first");
+    }
+}
+
+#[cfg(not(feature = "offline"))]
+#[test]
+fn the_lean_build_says_campaigns_are_not_built_in() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["campaign", "run", "c.json", "--out", "out"])
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "error: nextbest campaign is not built in: this is the lean sidecar \
+         (--no-default-features); build with the default `offline` feature for campaigns"
+    );
+}

@@ -94,10 +94,10 @@ pub struct CommitArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Check, run or load failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Campaign(#[from] CampaignError),
     /// Commit failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Commit(#[from] commit::CommitError),
     /// A flag is wrong.
     #[error("{0}")]

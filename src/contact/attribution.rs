@@ -19,6 +19,9 @@
 //! nextbest did not make decodes to some tag that matches no known model, and so stays
 //! unattributed.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
 use crate::experiment::Variant;
 
 const TAG_SHIFT: u32 = 64;
@@ -55,11 +58,16 @@ pub fn customer_check(customer_id: &str) -> u16 {
     (crc32fast::hash(customer_id.as_bytes()) % 4095) as u16 + 1
 }
 
-/// A new decision id at `now_ms` for a model's content key, a variant and where it was made.
+/// A new decision id at `now_ms` for a model's content key, a variant and where it was made,
+/// its random bits from the thread's RNG.
 #[inline]
 pub fn decision_id(now_ms: i64, key: u32, variant: Variant, origin: Origin) -> ulid::Ulid {
     // The thread's RNG, as `Ulid::new` uses, without the clock read `Ulid::new` adds.
-    let random = u128::from(rand::random::<u32>());
+    with_random(now_ms, key, variant, origin, rand::random::<u32>())
+}
+
+fn with_random(now_ms: i64, key: u32, variant: Variant, origin: Origin, random: u32) -> ulid::Ulid {
+    let random = u128::from(random);
     let place = |i: Option<usize>, max: usize| i.filter(|&i| i < max).map_or(0, |i| i as u128 + 1);
     let bits = (u128::from(model_tag(key)) << TAG_SHIFT)
         | ORIGIN_FLAG
@@ -78,6 +86,65 @@ pub fn decision_id_with_bits(now_ms: i64, key: u32, variant: Variant, low: u64) 
         | ((variant.index() as u128) << VARIANT_SHIFT)
         | (u128::from(low) & LEGACY_RANDOM_MASK);
     ulid::Ulid::from_parts(now_ms.max(0) as u64, bits)
+}
+
+/// Where the server's decision ids take their random bits: the thread's RNG (the default, and
+/// what production uses), or a sequence fixed by a seed, so a test replays a run exactly (the
+/// Thompson draws of adaptive offers are seeded by the decision id). Clones share one sequence.
+#[derive(Clone, Default)]
+pub struct DecisionIds(Option<Arc<Seeded>>);
+
+struct Seeded {
+    seed: u64,
+    next: AtomicU64,
+}
+
+impl DecisionIds {
+    /// Ids from a fixed sequence: the `n`-th id made gets the same bits in every run with this
+    /// seed (requests made one after another get ids in a reproducible order).
+    pub fn seeded(seed: u64) -> Self {
+        DecisionIds(Some(Arc::new(Seeded {
+            seed,
+            next: AtomicU64::new(0),
+        })))
+    }
+
+    /// A new decision id at `now_ms` for a model's content key, a variant and where it was
+    /// made.
+    #[inline]
+    pub fn decision_id(
+        &self,
+        now_ms: i64,
+        key: u32,
+        variant: Variant,
+        origin: Origin,
+    ) -> ulid::Ulid {
+        match &self.0 {
+            None => decision_id(now_ms, key, variant, origin),
+            Some(s) => {
+                let n = s.next.fetch_add(1, Relaxed);
+                let bits = splitmix64(s.seed.wrapping_add(n)) as u32;
+                with_random(now_ms, key, variant, origin, bits)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DecisionIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            None => f.write_str("DecisionIds::Random"),
+            Some(s) => write!(f, "DecisionIds::Seeded({})", s.seed),
+        }
+    }
+}
+
+/// SplitMix64's output function: consecutive counters give unrelated bits.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The model tag and variant a decision id carries (no variant for an id nextbest did not
@@ -153,5 +220,37 @@ mod tests {
         assert!(!checks.contains(&0));
         assert!(checks.iter().all(|&c| c <= 0xfff));
         assert!(checks.len() > 850, "{} distinct of 1000", checks.len());
+    }
+
+    #[test]
+    fn seeded_ids_repeat_per_seed_and_keep_their_attribution() {
+        let key = 0xbeef;
+        let run = |ids: &DecisionIds| -> Vec<ulid::Ulid> {
+            (0..5)
+                .map(|_| {
+                    ids.decision_id(1_795_000_000_000, key, Variant::Champion, Origin::default())
+                })
+                .collect()
+        };
+        let (a, b) = (run(&DecisionIds::seeded(7)), run(&DecisionIds::seeded(7)));
+        assert_eq!(a, b, "the same seed gives the same ids");
+        assert_ne!(a, run(&DecisionIds::seeded(8)), "another seed gives others");
+        assert_eq!(
+            a.iter().collect::<std::collections::HashSet<_>>().len(),
+            5,
+            "unique within the sequence"
+        );
+        for id in &a {
+            assert_eq!(attribution(id.0), (model_tag(key), Some(Variant::Champion)));
+        }
+        // Clones share the sequence: the server's copies of its config do not restart it.
+        let ids = DecisionIds::seeded(7);
+        let twin = ids.clone();
+        let first = ids.decision_id(1_795_000_000_000, key, Variant::Champion, Origin::default());
+        let second = twin.decision_id(1_795_000_000_000, key, Variant::Champion, Origin::default());
+        assert_eq!([first, second], [a[0], a[1]]);
+        // The default draws from the thread's RNG.
+        let random = DecisionIds::default();
+        assert_ne!(run(&random), run(&random));
     }
 }

@@ -37,6 +37,7 @@ impl<'c> DecideContacts<'c> {
     #[inline]
     pub(super) fn new(
         contacts: &'c Contacts,
+        ids: &attribution::DecisionIds,
         customer_id: Option<&str>,
         key: u32,
         variant: Variant,
@@ -48,7 +49,7 @@ impl<'c> DecideContacts<'c> {
             now_ms,
             key,
             variant,
-            decision_id: attribution::decision_id(now_ms, key, variant, origin),
+            decision_id: ids.decision_id(now_ms, key, variant, origin),
             history: customer_id
                 .filter(|c| !c.is_empty())
                 .and_then(|c| contacts.history(c)),

@@ -264,12 +264,13 @@ impl Contacts {
     #[inline]
     pub fn for_decision(
         &self,
+        ids: &attribution::DecisionIds,
         customer_id: Option<&str>,
         model_key: u32,
         variant: Variant,
         origin: attribution::Origin,
     ) -> decide::DecideContacts<'_> {
-        decide::DecideContacts::new(self, customer_id, model_key, variant, origin)
+        decide::DecideContacts::new(self, ids, customer_id, model_key, variant, origin)
     }
 
     /// A customer's history for a decision (see [`view::CustomerView`]).

@@ -448,7 +448,13 @@ mod tests {
             &Default::default(),
             crate::contact::Clock::manual(1).0,
         );
-        let mut ctx = contacts.for_decision(Some("C1"), 0, Variant::Champion, Default::default());
+        let mut ctx = contacts.for_decision(
+            &Default::default(),
+            Some("C1"),
+            0,
+            Variant::Champion,
+            Default::default(),
+        );
         ctx.decision_id = ulid::Ulid(7);
         for _ in 0..3 {
             log.offer(&snapshot, &ctx, &req, &d);

@@ -165,3 +165,22 @@ fn f32_exact_snapshots_keep_the_version_1_form() {
     assert_eq!(back.row("C2").unwrap()[1], 2.0);
     assert_eq!(back.exact_row("C2").unwrap().f64(1), 2.0);
 }
+
+#[cfg(not(feature = "offline"))]
+#[test]
+fn a_parquet_snapshot_in_the_lean_build_is_refused_naming_the_feature() {
+    let dir = std::env::temp_dir().join(format!("nb-lean-parquet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Even a file that would parse as CSV is not read as one.
+    let path = dir.join("features.parquet");
+    std::fs::write(&path, "customer_id,x\nC1,1\n").unwrap();
+    let e = match FeatureStore::load(&path) {
+        Ok(_) => panic!("a Parquet snapshot loaded in the lean build"),
+        Err(e) => e.to_string(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        e.starts_with(&path.display().to_string()) && e.contains("the `offline` feature"),
+        "{e}"
+    );
+}

@@ -126,6 +126,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
         customer: req.customer_id.map(attribution::customer_check),
     };
     let contacts = state.contacts.for_decision(
+        &state.config.decision_ids,
         req.customer_id,
         picked.map_or(0, |p| p.2),
         variant.unwrap_or(Variant::Champion),

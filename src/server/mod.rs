@@ -35,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::contact::attribution::DecisionIds;
 use crate::contact::{Binding, Clock, ContactConfig, Contacts};
 use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
@@ -93,6 +94,8 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Bearer token the admin listener requires, when set.
     pub admin_token: Option<AdminToken>,
+    /// Where decision ids take their random bits (the thread's RNG unless a test fixes them).
+    pub decision_ids: DecisionIds,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             drain_delay: Duration::from_millis(1000),
             grace: Duration::from_secs(10),
             admin_token: None,
+            decision_ids: DecisionIds::default(),
         }
     }
 }
@@ -358,11 +362,32 @@ impl RunningServer {
     }
 }
 
+/// Which of the two listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Channels' decisions and events.
+    Public,
+    /// Operators' admin API and metrics.
+    Admin,
+}
+
+/// A listener that could not be bound, with its address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {} listener on {addr}: {source}", match .listener { Listener::Public => "public", Listener::Admin => "admin" })]
+pub struct BindError {
+    /// Which listener.
+    pub listener: Listener,
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// The cause (address in use, not available here, ...).
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds both listeners and starts serving.
-pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
-    let public = TcpListener::bind(state.config.listen).await?;
-    let admin = TcpListener::bind(state.config.admin_listen).await?;
-    let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+pub async fn start(state: Arc<AppState>) -> Result<RunningServer, BindError> {
+    let (public, public_addr) = bind(Listener::Public, state.config.listen).await?;
+    let (admin, admin_addr) = bind(Listener::Admin, state.config.admin_listen).await?;
     let _ = state.bound.set((public_addr, admin_addr));
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
@@ -381,6 +406,20 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
         stop,
         tasks,
     })
+}
+
+async fn bind(
+    listener: Listener,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let fail = |source| BindError {
+        listener,
+        addr,
+        source,
+    };
+    let l = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = l.local_addr().map_err(fail)?;
+    Ok((l, bound))
 }
 
 #[derive(Clone, Copy)]
