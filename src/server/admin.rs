@@ -196,27 +196,9 @@ fn models(state: &AppState) -> Response<Full<Bytes>> {
         "active": active,
         "challenger": active.and_then(|a| a.challenger.clone()),
         "history": history,
-        "features": features_summary(state),
+        "features": super::status::features_summary(state),
     });
     json_response(StatusCode::OK, body.to_string().into())
-}
-
-/// The serving feature snapshot, as `/admin/models` and the status page show it.
-pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
-    let snap = state.registry.load();
-    let f = snap.features.as_ref()?;
-    let journal = state.registry.journal.entries();
-    let loaded_at = journal
-        .iter()
-        .find(|e| e.accepted && e.customers.is_some())
-        .map(|e| e.at.clone());
-    Some(serde_json::json!({
-        "source": f.source(),
-        "customers": f.len(),
-        "features": f.columns().len(),
-        "bytes": f.bytes_held(),
-        "loaded_at": loaded_at,
-    }))
 }
 
 /// `GET /admin/stats`: the funnel with rates, the challenger's lift, event counts, contact

@@ -104,7 +104,7 @@ pub fn json(state: &AppState) -> Response<Full<Bytes>> {
             "open": listeners.open_connections,
             "evicted": listeners.evicted_connections,
         },
-        "features": super::admin::features_summary(state),
+        "features": features_summary(state),
         "loads": state.registry.journal.entries(),
         "replication": state.fleet.as_ref().map(|f| f.stats()),
     });
@@ -112,6 +112,24 @@ pub fn json(state: &AppState) -> Response<Full<Bytes>> {
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// The serving feature snapshot, as `/admin/models` and the status page show it.
+pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
+    let snap = state.registry.load();
+    let f = snap.features.as_ref()?;
+    let journal = state.registry.journal.entries();
+    let loaded_at = journal
+        .iter()
+        .find(|e| e.accepted && e.customers.is_some())
+        .map(|e| e.at.clone());
+    Some(serde_json::json!({
+        "source": f.source(),
+        "customers": f.len(),
+        "features": f.columns().len(),
+        "bytes": f.bytes_held(),
+        "loaded_at": loaded_at,
+    }))
 }
 
 #[cfg(test)]
