@@ -230,7 +230,13 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
     let url = format!("redis://127.0.0.1:{port}");
     let dir = TempDir::new("fleet-late");
     let a = Binary::demo(&dir.0.join("a"))
-        .args(["--redis", &url, "--redis-catchup-ms", "300"])
+        .args([
+            "--redis",
+            &url,
+            "--redis-catchup-ms",
+            "300",
+            "--ready-when-behind",
+        ])
         .spawn();
     within("ready without Redis", || async {
         get(a.public, "/readyz").await.status == 200
@@ -279,12 +285,7 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
         features: demo_dir().join("features.csv"),
         // The campaign's own data folder knows nothing: what it learns comes from the fleet.
         data_dir: Some(dir.0.join("campaign-data")),
-        fleet: Some(nextbest::fleet::FleetConfig {
-            url: redis.url(),
-            partitions: 8,
-            catchup_wait: Duration::ZERO,
-            prefix: "nextbest:events".into(),
-        }),
+        fleet: Some(nextbest::fleet::FleetConfig::new(redis.url(), 8)),
         now_ms: None,
         contact_memory_bytes: 64 << 20,
         progress_bar: false,
@@ -316,4 +317,178 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
         !rows.contains(&(x.clone(), o.clone())),
         "{x} dismissed {o} on the web, through another replica"
     );
+}
+
+/// Entries the fleet's streams hold in Redis, all partitions together.
+fn stream_entries(url: &str) -> u64 {
+    let client = ::redis::Client::open(url).unwrap();
+    let Ok(mut con) = client.get_connection() else {
+        return 0;
+    };
+    (0..8u16)
+        .map(|p| {
+            ::redis::cmd("XLEN")
+                .arg(format!("nextbest:events:{{p{p:03}}}"))
+                .query::<u64>(&mut con)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// One sample of a replica's `/metrics` (0 when absent).
+async fn sample(addr: SocketAddr, line_prefix: &str) -> f64 {
+    let m = String::from_utf8(get(addr, "/metrics").await.body).unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix(line_prefix)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// Bytes of the event log's segments in a data folder.
+fn log_bytes(data: &Path) -> u64 {
+    std::fs::read_dir(data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("events-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_replica_reships_to_a_redis_restarted_empty_within_10_s() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-idle-reship");
+    let a = replica(&dir.0.join("a"), &url);
+    assert_eq!(flood(a.public, "I", 30).await, 30);
+    within("A's events in Redis", || async {
+        stream_entries(&url) == 30
+    })
+    .await;
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let back = Instant::now();
+    assert_eq!(stream_entries(&url), 0, "the new Redis starts empty");
+    // Nothing more is posted to A: it must notice the restart by itself.
+    while stream_entries(&url) < 30 {
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "A did not ship its log again within 10 s of Redis coming back empty; stderr:\n{}",
+            a.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stream_entries(&url), 30);
+    assert!(a.stderr().contains("redis restarted (new run id)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_backlog_during_a_20_s_outage_match_the_log() {
+    const BACKLOG: &str = "nextbest_replication_backlog_bytes ";
+    const LAG: &str = "nextbest_replication_apply_lag_seconds";
+    let mut redis = Redis::start();
+    let port = redis.addr.port();
+    let dir = TempDir::new("fleet-outage");
+    let (a_dir, b_dir) = (dir.0.join("a"), dir.0.join("b"));
+    let a = replica(&a_dir, &redis.url());
+    let b = replica(&b_dir, &redis.url());
+    assert_eq!(flood(a.public, "W", 5).await, 5);
+    within("the warm-up on B", || async { applied(b.admin).await == 5 }).await;
+    within("B caught up", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+    within("A's backlog empty", || async {
+        sample(a.admin, BACKLOG).await == 0.0
+    })
+    .await;
+    let quick_lag = format!("{LAG}_bucket{{le=\"10\"}}");
+    let (quick_before, count_before) = (
+        sample(b.admin, &quick_lag).await,
+        sample(b.admin, &format!("{LAG}_count")).await,
+    );
+
+    let before = log_bytes(&a_dir);
+    redis.kill();
+    let down = Instant::now();
+    assert_eq!(flood(a.public, "O", 60).await, 60);
+    let grown = log_bytes(&a_dir) - before;
+    assert!(grown > 60 * 40, "the log grew by {grown} bytes");
+    // Measured from the log while Redis is away: every byte written since, no more.
+    within("the backlog to match the log", || async {
+        sample(a.admin, BACKLOG).await == grown as f64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(down.elapsed())).await;
+    let age = sample(a.admin, "nextbest_replication_backlog_age_seconds ").await;
+    assert!(age >= 18.0, "the oldest unshipped event is {age} s old");
+    assert_eq!(
+        sample(a.admin, "nextbest_replication_connected ").await,
+        0.0
+    );
+
+    let _redis = Redis::on_port(port);
+    within("the outage's events on B", || async {
+        applied(b.admin).await == 65
+    })
+    .await;
+    within("A's backlog shipped", || async {
+        sample(a.admin, BACKLOG).await == 0.0
+    })
+    .await;
+    // Every event of the outage was applied 20 s or more after A accepted it: none in the
+    // buckets up to 10 s, all within 2 minutes.
+    assert_eq!(sample(b.admin, &quick_lag).await, quick_before);
+    assert_eq!(
+        sample(b.admin, &format!("{LAG}_count")).await,
+        count_before + 60.0
+    );
+    assert_eq!(
+        sample(b.admin, &format!("{LAG}_bucket{{le=\"120\"}}")).await,
+        count_before + 60.0
+    );
+    let last = sample(b.admin, "nextbest_replication_lag_seconds ").await;
+    assert!(last >= 18.0, "the last event's lag reads {last} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_partition_count_refuses_to_join() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-partitions");
+    let a = replica(&dir.0.join("a"), &redis.url());
+    within("A joined", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+    let b = Binary::demo(&dir.0.join("b"))
+        .args(["--redis", &redis.url(), "--redis-partitions", "4"])
+        .spawn();
+    let log = b.wait_stderr("refusing to join the fleet");
+    assert!(
+        log.contains("--redis-partitions 4 but the fleet at") && log.contains("uses 8"),
+        "{log}"
+    );
+    let r = get(b.public, "/readyz").await;
+    assert_eq!(r.status, 503);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("refused to join the fleet") && body.contains("uses 8"),
+        "{body}"
+    );
+    assert_eq!(sample(b.admin, "nextbest_replication_refused ").await, 1.0);
+    // B's events stay in its own log; none reaches the fleet's streams.
+    assert_eq!(flood(b.public, "P", 10).await, 10);
+    assert_eq!(flood(a.public, "Q", 3).await, 3);
+    within("A's events in Redis", || async {
+        stream_entries(&redis.url()) == 3
+    })
+    .await;
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let recorded: String = ::redis::cmd("GET")
+        .arg("nextbest:events:partitions")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(recorded, "8");
 }

@@ -25,33 +25,97 @@ const STATUSES: [u16; 13] = [
     200, 202, 400, 401, 404, 405, 408, 409, 413, 415, 422, 500, 503,
 ];
 
-/// A latency histogram with fixed buckets.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+/// Upper bounds of the replication lag buckets, in microseconds: from a millisecond (a quiet
+/// fleet on one network) to ten minutes (an outage being caught up), so a lag of seconds or
+/// minutes lands in a bucket of its own instead of past the last one.
+pub const LAG_BUCKETS_US: [u64; 16] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    120_000_000,
+    600_000_000,
+];
+
+/// A histogram with fixed buckets (upper bounds in microseconds; [`LATENCY_BUCKETS_US`]
+/// unless built [`Histogram::with_bounds`]).
+pub struct Histogram<const N: usize = 16> {
+    bounds: &'static [u64; N],
+    buckets: [AtomicU64; N],
     count: AtomicU64,
     sum_ns: AtomicU64,
 }
 
-impl Histogram {
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with_bounds(&LATENCY_BUCKETS_US)
+    }
+}
+
+/// A histogram's observations at one moment: per bucket (not cumulative), in all (those past
+/// the last bound included), and their sum in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct HistogramSnapshot<const N: usize = 16> {
+    /// The buckets' upper bounds, in microseconds.
+    pub bounds: &'static [u64; N],
+    /// Observations per bucket.
+    pub buckets: [u64; N],
+    /// Observations in all.
+    pub count: u64,
+    /// Their sum, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl<const N: usize> Histogram<N> {
+    /// An empty histogram with these upper bounds (microseconds, ascending).
+    pub fn with_bounds(bounds: &'static [u64; N]) -> Self {
+        Histogram {
+            bounds,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     #[inline]
     pub fn observe_ns(&self, ns: u64) {
         let us = ns / 1_000;
-        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us < b) {
+        if let Some(i) = self.bounds.iter().position(|&b| us < b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
-    /// Observations per bucket (not cumulative; the last bucket's upper bound is
-    /// [`LATENCY_BUCKETS_US`]'s last) and the total count, which also holds those past it.
-    pub fn snapshot(&self) -> ([u64; LATENCY_BUCKETS_US.len()], u64) {
+    /// Observations per bucket (not cumulative; the last bucket's upper bound is the last
+    /// bound) and the total count, which also holds those past it.
+    pub fn snapshot(&self) -> ([u64; N], u64) {
         (
             std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
             self.count.load(Relaxed),
         )
+    }
+
+    /// Everything the histogram holds now, with its bounds.
+    pub fn read(&self) -> HistogramSnapshot<N> {
+        let (buckets, count) = self.snapshot();
+        HistogramSnapshot {
+            bounds: self.bounds,
+            buckets,
+            count,
+            sum_ns: self.sum_ns(),
+        }
     }
 
     /// Total of the observations, in nanoseconds.
@@ -61,27 +125,23 @@ impl Histogram {
 
     /// Writes the histogram as one family (buckets, sum, count).
     pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
-        let (buckets, count) = self.snapshot();
-        Self::write_snapshot(out, name, help, (&buckets, count, self.sum_ns()));
+        self.read().write(out, name, help);
     }
+}
 
-    /// Writes a snapshot (per-bucket counts, count, sum in ns) as one family.
-    pub fn write_snapshot(
-        out: &mut Exposition,
-        name: &str,
-        help: &str,
-        (buckets, count, sum_ns): (&[u64; LATENCY_BUCKETS_US.len()], u64, u64),
-    ) {
+impl<const N: usize> HistogramSnapshot<N> {
+    /// Writes the snapshot as one family (cumulative buckets in seconds, sum, count).
+    pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
         let mut f = out.family(name, Kind::Histogram, help);
         let mut cumulative = 0;
-        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-            cumulative += buckets[i];
+        for (n, b) in self.buckets.iter().zip(self.bounds) {
+            cumulative += n;
             let le = (*b as f64 / 1e6).to_string();
             f.suffixed("_bucket", &[("le", &le)], cumulative);
         }
-        f.suffixed("_bucket", &[("le", "+Inf")], count)
-            .suffixed("_sum", &[], sum_ns as f64 / 1e9)
-            .suffixed("_count", &[], count);
+        f.suffixed("_bucket", &[("le", "+Inf")], self.count)
+            .suffixed("_sum", &[], self.sum_ns as f64 / 1e9)
+            .suffixed("_count", &[], self.count);
     }
 }
 

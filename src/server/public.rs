@@ -49,9 +49,14 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
     }
     let snap = state.registry.load();
     if let Some(fleet) = state.fleet.as_ref().filter(|_| snap.is_ready()) {
-        // A new replica catches up on the fleet's events first, for a bounded time.
+        // A new replica catches up on the fleet's events first (for a bounded time only with
+        // --ready-when-behind); one that refused to join is never ready.
         if !fleet.ready() {
-            let body = serde_json::json!({"status": "not_ready", "detail": "catching up with the fleet's events"});
+            let detail = match fleet.refused() {
+                Some(why) => format!("refused to join the fleet: {why}"),
+                None => "catching up with the fleet's events".to_owned(),
+            };
+            let body = serde_json::json!({"status": "not_ready", "detail": detail});
             return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
         }
         if !fleet.caught_up() {

@@ -45,6 +45,7 @@ impl Binary {
             .env_remove("NEXTBEST_ADMIN_INSECURE")
             .env_remove("NEXTBEST_REDIS")
             .env_remove("NEXTBEST_REDIS_PASSWORD_FILE")
+            .env_remove("NEXTBEST_READY_WHEN_BEHIND")
             .stdin(Stdio::null());
         Binary { cmd }
     }
