@@ -402,3 +402,35 @@ async fn the_watcher_follows_a_configmap_update() {
     volume.update(&[("model.json", &doc("2"))]);
     support::eventually("the model from the swapped ConfigMap", || version() == "2").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_models_folder_answers_409_and_says_where_models_change() {
+    let models = support::TempModels::new("read-only");
+    let data = support::TempDir::new("read-only-data");
+    let server = support::binary::Binary::read_only_models(&models.dir, &data.0).spawn();
+    let before = std::fs::read(models.dir.join("model.json")).unwrap();
+    let r = support::put_model(server.admin, &support::TempModels::demo_doc("9")).await;
+    let detail = r.assert_error(409, "models_read_only");
+    for needle in ["is read-only", "ConfigMap", "kubectl apply -k"] {
+        assert!(detail.contains(needle), "{needle} not in: {detail}");
+    }
+    let r = support::post_json(
+        server.admin,
+        "/admin/models/rollback",
+        &serde_json::json!({}),
+    )
+    .await;
+    assert!(r.status == 409, "{}", String::from_utf8_lossy(&r.body));
+    // Nothing changed: the folder, what serves, and the refusal is counted, not a 500.
+    assert_eq!(
+        std::fs::read(models.dir.join("model.json")).unwrap(),
+        before
+    );
+    let m = String::from_utf8(support::get(server.admin, "/metrics").await.body).unwrap();
+    assert!(m.contains("nextbest_http_responses_total"), "{m}");
+    assert!(
+        !m.lines()
+            .any(|l| l.contains("status=\"500\"") && !l.ends_with(" 0")),
+        "{m}"
+    );
+}

@@ -492,3 +492,125 @@ async fn a_replica_with_another_partition_count_refuses_to_join() {
         .unwrap();
     assert_eq!(recorded, "8");
 }
+
+/// The model version a replica's decisions name.
+async fn serving_version(addr: SocketAddr) -> String {
+    let a = decide(
+        addr,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    a["model"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Who made each change in a replica's model history, newest first, as `version source`.
+async fn history(admin: SocketAddr) -> Vec<String> {
+    get(admin, "/admin/models").await.json()["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["version"].as_str().unwrap(),
+                e["source"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_on_one_replica_serves_on_every_replica() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-models");
+    let folders: Vec<TempModels> = (0..3).map(|_| TempModels::new("fleet-models")).collect();
+    let [a, b, c] = [0, 1, 2].map(|i| {
+        Binary::with_models(&folders[i].dir, &dir.0.join(i.to_string()))
+            .args(["--redis", &redis.url()])
+            .spawn()
+    });
+    let first = serving_version(a.public).await;
+    let origin_of = |i: usize| nextbest::fleet::origin_of(&dir.0.join(i.to_string())).unwrap();
+    within("every replica ready", || async {
+        for r in [&a, &b, &c] {
+            if get(r.public, "/readyz").await.status != 200 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    // A PUT on A serves on B and C, and lands in their folders (a restart keeps it).
+    let r = put_model(a.admin, &TempModels::demo_doc("fleet-7")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for (name, r) in [("B", &b), ("C", &c)] {
+        within(&format!("version fleet-7 on {name}"), || async {
+            serving_version(r.public).await == "fleet-7"
+        })
+        .await;
+    }
+    for f in &folders[1..] {
+        let on_disk = std::fs::read_to_string(f.dir.join("model.json")).unwrap();
+        assert!(on_disk.contains("fleet-7"));
+    }
+    assert_eq!(
+        history(b.admin).await[..2],
+        [
+            format!("fleet-7 fleet: admin on {}", origin_of(0)),
+            format!("{first} disk")
+        ]
+    );
+    let agreeing = |admin| async move {
+        let s = get(admin, "/admin/status.json").await.json();
+        let f = &s["replication"]["fleet"];
+        f["agree"] == true && f["replicas"].as_array().map_or(0, Vec::len) == 3
+    };
+    within("the fleet agreeing", || agreeing(a.admin)).await;
+
+    // C changed by hand (its folder, SIGHUP): the fleet disagrees, and every replica says so.
+    folders[2].publish(
+        "model.json",
+        &serde_json::to_vec(&TempModels::demo_doc("local-9")).unwrap(),
+    );
+    c.signal("HUP");
+    within("C on its own version", || async {
+        serving_version(c.public).await == "local-9"
+    })
+    .await;
+    within("A seeing two versions", || async {
+        sample(a.admin, "nextbest_fleet_model_versions ").await == 2.0
+    })
+    .await;
+    within("B's status page saying the fleet disagrees", || async {
+        let s = get(b.admin, "/admin/status.json").await.json();
+        s["replication"]["fleet"]["agree"] == false
+    })
+    .await;
+
+    // A rollback on B goes back on every replica, C included; the history keeps all of it.
+    let r = post_json(b.admin, "/admin/models/rollback", &json!({})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for (name, r) in [("A", &a), ("B", &b), ("C", &c)] {
+        within(&format!("the rollback on {name}"), || async {
+            serving_version(r.public).await == first
+        })
+        .await;
+    }
+    assert_eq!(
+        history(a.admin).await[..3],
+        [
+            format!("{first} fleet: rollback on {}", origin_of(1)),
+            "fleet-7 admin".to_owned(),
+            format!("{first} disk"),
+        ]
+    );
+    within("the fleet agreeing again", || agreeing(c.admin)).await;
+    assert_eq!(
+        sample(c.admin, "nextbest_fleet_changes_applied_total ").await,
+        2.0
+    );
+}

@@ -32,6 +32,7 @@
 
 pub mod consumer;
 pub mod join;
+pub mod models;
 pub mod monitor;
 pub mod shipper;
 
@@ -44,6 +45,8 @@ use crate::contact::log::Position;
 use crate::contact::Contacts;
 use crate::metrics::prom::{Collect, Exposition, Kind};
 use crate::metrics::{Histogram, HistogramSnapshot, LAG_BUCKETS_US};
+use crate::registry::Registry;
+use models::{FleetView, Shared};
 
 /// Settings of the fleet link.
 #[derive(Clone)]
@@ -151,6 +154,12 @@ pub struct Fleet {
     outage_logged: AtomicBool,
     /// Why this replica refused to join the fleet, once it has.
     refused: OnceLock<String>,
+    /// Admin changes made here, on their way to the fleet's stream.
+    outgoing: tokio::sync::mpsc::UnboundedSender<Shared>,
+    /// Changes made elsewhere and applied here.
+    changes_applied: AtomicU64,
+    /// What the fleet serves, as last read.
+    view: Mutex<FleetView>,
 }
 
 impl Fleet {
@@ -173,6 +182,23 @@ impl Fleet {
         if self.refused.set(why.clone()).is_ok() {
             tracing::error!(reason = %why, "refusing to join the fleet; replication stopped");
         }
+    }
+
+    /// Shares an admin change made here with every replica (queued; sent as soon as Redis
+    /// takes it).
+    pub fn share(&self, change: Shared) {
+        if self.refused().is_none() && self.outgoing.send(change).is_err() {
+            tracing::warn!("the fleet's change publisher has stopped; the change stays local");
+        }
+    }
+
+    /// What the fleet serves, as last read.
+    pub fn view(&self) -> FleetView {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_view(&self, v: FleetView) {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = v;
     }
 
     /// The link's settings.
@@ -213,6 +239,8 @@ impl Fleet {
             },
             lag_ms: self.lag_ms.load(Relaxed),
             refused: self.refused().map(str::to_owned),
+            changes_applied: self.changes_applied.load(Relaxed),
+            fleet: self.view(),
             lag: self.lag.read(),
         }
     }
@@ -267,6 +295,10 @@ pub struct FleetStats {
     pub lag_ms: i64,
     /// Why this replica refused to join the fleet, if it did.
     pub refused: Option<String>,
+    /// Admin changes made on other replicas and applied here.
+    pub changes_applied: u64,
+    /// What every live replica serves, and whether they agree.
+    pub fleet: FleetView,
     #[serde(skip)]
     lag: HistogramSnapshot,
 }
@@ -302,6 +334,13 @@ impl Collect for FleetStats {
             "1 when this replica refused to join the fleet (see its log and /readyz).",
         )
         .sample(&[], u8::from(self.refused.is_some()));
+        out.family(
+            "nextbest_fleet_changes_applied_total",
+            Kind::Counter,
+            "Admin changes (models, rollbacks, feature reloads) made on other replicas and applied here.",
+        )
+        .sample(&[], self.changes_applied);
+        self.fleet.collect(out);
         out.family(
             "nextbest_replication_events_total",
             Kind::Counter,
@@ -341,8 +380,12 @@ pub fn redact(url: &str) -> String {
     crate::logging::redact_url(url).into_owned()
 }
 
-/// Starts the shipper and the consumers on a thread of their own.
-pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>, FleetError> {
+/// Starts the shipper, the consumers and the model follower on a thread of their own.
+pub fn start(
+    config: FleetConfig,
+    contacts: Arc<Contacts>,
+    registry: Arc<Registry>,
+) -> Result<Arc<Fleet>, FleetError> {
     if config.url.starts_with("rediss://") {
         // rustls needs one process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -351,6 +394,7 @@ pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>,
         .map_err(|e| FleetError::Url(format!("{}: {e}", redact(&config.url))))?;
     let dir = contacts.data_dir().ok_or(FleetError::NoLog)?.to_owned();
     let origin = replica_id(&dir)?;
+    let (outgoing, to_publish) = models::channel();
     let fleet = Arc::new(Fleet {
         origin,
         config,
@@ -368,6 +412,9 @@ pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>,
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         outage_logged: AtomicBool::new(false),
         refused: OnceLock::new(),
+        outgoing,
+        changes_applied: AtomicU64::new(0),
+        view: Mutex::new(FleetView::default()),
     });
     tracing::info!(redis = %redact(&fleet.config.url), origin = %fleet.origin, partitions = fleet.config.partitions, "replicating events through redis");
     // Replication runs on a thread of its own: decoding the streams and applying the other
@@ -398,6 +445,12 @@ pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>,
                         p,
                     ));
                 }
+                tokio::spawn(models::run(
+                    link.clone(),
+                    client.clone(),
+                    registry,
+                    to_publish,
+                ));
                 shipper::run(link, client, contacts, dir).await;
             });
         })

@@ -3,7 +3,7 @@
 //! threads, never on a runtime worker, so decisions keep flowing while a model compiles; the
 //! registry logs and counts every outcome itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
+use crate::fleet::models::Shared;
 use crate::metrics::prom::Exposition;
 use crate::registry::{Registry, RegistryError};
 
@@ -67,7 +68,15 @@ async fn route(
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
-            ok_json(&blocking(move || registry.rollback()).await?)
+            let record = blocking(move || registry.rollback()).await?;
+            if let (Some(fleet), Some(set)) = (&state.fleet, &state.registry.load().models) {
+                fleet.share(Shared::Model {
+                    change: "rollback",
+                    document: set.champion.document.clone(),
+                    checksum: record.checksum.clone(),
+                });
+            }
+            ok_json(&record)
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
         (&Method::GET, "/metrics") => {
@@ -114,16 +123,6 @@ fn ok_json(v: &impl serde::Serialize) -> Result<Response<Full<Bytes>>, ApiError>
     Ok(json_response(StatusCode::OK, body.into()))
 }
 
-/// The folder scorer and challenger files of an uploaded model resolve against.
-fn models_folder(registry: &Registry) -> Option<PathBuf> {
-    let p = registry.config().models_path.as_ref()?;
-    if p.is_dir() {
-        Some(p.clone())
-    } else {
-        p.parent().map(Path::to_owned)
-    }
-}
-
 async fn put_model(
     state: &AppState,
     req: Request<Incoming>,
@@ -131,8 +130,16 @@ async fn put_model(
     let limit = state.registry.config().limits.max_bytes;
     let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10).await?);
     let registry = state.registry.clone();
-    let base = models_folder(&registry);
+    let base = registry.models_folder();
+    let document = state.fleet.as_ref().map(|_| body.clone());
     let record = blocking(move || registry.install_document(body, base, "admin".into())).await?;
+    if let (Some(fleet), Some(document)) = (&state.fleet, document) {
+        fleet.share(Shared::Model {
+            change: "admin",
+            document,
+            checksum: record.checksum.clone(),
+        });
+    }
     ok_json(&serde_json::json!({
         "name": record.name, "version": record.version, "checksum": record.checksum,
     }))
@@ -159,7 +166,17 @@ async fn reload_features(
             .map_err(|e| ApiError::InvalidRequest(format!("{e}")))?
     };
     let registry: Arc<Registry> = state.registry.clone();
-    let task = blocking(move || registry.reload_features(args.path));
+    let fleet = state.fleet.clone();
+    // Once it serves here, every replica loads the same file.
+    let task = async move {
+        let info = blocking(move || registry.reload_features(args.path)).await?;
+        if let Some(fleet) = fleet {
+            fleet.share(Shared::Features {
+                path: PathBuf::from(&info.source),
+            });
+        }
+        Ok::<_, ApiError>(info)
+    };
     if args.wait {
         return ok_json(&task.await?);
     }
