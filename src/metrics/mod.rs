@@ -5,6 +5,7 @@
 //! them). Other owners of numbers (registry, contact side, funnel) keep their own atomics and
 //! export them through [`prom::Collect`]; this module must not reach into them.
 
+pub mod process;
 pub mod prom;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -24,6 +25,67 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
 const STATUSES: [u16; 13] = [
     200, 202, 400, 401, 404, 405, 408, 409, 413, 415, 422, 500, 503,
 ];
+
+/// The listener a response was answered on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Channels: decisions, events, probes.
+    Public,
+    /// Operators: the admin API and `/metrics`.
+    Admin,
+}
+
+impl Listener {
+    fn as_str(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Admin => "admin",
+        }
+    }
+
+    /// The routes counted one by one; any other path counts as `other` (a bounded label, whatever
+    /// paths clients try).
+    fn routes(self) -> &'static [&'static str] {
+        match self {
+            Listener::Public => &[
+                "/v1/decide",
+                "/v1/events",
+                "/healthz",
+                "/readyz",
+                "/openapi.json",
+            ],
+            Listener::Admin => &[
+                "/admin/models",
+                "/admin/models/rollback",
+                "/admin/features/reload",
+                "/admin/stats",
+                "/admin/status",
+                "/admin/status.json",
+                "/metrics",
+                "/openapi.json",
+            ],
+        }
+    }
+
+    /// The route label's index for a path (the last one, `other`, for an unknown path).
+    #[inline]
+    pub fn route(self, path: &str) -> Route {
+        let routes = self.routes();
+        Route(
+            routes
+                .iter()
+                .position(|r| *r == path)
+                .unwrap_or(routes.len()),
+        )
+    }
+}
+
+/// A route of a listener, as counted (see [`Listener::route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(usize);
+
+/// Most routes of one listener, `other` included.
+const ROUTES: usize = 9;
 
 /// Upper bounds of the replication lag buckets, in microseconds: from a millisecond (a quiet
 /// fleet on one network) to ten minutes (an outage being caught up), so a lag of seconds or
@@ -151,7 +213,8 @@ pub struct Metrics {
     /// Personalised decisions.
     pub personalised: AtomicU64,
     fallbacks: [AtomicU64; FallbackReason::ALL.len()],
-    statuses: [AtomicU64; STATUSES.len() + 1],
+    /// Responses by listener, route and status.
+    responses: [[[AtomicU64; STATUSES.len() + 1]; ROUTES]; 2],
     /// Time from request read to answer encoded, for `/v1/decide`.
     pub decide_latency: Histogram,
     variants: [AtomicU64; Variant::ALL.len()],
@@ -192,14 +255,14 @@ impl Metrics {
         }
     }
 
-    /// Counts an HTTP response by status.
+    /// Counts an HTTP response by listener, route and status.
     #[inline]
-    pub fn status(&self, status: u16) {
+    pub fn response(&self, listener: Listener, route: Route, status: u16) {
         let i = STATUSES
             .iter()
             .position(|s| *s == status)
             .unwrap_or(STATUSES.len());
-        self.statuses[i].fetch_add(1, Relaxed);
+        self.responses[listener as usize][route.0.min(ROUTES - 1)][i].fetch_add(1, Relaxed);
     }
 }
 
@@ -259,18 +322,28 @@ impl Collect for Metrics {
         let mut f = out.family(
             "nextbest_http_responses_total",
             Kind::Counter,
-            "HTTP responses, by status.",
+            "HTTP responses, by listener, route (`other`: any unknown path) and status; series appear once counted.",
         );
-        for (i, s) in STATUSES.iter().enumerate() {
-            f.sample(
-                &[("status", &s.to_string())],
-                self.statuses[i].load(Relaxed),
-            );
+        for listener in [Listener::Public, Listener::Admin] {
+            let routes = listener.routes().iter().copied().chain(["other"]);
+            for (r, route) in routes.enumerate() {
+                for (i, n) in self.responses[listener as usize][r].iter().enumerate() {
+                    let n = n.load(Relaxed);
+                    if n == 0 {
+                        continue;
+                    }
+                    let status = STATUSES
+                        .get(i)
+                        .map_or_else(|| "other".into(), u16::to_string);
+                    let labels = [
+                        ("listener", listener.as_str()),
+                        ("route", route),
+                        ("status", status.as_str()),
+                    ];
+                    f.sample(&labels, n);
+                }
+            }
         }
-        f.sample(
-            &[("status", "other")],
-            self.statuses[STATUSES.len()].load(Relaxed),
-        );
         self.decide_latency.write(
             out,
             "nextbest_decide_duration_seconds",

@@ -19,14 +19,18 @@ use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
 use crate::fleet::models::Shared;
 use crate::metrics::prom::Exposition;
+use crate::metrics::Listener;
 use crate::registry::{Registry, RegistryError};
 
 /// Routes one admin request, after the bearer token check when a token is set.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let counted = Listener::Admin.route(req.uri().path());
     let resp = route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response);
-    state.metrics.status(resp.status().as_u16());
+    state
+        .metrics
+        .response(Listener::Admin, counted, resp.status().as_u16());
     resp
 }
 
@@ -84,7 +88,12 @@ async fn route(
             out.collect(&state.metrics)
                 .collect(&state.listener_stats())
                 .collect(&state.registry.loads)
-                .collect(&*state.contacts);
+                .collect(&*state.contacts)
+                .collect(&crate::metrics::process::Process);
+            state
+                .registry
+                .serving()
+                .collect_at(&mut out, state.contacts.now_ms());
             if let Some(f) = &state.fleet {
                 out.collect(&**f);
             }

@@ -10,9 +10,11 @@ use super::decide;
 use super::error::{json_response, ApiError};
 use super::events;
 use super::AppState;
+use crate::metrics::Listener;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let route = Listener::Public.route(req.uri().path());
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide::decide_post(state, req).await,
         (&Method::GET, "/v1/decide") => decide::decide_get(state, &req),
@@ -38,7 +40,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     };
     let resp = resp.unwrap_or_else(ApiError::into_response);
-    state.metrics.status(resp.status().as_u16());
+    state
+        .metrics
+        .response(Listener::Public, route, resp.status().as_u16());
     resp
 }
 
