@@ -8,10 +8,11 @@
 //! recorded in its history as `fleet: admin on <replica>`. Changes a replica applies from the
 //! stream are never appended again, so nothing echoes. A replica starting takes the stream's
 //! latest model change when it is newer than its own folder's `model.json` (it was down when the
-//! change was made), and the latest feature reload when it names another file than the one it
-//! loaded. A replica whose models folder is read-only (a ConfigMap) refuses admin changes
-//! before anything is published (see `registry::RegistryError::ReadOnly`): there the folder is
-//! the one source, and every replica watches it.
+//! change was made). Feature reloads are followed live only: a replica starts on the snapshot
+//! its `--features` names (a rollout may name a new one on purpose), and the fleet's view shows
+//! it if that differs. A replica whose models folder is read-only (a ConfigMap) refuses admin
+//! changes before anything is published (see `registry::RegistryError::ReadOnly`): there the
+//! folder is the one source, and every replica watches it.
 //!
 //! **Every replica says what it serves.** Every [`REPORT_EVERY`] each replica writes its model
 //! checksum and snapshot checksum into the hash `nextbest:serving` and reads everyone's back:
@@ -44,8 +45,11 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 pub const LIVE_FOR: Duration = Duration::from_secs(30);
 /// Reports older than this are removed from the hash (replicas long gone).
 const FORGET_AFTER_MS: i64 = 3_600_000;
-/// Stream entries kept (the audit trail is each replica's own; this is only the carrier).
-const STREAM_LEN: usize = 1_000;
+/// Stream entries kept: each holds a whole model document, and only the latest matters to a
+/// replica starting (the audit trail is each replica's own; this is only the carrier).
+const STREAM_LEN: usize = 100;
+/// Entries read back at start to find the latest model change.
+const START_READ: usize = 20;
 
 /// An admin change to share with the fleet.
 #[derive(Debug, Clone)]
@@ -336,63 +340,55 @@ async fn apply(fleet: &Fleet, registry: &Arc<Registry>, e: &Entry) {
         }
         _ => return,
     };
-    fleet
-        .changes_applied
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // The registry logs and counts a refusal; the fleet then disagrees, and says so.
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "applying a fleet change failed");
+    match result {
+        Ok(Ok(())) => {
+            fleet
+                .changes_applied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, origin, change, "a fleet change was refused here"),
+        Err(e) => tracing::warn!(error = %e, "applying a fleet change failed"),
     }
 }
 
-/// The latest entries of each kind at start, and the id to follow from.
+/// The latest model change at start, if any, and the id to follow from.
 async fn start_point(
     c: &mut redis::aio::MultiplexedConnection,
-) -> redis::RedisResult<(String, Vec<Entry>)> {
+) -> redis::RedisResult<(String, Option<Entry>)> {
     let reply: Value = redis::cmd("XREVRANGE")
         .arg(STREAM)
         .arg("+")
         .arg("-")
         .arg("COUNT")
-        .arg(100)
+        .arg(START_READ)
         .query_async(c)
         .await?;
-    let newest_first = entries(&reply);
+    let mut newest_first = entries(&reply);
     let last = newest_first
         .first()
         .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
-    let mut latest = Vec::new();
-    for kind in [true, false] {
-        let is_features = |e: &&Entry| (e.text("k") == Some("features")) == kind;
-        if let Some(e) = newest_first.iter().find(is_features) {
-            latest.push(Entry {
-                id: e.id.clone(),
-                fields: e.fields.clone(),
-            });
-        }
-    }
+    let latest = newest_first
+        .iter()
+        .position(|e| e.text("k") != Some("features"))
+        .map(|i| newest_first.swap_remove(i));
     Ok((last, latest))
 }
 
-/// Whether a change found at start is one this replica missed.
+/// Whether the latest model change found at start is one this replica missed: made
+/// elsewhere, another model than the one serving, and newer than this folder's `model.json`.
 fn missed(fleet: &Fleet, registry: &Registry, e: &Entry) -> bool {
     if e.text("o") == Some(fleet.origin.as_str()) {
         return false;
     }
+    let at = e.text("a").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+    let folder_ms = registry
+        .model_file_modified()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
     let serving = registry.serving();
-    match e.text("k") {
-        Some("features") => serving.snapshot.map(|s| s.source).as_deref() != e.text("p"),
-        Some(_) => {
-            let at = e.text("a").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
-            let folder_ms = registry
-                .model_file_modified()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64);
-            let ours = serving.checksum.as_deref().unwrap_or("");
-            e.text("c").is_some_and(|c| !ours.starts_with(c)) && at > folder_ms
-        }
-        None => false,
-    }
+    let ours = serving.checksum.as_deref().unwrap_or("");
+    e.text("c").is_some_and(|c| !ours.starts_with(c)) && at > folder_ms
 }
 
 /// Follows the stream and makes every change made elsewhere.
@@ -419,8 +415,8 @@ async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
         let Some(from) = last.clone() else {
             match start_point(c).await {
                 Ok((id, latest)) => {
-                    for e in latest.iter().filter(|e| missed(&fleet, &registry, e)) {
-                        apply(&fleet, &registry, e).await;
+                    if let Some(e) = latest.filter(|e| missed(&fleet, &registry, e)) {
+                        apply(&fleet, &registry, &e).await;
                     }
                     last = Some(id);
                 }
