@@ -557,12 +557,15 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
         let on_disk = std::fs::read_to_string(f.dir.join("model.json")).unwrap();
         assert!(on_disk.contains("fleet-7"));
     }
+    let disk = |i: usize| {
+        format!(
+            "{first} disk {}",
+            folders[i].dir.join("model.json").display()
+        )
+    };
     assert_eq!(
         history(b.admin).await[..2],
-        [
-            format!("fleet-7 fleet: admin on {}", origin_of(0)),
-            format!("{first} disk")
-        ]
+        [format!("fleet-7 fleet: admin on {}", origin_of(0)), disk(1)]
     );
     let agreeing = |admin, replicas| async move {
         let s = get(admin, "/admin/status.json").await.json();
@@ -622,7 +625,7 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
         [
             format!("{first} fleet: rollback on {}", origin_of(1)),
             "fleet-7 admin".to_owned(),
-            format!("{first} disk"),
+            disk(0),
         ]
     );
     within("the fleet agreeing again", || agreeing(c.admin, 4)).await;

@@ -80,15 +80,19 @@ pub enum Change {
 }
 
 impl Change {
-    fn source(&self) -> &str {
+    /// Who makes the change, for history and logs; a change read from the models folder names
+    /// the file (`folder models/model.json`).
+    fn source(&self, models_path: Option<&Path>) -> String {
+        let file =
+            || models_path.map_or_else(String::new, |p| model::model_file(p).display().to_string());
         match self {
-            Change::FromDisk => "disk",
-            Change::Folder { .. } => "folder",
-            Change::RebuildActive => "folder (scorer files)",
-            Change::Document { source, .. } => source,
-            Change::Features { .. } => "features",
-            Change::Rollback => "rollback",
-            Change::Install { .. } => "install",
+            Change::FromDisk => format!("disk {}", file()),
+            Change::Folder { .. } => format!("folder {}", file()),
+            Change::RebuildActive => format!("folder {} (scorer files)", file()),
+            Change::Document { source, .. } => source.clone(),
+            Change::Features { .. } => "features".into(),
+            Change::Rollback => "rollback".into(),
+            Change::Install { .. } => "install".into(),
         }
     }
 }
@@ -245,7 +249,7 @@ impl Registry {
 
     fn commit_locked(&self, w: &mut Writer, change: Change) -> Result<Committed, RegistryError> {
         let started = Instant::now();
-        let source = change.source().to_owned();
+        let source = change.source(self.config.models_path.as_deref());
         let plan = match self.plan(w, change) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(Committed::Unchanged),

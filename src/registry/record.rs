@@ -23,8 +23,8 @@ pub struct ModelRecord {
     pub checksum: String,
     /// When it was activated (RFC 3339).
     pub loaded_at: String,
-    /// Who made the change: `disk` (start, SIGHUP), `folder` (the watcher), `admin`,
-    /// `rollback`, `fleet: <change> on <replica>` (another replica's admin change).
+    /// Who made the change: `disk <file>` (start, SIGHUP), `folder <file>` (the watcher),
+    /// `admin`, `rollback`, `fleet: <change> on <replica>` (another replica's admin change).
     pub source: String,
     /// The challenger it declares.
     #[serde(skip_serializing_if = "Option::is_none")]
