@@ -15,15 +15,18 @@
 //! - [`experiment`]: champion/challenger assignment and the one [`experiment::Variant`] type.
 //! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, and the one
 //!   commit path ([`registry::Registry::commit`]) every change to it takes, with publish hooks
-//!   for state derived from a model.
+//!   for state derived from a model, and the audit trail of every model activated.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel, and what adaptive offers learn (`contact::adaptive`, one `observe` per event).
 //! - [`fleet`]: replicas sharing their events through Redis Streams (`--redis`): the local log
-//!   shipped as an outbox, the other replicas' events applied to the local contact state.
+//!   shipped as an outbox, the other replicas' events applied to the local contact state, the
+//!   backlog and lag measured, and admin changes (models, snapshots) shared so every replica
+//!   serves the same ones, with what each serves reported and compared.
 //! - [`decision_log`]: a sample of decisions with what it takes to make them again, written off
 //!   the decision path, and `nextbest replay`, which judges a candidate model on it.
-//! - [`metrics`]: the request path's counters, and [`metrics::prom`], the one writer of the
-//!   Prometheus text format that every owner of numbers exports through.
+//! - [`metrics`]: the request path's counters, the standard `process_*` figures
+//!   ([`metrics::process`]), and [`metrics::prom`], the one writer of the Prometheus text
+//!   format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
 //! - [`durable`]: replacing a small state file whole (write, sync, rename), the one way every

@@ -173,6 +173,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         server::open_contacts(&registry, &settings.contact, Clock::system())
             .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
     );
+    // The data folder is this process's now: the model history goes on in it.
+    let history = data_dir.join("model-history.jsonl");
+    if let Err(e) = registry.audit.persist_to(history.clone()) {
+        tracing::warn!(path = %history.display(), error = %e, "the model history file cannot be kept; history stays in memory");
+    }
     let mut funnel_saver = funnel_store::Saver::start(
         data_dir.clone(),
         Arc::downgrade(&contacts),
@@ -204,7 +209,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let served = rt.block_on(async move {
         // Replication runs on a thread of its own (see `fleet::start`).
         if let Some(fc) = settings.fleet {
-            state = state.fleet(fleet::start(fc, fleet_contacts)?);
+            state = state.fleet(fleet::start(fc, fleet_contacts, registry.clone())?);
         }
         run_until_signal(Arc::new(state.build()), registry).await
     });

@@ -127,9 +127,16 @@ pub struct ServeArgs {
     /// 1 to 1024).
     #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
     pub redis_partitions: u16,
-    /// Longest wait at start for the fleet's recent events before /readyz says ready anyway.
+    /// With --ready-when-behind: longest wait at start for the fleet's recent events before
+    /// /readyz says ready as behind. Without it, /readyz waits for them however long it takes.
     #[arg(long, env = "NEXTBEST_REDIS_CATCHUP_MS", default_value_t = 10_000)]
     pub redis_catchup_ms: u64,
+    /// Say ready after --redis-catchup-ms even when the fleet's events are not all applied
+    /// (Redis unreachable at start): serve with the history this replica has, as behind the
+    /// fleet. Off: /readyz stays 503 until caught up, so no customer is shown an offer they
+    /// dismissed or complained about on another replica.
+    #[arg(long, env = "NEXTBEST_READY_WHEN_BEHIND")]
+    pub ready_when_behind: bool,
     /// Folder of the decision log: a sample of decisions with what it takes to make them
     /// again, for `nextbest replay` (unset: off).
     #[arg(long, env = "NEXTBEST_DECISION_LOG")]
@@ -414,10 +421,12 @@ impl ServeArgs {
             return Ok(None);
         };
         Ok(Some(FleetConfig {
-            url: redis_url(url, self.redis_password_file.as_deref())?,
-            partitions,
             catchup_wait: Duration::from_millis(self.redis_catchup_ms),
-            prefix: "nextbest:events".into(),
+            ready_when_behind: self.ready_when_behind,
+            ..FleetConfig::new(
+                redis_url(url, self.redis_password_file.as_deref())?,
+                partitions,
+            )
         }))
     }
 }

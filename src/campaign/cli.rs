@@ -152,12 +152,10 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 features: a.features,
                 data_dir: Some(a.data_dir),
                 fleet: match &a.redis {
-                    Some(url) => Some(crate::fleet::FleetConfig {
-                        url: settings::redis_url(url, a.redis_password_file.as_deref())?,
+                    Some(url) => Some(crate::fleet::FleetConfig::new(
+                        settings::redis_url(url, a.redis_password_file.as_deref())?,
                         partitions,
-                        catchup_wait: std::time::Duration::ZERO,
-                        prefix: "nextbest:events".into(),
-                    }),
+                    )),
                     None => None,
                 },
                 now_ms,

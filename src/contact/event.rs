@@ -7,6 +7,12 @@
 //! event that fits the schema but cannot be taken (an impression without its offer, a time
 //! ahead of the clock) is refused on its own, and the batch keeps its good events. Each fault
 //! names the field.
+//!
+//! A record may end with extensions after the event's fields: a tag byte, then its bytes. The
+//! one defined is [`ACCEPTED_TAG`], the time this replica accepted the event (what the fleet
+//! measures replication lag from). Decoders stop after the fields, so a build that knows no
+//! extension reads a record that has one, and a record without one (written before) decodes
+//! with none.
 
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
@@ -57,6 +63,9 @@ impl std::fmt::Display for EventFault {
         f.write_str(self.message())
     }
 }
+
+/// The extension holding the accept time: the tag, then Unix milliseconds (i64 LE).
+pub const ACCEPTED_TAG: u8 = 1;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -283,8 +292,22 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// [`Event::encode`], then the time this replica accepted the event (Unix ms), which
+    /// travels with it to the other replicas.
+    pub fn encode_accepted(&self, accepted_ms: i64, out: &mut Vec<u8>) {
+        self.encode(out);
+        out.push(ACCEPTED_TAG);
+        out.extend_from_slice(&accepted_ms.to_le_bytes());
+    }
+
     /// Decodes a payload written by [`Event::encode`], borrowing its strings.
     pub fn decode(payload: &'a [u8]) -> Result<Event<'a>, RecordError> {
+        Event::decode_accepted(payload).map(|(e, _)| e)
+    }
+
+    /// Decodes a payload, with its accept time when the record carries one (records written by
+    /// [`Event::encode_accepted`]; older ones have none).
+    pub fn decode_accepted(payload: &'a [u8]) -> Result<(Event<'a>, Option<i64>), RecordError> {
         let mut r = Reader(payload);
         let format = r.byte()?;
         if format != FORMAT {
@@ -303,7 +326,11 @@ impl<'a> Event<'a> {
         let mut opt = || r.string().map(|s| (!s.is_empty()).then_some(s));
         let (offer_id, channel, placement) = (opt()?, opt()?, opt()?);
         let (event_id, category) = (opt()?, opt()?);
-        Ok(Event {
+        let accepted_ms = match r.0 {
+            [ACCEPTED_TAG, rest @ ..] => rest.first_chunk::<8>().map(|b| i64::from_le_bytes(*b)),
+            _ => None,
+        };
+        let e = Event {
             kind,
             ts_ms,
             customer_id,
@@ -313,7 +340,8 @@ impl<'a> Event<'a> {
             decision_id,
             event_id,
             category,
-        })
+        };
+        Ok((e, accepted_ms))
     }
 }
 
@@ -500,6 +528,27 @@ mod tests {
                 "customer_id: longer than 256 characters".into()
             ))
         );
+    }
+
+    #[test]
+    fn the_accept_time_travels_and_old_records_still_decode() {
+        let (e, plain) = parse(r#"{"type":"dismiss","customer_id":"C1","offer_id":"o"}"#).unwrap();
+        assert_eq!(Event::decode_accepted(&plain).unwrap(), (e, None));
+        let mut stamped = Vec::new();
+        e.encode_accepted(NOW + 7, &mut stamped);
+        assert_eq!(
+            stamped[..plain.len()],
+            plain[..],
+            "the fields come first, unchanged"
+        );
+        assert_eq!(
+            Event::decode_accepted(&stamped).unwrap(),
+            (e, Some(NOW + 7))
+        );
+        assert_eq!(Event::decode(&stamped).unwrap(), e);
+        // A cut extension is no accept time, not an error: the event's fields are whole.
+        let cut = &stamped[..stamped.len() - 1];
+        assert_eq!(Event::decode_accepted(cut).unwrap(), (e, None));
     }
 
     #[test]

@@ -223,6 +223,8 @@ pub struct Funnel {
     active: ArcSwapOption<Active>,
     building: Mutex<()>,
     unattributed: [AtomicU64; Stage::ALL.len()],
+    /// Saves of the decision counts that failed (see [`store::Saver`]).
+    pub save_failures: AtomicU64,
 }
 
 impl Default for Funnel {
@@ -232,6 +234,7 @@ impl Default for Funnel {
             active: ArcSwapOption::empty(),
             building: Mutex::new(()),
             unattributed: Default::default(),
+            save_failures: AtomicU64::new(0),
         }
     }
 }
@@ -406,6 +409,12 @@ impl Collect for Funnel {
         for (s, n) in Stage::ALL.iter().zip(self.unattributed()).skip(1) {
             f.sample(&[("stage", s.as_str())], n);
         }
+        out.family(
+            "nextbest_funnel_save_failures_total",
+            Kind::Counter,
+            "Saves of the funnel's decision counts (<data>/funnel.counts, every 5 s) that failed.",
+        )
+        .sample(&[], self.save_failures.load(Relaxed));
     }
 }
 

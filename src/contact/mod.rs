@@ -364,7 +364,7 @@ impl Contacts {
                 }
                 claims.push(key);
             }
-            if !log::push_record(&mut records, |buf| e.encode(buf)) {
+            if !log::push_record(&mut records, |buf| e.encode_accepted(now, buf)) {
                 for k in &claims {
                     state.unclaim(*k);
                 }

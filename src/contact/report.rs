@@ -38,6 +38,10 @@ pub struct StateStats {
     pub bytes: u64,
     /// The budget.
     pub memory_budget_bytes: u64,
+    /// Customers dropped to stay within the budget (shown offers as if new).
+    pub evicted_for_budget: u64,
+    /// Customers dropped past the horizon.
+    pub expired: u64,
     /// Event ids remembered for de-duplication.
     pub event_ids_remembered: u64,
     /// How far back history reaches.
@@ -65,6 +69,12 @@ pub struct LogFigures {
     pub bytes_written: u64,
     /// Failed writes or syncs.
     pub errors: u64,
+    /// Bytes the segments take on disk now.
+    pub disk_bytes: u64,
+    /// Size of the file system holding the data folder.
+    pub volume_bytes: Option<u64>,
+    /// Bytes of it still free for nextbest (as `df` shows available).
+    pub volume_available_bytes: Option<u64>,
     /// What replay found at start.
     pub replay: Option<ReplayReport>,
 }
@@ -87,6 +97,8 @@ impl Contacts {
         let state = self.state();
         let log = self.log.as_ref().map(|l| {
             let st = &l.stats;
+            let dir = self.data_dir.as_deref();
+            let volume = dir.and_then(|d| rustix::fs::statvfs(d).ok());
             LogFigures {
                 dir: self.data_dir.as_ref().map(|d| d.display().to_string()),
                 fsync: l.fsync().as_str(),
@@ -97,6 +109,13 @@ impl Contacts {
                 fsyncs: st.fsyncs.load(Relaxed),
                 bytes_written: st.bytes.load(Relaxed),
                 errors: st.errors.load(Relaxed),
+                disk_bytes: dir
+                    .and_then(|d| super::log::disk_bytes(d).ok())
+                    .unwrap_or(0),
+                volume_bytes: volume
+                    .as_ref()
+                    .map(|v| v.f_blocks.saturating_mul(v.f_frsize)),
+                volume_available_bytes: volume.map(|v| v.f_bavail.saturating_mul(v.f_frsize)),
                 replay: self.replay.clone(),
             }
         });
@@ -110,6 +129,8 @@ impl Contacts {
                 customers: state.customers(),
                 bytes: state.weighted_bytes(),
                 memory_budget_bytes: self.memory_budget,
+                evicted_for_budget: state.evictions().0,
+                expired: state.evictions().1,
                 event_ids_remembered: state.seen_ids(),
                 horizon_days: state.horizon_ms() as f64 / 86_400_000.0,
             },
@@ -146,6 +167,19 @@ impl Collect for ContactStats {
             "Bytes of contact history, as weighed against the budget.",
         )
         .sample(&[], self.contact_state.bytes);
+        out.family(
+            "nextbest_contact_memory_budget_bytes",
+            Kind::Gauge,
+            "The contact history's memory budget (three quarters of --contact-memory-mb).",
+        )
+        .sample(&[], self.contact_state.memory_budget_bytes);
+        out.family(
+            "nextbest_contact_evictions_total",
+            Kind::Counter,
+            "Customers whose history was dropped: `budget` to stay within it (they are then shown offers as if new), `expired` past the horizon.",
+        )
+        .sample(&[("cause", "budget")], self.contact_state.evicted_for_budget)
+        .sample(&[("cause", "expired")], self.contact_state.expired);
         let Some(l) = &self.log else { return };
         for (name, help, v) in [
             (
@@ -177,6 +211,26 @@ impl Collect for ContactStats {
             "Event log segments on disk.",
         )
         .sample(&[], l.segments);
+        out.family(
+            "nextbest_event_log_disk_bytes",
+            Kind::Gauge,
+            "Bytes the event log's segments take on disk.",
+        )
+        .sample(&[], l.disk_bytes);
+        if let (Some(size), Some(free)) = (l.volume_bytes, l.volume_available_bytes) {
+            out.family(
+                "nextbest_data_volume_bytes",
+                Kind::Gauge,
+                "Size of the file system holding the data folder (the event log's volume).",
+            )
+            .sample(&[], size);
+            out.family(
+                "nextbest_data_volume_available_bytes",
+                Kind::Gauge,
+                "Bytes still available on the data folder's file system; at 0, events answer 503.",
+            )
+            .sample(&[], free);
+        }
         out.family(
             "nextbest_event_log_damaged_segments",
             Kind::Gauge,

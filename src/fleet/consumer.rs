@@ -1,6 +1,11 @@
 //! Reads one partition's stream and applies the other replicas' events to the local contact
 //! state. On start it reads from the beginning of the contact horizon (the catch-up), then
 //! blocks for new entries. Its own replica's entries are skipped: they are in the local log.
+//!
+//! The lag of each event applied is measured from the time its origin accepted it (stamped in
+//! the record; the time it was shipped for records of older builds), once this partition's
+//! catch-up is over: the catch-up reads history from before this replica ran, which is no
+//! measure of how fast the fleet replicates.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{backoff, now_ms, Fleet};
-use crate::contact::Contacts;
+use crate::contact::{Contacts, Event};
 
 /// Entries per read.
 const COUNT: usize = 1_000;
@@ -30,6 +35,9 @@ pub async fn run(
     let mut attempt = 0u32;
     let mut con = None;
     loop {
+        if fleet.refused().is_some() {
+            return;
+        }
         let c = match &mut con {
             Some(c) => c,
             None => {
@@ -50,12 +58,14 @@ pub async fn run(
                 }
             }
         };
-        // The raw reply, walked in place: no map per entry, and each payload borrowed.
-        let reply: redis::RedisResult<Value> = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK_MS)
+        // The raw reply, walked in place: no map per entry, and each payload borrowed. The
+        // catch-up reads what is there without waiting for more.
+        let mut read_cmd = redis::cmd("XREAD");
+        read_cmd.arg("COUNT").arg(COUNT);
+        if caught_up {
+            read_cmd.arg("BLOCK").arg(BLOCK_MS);
+        }
+        let reply: redis::RedisResult<Value> = read_cmd
             .arg("STREAMS")
             .arg(&key)
             .arg(&last)
@@ -95,13 +105,16 @@ pub async fn run(
             match contacts.apply_remote(payload, &id) {
                 Ok(true) => {
                     fleet.applied.fetch_add(1, Relaxed);
-                    if let Some(t) = field(b"t")
-                        .and_then(|t| std::str::from_utf8(t).ok())
-                        .and_then(|t| t.parse::<i64>().ok())
-                    {
-                        let lag = (now_ms() - t).max(0);
-                        fleet.lag_ms.store(lag, Relaxed);
-                        fleet.lag.observe_ns(lag as u64 * 1_000_000);
+                    let accepted = Event::decode_accepted(payload)
+                        .ok()
+                        .and_then(|(_, t)| t)
+                        .or_else(|| {
+                            field(b"t")
+                                .and_then(|t| std::str::from_utf8(t).ok())
+                                .and_then(|t| t.parse::<i64>().ok())
+                        });
+                    if let Some(t) = accepted.filter(|_| caught_up) {
+                        fleet.observe_lag(now_ms() - t);
                     }
                 }
                 Ok(false) => {}

@@ -6,7 +6,10 @@
 //! The position (`<data>/replication.cursor`: segment and byte offset) is written atomically
 //! after each shipped batch; at worst a crash ships the last batch again, and receivers apply
 //! each event id once. When Redis answers with another run id than before (it restarted and may
-//! have lost what it held), the position goes back to the start of the log.
+//! have lost what it held), the position goes back to the start of the log. The run id is asked
+//! on every reconnect and, while there is nothing to ship, every [`RUN_ID_CHECK`]: an idle
+//! replica notices a restarted Redis within about a second, not with its next event, and a
+//! dead connection is replaced before it is needed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,10 +26,14 @@ const BATCH: usize = 512;
 const READ_BYTES: u64 = 4 << 20;
 /// Longest a batch waits for the log to say it grew (a safety net; writes wake it at once).
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often an idle shipper asks Redis its run id.
+pub const RUN_ID_CHECK: Duration = Duration::from_secs(1);
+/// The position's file in the data folder.
+const CURSOR_FILE: &str = "replication.cursor";
 
 /// Where shipping has got to, kept in `<data>/replication.cursor`.
-fn load_cursor(path: &Path) -> Position {
-    std::fs::read_to_string(path)
+pub(super) fn load_cursor(dir: &Path) -> Position {
+    std::fs::read_to_string(dir.join(CURSOR_FILE))
         .ok()
         .and_then(|s| Position::parse(&s))
         .unwrap_or_else(Position::start)
@@ -39,25 +46,27 @@ struct Outgoing {
     payload: Vec<u8>,
 }
 
-/// Runs until the process ends.
+/// Runs until the process ends or the replica refuses to join.
 pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>, dir: PathBuf) {
-    let cursor_path = dir.join("replication.cursor");
-    let mut cursor = load_cursor(&cursor_path);
+    let cursor_path = dir.join(CURSOR_FILE);
+    let mut cursor = fleet.cursor();
     let mut con = None;
     let mut run_id: Option<String> = None;
     let mut attempt = 0u32;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
+        if fleet.refused().is_some() {
+            return;
+        }
         let c = match &mut con {
             Some(c) => c,
-            None => match connect(&client).await {
+            None => match connect(&client, &fleet).await {
                 Ok((c, id)) => {
-                    if run_id.as_ref().is_some_and(|old| *old != id) {
-                        tracing::warn!(
-                            "redis restarted (new run id); shipping the whole local log again"
-                        );
+                    if restarted(&mut run_id, id) {
                         cursor = Position::start();
+                        fleet.set_cursor(cursor);
                     }
-                    run_id = Some(id);
+                    idle_since = tokio::time::Instant::now();
                     con.insert(c)
                 }
                 Err(e) => {
@@ -68,6 +77,31 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 }
             },
         };
+        if idle_since.elapsed() >= RUN_ID_CHECK {
+            idle_since = tokio::time::Instant::now();
+            match server_run_id(c).await {
+                Ok(id) => {
+                    fleet.exchanged(now_ms());
+                    if restarted(&mut run_id, id) {
+                        // A Redis back empty also lost the recorded partition count.
+                        if let Ok(v) = super::join::check(c, &fleet).await {
+                            if !super::join::accept(&fleet, v) {
+                                return;
+                            }
+                        }
+                        cursor = Position::start();
+                        fleet.set_cursor(cursor);
+                    }
+                }
+                Err(e) => {
+                    fleet.failed("check", &e);
+                    con = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+        }
         // File reads and the cursor's write block: off the workers that run decisions.
         let read = {
             let (dir, fleet) = (dir.clone(), fleet.clone());
@@ -89,6 +123,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         if batch.is_empty() {
             if next != cursor {
                 cursor = next;
+                fleet.set_cursor(cursor);
                 save_cursor(&cursor_path, cursor).await;
                 continue;
             }
@@ -101,9 +136,11 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         match ship(c, &fleet, &batch, contacts.state().horizon_ms()).await {
             Ok(()) => {
                 attempt = 0;
+                idle_since = tokio::time::Instant::now();
                 fleet.exchanged(now_ms());
                 fleet.shipped.fetch_add(batch.len() as u64, Relaxed);
                 cursor = next;
+                fleet.set_cursor(cursor);
                 save_cursor(&cursor_path, cursor).await;
             }
             Err(e) => {
@@ -116,9 +153,22 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
     }
 }
 
-/// A connection and the server's run id.
+/// Notes the run id Redis answered with; true when it differs from the one before (Redis
+/// restarted and may have lost what it held).
+fn restarted(known: &mut Option<String>, id: String) -> bool {
+    let changed = known.as_ref().is_some_and(|old| *old != id);
+    if changed {
+        tracing::warn!("redis restarted (new run id); shipping the whole local log again");
+    }
+    *known = Some(id);
+    changed
+}
+
+/// A connection and the server's run id, the partition count checked (a refusal stops the
+/// link, and the connection is then never used).
 async fn connect(
     client: &redis::Client,
+    fleet: &Fleet,
 ) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -126,14 +176,21 @@ async fn connect(
     let mut c = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-    let id = info
+    let id = server_run_id(&mut c).await?;
+    let verdict = super::join::check(&mut c, fleet).await?;
+    super::join::accept(fleet, verdict);
+    Ok((c, id))
+}
+
+/// The run id Redis answers `INFO server` with (new at every start of the server).
+async fn server_run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
+    Ok(info
         .lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .unwrap_or("")
         .trim()
-        .to_owned();
-    Ok((c, id))
+        .to_owned())
 }
 
 /// Appends a batch, each record to its partition's stream, trimming what is past the horizon.

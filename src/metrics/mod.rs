@@ -5,6 +5,7 @@
 //! them). Other owners of numbers (registry, contact side, funnel) keep their own atomics and
 //! export them through [`prom::Collect`]; this module must not reach into them.
 
+pub mod process;
 pub mod prom;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -25,33 +26,158 @@ const STATUSES: [u16; 13] = [
     200, 202, 400, 401, 404, 405, 408, 409, 413, 415, 422, 500, 503,
 ];
 
-/// A latency histogram with fixed buckets.
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_US.len()],
+/// The listener a response was answered on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Channels: decisions, events, probes.
+    Public,
+    /// Operators: the admin API and `/metrics`.
+    Admin,
+}
+
+impl Listener {
+    fn as_str(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Admin => "admin",
+        }
+    }
+
+    /// The routes counted one by one; any other path counts as `other` (a bounded label, whatever
+    /// paths clients try).
+    fn routes(self) -> &'static [&'static str] {
+        match self {
+            Listener::Public => &[
+                "/v1/decide",
+                "/v1/events",
+                "/healthz",
+                "/readyz",
+                "/openapi.json",
+            ],
+            Listener::Admin => &[
+                "/admin/models",
+                "/admin/models/rollback",
+                "/admin/features/reload",
+                "/admin/stats",
+                "/admin/status",
+                "/admin/status.json",
+                "/metrics",
+                "/openapi.json",
+            ],
+        }
+    }
+
+    /// The route label's index for a path (the last one, `other`, for an unknown path).
+    #[inline]
+    pub fn route(self, path: &str) -> Route {
+        let routes = self.routes();
+        Route(
+            routes
+                .iter()
+                .position(|r| *r == path)
+                .unwrap_or(routes.len()),
+        )
+    }
+}
+
+/// A route of a listener, as counted (see [`Listener::route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(usize);
+
+/// Most routes of one listener, `other` included.
+const ROUTES: usize = 9;
+
+/// Upper bounds of the replication lag buckets, in microseconds: from a millisecond (a quiet
+/// fleet on one network) to ten minutes (an outage being caught up), so a lag of seconds or
+/// minutes lands in a bucket of its own instead of past the last one.
+pub const LAG_BUCKETS_US: [u64; 16] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    120_000_000,
+    600_000_000,
+];
+
+/// A histogram with fixed buckets (upper bounds in microseconds; [`LATENCY_BUCKETS_US`]
+/// unless built [`Histogram::with_bounds`]).
+pub struct Histogram<const N: usize = 16> {
+    bounds: &'static [u64; N],
+    buckets: [AtomicU64; N],
     count: AtomicU64,
     sum_ns: AtomicU64,
 }
 
-impl Histogram {
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with_bounds(&LATENCY_BUCKETS_US)
+    }
+}
+
+/// A histogram's observations at one moment: per bucket (not cumulative), in all (those past
+/// the last bound included), and their sum in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct HistogramSnapshot<const N: usize = 16> {
+    /// The buckets' upper bounds, in microseconds.
+    pub bounds: &'static [u64; N],
+    /// Observations per bucket.
+    pub buckets: [u64; N],
+    /// Observations in all.
+    pub count: u64,
+    /// Their sum, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl<const N: usize> Histogram<N> {
+    /// An empty histogram with these upper bounds (microseconds, ascending).
+    pub fn with_bounds(bounds: &'static [u64; N]) -> Self {
+        Histogram {
+            bounds,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
     /// Records one observation.
     #[inline]
     pub fn observe_ns(&self, ns: u64) {
         let us = ns / 1_000;
-        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|&b| us < b) {
+        if let Some(i) = self.bounds.iter().position(|&b| us < b) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
-    /// Observations per bucket (not cumulative; the last bucket's upper bound is
-    /// [`LATENCY_BUCKETS_US`]'s last) and the total count, which also holds those past it.
-    pub fn snapshot(&self) -> ([u64; LATENCY_BUCKETS_US.len()], u64) {
+    /// Observations per bucket (not cumulative; the last bucket's upper bound is the last
+    /// bound) and the total count, which also holds those past it.
+    pub fn snapshot(&self) -> ([u64; N], u64) {
         (
             std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
             self.count.load(Relaxed),
         )
+    }
+
+    /// Everything the histogram holds now, with its bounds.
+    pub fn read(&self) -> HistogramSnapshot<N> {
+        let (buckets, count) = self.snapshot();
+        HistogramSnapshot {
+            bounds: self.bounds,
+            buckets,
+            count,
+            sum_ns: self.sum_ns(),
+        }
     }
 
     /// Total of the observations, in nanoseconds.
@@ -61,27 +187,23 @@ impl Histogram {
 
     /// Writes the histogram as one family (buckets, sum, count).
     pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
-        let (buckets, count) = self.snapshot();
-        Self::write_snapshot(out, name, help, (&buckets, count, self.sum_ns()));
+        self.read().write(out, name, help);
     }
+}
 
-    /// Writes a snapshot (per-bucket counts, count, sum in ns) as one family.
-    pub fn write_snapshot(
-        out: &mut Exposition,
-        name: &str,
-        help: &str,
-        (buckets, count, sum_ns): (&[u64; LATENCY_BUCKETS_US.len()], u64, u64),
-    ) {
+impl<const N: usize> HistogramSnapshot<N> {
+    /// Writes the snapshot as one family (cumulative buckets in seconds, sum, count).
+    pub fn write(&self, out: &mut Exposition, name: &str, help: &str) {
         let mut f = out.family(name, Kind::Histogram, help);
         let mut cumulative = 0;
-        for (i, b) in LATENCY_BUCKETS_US.iter().enumerate() {
-            cumulative += buckets[i];
+        for (n, b) in self.buckets.iter().zip(self.bounds) {
+            cumulative += n;
             let le = (*b as f64 / 1e6).to_string();
             f.suffixed("_bucket", &[("le", &le)], cumulative);
         }
-        f.suffixed("_bucket", &[("le", "+Inf")], count)
-            .suffixed("_sum", &[], sum_ns as f64 / 1e9)
-            .suffixed("_count", &[], count);
+        f.suffixed("_bucket", &[("le", "+Inf")], self.count)
+            .suffixed("_sum", &[], self.sum_ns as f64 / 1e9)
+            .suffixed("_count", &[], self.count);
     }
 }
 
@@ -91,7 +213,8 @@ pub struct Metrics {
     /// Personalised decisions.
     pub personalised: AtomicU64,
     fallbacks: [AtomicU64; FallbackReason::ALL.len()],
-    statuses: [AtomicU64; STATUSES.len() + 1],
+    /// Responses by listener, route and status.
+    responses: [[[AtomicU64; STATUSES.len() + 1]; ROUTES]; 2],
     /// Time from request read to answer encoded, for `/v1/decide`.
     pub decide_latency: Histogram,
     variants: [AtomicU64; Variant::ALL.len()],
@@ -132,14 +255,14 @@ impl Metrics {
         }
     }
 
-    /// Counts an HTTP response by status.
+    /// Counts an HTTP response by listener, route and status.
     #[inline]
-    pub fn status(&self, status: u16) {
+    pub fn response(&self, listener: Listener, route: Route, status: u16) {
         let i = STATUSES
             .iter()
             .position(|s| *s == status)
             .unwrap_or(STATUSES.len());
-        self.statuses[i].fetch_add(1, Relaxed);
+        self.responses[listener as usize][route.0.min(ROUTES - 1)][i].fetch_add(1, Relaxed);
     }
 }
 
@@ -199,18 +322,28 @@ impl Collect for Metrics {
         let mut f = out.family(
             "nextbest_http_responses_total",
             Kind::Counter,
-            "HTTP responses, by status.",
+            "HTTP responses, by listener, route (`other`: any unknown path) and status; series appear once counted.",
         );
-        for (i, s) in STATUSES.iter().enumerate() {
-            f.sample(
-                &[("status", &s.to_string())],
-                self.statuses[i].load(Relaxed),
-            );
+        for listener in [Listener::Public, Listener::Admin] {
+            let routes = listener.routes().iter().copied().chain(["other"]);
+            for (r, route) in routes.enumerate() {
+                for (i, n) in self.responses[listener as usize][r].iter().enumerate() {
+                    let n = n.load(Relaxed);
+                    if n == 0 {
+                        continue;
+                    }
+                    let status = STATUSES
+                        .get(i)
+                        .map_or_else(|| "other".into(), u16::to_string);
+                    let labels = [
+                        ("listener", listener.as_str()),
+                        ("route", route),
+                        ("status", status.as_str()),
+                    ];
+                    f.sample(&labels, n);
+                }
+            }
         }
-        f.sample(
-            &[("status", "other")],
-            self.statuses[STATUSES.len()].load(Relaxed),
-        );
         self.decide_latency.write(
             out,
             "nextbest_decide_duration_seconds",

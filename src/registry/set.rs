@@ -90,6 +90,8 @@ pub struct Snapshot {
     pub models: Option<Arc<ModelSet>>,
     /// The active feature snapshot.
     pub features: Option<Arc<FeatureStore>>,
+    /// Which file the feature snapshot is, by content.
+    pub feature_version: Option<Arc<super::FeatureVersion>>,
 }
 
 impl Snapshot {

@@ -17,15 +17,20 @@ use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
+use crate::fleet::models::Shared;
 use crate::metrics::prom::Exposition;
+use crate::metrics::Listener;
 use crate::registry::{Registry, RegistryError};
 
 /// Routes one admin request, after the bearer token check when a token is set.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let counted = Listener::Admin.route(req.uri().path());
     let resp = route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response);
-    state.metrics.status(resp.status().as_u16());
+    state
+        .metrics
+        .response(Listener::Admin, counted, resp.status().as_u16());
     resp
 }
 
@@ -67,7 +72,15 @@ async fn route(
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
-            ok_json(&blocking(move || registry.rollback()).await?)
+            let record = blocking(move || registry.rollback()).await?;
+            if let (Some(fleet), Some(set)) = (&state.fleet, &state.registry.load().models) {
+                fleet.share(Shared::Model {
+                    change: "rollback",
+                    document: set.champion.document.clone(),
+                    checksum: record.checksum.clone(),
+                });
+            }
+            ok_json(&record)
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
         (&Method::GET, "/metrics") => {
@@ -76,7 +89,12 @@ async fn route(
                 .collect(&state.listener_stats())
                 .collect(&state.registry.loads)
                 .collect(&state.typos)
-                .collect(&*state.contacts);
+                .collect(&*state.contacts)
+                .collect(&crate::metrics::process::Process);
+            state
+                .registry
+                .serving()
+                .collect_at(&mut out, state.contacts.now_ms());
             if let Some(f) = &state.fleet {
                 out.collect(&**f);
             }
@@ -118,16 +136,6 @@ fn ok_json(v: &impl serde::Serialize) -> Result<Response<Full<Bytes>>, ApiError>
     Ok(json_response(StatusCode::OK, body.into()))
 }
 
-/// The folder scorer and challenger files of an uploaded model resolve against.
-fn models_folder(registry: &Registry) -> Option<PathBuf> {
-    let p = registry.config().models_path.as_ref()?;
-    if p.is_dir() {
-        Some(p.clone())
-    } else {
-        Some(crate::model::folder_of(p))
-    }
-}
-
 async fn put_model(
     state: &AppState,
     req: Request<Incoming>,
@@ -135,8 +143,16 @@ async fn put_model(
     let limit = state.registry.config().limits.max_bytes;
     let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10).await?);
     let registry = state.registry.clone();
-    let base = models_folder(&registry);
+    let base = registry.models_folder();
+    let document = state.fleet.as_ref().map(|_| body.clone());
     let record = blocking(move || registry.install_document(body, base, "admin".into())).await?;
+    if let (Some(fleet), Some(document)) = (&state.fleet, document) {
+        fleet.share(Shared::Model {
+            change: "admin",
+            document,
+            checksum: record.checksum.clone(),
+        });
+    }
     ok_json(&serde_json::json!({
         "name": record.name, "version": record.version, "checksum": record.checksum,
     }))
@@ -177,7 +193,17 @@ async fn reload_features(
         ));
     }
     let registry: Arc<Registry> = state.registry.clone();
-    let task = blocking(move || registry.reload_features(args.path));
+    let fleet = state.fleet.clone();
+    // Once it serves here, every replica loads the same file.
+    let task = async move {
+        let info = blocking(move || registry.reload_features(args.path)).await?;
+        if let Some(fleet) = fleet {
+            fleet.share(Shared::Features {
+                path: PathBuf::from(&info.source),
+            });
+        }
+        Ok::<_, ApiError>(info)
+    };
     if args.wait == Some(true) {
         return ok_json(&task.await?);
     }

@@ -77,7 +77,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Refused(
-                RegistryError::NoPrevious | RegistryError::NoFeatures | RegistryError::Superseded,
+                RegistryError::NoPrevious
+                | RegistryError::NoFeatures
+                | RegistryError::Superseded
+                | RegistryError::ReadOnly { .. },
             ) => StatusCode::CONFLICT,
             ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
             ApiError::Refused(RegistryError::Persist { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,6 +108,7 @@ impl ApiError {
             ApiError::Refused(RegistryError::NoPrevious) => "no_previous_version",
             ApiError::Refused(RegistryError::NoFeatures) => "no_features",
             ApiError::Refused(RegistryError::Superseded) => "superseded",
+            ApiError::Refused(RegistryError::ReadOnly { .. }) => "models_read_only",
             ApiError::Refused(RegistryError::NoPath(_)) => "invalid_request",
             ApiError::Refused(RegistryError::Persist { .. }) => "internal",
             ApiError::Internal(_) => "internal",

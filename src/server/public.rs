@@ -10,9 +10,11 @@ use super::decide;
 use super::error::{json_response, ApiError};
 use super::events;
 use super::AppState;
+use crate::metrics::Listener;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let route = Listener::Public.route(req.uri().path());
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide::decide_post(state, req).await,
         (&Method::GET, "/v1/decide") => decide::decide_get(state, &req),
@@ -41,7 +43,9 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     };
     let resp = resp.unwrap_or_else(ApiError::into_response);
-    state.metrics.status(resp.status().as_u16());
+    state
+        .metrics
+        .response(Listener::Public, route, resp.status().as_u16());
     resp
 }
 
@@ -52,9 +56,14 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
     }
     let snap = state.registry.load();
     if let Some(fleet) = state.fleet.as_ref().filter(|_| snap.is_ready()) {
-        // A new replica catches up on the fleet's events first, for a bounded time.
+        // A new replica catches up on the fleet's events first (for a bounded time only with
+        // --ready-when-behind); one that refused to join is never ready.
         if !fleet.ready() {
-            let body = serde_json::json!({"status": "not_ready", "detail": "catching up with the fleet's events"});
+            let detail = match fleet.refused() {
+                Some(why) => format!("refused to join the fleet: {why}"),
+                None => "catching up with the fleet's events".to_owned(),
+            };
+            let body = serde_json::json!({"status": "not_ready", "detail": detail});
             return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
         }
         if !fleet.caught_up() {

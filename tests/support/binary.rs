@@ -29,8 +29,32 @@ impl Binary {
         Binary::listening(&super::demo_dir(), data_dir, public, admin)
     }
 
+    /// A models folder mounted read-only for the server alone (as a Kubernetes ConfigMap
+    /// volume is), through a private mount namespace (`unshare`, util-linux), ephemeral ports.
+    /// Needs the right to mount, which root in a container has; without it the test fails
+    /// with `unshare`'s own message.
+    pub fn read_only_models(models: &Path, data_dir: &Path) -> Self {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(models)
+            .arg(env!("CARGO_BIN_EXE_nextbest"));
+        Binary::with_command(cmd, models, data_dir, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
     fn listening(models: &Path, data_dir: &Path, public: &str, admin: &str) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        let cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        Binary::with_command(cmd, models, data_dir, public, admin)
+    }
+
+    fn with_command(
+        mut cmd: Command,
+        models: &Path,
+        data_dir: &Path,
+        public: &str,
+        admin: &str,
+    ) -> Self {
         cmd.args(["--listen", public, "--admin-listen", admin])
             .arg("--models")
             .arg(models)
@@ -45,6 +69,7 @@ impl Binary {
             .env_remove("NEXTBEST_ADMIN_INSECURE")
             .env_remove("NEXTBEST_REDIS")
             .env_remove("NEXTBEST_REDIS_PASSWORD_FILE")
+            .env_remove("NEXTBEST_READY_WHEN_BEHIND")
             .stdin(Stdio::null());
         Binary { cmd }
     }
@@ -89,7 +114,9 @@ impl Binary {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("the binary starts"),
+                .unwrap_or_else(|e| {
+                    panic!("the binary (or unshare, for a read-only folder) does not start: {e}")
+                }),
         );
         let stderr = Arc::new(Mutex::new(String::new()));
         let err = child.0.stderr.take().expect("stderr is piped");

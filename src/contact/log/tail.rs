@@ -77,7 +77,6 @@ pub fn read_from(
     } else {
         MAGIC.len() as u64
     };
-    let unread = sizes_of(&segments[i..]);
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| {
@@ -114,21 +113,40 @@ pub fn read_from(
             offset: end,
         }
     };
-    let consumed = if next.seq == *seq {
-        end
-    } else {
-        sizes_of(&segments[i..=i])
-    };
     Ok(Progress {
         next,
-        backlog_bytes: unread.saturating_sub(consumed),
+        backlog_bytes: unread_in(&segments, next),
     })
 }
 
-fn sizes_of(segments: &[(u64, std::path::PathBuf)]) -> u64 {
+/// Record bytes after `from` to the end of the newest segment: what a reader at `from` has not
+/// read yet. Only the segments' sizes are looked at; nothing is read.
+pub fn unread_bytes(dir: &Path, from: Position) -> Result<u64, LogError> {
+    Ok(unread_in(&list_segments(dir)?, from))
+}
+
+/// Bytes the log's segments take on disk, headers included.
+pub fn disk_bytes(dir: &Path) -> Result<u64, LogError> {
+    Ok(list_segments(dir)?
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum())
+}
+
+fn unread_in(segments: &[(u64, std::path::PathBuf)], from: Position) -> u64 {
     segments
         .iter()
-        .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
+        .filter(|(seq, _)| *seq >= from.seq)
+        .filter_map(|(seq, p)| {
+            let len = std::fs::metadata(p).ok()?.len();
+            let start = if *seq == from.seq {
+                from.offset
+            } else {
+                MAGIC.len() as u64
+            };
+            Some(len.saturating_sub(start))
+        })
         .sum()
 }
 
@@ -189,8 +207,14 @@ mod tests {
         let (got, p) = collect(&dir, Position::start(), 2);
         assert_eq!(got, [b"a".to_vec(), b"bb".to_vec()]);
         assert_eq!(p.next.seq, 1);
-        // Left: "ccc" (8 + 3) in the first segment, the whole second one (8 + 8 + 4).
-        assert_eq!(p.backlog_bytes, 11 + 20);
+        // Left: "ccc" (8 + 3) in the first segment, the second one's record (8 + 4).
+        assert_eq!(p.backlog_bytes, 11 + 12);
+        assert_eq!(unread_bytes(&dir, p.next).unwrap(), 11 + 12);
+        assert_eq!(
+            unread_bytes(&dir, Position::start()).unwrap(),
+            9 + 10 + 11 + 12
+        );
+        assert_eq!(disk_bytes(&dir).unwrap(), 8 + 30 + 8 + 12);
 
         let (got, p) = collect(&dir, p.next, 10);
         assert_eq!(got, [b"ccc".to_vec()]);
