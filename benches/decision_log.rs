@@ -28,7 +28,7 @@ fn pipeline(c: &mut Criterion) {
         })
         .expect("the decision log opens");
         common::Handler {
-            state: common::Handler::demo().state.with_decision_log(log),
+            state: common::Handler::demo_builder().decision_log(log).build(),
         }
     };
     let handlers = [

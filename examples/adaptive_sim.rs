@@ -21,8 +21,8 @@ async fn main() {
     println!("|---|---|---|---|---|");
     let mut sums = [0.0f64; 4];
     for seed in 1..=seeds {
-        let (running, _state) = sim::start(&world).await;
-        let mut d = Driver::new(running.public_addr, seed).await;
+        let (running, state) = sim::start(&world, seed).await;
+        let mut d = Driver::new(running.public_addr, seed, state).await;
         d.run(&world, 20_000).await;
         let share = d.share_of_last(5_000, 3);
         let uniform = baseline_regret(&world, 20_000, seed, 1.0);
@@ -50,8 +50,8 @@ async fn main() {
     );
     let five = arms(&[0.01, 0.02, 0.03, 0.05, 0.07]);
     for seed in 1..=seeds {
-        let (running, _state) = sim::start(&world).await;
-        let mut d = Driver::new(running.public_addr, seed).await;
+        let (running, state) = sim::start(&world, seed).await;
+        let mut d = Driver::new(running.public_addr, seed, state).await;
         d.run(&world, 5_000).await;
         let mut admin = sim::Conn::open(running.admin_addr).await;
         let doc = serde_json::to_vec(&sim::model_doc(&five, "2")).unwrap();

@@ -79,7 +79,7 @@ fn main() {
             // The server owns the body it read; the copy stands in for that read.
             buf.clear();
             buf.extend_from_slice(&bodies[n]);
-            let resp = handler.decide_post(black_box(&mut buf));
+            let resp = handler.decide_post(black_box(&buf));
             bytes += hyper::body::Body::size_hint(resp.body()).lower() as usize;
         }
     }

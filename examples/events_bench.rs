@@ -129,19 +129,23 @@ fn ingest(fsync: Fsync, clients: usize, batch: usize, seconds: u64) {
                 Fsync::Always => FsyncPolicy::Always,
                 Fsync::Interval => FsyncPolicy::Interval(Duration::from_millis(200)),
             },
-            horizon_ms: model.compiled.policies.horizon_ms,
             ..ContactConfig::default()
         };
-        let contacts = Arc::new(Contacts::open(&config, Clock::system()).expect("log"));
         let registry = Arc::new(Registry::default());
         registry.install(features, model).expect("install the demo model");
+        let contacts =
+            Arc::new(server::open_contacts(&registry, &config, Clock::system()).expect("log"));
         let server_config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             admin_listen: "127.0.0.1:0".parse().expect("addr"),
             max_body_bytes: 1 << 20,
             ..ServerConfig::default()
         };
-        let state = Arc::new(AppState::new(registry, server_config).with_contacts(contacts.clone()));
+        let state = Arc::new(
+            AppState::builder(registry, server_config)
+                .contacts(contacts.clone())
+                .build(),
+        );
         let running = server::start(state).await.expect("server");
         let addr = running.public_addr;
         let events = Arc::new(AtomicU64::new(0));

@@ -5,7 +5,9 @@
 //! [--seconds 10]`: starts Redis and the replicas (the release binary, the demo model), posts
 //! background impressions at `--rate` events/s spread over the replicas, and meanwhile probes:
 //! a dismiss posted to replica 0, then replica 1 (and 2) asked every millisecond until the offer
-//! is held back. Prints the probes' p50/p99/max, and each replica's CPU per event.
+//! is held back. Prints the probes' p50/p99/max, each replica's CPU per event, and the fleet's
+//! replication lag histogram from acceptance at the origin to application at each replica
+//! (`nextbest_replication_apply_lag_seconds`, summed over the replicas' `/metrics`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -125,6 +127,7 @@ fn main() {
     let url = format!("redis://127.0.0.1:{port}");
     let mut procs = Vec::new();
     let mut addrs = Vec::new();
+    let mut admins = Vec::new();
     for r in 0..replicas {
         let mut child = Command::new(&bin)
             .args([
@@ -154,7 +157,13 @@ fn main() {
             .find_map(|w| w.strip_prefix("public="))
             .and_then(|a| a.parse().ok())
             .expect("public address");
+        let admin: SocketAddr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("admin="))
+            .and_then(|a| a.parse().ok())
+            .expect("admin address");
         addrs.push(public);
+        admins.push(admin);
         procs.push(Kill(child));
     }
     // Probe customers and an offer each that replica 1 scores on the app home screen.
@@ -272,6 +281,7 @@ fn main() {
             cpu / events as f64 * 1e6
         );
     }
+    lag_histogram(&admins);
     // What the streams cost Redis, per event held.
     let cli = |args: &[&str]| {
         Command::new("redis-cli")
@@ -302,4 +312,58 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Prints the fleet's lag histogram from acceptance: every replica's buckets summed, with the
+/// quantiles interpolated within their bucket as Prometheus' `histogram_quantile` does.
+fn lag_histogram(admins: &[SocketAddr]) {
+    const NAME: &str = "nextbest_replication_apply_lag_seconds_bucket{le=\"";
+    let mut buckets: Vec<(f64, u64)> = Vec::new();
+    for &a in admins {
+        let (_, text) = Conn::open(a).call("GET", "/metrics", b"");
+        for line in text.lines().filter_map(|l| l.strip_prefix(NAME)) {
+            let Some((le, n)) = line.split_once("\"} ") else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::NAN)
+            };
+            let n: u64 = n.trim().parse().unwrap_or(0);
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, total)) => *total += n,
+                None => buckets.push((le, n)),
+            }
+        }
+    }
+    let Some(&(_, count)) = buckets.last() else {
+        println!("no lag histogram (no replica exposes one)");
+        return;
+    };
+    println!("replication lag from acceptance, {count} events applied across the fleet:");
+    for (le, n) in &buckets {
+        println!(
+            "  le {le:>8} s: {n:>9} ({:5.1} %)",
+            *n as f64 * 100.0 / count.max(1) as f64
+        );
+    }
+    let quantile = |q: f64| {
+        let rank = q * count as f64;
+        let (mut lower, mut below) = (0.0, 0u64);
+        for &(le, n) in &buckets {
+            if n as f64 >= rank && le.is_finite() {
+                let within = (rank - below as f64) / (n - below).max(1) as f64;
+                return lower + (le - lower) * within;
+            }
+            (lower, below) = (le, n);
+        }
+        lower
+    };
+    println!(
+        "  p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms",
+        quantile(0.5) * 1e3,
+        quantile(0.99) * 1e3,
+        quantile(0.999) * 1e3
+    );
 }

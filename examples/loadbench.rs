@@ -1,7 +1,8 @@
 //! The side-by-side load benchmark: nextbest's `/v1/decide` against a bare hyper server.
 //!
-//! `cargo run --release --example loadbench` (about 4 minutes; `--help` for durations).
-//! It builds and starts `target/release/nextbest` on the demo model and
+//! `cargo run --profile production --example loadbench` (about 4 minutes; `--help` for
+//! durations; the profile of the deployed binary: fat LTO, one codegen unit). It builds, in the
+//! profile it was itself built in, and starts `target/<profile>/nextbest` on the demo model and
 //! `examples/bare_server.rs` (answering a fixed JSON body the size of a typical nextbest
 //! answer), both on 127.0.0.1 with ports the kernel picks, then drives each with the same load
 //! generator and the same request mix (customers C0000001..C0010000, every demo placement):
@@ -254,11 +255,11 @@ fn check_tool(name: &str, probe: &[&str], install: &str) -> Result<()> {
     }
 }
 
-/// Builds nextbest and the bare server with cargo (release profile), and returns the release
-/// directory this example runs from, which holds both.
+/// Builds nextbest and the bare server with cargo in the profile this example was built in
+/// (`release`, `production`, ...), and returns that profile's directory, which holds both.
 fn binaries(no_build: bool) -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    // <target>/release/examples/loadbench
+    // <target>/<profile>/examples/loadbench
     let release = exe
         .parent()
         .and_then(Path::parent)
@@ -266,7 +267,14 @@ fn binaries(no_build: bool) -> Result<PathBuf> {
         .to_owned();
     if !no_build {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("loadbench: cargo build --release --bin nextbest --example bare_server");
+        let profile = match release.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => return Err("cannot tell the profile from the target directory".into()),
+        };
+        eprintln!(
+            "loadbench: cargo build --profile {profile} --bin nextbest --example bare_server"
+        );
         let target = release
             .parent()
             .ok_or("cannot locate the target directory")?;
@@ -274,7 +282,8 @@ fn binaries(no_build: bool) -> Result<PathBuf> {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args([
                 "build",
-                "--release",
+                "--profile",
+                profile,
                 "--bin",
                 "nextbest",
                 "--example",

@@ -25,8 +25,8 @@ use nextbest::server::codec::{
 // decide_request
 
 /// `/v1/decide` request decoding, JSON body and query string. Whenever a request decodes:
-/// - its fields respect the contract's bounds (customer_id <= 256 bytes, channel and
-///   placement 1..=128 bytes, limit 1..=50, context <= 64 entries, finite numbers);
+/// - its fields respect the contract's bounds (customer_id <= 256 characters, channel and
+///   placement 1..=128 characters, limit 1..=50, context <= 64 entries, finite numbers);
 /// - encoding it again as JSON (serde_json) and decoding that gives the same values, context
 ///   order, duplicates and number bits included;
 /// - where serde_json also reads the body, it sees the same top-level values (simd-json
@@ -44,7 +44,11 @@ pub fn check_decide_request(data: &[u8]) {
             if let Some(id) = &req.customer_id {
                 assert_eq!(s("customer_id"), Some(&**id));
             }
-            assert_eq!(v.get("limit").and_then(|l| l.as_u64()), req.limit);
+            // JSON Schema's integer: 2 and 2.0 alike.
+            let limit = v
+                .get("limit")
+                .and_then(|l| l.as_u64().or_else(|| l.as_f64().map(|f| f as u64)));
+            assert_eq!(limit, req.limit);
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
@@ -57,18 +61,12 @@ pub fn check_decide_request(data: &[u8]) {
 
 fn check_bounds(req: &DecideBody<'_>) {
     if let Some(id) = &req.customer_id {
-        assert!(
-            id.len() <= MAX_CUSTOMER_ID,
-            "customer_id of {} bytes",
-            id.len()
-        );
+        let n = id.chars().count();
+        assert!(n <= MAX_CUSTOMER_ID, "customer_id of {n} characters");
     }
     for name in [&req.channel, &req.placement] {
-        assert!(
-            (1..=MAX_NAME).contains(&name.len()),
-            "name of {} bytes",
-            name.len()
-        );
+        let n = name.chars().count();
+        assert!((1..=MAX_NAME).contains(&n), "name of {n} characters");
     }
     if let Some(l) = req.limit {
         assert!((1..=MAX_LIMIT as u64).contains(&l), "limit {l}");
@@ -258,7 +256,7 @@ pub fn check_model(data: &[u8]) {
         };
         if m.resolve(channel, placement).1.is_none() {
             let d = run(m, &req);
-            assert_eq!(d.fallback, Some(FallbackReason::NoEligibleOffer));
+            assert_eq!(d.fallback, Some(FallbackReason::UnknownPlacement));
             assert!(d.ranked.is_empty());
             assert_eq!(d.explain.len(), m.offers.len());
             assert!(d.explain.iter().all(|v| matches!(v, Verdict::Excluded(_))));
@@ -679,10 +677,10 @@ pub fn check_events(data: &[u8]) {
     check_event_payload(data);
 }
 
-/// Whenever a body validates:
+/// Whenever a body validates (no element breaks the schema):
 /// - accepted + rejected = the batch's length, the rejected indices ascending and in range,
 ///   and each index's element is refused by `Event::from_json` alone (no others);
-/// - every accepted event has a known type, a non-empty customer_id <= 256 bytes, an offer_id
+/// - every accepted event has a known type, a customer_id of 1 to 256 characters, an offer_id
 ///   when its type needs one, every optional string non-empty and within its bound, a time
 ///   in [1970, now + 5 min];
 /// - where serde_json also reads the body, the event's strings are the element's strings
@@ -693,7 +691,9 @@ pub fn check_events(data: &[u8]) {
 ///   the last whole record; followed by arbitrary bytes (the input), they scan as the events
 ///   followed by what those bytes scan as on their own.
 pub fn check_event_batch(data: &[u8]) {
-    use nextbest::contact::event::{MAX_CATEGORY, MAX_CUSTOMER_ID, MAX_FUTURE_MS, MAX_NAME};
+    use nextbest::contact::event::{
+        EventFault, MAX_CATEGORY, MAX_CUSTOMER_ID, MAX_FUTURE_MS, MAX_NAME,
+    };
     use nextbest::contact::{Event, EventKind};
     use nextbest::server::events::{validate_batch, MAX_BATCH};
 
@@ -718,7 +718,10 @@ pub fn check_event_batch(data: &[u8]) {
         let alone = Event::from_json(item, EVENTS_NOW_MS);
         if refused.peek().map(|r| r.0) == Some(i) {
             let (_, why) = refused.next().unwrap();
-            assert_eq!(alone.as_ref().err(), Some(why), "element {i}");
+            assert!(
+                matches!(alone.as_ref().err(), Some(EventFault::Refused(m)) if m == why),
+                "element {i}: {alone:?}"
+            );
         } else {
             let e = accepted
                 .next()
@@ -745,9 +748,9 @@ pub fn check_event_batch(data: &[u8]) {
     for (e, &i) in batch.events.iter().zip(&accepted_at) {
         assert!(EventKind::ALL.contains(&e.kind));
         assert!(
-            (1..=MAX_CUSTOMER_ID).contains(&e.customer_id.len()),
-            "customer_id of {} bytes",
-            e.customer_id.len()
+            (1..=MAX_CUSTOMER_ID).contains(&e.customer_id.chars().count()),
+            "customer_id of {} characters",
+            e.customer_id.chars().count()
         );
         assert!(
             !e.kind.needs_offer() || e.offer_id.is_some(),
@@ -762,7 +765,8 @@ pub fn check_event_batch(data: &[u8]) {
             ("category", e.category, MAX_CATEGORY),
         ] {
             if let Some(s) = s {
-                assert!((1..=max).contains(&s.len()), "{name} of {} bytes", s.len());
+                let n = s.chars().count();
+                assert!((1..=max).contains(&n), "{name} of {n} characters");
             }
         }
         assert!(

@@ -15,32 +15,44 @@
 //! - [`experiment`]: champion/challenger assignment and the one [`experiment::Variant`] type.
 //! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, and the one
 //!   commit path ([`registry::Registry::commit`]) every change to it takes, with publish hooks
-//!   for state derived from a model.
+//!   for state derived from a model, and the audit trail of every model activated.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel, and what adaptive offers learn (`contact::adaptive`, one `observe` per event).
 //! - [`fleet`]: replicas sharing their events through Redis Streams (`--redis`): the local log
-//!   shipped as an outbox, the other replicas' events applied to the local contact state.
+//!   shipped as an outbox, the other replicas' events applied to the local contact state, the
+//!   backlog and lag measured, and admin changes (models, snapshots) shared so every replica
+//!   serves the same ones, with what each serves reported and compared.
 //! - [`decision_log`]: a sample of decisions with what it takes to make them again, written off
 //!   the decision path, and `nextbest replay`, which judges a candidate model on it.
-//! - [`metrics`]: the request path's counters, and [`metrics::prom`], the one writer of the
-//!   Prometheus text format that every owner of numbers exports through.
+//! - [`metrics`]: the request path's counters, the standard `process_*` figures
+//!   ([`metrics::process`]), and [`metrics::prom`], the one writer of the Prometheus text
+//!   format that every owner of numbers exports through.
 //! - [`server`]: the hyper listeners (public and admin), routes, request/response codecs, and
 //!   the single place that maps errors to HTTP statuses.
+//! - [`durable`]: replacing a small state file whole (write, sync, rename), the one way every
+//!   such file is written.
+//! - [`settings`]: the serve flags, checked once into the configurations `main.rs` wires (a
+//!   bad value is an error naming its flag).
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
+//! - [`rfc3339`]: the one parser of times with an offset (event `ts`, validity windows, `--now`).
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
-//! - [`campaign`]: outbound campaigns: the same decision over the whole base, allocated under
-//!   capacity, written as a target list, committed back as contacts.
+//! - `campaign`: outbound campaigns: the same decision over the whole base, allocated under
+//!   capacity, written as a target list, committed back as contacts (with the default
+//!   `offline` feature, as Parquet snapshots; `--no-default-features` builds the lean sidecar).
 //!
 //! The request path reads top to bottom: `server::public::handle` →
-//! `server::body::read_json_body` → `codec::decode_json` → `server::decide::decide`
-//! (`registry.load()` once, `ModelSet::pick`, the customer's contact history,
-//! `engine::decide`, the funnel count) → `codec::encode_decision`.
+//! `server::decide::decide_post` (admission and budget once) → `server::body::read_json_body`
+//! → `codec::decode_json` → `server::decide` (`registry.load()` once, `ModelSet::pick`, the
+//! contact side once through `contact::decide::DecideContacts`, `engine::decide`, the decision
+//! log's sample, one `metrics.decided`) → `codec::encode_decision`.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "offline")]
 pub mod campaign;
 pub mod contact;
 pub mod decision_log;
+pub mod durable;
 pub mod engine;
 pub mod experiment;
 pub mod features;
@@ -49,5 +61,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod registry;
+pub mod rfc3339;
 pub mod server;
+pub mod settings;
 pub mod watch;

@@ -60,8 +60,8 @@ pub fn style(requested: Option<LogFormat>, stderr_is_terminal: bool, no_color: b
 pub struct InitError(String);
 
 /// Installs the process-wide subscriber writing to stderr, filtered by `NEXTBEST_LOG` (default
-/// `info`).
-pub fn init(requested: Option<LogFormat>) -> Result<(), InitError> {
+/// `info`); returns the style chosen, which [`fatal`] follows too.
+pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
     // `NO_COLOR` counts when set to anything but the empty string, as the convention says.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let style = style(requested, std::io::stderr().is_terminal(), no_color);
@@ -79,7 +79,43 @@ pub fn init(requested: Option<LogFormat>) -> Result<(), InitError> {
             .try_init(),
         LogFormat::Text => builder.with_ansi(style.ansi).try_init(),
     };
-    result.map_err(|e| InitError(e.to_string()))
+    result.map_err(|e| InitError(e.to_string()))?;
+    Ok(style)
+}
+
+/// An error and its causes as one line, joined by `: `; a cause whose text the line already
+/// holds (a wrapper that prints its source, a transparent layer) is not repeated.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+/// Writes the error that ends the process as one line on stderr, whatever the level filter: a
+/// JSON object with the log's own fields when the log is JSON, else `error: ...`. No backtrace,
+/// whatever `RUST_BACKTRACE` says: an operator needs what failed and where, not frames.
+pub fn fatal(style: LogStyle, err: &(dyn std::error::Error + 'static)) {
+    use std::io::Write as _;
+    let line = error_line(err);
+    let out = match style.format {
+        // The fields in the order the log's other lines have them.
+        LogFormat::Json => format!(
+            r#"{{"timestamp":"{}","level":"ERROR","message":{},"target":"nextbest"}}"#,
+            humantime::format_rfc3339_micros(std::time::SystemTime::now()),
+            serde_json::Value::String(line),
+        ),
+        LogFormat::Text => format!("error: {line}"),
+    };
+    // Nothing is left to tell if stderr itself fails.
+    let _ = writeln!(std::io::stderr().lock(), "{out}");
 }
 
 /// A URL fit for a log line: its user information (`user:password@`) replaced by `***@`.
@@ -97,6 +133,49 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
     match rest[..authority_len].rfind('@') {
         Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &rest[at..])),
         None => Cow::Borrowed(url),
+    }
+}
+
+/// A URL whose user information holds a secret (a Redis password): `Debug` and `Display` show it
+/// with [`redact_url`], so a derived `Debug` of a struct holding one never prints the secret;
+/// only [`SecretUrl::expose`] gives the URL to the code that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: String) -> Self {
+        SecretUrl(url)
+    }
+
+    /// The URL itself, secret included: for connecting, never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL itself, secret included, by value.
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
     }
 }
 
@@ -124,6 +203,57 @@ mod tests {
         assert!(!style(None, true, true).ansi);
         assert!(!style(Some(LogFormat::Text), false, false).ansi);
         assert!(!style(Some(LogFormat::Json), true, false).ansi);
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Inner {
+        #[error("data/LOCK: in use by another nextbest (pid 7)")]
+        Locked(#[source] std::io::Error),
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("event log: {0}")]
+        Log(#[from] Inner),
+        #[error(transparent)]
+        Same(Inner),
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_without_repeats() {
+        let io = || std::io::Error::new(std::io::ErrorKind::WouldBlock, "locked");
+        let e = Outer::Log(Inner::Locked(io()));
+        assert_eq!(
+            error_line(&e),
+            "event log: data/LOCK: in use by another nextbest (pid 7): locked"
+        );
+        let e = Outer::Same(Inner::Locked(io()));
+        assert_eq!(
+            error_line(&e),
+            "data/LOCK: in use by another nextbest (pid 7): locked"
+        );
+    }
+
+    #[test]
+    fn a_secret_url_never_prints_its_password() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Holder {
+            redis: Option<SecretUrl>,
+        }
+        let url: SecretUrl = "redis://user:s3cret@redis.svc:6379/0".parse().unwrap();
+        let printed = format!(
+            "{url} {url:?} {:?}",
+            Holder {
+                redis: Some(url.clone())
+            }
+        );
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("redis://***@redis.svc:6379/0"),
+            "{printed}"
+        );
+        assert_eq!(url.expose(), "redis://user:s3cret@redis.svc:6379/0");
     }
 
     #[test]

@@ -71,10 +71,7 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
     let dir = if models.is_dir() {
         models
     } else {
-        models
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("."))
+        crate::model::folder_of(&models)
     };
     let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {

@@ -486,6 +486,24 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         .iter()
         .any(|f| f.path == "channel" && f.message.contains("no channel `fax`")));
 
+    // A model that does not load adds its fault to the campaign's own: all are printed.
+    let mut bad_on_sms = bad.clone();
+    bad_on_sms["channel"] = "sms".into();
+    let file = base.write_campaign("bad_with_model", &bad_on_sms);
+    let faults = campaign::check(&file, Some(&base.path("missing.json")), None)
+        .unwrap_err()
+        .faults();
+    assert!(faults.iter().any(|f| f.path == "name"), "{faults:#?}");
+    assert!(faults.iter().any(|f| f.path == "typo"), "{faults:#?}");
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "--models" && f.message.contains("missing.json")),
+        "{faults:#?}"
+    );
+    // Every fault of `expect` but the channel's, and the model's.
+    assert_eq!(faults.len(), expect.len(), "{faults:#?}");
+
     // The demo campaign is valid against the demo model.
     campaign::check(
         &demo_dir().join("campaigns/demo_sms.json"),

@@ -1,8 +1,13 @@
-//! The Kubernetes manifests in `deploy/k8s/` against the real binary: every manifest parses,
-//! every flag and `NEXTBEST_*` variable they use is one `nextbest --help` lists, the numbers
-//! that must agree do (probes, shutdown timings, mount paths), the admin listener stays on
-//! loopback, and the model the ConfigMap carries loads. Also: the models watcher follows a
-//! ConfigMap update, which the kubelet makes by swapping a hidden `..data` link.
+//! The Kubernetes manifests in `deploy/k8s/` against the real binary and the Kubernetes
+//! schemas: every manifest passes `kubernetes-validate --strict` (pinned, installed by
+//! `.ci/run`; the ServiceMonitor, a CRD it has no schema for, is checked here against the
+//! Service it scrapes), every flag and `NEXTBEST_*` variable they use is one `nextbest --help`
+//! lists, the numbers that must agree do (probes, shutdown timings, mount paths, the event
+//! log's claim against the model's horizon), the fleet's URL, password and admin token come
+//! from Secrets, the admin listener stays on loopback, and the model the ConfigMap carries
+//! loads. Also: the models watcher follows a ConfigMap update, which the kubelet makes by
+//! swapping a hidden `..data` link, and a read-only models folder (what a ConfigMap is) answers
+//! admin changes with 409.
 //!
 //! YAML is read with `serde_norway`, the maintained fork of `serde_yaml` (archived and marked
 //! deprecated by its author in 2024) with the same API and the same libyaml-based parser.
@@ -53,11 +58,38 @@ fn objects() -> Vec<Value> {
     objects
 }
 
+/// The channel backend's pods: the StatefulSet.
 fn deployment() -> Value {
     objects()
         .into_iter()
-        .find(|o| o["kind"] == "Deployment")
-        .expect("a Deployment")
+        .find(|o| o["kind"] == "StatefulSet")
+        .expect("a StatefulSet")
+}
+
+/// Every manifest file under `deploy/k8s` (kustomizations excepted), overlays included.
+fn manifest_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|x| x == "yaml")
+                && path.file_name().is_some_and(|n| n != "kustomization.yaml")
+                && !path.starts_with(k8s_dir().join("models"))
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&k8s_dir(), &mut out);
+    out.sort();
+    out
+}
+
+/// Every object of every manifest file.
+fn all_objects() -> Vec<Value> {
+    manifest_files().iter().flat_map(|f| documents(f)).collect()
 }
 
 fn containers(deployment: &Value) -> Vec<Value> {
@@ -241,24 +273,283 @@ fn probes_shutdown_and_listeners_agree() {
     );
 }
 
+/// The Secret (name, key) a file flag's path is mounted from.
+fn secret_file(d: &Value, container: &Value, path: &str) -> (String, String) {
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("volume mounts")
+        .iter()
+        .find(|m| Path::new(path).starts_with(m["mountPath"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{path} is on no volume"));
+    let volume = d["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mount's volume");
+    let secret = &volume["secret"];
+    let file = Path::new(path)
+        .strip_prefix(mount["mountPath"].as_str().unwrap())
+        .unwrap();
+    let item = secret["items"]
+        .as_array()
+        .expect("the Secret's items named")
+        .iter()
+        .find(|i| Path::new(i["path"].as_str().unwrap()) == file)
+        .unwrap_or_else(|| panic!("{path}: no item of {volume}"));
+    (
+        secret["secretName"]
+            .as_str()
+            .expect("a Secret volume")
+            .to_owned(),
+        item["key"].as_str().unwrap().to_owned(),
+    )
+}
+
 #[test]
-fn the_token_comes_from_a_secret() {
+fn the_token_and_the_fleet_come_from_secrets() {
     let d = deployment();
     for c in containers(&d) {
         for e in c["env"].as_array().into_iter().flatten() {
-            if e["name"] == "NEXTBEST_ADMIN_TOKEN" {
-                assert!(e.get("value").is_none(), "a literal token in {}", c["name"]);
+            let name = e["name"].as_str().unwrap();
+            if name == "NEXTBEST_ADMIN_TOKEN" || name == "NEXTBEST_REDIS" {
+                assert!(
+                    e.get("value").is_none(),
+                    "a literal {name} in {}",
+                    c["name"]
+                );
                 assert!(e["valueFrom"]["secretKeyRef"]["name"].is_string());
             }
         }
     }
     let nb = nextbest(&d);
-    assert!(nb["env"]
+    // The admin token and the Redis password as files of Secrets: out of `ps` and the
+    // environment; the URL (a Secret too: managed Redis URLs name a user) from the environment.
+    let token = flag(&nb, "--admin-token-file");
+    assert_eq!(
+        secret_file(&d, &nb, &token),
+        ("nextbest-admin".into(), "token".into())
+    );
+    let password = flag(&nb, "--redis-password-file");
+    let (secret, key) = secret_file(&d, &nb, &password);
+    assert_eq!(key, "password");
+    let url = nb["env"]
         .as_array()
         .expect("env")
         .iter()
-        .any(|e| e["name"] == "NEXTBEST_ADMIN_TOKEN"));
-    assert!(flags(&nb).iter().all(|(f, _)| f != "--admin-token"));
+        .find(|e| e["name"] == "NEXTBEST_REDIS")
+        .expect("NEXTBEST_REDIS");
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], secret.as_str());
+    let used = flags(&nb);
+    for forbidden in [
+        "--admin-token",
+        "--redis",
+        "--ready-when-behind",
+        "--admin-insecure",
+    ] {
+        assert!(
+            used.iter().all(|(f, _)| f != forbidden),
+            "{forbidden} in the manifest"
+        );
+    }
+    assert_eq!(flag(&nb, "--redis-partitions"), "8");
+    // The try-out Redis reads the same Secret's password.
+    let redis = all_objects()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "nextbest-redis")
+        .expect("the try-out Redis");
+    let env = redis["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains(&format!("\"name\":\"{secret}\"")), "{env}");
+}
+
+#[test]
+fn every_manifest_passes_the_kubernetes_schemas() {
+    let files = manifest_files();
+    assert!(files.len() >= 7, "{files:?}");
+    // The oldest Kubernetes the manifests claim (the preStop sleep action), and the newest the
+    // pinned tool knows.
+    for version in ["1.30.0", "1.37.0"] {
+        let out = Command::new("kubernetes-validate")
+            .args(["--strict", "-k", version])
+            .args(&files)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run kubernetes-validate ({e}): this test needs it; install it with \
+                     `pip install kubernetes-validate==1.37.0` (.ci/run does)"
+                )
+            });
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "kubernetes {version}:\n{text}");
+        // Each object passed, except custom resources the tool has no schema for, which are
+        // checked against what they refer to in the_servicemonitor_scrapes_the_metrics_proxy.
+        let objects = all_objects();
+        let passed = text.matches(" passed for resource ").count();
+        let custom: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1")
+            .collect();
+        assert_eq!(passed + custom.len(), objects.len(), "{text}");
+        for c in custom {
+            assert!(
+                text.contains(&format!(
+                    "Couldn't find schema for kind {}",
+                    c["kind"].as_str().unwrap()
+                )),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_servicemonitor_scrapes_the_metrics_proxy() {
+    let objects = all_objects();
+    let monitor = objects
+        .iter()
+        .find(|o| o["kind"] == "ServiceMonitor")
+        .expect("a ServiceMonitor");
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    let services: Vec<&Value> = objects
+        .iter()
+        .filter(|o| {
+            o["kind"] == "Service"
+                && selector
+                    .iter()
+                    .all(|(k, v)| o["metadata"]["labels"][k] == *v)
+        })
+        .collect();
+    assert_eq!(services.len(), 1, "the ServiceMonitor selects one Service");
+    let service = services[0];
+    let d = deployment();
+    assert_eq!(d["spec"]["serviceName"], service["metadata"]["name"]);
+    for endpoint in monitor["spec"]["endpoints"].as_array().unwrap() {
+        assert_eq!(endpoint["path"], "/metrics");
+        let port = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == endpoint["port"])
+            .expect("the endpoint's port on the Service");
+        let target = port["targetPort"].as_str().expect("a named target port");
+        let proxy = containers(&d)
+            .into_iter()
+            .find(|c| c["name"] == "metrics-proxy")
+            .expect("the metrics proxy");
+        assert!(proxy["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == target));
+    }
+    // The Service and the PodDisruptionBudget select the StatefulSet's pods.
+    let pod_labels = &d["spec"]["template"]["metadata"]["labels"];
+    for o in objects.iter().filter(|o| {
+        o["kind"] == "PodDisruptionBudget" || o["metadata"]["name"] == "channel-web-pods"
+    }) {
+        let sel = o["spec"]["selector"]
+            .get("matchLabels")
+            .unwrap_or(&o["spec"]["selector"]);
+        for (k, v) in sel.as_object().unwrap() {
+            assert_eq!(pod_labels[k], *v, "{} selects other pods", o["kind"]);
+        }
+    }
+}
+
+#[test]
+fn every_container_has_probes_and_pods_spread() {
+    for o in all_objects()
+        .iter()
+        .filter(|o| ["StatefulSet", "Deployment"].contains(&o["kind"].as_str().unwrap()))
+    {
+        for c in containers(o) {
+            for probe in ["livenessProbe", "readinessProbe"] {
+                assert!(c[probe].is_object(), "{} has no {probe}", c["name"]);
+            }
+        }
+    }
+    let d = deployment();
+    let keys: Vec<&str> = d["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        .as_array()
+        .expect("topology spread")
+        .iter()
+        .map(|t| t["topologyKey"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    );
+    assert!(all_objects()
+        .iter()
+        .any(|o| o["kind"] == "PodDisruptionBudget"));
+}
+
+/// A Kubernetes quantity in bytes (`20Gi`, `512Mi`).
+fn quantity(q: &str) -> u64 {
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let n: u64 = n.parse().unwrap();
+    n * match unit {
+        "Gi" => 1 << 30,
+        "Mi" => 1 << 20,
+        "" => 1,
+        other => panic!("unit {other}"),
+    }
+}
+
+#[test]
+fn the_event_log_claim_holds_the_models_horizon_so_the_kubelet_never_evicts() {
+    let d = deployment();
+    let nb = nextbest(&d);
+    let data = flag(&nb, "--data-dir");
+    let mount = nb["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == data.as_str())
+        .expect("the data folder is a mount")
+        .clone();
+    // Not an emptyDir (whose sizeLimit evicts the whole pod): a claim of the pod's own.
+    let volumes = d["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(volumes.iter().all(|v| v["name"] != mount["name"]));
+    let claim = d["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates")
+        .iter()
+        .find(|c| c["metadata"]["name"] == mount["name"])
+        .expect("the data folder's claim")
+        .clone();
+    assert_eq!(
+        d["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"],
+        "Retain"
+    );
+    // The sizing the manifest states: 5 events/s per pod, 120 bytes each on disk, for the
+    // longest policy window of the model the ConfigMap carries, plus one 64 MiB segment.
+    let store = nextbest::features::FeatureStore::load(&support::demo_dir().join("features.csv"))
+        .expect("the demo snapshot");
+    let model = nextbest::model::load(
+        &k8s_dir().join("models"),
+        &store,
+        &nextbest::model::Limits::default(),
+    )
+    .expect("the ConfigMap's model");
+    let horizon_s = model.compiled.policies.horizon_ms as u64 / 1000;
+    assert!(
+        horizon_s >= 365 * 86_400,
+        "the window the comment sizes for"
+    );
+    let needed = 5 * horizon_s * 120 + (64 << 20);
+    let size = quantity(
+        claim["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(
+        size >= needed,
+        "a {size}-byte claim for {needed} bytes of log"
+    );
 }
 
 #[test]
@@ -401,4 +692,36 @@ async fn the_watcher_follows_a_configmap_update() {
     assert_eq!(version(), "1");
     volume.update(&[("model.json", &doc("2"))]);
     support::eventually("the model from the swapped ConfigMap", || version() == "2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_models_folder_answers_409_and_says_where_models_change() {
+    let models = support::TempModels::new("read-only");
+    let data = support::TempDir::new("read-only-data");
+    let server = support::binary::Binary::read_only_models(&models.dir, &data.0).spawn();
+    let before = std::fs::read(models.dir.join("model.json")).unwrap();
+    let r = support::put_model(server.admin, &support::TempModels::demo_doc("9")).await;
+    let detail = r.assert_error(409, "models_read_only");
+    for needle in ["is read-only", "ConfigMap", "kubectl apply -k"] {
+        assert!(detail.contains(needle), "{needle} not in: {detail}");
+    }
+    let r = support::post_json(
+        server.admin,
+        "/admin/models/rollback",
+        &serde_json::json!({}),
+    )
+    .await;
+    assert!(r.status == 409, "{}", String::from_utf8_lossy(&r.body));
+    // Nothing changed: the folder, what serves, and the refusal is counted, not a 500.
+    assert_eq!(
+        std::fs::read(models.dir.join("model.json")).unwrap(),
+        before
+    );
+    let m = String::from_utf8(support::get(server.admin, "/metrics").await.body).unwrap();
+    assert!(m.contains("nextbest_http_responses_total"), "{m}");
+    assert!(
+        !m.lines()
+            .any(|l| l.contains("status=\"500\"") && !l.ends_with(" 0")),
+        "{m}"
+    );
 }

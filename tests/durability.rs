@@ -7,8 +7,8 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use nextbest::contact::{Clock, ContactConfig, Contacts};
-use nextbest::server::AppState;
+use nextbest::contact::{Clock, ContactConfig};
+use nextbest::server::{self, AppState};
 use serde_json::json;
 use support::binary::Binary;
 use support::*;
@@ -86,8 +86,11 @@ async fn a_full_disk_answers_503_with_retry_after_and_recovers_when_space_return
         ..ContactConfig::default()
     };
     let inject = config.inject.clone();
-    let contacts = Arc::new(Contacts::open(&config, Clock::system()).unwrap());
-    let state = AppState::new(demo_registry(), test_config()).with_contacts(contacts);
+    let registry = demo_registry();
+    let contacts = Arc::new(server::open_contacts(&registry, &config, Clock::system()).unwrap());
+    let state = AppState::builder(registry, test_config())
+        .contacts(contacts)
+        .build();
     let srv = start_state(state).await;
     let ok = post_json(
         srv.public,

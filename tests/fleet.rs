@@ -230,7 +230,13 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
     let url = format!("redis://127.0.0.1:{port}");
     let dir = TempDir::new("fleet-late");
     let a = Binary::demo(&dir.0.join("a"))
-        .args(["--redis", &url, "--redis-catchup-ms", "300"])
+        .args([
+            "--redis",
+            &url,
+            "--redis-catchup-ms",
+            "300",
+            "--ready-when-behind",
+        ])
         .spawn();
     within("ready without Redis", || async {
         get(a.public, "/readyz").await.status == 200
@@ -255,6 +261,7 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
 }
 
 /// The (customer, offer) rows of a campaign's target list.
+#[cfg(feature = "offline")]
 fn targets(out: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(out.join("targets.csv")).unwrap();
     text.lines()
@@ -266,6 +273,7 @@ fn targets(out: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+#[cfg(feature = "offline")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
     use nextbest::campaign::{self, RunConfig};
@@ -279,12 +287,7 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
         features: demo_dir().join("features.csv"),
         // The campaign's own data folder knows nothing: what it learns comes from the fleet.
         data_dir: Some(dir.0.join("campaign-data")),
-        fleet: Some(nextbest::fleet::FleetConfig {
-            url: redis.url(),
-            partitions: 8,
-            catchup_wait: Duration::ZERO,
-            prefix: "nextbest:events".into(),
-        }),
+        fleet: Some(nextbest::fleet::FleetConfig::new(redis.url(), 8)),
         now_ms: None,
         contact_memory_bytes: 64 << 20,
         progress_bar: false,
@@ -315,5 +318,321 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
     assert!(
         !rows.contains(&(x.clone(), o.clone())),
         "{x} dismissed {o} on the web, through another replica"
+    );
+}
+
+/// Entries the fleet's streams hold in Redis, all partitions together.
+fn stream_entries(url: &str) -> u64 {
+    let client = ::redis::Client::open(url).unwrap();
+    let Ok(mut con) = client.get_connection() else {
+        return 0;
+    };
+    (0..8u16)
+        .map(|p| {
+            ::redis::cmd("XLEN")
+                .arg(format!("nextbest:events:{{p{p:03}}}"))
+                .query::<u64>(&mut con)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// One sample of a replica's `/metrics` (0 when absent).
+async fn sample(addr: SocketAddr, line_prefix: &str) -> f64 {
+    let m = String::from_utf8(get(addr, "/metrics").await.body).unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix(line_prefix)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// Bytes of the event log's segments in a data folder.
+fn log_bytes(data: &Path) -> u64 {
+    std::fs::read_dir(data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("events-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_replica_reships_to_a_redis_restarted_empty_within_10_s() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-idle-reship");
+    let a = replica(&dir.0.join("a"), &url);
+    assert_eq!(flood(a.public, "I", 30).await, 30);
+    within("A's events in Redis", || async {
+        stream_entries(&url) == 30
+    })
+    .await;
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let back = Instant::now();
+    assert_eq!(stream_entries(&url), 0, "the new Redis starts empty");
+    // Nothing more is posted to A: it must notice the restart by itself.
+    while stream_entries(&url) < 30 {
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "A did not ship its log again within 10 s of Redis coming back empty; stderr:\n{}",
+            a.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stream_entries(&url), 30);
+    assert!(a.stderr().contains("redis restarted (new run id)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_and_backlog_during_a_20_s_outage_match_the_log() {
+    const BACKLOG: &str = "nextbest_replication_backlog_bytes ";
+    const LAG: &str = "nextbest_replication_apply_lag_seconds";
+    let mut redis = Redis::start();
+    let port = redis.addr.port();
+    let dir = TempDir::new("fleet-outage");
+    let (a_dir, b_dir) = (dir.0.join("a"), dir.0.join("b"));
+    let a = replica(&a_dir, &redis.url());
+    let b = replica(&b_dir, &redis.url());
+    assert_eq!(flood(a.public, "W", 5).await, 5);
+    within("the warm-up on B", || async { applied(b.admin).await == 5 }).await;
+    within("B caught up", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+    within("A's backlog empty", || async {
+        sample(a.admin, BACKLOG).await == 0.0
+    })
+    .await;
+    let quick_lag = format!("{LAG}_bucket{{le=\"10\"}}");
+    let (quick_before, count_before) = (
+        sample(b.admin, &quick_lag).await,
+        sample(b.admin, &format!("{LAG}_count")).await,
+    );
+
+    let before = log_bytes(&a_dir);
+    redis.kill();
+    let down = Instant::now();
+    assert_eq!(flood(a.public, "O", 60).await, 60);
+    let grown = log_bytes(&a_dir) - before;
+    assert!(grown > 60 * 40, "the log grew by {grown} bytes");
+    // Measured from the log while Redis is away: every byte written since, no more.
+    within("the backlog to match the log", || async {
+        sample(a.admin, BACKLOG).await == grown as f64
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(down.elapsed())).await;
+    let age = sample(a.admin, "nextbest_replication_backlog_age_seconds ").await;
+    assert!(age >= 18.0, "the oldest unshipped event is {age} s old");
+    assert_eq!(
+        sample(a.admin, "nextbest_replication_connected ").await,
+        0.0
+    );
+
+    let _redis = Redis::on_port(port);
+    within("the outage's events on B", || async {
+        applied(b.admin).await == 65
+    })
+    .await;
+    within("A's backlog shipped", || async {
+        sample(a.admin, BACKLOG).await == 0.0
+    })
+    .await;
+    // Every event of the outage was applied 20 s or more after A accepted it: none in the
+    // buckets up to 10 s, all within 2 minutes.
+    assert_eq!(sample(b.admin, &quick_lag).await, quick_before);
+    assert_eq!(
+        sample(b.admin, &format!("{LAG}_count")).await,
+        count_before + 60.0
+    );
+    assert_eq!(
+        sample(b.admin, &format!("{LAG}_bucket{{le=\"120\"}}")).await,
+        count_before + 60.0
+    );
+    let last = sample(b.admin, "nextbest_replication_lag_seconds ").await;
+    assert!(last >= 18.0, "the last event's lag reads {last} s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_partition_count_refuses_to_join() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-partitions");
+    let a = replica(&dir.0.join("a"), &redis.url());
+    within("A joined", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+    let b = Binary::demo(&dir.0.join("b"))
+        .args(["--redis", &redis.url(), "--redis-partitions", "4"])
+        .spawn();
+    let log = b.wait_stderr("refusing to join the fleet");
+    assert!(
+        log.contains("--redis-partitions 4 but the fleet at") && log.contains("uses 8"),
+        "{log}"
+    );
+    let r = get(b.public, "/readyz").await;
+    assert_eq!(r.status, 503);
+    let body = String::from_utf8(r.body).unwrap();
+    assert!(
+        body.contains("refused to join the fleet") && body.contains("uses 8"),
+        "{body}"
+    );
+    assert_eq!(sample(b.admin, "nextbest_replication_refused ").await, 1.0);
+    // B's events stay in its own log; none reaches the fleet's streams.
+    assert_eq!(flood(b.public, "P", 10).await, 10);
+    assert_eq!(flood(a.public, "Q", 3).await, 3);
+    within("A's events in Redis", || async {
+        stream_entries(&redis.url()) == 3
+    })
+    .await;
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let recorded: String = ::redis::cmd("GET")
+        .arg("nextbest:events:partitions")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(recorded, "8");
+}
+
+/// The model version a replica's decisions name.
+async fn serving_version(addr: SocketAddr) -> String {
+    let a = decide(
+        addr,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    a["model"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Who made each change in a replica's model history, newest first, as `version source`.
+async fn history(admin: SocketAddr) -> Vec<String> {
+    get(admin, "/admin/models").await.json()["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["version"].as_str().unwrap(),
+                e["source"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_on_one_replica_serves_on_every_replica() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-models");
+    let folders: Vec<TempModels> = (0..3).map(|_| TempModels::new("fleet-models")).collect();
+    let [a, b, c] = [0, 1, 2].map(|i| {
+        Binary::with_models(&folders[i].dir, &dir.0.join(i.to_string()))
+            .args(["--redis", &redis.url()])
+            .spawn()
+    });
+    let first = serving_version(a.public).await;
+    let origin_of = |i: usize| nextbest::fleet::origin_of(&dir.0.join(i.to_string())).unwrap();
+    within("every replica ready", || async {
+        for r in [&a, &b, &c] {
+            if get(r.public, "/readyz").await.status != 200 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    // A PUT on A serves on B and C, and lands in their folders (a restart keeps it).
+    let r = put_model(a.admin, &TempModels::demo_doc("fleet-7")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for (name, r) in [("B", &b), ("C", &c)] {
+        within(&format!("version fleet-7 on {name}"), || async {
+            serving_version(r.public).await == "fleet-7"
+        })
+        .await;
+    }
+    for f in &folders[1..] {
+        let on_disk = std::fs::read_to_string(f.dir.join("model.json")).unwrap();
+        assert!(on_disk.contains("fleet-7"));
+    }
+    let disk = |i: usize| {
+        format!(
+            "{first} disk {}",
+            folders[i].dir.join("model.json").display()
+        )
+    };
+    assert_eq!(
+        history(b.admin).await[..2],
+        [format!("fleet-7 fleet: admin on {}", origin_of(0)), disk(1)]
+    );
+    let agreeing = |admin, replicas| async move {
+        let s = get(admin, "/admin/status.json").await.json();
+        let f = &s["replication"]["fleet"];
+        f["agree"] == true && f["replicas"].as_array().map_or(0, Vec::len) == replicas
+    };
+    within("the fleet agreeing", || agreeing(a.admin, 3)).await;
+
+    // A replica that was down when the change was made (its model.json older than the change)
+    // takes it when it starts.
+    let d_folder = TempModels::new("fleet-models");
+    std::fs::File::options()
+        .write(true)
+        .open(d_folder.dir.join("model.json"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let d = Binary::with_models(&d_folder.dir, &dir.0.join("d"))
+        .args(["--redis", &redis.url()])
+        .spawn();
+    within("the missed change on D", || async {
+        serving_version(d.public).await == "fleet-7"
+    })
+    .await;
+
+    // C changed by hand (its folder, SIGHUP): the fleet disagrees, and every replica says so.
+    folders[2].publish(
+        "model.json",
+        &serde_json::to_vec(&TempModels::demo_doc("local-9")).unwrap(),
+    );
+    c.signal("HUP");
+    within("C on its own version", || async {
+        serving_version(c.public).await == "local-9"
+    })
+    .await;
+    within("A seeing two versions", || async {
+        sample(a.admin, "nextbest_fleet_model_versions ").await == 2.0
+    })
+    .await;
+    within("B's status page saying the fleet disagrees", || async {
+        let s = get(b.admin, "/admin/status.json").await.json();
+        s["replication"]["fleet"]["agree"] == false
+    })
+    .await;
+
+    // A rollback on B goes back on every replica, C included; the history keeps all of it.
+    let r = post_json(b.admin, "/admin/models/rollback", &json!({})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for (name, r) in [("A", &a), ("B", &b), ("C", &c), ("D", &d)] {
+        within(&format!("the rollback on {name}"), || async {
+            serving_version(r.public).await == first
+        })
+        .await;
+    }
+    assert_eq!(
+        history(a.admin).await[..3],
+        [
+            format!("{first} fleet: rollback on {}", origin_of(1)),
+            "fleet-7 admin".to_owned(),
+            disk(0),
+        ]
+    );
+    within("the fleet agreeing again", || agreeing(c.admin, 4)).await;
+    assert_eq!(
+        sample(c.admin, "nextbest_fleet_changes_applied_total ").await,
+        2.0
     );
 }

@@ -85,8 +85,9 @@ async fn swaps_under_load_fail_no_request() {
     }
     assert!(total > 50, "only {total} requests during the swaps");
     assert_eq!(registry.loads.rejected(nextbest::registry::Part::Model), 0);
+    // The history is the audit trail: every change, newest first.
     let history = registry.history();
-    assert_eq!(history.len(), 5);
+    assert_eq!(history.len(), 51);
     assert_eq!(history[0].version, "51");
     assert_eq!(history[1].version, "50");
     srv.stop().await;
@@ -212,6 +213,36 @@ async fn rollback_restores_the_previous_version_and_history_is_newest_first() {
         .await
         .assert_error(409, "no_previous_version");
     assert_eq!(version_of(&registry), "1");
+    // Nothing is ever taken out of the history: the rollbacks are entries of their own.
+    let h = get(srv.admin, "/admin/models").await.json();
+    let entries: Vec<String> = h["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["version"].as_str().unwrap(),
+                e["source"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let file = models.dir.join("model.json");
+    assert_eq!(
+        entries,
+        [
+            "1 rollback".to_owned(),
+            "2 rollback".into(),
+            "3 admin".into(),
+            "2 admin".into(),
+            format!("1 disk {}", file.display())
+        ]
+    );
+    assert!(h["history"][1]["checksum"]
+        .as_str()
+        .unwrap()
+        .starts_with("crc32:"));
+    assert_eq!(h["active"]["version"], "1");
     srv.stop().await;
 }
 
@@ -468,6 +499,11 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     models.publish("streaming_bundle.lgb.txt", &scorer);
     eventually("the rebuild", || loads(&registry) > before).await;
     assert_eq!(version_of(&registry), "7");
-    assert_eq!(registry.history()[0].source, "admin");
+    // The change was the watcher's, whoever wrote the document it rebuilt.
+    let source = registry.history()[0].source.clone();
+    assert!(
+        source.starts_with("folder ") && source.ends_with(" (scorer files)"),
+        "{source}"
+    );
     srv.stop().await;
 }

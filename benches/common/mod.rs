@@ -205,23 +205,25 @@ pub struct Handler {
 impl Handler {
     /// The demo installed in a registry, as the server runs it.
     pub fn demo() -> Self {
+        Handler {
+            state: Self::demo_builder().build(),
+        }
+    }
+
+    /// The demo's server state, still to be completed (a decision log, say).
+    pub fn demo_builder() -> nextbest::server::AppStateBuilder {
         let (store, model) = demo();
         let registry = std::sync::Arc::new(nextbest::registry::Registry::default());
         registry
             .install(std::sync::Arc::new(store), model)
             .expect("the demo model installs");
-        Handler {
-            state: nextbest::server::AppState::new(registry, Default::default()),
-        }
+        nextbest::server::AppState::builder(registry, Default::default())
     }
 
     /// The in-process part of `POST /v1/decide` after the body is read: the server's own
-    /// `server::decide::decide_body`, without hyper.
-    pub fn decide_post(
-        &self,
-        body: &mut [u8],
-    ) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
-        nextbest::server::decide::decide_body(&self.state, body).expect("valid request")
+    /// `server::decide::decide_body`, without hyper (no `X-Deadline-Us`).
+    pub fn decide_post(&self, body: &[u8]) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+        nextbest::server::decide::decide_body(&self.state, body, None).expect("valid request")
     }
 }
 

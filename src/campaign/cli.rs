@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::commit::{self, Target};
 use super::{output, CampaignError, RunConfig};
+use crate::logging::SecretUrl;
+use crate::settings::{self, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
 
 /// `nextbest campaign ...`.
 #[derive(Subcommand, Debug)]
@@ -59,7 +61,10 @@ pub struct RunArgs {
     pub workers: usize,
     /// The fleet's Redis: its events of the horizon count too (unset: the local log only).
     #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
-    pub redis: Option<String>,
+    pub redis: Option<SecretUrl>,
+    /// File holding the Redis password, put into --redis's URL (as the server's flag).
+    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
+    pub redis_password_file: Option<PathBuf>,
     /// Stream partitions, as the fleet's replicas use them.
     #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
     pub redis_partitions: u16,
@@ -73,7 +78,8 @@ pub struct CommitArgs {
     /// The running sidecar to post the events to (its public listener).
     #[arg(long, env = "NEXTBEST_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
-    /// Largest /v1/events body to send; keep it under the server's --max-body-bytes.
+    /// Largest /v1/events body to send (at least 1024); keep it under the server's
+    /// --max-body-bytes.
     #[arg(long, default_value_t = 60 * 1024)]
     pub batch_bytes: usize,
     /// Write the data folder's event log directly instead (only when no server uses it).
@@ -88,14 +94,17 @@ pub struct CommitArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// Check, run or load failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Campaign(#[from] CampaignError),
     /// Commit failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Commit(#[from] commit::CommitError),
     /// A flag is wrong.
     #[error("{0}")]
     Flag(String),
+    /// A flag's value is out of its range.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 /// Runs one campaign subcommand.
@@ -131,29 +140,30 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 .now
                 .as_deref()
                 .map(|s| {
-                    humantime::parse_rfc3339_weak(s)
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as i64)
-                        .ok_or_else(|| {
-                            CliError::Flag(format!("--now: `{s}` is not an RFC 3339 time"))
-                        })
+                    crate::rfc3339::parse_ms(s).map_err(|e| CliError::Flag(format!("--now: {e}")))
                 })
                 .transpose()?;
+            let partitions =
+                settings::within("--redis-partitions", a.redis_partitions, 1, MAX_PARTITIONS)?;
             let cfg = RunConfig {
                 campaign: a.file.clone(),
                 out: a.out,
                 models: a.models,
                 features: a.features,
                 data_dir: Some(a.data_dir),
-                fleet: a.redis.map(|url| crate::fleet::FleetConfig {
-                    url,
-                    partitions: a.redis_partitions.max(1),
-                    catchup_wait: std::time::Duration::ZERO,
-                    prefix: "nextbest:events".into(),
-                }),
+                fleet: match &a.redis {
+                    Some(url) => Some(crate::fleet::FleetConfig::new(
+                        settings::redis_url(url, a.redis_password_file.as_deref())?,
+                        partitions,
+                    )),
+                    None => None,
+                },
                 now_ms,
-                contact_memory_bytes: a.contact_memory_mb.max(1) << 20,
+                contact_memory_bytes: settings::mib(
+                    "--contact-memory-mb",
+                    a.contact_memory_mb,
+                    MAX_MEMORY_MB,
+                )?,
                 progress_bar: RunConfig::stderr_is_terminal(),
             };
             let pool = rayon::ThreadPoolBuilder::new()
@@ -182,12 +192,10 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             } else {
                 Target::Server {
                     url: a.server,
-                    batch_bytes: a.batch_bytes.max(1024),
+                    batch_bytes: settings::at_least("--batch-bytes", a.batch_bytes, 1024)?,
                 }
             };
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now_ms = crate::contact::Clock::system().now_ms();
             let done = commit::commit(&a.dir, &target, now_ms)?;
             println!(
                 "committed {} contacts: {} recorded now, {} already recorded",
@@ -195,5 +203,35 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: CampaignCmd,
+    }
+
+    #[test]
+    fn the_run_flags_debug_hides_the_redis_password() {
+        let cli = Cli::try_parse_from([
+            "campaign",
+            "run",
+            "c.json",
+            "--out",
+            "out",
+            "--redis",
+            "redis://:s3cret@redis.svc:6379",
+        ])
+        .unwrap();
+        let printed = format!("{:?}", cli.cmd);
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("redis://***@redis.svc:6379"), "{printed}");
     }
 }

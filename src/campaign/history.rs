@@ -10,23 +10,66 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::contact::log::{self, LogError, MAGIC};
+use crate::contact::log::{self, LogError};
 use crate::contact::state::{ContactState, History, StateConfig};
-use crate::contact::{Event, EventKind};
+use crate::contact::{Applier, Event, EventKind, Origin, Subscriber};
 
 /// What a run needs to know of the past.
 pub struct PastContacts {
-    state: ContactState,
-    /// Outbound contact times per customer (only those inside the frequency window), sorted.
-    outbound: HashMap<String, Vec<i64>, foldhash::fast::RandomState>,
-    /// Contacts on the campaign's channel inside the capacity period.
-    pub channel_used: u64,
+    applier: Applier,
+    outbound: Arc<Outbound>,
+    /// What `outbound` counted, sorted, read without a lock by the parallel scan.
+    counted: OutboundCounts,
     /// Events read.
     pub events: u64,
     /// Segments read.
     pub segments: usize,
+}
+
+/// What only campaigns count, subscribed to the events as the live funnel is.
+struct Outbound {
+    channel: String,
+    outbound_channels: Vec<String>,
+    frequency_window_ms: i64,
+    capacity_window_ms: i64,
+    counts: Mutex<OutboundCounts>,
+}
+
+#[derive(Default)]
+struct OutboundCounts {
+    /// Outbound contact times per customer (only those inside the frequency window).
+    times: HashMap<String, Vec<i64>, foldhash::fast::RandomState>,
+    /// Contacts on the campaign's channel inside the capacity period.
+    channel_used: u64,
+}
+
+impl Subscriber for Outbound {
+    fn event(&self, e: &Event<'_>, _origin: Origin, now_ms: i64) {
+        if e.kind != EventKind::Impression || e.ts_ms > now_ms {
+            return;
+        }
+        let Some(ch) = e.channel else { return };
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if self.capacity_window_ms > 0
+            && ch == self.channel
+            && e.ts_ms > now_ms - self.capacity_window_ms
+        {
+            c.channel_used += 1;
+        }
+        if self.frequency_window_ms > 0
+            && e.ts_ms > now_ms - self.frequency_window_ms
+            && self.outbound_channels.iter().any(|o| o == ch)
+        {
+            match c.times.get_mut(e.customer_id) {
+                Some(v) => v.push(e.ts_ms),
+                None => {
+                    c.times.insert(e.customer_id.to_owned(), vec![e.ts_ms]);
+                }
+            }
+        }
+    }
 }
 
 /// What to count while reading.
@@ -48,88 +91,85 @@ pub struct Counting<'a> {
 impl PastContacts {
     /// No history at all (no data folder).
     pub fn empty(c: &Counting<'_>) -> Self {
+        let outbound = Arc::new(Outbound {
+            channel: c.channel.to_owned(),
+            outbound_channels: c.outbound_channels.to_vec(),
+            frequency_window_ms: c.frequency_window_ms,
+            capacity_window_ms: c.capacity_window_ms,
+            counts: Mutex::default(),
+        });
+        let state = Arc::new(ContactState::new(&state_config(c), c.horizon_ms));
         PastContacts {
-            state: ContactState::new(&state_config(c), c.horizon_ms),
-            outbound: HashMap::default(),
-            channel_used: 0,
+            applier: Applier::new(state, vec![outbound.clone()]),
+            outbound,
+            counted: OutboundCounts::default(),
             events: 0,
             segments: 0,
         }
     }
 
-    /// Reads every segment of `dir` (a missing folder is an empty history).
+    /// Reads every segment of `dir` (a missing folder is an empty history). Past damage is
+    /// stepped over, as the server's replay does; a tail still being written is simply not
+    /// counted.
     pub fn read(dir: &Path, c: &Counting<'_>, now_ms: i64) -> Result<Self, LogError> {
         let mut past = PastContacts::empty(c);
-        if !dir.exists() {
-            return Ok(past);
-        }
-        for (_, path) in log::list_segments(dir)? {
-            let Ok(bytes) = std::fs::read(&path) else {
-                tracing::warn!(path = %path.display(), "event log segment unreadable; skipped");
-                continue;
-            };
-            let Some(body) = bytes.strip_prefix(MAGIC.as_slice()) else {
-                continue;
-            };
-            past.segments += 1;
-            // Past damage too, as the server's replay does; a tail still being written is
-            // simply not counted.
-            log::scan_all(body, |payload| {
+        if dir.exists() {
+            let mut events = 0;
+            past.segments = log::read_all(dir, |payload| {
                 if let Ok(e) = Event::decode(payload) {
-                    past.events += 1;
-                    past.state.apply(&e, now_ms);
-                    past.count(&e, c, now_ms);
+                    events += 1;
+                    past.applier.apply(&e, Origin::Replay, now_ms);
                 }
-            });
+            })?;
+            past.events = events;
         }
-        for times in past.outbound.values_mut() {
-            times.sort_unstable();
-        }
-        past.state.settle();
+        past.settle();
         Ok(past)
     }
 
     /// Adds one event from elsewhere (the fleet's streams), as if it were in the log.
-    pub fn add(&mut self, payload: &[u8], c: &Counting<'_>, now_ms: i64) {
+    pub fn add(&mut self, payload: &[u8], now_ms: i64) {
         if let Ok(e) = Event::decode(payload) {
             self.events += 1;
-            self.state.apply(&e, now_ms);
-            self.count(&e, c, now_ms);
+            self.applier.apply(&e, Origin::Fleet, now_ms);
         }
     }
 
-    fn count(&mut self, e: &Event<'_>, c: &Counting<'_>, now_ms: i64) {
-        if e.kind != EventKind::Impression || e.ts_ms > now_ms {
-            return;
+    /// Done adding: takes what was counted since the last call, sorted, and lets the state
+    /// settle.
+    pub fn settle(&mut self) {
+        let new = std::mem::take(
+            &mut *self
+                .outbound
+                .counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        self.counted.channel_used += new.channel_used;
+        for (customer, times) in new.times {
+            let all = self.counted.times.entry(customer).or_default();
+            all.extend(times);
+            all.sort_unstable();
         }
-        let Some(ch) = e.channel else { return };
-        if c.capacity_window_ms > 0 && ch == c.channel && e.ts_ms > now_ms - c.capacity_window_ms {
-            self.channel_used += 1;
-        }
-        if c.frequency_window_ms > 0
-            && e.ts_ms > now_ms - c.frequency_window_ms
-            && c.outbound_channels.iter().any(|o| o == ch)
-        {
-            match self.outbound.get_mut(e.customer_id) {
-                Some(v) => v.push(e.ts_ms),
-                None => {
-                    self.outbound
-                        .insert(e.customer_id.to_owned(), vec![e.ts_ms]);
-                }
-            }
-        }
+        self.applier.settled();
+        self.applier.state().settle();
+    }
+
+    /// Contacts on the campaign's channel inside the capacity period.
+    pub fn channel_used(&self) -> u64 {
+        self.counted.channel_used
     }
 
     /// A customer's history for the engine's contact view.
     #[inline]
     pub fn history(&self, customer_id: &str) -> Option<Arc<History>> {
-        self.state.history(customer_id)
+        self.applier.state().history(customer_id)
     }
 
     /// Outbound contacts of a customer after `since_ms`.
     #[inline]
     pub fn outbound_since(&self, customer_id: &str, since_ms: i64) -> u32 {
-        self.outbound.get(customer_id).map_or(0, |v| {
+        self.counted.times.get(customer_id).map_or(0, |v| {
             (v.len() - v.partition_point(|&t| t <= since_ms)) as u32
         })
     }

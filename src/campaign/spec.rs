@@ -173,7 +173,7 @@ impl SpecError {
 /// Reads and checks a campaign file on its own.
 pub fn load(path: &Path) -> Result<CampaignSpec, SpecError> {
     let bytes = read_file(path)?;
-    parse(bytes, path.parent().unwrap_or(Path::new(".")))
+    parse(bytes, &crate::model::folder_of(path))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, SpecError> {
@@ -219,7 +219,7 @@ pub fn parse_lenient(
 /// Reads a campaign file like [`load`], leniently (see [`parse_lenient`]).
 pub fn load_lenient(path: &Path) -> Result<(Option<CampaignSpec>, Vec<Fault>), SpecError> {
     let bytes = read_file(path)?;
-    parse_lenient(bytes, path.parent().unwrap_or(Path::new(".")))
+    parse_lenient(bytes, &crate::model::folder_of(path))
 }
 
 fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {

@@ -148,6 +148,17 @@ impl Counts {
     }
 }
 
+impl super::Subscriber for Counts {
+    /// Learns from every source: the fleet's impressions and outcomes teach every replica.
+    fn event(&self, e: &Event<'_>, _origin: super::Origin, now_ms: i64) {
+        self.observe(e, now_ms);
+    }
+
+    fn settled(&self) {
+        self.refresh();
+    }
+}
+
 impl Inner {
     fn publish_if_due(&self) {
         if !self.dirty.load(Relaxed) {
@@ -341,7 +352,13 @@ mod tests {
     fn outcomes_are_credited_once_by_decision_id_or_within_the_window() {
         let c = Counts::new(1_024);
         let t0 = 1_800_000_000_000;
-        let d = attribution::decision_id(t0, 0xabcd, crate::experiment::Variant::Champion).0;
+        let d = attribution::decision_id(
+            t0,
+            0xabcd,
+            crate::experiment::Variant::Champion,
+            attribution::Origin::default(),
+        )
+        .0;
         c.observe(&ev(EventKind::Impression, t0, "c1", Some(d)), t0);
         c.observe(&ev(EventKind::Impression, t0, "c2", None), t0);
         c.observe(&ev(EventKind::Impression, t0, "c3", None), t0);

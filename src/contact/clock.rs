@@ -39,6 +39,13 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// Now, as a wall-clock time (for records that show it).
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_millis(self.now_ms().max(0) as u64)
+    }
+}
+
 impl Default for Clock {
     fn default() -> Self {
         Clock::system()

@@ -1,21 +1,71 @@
 //! One feedback event: validated from the request's JSON (borrowing its strings), and encoded
 //! as the compact binary payload the log stores (and decoded from it on replay, borrowing again).
 //!
-//! Validation is per event, so a batch keeps its good events; each refusal names the field.
+//! Validation tells two kinds of fault apart ([`EventFault`]): an event that breaks the
+//! request's schema (a field of the wrong type or length, an unknown type, a time that is not
+//! RFC 3339 with an offset) makes the whole batch a 400, as the OpenAPI document promises; an
+//! event that fits the schema but cannot be taken (an impression without its offer, a time
+//! ahead of the clock) is refused on its own, and the batch keeps its good events. Each fault
+//! names the field.
+//!
+//! A record may end with extensions after the event's fields: a tag byte, then its bytes. The
+//! one defined is [`ACCEPTED_TAG`], the time this replica accepted the event (what the fleet
+//! measures replication lag from). Decoders stop after the fields, so a build that knows no
+//! extension reads a record that has one, and a record without one (written before) decodes
+//! with none.
 
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 
-/// Longest customer id accepted (as for `/v1/decide`).
-pub const MAX_CUSTOMER_ID: usize = crate::features::MAX_ID_BYTES;
-/// Longest offer id, channel, placement or event id accepted.
+/// Longest customer id accepted, in characters (as for `/v1/decide`).
+pub const MAX_CUSTOMER_ID: usize = 256;
+/// Longest offer id, channel, placement or event id accepted, in characters.
 pub const MAX_NAME: usize = 128;
-/// Longest category accepted.
+/// Longest category accepted, in characters.
 pub const MAX_CATEGORY: usize = 64;
 /// How far in the future a `ts` may lie (clock skew between a channel and nextbest).
 pub const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
 /// The payload format version written first in every record.
 const FORMAT: u8 = 1;
+/// The fields an event has; others are reported in the answer's `warnings`.
+pub const EVENT_FIELDS: [&str; 9] = [
+    "type",
+    "customer_id",
+    "offer_id",
+    "channel",
+    "placement",
+    "decision_id",
+    "event_id",
+    "ts",
+    "category",
+];
+
+/// Why an event was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventFault {
+    /// It breaks the request's schema: the whole batch is refused (400).
+    Malformed(String),
+    /// It fits the schema but cannot be taken: it alone is refused (listed in `rejected`).
+    Refused(String),
+}
+
+impl EventFault {
+    /// `<field>: <what>`.
+    pub fn message(&self) -> &str {
+        match self {
+            EventFault::Malformed(m) | EventFault::Refused(m) => m,
+        }
+    }
+}
+
+impl std::fmt::Display for EventFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// The extension holding the accept time: the tag, then Unix milliseconds (i64 LE).
+pub const ACCEPTED_TAG: u8 = 1;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,64 +170,90 @@ fn opt_str<'v>(
     obj: &'v simd_json::borrowed::Object<'_>,
     key: &str,
     max: usize,
-) -> Result<Option<&'v str>, String> {
+) -> Result<Option<&'v str>, EventFault> {
+    let malformed = |what: String| EventFault::Malformed(format!("{key}: {what}"));
     match obj.get(key) {
         None => Ok(None),
         Some(v) if v.is_null() => Ok(None),
         Some(v) => match v.as_str() {
-            Some("") => Err(format!("{key}: must not be empty")),
-            Some(s) if s.len() > max => Err(format!("{key}: longer than {max} bytes")),
+            Some("") => Err(malformed("must not be empty".into())),
+            Some(s) if s.len() > max && s.chars().count() > max => {
+                Err(malformed(format!("longer than {max} characters")))
+            }
             Some(s) => Ok(Some(s)),
-            None => Err(format!("{key}: expected a string")),
+            None => Err(malformed("expected a string".into())),
         },
     }
 }
 
+/// A decision id as the contract writes it: a ULID (26 characters of Crockford base 32, in
+/// either case, the first at most `7`).
+fn parse_decision_id(s: &str) -> Option<u128> {
+    (s.len() == ulid::ULID_LEN && s.as_bytes()[0] <= b'7')
+        .then(|| ulid::Ulid::from_string(s).ok())
+        .flatten()
+        .map(|u| u.0)
+}
+
 impl<'a> Event<'a> {
-    /// Validates one element of `events`; the error names the field and what is wrong.
-    pub fn from_json(v: &'a BorrowedValue<'_>, now_ms: i64) -> Result<Event<'a>, String> {
+    /// Validates one element of `events`; the fault names the field and what is wrong.
+    pub fn from_json(v: &'a BorrowedValue<'_>, now_ms: i64) -> Result<Event<'a>, EventFault> {
+        let malformed = |m: String| Err(EventFault::Malformed(m));
         let Some(obj) = v.as_object() else {
-            return Err("expected an event object".into());
+            return malformed("expected an event object".into());
         };
         let kind = match obj.get("type") {
-            None => return Err("type: missing field".into()),
+            None => return malformed("type: missing field".into()),
             Some(t) => match t.as_str().and_then(EventKind::parse) {
                 Some(k) => k,
                 None => {
-                    return Err(format!(
+                    return malformed(format!(
                         "type: expected one of {}",
                         EventKind::ALL.map(EventKind::as_str).join(", ")
                     ))
                 }
             },
         };
-        let customer_id = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)?
-            .ok_or_else(|| "customer_id: missing field".to_owned())?;
+        let Some(customer_id) = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)? else {
+            return malformed("customer_id: missing field".into());
+        };
         let offer_id = opt_str(obj, "offer_id", MAX_NAME)?;
-        if offer_id.is_none() && kind.needs_offer() {
-            return Err(format!(
-                "offer_id: missing field (required for {})",
-                kind.as_str()
-            ));
-        }
         let channel = opt_str(obj, "channel", MAX_NAME)?;
         let placement = opt_str(obj, "placement", MAX_NAME)?;
         let event_id = opt_str(obj, "event_id", MAX_NAME)?;
         let category = opt_str(obj, "category", MAX_CATEGORY)?;
         let decision_id = match opt_str(obj, "decision_id", 64)? {
             None => None,
-            Some(s) => match ulid::Ulid::from_string(s) {
-                Ok(u) => Some(u.0),
-                Err(_) => return Err(format!("decision_id: `{s}` is not a decision id (ULID)")),
+            Some(s) => match parse_decision_id(s) {
+                Some(d) => Some(d),
+                None => {
+                    return malformed(format!(
+                        "decision_id: `{}` is not a decision id (a ULID of 26 characters, as /v1/decide answers it)",
+                        s.chars().take(64).collect::<String>()
+                    ))
+                }
             },
         };
         let ts_ms = match opt_str(obj, "ts", 64)? {
-            None => now_ms,
-            Some(s) => parse_ts(s)?,
+            None => None,
+            Some(s) => Some(parse_ts(s).map_err(EventFault::Malformed)?),
         };
-        if ts_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
-            return Err("ts: more than 5 minutes in the future".into());
+        // What the schema cannot say: the event alone is refused.
+        let refused = |m: String| Err(EventFault::Refused(m));
+        if offer_id.is_none() && kind.needs_offer() {
+            return refused(format!(
+                "offer_id: missing field (required for {})",
+                kind.as_str()
+            ));
         }
+        let ts_ms = match ts_ms {
+            None => now_ms,
+            Some(t) if t < 0 => return refused("ts: before 1970".into()),
+            Some(t) if t > now_ms.saturating_add(MAX_FUTURE_MS) => {
+                return refused("ts: more than 5 minutes in the future".into())
+            }
+            Some(t) => t,
+        };
         Ok(Event {
             kind,
             ts_ms,
@@ -216,8 +292,22 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// [`Event::encode`], then the time this replica accepted the event (Unix ms), which
+    /// travels with it to the other replicas.
+    pub fn encode_accepted(&self, accepted_ms: i64, out: &mut Vec<u8>) {
+        self.encode(out);
+        out.push(ACCEPTED_TAG);
+        out.extend_from_slice(&accepted_ms.to_le_bytes());
+    }
+
     /// Decodes a payload written by [`Event::encode`], borrowing its strings.
     pub fn decode(payload: &'a [u8]) -> Result<Event<'a>, RecordError> {
+        Event::decode_accepted(payload).map(|(e, _)| e)
+    }
+
+    /// Decodes a payload, with its accept time when the record carries one (records written by
+    /// [`Event::encode_accepted`]; older ones have none).
+    pub fn decode_accepted(payload: &'a [u8]) -> Result<(Event<'a>, Option<i64>), RecordError> {
         let mut r = Reader(payload);
         let format = r.byte()?;
         if format != FORMAT {
@@ -236,7 +326,11 @@ impl<'a> Event<'a> {
         let mut opt = || r.string().map(|s| (!s.is_empty()).then_some(s));
         let (offer_id, channel, placement) = (opt()?, opt()?, opt()?);
         let (event_id, category) = (opt()?, opt()?);
-        Ok(Event {
+        let accepted_ms = match r.0 {
+            [ACCEPTED_TAG, rest @ ..] => rest.first_chunk::<8>().map(|b| i64::from_le_bytes(*b)),
+            _ => None,
+        };
+        let e = Event {
             kind,
             ts_ms,
             customer_id,
@@ -246,7 +340,8 @@ impl<'a> Event<'a> {
             decision_id,
             event_id,
             category,
-        })
+        };
+        Ok((e, accepted_ms))
     }
 }
 
@@ -278,17 +373,9 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses an RFC 3339 time into Unix milliseconds.
+/// Parses an event's `ts` into Unix milliseconds (see [`crate::rfc3339`]).
 fn parse_ts(s: &str) -> Result<i64, String> {
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => Ok(d.as_millis() as i64),
-            Err(_) => Err(format!("ts: `{s}` is before 1970")),
-        },
-        Err(e) => Err(format!(
-            "ts: `{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T10:00:00Z"
-        )),
-    }
+    crate::rfc3339::parse_ms(s).map_err(|e| format!("ts: {e}"))
 }
 
 #[cfg(test)]
@@ -300,7 +387,7 @@ mod tests {
     fn parse(json: &str) -> Result<(Event<'static>, Vec<u8>), String> {
         let mut bytes = json.as_bytes().to_vec();
         let v = simd_json::to_borrowed_value(&mut bytes).map_err(|e| e.to_string())?;
-        let e = Event::from_json(&v, NOW)?;
+        let e = Event::from_json(&v, NOW).map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         e.encode(&mut out);
         // Leak in tests only, to return an event borrowing nothing local.
@@ -325,6 +412,15 @@ mod tests {
         assert_eq!(e.category, Some("sales"));
         assert!(e.decision_id.is_some());
         assert_eq!(e.ts_ms, 1_795_341_600_000);
+        for ts in [
+            "2026-11-22T11:00:00+01:00",
+            "2026-11-22T05:00:00-05:00",
+            "2026-11-22t10:00:00z",
+        ] {
+            let json =
+                format!(r#"{{"type":"click","customer_id":"C","offer_id":"o","ts":"{ts}"}}"#);
+            assert_eq!(parse(&json).unwrap().0.ts_ms, 1_795_341_600_000, "{ts}");
+        }
         let (c, _) = parse(r#"{"type":"complaint","customer_id":"C1"}"#).unwrap();
         assert_eq!(c.kind, EventKind::Complaint);
         assert_eq!(c.offer_id, None);
@@ -362,6 +458,14 @@ mod tests {
                 "ts: more than 5 minutes in the future",
             ),
             (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2026-11-22T10:00:00"}"#,
+                "ts: `2026-11-22T10:00:00` has no UTC offset",
+            ),
+            (
+                r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2026-11-22 10:00:00Z"}"#,
+                "joined by `T`",
+            ),
+            (
                 r#"{"type":"click","customer_id":"C","offer_id":"o","decision_id":"nope"}"#,
                 "decision_id: `nope`",
             ),
@@ -376,8 +480,75 @@ mod tests {
         );
         assert_eq!(
             parse(&long).err().unwrap(),
-            "offer_id: longer than 128 bytes"
+            "offer_id: longer than 128 characters"
         );
+    }
+
+    #[test]
+    fn schema_faults_and_refusals_are_told_apart() {
+        let fault = |json: &str| {
+            let mut bytes = json.as_bytes().to_vec();
+            let v = simd_json::to_borrowed_value(&mut bytes).unwrap();
+            Event::from_json(&v, NOW).err()
+        };
+        let malformed = [
+            r#"{"type":"view","customer_id":"C1"}"#,
+            r#"{"type":"click","customer_id":7,"offer_id":"o"}"#,
+            r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2026-11-22T10:00:00"}"#,
+            r#"{"type":"click","customer_id":"C","offer_id":"o","decision_id":"81JD0000000000000000000000"}"#,
+            r#"{"type":"click","customer_id":"C","offer_id":""}"#,
+        ];
+        for json in malformed {
+            assert!(
+                matches!(fault(json), Some(EventFault::Malformed(_))),
+                "{json}"
+            );
+        }
+        let refused = [
+            r#"{"type":"click","customer_id":"C"}"#,
+            r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"2030-01-01T00:00:00Z"}"#,
+            r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"1969-12-31T23:59:59Z"}"#,
+        ];
+        for json in refused {
+            assert!(
+                matches!(fault(json), Some(EventFault::Refused(_))),
+                "{json}"
+            );
+        }
+        // 256 characters of any width, a lowercase decision id, nulls for optional fields.
+        let cjk = "顧".repeat(256);
+        let ok = format!(
+            r#"{{"type":"click","customer_id":"{cjk}","offer_id":"o","decision_id":"01jd0000000000000000000000","channel":null,"ts":null}}"#
+        );
+        assert_eq!(fault(&ok), None);
+        let long = format!(r#"{{"type":"click","customer_id":"{cjk}x","offer_id":"o"}}"#);
+        assert_eq!(
+            fault(&long),
+            Some(EventFault::Malformed(
+                "customer_id: longer than 256 characters".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_accept_time_travels_and_old_records_still_decode() {
+        let (e, plain) = parse(r#"{"type":"dismiss","customer_id":"C1","offer_id":"o"}"#).unwrap();
+        assert_eq!(Event::decode_accepted(&plain).unwrap(), (e, None));
+        let mut stamped = Vec::new();
+        e.encode_accepted(NOW + 7, &mut stamped);
+        assert_eq!(
+            stamped[..plain.len()],
+            plain[..],
+            "the fields come first, unchanged"
+        );
+        assert_eq!(
+            Event::decode_accepted(&stamped).unwrap(),
+            (e, Some(NOW + 7))
+        );
+        assert_eq!(Event::decode(&stamped).unwrap(), e);
+        // A cut extension is no accept time, not an error: the event's fields are whole.
+        let cut = &stamped[..stamped.len() - 1];
+        assert_eq!(Event::decode_accepted(cut).unwrap(), (e, None));
     }
 
     #[test]

@@ -104,12 +104,15 @@ pub struct FunnelTable {
     values: Box<[f64]>,
     offer_index: hashbrown::HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     channels: Box<[Box<str>]>,
+    /// Placement names by channel and slot index, as decision ids name them (empty for a table
+    /// restored from disk whose model is gone).
+    placements: Box<[Box<[Box<str>]>]>,
     cells: Box<[Cell]>,
 }
 
 impl FunnelTable {
     fn new(model: &CompiledModel, key: u32) -> Self {
-        FunnelTable::from_parts(
+        let mut t = FunnelTable::from_parts(
             key,
             model.name.clone(),
             model.version.clone(),
@@ -117,7 +120,13 @@ impl FunnelTable {
             model.offers.iter().map(|o| o.category.clone()).collect(),
             model.offers.iter().map(|o| o.value).collect(),
             model.channels.iter().map(|c| c.name.clone()).collect(),
-        )
+        );
+        t.placements = model
+            .channels
+            .iter()
+            .map(|c| c.slots.iter().map(|s| s.placement.clone()).collect())
+            .collect();
+        t
     }
 
     /// A table of zeros for a model's layout (also a saved one, whose model may be gone).
@@ -145,6 +154,7 @@ impl FunnelTable {
             values,
             offers,
             channels,
+            placements: Box::default(),
             cells: (0..n).map(|_| Cell::default()).collect(),
         }
     }
@@ -157,6 +167,12 @@ impl FunnelTable {
     /// Channel names, in the model's order.
     pub fn channels(&self) -> &[Box<str>] {
         &self.channels
+    }
+
+    /// The name of a placement by channel and slot index, as a decision id names it (`None`
+    /// when the table does not know its model's placements).
+    pub fn placement(&self, channel: usize, slot: usize) -> Option<&str> {
+        self.placements.get(channel)?.get(slot).map(|p| &**p)
     }
 
     #[inline]
@@ -207,6 +223,8 @@ pub struct Funnel {
     active: ArcSwapOption<Active>,
     building: Mutex<()>,
     unattributed: [AtomicU64; Stage::ALL.len()],
+    /// Saves of the decision counts that failed (see [`store::Saver`]).
+    pub save_failures: AtomicU64,
 }
 
 impl Default for Funnel {
@@ -216,6 +234,7 @@ impl Default for Funnel {
             active: ArcSwapOption::empty(),
             building: Mutex::new(()),
             unattributed: Default::default(),
+            save_failures: AtomicU64::new(0),
         }
     }
 }
@@ -345,6 +364,16 @@ impl Funnel {
     }
 }
 
+impl super::Subscriber for Funnel {
+    /// Counts this replica's own events (live and replayed); another replica's are counted,
+    /// and saved, by the replica that accepted them.
+    fn event(&self, e: &Event<'_>, origin: super::Origin, _now_ms: i64) {
+        if origin != super::Origin::Fleet {
+            self.event(e);
+        }
+    }
+}
+
 impl Collect for Funnel {
     fn collect(&self, out: &mut Exposition) {
         let tables = self.tables.load();
@@ -380,6 +409,12 @@ impl Collect for Funnel {
         for (s, n) in Stage::ALL.iter().zip(self.unattributed()).skip(1) {
             f.sample(&[("stage", s.as_str())], n);
         }
+        out.family(
+            "nextbest_funnel_save_failures_total",
+            Kind::Counter,
+            "Saves of the funnel's decision counts (<data>/funnel.counts, every 5 s) that failed.",
+        )
+        .sample(&[], self.save_failures.load(Relaxed));
     }
 }
 

@@ -4,18 +4,26 @@
 //! The path of an accepted batch: the handler validates each event ([`event`]) → [`Contacts::ingest`]
 //! claims event ids (a repeat is counted once) and encodes the records → the log writer
 //! ([`log`]) writes and syncs them with the other batches of its group → on the writer thread,
-//! the very bytes written are decoded and applied to the contact state ([`state`]) and the funnel
-//! ([`funnel`]) → the handler answers 202. Applying what was written, on the thread that wrote
-//! it, makes the live state and a replay after a restart the same function of the log, and a
-//! client that hangs up mid-request cannot leave an event written but not applied.
+//! the very bytes written are decoded and applied → the handler answers 202. Applying what was
+//! written, on the thread that wrote it, makes the live state and a replay after a restart the
+//! same function of the log, and a client that hangs up mid-request cannot leave an event
+//! written but not applied.
 //!
-//! Decisions read the state through [`view::CustomerView`]: one `Arc` clone per decision, no
-//! lock a writer holds. This module owns the data folder; it must not decide (that is the
-//! engine's), parse HTTP, or read the model registry (callers pass what it needs).
+//! Every event, live, replayed at start or from another replica, takes effect in one place,
+//! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the funnel,
+//! what adaptive offers learn). Readers outside the writer use the log's own reading API
+//! ([`log::read_from`], [`log::read_all`]), never its format.
+//!
+//! A decision asks this side once, through [`decide::DecideContacts`]: its time, id, the
+//! customer's history and the learnt snapshot; no lock a writer holds. This module owns the
+//! data folder; it must not decide (that is the engine's), parse HTTP, or read the model
+//! registry (callers bind models through [`Binding`]).
 
 pub mod adaptive;
+pub mod apply;
 pub mod attribution;
 pub mod clock;
+pub mod decide;
 pub mod dedupe;
 pub mod event;
 pub mod funnel;
@@ -27,9 +35,10 @@ pub mod state;
 pub mod view;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
+pub use apply::{Applier, Origin, Subscriber};
 pub use clock::{Clock, ManualClock};
 pub use event::{Event, EventKind};
 pub use log::FsyncPolicy;
@@ -40,6 +49,8 @@ use event::RecordError;
 use funnel::Funnel;
 use log::{LogError, LogWriter, ReplayReport, Sink, WriterConfig};
 use state::{event_key, ContactState, History};
+
+use crate::experiment::Variant;
 
 /// Settings of the contact side.
 #[derive(Debug, Clone)]
@@ -106,61 +117,39 @@ pub struct Ingested {
     pub duplicates: usize,
 }
 
-/// What both the handlers and the writer thread use.
-struct Shared {
-    state: ContactState,
-    adaptive: adaptive::Counts,
-    funnel: Funnel,
+/// Applies what the writer wrote, on the writer thread, and wakes whoever tails the log.
+struct Written {
+    applier: Arc<Applier>,
     clock: Clock,
-    accepted: AtomicU64,
-    duplicates: AtomicU64,
-    rejected: AtomicU64,
-    /// Woken after each batch is written, for whoever tails the log (the fleet's shipper).
-    written: tokio::sync::Notify,
+    notify: Arc<tokio::sync::Notify>,
 }
 
-impl Shared {
-    /// Applies written records to the state and the funnel.
-    fn apply(&self, records: &[u8]) -> Result<(), RecordError> {
-        let now = self.clock.now_ms();
-        let mut result = Ok(());
-        let (_, bad) = log::scan(records, |payload| match Event::decode(payload) {
-            Ok(e) => {
-                self.state.apply(&e, now);
-                self.funnel.event(&e);
-                self.adaptive.observe(&e, now);
-            }
-            Err(err) => result = Err(err),
-        });
-        if bad.is_some() {
-            // The writer frames every record itself; a bad frame here is a bug, not a crash.
-            tracing::error!("a batch handed to the event log had a bad frame");
-        }
-        result
-    }
-}
-
-/// Applies what the writer wrote, on the writer thread.
-struct Applier(Arc<Shared>);
-
-impl Sink for Applier {
+impl Sink for Written {
     fn written(&mut self, records: &[u8]) {
-        if let Err(e) = self.0.apply(records) {
+        let now = self.clock.now_ms();
+        if let Err(e) = self.applier.apply_records(records, Origin::Local, now) {
             tracing::error!(error = %e, "a logged event could not be applied");
         }
-        self.0.written.notify_one();
+        self.notify.notify_one();
     }
 
     fn failed(&mut self, claims: &[u128]) {
         for k in claims {
-            self.0.state.unclaim(*k);
+            self.applier.state().unclaim(*k);
         }
     }
 }
 
-/// The contact side of nextbest: state, funnel, and (when a data folder is set) the log.
+/// The contact side of nextbest: the state every event is applied to (through one
+/// [`Applier`]), and, when a data folder is set, the log that makes events durable first.
 pub struct Contacts {
-    shared: Arc<Shared>,
+    applier: Arc<Applier>,
+    funnel: Arc<Funnel>,
+    adaptive: Arc<adaptive::Counts>,
+    clock: Clock,
+    stats: report::IngestStats,
+    /// Woken after each batch is written, for whoever tails the log (the fleet's shipper).
+    written: Arc<tokio::sync::Notify>,
     log: Option<LogWriter>,
     replay: Option<ReplayReport>,
     retention_ms: Arc<AtomicI64>,
@@ -173,19 +162,19 @@ pub struct Contacts {
 impl Contacts {
     /// Contact state without a log: events live until the process ends (tests, tools).
     pub fn in_memory(config: &ContactConfig, clock: Clock) -> Self {
+        let state = Arc::new(ContactState::new(&config.state, config.horizon_ms));
+        let funnel = Arc::new(Funnel::default());
+        let adaptive = Arc::new(adaptive::Counts::new(adaptive::pending_capacity(
+            config.state.memory_bytes,
+        )));
+        let subscribers: Vec<Arc<dyn Subscriber>> = vec![funnel.clone(), adaptive.clone()];
         Contacts {
-            shared: Arc::new(Shared {
-                state: ContactState::new(&config.state, config.horizon_ms),
-                adaptive: adaptive::Counts::new(adaptive::pending_capacity(
-                    config.state.memory_bytes,
-                )),
-                funnel: Funnel::default(),
-                clock,
-                accepted: AtomicU64::new(0),
-                duplicates: AtomicU64::new(0),
-                rejected: AtomicU64::new(0),
-                written: tokio::sync::Notify::new(),
-            }),
+            applier: Arc::new(Applier::new(state, subscribers)),
+            funnel,
+            adaptive,
+            clock,
+            stats: report::IngestStats::default(),
+            written: Arc::new(tokio::sync::Notify::new()),
             log: None,
             replay: None,
             retention_ms: Arc::new(AtomicI64::new(0)),
@@ -195,14 +184,16 @@ impl Contacts {
         }
     }
 
-    /// Opens the data folder: replays the log into the state, then starts the writer on a new
-    /// segment. Without a data folder, the same as [`Contacts::in_memory`].
+    /// Opens the data folder: restores the saved funnel, replays the log into the state, then
+    /// starts the writer on a new segment. Without a data folder, the same as
+    /// [`Contacts::in_memory`].
     pub fn open(config: &ContactConfig, clock: Clock) -> Result<Self, ContactError> {
         Contacts::open_with(config, clock, |_| {})
     }
 
     /// [`Contacts::open`], with `prepare` run on the new contact side before the log is
-    /// replayed (to bind the active models' funnel tables, so replayed outcomes count).
+    /// replayed (to bind the active models through [`Contacts::binding`], so replayed outcomes
+    /// count).
     pub fn open_with(
         config: &ContactConfig,
         clock: Clock,
@@ -219,23 +210,18 @@ impl Contacts {
         })?;
         // Before anything is read or written: a second process must not touch the log.
         c._lock = Some(lock::DataLock::acquire(dir)?);
+        // Saved tables go in before any model binds its own.
+        funnel::store::load_or_set_aside(dir, &c.funnel);
         prepare(&c);
-        let state = &c.shared.state;
+        let state = c.applier.state();
         let (horizon, dedupe_ttl) = (state.horizon_ms(), state.dedupe_ttl_ms());
-        let (report, segments) = replay::replay_into(
-            dir,
-            state,
-            &c.shared.funnel,
-            &c.shared.adaptive,
-            config.state.memory_bytes,
-            clock.now_ms(),
-        )?;
-        let customers = state.customers();
+        let (report, segments) =
+            replay::replay_into(dir, &c.applier, config.state.memory_bytes, clock.now_ms())?;
         tracing::info!(
             path = %dir.display(),
             segments = report.segments,
             events = report.records,
-            customers,
+            customers = state.customers(),
             torn_dropped = report.torn_records_dropped,
             corrupt_segments = report.corrupt_segments,
             duration_ms = report.took_ms,
@@ -251,46 +237,63 @@ impl Contacts {
                 inject: config.inject.clone(),
             },
             segments,
-            clock,
-            Box::new(Applier(c.shared.clone())),
+            clock.clone(),
+            Box::new(Written {
+                applier: c.applier.clone(),
+                clock,
+                notify: c.written.clone(),
+            }),
         )?);
         c.replay = Some(report);
         c.data_dir = Some(dir.clone());
         Ok(c)
     }
 
-    /// Now, by the clock handlers use.
+    /// Now, by the clock the contact side uses.
     #[inline]
     pub fn now_ms(&self) -> i64 {
-        self.shared.clock.now_ms()
+        self.clock.now_ms()
     }
 
-    /// The clock handlers use.
+    /// The clock the contact side uses (tests move it; in production it is the system's).
     pub fn clock(&self) -> &Clock {
-        &self.shared.clock
+        &self.clock
+    }
+
+    /// What a decision needs of the contact side, looked up once (see [`decide::DecideContacts`]).
+    #[inline]
+    pub fn for_decision(
+        &self,
+        ids: &attribution::DecisionIds,
+        customer_id: Option<&str>,
+        model_key: u32,
+        variant: Variant,
+        origin: attribution::Origin,
+    ) -> decide::DecideContacts<'_> {
+        decide::DecideContacts::new(self, ids, customer_id, model_key, variant, origin)
     }
 
     /// A customer's history for a decision (see [`view::CustomerView`]).
     #[inline]
     pub fn history(&self, customer_id: &str) -> Option<Arc<History>> {
-        self.shared.state.history(customer_id)
+        self.applier.state().history(customer_id)
     }
 
     /// The funnel counters.
     #[inline]
     pub fn funnel(&self) -> &Funnel {
-        &self.shared.funnel
+        &self.funnel
     }
 
     /// What adaptive offers have learnt.
     #[inline]
     pub fn adaptive(&self) -> &adaptive::Counts {
-        &self.shared.adaptive
+        &self.adaptive
     }
 
     /// The contact state.
     pub fn state(&self) -> &ContactState {
-        &self.shared.state
+        self.applier.state()
     }
 
     /// What replay found at start (`None` without a data folder).
@@ -301,20 +304,17 @@ impl Contacts {
     /// Keeps history (and log segments) for a new longest policy window, e.g. after a model
     /// with longer windows was activated.
     pub fn set_horizon_ms(&self, ms: i64) {
-        let state = &self.shared.state;
-        state.set_horizon_ms(ms);
-        self.retention_ms
-            .store(state.horizon_ms().max(state.dedupe_ttl_ms()), Relaxed);
+        self.binding().set_horizon_ms(ms);
     }
 
-    /// Gets ready for a model about to be published: history is kept as long as its policies
-    /// look back (never shortened, so a rollback finds what it needs), and its funnel table
-    /// exists before its first decision.
-    pub fn bind_model(&self, model: &CompiledModel, key: u32) {
-        if model.policies.horizon_ms > self.shared.state.horizon_ms() {
-            self.set_horizon_ms(model.policies.horizon_ms);
+    /// A handle that readies this contact side for published models, held weakly (a registry
+    /// hook must not keep the contact side alive).
+    pub fn binding(&self) -> Binding {
+        Binding {
+            state: Arc::downgrade(self.applier.state()),
+            funnel: Arc::downgrade(&self.funnel),
+            retention_ms: Arc::downgrade(&self.retention_ms),
         }
-        self.shared.funnel.bind(model, key);
     }
 
     /// The data folder holding the log, if there is one.
@@ -325,27 +325,19 @@ impl Contacts {
     /// Resolves after the next batch is written to the log (or at once if one was written
     /// since the last call): what a reader tailing the log waits on.
     pub async fn log_written(&self) {
-        self.shared.written.notified().await;
+        self.written.notified().await;
     }
 
-    /// Applies an event another replica accepted (its log record's payload), once per `id`:
-    /// to the contact state and the adaptive counts, not to the events and funnel metrics,
-    /// which the replica that accepted it counts. False when the id was applied before or the event changes nothing.
+    /// Applies an event another replica accepted (its log record's payload), once per `id`.
+    /// The funnel leaves it to the replica that accepted it (see [`Origin::Fleet`]). False when
+    /// the id was applied before.
     pub fn apply_remote(&self, payload: &[u8], id: &str) -> Result<bool, RecordError> {
-        let e = Event::decode(payload)?;
-        let now = self.now_ms();
-        if !self.shared.state.claim(event_key(id), now) {
-            return Ok(false);
-        }
-        self.shared.state.apply(&e, now);
-        // What adaptive offers learn comes from the whole fleet's impressions and outcomes.
-        self.shared.adaptive.observe(&e, now);
-        Ok(true)
+        self.applier.apply_once(payload, id, self.now_ms())
     }
 
     /// Counts events a handler refused (for stats).
     pub fn count_rejected(&self, n: usize) {
-        self.shared.rejected.fetch_add(n as u64, Relaxed);
+        self.stats.rejected.fetch_add(n as u64, Relaxed);
     }
 
     /// Takes in valid events: drops repeats, makes the rest durable (per the fsync policy),
@@ -357,7 +349,7 @@ impl Contacts {
         };
         // From here to the hand-over nothing awaits, so a cancelled request cannot strand a
         // claimed event id without its write.
-        let state = &self.shared.state;
+        let state = self.applier.state();
         let now = self.now_ms();
         let mut out = Ingested::default();
         let mut claims = Vec::new();
@@ -372,7 +364,7 @@ impl Contacts {
                 }
                 claims.push(key);
             }
-            if !log::push_record(&mut records, |buf| e.encode(buf)) {
+            if !log::push_record(&mut records, |buf| e.encode_accepted(now, buf)) {
                 for k in &claims {
                     state.unclaim(*k);
                 }
@@ -381,7 +373,7 @@ impl Contacts {
             newest = newest.max(e.ts_ms);
             out.accepted += 1;
         }
-        self.shared
+        self.stats
             .duplicates
             .fetch_add(out.duplicates as u64, Relaxed);
         if out.accepted == 0 {
@@ -401,9 +393,9 @@ impl Contacts {
                     Err(_) => return Err(LogError::Closed.into()),
                 }
             }
-            _ => self.shared.apply(&records)?,
+            _ => self.applier.apply_records(&records, Origin::Local, now)?,
         }
-        self.shared.accepted.fetch_add(out.accepted as u64, Relaxed);
+        self.stats.accepted.fetch_add(out.accepted as u64, Relaxed);
         Ok(out)
     }
 
@@ -412,6 +404,51 @@ impl Contacts {
     pub fn close(&self) {
         if let Some(log) = &self.log {
             log.close();
+        }
+    }
+}
+
+/// Readies a contact side for models about to be published: history is kept as long as their
+/// policies look back (never shortened, so a rollback finds what it needs), and their funnel
+/// tables exist before their first decision. Holds the contact side weakly.
+#[derive(Clone)]
+pub struct Binding {
+    state: Weak<ContactState>,
+    funnel: Weak<Funnel>,
+    retention_ms: Weak<AtomicI64>,
+}
+
+impl Binding {
+    /// Gets ready for one model (by content key); false once the contact side is gone.
+    pub fn bind_model(&self, model: &CompiledModel, key: u32) -> bool {
+        let (Some(state), Some(funnel)) = (self.state.upgrade(), self.funnel.upgrade()) else {
+            return false;
+        };
+        if model.policies.horizon_ms > state.horizon_ms() {
+            self.set_horizon_ms(model.policies.horizon_ms);
+        }
+        funnel.bind(model, key);
+        true
+    }
+
+    /// Names the active champion and challenger, for events that name no decision.
+    pub fn activate(
+        &self,
+        champion: u32,
+        challenger: Option<(u32, crate::experiment::Challenger)>,
+    ) {
+        if let Some(f) = self.funnel.upgrade() {
+            f.activate(champion, challenger);
+        }
+    }
+
+    fn set_horizon_ms(&self, ms: i64) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        state.set_horizon_ms(ms);
+        if let Some(r) = self.retention_ms.upgrade() {
+            r.store(state.horizon_ms().max(state.dedupe_ttl_ms()), Relaxed);
         }
     }
 }

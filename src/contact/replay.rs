@@ -10,9 +10,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::adaptive::Counts;
+use super::apply::{Applier, Origin};
 use super::event::Event;
-use super::funnel::Funnel;
 use super::log::{self, LogError, ReplayReport, Segment};
 use super::state::{changes_history, event_key, ContactState, History};
 
@@ -61,17 +60,15 @@ impl Buffer<'_> {
     }
 }
 
-/// Replays the log in `dir` into `state`: histories within the horizon, and the event ids
-/// within the de-duplication window; every outcome into the funnel, and every event into the
-/// adaptive `counts`.
+/// Replays the log in `dir` through `applier`: histories within the horizon (built in bulk
+/// here), the event ids within the de-duplication window, and every event to the subscribers.
 pub fn replay_into(
     dir: &Path,
-    state: &ContactState,
-    funnel: &Funnel,
-    counts: &Counts,
+    applier: &Applier,
     memory_budget: u64,
     now_ms: i64,
 ) -> Result<(ReplayReport, Vec<Segment>), LogError> {
+    let state = applier.state();
     let dedupe_ttl = state.dedupe_ttl_ms();
     let mut buffer = Buffer {
         state,
@@ -84,8 +81,7 @@ pub fn replay_into(
     let result = log::replay(dir, |payload| {
         let e = Event::decode(payload).ok()?;
         buffer.apply(&e);
-        funnel.event(&e);
-        counts.observe(&e, now_ms);
+        applier.notify(&e, Origin::Replay, now_ms);
         if let Some(id) = e.event_id {
             if e.ts_ms >= now_ms.saturating_sub(dedupe_ttl) {
                 state.claim(event_key(id), now_ms);
@@ -94,6 +90,6 @@ pub fn replay_into(
         Some(e.ts_ms)
     });
     buffer.flush();
-    counts.refresh();
+    applier.settled();
     result
 }

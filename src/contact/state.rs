@@ -16,10 +16,11 @@
 //! new). Policies themselves are not applied here: see [`super::view`].
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
 use super::dedupe::SeenIds;
@@ -319,6 +320,7 @@ impl Default for StateConfig {
 /// Customer histories and seen event ids.
 pub struct ContactState {
     histories: Cache<String, Arc<History>, foldhash::fast::RandomState>,
+    evictions: Arc<Evictions>,
     seen: SeenIds,
     horizon_ms: AtomicI64,
     dedupe_ttl_ms: i64,
@@ -331,15 +333,36 @@ pub fn event_key(event_id: &str) -> u128 {
     (u128::from(hi) << 64) | u128::from(lo)
 }
 
+/// Customers whose history the cache dropped, by cause.
+#[derive(Debug, Default)]
+struct Evictions {
+    /// To stay within the memory budget: the customer is then shown offers as if new.
+    budget: AtomicU64,
+    /// Past the horizon: nothing a policy reads was lost.
+    expired: AtomicU64,
+}
+
 impl ContactState {
     /// An empty state keeping history for `horizon_ms` (the longest policy window).
     pub fn new(config: &StateConfig, horizon_ms: i64) -> Self {
+        let evictions = Arc::new(Evictions::default());
+        let counted = evictions.clone();
         ContactState {
             histories: Cache::builder()
                 .max_capacity(config.memory_bytes)
                 .weigher(|k: &String, v: &Arc<History>| v.weight(k.len()))
                 .expire_after(HistoryExpiry)
+                .eviction_listener(move |_, _, cause| match cause {
+                    RemovalCause::Size => {
+                        counted.budget.fetch_add(1, Ordering::Relaxed);
+                    }
+                    RemovalCause::Expired => {
+                        counted.expired.fetch_add(1, Ordering::Relaxed);
+                    }
+                    RemovalCause::Explicit | RemovalCause::Replaced => {}
+                })
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            evictions,
             seen: SeenIds::new(config.dedupe_capacity, config.dedupe_ttl.as_millis() as i64),
             horizon_ms: AtomicI64::new(horizon_ms.max(0)),
             dedupe_ttl_ms: config.dedupe_ttl.as_millis() as i64,
@@ -411,6 +434,14 @@ impl ContactState {
     /// Bytes held by histories, as weighed.
     pub fn weighted_bytes(&self) -> u64 {
         self.histories.weighted_size()
+    }
+
+    /// Customers dropped so far to stay within the memory budget, and past the horizon.
+    pub fn evictions(&self) -> (u64, u64) {
+        (
+            self.evictions.budget.load(Ordering::Relaxed),
+            self.evictions.expired.load(Ordering::Relaxed),
+        )
     }
 
     /// Event ids remembered.

@@ -21,6 +21,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::contact::decide::DecideContacts;
 use crate::contact::state::History;
 use crate::contact::view::CustomerView;
 use crate::engine::adaptive::Posteriors;
@@ -76,8 +77,9 @@ struct Stats {
     errors: AtomicU64,
 }
 
-/// Random bits of a decision id compared with the sampling threshold.
-const SAMPLE_BITS: u32 = 60;
+/// Random bits of a decision id compared with the sampling threshold (the others say where and
+/// for whom it was made, see [`crate::contact::attribution`]).
+const SAMPLE_BITS: u32 = crate::contact::attribution::RANDOM_BITS;
 
 impl DecisionLog {
     /// Opens the folder and starts the writer.
@@ -102,29 +104,25 @@ impl DecisionLog {
     /// Offers a decision for the log: sampled by its id, queued without waiting (dropped and
     /// counted when the queue is full). Decisions stopped by their deadline are not logged: what
     /// they answered depends on the machine's speed, not on their inputs.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn offer(
         &self,
         snapshot: &Arc<Snapshot>,
-        history: Option<&Arc<History>>,
-        variant: Variant,
-        now_ms: i64,
-        decision_id: ulid::Ulid,
+        contacts: &DecideContacts<'_>,
         req: &Request<'_>,
         d: &Decision<'_>,
-        learnt: &Arc<Posteriors>,
     ) {
+        let decision_id = contacts.decision_id;
         let bits = (decision_id.0 as u64) & ((1u64 << SAMPLE_BITS) - 1);
         if bits >= self.threshold || d.fallback == Some(FallbackReason::Deadline) {
             return;
         }
         let pending = Pending {
-            learnt: learnt.clone(),
+            learnt: contacts.posteriors().clone(),
             snapshot: snapshot.clone(),
-            history: history.cloned(),
-            variant,
-            now_ms,
+            history: contacts.history().cloned(),
+            variant: contacts.variant,
+            now_ms: contacts.now_ms,
             decision_id,
             request: LoggedRequest::of(req),
             fallback: d.fallback,
@@ -458,17 +456,20 @@ mod tests {
             placement: "home_hero",
             ..Default::default()
         };
+        let contacts = crate::contact::Contacts::in_memory(
+            &Default::default(),
+            crate::contact::Clock::manual(1).0,
+        );
+        let mut ctx = contacts.for_decision(
+            &Default::default(),
+            Some("C1"),
+            0,
+            Variant::Champion,
+            Default::default(),
+        );
+        ctx.decision_id = ulid::Ulid(7);
         for _ in 0..3 {
-            log.offer(
-                &snapshot,
-                None,
-                Variant::Champion,
-                1,
-                ulid::Ulid(7),
-                &req,
-                &d,
-                &Arc::default(),
-            );
+            log.offer(&snapshot, &ctx, &req, &d);
         }
         assert_eq!(log.dropped(), 2, "one queued, two dropped");
         let queued = rx.try_recv().unwrap();
@@ -481,32 +482,14 @@ mod tests {
             ranked: Vec::new(),
             explain: Vec::new(),
         };
-        log.offer(
-            &snapshot,
-            None,
-            Variant::Champion,
-            1,
-            ulid::Ulid(7),
-            &req,
-            &late,
-            &Arc::default(),
-        );
+        log.offer(&snapshot, &ctx, &req, &late);
         assert!(rx.try_recv().is_err());
         // Sampling: ids whose random bits lie past the threshold are not logged.
         let none = DecisionLog {
             threshold: 0,
             ..log
         };
-        none.offer(
-            &snapshot,
-            None,
-            Variant::Champion,
-            1,
-            ulid::Ulid(7),
-            &req,
-            &d,
-            &Arc::default(),
-        );
+        none.offer(&snapshot, &ctx, &req, &d);
         assert!(rx.try_recv().is_err());
         assert_eq!(none.dropped(), 2);
     }

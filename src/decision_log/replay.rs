@@ -323,6 +323,10 @@ fn compile_logged(
 }
 
 /// Replays the log in `dir` with the models that made it and with `candidate`.
+///
+/// The steps: read the log; for each column list, rebuild a feature store of its decisions
+/// and compile the candidate against it; make each decision again with its original model
+/// (which must reproduce it) and with the candidate, counting what changes; then report.
 pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
     let log = read_log(dir)?;
     let limits = Limits::default();
@@ -330,14 +334,7 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
     for d in &log.decisions {
         by_columns.entry(d.columns).or_default().push(d);
     }
-    let mut placements: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
-    let mut mix: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let (mut value_before, mut value_after) = (0.0, 0.0);
-    let mut latencies = Vec::with_capacity(log.decisions.len());
-    let mut reproduced = 0;
-    let mut mismatches = Vec::new();
-    let mut candidate_name = String::new();
-    let mut candidate_offers: Vec<String> = Vec::new();
+    let mut totals = Totals::default();
     for (columns_id, rows) in &by_columns {
         let columns = log
             .columns
@@ -352,13 +349,7 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
             which: format!("candidate {}", candidate.display()),
             error,
         })?;
-        candidate_name = format!("{} {}", cand.compiled.name, cand.compiled.version);
-        candidate_offers = cand
-            .compiled
-            .offers
-            .iter()
-            .map(|o| o.id.to_string())
-            .collect();
+        totals.candidate(&cand);
         let mut originals: HashMap<u32, LoadedModel> = HashMap::new();
         let mut row = 0;
         for d in rows {
@@ -366,132 +357,183 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
                 Entry::Occupied(e) => &*e.into_mut(),
                 Entry::Vacant(e) => &*e.insert(compile_logged(&log, d, &store, &limits)?),
             };
+            // Decisions with logged features have a row of their own, in order.
             let id = d.features.as_ref().map(|_| {
                 row += 1;
                 row_id(row - 1)
             });
-            let context: Vec<(Cow<'_, str>, CtxValue<'_>)> = d
-                .request
-                .context
-                .iter()
-                .filter_map(|(k, v)| {
-                    let v = match v {
-                        serde_json::Value::String(s) => CtxValue::Str(Cow::Borrowed(s)),
-                        serde_json::Value::Number(n) => CtxValue::Num(n.as_f64()?),
-                        _ => return None,
-                    };
-                    Some((Cow::Borrowed(k.as_str()), v))
-                })
-                .collect();
-            let req = Request {
-                customer_id: id.as_deref(),
-                channel: &d.request.channel,
-                placement: &d.request.placement,
-                limit: d.request.limit,
-                context: &context,
-                explain: false,
-                learnt: None,
-            };
-            // The same Thompson draws: what each adaptive offer had learnt then, and the seed
-            // the decision id gives.
-            let tag = crate::contact::attribution::model_tag(d.key);
-            let posteriors = learnt_of(&original.compiled, tag, &d.adaptive);
-            let decision = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
-            let req = Request {
-                learnt: Some(Learnt {
-                    posteriors: &posteriors,
-                    seed: adaptive::seed_of(decision),
-                    tag,
-                }),
-                ..req
-            };
-            let held = Held(d.held.iter().map(String::as_str).collect());
-            let again =
-                engine::decide(&original.compiled, &store, &req, &held, &Unbounded, d.at_ms);
-            let again = answer_of(original, &again);
-            if again.same(&d.answer) {
-                reproduced += 1;
-            } else if mismatches.len() < 10 {
-                mismatches.push(Mismatch {
-                    decision_id: d.decision_id.clone(),
-                    logged: d.answer.clone(),
-                    replayed: again,
-                });
-            }
-            let started = Instant::now();
-            let next = engine::decide(&cand.compiled, &store, &req, &held, &Unbounded, d.at_ms);
-            latencies.push(started.elapsed().as_secs_f64() * 1e6);
-            let next = answer_of(&cand, &next);
-            let p = placements
-                .entry((d.request.channel.clone(), d.request.placement.clone()))
-                .or_default();
-            p.0 += 1;
-            p.1 += usize::from(!d.answer.same_offers(&next));
-            for o in &d.answer.offers {
-                mix.entry(o.offer_id.clone()).or_default().0 += 1;
-            }
-            for o in &next.offers {
-                mix.entry(o.offer_id.clone()).or_default().1 += 1;
-            }
-            let features = id.as_deref().and_then(|id| store.exact_row(id));
-            value_before += value_of(original, &d.answer, features);
-            value_after += value_of(&cand, &next, features);
+            totals.replay(d, id.as_deref(), original, &cand, &store);
         }
     }
-    let n = log.decisions.len();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |q: f64| latencies[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
-    let mut offer_mix: Vec<OfferMix> = mix
-        .into_iter()
-        .map(|(offer_id, (before, after))| OfferMix {
-            offer_id,
-            before,
-            after,
-            before_share: before as f64 / n as f64,
-            after_share: after as f64 / n as f64,
-        })
-        .collect();
-    offer_mix.sort_by(|a, b| b.after.cmp(&a.after).then(b.before.cmp(&a.before)));
-    let shown: HashSet<&str> = offer_mix
-        .iter()
-        .filter(|m| m.after > 0)
-        .map(|m| m.offer_id.as_str())
-        .collect();
-    let never_shown = candidate_offers
-        .iter()
-        .filter(|o| !shown.contains(o.as_str()))
-        .cloned()
-        .collect();
-    Ok(Report {
-        candidate: candidate_name,
-        decisions: n,
-        reproduced,
-        mismatches,
-        unreadable_lines: log.unreadable,
-        placements: placements
+    Ok(totals.report(log.decisions.len(), log.unreadable))
+}
+
+/// What the replay has counted so far, over every column list.
+#[derive(Default)]
+struct Totals {
+    candidate_name: String,
+    candidate_offers: Vec<String>,
+    reproduced: usize,
+    mismatches: Vec<Mismatch>,
+    /// Per (channel, placement): decisions, and answers the candidate changes.
+    placements: BTreeMap<(String, String), (usize, usize)>,
+    /// Per offer id: decisions serving it as logged, and with the candidate.
+    mix: BTreeMap<String, (usize, usize)>,
+    value_before: f64,
+    value_after: f64,
+    latencies: Vec<f64>,
+}
+
+impl Totals {
+    /// Notes the candidate as compiled for a column list (every list compiles the same model).
+    fn candidate(&mut self, cand: &LoadedModel) {
+        self.candidate_name = format!("{} {}", cand.compiled.name, cand.compiled.version);
+        self.candidate_offers = cand
+            .compiled
+            .offers
+            .iter()
+            .map(|o| o.id.to_string())
+            .collect();
+    }
+
+    /// Makes one logged decision again with its original model and with the candidate.
+    fn replay(
+        &mut self,
+        d: &DecisionRecord,
+        customer_row: Option<&str>,
+        original: &LoadedModel,
+        cand: &LoadedModel,
+        store: &FeatureStore,
+    ) {
+        let context = context_of(d);
+        // The same Thompson draws: what each adaptive offer had learnt then, and the seed the
+        // decision id gives.
+        let tag = crate::contact::attribution::model_tag(d.key);
+        let posteriors = learnt_of(&original.compiled, tag, &d.adaptive);
+        let decision = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
+        let req = Request {
+            customer_id: customer_row,
+            channel: &d.request.channel,
+            placement: &d.request.placement,
+            limit: d.request.limit,
+            context: &context,
+            explain: false,
+            learnt: Some(Learnt {
+                posteriors: &posteriors,
+                seed: adaptive::seed_of(decision),
+                tag,
+            }),
+        };
+        let held = Held(d.held.iter().map(String::as_str).collect());
+        let again = engine::decide(&original.compiled, store, &req, &held, &Unbounded, d.at_ms);
+        let again = answer_of(original, &again);
+        if again.same(&d.answer) {
+            self.reproduced += 1;
+        } else if self.mismatches.len() < 10 {
+            self.mismatches.push(Mismatch {
+                decision_id: d.decision_id.clone(),
+                logged: d.answer.clone(),
+                replayed: again,
+            });
+        }
+        let started = Instant::now();
+        let next = engine::decide(&cand.compiled, store, &req, &held, &Unbounded, d.at_ms);
+        self.latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        let next = answer_of(cand, &next);
+        let p = self
+            .placements
+            .entry((d.request.channel.clone(), d.request.placement.clone()))
+            .or_default();
+        p.0 += 1;
+        p.1 += usize::from(!d.answer.same_offers(&next));
+        for o in &d.answer.offers {
+            self.mix.entry(o.offer_id.clone()).or_default().0 += 1;
+        }
+        for o in &next.offers {
+            self.mix.entry(o.offer_id.clone()).or_default().1 += 1;
+        }
+        let features = customer_row.and_then(|id| store.exact_row(id));
+        self.value_before += value_of(original, &d.answer, features);
+        self.value_after += value_of(cand, &next, features);
+    }
+
+    /// The report over `n` decisions (at least one: an empty log is an error before this).
+    fn report(mut self, n: usize, unreadable_lines: usize) -> Report {
+        self.latencies.sort_by(f64::total_cmp);
+        let latencies = &self.latencies;
+        let pct = |q: f64| latencies[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let mut offer_mix: Vec<OfferMix> = self
+            .mix
             .into_iter()
-            .map(
-                |((channel, placement), (decisions, changed))| PlacementShift {
-                    channel,
-                    placement,
-                    decisions,
-                    changed,
-                    changed_share: changed as f64 / decisions as f64,
-                },
-            )
-            .collect(),
-        offer_mix,
-        expected_value_per_decision: BeforeAfter {
-            before: value_before / n as f64,
-            after: value_after / n as f64,
-        },
-        never_shown,
-        candidate_latency_us: Latency {
-            p50: pct(0.5),
-            p99: pct(0.99),
-            max: latencies[n - 1],
-        },
-    })
+            .map(|(offer_id, (before, after))| OfferMix {
+                offer_id,
+                before,
+                after,
+                before_share: before as f64 / n as f64,
+                after_share: after as f64 / n as f64,
+            })
+            .collect();
+        offer_mix.sort_by(|a, b| b.after.cmp(&a.after).then(b.before.cmp(&a.before)));
+        let shown: HashSet<&str> = offer_mix
+            .iter()
+            .filter(|m| m.after > 0)
+            .map(|m| m.offer_id.as_str())
+            .collect();
+        let never_shown = self
+            .candidate_offers
+            .iter()
+            .filter(|o| !shown.contains(o.as_str()))
+            .cloned()
+            .collect();
+        Report {
+            candidate: self.candidate_name,
+            decisions: n,
+            reproduced: self.reproduced,
+            mismatches: self.mismatches,
+            unreadable_lines,
+            placements: self
+                .placements
+                .into_iter()
+                .map(
+                    |((channel, placement), (decisions, changed))| PlacementShift {
+                        channel,
+                        placement,
+                        decisions,
+                        changed,
+                        changed_share: changed as f64 / decisions as f64,
+                    },
+                )
+                .collect(),
+            offer_mix,
+            expected_value_per_decision: BeforeAfter {
+                before: self.value_before / n as f64,
+                after: self.value_after / n as f64,
+            },
+            never_shown,
+            candidate_latency_us: Latency {
+                p50: pct(0.5),
+                p99: pct(0.99),
+                max: latencies[n - 1],
+            },
+        }
+    }
+}
+
+/// A logged request's context as the engine reads it (strings and numbers; nothing else is
+/// logged).
+fn context_of(d: &DecisionRecord) -> Vec<(Cow<'_, str>, CtxValue<'_>)> {
+    d.request
+        .context
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                serde_json::Value::String(s) => CtxValue::Str(Cow::Borrowed(s)),
+                serde_json::Value::Number(n) => CtxValue::Num(n.as_f64()?),
+                _ => return None,
+            };
+            Some((Cow::Borrowed(k.as_str()), v))
+        })
+        .collect()
 }
 
 impl Report {

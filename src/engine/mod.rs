@@ -32,8 +32,11 @@ pub const BUDGET_CHECK_EVERY: usize = 8;
 pub enum FallbackReason {
     /// The customer id is absent or not in the snapshot.
     UnknownCustomer,
-    /// No offer passed eligibility, policy and arbitration (or the placement is unknown).
+    /// No offer passed eligibility, policy and arbitration.
     NoEligibleOffer,
+    /// The model has no such channel, or no such placement on the channel: most often a typo
+    /// in the request or a page the model was not told about.
+    UnknownPlacement,
     /// The request's budget ran out before the decision finished.
     Deadline,
     /// Admission control shed the request.
@@ -44,9 +47,10 @@ pub enum FallbackReason {
 
 impl FallbackReason {
     /// Every reason, for metrics.
-    pub const ALL: [FallbackReason; 5] = [
+    pub const ALL: [FallbackReason; 6] = [
         FallbackReason::UnknownCustomer,
         FallbackReason::NoEligibleOffer,
+        FallbackReason::UnknownPlacement,
         FallbackReason::Deadline,
         FallbackReason::Overload,
         FallbackReason::NoModel,
@@ -63,6 +67,7 @@ impl FallbackReason {
         match self {
             FallbackReason::UnknownCustomer => "unknown_customer",
             FallbackReason::NoEligibleOffer => "no_eligible_offer",
+            FallbackReason::UnknownPlacement => "unknown_placement",
             FallbackReason::Deadline => "deadline",
             FallbackReason::Overload => "overload",
             FallbackReason::NoModel => "no_model",
@@ -279,12 +284,20 @@ impl CompiledModel {
     /// The channel index and slot for a request, if the model knows them.
     #[inline]
     pub fn resolve(&self, channel: &str, placement: &str) -> (Option<usize>, Option<&Slot>) {
+        let (ci, si) = self.locate(channel, placement);
+        (ci, ci.zip(si).map(|(c, s)| &self.channels[c].slots[s]))
+    }
+
+    /// The channel index and the slot's index on it, if the model knows them (what a decision
+    /// id records of where it was made).
+    #[inline]
+    pub fn locate(&self, channel: &str, placement: &str) -> (Option<usize>, Option<usize>) {
         match self.channels.iter().position(|c| &*c.name == channel) {
             Some(ci) => {
                 let slot = self.channels[ci]
                     .slots
                     .iter()
-                    .find(|s| &*s.placement == placement);
+                    .position(|s| &*s.placement == placement);
                 (Some(ci), slot)
             }
             None => (None, None),
@@ -407,6 +420,10 @@ pub struct Decision<'m> {
 }
 
 const NOT_ON_CHANNEL: &str = "channel: the offer is not shown on this channel";
+const UNKNOWN_CHANNEL: &str =
+    "channel: the model has no such channel (fallback reason unknown_placement)";
+const UNKNOWN_PLACEMENT: &str =
+    "placement: the model has no such placement on this channel (fallback reason unknown_placement)";
 const NOT_IN_PLACEMENT: &str = "placement: the offer is not shown in this placement";
 const OUTSIDE_WINDOW: &str = "validity: outside the offer's validity window";
 const BELOW_MIN_SCORE: &str = "arbitration.min_score";
@@ -436,7 +453,7 @@ pub fn decide<'m>(
         d.fallback = Some(if slot.is_some() {
             FallbackReason::UnknownCustomer
         } else {
-            FallbackReason::NoEligibleOffer
+            FallbackReason::UnknownPlacement
         });
         if req.explain {
             explain_unreached(model, channel, slot, &mut d.explain, row.is_none());
@@ -627,11 +644,12 @@ fn explain_unreached<'m>(
 ) {
     for (oi, offer) in model.offers.iter().enumerate() {
         let why = match (channel, slot) {
-            (None, _) => NOT_ON_CHANNEL,
+            (None, _) => UNKNOWN_CHANNEL,
+            (Some(_), None) => UNKNOWN_PLACEMENT,
             (Some(_), Some(s)) if unknown_customer && s.candidates.contains(&(oi as u32)) => {
                 "customer: unknown customer, no features to evaluate"
             }
-            (Some(ch), _) => not_candidate_reason(offer, ch),
+            (Some(ch), Some(_)) => not_candidate_reason(offer, ch),
         };
         out.push(Verdict::text(why));
     }

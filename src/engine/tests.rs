@@ -156,17 +156,41 @@ fn unknown_customer_and_unknown_placement_get_fallback() {
     };
     assert_eq!(
         run(m, &s, &req).fallback,
-        Some(FallbackReason::NoEligibleOffer)
+        Some(FallbackReason::UnknownPlacement)
     );
     let req = Request {
         customer_id: Some("C1"),
         channel: "tv",
         placement: "home",
+        explain: true,
         ..Default::default()
     };
     let d = run(m, &s, &req);
-    assert_eq!(d.fallback, Some(FallbackReason::NoEligibleOffer));
+    assert_eq!(d.fallback, Some(FallbackReason::UnknownPlacement));
     assert_eq!(d.fallback_content.stage, FallbackStage::Builtin);
+    assert!(
+        matches!(&d.explain[0], Verdict::Excluded(why) if why.starts_with("channel: the model has no such channel")),
+        "{:?}",
+        d.explain
+    );
+    let req = Request {
+        customer_id: Some("nobody"),
+        channel: "web",
+        placement: "nowhere",
+        explain: true,
+        ..Default::default()
+    };
+    let d = run(m, &s, &req);
+    assert_eq!(
+        d.fallback,
+        Some(FallbackReason::UnknownPlacement),
+        "a typo in the placement is named before an unknown customer"
+    );
+    assert!(
+        matches!(&d.explain[0], Verdict::Excluded(why) if why.starts_with("placement: the model has no such placement")),
+        "{:?}",
+        d.explain
+    );
 }
 
 #[test]

@@ -144,34 +144,49 @@ fn read_rows(
     let mut numbers_seen = vec![false; width];
     let mut again = false;
     let mut record = csv::ByteRecord::new();
+    // With CRLF line endings (Python's csv writer, Windows exports) the csv crate starts a
+    // record at the `\n` of the line ending before it, and its line count runs one short:
+    // lines are counted from the first byte of the record itself, only when there is a fault.
+    let line_at = |byte: u64| {
+        let mut at = (byte as usize).min(bytes.len());
+        while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+            at += 1;
+        }
+        bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+    };
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| line_at(p.byte()));
                 return Err(fault(line, 1, e.to_string()));
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let at = record.position().map_or(0, |p| p.byte());
+        let line = || line_at(at);
         let id = std::str::from_utf8(&record[0])
-            .map_err(|_| fault(line, 1, "customer_id is not UTF-8".into()))?;
+            .map_err(|_| fault(line(), 1, "customer_id is not UTF-8".into()))?;
         if id.is_empty() {
-            return Err(fault(line, 1, "empty customer_id".into()));
+            return Err(fault(line(), 1, "empty customer_id".into()));
         }
         if id.len() > MAX_ID_BYTES {
             return Err(fault(
-                line,
+                line(),
                 1,
                 format!("customer_id longer than {MAX_ID_BYTES} bytes"),
             ));
         }
         if ids.arena_len() + id.len() > u32::MAX as usize {
-            return Err(fault(line, 1, "customer ids exceed 4 GiB in total".into()));
+            return Err(fault(
+                line(),
+                1,
+                "customer ids exceed 4 GiB in total".into(),
+            ));
         }
         ids.push(id).map_err(|DuplicateId(first)| {
             fault(
-                line,
+                line(),
                 1,
                 format!(
                     "duplicate customer_id `{id}` (first seen on data row {})",
@@ -182,7 +197,7 @@ fn read_rows(
         for (i, field) in record.iter().enumerate().skip(1) {
             let c = i - 1;
             let at =
-                |detail: String| fault(line, i + 1, format!("column `{}`: {detail}", columns[c]));
+                |detail: String| fault(line(), i + 1, format!("column `{}`: {detail}", columns[c]));
             let v = match kinds[c] {
                 Kind::Str => string_code(&mut dicts[c], field).map_err(at)?,
                 Kind::Num => parse_value(field).map_err(at)?,

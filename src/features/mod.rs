@@ -14,6 +14,7 @@ mod csv_load;
 mod dictionary;
 mod exact;
 mod index;
+#[cfg(feature = "offline")]
 mod parquet;
 
 use std::path::{Path, PathBuf};
@@ -194,7 +195,7 @@ impl FeatureStore {
         if path.extension().is_some_and(|e| e == "nbf") {
             binary::read_nbf(path)
         } else if path.extension().is_some_and(|e| e == "parquet") {
-            parquet::read_parquet(path)
+            read_parquet(path)
         } else {
             csv_load::read_csv(path)
         }
@@ -330,6 +331,24 @@ impl FeatureStore {
     pub(crate) fn ids(&self) -> &IdIndex {
         &self.ids
     }
+}
+
+#[cfg(feature = "offline")]
+fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
+    parquet::read_parquet(path)
+}
+
+/// The lean build (without the `offline` feature) reads no Parquet: it says so, naming the
+/// feature, rather than misreading the file as CSV.
+#[cfg(not(feature = "offline"))]
+fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
+    Err(FeatureError::Format {
+        path: path.to_owned(),
+        detail: "Parquet snapshots need the `offline` feature, which this build leaves out \
+                 (built with --no-default-features): build with default features, or give the \
+                 snapshot as CSV or .nbf"
+            .into(),
+    })
 }
 
 #[cfg(test)]

@@ -33,6 +33,21 @@ fn parse_err(text: &str) -> (u64, usize, String) {
 }
 
 #[test]
+fn line_numbers_are_the_same_with_crlf_line_endings() {
+    // Python's csv writer and Windows exports end lines with CRLF.
+    for nl in ["\n", "\r\n"] {
+        let text = ["customer_id,a,b", "C1,1,2", "C2,3,4", "C3,5,abc", ""].join(nl);
+        let (line, col, _) = parse_err(&text);
+        assert_eq!((line, col), (4, 3), "{nl:?}");
+        let text = ["customer_id,a", "C1,1", "C2,2", "C1,3", ""].join(nl);
+        let (line, _, detail) = parse_err(&text);
+        assert_eq!(line, 4, "{nl:?}: {detail}");
+        let text = ["customer_id,a", "C1,1", "C2,1,2", ""].join(nl);
+        assert_eq!(parse_err(&text).0, 3, "{nl:?}: a ragged row");
+    }
+}
+
+#[test]
 fn refuses_bad_numbers_with_line_and_column() {
     let (line, col, detail) = parse_err("customer_id,a,b:num\nC1,1,2\nC2,3,abc\n");
     assert_eq!((line, col), (3, 3));
@@ -288,6 +303,7 @@ fn string_columns_round_trip_through_the_binary_form() {
     }
 }
 
+#[cfg(feature = "offline")]
 #[test]
 fn parquet_string_and_dictionary_columns() {
     use arrow_array::types::Int32Type;
@@ -336,4 +352,23 @@ fn parquet_string_and_dictionary_columns() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(not(feature = "offline"))]
+#[test]
+fn a_parquet_snapshot_in_the_lean_build_is_refused_naming_the_feature() {
+    let dir = std::env::temp_dir().join(format!("nb-lean-parquet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Even a file that would parse as CSV is not read as one.
+    let path = dir.join("features.parquet");
+    std::fs::write(&path, "customer_id,x\nC1,1\n").unwrap();
+    let e = match FeatureStore::load(&path) {
+        Ok(_) => panic!("a Parquet snapshot loaded in the lean build"),
+        Err(e) => e.to_string(),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        e.starts_with(&path.display().to_string()) && e.contains("the `offline` feature"),
+        "{e}"
+    );
 }

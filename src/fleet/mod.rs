@@ -11,26 +11,45 @@
 //!
 //! Redis down: ingest and decisions go on locally, the shipper keeps its backlog and the
 //! consumers retry with backoff, logging once per outage. A Redis that lost its data (a restart
-//! without persistence) is noticed by its run id changing, and the whole local log is shipped
-//! again (receivers apply each id once). A replica starting catches up on the fleet's events
-//! within the contact horizon before it says ready, waiting at most `--redis-catchup-ms`.
+//! without persistence) is noticed by its run id changing, checked every second also while
+//! nothing is shipped, and the whole local log is shipped again (receivers apply each id once).
+//! The backlog is measured from the log itself every second ([`monitor`]), connected or not; the
+//! lag from the time the origin accepted an event (stamped in its log record) to its apply here.
+//!
+//! Joining: the stream partition count is recorded in Redis by the first replica; one started
+//! with another count refuses to join (its streams would miss half the customers), says so
+//! naming both, and stays unready ([`join`]). A replica starting catches up on the fleet's
+//! events within the contact horizon before it says ready; with `--ready-when-behind` it says
+//! ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays ready
+//! through later outages: every replica losing Redis at once must not empty the Service.
+//!
+//! Applied fleet events are not written to the local log: each event stays in its origin's log
+//! (which re-ships it after a Redis data loss) and in Redis, so a replica's disk and fsyncs
+//! carry its own traffic only, not the fleet's times the number of replicas.
 //!
 //! This module owns the Redis side; it must not decide, and it changes contact state only
 //! through [`crate::contact::Contacts::apply_remote`].
 
 pub mod consumer;
+pub mod join;
+pub mod models;
+pub mod monitor;
 pub mod shipper;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::contact::log::Position;
 use crate::contact::Contacts;
 use crate::metrics::prom::{Collect, Exposition, Kind};
+use crate::metrics::{Histogram, HistogramSnapshot, LAG_BUCKETS_US};
+use crate::registry::Registry;
+use models::{FleetView, Shared};
 
 /// Settings of the fleet link.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FleetConfig {
     /// `redis://` or `rediss://` URL (password in the userinfo).
     pub url: String,
@@ -40,9 +59,43 @@ pub struct FleetConfig {
     pub catchup_wait: Duration,
     /// Key prefix of the streams.
     pub prefix: String,
+    /// Say ready after `catchup_wait` even when not caught up (serve as behind); otherwise stay
+    /// unready until the fleet's events of the horizon are applied.
+    pub ready_when_behind: bool,
+}
+
+/// Shows the URL without its password, so a configuration in a log line or a panic message
+/// never carries the secret.
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("url", &crate::logging::redact_url(&self.url))
+            .field("partitions", &self.partitions)
+            .field("catchup_wait", &self.catchup_wait)
+            .field("prefix", &self.prefix)
+            .field("ready_when_behind", &self.ready_when_behind)
+            .finish()
+    }
 }
 
 impl FleetConfig {
+    /// A link to the fleet at `url` with `partitions` streams, the default key prefix, no
+    /// catch-up wait, and unready until caught up.
+    pub fn new(url: String, partitions: u16) -> Self {
+        FleetConfig {
+            url,
+            partitions,
+            catchup_wait: Duration::ZERO,
+            prefix: "nextbest:events".into(),
+            ready_when_behind: false,
+        }
+    }
+
+    /// The key recording the fleet's partition count.
+    pub fn partitions_key(&self) -> String {
+        format!("{}:partitions", self.prefix)
+    }
+
     /// The stream key of a partition: its own hash tag, so Redis Cluster spreads partitions.
     pub fn key(&self, partition: u16) -> String {
         format!("{}:{{p{partition:03}}}", self.prefix)
@@ -89,18 +142,76 @@ pub struct Fleet {
     /// Events shipped, and applied from other replicas.
     shipped: AtomicU64,
     applied: AtomicU64,
+    /// Where shipping has got to (what the backlog is measured from).
+    cursor: Mutex<Position>,
     /// Log bytes not yet shipped.
     backlog_bytes: AtomicU64,
-    /// Time from the origin's write to this replica's apply, of the last remote event (ms).
+    /// When the oldest event not yet shipped was accepted (Unix ms; 0 when none).
+    backlog_oldest_ms: AtomicI64,
+    /// Time from the origin's acceptance to this replica's apply, of the last remote event (ms).
     lag_ms: AtomicI64,
-    lag: crate::metrics::Histogram,
+    lag: Histogram,
     outage_logged: AtomicBool,
+    /// Why this replica refused to join the fleet, once it has.
+    refused: OnceLock<String>,
+    /// Admin changes made here, on their way to the fleet's stream.
+    outgoing: tokio::sync::mpsc::UnboundedSender<Shared>,
+    /// Changes made elsewhere and applied here.
+    changes_applied: AtomicU64,
+    /// What the fleet serves, as last read.
+    view: Mutex<FleetView>,
 }
 
 impl Fleet {
-    /// Whether the replica may say ready: caught up, or done waiting for it.
+    /// Whether the replica may say ready: caught up, or (with `--ready-when-behind`) done
+    /// waiting for it; never after refusing to join.
     pub fn ready(&self) -> bool {
-        self.caught_up.load(Relaxed) || self.started.elapsed() >= self.config.catchup_wait
+        self.refused().is_none()
+            && (self.caught_up()
+                || (self.config.ready_when_behind
+                    && self.started.elapsed() >= self.config.catchup_wait))
+    }
+
+    /// Why this replica refused to join the fleet, if it did.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.get().map(String::as_str)
+    }
+
+    /// Stops taking part: nothing more is shipped or applied, and readiness says why.
+    fn refuse(&self, why: String) {
+        if self.refused.set(why.clone()).is_ok() {
+            tracing::error!(reason = %why, "refusing to join the fleet; replication stopped");
+        }
+    }
+
+    /// Shares an admin change made here with every replica (queued; sent as soon as Redis
+    /// takes it).
+    pub fn share(&self, change: Shared) {
+        if self.refused().is_none() && self.outgoing.send(change).is_err() {
+            tracing::warn!("the fleet's change publisher has stopped; the change stays local");
+        }
+    }
+
+    /// What the fleet serves, as last read.
+    pub fn view(&self) -> FleetView {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_view(&self, v: FleetView) {
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+
+    /// The link's settings.
+    pub fn config(&self) -> &FleetConfig {
+        &self.config
+    }
+
+    fn set_cursor(&self, at: Position) {
+        *self.cursor.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    fn cursor(&self) -> Position {
+        *self.cursor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the replica has applied the fleet's events of the horizon.
@@ -108,20 +219,37 @@ impl Fleet {
         self.caught_up.load(Relaxed)
     }
 
-    /// The link's figures for `/admin/stats` and the status page.
-    pub fn status_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "origin": self.origin,
-            "redis": redact(&self.config.url),
-            "partitions": self.config.partitions,
-            "connected": self.connected.load(Relaxed),
-            "caught_up": self.caught_up(),
-            "last_exchange_ms": self.last_exchange_ms.load(Relaxed),
-            "shipped": self.shipped.load(Relaxed),
-            "applied": self.applied.load(Relaxed),
-            "backlog_bytes": self.backlog_bytes.load(Relaxed),
-            "lag_ms": self.lag_ms.load(Relaxed),
-        })
+    /// The link's figures now: what `/admin/stats`, the status page and `/metrics` show.
+    pub fn stats(&self) -> FleetStats {
+        let oldest = self.backlog_oldest_ms.load(Relaxed);
+        FleetStats {
+            origin: self.origin.clone(),
+            redis: redact(&self.config.url),
+            partitions: self.config.partitions,
+            connected: self.connected.load(Relaxed),
+            caught_up: self.caught_up(),
+            last_exchange_ms: self.last_exchange_ms.load(Relaxed),
+            shipped: self.shipped.load(Relaxed),
+            applied: self.applied.load(Relaxed),
+            backlog_bytes: self.backlog_bytes.load(Relaxed),
+            backlog_age_ms: if oldest > 0 {
+                (now_ms() - oldest).max(0)
+            } else {
+                0
+            },
+            lag_ms: self.lag_ms.load(Relaxed),
+            refused: self.refused().map(str::to_owned),
+            changes_applied: self.changes_applied.load(Relaxed),
+            fleet: self.view(),
+            lag: self.lag.read(),
+        }
+    }
+
+    /// Notes one remote event applied `lag_ms` after its origin accepted it.
+    fn observe_lag(&self, lag_ms: i64) {
+        let lag = lag_ms.max(0);
+        self.lag_ms.store(lag, Relaxed);
+        self.lag.observe_ns(lag as u64 * 1_000_000);
     }
 
     fn exchanged(&self, now_ms: i64) {
@@ -140,63 +268,124 @@ impl Fleet {
     }
 }
 
-impl Collect for Fleet {
+/// One snapshot of the fleet link's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FleetStats {
+    /// This replica's id.
+    pub origin: String,
+    /// The Redis URL, password hidden.
+    pub redis: String,
+    /// Stream partitions.
+    pub partitions: u16,
+    /// Whether Redis answers.
+    pub connected: bool,
+    /// Whether the fleet's events of the horizon are applied.
+    pub caught_up: bool,
+    /// When Redis last answered (Unix ms).
+    pub last_exchange_ms: i64,
+    /// Events shipped to the fleet.
+    pub shipped: u64,
+    /// Events applied from other replicas.
+    pub applied: u64,
+    /// Event log bytes not yet shipped.
+    pub backlog_bytes: u64,
+    /// How long ago the oldest event not yet shipped was accepted (ms; 0 when none).
+    pub backlog_age_ms: i64,
+    /// Lag of the last remote event applied, from its acceptance at the origin (ms).
+    pub lag_ms: i64,
+    /// Why this replica refused to join the fleet, if it did.
+    pub refused: Option<String>,
+    /// Admin changes made on other replicas and applied here.
+    pub changes_applied: u64,
+    /// What every live replica serves, and whether they agree.
+    pub fleet: FleetView,
+    #[serde(skip)]
+    lag: HistogramSnapshot,
+}
+
+impl Collect for FleetStats {
     fn collect(&self, out: &mut Exposition) {
         out.family(
             "nextbest_replication_lag_seconds",
             Kind::Gauge,
-            "Time from another replica's write of an event to its apply here, for the last one.",
+            "Time from another replica's acceptance of an event to its apply here, for the last one.",
         )
-        .sample(&[], self.lag_ms.load(Relaxed) as f64 / 1e3);
+        .sample(&[], self.lag_ms as f64 / 1e3);
         self.lag.write(
             out,
             "nextbest_replication_apply_lag_seconds",
-            "Time from another replica's write of an event to its apply here.",
+            "Time from another replica's acceptance of an event to its apply here.",
         );
         out.family(
             "nextbest_replication_backlog_bytes",
             Kind::Gauge,
-            "Event log bytes not yet shipped to Redis.",
+            "Event log bytes not yet shipped to Redis, measured from the log every second.",
         )
-        .sample(&[], self.backlog_bytes.load(Relaxed));
+        .sample(&[], self.backlog_bytes);
+        out.family(
+            "nextbest_replication_backlog_age_seconds",
+            Kind::Gauge,
+            "How long ago the oldest event not yet shipped to Redis was accepted (0: none).",
+        )
+        .sample(&[], self.backlog_age_ms as f64 / 1e3);
+        out.family(
+            "nextbest_replication_refused",
+            Kind::Gauge,
+            "1 when this replica refused to join the fleet (see its log and /readyz).",
+        )
+        .sample(&[], u8::from(self.refused.is_some()));
+        out.family(
+            "nextbest_fleet_changes_applied_total",
+            Kind::Counter,
+            "Admin changes (models, rollbacks, feature reloads) made on other replicas and applied here.",
+        )
+        .sample(&[], self.changes_applied);
+        self.fleet.collect(out);
         out.family(
             "nextbest_replication_events_total",
             Kind::Counter,
             "Events shipped to the fleet, and applied from it.",
         )
-        .sample(&[("direction", "shipped")], self.shipped.load(Relaxed))
-        .sample(&[("direction", "applied")], self.applied.load(Relaxed));
+        .sample(&[("direction", "shipped")], self.shipped)
+        .sample(&[("direction", "applied")], self.applied);
         out.family(
             "nextbest_replication_last_exchange_timestamp_seconds",
             Kind::Gauge,
             "When Redis last answered (Unix seconds).",
         )
-        .sample(&[], self.last_exchange_ms.load(Relaxed) as f64 / 1e3);
+        .sample(&[], self.last_exchange_ms as f64 / 1e3);
         out.family(
             "nextbest_replication_connected",
             Kind::Gauge,
             "1 while Redis answers.",
         )
-        .sample(&[], u8::from(self.connected.load(Relaxed)));
+        .sample(&[], u8::from(self.connected));
         out.family(
             "nextbest_replication_caught_up",
             Kind::Gauge,
             "1 once the fleet's events of the horizon are applied.",
         )
-        .sample(&[], u8::from(self.caught_up()));
+        .sample(&[], u8::from(self.caught_up));
+    }
+}
+
+impl Collect for Fleet {
+    fn collect(&self, out: &mut Exposition) {
+        self.stats().collect(out);
     }
 }
 
 /// A Redis URL with its password hidden, for logs and stats.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
+    crate::logging::redact_url(url).into_owned()
 }
 
-/// Starts the shipper and the consumers on the current runtime.
-pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>, FleetError> {
+/// Starts the shipper, the consumers and the model follower on a thread of their own.
+pub fn start(
+    config: FleetConfig,
+    contacts: Arc<Contacts>,
+    registry: Arc<Registry>,
+) -> Result<Arc<Fleet>, FleetError> {
     if config.url.starts_with("rediss://") {
         // rustls needs one process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -205,6 +394,7 @@ pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>,
         .map_err(|e| FleetError::Url(format!("{}: {e}", redact(&config.url))))?;
     let dir = contacts.data_dir().ok_or(FleetError::NoLog)?.to_owned();
     let origin = replica_id(&dir)?;
+    let (outgoing, to_publish) = models::channel();
     let fleet = Arc::new(Fleet {
         origin,
         config,
@@ -215,26 +405,59 @@ pub fn start(config: FleetConfig, contacts: Arc<Contacts>) -> Result<Arc<Fleet>,
         last_exchange_ms: AtomicI64::new(0),
         shipped: AtomicU64::new(0),
         applied: AtomicU64::new(0),
+        cursor: Mutex::new(shipper::load_cursor(&dir)),
         backlog_bytes: AtomicU64::new(0),
+        backlog_oldest_ms: AtomicI64::new(0),
         lag_ms: AtomicI64::new(0),
-        lag: crate::metrics::Histogram::default(),
+        lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         outage_logged: AtomicBool::new(false),
+        refused: OnceLock::new(),
+        outgoing,
+        changes_applied: AtomicU64::new(0),
+        view: Mutex::new(FleetView::default()),
     });
     tracing::info!(redis = %redact(&fleet.config.url), origin = %fleet.origin, partitions = fleet.config.partitions, "replicating events through redis");
-    tokio::spawn(shipper::run(
-        fleet.clone(),
-        client.clone(),
-        contacts.clone(),
-        dir,
-    ));
-    for p in 0..fleet.config.partitions {
-        tokio::spawn(consumer::run(
-            fleet.clone(),
-            client.clone(),
-            contacts.clone(),
-            p,
-        ));
-    }
+    // Replication runs on a thread of its own: decoding the streams and applying the other
+    // replicas' events never takes a worker that runs decisions.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("nextbest-fleet")
+        .build()
+        .map_err(|source| FleetError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    let link = fleet.clone();
+    std::thread::Builder::new()
+        .name("nextbest-fleet".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                // The backlog is measured whether Redis answers or not.
+                tokio::spawn(monitor::backlog(link.clone(), dir.clone()));
+                if !join::join(&link, &client).await {
+                    return;
+                }
+                for p in 0..link.config.partitions {
+                    tokio::spawn(consumer::run(
+                        link.clone(),
+                        client.clone(),
+                        contacts.clone(),
+                        p,
+                    ));
+                }
+                tokio::spawn(models::run(
+                    link.clone(),
+                    client.clone(),
+                    registry,
+                    to_publish,
+                ));
+                shipper::run(link, client, contacts, dir).await;
+            });
+        })
+        .map_err(|source| FleetError::Io {
+            path: PathBuf::from("nextbest-fleet thread"),
+            source,
+        })?;
     Ok(fleet)
 }
 
@@ -249,9 +472,7 @@ fn replica_id(dir: &Path) -> Result<String, FleetError> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         Ok(_) | Err(_) => {
             let id = ulid::Ulid::new().to_string();
-            let tmp = dir.join(".replica-id.tmp");
-            std::fs::write(&tmp, &id).map_err(io)?;
-            std::fs::rename(&tmp, &path).map_err(io)?;
+            crate::durable::write_atomic(&path, id.as_bytes(), true).map_err(io)?;
             Ok(id)
         }
     }
@@ -262,11 +483,9 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((50u64 << attempt.min(6)).min(2_000))
 }
 
-/// Now, in Unix ms.
+/// Now, in Unix ms: the system clock, as the contact side reads it.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::contact::Clock::system().now_ms()
 }
 
 /// Reads the fleet's events of the last `horizon_ms` from every partition, once per event id,
@@ -343,13 +562,19 @@ mod tests {
     }
 
     #[test]
+    fn the_config_debug_hides_the_password() {
+        let c = FleetConfig::new("redis://:s3cret@redis.svc:6379/0".into(), 8);
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(
+            printed.contains("redis://***@redis.svc:6379/0"),
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn partitions_are_stable_hash_tags() {
-        let c = FleetConfig {
-            url: String::new(),
-            partitions: 8,
-            catchup_wait: Duration::ZERO,
-            prefix: "nextbest:events".into(),
-        };
+        let c = FleetConfig::new(String::new(), 8);
         assert_eq!(c.key(3), "nextbest:events:{p003}");
         assert_eq!(c.partition("C0000042"), c.partition("C0000042"));
         let spread: std::collections::HashSet<u16> = (0..1000)

@@ -6,56 +6,37 @@
 //! The position (`<data>/replication.cursor`: segment and byte offset) is written atomically
 //! after each shipped batch; at worst a crash ships the last batch again, and receivers apply
 //! each event id once. When Redis answers with another run id than before (it restarted and may
-//! have lost what it held), the position goes back to the start of the log.
+//! have lost what it held), the position goes back to the start of the log. The run id is asked
+//! on every reconnect and, while there is nothing to ship, every [`RUN_ID_CHECK`]: an idle
+//! replica notices a restarted Redis within about a second, not with its next event, and a
+//! dead connection is replaced before it is needed.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{backoff, now_ms, Fleet};
-use crate::contact::log::{list_segments, scan_all, MAGIC, RECORD_HEADER};
+use crate::contact::log::{self, Position};
 use crate::contact::{Contacts, Event};
 
 /// Most records in one round trip.
 const BATCH: usize = 512;
+/// Most log bytes read for one batch.
+const READ_BYTES: u64 = 4 << 20;
 /// Longest a batch waits for the log to say it grew (a safety net; writes wake it at once).
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often an idle shipper asks Redis its run id.
+pub const RUN_ID_CHECK: Duration = Duration::from_secs(1);
+/// The position's file in the data folder.
+const CURSOR_FILE: &str = "replication.cursor";
 
-/// Where shipping has got to in the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cursor {
-    seq: u64,
-    offset: u64,
-}
-
-impl Cursor {
-    fn start() -> Self {
-        Cursor {
-            seq: 0,
-            offset: MAGIC.len() as u64,
-        }
-    }
-
-    fn load(path: &Path) -> Self {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| {
-                let (seq, offset) = s.trim().split_once(':')?;
-                Some(Cursor {
-                    seq: seq.parse().ok()?,
-                    offset: offset.parse().ok()?,
-                })
-            })
-            .unwrap_or_else(Cursor::start)
-    }
-
-    fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}:{}", self.seq, self.offset))?;
-        std::fs::rename(&tmp, path)
-    }
+/// Where shipping has got to, kept in `<data>/replication.cursor`.
+pub(super) fn load_cursor(dir: &Path) -> Position {
+    std::fs::read_to_string(dir.join(CURSOR_FILE))
+        .ok()
+        .and_then(|s| Position::parse(&s))
+        .unwrap_or_else(Position::start)
 }
 
 /// A record read from the log, ready to ship.
@@ -63,29 +44,29 @@ struct Outgoing {
     partition: u16,
     id: String,
     payload: Vec<u8>,
-    /// Offset just after it in its segment.
-    end: u64,
 }
 
-/// Runs until the process ends.
+/// Runs until the process ends or the replica refuses to join.
 pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>, dir: PathBuf) {
-    let cursor_path = dir.join("replication.cursor");
-    let mut cursor = Cursor::load(&cursor_path);
+    let cursor_path = dir.join(CURSOR_FILE);
+    let mut cursor = fleet.cursor();
     let mut con = None;
     let mut run_id: Option<String> = None;
     let mut attempt = 0u32;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
+        if fleet.refused().is_some() {
+            return;
+        }
         let c = match &mut con {
             Some(c) => c,
-            None => match connect(&client).await {
+            None => match connect(&client, &fleet).await {
                 Ok((c, id)) => {
-                    if run_id.as_ref().is_some_and(|old| *old != id) {
-                        tracing::warn!(
-                            "redis restarted (new run id); shipping the whole local log again"
-                        );
-                        cursor = Cursor::start();
+                    if restarted(&mut run_id, id) {
+                        cursor = Position::start();
+                        fleet.set_cursor(cursor);
                     }
-                    run_id = Some(id);
+                    idle_since = tokio::time::Instant::now();
                     con.insert(c)
                 }
                 Err(e) => {
@@ -96,10 +77,45 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 }
             },
         };
-        let (batch, next) = match read_batch(&dir, cursor, &fleet) {
-            Ok(b) => b,
-            Err(e) => {
+        if idle_since.elapsed() >= RUN_ID_CHECK {
+            idle_since = tokio::time::Instant::now();
+            match server_run_id(c).await {
+                Ok(id) => {
+                    fleet.exchanged(now_ms());
+                    if restarted(&mut run_id, id) {
+                        // A Redis back empty also lost the recorded partition count.
+                        if let Ok(v) = super::join::check(c, &fleet).await {
+                            if !super::join::accept(&fleet, v) {
+                                return;
+                            }
+                        }
+                        cursor = Position::start();
+                        fleet.set_cursor(cursor);
+                    }
+                }
+                Err(e) => {
+                    fleet.failed("check", &e);
+                    con = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            }
+        }
+        // File reads and the cursor's write block: off the workers that run decisions.
+        let read = {
+            let (dir, fleet) = (dir.clone(), fleet.clone());
+            tokio::task::spawn_blocking(move || read_batch(&dir, cursor, &fleet)).await
+        };
+        let (batch, next) = match read {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "reading the event log to ship it failed; retrying");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the log reader task failed; retrying");
                 tokio::time::sleep(IDLE_POLL).await;
                 continue;
             }
@@ -107,7 +123,8 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         if batch.is_empty() {
             if next != cursor {
                 cursor = next;
-                let _ = cursor.save(&cursor_path);
+                fleet.set_cursor(cursor);
+                save_cursor(&cursor_path, cursor).await;
                 continue;
             }
             tokio::select! {
@@ -119,15 +136,12 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         match ship(c, &fleet, &batch, contacts.state().horizon_ms()).await {
             Ok(()) => {
                 attempt = 0;
+                idle_since = tokio::time::Instant::now();
                 fleet.exchanged(now_ms());
                 fleet.shipped.fetch_add(batch.len() as u64, Relaxed);
-                cursor = Cursor {
-                    seq: next.seq,
-                    offset: batch.last().map_or(next.offset, |o| o.end),
-                };
-                if let Err(e) = cursor.save(&cursor_path) {
-                    tracing::warn!(error = %e, "could not save the replication position");
-                }
+                cursor = next;
+                fleet.set_cursor(cursor);
+                save_cursor(&cursor_path, cursor).await;
             }
             Err(e) => {
                 fleet.failed("ship", &e);
@@ -139,9 +153,22 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
     }
 }
 
-/// A connection and the server's run id.
+/// Notes the run id Redis answered with; true when it differs from the one before (Redis
+/// restarted and may have lost what it held).
+fn restarted(known: &mut Option<String>, id: String) -> bool {
+    let changed = known.as_ref().is_some_and(|old| *old != id);
+    if changed {
+        tracing::warn!("redis restarted (new run id); shipping the whole local log again");
+    }
+    *known = Some(id);
+    changed
+}
+
+/// A connection and the server's run id, the partition count checked (a refusal stops the
+/// link, and the connection is then never used).
 async fn connect(
     client: &redis::Client,
+    fleet: &Fleet,
 ) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -149,14 +176,21 @@ async fn connect(
     let mut c = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut c).await?;
-    let id = info
+    let id = server_run_id(&mut c).await?;
+    let verdict = super::join::check(&mut c, fleet).await?;
+    super::join::accept(fleet, verdict);
+    Ok((c, id))
+}
+
+/// The run id Redis answers `INFO server` with (new at every start of the server).
+async fn server_run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
+    Ok(info
         .lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .unwrap_or("")
         .trim()
-        .to_owned();
-    Ok((c, id))
+        .to_owned())
 }
 
 /// Appends a batch, each record to its partition's stream, trimming what is past the horizon.
@@ -189,66 +223,42 @@ async fn ship(
     pipe.query_async::<()>(c).await
 }
 
-/// Reads up to [`BATCH`] records from the cursor on; also returns where reading stopped (the
-/// next segment's start when the cursor's segment is finished and a newer one exists).
+/// Saves the replication position (at worst a crash ships the last batch again).
+async fn save_cursor(path: &Path, at: Position) {
+    let path = path.to_owned();
+    let saved = tokio::task::spawn_blocking(move || {
+        crate::durable::write_atomic(&path, at.to_text().as_bytes(), false)
+    })
+    .await;
+    if !matches!(saved, Ok(Ok(()))) {
+        tracing::warn!("could not save the replication position");
+    }
+}
+
+/// Reads up to [`BATCH`] records from the cursor on; also returns where reading stopped.
 fn read_batch(
     dir: &Path,
-    cursor: Cursor,
+    cursor: Position,
     fleet: &Fleet,
-) -> std::io::Result<(Vec<Outgoing>, Cursor)> {
-    let segments = list_segments(dir).map_err(std::io::Error::other)?;
-    let Some(pos) = segments.iter().position(|(seq, _)| *seq >= cursor.seq) else {
-        fleet.backlog_bytes.store(0, Relaxed);
-        return Ok((Vec::new(), cursor));
-    };
-    let (seq, path) = &segments[pos];
-    let offset = if *seq == cursor.seq {
-        cursor.offset
-    } else {
-        MAGIC.len() as u64
-    };
-    let newer = pos + 1 < segments.len();
-    let backlog: u64 = segments[pos..]
-        .iter()
-        .filter_map(|(_, p)| std::fs::metadata(p).ok().map(|m| m.len()))
-        .sum::<u64>()
-        .saturating_sub(offset);
-    fleet.backlog_bytes.store(backlog, Relaxed);
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(offset))?;
-    let mut bytes = Vec::new();
-    f.take(4 << 20).read_to_end(&mut bytes)?;
+) -> Result<(Vec<Outgoing>, Position), log::LogError> {
     let mut out = Vec::new();
-    let mut at = offset;
-    scan_all(&bytes, |payload| {
-        at = offset + (payload.as_ptr() as usize - bytes.as_ptr() as usize + payload.len()) as u64;
+    let progress = log::read_from(dir, cursor, READ_BYTES, |payload, at| {
         if out.len() >= BATCH {
-            return;
+            return false;
         }
-        let Ok(e) = Event::decode(payload) else {
-            return;
-        };
-        let start = at - (payload.len() + RECORD_HEADER) as u64;
-        out.push(Outgoing {
-            partition: fleet.config.partition(e.customer_id),
-            id: e
-                .event_id
-                .map_or_else(|| format!("{}:{seq}:{start}", fleet.origin), str::to_owned),
-            payload: payload.to_vec(),
-            end: at,
-        });
-    });
-    // Nothing shippable left in a segment a newer one follows: go on to the next.
-    if out.is_empty() && newer {
-        let next = Cursor {
-            seq: segments[pos + 1].0,
-            offset: MAGIC.len() as u64,
-        };
-        return Ok((out, next));
-    }
-    let here = Cursor {
-        seq: *seq,
-        offset: out.last().map_or(offset, |o| o.end),
-    };
-    Ok((out, here))
+        // A record that does not decode is passed over, as replay passes over it.
+        if let Ok(e) = Event::decode(payload) {
+            out.push(Outgoing {
+                partition: fleet.config.partition(e.customer_id),
+                id: e.event_id.map_or_else(
+                    || format!("{}:{}:{}", fleet.origin, at.seq, at.offset),
+                    str::to_owned,
+                ),
+                payload: payload.to_vec(),
+            });
+        }
+        true
+    })?;
+    fleet.backlog_bytes.store(progress.backlog_bytes, Relaxed);
+    Ok((out, progress.next))
 }

@@ -59,6 +59,10 @@ pub fn parse_lightgbm_model(
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     match lines.next() {
         Some("tree") => {}
+        Some(first) if first.trim_start().starts_with('{') => return Err(TreeLoadError::format(
+            "line 1",
+            "not a LightGBM text model: it is JSON (an XGBoost model takes \"kind\": \"xgboost\")",
+        )),
         other => {
             return Err(TreeLoadError::format(
                 "line 1",
@@ -518,6 +522,20 @@ fn array<T: std::str::FromStr>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_xgboost_file_says_it_is_json() {
+        let json = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models/device_upgrade_5g.xgb.json"),
+        )
+        .unwrap();
+        let e = parse_lightgbm(&json, &|_| Some(0)).unwrap_err().to_string();
+        assert!(
+            e.contains("an XGBoost model takes \"kind\": \"xgboost\""),
+            "{e}"
+        );
+    }
 
     fn resolve(name: &str) -> Option<u32> {
         ["tenure_months", "arpu_30d", "complaints_90d"]

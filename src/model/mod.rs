@@ -11,6 +11,7 @@ mod compile;
 mod files;
 pub mod lightgbm;
 mod policies;
+pub mod schema;
 pub mod walk;
 pub mod xgboost;
 
@@ -257,6 +258,15 @@ pub fn resolve_inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
     Ok(full)
 }
 
+/// The folder a model file's relative paths resolve against: its parent, and the current
+/// folder for a bare file name (whose parent is the empty path, which names no folder).
+pub fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Finds the model file: a folder means its `model.json`.
 pub fn model_file(path: &Path) -> PathBuf {
     if path.is_dir() {
@@ -281,7 +291,7 @@ pub fn load(path: &Path, schema: &dyn Schema, limits: &Limits) -> Result<LoadedM
         });
     }
     let bytes = std::fs::read(&file).map_err(io)?;
-    let base = file.parent().map(Path::to_owned);
+    let base = Some(folder_of(&file));
     from_bytes(bytes, base, file.display().to_string(), schema, limits)
 }
 
@@ -336,13 +346,27 @@ pub fn builtin_fallback_from_bytes(
     compile::compile_builtin(&doc).map_err(ModelError::Invalid)
 }
 
-/// A parse error with the line and column it happened at.
+/// A parse error with the line and column it happened at, in serde_json's words (simd-json's
+/// own name its internal states, such as `ExpectedString`).
 fn syntax_error(bytes: &[u8], e: &simd_json::Error) -> ModelError {
-    let (line, column) = line_col(bytes, e.index());
-    ModelError::Syntax {
-        line,
-        column,
-        detail: format!("{:?}", e.error()),
+    match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        Err(j) => {
+            let text = j.to_string();
+            let detail = text.rsplit_once(" at line ").map_or(&*text, |(w, _)| w);
+            ModelError::Syntax {
+                line: j.line(),
+                column: j.column(),
+                detail: detail.to_owned(),
+            }
+        }
+        Ok(_) => {
+            let (line, column) = line_col(bytes, e.index());
+            ModelError::Syntax {
+                line,
+                column,
+                detail: "not JSON this server can read".into(),
+            }
+        }
     }
 }
 

@@ -20,14 +20,16 @@ use super::walk::{join, Collects, Faults, Value};
 use crate::engine::policy::MAX_CAP;
 use crate::engine::policy::{stable_hash, OfferCaps, Policies, PolicyReasons, WindowCap, DAY_MS};
 
-const POLICY_KEYS: &[&str] = &[
+/// The `policies` object's fields.
+pub(crate) const POLICY_KEYS: &[&str] = &[
     "impression_cap",
     "dismiss_cooldown_days",
     "conversion_cooldown_days",
     "sales_cap",
     "complaint_hold",
 ];
-const CAPS_KEYS: &[&str] = &[
+/// An offer's `caps` fields.
+pub(crate) const CAPS_KEYS: &[&str] = &[
     "max_impressions",
     "window_days",
     "dismiss_cooldown_days",

@@ -128,6 +128,23 @@ fn window_ending_before_it_starts() {
 }
 
 #[test]
+fn validity_times_take_any_offset_and_refuse_none() {
+    let mut o = offer("a");
+    o["valid_from"] = "2026-12-04T04:00:00+01:00".into();
+    o["valid_until"] = "2026-12-03t22:00:01-05:00".into();
+    let m = compile(&model(vec![o])).unwrap();
+    let compiled = &m.compiled.offers[0];
+    assert_eq!(
+        compiled.valid_from_ms, 1_796_353_200_000,
+        "04:00 in Paris is 03:00Z"
+    );
+    assert_eq!(compiled.valid_until_ms, 1_796_353_201_000);
+    let mut o = offer("a");
+    o["valid_until"] = "2026-12-04T03:00:00".into();
+    refused(&model(vec![o]), "offers[0].valid_until", "no UTC offset");
+}
+
+#[test]
 fn unknown_features_in_weights_and_rules() {
     let o = with(
         offer("a"),
@@ -291,7 +308,14 @@ fn syntax_errors_give_line_and_column() {
     )
     .unwrap_err();
     match err {
-        ModelError::Syntax { line, .. } => assert_eq!(line, 3),
+        ModelError::Syntax {
+            line,
+            column,
+            detail,
+        } => {
+            assert_eq!((line, column), (3, 3));
+            assert_eq!(detail, "key must be a string", "words, not parser states");
+        }
         other => panic!("expected a syntax error, got {other}"),
     }
 }
@@ -638,4 +662,28 @@ fn adaptive_scorer_faults_name_their_paths() {
     s.as_object_mut().unwrap().remove("segment_by");
     s["seed"] = 1.into();
     refused(&adaptive(s), &format!("{at}.seed"), "unknown field");
+}
+
+#[test]
+fn a_name_on_a_group_says_where_names_belong() {
+    let rule = serde_json::json!({"name": "plans or home", "any": [
+        {"context": "page", "op": "eq", "value": "plans"},
+        {"context": "page", "op": "eq", "value": "home"}]});
+    let mut o = offer("a");
+    o["eligibility"] = rule;
+    let doc = model(vec![o]);
+    refused(
+        &doc,
+        "offers[0].eligibility",
+        "`name` is allowed on single conditions only",
+    );
+    let rule =
+        serde_json::json!({"any": [{"context": "page", "op": "eq", "value": "plans"}], "all": []});
+    let mut o = offer("a");
+    o["eligibility"] = rule;
+    refused(
+        &model(vec![o]),
+        "offers[0].eligibility",
+        "`all` must be the rule's only field",
+    );
 }

@@ -67,9 +67,27 @@ pub fn parse_xgboost_model(
     resolve: Resolve<'_, '_>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let feature_names = spec.feature_names;
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        let hint = if bytes.starts_with(b"tree") {
+            "it is a LightGBM text model: use \"kind\": \"lightgbm\" for it"
+        } else {
+            "an xgboost scorer reads the JSON that Booster.save_model(\"m.json\") writes"
+        };
+        return Err(TreeLoadError::format(
+            "json",
+            format!("not an XGBoost JSON model; {hint}"),
+        ));
+    }
     let mut buf = bytes.to_vec();
-    let file: ModelFile = simd_json::serde::from_slice(&mut buf)
-        .map_err(|e| TreeLoadError::format("json", e.to_string()))?;
+    let file: ModelFile = simd_json::serde::from_slice(&mut buf).map_err(|_| {
+        // simd-json's errors name its internals; serde_json's say what and where.
+        let why = match serde_json::from_slice::<ModelFile>(bytes) {
+            Err(e) => e.to_string(),
+            Ok(_) => "not JSON this server can read".into(),
+        };
+        TreeLoadError::format("json", format!("not an XGBoost JSON model: {why}"))
+    })?;
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();

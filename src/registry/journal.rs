@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -42,7 +41,7 @@ pub struct LoadEntry {
 pub struct LoadJournal(Mutex<VecDeque<LoadEntry>>);
 
 fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+    humantime::format_rfc3339_seconds(crate::contact::Clock::system().now()).to_string()
 }
 
 impl LoadJournal {

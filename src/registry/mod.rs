@@ -12,9 +12,14 @@
 //!
 //! The models folder is the one source of truth: an admin upload or rollback is written to its
 //! `model.json` (atomically: a temporary file renamed over it, then synced) before it is
-//! published, so SIGHUP and a restart keep it, and the watcher sees nothing new. Callers must be on a blocking thread, never a runtime worker: a
-//! change takes milliseconds to seconds.
+//! published, so SIGHUP and a restart keep it, and the watcher sees nothing new. A folder that
+//! cannot be written (a mounted ConfigMap) refuses admin changes with
+//! [`RegistryError::ReadOnly`], which says where the model is changed instead. Every model
+//! activated is recorded in the [`audit`] trail with the source of its change. Callers must be
+//! on a blocking thread, never a runtime worker: a change takes milliseconds to seconds.
 
+pub mod audit;
+mod error;
 pub mod journal;
 mod record;
 mod set;
@@ -22,77 +27,19 @@ mod set;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-pub use record::{ChallengerRecord, FeatureInfo, LoadCounters, ModelRecord, Part};
+pub use error::RegistryError;
+pub use record::{
+    ChallengerRecord, FeatureInfo, FeatureVersion, LoadCounters, ModelRecord, Part, Serving,
+};
 pub use set::{ModelSet, Snapshot};
 
-use crate::features::{FeatureError, FeatureStore};
+use crate::features::FeatureStore;
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
 use set::Source;
-
-/// Why a load or rollback was refused; the serving snapshot is unchanged in every case.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// The model was refused.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// The feature snapshot could not be read.
-    #[error(transparent)]
-    Features(#[from] FeatureError),
-    /// A new snapshot lacks features the active model needs.
-    #[error("the feature snapshot lacks features the active model needs")]
-    FeaturesIncompatible(#[source] ModelError),
-    /// Nothing to roll back to.
-    #[error("no previous model version to roll back to")]
-    NoPrevious,
-    /// A model arrived before any feature snapshot.
-    #[error("no feature snapshot is loaded: load features before a model")]
-    NoFeatures,
-    /// No path is configured for this kind of reload.
-    #[error("no {0} path is configured")]
-    NoPath(&'static str),
-    /// An admin change could not be written to the models folder, so it was not made.
-    #[error("could not write {path} (the admin change would not survive a restart): {source}")]
-    Persist {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A newer feature reload was requested while this one waited; that one wins.
-    #[error("a newer feature reload was requested; this one gave way to it")]
-    Superseded,
-}
-
-impl RegistryError {
-    /// The faults to report, with paths where known.
-    pub fn faults(&self) -> Vec<Fault> {
-        match self {
-            RegistryError::Model(e) | RegistryError::FeaturesIncompatible(e) => e.faults(),
-            other => vec![Fault {
-                path: String::new(),
-                message: other.to_string(),
-            }],
-        }
-    }
-}
-
-impl RegistryError {
-    /// The load counter a refusal counts in: feature faults in the features', the rest in
-    /// the models'.
-    pub fn part(&self) -> Part {
-        match self {
-            RegistryError::Features(_)
-            | RegistryError::FeaturesIncompatible(_)
-            | RegistryError::NoPath("features") => Part::Features,
-            _ => Part::Model,
-        }
-    }
-}
 
 /// A change to the serving state, from whichever source.
 pub enum Change {
@@ -133,14 +80,19 @@ pub enum Change {
 }
 
 impl Change {
-    fn source(&self) -> &str {
+    /// Who makes the change, for history and logs; a change read from the models folder names
+    /// the file (`folder models/model.json`).
+    fn source(&self, models_path: Option<&Path>) -> String {
+        let file =
+            || models_path.map_or_else(String::new, |p| model::model_file(p).display().to_string());
         match self {
-            Change::FromDisk => "disk",
-            Change::Folder { .. } | Change::RebuildActive => "folder",
-            Change::Document { source, .. } => source,
-            Change::Features { .. } => "features",
-            Change::Rollback => "rollback",
-            Change::Install { .. } => "install",
+            Change::FromDisk => format!("disk {}", file()),
+            Change::Folder { .. } => format!("folder {}", file()),
+            Change::RebuildActive => format!("folder {} (scorer files)", file()),
+            Change::Document { source, .. } => source.clone(),
+            Change::Features { .. } => "features".into(),
+            Change::Rollback => "rollback".into(),
+            Change::Install { .. } => "install".into(),
         }
     }
 }
@@ -214,6 +166,8 @@ struct Plan {
     history: History,
     /// A new feature snapshot was loaded (counted as a feature load).
     new_features: Option<FeatureInfo>,
+    /// The new feature snapshot's version (with `new_features`).
+    feature_version: Option<FeatureVersion>,
     /// A model was loaded (counted as a model load).
     new_model: bool,
 }
@@ -228,6 +182,8 @@ pub struct Registry {
     feature_requests: AtomicU64,
     /// Load outcomes, for metrics.
     pub loads: LoadCounters,
+    /// Every model activated, with who changed it.
+    pub audit: audit::Audit,
     /// The last loads accepted and refused, for the status page.
     pub journal: journal::LoadJournal,
 }
@@ -252,6 +208,7 @@ impl Registry {
             config,
             feature_requests: AtomicU64::new(0),
             loads: LoadCounters::default(),
+            audit: audit::Audit::default(),
             journal: Default::default(),
         }
     }
@@ -292,7 +249,7 @@ impl Registry {
 
     fn commit_locked(&self, w: &mut Writer, change: Change) -> Result<Committed, RegistryError> {
         let started = Instant::now();
-        let source = change.source().to_owned();
+        let source = change.source(self.config.models_path.as_deref());
         let plan = match self.plan(w, change) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(Committed::Unchanged),
@@ -320,10 +277,15 @@ impl Registry {
         let record = plan
             .models
             .as_ref()
-            .map(|set| self.record_history(w, set, plan.history));
+            .map(|set| self.record_history(w, set, plan.history, &source));
+        let feature_version = match plan.feature_version {
+            Some(v) => Some(Arc::new(v)),
+            None => current_version(&self.current.load()),
+        };
         self.current.store(Arc::new(Snapshot {
             models: plan.models,
             features: Some(plan.store),
+            feature_version,
         }));
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Some(info) = &plan.new_features {
@@ -360,7 +322,14 @@ impl Registry {
             store,
             history: History::Push,
             new_features: None,
+            feature_version: None,
             new_model: true,
+        };
+        let version = |path: &Path| {
+            Some(FeatureVersion::of(
+                path,
+                crate::contact::Clock::system().now(),
+            ))
         };
         Ok(Some(match change {
             Change::FromDisk => {
@@ -372,9 +341,11 @@ impl Registry {
                 let started = Instant::now();
                 let store = Arc::new(FeatureStore::load(&features_path)?);
                 let set = set::build_from_path(&models_path, &store, limits)?;
+                let feature_version = version(&features_path);
                 w.features_path = Some(features_path);
                 Plan {
                     new_features: Some(FeatureInfo::of(&store, started)),
+                    feature_version,
                     ..model_plan(set, store)
                 }
             }
@@ -395,7 +366,7 @@ impl Registry {
                 let store = current.features.clone().ok_or(RegistryError::NoFeatures)?;
                 let src = Source {
                     document,
-                    base_dir: file.parent().map(Path::to_owned),
+                    base_dir: Some(model::folder_of(&file)),
                     source: file.display().to_string(),
                 };
                 match set::build(src, &store, limits) {
@@ -441,10 +412,12 @@ impl Registry {
                     )),
                     None => None,
                 };
+                let feature_version = version(&path);
                 w.features_path = Some(path);
                 Plan {
                     models,
                     new_features: Some(FeatureInfo::of(&store, started)),
+                    feature_version,
                     store,
                     history: History::Recompiled,
                     new_model: false,
@@ -464,17 +437,31 @@ impl Registry {
                     store,
                     history: History::Back,
                     new_features: None,
+                    feature_version: None,
                     new_model: true,
                 }
             }
             Change::Install { store, model } => {
-                model_plan(set::with_challenger(*model, &store, limits)?, store)
+                let feature_version = version(Path::new(store.source()));
+                Plan {
+                    feature_version,
+                    ..model_plan(set::with_challenger(*model, &store, limits)?, store)
+                }
             }
         }))
     }
 
-    fn record_history(&self, w: &mut Writer, set: &Arc<ModelSet>, how: History) -> ModelRecord {
-        let record = ModelRecord::of(set, SystemTime::now());
+    fn record_history(
+        &self,
+        w: &mut Writer,
+        set: &Arc<ModelSet>,
+        how: History,
+        source: &str,
+    ) -> ModelRecord {
+        let record = ModelRecord::of(set, crate::contact::Clock::system().now(), source);
+        if !matches!(how, History::Recompiled) {
+            self.audit.record(&record);
+        }
         let entry = Entry {
             set: set.clone(),
             record: record.clone(),
@@ -503,23 +490,52 @@ impl Registry {
             return Ok(());
         };
         let file = model::model_file(path);
-        let err = |source| RegistryError::Persist {
-            path: file.clone(),
-            source,
+        let err = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+                RegistryError::ReadOnly {
+                    path: file.parent().map_or_else(|| file.clone(), Path::to_owned),
+                    source,
+                }
+            }
+            _ => RegistryError::Persist {
+                path: file.clone(),
+                source,
+            },
         };
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(".model.json.admin.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &set.champion.document)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &file)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })
+        crate::durable::write_atomic(&file, &set.champion.document, true).map_err(err)
+    }
+
+    /// The folder an uploaded model's scorer and challenger files resolve against.
+    pub fn models_folder(&self) -> Option<PathBuf> {
+        let p = self.config.models_path.as_ref()?;
+        if p.is_dir() {
+            Some(p.clone())
+        } else {
+            Some(model::folder_of(p))
+        }
+    }
+
+    /// When the models folder's `model.json` was last written, if there is one.
+    pub fn model_file_modified(&self) -> Option<std::time::SystemTime> {
+        let path = self.config.models_path.as_ref()?;
+        std::fs::metadata(model::model_file(path))
+            .and_then(|m| m.modified())
+            .ok()
+    }
+
+    /// What serves now: the models' names, versions and checksums, and the snapshot's version.
+    pub fn serving(&self) -> Serving {
+        let snap = self.current.load();
+        let models = snap.models.as_ref();
+        Serving {
+            model: models.map(|s| s.champion.compiled.name.to_string()),
+            version: models.map(|s| s.champion.compiled.version.to_string()),
+            checksum: models.map(|s| match &s.challenger {
+                Some(c) => format!("{}+{}", s.champion.checksum, c.model.checksum),
+                None => s.champion.checksum.clone(),
+            }),
+            snapshot: snap.feature_version.as_deref().cloned(),
+        }
     }
 
     fn models_path(&self) -> Result<PathBuf, RegistryError> {
@@ -605,14 +621,16 @@ impl Registry {
         self.commit(Change::Rollback).map(expect_model)
     }
 
-    /// The model history, newest (active) first.
+    /// The model audit trail, newest (active) first: every model activated and who changed
+    /// it, rollbacks included (see [`audit`]).
     pub fn history(&self) -> Vec<ModelRecord> {
-        self.writer()
-            .history
-            .iter()
-            .map(|e| e.record.clone())
-            .collect()
+        self.audit.entries()
     }
+}
+
+/// The feature version of a snapshot, carried over when a change loads no new features.
+fn current_version(snap: &Snapshot) -> Option<Arc<FeatureVersion>> {
+    snap.feature_version.clone()
 }
 
 fn expect_model(c: Committed) -> ModelRecord {

@@ -1,15 +1,19 @@
 //! What the registry reports: the model history records the admin API shows, the feature
-//! snapshot figures, and the load counters exported to Prometheus.
+//! snapshot figures and version, what it serves (for the fleet's comparison and `/metrics`),
+//! and the load counters exported to Prometheus.
 
+use std::io::Read as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::set::ModelSet;
 use crate::features::FeatureStore;
 use crate::metrics::prom::{Collect, Exposition, Kind};
 
-/// One entry of the model history shown by the admin API.
-#[derive(Debug, Clone, serde::Serialize)]
+/// One entry of the model history shown by the admin API: one change, as the audit trail
+/// keeps it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelRecord {
     /// Model name.
     pub name: String,
@@ -19,7 +23,8 @@ pub struct ModelRecord {
     pub checksum: String,
     /// When it was activated (RFC 3339).
     pub loaded_at: String,
-    /// Where it came from.
+    /// Who made the change: `disk <file>` (start, SIGHUP), `folder <file>` (the watcher),
+    /// `admin`, `rollback`, `fleet: <change> on <replica>` (another replica's admin change).
     pub source: String,
     /// The challenger it declares.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,7 +32,7 @@ pub struct ModelRecord {
 }
 
 /// The challenger part of a history entry.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ChallengerRecord {
     /// Model name.
     pub name: String,
@@ -42,14 +47,14 @@ pub struct ChallengerRecord {
 }
 
 impl ModelRecord {
-    pub(super) fn of(set: &ModelSet, at: SystemTime) -> Self {
+    pub(super) fn of(set: &ModelSet, at: SystemTime, source: &str) -> Self {
         let m = &set.champion;
         ModelRecord {
             name: m.compiled.name.to_string(),
             version: m.compiled.version.to_string(),
             checksum: m.checksum.clone(),
             loaded_at: humantime::format_rfc3339_millis(at).to_string(),
-            source: m.source.clone(),
+            source: source.to_owned(),
             challenger: set.challenger.as_ref().map(|c| ChallengerRecord {
                 name: c.model.compiled.name.to_string(),
                 version: c.model.compiled.version.to_string(),
@@ -85,6 +90,114 @@ impl FeatureInfo {
             bytes: store.bytes_held(),
             load_ms: started.elapsed().as_millis() as u64,
         }
+    }
+}
+
+/// Which feature snapshot serves: the same file on every replica has the same version, so
+/// replicas compare data, not paths.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FeatureVersion {
+    /// Where it was loaded from.
+    pub source: String,
+    /// CRC-32 of the file's bytes (`crc32:` and 8 hex digits; `unreadable` if it could not be
+    /// read again).
+    pub checksum: String,
+    /// When the file was last modified (Unix ms): how old its data is.
+    pub modified_ms: Option<i64>,
+    /// When it was swapped in (Unix ms).
+    pub loaded_ms: i64,
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl FeatureVersion {
+    /// The version of the snapshot file at `path`, read through once (off the request path,
+    /// beside its load).
+    pub(super) fn of(path: &Path, loaded: SystemTime) -> Self {
+        let checksum = std::fs::File::open(path)
+            .and_then(|mut f| {
+                let mut h = crc32fast::Hasher::new();
+                let mut buf = vec![0; 1 << 20];
+                loop {
+                    match f.read(&mut buf)? {
+                        0 => return Ok(h.finalize()),
+                        n => h.update(&buf[..n]),
+                    }
+                }
+            })
+            .map_or_else(|_| "unreadable".to_owned(), |c| format!("crc32:{c:08x}"));
+        FeatureVersion {
+            source: path.display().to_string(),
+            checksum,
+            modified_ms: std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(unix_ms),
+            loaded_ms: unix_ms(loaded),
+        }
+    }
+}
+
+/// What a replica serves now: the model (champion and challenger) and the feature snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Serving {
+    /// The champion's name.
+    pub model: Option<String>,
+    /// The champion's version.
+    pub version: Option<String>,
+    /// The champion's checksum, and the challenger's after a `+` when one serves: equal on two
+    /// replicas when they serve the same models.
+    pub checksum: Option<String>,
+    /// The feature snapshot.
+    pub snapshot: Option<FeatureVersion>,
+}
+
+impl Serving {
+    /// Renders what serves as Prometheus families, with the snapshot's age at `now_ms`.
+    pub fn collect_at(&self, out: &mut Exposition, now_ms: i64) {
+        out.family(
+            "nextbest_build_info",
+            Kind::Gauge,
+            "Always 1; the version label names the nextbest build.",
+        )
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1);
+        if let (Some(name), Some(version), Some(checksum)) =
+            (&self.model, &self.version, &self.checksum)
+        {
+            out.family(
+                "nextbest_model_info",
+                Kind::Gauge,
+                "Always 1; the labels name the model serving (checksum: champion+challenger).",
+            )
+            .sample(
+                &[("name", name), ("version", version), ("checksum", checksum)],
+                1,
+            );
+        }
+        let Some(s) = &self.snapshot else { return };
+        out.family(
+            "nextbest_feature_snapshot_info",
+            Kind::Gauge,
+            "Always 1; the labels name the feature snapshot serving.",
+        )
+        .sample(&[("source", &s.source), ("checksum", &s.checksum)], 1);
+        if let Some(m) = s.modified_ms {
+            out.family(
+                "nextbest_feature_snapshot_age_seconds",
+                Kind::Gauge,
+                "Time since the serving feature snapshot's file was written.",
+            )
+            .sample(&[], (now_ms - m).max(0) as f64 / 1e3);
+        }
+        out.family(
+            "nextbest_feature_snapshot_loaded_timestamp_seconds",
+            Kind::Gauge,
+            "When the serving feature snapshot was swapped in (Unix seconds).",
+        )
+        .sample(&[], s.loaded_ms as f64 / 1e3);
     }
 }
 

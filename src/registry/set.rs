@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::engine::{self, NoContacts, Request, Unbounded};
 use crate::experiment::{self, Challenger, Variant};
@@ -91,6 +90,8 @@ pub struct Snapshot {
     pub models: Option<Arc<ModelSet>>,
     /// The active feature snapshot.
     pub features: Option<Arc<FeatureStore>>,
+    /// Which file the feature snapshot is, by content.
+    pub feature_version: Option<Arc<super::FeatureVersion>>,
 }
 
 impl Snapshot {
@@ -190,9 +191,7 @@ fn prefix_faults(e: ModelError, prefix: &str) -> ModelError {
 /// Runs a few decisions on every placement so a new model's pages and branches are touched
 /// before the first real request meets them.
 pub(super) fn warm(set: &ModelSet, store: &FeatureStore) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = crate::contact::Clock::system().now_ms();
     for (m, _, _) in set.models() {
         for ch in m.compiled.channels.iter() {
             for slot in ch.slots.iter() {

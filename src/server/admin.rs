@@ -3,7 +3,7 @@
 //! threads, never on a runtime worker, so decisions keep flowing while a model compiles; the
 //! registry logs and counts every outcome itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,15 +17,20 @@ use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
-use crate::metrics::prom::{Collect, Exposition, Kind};
+use crate::fleet::models::Shared;
+use crate::metrics::prom::Exposition;
+use crate::metrics::Listener;
 use crate::registry::{Registry, RegistryError};
 
 /// Routes one admin request, after the bearer token check when a token is set.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let counted = Listener::Admin.route(req.uri().path());
     let resp = route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response);
-    state.metrics.status(resp.status().as_u16());
+    state
+        .metrics
+        .response(Listener::Admin, counted, resp.status().as_u16());
     resp
 }
 
@@ -67,15 +72,29 @@ async fn route(
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
-            ok_json(&blocking(move || registry.rollback()).await?)
+            let record = blocking(move || registry.rollback()).await?;
+            if let (Some(fleet), Some(set)) = (&state.fleet, &state.registry.load().models) {
+                fleet.share(Shared::Model {
+                    change: "rollback",
+                    document: set.champion.document.clone(),
+                    checksum: record.checksum.clone(),
+                });
+            }
+            ok_json(&record)
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
         (&Method::GET, "/metrics") => {
             let mut out = Exposition::new();
             out.collect(&state.metrics)
-                .collect(&Gauges(state))
+                .collect(&state.listener_stats())
                 .collect(&state.registry.loads)
-                .collect(&*state.contacts);
+                .collect(&state.typos)
+                .collect(&*state.contacts)
+                .collect(&crate::metrics::process::Process);
+            state
+                .registry
+                .serving()
+                .collect_at(&mut out, state.contacts.now_ms());
             if let Some(f) = &state.fleet {
                 out.collect(&**f);
             }
@@ -94,7 +113,10 @@ async fn route(
             Err(not_allowed(m, "GET"))
         }
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
-        (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Admin),
+        (m, "/openapi.json") => {
+            let url = state.server_url(true, req.headers().get(hyper::header::HOST));
+            super::openapi::answer(m, super::openapi::Listener::Admin, &url)
+        }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     }
 }
@@ -114,16 +136,6 @@ fn ok_json(v: &impl serde::Serialize) -> Result<Response<Full<Bytes>>, ApiError>
     Ok(json_response(StatusCode::OK, body.into()))
 }
 
-/// The folder scorer and challenger files of an uploaded model resolve against.
-fn models_folder(registry: &Registry) -> Option<PathBuf> {
-    let p = registry.config().models_path.as_ref()?;
-    if p.is_dir() {
-        Some(p.clone())
-    } else {
-        p.parent().map(Path::to_owned)
-    }
-}
-
 async fn put_model(
     state: &AppState,
     req: Request<Incoming>,
@@ -131,8 +143,16 @@ async fn put_model(
     let limit = state.registry.config().limits.max_bytes;
     let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10).await?);
     let registry = state.registry.clone();
-    let base = models_folder(&registry);
+    let base = registry.models_folder();
+    let document = state.fleet.as_ref().map(|_| body.clone());
     let record = blocking(move || registry.install_document(body, base, "admin".into())).await?;
+    if let (Some(fleet), Some(document)) = (&state.fleet, document) {
+        fleet.share(Shared::Model {
+            change: "admin",
+            document,
+            checksum: record.checksum.clone(),
+        });
+    }
     ok_json(&serde_json::json!({
         "name": record.name, "version": record.version, "checksum": record.checksum,
     }))
@@ -144,23 +164,47 @@ struct ReloadBody {
     #[serde(default)]
     path: Option<PathBuf>,
     #[serde(default)]
-    wait: bool,
+    wait: Option<bool>,
 }
 
 async fn reload_features(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = Vec::from(read_json_body(req, 64 * 1024, state.config.body_timeout).await?);
-    let args: ReloadBody = if body.iter().all(u8::is_ascii_whitespace) {
+    let body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let args: ReloadBody = if first.is_none() {
         ReloadBody::default()
+    } else if first != Some(&b'{') {
+        // serde's derived struct would also read an array, positionally.
+        return Err(ApiError::InvalidRequest(
+            "expected a JSON object with `path` and `wait`, or no body".into(),
+        ));
     } else {
-        simd_json::serde::from_slice(&mut body)
-            .map_err(|e| ApiError::InvalidRequest(format!("{e}")))?
+        let mut de = serde_json::Deserializer::from_slice(&body);
+        let args = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ApiError::from_json(&e.path().to_string(), e.inner()))?;
+        de.end().map_err(|e| ApiError::from_json("", &e))?;
+        args
     };
+    if args.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+        return Err(ApiError::InvalidRequest(
+            "path: must not be empty; name a snapshot file (CSV, .nbf or .parquet), or leave `path` out to reload the configured one".into(),
+        ));
+    }
     let registry: Arc<Registry> = state.registry.clone();
-    let task = blocking(move || registry.reload_features(args.path));
-    if args.wait {
+    let fleet = state.fleet.clone();
+    // Once it serves here, every replica loads the same file.
+    let task = async move {
+        let info = blocking(move || registry.reload_features(args.path)).await?;
+        if let Some(fleet) = fleet {
+            fleet.share(Shared::Features {
+                path: PathBuf::from(&info.source),
+            });
+        }
+        Ok::<_, ApiError>(info)
+    };
+    if args.wait == Some(true) {
         return ok_json(&task.await?);
     }
     // The registry logs and counts the outcome; nobody waits for it here.
@@ -172,62 +216,15 @@ async fn reload_features(
 }
 
 fn models(state: &AppState) -> Response<Full<Bytes>> {
-    let snap = state.registry.load();
     let history = state.registry.history();
-    let features = snap.features.as_ref().map(|f| {
-        serde_json::json!({
-            "source": f.source(),
-            "customers": f.len(),
-            "features": f.columns().len(),
-            "bytes": f.bytes_held(),
-        })
-    });
     let active = history.first();
     let body = serde_json::json!({
         "active": active,
         "challenger": active.and_then(|a| a.challenger.clone()),
         "history": history,
-        "features": features,
+        "features": super::status::features_summary(state),
     });
     json_response(StatusCode::OK, body.to_string().into())
-}
-
-/// The listeners' own figures: admission and connections.
-struct Gauges<'a>(&'a AppState);
-
-impl Collect for Gauges<'_> {
-    fn collect(&self, out: &mut Exposition) {
-        let s = self.0;
-        for (name, help, v) in [
-            (
-                "nextbest_inflight_decisions",
-                "Decide requests in flight.",
-                s.admission.inflight(),
-            ),
-            (
-                "nextbest_max_inflight_decisions",
-                "The admission bound.",
-                s.admission.max(),
-            ),
-            (
-                "nextbest_open_connections",
-                "Open connections, both listeners.",
-                s.connections.load(std::sync::atomic::Ordering::Relaxed),
-            ),
-        ] {
-            out.family(name, Kind::Gauge, help).sample(&[], v);
-        }
-        out.family(
-            "nextbest_connections_evicted_total",
-            Kind::Counter,
-            "Connections closed to make room for a new one at --max-connections, both listeners.",
-        )
-        .sample(
-            &[],
-            s.evicted_connections
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
-    }
 }
 
 /// `GET /admin/stats`: the funnel with rates, the challenger's lift, event counts, contact
@@ -238,12 +235,11 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     for (s, n) in Stage::ALL.iter().zip(funnel.unattributed()).skip(1) {
         unattributed.insert(s.as_str().into(), n.into());
     }
-    state.contacts.state().settle();
     let mut body = state.contacts.stats_json();
     body["funnel"] = funnel.rows().into();
     body["unattributed"] = unattributed.into();
     if let Some(f) = &state.fleet {
-        body["replication"] = f.status_json();
+        body["replication"] = serde_json::to_value(f.stats()).unwrap_or_default();
     }
     body["lift"] = funnel.lift();
     if let Some(f) = &state.registry.load().features {

@@ -1,11 +1,10 @@
-//! `/v1/decide`: from a decoded request to an encoded answer, and the contact glue a decision
-//! needs (the customer's history, the decision id, the funnel count).
+//! `/v1/decide`: from a request to an encoded answer. The request is admitted and its budget
+//! set in one place ([`Entry`]), the contact side is asked once ([`crate::contact::decide`]),
+//! the engine decides, and the outcome is counted once.
 //!
 //! Nothing here awaits once the body is read, takes a lock a writer holds, or does I/O: the
 //! snapshot is loaded once, the engine runs, the answer is encoded into one buffer.
 
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,12 +17,10 @@ use super::body::read_json_body;
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
+use super::typos::{self, Route};
 use super::AppState;
-use crate::contact::attribution;
-use crate::contact::state::History;
-use crate::contact::view::CustomerView;
-use crate::engine::adaptive::{self, Learnt};
-use crate::engine::{self, Decision, Fallback, FallbackReason, FallbackStage, Policies};
+use crate::contact::attribution::{self, Origin};
+use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::experiment::Variant;
 
 /// The client's own budget, if it sent one.
@@ -37,121 +34,162 @@ pub async fn decide_post(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // In flight from the moment the request is ours, so slow bodies count against the bound.
-    let ticket = state.admission.enter();
-    let budget = guards::budget(state.config.deadline, deadline_header(&req));
+    let entry = Entry::new(state, deadline_header(&req))?;
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
-    // The budget starts once the request is read: what the client waited for before is not ours.
-    let started = Instant::now();
-    let mut scratch = Vec::with_capacity(body.len());
-    let body = codec::decode_json(&body, &mut scratch)?;
-    Ok(decide(state, &body, started, budget, &ticket))
+    decide_bytes(state, entry, &body)
 }
 
-/// The in-process part of `POST /v1/decide` once the body is read: admission, decode, decide,
-/// encode. Benches and profilers call it to measure exactly what the server runs per request.
-pub fn decide_body(state: &AppState, body: &mut [u8]) -> Result<Response<Full<Bytes>>, ApiError> {
-    let ticket = state.admission.enter();
-    let started = Instant::now();
+/// `GET /v1/decide`.
+pub fn decide_get(
+    state: &AppState,
+    req: &Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let entry = Entry::new(state, deadline_header(req))?;
+    let body = codec::decode_query(req.uri().query().unwrap_or(""))?;
+    Ok(decide(state, &body, entry.start()))
+}
+
+/// The in-process part of `POST /v1/decide` once the body is read, with the request's
+/// `X-Deadline-Us` value: exactly what the server runs per request, for benches and profilers.
+pub fn decide_body(
+    state: &AppState,
+    body: &[u8],
+    deadline_us: Option<&[u8]>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    decide_bytes(state, Entry::new(state, deadline_us)?, body)
+}
+
+fn decide_bytes(
+    state: &AppState,
+    entry: Entry<'_>,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    // The budget starts once the request is read: what the client waited for before is not ours.
+    let started = entry.start();
     let mut scratch = Vec::with_capacity(body.len());
     let body = codec::decode_json(body, &mut scratch)?;
-    Ok(decide(
-        state,
-        &body,
-        started,
-        state.config.deadline,
-        &ticket,
-    ))
+    Ok(decide(state, &body, started))
 }
 
-/// Answers one decide request: loads the snapshot once, admits or sheds, runs the engine
-/// within the deadline against the customer's contact history, encodes. Every path ends in a
-/// 200 with content the page can show.
-pub(super) fn decide(
-    state: &AppState,
-    body: &DecideBody<'_>,
-    started: Instant,
+/// A decide request from the moment it is ours: its admission ticket and its budget.
+struct Entry<'a> {
+    ticket: Ticket<'a>,
     budget: Duration,
-    ticket: &Ticket<'_>,
-) -> Response<Full<Bytes>> {
+}
+
+impl<'a> Entry<'a> {
+    /// Enters the request in flight; a bad `X-Deadline-Us` is refused before it counts.
+    #[inline]
+    fn new(state: &'a AppState, deadline_us: Option<&[u8]>) -> Result<Self, ApiError> {
+        let budget = guards::budget(state.config.deadline, deadline_us)?;
+        Ok(Entry {
+            ticket: state.admission.enter(),
+            budget,
+        })
+    }
+
+    /// The request is read: its deadline runs from now.
+    #[inline]
+    fn start(self) -> Started<'a> {
+        let at = Instant::now();
+        Started {
+            ticket: self.ticket,
+            at,
+            deadline: Deadline(at + self.budget),
+        }
+    }
+}
+
+/// A decide request whose budget runs.
+struct Started<'a> {
+    ticket: Ticket<'a>,
+    at: Instant,
+    deadline: Deadline,
+}
+
+/// Answers one decide request: loads the snapshot once, looks the contact side up once, admits
+/// or sheds, runs the engine within the deadline, encodes, counts once. Every path ends in a
+/// 200 with content the page can show.
+fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
-    // The shared clock: tests move it; in production it is the system's.
-    let now_ms = state.contacts.now_ms();
     let mut req = body.as_request();
     let picked = snap.models.as_ref().map(|set| {
         let (model, variant) = set.pick(req.customer_id);
         (&model.compiled, variant, set.key(variant))
     });
-    let variant = picked.map_or(Variant::Champion, |p| p.1);
-    let contacts = DecideContacts::new(state, picked.map_or(0, |p| p.2), req.customer_id, variant);
+    let variant = picked.map(|p| p.1);
+    let (channel_at, slot_at) =
+        picked.map_or((None, None), |p| p.0.locate(req.channel, req.placement));
+    let origin = Origin {
+        channel: channel_at,
+        slot: slot_at,
+        customer: req.customer_id.map(attribution::customer_check),
+    };
+    let contacts = state.contacts.for_decision(
+        &state.config.decision_ids,
+        req.customer_id,
+        picked.map_or(0, |p| p.2),
+        variant.unwrap_or(Variant::Champion),
+        origin,
+    );
+    let mut warnings = typos::field_warnings(body);
+    state
+        .typos
+        .unknown_fields(Route::Decide, body.unknown_count);
     let mut id_buf = [0u8; ulid::ULID_LEN];
-    let decision_id = contacts.decision_id(now_ms);
     let meta = AnswerMeta {
-        decision_id: decision_id.array_to_str(&mut id_buf),
+        decision_id: contacts.decision_id.array_to_str(&mut id_buf),
         customer_id: body.customer_id.as_deref(),
-        variant: variant.as_str(),
+        variant: contacts.variant.as_str(),
     };
     let mut out = Vec::with_capacity(1024);
-    let metrics = &state.metrics;
-    match (picked, &snap.features) {
-        (Some((model, variant, _)), Some(features)) => {
-            metrics.variant(variant);
+    let fallback = match (picked, &snap.features) {
+        (Some((model, _, _)), Some(features)) => {
             let (channel, slot) = model.resolve(req.channel, req.placement);
             if !state
                 .admission
-                .admits(ticket, slot.map_or(100, |s| s.priority))
+                .admits(&started.ticket, slot.map_or(100, |s| s.priority))
             {
-                let content = model.fallback_for(channel, slot);
                 let reason = FallbackReason::Overload;
-                metrics.fallback(reason);
-                let content = builtin_if_last(state, content, &req);
+                let content = builtin_if_last(state, model.fallback_for(channel, slot), &req);
                 codec::encode_fallback(&mut out, &meta, Some(model), reason, content);
+                Some(reason)
             } else {
-                let deadline = Deadline(started + budget);
-                let view = contacts.view(&model.policies, now_ms);
-                // Only a decision that runs the engine needs what adaptive offers learnt.
-                let learnt = state.contacts.adaptive().snapshot();
-                req.learnt = Some(Learnt {
-                    posteriors: &learnt,
-                    seed: adaptive::seed_of(decision_id.0),
-                    tag: attribution::model_tag(contacts.key),
-                });
-                let mut d = engine::decide(model, features, &req, &view, &deadline, now_ms);
+                req.learnt = Some(contacts.learnt());
+                let view = contacts.view(&model.policies);
+                let mut d = engine::decide(
+                    model,
+                    features,
+                    &req,
+                    &view,
+                    &started.deadline,
+                    contacts.now_ms,
+                );
                 if let Some(log) = &state.decision_log {
-                    let history = contacts.history.as_ref();
-                    log.offer(
-                        &snap,
-                        history,
-                        variant,
-                        now_ms,
-                        decision_id,
-                        &req,
-                        &d,
-                        &learnt,
-                    );
+                    log.offer(&snap, &contacts, &req, &d);
                 }
-                contacts.count(state, &d);
-                match d.fallback {
-                    Some(reason) => {
-                        metrics.fallback(reason);
-                        d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
-                    }
-                    None => {
-                        metrics.personalised.fetch_add(1, Relaxed);
-                    }
+                contacts.count(&d);
+                if d.fallback == Some(FallbackReason::UnknownPlacement) {
+                    warnings.push(state.typos.unknown_placement(model, &req));
+                }
+                if d.fallback.is_some() {
+                    d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
                 }
                 codec::encode_decision(&mut out, &meta, model, &d);
+                d.fallback
             }
         }
         _ => {
             let reason = FallbackReason::NoModel;
-            metrics.fallback(reason);
             let content = state.builtin.lookup(req.channel, req.placement);
             codec::encode_fallback(&mut out, &meta, None, reason, content);
+            Some(reason)
         }
-    }
-    let took = started.elapsed();
+    };
+    codec::warnings(&mut out, &warnings);
+    let took = started.at.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
-    metrics.decide_latency.observe_ns(took.as_nanos() as u64);
+    state.metrics.decided(variant, fallback, took);
     let mut resp = json_response(StatusCode::OK, out.into());
     if let Ok(v) = server_timing(took) {
         resp.headers_mut().insert("server-timing", v);
@@ -195,50 +233,6 @@ fn server_timing(took: Duration) -> Result<HeaderValue, hyper::header::InvalidHe
     ]);
     n += 4;
     HeaderValue::from_bytes(&buf[..n])
-}
-
-/// What a decision needs from the contact side.
-struct DecideContacts {
-    key: u32,
-    history: Option<Arc<History>>,
-    variant: Variant,
-}
-
-impl DecideContacts {
-    /// Looks up the customer's history (no lock a writer holds).
-    #[inline]
-    fn new(state: &AppState, key: u32, customer_id: Option<&str>, variant: Variant) -> Self {
-        DecideContacts {
-            key,
-            history: customer_id
-                .filter(|c| !c.is_empty())
-                .and_then(|c| state.contacts.history(c)),
-            variant,
-        }
-    }
-
-    /// A decision id carrying this model and variant.
-    #[inline]
-    fn decision_id(&self, now_ms: i64) -> ulid::Ulid {
-        attribution::decision_id(now_ms, self.key, self.variant)
-    }
-
-    /// The engine's view of the customer's history.
-    #[inline]
-    fn view(&self, policies: &Policies, now_ms: i64) -> CustomerView<'_> {
-        CustomerView::new(self.history.as_deref(), policies, now_ms)
-    }
-
-    /// Counts a personalised decision in the funnel.
-    #[inline]
-    fn count(&self, state: &AppState, d: &Decision<'_>) {
-        if let (None, Some(ch)) = (d.fallback, d.channel) {
-            state
-                .contacts
-                .funnel()
-                .decided(self.key, ch, &d.ranked, self.variant);
-        }
-    }
 }
 
 #[cfg(test)]

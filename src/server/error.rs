@@ -52,6 +52,19 @@ pub enum ApiError {
     Unavailable(String),
 }
 
+impl From<crate::contact::ContactError> for ApiError {
+    /// A batch the event log could not take: the client may retry it whole (nothing of it was
+    /// accepted); anything else is the server's fault.
+    fn from(e: crate::contact::ContactError) -> Self {
+        match e {
+            crate::contact::ContactError::Log(_) => ApiError::Unavailable(format!(
+                "the events could not be made durable ({e}); nothing was accepted, retry the batch"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
@@ -64,7 +77,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Refused(
-                RegistryError::NoPrevious | RegistryError::NoFeatures | RegistryError::Superseded,
+                RegistryError::NoPrevious
+                | RegistryError::NoFeatures
+                | RegistryError::Superseded
+                | RegistryError::ReadOnly { .. },
             ) => StatusCode::CONFLICT,
             ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
             ApiError::Refused(RegistryError::Persist { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -92,10 +108,30 @@ impl ApiError {
             ApiError::Refused(RegistryError::NoPrevious) => "no_previous_version",
             ApiError::Refused(RegistryError::NoFeatures) => "no_features",
             ApiError::Refused(RegistryError::Superseded) => "superseded",
+            ApiError::Refused(RegistryError::ReadOnly { .. }) => "models_read_only",
             ApiError::Refused(RegistryError::NoPath(_)) => "invalid_request",
             ApiError::Refused(RegistryError::Persist { .. }) => "internal",
             ApiError::Internal(_) => "internal",
             ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// A body serde_json could not read: malformed JSON (`malformed_json`, with the line and
+    /// column) or a field of the wrong kind or value (`invalid_request`, named by its `path`).
+    pub fn from_json(path: &str, e: &serde_json::Error) -> ApiError {
+        let text = e.to_string();
+        // serde_json appends the position; it is given once, in words, below.
+        let what = text.rsplit_once(" at line ").map_or(&*text, |(w, _)| w);
+        match e.classify() {
+            serde_json::error::Category::Data => match path {
+                "" | "." => ApiError::InvalidRequest(what.to_owned()),
+                p => ApiError::InvalidRequest(format!("{p}: {what}")),
+            },
+            _ => ApiError::MalformedJson(format!(
+                "invalid JSON at line {}, column {}: {what}",
+                e.line(),
+                e.column()
+            )),
         }
     }
 

@@ -1,5 +1,12 @@
-//! `POST /v1/events`: decode, validate each event, hand the valid ones to the contact side,
-//! answer with what was accepted and what was refused, by index.
+//! `POST /v1/events`: decode, validate each event, check the events that quote a decision
+//! against it, hand the valid ones to the contact side, answer with what was accepted, what
+//! was refused (by index) and what deserves a word (`warnings`, by index).
+//!
+//! A batch that breaks the request's schema is refused whole (400, naming the event and the
+//! field), as the OpenAPI document promises; one that fits it is taken event by event. An event
+//! quoting a `decision_id` takes its channel and placement from the decision where it leaves
+//! them out, and is refused when it contradicts them or names another customer (see
+//! [`crate::contact::attribution`]).
 
 use std::sync::Arc;
 
@@ -11,9 +18,12 @@ use simd_json::prelude::*;
 
 use super::body::read_json_body;
 use super::error::{json_response, ApiError};
+use super::typos::Route;
 use super::AppState;
+use crate::contact::attribution::{self, customer_check};
+use crate::contact::event::{EventFault, EVENT_FIELDS};
 use crate::contact::funnel::FunnelTable;
-use crate::contact::{ContactError, Event};
+use crate::contact::Event;
 use crate::experiment::Variant;
 use crate::registry::Snapshot;
 
@@ -26,49 +36,61 @@ pub async fn post(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let mut body = Vec::from(
-        read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?,
-    );
-    let doc = simd_json::to_borrowed_value(&mut body).map_err(|e| {
-        ApiError::MalformedJson(format!(
-            "invalid JSON at byte {}: {:?}",
-            e.index(),
-            e.error()
-        ))
-    })?;
+    let raw = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
+    let mut body = Vec::from(raw.clone());
+    let doc = simd_json::to_borrowed_value(&mut body).map_err(|_| syntax_error(&raw))?;
     let now = state.contacts.now_ms();
-    let EventBatch {
-        mut events,
-        rejected,
-    } = validate_batch(&doc, now)?;
+    let mut batch = validate_batch(&doc, now)?;
+    let unknown_fields = batch.warnings.len();
+    state.typos.unknown_fields(Route::Events, unknown_fields);
     // Categories come from the champion's offers (its funnel table was made when it was
-    // published); the table is an owned Arc, as it outlives the await below.
+    // published); the tables are owned Arcs, as they outlive the await below.
     let snap: Arc<Snapshot> = arc_swap::Guard::into_inner(state.registry.load());
-    let table = snap
+    let funnel = state.contacts.funnel();
+    let tables = funnel.tables();
+    let active: Vec<Arc<FunnelTable>> = snap
         .models
-        .as_ref()
-        .and_then(|set| state.contacts.funnel().table(set.key(Variant::Champion)));
-    for e in &mut events {
+        .iter()
+        .flat_map(|set| {
+            [Variant::Champion, Variant::Challenger]
+                .into_iter()
+                .filter(move |v| *v == Variant::Champion || set.challenger.is_some())
+                .filter_map(|v| funnel.table(set.key(v)))
+        })
+        .collect();
+    attribute(&mut batch, &tables, &active);
+    for e in &mut batch.events {
         if e.category.is_none() {
-            e.category = resolve_category(table.as_deref(), e.offer_id);
+            e.category = active.first().and_then(|t| t.category(e.offer_id?));
         }
     }
-    state.contacts.count_rejected(rejected.len());
-    let done = state.contacts.ingest(&events).await.map_err(|e| match e {
-        ContactError::Log(_) => ApiError::Unavailable(format!(
-            "the events could not be made durable ({e}); nothing was accepted, retry the batch"
-        )),
-        other => ApiError::Internal(other.to_string()),
-    })?;
-    let body = serde_json::json!({
-        "accepted": done.accepted + done.duplicates,
+    state.contacts.count_rejected(batch.rejected.len());
+    let done = state.contacts.ingest(&batch.events).await?;
+    let by_index = |list: &[(usize, String)], key: &str| {
+        list.iter()
+            .map(|(i, text)| serde_json::json!({"index": i, key: text}))
+            .collect::<Vec<_>>()
+    };
+    let mut answer = serde_json::json!({
+        "accepted": done.accepted,
         "duplicates": done.duplicates,
-        "rejected": rejected
-            .iter()
-            .map(|(i, error)| serde_json::json!({"index": i, "error": error}))
-            .collect::<Vec<_>>(),
+        "rejected": by_index(&batch.rejected, "error"),
     });
-    Ok(json_response(StatusCode::ACCEPTED, body.to_string().into()))
+    if !batch.warnings.is_empty() {
+        answer["warnings"] = by_index(&batch.warnings, "warning").into();
+    }
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        answer.to_string().into(),
+    ))
+}
+
+/// A body simd-json refused, in serde_json's words and positions.
+fn syntax_error(raw: &[u8]) -> ApiError {
+    match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+        Err(e) => ApiError::from_json("", &e),
+        Ok(_) => ApiError::MalformedJson("the body is not JSON this server can read".into()),
+    }
 }
 
 /// A `POST /v1/events` body, validated event by event.
@@ -76,29 +98,33 @@ pub async fn post(
 pub struct EventBatch<'v> {
     /// The valid events, in batch order (categories not yet resolved from the model).
     pub events: Vec<Event<'v>>,
+    /// The batch index of each valid event.
+    pub indices: Vec<usize>,
     /// The refused events: index in the batch and why, in batch order.
     pub rejected: Vec<(usize, String)>,
+    /// What deserves a word about events that were taken (fields the contract does not have,
+    /// offers the models do not know): index and text, in batch order.
+    pub warnings: Vec<(usize, String)>,
 }
 
 /// Validates a decoded `POST /v1/events` body (`{"events": [...]}`, at most [`MAX_BATCH`]);
-/// each event on its own, so a batch keeps its good events. Public for the `events` fuzz
-/// target, which checks what it accepts.
+/// a batch with an event that breaks the schema is refused whole, naming it; otherwise each
+/// event on its own, so a batch keeps its good events. Public for the `events` fuzz target,
+/// which checks what it accepts.
 pub fn validate_batch<'v>(
     doc: &'v simd_json::BorrowedValue<'_>,
     now_ms: i64,
 ) -> Result<EventBatch<'v>, ApiError> {
-    let items = match doc.get("events") {
+    let Some(top) = doc.as_object() else {
+        return Err(ApiError::InvalidRequest(
+            "expected an object with an `events` array".into(),
+        ));
+    };
+    let items = match top.get("events") {
         Some(v) => v
             .as_array()
             .ok_or_else(|| ApiError::InvalidRequest("events: expected an array".into()))?,
-        None if doc.is_object() => {
-            return Err(ApiError::InvalidRequest("missing field `events`".into()))
-        }
-        None => {
-            return Err(ApiError::InvalidRequest(
-                "expected an object with an `events` array".into(),
-            ))
-        }
+        None => return Err(ApiError::InvalidRequest("missing field `events`".into())),
     };
     if items.len() > MAX_BATCH {
         return Err(ApiError::InvalidRequest(format!(
@@ -106,17 +132,133 @@ pub fn validate_batch<'v>(
             items.len()
         )));
     }
-    let mut events = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
+    let mut batch = EventBatch {
+        events: Vec::with_capacity(items.len()),
+        indices: Vec::with_capacity(items.len()),
+        rejected: Vec::new(),
+        warnings: Vec::new(),
+    };
     for (i, item) in items.iter().enumerate() {
         match Event::from_json(item, now_ms) {
-            Ok(e) => events.push(e),
-            Err(error) => rejected.push((i, error)),
+            Ok(e) => {
+                batch.events.push(e);
+                batch.indices.push(i);
+            }
+            Err(EventFault::Refused(error)) => batch.rejected.push((i, error)),
+            Err(EventFault::Malformed(error)) => {
+                let sep = if error.starts_with("expected") {
+                    ": "
+                } else {
+                    "."
+                };
+                return Err(ApiError::InvalidRequest(format!(
+                    "events[{i}]{sep}{error} (the batch was refused whole: it does not fit the schema)"
+                )));
+            }
+        }
+        if let Some(obj) = item.as_object() {
+            for key in obj.keys().filter(|k| !EVENT_FIELDS.contains(&&***k)) {
+                batch.warnings.push((
+                    i,
+                    format!(
+                        "`{}` is not a field of an event and was ignored; the fields are {}",
+                        key.chars().take(64).collect::<String>(),
+                        EVENT_FIELDS.join(", ")
+                    ),
+                ));
+            }
         }
     }
-    Ok(EventBatch { events, rejected })
+    Ok(batch)
 }
 
-fn resolve_category<'t>(table: Option<&'t FunnelTable>, offer: Option<&str>) -> Option<&'t str> {
-    table?.category(offer?)
+/// Checks the events that quote a decision against what the decision id carries: fills in the
+/// channel and placement they leave out, refuses those that contradict them or were made for
+/// another customer, and warns about offers neither the decision's model nor the active models
+/// know. `tables` are every kept model version's funnel tables, `active` the serving ones'.
+fn attribute<'e>(
+    batch: &mut EventBatch<'e>,
+    tables: &'e [Arc<FunnelTable>],
+    active: &'e [Arc<FunnelTable>],
+) {
+    let events = std::mem::take(&mut batch.events);
+    let indices = std::mem::take(&mut batch.indices);
+    for (mut e, i) in events.into_iter().zip(indices) {
+        let decided = e.decision_id.and_then(|d| {
+            let tag = attribution::attribution(d).0;
+            let table = tables.iter().find(|t| t.tag == tag)?;
+            Some((table, attribution::origin(d)))
+        });
+        if let Some((table, Some(origin))) = decided {
+            if let Err(why) = check_origin(&mut e, table, origin) {
+                batch.rejected.push((i, why));
+                continue;
+            }
+        }
+        if let (Some(offer), None) = (e.offer_id, e.category) {
+            let knows = |t: &Arc<FunnelTable>| t.offer(offer).is_some();
+            let known = decided.is_some_and(|(t, _)| knows(t)) || active.iter().any(knows);
+            if !known && !active.is_empty() {
+                let models: Vec<String> = active
+                    .iter()
+                    .map(|t| format!("{} {}", t.name, t.version))
+                    .collect();
+                batch.warnings.push((
+                    i,
+                    format!(
+                        "offer_id: `{}` is not an offer of the active model ({}); the event counts for contact policies but not in the funnel (an offer outside the model takes a `category`)",
+                        offer.chars().take(64).collect::<String>(),
+                        models.join(", ")
+                    ),
+                ));
+            }
+        }
+        batch.events.push(e);
+        batch.indices.push(i);
+    }
+    batch.rejected.sort_by_key(|r| r.0);
+    batch.warnings.sort_by_key(|w| w.0);
+}
+
+/// Takes channel and placement from the decision where the event leaves them out; refuses an
+/// event that contradicts them or names another customer than the decision's.
+fn check_origin<'e>(
+    e: &mut Event<'e>,
+    table: &'e FunnelTable,
+    origin: attribution::Origin,
+) -> Result<(), String> {
+    if origin
+        .customer
+        .is_some_and(|c| c != customer_check(e.customer_id))
+    {
+        return Err(
+            "decision_id: the decision was made for another customer than `customer_id`".into(),
+        );
+    }
+    let Some(ci) = origin.channel else {
+        return Ok(());
+    };
+    if let Some(name) = table.channels().get(ci) {
+        match e.channel {
+            None => e.channel = Some(name),
+            Some(c) if c != &**name => {
+                return Err(format!(
+                    "channel: `{c}` contradicts the decision, which was made on channel `{name}`"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(name) = origin.slot.and_then(|si| table.placement(ci, si)) {
+        match e.placement {
+            None => e.placement = Some(name),
+            Some(p) if p != name => {
+                return Err(format!(
+                "placement: `{p}` contradicts the decision, which was made for placement `{name}`"
+            ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }

@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use super::error::ApiError;
 use crate::engine::Budget;
 
 /// A decision's deadline, checked by the engine between offers.
@@ -19,17 +20,34 @@ impl Budget for Deadline {
     }
 }
 
+/// The largest `X-Deadline-Us` a client may send: one minute, far beyond any decision budget
+/// (a larger value is a client bug, such as milliseconds sent as seconds).
+pub const MAX_DEADLINE_US: u64 = 60_000_000;
+
 /// The budget for one request: the configured one, or a shorter one the client asks for with
-/// `X-Deadline-Us` (a client may only shorten it).
-pub fn budget(configured: Duration, header: Option<&[u8]>) -> Duration {
-    let asked = header
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .and_then(|h| h.trim().parse::<u64>().ok())
-        .map(Duration::from_micros);
-    match asked {
-        Some(a) if a < configured => a,
-        _ => configured,
-    }
+/// `X-Deadline-Us` (a client may only shorten it). A header that is not a whole number of
+/// microseconds from 0 to [`MAX_DEADLINE_US`] is refused, naming the header.
+pub fn budget(configured: Duration, header: Option<&[u8]>) -> Result<Duration, ApiError> {
+    let Some(h) = header else {
+        return Ok(configured);
+    };
+    let text = std::str::from_utf8(h).unwrap_or("").trim();
+    let us = text
+        .parse::<u64>()
+        .ok()
+        .or_else(|| {
+            // `2.0`: JSON Schema's integer, as some generated clients write it.
+            let f = text.parse::<f64>().ok()?;
+            (f.fract() == 0.0 && (0.0..=MAX_DEADLINE_US as f64).contains(&f)).then_some(f as u64)
+        })
+        .filter(|us| *us <= MAX_DEADLINE_US)
+        .ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
+                "X-Deadline-Us: `{}` is not a whole number of microseconds from 0 to {MAX_DEADLINE_US}",
+                String::from_utf8_lossy(h).chars().take(32).collect::<String>()
+            ))
+        })?;
+    Ok(configured.min(Duration::from_micros(us)))
 }
 
 /// Counts decide requests in flight and decides which to admit.
@@ -96,10 +114,29 @@ mod tests {
     #[test]
     fn clients_may_only_shorten_the_budget() {
         let five = Duration::from_millis(5);
-        assert_eq!(budget(five, None), five);
-        assert_eq!(budget(five, Some(b"200")), Duration::from_micros(200));
-        assert_eq!(budget(five, Some(b"99999999")), five);
-        assert_eq!(budget(five, Some(b"soon")), five);
+        assert_eq!(budget(five, None).unwrap(), five);
+        assert_eq!(
+            budget(five, Some(b"200")).unwrap(),
+            Duration::from_micros(200)
+        );
+        assert_eq!(
+            budget(five, Some(b"200.0")).unwrap(),
+            Duration::from_micros(200)
+        );
+        assert_eq!(budget(five, Some(b"60000000")).unwrap(), five);
+        for bad in [
+            &b"soon"[..],
+            b"-1",
+            b"1.5",
+            b"abc",
+            b"60000001",
+            b"",
+            b"1e3x",
+        ] {
+            let e = budget(five, Some(bad)).unwrap_err();
+            assert!(e.to_string().starts_with("X-Deadline-Us: "), "{e}");
+            assert_eq!(e.status(), hyper::StatusCode::BAD_REQUEST);
+        }
     }
 
     #[test]

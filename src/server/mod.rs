@@ -4,7 +4,8 @@
 //! `service_fn`, bounded per listener (`conns`: at the bound, the connection without a request
 //! the longest makes room for the newcomer); handlers decode, load the snapshot once, call the
 //! engine, encode. Admin routes live only on the admin listener, so a channel backend can never
-//! reach them.
+//! reach them. Each socket is wrapped so that hyper's own answers to heads it cannot read carry
+//! the JSON error body too (`head_errors`).
 
 pub mod admin;
 pub mod body;
@@ -14,9 +15,11 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod guards;
+mod head_errors;
 pub mod openapi;
 pub mod public;
 pub mod status;
+pub mod typos;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,7 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::contact::{Clock, ContactConfig, Contacts};
+use crate::contact::attribution::DecisionIds;
+use crate::contact::{Binding, Clock, ContactConfig, Contacts};
 use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -90,6 +94,8 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Bearer token the admin listener requires, when set.
     pub admin_token: Option<AdminToken>,
+    /// Where decision ids take their random bits (the thread's RNG unless a test fixes them).
+    pub decision_ids: DecisionIds,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +112,7 @@ impl Default for ServerConfig {
             drain_delay: Duration::from_millis(1000),
             grace: Duration::from_secs(10),
             admin_token: None,
+            decision_ids: DecisionIds::default(),
         }
     }
 }
@@ -134,78 +141,181 @@ pub struct AppState {
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The sample of decisions logged for replay, when `--decision-log` is set.
     pub decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
+    /// Where the listeners are bound (public, admin), once started: what `/openapi.json`
+    /// names in `servers`.
+    pub bound: std::sync::OnceLock<(SocketAddr, SocketAddr)>,
+    /// Client mistakes answered anyway (unknown fields, channels, placements): counted, logged
+    /// once per name.
+    pub typos: typos::Typos,
 }
 
 impl AppState {
-    /// State around a registry, with an empty built-in fallback.
-    pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
-        Self::with_builtin(registry, config, BuiltinFallback::default())
+    /// The URL of a listener for `/openapi.json`'s `servers` (see [`openapi::server_url`]).
+    pub fn server_url(&self, admin: bool, host: Option<&hyper::header::HeaderValue>) -> String {
+        let (public, admin_addr) = self
+            .bound
+            .get()
+            .copied()
+            .unwrap_or((self.config.listen, self.config.admin_listen));
+        openapi::server_url(if admin { admin_addr } else { public }, host)
     }
 
-    /// State around a registry and a built-in fallback.
-    pub fn with_builtin(
-        registry: Arc<Registry>,
-        config: ServerConfig,
-        builtin: BuiltinFallback,
-    ) -> Self {
-        let contacts = Arc::new(Contacts::in_memory(
-            &ContactConfig::default(),
-            Clock::system(),
-        ));
-        follow_models(&registry, &contacts);
-        AppState {
+    /// State around a registry, with in-memory contacts and an empty built-in fallback (tests,
+    /// tools). A server with a data folder uses [`AppState::builder`].
+    pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
+        AppState::builder(registry, config).build()
+    }
+
+    /// Starts building the state around a registry.
+    pub fn builder(registry: Arc<Registry>, config: ServerConfig) -> AppStateBuilder {
+        AppStateBuilder {
             registry,
-            metrics: Metrics::default(),
-            admission: Admission::new(config.max_inflight),
             config,
-            builtin,
-            draining: AtomicBool::new(false),
-            connections: AtomicUsize::new(0),
-            evicted_connections: AtomicU64::new(0),
-            contacts,
+            builtin: BuiltinFallback::default(),
+            contacts: None,
             fleet: None,
             decision_log: None,
         }
     }
+}
 
-    /// The same state, sharing events with the fleet.
-    pub fn with_fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Self {
+impl AppState {
+    /// The listeners' own figures now.
+    pub fn listener_stats(&self) -> ListenerStats {
+        ListenerStats {
+            inflight: self.admission.inflight(),
+            max_inflight: self.admission.max(),
+            open_connections: self.connections.load(Relaxed),
+            evicted_connections: self.evicted_connections.load(Relaxed),
+        }
+    }
+}
+
+/// The listeners' figures: admission and connections, as `/metrics` and the status page show
+/// them.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ListenerStats {
+    /// Decide requests in flight.
+    pub inflight: usize,
+    /// The admission bound.
+    pub max_inflight: usize,
+    /// Open connections, both listeners.
+    pub open_connections: usize,
+    /// Connections closed to make room for a new one at the bound.
+    pub evicted_connections: u64,
+}
+
+impl crate::metrics::prom::Collect for ListenerStats {
+    fn collect(&self, out: &mut crate::metrics::prom::Exposition) {
+        use crate::metrics::prom::Kind;
+        for (name, help, v) in [
+            (
+                "nextbest_inflight_decisions",
+                "Decide requests in flight.",
+                self.inflight,
+            ),
+            (
+                "nextbest_max_inflight_decisions",
+                "The admission bound.",
+                self.max_inflight,
+            ),
+            (
+                "nextbest_open_connections",
+                "Open connections, both listeners.",
+                self.open_connections,
+            ),
+        ] {
+            out.family(name, Kind::Gauge, help).sample(&[], v);
+        }
+        out.family(
+            "nextbest_connections_evicted_total",
+            Kind::Counter,
+            "Connections closed to make room for a new one at --max-connections, both listeners.",
+        )
+        .sample(&[], self.evicted_connections);
+    }
+}
+
+/// What [`AppState`] is built from; what is not given takes its default.
+pub struct AppStateBuilder {
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    builtin: BuiltinFallback,
+    contacts: Option<Arc<Contacts>>,
+    fleet: Option<Arc<crate::fleet::Fleet>>,
+    decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
+}
+
+impl AppStateBuilder {
+    /// The last stage of the fallback chain (`--fallback-file`).
+    pub fn builtin(mut self, builtin: BuiltinFallback) -> Self {
+        self.builtin = builtin;
+        self
+    }
+
+    /// The contact side, opened by [`open_contacts`] (so it follows the registry's models).
+    pub fn contacts(mut self, contacts: Arc<Contacts>) -> Self {
+        self.contacts = Some(contacts);
+        self
+    }
+
+    /// Shares events with the fleet.
+    pub fn fleet(mut self, fleet: Arc<crate::fleet::Fleet>) -> Self {
         self.fleet = Some(fleet);
         self
     }
 
-    /// The same state logging a sample of its decisions.
-    pub fn with_decision_log(mut self, log: Arc<crate::decision_log::DecisionLog>) -> Self {
+    /// Logs a sample of the decisions.
+    pub fn decision_log(mut self, log: Arc<crate::decision_log::DecisionLog>) -> Self {
         self.decision_log = Some(log);
         self
     }
 
-    /// The same state with the given contact side (a data folder, a test clock).
-    pub fn with_contacts(mut self, contacts: Arc<Contacts>) -> Self {
-        follow_models(&self.registry, &contacts);
-        self.contacts = contacts;
-        self
+    /// The state; without a contact side given, an in-memory one following the registry.
+    pub fn build(self) -> AppState {
+        let contacts = self.contacts.unwrap_or_else(|| {
+            let config = ContactConfig::default();
+            let opened = open_contacts(&self.registry, &config, Clock::system());
+            // Without a data folder nothing is opened, so nothing can fail.
+            Arc::new(opened.unwrap_or_else(|_| Contacts::in_memory(&config, Clock::system())))
+        });
+        AppState {
+            registry: self.registry,
+            metrics: Metrics::default(),
+            admission: Admission::new(self.config.max_inflight),
+            config: self.config,
+            builtin: self.builtin,
+            draining: AtomicBool::new(false),
+            connections: AtomicUsize::new(0),
+            evicted_connections: AtomicU64::new(0),
+            contacts,
+            fleet: self.fleet,
+            decision_log: self.decision_log,
+            typos: typos::Typos::default(),
+            bound: std::sync::OnceLock::new(),
+        }
     }
 }
 
-/// Keeps the contact side ready for every model the registry publishes (history horizon,
-/// funnel tables), from now on. The hook holds the contact side weakly: one replaced by
-/// [`AppState::with_contacts`] is not kept alive by it.
-fn follow_models(registry: &Registry, contacts: &Arc<Contacts>) {
-    let contacts = Arc::downgrade(contacts);
-    registry.on_publish(move |set| {
-        if let Some(c) = contacts.upgrade() {
-            bind_set(&c, set);
-        }
-    });
+/// Opens the contact side for a registry: it follows every model the registry publishes
+/// (history horizon, funnel tables, the experiment), bound before the log replays so replayed
+/// outcomes count. The one place registry and contact side are wired.
+pub fn open_contacts(
+    registry: &Registry,
+    config: &ContactConfig,
+    clock: Clock,
+) -> Result<Contacts, crate::contact::ContactError> {
+    Contacts::open_with(config, clock, |c| {
+        let binding = c.binding();
+        registry.on_publish(move |set| bind_set(&binding, set));
+    })
 }
 
 /// Readies the contact side for a model set: each model's history horizon and funnel table,
-/// and the experiment that attributes outcomes naming no decision. Also called before the
-/// event log is replayed at start.
-pub fn bind_set(contacts: &Contacts, set: &crate::registry::ModelSet) {
+/// and the experiment that attributes outcomes naming no decision.
+fn bind_set(binding: &Binding, set: &crate::registry::ModelSet) {
     for (model, _, key) in set.models() {
-        contacts.bind_model(&model.compiled, key);
+        binding.bind_model(&model.compiled, key);
     }
     let challenger = set.challenger.as_ref().map(|c| {
         let experiment = crate::experiment::Challenger {
@@ -215,9 +325,7 @@ pub fn bind_set(contacts: &Contacts, set: &crate::registry::ModelSet) {
         };
         (set.key(crate::experiment::Variant::Challenger), experiment)
     });
-    contacts
-        .funnel()
-        .activate(set.key(crate::experiment::Variant::Champion), challenger);
+    binding.activate(set.key(crate::experiment::Variant::Champion), challenger);
 }
 
 /// A started server: its bound addresses and a way to stop it.
@@ -254,11 +362,33 @@ impl RunningServer {
     }
 }
 
+/// Which of the two listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Channels' decisions and events.
+    Public,
+    /// Operators' admin API and metrics.
+    Admin,
+}
+
+/// A listener that could not be bound, with its address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {} listener on {addr}: {source}", match .listener { Listener::Public => "public", Listener::Admin => "admin" })]
+pub struct BindError {
+    /// Which listener.
+    pub listener: Listener,
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// The cause (address in use, not available here, ...).
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds both listeners and starts serving.
-pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
-    let public = TcpListener::bind(state.config.listen).await?;
-    let admin = TcpListener::bind(state.config.admin_listen).await?;
-    let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+pub async fn start(state: Arc<AppState>) -> Result<RunningServer, BindError> {
+    let (public, public_addr) = bind(Listener::Public, state.config.listen).await?;
+    let (admin, admin_addr) = bind(Listener::Admin, state.config.admin_listen).await?;
+    let _ = state.bound.set((public_addr, admin_addr));
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(accept_loop(
@@ -276,6 +406,20 @@ pub async fn start(state: Arc<AppState>) -> std::io::Result<RunningServer> {
         stop,
         tasks,
     })
+}
+
+async fn bind(
+    listener: Listener,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), BindError> {
+    let fail = |source| BindError {
+        listener,
+        addr,
+        source,
+    };
+    let l = TcpListener::bind(addr).await.map_err(fail)?;
+    let bound = l.local_addr().map_err(fail)?;
+    Ok((l, bound))
 }
 
 #[derive(Clone, Copy)]
@@ -351,6 +495,7 @@ async fn accept_loop(
         let mut stopping = stop.clone();
         state.connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
+            let stream = head_errors::JsonHeadErrors::new(stream);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             let ending = tokio::select! {

@@ -16,7 +16,10 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
+use hyper::header::HeaderValue;
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Map, Value};
 
@@ -72,6 +75,12 @@ pub fn part(listener: Listener) -> Result<Value, SplitError> {
             .unwrap_or_default(),
         _ => Map::new(),
     };
+    // The model document's schemas come from the model parser's own field lists.
+    if let Some(Value::Object(schemas)) =
+        doc.get_mut("components").and_then(|c| c.get_mut("schemas"))
+    {
+        schemas.extend(crate::model::schema::schemas());
+    }
     let Some(Value::Object(paths)) = doc.remove("paths") else {
         return Err(SplitError::Shape("no paths"));
     };
@@ -169,18 +178,37 @@ fn resolve<'a>(components: &'a Map<String, Value>, r: &str) -> Option<&'a Value>
     components.get(kind)?.get(name)
 }
 
-/// Both parts, serialised once.
-static PARTS: LazyLock<Result<[Bytes; 2], String>> = LazyLock::new(|| {
-    let bytes = |l| {
-        part(l)
-            .map(|doc| Bytes::from(doc.to_string()))
-            .map_err(|e| e.to_string())
-    };
-    Ok([bytes(Listener::Public)?, bytes(Listener::Admin)?])
+/// Both parts, split once.
+static PARTS: LazyLock<Result<[Value; 2], String>> = LazyLock::new(|| {
+    let doc = |l| part(l).map_err(|e| e.to_string());
+    Ok([doc(Listener::Public)?, doc(Listener::Admin)?])
 });
 
-/// Answers any method on `/openapi.json` for a listener: the part on GET, else 405.
-pub fn answer(method: &Method, listener: Listener) -> Result<Response<Full<Bytes>>, ApiError> {
+/// The URL a client reaches a listener at: its bound address, or for one bound to every
+/// interface (`0.0.0.0`, `[::]`) the `Host` the client used (else `localhost` and the port).
+pub fn server_url(bound: SocketAddr, host: Option<&HeaderValue>) -> String {
+    if !bound.ip().is_unspecified() {
+        return format!("http://{bound}");
+    }
+    let plausible = |h: &&str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    };
+    match host.and_then(|h| h.to_str().ok()).filter(plausible) {
+        Some(h) => format!("http://{h}"),
+        None => format!("http://localhost:{}", bound.port()),
+    }
+}
+
+/// Answers any method on `/openapi.json` for a listener: the part on GET, its `servers` naming
+/// `url` (see [`server_url`]), else 405.
+pub fn answer(
+    method: &Method,
+    listener: Listener,
+    url: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     if method != Method::GET {
         return Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
@@ -188,10 +216,13 @@ pub fn answer(method: &Method, listener: Listener) -> Result<Response<Full<Bytes
         });
     }
     match &*PARTS {
-        Ok(parts) => Ok(json_response(
-            StatusCode::OK,
-            parts[listener as usize].clone(),
-        )),
+        Ok(parts) => {
+            let mut doc = parts[listener as usize].clone();
+            if let Some(server) = doc.pointer_mut("/servers/0/url") {
+                *server = Value::String(url.to_owned());
+            }
+            Ok(json_response(StatusCode::OK, doc.to_string().into()))
+        }
         Err(e) => Err(ApiError::Internal(e.clone())),
     }
 }
@@ -255,9 +286,38 @@ mod tests {
 
     #[test]
     fn answers_get_only() {
-        let ok = answer(&Method::GET, Listener::Public).unwrap();
+        let ok = answer(&Method::GET, Listener::Public, "http://127.0.0.1:1").unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
-        let refused = answer(&Method::POST, Listener::Admin).unwrap_err();
+        let refused = answer(&Method::POST, Listener::Admin, "http://127.0.0.1:1").unwrap_err();
         assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn servers_name_where_the_listener_is_reached() {
+        let host = HeaderValue::from_static("sidecar.internal:8080");
+        let bound: SocketAddr = "10.1.2.3:8080".parse().unwrap();
+        assert_eq!(server_url(bound, Some(&host)), "http://10.1.2.3:8080");
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(server_url(any, Some(&host)), "http://sidecar.internal:8080");
+        assert_eq!(server_url(any, None), "http://localhost:8080");
+        let odd = HeaderValue::from_static("a b");
+        assert_eq!(server_url(any, Some(&odd)), "http://localhost:8080");
+        let v6: SocketAddr = "[::1]:9091".parse().unwrap();
+        assert_eq!(server_url(v6, None), "http://[::1]:9091");
+    }
+
+    #[test]
+    fn the_model_document_schema_is_the_parsers() {
+        let admin = part(Listener::Admin).unwrap();
+        let put = &admin["paths"]["/admin/models"]["put"]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"];
+        assert_eq!(put, "#/components/schemas/ModelDocument");
+        let doc = &admin["components"]["schemas"]["ModelDocument"];
+        assert_eq!(doc, &crate::model::schema::schemas()["ModelDocument"]);
+        assert!(!doc.to_string().contains("x-nextbest-generated"));
+        let public = part(Listener::Public).unwrap();
+        assert!(public["components"]["schemas"]
+            .get("ModelDocument")
+            .is_none());
     }
 }

@@ -1,31 +1,23 @@
 //! The public listener's routes: `/v1/decide` (see [`super::decide`]), `/v1/events` (see
 //! [`super::events`]), `/healthz`, `/readyz`. Routing only.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::codec;
-use super::decide::{self, deadline_header};
+use super::decide;
 use super::error::{json_response, ApiError};
 use super::events;
-use super::guards;
 use super::AppState;
+use crate::metrics::Listener;
 
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let route = Listener::Public.route(req.uri().path());
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide::decide_post(state, req).await,
-        (&Method::GET, "/v1/decide") => {
-            let ticket = state.admission.enter();
-            let started = Instant::now();
-            let budget = guards::budget(state.config.deadline, deadline_header(&req));
-            codec::decode_query(req.uri().query().unwrap_or(""))
-                .map(|body| decide::decide(state, &body, started, budget, &ticket))
-        }
+        (&Method::GET, "/v1/decide") => decide::decide_get(state, &req),
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
             allow: "GET, POST",
@@ -44,11 +36,16 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
             method: m.to_string(),
             allow: "GET, HEAD",
         }),
-        (m, "/openapi.json") => super::openapi::answer(m, super::openapi::Listener::Public),
+        (m, "/openapi.json") => {
+            let url = state.server_url(false, req.headers().get(hyper::header::HOST));
+            super::openapi::answer(m, super::openapi::Listener::Public, &url)
+        }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     };
     let resp = resp.unwrap_or_else(ApiError::into_response);
-    state.metrics.status(resp.status().as_u16());
+    state
+        .metrics
+        .response(Listener::Public, route, resp.status().as_u16());
     resp
 }
 
@@ -59,9 +56,14 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
     }
     let snap = state.registry.load();
     if let Some(fleet) = state.fleet.as_ref().filter(|_| snap.is_ready()) {
-        // A new replica catches up on the fleet's events first, for a bounded time.
+        // A new replica catches up on the fleet's events first (for a bounded time only with
+        // --ready-when-behind); one that refused to join is never ready.
         if !fleet.ready() {
-            let body = serde_json::json!({"status": "not_ready", "detail": "catching up with the fleet's events"});
+            let detail = match fleet.refused() {
+                Some(why) => format!("refused to join the fleet: {why}"),
+                None => "catching up with the fleet's events".to_owned(),
+            };
+            let body = serde_json::json!({"status": "not_ready", "detail": detail});
             return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
         }
         if !fleet.caught_up() {

@@ -7,7 +7,6 @@
 //! refreshes every few seconds. This module only reads counters; it changes nothing.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -77,57 +76,37 @@ pub fn quantile_us(buckets: &[u64], count: u64, q: f64) -> Option<f64> {
 /// `GET /admin/status.json`: decisions by outcome and variant, latency percentiles, the load
 /// journal, admission and connections, and the time they were read (for rates).
 pub fn json(state: &AppState) -> Response<Full<Bytes>> {
-    let m = &state.metrics;
+    let d = state.metrics.decisions();
     let fallbacks: serde_json::Map<String, serde_json::Value> = FallbackReason::ALL
         .iter()
-        .map(|r| (r.as_str().to_owned(), m.fallbacks(*r).into()))
+        .map(|r| (r.as_str().to_owned(), d.fallbacks(*r).into()))
         .collect();
-    let personalised = m.personalised.load(Relaxed);
-    let total = personalised
-        + FallbackReason::ALL
-            .iter()
-            .map(|r| m.fallbacks(*r))
-            .sum::<u64>();
-    let (buckets, count) = m.decide_latency.snapshot();
+    let (buckets, count) = d.latency;
     let q = |q| quantile_us(&buckets, count, q);
-    let snap = state.registry.load();
-    let journal = state.registry.journal.entries();
-    let features = snap.features.as_ref().map(|f| {
-        json!({
-            "source": f.source(),
-            "customers": f.len(),
-            "columns": f.columns().len(),
-            "column_kinds": columns_json(f),
-            "bytes": f.bytes_held(),
-            "loaded_at": journal.iter().find(|e| e.accepted && e.customers.is_some()).map(|e| &e.at),
-        })
-    });
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let listeners = state.listener_stats();
     let body = json!({
-        "now_ms": now_ms,
-        "ready": snap.is_ready(),
+        "now_ms": state.contacts.now_ms(),
+        "ready": state.registry.load().is_ready(),
         "draining": state.draining.load(Relaxed),
         "decisions": {
-            "total": total,
-            "personalised": personalised,
+            "total": d.total(),
+            "personalised": d.personalised,
             "fallbacks": fallbacks,
-            "variants": Variant::ALL.map(|v| json!({"variant": v.as_str(), "decisions": m.variant_count(v)})),
+            "variants": Variant::ALL.map(|v| json!({"variant": v.as_str(), "decisions": d.variants[v.index()]})),
         },
         "latency_us": {
             "count": count,
             "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
             "buckets_us": LATENCY_BUCKETS_US,
         },
-        "admission": {"inflight": state.admission.inflight(), "max": state.admission.max()},
+        "admission": {"inflight": listeners.inflight, "max": listeners.max_inflight},
         "connections": {
-            "open": state.connections.load(Relaxed),
-            "evicted": state.evicted_connections.load(Relaxed),
+            "open": listeners.open_connections,
+            "evicted": listeners.evicted_connections,
         },
-        "features": features,
-        "loads": journal,
-        "replication": state.fleet.as_ref().map(|f| f.status_json()),
+        "features": features_summary(state),
+        "loads": state.registry.journal.entries(),
+        "replication": state.fleet.as_ref().map(|f| f.stats()),
     });
     let mut resp = json_response(StatusCode::OK, body.to_string().into());
     resp.headers_mut()
@@ -147,6 +126,25 @@ pub(super) fn columns_json(f: &crate::features::FeatureStore) -> serde_json::Val
             ColumnKind::Number => json!({"name": name, "kind": kind.as_str()}),
         })
         .collect()
+}
+
+/// The serving feature snapshot, as `/admin/models` and the status page show it.
+pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
+    let snap = state.registry.load();
+    let f = snap.features.as_ref()?;
+    let journal = state.registry.journal.entries();
+    let loaded_at = journal
+        .iter()
+        .find(|e| e.accepted && e.customers.is_some())
+        .map(|e| e.at.clone());
+    Some(serde_json::json!({
+        "source": f.source(),
+        "customers": f.len(),
+        "features": f.columns().len(),
+        "column_kinds": columns_json(f),
+        "bytes": f.bytes_held(),
+        "loaded_at": loaded_at,
+    }))
 }
 
 #[cfg(test)]

@@ -21,8 +21,41 @@ impl Binary {
 
     /// A models folder (holding `features.csv`), the given data folder, ephemeral ports.
     pub fn with_models(models: &Path, data_dir: &Path) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
-        cmd.args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        Binary::listening(models, data_dir, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// The demo model and snapshot and the given data folder, on the given listener addresses.
+    pub fn demo_on(data_dir: &Path, public: &str, admin: &str) -> Self {
+        Binary::listening(&super::demo_dir(), data_dir, public, admin)
+    }
+
+    /// A models folder mounted read-only for the server alone (as a Kubernetes ConfigMap
+    /// volume is), through a private mount namespace (`unshare`, util-linux), ephemeral ports.
+    /// Needs the right to mount, which root in a container has; without it the test fails
+    /// with `unshare`'s own message.
+    pub fn read_only_models(models: &Path, data_dir: &Path) -> Self {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(models)
+            .arg(env!("CARGO_BIN_EXE_nextbest"));
+        Binary::with_command(cmd, models, data_dir, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    fn listening(models: &Path, data_dir: &Path, public: &str, admin: &str) -> Self {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        Binary::with_command(cmd, models, data_dir, public, admin)
+    }
+
+    fn with_command(
+        mut cmd: Command,
+        models: &Path,
+        data_dir: &Path,
+        public: &str,
+        admin: &str,
+    ) -> Self {
+        cmd.args(["--listen", public, "--admin-listen", admin])
             .arg("--models")
             .arg(models)
             .arg("--features")
@@ -32,7 +65,26 @@ impl Binary {
             .arg("--no-watch")
             .env("NEXTBEST_LOG", "info")
             .env_remove("NEXTBEST_ADMIN_TOKEN")
+            .env_remove("NEXTBEST_ADMIN_TOKEN_FILE")
+            .env_remove("NEXTBEST_ADMIN_INSECURE")
             .env_remove("NEXTBEST_REDIS")
+            .env_remove("NEXTBEST_REDIS_PASSWORD_FILE")
+            .env_remove("NEXTBEST_READY_WHEN_BEHIND")
+            .stdin(Stdio::null());
+        Binary { cmd }
+    }
+
+    /// The binary run inside `dir` with only its ports set (ephemeral): paths on the command
+    /// line are relative to `dir`, as a newcomer types them there.
+    pub fn in_folder(dir: &Path) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        cmd.current_dir(dir)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .env("NEXTBEST_LOG", "info")
+            .env_remove("NEXTBEST_ADMIN_TOKEN")
+            .env_remove("NEXTBEST_REDIS")
+            .env_remove("NEXTBEST_MODELS")
+            .env_remove("NEXTBEST_FEATURES")
             .stdin(Stdio::null());
         Binary { cmd }
     }
@@ -49,6 +101,12 @@ impl Binary {
         self
     }
 
+    /// One more environment variable.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
     /// Starts it and waits for its `nextbest listening` line.
     pub fn spawn(mut self) -> Process {
         let mut child = KillOnDrop(
@@ -56,7 +114,9 @@ impl Binary {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .expect("the binary starts"),
+                .unwrap_or_else(|e| {
+                    panic!("the binary (or unshare, for a read-only folder) does not start: {e}")
+                }),
         );
         let stderr = Arc::new(Mutex::new(String::new()));
         let err = child.0.stderr.take().expect("stderr is piped");
@@ -98,18 +158,34 @@ impl Binary {
         }
     }
 
-    /// Runs it to the end (for start-up refusals): exit status and stderr.
+    /// Runs it to the end (for start-up refusals): exit status and stderr. A process still
+    /// running after 60 s fails the test (it started when it should have refused).
     pub fn run_to_exit(mut self) -> (std::process::ExitStatus, String) {
-        let out = self
-            .cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("the binary runs");
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut child = KillOnDrop(
+            self.cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the binary runs"),
+        );
+        let mut err = child.0.stderr.take().expect("stderr is piped");
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut err, &mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("the binary can be waited for") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the binary was expected to exit but still runs after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (status, reader.join().expect("stderr is read"))
     }
 }
 

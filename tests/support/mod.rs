@@ -434,19 +434,22 @@ pub const DAY: i64 = 86_400_000;
 pub async fn start_demo_contacts(
     data_dir: Option<&Path>,
 ) -> (TestServer, nextbest::contact::ManualClock) {
-    use nextbest::contact::{Clock, ContactConfig, Contacts};
+    use nextbest::contact::{Clock, ContactConfig};
     let features = Arc::new(FeatureStore::load(&demo_dir().join("features.csv")).unwrap());
     let model = model::load(&demo_dir(), &*features, &Limits::default()).unwrap();
     let (clock, hand) = Clock::manual(T0);
     let config = ContactConfig {
         data_dir: data_dir.map(Path::to_owned),
-        horizon_ms: model.compiled.policies.horizon_ms,
         ..ContactConfig::default()
     };
-    let contacts = Arc::new(Contacts::open(&config, clock).unwrap());
     let registry = Arc::new(Registry::default());
     registry.install(features, model).unwrap();
-    let state = Arc::new(AppState::new(registry, test_config()).with_contacts(contacts));
+    let contacts = Arc::new(server::open_contacts(&registry, &config, clock).unwrap());
+    let state = Arc::new(
+        AppState::builder(registry, test_config())
+            .contacts(contacts)
+            .build(),
+    );
     let running = server::start(state.clone()).await.unwrap();
     let srv = TestServer {
         public: running.public_addr,

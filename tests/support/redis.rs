@@ -23,9 +23,23 @@ impl Redis {
 
     /// Starts one on the given port (to bring a killed one back where replicas expect it).
     pub fn on_port(port: u16) -> Redis {
+        Redis::spawn(port, &[])
+    }
+
+    /// Starts one on a free loopback port that refuses clients without `password`.
+    pub fn with_password(password: &str) -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Redis::spawn(port, &["--requirepass", password])
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

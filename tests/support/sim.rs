@@ -3,12 +3,16 @@
 //! driver that asks `/v1/decide`, posts the impression, and posts a conversion with the
 //! offer's true probability. The world is fixed by a seed (which customer, and one uniform
 //! coin per step, shared by every policy so their regrets compare on the same draws); the
-//! server's own draws are seeded by its decision ids.
+//! server's own draws are seeded by its decision ids, whose random bits come from a seeded
+//! sequence, on a clock that stands still, with what adaptive offers learnt published after
+//! every batch of events: a run repeats exactly.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use nextbest::contact::attribution::DecisionIds;
+use nextbest::contact::{Clock, ContactConfig};
 use nextbest::features::FeatureStore;
 use nextbest::model::{self, Limits};
 use nextbest::registry::Registry;
@@ -89,8 +93,12 @@ pub fn model_doc(arms: &[Arm], version: &str) -> serde_json::Value {
         "placements": {"home": {"channels": ["web"], "limit": 1}}, "offers": offers})
 }
 
-/// Starts the real server (ephemeral loopback ports) serving the arms.
-pub async fn start(arms: &[Arm]) -> (RunningServer, Arc<AppState>) {
+/// The simulation's time: every decision and event happens at this instant.
+pub const T0: i64 = 1_795_341_600_000;
+
+/// Starts the real server (ephemeral loopback ports) serving the arms, its decision ids drawn
+/// from a sequence fixed by `id_seed` and its clock standing at [`T0`].
+pub async fn start(arms: &[Arm], id_seed: u64) -> (RunningServer, Arc<AppState>) {
     let mut csv = String::from("customer_id,x\n");
     for c in 0..CUSTOMERS {
         csv.push_str(&format!("C{c},1\n"));
@@ -106,9 +114,17 @@ pub async fn start(arms: &[Arm]) -> (RunningServer, Arc<AppState>) {
         drain_delay: std::time::Duration::ZERO,
         // A debug build on a shared machine must not turn answers into deadline fallbacks.
         deadline: std::time::Duration::from_secs(1),
+        decision_ids: DecisionIds::seeded(id_seed),
         ..ServerConfig::default()
     };
-    let state = Arc::new(AppState::new(registry, config));
+    let (clock, _) = Clock::manual(T0);
+    let contacts =
+        Arc::new(server::open_contacts(&registry, &ContactConfig::default(), clock).unwrap());
+    let state = Arc::new(
+        AppState::builder(registry, config)
+            .contacts(contacts)
+            .build(),
+    );
     let running = server::start(state.clone()).await.unwrap();
     (running, state)
 }
@@ -167,6 +183,8 @@ fn parse(buf: &[u8]) -> Option<(u16, Vec<u8>, usize)> {
 
 /// The driver: the world's seeded stream and what was chosen so far.
 pub struct Driver {
+    /// The server, whose adaptive counts the driver publishes after each batch of events.
+    state: Arc<AppState>,
     /// The world's randomness.
     pub world: Rng,
     /// Index (into the arms) chosen at each decision so far.
@@ -179,8 +197,9 @@ pub struct Driver {
 
 impl Driver {
     /// A driver with its world seed, talking to the server's public listener.
-    pub async fn new(public: SocketAddr, seed: u64) -> Driver {
+    pub async fn new(public: SocketAddr, seed: u64, state: Arc<AppState>) -> Driver {
         Driver {
+            state,
             world: Rng::new(seed),
             chosen: Vec::new(),
             regret: 0.0,
@@ -239,6 +258,9 @@ impl Driver {
             .send("POST", "/v1/events", &serde_json::to_vec(&body).unwrap())
             .await;
         assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+        // The next decisions read every event posted so far, not whatever the refresher had
+        // published by then: the run does not depend on the machine's speed.
+        self.state.contacts.adaptive().refresh();
     }
 
     /// The share of the last `n` decisions that chose arm `i`.

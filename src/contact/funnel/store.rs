@@ -101,22 +101,12 @@ fn snapshot(funnel: &Funnel) -> Saved {
 
 /// Writes the counts file atomically.
 pub fn save(dir: &Path, funnel: &Funnel) -> Result<(), StoreError> {
-    use std::io::Write as _;
     let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
     let bytes = serde_json::to_vec(&snapshot(funnel)).map_err(|e| StoreError::Invalid {
         path: path.clone(),
         detail: e.to_string(),
     })?;
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(&bytes).map_err(io(&tmp))?;
-    f.sync_data().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io(&path))?;
-    // The rename is durable once the folder is synced.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    crate::durable::write_atomic(&path, &bytes, true).map_err(io(&path))?;
     Ok(())
 }
 
@@ -201,17 +191,32 @@ impl Saver {
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("funnel-saver".into())
-            .spawn(move || loop {
-                let stopping = !matches!(
-                    rx.recv_timeout(interval),
-                    Err(mpsc::RecvTimeoutError::Timeout)
-                );
-                let Some(c) = contacts.upgrade() else { return };
-                if let Err(e) = save(&dir, c.funnel()) {
-                    tracing::warn!(error = %e, "decision counts not saved");
-                }
-                if stopping {
-                    return;
+            .spawn(move || {
+                // A failure logs once when an episode starts (a full disk fails every save)
+                // and once when it ends; the counter counts each.
+                let mut failing = false;
+                loop {
+                    let stopping = !matches!(
+                        rx.recv_timeout(interval),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    );
+                    let Some(c) = contacts.upgrade() else { return };
+                    match save(&dir, c.funnel()) {
+                        Ok(()) if failing => {
+                            failing = false;
+                            tracing::info!("decision counts saved again");
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            c.funnel().save_failures.fetch_add(1, Relaxed);
+                            if !std::mem::replace(&mut failing, true) {
+                                tracing::warn!(error = %e, "decision counts not saved; retrying every interval, logged again once they are");
+                            }
+                        }
+                    }
+                    if stopping {
+                        return;
+                    }
                 }
             })?;
         Ok(Saver {
@@ -252,6 +257,46 @@ mod tests {
             vec![1.0, 2.5].into(),
             vec!["web".into()].into(),
         )
+    }
+
+    #[test]
+    fn failed_saves_are_counted_and_the_saver_goes_on() {
+        let dir = std::env::temp_dir().join(format!("nb-funnel-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A folder where the temporary file goes: every save fails, as on a full disk.
+        let blocker = dir.join(format!(".{FILE}.tmp"));
+        std::fs::create_dir_all(&blocker).unwrap();
+        let contacts = std::sync::Arc::new(Contacts::in_memory(
+            &crate::contact::ContactConfig::default(),
+            crate::contact::Clock::system(),
+        ));
+        let mut saver = Saver::start(
+            dir.clone(),
+            std::sync::Arc::downgrade(&contacts),
+            Duration::from_millis(5),
+        )
+        .unwrap();
+        let failures = || contacts.funnel().save_failures.load(Relaxed);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while failures() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no failed saves counted"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::remove_dir(&blocker).unwrap();
+        while !dir.join(FILE).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the saver stopped saving"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        saver.stop();
+        let after = failures();
+        assert!(after >= 3);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! contact side holds the folder's lock (see `super::lock`).
 
 mod replay;
+mod tail;
 mod writer;
 
 use std::fs::{self, File, OpenOptions};
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use replay::{replay, ReplayReport};
+pub use tail::{disk_bytes, read_all, read_from, unread_bytes, Position, Progress};
 pub use writer::{Batch, Inject, LogStats, LogWriter, Reservation, Sink, WriterConfig};
 
 /// The first bytes of every segment.

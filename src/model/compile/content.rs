@@ -11,7 +11,8 @@ use simd_json::prelude::*;
 use crate::model::walk::{is_http_url, join, Collects, Faults, Value};
 use crate::model::{MAX_BODY_BYTES, MAX_TITLE_BYTES, MAX_URL_BYTES};
 
-const CONTENT_KEYS: &[&str] = &["title", "body", "image_url", "cta_url"];
+/// A content object's fields.
+pub(crate) const CONTENT_KEYS: &[&str] = &["title", "body", "image_url", "cta_url"];
 
 /// One content object, fields in the order the answer shows them.
 #[derive(Serialize)]

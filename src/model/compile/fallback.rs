@@ -80,7 +80,7 @@ fn fallback_items(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<Box<str>>
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
         let ipath = index(path, i);
-        let Some(io) = f.object(item, &ipath, &["offer_id", "content"]) else {
+        let Some(io) = f.object(item, &ipath, super::FALLBACK_ITEM_KEYS) else {
             ok = false;
             continue;
         };

@@ -29,9 +29,13 @@ use super::{
 };
 use crate::engine::{Arbitration, CompiledModel, MAX_CONTEXT_KEYS};
 
+pub(crate) use content::CONTENT_KEYS;
 pub use fallback::compile_builtin;
+pub(crate) use offers::OFFER_KEYS;
+pub(crate) use rules::LEAF_KEYS;
 
-const TOP_KEYS: &[&str] = &[
+/// The model document's top-level fields.
+pub(crate) const TOP_KEYS: &[&str] = &[
     "name",
     "version",
     "description",
@@ -42,6 +46,48 @@ const TOP_KEYS: &[&str] = &[
     "challenger",
     "policies",
 ];
+/// The `challenger` object's fields.
+pub(crate) const CHALLENGER_KEYS: &[&str] = &["path", "share", "salt"];
+/// The `arbitration` object's fields.
+pub(crate) const ARBITRATION_KEYS: &[&str] = &["min_score", "min_propensity"];
+/// A placement's fields.
+pub(crate) const PLACEMENT_KEYS: &[&str] = &["channels", "limit", "priority", "description"];
+/// A fallback item's fields.
+pub(crate) const FALLBACK_ITEM_KEYS: &[&str] = &["offer_id", "content"];
+/// Each scorer kind's fields.
+pub(crate) const SCORER_KEYS: [(&str, &[&str]); 5] = [
+    (
+        "logistic",
+        &["kind", "intercept", "weights", "impute", "categories"],
+    ),
+    ("constant", &["kind", "propensity"]),
+    (
+        "xgboost",
+        &["kind", "path", "features", "class", "categories"],
+    ),
+    ("lightgbm", &["kind", "path", "class", "categories"]),
+    (
+        "adaptive",
+        &[
+            "kind",
+            "outcome",
+            "prior",
+            "segment_by",
+            "reset",
+            "window_days",
+            "exposure_floor",
+        ],
+    ),
+];
+
+/// The fields of a scorer kind (`kind` itself first).
+pub(crate) fn scorer_keys(kind: &str) -> &'static [&'static str] {
+    SCORER_KEYS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(&["kind"], |(_, keys)| keys)
+}
+
 /// Key of a channel's default fallback, for placements without content of their own.
 pub const DEFAULT_FALLBACK_KEY: &str = "default";
 
@@ -175,7 +221,7 @@ pub fn compile(
 }
 
 fn read_challenger(f: &mut Faults, v: &Value<'_>, files: &ModelFiles) -> Option<ChallengerSpec> {
-    let obj = f.object(v, "challenger", &["path", "share", "salt"])?;
+    let obj = f.object(v, "challenger", CHALLENGER_KEYS)?;
     let path = f
         .req(obj, "path", "challenger")
         .and_then(|p| f.string(p, "challenger.path", MAX_PATH_BYTES));
@@ -213,7 +259,7 @@ fn read_arbitration(f: &mut Faults, v: Option<&Value<'_>>) -> Option<Arbitration
         min_propensity: 0.0,
     };
     let Some(v) = v else { return Some(a) };
-    let obj = f.object(v, "arbitration", &["min_score", "min_propensity"])?;
+    let obj = f.object(v, "arbitration", ARBITRATION_KEYS)?;
     if let Some(x) = obj.get("min_score") {
         a.min_score = f.number_in(x, "arbitration.min_score", 0.0, f64::MAX)?;
     }

@@ -19,7 +19,8 @@ use crate::model::{
     MAX_OFFER_VALUE, MAX_PLACEMENTS,
 };
 
-const OFFER_KEYS: &[&str] = &[
+/// An offer's fields.
+pub(crate) const OFFER_KEYS: &[&str] = &[
     "id",
     "name",
     "description",
@@ -236,16 +237,10 @@ fn check_reach(
 fn read_time(f: &mut Faults, v: Option<&Value<'_>>, path: &str, default: i64) -> Option<i64> {
     let Some(v) = v else { return Some(default) };
     let s = f.string(v, path, MAX_LABEL_BYTES)?;
-    match humantime::parse_rfc3339_weak(s) {
-        Ok(t) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
-            Ok(d) => d.as_millis() as i64,
-            Err(e) => -(e.duration().as_millis() as i64),
-        }),
+    match crate::rfc3339::parse_ms(s) {
+        Ok(ms) => Some(ms),
         Err(e) => {
-            f.push(
-                path,
-                format!("`{s}` is not an RFC 3339 time ({e}); e.g. 2026-11-22T10:00:00Z"),
-            );
+            f.push(path, e.to_string());
             None
         }
     }

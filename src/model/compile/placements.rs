@@ -10,7 +10,10 @@ use super::draft::{FallbackMap, OfferDraft, PlacementDraft};
 use super::DEFAULT_FALLBACK_KEY;
 use crate::engine::{Channel, Fallback, Offer, Slot, MAX_LIMIT};
 use crate::model::walk::{join, Faults, Object};
-use crate::model::{DEFAULT_PLACEMENT_LIMIT, MAX_CHANNELS, MAX_PLACEMENTS, MAX_PLACEMENT_PRIORITY};
+use crate::model::{
+    DEFAULT_PLACEMENT_LIMIT, MAX_CHANNELS, MAX_DESCRIPTION_BYTES, MAX_PLACEMENTS,
+    MAX_PLACEMENT_PRIORITY,
+};
 
 /// Reads the `placements` object; placements with faults are left out.
 pub(super) fn read_placements(
@@ -47,10 +50,13 @@ pub(super) fn read_placements(
         }
         let Some(p) = obj
             .get(name)
-            .and_then(|v| f.object(v, &path, &["channels", "limit", "priority", "description"]))
+            .and_then(|v| f.object(v, &path, super::PLACEMENT_KEYS))
         else {
             continue;
         };
+        if let Some(d) = p.get("description") {
+            f.string(d, &join(&path, "description"), MAX_DESCRIPTION_BYTES);
+        }
         let channels = f
             .req(p, "channels", &path)
             .and_then(|v| f.string_list(v, &join(&path, "channels"), MAX_CHANNELS));

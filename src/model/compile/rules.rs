@@ -13,11 +13,24 @@ use super::Ctx;
 use crate::engine::{CmpOp, Operand, Rule, Test, What};
 use crate::model::walk::{index, join, Collects, Fault, Faults, Value};
 use crate::model::ColumnInfo;
-use crate::model::{MAX_NAME_BYTES, MAX_OPERATOR_BYTES, MAX_RULE_LIST};
+use crate::model::{MAX_DESCRIPTION_BYTES, MAX_NAME_BYTES, MAX_OPERATOR_BYTES, MAX_RULE_LIST};
 
-const LEAF_KEYS: &[&str] = &[
+/// A single condition's fields.
+pub(crate) const LEAF_KEYS: &[&str] = &[
     "feature", "context", "op", "value", "values", "min", "max", "name",
 ];
+
+/// Why a group (`all`, `any`, `not`) with other fields is refused: a `name` there gets a word
+/// of its own, as it is the mistake people make.
+fn only_field(comb: &str, obj: &simd_json::borrowed::Object<'_>) -> String {
+    if obj.contains_key("name") {
+        format!(
+            "`{comb}` must be the rule's only field: `name` is allowed on single conditions only (a rule with `feature` or `context`), not on a group; name the conditions inside it"
+        )
+    } else {
+        format!("`{comb}` must be the rule's only field")
+    }
+}
 
 /// Compiles one rule; `Some(None)` is "always eligible" (never produced here), `None` a fault.
 pub(super) fn compile_rule(
@@ -45,8 +58,7 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
         if let Some(list) = obj.get(comb) {
             let cpath = join(path, comb);
             if obj.len() != 1 {
-                cx.faults
-                    .push(path, format!("`{comb}` must be the rule's only field"));
+                cx.faults.push(path, only_field(comb, obj));
                 return None;
             }
             let items = cx.faults.array(list, &cpath, MAX_RULE_LIST)?;
@@ -73,7 +85,7 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
     }
     if let Some(inner) = obj.get("not") {
         if obj.len() != 1 {
-            cx.faults.push(path, "`not` must be the rule's only field");
+            cx.faults.push(path, only_field("not", obj));
             return None;
         }
         let child = compile_rule_inner(cx, inner, &join(path, "not"), depth + 1)?;
@@ -154,12 +166,17 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         let (test, shown) = read_test(f, &mut cx.warnings, &leaf, op)?;
         Some((operand, label, test, shown))
     })?;
-    let (what, before, after) = match obj.get("name").and_then(|n| n.as_str()) {
-        Some(name) => (
-            format!("{path}: {name}"),
-            format!("{path}: {name} ({label} is "),
-            format!("{})", needs(&shown)),
-        ),
+    let (what, before, after) = match obj.get("name") {
+        Some(n) => {
+            let name = cx
+                .faults
+                .string(n, &join(path, "name"), MAX_DESCRIPTION_BYTES)?;
+            (
+                format!("{path}: {name}"),
+                format!("{path}: {name} ({label} is "),
+                format!("{})", needs(&shown)),
+            )
+        }
         None => (
             format!("{path}: {}", describe(&label, &shown)),
             format!("{path}: {label} is "),

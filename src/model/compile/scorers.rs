@@ -16,7 +16,7 @@ pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Opt
     match kind {
         Some("logistic") => compile_logistic(cx, v, path),
         Some("constant") => {
-            let obj = cx.faults.object(v, path, &["kind", "propensity"])?;
+            let obj = cx.faults.object(v, path, super::scorer_keys("constant"))?;
             let p = cx
                 .faults
                 .req(obj, "propensity", path)
@@ -43,11 +43,7 @@ pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Opt
 }
 
 fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
-    let obj = cx.faults.object(
-        v,
-        path,
-        &["kind", "intercept", "weights", "impute", "categories"],
-    )?;
+    let obj = cx.faults.object(v, path, super::scorer_keys("logistic"))?;
     cx.checked(|cx| {
         let f = &mut cx.faults;
         let intercept = match obj.get("intercept") {
@@ -183,19 +179,7 @@ const DEFAULT_FLOOR: f64 = 0.01;
 /// some evidence, the credit window, and the exposure floor.
 fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
     let f = &mut cx.faults;
-    let obj = f.object(
-        v,
-        path,
-        &[
-            "kind",
-            "outcome",
-            "prior",
-            "segment_by",
-            "reset",
-            "window_days",
-            "exposure_floor",
-        ],
-    )?;
+    let obj = f.object(v, path, super::scorer_keys("adaptive"))?;
     let opath = join(path, "outcome");
     let outcome = f.req(obj, "outcome", path).and_then(|o| match o.as_str() {
         Some("conversion") => Some(Outcome::Conversion),

@@ -55,13 +55,8 @@ pub(super) fn compile_trees(
     path: &str,
     kind: &str,
 ) -> Option<Scorer> {
-    let known: &[&str] = if kind == "xgboost" {
-        &["kind", "path", "features", "class", "categories"]
-    } else {
-        &["kind", "path", "class", "categories"]
-    };
     let f = &mut cx.faults;
-    let obj = f.object(v, path, known)?;
+    let obj = f.object(v, path, super::scorer_keys(kind))?;
     let ppath = join(path, "path");
     let rel = f
         .req(obj, "path", path)

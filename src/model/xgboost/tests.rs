@@ -197,3 +197,25 @@ fn refuses_bad_structure_with_location() {
     let err = parse_xgboost(b"{\"learner\":", None, &resolve).unwrap_err();
     assert!(matches!(err, TreeLoadError::Format { .. }));
 }
+
+#[test]
+fn a_lightgbm_file_or_other_text_says_what_it_is() {
+    let resolve = |_: &str| Some(0);
+    let lgb = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/streaming_bundle.lgb.txt"),
+    )
+    .unwrap();
+    let e = parse_xgboost(&lgb, None, &resolve).unwrap_err().to_string();
+    assert!(
+        e.contains("it is a LightGBM text model: use \"kind\": \"lightgbm\""),
+        "{e}"
+    );
+    let e = parse_xgboost(b"{\"learner\": 7}", None, &resolve)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("json: not an XGBoost JSON model: invalid type"),
+        "{e}"
+    );
+    assert!(!e.contains("Expected"), "{e}");
+}

@@ -15,50 +15,82 @@ use crate::engine::{
     CompiledModel, CtxValue, Decision, Fallback, FallbackReason, Request, Verdict, MAX_LIMIT,
 };
 
-/// Longest customer id accepted; longer ones are client bugs, not customers.
-pub const MAX_CUSTOMER_ID: usize = crate::features::MAX_ID_BYTES;
-/// Longest channel or placement name accepted.
+/// Longest customer id accepted, in characters (as the contract's `maxLength` counts them);
+/// longer ones are client bugs, not customers.
+pub const MAX_CUSTOMER_ID: usize = 256;
+/// Longest channel or placement name accepted, in characters.
 pub const MAX_NAME: usize = 128;
 /// Most context entries in one request.
 pub const MAX_CONTEXT: usize = 64;
+/// Most unknown field names an answer's warnings list one by one.
+pub const MAX_UNKNOWN_NAMED: usize = 8;
+
+/// The fields a decide request has; anything else is reported in the answer's `warnings`.
+pub const DECIDE_FIELDS: [&str; 6] = [
+    "customer_id",
+    "channel",
+    "placement",
+    "limit",
+    "context",
+    "explain",
+];
 
 /// A decoded decide request, borrowing from the body where it can.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct DecideBody<'a> {
     /// The customer, if known to the channel.
-    #[serde(borrow, default)]
     pub customer_id: Option<Cow<'a, str>>,
     /// Channel name.
-    #[serde(borrow)]
     pub channel: Cow<'a, str>,
     /// Placement name.
-    #[serde(borrow)]
     pub placement: Cow<'a, str>,
     /// Offers wanted.
-    #[serde(default)]
     pub limit: Option<u64>,
     /// Context values for rules.
-    #[serde(borrow, default)]
     pub context: Context<'a>,
     /// List every offer's verdict.
-    #[serde(default)]
     pub explain: bool,
+    /// Fields (or query parameters) the request has that the contract does not: the first
+    /// [`MAX_UNKNOWN_NAMED`] by name, in request order.
+    pub unknown: Vec<Cow<'a, str>>,
+    /// How many unknown fields there were in all.
+    pub unknown_count: usize,
 }
 
 impl<'a> DecideBody<'a> {
+    fn empty() -> Self {
+        DecideBody {
+            customer_id: None,
+            channel: Cow::Borrowed(""),
+            placement: Cow::Borrowed(""),
+            limit: None,
+            context: Context::default(),
+            explain: false,
+            unknown: Vec::new(),
+            unknown_count: 0,
+        }
+    }
+
+    fn note_unknown(&mut self, name: Cow<'a, str>) {
+        if self.unknown.len() < MAX_UNKNOWN_NAMED {
+            self.unknown.push(name);
+        }
+        self.unknown_count += 1;
+    }
+
     /// Checks bounds the type system does not.
     fn validate(self) -> Result<Self, ApiError> {
         if let Some(id) = &self.customer_id {
-            if id.len() > MAX_CUSTOMER_ID {
+            if id.len() > MAX_CUSTOMER_ID && id.chars().count() > MAX_CUSTOMER_ID {
                 return Err(ApiError::InvalidRequest(format!(
-                    "customer_id: longer than {MAX_CUSTOMER_ID} bytes"
+                    "customer_id: longer than {MAX_CUSTOMER_ID} characters"
                 )));
             }
         }
         for (field, v) in [("channel", &self.channel), ("placement", &self.placement)] {
-            if v.is_empty() || v.len() > MAX_NAME {
+            if v.is_empty() || (v.len() > MAX_NAME && v.chars().count() > MAX_NAME) {
                 return Err(ApiError::InvalidRequest(format!(
-                    "{field}: must be 1 to {MAX_NAME} bytes"
+                    "{field}: must be 1 to {MAX_NAME} characters"
                 )));
             }
         }
@@ -86,6 +118,92 @@ impl<'a> DecideBody<'a> {
     }
 }
 
+impl<'de: 'a, 'a> Deserialize<'de> for DecideBody<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = DecideBody<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object with `channel` and `placement`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut body = DecideBody::empty();
+                let (mut channel, mut placement) = (false, false);
+                let mut seen = [false; DECIDE_FIELDS.len()];
+                while let Some(key) = map.next_key::<CowStr<'a>>()? {
+                    let Some(i) = DECIDE_FIELDS.iter().position(|f| *f == key.0) else {
+                        map.next_value::<de::IgnoredAny>()?;
+                        body.note_unknown(key.0);
+                        continue;
+                    };
+                    if std::mem::replace(&mut seen[i], true) {
+                        return Err(de::Error::duplicate_field(DECIDE_FIELDS[i]));
+                    }
+                    match i {
+                        0 => {
+                            body.customer_id = map.next_value::<Option<CowStr<'a>>>()?.map(|s| s.0)
+                        }
+                        1 => {
+                            body.channel = map.next_value::<CowStr<'a>>()?.0;
+                            channel = true;
+                        }
+                        2 => {
+                            body.placement = map.next_value::<CowStr<'a>>()?.0;
+                            placement = true;
+                        }
+                        3 => body.limit = map.next_value::<Option<Whole>>()?.map(|w| w.0),
+                        4 => body.context = map.next_value::<Context<'a>>()?,
+                        _ => body.explain = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                    }
+                }
+                if !channel {
+                    return Err(de::Error::missing_field("channel"));
+                }
+                if !placement {
+                    return Err(de::Error::missing_field("placement"));
+                }
+                Ok(body)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A whole number, also written as a float without a fraction (`2.0`): JSON Schema's
+/// `integer`, which generated clients may send either way.
+struct Whole(u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::custom(format!("expected a whole number from 1, found {v}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Whole, E> {
+                whole(v)
+                    .map(Whole)
+                    .ok_or_else(|| E::custom(format!("expected a whole number, found {v}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `v` as a whole number, if it is one (and not beyond what a `u64` holds).
+fn whole(v: f64) -> Option<u64> {
+    (v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64).then_some(v as u64)
+}
+
 /// Context pairs in request order.
 #[derive(Debug, Default)]
 pub struct Context<'a>(pub Vec<(Cow<'a, str>, CtxValue<'a>)>);
@@ -96,7 +214,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
         impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
             type Value = Context<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of string or number values")
+                f.write_str("an object of string or number values, or null")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
                 Ok(Context::default())
@@ -209,52 +327,33 @@ pub fn decode_json<'s>(body: &[u8], scratch: &'s mut Vec<u8>) -> Result<DecideBo
     }
 }
 
-/// Parses a body that failed again, with field paths, to say what and where.
+/// Parses a body that failed again with serde_json and field paths, to say what and where in
+/// words a client can act on (simd-json's own errors name its internals).
 fn explain_failure(body: &[u8]) -> ApiError {
-    let mut copy = body.to_vec();
-    let mut de = match simd_json::Deserializer::from_slice(&mut copy) {
-        Ok(de) => de,
-        Err(e) => {
-            let near = e
-                .character()
-                .map(|c| format!(" (at {c:?})"))
-                .unwrap_or_default();
-            return ApiError::MalformedJson(format!(
-                "invalid JSON at byte {}{near}: {:?}",
-                e.index(),
-                e.error()
-            ));
-        }
-    };
+    let mut de = serde_json::Deserializer::from_slice(body);
     match serde_path_to_error::deserialize::<_, DecideBody<'_>>(&mut de) {
-        Ok(_) => ApiError::InvalidRequest("the request could not be decoded".into()),
+        Ok(parsed) => match de.end() {
+            Err(e) => ApiError::from_json("", &e),
+            // Both parsers disagree on this body: refuse it in simd-json's words.
+            Ok(()) => match parsed.validate() {
+                Err(e) => e,
+                Ok(_) => {
+                    ApiError::MalformedJson("the body is not JSON this server can read".into())
+                }
+            },
+        },
         Err(e) => {
             let path = e.path().to_string();
-            let inner = e.into_inner();
-            let what = match inner.error() {
-                simd_json::ErrorType::Serde(s) => s.clone(),
-                other => format!("{other:?}"),
-            };
-            if path == "." || path.is_empty() {
-                ApiError::InvalidRequest(what)
-            } else {
-                ApiError::InvalidRequest(format!("{path}: {what}"))
-            }
+            ApiError::from_json(&path, e.inner())
         }
     }
 }
 
-/// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain`, and
-/// `context.KEY=VALUE` (a value that parses as a number is a number).
+/// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain` (`true` or
+/// `false` in any case), and `context.KEY=VALUE` (a value that parses as a number is a number).
+/// Any other parameter is reported in the answer's `warnings`.
 pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
-    let mut body = DecideBody {
-        customer_id: None,
-        channel: Cow::Borrowed(""),
-        placement: Cow::Borrowed(""),
-        limit: None,
-        context: Context::default(),
-        explain: false,
-    };
+    let mut body = DecideBody::empty();
     let (mut channel, mut placement) = (false, false);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
@@ -268,11 +367,29 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
                 placement = true;
             }
             "limit" => {
-                body.limit = Some(v.parse().map_err(|_| {
-                    ApiError::InvalidRequest(format!("limit: `{v}` is not a whole number"))
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .or_else(|| v.parse::<f64>().ok().and_then(whole));
+                body.limit = Some(n.ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "limit: `{}` is not a whole number",
+                        shown(&v)
+                    ))
                 })?)
             }
-            "explain" => body.explain = matches!(&*v, "true" | "1" | "yes"),
+            "explain" => {
+                body.explain = if v.eq_ignore_ascii_case("true") {
+                    true
+                } else if v.eq_ignore_ascii_case("false") {
+                    false
+                } else {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "explain: `{}` is neither true nor false",
+                        shown(&v)
+                    )));
+                }
+            }
             other => {
                 if let Some(key) = other.strip_prefix("context.") {
                     if body.context.0.len() == MAX_CONTEXT {
@@ -285,6 +402,8 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
                         _ => CtxValue::Str(Cow::Owned(v.into_owned())),
                     };
                     body.context.0.push((Cow::Owned(key.to_owned()), value));
+                } else {
+                    body.note_unknown(Cow::Owned(other.to_owned()));
                 }
             }
         }
@@ -296,6 +415,11 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
         return Err(ApiError::InvalidRequest("missing field `placement`".into()));
     }
     body.validate()
+}
+
+/// At most 64 characters of a client's value, for an error message.
+fn shown(v: &str) -> String {
+    v.chars().take(64).collect()
 }
 
 /// What the encoder needs besides the decision.
@@ -406,6 +530,21 @@ pub fn encode_fallback(
     fallback_part(out, reason, content);
 }
 
+/// Writes `"warnings":[...],` when there is something to say (nothing otherwise).
+pub fn warnings(out: &mut Vec<u8>, warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    out.extend_from_slice(b"\"warnings\":[");
+    for (i, w) in warnings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, w);
+    }
+    out.extend_from_slice(b"],");
+}
+
 /// Closes an answer with its `took_us`.
 pub fn finish(out: &mut Vec<u8>, took_us: u64) {
     out.extend_from_slice(b"\"took_us\":");
@@ -454,80 +593,4 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decodes_borrowed_fields_and_context() {
-        let body = br#"{"customer_id":"C1","channel":"web","placement":"home_hero","limit":2,
-            "context":{"page":"plans","n":3},"explain":true,"unknown":1}"#
-            .to_vec();
-        let mut scratch = Vec::new();
-        let d = decode_json(&body, &mut scratch).unwrap();
-        assert_eq!(d.customer_id.as_deref(), Some("C1"));
-        assert_eq!(d.limit, Some(2));
-        assert!(d.explain);
-        assert_eq!(d.context.0.len(), 2);
-        assert_eq!(d.context.0[1].1, CtxValue::Num(3.0));
-        assert!(matches!(d.channel, Cow::Borrowed(_)));
-    }
-
-    #[test]
-    fn names_the_faulty_field() {
-        let cases: [(&[u8], &str); 6] = [
-            (br#"{"channel":"web"}"#, "placement"),
-            (br#"{"channel":1,"placement":"x"}"#, "channel"),
-            (br#"{"channel":"web","placement":"x","limit":0}"#, "limit"),
-            (
-                br#"{"channel":"web","placement":"x","context":{"a":[1]}}"#,
-                "context",
-            ),
-            (
-                br#"{"channel":"web","placement":"x","context":[]}"#,
-                "context",
-            ),
-            (br#"{"channel":"web","placement":""}"#, "placement"),
-        ];
-        for (body, field) in cases {
-            let mut scratch = Vec::new();
-            match decode_json(body, &mut scratch) {
-                Err(ApiError::InvalidRequest(detail)) => {
-                    assert!(detail.contains(field), "{detail} should name {field}")
-                }
-                other => panic!(
-                    "{}: expected InvalidRequest, got {other:?}",
-                    String::from_utf8_lossy(body)
-                ),
-            }
-        }
-        let mut scratch = Vec::new();
-        assert!(matches!(
-            decode_json(b"{\"channel\":", &mut scratch),
-            Err(ApiError::MalformedJson(_))
-        ));
-    }
-
-    #[test]
-    fn query_matches_json() {
-        let q = decode_query("customer_id=C%2042&channel=web&placement=home_hero&limit=2&context.page=plans&context.n=3&explain=true").unwrap();
-        assert_eq!(q.customer_id.as_deref(), Some("C 42"));
-        assert_eq!(q.limit, Some(2));
-        assert!(q.explain);
-        assert_eq!(q.context.0[0].1, CtxValue::Str("plans".into()));
-        assert_eq!(q.context.0[1].1, CtxValue::Num(3.0));
-        assert!(
-            matches!(decode_query("channel=web"), Err(ApiError::InvalidRequest(d)) if d.contains("placement"))
-        );
-        assert!(
-            matches!(decode_query("channel=web&placement=x&limit=abc"), Err(ApiError::InvalidRequest(d)) if d.contains("limit"))
-        );
-    }
-
-    #[test]
-    fn strings_are_escaped() {
-        let mut out = Vec::new();
-        string(&mut out, "a\"b\\c\n\u{1}");
-        let back: String = serde_json::from_slice(&out).unwrap();
-        assert_eq!(back, "a\"b\\c\n\u{1}");
-    }
-}
+mod tests;

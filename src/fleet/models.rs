@@ -1,0 +1,572 @@
+//! One model and one snapshot across the fleet.
+//!
+//! **Changes travel through Redis.** An admin change made on any replica (`PUT /admin/models`,
+//! a rollback, a feature reload) is appended, once it serves there, to the stream
+//! `nextbest:models` with the document (or the snapshot's path), its checksum, who made it and
+//! when. Every replica follows that stream and makes each change made elsewhere through its own
+//! registry, as an admin change (written into its own models folder, so a restart keeps it),
+//! recorded in its history as `fleet: admin on <replica>`. Changes a replica applies from the
+//! stream are never appended again, so nothing echoes. A replica starting takes the stream's
+//! latest model change when it is newer than its own folder's `model.json` (it was down when the
+//! change was made). Feature reloads are followed live only: a replica starts on the snapshot
+//! its `--features` names (a rollout may name a new one on purpose), and the fleet's view shows
+//! it if that differs. A replica whose models folder is read-only (a ConfigMap) refuses admin
+//! changes before anything is published (see `registry::RegistryError::ReadOnly`): there the
+//! folder is the one source, and every replica watches it.
+//!
+//! **Every replica says what it serves.** Every [`REPORT_EVERY`] each replica writes its model
+//! checksum and snapshot checksum into the hash `nextbest:serving` and reads everyone's back:
+//! the [`FleetView`] counts the distinct versions among replicas heard from within
+//! [`LIVE_FOR`], which `/admin/status` shows and `nextbest_fleet_model_versions` /
+//! `nextbest_fleet_snapshot_versions` export (above 1: the fleet disagrees).
+//!
+//! This module talks to Redis and hands changes to the registry; it must not build models
+//! itself or touch the contact side.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use tokio::sync::mpsc;
+
+use super::{backoff, now_ms, Fleet};
+use crate::metrics::prom::{Collect, Exposition, Kind};
+use crate::registry::Registry;
+
+/// The stream of admin changes.
+pub const STREAM: &str = "nextbest:models";
+/// The hash of what each replica serves.
+pub const SERVING: &str = "nextbest:serving";
+/// How often a replica reports what it serves and reads the others'.
+pub const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// How long a replica's report counts after it was written.
+pub const LIVE_FOR: Duration = Duration::from_secs(30);
+/// Reports older than this are removed from the hash (replicas long gone).
+const FORGET_AFTER_MS: i64 = 3_600_000;
+/// Stream entries kept: each holds a whole model document, and only the latest matters to a
+/// replica starting (the audit trail is each replica's own; this is only the carrier).
+const STREAM_LEN: usize = 100;
+/// Entries read back at start to find the latest model change.
+const START_READ: usize = 20;
+
+/// An admin change to share with the fleet.
+#[derive(Debug, Clone)]
+pub enum Shared {
+    /// A model now serving here, after an upload (`admin`) or a rollback (`rollback`).
+    Model {
+        /// `admin` or `rollback`.
+        change: &'static str,
+        /// The model document.
+        document: Vec<u8>,
+        /// Its checksum.
+        checksum: String,
+    },
+    /// A feature snapshot now serving here, loaded from this path.
+    Features {
+        /// The snapshot's path (the same on every replica: a shared volume).
+        path: PathBuf,
+    },
+}
+
+/// What one replica said it serves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// The replica.
+    pub origin: String,
+    /// The champion's name and version, for people.
+    pub model: Option<String>,
+    /// Champion (+challenger) checksum.
+    pub model_checksum: Option<String>,
+    /// The snapshot file's checksum.
+    pub snapshot_checksum: Option<String>,
+    /// When it was written (Unix ms).
+    pub at_ms: i64,
+}
+
+/// What the fleet serves, from the replicas heard from lately.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FleetView {
+    /// Each live replica's report, this one's included.
+    pub replicas: Vec<Report>,
+    /// Distinct model checksums among them.
+    pub model_versions: usize,
+    /// Distinct snapshot checksums among them.
+    pub snapshot_versions: usize,
+    /// True while every live replica serves the same model and snapshot.
+    pub agree: bool,
+    /// When it was read (Unix ms; 0: not yet).
+    pub at_ms: i64,
+}
+
+impl FleetView {
+    /// The view of `reports` at `now`: the live ones, and how many versions they serve.
+    pub fn of(reports: Vec<Report>, now: i64) -> Self {
+        let mut replicas: Vec<Report> = reports
+            .into_iter()
+            .filter(|r| now - r.at_ms <= LIVE_FOR.as_millis() as i64)
+            .collect();
+        replicas.sort_by(|a, b| a.origin.cmp(&b.origin));
+        let distinct = |f: fn(&Report) -> &Option<String>| {
+            replicas.iter().map(f).collect::<BTreeSet<_>>().len()
+        };
+        let (model_versions, snapshot_versions) = (
+            distinct(|r| &r.model_checksum),
+            distinct(|r| &r.snapshot_checksum),
+        );
+        FleetView {
+            agree: model_versions <= 1 && snapshot_versions <= 1,
+            replicas,
+            model_versions,
+            snapshot_versions,
+            at_ms: now,
+        }
+    }
+}
+
+impl Collect for FleetView {
+    fn collect(&self, out: &mut Exposition) {
+        for (name, help, v) in [
+            (
+                "nextbest_fleet_replicas",
+                "Replicas that reported what they serve within the last 30 s, this one included.",
+                self.replicas.len(),
+            ),
+            (
+                "nextbest_fleet_model_versions",
+                "Distinct models (champion+challenger checksums) the live replicas serve; above 1 the fleet disagrees.",
+                self.model_versions,
+            ),
+            (
+                "nextbest_fleet_snapshot_versions",
+                "Distinct feature snapshots (file checksums) the live replicas serve; above 1 the fleet disagrees.",
+                self.snapshot_versions,
+            ),
+        ] {
+            out.family(name, Kind::Gauge, help).sample(&[], v);
+        }
+    }
+}
+
+/// The sending half handed to [`Fleet`]; the receiving half goes to [`run`].
+pub fn channel() -> (
+    mpsc::UnboundedSender<Shared>,
+    mpsc::UnboundedReceiver<Shared>,
+) {
+    mpsc::unbounded_channel()
+}
+
+/// Runs the publisher, the follower and the reporter until the process ends.
+pub async fn run(
+    fleet: Arc<Fleet>,
+    client: redis::Client,
+    registry: Arc<Registry>,
+    outgoing: mpsc::UnboundedReceiver<Shared>,
+) {
+    tokio::spawn(publish(
+        fleet.clone(),
+        client.clone(),
+        registry.clone(),
+        outgoing,
+    ));
+    tokio::spawn(report(fleet.clone(), client.clone(), registry.clone()));
+    follow(fleet, client, registry).await;
+}
+
+async fn connect(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Appends each change made here to the stream, retrying until Redis takes it.
+async fn publish(
+    fleet: Arc<Fleet>,
+    client: redis::Client,
+    registry: Arc<Registry>,
+    mut outgoing: mpsc::UnboundedReceiver<Shared>,
+) {
+    let mut con = None;
+    while let Some(change) = outgoing.recv().await {
+        let mut attempt = 0u32;
+        loop {
+            if fleet.refused().is_some() {
+                return;
+            }
+            let c = match &mut con {
+                Some(c) => c,
+                None => match connect(&client).await {
+                    Ok(c) => con.insert(c),
+                    Err(e) => {
+                        fleet.failed("publish", &e);
+                        tokio::time::sleep(backoff(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                },
+            };
+            let serving = registry.serving();
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(STREAM)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(STREAM_LEN)
+                .arg("*")
+                .arg("o")
+                .arg(&fleet.origin)
+                .arg("a")
+                .arg(now_ms());
+            match &change {
+                Shared::Model {
+                    change,
+                    document,
+                    checksum,
+                } => {
+                    cmd.arg("k")
+                        .arg(*change)
+                        .arg("c")
+                        .arg(checksum)
+                        .arg("v")
+                        .arg(serving.version.as_deref().unwrap_or(""))
+                        .arg("d")
+                        .arg(&document[..]);
+                }
+                Shared::Features { path } => {
+                    cmd.arg("k")
+                        .arg("features")
+                        .arg("p")
+                        .arg(path.to_string_lossy().as_bytes());
+                }
+            }
+            match cmd.query_async::<String>(c).await {
+                Ok(_) => {
+                    fleet.exchanged(now_ms());
+                    break;
+                }
+                Err(e) => {
+                    fleet.failed("publish", &e);
+                    con = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One entry of the stream, as read.
+struct Entry {
+    id: String,
+    fields: HashMap<String, Vec<u8>>,
+}
+
+impl Entry {
+    fn text(&self, name: &str) -> Option<&str> {
+        self.fields
+            .get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+fn entries(list: &Value) -> Vec<Entry> {
+    let Value::Array(items) = list else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|e| match e {
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::BulkString(id), Value::Array(kv)] => Some(Entry {
+                    id: String::from_utf8_lossy(id).into_owned(),
+                    fields: kv
+                        .chunks_exact(2)
+                        .filter_map(|kv| match kv {
+                            [Value::BulkString(k), Value::BulkString(v)] => {
+                                Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The entries of an `XREAD` reply for one stream (RESP2 or RESP3 form).
+fn read_reply(reply: &Value) -> Vec<Entry> {
+    match reply {
+        Value::Array(streams) => streams
+            .iter()
+            .flat_map(|s| match s {
+                Value::Array(kv) if kv.len() == 2 => entries(&kv[1]),
+                _ => Vec::new(),
+            })
+            .collect(),
+        Value::Map(m) => m.iter().flat_map(|(_, v)| entries(v)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Makes one change another replica made.
+async fn apply(fleet: &Fleet, registry: &Arc<Registry>, e: &Entry) {
+    let origin = e.text("o").unwrap_or("?").to_owned();
+    let change = e.text("k").unwrap_or("").to_owned();
+    let registry = registry.clone();
+    let result = match change.as_str() {
+        "features" => {
+            let Some(path) = e.text("p").map(PathBuf::from) else {
+                return;
+            };
+            tokio::task::spawn_blocking(move || registry.reload_features(Some(path)).map(drop))
+                .await
+        }
+        "admin" | "rollback" => {
+            let Some(document) = e.fields.get("d").cloned() else {
+                return;
+            };
+            let base = registry.models_folder();
+            let source = format!("fleet: {change} on {origin}");
+            tokio::task::spawn_blocking(move || {
+                registry.install_document(document, base, source).map(drop)
+            })
+            .await
+        }
+        _ => return,
+    };
+    // The registry logs and counts a refusal; the fleet then disagrees, and says so.
+    match result {
+        Ok(Ok(())) => {
+            fleet
+                .changes_applied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, origin, change, "a fleet change was refused here"),
+        Err(e) => tracing::warn!(error = %e, "applying a fleet change failed"),
+    }
+}
+
+/// The latest model change at start, if any, and the id to follow from.
+async fn start_point(
+    c: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<(String, Option<Entry>)> {
+    let reply: Value = redis::cmd("XREVRANGE")
+        .arg(STREAM)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(START_READ)
+        .query_async(c)
+        .await?;
+    let mut newest_first = entries(&reply);
+    let last = newest_first
+        .first()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+    let latest = newest_first
+        .iter()
+        .position(|e| e.text("k") != Some("features"))
+        .map(|i| newest_first.swap_remove(i));
+    Ok((last, latest))
+}
+
+/// Whether the latest model change found at start is one this replica missed: made
+/// elsewhere, another model than the one serving, and newer than this folder's `model.json`.
+fn missed(fleet: &Fleet, registry: &Registry, e: &Entry) -> bool {
+    if e.text("o") == Some(fleet.origin.as_str()) {
+        return false;
+    }
+    let at = e.text("a").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+    let folder_ms = registry
+        .model_file_modified()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    let serving = registry.serving();
+    let ours = serving.checksum.as_deref().unwrap_or("");
+    e.text("c").is_some_and(|c| !ours.starts_with(c)) && at > folder_ms
+}
+
+/// Follows the stream and makes every change made elsewhere.
+async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry>) {
+    let mut last: Option<String> = None;
+    let mut con = None;
+    let mut attempt = 0u32;
+    loop {
+        if fleet.refused().is_some() {
+            return;
+        }
+        let c = match &mut con {
+            Some(c) => c,
+            None => match connect(&client).await {
+                Ok(c) => con.insert(c),
+                Err(e) => {
+                    fleet.failed("connect", &e);
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            },
+        };
+        let Some(from) = last.clone() else {
+            match start_point(c).await {
+                Ok((id, latest)) => {
+                    if let Some(e) = latest.filter(|e| missed(&fleet, &registry, e)) {
+                        apply(&fleet, &registry, &e).await;
+                    }
+                    last = Some(id);
+                }
+                Err(e) => {
+                    fleet.failed("read", &e);
+                    con = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+            continue;
+        };
+        let reply: redis::RedisResult<Value> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(100)
+            .arg("BLOCK")
+            .arg(5_000)
+            .arg("STREAMS")
+            .arg(STREAM)
+            .arg(&from)
+            .query_async(c)
+            .await;
+        match reply {
+            Ok(reply) => {
+                attempt = 0;
+                for e in read_reply(&reply) {
+                    if e.text("o") != Some(fleet.origin.as_str()) {
+                        apply(&fleet, &registry, &e).await;
+                    }
+                    last = Some(e.id);
+                }
+            }
+            Err(e) => {
+                fleet.failed("read", &e);
+                con = None;
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Reports what this replica serves and reads what the others do, every [`REPORT_EVERY`].
+async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry>) {
+    let mut con = None;
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if fleet.refused().is_some() {
+            return;
+        }
+        let c = match &mut con {
+            Some(c) => c,
+            None => match connect(&client).await {
+                Ok(c) => con.insert(c),
+                Err(_) => continue,
+            },
+        };
+        let serving = registry.serving();
+        let now = now_ms();
+        let ours = Report {
+            origin: fleet.origin.clone(),
+            model: serving
+                .model
+                .as_ref()
+                .map(|m| format!("{m} {}", serving.version.as_deref().unwrap_or(""))),
+            model_checksum: serving.checksum.clone(),
+            snapshot_checksum: serving.snapshot.as_ref().map(|s| s.checksum.clone()),
+            at_ms: now,
+        };
+        let Ok(json) = serde_json::to_string(&ours) else {
+            continue;
+        };
+        let all: redis::RedisResult<HashMap<String, String>> = redis::pipe()
+            .cmd("HSET")
+            .arg(SERVING)
+            .arg(&fleet.origin)
+            .arg(json)
+            .ignore()
+            .cmd("HGETALL")
+            .arg(SERVING)
+            .query_async::<(HashMap<String, String>,)>(c)
+            .await
+            .map(|(all,)| all);
+        match all {
+            Ok(all) => {
+                let reports: Vec<Report> = all
+                    .values()
+                    .filter_map(|v| serde_json::from_str(v).ok())
+                    .collect();
+                let gone: Vec<&String> = reports
+                    .iter()
+                    .filter(|r| now - r.at_ms > FORGET_AFTER_MS)
+                    .map(|r| &r.origin)
+                    .collect();
+                if !gone.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("HDEL")
+                        .arg(SERVING)
+                        .arg(gone)
+                        .query_async(c)
+                        .await;
+                }
+                fleet.set_view(FleetView::of(reports, now));
+            }
+            Err(_) => con = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(origin: &str, model: &str, snapshot: &str, at_ms: i64) -> Report {
+        Report {
+            origin: origin.into(),
+            model: Some("demo".into()),
+            model_checksum: Some(model.into()),
+            snapshot_checksum: Some(snapshot.into()),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn the_view_counts_the_versions_of_live_replicas_only() {
+        let now = 1_000_000;
+        let agree = FleetView::of(
+            vec![
+                report("b", "m1", "s1", now - 1_000),
+                report("a", "m1", "s1", now),
+                report("gone", "m0", "s0", now - 60_000),
+            ],
+            now,
+        );
+        assert!(agree.agree);
+        assert_eq!(agree.replicas.len(), 2);
+        assert_eq!(agree.replicas[0].origin, "a");
+        let split = FleetView::of(
+            vec![
+                report("a", "m1", "s1", now),
+                report("b", "m2", "s1", now),
+                report("c", "m2", "s2", now),
+            ],
+            now,
+        );
+        assert!(!split.agree);
+        assert_eq!((split.model_versions, split.snapshot_versions), (2, 2));
+        let mut out = Exposition::new();
+        out.collect(&split);
+        assert!(out.finish().contains("nextbest_fleet_model_versions 2\n"));
+    }
+}

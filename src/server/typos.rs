@@ -1,0 +1,221 @@
+//! What a client got wrong without being refused: request fields the contract does not have
+//! (answered in `warnings`) and channels or placements the model does not have (fallback reason
+//! `unknown_placement`). A page must never break for these, so they are answered with content;
+//! this module makes them visible instead: counted for `/metrics`, and each unknown channel and
+//! placement logged once, the first time it is seen.
+//!
+//! The "seen" set is a fixed table of name hashes filled with compare-and-swap: no lock, no
+//! allocation, and bounded memory however many distinct names clients invent. Once it is full,
+//! new names are still counted but no longer logged (one line says so). It owns no request
+//! state and decides nothing.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use super::codec::{DecideBody, DECIDE_FIELDS, MAX_UNKNOWN_NAMED};
+use crate::engine::{CompiledModel, Request};
+use crate::metrics::prom::{Collect, Exposition, Kind};
+
+/// Distinct unknown channel/placement pairs logged at most.
+const SEEN_SLOTS: usize = 1024;
+/// Slots tried after the one a name hashes to.
+const PROBES: usize = 8;
+
+/// Counters and the once-per-name log of client mistakes the server answers anyway.
+pub struct Typos {
+    seen: Box<[AtomicU64]>,
+    full_logged: AtomicBool,
+    unknown_fields: [AtomicU64; 2],
+    unknown_placements: AtomicU64,
+}
+
+/// Which route met an unknown field.
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    /// `/v1/decide` (body fields or query parameters).
+    Decide = 0,
+    /// `/v1/events` (fields of an event).
+    Events = 1,
+}
+
+impl Route {
+    fn as_str(self) -> &'static str {
+        match self {
+            Route::Decide => "decide",
+            Route::Events => "events",
+        }
+    }
+}
+
+impl Default for Typos {
+    fn default() -> Self {
+        Typos {
+            seen: (0..SEEN_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            full_logged: AtomicBool::new(false),
+            unknown_fields: Default::default(),
+            unknown_placements: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Typos {
+    /// Counts `n` unknown fields met on a route.
+    #[inline]
+    pub fn unknown_fields(&self, route: Route, n: usize) {
+        if n > 0 {
+            self.unknown_fields[route as usize].fetch_add(n as u64, Relaxed);
+        }
+    }
+
+    /// Counts a decision for a channel or placement the model does not have, logs the pair the
+    /// first time it is seen, and returns the warning the answer carries (naming what the model
+    /// has instead, so a typo shows at once).
+    pub fn unknown_placement(&self, model: &CompiledModel, req: &Request<'_>) -> String {
+        self.unknown_placements.fetch_add(1, Relaxed);
+        let (channel, placement) = (req.channel, req.placement);
+        let known = model.channels.iter().find(|c| &*c.name == channel);
+        let warning = match known {
+            Some(c) => format!(
+                "placement: `{}` is not a placement of channel `{}` in model {} {}; it has {}",
+                shown(placement),
+                shown(channel),
+                model.name,
+                model.version,
+                names(c.slots.iter().map(|s| &*s.placement))
+            ),
+            None => format!(
+                "channel: `{}` is not a channel of model {} {}; it has {}",
+                shown(channel),
+                model.name,
+                model.version,
+                names(model.channels.iter().map(|c| &*c.name))
+            ),
+        };
+        if self.first_time(channel, placement) {
+            tracing::warn!(
+                model = &*model.name,
+                version = &*model.version,
+                channel,
+                placement,
+                "unknown channel or placement in a decide request: answered with fallback content (reason unknown_placement)"
+            );
+        }
+        warning
+    }
+
+    /// Decisions for unknown channels or placements so far.
+    pub fn unknown_placements(&self) -> u64 {
+        self.unknown_placements.load(Relaxed)
+    }
+
+    /// True the first time a pair is seen (while the table has room).
+    fn first_time(&self, channel: &str, placement: &str) -> bool {
+        let mut h = crc32fast::Hasher::new();
+        h.update(channel.as_bytes());
+        h.update(&[0]);
+        h.update(placement.as_bytes());
+        let low = u64::from(h.finalize());
+        let mut h2 = crc32fast::Hasher::new_with_initial(0x9e37_79b9);
+        h2.update(placement.as_bytes());
+        h2.update(&[0]);
+        h2.update(channel.as_bytes());
+        // 64 bits from two CRCs, never 0 (0 marks a free slot).
+        let hash = (u64::from(h2.finalize()) << 32 | low) | 1;
+        let start = hash as usize % SEEN_SLOTS;
+        for i in 0..PROBES {
+            let slot = &self.seen[(start + i) % SEEN_SLOTS];
+            match slot.compare_exchange(0, hash, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(held) if held == hash => return false,
+                Err(_) => {}
+            }
+        }
+        if !self.full_logged.swap(true, Relaxed) {
+            tracing::warn!(
+                "many distinct unknown channels and placements: further ones are counted (nextbest_unknown_placement_decisions_total) but not logged"
+            );
+        }
+        false
+    }
+}
+
+/// The warnings for a decide request's unknown fields (empty, without allocating, when it has
+/// none).
+pub fn field_warnings(body: &DecideBody<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in &body.unknown {
+        out.push(format!(
+            "`{}` is not a field of a decide request and was ignored; the fields are {}",
+            shown(name),
+            DECIDE_FIELDS.join(", ")
+        ));
+    }
+    if body.unknown_count > body.unknown.len() {
+        out.push(format!(
+            "and {} more unknown fields (only the first {MAX_UNKNOWN_NAMED} are named)",
+            body.unknown_count - body.unknown.len()
+        ));
+    }
+    out
+}
+
+/// At most 64 characters of a client's name, for a message.
+fn shown(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
+/// Up to 8 names, comma-separated, then how many more.
+fn names<'a>(all: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let n = all.len();
+    let mut out: Vec<String> = all.take(8).map(|s| format!("`{s}`")).collect();
+    if n > 8 {
+        out.push(format!("and {} more", n - 8));
+    }
+    if out.is_empty() {
+        "none".into()
+    } else {
+        out.join(", ")
+    }
+}
+
+impl Collect for Typos {
+    fn collect(&self, out: &mut Exposition) {
+        let mut f = out.family(
+            "nextbest_unknown_fields_total",
+            Kind::Counter,
+            "Request fields (or decide query parameters) the contract does not have, reported in the answer's warnings, by route.",
+        );
+        for route in [Route::Decide, Route::Events] {
+            f.sample(
+                &[("route", route.as_str())],
+                self.unknown_fields[route as usize].load(Relaxed),
+            );
+        }
+        out.family(
+            "nextbest_unknown_placement_decisions_total",
+            Kind::Counter,
+            "Decide requests naming a channel or placement the model does not have (answered with fallback content, reason unknown_placement).",
+        )
+        .sample(&[], self.unknown_placements());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_pair_is_new_once_and_the_table_stays_bounded() {
+        let t = Typos::default();
+        assert!(t.first_time("web", "plan_page"));
+        assert!(!t.first_time("web", "plan_page"));
+        assert!(t.first_time("Web", "plans_page"));
+        assert!(t.first_time("plan_page", "web"), "order matters");
+        let fresh = (0..5000)
+            .filter(|i| t.first_time("web", &format!("p{i}")))
+            .count();
+        assert!(fresh <= SEEN_SLOTS, "{fresh} logged");
+        assert!(fresh > SEEN_SLOTS / 2, "only {fresh} logged");
+        assert!(t.full_logged.load(Relaxed));
+        assert!(!t.first_time("web", "plan_page"), "still remembered");
+    }
+}

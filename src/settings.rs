@@ -1,0 +1,480 @@
+//! The serve flags, checked once: the raw command line ([`ServeArgs`], what clap parses, every
+//! flag also an environment variable) becomes [`Settings`] (durations, byte sizes, the fsync
+//! policy, the admin token read from its file, the fallback content, the decision log and the
+//! fleet configuration) in one step, [`ServeArgs::check`]. A value out of its range is an error
+//! that names the flag and the value (`--log-segment-mb 0: must be at least 1`); nothing is
+//! clamped, because a clamp turns an operator's typo into a setting nobody asked for.
+//!
+//! It lives in the library, beside the campaign's flags, so the checks are unit-tested without
+//! a process and the campaign's `--redis` shares them. It owns the serve flags, their defaults
+//! and their limits. It reads only the files the flags name (the token, the fallback content),
+//! and must not start anything: no listener, thread, event log or model load. `main.rs` wires
+//! what it returns.
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::contact::attribution::DecisionIds;
+use crate::contact::{ContactConfig, FsyncPolicy, StateConfig};
+use crate::decision_log::DecisionLogConfig;
+use crate::engine::BuiltinFallback;
+use crate::fleet::FleetConfig;
+use crate::logging::SecretUrl;
+use crate::model::{self, Limits, ModelError};
+use crate::registry::RegistryConfig;
+use crate::server::{AdminToken, ServerConfig};
+
+/// The serve flags as given: each also an environment variable.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Public listener (channels call /v1/decide here).
+    #[arg(long, env = "NEXTBEST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Admin listener (/admin/*, /metrics).
+    #[arg(long, env = "NEXTBEST_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    pub admin_listen: SocketAddr,
+    /// The model: a folder holding model.json (and scorer files), or a model file.
+    #[arg(long, env = "NEXTBEST_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    /// The feature snapshot: CSV, or the binary form (.nbf).
+    #[arg(long, env = "NEXTBEST_FEATURES", default_value = "models/features.csv")]
+    pub features: PathBuf,
+    /// Largest request body accepted, in bytes (1 to 64 MiB).
+    #[arg(long, env = "NEXTBEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers, in milliseconds; hyper also closes a
+    /// keep-alive connection idle this long (keep client pools' idle timeout below it).
+    #[arg(long, env = "NEXTBEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request body, in milliseconds (408 after).
+    #[arg(long, env = "NEXTBEST_BODY_TIMEOUT_MS", default_value_t = 2_000)]
+    pub body_timeout_ms: u64,
+    /// Budget of one decision in microseconds, from request read to answer; past it the answer
+    /// is fallback content with reason `deadline`. Clients may ask for less with X-Deadline-Us.
+    #[arg(long, env = "NEXTBEST_DEADLINE_US", default_value_t = 5_000)]
+    pub deadline_us: u64,
+    /// Decide requests in flight before new ones get `overload` fallback at once.
+    #[arg(long, env = "NEXTBEST_MAX_INFLIGHT", default_value_t = 128)]
+    pub max_inflight: usize,
+    /// Open connections per listener; at the bound a new one replaces the one idle longest.
+    #[arg(long, env = "NEXTBEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT: milliseconds /readyz answers 503 while still serving.
+    #[arg(long, env = "NEXTBEST_DRAIN_DELAY_MS", default_value_t = 1_000)]
+    pub drain_delay_ms: u64,
+    /// On SIGTERM/SIGINT: milliseconds in-flight requests get to finish.
+    #[arg(long, env = "NEXTBEST_GRACE_MS", default_value_t = 10_000)]
+    pub grace_ms: u64,
+    /// Built-in fallback content (JSON, the shape of a model's `fallback`), served when no
+    /// model content applies or no model is loaded.
+    #[arg(long, env = "NEXTBEST_FALLBACK_FILE")]
+    pub fallback_file: Option<PathBuf>,
+    /// Bearer token the admin listener requires (unset: none). Prefer --admin-token-file: a
+    /// token on the command line shows in `ps`.
+    #[arg(
+        long,
+        env = "NEXTBEST_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        conflicts_with = "admin_token_file"
+    )]
+    pub admin_token: String,
+    /// File holding the admin bearer token (surrounding white space ignored), e.g. a mounted
+    /// Kubernetes Secret: the token stays out of `ps` and the environment.
+    #[arg(long, env = "NEXTBEST_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Serve the admin API on a non-loopback --admin-listen without a token (anyone who can
+    /// reach it can swap models); without this flag such a start is refused.
+    #[arg(long, env = "NEXTBEST_ADMIN_INSECURE")]
+    pub admin_insecure: bool,
+    /// Runtime worker threads (0: one per core).
+    #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    /// Model versions kept compiled for instant rollback, the active one included (at least 2).
+    #[arg(long, env = "NEXTBEST_HISTORY", default_value_t = 5)]
+    pub history: usize,
+    /// Do not watch the models folder for changes (reload with SIGHUP or the admin API).
+    #[arg(long, env = "NEXTBEST_NO_WATCH")]
+    pub no_watch: bool,
+    /// Folder of the durable event log, replayed on start (created if missing; one server each).
+    #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// When an accepted event is on disk: `always` syncs each group commit before the 202;
+    /// `interval` answers after the write and syncs within --fsync-interval-ms (an OS crash or
+    /// power loss can lose the events of that interval; a crash of nextbest alone loses none).
+    #[arg(long, env = "NEXTBEST_FSYNC", value_enum, default_value = "always")]
+    pub fsync: FsyncMode,
+    /// Longest time between syncs under `--fsync interval`, in milliseconds.
+    #[arg(long, env = "NEXTBEST_FSYNC_INTERVAL_MS", default_value_t = 200)]
+    pub fsync_interval_ms: u64,
+    /// An event log segment rolls over at this size, in MiB (1 to 1024; replay at start holds
+    /// one segment in memory).
+    #[arg(long, env = "NEXTBEST_LOG_SEGMENT_MB", default_value_t = 64)]
+    pub log_segment_mb: u64,
+    /// Share accepted events with the other replicas through Redis Streams: `redis://` or
+    /// `rediss://` URL, password in the userinfo (unset: this replica works alone).
+    #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretUrl>,
+    /// File holding the Redis password (surrounding white space ignored), e.g. a mounted
+    /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment.
+    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
+    pub redis_password_file: Option<PathBuf>,
+    /// Stream partitions (keys with their own hash tag; every replica must use the same number;
+    /// 1 to 1024).
+    #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
+    pub redis_partitions: u16,
+    /// With --ready-when-behind: longest wait at start for the fleet's recent events before
+    /// /readyz says ready as behind. Without it, /readyz waits for them however long it takes.
+    #[arg(long, env = "NEXTBEST_REDIS_CATCHUP_MS", default_value_t = 10_000)]
+    pub redis_catchup_ms: u64,
+    /// Say ready after --redis-catchup-ms even when the fleet's events are not all applied
+    /// (Redis unreachable at start): serve with the history this replica has, as behind the
+    /// fleet. Off: /readyz stays 503 until caught up, so no customer is shown an offer they
+    /// dismissed or complained about on another replica.
+    #[arg(long, env = "NEXTBEST_READY_WHEN_BEHIND")]
+    pub ready_when_behind: bool,
+    /// Folder of the decision log: a sample of decisions with what it takes to make them
+    /// again, for `nextbest replay` (unset: off).
+    #[arg(long, env = "NEXTBEST_DECISION_LOG")]
+    pub decision_log: Option<PathBuf>,
+    /// Share of decisions the decision log keeps, 0 to 1.
+    #[arg(long, env = "NEXTBEST_DECISION_LOG_SAMPLE", default_value_t = 0.01)]
+    pub decision_log_sample: f64,
+    /// A decision log file rolls over at this size, in MiB (1 to 1024).
+    #[arg(long, env = "NEXTBEST_DECISION_LOG_FILE_MB", default_value_t = 64)]
+    pub decision_log_file_mb: u64,
+    /// Decision log files kept; the oldest is deleted first.
+    #[arg(long, env = "NEXTBEST_DECISION_LOG_FILES", default_value_t = 16)]
+    pub decision_log_files: usize,
+    /// Memory budget of the contact state, in MiB: three quarters for customer histories (the
+    /// least valuable customers go first), a quarter for remembered event ids. Replay at start
+    /// stays within it plus one log segment and a 2 MiB buffer.
+    #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
+    pub contact_memory_mb: u64,
+}
+
+/// `--fsync` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FsyncMode {
+    /// fdatasync per group commit, before the 202.
+    Always,
+    /// 202 after the write; fdatasync at most --fsync-interval-ms later.
+    Interval,
+}
+
+/// Largest `--max-body-bytes`: a body is held whole in memory, up to `--max-inflight` of them.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Largest `--log-segment-mb` and `--decision-log-file-mb`.
+pub const MAX_FILE_MB: u64 = 1024;
+/// Largest `--contact-memory-mb` (1 TiB).
+pub const MAX_MEMORY_MB: u64 = 1 << 20;
+/// Largest `--redis-partitions`: each is a stream and a consumer task on every replica.
+pub const MAX_PARTITIONS: u16 = 1024;
+
+/// Everything `serve` needs, checked and built.
+pub struct Settings {
+    /// The listeners, guards and admin token.
+    pub server: ServerConfig,
+    /// Where models and the snapshot load from, and the rollback history.
+    pub registry: RegistryConfig,
+    /// Whether the models folder is watched.
+    pub watch_models: bool,
+    /// The event log and contact state (models set the history horizon as they are bound).
+    pub contact: ContactConfig,
+    /// The data folder (event log, funnel tables, replica id).
+    pub data_dir: PathBuf,
+    /// The last stage of the fallback chain (empty without `--fallback-file`).
+    pub builtin: BuiltinFallback,
+    /// The decision log, when `--decision-log` is set.
+    pub decision_log: Option<DecisionLogConfig>,
+    /// The fleet link, when `--redis` is set.
+    pub fleet: Option<FleetConfig>,
+    /// Runtime worker threads; `None` is one per core.
+    pub workers: Option<NonZeroUsize>,
+}
+
+/// A flag whose value cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value outside its range, or a combination that cannot work.
+    #[error("{flag} {value}: {reason}")]
+    Invalid {
+        /// The flag, as typed on the command line.
+        flag: &'static str,
+        /// The value given.
+        value: String,
+        /// What is wrong, and what would be right.
+        reason: String,
+    },
+    /// A file a flag names could not be read.
+    #[error("{flag} {}: {source}", path.display())]
+    File {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fallback file is not valid fallback content.
+    #[error("--fallback-file {}: {source}", path.display())]
+    Fallback {
+        /// The file.
+        path: PathBuf,
+        /// Its faults.
+        #[source]
+        source: ModelError,
+    },
+}
+
+fn invalid(flag: &'static str, value: impl ToString, reason: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        flag,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `value`, if it is at least `min`.
+pub(crate) fn at_least<T: PartialOrd + std::fmt::Display>(
+    flag: &'static str,
+    value: T,
+    min: T,
+) -> Result<T, SettingsError> {
+    if value < min {
+        return Err(invalid(flag, value, format!("must be at least {min}")));
+    }
+    Ok(value)
+}
+
+/// `value`, if it lies in `min..=max`.
+pub(crate) fn within<T: PartialOrd + std::fmt::Display>(
+    flag: &'static str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, SettingsError> {
+    if value > max {
+        return Err(invalid(flag, value, format!("must be at most {max}")));
+    }
+    at_least(flag, value, min)
+}
+
+/// A size given in MiB, in bytes, if it lies in `1..=max` MiB.
+pub(crate) fn mib(flag: &'static str, value: u64, max: u64) -> Result<u64, SettingsError> {
+    Ok(within(flag, value, 1, max)? << 20)
+}
+
+/// A duration given in milliseconds, if it is at least 1 ms.
+fn positive_ms(flag: &'static str, value: u64) -> Result<Duration, SettingsError> {
+    at_least(flag, value, 1).map(Duration::from_millis)
+}
+
+impl ServeArgs {
+    /// Checks every flag and builds what `serve` wires: the first bad value is the error.
+    pub fn check(self) -> Result<Settings, SettingsError> {
+        let server = self.server_config()?;
+        let builtin = match &self.fallback_file {
+            Some(path) => model::load_builtin_fallback(path).map_err(|source| {
+                for f in source.faults() {
+                    tracing::error!(fault = %f, "fallback file refused");
+                }
+                SettingsError::Fallback {
+                    path: path.clone(),
+                    source,
+                }
+            })?,
+            None => BuiltinFallback::default(),
+        };
+        let registry = RegistryConfig {
+            models_path: Some(self.models.clone()),
+            features_path: Some(self.features.clone()),
+            history_len: at_least("--history", self.history, 2)?,
+            limits: Limits::default(),
+        };
+        // Checked whatever --fsync says: a bad value is a bad value, even while unused.
+        let interval = positive_ms("--fsync-interval-ms", self.fsync_interval_ms)?;
+        let contact = ContactConfig {
+            data_dir: Some(self.data_dir.clone()),
+            fsync: match self.fsync {
+                FsyncMode::Always => FsyncPolicy::Always,
+                FsyncMode::Interval => FsyncPolicy::Interval(interval),
+            },
+            segment_bytes: mib("--log-segment-mb", self.log_segment_mb, MAX_FILE_MB)?,
+            state: StateConfig::within(mib(
+                "--contact-memory-mb",
+                self.contact_memory_mb,
+                MAX_MEMORY_MB,
+            )?),
+            ..ContactConfig::default()
+        };
+        let decision_log = self.decision_log_config()?;
+        let fleet = self.fleet_config()?;
+        Ok(Settings {
+            server,
+            registry,
+            watch_models: !self.no_watch,
+            contact,
+            data_dir: self.data_dir,
+            builtin,
+            decision_log,
+            fleet,
+            workers: NonZeroUsize::new(self.workers),
+        })
+    }
+
+    fn server_config(&self) -> Result<ServerConfig, SettingsError> {
+        if self.admin_listen == self.listen && self.listen.port() != 0 {
+            return Err(invalid(
+                "--admin-listen",
+                self.admin_listen,
+                "the same address as --listen; give the admin listener its own",
+            ));
+        }
+        let admin_token = self.admin_token()?;
+        if admin_token.is_none()
+            && !self.admin_listen.ip().to_canonical().is_loopback()
+            && !self.admin_insecure
+        {
+            return Err(invalid(
+                "--admin-listen",
+                self.admin_listen,
+                "not a loopback address, and no admin token is set: anyone who reaches it \
+                 could swap models; set a token with --admin-token-file PATH \
+                 (NEXTBEST_ADMIN_TOKEN_FILE), or pass --admin-insecure to allow it without one",
+            ));
+        }
+        Ok(ServerConfig {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            max_body_bytes: within("--max-body-bytes", self.max_body_bytes, 1, MAX_BODY_BYTES)?,
+            header_timeout: positive_ms("--header-timeout-ms", self.header_timeout_ms)?,
+            body_timeout: positive_ms("--body-timeout-ms", self.body_timeout_ms)?,
+            deadline: Duration::from_micros(at_least("--deadline-us", self.deadline_us, 1)?),
+            max_inflight: at_least("--max-inflight", self.max_inflight, 1)?,
+            max_connections: at_least("--max-connections", self.max_connections, 1)?,
+            drain_delay: Duration::from_millis(self.drain_delay_ms),
+            grace: Duration::from_millis(self.grace_ms),
+            admin_token,
+            decision_ids: DecisionIds::default(),
+        })
+    }
+
+    /// The admin token, from its file when one is named; an empty or unreadable file is an
+    /// error, never an open admin listener.
+    fn admin_token(&self) -> Result<Option<AdminToken>, SettingsError> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(AdminToken::new(self.admin_token.clone()));
+        };
+        let token = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
+            flag: "--admin-token-file",
+            path: path.clone(),
+            source,
+        })?;
+        match AdminToken::new(token.trim().to_owned()) {
+            Some(t) => Ok(Some(t)),
+            None => Err(invalid(
+                "--admin-token-file",
+                path.display(),
+                "the file is empty; put the token in it",
+            )),
+        }
+    }
+
+    fn decision_log_config(&self) -> Result<Option<DecisionLogConfig>, SettingsError> {
+        let sample = self.decision_log_sample;
+        // `contains` is false for NaN too.
+        if !(0.0..=1.0).contains(&sample) {
+            return Err(invalid(
+                "--decision-log-sample",
+                sample,
+                "must be between 0 and 1",
+            ));
+        }
+        let file_bytes = mib(
+            "--decision-log-file-mb",
+            self.decision_log_file_mb,
+            MAX_FILE_MB,
+        )?;
+        let max_files = at_least("--decision-log-files", self.decision_log_files, 1)?;
+        Ok(self.decision_log.clone().map(|dir| DecisionLogConfig {
+            dir,
+            sample,
+            file_bytes,
+            max_files,
+        }))
+    }
+
+    fn fleet_config(&self) -> Result<Option<FleetConfig>, SettingsError> {
+        let partitions = within(
+            "--redis-partitions",
+            self.redis_partitions,
+            1,
+            MAX_PARTITIONS,
+        )?;
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        Ok(Some(FleetConfig {
+            catchup_wait: Duration::from_millis(self.redis_catchup_ms),
+            ready_when_behind: self.ready_when_behind,
+            ..FleetConfig::new(
+                redis_url(url, self.redis_password_file.as_deref())?,
+                partitions,
+            )
+        }))
+    }
+}
+
+/// The Redis URL to connect with: `--redis`, checked as the fleet will parse it, with the
+/// password of `--redis-password-file` put into its user information (percent-encoded).
+pub fn redis_url(url: &SecretUrl, password_file: Option<&Path>) -> Result<String, SettingsError> {
+    let Some(path) = password_file else {
+        check_redis_url(url.expose()).map_err(|reason| invalid("--redis", url, reason))?;
+        return Ok(url.expose().to_owned());
+    };
+    let flag = "--redis-password-file";
+    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
+        flag,
+        path: path.to_owned(),
+        source,
+    })?;
+    let password = text.trim();
+    if password.is_empty() {
+        return Err(invalid(
+            flag,
+            path.display(),
+            "the file is empty; put the password in it",
+        ));
+    }
+    let mut parsed = url::Url::parse(url.expose())
+        .map_err(|e| invalid("--redis", url, format!("not a URL: {e}")))?;
+    if parsed.password().is_some() {
+        return Err(invalid(
+            flag,
+            path.display(),
+            "--redis already holds a password; give it in one place",
+        ));
+    }
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| invalid("--redis", url, "this URL cannot hold a password"))?;
+    let with_password = String::from(parsed);
+    check_redis_url(&with_password).map_err(|reason| invalid("--redis", url, reason))?;
+    Ok(with_password)
+}
+
+/// Whether the fleet's Redis client takes the URL (it parses only; nothing connects).
+fn check_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| format!("not a Redis URL ({e})"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,288 @@
+//! What a client team meets when it gets something slightly wrong: a typo in a channel,
+//! placement or field name, values generated clients write their own way, a bad header, events
+//! that contradict the decision they quote. Pages keep getting content; the answer says what
+//! was wrong, and `/metrics` counts it.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn warnings(a: &Value) -> Vec<String> {
+    a["warnings"]
+        .as_array()
+        .map(|w| w.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+#[tokio::test]
+async fn typos_get_content_and_a_name() {
+    let srv = start_demo().await;
+    // A placement the model does not have: fallback content, a reason of its own, a warning
+    // naming what the channel has instead.
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plan_page", "explain": true}),
+    )
+    .await;
+    assert_eq!(a["fallback"]["reason"], "unknown_placement", "{a}");
+    assert!(a["offers"].is_array());
+    let w = warnings(&a);
+    assert_eq!(w.len(), 1, "{a}");
+    assert!(
+        w[0].starts_with(
+            "placement: `plan_page` is not a placement of channel `web` in model demo 1; it has "
+        ) && w[0].contains("`plans_page`"),
+        "{w:?}"
+    );
+    let explained = a["explain"].as_array().unwrap();
+    assert!(explained.iter().all(|v| v["excluded"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("placement: the model has no such placement"))));
+    // A channel it does not have.
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "Web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["fallback"]["reason"], "unknown_placement");
+    assert!(warnings(&a)[0].starts_with("channel: `Web` is not a channel of model demo 1; it has `app`, `email`, `push`, `sms`, `web`"), "{a}");
+
+    // A misspelt field is a warning, not silence; a clean request has no `warnings` at all.
+    let a = decide(
+        srv.public,
+        json!({"custmer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["fallback"]["reason"], "unknown_customer");
+    assert_eq!(
+        warnings(&a),
+        ["`custmer_id` is not a field of a decide request and was ignored; the fields are customer_id, channel, placement, limit, context, explain"]
+    );
+    let a = get(
+        srv.public,
+        "/v1/decide?custmer_id=C0000042&channel=web&placement=plans_page",
+    )
+    .await
+    .json();
+    assert!(
+        warnings(&a)[0].starts_with("`custmer_id` is not a field"),
+        "{a}"
+    );
+    let clean = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert!(clean.get("warnings").is_none(), "{clean}");
+
+    let m = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert_eq!(
+        metric(
+            &m,
+            r#"nextbest_decisions_total{outcome="fallback",reason="unknown_placement"}"#
+        ),
+        2
+    );
+    assert_eq!(metric(&m, "nextbest_unknown_placement_decisions_total"), 2);
+    assert_eq!(
+        metric(&m, r#"nextbest_unknown_fields_total{route="decide"}"#),
+        2
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn what_generated_clients_send_is_taken_or_refused_by_name() {
+    let srv = start_demo().await;
+    let ok = |body: Value| async move {
+        let r = post_json(srv.public, "/v1/decide", &body).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    };
+    // JSON Schema's integer as 2.0, optional fields as null.
+    let a = ok(
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page",
+                      "limit": 2.0, "context": null, "explain": null}),
+    )
+    .await;
+    assert!(a["offers"].as_array().unwrap().len() <= 2);
+    // 256 characters, whatever their UTF-8 length.
+    let cjk = "顧".repeat(256);
+    let a = ok(json!({"customer_id": cjk, "channel": "web", "placement": "plans_page"})).await;
+    assert_eq!(a["fallback"]["reason"], "unknown_customer");
+    let r = post_json(
+        srv.public,
+        "/v1/decide",
+        &json!({"customer_id": format!("{cjk}x"), "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(
+        r.assert_error(400, "invalid_request"),
+        "customer_id: longer than 256 characters"
+    );
+
+    // explain on GET: true or false, in any case; anything else is refused.
+    let q = "/v1/decide?customer_id=C0000042&channel=web&placement=plans_page&explain=";
+    let a = get(srv.public, &format!("{q}True")).await.json();
+    assert!(a["explain"].is_array(), "{a}");
+    let a = get(srv.public, &format!("{q}FALSE")).await.json();
+    assert!(a.get("explain").is_none(), "{a}");
+    let detail = get(srv.public, &format!("{q}yes"))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(detail.starts_with("explain: `yes`"), "{detail}");
+
+    // A bad X-Deadline-Us is refused naming the header, on POST and GET.
+    let body = br#"{"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}"#;
+    for bad in ["-1", "abc", "1.5", "60000001"] {
+        let headers = [("content-type", "application/json"), ("x-deadline-us", bad)];
+        let r = request(srv.public, "POST", "/v1/decide", &headers, body).await;
+        let detail = r.assert_error(400, "invalid_request");
+        assert!(
+            detail.starts_with(&format!("X-Deadline-Us: `{bad}`")),
+            "{detail}"
+        );
+        let r = request(srv.public, "GET", &format!("{q}false"), &headers[1..], b"").await;
+        r.assert_error(400, "invalid_request");
+    }
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-deadline-us", "2000"),
+    ];
+    let r = request(srv.public, "POST", "/v1/decide", &headers, body).await;
+    assert_eq!(r.status, 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
+    let (srv, _clock) = start_demo_contacts(None).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    let offer = a["offers"][0]["offer_id"]
+        .as_str()
+        .expect("an offer")
+        .to_owned();
+    let id = a["decision_id"].as_str().unwrap().to_owned();
+    let ev = |kind: &str, extra: Value| {
+        let mut e =
+            json!({"type": kind, "customer_id": "C0000042", "offer_id": offer, "decision_id": id});
+        e.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        e
+    };
+    let r = post_events(
+        srv.public,
+        json!([
+            ev("impression", json!({})),
+            ev("click", json!({"channel": "app"})),
+            ev("click", json!({"customer_id": "C0000043"})),
+            ev("click", json!({"placement": "home_hero"})),
+            ev("click", json!({"channel": "web", "placement": "plans_page", "event_id": "k1"})),
+            ev("click", json!({"event_id": "k1"})),
+            {"type": "dismiss", "customer_id": "C0000042", "offer_id": "no_such_offer", "channel": "web", "custmer": 1},
+        ]),
+    )
+    .await;
+    let rejected: Vec<(u64, String)> = r["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (1, "channel: `app` contradicts the decision, which was made on channel `web`".to_owned()),
+            (2, "decision_id: the decision was made for another customer than `customer_id`".to_owned()),
+            (3, "placement: `home_hero` contradicts the decision, which was made for placement `plans_page`".to_owned()),
+        ]
+    );
+    assert_eq!(
+        (r["accepted"].as_u64(), r["duplicates"].as_u64()),
+        (Some(3), Some(1)),
+        "{r}"
+    );
+    let w = r["warnings"].as_array().unwrap();
+    assert_eq!(w.len(), 2, "{r}");
+    assert_eq!(w[0]["index"], 6);
+    assert!(w[0]["warning"]
+        .as_str()
+        .unwrap()
+        .starts_with("`custmer` is not a field of an event"));
+    assert!(w[1]["warning"]
+        .as_str()
+        .unwrap()
+        .starts_with("offer_id: `no_such_offer` is not an offer of the active model (demo 1)"));
+
+    // The impression without a channel counts on the decision's channel; /admin/stats adds
+    // up what the 202 said.
+    let stats = get(srv.admin, "/admin/stats").await.json();
+    let row = stats["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["offer_id"] == offer.as_str() && r["channel"] == "web")
+        .cloned()
+        .unwrap_or_else(|| panic!("no web row for {offer}: {stats}"));
+    assert_eq!(
+        (row["impressions"].as_u64(), row["clicks"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(stats["unattributed"]["impressions"], 0);
+    assert_eq!(stats["events"]["accepted"], r["accepted"]);
+    assert_eq!(stats["events"]["duplicates"], r["duplicates"]);
+    assert_eq!(stats["events"]["rejected"], 3);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_feature_reload_with_an_empty_or_misspelt_path_says_so() {
+    let srv = start_demo().await;
+    let reload =
+        |body: Value| async move { post_json(srv.admin, "/admin/features/reload", &body).await };
+    let detail = reload(json!({"path": ""}))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(detail.starts_with("path: must not be empty"), "{detail}");
+    let detail = reload(json!({"pth": "/data/x.csv"}))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(
+        detail.starts_with("pth: unknown field `pth`, expected `path` or `wait`"),
+        "{detail}"
+    );
+    let detail = reload(json!([null, null]))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(detail.starts_with("expected a JSON object"), "{detail}");
+    let detail = reload(json!({"path": 7}))
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(
+        detail.starts_with("path: invalid type: integer `7`"),
+        "{detail}"
+    );
+    srv.stop().await;
+}

@@ -1,0 +1,250 @@
+//! Start-up as an operator meets it, through the real binary: what it refuses before loading
+//! anything, how a fatal error reads (one line, in the log's format), and secrets given in
+//! files staying out of `ps`, the environment and the log.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::binary::Binary;
+use support::redis::Redis;
+use support::*;
+
+/// The admin listener's address, reached over loopback (it may be bound to every interface).
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], addr.port()))
+}
+
+#[tokio::test]
+async fn a_non_loopback_admin_listener_without_a_token_refuses_to_start() {
+    let dir = TempDir::new("startup-admin");
+    let data = dir.0.join("data");
+    let (status, stderr) = Binary::demo_on(&data, "127.0.0.1:0", "0.0.0.0:0").run_to_exit();
+    assert!(!status.success(), "it started: {stderr}");
+    assert!(
+        stderr.contains("--admin-listen 0.0.0.0:0: not a loopback address")
+            && stderr.contains("--admin-token-file")
+            && stderr.contains("--admin-insecure"),
+        "{stderr}"
+    );
+    // Refused before anything loaded: the event log's folder was never made.
+    assert!(!data.exists(), "the data folder was created");
+
+    // With a token it starts, and the token guards the admin API.
+    let token = dir.0.join("token");
+    std::fs::write(&token, "t0ken-from-a-file\n").unwrap();
+    let guarded = Binary::demo_on(&data, "127.0.0.1:0", "0.0.0.0:0")
+        .arg("--admin-token-file")
+        .arg(&token)
+        .spawn();
+    assert_eq!(
+        get(loopback(guarded.admin), "/admin/models").await.status,
+        401
+    );
+    drop(guarded);
+
+    // The explicit flag allows it open.
+    let open = Binary::demo_on(&dir.0.join("data2"), "127.0.0.1:0", "0.0.0.0:0")
+        .arg("--admin-insecure")
+        .spawn();
+    assert!(open.admin.ip().is_unspecified(), "{}", open.admin);
+    assert_eq!(get(loopback(open.admin), "/admin/models").await.status, 200);
+}
+
+/// Reads a metric's value from `/metrics`, 0 when absent.
+async fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let text = String::from_utf8(get(admin, "/metrics").await.body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_redis_password_comes_from_a_file_and_stays_out_of_ps_env_and_log() {
+    let password = "s3cret-redis-pw@with:odd/chars";
+    let redis = Redis::with_password(password);
+    let dir = TempDir::new("startup-redis-password");
+    let file = dir.0.join("redis-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let server = Binary::demo(&dir.0.join("data"))
+        .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
+        .arg("--redis-password-file")
+        .arg(&file)
+        .spawn();
+    // This Redis answers nothing before AUTH: connected means the file's password was sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(server.admin, "nextbest_replication_connected").await != 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "never connected to the password-protected Redis:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.pid())).unwrap();
+    let environ = std::fs::read(format!("/proc/{}/environ", server.pid())).unwrap();
+    let stats = get(server.admin, "/admin/stats").await.body;
+    for (what, bytes) in [
+        ("command line", &cmdline),
+        ("environment", &environ),
+        ("stats", &stats),
+    ] {
+        assert!(
+            !String::from_utf8_lossy(bytes).contains("s3cret-redis-pw"),
+            "the Redis password shows in the {what}"
+        );
+    }
+    let log = server.stderr();
+    assert!(log.contains("replicating events through redis"), "{log}");
+    assert!(
+        !log.contains("s3cret-redis-pw"),
+        "the password is in the log"
+    );
+}
+
+/// A second server on a data folder the first holds: an operational error with a cause chain.
+fn refused_second_server(tag: &str, args: &[&str]) -> (String, String) {
+    let dir = TempDir::new(tag);
+    let first = Binary::demo(&dir.0).spawn();
+    let mut second = Binary::demo(&dir.0)
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1");
+    for a in args {
+        second = second.arg(a);
+    }
+    let (status, stderr) = second.run_to_exit();
+    assert!(!status.success(), "the second server started: {stderr}");
+    (stderr, first.pid().to_string())
+}
+
+#[test]
+fn an_operational_error_is_one_line_without_a_backtrace_or_repeats() {
+    let (stderr, pid) = refused_second_server("startup-one-line", &["--log-format", "text"]);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let line = errors[0];
+    assert!(
+        line.contains("in use by another nextbest") && line.contains(&format!("pid {pid}")),
+        "{line}"
+    );
+    assert_eq!(
+        stderr.matches("in use by another nextbest").count(),
+        1,
+        "{stderr}"
+    );
+    // Every other line is a log line (it starts with its timestamp): no "Caused by:", no frames.
+    for l in stderr.lines().filter(|l| !l.starts_with("error: ")) {
+        assert!(l.starts_with("20"), "not a log line: {l:?} in\n{stderr}");
+    }
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn with_json_logs_a_fatal_error_is_one_json_line() {
+    let (stderr, pid) = refused_second_server("startup-json", &["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l:?}")))
+        .collect();
+    let fatal = lines.last().expect("a line");
+    assert_eq!(fatal["level"], "ERROR", "{fatal}");
+    let message = fatal["message"].as_str().expect("a message");
+    assert!(
+        message.contains("in use by another nextbest") && message.contains(&format!("pid {pid}")),
+        "{message}"
+    );
+    assert!(fatal["timestamp"].is_string() && fatal["target"] == "nextbest");
+}
+
+#[cfg(feature = "offline")]
+#[test]
+fn a_campaign_error_says_its_fault_once() {
+    let dir = TempDir::new("startup-campaign");
+    let missing = dir.0.join("missing.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["campaign", "run", "--log-format", "text", "--out"])
+        .arg(dir.0.join("out"))
+        .arg(&missing)
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LIB_BACKTRACE", "1")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!("error: campaign file: {}: ", missing.display())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_address_in_use_names_the_address_and_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = TempDir::new("startup-in-use");
+    for (public, admin, flag) in [
+        (addr.as_str(), "127.0.0.1:0", "--listen"),
+        ("127.0.0.1:0", addr.as_str(), "--admin-listen"),
+    ] {
+        let (status, stderr) = Binary::demo_on(&dir.0.join(flag), public, admin)
+            .args(["--log-format", "text"])
+            .run_to_exit();
+        assert!(!status.success());
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line: {stderr}"));
+        assert!(
+            line.starts_with(&format!("error: {flag} {addr}: ")) && line.contains("in use"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_or_missing_token_file_is_refused_before_anything_loads() {
+    let dir = TempDir::new("startup-token");
+    let empty = dir.0.join("empty-token");
+    std::fs::write(&empty, "\n").unwrap();
+    let missing = dir.0.join("missing-token");
+    for (file, says) in [(&empty, "the file is empty"), (&missing, "No such file")] {
+        let data = dir.0.join("data");
+        let (status, stderr) = Binary::demo(&data)
+            .args(["--log-format", "text"])
+            .arg("--admin-token-file")
+            .arg(file)
+            .run_to_exit();
+        assert!(!status.success());
+        assert_eq!(stderr.lines().count(), 1, "only the refusal: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: --admin-token-file {}: ", file.display()))
+                && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!data.exists(), "the event log was opened first");
+    }
+}
+
+#[cfg(not(feature = "offline"))]
+#[test]
+fn the_lean_build_says_campaigns_are_not_built_in() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["campaign", "run", "c.json", "--out", "out"])
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "error: nextbest campaign is not built in: this is the lean sidecar \
+         (--no-default-features); build with the default `offline` feature for campaigns"
+    );
+}
