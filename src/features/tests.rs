@@ -36,7 +36,7 @@ fn parse_err(text: &str) -> (u64, usize, String) {
 fn line_numbers_are_the_same_with_crlf_line_endings() {
     // Python's csv writer and Windows exports end lines with CRLF.
     for nl in ["\n", "\r\n"] {
-        let text = ["customer_id,a,b", "C1,1,2", "C2,3,4", "C3,5,abc", ""].join(nl);
+        let text = ["customer_id,a,b:num", "C1,1,2", "C2,3,4", "C3,5,abc", ""].join(nl);
         let (line, col, _) = parse_err(&text);
         assert_eq!((line, col), (4, 3), "{nl:?}");
         let text = ["customer_id,a", "C1,1", "C2,2", "C1,3", ""].join(nl);
