@@ -7,9 +7,12 @@
 //! - openapi-typescript (npm, pinned in `tests/ts-client/package-lock.json`) generates types
 //!   from both parts, and `tsc --strict` compiles `tests/ts-client/client.ts`, which uses them
 //!   as a channel team would.
+//! - openapi-python-client (PyPI, pinned) generates a Python client from the public part;
+//!   `mypy --strict` checks it with `tests/py-client/check.py`, which then decides and sends
+//!   events with zoned and naive `datetime`s through it against the server.
 //!
-//! `.ci/run` installs both. Without them these tests fail, saying what to install: they never
-//! pass silently.
+//! `.ci/run` installs them (the Python tools into `target/ci-tools/venv`, where these tests
+//! also look). Without them these tests fail, saying what to install: they never pass silently.
 
 mod support;
 
@@ -21,20 +24,36 @@ use support::{TempDir, TempModels};
 
 /// The Schemathesis version `.ci/run` installs.
 const SCHEMATHESIS: &str = "4.32.5";
+/// The openapi-python-client and mypy versions `.ci/run` installs.
+const PYTHON_CLIENT: &str = "0.29.1";
+const MYPY: &str = "2.4.1";
 const TOKEN: &str = "outside-tools-token";
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A program named by `env`, else found on `PATH`.
+/// A program named by `env`, else in the virtualenv `.ci/run` makes, else found on `PATH`.
 fn find(env: &str, name: &str) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Some(PathBuf::from(p));
     }
+    let venv = repo().join("target/ci-tools/venv/bin").join(name);
+    if venv.is_file() {
+        return Some(venv);
+    }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// What `program --version` prints.
+fn version_of(program: &Path) -> String {
+    let out = Command::new(program)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{} does not run: {e}", program.display()));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn tail(out: &Output) -> String {
@@ -63,11 +82,7 @@ fn schemathesis_finds_nothing_on_either_listener() {
              or set NEXTBEST_SCHEMATHESIS to the program"
         )
     });
-    let version = Command::new(&st)
-        .arg("--version")
-        .output()
-        .expect("schemathesis runs");
-    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let version = version_of(&st);
     assert!(
         version.contains(SCHEMATHESIS),
         "Schemathesis {SCHEMATHESIS} is pinned, found {version:?}: `pip install schemathesis=={SCHEMATHESIS}`"
@@ -138,6 +153,88 @@ fn a_typescript_client_generated_from_the_contract_compiles_strict() {
         .output()
         .expect("tsc runs");
     assert!(out.status.success(), "tsc --strict:\n{}", tail(&out));
+}
+
+#[test]
+fn a_python_client_generated_from_the_contract_type_checks_and_sends_zoned_times() {
+    let install = format!(
+        "`pip install openapi-python-client=={PYTHON_CLIENT} mypy=={MYPY}` into \
+         target/ci-tools/venv (.ci/run does)"
+    );
+    let generate = find("NEXTBEST_OPENAPI_PYTHON_CLIENT", "openapi-python-client")
+        .unwrap_or_else(|| panic!("openapi-python-client is not installed: {install}"));
+    // The interpreter and mypy of the generator's own environment run the client.
+    let bin_dir = generate.parent().expect("a program in a folder");
+    let (python, mypy) = (bin_dir.join("python"), bin_dir.join("mypy"));
+    assert!(
+        python.is_file() && mypy.is_file(),
+        "no python and mypy beside {}: {install}",
+        generate.display()
+    );
+    for (program, pinned) in [(&generate, PYTHON_CLIENT), (&mypy, MYPY)] {
+        let found = version_of(program);
+        assert!(
+            found.contains(pinned),
+            "{pinned} is pinned, found {found:?}: {install}"
+        );
+    }
+    let (bin, _models, data) = serve();
+    let srv = bin.spawn();
+    let work = &data.0;
+    let spec = work.join("public.json");
+    std::fs::write(
+        &spec,
+        get(&format!("http://{}/openapi.json", srv.public), false),
+    )
+    .unwrap();
+    // No post hooks: they would format with ruff, which a client team may not have.
+    let config = work.join("generator.yaml");
+    std::fs::write(&config, "post_hooks: []\n").unwrap();
+    let out = Command::new(&generate)
+        .arg("generate")
+        .arg("--path")
+        .arg(&spec)
+        .args(["--meta", "none", "--output-path"])
+        .arg(work.join("nextbest_public"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("openapi-python-client runs");
+    assert!(
+        out.status.success(),
+        "openapi-python-client:\n{}",
+        tail(&out)
+    );
+    let said = tail(&out).to_lowercase();
+    assert!(
+        !said.contains("warn") && !said.contains("skipping"),
+        "openapi-python-client warned:\n{said}"
+    );
+    std::fs::copy(
+        repo().join("tests/py-client/check.py"),
+        work.join("check.py"),
+    )
+    .unwrap();
+    let out = Command::new(&mypy)
+        .args(["--strict", "check.py", "nextbest_public"])
+        .env("MYPY_CACHE_DIR", work.join(".mypy_cache"))
+        .current_dir(work)
+        .output()
+        .expect("mypy runs");
+    assert!(out.status.success(), "mypy --strict:\n{}", tail(&out));
+    let out = Command::new(&python)
+        .arg("check.py")
+        .arg(format!("http://{}", srv.public))
+        .arg("C0000001")
+        .current_dir(work)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("python client: ok"),
+        "the generated Python client against the server:\n{}\nserver stderr:\n{}",
+        tail(&out),
+        srv.stderr()
+    );
 }
 
 /// The body of a GET (with the admin token when asked), read with the blocking client the
