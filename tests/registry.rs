@@ -507,3 +507,68 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     );
     srv.stop().await;
 }
+
+/// A rollback reuses the previous model's compiled form only when the snapshot still has the
+/// same columns with the same dictionaries: a text rule holds codes, and a value added to the
+/// snapshot since (here `bronze`, sorted before `gold`) shifts them.
+#[test]
+fn a_rollback_after_a_dictionary_change_compiles_again() {
+    use nextbest::engine::RuleInput;
+    use nextbest::registry::{Registry, RegistryConfig};
+
+    let dir = TempDir::new("rollback-dictionary");
+    let model = |version: &str| {
+        json!({"name": "m", "version": version,
+            "placements": {"home": {"channels": ["web"]}},
+            "offers": [{"id": "gold_only", "category": "sales", "channels": ["web"],
+                "placements": ["home"], "value": 1,
+                "eligibility": {"feature": "segment", "op": "eq", "value": "gold"},
+                "scorer": {"kind": "constant", "propensity": 0.5},
+                "content": {"web": {"title": "t", "body": "b",
+                    "image_url": "https://c.test/x.jpg", "cta_url": "https://s.test/x"}}}]})
+    };
+    let (v1, v2) = (dir.0.join("v1.csv"), dir.0.join("v2.csv"));
+    std::fs::write(&v1, "customer_id,segment\nC1,gold\nC2,silver\n").unwrap();
+    std::fs::write(&v2, "customer_id,segment\nC1,gold\nC2,silver\nC3,bronze\n").unwrap();
+    let model_path = dir.0.join("model.json");
+    std::fs::write(&model_path, serde_json::to_vec(&model("1")).unwrap()).unwrap();
+    let registry = Registry::new(RegistryConfig {
+        models_path: Some(model_path),
+        features_path: Some(v1),
+        ..RegistryConfig::default()
+    });
+    registry.reload_from_disk().expect("version 1 loads");
+    registry
+        .install_document(
+            serde_json::to_vec(&model("2")).unwrap(),
+            None,
+            "test".into(),
+        )
+        .expect("version 2 loads");
+    registry
+        .reload_features(Some(v2))
+        .expect("the snapshot with bronze loads");
+    registry.rollback().expect("back to version 1");
+
+    let snap = registry.load();
+    let (set, store) = (
+        snap.models.as_ref().unwrap(),
+        snap.features.as_ref().unwrap(),
+    );
+    assert_eq!(&*set.champion.compiled.version, "1");
+    let rule = set.champion.compiled.offers[0].rule.as_ref().unwrap();
+    let eligible = |id: &str| {
+        let row = store.row(id).unwrap();
+        rule.check(&RuleInput {
+            features: row,
+            context: &[],
+        })
+        .is_none()
+    };
+    assert!(eligible("C1"), "the gold customer");
+    assert!(
+        !eligible("C3"),
+        "a bronze customer (gold's code before the change)"
+    );
+    assert!(!eligible("C2"));
+}

@@ -24,6 +24,8 @@ pub struct ModelSet {
     /// is another model.
     keys: [u32; 2],
     columns: Arc<[Box<str>]>,
+    /// Each text column's dictionary as compiled against: the models hold its codes.
+    dictionaries: Arc<[Option<crate::features::Dictionary>]>,
 }
 
 impl ModelSet {
@@ -37,6 +39,9 @@ impl ModelSet {
             champion: Arc::new(champion),
             challenger,
             columns: store.columns().to_vec().into(),
+            dictionaries: (0..store.columns().len())
+                .map(|c| store.dictionary(c).cloned())
+                .collect(),
         }
     }
 
@@ -77,9 +82,16 @@ impl ModelSet {
             .unwrap_or(0)
     }
 
-    /// True when compiled against exactly these columns (no recompile needed).
+    /// True when compiled against exactly these columns and dictionaries (no recompile needed).
     pub(super) fn fits(&self, store: &FeatureStore) -> bool {
+        // Rules, categories and tree inputs on text columns hold dictionary codes: the same
+        // names with another dictionary (a value added or gone) shift the codes.
         *self.columns == *store.columns()
+            && self
+                .dictionaries
+                .iter()
+                .enumerate()
+                .all(|(c, d)| d.as_ref() == store.dictionary(c))
     }
 }
 
