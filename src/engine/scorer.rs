@@ -104,26 +104,21 @@ pub struct ClassScorer {
 pub const MAX_MULTICLASS: usize = 64;
 
 /// A decision's multiclass probabilities: each ensemble walked at most once, on first use.
+/// Building one costs nothing for a model without multiclass ensembles (every decision
+/// makes one).
 pub struct ClassCache<'m> {
     models: &'m [Arc<TreeEnsemble>],
-    /// Per slot, where its classes start in `probs`.
-    offsets: [u32; MAX_MULTICLASS],
+    /// Every ensemble's classes, slot after slot; empty until one is walked.
     probs: Vec<f64>,
     done: u64,
 }
 
 impl<'m> ClassCache<'m> {
     /// An empty cache for a model's multiclass ensembles; allocates only when one is used.
+    #[inline]
     pub fn new(models: &'m [Arc<TreeEnsemble>]) -> Self {
-        let mut offsets = [0u32; MAX_MULTICLASS];
-        let mut at = 0u32;
-        for (o, m) in offsets.iter_mut().zip(models) {
-            *o = at;
-            at += m.n_classes() as u32;
-        }
         Self {
             models,
-            offsets,
             probs: Vec::new(),
             done: 0,
         }
@@ -133,10 +128,12 @@ impl<'m> ClassCache<'m> {
     #[inline]
     pub fn probability(&mut self, c: &ClassScorer, row: FeatureRow<'_>) -> f64 {
         let slot = usize::from(c.slot);
-        let (Some(m), Some(&at)) = (self.models.get(slot), self.offsets.get(slot)) else {
+        let Some(m) = self.models.get(slot) else {
             return f64::NAN;
         };
-        let at = at as usize;
+        // Where the slot's classes start: the classes of the slots before it (a model holds
+        // few multiclass ensembles).
+        let at: usize = self.models[..slot].iter().map(|m| m.n_classes()).sum();
         let k = m.n_classes();
         if self.done & (1 << slot) == 0 {
             if self.probs.is_empty() {

@@ -488,6 +488,9 @@ impl TreeEnsemble {
         value: impl Fn(usize) -> X,
         score: impl FnOnce(&[X]) -> R,
     ) -> R {
+        if self.cat.is_empty() {
+            return self.gather_with(|key| transformed(key, value((key / 8) as usize)), score);
+        }
         let read = |key: u32| {
             let c = (key / 8) as usize;
             if (key % 8) as u8 == read::CODE {
@@ -498,14 +501,19 @@ impl TreeEnsemble {
             } else {
                 value(c)
             };
-            match (key % 8) as u8 {
-                read::NEGATED => x.negated(),
-                read::NAN_AS_ZERO if x.is_nan() => X::ZERO,
-                read::ZERO_AS_NAN | read::ZERO_AS_NAN_NEGATED if x == X::ZERO => X::NAN,
-                read::ZERO_AS_NAN_NEGATED => x.negated(),
-                _ => x,
-            }
+            transformed(key, x)
         };
+        self.gather_with(read, score)
+    }
+
+    /// Reads every input with `read` (by its key) into a buffer, on the stack when it fits,
+    /// and hands them to `score`.
+    #[inline(always)]
+    fn gather_with<X: Input, R>(
+        &self,
+        read: impl Fn(u32) -> X,
+        score: impl FnOnce(&[X]) -> R,
+    ) -> R {
         let n = self.inputs.len();
         if n <= GATHER_ON_STACK {
             let mut xs = [X::NAN; GATHER_ON_STACK];
@@ -667,6 +675,18 @@ fn xgboost_sigmoid(x: f32) -> f32 {
     const EPS: f32 = 1e-16;
     let x = (-x).min(88.7_f32);
     1.0_f32 / (x.exp() + 1.0_f32 + EPS)
+}
+
+/// A column's value as a split reads it (key `% 8` is the [`read`] transform).
+#[inline(always)]
+fn transformed<X: Input>(key: u32, x: X) -> X {
+    match (key % 8) as u8 {
+        read::NEGATED => x.negated(),
+        read::NAN_AS_ZERO if x.is_nan() => X::ZERO,
+        read::ZERO_AS_NAN | read::ZERO_AS_NAN_NEGATED if x == X::ZERO => X::NAN,
+        read::ZERO_AS_NAN_NEGATED => x.negated(),
+        _ => x,
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::dictionary::{renumber, DictBuilder, Dictionary};
+use super::dictionary::{finish_columns, DictBuilder};
 use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
 use super::{FeatureError, FeatureStore};
@@ -226,17 +226,7 @@ fn read_rows(
         return Ok(Pass::Again(kinds));
     }
     values.shrink_to_fit();
-    let dicts: Vec<Option<Dictionary>> = dicts
-        .into_iter()
-        .enumerate()
-        .map(|(c, b)| {
-            b.map(|b| {
-                let (d, remap) = b.finish();
-                renumber(&mut values, width, c, &remap);
-                d
-            })
-        })
-        .collect();
+    let dicts = finish_columns(dicts, &mut values, width);
     let store = FeatureStore::with_exact(
         columns.to_vec(),
         ids,

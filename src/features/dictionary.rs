@@ -185,9 +185,30 @@ impl DictBuilder {
     }
 }
 
+/// Finishes each text column's builder (numeric columns are `None`) and renumbers that column
+/// of row-major `values` (`width` columns) to the sorted dictionary's codes: the last step of
+/// every loader that codes text as it reads.
+pub(super) fn finish_columns(
+    builders: Vec<Option<DictBuilder>>,
+    values: &mut [f32],
+    width: usize,
+) -> Vec<Option<Dictionary>> {
+    builders
+        .into_iter()
+        .enumerate()
+        .map(|(c, b)| {
+            b.map(|b| {
+                let (d, remap) = b.finish();
+                renumber(values, width, c, &remap);
+                d
+            })
+        })
+        .collect()
+}
+
 /// Renumbers column `column` of row-major `values` (`width` columns) from provisional codes
 /// to final ones; missing cells stay NaN.
-pub(super) fn renumber(values: &mut [f32], width: usize, column: usize, remap: &[u32]) {
+fn renumber(values: &mut [f32], width: usize, column: usize, remap: &[u32]) {
     for cell in values.iter_mut().skip(column).step_by(width.max(1)) {
         if !cell.is_nan() {
             *cell = remap.get(*cell as usize).map_or(f32::NAN, |&c| c as f32);

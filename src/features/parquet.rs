@@ -19,7 +19,7 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
-use super::dictionary::{renumber, DictBuilder, Dictionary};
+use super::dictionary::{finish_columns, DictBuilder};
 use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
 use super::{FeatureError, FeatureStore};
@@ -147,17 +147,7 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         done += n;
     }
     values.shrink_to_fit();
-    let dicts: Vec<Option<Dictionary>> = dicts
-        .into_iter()
-        .enumerate()
-        .map(|(c, b)| {
-            b.map(|b| {
-                let (d, remap) = b.finish();
-                renumber(&mut values, width, c, &remap);
-                d
-            })
-        })
-        .collect();
+    let dicts = finish_columns(dicts, &mut values, width);
     FeatureStore::with_exact(
         columns,
         ids,

@@ -127,6 +127,12 @@ pub(super) struct Categorical {
 }
 
 impl Categorical {
+    /// Whether the ensemble has no categorical split: its inputs are then read without
+    /// asking, per input, whether one is a category code or an indicator.
+    pub(super) fn is_empty(&self) -> bool {
+        self.features.is_empty() && self.sets.is_empty()
+    }
+
     /// Whether every categorical split's set fits a mask (categories below 30).
     pub(super) fn fits_masks(trees: &[RawTree]) -> bool {
         trees.iter().flat_map(|t| &t.nodes).all(|n| match n {

@@ -54,12 +54,15 @@ fn simd_steps_agree_with_the_scalar_step() {
         for q in &mut start {
             *q = next(2) as u32;
         }
+        // Blocks with masked splits must be stepped as such; numeric ones either way (every
+        // fourth round through the steps that test for masked splits).
         let step = Step {
             blocks: &blocks,
             first: next(8) as usize,
             stride,
             h,
             n,
+            masked: codes || round % 4 == 0,
         };
         let mut want = start;
         descend_scalar(step, &mut want, &xs);
