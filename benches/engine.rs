@@ -1,8 +1,8 @@
 //! Criterion benches of the engine and the data it reads: one decision on the demo model, 50
 //! generated logistic offers (and the same behind rules on text columns, against the same
 //! rules on their numeric codes), tree ensembles (numeric, and with categorical splits against
-//! the same data as numbers), feature lookup, compiling a 1,000-offer model, and one adaptive
-//! offer's Thompson draw.
+//! the same data as numbers), feature lookup, compiling a 1,000-offer model, one adaptive
+//! offer's Thompson draw, and one contextual adaptive offer's with 8 context features.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
 //! shuffled order, so no bench measures one hot key sitting in L1. Figures and the issue's
@@ -334,6 +334,7 @@ fn adaptive_draw(c: &mut Criterion) {
         window_days: 7,
         reset: false,
         floor: 0.01,
+        context: None,
     };
     let offer = nextbest::engine::policy::stable_hash("o17");
     let mut g = c.benchmark_group("adaptive");
@@ -352,9 +353,123 @@ fn adaptive_draw(c: &mut Criterion) {
     g.finish();
 }
 
+/// Scoring one contextual adaptive offer with 8 context features (6 numbers, 2 strings of 12
+/// values): the posterior lookup in a 50-offer snapshot, the bin of each feature for the
+/// customer's row (8 bins a number, a bin per string value) and one seeded normal draw; a new
+/// seed and another of 4,096 rows per iteration, as each decision has its own.
+fn contextual_draw(c: &mut Criterion) {
+    use nextbest::engine::adaptive::{Adaptive, Learnt, Outcome, Posteriors};
+    use nextbest::engine::contextual::{
+        number_level, text_level, Bins, Context, ContextFeature, ContextPosterior, Moments, Term,
+    };
+    use nextbest::engine::policy::stable_hash;
+    const NUMBERS: usize = 6;
+    const VALUES: u32 = 12;
+    let value = |f: usize, v: u32| format!("f{f}_value_{v}");
+    let features: Box<[ContextFeature]> = (0..8)
+        .map(|f| ContextFeature {
+            name: format!("f{f}").into(),
+            column: f as u32,
+            text: (f >= NUMBERS).then(|| (0..VALUES).map(|v| text_level(&value(f, v))).collect()),
+        })
+        .collect();
+    let context = Context {
+        features,
+        key: 0x5eed,
+    };
+    let term = |i: usize| Term {
+        log_odds: 0.05 * i as f64 - 0.2,
+        variance: 0.01 + 0.001 * i as f64,
+    };
+    let mut posteriors = Posteriors::default();
+    for o in 0..50 {
+        let bins = (0..8)
+            .map(|f| {
+                if f < NUMBERS {
+                    Bins::Number {
+                        bounds: (1..8).map(|b| number_level(b as f32 * 10.0)).collect(),
+                        terms: (0..8).map(term).collect(),
+                        missing: term(9),
+                    }
+                } else {
+                    let mut levels: Vec<(u32, u32)> =
+                        (0..VALUES).map(|v| (text_level(&value(f, v)), v)).collect();
+                    levels.sort_unstable();
+                    Bins::Text {
+                        levels: levels.into(),
+                        terms: (0..VALUES as usize).map(term).collect(),
+                        missing: term(9),
+                        other: term(10),
+                    }
+                }
+            })
+            .collect();
+        let offer = stable_hash(&format!("o{o}"));
+        posteriors.context.insert(
+            context.posterior_key(offer, None),
+            std::sync::Arc::new(ContextPosterior {
+                overall: Moments {
+                    mean: -3.4 + 0.01 * o as f64,
+                    variance: 0.02,
+                },
+                trials: 10_000,
+                successes: 300,
+                features: bins,
+            }),
+        );
+    }
+    let scorer = Adaptive {
+        outcome: Outcome::Conversion,
+        alpha: 1.5,
+        beta: 48.5,
+        window_days: 7,
+        reset: false,
+        floor: 0.01,
+        context: Some(Box::new(context)),
+    };
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let rows: Vec<[f32; 8]> = (0..4096)
+        .map(|_| {
+            std::array::from_fn(|f| {
+                let r = next();
+                if r % 20 == 0 {
+                    f32::NAN
+                } else if f < NUMBERS {
+                    (r >> 8) as f32 % 80.0
+                } else {
+                    ((r >> 8) % u64::from(VALUES)) as f32
+                }
+            })
+        })
+        .collect();
+    let offer = stable_hash("o17");
+    let mut g = c.benchmark_group("contextual");
+    let (mut seed, mut at) = (0u64, 0usize);
+    g.bench_function("score_one_offer_8_features", |b| {
+        b.iter(|| {
+            seed = seed.wrapping_add(1);
+            at = (at + 1) % rows.len();
+            let learnt = Learnt {
+                posteriors: &posteriors,
+                seed,
+                tag: 0,
+            };
+            black_box(scorer.draw_for(black_box(offer), &rows[at], Some(&learnt)))
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     adaptive_draw,
+    contextual_draw,
     decide_demo,
     decide_50_logistic,
     decide_50_trees,

@@ -10,14 +10,16 @@
 //! - [`model`]: the offer model as the CVM team writes it: parse, validate (every fault with its
 //!   path), compile into the engine form.
 //! - [`engine`]: the decision itself: eligibility, scoring (adaptive offers draw from their
-//!   posterior with a seed the caller passes), arbitration, explain. Pure and synchronous: no
+//!   posterior with a seed the caller passes, contextual ones from bins of the customer's
+//!   features, `engine::contextual`), arbitration, explain. Pure and synchronous: no
 //!   I/O, no await, no clock reads (`now` is passed in).
 //! - [`experiment`]: champion/challenger assignment and the one [`experiment::Variant`] type.
 //! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, and the one
 //!   commit path ([`registry::Registry::commit`]) every change to it takes, with publish hooks
 //!   for state derived from a model, and the audit trail of every model activated.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
-//!   funnel, and what adaptive offers learn (`contact::adaptive`, one `observe` per event).
+//!   funnel, and what adaptive offers learn (`contact::adaptive`, one `observe` per event; its
+//!   contextual part in `contact::contextual`).
 //! - [`fleet`]: replicas sharing their events through Redis Streams (`--redis`): the local log
 //!   shipped as an outbox, the other replicas' events applied to the local contact state, the
 //!   backlog and lag measured, and admin changes (models, snapshots) shared so every replica

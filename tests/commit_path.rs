@@ -198,7 +198,7 @@ fn overlapping_feature_reloads_queue_and_the_last_request_wins() {
     let (release, release_rx) = mpsc::channel::<()>();
     let release_rx = std::sync::Mutex::new(release_rx);
     let hook_armed = armed.clone();
-    registry.on_publish(move |_| {
+    registry.on_publish(move |_, _| {
         if hook_armed.swap(false, Ordering::SeqCst) {
             entered_tx.send(()).unwrap();
             release_rx.lock().unwrap().recv().unwrap();

@@ -2,6 +2,10 @@
 //! once, and nothing acknowledged is lost when Redis or a replica dies. Real `redis-server` and
 //! real `nextbest` processes on ephemeral loopback ports.
 
+#[path = "support/contextual_sim.rs"]
+mod contextual_sim;
+#[path = "support/sim.rs"]
+mod sim;
 mod support;
 
 use std::net::SocketAddr;
@@ -635,4 +639,80 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
         sample(c.admin, "nextbest_fleet_changes_applied_total ").await,
         2.0
     );
+}
+
+/// o1's `adaptive` explain object for customer `C{i}` on one replica.
+async fn learnt_o1(addr: SocketAddr, i: usize) -> Value {
+    let a = decide(
+        addr,
+        json!({"customer_id": format!("C{i}"), "channel": "web", "placement": "home", "explain": true}),
+    )
+    .await;
+    a["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["offer_id"] == "o1")
+        .unwrap_or_else(|| panic!("no o1 in {a}"))["adaptive"]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contextual_offer_learns_one_model_from_the_whole_fleet() {
+    use contextual_sim::{three, write_models, Truth, World};
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-contextual");
+    let world = World::new(7, Truth::Prepaid);
+    write_models(&dir.0.join("models"), &world, &three(), true);
+    let [a, b] = ["a", "b"].map(|n| {
+        Binary::with_models(&dir.0.join("models"), &dir.0.join(n))
+            .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
+            .spawn()
+    });
+    // 400 impressions of o1, every third prepaid customer converting: half posted to each
+    // replica, so each learns half of it from the other.
+    let mut events = Vec::new();
+    for (i, c) in world.customers.iter().take(400).enumerate() {
+        let customer = format!("C{i}");
+        events.push(
+            json!({"type": "impression", "customer_id": customer, "offer_id": "o1",
+            "channel": "web", "placement": "home"}),
+        );
+        if c.is_prepaid && i % 3 == 0 {
+            events.push(json!({"type": "conversion", "customer_id": customer,
+                "offer_id": "o1", "channel": "web"}));
+        }
+    }
+    let half = events.len() / 2;
+    post_events(a.public, json!(events[..half])).await;
+    post_events(b.public, json!(events[half..])).await;
+    let prepaid = world.customers.iter().position(|c| c.is_prepaid).unwrap();
+    let postpaid = world.customers.iter().position(|c| !c.is_prepaid).unwrap();
+    let conversions = events.len() - 400;
+    for (name, r) in [("A", &a), ("B", &b)] {
+        within(&format!("every event learnt on {name}"), || async {
+            let l = learnt_o1(r.public, prepaid).await;
+            l["trials"] == 400 && l["successes"] == conversions
+        })
+        .await;
+    }
+    // The same counts give the same model on both: the same posterior for each customer, and
+    // a higher one for the prepaid customer.
+    for customer in [prepaid, postpaid] {
+        let (on_a, on_b) = (
+            learnt_o1(a.public, customer).await,
+            learnt_o1(b.public, customer).await,
+        );
+        assert_eq!(
+            on_a["posterior_mean"], on_b["posterior_mean"],
+            "C{customer}: {on_a} {on_b}"
+        );
+        assert_eq!(on_a["successes"], on_b["successes"]);
+    }
+    let mean = |v: Value| v["posterior_mean"].as_f64().unwrap();
+    let (p, q) = (
+        mean(learnt_o1(a.public, prepaid).await),
+        mean(learnt_o1(a.public, postpaid).await),
+    );
+    assert!(p > 2.0 * q, "prepaid {p}, postpaid {q}");
 }

@@ -6,10 +6,13 @@
 //! are counted, and outcomes credited (by decision id, else to the customer's last impression
 //! of the offer, bucketed by delay in days up to [`MAX_WINDOW_DAYS`]), so replaying the log
 //! before a model is bound, or a new model version, finds the same numbers; each scorer picks
-//! its outcome, window and (with `reset`) its own model tag when it reads them. Events reach
-//! [`Counts::observe`] on the log writer thread (and at start, from the replay). The snapshot
-//! is rebuilt when counts change, at most every [`REFRESH`], so decisions read it with one
-//! atomic load and take no lock. This module must not decide or read the model registry.
+//! its outcome, window and (with `reset`) its own model tag when it reads them. Contextual
+//! offers also count by the customer's context levels, which needs to know their features: that
+//! part (`contact::contextual`) counts for the models bound through [`Counts::bind`] (before the
+//! log is replayed at start). Events reach [`Counts::observe`] on the log writer thread (and at
+//! start, from the replay). The snapshot is rebuilt when counts change, at most every
+//! [`REFRESH`], so decisions read it with one atomic load and take no lock. This module must
+//! not decide or read the model registry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -19,16 +22,19 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::attribution;
+use super::contextual::{Learner, Levels};
 use super::event::{Event, EventKind};
 use crate::engine::adaptive::{interval, ArmTallies, Posteriors, Tally, MAX_WINDOW_DAYS};
 use crate::engine::policy::stable_hash;
 use crate::engine::{CompiledModel, Scorer};
+use crate::features::FeatureStore;
 
 /// The longest a decision reads counts older than the newest: the snapshot's refresh period.
 pub const REFRESH: Duration = Duration::from_millis(100);
 /// Bytes one remembered impression may take: key and value, the hash map's control byte and
-/// load factor, and room for a map that has just doubled.
-pub const BYTES_PER_PENDING: u64 = 96;
+/// load factor, and room for a map that has just doubled (an impression of a contextual offer
+/// keeps 8 bytes per context feature on the heap besides).
+pub const BYTES_PER_PENDING: u64 = 112;
 /// Offer ids counted; impressions of further ids (no model has more offers) are not counted.
 pub const MAX_ARMS: usize = 10_000;
 /// Model tags remembered per offer for `reset` scorers; older tags' counts are dropped.
@@ -43,13 +49,15 @@ pub fn pending_capacity(memory_bytes: u64) -> usize {
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// The last impression of an offer to a customer, waiting for its outcome.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     ts_ms: i64,
     decision_id: Option<u128>,
     tag: Option<u16>,
     /// Outcomes already credited, by [`crate::engine::adaptive::Outcome`] bit.
     credited: u8,
+    /// The customer's context levels, when a contextual scorer learns from the offer.
+    levels: Option<Levels>,
 }
 
 /// Raw per-day counts of one offer (successes not yet cumulative).
@@ -64,6 +72,7 @@ struct Master {
     arms: HashMap<u64, Arm, foldhash::fast::FixedState>,
     pending: HashMap<(u64, u64), Pending, foldhash::fast::FixedState>,
     pending_capacity: usize,
+    context: Learner,
 }
 
 struct Inner {
@@ -127,7 +136,8 @@ impl Counts {
         let mut m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
         if bit == 0 {
             let tag = e.decision_id.map(|d| attribution::attribution(d).0);
-            m.impression((customer, offer_hash), e, tag, now_ms);
+            let levels = m.context.impression(offer_hash, e.customer_id, tag);
+            m.impression((customer, offer_hash), e, tag, levels, now_ms);
         } else if !m.credit((customer, offer_hash), e, bit) {
             return;
         }
@@ -144,6 +154,19 @@ impl Counts {
 
     /// Publishes pending changes now, whatever the rate limit (tests, shutdown, stats).
     pub fn refresh(&self) {
+        self.inner.publish();
+    }
+
+    /// Learns for the contextual scorers of these models (with their content keys) from now
+    /// on, reading customers' features from `store`, the snapshot the models were compiled
+    /// against; publishes at once, so their first decisions find what was learnt.
+    pub fn bind(&self, models: &[(&CompiledModel, u32)], store: Arc<FeatureStore>) {
+        self.inner
+            .master
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .context
+            .bind(models, store);
         self.inner.publish();
     }
 }
@@ -176,8 +199,24 @@ impl Inner {
     fn publish(&self) {
         self.dirty.store(false, Relaxed);
         let snapshot = {
-            let m = self.master.lock().unwrap_or_else(|p| p.into_inner());
+            let mut m = self.master.lock().unwrap_or_else(|p| p.into_inner());
+            let Master { arms, context, .. } = &mut *m;
+            let context = context.publish(|offer, tag, outcome, window| {
+                let arm = arms.get(&offer);
+                let t = match tag {
+                    None => arm.map(|a| &a.all),
+                    Some(tag) => {
+                        arm.and_then(|a| a.by_tag.iter().find(|t| t.0 == tag).map(|t| &t.1))
+                    }
+                };
+                t.map_or((0, 0), |t| {
+                    let days =
+                        &t.successes[outcome as usize][..=usize::from(window).min(MAX_WINDOW_DAYS)];
+                    (t.trials, days.iter().sum())
+                })
+            });
             Posteriors {
+                context,
                 arms: m
                     .arms
                     .iter()
@@ -197,7 +236,14 @@ impl Inner {
 }
 
 impl Master {
-    fn impression(&mut self, key: (u64, u64), e: &Event<'_>, tag: Option<u16>, now_ms: i64) {
+    fn impression(
+        &mut self,
+        key: (u64, u64),
+        e: &Event<'_>,
+        tag: Option<u16>,
+        levels: Option<Levels>,
+        now_ms: i64,
+    ) {
         if self.arms.len() >= MAX_ARMS && !self.arms.contains_key(&key.1) {
             return;
         }
@@ -225,6 +271,7 @@ impl Master {
                 decision_id: e.decision_id,
                 tag,
                 credited: 0,
+                levels,
             },
         );
     }
@@ -250,6 +297,9 @@ impl Master {
         };
         p.credited |= bit;
         let (tag, kind) = (p.tag, usize::from(bit - 1));
+        if let Some(levels) = &p.levels {
+            self.context.credit(key.1, levels, tag, day, kind);
+        }
         let arm = self.arms.entry(key.1).or_default();
         arm.all.successes[kind][day] += 1;
         if let Some(t) = tag {
@@ -345,6 +395,7 @@ mod tests {
             window_days,
             reset,
             floor: 0.0,
+            context: None,
         }
     }
 

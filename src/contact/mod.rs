@@ -23,6 +23,7 @@ pub mod adaptive;
 pub mod apply;
 pub mod attribution;
 pub mod clock;
+mod contextual;
 pub mod decide;
 pub mod dedupe;
 pub mod event;
@@ -45,6 +46,7 @@ pub use log::FsyncPolicy;
 pub use state::StateConfig;
 
 use crate::engine::CompiledModel;
+use crate::features::FeatureStore;
 use event::RecordError;
 use funnel::Funnel;
 use log::{LogError, LogWriter, ReplayReport, Sink, WriterConfig};
@@ -313,6 +315,7 @@ impl Contacts {
         Binding {
             state: Arc::downgrade(self.applier.state()),
             funnel: Arc::downgrade(&self.funnel),
+            adaptive: Arc::downgrade(&self.adaptive),
             retention_ms: Arc::downgrade(&self.retention_ms),
         }
     }
@@ -409,12 +412,14 @@ impl Contacts {
 }
 
 /// Readies a contact side for models about to be published: history is kept as long as their
-/// policies look back (never shortened, so a rollback finds what it needs), and their funnel
-/// tables exist before their first decision. Holds the contact side weakly.
+/// policies look back (never shortened, so a rollback finds what it needs), their funnel
+/// tables exist before their first decision, and their contextual adaptive offers learn from the
+/// snapshot they serve with. Holds the contact side weakly.
 #[derive(Clone)]
 pub struct Binding {
     state: Weak<ContactState>,
     funnel: Weak<Funnel>,
+    adaptive: Weak<adaptive::Counts>,
     retention_ms: Weak<AtomicI64>,
 }
 
@@ -429,6 +434,14 @@ impl Binding {
         }
         funnel.bind(model, key);
         true
+    }
+
+    /// Readies what contextual adaptive offers learn for the models published together (with
+    /// their content keys) and the feature snapshot they were compiled against.
+    pub fn bind_learning(&self, models: &[(&CompiledModel, u32)], store: &Arc<FeatureStore>) {
+        if let Some(a) = self.adaptive.upgrade() {
+            a.bind(models, store.clone());
+        }
     }
 
     /// Names the active champion and challenger, for events that name no decision.

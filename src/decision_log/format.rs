@@ -41,7 +41,7 @@ pub enum Record<'a> {
         strings: BTreeMap<String, Vec<String>>,
     },
     /// One decision.
-    Decision(DecisionRecord),
+    Decision(Box<DecisionRecord>),
 }
 
 impl<'a> Record<'a> {
@@ -112,6 +112,11 @@ pub struct DecisionRecord {
     /// successes (with the decision id's seed, they give the same Thompson draws again).
     #[serde(default)]
     pub adaptive: Vec<(String, u64, u64)>,
+    /// For each contextual adaptive offer of the model: offer id, and the mean and variance of
+    /// the log-odds it drew from for this customer (f64 bit patterns; with the decision id's
+    /// seed, they give the same draw again).
+    #[serde(default)]
+    pub contextual: Vec<(String, [u64; 2])>,
     /// What it answered.
     pub answer: LoggedAnswer,
 }

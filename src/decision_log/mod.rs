@@ -352,6 +352,20 @@ impl Files {
             })
             .collect();
         let row = features.row(&p.request.customer_id);
+        let contextual = compiled
+            .offers
+            .iter()
+            .filter_map(|o| match (&o.scorer, row) {
+                (Scorer::Adaptive(a), Some(row)) => {
+                    let (m, _, _) = a
+                        .context
+                        .as_ref()?
+                        .moments(a, o.id_hash, row, &p.learnt, tag);
+                    Some((o.id.to_string(), [m.mean.to_bits(), m.variance.to_bits()]))
+                }
+                _ => None,
+            })
+            .collect();
         let answer = LoggedAnswer {
             fallback: p.fallback.map(|r| r.as_str().to_owned()),
             offers: p
@@ -360,7 +374,7 @@ impl Files {
                 .map(|r| LoggedOffer::of(compiled, r))
                 .collect(),
         };
-        self.line(&Record::Decision(format::DecisionRecord {
+        self.line(&Record::Decision(Box::new(format::DecisionRecord {
             decision_id: p.decision_id.to_string(),
             at_ms: p.now_ms,
             key,
@@ -370,8 +384,9 @@ impl Files {
             features: row.map(|r| r.iter().map(|v| v.to_bits()).collect()),
             held,
             adaptive,
+            contextual,
             answer,
-        }))?;
+        })))?;
         self.roll_if_full()
     }
 }

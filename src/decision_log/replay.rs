@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::format::{DecisionRecord, LoggedAnswer, LoggedOffer, Record};
 use crate::engine::adaptive::{self, ArmTallies, Learnt, Posteriors, Tally, MAX_WINDOW_DAYS};
+use crate::engine::contextual::{ContextPosterior, Moments};
 use crate::engine::scorer::Scorer;
 use crate::engine::{self, ContactView, CtxValue, Offer, Request, Unbounded};
 use crate::features::{DictBuilder, FeatureStore, IdIndex};
@@ -186,7 +187,7 @@ fn read_log(dir: &Path) -> Result<Log, ReplayError> {
                 }) => {
                     log.columns.insert(id, (columns, strings));
                 }
-                Ok(Record::Decision(d)) => log.decisions.push(d),
+                Ok(Record::Decision(d)) => log.decisions.push(*d),
                 Err(_) => log.unreadable += 1,
             }
         }
@@ -409,7 +410,7 @@ impl Totals {
         // The same Thompson draws: what each adaptive offer had learnt then, and the seed the
         // decision id gives.
         let tag = crate::contact::attribution::model_tag(d.key);
-        let posteriors = learnt_of(&original.compiled, tag, &d.adaptive);
+        let posteriors = learnt_of(&original.compiled, tag, &d.adaptive, &d.contextual);
         let decision = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
         let req = Request {
             customer_id: customer_row,
@@ -631,13 +632,35 @@ fn ids(a: &LoggedAnswer) -> Vec<&str> {
     }
 }
 
-/// A counts snapshot holding what a logged decision's adaptive offers had learnt.
+/// A counts snapshot holding what a logged decision's adaptive offers had learnt; a contextual
+/// offer's posterior holds the very log-odds the decision drew from, and no bins.
 fn learnt_of(
     model: &crate::engine::CompiledModel,
     tag: u16,
     logged: &[(String, u64, u64)],
+    contextual: &[(String, [u64; 2])],
 ) -> Posteriors {
     let mut p = Posteriors::default();
+    for (id, [mean, variance]) in contextual {
+        let Some(o) = model.offers.iter().find(|o| *o.id == **id) else {
+            continue;
+        };
+        let Scorer::Adaptive(a) = &o.scorer else {
+            continue;
+        };
+        let Some(c) = &a.context else { continue };
+        let drawn = ContextPosterior {
+            overall: Moments {
+                mean: f64::from_bits(*mean),
+                variance: f64::from_bits(*variance),
+            },
+            ..ContextPosterior::default()
+        };
+        p.context.insert(
+            c.posterior_key(o.id_hash, a.reset.then_some(tag)),
+            std::sync::Arc::new(drawn),
+        );
+    }
     for (id, trials, successes) in logged {
         let Some(o) = model.offers.iter().find(|o| *o.id == **id) else {
             continue;

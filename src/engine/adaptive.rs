@@ -1,5 +1,6 @@
 //! Offers that learn: a Beta posterior per offer from counts of impressions and outcomes, and
-//! the Thompson draw that scores an adaptive offer at decision time.
+//! the Thompson draw that scores an adaptive offer at decision time (a scorer with a `context`
+//! draws from what `contextual` reads instead).
 //!
 //! The engine stays pure: the counts arrive as an immutable [`Posteriors`] snapshot in the
 //! request, and the randomness as a seed in it (derived by the caller from the decision id),
@@ -47,6 +48,8 @@ pub struct Adaptive {
     pub reset: bool,
     /// Share of decisions on which the offer is shown regardless of its draw.
     pub floor: f64,
+    /// The features the propensity depends on (`None`: one propensity for everybody).
+    pub context: Option<Box<super::contextual::Context>>,
 }
 
 impl Adaptive {
@@ -63,7 +66,17 @@ impl Adaptive {
         (t.trials, t.successes[self.outcome as usize][w])
     }
 
-    /// The Thompson draw for one offer in one decision.
+    /// The Thompson draw for one offer in one decision, for the customer's feature row (which
+    /// only a contextual scorer reads).
+    #[inline]
+    pub fn draw_for(&self, offer_hash: u64, row: &[f32], learnt: Option<&Learnt<'_>>) -> Draw {
+        match &self.context {
+            None => self.draw(offer_hash, learnt),
+            Some(c) => c.draw(self, offer_hash, row, learnt),
+        }
+    }
+
+    /// The context-free Thompson draw for one offer in one decision.
     #[inline]
     pub fn draw(&self, offer_hash: u64, learnt: Option<&Learnt<'_>>) -> Draw {
         let Some(l) = learnt else {
@@ -82,11 +95,7 @@ impl Adaptive {
             .map_or((0, 0), |t| self.counts(t));
         let a = self.alpha + successes as f64;
         let b = self.beta + trials.saturating_sub(successes) as f64;
-        let mut seed = mix(l.seed ^ offer_hash);
-        // The floor's coin and the Beta draw use separate bits of one seeded stream.
-        let coin = (seed >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-        seed = mix(seed);
-        let mut rng = Pcg64Mcg::new(u128::from(seed) << 64 | u128::from(mix(seed)) | 1);
+        let (coin, mut rng) = streams(l.seed, offer_hash);
         let draw = beta_draw(a, b, &mut rng);
         let floor = coin < self.floor;
         Draw {
@@ -147,6 +156,12 @@ pub struct ArmTallies {
 pub struct Posteriors {
     /// Tallies by [`super::policy::stable_hash`] of the offer id.
     pub arms: hashbrown::HashMap<u64, ArmTallies, foldhash::fast::FixedState>,
+    /// What contextual scorers learnt, by [`super::contextual::Context::posterior_key`].
+    pub context: hashbrown::HashMap<
+        u64,
+        std::sync::Arc<super::contextual::ContextPosterior>,
+        foldhash::fast::FixedState,
+    >,
 }
 
 impl Posteriors {
@@ -197,9 +212,20 @@ pub fn seed_of(decision_id: u128) -> u64 {
     mix((decision_id >> 64) as u64 ^ mix(decision_id as u64))
 }
 
+/// The floor's coin and the generator of one offer's draw in one decision: separate bits of
+/// one stream seeded by the decision's seed and the offer.
+#[inline]
+pub(super) fn streams(seed: u64, offer_hash: u64) -> (f64, Pcg64Mcg) {
+    let mut seed = mix(seed ^ offer_hash);
+    let coin = (seed >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
+    seed = mix(seed);
+    let rng = Pcg64Mcg::new(u128::from(seed) << 64 | u128::from(mix(seed)) | 1);
+    (coin, rng)
+}
+
 /// SplitMix64's finaliser: spreads a seed's bits so nearby seeds give unrelated streams.
 #[inline]
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -231,6 +257,7 @@ mod tests {
             window_days: 7,
             reset,
             floor,
+            context: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! compiled; the only lookups left are the request's channel and placement among a handful.
 
 pub mod adaptive;
+pub mod contextual;
 pub mod policy;
 pub mod rules;
 pub mod scorer;
@@ -601,7 +602,7 @@ fn evaluate<'m>(
     }
     let (propensity, learnt) = match &offer.scorer {
         Scorer::Adaptive(a) => {
-            let d = a.draw(offer.id_hash, req.learnt.as_ref());
+            let d = a.draw_for(offer.id_hash, row.values(), req.learnt.as_ref());
             (d.draw, Some(d))
         }
         Scorer::Class(c) => (classes.probability(c, row), None),

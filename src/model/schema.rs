@@ -160,7 +160,8 @@ pub fn schemas() -> Map<String, Value> {
             "properties": {
                 "propensity": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "description": "The propensity expected before any outcome."},
                 "evidence": {"type": "number", "minimum": 1, "maximum": 1e7, "description": "How many impressions' worth of results that guess weighs."}}},
-        "segment_by": {"description": "Adaptive: learning per segment (refused for now)."},
+        "context": {"type": "array", "minItems": 1, "maxItems": crate::engine::contextual::MAX_CONTEXT_FEATURES, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES},
+            "description": "Adaptive: the snapshot features (numbers or strings) the propensity depends on; it is learnt per customer from them (binned naive Bayes, Thompson sampling). Without it, one propensity for everybody."},
         "reset": {"type": "boolean", "description": "Adaptive: start over, counting only this version's decisions."},
         "window_days": {"type": "integer", "minimum": 1, "maximum": crate::engine::adaptive::MAX_WINDOW_DAYS, "description": "Adaptive: days an outcome is credited to an impression without a decision id."},
         "exposure_floor": {"type": "number", "minimum": 0, "maximum": 0.5, "description": "Adaptive: share of decisions on which the offer is shown whatever its draw."},

@@ -555,115 +555,6 @@ fn policy_faults_have_exact_paths() {
     );
 }
 
-fn adaptive(scorer: serde_json::Value) -> serde_json::Value {
-    with(model(vec![offer("a")]), "/offers/0/scorer", scorer)
-}
-
-#[test]
-fn an_adaptive_scorer_compiles_its_prior_into_a_beta() {
-    let m = compile(&adaptive(
-        serde_json::json!({"kind": "adaptive", "outcome": "click",
-        "prior": {"propensity": 0.05, "evidence": 200}, "reset": true, "window_days": 3,
-        "exposure_floor": 0.02}),
-    ))
-    .unwrap();
-    let crate::engine::Scorer::Adaptive(a) = &m.compiled.offers[0].scorer else {
-        panic!("not adaptive: {:?}", m.compiled.offers[0].scorer);
-    };
-    assert!((a.alpha - 10.0).abs() < 1e-9 && (a.beta - 190.0).abs() < 1e-9);
-    assert_eq!(a.outcome, crate::engine::adaptive::Outcome::Click);
-    assert_eq!((a.window_days, a.reset, a.floor), (3, true, 0.02));
-    let m = compile(&adaptive(
-        serde_json::json!({"kind": "adaptive", "outcome": "conversion",
-        "prior": {"propensity": 0.5, "evidence": 2}}),
-    ))
-    .unwrap();
-    let crate::engine::Scorer::Adaptive(a) = &m.compiled.offers[0].scorer else {
-        panic!("not adaptive");
-    };
-    assert_eq!((a.window_days, a.reset, a.floor), (7, false, 0.01));
-}
-
-#[test]
-fn adaptive_scorer_faults_name_their_paths() {
-    let ok = serde_json::json!({"kind": "adaptive", "outcome": "conversion",
-        "prior": {"propensity": 0.05, "evidence": 200}});
-    let at = "offers[0].scorer";
-    let bad = |ptr: &str, v: serde_json::Value| {
-        let mut s = ok.clone();
-        *s.pointer_mut(ptr).unwrap() = v;
-        adaptive(s)
-    };
-    refused(
-        &bad("/outcome", "purchase".into()),
-        &format!("{at}.outcome"),
-        "`click` or `conversion`",
-    );
-    refused(
-        &bad("/prior/propensity", 1.0.into()),
-        &format!("{at}.prior.propensity"),
-        "below 1",
-    );
-    refused(
-        &bad("/prior/propensity", 0.into()),
-        &format!("{at}.prior.propensity"),
-        "above 0",
-    );
-    refused(
-        &bad("/prior/evidence", 0.5.into()),
-        &format!("{at}.prior.evidence"),
-        "between 1",
-    );
-    refused(
-        &bad("/prior", serde_json::json!({"propensity": 0.1})),
-        &format!("{at}.prior.evidence"),
-        "missing field",
-    );
-    refused(
-        &bad(
-            "/prior",
-            serde_json::json!({"mean": 0.1, "propensity": 0.1, "evidence": 5}),
-        ),
-        &format!("{at}.prior.mean"),
-        "unknown field",
-    );
-    let mut s = ok.clone();
-    s["outcome"] = serde_json::Value::Null;
-    s.as_object_mut().unwrap().remove("outcome");
-    refused(&adaptive(s), &format!("{at}.outcome"), "missing field");
-    let mut s = ok.clone();
-    s["reset"] = "yes".into();
-    refused(
-        &adaptive(s.clone()),
-        &format!("{at}.reset"),
-        "true or false",
-    );
-    s["reset"] = true.into();
-    s["window_days"] = 31.into();
-    refused(
-        &adaptive(s.clone()),
-        &format!("{at}.window_days"),
-        "from 1 to 30",
-    );
-    s["window_days"] = 7.into();
-    s["exposure_floor"] = 0.9.into();
-    refused(
-        &adaptive(s.clone()),
-        &format!("{at}.exposure_floor"),
-        "between 0 and 0.5",
-    );
-    s["exposure_floor"] = 0.01.into();
-    s["segment_by"] = serde_json::json!([{"feature": "tenure"}]);
-    refused(
-        &adaptive(s.clone()),
-        &format!("{at}.segment_by"),
-        "not supported",
-    );
-    s.as_object_mut().unwrap().remove("segment_by");
-    s["seed"] = 1.into();
-    refused(&adaptive(s), &format!("{at}.seed"), "unknown field");
-}
-
 #[test]
 fn a_name_on_a_group_says_where_names_belong() {
     let rule = serde_json::json!({"name": "plans or home", "any": [
@@ -687,3 +578,5 @@ fn a_name_on_a_group_says_where_names_belong() {
         "`all` must be the rule's only field",
     );
 }
+
+mod adaptive;

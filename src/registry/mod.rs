@@ -138,7 +138,7 @@ struct Entry {
 }
 
 /// Called with every model set about to be published, before any request can see it.
-type Hook = Box<dyn Fn(&ModelSet) + Send + Sync>;
+type Hook = Box<dyn Fn(&ModelSet, &Arc<FeatureStore>) + Send + Sync>;
 
 struct Writer {
     /// Newest first; `[0]` is active.
@@ -230,13 +230,18 @@ impl Registry {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers state derived from published models (contact horizons, funnel tables): `f`
-    /// sees the active set now, if any, and every set published from now on, before requests
-    /// do.
-    pub fn on_publish(&self, f: impl Fn(&ModelSet) + Send + Sync + 'static) {
+    /// Registers state derived from published models (contact horizons, funnel tables, what
+    /// contextual offers learn): `f` sees the active set now, if any, and every set published
+    /// from now on, before requests do, with the feature snapshot it was compiled against.
+    pub fn on_publish(&self, f: impl Fn(&ModelSet, &Arc<FeatureStore>) + Send + Sync + 'static) {
         let mut w = self.writer();
-        if let Some(set) = &self.current.load().models {
-            f(set);
+        if let Snapshot {
+            models: Some(set),
+            features: Some(store),
+            ..
+        } = &**self.current.load()
+        {
+            f(set, store);
         }
         w.hooks.push(Box::new(f));
     }
@@ -265,7 +270,7 @@ impl Registry {
         if let Some(set) = &plan.models {
             set::warm(set, &plan.store);
             for hook in &w.hooks {
-                hook(set);
+                hook(set, &plan.store);
             }
         }
         if plan.new_model {

@@ -307,16 +307,24 @@ pub fn open_contacts(
 ) -> Result<Contacts, crate::contact::ContactError> {
     Contacts::open_with(config, clock, |c| {
         let binding = c.binding();
-        registry.on_publish(move |set| bind_set(&binding, set));
+        registry.on_publish(move |set, store| bind_set(&binding, set, store));
     })
 }
 
 /// Readies the contact side for a model set: each model's history horizon and funnel table,
-/// and the experiment that attributes outcomes naming no decision.
-fn bind_set(binding: &Binding, set: &crate::registry::ModelSet) {
+/// what its contextual adaptive offers learn (reading the snapshot it was compiled against), and
+/// the experiment that attributes outcomes naming no decision.
+fn bind_set(
+    binding: &Binding,
+    set: &crate::registry::ModelSet,
+    store: &Arc<crate::features::FeatureStore>,
+) {
+    let mut learning = Vec::with_capacity(2);
     for (model, _, key) in set.models() {
         binding.bind_model(&model.compiled, key);
+        learning.push((&model.compiled, key));
     }
+    binding.bind_learning(&learning, store);
     let challenger = set.challenger.as_ref().map(|c| {
         let experiment = crate::experiment::Challenger {
             model: c.model.clone(),

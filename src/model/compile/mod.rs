@@ -72,7 +72,7 @@ pub(crate) const SCORER_KEYS: [(&str, &[&str]); 5] = [
             "kind",
             "outcome",
             "prior",
-            "segment_by",
+            "context",
             "reset",
             "window_days",
             "exposure_floor",

@@ -1,13 +1,16 @@
 //! An offer's `scorer`: logistic weights or a constant checked against the snapshot's
 //! columns, a tree ensemble parsed from a file `model::files` read before, or an adaptive
-//! scorer's prior and credit rule (its counts are the contact side's, never the model's).
+//! scorer's prior, credit rule and `context` features (what it learns is the contact side's,
+//! never the model's).
 
 use simd_json::prelude::*;
 
 use super::Ctx;
 use crate::engine::adaptive::{Adaptive, Outcome, MAX_WINDOW_DAYS};
+use crate::engine::contextual::{text_level, Context, ContextFeature, MAX_CONTEXT_FEATURES};
+use crate::engine::policy::stable_hash;
 use crate::engine::{Logistic, Scorer};
-use crate::model::walk::{join, Collects, Fault, Value};
+use crate::model::walk::{index, join, Collects, Fault, Value};
 use crate::model::ColumnInfo;
 
 /// Compiles one scorer; `None` after a fault.
@@ -206,12 +209,6 @@ fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
             .and_then(|x| f.number_in(x, &join(&ppath, "evidence"), MIN_EVIDENCE, MAX_EVIDENCE));
         Some((mean?, evidence?))
     });
-    if obj.contains_key("segment_by") {
-        f.push(
-            &join(path, "segment_by"),
-            "learning per segment is not supported yet: an adaptive offer learns one posterior",
-        );
-    }
     let reset = match obj.get("reset") {
         Some(r) => match r.as_bool() {
             Some(b) => Some(b),
@@ -230,13 +227,65 @@ fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
         Some(x) => f.number_in(x, &join(path, "exposure_floor"), 0.0, 0.5),
         None => Some(DEFAULT_FLOOR),
     };
+    let features = match obj.get("context") {
+        Some(list) => Some(Some(compile_context(cx, list, &join(path, "context"))?)),
+        None => Some(None),
+    };
     let (mean, evidence) = prior?;
-    Some(Scorer::Adaptive(Adaptive {
+    let mut a = Adaptive {
         outcome: outcome?,
         alpha: mean * evidence,
         beta: (1.0 - mean) * evidence,
         window_days: window_days? as u8,
         reset: reset?,
         floor: floor?,
-    }))
+        context: None,
+    };
+    if let Some(features) = features? {
+        let names: Vec<&str> = features.iter().map(|f| &*f.name).collect();
+        let spec = format!(
+            "{}\0{}\0{}\0{:x}\0{:x}",
+            names.join("\0"),
+            a.outcome.as_str(),
+            a.window_days,
+            a.alpha.to_bits(),
+            a.beta.to_bits()
+        );
+        a.context = Some(Box::new(Context {
+            features,
+            key: stable_hash(&spec),
+        }));
+    }
+    Some(Scorer::Adaptive(a))
+}
+
+/// A contextual scorer's features: snapshot columns, numbers or strings (a string column's
+/// dictionary codes resolved to the levels the learner counts), each named once.
+fn compile_context(
+    cx: &mut Ctx<'_>,
+    list: &Value<'_>,
+    path: &str,
+) -> Option<Box<[ContextFeature]>> {
+    let names = cx.faults.string_list(list, path, MAX_CONTEXT_FEATURES)?;
+    cx.checked(|cx| {
+        let mut out = Vec::with_capacity(names.len());
+        for (i, name) in names.into_iter().enumerate() {
+            let Some(column) = cx.schema.column(name) else {
+                cx.faults
+                    .push(&index(path, i), format!("unknown feature `{name}`"));
+                continue;
+            };
+            let text = match cx.schema.info(column) {
+                ColumnInfo::Strings(d) => Some(d.iter().map(text_level).collect()),
+                ColumnInfo::Number | ColumnInfo::Unknown => None,
+            };
+            cx.features_used.insert(name.to_owned());
+            out.push(ContextFeature {
+                name: name.into(),
+                column,
+                text,
+            });
+        }
+        Some(out.into())
+    })
 }

@@ -1,0 +1,602 @@
+//! What contextual adaptive offers learn, and the bins decisions draw from.
+//!
+//! The learner is per-predictor binned naive Bayes, as Pega's adaptive models use, with
+//! empirical-Bayes shrinkage: for each offer and `context` feature it counts impressions and
+//! credited outcomes by the *level* the customer's value falls on ([`number_level`],
+//! [`text_level`]; missing values have a level of their own). When counts change, it merges a
+//! number's levels into at most [`MAX_BINS`] bins of equal traffic (so the bins follow the range
+//! and spread of the values shown, whatever their scale) and keeps a string's most shown values
+//! as bins of their own ([`MAX_TEXT_BINS`], the rest sharing one). Each bin's log-odds contrast
+//! against the feature's overall rate is shrunk by how much the feature's bins differ beyond
+//! their noise: a feature that tells nothing adds nothing, not even noise, and one that tells a
+//! lot keeps its contrasts. `examples/contextual_sim.rs` compares this learner with Bayesian
+//! logistic regression (online Laplace, diagonal) and records why it was chosen.
+//!
+//! Counts are sums over events, so the same events give the same model in any order: every
+//! replica of a fleet, and a restart replaying the log, reach the same posterior.
+//!
+//! **Which features are learnt from.** A decision's features are the customer's row in the
+//! snapshot the decision read. The learner reads the row when the *impression* is applied, from
+//! the snapshot bound then, and keeps the levels with the impression until its outcome is
+//! credited. That is the decision's row whenever no new snapshot was swapped in between the
+//! decision and its impression (a channel posts the impression within seconds; snapshots change
+//! daily). An impression replayed from the log at start, or arriving from another replica, is
+//! read against the snapshot serving when it is applied: after a snapshot change, older
+//! impressions learn from the customer's newer values.
+//!
+//! This module must not decide, read the registry, or lock anything itself: [`Learner`] lives
+//! inside the adaptive counts' state, under their lock, on the thread that applies events.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+
+use crate::engine::adaptive::Outcome;
+use crate::engine::contextual::{
+    number_level, text_level, Bins, ContextPosterior, Moments, Term, MISSING,
+};
+use crate::engine::policy::stable_hash;
+use crate::engine::{CompiledModel, Scorer};
+use crate::features::FeatureStore;
+
+/// Most bins a number's levels are merged into.
+pub const MAX_BINS: usize = 8;
+/// Most string values with a bin of their own; the rest share one.
+pub const MAX_TEXT_BINS: usize = 32;
+/// Most distinct levels counted per offer and feature (a number spanning 30 octaves has 480);
+/// values past it count in the totals only.
+pub const MAX_LEVELS: usize = 512;
+/// Most (offer, feature, window, model tag) series counted: with [`MAX_LEVELS`], at most about
+/// 64 MiB of counts (a few kilobytes a series in practice).
+pub const MAX_SERIES: usize = 4_096;
+/// The pseudo-successes a bin's rate starts from, at the offer's rate: how much a few outcomes
+/// in one bin may move its contrast.
+const BIN_PRIOR_SUCCESSES: f64 = 2.0;
+
+/// What decisions read: each bound scorer's posterior by its key.
+type Published = hashbrown::HashMap<u64, Arc<ContextPosterior>, FixedState>;
+
+/// A customer's level of each context feature of an offer (by [`feature_id`]), kept with its
+/// impression: 8 bytes a feature.
+pub(super) type Levels = Box<[(u32, u32)]>;
+
+/// What the learner calls a feature: the top half of its name's stable hash (an offer lists at
+/// most 16 features, so two of them sharing an id is out of the question in practice).
+fn feature_id(name: &str) -> u32 {
+    (stable_hash(name) >> 32) as u32
+}
+
+/// One offer's counts of one feature, for one credit window (and model tag, for `reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SeriesKey {
+    offer: u64,
+    feature: u32,
+    window_days: u8,
+    tag: Option<u16>,
+}
+
+/// Counts by level: `[impressions, clicks, conversions]`.
+#[derive(Debug, Default)]
+struct Series {
+    levels: HashMap<u32, [u64; 3], FixedState>,
+    total: [u64; 3],
+}
+
+impl Series {
+    fn count(&mut self, level: u32, kind: usize) {
+        self.total[kind] += 1;
+        let full = self.levels.len() >= MAX_LEVELS;
+        match self.levels.get_mut(&level) {
+            Some(c) => c[kind] += 1,
+            None if !full => {
+                let mut c = [0; 3];
+                c[kind] = 1;
+                self.levels.insert(level, c);
+            }
+            None => {}
+        }
+    }
+}
+
+/// How to read one feature of a customer's row.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    feature: u32,
+    column: u32,
+}
+
+/// What an offer's impressions record and count in.
+#[derive(Debug, Default)]
+struct Interest {
+    reads: Vec<Read>,
+    series: Vec<SeriesKey>,
+}
+
+/// One bound contextual scorer.
+#[derive(Debug)]
+struct Spec {
+    /// The key its posterior is published under.
+    key: u64,
+    offer: u64,
+    outcome: Outcome,
+    window_days: u8,
+    alpha: f64,
+    beta: f64,
+    tag: Option<u16>,
+    /// Per context feature, in the scorer's order: its series, and whether it holds strings.
+    series: Vec<(SeriesKey, bool)>,
+}
+
+/// The contextual part of the adaptive counts.
+#[derive(Debug, Default)]
+pub(super) struct Learner {
+    store: Option<Arc<FeatureStore>>,
+    specs: Vec<Spec>,
+    offers: HashMap<u64, Interest, FixedState>,
+    series: HashMap<SeriesKey, Series, FixedState>,
+    /// Offers counted since the last publish.
+    dirty: HashSet<u64, FixedState>,
+    /// The posteriors last built, by key.
+    built: Published,
+}
+
+impl Learner {
+    /// Learns for the contextual scorers of these models (with their content keys), reading
+    /// customers from `store` (the snapshot they were compiled against) from now on.
+    pub(super) fn bind(&mut self, models: &[(&CompiledModel, u32)], store: Arc<FeatureStore>) {
+        self.specs.clear();
+        self.offers.clear();
+        for (model, key) in models {
+            let tag = crate::contact::attribution::model_tag(*key);
+            for o in model.offers.iter() {
+                let Scorer::Adaptive(a) = &o.scorer else {
+                    continue;
+                };
+                let Some(ctx) = &a.context else { continue };
+                let reset = a.reset.then_some(tag);
+                let mut spec = Spec {
+                    key: ctx.posterior_key(o.id_hash, reset),
+                    offer: o.id_hash,
+                    outcome: a.outcome,
+                    window_days: a.window_days,
+                    alpha: a.alpha,
+                    beta: a.beta,
+                    tag: reset,
+                    series: Vec::with_capacity(ctx.features.len()),
+                };
+                let interest = self.offers.entry(o.id_hash).or_default();
+                for f in ctx.features.iter() {
+                    let feature = feature_id(&f.name);
+                    let key = SeriesKey {
+                        offer: o.id_hash,
+                        feature,
+                        window_days: a.window_days,
+                        tag: reset,
+                    };
+                    if !interest.reads.iter().any(|r| r.feature == feature) {
+                        interest.reads.push(Read {
+                            feature,
+                            column: f.column,
+                        });
+                    }
+                    let known = self.series.contains_key(&key);
+                    if !known && self.series.len() < MAX_SERIES {
+                        self.series.insert(key, Series::default());
+                    }
+                    if !interest.series.contains(&key) && self.series.contains_key(&key) {
+                        interest.series.push(key);
+                    }
+                    spec.series.push((key, f.text.is_some()));
+                }
+                self.dirty.insert(o.id_hash);
+                self.specs.push(spec);
+            }
+        }
+        self.store = Some(store);
+    }
+
+    /// Counts an impression of an offer, when a contextual scorer learns from it: returns the
+    /// customer's levels, to keep with the impression for its outcome.
+    pub(super) fn impression(
+        &mut self,
+        offer: u64,
+        customer_id: &str,
+        tag: Option<u16>,
+    ) -> Option<Levels> {
+        let interest = self.offers.get(&offer)?;
+        let store = self.store.as_deref();
+        let row = store.and_then(|s| s.row(customer_id));
+        let levels: Levels = interest
+            .reads
+            .iter()
+            .map(|r| (r.feature, level_of(store, row, r.column)))
+            .collect();
+        for key in &interest.series {
+            if key.tag.is_some() && key.tag != tag {
+                continue;
+            }
+            if let (Some(s), Some(level)) = (self.series.get_mut(key), find(&levels, key.feature)) {
+                s.count(level, 0);
+            }
+        }
+        self.dirty.insert(offer);
+        Some(levels)
+    }
+
+    /// Credits an outcome (`kind` 0 for a click, 1 for a conversion) `day` days after its
+    /// impression (0: by decision id) to the levels kept with it, in every series whose
+    /// window holds it.
+    pub(super) fn credit(
+        &mut self,
+        offer: u64,
+        levels: &[(u32, u32)],
+        tag: Option<u16>,
+        day: usize,
+        kind: usize,
+    ) {
+        let Some(interest) = self.offers.get(&offer) else {
+            return;
+        };
+        for key in &interest.series {
+            if (key.tag.is_some() && key.tag != tag) || day > usize::from(key.window_days) {
+                continue;
+            }
+            if let (Some(s), Some(level)) = (self.series.get_mut(key), find(levels, key.feature)) {
+                s.count(level, kind + 1);
+            }
+        }
+        self.dirty.insert(offer);
+    }
+
+    /// The posteriors of every bound scorer, rebuilding those whose offer was counted since
+    /// the last call. `overall(offer, tag, outcome, window)` gives the offer's context-free
+    /// impressions and credited outcomes.
+    pub(super) fn publish(
+        &mut self,
+        overall: impl Fn(u64, Option<u16>, Outcome, u8) -> (u64, u64),
+    ) -> Published {
+        let mut out = Published::with_capacity_and_hasher(self.specs.len(), FixedState::default());
+        for spec in &self.specs {
+            let fresh = match self.built.get(&spec.key) {
+                Some(p) if !self.dirty.contains(&spec.offer) => p.clone(),
+                _ => {
+                    let (trials, successes) =
+                        overall(spec.offer, spec.tag, spec.outcome, spec.window_days);
+                    Arc::new(self.build(spec, trials, successes))
+                }
+            };
+            out.insert(spec.key, fresh);
+        }
+        self.dirty.clear();
+        self.built = out.clone();
+        out
+    }
+
+    fn build(&self, spec: &Spec, trials: u64, successes: u64) -> ContextPosterior {
+        let a = spec.alpha + successes as f64;
+        let b = spec.beta + trials.saturating_sub(successes) as f64;
+        let kind = spec.outcome as usize + 1;
+        ContextPosterior {
+            overall: Moments {
+                mean: (a / b).ln(),
+                variance: 1.0 / a + 1.0 / b,
+            },
+            trials,
+            successes,
+            features: spec
+                .series
+                .iter()
+                .map(|(key, text)| match self.series.get(key) {
+                    Some(s) => bins(s, kind, *text, spec.alpha, spec.beta),
+                    None => Bins::Number {
+                        bounds: Box::default(),
+                        terms: Box::new([Term::default()]),
+                        missing: Term::default(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The level kept for a feature, if the impression recorded it.
+fn find(levels: &[(u32, u32)], feature: u32) -> Option<u32> {
+    levels.iter().find(|l| l.0 == feature).map(|l| l.1)
+}
+
+/// The level of a customer's value in a column, read as the engine reads it.
+fn level_of(store: Option<&FeatureStore>, row: Option<&[f32]>, column: u32) -> u32 {
+    let x = row
+        .and_then(|r| r.get(column as usize))
+        .copied()
+        .unwrap_or(f32::NAN);
+    if x.is_nan() {
+        return MISSING;
+    }
+    match store.and_then(|s| s.dictionary(column as usize)) {
+        Some(d) => d.value_of(x).map_or(MISSING, text_level),
+        None => number_level(x),
+    }
+}
+
+/// One bin's counts: impressions and successes.
+type Cell = (u64, u64);
+
+/// A feature's bins and what each adds to the log-odds, from its counts by level.
+fn bins(s: &Series, kind: usize, text: bool, alpha: f64, beta: f64) -> Bins {
+    let (n, k) = (s.total[0], s.total[kind]);
+    // The feature's overall rate, with the scorer's prior: the bins' contrasts are against it.
+    let rate = (alpha + k as f64) / (alpha + beta + n as f64);
+    let cell = |c: &[u64; 3]| (c[0], c[kind]);
+    let missing = s.levels.get(&MISSING).map_or((0, 0), cell);
+    let mut cells: Vec<Cell> = Vec::new();
+    let bins = if text {
+        let mut by_trials: Vec<(u32, Cell)> = s
+            .levels
+            .iter()
+            .filter(|(l, _)| **l != MISSING)
+            .map(|(l, c)| (*l, cell(c)))
+            .collect();
+        by_trials.sort_unstable_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+        let mut levels = Vec::new();
+        let mut other = (0, 0);
+        for (i, (level, c)) in by_trials.into_iter().enumerate() {
+            if i < MAX_TEXT_BINS {
+                levels.push((level, cells.len() as u32));
+                cells.push(c);
+            } else {
+                other = add(other, c);
+            }
+        }
+        levels.sort_unstable();
+        cells.push(other);
+        Draft::Text(levels.into())
+    } else {
+        let mut by_level: Vec<(u32, Cell)> = s
+            .levels
+            .iter()
+            .filter(|(l, _)| **l != MISSING)
+            .map(|(l, c)| (*l, cell(c)))
+            .collect();
+        by_level.sort_unstable_by_key(|e| e.0);
+        let shown: u64 = by_level.iter().map(|e| e.1 .0).sum();
+        let per_bin = shown.div_ceil(MAX_BINS as u64).max(1);
+        let mut bounds = Vec::new();
+        let mut acc = (0, 0);
+        for (i, (level, c)) in by_level.iter().enumerate() {
+            if acc.0 >= per_bin && i > 0 {
+                bounds.push(*level);
+                cells.push(acc);
+                acc = (0, 0);
+            }
+            acc = add(acc, *c);
+        }
+        cells.push(acc);
+        Draft::Number(bounds.into())
+    };
+    cells.push(missing);
+    let terms = shrink(&cells, rate);
+    let (last, rest) = terms
+        .split_last()
+        .map_or((Term::default(), &[][..]), |(l, r)| (*l, r));
+    match bins {
+        Draft::Text(levels) => {
+            let (other, named) = rest
+                .split_last()
+                .map_or((Term::default(), &[][..]), |(o, n)| (*o, n));
+            Bins::Text {
+                levels,
+                terms: named.into(),
+                missing: last,
+                other,
+            }
+        }
+        Draft::Number(bounds) => Bins::Number {
+            bounds,
+            terms: rest.into(),
+            missing: last,
+        },
+    }
+}
+
+enum Draft {
+    Text(Box<[(u32, u32)]>),
+    Number(Box<[u32]>),
+}
+
+fn add(a: Cell, b: Cell) -> Cell {
+    (a.0 + b.0, a.1 + b.1)
+}
+
+/// Each bin's log-odds contrast against `rate` and its variance, shrunk toward 0 by the spread
+/// the bins show beyond their noise (method of moments over the bins, weighted by traffic).
+fn shrink(cells: &[Cell], rate: f64) -> Vec<Term> {
+    let base = (rate / (1.0 - rate)).ln();
+    let raw: Vec<(f64, f64, f64)> = cells
+        .iter()
+        .map(|&(n, k)| {
+            let a = BIN_PRIOR_SUCCESSES + k as f64;
+            let b = BIN_PRIOR_SUCCESSES * (1.0 - rate) / rate + n.saturating_sub(k) as f64;
+            ((a / b).ln() - base, 1.0 / a + 1.0 / b, n as f64)
+        })
+        .collect();
+    let weight: f64 = raw.iter().map(|r| r.2).sum();
+    let spread = if weight > 0.0 {
+        (raw.iter().map(|(d, v, n)| n * (d * d - v)).sum::<f64>() / weight).max(0.0)
+    } else {
+        0.0
+    };
+    raw.iter()
+        .map(|(d, v, _)| {
+            if spread == 0.0 {
+                Term::default()
+            } else {
+                Term {
+                    log_odds: d * spread / (spread + v),
+                    variance: spread * v / (spread + v),
+                }
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contact::adaptive::Counts;
+    use crate::contact::event::{Event, EventKind};
+    use crate::engine::adaptive::Posteriors;
+
+    const DAY_MS: i64 = 86_400_000;
+    const T0: i64 = 1_800_000_000_000;
+
+    /// 400 customers: half prepaid; a segment that says nothing; a tenure with missing values.
+    fn store() -> Arc<FeatureStore> {
+        let mut csv = String::from("customer_id,is_prepaid,segment,tenure\n");
+        for i in 0..400 {
+            let tenure = if i % 10 == 0 {
+                String::new()
+            } else {
+                (i % 37).to_string()
+            };
+            csv.push_str(&format!(
+                "C{i},{},{},{tenure}\n",
+                i % 2,
+                ["basic", "gold", "silver"][i % 3]
+            ));
+        }
+        Arc::new(FeatureStore::from_csv_bytes(csv.as_bytes(), "t.csv").unwrap())
+    }
+
+    fn model(store: &FeatureStore, window_days: u8) -> crate::model::LoadedModel {
+        let doc = serde_json::json!({"name": "m", "version": "1",
+            "placements": {"home": {"channels": ["web"]}},
+            "offers": [{"id": "o1", "category": "sales", "channels": ["web"], "placements": ["home"],
+                "value": 1, "scorer": {"kind": "adaptive", "outcome": "conversion",
+                    "prior": {"propensity": 0.03, "evidence": 50}, "window_days": window_days,
+                    "context": ["is_prepaid", "segment", "tenure"]},
+                "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
+                    "cta_url": "https://shop.test/x"}}}]});
+        crate::model::from_bytes(
+            serde_json::to_vec(&doc).unwrap(),
+            None,
+            "t".into(),
+            store,
+            &crate::model::Limits::default(),
+        )
+        .unwrap()
+    }
+
+    fn ev(kind: EventKind, customer: &str, ts_ms: i64) -> Event<'_> {
+        Event {
+            kind,
+            ts_ms,
+            customer_id: customer,
+            offer_id: Some("o1"),
+            channel: Some("web"),
+            placement: None,
+            decision_id: None,
+            event_id: None,
+            category: None,
+        }
+    }
+
+    /// Every customer sees o1 once; prepaid ones convert one in four (a day later), postpaid
+    /// ones one in forty (twenty days later, past a 7-day window).
+    fn events(ids: &[String]) -> Vec<Event<'_>> {
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(ev(EventKind::Impression, id, T0));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            if i % 2 == 1 && i % 8 == 1 {
+                out.push(ev(EventKind::Conversion, id, T0 + DAY_MS / 2));
+            }
+            if i % 2 == 0 && i % 40 == 0 {
+                out.push(ev(EventKind::Conversion, id, T0 + 20 * DAY_MS));
+            }
+        }
+        out
+    }
+
+    fn learnt(order: impl Fn(&mut Vec<Event<'_>>)) -> Arc<Posteriors> {
+        let store = store();
+        let m = model(&store, 7);
+        let counts = Counts::new(1 << 16);
+        counts.bind(&[(&m.compiled, 1)], store);
+        let ids: Vec<String> = (0..400).map(|i| format!("C{i}")).collect();
+        let mut evs = events(&ids);
+        order(&mut evs);
+        for e in &evs {
+            counts.observe(e, T0 + 30 * DAY_MS);
+        }
+        counts.refresh();
+        let snapshot = counts.snapshot();
+        Arc::clone(&snapshot)
+    }
+
+    fn the_posterior(p: &Posteriors) -> &ContextPosterior {
+        assert_eq!(p.context.len(), 1);
+        p.context.values().next().unwrap()
+    }
+
+    #[test]
+    fn the_feature_that_matters_gets_the_contrast_and_the_others_little() {
+        let p = learnt(|_| {});
+        let post = the_posterior(&p);
+        // 400 impressions; 50 prepaid conversions within the window, the late postpaid ones not.
+        assert_eq!((post.trials, post.successes), (400, 50));
+        let Bins::Number { bounds, terms, .. } = &post.features[0] else {
+            panic!("is_prepaid is a number: {:?}", post.features[0]);
+        };
+        assert_eq!(**bounds, [number_level(1.0)]);
+        let (postpaid, prepaid) = (terms[0].log_odds, terms[1].log_odds);
+        assert!(prepaid > 0.5 && postpaid < -0.5, "{terms:?}");
+        let Bins::Text { levels, terms, .. } = &post.features[1] else {
+            panic!("segment is a string: {:?}", post.features[1]);
+        };
+        assert_eq!(levels.len(), 3);
+        assert!(terms.iter().all(|t| t.log_odds.abs() < 0.2), "{terms:?}");
+        let Bins::Number {
+            bounds, missing, ..
+        } = &post.features[2]
+        else {
+            panic!("tenure is a number");
+        };
+        // 37 tenure values in equal-traffic bins, missing values apart.
+        assert_eq!(bounds.len(), MAX_BINS - 1);
+        assert!(missing.log_odds.abs() < 0.2, "{missing:?}");
+    }
+
+    #[test]
+    fn the_same_events_in_any_order_give_the_same_posterior() {
+        let a = learnt(|_| {});
+        // Impressions first still, so every outcome finds its impression; the rest reversed.
+        let b = learnt(|evs| {
+            let split = evs
+                .iter()
+                .position(|e| e.kind != EventKind::Impression)
+                .unwrap();
+            evs[..split].reverse();
+            evs[split..].reverse();
+        });
+        assert_eq!(the_posterior(&a), the_posterior(&b));
+    }
+
+    #[test]
+    fn a_feature_that_tells_nothing_adds_nothing() {
+        // Two bins with the same rate: their spread is within the noise, so no term at all.
+        let cells = [(1_000, 30), (1_000, 30), (0, 0)];
+        let terms = shrink(&cells, 0.03);
+        assert!(terms.iter().all(|t| *t == Term::default()), "{terms:?}");
+        // Rates 6 % and 1 %: clear contrasts, little shrunk, small variance.
+        let terms = shrink(&[(1_000, 60), (1_000, 10), (0, 0)], 0.035);
+        assert!(
+            terms[0].log_odds > 0.4 && terms[1].log_odds < -0.9,
+            "{terms:?}"
+        );
+        assert!(terms[0].variance < 0.05, "{terms:?}");
+        assert_eq!(terms[2].log_odds, 0.0);
+    }
+}
