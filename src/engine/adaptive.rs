@@ -80,14 +80,7 @@ impl Adaptive {
     #[inline]
     pub fn draw(&self, offer_hash: u64, learnt: Option<&Learnt<'_>>) -> Draw {
         let Some(l) = learnt else {
-            let mean = self.prior_mean();
-            return Draw {
-                mean,
-                draw: mean,
-                trials: 0,
-                successes: 0,
-                floor: false,
-            };
+            return Draw::prior(self.prior_mean());
         };
         let (trials, successes) = l
             .posteriors
@@ -121,6 +114,19 @@ pub struct Draw {
     pub successes: u64,
     /// True when the exposure floor, not the draw, chose the propensity.
     pub floor: bool,
+}
+
+impl Draw {
+    /// The draw of an offer with nothing learnt to draw from: its prior's mean.
+    pub fn prior(mean: f64) -> Self {
+        Draw {
+            mean,
+            draw: mean,
+            trials: 0,
+            successes: 0,
+            floor: false,
+        }
+    }
 }
 
 /// Counts of one offer: impressions, and credited outcomes per kind, cumulative by delay in

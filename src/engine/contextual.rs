@@ -233,14 +233,7 @@ impl Context {
         learnt: Option<&Learnt<'_>>,
     ) -> Draw {
         let Some(l) = learnt else {
-            let mean = a.prior_mean();
-            return Draw {
-                mean,
-                draw: mean,
-                trials: 0,
-                successes: 0,
-                floor: false,
-            };
+            return Draw::prior(a.prior_mean());
         };
         let (m, trials, successes) = self.moments(a, offer_hash, row, l.posteriors, l.tag);
         let (coin, mut rng) = super::adaptive::streams(l.seed, offer_hash);
