@@ -76,11 +76,7 @@ impl Scorer {
             Scorer::Logistic(l) => l.predict(row.values()),
             Scorer::Constant(p) => *p,
             Scorer::Trees(t) => t.predict(row),
-            Scorer::Class(c) => {
-                let mut p = vec![0.0; c.ensemble.n_classes()];
-                c.ensemble.predict_classes(row, &mut p);
-                p.get(usize::from(c.class)).copied().unwrap_or(f64::NAN)
-            }
+            Scorer::Class(c) => c.ensemble.predict_class(row, usize::from(c.class)),
             // Without the counts snapshot (the engine draws with it), the prior's mean.
             Scorer::Adaptive(a) => a.prior_mean(),
         }

@@ -400,18 +400,7 @@ impl TreeEnsemble {
     pub fn predict<'r>(&self, row: impl Into<FeatureRow<'r>>) -> f64 {
         let row = row.into();
         if self.classes.len() > 1 {
-            let mut p = [0.0; classes::ON_STACK];
-            return match p.get_mut(..self.classes.len()) {
-                Some(p) => {
-                    self.predict_classes(row, p);
-                    p[0]
-                }
-                None => {
-                    let mut p = vec![0.0; self.classes.len()];
-                    self.predict_classes(row, &mut p);
-                    p[0]
-                }
-            };
+            return self.predict_class(row, 0);
         }
         match self.flavor {
             Flavor::XgBoost => f64::from(xgboost_sigmoid(self.margin_xgboost(row))),
@@ -428,6 +417,23 @@ impl TreeEnsemble {
             Flavor::XgBoost => f64::from(self.margin_xgboost(row)),
             Flavor::LightGbm { .. } => self.margin_lightgbm(row),
         }
+    }
+
+    /// The probability of one class of a multiclass model (NaN for a class it lacks), on the
+    /// stack for up to `classes::ON_STACK` classes.
+    pub fn predict_class(&self, row: FeatureRow<'_>, class: usize) -> f64 {
+        let n = self.classes.len();
+        let mut on_stack = [0.0; classes::ON_STACK];
+        let mut on_heap = Vec::new();
+        let p = match on_stack.get_mut(..n) {
+            Some(p) => p,
+            None => {
+                on_heap.resize(n, 0.0);
+                &mut on_heap[..]
+            }
+        };
+        self.predict_classes(row, p);
+        p.get(class).copied().unwrap_or(f64::NAN)
     }
 
     /// Number of classes (1 for a binary model).

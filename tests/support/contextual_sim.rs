@@ -18,7 +18,7 @@ use nextbest::model::{self, Limits};
 use nextbest::registry::Registry;
 use nextbest::server::{self, AppState, RunningServer, ServerConfig};
 
-use crate::sim::{Conn, Rng, EVENT_BATCH, T0};
+use crate::sim::{shown, Conn, Rng, EVENT_BATCH, T0};
 
 /// Customers in the snapshot.
 pub const CUSTOMERS: usize = 2_000;
@@ -264,18 +264,7 @@ impl Driver {
             let coin = self.stream.unit();
             let c = &world.customers[ci];
             let customer = format!("C{ci}");
-            let body = serde_json::json!({"customer_id": customer, "channel": "web",
-                "placement": "home"});
-            let (status, answer) = self
-                .public
-                .send("POST", "/v1/decide", &serde_json::to_vec(&body).unwrap())
-                .await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-            let offer = answer["offers"][0]["offer_id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no offer in {answer}"))
-                .to_owned();
+            let (offer, decision) = self.public.decide_top(&customer).await;
             let chosen = offers.iter().position(|o| o.id == offer).unwrap();
             let (best, best_rate) = world.best(c, offers);
             let rate = world.rate(c, &offers[chosen]);
@@ -285,18 +274,9 @@ impl Driver {
                 chosen,
                 best,
             });
-            let decision = answer["decision_id"].clone();
-            self.events.push(
-                serde_json::json!({"type": "impression", "customer_id": customer,
-                "offer_id": offer, "channel": "web", "placement": "home",
-                "decision_id": decision}),
-            );
-            if coin < rate {
-                self.conversions += 1;
-                self.events.push(serde_json::json!({"type": "conversion",
-                    "customer_id": customer, "offer_id": offer, "channel": "web",
-                    "decision_id": decision}));
-            }
+            let converted = coin < rate;
+            self.conversions += u64::from(converted);
+            shown(&mut self.events, &customer, &offer, &decision, converted);
             if self.events.len() >= EVENT_BATCH {
                 self.flush().await;
             }
@@ -309,12 +289,9 @@ impl Driver {
         if self.events.is_empty() {
             return;
         }
-        let body = serde_json::json!({"events": std::mem::take(&mut self.events)});
-        let (status, answer) = self
-            .public
-            .send("POST", "/v1/events", &serde_json::to_vec(&body).unwrap())
+        self.public
+            .post_events(std::mem::take(&mut self.events))
             .await;
-        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
         self.state.contacts.adaptive().refresh();
     }
 

@@ -136,6 +136,32 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Asks `/v1/decide` on the simulation's placement (`web`, `home`) for `customer`: the
+    /// top offer's id and the decision id.
+    pub async fn decide_top(&mut self, customer: &str) -> (String, serde_json::Value) {
+        let body = serde_json::json!({"customer_id": customer, "channel": "web",
+            "placement": "home"});
+        let (status, answer) = self
+            .send("POST", "/v1/decide", &serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        let offer = answer["offers"][0]["offer_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no offer in {answer}"))
+            .to_owned();
+        (offer, answer["decision_id"].clone())
+    }
+
+    /// Posts `events` to `/v1/events`; every one must be taken.
+    pub async fn post_events(&mut self, events: Vec<serde_json::Value>) {
+        let body = serde_json::json!({ "events": events });
+        let (status, answer) = self
+            .send("POST", "/v1/events", &serde_json::to_vec(&body).unwrap())
+            .await;
+        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+    }
+
     /// Connects.
     pub async fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).await.unwrap();
@@ -181,6 +207,27 @@ fn parse(buf: &[u8]) -> Option<(u16, Vec<u8>, usize)> {
     (buf.len() >= start + len).then(|| (status, buf[start..start + len].to_vec(), start + len))
 }
 
+/// What a channel posts for a shown offer: its impression, and its conversion when
+/// `converted`, both quoting the decision.
+pub fn shown(
+    events: &mut Vec<serde_json::Value>,
+    customer: &str,
+    offer: &str,
+    decision: &serde_json::Value,
+    converted: bool,
+) {
+    events.push(
+        serde_json::json!({"type": "impression", "customer_id": customer,
+        "offer_id": offer, "channel": "web", "placement": "home", "decision_id": decision}),
+    );
+    if converted {
+        events.push(
+            serde_json::json!({"type": "conversion", "customer_id": customer,
+            "offer_id": offer, "channel": "web", "decision_id": decision}),
+        );
+    }
+}
+
 /// The driver: the world's seeded stream and what was chosen so far.
 pub struct Driver {
     /// The server, whose adaptive counts the driver publishes after each batch of events.
@@ -214,32 +261,17 @@ impl Driver {
         for _ in 0..n {
             let customer = format!("C{}", self.world.below(CUSTOMERS));
             let coin = self.world.unit();
-            let body = serde_json::json!({"customer_id": customer, "channel": "web",
-                "placement": "home"});
-            let (status, answer) = self
-                .public
-                .send("POST", "/v1/decide", &serde_json::to_vec(&body).unwrap())
-                .await;
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
-            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-            let offer = answer["offers"][0]["offer_id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no offer in {answer}"))
-                .to_owned();
+            let (offer, decision) = self.public.decide_top(&customer).await;
             let i = arms.iter().position(|a| a.id == offer).unwrap();
             self.chosen.push(i);
             self.regret += best - arms[i].rate;
-            let decision = answer["decision_id"].clone();
-            self.events.push(
-                serde_json::json!({"type": "impression", "customer_id": customer,
-                "offer_id": offer, "channel": "web", "placement": "home",
-                "decision_id": decision}),
+            shown(
+                &mut self.events,
+                &customer,
+                &offer,
+                &decision,
+                coin < arms[i].rate,
             );
-            if coin < arms[i].rate {
-                self.events.push(serde_json::json!({"type": "conversion",
-                    "customer_id": customer, "offer_id": offer, "channel": "web",
-                    "decision_id": decision}));
-            }
             if self.events.len() >= EVENT_BATCH {
                 self.flush().await;
             }
@@ -252,12 +284,9 @@ impl Driver {
         if self.events.is_empty() {
             return;
         }
-        let body = serde_json::json!({"events": std::mem::take(&mut self.events)});
-        let (status, answer) = self
-            .public
-            .send("POST", "/v1/events", &serde_json::to_vec(&body).unwrap())
+        self.public
+            .post_events(std::mem::take(&mut self.events))
             .await;
-        assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
         // The next decisions read every event posted so far, not whatever the refresher had
         // published by then: the run does not depend on the machine's speed.
         self.state.contacts.adaptive().refresh();
