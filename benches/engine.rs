@@ -311,7 +311,8 @@ fn compile_1000(c: &mut Criterion) {
 /// Scoring one adaptive offer: the counts lookup in a 50-offer snapshot and one seeded Thompson
 /// draw from its Beta posterior (a new seed per iteration, as each decision has its own).
 fn adaptive_draw(c: &mut Criterion) {
-    use nextbest::engine::adaptive::{Adaptive, ArmTallies, Learnt, Outcome, Posteriors, Tally};
+    use nextbest::engine::adaptive::{Adaptive, Outcome};
+    use nextbest::engine::posterior::{ArmTallies, Learnt, Posteriors, Tally};
     let mut posteriors = Posteriors::default();
     for i in 0..50u64 {
         let mut t = Tally {
@@ -358,11 +359,10 @@ fn adaptive_draw(c: &mut Criterion) {
 /// customer's row (8 bins a number, a bin per string value) and one seeded normal draw; a new
 /// seed and another of 4,096 rows per iteration, as each decision has its own.
 fn contextual_draw(c: &mut Criterion) {
-    use nextbest::engine::adaptive::{Adaptive, Learnt, Outcome, Posteriors};
-    use nextbest::engine::contextual::{
-        number_level, text_level, Bins, Context, ContextFeature, ContextPosterior, Moments, Term,
-    };
+    use nextbest::engine::adaptive::{Adaptive, Outcome};
+    use nextbest::engine::contextual::{number_level, text_level, Context, ContextFeature};
     use nextbest::engine::policy::stable_hash;
+    use nextbest::engine::posterior::{Bins, ContextPosterior, Learnt, Moments, Posteriors, Term};
     const NUMBERS: usize = 6;
     const VALUES: u32 = 12;
     let value = |f: usize, v: u32| format!("f{f}_value_{v}");

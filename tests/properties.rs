@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use nextbest::engine::scorer::sigmoid;
+use nextbest::engine::posterior::sigmoid;
 use nextbest::engine::{
     decide, CmpOp, CtxValue, Decision, FallbackReason, NoContacts, Operand, Request, Rule,
     RuleInput, Test, Unbounded, Verdict, MAX_LIMIT,

@@ -24,8 +24,9 @@ use arc_swap::ArcSwap;
 use super::attribution;
 use super::contextual::{Learner, Levels};
 use super::event::{Event, EventKind};
-use crate::engine::adaptive::{interval, ArmTallies, Posteriors, Tally, MAX_WINDOW_DAYS};
+use crate::engine::adaptive::interval;
 use crate::engine::policy::stable_hash;
+use crate::engine::posterior::{ArmTallies, Posteriors, Tally, MAX_WINDOW_DAYS};
 use crate::engine::{CompiledModel, Scorer};
 use crate::features::FeatureStore;
 

@@ -33,10 +33,9 @@ use std::sync::Arc;
 use foldhash::fast::FixedState;
 
 use crate::engine::adaptive::Outcome;
-use crate::engine::contextual::{
-    number_level, text_level, Bins, ContextPosterior, Moments, Term, MISSING,
-};
+use crate::engine::contextual::{number_level, text_level};
 use crate::engine::policy::stable_hash;
+use crate::engine::posterior::{Bins, ContextPosterior, Moments, Term, MISSING};
 use crate::engine::{CompiledModel, Scorer};
 use crate::features::FeatureStore;
 
@@ -446,7 +445,7 @@ mod tests {
     use super::*;
     use crate::contact::adaptive::Counts;
     use crate::contact::event::{Event, EventKind};
-    use crate::engine::adaptive::Posteriors;
+    use crate::engine::posterior::Posteriors;
 
     const DAY_MS: i64 = 86_400_000;
     const T0: i64 = 1_800_000_000_000;

@@ -13,7 +13,7 @@ use super::attribution;
 use super::state::History;
 use super::view::CustomerView;
 use super::Contacts;
-use crate::engine::adaptive::{seed_of, Learnt, Posteriors};
+use crate::engine::posterior::{seed_of, Learnt, Posteriors};
 use crate::engine::{Decision, Policies};
 use crate::experiment::Variant;
 

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use crate::contact::decide::DecideContacts;
 use crate::contact::state::History;
 use crate::contact::view::CustomerView;
-use crate::engine::adaptive::Posteriors;
+use crate::engine::posterior::Posteriors;
 use crate::engine::scorer::Scorer;
 use crate::engine::{ContactView, CtxValue, Decision, FallbackReason, Ranked, Request};
 use crate::experiment::Variant;
@@ -357,10 +357,7 @@ impl Files {
             .iter()
             .filter_map(|o| match (&o.scorer, row) {
                 (Scorer::Adaptive(a), Some(row)) => {
-                    let (m, _, _) = a
-                        .context
-                        .as_ref()?
-                        .moments(a, o.id_hash, row, &p.learnt, tag);
+                    let (m, _, _) = a.moments(o.id_hash, row, &p.learnt, tag)?;
                     Some((o.id.to_string(), [m.mean.to_bits(), m.variance.to_bits()]))
                 }
                 _ => None,

@@ -18,8 +18,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::format::{DecisionRecord, LoggedAnswer, LoggedOffer, Record};
-use crate::engine::adaptive::{self, ArmTallies, Learnt, Posteriors, Tally, MAX_WINDOW_DAYS};
-use crate::engine::contextual::{ContextPosterior, Moments};
+use crate::engine::posterior::{
+    seed_of, ArmTallies, ContextPosterior, Learnt, Moments, Posteriors, Tally, MAX_WINDOW_DAYS,
+};
 use crate::engine::scorer::Scorer;
 use crate::engine::{self, ContactView, CtxValue, Offer, Request, Unbounded};
 use crate::features::{DictBuilder, FeatureStore, IdIndex};
@@ -421,7 +422,7 @@ impl Totals {
             explain: false,
             learnt: Some(Learnt {
                 posteriors: &posteriors,
-                seed: adaptive::seed_of(decision),
+                seed: seed_of(decision),
                 tag,
             }),
         };

@@ -8,11 +8,13 @@
 //! allocates per draw. Who counts (and how outcomes are credited to impressions) is the
 //! contact side's business; this module only reads the tallies.
 
-use rand_distr::{Distribution, Gamma};
+use rand_distr::{Distribution, Gamma, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
-/// The longest credit window a model may declare, in days (tallies keep one bucket per day).
-pub const MAX_WINDOW_DAYS: usize = 30;
+use super::contextual::Context;
+use super::posterior::{
+    sigmoid, streams, Draw, Learnt, Moments, Posteriors, Tally, MAX_WINDOW_DAYS,
+};
 
 /// Which outcome an adaptive offer learns from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +51,7 @@ pub struct Adaptive {
     /// Share of decisions on which the offer is shown regardless of its draw.
     pub floor: f64,
     /// The features the propensity depends on (`None`: one propensity for everybody).
-    pub context: Option<Box<super::contextual::Context>>,
+    pub context: Option<Box<Context>>,
 }
 
 impl Adaptive {
@@ -72,7 +74,73 @@ impl Adaptive {
     pub fn draw_for(&self, offer_hash: u64, row: &[f32], learnt: Option<&Learnt<'_>>) -> Draw {
         match &self.context {
             None => self.draw(offer_hash, learnt),
-            Some(c) => c.draw(self, offer_hash, row, learnt),
+            Some(c) => self.draw_in_context(c, offer_hash, row, learnt),
+        }
+    }
+
+    /// The prior as log-odds: the logit of the prior mean and the variance of a Beta's logit.
+    #[inline]
+    pub fn prior_log_odds(&self) -> Moments {
+        Moments {
+            mean: (self.alpha / self.beta).ln(),
+            variance: 1.0 / self.alpha + 1.0 / self.beta,
+        }
+    }
+
+    /// The log-odds a contextual decision for this row draws from, and the counts behind them
+    /// (`None` for a context-free scorer).
+    #[inline]
+    pub fn moments(
+        &self,
+        offer_hash: u64,
+        row: &[f32],
+        posteriors: &Posteriors,
+        tag: u16,
+    ) -> Option<(Moments, u64, u64)> {
+        let c = self.context.as_deref()?;
+        Some(self.moments_in(c, offer_hash, row, posteriors, tag))
+    }
+
+    #[inline]
+    fn moments_in(
+        &self,
+        c: &Context,
+        offer_hash: u64,
+        row: &[f32],
+        posteriors: &Posteriors,
+        tag: u16,
+    ) -> (Moments, u64, u64) {
+        let reset = self.reset.then_some(tag);
+        c.moments(self.prior_log_odds(), offer_hash, reset, row, posteriors)
+    }
+
+    /// The contextual Thompson draw: one normal on the log-odds the customer's bins add up to,
+    /// seeded like the context-free draw (the same decision id draws the same again).
+    #[inline]
+    fn draw_in_context(
+        &self,
+        c: &Context,
+        offer_hash: u64,
+        row: &[f32],
+        learnt: Option<&Learnt<'_>>,
+    ) -> Draw {
+        let Some(l) = learnt else {
+            return Draw::prior(self.prior_mean());
+        };
+        let (m, trials, successes) = self.moments_in(c, offer_hash, row, l.posteriors, l.tag);
+        let (coin, mut rng) = streams(l.seed, offer_hash);
+        let z: f64 = StandardNormal.sample(&mut rng);
+        let floor = coin < self.floor;
+        Draw {
+            mean: sigmoid(m.mean),
+            draw: if floor {
+                1.0
+            } else {
+                sigmoid(m.mean + m.variance.max(0.0).sqrt() * z)
+            },
+            trials,
+            successes,
+            floor,
         }
     }
 
@@ -101,98 +169,6 @@ impl Adaptive {
     }
 }
 
-/// What `explain` says of an adaptive offer's score.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Draw {
-    /// The posterior mean.
-    pub mean: f64,
-    /// The propensity used: the Thompson draw, or 1 when the exposure floor chose the offer.
-    pub draw: f64,
-    /// Impressions counted.
-    pub trials: u64,
-    /// Outcomes credited.
-    pub successes: u64,
-    /// True when the exposure floor, not the draw, chose the propensity.
-    pub floor: bool,
-}
-
-impl Draw {
-    /// The draw of an offer with nothing learnt to draw from: its prior's mean.
-    pub fn prior(mean: f64) -> Self {
-        Draw {
-            mean,
-            draw: mean,
-            trials: 0,
-            successes: 0,
-            floor: false,
-        }
-    }
-}
-
-/// Counts of one offer: impressions, and credited outcomes per kind, cumulative by delay in
-/// days (`successes[kind][d]`: outcomes credited by decision id or within `d` days).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    /// Impressions.
-    pub trials: u64,
-    /// Cumulative credited outcomes by kind ([`Outcome`] order) and window in days.
-    pub successes: [[u64; MAX_WINDOW_DAYS + 1]; 2],
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Tally {
-            trials: 0,
-            successes: [[0; MAX_WINDOW_DAYS + 1]; 2],
-        }
-    }
-}
-
-/// Counts of one offer: over every decision, and per model tag for offers that `reset`.
-#[derive(Debug, Clone, Default)]
-pub struct ArmTallies {
-    /// Every impression of the offer, whoever decided it.
-    pub all: Tally,
-    /// Impressions whose decision id carries a model tag, by tag.
-    pub by_tag: Box<[(u16, Tally)]>,
-}
-
-/// An immutable snapshot of what every offer has learnt, keyed by the offer id's hash.
-#[derive(Debug, Default)]
-pub struct Posteriors {
-    /// Tallies by [`super::policy::stable_hash`] of the offer id.
-    pub arms: hashbrown::HashMap<u64, ArmTallies, foldhash::fast::FixedState>,
-    /// What contextual scorers learnt, by [`super::contextual::Context::posterior_key`].
-    pub context: hashbrown::HashMap<
-        u64,
-        std::sync::Arc<super::contextual::ContextPosterior>,
-        foldhash::fast::FixedState,
-    >,
-}
-
-impl Posteriors {
-    /// The tally for an offer: all its impressions, or only one model tag's.
-    #[inline]
-    pub fn tally(&self, offer_hash: u64, tag: Option<u16>) -> Option<&Tally> {
-        let arm = self.arms.get(&offer_hash)?;
-        match tag {
-            None => Some(&arm.all),
-            Some(tag) => arm.by_tag.iter().find(|t| t.0 == tag).map(|t| &t.1),
-        }
-    }
-}
-
-/// What a decision passes the engine so adaptive offers can draw.
-#[derive(Debug, Clone, Copy)]
-pub struct Learnt<'a> {
-    /// The counts snapshot.
-    pub posteriors: &'a Posteriors,
-    /// The decision's seed (from its id): the same id gives the same draws.
-    pub seed: u64,
-    /// The deciding model's tag, for offers that learn only from their own version.
-    pub tag: u16,
-}
-
 /// One draw from Beta(a, b) as X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b): Marsaglia and
 /// Tsang's gamma sampler (a normal, a uniform and a squeeze test, rarely a log) costs less than
 /// the crate's Beta (Cheng's algorithm, which sets up logs and roots each call), and set-up per
@@ -212,32 +188,6 @@ fn beta_draw(a: f64, b: f64, rng: &mut Pcg64Mcg) -> f64 {
     }
 }
 
-/// The per-decision seed from a decision id.
-#[inline]
-pub fn seed_of(decision_id: u128) -> u64 {
-    mix((decision_id >> 64) as u64 ^ mix(decision_id as u64))
-}
-
-/// The floor's coin and the generator of one offer's draw in one decision: separate bits of
-/// one stream seeded by the decision's seed and the offer.
-#[inline]
-pub(super) fn streams(seed: u64, offer_hash: u64) -> (f64, Pcg64Mcg) {
-    let mut seed = mix(seed ^ offer_hash);
-    let coin = (seed >> 11) as f64 * (1.0 / (1u64 << 53) as f64);
-    seed = mix(seed);
-    let rng = Pcg64Mcg::new(u128::from(seed) << 64 | u128::from(mix(seed)) | 1);
-    (coin, rng)
-}
-
-/// SplitMix64's finaliser: spreads a seed's bits so nearby seeds give unrelated streams.
-#[inline]
-pub(super) fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Mean and a 95 % interval of a Beta posterior (normal approximation, clamped to [0, 1]):
 /// what operators read in stats.
 pub fn interval(alpha: f64, beta: f64) -> (f64, f64, f64) {
@@ -254,6 +204,7 @@ pub fn interval(alpha: f64, beta: f64) -> (f64, f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::posterior::ArmTallies;
 
     fn arm(floor: f64, reset: bool) -> Adaptive {
         Adaptive {

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::posterior::sigmoid;
 use super::trees::TreeEnsemble;
 use crate::features::FeatureRow;
 
@@ -43,12 +44,6 @@ impl Logistic {
         }
         sigmoid(z)
     }
-}
-
-/// The logistic function, shared by every scorer that ends in a probability.
-#[inline]
-pub fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
 }
 
 /// Any scorer an offer may use.

@@ -80,7 +80,7 @@ fn ranks_by_propensity_times_value_times_priority() {
         assert!(w[0].score >= w[1].score);
     }
     let a = d.ranked.iter().find(|r| r.offer == 0).unwrap();
-    assert!((a.propensity - scorer::sigmoid(-1.0 + 0.02 * 80.0)).abs() < 1e-9);
+    assert!((a.propensity - posterior::sigmoid(-1.0 + 0.02 * 80.0)).abs() < 1e-9);
     assert!((a.score - a.propensity * 10.0).abs() < 1e-9);
 }
 
@@ -372,4 +372,5 @@ fn keep_top_matches_a_full_sort() {
     }
 }
 
+mod contextual;
 mod strings;

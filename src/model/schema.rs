@@ -163,7 +163,7 @@ pub fn schemas() -> Map<String, Value> {
         "context": {"type": "array", "minItems": 1, "maxItems": crate::engine::contextual::MAX_CONTEXT_FEATURES, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES},
             "description": "Adaptive: the snapshot features (numbers or strings) the propensity depends on; it is learnt per customer from them (binned naive Bayes, Thompson sampling). Without it, one propensity for everybody."},
         "reset": {"type": "boolean", "description": "Adaptive: start over, counting only this version's decisions."},
-        "window_days": {"type": "integer", "minimum": 1, "maximum": crate::engine::adaptive::MAX_WINDOW_DAYS, "description": "Adaptive: days an outcome is credited to an impression without a decision id."},
+        "window_days": {"type": "integer", "minimum": 1, "maximum": crate::engine::posterior::MAX_WINDOW_DAYS, "description": "Adaptive: days an outcome is credited to an impression without a decision id."},
         "exposure_floor": {"type": "number", "minimum": 0, "maximum": 0.5, "description": "Adaptive: share of decisions on which the offer is shown whatever its draw."},
     });
     let required = |kind: &str| match kind {

@@ -259,7 +259,7 @@ fn logistic_categories_add_the_weight_of_the_customers_value() {
     let (lm, s) = scored_offer(VALUES_CSV, scorer, serde_json::json!(1)).unwrap();
     let o = &lm.compiled.offers[0];
     let p = |id: &str| o.scorer.predict(s.exact_row(id).unwrap());
-    let sig = crate::engine::scorer::sigmoid;
+    let sig = crate::engine::posterior::sigmoid;
     assert!((p("G1") - sig(-1.0 + 0.1 + 0.4)).abs() < 1e-12);
     assert!((p("P1") - sig(-1.0 + 0.2 + 0.9)).abs() < 1e-12);
     // Not listed, or missing: nothing added.

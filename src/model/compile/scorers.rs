@@ -6,9 +6,10 @@
 use simd_json::prelude::*;
 
 use super::Ctx;
-use crate::engine::adaptive::{Adaptive, Outcome, MAX_WINDOW_DAYS};
+use crate::engine::adaptive::{Adaptive, Outcome};
 use crate::engine::contextual::{text_level, Context, ContextFeature, MAX_CONTEXT_FEATURES};
 use crate::engine::policy::stable_hash;
+use crate::engine::posterior::MAX_WINDOW_DAYS;
 use crate::engine::{Logistic, Scorer};
 use crate::model::walk::{index, join, Collects, Fault, Value};
 use crate::model::ColumnInfo;

@@ -128,7 +128,8 @@ fn context_of(m: &LoadedModel) -> &crate::engine::contextual::Context {
 
 #[test]
 fn a_context_resolves_columns_and_string_values_when_compiled() {
-    use crate::engine::contextual::{number_level, text_level, MISSING};
+    use crate::engine::contextual::{number_level, text_level};
+    use crate::engine::posterior::MISSING;
     let store = FeatureStore::from_csv_bytes(
         b"customer_id,tenure,segment\nC1,3,silver\nC2,,gold\n",
         "t.csv",

@@ -502,7 +502,7 @@ pub fn encode_decision(
 }
 
 /// `"adaptive":{"posterior_mean":..,"draw":..,"trials":..,"successes":..,"floor":..}`.
-fn adaptive_explain(out: &mut Vec<u8>, l: &crate::engine::adaptive::Draw) {
+fn adaptive_explain(out: &mut Vec<u8>, l: &crate::engine::posterior::Draw) {
     out.extend_from_slice(b",\"adaptive\":{\"posterior_mean\":");
     number(out, l.mean);
     out.extend_from_slice(b",\"draw\":");
