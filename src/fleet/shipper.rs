@@ -4,8 +4,10 @@
 //! across a crash of this replica or an outage of Redis.
 //!
 //! The position (`<data>/replication.cursor`: segment and byte offset) is written atomically
-//! after each shipped batch; at worst a crash ships the last batch again, and receivers apply
-//! each event id once. When Redis answers with another run id than before (it restarted and may
+//! at most every [`CURSOR_SAVE_EVERY`] while batches flow, and once shipping has been idle for
+//! [`IDLE_POLL`] (saving it after every batch cost more than shipping the batch); at worst a
+//! crash ships the last second's batches again, and receivers apply each event id once. When
+//! Redis answers with another run id than before (it restarted and may
 //! have lost what it held), the position goes back to the start of the log. The run id is asked
 //! on every reconnect and, while there is nothing to ship, every [`RUN_ID_CHECK`]: an idle
 //! replica notices a restarted Redis within about a second, not with its next event, and a
@@ -30,6 +32,12 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 pub const RUN_ID_CHECK: Duration = Duration::from_secs(1);
 /// The position's file in the data folder.
 const CURSOR_FILE: &str = "replication.cursor";
+/// Longest the saved position trails the shipped one while batches flow.
+const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
+/// Below this backlog a batch is read on the fleet's own thread: a read of what the last
+/// batches appended costs less than the hand-off to a blocking thread, and this thread never
+/// runs decisions. A larger catch-up read goes to a blocking thread so the consumers keep on.
+const READ_INLINE_BELOW: u64 = 256 << 10;
 
 /// Where shipping has got to, kept in `<data>/replication.cursor`.
 pub(super) fn load_cursor(dir: &Path) -> Position {
@@ -54,6 +62,10 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
     let mut run_id: Option<String> = None;
     let mut attempt = 0u32;
     let mut idle_since = tokio::time::Instant::now();
+    let mut saved = Saved {
+        at: Some(cursor),
+        when: tokio::time::Instant::now(),
+    };
     loop {
         if fleet.refused().is_some() {
             return;
@@ -102,8 +114,10 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 }
             }
         }
-        // File reads and the cursor's write block: off the workers that run decisions.
-        let read = {
+        // Never on the workers that run decisions: this is the fleet's own thread.
+        let read = if fleet.backlog_bytes.load(Relaxed) < READ_INLINE_BELOW {
+            Ok(read_batch(&dir, cursor, &fleet))
+        } else {
             let (dir, fleet) = (dir.clone(), fleet.clone());
             tokio::task::spawn_blocking(move || read_batch(&dir, cursor, &fleet)).await
         };
@@ -124,12 +138,17 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
             if next != cursor {
                 cursor = next;
                 fleet.set_cursor(cursor);
-                save_cursor(&cursor_path, cursor).await;
+                saved.save(&cursor_path, cursor).await;
                 continue;
             }
             tokio::select! {
                 _ = contacts.log_written() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {
+                    // Quiet for a while: the saved position catches up with the shipped one.
+                    if saved.at != Some(cursor) {
+                        saved.save(&cursor_path, cursor).await;
+                    }
+                }
             }
             continue;
         }
@@ -141,7 +160,9 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 fleet.shipped.fetch_add(batch.len() as u64, Relaxed);
                 cursor = next;
                 fleet.set_cursor(cursor);
-                save_cursor(&cursor_path, cursor).await;
+                if saved.when.elapsed() >= CURSOR_SAVE_EVERY {
+                    saved.save(&cursor_path, cursor).await;
+                }
             }
             Err(e) => {
                 fleet.failed("ship", &e);
@@ -223,15 +244,28 @@ async fn ship(
     pipe.query_async::<()>(c).await
 }
 
-/// Saves the replication position (at worst a crash ships the last batch again).
-async fn save_cursor(path: &Path, at: Position) {
-    let path = path.to_owned();
-    let saved = tokio::task::spawn_blocking(move || {
-        crate::durable::write_atomic(&path, at.to_text().as_bytes(), false)
-    })
-    .await;
-    if !matches!(saved, Ok(Ok(()))) {
-        tracing::warn!("could not save the replication position");
+/// The position last written to the cursor file, and when.
+struct Saved {
+    at: Option<Position>,
+    when: tokio::time::Instant,
+}
+
+impl Saved {
+    /// Saves the replication position (at worst a crash ships what came after it again). A
+    /// failed write is retried at the next save.
+    async fn save(&mut self, path: &Path, at: Position) {
+        let path = path.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            crate::durable::write_atomic(&path, at.to_text().as_bytes(), false)
+        })
+        .await;
+        self.when = tokio::time::Instant::now();
+        if matches!(written, Ok(Ok(()))) {
+            self.at = Some(at);
+        } else {
+            self.at = None;
+            tracing::warn!("could not save the replication position");
+        }
     }
 }
 
