@@ -104,6 +104,17 @@ async fn traffic(srv: &TestServer) {
         if i % 4 == 0 {
             events.push(e("conversion"));
         }
+        // The adaptive offer is shown on a channel's e-bill page, not decided here: its
+        // impressions and conversions give its model health a minute to chart.
+        if i <= 20 {
+            events.push(json!({"type": "impression", "customer_id": customer,
+                "offer_id": "ebill_switch", "channel": channel, "event_id": format!("eb-{i}")}));
+            if i % 5 == 0 {
+                events.push(json!({"type": "conversion", "customer_id": customer,
+                    "offer_id": "ebill_switch", "channel": channel,
+                    "event_id": format!("ebc-{i}")}));
+            }
+        }
     }
     post_events(srv.public, json!(events)).await;
 }
@@ -206,6 +217,39 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
         );
         assert!(dom.contains(&key), "no lift row {key}");
     }
+    if !stats["lift"]["rows"].as_array().unwrap().is_empty() {
+        assert!(
+            dom.contains("data-lift-overall=\"1\""),
+            "no overall lift row:\n{dom}"
+        );
+    }
+    // Model health: a row per adaptive offer with its verdict and charts drawn inline.
+    let adaptive = stats["adaptive"].as_array().unwrap();
+    assert!(
+        !adaptive.is_empty(),
+        "the demo serves an adaptive offer: {stats}"
+    );
+    for a in adaptive {
+        let key = format!(
+            "data-adaptive=\"{}|{}\"",
+            a["offer_id"].as_str().unwrap(),
+            a["variant"].as_str().unwrap()
+        );
+        assert!(dom.contains(&key), "no model health row {key}:\n{dom}");
+        let verdict = a["health"]["verdict"].as_str().unwrap();
+        assert!(dom.contains(verdict), "no verdict `{verdict}` in the page");
+    }
+    // The per-minute chart is drawn (one minute of traffic: 20 impressions, 4 conversions).
+    assert!(
+        dom.contains("data-minutes=\"1\""),
+        "no per-minute chart:\n{dom}"
+    );
+    let ebill = adaptive
+        .iter()
+        .find(|a| a["offer_id"] == "ebill_switch")
+        .unwrap();
+    assert_eq!(ebill["health"]["recent"]["impressions"], 20, "{ebill}");
+    assert_eq!(ebill["health"]["recent"]["responders"], 4, "{ebill}");
     let status = request(
         srv.admin,
         "GET",

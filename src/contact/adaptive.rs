@@ -24,6 +24,7 @@ use arc_swap::ArcSwap;
 use super::attribution;
 use super::contextual::{Learner, Levels};
 use super::event::{Event, EventKind};
+use super::health::{self, Health, Ticket};
 use crate::engine::adaptive::interval;
 use crate::engine::policy::stable_hash;
 use crate::engine::posterior::{ArmTallies, Posteriors, Tally, MAX_WINDOW_DAYS};
@@ -35,7 +36,7 @@ pub const REFRESH: Duration = Duration::from_millis(100);
 /// Bytes one remembered impression may take: key and value, the hash map's control byte and
 /// load factor, and room for a map that has just doubled (an impression of a contextual offer
 /// keeps 8 bytes per context feature on the heap besides).
-pub const BYTES_PER_PENDING: u64 = 112;
+pub const BYTES_PER_PENDING: u64 = 128;
 /// Offer ids counted; impressions of further ids (no model has more offers) are not counted.
 pub const MAX_ARMS: usize = 10_000;
 /// Model tags remembered per offer for `reset` scorers; older tags' counts are dropped.
@@ -59,6 +60,8 @@ struct Pending {
     credited: u8,
     /// The customer's context levels, when a contextual scorer learns from the offer.
     levels: Option<Levels>,
+    /// Where model health remembers the impression, for an adaptive offer.
+    ticket: Option<Ticket>,
 }
 
 /// Raw per-day counts of one offer (successes not yet cumulative).
@@ -74,6 +77,9 @@ struct Master {
     pending: HashMap<(u64, u64), Pending, foldhash::fast::FixedState>,
     pending_capacity: usize,
     context: Learner,
+    /// Offers an adaptive scorer of a bound model scores: their health is kept.
+    adaptive: std::collections::HashSet<u64, foldhash::fast::FixedState>,
+    health: Health,
 }
 
 struct Inner {
@@ -138,7 +144,14 @@ impl Counts {
         if bit == 0 {
             let tag = e.decision_id.map(|d| attribution::attribution(d).0);
             let levels = m.context.impression(offer_hash, e.customer_id, tag);
-            m.impression((customer, offer_hash), e, tag, levels, now_ms);
+            let ticket = m.adaptive.contains(&offer_hash).then(|| {
+                let predicted = levels
+                    .as_deref()
+                    .and_then(|l| m.context.predicted(offer_hash, l, tag))
+                    .unwrap_or(f64::NAN);
+                m.health.impression(offer_hash, predicted, e.ts_ms)
+            });
+            m.impression((customer, offer_hash), e, tag, levels, ticket, now_ms);
         } else if !m.credit((customer, offer_hash), e, bit) {
             return;
         }
@@ -162,13 +175,26 @@ impl Counts {
     /// on, reading customers' features from `store`, the snapshot the models were compiled
     /// against; publishes at once, so their first decisions find what was learnt.
     pub fn bind(&self, models: &[(&CompiledModel, u32)], store: Arc<FeatureStore>) {
-        self.inner
-            .master
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .context
-            .bind(models, store);
+        let mut m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
+        m.context.bind(models, store);
+        m.adaptive = models
+            .iter()
+            .flat_map(|(model, _)| model.offers.iter())
+            .filter(|o| matches!(o.scorer, Scorer::Adaptive(_)))
+            .map(|o| o.id_hash)
+            .collect();
+        drop(m);
         self.inner.publish();
+    }
+
+    /// What an adaptive offer's recent impressions say of its predictions of `outcome`.
+    pub fn health(
+        &self,
+        offer_hash: u64,
+        outcome: crate::engine::adaptive::Outcome,
+    ) -> health::Report {
+        let m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
+        m.health.report(offer_hash, 1 << outcome as u8)
     }
 }
 
@@ -243,6 +269,7 @@ impl Master {
         e: &Event<'_>,
         tag: Option<u16>,
         levels: Option<Levels>,
+        ticket: Option<Ticket>,
         now_ms: i64,
     ) {
         if self.arms.len() >= MAX_ARMS && !self.arms.contains_key(&key.1) {
@@ -273,6 +300,7 @@ impl Master {
                 tag,
                 credited: 0,
                 levels,
+                ticket,
             },
         );
     }
@@ -297,6 +325,9 @@ impl Master {
             }
         };
         p.credited |= bit;
+        if let Some(t) = p.ticket {
+            self.health.outcome(key.1, t, bit, e.ts_ms);
+        }
         let (tag, kind) = (p.tag, usize::from(bit - 1));
         if let Some(levels) = &p.levels {
             self.context.credit(key.1, levels, tag, day, kind);
@@ -337,11 +368,14 @@ fn cumulative(t: &Tally) -> Tally {
 }
 
 /// `/admin/stats`' `adaptive` rows: per adaptive offer of each serving model (with its
-/// variant name), its trials, successes, posterior mean and 95 % interval.
+/// variant name), its trials, successes, posterior mean and 95 % interval, and its health:
+/// what its recent impressions say of its predictions, its top predictors, and a verdict an
+/// analyst reads first.
 pub fn stats_json<'m>(
     models: impl Iterator<Item = (&'m CompiledModel, &'static str, u32)>,
-    posteriors: &Posteriors,
+    counts: &Counts,
 ) -> serde_json::Value {
+    let posteriors = counts.snapshot();
     let mut rows = Vec::new();
     for (model, variant, key) in models {
         let tag = attribution::model_tag(key);
@@ -355,18 +389,74 @@ pub fn stats_json<'m>(
             let alpha = a.alpha + successes as f64;
             let beta = a.beta + trials.saturating_sub(successes) as f64;
             let (mean, lo, hi) = interval(alpha, beta);
+            let predictors = top_predictors(a, o.id_hash, tag, &posteriors);
+            let health = counts.health(o.id_hash, a.outcome);
             rows.push(serde_json::json!({
                 "offer_id": &*o.id,
                 "variant": variant,
                 "outcome": a.outcome.as_str(),
+                "contextual": a.context.is_some(),
                 "trials": trials,
                 "successes": successes,
                 "posterior_mean": mean,
                 "interval_95": [lo, hi],
+                "health": {
+                    "verdict": verdict(a.context.is_some(), trials, &health),
+                    "recent": health,
+                    "top_predictors": predictors,
+                },
             }));
         }
     }
     rows.into()
+}
+
+/// A contextual offer's features by how far apart their learnt bins put customers.
+fn top_predictors(
+    a: &crate::engine::adaptive::Adaptive,
+    offer_hash: u64,
+    tag: u16,
+    posteriors: &Posteriors,
+) -> serde_json::Value {
+    let Some(c) = &a.context else {
+        return serde_json::Value::Array(Vec::new());
+    };
+    let key = c.posterior_key(offer_hash, a.reset.then_some(tag));
+    let Some(p) = posteriors.context.get(&key) else {
+        return serde_json::Value::Array(Vec::new());
+    };
+    let mut named: Vec<(&str, f64)> = c
+        .features
+        .iter()
+        .zip(p.features.iter())
+        .map(|(f, b)| (&*f.name, b.spread()))
+        .collect();
+    named.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(y.0)));
+    named
+        .into_iter()
+        .map(|(feature, spread)| serde_json::json!({"feature": feature, "log_odds_spread": spread}))
+        .collect()
+}
+
+/// Fewest impressions before a verdict on learning.
+const MIN_TRIALS_FOR_VERDICT: u64 = 200;
+
+/// One line on whether the offer learns: enough evidence, and for a contextual offer, whether
+/// its predictions rank responders above the rest.
+fn verdict(contextual: bool, trials: u64, h: &health::Report) -> String {
+    if trials < MIN_TRIALS_FOR_VERDICT {
+        return format!("gathering evidence ({trials} of {MIN_TRIALS_FOR_VERDICT} impressions)");
+    }
+    if !contextual {
+        return "learning one propensity for everybody (context-free: nothing to rank)".into();
+    }
+    match h.auc {
+        None => "too few outcomes among recent impressions to judge ranking".into(),
+        Some(auc) if auc >= 0.55 => {
+            format!("learning: ranks responders above the rest (AUC {auc:.2})")
+        }
+        Some(auc) => format!("not separating customers (AUC {auc:.2}, 0.5 is chance)"),
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use foldhash::fast::FixedState;
 use crate::engine::adaptive::Outcome;
 use crate::engine::contextual::{number_level, text_level};
 use crate::engine::policy::stable_hash;
-use crate::engine::posterior::{Bins, ContextPosterior, Moments, Term, MISSING};
+use crate::engine::posterior::{sigmoid, Bins, ContextPosterior, Moments, Term, MISSING};
 use crate::engine::{CompiledModel, Scorer};
 use crate::features::FeatureStore;
 
@@ -296,6 +296,33 @@ impl Learner {
                 })
                 .collect(),
         }
+    }
+}
+
+impl Learner {
+    /// The propensity an offer's learner predicts for the levels kept with an impression (its
+    /// posterior mean on the log-odds scale, through the logistic), from the posteriors last
+    /// built, or its prior before any; `None` when no contextual scorer learns from the offer.
+    pub(super) fn predicted(
+        &self,
+        offer: u64,
+        levels: &[(u32, u32)],
+        tag: Option<u16>,
+    ) -> Option<f64> {
+        let spec = self
+            .specs
+            .iter()
+            .find(|s| s.offer == offer && (s.tag.is_none() || s.tag == tag))?;
+        let Some(p) = self.built.get(&spec.key) else {
+            return Some(spec.alpha / (spec.alpha + spec.beta));
+        };
+        let mut mean = p.overall.mean;
+        for ((key, _), bins) in spec.series.iter().zip(p.features.iter()) {
+            if let Some(level) = find(levels, key.feature) {
+                mean += bins.term(level).log_odds;
+            }
+        }
+        Some(sigmoid(mean))
     }
 }
 

@@ -28,6 +28,7 @@ pub mod decide;
 pub mod dedupe;
 pub mod event;
 pub mod funnel;
+pub mod health;
 pub mod lock;
 pub mod log;
 mod replay;

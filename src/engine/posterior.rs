@@ -155,6 +155,25 @@ pub enum Bins {
 }
 
 impl Bins {
+    /// How far apart the feature's bins put two customers on the log-odds scale (largest term
+    /// less smallest, missing and other values included): what the status page ranks
+    /// predictors by.
+    pub fn spread(&self) -> f64 {
+        let (terms, a, b) = match self {
+            Bins::Number { terms, missing, .. } => (terms, *missing, *missing),
+            Bins::Text {
+                terms,
+                missing,
+                other,
+                ..
+            } => (terms, *missing, *other),
+        };
+        let all = || terms.iter().copied().chain([a, b]).map(|t| t.log_odds);
+        let hi = all().fold(f64::NEG_INFINITY, f64::max);
+        let lo = all().fold(f64::INFINITY, f64::min);
+        hi - lo
+    }
+
     /// The term of a level.
     #[inline]
     pub fn term(&self, level: u32) -> Term {

@@ -252,6 +252,6 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let models = state.registry.load().models.clone();
     let serving = models.iter().flat_map(|set| set.models());
     let serving = serving.map(|(m, v, key)| (&m.compiled, v.as_str(), key));
-    body["adaptive"] = adaptive::stats_json(serving, &state.contacts.adaptive().snapshot());
+    body["adaptive"] = adaptive::stats_json(serving, state.contacts.adaptive());
     json_response(StatusCode::OK, body.to_string().into())
 }

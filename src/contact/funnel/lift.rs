@@ -136,6 +136,7 @@ impl Funnel {
             return json!({"experiment": null, "method": method, "rows": []});
         };
         let mut rows = Vec::new();
+        let mut sides = Vec::new();
         let offers = champion.offers.iter().chain(
             challenger
                 .offers
@@ -155,6 +156,7 @@ impl Funnel {
                 if a.decisions + a.impressions + b.decisions + b.impressions == 0 {
                     continue;
                 }
+                sides.push((a, b));
                 let diff = |x: Option<Estimate>, y: Option<Estimate>| Some(difference(x?, y?));
                 rows.push(json!({
                     "offer_id": &**offer,
@@ -172,9 +174,52 @@ impl Funnel {
         json!({
             "experiment": {"champion": model(&champion), "challenger": model(&challenger)},
             "method": method,
+            "overall": overall(&sides),
             "rows": rows,
         })
     }
+}
+
+/// Both variants over every offer and channel: conversions and value per offer decided,
+/// each with its interval (Wilson for conversions; value by the normal approximation of the
+/// mean of a per-decision value that is an offer's value when it converted, else 0), and the
+/// challenger's differences.
+fn overall(sides: &[(Side, Side)]) -> Value {
+    let total = |pick: fn(&(Side, Side)) -> &Side| {
+        let (mut n, mut k, mut v, mut v2) = (0u64, 0u64, 0.0, 0.0);
+        for s in sides.iter().map(pick) {
+            n += s.decisions;
+            k += s.conversions;
+            v += s.value * s.conversions as f64;
+            v2 += s.value * s.value * s.conversions as f64;
+        }
+        let conversions = wilson(k, n);
+        let value = (n > 0).then(|| {
+            let mean = v / n as f64;
+            let sd = ((v2 / n as f64 - mean * mean).max(0.0) / n as f64).sqrt();
+            Estimate {
+                value: mean,
+                low: (mean - Z95 * sd).max(0.0),
+                high: mean + Z95 * sd,
+            }
+        });
+        (n, k, conversions, value)
+    };
+    let (an, ak, ac, av) = total(|s| &s.0);
+    let (bn, bk, bc, bv) = total(|s| &s.1);
+    let diff = |x: Option<Estimate>, y: Option<Estimate>| Some(difference(x?, y?));
+    let side = |n, k, c, v| {
+        json!({"decisions": n, "conversions": k, "conversions_per_decision": c,
+               "value_per_decision": v})
+    };
+    json!({
+        "champion": side(an, ak, ac, av),
+        "challenger": side(bn, bk, bc, bv),
+        "difference": {
+            "conversions_per_decision": diff(ac, bc),
+            "value_per_decision": diff(av, bv),
+        },
+    })
 }
 
 #[cfg(test)]
