@@ -194,9 +194,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let shadow = server::shadow::Shadow::open(
+        Some(data_dir.clone()),
+        registry.load().features.clone(),
+        registry.models_folder(),
+        &registry.config().limits,
+    );
     let mut state = AppState::builder(registry.clone(), settings.server)
         .builtin(settings.builtin)
-        .contacts(contacts.clone());
+        .contacts(contacts.clone())
+        .shadow(shadow);
     if let Some(log) = &decision_log {
         state = state.decision_log(log.clone());
     }

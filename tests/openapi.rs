@@ -20,7 +20,21 @@ use support::Resp;
 const TOKEN: &str = "contract-token";
 
 /// Documented answers no test here can provoke, and why.
-const EXEMPT: [(&str, &str, &str, u16, &str); 5] = [
+const EXEMPT: [(&str, &str, &str, u16, &str); 7] = [
+    (
+        "admin",
+        "/admin/models/shadow",
+        "put",
+        500,
+        "the data folder failing to keep the shadow model",
+    ),
+    (
+        "admin",
+        "/admin/models/shadow",
+        "delete",
+        500,
+        "the data folder failing to remove the kept shadow model",
+    ),
     (
         "admin",
         "/admin/models",
@@ -522,6 +536,55 @@ async fn every_answer_matches_the_document() {
         (422, "invalid_model"),
     )
     .await;
+    // Shadow: put, refused (no share, a model that does not compile), bodies, deleted, and
+    // no snapshot to compile against.
+    let shadow_path = "/admin/models/shadow";
+    let mut shadow: Value = serde_json::from_slice(&starter).unwrap();
+    shadow["share"] = json!(0.5);
+    let shadow = shadow.to_string();
+    let r = call(a, "PUT", shadow_path, true, json, shadow.as_bytes()).await;
+    assert_eq!(admin.check("PUT", shadow_path, &r)["share"], 0.5);
+    let r = call(a, "PUT", shadow_path, true, json, &starter).await;
+    assert_eq!(
+        admin.check("PUT", shadow_path, &r)["error"],
+        "invalid_request"
+    );
+    let mut broken: Value = serde_json::from_slice(bad).unwrap();
+    broken["share"] = json!(0.5);
+    let r = call(
+        a,
+        "PUT",
+        shadow_path,
+        true,
+        json,
+        broken.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        admin.check("PUT", shadow_path, &r)["error"],
+        "invalid_model"
+    );
+    body_faults(
+        &mut admin,
+        a,
+        ("PUT", shadow_path),
+        true,
+        (400, "invalid_request"),
+    )
+    .await;
+    let r = call(a, "DELETE", shadow_path, true, None, b"").await;
+    assert_eq!(admin.check("DELETE", shadow_path, &r)["ended"], true);
+    let r = call(
+        empty.admin,
+        "PUT",
+        shadow_path,
+        false,
+        json,
+        shadow.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 503);
+    admin.check("PUT", shadow_path, &r);
     let r = call(a, "POST", "/admin/models/rollback", true, None, b"").await;
     assert_eq!(
         admin.check("POST", "/admin/models/rollback", &r)["name"],

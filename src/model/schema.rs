@@ -286,6 +286,15 @@ pub fn schemas() -> Map<String, Value> {
             "Contact policies for every offer (an offer's `caps` may say otherwise).",
         ),
     );
+    // A shadow candidate (`PUT /admin/models/shadow`): a model document and its share.
+    let mut shadow = out["ModelDocument"].clone();
+    shadow["properties"]["share"] = json!({"type": "number", "minimum": 0, "maximum": 1,
+        "description": "Share of decisions the candidate decides beside the champion, never served."});
+    if let Some(required) = shadow["required"].as_array_mut() {
+        required.push(json!("share"));
+    }
+    shadow["description"] = json!("An offer model document with `share`: the shadow candidate.");
+    out.insert("ShadowDocument".to_owned(), shadow);
     out
 }
 

@@ -70,6 +70,11 @@ async fn route(
         (&Method::GET, "/admin/status") => Ok(super::status::page()),
         (&Method::GET, "/admin/status.json") => Ok(super::status::json(state)),
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
+        (&Method::PUT, "/admin/models/shadow") => put_shadow(state, req).await,
+        (&Method::DELETE, "/admin/models/shadow") => {
+            let ended = state.shadow.delete()?;
+            ok_json(&serde_json::json!({ "ended": ended }))
+        }
         (&Method::POST, "/admin/models/rollback") => {
             let registry = state.registry.clone();
             let record = blocking(move || registry.rollback()).await?;
@@ -109,6 +114,7 @@ async fn route(
             Ok(resp)
         }
         (m, "/admin/models") => Err(not_allowed(m, "GET, PUT")),
+        (m, "/admin/models/shadow") => Err(not_allowed(m, "PUT, DELETE")),
         (m, "/metrics" | "/admin/stats" | "/admin/status" | "/admin/status.json") => {
             Err(not_allowed(m, "GET"))
         }
@@ -156,6 +162,31 @@ async fn put_model(
     ok_json(&serde_json::json!({
         "name": record.name, "version": record.version, "checksum": record.checksum,
     }))
+}
+
+/// `PUT /admin/models/shadow`: a model with a `share`, compiled against the serving snapshot
+/// on a blocking thread.
+async fn put_shadow(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let limits = state.registry.config().limits.clone();
+    let body = read_json_body(req, limits.max_bytes, state.config.body_timeout * 10).await?;
+    let features = state
+        .registry
+        .load()
+        .features
+        .clone()
+        .ok_or(super::shadow::ShadowError::NoSnapshot)?;
+    let shadow = state.shadow.clone();
+    let base = state.registry.models_folder();
+    let put = tokio::task::spawn_blocking(move || shadow.put(&body, features, base, &limits)).await;
+    match put {
+        Ok(r) => ok_json(&r?),
+        Err(e) => Err(ApiError::Internal(format!(
+            "the shadow load task failed: {e}"
+        ))),
+    }
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -253,5 +284,6 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let serving = models.iter().flat_map(|set| set.models());
     let serving = serving.map(|(m, v, key)| (&m.compiled, v.as_str(), key));
     body["adaptive"] = adaptive::stats_json(serving, state.contacts.adaptive());
+    body["shadow"] = state.shadow.stats_json();
     json_response(StatusCode::OK, body.to_string().into())
 }

@@ -17,6 +17,7 @@ use super::body::read_json_body;
 use super::codec::{self, AnswerMeta, DecideBody};
 use super::error::{json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
+use super::shadow;
 use super::typos::{self, Route};
 use super::AppState;
 use crate::contact::attribution::{self, Origin};
@@ -143,6 +144,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
         variant: contacts.variant.as_str(),
     };
     let mut out = Vec::with_capacity(1024);
+    let mut shadowed = None;
     let fallback = match (picked, &snap.features) {
         (Some((model, _, _)), Some(features)) => {
             let (channel, slot) = model.resolve(req.channel, req.placement);
@@ -176,6 +178,13 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
                 }
                 codec::encode_decision(&mut out, &meta, model, &d);
+                if let Some(candidate) = state.shadow.sample(contacts.decision_id.0) {
+                    let top = d
+                        .ranked
+                        .first()
+                        .map(|r| &*model.offers[r.offer as usize].id);
+                    shadowed = Some(shadow::Sampled::new(candidate, &req, top));
+                }
                 d.fallback
             }
         }
@@ -193,6 +202,10 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     let mut resp = json_response(StatusCode::OK, out.into());
     if let Ok(v) = server_timing(took) {
         resp.headers_mut().insert("server-timing", v);
+    }
+    // The answer is encoded and timed: the shadow decides on a task of its own.
+    if let Some(s) = shadowed {
+        state.shadow.offer(s, state);
     }
     resp
 }

@@ -65,6 +65,20 @@ impl From<crate::contact::ContactError> for ApiError {
     }
 }
 
+impl From<super::shadow::ShadowError> for ApiError {
+    /// A shadow that is not a model with a share, or does not compile, is the client's to fix;
+    /// one the data folder could not keep is the server's fault.
+    fn from(e: super::shadow::ShadowError) -> Self {
+        use super::shadow::ShadowError;
+        match e {
+            ShadowError::Invalid(d) => ApiError::InvalidRequest(d),
+            ShadowError::Model(r) => ApiError::Refused(r),
+            ShadowError::NoSnapshot => ApiError::Unavailable(e.to_string()),
+            ShadowError::Keep(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {

@@ -18,6 +18,7 @@ pub mod guards;
 mod head_errors;
 pub mod openapi;
 pub mod public;
+pub mod shadow;
 pub mod status;
 pub mod typos;
 
@@ -147,6 +148,8 @@ pub struct AppState {
     /// Client mistakes answered anyway (unknown fields, channels, placements): counted, logged
     /// once per name.
     pub typos: typos::Typos,
+    /// A candidate deciding beside the champion on a share of traffic, never served.
+    pub shadow: Arc<shadow::Shadow>,
 }
 
 impl AppState {
@@ -175,6 +178,7 @@ impl AppState {
             contacts: None,
             fleet: None,
             decision_log: None,
+            shadow: None,
         }
     }
 }
@@ -244,6 +248,7 @@ pub struct AppStateBuilder {
     contacts: Option<Arc<Contacts>>,
     fleet: Option<Arc<crate::fleet::Fleet>>,
     decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
+    shadow: Option<shadow::Shadow>,
 }
 
 impl AppStateBuilder {
@@ -271,6 +276,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// The shadow slot, kept in the data folder ([`shadow::Shadow::open`]); without it, one
+    /// in memory only.
+    pub fn shadow(mut self, shadow: shadow::Shadow) -> Self {
+        self.shadow = Some(shadow);
+        self
+    }
+
     /// The state; without a contact side given, an in-memory one following the registry.
     pub fn build(self) -> AppState {
         let contacts = self.contacts.unwrap_or_else(|| {
@@ -293,6 +305,7 @@ impl AppStateBuilder {
             decision_log: self.decision_log,
             typos: typos::Typos::default(),
             bound: std::sync::OnceLock::new(),
+            shadow: Arc::new(self.shadow.unwrap_or_default()),
         }
     }
 }

@@ -1,0 +1,351 @@
+//! Shadow mode: a candidate model decides beside the champion on a share of live traffic, and
+//! what it would have shown is counted, never served.
+//!
+//! `PUT /admin/models/shadow` takes a model document with a top-level `"share"` (0 to 1); the
+//! candidate is compiled against the serving snapshot and kept, with its share, in
+//! `<data>/shadow.json` (written durably, read back at start) so a restart keeps it, as admin
+//! changes do. `DELETE /admin/models/shadow` ends it. Which decisions are shadowed is a hash of
+//! the decision id, so the sample is random with respect to customers and requests.
+//!
+//! The decide handler only samples and hands the request over ([`Shadow::offer`]); the shadow
+//! decision runs on a task spawned after the champion's answer is encoded, under its own bound
+//! of tasks in flight (a full bound skips the shadow decision and counts it). The candidate is
+//! compiled for one snapshot: after a snapshot swap its decisions are skipped (and counted)
+//! until it is put again. Its figures, under `shadow` in `/admin/stats`: decisions, skips by
+//! reason, how often its top offer is the champion's, and each offer's share of top places
+//! for both.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use serde_json::{json, Value};
+
+use crate::contact::attribution::{self, Origin};
+use crate::engine::{self, CtxValue, Unbounded};
+use crate::experiment::Variant;
+use crate::features::FeatureStore;
+use crate::model::{Limits, LoadedModel};
+use crate::registry::RegistryError;
+
+/// Most shadow decisions in flight; past it a sampled decision is skipped and counted.
+pub const MAX_INFLIGHT: usize = 64;
+/// The file the shadow is kept in, in the data folder.
+pub const FILE: &str = "shadow.json";
+
+/// The candidate and its figures.
+pub struct Candidate {
+    model: LoadedModel,
+    /// The snapshot it was compiled against: it decides only while that one serves.
+    features: Arc<FeatureStore>,
+    share: f64,
+    /// The document as put, `share` included (what the file keeps).
+    kept: Value,
+    figures: Figures,
+}
+
+#[derive(Default)]
+struct Figures {
+    sampled: AtomicU64,
+    decisions: AtomicU64,
+    agreed: AtomicU64,
+    skipped_busy: AtomicU64,
+    skipped_snapshot: AtomicU64,
+    /// Top places by offer id: `[champion, shadow]`, over shadowed decisions.
+    top: Mutex<HashMap<Box<str>, [u64; 2]>>,
+}
+
+/// The shadow slot of a server.
+#[derive(Default)]
+pub struct Shadow {
+    slot: ArcSwapOption<Candidate>,
+    inflight: AtomicUsize,
+    /// Where it is kept (`None`: in memory only, as in tests without a data folder).
+    file: Option<PathBuf>,
+}
+
+/// A sampled decision, owned, for the shadow task.
+pub struct Sampled {
+    candidate: Arc<Candidate>,
+    customer_id: Option<Box<str>>,
+    channel: Box<str>,
+    placement: Box<str>,
+    context: Vec<(Box<str>, CtxValue<'static>)>,
+    champion_top: Option<Box<str>>,
+}
+
+impl Shadow {
+    /// A shadow slot kept in `data_dir`, with the candidate found there compiled against
+    /// `features` (a candidate that no longer compiles is dropped and logged).
+    pub fn open(
+        data_dir: Option<PathBuf>,
+        features: Option<Arc<FeatureStore>>,
+        base_dir: Option<PathBuf>,
+        limits: &Limits,
+    ) -> Self {
+        let shadow = Shadow {
+            file: data_dir.map(|d| d.join(FILE)),
+            ..Shadow::default()
+        };
+        let Some(path) = &shadow.file else {
+            return shadow;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            return shadow;
+        };
+        let restored = serde_json::from_slice::<Value>(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|doc| {
+                let f = features
+                    .clone()
+                    .ok_or("no feature snapshot to compile it against")?;
+                compile(doc, f, base_dir, limits).map_err(|e| e.to_string())
+            });
+        match restored {
+            Ok(c) => {
+                tracing::info!(path = %path.display(), model = %c.model.compiled.name, share = c.share, "shadow model restored");
+                shadow.slot.store(Some(Arc::new(c)));
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "the kept shadow model does not load; no shadow")
+            }
+        }
+        shadow
+    }
+
+    /// Compiles `document` (a model with `"share"`, its scorer files in `base_dir`, the models
+    /// folder) against `features`, keeps it and starts shadowing with it.
+    pub fn put(
+        &self,
+        document: &[u8],
+        features: Arc<FeatureStore>,
+        base_dir: Option<PathBuf>,
+        limits: &Limits,
+    ) -> Result<Value, ShadowError> {
+        let doc: Value = serde_json::from_slice(document)
+            .map_err(|e| ShadowError::Invalid(format!("not a JSON object: {e}")))?;
+        let c = compile(doc, features, base_dir, limits)?;
+        if let Some(path) = &self.file {
+            let bytes = serde_json::to_vec(&c.kept).unwrap_or_default();
+            crate::durable::write_atomic(path, &bytes, true)
+                .map_err(|e| ShadowError::Keep(format!("{}: {e}", path.display())))?;
+        }
+        let summary = json!({"name": &*c.model.compiled.name, "version": &*c.model.compiled.version,
+                             "checksum": c.model.checksum, "share": c.share});
+        self.slot.store(Some(Arc::new(c)));
+        Ok(summary)
+    }
+
+    /// Ends shadowing; true when there was a candidate.
+    pub fn delete(&self) -> Result<bool, ShadowError> {
+        if let Some(path) = &self.file {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ShadowError::Keep(format!("{}: {e}", path.display()))),
+            }
+        }
+        Ok(self.slot.swap(None).is_some())
+    }
+
+    /// Whether this decision is shadowed: with a candidate, when the decision id's hash falls
+    /// in its share. Costs one atomic load when there is none.
+    #[inline]
+    pub fn sample(&self, decision_id: u128) -> Option<Arc<Candidate>> {
+        let c = self.slot.load_full()?;
+        let u = (crate::engine::posterior::seed_of(decision_id) >> 11) as f64 / (1u64 << 53) as f64;
+        (u < c.share).then_some(c)
+    }
+
+    /// Hands a sampled decision to a task of its own, or skips it when too many are in flight.
+    pub fn offer(self: &Arc<Self>, s: Sampled, state: &super::AppState) {
+        s.candidate.figures.sampled.fetch_add(1, Relaxed);
+        if self.inflight.fetch_add(1, Relaxed) >= MAX_INFLIGHT {
+            self.inflight.fetch_sub(1, Relaxed);
+            s.candidate.figures.skipped_busy.fetch_add(1, Relaxed);
+            return;
+        }
+        let me = self.clone();
+        let with = With {
+            registry: state.registry.clone(),
+            contacts: state.contacts.clone(),
+            ids: state.config.decision_ids.clone(),
+        };
+        tokio::spawn(async move {
+            run(&s, &with);
+            me.inflight.fetch_sub(1, Relaxed);
+        });
+    }
+
+    /// `/admin/stats`' `shadow`: null without a candidate.
+    pub fn stats_json(&self) -> Value {
+        let Some(c) = self.slot.load_full() else {
+            return Value::Null;
+        };
+        let f = &c.figures;
+        let decisions = f.decisions.load(Relaxed);
+        let top = f.top.lock().unwrap_or_else(|p| p.into_inner());
+        let mut offers: Vec<(&str, [u64; 2])> = top.iter().map(|(k, v)| (&**k, *v)).collect();
+        offers.sort_by(|a, b| (b.1[0] + b.1[1]).cmp(&(a.1[0] + a.1[1])).then(a.0.cmp(b.0)));
+        let share = |n: u64| (decisions > 0).then(|| n as f64 / decisions as f64);
+        json!({
+            "model": &*c.model.compiled.name,
+            "version": &*c.model.compiled.version,
+            "checksum": c.model.checksum,
+            "share": c.share,
+            "sampled": f.sampled.load(Relaxed),
+            "decisions": decisions,
+            "skipped": {"busy": f.skipped_busy.load(Relaxed), "snapshot_changed": f.skipped_snapshot.load(Relaxed)},
+            "top_offer_agreement": share(f.agreed.load(Relaxed)),
+            "offers": offers.iter().map(|(id, [a, b])| json!({
+                "offer_id": id, "champion_top_share": share(*a), "shadow_top_share": share(*b),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl Sampled {
+    /// The parts of a champion decision the shadow needs, owned.
+    pub fn new(
+        candidate: Arc<Candidate>,
+        req: &engine::Request<'_>,
+        champion_top: Option<&str>,
+    ) -> Self {
+        Sampled {
+            candidate,
+            customer_id: req.customer_id.map(Into::into),
+            channel: req.channel.into(),
+            placement: req.placement.into(),
+            context: req
+                .context
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        CtxValue::Str(s) => CtxValue::Str(std::borrow::Cow::Owned(s.to_string())),
+                        CtxValue::Num(n) => CtxValue::Num(*n),
+                    };
+                    ((**k).into(), v)
+                })
+                .collect(),
+            champion_top: champion_top.map(Into::into),
+        }
+    }
+}
+
+/// What a shadow task reads of the server.
+struct With {
+    registry: Arc<crate::registry::Registry>,
+    contacts: Arc<crate::contact::Contacts>,
+    ids: attribution::DecisionIds,
+}
+
+/// The shadow decision of one sampled request, counted.
+fn run(s: &Sampled, state: &With) {
+    let c = &s.candidate;
+    let snap = state.registry.load();
+    let serving = snap.features.as_ref();
+    if !serving.is_some_and(|f| Arc::ptr_eq(f, &c.features)) {
+        c.figures.skipped_snapshot.fetch_add(1, Relaxed);
+        return;
+    }
+    let model = &c.model.compiled;
+    let origin = Origin {
+        channel: None,
+        slot: None,
+        customer: s.customer_id.as_deref().map(attribution::customer_check),
+    };
+    let contacts = state.contacts.for_decision(
+        &state.ids,
+        s.customer_id.as_deref(),
+        0,
+        Variant::Champion,
+        origin,
+    );
+    let context: Vec<(std::borrow::Cow<'_, str>, CtxValue)> = s
+        .context
+        .iter()
+        .map(|(k, v)| (std::borrow::Cow::Borrowed(&**k), v.clone()))
+        .collect();
+    let req = engine::Request {
+        customer_id: s.customer_id.as_deref(),
+        channel: &s.channel,
+        placement: &s.placement,
+        limit: None,
+        context: &context,
+        explain: false,
+        learnt: Some(contacts.learnt()),
+    };
+    let view = contacts.view(&model.policies);
+    let d = engine::decide(model, &c.features, &req, &view, &Unbounded, contacts.now_ms);
+    let shadow_top = d
+        .ranked
+        .first()
+        .map(|r| &*model.offers[r.offer as usize].id);
+    let f = &c.figures;
+    f.decisions.fetch_add(1, Relaxed);
+    if shadow_top.is_some() && shadow_top == s.champion_top.as_deref() {
+        f.agreed.fetch_add(1, Relaxed);
+    }
+    let mut top = f.top.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(id) = &s.champion_top {
+        top.entry(id.clone()).or_default()[0] += 1;
+    }
+    if let Some(id) = shadow_top {
+        top.entry(id.into()).or_default()[1] += 1;
+    }
+}
+
+/// Compiles a shadow document: its `share` taken out and checked, the rest a model.
+fn compile(
+    mut doc: Value,
+    features: Arc<FeatureStore>,
+    base_dir: Option<PathBuf>,
+    limits: &Limits,
+) -> Result<Candidate, ShadowError> {
+    let kept = doc.clone();
+    let obj = doc.as_object_mut().ok_or_else(|| {
+        ShadowError::Invalid("expected a JSON object: a model with a \"share\"".into())
+    })?;
+    let share = match obj.remove("share") {
+        Some(Value::Number(n)) => n.as_f64().filter(|s| (0.0..=1.0).contains(s)).ok_or_else(|| {
+            ShadowError::Invalid(format!("share: {n} is not between 0 and 1"))
+        })?,
+        Some(other) => return Err(ShadowError::Invalid(format!("share: expected a number between 0 and 1, found {other}"))),
+        None => return Err(ShadowError::Invalid("share: missing; the share of decisions the shadow decides beside the champion (0 to 1)".into())),
+    };
+    let document = serde_json::to_vec(&doc).unwrap_or_default();
+    let model = crate::model::from_bytes(
+        document,
+        base_dir,
+        "admin shadow".into(),
+        &*features,
+        limits,
+    )
+    .map_err(|e| ShadowError::Model(RegistryError::Model(e)))?;
+    Ok(Candidate {
+        model,
+        features,
+        share,
+        kept,
+        figures: Figures::default(),
+    })
+}
+
+/// Why a shadow was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ShadowError {
+    /// The body is not a model with a share.
+    #[error("{0}")]
+    Invalid(String),
+    /// The model does not compile.
+    #[error(transparent)]
+    Model(RegistryError),
+    /// The data folder could not keep it.
+    #[error("could not keep the shadow model: {0}")]
+    Keep(String),
+    /// No feature snapshot serves to compile against.
+    #[error("no feature snapshot is serving to compile the shadow model against")]
+    NoSnapshot,
+}

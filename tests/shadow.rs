@@ -1,0 +1,191 @@
+//! Shadow mode through the real binary: a candidate put with a share decides beside the
+//! champion, its figures count in `/admin/stats`, its answer is never served, a restart keeps
+//! it, `DELETE` ends it, and a bad shadow is refused naming what is wrong.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::binary::Binary;
+use support::{decide, get, request, TempDir};
+
+/// The demo model with one more offer, `shadow_only`, eligible for everybody everywhere and
+/// worth far more than any other: the candidate puts it first in every decision it makes.
+fn candidate(share: Value) -> Value {
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(support::demo_dir().join("model.json")).unwrap())
+            .unwrap();
+    let mut extra = doc["offers"][0].clone();
+    extra["id"] = json!("shadow_only");
+    extra["value"] = json!(100_000);
+    extra["scorer"] = json!({"kind": "constant", "propensity": 0.9});
+    for key in ["caps", "eligibility"] {
+        extra.as_object_mut().unwrap().remove(key);
+    }
+    doc["offers"].as_array_mut().unwrap().push(extra);
+    doc["version"] = json!("shadow-1");
+    doc["share"] = share;
+    doc
+}
+
+async fn put_shadow(admin: std::net::SocketAddr, doc: &Value) -> (u16, Value) {
+    let body = serde_json::to_vec(doc).unwrap();
+    let r = request(
+        admin,
+        "PUT",
+        "/admin/models/shadow",
+        &[("content-type", "application/json")],
+        &body,
+    )
+    .await;
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+async fn shadow_stats(admin: std::net::SocketAddr) -> Value {
+    let r = get(admin, "/admin/stats").await;
+    serde_json::from_slice::<Value>(&r.body).unwrap()["shadow"].clone()
+}
+
+/// Decides for customers 1..=n on the web home page; returns the offers served.
+async fn traffic(public: std::net::SocketAddr, n: usize) -> Vec<String> {
+    let mut served = Vec::new();
+    for i in 1..=n {
+        let a = decide(
+            public,
+            json!({"customer_id": format!("C{i:07}"), "channel": "web", "placement": "home_hero"}),
+        )
+        .await;
+        for o in a["offers"].as_array().unwrap() {
+            served.push(o["offer_id"].as_str().unwrap().to_owned());
+        }
+    }
+    served
+}
+
+async fn until_decisions(admin: std::net::SocketAddr, n: u64) -> Value {
+    for _ in 0..500 {
+        let s = shadow_stats(admin).await;
+        if s["decisions"].as_u64() == Some(n) {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the shadow did not make {n} decisions: {}",
+        shadow_stats(admin).await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_decides_beside_the_champion_is_never_served_and_survives_a_restart() {
+    let dir = TempDir::new("shadow");
+    let p = Binary::demo(&dir.0).spawn();
+    assert_eq!(shadow_stats(p.admin).await, Value::Null);
+    let (status, body) = put_shadow(p.admin, &candidate(json!(1.0))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["version"].clone(), body["share"].clone()),
+        (json!("shadow-1"), json!(1.0))
+    );
+
+    let served = traffic(p.public, 40).await;
+    assert!(!served.is_empty());
+    assert!(
+        !served.iter().any(|o| o == "shadow_only"),
+        "the shadow's offer was served"
+    );
+    let s = until_decisions(p.admin, 40).await;
+    assert_eq!(s["version"], "shadow-1", "{s}");
+    // The candidate put its own offer first every time; the champion never did.
+    assert_eq!(s["top_offer_agreement"], 0.0, "{s}");
+    let only = s["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["offer_id"] == "shadow_only");
+    let only = only.unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(
+        (
+            only["shadow_top_share"].clone(),
+            only["champion_top_share"].clone()
+        ),
+        (json!(1.0), json!(0.0))
+    );
+    let champion_firsts: f64 = s["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["champion_top_share"].as_f64())
+        .sum();
+    assert!(champion_firsts > 0.5, "{s}");
+
+    // A restart keeps it (figures start again).
+    drop(p);
+    let p = Binary::demo(&dir.0).spawn();
+    let s = shadow_stats(p.admin).await;
+    assert_eq!(
+        (s["version"].clone(), s["decisions"].clone()),
+        (json!("shadow-1"), json!(0)),
+        "{s}"
+    );
+    traffic(p.public, 5).await;
+    until_decisions(p.admin, 5).await;
+
+    // DELETE ends it, and it stays ended across a restart.
+    let r = request(p.admin, "DELETE", "/admin/models/shadow", &[], b"").await;
+    assert_eq!((r.status, r.json()["ended"].clone()), (200, json!(true)));
+    assert_eq!(shadow_stats(p.admin).await, Value::Null);
+    drop(p);
+    let p = Binary::demo(&dir.0).spawn();
+    assert_eq!(shadow_stats(p.admin).await, Value::Null);
+    let r = request(p.admin, "DELETE", "/admin/models/shadow", &[], b"").await;
+    assert_eq!(r.json()["ended"], json!(false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() {
+    let dir = TempDir::new("shadow-share");
+    let p = Binary::demo(&dir.0).spawn();
+    let (status, body) = put_shadow(p.admin, &candidate(json!(0.25))).await;
+    assert_eq!(status, 200, "{body}");
+    traffic(p.public, 400).await;
+    // About a quarter of the decisions, chosen by their ids (binomial: 100 +- 3 sd is 74..126),
+    // counted as each answer is made; each of them is then decided or skipped.
+    let sampled = shadow_stats(p.admin).await["sampled"].as_u64().unwrap();
+    assert!(
+        (74..=126).contains(&sampled),
+        "{sampled} of 400 decisions sampled at 25 %"
+    );
+    let s = until_decisions(p.admin, sampled).await;
+    assert_eq!(
+        s["skipped"],
+        json!({"busy": 0, "snapshot_changed": 0}),
+        "{s}"
+    );
+
+    for (share, needle) in [
+        (Value::Null, "share"),
+        (json!(1.5), "share: 1.5 is not between 0 and 1"),
+        (json!("half"), "share: expected a number"),
+    ] {
+        let mut doc = candidate(share.clone());
+        if share.is_null() {
+            doc.as_object_mut().unwrap().remove("share");
+        }
+        let (status, body) = put_shadow(p.admin, &doc).await;
+        assert_eq!(status, 400, "{share}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(needle),
+            "{share}: {body}"
+        );
+    }
+    let mut broken = candidate(json!(0.5));
+    broken["offers"][0]["scorer"]["weights"] = json!({"no_such_feature": 1.0});
+    let (status, body) = put_shadow(p.admin, &broken).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("offers[0].scorer"), "{body}");
+    // The shadow that was serving still is.
+    assert_eq!(shadow_stats(p.admin).await["share"], json!(0.25));
+}
