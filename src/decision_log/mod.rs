@@ -461,6 +461,7 @@ mod tests {
             channel: None,
             ranked: Vec::new(),
             explain: Vec::new(),
+            explored: false,
         };
         let req = Request {
             customer_id: Some("C1"),
@@ -493,6 +494,7 @@ mod tests {
             channel: None,
             ranked: Vec::new(),
             explain: Vec::new(),
+            explored: false,
         };
         log.offer(&snapshot, &ctx, &req, &late);
         assert!(rx.try_recv().is_err());
