@@ -17,6 +17,8 @@ use nextbest::engine::{self, NoContacts, Request, Unbounded};
 use nextbest::features::FeatureStore;
 use nextbest::model::{from_bytes, Limits, LoadedModel};
 use serde_json::{json, Value};
+use support::binary::Binary;
+use support::TempDir;
 
 const CUSTOMERS: usize = 2_000;
 const DECISIONS: usize = 40_000;
@@ -249,4 +251,149 @@ fn doubly_robust_intervals_cover_the_truth_and_rank_the_candidates() {
         "DR coverage: personal {}/{RUNS}, flat {}/{RUNS} (value {}/{RUNS}, {}/{RUNS}); told apart in {comparable} runs, ranked right in {ranked_right}",
         covered[0], covered[1], covered_value[0], covered_value[1]
     );
+}
+
+/// A models folder: the model and a snapshot of the first 200 simulated customers.
+fn models_folder(dir: &std::path::Path, doc: &Value) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("model.json"), serde_json::to_vec(doc).unwrap()).unwrap();
+    let csv: String = csv().lines().take(201).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("features.csv"), csv).unwrap();
+}
+
+/// Serves `models` with every decision logged, decides 300 times, posts an impression for
+/// every answer and a conversion for every 7th; returns the conversions posted and the
+/// server's `/admin/stats` decision-log counts.
+async fn record(models: &std::path::Path, data: &std::path::Path, log: &std::path::Path) -> (usize, Value) {
+    let server = Binary::with_models(models, data)
+        .arg("--decision-log")
+        .arg(log)
+        .args(["--decision-log-sample", "1", "--drain-delay-ms", "0"])
+        .spawn();
+    let mut events = Vec::new();
+    let mut conversions = 0;
+    for n in 0..300 {
+        let customer = format!("C{:05}", n % 200);
+        let a = support::decide(
+            server.public,
+            json!({"customer_id": customer, "channel": "web", "placement": "home"}),
+        )
+        .await;
+        let offer = a["offers"][0]["offer_id"].as_str().unwrap().to_owned();
+        let id = a["decision_id"].as_str().unwrap().to_owned();
+        events.push(json!({"type": "impression", "customer_id": customer, "offer_id": offer,
+                           "channel": "web", "placement": "home", "decision_id": id}));
+        if n % 7 == 0 {
+            conversions += 1;
+            events.push(json!({"type": "conversion", "customer_id": customer, "offer_id": offer,
+                               "channel": "web", "placement": "home", "decision_id": id}));
+        }
+    }
+    let accepted = support::post_events(server.public, json!(events)).await;
+    assert_eq!(accepted["accepted"], events.len(), "{accepted}");
+    let stats = support::get(server.admin, "/admin/stats").await.json();
+    server.signal("TERM");
+    let mut server = server;
+    assert!(server.child.0.wait().unwrap().success(), "{}", server.stderr());
+    (conversions, stats["decision_log"].clone())
+}
+
+/// `nextbest replay --estimate --json`: success, the report (or null) and stderr.
+fn estimate_cli(log: &std::path::Path, candidate: &std::path::Path, data: &std::path::Path) -> (bool, Value, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["replay", "--estimate", "--json", "--log"])
+        .arg(log)
+        .arg("--candidate")
+        .arg(candidate)
+        .arg("--data-dir")
+        .arg(data)
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cannot_estimate() {
+    let dir = TempDir::new("off-policy");
+    let logging = model(
+        "logging",
+        [(logit(0.035), 0.0), (logit(0.03), 0.0), (logit(0.03), 0.0)],
+        0.3,
+    );
+    let candidate = model(
+        "flat",
+        [(logit(0.01), 0.0), (logit(0.01), 0.0), (logit(0.05), 0.0)],
+        0.0,
+    );
+    let (models, cand) = (dir.0.join("models"), dir.0.join("candidate"));
+    models_folder(&models, &logging);
+    models_folder(&cand, &candidate);
+    let (data, log) = (dir.0.join("data"), dir.0.join("decisions"));
+    let (conversions, counts) = record(&models, &data, &log).await;
+    assert_eq!(counts["written"].as_u64().unwrap() + counts["queue_full"].as_u64().unwrap(), 300, "{counts}");
+    assert_eq!(counts["not_sampled"], 0, "{counts}");
+
+    let (ok, report, stderr) = estimate_cli(&log, &cand, &data);
+    assert!(ok, "{stderr}");
+    assert_eq!(report["decisions"], 300, "{report}");
+    assert_eq!(report["conversions_joined"], conversions, "{report}");
+    assert_eq!(report["sampling"]["written"], 300, "{report}");
+    assert_eq!(report["sampling"]["queue_full"], 0, "{report}");
+    let p = &report["placements"][0];
+    assert_eq!((p["channel"].as_str(), p["placement"].as_str()), (Some("web"), Some("home")));
+    for name in ["logging", "ips", "snips", "dr"] {
+        let f = &p[name];
+        let ci = f["ci95"].as_array().unwrap_or_else(|| panic!("{name}: {p}"));
+        let (lo, hi, x) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap(), f["conversions_per_1000"].as_f64().unwrap());
+        assert!(lo <= x && x <= hi, "{name}: {f}");
+        assert!(f["value_per_1000"].as_f64().is_some(), "{name}: {f}");
+    }
+    let observed = p["logging"]["conversions_per_1000"].as_f64().unwrap();
+    assert!((observed - 1000.0 * conversions as f64 / 300.0).abs() < 1e-9, "{p}");
+    let explored = p["explored"].as_u64().unwrap();
+    assert!((50..130).contains(&explored), "about 30 % explored: {p}");
+    assert_eq!(p["randomised"], 300, "{p}");
+    let ess = p["effective_sample_size"].as_f64().unwrap();
+    assert!(ess > 5.0 && ess < 300.0, "{p}");
+    // The log records each answer's probability of being shown.
+    let text: String = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(text.contains("\"shown\":[0."), "no shown probabilities logged");
+    assert!(text.contains("\"type\":\"drops\""), "no drops line");
+
+    // Losses that are not random make the estimate refuse, in one line.
+    let file = std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).next().unwrap();
+    let original = std::fs::read_to_string(&file).unwrap();
+    let lossy = original.replace("\"queue_full\":0", "\"queue_full\":4");
+    std::fs::write(&file, lossy).unwrap();
+    let (ok, _, stderr) = estimate_cli(&log, &cand, &data);
+    assert!(!ok);
+    assert!(stderr.contains("lost 4 sampled decisions for reasons that are not random"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    std::fs::write(&file, original).unwrap();
+
+    // A log without exploration cannot judge a candidate that changes the answers.
+    let plain = dir.0.join("plain");
+    let mut no_explore = logging.clone();
+    no_explore["placements"]["home"].as_object_mut().unwrap().remove("exploration");
+    models_folder(&plain, &no_explore);
+    let (data2, log2) = (dir.0.join("data2"), dir.0.join("decisions2"));
+    record(&plain, &data2, &log2).await;
+    let (ok, _, stderr) = estimate_cli(&log2, &cand, &data2);
+    assert!(!ok);
+    assert!(stderr.contains("web/home: the candidate changes what 300 of 300 logged decisions would show, but none of them was randomised"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // The logging model as its own candidate changes nothing: its estimate is what it observed.
+    let (ok, same, stderr) = estimate_cli(&log2, &plain, &data2);
+    assert!(ok, "{stderr}");
+    let p = &same["placements"][0];
+    assert_eq!(p["changed"], 0);
+    assert_eq!(p["ips"]["conversions_per_1000"], p["logging"]["conversions_per_1000"], "{p}");
 }
