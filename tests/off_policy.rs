@@ -167,10 +167,7 @@ fn doubly_robust_intervals_cover_the_truth_and_rank_the_candidates() {
                     }
                 }
             }
-            (
-                1000.0 * c / CUSTOMERS as f64,
-                1000.0 * v / CUSTOMERS as f64,
-            )
+            (1000.0 * c / CUSTOMERS as f64, 1000.0 * v / CUSTOMERS as f64)
         })
         .collect();
     assert!(
@@ -207,10 +204,7 @@ fn doubly_robust_intervals_cover_the_truth_and_rank_the_candidates() {
                 ));
             }
         }
-        let est: Vec<_> = samples
-            .iter()
-            .map(|s| estimate("web", "home", s))
-            .collect();
+        let est: Vec<_> = samples.iter().map(|s| estimate("web", "home", s)).collect();
         for k in 0..2 {
             let dr = &est[k].dr;
             let truth = true_value[k];
@@ -264,7 +258,11 @@ fn models_folder(dir: &std::path::Path, doc: &Value) {
 /// Serves `models` with every decision logged, decides 300 times, posts an impression for
 /// every answer and a conversion for every 7th; returns the conversions posted and the
 /// server's `/admin/stats` decision-log counts.
-async fn record(models: &std::path::Path, data: &std::path::Path, log: &std::path::Path) -> (usize, Value) {
+async fn record(
+    models: &std::path::Path,
+    data: &std::path::Path,
+    log: &std::path::Path,
+) -> (usize, Value) {
     let server = Binary::with_models(models, data)
         .arg("--decision-log")
         .arg(log)
@@ -281,12 +279,16 @@ async fn record(models: &std::path::Path, data: &std::path::Path, log: &std::pat
         .await;
         let offer = a["offers"][0]["offer_id"].as_str().unwrap().to_owned();
         let id = a["decision_id"].as_str().unwrap().to_owned();
-        events.push(json!({"type": "impression", "customer_id": customer, "offer_id": offer,
-                           "channel": "web", "placement": "home", "decision_id": id}));
+        events.push(
+            json!({"type": "impression", "customer_id": customer, "offer_id": offer,
+                           "channel": "web", "placement": "home", "decision_id": id}),
+        );
         if n % 7 == 0 {
             conversions += 1;
-            events.push(json!({"type": "conversion", "customer_id": customer, "offer_id": offer,
-                               "channel": "web", "placement": "home", "decision_id": id}));
+            events.push(
+                json!({"type": "conversion", "customer_id": customer, "offer_id": offer,
+                               "channel": "web", "placement": "home", "decision_id": id}),
+            );
         }
     }
     let accepted = support::post_events(server.public, json!(events)).await;
@@ -294,12 +296,20 @@ async fn record(models: &std::path::Path, data: &std::path::Path, log: &std::pat
     let stats = support::get(server.admin, "/admin/stats").await.json();
     server.signal("TERM");
     let mut server = server;
-    assert!(server.child.0.wait().unwrap().success(), "{}", server.stderr());
+    assert!(
+        server.child.0.wait().unwrap().success(),
+        "{}",
+        server.stderr()
+    );
     (conversions, stats["decision_log"].clone())
 }
 
 /// `nextbest replay --estimate --json`: success, the report (or null) and stderr.
-fn estimate_cli(log: &std::path::Path, candidate: &std::path::Path, data: &std::path::Path) -> (bool, Value, String) {
+fn estimate_cli(
+    log: &std::path::Path,
+    candidate: &std::path::Path,
+    data: &std::path::Path,
+) -> (bool, Value, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
         .args(["replay", "--estimate", "--json", "--log"])
         .arg(log)
@@ -335,7 +345,11 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     models_folder(&cand, &candidate);
     let (data, log) = (dir.0.join("data"), dir.0.join("decisions"));
     let (conversions, counts) = record(&models, &data, &log).await;
-    assert_eq!(counts["written"].as_u64().unwrap() + counts["queue_full"].as_u64().unwrap(), 300, "{counts}");
+    assert_eq!(
+        counts["written"].as_u64().unwrap() + counts["queue_full"].as_u64().unwrap(),
+        300,
+        "{counts}"
+    );
     assert_eq!(counts["not_sampled"], 0, "{counts}");
 
     let (ok, report, stderr) = estimate_cli(&log, &cand, &data);
@@ -345,16 +359,28 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     assert_eq!(report["sampling"]["written"], 300, "{report}");
     assert_eq!(report["sampling"]["queue_full"], 0, "{report}");
     let p = &report["placements"][0];
-    assert_eq!((p["channel"].as_str(), p["placement"].as_str()), (Some("web"), Some("home")));
+    assert_eq!(
+        (p["channel"].as_str(), p["placement"].as_str()),
+        (Some("web"), Some("home"))
+    );
     for name in ["logging", "ips", "snips", "dr"] {
         let f = &p[name];
-        let ci = f["ci95"].as_array().unwrap_or_else(|| panic!("{name}: {p}"));
-        let (lo, hi, x) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap(), f["conversions_per_1000"].as_f64().unwrap());
+        let ci = f["ci95"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {p}"));
+        let (lo, hi, x) = (
+            ci[0].as_f64().unwrap(),
+            ci[1].as_f64().unwrap(),
+            f["conversions_per_1000"].as_f64().unwrap(),
+        );
         assert!(lo <= x && x <= hi, "{name}: {f}");
         assert!(f["value_per_1000"].as_f64().is_some(), "{name}: {f}");
     }
     let observed = p["logging"]["conversions_per_1000"].as_f64().unwrap();
-    assert!((observed - 1000.0 * conversions as f64 / 300.0).abs() < 1e-9, "{p}");
+    assert!(
+        (observed - 1000.0 * conversions as f64 / 300.0).abs() < 1e-9,
+        "{p}"
+    );
     let explored = p["explored"].as_u64().unwrap();
     assert!((50..130).contains(&explored), "about 30 % explored: {p}");
     assert_eq!(p["randomised"], 300, "{p}");
@@ -365,24 +391,37 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
-    assert!(text.contains("\"shown\":[0."), "no shown probabilities logged");
+    assert!(
+        text.contains("\"shown\":[0."),
+        "no shown probabilities logged"
+    );
     assert!(text.contains("\"type\":\"drops\""), "no drops line");
 
     // Losses that are not random make the estimate refuse, in one line.
-    let file = std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).next().unwrap();
+    let file = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
     let original = std::fs::read_to_string(&file).unwrap();
     let lossy = original.replace("\"queue_full\":0", "\"queue_full\":4");
     std::fs::write(&file, lossy).unwrap();
     let (ok, _, stderr) = estimate_cli(&log, &cand, &data);
     assert!(!ok);
-    assert!(stderr.contains("lost 4 sampled decisions for reasons that are not random"), "{stderr}");
+    assert!(
+        stderr.contains("lost 4 sampled decisions for reasons that are not random"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     std::fs::write(&file, original).unwrap();
 
     // A log without exploration cannot judge a candidate that changes the answers.
     let plain = dir.0.join("plain");
     let mut no_explore = logging.clone();
-    no_explore["placements"]["home"].as_object_mut().unwrap().remove("exploration");
+    no_explore["placements"]["home"]
+        .as_object_mut()
+        .unwrap()
+        .remove("exploration");
     models_folder(&plain, &no_explore);
     let (data2, log2) = (dir.0.join("data2"), dir.0.join("decisions2"));
     record(&plain, &data2, &log2).await;
@@ -395,5 +434,8 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     assert!(ok, "{stderr}");
     let p = &same["placements"][0];
     assert_eq!(p["changed"], 0);
-    assert_eq!(p["ips"]["conversions_per_1000"], p["logging"]["conversions_per_1000"], "{p}");
+    assert_eq!(
+        p["ips"]["conversions_per_1000"], p["logging"]["conversions_per_1000"],
+        "{p}"
+    );
 }

@@ -216,8 +216,18 @@ impl FunnelTable {
     }
 
     #[inline]
-    fn cell_of(&self, offer: usize, channel: usize, variant: Variant, explored: bool) -> Option<&Cell> {
-        let cells = if explored { &self.explored } else { &self.cells };
+    fn cell_of(
+        &self,
+        offer: usize,
+        channel: usize,
+        variant: Variant,
+        explored: bool,
+    ) -> Option<&Cell> {
+        let cells = if explored {
+            &self.explored
+        } else {
+            &self.cells
+        };
         cells.get((offer * self.channels.len() + channel) * VARIANTS + variant.index())
     }
 
@@ -243,7 +253,12 @@ impl FunnelTable {
     }
 
     /// One offer × channel × variant's counts of explored decisions, by stage.
-    pub fn explored_counts(&self, offer_id: &str, channel: &str, variant: Variant) -> Option<[u64; 5]> {
+    pub fn explored_counts(
+        &self,
+        offer_id: &str,
+        channel: &str,
+        variant: Variant,
+    ) -> Option<[u64; 5]> {
         let o = self.offer(offer_id)?;
         let ch = self.channels.iter().position(|c| &**c == channel)?;
         let c = self.cell_of(o, ch, variant, true)?;
@@ -402,24 +417,27 @@ impl Funnel {
     /// Every non-zero row, newest model first, for `/admin/stats`.
     pub fn rows(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        for_each_row(&self.tables.load(), |t, offer, channel, variant, explored, counts| {
-            let mut row = serde_json::json!({
-                "model": &*t.name, "version": &*t.version,
-                "offer_id": offer, "channel": channel, "variant": variant.as_str(),
-            });
-            if explored {
-                row["explored"] = true.into();
-            }
-            for s in Stage::ALL {
-                row[s.as_str()] = counts[s as usize].into();
-            }
-            let mut rates = serde_json::Map::new();
-            for (name, value) in rates_of(&counts) {
-                rates.insert(name.into(), value.into());
-            }
-            row["rates"] = rates.into();
-            out.push(row);
-        });
+        for_each_row(
+            &self.tables.load(),
+            |t, offer, channel, variant, explored, counts| {
+                let mut row = serde_json::json!({
+                    "model": &*t.name, "version": &*t.version,
+                    "offer_id": offer, "channel": channel, "variant": variant.as_str(),
+                });
+                if explored {
+                    row["explored"] = true.into();
+                }
+                for s in Stage::ALL {
+                    row[s.as_str()] = counts[s as usize].into();
+                }
+                let mut rates = serde_json::Map::new();
+                for (name, value) in rates_of(&counts) {
+                    rates.insert(name.into(), value.into());
+                }
+                row["rates"] = rates.into();
+                out.push(row);
+            },
+        );
         out
     }
 }

@@ -174,7 +174,11 @@ impl Sample {
         for (i, r) in logging.ranked.iter().enumerate() {
             let id = &*logging_model.offers[r.offer as usize].id;
             let (mu, _) = shown_in(logging_model, logging, id);
-            let mu = recorded.get(i).copied().filter(|m| m.is_finite()).unwrap_or(mu);
+            let mu = recorded
+                .get(i)
+                .copied()
+                .filter(|m| m.is_finite())
+                .unwrap_or(mu);
             let (pi, direct) = shown_in(candidate_model, candidate, id);
             s.shown.push(Shown {
                 logging: mu,
@@ -282,14 +286,13 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
     };
     let ips = per(&ips_of);
     let dr = per(&|s| {
-        s.shown.iter().fold(
-            (s.direct_conversions, s.direct_value),
-            |(c, v), x| {
+        s.shown
+            .iter()
+            .fold((s.direct_conversions, s.direct_value), |(c, v), x| {
                 let w = x.candidate / x.logging;
                 let r = f64::from(u8::from(x.converted));
                 (c + w * (r - x.direct), v + w * (r - x.direct) * x.value)
-            },
-        )
+            })
     });
     let weights: Vec<f64> = samples.iter().map(Sample::weight).collect();
     let size = samples.iter().map(|s| s.candidate_size).sum::<f64>() / n as f64;
@@ -468,7 +471,8 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
         conversions_joined: joined,
         unreadable_lines: log.unreadable,
         sampling,
-        direct_model: "the candidate's propensity for each offer (an adaptive offer's posterior mean)",
+        direct_model:
+            "the candidate's propensity for each offer (an adaptive offer's posterior mean)",
         placements,
     })
 }
@@ -485,8 +489,7 @@ fn conversions(data_dir: &Path) -> Result<HashSet<(u128, String)>, EstimateError
     let mut out = HashSet::new();
     crate::contact::log::read_all(data_dir, |payload| {
         if let Ok(e) = Event::decode(payload) {
-            if let (EventKind::Conversion, Some(d), Some(o)) = (e.kind, e.decision_id, e.offer_id)
-            {
+            if let (EventKind::Conversion, Some(d), Some(o)) = (e.kind, e.decision_id, e.offer_id) {
                 out.insert((d, o.to_owned()));
             }
         }

@@ -485,7 +485,9 @@ fn shown_of(
     }
     let context = p.request.context();
     let req = Request {
-        customer_id: Some(&p.request.customer_id).filter(|c| !c.is_empty()).map(|c| c.as_str()),
+        customer_id: Some(&p.request.customer_id)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_str()),
         channel: &p.request.channel,
         placement: &p.request.placement,
         limit: p.request.limit,
@@ -497,7 +499,14 @@ fn shown_of(
             tag,
         }),
     };
-    let d = crate::engine::decide(model, features, &req, view, &crate::engine::Unbounded, p.now_ms);
+    let d = crate::engine::decide(
+        model,
+        features,
+        &req,
+        view,
+        &crate::engine::Unbounded,
+        p.now_ms,
+    );
     let shown = p
         .ranked
         .iter()

@@ -431,13 +431,26 @@ pub fn decide<'m>(
         return d;
     }
     if req.explain {
-        let share = if seed.is_some() { slot.exploration } else { 0.0 };
+        let share = if seed.is_some() {
+            slot.exploration
+        } else {
+            0.0
+        };
         let eligible = d
             .explain
             .iter()
             .filter(|v| matches!(v, Verdict::Scored { .. }))
             .count() as u32;
-        fill_shown(model, row, &mut d.explain, &ranked, limit, share, eligible, seed.is_some());
+        fill_shown(
+            model,
+            row,
+            &mut d.explain,
+            &ranked,
+            limit,
+            share,
+            eligible,
+            seed.is_some(),
+        );
     }
     if let Some(p) = &pick {
         p.finish(&mut ranked);

@@ -182,9 +182,8 @@ fn beats(b: &ScoreLaw, x: f64, me: u32) -> f64 {
 /// The standard normal quantiles at the midpoints of [`NODES`] equal-probability cells.
 fn nodes() -> &'static [f64; NODES] {
     static NODES_Z: OnceLock<[f64; NODES]> = OnceLock::new();
-    NODES_Z.get_or_init(|| {
-        std::array::from_fn(|i| normal_quantile((i as f64 + 0.5) / NODES as f64))
-    })
+    NODES_Z
+        .get_or_init(|| std::array::from_fn(|i| normal_quantile((i as f64 + 0.5) / NODES as f64)))
 }
 
 /// The standard normal distribution function (through erfc, relative error under 1.2e-7).

@@ -169,7 +169,11 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
                 c.0[Stage::Decision as usize].store(n, Relaxed);
             }
         }
-        t.exploration = s.exploration.into_iter().map(Vec::into_boxed_slice).collect();
+        t.exploration = s
+            .exploration
+            .into_iter()
+            .map(Vec::into_boxed_slice)
+            .collect();
         tables.push(t);
     }
     let n = tables.len();
@@ -336,7 +340,10 @@ mod tests {
             .map(|_| decision_id(1_795_000_000_000, 5, Variant::Champion, origin))
             .collect();
         let explored = ids.iter().filter(|id| t.explored(id.0)).count();
-        assert!((70..130).contains(&explored), "{explored} of 200 at a share of 0.5");
+        assert!(
+            (70..130).contains(&explored),
+            "{explored} of 200 at a share of 0.5"
+        );
         let ranked = [crate::engine::Ranked {
             offer: 0,
             propensity: 0.1,
@@ -359,7 +366,10 @@ mod tests {
         }
         let plain = t.counts("a", "web", Variant::Champion).unwrap();
         let apart = t.explored_counts("a", "web", Variant::Champion).unwrap();
-        assert_eq!((plain[0], plain[3]), ((200 - explored) as u64, (200 - explored) as u64));
+        assert_eq!(
+            (plain[0], plain[3]),
+            ((200 - explored) as u64, (200 - explored) as u64)
+        );
         assert_eq!((apart[0], apart[3]), (explored as u64, explored as u64));
         assert!(f.rows().iter().any(|r| r["explored"] == true));
         // The counts file keeps them, and the shares that tell explored events.
@@ -370,7 +380,10 @@ mod tests {
         let g = Funnel::default();
         load(&dir, &g).unwrap();
         let back = g.table(5).unwrap();
-        assert_eq!(back.explored_counts("a", "web", Variant::Champion).unwrap()[0], explored as u64);
+        assert_eq!(
+            back.explored_counts("a", "web", Variant::Champion).unwrap()[0],
+            explored as u64
+        );
         assert_eq!(back.explored(ids[0].0), t.explored(ids[0].0));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -7,9 +7,11 @@ use crate::engine::posterior::{ArmTallies, Learnt, Posteriors, Tally, MAX_WINDOW
 /// Three fixed offers and one context-free adaptive offer in one placement, limit `limit`.
 fn doc(limit: usize, share: f64) -> serde_json::Value {
     let content = serde_json::json!({"web": {"title": "t", "body": "b", "image_url": "https://cdn.test/i.jpg", "cta_url": "https://shop.test/x"}});
-    let fixed = |id: &str, p: f64, value: f64| serde_json::json!({"id": id, "category": "sales",
+    let fixed = |id: &str, p: f64, value: f64| {
+        serde_json::json!({"id": id, "category": "sales",
         "channels": ["web"], "placements": ["home"], "value": value,
-        "scorer": {"kind": "constant", "propensity": p}, "content": content});
+        "scorer": {"kind": "constant", "propensity": p}, "content": content})
+    };
     let mut adaptive = fixed("learner", 0.0, 10.0);
     adaptive["scorer"] = serde_json::json!({"kind": "adaptive", "outcome": "conversion",
         "prior": {"propensity": 0.04, "evidence": 50}});
@@ -79,19 +81,28 @@ fn exploring_decisions_are_the_share_and_explain_gives_how_often_each_offer_show
             for r in &d.ranked {
                 counts[r.offer as usize] += 1;
             }
-            if seed % 500 == 0 {
+            if seed.is_multiple_of(500) {
                 // Explain makes the same decision.
                 let e = run(&m.compiled, &s, &request(&p, seed, true));
-                assert_eq!((e.ranked.clone(), e.explored), (d.ranked.clone(), d.explored));
+                assert_eq!(
+                    (e.ranked.clone(), e.explored),
+                    (d.ranked.clone(), d.explored)
+                );
             }
         }
         let share = explored as f64 / n as f64;
         assert!((share - 0.2).abs() < 0.01, "explored {share}");
         // The probabilities do not depend on the seed (the same posterior, the same customer).
         let shown = shown_of(&run(&m.compiled, &s, &request(&p, 1, true)));
-        assert_eq!(shown, shown_of(&run(&m.compiled, &s, &request(&p, 2, true))));
+        assert_eq!(
+            shown,
+            shown_of(&run(&m.compiled, &s, &request(&p, 2, true)))
+        );
         let total: f64 = shown.iter().sum();
-        assert!((total - limit as f64).abs() < 0.01, "limit {limit}: {shown:?}");
+        assert!(
+            (total - limit as f64).abs() < 0.01,
+            "limit {limit}: {shown:?}"
+        );
         for (o, c) in counts.iter().enumerate() {
             let seen = f64::from(*c) / n as f64;
             assert!(
@@ -114,14 +125,21 @@ fn a_fixed_ranking_has_exact_probabilities_and_no_seed_never_explores() {
     // Without a snapshot of counts the adaptive draw is still random (the prior); the fixed
     // offers' probabilities stay exact around it.
     assert!((shown.iter().sum::<f64>() - 1.0).abs() < 0.01, "{shown:?}");
-    assert!(shown[2] >= 0.1 / k - 1e-12 && shown[2] < 0.1 / k + 0.01, "{shown:?}");
+    assert!(
+        shown[2] >= 0.1 / k - 1e-12 && shown[2] < 0.1 / k + 0.01,
+        "{shown:?}"
+    );
     let no_seed = Request {
         learnt: None,
         ..request(&p, 0, true)
     };
     let d = run(&m.compiled, &s, &no_seed);
     assert!(!d.explored);
-    assert_eq!(shown_of(&d), [1.0, 0.0, 0.0, 0.0], "no seed: the ranking, exactly");
+    assert_eq!(
+        shown_of(&d),
+        [1.0, 0.0, 0.0, 0.0],
+        "no seed: the ranking, exactly"
+    );
     // An unknown exploration value is refused with its path.
     let mut bad = doc(1, 0.1);
     bad["placements"]["home"]["exploration"]["share"] = serde_json::json!(1.5);
@@ -135,7 +153,8 @@ fn a_fixed_ranking_has_exact_probabilities_and_no_seed_never_explores() {
     )
     .unwrap_err();
     assert!(
-        err.to_string().contains("placements.home.exploration.share"),
+        err.to_string()
+            .contains("placements.home.exploration.share"),
         "{err}"
     );
 }

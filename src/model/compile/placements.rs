@@ -102,7 +102,9 @@ pub(super) fn read_placements(
 fn read_exploration(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<f64> {
     let obj = f.object(v, path, &["share"])?;
     let share_path = join(path, "share");
-    let share = f.req(obj, "share", path).and_then(|v| f.number(v, &share_path))?;
+    let share = f
+        .req(obj, "share", path)
+        .and_then(|v| f.number(v, &share_path))?;
     if !(0.0..1.0).contains(&share) {
         f.push(
             &share_path,
