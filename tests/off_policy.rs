@@ -255,8 +255,8 @@ fn models_folder(dir: &std::path::Path, doc: &Value) {
     std::fs::write(dir.join("features.csv"), csv).unwrap();
 }
 
-/// Serves `models` with every decision logged, decides 300 times, posts an impression for
-/// every answer and a conversion for every 7th; returns the conversions posted and the
+/// Serves `models` with every decision logged, decides once with explain and 300 times
+/// without, posts an impression for every answer and a conversion for every 7th; returns the conversions posted and the
 /// server's `/admin/stats` decision-log counts.
 async fn record(
     models: &std::path::Path,
@@ -268,6 +268,24 @@ async fn record(
         .arg(log)
         .args(["--decision-log-sample", "1", "--drain-delay-ms", "0"])
         .spawn();
+    // Explain gives every scored offer its probability of being shown; one is shown.
+    let a = support::decide(
+        server.public,
+        json!({"customer_id": "C00001", "channel": "web", "placement": "home", "explain": true}),
+    )
+    .await;
+    let shown: Vec<f64> = a["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            v["shown_probability"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{a}"))
+        })
+        .collect();
+    assert_eq!(shown.len(), 3, "{a}");
+    assert!((shown.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{a}");
     let mut events = Vec::new();
     let mut conversions = 0;
     for n in 0..300 {
@@ -293,7 +311,20 @@ async fn record(
     }
     let accepted = support::post_events(server.public, json!(events)).await;
     assert_eq!(accepted["accepted"], events.len(), "{accepted}");
-    let stats = support::get(server.admin, "/admin/stats").await.json();
+    // The writer catches up (the decision path never waits for it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let stats = loop {
+        let stats = support::get(server.admin, "/admin/stats").await.json();
+        let c = &stats["decision_log"];
+        if c["written"].as_u64().unwrap() + c["queue_full"].as_u64().unwrap() == 301 {
+            break stats;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer did not catch up: {c}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     server.signal("TERM");
     let mut server = server;
     assert!(
@@ -347,16 +378,16 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     let (conversions, counts) = record(&models, &data, &log).await;
     assert_eq!(
         counts["written"].as_u64().unwrap() + counts["queue_full"].as_u64().unwrap(),
-        300,
+        301,
         "{counts}"
     );
     assert_eq!(counts["not_sampled"], 0, "{counts}");
 
     let (ok, report, stderr) = estimate_cli(&log, &cand, &data);
     assert!(ok, "{stderr}");
-    assert_eq!(report["decisions"], 300, "{report}");
+    assert_eq!(report["decisions"], 301, "{report}");
     assert_eq!(report["conversions_joined"], conversions, "{report}");
-    assert_eq!(report["sampling"]["written"], 300, "{report}");
+    assert_eq!(report["sampling"]["written"], 301, "{report}");
     assert_eq!(report["sampling"]["queue_full"], 0, "{report}");
     let p = &report["placements"][0];
     assert_eq!(
@@ -378,12 +409,12 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     }
     let observed = p["logging"]["conversions_per_1000"].as_f64().unwrap();
     assert!(
-        (observed - 1000.0 * conversions as f64 / 300.0).abs() < 1e-9,
+        (observed - 1000.0 * conversions as f64 / 301.0).abs() < 1e-9,
         "{p}"
     );
     let explored = p["explored"].as_u64().unwrap();
     assert!((50..130).contains(&explored), "about 30 % explored: {p}");
-    assert_eq!(p["randomised"], 300, "{p}");
+    assert_eq!(p["randomised"], 301, "{p}");
     let ess = p["effective_sample_size"].as_f64().unwrap();
     assert!(ess > 5.0 && ess < 300.0, "{p}");
     // The log records each answer's probability of being shown.
@@ -427,7 +458,7 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     record(&plain, &data2, &log2).await;
     let (ok, _, stderr) = estimate_cli(&log2, &cand, &data2);
     assert!(!ok);
-    assert!(stderr.contains("web/home: the candidate changes what 300 of 300 logged decisions would show, but none of them was randomised"), "{stderr}");
+    assert!(stderr.contains("web/home: the candidate changes what 301 of 301 logged decisions would show, but none of them was randomised"), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     // The logging model as its own candidate changes nothing: its estimate is what it observed.
     let (ok, same, stderr) = estimate_cli(&log2, &plain, &data2);

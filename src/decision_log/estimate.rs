@@ -179,6 +179,11 @@ impl Sample {
                 .copied()
                 .filter(|m| m.is_finite())
                 .unwrap_or(mu);
+            // A shown offer always had a chance; one computed as none (an adaptive draw far
+            // in its tail, below the integration's resolution) cannot be weighed.
+            if mu <= 0.0 {
+                continue;
+            }
             let (pi, direct) = shown_in(candidate_model, candidate, id);
             s.shown.push(Shown {
                 logging: mu,
