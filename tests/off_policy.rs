@@ -242,7 +242,7 @@ fn doubly_robust_intervals_cover_the_truth_and_rank_the_candidates() {
         "ranked right in {ranked_right} of {comparable} runs whose true difference exceeds two half-widths"
     );
     eprintln!(
-        "DR coverage: personal {}/{RUNS}, flat {}/{RUNS} (value {}/{RUNS}, {}/{RUNS}); told apart in {comparable} runs, ranked right in {ranked_right}",
+        "true values {true_value:?}; DR coverage: personal {}/{RUNS}, flat {}/{RUNS} (value {}/{RUNS}, {}/{RUNS}); told apart in {comparable} runs, ranked right in {ranked_right}",
         covered[0], covered[1], covered_value[0], covered_value[1]
     );
 }
