@@ -13,7 +13,9 @@
 //! each shown offer by `π / μ` (for a one-offer placement these are the usual estimators).
 //! The direct model of DR is the candidate's own propensity for each offer (an adaptive
 //! offer's posterior mean): DR stays unbiased whatever its quality, which only moves the
-//! interval. Intervals are normal 95 % intervals of the mean over decisions (SNIPS through the
+//! interval. A conversion is worth the logging model's value of the offer for the customer (the
+//! candidate's for an offer only it has), so a candidate that merely revalues offers is judged in
+//! the logging model's money. Intervals are normal 95 % intervals of the mean over decisions (SNIPS through the
 //! delta method).
 //!
 //! Refused, with one line: a log whose sampled decisions were lost for reasons that are not
