@@ -2,7 +2,8 @@
 //! generated logistic offers (and the same behind rules on text columns, against the same
 //! rules on their numeric codes), tree ensembles (numeric, and with categorical splits against
 //! the same data as numbers), feature lookup, compiling a 1,000-offer model, one adaptive
-//! offer's Thompson draw, and one contextual adaptive offer's with 8 context features.
+//! offer's Thompson draw, one contextual adaptive offer's with 8 context features, and the 50
+//! logistic offers in a placement that explores (5 % and every decision) against none.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
 //! shuffled order, so no bench measures one hot key sitting in L1. Figures and the issue's
@@ -466,12 +467,65 @@ fn contextual_draw(c: &mut Criterion) {
     g.finish();
 }
 
+/// The 50 logistic offers with a decision seed (as served decisions have), in a placement
+/// without exploration, with 5 % and with every decision exploring.
+fn decide_explore(c: &mut Criterion) {
+    let (store, _) = common::demo();
+    let mix = common::request_mix(store.len(), 16_384, 2);
+    let ctx = [(Cow::Borrowed("page"), CtxValue::Str("plans".into()))];
+    let empty = nextbest::engine::posterior::Posteriors::default();
+    let mut g = c.benchmark_group("explore");
+    for (name, share) in [
+        ("50_logistic_none", 0.0),
+        ("50_logistic_5pct", 0.05),
+        ("50_logistic_every", 0.999),
+    ] {
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&common::generated_model(50, 8, false)).unwrap();
+        if share > 0.0 {
+            doc["placements"]["home"]["exploration"] = serde_json::json!({"share": share});
+        }
+        let model = common::compile(serde_json::to_vec(&doc).unwrap(), &store);
+        let mut cycle = Cycle::new(&mix);
+        let mut n = 0u64;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let it = cycle.item();
+                n += 1;
+                let req = Request {
+                    customer_id: Some(&it.customer_id),
+                    channel: "web",
+                    placement: "home",
+                    limit: None,
+                    context: &ctx,
+                    explain: false,
+                    learnt: Some(nextbest::engine::posterior::Learnt {
+                        posteriors: &empty,
+                        seed: nextbest::engine::posterior::mix(n),
+                        tag: 0,
+                    }),
+                };
+                black_box(engine::decide(
+                    &model.compiled,
+                    &store,
+                    black_box(&req),
+                    &NoContacts,
+                    &Unbounded,
+                    NOW_MS,
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     adaptive_draw,
     contextual_draw,
     decide_demo,
     decide_50_logistic,
+    decide_explore,
     decide_50_trees,
     decide_text_rules,
     trees_in_cache,

@@ -344,14 +344,17 @@ fn check_decision(m: &CompiledModel, req: &Request<'_>) {
         }
     }
     for r in &d.ranked {
-        assert_eq!(
-            d.explain[r.offer as usize],
-            Verdict::Scored {
-                propensity: r.propensity,
-                score: r.score,
-                learnt: None,
-            },
-            "a returned offer must be scored in explain"
+        assert!(
+            matches!(
+                d.explain[r.offer as usize],
+                Verdict::Scored { propensity, score, learnt: None, shown }
+                    if propensity.to_bits() == r.propensity.to_bits()
+                        && score.to_bits() == r.score.to_bits()
+                        && shown > 0.0
+                        && shown <= 1.0
+            ),
+            "a returned offer must be scored in explain, with its probability of being shown: {:?}",
+            d.explain[r.offer as usize]
         );
     }
     if d.fallback.is_none() {

@@ -11,8 +11,10 @@
 //!   path), compile into the engine form.
 //! - [`engine`]: the decision itself: eligibility, scoring (adaptive offers draw from their
 //!   posterior with a seed the caller passes, contextual ones from bins of the customer's
-//!   features, `engine::contextual`), arbitration, explain. Pure and synchronous: no
-//!   I/O, no await, no clock reads (`now` is passed in).
+//!   features, `engine::contextual`), arbitration, a placement's exploration
+//!   (`engine::explore`), explain with each offer's probability of being shown
+//!   (`engine::shown`). Pure and synchronous: no I/O, no await, no clock reads (`now` is
+//!   passed in).
 //! - [`experiment`]: champion/challenger assignment and the one [`experiment::Variant`] type.
 //! - [`registry`]: the one immutable [`registry::Snapshot`] every request reads, and the one
 //!   commit path ([`registry::Registry::commit`]) every change to it takes, with publish hooks
@@ -24,8 +26,11 @@
 //!   shipped as an outbox, the other replicas' events applied to the local contact state, the
 //!   backlog and lag measured, and admin changes (models, snapshots) shared so every replica
 //!   serves the same ones, with what each serves reported and compared.
-//! - [`decision_log`]: a sample of decisions with what it takes to make them again, written off
-//!   the decision path, and `nextbest replay`, which judges a candidate model on it.
+//! - [`decision_log`]: a sample of decisions with what it takes to make them again (and the
+//!   count of every decision not logged, by reason), written off the decision path;
+//!   `nextbest replay`, which judges a candidate model on it, and `replay --estimate`
+//!   (`decision_log::estimate`), which estimates what the candidate would earn from the
+//!   logged decisions' outcomes.
 //! - [`metrics`]: the request path's counters, the standard `process_*` figures
 //!   ([`metrics::process`]), and [`metrics::prom`], the one writer of the Prometheus text
 //!   format that every owner of numbers exports through.

@@ -68,6 +68,13 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Estimate the candidate's conversions and value per 1,000 decisions (IPS, SNIPS,
+        /// doubly robust) from the logged decisions and their outcomes in `--data-dir`.
+        #[arg(long)]
+        estimate: bool,
+        /// The data folder whose event log holds the outcomes (with `--estimate`).
+        #[arg(long, default_value = "data", requires = "estimate")]
+        data_dir: PathBuf,
     },
 }
 
@@ -133,6 +140,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             log,
             candidate,
             json,
+            estimate: true,
+            data_dir,
+        }) => estimate(&log, &candidate, &data_dir, json),
+        Some(Command::Replay {
+            log,
+            candidate,
+            json,
+            ..
         }) => replay(&log, &candidate, json),
     }
 }
@@ -355,6 +370,17 @@ fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
         store.columns().len(),
         t.elapsed().as_millis()
     );
+    Ok(())
+}
+
+/// `nextbest replay --estimate`: prints the estimate, or says in one line why there is none.
+fn estimate(log: &Path, candidate: &Path, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let report = nextbest::decision_log::estimate::run(log, candidate, data_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
     Ok(())
 }
 

@@ -93,7 +93,7 @@ impl<'c> DecideContacts<'c> {
         if let (None, Some(ch)) = (d.fallback, d.channel) {
             self.contacts
                 .funnel()
-                .decided(self.key, ch, &d.ranked, self.variant);
+                .decided(self.key, ch, &d.ranked, self.variant, d.explored);
         }
     }
 }

@@ -12,6 +12,12 @@
 //! ([`Funnel::activate`]), by its offer and channel. Events whose model, offer or channel is
 //! unknown are counted as unattributed.
 //!
+//! Decisions a placement's exploration chose at random, and the events that name them, count in
+//! cells of their own (`explored` rows in stats, their own metric family): a random pick is
+//! neither variant's policy, so lift reads only the others. Whether a decision explored is a
+//! function of its id and its placement's share (see `engine::explore`), so an event finds it
+//! again from the decision id alone.
+//!
 //! Across restarts: outcomes are rebuilt from the event log as it is replayed at start (the
 //! same function of the log as live counting), and decision counts, which no log holds, are
 //! saved beside it with the tables' layout by [`store`]. This module does not do I/O itself
@@ -22,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::attribution::{attribution, model_tag};
+use super::attribution::{attribution, model_tag, origin};
 use super::event::{Event, EventKind};
 use crate::engine::{CompiledModel, Ranked};
 use crate::experiment::{self, Challenger, Variant};
@@ -107,7 +113,11 @@ pub struct FunnelTable {
     /// Placement names by channel and slot index, as decision ids name them (empty for a table
     /// restored from disk whose model is gone).
     placements: Box<[Box<[Box<str>]>]>,
+    /// Each placement's exploration share, by channel and slot index.
+    exploration: Box<[Box<[f64]>]>,
     cells: Box<[Cell]>,
+    /// The same counters for decisions that explored.
+    explored: Box<[Cell]>,
 }
 
 impl FunnelTable {
@@ -125,6 +135,11 @@ impl FunnelTable {
             .channels
             .iter()
             .map(|c| c.slots.iter().map(|s| s.placement.clone()).collect())
+            .collect();
+        t.exploration = model
+            .channels
+            .iter()
+            .map(|c| c.slots.iter().map(|s| s.exploration).collect())
             .collect();
         t
     }
@@ -155,8 +170,27 @@ impl FunnelTable {
             offers,
             channels,
             placements: Box::default(),
+            exploration: Box::default(),
             cells: (0..n).map(|_| Cell::default()).collect(),
+            explored: (0..n).map(|_| Cell::default()).collect(),
         }
+    }
+
+    /// True when the decision with this id explored (its placement's share and its seed say
+    /// so); false for ids without an origin or a placement this table does not know.
+    pub fn explored(&self, decision_id: u128) -> bool {
+        let Some(o) = origin(decision_id) else {
+            return false;
+        };
+        let share = o
+            .channel
+            .zip(o.slot)
+            .and_then(|(c, s)| self.exploration.get(c)?.get(s).copied())
+            .unwrap_or(0.0);
+        crate::engine::explore::explores(
+            Some(crate::engine::posterior::seed_of(decision_id)),
+            share,
+        )
     }
 
     /// Offer ids, in the model's order.
@@ -181,6 +215,22 @@ impl FunnelTable {
             .get((offer * self.channels.len() + channel) * VARIANTS + variant.index())
     }
 
+    #[inline]
+    fn cell_of(
+        &self,
+        offer: usize,
+        channel: usize,
+        variant: Variant,
+        explored: bool,
+    ) -> Option<&Cell> {
+        let cells = if explored {
+            &self.explored
+        } else {
+            &self.cells
+        };
+        cells.get((offer * self.channels.len() + channel) * VARIANTS + variant.index())
+    }
+
     /// The index of an offer id in this model version.
     pub fn offer(&self, id: &str) -> Option<usize> {
         self.offer_index.get(id).map(|&i| i as usize)
@@ -191,14 +241,28 @@ impl FunnelTable {
         self.offer(id).map(|i| &*self.categories[i])
     }
 
-    /// Counts a decision: each offer it served, on its channel, for its variant.
+    /// Counts a decision: each offer it served, on its channel, for its variant (apart when
+    /// it explored).
     #[inline]
-    pub fn decided(&self, channel: usize, ranked: &[Ranked], variant: Variant) {
+    pub fn decided(&self, channel: usize, ranked: &[Ranked], variant: Variant, explored: bool) {
         for r in ranked {
-            if let Some(c) = self.cell(r.offer as usize, channel, variant) {
+            if let Some(c) = self.cell_of(r.offer as usize, channel, variant, explored) {
                 c.0[Stage::Decision as usize].fetch_add(1, Relaxed);
             }
         }
+    }
+
+    /// One offer × channel × variant's counts of explored decisions, by stage.
+    pub fn explored_counts(
+        &self,
+        offer_id: &str,
+        channel: &str,
+        variant: Variant,
+    ) -> Option<[u64; 5]> {
+        let o = self.offer(offer_id)?;
+        let ch = self.channels.iter().position(|c| &**c == channel)?;
+        let c = self.cell_of(o, ch, variant, true)?;
+        Some(Stage::ALL.map(|s| c.0[s as usize].load(Relaxed)))
     }
 
     /// One offer × channel × variant's counts, by stage (tests and stats).
@@ -260,9 +324,16 @@ impl Funnel {
     /// channel, for its variant. No reference count is touched, so cores deciding at once do
     /// not contend.
     #[inline]
-    pub fn decided(&self, key: u32, channel: usize, ranked: &[Ranked], variant: Variant) {
+    pub fn decided(
+        &self,
+        key: u32,
+        channel: usize,
+        ranked: &[Ranked],
+        variant: Variant,
+        explored: bool,
+    ) {
         if let Some(t) = self.tables.load().iter().find(|t| t.key == key) {
-            t.decided(channel, ranked, variant);
+            t.decided(channel, ranked, variant, explored);
         }
     }
 
@@ -329,7 +400,8 @@ impl Funnel {
         let cell = table.and_then(|t| {
             let offer = t.offer(e.offer_id?)?;
             let channel = t.channels.iter().position(|c| Some(&**c) == e.channel)?;
-            t.cell(offer, channel, variant?)
+            let explored = e.decision_id.is_some_and(|d| t.explored(d));
+            t.cell_of(offer, channel, variant?, explored)
         });
         match cell {
             Some(c) => c.0[stage as usize].fetch_add(1, Relaxed),
@@ -345,21 +417,27 @@ impl Funnel {
     /// Every non-zero row, newest model first, for `/admin/stats`.
     pub fn rows(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
-        for_each_row(&self.tables.load(), |t, offer, channel, variant, counts| {
-            let mut row = serde_json::json!({
-                "model": &*t.name, "version": &*t.version,
-                "offer_id": offer, "channel": channel, "variant": variant.as_str(),
-            });
-            for s in Stage::ALL {
-                row[s.as_str()] = counts[s as usize].into();
-            }
-            let mut rates = serde_json::Map::new();
-            for (name, value) in rates_of(&counts) {
-                rates.insert(name.into(), value.into());
-            }
-            row["rates"] = rates.into();
-            out.push(row);
-        });
+        for_each_row(
+            &self.tables.load(),
+            |t, offer, channel, variant, explored, counts| {
+                let mut row = serde_json::json!({
+                    "model": &*t.name, "version": &*t.version,
+                    "offer_id": offer, "channel": channel, "variant": variant.as_str(),
+                });
+                if explored {
+                    row["explored"] = true.into();
+                }
+                for s in Stage::ALL {
+                    row[s.as_str()] = counts[s as usize].into();
+                }
+                let mut rates = serde_json::Map::new();
+                for (name, value) in rates_of(&counts) {
+                    rates.insert(name.into(), value.into());
+                }
+                row["rates"] = rates.into();
+                out.push(row);
+            },
+        );
         out
     }
 }
@@ -382,7 +460,24 @@ impl Collect for Funnel {
             Kind::Counter,
             "Offers served and the outcomes reported for them, by model, offer, channel, variant and stage.",
         );
-        for_each_row(&tables, |t, offer, channel, variant, counts| {
+        for_each_row(&tables, |t, offer, channel, variant, explored, counts| {
+            if explored {
+                return;
+            }
+            for s in Stage::ALL {
+                let [a, b, c, d, e] = labels(t, offer, channel, variant);
+                f.sample(&[a, b, c, d, e, ("stage", s.as_str())], counts[s as usize]);
+            }
+        });
+        let mut f = out.family(
+            "nextbest_funnel_explored_total",
+            Kind::Counter,
+            "Offers served by decisions a placement's exploration chose at random, and their outcomes (apart from nextbest_funnel_total).",
+        );
+        for_each_row(&tables, |t, offer, channel, variant, explored, counts| {
+            if !explored {
+                return;
+            }
             for s in Stage::ALL {
                 let [a, b, c, d, e] = labels(t, offer, channel, variant);
                 f.sample(&[a, b, c, d, e, ("stage", s.as_str())], counts[s as usize]);
@@ -393,7 +488,10 @@ impl Collect for Funnel {
             Kind::Gauge,
             "Funnel rates: impression (per decision), click, conversion and dismiss (per impression).",
         );
-        for_each_row(&tables, |t, offer, channel, variant, counts| {
+        for_each_row(&tables, |t, offer, channel, variant, explored, counts| {
+            if explored {
+                return;
+            }
             for (name, value) in rates_of(&counts) {
                 if let Some(v) = value {
                     let [a, b, c, d, e] = labels(t, offer, channel, variant);
@@ -436,18 +534,20 @@ fn labels<'a>(
 
 fn for_each_row(
     tables: &[Arc<FunnelTable>],
-    mut f: impl FnMut(&FunnelTable, &str, &str, Variant, [u64; 5]),
+    mut f: impl FnMut(&FunnelTable, &str, &str, Variant, bool, [u64; 5]),
 ) {
     for t in tables {
         for (oi, offer) in t.offers.iter().enumerate() {
             for (ci, channel) in t.channels.iter().enumerate() {
                 for variant in Variant::ALL {
-                    let Some(c) = t.cell(oi, ci, variant) else {
-                        continue;
-                    };
-                    let counts = Stage::ALL.map(|s| c.0[s as usize].load(Relaxed));
-                    if counts.iter().any(|&n| n > 0) {
-                        f(t, offer, channel, variant, counts);
+                    for explored in [false, true] {
+                        let Some(c) = t.cell_of(oi, ci, variant, explored) else {
+                            continue;
+                        };
+                        let counts = Stage::ALL.map(|s| c.0[s as usize].load(Relaxed));
+                        if counts.iter().any(|&n| n > 0) {
+                            f(t, offer, channel, variant, explored, counts);
+                        }
                     }
                 }
             }

@@ -42,6 +42,17 @@ pub enum Record<'a> {
     },
     /// One decision.
     Decision(Box<DecisionRecord>),
+    /// What became of the decisions offered to the log so far by one process (cumulative: the
+    /// last line of a run holds its totals).
+    Drops {
+        /// The process's run id.
+        run: String,
+        /// The sampling share it logged with.
+        sample: f64,
+        /// The counts by reason.
+        #[serde(flatten)]
+        skips: super::Skips,
+    },
 }
 
 impl<'a> Record<'a> {
@@ -119,6 +130,13 @@ pub struct DecisionRecord {
     pub contextual: Vec<(String, [u64; 2])>,
     /// What it answered.
     pub answer: LoggedAnswer,
+    /// True when the placement's exploration chose the answer at random.
+    #[serde(default)]
+    pub explored: bool,
+    /// The probability with which the decision showed each offer of its answer, in answer
+    /// order (see `engine::shown`; empty for a fallback, and in logs written before it).
+    #[serde(default)]
+    pub shown: Vec<f64>,
 }
 
 /// A decide request, owned.
@@ -134,6 +152,25 @@ pub struct LoggedRequest {
     pub limit: Option<usize>,
     /// Context values: strings and numbers.
     pub context: Vec<(String, serde_json::Value)>,
+}
+
+impl LoggedRequest {
+    /// The context values as the engine reads them (strings and numbers; nothing else is
+    /// logged).
+    pub fn context(&self) -> Vec<(Cow<'_, str>, crate::engine::CtxValue<'_>)> {
+        use crate::engine::CtxValue;
+        self.context
+            .iter()
+            .filter_map(|(k, v)| {
+                let v = match v {
+                    serde_json::Value::String(s) => CtxValue::Str(Cow::Borrowed(s)),
+                    serde_json::Value::Number(n) => CtxValue::Num(n.as_f64()?),
+                    _ => return None,
+                };
+                Some((Cow::Borrowed(k.as_str()), v))
+            })
+            .collect()
+    }
 }
 
 /// A decision's answer.

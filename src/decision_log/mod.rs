@@ -10,7 +10,17 @@
 //! that moment), writes it to size-rotated files `decisions-<seq>.jsonl` and deletes the
 //! oldest beyond the configured count. Each file is self-contained: it repeats the model
 //! documents and column lists its decisions refer to. Off unless `--decision-log` is given.
+//!
+//! Nothing is lost silently: every decision offered to the log is counted as written, not
+//! sampled, stopped by its deadline, dropped on a full queue, offered after the writer stopped,
+//! or failed to write ([`Skips`]). The counts are in `/admin/stats` and the metrics, and the
+//! writer records them in the log after every batch (a `drops` line, cumulative for the
+//! process), so `replay --estimate` can tell random losses (sampling) from others. The writer
+//! also records, for each logged decision, whether its placement explored and the probability
+//! with which it showed each offer it returned: it makes the decision again with `explain`, off
+//! the decision path, from the very inputs it logs.
 
+pub mod estimate;
 pub mod format;
 pub mod replay;
 
@@ -70,11 +80,51 @@ pub struct DecisionLog {
     stats: Arc<Stats>,
 }
 
+impl Stats {
+    fn skips(&self) -> Skips {
+        Skips {
+            written: self.written.load(Relaxed),
+            not_sampled: self.not_sampled.load(Relaxed),
+            deadline: self.deadline.load(Relaxed),
+            queue_full: self.dropped.load(Relaxed),
+            writer_stopped: self.closed.load(Relaxed),
+            write_failed: self.errors.load(Relaxed),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Stats {
     written: AtomicU64,
     dropped: AtomicU64,
     errors: AtomicU64,
+    not_sampled: AtomicU64,
+    deadline: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// Decisions offered to the log, by what became of them (cumulative for this process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Skips {
+    /// Written to a file.
+    pub written: u64,
+    /// Not sampled (their id's random bits were past the sampling threshold): random.
+    pub not_sampled: u64,
+    /// Stopped by their deadline (their answer depends on the machine, not the inputs).
+    pub deadline: u64,
+    /// Dropped because the writer's queue was full: not random (bursts of load).
+    pub queue_full: u64,
+    /// Offered after the writer stopped.
+    pub writer_stopped: u64,
+    /// Sampled but not written (a file error).
+    pub write_failed: u64,
+}
+
+impl Skips {
+    /// Sampled decisions lost for reasons that are not random.
+    pub fn not_random(&self) -> u64 {
+        self.queue_full + self.writer_stopped + self.write_failed
+    }
 }
 
 /// Random bits of a decision id compared with the sampling threshold (the others say where and
@@ -89,10 +139,12 @@ impl DecisionLog {
         let stats = Arc::new(Stats::default());
         let mut files = Files::open(&config)?;
         let st = stats.clone();
+        let sample = config.sample.clamp(0.0, 1.0);
+        // A run: the counts of one process, cumulative, told apart from earlier processes'.
+        let run = ulid::Ulid::new().to_string();
         let writer = std::thread::Builder::new()
             .name("decision-log".into())
-            .spawn(move || write_loop(rx, &mut files, &st))?;
-        let sample = config.sample.clamp(0.0, 1.0);
+            .spawn(move || write_loop(rx, &mut files, &st, &run, sample))?;
         Ok(Arc::new(DecisionLog {
             threshold: (sample * (1u64 << SAMPLE_BITS) as f64) as u64,
             queue: tx,
@@ -114,7 +166,12 @@ impl DecisionLog {
     ) {
         let decision_id = contacts.decision_id;
         let bits = (decision_id.0 as u64) & ((1u64 << SAMPLE_BITS) - 1);
-        if bits >= self.threshold || d.fallback == Some(FallbackReason::Deadline) {
+        if bits >= self.threshold {
+            self.stats.not_sampled.fetch_add(1, Relaxed);
+            return;
+        }
+        if d.fallback == Some(FallbackReason::Deadline) {
+            self.stats.deadline.fetch_add(1, Relaxed);
             return;
         }
         let pending = Pending {
@@ -128,11 +185,20 @@ impl DecisionLog {
             fallback: d.fallback,
             ranked: d.ranked.clone(),
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.queue.try_send(pending)
-        {
-            self.stats.dropped.fetch_add(1, Relaxed);
+        match self.queue.try_send(pending) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.stats.dropped.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.closed.fetch_add(1, Relaxed);
+            }
         }
+    }
+
+    /// What became of the decisions offered so far, by reason.
+    pub fn skips(&self) -> Skips {
+        self.stats.skips()
     }
 
     /// Samples written so far.
@@ -187,11 +253,24 @@ impl Collect for DecisionLog {
         .sample(&[("outcome", "written")], self.written())
         .sample(&[("outcome", "dropped")], self.dropped())
         .sample(&[("outcome", "failed")], self.stats.errors.load(Relaxed));
+        let s = self.skips();
+        out.family(
+            "nextbest_decision_log_decisions_total",
+            Kind::Counter,
+            "Decisions offered to the decision log, by what became of them (only not_sampled is random).",
+        )
+        .sample(&[("outcome", "written")], s.written)
+        .sample(&[("outcome", "not_sampled")], s.not_sampled)
+        .sample(&[("outcome", "deadline")], s.deadline)
+        .sample(&[("outcome", "queue_full")], s.queue_full)
+        .sample(&[("outcome", "writer_stopped")], s.writer_stopped)
+        .sample(&[("outcome", "write_failed")], s.write_failed);
     }
 }
 
 impl LoggedRequest {
-    fn of(req: &Request<'_>) -> Self {
+    /// The owned copy of a request.
+    pub fn of(req: &Request<'_>) -> Self {
         LoggedRequest {
             customer_id: req.customer_id.unwrap_or("").to_owned(),
             channel: req.channel.to_owned(),
@@ -363,6 +442,7 @@ impl Files {
                 _ => None,
             })
             .collect();
+        let (explored, shown) = shown_of(compiled, features, p, &view, tag);
         let answer = LoggedAnswer {
             fallback: p.fallback.map(|r| r.as_str().to_owned()),
             offers: p
@@ -383,9 +463,59 @@ impl Files {
             adaptive,
             contextual,
             answer,
+            explored,
+            shown,
         })))?;
         self.roll_if_full()
     }
+}
+
+/// Whether a logged decision explored, and the probability with which it showed each offer of
+/// its answer (in answer order): the decision made again with `explain` from the inputs logged
+/// beside it, off the decision path.
+fn shown_of(
+    model: &crate::engine::CompiledModel,
+    features: &crate::features::FeatureStore,
+    p: &Pending,
+    view: &CustomerView<'_>,
+    tag: u16,
+) -> (bool, Vec<f64>) {
+    if p.fallback.is_some() {
+        return (false, Vec::new());
+    }
+    let context = p.request.context();
+    let req = Request {
+        customer_id: Some(&p.request.customer_id)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_str()),
+        channel: &p.request.channel,
+        placement: &p.request.placement,
+        limit: p.request.limit,
+        context: &context,
+        explain: true,
+        learnt: Some(crate::engine::posterior::Learnt {
+            posteriors: &p.learnt,
+            seed: crate::engine::posterior::seed_of(p.decision_id.0),
+            tag,
+        }),
+    };
+    let d = crate::engine::decide(
+        model,
+        features,
+        &req,
+        view,
+        &crate::engine::Unbounded,
+        p.now_ms,
+    );
+    let shown = p
+        .ranked
+        .iter()
+        .map(|r| match d.explain.get(r.offer as usize) {
+            Some(crate::engine::Verdict::Scored { shown, .. }) => *shown,
+            _ => f64::NAN,
+        })
+        .collect();
+    (d.explored, shown)
 }
 
 fn create(dir: &Path, seq: u64) -> std::io::Result<std::fs::File> {
@@ -395,9 +525,24 @@ fn create(dir: &Path, seq: u64) -> std::io::Result<std::fs::File> {
         .open(dir.join(file_name(seq)))
 }
 
-fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats) {
+fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats, run: &str, sample: f64) {
     let mut failing = false;
     let mut batch = Vec::with_capacity(256);
+    let mut last = Skips::default();
+    let mut drops = |files: &mut Files, stats: &Stats| {
+        let skips = stats.skips();
+        if skips != last {
+            last = skips;
+            let record = Record::Drops {
+                run: run.into(),
+                sample,
+                skips,
+            };
+            if files.line(&record).is_err() {
+                stats.errors.fetch_add(1, Relaxed);
+            }
+        }
+    };
     while let Ok(first) = rx.recv() {
         // What else is waiting goes out with it, then one flush: the files are current
         // within a moment without a write call per sample under load.
@@ -428,6 +573,7 @@ fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats) {
                 }
             }
         }
+        drops(files, stats);
         if let Err(e) = files.out.flush() {
             stats.errors.fetch_add(1, Relaxed);
             tracing::warn!(error = %e, "decision log flush failed");
@@ -436,6 +582,7 @@ fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats) {
             return;
         }
     }
+    drops(files, stats);
     let _ = files.out.flush();
 }
 
@@ -461,6 +608,7 @@ mod tests {
             channel: None,
             ranked: Vec::new(),
             explain: Vec::new(),
+            explored: false,
         };
         let req = Request {
             customer_id: Some("C1"),
@@ -493,6 +641,7 @@ mod tests {
             channel: None,
             ranked: Vec::new(),
             explain: Vec::new(),
+            explored: false,
         };
         log.offer(&snapshot, &ctx, &req, &late);
         assert!(rx.try_recv().is_err());

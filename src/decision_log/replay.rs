@@ -9,7 +9,6 @@
 //! simulated; the log holds their outcome, not the history behind it). Reads the log folder
 //! and the candidate; writes nothing.
 
-use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ use crate::engine::posterior::{
     seed_of, ArmTallies, ContextPosterior, Learnt, Moments, Posteriors, Tally, MAX_WINDOW_DAYS,
 };
 use crate::engine::scorer::Scorer;
-use crate::engine::{self, ContactView, CtxValue, Offer, Request, Unbounded};
+use crate::engine::{self, ContactView, Offer, Request, Unbounded};
 use crate::features::{DictBuilder, FeatureStore, IdIndex};
 use crate::model::{self, Limits, LoadedModel};
 
@@ -151,14 +150,16 @@ pub struct Latency {
 }
 
 /// What the log folder holds.
-struct Log {
+pub(super) struct Log {
     models: HashMap<u32, (String, Option<PathBuf>)>,
     columns: HashMap<u32, (Vec<String>, Strings)>,
-    decisions: Vec<DecisionRecord>,
-    unreadable: usize,
+    pub(super) decisions: Vec<DecisionRecord>,
+    pub(super) unreadable: usize,
+    /// Per process run: its sampling share and the last counts of what it did not log.
+    pub(super) drops: HashMap<String, (f64, super::Skips)>,
 }
 
-fn read_log(dir: &Path) -> Result<Log, ReplayError> {
+pub(super) fn read_log(dir: &Path) -> Result<Log, ReplayError> {
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| ReplayError::Io { path, source }
@@ -168,6 +169,7 @@ fn read_log(dir: &Path) -> Result<Log, ReplayError> {
         columns: HashMap::new(),
         decisions: Vec::new(),
         unreadable: 0,
+        drops: HashMap::new(),
     };
     for (_, path) in super::log_files(dir).map_err(io(dir))? {
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
@@ -189,6 +191,9 @@ fn read_log(dir: &Path) -> Result<Log, ReplayError> {
                     log.columns.insert(id, (columns, strings));
                 }
                 Ok(Record::Decision(d)) => log.decisions.push(*d),
+                Ok(Record::Drops { run, sample, skips }) => {
+                    log.drops.insert(run, (sample, skips));
+                }
                 Err(_) => log.unreadable += 1,
             }
         }
@@ -266,7 +271,7 @@ fn row_id(i: usize) -> String {
     format!("r{i}")
 }
 
-fn answer_of(model: &LoadedModel, d: &engine::Decision<'_>) -> LoggedAnswer {
+pub(super) fn answer_of(model: &LoadedModel, d: &engine::Decision<'_>) -> LoggedAnswer {
     LoggedAnswer {
         fallback: d.fallback.map(|r| r.as_str().to_owned()),
         offers: d
@@ -331,12 +336,26 @@ fn compile_logged(
 /// (which must reproduce it) and with the candidate, counting what changes; then report.
 pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
     let log = read_log(dir)?;
+    let mut totals = Totals::default();
+    each_decision(&log, candidate, |d, customer_row, original, cand, store| {
+        totals.candidate(cand);
+        totals.replay(d, customer_row, original, cand, store);
+    })?;
+    Ok(totals.report(log.decisions.len(), log.unreadable))
+}
+
+/// Calls `f` for every logged decision with the row its features got, the model that made it
+/// and the candidate, both compiled against the decision's column list, and that store.
+pub(super) fn each_decision(
+    log: &Log,
+    candidate: &Path,
+    mut f: impl FnMut(&DecisionRecord, Option<&str>, &LoadedModel, &LoadedModel, &FeatureStore),
+) -> Result<(), ReplayError> {
     let limits = Limits::default();
     let mut by_columns: BTreeMap<u32, Vec<&DecisionRecord>> = BTreeMap::new();
     for d in &log.decisions {
         by_columns.entry(d.columns).or_default().push(d);
     }
-    let mut totals = Totals::default();
     for (columns_id, rows) in &by_columns {
         let columns = log
             .columns
@@ -351,23 +370,81 @@ pub fn run(dir: &Path, candidate: &Path) -> Result<Report, ReplayError> {
             which: format!("candidate {}", candidate.display()),
             error,
         })?;
-        totals.candidate(&cand);
         let mut originals: HashMap<u32, LoadedModel> = HashMap::new();
         let mut row = 0;
         for d in rows {
             let original = match originals.entry(d.key) {
                 Entry::Occupied(e) => &*e.into_mut(),
-                Entry::Vacant(e) => &*e.insert(compile_logged(&log, d, &store, &limits)?),
+                Entry::Vacant(e) => &*e.insert(compile_logged(log, d, &store, &limits)?),
             };
             // Decisions with logged features have a row of their own, in order.
             let id = d.features.as_ref().map(|_| {
                 row += 1;
                 row_id(row - 1)
             });
-            totals.replay(d, id.as_deref(), original, &cand, &store);
+            f(d, id.as_deref(), original, &cand, &store);
         }
     }
-    Ok(totals.report(log.decisions.len(), log.unreadable))
+    Ok(())
+}
+
+/// A logged decision's inputs rebuilt as the engine takes them: the request, what adaptive
+/// offers had learnt then with the seed its id gives (the same Thompson draws), and the offers
+/// the contact policies held back.
+pub(super) struct Inputs<'a> {
+    d: &'a DecisionRecord,
+    customer_row: Option<&'a str>,
+    context: Vec<(std::borrow::Cow<'a, str>, crate::engine::CtxValue<'a>)>,
+    posteriors: Posteriors,
+    held: Held<'a>,
+    seed: u64,
+    tag: u16,
+}
+
+impl<'a> Inputs<'a> {
+    /// The inputs of `d`, whose features are row `customer_row` of the store, made by
+    /// `original`.
+    pub(super) fn new(
+        d: &'a DecisionRecord,
+        customer_row: Option<&'a str>,
+        original: &LoadedModel,
+    ) -> Self {
+        let tag = crate::contact::attribution::model_tag(d.key);
+        let decision = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
+        Inputs {
+            d,
+            customer_row,
+            context: d.request.context(),
+            posteriors: learnt_of(&original.compiled, tag, &d.adaptive, &d.contextual),
+            held: Held(d.held.iter().map(String::as_str).collect()),
+            seed: seed_of(decision),
+            tag,
+        }
+    }
+
+    /// The decision made again by `model` (with every verdict and its probability of being
+    /// shown when `explain`).
+    pub(super) fn decide<'m>(
+        &self,
+        model: &'m engine::CompiledModel,
+        store: &FeatureStore,
+        explain: bool,
+    ) -> engine::Decision<'m> {
+        let req = Request {
+            customer_id: self.customer_row,
+            channel: &self.d.request.channel,
+            placement: &self.d.request.placement,
+            limit: self.d.request.limit,
+            context: &self.context,
+            explain,
+            learnt: Some(Learnt {
+                posteriors: &self.posteriors,
+                seed: self.seed,
+                tag: self.tag,
+            }),
+        };
+        engine::decide(model, store, &req, &self.held, &Unbounded, self.d.at_ms)
+    }
 }
 
 /// What the replay has counted so far, over every column list.
@@ -407,28 +484,8 @@ impl Totals {
         cand: &LoadedModel,
         store: &FeatureStore,
     ) {
-        let context = context_of(d);
-        // The same Thompson draws: what each adaptive offer had learnt then, and the seed the
-        // decision id gives.
-        let tag = crate::contact::attribution::model_tag(d.key);
-        let posteriors = learnt_of(&original.compiled, tag, &d.adaptive, &d.contextual);
-        let decision = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
-        let req = Request {
-            customer_id: customer_row,
-            channel: &d.request.channel,
-            placement: &d.request.placement,
-            limit: d.request.limit,
-            context: &context,
-            explain: false,
-            learnt: Some(Learnt {
-                posteriors: &posteriors,
-                seed: seed_of(decision),
-                tag,
-            }),
-        };
-        let held = Held(d.held.iter().map(String::as_str).collect());
-        let again = engine::decide(&original.compiled, store, &req, &held, &Unbounded, d.at_ms);
-        let again = answer_of(original, &again);
+        let inputs = Inputs::new(d, customer_row, original);
+        let again = answer_of(original, &inputs.decide(&original.compiled, store, false));
         if again.same(&d.answer) {
             self.reproduced += 1;
         } else if self.mismatches.len() < 10 {
@@ -439,7 +496,7 @@ impl Totals {
             });
         }
         let started = Instant::now();
-        let next = engine::decide(&cand.compiled, store, &req, &held, &Unbounded, d.at_ms);
+        let next = inputs.decide(&cand.compiled, store, false);
         self.latencies.push(started.elapsed().as_secs_f64() * 1e6);
         let next = answer_of(cand, &next);
         let p = self
@@ -519,23 +576,6 @@ impl Totals {
             },
         }
     }
-}
-
-/// A logged request's context as the engine reads it (strings and numbers; nothing else is
-/// logged).
-fn context_of(d: &DecisionRecord) -> Vec<(Cow<'_, str>, CtxValue<'_>)> {
-    d.request
-        .context
-        .iter()
-        .filter_map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => CtxValue::Str(Cow::Borrowed(s)),
-                serde_json::Value::Number(n) => CtxValue::Num(n.as_f64()?),
-                _ => return None,
-            };
-            Some((Cow::Borrowed(k.as_str()), v))
-        })
-        .collect()
 }
 
 impl Report {

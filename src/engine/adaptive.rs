@@ -141,6 +141,7 @@ impl Adaptive {
             trials,
             successes,
             floor,
+            log_odds: m,
         }
     }
 
@@ -165,6 +166,7 @@ impl Adaptive {
             trials,
             successes,
             floor,
+            log_odds: beta_log_odds(a, b),
         }
     }
 }
@@ -186,6 +188,37 @@ fn beta_draw(a: f64, b: f64, rng: &mut Pcg64Mcg) -> f64 {
         }
         _ => a / (a + b),
     }
+}
+
+/// The mean and variance of the log-odds of a Beta(a, b) draw: `ψ(a) − ψ(b)` and
+/// `ψ'(a) + ψ'(b)` (digamma and trigamma).
+pub fn beta_log_odds(a: f64, b: f64) -> Moments {
+    Moments {
+        mean: digamma(a) - digamma(b),
+        variance: trigamma(a) + trigamma(b),
+    }
+}
+
+/// ψ(x) for x > 0: the recurrence up to 6, then the asymptotic series (error under 1e-10).
+fn digamma(mut x: f64) -> f64 {
+    let mut r = 0.0;
+    while x < 6.0 {
+        r -= 1.0 / x;
+        x += 1.0;
+    }
+    let f = 1.0 / (x * x);
+    r + x.ln() - 0.5 / x - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f / 240.0)))
+}
+
+/// ψ'(x) for x > 0: the recurrence up to 6, then the asymptotic series (error under 1e-10).
+fn trigamma(mut x: f64) -> f64 {
+    let mut r = 0.0;
+    while x < 6.0 {
+        r += 1.0 / (x * x);
+        x += 1.0;
+    }
+    let f = 1.0 / (x * x);
+    r + 1.0 / x + f / 2.0 + f / x * (1.0 / 6.0 - f * (1.0 / 30.0 - f * (1.0 / 42.0 - f / 30.0)))
 }
 
 /// Mean and a 95 % interval of a Beta posterior (normal approximation, clamped to [0, 1]):
@@ -286,6 +319,16 @@ mod tests {
             })
             .count();
         assert!((800..1200).contains(&floored), "{floored} of 10000");
+    }
+
+    #[test]
+    fn beta_log_odds_match_known_values() {
+        // Beta(1, 1): the logit of a uniform is logistic, mean 0 and variance π²/3.
+        let m = beta_log_odds(1.0, 1.0);
+        assert!(m.mean.abs() < 1e-9);
+        assert!((m.variance - std::f64::consts::PI.powi(2) / 3.0).abs() < 1e-8);
+        // ψ(1) = −γ.
+        assert!((digamma(1.0) + 0.577_215_664_901_532_9).abs() < 1e-9);
     }
 
     #[test]

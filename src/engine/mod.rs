@@ -8,11 +8,13 @@
 
 pub mod adaptive;
 pub mod contextual;
+pub mod explore;
 mod fallback;
 pub mod policy;
 pub mod posterior;
 pub mod rules;
 pub mod scorer;
+pub mod shown;
 pub mod trees;
 
 use std::borrow::Cow;
@@ -107,6 +109,9 @@ pub struct Slot {
     pub candidates: Box<[u32]>,
     /// Fallback resolved at load: this placement's, else the channel's, else built-in.
     pub fallback: Fallback,
+    /// Share of decisions that show a random pick of the eligible offers (`exploration.share`;
+    /// 0: none).
+    pub exploration: f64,
 }
 
 /// A channel with its placements.
@@ -267,6 +272,9 @@ pub enum Verdict<'m> {
         score: f64,
         /// For an adaptive offer: the posterior, the draw and the counts behind it.
         learnt: Option<posterior::Draw>,
+        /// The probability that this decision shows the offer (see [`shown`]), computed for
+        /// explain only (NaN otherwise).
+        shown: f64,
     },
     /// Excluded by the named rule or policy (a failing rule leaf with the value it tested).
     Excluded(Cow<'m, str>),
@@ -292,6 +300,8 @@ pub struct Decision<'m> {
     pub ranked: Vec<Ranked>,
     /// Every offer's verdict by offer index, when explain was asked (else empty).
     pub explain: Vec<Verdict<'m>>,
+    /// True when the placement's exploration chose the answer at random.
+    pub explored: bool,
 }
 
 const NOT_ON_CHANNEL: &str = "channel: the offer is not shown on this channel";
@@ -322,6 +332,7 @@ pub fn decide<'m>(
         channel,
         ranked: Vec::new(),
         explain: Vec::new(),
+        explored: false,
     };
     let row = req.customer_id.and_then(|id| features.exact_row(id));
     let (Some(slot), Some(ch), Some(row)) = (slot, channel, row) else {
@@ -350,6 +361,9 @@ pub fn decide<'m>(
 
     let mut ranked = Vec::with_capacity(limit);
     let mut classes = ClassCache::new(&model.multiclass);
+    let seed = req.learnt.as_ref().map(|l| l.seed);
+    let explores = explore::explores(seed, slot.exploration);
+    let mut pick = explores.then(|| explore::Pick::new(seed.unwrap_or(0), limit));
     if req.explain {
         d.explain = model
             .offers
@@ -370,8 +384,10 @@ pub fn decide<'m>(
         let offer = &model.offers[oi as usize];
         // Candidates come best bound first: once the answer is full and this offer could not
         // beat its last entry even at a propensity of 1, neither can any offer after it.
-        // (Explain evaluates everything, since it reports every score.)
+        // (Explain evaluates everything, since it reports every score; so does exploration,
+        // which picks among every eligible offer.)
         if !req.explain
+            && pick.is_none()
             && ranked.len() == limit
             && ranked
                 .last()
@@ -397,16 +413,15 @@ pub fn decide<'m>(
             propensity, score, ..
         } = &verdict
         {
-            let (propensity, score) = (*propensity, *score);
-            keep_top(
-                &mut ranked,
-                limit,
-                Ranked {
-                    offer: oi,
-                    propensity,
-                    score,
-                },
-            );
+            let r = Ranked {
+                offer: oi,
+                propensity: *propensity,
+                score: *score,
+            };
+            keep_top(&mut ranked, limit, r);
+            if let Some(p) = &mut pick {
+                p.offer(r);
+            }
         }
         if req.explain {
             d.explain[oi as usize] = verdict;
@@ -414,6 +429,32 @@ pub fn decide<'m>(
     }
     if d.fallback.is_some() {
         return d;
+    }
+    if req.explain {
+        let share = if seed.is_some() {
+            slot.exploration
+        } else {
+            0.0
+        };
+        let eligible = d
+            .explain
+            .iter()
+            .filter(|v| matches!(v, Verdict::Scored { .. }))
+            .count() as u32;
+        fill_shown(
+            model,
+            row,
+            &mut d.explain,
+            &ranked,
+            limit,
+            share,
+            eligible,
+            seed.is_some(),
+        );
+    }
+    if let Some(p) = &pick {
+        p.finish(&mut ranked);
+        d.explored = true;
     }
     if ranked.is_empty() {
         d.fallback = Some(FallbackReason::NoEligibleOffer);
@@ -499,6 +540,36 @@ fn evaluate<'m>(
         propensity,
         score,
         learnt,
+        shown: f64::NAN,
+    }
+}
+
+/// Explain's probability of being shown, for every scored offer: the ranking's chance to put it
+/// in the top `limit` mixed with exploration's uniform pick (see [`shown`]).
+#[allow(clippy::too_many_arguments)]
+fn fill_shown(
+    model: &CompiledModel,
+    row: FeatureRow<'_>,
+    explain: &mut [Verdict<'_>],
+    greedy: &[Ranked],
+    limit: usize,
+    share: f64,
+    eligible: u32,
+    floors: bool,
+) {
+    let laws: Vec<shown::ScoreLaw> = explain
+        .iter()
+        .enumerate()
+        .filter_map(|(oi, v)| shown::ScoreLaw::of(model, oi, v, row, floors))
+        .collect();
+    let greedy: Vec<u32> = greedy.iter().map(|r| r.offer).collect();
+    let mut top = Vec::with_capacity(laws.len());
+    shown::in_top(&laws, limit, &greedy, &mut top);
+    let uniform = explore::uniform_share(limit, eligible);
+    for (law, g) in laws.iter().zip(top) {
+        if let Verdict::Scored { shown, .. } = &mut explain[law.offer as usize] {
+            *shown = (1.0 - share) * g + share * uniform;
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Draw {
     pub successes: u64,
     /// True when the exposure floor, not the draw, chose the propensity.
     pub floor: bool,
+    /// The normal on the log-odds the draw is a sigmoid of (exact for a contextual offer, the
+    /// Beta's log-odds mean and variance for a context-free one; variance 0 for a prior draw):
+    /// what the probability of being shown integrates over.
+    pub log_odds: Moments,
 }
 
 impl Draw {
@@ -44,6 +48,10 @@ impl Draw {
             trials: 0,
             successes: 0,
             floor: false,
+            log_odds: Moments {
+                mean: (mean / (1.0 - mean)).ln(),
+                variance: 0.0,
+            },
         }
     }
 }

@@ -373,4 +373,5 @@ fn keep_top_matches_a_full_sort() {
 }
 
 mod contextual;
+mod explore;
 mod strings;

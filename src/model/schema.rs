@@ -96,6 +96,9 @@ pub fn schemas() -> Map<String, Value> {
                 "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Offers shown when a request names no limit (default 3)."},
                 "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PLACEMENT_PRIORITY, "description": "Admission priority under load, 0 to 100 (default 100)."},
                 "description": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people."},
+                "exploration": {"type": "object", "required": ["share"], "additionalProperties": false, "properties": {
+                    "share": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "Share of decisions, chosen by a hash of the decision id, that show a uniform random pick of the eligible offers (in score order) instead of the top of the ranking."}},
+                    "description": "Randomised decisions with known probabilities, for off-policy estimates (`nextbest replay --estimate`). Every decision then knows the probability with which it showed each offer (explain's `shown_probability`, the decision log's `shown`)."},
             }),
             "A placement: where on which channels offers appear.",
         ),
@@ -356,6 +359,8 @@ mod tests {
                 json!({"name": "x", "any": [{"feature": "f", "op": "is_missing"}]}),
             ),
             ("/placements/p/limit", json!(0)),
+            ("/placements/p/exploration", json!({"share": 1})),
+            ("/placements/p/exploration", json!({"rate": 0.1})),
             ("/name", json!("")),
             ("/typo", json!(1)),
             ("/offers/0/content/web/title", json!(7)),

@@ -285,5 +285,8 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
     let serving = serving.map(|(m, v, key)| (&m.compiled, v.as_str(), key));
     body["adaptive"] = adaptive::stats_json(serving, state.contacts.adaptive());
     body["shadow"] = state.shadow.stats_json();
+    if let Some(log) = &state.decision_log {
+        body["decision_log"] = serde_json::to_value(log.skips()).unwrap_or_default();
+    }
     json_response(StatusCode::OK, body.to_string().into())
 }

@@ -45,6 +45,13 @@ struct SavedTable {
     channels: Box<[Box<str>]>,
     /// Decisions per offer × channel × variant, in the table's cell order.
     decisions: Vec<u64>,
+    /// The same for decisions that explored (absent in files written before exploration).
+    #[serde(default)]
+    explored_decisions: Vec<u64>,
+    /// Each placement's exploration share by channel and slot, so events of an explored
+    /// decision find their cells when the model is gone.
+    #[serde(default)]
+    exploration: Vec<Vec<f64>>,
 }
 
 /// Why the saved counts could not be read back.
@@ -94,6 +101,12 @@ fn snapshot(funnel: &Funnel) -> Saved {
                 .iter()
                 .map(|c| c.0[Stage::Decision as usize].load(Relaxed))
                 .collect(),
+            explored_decisions: t
+                .explored
+                .iter()
+                .map(|c| c.0[Stage::Decision as usize].load(Relaxed))
+                .collect(),
+            exploration: t.exploration.iter().map(|c| c.to_vec()).collect(),
         })
         .collect();
     Saved { format: 1, tables }
@@ -139,7 +152,7 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
                 s.decisions.len()
             )));
         }
-        let t = FunnelTable::from_parts(
+        let mut t = FunnelTable::from_parts(
             s.key,
             s.name,
             s.version,
@@ -151,6 +164,16 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
         for (c, n) in t.cells.iter().zip(s.decisions) {
             c.0[Stage::Decision as usize].store(n, Relaxed);
         }
+        if s.explored_decisions.len() == cells {
+            for (c, n) in t.explored.iter().zip(s.explored_decisions) {
+                c.0[Stage::Decision as usize].store(n, Relaxed);
+            }
+        }
+        t.exploration = s
+            .exploration
+            .into_iter()
+            .map(Vec::into_boxed_slice)
+            .collect();
         tables.push(t);
     }
     let n = tables.len();
@@ -296,6 +319,72 @@ mod tests {
         saver.stop();
         let after = failures();
         assert!(after >= 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn explored_decisions_and_their_events_count_apart_and_survive_a_restart() {
+        use crate::contact::attribution::{decision_id, Origin};
+        use crate::contact::event::{Event, EventKind};
+        let f = Funnel::default();
+        let mut t = table(5);
+        t.exploration = vec![vec![0.5].into_boxed_slice()].into();
+        f.restore(vec![t]);
+        let t = f.table(5).unwrap();
+        let origin = Origin {
+            channel: Some(0),
+            slot: Some(0),
+            customer: None,
+        };
+        let ids: Vec<ulid::Ulid> = (0..200)
+            .map(|_| decision_id(1_795_000_000_000, 5, Variant::Champion, origin))
+            .collect();
+        let explored = ids.iter().filter(|id| t.explored(id.0)).count();
+        assert!(
+            (70..130).contains(&explored),
+            "{explored} of 200 at a share of 0.5"
+        );
+        let ranked = [crate::engine::Ranked {
+            offer: 0,
+            propensity: 0.1,
+            score: 0.1,
+        }];
+        for id in &ids {
+            let e = t.explored(id.0);
+            f.decided(5, 0, &ranked, Variant::Champion, e);
+            f.event(&Event {
+                kind: EventKind::Conversion,
+                ts_ms: 1_795_000_000_000,
+                customer_id: "C1",
+                offer_id: Some("a"),
+                channel: Some("web"),
+                placement: None,
+                decision_id: Some(id.0),
+                event_id: None,
+                category: None,
+            });
+        }
+        let plain = t.counts("a", "web", Variant::Champion).unwrap();
+        let apart = t.explored_counts("a", "web", Variant::Champion).unwrap();
+        assert_eq!(
+            (plain[0], plain[3]),
+            ((200 - explored) as u64, (200 - explored) as u64)
+        );
+        assert_eq!((apart[0], apart[3]), (explored as u64, explored as u64));
+        assert!(f.rows().iter().any(|r| r["explored"] == true));
+        // The counts file keeps them, and the shares that tell explored events.
+        let dir = std::env::temp_dir().join(format!("nb-funnel-explored-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        save(&dir, &f).unwrap();
+        let g = Funnel::default();
+        load(&dir, &g).unwrap();
+        let back = g.table(5).unwrap();
+        assert_eq!(
+            back.explored_counts("a", "web", Variant::Champion).unwrap()[0],
+            explored as u64
+        );
+        assert_eq!(back.explored(ids[0].0), t.explored(ids[0].0));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -13,6 +13,8 @@ pub(super) struct PlacementDraft {
     pub(super) limit: usize,
     /// Admission priority.
     pub(super) priority: u8,
+    /// Share of decisions that explore.
+    pub(super) exploration: f64,
 }
 
 /// Everything read from the document before channels are numbered.

@@ -51,7 +51,13 @@ pub(crate) const CHALLENGER_KEYS: &[&str] = &["path", "share", "salt"];
 /// The `arbitration` object's fields.
 pub(crate) const ARBITRATION_KEYS: &[&str] = &["min_score", "min_propensity"];
 /// A placement's fields.
-pub(crate) const PLACEMENT_KEYS: &[&str] = &["channels", "limit", "priority", "description"];
+pub(crate) const PLACEMENT_KEYS: &[&str] = &[
+    "channels",
+    "limit",
+    "priority",
+    "description",
+    "exploration",
+];
 /// A fallback item's fields.
 pub(crate) const FALLBACK_ITEM_KEYS: &[&str] = &["offer_id", "content"];
 /// Each scorer kind's fields.

@@ -9,7 +9,7 @@ use simd_json::prelude::*;
 use super::draft::{FallbackMap, OfferDraft, PlacementDraft};
 use super::DEFAULT_FALLBACK_KEY;
 use crate::engine::{Channel, Fallback, Offer, Slot, MAX_LIMIT};
-use crate::model::walk::{join, Faults, Object};
+use crate::model::walk::{join, Faults, Object, Value};
 use crate::model::{
     DEFAULT_PLACEMENT_LIMIT, MAX_CHANNELS, MAX_DESCRIPTION_BYTES, MAX_PLACEMENTS,
     MAX_PLACEMENT_PRIORITY,
@@ -77,18 +77,42 @@ pub(super) fn read_placements(
                 .map(|p| p as u8),
             None => Some(MAX_PLACEMENT_PRIORITY),
         };
-        if let (Some(channels), Some(limit), Some(priority)) = (channels, limit, priority) {
+        let exploration = match p.get("exploration") {
+            Some(v) => read_exploration(f, v, &join(&path, "exploration")),
+            None => Some(0.0),
+        };
+        if let (Some(channels), Some(limit), Some(priority), Some(exploration)) =
+            (channels, limit, priority, exploration)
+        {
             out.insert(
                 name.to_owned(),
                 PlacementDraft {
                     channels: channels.into_iter().map(str::to_owned).collect(),
                     limit,
                     priority,
+                    exploration,
                 },
             );
         }
     }
     out
+}
+
+/// A placement's `exploration`: `{"share": S}` with S in [0, 1) (1 would never rank).
+fn read_exploration(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<f64> {
+    let obj = f.object(v, path, &["share"])?;
+    let share_path = join(path, "share");
+    let share = f
+        .req(obj, "share", path)
+        .and_then(|v| f.number(v, &share_path))?;
+    if !(0.0..1.0).contains(&share) {
+        f.push(
+            &share_path,
+            format!("{share} is not a share of decisions: it must be at least 0 and below 1"),
+        );
+        return None;
+    }
+    Some(share)
 }
 
 /// The channels: the union of the placements' channels, numbered in name order. More than
@@ -171,6 +195,7 @@ pub(super) fn build_channels(
                         .get(&(ch.clone(), pname.clone()))
                         .cloned()
                         .unwrap_or_else(|| chan_fallback.clone()),
+                    exploration: p.exploration,
                 })
                 .collect();
             Channel {

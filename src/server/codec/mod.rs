@@ -481,11 +481,16 @@ pub fn encode_decision(
                     propensity,
                     score,
                     learnt,
+                    shown,
                 } => {
                     out.extend_from_slice(b",\"propensity\":");
                     number(out, *propensity);
                     out.extend_from_slice(b",\"score\":");
                     number(out, *score);
+                    if shown.is_finite() {
+                        out.extend_from_slice(b",\"shown_probability\":");
+                        number(out, *shown);
+                    }
                     if let Some(l) = learnt {
                         adaptive_explain(out, l);
                     }
