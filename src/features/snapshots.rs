@@ -6,7 +6,8 @@
 //! and an overwrite would change answers mid-request. The source path a data team publishes
 //! to is not safe to map (it may be rewritten or truncated in place), so a load copies it
 //! here first (`std::fs::copy`, which the kernel does as a reflink where the file system can),
-//! under a temporary name, and names the copy only once its checksum has been verified. An
+//! under a temporary name, and names the copy only once its checksum has been verified. A
+//! source whose entry is already there is read through once to check it is that content. An
 //! entry is read-only and never written again; replacing a snapshot adds an entry, and
 //! [`SnapshotStore::retain`] removes the ones no longer served once the new one serves (the
 //! previous one is kept for a rollback). Removing a mapped file is safe: its pages live until
@@ -73,6 +74,14 @@ impl SnapshotStore {
         let (crc, len) = trailer(source).map_err(io(source))?;
         let entry = self.dir.join(entry_name(crc, len));
         if std::fs::metadata(&entry).is_ok_and(|m| m.len() == len) {
+            // The source's own bytes must be what its trailer claims, or a damaged file would
+            // pass for the good copy of the same name: read through once, nothing kept.
+            if body_crc(source, len).map_err(io(source))? != crc {
+                return Err(FeatureError::Format {
+                    path: source.to_owned(),
+                    detail: "checksum mismatch: the file is damaged".into(),
+                });
+            }
             return Ok(Admitted {
                 file: entry.clone(),
                 entry,
@@ -206,6 +215,19 @@ fn trailer(path: &Path) -> std::io::Result<(u32, u64)> {
     let mut crc = [0u8; 4];
     f.read_exact(&mut crc)?;
     Ok((u32::from_le_bytes(crc), len))
+}
+
+/// CRC-32 of a file's first `len - 4` bytes (all but its checksum).
+fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
+    let mut f = std::fs::File::open(path)?.take(len.saturating_sub(4));
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(h.finalize()),
+            n => h.update(&buf[..n]),
+        }
+    }
 }
 
 /// Syncs a folder, so a name made in it survives a crash.
