@@ -30,6 +30,10 @@ use std::path::{Path, PathBuf};
 
 use super::FeatureError;
 
+/// The link a publisher points at the newest entry: give replicas `--features
+/// <store>/current.nbf` and they map whatever was published last, with nothing to copy.
+pub const CURRENT: &str = "current.nbf";
+
 /// The folder of mapped snapshot files, shared by the replicas of a node.
 #[derive(Debug, Clone)]
 pub struct SnapshotStore {
@@ -144,6 +148,43 @@ impl SnapshotStore {
         if let Err(e) = result {
             tracing::warn!(file = %admitted.file.display(), error = %e, "snapshot store: could not settle a load");
         }
+    }
+
+    /// Publishes `source` into the store as a node's publisher does (`nextbest features
+    /// publish`): admits and verifies it, points [`CURRENT`] at its entry (a relative symlink
+    /// replaced by a rename, so a replica opening it finds the old entry or the new one), and
+    /// keeps only it and the entry `current.nbf` pointed to before. Returns the entry.
+    pub fn publish(&self, source: &Path) -> Result<PathBuf, FeatureError> {
+        let store = super::FeatureStore::open(source, Some(self))?;
+        let Some(entry) = store.mapped_file().map(Path::to_owned) else {
+            return Err(FeatureError::Format {
+                path: source.to_owned(),
+                detail: "not a version 4 .nbf: compile it with `nextbest features compile`".into(),
+            });
+        };
+        drop(store);
+        let io = |source| FeatureError::Io {
+            path: self.dir.join(CURRENT),
+            source,
+        };
+        let current = self.dir.join(CURRENT);
+        let previous = std::fs::canonicalize(&current).ok();
+        let tmp = self
+            .dir
+            .join(format!(".{CURRENT}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let name = entry
+            .file_name()
+            .ok_or_else(|| io(std::io::ErrorKind::InvalidInput.into()))?;
+        std::os::unix::fs::symlink(name, &tmp).map_err(io)?;
+        std::fs::rename(&tmp, &current).map_err(io)?;
+        sync_dir(&self.dir).map_err(io)?;
+        let keep: Vec<&Path> = [Some(entry.as_path()), previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.retain(&keep);
+        Ok(entry)
     }
 
     /// Removes the entries not in `keep` (what serves now and the previous one); a read-only

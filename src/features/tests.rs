@@ -598,3 +598,33 @@ fn a_crafted_index_finds_nothing_rather_than_faulting() {
     assert!(m.row("C0000001").is_none());
     assert_eq!(m.id_at(1), Some("C0000001"));
 }
+
+#[test]
+fn publish_points_current_at_the_newest_entry_and_replicas_map_it_in_place() {
+    let dir = Scratch::new("map-publish");
+    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let current = store.dir().join(snapshots::CURRENT);
+    let mut published = Vec::new();
+    for n in [10, 20, 30] {
+        let src = dir.0.join(format!("f{n}.nbf"));
+        write_nbf(&mixed(n), &src).unwrap();
+        let entry = store.publish(&src).unwrap();
+        assert_eq!(std::fs::canonicalize(&current).unwrap(), entry);
+        // A replica given current.nbf maps the entry itself: nothing is copied.
+        let before = std::fs::read_dir(store.dir()).unwrap().count();
+        let m = FeatureStore::open(&current, Some(&store)).unwrap();
+        assert_eq!(m.mapped_file(), Some(entry.as_path()));
+        assert_eq!(m.len(), n);
+        assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), before);
+        published.push(entry);
+    }
+    // The newest and the one before it stay; the first is gone.
+    assert!(!published[0].exists());
+    assert!(published[1].exists() && published[2].exists());
+    // An older version cannot be mapped: refused, naming the command that makes one.
+    let v3 = dir.0.join("v3.nbf");
+    std::fs::write(&v3, binary::write_v3(&mixed(5))).unwrap();
+    let err = store.publish(&v3).unwrap_err().to_string();
+    assert!(err.contains("features compile"), "{err}");
+    assert_eq!(std::fs::canonicalize(&current).unwrap(), published[2]);
+}
