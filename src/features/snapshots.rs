@@ -5,8 +5,7 @@
 //! A mapped file must not change while mapped: a truncation would fault the process (SIGBUS)
 //! and an overwrite would change answers mid-request. The source path a data team publishes
 //! to is not safe to map (it may be rewritten or truncated in place), so a load copies it
-//! here first (`std::fs::copy`, which the kernel does as a reflink where the file system can),
-//! under a temporary name, and names the copy only once its checksum has been verified. A
+//! here first (a plain copy in large writes: see [`copy`]), under a temporary name, and names the copy only once its checksum has been verified. A
 //! source whose entry is already there is read through once to check it is that content. An
 //! entry is read-only and never written again; replacing a snapshot adds an entry, and
 //! [`SnapshotStore::retain`] removes the ones no longer served once the new one serves (the
@@ -102,7 +101,7 @@ impl SnapshotStore {
                 .map_or(0, |d| d.as_nanos())
         ));
         let copied = (|| {
-            std::fs::copy(source, &tmp)?;
+            copy(source, &tmp)?;
             let file = std::fs::File::open(&tmp)?;
             let mut perms = file.metadata()?.permissions();
             perms.set_readonly(true);
@@ -268,6 +267,32 @@ fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
             0 => return Ok(h.finalize()),
             n => h.update(&buf[..n]),
         }
+    }
+}
+
+/// Copies a file in 2 MiB writes, so the page cache holds the copy in large folios that a map
+/// can use as huge pages (a kernel-side copy, `copy_file_range`, fills it page by page on
+/// ext4, and lookups on such a map measured 2.5 times slower: BENCHMARKS.md, issue 33).
+fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    let mut buf = vec![0u8; 2 << 20];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match src.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        dst.write_all(&buf[..filled])?;
     }
 }
 
