@@ -1,7 +1,8 @@
 //! Criterion benches of the engine and the data it reads: one decision on the demo model, 50
 //! generated logistic offers (and the same behind rules on text columns, against the same
 //! rules on their numeric codes), tree ensembles (numeric, and with categorical splits against
-//! the same data as numbers), feature lookup, compiling a 1,000-offer model, one adaptive
+//! the same data as numbers), feature lookup, the demo mix and lookups on a snapshot mapped
+//! from a `.nbf` against the owned one, compiling a 1,000-offer model, one adaptive
 //! offer's Thompson draw, and one contextual adaptive offer's with 8 context features.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed

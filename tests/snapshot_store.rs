@@ -40,6 +40,23 @@ fn entries(store: &Path) -> Vec<String> {
     names
 }
 
+/// Changes the source file under the serving snapshot as `what` says.
+fn change_source(src: &Path, len: u64, what: &str) {
+    use std::io::Write as _;
+    match what {
+        "rewritten in place" => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(src).unwrap();
+            f.write_all(&vec![0x5A; len as usize]).unwrap();
+            f.sync_all().unwrap();
+        }
+        "truncated" => {
+            let f = std::fs::OpenOptions::new().write(true).open(src).unwrap();
+            f.set_len(16).unwrap();
+        }
+        _ => std::fs::remove_file(src).unwrap(),
+    }
+}
+
 fn body(id: &str) -> serde_json::Value {
     json!({"customer_id": id, "channel": "web", "placement": "plans_page"})
 }
@@ -98,28 +115,9 @@ async fn the_source_changing_under_a_mapped_snapshot_faults_nothing() {
     };
     // Each change to the source, then decisions keep answering the same.
     let len = std::fs::metadata(&src).unwrap().len();
-    let changes: [(&str, Box<dyn Fn()>); 3] = [
-        (
-            "rewritten in place",
-            Box::new(|| {
-                use std::io::Write as _;
-                let mut f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-                f.write_all(&vec![0x5A; len as usize]).unwrap();
-                f.sync_all().unwrap();
-            }),
-        ),
-        (
-            "truncated",
-            Box::new(|| {
-                let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-                f.set_len(16).unwrap();
-            }),
-        ),
-        ("deleted", Box::new(|| std::fs::remove_file(&src).unwrap())),
-    ];
-    for (what, change) in changes {
+    for what in ["rewritten in place", "truncated", "deleted"] {
         let before = progress(&decided).await;
-        change();
+        change_source(&src, len, what);
         eventually(&format!("decisions after the source was {what}"), || {
             decided.load(SeqCst) >= before + 200
         })
