@@ -270,9 +270,9 @@ fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
     }
 }
 
-/// Copies a file in 2 MiB writes, so the page cache holds the copy in large folios that a map
-/// can use as huge pages (a kernel-side copy, `copy_file_range`, fills it page by page on
-/// ext4, and lookups on such a map measured 2.5 times slower: BENCHMARKS.md, issue 33).
+/// Copies a file in 2 MiB writes, so the page cache can hold the copy in large folios that a
+/// map uses as huge pages (measured so on ext4; lookups on a map of a `std::fs::copy` copy
+/// measured 2.5 times slower: BENCHMARKS.md, issue 33).
 fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut src = std::fs::File::open(from)?;
