@@ -1,9 +1,10 @@
 //! Criterion benches of the engine and the data it reads: one decision on the demo model, 50
 //! generated logistic offers (and the same behind rules on text columns, against the same
 //! rules on their numeric codes), tree ensembles (numeric, and with categorical splits against
-//! the same data as numbers), feature lookup, compiling a 1,000-offer model, one adaptive
-//! offer's Thompson draw, one contextual adaptive offer's with 8 context features, and the 50
-//! logistic offers in a placement that explores (5 % and every decision) against none.
+//! the same data as numbers), feature lookup, the demo mix and lookups on a snapshot mapped
+//! from a `.nbf` against the owned one, compiling a 1,000-offer model, one adaptive offer's
+//! Thompson draw, one contextual adaptive offer's with 8 context features, and the 50 logistic
+//! offers in a placement that explores (5 % and every decision) against none.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
 //! shuffled order, so no bench measures one hot key sitting in L1. Figures and the issue's
@@ -291,6 +292,48 @@ fn feature_lookup(c: &mut Criterion) {
     g.finish();
 }
 
+/// The same lookups and decisions on a snapshot mapped from a version 4 `.nbf` as on the owned
+/// vectors, side by side (issue 33: no slower with warm pages): the demo mix over the demo
+/// snapshot, and `row` over 1M customers (mostly cache misses, as in production).
+fn mapped_vs_owned(c: &mut Criterion) {
+    let (owned, model) = common::demo();
+    let mapped = common::mapped(&owned, "demo");
+    let big = common::synthetic_store(1_000_000);
+    let big_mapped = common::mapped(&big, "1m");
+    let mix = common::request_mix(owned.len(), 16_384, 1);
+    let ctx = [
+        (Cow::Borrowed("page"), CtxValue::Str("plans".into())),
+        (Cow::Borrowed("device"), CtxValue::Str("ios".into())),
+    ];
+    let mut g = c.benchmark_group("mapped");
+    for (name, store) in [
+        ("decide_demo/owned", &owned),
+        ("decide_demo/mapped", &mapped),
+    ] {
+        let mut cycle = Cycle::new(&mix);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(decide_next(
+                    &model,
+                    store,
+                    &mut cycle,
+                    Target::Mix,
+                    &ctx,
+                    false,
+                ))
+            })
+        });
+    }
+    let mix = common::request_mix(big.len(), 65_536, 3);
+    for (name, store) in [("row_1m/owned", &big), ("row_1m/mapped", &big_mapped)] {
+        let mut cycle = Cycle::new(&mix);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(store.row(black_box(&cycle.item().customer_id))))
+        });
+    }
+    g.finish();
+}
+
 /// Parsing, validating and compiling a 1,000-offer model (target: <= 50 ms).
 fn compile_1000(c: &mut Criterion) {
     let (store, _) = common::demo();
@@ -531,6 +574,7 @@ criterion_group!(
     trees_in_cache,
     trees_categorical,
     feature_lookup,
+    mapped_vs_owned,
     compile_1000
 );
 criterion_main!(benches);

@@ -613,8 +613,8 @@ pub fn nbf_inputs(data: &[u8]) -> Vec<Vec<u8>> {
 /// - every value is finite or NaN (missing), as the CSV loader guarantees;
 /// - every row's id looks up to that row;
 /// - what reads is canonical: writing the store again gives the very same bytes (nothing in
-///   the file is ignored); a version 1 or 2 file is rewritten as version 3, which reads back
-///   to the same store and writes the same bytes again.
+///   the file is ignored); a version 1, 2 or 3 file is rewritten as version 4, which reads
+///   back to the same store and writes the same bytes again.
 pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) {
     let Ok(store) = loaded else {
         return;
@@ -644,10 +644,10 @@ pub fn check_nbf_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
     }
     assert!(store.id_at(store.len()).is_none());
     let again = store.to_nbf_bytes();
-    if data.starts_with(b"NBF3") {
+    if data.starts_with(b"NBF4") {
         assert_eq!(again, data, "the file holds bytes the reader ignored");
     } else {
-        // Versions 1 and 2 are rewritten as version 3, which reads back to the same store.
+        // Versions 1 to 3 are rewritten as version 4, which reads back to the same store.
         let back = FeatureStore::from_nbf_bytes(&again, "again.nbf").expect("rewrite reads");
         assert_eq!(back.len(), store.len());
         assert_eq!(back.columns(), store.columns());

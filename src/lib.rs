@@ -5,8 +5,9 @@
 //! content whenever it cannot do better.
 //!
 //! # Layout
-//! - [`features`]: the customer feature snapshot (CSV and the compact `.nbf` form), an id index
-//!   that looks customers up without allocating.
+//! - [`features`]: the customer feature snapshot (CSV, Parquet and the compact `.nbf` form), an
+//!   id index that looks customers up without allocating, and the snapshot store a version 4
+//!   `.nbf` is copied into and mapped from read-only, so the replicas of a node share one copy.
 //! - [`model`]: the offer model as the CVM team writes it: parse, validate (every fault with its
 //!   path), compile into the engine form.
 //! - [`engine`]: the decision itself: eligibility, scoring (adaptive offers draw from their

@@ -99,6 +99,18 @@ enum FeaturesCmd {
         /// The .nbf file to write.
         output: PathBuf,
     },
+    /// Copy a compiled snapshot into a node's snapshot store, verified, and point
+    /// `current.nbf` there (what a DaemonSet runs; replicas map it with nothing to copy).
+    Publish {
+        /// The .nbf snapshot (version 4, as `features compile` writes it).
+        source: PathBuf,
+        /// The snapshot store the node's replicas share (`--snapshot-store`).
+        #[arg(long, env = "NEXTBEST_SNAPSHOT_STORE")]
+        store: PathBuf,
+        /// Keep running: publish again whenever the source changes, checking every SECONDS.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        every: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -129,6 +141,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Features(FeaturesCmd::Compile { input, output })) => {
             compile_features(&input, &output)
         }
+        Some(Command::Features(FeaturesCmd::Publish {
+            source,
+            store,
+            every,
+        })) => publish_features(&source, &store, every),
         #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
         #[cfg(not(feature = "offline"))]
@@ -382,6 +399,38 @@ fn estimate(log: &Path, candidate: &Path, data_dir: &Path, json: bool) -> anyhow
         print!("{}", report.to_text());
     }
     Ok(())
+}
+
+/// `nextbest features publish`: once, or whenever the source's length or modification time
+/// changes (a refused file is logged and tried again on its next change).
+fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::Result<()> {
+    let store = features::SnapshotStore::new(store);
+    let publish = || -> anyhow::Result<()> {
+        let t = Instant::now();
+        let entry = store.publish(source)?;
+        tracing::info!(source = %source.display(), entry = %entry.display(), duration_ms = t.elapsed().as_millis() as u64, "snapshot published");
+        println!("{}", entry.display());
+        Ok(())
+    };
+    let Some(secs) = every else {
+        return publish();
+    };
+    let stamp = || {
+        std::fs::metadata(source)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let mut published = None;
+    loop {
+        let now = stamp();
+        if now.is_some() && now != published {
+            if let Err(e) = publish() {
+                tracing::error!(error = %e, "snapshot refused");
+            }
+            published = now;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
 }
 
 /// `nextbest replay`: prints the report; a log the original models do not reproduce exactly is

@@ -22,6 +22,7 @@ use crate::contact::attribution::DecisionIds;
 use crate::contact::{ContactConfig, FsyncPolicy, StateConfig};
 use crate::decision_log::DecisionLogConfig;
 use crate::engine::BuiltinFallback;
+use crate::features::SnapshotStore;
 use crate::fleet::FleetConfig;
 use crate::logging::SecretUrl;
 use crate::model::{self, Limits, ModelError};
@@ -103,6 +104,19 @@ pub struct ServeArgs {
     /// Folder of the durable event log, replayed on start (created if missing; one server each).
     #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// Folder of mapped `.nbf` snapshots (default `<data-dir>/snapshots`): a `.nbf` is copied
+    /// here once under its content's name and used in place from a read-only map. Give the
+    /// replicas of a node one node-local folder so they share one copy of the snapshot.
+    #[arg(long, env = "NEXTBEST_SNAPSHOT_STORE")]
+    pub snapshot_store: Option<PathBuf>,
+    /// Load `.nbf` snapshots into this process's memory instead of mapping them (one copy per
+    /// replica, and two during a reload).
+    #[arg(
+        long,
+        env = "NEXTBEST_FEATURES_IN_MEMORY",
+        conflicts_with = "snapshot_store"
+    )]
+    pub features_in_memory: bool,
     /// When an accepted event is on disk: `always` syncs each group commit before the 202;
     /// `interval` answers after the write and syncs within --fsync-interval-ms (an OS crash or
     /// power loss can lose the events of that interval; a crash of nextbest alone loses none).
@@ -296,6 +310,11 @@ impl ServeArgs {
             features_path: Some(self.features.clone()),
             history_len: at_least("--history", self.history, 2)?,
             limits: Limits::default(),
+            snapshot_store: match (&self.snapshot_store, self.features_in_memory) {
+                (_, true) => None,
+                (Some(dir), false) => Some(SnapshotStore::new(dir)),
+                (None, false) => Some(SnapshotStore::new(self.data_dir.join("snapshots"))),
+            },
         };
         // Checked whatever --fsync says: a bad value is a bad value, even while unused.
         let interval = positive_ms("--fsync-interval-ms", self.fsync_interval_ms)?;

@@ -597,10 +597,19 @@ fn volumes_are_where_the_flags_point_and_the_model_loads() {
             assert!(k8s_dir().join(file).is_file(), "{f} is missing");
         }
     }
-    // The snapshot and the event log are on volumes.
+    // The snapshot is the node's snapshot store (a hostPath mounted read-only), the event log
+    // on a volume of its own.
     let features = flag(&nb, "--features");
+    let store = flag(&nb, "--snapshot-store");
+    assert_eq!(Path::new(&features).parent(), Some(Path::new(&store)));
+    assert_eq!(
+        Path::new(&features).file_name().unwrap(),
+        nextbest::features::snapshots::CURRENT
+    );
     let f = mount_of(&features);
-    assert!(volume(f["name"].as_str().unwrap())["persistentVolumeClaim"].is_object());
+    assert_eq!(f["mountPath"], store.as_str());
+    assert_eq!(f["readOnly"], true);
+    assert!(volume(f["name"].as_str().unwrap())["hostPath"]["path"].is_string());
     let data = flag(&nb, "--data-dir");
     assert_eq!(mount_of(&data)["readOnly"].as_bool(), None);
     // The model the ConfigMap carries loads against the demo snapshot's features.
@@ -613,6 +622,83 @@ fn volumes_are_where_the_flags_point_and_the_model_loads() {
     )
     .unwrap_or_else(|e| panic!("deploy/k8s/models is refused: {e}"));
     assert_eq!(&*model.compiled.name, "starter");
+}
+
+#[test]
+fn the_node_snapshot_store_is_published_where_the_pods_map_it() {
+    let objects = objects();
+    let publisher = objects
+        .iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("a DaemonSet publishing snapshots");
+    let pods = deployment();
+    let host_path = |workload: &Value, mount: &Value| -> String {
+        workload["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .and_then(|v| v["hostPath"]["path"].as_str())
+            .unwrap_or_else(|| panic!("{mount} is no hostPath"))
+            .to_owned()
+    };
+    let mount_in = |c: &Value, path: &str| -> Value {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| Path::new(path).starts_with(m["mountPath"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("{path} is on no volume"))
+            .clone()
+    };
+    let nb = nextbest(&pods);
+    let store = flag(&nb, "--snapshot-store");
+    let served = host_path(&pods, &mount_in(&nb, &store));
+    // The publisher runs `nextbest features publish SOURCE --store DIR` with flags the binary
+    // has, writes the same node folder the pods read, and reads the data team's volume.
+    let c = containers(publisher)
+        .into_iter()
+        .find(|c| c["image"] == "registry.example.com/nextbest")
+        .expect("the publisher runs nextbest");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(&args[..2], ["features", "publish"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "publish", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for (f, _) in flags(&c) {
+        assert!(
+            help.contains(&f),
+            "{f} is not in nextbest features publish --help"
+        );
+    }
+    let dir = flag(&c, "--store");
+    let m = mount_in(&c, &dir);
+    assert_ne!(m["readOnly"], true, "the publisher writes the store");
+    assert_eq!(host_path(publisher, &m), served);
+    let source = args[2];
+    let src_mount = mount_in(&c, source);
+    let src_volume = publisher["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == src_mount["name"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        src_volume["persistentVolumeClaim"]["claimName"],
+        "nextbest-features"
+    );
+    assert!(objects
+        .iter()
+        .any(|o| o["kind"] == "PersistentVolumeClaim"
+            && o["metadata"]["name"] == "nextbest-features"));
 }
 
 /// The kubelet's update of a ConfigMap volume, as its AtomicWriter makes it: the files are

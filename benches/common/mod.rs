@@ -196,6 +196,21 @@ pub fn synthetic_store(customers: usize) -> FeatureStore {
     FeatureStore::new(columns, ids, values, "synthetic").expect("consistent")
 }
 
+/// The same snapshot used in place from a read-only map, as a server with a snapshot store
+/// serves a `.nbf`: written as version 4, admitted into a scratch store, mapped; the scratch
+/// folder is removed at once (the map keeps the file's pages).
+pub fn mapped(store: &FeatureStore, tag: &str) -> FeatureStore {
+    let dir = std::env::temp_dir().join(format!("nextbest-bench-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    let src = dir.join("snapshot.nbf");
+    nextbest::features::write_nbf(store, &src).expect("written");
+    let snapshots = nextbest::features::SnapshotStore::new(dir.join("snapshots"));
+    let mapped = FeatureStore::open(&src, Some(&snapshots)).expect("mapped");
+    assert!(mapped.mapped_file().is_some());
+    std::fs::remove_dir_all(&dir).expect("scratch folder removed");
+    mapped
+}
+
 /// The server's state with the demo installed, to run its decide path without sockets.
 pub struct Handler {
     /// What the handlers share (registry, metrics, guards, contacts).

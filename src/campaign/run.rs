@@ -71,6 +71,7 @@ fn load_snapshot(cfg: &RunConfig) -> Result<Arc<Snapshot>, CampaignError> {
         features_path: Some(cfg.features.clone()),
         history_len: 1,
         limits: ModelLimits::default(),
+        snapshot_store: None,
     });
     registry.reload_from_disk()?;
     Ok(arc_swap::Guard::into_inner(registry.load()))

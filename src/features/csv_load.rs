@@ -40,7 +40,7 @@ enum Kind {
 /// What one pass over the rows found.
 enum Pass {
     /// The snapshot.
-    Done(FeatureStore),
+    Done(Box<FeatureStore>),
     /// A column read as numbers turned out to hold strings after some numbers: read again
     /// with these kinds (the numbers' text, `007` say, was not kept).
     Again(Vec<Kind>),
@@ -49,9 +49,9 @@ enum Pass {
 pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
     let (columns, kinds) = read_header(bytes, path)?;
     match read_rows(bytes, path, &columns, kinds)? {
-        Pass::Done(store) => Ok(store),
+        Pass::Done(store) => Ok(*store),
         Pass::Again(kinds) => match read_rows(bytes, path, &columns, kinds)? {
-            Pass::Done(store) => Ok(store),
+            Pass::Done(store) => Ok(*store),
             // Every column that could turn is forced to strings now.
             Pass::Again(_) => Err(FeatureError::Format {
                 path: path.to_owned(),
@@ -236,7 +236,7 @@ fn read_rows(
     )
     .and_then(|s| s.with_dictionaries(dicts));
     store
-        .map(Pass::Done)
+        .map(|s| Pass::Done(Box::new(s)))
         .map_err(|detail| FeatureError::Format {
             path: path.to_owned(),
             detail,

@@ -17,6 +17,8 @@
 //! Must not: change the f32 values, allocate on lookups, or accept a residual that does not
 //! round back to its f32 (a damaged binary snapshot is refused, not misread).
 
+use super::section::Section;
+
 /// `slot_of` entry of a column without residuals.
 const NO_SLOT: u32 = u32::MAX;
 
@@ -50,17 +52,17 @@ pub fn join_f64(x: f32, residual: i32) -> f64 {
 pub struct ExactColumns {
     /// Snapshot columns that carry residuals, ascending.
     columns: Box<[u32]>,
-    /// `rows x columns.len()` residuals, row-major.
-    residuals: Vec<i32>,
+    /// `rows x columns.len()` residuals, row-major (owned, or in a mapped file).
+    residuals: Section<i32>,
 }
 
 impl ExactColumns {
     /// Builds from parts (the binary reader); [`ExactColumns::check`] validates them against
     /// the store.
-    pub(super) fn from_parts(columns: Vec<u32>, residuals: Vec<i32>) -> Self {
+    pub(super) fn from_parts(columns: Vec<u32>, residuals: impl Into<Section<i32>>) -> Self {
         Self {
             columns: columns.into_boxed_slice(),
-            residuals,
+            residuals: residuals.into(),
         }
     }
 
@@ -81,7 +83,7 @@ impl ExactColumns {
 
     /// Heap bytes held.
     pub fn bytes_held(&self) -> usize {
-        self.residuals.capacity() * 4 + self.columns.len() * 4
+        self.residuals.heap_bytes() + self.columns.len() * 4
     }
 
     /// Checks the parts against the f32 values they belong to (`rows x width`, row-major):
@@ -89,6 +91,29 @@ impl ExactColumns {
     /// rounding back to its own f32 as a finite value. Returns `slot_of` (per snapshot column,
     /// its position among the exact columns).
     pub(super) fn check(&self, values: &[f32], width: usize) -> Result<Box<[u32]>, String> {
+        let slot_of = self.slot_of(values.len(), width)?;
+        let n = self.columns.len();
+        for (r, ks) in self.residuals.chunks_exact(n.max(1)).enumerate() {
+            for (&k, &c) in ks.iter().zip(self.columns.iter()) {
+                let x = values[r * width + c as usize];
+                if k == 0 {
+                    continue;
+                }
+                let v = join_f64(x, k);
+                if !(x.is_finite() && v.is_finite() && (v as f32).to_bits() == x.to_bits()) {
+                    return Err(format!(
+                        "row {r}, column {c}: residual {k} does not belong to the value {x}"
+                    ));
+                }
+            }
+        }
+        Ok(slot_of)
+    }
+
+    /// The shape half of [`ExactColumns::check`] (columns ascending and in range, one residual
+    /// per row and column) without reading the residuals: what a mapped file, whose residuals
+    /// its checksum vouches for, is checked for at load.
+    pub(super) fn slot_of(&self, cells: usize, width: usize) -> Result<Box<[u32]>, String> {
         let n = self.columns.len();
         if n == 0 {
             return if self.residuals.is_empty() {
@@ -97,7 +122,7 @@ impl ExactColumns {
                 Err("residuals without exact columns".into())
             };
         }
-        let rows = values.len().checked_div(width).unwrap_or(0);
+        let rows = cells.checked_div(width).unwrap_or(0);
         if self.residuals.len() != rows * n {
             return Err(format!(
                 "{rows} rows x {n} exact columns needs {} residuals, got {}",
@@ -113,20 +138,6 @@ impl ExactColumns {
             match slot_of.get_mut(*w as usize) {
                 Some(s) => *s = slot as u32,
                 None => return Err(format!("exact column {w} is out of range ({width})")),
-            }
-        }
-        for (r, ks) in self.residuals.chunks_exact(n).enumerate() {
-            for (&k, &c) in ks.iter().zip(self.columns.iter()) {
-                let x = values[r * width + c as usize];
-                if k == 0 {
-                    continue;
-                }
-                let v = join_f64(x, k);
-                if !(x.is_finite() && v.is_finite() && (v as f32).to_bits() == x.to_bits()) {
-                    return Err(format!(
-                        "row {r}, column {c}: residual {k} does not belong to the value {x}"
-                    ));
-                }
             }
         }
         Ok(slot_of.into_boxed_slice())
@@ -190,7 +201,7 @@ impl ExactBuilder {
         }
         ExactColumns {
             columns: kept.iter().map(|(c, _)| *c).collect(),
-            residuals,
+            residuals: residuals.into(),
         }
     }
 }

@@ -1,12 +1,141 @@
-//! Customer id → row index, built once per snapshot.
+//! Customer id → row index: built once per snapshot ([`IdIndex`]), or stored in a mapped
+//! `.nbf` file and used in place ([`StoredIndex`]).
 //!
 //! Ids are stored back to back in one arena with their end offsets; the hash table holds only
 //! row numbers (4 bytes each) and compares against the arena, so the index costs about
 //! `id bytes + 9 bytes` per customer and a lookup by `&str` never allocates.
+//!
+//! The stored index is an open-addressing table of `u64` slots, a power of two of them at most
+//! 3/4 full: a slot holds the high 32 bits of the id's XXH3-64 hash over the row number + 1 in
+//! the low 32 bits (0: empty), probed linearly from `hash & (slots - 1)`. The tag lets a probe
+//! skip every other id without reading the arena, so a lookup reads one slot's cache line and
+//! the matching id, as the built table does. XXH3 has a fixed specification: a file hashed by
+//! one build looks up the same in every other, which a seeded in-memory hasher cannot promise.
 
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
+
+use super::section::Section;
+
+/// The ids of a store: an index built at load, or one stored in a mapped file.
+pub(super) enum Ids {
+    /// Built from the ids on load (CSV, Parquet, `.nbf` read into memory).
+    Built(IdIndex),
+    /// Read in place from a mapped `.nbf` file.
+    Stored(StoredIndex),
+}
+
+impl Ids {
+    #[inline]
+    pub(super) fn get(&self, id: &str) -> Option<u32> {
+        match self {
+            Ids::Built(i) => i.get(id),
+            Ids::Stored(i) => i.get(id),
+        }
+    }
+
+    pub(super) fn id_at(&self, row: usize) -> Option<&str> {
+        match self {
+            Ids::Built(i) => i.id_at(row),
+            Ids::Stored(i) => std::str::from_utf8(slice_checked(&i.arena, &i.ends, row)?).ok(),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Ids::Built(i) => i.len(),
+            Ids::Stored(i) => i.ends.len(),
+        }
+    }
+
+    pub(super) fn bytes_held(&self) -> usize {
+        match self {
+            Ids::Built(i) => i.bytes_held(),
+            Ids::Stored(i) => i.arena.heap_bytes() + i.ends.heap_bytes() + i.slots.heap_bytes(),
+        }
+    }
+
+    /// The arena and end offsets, for the binary writer.
+    pub(super) fn raw(&self) -> (&[u8], &[u32]) {
+        match self {
+            Ids::Built(i) => i.raw(),
+            Ids::Stored(i) => (&i.arena, &i.ends),
+        }
+    }
+}
+
+/// The hash the stored index is built with: XXH3-64, seed 0.
+#[inline]
+pub(super) fn stored_hash(id: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id)
+}
+
+/// Slots of a stored index for `rows` ids: a power of two at most 3/4 full (at least 8).
+pub(super) fn stored_slots(rows: usize) -> usize {
+    (rows + rows / 3 + 1).next_power_of_two().max(8)
+}
+
+/// Builds the stored table over ids laid out as the binary form holds them (writer side).
+pub(super) fn build_stored(arena: &[u8], ends: &[u32]) -> Vec<u64> {
+    let mut slots = vec![0u64; stored_slots(ends.len())];
+    let mask = slots.len() - 1;
+    for row in 0..ends.len() {
+        let h = stored_hash(slice(arena, ends, row));
+        let mut i = h as usize & mask;
+        while slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        slots[i] = (h >> 32) << 32 | (row as u64 + 1);
+    }
+    slots
+}
+
+/// An id index read in place from a mapped `.nbf` file (layout in the module doc). Its
+/// sections were bounds-checked when the file was opened; every read is checked again
+/// (`get`), so a damaged table finds nothing rather than faulting.
+pub(super) struct StoredIndex {
+    pub(super) arena: Section<u8>,
+    pub(super) ends: Section<u32>,
+    pub(super) slots: Section<u64>,
+}
+
+impl StoredIndex {
+    /// The row of an id, if present: at most one pass over the table.
+    #[inline]
+    pub(super) fn get(&self, id: &str) -> Option<u32> {
+        let slots: &[u64] = &self.slots;
+        let (arena, ends): (&[u8], &[u32]) = (&self.arena, &self.ends);
+        let h = stored_hash(id.as_bytes());
+        let tag = h >> 32;
+        let mask = slots.len().checked_sub(1)?;
+        let mut i = h as usize & mask;
+        for _ in 0..slots.len() {
+            let e = *slots.get(i)?;
+            if e == 0 {
+                return None;
+            }
+            if e >> 32 == tag {
+                let row = (e as u32).wrapping_sub(1);
+                if slice_checked(arena, ends, row as usize) == Some(id.as_bytes()) {
+                    return Some(row);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+}
+
+/// The id at `row`, or `None` when the offsets do not allow it.
+#[inline]
+fn slice_checked<'a>(arena: &'a [u8], ends: &[u32], row: usize) -> Option<&'a [u8]> {
+    let start = match row {
+        0 => 0,
+        r => *ends.get(r - 1)? as usize,
+    };
+    arena.get(start..*ends.get(row)? as usize)
+}
 
 /// Maps customer ids to row numbers without a `String` per customer.
 #[derive(Default)]

@@ -1,21 +1,29 @@
 //! The customer feature snapshot: precomputed features per customer, numbers and strings, held
-//! in memory, loaded from CSV, the compact `.nbf` form or Parquet.
+//! in memory (loaded from CSV, Parquet or an older `.nbf`) or used in place from a read-only map
+//! of a version 4 `.nbf` file in the snapshot store (`mapped`, `snapshots`), so the replicas of
+//! a node share one copy through the page cache.
 //!
 //! Values live in one row-major `Vec<f32>` (NaN marks a missing value), with the exact f64 of
 //! values f32 does not hold kept beside it as residuals (see `exact`); a string column holds
 //! each value's code in its column's [`Dictionary`] there (see `dictionary`), so a string costs
 //! a cell like a number and a row is one slice for every reader. Customer ids live in one
 //! byte arena indexed by a hash table of row numbers, so a lookup by `&str` hashes once and
-//! allocates nothing. A store is immutable once built; a new snapshot is a new store, swapped
-//! in whole by the registry. This module does file I/O only in its loaders, never on lookups.
+//! allocates nothing; a mapped file carries that table itself (`index`). A store is immutable
+//! once built; a new snapshot is a new store, swapped in whole by the registry, and a mapped
+//! file is unmapped when the last request holding its store lets go. This module does file
+//! I/O only in its loaders and the memory report (`memory`), never on lookups.
 
 mod binary;
 mod csv_load;
 mod dictionary;
 mod exact;
 mod index;
+mod mapped;
+pub mod memory;
 #[cfg(feature = "offline")]
 mod parquet;
+mod section;
+pub mod snapshots;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +33,10 @@ pub use csv_load::MAX_ID_BYTES;
 pub use dictionary::{DictBuilder, Dictionary, TooManyValues, MAX_DISTINCT};
 pub use exact::{join_f64, split_f64, ExactBuilder, ExactColumns, FeatureRow};
 pub use index::IdIndex;
+pub use snapshots::SnapshotStore;
+
+use index::Ids;
+use section::Section;
 
 /// What went wrong loading a snapshot, with the place in the file where it can be told.
 #[derive(Debug, thiserror::Error)]
@@ -63,15 +75,17 @@ pub enum FeatureError {
 /// An immutable snapshot of customer features, shared by every request that reads it.
 pub struct FeatureStore {
     columns: Box<[Box<str>]>,
-    values: Vec<f32>,
+    values: Section<f32>,
     /// Residuals of the values f32 does not hold (empty when every value is exact in f32).
     exact: ExactColumns,
     /// Per column, its slot among `exact`'s columns (empty when `exact` is).
     slot_of: Box<[u32]>,
     /// Per column, its dictionary when it holds strings (empty when every column is numeric).
     dicts: Box<[Option<Dictionary>]>,
-    ids: IdIndex,
+    ids: Ids,
     source: String,
+    /// The mapped file the sections read from (`None` when the store owns its values).
+    mapping: Option<mapped::Mapping>,
 }
 
 /// What a column holds, as `/admin/stats` and the status page show it.
@@ -126,12 +140,13 @@ impl FeatureStore {
         }
         Ok(Self {
             columns: columns.into_iter().map(String::into_boxed_str).collect(),
-            values,
+            values: values.into(),
             exact: ExactColumns::default(),
             slot_of: Box::default(),
             dicts: Box::default(),
-            ids,
+            ids: Ids::Built(ids),
             source: source.into(),
+            mapping: None,
         })
     }
 
@@ -189,8 +204,23 @@ impl FeatureStore {
         Ok(self)
     }
 
-    /// Loads a snapshot, choosing the format by extension: `.nbf` binary, `.parquet` Parquet,
-    /// anything else CSV.
+    /// Loads a snapshot as a server does: a version 4 `.nbf` is admitted into `store` (copied
+    /// there once, under its content's name) and mapped from there; anything else, or any
+    /// `.nbf` without a store, loads as [`FeatureStore::load`] does.
+    pub fn open(path: &Path, store: Option<&SnapshotStore>) -> Result<Self, FeatureError> {
+        match store {
+            Some(store) if mapped::is_mappable(path)? => {
+                let admitted = store.admit(path)?;
+                let opened = mapped::open(&admitted.file, &admitted.entry, path);
+                store.settle(&admitted, opened.is_ok());
+                opened
+            }
+            _ => Self::load(path),
+        }
+    }
+
+    /// Loads a snapshot into memory, choosing the format by extension: `.nbf` binary,
+    /// `.parquet` Parquet, anything else CSV.
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
         if path.extension().is_some_and(|e| e == "nbf") {
             binary::read_nbf(path)
@@ -308,9 +338,26 @@ impl FeatureStore {
         &self.source
     }
 
-    /// Heap bytes held: values, id arena and index; the figure operators size memory by.
+    /// The snapshot-store file this store is mapped from, if it is.
+    pub fn mapped_file(&self) -> Option<&Path> {
+        self.mapping.as_ref().map(|m| m.path.as_path())
+    }
+
+    /// Bytes of the file mapped (0 when the store owns its values).
+    pub fn mapped_bytes(&self) -> usize {
+        self.mapping.as_ref().map_or(0, |m| m.map.len())
+    }
+
+    /// CRC-32 of the whole mapped file (the form `FeatureVersion` reports), computed when it
+    /// was opened; `None` for an owned store.
+    pub fn file_crc(&self) -> Option<u32> {
+        self.mapping.as_ref().map(|m| m.file_crc)
+    }
+
+    /// Heap bytes held: values, id arena and index (only dictionaries and column names when
+    /// mapped); the figure operators size memory by.
     pub fn bytes_held(&self) -> usize {
-        self.values.capacity() * std::mem::size_of::<f32>()
+        self.values.heap_bytes()
             + self.exact.bytes_held()
             + self.slot_of.len() * 4
             + self
@@ -327,8 +374,8 @@ impl FeatureStore {
         &self.values
     }
 
-    /// The id index (for the binary writer).
-    pub(crate) fn ids(&self) -> &IdIndex {
+    /// The ids (for the binary writer).
+    fn ids(&self) -> &Ids {
         &self.ids
     }
 }

@@ -37,7 +37,7 @@ pub use record::{
 };
 pub use set::{ModelSet, Snapshot};
 
-use crate::features::FeatureStore;
+use crate::features::{FeatureStore, SnapshotStore};
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
 use set::Source;
 
@@ -119,6 +119,8 @@ pub struct RegistryConfig {
     pub history_len: usize,
     /// Model size limits.
     pub limits: Limits,
+    /// Where `.nbf` snapshots are copied to and mapped from (`None`: loaded into memory).
+    pub snapshot_store: Option<SnapshotStore>,
 }
 
 impl Default for RegistryConfig {
@@ -128,6 +130,7 @@ impl Default for RegistryConfig {
             features_path: None,
             history_len: 5,
             limits: Limits::default(),
+            snapshot_store: None,
         }
     }
 }
@@ -287,11 +290,21 @@ impl Registry {
             Some(v) => Some(Arc::new(v)),
             None => current_version(&self.current.load()),
         };
-        self.current.store(Arc::new(Snapshot {
+        let replaced = self.current.swap(Arc::new(Snapshot {
             models: plan.models,
-            features: Some(plan.store),
+            features: Some(plan.store.clone()),
             feature_version,
         }));
+        if let (Some(store), Some(_)) = (&self.config.snapshot_store, &plan.new_features) {
+            // The new file serves and the replaced one stays for a rollback; requests still
+            // holding an older map keep its pages until they let go.
+            let old = replaced.features.as_ref().and_then(|f| f.mapped_file());
+            let keep: Vec<&Path> = [plan.store.mapped_file(), old]
+                .into_iter()
+                .flatten()
+                .collect();
+            store.retain(&keep);
+        }
         let duration_ms = started.elapsed().as_millis() as u64;
         if let Some(info) = &plan.new_features {
             tracing::info!(
@@ -330,12 +343,14 @@ impl Registry {
             feature_version: None,
             new_model: true,
         };
-        let version = |path: &Path| {
+        let version = |path: &Path, store: &FeatureStore| {
             Some(FeatureVersion::of(
                 path,
+                store,
                 crate::contact::Clock::system().now(),
             ))
         };
+        let open = |path: &Path| FeatureStore::open(path, self.config.snapshot_store.as_ref());
         Ok(Some(match change {
             Change::FromDisk => {
                 let features_path = w
@@ -344,9 +359,9 @@ impl Registry {
                     .ok_or(RegistryError::NoPath("features"))?;
                 let models_path = self.models_path()?;
                 let started = Instant::now();
-                let store = Arc::new(FeatureStore::load(&features_path)?);
+                let store = Arc::new(open(&features_path)?);
                 let set = set::build_from_path(&models_path, &store, limits)?;
-                let feature_version = version(&features_path);
+                let feature_version = version(&features_path, &store);
                 w.features_path = Some(features_path);
                 Plan {
                     new_features: Some(FeatureInfo::of(&store, started)),
@@ -409,7 +424,7 @@ impl Registry {
                     .or_else(|| w.features_path.clone())
                     .ok_or(RegistryError::NoPath("features"))?;
                 let started = Instant::now();
-                let store = Arc::new(FeatureStore::load(&path)?);
+                let store = Arc::new(open(&path)?);
                 let models = match &active {
                     Some(active) => Some(Arc::new(
                         set::build(Source::of(active), &store, limits)
@@ -417,7 +432,7 @@ impl Registry {
                     )),
                     None => None,
                 };
-                let feature_version = version(&path);
+                let feature_version = version(&path, &store);
                 w.features_path = Some(path);
                 Plan {
                     models,
@@ -447,7 +462,7 @@ impl Registry {
                 }
             }
             Change::Install { store, model } => {
-                let feature_version = version(Path::new(store.source()));
+                let feature_version = version(Path::new(store.source()), &store);
                 Plan {
                     feature_version,
                     ..model_plan(set::with_challenger(*model, &store, limits)?, store)

@@ -114,11 +114,13 @@ fn unix_ms(t: SystemTime) -> i64 {
 }
 
 impl FeatureVersion {
-    /// The version of the snapshot file at `path`, read through once (off the request path,
-    /// beside its load).
-    pub(super) fn of(path: &Path, loaded: SystemTime) -> Self {
-        let checksum = std::fs::File::open(path)
-            .and_then(|mut f| {
+    /// The version of the snapshot file at `path`: a mapped store's checksum was computed as it
+    /// was opened; otherwise the file is read through once (off the request path, beside its
+    /// load).
+    pub(super) fn of(path: &Path, store: &FeatureStore, loaded: SystemTime) -> Self {
+        let crc = match store.file_crc() {
+            Some(c) => Ok(c),
+            None => std::fs::File::open(path).and_then(|mut f| {
                 let mut h = crc32fast::Hasher::new();
                 let mut buf = vec![0; 1 << 20];
                 loop {
@@ -127,8 +129,13 @@ impl FeatureVersion {
                         n => h.update(&buf[..n]),
                     }
                 }
-            })
-            .map_or_else(|_| "unreadable".to_owned(), |c| format!("crc32:{c:08x}"));
+            }),
+        };
+        let checksum = crc.map_or_else(|_| "unreadable".to_owned(), |c| format!("crc32:{c:08x}"));
+        Self::with_checksum(path, checksum, loaded)
+    }
+
+    fn with_checksum(path: &Path, checksum: String, loaded: SystemTime) -> Self {
         FeatureVersion {
             source: path.display().to_string(),
             checksum,

@@ -17,6 +17,7 @@ use super::error::{json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
+use crate::features::memory::SnapshotMemory;
 use crate::fleet::models::Shared;
 use crate::metrics::prom::Exposition;
 use crate::metrics::Listener;
@@ -100,6 +101,9 @@ async fn route(
                 .registry
                 .serving()
                 .collect_at(&mut out, state.contacts.now_ms());
+            if let Some(f) = &state.registry.load().features {
+                out.collect(&SnapshotMemory::of(f));
+            }
             if let Some(f) = &state.fleet {
                 out.collect(&**f);
             }
@@ -278,6 +282,7 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
             "source": f.source(),
             "customers": f.len(),
             "columns": super::status::columns_json(f),
+            "memory": SnapshotMemory::of(f),
         });
     }
     let models = state.registry.load().models.clone();

@@ -143,6 +143,7 @@ pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
         "features": f.columns().len(),
         "column_kinds": columns_json(f),
         "bytes": f.bytes_held(),
+        "memory": crate::features::memory::SnapshotMemory::of(f),
         "loaded_at": loaded_at,
     }))
 }

@@ -1,214 +1,22 @@
-//! The compact binary form of a snapshot (`.nbf`), written by `nextbest features compile`.
-//!
-//! **Version 3** (`b"NBF3"`, what is written), laid out so the file can later be used in place
-//! from a read-only memory map: every integer little-endian, every section starting at an
-//! offset that is a multiple of 8 (zero bytes pad the gaps), and a fixed header that gives
-//! each section's offset, so a reader can find any section without reading the ones before:
-//!
-//! ```text
-//! header (72 bytes): magic "NBF3", header_len u32 (72), rows u64, cols u32, exact_cols u32,
-//!     columns_off u64, dicts_off u64, ids_off u64, values_off u64, exact_off u64,
-//!     index_off u64 (0: reserved for a stored id index; rebuilt on load today)
-//! columns:  cols x {kind u32 (0 number, 1 string), name_len u32}, then the names' UTF-8 bytes
-//! dicts:    per string column, in column order: {count u32, bytes u32}, count x end u32,
-//!           then the values' bytes, sorted by bytes, distinct, non-empty (padded to 8)
-//! ids:      rows x end u32 (padded to 8), then the id bytes (arena)
-//! values:   rows x cols x f32, row-major; NaN is missing; a string cell holds its value's
-//!           code in the column's dictionary (an integer below 65,536, exact in f32)
-//! exact:    exact_cols x u32 ascending column indices (padded to 8), then
-//!           rows x exact_cols x i32 residuals (see `exact`)
-//! crc32:    u32 over every byte before it; nothing after it
-//! ```
-//!
-//! A string cell costs 4 bytes like a number (a u16 code would save 2 bytes but break the
-//! one-slice row every reader and the tree walk take). Versions 1 and 2 still load:
-//! `b"NBF1"`, `rows: u64`, `cols: u32`, per column `len: u16` + UTF-8 name,
-//! `arena_len: u64` + id bytes, `rows` x `end: u32`, `rows * cols` x `f32`, then a CRC-32 of
-//! everything before it; version 2 (`b"NBF2"`) adds, after the values, `exact_cols: u32`, that
-//! many column indices as `u32`, and `rows * exact_cols` x `i32` residuals. Reading is one
-//! sequential pass straight into the store's final vectors (no parsing); the id index is
-//! rebuilt on load. Every size is bounded by the file's length before anything is allocated.
+//! Reading the binary form into memory: every version, one sequential pass, the checksum
+//! checked as the bytes go by. The head of versions 3 and 4 (header, column table,
+//! dictionaries) is read here for the mapped reader too ([`read_head`]).
 
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
-use super::dictionary::Dictionary;
-use super::exact::ExactColumns;
-use super::index::{IdIndex, LayoutError};
-use super::{FeatureError, FeatureStore};
-
-const MAGIC: &[u8; 4] = b"NBF1";
-/// The form with residuals for values f32 does not hold.
-const MAGIC_EXACT: &[u8; 4] = b"NBF2";
-/// The sectioned form with string columns (what is written).
-const MAGIC_V3: &[u8; 4] = b"NBF3";
-/// Bytes of the version 3 header.
-const HEADER_V3: usize = 72;
-/// Column kinds in the version 3 column table.
-const KIND_NUMBER: u32 = 0;
-const KIND_STRING: u32 = 1;
-
-/// Writes a snapshot in the binary form.
-pub fn write_nbf(store: &FeatureStore, path: &Path) -> Result<(), FeatureError> {
-    let io = |source| FeatureError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut inner = write_to(store, BufWriter::with_capacity(1 << 20, file)).map_err(io)?;
-    inner.flush().map_err(io)?;
-    inner.get_ref().sync_all().map_err(io)
-}
-
-/// The binary form held in memory (fuzzing and tests); the same bytes [`write_nbf`] writes.
-pub(super) fn to_nbf_bytes(store: &FeatureStore) -> Vec<u8> {
-    // Writing to a Vec cannot fail.
-    write_to(store, Vec::new()).unwrap_or_default()
-}
-
-/// Writes versions 1 and 2 (tests of the readers that still load them).
-#[cfg(test)]
-pub(super) fn write_legacy(store: &FeatureStore) -> Vec<u8> {
-    let inner = Vec::new();
-    let mut w = CrcWriter {
-        inner,
-        crc: crc32fast::Hasher::new(),
-    };
-    let (arena, ends) = store.ids().raw();
-    let exact = store.exact();
-    let mut head = Vec::new();
-    head.extend_from_slice(if exact.is_empty() { MAGIC } else { MAGIC_EXACT });
-    head.extend_from_slice(&(store.len() as u64).to_le_bytes());
-    head.extend_from_slice(&(store.columns().len() as u32).to_le_bytes());
-    for c in store.columns() {
-        head.extend_from_slice(&(c.len() as u16).to_le_bytes());
-        head.extend_from_slice(c.as_bytes());
-    }
-    head.extend_from_slice(&(arena.len() as u64).to_le_bytes());
-    let _ = w.write_all(&head);
-    let _ = w.write_all(arena);
-    for chunk in ends.chunks(1 << 16) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|e| e.to_le_bytes()).collect();
-        let _ = w.write_all(&bytes);
-    }
-    let _ = w.write_all(le_bytes(store.values()).as_ref());
-    if !exact.is_empty() {
-        let _ = w.write_all(&(exact.columns().len() as u32).to_le_bytes());
-        let cols: Vec<u8> = exact
-            .columns()
-            .iter()
-            .flat_map(|c| c.to_le_bytes())
-            .collect();
-        let _ = w.write_all(&cols);
-        for chunk in exact.residuals().chunks(1 << 16) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|k| k.to_le_bytes()).collect();
-            let _ = w.write_all(&bytes);
-        }
-    }
-    let crc = w.crc.clone().finalize();
-    let mut inner = w.inner;
-    inner.extend_from_slice(&crc.to_le_bytes());
-    inner
-}
-
-/// Writes version 3, checksum last, and hands the writer back (unflushed).
-fn write_to<W: Write>(store: &FeatureStore, inner: W) -> std::io::Result<W> {
-    let mut w = CrcWriter {
-        inner,
-        crc: crc32fast::Hasher::new(),
-    };
-    let (arena, ends) = store.ids().raw();
-    let exact = store.exact();
-    let cols = store.columns().len();
-    let rows = store.len();
-    // Section sizes first, so the header can give every offset.
-    let columns_len = cols * 8 + store.columns().iter().map(|c| c.len()).sum::<usize>();
-    let dicts: Vec<&Dictionary> = (0..cols).filter_map(|c| store.dictionary(c)).collect();
-    let dicts_len: usize = dicts
-        .iter()
-        .map(|d| pad8(8 + d.raw().1.len() * 4 + d.raw().0.len()))
-        .sum();
-    let ids_len = pad8(rows * 4) + arena.len();
-    let values_len = rows * cols * 4;
-    let columns_off = HEADER_V3;
-    let dicts_off = columns_off + pad8(columns_len);
-    let ids_off = dicts_off + dicts_len;
-    let values_off = ids_off + pad8(ids_len);
-    let exact_off = values_off + pad8(values_len);
-
-    let mut head = Vec::with_capacity(HEADER_V3);
-    head.extend_from_slice(MAGIC_V3);
-    head.extend_from_slice(&(HEADER_V3 as u32).to_le_bytes());
-    head.extend_from_slice(&(rows as u64).to_le_bytes());
-    head.extend_from_slice(&(cols as u32).to_le_bytes());
-    head.extend_from_slice(&(exact.columns().len() as u32).to_le_bytes());
-    for off in [columns_off, dicts_off, ids_off, values_off, exact_off, 0] {
-        head.extend_from_slice(&(off as u64).to_le_bytes());
-    }
-    for (c, name) in store.columns().iter().enumerate() {
-        let kind = match store.dictionary(c) {
-            Some(_) => KIND_STRING,
-            None => KIND_NUMBER,
-        };
-        head.extend_from_slice(&kind.to_le_bytes());
-        head.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    }
-    for name in store.columns() {
-        head.extend_from_slice(name.as_bytes());
-    }
-    pad_vec(&mut head);
-    for d in &dicts {
-        let (bytes, ends) = d.raw();
-        head.extend_from_slice(&(ends.len() as u32).to_le_bytes());
-        head.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        head.extend(ends.iter().flat_map(|e| e.to_le_bytes()));
-        head.extend_from_slice(bytes);
-        pad_vec(&mut head);
-    }
-    debug_assert_eq!(head.len(), ids_off);
-    w.write_all(&head)?;
-    for chunk in ends.chunks(1 << 16) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|e| e.to_le_bytes()).collect();
-        w.write_all(&bytes)?;
-    }
-    w.write_all(&[0u8; 8][..pad8(rows * 4) - rows * 4])?;
-    w.write_all(arena)?;
-    w.write_all(&[0u8; 8][..pad8(ids_len) - ids_len])?;
-    w.write_all(le_bytes(store.values()).as_ref())?;
-    w.write_all(&[0u8; 8][..pad8(values_len) - values_len])?;
-    if !exact.is_empty() {
-        let n = exact.columns().len();
-        let cols: Vec<u8> = exact
-            .columns()
-            .iter()
-            .flat_map(|c| c.to_le_bytes())
-            .collect();
-        w.write_all(&cols)?;
-        w.write_all(&[0u8; 8][..pad8(n * 4) - n * 4])?;
-        for chunk in exact.residuals().chunks(1 << 16) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|k| k.to_le_bytes()).collect();
-            w.write_all(&bytes)?;
-        }
-    }
-    let crc = w.crc.clone().finalize();
-    let mut inner = w.inner;
-    inner.write_all(&crc.to_le_bytes())?;
-    Ok(inner)
-}
-
-/// `n` rounded up to a multiple of 8.
-fn pad8(n: usize) -> usize {
-    n.div_ceil(8) * 8
-}
-
-/// Pads `v` with zero bytes to a multiple of 8.
-fn pad_vec(v: &mut Vec<u8>) {
-    v.resize(pad8(v.len()), 0);
-}
+use super::super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
+use super::super::dictionary::Dictionary;
+use super::super::exact::ExactColumns;
+use super::super::index::{stored_slots, IdIndex, LayoutError};
+use super::super::{FeatureError, FeatureStore};
+use super::{
+    pad8, HASH_XXH3, HEADER_V3, INDEX_HEAD, KIND_NUMBER, KIND_STRING, MAGIC, MAGIC_EXACT, MAGIC_V3,
+    MAGIC_V4,
+};
 
 /// Reads a snapshot in the binary form, checking its checksum and every bound.
-pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
+pub(in crate::features) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
     let io = |source| FeatureError::Io {
         path: path.to_owned(),
         source,
@@ -219,7 +27,10 @@ pub(super) fn read_nbf(path: &Path) -> Result<FeatureStore, FeatureError> {
 }
 
 /// Reads the binary form from memory (fuzzing and tests); `path` names it in errors.
-pub(super) fn from_nbf_bytes(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
+pub(in crate::features) fn from_nbf_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<FeatureStore, FeatureError> {
     read_from(bytes, bytes.len() as u64, path)
 }
 
@@ -253,8 +64,8 @@ fn read_from(inner: impl Read, file_len: u64, path: &Path) -> Result<FeatureStor
     let with_exact = match &magic {
         m if m == MAGIC => false,
         m if m == MAGIC_EXACT => true,
-        m if m == MAGIC_V3 => {
-            let parts = read_v3(&mut r, file_len).map_err(|e| match e {
+        m if m == MAGIC_V3 || m == MAGIC_V4 => {
+            let parts = read_v3(&mut r, file_len, m == MAGIC_V4).map_err(|e| match e {
                 Fault::Io(e) => truncated(e),
                 Fault::Bad(detail) => bad(detail),
             })?;
@@ -339,8 +150,8 @@ struct Parts {
     dicts: Vec<Option<Dictionary>>,
 }
 
-/// A fault while reading version 3: an I/O error (a short file among them) or a bad field.
-enum Fault {
+/// A fault while reading version 3 or 4: an I/O error (a short file among them) or a bad field.
+pub(in crate::features) enum Fault {
     Io(std::io::Error),
     Bad(String),
 }
@@ -351,9 +162,28 @@ impl From<std::io::Error> for Fault {
     }
 }
 
-/// Reads version 3 after its magic (see the module doc), checking every offset against the
-/// position the sections before it end at, and every size against the file's length.
-fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64) -> Result<Parts, Fault> {
+/// The head of a version 3 or 4 file, and where its bulk sections lie (checked against the
+/// file's length, not yet against the sections themselves).
+pub(in crate::features) struct Head {
+    pub rows: usize,
+    pub n_exact: usize,
+    pub columns: Vec<String>,
+    /// Per column (empty when every column is numeric).
+    pub dicts: Vec<Option<Dictionary>>,
+    pub ids_off: u64,
+    pub values_off: u64,
+    pub exact_off: u64,
+    pub index_off: u64,
+}
+
+/// Reads the head of version 3 (`v4` false) or 4 after its magic (see the module doc): the
+/// header, the column table and the dictionaries, checking every offset up to the ids against
+/// the position the sections before it end at, and every size against the file's length.
+pub(in crate::features) fn read_head<R: Read>(
+    r: &mut CrcReader<R>,
+    file_len: u64,
+    v4: bool,
+) -> Result<Head, Fault> {
     let bad = |s: String| Fault::Bad(s);
     let header_len = r.u32()? as usize;
     if header_len != HEADER_V3 {
@@ -381,20 +211,19 @@ fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64) -> Result<Parts, Fault>
             "{n_exact} exact columns do not fit {cols} columns and {file_len} bytes"
         )));
     }
-    if index_off != 0 {
-        return Err(bad("a stored id index: written by a newer nextbest".into()));
+    match (v4, index_off) {
+        (false, 0) => {}
+        (false, _) => return Err(bad("version 3 with an id index offset".into())),
+        (true, 0) => return Err(bad("version 4 without an id index".into())),
+        (true, off) if off >= file_len || off % 8 != 0 => {
+            return Err(bad(format!(
+                "id index at offset {off} cannot fit in {file_len} bytes"
+            )))
+        }
+        (true, _) => {}
     }
     let rows = rows as usize;
     let mut pos = HEADER_V3;
-    let at = |pos: usize, off: u64, what: &str| {
-        if off == pos as u64 {
-            Ok(())
-        } else {
-            Err(Fault::Bad(format!(
-                "{what} section at offset {off}, expected {pos}"
-            )))
-        }
-    };
     at(pos, columns_off, "columns")?;
     let mut kinds = Vec::with_capacity(cols);
     let mut lens = Vec::with_capacity(cols);
@@ -426,13 +255,13 @@ fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64) -> Result<Parts, Fault>
     if kinds.contains(&KIND_STRING) {
         dicts.reserve(cols);
         for (i, &kind) in kinds.iter().enumerate() {
-            if kind != KIND_STRING {
+            if kind == KIND_NUMBER {
                 dicts.push(None);
                 continue;
             }
             let count = r.u32()? as usize;
             let bytes = r.u32()? as usize;
-            if count > super::MAX_DISTINCT || (bytes as u64) > file_len {
+            if count > super::super::MAX_DISTINCT || (bytes as u64) > file_len {
                 return Err(bad(format!(
                     "column `{}`: a dictionary of {count} values in {bytes} bytes",
                     columns[i]
@@ -449,6 +278,68 @@ fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64) -> Result<Parts, Fault>
         }
     }
     at(pos, ids_off, "ids")?;
+    Ok(Head {
+        rows,
+        n_exact,
+        columns,
+        dicts,
+        ids_off,
+        values_off,
+        exact_off,
+        index_off,
+    })
+}
+
+/// Checks that a section starts where the one before it ended.
+pub(in crate::features) fn at(pos: usize, off: u64, what: &str) -> Result<(), Fault> {
+    if off == pos as u64 {
+        Ok(())
+    } else {
+        Err(Fault::Bad(format!(
+            "{what} section at offset {off}, expected {pos}"
+        )))
+    }
+}
+
+/// Checks the index section's own head (slots for `rows` ids, the hash): the slot count.
+pub(in crate::features) fn index_slots(
+    slots: u64,
+    hash: u32,
+    rows: usize,
+    room: u64,
+) -> Result<usize, Fault> {
+    if hash != HASH_XXH3 {
+        return Err(Fault::Bad(format!(
+            "id index hashed with {hash}: written by a newer nextbest"
+        )));
+    }
+    if !slots.is_power_of_two()
+        || slots < stored_slots(rows) as u64
+        || slots.saturating_mul(8) > room
+    {
+        return Err(Fault::Bad(format!(
+            "id index of {slots} slots for {rows} ids in {room} bytes"
+        )));
+    }
+    Ok(slots as usize)
+}
+
+/// Reads version 3 or 4 after its magic: the head, then the bulk sections into memory. A
+/// version 4 index is read through (for the checksum) and dropped: the built index serves.
+fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64, v4: bool) -> Result<Parts, Fault> {
+    let bad = |s: String| Fault::Bad(s);
+    let Head {
+        rows,
+        n_exact,
+        columns,
+        dicts,
+        ids_off,
+        values_off,
+        exact_off,
+        index_off,
+    } = read_head(r, file_len, v4)?;
+    let cols = columns.len();
+    let mut pos = ids_off as usize;
     let mut ends = vec![0u32; rows];
     r.read_exact(bytemuck::cast_slice_mut(&mut ends))?;
     pos = skip_pad(r, pos + rows * 4)?;
@@ -469,13 +360,29 @@ fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64) -> Result<Parts, Fault>
     let exact = if n_exact > 0 {
         let mut exact_cols = vec![0u32; n_exact];
         r.read_exact(bytemuck::cast_slice_mut(&mut exact_cols))?;
-        skip_pad(r, pos + n_exact * 4)?;
+        pos = skip_pad(r, pos + n_exact * 4)?;
         let mut residuals = vec![0i32; rows * n_exact];
         r.read_exact(bytemuck::cast_slice_mut(&mut residuals))?;
+        pos += rows * n_exact * 4;
+        if v4 {
+            pos = skip_pad(r, pos)?;
+        }
         ExactColumns::from_parts(exact_cols, residuals)
     } else {
         ExactColumns::default()
     };
+    if v4 {
+        at(pos, index_off, "index")?;
+        let slots = r.u64()?;
+        let hash = r.u32()?;
+        let _ = r.u32()?;
+        let room = file_len.saturating_sub(index_off + INDEX_HEAD as u64);
+        let slots = index_slots(slots, hash, rows, room)?;
+        let read = std::io::copy(&mut r.take(slots as u64 * 8), &mut std::io::sink())?;
+        if read != slots as u64 * 8 {
+            return Err(Fault::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
     Ok(Parts {
         columns,
         arena,
@@ -487,7 +394,10 @@ fn read_v3<R: Read>(r: &mut CrcReader<R>, file_len: u64) -> Result<Parts, Fault>
 }
 
 /// Reads the zero bytes from `pos` to the next multiple of 8; returns that position.
-fn skip_pad<R: Read>(r: &mut CrcReader<R>, pos: usize) -> Result<usize, Fault> {
+pub(in crate::features) fn skip_pad<R: Read>(
+    r: &mut CrcReader<R>,
+    pos: usize,
+) -> Result<usize, Fault> {
     let to = pad8(pos);
     let mut zeros = [0u8; 8];
     r.read_exact(&mut zeros[..to - pos])?;
@@ -561,34 +471,10 @@ fn finish<R: Read>(
         .map_err(bad)
 }
 
-/// The values as little-endian bytes (a no-op view on little-endian hosts).
-fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
-    if cfg!(target_endian = "little") {
-        std::borrow::Cow::Borrowed(bytemuck::cast_slice(values))
-    } else {
-        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
-    }
-}
-
-struct CrcWriter<W> {
-    inner: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for CrcWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-struct CrcReader<R> {
-    inner: R,
-    crc: crc32fast::Hasher,
+/// A reader that keeps the CRC-32 of every byte read through it.
+pub(in crate::features) struct CrcReader<R> {
+    pub(in crate::features) inner: R,
+    pub(in crate::features) crc: crc32fast::Hasher,
 }
 
 impl<R: Read> Read for CrcReader<R> {
@@ -600,12 +486,12 @@ impl<R: Read> Read for CrcReader<R> {
 }
 
 impl<R: Read> CrcReader<R> {
-    fn u64(&mut self) -> std::io::Result<u64> {
+    pub(in crate::features) fn u64(&mut self) -> std::io::Result<u64> {
         let mut b = [0u8; 8];
         self.read_exact(&mut b)?;
         Ok(u64::from_le_bytes(b))
     }
-    fn u32(&mut self) -> std::io::Result<u32> {
+    pub(in crate::features) fn u32(&mut self) -> std::io::Result<u32> {
         let mut b = [0u8; 4];
         self.read_exact(&mut b)?;
         Ok(u32::from_le_bytes(b))

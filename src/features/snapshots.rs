@@ -1,0 +1,302 @@
+//! The snapshot store: the folder of `.nbf` files nextbest maps (`--snapshot-store`, by default
+//! `<data>/snapshots`), one file per content, named `<crc32>-<length>.nbf` from the CRC-32 and
+//! length the file carries.
+//!
+//! A mapped file must not change while mapped: a truncation would fault the process (SIGBUS)
+//! and an overwrite would change answers mid-request. The source path a data team publishes
+//! to is not safe to map (it may be rewritten or truncated in place), so a load copies it
+//! here first (a plain copy in large writes: see [`copy`]), under a temporary name, and names the copy only once its checksum has been verified. A
+//! source whose entry is already there is read through once to check it is that content. An
+//! entry is read-only and never written again; replacing a snapshot adds an entry, and
+//! [`SnapshotStore::retain`] removes the ones no longer served once the new one serves (the
+//! previous one is kept for a rollback). Removing a mapped file is safe: its pages live until
+//! the last map of it goes.
+//!
+//! Replicas of one node share pages only if they map the same file, so they share one store:
+//! a node-local volume. When the source already lies in the store (a path into it, or a
+//! symlink to an entry, as a DaemonSet publishes), nothing is copied, and the store may be
+//! mounted read-only. Two replicas copying the same content at once both verify their copy;
+//! the first to name it wins (a hard link never replaces an entry) and the other drops its own.
+//!
+//! The name holds a 32-bit checksum, not a cryptographic hash: two different snapshots of the
+//! same length with the same CRC-32 would share a name, a 2^-32 chance per pair of snapshots in
+//! the store (a handful at a time), accepted for a start that reads 8 bytes of the source
+//! instead of hashing all of it. Must not: write into an entry, or remove anything but entries
+//! and its own temporaries.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::FeatureError;
+
+/// The link a publisher points at the newest entry: give replicas `--features
+/// <store>/current.nbf` and they map whatever was published last, with nothing to copy.
+pub const CURRENT: &str = "current.nbf";
+
+/// The folder of mapped snapshot files, shared by the replicas of a node.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    dir: PathBuf,
+}
+
+/// A source admitted into the store: the file to map, and the entry it is (or becomes).
+pub(super) struct Admitted {
+    /// What to map: the entry, or a verified-to-be copy under a temporary name.
+    pub(super) file: PathBuf,
+    /// The entry's name in the store.
+    pub(super) entry: PathBuf,
+    /// True when `file` is a fresh copy to be named `entry` once it opens.
+    fresh: bool,
+}
+
+impl SnapshotStore {
+    /// The store in `dir` (created on the first copy).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Finds or copies the entry for `source` (see the module doc).
+    pub(super) fn admit(&self, source: &Path) -> Result<Admitted, FeatureError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| FeatureError::Io { path, source }
+        };
+        let real = std::fs::canonicalize(source).map_err(io(source))?;
+        if self.holds(&real) {
+            return Ok(Admitted {
+                file: real.clone(),
+                entry: real,
+                fresh: false,
+            });
+        }
+        let (crc, len) = trailer(source).map_err(io(source))?;
+        let entry = self.dir.join(entry_name(crc, len));
+        if std::fs::metadata(&entry).is_ok_and(|m| m.len() == len) {
+            // The source's own bytes must be what its trailer claims, or a damaged file would
+            // pass for the good copy of the same name: read through once, nothing kept.
+            if body_crc(source, len).map_err(io(source))? != crc {
+                return Err(FeatureError::Format {
+                    path: source.to_owned(),
+                    detail: "checksum mismatch: the file is damaged".into(),
+                });
+            }
+            return Ok(Admitted {
+                file: entry.clone(),
+                entry,
+                fresh: false,
+            });
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let tmp = self.dir.join(format!(
+            ".{}.{}.{}.tmp",
+            entry_name(crc, len),
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let copied = (|| {
+            copy(source, &tmp)?;
+            let file = std::fs::File::open(&tmp)?;
+            let mut perms = file.metadata()?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&tmp, perms)?;
+            file.sync_all()?;
+            trailer(&tmp)
+        })();
+        match copied {
+            Ok(found) if found == (crc, len) => Ok(Admitted {
+                file: tmp,
+                entry,
+                fresh: true,
+            }),
+            Ok(_) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(FeatureError::Format {
+                    path: source.to_owned(),
+                    detail: "the file changed while it was copied into the snapshot store".into(),
+                })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(io(&self.dir)(e))
+            }
+        }
+    }
+
+    /// After the admitted file was opened (`ok`) or refused: names a fresh copy, or drops it;
+    /// a damaged entry is removed so the next load copies the source again.
+    pub(super) fn settle(&self, admitted: &Admitted, ok: bool) {
+        let result = match (admitted.fresh, ok) {
+            (true, true) => match std::fs::hard_link(&admitted.file, &admitted.entry) {
+                Ok(()) => sync_dir(&self.dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(e),
+            }
+            .and_then(|()| std::fs::remove_file(&admitted.file)),
+            (true, false) => std::fs::remove_file(&admitted.file),
+            (false, true) => Ok(()),
+            (false, false) if self.holds(&admitted.entry) => std::fs::remove_file(&admitted.entry),
+            (false, false) => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(file = %admitted.file.display(), error = %e, "snapshot store: could not settle a load");
+        }
+    }
+
+    /// Publishes `source` into the store as a node's publisher does (`nextbest features
+    /// publish`): admits and verifies it, points [`CURRENT`] at its entry (a relative symlink
+    /// replaced by a rename, so a replica opening it finds the old entry or the new one), and
+    /// keeps only it and the entry `current.nbf` pointed to before. Returns the entry.
+    pub fn publish(&self, source: &Path) -> Result<PathBuf, FeatureError> {
+        let store = super::FeatureStore::open(source, Some(self))?;
+        let Some(entry) = store.mapped_file().map(Path::to_owned) else {
+            return Err(FeatureError::Format {
+                path: source.to_owned(),
+                detail: "not a version 4 .nbf: compile it with `nextbest features compile`".into(),
+            });
+        };
+        drop(store);
+        let io = |source| FeatureError::Io {
+            path: self.dir.join(CURRENT),
+            source,
+        };
+        let current = self.dir.join(CURRENT);
+        let previous = std::fs::canonicalize(&current).ok();
+        let tmp = self
+            .dir
+            .join(format!(".{CURRENT}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let name = entry
+            .file_name()
+            .ok_or_else(|| io(std::io::ErrorKind::InvalidInput.into()))?;
+        std::os::unix::fs::symlink(name, &tmp).map_err(io)?;
+        std::fs::rename(&tmp, &current).map_err(io)?;
+        sync_dir(&self.dir).map_err(io)?;
+        let keep: Vec<&Path> = [Some(entry.as_path()), previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.retain(&keep);
+        Ok(entry)
+    }
+
+    /// Removes the entries not in `keep` (what serves now and the previous one); a read-only
+    /// store is left as it is.
+    pub fn retain(&self, keep: &[&Path]) {
+        let Ok(list) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let keep: Vec<PathBuf> = keep
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect();
+        for path in list.flatten().map(|e| e.path()) {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !is_entry_name(name) {
+                continue;
+            }
+            let Ok(real) = std::fs::canonicalize(&path) else {
+                continue;
+            };
+            if !keep.contains(&real) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(file = %path.display(), "snapshot store: removed an entry no longer served")
+                    }
+                    Err(e) => {
+                        tracing::debug!(file = %path.display(), error = %e, "snapshot store: entry kept")
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when `real` (a canonical path) is an entry of this store.
+    fn holds(&self, real: &Path) -> bool {
+        let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        is_entry_name(name)
+            && std::fs::canonicalize(&self.dir).is_ok_and(|d| real.parent() == Some(d.as_path()))
+    }
+}
+
+/// An entry's name: the file's own CRC-32 (its last 4 bytes) and its length.
+fn entry_name(crc: u32, len: u64) -> String {
+    format!("{crc:08x}-{len}.nbf")
+}
+
+/// True for a name [`entry_name`] makes.
+fn is_entry_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".nbf") else {
+        return false;
+    };
+    let Some((crc, len)) = stem.split_once('-') else {
+        return false;
+    };
+    crc.len() == 8
+        && crc.bytes().all(|b| b.is_ascii_hexdigit())
+        && !len.is_empty()
+        && len.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The CRC-32 a `.nbf` file ends with, and its length.
+fn trailer(path: &Path) -> std::io::Result<(u32, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len < 4 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    f.seek(SeekFrom::Start(len - 4))?;
+    let mut crc = [0u8; 4];
+    f.read_exact(&mut crc)?;
+    Ok((u32::from_le_bytes(crc), len))
+}
+
+/// CRC-32 of a file's first `len - 4` bytes (all but its checksum).
+fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
+    let mut f = std::fs::File::open(path)?.take(len.saturating_sub(4));
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(h.finalize()),
+            n => h.update(&buf[..n]),
+        }
+    }
+}
+
+/// Copies a file in 2 MiB writes, so the page cache can hold the copy in large folios that a
+/// map uses as huge pages (measured so on ext4; lookups on a map of a `std::fs::copy` copy
+/// measured 2.5 times slower: BENCHMARKS.md, issue 33).
+fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut src = std::fs::File::open(from)?;
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(to)?;
+    let mut buf = vec![0u8; 2 << 20];
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match src.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        dst.write_all(&buf[..filled])?;
+    }
+}
+
+/// Syncs a folder, so a name made in it survives a crash.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,225 @@
+//! Mapped `.nbf` snapshots through the real server: the source file rewritten, truncated and
+//! deleted while decisions run (nothing faults, answers do not change), a damaged file refused
+//! with its path while the serving snapshot stays, and a reload that maps the new file and
+//! keeps only it and the previous one in the store.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+
+use nextbest::features::{self, FeatureStore, SnapshotStore};
+use nextbest::registry::{Registry, RegistryConfig};
+use serde_json::json;
+use support::*;
+
+/// The demo models in a private folder, its snapshot compiled to `.nbf`, and a registry that
+/// maps it from a store in the same folder.
+fn mapped_demo(tmp: &TempModels) -> (Arc<Registry>, PathBuf, PathBuf) {
+    let csv = FeatureStore::load(&tmp.dir.join("features.csv")).unwrap();
+    let src = tmp.dir.join("features.nbf");
+    features::write_nbf(&csv, &src).unwrap();
+    let store_dir = tmp.dir.join("snapshots");
+    let registry = Arc::new(Registry::new(RegistryConfig {
+        models_path: Some(tmp.dir.clone()),
+        features_path: Some(src.clone()),
+        snapshot_store: Some(SnapshotStore::new(&store_dir)),
+        ..Default::default()
+    }));
+    registry.reload_from_disk().unwrap();
+    (registry, src, store_dir)
+}
+
+fn entries(store: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Changes the source file under the serving snapshot as `what` says.
+fn change_source(src: &Path, len: u64, what: &str) {
+    use std::io::Write as _;
+    match what {
+        "rewritten in place" => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(src).unwrap();
+            f.write_all(&vec![0x5A; len as usize]).unwrap();
+            f.sync_all().unwrap();
+        }
+        "truncated" => {
+            let f = std::fs::OpenOptions::new().write(true).open(src).unwrap();
+            f.set_len(16).unwrap();
+        }
+        _ => std::fs::remove_file(src).unwrap(),
+    }
+}
+
+fn body(id: &str) -> serde_json::Value {
+    json!({"customer_id": id, "channel": "web", "placement": "plans_page"})
+}
+
+/// The offers of an answer and its fallback, without what changes per decision.
+fn offers(answer: &serde_json::Value) -> (Vec<String>, String) {
+    let ids = answer["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["offer_id"].as_str().unwrap().to_owned())
+        .collect();
+    (ids, answer["fallback"].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_changing_under_a_mapped_snapshot_faults_nothing() {
+    let tmp = TempModels::new("mmap-src");
+    let (registry, src, store) = mapped_demo(&tmp);
+    let served = registry.load().features.clone().unwrap();
+    let entry = served.mapped_file().expect("a .nbf is mapped").to_owned();
+    assert!(entry.starts_with(std::fs::canonicalize(&store).unwrap()));
+    drop(served);
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let ids: Vec<String> = (1..=40).map(|i| format!("C{:07}", i * 97)).collect();
+    let mut expected = Vec::new();
+    for id in &ids {
+        expected.push(offers(&decide(srv.public, body(id)).await));
+    }
+    let personal = expected.iter().filter(|(_, f)| f == "null").count();
+    assert!(
+        personal >= 10,
+        "most of these customers get personal offers: {expected:?}"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let decided = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..2 {
+        let (stop, decided, ids, expected) =
+            (stop.clone(), decided.clone(), ids.clone(), expected.clone());
+        let addr = srv.public;
+        clients.push(tokio::spawn(async move {
+            let mut n = c;
+            while !stop.load(SeqCst) {
+                let k = n % ids.len();
+                let answer = decide(addr, body(&ids[k])).await;
+                assert_eq!(offers(&answer), expected[k], "{}", ids[k]);
+                decided.fetch_add(1, SeqCst);
+                n += 2;
+            }
+        }));
+    }
+    let progress = |decided: &AtomicU64| {
+        let from = decided.load(SeqCst);
+        async move { from }
+    };
+    // Each change to the source, then decisions keep answering the same.
+    let len = std::fs::metadata(&src).unwrap().len();
+    for what in ["rewritten in place", "truncated", "deleted"] {
+        let before = progress(&decided).await;
+        change_source(&src, len, what);
+        eventually(&format!("decisions after the source was {what}"), || {
+            decided.load(SeqCst) >= before + 200
+        })
+        .await;
+    }
+    // A reload of the deleted source is refused; the mapped snapshot keeps serving.
+    let r = post_json(srv.admin, "/admin/features/reload", &json!({"wait": true})).await;
+    assert!(r.status >= 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("features.nbf"),
+        "the refusal names the file: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let before = progress(&decided).await;
+    eventually("decisions after a refused reload", || {
+        decided.load(SeqCst) >= before + 100
+    })
+    .await;
+    stop.store(true, SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let stats = get(srv.admin, "/admin/stats").await.json();
+    let memory = &stats["features"]["memory"];
+    assert_eq!(memory["mapped_bytes"], len, "{memory}");
+    assert!(memory["resident_bytes"].as_u64().unwrap() > 0, "{memory}");
+    assert!(
+        memory["heap_bytes"].as_u64().unwrap() < 64 * 1024,
+        "{memory}"
+    );
+    assert!(memory["anonymous_bytes"].as_u64().unwrap() > 0, "{memory}");
+    assert_eq!(entries(&store).len(), 1);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_snapshot_is_refused_and_a_good_one_swaps_keeping_the_previous() {
+    let tmp = TempModels::new("mmap-swap");
+    let (registry, src, store) = mapped_demo(&tmp);
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let first = registry.load().features.clone().unwrap();
+    let first_entry = first.mapped_file().unwrap().to_owned();
+    let customer = "C0000042";
+    let answer = offers(&decide(srv.public, body(customer)).await);
+    assert_eq!(answer.1, "null", "a personal answer: {answer:?}");
+
+    // One flipped byte in a new file: refused, naming it; the serving snapshot stays.
+    let mut bytes = std::fs::read(&src).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x04;
+    let damaged = tmp.dir.join("damaged.nbf");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": damaged, "wait": true}),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(r.status >= 400, "{text}");
+    assert!(
+        text.contains("damaged.nbf") && text.contains("checksum"),
+        "{text}"
+    );
+    let serving = registry.load().features.clone().unwrap();
+    assert!(Arc::ptr_eq(&serving, &first));
+    assert_eq!(offers(&decide(srv.public, body(customer)).await), answer);
+    assert_eq!(entries(&store).len(), 1, "no entry for the damaged file");
+
+    // Two good snapshots in turn: each maps a new entry; the store keeps it and the previous.
+    let mut previous = first_entry.clone();
+    for n in [1, 2] {
+        let mut csv = std::fs::read_to_string(tmp.dir.join("features.csv")).unwrap();
+        csv.push_str(&format!(
+            "C9{n:06},1,10,1,1,1,1,,1,1,0,0,1,1,0,1,1,0,,1,0.5,1,gold,basic,west\n"
+        ));
+        let s = FeatureStore::from_csv_bytes(csv.as_bytes(), "next.csv").unwrap();
+        let next = tmp.dir.join(format!("next{n}.nbf"));
+        features::write_nbf(&s, &next).unwrap();
+        let r = post_json(
+            srv.admin,
+            "/admin/features/reload",
+            &json!({"path": next, "wait": true}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let now = registry.load().features.clone().unwrap();
+        let entry = now.mapped_file().unwrap().to_owned();
+        assert_ne!(entry, previous);
+        let mut kept = vec![
+            entry.file_name().unwrap().to_string_lossy().into_owned(),
+            previous.file_name().unwrap().to_string_lossy().into_owned(),
+        ];
+        kept.sort();
+        assert_eq!(entries(&store), kept);
+        decide(srv.public, body(&format!("C9{n:06}"))).await;
+        previous = entry;
+    }
+    // The first snapshot's entry is gone from the store, yet the store a request still holds
+    // reads on: its pages live until the last holder lets go.
+    assert!(!first_entry.exists());
+    assert_eq!(first.id_at(41), Some(customer));
+    assert!(first.row(customer).is_some());
+    srv.stop().await;
+}
