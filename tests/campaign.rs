@@ -249,54 +249,201 @@ fn when_capacity_binds_exactly_the_best_pairs_are_selected() {
     }
 }
 
-#[test]
-fn offer_minimums_are_filled_first_and_maximums_hold() {
-    let base = Base::new("cmp-min", 300);
-    let scores = engine_scores(&base, "sms_campaign", "sms");
-    let natural = best_per_customer(&scores);
-    let natural_c = natural.iter().take(50).filter(|r| r.1 == "c").count();
-    assert!(
-        natural_c < 20,
-        "c must be rare at the top for the minimum to matter"
-    );
+/// The limits of a campaign as the exact reference takes them.
+#[derive(Clone, Default)]
+struct Bounds {
+    capacity: Option<u64>,
+    per_customer: u32,
+    min: BTreeMap<&'static str, u64>,
+    max: BTreeMap<&'static str, u64>,
+    /// Category maximums, with the category of each offer of the small model.
+    category_max: BTreeMap<&'static str, u64>,
+}
 
-    let mut doc = sms("mins");
-    doc["capacity"] = json!({"max_contacts": 50});
-    doc["offer_limits"] = json!({"c": {"min": 20}, "a": {"max": 15}});
-    let run = base.run(&doc, "out", NOW);
-    let per: BTreeMap<&str, u64> = run
-        .summary
-        .offers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.selected))
-        .collect();
-    assert!(per["c"] >= 20, "{per:?}");
-    assert!(per["a"] <= 15, "{per:?}");
-    assert_eq!(run.rows.len(), 50);
-
-    // Reference: c's 20 best customers first; then, best pair first, whatever still fits.
-    let mut c_pairs: Vec<_> = scores.iter().filter(|s| s.1 == "c").collect();
-    c_pairs.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-    let mut chosen: BTreeMap<String, String> = c_pairs
-        .iter()
-        .take(20)
-        .map(|s| (s.0.clone(), s.1.clone()))
-        .collect();
-    let mut all: Vec<_> = scores.iter().collect();
-    all.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
-    let mut a_count = 0;
-    for (c, o, _) in all {
-        if chosen.len() == 50 {
-            break;
-        }
-        if chosen.contains_key(c) || (o == "a" && a_count == 15) {
-            continue;
-        }
-        a_count += usize::from(o == "a");
-        chosen.insert(c.clone(), o.clone());
+fn category(offer: &str) -> &'static str {
+    if offer == "c" {
+        "retention"
+    } else {
+        "sales"
     }
-    let got: BTreeMap<String, String> = run.rows.iter().cloned().collect();
-    assert_eq!(got, chosen);
+}
+
+/// The exact integer optimum of the list's total score over `scores` under `b` (offer
+/// minimums as hard constraints), by a MILP solver.
+fn optimum(scores: &[(String, String, f64)], b: &Bounds) -> f64 {
+    use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel};
+    let mut vars = ProblemVariables::new();
+    let x: Vec<_> = scores
+        .iter()
+        .map(|_| vars.add(variable().binary()))
+        .collect();
+    let sum = |keep: &dyn Fn(&(String, String, f64)) -> bool| -> Expression {
+        scores
+            .iter()
+            .zip(&x)
+            .filter(|(s, _)| keep(s))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let objective: Expression = scores.iter().zip(&x).map(|(s, v)| s.2 * *v).sum();
+    let mut model = vars.maximise(objective.clone()).using(good_lp::microlp);
+    let customers: BTreeSet<&str> = scores.iter().map(|s| s.0.as_str()).collect();
+    for c in customers {
+        model = model.with(constraint!(sum(&|s| s.0 == c) <= b.per_customer as f64));
+    }
+    if let Some(cap) = b.capacity {
+        model = model.with(constraint!(sum(&|_| true) <= cap as f64));
+    }
+    for (o, &m) in &b.max {
+        model = model.with(constraint!(sum(&|s| s.1 == *o) <= m as f64));
+    }
+    for (o, &m) in &b.min {
+        model = model.with(constraint!(sum(&|s| s.1 == *o) >= m as f64));
+    }
+    for (cat, &m) in &b.category_max {
+        model = model.with(constraint!(sum(&|s| category(&s.1) == *cat) <= m as f64));
+    }
+    let solution = model.solve().expect("the reference problem is feasible");
+    solution.eval(&objective)
+}
+
+impl Bounds {
+    fn campaign(&self, name: &str) -> Value {
+        let mut doc = sms(name);
+        doc["max_offers_per_customer"] = json!(self.per_customer);
+        if let Some(c) = self.capacity {
+            doc["capacity"] = json!({"max_contacts": c});
+        }
+        let mut limits = serde_json::Map::new();
+        for o in ["a", "b", "c"] {
+            let mut l = serde_json::Map::new();
+            if let Some(m) = self.min.get(o) {
+                l.insert("min".into(), json!(m));
+            }
+            if let Some(m) = self.max.get(o) {
+                l.insert("max".into(), json!(m));
+            }
+            if !l.is_empty() {
+                limits.insert(o.into(), Value::Object(l));
+            }
+        }
+        doc["offer_limits"] = Value::Object(limits);
+        doc["category_limits"] = self
+            .category_max
+            .iter()
+            .map(|(c, m)| (c.to_string(), json!({"max": m})))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        doc
+    }
+}
+
+/// The list's total score, read back from targets.csv, with its per-offer and per-customer
+/// counts checked against the limits.
+fn list_score(run: &Run, b: &Bounds) -> f64 {
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    let (mut total, mut per_offer, mut per_customer) = (0.0, BTreeMap::new(), BTreeMap::new());
+    let mut rows = 0u64;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        total += rec[4].parse::<f64>().unwrap();
+        *per_offer.entry(rec[2].to_owned()).or_insert(0u64) += 1;
+        *per_customer.entry(rec[0].to_owned()).or_insert(0u32) += 1;
+        rows += 1;
+    }
+    assert!(b.capacity.is_none_or(|c| rows <= c));
+    assert!(per_customer.values().all(|&n| n <= b.per_customer));
+    for (o, n) in &per_offer {
+        assert!(b.max.get(o.as_str()).is_none_or(|m| n <= m), "{o}: {n}");
+        assert!(b.min.get(o.as_str()).is_none_or(|m| n >= m), "{o}: {n}");
+    }
+    for (cat, m) in &b.category_max {
+        let n: u64 = per_offer
+            .iter()
+            .filter(|(o, _)| category(o) == *cat)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(n <= *m, "{cat}: {n}");
+    }
+    total
+}
+
+/// The four cases of the issue (capacity only, capped offers, minimums with a category cap,
+/// two offers a customer) on a base where their limits bind: the list is the exact optimum,
+/// and each shadow price is what the optimum gains with one unit more of its limit.
+#[test]
+fn the_list_is_the_exact_optimum_and_shadow_prices_are_its_margins() {
+    let base = Base::new("cmp-optimum", 300);
+    let scores = engine_scores(&base, "sms_campaign", "sms");
+    let cases = [
+        (
+            "capacity_only",
+            Bounds {
+                capacity: Some(40),
+                per_customer: 1,
+                ..Bounds::default()
+            },
+        ),
+        (
+            "capped_offers",
+            Bounds {
+                capacity: Some(80),
+                per_customer: 1,
+                max: [("a", 12), ("b", 20)].into(),
+                ..Bounds::default()
+            },
+        ),
+        (
+            "minimums_with_a_category_cap",
+            Bounds {
+                capacity: Some(60),
+                per_customer: 1,
+                min: [("c", 25), ("b", 10)].into(),
+                category_max: [("sales", 30)].into(),
+                ..Bounds::default()
+            },
+        ),
+        (
+            "two_per_customer",
+            Bounds {
+                capacity: Some(90),
+                per_customer: 2,
+                max: [("a", 30)].into(),
+                category_max: [("sales", 60)].into(),
+                ..Bounds::default()
+            },
+        ),
+    ];
+    for (name, b) in cases {
+        let run = base.run(&b.campaign(name), name, NOW);
+        let got = list_score(&run, &b);
+        let best = optimum(&scores, &b);
+        assert!(
+            (got - best).abs() <= 1e-9 * best,
+            "{name}: the list scores {got}, the optimum is {best}"
+        );
+        assert!(
+            !run.summary.shadow_prices.is_empty(),
+            "{name}: the limits must bind"
+        );
+        for (limit, p) in &run.summary.shadow_prices {
+            let mut more = b.clone();
+            let bump = |m: &mut u64, by: i64| *m = (*m as i64 + by) as u64;
+            match limit.split('.').collect::<Vec<_>>()[..] {
+                ["capacity", "max_contacts"] => more.capacity = more.capacity.map(|c| c + 1),
+                ["offer_limits", o, "max"] => bump(more.max.get_mut(o).unwrap(), 1),
+                ["offer_limits", o, "min"] => bump(more.min.get_mut(o).unwrap(), -1),
+                ["category_limits", c, "max"] => bump(more.category_max.get_mut(c).unwrap(), 1),
+                _ => panic!("{name}: unexpected limit {limit}"),
+            }
+            let margin = (optimum(&scores, &more) - best).max(0.0);
+            assert!(
+                (p.per_unit - margin).abs() <= 1e-6 * best,
+                "{name}: {limit} is priced {} but one unit more adds {margin}",
+                p.per_unit
+            );
+        }
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@
 pub mod allocate;
 pub mod cli;
 pub mod commit;
+mod flow;
 pub mod history;
 pub mod output;
 mod run;

@@ -347,6 +347,20 @@ pub struct Summary {
     pub expected_conversions: f64,
     /// Expected value of the list (propensity × offer value).
     pub expected_value: f64,
+    /// Every limit the list reaches, by its path in the campaign file, with what one unit more
+    /// of it (one less, for a minimum) would add to the list's total score.
+    #[serde(default)]
+    pub shadow_prices: BTreeMap<String, ShadowPrice>,
+}
+
+/// What one unit of a limit the list reaches is worth.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShadowPrice {
+    /// The limit in this run (for the capacity: what the run could still take).
+    pub limit: u64,
+    /// Total score (propensity × value × priority) one unit more would add; for a minimum,
+    /// what one unit less would add.
+    pub per_unit: f64,
 }
 
 /// Writes `summary.json`.
@@ -410,5 +424,18 @@ pub fn table(s: &Summary) -> String {
         format!("{:.1}", s.expected_conversions),
     );
     line(&mut t, "expected value", format!("{:.2}", s.expected_value));
+    if !s.shadow_prices.is_empty() {
+        let _ = writeln!(
+            t,
+            "  shadow prices (score one unit more adds; a minimum: one less)"
+        );
+        for (name, p) in &s.shadow_prices {
+            line(
+                &mut t,
+                &format!("  {name} ({})", p.limit),
+                format!("{:.2}", p.per_unit),
+            );
+        }
+    }
     t
 }

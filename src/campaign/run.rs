@@ -200,9 +200,7 @@ impl<'a> Run<'a> {
         limits: &allocate::Limits,
         progress_bar: bool,
     ) -> select::Scan {
-        let keep_all = limits.min.iter().any(|&m| m > 0)
-            || limits.max.iter().any(Option::is_some)
-            || !limits.category_max.is_empty();
+        let keep_all = limits.offer_level();
         let inputs = Inputs {
             spec: self.spec,
             set: self.set,
@@ -233,11 +231,14 @@ impl<'a> Run<'a> {
     /// Chooses the best pairs under the limits.
     fn allocate(&self, pairs: Vec<select::Pair>, limits: &allocate::Limits) -> Allocation {
         let t = Instant::now();
-        let candidates = pairs.chunk_by(|a, b| a.row == b.row).count();
-        let alloc = allocate::allocate(pairs, limits, self.features.len());
+        let scanned = pairs.len();
+        let candidates = allocate::candidates(pairs, limits);
+        let kept = candidates.len();
+        let alloc = allocate::allocate(candidates, limits);
         tracing::info!(
             selected = alloc.selected.len(),
-            candidates,
+            pairs = scanned,
+            kept,
             allocate_ms = t.elapsed().as_millis() as u64,
             "allocated"
         );
@@ -359,7 +360,7 @@ impl<'a> Run<'a> {
                 contact_policy: tally.contact_policy,
                 frequency: tally.frequency,
                 control_group: tally.control_group,
-                capacity: alloc.lost_to_limits,
+                capacity: tally.candidates - written.customers,
             },
             capacity: spec.capacity.map(|c| output::CapacityUse {
                 max_contacts: c.max_contacts,
@@ -372,7 +373,53 @@ impl<'a> Run<'a> {
             }),
             expected_conversions: written.conversions,
             expected_value: written.value,
+            shadow_prices: self.shadow_prices(alloc, limits),
         }
+    }
+}
+
+impl Run<'_> {
+    /// Each shadow price under the name of its limit in the campaign file.
+    fn shadow_prices(
+        &self,
+        alloc: &Allocation,
+        limits: &allocate::Limits,
+    ) -> BTreeMap<String, output::ShadowPrice> {
+        let champion = self.models[0];
+        let category_of = |o: usize| {
+            champion
+                .offers
+                .iter()
+                .find(|m| *m.id == *self.offer_ids[o])
+                .map_or(String::new(), |m| m.category.to_string())
+        };
+        alloc
+            .shadow_prices
+            .iter()
+            .map(|s| {
+                let name = match s.bound {
+                    allocate::Bound::Capacity => "capacity.max_contacts".to_owned(),
+                    allocate::Bound::CategoryMax(c) => {
+                        let o = limits.category.iter().position(|x| *x == Some(c));
+                        format!(
+                            "category_limits.{}.max",
+                            o.map(category_of).unwrap_or_default()
+                        )
+                    }
+                    allocate::Bound::OfferMax(o) => {
+                        format!("offer_limits.{}.max", self.offer_ids[o as usize])
+                    }
+                    allocate::Bound::OfferMin(o) => {
+                        format!("offer_limits.{}.min", self.offer_ids[o as usize])
+                    }
+                };
+                let p = output::ShadowPrice {
+                    limit: s.limit,
+                    per_unit: s.per_unit,
+                };
+                (name, p)
+            })
+            .collect()
     }
 }
 

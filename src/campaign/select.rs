@@ -54,7 +54,7 @@ impl Pair {
 }
 
 /// Counts of customers by what happened to them before allocation.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     /// Customers in the snapshot.
     pub scanned: u64,
@@ -70,6 +70,8 @@ pub struct Tally {
     pub frequency: u64,
     /// In the control group.
     pub control_group: u64,
+    /// Customers who offered pairs to the allocation.
+    pub candidates: u64,
 }
 
 impl Tally {
@@ -83,6 +85,7 @@ impl Tally {
         }
         self.frequency += o.frequency;
         self.control_group += o.control_group;
+        self.candidates += o.candidates;
     }
 }
 
@@ -274,6 +277,7 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             return;
         }
     }
+    out.tally.candidates += 1;
     let keep = if inp.keep_all {
         buf.len()
     } else {
