@@ -6,7 +6,7 @@
 //! use, even with any one limit a unit higher (the bound and its proof are in the README's
 //! campaign section): shards send these and nothing else. [`allocate`] then chooses among them:
 //! with no limit shared between customers, each customer's best pairs; otherwise the exact best
-//! list of [`super::flow`] (offer minimums met first whenever the base allows, then the greatest
+//! list of the `flow` module (offer minimums met first whenever the base allows, then the greatest
 //! total score under capacity, offer maximums, category maximums and offers per customer), with
 //! the shadow price of every limit it reaches. Pure: no I/O.
 use rayon::slice::ParallelSliceMut;
@@ -98,6 +98,8 @@ pub struct Allocation {
     pub per_offer: Vec<u64>,
     /// Every limit the list reaches, with what one unit more of it would add.
     pub shadow_prices: Vec<Shadow>,
+    /// False when the search stopped before the best list (never seen; logged if it happens).
+    pub complete: bool,
 }
 
 /// Sorts `pairs` in the global order and keeps those an optimal list can use (see
@@ -126,6 +128,7 @@ pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
     let offers = limits.min.len();
     let mut out = Allocation {
         per_offer: vec![0; offers],
+        complete: true,
         ..Allocation::default()
     };
     if limits.capacity.is_none() && !limits.offer_level() {
@@ -140,7 +143,7 @@ pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
     } else {
         by_customer.sort_by(|a, b| a.row.cmp(&b.row).then(a.offer.cmp(&b.offer)));
         let mut solver = Solver::new(&by_customer, limits);
-        solver.solve();
+        out.complete = solver.solve();
         out.shadow_prices = solver.shadow_prices();
         out.per_offer = solver.per_offer().to_vec();
         out.selected = solver.chosen().map(|p| by_customer[p]).collect();

@@ -48,8 +48,12 @@ impl Gain {
         }
     }
 
+    /// Strictly better, by more than rounding: scores that are equal in exact arithmetic can
+    /// differ in their last bits (a propensity times another value and priority), and a cycle
+    /// of such exchanges must not count as a gain.
     fn beats(self, o: Gain) -> bool {
-        self.bonus > o.bonus || (self.bonus == o.bonus && self.score > o.score)
+        let tolerance = 1e-9 * (1.0 + o.score.abs().max(self.score.abs()));
+        self.bonus > o.bonus || (self.bonus == o.bonus && self.score > o.score + tolerance)
     }
 }
 
@@ -446,15 +450,16 @@ impl<'a> Solver<'a> {
         (dist, pred)
     }
 
-    /// Adds paths while one gains (a gain of zero still fills the capacity, as the pair is sent).
-    pub fn solve(&mut self) {
+    /// Adds paths while one gains (a gain of zero still fills the capacity, as the pair is sent);
+    /// false if it had to stop on a cycle (which [`Gain::beats`]'s tolerance should prevent).
+    pub fn solve(&mut self) -> bool {
         let sink = self.sink();
         loop {
             let edges = self.edges(false);
             let (dist, pred) = self.longest(&edges, SOURCE);
-            let Some(g) = dist[sink] else { break };
+            let Some(g) = dist[sink] else { return true };
             if Gain::ZERO.beats(g) {
-                break;
+                return true;
             }
             let mut path = Vec::new();
             let mut at = sink;
@@ -463,7 +468,7 @@ impl<'a> Solver<'a> {
                 // A path longer than the graph would be a cycle (rounding): stop with the
                 // feasible list as it is.
                 if i == usize::MAX || path.len() > self.nodes() {
-                    return;
+                    return false;
                 }
                 path.push(edges[i]);
                 at = edges[i].from;

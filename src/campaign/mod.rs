@@ -4,10 +4,13 @@
 //!
 //! The path of a run: [`spec`] reads and checks the campaign file → the model and snapshot load
 //! through the [`Registry`] as the server loads them → [`history`] reads the data folder's event
-//! log (never writing it) → [`select`] decides for every customer on every core → [`allocate`]
-//! chooses the best pairs under capacity, minimums and maximums → [`output`] writes the list
-//! (CSV, Parquet), the control group and the summary. [`commit`] later records the sent list as
-//! impressions, so inbound caps, cool-downs and the next campaign see them.
+//! log (never writing it) → [`select`] decides for every customer (or one [`shard`]'s) on every
+//! core → [`allocate`] keeps the candidate pairs an optimal list can use and chooses the best
+//! list under capacity, minimums and maximums (exactly, through `flow`) → [`finish`] writes
+//! the list (CSV, Parquet), the control group and the summary with its shadow prices, through
+//! [`output`]. A sharded run writes its candidates instead, and [`merge`] finishes the run from
+//! all shards. [`commit`] later records the sent list as impressions, so inbound caps,
+//! cool-downs and the next campaign see them.
 //!
 //! This module must not change how a decision is made (it calls `engine::decide` as is), write
 //! the event log other than through [`commit`], or serve HTTP.
@@ -15,14 +18,17 @@
 pub mod allocate;
 pub mod cli;
 pub mod commit;
+pub mod finish;
 mod flow;
 pub mod history;
 pub mod output;
 mod run;
 pub mod select;
+pub mod shard;
 pub mod spec;
 
-pub use run::run;
+pub use run::{run, run_shard};
+pub use shard::merge;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -59,6 +65,9 @@ pub enum CampaignError {
         #[source]
         source: std::io::Error,
     },
+    /// Shards could not be written or merged.
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
     /// The output could not be written.
     #[error("output: {0}")]
     Output(#[from] output::OutputError),

@@ -49,7 +49,7 @@ pub const COLUMNS: [&str; 14] = [
 ];
 
 /// An offer's content on the campaign's channel, as the model holds it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Content {
     /// Title (an SMS's first line, an e-mail's subject).
     pub title: String,

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use super::history::PastContacts;
+use super::shard::Shard;
 use super::spec::{CampaignSpec, Plan};
 use crate::contact::view::CustomerView;
 use crate::engine::{self, CompiledModel, Request, Unbounded, Verdict, MAX_LIMIT};
@@ -75,7 +76,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn merge(&mut self, o: Tally) {
+    /// Adds another part's counts.
+    pub fn merge(&mut self, o: Tally) {
         self.scanned += o.scanned;
         self.eligible += o.eligible;
         self.suppression += o.suppression;
@@ -127,6 +129,8 @@ pub struct Inputs<'a> {
     /// Keep every eligible pair of a customer (offer-level limits may need the lower ones);
     /// otherwise only the best `max_offers_per_customer`.
     pub keep_all: bool,
+    /// Only the customers of this shard (the others are not counted either).
+    pub shard: Option<Shard>,
 }
 
 /// Scans every row; `progress` counts rows done.
@@ -217,6 +221,9 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     let Some(id) = inp.features.id_at(row) else {
         return;
     };
+    if inp.shard.is_some_and(|s| !s.holds(id)) {
+        return;
+    }
     out.tally.scanned += 1;
     if inp.suppressed.contains(id) {
         out.tally.suppression += 1;

@@ -273,3 +273,40 @@ fn candidates_of_parts_are_the_candidates_of_the_whole() {
     let sum = |a: &Allocation| a.selected.iter().map(|p| p.score).sum::<f64>();
     assert_eq!(sum(&all), sum(&pruned));
 }
+
+#[test]
+fn many_equal_scores_still_fill_every_limit() {
+    // Customers with the same features score the same: rounding must not make a cycle of
+    // equal exchanges look like a gain and stop the allocation early.
+    // Products of the same three factors in another order: equal, but for the last bits.
+    let factors = [[0.37, 3.1, 1.3], [0.61, 7.0, 1.5], [0.23, 11.0, 1.7]];
+    let mut rng = Rng(11);
+    let mut pairs = Vec::new();
+    for row in 0..20_000u32 {
+        for o in 0..4u16 {
+            let f = factors[rng.next(3) as usize];
+            let score = match rng.next(3) {
+                0 => f[0] * f[1] * f[2],
+                1 => f[0] * f[2] * f[1],
+                _ => f[1] * f[2] * f[0],
+            };
+            pairs.push(pair(row, o, score));
+        }
+    }
+    let mut l = limits(4);
+    l.capacity = Some(8000);
+    l.max[0] = Some(900);
+    l.max[1] = Some(2000);
+    l.min[2] = 700;
+    l.category = vec![Some(0), None, Some(0), None];
+    l.category_max = vec![2500];
+    let a = run(pairs, &l);
+    assert!(a.complete);
+    assert_eq!(a.selected.len(), 8000, "{:?}", a.per_offer);
+    assert!(
+        a.per_offer[0] <= 900 && a.per_offer[1] <= 2000,
+        "{:?}",
+        a.per_offer
+    );
+    assert!(a.per_offer[0] + a.per_offer[2] <= 2500 && a.per_offer[2] >= 700);
+}
