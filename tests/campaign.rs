@@ -1145,3 +1145,122 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
         &["shard-candidates.csv", "the shard is incomplete"],
     );
 }
+
+/// A base whose model declares a challenger (written as `challenger.json` beside it).
+fn base_with_challenger(tag: &str, challenger: &Value) -> Base {
+    let base = Base::new(tag, 400);
+    let mut champion = small_model();
+    champion["challenger"] = json!({"path": "challenger.json", "share": 0.5, "salt": "fair"});
+    std::fs::write(
+        base.path("model.json"),
+        serde_json::to_vec(&champion).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        base.path("challenger.json"),
+        serde_json::to_vec(challenger).unwrap(),
+    )
+    .unwrap();
+    base
+}
+
+/// A challenger that only triples one offer's priority outscores the champion everywhere; each
+/// variant still gets the share of the capacity (and of every limit) its customers are of the
+/// base, and the summary says so.
+#[test]
+fn a_challenger_gets_its_share_of_the_limits_whatever_its_scores() {
+    let mut boosted = small_model();
+    boosted["name"] = json!("small-boosted");
+    boosted["offers"][0]["priority"] = json!(3);
+    let base = base_with_challenger("cmp-fair", &boosted);
+    let mut doc = sms("fair");
+    doc["capacity"] = json!({"max_contacts": 61});
+    doc["offer_limits"] = json!({"a": {"max": 21}});
+    let run = base.run(&doc, "out", NOW);
+    let v = &run.summary.variants;
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(
+        (v[0].variant.as_str(), v[1].variant.as_str()),
+        ("champion", "challenger")
+    );
+    assert_eq!(v[1].model, "small-boosted v7");
+    let (e0, e1) = (v[0].eligible, v[1].eligible);
+    assert!(
+        e0 > 61 && e1 > 61,
+        "both variants must have more customers than capacity"
+    );
+    // The capacity split by share, the rounding unit to the larger remainder.
+    let exact0 = 61.0 * e0 as f64 / (e0 + e1) as f64;
+    let c0 = if exact0.fract() >= 61.0 * e1 as f64 / (e0 + e1) as f64 % 1.0 {
+        exact0.ceil()
+    } else {
+        exact0.floor()
+    } as u64;
+    assert_eq!(v[0].capacity, Some(c0), "{v:?}");
+    assert_eq!(v[1].capacity, Some(61 - c0), "{v:?}");
+    // Each variant fills exactly its share, and the list says which variant each row is.
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    let mut rows = BTreeMap::new();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        *rows
+            .entry((rec[9].to_owned(), rec[2].to_owned()))
+            .or_insert(0u64) += 1;
+    }
+    let per_variant = |name: &str| -> u64 {
+        rows.iter()
+            .filter(|((v, _), _)| v == name)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(per_variant("champion"), v[0].selected);
+    assert_eq!(per_variant("challenger"), v[1].selected);
+    assert_eq!((v[0].selected, v[1].selected), (c0, 61 - c0));
+    // The boosted offer's maximum is split too: the challenger cannot take most of it.
+    let a = |name: &str| {
+        rows.get(&(name.to_owned(), "a".to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(a("challenger") <= 11 && a("champion") <= 11, "{rows:?}");
+    assert!(run
+        .summary
+        .shadow_prices
+        .keys()
+        .any(|k| k.starts_with("challenger.")));
+}
+
+/// `campaign check` resolves the campaign against the challenger too: one without the
+/// campaign's channel is refused by check, not first by run.
+#[test]
+fn campaign_check_validates_the_challenger() {
+    let mut web_only = small_model();
+    web_only["name"] = json!("web-only");
+    web_only["placements"] = json!({"home": {"channels": ["web"], "limit": 3}});
+    for o in web_only["offers"].as_array_mut().unwrap() {
+        o["channels"] = json!(["web"]);
+        o["placements"] = json!(["home"]);
+        o["content"] = json!({"web": content("web")});
+    }
+    let base = base_with_challenger("cmp-check-challenger", &web_only);
+    let file = base.write_campaign("checked", &sms("checked"));
+    let err = campaign::check(&file, Some(&base.path("model.json")), None)
+        .expect_err("the challenger has no sms channel");
+    let faults = err.faults();
+    assert!(
+        faults.iter().any(|f| f.path == "channel"
+            && f.message.contains("(challenger `web-only`)")
+            && f.message.contains("no channel `sms`")),
+        "{faults:?}"
+    );
+    // With features too, and the run refuses the same way.
+    let err = campaign::check(
+        &file,
+        Some(&base.path("model.json")),
+        Some(&base.path("features.csv")),
+    )
+    .expect_err("the same with a snapshot");
+    assert!(err.to_string().contains("challenger"), "{err}");
+    let run = campaign::run(&base.config(&file, "out", NOW)).expect_err("run refuses");
+    assert!(run.to_string().contains("(challenger `web-only`)"), "{run}");
+}

@@ -111,14 +111,133 @@ pub fn candidates(mut pairs: Vec<Pair>, limits: &Limits) -> Vec<Pair> {
     if keep.iter().all(Option::is_none) {
         return pairs;
     }
-    let mut kept = vec![0u64; keep.len()];
+    // Per variant and offer: each variant is allocated on its own (see [`allocate_variants`]),
+    // under limits no larger than these.
+    let mut kept = vec![0u64; 2 * keep.len()];
     pairs.retain(|p| {
         let o = p.offer as usize;
-        let ok = keep[o].is_none_or(|k| kept[o] < k);
-        kept[o] += u64::from(ok);
+        let at = usize::from(p.variant) * keep.len() + o;
+        let ok = keep[o].is_none_or(|k| kept[at] < k);
+        kept[at] += u64::from(ok);
         ok
     });
     pairs
+}
+
+/// What one variant was given and took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VariantUse {
+    /// Its customers who reached the allocation.
+    pub eligible: u64,
+    /// Its share of the capacity.
+    pub capacity: Option<u64>,
+    /// Pairs chosen for it.
+    pub selected: u64,
+}
+
+/// Shares `total` between parts in proportion to `weights`: each gets the floor of its exact
+/// share, and the units left over go to the largest remainders (ties: the earlier part).
+pub fn proportional(total: u64, weights: &[u64]) -> Vec<u64> {
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if sum == 0 {
+        let mut out = vec![0; weights.len()];
+        if let Some(first) = out.first_mut() {
+            *first = total;
+        }
+        return out;
+    }
+    let exact: Vec<(u64, u128)> = weights
+        .iter()
+        .map(|&w| {
+            let x = u128::from(total) * u128::from(w);
+            ((x / sum) as u64, x % sum)
+        })
+        .collect();
+    let mut out: Vec<u64> = exact.iter().map(|e| e.0).collect();
+    let mut left = total - out.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by(|&a, &b| exact[b].1.cmp(&exact[a].1).then(a.cmp(&b)));
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        out[i] += 1;
+        left -= 1;
+    }
+    out
+}
+
+/// Each variant's limits: the capacity and every offer and category limit shared in
+/// proportion to the variant's customers who reached the allocation, so a challenger is
+/// measured on as many contacts as its share of the base, whatever its scores.
+pub fn split(limits: &Limits, eligible: &[u64]) -> Vec<Limits> {
+    let share = |total: u64| proportional(total, eligible);
+    let capacity = limits.capacity.map(share);
+    let min: Vec<Vec<u64>> = limits.min.iter().map(|&m| share(m)).collect();
+    let max: Vec<Option<Vec<u64>>> = limits.max.iter().map(|m| m.map(share)).collect();
+    let category_max: Vec<Vec<u64>> = limits.category_max.iter().map(|&m| share(m)).collect();
+    (0..eligible.len())
+        .map(|v| Limits {
+            capacity: capacity.as_ref().map(|c| c[v]),
+            min: min.iter().map(|m| m[v]).collect(),
+            max: max.iter().map(|m| m.as_ref().map(|m| m[v])).collect(),
+            category: limits.category.clone(),
+            category_max: category_max.iter().map(|m| m[v]).collect(),
+            per_customer: limits.per_customer,
+        })
+        .collect()
+}
+
+/// Chooses the list when customers are split between variants (`eligible`: each variant's
+/// customers who reached the allocation): with one variant, [`allocate`]; with a challenger,
+/// each variant's best list under its [`split`] of the limits, joined in the global order.
+pub fn allocate_variants(
+    pairs: Vec<Pair>,
+    limits: &Limits,
+    eligible: &[u64],
+) -> (Allocation, Vec<VariantUse>) {
+    if eligible.len() < 2 {
+        let a = allocate(pairs, limits);
+        let used = VariantUse {
+            eligible: eligible.first().copied().unwrap_or(0),
+            capacity: limits.capacity,
+            selected: a.selected.len() as u64,
+        };
+        return (a, vec![used]);
+    }
+    let parts = split(limits, eligible);
+    let mut by_variant: Vec<Vec<Pair>> = vec![Vec::new(); eligible.len()];
+    for p in pairs {
+        if let Some(v) = by_variant.get_mut(usize::from(p.variant)) {
+            v.push(p);
+        }
+    }
+    let mut out = Allocation {
+        per_offer: vec![0; limits.min.len()],
+        complete: true,
+        ..Allocation::default()
+    };
+    let mut uses = Vec::new();
+    for (v, (pairs, l)) in by_variant.into_iter().zip(&parts).enumerate() {
+        let a = allocate(pairs, l);
+        uses.push(VariantUse {
+            eligible: eligible[v],
+            capacity: l.capacity,
+            selected: a.selected.len() as u64,
+        });
+        for (t, n) in out.per_offer.iter_mut().zip(&a.per_offer) {
+            *t += n;
+        }
+        out.shadow_prices
+            .extend(a.shadow_prices.into_iter().map(|s| Shadow {
+                variant: v as u8,
+                ..s
+            }));
+        out.complete &= a.complete;
+        out.selected.extend(a.selected);
+    }
+    out.selected.par_sort_unstable_by(Pair::order);
+    (out, uses)
 }
 
 /// Chooses the best list among `pairs` (as [`candidates`] leaves them) under `limits`.

@@ -182,7 +182,11 @@ pub fn finish(
 ) -> Result<Summary, CampaignError> {
     let t = std::time::Instant::now();
     let kept = candidates.len();
-    let alloc = allocate::allocate(candidates, &info.limits);
+    let eligible = &tally.by_variant[..info.variants.len().min(2)];
+    let (alloc, uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
+    if !alloc.complete {
+        tracing::warn!("the allocation stopped on a rounding cycle before the best list");
+    }
     tracing::info!(
         selected = alloc.selected.len(),
         kept,
@@ -194,7 +198,7 @@ pub fn finish(
         source,
     })?;
     let written = write(info, out, &alloc, control, customers)?;
-    let summary = summary(info, &alloc, tally, &written);
+    let summary = summary(info, &alloc, &uses, tally, &written);
     output::write_summary(out, &summary)?;
     Ok(summary)
 }
@@ -263,7 +267,13 @@ fn write(
 }
 
 /// The run's summary: what was scanned, held out, selected and expected.
-fn summary(info: &RunInfo, alloc: &Allocation, tally: Tally, written: &Written) -> Summary {
+fn summary(
+    info: &RunInfo,
+    alloc: &Allocation,
+    uses: &[allocate::VariantUse],
+    tally: Tally,
+    written: &Written,
+) -> Summary {
     let (spec, champion) = (&info.spec, &info.variants[0]);
     let mut offers = BTreeMap::new();
     for (k, id) in info.offer_ids.iter().enumerate() {
@@ -314,6 +324,20 @@ fn summary(info: &RunInfo, alloc: &Allocation, tally: Tally, written: &Written) 
         expected_conversions: written.conversions,
         expected_value: written.value,
         shadow_prices: shadow_prices(info, alloc),
+        variants: if uses.len() > 1 {
+            uses.iter()
+                .zip(&info.variants)
+                .map(|(u, v)| output::VariantSummary {
+                    variant: v.variant.clone(),
+                    model: format!("{} v{}", v.name, v.version),
+                    eligible: u.eligible,
+                    capacity: u.capacity,
+                    selected: u.selected,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -337,6 +361,10 @@ fn shadow_prices(info: &RunInfo, alloc: &Allocation) -> BTreeMap<String, output:
                 allocate::Bound::OfferMin(o) => {
                     format!("offer_limits.{}.min", info.offer_ids[o as usize])
                 }
+            };
+            let name = match s.variant {
+                0 => name,
+                v => format!("{}.{name}", info.variants[usize::from(v)].variant),
             };
             let p = output::ShadowPrice {
                 limit: s.limit,

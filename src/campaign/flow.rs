@@ -80,6 +80,8 @@ pub struct Shadow {
     pub limit: u64,
     /// Score added by one more unit (one less, for a minimum); never negative.
     pub per_unit: f64,
+    /// The variant whose share of the limit it is (0 champion, 1 challenger).
+    pub variant: u8,
 }
 
 /// A newcomer for an offer: ordered by score, then by pair index (row, then offer), lowest
@@ -536,6 +538,7 @@ impl<'a> Solver<'a> {
                 bound,
                 limit,
                 per_unit,
+                variant: 0,
             });
         };
         if let Some(c) = l.capacity {

@@ -166,11 +166,9 @@ impl<'a> Run<'a> {
         for (i, m) in models.iter().enumerate() {
             match Plan::resolve(spec, m, &offer_ids) {
                 Ok(p) => plans.push(p),
-                Err(f) => faults.extend(f.into_iter().map(|mut f| {
-                    if i == 1 {
-                        f.message = format!("(challenger `{}`) {}", m.name, f.message);
-                    }
-                    f
+                Err(f) => faults.extend(f.into_iter().map(|f| match i {
+                    0 => f,
+                    _ => super::challenger_fault(&m.name, f),
                 })),
             }
         }

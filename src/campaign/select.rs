@@ -73,6 +73,10 @@ pub struct Tally {
     pub control_group: u64,
     /// Customers who offered pairs to the allocation.
     pub candidates: u64,
+    /// The same, by variant (champion, challenger): what each variant's share of the limits
+    /// is in proportion to.
+    #[serde(default)]
+    pub by_variant: [u64; 2],
 }
 
 impl Tally {
@@ -88,6 +92,9 @@ impl Tally {
         self.frequency += o.frequency;
         self.control_group += o.control_group;
         self.candidates += o.candidates;
+        for (a, b) in self.by_variant.iter_mut().zip(o.by_variant) {
+            *a += b;
+        }
     }
 }
 
@@ -285,6 +292,7 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         }
     }
     out.tally.candidates += 1;
+    out.tally.by_variant[vi] += 1;
     let keep = if inp.keep_all {
         buf.len()
     } else {

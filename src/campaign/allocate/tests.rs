@@ -310,3 +310,23 @@ fn many_equal_scores_still_fill_every_limit() {
     );
     assert!(a.per_offer[0] + a.per_offer[2] <= 2500 && a.per_offer[2] >= 700);
 }
+
+#[test]
+fn shares_are_proportional_and_add_up() {
+    assert_eq!(proportional(10, &[1, 1, 1]), vec![4, 3, 3]);
+    assert_eq!(proportional(61, &[300, 100]), vec![46, 15]);
+    assert_eq!(proportional(7, &[0, 0]), vec![7, 0]);
+    assert_eq!(proportional(0, &[5, 9]), vec![0, 0]);
+    let mut l = limits(2);
+    l.capacity = Some(101);
+    l.max[1] = Some(9);
+    l.min[0] = 3;
+    l.category = vec![Some(0), None];
+    l.category_max = vec![50];
+    let parts = split(&l, &[2, 1]);
+    assert_eq!(parts[0].capacity, Some(67));
+    assert_eq!(parts[1].capacity, Some(34));
+    assert_eq!((parts[0].max[1], parts[1].max[1]), (Some(6), Some(3)));
+    assert_eq!((parts[0].min[0], parts[1].min[0]), (2, 1));
+    assert_eq!(parts[0].category_max[0] + parts[1].category_max[0], 50);
+}
