@@ -249,54 +249,201 @@ fn when_capacity_binds_exactly_the_best_pairs_are_selected() {
     }
 }
 
-#[test]
-fn offer_minimums_are_filled_first_and_maximums_hold() {
-    let base = Base::new("cmp-min", 300);
-    let scores = engine_scores(&base, "sms_campaign", "sms");
-    let natural = best_per_customer(&scores);
-    let natural_c = natural.iter().take(50).filter(|r| r.1 == "c").count();
-    assert!(
-        natural_c < 20,
-        "c must be rare at the top for the minimum to matter"
-    );
+/// The limits of a campaign as the exact reference takes them.
+#[derive(Clone, Default)]
+struct Bounds {
+    capacity: Option<u64>,
+    per_customer: u32,
+    min: BTreeMap<&'static str, u64>,
+    max: BTreeMap<&'static str, u64>,
+    /// Category maximums, with the category of each offer of the small model.
+    category_max: BTreeMap<&'static str, u64>,
+}
 
-    let mut doc = sms("mins");
-    doc["capacity"] = json!({"max_contacts": 50});
-    doc["offer_limits"] = json!({"c": {"min": 20}, "a": {"max": 15}});
-    let run = base.run(&doc, "out", NOW);
-    let per: BTreeMap<&str, u64> = run
-        .summary
-        .offers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.selected))
-        .collect();
-    assert!(per["c"] >= 20, "{per:?}");
-    assert!(per["a"] <= 15, "{per:?}");
-    assert_eq!(run.rows.len(), 50);
-
-    // Reference: c's 20 best customers first; then, best pair first, whatever still fits.
-    let mut c_pairs: Vec<_> = scores.iter().filter(|s| s.1 == "c").collect();
-    c_pairs.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-    let mut chosen: BTreeMap<String, String> = c_pairs
-        .iter()
-        .take(20)
-        .map(|s| (s.0.clone(), s.1.clone()))
-        .collect();
-    let mut all: Vec<_> = scores.iter().collect();
-    all.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
-    let mut a_count = 0;
-    for (c, o, _) in all {
-        if chosen.len() == 50 {
-            break;
-        }
-        if chosen.contains_key(c) || (o == "a" && a_count == 15) {
-            continue;
-        }
-        a_count += usize::from(o == "a");
-        chosen.insert(c.clone(), o.clone());
+fn category(offer: &str) -> &'static str {
+    if offer == "c" {
+        "retention"
+    } else {
+        "sales"
     }
-    let got: BTreeMap<String, String> = run.rows.iter().cloned().collect();
-    assert_eq!(got, chosen);
+}
+
+/// The exact integer optimum of the list's total score over `scores` under `b` (offer
+/// minimums as hard constraints), by a MILP solver.
+fn optimum(scores: &[(String, String, f64)], b: &Bounds) -> f64 {
+    use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel};
+    let mut vars = ProblemVariables::new();
+    let x: Vec<_> = scores
+        .iter()
+        .map(|_| vars.add(variable().binary()))
+        .collect();
+    let sum = |keep: &dyn Fn(&(String, String, f64)) -> bool| -> Expression {
+        scores
+            .iter()
+            .zip(&x)
+            .filter(|(s, _)| keep(s))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let objective: Expression = scores.iter().zip(&x).map(|(s, v)| s.2 * *v).sum();
+    let mut model = vars.maximise(objective.clone()).using(good_lp::microlp);
+    let customers: BTreeSet<&str> = scores.iter().map(|s| s.0.as_str()).collect();
+    for c in customers {
+        model = model.with(constraint!(sum(&|s| s.0 == c) <= b.per_customer as f64));
+    }
+    if let Some(cap) = b.capacity {
+        model = model.with(constraint!(sum(&|_| true) <= cap as f64));
+    }
+    for (o, &m) in &b.max {
+        model = model.with(constraint!(sum(&|s| s.1 == *o) <= m as f64));
+    }
+    for (o, &m) in &b.min {
+        model = model.with(constraint!(sum(&|s| s.1 == *o) >= m as f64));
+    }
+    for (cat, &m) in &b.category_max {
+        model = model.with(constraint!(sum(&|s| category(&s.1) == *cat) <= m as f64));
+    }
+    let solution = model.solve().expect("the reference problem is feasible");
+    solution.eval(&objective)
+}
+
+impl Bounds {
+    fn campaign(&self, name: &str) -> Value {
+        let mut doc = sms(name);
+        doc["max_offers_per_customer"] = json!(self.per_customer);
+        if let Some(c) = self.capacity {
+            doc["capacity"] = json!({"max_contacts": c});
+        }
+        let mut limits = serde_json::Map::new();
+        for o in ["a", "b", "c"] {
+            let mut l = serde_json::Map::new();
+            if let Some(m) = self.min.get(o) {
+                l.insert("min".into(), json!(m));
+            }
+            if let Some(m) = self.max.get(o) {
+                l.insert("max".into(), json!(m));
+            }
+            if !l.is_empty() {
+                limits.insert(o.into(), Value::Object(l));
+            }
+        }
+        doc["offer_limits"] = Value::Object(limits);
+        doc["category_limits"] = self
+            .category_max
+            .iter()
+            .map(|(c, m)| (c.to_string(), json!({"max": m})))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        doc
+    }
+}
+
+/// The list's total score, read back from targets.csv, with its per-offer and per-customer
+/// counts checked against the limits.
+fn list_score(run: &Run, b: &Bounds) -> f64 {
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    let (mut total, mut per_offer, mut per_customer) = (0.0, BTreeMap::new(), BTreeMap::new());
+    let mut rows = 0u64;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        total += rec[4].parse::<f64>().unwrap();
+        *per_offer.entry(rec[2].to_owned()).or_insert(0u64) += 1;
+        *per_customer.entry(rec[0].to_owned()).or_insert(0u32) += 1;
+        rows += 1;
+    }
+    assert!(b.capacity.is_none_or(|c| rows <= c));
+    assert!(per_customer.values().all(|&n| n <= b.per_customer));
+    for (o, n) in &per_offer {
+        assert!(b.max.get(o.as_str()).is_none_or(|m| n <= m), "{o}: {n}");
+        assert!(b.min.get(o.as_str()).is_none_or(|m| n >= m), "{o}: {n}");
+    }
+    for (cat, m) in &b.category_max {
+        let n: u64 = per_offer
+            .iter()
+            .filter(|(o, _)| category(o) == *cat)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(n <= *m, "{cat}: {n}");
+    }
+    total
+}
+
+/// The four cases of the issue (capacity only, capped offers, minimums with a category cap,
+/// two offers a customer) on a base where their limits bind: the list is the exact optimum,
+/// and each shadow price is what the optimum gains with one unit more of its limit.
+#[test]
+fn the_list_is_the_exact_optimum_and_shadow_prices_are_its_margins() {
+    let base = Base::new("cmp-optimum", 300);
+    let scores = engine_scores(&base, "sms_campaign", "sms");
+    let cases = [
+        (
+            "capacity_only",
+            Bounds {
+                capacity: Some(40),
+                per_customer: 1,
+                ..Bounds::default()
+            },
+        ),
+        (
+            "capped_offers",
+            Bounds {
+                capacity: Some(80),
+                per_customer: 1,
+                max: [("a", 12), ("b", 20)].into(),
+                ..Bounds::default()
+            },
+        ),
+        (
+            "minimums_with_a_category_cap",
+            Bounds {
+                capacity: Some(60),
+                per_customer: 1,
+                min: [("c", 25), ("b", 10)].into(),
+                category_max: [("sales", 30)].into(),
+                ..Bounds::default()
+            },
+        ),
+        (
+            "two_per_customer",
+            Bounds {
+                capacity: Some(90),
+                per_customer: 2,
+                max: [("a", 30)].into(),
+                category_max: [("sales", 60)].into(),
+                ..Bounds::default()
+            },
+        ),
+    ];
+    for (name, b) in cases {
+        let run = base.run(&b.campaign(name), name, NOW);
+        let got = list_score(&run, &b);
+        let best = optimum(&scores, &b);
+        assert!(
+            (got - best).abs() <= 1e-9 * best,
+            "{name}: the list scores {got}, the optimum is {best}"
+        );
+        assert!(
+            !run.summary.shadow_prices.is_empty(),
+            "{name}: the limits must bind"
+        );
+        for (limit, p) in &run.summary.shadow_prices {
+            let mut more = b.clone();
+            let bump = |m: &mut u64, by: i64| *m = (*m as i64 + by) as u64;
+            match limit.split('.').collect::<Vec<_>>()[..] {
+                ["capacity", "max_contacts"] => more.capacity = more.capacity.map(|c| c + 1),
+                ["offer_limits", o, "max"] => bump(more.max.get_mut(o).unwrap(), 1),
+                ["offer_limits", o, "min"] => bump(more.min.get_mut(o).unwrap(), -1),
+                ["category_limits", c, "max"] => bump(more.category_max.get_mut(c).unwrap(), 1),
+                _ => panic!("{name}: unexpected limit {limit}"),
+            }
+            let margin = (optimum(&scores, &more) - best).max(0.0);
+            assert!(
+                (p.per_unit - margin).abs() <= 1e-6 * best,
+                "{name}: {limit} is priced {} but one unit more adds {margin}",
+                p.per_unit
+            );
+        }
+    }
 }
 
 #[test]
@@ -875,4 +1022,245 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
         text.contains(&format!("{b}: oops: unknown field")),
         "{text}"
     );
+}
+
+const LIST_FILES: [&str; 4] = [
+    "targets.csv",
+    "targets.parquet",
+    "control.csv",
+    "summary.json",
+];
+
+/// Runs every shard of `count` into its own folder; returns the folders.
+fn run_shards(base: &Base, campaign: &Path, tag: &str, count: u32, now: i64) -> Vec<PathBuf> {
+    (0..count)
+        .map(|index| {
+            let cfg = base.config(campaign, &format!("{tag}-shard-{index}-of-{count}"), now);
+            campaign::run_shard(&cfg, campaign::shard::Shard { index, count })
+                .unwrap_or_else(|e| panic!("shard {index}/{count}: {:#?}", e.faults()));
+            cfg.out
+        })
+        .collect()
+}
+
+/// A merge of 1, 3 and 8 shards writes the list, the control group and the summary exactly as
+/// one machine does: with offer and category limits (every pair kept) and with a capacity only
+/// (each customer's best pairs kept), both with a control group and ties broken by row.
+#[test]
+fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
+    let base = Base::new("cmp-shards", 600);
+    let mut limited = sms("limited");
+    limited["max_offers_per_customer"] = json!(2);
+    limited["capacity"] = json!({"max_contacts": 150});
+    limited["offer_limits"] = json!({"a": {"max": 40}, "c": {"min": 30}});
+    limited["category_limits"] = json!({"sales": {"max": 100}});
+    limited["control_group"] = json!({"share": 0.1, "salt": "s"});
+    let mut capacity = sms("capacity");
+    capacity["capacity"] = json!({"max_contacts": 120});
+    capacity["control_group"] = json!({"share": 0.2, "salt": "t"});
+    for doc in [limited, capacity] {
+        let name = doc["name"].as_str().unwrap().to_owned();
+        let file = base.write_campaign(&name, &doc);
+        let one = run_config(&base.config(&file, &format!("{name}-one"), NOW));
+        assert!(
+            !one.summary.shadow_prices.is_empty(),
+            "{name}: the limits must bind"
+        );
+        for count in [1, 3, 8] {
+            let dirs = run_shards(&base, &file, &name, count, NOW);
+            let out = base.path(&format!("{name}-merged-{count}"));
+            let merged = campaign::merge(&dirs, &out)
+                .unwrap_or_else(|e| panic!("merge of {count}: {:#?}", e.faults()));
+            assert_eq!(merged.scanned, 600, "{name}/{count}");
+            for f in LIST_FILES {
+                assert!(
+                    std::fs::read(one.out.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
+                    "{name}: {f} of {count} merged shards differs from the one-machine run"
+                );
+            }
+        }
+    }
+}
+
+/// Shards of different runs (campaign, snapshot, `--now`), a missing or repeated shard, or a
+/// shard folder that never finished are refused by name, and the merge writes nothing.
+#[test]
+fn shards_from_different_runs_are_refused_and_nothing_is_written() {
+    let base = Base::new("cmp-shard-refuse", 200);
+    let mut doc = sms("refuse");
+    doc["capacity"] = json!({"max_contacts": 30});
+    let file = base.write_campaign("refuse", &doc);
+    let good = run_shards(&base, &file, "good", 3, NOW);
+    let later = run_shards(&base, &file, "later", 3, NOW + HOUR);
+    doc["capacity"] = json!({"max_contacts": 31});
+    let other_file = base.write_campaign("refuse2", &doc);
+    let other = run_shards(&base, &other_file, "other", 3, NOW);
+    // Another snapshot: the same customers, one value changed.
+    let csv = std::fs::read_to_string(base.path("features.csv")).unwrap();
+    std::fs::write(
+        base.path("features2.csv"),
+        csv.replacen("K00000,", "K00000x,", 1),
+    )
+    .unwrap();
+    let snapshot: Vec<PathBuf> = (0..3)
+        .map(|index| {
+            let mut cfg = base.config(&file, &format!("snap-{index}"), NOW);
+            cfg.features = base.path("features2.csv");
+            campaign::run_shard(&cfg, campaign::shard::Shard { index, count: 3 }).unwrap();
+            cfg.out
+        })
+        .collect();
+    let eight = run_shards(&base, &file, "eight", 8, NOW);
+
+    let out = base.path("never");
+    let refused = |dirs: Vec<PathBuf>, expect: &[&str]| {
+        let err = campaign::merge(&dirs, &out).expect_err("must be refused");
+        let text = err.to_string();
+        for e in expect {
+            assert!(text.contains(e), "`{text}` should say {e}");
+        }
+        assert!(!out.exists(), "a refused merge wrote {}", out.display());
+    };
+    let mix = |a: &[PathBuf], b: &PathBuf| vec![a[0].clone(), a[1].clone(), b.clone()];
+    refused(mix(&good, &later[2]), &["--now", "later-shard-2-of-3"]);
+    refused(mix(&good, &other[2]), &["the campaign", "max_contacts"]);
+    refused(mix(&good, &snapshot[2]), &["the snapshot", "snap-2"]);
+    refused(mix(&good, &eight[2]), &["the number of shards"]);
+    refused(good[..2].to_vec(), &["1 of 3 shards missing: 2/3"]);
+    refused(
+        vec![good[0].clone(), good[1].clone(), good[1].clone()],
+        &["shard 1/3 given twice"],
+    );
+    // A shard that never finished (no header) and one whose candidates were cut short.
+    std::fs::remove_file(later[0].join(campaign::shard::SHARD_JSON)).unwrap();
+    refused(
+        vec![later[0].clone(), later[1].clone(), later[2].clone()],
+        &["shard.json", "not the folder of a finished"],
+    );
+    let torn = std::fs::read_to_string(good[2].join(campaign::shard::CANDIDATES_CSV)).unwrap();
+    let cut = torn.lines().take(3).collect::<Vec<_>>().join("\n") + "\n";
+    std::fs::write(good[2].join(campaign::shard::CANDIDATES_CSV), cut).unwrap();
+    refused(
+        good.clone(),
+        &["shard-candidates.csv", "the shard is incomplete"],
+    );
+}
+
+/// A base whose model declares a challenger (written as `challenger.json` beside it).
+fn base_with_challenger(tag: &str, challenger: &Value) -> Base {
+    let base = Base::new(tag, 400);
+    let mut champion = small_model();
+    champion["challenger"] = json!({"path": "challenger.json", "share": 0.5, "salt": "fair"});
+    std::fs::write(
+        base.path("model.json"),
+        serde_json::to_vec(&champion).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        base.path("challenger.json"),
+        serde_json::to_vec(challenger).unwrap(),
+    )
+    .unwrap();
+    base
+}
+
+/// A challenger that only triples one offer's priority outscores the champion everywhere; each
+/// variant still gets the share of the capacity (and of every limit) its customers are of the
+/// base, and the summary says so.
+#[test]
+fn a_challenger_gets_its_share_of_the_limits_whatever_its_scores() {
+    let mut boosted = small_model();
+    boosted["name"] = json!("small-boosted");
+    boosted["offers"][0]["priority"] = json!(3);
+    let base = base_with_challenger("cmp-fair", &boosted);
+    let mut doc = sms("fair");
+    doc["capacity"] = json!({"max_contacts": 61});
+    doc["offer_limits"] = json!({"a": {"max": 21}});
+    let run = base.run(&doc, "out", NOW);
+    let v = &run.summary.variants;
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(
+        (v[0].variant.as_str(), v[1].variant.as_str()),
+        ("champion", "challenger")
+    );
+    assert_eq!(v[1].model, "small-boosted v7");
+    let (e0, e1) = (v[0].eligible, v[1].eligible);
+    assert!(
+        e0 > 61 && e1 > 61,
+        "both variants must have more customers than capacity"
+    );
+    // The capacity split by share, the rounding unit to the larger remainder.
+    let exact0 = 61.0 * e0 as f64 / (e0 + e1) as f64;
+    let c0 = if exact0.fract() >= 61.0 * e1 as f64 / (e0 + e1) as f64 % 1.0 {
+        exact0.ceil()
+    } else {
+        exact0.floor()
+    } as u64;
+    assert_eq!(v[0].capacity, Some(c0), "{v:?}");
+    assert_eq!(v[1].capacity, Some(61 - c0), "{v:?}");
+    // Each variant fills exactly its share, and the list says which variant each row is.
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    let mut rows = BTreeMap::new();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        *rows
+            .entry((rec[9].to_owned(), rec[2].to_owned()))
+            .or_insert(0u64) += 1;
+    }
+    let per_variant = |name: &str| -> u64 {
+        rows.iter()
+            .filter(|((v, _), _)| v == name)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(per_variant("champion"), v[0].selected);
+    assert_eq!(per_variant("challenger"), v[1].selected);
+    assert_eq!((v[0].selected, v[1].selected), (c0, 61 - c0));
+    // The boosted offer's maximum is split too: the challenger cannot take most of it.
+    let a = |name: &str| {
+        rows.get(&(name.to_owned(), "a".to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(a("challenger") <= 11 && a("champion") <= 11, "{rows:?}");
+    assert!(run
+        .summary
+        .shadow_prices
+        .keys()
+        .any(|k| k.starts_with("challenger.")));
+}
+
+/// `campaign check` resolves the campaign against the challenger too: one without the
+/// campaign's channel is refused by check, not first by run.
+#[test]
+fn campaign_check_validates_the_challenger() {
+    let mut web_only = small_model();
+    web_only["name"] = json!("web-only");
+    web_only["placements"] = json!({"home": {"channels": ["web"], "limit": 3}});
+    for o in web_only["offers"].as_array_mut().unwrap() {
+        o["channels"] = json!(["web"]);
+        o["placements"] = json!(["home"]);
+        o["content"] = json!({"web": content("web")});
+    }
+    let base = base_with_challenger("cmp-check-challenger", &web_only);
+    let file = base.write_campaign("checked", &sms("checked"));
+    let err = campaign::check(&file, Some(&base.path("model.json")), None)
+        .expect_err("the challenger has no sms channel");
+    let faults = err.faults();
+    assert!(
+        faults.iter().any(|f| f.path == "channel"
+            && f.message.contains("(challenger `web-only`)")
+            && f.message.contains("no channel `sms`")),
+        "{faults:?}"
+    );
+    // With features too, and the run refuses the same way.
+    let err = campaign::check(
+        &file,
+        Some(&base.path("model.json")),
+        Some(&base.path("features.csv")),
+    )
+    .expect_err("the same with a snapshot");
+    assert!(err.to_string().contains("challenger"), "{err}");
+    let run = campaign::run(&base.config(&file, "out", NOW)).expect_err("run refuses");
+    assert!(run.to_string().contains("(challenger `web-only`)"), "{run}");
 }

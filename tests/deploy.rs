@@ -145,8 +145,13 @@ fn flag(container: &Value, name: &str) -> String {
 
 /// The flags and environment variables `nextbest --help` lists.
 fn help() -> (BTreeSet<String>, BTreeSet<String>) {
+    help_of(&["--help"])
+}
+
+/// The flags and environment variables `nextbest ARGS` (ending in `--help`) lists.
+fn help_of(args: &[&str]) -> (BTreeSet<String>, BTreeSet<String>) {
     let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .arg("--help")
+        .args(args)
         .output()
         .expect("nextbest --help runs");
     assert!(out.status.success());
@@ -810,4 +815,127 @@ async fn a_read_only_models_folder_answers_409_and_says_where_models_change() {
             .any(|l| l.contains("status=\"500\"") && !l.ends_with(" 0")),
         "{m}"
     );
+}
+
+/// The campaign Jobs: the shards' Indexed Job gives each pod its shard from the completion
+/// index (of as many shards as completions), writes each shard where the merge Job reads it,
+/// and both use only flags and variables their subcommand's `--help` lists.
+#[test]
+fn the_campaign_jobs_run_every_shard_once_and_merge_them() {
+    let objects = all_objects();
+    let job = |name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "Job" && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("a Job {name}"))
+            .clone()
+    };
+    let (shards, merge) = (
+        job("nextbest-campaign-shards"),
+        job("nextbest-campaign-merge"),
+    );
+    assert_eq!(shards["spec"]["completionMode"], "Indexed");
+    let n = shards["spec"]["completions"].as_u64().expect("completions");
+    assert!(n > 1);
+
+    let run = nextbest(&shards);
+    let words = |c: &Value| -> Vec<String> {
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(words(&run)[..2], ["campaign", "run"]);
+    let (run_flags, run_envs) = help_of(&["campaign", "run", "--help"]);
+    assert!(run_flags.contains("--shard") && run_envs.contains("NEXTBEST_SHARD"));
+    for (f, _) in flags(&run) {
+        assert!(
+            run_flags.contains(&f),
+            "{f} is not in nextbest campaign run --help"
+        );
+    }
+    let env: Vec<&Value> = run["env"].as_array().expect("env").iter().collect();
+    let at = |name: &str| {
+        env.iter()
+            .position(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not set"))
+    };
+    for e in &env {
+        let name = e["name"].as_str().unwrap();
+        if name.starts_with("NEXTBEST_") {
+            assert!(
+                run_envs.contains(name),
+                "{name} is not in campaign run --help"
+            );
+        }
+    }
+    // The index comes from the pod's annotation and is declared before the shard uses it.
+    assert_eq!(
+        env[at("JOB_COMPLETION_INDEX")]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    );
+    assert!(at("JOB_COMPLETION_INDEX") < at("NEXTBEST_SHARD"));
+    let shard = env[at("NEXTBEST_SHARD")]["value"].as_str().unwrap();
+    assert_eq!(shard, format!("$(JOB_COMPLETION_INDEX)/{n}"));
+    // The last pod's shard is one the command takes (a missing campaign file is then the
+    // only complaint).
+    let last = shard.replace("$(JOB_COMPLETION_INDEX)", &(n - 1).to_string());
+    let tried = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args([
+            "campaign",
+            "run",
+            "/nonexistent/c.json",
+            "--out",
+            "/nonexistent/o",
+        ])
+        .env("NEXTBEST_SHARD", &last)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tried.stdout) + String::from_utf8_lossy(&tried.stderr);
+    assert!(!tried.status.success());
+    assert!(
+        text.contains("c.json") && !text.contains("--shard"),
+        "{last}: {text}"
+    );
+    let out = flag(&run, "--out");
+    let prefix = out
+        .strip_suffix("$(JOB_COMPLETION_INDEX)")
+        .expect("each shard writes a folder of its own");
+    assert!(flags(&run).iter().any(|(f, v)| f == "--now" && v.is_some()));
+
+    // The merge reads exactly the shards' folders, and its flags are merge's.
+    let m = nextbest(&merge);
+    let args = words(&m);
+    assert_eq!(args[..2], ["campaign", "merge"]);
+    let dirs: Vec<&String> = args[2..].iter().filter(|w| !w.starts_with("--")).collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    assert_eq!(dirs, expected.iter().collect::<Vec<_>>());
+    let (merge_flags, _) = help_of(&["campaign", "merge", "--help"]);
+    for (f, _) in flags(&m) {
+        assert!(
+            merge_flags.contains(&f),
+            "{f} is not in nextbest campaign merge --help"
+        );
+    }
+    // Both mount the same claim where the folders are.
+    let claim = |job: &Value, c: &Value| {
+        let mount = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| prefix.starts_with(v["mountPath"].as_str().unwrap()))
+            .expect("the shards' folder is mounted")["name"]
+            .clone();
+        job["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount)
+            .unwrap()["persistentVolumeClaim"]["claimName"]
+            .clone()
+    };
+    assert!(claim(&shards, &run).is_string());
+    assert_eq!(claim(&shards, &run), claim(&merge, &m));
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::commit::{self, Target};
+use super::shard::Shard;
 use super::{output, CampaignError, RunConfig};
 use crate::logging::SecretUrl;
 use crate::settings::{self, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
@@ -26,8 +27,19 @@ pub enum CampaignCmd {
         #[arg(long, env = "NEXTBEST_FEATURES")]
         features: Option<PathBuf>,
     },
-    /// Select a campaign's target list over the whole base and write it to --out.
+    /// Select a campaign's target list over the whole base and write it to --out (with
+    /// --shard, write one shard's candidates for `campaign merge` instead).
     Run(RunArgs),
+    /// Join the folders of every `campaign run --shard I/N` of one run into the list, exactly
+    /// as one machine would write it.
+    Merge {
+        /// The shard folders (every shard of the run, once each).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Output folder for targets.csv, targets.parquet, control.csv and summary.json.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Record a sent list's contacts as impression events (once, however often it is run).
     Commit(CommitArgs),
 }
@@ -68,6 +80,10 @@ pub struct RunArgs {
     /// Stream partitions, as the fleet's replicas use them.
     #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
     pub redis_partitions: u16,
+    /// Scan only shard I of N (customers by a stable hash of their id) and write its candidate
+    /// pairs to --out for `campaign merge`.
+    #[arg(long, env = "NEXTBEST_SHARD", value_name = "I/N")]
+    pub shard: Option<Shard>,
 }
 
 /// `nextbest campaign commit`.
@@ -170,6 +186,29 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 .num_threads(a.workers)
                 .build()
                 .map_err(|e| CliError::Flag(format!("--workers: {e}")))?;
+            if let Some(shard) = a.shard {
+                return match pool.install(|| super::run_shard(&cfg, shard)) {
+                    Ok(w) => {
+                        println!(
+                            "shard {}/{}: {} customers scanned, {} candidate pairs and {} \
+                             control-group customers written to {}",
+                            shard.index,
+                            shard.count,
+                            w.scanned,
+                            w.candidates,
+                            w.control,
+                            cfg.out.display()
+                        );
+                        Ok(())
+                    }
+                    Err(e) => {
+                        for f in e.faults() {
+                            println!("{}: {f}", a.file.display());
+                        }
+                        Err(e.into())
+                    }
+                };
+            }
             match pool.install(|| super::run(&cfg)) {
                 Ok(summary) => {
                     print!("{}", output::table(&summary));
@@ -183,6 +222,12 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                     Err(e.into())
                 }
             }
+        }
+        CampaignCmd::Merge { dirs, out } => {
+            let summary = super::merge(&dirs, &out)?;
+            print!("{}", output::table(&summary));
+            println!("wrote {} from {} shards", out.display(), dirs.len());
+            Ok(())
         }
         CampaignCmd::Commit(a) => {
             let target = if a.direct {

@@ -4,10 +4,13 @@
 //!
 //! The path of a run: [`spec`] reads and checks the campaign file → the model and snapshot load
 //! through the [`Registry`] as the server loads them → [`history`] reads the data folder's event
-//! log (never writing it) → [`select`] decides for every customer on every core → [`allocate`]
-//! chooses the best pairs under capacity, minimums and maximums → [`output`] writes the list
-//! (CSV, Parquet), the control group and the summary. [`commit`] later records the sent list as
-//! impressions, so inbound caps, cool-downs and the next campaign see them.
+//! log (never writing it) → [`select`] decides for every customer (or one [`shard`]'s) on every
+//! core → [`allocate`] keeps the candidate pairs an optimal list can use and chooses the best
+//! list under capacity, minimums and maximums (exactly, through `flow`) → [`finish`] writes
+//! the list (CSV, Parquet), the control group and the summary with its shadow prices, through
+//! [`output`]. A sharded run writes its candidates instead, and [`merge`] finishes the run from
+//! all shards. [`commit`] later records the sent list as impressions, so inbound caps,
+//! cool-downs and the next campaign see them.
 //!
 //! This module must not change how a decision is made (it calls `engine::decide` as is), write
 //! the event log other than through [`commit`], or serve HTTP.
@@ -15,13 +18,17 @@
 pub mod allocate;
 pub mod cli;
 pub mod commit;
+pub mod finish;
+mod flow;
 pub mod history;
 pub mod output;
 mod run;
 pub mod select;
+pub mod shard;
 pub mod spec;
 
-pub use run::run;
+pub use run::{run, run_shard};
+pub use shard::merge;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -58,6 +65,9 @@ pub enum CampaignError {
         #[source]
         source: std::io::Error,
     },
+    /// Shards could not be written or merged.
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
     /// The output could not be written.
     #[error("output: {0}")]
     Output(#[from] output::OutputError),
@@ -87,8 +97,9 @@ impl CampaignError {
     }
 }
 
-/// Checks a campaign file; with a model (and optionally a snapshot) also against it. Every
-/// fault of both halves is reported at once.
+/// Checks a campaign file; with a model (and optionally a snapshot) also against it, and
+/// against the challenger the model declares, as a run resolves it. Every fault of every half
+/// is reported at once.
 pub fn check(
     file: &Path,
     models: Option<&Path>,
@@ -96,46 +107,79 @@ pub fn check(
 ) -> Result<CampaignSpec, CampaignError> {
     let (spec, mut faults) = spec::load_lenient(file)?;
     if let (Some(models), Some(spec)) = (models, &spec) {
-        let limits = ModelLimits::default();
-        let loaded = match features {
-            Some(f) => crate::features::FeatureStore::load(f)
-                .map_err(|e| CampaignError::Load(RegistryError::Features(e)))
-                .and_then(|store| {
-                    model::load(models, &store, &limits)
-                        .map_err(|e| CampaignError::Load(RegistryError::Model(e)))
-                }),
-            None => model::load(models, &AnySchema::default(), &limits)
-                .map_err(|e| CampaignError::Load(RegistryError::Model(e))),
-        };
-        match loaded {
-            Ok(loaded) => {
-                let ids = Plan::offer_ids(spec, &loaded.compiled);
-                if let Err(f) = Plan::resolve(spec, &loaded.compiled, &ids) {
-                    faults.extend(f);
-                }
-            }
+        if let Err(e) = check_models(spec, models, features, &mut faults) {
             // The campaign's own faults still count: the model's are added to them, each
             // named as the model's (or snapshot's), so one run shows everything to fix.
-            Err(e) => {
-                let flag = match &e {
-                    CampaignError::Load(RegistryError::Features(_)) => "--features",
-                    _ => "--models",
-                };
-                faults.extend(e.faults().into_iter().map(|f| Fault {
-                    path: flag.into(),
-                    message: if f.path.is_empty() {
-                        f.message
-                    } else {
-                        format!("{}: {}", f.path, f.message)
-                    },
-                }))
-            }
+            let flag = match &e {
+                CampaignError::Load(RegistryError::Features(_)) => "--features",
+                _ => "--models",
+            };
+            faults.extend(e.faults().into_iter().map(|f| Fault {
+                path: flag.into(),
+                message: if f.path.is_empty() {
+                    f.message
+                } else {
+                    format!("{}: {}", f.path, f.message)
+                },
+            }))
         }
     }
     match spec {
         Some(s) if faults.is_empty() => Ok(s),
         _ => Err(CampaignError::Plan(faults)),
     }
+}
+
+/// Resolves the campaign against the model and its challenger, adding the names that do not
+/// resolve to `faults`; an error when a model or the snapshot does not load.
+fn check_models(
+    spec: &CampaignSpec,
+    models: &Path,
+    features: Option<&Path>,
+    faults: &mut Vec<Fault>,
+) -> Result<(), CampaignError> {
+    let limits = ModelLimits::default();
+    let store = features
+        .map(crate::features::FeatureStore::load)
+        .transpose()
+        .map_err(|e| CampaignError::Load(RegistryError::Features(e)))?;
+    let any = AnySchema::default();
+    let schema: &dyn model::Schema = match &store {
+        Some(s) => s,
+        None => &any,
+    };
+    let load = |path: &Path| {
+        model::load(path, schema, &limits).map_err(|e| CampaignError::Load(RegistryError::Model(e)))
+    };
+    let champion = load(models)?;
+    let ids = Plan::offer_ids(spec, &champion.compiled);
+    if let Err(f) = Plan::resolve(spec, &champion.compiled, &ids) {
+        faults.extend(f);
+    }
+    if let Some(c) = &champion.challenger {
+        let challenger = load(&c.path).map_err(|e| {
+            CampaignError::Plan(
+                e.faults()
+                    .into_iter()
+                    .map(|f| Fault {
+                        path: format!("challenger:{}", f.path),
+                        message: f.message,
+                    })
+                    .collect(),
+            )
+        })?;
+        if let Err(f) = Plan::resolve(spec, &challenger.compiled, &ids) {
+            let name = &challenger.compiled.name;
+            faults.extend(f.into_iter().map(|f| challenger_fault(name, f)));
+        }
+    }
+    Ok(())
+}
+
+/// A fault of the campaign against the challenger's model, said so.
+fn challenger_fault(name: &str, mut f: Fault) -> Fault {
+    f.message = format!("(challenger `{name}`) {}", f.message);
+    f
 }
 
 /// What a run reads and where it writes.

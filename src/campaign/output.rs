@@ -49,7 +49,7 @@ pub const COLUMNS: [&str; 14] = [
 ];
 
 /// An offer's content on the campaign's channel, as the model holds it.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Content {
     /// Title (an SMS's first line, an e-mail's subject).
     pub title: String,
@@ -347,6 +347,41 @@ pub struct Summary {
     pub expected_conversions: f64,
     /// Expected value of the list (propensity × offer value).
     pub expected_value: f64,
+    /// Every limit the list reaches, by its path in the campaign file, with what one unit more
+    /// of it (one less, for a minimum) would add to the list's total score.
+    #[serde(default)]
+    pub shadow_prices: BTreeMap<String, ShadowPrice>,
+    /// With a challenger: each variant's share of the limits. The capacity and every offer
+    /// and category limit are split in proportion to each variant's customers who reached
+    /// the allocation, so each variant is measured on its share of the base whatever its
+    /// scores (its shadow prices are then under `challenger.`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantSummary>,
+}
+
+/// One variant's share of a champion/challenger campaign.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VariantSummary {
+    /// `champion` or `challenger`.
+    pub variant: String,
+    /// Its model, `name vVERSION`.
+    pub model: String,
+    /// Its customers who reached the allocation.
+    pub eligible: u64,
+    /// Its share of the capacity.
+    pub capacity: Option<u64>,
+    /// Rows chosen for it.
+    pub selected: u64,
+}
+
+/// What one unit of a limit the list reaches is worth.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShadowPrice {
+    /// The limit in this run (for the capacity: what the run could still take).
+    pub limit: u64,
+    /// Total score (propensity × value × priority) one unit more would add; for a minimum,
+    /// what one unit less would add.
+    pub per_unit: f64,
 }
 
 /// Writes `summary.json`.
@@ -410,5 +445,32 @@ pub fn table(s: &Summary) -> String {
         format!("{:.1}", s.expected_conversions),
     );
     line(&mut t, "expected value", format!("{:.2}", s.expected_value));
+    if !s.variants.is_empty() {
+        let _ = writeln!(
+            t,
+            "  variants (limits split by their share of the customers allocated over)"
+        );
+        for v in &s.variants {
+            let cap = v.capacity.map(|c| format!(" of {c}")).unwrap_or_default();
+            line(
+                &mut t,
+                &format!("  {} ({}), {} customers", v.variant, v.model, v.eligible),
+                format!("{}{cap}", v.selected),
+            );
+        }
+    }
+    if !s.shadow_prices.is_empty() {
+        let _ = writeln!(
+            t,
+            "  shadow prices (score one unit more adds; a minimum: one less)"
+        );
+        for (name, p) in &s.shadow_prices {
+            line(
+                &mut t,
+                &format!("  {name} ({})", p.limit),
+                format!("{:.2}", p.per_unit),
+            );
+        }
+    }
     t
 }

@@ -7,19 +7,19 @@
 //! [`super::allocate`], [`super::output`]). It must not decide differently from
 //! `engine::decide`, nor write anything but the output folder.
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use super::allocate::{self, Allocation};
-use super::output::{self, Content, Row, Summary};
+use super::allocate;
+use super::finish::{self, Customers, OfferInfo, RunInfo, SnapshotId, VariantInfo};
+use super::output::Summary;
 use super::select::{self, Inputs, Variantly};
+use super::shard::{self, Shard};
 use super::spec::{self, CampaignSpec, Plan};
 use super::{history, CampaignError, RunConfig};
-use crate::contact::attribution;
-use crate::engine::policy::stable_hash;
 use crate::engine::CompiledModel;
 use crate::experiment::Variant;
 use crate::features::FeatureStore;
@@ -33,6 +33,57 @@ use crate::registry::{ModelSet, Registry, RegistryConfig, Snapshot};
 /// scan the base; allocate under the limits; write the list and the control group; summarise.
 pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
     let started = Instant::now();
+    let summary = scanned(cfg, None, |s| {
+        finish::finish(
+            &s.info,
+            s.tally,
+            s.candidates,
+            &s.control,
+            &s.customers,
+            &cfg.out,
+        )
+    })?;
+    tracing::info!(
+        rows = summary.selected,
+        total_ms = started.elapsed().as_millis() as u64,
+        out = %cfg.out.display(),
+        "campaign written"
+    );
+    Ok(summary)
+}
+
+/// Scans one shard of the base and writes the candidate pairs a merge needs into `cfg.out`.
+pub fn run_shard(cfg: &RunConfig, part: Shard) -> Result<shard::Written, CampaignError> {
+    scanned(cfg, Some(part), |s| {
+        shard::write(
+            &cfg.out,
+            part,
+            &s.info,
+            &s.tally,
+            &s.candidates,
+            &s.control,
+            &s.customers,
+        )
+    })
+}
+
+/// What a scan hands to its last step.
+struct Scanned<'a> {
+    info: RunInfo,
+    tally: select::Tally,
+    candidates: Vec<select::Pair>,
+    control: Vec<select::Pair>,
+    customers: Customers<'a>,
+}
+
+/// Loads, scans the base (or one shard of it) and reduces the pairs to the candidates; `then`
+/// writes the result.
+fn scanned<T>(
+    cfg: &RunConfig,
+    part: Option<Shard>,
+    then: impl FnOnce(Scanned<'_>) -> Result<T, CampaignError>,
+) -> Result<T, CampaignError> {
+    let started = Instant::now();
     let spec = spec::load(&cfg.campaign)?;
     let snap = load_snapshot(cfg)?;
     let run = Run::prepare(&spec, &snap, cfg.now_ms)?;
@@ -44,24 +95,24 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
     let suppressed = read_suppression(&spec.suppression)?;
     let past = run.past_contacts(cfg)?;
     let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, past.channel_used());
-    let mut scan = run.scan(&past, &suppressed, &limits, cfg.progress_bar);
-    let alloc = run.allocate(std::mem::take(&mut scan.pairs), &limits);
-    std::fs::create_dir_all(&cfg.out).map_err(|source| CampaignError::OutDir {
-        path: cfg.out.clone(),
-        source,
-    })?;
+    let scan = run.scan(&past, &suppressed, &limits, part, cfg.progress_bar);
+    let info = run.info(&limits, past.channel_used());
     let t = Instant::now();
-    let written = run.write(&cfg.out, &alloc, &scan.control)?;
-    let summary = run.summary(&alloc, scan.tally, &past, &limits, &written);
-    output::write_summary(&cfg.out, &summary)?;
+    let pairs = scan.pairs.len();
+    let candidates = allocate::candidates(scan.pairs, &limits);
     tracing::info!(
-        rows = written.rows,
-        write_ms = t.elapsed().as_millis() as u64,
-        total_ms = started.elapsed().as_millis() as u64,
-        out = %cfg.out.display(),
-        "campaign written"
+        pairs,
+        candidates = candidates.len(),
+        reduce_ms = t.elapsed().as_millis() as u64,
+        "candidates kept"
     );
-    Ok(summary)
+    then(Scanned {
+        info,
+        tally: scan.tally,
+        candidates,
+        control: scan.control,
+        customers: Customers::Snapshot(run.features),
+    })
 }
 
 /// The model and snapshot, loaded through the registry as the server loads them.
@@ -91,15 +142,6 @@ struct Run<'a> {
     now_ms: i64,
 }
 
-/// What writing the list counted.
-struct Written {
-    rows: u64,
-    customers: u64,
-    conversions: f64,
-    value: f64,
-    per_offer_conversions: Vec<f64>,
-}
-
 impl<'a> Run<'a> {
     /// Resolves the campaign against every variant's model; every fault of every variant is
     /// reported at once.
@@ -125,11 +167,9 @@ impl<'a> Run<'a> {
         for (i, m) in models.iter().enumerate() {
             match Plan::resolve(spec, m, &offer_ids) {
                 Ok(p) => plans.push(p),
-                Err(f) => faults.extend(f.into_iter().map(|mut f| {
-                    if i == 1 {
-                        f.message = format!("(challenger `{}`) {}", m.name, f.message);
-                    }
-                    f
+                Err(f) => faults.extend(f.into_iter().map(|f| match i {
+                    0 => f,
+                    _ => super::challenger_fault(&m.name, f),
                 })),
             }
         }
@@ -199,11 +239,10 @@ impl<'a> Run<'a> {
         past: &history::PastContacts,
         suppressed: &HashSet<Box<str>, foldhash::fast::RandomState>,
         limits: &allocate::Limits,
+        shard: Option<Shard>,
         progress_bar: bool,
     ) -> select::Scan {
-        let keep_all = limits.min.iter().any(|&m| m > 0)
-            || limits.max.iter().any(Option::is_some)
-            || !limits.category_max.is_empty();
+        let keep_all = limits.offer_level();
         let inputs = Inputs {
             spec: self.spec,
             set: self.set,
@@ -218,6 +257,7 @@ impl<'a> Run<'a> {
             suppressed,
             now_ms: self.now_ms,
             keep_all,
+            shard,
         };
         let t = Instant::now();
         let scan = with_progress(self.features.len() as u64, progress_bar, |progress| {
@@ -231,148 +271,36 @@ impl<'a> Run<'a> {
         scan
     }
 
-    /// Chooses the best pairs under the limits.
-    fn allocate(&self, pairs: Vec<select::Pair>, limits: &allocate::Limits) -> Allocation {
-        let t = Instant::now();
-        let candidates = pairs.chunk_by(|a, b| a.row == b.row).count();
-        let alloc = allocate::allocate(pairs, limits, self.features.len());
-        tracing::info!(
-            selected = alloc.selected.len(),
-            candidates,
-            allocate_ms = t.elapsed().as_millis() as u64,
-            "allocated"
-        );
-        alloc
-    }
-
-    /// Writes the target list (CSV and Parquet) and the control group into `out`.
-    fn write(
-        &self,
-        out: &Path,
-        alloc: &Allocation,
-        control: &[select::Pair],
-    ) -> Result<Written, CampaignError> {
-        let (features, offer_ids) = (self.features, &self.offer_ids);
+    /// What the list depends on besides the customers (what shards carry to the merge).
+    fn info(&self, limits: &allocate::Limits, channel_used: u64) -> RunInfo {
         let keys: Vec<u32> = Variant::ALL.iter().map(|v| self.set.key(*v)).collect();
-        let variants = VariantInfo::build(&self.models, &keys, &self.plans, offer_ids, self.now_ms);
-        let mut writer = output::ListWriter::create(out)?;
-        let mut ranks = vec![0u8; features.len()];
-        let mut w = Written {
-            rows: 0,
-            customers: 0,
-            conversions: 0.0,
-            value: 0.0,
-            per_offer_conversions: vec![0.0; offer_ids.len()],
-        };
-        for p in &alloc.selected {
-            let Some(id) = features.id_at(p.row as usize) else {
-                continue;
-            };
-            let v = &variants[p.variant as usize];
-            let r = &mut ranks[p.row as usize];
-            *r += 1;
-            if *r == 1 {
-                w.customers += 1;
-            }
-            let decision_id = v.decision_id(&self.spec.name, id);
-            let offer = &v.offers[p.offer as usize];
-            writer.push(&Row {
-                customer_id: id,
-                channel: &self.spec.channel,
-                offer_id: &offer_ids[p.offer as usize],
-                rank: u32::from(*r),
-                score: p.score,
-                propensity: p.propensity,
-                decision_id: &decision_id,
-                model_name: &v.name,
-                model_version: &v.version,
-                variant: v.variant,
-                content: &offer.content,
-            })?;
-            w.conversions += p.propensity;
-            w.value += p.propensity * offer.value_for(features.exact_row_at(p.row as usize));
-            w.per_offer_conversions[p.offer as usize] += p.propensity;
-        }
-        w.rows = writer.finish()?;
-        output::write_control(
-            out,
-            control.iter().filter_map(|p| {
-                let v = &variants[p.variant as usize];
-                Some((
-                    features.id_at(p.row as usize)?,
-                    offer_ids[p.offer as usize].as_str(),
-                    p.score,
-                    p.propensity,
-                    v.variant,
-                ))
-            }),
-        )?;
-        Ok(w)
-    }
-
-    /// The run's summary: what was scanned, held out, selected and expected.
-    fn summary(
-        &self,
-        alloc: &Allocation,
-        tally: select::Tally,
-        past: &history::PastContacts,
-        limits: &allocate::Limits,
-        written: &Written,
-    ) -> Summary {
-        let (spec, champion) = (self.spec, self.models[0]);
-        let mut offers = BTreeMap::new();
-        for (k, id) in self.offer_ids.iter().enumerate() {
-            let category = champion
-                .offers
-                .iter()
-                .find(|o| *o.id == **id)
-                .map_or(String::new(), |o| o.category.to_string());
-            offers.insert(
-                id.clone(),
-                output::OfferSummary {
-                    category,
-                    selected: alloc.per_offer[k],
-                    min: spec.offer_limits.get(id).map(|l| l.min).filter(|&m| m > 0),
-                    expected_conversions: written.per_offer_conversions[k],
-                },
-            );
-        }
-        Summary {
-            campaign: spec.name.clone(),
-            channel: spec.channel.clone(),
+        let champion = self.models[0];
+        RunInfo {
+            spec: self.spec.clone(),
+            now_ms: self.now_ms,
             placement: self.plans[0].placement.clone(),
-            model_name: champion.name.to_string(),
-            model_version: champion.version.to_string(),
-            run_at: humantime::format_rfc3339_millis(
-                UNIX_EPOCH + Duration::from_millis(self.now_ms.max(0) as u64),
-            )
-            .to_string(),
-            run_at_ms: self.now_ms,
-            transactional: spec.transactional,
-            scanned: tally.scanned,
-            eligible: tally.eligible,
-            selected: written.rows,
-            customers_selected: written.customers,
-            offers,
-            held_out: output::HeldOut {
-                suppression: tally.suppression,
-                no_eligible_offer: tally.no_eligible_offer,
-                contact_policy: tally.contact_policy,
-                frequency: tally.frequency,
-                control_group: tally.control_group,
-                capacity: alloc.lost_to_limits,
-            },
-            capacity: spec.capacity.map(|c| output::CapacityUse {
-                max_contacts: c.max_contacts,
-                per: match c.per {
-                    spec::Per::Day => "day".into(),
-                    spec::Per::Week => "week".into(),
-                },
-                used_before: past.channel_used(),
-                available: limits.capacity.unwrap_or(0),
-            }),
-            expected_conversions: written.conversions,
-            expected_value: written.value,
+            offer_ids: self.offer_ids.clone(),
+            categories: self
+                .offer_ids
+                .iter()
+                .map(|id| {
+                    champion
+                        .offers
+                        .iter()
+                        .find(|o| *o.id == **id)
+                        .map_or(String::new(), |o| o.category.to_string())
+                })
+                .collect(),
+            variants: self
+                .models
+                .iter()
+                .zip(&self.plans)
+                .enumerate()
+                .map(|(vi, (m, plan))| variant_info(m, keys[vi], vi, plan, &self.offer_ids))
+                .collect(),
+            snapshot: SnapshotId::of(self.features),
+            channel_used,
+            limits: limits.clone(),
         }
     }
 }
@@ -437,86 +365,33 @@ fn read_suppression(
     Ok(out)
 }
 
-/// A variant's model as the output names it, with the content of each campaign offer.
-struct VariantInfo {
-    name: String,
-    version: String,
-    variant: &'static str,
-    /// The model's content key, as decision ids carry it.
+/// A variant's model as the list names it: content and value of each campaign offer.
+fn variant_info(
+    m: &CompiledModel,
     key: u32,
-    now_ms: i64,
-    offers: Vec<OfferInfo>,
-}
-
-struct OfferInfo {
-    value: f64,
-    /// The snapshot column a customer's value comes from, if the offer takes it from one.
-    value_from: Option<u32>,
-    content: Content,
-}
-
-impl OfferInfo {
-    /// The customer's value, as the engine takes it ([`crate::engine::Offer::value_for`]).
-    fn value_for(&self, row: Option<crate::features::FeatureRow<'_>>) -> f64 {
-        match (self.value_from, row) {
-            (Some(c), Some(row)) => Some(row.f64(c as usize)).filter(|v| !v.is_nan()),
-            _ => None,
-        }
-        .unwrap_or(self.value)
-    }
-}
-
-impl VariantInfo {
-    fn build(
-        models: &[&CompiledModel],
-        keys: &[u32],
-        plans: &[Plan],
-        offer_ids: &[String],
-        now_ms: i64,
-    ) -> Vec<VariantInfo> {
-        models
+    vi: usize,
+    plan: &Plan,
+    offer_ids: &[String],
+) -> VariantInfo {
+    VariantInfo {
+        name: m.name.to_string(),
+        version: m.version.to_string(),
+        variant: Variant::ALL[vi].as_str().to_owned(),
+        key,
+        offers: offer_ids
             .iter()
-            .zip(plans)
-            .enumerate()
-            .map(|(vi, (m, plan))| VariantInfo {
-                name: m.name.to_string(),
-                version: m.version.to_string(),
-                variant: Variant::ALL[vi].as_str(),
-                key: keys[vi],
-                now_ms,
-                offers: offer_ids
-                    .iter()
-                    .map(|id| {
-                        let o = m.offers.iter().find(|o| *o.id == **id);
-                        OfferInfo {
-                            value: o.map_or(0.0, |o| o.value),
-                            value_from: o.and_then(|o| o.value_from),
-                            content: o
-                                .and_then(|o| o.content_json.get(plan.channel)?.as_deref())
-                                .and_then(|j| serde_json::from_str(j).ok())
-                                .unwrap_or_default(),
-                        }
-                    })
-                    .collect(),
+            .map(|id| {
+                let o = m.offers.iter().find(|o| *o.id == **id);
+                OfferInfo {
+                    value: o.map_or(0.0, |o| o.value),
+                    value_from: o.and_then(|o| o.value_from),
+                    content: o
+                        .and_then(|o| o.content_json.get(plan.channel)?.as_deref())
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .unwrap_or_default(),
+                }
             })
-            .collect()
-    }
-
-    /// The customer's decision id: the run's time, this model version and variant (so events
-    /// quoting it are attributed as `/v1/decide`'s are), and bits derived from campaign and
-    /// customer instead of random ones, so the same run gives the same ids.
-    fn decision_id(&self, campaign: &str, customer: &str) -> String {
-        let h = stable_hash(&format!("{campaign}\u{0}{customer}"));
-        attribution::decision_id_with_bits(self.now_ms, self.key, self.variant_index(), h)
-            .to_string()
-    }
-
-    fn variant_index(&self) -> Variant {
-        if self.variant == Variant::Challenger.as_str() {
-            Variant::Challenger
-        } else {
-            Variant::Champion
-        }
+            .collect(),
     }
 }
 
@@ -568,30 +443,4 @@ fn with_progress<T: Send>(total: u64, bar: bool, work: impl FnOnce(&AtomicU64) -
         let _finish = Finish(&finished);
         work(&done)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decision_ids_are_stable_and_attributed() {
-        let v = VariantInfo {
-            name: "m".into(),
-            version: "1".into(),
-            variant: Variant::Challenger.as_str(),
-            key: 0xbeef,
-            now_ms: 1_795_341_600_000,
-            offers: vec![],
-        };
-        let a = v.decision_id("c", "C1");
-        assert_eq!(a, v.decision_id("c", "C1"));
-        assert_ne!(a, v.decision_id("c", "C2"));
-        let u = ulid::Ulid::from_string(&a).unwrap();
-        assert_eq!(
-            attribution::attribution(u.0),
-            (attribution::model_tag(0xbeef), Some(Variant::Challenger))
-        );
-        assert_eq!(u.timestamp_ms(), 1_795_341_600_000);
-    }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use super::history::PastContacts;
+use super::shard::Shard;
 use super::spec::{CampaignSpec, Plan};
 use crate::contact::view::CustomerView;
 use crate::engine::{self, CompiledModel, Request, Unbounded, Verdict, MAX_LIMIT};
@@ -54,7 +55,7 @@ impl Pair {
 }
 
 /// Counts of customers by what happened to them before allocation.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tally {
     /// Customers in the snapshot.
     pub scanned: u64,
@@ -70,10 +71,17 @@ pub struct Tally {
     pub frequency: u64,
     /// In the control group.
     pub control_group: u64,
+    /// Customers who offered pairs to the allocation.
+    pub candidates: u64,
+    /// The same, by variant (champion, challenger): what each variant's share of the limits
+    /// is in proportion to.
+    #[serde(default)]
+    pub by_variant: [u64; 2],
 }
 
 impl Tally {
-    fn merge(&mut self, o: Tally) {
+    /// Adds another part's counts.
+    pub fn merge(&mut self, o: Tally) {
         self.scanned += o.scanned;
         self.eligible += o.eligible;
         self.suppression += o.suppression;
@@ -83,6 +91,10 @@ impl Tally {
         }
         self.frequency += o.frequency;
         self.control_group += o.control_group;
+        self.candidates += o.candidates;
+        for (a, b) in self.by_variant.iter_mut().zip(o.by_variant) {
+            *a += b;
+        }
     }
 }
 
@@ -124,6 +136,8 @@ pub struct Inputs<'a> {
     /// Keep every eligible pair of a customer (offer-level limits may need the lower ones);
     /// otherwise only the best `max_offers_per_customer`.
     pub keep_all: bool,
+    /// Only the customers of this shard (the others are not counted either).
+    pub shard: Option<Shard>,
 }
 
 /// Scans every row; `progress` counts rows done.
@@ -214,6 +228,9 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     let Some(id) = inp.features.id_at(row) else {
         return;
     };
+    if inp.shard.is_some_and(|s| !s.holds(id)) {
+        return;
+    }
     out.tally.scanned += 1;
     if inp.suppressed.contains(id) {
         out.tally.suppression += 1;
@@ -274,6 +291,8 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             return;
         }
     }
+    out.tally.candidates += 1;
+    out.tally.by_variant[vi] += 1;
     let keep = if inp.keep_all {
         buf.len()
     } else {

@@ -51,7 +51,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 /// The period a channel's capacity is counted over, looking back from the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Per {
     /// The last 24 hours.
@@ -71,7 +71,7 @@ impl Per {
 }
 
 /// How many contacts the channel can take in a period (the SMS gateway's daily volume).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Capacity {
     /// Most contacts on the channel in the period, earlier campaigns' included.
     pub max_contacts: u64,
@@ -80,7 +80,7 @@ pub struct Capacity {
 }
 
 /// An offer's minimum and maximum number of customers in one run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OfferLimit {
     /// Filled first, before other offers take the capacity, when the base allows.
     pub min: u64,
@@ -89,7 +89,7 @@ pub struct OfferLimit {
 }
 
 /// "At most N contacts in W days" across outbound channels, on top of the model's policies.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Frequency {
     /// Most contacts in the window, this campaign's included.
     pub max_contacts: u32,
@@ -100,7 +100,7 @@ pub struct Frequency {
 }
 
 /// The held-out share for measuring what the campaign achieved.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ControlGroup {
     /// Share of eligible customers held out, in `[0, 1)`.
     pub share: f64,
@@ -109,7 +109,7 @@ pub struct ControlGroup {
 }
 
 /// A campaign file, checked on its own.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CampaignSpec {
     /// Campaign name; with the run time it derives the committed events' ids.
     pub name: String,

@@ -1,0 +1,402 @@
+//! The last step of a run, on one machine or after merging shards: allocate over the candidate
+//! pairs, write the list and the control group, and summarise.
+//!
+//! It knows the run only through [`RunInfo`] (what every shard also writes down, so a merge
+//! can check that its shards belong together) and looks customers up through [`Customers`]
+//! (the snapshot, or what the shards listed), so a merged run writes the very bytes a
+//! one-machine run writes. Nothing here loads a model, scans or decides.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::allocate::{self, Allocation, Limits};
+use super::output::{self, Content, Row, Summary};
+use super::select::{Pair, Tally};
+use super::spec::{CampaignSpec, Per};
+use super::CampaignError;
+use crate::contact::attribution;
+use crate::engine::policy::stable_hash;
+use crate::experiment::Variant;
+use crate::features::FeatureStore;
+
+/// Everything about a run that its list depends on besides the customers: the campaign, the
+/// time, the models as the list names them, the snapshot's identity and the limits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunInfo {
+    /// The campaign file, as read.
+    pub spec: CampaignSpec,
+    /// The run's time.
+    pub now_ms: i64,
+    /// The placement decided for (the champion's).
+    pub placement: String,
+    /// The campaign's offers, numbered as allocation numbers them.
+    pub offer_ids: Vec<String>,
+    /// Each campaign offer's category in the champion.
+    pub categories: Vec<String>,
+    /// Champion, then challenger if any.
+    pub variants: Vec<VariantInfo>,
+    /// The snapshot the customers come from.
+    pub snapshot: SnapshotId,
+    /// Contacts the log already held on the channel in the capacity's period.
+    pub channel_used: u64,
+    /// The allocation's limits.
+    pub limits: Limits,
+}
+
+/// What tells two snapshots apart without reading all of them: the size, the columns, and a
+/// hash of the columns' names and of every customer id at 1,024 rows spread over the file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotId {
+    /// Customers.
+    pub customers: u64,
+    /// Columns.
+    pub columns: u64,
+    /// The hash.
+    pub fingerprint: u64,
+}
+
+impl SnapshotId {
+    /// Identifies `features`.
+    pub fn of(features: &FeatureStore) -> Self {
+        let n = features.len();
+        let mut h = stable_hash(&features.columns().join("\u{0}"));
+        let step = (n / 1024).max(1);
+        for row in (0..n).step_by(step) {
+            if let Some(id) = features.id_at(row) {
+                h = h.rotate_left(5) ^ stable_hash(id);
+            }
+        }
+        SnapshotId {
+            customers: n as u64,
+            columns: features.columns().len() as u64,
+            fingerprint: h,
+        }
+    }
+}
+
+/// A variant's model as the list names it, with the content of each campaign offer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VariantInfo {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// `champion` or `challenger`.
+    pub variant: String,
+    /// The model's content key, as decision ids carry it.
+    pub key: u32,
+    /// Per campaign offer.
+    pub offers: Vec<OfferInfo>,
+}
+
+/// A campaign offer in one variant's model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OfferInfo {
+    /// The offer's value.
+    pub value: f64,
+    /// The snapshot column a customer's value comes from, if the offer takes it from one.
+    pub value_from: Option<u32>,
+    /// The content on the campaign's channel.
+    pub content: Content,
+}
+
+impl OfferInfo {
+    /// The customer's value, as the engine takes it ([`crate::engine::Offer::value_for`]).
+    pub fn value_for(&self, row: Option<crate::features::FeatureRow<'_>>) -> f64 {
+        match (self.value_from, row) {
+            (Some(c), Some(row)) => Some(row.f64(c as usize)).filter(|v| !v.is_nan()),
+            _ => None,
+        }
+        .unwrap_or(self.value)
+    }
+}
+
+impl VariantInfo {
+    /// The customer's decision id: the run's time, this model version and variant (so events
+    /// quoting it are attributed as `/v1/decide`'s are), and bits derived from campaign and
+    /// customer instead of random ones, so the same run gives the same ids.
+    pub fn decision_id(&self, now_ms: i64, campaign: &str, customer: &str) -> String {
+        let h = stable_hash(&format!("{campaign}\u{0}{customer}"));
+        let variant = if self.variant == Variant::Challenger.as_str() {
+            Variant::Challenger
+        } else {
+            Variant::Champion
+        };
+        attribution::decision_id_with_bits(now_ms, self.key, variant, h).to_string()
+    }
+}
+
+/// Where a candidate's customer id and value come from.
+pub enum Customers<'a> {
+    /// The snapshot (a one-machine run, or a shard writing its candidates).
+    Snapshot(&'a FeatureStore),
+    /// What the shards listed: ids by row, values by (row, offer).
+    Listed {
+        /// Customer ids by snapshot row.
+        ids: HashMap<u32, Box<str>>,
+        /// A pair's value for its customer.
+        values: HashMap<(u32, u16), f64>,
+    },
+}
+
+impl Customers<'_> {
+    /// The customer id of a snapshot row.
+    pub fn id(&self, row: u32) -> Option<&str> {
+        match self {
+            Customers::Snapshot(f) => f.id_at(row as usize),
+            Customers::Listed { ids, .. } => ids.get(&row).map(|s| &**s),
+        }
+    }
+
+    /// The offer's value for the pair's customer.
+    pub fn value(&self, info: &RunInfo, p: &Pair) -> f64 {
+        match self {
+            Customers::Snapshot(f) => info.variants[p.variant as usize].offers[p.offer as usize]
+                .value_for(f.exact_row_at(p.row as usize)),
+            Customers::Listed { values, .. } => {
+                values.get(&(p.row, p.offer)).copied().unwrap_or(0.0)
+            }
+        }
+    }
+}
+
+/// What writing the list counted.
+struct Written {
+    rows: u64,
+    customers: u64,
+    conversions: f64,
+    value: f64,
+    per_offer_conversions: Vec<f64>,
+}
+
+/// Allocates over `candidates` (as [`allocate::candidates`] leaves them), writes the list, the
+/// control group and the summary into `out`, and returns the summary.
+pub fn finish(
+    info: &RunInfo,
+    tally: Tally,
+    candidates: Vec<Pair>,
+    control: &[Pair],
+    customers: &Customers<'_>,
+    out: &Path,
+) -> Result<Summary, CampaignError> {
+    let t = std::time::Instant::now();
+    let kept = candidates.len();
+    let eligible = &tally.by_variant[..info.variants.len().min(2)];
+    let (alloc, uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
+    if !alloc.complete {
+        tracing::warn!("the allocation stopped on a rounding cycle before the best list");
+    }
+    tracing::info!(
+        selected = alloc.selected.len(),
+        kept,
+        allocate_ms = t.elapsed().as_millis() as u64,
+        "allocated"
+    );
+    std::fs::create_dir_all(out).map_err(|source| CampaignError::OutDir {
+        path: out.to_owned(),
+        source,
+    })?;
+    let written = write(info, out, &alloc, control, customers)?;
+    let summary = summary(info, &alloc, &uses, tally, &written);
+    output::write_summary(out, &summary)?;
+    Ok(summary)
+}
+
+/// Writes the target list (CSV and Parquet) and the control group into `out`.
+fn write(
+    info: &RunInfo,
+    out: &Path,
+    alloc: &Allocation,
+    control: &[Pair],
+    customers: &Customers<'_>,
+) -> Result<Written, CampaignError> {
+    let offer_ids = &info.offer_ids;
+    let mut writer = output::ListWriter::create(out)?;
+    let mut ranks: HashMap<u32, u32> = HashMap::with_capacity(alloc.selected.len());
+    let mut w = Written {
+        rows: 0,
+        customers: 0,
+        conversions: 0.0,
+        value: 0.0,
+        per_offer_conversions: vec![0.0; offer_ids.len()],
+    };
+    for p in &alloc.selected {
+        let Some(id) = customers.id(p.row) else {
+            continue;
+        };
+        let v = &info.variants[p.variant as usize];
+        let r = ranks.entry(p.row).or_insert(0);
+        *r += 1;
+        if *r == 1 {
+            w.customers += 1;
+        }
+        let decision_id = v.decision_id(info.now_ms, &info.spec.name, id);
+        let offer = &v.offers[p.offer as usize];
+        writer.push(&Row {
+            customer_id: id,
+            channel: &info.spec.channel,
+            offer_id: &offer_ids[p.offer as usize],
+            rank: *r,
+            score: p.score,
+            propensity: p.propensity,
+            decision_id: &decision_id,
+            model_name: &v.name,
+            model_version: &v.version,
+            variant: &v.variant,
+            content: &offer.content,
+        })?;
+        w.conversions += p.propensity;
+        w.value += p.propensity * customers.value(info, p);
+        w.per_offer_conversions[p.offer as usize] += p.propensity;
+    }
+    w.rows = writer.finish()?;
+    output::write_control(
+        out,
+        control.iter().filter_map(|p| {
+            Some((
+                customers.id(p.row)?,
+                offer_ids[p.offer as usize].as_str(),
+                p.score,
+                p.propensity,
+                info.variants[p.variant as usize].variant.as_str(),
+            ))
+        }),
+    )?;
+    Ok(w)
+}
+
+/// The run's summary: what was scanned, held out, selected and expected.
+fn summary(
+    info: &RunInfo,
+    alloc: &Allocation,
+    uses: &[allocate::VariantUse],
+    tally: Tally,
+    written: &Written,
+) -> Summary {
+    let (spec, champion) = (&info.spec, &info.variants[0]);
+    let mut offers = BTreeMap::new();
+    for (k, id) in info.offer_ids.iter().enumerate() {
+        offers.insert(
+            id.clone(),
+            output::OfferSummary {
+                category: info.categories[k].clone(),
+                selected: alloc.per_offer[k],
+                min: spec.offer_limits.get(id).map(|l| l.min).filter(|&m| m > 0),
+                expected_conversions: written.per_offer_conversions[k],
+            },
+        );
+    }
+    Summary {
+        campaign: spec.name.clone(),
+        channel: spec.channel.clone(),
+        placement: info.placement.clone(),
+        model_name: champion.name.clone(),
+        model_version: champion.version.clone(),
+        run_at: humantime::format_rfc3339_millis(
+            UNIX_EPOCH + Duration::from_millis(info.now_ms.max(0) as u64),
+        )
+        .to_string(),
+        run_at_ms: info.now_ms,
+        transactional: spec.transactional,
+        scanned: tally.scanned,
+        eligible: tally.eligible,
+        selected: written.rows,
+        customers_selected: written.customers,
+        offers,
+        held_out: output::HeldOut {
+            suppression: tally.suppression,
+            no_eligible_offer: tally.no_eligible_offer,
+            contact_policy: tally.contact_policy,
+            frequency: tally.frequency,
+            control_group: tally.control_group,
+            capacity: tally.candidates.saturating_sub(written.customers),
+        },
+        capacity: spec.capacity.map(|c| output::CapacityUse {
+            max_contacts: c.max_contacts,
+            per: match c.per {
+                Per::Day => "day".into(),
+                Per::Week => "week".into(),
+            },
+            used_before: info.channel_used,
+            available: info.limits.capacity.unwrap_or(0),
+        }),
+        expected_conversions: written.conversions,
+        expected_value: written.value,
+        shadow_prices: shadow_prices(info, alloc),
+        variants: if uses.len() > 1 {
+            uses.iter()
+                .zip(&info.variants)
+                .map(|(u, v)| output::VariantSummary {
+                    variant: v.variant.clone(),
+                    model: format!("{} v{}", v.name, v.version),
+                    eligible: u.eligible,
+                    capacity: u.capacity,
+                    selected: u.selected,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Each shadow price under the name of its limit in the campaign file.
+fn shadow_prices(info: &RunInfo, alloc: &Allocation) -> BTreeMap<String, output::ShadowPrice> {
+    let l = &info.limits;
+    alloc
+        .shadow_prices
+        .iter()
+        .map(|s| {
+            let name = match s.bound {
+                allocate::Bound::Capacity => "capacity.max_contacts".to_owned(),
+                allocate::Bound::CategoryMax(c) => {
+                    let o = l.category.iter().position(|x| *x == Some(c));
+                    let cat = o.map_or("", |o| info.categories[o].as_str());
+                    format!("category_limits.{cat}.max")
+                }
+                allocate::Bound::OfferMax(o) => {
+                    format!("offer_limits.{}.max", info.offer_ids[o as usize])
+                }
+                allocate::Bound::OfferMin(o) => {
+                    format!("offer_limits.{}.min", info.offer_ids[o as usize])
+                }
+            };
+            let name = match s.variant {
+                0 => name,
+                v => format!("{}.{name}", info.variants[usize::from(v)].variant),
+            };
+            let p = output::ShadowPrice {
+                limit: s.limit,
+                per_unit: s.per_unit,
+            };
+            (name, p)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_ids_are_stable_and_attributed() {
+        let v = VariantInfo {
+            name: "m".into(),
+            version: "1".into(),
+            variant: Variant::Challenger.as_str().into(),
+            key: 0xbeef,
+            offers: vec![],
+        };
+        let now = 1_795_341_600_000;
+        let a = v.decision_id(now, "c", "C1");
+        assert_eq!(a, v.decision_id(now, "c", "C1"));
+        assert_ne!(a, v.decision_id(now, "c", "C2"));
+        let u = ulid::Ulid::from_string(&a).unwrap();
+        assert_eq!(
+            attribution::attribution(u.0),
+            (attribution::model_tag(0xbeef), Some(Variant::Challenger))
+        );
+        assert_eq!(u.timestamp_ms(), now as u64);
+    }
+}

@@ -1,0 +1,495 @@
+//! Sharded runs: `campaign run --shard I/N` scans only the customers whose stable hash falls in
+//! shard `I` of `N` and writes their candidate pairs into a shard folder; `campaign merge`
+//! checks that the shards belong to one run, joins them and finishes the run as one machine
+//! would, byte for byte.
+//!
+//! Why the candidates suffice: a shard keeps, per offer, its best pairs up to the bound of
+//! [`super::allocate::Limits::keep_per_offer`]; the best pairs of the whole base are among the
+//! best of the shards, so reducing the joined shards again gives exactly the candidates a
+//! one-machine run allocates over. Everything else a shard counts is per customer and adds up.
+//!
+//! A shard folder: `shard-candidates.csv` (row, customer id, offer, variant, score,
+//! propensity, value), `shard-control.csv` (the same for the control group) and, written last,
+//! `shard.json` (the shard, the run's [`RunInfo`], the counts, the row counts of both files),
+//! so a folder without `shard.json` is not a finished shard. A merge checks every shard before
+//! it writes anything, and writes the list under temporary names renamed into place at the
+//! end: it never leaves a partial list. Nothing here decides or allocates.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::allocate;
+use super::finish::{self, Customers, RunInfo};
+use super::output::Summary;
+use super::select::{Pair, Tally};
+use super::CampaignError;
+use crate::experiment::assignment;
+
+/// The shard's header file, written last.
+pub const SHARD_JSON: &str = "shard.json";
+/// The shard's candidate pairs.
+pub const CANDIDATES_CSV: &str = "shard-candidates.csv";
+/// The shard's control-group customers.
+pub const CONTROL_CSV: &str = "shard-control.csv";
+/// The shard file format's version.
+const FORMAT: u32 = 1;
+/// The salt of the shard hash (the control group and champion/challenger use their own).
+const SALT: &str = "nextbest-campaign-shard";
+/// Most shards of one run.
+pub const MAX_SHARDS: u32 = 4096;
+
+/// One shard of `count`, numbered from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// This shard.
+    pub index: u32,
+    /// How many there are.
+    pub count: u32,
+}
+
+impl Shard {
+    /// True when the customer falls in this shard: the stable hash of the id, as a share of
+    /// `[0, 1)`, in `[index / count, (index + 1) / count)`.
+    pub fn holds(&self, customer_id: &str) -> bool {
+        let at = (assignment(SALT, customer_id) * f64::from(self.count)) as u32;
+        at.min(self.count - 1) == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected I/N with 0 <= I < N <= {MAX_SHARDS}, such as 3/8");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || count > MAX_SHARDS || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// Why shards could not be written or merged.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A shard file is not what a shard run writes.
+    #[error("{path}: {detail}")]
+    Bad {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Two shards come from different runs.
+    #[error(
+        "shards from different runs: {other} differs from {first} in {what} ({b} against {a})"
+    )]
+    Mismatch {
+        /// What differs.
+        what: &'static str,
+        /// The first shard folder.
+        first: PathBuf,
+        /// The folder that differs.
+        other: PathBuf,
+        /// The first shard's value.
+        a: String,
+        /// The other's.
+        b: String,
+    },
+    /// The shards given are not every shard of the run exactly once.
+    #[error("{0}")]
+    Incomplete(String),
+}
+
+/// The header a shard writes last.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Header {
+    format: u32,
+    shard: Shard,
+    info: RunInfo,
+    tally: Tally,
+    candidates: u64,
+    control: u64,
+}
+
+/// What a shard wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// Customers of the shard.
+    pub scanned: u64,
+    /// Candidate pairs written.
+    pub candidates: u64,
+    /// Control-group customers written.
+    pub control: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ShardError + '_ {
+    move |source| ShardError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn csv_err(path: &Path) -> impl Fn(csv::Error) -> ShardError + '_ {
+    move |e| ShardError::Bad {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+/// Writes a shard's candidates and control group into `dir`, `shard.json` last.
+pub fn write(
+    dir: &Path,
+    shard: Shard,
+    info: &RunInfo,
+    tally: &Tally,
+    candidates: &[Pair],
+    control: &[Pair],
+    customers: &Customers<'_>,
+) -> Result<Written, CampaignError> {
+    std::fs::create_dir_all(dir).map_err(|source| CampaignError::OutDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let header_path = dir.join(SHARD_JSON);
+    match std::fs::remove_file(&header_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&header_path)(e))?,
+        _ => {}
+    }
+    write_pairs(&dir.join(CANDIDATES_CSV), info, candidates, customers)?;
+    write_pairs(&dir.join(CONTROL_CSV), info, control, customers)?;
+    let header = Header {
+        format: FORMAT,
+        shard,
+        info: info.clone(),
+        tally: tally.clone(),
+        candidates: candidates.len() as u64,
+        control: control.len() as u64,
+    };
+    let mut text = serde_json::to_string_pretty(&header).unwrap_or_default();
+    text.push('\n');
+    let tmp = dir.join(format!("{SHARD_JSON}.tmp"));
+    std::fs::write(&tmp, text).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &header_path).map_err(io(&header_path))?;
+    Ok(Written {
+        scanned: tally.scanned,
+        candidates: header.candidates,
+        control: header.control,
+    })
+}
+
+fn write_pairs(
+    path: &Path,
+    info: &RunInfo,
+    pairs: &[Pair],
+    customers: &Customers<'_>,
+) -> Result<(), ShardError> {
+    let file = File::create(path).map_err(io(path))?;
+    let mut w = csv::Writer::from_writer(BufWriter::new(file));
+    let e = csv_err(path);
+    w.write_record([
+        "row",
+        "customer_id",
+        "offer",
+        "variant",
+        "score",
+        "propensity",
+        "value",
+    ])
+    .map_err(&e)?;
+    for p in pairs {
+        let id = customers.id(p.row).unwrap_or_default();
+        let (mut a, mut b, mut c) = (
+            zmij::Buffer::new(),
+            zmij::Buffer::new(),
+            zmij::Buffer::new(),
+        );
+        let (mut row, mut offer, mut variant) = (
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+            itoa::Buffer::new(),
+        );
+        w.write_record([
+            row.format(p.row),
+            id,
+            offer.format(p.offer),
+            variant.format(p.variant),
+            a.format(p.score),
+            b.format(p.propensity),
+            c.format(customers.value(info, p)),
+        ])
+        .map_err(&e)?;
+    }
+    let mut inner = w.into_inner().map_err(|e| ShardError::Io {
+        path: path.to_owned(),
+        source: e.into_error(),
+    })?;
+    inner.flush().map_err(io(path))
+}
+
+/// One shard read back.
+struct Read {
+    dir: PathBuf,
+    header: Header,
+}
+
+fn read_header(dir: &Path) -> Result<Read, ShardError> {
+    let path = dir.join(SHARD_JSON);
+    let text = std::fs::read_to_string(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => ShardError::Bad {
+            path: path.clone(),
+            detail: "missing: not the folder of a finished `campaign run --shard`".into(),
+        },
+        _ => io(&path)(source),
+    })?;
+    let header: Header = serde_json::from_str(&text).map_err(|e| ShardError::Bad {
+        path: path.clone(),
+        detail: format!("not a shard header: {e}"),
+    })?;
+    if header.format != FORMAT {
+        return Err(ShardError::Bad {
+            path,
+            detail: format!("shard format {} (this build reads {FORMAT})", header.format),
+        });
+    }
+    Ok(Read {
+        dir: dir.to_owned(),
+        header,
+    })
+}
+
+/// The first field in which two shards' runs differ, with both values.
+fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
+    let (x, y) = (&a.info, &b.info);
+    if a.shard.count != b.shard.count {
+        return Some((
+            "the number of shards",
+            a.shard.count.to_string(),
+            b.shard.count.to_string(),
+        ));
+    }
+    if x.spec != y.spec {
+        return Some(("the campaign", json(&x.spec), json(&y.spec)));
+    }
+    if x.now_ms != y.now_ms {
+        let t = |ms: i64| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+            humantime::format_rfc3339_millis(at).to_string()
+        };
+        return Some(("--now", t(x.now_ms), t(y.now_ms)));
+    }
+    if x.snapshot != y.snapshot {
+        return Some(("the snapshot", json(&x.snapshot), json(&y.snapshot)));
+    }
+    if x.variants != y.variants
+        || x.placement != y.placement
+        || x.offer_ids != y.offer_ids
+        || x.categories != y.categories
+    {
+        let m = |i: &RunInfo| {
+            i.variants
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{} v{} ({}, key {:08x})",
+                        v.name, v.version, v.variant, v.key
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Some(("the model", m(x), m(y)));
+    }
+    if x.channel_used != y.channel_used || x.limits != y.limits {
+        return Some((
+            "the contact history (contacts already on the channel)",
+            x.channel_used.to_string(),
+            y.channel_used.to_string(),
+        ));
+    }
+    None
+}
+
+/// A header part as JSON, for a message.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Checks that `dirs` are every shard of one run, once each, and joins them into a list in
+/// `out`, exactly as a one-machine run of the same inputs writes it.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
+    let shards = dirs
+        .iter()
+        .map(|d| read_header(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = shards.first() else {
+        return Err(ShardError::Incomplete("no shard folder given".into()).into());
+    };
+    let count = first.header.shard.count;
+    let mut seen: Vec<Option<&Path>> = vec![None; count as usize];
+    for s in &shards {
+        if let Some((what, a, b)) = differs(&first.header, &s.header) {
+            return Err(ShardError::Mismatch {
+                what,
+                first: first.dir.clone(),
+                other: s.dir.clone(),
+                a,
+                b,
+            }
+            .into());
+        }
+        let i = s.header.shard.index as usize;
+        if let Some(before) = seen[i] {
+            return Err(ShardError::Incomplete(format!(
+                "shard {i}/{count} given twice: {} and {}",
+                before.display(),
+                s.dir.display()
+            ))
+            .into());
+        }
+        seen[i] = Some(&s.dir);
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|i| seen[*i as usize].is_none())
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ShardError::Incomplete(format!(
+            "{} of {count} shards missing: {}",
+            missing.len(),
+            missing.join(", ")
+        ))
+        .into());
+    }
+
+    let mut tally = Tally::default();
+    let mut pairs = Vec::new();
+    let mut control = Vec::new();
+    let mut ids = HashMap::new();
+    let mut values = HashMap::new();
+    for s in &shards {
+        tally.merge(s.header.tally.clone());
+        let n = read_pairs(
+            &s.dir.join(CANDIDATES_CSV),
+            &mut pairs,
+            &mut ids,
+            &mut values,
+        )?;
+        check_rows(&s.dir.join(CANDIDATES_CSV), n, s.header.candidates)?;
+        let n = read_pairs(
+            &s.dir.join(CONTROL_CSV),
+            &mut control,
+            &mut ids,
+            &mut values,
+        )?;
+        check_rows(&s.dir.join(CONTROL_CSV), n, s.header.control)?;
+    }
+    let info = &first.header.info;
+    let candidates = allocate::candidates(pairs, &info.limits);
+    control.sort_unstable_by_key(|p| p.row);
+    let customers = Customers::Listed { ids, values };
+
+    let name = out
+        .file_name()
+        .map_or("list".into(), |n| n.to_string_lossy());
+    let tmp = out.with_file_name(format!(".{name}.merging-{}", std::process::id()));
+    let done = finish::finish(info, tally, candidates, &control, &customers, &tmp)
+        .and_then(|summary| place(&tmp, out).map(|()| summary));
+    let _ = std::fs::remove_dir_all(&tmp);
+    done
+}
+
+fn check_rows(path: &Path, got: u64, expected: u64) -> Result<(), ShardError> {
+    if got == expected {
+        return Ok(());
+    }
+    Err(ShardError::Bad {
+        path: path.to_owned(),
+        detail: format!("{got} rows, but {SHARD_JSON} says {expected}: the shard is incomplete"),
+    })
+}
+
+/// Moves the finished files from `tmp` into `out`.
+fn place(tmp: &Path, out: &Path) -> Result<(), CampaignError> {
+    std::fs::create_dir_all(out).map_err(|source| CampaignError::OutDir {
+        path: out.to_owned(),
+        source,
+    })?;
+    let entries = std::fs::read_dir(tmp).map_err(io(tmp))?;
+    for e in entries {
+        let e = e.map_err(io(tmp))?;
+        let to = out.join(e.file_name());
+        std::fs::rename(e.path(), &to).map_err(io(&to))?;
+    }
+    Ok(())
+}
+
+fn read_pairs(
+    path: &Path,
+    into: &mut Vec<Pair>,
+    ids: &mut HashMap<u32, Box<str>>,
+    values: &mut HashMap<(u32, u16), f64>,
+) -> Result<u64, ShardError> {
+    let file = File::open(path).map_err(io(path))?;
+    let mut r = csv::Reader::from_reader(BufReader::new(file));
+    let mut rec = csv::StringRecord::new();
+    let mut n = 0u64;
+    let e = csv_err(path);
+    while r.read_record(&mut rec).map_err(&e)? {
+        n += 1;
+        let bad = |col: &str| ShardError::Bad {
+            path: path.to_owned(),
+            detail: format!("line {}: column `{col}` is not valid", n + 1),
+        };
+        let field = |i: usize| rec.get(i).unwrap_or("");
+        let p = Pair {
+            row: field(0).parse().map_err(|_| bad("row"))?,
+            offer: field(2).parse().map_err(|_| bad("offer"))?,
+            variant: field(3).parse().map_err(|_| bad("variant"))?,
+            score: field(4).parse().map_err(|_| bad("score"))?,
+            propensity: field(5).parse().map_err(|_| bad("propensity"))?,
+        };
+        let value: f64 = field(6).parse().map_err(|_| bad("value"))?;
+        ids.entry(p.row).or_insert_with(|| field(1).into());
+        values.insert((p.row, p.offer), value);
+        into.push(p);
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_parse_and_split_every_customer_once() {
+        assert_eq!("3/8".parse::<Shard>(), Ok(Shard { index: 3, count: 8 }));
+        for bad in ["8/8", "1/0", "a/3", "3", "-1/4", "0/5000"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (0..8).map(|index| Shard { index, count: 8 }).collect();
+        let mut sizes = [0u32; 8];
+        for i in 0..8000 {
+            let id = format!("C{i:07}");
+            let holders: Vec<_> = shards.iter().filter(|s| s.holds(&id)).collect();
+            assert_eq!(holders.len(), 1, "{id}");
+            sizes[holders[0].index as usize] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (800..1200).contains(&n)), "{sizes:?}");
+    }
+}
