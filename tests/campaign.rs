@@ -1036,7 +1036,7 @@ fn run_shards(base: &Base, campaign: &Path, tag: &str, count: u32, now: i64) -> 
     (0..count)
         .map(|index| {
             let cfg = base.config(campaign, &format!("{tag}-shard-{index}-of-{count}"), now);
-            campaign::run_shard(&cfg, campaign::shard::Shard { index, count })
+            campaign::run_shard(&cfg, campaign::select::Shard { index, count })
                 .unwrap_or_else(|e| panic!("shard {index}/{count}: {:#?}", e.faults()));
             cfg.out
         })
@@ -1106,7 +1106,7 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
         .map(|index| {
             let mut cfg = base.config(&file, &format!("snap-{index}"), NOW);
             cfg.features = base.path("features2.csv");
-            campaign::run_shard(&cfg, campaign::shard::Shard { index, count: 3 }).unwrap();
+            campaign::run_shard(&cfg, campaign::select::Shard { index, count: 3 }).unwrap();
             cfg.out
         })
         .collect();

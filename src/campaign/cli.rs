@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::commit::{self, Target};
-use super::shard::Shard;
+use super::select::Shard;
 use super::{output, CampaignError, RunConfig};
 use crate::logging::SecretUrl;
 use crate::settings::{self, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};

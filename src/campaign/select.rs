@@ -17,13 +17,52 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use super::history::PastContacts;
-use super::shard::Shard;
 use super::spec::{CampaignSpec, Plan};
 use crate::contact::view::CustomerView;
 use crate::engine::{self, CompiledModel, Request, Unbounded, Verdict, MAX_LIMIT};
 use crate::experiment::{assignment, Variant};
 use crate::features::FeatureStore;
 use crate::registry::ModelSet;
+
+/// The salt of the shard hash (the control group and champion/challenger use their own).
+const SALT: &str = "nextbest-campaign-shard";
+/// Most shards of one run.
+pub const MAX_SHARDS: u32 = 4096;
+
+/// One shard of `count`, numbered from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// This shard.
+    pub index: u32,
+    /// How many there are.
+    pub count: u32,
+}
+
+impl Shard {
+    /// True when the customer falls in this shard: the stable hash of the id, as a share of
+    /// `[0, 1)`, in `[index / count, (index + 1) / count)`.
+    pub fn holds(&self, customer_id: &str) -> bool {
+        let at = (assignment(SALT, customer_id) * f64::from(self.count)) as u32;
+        at.min(self.count - 1) == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected I/N with 0 <= I < N <= {MAX_SHARDS}, such as 3/8");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if count == 0 || count > MAX_SHARDS || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
 
 /// Rows per unit of parallel work (small enough to balance, large enough to merge cheaply).
 const CHUNK: usize = 8192;

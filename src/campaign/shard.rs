@@ -23,9 +23,8 @@ use std::path::{Path, PathBuf};
 use super::allocate;
 use super::finish::{self, Customers, RunInfo};
 use super::output::Summary;
-use super::select::{Pair, Tally};
+use super::select::{Pair, Shard, Tally};
 use super::CampaignError;
-use crate::experiment::assignment;
 
 /// The shard's header file, written last.
 pub const SHARD_JSON: &str = "shard.json";
@@ -35,46 +34,6 @@ pub const CANDIDATES_CSV: &str = "shard-candidates.csv";
 pub const CONTROL_CSV: &str = "shard-control.csv";
 /// The shard file format's version.
 const FORMAT: u32 = 1;
-/// The salt of the shard hash (the control group and champion/challenger use their own).
-const SALT: &str = "nextbest-campaign-shard";
-/// Most shards of one run.
-pub const MAX_SHARDS: u32 = 4096;
-
-/// One shard of `count`, numbered from 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Shard {
-    /// This shard.
-    pub index: u32,
-    /// How many there are.
-    pub count: u32,
-}
-
-impl Shard {
-    /// True when the customer falls in this shard: the stable hash of the id, as a share of
-    /// `[0, 1)`, in `[index / count, (index + 1) / count)`.
-    pub fn holds(&self, customer_id: &str) -> bool {
-        let at = (assignment(SALT, customer_id) * f64::from(self.count)) as u32;
-        at.min(self.count - 1) == self.index
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}`: expected I/N with 0 <= I < N <= {MAX_SHARDS}, such as 3/8");
-        let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count): (u32, u32) = (
-            i.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        if count == 0 || count > MAX_SHARDS || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
 /// Why shards could not be written or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {

@@ -1,0 +1,111 @@
+//! The decision log's writer: a full queue, files rolled by size.
+
+use super::*;
+
+#[test]
+fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
+    // A queue of one that nobody drains: the writer is stalled.
+    let (tx, rx) = mpsc::sync_channel(1);
+    let log = DecisionLog {
+        threshold: 1 << SAMPLE_BITS,
+        queue: tx,
+        writer: Mutex::new(None),
+        stats: Arc::default(),
+    };
+    let snapshot = Arc::new(Snapshot::default());
+    let fallback = crate::engine::Fallback::builtin_empty();
+    let d = Decision {
+        fallback: None,
+        fallback_content: &fallback,
+        channel: None,
+        ranked: Vec::new(),
+        explain: Vec::new(),
+        explored: false,
+    };
+    let req = Request {
+        customer_id: Some("C1"),
+        channel: "web",
+        placement: "home_hero",
+        ..Default::default()
+    };
+    let contacts = crate::contact::Contacts::in_memory(
+        &Default::default(),
+        crate::contact::Clock::manual(1).0,
+    );
+    let mut ctx = contacts.for_decision(
+        &Default::default(),
+        Some("C1"),
+        0,
+        Variant::Champion,
+        Default::default(),
+    );
+    ctx.decision_id = ulid::Ulid(7);
+    for _ in 0..3 {
+        log.offer(&snapshot, &ctx, &req, &d);
+    }
+    assert_eq!(log.dropped(), 2, "one queued, two dropped");
+    let queued = rx.try_recv().unwrap();
+    assert_eq!(queued.request.customer_id, "C1");
+    // Deadline answers depend on the machine, not the inputs: never logged.
+    let late = Decision {
+        fallback: Some(FallbackReason::Deadline),
+        fallback_content: &fallback,
+        channel: None,
+        ranked: Vec::new(),
+        explain: Vec::new(),
+        explored: false,
+    };
+    log.offer(&snapshot, &ctx, &req, &late);
+    assert!(rx.try_recv().is_err());
+    // Sampling: ids whose random bits lie past the threshold are not logged.
+    let none = DecisionLog {
+        threshold: 0,
+        ..log
+    };
+    none.offer(&snapshot, &ctx, &req, &d);
+    assert!(rx.try_recv().is_err());
+    assert_eq!(none.dropped(), 2);
+}
+
+#[test]
+fn files_roll_by_size_and_the_oldest_go_first() {
+    let dir = std::env::temp_dir().join(format!("nb-decision-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = DecisionLogConfig {
+        dir: dir.clone(),
+        sample: 1.0,
+        file_bytes: 4096,
+        max_files: 3,
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Files::open(&config).unwrap();
+    let columns: Vec<String> = (0..40).map(|i| format!("column_{i}")).collect();
+    for id in 0..100 {
+        let record = Record::Columns {
+            id,
+            columns: columns.clone(),
+            strings: Default::default(),
+        };
+        files.line(&record).unwrap();
+        files.roll_if_full().unwrap();
+    }
+    files.out.flush().unwrap();
+    let kept = log_files(&dir).unwrap();
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    let newest = kept.last().unwrap().0;
+    assert!(newest >= 10, "rolled over many times: {newest}");
+    assert_eq!(
+        kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [newest - 2, newest - 1, newest],
+        "the newest kept, the oldest deleted"
+    );
+    for (_, p) in &kept[..2] {
+        let size = std::fs::metadata(p).unwrap().len();
+        assert!((4096..4096 + 1024).contains(&size), "{size}");
+    }
+    // A restart continues after the newest file.
+    drop(files);
+    let again = Files::open(&config).unwrap();
+    assert_eq!(again.seq, newest + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
