@@ -151,12 +151,14 @@ impl Shadow {
     }
 
     /// Whether this decision is shadowed: with a candidate, when the decision id's hash falls
-    /// in its share. Costs one atomic load when there is none.
+    /// in its share. Costs one atomic load and a hash.
     #[inline]
     pub fn sample(&self, decision_id: u128) -> Option<Arc<Candidate>> {
-        let c = self.slot.load_full()?;
+        let slot = self.slot.load();
+        let c = slot.as_ref()?;
         let u = (crate::engine::posterior::seed_of(decision_id) >> 11) as f64 / (1u64 << 53) as f64;
-        (u < c.share).then_some(c)
+        // The candidate is counted (an `Arc` clone) only for a decision it shadows.
+        (u < c.share).then(|| c.clone())
     }
 
     /// Hands a sampled decision to a task of its own, or skips it when too many are in flight.
