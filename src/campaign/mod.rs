@@ -3,7 +3,7 @@
 //! allocated under volume limits, written out, and committed back as contacts.
 //!
 //! The path of a run: [`spec`] reads and checks the campaign file → the model and snapshot load
-//! through the [`Registry`] as the server loads them → [`history`] reads the data folder's event
+//! through the [`crate::registry::Registry`] as the server loads them → [`history`] reads the data folder's event
 //! log (never writing it) → [`select`] decides for every customer (or one [`shard`]'s) on every
 //! core → [`allocate`] keeps the candidate pairs an optimal list can use and chooses the best
 //! list under capacity, minimums and maximums (exactly, through `flow`) → [`finish`] writes

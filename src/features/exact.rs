@@ -39,7 +39,7 @@ pub fn split_f64(v: f64) -> (f32, i32) {
 ///
 /// Wrapping: no pair [`split_f64`] makes comes near the ends of the bit range, but a damaged
 /// binary snapshot may hand in any pair (say -0.0 with a negative residual), and
-/// [`ExactColumns::check`] must refuse it, not overflow on it.
+/// `ExactColumns::check` must refuse it, not overflow on it.
 #[inline]
 pub fn join_f64(x: f32, residual: i32) -> f64 {
     let bits = (f64::from(x).to_bits() as i64).wrapping_add(i64::from(residual));

@@ -5,7 +5,7 @@
 //! A mapped file must not change while mapped: a truncation would fault the process (SIGBUS)
 //! and an overwrite would change answers mid-request. The source path a data team publishes
 //! to is not safe to map (it may be rewritten or truncated in place), so a load copies it
-//! here first (a plain copy in large writes: see [`copy`]), under a temporary name, and names the copy only once its checksum has been verified. A
+//! here first (a plain copy in large writes: see `copy`), under a temporary name, and names the copy only once its checksum has been verified. A
 //! source whose entry is already there is read through once to check it is that content. An
 //! entry is read-only and never written again; replacing a snapshot adds an entry, and
 //! [`SnapshotStore::retain`] removes the ones no longer served once the new one serves (the

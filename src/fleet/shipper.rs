@@ -4,8 +4,8 @@
 //! across a crash of this replica or an outage of Redis.
 //!
 //! The position (`<data>/replication.cursor`: segment and byte offset) is written atomically
-//! at most every [`CURSOR_SAVE_EVERY`] while batches flow, and once shipping has been idle for
-//! [`IDLE_POLL`] (saving it after every batch cost more than shipping the batch); at worst a
+//! at most every `CURSOR_SAVE_EVERY` while batches flow, and once shipping has been idle for
+//! `IDLE_POLL` (saving it after every batch cost more than shipping the batch); at worst a
 //! crash ships the last second's batches again, and receivers apply each event id once. When
 //! Redis answers with another run id than before (it restarted and may
 //! have lost what it held), the position goes back to the start of the log. The run id is asked

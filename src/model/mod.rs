@@ -1,7 +1,7 @@
 //! The offer model as the CVM team writes it (JSON), and its way into the engine form.
 //!
 //! Loading is parse (simd-json) → read the files the model names (`files`) → validate and
-//! compile in one pass ([`compile`], which touches no file) against the column layout of a
+//! compile in one pass (`compile`, which touches no file) against the column layout of a
 //! feature snapshot. Every fault is reported with its exact path, so a bad model is refused
 //! whole and whatever is serving keeps serving. This module reads files only when asked to
 //! load one; nothing here runs on the request path.

@@ -1,5 +1,5 @@
 //! `/v1/decide`: from a request to an encoded answer. The request is admitted and its budget
-//! set in one place ([`Entry`]), the contact side is asked once ([`crate::contact::decide`]),
+//! set in one place (`Entry`), the contact side is asked once ([`crate::contact::decide`]),
 //! the engine decides, and the outcome is counted once.
 //!
 //! Nothing here awaits once the body is read, takes a lock a writer holds, or does I/O: the

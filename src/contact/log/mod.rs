@@ -27,7 +27,7 @@
 //! # Retention
 //! A segment is deleted once the newest event in it is older than the retention (the longest
 //! policy window, at least the de-duplication window), checked when a segment rolls over and at
-//! start; never while the clock looks wrong (see [`writer`]). One process per data folder: the
+//! start; never while the clock looks wrong (see `writer`). One process per data folder: the
 //! contact side holds the folder's lock (see `super::lock`).
 
 mod replay;

@@ -65,7 +65,7 @@ pub trait Sink: Send + 'static {
 
 /// A batch of framed records on its way to disk.
 pub struct Batch {
-    /// Framed records (see [`push_record`]).
+    /// Framed records (see `push_record`).
     pub records: Vec<u8>,
     /// Newest event time among them, for retention.
     pub newest_ms: i64,
