@@ -15,7 +15,7 @@ mod sim;
 mod support;
 
 use contextual_sim::{four, group_oracle_regret, start, three, Driver, Truth, World};
-use support::{decide, post_events, put_model};
+use support::{adaptive_explain, decide, post_events, put_model};
 
 /// The world's seed: the customers, and which customer and coin each decision uses.
 const SEED: u64 = 30;
@@ -103,23 +103,6 @@ fn lesson(world: &World, n: usize) -> serde_json::Value {
     serde_json::Value::Array(events)
 }
 
-/// o1's `adaptive` explain object for a customer.
-async fn explain_o1(addr: std::net::SocketAddr, customer: usize) -> serde_json::Value {
-    let a = decide(
-        addr,
-        serde_json::json!({"customer_id": format!("C{customer}"), "channel": "web",
-            "placement": "home", "explain": true}),
-    )
-    .await;
-    a["explain"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["offer_id"] == "o1")
-        .unwrap_or_else(|| panic!("no o1 in {a}"))["adaptive"]
-        .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_shows_what_a_contextual_offer_learnt_for_each_customer() {
     let world = World::new(SEED + 2, Truth::Prepaid);
@@ -132,8 +115,8 @@ async fn explain_shows_what_a_contextual_offer_learnt_for_each_customer() {
     let prepaid = world.customers.iter().position(|c| c.is_prepaid).unwrap();
     let postpaid = world.customers.iter().position(|c| !c.is_prepaid).unwrap();
     let (p, q) = (
-        explain_o1(running.public_addr, prepaid).await,
-        explain_o1(running.public_addr, postpaid).await,
+        adaptive_explain(running.public_addr, prepaid, "o1").await,
+        adaptive_explain(running.public_addr, postpaid, "o1").await,
     );
     // The same counts behind both, a higher propensity for the prepaid customer.
     assert_eq!(p["trials"], 600, "{p}");
@@ -164,7 +147,7 @@ async fn the_decision_log_replays_a_contextual_offer_exactly() {
     // What was learnt reaches decisions within the counts' refresh period: wait for it, so the
     // logged decisions draw from bins that differ by customer.
     let learnt = std::time::Instant::now();
-    while explain_o1(server.public, 0).await["trials"] != 400 {
+    while adaptive_explain(server.public, 0, "o1").await["trials"] != 400 {
         assert!(
             learnt.elapsed() < std::time::Duration::from_secs(20),
             "never published"
@@ -178,13 +161,7 @@ async fn the_decision_log_replays_a_contextual_offer_exactly() {
         )
         .await;
     }
-    server.signal("TERM");
-    let mut server = server;
-    assert!(
-        server.child.0.wait().unwrap().success(),
-        "{}",
-        server.stderr()
-    );
+    server.stop();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
         .args(["replay", "--json", "--log"])
         .arg(&log)

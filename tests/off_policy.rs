@@ -325,13 +325,7 @@ async fn record(
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
-    server.signal("TERM");
-    let mut server = server;
-    assert!(
-        server.child.0.wait().unwrap().success(),
-        "{}",
-        server.stderr()
-    );
+    server.stop();
     (conversions, stats["decision_log"].clone())
 }
 

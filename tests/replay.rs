@@ -48,13 +48,7 @@ async fn record(data: &Path, log: &Path) -> usize {
         decide(server.public, ask).await;
         n += 1;
     }
-    server.signal("TERM");
-    let mut server = server;
-    assert!(
-        server.child.0.wait().unwrap().success(),
-        "{}",
-        server.stderr()
-    );
+    server.stop();
     n
 }
 

@@ -244,6 +244,13 @@ impl Process {
         }
     }
 
+    /// Stops it with SIGTERM and requires a clean exit (its stderr otherwise).
+    pub fn stop(mut self) {
+        self.signal("TERM");
+        let status = self.child.0.wait().unwrap();
+        assert!(status.success(), "{}", self.stderr());
+    }
+
     /// Kills it with SIGKILL and waits for it to be gone.
     pub fn kill9(mut self) {
         let _ = self.child.0.kill();

@@ -562,3 +562,21 @@ pub async fn decide_demo_customer(
     .await;
     (customer, channel, a)
 }
+
+/// One offer's `adaptive` explain object for customer `C{i}` on the `web` / `home` placement
+/// (the contextual simulations' shape).
+pub async fn adaptive_explain(addr: SocketAddr, i: usize, offer: &str) -> serde_json::Value {
+    let a = decide(
+        addr,
+        serde_json::json!({"customer_id": format!("C{i}"), "channel": "web",
+            "placement": "home", "explain": true}),
+    )
+    .await;
+    a["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["offer_id"] == offer)
+        .unwrap_or_else(|| panic!("no {offer} in {a}"))["adaptive"]
+        .clone()
+}
