@@ -186,7 +186,7 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 pub const MAX_FILE_MB: u64 = 1024;
 /// Largest `--contact-memory-mb` (1 TiB).
 pub const MAX_MEMORY_MB: u64 = 1 << 20;
-/// Largest `--redis-partitions`: each is a stream and a consumer task on every replica.
+/// Largest `--redis-partitions`: each is a stream that every replica's one reader asks for.
 pub const MAX_PARTITIONS: u16 = 1024;
 
 /// Everything `serve` needs, checked and built.

@@ -437,14 +437,11 @@ pub fn start(
                 if !join::join(&link, &client).await {
                     return;
                 }
-                for p in 0..link.config.partitions {
-                    tokio::spawn(consumer::run(
-                        link.clone(),
-                        client.clone(),
-                        contacts.clone(),
-                        p,
-                    ));
-                }
+                tokio::spawn(consumer::run(
+                    link.clone(),
+                    client.clone(),
+                    contacts.clone(),
+                ));
                 tokio::spawn(models::run(
                     link.clone(),
                     client.clone(),

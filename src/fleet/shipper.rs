@@ -57,6 +57,7 @@ struct Outgoing {
 /// Runs until the process ends or the replica refuses to join.
 pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>, dir: PathBuf) {
     let cursor_path = dir.join(CURSOR_FILE);
+    let mut tail = log::Tail::new(&dir);
     let mut cursor = fleet.cursor();
     let mut con = None;
     let mut run_id: Option<String> = None;
@@ -116,10 +117,21 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         }
         // Never on the workers that run decisions: this is the fleet's own thread.
         let read = if fleet.backlog_bytes.load(Relaxed) < READ_INLINE_BELOW {
-            Ok(read_batch(&dir, cursor, &fleet))
+            Ok(read_batch(&mut tail, cursor, &fleet))
         } else {
-            let (dir, fleet) = (dir.clone(), fleet.clone());
-            tokio::task::spawn_blocking(move || read_batch(&dir, cursor, &fleet)).await
+            let (mut moved, fleet) = (
+                std::mem::replace(&mut tail, log::Tail::new(&dir)),
+                fleet.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let read = read_batch(&mut moved, cursor, &fleet);
+                (moved, read)
+            })
+            .await
+            .map(|(moved, read)| {
+                tail = moved;
+                read
+            })
         };
         let (batch, next) = match read {
             Ok(Ok(b)) => b,
@@ -271,12 +283,12 @@ impl Saved {
 
 /// Reads up to [`BATCH`] records from the cursor on; also returns where reading stopped.
 fn read_batch(
-    dir: &Path,
+    tail: &mut log::Tail,
     cursor: Position,
     fleet: &Fleet,
 ) -> Result<(Vec<Outgoing>, Position), log::LogError> {
     let mut out = Vec::new();
-    let progress = log::read_from(dir, cursor, READ_BYTES, |payload, at| {
+    let progress = tail.read_from(cursor, READ_BYTES, |payload, at| {
         if out.len() >= BATCH {
             return false;
         }

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use replay::{replay, ReplayReport};
-pub use tail::{disk_bytes, read_all, read_from, unread_bytes, Position, Progress};
+pub use tail::{disk_bytes, read_all, read_from, unread_bytes, Position, Progress, Tail};
 pub use writer::{Batch, Inject, LogStats, LogWriter, Reservation, Sink, WriterConfig};
 
 /// The first bytes of every segment.

@@ -7,8 +7,8 @@
 //! These are blocking file reads: async callers run them on a blocking thread.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{list_segments, scan_all, LogError, MAGIC, RECORD_HEADER};
 
@@ -57,66 +57,187 @@ pub struct Progress {
 
 /// Hands out the records after `from`, in order, each with the position it starts at, until
 /// `take` says stop or `max_bytes` of one segment were read. Records of only one segment are
-/// read per call.
+/// read per call. A reader that comes back keeps a [`Tail`] instead.
 pub fn read_from(
     dir: &Path,
     from: Position,
     max_bytes: u64,
-    mut take: impl FnMut(&[u8], Position) -> bool,
+    take: impl FnMut(&[u8], Position) -> bool,
 ) -> Result<Progress, LogError> {
-    let segments = list_segments(dir)?;
-    let Some(i) = segments.iter().position(|(seq, _)| *seq >= from.seq) else {
-        return Ok(Progress {
-            next: from,
-            backlog_bytes: 0,
-        });
-    };
-    let (seq, path) = &segments[i];
-    let offset = if *seq == from.seq {
-        from.offset
-    } else {
-        MAGIC.len() as u64
-    };
-    let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(offset))?;
-            f.take(max_bytes).read_to_end(&mut bytes)
-        })
-        .map_err(super::io_err(path))?;
-    let mut end = offset;
-    let mut stopped = false;
-    scan_all(&bytes, |payload| {
-        if stopped {
-            return;
+    Tail::new(dir).read_from(from, max_bytes, take)
+}
+
+/// A reader that comes back for what was appended since: it keeps the segment list and the
+/// segment it reads open between calls, and lists the folder again only when its segment has
+/// nothing more (the writer may have moved on to a new one) or is gone. A read of what the
+/// last group commit appended is then one `pread` and one `fstat`, not a directory listing,
+/// an `open` and a `stat` per segment.
+///
+/// A segment deleted by retention while open stays readable through the open file, as the
+/// file system keeps an unlinked file for its open handles.
+pub struct Tail {
+    dir: PathBuf,
+    segments: Vec<(u64, PathBuf)>,
+    open: Option<(u64, File)>,
+    buf: Vec<u8>,
+    listed_at: Instant,
+}
+
+/// Longest a [`Tail`] goes without listing the folder while it finds nothing new.
+const RELIST_EVERY: Duration = Duration::from_secs(1);
+
+impl Tail {
+    /// A reader of the log in `dir`; nothing is read until [`Tail::read_from`].
+    pub fn new(dir: &Path) -> Self {
+        Tail {
+            dir: dir.to_owned(),
+            segments: Vec::new(),
+            open: None,
+            buf: Vec::new(),
+            listed_at: Instant::now(),
         }
-        let at = payload.as_ptr() as usize - bytes.as_ptr() as usize;
-        let start = Position {
-            seq: *seq,
-            offset: offset + (at - RECORD_HEADER) as u64,
+    }
+
+    /// What [`read_from`] does, from the kept listing and open segment.
+    pub fn read_from(
+        &mut self,
+        from: Position,
+        max_bytes: u64,
+        mut take: impl FnMut(&[u8], Position) -> bool,
+    ) -> Result<Progress, LogError> {
+        let mut listed = false;
+        loop {
+            let i = match self.segments.iter().position(|(seq, _)| *seq >= from.seq) {
+                Some(i) => i,
+                None if listed => {
+                    return Ok(Progress {
+                        next: from,
+                        backlog_bytes: 0,
+                    })
+                }
+                None => {
+                    self.relist()?;
+                    listed = true;
+                    continue;
+                }
+            };
+            let seq = self.segments[i].0;
+            let offset = if seq == from.seq {
+                from.offset
+            } else {
+                MAGIC.len() as u64
+            };
+            let len = match self.read_segment(i, offset, max_bytes) {
+                Ok(len) => len,
+                // Gone since it was listed (retention): list again, once.
+                Err(e) if !listed && e.kind() == std::io::ErrorKind::NotFound => {
+                    self.relist()?;
+                    listed = true;
+                    continue;
+                }
+                Err(e) => return Err(super::io_err(&self.segments[i].1)(e)),
+            };
+            let bytes = &self.buf;
+            let mut end = offset;
+            let mut stopped = false;
+            scan_all(bytes, |payload| {
+                if stopped {
+                    return;
+                }
+                let at = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+                let start = Position {
+                    seq,
+                    offset: offset + (at - RECORD_HEADER) as u64,
+                };
+                if take(payload, start) {
+                    end = offset + (at + payload.len()) as u64;
+                } else {
+                    stopped = true;
+                }
+            });
+            if end == offset
+                && !stopped
+                && i + 1 == self.segments.len()
+                && !listed
+                && self.may_have_moved_on(seq)
+            {
+                // Nothing (more) here, and the writer may have started a newer segment.
+                self.relist()?;
+                listed = true;
+                continue;
+            }
+            let next = if end == offset && !stopped && i + 1 < self.segments.len() {
+                // Nothing (more) readable here and a newer segment follows: go on to it.
+                Position {
+                    seq: self.segments[i + 1].0,
+                    offset: MAGIC.len() as u64,
+                }
+            } else {
+                Position { seq, offset: end }
+            };
+            let after = self.segments[i + 1..]
+                .iter()
+                .filter_map(|(_, p)| std::fs::metadata(p).ok())
+                .map(|m| m.len().saturating_sub(MAGIC.len() as u64))
+                .sum::<u64>();
+            let backlog_bytes = if next.seq == seq {
+                len.saturating_sub(next.offset) + after
+            } else {
+                after
+            };
+            return Ok(Progress {
+                next,
+                backlog_bytes,
+            });
+        }
+    }
+
+    /// Reads up to `max_bytes` of segment `i` from `offset` into the buffer; returns the
+    /// segment's length.
+    fn read_segment(&mut self, i: usize, offset: u64, max_bytes: u64) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let (seq, path) = &self.segments[i];
+        if self.open.as_ref().is_none_or(|(s, _)| s != seq) {
+            self.open = None;
+            self.open = Some((*seq, File::open(path)?));
+        }
+        let Some((_, file)) = &self.open else {
+            unreachable!("opened above");
         };
-        if take(payload, start) {
-            end = offset + (at + payload.len()) as u64;
-        } else {
-            stopped = true;
+        let len = file.metadata()?.len();
+        let want = len.saturating_sub(offset).min(max_bytes) as usize;
+        self.buf.clear();
+        self.buf.resize(want, 0);
+        let mut got = 0;
+        while got < want {
+            match file.read_at(&mut self.buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-    });
-    let next = if end == offset && !stopped && i + 1 < segments.len() {
-        // Nothing (more) readable here and a newer segment follows: go on to it.
-        Position {
-            seq: segments[i + 1].0,
-            offset: MAGIC.len() as u64,
+        self.buf.truncate(got);
+        Ok(len)
+    }
+
+    /// Whether a segment after `seq` may exist: the writer names the next one `seq + 1`, so
+    /// one `stat` tells, and a full listing at least every [`RELIST_EVERY`] covers any other
+    /// numbering.
+    fn may_have_moved_on(&self, seq: u64) -> bool {
+        self.listed_at.elapsed() >= RELIST_EVERY || super::segment_path(&self.dir, seq + 1).exists()
+    }
+
+    fn relist(&mut self) -> Result<(), LogError> {
+        self.segments = list_segments(&self.dir)?;
+        self.listed_at = Instant::now();
+        if let Some((seq, _)) = &self.open {
+            if !self.segments.iter().any(|(s, _)| s == seq) {
+                self.open = None;
+            }
         }
-    } else {
-        Position {
-            seq: *seq,
-            offset: end,
-        }
-    };
-    Ok(Progress {
-        next,
-        backlog_bytes: unread_in(&segments, next),
-    })
+        Ok(())
+    }
 }
 
 /// Record bytes after `from` to the end of the newest segment: what a reader at `from` has not
@@ -229,6 +350,60 @@ mod tests {
         let mut all = Vec::new();
         assert_eq!(read_all(&dir, |r| all.push(r.to_vec())).unwrap(), 2);
         assert_eq!(all.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kept_tail_sees_appends_new_segments_and_survives_retention() {
+        let dir = std::env::temp_dir().join(format!("nextbest-tail-kept-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        segment(&dir, 1, &[b"a"]);
+        let mut tail = Tail::new(&dir);
+        let read = |tail: &mut Tail, from: Position| {
+            let mut got = Vec::new();
+            let p = tail
+                .read_from(from, 1 << 20, |payload, _| {
+                    got.push(payload.to_vec());
+                    true
+                })
+                .unwrap();
+            (got, p.next)
+        };
+        let (got, at) = read(&mut tail, Position::start());
+        assert_eq!(got, [b"a".to_vec()]);
+
+        // Appended to the open segment: read through the kept file.
+        let mut buf = Vec::new();
+        assert!(push_record(&mut buf, |b| b.extend_from_slice(b"bb")));
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(format!("events-{:020}.log", 1)))
+            .unwrap()
+            .write_all(&buf)
+            .unwrap();
+        let (got, at) = read(&mut tail, at);
+        assert_eq!(got, [b"bb".to_vec()]);
+
+        // The writer moves on to segment 2, and retention deletes segment 1 underneath.
+        segment(&dir, 2, &[b"ccc"]);
+        std::fs::remove_file(dir.join(format!("events-{:020}.log", 1))).unwrap();
+        let (got, at) = read(&mut tail, at);
+        assert_eq!(got, [b"ccc".to_vec()], "on to the next segment at once");
+        assert_eq!(
+            at,
+            Position {
+                seq: 2,
+                offset: 8 + 8 + 3
+            }
+        );
+
+        // A reader sent back to the start (Redis lost its streams) finds what is left.
+        let (got, _) = read(&mut tail, Position::start());
+        assert_eq!(got, [b"ccc".to_vec()]);
+        let (got, end) = read(&mut tail, at);
+        assert!(got.is_empty());
+        assert_eq!(end, at);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
