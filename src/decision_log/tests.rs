@@ -21,6 +21,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
         ranked: Vec::new(),
         explain: Vec::new(),
         explored: false,
+        anonymous: false,
     };
     let req = Request {
         customer_id: Some("C1"),
@@ -54,6 +55,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
         ranked: Vec::new(),
         explain: Vec::new(),
         explored: false,
+        anonymous: false,
     };
     log.offer(&snapshot, &ctx, &req, &late);
     assert!(rx.try_recv().is_err());
