@@ -29,6 +29,7 @@ pub mod dedupe;
 pub mod event;
 pub mod funnel;
 pub mod health;
+pub mod links;
 pub mod lock;
 pub mod log;
 mod replay;
@@ -268,12 +269,39 @@ impl Contacts {
     pub fn for_decision(
         &self,
         ids: &attribution::DecisionIds,
-        customer_id: Option<&str>,
+        who: (Option<&str>, Option<&str>),
         model_key: u32,
         variant: Variant,
         origin: attribution::Origin,
     ) -> decide::DecideContacts<'_> {
-        decide::DecideContacts::new(self, ids, customer_id, model_key, variant, origin)
+        decide::DecideContacts::new(self, ids, who, model_key, variant, origin)
+    }
+
+    /// The history a decision for a customer and/or a visitor reads: the customer's, with the
+    /// visitor's folded in when the request names both (each event is filed under one of them,
+    /// so nothing counts twice). Folding copies a history; a request naming one subject, the
+    /// usual case, reads its `Arc` as is.
+    pub fn history_for(
+        &self,
+        customer_id: Option<&str>,
+        visitor_id: Option<&str>,
+        now_ms: i64,
+    ) -> Option<Arc<History>> {
+        let state = self.applier.state();
+        let who = links::Subject::of(customer_id, visitor_id);
+        let own = state.history_of(who);
+        let other = match (who, visitor_id.filter(|v| !v.is_empty())) {
+            (links::Subject::Customer(_), Some(v)) => state.history_of(links::Subject::Visitor(v)),
+            _ => None,
+        };
+        match (own, other) {
+            (Some(a), Some(b)) => {
+                let mut h = (*a).clone();
+                h.merge(&b, state.horizon_ms(), now_ms);
+                Some(Arc::new(h))
+            }
+            (a, b) => a.or(b),
+        }
     }
 
     /// A customer's history for a decision (see [`view::CustomerView`]).

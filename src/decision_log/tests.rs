@@ -35,7 +35,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
     );
     let mut ctx = contacts.for_decision(
         &Default::default(),
-        Some("C1"),
+        (Some("C1"), None),
         0,
         Variant::Champion,
         Default::default(),

@@ -21,6 +21,7 @@ use super::shadow;
 use super::typos::{self, Route};
 use super::AppState;
 use crate::contact::attribution::{self, Origin};
+use crate::contact::links::Subject;
 use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::experiment::Variant;
 
@@ -121,14 +122,15 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     let variant = picked.map(|p| p.1);
     let (channel_at, slot_at) =
         picked.map_or((None, None), |p| p.0.locate(req.channel, req.placement));
+    let visitor = body.visitor();
     let origin = Origin {
         channel: channel_at,
         slot: slot_at,
-        customer: req.customer_id.map(attribution::customer_check),
+        customer: Subject::of(req.customer_id, visitor).with_key(attribution::customer_check),
     };
     let contacts = state.contacts.for_decision(
         &state.config.decision_ids,
-        req.customer_id,
+        (req.customer_id, visitor),
         picked.map_or(0, |p| p.2),
         variant.unwrap_or(Variant::Champion),
         origin,
