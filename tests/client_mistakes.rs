@@ -63,7 +63,7 @@ async fn typos_get_content_and_a_name() {
     assert_eq!(a["fallback"]["reason"], "unknown_customer");
     assert_eq!(
         warnings(&a),
-        ["`custmer_id` is not a field of a decide request and was ignored; the fields are customer_id, visitor_id, channel, placement, limit, context, explain"]
+        ["`custmer_id` is not a field of a decide request and was ignored; the fields are customer_id, visitor_id, channel, placement, limit, context, explain, sticky"]
     );
     let a = get(
         srv.public,

@@ -149,6 +149,7 @@ impl Sink for Written {
 pub struct Contacts {
     applier: Arc<Applier>,
     funnel: Arc<Funnel>,
+    links: Arc<links::Links>,
     adaptive: Arc<adaptive::Counts>,
     clock: Clock,
     stats: report::IngestStats,
@@ -171,10 +172,14 @@ impl Contacts {
         let adaptive = Arc::new(adaptive::Counts::new(adaptive::pending_capacity(
             config.state.memory_bytes,
         )));
-        let subscribers: Vec<Arc<dyn Subscriber>> = vec![funnel.clone(), adaptive.clone()];
+        // Links get a sixteenth of the histories' budget: a few short strings per login.
+        let links = Arc::new(links::Links::new(config.state.memory_bytes / 16));
+        let subscribers: Vec<Arc<dyn Subscriber>> =
+            vec![links.clone(), funnel.clone(), adaptive.clone()];
         Contacts {
             applier: Arc::new(Applier::new(state, subscribers)),
             funnel,
+            links,
             adaptive,
             clock,
             stats: report::IngestStats::default(),
@@ -278,30 +283,55 @@ impl Contacts {
     }
 
     /// The history a decision for a customer and/or a visitor reads: the customer's, with the
-    /// visitor's folded in when the request names both (each event is filed under one of them,
-    /// so nothing counts twice). Folding copies a history; a request naming one subject, the
-    /// usual case, reads its `Arc` as is.
+    /// request's visitor's and the visitors linked to the customer folded in; for a visitor
+    /// alone, theirs with the customer they logged in as. Each event is filed under one subject,
+    /// so nothing counts twice. Folding copies a history; a request whose subject has no link
+    /// and names one id, the usual case, reads its `Arc` as is.
     pub fn history_for(
         &self,
         customer_id: Option<&str>,
         visitor_id: Option<&str>,
         now_ms: i64,
     ) -> Option<Arc<History>> {
+        use links::Subject;
         let state = self.applier.state();
-        let who = links::Subject::of(customer_id, visitor_id);
-        let own = state.history_of(who);
-        let other = match (who, visitor_id.filter(|v| !v.is_empty())) {
-            (links::Subject::Customer(_), Some(v)) => state.history_of(links::Subject::Visitor(v)),
-            _ => None,
-        };
-        match (own, other) {
-            (Some(a), Some(b)) => {
-                let mut h = (*a).clone();
-                h.merge(&b, state.horizon_ms(), now_ms);
-                Some(Arc::new(h))
+        let who = Subject::of(customer_id, visitor_id);
+        let mut found = state.history_of(who);
+        let mut fold = |other: Option<Arc<History>>| {
+            found = match (found.take(), other) {
+                (Some(a), Some(b)) => {
+                    let mut h = (*a).clone();
+                    h.merge(&b, state.horizon_ms(), now_ms);
+                    Some(Arc::new(h))
+                }
+                (a, b) => a.or(b),
             }
-            (a, b) => a.or(b),
+        };
+        let visitor = visitor_id.filter(|v| !v.is_empty());
+        match who {
+            Subject::Customer(c) => {
+                if let Some(v) = visitor {
+                    fold(state.history_of(Subject::Visitor(v)));
+                }
+                for (_, v) in self.links.visitors_of(c).iter().flat_map(|l| l.iter()) {
+                    if Some(&**v) != visitor {
+                        fold(state.history_of(Subject::Visitor(v)));
+                    }
+                }
+            }
+            Subject::Visitor(v) => {
+                if let Some(c) = self.links.customer_of(v) {
+                    fold(state.history_of(Subject::Customer(&c)));
+                }
+            }
+            Subject::Nobody => {}
         }
+        found
+    }
+
+    /// Which visitors logged in as which customers.
+    pub fn links(&self) -> &links::Links {
+        &self.links
     }
 
     /// A customer's history for a decision (see [`view::CustomerView`]).

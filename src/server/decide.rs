@@ -14,7 +14,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
 use super::body::read_json_body;
-use super::codec::{self, AnswerMeta, DecideBody};
+use super::codec::{self, AnswerMeta, DecideBody, Sticky};
 use super::error::{json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
 use super::shadow;
@@ -115,14 +115,22 @@ struct Started<'a> {
 fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
     let mut req = body.as_request();
+    let visitor = body.visitor();
+    let linked = match (body.sticky, visitor, req.customer_id) {
+        (Sticky::Visitor, None, Some(c)) => state.contacts.links().newest_visitor_of(c),
+        _ => None,
+    };
+    let assigned = match body.sticky {
+        Sticky::Visitor => visitor.or(linked.as_deref()).or(req.customer_id),
+        Sticky::Customer => req.customer_id,
+    };
     let picked = snap.models.as_ref().map(|set| {
-        let (model, variant) = set.pick(req.customer_id);
+        let (model, variant) = set.pick(assigned);
         (&model.compiled, variant, set.key(variant))
     });
     let variant = picked.map(|p| p.1);
     let (channel_at, slot_at) =
         picked.map_or((None, None), |p| p.0.locate(req.channel, req.placement));
-    let visitor = body.visitor();
     let origin = Origin {
         channel: channel_at,
         slot: slot_at,

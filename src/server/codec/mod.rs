@@ -26,7 +26,7 @@ pub const MAX_CONTEXT: usize = 64;
 pub const MAX_UNKNOWN_NAMED: usize = 8;
 
 /// The fields a decide request has; anything else is reported in the answer's `warnings`.
-pub const DECIDE_FIELDS: [&str; 7] = [
+pub const DECIDE_FIELDS: [&str; 8] = [
     "customer_id",
     "visitor_id",
     "channel",
@@ -34,7 +34,29 @@ pub const DECIDE_FIELDS: [&str; 7] = [
     "limit",
     "context",
     "explain",
+    "sticky",
 ];
+
+/// Whose id assigns a request to a variant of an experiment (`sticky`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sticky {
+    /// The customer's (the default); a visitor alone gets the champion.
+    #[default]
+    Customer,
+    /// The visitor's: the request's `visitor_id`, else the visitor most recently linked to
+    /// the customer, so that a visitor keeps their variant across the login.
+    Visitor,
+}
+
+impl Sticky {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer" => Some(Sticky::Customer),
+            "visitor" => Some(Sticky::Visitor),
+            _ => None,
+        }
+    }
+}
 
 /// A decoded decide request, borrowing from the body where it can.
 #[derive(Debug)]
@@ -53,6 +75,8 @@ pub struct DecideBody<'a> {
     pub context: Context<'a>,
     /// List every offer's verdict.
     pub explain: bool,
+    /// Whose id assigns the variant.
+    pub sticky: Sticky,
     /// Fields (or query parameters) the request has that the contract does not: the first
     /// [`MAX_UNKNOWN_NAMED`] by name, in request order.
     pub unknown: Vec<Cow<'a, str>>,
@@ -70,6 +94,7 @@ impl<'a> DecideBody<'a> {
             limit: None,
             context: Context::default(),
             explain: false,
+            sticky: Sticky::Customer,
             unknown: Vec::new(),
             unknown_count: 0,
         }
@@ -168,7 +193,15 @@ impl<'de: 'a, 'a> Deserialize<'de> for DecideBody<'a> {
                         }
                         4 => body.limit = map.next_value::<Option<Whole>>()?.map(|w| w.0),
                         5 => body.context = map.next_value::<Context<'a>>()?,
-                        _ => body.explain = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                        6 => body.explain = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                        _ => {
+                            body.sticky = match map.next_value::<Option<CowStr<'a>>>()? {
+                                None => Sticky::Customer,
+                                Some(s) => Sticky::parse(&s.0).ok_or_else(|| {
+                                    de::Error::custom("sticky: expected `customer` or `visitor`")
+                                })?,
+                            }
+                        }
                     }
                 }
                 if !channel {
@@ -364,8 +397,8 @@ fn explain_failure(body: &[u8]) -> ApiError {
     }
 }
 
-/// Decodes a query string: `customer_id`, `visitor_id`, `channel`, `placement`, `limit`, `explain` (`true` or
-/// `false` in any case), and `context.KEY=VALUE` (a value that parses as a number is a number).
+/// Decodes a query string: `customer_id`, `visitor_id`, `channel`, `placement`, `limit`,
+/// `sticky`, `explain` (`true` or `false` in any case), and `context.KEY=VALUE` (a value that parses as a number is a number).
 /// Any other parameter is reported in the answer's `warnings`.
 pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     let mut body = DecideBody::empty();
@@ -374,6 +407,14 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
         match &*k {
             "customer_id" => body.customer_id = Some(Cow::Owned(v.into_owned())),
             "visitor_id" => body.visitor_id = Some(Cow::Owned(v.into_owned())),
+            "sticky" => {
+                body.sticky = Sticky::parse(&v).ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "sticky: `{}` is neither customer nor visitor",
+                        shown(&v)
+                    ))
+                })?
+            }
             "channel" => {
                 body.channel = Cow::Owned(v.into_owned());
                 channel = true;
