@@ -118,7 +118,10 @@ fn decide_anonymous(c: &mut Criterion) {
     let mix = common::request_mix(store.len(), 16_384, 3);
     let ctx = [
         (Cow::Borrowed("page"), CtxValue::Str("deals".into())),
-        (Cow::Borrowed("utm_campaign"), CtxValue::Str("spring_switch".into())),
+        (
+            Cow::Borrowed("utm_campaign"),
+            CtxValue::Str("spring_switch".into()),
+        ),
     ];
     let visitors: Vec<String> = (0..mix.len()).map(|i| format!("V{i:07}")).collect();
     let mut g = c.benchmark_group("anonymous");
@@ -130,7 +133,11 @@ fn decide_anonymous(c: &mut Criterion) {
                 let it = cycle.item();
                 n = (n + 1) % visitors.len();
                 let req = Request {
-                    customer_id: Some(if anonymous { &visitors[n] } else { &it.customer_id }),
+                    customer_id: Some(if anonymous {
+                        &visitors[n]
+                    } else {
+                        &it.customer_id
+                    }),
                     channel: "web",
                     placement: "home_hero",
                     limit: None,

@@ -102,6 +102,12 @@ async fn an_anonymous_visitor_gets_an_offer_chosen_by_a_context_rule() {
     .await;
     assert_eq!(offers(&a), ["gold_upsell"]);
     assert!(a.get("anonymous").is_none(), "{a}");
+    // Metrics count the three anonymous decisions (all personalised) apart.
+    let m = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(
+        m.contains("nextbest_anonymous_decisions_total{outcome=\"personalised\"} 3"),
+        "{m}"
+    );
     srv.stop().await;
 }
 

@@ -155,6 +155,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     };
     let mut out = Vec::with_capacity(1024);
     let mut shadowed = None;
+    let mut anonymous = false;
     let fallback = match (picked, &snap.features) {
         (Some((model, _, _)), Some(features)) => {
             let (channel, slot) = model.resolve(req.channel, req.placement);
@@ -188,6 +189,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
                 }
                 codec::encode_decision(&mut out, &meta, model, &d);
+                anonymous = d.anonymous;
                 if let Some(candidate) = state.shadow.sample(contacts.decision_id.0) {
                     let top = d
                         .ranked
@@ -208,7 +210,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     codec::warnings(&mut out, &warnings);
     let took = started.at.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
-    state.metrics.decided(variant, fallback, took);
+    state.metrics.decided(variant, fallback, anonymous, took);
     let mut resp = json_response(StatusCode::OK, out.into());
     if let Ok(v) = server_timing(took) {
         resp.headers_mut().insert("server-timing", v);
