@@ -10,8 +10,8 @@
 //! written but not applied.
 //!
 //! Every event, live, replayed at start or from another replica, takes effect in one place,
-//! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the funnel,
-//! what adaptive offers learn). Readers outside the writer use the log's own reading API
+//! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the visitor
+//! links of [`links`], the funnel, what adaptive offers learn). Readers outside the writer use the log's own reading API
 //! ([`log::read_from`], [`log::read_all`]), never its format.
 //!
 //! A decision asks this side once, through [`decide::DecideContacts`]: its time, id, the
