@@ -228,12 +228,8 @@ mod tests {
                 "the newest link wins"
             );
             assert_eq!(l.customer_of("v3").as_deref(), Some("C1"));
-            let vs: Vec<&str> = l
-                .visitors_of("C1")
-                .unwrap()
-                .iter()
-                .map(|(_, v)| &**v)
-                .collect();
+            let list = l.visitors_of("C1").unwrap();
+            let vs: Vec<&str> = list.iter().map(|(_, v)| &**v).collect();
             assert_eq!(vs, ["v3", "v1", "v2"]);
             assert_eq!(l.customer_of("nobody"), None);
         }

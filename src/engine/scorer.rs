@@ -32,7 +32,7 @@ pub struct Logistic {
     /// `(context slot, weight, imputed value when missing)`: numeric request values.
     pub context_terms: Box<[(u16, f64, f64)]>,
     /// `(context slot, (value, weight) pairs)`: string request values, a short list each.
-    pub context_categories: Box<[(u16, Box<[(Box<str>, f64)]>)]>,
+    pub context_categories: Box<[(u16, ValueWeights)]>,
 }
 
 impl Logistic {
@@ -73,6 +73,9 @@ impl Logistic {
         sigmoid(z)
     }
 }
+
+/// A string request value's weights: `(value, weight)` pairs, in value order.
+pub type ValueWeights = Box<[(Box<str>, f64)]>;
 
 /// Any scorer an offer may use.
 #[derive(Debug)]
