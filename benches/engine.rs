@@ -4,7 +4,8 @@
 //! the same data as numbers), feature lookup, the demo mix and lookups on a snapshot mapped
 //! from a `.nbf` against the owned one, compiling a 1,000-offer model, one adaptive offer's
 //! Thompson draw, one contextual adaptive offer's with 8 context features, and the 50 logistic
-//! offers in a placement that explores (5 % and every decision) against none.
+//! offers in a placement that explores (5 % and every decision) against none, and the demo's
+//! web home banner for known customers against anonymous visitors.
 //!
 //! `cargo bench --bench engine`. Requests walk customers across the whole snapshot in a fixed
 //! shuffled order, so no bench measures one hot key sitting in L1. Figures and the issue's
@@ -107,6 +108,57 @@ fn decide_demo(c: &mut Criterion) {
             ))
         })
     });
+}
+
+/// The demo's web home banner, which decides for anonymous visitors (issue 31): known customers
+/// across the snapshot against visitors the snapshot does not know, with the same context
+/// (page and campaign). An anonymous decision reads the shared all-missing row.
+fn decide_anonymous(c: &mut Criterion) {
+    let (store, model) = common::demo();
+    let mix = common::request_mix(store.len(), 16_384, 3);
+    let ctx = [
+        (Cow::Borrowed("page"), CtxValue::Str("deals".into())),
+        (
+            Cow::Borrowed("utm_campaign"),
+            CtxValue::Str("spring_switch".into()),
+        ),
+    ];
+    let visitors: Vec<String> = (0..mix.len()).map(|i| format!("V{i:07}")).collect();
+    let mut g = c.benchmark_group("anonymous");
+    for (name, anonymous) in [("home_hero_known", false), ("home_hero_anonymous", true)] {
+        let mut cycle = Cycle::new(&mix);
+        let mut n = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let it = cycle.item();
+                n = (n + 1) % visitors.len();
+                let req = Request {
+                    customer_id: Some(if anonymous {
+                        &visitors[n]
+                    } else {
+                        &it.customer_id
+                    }),
+                    channel: "web",
+                    placement: "home_hero",
+                    limit: None,
+                    context: &ctx,
+                    explain: false,
+                    learnt: None,
+                };
+                let d = engine::decide(
+                    &model.compiled,
+                    &store,
+                    black_box(&req),
+                    &NoContacts,
+                    &Unbounded,
+                    NOW_MS,
+                );
+                debug_assert_eq!(d.anonymous, anonymous);
+                black_box(d)
+            })
+        });
+    }
+    g.finish();
 }
 
 /// 50 offers with logistic scorers (8 weights each), every one a candidate: the issue's
@@ -567,6 +619,7 @@ criterion_group!(
     adaptive_draw,
     contextual_draw,
     decide_demo,
+    decide_anonymous,
     decide_50_logistic,
     decide_explore,
     decide_50_trees,

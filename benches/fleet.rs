@@ -21,6 +21,7 @@ fn payloads(n: usize) -> Vec<(Vec<u8>, String)> {
                 kind: EventKind::Impression,
                 ts_ms: 1_795_000_000_000,
                 customer_id: &customer,
+                visitor_id: None,
                 offer_id: Some("data_boost_10gb"),
                 channel: Some("web"),
                 placement: Some("home_hero"),

@@ -137,6 +137,7 @@ async fn counts_come_back_from_the_log_after_a_restart() {
         kind,
         ts_ms,
         customer_id: customer,
+        visitor_id: None,
         offer_id: Some("o1"),
         channel: Some("web"),
         placement: Some("home"),

@@ -63,7 +63,7 @@ async fn typos_get_content_and_a_name() {
     assert_eq!(a["fallback"]["reason"], "unknown_customer");
     assert_eq!(
         warnings(&a),
-        ["`custmer_id` is not a field of a decide request and was ignored; the fields are customer_id, channel, placement, limit, context, explain"]
+        ["`custmer_id` is not a field of a decide request and was ignored; the fields are customer_id, visitor_id, channel, placement, limit, context, explain, sticky"]
     );
     let a = get(
         srv.public,
@@ -215,7 +215,7 @@ async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
         rejected,
         [
             (1, "channel: `app` contradicts the decision, which was made on channel `web`".to_owned()),
-            (2, "decision_id: the decision was made for another customer than `customer_id`".to_owned()),
+            (2, "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id`".to_owned()),
             (3, "placement: `home_hero` contradicts the decision, which was made for placement `plans_page`".to_owned()),
         ]
     );

@@ -251,6 +251,7 @@ fn write_log(dir: &std::path::Path, customers: usize) {
             kind: EventKind::Impression,
             ts_ms: now - 3_600_000,
             customer_id: &id,
+            visitor_id: None,
             offer_id: Some("data_boost_10gb"),
             channel: Some("web"),
             placement: None,

@@ -715,3 +715,54 @@ async fn a_contextual_offer_learns_one_model_from_the_whole_fleet() {
     );
     assert!(p > 2.0 * q, "prepaid {p}, postpaid {q}");
 }
+
+/// An anonymous visitor's explain on the web home banner, from a search campaign.
+async fn visitor_explain(addr: SocketAddr, visitor: &str) -> Value {
+    decide(
+        addr,
+        json!({"visitor_id": visitor, "channel": "web", "placement": "home_hero", "explain": true,
+               "context": {"page": "deals", "utm_campaign": "spring_switch"}}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dismiss_posted_under_a_visitor_id_holds_the_offer_back_on_another_replica() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-visitor");
+    let [a, b] = ["a", "b"].map(|n| replica(&dir.0.join(n), &redis.url()));
+    for r in [&a, &b] {
+        within("the model loaded", || async {
+            visitor_explain(r.public, "web-7f3a").await["model"].is_object()
+        })
+        .await;
+    }
+    let a_says = visitor_explain(b.public, "web-7f3a").await;
+    assert_eq!(a_says["anonymous"], true, "{a_says}");
+    assert_eq!(
+        a_says["offers"][0]["offer_id"], "switch_welcome",
+        "{a_says}"
+    );
+
+    let dismiss = json!({"type": "dismiss", "visitor_id": "web-7f3a", "offer_id": "switch_welcome",
+                         "decision_id": a_says["decision_id"]});
+    let r = post_events(a.public, json!([dismiss])).await;
+    assert_eq!(r["accepted"], 1, "{r}");
+    within("the visitor's dismiss on B", || async {
+        let ex = visitor_explain(b.public, "web-7f3a").await;
+        verdict(&ex, "switch_welcome").is_some_and(|v| v.contains("dismiss"))
+    })
+    .await;
+    let held = visitor_explain(b.public, "web-7f3a").await;
+    assert_ne!(held["offers"][0]["offer_id"], "switch_welcome", "{held}");
+    // Another visitor, and a customer who shares the visitor's id, still get it.
+    let other = visitor_explain(b.public, "web-0000").await;
+    assert_eq!(verdict(&other, "switch_welcome"), None, "{other}");
+    let same_id = decide(
+        b.public,
+        json!({"customer_id": "web-7f3a", "channel": "web", "placement": "home_hero", "explain": true,
+               "context": {"page": "deals", "utm_campaign": "spring_switch"}}),
+    )
+    .await;
+    assert_eq!(verdict(&same_id, "switch_welcome"), None, "{same_id}");
+}

@@ -169,7 +169,7 @@ async fn bad_json_of_every_kind_is_a_400_naming_the_problem() {
 #[tokio::test]
 async fn escaped_control_characters_are_echoed_safely() {
     let srv = start_demo().await;
-    let a = decide(srv.public, json!({"customer_id": "C\u{0}\u{1b}\"<script>", "channel": "web", "placement": "home_hero"})).await;
+    let a = decide(srv.public, json!({"customer_id": "C\u{0}\u{1b}\"<script>", "channel": "web", "placement": "plans_page"})).await;
     assert_eq!(a["customer_id"], "C\u{0}\u{1b}\"<script>");
     assert_eq!(a["fallback"]["reason"], "unknown_customer");
     srv.stop().await;

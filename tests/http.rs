@@ -74,16 +74,24 @@ async fn known_customers_get_offers_ordered_by_score() {
 }
 
 #[tokio::test]
-async fn unknown_customer_gets_placement_fallback() {
+async fn unknown_customer_gets_fallback_where_the_placement_does_not_decide_for_visitors() {
     let srv = start_demo().await;
     let a = decide(
         srv.public,
-        json!({"customer_id": "C9999999", "channel": "web", "placement": "home_hero"}),
+        json!({"customer_id": "C9999999", "channel": "web", "placement": "checkout"}),
     )
     .await;
     assert_eq!(a["fallback"]["reason"], "unknown_customer");
     assert_eq!(a["fallback"]["stage"], "placement");
-    assert_eq!(offer_ids(&a), ["brand_hero"]);
+    assert_eq!(offer_ids(&a), Vec::<String>::new());
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C9999999", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["fallback"]["reason"], "unknown_customer");
+    assert_eq!(a["fallback"]["stage"], "channel");
+    assert_eq!(offer_ids(&a), ["brand_web"]);
     // No customer id at all (an anonymous visitor) is the same.
     let a = decide(
         srv.public,
@@ -94,6 +102,16 @@ async fn unknown_customer_gets_placement_fallback() {
     assert_eq!(a["fallback"]["stage"], "channel");
     assert_eq!(offer_ids(&a), ["brand_app"]);
     assert!(a["customer_id"].is_null());
+    // The web home banner decides for them from the page and the campaign instead.
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C9999999", "channel": "web", "placement": "home_hero",
+               "context": {"page": "deals", "utm_campaign": "spring_switch"}}),
+    )
+    .await;
+    assert!(a["fallback"].is_null(), "{a}");
+    assert_eq!(a["anonymous"], true);
+    assert_eq!(offer_ids(&a), ["switch_welcome"]);
     srv.stop().await;
 }
 

@@ -354,12 +354,18 @@ async fn every_answer_matches_the_document() {
     let d = public.check("POST", "/v1/decide", &r);
     assert!(d["fallback"].is_null() && d["explain"].is_array(), "{d}");
     assert!(public.request_valid("POST", "/v1/decide", &body));
-    let body = json!({"customer_id": "C9999999", "channel": "web", "placement": "home_hero"});
+    let body = json!({"customer_id": "C9999999", "channel": "web", "placement": "plans_page"});
     let r = support::post_json(p, "/v1/decide", &body).await;
     assert_eq!(
         public.check("POST", "/v1/decide", &r)["fallback"]["reason"],
         "unknown_customer"
     );
+    // An anonymous visitor, decided from the request's context.
+    let body = json!({"visitor_id": "web-5c1d9e", "channel": "web", "placement": "home_hero",
+                      "context": {"page": "deals", "utm_campaign": "spring_switch"}, "explain": true});
+    let r = support::post_json(p, "/v1/decide", &body).await;
+    assert_eq!(public.check("POST", "/v1/decide", &r)["anonymous"], true);
+    assert!(public.request_valid("POST", "/v1/decide", &body));
     // Typos: an unknown placement and field, with explain; what generated clients send.
     let body = json!({"custmer_id": "C0000042", "channel": "web", "placement": "plan_page",
                       "explain": true, "limit": 2.0, "context": null});
@@ -425,6 +431,16 @@ async fn every_answer_matches_the_document() {
         (e["accepted"].as_u64(), e["rejected"][0]["index"].as_u64()),
         (Some(1), Some(1))
     );
+    // A visitor's event, and a login linking a visitor to a customer, fit the schema; an
+    // event naming neither breaks it.
+    let visitors = json!({"events": [
+        {"type": "dismiss", "visitor_id": "web-5c1d9e", "offer_id": "switch_welcome"},
+        {"type": "click", "visitor_id": "web-5c1d9e", "customer_id": "C0000042", "offer_id": "switch_welcome"}]});
+    assert!(public.request_valid("POST", "/v1/events", &visitors));
+    let r = support::post_json(p, "/v1/events", &visitors).await;
+    assert_eq!(public.check("POST", "/v1/events", &r)["accepted"], 2);
+    let nobody = json!({"events": [{"type": "dismiss", "offer_id": "switch_welcome"}]});
+    assert!(!public.request_valid("POST", "/v1/events", &nobody));
     // Zoned times, unknown fields and offers: taken, with warnings.
     let zoned = json!({"events": [
         {"type": "click", "customer_id": "C0000042", "offer_id": "no_such_offer",
@@ -636,7 +652,8 @@ async fn every_answer_matches_the_document() {
     let r = call(a, "GET", "/admin/stats", true, None, b"").await;
     assert_eq!(
         admin.check("GET", "/admin/stats", &r)["events"]["accepted"],
-        2
+        4,
+        "the customer's two events and the visitors' two"
     );
     let r = call(a, "GET", "/admin/status", true, None, b"").await;
     assert!(admin

@@ -117,6 +117,18 @@ async fn traffic(srv: &TestServer) {
         }
     }
     post_events(srv.public, json!(events)).await;
+    // Seven anonymous visitors on the web home banner: five from the spring campaign on the
+    // deals page (decided from context), two on a page no offer for visitors targets.
+    for i in 0..7 {
+        let page = if i < 5 { "deals" } else { "account" };
+        let a = decide(
+            srv.public,
+            json!({"visitor_id": format!("web-{i}"), "channel": "web", "placement": "home_hero",
+                   "context": {"page": page, "utm_campaign": "spring_switch"}}),
+        )
+        .await;
+        assert_eq!(a["anonymous"], true, "{a}");
+    }
 }
 
 fn attr_number(dom: &str, name: &str) -> u64 {
@@ -264,6 +276,20 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
     .json();
     let total = status["decisions"]["total"].as_u64().unwrap();
     assert!(total >= 60);
+    let anonymous = &status["decisions"]["anonymous"];
+    assert_eq!(
+        (&anonymous["total"], &anonymous["personalised"]),
+        (&json!(7), &json!(5)),
+        "{status}"
+    );
+    let known = total - 7;
+    assert!(
+        dom.contains(&format!(
+            "id=\"decisions-anonymous\">{} / 7<",
+            fmt_thousands(known)
+        )),
+        "{dom}"
+    );
     assert!(
         dom.contains(&format!("id=\"decisions-total\">{}<", fmt_thousands(total))),
         "{dom}"

@@ -114,6 +114,7 @@ pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, Com
             kind: EventKind::Impression,
             ts_ms: now_ms,
             customer_id: &c.customer_id,
+            visitor_id: None,
             offer_id: Some(&c.offer_id),
             channel: Some(&summary.channel),
             placement: Some(&summary.placement),

@@ -469,6 +469,7 @@ mod tests {
             kind,
             ts_ms,
             customer_id: customer,
+            visitor_id: None,
             offer_id: Some("o1"),
             channel: Some("web"),
             placement: None,

@@ -131,6 +131,7 @@ mod tests {
         Event {
             kind: EventKind::Dismiss,
             customer_id: customer,
+            visitor_id: None,
             offer_id: Some("o1"),
             channel: Some("web"),
             placement: None,

@@ -33,12 +33,13 @@ pub struct DecideContacts<'c> {
 }
 
 impl<'c> DecideContacts<'c> {
-    /// Reads the clock, makes the id and looks the customer's history up.
+    /// Reads the clock, makes the id and looks the history of the customer and/or visitor
+    /// (`who`) up.
     #[inline]
     pub(super) fn new(
         contacts: &'c Contacts,
         ids: &attribution::DecisionIds,
-        customer_id: Option<&str>,
+        who: (Option<&str>, Option<&str>),
         key: u32,
         variant: Variant,
         origin: attribution::Origin,
@@ -50,9 +51,7 @@ impl<'c> DecideContacts<'c> {
             key,
             variant,
             decision_id: ids.decision_id(now_ms, key, variant, origin),
-            history: customer_id
-                .filter(|c| !c.is_empty())
-                .and_then(|c| contacts.history(c)),
+            history: contacts.history_for(who.0, who.1, now_ms),
             learnt: OnceCell::new(),
         }
     }

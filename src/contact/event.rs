@@ -8,11 +8,14 @@
 //! ahead of the clock) is refused on its own, and the batch keeps its good events. Each fault
 //! names the field.
 //!
-//! A record may end with extensions after the event's fields: a tag byte, then its bytes. The
-//! one defined is [`ACCEPTED_TAG`], the time this replica accepted the event (what the fleet
-//! measures replication lag from). Decoders stop after the fields, so a build that knows no
-//! extension reads a record that has one, and a record without one (written before) decodes
-//! with none.
+//! A record may end with extensions after the event's fields: a tag byte, then its bytes.
+//! Decoders stop after the fields, so a build that knows no extension reads a record that has one, and a record without one (written before) decodes
+//! with none. Two are defined: [`ACCEPTED_TAG`], the time this replica accepted the event (what
+//! the fleet measures replication lag from), always first when present, and [`VISITOR_TAG`],
+//! the visitor the event names (its `visitor_id`).
+//!
+//! An event names a customer, a visitor, or both (a login: the two are then linked, see
+//! [`super::links`]). A visitor-only event has an empty `customer_id` in its record.
 
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
@@ -28,9 +31,10 @@ pub const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
 /// The payload format version written first in every record.
 const FORMAT: u8 = 1;
 /// The fields an event has; others are reported in the answer's `warnings`.
-pub const EVENT_FIELDS: [&str; 9] = [
+pub const EVENT_FIELDS: [&str; 10] = [
     "type",
     "customer_id",
+    "visitor_id",
     "offer_id",
     "channel",
     "placement",
@@ -66,6 +70,8 @@ impl std::fmt::Display for EventFault {
 
 /// The extension holding the accept time: the tag, then Unix milliseconds (i64 LE).
 pub const ACCEPTED_TAG: u8 = 1;
+/// The extension holding the visitor id: the tag, then a u16 LE length and the UTF-8 bytes.
+pub const VISITOR_TAG: u8 = 2;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,8 +139,11 @@ pub struct Event<'a> {
     pub kind: EventKind,
     /// When it happened (Unix milliseconds); the server's now when the channel did not say.
     pub ts_ms: i64,
-    /// Who it happened to.
+    /// Who it happened to; empty for an event that names only a visitor.
     pub customer_id: &'a str,
+    /// The visitor it happened to (the channel's cookie or device id), beside or instead of
+    /// the customer; both together link the two.
+    pub visitor_id: Option<&'a str>,
     /// The offer, required except for complaints.
     pub offer_id: Option<&'a str>,
     /// Where (web, app, call_center, ...); any channel counts toward cross-channel caps.
@@ -214,9 +223,12 @@ impl<'a> Event<'a> {
                 }
             },
         };
-        let Some(customer_id) = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)? else {
-            return malformed("customer_id: missing field".into());
-        };
+        let customer_id = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)?;
+        let visitor_id = opt_str(obj, "visitor_id", MAX_CUSTOMER_ID)?;
+        if customer_id.is_none() && visitor_id.is_none() {
+            return malformed("customer_id: missing field (or give a visitor_id)".into());
+        }
+        let customer_id = customer_id.unwrap_or("");
         let offer_id = opt_str(obj, "offer_id", MAX_NAME)?;
         let channel = opt_str(obj, "channel", MAX_NAME)?;
         let placement = opt_str(obj, "placement", MAX_NAME)?;
@@ -258,6 +270,7 @@ impl<'a> Event<'a> {
             kind,
             ts_ms,
             customer_id,
+            visitor_id,
             offer_id,
             channel,
             placement,
@@ -267,8 +280,28 @@ impl<'a> Event<'a> {
         })
     }
 
+    /// Who the contact state files the event under: the customer, else the visitor.
+    pub fn subject(&self) -> super::links::Subject<'a> {
+        super::links::Subject::of(Some(self.customer_id), self.visitor_id)
+    }
+
     /// Appends the binary payload the log stores for this event.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_fields(out);
+        self.encode_visitor(out);
+    }
+
+    fn encode_visitor(&self, out: &mut Vec<u8>) {
+        if let Some(v) = self.visitor_id {
+            let v = v.as_bytes();
+            let len = v.len().min(u16::MAX as usize);
+            out.push(VISITOR_TAG);
+            out.extend_from_slice(&(len as u16).to_le_bytes());
+            out.extend_from_slice(&v[..len]);
+        }
+    }
+
+    fn encode_fields(&self, out: &mut Vec<u8>) {
         out.push(FORMAT);
         out.push(self.kind.code());
         out.push(u8::from(self.decision_id.is_some()));
@@ -295,9 +328,11 @@ impl<'a> Event<'a> {
     /// [`Event::encode`], then the time this replica accepted the event (Unix ms), which
     /// travels with it to the other replicas.
     pub fn encode_accepted(&self, accepted_ms: i64, out: &mut Vec<u8>) {
-        self.encode(out);
+        self.encode_fields(out);
+        // First, where builds that know only this extension look for it.
         out.push(ACCEPTED_TAG);
         out.extend_from_slice(&accepted_ms.to_le_bytes());
+        self.encode_visitor(out);
     }
 
     /// Decodes a payload written by [`Event::encode`], borrowing its strings.
@@ -326,14 +361,29 @@ impl<'a> Event<'a> {
         let mut opt = || r.string().map(|s| (!s.is_empty()).then_some(s));
         let (offer_id, channel, placement) = (opt()?, opt()?, opt()?);
         let (event_id, category) = (opt()?, opt()?);
-        let accepted_ms = match r.0 {
-            [ACCEPTED_TAG, rest @ ..] => rest.first_chunk::<8>().map(|b| i64::from_le_bytes(*b)),
-            _ => None,
-        };
+        let (mut accepted_ms, mut visitor_id) = (None, None);
+        // Extensions in any order; one cut short or of an unknown tag ends the list.
+        loop {
+            match r.0 {
+                [ACCEPTED_TAG, rest @ ..] if rest.len() >= 8 => {
+                    accepted_ms = rest.first_chunk::<8>().map(|b| i64::from_le_bytes(*b));
+                    r.0 = &rest[8..];
+                }
+                [VISITOR_TAG, rest @ ..] => {
+                    r.0 = rest;
+                    match r.string() {
+                        Ok(v) if !v.is_empty() => visitor_id = Some(v),
+                        _ => break,
+                    }
+                }
+                _ => break,
+            }
+        }
         let e = Event {
             kind,
             ts_ms,
             customer_id,
+            visitor_id,
             offer_id,
             channel,
             placement,
@@ -437,6 +487,10 @@ mod tests {
                 "type: expected one of",
             ),
             (r#"{"type":"click","offer_id":"o"}"#, "customer_id: missing"),
+            (
+                r#"{"type":"click","visitor_id":"","offer_id":"o"}"#,
+                "visitor_id: must not be empty",
+            ),
             (
                 r#"{"type":"click","customer_id":"C1"}"#,
                 "offer_id: missing field (required for click)",
@@ -549,6 +603,26 @@ mod tests {
         // A cut extension is no accept time, not an error: the event's fields are whole.
         let cut = &stamped[..stamped.len() - 1];
         assert_eq!(Event::decode_accepted(cut).unwrap(), (e, None));
+    }
+
+    #[test]
+    fn a_visitor_travels_as_an_extension_after_the_accept_time() {
+        let (v, _) = parse(r#"{"type":"dismiss","visitor_id":"v-9","offer_id":"o"}"#).unwrap();
+        assert_eq!((v.customer_id, v.visitor_id), ("", Some("v-9")));
+        let (both, plain) =
+            parse(r#"{"type":"dismiss","customer_id":"C1","visitor_id":"v-9","offer_id":"o"}"#)
+                .unwrap();
+        assert_eq!((both.customer_id, both.visitor_id), ("C1", Some("v-9")));
+        let mut stamped = Vec::new();
+        both.encode_accepted(NOW, &mut stamped);
+        assert_eq!(Event::decode_accepted(&stamped).unwrap(), (both, Some(NOW)));
+        // What a build that knows only the accept time reads: the tag right after the fields.
+        let fields = plain.len() - (1 + 2 + 3);
+        assert_eq!(stamped[fields], ACCEPTED_TAG);
+        // A cut visitor is no visitor; the event's fields are whole.
+        let cut = &stamped[..stamped.len() - 1];
+        let (e, at) = Event::decode_accepted(cut).unwrap();
+        assert_eq!((e.customer_id, e.visitor_id, at), ("C1", None, Some(NOW)));
     }
 
     #[test]

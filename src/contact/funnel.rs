@@ -386,8 +386,9 @@ impl Funnel {
             }
             None => match &*self.active.load() {
                 Some(a) => {
-                    let variant =
-                        experiment::pick(a.challenger.as_ref().map(|c| &c.1), Some(e.customer_id));
+                    // A visitor-only event names no customer: the champion's, as its decision.
+                    let customer = Some(e.customer_id).filter(|c| !c.is_empty());
+                    let variant = experiment::pick(a.challenger.as_ref().map(|c| &c.1), customer);
                     let key = match (&a.challenger, variant) {
                         (Some((key, _)), Variant::Challenger) => *key,
                         _ => a.champion,

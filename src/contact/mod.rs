@@ -10,8 +10,8 @@
 //! written but not applied.
 //!
 //! Every event, live, replayed at start or from another replica, takes effect in one place,
-//! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the funnel,
-//! what adaptive offers learn). Readers outside the writer use the log's own reading API
+//! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the visitor
+//! links of [`links`], the funnel, what adaptive offers learn). Readers outside the writer use the log's own reading API
 //! ([`log::read_from`], [`log::read_all`]), never its format.
 //!
 //! A decision asks this side once, through [`decide::DecideContacts`]: its time, id, the
@@ -29,6 +29,7 @@ pub mod dedupe;
 pub mod event;
 pub mod funnel;
 pub mod health;
+pub mod links;
 pub mod lock;
 pub mod log;
 mod replay;
@@ -148,6 +149,7 @@ impl Sink for Written {
 pub struct Contacts {
     applier: Arc<Applier>,
     funnel: Arc<Funnel>,
+    links: Arc<links::Links>,
     adaptive: Arc<adaptive::Counts>,
     clock: Clock,
     stats: report::IngestStats,
@@ -170,10 +172,14 @@ impl Contacts {
         let adaptive = Arc::new(adaptive::Counts::new(adaptive::pending_capacity(
             config.state.memory_bytes,
         )));
-        let subscribers: Vec<Arc<dyn Subscriber>> = vec![funnel.clone(), adaptive.clone()];
+        // Links get a sixteenth of the histories' budget: a few short strings per login.
+        let links = Arc::new(links::Links::new(config.state.memory_bytes / 16));
+        let subscribers: Vec<Arc<dyn Subscriber>> =
+            vec![links.clone(), funnel.clone(), adaptive.clone()];
         Contacts {
             applier: Arc::new(Applier::new(state, subscribers)),
             funnel,
+            links,
             adaptive,
             clock,
             stats: report::IngestStats::default(),
@@ -268,12 +274,64 @@ impl Contacts {
     pub fn for_decision(
         &self,
         ids: &attribution::DecisionIds,
-        customer_id: Option<&str>,
+        who: (Option<&str>, Option<&str>),
         model_key: u32,
         variant: Variant,
         origin: attribution::Origin,
     ) -> decide::DecideContacts<'_> {
-        decide::DecideContacts::new(self, ids, customer_id, model_key, variant, origin)
+        decide::DecideContacts::new(self, ids, who, model_key, variant, origin)
+    }
+
+    /// The history a decision for a customer and/or a visitor reads: the customer's, with the
+    /// request's visitor's and the visitors linked to the customer folded in; for a visitor
+    /// alone, theirs with the customer they logged in as. Each event is filed under one subject,
+    /// so nothing counts twice. Folding copies a history; a request whose subject has no link
+    /// and names one id, the usual case, reads its `Arc` as is.
+    pub fn history_for(
+        &self,
+        customer_id: Option<&str>,
+        visitor_id: Option<&str>,
+        now_ms: i64,
+    ) -> Option<Arc<History>> {
+        use links::Subject;
+        let state = self.applier.state();
+        let who = Subject::of(customer_id, visitor_id);
+        let mut found = state.history_of(who);
+        let mut fold = |other: Option<Arc<History>>| {
+            found = match (found.take(), other) {
+                (Some(a), Some(b)) => {
+                    let mut h = (*a).clone();
+                    h.merge(&b, state.horizon_ms(), now_ms);
+                    Some(Arc::new(h))
+                }
+                (a, b) => a.or(b),
+            }
+        };
+        let visitor = visitor_id.filter(|v| !v.is_empty());
+        match who {
+            Subject::Customer(c) => {
+                if let Some(v) = visitor {
+                    fold(state.history_of(Subject::Visitor(v)));
+                }
+                for (_, v) in self.links.visitors_of(c).iter().flat_map(|l| l.iter()) {
+                    if Some(&**v) != visitor {
+                        fold(state.history_of(Subject::Visitor(v)));
+                    }
+                }
+            }
+            Subject::Visitor(v) => {
+                if let Some(c) = self.links.customer_of(v) {
+                    fold(state.history_of(Subject::Customer(&c)));
+                }
+            }
+            Subject::Nobody => {}
+        }
+        found
+    }
+
+    /// Which visitors logged in as which customers.
+    pub fn links(&self) -> &links::Links {
+        &self.links
     }
 
     /// A customer's history for a decision (see [`view::CustomerView`]).

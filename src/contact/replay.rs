@@ -36,10 +36,15 @@ impl Buffer<'_> {
             return;
         }
         let (horizon, now) = (self.horizon_ms, self.now_ms);
-        let key_len = e.customer_id.len();
-        let h = match self.histories.get_mut(e.customer_id) {
-            Some(h) => h,
-            None => self.histories.entry(e.customer_id.to_owned()).or_default(),
+        let histories = &mut self.histories;
+        let found = e.subject().with_key(move |key| {
+            if !histories.contains_key(key) {
+                histories.insert(key.to_owned(), History::default());
+            }
+            histories.get_mut(key).map(|h| (key.len(), h))
+        });
+        let Some((key_len, h)) = found.flatten() else {
+            return;
         };
         let before = u64::from(h.weight(key_len));
         h.apply(e, horizon, now);

@@ -1,6 +1,7 @@
 //! The in-memory contact state: each customer's recent history, and the event ids already seen.
 //!
-//! Histories live in a moka cache keyed by customer id, as `Arc<History>` values that are never
+//! Histories live in a moka cache keyed by customer id (or a visitor's key, see
+//! [`super::links`]), as `Arc<History>` values that are never
 //! changed in place: a writer builds the customer's next history beside the current one and
 //! replaces it under moka's per-key lock, so a decision reading a history never waits for a
 //! writer and never sees half an update. Every update is commutative (a maximum, or an insert
@@ -25,6 +26,7 @@ use moka::sync::Cache;
 
 use super::dedupe::SeenIds;
 use super::event::{Event, EventKind};
+use super::links::Subject;
 use crate::engine::policy::{stable_hash, MAX_CAP};
 
 /// Most impressions one customer's history remembers (the newest are kept).
@@ -396,19 +398,26 @@ impl ContactState {
         self.seen.unclaim(key);
     }
 
-    /// Applies an accepted event to its customer's history (copy, change, replace).
+    /// A visitor's or a customer's history (see [`super::links`]).
+    #[inline]
+    pub fn history_of(&self, who: Subject<'_>) -> Option<Arc<History>> {
+        who.with_key(|k| self.histories.get(k)).flatten()
+    }
+
+    /// Applies an accepted event to its subject's history (copy, change, replace): the
+    /// customer's when it names one, else the visitor's.
     pub fn apply(&self, e: &Event<'_>, now_ms: i64) {
         let horizon = self.horizon_ms();
         if !changes_history(e, horizon, now_ms) {
             return;
         }
-        self.histories
-            .entry_by_ref(e.customer_id)
-            .and_upsert_with(|old| {
+        e.subject().with_key(|key| {
+            self.histories.entry_by_ref(key).and_upsert_with(|old| {
                 let mut h = old.map(|o| (*o.into_value()).clone()).unwrap_or_default();
                 h.apply(e, horizon, now_ms);
                 Arc::new(h)
-            });
+            })
+        });
     }
 
     /// Folds a history rebuilt by replay (from part of the log) into the customer's entry.
@@ -480,6 +489,7 @@ mod tests {
             kind,
             ts_ms,
             customer_id: "C1",
+            visitor_id: None,
             offer_id: offer,
             channel: Some("web"),
             placement: None,

@@ -144,6 +144,7 @@ mod tests {
             kind,
             ts_ms,
             customer_id: "C1",
+            visitor_id: None,
             offer_id: offer,
             channel: Some("app"),
             placement: None,

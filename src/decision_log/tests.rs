@@ -21,6 +21,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
         ranked: Vec::new(),
         explain: Vec::new(),
         explored: false,
+        anonymous: false,
     };
     let req = Request {
         customer_id: Some("C1"),
@@ -34,7 +35,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
     );
     let mut ctx = contacts.for_decision(
         &Default::default(),
-        Some("C1"),
+        (Some("C1"), None),
         0,
         Variant::Champion,
         Default::default(),
@@ -54,6 +55,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
         ranked: Vec::new(),
         explain: Vec::new(),
         explored: false,
+        anonymous: false,
     };
     log.offer(&snapshot, &ctx, &req, &late);
     assert!(rx.try_recv().is_err());

@@ -112,6 +112,9 @@ pub struct Slot {
     /// Share of decisions that show a random pick of the eligible offers (`exploration.share`;
     /// 0: none).
     pub exploration: f64,
+    /// Whether a request without a known customer is decided from its context alone
+    /// (`"anonymous": "decide"`) instead of answered with `unknown_customer` fallback.
+    pub anonymous: bool,
 }
 
 /// A channel with its placements.
@@ -302,6 +305,9 @@ pub struct Decision<'m> {
     pub explain: Vec<Verdict<'m>>,
     /// True when the placement's exploration chose the answer at random.
     pub explored: bool,
+    /// True when no customer row was found and the placement decided from the request's
+    /// context alone (every snapshot feature missing).
+    pub anonymous: bool,
 }
 
 const NOT_ON_CHANNEL: &str = "channel: the offer is not shown on this channel";
@@ -333,8 +339,16 @@ pub fn decide<'m>(
         ranked: Vec::new(),
         explain: Vec::new(),
         explored: false,
+        anonymous: false,
     };
-    let row = req.customer_id.and_then(|id| features.exact_row(id));
+    let row = match req.customer_id.and_then(|id| features.exact_row(id)) {
+        Some(row) => Some(row),
+        None if slot.is_some_and(|s| s.anonymous) => {
+            d.anonymous = true;
+            Some(features.missing_row())
+        }
+        None => None,
+    };
     let (Some(slot), Some(ch), Some(row)) = (slot, channel, row) else {
         d.fallback = Some(if slot.is_some() {
             FallbackReason::UnknownCustomer
@@ -521,6 +535,7 @@ fn evaluate<'m>(
             (d.draw, Some(d))
         }
         Scorer::Class(c) => (classes.probability(c, row), None),
+        Scorer::Logistic(l) => (l.predict_in(row.values(), input.context), None),
         s => (s.predict(row), None),
     };
     // A model may hold any finite weight, so terms can overflow to +inf and -inf and sum to

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use super::posterior::sigmoid;
+use super::rules::CtxValue;
 use super::trees::TreeEnsemble;
 use crate::features::FeatureRow;
 
@@ -16,7 +17,11 @@ use crate::features::FeatureRow;
 /// else nothing (as if it were 0): the rule the model format documents. A string feature adds
 /// the weight of the customer's value (`categories`); a value without one, or a missing
 /// value, adds nothing.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Request values (`context.<name>`) weigh the same way, read from the request's context
+/// slots: a number by its weight, a string by its value's weight. A context value that is
+/// missing, or of the other kind, adds its imputed value's term (numbers) or nothing (strings).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Logistic {
     /// The bias term.
     pub intercept: f64,
@@ -24,12 +29,22 @@ pub struct Logistic {
     pub terms: Box<[(u32, f64, f64)]>,
     /// `(string column, weight by dictionary code)`: codes resolved when compiled.
     pub categories: Box<[(u32, Box<[f64]>)]>,
+    /// `(context slot, weight, imputed value when missing)`: numeric request values.
+    pub context_terms: Box<[(u16, f64, f64)]>,
+    /// `(context slot, (value, weight) pairs)`: string request values, a short list each.
+    pub context_categories: Box<[(u16, ValueWeights)]>,
 }
 
 impl Logistic {
-    /// Probability for one feature row.
+    /// Probability for one feature row, every request value missing.
     #[inline]
     pub fn predict(&self, row: &[f32]) -> f64 {
+        self.predict_in(row, &[])
+    }
+
+    /// Probability for one feature row and the request's context slots (as rules read them).
+    #[inline]
+    pub fn predict_in(&self, row: &[f32], context: &[Option<&CtxValue<'_>>]) -> f64 {
         let mut z = self.intercept;
         for &(col, w, impute) in self.terms.iter() {
             let x = row.get(col as usize).copied().unwrap_or(f32::NAN);
@@ -42,9 +57,25 @@ impl Logistic {
                 z += weights.get(code as usize).copied().unwrap_or(0.0);
             }
         }
+        for &(slot, w, impute) in self.context_terms.iter() {
+            z += w * match context.get(usize::from(slot)) {
+                Some(Some(CtxValue::Num(x))) => *x,
+                _ => impute,
+            };
+        }
+        for (slot, weights) in self.context_categories.iter() {
+            if let Some(Some(CtxValue::Str(v))) = context.get(usize::from(*slot)) {
+                if let Some((_, w)) = weights.iter().find(|(k, _)| **k == **v) {
+                    z += w;
+                }
+            }
+        }
         sigmoid(z)
     }
 }
+
+/// A string request value's weights: `(value, weight)` pairs, in value order.
+pub type ValueWeights = Box<[(Box<str>, f64)]>;
 
 /// Any scorer an offer may use.
 #[derive(Debug)]
@@ -158,6 +189,7 @@ mod tests {
             intercept: -1.0,
             terms: [(0, 0.5, 0.0), (1, 2.0, 0.25)].into(),
             categories: Box::default(),
+            ..Logistic::default()
         };
         let p = l.predict(&[2.0, 1.0]);
         assert!((p - sigmoid(-1.0 + 1.0 + 2.0)).abs() < 1e-12);
@@ -171,11 +203,34 @@ mod tests {
             intercept: 0.0,
             terms: Box::default(),
             categories: [(0, [0.0, 0.4, 0.9].into())].into(),
+            ..Logistic::default()
         };
         assert!((c.predict(&[1.0]) - sigmoid(0.4)).abs() < 1e-15);
         assert!((c.predict(&[2.0]) - sigmoid(0.9)).abs() < 1e-15);
         assert!((c.predict(&[f32::NAN]) - 0.5).abs() < 1e-15);
         assert!((c.predict(&[7.0]) - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn logistic_weighs_request_values_by_slot() {
+        let l = Logistic {
+            intercept: -1.0,
+            context_terms: [(0, 0.01, 5.0)].into(),
+            context_categories: [(1, [("ios".into(), 0.3), ("web".into(), -0.2)].into())].into(),
+            ..Logistic::default()
+        };
+        let cart = CtxValue::Num(250.0);
+        let ios = CtxValue::Str("ios".into());
+        let other = CtxValue::Str("tv".into());
+        let p = l.predict_in(&[], &[Some(&cart), Some(&ios)]);
+        assert!((p - sigmoid(-1.0 + 2.5 + 0.3)).abs() < 1e-12);
+        // A value without a weight adds nothing; a missing number adds its imputed term.
+        let p = l.predict_in(&[], &[None, Some(&other)]);
+        assert!((p - sigmoid(-1.0 + 0.05)).abs() < 1e-12);
+        // A string where a number is weighed counts as missing; so does no context at all.
+        let p = l.predict_in(&[], &[Some(&ios), None]);
+        assert!((p - sigmoid(-1.0 + 0.05)).abs() < 1e-12);
+        assert_eq!(l.predict(&[]), l.predict_in(&[], &[None, None]));
     }
 
     #[test]

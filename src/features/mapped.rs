@@ -216,6 +216,7 @@ fn build(map: &Arc<Mmap>, body_len: usize, head: Head) -> Result<FeatureStore, S
         false => dicts.into_boxed_slice(),
     };
     Ok(FeatureStore {
+        missing: vec![f32::NAN; columns.len()].into(),
         columns: columns.into_iter().map(String::into_boxed_str).collect(),
         values,
         exact,

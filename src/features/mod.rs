@@ -86,6 +86,9 @@ pub struct FeatureStore {
     source: String,
     /// The mapped file the sections read from (`None` when the store owns its values).
     mapping: Option<mapped::Mapping>,
+    /// One row of the snapshot's width with every value missing: what a visitor without a
+    /// profile is decided on, shared so that such a decision allocates nothing for it.
+    missing: Box<[f32]>,
 }
 
 /// What a column holds, as `/admin/stats` and the status page show it.
@@ -147,6 +150,7 @@ impl FeatureStore {
             ids: Ids::Built(ids),
             source: source.into(),
             mapping: None,
+            missing: vec![f32::NAN; width].into(),
         })
     }
 
@@ -266,6 +270,12 @@ impl FeatureStore {
     #[inline]
     pub fn exact_row(&self, customer_id: &str) -> Option<FeatureRow<'_>> {
         self.exact_row_at(self.ids.get(customer_id)? as usize)
+    }
+
+    /// A row with every feature missing (NaN), the snapshot's width: an anonymous visitor's.
+    #[inline]
+    pub fn missing_row(&self) -> FeatureRow<'_> {
+        FeatureRow::from(&*self.missing)
     }
 
     /// [`FeatureStore::exact_row`] at a row index (0..len).

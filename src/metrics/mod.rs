@@ -218,20 +218,28 @@ pub struct Metrics {
     /// Time from request read to answer encoded, for `/v1/decide`.
     pub decide_latency: Histogram,
     variants: [AtomicU64; Variant::ALL.len()],
+    /// Decisions made from the request's context alone (anonymous visitors): personalised,
+    /// then fallback.
+    anonymous: [AtomicU64; 2],
 }
 
 impl Metrics {
     /// Counts one decide answer: the variant that decided (none without a model), personalised
-    /// or the fallback's reason, and its latency.
+    /// or the fallback's reason, whether it was decided for an anonymous visitor, and its
+    /// latency.
     #[inline]
     pub fn decided(
         &self,
         variant: Option<Variant>,
         fallback: Option<FallbackReason>,
+        anonymous: bool,
         took: Duration,
     ) {
         if let Some(v) = variant {
             self.variants[v.index()].fetch_add(1, Relaxed);
+        }
+        if anonymous {
+            self.anonymous[usize::from(fallback.is_some())].fetch_add(1, Relaxed);
         }
         match fallback {
             Some(r) => self.fallbacks[r.index()].fetch_add(1, Relaxed),
@@ -251,6 +259,7 @@ impl Metrics {
             personalised: self.personalised.load(Relaxed),
             fallbacks: std::array::from_fn(|i| self.fallbacks[i].load(Relaxed)),
             variants: std::array::from_fn(|i| self.variants[i].load(Relaxed)),
+            anonymous: std::array::from_fn(|i| self.anonymous[i].load(Relaxed)),
             latency: self.decide_latency.snapshot(),
         }
     }
@@ -275,6 +284,10 @@ pub struct DecisionStats {
     pub fallbacks: [u64; FallbackReason::ALL.len()],
     /// Decisions by the variant that made them (in [`Variant::ALL`] order).
     pub variants: [u64; Variant::ALL.len()],
+    /// Of all answers, those decided for anonymous visitors from the request's context alone:
+    /// personalised, then fallback (`no_eligible_offer`, `deadline`); the rest are known
+    /// customers' (or fallbacks before any customer was looked up).
+    pub anonymous: [u64; 2],
     /// Decide latency: observations per bucket (see [`Histogram::snapshot`]) and in all.
     pub latency: ([u64; LATENCY_BUCKETS_US.len()], u64),
 }
@@ -313,6 +326,13 @@ impl Collect for DecisionStats {
         for v in Variant::ALL {
             f.sample(&[("variant", v.as_str())], self.variants[v.index()]);
         }
+        let mut f = out.family(
+            "nextbest_anonymous_decisions_total",
+            Kind::Counter,
+            "Decisions made for anonymous visitors from the request's context alone, by outcome (also counted in nextbest_decisions_total).",
+        );
+        f.sample(&[("outcome", "personalised")], self.anonymous[0]);
+        f.sample(&[("outcome", "fallback")], self.anonymous[1]);
     }
 }
 

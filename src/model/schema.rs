@@ -99,6 +99,7 @@ pub fn schemas() -> Map<String, Value> {
                 "exploration": {"type": "object", "required": ["share"], "additionalProperties": false, "properties": {
                     "share": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "Share of decisions, chosen by a hash of the decision id, that show a uniform random pick of the eligible offers (in score order) instead of the top of the ranking."}},
                     "description": "Randomised decisions with known probabilities, for off-policy estimates (`nextbest replay --estimate`). Every decision then knows the probability with which it showed each offer (explain's `shown_probability`, the decision log's `shown`)."},
+                "anonymous": {"type": "string", "enum": ["decide", "fallback"], "description": "A request whose customer the snapshot does not know (or that names only a `visitor_id`, or no id): `decide` decides it from the request's context alone, every snapshot feature missing (the answer says `anonymous: true`); `fallback` (the default) serves fallback content with reason `unknown_customer`."},
             }),
             "A placement: where on which channels offers appear.",
         ),
@@ -148,12 +149,12 @@ pub fn schemas() -> Map<String, Value> {
     let scorer_props = json!({
         "kind": {"type": "string", "enum": SCORER_KEYS.map(|(k, _)| k), "description": "Which scorer."},
         "intercept": {"type": "number", "description": "Logistic: the intercept (default 0)."},
-        "weights": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Logistic: a weight per feature."},
-        "impute": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Logistic: the value a missing feature counts as."},
+        "weights": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Logistic: a weight per numeric feature, or per numeric request value as `context.<key>` (`{\"context.cart_value\": 0.01}`; a missing or non-numeric value counts as its `impute`, default 0)."},
+        "impute": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Logistic: the value a missing feature (or `context.<key>`) counts as."},
         "categories": {"type": "object", "additionalProperties": {"oneOf": [
                 {"type": "object", "additionalProperties": {"type": "number"}},
                 {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES}}]},
-            "description": "Logistic: per text feature, a weight per value (`{\"segment\": {\"gold\": 0.8}}`; other values add nothing). Trees: per categorical feature, its categories in the model's code order, for a file that does not carry them."},
+            "description": "Logistic: per text feature, or text request value as `context.<key>`, a weight per value (`{\"segment\": {\"gold\": 0.8}, \"context.device\": {\"ios\": 0.3}}`; other values add nothing). Trees: per categorical feature, its categories in the model's code order, for a file that does not carry them."},
         "class": {"type": "integer", "minimum": 0, "description": "Trees: the class of a multiclass file whose probability is this offer's propensity."},
         "propensity": {"type": "number", "minimum": 0, "maximum": 1, "description": "Constant: the propensity."},
         "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_BYTES, "description": "Trees: the file Booster.save_model wrote, relative to the model's folder."},

@@ -580,3 +580,42 @@ fn a_name_on_a_group_says_where_names_belong() {
 }
 
 mod adaptive;
+
+#[test]
+fn logistic_scorers_read_request_values_through_the_rules_context_slots() {
+    let mut o = offer("a");
+    o["eligibility"] = serde_json::json!({"context": "device", "op": "ne", "value": "tv"});
+    o["scorer"] = serde_json::json!({"kind": "logistic", "weights": {"tenure": 0.1, "context.cart_value": 0.01},
+        "impute": {"context.cart_value": 40}, "categories": {"context.device": {"ios": 0.3}}});
+    let mut doc = model(vec![o]);
+    doc["placements"]["home"]["anonymous"] = "decide".into();
+    let m = compile(&doc).unwrap();
+    let keys: Vec<&str> = m.compiled.context_keys.iter().map(|k| &**k).collect();
+    assert_eq!(keys, ["device", "cart_value"]);
+    assert!(m.compiled.channels[0].slots[0].anonymous);
+    let crate::engine::Scorer::Logistic(l) = &m.compiled.offers[0].scorer else {
+        panic!("logistic");
+    };
+    assert_eq!(&*l.context_terms, &[(1, 0.01, 40.0)]);
+    assert_eq!(l.context_categories.len(), 1);
+    assert_eq!(
+        (l.context_categories[0].0, &*l.context_categories[0].1[0].0),
+        (0, "ios")
+    );
+    assert_eq!(l.context_categories[0].1[0].1, 0.3);
+    // Request values are not snapshot features.
+    let used: Vec<&str> = m.compiled.features_used.iter().map(|k| &**k).collect();
+    assert_eq!(used, ["tenure"]);
+    assert!(!compile(&model(vec![offer("a")])).unwrap().compiled.channels[0].slots[0].anonymous);
+
+    let mut bad = model(vec![offer("a")]);
+    bad["placements"]["home"]["anonymous"] = "always".into();
+    refused(&bad, "placements.home.anonymous", "`decide` or `fallback`");
+    let mut o = offer("a");
+    o["scorer"]["weights"] = serde_json::json!({"context.": 1});
+    refused(
+        &model(vec![o]),
+        "offers[0].scorer.weights.context.",
+        "request context key",
+    );
+}

@@ -14,13 +14,14 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
 use super::body::read_json_body;
-use super::codec::{self, AnswerMeta, DecideBody};
+use super::codec::{self, AnswerMeta, DecideBody, Sticky};
 use super::error::{json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
 use super::shadow;
 use super::typos::{self, Route};
 use super::AppState;
 use crate::contact::attribution::{self, Origin};
+use crate::contact::links::Subject;
 use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::experiment::Variant;
 
@@ -114,8 +115,17 @@ struct Started<'a> {
 fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
     let mut req = body.as_request();
+    let visitor = body.visitor();
+    let linked = match (body.sticky, visitor, req.customer_id) {
+        (Sticky::Visitor, None, Some(c)) => state.contacts.links().newest_visitor_of(c),
+        _ => None,
+    };
+    let assigned = match body.sticky {
+        Sticky::Visitor => visitor.or(linked.as_deref()).or(req.customer_id),
+        Sticky::Customer => req.customer_id,
+    };
     let picked = snap.models.as_ref().map(|set| {
-        let (model, variant) = set.pick(req.customer_id);
+        let (model, variant) = set.pick(assigned);
         (&model.compiled, variant, set.key(variant))
     });
     let variant = picked.map(|p| p.1);
@@ -124,11 +134,11 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     let origin = Origin {
         channel: channel_at,
         slot: slot_at,
-        customer: req.customer_id.map(attribution::customer_check),
+        customer: Subject::of(req.customer_id, visitor).with_key(attribution::customer_check),
     };
     let contacts = state.contacts.for_decision(
         &state.config.decision_ids,
-        req.customer_id,
+        (req.customer_id, visitor),
         picked.map_or(0, |p| p.2),
         variant.unwrap_or(Variant::Champion),
         origin,
@@ -145,6 +155,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     };
     let mut out = Vec::with_capacity(1024);
     let mut shadowed = None;
+    let mut anonymous = false;
     let fallback = match (picked, &snap.features) {
         (Some((model, _, _)), Some(features)) => {
             let (channel, slot) = model.resolve(req.channel, req.placement);
@@ -178,6 +189,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
                 }
                 codec::encode_decision(&mut out, &meta, model, &d);
+                anonymous = d.anonymous;
                 if let Some(candidate) = state.shadow.sample(contacts.decision_id.0) {
                     let top = d
                         .ranked
@@ -198,7 +210,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     codec::warnings(&mut out, &warnings);
     let took = started.at.elapsed();
     codec::finish(&mut out, took.as_micros() as u64);
-    state.metrics.decided(variant, fallback, took);
+    state.metrics.decided(variant, fallback, anonymous, took);
     let mut resp = json_response(StatusCode::OK, out.into());
     if let Ok(v) = server_timing(took) {
         resp.headers_mut().insert("server-timing", v);

@@ -23,6 +23,7 @@ use super::AppState;
 use crate::contact::attribution::{self, customer_check};
 use crate::contact::event::{EventFault, EVENT_FIELDS};
 use crate::contact::funnel::FunnelTable;
+use crate::contact::links::Subject;
 use crate::contact::Event;
 use crate::experiment::Variant;
 use crate::registry::Snapshot;
@@ -227,12 +228,15 @@ fn check_origin<'e>(
     table: &'e FunnelTable,
     origin: attribution::Origin,
 ) -> Result<(), String> {
-    if origin
-        .customer
-        .is_some_and(|c| c != customer_check(e.customer_id))
-    {
+    // A decision for a visitor may be followed by events after their login (both ids), so
+    // either id may be the one the decision was made for.
+    let named = |who: Subject<'_>| who.with_key(customer_check);
+    if origin.customer.is_some_and(|c| {
+        Some(c) != named(Subject::of(Some(e.customer_id), None))
+            && Some(c) != named(Subject::of(None, e.visitor_id))
+    }) {
         return Err(
-            "decision_id: the decision was made for another customer than `customer_id`".into(),
+            "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id`".into(),
         );
     }
     let Some(ci) = origin.channel else {

@@ -260,7 +260,7 @@ fn run(s: &Sampled, state: &With) {
     };
     let contacts = state.contacts.for_decision(
         &state.ids,
-        s.customer_id.as_deref(),
+        (s.customer_id.as_deref(), None),
         0,
         Variant::Champion,
         origin,

@@ -93,6 +93,7 @@ pub fn json(state: &AppState) -> Response<Full<Bytes>> {
             "personalised": d.personalised,
             "fallbacks": fallbacks,
             "variants": Variant::ALL.map(|v| json!({"variant": v.as_str(), "decisions": d.variants[v.index()]})),
+            "anonymous": {"total": d.anonymous[0] + d.anonymous[1], "personalised": d.anonymous[0]},
         },
         "latency_us": {
             "count": count,

@@ -356,6 +356,7 @@ mod tests {
                 kind: EventKind::Conversion,
                 ts_ms: 1_795_000_000_000,
                 customer_id: "C1",
+                visitor_id: None,
                 offer_id: Some("a"),
                 channel: Some("web"),
                 placement: None,

@@ -15,6 +15,8 @@ pub(super) struct PlacementDraft {
     pub(super) priority: u8,
     /// Share of decisions that explore.
     pub(super) exploration: f64,
+    /// Whether unknown customers are decided from the request's context.
+    pub(super) anonymous: bool,
 }
 
 /// Everything read from the document before channels are numbered.

@@ -57,6 +57,7 @@ pub(crate) const PLACEMENT_KEYS: &[&str] = &[
     "priority",
     "description",
     "exploration",
+    "anonymous",
 ];
 /// A fallback item's fields.
 pub(crate) const FALLBACK_ITEM_KEYS: &[&str] = &["offer_id", "content"];
@@ -113,6 +114,17 @@ struct Ctx<'s> {
     warnings: Vec<Fault>,
     /// The tree files the offers use, each parsed once.
     trees: trees::TreeFiles,
+}
+
+/// The request context slot of `key` among `keys`, given one on first use: rules and scorers
+/// that read the same key share its slot. (More than [`MAX_CONTEXT_KEYS`] is refused once all
+/// are read, so the slot always fits.)
+fn context_slot(keys: &mut Vec<String>, key: &str) -> u16 {
+    if let Some(i) = keys.iter().position(|k| k == key) {
+        return i as u16;
+    }
+    keys.push(key.to_owned());
+    (keys.len() - 1) as u16
 }
 
 impl Collects for Ctx<'_> {
@@ -184,7 +196,7 @@ pub fn compile(
         cx.faults.push(
             "offers",
             format!(
-                "rules test {} context keys, at most {MAX_CONTEXT_KEYS} are supported",
+                "rules and scorers read {} context keys, at most {MAX_CONTEXT_KEYS} are supported",
                 cx.context_keys.len()
             ),
         );

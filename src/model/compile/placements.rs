@@ -81,8 +81,12 @@ pub(super) fn read_placements(
             Some(v) => read_exploration(f, v, &join(&path, "exploration")),
             None => Some(0.0),
         };
-        if let (Some(channels), Some(limit), Some(priority), Some(exploration)) =
-            (channels, limit, priority, exploration)
+        let anonymous = match p.get("anonymous") {
+            Some(v) => read_anonymous(f, v, &join(&path, "anonymous")),
+            None => Some(false),
+        };
+        if let (Some(channels), Some(limit), Some(priority), Some(exploration), Some(anonymous)) =
+            (channels, limit, priority, exploration, anonymous)
         {
             out.insert(
                 name.to_owned(),
@@ -91,11 +95,25 @@ pub(super) fn read_placements(
                     limit,
                     priority,
                     exploration,
+                    anonymous,
                 },
             );
         }
     }
     out
+}
+
+/// A placement's `anonymous`: `"decide"` (decide from the request's context when the
+/// customer is unknown) or `"fallback"` (the default: `unknown_customer` fallback content).
+fn read_anonymous(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<bool> {
+    match v.as_str() {
+        Some("decide") => Some(true),
+        Some("fallback") => Some(false),
+        _ => {
+            f.push(path, "expected `decide` or `fallback`");
+            None
+        }
+    }
 }
 
 /// A placement's `exploration`: `{"share": S}` with S in [0, 1) (1 would never rank).
@@ -196,6 +214,7 @@ pub(super) fn build_channels(
                         .cloned()
                         .unwrap_or_else(|| chan_fallback.clone()),
                     exploration: p.exploration,
+                    anonymous: p.anonymous,
                 })
                 .collect();
             Channel {

@@ -132,16 +132,8 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
             }
             (None, Some(key)) => {
                 let key = f.string(key, &join(path, "context"), MAX_NAME_BYTES)?;
-                let found = cx.context_keys.iter().position(|k| k == key);
-                let slot = match found {
-                    Some(i) => i,
-                    None => {
-                        cx.context_keys.push(key.to_owned());
-                        cx.context_keys.len() - 1
-                    }
-                };
                 (
-                    Operand::Context(slot as u16),
+                    Operand::Context(super::context_slot(&mut cx.context_keys, key)),
                     format!("context.{key}"),
                     Kind::Context,
                 )

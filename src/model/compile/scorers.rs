@@ -11,8 +11,8 @@ use crate::engine::contextual::{text_level, Context, ContextFeature, MAX_CONTEXT
 use crate::engine::policy::stable_hash;
 use crate::engine::posterior::MAX_WINDOW_DAYS;
 use crate::engine::{Logistic, Scorer};
-use crate::model::walk::{index, join, Collects, Fault, Value};
-use crate::model::ColumnInfo;
+use crate::model::walk::{index, join, Collects, Fault, Faults, Value};
+use crate::model::{ColumnInfo, MAX_NAME_BYTES};
 
 /// Compiles one scorer; `None` after a fault.
 pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Scorer> {
@@ -62,12 +62,23 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
             None => None,
         };
         let mut terms = Vec::new();
+        let mut context_terms = Vec::new();
         if let Some(weights) = weights {
             let mut names: Vec<&str> = weights.keys().map(|k| k.as_ref()).collect();
             names.sort_unstable();
             for name in names {
                 let p = join(&wpath, name);
                 let w = weights.get(name).and_then(|w| f.number(w, &p));
+                let imp = match impute.and_then(|i| i.get(name)) {
+                    Some(x) => f.number(x, &join(&ipath, name)),
+                    None => Some(0.0),
+                };
+                if let Some(key) = context_key(f, name, &p) {
+                    if let (Some(w), Some(imp), Some(key)) = (w, imp, key) {
+                        context_terms.push((key.to_owned(), w, imp));
+                    }
+                    continue;
+                }
                 let col = cx.schema.column(name);
                 match col.map(|c| cx.schema.info(c)) {
                     None => f.push(&p, format!("unknown feature `{name}`")),
@@ -80,10 +91,6 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                     ),
                     Some(_) => {}
                 }
-                let imp = match impute.and_then(|i| i.get(name)) {
-                    Some(x) => f.number(x, &join(&ipath, name)),
-                    None => Some(0.0),
-                };
                 if let (Some(w), Some(col), Some(imp)) = (w, col, imp) {
                     cx.features_used.insert(name.to_owned());
                     terms.push((col, w, imp));
@@ -104,21 +111,57 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                 }
             }
         }
+        let mut context_categories = Vec::new();
         let categories = match obj.get("categories") {
-            Some(c) => read_categories(cx, c, &join(path, "categories")),
+            Some(c) => read_categories(cx, c, &join(path, "categories"), &mut context_categories),
             None => Some(Vec::new()),
         };
         Some(Scorer::Logistic(Logistic {
             intercept: intercept?,
             terms: terms.into(),
             categories: categories?.into(),
+            context_terms: context_terms
+                .into_iter()
+                .map(|(key, w, imp)| (super::context_slot(&mut cx.context_keys, &key), w, imp))
+                .collect(),
+            context_categories: context_categories
+                .into_iter()
+                .map(|(key, table)| (super::context_slot(&mut cx.context_keys, &key), table))
+                .collect(),
         }))
     })
 }
 
+/// A request value's name in a logistic scorer, `context.<key>`: `None` for a feature name,
+/// `Some(None)` for a faulty key (pushed), else the key.
+fn context_key<'n>(f: &mut Faults, name: &'n str, path: &str) -> Option<Option<&'n str>> {
+    let key = name.strip_prefix(CONTEXT_PREFIX)?;
+    if key.is_empty() || key.len() > MAX_NAME_BYTES {
+        f.push(
+            path,
+            format!("`{CONTEXT_PREFIX}` must be followed by a request context key of 1 to {MAX_NAME_BYTES} bytes"),
+        );
+        return Some(None);
+    }
+    Some(Some(key))
+}
+
+/// A logistic weight or category on a request value rather than a snapshot feature.
+pub(crate) const CONTEXT_PREFIX: &str = "context.";
+
+/// A string request value's weights (`categories.context.<key>`): the key and its
+/// `(value, weight)` pairs in value order.
+type ContextCategory = (String, Box<[(Box<str>, f64)]>);
+
 /// `categories`: per string feature, a weight per value, as a table by dictionary code. A
 /// value the snapshot lacks is a warning with its path (it would never add its weight).
-fn read_categories(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Vec<(u32, Box<[f64]>)>> {
+/// Request values (`context.<key>`) go to `context` as `(value, weight)` lists instead.
+fn read_categories(
+    cx: &mut Ctx<'_>,
+    v: &Value<'_>,
+    path: &str,
+    context: &mut Vec<ContextCategory>,
+) -> Option<Vec<(u32, Box<[f64]>)>> {
     let features = cx.faults.map(v, path)?;
     let mut names: Vec<&str> = features.keys().map(|k| k.as_ref()).collect();
     names.sort_unstable();
@@ -128,6 +171,23 @@ fn read_categories(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Vec<(u
         let Some(values) = features.get(name).and_then(|m| cx.faults.map(m, &fpath)) else {
             continue;
         };
+        if let Some(key) = context_key(&mut cx.faults, name, &fpath) {
+            let Some(key) = key else { continue };
+            let mut keys: Vec<&str> = values.keys().map(|k| k.as_ref()).collect();
+            keys.sort_unstable();
+            let table: Vec<(Box<str>, f64)> = keys
+                .into_iter()
+                .filter_map(|value| {
+                    let vpath = join(&fpath, value);
+                    let w = values
+                        .get(value)
+                        .and_then(|w| cx.faults.number(w, &vpath))?;
+                    Some((value.into(), w))
+                })
+                .collect();
+            context.push((key.to_owned(), table.into()));
+            continue;
+        }
         let Some(col) = cx.schema.column(name) else {
             cx.faults.push(&fpath, format!("unknown feature `{name}`"));
             continue;

@@ -26,20 +26,45 @@ pub const MAX_CONTEXT: usize = 64;
 pub const MAX_UNKNOWN_NAMED: usize = 8;
 
 /// The fields a decide request has; anything else is reported in the answer's `warnings`.
-pub const DECIDE_FIELDS: [&str; 6] = [
+pub const DECIDE_FIELDS: [&str; 8] = [
     "customer_id",
+    "visitor_id",
     "channel",
     "placement",
     "limit",
     "context",
     "explain",
+    "sticky",
 ];
+
+/// Whose id assigns a request to a variant of an experiment (`sticky`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sticky {
+    /// The customer's (the default); a visitor alone gets the champion.
+    #[default]
+    Customer,
+    /// The visitor's: the request's `visitor_id`, else the visitor most recently linked to
+    /// the customer, so that a visitor keeps their variant across the login.
+    Visitor,
+}
+
+impl Sticky {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customer" => Some(Sticky::Customer),
+            "visitor" => Some(Sticky::Visitor),
+            _ => None,
+        }
+    }
+}
 
 /// A decoded decide request, borrowing from the body where it can.
 #[derive(Debug)]
 pub struct DecideBody<'a> {
     /// The customer, if known to the channel.
     pub customer_id: Option<Cow<'a, str>>,
+    /// The channel's id of the visitor (cookie or device id), beside or instead of the customer.
+    pub visitor_id: Option<Cow<'a, str>>,
     /// Channel name.
     pub channel: Cow<'a, str>,
     /// Placement name.
@@ -50,6 +75,8 @@ pub struct DecideBody<'a> {
     pub context: Context<'a>,
     /// List every offer's verdict.
     pub explain: bool,
+    /// Whose id assigns the variant.
+    pub sticky: Sticky,
     /// Fields (or query parameters) the request has that the contract does not: the first
     /// [`MAX_UNKNOWN_NAMED`] by name, in request order.
     pub unknown: Vec<Cow<'a, str>>,
@@ -61,11 +88,13 @@ impl<'a> DecideBody<'a> {
     fn empty() -> Self {
         DecideBody {
             customer_id: None,
+            visitor_id: None,
             channel: Cow::Borrowed(""),
             placement: Cow::Borrowed(""),
             limit: None,
             context: Context::default(),
             explain: false,
+            sticky: Sticky::Customer,
             unknown: Vec::new(),
             unknown_count: 0,
         }
@@ -80,11 +109,16 @@ impl<'a> DecideBody<'a> {
 
     /// Checks bounds the type system does not.
     fn validate(self) -> Result<Self, ApiError> {
-        if let Some(id) = &self.customer_id {
-            if id.len() > MAX_CUSTOMER_ID && id.chars().count() > MAX_CUSTOMER_ID {
-                return Err(ApiError::InvalidRequest(format!(
-                    "customer_id: longer than {MAX_CUSTOMER_ID} characters"
-                )));
+        for (field, id) in [
+            ("customer_id", &self.customer_id),
+            ("visitor_id", &self.visitor_id),
+        ] {
+            if let Some(id) = id {
+                if id.len() > MAX_CUSTOMER_ID && id.chars().count() > MAX_CUSTOMER_ID {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "{field}: longer than {MAX_CUSTOMER_ID} characters"
+                    )));
+                }
             }
         }
         for (field, v) in [("channel", &self.channel), ("placement", &self.placement)] {
@@ -102,6 +136,11 @@ impl<'a> DecideBody<'a> {
             }
         }
         Ok(self)
+    }
+
+    /// The visitor id, when the request names a non-empty one.
+    pub fn visitor(&self) -> Option<&str> {
+        self.visitor_id.as_deref().filter(|s| !s.is_empty())
     }
 
     /// The engine's view of this request.
@@ -143,17 +182,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for DecideBody<'a> {
                         0 => {
                             body.customer_id = map.next_value::<Option<CowStr<'a>>>()?.map(|s| s.0)
                         }
-                        1 => {
+                        1 => body.visitor_id = map.next_value::<Option<CowStr<'a>>>()?.map(|s| s.0),
+                        2 => {
                             body.channel = map.next_value::<CowStr<'a>>()?.0;
                             channel = true;
                         }
-                        2 => {
+                        3 => {
                             body.placement = map.next_value::<CowStr<'a>>()?.0;
                             placement = true;
                         }
-                        3 => body.limit = map.next_value::<Option<Whole>>()?.map(|w| w.0),
-                        4 => body.context = map.next_value::<Context<'a>>()?,
-                        _ => body.explain = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                        4 => body.limit = map.next_value::<Option<Whole>>()?.map(|w| w.0),
+                        5 => body.context = map.next_value::<Context<'a>>()?,
+                        6 => body.explain = map.next_value::<Option<bool>>()?.unwrap_or(false),
+                        _ => {
+                            body.sticky = match map.next_value::<Option<CowStr<'a>>>()? {
+                                None => Sticky::Customer,
+                                Some(s) => Sticky::parse(&s.0).ok_or_else(|| {
+                                    de::Error::custom("sticky: expected `customer` or `visitor`")
+                                })?,
+                            }
+                        }
                     }
                 }
                 if !channel {
@@ -349,8 +397,8 @@ fn explain_failure(body: &[u8]) -> ApiError {
     }
 }
 
-/// Decodes a query string: `customer_id`, `channel`, `placement`, `limit`, `explain` (`true` or
-/// `false` in any case), and `context.KEY=VALUE` (a value that parses as a number is a number).
+/// Decodes a query string: `customer_id`, `visitor_id`, `channel`, `placement`, `limit`,
+/// `sticky`, `explain` (`true` or `false` in any case), and `context.KEY=VALUE` (a value that parses as a number is a number).
 /// Any other parameter is reported in the answer's `warnings`.
 pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     let mut body = DecideBody::empty();
@@ -358,6 +406,15 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "customer_id" => body.customer_id = Some(Cow::Owned(v.into_owned())),
+            "visitor_id" => body.visitor_id = Some(Cow::Owned(v.into_owned())),
+            "sticky" => {
+                body.sticky = Sticky::parse(&v).ok_or_else(|| {
+                    ApiError::InvalidRequest(format!(
+                        "sticky: `{}` is neither customer nor visitor",
+                        shown(&v)
+                    ))
+                })?
+            }
             "channel" => {
                 body.channel = Cow::Owned(v.into_owned());
                 channel = true;
@@ -440,6 +497,9 @@ pub fn encode_decision(
     d: &Decision<'_>,
 ) {
     head(out, meta, Some(&model.model_json));
+    if d.anonymous {
+        out.extend_from_slice(b"\"anonymous\":true,");
+    }
     match d.fallback {
         Some(reason) => fallback_part(out, reason, d.fallback_content),
         None => {
