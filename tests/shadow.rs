@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::binary::Binary;
-use support::{decide, get, request, TempDir};
+use support::{decide, get, post_events, request, TempDir};
 
 /// The demo model with one more offer, `shadow_only`, eligible for everybody everywhere and
 /// worth far more than any other: the candidate puts it first in every decision it makes.
@@ -161,7 +161,7 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
     let s = until_decisions(p.admin, sampled).await;
     assert_eq!(
         s["skipped"],
-        json!({"busy": 0, "snapshot_changed": 0}),
+        json!({"busy": 0, "snapshot_changed": 0, "not_reproduced": 0}),
         "{s}"
     );
 
@@ -188,4 +188,98 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
     assert!(body.to_string().contains("offers[0].scorer"), "{body}");
     // The shadow that was serving still is.
     assert_eq!(shadow_stats(p.admin).await["share"], json!(0.25));
+}
+
+/// Polls the shadow's figures until `cond` holds.
+async fn until(admin: std::net::SocketAddr, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..500 {
+        let s = shadow_stats(admin).await;
+        if cond(&s) {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: {}", shadow_stats(admin).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the_champion() {
+    let dir = TempDir::new("shadow-estimate");
+    let p = Binary::demo(&dir.0).spawn();
+    // The champion itself as the shadow: where it explores (the demo's checkout), the estimate
+    // of the same policy must be what the champion observed.
+    let mut same: Value =
+        serde_json::from_slice(&std::fs::read(support::demo_dir().join("model.json")).unwrap())
+            .unwrap();
+    same["version"] = json!("shadow-same");
+    same["share"] = json!(1.0);
+    let (status, body) = put_shadow(p.admin, &same).await;
+    assert_eq!(status, 200, "{body}");
+
+    const N: u64 = 60;
+    let mut shown = Vec::new();
+    for i in 1..=N {
+        let a = decide(
+            p.public,
+            json!({"customer_id": format!("C{i:07}"), "channel": "web", "placement": "checkout"}),
+        )
+        .await;
+        let first = a["offers"][0]["offer_id"].as_str().map(str::to_owned);
+        shown.push((a["decision_id"].as_str().unwrap().to_owned(), first));
+    }
+    let s = until(p.admin, "every decision shadowed and kept", |s| {
+        s["off_policy"]["decisions_kept"] == N
+    })
+    .await;
+    assert_eq!(s["skipped"]["not_reproduced"], 0, "{s}");
+    assert_eq!(s["off_policy"]["conversions_joined"], 0, "{s}");
+
+    // A conversion on each decision's first offer; one more naming an offer it did not show,
+    // and one naming no shadowed decision, join nothing.
+    let mut events: Vec<Value> = shown
+        .iter()
+        .zip(1..)
+        .filter_map(|((id, offer), i)| {
+            let offer = offer.as_ref()?;
+            Some(
+                json!({"type": "conversion", "customer_id": format!("C{i:07}"), "offer_id": offer,
+                        "channel": "web", "placement": "checkout", "decision_id": id}),
+            )
+        })
+        .collect();
+    let converted = events.len() as u64;
+    assert!(converted > N / 2, "most checkout decisions show an offer");
+    events.push(
+        json!({"type": "conversion", "customer_id": "C0000001", "offer_id": "no_such_offer",
+                       "channel": "web", "decision_id": shown[0].0}),
+    );
+    events.push(
+        json!({"type": "conversion", "customer_id": "C0000001", "offer_id": "device_insurance",
+                       "channel": "web", "decision_id": "01JAAAAAAAAAAAAAAAAAAAAAAA"}),
+    );
+    post_events(p.public, json!(events)).await;
+    let s = until(p.admin, "the conversions joined", |s| {
+        s["off_policy"]["conversions_joined"] == converted
+    })
+    .await;
+    let rows = s["off_policy"]["placements"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{s}");
+    let row = &rows[0];
+    assert_eq!(
+        (&row["channel"], &row["placement"], &row["decisions"]),
+        (&json!("web"), &json!("checkout"), &json!(N)),
+        "{row}"
+    );
+    assert_eq!(row["estimable"], true, "{row}");
+    assert_eq!(row["changed"], 0, "the same policy changes nothing: {row}");
+    let observed = row["logging"]["conversions_per_1000"].as_f64().unwrap();
+    assert!(
+        (observed - 1000.0 * converted as f64 / N as f64).abs() < 1e-6,
+        "{row}"
+    );
+    // The same policy: every importance weight is 1, so IPS is what the champion observed.
+    let ips = row["ips"]["conversions_per_1000"].as_f64().unwrap();
+    assert!((ips - observed).abs() < 1e-6, "{row}");
+    let [lo, hi] = [0, 1].map(|i| row["dr_difference"]["ci95"][i].as_f64().unwrap());
+    assert!(lo <= hi && lo.is_finite() && hi.is_finite(), "{row}");
 }

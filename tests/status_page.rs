@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nextbest::registry::{Registry, RegistryConfig};
 use nextbest::server::AppState;
-use serde_json::json;
+use serde_json::{json, Value};
 use support::*;
 
 const TOKEN: &str = "status-token";
@@ -131,6 +131,19 @@ async fn traffic(srv: &TestServer) {
     }
 }
 
+async fn admin_stats(srv: &TestServer) -> Value {
+    let auth = format!("Bearer {TOKEN}");
+    request(
+        srv.admin,
+        "GET",
+        "/admin/stats",
+        &[("authorization", &auth)],
+        b"",
+    )
+    .await
+    .json()
+}
+
 fn attr_number(dom: &str, name: &str) -> u64 {
     let at = dom
         .find(&format!("{name}=\""))
@@ -145,7 +158,37 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
     let models = dir.0.join("models");
     models_with_challenger(&models);
     let srv = start(&models).await;
+    let auth = format!("Bearer {TOKEN}");
+    // The champion itself as a shadow on every decision: the page's shadow section.
+    let mut shadow: Value =
+        serde_json::from_slice(&std::fs::read(models.join("model.json")).unwrap()).unwrap();
+    shadow["version"] = json!("shadow-page");
+    shadow["share"] = json!(1.0);
+    let put = request(
+        srv.admin,
+        "PUT",
+        "/admin/models/shadow",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        &serde_json::to_vec(&shadow).unwrap(),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
     traffic(&srv).await;
+    // Every sampled decision is shadowed before the page is read (polled, with a limit).
+    let mut tries = 0;
+    loop {
+        let stats = admin_stats(&srv).await;
+        let s = &stats["shadow"];
+        if s["decisions"].as_u64().is_some() && s["decisions"] == s["sampled"] {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 2000, "the shadow decisions were not made: {s}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // Behind the token: refused without it, served with it (header or, for a browser, query).
     assert_eq!(get(srv.admin, "/admin/status").await.status, 401);
@@ -154,7 +197,6 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
         get(srv.admin, "/admin/status?token=wrong").await.status,
         401
     );
-    let auth = format!("Bearer {TOKEN}");
     let page = request(
         srv.admin,
         "GET",
@@ -198,15 +240,7 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
     assert!(dom.contains("refused"), "the refused load is listed");
 
     // The funnel as the page shows it is the funnel /admin/stats gives (nothing decided since).
-    let stats = request(
-        srv.admin,
-        "GET",
-        "/admin/stats",
-        &[("authorization", &auth)],
-        b"",
-    )
-    .await
-    .json();
+    let stats = admin_stats(&srv).await;
     let rows = stats["funnel"].as_array().unwrap();
     assert!(rows.len() >= 4, "{stats}");
     for r in rows {
@@ -265,6 +299,26 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
         .unwrap();
     assert_eq!(ebill["health"]["recent"]["impressions"], 20, "{ebill}");
     assert_eq!(ebill["health"]["recent"]["responders"], 4, "{ebill}");
+    // The shadow: its figures and a row per placement of its estimate against the champion.
+    let sh = &stats["shadow"];
+    assert!(
+        dom.contains(&format!(
+            "id=\"shadow-decisions\">{} of {} sampled<",
+            fmt_thousands(sh["decisions"].as_u64().unwrap()),
+            fmt_thousands(sh["sampled"].as_u64().unwrap())
+        )),
+        "{sh}\n{dom}"
+    );
+    let placements = sh["off_policy"]["placements"].as_array().unwrap();
+    assert!(!placements.is_empty(), "{sh}");
+    for p in placements {
+        let key = format!(
+            "data-shadow-estimate=\"{}|{}\"",
+            p["channel"].as_str().unwrap(),
+            p["placement"].as_str().unwrap()
+        );
+        assert!(dom.contains(&key), "no shadow estimate row {key}:\n{dom}");
+    }
     let status = request(
         srv.admin,
         "GET",

@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use super::event::{Event, RecordError};
 use super::state::{event_key, ContactState};
 
@@ -38,13 +40,27 @@ pub trait Subscriber: Send + Sync {
 /// The contact state and the subscribers, applied in one step.
 pub struct Applier {
     state: Arc<ContactState>,
-    subscribers: Vec<Arc<dyn Subscriber>>,
+    /// Read once per event (one atomic load); replaced whole when one subscribes.
+    subscribers: ArcSwap<Vec<Arc<dyn Subscriber>>>,
 }
 
 impl Applier {
     /// Applies events to `state`, then to each subscriber in order.
     pub fn new(state: Arc<ContactState>, subscribers: Vec<Arc<dyn Subscriber>>) -> Self {
-        Applier { state, subscribers }
+        Applier {
+            state,
+            subscribers: ArcSwap::from_pointee(subscribers),
+        }
+    }
+
+    /// Adds a subscriber that sees every event applied from now on (one that lives beside the
+    /// contact side rather than in it, as a shadow model's outcome join).
+    pub fn subscribe(&self, s: Arc<dyn Subscriber>) {
+        self.subscribers.rcu(|list| {
+            let mut list = Vec::clone(list);
+            list.push(s.clone());
+            list
+        });
     }
 
     /// The contact state events are applied to.
@@ -63,7 +79,7 @@ impl Applier {
     /// in bulk itself (replay at start, see `super::replay`).
     #[inline]
     pub fn notify(&self, e: &Event<'_>, origin: Origin, now_ms: i64) {
-        for s in &self.subscribers {
+        for s in self.subscribers.load().iter() {
             s.event(e, origin, now_ms);
         }
     }
@@ -100,7 +116,7 @@ impl Applier {
 
     /// Tells every subscriber that a bulk pass is over.
     pub fn settled(&self) {
-        for s in &self.subscribers {
+        for s in self.subscribers.load().iter() {
             s.settled();
         }
     }
@@ -170,5 +186,22 @@ mod tests {
                 ("B".to_owned(), Origin::Fleet)
             ]
         );
+    }
+
+    #[test]
+    fn a_late_subscriber_sees_the_events_applied_after_it_subscribed() {
+        let state = Arc::new(ContactState::new(&StateConfig::default(), 86_400_000));
+        let first = Arc::new(Seen::default());
+        let late = Arc::new(Seen::default());
+        let applier = Applier::new(state, vec![first.clone()]);
+        applier.apply(&dismiss("A"), Origin::Replay, 2_000);
+        applier.subscribe(late.clone());
+        applier.apply(&dismiss("B"), Origin::Local, 2_000);
+        applier.settled();
+        let customers = |s: &Seen| -> Vec<String> {
+            s.0.lock().unwrap().iter().map(|(c, _)| c.clone()).collect()
+        };
+        assert_eq!(customers(&first), ["A", "B"]);
+        assert_eq!(customers(&late), ["B"]);
     }
 }

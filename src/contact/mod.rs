@@ -346,6 +346,11 @@ impl Contacts {
         &self.funnel
     }
 
+    /// Adds a subscriber to every event applied from now on, whatever its source.
+    pub fn subscribe(&self, s: Arc<dyn Subscriber>) {
+        self.applier.subscribe(s);
+    }
+
     /// What adaptive offers have learnt.
     #[inline]
     pub fn adaptive(&self) -> &adaptive::Counts {

@@ -96,6 +96,8 @@ pub enum EstimateError {
 /// One offer a logged decision showed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Shown {
+    /// Its index in the logging model's offers.
+    pub offer: u32,
     /// The probability with which the logged decision showed it.
     pub logging: f64,
     /// The probability with which the candidate would show it.
@@ -188,6 +190,7 @@ impl Sample {
             }
             let (pi, direct) = shown_in(candidate_model, candidate, id);
             s.shown.push(Shown {
+                offer: r.offer,
                 logging: mu,
                 candidate: pi,
                 converted: converted(id),
@@ -264,6 +267,9 @@ pub struct PlacementEstimate {
     pub snips: Figure,
     /// Doubly robust.
     pub dr: Figure,
+    /// DR less what the logging policy observed, decision by decision: the candidate's gain, with
+    /// a paired interval (narrower than the two intervals apart, which share their noise).
+    pub dr_difference: Figure,
     /// `(Σ w)² / Σ w²` of the decisions' weights: how many logged decisions the estimate is
     /// worth.
     pub effective_sample_size: f64,
@@ -278,12 +284,13 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
         let (vm, vh) = mean_half(&v);
         figure(cm, ch, vm, vh)
     };
-    let logging = per(&|s| {
+    let logging_of = |s: &Sample| {
         s.shown.iter().fold((0.0, 0.0), |(c, v), x| {
             let r = f64::from(u8::from(x.converted));
             (c + r, v + r * x.value)
         })
-    });
+    };
+    let logging = per(&logging_of);
     let ips_of = |s: &Sample| {
         s.shown.iter().fold((0.0, 0.0), |(c, v), x| {
             let w = x.candidate / x.logging;
@@ -292,7 +299,7 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
         })
     };
     let ips = per(&ips_of);
-    let dr = per(&|s| {
+    let dr_of = |s: &Sample| {
         s.shown
             .iter()
             .fold((s.direct_conversions, s.direct_value), |(c, v), x| {
@@ -300,6 +307,12 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
                 let r = f64::from(u8::from(x.converted));
                 (c + w * (r - x.direct), v + w * (r - x.direct) * x.value)
             })
+    };
+    let dr = per(&dr_of);
+    let dr_difference = per(&|s| {
+        let (dc, dv) = dr_of(s);
+        let (lc, lv) = logging_of(s);
+        (dc - lc, dv - lv)
     });
     let weights: Vec<f64> = samples.iter().map(Sample::weight).collect();
     let size = samples.iter().map(|s| s.candidate_size).sum::<f64>() / n as f64;
@@ -329,6 +342,7 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
         ips,
         snips,
         dr,
+        dr_difference,
         effective_sample_size: if sq > 0.0 { sum * sum / sq } else { 0.0 },
     }
 }

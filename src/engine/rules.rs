@@ -19,6 +19,16 @@ pub enum CtxValue<'a> {
     Num(f64),
 }
 
+impl CtxValue<'_> {
+    /// The same value owning its string: for work that outlives the request (the shadow).
+    pub fn into_owned(self) -> CtxValue<'static> {
+        match self {
+            CtxValue::Str(s) => CtxValue::Str(std::borrow::Cow::Owned(s.into_owned())),
+            CtxValue::Num(n) => CtxValue::Num(n),
+        }
+    }
+}
+
 /// What a leaf reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operand {

@@ -57,6 +57,15 @@ impl ModelSet {
         }
     }
 
+    /// A variant's model; the champion's when there is no challenger.
+    #[inline]
+    pub fn model(&self, variant: Variant) -> &LoadedModel {
+        match (variant, &self.challenger) {
+            (Variant::Challenger, Some(c)) => &c.model,
+            _ => &self.champion,
+        }
+    }
+
     /// The content key of a variant's model (see the field's doc).
     #[inline]
     pub fn key(&self, variant: Variant) -> u32 {

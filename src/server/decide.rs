@@ -190,12 +190,19 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
                 }
                 codec::encode_decision(&mut out, &meta, model, &d);
                 anonymous = d.anonymous;
-                if let Some(candidate) = state.shadow.sample(contacts.decision_id.0) {
-                    let top = d
-                        .ranked
-                        .first()
-                        .map(|r| &*model.offers[r.offer as usize].id);
-                    shadowed = Some(shadow::Sampled::new(candidate, &req, top));
+                if let (Some(candidate), Some(set)) =
+                    (state.shadow.sample(contacts.decision_id.0), &snap.models)
+                {
+                    let served = shadow::Served {
+                        set,
+                        variant: contacts.variant,
+                        key: contacts.key,
+                        decision_id: contacts.decision_id.0,
+                        now_ms: contacts.now_ms,
+                        visitor_id: visitor,
+                        decision: &d,
+                    };
+                    shadowed = Some(shadow::Sampled::new(candidate, &req, served));
                 }
                 d.fallback
             }

@@ -291,6 +291,9 @@ impl AppStateBuilder {
             // Without a data folder nothing is opened, so nothing can fail.
             Arc::new(opened.unwrap_or_else(|_| Contacts::in_memory(&config, Clock::system())))
         });
+        // The shadow joins conversions to its decisions, from every source of events.
+        let shadow = Arc::new(self.shadow.unwrap_or_default());
+        contacts.subscribe(shadow.clone());
         AppState {
             registry: self.registry,
             metrics: Metrics::default(),
@@ -305,7 +308,7 @@ impl AppStateBuilder {
             decision_log: self.decision_log,
             typos: typos::Typos::default(),
             bound: std::sync::OnceLock::new(),
-            shadow: Arc::new(self.shadow.unwrap_or_default()),
+            shadow,
         }
     }
 }

@@ -11,9 +11,14 @@
 //! decision runs on a task spawned after the champion's answer is encoded, under its own bound
 //! of tasks in flight (a full bound skips the shadow decision and counts it). The candidate is
 //! compiled for one snapshot: after a snapshot swap its decisions are skipped (and counted)
-//! until it is put again. Its figures, under `shadow` in `/admin/stats`: decisions, skips by
-//! reason, how often its top offer is the champion's, and each offer's share of top places
-//! for both.
+//! until it is put again. Its figures, under `shadow` in `/admin/stats` and on the status page:
+//! decisions, skips by reason, how often its top offer is the champion's, each offer's share of
+//! top places for both, and, as conversions arrive, its off-policy estimate against the
+//! champion ([`outcomes`]). For that the task also remakes the champion's decision with its
+//! probabilities of showing each offer; a remade decision that differs from the served one is
+//! skipped and counted (`not_reproduced`: something it read changed in between).
+
+mod outcomes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,11 +29,15 @@ use arc_swap::ArcSwapOption;
 use serde_json::{json, Value};
 
 use crate::contact::attribution::{self, Origin};
-use crate::engine::{self, CtxValue, Unbounded};
+use crate::contact::links::Subject;
+use crate::contact::{Event, EventKind, Subscriber};
+use crate::decision_log::estimate::Sample;
+use crate::engine::posterior::{seed_of, Learnt};
+use crate::engine::{self, CtxValue, Decision, Unbounded};
 use crate::experiment::Variant;
 use crate::features::FeatureStore;
 use crate::model::{Limits, LoadedModel};
-use crate::registry::RegistryError;
+use crate::registry::{ModelSet, RegistryError};
 
 /// Most shadow decisions in flight; past it a sampled decision is skipped and counted.
 pub const MAX_INFLIGHT: usize = 64;
@@ -53,8 +62,11 @@ struct Figures {
     agreed: AtomicU64,
     skipped_busy: AtomicU64,
     skipped_snapshot: AtomicU64,
+    not_reproduced: AtomicU64,
     /// Top places by offer id: `[champion, shadow]`, over shadowed decisions.
     top: Mutex<HashMap<Box<str>, [u64; 2]>>,
+    /// The shadowed decisions awaiting conversions.
+    outcomes: Mutex<outcomes::Outcomes>,
 }
 
 /// The shadow slot of a server.
@@ -70,10 +82,38 @@ pub struct Shadow {
 pub struct Sampled {
     candidate: Arc<Candidate>,
     customer_id: Option<Box<str>>,
+    visitor_id: Option<Box<str>>,
     channel: Box<str>,
     placement: Box<str>,
+    limit: Option<usize>,
     context: Vec<(Box<str>, CtxValue<'static>)>,
     champion_top: Option<Box<str>>,
+    /// The models that served, the variant and its key: to remake the champion's decision.
+    set: Arc<ModelSet>,
+    variant: Variant,
+    key: u32,
+    decision_id: u128,
+    now_ms: i64,
+    /// The offers it served, in order (indices into the variant's offers).
+    served: Box<[u32]>,
+}
+
+/// What the champion served, as the decide handler has it.
+pub struct Served<'a> {
+    /// The models that decided.
+    pub set: &'a Arc<ModelSet>,
+    /// The variant that decided, and its content key.
+    pub variant: Variant,
+    /// The content key of the variant's model.
+    pub key: u32,
+    /// The decision's id (its seed).
+    pub decision_id: u128,
+    /// The time it was decided at.
+    pub now_ms: i64,
+    /// The request's visitor, if any.
+    pub visitor_id: Option<&'a str>,
+    /// The decision served.
+    pub decision: &'a Decision<'a>,
 }
 
 impl Shadow {
@@ -199,39 +239,44 @@ impl Shadow {
             "share": c.share,
             "sampled": f.sampled.load(Relaxed),
             "decisions": decisions,
-            "skipped": {"busy": f.skipped_busy.load(Relaxed), "snapshot_changed": f.skipped_snapshot.load(Relaxed)},
+            "skipped": {"busy": f.skipped_busy.load(Relaxed), "snapshot_changed": f.skipped_snapshot.load(Relaxed),
+                        "not_reproduced": f.not_reproduced.load(Relaxed)},
             "top_offer_agreement": share(f.agreed.load(Relaxed)),
             "offers": offers.iter().map(|(id, [a, b])| json!({
                 "offer_id": id, "champion_top_share": share(*a), "shadow_top_share": share(*b),
             })).collect::<Vec<_>>(),
+            "off_policy": f.outcomes.lock().unwrap_or_else(|p| p.into_inner()).json(),
         })
     }
 }
 
 impl Sampled {
     /// The parts of a champion decision the shadow needs, owned.
-    pub fn new(
-        candidate: Arc<Candidate>,
-        req: &engine::Request<'_>,
-        champion_top: Option<&str>,
-    ) -> Self {
+    pub fn new(candidate: Arc<Candidate>, req: &engine::Request<'_>, served: Served<'_>) -> Self {
+        let model = &served.set.model(served.variant).compiled;
         Sampled {
             candidate,
             customer_id: req.customer_id.map(Into::into),
+            visitor_id: served.visitor_id.map(Into::into),
             channel: req.channel.into(),
             placement: req.placement.into(),
+            limit: req.limit,
             context: req
                 .context
                 .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        CtxValue::Str(s) => CtxValue::Str(std::borrow::Cow::Owned(s.to_string())),
-                        CtxValue::Num(n) => CtxValue::Num(*n),
-                    };
-                    ((**k).into(), v)
-                })
+                .map(|(k, v)| ((**k).into(), v.clone().into_owned()))
                 .collect(),
-            champion_top: champion_top.map(Into::into),
+            champion_top: served
+                .decision
+                .ranked
+                .first()
+                .map(|r| model.offers[r.offer as usize].id.clone()),
+            set: served.set.clone(),
+            variant: served.variant,
+            key: served.key,
+            decision_id: served.decision_id,
+            now_ms: served.now_ms,
+            served: served.decision.ranked.iter().map(|r| r.offer).collect(),
         }
     }
 }
@@ -243,7 +288,8 @@ struct With {
     ids: attribution::DecisionIds,
 }
 
-/// The shadow decision of one sampled request, counted.
+/// The shadow decision of one sampled request, counted, and kept for the estimate beside the
+/// champion's remade one.
 fn run(s: &Sampled, state: &With) {
     let c = &s.candidate;
     let snap = state.registry.load();
@@ -253,14 +299,15 @@ fn run(s: &Sampled, state: &With) {
         return;
     }
     let model = &c.model.compiled;
+    let subject = Subject::of(s.customer_id.as_deref(), s.visitor_id.as_deref());
     let origin = Origin {
         channel: None,
         slot: None,
-        customer: s.customer_id.as_deref().map(attribution::customer_check),
+        customer: subject.with_key(attribution::customer_check),
     };
     let contacts = state.contacts.for_decision(
         &state.ids,
-        (s.customer_id.as_deref(), None),
+        (s.customer_id.as_deref(), s.visitor_id.as_deref()),
         0,
         Variant::Champion,
         origin,
@@ -270,15 +317,29 @@ fn run(s: &Sampled, state: &With) {
         .iter()
         .map(|(k, v)| (std::borrow::Cow::Borrowed(&**k), v.clone()))
         .collect();
-    let req = engine::Request {
+    let mut req = engine::Request {
         customer_id: s.customer_id.as_deref(),
         channel: &s.channel,
         placement: &s.placement,
-        limit: None,
+        limit: s.limit,
         context: &context,
-        explain: false,
-        learnt: Some(contacts.learnt()),
+        explain: true,
+        learnt: Some(Learnt {
+            posteriors: contacts.posteriors(),
+            seed: seed_of(s.decision_id),
+            tag: attribution::model_tag(s.key),
+        }),
     };
+    // The champion's decision again, on the served seed, with its probabilities.
+    let champion = &s.set.model(s.variant).compiled;
+    let view = contacts.view(&champion.policies);
+    let logging = engine::decide(champion, &c.features, &req, &view, &Unbounded, s.now_ms);
+    let reproduced = logging
+        .ranked
+        .iter()
+        .map(|r| r.offer)
+        .eq(s.served.iter().copied());
+    req.learnt = Some(contacts.learnt());
     let view = contacts.view(&model.policies);
     let d = engine::decide(model, &c.features, &req, &view, &Unbounded, contacts.now_ms);
     let shadow_top = d
@@ -290,12 +351,53 @@ fn run(s: &Sampled, state: &With) {
     if shadow_top.is_some() && shadow_top == s.champion_top.as_deref() {
         f.agreed.fetch_add(1, Relaxed);
     }
-    let mut top = f.top.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(id) = &s.champion_top {
-        top.entry(id.clone()).or_default()[0] += 1;
+    {
+        let mut top = f.top.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = &s.champion_top {
+            top.entry(id.clone()).or_default()[0] += 1;
+        }
+        if let Some(id) = shadow_top {
+            top.entry(id.into()).or_default()[1] += 1;
+        }
     }
-    if let Some(id) = shadow_top {
-        top.entry(id.into()).or_default()[1] += 1;
+    if !reproduced {
+        f.not_reproduced.fetch_add(1, Relaxed);
+        return;
+    }
+    let row = s
+        .customer_id
+        .as_deref()
+        .and_then(|id| c.features.exact_row(id));
+    let sample = Sample::of(champion, &logging, &[], model, &d, row, |_| false);
+    let offers = sample
+        .shown
+        .iter()
+        .map(|x| champion.offers[x.offer as usize].id.clone())
+        .collect();
+    f.outcomes.lock().unwrap_or_else(|p| p.into_inner()).keep(
+        s.decision_id,
+        &s.channel,
+        &s.placement,
+        sample,
+        offers,
+    );
+}
+
+/// Conversions naming a shadowed decision feed the shadow's estimate.
+impl Subscriber for Shadow {
+    fn event(&self, e: &Event<'_>, _origin: crate::contact::Origin, _now_ms: i64) {
+        let (EventKind::Conversion, Some(decision), Some(offer)) =
+            (e.kind, e.decision_id, e.offer_id)
+        else {
+            return;
+        };
+        if let Some(c) = &*self.slot.load() {
+            c.figures
+                .outcomes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .converted(decision, offer);
+        }
     }
 }
 

@@ -1,0 +1,203 @@
+//! The shadow's off-policy estimate against the champion, as outcomes arrive.
+//!
+//! Each shadowed decision is kept as an estimator sample (`decision_log::estimate::Sample`):
+//! for every offer the champion showed, the probability with which it showed it and the
+//! probability with which the shadow would have. The champion's decision is remade with
+//! `explain`, on the served decision's seed, so these are the same probabilities
+//! `nextbest replay --estimate` reads from the decision log. A conversion event naming a kept
+//! decision and one of its offers marks that offer converted; the estimates (IPS, SNIPS, DR,
+//! and DR less what the champion observed, paired) are those of `replay --estimate`, per
+//! placement, over the last [`KEPT`] shadowed decisions.
+//!
+//! The newest decisions have had less time to convert; champion and shadow are estimated on
+//! the same decisions, so the difference stays fair while both figures grow. A placement whose
+//! champion never randomises cannot be estimated where the shadow would change what it shows:
+//! its row says so instead of giving a number.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde_json::{json, Value};
+
+use crate::decision_log::estimate::{estimate, Sample};
+
+/// Shadowed decisions kept for the estimate: bounds memory (a few hundred bytes each) and the
+/// work of one `/admin/stats` read.
+pub const KEPT: usize = 20_000;
+
+/// One shadowed decision awaiting its outcomes.
+struct Kept {
+    decision_id: u128,
+    channel: Box<str>,
+    placement: Box<str>,
+    sample: Sample,
+    /// The id of each offer in `sample.shown`, in order.
+    offers: Box<[Box<str>]>,
+}
+
+/// The kept decisions, oldest first, and their index by decision id.
+#[derive(Default)]
+pub struct Outcomes {
+    kept: VecDeque<Kept>,
+    /// The sequence number of `kept[0]`.
+    first: u64,
+    index: HashMap<u128, u64>,
+    /// Conversions that named a kept decision and one of its shown offers.
+    joined: u64,
+}
+
+impl Outcomes {
+    /// Keeps a shadowed decision; the oldest goes once [`KEPT`] are kept.
+    pub fn keep(
+        &mut self,
+        decision_id: u128,
+        channel: &str,
+        placement: &str,
+        sample: Sample,
+        offers: Box<[Box<str>]>,
+    ) {
+        if self.kept.len() == KEPT {
+            if let Some(old) = self.kept.pop_front() {
+                if self.index.get(&old.decision_id) == Some(&self.first) {
+                    self.index.remove(&old.decision_id);
+                }
+            }
+            self.first += 1;
+        }
+        let seq = self.first + self.kept.len() as u64;
+        self.index.insert(decision_id, seq);
+        self.kept.push_back(Kept {
+            decision_id,
+            channel: channel.into(),
+            placement: placement.into(),
+            sample,
+            offers,
+        });
+    }
+
+    /// A conversion on `offer` for `decision_id`: true when it names a kept decision and an
+    /// offer it showed (counted once however often it is repeated).
+    pub fn converted(&mut self, decision_id: u128, offer: &str) -> bool {
+        let Some(seq) = self.index.get(&decision_id) else {
+            return false;
+        };
+        let Some(k) = self.kept.get_mut((seq - self.first) as usize) else {
+            return false;
+        };
+        let Some(i) = k.offers.iter().position(|o| &**o == offer) else {
+            return false;
+        };
+        let shown = &mut k.sample.shown[i];
+        if !shown.converted {
+            shown.converted = true;
+            self.joined += 1;
+        }
+        true
+    }
+
+    /// `off_policy` of the shadow's stats: per placement, the champion's observed figures and
+    /// the shadow's estimates.
+    pub fn json(&self) -> Value {
+        let mut by_place: BTreeMap<(&str, &str), Vec<&Sample>> = BTreeMap::new();
+        for k in &self.kept {
+            by_place
+                .entry((&k.channel, &k.placement))
+                .or_default()
+                .push(&k.sample);
+        }
+        let placements: Vec<Value> = by_place
+            .into_iter()
+            .map(|((channel, placement), samples)| {
+                let samples: Vec<Sample> = samples.into_iter().cloned().collect();
+                let e = estimate(channel, placement, &samples);
+                let estimable = e.changed == 0 || e.randomised > 0;
+                let mut row = serde_json::to_value(&e).unwrap_or(Value::Null);
+                row["estimable"] = estimable.into();
+                if !estimable {
+                    row["why"] = "the shadow changes what the champion shows here, and the \
+                                  champion never randomises on this placement: declare \
+                                  \"exploration\" on it"
+                        .into();
+                }
+                row
+            })
+            .collect();
+        json!({
+            "decisions_kept": self.kept.len(),
+            "kept_at_most": KEPT,
+            "conversions_joined": self.joined,
+            "method": "per placement over the last shadowed decisions: what the champion observed \
+                       (logging), and the shadow's conversions and value per 1,000 decisions by \
+                       IPS, self-normalised IPS and doubly robust (DR) estimators, as `nextbest \
+                       replay --estimate`; dr_difference is DR less the champion, decision by \
+                       decision; 95 % normal intervals",
+            "placements": placements,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision_log::estimate::Shown;
+
+    fn sample(offer: u32, logging: f64, candidate: f64) -> Sample {
+        Sample {
+            shown: vec![Shown {
+                offer,
+                logging,
+                candidate,
+                converted: false,
+                value: 10.0,
+                direct: 0.0,
+            }],
+            candidate_size: 1.0,
+            randomised: logging < 1.0,
+            changed: (logging - candidate).abs() > 1e-9,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn conversions_join_kept_decisions_by_id_and_offer_once() {
+        let mut o = Outcomes::default();
+        o.keep(1, "web", "home", sample(0, 0.5, 1.0), ["a".into()].into());
+        o.keep(2, "web", "home", sample(1, 0.5, 0.0), ["b".into()].into());
+        assert!(o.converted(1, "a"));
+        assert!(o.converted(1, "a"), "a repeat still names a kept decision");
+        assert!(!o.converted(1, "b"), "b was not shown by decision 1");
+        assert!(!o.converted(3, "a"), "decision 3 was never kept");
+        assert!(o.converted(2, "b"));
+        let v = o.json();
+        assert_eq!(v["conversions_joined"], 2);
+        let row = &v["placements"][0];
+        assert_eq!(row["decisions"], 2);
+        assert_eq!(row["estimable"], true);
+        // The champion converted 2 of 2 decisions; the shadow shows `a` (weight 1 / 0.5) where
+        // it converted and never `b`: IPS = (2 + 0) / 2 per decision.
+        assert_eq!(row["logging"]["conversions_per_1000"], 1000.0);
+        assert_eq!(row["ips"]["conversions_per_1000"], 1000.0);
+        assert_eq!(row["dr_difference"]["conversions_per_1000"], 0.0);
+    }
+
+    #[test]
+    fn the_oldest_decision_goes_once_the_window_is_full() {
+        let mut o = Outcomes::default();
+        for id in 0..(KEPT as u128 + 5) {
+            o.keep(id, "web", "home", sample(0, 1.0, 1.0), ["a".into()].into());
+        }
+        assert_eq!(o.kept.len(), KEPT);
+        assert_eq!(o.index.len(), KEPT);
+        assert!(!o.converted(4, "a"), "decision 4 left the window");
+        assert!(o.converted(5, "a"));
+        assert!(o.converted(KEPT as u128 + 4, "a"));
+    }
+
+    #[test]
+    fn a_placement_the_champion_never_randomises_is_not_estimated_where_the_shadow_differs() {
+        let mut o = Outcomes::default();
+        o.keep(1, "web", "home", sample(0, 1.0, 0.0), ["a".into()].into());
+        let row = &o.json()["placements"][0];
+        assert_eq!(row["estimable"], false);
+        assert!(row["why"].as_str().unwrap().contains("exploration"));
+    }
+}
