@@ -34,6 +34,7 @@ pub mod lock;
 pub mod log;
 mod replay;
 mod report;
+pub mod requests;
 pub mod state;
 pub mod view;
 
@@ -151,6 +152,8 @@ pub struct Contacts {
     funnel: Arc<Funnel>,
     links: Arc<links::Links>,
     adaptive: Arc<adaptive::Counts>,
+    /// Recent decisions' request values, until their impressions carry them to the learner.
+    requests: requests::RequestMemory,
     clock: Clock,
     stats: report::IngestStats,
     /// Woken after each batch is written, for whoever tails the log (the fleet's shipper).
@@ -181,6 +184,7 @@ impl Contacts {
             funnel,
             links,
             adaptive,
+            requests: requests::RequestMemory::new(requests::capacity(config.state.memory_bytes)),
             clock,
             stats: report::IngestStats::default(),
             written: Arc::new(tokio::sync::Notify::new()),
@@ -426,6 +430,16 @@ impl Contacts {
                 }
                 claims.push(key);
             }
+            // An impression quoting a decision this replica remembers records the request
+            // values that decision saw, for what contextual offers learn.
+            let recalled = match (e.kind, e.decision_id, e.request) {
+                (EventKind::Impression, Some(id), None) => self.requests.recall(id),
+                _ => None,
+            };
+            let mut e = *e;
+            if let Some(r) = &recalled {
+                e.request = r.levels();
+            }
             if !log::push_record(&mut records, |buf| e.encode_accepted(now, buf)) {
                 for k in &claims {
                     state.unclaim(*k);
@@ -459,6 +473,12 @@ impl Contacts {
         }
         self.stats.accepted.fetch_add(out.accepted as u64, Relaxed);
         Ok(out)
+    }
+
+    /// The request values of recent decisions (see [`requests`]).
+    #[inline]
+    pub fn requests(&self) -> &requests::RequestMemory {
+        &self.requests
     }
 
     /// Writes what is queued, syncs, and stops the writer (blocks the calling thread). Events
