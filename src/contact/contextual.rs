@@ -23,13 +23,14 @@
 //! features, in their missing bin, like a customer without a value. A request feature's kind is
 //! the request's: its bins are strings' when most values counted were strings, else numbers'.
 //!
-//! A decision's snapshot features are the customer's row in the snapshot the decision read. The learner reads the row when the *impression* is applied, from
-//! the snapshot bound then, and keeps the levels with the impression until its outcome is
-//! credited. That is the decision's row whenever no new snapshot was swapped in between the
-//! decision and its impression (a channel posts the impression within seconds; snapshots change
-//! daily). An impression replayed from the log at start, or arriving from another replica, is
-//! read against the snapshot serving when it is applied: after a snapshot change, older
-//! impressions learn from the customer's newer values.
+//! A decision's snapshot features are the customer's row in the snapshot the decision read.
+//! The learner reads the row when the *impression* is applied, from the snapshot bound then,
+//! and keeps the levels with the impression until its outcome is credited. That is the
+//! decision's row whenever no new snapshot was swapped in between the decision and its
+//! impression (a channel posts the impression within seconds; snapshots change daily). An
+//! impression replayed from the log at start, or arriving from another replica, is read against
+//! the snapshot serving when it is applied: after a snapshot change, older impressions learn
+//! from the customer's newer values.
 //!
 //! This module must not decide, read the registry, or lock anything itself: [`Learner`] lives
 //! inside the adaptive counts' state, under their lock, on the thread that applies events.

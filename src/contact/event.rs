@@ -80,6 +80,7 @@ pub const VISITOR_TAG: u8 = 2;
 /// The extension holding a decision's request levels: the tag, a u8 count, then per value the
 /// feature id and the level (u32 LE each).
 pub const REQUEST_TAG: u8 = 3;
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {

@@ -1,13 +1,14 @@
 //! Feedback from the channels: events, their durable log, the contact state that contact
 //! policies read, and the funnel.
 //!
-//! The path of an accepted batch: the handler validates each event ([`event`]) → [`Contacts::ingest`]
-//! claims event ids (a repeat is counted once) and encodes the records → the log writer
-//! ([`log`]) writes and syncs them with the other batches of its group → on the writer thread,
-//! the very bytes written are decoded and applied → the handler answers 202. Applying what was
-//! written, on the thread that wrote it, makes the live state and a replay after a restart the
-//! same function of the log, and a client that hangs up mid-request cannot leave an event
-//! written but not applied.
+//! The path of an accepted batch: the handler validates each event ([`event`]) →
+//! [`Contacts::ingest`] claims event ids (a repeat is counted once) and encodes the records (an
+//! impression quoting a decision this replica made with the request values it recorded, see
+//! [`requests`]) → the log writer ([`log`]) writes and syncs them with the other batches of its
+//! group → on the writer thread, the very bytes written are decoded and applied → the handler
+//! answers 202. Applying what was written, on the thread that wrote it, makes the live state and
+//! a replay after a restart the same function of the log, and a client that hangs up
+//! mid-request cannot leave an event written but not applied.
 //!
 //! Every event, live, replayed at start or from another replica, takes effect in one place,
 //! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the visitor
