@@ -151,4 +151,80 @@ mod tests {
         let empty = m.recall(2).and_then(|r| r.levels().map(|l| l.get(7)));
         assert_eq!(empty, Some(None));
     }
+
+    /// Visitors on iOS convert one in four, on Android one in twenty; every third impression
+    /// reaches the learner without its decision's values and converts: the learner tells the
+    /// devices apart and files the unmatched ones in the missing bin.
+    #[test]
+    fn the_learner_counts_recorded_levels_and_an_impression_without_them_as_missing() {
+        use crate::contact::adaptive::Counts;
+        use crate::contact::event::{Event, EventKind};
+        use crate::engine::contextual::{feature_id, text_level};
+        use crate::engine::posterior::Bins;
+        use crate::features::FeatureStore;
+        const T0: i64 = 1_800_000_000_000;
+        let store =
+            Arc::new(FeatureStore::from_csv_bytes(b"customer_id,tenure\nC1,3\n", "t").unwrap());
+        let doc = serde_json::json!({"name": "m", "version": "1",
+            "placements": {"home": {"channels": ["web"], "anonymous": "decide"}},
+            "offers": [{"id": "o1", "category": "sales", "channels": ["web"], "placements": ["home"],
+                "value": 1, "scorer": {"kind": "adaptive", "outcome": "conversion",
+                    "prior": {"propensity": 0.05, "evidence": 20}, "context": ["context.device"]},
+                "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
+                    "cta_url": "https://shop.test/x"}}}]});
+        let m = crate::model::from_bytes(
+            serde_json::to_vec(&doc).unwrap(),
+            None,
+            "t".into(),
+            &*store,
+            &crate::model::Limits::default(),
+        )
+        .unwrap();
+        let counts = Counts::new(1 << 16);
+        counts.bind(&[(&m.compiled, 1)], store);
+        let device = feature_id("context.device");
+        let levels: Vec<Vec<u8>> = ["ios", "android"]
+            .iter()
+            .map(|d| {
+                let mut pairs = Vec::new();
+                RequestLevels::push(&mut pairs, device, text_level(d));
+                pairs
+            })
+            .collect();
+        let visitors: Vec<String> = (0..600).map(|i| format!("v{i}")).collect();
+        for (i, v) in visitors.iter().enumerate() {
+            let unmatched = i % 3 == 0;
+            let mut raw = format!(r#"{{"type":"impression","visitor_id":"{v}","offer_id":"o1"}}"#)
+                .into_bytes();
+            let doc = simd_json::to_borrowed_value(&mut raw).unwrap();
+            let base = Event::from_json(&doc, T0).unwrap();
+            let ev = |kind, ts_ms| Event {
+                kind,
+                ts_ms,
+                request: (!unmatched).then(|| RequestLevels(&levels[i % 2])),
+                ..base
+            };
+            counts.observe(&ev(EventKind::Impression, T0), T0);
+            let converts = unmatched || (i % 2 == 0 && i % 8 == 4) || (i % 2 == 1 && i % 40 == 1);
+            if converts {
+                counts.observe(&ev(EventKind::Conversion, T0 + 3_600_000), T0);
+            }
+        }
+        counts.refresh();
+        let p = counts.snapshot();
+        let post = p.context.values().next().expect("a posterior");
+        assert_eq!(post.trials, 600);
+        let Bins::Text { levels, .. } = &post.features[0] else {
+            panic!("strings were sent: {:?}", post.features[0]);
+        };
+        assert_eq!(levels.len(), 2, "ios and android, no third value");
+        let bins = &post.features[0];
+        let (ios, android) = (
+            bins.term(text_level("ios")),
+            bins.term(text_level("android")),
+        );
+        let missing = bins.term(crate::engine::posterior::MISSING);
+        assert!(ios.log_odds > android.log_odds + 0.5, "{ios:?} {android:?}");
+        assert!(missing.log_odds > ios.log_odds, "{missing:?} {ios:?}");
+    }
 }
