@@ -3,16 +3,18 @@
 //! it that visitors on iOS convert more than those on Android, so an iOS visitor's posterior is
 //! well above an Android one's, and the same after kill -9 and a restart (the request values
 //! travel in the impressions' log records). Asserted on `explain`'s posteriors, not on draws.
-//! The decision log replays those anonymous decisions exactly. The real binary on a data
-//! folder of its own.
+//! The decision log replays those anonymous decisions exactly, and another replica of a fleet
+//! learns the same from the records it receives. The real binary on data folders of its own.
 
 mod support;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::binary::Binary;
+use support::redis::Redis;
 use support::*;
 
 /// Visitors shown the offer: even ones on iOS, odd ones on Android.
@@ -83,17 +85,48 @@ async fn posteriors(addr: SocketAddr) -> [f64; 3] {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_visitors_teach_an_offer_by_their_device_and_it_survives_a_restart() {
-    let dir = TempDir::new("anon-learning");
-    let (m, data, log) = (
-        dir.0.join("models"),
-        dir.0.join("data"),
-        dir.0.join("decisions"),
-    );
+/// A models folder holding the model and a one-customer snapshot.
+fn models(dir: &Path) -> PathBuf {
+    let m = dir.join("models");
     std::fs::create_dir_all(&m).unwrap();
     std::fs::write(m.join("features.csv"), "customer_id,tenure\nC1,12\n").unwrap();
     std::fs::write(m.join("model.json"), serde_json::to_vec(&model()).unwrap()).unwrap();
+    m
+}
+
+/// Decides for every visitor on `addr`, then posts there the impressions and conversions
+/// quoting those decisions.
+async fn teach(addr: SocketAddr) {
+    let mut events = Vec::new();
+    for i in 0..VISITORS {
+        let visitor = format!("v{i}");
+        let a = decide(
+            addr,
+            json!({"visitor_id": visitor, "channel": "web", "placement": "home",
+                   "context": {"device": device(i), "page": "home"}}),
+        )
+        .await;
+        assert_eq!(a["offers"][0]["offer_id"], "app_promo", "{a}");
+        let id = a["decision_id"].clone();
+        events.push(
+            json!({"type": "impression", "visitor_id": visitor, "offer_id": "app_promo",
+                   "decision_id": id}),
+        );
+        if converts(i) {
+            events.push(json!({"type": "conversion", "visitor_id": visitor,
+                               "offer_id": "app_promo", "decision_id": id}));
+        }
+    }
+    for chunk in events.chunks(200) {
+        let r = post_events(addr, json!(chunk)).await;
+        assert_eq!(r["accepted"].as_u64(), Some(chunk.len() as u64), "{r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_visitors_teach_an_offer_by_their_device_and_it_survives_a_restart() {
+    let dir = TempDir::new("anon-learning");
+    let (m, data, log) = (models(&dir.0), dir.0.join("data"), dir.0.join("decisions"));
     let start = || {
         Binary::with_models(&m, &data)
             .arg("--decision-log")
@@ -105,31 +138,7 @@ async fn anonymous_visitors_teach_an_offer_by_their_device_and_it_survives_a_res
 
     let before = learnt_for(srv.public, Some("ios")).await;
     assert_eq!(before["trials"], 0, "{before}");
-    let mut events = Vec::new();
-    for i in 0..VISITORS {
-        let visitor = format!("v{i}");
-        let a = decide(
-            srv.public,
-            json!({"visitor_id": visitor, "channel": "web", "placement": "home",
-                   "context": {"device": device(i), "page": "home"}}),
-        )
-        .await;
-        assert_eq!(a["offers"][0]["offer_id"], "app_promo", "{a}");
-        let id = a["decision_id"].clone();
-        events.push(
-            json!({"type": "impression", "visitor_id": visitor, "offer_id": "app_promo",
-                           "decision_id": id}),
-        );
-        if converts(i) {
-            events.push(json!({"type": "conversion", "visitor_id": visitor,
-                               "offer_id": "app_promo", "decision_id": id}));
-        }
-    }
-    for chunk in events.chunks(200) {
-        let r = post_events(srv.public, json!(chunk)).await;
-        assert_eq!(r["accepted"].as_u64(), Some(chunk.len() as u64), "{r}");
-    }
-
+    teach(srv.public).await;
     let [ios, android, unknown] = posteriors(srv.public).await;
     // 25 % against 5 %: the device's bins pull them well apart; a request without a device
     // falls in the missing bin, which no impression filled, between the two.
@@ -156,4 +165,28 @@ async fn anonymous_visitors_teach_an_offer_by_their_device_and_it_survives_a_res
     // The log holds each anonymous decision's request context and the log-odds its device
     // drew from: re-deciding them with the same model reproduces every answer.
     replays_exactly(&log, &m.join("model.json"), VISITORS as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_learns_the_same_from_the_fleet() {
+    let redis = Redis::start();
+    let dir = TempDir::new("anon-learning-fleet");
+    let m = models(&dir.0);
+    let [a, b] = ["a", "b"].map(|n| {
+        Binary::with_models(&m, &dir.0.join(n))
+            .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
+            .spawn()
+    });
+    // Replica A decides and takes the events; B never saw a decision, only A's log records.
+    teach(a.public).await;
+    let (on_a, on_b) = (posteriors(a.public).await, posteriors(b.public).await);
+    assert_eq!(on_a, on_b, "A {on_a:?}, B {on_b:?}");
+    assert!(
+        on_b[0] > 2.0 * on_b[1],
+        "ios {}, android {}",
+        on_b[0],
+        on_b[1]
+    );
+    a.stop();
+    b.stop();
 }
