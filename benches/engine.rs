@@ -456,7 +456,7 @@ fn adaptive_draw(c: &mut Criterion) {
 /// seed and another of 4,096 rows per iteration, as each decision has its own.
 fn contextual_draw(c: &mut Criterion) {
     use nextbest::engine::adaptive::{Adaptive, Outcome};
-    use nextbest::engine::contextual::{number_level, text_level, Context, ContextFeature};
+    use nextbest::engine::contextual::{number_level, text_level, Context, ContextFeature, Source};
     use nextbest::engine::policy::stable_hash;
     use nextbest::engine::posterior::{Bins, ContextPosterior, Learnt, Moments, Posteriors, Term};
     const NUMBERS: usize = 6;
@@ -465,8 +465,11 @@ fn contextual_draw(c: &mut Criterion) {
     let features: Box<[ContextFeature]> = (0..8)
         .map(|f| ContextFeature {
             name: format!("f{f}").into(),
-            column: f as u32,
-            text: (f >= NUMBERS).then(|| (0..VALUES).map(|v| text_level(&value(f, v))).collect()),
+            source: Source::Column {
+                column: f as u32,
+                text: (f >= NUMBERS)
+                    .then(|| (0..VALUES).map(|v| text_level(&value(f, v))).collect()),
+            },
         })
         .collect();
     let context = Context {
@@ -556,7 +559,7 @@ fn contextual_draw(c: &mut Criterion) {
                 seed,
                 tag: 0,
             };
-            black_box(scorer.draw_for(black_box(offer), &rows[at], Some(&learnt)))
+            black_box(scorer.draw_for(black_box(offer), (&rows[at], &[]), Some(&learnt)))
         })
     });
     g.finish();

@@ -28,6 +28,7 @@ fn payloads(n: usize) -> Vec<(Vec<u8>, String)> {
                 decision_id: None,
                 event_id: None,
                 category: Some("sales"),
+                request: None,
             };
             let mut p = Vec::new();
             e.encode(&mut p);

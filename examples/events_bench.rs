@@ -315,6 +315,7 @@ fn replay(n: u64, customers: u64) {
             decision_id: Some(u128::from(i) << 40 | 0x1234),
             event_id: Some(&id),
             category: Some(category),
+            request: None,
         };
         rec.clear();
         push_record(&mut rec, |b| e.encode(b));
@@ -402,6 +403,7 @@ fn decide(customers: u64, decisions: usize) {
                     decision_id: None,
                     event_id: None,
                     category: Some(category),
+                    request: None,
                 };
                 contacts.state().apply(&e, now);
             }

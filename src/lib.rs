@@ -22,7 +22,8 @@
 //!   for state derived from a model, and the audit trail of every model activated.
 //! - [`contact`]: feedback events, their durable log, the contact state policies read, the
 //!   funnel, and what adaptive offers learn (`contact::adaptive`, one `observe` per event; its
-//!   contextual part in `contact::contextual`).
+//!   contextual part in `contact::contextual`, the request values decisions recorded for it in
+//!   `contact::requests`).
 //! - [`fleet`]: replicas sharing their events through Redis Streams (`--redis`): the local log
 //!   shipped as an outbox, the other replicas' events applied to the local contact state, the
 //!   backlog and lag measured, and admin changes (models, snapshots) shared so every replica

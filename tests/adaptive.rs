@@ -144,6 +144,7 @@ async fn counts_come_back_from_the_log_after_a_restart() {
         decision_id: None,
         event_id: None,
         category: Some("sales"),
+        request: None,
     };
     let t0 = support::T0;
     let events = [

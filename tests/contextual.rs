@@ -162,18 +162,5 @@ async fn the_decision_log_replays_a_contextual_offer_exactly() {
         .await;
     }
     server.stop();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .args(["replay", "--json", "--log"])
-        .arg(&log)
-        .arg("--candidate")
-        .arg(models.join("model.json"))
-        .env("NEXTBEST_LOG_FORMAT", "text")
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}\n{report}");
-    let n = report["decisions"].as_u64().unwrap();
-    assert!(n >= 200, "{report}");
-    assert_eq!(report["reproduced"].as_u64(), Some(n), "{report}");
+    support::replays_exactly(&log, &models.join("model.json"), 200);
 }

@@ -258,6 +258,7 @@ fn write_log(dir: &std::path::Path, customers: usize) {
             decision_id: None,
             event_id: None,
             category: Some("sales"),
+            request: None,
         };
         rec.clear();
         assert!(push_record(&mut rec, |b| e.encode(b)));

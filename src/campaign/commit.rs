@@ -121,6 +121,7 @@ pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, Com
             decision_id: c.decision_id,
             event_id: Some(&c.event_id),
             category: c.category.as_deref(),
+            request: None,
         })
         .collect();
     match target {

@@ -139,11 +139,16 @@ impl Counts {
             EventKind::Conversion => 2,
             _ => return,
         };
-        let (offer_hash, customer) = (stable_hash(offer), stable_hash(e.customer_id));
+        // Impressions wait for their outcomes per subject: a visitor-only event's under the
+        // visitor's own key, not the empty customer id every anonymous visitor shares.
+        let customer = e.subject().with_key(stable_hash).unwrap_or_default();
+        let offer_hash = stable_hash(offer);
         let mut m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
         if bit == 0 {
             let tag = e.decision_id.map(|d| attribution::attribution(d).0);
-            let levels = m.context.impression(offer_hash, e.customer_id, tag);
+            let levels = m
+                .context
+                .impression(offer_hash, e.customer_id, e.request, tag);
             let ticket = m.adaptive.contains(&offer_hash).then(|| {
                 let predicted = levels
                     .as_deref()
@@ -476,6 +481,7 @@ mod tests {
             decision_id: decision,
             event_id: None,
             category: None,
+            request: None,
         }
     }
 

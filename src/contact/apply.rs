@@ -155,6 +155,7 @@ mod tests {
             event_id: None,
             category: None,
             ts_ms: 1_000,
+            request: None,
         }
     }
 

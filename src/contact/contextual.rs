@@ -15,14 +15,22 @@
 //! Counts are sums over events, so the same events give the same model in any order: every
 //! replica of a fleet, and a restart replaying the log, reach the same posterior.
 //!
-//! **Which features are learnt from.** A decision's features are the customer's row in the
-//! snapshot the decision read. The learner reads the row when the *impression* is applied, from
-//! the snapshot bound then, and keeps the levels with the impression until its outcome is
-//! credited. That is the decision's row whenever no new snapshot was swapped in between the
-//! decision and its impression (a channel posts the impression within seconds; snapshots change
-//! daily). An impression replayed from the log at start, or arriving from another replica, is
-//! read against the snapshot serving when it is applied: after a snapshot change, older
-//! impressions learn from the customer's newer values.
+//! **Which features are learnt from.** A request value (`context.<key>`) is the one the
+//! decision saw: the replica that made the decision recorded its level, and wrote it into the
+//! impression's log record (`contact::requests`), so a replay of the log and the other replicas
+//! learn from the same value. An impression without it (posted to a replica that did not make
+//! the decision, too long after it, or quoting no decision) counts as missing for the request
+//! features, in their missing bin, like a customer without a value. A request feature's kind is
+//! the request's: its bins are strings' when most values counted were strings, else numbers'.
+//!
+//! A decision's snapshot features are the customer's row in the snapshot the decision read.
+//! The learner reads the row when the *impression* is applied, from the snapshot bound then,
+//! and keeps the levels with the impression until its outcome is credited. That is the
+//! decision's row whenever no new snapshot was swapped in between the decision and its
+//! impression (a channel posts the impression within seconds; snapshots change daily). An
+//! impression replayed from the log at start, or arriving from another replica, is read against
+//! the snapshot serving when it is applied: after a snapshot change, older impressions learn
+//! from the customer's newer values.
 //!
 //! This module must not decide, read the registry, or lock anything itself: [`Learner`] lives
 //! inside the adaptive counts' state, under their lock, on the thread that applies events.
@@ -32,10 +40,10 @@ use std::sync::Arc;
 
 use foldhash::fast::FixedState;
 
+use super::event::RequestLevels;
 use crate::engine::adaptive::Outcome;
-use crate::engine::contextual::{number_level, text_level};
-use crate::engine::policy::stable_hash;
-use crate::engine::posterior::{sigmoid, Bins, ContextPosterior, Moments, Term, MISSING};
+use crate::engine::contextual::{feature_id, number_level, text_level, Source};
+use crate::engine::posterior::{sigmoid, Bins, ContextPosterior, Moments, Term, MISSING, TEXT_BIT};
 use crate::engine::{CompiledModel, Scorer};
 use crate::features::FeatureStore;
 
@@ -60,12 +68,6 @@ type Published = hashbrown::HashMap<u64, Arc<ContextPosterior>, FixedState>;
 /// impression: 8 bytes a feature.
 pub(super) type Levels = Box<[(u32, u32)]>;
 
-/// What the learner calls a feature: the top half of its name's stable hash (an offer lists at
-/// most 16 features, so two of them sharing an id is out of the question in practice).
-fn feature_id(name: &str) -> u32 {
-    (stable_hash(name) >> 32) as u32
-}
-
 /// One offer's counts of one feature, for one credit window (and model tag, for `reset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct SeriesKey {
@@ -83,6 +85,20 @@ struct Series {
 }
 
 impl Series {
+    /// True when most values counted (missing ones aside) were strings: how a request value,
+    /// whose kind the model does not say, is binned.
+    fn mostly_text(&self) -> bool {
+        let (mut text, mut number) = (0u64, 0u64);
+        for (level, c) in &self.levels {
+            match *level {
+                MISSING => {}
+                l if l & TEXT_BIT != 0 => text += c[0],
+                _ => number += c[0],
+            }
+        }
+        text > number
+    }
+
     fn count(&mut self, level: u32, kind: usize) {
         self.total[kind] += 1;
         let full = self.levels.len() >= MAX_LEVELS;
@@ -98,11 +114,12 @@ impl Series {
     }
 }
 
-/// How to read one feature of a customer's row.
+/// How to read one feature of an impression: a column of the customer's row, or the request
+/// levels its decision recorded (`None`).
 #[derive(Debug, Clone, Copy)]
 struct Read {
     feature: u32,
-    column: u32,
+    column: Option<u32>,
 }
 
 /// What an offer's impressions record and count in.
@@ -123,8 +140,9 @@ struct Spec {
     alpha: f64,
     beta: f64,
     tag: Option<u16>,
-    /// Per context feature, in the scorer's order: its series, and whether it holds strings.
-    series: Vec<(SeriesKey, bool)>,
+    /// Per context feature, in the scorer's order: its series, and whether it holds strings
+    /// (`None` for a request value: as its counts say).
+    series: Vec<(SeriesKey, Option<bool>)>,
 }
 
 /// The contextual part of the adaptive counts.
@@ -173,11 +191,12 @@ impl Learner {
                         window_days: a.window_days,
                         tag: reset,
                     };
+                    let (column, text) = match &f.source {
+                        Source::Column { column, text } => (Some(*column), Some(text.is_some())),
+                        Source::Request { .. } => (None, None),
+                    };
                     if !interest.reads.iter().any(|r| r.feature == feature) {
-                        interest.reads.push(Read {
-                            feature,
-                            column: f.column,
-                        });
+                        interest.reads.push(Read { feature, column });
                     }
                     let known = self.series.contains_key(&key);
                     if !known && self.series.len() < MAX_SERIES {
@@ -186,7 +205,7 @@ impl Learner {
                     if !interest.series.contains(&key) && self.series.contains_key(&key) {
                         interest.series.push(key);
                     }
-                    spec.series.push((key, f.text.is_some()));
+                    spec.series.push((key, text));
                 }
                 self.dirty.insert(o.id_hash);
                 self.specs.push(spec);
@@ -196,11 +215,13 @@ impl Learner {
     }
 
     /// Counts an impression of an offer, when a contextual scorer learns from it: returns the
-    /// customer's levels, to keep with the impression for its outcome.
+    /// customer's levels (snapshot values, and the request values its decision recorded), to
+    /// keep with the impression for its outcome.
     pub(super) fn impression(
         &mut self,
         offer: u64,
         customer_id: &str,
+        request: Option<RequestLevels<'_>>,
         tag: Option<u16>,
     ) -> Option<Levels> {
         let interest = self.offers.get(&offer)?;
@@ -209,7 +230,13 @@ impl Learner {
         let levels: Levels = interest
             .reads
             .iter()
-            .map(|r| (r.feature, level_of(store, row, r.column)))
+            .map(|r| {
+                let level = match r.column {
+                    Some(column) => level_of(store, row, column),
+                    None => request.and_then(|q| q.get(r.feature)).unwrap_or(MISSING),
+                };
+                (r.feature, level)
+            })
             .collect();
         for key in &interest.series {
             if key.tag.is_some() && key.tag != tag {
@@ -287,7 +314,10 @@ impl Learner {
                 .series
                 .iter()
                 .map(|(key, text)| match self.series.get(key) {
-                    Some(s) => bins(s, kind, *text, spec.alpha, spec.beta),
+                    Some(s) => {
+                        let text = text.unwrap_or_else(|| s.mostly_text());
+                        bins(s, kind, text, spec.alpha, spec.beta)
+                    }
                     None => Bins::Number {
                         bounds: Box::default(),
                         terms: Box::new([Term::default()]),
@@ -526,6 +556,7 @@ mod tests {
             decision_id: None,
             event_id: None,
             category: None,
+            request: None,
         }
     }
 

@@ -4,17 +4,20 @@
 //! engine and the decision log, so a request goes into the contact side once.
 //!
 //! Nothing here waits, writes, or takes a lock a writer holds: a history is an `Arc` clone and
-//! the learnt snapshot one atomic load, made only when the engine runs.
+//! the learnt snapshot one atomic load, made only when the engine runs; remembering a
+//! decision's request values stores one pointer.
 
 use std::cell::OnceCell;
 use std::sync::Arc;
 
 use super::attribution;
+use super::event::RequestLevels;
 use super::state::History;
 use super::view::CustomerView;
 use super::Contacts;
+use crate::engine::contextual::request_level;
 use crate::engine::posterior::{seed_of, Learnt, Posteriors};
-use crate::engine::{Decision, Policies};
+use crate::engine::{CompiledModel, Decision, Policies, Request};
 use crate::experiment::Variant;
 
 /// The contact side of one decision.
@@ -84,6 +87,26 @@ impl<'c> DecideContacts<'c> {
             seed: seed_of(self.decision_id.0),
             tag: attribution::model_tag(self.key),
         }
+    }
+
+    /// Remembers the request values the model's contextual adaptive offers learn from, when the
+    /// decision showed something, until its impressions carry them to the learner (see
+    /// [`super::requests`]): one small allocation, and nothing for a model that learns from no
+    /// request value.
+    #[inline]
+    pub fn remember_request(&self, model: &CompiledModel, req: &Request<'_>, d: &Decision<'_>) {
+        if model.learnt_context.is_empty() || d.ranked.is_empty() {
+            return;
+        }
+        let slots = crate::engine::context_slots(model, req.context);
+        let mut levels = Vec::with_capacity(model.learnt_context.len() * 8);
+        for &(feature, slot) in model.learnt_context.iter() {
+            let value = slots.get(usize::from(slot)).copied().flatten();
+            RequestLevels::push(&mut levels, feature, request_level(value));
+        }
+        self.contacts
+            .requests()
+            .remember(self.decision_id.0, levels.into());
     }
 
     /// Counts a personalised decision in the funnel.

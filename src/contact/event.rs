@@ -10,15 +10,19 @@
 //!
 //! A record may end with extensions after the event's fields: a tag byte, then its bytes.
 //! Decoders stop after the fields, so a build that knows no extension reads a record that has one, and a record without one (written before) decodes
-//! with none. Two are defined: [`ACCEPTED_TAG`], the time this replica accepted the event (what
-//! the fleet measures replication lag from), always first when present, and [`VISITOR_TAG`],
-//! the visitor the event names (its `visitor_id`).
+//! with none. Three are defined: [`ACCEPTED_TAG`], the time this replica accepted the event (what
+//! the fleet measures replication lag from), always first when present, [`VISITOR_TAG`],
+//! the visitor the event names (its `visitor_id`), and [`REQUEST_TAG`], the request values the
+//! impression's decision recorded for contextual adaptive offers ([`RequestLevels`]), so replay
+//! and the other replicas learn from the values the decision saw.
 //!
 //! An event names a customer, a visitor, or both (a login: the two are then linked, see
 //! [`super::links`]). A visitor-only event has an empty `customer_id` in its record.
 
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
+
+pub use super::requests::RequestLevels;
 
 /// Longest customer id accepted, in characters (as for `/v1/decide`).
 pub const MAX_CUSTOMER_ID: usize = 256;
@@ -72,6 +76,10 @@ impl std::fmt::Display for EventFault {
 pub const ACCEPTED_TAG: u8 = 1;
 /// The extension holding the visitor id: the tag, then a u16 LE length and the UTF-8 bytes.
 pub const VISITOR_TAG: u8 = 2;
+
+/// The extension holding a decision's request levels: the tag, a u8 count, then per value the
+/// feature id and the level (u32 LE each).
+pub const REQUEST_TAG: u8 = 3;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,6 +164,10 @@ pub struct Event<'a> {
     pub event_id: Option<&'a str>,
     /// The offer's category, from the event or resolved from the active model at ingest.
     pub category: Option<&'a str>,
+    /// For an impression: the request values its decision recorded for contextual adaptive
+    /// offers, attached at ingest by the replica that made the decision (never sent by a
+    /// channel).
+    pub request: Option<RequestLevels<'a>>,
 }
 
 /// Why a log record could not be decoded (the record's checksum was right: a format bug).
@@ -277,6 +289,7 @@ impl<'a> Event<'a> {
             decision_id,
             event_id,
             category,
+            request: None,
         })
     }
 
@@ -288,16 +301,23 @@ impl<'a> Event<'a> {
     /// Appends the binary payload the log stores for this event.
     pub fn encode(&self, out: &mut Vec<u8>) {
         self.encode_fields(out);
-        self.encode_visitor(out);
+        self.encode_extensions(out);
     }
 
-    fn encode_visitor(&self, out: &mut Vec<u8>) {
+    /// The visitor and request extensions, when the event has them.
+    fn encode_extensions(&self, out: &mut Vec<u8>) {
         if let Some(v) = self.visitor_id {
             let v = v.as_bytes();
             let len = v.len().min(u16::MAX as usize);
             out.push(VISITOR_TAG);
             out.extend_from_slice(&(len as u16).to_le_bytes());
             out.extend_from_slice(&v[..len]);
+        }
+        if let Some(r) = self.request {
+            // `RequestLevels` holds at most MAX_REQUEST_LEVELS pairs.
+            out.push(REQUEST_TAG);
+            out.push((r.as_bytes().len() / 8) as u8);
+            out.extend_from_slice(r.as_bytes());
         }
     }
 
@@ -332,7 +352,7 @@ impl<'a> Event<'a> {
         // First, where builds that know only this extension look for it.
         out.push(ACCEPTED_TAG);
         out.extend_from_slice(&accepted_ms.to_le_bytes());
-        self.encode_visitor(out);
+        self.encode_extensions(out);
     }
 
     /// Decodes a payload written by [`Event::encode`], borrowing its strings.
@@ -361,7 +381,7 @@ impl<'a> Event<'a> {
         let mut opt = || r.string().map(|s| (!s.is_empty()).then_some(s));
         let (offer_id, channel, placement) = (opt()?, opt()?, opt()?);
         let (event_id, category) = (opt()?, opt()?);
-        let (mut accepted_ms, mut visitor_id) = (None, None);
+        let (mut accepted_ms, mut visitor_id, mut request) = (None, None, None);
         // Extensions in any order; one cut short or of an unknown tag ends the list.
         loop {
             match r.0 {
@@ -375,6 +395,14 @@ impl<'a> Event<'a> {
                         Ok(v) if !v.is_empty() => visitor_id = Some(v),
                         _ => break,
                     }
+                }
+                [REQUEST_TAG, n, rest @ ..] if rest.len() >= usize::from(*n) * 8 => {
+                    let (levels, rest) = rest.split_at(usize::from(*n) * 8);
+                    match RequestLevels::from_bytes(levels) {
+                        Some(l) => request = Some(l),
+                        None => break,
+                    }
+                    r.0 = rest;
                 }
                 _ => break,
             }
@@ -390,6 +418,7 @@ impl<'a> Event<'a> {
             decision_id,
             event_id,
             category,
+            request,
         };
         Ok((e, accepted_ms))
     }
@@ -623,6 +652,24 @@ mod tests {
         let cut = &stamped[..stamped.len() - 1];
         let (e, at) = Event::decode_accepted(cut).unwrap();
         assert_eq!((e.customer_id, e.visitor_id, at), ("C1", None, Some(NOW)));
+    }
+
+    #[test]
+    fn request_levels_travel_as_an_extension_and_a_cut_list_is_none() {
+        let (mut e, _) =
+            parse(r#"{"type":"impression","visitor_id":"v-9","offer_id":"o"}"#).unwrap();
+        let mut pairs = Vec::new();
+        RequestLevels::push(&mut pairs, 7, 42);
+        RequestLevels::push(&mut pairs, 8, 0x8000_0001);
+        e.request = RequestLevels::from_bytes(&pairs);
+        let mut stamped = Vec::new();
+        e.encode_accepted(NOW, &mut stamped);
+        let (back, at) = Event::decode_accepted(&stamped).unwrap();
+        assert_eq!((back, at), (e, Some(NOW)));
+        let levels: Vec<_> = back.request.unwrap().iter().collect();
+        assert_eq!(levels, [(7, 42), (8, 0x8000_0001)]);
+        let (cut, _) = Event::decode_accepted(&stamped[..stamped.len() - 1]).unwrap();
+        assert_eq!((cut.visitor_id, cut.request), (Some("v-9"), None));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Feedback from the channels: events, their durable log, the contact state that contact
 //! policies read, and the funnel.
 //!
-//! The path of an accepted batch: the handler validates each event ([`event`]) → [`Contacts::ingest`]
-//! claims event ids (a repeat is counted once) and encodes the records → the log writer
-//! ([`log`]) writes and syncs them with the other batches of its group → on the writer thread,
-//! the very bytes written are decoded and applied → the handler answers 202. Applying what was
-//! written, on the thread that wrote it, makes the live state and a replay after a restart the
-//! same function of the log, and a client that hangs up mid-request cannot leave an event
-//! written but not applied.
+//! The path of an accepted batch: the handler validates each event ([`event`]) →
+//! [`Contacts::ingest`] claims event ids (a repeat is counted once) and encodes the records (an
+//! impression quoting a decision this replica made with the request values it recorded, see
+//! [`requests`]) → the log writer ([`log`]) writes and syncs them with the other batches of its
+//! group → on the writer thread, the very bytes written are decoded and applied → the handler
+//! answers 202. Applying what was written, on the thread that wrote it, makes the live state and
+//! a replay after a restart the same function of the log, and a client that hangs up
+//! mid-request cannot leave an event written but not applied.
 //!
 //! Every event, live, replayed at start or from another replica, takes effect in one place,
 //! [`apply::Applier`]: the contact state ([`state`]), then each [`Subscriber`] (the visitor
@@ -34,6 +35,7 @@ pub mod lock;
 pub mod log;
 mod replay;
 mod report;
+pub mod requests;
 pub mod state;
 pub mod view;
 
@@ -151,6 +153,8 @@ pub struct Contacts {
     funnel: Arc<Funnel>,
     links: Arc<links::Links>,
     adaptive: Arc<adaptive::Counts>,
+    /// Recent decisions' request values, until their impressions carry them to the learner.
+    requests: requests::RequestMemory,
     clock: Clock,
     stats: report::IngestStats,
     /// Woken after each batch is written, for whoever tails the log (the fleet's shipper).
@@ -181,6 +185,7 @@ impl Contacts {
             funnel,
             links,
             adaptive,
+            requests: requests::RequestMemory::new(requests::capacity(config.state.memory_bytes)),
             clock,
             stats: report::IngestStats::default(),
             written: Arc::new(tokio::sync::Notify::new()),
@@ -431,6 +436,16 @@ impl Contacts {
                 }
                 claims.push(key);
             }
+            // An impression quoting a decision this replica remembers records the request
+            // values that decision saw, for what contextual offers learn.
+            let recalled = match (e.kind, e.decision_id, e.request) {
+                (EventKind::Impression, Some(id), None) => self.requests.recall(id),
+                _ => None,
+            };
+            let mut e = *e;
+            if let Some(r) = &recalled {
+                e.request = r.levels();
+            }
             if !log::push_record(&mut records, |buf| e.encode_accepted(now, buf)) {
                 for k in &claims {
                     state.unclaim(*k);
@@ -464,6 +479,12 @@ impl Contacts {
         }
         self.stats.accepted.fetch_add(out.accepted as u64, Relaxed);
         Ok(out)
+    }
+
+    /// The request values of recent decisions (see [`requests`]).
+    #[inline]
+    pub fn requests(&self) -> &requests::RequestMemory {
+        &self.requests
     }
 
     /// Writes what is queued, syncs, and stops the writer (blocks the calling thread). Events

@@ -496,6 +496,7 @@ mod tests {
             decision_id: None,
             event_id: None,
             category: Some("sales"),
+            request: None,
         }
     }
 

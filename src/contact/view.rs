@@ -151,6 +151,7 @@ mod tests {
             decision_id: None,
             event_id: None,
             category,
+            request: None,
         }
     }
 

@@ -432,12 +432,22 @@ impl Files {
             })
             .collect();
         let row = features.row(&p.request.customer_id);
+        // A decision that showed offers without a row decided an anonymous visitor: every
+        // snapshot value missing, as the engine read it.
+        let seen_row = match (row, p.ranked.is_empty()) {
+            (Some(r), _) => Some(r),
+            (None, false) => Some(features.missing_row().values()),
+            (None, true) => None,
+        };
+        let context = p.request.context();
+        let slots = crate::engine::context_slots(compiled, &context);
         let contextual = compiled
             .offers
             .iter()
-            .filter_map(|o| match (&o.scorer, row) {
+            .filter_map(|o| match (&o.scorer, seen_row) {
                 (Scorer::Adaptive(a), Some(row)) => {
-                    let (m, _, _) = a.moments(o.id_hash, row, &p.learnt, tag)?;
+                    let seen = (row, &slots[..compiled.context_keys.len()]);
+                    let (m, _, _) = a.moments(o.id_hash, seen, &p.learnt, tag)?;
                     Some((o.id.to_string(), [m.mean.to_bits(), m.variance.to_bits()]))
                 }
                 _ => None,

@@ -15,6 +15,7 @@ use super::contextual::Context;
 use super::posterior::{
     sigmoid, streams, Draw, Learnt, Moments, Posteriors, Tally, MAX_WINDOW_DAYS,
 };
+use super::rules::CtxValue;
 
 /// Which outcome an adaptive offer learns from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,10 @@ impl Outcome {
         }
     }
 }
+
+/// What a contextual scorer reads of a decision: the customer's feature row and the request's
+/// context slots (as rules read them).
+pub type Seen<'r, 'c> = (&'r [f32], &'r [Option<&'r CtxValue<'c>>]);
 
 /// An adaptive scorer in engine form.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,13 +73,13 @@ impl Adaptive {
         (t.trials, t.successes[self.outcome as usize][w])
     }
 
-    /// The Thompson draw for one offer in one decision, for the customer's feature row (which
-    /// only a contextual scorer reads).
+    /// The Thompson draw for one offer in one decision, for the customer's feature row and the
+    /// request's context slots (which only a contextual scorer reads).
     #[inline]
-    pub fn draw_for(&self, offer_hash: u64, row: &[f32], learnt: Option<&Learnt<'_>>) -> Draw {
+    pub fn draw_for(&self, offer_hash: u64, at: Seen<'_, '_>, learnt: Option<&Learnt<'_>>) -> Draw {
         match &self.context {
             None => self.draw(offer_hash, learnt),
-            Some(c) => self.draw_in_context(c, offer_hash, row, learnt),
+            Some(c) => self.draw_in_context(c, offer_hash, at, learnt),
         }
     }
 
@@ -87,18 +92,18 @@ impl Adaptive {
         }
     }
 
-    /// The log-odds a contextual decision for this row draws from, and the counts behind them
-    /// (`None` for a context-free scorer).
+    /// The log-odds a contextual decision for this row and request draws from, and the counts
+    /// behind them (`None` for a context-free scorer).
     #[inline]
     pub fn moments(
         &self,
         offer_hash: u64,
-        row: &[f32],
+        at: Seen<'_, '_>,
         posteriors: &Posteriors,
         tag: u16,
     ) -> Option<(Moments, u64, u64)> {
         let c = self.context.as_deref()?;
-        Some(self.moments_in(c, offer_hash, row, posteriors, tag))
+        Some(self.moments_in(c, offer_hash, at, posteriors, tag))
     }
 
     #[inline]
@@ -106,12 +111,12 @@ impl Adaptive {
         &self,
         c: &Context,
         offer_hash: u64,
-        row: &[f32],
+        at: Seen<'_, '_>,
         posteriors: &Posteriors,
         tag: u16,
     ) -> (Moments, u64, u64) {
         let reset = self.reset.then_some(tag);
-        c.moments(self.prior_log_odds(), offer_hash, reset, row, posteriors)
+        c.moments(self.prior_log_odds(), offer_hash, reset, at, posteriors)
     }
 
     /// The contextual Thompson draw: one normal on the log-odds the customer's bins add up to,
@@ -121,13 +126,13 @@ impl Adaptive {
         &self,
         c: &Context,
         offer_hash: u64,
-        row: &[f32],
+        at: Seen<'_, '_>,
         learnt: Option<&Learnt<'_>>,
     ) -> Draw {
         let Some(l) = learnt else {
             return Draw::prior(self.prior_mean());
         };
-        let (m, trials, successes) = self.moments_in(c, offer_hash, row, l.posteriors, l.tag);
+        let (m, trials, successes) = self.moments_in(c, offer_hash, at, l.posteriors, l.tag);
         let (coin, mut rng) = streams(l.seed, offer_hash);
         let z: f64 = StandardNormal.sample(&mut rng);
         let floor = coin < self.floor;

@@ -1,5 +1,6 @@
 //! Contextual adaptive offers at decision time: the customer's values of the offer's `context`
-//! features each fall in one learnt bin, the bins' log-odds terms add to the offer's overall
+//! features (snapshot columns, or request values named `context.<key>`, read from the request's
+//! context slots as rules read them) each fall in one learnt bin, the bins' log-odds terms add to the offer's overall
 //! log-odds, and one seeded normal draw on that sum is the Thompson sample.
 //!
 //! The learner is per-predictor binned naive Bayes with empirical-Bayes shrinkage (see
@@ -15,13 +16,12 @@
 //! must not read a clock, lock, allocate or look a string up per decision.
 
 use super::policy::stable_hash;
-use super::posterior::{mix, Moments, Posteriors, MISSING};
+use super::posterior::{mix, Moments, Posteriors, MISSING, TEXT_BIT};
+use super::rules::CtxValue;
 
 /// Most features one offer's `context` may list: each costs a bin lookup per decision and a
 /// count per impression.
 pub const MAX_CONTEXT_FEATURES: usize = 16;
-/// Levels of string values have this bit set; levels of numbers stay below 2^13.
-const TEXT_BIT: u32 = 0x8000_0000;
 
 /// The level of a number: its f32 bits in an order-preserving form, keeping sign, exponent and
 /// the top 4 bits of the mantissa. Integers up to 16 keep a level each; beyond, a level spans
@@ -51,28 +51,71 @@ pub fn text_level(value: &str) -> u32 {
     }
 }
 
+/// The level of a request value: a number's or a string's, as a snapshot value of that kind
+/// would have; a missing value (or a number that is not one) is [`MISSING`]. What a decision
+/// draws with and what the contact side records for the learner, so both bin alike.
+#[inline]
+pub fn request_level(value: Option<&CtxValue<'_>>) -> u32 {
+    match value {
+        Some(CtxValue::Num(x)) if !x.is_nan() => number_level(*x as f32),
+        Some(CtxValue::Str(s)) => text_level(s),
+        _ => MISSING,
+    }
+}
+
+/// What the learner calls a feature: the top half of its name's stable hash (an offer lists at
+/// most 16 features, so two of them sharing an id is out of the question in practice).
+#[inline]
+pub fn feature_id(name: &str) -> u32 {
+    (stable_hash(name) >> 32) as u32
+}
+
+/// Where a contextual scorer's feature takes its value from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A snapshot column.
+    Column {
+        /// Its column in the snapshot.
+        column: u32,
+        /// For a string column: the level of each dictionary code.
+        text: Option<Box<[u32]>>,
+    },
+    /// A request value (`context.<key>`): the request context slot rules read it from. Its
+    /// kind is the request's: the learner bins it as the values it counted mostly are.
+    Request {
+        /// The slot in [`crate::engine::CompiledModel::context_keys`].
+        slot: u16,
+    },
+}
+
 /// One feature of a contextual scorer, resolved against the snapshot it was compiled for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContextFeature {
-    /// The feature's name (what the learner counts it under, by hash).
+    /// The feature's name (what the learner counts it under, by hash), `context.<key>` for a
+    /// request value.
     pub name: Box<str>,
-    /// Its column in the snapshot.
-    pub column: u32,
-    /// For a string column: the level of each dictionary code.
-    pub text: Option<Box<[u32]>>,
+    /// Where its value comes from.
+    pub source: Source,
 }
 
 impl ContextFeature {
-    /// The level of this feature's value in a feature row.
+    /// The level of this feature's value in a feature row and the request's context slots.
     #[inline]
-    pub fn level(&self, row: &[f32]) -> u32 {
-        let x = row.get(self.column as usize).copied().unwrap_or(f32::NAN);
-        if x.is_nan() {
-            return MISSING;
-        }
-        match &self.text {
-            Some(levels) => levels.get(x as usize).copied().unwrap_or(MISSING),
-            None => number_level(x),
+    pub fn level(&self, row: &[f32], context: &[Option<&CtxValue<'_>>]) -> u32 {
+        match &self.source {
+            Source::Column { column, text } => {
+                let x = row.get(*column as usize).copied().unwrap_or(f32::NAN);
+                if x.is_nan() {
+                    return MISSING;
+                }
+                match text {
+                    Some(levels) => levels.get(x as usize).copied().unwrap_or(MISSING),
+                    None => number_level(x),
+                }
+            }
+            Source::Request { slot } => {
+                request_level(context.get(usize::from(*slot)).copied().flatten())
+            }
         }
     }
 }
@@ -100,15 +143,16 @@ impl Context {
         }
     }
 
-    /// The log-odds a decision for this row draws from, and the counts behind them: the
-    /// published posterior, or `prior` when nothing was published for this scorer yet.
+    /// The log-odds a decision for this row and request context draws from, and the counts
+    /// behind them: the published posterior, or `prior` when nothing was published for this
+    /// scorer yet.
     #[inline]
     pub fn moments(
         &self,
         prior: Moments,
         offer_hash: u64,
         reset: Option<u16>,
-        row: &[f32],
+        (row, context): super::adaptive::Seen<'_, '_>,
         posteriors: &Posteriors,
     ) -> (Moments, u64, u64) {
         let Some(p) = posteriors
@@ -119,7 +163,7 @@ impl Context {
         };
         let mut m = p.overall;
         for (f, bins) in self.features.iter().zip(p.features.iter()) {
-            let t = bins.term(f.level(row));
+            let t = bins.term(f.level(row, context));
             m.mean += t.log_odds;
             m.variance += t.variance;
         }

@@ -152,6 +152,10 @@ pub struct CompiledModel {
     pub channels: Box<[Channel]>,
     /// Context keys rules test, in slot order.
     pub context_keys: Box<[Box<str>]>,
+    /// The request values contextual adaptive scorers learn from: `(feature id, context slot)`
+    /// per distinct `context.<key>` they name ([`contextual::feature_id`] of that name). What
+    /// a decision records for the learner.
+    pub learnt_context: Box<[(u32, u16)]>,
     /// Arbitration settings.
     pub arbitration: Arbitration,
     /// Feature columns the model reads, by name (to check a new snapshot against).
@@ -361,12 +365,7 @@ pub fn decide<'m>(
         return d;
     };
 
-    let mut ctx: [Option<&CtxValue<'_>>; MAX_CONTEXT_KEYS] = [None; MAX_CONTEXT_KEYS];
-    for (key, value) in req.context {
-        if let Some(i) = model.context_keys.iter().position(|k| **k == **key) {
-            ctx[i] = Some(value);
-        }
-    }
+    let ctx = context_slots(model, req.context);
     let input = RuleInput {
         features: row.values(),
         context: &ctx[..model.context_keys.len()],
@@ -478,6 +477,22 @@ pub fn decide<'m>(
     d
 }
 
+/// The request's context values by the model's context slots (what rules and scorers read):
+/// each key found among the model's handful, once per decision.
+#[inline]
+pub fn context_slots<'r, 'c>(
+    model: &CompiledModel,
+    context: &'r [(Cow<'c, str>, CtxValue<'c>)],
+) -> [Option<&'r CtxValue<'c>>; MAX_CONTEXT_KEYS] {
+    let mut ctx = [None; MAX_CONTEXT_KEYS];
+    for (key, value) in context {
+        if let Some(i) = model.context_keys.iter().position(|k| **k == **key) {
+            ctx[i] = Some(value);
+        }
+    }
+    ctx
+}
+
 /// Keeps the best `limit` offers seen so far in `top`, ordered by score (highest first), then
 /// by model order. Offers arrive in model order, so an equal score never displaces an earlier
 /// offer. With `limit` at most a handful, inserting into the short list beats sorting every
@@ -531,7 +546,8 @@ fn evaluate<'m>(
     }
     let (propensity, learnt) = match &offer.scorer {
         Scorer::Adaptive(a) => {
-            let d = a.draw_for(offer.id_hash, row.values(), req.learnt.as_ref());
+            let seen = (row.values(), input.context);
+            let d = a.draw_for(offer.id_hash, seen, req.learnt.as_ref());
             (d.draw, Some(d))
         }
         Scorer::Class(c) => (classes.probability(c, row), None),

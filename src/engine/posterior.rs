@@ -13,6 +13,8 @@ pub const MAX_WINDOW_DAYS: usize = 30;
 
 /// The level of a missing value: a bin of its own.
 pub const MISSING: u32 = 0x7fff_ffff;
+/// Levels of string values have this bit set; levels of numbers stay below 2^13.
+pub const TEXT_BIT: u32 = 0x8000_0000;
 
 /// The logistic function, shared by every scorer that ends in a probability.
 #[inline]
@@ -191,7 +193,9 @@ impl Bins {
                 terms,
                 missing,
             } => {
-                if level == MISSING {
+                // A string where numbers were learnt (a request value of the other kind) tells
+                // as much as none.
+                if level == MISSING || level & TEXT_BIT != 0 {
                     return *missing;
                 }
                 let at = bounds.iter().take_while(|b| level >= **b).count();

@@ -182,6 +182,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
                     log.offer(&snap, &contacts, &req, &d);
                 }
                 contacts.count(&d);
+                contacts.remember_request(model, &req, &d);
                 if d.fallback == Some(FallbackReason::UnknownPlacement) {
                     warnings.push(state.typos.unknown_placement(model, &req));
                 }

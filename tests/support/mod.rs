@@ -580,3 +580,22 @@ pub async fn adaptive_explain(addr: SocketAddr, i: usize, offer: &str) -> serde_
         .unwrap_or_else(|| panic!("no {offer} in {a}"))["adaptive"]
         .clone()
 }
+
+/// Runs `nextbest replay --json` over a decision log with the model that made it, and requires
+/// at least `at_least` decisions, every one reproduced bit for bit.
+pub fn replays_exactly(log: &Path, model: &Path, at_least: u64) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["replay", "--json", "--log"])
+        .arg(log)
+        .arg("--candidate")
+        .arg(model)
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{report}");
+    let n = report["decisions"].as_u64().unwrap();
+    assert!(n >= at_least, "{report}");
+    assert_eq!(report["reproduced"].as_u64(), Some(n), "{report}");
+}

@@ -363,6 +363,7 @@ mod tests {
                 decision_id: Some(id.0),
                 event_id: None,
                 category: None,
+                request: None,
             });
         }
         let plain = t.counts("a", "web", Variant::Champion).unwrap();

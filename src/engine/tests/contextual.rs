@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use crate::engine::adaptive::{Adaptive, Outcome};
-use crate::engine::contextual::{number_level, text_level, Context, ContextFeature};
+use crate::engine::contextual::{number_level, text_level, Context, ContextFeature, Source};
 use crate::engine::posterior::{
     sigmoid, Bins, ContextPosterior, Learnt, Moments, Posteriors, Term, MISSING,
 };
+use crate::engine::rules::CtxValue;
 
 fn scorer() -> Adaptive {
     Adaptive {
@@ -20,13 +21,17 @@ fn scorer() -> Adaptive {
             features: Box::new([
                 ContextFeature {
                     name: "is_prepaid".into(),
-                    column: 0,
-                    text: None,
+                    source: Source::Column {
+                        column: 0,
+                        text: None,
+                    },
                 },
                 ContextFeature {
                     name: "segment".into(),
-                    column: 1,
-                    text: Some(Box::new([text_level("basic"), text_level("gold")])),
+                    source: Source::Column {
+                        column: 1,
+                        text: Some(Box::new([text_level("basic"), text_level("gold")])),
+                    },
                 },
             ]),
             key: 99,
@@ -40,6 +45,21 @@ fn term(log_odds: f64, variance: f64) -> Term {
 
 /// is_prepaid: 0 in the first bin (-1), 1 in the second (+1); segment: gold +0.5, others 0.
 fn posteriors(a: &Adaptive) -> Posteriors {
+    published(
+        a,
+        term(0.2, 0.5),
+        Bins::Text {
+            levels: Box::new([(text_level("gold"), 0)]),
+            terms: Box::new([term(0.5, 0.04)]),
+            missing: Term::default(),
+            other: term(-0.1, 0.05),
+        },
+    )
+}
+
+/// What offer 7 learnt: overall -3; is_prepaid's bins (a missing value's term given), then the
+/// second feature's.
+fn published(a: &Adaptive, prepaid_missing: Term, second: Bins) -> Posteriors {
     let mut p = Posteriors::default();
     let c = a.context.as_ref().unwrap();
     p.context.insert(
@@ -55,14 +75,9 @@ fn posteriors(a: &Adaptive) -> Posteriors {
                 Bins::Number {
                     bounds: Box::new([number_level(1.0)]),
                     terms: Box::new([term(-1.0, 0.02), term(1.0, 0.03)]),
-                    missing: term(0.2, 0.5),
+                    missing: prepaid_missing,
                 },
-                Bins::Text {
-                    levels: Box::new([(text_level("gold"), 0)]),
-                    terms: Box::new([term(0.5, 0.04)]),
-                    missing: Term::default(),
-                    other: term(-0.1, 0.05),
-                },
+                second,
             ]),
         }),
     );
@@ -90,9 +105,13 @@ fn levels_keep_the_order_of_numbers_and_tell_strings_and_missing_apart() {
     }
     assert_ne!(text_level("gold"), text_level("silver"));
     let f = &scorer().context.unwrap().features[1];
-    assert_eq!(f.level(&[0.0, 1.0]), text_level("gold"));
-    assert_eq!(f.level(&[0.0, f32::NAN]), MISSING);
-    assert_eq!(f.level(&[0.0, 7.0]), MISSING, "a code past the dictionary");
+    assert_eq!(f.level(&[0.0, 1.0], &[]), text_level("gold"));
+    assert_eq!(f.level(&[0.0, f32::NAN], &[]), MISSING);
+    assert_eq!(
+        f.level(&[0.0, 7.0], &[]),
+        MISSING,
+        "a code past the dictionary"
+    );
 }
 
 #[test]
@@ -100,7 +119,7 @@ fn each_value_finds_its_bin_and_the_terms_add_up() {
     let a = scorer();
     let p = posteriors(&a);
     let c = a.context.as_ref().unwrap();
-    let m = |row: &[f32]| c.moments(a.prior_log_odds(), 7, None, row, &p).0;
+    let m = |row: &[f32]| c.moments(a.prior_log_odds(), 7, None, (row, &[]), &p).0;
     let close = |x: Moments, mean: f64, variance: f64| {
         assert!((x.mean - mean).abs() < 1e-12, "{x:?} vs {mean}");
         assert!((x.variance - variance).abs() < 1e-12, "{x:?} vs {variance}");
@@ -110,7 +129,7 @@ fn each_value_finds_its_bin_and_the_terms_add_up() {
     close(m(&[5.0, 0.0]), -3.0 + 1.0 - 0.1, 0.01 + 0.03 + 0.05);
     close(m(&[f32::NAN, f32::NAN]), -3.0 + 0.2, 0.01 + 0.5);
     // Another offer has nothing published: the prior.
-    let (prior, trials, _) = c.moments(a.prior_log_odds(), 8, None, &[1.0, 1.0], &p);
+    let (prior, trials, _) = c.moments(a.prior_log_odds(), 8, None, (&[1.0, 1.0], &[]), &p);
     close(prior, (1.5f64 / 48.5).ln(), 1.0 / 1.5 + 1.0 / 48.5);
     assert_eq!(trials, 0);
     // A replayed decision's posterior: the logged sum, and no bins.
@@ -124,7 +143,7 @@ fn each_value_finds_its_bin_and_the_terms_add_up() {
         }),
     );
     assert_eq!(
-        c.moments(a.prior_log_odds(), 7, None, &[0.0, 0.0], &replayed)
+        c.moments(a.prior_log_odds(), 7, None, (&[0.0, 0.0], &[]), &replayed)
             .0,
         logged
     );
@@ -140,14 +159,14 @@ fn the_draw_follows_the_seed_and_the_customer() {
         tag: 3,
     };
     let prepaid = [1.0, 1.0];
-    let d = a.draw_for(7, &prepaid, Some(&l(11)));
-    assert_eq!(d, a.draw_for(7, &prepaid, Some(&l(11))));
-    assert_ne!(d.draw, a.draw_for(7, &prepaid, Some(&l(12))).draw);
+    let d = a.draw_for(7, (&prepaid, &[]), Some(&l(11)));
+    assert_eq!(d, a.draw_for(7, (&prepaid, &[]), Some(&l(11))));
+    assert_ne!(d.draw, a.draw_for(7, (&prepaid, &[]), Some(&l(12))).draw);
     assert!((d.mean - sigmoid(-1.5)).abs() < 1e-12);
     assert_eq!((d.trials, d.successes), (1_000, 40));
     let mean_draw = |row: &[f32]| {
         (0..4_000)
-            .map(|s| a.draw_for(7, row, Some(&l(s))).draw)
+            .map(|s| a.draw_for(7, (row, &[]), Some(&l(s))).draw)
             .sum::<f64>()
             / 4_000.0
     };
@@ -155,12 +174,90 @@ fn the_draw_follows_the_seed_and_the_customer() {
     assert!((hi - sigmoid(-1.5)).abs() < 0.01, "{hi}");
     assert!((lo - sigmoid(-4.1)).abs() < 0.005, "{lo}");
     // Without the learnt snapshot: the prior's mean, no draw.
-    let none = a.draw_for(7, &prepaid, None);
+    let none = a.draw_for(7, (&prepaid, &[]), None);
     assert_eq!((none.mean, none.draw), (a.prior_mean(), a.prior_mean()));
     // A reset scorer reads its model tag's posterior only.
     let reset = Adaptive {
         reset: true,
         ..scorer()
     };
-    assert_eq!(reset.draw_for(7, &prepaid, Some(&l(11))).trials, 0);
+    assert_eq!(reset.draw_for(7, (&prepaid, &[]), Some(&l(11))).trials, 0);
+}
+
+/// A scorer learning from a snapshot column and a request value (`context.device`, slot 1).
+fn with_device() -> Adaptive {
+    let mut a = scorer();
+    let c = a.context.as_mut().unwrap();
+    c.features = Box::new([
+        c.features[0].clone(),
+        ContextFeature {
+            name: "context.device".into(),
+            source: Source::Request { slot: 1 },
+        },
+    ]);
+    a
+}
+
+#[test]
+fn an_anonymous_requests_context_value_moves_its_draw() {
+    let a = with_device();
+    let c = a.context.as_ref().unwrap();
+    let p = published(
+        &a,
+        Term::default(),
+        Bins::Text {
+            levels: Box::new([(text_level("android"), 0), (text_level("ios"), 1)]),
+            terms: Box::new([term(-0.4, 0.01), term(0.8, 0.01)]),
+            missing: term(0.1, 0.2),
+            other: term(-0.05, 0.3),
+        },
+    );
+    // An anonymous visitor: every snapshot value missing; slot 0 is a key only rules test.
+    let anonymous = [f32::NAN, f32::NAN];
+    let page = CtxValue::Str("home".into());
+    let (ios, android) = (CtxValue::Str("ios".into()), CtxValue::Str("android".into()));
+    let level = |slots: &[Option<&CtxValue<'_>>]| c.features[1].level(&anonymous, slots);
+    assert_eq!(level(&[Some(&page), Some(&ios)]), text_level("ios"));
+    assert_eq!(level(&[Some(&page), None]), MISSING);
+    assert_eq!(level(&[Some(&page)]), MISSING, "a slot past the request's");
+    assert_eq!(
+        level(&[None, Some(&CtxValue::Num(3.0))]),
+        number_level(3.0),
+        "a number sent where strings were learnt keeps a number's level"
+    );
+    let l = Learnt {
+        posteriors: &p,
+        seed: 11,
+        tag: 3,
+    };
+    let draw = |device: Option<&CtxValue<'_>>| {
+        let slots = [Some(&page), device];
+        a.draw_for(7, (&anonymous, &slots), Some(&l))
+    };
+    let (on_ios, on_android, unknown) = (draw(Some(&ios)), draw(Some(&android)), draw(None));
+    assert!(
+        (on_ios.log_odds.mean - (-3.0 + 0.8)).abs() < 1e-12,
+        "{on_ios:?}"
+    );
+    assert!(
+        (on_android.log_odds.mean - (-3.0 - 0.4)).abs() < 1e-12,
+        "{on_android:?}"
+    );
+    assert!(
+        (unknown.log_odds.mean - (-3.0 + 0.1)).abs() < 1e-12,
+        "{unknown:?}"
+    );
+    // One seed, one normal: the device alone moves the draw.
+    assert!(on_ios.draw > unknown.draw && unknown.draw > on_android.draw);
+}
+
+#[test]
+fn a_string_where_numbers_were_learnt_counts_as_missing() {
+    let bins = Bins::Number {
+        bounds: Box::new([number_level(1.0)]),
+        terms: Box::new([term(-1.0, 0.02), term(1.0, 0.03)]),
+        missing: term(0.2, 0.5),
+    };
+    assert_eq!(bins.term(text_level("ios")), term(0.2, 0.5));
+    assert_eq!(bins.term(number_level(4.0)), term(1.0, 0.03));
 }

@@ -106,6 +106,8 @@ struct Ctx<'s> {
     limits: &'s Limits,
     /// Context keys the rules test, in slot order.
     context_keys: Vec<String>,
+    /// Request values contextual scorers learn from: feature id and slot, each once.
+    learnt_context: Vec<(u32, u16)>,
     /// Features the rules and scorers read.
     features_used: BTreeSet<String>,
     /// Rule leaves met so far, against [`Limits::max_rules`].
@@ -149,6 +151,7 @@ pub fn compile(
         schema,
         limits,
         context_keys: Vec::new(),
+        learnt_context: Vec::new(),
         features_used: BTreeSet::new(),
         leaves: 0,
         warnings: Vec::new(),
@@ -230,6 +233,7 @@ pub fn compile(
         offers: offers.into(),
         channels,
         context_keys: cx.context_keys.into_iter().map(Into::into).collect(),
+        learnt_context: cx.learnt_context.into(),
         arbitration,
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
         policies,

@@ -7,7 +7,9 @@ use simd_json::prelude::*;
 
 use super::Ctx;
 use crate::engine::adaptive::{Adaptive, Outcome};
-use crate::engine::contextual::{text_level, Context, ContextFeature, MAX_CONTEXT_FEATURES};
+use crate::engine::contextual::{
+    feature_id, text_level, Context, ContextFeature, Source, MAX_CONTEXT_FEATURES,
+};
 use crate::engine::policy::stable_hash;
 use crate::engine::posterior::MAX_WINDOW_DAYS;
 use crate::engine::{Logistic, Scorer};
@@ -321,7 +323,9 @@ fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
 }
 
 /// A contextual scorer's features: snapshot columns, numbers or strings (a string column's
-/// dictionary codes resolved to the levels the learner counts), each named once.
+/// dictionary codes resolved to the levels the learner counts), and request values
+/// (`context.<key>`, any key, as logistic scorers and rules read them) resolved to their
+/// context slots; each named once.
 fn compile_context(
     cx: &mut Ctx<'_>,
     list: &Value<'_>,
@@ -331,6 +335,19 @@ fn compile_context(
     cx.checked(|cx| {
         let mut out = Vec::with_capacity(names.len());
         for (i, name) in names.into_iter().enumerate() {
+            if let Some(key) = context_key(&mut cx.faults, name, &index(path, i)) {
+                let Some(key) = key else { continue };
+                let slot = super::context_slot(&mut cx.context_keys, key);
+                let learnt = (feature_id(name), slot);
+                if !cx.learnt_context.contains(&learnt) {
+                    cx.learnt_context.push(learnt);
+                }
+                out.push(ContextFeature {
+                    name: name.into(),
+                    source: Source::Request { slot },
+                });
+                continue;
+            }
             let Some(column) = cx.schema.column(name) else {
                 cx.faults
                     .push(&index(path, i), format!("unknown feature `{name}`"));
@@ -343,8 +360,7 @@ fn compile_context(
             cx.features_used.insert(name.to_owned());
             out.push(ContextFeature {
                 name: name.into(),
-                column,
-                text,
+                source: Source::Column { column, text },
             });
         }
         Some(out.into())

@@ -128,7 +128,7 @@ fn context_of(m: &LoadedModel) -> &crate::engine::contextual::Context {
 
 #[test]
 fn a_context_resolves_columns_and_string_values_when_compiled() {
-    use crate::engine::contextual::{number_level, text_level};
+    use crate::engine::contextual::{number_level, text_level, ContextFeature, Source};
     use crate::engine::posterior::MISSING;
     let store = FeatureStore::from_csv_bytes(
         b"customer_id,tenure,segment\nC1,3,silver\nC2,,gold\n",
@@ -149,22 +149,25 @@ fn a_context_resolves_columns_and_string_values_when_compiled() {
     let c = context_of(&m);
     let names: Vec<&str> = c.features.iter().map(|f| &*f.name).collect();
     assert_eq!(names, ["segment", "tenure"]);
-    assert_eq!(
-        c.features[0].column as usize,
-        store.column("segment").unwrap()
-    );
+    let column_of = |f: &ContextFeature| match &f.source {
+        Source::Column { column, text } => (*column as usize, text.clone()),
+        Source::Request { .. } => panic!("a column: {f:?}"),
+    };
+    let (segment, levels) = column_of(&c.features[0]);
+    assert_eq!(segment, store.column("segment").unwrap());
     // A string column's codes map to the levels the learner counts (codes in byte order).
     assert_eq!(
-        c.features[0].text.as_deref(),
+        levels.as_deref(),
         Some(&[text_level("gold"), text_level("silver")][..])
     );
-    assert!(c.features[1].text.is_none());
+    assert!(column_of(&c.features[1]).1.is_none());
+    assert!(m.compiled.learnt_context.is_empty());
     assert!(m.compiled.features_used.iter().any(|f| &**f == "segment"));
     let (c1, c2) = (store.row("C1").unwrap(), store.row("C2").unwrap());
-    assert_eq!(c.features[0].level(c1), text_level("silver"));
-    assert_eq!(c.features[0].level(c2), text_level("gold"));
-    assert_eq!(c.features[1].level(c1), number_level(3.0));
-    assert_eq!(c.features[1].level(c2), MISSING);
+    assert_eq!(c.features[0].level(c1, &[]), text_level("silver"));
+    assert_eq!(c.features[0].level(c2, &[]), text_level("gold"));
+    assert_eq!(c.features[1].level(c1, &[]), number_level(3.0));
+    assert_eq!(c.features[1].level(c2, &[]), MISSING);
     // The key names what was learnt: the same scorer keeps it, another order or prior not.
     let again = build(&contextual(serde_json::json!(["segment", "tenure"])));
     assert_eq!(context_of(&again).key, c.key);
@@ -173,6 +176,51 @@ fn a_context_resolves_columns_and_string_values_when_compiled() {
     let mut doc = contextual(serde_json::json!(["segment", "tenure"]));
     doc["offers"][0]["scorer"]["prior"]["evidence"] = 10.into();
     assert_ne!(context_of(&build(&doc)).key, c.key);
+}
+
+#[test]
+fn a_context_names_request_values_through_the_rules_context_slots() {
+    use crate::engine::contextual::{feature_id, Source};
+    let mut doc = contextual(serde_json::json!([
+        "context.device",
+        "tenure",
+        "context.utm_campaign"
+    ]));
+    doc["offers"][0]["eligibility"] =
+        serde_json::json!({"context": "utm_campaign", "op": "ne", "value": "spam"});
+    let m = compile(&doc).unwrap();
+    let keys: Vec<&str> = m.compiled.context_keys.iter().map(|k| &**k).collect();
+    // The rule read utm_campaign first: the scorer shares its slot and adds device's.
+    assert_eq!(keys, ["utm_campaign", "device"]);
+    let c = context_of(&m);
+    let names: Vec<&str> = c.features.iter().map(|f| &*f.name).collect();
+    assert_eq!(names, ["context.device", "tenure", "context.utm_campaign"]);
+    assert_eq!(c.features[0].source, Source::Request { slot: 1 });
+    assert!(matches!(c.features[1].source, Source::Column { .. }));
+    assert_eq!(c.features[2].source, Source::Request { slot: 0 });
+    assert_eq!(
+        &*m.compiled.learnt_context,
+        &[
+            (feature_id("context.device"), 1),
+            (feature_id("context.utm_campaign"), 0)
+        ]
+    );
+    // Request values are not snapshot features; the learnt key tells them from a column.
+    let used: Vec<&str> = m.compiled.features_used.iter().map(|k| &**k).collect();
+    assert!(!used.iter().any(|u| u.contains("device")), "{used:?}");
+    let plain = compile(&contextual(serde_json::json!(["tenure"]))).unwrap();
+    assert_ne!(context_of(&plain).key, c.key);
+    // Any key is fine, as in rules and logistic scorers; an empty one is not.
+    refused(
+        &contextual(serde_json::json!(["tenure", "context."])),
+        "offers[0].scorer.context[1]",
+        "request context key",
+    );
+    refused(
+        &contextual(serde_json::json!(["context.device", "context.device"])),
+        "offers[0].scorer.context[1]",
+        "listed twice",
+    );
 }
 
 #[test]
