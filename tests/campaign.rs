@@ -446,6 +446,150 @@ fn the_list_is_the_exact_optimum_and_shadow_prices_are_its_margins() {
     }
 }
 
+/// Several channels, one list: sms for everyone, e-mail for those with `y >= 5` (its
+/// `reachable` rule), each with its own capacity. The list is the exact optimum over
+/// (customer, offer, channel) with one channel per customer and offer (by a MILP solver), each
+/// channel's shadow price is its margin, and every row says why the other channel was not
+/// chosen.
+#[test]
+fn several_channels_give_the_exact_optimum_over_all_channels_jointly() {
+    let base = Base::new("cmp-channels", 160);
+    let store = base.store();
+    let y = store.column("y").unwrap();
+    let email_ok = |c: &str| {
+        let v = store.row(c).unwrap()[y];
+        !v.is_nan() && v >= 5.0
+    };
+    let mut triples: Vec<(String, String, &str, f64)> = Vec::new();
+    for (channel, placement) in [("email", "email_campaign"), ("sms", "sms_campaign")] {
+        for (c, o, s) in engine_scores(&base, placement, channel) {
+            if channel == "sms" || email_ok(&c) {
+                triples.push((c, o, channel, s));
+            }
+        }
+    }
+    for (per_customer, sms_cap, email_cap) in [(1u32, 30u64, 45u64), (2, 50, 70)] {
+        let name = format!("multi_{per_customer}");
+        let doc = json!({"name": name, "offers": ["a", "b", "c"],
+            "max_offers_per_customer": per_customer,
+            "channels": {
+                "sms": {"placement": "sms_campaign", "max_contacts": sms_cap},
+                "email": {"placement": "email_campaign", "max_contacts": email_cap,
+                          "reachable": {"feature": "y", "op": "ge", "value": 5}}}});
+        let run = base.run(&doc, &name, NOW);
+        let best = channel_optimum(
+            &triples,
+            per_customer,
+            [("email", email_cap), ("sms", sms_cap)],
+        );
+        let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+        let header = r.headers().unwrap().clone();
+        assert_eq!(header.iter().next_back(), Some("not_chosen"));
+        let (mut total, mut per_channel) = (0.0, BTreeMap::new());
+        let mut pairs = BTreeSet::new();
+        let mut reasons = BTreeSet::new();
+        for rec in r.records() {
+            let rec = rec.unwrap();
+            let (customer, channel, offer) = (&rec[0], &rec[1], &rec[2]);
+            total += rec[4].parse::<f64>().unwrap();
+            *per_channel.entry(channel.to_owned()).or_insert(0u64) += 1;
+            assert!(
+                pairs.insert((customer.to_owned(), offer.to_owned())),
+                "{customer} {offer} twice"
+            );
+            assert!(
+                channel == "sms" || email_ok(customer),
+                "{customer} is not reachable by e-mail"
+            );
+            let other = if channel == "sms" { "email" } else { "sms" };
+            let why = rec[14].to_owned();
+            let (ch, reason) = why.split_once(':').unwrap();
+            assert_eq!(ch, other, "{why}");
+            assert_eq!(
+                reason == "unreachable",
+                other == "email" && !email_ok(customer),
+                "{customer}: {why}"
+            );
+            reasons.insert(reason.to_owned());
+        }
+        assert!(per_channel["sms"] <= sms_cap && per_channel["email"] <= email_cap);
+        assert!(
+            (total - best).abs() <= 1e-9 * best,
+            "{name}: the list scores {total}, the optimum is {best}"
+        );
+        assert!(reasons.contains("unreachable"), "{name}: {reasons:?}");
+        let s = &run.summary;
+        assert_eq!(s.channels["sms"].selected, per_channel["sms"]);
+        assert_eq!(s.channels["email"].placement, "email_campaign");
+        assert!(
+            !s.shadow_prices.is_empty(),
+            "{name}: the capacities must bind"
+        );
+        for (limit, p) in &s.shadow_prices {
+            let mut caps = [("email", email_cap), ("sms", sms_cap)];
+            match limit.split('.').collect::<Vec<_>>()[..] {
+                ["channels", ch, "max_contacts"] => {
+                    caps.iter_mut().find(|c| c.0 == ch).unwrap().1 += 1
+                }
+                _ => panic!("{name}: unexpected limit {limit}"),
+            }
+            let margin = (channel_optimum(&triples, per_customer, caps) - best).max(0.0);
+            assert!(
+                (p.per_unit - margin).abs() <= 1e-6 * best,
+                "{name}: {limit} is priced {} but one unit more adds {margin}",
+                p.per_unit
+            );
+        }
+        if per_customer == 1 {
+            // Committed, each row counts on its own channel: the next run sees each
+            // channel's capacity used by its own rows.
+            let data_dir = base.path("data");
+            commit::commit(&run.out, &Target::Direct { data_dir }, NOW).unwrap();
+            let again = base.run(&doc, &format!("{name}-again"), NOW + HOUR);
+            for ch in ["sms", "email"] {
+                let c = again.summary.channels[ch].capacity.as_ref().unwrap();
+                assert_eq!(c.used_before, per_channel[ch], "{ch}");
+            }
+            std::fs::remove_dir_all(base.path("data")).unwrap();
+        }
+    }
+}
+
+/// The exact optimum over (customer, offer, channel, score) under offers per customer, one
+/// channel per customer and offer, and each channel's capacity.
+type Triple<'a> = (String, String, &'a str, f64);
+
+fn channel_optimum(triples: &[Triple<'_>], per_customer: u32, caps: [(&str, u64); 2]) -> f64 {
+    use good_lp::{constraint, variable, Expression, ProblemVariables, Solution, SolverModel};
+    let mut vars = ProblemVariables::new();
+    let x: Vec<_> = triples
+        .iter()
+        .map(|_| vars.add(variable().binary()))
+        .collect();
+    let sum = |keep: &dyn Fn(&Triple<'_>) -> bool| -> Expression {
+        triples
+            .iter()
+            .zip(&x)
+            .filter(|(t, _)| keep(t))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let objective: Expression = triples.iter().zip(&x).map(|(t, v)| t.3 * *v).sum();
+    let mut model = vars.maximise(objective.clone()).using(good_lp::microlp);
+    let customers: BTreeSet<&str> = triples.iter().map(|t| t.0.as_str()).collect();
+    for c in customers {
+        model = model.with(constraint!(sum(&|t| t.0 == c) <= per_customer as f64));
+        for o in ["a", "b", "c"] {
+            model = model.with(constraint!(sum(&|t| t.0 == c && t.1 == o) <= 1.0));
+        }
+    }
+    for (ch, cap) in caps {
+        model = model.with(constraint!(sum(&|t| t.2 == ch) <= cap as f64));
+    }
+    let solution = model.solve().expect("the reference problem is feasible");
+    solution.eval(&objective)
+}
+
 #[test]
 fn a_frequency_cap_holds_across_campaigns_committed_one_after_the_other() {
     let base = Base::new("cmp-freq", 200);
@@ -658,6 +802,79 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         Some(&demo_dir().join("features.csv")),
     )
     .unwrap();
+}
+
+/// A campaign over several channels: each fault of its `channels` named with its path, on its
+/// own and against the model and snapshot; a sharded run refuses it in one line.
+#[test]
+fn channel_faults_are_named_with_their_path() {
+    let base = Base::new("cmp-channel-faults", 10);
+    let expect_faults = |doc: &Value, with_model: bool, expect: &[(&str, &str)]| {
+        let file = base.write_campaign("chf", doc);
+        let (models, features) = (base.path("model.json"), base.path("features.csv"));
+        let faults = match with_model {
+            true => campaign::check(&file, Some(&models), Some(&features)),
+            false => campaign::check(&file, None, None),
+        }
+        .unwrap_err()
+        .faults();
+        for (path, needle) in expect {
+            assert!(
+                faults
+                    .iter()
+                    .any(|f| f.path == *path && f.message.contains(needle)),
+                "no fault `{path}: ..{needle}..` in {faults:#?}"
+            );
+        }
+    };
+    expect_faults(
+        &json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
+                "capacity": {"max_contacts": 5},
+                "offer_limits": {"a": {"max": 3}},
+                "channels": {"sms": {"per": "day", "reachable": 5, "colour": 1},
+                             "email": {"max_contacts": 0}}}),
+        false,
+        &[
+            ("channels", "either `channel` or `channels`"),
+            ("placement", "each channel's `placement`"),
+            ("capacity", "each channel's `max_contacts`"),
+            ("offer_limits", "not supported with several `channels`"),
+            ("channels.sms.reachable", "expected a rule object"),
+            ("channels.sms.colour", "unknown field"),
+            ("channels.email.max_contacts", "whole number from 1"),
+        ],
+    );
+    expect_faults(
+        &json!({"name": "m", "channels": {
+            "fax": {},
+            "email": {"placement": "nope"},
+            "sms": {"placement": "sms_campaign",
+                    "reachable": {"all": [{"feature": "opt_in", "op": "eq", "value": 1}]}}}}),
+        true,
+        &[
+            ("channels.fax", "no channel `fax`"),
+            ("channels.email.placement", "no placement `nope`"),
+            (
+                "channels.sms.reachable.all[0].feature",
+                "unknown feature `opt_in`",
+            ),
+        ],
+    );
+    let doc = json!({"name": "m", "channels": {"sms": {"placement": "sms_campaign"},
+                                                 "email": {"placement": "email_campaign"}}});
+    let file = base.write_campaign("two", &doc);
+    campaign::check(
+        &file,
+        Some(&base.path("model.json")),
+        Some(&base.path("features.csv")),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.faults()));
+    let cfg = base.config(&file, "two-shard", NOW);
+    let err = campaign::run_shard(&cfg, campaign::select::Shard { index: 0, count: 2 })
+        .unwrap_err()
+        .faults();
+    assert_eq!(err[0].path, "channels", "{err:#?}");
+    assert!(!cfg.out.exists(), "a refused shard writes nothing");
 }
 
 #[test]

@@ -30,10 +30,10 @@ pub struct PastContacts {
 
 /// What only campaigns count, subscribed to the events as the live funnel is.
 struct Outbound {
-    channel: String,
+    /// The campaign's channels with their capacity periods (0: not counted).
+    channels: Vec<(String, i64)>,
     outbound_channels: Vec<String>,
     frequency_window_ms: i64,
-    capacity_window_ms: i64,
     counts: Mutex<OutboundCounts>,
 }
 
@@ -41,8 +41,8 @@ struct Outbound {
 struct OutboundCounts {
     /// Outbound contact times per customer (only those inside the frequency window).
     times: HashMap<String, Vec<i64>, foldhash::fast::RandomState>,
-    /// Contacts on the campaign's channel inside the capacity period.
-    channel_used: u64,
+    /// Per campaign channel: contacts on it inside its capacity period.
+    channel_used: Vec<u64>,
 }
 
 impl Subscriber for Outbound {
@@ -52,11 +52,13 @@ impl Subscriber for Outbound {
         }
         let Some(ch) = e.channel else { return };
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if self.capacity_window_ms > 0
-            && ch == self.channel
-            && e.ts_ms > now_ms - self.capacity_window_ms
-        {
-            c.channel_used += 1;
+        for (i, (name, window_ms)) in self.channels.iter().enumerate() {
+            if *window_ms > 0 && ch == name && e.ts_ms > now_ms - window_ms {
+                if c.channel_used.len() <= i {
+                    c.channel_used.resize(self.channels.len(), 0);
+                }
+                c.channel_used[i] += 1;
+            }
         }
         if self.frequency_window_ms > 0
             && e.ts_ms > now_ms - self.frequency_window_ms
@@ -80,10 +82,8 @@ pub struct Counting<'a> {
     pub outbound_channels: &'a [String],
     /// Frequency window, 0 for none.
     pub frequency_window_ms: i64,
-    /// The campaign's channel.
-    pub channel: &'a str,
-    /// Capacity period, 0 for none.
-    pub capacity_window_ms: i64,
+    /// The campaign's channels, each with its capacity period (0 for none).
+    pub channels: &'a [(String, i64)],
     /// Memory budget of the rebuilt contact state.
     pub memory_bytes: u64,
 }
@@ -92,10 +92,9 @@ impl PastContacts {
     /// No history at all (no data folder).
     pub fn empty(c: &Counting<'_>) -> Self {
         let outbound = Arc::new(Outbound {
-            channel: c.channel.to_owned(),
+            channels: c.channels.to_vec(),
             outbound_channels: c.outbound_channels.to_vec(),
             frequency_window_ms: c.frequency_window_ms,
-            capacity_window_ms: c.capacity_window_ms,
             counts: Mutex::default(),
         });
         let state = Arc::new(ContactState::new(&state_config(c), c.horizon_ms));
@@ -145,7 +144,11 @@ impl PastContacts {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        self.counted.channel_used += new.channel_used;
+        let n = self.outbound.channels.len();
+        self.counted.channel_used.resize(n, 0);
+        for (a, b) in self.counted.channel_used.iter_mut().zip(new.channel_used) {
+            *a += b;
+        }
         for (customer, times) in new.times {
             let all = self.counted.times.entry(customer).or_default();
             all.extend(times);
@@ -155,9 +158,14 @@ impl PastContacts {
         self.applier.state().settle();
     }
 
-    /// Contacts on the campaign's channel inside the capacity period.
+    /// Contacts on the campaign's (first) channel inside its capacity period.
     pub fn channel_used(&self) -> u64 {
-        self.counted.channel_used
+        self.channel_used_on(0)
+    }
+
+    /// Contacts on campaign channel `i` inside its capacity period.
+    pub fn channel_used_on(&self, i: usize) -> u64 {
+        self.counted.channel_used.get(i).copied().unwrap_or(0)
     }
 
     /// A customer's history for the engine's contact view.

@@ -422,6 +422,7 @@ fn read_pairs(
             variant: field(3).parse().map_err(|_| bad("variant"))?,
             score: field(4).parse().map_err(|_| bad("score"))?,
             propensity: field(5).parse().map_err(|_| bad("propensity"))?,
+            channel: 0,
         };
         let value: f64 = field(6).parse().map_err(|_| bad("value"))?;
         ids.entry(p.row).or_insert_with(|| field(1).into());

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use simd_json::prelude::*;
 
-use crate::engine::{CompiledModel, MAX_LIMIT};
+use crate::engine::MAX_LIMIT;
 use crate::model::walk::{index, join, Faults, Value};
 use crate::model::Fault;
 
@@ -38,6 +38,7 @@ const TOP_KEYS: &[&str] = &[
     "name",
     "description",
     "channel",
+    "channels",
     "placement",
     "offers",
     "max_offers_per_customer",
@@ -108,13 +109,34 @@ pub struct ControlGroup {
     pub salt: String,
 }
 
+/// One channel of a campaign that lists several (`channels`): its placement, capacity and who
+/// can be reached on it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelSpec {
+    /// The model's channel.
+    pub name: String,
+    /// The placement decided for on it; `None` means the channel's only placement.
+    pub placement: Option<String>,
+    /// Its capacity.
+    pub capacity: Option<Capacity>,
+    /// Who can be reached on it: a rule on the snapshot's features, compiled as an offer's
+    /// eligibility is (`None`: everyone).
+    pub reachable: Option<serde_json::Value>,
+}
+
+/// Most channels one campaign lists.
+pub const MAX_CHANNELS: usize = 8;
+
 /// A campaign file, checked on its own.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CampaignSpec {
     /// Campaign name; with the run time it derives the committed events' ids.
     pub name: String,
-    /// The outbound channel the list is for.
+    /// The outbound channel the list is for (with `channels`: their names joined by `+`).
     pub channel: String,
+    /// With several channels: each, by name (the allocation numbers them in this order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelSpec>,
     /// The model placement on that channel; `None` means the channel's only placement.
     pub placement: Option<String>,
     /// The offers the campaign may send; `None` means every offer of the placement.
@@ -135,6 +157,28 @@ pub struct CampaignSpec {
     pub control_group: Option<ControlGroup>,
     /// Bypasses frequency caps (never suppression): a bill, a fraud alert.
     pub transactional: bool,
+}
+
+impl CampaignSpec {
+    /// True when the file lists `channels` (the list then names each row's channel and why
+    /// the others were not chosen).
+    pub fn multi_channel(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
+    /// The campaign's channels as one list: `channels`, or the one `channel` with the file's
+    /// placement and capacity.
+    pub fn channel_list(&self) -> Vec<ChannelSpec> {
+        if self.multi_channel() {
+            return self.channels.clone();
+        }
+        vec![ChannelSpec {
+            name: self.channel.clone(),
+            placement: self.placement.clone(),
+            capacity: self.capacity,
+            reachable: None,
+        }]
+    }
 }
 
 /// Why a campaign file was refused.
@@ -236,9 +280,35 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
     if let Some(d) = top.get("description") {
         f.string(d, "description", 4096);
     }
-    let channel = f
-        .req(top, "channel", "")
-        .and_then(|v| f.string(v, "channel", 128));
+    let channels = top.get("channels").map(|v| read_channels(f, v));
+    let channel = match (top.get("channel"), &channels) {
+        (Some(v), None) => f.string(v, "channel", 128).map(str::to_owned),
+        (None, Some(Some(list))) => Some(
+            list.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        ),
+        (None, Some(None)) => None,
+        (Some(_), Some(_)) => {
+            f.push("channels", "give either `channel` or `channels`, not both");
+            None
+        }
+        (None, None) => {
+            f.push("channel", "missing field (or give `channels`)");
+            None
+        }
+    };
+    if channels.is_some() {
+        for (key, what) in [
+            ("placement", "each channel's `placement`"),
+            ("capacity", "each channel's `max_contacts` and `per`"),
+        ] {
+            if top.contains_key(key) {
+                f.push(key, format!("with `channels`, give {what} instead"));
+            }
+        }
+    }
     let placement = top.get("placement").map(|v| f.string(v, "placement", 128));
     let offers = top
         .get("offers")
@@ -287,6 +357,26 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
             );
         }
     }
+    let several = top
+        .get("channels")
+        .and_then(|v| v.as_object())
+        .is_some_and(|o| o.len() > 1);
+    if several {
+        for key in ["offer_limits", "category_limits"] {
+            let set = top
+                .get(key)
+                .and_then(|v| v.as_object())
+                .is_some_and(|o| !o.is_empty());
+            if set {
+                // Offer and category limits cross channel capacities: the best list is then
+                // no longer a flow (see `flow`), and no exact allocation is offered for it.
+                f.push(
+                    key,
+                    "not supported with several `channels` yet: split the campaign by channel, or drop the limit",
+                );
+            }
+        }
+    }
     if let (Some(Some(list)), Some(limits)) = (&offers, &offer_limits) {
         for id in limits.keys() {
             if !list.contains(&id.as_str()) {
@@ -301,7 +391,8 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
     // the names that do not resolve together with these faults.
     Some(CampaignSpec {
         name: name.unwrap_or_default().to_owned(),
-        channel: channel?.to_owned(),
+        channel: channel?,
+        channels: channels.flatten().unwrap_or_default(),
         placement: placement.flatten().map(str::to_owned),
         offers: offers
             .flatten()
@@ -319,16 +410,25 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
 
 fn read_capacity(f: &mut Faults, v: &Value<'_>) -> Option<Capacity> {
     let obj = f.object(v, "capacity", &["max_contacts", "per"])?;
+    capacity_fields(f, obj, "capacity")
+}
+
+/// `max_contacts` (required) and `per` of the object at `path`.
+fn capacity_fields(
+    f: &mut Faults,
+    obj: &simd_json::borrowed::Object<'_>,
+    path: &str,
+) -> Option<Capacity> {
     let max = f
-        .req(obj, "max_contacts", "capacity")
-        .and_then(|v| f.integer_in(v, "capacity.max_contacts", 1, 1 << 40));
+        .req(obj, "max_contacts", path)
+        .and_then(|v| f.integer_in(v, &join(path, "max_contacts"), 1, 1 << 40));
     let per = match obj.get("per") {
         None => Some(Per::Day),
         Some(v) => match v.as_str() {
             Some("day") => Some(Per::Day),
             Some("week") => Some(Per::Week),
             _ => {
-                f.push("capacity.per", "expected `day` or `week`");
+                f.push(&join(path, "per"), "expected `day` or `week`");
                 None
             }
         },
@@ -337,6 +437,74 @@ fn read_capacity(f: &mut Faults, v: &Value<'_>) -> Option<Capacity> {
         max_contacts: max?,
         per: per?,
     })
+}
+
+/// `channels`: by name, each with its placement, capacity and `reachable` rule; sorted by
+/// name, which is also the order ties between channels are broken in.
+fn read_channels(f: &mut Faults, v: &Value<'_>) -> Option<Vec<ChannelSpec>> {
+    let obj = f.map(v, "channels")?;
+    let before = f.0.len();
+    if obj.is_empty() {
+        f.push("channels", "must name at least one channel");
+    }
+    if obj.len() > MAX_CHANNELS {
+        f.push(
+            "channels",
+            format!("{} channels, at most {MAX_CHANNELS}", obj.len()),
+        );
+    }
+    let mut names: Vec<&str> = obj.keys().map(|k| k.as_ref()).collect();
+    names.sort_unstable();
+    let mut out = Vec::new();
+    for name in names {
+        let path = join("channels", name);
+        let Some(o) = obj
+            .get(name)
+            .and_then(|v| f.object(v, &path, &["placement", "max_contacts", "per", "reachable"]))
+        else {
+            continue;
+        };
+        let placement = o.get("placement").map(|v| {
+            f.string(v, &join(&path, "placement"), 128)
+                .map(str::to_owned)
+        });
+        let capacity = match (o.get("max_contacts"), o.get("per")) {
+            (None, None) => Some(None),
+            (None, Some(_)) => {
+                f.push(&join(&path, "per"), "`per` needs `max_contacts`");
+                None
+            }
+            _ => capacity_fields(f, o, &path).map(Some),
+        };
+        let reachable = match o.get("reachable") {
+            None => Some(None),
+            Some(r) if r.is_object() => simd_json::to_string(r)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .map(Some),
+            Some(_) => {
+                f.push(
+                    &join(&path, "reachable"),
+                    "expected a rule object, such as {\"feature\": \"email_opt_in\", \"op\": \"eq\", \"value\": 1}",
+                );
+                None
+            }
+        };
+        let (Some(placement), Some(capacity), Some(reachable)) = (
+            placement.map_or(Some(None), |p| p.map(Some)),
+            capacity,
+            reachable,
+        ) else {
+            continue;
+        };
+        out.push(ChannelSpec {
+            name: name.to_owned(),
+            placement,
+            capacity,
+            reachable,
+        });
+    }
+    (f.0.len() == before).then_some(out)
 }
 
 fn read_offer_limits(f: &mut Faults, v: &Value<'_>) -> Option<BTreeMap<String, OfferLimit>> {
@@ -453,156 +621,4 @@ fn read_control(f: &mut Faults, v: &Value<'_>) -> Option<ControlGroup> {
         share: share?,
         salt: salt?.to_owned(),
     })
-}
-
-/// A campaign resolved against one compiled model: names turned into indices.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The channel's index in the model.
-    pub channel: usize,
-    /// The placement the engine decides for.
-    pub placement: String,
-    /// Campaign offer index (see [`Plan::offer_ids`]) by model offer index, `None` for the
-    /// model's offers the campaign does not send.
-    pub campaign_offer: Vec<Option<u16>>,
-}
-
-impl Plan {
-    /// The campaign's offer ids in the order allocation numbers them: the file's `offers`,
-    /// else the placement's offers in model order.
-    pub fn offer_ids(spec: &CampaignSpec, model: &CompiledModel) -> Vec<String> {
-        match &spec.offers {
-            Some(list) => list.clone(),
-            None => {
-                let Some(ci) = model.channels.iter().position(|c| *c.name == spec.channel) else {
-                    return Vec::new();
-                };
-                let slot = match &spec.placement {
-                    Some(p) => model.channels[ci].slots.iter().find(|s| *s.placement == *p),
-                    None => model.channels[ci].slots.first(),
-                };
-                let mut idx: Vec<u32> = slot.map(|s| s.candidates.to_vec()).unwrap_or_default();
-                idx.sort_unstable();
-                idx.iter()
-                    .map(|&i| model.offers[i as usize].id.to_string())
-                    .collect()
-            }
-        }
-    }
-
-    /// Checks the campaign against a model; every fault with the campaign file's path.
-    pub fn resolve(
-        spec: &CampaignSpec,
-        model: &CompiledModel,
-        offer_ids: &[String],
-    ) -> Result<Plan, Vec<Fault>> {
-        let mut f = Faults::default();
-        let names = || {
-            model
-                .channels
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let Some(ci) = model.channels.iter().position(|c| *c.name == spec.channel) else {
-            f.push(
-                "channel",
-                format!(
-                    "the model `{}` has no channel `{}` (it has: {})",
-                    model.name,
-                    spec.channel,
-                    names()
-                ),
-            );
-            return Err(f.0);
-        };
-        let channel = &model.channels[ci];
-        let slot = match &spec.placement {
-            Some(p) => match channel.slots.iter().find(|s| *s.placement == *p) {
-                Some(s) => Some(s),
-                None => {
-                    f.push(
-                        "placement",
-                        format!(
-                            "the model has no placement `{p}` on channel `{}`",
-                            spec.channel
-                        ),
-                    );
-                    None
-                }
-            },
-            None if channel.slots.len() == 1 => channel.slots.first(),
-            None => {
-                f.push(
-                    "placement",
-                    format!(
-                        "missing field: channel `{}` has {} placements, name one",
-                        spec.channel,
-                        channel.slots.len()
-                    ),
-                );
-                None
-            }
-        };
-        let mut campaign_offer = vec![None; model.offers.len()];
-        if offer_ids.is_empty() {
-            f.push("offers", "the campaign has no offer to send");
-        }
-        for (k, id) in offer_ids.iter().enumerate() {
-            let path = match &spec.offers {
-                Some(_) => index("offers", k),
-                None => "offers".to_owned(),
-            };
-            match model.offers.iter().position(|o| *o.id == **id) {
-                None => f.push(&path, format!("unknown offer `{id}`")),
-                Some(oi) => {
-                    if let Some(s) = slot {
-                        if !s.candidates.contains(&(oi as u32)) {
-                            f.push(
-                                &path,
-                                format!(
-                                    "offer `{id}` is not shown in placement `{}` on channel `{}`",
-                                    s.placement, spec.channel
-                                ),
-                            );
-                        }
-                    }
-                    campaign_offer[oi] = Some(k as u16);
-                }
-            }
-        }
-        if spec.offers.is_none() {
-            for id in spec.offer_limits.keys() {
-                if !offer_ids.contains(id) {
-                    f.push(
-                        &join("offer_limits", id),
-                        format!("`{id}` is not an offer of this campaign's placement"),
-                    );
-                }
-            }
-        }
-        for cat in spec.category_limits.keys() {
-            let sent = offer_ids.iter().any(|id| {
-                model
-                    .offers
-                    .iter()
-                    .any(|o| *o.id == **id && *o.category == **cat)
-            });
-            if !sent {
-                f.push(
-                    &join("category_limits", cat),
-                    format!("no offer of the campaign has category `{cat}`"),
-                );
-            }
-        }
-        match (slot, f.is_empty()) {
-            (Some(s), true) => Ok(Plan {
-                channel: ci,
-                placement: s.placement.to_string(),
-                campaign_offer,
-            }),
-            _ => Err(f.0),
-        }
-    }
 }

@@ -226,6 +226,40 @@ pub fn compile(
     Ok((compiled, challenger, cx.warnings))
 }
 
+/// Compiles one rule on snapshot features alone (a campaign channel's `reachable`), exactly as
+/// an offer's eligibility compiles; a rule on the request context is refused, as no request
+/// exists outside `/v1/decide`.
+pub fn compile_feature_rule(
+    v: &Value<'_>,
+    path: &str,
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<crate::engine::Rule, Vec<Fault>> {
+    let files = ModelFiles::default();
+    let mut cx = Ctx {
+        faults: Faults::default(),
+        files: &files,
+        schema,
+        limits,
+        context_keys: Vec::new(),
+        features_used: BTreeSet::new(),
+        leaves: 0,
+        warnings: Vec::new(),
+        trees: trees::TreeFiles::default(),
+    };
+    let rule = rules::compile_rule(&mut cx, v, path, 0).flatten();
+    if !cx.context_keys.is_empty() {
+        cx.faults.push(
+            path,
+            "only features can be tested here: there is no request context",
+        );
+    }
+    match rule {
+        Some(r) if cx.faults.is_empty() => Ok(r),
+        _ => Err(cx.faults.0),
+    }
+}
+
 fn read_challenger(f: &mut Faults, v: &Value<'_>, files: &ModelFiles) -> Option<ChallengerSpec> {
     let obj = f.object(v, "challenger", CHALLENGER_KEYS)?;
     let path = f
