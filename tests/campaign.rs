@@ -877,6 +877,165 @@ fn channel_faults_are_named_with_their_path() {
     assert!(!cfg.out.exists(), "a refused shard writes nothing");
 }
 
+/// Milliseconds of an RFC 3339 time.
+fn at(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339(rfc3339)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The small base with a `tz` text column: Berlin, New York, none, and a name no database
+/// knows, in turn.
+fn base_with_zones(tag: &str, customers: usize) -> Base {
+    let base = Base::new(tag, customers);
+    let zones = ["Europe/Berlin", "America/New_York", "", "Mars/Olympus"];
+    let csv: String = small_csv(customers)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match i {
+            0 => format!("{line},tz\n"),
+            i => format!("{line},{}\n", zones[(i - 1) % 4]),
+        })
+        .collect();
+    std::fs::write(base.path("features.csv"), csv).unwrap();
+    base
+}
+
+fn zone_of(customer: &str) -> &'static str {
+    let i: usize = customer[1..].parse().unwrap();
+    ["Europe/Berlin", "America/New_York", "", "Mars/Olympus"][i % 4]
+}
+
+/// Every row's `send_at` is the earliest time inside its customer's local window, in UTC:
+/// across Berlin's October change, in New York's own hours, in the default zone for a
+/// customer without one or with an unknown one (counted in the summary).
+#[test]
+fn send_times_follow_each_customers_time_zone_across_the_change() {
+    let base = base_with_zones("cmp-send", 40);
+    let doc = json!({"name": "window", "channel": "sms", "placement": "sms_campaign",
+        "send_window": {"from": "09:00", "to": "20:00",
+                        "days": ["mon", "tue", "wed", "thu", "fri", "sat"],
+                        "time_zone": {"feature": "tz"}, "default_time_zone": "Europe/Berlin"}});
+    // Saturday 24 October 2026, 21:00 in Berlin (CEST), 15:00 in New York (EDT).
+    let run = base.run(&doc, "window", at("2026-10-24T19:00:00Z"));
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    assert_eq!(r.headers().unwrap().iter().next_back(), Some("send_at"));
+    let mut unknown = 0;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let expected = match zone_of(&rec[0]) {
+            // Sunday is closed; Monday 09:00 is CET (UTC+1) after the change.
+            "America/New_York" => "2026-10-24T19:00:00Z",
+            "Mars/Olympus" => {
+                unknown += 1;
+                "2026-10-26T08:00:00Z"
+            }
+            _ => "2026-10-26T08:00:00Z",
+        };
+        assert_eq!(&rec[14], expected, "{}", &rec[0]);
+    }
+    assert!(unknown > 0);
+    assert_eq!(run.summary.unknown_time_zones["Mars/Olympus"], unknown);
+    // The same inputs, the same bytes.
+    let again = base.run(&doc, "window-again", at("2026-10-24T19:00:00Z"));
+    assert_eq!(run.csv(), again.csv());
+}
+
+/// A frequency cap over `calendar_week` counts from Monday 00:00 in each customer's zone: at
+/// 02:00 UTC on Monday 26 October, Berlin's week has begun (last week's contact no longer
+/// counts) and New York's has not (it still does); a rolling 7 days counts it for both.
+#[test]
+fn a_calendar_week_frequency_cap_starts_on_the_customers_monday() {
+    let base = base_with_zones("cmp-week", 40);
+    let first = json!({"name": "first", "channel": "sms", "placement": "sms_campaign",
+                       "capacity": {"max_contacts": 20}});
+    let sent = base.run(&first, "first", at("2026-10-23T12:00:00Z"));
+    let data_dir = base.path("data");
+    commit::commit(
+        &sent.out,
+        &Target::Direct { data_dir },
+        at("2026-10-23T12:00:00Z"),
+    )
+    .unwrap();
+    let window = json!({"from": "09:00", "to": "20:00", "time_zone": {"feature": "tz"},
+                        "default_time_zone": "Europe/Berlin"});
+    let monday = at("2026-10-26T02:00:00Z");
+    let weekly = json!({"name": "weekly", "channel": "sms", "placement": "sms_campaign",
+        "send_window": window,
+        "frequency": {"max_contacts": 1, "window": "calendar_week", "channels": ["sms"]}});
+    let run = base.run(&weekly, "weekly", monday);
+    let chosen = run.customers();
+    for c in sent.customers() {
+        let new_york = zone_of(&c) == "America/New_York";
+        assert_eq!(chosen.contains(&c), !new_york, "{c} ({})", zone_of(&c));
+    }
+    let mut rolling = weekly.clone();
+    rolling["frequency"] = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms"]});
+    let run = base.run(&rolling, "rolling", monday);
+    assert!(run.customers().is_disjoint(&sent.customers()));
+    assert!(!run.customers().is_empty());
+}
+
+/// Send-window and time-zone faults, each with its path.
+#[test]
+fn send_window_faults_are_named_with_their_path() {
+    let base = base_with_zones("cmp-send-faults", 8);
+    let doc = json!({"name": "w", "channel": "sms", "placement": "sms_campaign",
+        "send_window": {"from": "20:00", "to": "09:00", "days": [],
+                        "default_time_zone": "Europe/Berlinn"}});
+    let file = base.write_campaign("w", &doc);
+    let faults = campaign::check(&file, None, None).unwrap_err().faults();
+    for (path, needle) in [
+        (
+            "send_window",
+            "the send window is empty: `from` must be before `to`",
+        ),
+        ("send_window.days", "must not be empty"),
+        (
+            "send_window.default_time_zone",
+            "unknown time zone `Europe/Berlinn`",
+        ),
+    ] {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+    let doc = json!({"name": "w", "channel": "sms",
+        "frequency": {"max_contacts": 1, "window": "calendar_week"}});
+    let file = base.write_campaign("w", &doc);
+    let faults = campaign::check(&file, None, None).unwrap_err().faults();
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    assert_eq!(faults[0].path, "frequency.window");
+    assert!(
+        faults[0].message.contains("give `send_window`"),
+        "{faults:#?}"
+    );
+    for (feature, needle) in [("nope", "unknown feature `nope`"), ("x", "a number column")] {
+        let doc = json!({"name": "w", "channel": "sms", "placement": "sms_campaign",
+            "send_window": {"from": "09:00", "to": "20:00", "time_zone": {"feature": feature},
+                            "default_time_zone": "Europe/Berlin"}});
+        let file = base.write_campaign("w", &doc);
+        let faults = campaign::check(
+            &file,
+            Some(&base.path("model.json")),
+            Some(&base.path("features.csv")),
+        )
+        .unwrap_err()
+        .faults();
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == "send_window.time_zone.feature" && f.message.contains(needle)),
+            "{faults:#?}"
+        );
+    }
+}
+
 #[test]
 fn parquet_and_csv_snapshots_give_identical_lists() {
     use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
@@ -1262,10 +1421,11 @@ fn run_shards(base: &Base, campaign: &Path, tag: &str, count: u32, now: i64) -> 
 
 /// A merge of 1, 3 and 8 shards writes the list, the control group and the summary exactly as
 /// one machine does: with offer and category limits (every pair kept) and with a capacity only
-/// (each customer's best pairs kept), both with a control group and ties broken by row.
+/// (each customer's best pairs kept) and a send window (the shards carry each customer's
+/// time zone), both with a control group and ties broken by row.
 #[test]
 fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
-    let base = Base::new("cmp-shards", 600);
+    let base = base_with_zones("cmp-shards", 600);
     let mut limited = sms("limited");
     limited["max_offers_per_customer"] = json!(2);
     limited["capacity"] = json!({"max_contacts": 150});
@@ -1275,6 +1435,9 @@ fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
     let mut capacity = sms("capacity");
     capacity["capacity"] = json!({"max_contacts": 120});
     capacity["control_group"] = json!({"share": 0.2, "salt": "t"});
+    // Each customer's send time in their zone: the shards carry the zone names.
+    capacity["send_window"] = json!({"from": "09:00", "to": "20:00", "days": ["mon", "sat"],
+        "time_zone": {"feature": "tz"}, "default_time_zone": "Asia/Tokyo"});
     for doc in [limited, capacity] {
         let name = doc["name"].as_str().unwrap().to_owned();
         let file = base.write_campaign(&name, &doc);

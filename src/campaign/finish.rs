@@ -13,6 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::allocate::{self, Allocation, Limits};
 use super::output::{self, Content, Row, Summary};
 use super::select::{Pair, Tally};
+use super::send;
 use super::spec::{CampaignSpec, ChannelSpec, Per};
 use super::CampaignError;
 use crate::contact::attribution;
@@ -154,6 +155,8 @@ pub enum Customers<'a> {
         ids: HashMap<u32, Box<str>>,
         /// A pair's value for its customer.
         values: HashMap<(u32, u16), f64>,
+        /// Customers' time-zone names by snapshot row (with a send window).
+        zones: HashMap<u32, Box<str>>,
     },
 }
 
@@ -174,6 +177,19 @@ impl Customers<'_> {
             Customers::Listed { values, .. } => {
                 values.get(&(p.row, p.offer)).copied().unwrap_or(0.0)
             }
+        }
+    }
+
+    /// The customer's time-zone name, read from the send window's `time_zone` feature.
+    pub fn zone_name(&self, info: &RunInfo, row: u32) -> Option<&str> {
+        match self {
+            Customers::Snapshot(f, _) => {
+                let name = info.spec.send_window.as_ref()?.zone_feature.as_deref()?;
+                let col = f.column(name)?;
+                let cell = *f.row_at(row as usize)?.get(col)?;
+                f.dictionary(col)?.value_of(cell)
+            }
+            Customers::Listed { zones, .. } => zones.get(&row).map(|z| &**z),
         }
     }
 
@@ -203,6 +219,8 @@ struct Written {
     conversions: f64,
     value: f64,
     per_offer_conversions: Vec<f64>,
+    /// Rows sent in the default time zone as their own is unknown, by the name given.
+    unknown_zones: BTreeMap<String, u64>,
 }
 
 /// Allocates over `candidates` (as [`allocate::candidates`] leaves them), writes the list, the
@@ -253,7 +271,13 @@ fn write(
 ) -> Result<Written, CampaignError> {
     let offer_ids = &info.offer_ids;
     let channels = info.spec.channel_list();
-    let mut writer = output::ListWriter::create(out, others.is_some())?;
+    let mut writer = output::ListWriter::create(
+        out,
+        output::Extra {
+            send_at: info.spec.send_window.is_some(),
+            not_chosen: others.is_some(),
+        },
+    )?;
     let mut not_chosen = String::new();
     let mut ranks: HashMap<u32, u32> = HashMap::with_capacity(alloc.selected.len());
     let mut w = Written {
@@ -262,7 +286,12 @@ fn write(
         conversions: 0.0,
         value: 0.0,
         per_offer_conversions: vec![0.0; offer_ids.len()],
+        unknown_zones: BTreeMap::new(),
     };
+    let window = info.spec.send_window.as_ref();
+    let mut zones = window
+        .map(|w| send::Zones::new(send::zone(&w.default_time_zone).unwrap_or(chrono_tz::Tz::UTC)));
+    let mut send_at = String::new();
     for p in &alloc.selected {
         let Some(id) = customers.id(p.row) else {
             continue;
@@ -277,6 +306,13 @@ fn write(
         let offer = &v.offers[p.offer as usize];
         if let Some(o) = others {
             o.reasons(p, &channels, customers, &mut not_chosen);
+        }
+        if let (Some(w), Some(z)) = (window, zones.as_mut()) {
+            let tz = z.of(customers.zone_name(info, p.row));
+            send_at = w
+                .earliest(tz, info.now_ms)
+                .map(send::format_utc)
+                .unwrap_or_default();
         }
         writer.push(&Row {
             customer_id: id,
@@ -294,12 +330,23 @@ fn write(
             variant: &v.variant,
             content: offer.content_on(p.channel),
             not_chosen: &not_chosen,
+            send_at: &send_at,
         })?;
         w.conversions += p.propensity;
         w.value += p.propensity * customers.value(info, p);
         w.per_offer_conversions[p.offer as usize] += p.propensity;
     }
     w.rows = writer.finish()?;
+    if let Some(z) = zones {
+        w.unknown_zones = z
+            .unknown
+            .into_iter()
+            .map(|(k, v)| (k.into_string(), v))
+            .collect();
+        if !w.unknown_zones.is_empty() {
+            tracing::warn!(zones = ?w.unknown_zones, "unknown time zones: those rows are sent in the default time zone");
+        }
+    }
     output::write_control(
         out,
         control.iter().filter_map(|p| {
@@ -411,6 +458,7 @@ fn summary(
         },
         capacity: spec.capacity.map(|c| capacity_use(c, info.channel_used)),
         channels: channel_summaries(info, alloc),
+        unknown_time_zones: written.unknown_zones.clone(),
         expected_conversions: written.conversions,
         expected_value: written.value,
         shadow_prices: shadow_prices(info, alloc),

@@ -27,6 +27,7 @@ pub mod output;
 pub mod plan;
 mod run;
 pub mod select;
+pub mod send;
 pub mod shard;
 pub mod spec;
 
@@ -157,6 +158,9 @@ fn check_models(
     };
     if let Some(store) = &store {
         if let Err(f) = plan::reach_rules(spec, store) {
+            faults.extend(f);
+        }
+        if let Err(f) = plan::zone_column(spec, store) {
             faults.extend(f);
         }
     }

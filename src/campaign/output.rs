@@ -88,6 +88,17 @@ pub struct Row<'a> {
     /// With several channels: why each other channel was not chosen (see
     /// [`NOT_CHOSEN`]); written only then.
     pub not_chosen: &'a str,
+    /// With a send window: the earliest allowed send time (UTC); written only then.
+    pub send_at: &'a str,
+}
+
+/// The columns a list adds to [`COLUMNS`] when the campaign asks, in this order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra {
+    /// `send_at`: the campaign has a send window.
+    pub send_at: bool,
+    /// [`NOT_CHOSEN`]: the campaign lists several channels.
+    pub not_chosen: bool,
 }
 
 /// The column a list over several channels adds: `email:lower_score;push:unreachable`.
@@ -133,7 +144,9 @@ pub struct ListWriter {
     score: Float64Builder,
     propensity: Float64Builder,
     pending: usize,
-    /// Whether the list has the [`NOT_CHOSEN`] column.
+    /// The `send_at` column, when written.
+    send_at: Option<StringBuilder>,
+    /// The [`NOT_CHOSEN`] column, when written.
     not_chosen: Option<StringBuilder>,
     /// Rows written.
     pub rows: u64,
@@ -143,14 +156,17 @@ pub struct ListWriter {
 const STRING_COLUMNS: usize = 11;
 
 impl ListWriter {
-    /// Creates both files in `dir`; `not_chosen` adds the [`NOT_CHOSEN`] column last.
-    pub fn create(dir: &Path, not_chosen: bool) -> Result<Self, OutputError> {
+    /// Creates both files in `dir`, with the [`Extra`] columns last.
+    pub fn create(dir: &Path, extra: Extra) -> Result<Self, OutputError> {
         let csv_path = dir.join(LIST_CSV);
         let mut csv = csv::Writer::from_writer(BufWriter::new(
             File::create(&csv_path).map_err(io(&csv_path))?,
         ));
         let mut columns = COLUMNS.to_vec();
-        if not_chosen {
+        if extra.send_at {
+            columns.push("send_at");
+        }
+        if extra.not_chosen {
             columns.push(NOT_CHOSEN);
         }
         csv.write_record(&columns)?;
@@ -182,7 +198,8 @@ impl ListWriter {
             score: Float64Builder::new(),
             propensity: Float64Builder::new(),
             pending: 0,
-            not_chosen: not_chosen.then(StringBuilder::new),
+            send_at: extra.send_at.then(StringBuilder::new),
+            not_chosen: extra.not_chosen.then(StringBuilder::new),
             rows: 0,
         })
     }
@@ -214,6 +231,10 @@ impl ListWriter {
         self.csv.write_field(prop.format(r.propensity))?;
         for f in &strings[3..] {
             self.csv.write_field(f)?;
+        }
+        if let Some(b) = &mut self.send_at {
+            self.csv.write_field(r.send_at)?;
+            b.append_value(r.send_at);
         }
         if let Some(b) = &mut self.not_chosen {
             self.csv.write_field(r.not_chosen)?;
@@ -249,6 +270,9 @@ impl ListWriter {
         columns.push(Arc::new(self.score.finish()));
         columns.push(Arc::new(self.propensity.finish()));
         columns.extend(rest);
+        if let Some(b) = &mut self.send_at {
+            columns.push(Arc::new(b.finish()));
+        }
         if let Some(b) = &mut self.not_chosen {
             columns.push(Arc::new(b.finish()));
         }
@@ -398,6 +422,10 @@ pub struct Summary {
     /// With several channels: each, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub channels: BTreeMap<String, ChannelSummary>,
+    /// With a send window: rows sent in the default time zone because the database does
+    /// not know their customer's, by the name the snapshot gives.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown_time_zones: BTreeMap<String, u64>,
 }
 
 /// One variant's share of a champion/challenger campaign.
@@ -478,6 +506,13 @@ pub fn table(s: &Summary) -> String {
             &mut t,
             "  reachable on no channel",
             h.unreachable.to_string(),
+        );
+    }
+    for (zone, n) in &s.unknown_time_zones {
+        line(
+            &mut t,
+            &format!("unknown time zone {zone} (default used)"),
+            n.to_string(),
         );
     }
     for (name, c) in &s.channels {

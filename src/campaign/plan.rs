@@ -249,3 +249,32 @@ pub fn reach_rules(
         Err(faults)
     }
 }
+
+/// The snapshot column of the send window's `time_zone` feature (`None` without one), which
+/// must hold names (a text column).
+pub fn zone_column(
+    spec: &CampaignSpec,
+    features: &crate::features::FeatureStore,
+) -> Result<Option<usize>, Vec<Fault>> {
+    let Some(name) = spec
+        .send_window
+        .as_ref()
+        .and_then(|w| w.zone_feature.as_deref())
+    else {
+        return Ok(None);
+    };
+    let path = "send_window.time_zone.feature".to_owned();
+    match features.column(name) {
+        None => Err(vec![Fault {
+            path,
+            message: format!("unknown feature `{name}`"),
+        }]),
+        Some(c) if features.dictionary(c).is_none() => Err(vec![Fault {
+            path,
+            message: format!(
+                "`{name}` is a number column: time zones are IANA names such as `Europe/Berlin`, a text column"
+            ),
+        }]),
+        Some(c) => Ok(Some(c)),
+    }
+}

@@ -190,6 +190,9 @@ impl<'a> Run<'a> {
             faults.extend(f);
             Vec::new()
         });
+        if let Err(f) = plan::zone_column(spec, features) {
+            faults.extend(f);
+        }
         if !faults.is_empty() {
             return Err(CampaignError::Plan(faults));
         }
@@ -224,10 +227,10 @@ impl<'a> Run<'a> {
                 .max()
                 .unwrap_or(0),
             outbound_channels: spec.frequency.as_ref().map_or(&[], |f| &f.channels),
-            frequency_window_ms: spec
-                .frequency
-                .as_ref()
-                .map_or(0, |f| i64::from(f.window_days) * day),
+            // A calendar week starts at most 7 days and a zone's offset before now.
+            frequency_window_ms: spec.frequency.as_ref().map_or(0, |f| {
+                i64::from(f.window_days + u32::from(f.calendar_week)) * day
+            }),
             channels: &channels,
             memory_bytes: cfg.contact_memory_bytes,
         };

@@ -333,7 +333,10 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     }
     out.tally.eligible += 1;
     if let (Some(f), false) = (&inp.spec.frequency, inp.spec.transactional) {
-        let since = inp.now_ms - i64::from(f.window_days) * engine::policy::DAY_MS;
+        let since = match (&inp.spec.send_window, f.calendar_week) {
+            (Some(w), true) => super::send::week_start(customer_zone(inp, w, row), inp.now_ms),
+            _ => inp.now_ms - i64::from(f.window_days) * engine::policy::DAY_MS,
+        };
         if inp.past.outbound_since(id, since) >= f.max_contacts {
             out.tally.frequency += 1;
             return;
@@ -360,6 +363,19 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         (inp.spec.max_offers_per_customer as usize).min(buf.len())
     };
     out.pairs.extend_from_slice(&buf[..keep]);
+}
+
+/// The customer's time zone: their send window's `time_zone` feature, else its default.
+fn customer_zone(inp: &Inputs<'_>, w: &super::send::SendWindow, row: usize) -> chrono_tz::Tz {
+    let f = inp.features;
+    let named = w.zone_feature.as_deref().and_then(|name| {
+        let col = f.column(name)?;
+        let cell = *f.row_at(row)?.get(col)?;
+        super::send::zone(f.dictionary(col)?.value_of(cell)?)
+    });
+    named
+        .or_else(|| super::send::zone(&w.default_time_zone))
+        .unwrap_or(chrono_tz::Tz::UTC)
 }
 
 /// The decision request for one channel's placement.

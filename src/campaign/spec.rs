@@ -2,7 +2,7 @@
 //! exact path, all at once, through the model's own [`Faults`] reader.
 //!
 //! Validation has two halves. [`parse`] checks the file on its own (fields, types, ranges,
-//! minimums against maximums and capacity, suppression files that exist); [`Plan::resolve`]
+//! minimums against maximums and capacity, suppression files that exist); [`super::plan::Plan::resolve`]
 //! checks it against a compiled model (the channel, placement, offers and categories it names).
 //! `nextbest campaign check` reports both halves' faults together. Nothing here decides or
 //! touches the event log.
@@ -17,14 +17,23 @@
 //!  "frequency": {"max_contacts": 2, "window_days": 7, "channels": ["sms", "email", "push"]},
 //!  "suppression": ["optouts.txt"],
 //!  "control_group": {"share": 0.1, "salt": "dec-2026"},
+//!  "send_window": {"from": "09:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"],
+//!                  "time_zone": {"feature": "tz"}, "default_time_zone": "Europe/Berlin"},
 //!  "transactional": false}
 //! ```
+//!
+//! Several channels in one list replace `channel`, `placement` and `capacity` with
+//! `"channels": {"sms": {"placement": "sms_campaign", "max_contacts": 50000, "per": "day"},
+//! "email": {"placement": "email_campaign", "reachable": {"feature": "email_opt_in", "op": "eq",
+//! "value": 1}}}`; a frequency cap may count the customer's calendar week
+//! (`"window": "calendar_week"`) instead of `window_days`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use simd_json::prelude::*;
 
+use super::send::{self, SendWindow};
 use crate::engine::MAX_LIMIT;
 use crate::model::walk::{index, join, Faults, Value};
 use crate::model::Fault;
@@ -49,6 +58,7 @@ const TOP_KEYS: &[&str] = &[
     "suppression",
     "control_group",
     "transactional",
+    "send_window",
 ];
 
 /// The period a channel's capacity is counted over, looking back from the run.
@@ -89,13 +99,18 @@ pub struct OfferLimit {
     pub max: Option<u64>,
 }
 
-/// "At most N contacts in W days" across outbound channels, on top of the model's policies.
+/// "At most N contacts in W days" (or in the customer's calendar week) across outbound
+/// channels, on top of the model's policies.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Frequency {
     /// Most contacts in the window, this campaign's included.
     pub max_contacts: u32,
-    /// Window in days.
+    /// Window in days (7 for a calendar week).
     pub window_days: u32,
+    /// The window is the customer's calendar week so far (from Monday 00:00 in their time
+    /// zone), not the last `window_days` days.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub calendar_week: bool,
     /// Channels whose impressions count.
     pub channels: Vec<String>,
 }
@@ -157,6 +172,9 @@ pub struct CampaignSpec {
     pub control_group: Option<ControlGroup>,
     /// Bypasses frequency caps (never suppression): a bill, a fraud alert.
     pub transactional: bool,
+    /// When customers may be contacted, in their own time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_window: Option<SendWindow>,
 }
 
 impl CampaignSpec {
@@ -334,6 +352,15 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
         None => Some(Vec::new()),
     };
     let control = top.get("control_group").map(|v| read_control(f, v));
+    let send_window = top.get("send_window").map(|v| send::read(f, v));
+    if let (Some(Some(fr)), None) = (&frequency, &send_window) {
+        if fr.calendar_week {
+            f.push(
+                "frequency.window",
+                "`calendar_week` is counted in each customer's time zone: give `send_window` (its `time_zone` and `default_time_zone`)",
+            );
+        }
+    }
     let transactional = match top.get("transactional") {
         Some(v) => match v.as_bool() {
             Some(b) => Some(b),
@@ -405,6 +432,7 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
         suppression: suppression.unwrap_or_default(),
         control_group: control.flatten(),
         transactional: transactional.unwrap_or(false),
+        send_window: send_window.flatten(),
     })
 }
 
@@ -567,13 +595,41 @@ fn read_category_limits(f: &mut Faults, v: &Value<'_>) -> Option<BTreeMap<String
 }
 
 fn read_frequency(f: &mut Faults, v: &Value<'_>) -> Option<Frequency> {
-    let obj = f.object(v, "frequency", &["max_contacts", "window_days", "channels"])?;
+    let obj = f.object(
+        v,
+        "frequency",
+        &["max_contacts", "window_days", "window", "channels"],
+    )?;
     let max = f
         .req(obj, "max_contacts", "frequency")
         .and_then(|v| f.integer_in(v, "frequency.max_contacts", 1, 256));
-    let days = f
-        .req(obj, "window_days", "frequency")
-        .and_then(|v| f.integer_in(v, "frequency.window_days", 1, 366));
+    let (days, calendar_week) = match (obj.get("window_days"), obj.get("window")) {
+        (Some(v), None) => (f.integer_in(v, "frequency.window_days", 1, 366), false),
+        (None, Some(w)) => match w.as_str() {
+            Some("calendar_week") => (Some(7), true),
+            _ => {
+                f.push(
+                    "frequency.window",
+                    "expected `calendar_week` (or give `window_days` for rolling days)",
+                );
+                (None, false)
+            }
+        },
+        (Some(_), Some(_)) => {
+            f.push(
+                "frequency.window",
+                "give `window_days` or `window`, not both",
+            );
+            (None, false)
+        }
+        (None, None) => {
+            f.push(
+                "frequency.window_days",
+                "missing field (or `window`: `calendar_week`)",
+            );
+            (None, false)
+        }
+    };
     let channels = match obj.get("channels") {
         Some(v) => f
             .string_list(v, "frequency.channels", 64)
@@ -583,6 +639,7 @@ fn read_frequency(f: &mut Faults, v: &Value<'_>) -> Option<Frequency> {
     Some(Frequency {
         max_contacts: max? as u32,
         window_days: days? as u32,
+        calendar_week,
         channels: channels?,
     })
 }
