@@ -427,6 +427,7 @@ fn summary(
                 selected: alloc.per_offer[k],
                 min: spec.offer_limits.get(id).map(|l| l.min).filter(|&m| m > 0),
                 expected_conversions: written.per_offer_conversions[k],
+                value: champion.offers[k].value,
             },
         );
     }

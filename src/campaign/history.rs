@@ -112,16 +112,12 @@ impl PastContacts {
     /// counted.
     pub fn read(dir: &Path, c: &Counting<'_>, now_ms: i64) -> Result<Self, LogError> {
         let mut past = PastContacts::empty(c);
-        if dir.exists() {
-            let mut events = 0;
-            past.segments = log::read_all(dir, |payload| {
-                if let Ok(e) = Event::decode(payload) {
-                    events += 1;
-                    past.applier.apply(&e, Origin::Replay, now_ms);
-                }
-            })?;
-            past.events = events;
-        }
+        let mut events = 0;
+        past.segments = each_event(dir, |e| {
+            events += 1;
+            past.applier.apply(e, Origin::Replay, now_ms);
+        })?;
+        past.events = events;
         past.settle();
         Ok(past)
     }
@@ -181,6 +177,19 @@ impl PastContacts {
             (v.len() - v.partition_point(|&t| t <= since_ms)) as u32
         })
     }
+}
+
+/// Every event of `dir`'s log in log order, read as [`PastContacts::read`] reads them (a
+/// missing folder has none; damage and a torn tail are stepped over); the segments read.
+pub fn each_event(dir: &Path, mut f: impl FnMut(&Event<'_>)) -> Result<usize, LogError> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    log::read_all(dir, |payload| {
+        if let Ok(e) = Event::decode(payload) {
+            f(&e);
+        }
+    })
 }
 
 fn state_config(c: &Counting<'_>) -> StateConfig {

@@ -11,7 +11,8 @@
 //! the list (CSV, Parquet), the control group and the summary with its shadow prices, through
 //! [`output`]. A sharded run writes its candidates instead, and [`merge`] finishes the run from
 //! all shards. [`commit`] later records the sent list as impressions, so inbound caps,
-//! cool-downs and the next campaign see them.
+//! cool-downs and the next campaign see them, and [`report`] compares the targets' outcomes
+//! with the control group's.
 //!
 //! This module must not change how a decision is made (it calls `engine::decide` as is), write
 //! the event log other than through [`commit`], or serve HTTP.
@@ -25,6 +26,7 @@ pub mod history;
 mod limits;
 pub mod output;
 pub mod plan;
+pub mod report;
 mod run;
 pub mod select;
 pub mod send;

@@ -335,6 +335,9 @@ pub struct OfferSummary {
     pub min: Option<u64>,
     /// Expected conversions (sum of propensities).
     pub expected_conversions: f64,
+    /// The offer's value in the champion (what `campaign report` counts a conversion as).
+    #[serde(default)]
+    pub value: f64,
 }
 
 /// Why eligible or scanned customers were not selected.
