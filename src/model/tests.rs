@@ -580,3 +580,4 @@ fn a_name_on_a_group_says_where_names_belong() {
 }
 
 mod adaptive;
+mod content;

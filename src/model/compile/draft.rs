@@ -15,6 +15,8 @@ pub(super) struct PlacementDraft {
     pub(super) priority: u8,
     /// Share of decisions that explore.
     pub(super) exploration: f64,
+    /// Most segments of an SMS body shown here (on its `sms` channel).
+    pub(super) max_sms_segments: Option<u32>,
 }
 
 /// Everything read from the document before channels are numbered.

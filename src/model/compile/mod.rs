@@ -29,9 +29,12 @@ use super::{
 };
 use crate::engine::{Arbitration, CompiledModel, MAX_CONTEXT_KEYS};
 
+#[cfg(test)]
+pub(crate) use content::sms_segments;
 pub(crate) use content::CONTENT_KEYS;
 pub use fallback::compile_builtin;
 pub(crate) use offers::OFFER_KEYS;
+pub(crate) use placements::MAX_SMS_SEGMENTS;
 pub(crate) use rules::LEAF_KEYS;
 
 /// The model document's top-level fields.
@@ -57,6 +60,7 @@ pub(crate) const PLACEMENT_KEYS: &[&str] = &[
     "priority",
     "description",
     "exploration",
+    "max_sms_segments",
 ];
 /// A fallback item's fields.
 pub(crate) const FALLBACK_ITEM_KEYS: &[&str] = &["offer_id", "content"];

@@ -15,6 +15,10 @@ use crate::model::{
     MAX_PLACEMENT_PRIORITY,
 };
 
+/// Most SMS segments a placement may allow (a concatenated SMS of more is rarely delivered
+/// whole).
+pub(crate) const MAX_SMS_SEGMENTS: u64 = 10;
+
 /// Reads the `placements` object; placements with faults are left out.
 pub(super) fn read_placements(
     f: &mut Faults,
@@ -81,8 +85,19 @@ pub(super) fn read_placements(
             Some(v) => read_exploration(f, v, &join(&path, "exploration")),
             None => Some(0.0),
         };
-        if let (Some(channels), Some(limit), Some(priority), Some(exploration)) =
-            (channels, limit, priority, exploration)
+        let max_sms_segments = match p.get("max_sms_segments") {
+            Some(v) => f
+                .integer_in(v, &join(&path, "max_sms_segments"), 1, MAX_SMS_SEGMENTS)
+                .map(|n| Some(n as u32)),
+            None => Some(None),
+        };
+        if let (
+            Some(channels),
+            Some(limit),
+            Some(priority),
+            Some(exploration),
+            Some(max_sms_segments),
+        ) = (channels, limit, priority, exploration, max_sms_segments)
         {
             out.insert(
                 name.to_owned(),
@@ -91,6 +106,7 @@ pub(super) fn read_placements(
                     limit,
                     priority,
                     exploration,
+                    max_sms_segments,
                 },
             );
         }
