@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod binary;
+#[cfg(feature = "offline")]
+pub mod campaign;
 pub mod redis;
 
 use std::net::SocketAddr;
