@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::{json, Value};
 
 use nextbest::campaign::commit::{self, Target};
-use nextbest::campaign::RunConfig;
+use nextbest::campaign::{self, RunConfig};
 use support::campaign::*;
 use support::{demo_dir, post_json, TempDir};
 
@@ -344,4 +344,68 @@ async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
     assert!(!third.customers().contains(&y), "{y} reached the sales cap");
     assert!(third.summary.held_out.contact_policy["policies.sales_cap"] >= 1);
     srv.stop().await;
+}
+
+/// A capacity per `calendar_day` counts from midnight in the campaign's time zone (its send
+/// window's `default_time_zone`): a run at 09:00 the next morning has the whole quota again,
+/// while a rolling `day` (the last 24 hours) still counts last evening's sends, and so do a
+/// calendar and a rolling week. The day is Berlin's, not UTC's: at 00:30 in Berlin the quota
+/// is back, at 23:30 it is not. Without a send window, a calendar period is refused.
+#[test]
+fn a_calendar_day_capacity_starts_again_at_local_midnight() {
+    let base = Base::new("cmp-calendar", 300);
+    let mut first = sms("evening");
+    first["capacity"] = json!({"max_contacts": 50, "per": "calendar_day"});
+    first["send_window"] = json!({"from": "08:00", "to": "22:00",
+                                  "default_time_zone": "Europe/Berlin"});
+    // Tuesday 1 December 2026, 19:00 in Berlin (CET, UTC+1).
+    let evening = at("2026-12-01T18:00:00Z");
+    let sent = base.run(&first, "evening", evening);
+    assert_eq!(sent.rows.len(), 50);
+    let data_dir = base.path("data");
+    commit::commit(&sent.out, &Target::Direct { data_dir }, evening).unwrap();
+
+    let used = |per: &str, now: i64| {
+        let mut doc = first.clone();
+        let name = format!("{per}-{now}");
+        doc["name"] = json!(name.replace('_', "-"));
+        doc["capacity"]["per"] = json!(per);
+        let run = base.run(&doc, &name, now);
+        let cap = run.summary.capacity.clone().unwrap();
+        assert_eq!(cap.per, per);
+        (cap.used_before, cap.available, run.rows.len())
+    };
+    // Wednesday 09:00 in Berlin, 14 hours later.
+    let morning = at("2026-12-02T08:00:00Z");
+    assert_eq!(used("calendar_day", morning), (0, 50, 50));
+    assert_eq!(used("day", morning), (50, 0, 0));
+    assert_eq!(used("calendar_week", morning), (50, 0, 0));
+    assert_eq!(used("week", morning), (50, 0, 0));
+    // 00:30 on Wednesday in Berlin is still Tuesday in UTC; 23:30 on Tuesday is the same day.
+    assert_eq!(
+        used("calendar_day", at("2026-12-01T23:30:00Z")),
+        (0, 50, 50)
+    );
+    assert_eq!(used("calendar_day", at("2026-12-01T22:30:00Z")), (50, 0, 0));
+    // The calendar week starts again on Monday 7 December, 00:00 in Berlin.
+    assert_eq!(
+        used("calendar_week", at("2026-12-06T22:30:00Z")),
+        (50, 0, 0)
+    );
+    assert_eq!(
+        used("calendar_week", at("2026-12-06T23:30:00Z")),
+        (0, 50, 50)
+    );
+
+    let mut no_zone = first.clone();
+    no_zone.as_object_mut().unwrap().remove("send_window");
+    let file = base.write_campaign("no-zone", &no_zone);
+    let err = campaign::check(&file, None, None).unwrap_err();
+    assert!(
+        err.faults()
+            .iter()
+            .any(|f| f.path == "capacity.per" && f.message.contains("`default_time_zone`")),
+        "{:#?}",
+        err.faults()
+    );
 }

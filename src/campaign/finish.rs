@@ -14,7 +14,7 @@ use super::allocate::{self, Allocation, Limits};
 use super::output::{self, Content, Row, Summary};
 use super::select::{Pair, Tally};
 use super::send;
-use super::spec::{CampaignSpec, ChannelSpec, Per};
+use super::spec::{CampaignSpec, ChannelSpec};
 use super::CampaignError;
 use crate::contact::attribution;
 use crate::engine::policy::stable_hash;
@@ -483,10 +483,7 @@ fn summary(
 fn capacity_use(c: super::spec::Capacity, used_before: u64) -> output::CapacityUse {
     output::CapacityUse {
         max_contacts: c.max_contacts,
-        per: match c.per {
-            Per::Day => "day".into(),
-            Per::Week => "week".into(),
-        },
+        per: c.per.name().into(),
         used_before,
         available: c.max_contacts.saturating_sub(used_before),
     }

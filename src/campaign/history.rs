@@ -30,8 +30,9 @@ pub struct PastContacts {
 
 /// What only campaigns count, subscribed to the events as the live funnel is.
 struct Outbound {
-    /// The campaign's channels with their capacity periods (0: not counted).
-    channels: Vec<(String, i64)>,
+    /// The campaign's channels, each with the first instant its capacity counts from
+    /// (`None`: not counted).
+    channels: Vec<(String, Option<i64>)>,
     outbound_channels: Vec<String>,
     frequency_window_ms: i64,
     counts: Mutex<OutboundCounts>,
@@ -52,8 +53,8 @@ impl Subscriber for Outbound {
         }
         let Some(ch) = e.channel else { return };
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, (name, window_ms)) in self.channels.iter().enumerate() {
-            if *window_ms > 0 && ch == name && e.ts_ms > now_ms - window_ms {
+        for (i, (name, from)) in self.channels.iter().enumerate() {
+            if from.is_some_and(|from| e.ts_ms >= from) && ch == name {
                 if c.channel_used.len() <= i {
                     c.channel_used.resize(self.channels.len(), 0);
                 }
@@ -82,8 +83,9 @@ pub struct Counting<'a> {
     pub outbound_channels: &'a [String],
     /// Frequency window, 0 for none.
     pub frequency_window_ms: i64,
-    /// The campaign's channels, each with its capacity period (0 for none).
-    pub channels: &'a [(String, i64)],
+    /// The campaign's channels, each with the first instant its capacity counts from (`None`
+    /// for no capacity).
+    pub channels: &'a [(String, Option<i64>)],
     /// Memory budget of the rebuilt contact state.
     pub memory_bytes: u64,
 }

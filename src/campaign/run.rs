@@ -214,10 +214,18 @@ impl<'a> Run<'a> {
     fn past_contacts(&self, cfg: &RunConfig) -> Result<history::PastContacts, CampaignError> {
         let spec = self.spec;
         let day = crate::engine::policy::DAY_MS;
-        let channels: Vec<(String, i64)> = spec
+        let zone = spec
+            .send_window
+            .as_ref()
+            .and_then(|w| super::send::zone(&w.default_time_zone))
+            .unwrap_or(chrono_tz::Tz::UTC);
+        let channels: Vec<(String, Option<i64>)> = spec
             .channel_list()
             .into_iter()
-            .map(|c| (c.name, c.capacity.map_or(0, |c| c.per.ms())))
+            .map(|c| {
+                let from = c.capacity.map(|c| c.per.counts_from(self.now_ms, zone));
+                (c.name, from)
+            })
             .collect();
         let counting = history::Counting {
             horizon_ms: self

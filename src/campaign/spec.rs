@@ -26,7 +26,9 @@
 //! `"channels": {"sms": {"placement": "sms_campaign", "max_contacts": 50000, "per": "day"},
 //! "email": {"placement": "email_campaign", "reachable": {"feature": "email_opt_in", "op": "eq",
 //! "value": 1}}}`; a frequency cap may count the customer's calendar week
-//! (`"window": "calendar_week"`) instead of `window_days`.
+//! (`"window": "calendar_week"`) instead of `window_days`, and a capacity's `per` may be
+//! `calendar_day` or `calendar_week` in the campaign's zone (the send window's
+//! `default_time_zone`) instead of the rolling `day` or `week`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,10 @@ use super::send::{self, SendWindow};
 use crate::engine::MAX_LIMIT;
 use crate::model::walk::{index, join, Faults, Value};
 use crate::model::Fault;
+use channels::{read_capacity, read_channels};
+pub use channels::{Capacity, ChannelSpec, Per, MAX_CHANNELS};
+
+mod channels;
 
 /// Largest campaign file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -60,35 +66,6 @@ const TOP_KEYS: &[&str] = &[
     "transactional",
     "send_window",
 ];
-
-/// The period a channel's capacity is counted over, looking back from the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Per {
-    /// The last 24 hours.
-    Day,
-    /// The last 7 days.
-    Week,
-}
-
-impl Per {
-    /// The period in milliseconds.
-    pub fn ms(self) -> i64 {
-        match self {
-            Per::Day => crate::engine::policy::DAY_MS,
-            Per::Week => 7 * crate::engine::policy::DAY_MS,
-        }
-    }
-}
-
-/// How many contacts the channel can take in a period (the SMS gateway's daily volume).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Capacity {
-    /// Most contacts on the channel in the period, earlier campaigns' included.
-    pub max_contacts: u64,
-    /// The period.
-    pub per: Per,
-}
 
 /// An offer's minimum and maximum number of customers in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -123,24 +100,6 @@ pub struct ControlGroup {
     /// Salt of the stable hash: the same salt holds out the same customers on every run.
     pub salt: String,
 }
-
-/// One channel of a campaign that lists several (`channels`): its placement, capacity and who
-/// can be reached on it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChannelSpec {
-    /// The model's channel.
-    pub name: String,
-    /// The placement decided for on it; `None` means the channel's only placement.
-    pub placement: Option<String>,
-    /// Its capacity.
-    pub capacity: Option<Capacity>,
-    /// Who can be reached on it: a rule on the snapshot's features, compiled as an offer's
-    /// eligibility is (`None`: everyone).
-    pub reachable: Option<serde_json::Value>,
-}
-
-/// Most channels one campaign lists.
-pub const MAX_CHANNELS: usize = 8;
 
 /// A campaign file, checked on its own.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -353,6 +312,9 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
     };
     let control = top.get("control_group").map(|v| read_control(f, v));
     let send_window = top.get("send_window").map(|v| send::read(f, v));
+    if send_window.is_none() {
+        channels::calendar_needs_zone(f, &capacity, &channels);
+    }
     if let (Some(Some(fr)), None) = (&frequency, &send_window) {
         if fr.calendar_week {
             f.push(
@@ -434,105 +396,6 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
         transactional: transactional.unwrap_or(false),
         send_window: send_window.flatten(),
     })
-}
-
-fn read_capacity(f: &mut Faults, v: &Value<'_>) -> Option<Capacity> {
-    let obj = f.object(v, "capacity", &["max_contacts", "per"])?;
-    capacity_fields(f, obj, "capacity")
-}
-
-/// `max_contacts` (required) and `per` of the object at `path`.
-fn capacity_fields(
-    f: &mut Faults,
-    obj: &simd_json::borrowed::Object<'_>,
-    path: &str,
-) -> Option<Capacity> {
-    let max = f
-        .req(obj, "max_contacts", path)
-        .and_then(|v| f.integer_in(v, &join(path, "max_contacts"), 1, 1 << 40));
-    let per = match obj.get("per") {
-        None => Some(Per::Day),
-        Some(v) => match v.as_str() {
-            Some("day") => Some(Per::Day),
-            Some("week") => Some(Per::Week),
-            _ => {
-                f.push(&join(path, "per"), "expected `day` or `week`");
-                None
-            }
-        },
-    };
-    Some(Capacity {
-        max_contacts: max?,
-        per: per?,
-    })
-}
-
-/// `channels`: by name, each with its placement, capacity and `reachable` rule; sorted by
-/// name, which is also the order ties between channels are broken in.
-fn read_channels(f: &mut Faults, v: &Value<'_>) -> Option<Vec<ChannelSpec>> {
-    let obj = f.map(v, "channels")?;
-    let before = f.0.len();
-    if obj.is_empty() {
-        f.push("channels", "must name at least one channel");
-    }
-    if obj.len() > MAX_CHANNELS {
-        f.push(
-            "channels",
-            format!("{} channels, at most {MAX_CHANNELS}", obj.len()),
-        );
-    }
-    let mut names: Vec<&str> = obj.keys().map(|k| k.as_ref()).collect();
-    names.sort_unstable();
-    let mut out = Vec::new();
-    for name in names {
-        let path = join("channels", name);
-        let Some(o) = obj
-            .get(name)
-            .and_then(|v| f.object(v, &path, &["placement", "max_contacts", "per", "reachable"]))
-        else {
-            continue;
-        };
-        let placement = o.get("placement").map(|v| {
-            f.string(v, &join(&path, "placement"), 128)
-                .map(str::to_owned)
-        });
-        let capacity = match (o.get("max_contacts"), o.get("per")) {
-            (None, None) => Some(None),
-            (None, Some(_)) => {
-                f.push(&join(&path, "per"), "`per` needs `max_contacts`");
-                None
-            }
-            _ => capacity_fields(f, o, &path).map(Some),
-        };
-        let reachable = match o.get("reachable") {
-            None => Some(None),
-            Some(r) if r.is_object() => simd_json::to_string(r)
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .map(Some),
-            Some(_) => {
-                f.push(
-                    &join(&path, "reachable"),
-                    "expected a rule object, such as {\"feature\": \"email_opt_in\", \"op\": \"eq\", \"value\": 1}",
-                );
-                None
-            }
-        };
-        let (Some(placement), Some(capacity), Some(reachable)) = (
-            placement.map_or(Some(None), |p| p.map(Some)),
-            capacity,
-            reachable,
-        ) else {
-            continue;
-        };
-        out.push(ChannelSpec {
-            name: name.to_owned(),
-            placement,
-            capacity,
-            reachable,
-        });
-    }
-    (f.0.len() == before).then_some(out)
 }
 
 fn read_offer_limits(f: &mut Faults, v: &Value<'_>) -> Option<BTreeMap<String, OfferLimit>> {
