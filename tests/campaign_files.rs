@@ -182,6 +182,25 @@ fn channel_faults_are_named_with_their_path() {
         .faults();
     assert_eq!(err[0].path, "channels", "{err:#?}");
     assert!(!cfg.out.exists(), "a refused shard writes nothing");
+
+    // A channel whose placement shows none of the campaign's offers has nothing to send.
+    let mut model = small_model();
+    model["placements"]["email_news"] = json!({"channels": ["email"], "limit": 1});
+    std::fs::write(base.path("model.json"), model.to_string()).unwrap();
+    expect_faults(
+        &json!({"name": "m", "channels": {"sms": {"placement": "sms_campaign"},
+                                          "email": {"placement": "email_news"}}}),
+        true,
+        &[(
+            "channels.email",
+            "no offer of the campaign has content in placement `email_news` on channel `email`",
+        )],
+    );
+    expect_faults(
+        &json!({"name": "m", "channel": "email", "placement": "email_news"}),
+        true,
+        &[("offers", "the campaign has no offer to send")],
+    );
 }
 
 /// Send-window and time-zone faults, each with its path.

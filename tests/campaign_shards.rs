@@ -113,6 +113,17 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
     };
     let mix = |a: &[PathBuf], b: &PathBuf| vec![a[0].clone(), a[1].clone(), b.clone()];
     refused(mix(&good, &later[2]), &["--now", "later-shard-2-of-3"]);
+    // A refused merge into the folder of an earlier list leaves that list as it was.
+    let kept = base.path("kept");
+    campaign::merge(&good, &kept).unwrap();
+    let before: Vec<Vec<u8>> = LIST_FILES
+        .iter()
+        .map(|f| std::fs::read(kept.join(f)).unwrap())
+        .collect();
+    campaign::merge(&mix(&good, &other[2]), &kept).expect_err("must be refused");
+    for (f, bytes) in LIST_FILES.iter().zip(&before) {
+        assert_eq!(&std::fs::read(kept.join(f)).unwrap(), bytes, "{f} changed");
+    }
     refused(mix(&good, &other[2]), &["the campaign", "max_contacts"]);
     refused(mix(&good, &snapshot[2]), &["the snapshot", "snap-2"]);
     refused(mix(&good, &eight[2]), &["the number of shards"]);

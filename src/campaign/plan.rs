@@ -180,6 +180,26 @@ impl Plan {
                 }
             }
         }
+        // Every channel has something to send: an offer of the campaign shown in its
+        // placement, with content on the channel.
+        for (plan, (ch, slot)) in channels.iter().zip(&slots) {
+            let sendable = slot.candidates.iter().any(|&oi| {
+                campaign_offer.get(oi as usize).copied().flatten().is_some()
+                    && model.offers[oi as usize]
+                        .content_json
+                        .get(plan.channel)
+                        .is_some_and(Option::is_some)
+            });
+            if !sendable && !offer_ids.is_empty() {
+                f.push(
+                    &channel_path(spec, ch, ""),
+                    format!(
+                        "no offer of the campaign has content in placement `{}` on channel `{}`: nothing could be sent there",
+                        slot.placement, ch.name
+                    ),
+                );
+            }
+        }
         if spec.offers.is_none() {
             for id in spec.offer_limits.keys() {
                 if !offer_ids.contains(id) {
