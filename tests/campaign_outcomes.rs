@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use serde_json::{json, Value};
 
@@ -11,6 +12,7 @@ use nextbest::campaign;
 use nextbest::campaign::commit::{self, Target};
 use nextbest::campaign::output::Summary;
 use support::campaign::*;
+use support::outcomes;
 use support::TempDir;
 
 /// `campaign report` after simulated outcomes: every third target converts on its offer,
@@ -219,4 +221,71 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
         text.contains(&format!("{b}: oops: unknown field")),
         "{text}"
     );
+}
+
+/// The README's multi-channel demo, line by line: every `$ ` line of its `console` block is
+/// run (the binary from the repository's folder; the outcomes example through the function it
+/// calls), in fresh folders for `/tmp/demo_multi` and `/tmp/demo_data`, and the printed output
+/// must be the block's, byte for byte.
+#[test]
+fn the_readmes_multi_channel_demo_prints_what_the_readme_shows() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("```console\n$ nextbest campaign run models/campaigns/demo_multichannel.json")
+        .expect("the README shows the multi-channel demo");
+    let block = &readme[start + "```console\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let tmp = TempDir::new("cmp-readme");
+    let (out, data) = (tmp.0.join("demo_multi"), tmp.0.join("data"));
+    let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
+    let local = |line: &str| {
+        line.replace("/tmp/demo_multi", out_s)
+            .replace("/tmp/demo_data", data_s)
+    };
+    let mut commands = 0;
+    let mut printed = String::new();
+    let mut expected = String::new();
+    for line in block.lines() {
+        let Some(command) = line.strip_prefix("$ ") else {
+            expected.push_str(line);
+            expected.push('\n');
+            continue;
+        };
+        expected.push_str(line);
+        expected.push('\n');
+        printed.push_str(line);
+        printed.push('\n');
+        commands += 1;
+        let command = local(command);
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let stdout = match words[..] {
+            ["nextbest", ref args @ ..] => {
+                let o = nextbest(args);
+                assert!(
+                    o.status.success(),
+                    "{command}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                String::from_utf8(o.stdout).unwrap()
+            }
+            ["cargo", "run", "-q", "--release", "--example", "campaign_outcomes", "--", dir, "--data-dir", data_dir] =>
+            {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                let s = outcomes::simulate(Path::new(dir), Path::new(data_dir), now).unwrap();
+                format!("{s}\n")
+            }
+            _ => panic!("the README runs a command this test does not know: {command}"),
+        };
+        printed.push_str(
+            &stdout
+                .replace(out_s, "/tmp/demo_multi")
+                .replace(data_s, "/tmp/demo_data"),
+        );
+    }
+    assert_eq!(commands, 4, "run, commit, outcomes, report");
+    assert_eq!(printed, expected);
 }

@@ -176,41 +176,13 @@ pub fn at(rfc3339: &str) -> i64 {
         .as_millis() as i64
 }
 
-/// Writes conversion events `(customer, offer, ts)` into a data folder's log.
+/// Writes conversion events `(customer, offer, ts)` on `sms` into a data folder's log.
 pub fn log_conversions(data_dir: &Path, conversions: &[(String, String, i64)]) {
-    use nextbest::contact::{Clock, ContactConfig, Contacts, Event, EventKind};
-    let contacts = Contacts::open(
-        &ContactConfig {
-            data_dir: Some(data_dir.to_owned()),
-            ..ContactConfig::default()
-        },
-        Clock::system(),
-    )
-    .unwrap();
-    let ids: Vec<String> = (0..conversions.len())
-        .map(|i| format!("conv-{i}"))
-        .collect();
-    let events: Vec<Event<'_>> = conversions
+    let list: Vec<_> = conversions
         .iter()
-        .zip(&ids)
-        .map(|((c, o, ts), id)| Event {
-            kind: EventKind::Conversion,
-            ts_ms: *ts,
-            customer_id: c,
-            offer_id: Some(o),
-            channel: Some("sms"),
-            placement: None,
-            decision_id: None,
-            event_id: Some(id),
-            category: None,
-        })
+        .map(|(c, o, ts)| (c.as_str(), o.as_str(), Some("sms"), *ts))
         .collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(contacts.ingest(&events)).unwrap();
-    contacts.close();
+    super::outcomes::write_conversions(data_dir, &list).unwrap();
 }
 
 /// Runs the real binary from the repository's folder (where the demo's default paths point).
