@@ -86,6 +86,13 @@ pub(super) fn read_placements(
             None => Some(0.0),
         };
         let max_sms_segments = match p.get("max_sms_segments") {
+            Some(_) if channels.as_ref().is_some_and(|c| !c.contains(&"sms")) => {
+                f.push(
+                    &join(&path, "max_sms_segments"),
+                    "only a placement on channel `sms` sends SMS bodies",
+                );
+                None
+            }
             Some(v) => f
                 .integer_in(v, &join(&path, "max_sms_segments"), 1, MAX_SMS_SEGMENTS)
                 .map(|n| Some(n as u32)),

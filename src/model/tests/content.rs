@@ -105,4 +105,11 @@ fn sms_segments_are_counted_in_gsm7_or_ucs2() {
         "placements.sms_campaign.max_sms_segments",
         "whole number from 1",
     );
+    let mut m = outbound(serde_json::json!({"body": "B"}), email(), email());
+    m["placements"]["email_campaign"]["max_sms_segments"] = serde_json::json!(1);
+    refused(
+        &m,
+        "placements.email_campaign.max_sms_segments",
+        "only a placement on channel `sms`",
+    );
 }
