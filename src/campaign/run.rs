@@ -249,11 +249,20 @@ impl<'a> Run<'a> {
         };
         if let Some(fleet) = &cfg.fleet {
             let origin = cfg.data_dir.as_deref().and_then(crate::fleet::origin_of);
-            let n =
-                crate::fleet::read_history(fleet, counting.horizon_ms, origin.as_deref(), |p| {
-                    past.add(p, now_ms)
-                })
-                .map_err(|e| CampaignError::Fleet(e.to_string()))?;
+            // Far enough back for the policies, the frequency window and every capacity period.
+            let capacity_ms = channels
+                .iter()
+                .filter_map(|(_, from)| from.map(|from| now_ms - from))
+                .max()
+                .unwrap_or(0);
+            let horizon_ms = counting
+                .horizon_ms
+                .max(counting.frequency_window_ms)
+                .max(capacity_ms);
+            let n = crate::fleet::read_history(fleet, horizon_ms, origin.as_deref(), |p| {
+                past.add(p, now_ms)
+            })
+            .map_err(|e| CampaignError::Fleet(e.to_string()))?;
             past.settle();
             tracing::info!(events = n, "the fleet's events read from redis");
         }
