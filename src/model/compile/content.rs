@@ -1,8 +1,8 @@
 //! Content as the answer carries it: a content object (`title`, `body`, `image_url`,
 //! `cta_url`) checked for what its channel needs (see [`ContentKind`]; a field a channel does
-//! not need is an empty string in answers), and every piece of JSON the engine copies into answers (content, offer
-//! ids, fallback lists, the model's name) encoded here, one way: serde structs through
-//! [`encode`].
+//! not need is an empty string in answers), and every piece of JSON the engine copies into
+//! answers (content, offer ids, fallback lists, the model's name) encoded here, one way: serde
+//! structs through [`encode`].
 
 use std::collections::BTreeMap;
 
