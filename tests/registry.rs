@@ -359,9 +359,18 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     srv.stop().await;
 }
 
-fn challenger_setup(models: &TempModels, share: f64) -> serde_json::Value {
-    let mut challenger = TempModels::demo_doc("c1");
-    challenger["name"] = json!("demo-challenger");
+/// Publishes `challenger` (the demo as `demo-challenger` when `None`) and returns the demo
+/// champion (version 2) declaring it with `share`.
+fn challenger_setup(
+    models: &TempModels,
+    share: f64,
+    challenger: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let challenger = challenger.unwrap_or_else(|| {
+        let mut c = TempModels::demo_doc("c1");
+        c["name"] = json!("demo-challenger");
+        c
+    });
     models.publish("challenger.json", &serde_json::to_vec(&challenger).unwrap());
     let mut champion = TempModels::demo_doc("2");
     champion["challenger"] = json!({"path": "challenger.json", "share": share, "salt": "exp-nov"});
@@ -373,7 +382,7 @@ async fn challenger_assignment_is_sticky_and_a_share_change_moves_only_the_margi
     let models = TempModels::new("challenger");
     let registry = models.registry();
     let srv = start_registry(registry.clone(), test_config()).await;
-    let doc = challenger_setup(&models, 0.3);
+    let doc = challenger_setup(&models, 0.3, None);
     let r = put_model(srv.admin, &doc).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let m = get(srv.admin, "/admin/models").await.json();
@@ -411,7 +420,7 @@ async fn challenger_assignment_is_sticky_and_a_share_change_moves_only_the_margi
     let share = variant_at_30.iter().filter(|&&c| c).count() as f64 / ids.len() as f64;
     assert!((0.2..0.4).contains(&share), "challenger share {share}");
 
-    let doc = challenger_setup(&models, 0.5);
+    let doc = challenger_setup(&models, 0.5, None);
     assert_eq!(put_model(srv.admin, &doc).await.status, 200);
     let mut moved_in = 0;
     for (id, was) in ids.iter().zip(&variant_at_30) {
@@ -437,6 +446,54 @@ async fn challenger_assignment_is_sticky_and_a_share_change_moves_only_the_margi
         .await["variant"],
         "champion"
     );
+    srv.stop().await;
+}
+
+/// The demo model without its `sms` channel (its placement, the offers' claims and content).
+fn without_sms(mut doc: serde_json::Value) -> serde_json::Value {
+    let placements = doc["placements"].as_object_mut().unwrap();
+    placements.retain(|_, p| p["channels"] != json!(["sms"]));
+    let kept: Vec<String> = placements.keys().cloned().collect();
+    for o in doc["offers"].as_array_mut().unwrap() {
+        o["channels"].as_array_mut().unwrap().retain(|v| v != "sms");
+        o["placements"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|v| kept.iter().any(|k| v == k));
+        o["content"].as_object_mut().unwrap().remove("sms");
+    }
+    if let Some(fb) = doc["fallback"].as_object_mut() {
+        fb.remove("sms");
+    }
+    doc
+}
+
+/// A challenger that cannot serve a channel the champion serves is refused by the admin
+/// upload, as `campaign check` refuses a campaign on that channel: its customers could not
+/// be decided there.
+#[tokio::test]
+async fn a_challenger_without_a_channel_of_the_champion_is_refused() {
+    let models = TempModels::new("challenger-channels");
+    let registry = models.registry();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let mut challenger = without_sms(TempModels::demo_doc("c1"));
+    challenger["name"] = json!("no-sms");
+    let champion = challenger_setup(&models, 0.2, Some(challenger));
+    let r = put_model(srv.admin, &champion).await;
+    r.assert_error(422, "invalid_model");
+    assert_eq!(r.json()["path"], "challenger.path");
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(
+        detail.contains("(challenger `no-sms`)") && detail.contains("no channel `sms`"),
+        "{detail}"
+    );
+    assert_eq!(version_of(&registry), "1");
+    // The same challenger beside a champion without `sms` is accepted.
+    let mut champion = without_sms(TempModels::demo_doc("3"));
+    champion["challenger"] = json!({"path": "challenger.json", "share": 0.2});
+    let r = put_model(srv.admin, &champion).await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(version_of(&registry), "3");
     srv.stop().await;
 }
 

@@ -41,7 +41,7 @@ pub fn candidates(mut pairs: Vec<Pair>, limits: &Limits) -> Vec<Pair> {
     // under limits no larger than these.
     let mut kept = vec![0u64; 2 * keep.len()];
     pairs.retain(|p| {
-        let o = p.offer as usize;
+        let o = limits.slot(p);
         let at = usize::from(p.variant) * keep.len() + o;
         let ok = keep[o].is_none_or(|k| kept[at] < k);
         kept[at] += u64::from(ok);
@@ -110,6 +110,7 @@ pub fn split(limits: &Limits, eligible: &[u64]) -> Vec<Limits> {
             category: limits.category.clone(),
             category_max: category_max.iter().map(|m| m[v]).collect(),
             per_customer: limits.per_customer,
+            channels: limits.channels,
         })
         .collect()
 }
@@ -139,7 +140,7 @@ pub fn allocate_variants(
         }
     }
     let mut out = Allocation {
-        per_offer: vec![0; limits.min.len()],
+        per_offer: vec![0; offer_count(limits)],
         complete: true,
         ..Allocation::default()
     };
@@ -166,8 +167,16 @@ pub fn allocate_variants(
     (out, uses)
 }
 
+/// The campaign's offers (the limits are per (offer, channel) with several channels).
+fn offer_count(limits: &Limits) -> usize {
+    limits.min.len() / limits.channels.max(1) as usize
+}
+
 /// Chooses the best list among `pairs` (as [`candidates`] leaves them) under `limits`.
 pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
+    if limits.channels > 1 {
+        return allocate_channels(pairs, limits);
+    }
     let mut by_customer = pairs;
     by_customer.par_sort_unstable_by(|a, b| a.row.cmp(&b.row).then_with(|| Pair::order(a, b)));
     let offers = limits.min.len();
@@ -195,6 +204,42 @@ pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
     }
     out.selected.par_sort_unstable_by(Pair::order);
     out
+}
+
+/// [`allocate`] over several channels: the flow's offers are the (offer, channel) slots, each
+/// channel's capacity the limited category of its slots, and a customer takes an offer on one
+/// channel at most; the list is the exact best over all channels jointly.
+fn allocate_channels(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
+    let mut slotted: Vec<Pair> = pairs
+        .iter()
+        .map(|p| Pair {
+            offer: limits.slot(p) as u16,
+            ..*p
+        })
+        .collect();
+    slotted.sort_by(|a, b| a.row.cmp(&b.row).then(a.offer.cmp(&b.offer)));
+    let mut solver = Solver::new(&slotted, limits);
+    let complete = solver.solve();
+    let shadow_prices = solver.shadow_prices();
+    let c = limits.channels as usize;
+    let mut per_offer = vec![0; offer_count(limits)];
+    for (slot, n) in solver.per_offer().iter().enumerate() {
+        per_offer[slot / c] += n;
+    }
+    let mut selected: Vec<Pair> = solver
+        .chosen()
+        .map(|i| Pair {
+            offer: slotted[i].offer / c as u16,
+            ..slotted[i]
+        })
+        .collect();
+    selected.par_sort_unstable_by(Pair::order);
+    Allocation {
+        selected,
+        per_offer,
+        shadow_prices,
+        complete,
+    }
 }
 
 #[cfg(test)]

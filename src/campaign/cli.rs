@@ -42,6 +42,18 @@ pub enum CampaignCmd {
     },
     /// Record a sent list's contacts as impression events (once, however often it is run).
     Commit(CommitArgs),
+    /// Did it work? Conversions and value of the list's targets since the run against the
+    /// control group's, per offer and overall, with the lift and its 95 % interval.
+    Report {
+        /// The run's output folder (summary.json, targets.csv, control.csv).
+        dir: PathBuf,
+        /// The data folder whose event log holds the outcomes (read, never written).
+        #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
+        data_dir: PathBuf,
+        /// Print the report as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `nextbest campaign run`.
@@ -115,6 +127,9 @@ pub enum CliError {
     /// Commit failed.
     #[error(transparent)]
     Commit(#[from] commit::CommitError),
+    /// The report could not be made.
+    #[error(transparent)]
+    Report(#[from] super::report::ReportError),
     /// A flag is wrong.
     #[error("{0}")]
     Flag(String),
@@ -246,6 +261,19 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 "committed {} contacts: {} recorded now, {} already recorded",
                 done.events, done.accepted, done.duplicates
             );
+            Ok(())
+        }
+        CampaignCmd::Report {
+            dir,
+            data_dir,
+            json,
+        } => {
+            let r = super::report::report(&dir, &data_dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", super::report::table(&r));
+            }
             Ok(())
         }
     }

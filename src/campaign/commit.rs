@@ -76,6 +76,9 @@ pub enum CommitError {
 /// One contact of the list, owned.
 struct Contact {
     customer_id: String,
+    /// The row's channel and placement (a list over several channels names each row's).
+    channel: String,
+    placement: String,
     offer_id: String,
     decision_id: Option<u128>,
     event_id: String,
@@ -116,8 +119,8 @@ pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, Com
             customer_id: &c.customer_id,
             visitor_id: None,
             offer_id: Some(&c.offer_id),
-            channel: Some(&summary.channel),
-            placement: Some(&summary.placement),
+            channel: Some(&c.channel),
+            placement: Some(&c.placement),
             decision_id: c.decision_id,
             event_id: Some(&c.event_id),
             category: c.category.as_deref(),
@@ -147,12 +150,26 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
             .ok_or_else(|| input(format!("no `{name}` column")))
     };
     let (ci, oi, di) = (col("customer_id")?, col("offer_id")?, col("decision_id")?);
+    let chi = col("channel")?;
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| input(e.to_string()))?;
         let (customer, offer) = (&rec[ci], &rec[oi]);
+        let channel = &rec[chi];
+        let placement = match summary.channels.get(channel) {
+            Some(c) => c.placement.clone(),
+            None if channel == summary.channel => summary.placement.clone(),
+            None => {
+                return Err(input(format!(
+                    "channel `{channel}` is not one of the campaign's ({})",
+                    summary.channel
+                )))
+            }
+        };
         out.push(Contact {
             customer_id: customer.to_owned(),
+            channel: channel.to_owned(),
+            placement,
             offer_id: offer.to_owned(),
             decision_id: ulid::Ulid::from_string(&rec[di]).ok().map(|u| u.0),
             event_id: event_id(&summary.campaign, summary.run_at_ms, customer, offer),

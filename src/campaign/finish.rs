@@ -13,10 +13,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::allocate::{self, Allocation, Limits};
 use super::output::{self, Content, Row, Summary};
 use super::select::{Pair, Tally};
-use super::spec::{CampaignSpec, Per};
+use super::send;
+use super::spec::{CampaignSpec, ChannelSpec};
 use super::CampaignError;
 use crate::contact::attribution;
 use crate::engine::policy::stable_hash;
+use crate::engine::{Rule, RuleInput};
 use crate::experiment::Variant;
 use crate::features::FeatureStore;
 
@@ -40,6 +42,9 @@ pub struct RunInfo {
     pub snapshot: SnapshotId,
     /// Contacts the log already held on the channel in the capacity's period.
     pub channel_used: u64,
+    /// With several channels: the same, per channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels_used: Vec<u64>,
     /// The allocation's limits.
     pub limits: Limits,
 }
@@ -99,6 +104,18 @@ pub struct OfferInfo {
     pub value_from: Option<u32>,
     /// The content on the campaign's channel.
     pub content: Content,
+    /// With several channels: the content on each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_channel: Vec<Content>,
+}
+
+impl OfferInfo {
+    /// The content on campaign channel `ci`.
+    pub fn content_on(&self, ci: u8) -> &Content {
+        self.by_channel
+            .get(usize::from(ci))
+            .unwrap_or(&self.content)
+    }
 }
 
 impl OfferInfo {
@@ -129,14 +146,17 @@ impl VariantInfo {
 
 /// Where a candidate's customer id and value come from.
 pub enum Customers<'a> {
-    /// The snapshot (a one-machine run, or a shard writing its candidates).
-    Snapshot(&'a FeatureStore),
+    /// The snapshot (a one-machine run, or a shard writing its candidates), with each
+    /// campaign channel's `reachable` rule.
+    Snapshot(&'a FeatureStore, &'a [Option<Rule>]),
     /// What the shards listed: ids by row, values by (row, offer).
     Listed {
         /// Customer ids by snapshot row.
         ids: HashMap<u32, Box<str>>,
         /// A pair's value for its customer.
         values: HashMap<(u32, u16), f64>,
+        /// Customers' time-zone names by snapshot row (with a send window).
+        zones: HashMap<u32, Box<str>>,
     },
 }
 
@@ -144,7 +164,7 @@ impl Customers<'_> {
     /// The customer id of a snapshot row.
     pub fn id(&self, row: u32) -> Option<&str> {
         match self {
-            Customers::Snapshot(f) => f.id_at(row as usize),
+            Customers::Snapshot(f, _) => f.id_at(row as usize),
             Customers::Listed { ids, .. } => ids.get(&row).map(|s| &**s),
         }
     }
@@ -152,11 +172,42 @@ impl Customers<'_> {
     /// The offer's value for the pair's customer.
     pub fn value(&self, info: &RunInfo, p: &Pair) -> f64 {
         match self {
-            Customers::Snapshot(f) => info.variants[p.variant as usize].offers[p.offer as usize]
+            Customers::Snapshot(f, _) => info.variants[p.variant as usize].offers[p.offer as usize]
                 .value_for(f.exact_row_at(p.row as usize)),
             Customers::Listed { values, .. } => {
                 values.get(&(p.row, p.offer)).copied().unwrap_or(0.0)
             }
+        }
+    }
+
+    /// The customer's time-zone name, read from the send window's `time_zone` feature.
+    pub fn zone_name(&self, info: &RunInfo, row: u32) -> Option<&str> {
+        match self {
+            Customers::Snapshot(f, _) => {
+                let name = info.spec.send_window.as_ref()?.zone_feature.as_deref()?;
+                let col = f.column(name)?;
+                let cell = *f.row_at(row as usize)?.get(col)?;
+                f.dictionary(col)?.value_of(cell)
+            }
+            Customers::Listed { zones, .. } => zones.get(&row).map(|z| &**z),
+        }
+    }
+
+    /// True when the customer of `row` can be reached on campaign channel `ci` (shards list
+    /// no rules: sharded runs have one channel).
+    pub fn reachable(&self, row: u32, ci: usize) -> bool {
+        match self {
+            Customers::Snapshot(f, reach) => match reach.get(ci) {
+                Some(Some(rule)) => {
+                    let input = RuleInput {
+                        features: f.row_at(row as usize).unwrap_or(&[]),
+                        context: &[],
+                    };
+                    rule.check(&input).is_none()
+                }
+                _ => true,
+            },
+            Customers::Listed { .. } => true,
         }
     }
 }
@@ -168,6 +219,8 @@ struct Written {
     conversions: f64,
     value: f64,
     per_offer_conversions: Vec<f64>,
+    /// Rows sent in the default time zone as their own is unknown, by the name given.
+    unknown_zones: BTreeMap<String, u64>,
 }
 
 /// Allocates over `candidates` (as [`allocate::candidates`] leaves them), writes the list, the
@@ -183,6 +236,10 @@ pub fn finish(
     let t = std::time::Instant::now();
     let kept = candidates.len();
     let eligible = &tally.by_variant[..info.variants.len().min(2)];
+    let others = info
+        .spec
+        .multi_channel()
+        .then(|| OtherChannels::new(&candidates));
     let (alloc, uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
     if !alloc.complete {
         tracing::warn!("the allocation stopped on a rounding cycle before the best list");
@@ -197,7 +254,7 @@ pub fn finish(
         path: out.to_owned(),
         source,
     })?;
-    let written = write(info, out, &alloc, control, customers)?;
+    let written = write(info, out, &alloc, control, customers, others.as_ref())?;
     let summary = summary(info, &alloc, &uses, tally, &written);
     output::write_summary(out, &summary)?;
     Ok(summary)
@@ -210,9 +267,18 @@ fn write(
     alloc: &Allocation,
     control: &[Pair],
     customers: &Customers<'_>,
+    others: Option<&OtherChannels>,
 ) -> Result<Written, CampaignError> {
     let offer_ids = &info.offer_ids;
-    let mut writer = output::ListWriter::create(out)?;
+    let channels = info.spec.channel_list();
+    let mut writer = output::ListWriter::create(
+        out,
+        output::Extra {
+            send_at: info.spec.send_window.is_some(),
+            not_chosen: others.is_some(),
+        },
+    )?;
+    let mut not_chosen = String::new();
     let mut ranks: HashMap<u32, u32> = HashMap::with_capacity(alloc.selected.len());
     let mut w = Written {
         rows: 0,
@@ -220,7 +286,12 @@ fn write(
         conversions: 0.0,
         value: 0.0,
         per_offer_conversions: vec![0.0; offer_ids.len()],
+        unknown_zones: BTreeMap::new(),
     };
+    let window = info.spec.send_window.as_ref();
+    let mut zones = window
+        .map(|w| send::Zones::new(send::zone(&w.default_time_zone).unwrap_or(chrono_tz::Tz::UTC)));
+    let mut send_at = String::new();
     for p in &alloc.selected {
         let Some(id) = customers.id(p.row) else {
             continue;
@@ -233,9 +304,22 @@ fn write(
         }
         let decision_id = v.decision_id(info.now_ms, &info.spec.name, id);
         let offer = &v.offers[p.offer as usize];
+        if let Some(o) = others {
+            o.reasons(p, &channels, customers, &mut not_chosen);
+        }
+        if let (Some(w), Some(z)) = (window, zones.as_mut()) {
+            let tz = z.of(customers.zone_name(info, p.row));
+            send_at = w
+                .earliest(tz, info.now_ms)
+                .map(send::format_utc)
+                .unwrap_or_default();
+        }
         writer.push(&Row {
             customer_id: id,
-            channel: &info.spec.channel,
+            channel: match others {
+                Some(_) => &channels[usize::from(p.channel)].name,
+                None => &info.spec.channel,
+            },
             offer_id: &offer_ids[p.offer as usize],
             rank: *r,
             score: p.score,
@@ -244,13 +328,25 @@ fn write(
             model_name: &v.name,
             model_version: &v.version,
             variant: &v.variant,
-            content: &offer.content,
+            content: offer.content_on(p.channel),
+            not_chosen: &not_chosen,
+            send_at: &send_at,
         })?;
         w.conversions += p.propensity;
         w.value += p.propensity * customers.value(info, p);
         w.per_offer_conversions[p.offer as usize] += p.propensity;
     }
     w.rows = writer.finish()?;
+    if let Some(z) = zones {
+        w.unknown_zones = z
+            .unknown
+            .into_iter()
+            .map(|(k, v)| (k.into_string(), v))
+            .collect();
+        if !w.unknown_zones.is_empty() {
+            tracing::warn!(zones = ?w.unknown_zones, "unknown time zones: those rows are sent in the default time zone");
+        }
+    }
     output::write_control(
         out,
         control.iter().filter_map(|p| {
@@ -264,6 +360,53 @@ fn write(
         }),
     )?;
     Ok(w)
+}
+
+/// Every candidate pair's score by (customer, offer, channel): what a row's other channels
+/// offered, to say why they were not chosen.
+pub struct OtherChannels(Vec<(u32, u16, u8, f64)>);
+
+impl OtherChannels {
+    fn new(candidates: &[Pair]) -> Self {
+        let mut v: Vec<_> = candidates
+            .iter()
+            .map(|p| (p.row, p.offer, p.channel, p.score))
+            .collect();
+        v.sort_by_key(|a| (a.0, a.1, a.2));
+        OtherChannels(v)
+    }
+
+    /// Why each other channel was not chosen for `p`, as `email:lower_score;push:unreachable`:
+    /// `unreachable` (its `reachable` rule), `not_offered` (its decision did not rank the offer,
+    /// or it had enough better pairs that no best list could use this one), `lower_score`, or
+    /// `capacity` (it scored higher there, but the channel's capacity went to better uses).
+    fn reasons(&self, p: &Pair, channels: &[ChannelSpec], c: &Customers<'_>, out: &mut String) {
+        out.clear();
+        for (ci, ch) in channels.iter().enumerate() {
+            if ci == usize::from(p.channel) {
+                continue;
+            }
+            let key = (p.row, p.offer, ci as u8);
+            let found = self
+                .0
+                .binary_search_by(|e| (e.0, e.1, e.2).cmp(&key))
+                .ok()
+                .map(|i| self.0[i].3);
+            let why = match found {
+                _ if !c.reachable(p.row, ci) => "unreachable",
+                None => "not_offered",
+                Some(s) if s > p.score => "capacity",
+                Some(s) if s == p.score => "equal_score",
+                Some(_) => "lower_score",
+            };
+            if !out.is_empty() {
+                out.push(';');
+            }
+            out.push_str(&ch.name);
+            out.push(':');
+            out.push_str(why);
+        }
+    }
 }
 
 /// The run's summary: what was scanned, held out, selected and expected.
@@ -284,6 +427,7 @@ fn summary(
                 selected: alloc.per_offer[k],
                 min: spec.offer_limits.get(id).map(|l| l.min).filter(|&m| m > 0),
                 expected_conversions: written.per_offer_conversions[k],
+                value: champion.offers[k].value,
             },
         );
     }
@@ -311,16 +455,11 @@ fn summary(
             frequency: tally.frequency,
             control_group: tally.control_group,
             capacity: tally.candidates.saturating_sub(written.customers),
+            unreachable: tally.unreachable,
         },
-        capacity: spec.capacity.map(|c| output::CapacityUse {
-            max_contacts: c.max_contacts,
-            per: match c.per {
-                Per::Day => "day".into(),
-                Per::Week => "week".into(),
-            },
-            used_before: info.channel_used,
-            available: info.limits.capacity.unwrap_or(0),
-        }),
+        capacity: spec.capacity.map(|c| capacity_use(c, info.channel_used)),
+        channels: channel_summaries(info, alloc),
+        unknown_time_zones: written.unknown_zones.clone(),
         expected_conversions: written.conversions,
         expected_value: written.value,
         shadow_prices: shadow_prices(info, alloc),
@@ -341,6 +480,44 @@ fn summary(
     }
 }
 
+fn capacity_use(c: super::spec::Capacity, used_before: u64) -> output::CapacityUse {
+    output::CapacityUse {
+        max_contacts: c.max_contacts,
+        per: c.per.name().into(),
+        used_before,
+        available: c.max_contacts.saturating_sub(used_before),
+    }
+}
+
+/// With several channels: each one's placement, capacity and rows.
+fn channel_summaries(
+    info: &RunInfo,
+    alloc: &Allocation,
+) -> BTreeMap<String, output::ChannelSummary> {
+    if !info.spec.multi_channel() {
+        return BTreeMap::new();
+    }
+    let placements: Vec<&str> = info.placement.split('+').collect();
+    info.spec
+        .channel_list()
+        .into_iter()
+        .enumerate()
+        .map(|(ci, ch)| {
+            let used = info.channels_used.get(ci).copied().unwrap_or(0);
+            let summary = output::ChannelSummary {
+                placement: placements.get(ci).copied().unwrap_or("").to_owned(),
+                capacity: ch.capacity.map(|c| capacity_use(c, used)),
+                selected: alloc
+                    .selected
+                    .iter()
+                    .filter(|p| usize::from(p.channel) == ci)
+                    .count() as u64,
+            };
+            (ch.name, summary)
+        })
+        .collect()
+}
+
 /// Each shadow price under the name of its limit in the campaign file.
 fn shadow_prices(info: &RunInfo, alloc: &Allocation) -> BTreeMap<String, output::ShadowPrice> {
     let l = &info.limits;
@@ -350,6 +527,13 @@ fn shadow_prices(info: &RunInfo, alloc: &Allocation) -> BTreeMap<String, output:
         .map(|s| {
             let name = match s.bound {
                 allocate::Bound::Capacity => "capacity.max_contacts".to_owned(),
+                allocate::Bound::CategoryMax(c) if l.channels > 1 => {
+                    // A channel's capacity: the limited category of its slots.
+                    let slot = l.category.iter().position(|x| *x == Some(c)).unwrap_or(0);
+                    let ci = slot % l.channels as usize;
+                    let name = info.spec.channels.get(ci).map_or("", |c| c.name.as_str());
+                    format!("channels.{name}.max_contacts")
+                }
                 allocate::Bound::CategoryMax(c) => {
                     let o = l.category.iter().position(|x| *x == Some(c));
                     let cat = o.map_or("", |o| info.categories[o].as_str());

@@ -8,6 +8,12 @@
 //! under that. The offers' arcs nest (offer within category within capacity), so the network's
 //! matrix is totally unimodular: the best flow is the best integer list, not a relaxation.
 //!
+//! Several channels keep it a flow: the network's offers are then (offer, channel) slots, each
+//! channel's capacity is the limited category of its slots, and a customer holds an offer on
+//! one channel at most (a (customer, offer) node of capacity one on the customer's side, kept
+//! by the exchanges and newcomers allowed). Offer or category limits across channels would
+//! cross the channels' capacities and break the nesting: campaigns refuse them.
+//!
 //! Successive longest paths: from the empty list, each step adds the path of greatest gain from
 //! source to sink in the residual network (a new customer joins an offer, maybe pushing others
 //! from offer to offer on the way), until no path gains. That keeps the residual network free of
@@ -23,81 +29,8 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+pub use super::limits::Limits;
 use super::select::Pair;
-
-/// The limits of one run, by campaign offer index.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    /// Contacts the channel can still take (capacity minus what the period already used).
-    pub capacity: Option<u64>,
-    /// Per offer: minimum.
-    pub min: Vec<u64>,
-    /// Per offer: maximum.
-    pub max: Vec<Option<u64>>,
-    /// Per offer: its category's index in `category_max`, if the category is limited.
-    pub category: Vec<Option<usize>>,
-    /// Per limited category: maximum.
-    pub category_max: Vec<u64>,
-    /// Offers one customer may get.
-    pub per_customer: u32,
-}
-
-impl Limits {
-    /// True when an offer or category limit is set: customers then compete for more than the
-    /// capacity, and a customer's lower pairs may be the ones worth sending.
-    pub fn offer_level(&self) -> bool {
-        self.min.iter().any(|&m| m > 0)
-            || self.max.iter().any(Option::is_some)
-            || !self.category_max.is_empty()
-    }
-
-    /// Most pairs any list can hold (`None`: no bound).
-    fn total_bound(&self) -> Option<u64> {
-        let mut in_category = vec![0u64; self.category_max.len()];
-        let mut sum = Some(0u64);
-        for (o, max) in self.max.iter().enumerate() {
-            match (self.category[o], max) {
-                (Some(c), Some(m)) => in_category[c] = in_category[c].saturating_add(*m),
-                (Some(c), None) => in_category[c] = u64::MAX,
-                (None, Some(m)) => sum = sum.map(|s| s.saturating_add(*m)),
-                (None, None) => sum = None,
-            }
-        }
-        let categories = in_category
-            .iter()
-            .zip(&self.category_max)
-            .fold(0u64, |s, (&a, &m)| s.saturating_add(a.min(m)));
-        let offers = sum.map(|s| s.saturating_add(categories));
-        match (self.capacity, offers) {
-            (Some(c), Some(o)) => Some(c.min(o)),
-            (c, o) => c.or(o),
-        }
-    }
-
-    /// Per offer: how many of its best pairs an optimal list can use, with any one limit a
-    /// unit higher (so shadow prices are exact too); `None` for all.
-    ///
-    /// With `T` the most pairs a list can hold and `A` the most this offer can have, a chosen
-    /// pair of the offer has at most `A - 1` better pairs of the offer chosen and at most
-    /// `(T - A) / k` better ones whose customer is full with `k` other pairs; any other better
-    /// pair could replace it without breaking a limit or lowering the score.
-    pub fn keep_per_offer(&self) -> Vec<Option<u64>> {
-        let t = self.total_bound().map(|t| t.saturating_add(1));
-        let k = u64::from(self.per_customer.max(1));
-        (0..self.min.len())
-            .map(|o| {
-                let t = t?;
-                let a = [self.max[o], self.category[o].map(|c| self.category_max[c])]
-                    .into_iter()
-                    .flatten()
-                    .fold(t - 1, u64::min)
-                    .saturating_add(1)
-                    .min(t);
-                Some(a + (t - a) / k)
-            })
-            .collect()
-    }
-}
 
 /// A path's worth: minimum units gained first, then score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -252,6 +185,9 @@ pub struct Solver<'a> {
     rejoin: Vec<BinaryHeap<Join>>,
     /// Per (from offer, to offer): exchanges.
     swaps: Vec<BinaryHeap<Swap>>,
+    /// Slots per offer (the campaign's channels; 1 for one): a customer holds each offer
+    /// (slot / group) at most once.
+    group: usize,
 }
 
 const SOURCE: usize = 0;
@@ -294,6 +230,7 @@ impl<'a> Solver<'a> {
             cursor: vec![0; offers],
             rejoin: (0..offers).map(|_| BinaryHeap::new()).collect(),
             swaps: (0..offers * offers).map(|_| BinaryHeap::new()).collect(),
+            group: limits.channels.max(1) as usize,
         }
     }
 
@@ -331,7 +268,22 @@ impl<'a> Solver<'a> {
     }
 
     fn joinable(&self, p: u32) -> bool {
-        !self.chosen[p as usize] && self.held[self.first(p)] < self.limits.per_customer
+        !self.chosen[p as usize]
+            && self.held[self.first(p)] < self.limits.per_customer
+            && self.offer_free(p, None)
+    }
+
+    /// True when `p`'s customer holds `p`'s offer on no channel, `except` aside (always true
+    /// with one channel, as a customer's pairs then have distinct offers).
+    fn offer_free(&self, p: u32, except: Option<u32>) -> bool {
+        if self.group == 1 {
+            return true;
+        }
+        let (lo, hi) = self.span[p as usize];
+        let real = self.offer(p) / self.group;
+        (lo..hi).all(|r| {
+            Some(r) == except || !self.chosen[r as usize] || self.offer(r) / self.group != real
+        })
     }
 
     /// The best pair that could join offer `o` now.
@@ -360,12 +312,15 @@ impl<'a> Solver<'a> {
 
     /// The best exchange from offer `a` to offer `b` now.
     fn best_swap(&mut self, a: usize, b: usize) -> Option<Swap> {
-        let h = &mut self.swaps[a * self.offers + b];
-        while let Some(top) = h.peek() {
-            if self.chosen[top.from as usize] && !self.chosen[top.to as usize] {
-                return Some(*top);
+        let h = a * self.offers + b;
+        while let Some(&top) = self.swaps[h].peek() {
+            if self.chosen[top.from as usize]
+                && !self.chosen[top.to as usize]
+                && (self.group == 1 || self.offer_free(top.to, Some(top.from)))
+            {
+                return Some(top);
             }
-            h.pop();
+            self.swaps[h].pop();
         }
         None
     }
@@ -389,24 +344,34 @@ impl<'a> Solver<'a> {
     fn unchoose(&mut self, p: u32) {
         self.chosen[p as usize] = false;
         let (lo, hi) = self.span[p as usize];
-        for r in lo..hi {
-            if r != p && self.chosen[r as usize] {
-                let s = Swap {
-                    gain: self.score(p) - self.score(r),
-                    from: r,
-                    to: p,
-                };
-                let h = self.offer(r) * self.offers + self.offer(p);
-                self.swaps[h].push(s);
+        // With several channels, freeing the offer frees its other channels' pairs too.
+        let real = self.offer(p) / self.group;
+        for q in lo..hi {
+            if q != p && (self.group == 1 || self.offer(q) / self.group != real) {
+                continue;
             }
-        }
-        if self.held[lo as usize] < self.limits.per_customer {
-            let j = Join {
-                score: self.score(p),
-                pair: p,
-            };
-            let o = self.offer(p);
-            self.rejoin[o].push(j);
+            if self.chosen[q as usize] {
+                continue;
+            }
+            for r in lo..hi {
+                if r != q && self.chosen[r as usize] {
+                    let s = Swap {
+                        gain: self.score(q) - self.score(r),
+                        from: r,
+                        to: q,
+                    };
+                    let h = self.offer(r) * self.offers + self.offer(q);
+                    self.swaps[h].push(s);
+                }
+            }
+            if self.held[lo as usize] < self.limits.per_customer {
+                let j = Join {
+                    score: self.score(q),
+                    pair: q,
+                };
+                let o = self.offer(q);
+                self.rejoin[o].push(j);
+            }
         }
     }
 

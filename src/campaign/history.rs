@@ -30,10 +30,11 @@ pub struct PastContacts {
 
 /// What only campaigns count, subscribed to the events as the live funnel is.
 struct Outbound {
-    channel: String,
+    /// The campaign's channels, each with the first instant its capacity counts from
+    /// (`None`: not counted).
+    channels: Vec<(String, Option<i64>)>,
     outbound_channels: Vec<String>,
     frequency_window_ms: i64,
-    capacity_window_ms: i64,
     counts: Mutex<OutboundCounts>,
 }
 
@@ -41,8 +42,8 @@ struct Outbound {
 struct OutboundCounts {
     /// Outbound contact times per customer (only those inside the frequency window).
     times: HashMap<String, Vec<i64>, foldhash::fast::RandomState>,
-    /// Contacts on the campaign's channel inside the capacity period.
-    channel_used: u64,
+    /// Per campaign channel: contacts on it inside its capacity period.
+    channel_used: Vec<u64>,
 }
 
 impl Subscriber for Outbound {
@@ -52,11 +53,13 @@ impl Subscriber for Outbound {
         }
         let Some(ch) = e.channel else { return };
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if self.capacity_window_ms > 0
-            && ch == self.channel
-            && e.ts_ms > now_ms - self.capacity_window_ms
-        {
-            c.channel_used += 1;
+        for (i, (name, from)) in self.channels.iter().enumerate() {
+            if from.is_some_and(|from| e.ts_ms >= from) && ch == name {
+                if c.channel_used.len() <= i {
+                    c.channel_used.resize(self.channels.len(), 0);
+                }
+                c.channel_used[i] += 1;
+            }
         }
         if self.frequency_window_ms > 0
             && e.ts_ms > now_ms - self.frequency_window_ms
@@ -80,10 +83,9 @@ pub struct Counting<'a> {
     pub outbound_channels: &'a [String],
     /// Frequency window, 0 for none.
     pub frequency_window_ms: i64,
-    /// The campaign's channel.
-    pub channel: &'a str,
-    /// Capacity period, 0 for none.
-    pub capacity_window_ms: i64,
+    /// The campaign's channels, each with the first instant its capacity counts from (`None`
+    /// for no capacity).
+    pub channels: &'a [(String, Option<i64>)],
     /// Memory budget of the rebuilt contact state.
     pub memory_bytes: u64,
 }
@@ -92,10 +94,9 @@ impl PastContacts {
     /// No history at all (no data folder).
     pub fn empty(c: &Counting<'_>) -> Self {
         let outbound = Arc::new(Outbound {
-            channel: c.channel.to_owned(),
+            channels: c.channels.to_vec(),
             outbound_channels: c.outbound_channels.to_vec(),
             frequency_window_ms: c.frequency_window_ms,
-            capacity_window_ms: c.capacity_window_ms,
             counts: Mutex::default(),
         });
         let state = Arc::new(ContactState::new(&state_config(c), c.horizon_ms));
@@ -113,16 +114,12 @@ impl PastContacts {
     /// counted.
     pub fn read(dir: &Path, c: &Counting<'_>, now_ms: i64) -> Result<Self, LogError> {
         let mut past = PastContacts::empty(c);
-        if dir.exists() {
-            let mut events = 0;
-            past.segments = log::read_all(dir, |payload| {
-                if let Ok(e) = Event::decode(payload) {
-                    events += 1;
-                    past.applier.apply(&e, Origin::Replay, now_ms);
-                }
-            })?;
-            past.events = events;
-        }
+        let mut events = 0;
+        past.segments = each_event(dir, |e| {
+            events += 1;
+            past.applier.apply(e, Origin::Replay, now_ms);
+        })?;
+        past.events = events;
         past.settle();
         Ok(past)
     }
@@ -145,7 +142,11 @@ impl PastContacts {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
-        self.counted.channel_used += new.channel_used;
+        let n = self.outbound.channels.len();
+        self.counted.channel_used.resize(n, 0);
+        for (a, b) in self.counted.channel_used.iter_mut().zip(new.channel_used) {
+            *a += b;
+        }
         for (customer, times) in new.times {
             let all = self.counted.times.entry(customer).or_default();
             all.extend(times);
@@ -155,9 +156,14 @@ impl PastContacts {
         self.applier.state().settle();
     }
 
-    /// Contacts on the campaign's channel inside the capacity period.
+    /// Contacts on the campaign's (first) channel inside its capacity period.
     pub fn channel_used(&self) -> u64 {
-        self.counted.channel_used
+        self.channel_used_on(0)
+    }
+
+    /// Contacts on campaign channel `i` inside its capacity period.
+    pub fn channel_used_on(&self, i: usize) -> u64 {
+        self.counted.channel_used.get(i).copied().unwrap_or(0)
     }
 
     /// A customer's history for the engine's contact view.
@@ -173,6 +179,19 @@ impl PastContacts {
             (v.len() - v.partition_point(|&t| t <= since_ms)) as u32
         })
     }
+}
+
+/// Every event of `dir`'s log in log order, read as [`PastContacts::read`] reads them (a
+/// missing folder has none; damage and a torn tail are stepped over); the segments read.
+pub fn each_event(dir: &Path, mut f: impl FnMut(&Event<'_>)) -> Result<usize, LogError> {
+    if !dir.exists() {
+        return Ok(0);
+    }
+    log::read_all(dir, |payload| {
+        if let Ok(e) = Event::decode(payload) {
+            f(&e);
+        }
+    })
 }
 
 fn state_config(c: &Counting<'_>) -> StateConfig {

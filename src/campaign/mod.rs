@@ -3,14 +3,16 @@
 //! allocated under volume limits, written out, and committed back as contacts.
 //!
 //! The path of a run: [`spec`] reads and checks the campaign file → the model and snapshot load
-//! through the [`crate::registry::Registry`] as the server loads them → [`history`] reads the data folder's event
+//! through the [`crate::registry::Registry`] as the server loads them, and [`plan`] resolves
+//! the campaign's names (channels, placements, offers, `reachable` rules) against them → [`history`] reads the data folder's event
 //! log (never writing it) → [`select`] decides for every customer (or one [`shard`]'s) on every
 //! core → [`allocate`] keeps the candidate pairs an optimal list can use and chooses the best
 //! list under capacity, minimums and maximums (exactly, through `flow`) → [`finish`] writes
 //! the list (CSV, Parquet), the control group and the summary with its shadow prices, through
 //! [`output`]. A sharded run writes its candidates instead, and [`merge`] finishes the run from
 //! all shards. [`commit`] later records the sent list as impressions, so inbound caps,
-//! cool-downs and the next campaign see them.
+//! cool-downs and the next campaign see them, and [`report`] compares the targets' outcomes
+//! with the control group's.
 //!
 //! This module must not change how a decision is made (it calls `engine::decide` as is), write
 //! the event log other than through [`commit`], or serve HTTP.
@@ -21,9 +23,13 @@ pub mod commit;
 pub mod finish;
 mod flow;
 pub mod history;
+mod limits;
 pub mod output;
+pub mod plan;
+pub mod report;
 mod run;
 pub mod select;
+pub mod send;
 pub mod shard;
 pub mod spec;
 
@@ -36,7 +42,8 @@ use std::path::{Path, PathBuf};
 use crate::contact::log::LogError;
 use crate::model::{self, AnySchema, Fault, Limits as ModelLimits};
 use crate::registry::RegistryError;
-use spec::{CampaignSpec, Plan, SpecError};
+use plan::Plan;
+use spec::{CampaignSpec, SpecError};
 
 /// Why a campaign could not be checked, run or committed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +158,14 @@ fn check_models(
     let load = |path: &Path| {
         model::load(path, schema, &limits).map_err(|e| CampaignError::Load(RegistryError::Model(e)))
     };
+    if let Some(store) = &store {
+        if let Err(f) = plan::reach_rules(spec, store) {
+            faults.extend(f);
+        }
+        if let Err(f) = plan::zone_column(spec, store) {
+            faults.extend(f);
+        }
+    }
     let champion = load(models)?;
     let ids = Plan::offer_ids(spec, &champion.compiled);
     if let Err(f) = Plan::resolve(spec, &champion.compiled, &ids) {

@@ -85,7 +85,24 @@ pub struct Row<'a> {
     pub variant: &'a str,
     /// The offer's content on the channel.
     pub content: &'a Content,
+    /// With several channels: why each other channel was not chosen (see
+    /// [`NOT_CHOSEN`]); written only then.
+    pub not_chosen: &'a str,
+    /// With a send window: the earliest allowed send time (UTC); written only then.
+    pub send_at: &'a str,
 }
+
+/// The columns a list adds to [`COLUMNS`] when the campaign asks, in this order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra {
+    /// `send_at`: the campaign has a send window.
+    pub send_at: bool,
+    /// [`NOT_CHOSEN`]: the campaign lists several channels.
+    pub not_chosen: bool,
+}
+
+/// The column a list over several channels adds: `email:lower_score;push:unreachable`.
+pub const NOT_CHOSEN: &str = "not_chosen";
 
 /// Why the list could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +144,10 @@ pub struct ListWriter {
     score: Float64Builder,
     propensity: Float64Builder,
     pending: usize,
+    /// The `send_at` column, when written.
+    send_at: Option<StringBuilder>,
+    /// The [`NOT_CHOSEN`] column, when written.
+    not_chosen: Option<StringBuilder>,
     /// Rows written.
     pub rows: u64,
 }
@@ -135,14 +156,21 @@ pub struct ListWriter {
 const STRING_COLUMNS: usize = 11;
 
 impl ListWriter {
-    /// Creates both files in `dir`.
-    pub fn create(dir: &Path) -> Result<Self, OutputError> {
+    /// Creates both files in `dir`, with the [`Extra`] columns last.
+    pub fn create(dir: &Path, extra: Extra) -> Result<Self, OutputError> {
         let csv_path = dir.join(LIST_CSV);
         let mut csv = csv::Writer::from_writer(BufWriter::new(
             File::create(&csv_path).map_err(io(&csv_path))?,
         ));
-        csv.write_record(COLUMNS)?;
-        let fields: Vec<Field> = COLUMNS
+        let mut columns = COLUMNS.to_vec();
+        if extra.send_at {
+            columns.push("send_at");
+        }
+        if extra.not_chosen {
+            columns.push(NOT_CHOSEN);
+        }
+        csv.write_record(&columns)?;
+        let fields: Vec<Field> = columns
             .iter()
             .map(|&name| match name {
                 "rank" => Field::new(name, DataType::UInt32, false),
@@ -170,6 +198,8 @@ impl ListWriter {
             score: Float64Builder::new(),
             propensity: Float64Builder::new(),
             pending: 0,
+            send_at: extra.send_at.then(StringBuilder::new),
+            not_chosen: extra.not_chosen.then(StringBuilder::new),
             rows: 0,
         })
     }
@@ -202,6 +232,14 @@ impl ListWriter {
         for f in &strings[3..] {
             self.csv.write_field(f)?;
         }
+        if let Some(b) = &mut self.send_at {
+            self.csv.write_field(r.send_at)?;
+            b.append_value(r.send_at);
+        }
+        if let Some(b) = &mut self.not_chosen {
+            self.csv.write_field(r.not_chosen)?;
+            b.append_value(r.not_chosen);
+        }
         self.csv.write_record(None::<&[u8]>)?;
         for (b, s) in self.strings.iter_mut().zip(strings) {
             b.append_value(s);
@@ -232,6 +270,12 @@ impl ListWriter {
         columns.push(Arc::new(self.score.finish()));
         columns.push(Arc::new(self.propensity.finish()));
         columns.extend(rest);
+        if let Some(b) = &mut self.send_at {
+            columns.push(Arc::new(b.finish()));
+        }
+        if let Some(b) = &mut self.not_chosen {
+            columns.push(Arc::new(b.finish()));
+        }
         let batch = RecordBatch::try_new(self.schema.clone(), columns)?;
         self.parquet.write(&batch)?;
         self.pending = 0;
@@ -267,7 +311,7 @@ pub fn write_control<'a>(
 }
 
 /// Capacity as the run saw it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CapacityUse {
     /// The channel's capacity in the period.
     pub max_contacts: u64,
@@ -291,6 +335,9 @@ pub struct OfferSummary {
     pub min: Option<u64>,
     /// Expected conversions (sum of propensities).
     pub expected_conversions: f64,
+    /// The offer's value in the champion (what `campaign report` counts a conversion as).
+    #[serde(default)]
+    pub value: f64,
 }
 
 /// Why eligible or scanned customers were not selected.
@@ -308,6 +355,24 @@ pub struct HeldOut {
     pub control_group: u64,
     /// Lost to capacity, offer maximums or category limits.
     pub capacity: u64,
+    /// Reachable on none of the campaign's channels.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unreachable: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One channel of a campaign over several.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelSummary {
+    /// The placement decided for on it.
+    pub placement: String,
+    /// Its capacity as the run saw it, when the file sets one.
+    pub capacity: Option<CapacityUse>,
+    /// Rows sent on it.
+    pub selected: u64,
 }
 
 /// The summary file (also what `campaign commit` reads back).
@@ -357,6 +422,13 @@ pub struct Summary {
     /// scores (its shadow prices are then under `challenger.`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<VariantSummary>,
+    /// With several channels: each, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, ChannelSummary>,
+    /// With a send window: rows sent in the default time zone because the database does
+    /// not know their customer's, by the name the snapshot gives.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown_time_zones: BTreeMap<String, u64>,
 }
 
 /// One variant's share of a champion/challenger campaign.
@@ -432,6 +504,30 @@ pub fn table(s: &Summary) -> String {
     line(&mut t, "  frequency", h.frequency.to_string());
     line(&mut t, "  control group", h.control_group.to_string());
     line(&mut t, "  capacity and limits", h.capacity.to_string());
+    if h.unreachable > 0 {
+        line(
+            &mut t,
+            "  reachable on no channel",
+            h.unreachable.to_string(),
+        );
+    }
+    for (zone, n) in &s.unknown_time_zones {
+        line(
+            &mut t,
+            &format!("unknown time zone {zone} (default used)"),
+            n.to_string(),
+        );
+    }
+    for (name, c) in &s.channels {
+        let cap = c.capacity.as_ref().map_or(String::new(), |c| {
+            format!(" of {} ({} used before)", c.available, c.used_before)
+        });
+        line(
+            &mut t,
+            &format!("channel {name} ({})", c.placement),
+            format!("{}{cap}", c.selected),
+        );
+    }
     if let Some(c) = &s.capacity {
         line(
             &mut t,

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use super::allocate;
 use super::finish::{self, Customers, OfferInfo, RunInfo, SnapshotId, VariantInfo};
 use super::output::Summary;
+use super::plan::{self, Plan};
 use super::select::Shard;
 use super::select::{self, Inputs, Variantly};
 use super::shard;
-use super::spec::{self, CampaignSpec, Plan};
+use super::spec::{self, CampaignSpec};
 use super::{history, CampaignError, RunConfig};
-use crate::engine::CompiledModel;
+use crate::engine::{CompiledModel, Rule};
 use crate::experiment::Variant;
 use crate::features::FeatureStore;
 use crate::model::{Fault, Limits as ModelLimits};
@@ -55,6 +56,12 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
 
 /// Scans one shard of the base and writes the candidate pairs a merge needs into `cfg.out`.
 pub fn run_shard(cfg: &RunConfig, part: Shard) -> Result<shard::Written, CampaignError> {
+    if spec::load(&cfg.campaign)?.multi_channel() {
+        return Err(CampaignError::Plan(vec![Fault {
+            path: "channels".into(),
+            message: "sharded runs (--shard) take one channel yet: run a campaign over several channels on one machine".into(),
+        }]));
+    }
     scanned(cfg, Some(part), |s| {
         shard::write(
             &cfg.out,
@@ -95,9 +102,12 @@ fn scanned<T>(
     );
     let suppressed = read_suppression(&spec.suppression)?;
     let past = run.past_contacts(cfg)?;
-    let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, past.channel_used());
+    let used: Vec<u64> = (0..spec.channel_list().len())
+        .map(|i| past.channel_used_on(i))
+        .collect();
+    let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used);
     let scan = run.scan(&past, &suppressed, &limits, part, cfg.progress_bar);
-    let info = run.info(&limits, past.channel_used());
+    let info = run.info(&limits, &used);
     let t = Instant::now();
     let pairs = scan.pairs.len();
     let candidates = allocate::candidates(scan.pairs, &limits);
@@ -112,7 +122,7 @@ fn scanned<T>(
         tally: scan.tally,
         candidates,
         control: scan.control,
-        customers: Customers::Snapshot(run.features),
+        customers: Customers::Snapshot(run.features, &run.reach),
     })
 }
 
@@ -140,6 +150,8 @@ struct Run<'a> {
     plans: Vec<Plan>,
     /// The campaign's offers, numbered as allocation numbers them.
     offer_ids: Vec<String>,
+    /// Per campaign channel, who can be reached on it.
+    reach: Vec<Option<Rule>>,
     now_ms: i64,
 }
 
@@ -174,6 +186,13 @@ impl<'a> Run<'a> {
                 })),
             }
         }
+        let reach = plan::reach_rules(spec, &**features).unwrap_or_else(|f| {
+            faults.extend(f);
+            Vec::new()
+        });
+        if let Err(f) = plan::zone_column(spec, features) {
+            faults.extend(f);
+        }
         if !faults.is_empty() {
             return Err(CampaignError::Plan(faults));
         }
@@ -185,6 +204,7 @@ impl<'a> Run<'a> {
             models,
             plans,
             offer_ids,
+            reach,
             now_ms,
         })
     }
@@ -194,6 +214,19 @@ impl<'a> Run<'a> {
     fn past_contacts(&self, cfg: &RunConfig) -> Result<history::PastContacts, CampaignError> {
         let spec = self.spec;
         let day = crate::engine::policy::DAY_MS;
+        let zone = spec
+            .send_window
+            .as_ref()
+            .and_then(|w| super::send::zone(&w.default_time_zone))
+            .unwrap_or(chrono_tz::Tz::UTC);
+        let channels: Vec<(String, Option<i64>)> = spec
+            .channel_list()
+            .into_iter()
+            .map(|c| {
+                let from = c.capacity.map(|c| c.per.counts_from(self.now_ms, zone));
+                (c.name, from)
+            })
+            .collect();
         let counting = history::Counting {
             horizon_ms: self
                 .models
@@ -202,12 +235,11 @@ impl<'a> Run<'a> {
                 .max()
                 .unwrap_or(0),
             outbound_channels: spec.frequency.as_ref().map_or(&[], |f| &f.channels),
-            frequency_window_ms: spec
-                .frequency
-                .as_ref()
-                .map_or(0, |f| i64::from(f.window_days) * day),
-            channel: &spec.channel,
-            capacity_window_ms: spec.capacity.map_or(0, |c| c.per.ms()),
+            // A calendar week starts at most 7 days and a zone's offset before now.
+            frequency_window_ms: spec.frequency.as_ref().map_or(0, |f| {
+                i64::from(f.window_days + u32::from(f.calendar_week)) * day
+            }),
+            channels: &channels,
             memory_bytes: cfg.contact_memory_bytes,
         };
         let now_ms = self.now_ms;
@@ -217,11 +249,20 @@ impl<'a> Run<'a> {
         };
         if let Some(fleet) = &cfg.fleet {
             let origin = cfg.data_dir.as_deref().and_then(crate::fleet::origin_of);
-            let n =
-                crate::fleet::read_history(fleet, counting.horizon_ms, origin.as_deref(), |p| {
-                    past.add(p, now_ms)
-                })
-                .map_err(|e| CampaignError::Fleet(e.to_string()))?;
+            // Far enough back for the policies, the frequency window and every capacity period.
+            let capacity_ms = channels
+                .iter()
+                .filter_map(|(_, from)| from.map(|from| now_ms - from))
+                .max()
+                .unwrap_or(0);
+            let horizon_ms = counting
+                .horizon_ms
+                .max(counting.frequency_window_ms)
+                .max(capacity_ms);
+            let n = crate::fleet::read_history(fleet, horizon_ms, origin.as_deref(), |p| {
+                past.add(p, now_ms)
+            })
+            .map_err(|e| CampaignError::Fleet(e.to_string()))?;
             past.settle();
             tracing::info!(events = n, "the fleet's events read from redis");
         }
@@ -243,7 +284,8 @@ impl<'a> Run<'a> {
         shard: Option<Shard>,
         progress_bar: bool,
     ) -> select::Scan {
-        let keep_all = limits.offer_level();
+        // Several channels: a customer's lower pairs may be on a channel with room left.
+        let keep_all = limits.offer_level() || self.spec.multi_channel();
         let inputs = Inputs {
             spec: self.spec,
             set: self.set,
@@ -254,6 +296,7 @@ impl<'a> Run<'a> {
                 .map(|(m, plan)| Variantly { model: m, plan })
                 .collect(),
             features: self.features,
+            reach: &self.reach,
             past,
             suppressed,
             now_ms: self.now_ms,
@@ -273,13 +316,18 @@ impl<'a> Run<'a> {
     }
 
     /// What the list depends on besides the customers (what shards carry to the merge).
-    fn info(&self, limits: &allocate::Limits, channel_used: u64) -> RunInfo {
+    fn info(&self, limits: &allocate::Limits, used: &[u64]) -> RunInfo {
         let keys: Vec<u32> = Variant::ALL.iter().map(|v| self.set.key(*v)).collect();
         let champion = self.models[0];
         RunInfo {
             spec: self.spec.clone(),
             now_ms: self.now_ms,
-            placement: self.plans[0].placement.clone(),
+            placement: self.plans[0]
+                .channels
+                .iter()
+                .map(|c| c.placement.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
             offer_ids: self.offer_ids.clone(),
             categories: self
                 .offer_ids
@@ -300,19 +348,53 @@ impl<'a> Run<'a> {
                 .map(|(vi, (m, plan))| variant_info(m, keys[vi], vi, plan, &self.offer_ids))
                 .collect(),
             snapshot: SnapshotId::of(self.features),
-            channel_used,
+            channel_used: used.first().copied().unwrap_or(0),
+            channels_used: if self.spec.multi_channel() {
+                used.to_vec()
+            } else {
+                Vec::new()
+            },
             limits: limits.clone(),
         }
     }
 }
 
-/// The allocation limits of a campaign, by campaign offer index.
+/// The allocation limits of a campaign, by campaign offer index (with several channels, by
+/// (offer, channel): see [`allocate::Limits::slot`]); `used` is what each channel's period
+/// already holds.
 fn allocation_limits(
     spec: &CampaignSpec,
     model: &CompiledModel,
     offer_ids: &[String],
-    channel_used: u64,
+    used: &[u64],
 ) -> allocate::Limits {
+    if spec.multi_channel() {
+        let channels = spec.channel_list();
+        let mut l = allocate::Limits {
+            per_customer: spec.max_offers_per_customer,
+            channels: channels.len() as u32,
+            ..Default::default()
+        };
+        let mut capped = Vec::new();
+        for (i, ch) in channels.iter().enumerate() {
+            capped.push(ch.capacity.map(|c| {
+                l.category_max.push(
+                    c.max_contacts
+                        .saturating_sub(used.get(i).copied().unwrap_or(0)),
+                );
+                l.category_max.len() - 1
+            }));
+        }
+        for _ in offer_ids {
+            for cap in &capped {
+                l.min.push(0);
+                l.max.push(None);
+                l.category.push(*cap);
+            }
+        }
+        return l;
+    }
+    let channel_used = used.first().copied().unwrap_or(0);
     let mut categories: Vec<&str> = Vec::new();
     let mut l = allocate::Limits {
         capacity: spec
@@ -383,13 +465,19 @@ fn variant_info(
             .iter()
             .map(|id| {
                 let o = m.offers.iter().find(|o| *o.id == **id);
+                let content = |channel: usize| {
+                    o.and_then(|o| o.content_json.get(channel)?.as_deref())
+                        .and_then(|j| serde_json::from_str(j).ok())
+                        .unwrap_or_default()
+                };
                 OfferInfo {
                     value: o.map_or(0.0, |o| o.value),
                     value_from: o.and_then(|o| o.value_from),
-                    content: o
-                        .and_then(|o| o.content_json.get(plan.channel)?.as_deref())
-                        .and_then(|j| serde_json::from_str(j).ok())
-                        .unwrap_or_default(),
+                    content: content(plan.channels[0].channel),
+                    by_channel: match plan.channels.len() {
+                        1 => Vec::new(),
+                        _ => plan.channels.iter().map(|c| content(c.channel)).collect(),
+                    },
                 }
             })
             .collect(),

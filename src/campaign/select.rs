@@ -17,9 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use rayon::prelude::*;
 
 use super::history::PastContacts;
-use super::spec::{CampaignSpec, Plan};
+use super::plan::Plan;
+use super::spec::CampaignSpec;
 use crate::contact::view::CustomerView;
-use crate::engine::{self, CompiledModel, Request, Unbounded, Verdict, MAX_LIMIT};
+use crate::engine::{self, CompiledModel, Request, Rule, RuleInput, Unbounded, Verdict, MAX_LIMIT};
 use crate::experiment::{assignment, Variant};
 use crate::features::FeatureStore;
 use crate::registry::ModelSet;
@@ -80,7 +81,12 @@ pub struct Pair {
     pub offer: u16,
     /// 0 champion, 1 challenger.
     pub variant: u8,
+    /// The campaign channel (index into [`CampaignSpec::channel_list`]; 0 with one).
+    pub channel: u8,
 }
+
+// A pair fills 24 bytes, the channel included: the scan holds one per customer and offer.
+const _: () = assert!(std::mem::size_of::<Pair>() == 24);
 
 impl Pair {
     /// The global order: highest score first, then snapshot row, then campaign offer order.
@@ -98,6 +104,9 @@ impl Pair {
 pub struct Tally {
     /// Customers in the snapshot.
     pub scanned: u64,
+    /// Reachable on none of the campaign's channels (their `reachable` rules).
+    #[serde(default)]
+    pub unreachable: u64,
     /// Customers with at least one eligible campaign offer (suppressed ones not decided).
     pub eligible: u64,
     /// On a suppression list.
@@ -122,6 +131,7 @@ impl Tally {
     /// Adds another part's counts.
     pub fn merge(&mut self, o: Tally) {
         self.scanned += o.scanned;
+        self.unreachable += o.unreachable;
         self.eligible += o.eligible;
         self.suppression += o.suppression;
         self.no_eligible_offer += o.no_eligible_offer;
@@ -166,6 +176,8 @@ pub struct Inputs<'a> {
     pub variants: Vec<Variantly<'a>>,
     /// The snapshot.
     pub features: &'a FeatureStore,
+    /// Per campaign channel, who can be reached on it (`None`: everyone).
+    pub reach: &'a [Option<Rule>],
     /// Contact history.
     pub past: &'a PastContacts,
     /// Suppressed customer ids.
@@ -230,6 +242,7 @@ fn scan_best(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
         row: u32::MAX,
         offer: 0,
         variant: 0,
+        channel: 0,
     };
     let mut slots = vec![empty; rows * k];
     let parts: Vec<Scan> = slots
@@ -282,32 +295,35 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     };
     let history = inp.past.history(id);
     let view = CustomerView::new(history.as_deref(), &v.model.policies, inp.now_ms);
-    let mut req = Request {
-        customer_id: Some(id),
-        channel: &inp.spec.channel,
-        placement: &v.plan.placement,
-        limit: Some(MAX_LIMIT),
-        context: &[],
-        explain: false,
-        // Outbound selection scores adaptive offers by their prior mean: a target list must
-        // come out the same on every run.
-        learnt: None,
-    };
-    let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
     buf.clear();
-    for r in &d.ranked {
-        if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
-            buf.push(Pair {
-                score: r.score,
-                propensity: r.propensity,
-                row: row as u32,
-                offer: k,
-                variant: vi as u8,
-            });
+    let mut first_reachable = None;
+    for (ci, ch) in v.plan.channels.iter().enumerate() {
+        if !reachable(inp, row, ci) {
+            continue;
+        }
+        first_reachable.get_or_insert(ci);
+        let req = request(id, &ch.name, &ch.placement, false);
+        let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
+        for r in &d.ranked {
+            if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
+                buf.push(Pair {
+                    score: r.score,
+                    propensity: r.propensity,
+                    row: row as u32,
+                    offer: k,
+                    variant: vi as u8,
+                    channel: ci as u8,
+                });
+            }
         }
     }
+    let Some(first) = first_reachable else {
+        out.tally.unreachable += 1;
+        return;
+    };
     if buf.is_empty() {
-        req.explain = true;
+        let ch = &v.plan.channels[first];
+        let req = request(id, &ch.name, &ch.placement, true);
         let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
         match held_by_policy(v, &d.explain) {
             Some(name) => *out.tally.contact_policy.entry(name.to_owned()).or_default() += 1,
@@ -317,7 +333,10 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     }
     out.tally.eligible += 1;
     if let (Some(f), false) = (&inp.spec.frequency, inp.spec.transactional) {
-        let since = inp.now_ms - i64::from(f.window_days) * engine::policy::DAY_MS;
+        let since = match (&inp.spec.send_window, f.calendar_week) {
+            (Some(w), true) => super::send::week_start(customer_zone(inp, w, row), inp.now_ms),
+            _ => inp.now_ms - i64::from(f.window_days) * engine::policy::DAY_MS,
+        };
         if inp.past.outbound_since(id, since) >= f.max_contacts {
             out.tally.frequency += 1;
             return;
@@ -326,7 +345,13 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     if let Some(c) = &inp.spec.control_group {
         if assignment(&c.salt, id) < c.share {
             out.tally.control_group += 1;
-            out.control.push(buf[0]);
+            // One channel: the decision's first. Several: the best of all channels.
+            let best = buf.iter().copied().min_by(Pair::order).unwrap_or(buf[0]);
+            out.control.push(if v.plan.channels.len() > 1 {
+                best
+            } else {
+                buf[0]
+            });
             return;
         }
     }
@@ -338,6 +363,46 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         (inp.spec.max_offers_per_customer as usize).min(buf.len())
     };
     out.pairs.extend_from_slice(&buf[..keep]);
+}
+
+/// The customer's time zone: their send window's `time_zone` feature, else its default.
+fn customer_zone(inp: &Inputs<'_>, w: &super::send::SendWindow, row: usize) -> chrono_tz::Tz {
+    let f = inp.features;
+    let named = w.zone_feature.as_deref().and_then(|name| {
+        let col = f.column(name)?;
+        let cell = *f.row_at(row)?.get(col)?;
+        super::send::zone(f.dictionary(col)?.value_of(cell)?)
+    });
+    named
+        .or_else(|| super::send::zone(&w.default_time_zone))
+        .unwrap_or(chrono_tz::Tz::UTC)
+}
+
+/// The decision request for one channel's placement.
+fn request<'r>(id: &'r str, channel: &'r str, placement: &'r str, explain: bool) -> Request<'r> {
+    Request {
+        customer_id: Some(id),
+        channel,
+        placement,
+        limit: Some(MAX_LIMIT),
+        context: &[],
+        explain,
+        // Outbound selection scores adaptive offers by their prior mean: a target list must
+        // come out the same on every run.
+        learnt: None,
+    }
+}
+
+/// True when the customer of `row` can be reached on campaign channel `ci`.
+pub fn reachable(inp: &Inputs<'_>, row: usize, ci: usize) -> bool {
+    let Some(Some(rule)) = inp.reach.get(ci) else {
+        return true;
+    };
+    let input = RuleInput {
+        features: inp.features.row_at(row).unwrap_or(&[]),
+        context: &[],
+    };
+    rule.check(&input).is_none()
 }
 
 /// The contact policy that held back the first campaign offer it held, by its model path

@@ -9,7 +9,7 @@
 //! one-machine run allocates over. Everything else a shard counts is per customer and adds up.
 //!
 //! A shard folder: `shard-candidates.csv` (row, customer id, offer, variant, score,
-//! propensity, value), `shard-control.csv` (the same for the control group) and, written last,
+//! propensity, value, the customer's time-zone name when the campaign has a send window), `shard-control.csv` (the same for the control group) and, written last,
 //! `shard.json` (the shard, the run's [`RunInfo`], the counts, the row counts of both files),
 //! so a folder without `shard.json` is not a finished shard. A merge checks every shard before
 //! it writes anything, and writes the list under temporary names renamed into place at the
@@ -33,7 +33,7 @@ pub const CANDIDATES_CSV: &str = "shard-candidates.csv";
 /// The shard's control-group customers.
 pub const CONTROL_CSV: &str = "shard-control.csv";
 /// The shard file format's version.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Why shards could not be written or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -169,6 +169,7 @@ fn write_pairs(
         "score",
         "propensity",
         "value",
+        "time_zone",
     ])
     .map_err(&e)?;
     for p in pairs {
@@ -191,6 +192,7 @@ fn write_pairs(
             a.format(p.score),
             b.format(p.propensity),
             c.format(customers.value(info, p)),
+            customers.zone_name(info, p.row).unwrap_or_default(),
         ])
         .map_err(&e)?;
     }
@@ -341,6 +343,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
     let mut control = Vec::new();
     let mut ids = HashMap::new();
     let mut values = HashMap::new();
+    let mut zones = HashMap::new();
     for s in &shards {
         tally.merge(s.header.tally.clone());
         let n = read_pairs(
@@ -348,6 +351,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
             &mut pairs,
             &mut ids,
             &mut values,
+            &mut zones,
         )?;
         check_rows(&s.dir.join(CANDIDATES_CSV), n, s.header.candidates)?;
         let n = read_pairs(
@@ -355,13 +359,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
             &mut control,
             &mut ids,
             &mut values,
+            &mut zones,
         )?;
         check_rows(&s.dir.join(CONTROL_CSV), n, s.header.control)?;
     }
     let info = &first.header.info;
     let candidates = allocate::candidates(pairs, &info.limits);
     control.sort_unstable_by_key(|p| p.row);
-    let customers = Customers::Listed { ids, values };
+    let customers = Customers::Listed { ids, values, zones };
 
     let name = out
         .file_name()
@@ -403,6 +408,7 @@ fn read_pairs(
     into: &mut Vec<Pair>,
     ids: &mut HashMap<u32, Box<str>>,
     values: &mut HashMap<(u32, u16), f64>,
+    zones: &mut HashMap<u32, Box<str>>,
 ) -> Result<u64, ShardError> {
     let file = File::open(path).map_err(io(path))?;
     let mut r = csv::Reader::from_reader(BufReader::new(file));
@@ -422,10 +428,14 @@ fn read_pairs(
             variant: field(3).parse().map_err(|_| bad("variant"))?,
             score: field(4).parse().map_err(|_| bad("score"))?,
             propensity: field(5).parse().map_err(|_| bad("propensity"))?,
+            channel: 0,
         };
         let value: f64 = field(6).parse().map_err(|_| bad("value"))?;
         ids.entry(p.row).or_insert_with(|| field(1).into());
         values.insert((p.row, p.offer), value);
+        if !field(7).is_empty() {
+            zones.entry(p.row).or_insert_with(|| field(7).into());
+        }
         into.push(p);
     }
     Ok(n)

@@ -2,7 +2,7 @@
 //! exact path, all at once, through the model's own [`Faults`] reader.
 //!
 //! Validation has two halves. [`parse`] checks the file on its own (fields, types, ranges,
-//! minimums against maximums and capacity, suppression files that exist); [`Plan::resolve`]
+//! minimums against maximums and capacity, suppression files that exist); [`super::plan::Plan::resolve`]
 //! checks it against a compiled model (the channel, placement, offers and categories it names).
 //! `nextbest campaign check` reports both halves' faults together. Nothing here decides or
 //! touches the event log.
@@ -17,17 +17,32 @@
 //!  "frequency": {"max_contacts": 2, "window_days": 7, "channels": ["sms", "email", "push"]},
 //!  "suppression": ["optouts.txt"],
 //!  "control_group": {"share": 0.1, "salt": "dec-2026"},
+//!  "send_window": {"from": "09:00", "to": "20:00", "days": ["mon", "tue", "wed", "thu", "fri"],
+//!                  "time_zone": {"feature": "tz"}, "default_time_zone": "Europe/Berlin"},
 //!  "transactional": false}
 //! ```
+//!
+//! Several channels in one list replace `channel`, `placement` and `capacity` with
+//! `"channels": {"sms": {"placement": "sms_campaign", "max_contacts": 50000, "per": "day"},
+//! "email": {"placement": "email_campaign", "reachable": {"feature": "email_opt_in", "op": "eq",
+//! "value": 1}}}`; a frequency cap may count the customer's calendar week
+//! (`"window": "calendar_week"`) instead of `window_days`, and a capacity's `per` may be
+//! `calendar_day` or `calendar_week` in the campaign's zone (the send window's
+//! `default_time_zone`) instead of the rolling `day` or `week`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use simd_json::prelude::*;
 
-use crate::engine::{CompiledModel, MAX_LIMIT};
+use super::send::{self, SendWindow};
+use crate::engine::MAX_LIMIT;
 use crate::model::walk::{index, join, Faults, Value};
 use crate::model::Fault;
+use channels::{read_capacity, read_channels};
+pub use channels::{Capacity, ChannelSpec, Per, MAX_CHANNELS};
+
+mod channels;
 
 /// Largest campaign file read, in bytes.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -38,6 +53,7 @@ const TOP_KEYS: &[&str] = &[
     "name",
     "description",
     "channel",
+    "channels",
     "placement",
     "offers",
     "max_offers_per_customer",
@@ -48,36 +64,8 @@ const TOP_KEYS: &[&str] = &[
     "suppression",
     "control_group",
     "transactional",
+    "send_window",
 ];
-
-/// The period a channel's capacity is counted over, looking back from the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Per {
-    /// The last 24 hours.
-    Day,
-    /// The last 7 days.
-    Week,
-}
-
-impl Per {
-    /// The period in milliseconds.
-    pub fn ms(self) -> i64 {
-        match self {
-            Per::Day => crate::engine::policy::DAY_MS,
-            Per::Week => 7 * crate::engine::policy::DAY_MS,
-        }
-    }
-}
-
-/// How many contacts the channel can take in a period (the SMS gateway's daily volume).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Capacity {
-    /// Most contacts on the channel in the period, earlier campaigns' included.
-    pub max_contacts: u64,
-    /// The period.
-    pub per: Per,
-}
 
 /// An offer's minimum and maximum number of customers in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -88,13 +76,18 @@ pub struct OfferLimit {
     pub max: Option<u64>,
 }
 
-/// "At most N contacts in W days" across outbound channels, on top of the model's policies.
+/// "At most N contacts in W days" (or in the customer's calendar week) across outbound
+/// channels, on top of the model's policies.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Frequency {
     /// Most contacts in the window, this campaign's included.
     pub max_contacts: u32,
-    /// Window in days.
+    /// Window in days (7 for a calendar week).
     pub window_days: u32,
+    /// The window is the customer's calendar week so far (from Monday 00:00 in their time
+    /// zone), not the last `window_days` days.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub calendar_week: bool,
     /// Channels whose impressions count.
     pub channels: Vec<String>,
 }
@@ -113,8 +106,11 @@ pub struct ControlGroup {
 pub struct CampaignSpec {
     /// Campaign name; with the run time it derives the committed events' ids.
     pub name: String,
-    /// The outbound channel the list is for.
+    /// The outbound channel the list is for (with `channels`: their names joined by `+`).
     pub channel: String,
+    /// With several channels: each, by name (the allocation numbers them in this order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelSpec>,
     /// The model placement on that channel; `None` means the channel's only placement.
     pub placement: Option<String>,
     /// The offers the campaign may send; `None` means every offer of the placement.
@@ -135,6 +131,31 @@ pub struct CampaignSpec {
     pub control_group: Option<ControlGroup>,
     /// Bypasses frequency caps (never suppression): a bill, a fraud alert.
     pub transactional: bool,
+    /// When customers may be contacted, in their own time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_window: Option<SendWindow>,
+}
+
+impl CampaignSpec {
+    /// True when the file lists `channels` (the list then names each row's channel and why
+    /// the others were not chosen).
+    pub fn multi_channel(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
+    /// The campaign's channels as one list: `channels`, or the one `channel` with the file's
+    /// placement and capacity.
+    pub fn channel_list(&self) -> Vec<ChannelSpec> {
+        if self.multi_channel() {
+            return self.channels.clone();
+        }
+        vec![ChannelSpec {
+            name: self.channel.clone(),
+            placement: self.placement.clone(),
+            capacity: self.capacity,
+            reachable: None,
+        }]
+    }
 }
 
 /// Why a campaign file was refused.
@@ -236,9 +257,35 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
     if let Some(d) = top.get("description") {
         f.string(d, "description", 4096);
     }
-    let channel = f
-        .req(top, "channel", "")
-        .and_then(|v| f.string(v, "channel", 128));
+    let channels = top.get("channels").map(|v| read_channels(f, v));
+    let channel = match (top.get("channel"), &channels) {
+        (Some(v), None) => f.string(v, "channel", 128).map(str::to_owned),
+        (None, Some(Some(list))) => Some(
+            list.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        ),
+        (None, Some(None)) => None,
+        (Some(_), Some(_)) => {
+            f.push("channels", "give either `channel` or `channels`, not both");
+            None
+        }
+        (None, None) => {
+            f.push("channel", "missing field (or give `channels`)");
+            None
+        }
+    };
+    if channels.is_some() {
+        for (key, what) in [
+            ("placement", "each channel's `placement`"),
+            ("capacity", "each channel's `max_contacts` and `per`"),
+        ] {
+            if top.contains_key(key) {
+                f.push(key, format!("with `channels`, give {what} instead"));
+            }
+        }
+    }
     let placement = top.get("placement").map(|v| f.string(v, "placement", 128));
     let offers = top
         .get("offers")
@@ -264,6 +311,18 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
         None => Some(Vec::new()),
     };
     let control = top.get("control_group").map(|v| read_control(f, v));
+    let send_window = top.get("send_window").map(|v| send::read(f, v));
+    if send_window.is_none() {
+        channels::calendar_needs_zone(f, &capacity, &channels);
+    }
+    if let (Some(Some(fr)), None) = (&frequency, &send_window) {
+        if fr.calendar_week {
+            f.push(
+                "frequency.window",
+                "`calendar_week` is counted in each customer's time zone: give `send_window` (its `time_zone` and `default_time_zone`)",
+            );
+        }
+    }
     let transactional = match top.get("transactional") {
         Some(v) => match v.as_bool() {
             Some(b) => Some(b),
@@ -287,6 +346,26 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
             );
         }
     }
+    let several = top
+        .get("channels")
+        .and_then(|v| v.as_object())
+        .is_some_and(|o| o.len() > 1);
+    if several {
+        for key in ["offer_limits", "category_limits"] {
+            let set = top
+                .get(key)
+                .and_then(|v| v.as_object())
+                .is_some_and(|o| !o.is_empty());
+            if set {
+                // Offer and category limits cross channel capacities: the best list is then
+                // no longer a flow (see `flow`), and no exact allocation is offered for it.
+                f.push(
+                    key,
+                    "not supported with several `channels` yet: split the campaign by channel, or drop the limit",
+                );
+            }
+        }
+    }
     if let (Some(Some(list)), Some(limits)) = (&offers, &offer_limits) {
         for id in limits.keys() {
             if !list.contains(&id.as_str()) {
@@ -301,7 +380,8 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
     // the names that do not resolve together with these faults.
     Some(CampaignSpec {
         name: name.unwrap_or_default().to_owned(),
-        channel: channel?.to_owned(),
+        channel: channel?,
+        channels: channels.flatten().unwrap_or_default(),
         placement: placement.flatten().map(str::to_owned),
         offers: offers
             .flatten()
@@ -314,28 +394,7 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
         suppression: suppression.unwrap_or_default(),
         control_group: control.flatten(),
         transactional: transactional.unwrap_or(false),
-    })
-}
-
-fn read_capacity(f: &mut Faults, v: &Value<'_>) -> Option<Capacity> {
-    let obj = f.object(v, "capacity", &["max_contacts", "per"])?;
-    let max = f
-        .req(obj, "max_contacts", "capacity")
-        .and_then(|v| f.integer_in(v, "capacity.max_contacts", 1, 1 << 40));
-    let per = match obj.get("per") {
-        None => Some(Per::Day),
-        Some(v) => match v.as_str() {
-            Some("day") => Some(Per::Day),
-            Some("week") => Some(Per::Week),
-            _ => {
-                f.push("capacity.per", "expected `day` or `week`");
-                None
-            }
-        },
-    };
-    Some(Capacity {
-        max_contacts: max?,
-        per: per?,
+        send_window: send_window.flatten(),
     })
 }
 
@@ -399,13 +458,41 @@ fn read_category_limits(f: &mut Faults, v: &Value<'_>) -> Option<BTreeMap<String
 }
 
 fn read_frequency(f: &mut Faults, v: &Value<'_>) -> Option<Frequency> {
-    let obj = f.object(v, "frequency", &["max_contacts", "window_days", "channels"])?;
+    let obj = f.object(
+        v,
+        "frequency",
+        &["max_contacts", "window_days", "window", "channels"],
+    )?;
     let max = f
         .req(obj, "max_contacts", "frequency")
         .and_then(|v| f.integer_in(v, "frequency.max_contacts", 1, 256));
-    let days = f
-        .req(obj, "window_days", "frequency")
-        .and_then(|v| f.integer_in(v, "frequency.window_days", 1, 366));
+    let (days, calendar_week) = match (obj.get("window_days"), obj.get("window")) {
+        (Some(v), None) => (f.integer_in(v, "frequency.window_days", 1, 366), false),
+        (None, Some(w)) => match w.as_str() {
+            Some("calendar_week") => (Some(7), true),
+            _ => {
+                f.push(
+                    "frequency.window",
+                    "expected `calendar_week` (or give `window_days` for rolling days)",
+                );
+                (None, false)
+            }
+        },
+        (Some(_), Some(_)) => {
+            f.push(
+                "frequency.window",
+                "give `window_days` or `window`, not both",
+            );
+            (None, false)
+        }
+        (None, None) => {
+            f.push(
+                "frequency.window_days",
+                "missing field (or `window`: `calendar_week`)",
+            );
+            (None, false)
+        }
+    };
     let channels = match obj.get("channels") {
         Some(v) => f
             .string_list(v, "frequency.channels", 64)
@@ -415,6 +502,7 @@ fn read_frequency(f: &mut Faults, v: &Value<'_>) -> Option<Frequency> {
     Some(Frequency {
         max_contacts: max? as u32,
         window_days: days? as u32,
+        calendar_week,
         channels: channels?,
     })
 }
@@ -453,156 +541,4 @@ fn read_control(f: &mut Faults, v: &Value<'_>) -> Option<ControlGroup> {
         share: share?,
         salt: salt?.to_owned(),
     })
-}
-
-/// A campaign resolved against one compiled model: names turned into indices.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The channel's index in the model.
-    pub channel: usize,
-    /// The placement the engine decides for.
-    pub placement: String,
-    /// Campaign offer index (see [`Plan::offer_ids`]) by model offer index, `None` for the
-    /// model's offers the campaign does not send.
-    pub campaign_offer: Vec<Option<u16>>,
-}
-
-impl Plan {
-    /// The campaign's offer ids in the order allocation numbers them: the file's `offers`,
-    /// else the placement's offers in model order.
-    pub fn offer_ids(spec: &CampaignSpec, model: &CompiledModel) -> Vec<String> {
-        match &spec.offers {
-            Some(list) => list.clone(),
-            None => {
-                let Some(ci) = model.channels.iter().position(|c| *c.name == spec.channel) else {
-                    return Vec::new();
-                };
-                let slot = match &spec.placement {
-                    Some(p) => model.channels[ci].slots.iter().find(|s| *s.placement == *p),
-                    None => model.channels[ci].slots.first(),
-                };
-                let mut idx: Vec<u32> = slot.map(|s| s.candidates.to_vec()).unwrap_or_default();
-                idx.sort_unstable();
-                idx.iter()
-                    .map(|&i| model.offers[i as usize].id.to_string())
-                    .collect()
-            }
-        }
-    }
-
-    /// Checks the campaign against a model; every fault with the campaign file's path.
-    pub fn resolve(
-        spec: &CampaignSpec,
-        model: &CompiledModel,
-        offer_ids: &[String],
-    ) -> Result<Plan, Vec<Fault>> {
-        let mut f = Faults::default();
-        let names = || {
-            model
-                .channels
-                .iter()
-                .map(|c| c.name.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let Some(ci) = model.channels.iter().position(|c| *c.name == spec.channel) else {
-            f.push(
-                "channel",
-                format!(
-                    "the model `{}` has no channel `{}` (it has: {})",
-                    model.name,
-                    spec.channel,
-                    names()
-                ),
-            );
-            return Err(f.0);
-        };
-        let channel = &model.channels[ci];
-        let slot = match &spec.placement {
-            Some(p) => match channel.slots.iter().find(|s| *s.placement == *p) {
-                Some(s) => Some(s),
-                None => {
-                    f.push(
-                        "placement",
-                        format!(
-                            "the model has no placement `{p}` on channel `{}`",
-                            spec.channel
-                        ),
-                    );
-                    None
-                }
-            },
-            None if channel.slots.len() == 1 => channel.slots.first(),
-            None => {
-                f.push(
-                    "placement",
-                    format!(
-                        "missing field: channel `{}` has {} placements, name one",
-                        spec.channel,
-                        channel.slots.len()
-                    ),
-                );
-                None
-            }
-        };
-        let mut campaign_offer = vec![None; model.offers.len()];
-        if offer_ids.is_empty() {
-            f.push("offers", "the campaign has no offer to send");
-        }
-        for (k, id) in offer_ids.iter().enumerate() {
-            let path = match &spec.offers {
-                Some(_) => index("offers", k),
-                None => "offers".to_owned(),
-            };
-            match model.offers.iter().position(|o| *o.id == **id) {
-                None => f.push(&path, format!("unknown offer `{id}`")),
-                Some(oi) => {
-                    if let Some(s) = slot {
-                        if !s.candidates.contains(&(oi as u32)) {
-                            f.push(
-                                &path,
-                                format!(
-                                    "offer `{id}` is not shown in placement `{}` on channel `{}`",
-                                    s.placement, spec.channel
-                                ),
-                            );
-                        }
-                    }
-                    campaign_offer[oi] = Some(k as u16);
-                }
-            }
-        }
-        if spec.offers.is_none() {
-            for id in spec.offer_limits.keys() {
-                if !offer_ids.contains(id) {
-                    f.push(
-                        &join("offer_limits", id),
-                        format!("`{id}` is not an offer of this campaign's placement"),
-                    );
-                }
-            }
-        }
-        for cat in spec.category_limits.keys() {
-            let sent = offer_ids.iter().any(|id| {
-                model
-                    .offers
-                    .iter()
-                    .any(|o| *o.id == **id && *o.category == **cat)
-            });
-            if !sent {
-                f.push(
-                    &join("category_limits", cat),
-                    format!("no offer of the campaign has category `{cat}`"),
-                );
-            }
-        }
-        match (slot, f.is_empty()) {
-            (Some(s), true) => Ok(Plan {
-                channel: ci,
-                placement: s.placement.to_string(),
-                campaign_offer,
-            }),
-            _ => Err(f.0),
-        }
-    }
 }

@@ -17,7 +17,7 @@ pub mod xgboost;
 
 use std::path::{Path, PathBuf};
 
-pub use compile::DEFAULT_FALLBACK_KEY;
+pub use compile::{compile_feature_rule, DEFAULT_FALLBACK_KEY};
 pub use walk::Fault;
 
 use crate::engine::CompiledModel;

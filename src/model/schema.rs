@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 
 use super::compile::{
     scorer_keys, ARBITRATION_KEYS, CHALLENGER_KEYS, CONTENT_KEYS, FALLBACK_ITEM_KEYS, LEAF_KEYS,
-    OFFER_KEYS, PLACEMENT_KEYS, SCORER_KEYS, TOP_KEYS,
+    MAX_SMS_SEGMENTS, OFFER_KEYS, PLACEMENT_KEYS, SCORER_KEYS, TOP_KEYS,
 };
 use super::policies::{CAPS_KEYS, POLICY_KEYS};
 use super::{
@@ -96,6 +96,7 @@ pub fn schemas() -> Map<String, Value> {
                 "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "description": "Offers shown when a request names no limit (default 3)."},
                 "priority": {"type": "integer", "minimum": 0, "maximum": MAX_PLACEMENT_PRIORITY, "description": "Admission priority under load, 0 to 100 (default 100)."},
                 "description": {"type": "string", "minLength": 1, "maxLength": MAX_DESCRIPTION_BYTES, "description": "Documentation for people."},
+                "max_sms_segments": {"type": "integer", "minimum": 1, "maximum": MAX_SMS_SEGMENTS, "description": "Most segments an SMS body shown here may take (160 GSM-7 characters, or 70 UCS-2 units, for one; 153 or 67 each when concatenated); longer bodies are refused."},
                 "exploration": {"type": "object", "required": ["share"], "additionalProperties": false, "properties": {
                     "share": {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "Share of decisions, chosen by a hash of the decision id, that show a uniform random pick of the eligible offers (in score order) instead of the top of the ranking."}},
                     "description": "Randomised decisions with known probabilities, for off-policy estimates (`nextbest replay --estimate`). Every decision then knows the probability with which it showed each offer (explain's `shown_probability`, the decision log's `shown`)."},
@@ -230,14 +231,14 @@ pub fn schemas() -> Map<String, Value> {
         "ModelContent",
         object(
             CONTENT_KEYS,
-            &["title", "image_url", "cta_url"],
+            &[],
             json!({
-                "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_BYTES, "description": "The headline."},
+                "title": {"type": "string", "minLength": 1, "maxLength": MAX_TITLE_BYTES, "description": "The headline (an e-mail's subject)."},
                 "body": {"type": "string", "maxLength": MAX_BODY_BYTES, "description": "The text (default empty)."},
                 "image_url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_BYTES, "description": "An absolute http(s) URL."},
                 "cta_url": {"type": "string", "minLength": 1, "maxLength": MAX_URL_BYTES, "description": "Where the call to action leads: an absolute http(s) URL."},
             }),
-            "What an offer shows on one channel.",
+            "What an offer shows on one channel. Which fields are required depends on the channel's name: `sms` a body; `email` a title (the subject) and a body; `push` a title and a body; any other channel a title, an image_url and a cta_url. Fields a channel does not need are empty strings in answers.",
         ),
     );
     add(

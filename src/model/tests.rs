@@ -580,6 +580,7 @@ fn a_name_on_a_group_says_where_names_belong() {
 }
 
 mod adaptive;
+mod content;
 
 #[test]
 fn logistic_scorers_read_request_values_through_the_rules_context_slots() {

@@ -183,6 +183,10 @@ pub(super) fn with_challenger(
                     message: "a challenger cannot declare a challenger of its own".into(),
                 }]));
             }
+            let missing = missing_channels(&model, &c);
+            if !missing.is_empty() {
+                return Err(ModelError::Invalid(missing));
+            }
             Some(Challenger {
                 model: Arc::new(c),
                 share: spec.share,
@@ -191,6 +195,33 @@ pub(super) fn with_challenger(
         }
     };
     Ok(ModelSet::new(model, challenger, store))
+}
+
+/// Each channel the champion serves and the challenger does not, as a fault: the challenger's
+/// share of customers could not be decided there (a campaign on it would be refused).
+fn missing_channels(champion: &LoadedModel, challenger: &LoadedModel) -> Vec<Fault> {
+    let has: Vec<&str> = challenger
+        .compiled
+        .channels
+        .iter()
+        .map(|c| &*c.name)
+        .collect();
+    champion
+        .compiled
+        .channels
+        .iter()
+        .filter(|c| !has.contains(&&*c.name))
+        .map(|c| Fault {
+            path: "challenger.path".into(),
+            message: format!(
+                "(challenger `{}`) the model `{}` has no channel `{}`, which the champion serves (it has: {})",
+                challenger.compiled.name,
+                challenger.compiled.name,
+                c.name,
+                has.join(", ")
+            ),
+        })
+        .collect()
 }
 
 fn prefix_faults(e: ModelError, prefix: &str) -> ModelError {

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod binary;
+#[cfg(feature = "offline")]
+pub mod campaign;
+pub mod outcomes;
 pub mod redis;
 
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@ fn pair(row: u32, offer: u16, score: f64) -> Pair {
         row,
         offer,
         variant: 0,
+        channel: 0,
     }
 }
 
@@ -22,6 +23,7 @@ fn limits(n: usize) -> Limits {
         category: vec![None; n],
         category_max: vec![],
         per_customer: 1,
+        channels: 1,
     }
 }
 
@@ -329,4 +331,108 @@ fn shares_are_proportional_and_add_up() {
     assert_eq!((parts[0].max[1], parts[1].max[1]), (Some(6), Some(3)));
     assert_eq!((parts[0].min[0], parts[1].min[0]), (2, 1));
     assert_eq!(parts[0].category_max[0] + parts[1].category_max[0], 50);
+}
+
+/// A random base over 2 offers and 3 channels (at most 14 pairs), each channel's capacity
+/// random or unset, as a campaign with `channels` gives them.
+fn generated_channels(rng: &mut Rng) -> (Vec<Pair>, Limits) {
+    let (offers, channels) = (2usize, 3usize);
+    let mut pairs = Vec::new();
+    for row in 0..5 {
+        for o in 0..offers {
+            for ch in 0..channels {
+                if pairs.len() < 14 && rng.next(2) > 0 {
+                    let mut p = pair(row, o as u16, (1 + rng.next(12)) as f64 / 4.0);
+                    p.channel = ch as u8;
+                    pairs.push(p);
+                }
+            }
+        }
+    }
+    let mut l = limits(offers * channels);
+    l.channels = channels as u32;
+    l.per_customer = 1 + rng.next(2) as u32;
+    let caps: Vec<Option<usize>> = (0..channels)
+        .map(|_| {
+            (rng.next(4) > 0).then(|| {
+                l.category_max.push(rng.next(4));
+                l.category_max.len() - 1
+            })
+        })
+        .collect();
+    l.category = (0..offers * channels).map(|s| caps[s % channels]).collect();
+    (pairs, l)
+}
+
+/// The score of a list over several channels, or `None` when it breaks a channel's capacity,
+/// offers per customer, or sends a customer one offer twice.
+fn worth_channels(list: &[Pair], l: &Limits) -> Option<f64> {
+    let mut per_cat = vec![0u64; l.category_max.len()];
+    let mut per_row = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in list {
+        if let Some(c) = l.category[l.slot(p)] {
+            per_cat[c] += 1;
+        }
+        *per_row.entry(p.row).or_insert(0u32) += 1;
+        if !seen.insert((p.row, p.offer)) {
+            return None;
+        }
+    }
+    let ok = per_cat.iter().zip(&l.category_max).all(|(n, m)| n <= m)
+        && per_row.values().all(|&n| n <= l.per_customer);
+    ok.then(|| list.iter().map(|p| p.score).sum())
+}
+
+fn exhaustive_channels(pairs: &[Pair], l: &Limits) -> f64 {
+    let mut best = 0.0f64;
+    for mask in 0u32..(1 << pairs.len()) {
+        let list: Vec<Pair> = (0..pairs.len())
+            .filter(|i| mask >> i & 1 == 1)
+            .map(|i| pairs[i])
+            .collect();
+        if let Some(w) = worth_channels(&list, l) {
+            best = best.max(w);
+        }
+    }
+    best
+}
+
+#[test]
+fn several_channels_give_the_best_list_over_all_channels_jointly() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut priced = 0;
+    for case in 0..300 {
+        let (pairs, l) = generated_channels(&mut rng);
+        let a = run(pairs.clone(), &l);
+        let got = worth_channels(&a.selected, &l)
+            .unwrap_or_else(|| panic!("case {case}: infeasible {:?}", chosen(&a)));
+        let best = exhaustive_channels(&pairs, &l);
+        assert!(
+            (got - best).abs() < 1e-9,
+            "case {case}: score {got} against the best {best}: {l:?} {pairs:?}"
+        );
+        assert_eq!(a.per_offer.len(), 2, "per offer, not per (offer, channel)");
+        assert_eq!(a.per_offer.iter().sum::<u64>(), a.selected.len() as u64);
+        let mut shuffled = pairs.clone();
+        shuffled.reverse();
+        assert_eq!(chosen(&run(shuffled, &l)), chosen(&a), "case {case}");
+        for s in &a.shadow_prices {
+            let Bound::CategoryMax(c) = s.bound else {
+                panic!("case {case}: only channel capacities bind: {s:?}");
+            };
+            let mut more = l.clone();
+            more.category_max[c] += 1;
+            let expected = (exhaustive_channels(&pairs, &more) - best).max(0.0);
+            assert!(
+                (s.per_unit - expected).abs() < 1e-9,
+                "case {case}: {s:?}, expected {expected}: {l:?} {pairs:?}"
+            );
+            priced += usize::from(s.per_unit > 0.0);
+        }
+    }
+    assert!(
+        priced > 30,
+        "too few binding capacities generated: {priced}"
+    );
 }

@@ -17,6 +17,8 @@ pub(super) struct PlacementDraft {
     pub(super) exploration: f64,
     /// Whether unknown customers are decided from the request's context.
     pub(super) anonymous: bool,
+    /// Most segments of an SMS body shown here (on its `sms` channel).
+    pub(super) max_sms_segments: Option<u32>,
 }
 
 /// Everything read from the document before channels are numbered.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::content::{encode, read_content, FallbackItem};
+use super::content::{encode, read_content, ContentKind, FallbackItem};
 use super::draft::{FallbackMap, PlacementDraft};
 use super::DEFAULT_FALLBACK_KEY;
 use crate::engine::{BuiltinChannel, BuiltinFallback, Fallback, FallbackStage, MAX_LIMIT};
@@ -53,7 +53,12 @@ pub(super) fn read_fallback(
                 );
                 continue;
             }
-            let Some(json) = slots.get(pl).and_then(|v| fallback_items(f, v, &ppath)) else {
+            let max = placements.get(pl).and_then(|p| p.max_sms_segments);
+            let kind = ContentKind::of(ch);
+            let Some(json) = slots
+                .get(pl)
+                .and_then(|v| fallback_items(f, v, &ppath, kind, max))
+            else {
                 continue;
             };
             let stage = if pl == DEFAULT_FALLBACK_KEY {
@@ -74,7 +79,13 @@ pub(super) fn read_fallback(
 }
 
 /// One fallback list (`[{"offer_id", "content"}]`) as the pre-encoded `offers` array.
-fn fallback_items(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<Box<str>> {
+fn fallback_items(
+    f: &mut Faults,
+    v: &Value<'_>,
+    path: &str,
+    kind: ContentKind,
+    max_segments: Option<u32>,
+) -> Option<Box<str>> {
     let items = f.array(v, path, MAX_LIMIT)?;
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
@@ -89,7 +100,7 @@ fn fallback_items(f: &mut Faults, v: &Value<'_>, path: &str) -> Option<Box<str>>
             .and_then(|v| f.string(v, &join(&ipath, "offer_id"), MAX_NAME_BYTES));
         let content = f
             .req(io, "content", &ipath)
-            .and_then(|v| read_content(f, v, &join(&ipath, "content")));
+            .and_then(|v| read_content(f, v, &join(&ipath, "content"), kind, max_segments));
         match (id, content) {
             (Some(id), Some(content)) => out.push(FallbackItem::new(id, i + 1, content)),
             _ => ok = false,
@@ -123,7 +134,11 @@ pub fn compile_builtin(doc: &Value<'_>) -> Result<BuiltinFallback, Vec<Fault>> {
             pls.dedup();
             for pl in pls {
                 let path = join(ch, pl);
-                if let Some(json) = slots.get(pl).and_then(|v| fallback_items(&mut f, v, &path)) {
+                let kind = ContentKind::of(ch);
+                let items = slots
+                    .get(pl)
+                    .and_then(|v| fallback_items(&mut f, v, &path, kind, None));
+                if let Some(json) = items {
                     let fb = Fallback {
                         offers_json: json,
                         stage: FallbackStage::Builtin,

@@ -29,9 +29,12 @@ use super::{
 };
 use crate::engine::{Arbitration, CompiledModel, MAX_CONTEXT_KEYS};
 
+#[cfg(test)]
+pub(crate) use content::sms_segments;
 pub(crate) use content::CONTENT_KEYS;
 pub use fallback::compile_builtin;
 pub(crate) use offers::OFFER_KEYS;
+pub(crate) use placements::MAX_SMS_SEGMENTS;
 pub(crate) use rules::LEAF_KEYS;
 
 /// The model document's top-level fields.
@@ -58,6 +61,7 @@ pub(crate) const PLACEMENT_KEYS: &[&str] = &[
     "description",
     "exploration",
     "anonymous",
+    "max_sms_segments",
 ];
 /// A fallback item's fields.
 pub(crate) const FALLBACK_ITEM_KEYS: &[&str] = &["offer_id", "content"];
@@ -118,6 +122,24 @@ struct Ctx<'s> {
     trees: trees::TreeFiles,
 }
 
+impl<'s> Ctx<'s> {
+    /// A compilation that has read nothing yet.
+    fn new(files: &'s ModelFiles, schema: &'s dyn Schema, limits: &'s Limits) -> Self {
+        Ctx {
+            faults: Faults::default(),
+            files,
+            schema,
+            limits,
+            context_keys: Vec::new(),
+            learnt_context: Vec::new(),
+            features_used: BTreeSet::new(),
+            leaves: 0,
+            warnings: Vec::new(),
+            trees: trees::TreeFiles::default(),
+        }
+    }
+}
+
 /// The request context slot of `key` among `keys`, given one on first use: rules and scorers
 /// that read the same key share its slot. (More than [`MAX_CONTEXT_KEYS`] is refused once all
 /// are read, so the slot always fits.)
@@ -145,18 +167,7 @@ pub fn compile(
     schema: &dyn Schema,
     limits: &Limits,
 ) -> Result<Compiled, Vec<Fault>> {
-    let mut cx = Ctx {
-        faults: Faults::default(),
-        files,
-        schema,
-        limits,
-        context_keys: Vec::new(),
-        learnt_context: Vec::new(),
-        features_used: BTreeSet::new(),
-        leaves: 0,
-        warnings: Vec::new(),
-        trees: trees::TreeFiles::default(),
-    };
+    let mut cx = Ctx::new(files, schema, limits);
     let Some(top) = cx.faults.object(doc, "", TOP_KEYS) else {
         return Err(cx.faults.0);
     };
@@ -240,6 +251,30 @@ pub fn compile(
         multiclass: cx.trees.multiclass().into(),
     };
     Ok((compiled, challenger, cx.warnings))
+}
+
+/// Compiles one rule on snapshot features alone (a campaign channel's `reachable`), exactly as
+/// an offer's eligibility compiles; a rule on the request context is refused, as no request
+/// exists outside `/v1/decide`.
+pub fn compile_feature_rule(
+    v: &Value<'_>,
+    path: &str,
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<crate::engine::Rule, Vec<Fault>> {
+    let files = ModelFiles::default();
+    let mut cx = Ctx::new(&files, schema, limits);
+    let rule = rules::compile_rule(&mut cx, v, path, 0).flatten();
+    if !cx.context_keys.is_empty() {
+        cx.faults.push(
+            path,
+            "only features can be tested here: there is no request context",
+        );
+    }
+    match rule {
+        Some(r) if cx.faults.is_empty() => Ok(r),
+        _ => Err(cx.faults.0),
+    }
 }
 
 fn read_challenger(f: &mut Faults, v: &Value<'_>, files: &ModelFiles) -> Option<ChallengerSpec> {

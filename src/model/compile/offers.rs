@@ -149,7 +149,18 @@ fn read_offer(
                 f.push(&join(path, "content"), "missing field");
                 None
             }
-            (Some(c), Some(chs)) => content::read_offer_content(f, c, &join(path, "content"), chs),
+            (Some(c), Some(chs)) => {
+                // The tightest SMS limit of the placements that show the offer by SMS.
+                let sms_max = offer_placements.iter().flatten().filter_map(|p| {
+                    let p = placements.get(*p)?;
+                    p.channels
+                        .iter()
+                        .any(|c| c == "sms")
+                        .then_some(p.max_sms_segments)?
+                });
+                let sms_max = sms_max.min();
+                content::read_offer_content(f, c, &join(path, "content"), chs, sms_max)
+            }
             (Some(_), None) => None,
         };
         let rule = match obj.get("eligibility") {

@@ -15,6 +15,10 @@ use crate::model::{
     MAX_PLACEMENT_PRIORITY,
 };
 
+/// Most SMS segments a placement may allow (a concatenated SMS of more is rarely delivered
+/// whole).
+pub(crate) const MAX_SMS_SEGMENTS: u64 = 10;
+
 /// Reads the `placements` object; placements with faults are left out.
 pub(super) fn read_placements(
     f: &mut Faults,
@@ -85,9 +89,34 @@ pub(super) fn read_placements(
             Some(v) => read_anonymous(f, v, &join(&path, "anonymous")),
             None => Some(false),
         };
-        if let (Some(channels), Some(limit), Some(priority), Some(exploration), Some(anonymous)) =
-            (channels, limit, priority, exploration, anonymous)
-        {
+        let max_sms_segments = match p.get("max_sms_segments") {
+            Some(_) if channels.as_ref().is_some_and(|c| !c.contains(&"sms")) => {
+                f.push(
+                    &join(&path, "max_sms_segments"),
+                    "only a placement on channel `sms` sends SMS bodies",
+                );
+                None
+            }
+            Some(v) => f
+                .integer_in(v, &join(&path, "max_sms_segments"), 1, MAX_SMS_SEGMENTS)
+                .map(|n| Some(n as u32)),
+            None => Some(None),
+        };
+        if let (
+            Some(channels),
+            Some(limit),
+            Some(priority),
+            Some(exploration),
+            Some(anonymous),
+            Some(max_sms_segments),
+        ) = (
+            channels,
+            limit,
+            priority,
+            exploration,
+            anonymous,
+            max_sms_segments,
+        ) {
             out.insert(
                 name.to_owned(),
                 PlacementDraft {
@@ -96,6 +125,7 @@ pub(super) fn read_placements(
                     priority,
                     exploration,
                     anonymous,
+                    max_sms_segments,
                 },
             );
         }

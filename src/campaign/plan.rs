@@ -1,0 +1,300 @@
+//! A campaign resolved against a compiled model and the snapshot: the channels, placements,
+//! offers and categories it names turned into indices, and each channel's `reachable` rule
+//! compiled on the snapshot's columns. Every fault carries the campaign file's path, so
+//! `campaign check` and `campaign run` report the same ones.
+//!
+//! Nothing here reads files, decides or allocates.
+
+use super::spec::{CampaignSpec, ChannelSpec};
+use crate::engine::{CompiledModel, Rule};
+use crate::model::walk::{index, join, Faults};
+use crate::model::{Fault, Limits as ModelLimits, Schema};
+
+/// A campaign resolved against one compiled model: names turned into indices.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Per campaign channel (see [`CampaignSpec::channel_list`]): its index in the model and
+    /// the placement the engine decides for on it.
+    pub channels: Vec<ChannelPlan>,
+    /// Campaign offer index (see [`Plan::offer_ids`]) by model offer index, `None` for the
+    /// model's offers the campaign does not send.
+    pub campaign_offer: Vec<Option<u16>>,
+}
+
+/// One channel of a plan.
+#[derive(Debug, Clone)]
+pub struct ChannelPlan {
+    /// The channel's index in the model.
+    pub channel: usize,
+    /// Its name.
+    pub name: String,
+    /// The placement the engine decides for.
+    pub placement: String,
+}
+
+/// Where a channel's fields sit in the campaign file.
+fn channel_path(spec: &CampaignSpec, ch: &ChannelSpec, field: &str) -> String {
+    match (spec.multi_channel(), field) {
+        (false, "") => "channel".into(),
+        (false, f) => f.into(),
+        (true, "") => join("channels", &ch.name),
+        (true, f) => join(&join("channels", &ch.name), f),
+    }
+}
+
+impl Plan {
+    /// The campaign's offer ids in the order allocation numbers them: the file's `offers`,
+    /// else the offers of the channels' placements in model order.
+    pub fn offer_ids(spec: &CampaignSpec, model: &CompiledModel) -> Vec<String> {
+        if let Some(list) = &spec.offers {
+            return list.clone();
+        }
+        let mut idx: Vec<u32> = Vec::new();
+        for ch in spec.channel_list() {
+            let Some(ci) = model.channels.iter().position(|c| *c.name == ch.name) else {
+                continue;
+            };
+            let slot = match &ch.placement {
+                Some(p) => model.channels[ci].slots.iter().find(|s| *s.placement == *p),
+                None => model.channels[ci].slots.first(),
+            };
+            idx.extend(slot.map(|s| s.candidates.to_vec()).unwrap_or_default());
+        }
+        idx.sort_unstable();
+        idx.dedup();
+        idx.iter()
+            .map(|&i| model.offers[i as usize].id.to_string())
+            .collect()
+    }
+
+    /// Checks the campaign against a model; every fault with the campaign file's path.
+    pub fn resolve(
+        spec: &CampaignSpec,
+        model: &CompiledModel,
+        offer_ids: &[String],
+    ) -> Result<Plan, Vec<Fault>> {
+        let mut f = Faults::default();
+        let names = || {
+            model
+                .channels
+                .iter()
+                .map(|c| c.name.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let list = spec.channel_list();
+        let mut channels = Vec::new();
+        let mut slots = Vec::new();
+        for ch in &list {
+            let Some(ci) = model.channels.iter().position(|c| *c.name == ch.name) else {
+                f.push(
+                    &channel_path(spec, ch, ""),
+                    format!(
+                        "the model `{}` has no channel `{}` (it has: {})",
+                        model.name,
+                        ch.name,
+                        names()
+                    ),
+                );
+                continue;
+            };
+            let channel = &model.channels[ci];
+            let slot = match &ch.placement {
+                Some(p) => match channel.slots.iter().find(|s| *s.placement == *p) {
+                    Some(s) => Some(s),
+                    None => {
+                        f.push(
+                            &channel_path(spec, ch, "placement"),
+                            format!("the model has no placement `{p}` on channel `{}`", ch.name),
+                        );
+                        None
+                    }
+                },
+                None if channel.slots.len() == 1 => channel.slots.first(),
+                None => {
+                    f.push(
+                        &channel_path(spec, ch, "placement"),
+                        format!(
+                            "missing field: channel `{}` has {} placements, name one",
+                            ch.name,
+                            channel.slots.len()
+                        ),
+                    );
+                    None
+                }
+            };
+            if let Some(s) = slot {
+                channels.push(ChannelPlan {
+                    channel: ci,
+                    name: ch.name.clone(),
+                    placement: s.placement.to_string(),
+                });
+                slots.push((ch, s));
+            }
+        }
+        let mut campaign_offer = vec![None; model.offers.len()];
+        if offer_ids.is_empty() {
+            f.push("offers", "the campaign has no offer to send");
+        }
+        if offer_ids.len() * list.len() > usize::from(u16::MAX) {
+            f.push(
+                "offers",
+                format!(
+                    "{} offers on {} channels: at most {} (offer, channel) pairs",
+                    offer_ids.len(),
+                    list.len(),
+                    u16::MAX
+                ),
+            );
+        }
+        for (k, id) in offer_ids.iter().enumerate() {
+            let path = match &spec.offers {
+                Some(_) => index("offers", k),
+                None => "offers".to_owned(),
+            };
+            match model.offers.iter().position(|o| *o.id == **id) {
+                None => f.push(&path, format!("unknown offer `{id}`")),
+                Some(oi) => {
+                    let shown = |s: &&crate::engine::Slot| s.candidates.contains(&(oi as u32));
+                    match (spec.multi_channel(), &slots[..]) {
+                        (false, [(ch, s)]) if !shown(s) => f.push(
+                            &path,
+                            format!(
+                                "offer `{id}` is not shown in placement `{}` on channel `{}`",
+                                s.placement, ch.name
+                            ),
+                        ),
+                        (true, all)
+                            if all.len() == list.len() && !all.iter().any(|(_, s)| shown(s)) =>
+                        {
+                            f.push(
+                                &path,
+                                format!(
+                                    "offer `{id}` is shown in none of the channels' placements"
+                                ),
+                            )
+                        }
+                        _ => {}
+                    }
+                    campaign_offer[oi] = Some(k as u16);
+                }
+            }
+        }
+        // Every channel has something to send: an offer of the campaign shown in its
+        // placement, with content on the channel.
+        for (plan, (ch, slot)) in channels.iter().zip(&slots) {
+            let sendable = slot.candidates.iter().any(|&oi| {
+                campaign_offer.get(oi as usize).copied().flatten().is_some()
+                    && model.offers[oi as usize]
+                        .content_json
+                        .get(plan.channel)
+                        .is_some_and(Option::is_some)
+            });
+            if !sendable && !offer_ids.is_empty() {
+                f.push(
+                    &channel_path(spec, ch, ""),
+                    format!(
+                        "no offer of the campaign has content in placement `{}` on channel `{}`: nothing could be sent there",
+                        slot.placement, ch.name
+                    ),
+                );
+            }
+        }
+        if spec.offers.is_none() {
+            for id in spec.offer_limits.keys() {
+                if !offer_ids.contains(id) {
+                    f.push(
+                        &join("offer_limits", id),
+                        format!("`{id}` is not an offer of this campaign's placement"),
+                    );
+                }
+            }
+        }
+        for cat in spec.category_limits.keys() {
+            let sent = offer_ids.iter().any(|id| {
+                model
+                    .offers
+                    .iter()
+                    .any(|o| *o.id == **id && *o.category == **cat)
+            });
+            if !sent {
+                f.push(
+                    &join("category_limits", cat),
+                    format!("no offer of the campaign has category `{cat}`"),
+                );
+            }
+        }
+        if f.is_empty() && channels.len() == list.len() {
+            Ok(Plan {
+                channels,
+                campaign_offer,
+            })
+        } else {
+            Err(f.0)
+        }
+    }
+}
+
+/// Each campaign channel's `reachable` rule compiled on the snapshot's columns (`None`: every
+/// customer is reachable there); every fault with its path.
+pub fn reach_rules(
+    spec: &CampaignSpec,
+    schema: &dyn Schema,
+) -> Result<Vec<Option<Rule>>, Vec<Fault>> {
+    let limits = ModelLimits::default();
+    let mut faults = Vec::new();
+    let mut out = Vec::new();
+    for ch in spec.channel_list() {
+        let Some(doc) = &ch.reachable else {
+            out.push(None);
+            continue;
+        };
+        let path = channel_path(spec, &ch, "reachable");
+        let mut text = doc.to_string().into_bytes();
+        let compiled = match simd_json::to_borrowed_value(&mut text) {
+            Ok(v) => crate::model::compile_feature_rule(&v, &path, schema, &limits),
+            Err(e) => Err(vec![Fault {
+                path,
+                message: format!("{e:?}"),
+            }]),
+        };
+        match compiled {
+            Ok(r) => out.push(Some(r)),
+            Err(f) => faults.extend(f),
+        }
+    }
+    if faults.is_empty() {
+        Ok(out)
+    } else {
+        Err(faults)
+    }
+}
+
+/// The snapshot column of the send window's `time_zone` feature (`None` without one), which
+/// must hold names (a text column).
+pub fn zone_column(
+    spec: &CampaignSpec,
+    features: &crate::features::FeatureStore,
+) -> Result<Option<usize>, Vec<Fault>> {
+    let Some(name) = spec
+        .send_window
+        .as_ref()
+        .and_then(|w| w.zone_feature.as_deref())
+    else {
+        return Ok(None);
+    };
+    let path = "send_window.time_zone.feature".to_owned();
+    match features.column(name) {
+        None => Err(vec![Fault {
+            path,
+            message: format!("unknown feature `{name}`"),
+        }]),
+        Some(c) if features.dictionary(c).is_none() => Err(vec![Fault {
+            path,
+            message: format!(
+                "`{name}` is a number column: time zones are IANA names such as `Europe/Berlin`, a text column"
+            ),
+        }]),
+        Some(c) => Ok(Some(c)),
+    }
+}

@@ -1,0 +1,286 @@
+//! `nextbest campaign report DIR --data-dir DATA`: did the campaign work? The outcomes logged
+//! since the run, for the list's targets against the control group, per offer and overall.
+//!
+//! A target converted when the log holds a conversion of their offer after the run; a
+//! control-group customer, when it holds one of the offer they would have been sent. Rates
+//! get the Wilson score interval and their difference (the lift) Newcombe's hybrid score
+//! interval, the very method of the live funnel's challenger lift
+//! ([`crate::contact::funnel::lift`]); value is conversions times the offer's value (the
+//! champion's, as the summary states it), per customer with the rate's interval scaled.
+//!
+//! Reads the output folder and the event log (through [`super::history::each_event`]), never
+//! writes either.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::history;
+use super::output::{Summary, CONTROL_CSV, LIST_CSV, SUMMARY_JSON};
+use crate::contact::funnel::lift::{difference, wilson, Estimate};
+use crate::contact::EventKind;
+
+/// The interval method, as the report states it.
+pub const METHOD: &str = "conversion rate per customer: Wilson score, 95 %; lift (targets - control): Newcombe hybrid score (MOVER); value per customer: the rate's interval times the offer's value";
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file of the output folder is missing or not what a run writes.
+    #[error("{path}: {detail}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The event log could not be read.
+    #[error("event log: {0}")]
+    Log(#[from] crate::contact::log::LogError),
+}
+
+/// One group's outcomes (the targets, or the control group).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Group {
+    /// Customers in the group.
+    pub customers: u64,
+    /// Of them, those with a conversion of their offer since the run.
+    pub converted: u64,
+    /// `converted / customers` with its interval (`None` for an empty group).
+    pub rate: Option<Estimate>,
+    /// Value of the conversions.
+    pub value: f64,
+    /// Value per customer with its interval.
+    pub value_per_customer: Option<Estimate>,
+}
+
+/// Targets against control for one offer, or overall.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The list's customers.
+    pub targets: Group,
+    /// The held-out customers.
+    pub control: Group,
+    /// Target rate minus control rate, with its interval (`None` when a group is empty).
+    pub lift: Option<Estimate>,
+    /// Value per customer, targets minus control, with its interval (per offer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_lift_per_customer: Option<Estimate>,
+    /// Value the campaign added: the value lift per customer times the targets.
+    pub incremental_value: f64,
+}
+
+/// The report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Campaign name.
+    pub campaign: String,
+    /// The run's time: outcomes from then on count.
+    pub since: String,
+    /// Events read from the log.
+    pub events: u64,
+    /// Conversions after the run by the list's and the control group's customers.
+    pub conversions: u64,
+    /// The interval method.
+    pub method: &'static str,
+    /// Per offer.
+    pub offers: BTreeMap<String, Comparison>,
+    /// All offers together (a customer converted when any of their offers did).
+    pub overall: Comparison,
+}
+
+/// Who is in a group: each customer's offers.
+type Members = BTreeMap<String, Vec<String>>;
+
+fn read_members(path: &Path) -> Result<Members, ReportError> {
+    let bad = |detail: String| ReportError::Input {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut r = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+    let header = r.headers().map_err(|e| bad(e.to_string()))?.clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| bad(format!("no `{name}` column")))
+    };
+    let (c, o) = (col("customer_id")?, col("offer_id")?);
+    let mut out = Members::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        out.entry(rec[c].to_owned())
+            .or_default()
+            .push(rec[o].to_owned());
+    }
+    Ok(out)
+}
+
+fn group(customers: u64, converted: u64, value: f64, offer_value: Option<f64>) -> Group {
+    let rate = wilson(converted, customers);
+    Group {
+        customers,
+        converted,
+        rate,
+        value,
+        value_per_customer: match offer_value {
+            Some(v) => rate.map(|r| r.scaled(v.max(0.0))),
+            None => (customers > 0).then(|| {
+                let v = value / customers as f64;
+                Estimate {
+                    value: v,
+                    low: v,
+                    high: v,
+                }
+            }),
+        },
+    }
+}
+
+fn compare(targets: Group, control: Group, per_offer: bool) -> Comparison {
+    let lift = targets
+        .rate
+        .zip(control.rate)
+        .map(|(t, c)| difference(c, t));
+    let value_lift = match per_offer {
+        true => targets
+            .value_per_customer
+            .zip(control.value_per_customer)
+            .map(|(t, c)| difference(c, t)),
+        false => None,
+    };
+    let per_customer = targets
+        .value_per_customer
+        .zip(control.value_per_customer)
+        .map_or(0.0, |(t, c)| t.value - c.value);
+    Comparison {
+        incremental_value: per_customer * targets.customers as f64,
+        targets,
+        control,
+        lift,
+        value_lift_per_customer: value_lift,
+    }
+}
+
+/// Reads `dir` (a run's output folder) and the event log of `data_dir`, and compares the
+/// targets' outcomes since the run with the control group's.
+pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
+    let summary_path = dir.join(SUMMARY_JSON);
+    let text = std::fs::read_to_string(&summary_path).map_err(|e| ReportError::Input {
+        path: summary_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let summary: Summary = serde_json::from_str(&text).map_err(|e| ReportError::Input {
+        path: summary_path.clone(),
+        detail: format!("not a campaign summary: {e}"),
+    })?;
+    let targets = read_members(&dir.join(LIST_CSV))?;
+    let control = read_members(&dir.join(CONTROL_CSV))?;
+
+    // (customer, offer) pairs of either group that converted after the run.
+    let mut watched: HashMap<&str, &[String]> = HashMap::new();
+    for (c, offers) in targets.iter().chain(&control) {
+        watched.insert(c, offers);
+    }
+    let mut converted: HashSet<(String, String)> = HashSet::new();
+    let (mut events, mut conversions) = (0u64, 0u64);
+    history::each_event(data_dir, |e| {
+        events += 1;
+        if e.kind != EventKind::Conversion || e.ts_ms < summary.run_at_ms {
+            return;
+        }
+        let (Some(offer), Some(offers)) = (e.offer_id, watched.get(e.customer_id)) else {
+            return;
+        };
+        if offers.iter().any(|o| o == offer) {
+            conversions += 1;
+            converted.insert((e.customer_id.to_owned(), offer.to_owned()));
+        }
+    })?;
+    let hit = |c: &str, o: &str| converted.contains(&(c.to_owned(), o.to_owned()));
+    let value_of = |o: &str| summary.offers.get(o).map_or(0.0, |s| s.value);
+
+    let mut offers = BTreeMap::new();
+    for id in summary.offers.keys() {
+        let side = |members: &Members| {
+            let (mut n, mut k) = (0u64, 0u64);
+            for (c, list) in members {
+                if list.iter().any(|o| o == id) {
+                    n += 1;
+                    k += u64::from(hit(c, id));
+                }
+            }
+            group(n, k, k as f64 * value_of(id), Some(value_of(id)))
+        };
+        offers.insert(id.clone(), compare(side(&targets), side(&control), true));
+    }
+    let overall_side = |members: &Members| {
+        let (mut k, mut value) = (0u64, 0.0);
+        for (c, list) in members {
+            let won: Vec<&String> = list.iter().filter(|o| hit(c, o)).collect();
+            k += u64::from(!won.is_empty());
+            value += won.iter().map(|o| value_of(o)).sum::<f64>();
+        }
+        group(members.len() as u64, k, value, None)
+    };
+    let overall = compare(overall_side(&targets), overall_side(&control), false);
+    Ok(Report {
+        campaign: summary.campaign.clone(),
+        since: humantime::format_rfc3339_millis(
+            UNIX_EPOCH + Duration::from_millis(summary.run_at_ms.max(0) as u64),
+        )
+        .to_string(),
+        events,
+        conversions,
+        method: METHOD,
+        offers,
+        overall,
+    })
+}
+
+/// The report as a table for the terminal.
+pub fn table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let pct = |e: Option<Estimate>| {
+        e.map_or("-".to_owned(), |e| {
+            format!(
+                "{:.2} % ({:.2} to {:.2})",
+                100.0 * e.value,
+                100.0 * e.low,
+                100.0 * e.high
+            )
+        })
+    };
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "campaign {}: outcomes since {} ({} events read)",
+        r.campaign, r.since, r.events
+    );
+    let _ = writeln!(
+        t,
+        "  {:<22} {:>9} {:>9} {:>27} {:>27} {:>12}",
+        "offer", "targets", "control", "targets' rate", "lift (targets - control)", "added value"
+    );
+    let rows = r
+        .offers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .chain(std::iter::once(("all offers", &r.overall)));
+    for (name, c) in rows {
+        let _ = writeln!(
+            t,
+            "  {:<22} {:>9} {:>9} {:>27} {:>27} {:>12.2}",
+            name,
+            format!("{}/{}", c.targets.converted, c.targets.customers),
+            format!("{}/{}", c.control.converted, c.control.customers),
+            pct(c.targets.rate),
+            pct(c.lift),
+            c.incremental_value
+        );
+    }
+    let _ = writeln!(t, "  ({})", r.method);
+    t
+}

@@ -1,0 +1,339 @@
+//! Send windows and time zones: when each target may be contacted, in the customer's own
+//! local time, as an instant in UTC.
+//!
+//! `"send_window": {"from": "09:00", "to": "20:00", "days": ["mon", ..., "sat"],
+//! "time_zone": {"feature": "tz"}, "default_time_zone": "Europe/Berlin"}` gives every row of
+//! the list its earliest allowed send time (`send_at`): the run's time if that is inside the
+//! customer's window, else the start of their next window. The zone is the customer's `tz`
+//! (a text column: IANA names such as `America/New_York`), else the default.
+//!
+//! Zones come from `chrono-tz`, which compiles the IANA database into the binary: a run gives
+//! the same bytes on every machine whatever its own zone files, and daylight-saving changes
+//! are those of the database. A local time a change skips (02:30 on a spring-forward night)
+//! is read as the first instant after the gap; one it repeats, as the first of the two.
+//!
+//! The same zones give calendar periods: the start of the customer's local week (a frequency
+//! cap over `calendar_week`) and of the campaign's local day or week (a calendar capacity).
+//! This module also reads its part of the campaign file ([`read`]). Pure: no I/O, no clock
+//! (the run's time is passed in).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use simd_json::prelude::*;
+
+use crate::model::walk::{index, join, Faults, Value};
+
+/// The week's days as campaign files name them, Monday first.
+pub const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// A send window, checked: minutes after local midnight, the allowed days, the zones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SendWindow {
+    /// First allowed minute of the local day.
+    pub from_minute: u32,
+    /// First minute no longer allowed (up to 1440).
+    pub to_minute: u32,
+    /// Allowed days, bit 0 Monday.
+    pub days: u8,
+    /// The text column holding each customer's zone name, if any.
+    pub zone_feature: Option<String>,
+    /// The zone of customers without a known one, and the campaign's own.
+    pub default_time_zone: String,
+}
+
+/// Parses `HH:MM` (00:00 to 24:00) into minutes after midnight.
+pub fn parse_clock(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+}
+
+/// The IANA zone of that name, if the database has it.
+pub fn zone(name: &str) -> Option<Tz> {
+    name.parse().ok()
+}
+
+/// The first instant whose local time in `tz` is at least `local` (the end of a gap when a
+/// daylight-saving change skips `local`).
+fn instant(tz: Tz, local: NaiveDateTime) -> DateTime<Tz> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => t,
+        LocalResult::Ambiguous(first, _) => first,
+        LocalResult::None => {
+            // Skipped: step by minutes to the first local time that exists (gaps last at
+            // most a few hours).
+            let mut probe = local;
+            for _ in 0..(24 * 60) {
+                probe += Duration::minutes(1);
+                if let Some(t) = tz.from_local_datetime(&probe).earliest() {
+                    return t;
+                }
+            }
+            tz.from_utc_datetime(&local)
+        }
+    }
+}
+
+fn at_minute(date: NaiveDate, minute: u32) -> NaiveDateTime {
+    date.and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .checked_add_signed(Duration::minutes(i64::from(minute)))
+        .unwrap_or_default()
+}
+
+fn utc_ms(now_ms: i64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp_millis(now_ms).unwrap_or_default()
+}
+
+impl SendWindow {
+    /// The earliest instant at or after `now_ms` inside the window in `tz` (Unix ms); `None`
+    /// when the window is empty (no day, or `from` not before `to`).
+    pub fn earliest(&self, tz: Tz, now_ms: i64) -> Option<i64> {
+        if self.days == 0 || self.from_minute >= self.to_minute {
+            return None;
+        }
+        let local_today = utc_ms(now_ms).with_timezone(&tz).date_naive();
+        for ahead in 0..8 {
+            let date = local_today + Duration::days(ahead);
+            if self.days >> date.weekday().num_days_from_monday() & 1 == 0 {
+                continue;
+            }
+            let start = instant(tz, at_minute(date, self.from_minute)).timestamp_millis();
+            let end = instant(tz, at_minute(date, self.to_minute)).timestamp_millis();
+            if now_ms < end {
+                return Some(start.max(now_ms));
+            }
+        }
+        None
+    }
+}
+
+/// The start of the local day in `tz` that holds `now_ms` (Unix ms).
+pub fn day_start(tz: Tz, now_ms: i64) -> i64 {
+    let date = utc_ms(now_ms).with_timezone(&tz).date_naive();
+    instant(tz, at_minute(date, 0)).timestamp_millis()
+}
+
+/// The start of the local week (Monday 00:00) in `tz` that holds `now_ms` (Unix ms).
+pub fn week_start(tz: Tz, now_ms: i64) -> i64 {
+    let date = utc_ms(now_ms).with_timezone(&tz).date_naive();
+    let monday = date - Duration::days(i64::from(date.weekday().num_days_from_monday()));
+    instant(tz, at_minute(monday, 0)).timestamp_millis()
+}
+
+/// An instant as the list writes it: RFC 3339 in UTC, whole seconds (rounded up, so never
+/// before the window opens).
+pub fn format_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0);
+    DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Customers' zones by name, each name parsed once; unknown names fall back to the default
+/// and are counted.
+pub struct Zones {
+    default: Tz,
+    parsed: HashMap<Box<str>, Option<Tz>>,
+    /// Rows whose zone name the database does not know, by name.
+    pub unknown: HashMap<Box<str>, u64>,
+}
+
+impl Zones {
+    /// Zones with `default` for customers without a known one.
+    pub fn new(default: Tz) -> Self {
+        Zones {
+            default,
+            parsed: HashMap::new(),
+            unknown: HashMap::new(),
+        }
+    }
+
+    /// The zone of a customer whose zone name is `name` (none or empty: the default).
+    pub fn of(&mut self, name: Option<&str>) -> Tz {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return self.default;
+        };
+        let tz = match self.parsed.get(name) {
+            Some(tz) => *tz,
+            None => {
+                let tz = zone(name);
+                self.parsed.insert(name.into(), tz);
+                tz
+            }
+        };
+        tz.unwrap_or_else(|| {
+            *self.unknown.entry(name.into()).or_default() += 1;
+            self.default
+        })
+    }
+}
+
+/// Reads `send_window` from a campaign file: local hours and days, and where each customer's
+/// time zone comes from; every fault with its path.
+pub fn read(f: &mut Faults, v: &Value<'_>) -> Option<SendWindow> {
+    let path = "send_window";
+    let obj = f.object(
+        v,
+        path,
+        &["from", "to", "days", "time_zone", "default_time_zone"],
+    )?;
+    let clock = |f: &mut Faults, key: &str| {
+        let p = join(path, key);
+        let s = f.req(obj, key, path).and_then(|v| f.string(v, &p, 8))?;
+        let m = parse_clock(s);
+        if m.is_none() {
+            f.push(
+                &p,
+                format!("`{s}`: expected a local time HH:MM, 00:00 to 24:00"),
+            );
+        }
+        m
+    };
+    let (from, to) = (clock(f, "from"), clock(f, "to"));
+    if let (Some(a), Some(b)) = (from, to) {
+        if a >= b {
+            f.push(
+                path,
+                "the send window is empty: `from` must be before `to` (a window past midnight is two days' windows)",
+            );
+        }
+    }
+    let days = match obj.get("days") {
+        None => Some(0x7f),
+        Some(v) => f.string_list(v, &join(path, "days"), 7).map(|list| {
+            let mut mask = 0u8;
+            for (i, d) in list.iter().enumerate() {
+                match DAYS.iter().position(|x| x == d) {
+                    Some(k) => mask |= 1 << k,
+                    None => f.push(
+                        &index(&join(path, "days"), i),
+                        format!("`{d}`: expected one of {}", DAYS.join(", ")),
+                    ),
+                }
+            }
+            mask
+        }),
+    };
+    let zone_feature = match obj.get("time_zone") {
+        None => Some(None),
+        Some(z) => {
+            let p = join(path, "time_zone");
+            f.object(z, &p, &["feature"]).and_then(|o| {
+                f.req(o, "feature", &p)
+                    .and_then(|v| f.string(v, &join(&p, "feature"), 128))
+                    .map(|s| Some(s.to_owned()))
+            })
+        }
+    };
+    let default = f
+        .req(obj, "default_time_zone", path)
+        .and_then(|v| f.string(v, &join(path, "default_time_zone"), 64));
+    if let Some(name) = default {
+        if zone(name).is_none() {
+            f.push(
+                &join(path, "default_time_zone"),
+                format!(
+                    "unknown time zone `{name}`: expected an IANA name such as `Europe/Berlin`"
+                ),
+            );
+        }
+    }
+    Some(SendWindow {
+        from_minute: from?,
+        to_minute: to?,
+        days: days?,
+        zone_feature: zone_feature?,
+        default_time_zone: default.filter(|n| zone(n).is_some())?.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(rfc3339: &str) -> i64 {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    fn window(from: &str, to: &str, days: &[&str]) -> SendWindow {
+        SendWindow {
+            from_minute: parse_clock(from).unwrap(),
+            to_minute: parse_clock(to).unwrap(),
+            days: days
+                .iter()
+                .map(|d| 1u8 << DAYS.iter().position(|x| x == d).unwrap())
+                .fold(0, |a, b| a | b),
+            zone_feature: None,
+            default_time_zone: "Europe/Berlin".into(),
+        }
+    }
+
+    const WEEK: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+    #[test]
+    fn berlin_across_the_october_change() {
+        let berlin = zone("Europe/Berlin").unwrap();
+        let w = window("09:00", "20:00", WEEK);
+        // Saturday 24 October 2026, 21:00 CEST (UTC+2): the next window is Sunday 09:00,
+        // which is CET (UTC+1) after the change at 03:00 that night.
+        let at = w.earliest(berlin, ms("2026-10-24T19:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-10-25T08:00:00Z");
+        // The day before the change, 09:00 CEST is 07:00 UTC.
+        let at = w.earliest(berlin, ms("2026-10-24T03:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-10-24T07:00:00Z");
+        // Inside the window: now, rounded up to the second.
+        let at = w.earliest(berlin, ms("2026-10-25T10:00:00.250Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-10-25T10:00:01Z");
+        // A window in the repeated hour (02:00-03:00 happens twice): its first start.
+        let night = window("02:30", "04:00", WEEK);
+        let at = night.earliest(berlin, ms("2026-10-24T23:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-10-25T00:30:00Z");
+        assert_eq!(
+            week_start(berlin, ms("2026-10-25T12:00:00Z")),
+            ms("2026-10-18T22:00:00Z")
+        );
+        assert_eq!(
+            day_start(berlin, ms("2026-10-25T12:00:00Z")),
+            ms("2026-10-24T22:00:00Z")
+        );
+    }
+
+    #[test]
+    fn new_york_across_both_changes_and_closed_days() {
+        let ny = zone("America/New_York").unwrap();
+        let w = window("09:00", "20:00", &["mon", "tue", "wed", "thu", "fri"]);
+        // Friday 30 October 2026 after hours (EDT, UTC-4): Monday 2 November, after the
+        // change of Sunday 1 November, is EST (UTC-5).
+        let at = w.earliest(ny, ms("2026-10-31T01:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-11-02T14:00:00Z");
+        // Spring: 02:30 on Sunday 8 March 2026 does not exist; the window opens at 03:00 EDT.
+        let night = window("02:30", "05:00", WEEK);
+        let at = night.earliest(ny, ms("2026-03-08T05:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-03-08T07:00:00Z");
+    }
+
+    #[test]
+    fn empty_windows_and_unknown_zones() {
+        let berlin = zone("Europe/Berlin").unwrap();
+        assert_eq!(window("10:00", "10:00", WEEK).earliest(berlin, 0), None);
+        assert_eq!(window("09:00", "20:00", &[]).earliest(berlin, 0), None);
+        assert_eq!(parse_clock("24:00"), Some(1440));
+        assert_eq!(parse_clock("24:01"), None);
+        assert_eq!(parse_clock("9:00"), None);
+        let mut zones = Zones::new(berlin);
+        assert_eq!(zones.of(Some("Mars/Olympus")), berlin);
+        assert_eq!(zones.of(Some("Mars/Olympus")), berlin);
+        assert_eq!(zones.of(Some("Asia/Tokyo")), zone("Asia/Tokyo").unwrap());
+        assert_eq!(zones.of(None), berlin);
+        assert_eq!(zones.unknown.get("Mars/Olympus"), Some(&2));
+    }
+}

@@ -1,0 +1,411 @@
+//! Outbound campaigns and the contact rules: frequency caps across campaigns and channels,
+//! suppression and the control group, send windows and time zones, capacity periods, and
+//! outbound contacts counted by the live server.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::{json, Value};
+
+use nextbest::campaign::commit::{self, Target};
+use nextbest::campaign::{self, RunConfig};
+use support::campaign::*;
+use support::{demo_dir, post_json, TempDir};
+
+#[test]
+fn a_frequency_cap_holds_across_campaigns_committed_one_after_the_other() {
+    let base = Base::new("cmp-freq", 200);
+    let freq = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms", "email"]});
+    let mut first = sms("first");
+    first["capacity"] = json!({"max_contacts": 60});
+    first["frequency"] = freq.clone();
+    let now = support_now();
+    let a = base.run(&first, "a", now);
+    assert_eq!(a.rows.len(), 60);
+    let done = commit::commit(
+        &a.out,
+        &Target::Direct {
+            data_dir: base.path("data"),
+        },
+        now,
+    )
+    .unwrap();
+    assert_eq!((done.events, done.accepted, done.duplicates), (60, 60, 0));
+
+    let second = json!({"name": "second", "channel": "email", "placement": "email_campaign",
+                        "capacity": {"max_contacts": 60}, "frequency": freq});
+    let b = base.run(&second, "b", now + HOUR);
+    assert!(
+        a.customers().is_disjoint(&b.customers()),
+        "a customer texted an hour ago must not get the e-mail"
+    );
+    assert_eq!(b.summary.held_out.frequency, 60);
+    assert_eq!(b.rows.len(), 60, "others fill the capacity");
+
+    // A transactional message bypasses the frequency cap.
+    let mut urgent = second.clone();
+    urgent["name"] = json!("urgent");
+    urgent["transactional"] = json!(true);
+    let u = base.run(&urgent, "u", now + HOUR);
+    assert_eq!(u.summary.held_out.frequency, 0);
+    assert!(!a.customers().is_disjoint(&u.customers()));
+
+    // The SMS gateway's daily capacity counts what the first campaign already sent.
+    let mut again = sms("again");
+    again["capacity"] = json!({"max_contacts": 100, "per": "day"});
+    let g = base.run(&again, "g", now + HOUR);
+    let cap = g.summary.capacity.as_ref().unwrap();
+    assert_eq!((cap.used_before, cap.available), (60, 40));
+    assert_eq!(g.rows.len(), 40);
+}
+
+#[test]
+fn suppression_and_a_stable_control_group() {
+    let base = Base::new("cmp-control", 2000);
+    let suppressed: Vec<String> = (0..2000).step_by(97).map(|i| format!("K{i:05}")).collect();
+    std::fs::write(
+        base.path("optouts.txt"),
+        format!("customer_id\n# opted out\n{}\n", suppressed.join("\n")),
+    )
+    .unwrap();
+    let mut doc = sms("ctl");
+    doc["suppression"] = json!(["optouts.txt"]);
+    doc["control_group"] = json!({"share": 0.2, "salt": "s1"});
+    doc["transactional"] = json!(true);
+    let run = base.run(&doc, "one", NOW);
+    let selected = run.customers();
+    for s in &suppressed {
+        assert!(
+            !selected.contains(s),
+            "{s} is suppressed, transactional or not"
+        );
+    }
+    assert_eq!(run.summary.held_out.suppression, suppressed.len() as u64);
+
+    let control: BTreeSet<String> = csv::Reader::from_path(run.out.join("control.csv"))
+        .unwrap()
+        .records()
+        .map(|r| r.unwrap()[0].to_owned())
+        .collect();
+    assert!(control.is_disjoint(&selected));
+    assert!(control.iter().all(|c| !suppressed.contains(c)));
+    for c in &control {
+        assert!(nextbest::experiment::assignment("s1", c) < 0.2, "{c}");
+    }
+    for c in &selected {
+        assert!(nextbest::experiment::assignment("s1", c) >= 0.2, "{c}");
+    }
+    let eligible = run.summary.eligible as f64;
+    let share = control.len() as f64 / eligible;
+    let sigma = (0.2 * 0.8 / eligible).sqrt();
+    assert!(
+        (share - 0.2).abs() < 4.0 * sigma,
+        "control share {share} of {eligible}"
+    );
+    assert_eq!(run.summary.held_out.control_group, control.len() as u64);
+
+    let again = base.run(&doc, "two", NOW + HOUR);
+    assert_eq!(
+        std::fs::read(run.out.join("control.csv")).unwrap(),
+        std::fs::read(again.out.join("control.csv")).unwrap(),
+        "the same salt holds out the same customers"
+    );
+    doc["control_group"]["salt"] = json!("s2");
+    let other = base.run(&doc, "three", NOW);
+    assert_ne!(
+        std::fs::read(run.out.join("control.csv")).unwrap(),
+        std::fs::read(other.out.join("control.csv")).unwrap(),
+        "a new salt, a new control group"
+    );
+}
+
+/// Every row's `send_at` is the earliest time inside its customer's local window, in UTC:
+/// across Berlin's October change, in New York's own hours, in the default zone for a
+/// customer without one or with an unknown one (counted in the summary).
+#[test]
+fn send_times_follow_each_customers_time_zone_across_the_change() {
+    let base = base_with_zones("cmp-send", 40);
+    let doc = json!({"name": "window", "channel": "sms", "placement": "sms_campaign",
+        "send_window": {"from": "09:00", "to": "20:00",
+                        "days": ["mon", "tue", "wed", "thu", "fri", "sat"],
+                        "time_zone": {"feature": "tz"}, "default_time_zone": "Europe/Berlin"}});
+    // Saturday 24 October 2026, 21:00 in Berlin (CEST), 15:00 in New York (EDT).
+    let run = base.run(&doc, "window", at("2026-10-24T19:00:00Z"));
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    assert_eq!(r.headers().unwrap().iter().next_back(), Some("send_at"));
+    let mut unknown = 0;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let expected = match zone_of(&rec[0]) {
+            // Sunday is closed; Monday 09:00 is CET (UTC+1) after the change.
+            "America/New_York" => "2026-10-24T19:00:00Z",
+            "Mars/Olympus" => {
+                unknown += 1;
+                "2026-10-26T08:00:00Z"
+            }
+            _ => "2026-10-26T08:00:00Z",
+        };
+        assert_eq!(&rec[14], expected, "{}", &rec[0]);
+    }
+    assert!(unknown > 0);
+    assert_eq!(run.summary.unknown_time_zones["Mars/Olympus"], unknown);
+    // The same inputs, the same bytes.
+    let again = base.run(&doc, "window-again", at("2026-10-24T19:00:00Z"));
+    assert_eq!(run.csv(), again.csv());
+}
+
+/// A frequency cap over `calendar_week` counts from Monday 00:00 in each customer's zone: at
+/// 02:00 UTC on Monday 26 October, Berlin's week has begun (last week's contact no longer
+/// counts) and New York's has not (it still does); a rolling 7 days counts it for both.
+#[test]
+fn a_calendar_week_frequency_cap_starts_on_the_customers_monday() {
+    let base = base_with_zones("cmp-week", 40);
+    let first = json!({"name": "first", "channel": "sms", "placement": "sms_campaign",
+                       "capacity": {"max_contacts": 20}});
+    let sent = base.run(&first, "first", at("2026-10-23T12:00:00Z"));
+    let data_dir = base.path("data");
+    commit::commit(
+        &sent.out,
+        &Target::Direct { data_dir },
+        at("2026-10-23T12:00:00Z"),
+    )
+    .unwrap();
+    let window = json!({"from": "09:00", "to": "20:00", "time_zone": {"feature": "tz"},
+                        "default_time_zone": "Europe/Berlin"});
+    let monday = at("2026-10-26T02:00:00Z");
+    let weekly = json!({"name": "weekly", "channel": "sms", "placement": "sms_campaign",
+        "send_window": window,
+        "frequency": {"max_contacts": 1, "window": "calendar_week", "channels": ["sms"]}});
+    let run = base.run(&weekly, "weekly", monday);
+    let chosen = run.customers();
+    for c in sent.customers() {
+        let new_york = zone_of(&c) == "America/New_York";
+        assert_eq!(chosen.contains(&c), !new_york, "{c} ({})", zone_of(&c));
+    }
+    let mut rolling = weekly.clone();
+    rolling["frequency"] = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms"]});
+    let run = base.run(&rolling, "rolling", monday);
+    assert!(run.customers().is_disjoint(&sent.customers()));
+    assert!(!run.customers().is_empty());
+}
+
+async fn web_explain(srv: &support::TestServer, customer: &str) -> HashMap<String, Value> {
+    let r = post_json(
+        srv.public,
+        "/v1/decide",
+        &json!({"customer_id": customer, "channel": "web", "placement": "plans_page", "explain": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    r.json()["explain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["offer_id"].as_str().unwrap().to_owned(), e.clone()))
+        .collect()
+}
+
+fn sales_capped(explain: &HashMap<String, Value>) -> usize {
+    explain
+        .values()
+        .filter(|e| {
+            e["excluded"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("policies.sales_cap"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
+    let data = TempDir::new("cmp-server");
+    let (srv, _clock) = support::start_demo_contacts(Some(&data.0)).await;
+    let out = TempDir::new("cmp-server-out");
+    let file = out.0.join("sales_sms.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"name": "sales_sms", "channel": "sms",
+            "placement": "sms_campaign", "offers": ["data_boost_10gb", "unlimited_upgrade", "roaming_pass_eu"]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let cfg = |dir: &str| RunConfig {
+        campaign: file.clone(),
+        out: out.0.join(dir),
+        models: demo_dir(),
+        features: demo_dir().join("features.csv"),
+        data_dir: Some(data.0.clone()),
+        fleet: None,
+        now_ms: Some(NOW),
+        contact_memory_bytes: 64 << 20,
+        progress_bar: false,
+    };
+    let first = tokio::task::spawn_blocking({
+        let c = cfg("r0");
+        move || run_config(&c)
+    })
+    .await
+    .unwrap();
+    assert!(first.rows.len() > 100);
+
+    // An offer dismissed on the web is never sent by SMS.
+    let (x, o) = first.rows[0].clone();
+    let r = post_json(
+        srv.public,
+        "/v1/events",
+        &json!({"events": [{"type": "dismiss", "customer_id": x, "offer_id": o, "channel": "web"}]}),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let second = tokio::task::spawn_blocking({
+        let c = cfg("r1");
+        move || run_config(&c)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !second.rows.contains(&(x.clone(), o.clone())),
+        "{x} dismissed {o} on the web"
+    );
+    assert!(second.summary.selected > 100);
+
+    // Four web sales contacts for y, then the campaign's SMS: the sales cap (5 in 7 days) binds.
+    let (y, _) = second.rows.iter().find(|r| r.0 != x).cloned().unwrap();
+    let before = web_explain(&srv, &y).await;
+    assert_eq!(sales_capped(&before), 0);
+    let web: Vec<Value> = [
+        "fiber_home",
+        "device_trade_in",
+        "family_line_add",
+        "smartwatch_addon",
+    ]
+    .iter()
+    .map(|o| json!({"type": "impression", "customer_id": y, "offer_id": o, "channel": "web"}))
+    .collect();
+    let r = post_json(srv.public, "/v1/events", &json!({"events": web})).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(sales_capped(&web_explain(&srv, &y).await), 0, "4 of 5");
+
+    let url = format!("http://{}", srv.public);
+    let dir = second.out.clone();
+    let done = tokio::task::spawn_blocking({
+        let (url, dir) = (url.clone(), dir.clone());
+        move || {
+            commit::commit(
+                &dir,
+                &Target::Server {
+                    url,
+                    batch_bytes: 16 * 1024,
+                },
+                NOW,
+            )
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done.events, second.summary.selected);
+    assert_eq!(done.accepted, done.events);
+    assert!(
+        sales_capped(&web_explain(&srv, &y).await) > 0,
+        "the SMS was the fifth sales contact"
+    );
+
+    // Committing twice records once.
+    let stats = || async { support::get(srv.admin, "/admin/stats").await.json() };
+    let accepted = stats().await["events"]["accepted"].as_u64().unwrap();
+    let again = tokio::task::spawn_blocking(move || {
+        commit::commit(
+            &dir,
+            &Target::Server {
+                url,
+                batch_bytes: 60 * 1024,
+            },
+            NOW,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, done.events));
+    assert_eq!(
+        stats().await["events"]["accepted"].as_u64().unwrap(),
+        accepted
+    );
+
+    // The next campaign sees the committed SMS through the log the server wrote.
+    let third = tokio::task::spawn_blocking({
+        let c = cfg("r2");
+        move || run_config(&c)
+    })
+    .await
+    .unwrap();
+    assert!(!third.customers().contains(&y), "{y} reached the sales cap");
+    assert!(third.summary.held_out.contact_policy["policies.sales_cap"] >= 1);
+    srv.stop().await;
+}
+
+/// A capacity per `calendar_day` counts from midnight in the campaign's time zone (its send
+/// window's `default_time_zone`): a run at 09:00 the next morning has the whole quota again,
+/// while a rolling `day` (the last 24 hours) still counts last evening's sends, and so do a
+/// calendar and a rolling week. The day is Berlin's, not UTC's: at 00:30 in Berlin the quota
+/// is back, at 23:30 it is not. Without a send window, a calendar period is refused.
+#[test]
+fn a_calendar_day_capacity_starts_again_at_local_midnight() {
+    let base = Base::new("cmp-calendar", 300);
+    let mut first = sms("evening");
+    first["capacity"] = json!({"max_contacts": 50, "per": "calendar_day"});
+    first["send_window"] = json!({"from": "08:00", "to": "22:00",
+                                  "default_time_zone": "Europe/Berlin"});
+    // Tuesday 1 December 2026, 19:00 in Berlin (CET, UTC+1).
+    let evening = at("2026-12-01T18:00:00Z");
+    let sent = base.run(&first, "evening", evening);
+    assert_eq!(sent.rows.len(), 50);
+    let data_dir = base.path("data");
+    commit::commit(&sent.out, &Target::Direct { data_dir }, evening).unwrap();
+
+    let used = |per: &str, now: i64| {
+        let mut doc = first.clone();
+        let name = format!("{per}-{now}");
+        doc["name"] = json!(name.replace('_', "-"));
+        doc["capacity"]["per"] = json!(per);
+        let run = base.run(&doc, &name, now);
+        let cap = run.summary.capacity.clone().unwrap();
+        assert_eq!(cap.per, per);
+        (cap.used_before, cap.available, run.rows.len())
+    };
+    // Wednesday 09:00 in Berlin, 14 hours later.
+    let morning = at("2026-12-02T08:00:00Z");
+    assert_eq!(used("calendar_day", morning), (0, 50, 50));
+    assert_eq!(used("day", morning), (50, 0, 0));
+    assert_eq!(used("calendar_week", morning), (50, 0, 0));
+    assert_eq!(used("week", morning), (50, 0, 0));
+    // 00:30 on Wednesday in Berlin is still Tuesday in UTC; 23:30 on Tuesday is the same day.
+    assert_eq!(
+        used("calendar_day", at("2026-12-01T23:30:00Z")),
+        (0, 50, 50)
+    );
+    assert_eq!(used("calendar_day", at("2026-12-01T22:30:00Z")), (50, 0, 0));
+    // The calendar week starts again on Monday 7 December, 00:00 in Berlin.
+    assert_eq!(
+        used("calendar_week", at("2026-12-06T22:30:00Z")),
+        (50, 0, 0)
+    );
+    assert_eq!(
+        used("calendar_week", at("2026-12-06T23:30:00Z")),
+        (0, 50, 50)
+    );
+
+    let mut no_zone = first.clone();
+    no_zone.as_object_mut().unwrap().remove("send_window");
+    let file = base.write_campaign("no-zone", &no_zone);
+    let err = campaign::check(&file, None, None).unwrap_err();
+    assert!(
+        err.faults()
+            .iter()
+            .any(|f| f.path == "capacity.per" && f.message.contains("`default_time_zone`")),
+        "{:#?}",
+        err.faults()
+    );
+}

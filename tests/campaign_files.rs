@@ -1,0 +1,407 @@
+//! Campaign files and snapshots: every fault with its path (the file's own, channels, send
+//! windows, the challenger), Parquet snapshots against CSV.
+
+mod support;
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use nextbest::campaign;
+use nextbest::features::FeatureStore;
+use support::campaign::*;
+use support::{demo_dir, TempDir};
+
+#[test]
+fn every_campaign_file_fault_is_reported_with_its_path() {
+    let base = Base::new("cmp-faults", 10);
+    let bad = json!({
+        "name": "bad name!", "channel": 7, "offers": ["a", "a"],
+        "max_offers_per_customer": 0,
+        "capacity": {"max_contacts": 10, "per": "month"},
+        "offer_limits": {"a": {"min": 5, "max": 2}, "zz": {"min": 1}},
+        "category_limits": {"sales": {}},
+        "frequency": {"max_contacts": 0, "window_days": 7, "channels": []},
+        "suppression": ["missing.txt"],
+        "control_group": {"share": 1.5},
+        "transactional": "no",
+        "typo": 1
+    });
+    let file = base.write_campaign("bad", &bad);
+    let err = campaign::check(&file, None, None).unwrap_err();
+    let faults = err.faults();
+    let expect = [
+        ("name", "letters, digits"),
+        ("channel", "expected a string"),
+        ("offers[1]", "listed twice"),
+        ("max_offers_per_customer", "whole number from 1"),
+        ("capacity.per", "`day` or `week`"),
+        ("offer_limits.a.min", "above the maximum"),
+        ("category_limits.sales.max", "missing field"),
+        ("frequency.max_contacts", "whole number from 1"),
+        ("frequency.channels", "must not be empty"),
+        ("suppression[0]", "no such file"),
+        ("control_group.share", "between 0 and 0.99"),
+        ("control_group.salt", "missing field"),
+        ("transactional", "true or false"),
+        ("typo", "unknown field"),
+    ];
+    for (path, needle) in expect {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+
+    // Against the model: names that do not resolve, each with its path.
+    let against = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["a", "nope"], "category_limits": {"service": {"max": 1}},
+        "capacity": {"max_contacts": 10}, "offer_limits": {"a": {"min": 20}}});
+    let file = base.write_campaign("against", &against);
+    let faults = campaign::check(&file, Some(&base.path("model.json")), None)
+        .unwrap_err()
+        .faults();
+    for (path, needle) in [
+        ("offers[1]", "unknown offer `nope`"),
+        ("category_limits.service", "no offer of the campaign"),
+        ("offer_limits", "minimums add up to 20"),
+    ] {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+    let wrong_channel = json!({"name": "m", "channel": "fax"});
+    let file = base.write_campaign("fax", &wrong_channel);
+    let faults = campaign::check(&file, Some(&base.path("model.json")), None)
+        .unwrap_err()
+        .faults();
+    assert!(faults
+        .iter()
+        .any(|f| f.path == "channel" && f.message.contains("no channel `fax`")));
+
+    // A model that does not load adds its fault to the campaign's own: all are printed.
+    let mut bad_on_sms = bad.clone();
+    bad_on_sms["channel"] = "sms".into();
+    let file = base.write_campaign("bad_with_model", &bad_on_sms);
+    let faults = campaign::check(&file, Some(&base.path("missing.json")), None)
+        .unwrap_err()
+        .faults();
+    assert!(faults.iter().any(|f| f.path == "name"), "{faults:#?}");
+    assert!(faults.iter().any(|f| f.path == "typo"), "{faults:#?}");
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "--models" && f.message.contains("missing.json")),
+        "{faults:#?}"
+    );
+    // Every fault of `expect` but the channel's, and the model's.
+    assert_eq!(faults.len(), expect.len(), "{faults:#?}");
+
+    // The demo campaign is valid against the demo model.
+    campaign::check(
+        &demo_dir().join("campaigns/demo_sms.json"),
+        Some(&demo_dir()),
+        Some(&demo_dir().join("features.csv")),
+    )
+    .unwrap();
+}
+
+/// A campaign over several channels: each fault of its `channels` named with its path, on its
+/// own and against the model and snapshot; a sharded run refuses it in one line.
+#[test]
+fn channel_faults_are_named_with_their_path() {
+    let base = Base::new("cmp-channel-faults", 10);
+    let expect_faults = |doc: &Value, with_model: bool, expect: &[(&str, &str)]| {
+        let file = base.write_campaign("chf", doc);
+        let (models, features) = (base.path("model.json"), base.path("features.csv"));
+        let faults = match with_model {
+            true => campaign::check(&file, Some(&models), Some(&features)),
+            false => campaign::check(&file, None, None),
+        }
+        .unwrap_err()
+        .faults();
+        for (path, needle) in expect {
+            assert!(
+                faults
+                    .iter()
+                    .any(|f| f.path == *path && f.message.contains(needle)),
+                "no fault `{path}: ..{needle}..` in {faults:#?}"
+            );
+        }
+    };
+    expect_faults(
+        &json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
+                "capacity": {"max_contacts": 5},
+                "offer_limits": {"a": {"max": 3}},
+                "channels": {"sms": {"per": "day", "reachable": 5, "colour": 1},
+                             "email": {"max_contacts": 0}}}),
+        false,
+        &[
+            ("channels", "either `channel` or `channels`"),
+            ("placement", "each channel's `placement`"),
+            ("capacity", "each channel's `max_contacts`"),
+            ("offer_limits", "not supported with several `channels`"),
+            ("channels.sms.reachable", "expected a rule object"),
+            ("channels.sms.colour", "unknown field"),
+            ("channels.email.max_contacts", "whole number from 1"),
+        ],
+    );
+    expect_faults(
+        &json!({"name": "m", "channels": {
+            "fax": {},
+            "email": {"placement": "nope"},
+            "sms": {"placement": "sms_campaign",
+                    "reachable": {"all": [{"feature": "opt_in", "op": "eq", "value": 1}]}}}}),
+        true,
+        &[
+            ("channels.fax", "no channel `fax`"),
+            ("channels.email.placement", "no placement `nope`"),
+            (
+                "channels.sms.reachable.all[0].feature",
+                "unknown feature `opt_in`",
+            ),
+        ],
+    );
+    let doc = json!({"name": "m", "channels": {"sms": {"placement": "sms_campaign"},
+                                                 "email": {"placement": "email_campaign"}}});
+    let file = base.write_campaign("two", &doc);
+    campaign::check(
+        &file,
+        Some(&base.path("model.json")),
+        Some(&base.path("features.csv")),
+    )
+    .unwrap_or_else(|e| panic!("{:#?}", e.faults()));
+    let cfg = base.config(&file, "two-shard", NOW);
+    let err = campaign::run_shard(&cfg, campaign::select::Shard { index: 0, count: 2 })
+        .unwrap_err()
+        .faults();
+    assert_eq!(err[0].path, "channels", "{err:#?}");
+    assert!(!cfg.out.exists(), "a refused shard writes nothing");
+
+    // A channel whose placement shows none of the campaign's offers has nothing to send.
+    let mut model = small_model();
+    model["placements"]["email_news"] = json!({"channels": ["email"], "limit": 1});
+    std::fs::write(base.path("model.json"), model.to_string()).unwrap();
+    expect_faults(
+        &json!({"name": "m", "channels": {"sms": {"placement": "sms_campaign"},
+                                          "email": {"placement": "email_news"}}}),
+        true,
+        &[(
+            "channels.email",
+            "no offer of the campaign has content in placement `email_news` on channel `email`",
+        )],
+    );
+    expect_faults(
+        &json!({"name": "m", "channel": "email", "placement": "email_news"}),
+        true,
+        &[("offers", "the campaign has no offer to send")],
+    );
+}
+
+/// Send-window and time-zone faults, each with its path.
+#[test]
+fn send_window_faults_are_named_with_their_path() {
+    let base = base_with_zones("cmp-send-faults", 8);
+    let doc = json!({"name": "w", "channel": "sms", "placement": "sms_campaign",
+        "send_window": {"from": "20:00", "to": "09:00", "days": [],
+                        "default_time_zone": "Europe/Berlinn"}});
+    let file = base.write_campaign("w", &doc);
+    let faults = campaign::check(&file, None, None).unwrap_err().faults();
+    for (path, needle) in [
+        (
+            "send_window",
+            "the send window is empty: `from` must be before `to`",
+        ),
+        ("send_window.days", "must not be empty"),
+        (
+            "send_window.default_time_zone",
+            "unknown time zone `Europe/Berlinn`",
+        ),
+    ] {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+    let doc = json!({"name": "w", "channel": "sms",
+        "frequency": {"max_contacts": 1, "window": "calendar_week"}});
+    let file = base.write_campaign("w", &doc);
+    let faults = campaign::check(&file, None, None).unwrap_err().faults();
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    assert_eq!(faults[0].path, "frequency.window");
+    assert!(
+        faults[0].message.contains("give `send_window`"),
+        "{faults:#?}"
+    );
+    for (feature, needle) in [("nope", "unknown feature `nope`"), ("x", "a number column")] {
+        let doc = json!({"name": "w", "channel": "sms", "placement": "sms_campaign",
+            "send_window": {"from": "09:00", "to": "20:00", "time_zone": {"feature": feature},
+                            "default_time_zone": "Europe/Berlin"}});
+        let file = base.write_campaign("w", &doc);
+        let faults = campaign::check(
+            &file,
+            Some(&base.path("model.json")),
+            Some(&base.path("features.csv")),
+        )
+        .unwrap_err()
+        .faults();
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == "send_window.time_zone.feature" && f.message.contains(needle)),
+            "{faults:#?}"
+        );
+    }
+}
+
+#[test]
+fn parquet_and_csv_snapshots_give_identical_lists() {
+    use arrow_array::{ArrayRef, Float32Array, RecordBatch, StringArray};
+    let base = Base::new("cmp-parquet", 500);
+    let store = base.store();
+    let ids: Vec<&str> = (0..store.len()).map(|r| store.id_at(r).unwrap()).collect();
+    let mut cols: Vec<(String, ArrayRef)> = vec![(
+        "customer_id".into(),
+        Arc::new(StringArray::from(ids.clone())) as ArrayRef,
+    )];
+    for (c, name) in store.columns().iter().enumerate() {
+        let vals: Vec<Option<f32>> = (0..store.len())
+            .map(|r| Some(store.row_at(r).unwrap()[c]).filter(|v| !v.is_nan()))
+            .collect();
+        cols.push((name.to_string(), Arc::new(Float32Array::from(vals))));
+    }
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let pq = base.path("features.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&pq).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let loaded = FeatureStore::load(&pq).unwrap();
+    assert_eq!(loaded.len(), store.len());
+    assert!(loaded.row("K00005").unwrap()[1].is_nan(), "null is missing");
+
+    let mut doc = sms("pq");
+    doc["capacity"] = json!({"max_contacts": 100});
+    let file = base.write_campaign("pq", &doc);
+    let from_csv = run_config(&base.config(&file, "csv", NOW));
+    let mut cfg = base.config(&file, "pq", NOW);
+    cfg.features = pq;
+    let from_pq = run_config(&cfg);
+    assert_eq!(from_csv.rows.len(), 100);
+    assert_eq!(from_csv.csv(), from_pq.csv());
+}
+
+#[test]
+fn parquet_faults_name_the_column_and_the_row() {
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+    let dir = TempDir::new("cmp-pq-faults");
+    let write = |name: &str, cols: Vec<(&str, ArrayRef)>| {
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let p = dir.0.join(name);
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&p).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        p
+    };
+    let ids = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;
+    let p = write(
+        "text.parquet",
+        vec![
+            ("customer_id", ids(vec![Some("A"), Some("B")])),
+            (
+                "plan",
+                Arc::new(arrow_array::BinaryArray::from(vec![
+                    b"x".as_slice(),
+                    b"y".as_slice(),
+                ])) as ArrayRef,
+            ),
+        ],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("column `plan`: expected numbers or strings"),
+        "{e}"
+    );
+    let p = write(
+        "nullid.parquet",
+        vec![
+            ("customer_id", ids(vec![Some("A"), None])),
+            ("n", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+        ],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(e.contains("row 2, column `customer_id`: null"), "{e}");
+    let p = write(
+        "dup.parquet",
+        vec![
+            ("customer_id", ids(vec![Some("A"), Some("A")])),
+            (
+                "n",
+                Arc::new(Int64Array::from(vec![Some(1), None])) as ArrayRef,
+            ),
+        ],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("row 2") && e.contains("duplicate customer_id `A`"),
+        "{e}"
+    );
+    let p = write(
+        "first.parquet",
+        vec![("n", Arc::new(Int64Array::from(vec![1])) as ArrayRef)],
+    );
+    let e = FeatureStore::load(&p).unwrap_err().to_string();
+    assert!(e.contains("first column must be `customer_id`"), "{e}");
+}
+
+/// `campaign check` resolves the campaign against the challenger too: one without the
+/// campaign's channel is refused by check, not first by run.
+#[test]
+fn campaign_check_validates_the_challenger() {
+    let mut web_only = small_model();
+    web_only["name"] = json!("web-only");
+    web_only["placements"] = json!({"home": {"channels": ["web"], "limit": 3}});
+    for o in web_only["offers"].as_array_mut().unwrap() {
+        o["channels"] = json!(["web"]);
+        o["placements"] = json!(["home"]);
+        o["content"] = json!({"web": content("web")});
+    }
+    let base = base_with_challenger("cmp-check-challenger", &web_only);
+    let file = base.write_campaign("checked", &sms("checked"));
+    let err = campaign::check(&file, Some(&base.path("model.json")), None)
+        .expect_err("the challenger has no sms channel");
+    let faults = err.faults();
+    assert!(
+        faults.iter().any(|f| f.path == "channel"
+            && f.message.contains("(challenger `web-only`)")
+            && f.message.contains("no channel `sms`")),
+        "{faults:?}"
+    );
+    // With features too, and the run refuses the same way.
+    let err = campaign::check(
+        &file,
+        Some(&base.path("model.json")),
+        Some(&base.path("features.csv")),
+    )
+    .expect_err("the same with a snapshot");
+    assert!(err.to_string().contains("challenger"), "{err}");
+    let run = campaign::run(&base.config(&file, "out", NOW)).expect_err("run refuses");
+    assert!(run.to_string().contains("(challenger `web-only`)"), "{run}");
+}

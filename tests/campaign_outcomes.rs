@@ -1,0 +1,291 @@
+//! Campaigns end to end through the real binary: the demo run and commit, and `campaign report`
+//! after simulated outcomes.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use nextbest::campaign;
+use nextbest::campaign::commit::{self, Target};
+use nextbest::campaign::output::Summary;
+use support::campaign::*;
+use support::outcomes;
+use support::TempDir;
+
+/// `campaign report` after simulated outcomes: every third target converts on its offer,
+/// every tenth control-group customer on the offer they would have been sent; conversions
+/// before the run, of another offer, or by customers of neither group do not count. The
+/// counts, rates, lift (Newcombe's interval around the difference) and values are the
+/// simulation's; `--json` prints the same report.
+#[test]
+fn the_report_compares_targets_with_the_control_group() {
+    let base = Base::new("cmp-report", 600);
+    let mut doc = sms("report");
+    doc["capacity"] = json!({"max_contacts": 200});
+    doc["offer_limits"] = json!({"a": {"max": 120}});
+    doc["control_group"] = json!({"share": 0.3, "salt": "r"});
+    let run = base.run(&doc, "report", NOW);
+    let data_dir = base.path("data");
+    commit::commit(
+        &run.out,
+        &Target::Direct {
+            data_dir: data_dir.clone(),
+        },
+        NOW + 1,
+    )
+    .unwrap();
+    let read = |file: &str| -> Vec<(String, String)> {
+        let mut r = csv::Reader::from_path(run.out.join(file)).unwrap();
+        let h = r.headers().unwrap().clone();
+        let (c, o) = (
+            h.iter().position(|x| x == "customer_id").unwrap(),
+            h.iter().position(|x| x == "offer_id").unwrap(),
+        );
+        r.records()
+            .map(|x| {
+                let x = x.unwrap();
+                (x[c].to_owned(), x[o].to_owned())
+            })
+            .collect()
+    };
+    let (targets, control) = (read("targets.csv"), read("control.csv"));
+    assert!(targets.len() == 200 && control.len() > 50);
+    let later = NOW + 3 * 24 * HOUR;
+    let mut conversions = Vec::new();
+    for (i, (c, o)) in targets.iter().enumerate() {
+        if i % 3 == 0 {
+            conversions.push((c.clone(), o.clone(), later));
+        }
+    }
+    for (i, (c, o)) in control.iter().enumerate() {
+        if i % 10 == 0 {
+            conversions.push((c.clone(), o.clone(), later));
+        }
+    }
+    // None of these count.
+    conversions.push((targets[1].0.clone(), targets[1].1.clone(), NOW - HOUR));
+    let other = if targets[2].1 == "a" { "b" } else { "a" };
+    conversions.push((targets[2].0.clone(), other.to_owned(), later));
+    conversions.push(("K99999".into(), "a".into(), later));
+    log_conversions(&data_dir, &conversions);
+
+    let r = campaign::report::report(&run.out, &data_dir).unwrap();
+    let t_conv = targets.len().div_ceil(3) as u64;
+    let c_conv = control.len().div_ceil(10) as u64;
+    assert_eq!(r.overall.targets.customers, 200);
+    assert_eq!(r.overall.targets.converted, t_conv);
+    assert_eq!(r.overall.control.customers, control.len() as u64);
+    assert_eq!(r.overall.control.converted, c_conv);
+    assert_eq!(r.conversions, t_conv + c_conv);
+    let lift = r.overall.lift.unwrap();
+    let expected = t_conv as f64 / 200.0 - c_conv as f64 / control.len() as f64;
+    assert!((lift.value - expected).abs() < 1e-12);
+    assert!(
+        lift.low < lift.value && lift.value < lift.high && lift.low > 0.0,
+        "{lift:?}"
+    );
+    let values: HashMap<&str, f64> = [("a", 10.0), ("b", 6.0), ("c", 8.0)].into();
+    let mut offers_seen = 0;
+    for (offer, cmp) in &r.offers {
+        let n = targets.iter().filter(|t| &t.1 == offer).count() as u64;
+        let k = targets
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| &t.1 == offer && i % 3 == 0)
+            .count() as u64;
+        assert_eq!(
+            (cmp.targets.customers, cmp.targets.converted),
+            (n, k),
+            "{offer}"
+        );
+        assert!((cmp.targets.value - k as f64 * values[offer.as_str()]).abs() < 1e-9);
+        offers_seen += usize::from(n > 0);
+    }
+    assert!(offers_seen >= 2, "{:?}", r.offers.keys());
+    let out = nextbest(&[
+        "campaign",
+        "report",
+        run.out.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, serde_json::to_value(&r).unwrap());
+    let table = nextbest(&[
+        "campaign",
+        "report",
+        run.out.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("all offers") && text.contains(&format!("{t_conv}/200")),
+        "{text}"
+    );
+    // A folder that is not a run's output is named.
+    let missing = nextbest(&["campaign", "report", base.path("nope").to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("summary.json"));
+}
+
+#[test]
+fn the_demo_campaign_runs_and_commits_with_one_command_each() {
+    let tmp = TempDir::new("cmp-cli");
+    let out = tmp.0.join("out");
+    let data = tmp.0.join("data");
+    let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
+    let run = nextbest(&[
+        "campaign",
+        "run",
+        "models/campaigns/demo_sms.json",
+        "--out",
+        out_s,
+        "--data-dir",
+        data_s,
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Summary =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary.selected, 2000, "the demo's capacity binds");
+    assert!(stdout.contains("customers scanned") && stdout.contains("2000"));
+    assert!(summary.offers["roaming_pass_eu"].selected >= 150);
+    assert!(summary.offers["unlimited_upgrade"].selected <= 800);
+    assert!(out.join("targets.parquet").is_file());
+
+    let commit = |expect: &str| {
+        let c = nextbest(&[
+            "campaign",
+            "commit",
+            out_s,
+            "--direct",
+            "--data-dir",
+            data_s,
+        ]);
+        let text = String::from_utf8_lossy(&c.stdout);
+        assert!(c.status.success(), "{text}");
+        assert!(text.contains(expect), "{text}");
+    };
+    commit("committed 2000 contacts: 2000 recorded now, 0 already recorded");
+    commit("committed 2000 contacts: 0 recorded now, 2000 already recorded");
+
+    // Without a server, the default path says what to do.
+    let c = nextbest(&[
+        "campaign",
+        "commit",
+        out_s,
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!c.status.success());
+    assert!(String::from_utf8_lossy(&c.stderr).contains("--direct"));
+
+    // A bad file: non-zero exit, every fault printed as `file: path: message`.
+    let bad = tmp.0.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"name": "x", "channel": "sms", "capacity": {"max_contacts": 0}, "oops": 1}"#,
+    )
+    .unwrap();
+    let c = nextbest(&[
+        "campaign",
+        "check",
+        bad.to_str().unwrap(),
+        "--models",
+        "models",
+    ]);
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert!(!c.status.success());
+    let b = bad.display();
+    assert!(
+        text.contains(&format!(
+            "{b}: capacity.max_contacts: expected a whole number"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{b}: oops: unknown field")),
+        "{text}"
+    );
+}
+
+/// The README's multi-channel demo, line by line: every `$ ` line of its `console` block is
+/// run (the binary from the repository's folder; the outcomes example through the function it
+/// calls), in fresh folders for `/tmp/demo_multi` and `/tmp/demo_data`, and the printed output
+/// must be the block's, byte for byte.
+#[test]
+fn the_readmes_multi_channel_demo_prints_what_the_readme_shows() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("```console\n$ nextbest campaign run models/campaigns/demo_multichannel.json")
+        .expect("the README shows the multi-channel demo");
+    let block = &readme[start + "```console\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+    let tmp = TempDir::new("cmp-readme");
+    let (out, data) = (tmp.0.join("demo_multi"), tmp.0.join("data"));
+    let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
+    let local = |line: &str| {
+        line.replace("/tmp/demo_multi", out_s)
+            .replace("/tmp/demo_data", data_s)
+    };
+    let mut commands = 0;
+    let mut printed = String::new();
+    let mut expected = String::new();
+    for line in block.lines() {
+        let Some(command) = line.strip_prefix("$ ") else {
+            expected.push_str(line);
+            expected.push('\n');
+            continue;
+        };
+        expected.push_str(line);
+        expected.push('\n');
+        printed.push_str(line);
+        printed.push('\n');
+        commands += 1;
+        let command = local(command);
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let stdout = match words[..] {
+            ["nextbest", ref args @ ..] => {
+                let o = nextbest(args);
+                assert!(
+                    o.status.success(),
+                    "{command}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                String::from_utf8(o.stdout).unwrap()
+            }
+            ["cargo", "run", "-q", "--release", "--example", "campaign_outcomes", "--", dir, "--data-dir", data_dir] =>
+            {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                let s = outcomes::simulate(Path::new(dir), Path::new(data_dir), now).unwrap();
+                format!("{s}\n")
+            }
+            _ => panic!("the README runs a command this test does not know: {command}"),
+        };
+        printed.push_str(
+            &stdout
+                .replace(out_s, "/tmp/demo_multi")
+                .replace(data_s, "/tmp/demo_data"),
+        );
+    }
+    assert_eq!(commands, 4, "run, commit, outcomes, report");
+    assert_eq!(printed, expected);
+}

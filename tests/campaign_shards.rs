@@ -1,0 +1,214 @@
+//! Sharded campaign runs merged byte for byte, and champion/challenger shares of the limits.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use nextbest::campaign;
+use support::campaign::*;
+
+const LIST_FILES: [&str; 4] = [
+    "targets.csv",
+    "targets.parquet",
+    "control.csv",
+    "summary.json",
+];
+
+/// Runs every shard of `count` into its own folder; returns the folders.
+fn run_shards(base: &Base, campaign: &Path, tag: &str, count: u32, now: i64) -> Vec<PathBuf> {
+    (0..count)
+        .map(|index| {
+            let cfg = base.config(campaign, &format!("{tag}-shard-{index}-of-{count}"), now);
+            campaign::run_shard(&cfg, campaign::select::Shard { index, count })
+                .unwrap_or_else(|e| panic!("shard {index}/{count}: {:#?}", e.faults()));
+            cfg.out
+        })
+        .collect()
+}
+
+/// A merge of 1, 3 and 8 shards writes the list, the control group and the summary exactly as
+/// one machine does: with offer and category limits (every pair kept) and with a capacity only
+/// (each customer's best pairs kept) and a send window (the shards carry each customer's
+/// time zone), both with a control group and ties broken by row.
+#[test]
+fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
+    let base = base_with_zones("cmp-shards", 600);
+    let mut limited = sms("limited");
+    limited["max_offers_per_customer"] = json!(2);
+    limited["capacity"] = json!({"max_contacts": 150});
+    limited["offer_limits"] = json!({"a": {"max": 40}, "c": {"min": 30}});
+    limited["category_limits"] = json!({"sales": {"max": 100}});
+    limited["control_group"] = json!({"share": 0.1, "salt": "s"});
+    let mut capacity = sms("capacity");
+    capacity["capacity"] = json!({"max_contacts": 120});
+    capacity["control_group"] = json!({"share": 0.2, "salt": "t"});
+    // Each customer's send time in their zone: the shards carry the zone names.
+    capacity["send_window"] = json!({"from": "09:00", "to": "20:00", "days": ["mon", "sat"],
+        "time_zone": {"feature": "tz"}, "default_time_zone": "Asia/Tokyo"});
+    for doc in [limited, capacity] {
+        let name = doc["name"].as_str().unwrap().to_owned();
+        let file = base.write_campaign(&name, &doc);
+        let one = run_config(&base.config(&file, &format!("{name}-one"), NOW));
+        assert!(
+            !one.summary.shadow_prices.is_empty(),
+            "{name}: the limits must bind"
+        );
+        for count in [1, 3, 8] {
+            let dirs = run_shards(&base, &file, &name, count, NOW);
+            let out = base.path(&format!("{name}-merged-{count}"));
+            let merged = campaign::merge(&dirs, &out)
+                .unwrap_or_else(|e| panic!("merge of {count}: {:#?}", e.faults()));
+            assert_eq!(merged.scanned, 600, "{name}/{count}");
+            for f in LIST_FILES {
+                assert!(
+                    std::fs::read(one.out.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
+                    "{name}: {f} of {count} merged shards differs from the one-machine run"
+                );
+            }
+        }
+    }
+}
+
+/// Shards of different runs (campaign, snapshot, `--now`), a missing or repeated shard, or a
+/// shard folder that never finished are refused by name, and the merge writes nothing.
+#[test]
+fn shards_from_different_runs_are_refused_and_nothing_is_written() {
+    let base = Base::new("cmp-shard-refuse", 200);
+    let mut doc = sms("refuse");
+    doc["capacity"] = json!({"max_contacts": 30});
+    let file = base.write_campaign("refuse", &doc);
+    let good = run_shards(&base, &file, "good", 3, NOW);
+    let later = run_shards(&base, &file, "later", 3, NOW + HOUR);
+    doc["capacity"] = json!({"max_contacts": 31});
+    let other_file = base.write_campaign("refuse2", &doc);
+    let other = run_shards(&base, &other_file, "other", 3, NOW);
+    // Another snapshot: the same customers, one value changed.
+    let csv = std::fs::read_to_string(base.path("features.csv")).unwrap();
+    std::fs::write(
+        base.path("features2.csv"),
+        csv.replacen("K00000,", "K00000x,", 1),
+    )
+    .unwrap();
+    let snapshot: Vec<PathBuf> = (0..3)
+        .map(|index| {
+            let mut cfg = base.config(&file, &format!("snap-{index}"), NOW);
+            cfg.features = base.path("features2.csv");
+            campaign::run_shard(&cfg, campaign::select::Shard { index, count: 3 }).unwrap();
+            cfg.out
+        })
+        .collect();
+    let eight = run_shards(&base, &file, "eight", 8, NOW);
+
+    let out = base.path("never");
+    let refused = |dirs: Vec<PathBuf>, expect: &[&str]| {
+        let err = campaign::merge(&dirs, &out).expect_err("must be refused");
+        let text = err.to_string();
+        for e in expect {
+            assert!(text.contains(e), "`{text}` should say {e}");
+        }
+        assert!(!out.exists(), "a refused merge wrote {}", out.display());
+    };
+    let mix = |a: &[PathBuf], b: &PathBuf| vec![a[0].clone(), a[1].clone(), b.clone()];
+    refused(mix(&good, &later[2]), &["--now", "later-shard-2-of-3"]);
+    // A refused merge into the folder of an earlier list leaves that list as it was.
+    let kept = base.path("kept");
+    campaign::merge(&good, &kept).unwrap();
+    let before: Vec<Vec<u8>> = LIST_FILES
+        .iter()
+        .map(|f| std::fs::read(kept.join(f)).unwrap())
+        .collect();
+    campaign::merge(&mix(&good, &other[2]), &kept).expect_err("must be refused");
+    for (f, bytes) in LIST_FILES.iter().zip(&before) {
+        assert_eq!(&std::fs::read(kept.join(f)).unwrap(), bytes, "{f} changed");
+    }
+    refused(mix(&good, &other[2]), &["the campaign", "max_contacts"]);
+    refused(mix(&good, &snapshot[2]), &["the snapshot", "snap-2"]);
+    refused(mix(&good, &eight[2]), &["the number of shards"]);
+    refused(good[..2].to_vec(), &["1 of 3 shards missing: 2/3"]);
+    refused(
+        vec![good[0].clone(), good[1].clone(), good[1].clone()],
+        &["shard 1/3 given twice"],
+    );
+    // A shard that never finished (no header) and one whose candidates were cut short.
+    std::fs::remove_file(later[0].join(campaign::shard::SHARD_JSON)).unwrap();
+    refused(
+        vec![later[0].clone(), later[1].clone(), later[2].clone()],
+        &["shard.json", "not the folder of a finished"],
+    );
+    let torn = std::fs::read_to_string(good[2].join(campaign::shard::CANDIDATES_CSV)).unwrap();
+    let cut = torn.lines().take(3).collect::<Vec<_>>().join("\n") + "\n";
+    std::fs::write(good[2].join(campaign::shard::CANDIDATES_CSV), cut).unwrap();
+    refused(
+        good.clone(),
+        &["shard-candidates.csv", "the shard is incomplete"],
+    );
+}
+
+/// A challenger that only triples one offer's priority outscores the champion everywhere; each
+/// variant still gets the share of the capacity (and of every limit) its customers are of the
+/// base, and the summary says so.
+#[test]
+fn a_challenger_gets_its_share_of_the_limits_whatever_its_scores() {
+    let mut boosted = small_model();
+    boosted["name"] = json!("small-boosted");
+    boosted["offers"][0]["priority"] = json!(3);
+    let base = base_with_challenger("cmp-fair", &boosted);
+    let mut doc = sms("fair");
+    doc["capacity"] = json!({"max_contacts": 61});
+    doc["offer_limits"] = json!({"a": {"max": 21}});
+    let run = base.run(&doc, "out", NOW);
+    let v = &run.summary.variants;
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert_eq!(
+        (v[0].variant.as_str(), v[1].variant.as_str()),
+        ("champion", "challenger")
+    );
+    assert_eq!(v[1].model, "small-boosted v7");
+    let (e0, e1) = (v[0].eligible, v[1].eligible);
+    assert!(
+        e0 > 61 && e1 > 61,
+        "both variants must have more customers than capacity"
+    );
+    // The capacity split by share, the rounding unit to the larger remainder.
+    let exact0 = 61.0 * e0 as f64 / (e0 + e1) as f64;
+    let c0 = if exact0.fract() >= 61.0 * e1 as f64 / (e0 + e1) as f64 % 1.0 {
+        exact0.ceil()
+    } else {
+        exact0.floor()
+    } as u64;
+    assert_eq!(v[0].capacity, Some(c0), "{v:?}");
+    assert_eq!(v[1].capacity, Some(61 - c0), "{v:?}");
+    // Each variant fills exactly its share, and the list says which variant each row is.
+    let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    let mut rows = BTreeMap::new();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        *rows
+            .entry((rec[9].to_owned(), rec[2].to_owned()))
+            .or_insert(0u64) += 1;
+    }
+    let per_variant = |name: &str| -> u64 {
+        rows.iter()
+            .filter(|((v, _), _)| v == name)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert_eq!(per_variant("champion"), v[0].selected);
+    assert_eq!(per_variant("challenger"), v[1].selected);
+    assert_eq!((v[0].selected, v[1].selected), (c0, 61 - c0));
+    // The boosted offer's maximum is split too: the challenger cannot take most of it.
+    let a = |name: &str| {
+        rows.get(&(name.to_owned(), "a".to_owned()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(a("challenger") <= 11 && a("champion") <= 11, "{rows:?}");
+    assert!(run
+        .summary
+        .shadow_prices
+        .keys()
+        .any(|k| k.starts_with("challenger.")));
+}
