@@ -164,6 +164,11 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
         json!({"busy": 0, "snapshot_changed": 0, "not_reproduced": 0}),
         "{s}"
     );
+    // By default the estimate keeps 1 % of all decisions: 4 % of a 25 % shadow's, by id.
+    let op = &s["off_policy"];
+    assert_eq!(op["estimate_share"], 0.04, "{s}");
+    let kept = op["decisions_kept"].as_u64().unwrap();
+    assert!(kept <= sampled / 4, "{kept} of {sampled} kept at 4 %");
 
     for (share, needle) in [
         (Value::Null, "share"),
@@ -174,6 +179,19 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
         if share.is_null() {
             doc.as_object_mut().unwrap().remove("share");
         }
+        let (status, body) = put_shadow(p.admin, &doc).await;
+        assert_eq!(status, 400, "{share}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(needle),
+            "{share}: {body}"
+        );
+    }
+    for (share, needle) in [
+        (json!(2), "estimate_share: 2 is not between 0 and 1"),
+        (json!(true), "estimate_share: expected a number"),
+    ] {
+        let mut doc = candidate(json!(0.5));
+        doc["estimate_share"] = share.clone();
         let (status, body) = put_shadow(p.admin, &doc).await;
         assert_eq!(status, 400, "{share}: {body}");
         assert!(
@@ -213,6 +231,7 @@ async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the
             .unwrap();
     same["version"] = json!("shadow-same");
     same["share"] = json!(1.0);
+    same["estimate_share"] = json!(1.0);
     let (status, body) = put_shadow(p.admin, &same).await;
     assert_eq!(status, 200, "{body}");
 

@@ -164,6 +164,7 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
         serde_json::from_slice(&std::fs::read(models.join("model.json")).unwrap()).unwrap();
     shadow["version"] = json!("shadow-page");
     shadow["share"] = json!(1.0);
+    shadow["estimate_share"] = json!(1.0);
     let put = request(
         srv.admin,
         "PUT",

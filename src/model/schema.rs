@@ -295,6 +295,8 @@ pub fn schemas() -> Map<String, Value> {
     let mut shadow = out["ModelDocument"].clone();
     shadow["properties"]["share"] = json!({"type": "number", "minimum": 0, "maximum": 1,
         "description": "Share of decisions the candidate decides beside the champion, never served."});
+    shadow["properties"]["estimate_share"] = json!({"type": "number", "minimum": 0, "maximum": 1,
+        "description": "Share of the shadowed decisions kept for the off-policy estimate against the champion (each costs two decisions with every offer's probability of being shown); default: enough for 1 % of all decisions, at most all of them."});
     if let Some(required) = shadow["required"].as_array_mut() {
         required.push(json!("share"));
     }

@@ -1,6 +1,7 @@
 //! The shadow's off-policy estimate against the champion, as outcomes arrive.
 //!
-//! Each shadowed decision is kept as an estimator sample (`decision_log::estimate::Sample`):
+//! Each shadowed decision of the estimate's share (see `ESTIMATED_DECISIONS`) is kept as an
+//! estimator sample (`decision_log::estimate::Sample`):
 //! for every offer the champion showed, the probability with which it showed it and the
 //! probability with which the shadow would have. The champion's decision is remade with
 //! `explain`, on the served decision's seed, so these are the same probabilities
@@ -96,7 +97,7 @@ impl Outcomes {
 
     /// `off_policy` of the shadow's stats: per placement, the champion's observed figures and
     /// the shadow's estimates.
-    pub fn json(&self) -> Value {
+    pub fn json(&self, estimate_share: f64) -> Value {
         let mut by_place: BTreeMap<(&str, &str), Vec<&Sample>> = BTreeMap::new();
         for k in &self.kept {
             by_place
@@ -122,6 +123,7 @@ impl Outcomes {
             })
             .collect();
         json!({
+            "estimate_share": estimate_share,
             "decisions_kept": self.kept.len(),
             "kept_at_most": KEPT,
             "conversions_joined": self.joined,
@@ -167,7 +169,7 @@ mod tests {
         assert!(!o.converted(1, "b"), "b was not shown by decision 1");
         assert!(!o.converted(3, "a"), "decision 3 was never kept");
         assert!(o.converted(2, "b"));
-        let v = o.json();
+        let v = o.json(1.0);
         assert_eq!(v["conversions_joined"], 2);
         let row = &v["placements"][0];
         assert_eq!(row["decisions"], 2);
@@ -196,7 +198,7 @@ mod tests {
     fn a_placement_the_champion_never_randomises_is_not_estimated_where_the_shadow_differs() {
         let mut o = Outcomes::default();
         o.keep(1, "web", "home", sample(0, 1.0, 0.0), ["a".into()].into());
-        let row = &o.json()["placements"][0];
+        let row = &o.json(1.0)["placements"][0];
         assert_eq!(row["estimable"], false);
         assert!(row["why"].as_str().unwrap().contains("exploration"));
     }
