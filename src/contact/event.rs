@@ -294,8 +294,8 @@ impl<'a> Event<'a> {
     }
 
     /// Who the contact state files the event under: the customer, else the visitor.
-    pub fn subject(&self) -> super::links::Subject<'a> {
-        super::links::Subject::of(Some(self.customer_id), self.visitor_id)
+    pub fn subject(&self) -> super::subject::Subject<'a> {
+        super::subject::Subject::of(Some(self.customer_id), self.visitor_id)
     }
 
     /// Appends the binary payload the log stores for this event.

@@ -37,6 +37,7 @@ mod replay;
 mod report;
 pub mod requests;
 pub mod state;
+pub mod subject;
 pub mod view;
 
 use std::path::PathBuf;
@@ -298,7 +299,7 @@ impl Contacts {
         visitor_id: Option<&str>,
         now_ms: i64,
     ) -> Option<Arc<History>> {
-        use links::Subject;
+        use subject::Subject;
         let state = self.applier.state();
         let who = Subject::of(customer_id, visitor_id);
         let mut found = state.history_of(who);

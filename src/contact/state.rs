@@ -26,7 +26,7 @@ use moka::sync::Cache;
 
 use super::dedupe::SeenIds;
 use super::event::{Event, EventKind};
-use super::links::Subject;
+use super::subject::Subject;
 use crate::engine::policy::{stable_hash, MAX_CAP};
 
 /// Most impressions one customer's history remembers (the newest are kept).

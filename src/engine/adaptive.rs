@@ -11,11 +11,10 @@
 use rand_distr::{Distribution, Gamma, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
-use super::contextual::Context;
+use super::contextual::{Context, Seen};
 use super::posterior::{
     sigmoid, streams, Draw, Learnt, Moments, Posteriors, Tally, MAX_WINDOW_DAYS,
 };
-use super::rules::CtxValue;
 
 /// Which outcome an adaptive offer learns from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +34,6 @@ impl Outcome {
         }
     }
 }
-
-/// What a contextual scorer reads of a decision: the customer's feature row and the request's
-/// context slots (as rules read them).
-pub type Seen<'r, 'c> = (&'r [f32], &'r [Option<&'r CtxValue<'c>>]);
 
 /// An adaptive scorer in engine form.
 #[derive(Debug, Clone, PartialEq)]

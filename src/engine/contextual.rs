@@ -19,6 +19,10 @@ use super::policy::stable_hash;
 use super::posterior::{mix, Moments, Posteriors, MISSING, TEXT_BIT};
 use super::rules::CtxValue;
 
+/// What a contextual scorer reads of a decision: the customer's feature row and the request's
+/// context slots (as rules read them).
+pub type Seen<'r, 'c> = (&'r [f32], &'r [Option<&'r CtxValue<'c>>]);
+
 /// Most features one offer's `context` may list: each costs a bin lookup per decision and a
 /// count per impression.
 pub const MAX_CONTEXT_FEATURES: usize = 16;
@@ -152,7 +156,7 @@ impl Context {
         prior: Moments,
         offer_hash: u64,
         reset: Option<u16>,
-        (row, context): super::adaptive::Seen<'_, '_>,
+        (row, context): Seen<'_, '_>,
         posteriors: &Posteriors,
     ) -> (Moments, u64, u64) {
         let Some(p) = posteriors

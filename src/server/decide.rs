@@ -21,7 +21,7 @@ use super::shadow;
 use super::typos::{self, Route};
 use super::AppState;
 use crate::contact::attribution::{self, Origin};
-use crate::contact::links::Subject;
+use crate::contact::subject::Subject;
 use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::experiment::Variant;
 

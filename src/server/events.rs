@@ -23,7 +23,7 @@ use super::AppState;
 use crate::contact::attribution::{self, customer_check};
 use crate::contact::event::{EventFault, EVENT_FIELDS};
 use crate::contact::funnel::FunnelTable;
-use crate::contact::links::Subject;
+use crate::contact::subject::Subject;
 use crate::contact::Event;
 use crate::experiment::Variant;
 use crate::registry::Snapshot;

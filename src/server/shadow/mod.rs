@@ -29,7 +29,7 @@ use arc_swap::ArcSwapOption;
 use serde_json::{json, Value};
 
 use crate::contact::attribution::{self, Origin};
-use crate::contact::links::Subject;
+use crate::contact::subject::Subject;
 use crate::contact::{Event, EventKind, Subscriber};
 use crate::decision_log::estimate::Sample;
 use crate::engine::posterior::{seed_of, Learnt};
