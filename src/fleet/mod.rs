@@ -101,7 +101,8 @@ impl FleetConfig {
         format!("{}:{{p{partition:03}}}", self.prefix)
     }
 
-    /// The partition of a customer: a fixed hash, the same on every replica.
+    /// The partition of a customer (or of a visitor without one): a fixed hash, the same on
+    /// every replica.
     pub fn partition(&self, customer_id: &str) -> u16 {
         let h = crate::engine::policy::stable_hash(customer_id);
         (h % u64::from(self.partitions.max(1))) as u16

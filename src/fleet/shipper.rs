@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use super::{backoff, now_ms, Fleet};
 use crate::contact::log::{self, Position};
+use crate::contact::subject::Subject;
 use crate::contact::{Contacts, Event};
 
 /// Most records in one round trip.
@@ -294,8 +295,13 @@ fn read_batch(
         }
         // A record that does not decode is passed over, as replay passes over it.
         if let Ok(e) = Event::decode(payload) {
+            // Spread by whom it is about: a visitor-only event has no customer id.
+            let who = match e.subject() {
+                Subject::Customer(id) | Subject::Visitor(id) => id,
+                Subject::Nobody => "",
+            };
             out.push(Outgoing {
-                partition: fleet.config.partition(e.customer_id),
+                partition: fleet.config.partition(who),
                 id: e.event_id.map_or_else(
                     || format!("{}:{}:{}", fleet.origin, at.seq, at.offset),
                     str::to_owned,
