@@ -303,7 +303,16 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         }
         first_reachable.get_or_insert(ci);
         let req = request(id, &ch.name, &ch.placement, false);
-        let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
+        let at = inp.features.exact_row_at(row);
+        let d = engine::decide_row(
+            v.model,
+            inp.features,
+            at,
+            &req,
+            &view,
+            &Unbounded,
+            inp.now_ms,
+        );
         for r in &d.ranked {
             if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
                 buf.push(Pair {
@@ -324,7 +333,16 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     if buf.is_empty() {
         let ch = &v.plan.channels[first];
         let req = request(id, &ch.name, &ch.placement, true);
-        let d = engine::decide(v.model, inp.features, &req, &view, &Unbounded, inp.now_ms);
+        let at = inp.features.exact_row_at(row);
+        let d = engine::decide_row(
+            v.model,
+            inp.features,
+            at,
+            &req,
+            &view,
+            &Unbounded,
+            inp.now_ms,
+        );
         match held_by_policy(v, &d.explain) {
             Some(name) => *out.tally.contact_policy.entry(name.to_owned()).or_default() += 1,
             None => out.tally.no_eligible_offer += 1,

@@ -335,6 +335,21 @@ pub fn decide<'m>(
     budget: &impl Budget,
     now_ms: i64,
 ) -> Decision<'m> {
+    let row = req.customer_id.and_then(|id| features.exact_row(id));
+    decide_row(model, features, row, req, contacts, budget, now_ms)
+}
+
+/// [`decide`] for a customer whose row the caller already holds (a campaign scanning the
+/// snapshot in row order), so the id is not looked up again.
+pub fn decide_row<'m>(
+    model: &'m CompiledModel,
+    features: &FeatureStore,
+    row: Option<FeatureRow<'_>>,
+    req: &Request<'_>,
+    contacts: &impl ContactView,
+    budget: &impl Budget,
+    now_ms: i64,
+) -> Decision<'m> {
     let (channel, slot) = model.resolve(req.channel, req.placement);
     let mut d = Decision {
         fallback: None,
@@ -345,7 +360,7 @@ pub fn decide<'m>(
         explored: false,
         anonymous: false,
     };
-    let row = match req.customer_id.and_then(|id| features.exact_row(id)) {
+    let row = match row {
         Some(row) => Some(row),
         None if slot.is_some_and(|s| s.anonymous) => {
             d.anonymous = true;
