@@ -295,16 +295,11 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     };
     let history = inp.past.history(id);
     let view = CustomerView::new(history.as_deref(), &v.model.policies, inp.now_ms);
-    buf.clear();
-    let mut first_reachable = None;
-    for (ci, ch) in v.plan.channels.iter().enumerate() {
-        if !reachable(inp, row, ci) {
-            continue;
-        }
-        first_reachable.get_or_insert(ci);
-        let req = request(id, &ch.name, &ch.placement, false);
-        let at = inp.features.exact_row_at(row);
-        let d = engine::decide_row(
+    // At the row the scan holds: the id is not looked up again.
+    let at = inp.features.exact_row_at(row);
+    let decide_on = |channel: &str, placement: &str, explain: bool| {
+        let req = request(id, channel, placement, explain);
+        engine::decide_row(
             v.model,
             inp.features,
             at,
@@ -312,7 +307,16 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             &view,
             &Unbounded,
             inp.now_ms,
-        );
+        )
+    };
+    buf.clear();
+    let mut first_reachable = None;
+    for (ci, ch) in v.plan.channels.iter().enumerate() {
+        if !reachable(inp, row, ci) {
+            continue;
+        }
+        first_reachable.get_or_insert(ci);
+        let d = decide_on(&ch.name, &ch.placement, false);
         for r in &d.ranked {
             if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
                 buf.push(Pair {
@@ -332,17 +336,7 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     };
     if buf.is_empty() {
         let ch = &v.plan.channels[first];
-        let req = request(id, &ch.name, &ch.placement, true);
-        let at = inp.features.exact_row_at(row);
-        let d = engine::decide_row(
-            v.model,
-            inp.features,
-            at,
-            &req,
-            &view,
-            &Unbounded,
-            inp.now_ms,
-        );
+        let d = decide_on(&ch.name, &ch.placement, true);
         match held_by_policy(v, &d.explain) {
             Some(name) => *out.tally.contact_policy.entry(name.to_owned()).or_default() += 1,
             None => out.tally.no_eligible_offer += 1,
