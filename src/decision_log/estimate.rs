@@ -23,6 +23,7 @@
 //! placement where the candidate changes what would be shown but no logged decision was
 //! randomised. Reads the log folder, the event log and the candidate; writes nothing.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -275,11 +276,16 @@ pub struct PlacementEstimate {
     pub effective_sample_size: f64,
 }
 
-/// The estimators over one placement's samples (at least one).
-pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> PlacementEstimate {
+/// The estimators over one placement's samples (at least one), owned or borrowed.
+pub fn estimate<S: Borrow<Sample>>(
+    channel: &str,
+    placement: &str,
+    samples: &[S],
+) -> PlacementEstimate {
     let n = samples.len();
+    let all = || samples.iter().map(Borrow::borrow);
     let per = |f: &dyn Fn(&Sample) -> (f64, f64)| -> Figure {
-        let (c, v): (Vec<f64>, Vec<f64>) = samples.iter().map(f).unzip();
+        let (c, v): (Vec<f64>, Vec<f64>) = all().map(f).unzip();
         let (cm, ch) = mean_half(&c);
         let (vm, vh) = mean_half(&v);
         figure(cm, ch, vm, vh)
@@ -314,10 +320,10 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
         let (lc, lv) = logging_of(s);
         (dc - lc, dv - lv)
     });
-    let weights: Vec<f64> = samples.iter().map(Sample::weight).collect();
-    let size = samples.iter().map(|s| s.candidate_size).sum::<f64>() / n as f64;
+    let weights: Vec<f64> = all().map(Sample::weight).collect();
+    let size = all().map(|s| s.candidate_size).sum::<f64>() / n as f64;
     let snips = {
-        let (c, v): (Vec<f64>, Vec<f64>) = samples.iter().map(ips_of).unzip();
+        let (c, v): (Vec<f64>, Vec<f64>) = all().map(ips_of).unzip();
         let (cm, ch) = ratio(&c, &weights, size);
         let (vm, vh) = ratio(&v, &weights, size);
         figure(cm, ch, vm, vh)
@@ -325,7 +331,7 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
     let (sum, sq) = weights
         .iter()
         .fold((0.0, 0.0), |(a, b), w| (a + w, b + w * w));
-    let count = |f: fn(&Sample) -> bool| samples.iter().filter(|s| f(s)).count();
+    let count = |f: fn(&Sample) -> bool| all().filter(|s| f(s)).count();
     PlacementEstimate {
         channel: channel.to_owned(),
         placement: placement.to_owned(),
@@ -334,7 +340,7 @@ pub fn estimate(channel: &str, placement: &str, samples: &[Sample]) -> Placement
         explored: count(|s| s.explored),
         changed: count(|s| s.changed),
         unsupported_share: if size > 0.0 {
-            samples.iter().map(|s| s.unsupported).sum::<f64>() / (size * n as f64)
+            all().map(|s| s.unsupported).sum::<f64>() / (size * n as f64)
         } else {
             0.0
         },

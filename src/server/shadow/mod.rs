@@ -94,7 +94,6 @@ pub struct Sampled {
     placement: Box<str>,
     limit: Option<usize>,
     context: Vec<(Box<str>, CtxValue<'static>)>,
-    champion_top: Option<Box<str>>,
     /// The models that served, the variant and its key: to remake the champion's decision.
     set: Arc<ModelSet>,
     variant: Variant,
@@ -260,7 +259,6 @@ impl Shadow {
 impl Sampled {
     /// The parts of a champion decision the shadow needs, owned.
     pub fn new(candidate: Arc<Candidate>, req: &engine::Request<'_>, served: Served<'_>) -> Self {
-        let model = &served.set.model(served.variant).compiled;
         Sampled {
             candidate,
             customer_id: req.customer_id.map(Into::into),
@@ -273,11 +271,6 @@ impl Sampled {
                 .iter()
                 .map(|(k, v)| ((**k).into(), v.clone().into_owned()))
                 .collect(),
-            champion_top: served
-                .decision
-                .ranked
-                .first()
-                .map(|r| model.offers[r.offer as usize].id.clone()),
             set: served.set.clone(),
             variant: served.variant,
             key: served.key,
@@ -342,15 +335,17 @@ fn run(s: &Sampled, state: &With) {
         .ranked
         .first()
         .map(|r| &*model.offers[r.offer as usize].id);
+    let champion = &s.set.model(s.variant).compiled;
+    let champion_top = s.served.first().map(|&o| &*champion.offers[o as usize].id);
     let f = &c.figures;
     f.decisions.fetch_add(1, Relaxed);
-    if shadow_top.is_some() && shadow_top == s.champion_top.as_deref() {
+    if shadow_top.is_some() && shadow_top == champion_top {
         f.agreed.fetch_add(1, Relaxed);
     }
     {
         let mut top = f.top.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(id) = &s.champion_top {
-            top.entry(id.clone()).or_default()[0] += 1;
+        if let Some(id) = champion_top {
+            top.entry(id.into()).or_default()[0] += 1;
         }
         if let Some(id) = shadow_top {
             top.entry(id.into()).or_default()[1] += 1;
@@ -365,7 +360,6 @@ fn run(s: &Sampled, state: &With) {
         seed: seed_of(s.decision_id),
         tag: attribution::model_tag(s.key),
     });
-    let champion = &s.set.model(s.variant).compiled;
     let view = contacts.view(&champion.policies);
     let logging = engine::decide(champion, &c.features, &req, &view, &Unbounded, s.now_ms);
     if !logging
@@ -425,26 +419,14 @@ fn compile(
     let obj = doc.as_object_mut().ok_or_else(|| {
         ShadowError::Invalid("expected a JSON object: a model with a \"share\"".into())
     })?;
-    let share = match obj.remove("share") {
-        Some(Value::Number(n)) => n.as_f64().filter(|s| (0.0..=1.0).contains(s)).ok_or_else(|| {
-            ShadowError::Invalid(format!("share: {n} is not between 0 and 1"))
-        })?,
-        Some(other) => return Err(ShadowError::Invalid(format!("share: expected a number between 0 and 1, found {other}"))),
-        None => return Err(ShadowError::Invalid("share: missing; the share of decisions the shadow decides beside the champion (0 to 1)".into())),
-    };
-    let estimate_share = match obj.remove("estimate_share") {
-        Some(Value::Number(n)) => {
-            n.as_f64()
-                .filter(|s| (0.0..=1.0).contains(s))
-                .ok_or_else(|| {
-                    ShadowError::Invalid(format!("estimate_share: {n} is not between 0 and 1"))
-                })?
-        }
-        Some(other) => {
-            return Err(ShadowError::Invalid(format!(
-                "estimate_share: expected a number between 0 and 1, found {other}"
-            )))
-        }
+    let share = fraction(obj, "share")?.ok_or_else(|| {
+        ShadowError::Invalid(
+            "share: missing; the share of decisions the shadow decides beside the champion (0 to 1)"
+                .into(),
+        )
+    })?;
+    let estimate_share = match fraction(obj, "estimate_share")? {
+        Some(s) => s,
         None if share > 0.0 => (ESTIMATED_DECISIONS / share).min(1.0),
         None => 0.0,
     };
@@ -465,6 +447,25 @@ fn compile(
         kept,
         figures: Figures::default(),
     })
+}
+
+/// The number between 0 and 1 at `key` of a shadow document, taken out of it.
+fn fraction(
+    obj: &mut serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<f64>, ShadowError> {
+    match obj.remove(key) {
+        None => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64().filter(|s| (0.0..=1.0).contains(s)) {
+            Some(s) => Ok(Some(s)),
+            None => Err(ShadowError::Invalid(format!(
+                "{key}: {n} is not between 0 and 1"
+            ))),
+        },
+        Some(other) => Err(ShadowError::Invalid(format!(
+            "{key}: expected a number between 0 and 1, found {other}"
+        ))),
+    }
 }
 
 /// Why a shadow was refused.

@@ -108,7 +108,6 @@ impl Outcomes {
         let placements: Vec<Value> = by_place
             .into_iter()
             .map(|((channel, placement), samples)| {
-                let samples: Vec<Sample> = samples.into_iter().cloned().collect();
                 let e = estimate(channel, placement, &samples);
                 let estimable = e.changed == 0 || e.randomised > 0;
                 let mut row = serde_json::to_value(&e).unwrap_or(Value::Null);
