@@ -24,13 +24,19 @@ impl Drop for Kill {
     }
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A fleet of real replicas and one Redis on loopback, under a steady background load.
+#[derive(clap::Parser)]
+#[command(about = "How fast an event accepted by one replica changes decisions on the others")]
+struct Args {
+    /// Replicas started (at least 2: the probes dismiss on one and ask another).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=16))]
+    replicas: u64,
+    /// Background impressions per second, spread over the replicas.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    rate: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
 }
 
 fn free_port() -> u16 {
@@ -91,11 +97,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn main() {
-    let (replicas, rate, seconds) = (
-        arg("--replicas", 3),
-        arg("--rate", 5000),
-        arg("--seconds", 10),
-    );
+    let Args {
+        replicas,
+        rate,
+        seconds,
+    } = clap::Parser::parse();
     let exe = std::env::current_exe().expect("exe");
     let bin = exe
         .parent()
