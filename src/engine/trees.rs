@@ -153,7 +153,7 @@ pub use categorical::{Codes, Feature};
 pub use classes::{Classes, Link, MAX_CLASSES};
 
 use categorical::{Categorical, VIRTUAL_BASE};
-use layout::{flatten_tree, read, to_u32, Linked, Node, Scratch, SplitRule, LANES, LEAF};
+use layout::{flatten_tree, read, to_u32, Linked, Node, Scratch, SplitRule, LEAF};
 use perfect::Perfect;
 
 use crate::features::FeatureRow;
@@ -341,16 +341,8 @@ impl TreeEnsemble {
             .collect();
         columns.sort_unstable();
         columns.dedup();
-        let lane_depths = depths
-            .chunks_exact(LANES)
-            .map(|c| c.iter().copied().max().unwrap_or(0))
-            .collect();
         let n_nodes = nodes.len();
-        let linked = Linked {
-            nodes,
-            roots,
-            lane_depths,
-        };
+        let linked = Linked::new(nodes, roots, &depths);
         check_margin_range(flavor, &classes, &linked)?;
         let depth = depths.iter().copied().max().unwrap_or(0);
         let n_inputs = inputs.len();

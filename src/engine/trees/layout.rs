@@ -162,15 +162,47 @@ pub(super) struct Linked {
     pub roots: Vec<u32>,
     /// Per group of [`LANES`] consecutive trees, the deepest leaf's depth (steps to walk).
     pub lane_depths: Vec<u32>,
+    /// Whether any split tests a category set: an ensemble without one walks without the test.
+    pub has_categories: bool,
 }
 
 impl Linked {
+    /// The layout of `nodes` (every tree depth-first) with each tree's root and depth.
+    pub fn new(nodes: Vec<Node>, roots: Vec<u32>, depths: &[u32]) -> Self {
+        let lane_depths = depths
+            .chunks_exact(LANES)
+            .map(|c| c.iter().copied().max().unwrap_or(0))
+            .collect();
+        let has_categories = nodes.iter().any(|n| n.flags & CAT != 0);
+        Linked {
+            nodes,
+            roots,
+            lane_depths,
+            has_categories,
+        }
+    }
+
     /// Calls `add` with each tree's leaf value, in tree order.
     ///
     /// Trees are walked [`LANES`] at a time for as many steps as the deepest of them (a leaf
     /// steps to itself); trees left over are walked one by one until their leaf.
     #[inline(always)]
     pub fn for_each_leaf<X: Copy + Into<f64>>(
+        &self,
+        xs: &[X],
+        greater: impl Fn(X, f64) -> bool,
+        add: impl FnMut(f64),
+    ) {
+        if self.has_categories {
+            self.walk::<X, true>(xs, greater, add);
+        } else {
+            self.walk::<X, false>(xs, greater, add);
+        }
+    }
+
+    /// [`Linked::for_each_leaf`] with the category test compiled in only where a split has one.
+    #[inline(always)]
+    fn walk<X: Copy + Into<f64>, const CATS: bool>(
         &self,
         xs: &[X],
         greater: impl Fn(X, f64) -> bool,
@@ -181,7 +213,7 @@ impl Linked {
             // A split's first child follows it; both "children" of a leaf are itself.
             let first = i + (n.flags & LEAF == 0) as usize;
             let x = xs[usize::from(n.column)];
-            let second = if n.flags & CAT != 0 {
+            let second = if CATS && n.flags & CAT != 0 {
                 cat_second(x.into(), n.value.to_bits() as u32)
             } else {
                 greater(x, n.value)
