@@ -114,14 +114,16 @@ fn rename(rule: Rule, n: &mut usize) -> Rule {
             test,
             what: name().into(),
         },
-        Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
+        Rule::FeatureIn { .. } | Rule::Intervals(_) => {
+            unreachable!("generated trees hold general leaves")
+        }
     }
 }
 
 /// The rule as the model compiler builds it: each leaf in its fastest form.
 fn compiled(rule: &Rule) -> Rule {
     match rule {
-        Rule::All(c) => Rule::All(c.iter().map(compiled).collect()),
+        Rule::All(c) => Rule::all(c.iter().map(compiled).collect()),
         Rule::Any(c, what) => Rule::Any(c.iter().map(compiled).collect(), what.clone()),
         Rule::Not(c, what) => Rule::Not(Box::new(compiled(c)), what.clone()),
         Rule::Leaf {
@@ -129,7 +131,9 @@ fn compiled(rule: &Rule) -> Rule {
             test,
             what,
         } => Rule::leaf(*operand, test.clone(), what.clone()),
-        Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
+        Rule::FeatureIn { .. } | Rule::Intervals(_) => {
+            unreachable!("generated trees hold general leaves")
+        }
     }
 }
 
@@ -234,7 +238,9 @@ fn assert_node_logic(rule: &Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) {
                 "{operand:?} {test:?} on {row:?}"
             );
         }
-        Rule::FeatureIn { .. } => unreachable!("generated trees hold general leaves"),
+        Rule::FeatureIn { .. } | Rule::Intervals(_) => {
+            unreachable!("generated trees hold general leaves")
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 pub use fallback::{BuiltinChannel, BuiltinFallback, Fallback, FallbackReason, FallbackStage};
 pub use policy::{OfferCaps, Policies};
-pub use rules::{CmpOp, CtxValue, Operand, Rule, RuleInput, Test, What};
+pub use rules::{CmpOp, CtxValue, Interval, Operand, Rule, RuleInput, Test, What};
 pub use scorer::{ClassCache, ClassScorer, Logistic, Scorer};
 
 use crate::features::{FeatureRow, FeatureStore};

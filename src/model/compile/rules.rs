@@ -74,7 +74,7 @@ fn compile_rule_inner(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str, depth: usize)
             let children: Option<Vec<Rule>> = children.into_iter().collect();
             let children = children?.into_boxed_slice();
             return Some(if comb == "all" {
-                Rule::All(children)
+                Rule::all(children)
             } else {
                 Rule::Any(
                     children,
