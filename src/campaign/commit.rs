@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::contact::{Clock, ContactConfig, ContactError, Contacts, Event, EventKind};
 use crate::engine::policy::stable_hash;
 
-use super::output::{Summary, LIST_CSV, SUMMARY_JSON};
+use super::output::{open_list, Summary, LIST_CSV, SUMMARY_JSON};
 
 /// Most events one `/v1/events` request carries (the server's limit).
 pub const MAX_BATCH_EVENTS: usize = 1000;
@@ -141,16 +141,8 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
         path: path.to_owned(),
         detail,
     };
-    let mut r = csv::Reader::from_path(path).map_err(|e| input(e.to_string()))?;
-    let header = r.headers().map_err(|e| input(e.to_string()))?.clone();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| input(format!("no `{name}` column")))
-    };
-    let (ci, oi, di) = (col("customer_id")?, col("offer_id")?, col("decision_id")?);
-    let chi = col("channel")?;
+    let (mut r, [ci, oi, di, chi]) =
+        open_list(path, ["customer_id", "offer_id", "decision_id", "channel"]).map_err(input)?;
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| input(e.to_string()))?;

@@ -330,15 +330,21 @@ impl<'a> Solver<'a> {
         let (lo, hi) = self.span[p as usize];
         for q in lo..hi {
             if q != p && !self.chosen[q as usize] {
-                let s = Swap {
-                    gain: self.score(q) - self.score(p),
-                    from: p,
-                    to: q,
-                };
-                let h = self.offer(p) * self.offers + self.offer(q);
-                self.swaps[h].push(s);
+                self.push_swap(p, q);
             }
         }
+    }
+
+    /// Offers the swap of chosen pair `from` for pair `to` of the same customer, filed by
+    /// the two offers it moves a customer between.
+    fn push_swap(&mut self, from: u32, to: u32) {
+        let s = Swap {
+            gain: self.score(to) - self.score(from),
+            from,
+            to,
+        };
+        let h = self.offer(from) * self.offers + self.offer(to);
+        self.swaps[h].push(s);
     }
 
     fn unchoose(&mut self, p: u32) {
@@ -355,13 +361,7 @@ impl<'a> Solver<'a> {
             }
             for r in lo..hi {
                 if r != q && self.chosen[r as usize] {
-                    let s = Swap {
-                        gain: self.score(q) - self.score(r),
-                        from: r,
-                        to: q,
-                    };
-                    let h = self.offer(r) * self.offers + self.offer(q);
-                    self.swaps[h].push(s);
+                    self.push_swap(r, q);
                 }
             }
             if self.held[lo as usize] < self.limits.per_customer {

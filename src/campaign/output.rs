@@ -27,6 +27,25 @@ pub const CONTROL_CSV: &str = "control.csv";
 /// The summary.
 pub const SUMMARY_JSON: &str = "summary.json";
 
+/// A written list (targets or control) opened for reading, with the position of each named
+/// column: the one reader of the lists' CSV form, for `campaign commit` and `campaign report`.
+/// An error is the detail to report with the file's path.
+pub fn open_list<const N: usize>(
+    path: &Path,
+    names: [&str; N],
+) -> Result<(csv::Reader<File>, [usize; N]), String> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| e.to_string())?;
+    let header = r.headers().map_err(|e| e.to_string())?;
+    let mut at = [0; N];
+    for (a, name) in at.iter_mut().zip(names) {
+        *a = header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| format!("no `{name}` column"))?;
+    }
+    Ok((r, at))
+}
+
 /// Rows per Parquet row group (bounds what is buffered).
 const BATCH: usize = 64 * 1024;
 

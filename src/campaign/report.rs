@@ -18,7 +18,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::history;
-use super::output::{Summary, CONTROL_CSV, LIST_CSV, SUMMARY_JSON};
+use super::output::{open_list, Summary, CONTROL_CSV, LIST_CSV, SUMMARY_JSON};
 use crate::contact::funnel::lift::{difference, wilson, Estimate};
 use crate::contact::EventKind;
 
@@ -99,15 +99,7 @@ fn read_members(path: &Path) -> Result<Members, ReportError> {
         path: path.to_owned(),
         detail,
     };
-    let mut r = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
-    let header = r.headers().map_err(|e| bad(e.to_string()))?.clone();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| bad(format!("no `{name}` column")))
-    };
-    let (c, o) = (col("customer_id")?, col("offer_id")?);
+    let (mut r, [c, o]) = open_list(path, ["customer_id", "offer_id"]).map_err(bad)?;
     let mut out = Members::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
