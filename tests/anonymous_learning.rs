@@ -3,8 +3,8 @@
 //! it that visitors on iOS convert more than those on Android, so an iOS visitor's posterior is
 //! well above an Android one's, and the same after kill -9 and a restart (the request values
 //! travel in the impressions' log records). Asserted on `explain`'s posteriors, not on draws.
-//! The decision log replays those anonymous decisions exactly, and another replica of a fleet
-//! learns the same from the records it receives. The real binary on data folders of its own.
+//! The decision log replays those anonymous decisions exactly, and other replicas of a fleet
+//! learn the same from the records they receive, also one that joins after they were shipped. The real binary on data folders of its own.
 
 mod support;
 
@@ -72,8 +72,15 @@ async fn learnt_for(addr: SocketAddr, device: Option<&str>) -> Value {
 /// counts publish within their refresh period), then returns the posterior mean per device.
 async fn posteriors(addr: SocketAddr) -> [f64; 3] {
     let since = Instant::now();
-    while learnt_for(addr, None).await["trials"] != VISITORS {
-        assert!(since.elapsed() < Duration::from_secs(20), "never published");
+    loop {
+        let trials = learnt_for(addr, None).await["trials"].clone();
+        if trials == VISITORS {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "{trials} of {VISITORS} impressions learnt after 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut out = [0.0; 3];
@@ -172,11 +179,12 @@ async fn another_replica_learns_the_same_from_the_fleet() {
     let redis = Redis::start();
     let dir = TempDir::new("anon-learning-fleet");
     let m = models(&dir.0);
-    let [a, b] = ["a", "b"].map(|n| {
+    let replica = |n: &str| {
         Binary::with_models(&m, &dir.0.join(n))
             .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
             .spawn()
-    });
+    };
+    let [a, b] = ["a", "b"].map(replica);
     // Replica A decides and takes the events; B never saw a decision, only A's log records.
     teach(a.public).await;
     let (on_a, on_b) = (posteriors(a.public).await, posteriors(b.public).await);
@@ -187,6 +195,21 @@ async fn another_replica_learns_the_same_from_the_fleet() {
         on_b[0],
         on_b[1]
     );
+    // A replica joining once everything was shipped (a scale-out) learns it all too: the model
+    // has no policy window, and the streams still keep the fleet's events for it.
+    let shipped = (VISITORS + (0..VISITORS).filter(|&i| converts(i)).count()) as u64;
+    let since = Instant::now();
+    while get(a.admin, "/admin/stats").await.json()["replication"]["shipped"] != shipped {
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "A never shipped {shipped} events"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = replica("c");
+    let on_c = posteriors(c.public).await;
+    assert_eq!(on_a, on_c, "A {on_a:?}, C {on_c:?}");
     a.stop();
     b.stop();
+    c.stop();
 }

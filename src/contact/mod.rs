@@ -229,7 +229,7 @@ impl Contacts {
         funnel::store::load_or_set_aside(dir, &c.funnel);
         prepare(&c);
         let state = c.applier.state();
-        let (horizon, dedupe_ttl) = (state.horizon_ms(), state.dedupe_ttl_ms());
+        let retention = state.retention_ms();
         let (report, segments) =
             replay::replay_into(dir, &c.applier, config.state.memory_bytes, clock.now_ms())?;
         tracing::info!(
@@ -242,7 +242,7 @@ impl Contacts {
             duration_ms = report.took_ms,
             "event log replayed"
         );
-        c.retention_ms.store(horizon.max(dedupe_ttl), Relaxed);
+        c.retention_ms.store(retention, Relaxed);
         c.log = Some(LogWriter::start(
             WriterConfig {
                 dir: dir.clone(),
@@ -547,7 +547,7 @@ impl Binding {
         };
         state.set_horizon_ms(ms);
         if let Some(r) = self.retention_ms.upgrade() {
-            r.store(state.horizon_ms().max(state.dedupe_ttl_ms()), Relaxed);
+            r.store(state.retention_ms(), Relaxed);
         }
     }
 }

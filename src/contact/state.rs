@@ -475,6 +475,13 @@ impl ContactState {
     pub fn dedupe_ttl_ms(&self) -> i64 {
         self.dedupe_ttl_ms
     }
+
+    /// How long an accepted event still matters (to a policy window, to the ids remembered
+    /// against repeats, to what adaptive offers learnt): the log keeps events this long, and
+    /// the fleet's streams too, so a replica rebuilds the same from either.
+    pub fn retention_ms(&self) -> i64 {
+        self.horizon_ms().max(self.dedupe_ttl_ms)
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Reads the partitions' streams and applies the other replicas' events to the local contact
-//! state. On start each stream is read from the beginning of the contact horizon (the
-//! catch-up), then all of them are read together, blocking for new entries. Its own
+//! state. On start each stream is read from as far back as events are kept (the catch-up: a
+//! policy window's events, the ids remembered against repeats, what adaptive offers learnt),
+//! then all of them are read together, blocking for new entries. Its own
 //! replica's entries are skipped: they are in the local log.
 //!
 //! One `XREAD` covers every partition, and a caught-up reader asks again no sooner than
@@ -45,8 +46,8 @@ struct Stream {
 
 /// Runs until the process ends.
 pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>) {
-    let horizon = contacts.state().horizon_ms();
-    let from = format!("{}-0", now_ms().saturating_sub(horizon).max(0));
+    let retention = contacts.state().retention_ms();
+    let from = format!("{}-0", now_ms().saturating_sub(retention).max(0));
     let mut streams: Vec<Stream> = (0..fleet.config.partitions)
         .map(|p| Stream {
             key: fleet.config.key(p),

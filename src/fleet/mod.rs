@@ -19,7 +19,8 @@
 //! Joining: the stream partition count is recorded in Redis by the first replica; one started
 //! with another count refuses to join (its streams would miss half the customers), says so
 //! naming both, and stays unready ([`join`]). A replica starting catches up on the fleet's
-//! events within the contact horizon before it says ready; with `--ready-when-behind` it says
+//! events kept in the streams (as long as each log keeps its own: the longest policy window, at
+//! least as long as event ids are remembered) before it says ready; with `--ready-when-behind` it says
 //! ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays ready
 //! through later outages: every replica losing Redis at once must not empty the Service.
 //!
@@ -60,7 +61,7 @@ pub struct FleetConfig {
     /// Key prefix of the streams.
     pub prefix: String,
     /// Say ready after `catchup_wait` even when not caught up (serve as behind); otherwise stay
-    /// unready until the fleet's events of the horizon are applied.
+    /// unready until the fleet's kept events are applied.
     pub ready_when_behind: bool,
 }
 
@@ -215,7 +216,7 @@ impl Fleet {
         *self.cursor.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the replica has applied the fleet's events of the horizon.
+    /// Whether the replica has applied the fleet's kept events.
     pub fn caught_up(&self) -> bool {
         self.caught_up.load(Relaxed)
     }
@@ -280,7 +281,7 @@ pub struct FleetStats {
     pub partitions: u16,
     /// Whether Redis answers.
     pub connected: bool,
-    /// Whether the fleet's events of the horizon are applied.
+    /// Whether the fleet's kept events are applied.
     pub caught_up: bool,
     /// When Redis last answered (Unix ms).
     pub last_exchange_ms: i64,
@@ -364,7 +365,7 @@ impl Collect for FleetStats {
         out.family(
             "nextbest_replication_caught_up",
             Kind::Gauge,
-            "1 once the fleet's events of the horizon are applied.",
+            "1 once the fleet's kept events are applied.",
         )
         .sample(&[], u8::from(self.caught_up));
     }

@@ -165,7 +165,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
             }
             continue;
         }
-        match ship(c, &fleet, &batch, contacts.state().horizon_ms()).await {
+        match ship(c, &fleet, &batch, contacts.state().retention_ms()).await {
             Ok(()) => {
                 attempt = 0;
                 idle_since = tokio::time::Instant::now();
@@ -227,15 +227,17 @@ async fn server_run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::Redi
         .to_owned())
 }
 
-/// Appends a batch, each record to its partition's stream, trimming what is past the horizon.
+/// Appends a batch, each record to its partition's stream, trimming what is older than the
+/// events' retention (never the horizon alone: with no policy windows that is zero, and every
+/// append would trim what the other replicas had not read yet).
 async fn ship(
     c: &mut redis::aio::MultiplexedConnection,
     fleet: &Fleet,
     batch: &[Outgoing],
-    horizon_ms: i64,
+    retention_ms: i64,
 ) -> redis::RedisResult<()> {
     let written = now_ms().to_string();
-    let min_id = format!("{}-0", now_ms().saturating_sub(horizon_ms).max(0));
+    let min_id = format!("{}-0", now_ms().saturating_sub(retention_ms).max(0));
     let mut pipe = redis::pipe();
     for o in batch {
         pipe.cmd("XADD")
