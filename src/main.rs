@@ -17,6 +17,7 @@ use nextbest::model::{self, AnySchema, Limits};
 use nextbest::registry::Registry;
 use nextbest::server::{self, AppState};
 use nextbest::settings::ServeArgs;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -283,16 +284,17 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
         };
         anyhow::anyhow!("{flag} {}: {}", e.addr, e.source)
     })?;
+    let mut signals = Signals::register();
     tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
-    tokio::spawn(reload_on_hangup(registry));
+    tokio::spawn(reload_on_hangup(registry, signals.hup.take()));
     // One plain line on stdout, for scripts and tests that bind port 0.
     println!(
         "nextbest listening public={} admin={}",
         running.public_addr, running.admin_addr
     );
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        _ = terminate() => tracing::info!("terminated; stopping"),
+        _ = next(&mut signals.int) => tracing::info!("interrupted; stopping"),
+        _ = next(&mut signals.term) => tracing::info!("terminated; stopping"),
     }
     let left = running.shutdown().await;
     if left > 0 {
@@ -305,13 +307,43 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
     Ok(())
 }
 
+/// The signals the server acts on, registered before it says it listens: one sent the moment
+/// it does reaches these handlers, not the default action, which ends the process.
+struct Signals {
+    hup: Option<Signal>,
+    int: Option<Signal>,
+    term: Option<Signal>,
+}
+
+impl Signals {
+    fn register() -> Self {
+        let on = |kind| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle a signal; its default action stays");
+                None
+            }
+        };
+        Signals {
+            hup: on(SignalKind::hangup()),
+            int: on(SignalKind::interrupt()),
+            term: on(SignalKind::terminate()),
+        }
+    }
+}
+
+/// Waits for the signal (forever when it could not be registered); false once it can no
+/// longer come (the runtime is shutting down).
+async fn next(s: &mut Option<Signal>) -> bool {
+    match s {
+        Some(s) => s.recv().await.is_some(),
+        None => std::future::pending().await,
+    }
+}
+
 /// SIGHUP reloads the feature snapshot and the model from disk.
-#[cfg(unix)]
-async fn reload_on_hangup(registry: Arc<Registry>) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        return;
-    };
-    while hup.recv().await.is_some() {
+async fn reload_on_hangup(registry: Arc<Registry>, mut hup: Option<Signal>) {
+    while next(&mut hup).await {
         tracing::info!("SIGHUP: reloading from disk");
         let r = registry.clone();
         // The registry logs and counts the outcome.
@@ -319,24 +351,6 @@ async fn reload_on_hangup(registry: Arc<Registry>) {
             tracing::error!(error = %e, "SIGHUP reload task failed");
         }
     }
-}
-
-#[cfg(not(unix))]
-async fn reload_on_hangup(_: Arc<Registry>) {}
-
-#[cfg(unix)]
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
-}
-
-#[cfg(not(unix))]
-async fn terminate() {
-    std::future::pending().await
 }
 
 fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
