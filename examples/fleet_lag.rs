@@ -108,6 +108,8 @@ fn main() {
         .and_then(|p| p.parent())
         .map(|p| p.join("nextbest"))
         .expect("target/release/nextbest beside the examples");
+    // The bundled demo, wherever the example is run from.
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let root = std::env::temp_dir().join(format!("nextbest-fleet-lag-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let port = free_port();
@@ -143,7 +145,10 @@ fn main() {
                 "127.0.0.1:0",
                 "--no-watch",
             ])
-            .args(["--models", "models", "--features", "models/features.csv"])
+            .arg("--models")
+            .arg(&models)
+            .arg("--features")
+            .arg(models.join("features.csv"))
             .arg("--data-dir")
             .arg(root.join(format!("r{r}")))
             .args(["--redis", &url])
@@ -194,6 +199,14 @@ fn main() {
             Some((c, o))
         })
         .collect();
+    if probes.is_empty() {
+        eprintln!(
+            "fleet_lag: replica 1 scores no offer for C0000001..C0003000 on app_home \
+             (is {} the bundled demo?)",
+            models.display()
+        );
+        std::process::exit(1);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let cpu0: Vec<u64> = procs.iter().map(|p| cpu_ticks(p.0.id())).collect();
