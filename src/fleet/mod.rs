@@ -20,8 +20,8 @@
 //! with another count refuses to join (its streams would miss half the customers), says so
 //! naming both, and stays unready ([`join`]). A replica starting catches up on the fleet's
 //! events kept in the streams (as long as each log keeps its own: the longest policy window, at
-//! least as long as event ids are remembered) before it says ready; with `--ready-when-behind` it says
-//! ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays ready
+//! least as long as event ids are remembered) before it says ready; with `--ready-when-behind`
+//! it says ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays ready
 //! through later outages: every replica losing Redis at once must not empty the Service.
 //!
 //! Applied fleet events are not written to the local log: each event stays in its origin's log
