@@ -4,7 +4,8 @@
 //! well above an Android one's, and the same after kill -9 and a restart (the request values
 //! travel in the impressions' log records). Asserted on `explain`'s posteriors, not on draws.
 //! The decision log replays those anonymous decisions exactly, and other replicas of a fleet
-//! learn the same from the records they receive, also one that joins after they were shipped. The real binary on data folders of its own.
+//! learn the same from the records they receive, also one that joins after they were shipped.
+//! The real binary on data folders of its own.
 
 mod support;
 

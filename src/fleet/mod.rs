@@ -21,8 +21,8 @@
 //! naming both, and stays unready ([`join`]). A replica starting catches up on the fleet's
 //! events kept in the streams (as long as each log keeps its own: the longest policy window, at
 //! least as long as event ids are remembered) before it says ready; with `--ready-when-behind`
-//! it says ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays ready
-//! through later outages: every replica losing Redis at once must not empty the Service.
+//! it says ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays
+//! ready through later outages: every replica losing Redis at once must not empty the Service.
 //!
 //! Applied fleet events are not written to the local log: each event stays in its origin's log
 //! (which re-ships it after a Redis data loss) and in Redis, so a replica's disk and fsyncs
