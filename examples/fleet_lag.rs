@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,7 +96,7 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-fn main() {
+fn main() -> ExitCode {
     let Args {
         replicas,
         rate,
@@ -205,7 +205,10 @@ fn main() {
              (is {} the bundled demo?)",
             models.display()
         );
-        std::process::exit(1);
+        // Returning (not `exit`) stops the replicas and Redis as their guards drop.
+        drop(procs);
+        let _ = std::fs::remove_dir_all(&root);
+        return ExitCode::FAILURE;
     }
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -331,6 +334,7 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&root);
+    ExitCode::SUCCESS
 }
 
 /// Prints the fleet's lag histogram from acceptance: every replica's buckets summed, with the

@@ -114,7 +114,7 @@ fn rename(rule: Rule, n: &mut usize) -> Rule {
             test,
             what: name().into(),
         },
-        Rule::FeatureIn { .. } | Rule::Intervals(_) => {
+        Rule::FeatureIn(_) | Rule::Intervals(_) => {
             unreachable!("generated trees hold general leaves")
         }
     }
@@ -131,7 +131,7 @@ fn compiled(rule: &Rule) -> Rule {
             test,
             what,
         } => Rule::leaf(*operand, test.clone(), what.clone()),
-        Rule::FeatureIn { .. } | Rule::Intervals(_) => {
+        Rule::FeatureIn(_) | Rule::Intervals(_) => {
             unreachable!("generated trees hold general leaves")
         }
     }
@@ -238,7 +238,7 @@ fn assert_node_logic(rule: &Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) {
                 "{operand:?} {test:?} on {row:?}"
             );
         }
-        Rule::FeatureIn { .. } | Rule::Intervals(_) => {
+        Rule::FeatureIn(_) | Rule::Intervals(_) => {
             unreachable!("generated trees hold general leaves")
         }
     }

@@ -159,8 +159,9 @@ impl From<String> for What {
     }
 }
 
-/// A feature that must lie in a closed interval: [`Rule::FeatureIn`]'s test, as one of the
-/// tests of [`Rule::Intervals`].
+/// A feature compared with constants, as the closed interval it must lie in (`x < v` is
+/// `x <=` the largest f64 below `v`): [`Rule::FeatureIn`] alone, or one of the tests of
+/// [`Rule::Intervals`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interval {
     /// Snapshot column.
@@ -173,21 +174,26 @@ pub struct Interval {
     pub what: What,
 }
 
-/// Whether column `column` of `features` lies in `[lo, hi]`. A missing value (NaN, or a column
-/// the row lacks) lies in no interval.
-#[inline(always)]
-fn in_interval(features: &[f32], column: u32, lo: f64, hi: f64) -> bool {
-    let x = f64::from(features.get(column as usize).copied().unwrap_or(f32::NAN));
-    lo <= x && x <= hi
+impl Interval {
+    /// Whether the row's value lies in `[lo, hi]`. A missing value (NaN, or a column the row
+    /// lacks) lies in no interval.
+    #[inline(always)]
+    fn holds(&self, features: &[f32]) -> bool {
+        let x = f64::from(
+            features
+                .get(self.column as usize)
+                .copied()
+                .unwrap_or(f32::NAN),
+        );
+        self.lo <= x && x <= self.hi
+    }
 }
 
-/// The first of `tests` that the row fails: one loop for `check` and `explain`, kept out of
-/// line as it was measured (inlined, it made no measurable difference).
+/// The first of `tests` that the row fails: one loop for `check` and `explain`, out of line
+/// (inlining it into the rule's match measured no faster).
 #[inline(never)]
 fn first_outside<'t>(tests: &'t [Interval], features: &[f32]) -> Option<&'t Interval> {
-    tests
-        .iter()
-        .find(|t| !in_interval(features, t.column, t.lo, t.hi))
+    tests.iter().find(|t| !t.holds(features))
 }
 
 /// One compiled rule.
@@ -202,19 +208,9 @@ pub enum Rule {
     Any(Box<[Rule]>, Box<str>),
     /// The child does not hold.
     Not(Box<Rule>, Box<str>),
-    /// A feature compared with constants, as the closed interval it must lie in (`x < v` is
-    /// `x <=` the largest f64 below `v`): the commonest leaf, tested without a branch on its
+    /// A feature in an interval: the commonest leaf, tested without a branch on its
     /// operator. Built by [`Rule::leaf`].
-    FeatureIn {
-        /// Snapshot column.
-        column: u32,
-        /// Least value that holds.
-        lo: f64,
-        /// Greatest value that holds.
-        hi: f64,
-        /// How `explain` names it.
-        what: What,
-    },
+    FeatureIn(Interval),
     /// A single test.
     Leaf {
         /// What it reads.
@@ -254,12 +250,12 @@ impl Rule {
             _ => None,
         };
         match (operand, range) {
-            (Operand::Feature(column), Some((lo, hi))) => Rule::FeatureIn {
+            (Operand::Feature(column), Some((lo, hi))) => Rule::FeatureIn(Interval {
                 column,
                 lo,
                 hi,
                 what,
-            },
+            }),
             _ => Rule::Leaf {
                 operand,
                 test,
@@ -271,21 +267,11 @@ impl Rule {
     /// An `all` in its fastest form: [`Rule::Intervals`] when every child is a feature
     /// interval, else [`Rule::All`].
     pub fn all(children: Box<[Rule]>) -> Rule {
-        if children.len() < 2 || !children.iter().all(|c| matches!(c, Rule::FeatureIn { .. })) {
+        if children.len() < 2 || !children.iter().all(|c| matches!(c, Rule::FeatureIn(_))) {
             return Rule::All(children);
         }
         let tests = children.into_vec().into_iter().map(|c| match c {
-            Rule::FeatureIn {
-                column,
-                lo,
-                hi,
-                what,
-            } => Interval {
-                column,
-                lo,
-                hi,
-                what,
-            },
+            Rule::FeatureIn(t) => t,
             _ => unreachable!("every child was checked to be an interval"),
         });
         Rule::Intervals(tests.collect())
@@ -295,16 +281,11 @@ impl Rule {
     #[inline]
     pub fn check(&self, input: &RuleInput<'_, '_>) -> Option<&str> {
         match self {
-            Rule::FeatureIn {
-                column,
-                lo,
-                hi,
-                what,
-            } => {
-                if in_interval(input.features, *column, *lo, *hi) {
+            Rule::FeatureIn(t) => {
+                if t.holds(input.features) {
                     None
                 } else {
-                    Some(&what.text)
+                    Some(&t.what.text)
                 }
             }
             Rule::Intervals(tests) => first_outside(tests, input.features).map(|t| &*t.what.text),
@@ -342,9 +323,9 @@ impl Rule {
         shown: &dyn Fn(Operand) -> String,
     ) -> Option<Cow<'_, str>> {
         match self {
-            Rule::FeatureIn { column, what, .. } => {
+            Rule::FeatureIn(t) => {
                 self.check(input)?;
-                Some(what.with(&shown(Operand::Feature(*column))))
+                Some(t.what.with(&shown(Operand::Feature(t.column))))
             }
             Rule::Leaf { operand, what, .. } => {
                 self.check(input)?;
@@ -434,7 +415,7 @@ mod tests {
             ", the rule needs >= 0.3".into(),
         );
         let fast = Rule::leaf(Operand::Feature(0), Test::Cmp(CmpOp::Ge, 0.3), what);
-        assert!(matches!(fast, Rule::FeatureIn { .. }));
+        assert!(matches!(fast, Rule::FeatureIn(_)));
         let ok = leaf(Operand::Feature(0), Test::IsMissing.clone(), "ok");
         let all = Rule::All([Rule::Not(Box::new(ok), "not".into()), fast].into());
         let refs: Vec<Option<&CtxValue<'_>>> = Vec::new();
@@ -536,7 +517,7 @@ mod tests {
         let mut intervals = 0;
         for test in tests {
             let fast = Rule::leaf(Operand::Feature(0), test.clone(), "r");
-            intervals += usize::from(matches!(fast, Rule::FeatureIn { .. }));
+            intervals += usize::from(matches!(fast, Rule::FeatureIn(_)));
             let general = leaf(Operand::Feature(0), test.clone(), "r");
             for &x in &xs {
                 assert_eq!(
