@@ -14,7 +14,7 @@ use nextbest::decision_log::{replay as decision_replay, DecisionLog};
 use nextbest::features::{self, FeatureStore};
 use nextbest::fleet;
 use nextbest::model::{self, AnySchema, Limits};
-use nextbest::registry::Registry;
+use nextbest::registry::{Change, Registry, RegistryError};
 use nextbest::server::{self, AppState};
 use nextbest::settings::ServeArgs;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -187,14 +187,18 @@ fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.check()?;
     let registry = Arc::new(Registry::new(settings.registry));
-    if registry.reload_from_disk().is_err() {
+    if let Err(e) = registry.reload_from_disk() {
         // Serve anyway (the registry logged why): every decision gets the built-in fallback
         // (reason `no_model`) and /readyz says 503 until a model and snapshot load (admin API,
-        // folder, SIGHUP).
+        // folder, SIGHUP). A snapshot that loads is kept, so the model published later finds
+        // its features.
+        let features_loaded = matches!(e, RegistryError::Model(_))
+            && registry.commit(Change::Features { path: None }).is_ok();
         let config = registry.config();
         tracing::error!(
             path = %config.models_path.as_deref().unwrap_or(Path::new("")).display(),
             features = %config.features_path.as_deref().unwrap_or(Path::new("")).display(),
+            features_loaded,
             "serving without a model: decisions get built-in fallback content"
         );
     }

@@ -4,11 +4,12 @@
 //! changes count (creates, writes, renames, removals): reading a file, as every load does, is
 //! no reason to load again. The safe way to publish is to write a temporary file and rename it
 //! over `model.json` (or a scorer file): the rename is atomic, so the watcher never reads half a
-//! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature snapshots
+//! file. Files whose names start with `.` or end in `.tmp`, `~`, `.swp` or `.log`, and feature snapshots
 //! (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a change to any other file
-//! (a scorer, a challenger) rebuilds the active model so it picks the new file up. A model that
-//! fails to parse or validate is refused, logged and counted by the registry; the one serving
-//! keeps serving.
+//! (a scorer, a challenger) rebuilds the active model so it picks the new file up; while no
+//! model serves, any change loads the folder (a scorer file may complete a refused model). A
+//! model that fails to parse or validate is refused, logged and counted by the registry; the
+//! one serving keeps serving. With `--models x.json`, `x.json` is the document.
 //!
 //! A Kubernetes ConfigMap or Secret volume is published differently: the visible files are
 //! symlinks into `..data`, itself a symlink to a hidden timestamped folder, and the kubelet
@@ -16,6 +17,7 @@
 //! change themselves, so a swap of `..data` counts as a change of `model.json` (and of every
 //! scorer file when `model.json` is unchanged).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,7 @@ fn ignored(path: &Path) -> bool {
         || name.ends_with(".tmp")
         || name.ends_with('~')
         || name.ends_with(".swp")
+        || name.ends_with(".log")
         || name.ends_with(".csv")
         || name.ends_with(".nbf")
         || name.ends_with(".parquet")
@@ -68,11 +71,17 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
         .models_path
         .clone()
         .ok_or_else(|| notify::Error::generic("no models path configured"))?;
-    let dir = if models.is_dir() {
-        models
+    // The model's document: `model.json` in a folder, or the file named (`--models x.json`).
+    let (dir, model_name) = if models.is_dir() {
+        (models, OsString::from(MODEL_FILE))
     } else {
-        crate::model::folder_of(&models)
+        let name = models
+            .file_name()
+            .map(ToOwned::to_owned)
+            .unwrap_or_default();
+        (crate::model::folder_of(&models), name)
     };
+    let model_path = dir.join(&model_name);
     let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {
             let paths = || {
@@ -86,9 +95,18 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             if changed.is_empty() && !swapped {
                 return;
             }
-            let is_model = |p: &&Path| p.file_name().is_some_and(|n| n == MODEL_FILE);
+            let is_model = |p: &&Path| p.file_name().is_some_and(|n| n == model_name);
             let model_json = changed.iter().any(is_model);
             let other_files = swapped || changed.iter().any(|p| !is_model(p));
+            // While no model serves, a scorer file arriving may complete the one refused
+            // before; with no document there at all there is nothing to load (and no refusal
+            // to log, which in a folder holding the log would itself be a change).
+            if registry.load().models.is_none() {
+                if model_path.exists() {
+                    let _ = registry.commit(Change::Folder { force: false });
+                }
+                return;
+            }
             // The model if its document changed, else (or when only its document's bytes are
             // the same, as after an admin upload wrote it) the files it names. The registry
             // logs and counts the outcome.

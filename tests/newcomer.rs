@@ -97,3 +97,104 @@ async fn serve_and_replay_take_bare_file_names() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `/readyz`'s status and body, polled until `want` or 20 s.
+async fn ready_becomes(srv: &support::binary::Process, want: u16) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = get(srv.public, "/readyz").await;
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status == want {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {} ({body}), expected {want}; stderr:\n{}",
+            r.status,
+            srv.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes a file as a publisher should: a temporary name, then a rename over the real one.
+fn publish(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+#[tokio::test]
+async fn a_model_published_after_an_empty_start_loads_with_the_snapshot_given_at_start() {
+    let demo = demo_copy("late-demo");
+    let dir = TempDir::new("late-model");
+    let models = dir.0.join("models");
+    std::fs::create_dir(&models).unwrap();
+    let features = demo.0.join("features.csv");
+    let srv = Binary::in_folder(&dir.0)
+        .args(["--models", "models", "--data-dir", "data"])
+        .arg("--features")
+        .arg(&features)
+        .spawn();
+    let body = ready_becomes(&srv, 503).await;
+    assert!(body.contains("no model loaded"), "{body}");
+    // The scorer files first, then the document that names them.
+    for entry in std::fs::read_dir(&demo.0).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".txt") || name.ends_with(".xgb.json") {
+            publish(&models, &name, &std::fs::read(demo.0.join(&name)).unwrap());
+        }
+    }
+    publish(
+        &models,
+        "model.json",
+        &std::fs::read(demo.0.join("model.json")).unwrap(),
+    );
+    ready_becomes(&srv, 200).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["model"]["name"], "demo", "{a}");
+    assert!(a["fallback"].is_null(), "{a}");
+}
+
+#[tokio::test]
+async fn a_model_file_named_on_the_command_line_reloads_when_it_changes() {
+    let dir = demo_copy("named-file");
+    let doc = std::fs::read(dir.0.join("model.json")).unwrap();
+    std::fs::write(dir.0.join("offers.json"), &doc).unwrap();
+    let srv = Binary::in_folder(&dir.0)
+        .args([
+            "--models",
+            "offers.json",
+            "--features",
+            "features.csv",
+            "--data-dir",
+            "data",
+        ])
+        .spawn();
+    ready_becomes(&srv, 200).await;
+    let mut v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    v["version"] = json!("2");
+    publish(&dir.0, "offers.json", &serde_json::to_vec(&v).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let a = decide(
+            srv.public,
+            json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+        )
+        .await;
+        if a["model"]["version"] == "2" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} after the named file changed; stderr:\n{}",
+            a["model"],
+            srv.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

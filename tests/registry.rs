@@ -629,3 +629,24 @@ fn a_rollback_after_a_dictionary_change_compiles_again() {
     );
     assert!(!eligible("C2"));
 }
+
+#[test]
+fn a_model_refused_for_want_of_features_loads_with_the_first_snapshot() {
+    use nextbest::registry::{Change, Registry, RegistryConfig, RegistryError};
+    let models = TempModels::new("waiting");
+    let registry = Registry::new(RegistryConfig {
+        models_path: Some(models.dir.clone()),
+        features_path: Some(models.dir.join("features.csv")),
+        ..Default::default()
+    });
+    // Published before any snapshot: refused, nothing serves.
+    assert!(matches!(
+        registry.commit(Change::Folder { force: false }),
+        Err(RegistryError::NoFeatures)
+    ));
+    assert!(registry.load().models.is_none());
+    // The snapshot arrives: the model waiting in the folder loads with it.
+    registry.reload_features(None).unwrap();
+    assert_eq!(version_of(&registry), "1");
+    assert!(registry.load().is_ready());
+}

@@ -617,15 +617,23 @@ impl Registry {
     /// Loads a feature snapshot and swaps it in, recompiling the active models against its
     /// columns; refused (and nothing changes) when it lacks a feature they need. When another
     /// reload was requested while this one waited, this one gives way to it
-    /// ([`RegistryError::Superseded`]).
+    /// ([`RegistryError::Superseded`]). While no model serves, the models folder is loaded
+    /// next: a model published before any snapshot was refused for want of one.
     pub fn reload_features(&self, path: Option<PathBuf>) -> Result<FeatureInfo, RegistryError> {
         let ticket = self.feature_requests.fetch_add(1, Relaxed) + 1;
         let mut w = self.writer();
         if self.feature_requests.load(Relaxed) != ticket {
             return Err(RegistryError::Superseded);
         }
+        let waiting = self.load().models.is_none() && self.config.models_path.is_some();
         match self.commit_locked(&mut w, Change::Features { path })? {
-            Committed::Features(info) => Ok(info),
+            Committed::Features(info) => {
+                if waiting {
+                    // Logged and counted like any load; the snapshot stays either way.
+                    let _ = self.commit_locked(&mut w, Change::Folder { force: false });
+                }
+                Ok(info)
+            }
             _ => Err(RegistryError::Superseded),
         }
     }
