@@ -271,8 +271,9 @@ pub struct PlacementEstimate {
     /// DR less what the logging policy observed, decision by decision: the candidate's gain, with
     /// a paired interval (narrower than the two intervals apart, which share their noise).
     pub dr_difference: Figure,
-    /// `(Σ w)² / Σ w²` of the decisions' weights: how many logged decisions the estimate is
-    /// worth.
+    /// How many logged decisions the estimate is worth: the decisions times `(Σ w)² / (m Σ w²)`
+    /// over the `m` shown offers' weights `w = π / μ` (all the decisions when the candidate is
+    /// the logging policy, however many offers each answer shows).
     pub effective_sample_size: f64,
 }
 
@@ -328,9 +329,9 @@ pub fn estimate<S: Borrow<Sample>>(
         let (vm, vh) = ratio(&v, &weights, size);
         figure(cm, ch, vm, vh)
     };
-    let (sum, sq) = weights
-        .iter()
-        .fold((0.0, 0.0), |(a, b), w| (a + w, b + w * w));
+    let (sum, sq, shown) = all()
+        .flat_map(|s| s.shown.iter().map(|x| x.candidate / x.logging))
+        .fold((0.0, 0.0, 0usize), |(a, b, m), w| (a + w, b + w * w, m + 1));
     let count = |f: fn(&Sample) -> bool| all().filter(|s| f(s)).count();
     PlacementEstimate {
         channel: channel.to_owned(),
@@ -349,7 +350,11 @@ pub fn estimate<S: Borrow<Sample>>(
         snips,
         dr,
         dr_difference,
-        effective_sample_size: if sq > 0.0 { sum * sum / sq } else { 0.0 },
+        effective_sample_size: if sq > 0.0 {
+            n as f64 * sum * sum / (shown as f64 * sq)
+        } else {
+            0.0
+        },
     }
 }
 
@@ -585,5 +590,49 @@ impl EstimateReport {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(offer: u32, logging: f64, candidate: f64) -> Shown {
+        Shown {
+            offer,
+            logging,
+            candidate,
+            converted: false,
+            value: 1.0,
+            direct: 0.0,
+        }
+    }
+
+    fn sample(offers: Vec<Shown>) -> Sample {
+        Sample {
+            candidate_size: offers.iter().map(|s| s.candidate).sum(),
+            shown: offers,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn the_logging_policy_is_worth_every_decision_whatever_the_answers_size() {
+        let same = [
+            sample(vec![shown(0, 1.0, 1.0), shown(1, 1.0, 1.0)]),
+            sample(vec![shown(0, 1.0, 1.0)]),
+            sample(vec![]),
+        ];
+        let e = estimate("web", "home", &same);
+        assert_eq!(e.decisions, 3);
+        assert!((e.effective_sample_size - 3.0).abs() < 1e-12, "{e:?}");
+        // One offer weighed 4, three weighed 0: the estimate rests on that one.
+        let skewed = [
+            sample(vec![shown(0, 0.25, 1.0), shown(1, 1.0, 0.0)]),
+            sample(vec![shown(0, 1.0, 0.0)]),
+            sample(vec![shown(1, 1.0, 0.0)]),
+        ];
+        let e = estimate("web", "home", &skewed);
+        assert!((e.effective_sample_size - 0.75).abs() < 1e-12, "{e:?}");
     }
 }
