@@ -132,6 +132,28 @@ fn the_report_compares_targets_with_the_control_group() {
         text.contains("all offers") && text.contains(&format!("{t_conv}/200")),
         "{text}"
     );
+    // A data folder that does not exist, or holds no event, is named: not a table of zeros.
+    for (dir, says) in [
+        (base.path("no-such-data"), "no such folder"),
+        (base.path("empty-data"), "holds no event"),
+    ] {
+        if says == "holds no event" {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let out = nextbest(&[
+            "campaign",
+            "report",
+            run.out.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{says}: {err}");
+        assert!(
+            err.contains(says) && err.contains(dir.to_str().unwrap()),
+            "{err}"
+        );
+    }
     // A folder that is not a run's output is named.
     let missing = nextbest(&["campaign", "report", base.path("nope").to_str().unwrap()]);
     assert!(!missing.status.success());

@@ -168,8 +168,19 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
         path: summary_path.clone(),
         detail: format!("not a campaign summary: {e}"),
     })?;
+    // A mistyped folder would report a campaign that converted nobody.
+    let not_committed = |detail: &str| ReportError::Input {
+        path: data_dir.to_owned(),
+        detail: format!(
+            "{detail}: give the data folder the list was committed to (`campaign commit \
+             --data-dir`, or the server's `--data-dir` for `--server`)"
+        ),
+    };
     let targets = read_members(&dir.join(LIST_CSV))?;
     let control = read_members(&dir.join(CONTROL_CSV))?;
+    if !data_dir.is_dir() {
+        return Err(not_committed("no such folder"));
+    }
 
     // (customer, offer) pairs of either group that converted after the run.
     let mut watched: HashMap<&str, &[String]> = HashMap::new();
@@ -191,6 +202,9 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
             converted.insert((e.customer_id.to_owned(), offer.to_owned()));
         }
     })?;
+    if events == 0 {
+        return Err(not_committed("its event log holds no event"));
+    }
     let hit = |c: &str, o: &str| converted.contains(&(c.to_owned(), o.to_owned()));
     let value_of = |o: &str| summary.offers.get(o).map_or(0.0, |s| s.value);
 
