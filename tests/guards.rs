@@ -262,6 +262,7 @@ async fn a_body_that_never_arrives_gets_408() {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
     let (r, _) = parse_response(&out).expect("a response");
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
     r.assert_error(408, "request_timeout");
     assert_eq!(srv.state.admission.inflight(), 0);
     srv.stop().await;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::model::Fault;
@@ -186,6 +186,15 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        // The rest of the body is never read, so the connection cannot carry another request:
+        // said, so a client's keep-alive pool drops it instead of sending the next one into it.
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout(_)
+        ) {
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }
