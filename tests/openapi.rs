@@ -738,3 +738,44 @@ fn every_property_is_described_and_public_ones_have_an_example() {
     }
     assert!(missing.is_empty(), "{missing:#?}");
 }
+
+#[test]
+fn every_error_code_the_server_answers_is_in_the_documents_enum() {
+    let doc: Value = serde_json::from_str(nextbest::server::openapi::SOURCE).unwrap();
+    let listed: Vec<&str> = doc["components"]["schemas"]["ApiError"]["properties"]["error"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // Every code is a string literal in one of the two places that name codes: the route
+    // errors' `code()` arms and the head errors' table.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
+    let mut codes = Vec::new();
+    for file in ["error.rs", "head_errors.rs"] {
+        let text = std::fs::read_to_string(src.join(file)).unwrap();
+        for line in text.lines() {
+            let t = line.trim();
+            let code = t
+                .strip_prefix(") => \"")
+                .or_else(|| t.split_once("=> \"").map(|(_, r)| r))
+                .or_else(|| t.strip_prefix('"').filter(|_| file == "head_errors.rs"))
+                .and_then(|r| r.split_once('"').map(|(c, _)| c))
+                .filter(|c| {
+                    !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                });
+            if let Some(c) = code {
+                codes.push(c.to_owned());
+            }
+        }
+    }
+    assert!(codes.len() >= 15, "the scan found too few codes: {codes:?}");
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|c| !listed.contains(&c.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "answered but not in ApiError.error's enum: {missing:?}"
+    );
+}
