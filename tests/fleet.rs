@@ -402,6 +402,67 @@ async fn an_idle_replica_reships_to_a_redis_restarted_empty_within_10_s() {
     assert!(a.stderr().contains("redis restarted (new run id)"));
 }
 
+/// True once the shipper's saved position is the end of the log (all of it shipped and saved).
+fn cursor_at_end(data: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(data.join("replication.cursor")) else {
+        return false;
+    };
+    let Some((seq, offset)) = text.lines().next().and_then(|l| l.split_once(':')) else {
+        return false;
+    };
+    let segment = data.join(format!("events-{:020}.log", seq.parse::<u64>().unwrap()));
+    std::fs::metadata(segment).is_ok_and(|m| m.len().to_string() == offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_while_redis_lost_its_data_or_the_layout_changed_ships_its_whole_log() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-stopped-reship");
+    let data = dir.0.join("a");
+    let a = replica(&data, &url);
+    assert_eq!(flood(a.public, "S", 30).await, 30);
+    within("A's events in Redis and its position saved", || async {
+        stream_entries(&url) == 30 && cursor_at_end(&data)
+    })
+    .await;
+    drop(a); // kill -9
+             // Redis comes back empty while A is down; A learns of it only from what it saved.
+    redis.kill();
+    let redis = Redis::on_port(port);
+    assert_eq!(stream_entries(&url), 0, "the new Redis starts empty");
+    let a = replica(&data, &url);
+    within("A's whole log shipped to the new Redis", || async {
+        stream_entries(&url) == 30
+    })
+    .await;
+    assert!(
+        a.stderr().contains("redis restarted (new run id)"),
+        "{}",
+        a.stderr()
+    );
+    within("A's position saved", || async { cursor_at_end(&data) }).await;
+    drop(a);
+    // The runbook's change of partition count: streams and key deleted, a new count.
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = ::redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    let a = Binary::demo(&data)
+        .args(["--redis", &url, "--redis-partitions", "4"])
+        .spawn();
+    within("A's whole log shipped over 4 partitions", || async {
+        stream_entries(&url) == 30
+    })
+    .await;
+    assert!(
+        a.stderr().contains("partition count changed"),
+        "{}",
+        a.stderr()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_backlog_during_a_20_s_outage_match_the_log() {
     const BACKLOG: &str = "nextbest_replication_backlog_bytes ";

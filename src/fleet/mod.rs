@@ -397,6 +397,7 @@ pub fn start(
     let dir = contacts.data_dir().ok_or(FleetError::NoLog)?.to_owned();
     let origin = replica_id(&dir)?;
     let (outgoing, to_publish) = models::channel();
+    let cursor = shipper::load_cursor(&dir, config.partitions).at;
     let fleet = Arc::new(Fleet {
         origin,
         config,
@@ -407,7 +408,7 @@ pub fn start(
         last_exchange_ms: AtomicI64::new(0),
         shipped: AtomicU64::new(0),
         applied: AtomicU64::new(0),
-        cursor: Mutex::new(shipper::load_cursor(&dir)),
+        cursor: Mutex::new(cursor),
         backlog_bytes: AtomicU64::new(0),
         backlog_oldest_ms: AtomicI64::new(0),
         lag_ms: AtomicI64::new(0),

@@ -3,12 +3,15 @@
 //! after Redis took the records, so every accepted event reaches Redis at least once, also
 //! across a crash of this replica or an outage of Redis.
 //!
-//! The position (`<data>/replication.cursor`: segment and byte offset) is written atomically
+//! The position (`<data>/replication.cursor`: segment and byte offset, with the Redis run id
+//! and the partition count it was shipped to) is written atomically
 //! at most every `CURSOR_SAVE_EVERY` while batches flow, and once shipping has been idle for
 //! `IDLE_POLL` (saving it after every batch cost more than shipping the batch); at worst a
 //! crash ships the last second's batches again, and receivers apply each event id once. When
 //! Redis answers with another run id than before (it restarted and may
-//! have lost what it held), the position goes back to the start of the log. The run id is asked
+//! have lost what it held), also across a stop of this replica, or when the partition count is
+//! not the one the position was shipped with, the position goes back to the start of the log.
+//! The run id is asked
 //! on every reconnect and, while there is nothing to ship, every [`RUN_ID_CHECK`]: an idle
 //! replica notices a restarted Redis within about a second, not with its next event, and a
 //! dead connection is replaced before it is needed.
@@ -40,12 +43,66 @@ const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
 /// runs decisions. A larger catch-up read goes to a blocking thread so the consumers keep on.
 const READ_INLINE_BELOW: u64 = 256 << 10;
 
-/// Where shipping has got to, kept in `<data>/replication.cursor`.
-pub(super) fn load_cursor(dir: &Path) -> Position {
-    std::fs::read_to_string(dir.join(CURSOR_FILE))
+/// What `<data>/replication.cursor` keeps: how far shipping got, and to which Redis (its run
+/// id) and stream layout (the partition count). A position means nothing against a Redis that
+/// lost its data while this replica was stopped, or streams made again with another count.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Cursor {
+    /// The next record to ship.
+    pub at: Position,
+    /// The run id of the Redis the records before `at` went to.
+    pub run_id: Option<String>,
+    /// The partition count they were spread over.
+    pub partitions: Option<u16>,
+    /// True when the file's position was dropped for another partition count.
+    pub reset: bool,
+}
+
+impl Cursor {
+    /// The first line is the position (all older builds wrote); `key=value` lines follow.
+    fn parse(text: &str) -> Option<Cursor> {
+        let mut lines = text.lines();
+        let at = Position::parse(lines.next()?)?;
+        let (mut run_id, mut partitions) = (None, None);
+        for line in lines {
+            match line.trim().split_once('=') {
+                Some(("run_id", v)) if !v.is_empty() => run_id = Some(v.to_owned()),
+                Some(("partitions", v)) => partitions = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Cursor {
+            at,
+            run_id,
+            partitions,
+            reset: false,
+        })
+    }
+
+    fn to_text(at: Position, run_id: Option<&str>, partitions: u16) -> String {
+        let mut text = format!("{}\npartitions={partitions}\n", at.to_text());
+        if let Some(id) = run_id {
+            text.push_str(&format!("run_id={id}\n"));
+        }
+        text
+    }
+}
+
+/// Where shipping has got to; the start of the log when the file was written for another
+/// partition count (a file without one, from an older build, is taken as it is).
+pub(super) fn load_cursor(dir: &Path, partitions: u16) -> Cursor {
+    let saved = std::fs::read_to_string(dir.join(CURSOR_FILE))
         .ok()
-        .and_then(|s| Position::parse(&s))
-        .unwrap_or_else(Position::start)
+        .and_then(|s| Cursor::parse(&s));
+    match saved {
+        Some(c) if c.partitions.is_none_or(|p| p == partitions) => c,
+        other => Cursor {
+            at: Position::start(),
+            run_id: None,
+            partitions: None,
+            reset: other.is_some(),
+        },
+    }
 }
 
 /// A record read from the log, ready to ship.
@@ -61,7 +118,16 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
     let mut tail = log::Tail::new(&dir);
     let mut cursor = fleet.cursor();
     let mut con = None;
-    let mut run_id: Option<String> = None;
+    // The Redis shipped to before this start: another run id at the first connection means it
+    // restarted (and may have lost what it held) while this replica was stopped.
+    let before = load_cursor(&dir, fleet.config.partitions);
+    if before.reset {
+        tracing::warn!(
+            partitions = fleet.config.partitions,
+            "the stream partition count changed since this log was last shipped; shipping the whole local log again"
+        );
+    }
+    let mut run_id: Option<String> = before.run_id;
     let mut attempt = 0u32;
     let mut idle_since = tokio::time::Instant::now();
     let mut saved = Saved {
@@ -151,7 +217,14 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
             if next != cursor {
                 cursor = next;
                 fleet.set_cursor(cursor);
-                saved.save(&cursor_path, cursor).await;
+                saved
+                    .save(
+                        &cursor_path,
+                        cursor,
+                        run_id.as_deref(),
+                        fleet.config.partitions,
+                    )
+                    .await;
                 continue;
             }
             tokio::select! {
@@ -159,7 +232,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 _ = tokio::time::sleep(IDLE_POLL) => {
                     // Quiet for a while: the saved position catches up with the shipped one.
                     if saved.at != Some(cursor) {
-                        saved.save(&cursor_path, cursor).await;
+                        saved.save(&cursor_path, cursor, run_id.as_deref(), fleet.config.partitions).await;
                     }
                 }
             }
@@ -174,7 +247,14 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 cursor = next;
                 fleet.set_cursor(cursor);
                 if saved.when.elapsed() >= CURSOR_SAVE_EVERY {
-                    saved.save(&cursor_path, cursor).await;
+                    saved
+                        .save(
+                            &cursor_path,
+                            cursor,
+                            run_id.as_deref(),
+                            fleet.config.partitions,
+                        )
+                        .await;
                 }
             }
             Err(e) => {
@@ -268,10 +348,11 @@ struct Saved {
 impl Saved {
     /// Saves the replication position (at worst a crash ships what came after it again). A
     /// failed write is retried at the next save.
-    async fn save(&mut self, path: &Path, at: Position) {
+    async fn save(&mut self, path: &Path, at: Position, run_id: Option<&str>, partitions: u16) {
         let path = path.to_owned();
+        let text = Cursor::to_text(at, run_id, partitions);
         let written = tokio::task::spawn_blocking(move || {
-            crate::durable::write_atomic(&path, at.to_text().as_bytes(), false)
+            crate::durable::write_atomic(&path, text.as_bytes(), false)
         })
         .await;
         self.when = tokio::time::Instant::now();
@@ -315,4 +396,29 @@ fn read_batch(
     })?;
     fleet.backlog_bytes.store(progress.backlog_bytes, Relaxed);
     Ok((out, progress.next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_keeps_its_redis_and_layout_and_reads_an_older_builds_file() {
+        let at = Position::parse("3:4096").unwrap();
+        let text = Cursor::to_text(at, Some("abc123"), 8);
+        let c = Cursor::parse(&text).unwrap();
+        assert_eq!(
+            (c.at, c.run_id.as_deref(), c.partitions),
+            (at, Some("abc123"), Some(8))
+        );
+        let old = Cursor::parse("3:4096").unwrap();
+        assert_eq!((old.at, old.run_id, old.partitions), (at, None, None));
+        let dir = std::env::temp_dir().join(format!("nextbest-cursor-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(CURSOR_FILE), &text).unwrap();
+        assert_eq!(load_cursor(&dir, 8).at, at);
+        let other = load_cursor(&dir, 4);
+        assert!(other.reset && other.at == Position::start() && other.run_id.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
