@@ -291,11 +291,18 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
     let mut signals = Signals::register();
     tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
     tokio::spawn(reload_on_hangup(registry, signals.hup.take()));
-    // One plain line on stdout, for scripts and tests that bind port 0.
-    println!(
-        "nextbest listening public={} admin={}",
-        running.public_addr, running.admin_addr
-    );
+    // One plain line on stdout, for scripts and tests that bind port 0. A reader that went
+    // away (`| head -1`) is no reason to stop serving.
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "nextbest listening public={} admin={}",
+            running.public_addr, running.admin_addr
+        )
+        .and_then(|()| out.flush());
+    }
     tokio::select! {
         _ = next(&mut signals.int) => tracing::info!("interrupted; stopping"),
         _ = next(&mut signals.term) => tracing::info!("terminated; stopping"),

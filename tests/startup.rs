@@ -248,3 +248,39 @@ fn the_lean_build_says_campaigns_are_not_built_in() {
          (--no-default-features); build with the default `offline` feature for campaigns"
     );
 }
+
+#[tokio::test]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = TempDir::new("startup-closed-stdout");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("127.0.0.1:{port}");
+    let mut child = Binary::demo_on(&dir.0, &public, "127.0.0.1:0").spawn_with_stdout_closed();
+    let addr: SocketAddr = public.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "the server ended when its stdout was closed"
+        );
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && get(addr, "/readyz").await.status == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A stop it handles after its line: a clean exit, not a panic on the closed pipe.
+    let pid = child.0.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "the server ended with {status}");
+}

@@ -107,6 +107,21 @@ impl Binary {
         self
     }
 
+    /// Starts it with stdout a pipe nobody reads (closed at once) and stderr discarded: a
+    /// server whose `| head -1` went away. Killed when dropped.
+    #[allow(dead_code)]
+    pub fn spawn_with_stdout_closed(mut self) -> KillOnDrop {
+        let mut child = KillOnDrop(
+            self.cmd
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the binary runs"),
+        );
+        drop(child.0.stdout.take());
+        child
+    }
+
     /// Starts it and waits for its `nextbest listening` line.
     pub fn spawn(mut self) -> Process {
         let mut child = KillOnDrop(
