@@ -4,12 +4,13 @@
 //! changes count (creates, writes, renames, removals): reading a file, as every load does, is
 //! no reason to load again. The safe way to publish is to write a temporary file and rename it
 //! over `model.json` (or a scorer file): the rename is atomic, so the watcher never reads half a
-//! file. Files whose names start with `.` or end in `.tmp`, `~`, `.swp` or `.log`, and feature snapshots
-//! (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a change to any other file
-//! (a scorer, a challenger) rebuilds the active model so it picks the new file up; while no
-//! model serves, any change loads the folder (a scorer file may complete a refused model). A
-//! model that fails to parse or validate is refused, logged and counted by the registry; the
-//! one serving keeps serving. With `--models x.json`, `x.json` is the document.
+//! file. Files whose names start with `.` or end in `.tmp`, `~`, `.swp` or `.log`, and feature
+//! snapshots (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a
+//! change to a file the serving models read (a scorer, a challenger) rebuilds them so they pick
+//! the new file up, and other files beside them are left alone. While no model serves, any
+//! change loads the folder (a scorer file may complete a refused model). A model that fails to
+//! parse or validate is refused, logged and counted by the registry; the one serving keeps
+//! serving. With `--models x.json`, `x.json` is the document.
 //!
 //! A Kubernetes ConfigMap or Secret volume is published differently: the visible files are
 //! symlinks into `..data`, itself a symlink to a hidden timestamped folder, and the kubelet
@@ -82,6 +83,7 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
         (crate::model::folder_of(&models), name)
     };
     let model_path = dir.join(&model_name);
+    let folder = dir.clone();
     let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {
             let paths = || {
@@ -97,11 +99,22 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             }
             let is_model = |p: &&Path| p.file_name().is_some_and(|n| n == model_name);
             let model_json = changed.iter().any(is_model);
-            let other_files = swapped || changed.iter().any(|p| !is_model(p));
+            let snapshot = registry.load();
+            // Only a file the serving models read is a reason to rebuild them: a log, notes
+            // or any other file beside them is not (nor a history entry).
+            let read = |p: &&Path| {
+                let rel = p
+                    .strip_prefix(&folder)
+                    .ok()
+                    .or(p.file_name().map(Path::new));
+                let set = snapshot.models.as_ref();
+                rel.is_some_and(|rel| set.is_some_and(|s| s.reads(rel)))
+            };
+            let other_files = swapped || changed.iter().any(|p| !is_model(p) && read(p));
             // While no model serves, a scorer file arriving may complete the one refused
             // before; with no document there at all there is nothing to load (and no refusal
             // to log, which in a folder holding the log would itself be a change).
-            if registry.load().models.is_none() {
+            if snapshot.models.is_none() {
                 if model_path.exists() {
                     let _ = registry.commit(Change::Folder { force: false });
                 }

@@ -552,6 +552,14 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     );
     let loads = |r: &nextbest::registry::Registry| r.history().len();
     let before = loads(&registry);
+    // Only the files the model reads are reasons to rebuild it, not a log or notes beside it.
+    {
+        let serving = registry.load();
+        let set = serving.models.as_ref().unwrap();
+        let reads = |name: &str| set.reads(std::path::Path::new(name));
+        assert!(reads("streaming_bundle.lgb.txt") && reads("device_upgrade_5g.xgb.json"));
+        assert!(!reads("notes.json") && !reads("server.out") && !reads("model.json"));
+    }
     let scorer = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
     models.publish("streaming_bundle.lgb.txt", &scorer);
     eventually("the rebuild", || loads(&registry) > before).await;

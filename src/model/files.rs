@@ -63,6 +63,12 @@ impl ModelFiles {
         files
     }
 
+    /// The paths the document names (scorer files, the challenger's file), as written.
+    pub fn named(&self) -> Vec<String> {
+        let challenger = self.challenger.iter().map(|(rel, _)| rel.clone());
+        self.scorers.keys().cloned().chain(challenger).collect()
+    }
+
     /// Whether the model has a folder its paths resolve against.
     pub fn has_folder(&self) -> bool {
         self.folder

@@ -211,6 +211,9 @@ pub struct LoadedModel {
     pub base_dir: Option<PathBuf>,
     /// The document itself, kept to recompile against a new snapshot's column layout.
     pub document: Vec<u8>,
+    /// The paths it names in its folder (scorer files, the challenger's file), as written: a
+    /// change to any other file beside it is no change of this model.
+    pub files: Vec<String>,
     /// The challenger the model declares, if any (loaded by the registry).
     pub challenger: Option<ChallengerSpec>,
     /// What compiles but is likely a mistake (a rule value the snapshot never holds), with
@@ -321,6 +324,7 @@ pub fn from_bytes(
         checksum,
         source,
         base_dir,
+        files: files.named(),
         document,
         challenger,
         warnings,

@@ -66,6 +66,13 @@ impl ModelSet {
         }
     }
 
+    /// Whether a file of the models folder is one the champion or the challenger reads (a
+    /// scorer file, the challenger's document), by its path inside the folder.
+    pub fn reads(&self, rel: &std::path::Path) -> bool {
+        let named = |m: &LoadedModel| m.files.iter().any(|f| std::path::Path::new(f) == rel);
+        named(&self.champion) || self.challenger.as_ref().is_some_and(|c| named(&c.model))
+    }
+
     /// The content key of a variant's model (see the field's doc).
     #[inline]
     pub fn key(&self, variant: Variant) -> u32 {
