@@ -290,6 +290,7 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
     })?;
     let mut signals = Signals::register();
     tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
+    tokio::spawn(load_snapshot_when_published(registry.clone()));
     tokio::spawn(reload_on_hangup(registry, signals.hup.take()));
     // One plain line on stdout, for scripts and tests that bind port 0. A reader that went
     // away (`| head -1`) is no reason to stop serving.
@@ -361,6 +362,38 @@ async fn reload_on_hangup(registry: Arc<Registry>, mut hup: Option<Signal>) {
         if let Err(e) = tokio::task::spawn_blocking(move || r.reload_from_disk()).await {
             tracing::error!(error = %e, "SIGHUP reload task failed");
         }
+    }
+}
+
+/// While no snapshot is loaded (the node's publisher has not written it yet, or it could not
+/// be read), loads the configured one once it appears or changes, and with it the model that
+/// waited for it: checked every second, each version of the file tried once (a refusal is
+/// logged once, not every second).
+async fn load_snapshot_when_published(registry: Arc<Registry>) {
+    let Some(path) = registry.config().features_path.clone() else {
+        return;
+    };
+    let mut tried = None;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    while registry.load().features.is_none() {
+        tick.tick().await;
+        let (r, p) = (registry.clone(), path.clone());
+        let seen = tried.clone();
+        let Ok(attempt) = tokio::task::spawn_blocking(move || {
+            let meta = std::fs::metadata(&p).ok()?;
+            let version = (meta.modified().ok(), meta.len());
+            if seen == Some(version) || r.load().features.is_some() {
+                return None;
+            }
+            // The registry logs and counts the outcome.
+            let _ = r.reload_features(None);
+            Some(version)
+        })
+        .await
+        else {
+            return;
+        };
+        tried = attempt.or(tried);
     }
 }
 

@@ -198,3 +198,36 @@ async fn a_model_file_named_on_the_command_line_reloads_when_it_changes() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_snapshot_published_after_the_start_loads_with_the_model_that_waited_for_it() {
+    let dir = demo_copy("late-snapshot");
+    let srv = Binary::in_folder(&dir.0)
+        .args([
+            "--models",
+            "model.json",
+            "--features",
+            "published/current.csv",
+            "--data-dir",
+            "data",
+        ])
+        .spawn();
+    let body = ready_becomes(&srv, 503).await;
+    assert!(body.contains("not_ready"), "{body}");
+    // The node's publisher writes it later, as a publisher should: a temporary name, then a
+    // rename.
+    let published = dir.0.join("published");
+    std::fs::create_dir(&published).unwrap();
+    publish(
+        &published,
+        "current.csv",
+        &std::fs::read(dir.0.join("features.csv")).unwrap(),
+    );
+    ready_becomes(&srv, 200).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["model"]["name"], "demo", "{a}");
+}
