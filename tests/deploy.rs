@@ -66,7 +66,8 @@ fn deployment() -> Value {
         .expect("a StatefulSet")
 }
 
-/// Every manifest file under `deploy/k8s` (kustomizations excepted), overlays included.
+/// Every manifest file under `deploy/k8s` and the try-out overlay `deploy/tryout`
+/// (kustomizations excepted).
 fn manifest_files() -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -83,8 +84,62 @@ fn manifest_files() -> Vec<PathBuf> {
     }
     let mut out = Vec::new();
     walk(&k8s_dir(), &mut out);
+    walk(&k8s_dir().join("../tryout"), &mut out);
     out.sort();
     out
+}
+
+/// Every `kustomization.yaml` under `deploy/`.
+fn kustomizations() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.file_name().is_some_and(|n| n == "kustomization.yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&k8s_dir().join(".."), &mut out);
+    out
+}
+
+#[test]
+fn every_kustomization_builds_without_a_cycle_and_names_what_exists() {
+    let all = kustomizations();
+    assert!(all.len() >= 2, "{all:?}");
+    for k in all {
+        let root = k.parent().unwrap().canonicalize().unwrap();
+        let doc = documents(&k).remove(0);
+        for r in doc["resources"].as_array().expect("resources") {
+            let target = root.join(r.as_str().unwrap());
+            let target = target
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", k.display(), target.display()));
+            if target.is_dir() {
+                // kustomize refuses a folder holding the kustomization that lists it.
+                assert!(
+                    !root.starts_with(&target),
+                    "{}: `{r}` contains this kustomization (kustomize: cycle detected)",
+                    k.display()
+                );
+                assert!(
+                    target.join("kustomization.yaml").is_file(),
+                    "{}: {r}",
+                    k.display()
+                );
+            } else {
+                // and a file outside its own folder.
+                assert!(
+                    target.starts_with(&root),
+                    "{}: `{r}` is outside its folder (kustomize refuses it)",
+                    k.display()
+                );
+            }
+        }
+    }
 }
 
 /// Every object of every manifest file.
