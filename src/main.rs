@@ -14,7 +14,7 @@ use nextbest::decision_log::{replay as decision_replay, DecisionLog};
 use nextbest::features::{self, FeatureStore};
 use nextbest::fleet;
 use nextbest::model::{self, AnySchema, Limits};
-use nextbest::registry::{Change, Registry, RegistryError};
+use nextbest::registry::{load_challenger, Change, Registry, RegistryError};
 use nextbest::server::{self, AppState};
 use nextbest::settings::ServeArgs;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -400,12 +400,16 @@ async fn load_snapshot_when_published(registry: Arc<Registry>) {
 fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
     let store = features.map(load_features).transpose()?;
     let limits = Limits::default();
-    let result = match &store {
-        Some(s) => model::load(file, s, &limits),
-        None => model::load(file, &AnySchema::default(), &limits),
+    let any = AnySchema::default();
+    let schema: &dyn model::Schema = match &store {
+        Some(s) => s,
+        None => &any,
     };
+    // The challenger is judged as an upload or a reload judges it.
+    let result = model::load(file, schema, &limits)
+        .and_then(|m| load_challenger(&m, schema, &limits).map(|c| (m, c)));
     match result {
-        Ok(m) => {
+        Ok((m, challenger)) => {
             for w in &m.warnings {
                 println!("{}: warning: {w}", model::model_file(file).display());
             }
@@ -422,6 +426,18 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
                     " (not checked against a snapshot)"
                 }
             );
+            if let (Some(c), Some(spec)) = (challenger, &m.challenger) {
+                for w in &c.warnings {
+                    println!("{}: warning: challenger: {w}", spec.path.display());
+                }
+                println!(
+                    "ok: challenger {} version {}: {} offers, {} % of customers",
+                    c.compiled.name,
+                    c.compiled.version,
+                    c.compiled.offers.len(),
+                    spec.share * 100.0
+                );
+            }
             Ok(())
         }
         Err(e) => {

@@ -68,3 +68,74 @@ fn a_number_test_on_a_text_column_fails_the_check() {
         "{text}"
     );
 }
+
+/// Checks a champion whose challenger document is `challenger`, in one folder.
+fn check_with_challenger(challenger: &serde_json::Value, tag: &str) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("nb-check-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("f.csv"),
+        "customer_id,segment,arpu\nC1,gold,10\nC2,bronze,20\n",
+    )
+    .unwrap();
+    let mut champion = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    champion["placements"]["home"]["channels"] = serde_json::json!(["web", "sms"]);
+    champion["offers"][0]["channels"] = serde_json::json!(["web", "sms"]);
+    champion["offers"][0]["content"]["sms"] =
+        serde_json::json!({"body": "b", "cta_url": "https://s.test/x"});
+    champion["challenger"] =
+        serde_json::json!({"path": "challenger.json", "share": 0.1, "salt": "t1"});
+    std::fs::write(
+        dir.join("model.json"),
+        serde_json::to_vec(&champion).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("challenger.json"),
+        serde_json::to_vec(challenger).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["model", "check"])
+        .arg(&dir)
+        .arg("--features")
+        .arg(dir.join("f.csv"))
+        .env("NEXTBEST_LOG", "error")
+        .output()
+        .expect("nextbest runs");
+    std::fs::remove_dir_all(&dir).ok();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_challenger_is_checked_as_an_upload_checks_it() {
+    // Web only, and an unknown feature: refused by an upload, and so by the check.
+    let mut web_only = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    web_only["name"] = serde_json::json!("web_only");
+    let (ok, text) = check_with_challenger(&web_only, "chal-channels");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("challenger.path") && text.contains("no channel `sms`"),
+        "{text}"
+    );
+    let mut unknown = model(serde_json::json!({"feature": "tenure", "op": "ge", "value": 5}));
+    unknown["placements"]["home"]["channels"] = serde_json::json!(["web", "sms"]);
+    unknown["offers"][0]["channels"] = serde_json::json!(["web", "sms"]);
+    unknown["offers"][0]["content"]["sms"] =
+        serde_json::json!({"body": "b", "cta_url": "https://s.test/x"});
+    let (ok, text) = check_with_challenger(&unknown, "chal-feature");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("challenger:offers[0].eligibility") && text.contains("tenure"),
+        "{text}"
+    );
+    // A challenger as good as its champion checks out, and says so.
+    unknown["offers"][0]["eligibility"] =
+        serde_json::json!({"feature": "arpu", "op": "ge", "value": 7});
+    let (ok, text) = check_with_challenger(&unknown, "chal-ok");
+    assert!(ok, "{text}");
+    assert!(text.contains("ok: challenger m version 1"), "{text}");
+}

@@ -35,7 +35,7 @@ pub use error::RegistryError;
 pub use record::{
     ChallengerRecord, FeatureInfo, FeatureVersion, LoadCounters, ModelRecord, Part, Serving,
 };
-pub use set::{ModelSet, Snapshot};
+pub use set::{load_challenger, ModelSet, Snapshot};
 
 use crate::features::{FeatureStore, SnapshotStore};
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};

@@ -179,29 +179,39 @@ pub(super) fn with_challenger(
     for w in &model.warnings {
         tracing::warn!(source = %model.source, path = %w.path, fault = %w.message, "model warning: loaded, but check this");
     }
-    let challenger = match &model.challenger {
-        None => None,
-        Some(spec) => {
-            let c = model::load(&spec.path, store, limits)
-                .map_err(|e| prefix_faults(e, "challenger"))?;
-            if c.challenger.is_some() {
-                return Err(ModelError::Invalid(vec![Fault {
-                    path: "challenger.path".into(),
-                    message: "a challenger cannot declare a challenger of its own".into(),
-                }]));
-            }
-            let missing = missing_channels(&model, &c);
-            if !missing.is_empty() {
-                return Err(ModelError::Invalid(missing));
-            }
-            Some(Challenger {
-                model: Arc::new(c),
-                share: spec.share,
-                salt: spec.salt.clone(),
-            })
-        }
+    let challenger = match (load_challenger(&model, store, limits)?, &model.challenger) {
+        (Some(c), Some(spec)) => Some(Challenger {
+            model: Arc::new(c),
+            share: spec.share,
+            salt: spec.salt.clone(),
+        }),
+        _ => None,
     };
     Ok(ModelSet::new(model, challenger, store))
+}
+
+/// The challenger a model declares, loaded and judged against its champion (faults prefixed
+/// `challenger`): the one judgement `model check`, uploads and reloads share.
+pub fn load_challenger(
+    model: &LoadedModel,
+    schema: &dyn model::Schema,
+    limits: &Limits,
+) -> Result<Option<LoadedModel>, ModelError> {
+    let Some(spec) = &model.challenger else {
+        return Ok(None);
+    };
+    let c = model::load(&spec.path, schema, limits).map_err(|e| prefix_faults(e, "challenger"))?;
+    if c.challenger.is_some() {
+        return Err(ModelError::Invalid(vec![Fault {
+            path: "challenger.path".into(),
+            message: "a challenger cannot declare a challenger of its own".into(),
+        }]));
+    }
+    let missing = missing_channels(model, &c);
+    if !missing.is_empty() {
+        return Err(ModelError::Invalid(missing));
+    }
+    Ok(Some(c))
 }
 
 /// Each channel the champion serves and the challenger does not, as a fault: the challenger's
