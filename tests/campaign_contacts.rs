@@ -409,3 +409,42 @@ fn a_calendar_day_capacity_starts_again_at_local_midnight() {
         err.faults()
     );
 }
+
+#[test]
+fn a_list_committed_days_later_counts_when_it_was_sent_not_when_it_was_committed() {
+    let base = Base::new("cmp-late-commit", 300);
+    let mut doc = sms("planned");
+    doc["capacity"] = json!({"max_contacts": 50, "per": "calendar_day"});
+    // Before the window opens: every text is planned for 08:00 in Berlin (07:00Z).
+    doc["send_window"] = json!({"from": "08:00", "to": "22:00",
+                                "default_time_zone": "Europe/Berlin"});
+    let run_at = at("2026-12-01T05:00:00Z");
+    let sent = base.run(&doc, "planned", run_at);
+    assert_eq!(sent.rows.len(), 50);
+    // Committed four days later, as the analyst got round to it.
+    let data_dir = base.path("data");
+    commit::commit(
+        &sent.out,
+        &Target::Direct {
+            data_dir: data_dir.clone(),
+        },
+        at("2026-12-05T12:00:00Z"),
+    )
+    .unwrap();
+    let mut stamps = std::collections::BTreeSet::new();
+    nextbest::campaign::history::each_event(&data_dir, |e| {
+        stamps.insert(e.ts_ms);
+    })
+    .unwrap();
+    assert_eq!(
+        stamps.into_iter().collect::<Vec<_>>(),
+        vec![at("2026-12-01T07:00:00Z")],
+        "each contact at its send_at"
+    );
+    // Later the same Berlin day, the day's texts are spent.
+    let mut again = doc.clone();
+    again["name"] = json!("again");
+    let run = base.run(&again, "again", at("2026-12-01T20:00:00Z"));
+    let cap = run.summary.capacity.clone().unwrap();
+    assert_eq!((cap.used_before, run.rows.len()), (50, 0));
+}

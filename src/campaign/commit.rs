@@ -83,6 +83,8 @@ struct Contact {
     decision_id: Option<u128>,
     event_id: String,
     category: Option<String>,
+    /// When the row is sent: its `send_at` (a send window), else the run's time.
+    planned_ms: i64,
 }
 
 /// The event id of one contact of one run.
@@ -95,7 +97,9 @@ pub fn event_id(campaign: &str, run_at_ms: i64, customer: &str, offer: &str) -> 
     )
 }
 
-/// Reads `DIR`'s summary and list and records every contact; `now_ms` stamps the events.
+/// Reads `DIR`'s summary and list and records every contact, each at the time it is sent:
+/// its row's `send_at`, else the run's time, never later than `now_ms` (an event cannot be in
+/// the future), so frequency caps and calendar capacities count it where it belongs.
 pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, CommitError> {
     let summary_path = dir.join(SUMMARY_JSON);
     let input = |path: &Path, detail: String| CommitError::Input {
@@ -115,7 +119,7 @@ pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, Com
         .iter()
         .map(|c| Event {
             kind: EventKind::Impression,
-            ts_ms: now_ms,
+            ts_ms: c.planned_ms.min(now_ms),
             customer_id: &c.customer_id,
             visitor_id: None,
             offer_id: Some(&c.offer_id),
@@ -128,9 +132,7 @@ pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, Com
         })
         .collect();
     match target {
-        Target::Server { url, batch_bytes } => {
-            post_all(url, *batch_bytes, &events, now_ms, &mut done)?
-        }
+        Target::Server { url, batch_bytes } => post_all(url, *batch_bytes, &events, &mut done)?,
         Target::Direct { data_dir } => write_direct(data_dir, &events, &mut done)?,
     }
     Ok(done)
@@ -143,9 +145,19 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
     };
     let (mut r, [ci, oi, di, chi]) =
         open_list(path, ["customer_id", "offer_id", "decision_id", "channel"]).map_err(input)?;
+    let send_at = r
+        .headers()
+        .map_err(|e| input(e.to_string()))?
+        .iter()
+        .position(|h| h == "send_at");
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| input(e.to_string()))?;
+        let planned_ms = match send_at.map(|i| &rec[i]).filter(|t| !t.is_empty()) {
+            Some(t) => crate::rfc3339::parse_ms(t)
+                .map_err(|e| input(format!("send_at `{t}` of {}: {e}", &rec[ci])))?,
+            None => summary.run_at_ms,
+        };
         let (customer, offer) = (&rec[ci], &rec[oi]);
         let channel = &rec[chi];
         let placement = match summary.channels.get(channel) {
@@ -170,12 +182,17 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
                 .get(offer)
                 .map(|o| o.category.clone())
                 .filter(|c| !c.is_empty()),
+            planned_ms,
         });
     }
     Ok(out)
 }
 
-fn event_json(e: &Event<'_>, ts: &str) -> serde_json::Value {
+fn event_json(e: &Event<'_>) -> serde_json::Value {
+    let ts = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.ts_ms.max(0) as u64),
+    )
+    .to_string();
     serde_json::json!({
         "type": "impression",
         "customer_id": e.customer_id,
@@ -193,19 +210,14 @@ fn post_all(
     url: &str,
     batch_bytes: usize,
     events: &[Event<'_>],
-    now_ms: i64,
     done: &mut Committed,
 ) -> Result<(), CommitError> {
-    let ts = humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_ms.max(0) as u64),
-    )
-    .to_string();
     let endpoint = format!("{}/v1/events", url.trim_end_matches('/'));
     let mut batch: Vec<String> = Vec::new();
     let mut bytes = 0;
     let wrap = 16;
     for e in events {
-        let one = event_json(e, &ts).to_string();
+        let one = event_json(e).to_string();
         if !batch.is_empty()
             && (batch.len() == MAX_BATCH_EVENTS || bytes + one.len() + 1 + wrap > batch_bytes)
         {
