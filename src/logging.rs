@@ -103,8 +103,12 @@ pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
 /// JSON object with the log's own fields when the log is JSON, else `error: ...`. No backtrace,
 /// whatever `RUST_BACKTRACE` says: an operator needs what failed and where, not frames.
 pub fn fatal(style: LogStyle, err: &(dyn std::error::Error + 'static)) {
+    fatal_line(style, error_line(err));
+}
+
+/// A fatal error already in words (a refused command line), written as [`fatal`] writes one.
+pub fn fatal_line(style: LogStyle, line: String) {
     use std::io::Write as _;
-    let line = error_line(err);
     let out = match style.format {
         // The fields in the order the log's other lines have them.
         LogFormat::Json => format!(

@@ -115,7 +115,10 @@ enum FeaturesCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refused_command_line(&e),
+    };
     let style = match nextbest::logging::init(cli.log_format) {
         Ok(style) => style,
         Err(e) => {
@@ -130,6 +133,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version as clap prints them; a refused command line as one line (clap's first: what
+/// was wrong, naming the flag) in the log's format, and exit 2.
+fn refused_command_line(e: &clap::Error) -> ExitCode {
+    use std::io::IsTerminal as _;
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let requested = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--log-format") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(v) => v.strip_prefix('=').map(str::to_owned),
+            None => None,
+        })
+        .or_else(|| std::env::var("NEXTBEST_LOG_FORMAT").ok())
+        .and_then(|f| <nextbest::logging::LogFormat as clap::ValueEnum>::from_str(&f, true).ok());
+    let style = nextbest::logging::style(requested, std::io::stderr().is_terminal(), true);
+    let text = e.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("the command line was refused");
+    nextbest::logging::fatal_line(style, first.trim_start_matches("error: ").to_owned());
+    ExitCode::from(2)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

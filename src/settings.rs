@@ -16,6 +16,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 use crate::contact::attribution::DecisionIds;
@@ -90,7 +91,7 @@ pub struct ServeArgs {
     pub admin_token_file: Option<PathBuf>,
     /// Serve the admin API on a non-loopback --admin-listen without a token (anyone who can
     /// reach it can swap models); without this flag such a start is refused.
-    #[arg(long, env = "NEXTBEST_ADMIN_INSECURE")]
+    #[arg(long, env = "NEXTBEST_ADMIN_INSECURE", value_parser = BoolishValueParser::new())]
     pub admin_insecure: bool,
     /// Runtime worker threads (0: one per core).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
@@ -99,7 +100,7 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXTBEST_HISTORY", default_value_t = 5)]
     pub history: usize,
     /// Do not watch the models folder for changes (reload with SIGHUP or the admin API).
-    #[arg(long, env = "NEXTBEST_NO_WATCH")]
+    #[arg(long, env = "NEXTBEST_NO_WATCH", value_parser = BoolishValueParser::new())]
     pub no_watch: bool,
     /// Folder of the durable event log, replayed on start (created if missing; one server each).
     #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
@@ -114,6 +115,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NEXTBEST_FEATURES_IN_MEMORY",
+        value_parser = BoolishValueParser::new(),
         conflicts_with = "snapshot_store"
     )]
     pub features_in_memory: bool,
@@ -149,7 +151,7 @@ pub struct ServeArgs {
     /// (Redis unreachable at start): serve with the history this replica has, as behind the
     /// fleet. Off: /readyz stays 503 until caught up, so no customer is shown an offer they
     /// dismissed or complained about on another replica.
-    #[arg(long, env = "NEXTBEST_READY_WHEN_BEHIND")]
+    #[arg(long, env = "NEXTBEST_READY_WHEN_BEHIND", value_parser = BoolishValueParser::new())]
     pub ready_when_behind: bool,
     /// Folder of the decision log: a sample of decisions with what it takes to make them
     /// again, for `nextbest replay` (unset: off).

@@ -284,3 +284,37 @@ async fn a_closed_stdout_does_not_stop_the_server() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "the server ended with {status}");
 }
+
+#[test]
+fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_yes_and_1() {
+    let dir = TempDir::new("startup-flag-line");
+    for (args, format) in [
+        (["--log-format", "json", "--history", "x"], "json"),
+        (["--log-format", "text", "--fsync", "sometimes"], "text"),
+    ] {
+        let mut bin = Binary::demo(&dir.0);
+        for a in args {
+            bin = bin.arg(a);
+        }
+        let (status, stderr) = bin.run_to_exit();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        let flag = args[2];
+        assert!(lines[0].contains(flag), "{stderr}");
+        match format {
+            "json" => {
+                let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+                assert_eq!(v["level"], "ERROR", "{v}");
+            }
+            _ => assert!(lines[0].starts_with("error: "), "{stderr}"),
+        }
+    }
+    // Boolean variables take what people write in a manifest (the server starts and says
+    // where it listens; `yes` and `0` were refused when only `true` and `false` were taken).
+    let srv = Binary::demo(&dir.0.join("b"))
+        .env("NEXTBEST_NO_WATCH", "yes")
+        .env("NEXTBEST_READY_WHEN_BEHIND", "0")
+        .spawn();
+    assert!(srv.public.port() > 0);
+}
