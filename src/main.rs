@@ -414,7 +414,7 @@ async fn load_snapshot_when_published(registry: Arc<Registry>) {
     while registry.load().features.is_none() {
         tick.tick().await;
         let (r, p) = (registry.clone(), path.clone());
-        let seen = tried.clone();
+        let seen = tried;
         let Ok(attempt) = tokio::task::spawn_blocking(move || {
             let meta = std::fs::metadata(&p).ok()?;
             let version = (meta.modified().ok(), meta.len());
