@@ -286,3 +286,27 @@ async fn a_feature_reload_with_an_empty_or_misspelt_path_says_so() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_field_written_twice_is_refused_on_every_route() {
+    let srv = start_demo().await;
+    let json_ct = [("content-type", "application/json")];
+    let twice = br#"{"events":[{"type":"dismiss","customer_id":"C0000702","offer_id":"data_boost_10gb","customer_id":"C0000703"}]}"#;
+    let d = request(srv.public, "POST", "/v1/events", &json_ct, twice)
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(d.contains("duplicate field `customer_id`"), "{d}");
+    let context = br#"{"customer_id":"C0000042","channel":"web","placement":"checkout","context":{"cart_value":250,"cart_value":10}}"#;
+    let d = request(srv.public, "POST", "/v1/decide", &json_ct, context)
+        .await
+        .assert_error(400, "invalid_request");
+    assert!(d.contains("duplicate key `cart_value`"), "{d}");
+    let d = get(
+        srv.public,
+        "/v1/decide?customer_id=C0000042&channel=web&placement=plans_page&channel=app",
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    assert!(d.contains("`channel` given twice"), "{d}");
+    srv.stop().await;
+}

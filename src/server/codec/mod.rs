@@ -275,6 +275,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for Context<'a> {
                             "more than {MAX_CONTEXT} entries"
                         )));
                     }
+                    if out.iter().any(|(k, _)| *k == key.0) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate key `{}`",
+                            shown(&key.0)
+                        )));
+                    }
                     let value = map.next_value::<CtxVal<'a>>()?;
                     out.push((key.0, value.0));
                 }
@@ -403,7 +409,16 @@ fn explain_failure(body: &[u8]) -> ApiError {
 pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     let mut body = DecideBody::empty();
     let (mut channel, mut placement) = (false, false);
+    let mut seen: Vec<Cow<'_, str>> = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        // One value per parameter, as one field per key in a body.
+        if seen.contains(&k) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`{}` given twice: each parameter once",
+                shown(&k)
+            )));
+        }
+        seen.push(k.clone());
         match &*k {
             "customer_id" => body.customer_id = Some(Cow::Owned(v.into_owned())),
             "visitor_id" => body.visitor_id = Some(Cow::Owned(v.into_owned())),

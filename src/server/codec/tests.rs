@@ -94,7 +94,7 @@ fn unknown_fields_are_collected_not_ignored() {
 
 #[test]
 fn errors_name_the_field_in_words_not_parser_internals() {
-    let cases: [(&[u8], &str); 7] = [
+    let cases: [(&[u8], &str); 8] = [
         (
             br#"{"channel":1,"placement":"p"}"#,
             "channel: invalid type: integer `1`, expected a string",
@@ -118,6 +118,10 @@ fn errors_name_the_field_in_words_not_parser_internals() {
         (
             br#"{"channel":"web","channel":"app","placement":"p"}"#,
             "duplicate field `channel`",
+        ),
+        (
+            br#"{"channel":"web","placement":"p","context":{"cart":250,"cart":10}}"#,
+            "context: duplicate key `cart`",
         ),
         (
             b"{\"channel\":\"web\",\"placement\":\"p\"} x",
@@ -182,4 +186,18 @@ fn strings_are_escaped() {
     string(&mut out, "a\"b\\c\n\u{1}");
     let back: String = serde_json::from_slice(&out).unwrap();
     assert_eq!(back, "a\"b\\c\n\u{1}");
+}
+
+#[test]
+fn a_query_parameter_given_twice_is_refused_naming_it() {
+    for (q, name) in [
+        ("channel=web&placement=p&channel=app", "channel"),
+        (
+            "channel=web&placement=p&context.page=a&context.page=b",
+            "context.page",
+        ),
+    ] {
+        let e = decode_query(q).unwrap_err().to_string();
+        assert!(e.contains(&format!("`{name}` given twice")), "{q}: {e}");
+    }
 }
