@@ -288,7 +288,7 @@ async fn a_feature_reload_with_an_empty_or_misspelt_path_says_so() {
 }
 
 #[tokio::test]
-async fn a_field_written_twice_is_refused_on_every_route() {
+async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word() {
     let srv = start_demo().await;
     let json_ct = [("content-type", "application/json")];
     let twice = br#"{"events":[{"type":"dismiss","customer_id":"C0000702","offer_id":"data_boost_10gb","customer_id":"C0000703"}]}"#;
@@ -308,5 +308,21 @@ async fn a_field_written_twice_is_refused_on_every_route() {
     .await
     .assert_error(400, "invalid_request");
     assert!(d.contains("`channel` given twice"), "{d}");
+    // An id no model here made (mistyped, truncated, stale) is taken, with a word.
+    let r = post_events(
+        srv.public,
+        json!([{"type": "impression", "customer_id": "C0000042", "offer_id": "device_upgrade_5g",
+                "decision_id": "01M81JQW4QAYW0VQ8B9T0QPHR4"}]),
+    )
+    .await;
+    assert_eq!(r["accepted"], 1, "{r}");
+    let w = r["warnings"][0]["warning"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        w.contains("was not made by a model this server has served"),
+        "{w}"
+    );
     srv.stop().await;
 }

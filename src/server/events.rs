@@ -235,6 +235,17 @@ fn attribute<'e>(
                 continue;
             }
         }
+        if let (Some(d), None, false) = (e.decision_id, decided, tables.is_empty()) {
+            // A truncated, stale or mistyped id: say so, or a client's broken plumbing would
+            // only ever see clean 202s while the funnel gets nothing.
+            batch.warnings.push((
+                i,
+                format!(
+                    "decision_id: `{}` was not made by a model this server has served; the event counts for contact policies but not in the funnel (quote the decision_id of the answer the event is about)",
+                    ulid::Ulid(d)
+                ),
+            ));
+        }
         if let (Some(offer), None) = (e.offer_id, e.category) {
             let knows = |t: &Arc<FunnelTable>| t.offer(offer).is_some();
             let known = decided.is_some_and(|(t, _)| knows(t)) || active.iter().any(knows);
