@@ -105,6 +105,18 @@ fn the_report_compares_targets_with_the_control_group() {
         offers_seen += usize::from(n > 0);
     }
     assert!(offers_seen >= 2, "{:?}", r.offers.keys());
+    // The total is the rows' sum, so an analyst can reconcile the table.
+    let rows: f64 = r.offers.values().map(|c| c.incremental_value).sum();
+    assert!(
+        (r.overall.incremental_value - rows).abs() < 1e-6,
+        "{rows} {:?}",
+        r.overall
+    );
+    assert!(
+        r.overall.targets.value_per_customer.is_none(),
+        "{:?}",
+        r.overall
+    );
     let out = nextbest(&[
         "campaign",
         "report",

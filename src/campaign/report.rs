@@ -23,7 +23,7 @@ use crate::contact::funnel::lift::{difference, wilson, Estimate};
 use crate::contact::EventKind;
 
 /// The interval method, as the report states it.
-pub const METHOD: &str = "conversion rate per customer: Wilson score, 95 %; lift (targets - control): Newcombe hybrid score (MOVER); value per customer: the rate's interval times the offer's value";
+pub const METHOD: &str = "conversion rate per customer: Wilson score, 95 %; lift (targets - control): Newcombe hybrid score (MOVER); value per customer: the rate's interval times the offer's value; all offers: rates over the whole groups, added value the sum of the offers'";
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ pub struct Group {
     pub rate: Option<Estimate>,
     /// Value of the conversions.
     pub value: f64,
-    /// Value per customer with its interval.
+    /// Value per customer with its interval (one offer's group only).
     pub value_per_customer: Option<Estimate>,
 }
 
@@ -117,17 +117,8 @@ fn group(customers: u64, converted: u64, value: f64, offer_value: Option<f64>) -
         converted,
         rate,
         value,
-        value_per_customer: match offer_value {
-            Some(v) => rate.map(|r| r.scaled(v.max(0.0))),
-            None => (customers > 0).then(|| {
-                let v = value / customers as f64;
-                Estimate {
-                    value: v,
-                    low: v,
-                    high: v,
-                }
-            }),
-        },
+        // Over several offers the value has no interval by this method: none is claimed.
+        value_per_customer: offer_value.and_then(|v| rate.map(|r| r.scaled(v.max(0.0)))),
     }
 }
 
@@ -231,7 +222,10 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
         }
         group(members.len() as u64, k, value, None)
     };
-    let overall = compare(overall_side(&targets), overall_side(&control), false);
+    let mut overall = compare(overall_side(&targets), overall_side(&control), false);
+    // Each offer's targets against its own control customers, summed: the whole control group
+    // holds customers of offers that got no target, so its mean is not like for like.
+    overall.incremental_value = offers.values().map(|c| c.incremental_value).sum();
     Ok(Report {
         campaign: summary.campaign.clone(),
         since: humantime::format_rfc3339_millis(
