@@ -65,8 +65,21 @@ pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
     // `NO_COLOR` counts when set to anything but the empty string, as the convention says.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let style = style(requested, std::io::stderr().is_terminal(), no_color);
-    let filter = tracing_subscriber::EnvFilter::try_from_env(FILTER_ENV)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A filter that does not parse is said once logging runs, not swallowed.
+    let requested_filter = std::env::var(FILTER_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let (filter, refused) = match requested_filter
+        .as_deref()
+        .map(tracing_subscriber::EnvFilter::try_new)
+    {
+        Some(Ok(f)) => (f, None),
+        Some(Err(e)) => (
+            tracing_subscriber::EnvFilter::new("info"),
+            Some(e.to_string()),
+        ),
+        None => (tracing_subscriber::EnvFilter::new("info"), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);
@@ -80,6 +93,9 @@ pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
         LogFormat::Text => builder.with_ansi(style.ansi).try_init(),
     };
     result.map_err(|e| InitError(e.to_string()))?;
+    if let (Some(error), Some(value)) = (refused, requested_filter) {
+        tracing::warn!(filter = %value, %error, "{FILTER_ENV} is not a log filter; logging at info");
+    }
     Ok(style)
 }
 

@@ -324,5 +324,20 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
         w.contains("was not made by a model this server has served"),
         "{w}"
     );
+    // A channel the model does not have is named, as decide names it.
+    let r = post_events(
+        srv.public,
+        json!([{"type": "impression", "customer_id": "C0000100", "offer_id": "data_boost_10gb",
+                "channel": "webb"}]),
+    )
+    .await;
+    let w = r["warnings"][0]["warning"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        w.contains("`webb` is not a channel") && w.contains("web"),
+        "{r}"
+    );
     srv.stop().await;
 }

@@ -464,6 +464,55 @@ async fn a_replica_stopped_while_redis_lost_its_data_or_the_layout_changed_ships
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let dir = TempDir::new("fleet-oom");
+    let a = replica(&dir.0.join("a"), &url);
+    within("A joined", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut con)
+        .unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(flood(a.public, "M", 40).await, 40, "ingest goes on locally");
+    let log = a.wait_stderr("redis refused a command");
+    assert!(log.contains("redis refused a command"), "{log}");
+    assert!(log.contains("OOM"), "{log}");
+    assert!(!log.contains("redis unreachable"), "{log}");
+    assert_eq!(
+        sample(a.admin, "nextbest_replication_connected ").await,
+        1.0,
+        "Redis answers: the link is up"
+    );
+    // Memory back: the backlog ships.
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut con)
+        .unwrap();
+    within("the backlog shipped", || async {
+        stream_entries(&url) == 40
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_backlog_during_a_20_s_outage_match_the_log() {
     const BACKLOG: &str = "nextbest_replication_backlog_bytes ";
     const LAG: &str = "nextbest_replication_apply_lag_seconds";

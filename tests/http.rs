@@ -289,6 +289,20 @@ async fn every_error_status_has_a_json_body() {
 async fn probes_and_admin_separation() {
     let srv = start_demo().await;
     assert_eq!(get(srv.public, "/healthz").await.status, 200);
+    // HEAD wherever GET reads a document: the head alone.
+    for path in ["/healthz", "/openapi.json"] {
+        let out = raw(
+            srv.public,
+            format!("HEAD {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200"), "{path}: {text}");
+        assert!(
+            text.ends_with("\r\n\r\n"),
+            "{path}: a body after the head: {text}"
+        );
+    }
     let r = get(srv.public, "/readyz").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ready");

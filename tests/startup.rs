@@ -318,3 +318,16 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         .spawn();
     assert!(srv.public.port() > 0);
 }
+
+#[test]
+fn a_log_filter_that_does_not_parse_is_said_not_swallowed() {
+    let dir = TempDir::new("startup-log-filter");
+    let srv = Binary::demo(&dir.0)
+        .env("NEXTBEST_LOG", "nextbest=loud")
+        .spawn();
+    let log = srv.wait_stderr("is not a log filter");
+    assert!(
+        log.contains("NEXTBEST_LOG is not a log filter") && log.contains("nextbest=loud"),
+        "{log}"
+    );
+}

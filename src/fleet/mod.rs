@@ -154,6 +154,8 @@ pub struct Fleet {
     lag_ms: AtomicI64,
     lag: Histogram,
     outage_logged: AtomicBool,
+    /// When a refused command was last logged (Unix ms).
+    refusal_logged_ms: AtomicI64,
     /// Why this replica refused to join the fleet, once it has.
     refused: OnceLock<String>,
     /// Admin changes made here, on their way to the fleet's stream.
@@ -263,6 +265,25 @@ impl Fleet {
     }
 
     fn failed(&self, what: &str, e: &redis::RedisError) {
+        // Redis answered, refusing the command (out of memory, a read-only replica): it is
+        // reachable, so this is no outage to flap in and out of; said at most once a minute.
+        let answered = matches!(
+            e.kind(),
+            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
+        );
+        if answered {
+            let now = now_ms();
+            let last = self.refusal_logged_ms.load(Relaxed);
+            if now - last >= 60_000
+                && self
+                    .refusal_logged_ms
+                    .compare_exchange(last, now, Relaxed, Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(error = %e, during = what, "redis refused a command; serving and taking events locally, retrying with backoff");
+            }
+            return;
+        }
         self.connected.store(false, Relaxed);
         if !self.outage_logged.swap(true, Relaxed) {
             tracing::warn!(error = %e, during = what, "redis unreachable; serving and taking events locally, retrying with backoff");
@@ -414,6 +435,7 @@ pub fn start(
         lag_ms: AtomicI64::new(0),
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         outage_logged: AtomicBool::new(false),
+        refusal_logged_ms: AtomicI64::new(i64::MIN / 2),
         refused: OnceLock::new(),
         outgoing,
         changes_applied: AtomicU64::new(0),

@@ -246,6 +246,20 @@ fn attribute<'e>(
                 ),
             ));
         }
+        if let Some(channel) = e.channel.filter(|_| !active.is_empty()) {
+            let has = |t: &Arc<FunnelTable>| t.channels().iter().any(|c| &**c == channel);
+            if !active.iter().any(has) {
+                let names: Vec<&str> = active[0].channels().iter().map(|c| &**c).collect();
+                batch.warnings.push((
+                    i,
+                    format!(
+                        "channel: `{}` is not a channel of the active model (it has: {}); the event counts for contact policies but not in the funnel",
+                        channel.chars().take(64).collect::<String>(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
         if let (Some(offer), None) = (e.offer_id, e.category) {
             let knows = |t: &Arc<FunnelTable>| t.offer(offer).is_some();
             let known = decided.is_some_and(|(t, _)| knows(t)) || active.iter().any(knows);

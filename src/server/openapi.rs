@@ -209,10 +209,10 @@ pub fn answer(
     listener: Listener,
     url: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if method != Method::GET {
+    if method != Method::GET && method != Method::HEAD {
         return Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
-            allow: "GET",
+            allow: "GET, HEAD",
         });
     }
     match &*PARTS {
