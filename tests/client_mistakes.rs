@@ -339,5 +339,17 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
         w.contains("`webb` is not a channel") && w.contains("web"),
         "{r}"
     );
+    // A number sent as a string fails a number test, and explain shows it as text.
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "checkout",
+               "explain": true, "context": {"cart_value": "250"}}),
+    )
+    .await;
+    let text = a["explain"].to_string();
+    assert!(
+        text.contains(r#"context.cart_value is \"250\" (text), the rule needs >= 100"#),
+        "{text}"
+    );
     srv.stop().await;
 }

@@ -675,7 +675,8 @@ fn with_tested_value<'m>(
                 }
             }
             Operand::Context(slot) => match input.context.get(slot as usize) {
-                Some(Some(CtxValue::Str(s))) => s.to_string(),
+                // Quoted: a number sent as a string ("250") fails a number test, and says so.
+                Some(Some(CtxValue::Str(s))) => format!("\"{s}\" (text)"),
                 Some(Some(CtxValue::Num(x))) => x.to_string(),
                 _ => "missing".into(),
             },
