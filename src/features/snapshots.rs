@@ -122,6 +122,23 @@ impl SnapshotStore {
                     detail: "the file changed while it was copied into the snapshot store".into(),
                 })
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                let _ = std::fs::remove_file(&tmp);
+                Err(FeatureError::Format {
+                    path: source.to_owned(),
+                    detail: format!(
+                        "the snapshot store {} cannot be written ({e}): only a snapshot already \
+                         in it loads here (its current.nbf); publish this one into the store \
+                         (`nextbest features publish`, what the node's publisher runs)",
+                        self.dir.display()
+                    ),
+                })
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 Err(io(&self.dir)(e))
