@@ -22,6 +22,13 @@ pub enum TimeError {
 pub fn parse_ms(s: &str) -> Result<i64, TimeError> {
     let shown = || s.chars().take(64).collect::<String>();
     let b = s.as_bytes();
+    // The grammar's year is four digits (a sign or a fifth digit is no RFC 3339 date).
+    if b.first().is_some_and(|c| !c.is_ascii_digit()) || b.get(4).is_some_and(|&c| c != b'-') {
+        return Err(TimeError::Invalid(
+            shown(),
+            "the date must start with a four-digit year, as 2026-11-22".into(),
+        ));
+    }
     // chrono also takes a space between date and time; the `date-time` grammar does not.
     if b.len() >= 19 && !matches!(b[10], b'T' | b't') {
         return Err(TimeError::Invalid(
@@ -47,6 +54,18 @@ mod tests {
     use super::*;
 
     const LOCAL_4AM_PARIS: i64 = 1_796_353_200_000; // 2026-12-04T03:00:00Z
+
+    #[test]
+    fn a_year_beyond_four_digits_is_named_as_the_fault() {
+        for s in [
+            "+10000-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "-0001-01-01T00:00:00Z",
+        ] {
+            let e = parse_ms(s).unwrap_err().to_string();
+            assert!(e.contains("four-digit year"), "{s}: {e}");
+        }
+    }
 
     #[test]
     fn every_offset_names_the_same_instant() {

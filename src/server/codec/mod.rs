@@ -130,8 +130,12 @@ impl<'a> DecideBody<'a> {
         }
         if let Some(l) = self.limit {
             if l == 0 || l > MAX_LIMIT as u64 {
+                let found = match l {
+                    u64::MAX => "a far larger number".to_owned(),
+                    l => l.to_string(),
+                };
                 return Err(ApiError::InvalidRequest(format!(
-                    "limit: must be from 1 to {MAX_LIMIT}, found {l}"
+                    "limit: must be from 1 to {MAX_LIMIT}, found {found}"
                 )));
             }
         }
@@ -238,6 +242,10 @@ impl<'de> Deserialize<'de> for Whole {
                     .map_err(|_| E::custom(format!("expected a whole number from 1, found {v}")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Whole, E> {
+                if v.is_finite() && v.fract() == 0.0 && v >= u64::MAX as f64 {
+                    // Whole, and far out of any bound: the bound's check names it.
+                    return Ok(Whole(u64::MAX));
+                }
                 whole(v)
                     .map(Whole)
                     .ok_or_else(|| E::custom(format!("expected a whole number, found {v}")))
@@ -411,6 +419,16 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     let (mut channel, mut placement) = (false, false);
     let mut seen: Vec<Cow<'_, str>> = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        // Bytes that are not UTF-8 come back replaced by U+FFFD: refused, as in a body, unless
+        // the query spelt U+FFFD itself.
+        if (k.contains('\u{FFFD}') || v.contains('\u{FFFD}'))
+            && !query.to_ascii_uppercase().contains("%EF%BF%BD")
+        {
+            return Err(ApiError::InvalidRequest(format!(
+                "{}: not UTF-8 once percent-decoded",
+                shown(&k)
+            )));
+        }
         // One value per parameter, as one field per key in a body.
         if seen.contains(&k) {
             return Err(ApiError::InvalidRequest(format!(

@@ -201,3 +201,26 @@ fn a_query_parameter_given_twice_is_refused_naming_it() {
         assert!(e.contains(&format!("`{name}` given twice")), "{q}: {e}");
     }
 }
+
+#[test]
+fn a_huge_whole_limit_is_named_by_its_bound() {
+    let mut scratch = Vec::new();
+    let e = decode_json(
+        br#"{"channel":"web","placement":"p","limit":18446744073709551617}"#,
+        &mut scratch,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("limit: must be from 1 to 50"), "{e}");
+}
+
+#[test]
+fn a_query_that_is_not_utf8_once_decoded_is_refused() {
+    let e = decode_query("channel=web&placement=p&customer_id=%C3%28")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("customer_id: not UTF-8"), "{e}");
+    // U+FFFD spelt out is a character like any other.
+    let q = decode_query("channel=web&placement=p&customer_id=%EF%BF%BD").unwrap();
+    assert_eq!(q.customer_id.as_deref(), Some("\u{FFFD}"));
+}
