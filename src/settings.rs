@@ -238,7 +238,7 @@ pub enum SettingsError {
         source: std::io::Error,
     },
     /// The fallback file is not valid fallback content.
-    #[error("--fallback-file {}: {source}", path.display())]
+    #[error("--fallback-file")]
     Fallback {
         /// The file.
         path: PathBuf,
@@ -297,8 +297,12 @@ impl ServeArgs {
         let server = self.server_config()?;
         let builtin = match &self.fallback_file {
             Some(path) => model::load_builtin_fallback(path).map_err(|source| {
-                for f in source.faults() {
-                    tracing::error!(fault = %f, "fallback file refused");
+                // The fatal line says the first fault; the others are listed before it.
+                let faults = source.faults();
+                if faults.len() > 1 {
+                    for f in &faults {
+                        tracing::error!(fault = %f, "fallback file refused");
+                    }
                 }
                 SettingsError::Fallback {
                     path: path.clone(),

@@ -331,3 +331,19 @@ fn a_log_filter_that_does_not_parse_is_said_not_swallowed() {
         "{log}"
     );
 }
+
+#[test]
+fn a_missing_fallback_file_is_one_line() {
+    let dir = TempDir::new("startup-fallback");
+    let (status, stderr) = Binary::demo(&dir.0)
+        .args(["--log-format", "text", "--fallback-file"])
+        .arg(dir.0.join("nope.json"))
+        .run_to_exit();
+    assert!(!status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: --fallback-file: ") && lines[0].contains("nope.json"),
+        "{stderr}"
+    );
+}
