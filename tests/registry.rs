@@ -560,10 +560,21 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
         assert!(reads("streaming_bundle.lgb.txt") && reads("device_upgrade_5g.xgb.json"));
         assert!(!reads("notes.json") && !reads("server.out") && !reads("model.json"));
     }
-    let scorer = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
+    // The same bytes written again are no new version (a touch, a copy of the same file)...
+    let mut scorer = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
+    assert!(matches!(
+        registry.commit(nextbest::registry::Change::RebuildActive),
+        Ok(nextbest::registry::Committed::Unchanged)
+    ));
+    assert_eq!(loads(&registry), before);
+    // ...a changed file is (here one more line at its end).
+    scorer.extend_from_slice(b"\n");
     models.publish("streaming_bundle.lgb.txt", &scorer);
     eventually("the rebuild", || loads(&registry) > before).await;
     assert_eq!(version_of(&registry), "7");
+    // Same document, another scorer file: another checksum in the history.
+    let h = registry.history();
+    assert_ne!(h[0].checksum, h[1].checksum, "{h:?}");
     // The change was the watcher's, whoever wrote the document it rebuilt.
     let source = registry.history()[0].source.clone();
     assert!(

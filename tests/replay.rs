@@ -192,3 +192,34 @@ async fn a_demo_log_replays_exactly_and_shows_what_a_candidate_changes() {
     assert_eq!(report["reproduced"].as_u64(), Some(n - 1));
     assert!(stderr.contains("did not reproduce"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_log_whose_scorer_files_changed_since_is_refused_saying_so() {
+    let dir = TempDir::new("replay-retrained");
+    let models = TempModels::new("replay-retrained-models");
+    let log = dir.0.join("decisions");
+    let server = Binary::with_models(&models.dir, &dir.0.join("data"))
+        .arg("--decision-log")
+        .arg(&log)
+        .args(["--decision-log-sample", "1", "--drain-delay-ms", "0"])
+        .spawn();
+    for i in 1..=20 {
+        decide_demo_customer(server.public, i).await;
+    }
+    server.stop();
+    // Replayed from another folder, with the files that made it: exact.
+    let (ok, report, stderr) = replay(&log, &models.dir);
+    assert!(ok, "{stderr}\n{report}");
+    assert_eq!(report["reproduced"], report["decisions"], "{report}");
+    // A retrained tree file: refused, naming why, not thousands of mismatches.
+    let tree = models.dir.join("streaming_bundle.lgb.txt");
+    let mut bytes = std::fs::read(&tree).unwrap();
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&tree, bytes).unwrap();
+    let (ok, _, stderr) = replay(&log, &models.dir);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("changed since the log was written"),
+        "{stderr}"
+    );
+}

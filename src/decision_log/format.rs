@@ -28,6 +28,10 @@ pub enum Record<'a> {
         base_dir: Option<PathBuf>,
         /// The model document as it was loaded.
         document: Cow<'a, str>,
+        /// Its checksum (document and scorer files): replay refuses scorer files changed since
+        /// (absent in logs of older builds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checksum: Option<Cow<'a, str>>,
     },
     /// The feature columns of a snapshot, named by [`columns_id`].
     Columns {
@@ -64,6 +68,7 @@ impl<'a> Record<'a> {
             version: Cow::Borrowed(&m.compiled.version),
             base_dir: m.base_dir.clone(),
             document: String::from_utf8_lossy(&m.document),
+            checksum: Some(Cow::Borrowed(&m.checksum)),
         }
     }
 }

@@ -64,7 +64,7 @@ pub enum ReplayError {
 
 /// What the log folder holds.
 pub(super) struct Log {
-    models: HashMap<u32, (String, Option<PathBuf>)>,
+    models: HashMap<u32, (String, Option<PathBuf>, Option<String>)>,
     columns: HashMap<u32, (Vec<String>, Strings)>,
     pub(super) decisions: Vec<DecisionRecord>,
     pub(super) unreadable: usize,
@@ -92,9 +92,12 @@ pub(super) fn read_log(dir: &Path) -> Result<Log, ReplayError> {
                     key,
                     base_dir,
                     document,
+                    checksum,
                     ..
                 }) => {
-                    log.models.insert(key, (document.into_owned(), base_dir));
+                    let checksum = checksum.map(std::borrow::Cow::into_owned);
+                    log.models
+                        .insert(key, (document.into_owned(), base_dir, checksum));
                 }
                 Ok(Record::Columns {
                     id,
@@ -224,12 +227,13 @@ fn compile_logged(
     store: &FeatureStore,
     limits: &Limits,
 ) -> Result<LoadedModel, ReplayError> {
-    let (doc, base) = log.models.get(&d.key).ok_or_else(|| ReplayError::Missing {
+    let (doc, base, logged) = log.models.get(&d.key).ok_or_else(|| ReplayError::Missing {
         decision: d.decision_id.clone(),
         what: "model",
         id: d.key,
     })?;
-    model::from_bytes(
+    let which = || format!("logged model {:08x}", d.key);
+    let m = model::from_bytes(
         doc.clone().into_bytes(),
         base.clone(),
         "decision log".into(),
@@ -237,9 +241,27 @@ fn compile_logged(
         limits,
     )
     .map_err(|error| ReplayError::Model {
-        which: format!("logged model {:08x}", d.key),
+        which: which(),
         error,
-    })
+    })?;
+    match logged {
+        // A retrained scorer file would make every decision look like a mismatch.
+        Some(c) if *c != m.checksum => Err(ReplayError::Model {
+            which: which(),
+            error: model::ModelError::Invalid(vec![model::Fault {
+                path: "offers[].scorer.path".into(),
+                message: format!(
+                    "its scorer files in {} changed since the log was written (checksum {} then, \
+                     {} now): replay needs the files that made the decisions",
+                    base.as_deref()
+                        .map_or_else(|| "its folder".into(), |b| b.display().to_string()),
+                    c,
+                    m.checksum
+                ),
+            }]),
+        }),
+        _ => Ok(m),
+    }
 }
 
 /// Replays the log in `dir` with the models that made it and with `candidate`.

@@ -63,6 +63,12 @@ impl ModelFiles {
         files
     }
 
+    /// The scorer files' bytes, in path order (what a model's checksum covers beside its
+    /// document).
+    pub fn scorer_bytes(&self) -> impl Iterator<Item = &[u8]> {
+        self.scorers.values().filter_map(|r| r.as_deref().ok())
+    }
+
     /// The paths the document names (scorer files, the challenger's file), as written.
     pub fn named(&self) -> Vec<String> {
         let challenger = self.challenger.iter().map(|(rel, _)| rel.clone());

@@ -203,7 +203,7 @@ impl Schema for AnySchema {
 pub struct LoadedModel {
     /// The engine form.
     pub compiled: CompiledModel,
-    /// `crc32:<hex>` of the source document.
+    /// `crc32:<hex>` of the source document and the scorer files it reads.
     pub checksum: String,
     /// Where it came from (a path, or `admin`).
     pub source: String,
@@ -312,11 +312,19 @@ pub fn from_bytes(
             max: limits.max_bytes,
         });
     }
-    let checksum = format!("crc32:{:08x}", crc32fast::hash(&document));
+    // Absolute, so a decision log names the folder wherever replay runs.
+    let base_dir = base_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
     let mut scratch = document.clone();
     let doc =
         simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&document, &e))?;
     let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits);
+    // The document and the scorer files it reads: a retrained tree is another model.
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&document);
+    for bytes in files.scorer_bytes() {
+        crc.update(bytes);
+    }
+    let checksum = format!("crc32:{:08x}", crc.finalize());
     let (compiled, challenger, warnings) =
         compile::compile(&doc, &files, schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {

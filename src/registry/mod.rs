@@ -375,12 +375,12 @@ impl Registry {
                     path: file.clone(),
                     source,
                 })?;
+                // The document alone decides here; its scorer files are the rebuild's.
                 let checksum = format!("crc32:{:08x}", crc32fast::hash(&document));
-                let active_checksum = active.as_ref().map(|s| &s.champion.checksum);
-                if !force
-                    && (active_checksum == Some(&checksum)
-                        || w.last_refused.as_ref() == Some(&checksum))
-                {
+                let same = active
+                    .as_ref()
+                    .is_some_and(|s| s.champion.document == document);
+                if !force && (same || w.last_refused.as_ref() == Some(&checksum)) {
                     return Ok(None);
                 }
                 let store = current.features.clone().ok_or(RegistryError::NoFeatures)?;
@@ -417,7 +417,18 @@ impl Registry {
                 let (Some(active), Some(store)) = (active, current.features.clone()) else {
                     return Err(RegistryError::NoFeatures);
                 };
-                model_plan(set::build(Source::of(&active), &store, limits)?, store)
+                let set = set::build(Source::of(&active), &store, limits)?;
+                // Files touched but not changed: no new version.
+                let checksums = |s: &ModelSet| {
+                    (
+                        s.champion.checksum.clone(),
+                        s.challenger.as_ref().map(|c| c.model.checksum.clone()),
+                    )
+                };
+                if checksums(&set) == checksums(&active) {
+                    return Ok(None);
+                }
+                model_plan(set, store)
             }
             Change::Features { path } => {
                 let path = path
