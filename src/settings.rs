@@ -238,7 +238,7 @@ pub enum SettingsError {
         source: std::io::Error,
     },
     /// The fallback file is not valid fallback content.
-    #[error("--fallback-file")]
+    #[error("--fallback-file: {source}")]
     Fallback {
         /// The file.
         path: PathBuf,

@@ -249,8 +249,7 @@ fn a_bad_fallback_file_is_refused_with_its_fault() {
     );
     let e = refused(&["--fallback-file", bad.path()]);
     assert!(
-        e.starts_with(&format!("--fallback-file {}: ", bad.path()))
-            && e.contains("web.default[0].content"),
+        e.starts_with("--fallback-file: ") && e.contains("web.default[0].content"),
         "{e}"
     );
     let good = TempFile::new(
