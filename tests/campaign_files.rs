@@ -75,6 +75,26 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
             "no fault `{path}: ..{needle}..` in {faults:#?}"
         );
     }
+    // A name listed twice is a fault, and the list is still checked against the demo model in
+    // the same run: an offer the placement never shows is named too.
+    let twice = json!({"name": "twice", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["data_boost_10gb", "data_boost_10gb", "fiber_home"]});
+    let file = base.write_campaign("twice", &twice);
+    let faults = campaign::check(&file, Some(&demo_dir()), None)
+        .unwrap_err()
+        .faults();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "offers[1]" && f.message.contains("listed twice")),
+        "{faults:#?}"
+    );
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.message.contains("`fiber_home` is not shown in placement")),
+        "{faults:#?}"
+    );
     let wrong_channel = json!({"name": "m", "channel": "fax"});
     let file = base.write_campaign("fax", &wrong_channel);
     let faults = campaign::check(&file, Some(&base.path("model.json")), None)

@@ -210,19 +210,20 @@ impl Faults {
             self.push(path, "must not be empty");
             return None;
         }
-        self.checked(|f| {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                if let Some(s) = f.string(item, &index(path, i), MAX_NAME_BYTES) {
-                    if out.contains(&s) {
-                        f.push(&index(path, i), format!("`{s}` is listed twice"));
-                    } else {
-                        out.push(s);
-                    }
+        // A name listed twice is a fault, but the list it means is clear: it is kept (once),
+        // so what is checked against it next is reported in the same run.
+        let mut out = Vec::with_capacity(items.len());
+        let mut unreadable = false;
+        for (i, item) in items.iter().enumerate() {
+            match self.string(item, &index(path, i), MAX_NAME_BYTES) {
+                Some(s) if out.contains(&s) => {
+                    self.push(&index(path, i), format!("`{s}` is listed twice"))
                 }
+                Some(s) => out.push(s),
+                None => unreadable = true,
             }
-            Some(out)
-        })
+        }
+        (!unreadable).then_some(out)
     }
 }
 
