@@ -4,7 +4,7 @@
 //! changes count (creates, writes, renames, removals): reading a file, as every load does, is
 //! no reason to load again. The safe way to publish is to write a temporary file and rename it
 //! over `model.json` (or a scorer file): the rename is atomic, so the watcher never reads half a
-//! file. Files whose names start with `.` or end in `.tmp`, `~`, `.swp` or `.log`, and feature
+//! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature
 //! snapshots (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a
 //! change to a file the serving models read (a scorer, a challenger) rebuilds them so they pick
 //! the new file up, and other files beside them are left alone. While no model serves, any
@@ -45,7 +45,6 @@ fn ignored(path: &Path) -> bool {
         || name.ends_with(".tmp")
         || name.ends_with('~')
         || name.ends_with(".swp")
-        || name.ends_with(".log")
         || name.ends_with(".csv")
         || name.ends_with(".nbf")
         || name.ends_with(".parquet")

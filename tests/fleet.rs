@@ -31,19 +31,6 @@ async fn explain(addr: SocketAddr, customer: &str, channel: &str, placement: &st
     .await
 }
 
-/// Polls an async condition for up to 20 s (replication is asynchronous by design).
-async fn within<F, Fut>(what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A customer and an offer scored for them on the app home screen.
 async fn scored_offer(addr: SocketAddr) -> (String, String) {
     for i in 1..=200 {

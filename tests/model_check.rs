@@ -5,6 +5,12 @@
 use std::process::Command;
 
 fn check(model: &serde_json::Value, tag: &str) -> (bool, String) {
+    check_files(&[("model.json", model)], tag)
+}
+
+/// `nextbest model check DIR/model.json --features DIR/f.csv` with `files` written in a folder
+/// of their own: success and output.
+fn check_files(files: &[(&str, &serde_json::Value)], tag: &str) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("nb-check-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -13,7 +19,9 @@ fn check(model: &serde_json::Value, tag: &str) -> (bool, String) {
         "customer_id,segment,arpu\nC1,gold,10\nC2,bronze,20\nC3,,30\n",
     )
     .unwrap();
-    std::fs::write(dir.join("model.json"), serde_json::to_vec(model).unwrap()).unwrap();
+    for (name, doc) in files {
+        std::fs::write(dir.join(name), serde_json::to_vec(doc).unwrap()).unwrap();
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
         .args(["model", "check"])
         .arg(dir.join("model.json"))
@@ -71,14 +79,6 @@ fn a_number_test_on_a_text_column_fails_the_check() {
 
 /// Checks a champion whose challenger document is `challenger`, in one folder.
 fn check_with_challenger(challenger: &serde_json::Value, tag: &str) -> (bool, String) {
-    let dir = std::env::temp_dir().join(format!("nb-check-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("f.csv"),
-        "customer_id,segment,arpu\nC1,gold,10\nC2,bronze,20\n",
-    )
-    .unwrap();
     let mut champion = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
     champion["placements"]["home"]["channels"] = serde_json::json!(["web", "sms"]);
     champion["offers"][0]["channels"] = serde_json::json!(["web", "sms"]);
@@ -86,28 +86,10 @@ fn check_with_challenger(challenger: &serde_json::Value, tag: &str) -> (bool, St
         serde_json::json!({"body": "b", "cta_url": "https://s.test/x"});
     champion["challenger"] =
         serde_json::json!({"path": "challenger.json", "share": 0.1, "salt": "t1"});
-    std::fs::write(
-        dir.join("model.json"),
-        serde_json::to_vec(&champion).unwrap(),
+    check_files(
+        &[("model.json", &champion), ("challenger.json", challenger)],
+        tag,
     )
-    .unwrap();
-    std::fs::write(
-        dir.join("challenger.json"),
-        serde_json::to_vec(challenger).unwrap(),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .args(["model", "check"])
-        .arg(&dir)
-        .arg("--features")
-        .arg(dir.join("f.csv"))
-        .env("NEXTBEST_LOG", "error")
-        .output()
-        .expect("nextbest runs");
-    std::fs::remove_dir_all(&dir).ok();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 #[test]

@@ -114,7 +114,6 @@ struct Outgoing {
 
 /// Runs until the process ends or the replica refuses to join.
 pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>, dir: PathBuf) {
-    let cursor_path = dir.join(CURSOR_FILE);
     let mut tail = log::Tail::new(&dir);
     let mut cursor = fleet.cursor();
     let mut con = None;
@@ -131,6 +130,8 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
     let mut attempt = 0u32;
     let mut idle_since = tokio::time::Instant::now();
     let mut saved = Saved {
+        path: dir.join(CURSOR_FILE),
+        partitions: fleet.config.partitions,
         at: Some(cursor),
         when: tokio::time::Instant::now(),
     };
@@ -217,14 +218,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
             if next != cursor {
                 cursor = next;
                 fleet.set_cursor(cursor);
-                saved
-                    .save(
-                        &cursor_path,
-                        cursor,
-                        run_id.as_deref(),
-                        fleet.config.partitions,
-                    )
-                    .await;
+                saved.save(cursor, run_id.as_deref()).await;
                 continue;
             }
             tokio::select! {
@@ -232,7 +226,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 _ = tokio::time::sleep(IDLE_POLL) => {
                     // Quiet for a while: the saved position catches up with the shipped one.
                     if saved.at != Some(cursor) {
-                        saved.save(&cursor_path, cursor, run_id.as_deref(), fleet.config.partitions).await;
+                        saved.save(cursor, run_id.as_deref()).await;
                     }
                 }
             }
@@ -247,14 +241,7 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
                 cursor = next;
                 fleet.set_cursor(cursor);
                 if saved.when.elapsed() >= CURSOR_SAVE_EVERY {
-                    saved
-                        .save(
-                            &cursor_path,
-                            cursor,
-                            run_id.as_deref(),
-                            fleet.config.partitions,
-                        )
-                        .await;
+                    saved.save(cursor, run_id.as_deref()).await;
                 }
             }
             Err(e) => {
@@ -339,8 +326,10 @@ async fn ship(
     pipe.query_async::<()>(c).await
 }
 
-/// The position last written to the cursor file, and when.
+/// The cursor file, the position last written to it, and when.
 struct Saved {
+    path: PathBuf,
+    partitions: u16,
     at: Option<Position>,
     when: tokio::time::Instant,
 }
@@ -348,9 +337,9 @@ struct Saved {
 impl Saved {
     /// Saves the replication position (at worst a crash ships what came after it again). A
     /// failed write is retried at the next save.
-    async fn save(&mut self, path: &Path, at: Position, run_id: Option<&str>, partitions: u16) {
-        let path = path.to_owned();
-        let text = Cursor::to_text(at, run_id, partitions);
+    async fn save(&mut self, at: Position, run_id: Option<&str>) {
+        let path = self.path.clone();
+        let text = Cursor::to_text(at, run_id, self.partitions);
         let written = tokio::task::spawn_blocking(move || {
             crate::durable::write_atomic(&path, text.as_bytes(), false)
         })

@@ -235,6 +235,22 @@ impl Drop for TempModels {
     }
 }
 
+/// Polls an async condition for up to 20 s (what runs beside the test is asynchronous).
+pub async fn within<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls a condition until it holds or the time runs out (a wait for an asynchronous effect
 /// such as a file-watcher reload, not a sleep that hides a race).
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {

@@ -417,7 +417,7 @@ fn explain_failure(body: &[u8]) -> ApiError {
 pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     let mut body = DecideBody::empty();
     let (mut channel, mut placement) = (false, false);
-    let mut seen: Vec<Cow<'_, str>> = Vec::new();
+    let mut seen = [false; DECIDE_FIELDS.len()];
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         // Bytes that are not UTF-8 come back replaced by U+FFFD: refused, as in a body, unless
         // the query spelt U+FFFD itself.
@@ -430,13 +430,18 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
             )));
         }
         // One value per parameter, as one field per key in a body.
-        if seen.contains(&k) {
+        let twice = match DECIDE_FIELDS.iter().position(|f| *f == k) {
+            Some(i) => std::mem::replace(&mut seen[i], true),
+            None => k
+                .strip_prefix("context.")
+                .is_some_and(|c| body.context.0.iter().any(|(have, _)| have == c)),
+        };
+        if twice {
             return Err(ApiError::InvalidRequest(format!(
                 "`{}` given twice: each parameter once",
                 shown(&k)
             )));
         }
-        seen.push(k.clone());
         match &*k {
             "customer_id" => body.customer_id = Some(Cow::Owned(v.into_owned())),
             "visitor_id" => body.visitor_id = Some(Cow::Owned(v.into_owned())),
