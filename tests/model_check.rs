@@ -57,6 +57,18 @@ fn a_typo_in_a_text_rule_is_warned_about_with_its_path() {
         "{text}"
     );
     assert!(text.contains("ok: m version 1"), "{text}");
+    assert!(text.contains("it never matches"), "{text}");
+    // For `ne` the same typo holds for everyone instead, and the warning says so.
+    let (ok, text) = check(
+        &model(serde_json::json!({"feature": "segment", "op": "ne", "value": "Gold"})),
+        "typo-ne",
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("\"Gold\" is not a value of `segment`")
+            && text.contains("holds for every customer with a value"),
+        "{text}"
+    );
     let (ok, text) = check(
         &model(serde_json::json!({"feature": "segment", "op": "eq", "value": "gold"})),
         "clean",

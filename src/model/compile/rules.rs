@@ -237,8 +237,14 @@ fn read_test(
                 None => warnings.push(Fault {
                     path: vpath.clone(),
                     message: format!(
-                        "{v:?} is not a value of `{label}` in the snapshot ({}): it never matches",
-                        sample(d)
+                        "{v:?} is not a value of `{label}` in the snapshot ({}): {}",
+                        sample(d),
+                        match op {
+                            "ne" | "not_in" => {
+                                "no customer has it, so this test holds for every customer with a value"
+                            }
+                            _ => "it never matches",
+                        }
                     ),
                 }),
             }
