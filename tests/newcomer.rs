@@ -117,6 +117,18 @@ async fn ready_becomes(srv: &support::binary::Process, want: u16) -> String {
     }
 }
 
+/// Ready, and a known customer gets the demo model's own answer (not fallback content).
+async fn serves_the_demo(srv: &support::binary::Process) {
+    ready_becomes(srv, 200).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(a["model"]["name"], "demo", "{a}");
+    assert!(a["fallback"].is_null(), "{a}");
+}
+
 /// Writes a file as a publisher should: a temporary name, then a rename over the real one.
 fn publish(dir: &Path, name: &str, bytes: &[u8]) {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -150,14 +162,7 @@ async fn a_model_published_after_an_empty_start_loads_with_the_snapshot_given_at
         "model.json",
         &std::fs::read(demo.0.join("model.json")).unwrap(),
     );
-    ready_becomes(&srv, 200).await;
-    let a = decide(
-        srv.public,
-        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
-    )
-    .await;
-    assert_eq!(a["model"]["name"], "demo", "{a}");
-    assert!(a["fallback"].is_null(), "{a}");
+    serves_the_demo(&srv).await;
 }
 
 #[tokio::test]
@@ -214,11 +219,5 @@ async fn a_snapshot_published_after_the_start_loads_with_the_model_that_waited_f
         "current.csv",
         &std::fs::read(dir.0.join("features.csv")).unwrap(),
     );
-    ready_becomes(&srv, 200).await;
-    let a = decide(
-        srv.public,
-        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
-    )
-    .await;
-    assert_eq!(a["model"]["name"], "demo", "{a}");
+    serves_the_demo(&srv).await;
 }
