@@ -99,6 +99,15 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             let is_model = |p: &&Path| p.file_name().is_some_and(|n| n == model_name);
             let model_json = changed.iter().any(is_model);
             let snapshot = registry.load();
+            // While no model serves, a scorer file arriving may complete the one refused
+            // before; with no document there at all there is nothing to load (and no refusal
+            // to log, which in a folder holding the log would itself be a change).
+            let Some(set) = snapshot.models.as_ref() else {
+                if model_path.exists() {
+                    let _ = registry.commit(Change::Folder { force: false });
+                }
+                return;
+            };
             // Only a file the serving models read is a reason to rebuild them: a log, notes
             // or any other file beside them is not (nor a history entry).
             let read = |p: &&Path| {
@@ -106,19 +115,9 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
                     .strip_prefix(&folder)
                     .ok()
                     .or(p.file_name().map(Path::new));
-                let set = snapshot.models.as_ref();
-                rel.is_some_and(|rel| set.is_some_and(|s| s.reads(rel)))
+                rel.is_some_and(|rel| set.reads(rel))
             };
             let other_files = swapped || changed.iter().any(|p| !is_model(p) && read(p));
-            // While no model serves, a scorer file arriving may complete the one refused
-            // before; with no document there at all there is nothing to load (and no refusal
-            // to log, which in a folder holding the log would itself be a change).
-            if snapshot.models.is_none() {
-                if model_path.exists() {
-                    let _ = registry.commit(Change::Folder { force: false });
-                }
-                return;
-            }
             // The model if its document changed, else (or when only its document's bytes are
             // the same, as after an admin upload wrote it) the files it names. The registry
             // logs and counts the outcome.

@@ -450,6 +450,16 @@ async fn a_replica_stopped_while_redis_lost_its_data_or_the_layout_changed_ships
     );
 }
 
+/// `CONFIG SET key value` on a test's own Redis.
+fn config_set(con: &mut ::redis::Connection, key: &str, value: &str) {
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query(con)
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
     let redis = Redis::start();
@@ -464,18 +474,8 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let _: () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query(&mut con)
-        .unwrap();
-    let _: () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query(&mut con)
-        .unwrap();
+    config_set(&mut con, "maxmemory-policy", "noeviction");
+    config_set(&mut con, "maxmemory", "1");
     assert_eq!(flood(a.public, "M", 40).await, 40, "ingest goes on locally");
     let log = a.wait_stderr("redis refused a command");
     assert!(log.contains("redis refused a command"), "{log}");
@@ -487,12 +487,7 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
         "Redis answers: the link is up"
     );
     // Memory back: the backlog ships.
-    let _: () = ::redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query(&mut con)
-        .unwrap();
+    config_set(&mut con, "maxmemory", "0");
     within("the backlog shipped", || async {
         stream_entries(&url) == 40
     })

@@ -418,7 +418,8 @@ pub fn start(
     let dir = contacts.data_dir().ok_or(FleetError::NoLog)?.to_owned();
     let origin = replica_id(&dir)?;
     let (outgoing, to_publish) = models::channel();
-    let cursor = shipper::load_cursor(&dir, config.partitions).at;
+    // Read once: its position is the fleet's figure, its Redis and layout the shipper's.
+    let resumed = shipper::load_cursor(&dir, config.partitions);
     let fleet = Arc::new(Fleet {
         origin,
         config,
@@ -429,7 +430,7 @@ pub fn start(
         last_exchange_ms: AtomicI64::new(0),
         shipped: AtomicU64::new(0),
         applied: AtomicU64::new(0),
-        cursor: Mutex::new(cursor),
+        cursor: Mutex::new(resumed.at),
         backlog_bytes: AtomicU64::new(0),
         backlog_oldest_ms: AtomicI64::new(0),
         lag_ms: AtomicI64::new(0),
@@ -473,7 +474,7 @@ pub fn start(
                     registry,
                     to_publish,
                 ));
-                shipper::run(link, client, contacts, dir).await;
+                shipper::run(link, client, contacts, dir, resumed).await;
             });
         })
         .map_err(|source| FleetError::Io {

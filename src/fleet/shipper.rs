@@ -46,7 +46,7 @@ const READ_INLINE_BELOW: u64 = 256 << 10;
 /// What `<data>/replication.cursor` keeps: how far shipping got, and to which Redis (its run
 /// id) and stream layout (the partition count). A position means nothing against a Redis that
 /// lost its data while this replica was stopped, or streams made again with another count.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(super) struct Cursor {
     /// The next record to ship.
     pub at: Position,
@@ -112,14 +112,20 @@ struct Outgoing {
     payload: Vec<u8>,
 }
 
-/// Runs until the process ends or the replica refuses to join.
-pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>, dir: PathBuf) {
+/// Runs until the process ends or the replica refuses to join, from `before`, the cursor the
+/// last run saved ([`load_cursor`]).
+pub(super) async fn run(
+    fleet: Arc<Fleet>,
+    client: redis::Client,
+    contacts: Arc<Contacts>,
+    dir: PathBuf,
+    before: Cursor,
+) {
     let mut tail = log::Tail::new(&dir);
-    let mut cursor = fleet.cursor();
+    let mut cursor = before.at;
     let mut con = None;
     // The Redis shipped to before this start: another run id at the first connection means it
     // restarted (and may have lost what it held) while this replica was stopped.
-    let before = load_cursor(&dir, fleet.config.partitions);
     if before.reset {
         tracing::warn!(
             partitions = fleet.config.partitions,

@@ -419,12 +419,10 @@ impl Registry {
                 };
                 let set = set::build(Source::of(&active), &store, limits)?;
                 // Files touched but not changed: no new version.
-                let checksums = |s: &ModelSet| {
-                    (
-                        s.champion.checksum.clone(),
-                        s.challenger.as_ref().map(|c| c.model.checksum.clone()),
-                    )
-                };
+                fn checksums(s: &ModelSet) -> (&str, Option<&str>) {
+                    let challenger = s.challenger.as_ref().map(|c| c.model.checksum.as_str());
+                    (&s.champion.checksum, challenger)
+                }
                 if checksums(&set) == checksums(&active) {
                     return Ok(None);
                 }
