@@ -60,8 +60,11 @@ fn a_frequency_cap_holds_across_campaigns_committed_one_after_the_other() {
     assert_eq!(g.rows.len(), 40);
 }
 
+/// The control group is drawn from the list the campaign would send: with it, the list and
+/// the control group together are exactly the list without it, split by the salt's stable
+/// hash; suppression holds whether transactional or not.
 #[test]
-fn suppression_and_a_stable_control_group() {
+fn suppression_and_a_stable_control_group_drawn_from_the_list() {
     let base = Base::new("cmp-control", 2000);
     let suppressed: Vec<String> = (0..2000).step_by(97).map(|i| format!("K{i:05}")).collect();
     std::fs::write(
@@ -71,8 +74,10 @@ fn suppression_and_a_stable_control_group() {
     .unwrap();
     let mut doc = sms("ctl");
     doc["suppression"] = json!(["optouts.txt"]);
-    doc["control_group"] = json!({"share": 0.2, "salt": "s1"});
     doc["transactional"] = json!(true);
+    doc["capacity"] = json!({"max_contacts": 600, "per": "day"});
+    let without = base.run(&doc, "without", NOW);
+    doc["control_group"] = json!({"share": 0.2, "salt": "s1"});
     let run = base.run(&doc, "one", NOW);
     let selected = run.customers();
     for s in &suppressed {
@@ -82,6 +87,9 @@ fn suppression_and_a_stable_control_group() {
         );
     }
     assert_eq!(run.summary.held_out.suppression, suppressed.len() as u64);
+    let would_send = without.customers();
+    assert_eq!(would_send.len(), 600, "the capacity binds");
+    assert!(run.summary.eligible > 900, "{}", run.summary.eligible);
 
     let control: BTreeSet<String> = csv::Reader::from_path(run.out.join("control.csv"))
         .unwrap()
@@ -89,21 +97,29 @@ fn suppression_and_a_stable_control_group() {
         .map(|r| r.unwrap()[0].to_owned())
         .collect();
     assert!(control.is_disjoint(&selected));
-    assert!(control.iter().all(|c| !suppressed.contains(c)));
+    assert_eq!(
+        control.union(&selected).cloned().collect::<BTreeSet<_>>(),
+        would_send,
+        "the list and the control group are the list without a control group"
+    );
     for c in &control {
         assert!(nextbest::experiment::assignment("s1", c) < 0.2, "{c}");
     }
     for c in &selected {
         assert!(nextbest::experiment::assignment("s1", c) >= 0.2, "{c}");
     }
-    let eligible = run.summary.eligible as f64;
-    let share = control.len() as f64 / eligible;
-    let sigma = (0.2 * 0.8 / eligible).sqrt();
-    assert!(
-        (share - 0.2).abs() < 4.0 * sigma,
-        "control share {share} of {eligible}"
+    let share = control.len() as f64 / 600.0;
+    let sigma = (0.2 * 0.8 / 600.0_f64).sqrt();
+    assert!((share - 0.2).abs() < 4.0 * sigma, "control share {share}");
+    let h = &run.summary.held_out;
+    assert_eq!(h.control_group, control.len() as u64);
+    assert_eq!(run.summary.selected, 600 - h.control_group);
+    assert_eq!(
+        run.summary.eligible,
+        run.summary.customers_selected + h.control_group + h.capacity + h.frequency,
+        "every eligible customer is counted once: {h:?}"
     );
-    assert_eq!(run.summary.held_out.control_group, control.len() as u64);
+    assert_eq!(h.capacity, without.summary.held_out.capacity);
 
     let again = base.run(&doc, "two", NOW + HOUR);
     assert_eq!(

@@ -52,7 +52,12 @@ fn the_report_compares_targets_with_the_control_group() {
             .collect()
     };
     let (targets, control) = (read("targets.csv"), read("control.csv"));
-    assert!(targets.len() == 200 && control.len() > 50);
+    assert_eq!(
+        targets.len() + control.len(),
+        200,
+        "the control group is drawn from the list"
+    );
+    assert!(control.len() > 30, "{}", control.len());
     let later = NOW + 3 * 24 * HOUR;
     let mut conversions = Vec::new();
     for (i, (c, o)) in targets.iter().enumerate() {
@@ -75,13 +80,13 @@ fn the_report_compares_targets_with_the_control_group() {
     let r = campaign::report::report(&run.out, &data_dir).unwrap();
     let t_conv = targets.len().div_ceil(3) as u64;
     let c_conv = control.len().div_ceil(10) as u64;
-    assert_eq!(r.overall.targets.customers, 200);
+    assert_eq!(r.overall.targets.customers, targets.len() as u64);
     assert_eq!(r.overall.targets.converted, t_conv);
     assert_eq!(r.overall.control.customers, control.len() as u64);
     assert_eq!(r.overall.control.converted, c_conv);
     assert_eq!(r.conversions, t_conv + c_conv);
     let lift = r.overall.lift.unwrap();
-    let expected = t_conv as f64 / 200.0 - c_conv as f64 / control.len() as f64;
+    let expected = t_conv as f64 / targets.len() as f64 - c_conv as f64 / control.len() as f64;
     assert!((lift.value - expected).abs() < 1e-12);
     assert!(
         lift.low < lift.value && lift.value < lift.high && lift.low > 0.0,
@@ -141,7 +146,7 @@ fn the_report_compares_targets_with_the_control_group() {
     ]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.contains("all offers") && text.contains(&format!("{t_conv}/200")),
+        text.contains("all offers") && text.contains(&format!("{t_conv}/{}", targets.len())),
         "{text}"
     );
     // A data folder that does not exist, or holds no event, is named: not a table of zeros.
@@ -195,7 +200,11 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     );
     let summary: Summary =
         serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary.selected, 2000, "the demo's capacity binds");
+    assert_eq!(
+        summary.selected + summary.held_out.control_group,
+        2000,
+        "the demo's capacity binds, and its control group is drawn from the list"
+    );
     assert!(stdout.contains("customers scanned") && stdout.contains("2000"));
     assert!(summary.offers["roaming_pass_eu"].selected >= 150);
     assert!(summary.offers["unlimited_upgrade"].selected <= 800);
@@ -214,8 +223,13 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
         assert!(c.status.success(), "{text}");
         assert!(text.contains(expect), "{text}");
     };
-    commit("committed 2000 contacts: 2000 recorded now, 0 already recorded");
-    commit("committed 2000 contacts: 0 recorded now, 2000 already recorded");
+    let n = summary.selected;
+    commit(&format!(
+        "committed {n} contacts: {n} recorded now, 0 already recorded"
+    ));
+    commit(&format!(
+        "committed {n} contacts: 0 recorded now, {n} already recorded"
+    ));
 
     // Without a server, the default path says what to do.
     let c = nextbest(&[

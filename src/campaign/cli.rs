@@ -205,13 +205,11 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 return match pool.install(|| super::run_shard(&cfg, shard)) {
                     Ok(w) => {
                         println!(
-                            "shard {}/{}: {} customers scanned, {} candidate pairs and {} \
-                             control-group customers written to {}",
+                            "shard {}/{}: {} customers scanned, {} candidate pairs written to {}",
                             shard.index,
                             shard.count,
                             w.scanned,
                             w.candidates,
-                            w.control,
                             cfg.out.display()
                         );
                         Ok(())

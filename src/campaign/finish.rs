@@ -6,7 +6,7 @@
 //! (the snapshot, or what the shards listed), so a merged run writes the very bytes a
 //! one-machine run writes. Nothing here loads a model, scans or decides.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -19,7 +19,7 @@ use super::CampaignError;
 use crate::contact::attribution;
 use crate::engine::policy::stable_hash;
 use crate::engine::{Rule, RuleInput};
-use crate::experiment::Variant;
+use crate::experiment::{assignment, Variant};
 use crate::features::FeatureStore;
 
 /// Everything about a run that its list depends on besides the customers: the campaign, the
@@ -219,17 +219,19 @@ struct Written {
     conversions: f64,
     value: f64,
     per_offer_conversions: Vec<f64>,
+    /// Customers held out as the control group.
+    control_customers: u64,
     /// Rows sent in the default time zone as their own is unknown, by the name given.
     unknown_zones: BTreeMap<String, u64>,
 }
 
-/// Allocates over `candidates` (as [`allocate::candidates`] leaves them), writes the list, the
-/// control group and the summary into `out`, and returns the summary.
+/// Allocates over `candidates` (as [`allocate::candidates`] leaves them), draws the control
+/// group from the list, writes the list, the control group and the summary into `out`, and
+/// returns the summary.
 pub fn finish(
     info: &RunInfo,
     tally: Tally,
     candidates: Vec<Pair>,
-    control: &[Pair],
     customers: &Customers<'_>,
     out: &Path,
 ) -> Result<Summary, CampaignError> {
@@ -240,7 +242,7 @@ pub fn finish(
         .spec
         .multi_channel()
         .then(|| OtherChannels::new(&candidates));
-    let (alloc, uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
+    let (mut alloc, mut uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
     if !alloc.complete {
         tracing::warn!("the allocation stopped on a rounding cycle before the best list");
     }
@@ -254,10 +256,41 @@ pub fn finish(
         path: out.to_owned(),
         source,
     })?;
-    let written = write(info, out, &alloc, control, customers, others.as_ref())?;
+    let control = hold_out_control(info, &mut alloc, &mut uses, customers);
+    let written = write(info, out, &alloc, &control, customers, others.as_ref())?;
     let summary = summary(info, &alloc, &uses, tally, &written);
     output::write_summary(out, &summary)?;
     Ok(summary)
+}
+
+/// Draws the control group from the list: every row of a customer whose stable hash of the
+/// salt falls in the share leaves the list, with the offer, channel and score the allocation
+/// gave it. The limits bound the list before the hold-out, so the control group is a random
+/// part of the customers the campaign would have sent, and the lift compares like with like.
+fn hold_out_control(
+    info: &RunInfo,
+    alloc: &mut Allocation,
+    uses: &mut [allocate::VariantUse],
+    customers: &Customers<'_>,
+) -> Vec<Pair> {
+    let Some(c) = &info.spec.control_group else {
+        return Vec::new();
+    };
+    let mut control = Vec::new();
+    alloc.selected.retain(|p| {
+        let held = customers
+            .id(p.row)
+            .is_some_and(|id| assignment(&c.salt, id) < c.share);
+        if held {
+            alloc.per_offer[p.offer as usize] -= 1;
+            if let Some(u) = uses.get_mut(usize::from(p.variant)) {
+                u.selected -= 1;
+            }
+            control.push(*p);
+        }
+        !held
+    });
+    control
 }
 
 /// Writes the target list (CSV and Parquet) and the control group into `out`.
@@ -286,6 +319,7 @@ fn write(
         conversions: 0.0,
         value: 0.0,
         per_offer_conversions: vec![0.0; offer_ids.len()],
+        control_customers: 0,
         unknown_zones: BTreeMap::new(),
     };
     let window = info.spec.send_window.as_ref();
@@ -359,6 +393,7 @@ fn write(
             ))
         }),
     )?;
+    w.control_customers = control.iter().map(|p| p.row).collect::<HashSet<_>>().len() as u64;
     Ok(w)
 }
 
@@ -453,8 +488,10 @@ fn summary(
             no_eligible_offer: tally.no_eligible_offer,
             contact_policy: tally.contact_policy,
             frequency: tally.frequency,
-            control_group: tally.control_group,
-            capacity: tally.candidates.saturating_sub(written.customers),
+            control_group: written.control_customers,
+            capacity: tally
+                .candidates
+                .saturating_sub(written.customers + written.control_customers),
             unreachable: tally.unreachable,
         },
         capacity: spec.capacity.map(|c| capacity_use(c, info.channel_used)),

@@ -223,8 +223,8 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
         group(members.len() as u64, k, value, None)
     };
     let mut overall = compare(overall_side(&targets), overall_side(&control), false);
-    // Each offer's targets against its own control customers, summed: the whole control group
-    // holds customers of offers that got no target, so its mean is not like for like.
+    // Each offer's targets against its own control customers, summed: stratified by offer, so
+    // the total is what the rows add up to.
     overall.incremental_value = offers.values().map(|c| c.incremental_value).sum();
     Ok(Report {
         campaign: summary.campaign.clone(),

@@ -36,14 +36,7 @@ use crate::registry::{ModelSet, Registry, RegistryConfig, Snapshot};
 pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
     let started = Instant::now();
     let summary = scanned(cfg, None, |s| {
-        finish::finish(
-            &s.info,
-            s.tally,
-            s.candidates,
-            &s.control,
-            &s.customers,
-            &cfg.out,
-        )
+        finish::finish(&s.info, s.tally, s.candidates, &s.customers, &cfg.out)
     })?;
     tracing::info!(
         rows = summary.selected,
@@ -69,7 +62,6 @@ pub fn run_shard(cfg: &RunConfig, part: Shard) -> Result<shard::Written, Campaig
             &s.info,
             &s.tally,
             &s.candidates,
-            &s.control,
             &s.customers,
         )
     })
@@ -80,7 +72,6 @@ struct Scanned<'a> {
     info: RunInfo,
     tally: select::Tally,
     candidates: Vec<select::Pair>,
-    control: Vec<select::Pair>,
     customers: Customers<'a>,
 }
 
@@ -121,7 +112,6 @@ fn scanned<T>(
         info,
         tally: scan.tally,
         candidates,
-        control: scan.control,
         customers: Customers::Snapshot(run.features, &run.reach),
     })
 }

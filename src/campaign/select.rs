@@ -4,8 +4,9 @@
 //! Per customer, in this order: suppression (never contacted, transactional or not) → the
 //! engine's decision for the campaign's channel and placement, with the customer's variant and
 //! contact history (no eligible offer, or the contact policy that held the offers back) → the
-//! campaign's frequency cap across outbound channels (skipped when transactional) → the control
-//! group. Whoever is left offers their eligible campaign offers to [`super::allocate`].
+//! campaign's frequency cap across outbound channels (skipped when transactional). Whoever is
+//! left offers their eligible campaign offers to [`super::allocate`]; the control group is drawn
+//! from the list the allocation makes ([`super::finish`]), so it stands for the targets.
 //!
 //! rayon splits the rows into chunks: each is scanned on its own with no shared state but a
 //! progress counter, and chunks are merged in row order, so the result does not depend on how
@@ -117,8 +118,6 @@ pub struct Tally {
     pub contact_policy: BTreeMap<String, u64>,
     /// Over the campaign's frequency cap.
     pub frequency: u64,
-    /// In the control group.
-    pub control_group: u64,
     /// Customers who offered pairs to the allocation.
     pub candidates: u64,
     /// The same, by variant (champion, challenger): what each variant's share of the limits
@@ -139,7 +138,6 @@ impl Tally {
             *self.contact_policy.entry(k).or_default() += v;
         }
         self.frequency += o.frequency;
-        self.control_group += o.control_group;
         self.candidates += o.candidates;
         for (a, b) in self.by_variant.iter_mut().zip(o.by_variant) {
             *a += b;
@@ -154,8 +152,6 @@ pub struct Scan {
     pub pairs: Vec<Pair>,
     /// Held-out counts.
     pub tally: Tally,
-    /// Control-group customers with the offer they would have been sent (best pair).
-    pub control: Vec<Pair>,
 }
 
 /// One model's view of the campaign.
@@ -223,7 +219,6 @@ fn scan_all(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
     };
     for c in chunks {
         all.pairs.extend_from_slice(&c.pairs);
-        all.control.extend_from_slice(&c.control);
         all.tally.merge(c.tally);
     }
     all
@@ -270,7 +265,6 @@ fn scan_best(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
         ..Scan::default()
     };
     for p in parts {
-        all.control.extend_from_slice(&p.control);
         all.tally.merge(p.tally);
     }
     all
@@ -351,19 +345,6 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         };
         if inp.past.outbound_since(id, since) >= f.max_contacts {
             out.tally.frequency += 1;
-            return;
-        }
-    }
-    if let Some(c) = &inp.spec.control_group {
-        if assignment(&c.salt, id) < c.share {
-            out.tally.control_group += 1;
-            // One channel: the decision's first. Several: the best of all channels.
-            let best = buf.iter().copied().min_by(Pair::order).unwrap_or(buf[0]);
-            out.control.push(if v.plan.channels.len() > 1 {
-                best
-            } else {
-                buf[0]
-            });
             return;
         }
     }

@@ -8,10 +8,13 @@
 //! best of the shards, so reducing the joined shards again gives exactly the candidates a
 //! one-machine run allocates over. Everything else a shard counts is per customer and adds up.
 //!
+//! The control group is drawn from the merged list (see [`finish`]), so a shard's candidates
+//! include the customers it may hold out.
+//!
 //! A shard folder: `shard-candidates.csv` (row, customer id, offer, variant, score,
-//! propensity, value, the customer's time-zone name when the campaign has a send window), `shard-control.csv` (the same for the control group) and, written last,
-//! `shard.json` (the shard, the run's [`RunInfo`], the counts, the row counts of both files),
-//! so a folder without `shard.json` is not a finished shard. A merge checks every shard before
+//! propensity, value, the customer's time-zone name when the campaign has a send window) and,
+//! written last, `shard.json` (the shard, the run's [`RunInfo`], the counts, the file's row
+//! count), so a folder without `shard.json` is not a finished shard. A merge checks every shard before
 //! it writes anything, and writes the list under temporary names renamed into place at the
 //! end: it never leaves a partial list. Nothing here decides or allocates.
 
@@ -30,10 +33,8 @@ use super::CampaignError;
 pub const SHARD_JSON: &str = "shard.json";
 /// The shard's candidate pairs.
 pub const CANDIDATES_CSV: &str = "shard-candidates.csv";
-/// The shard's control-group customers.
-pub const CONTROL_CSV: &str = "shard-control.csv";
 /// The shard file format's version.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// Why shards could not be written or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -83,7 +84,6 @@ struct Header {
     info: RunInfo,
     tally: Tally,
     candidates: u64,
-    control: u64,
 }
 
 /// What a shard wrote.
@@ -93,8 +93,6 @@ pub struct Written {
     pub scanned: u64,
     /// Candidate pairs written.
     pub candidates: u64,
-    /// Control-group customers written.
-    pub control: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ShardError + '_ {
@@ -111,14 +109,13 @@ fn csv_err(path: &Path) -> impl Fn(csv::Error) -> ShardError + '_ {
     }
 }
 
-/// Writes a shard's candidates and control group into `dir`, `shard.json` last.
+/// Writes a shard's candidates into `dir`, `shard.json` last.
 pub fn write(
     dir: &Path,
     shard: Shard,
     info: &RunInfo,
     tally: &Tally,
     candidates: &[Pair],
-    control: &[Pair],
     customers: &Customers<'_>,
 ) -> Result<Written, CampaignError> {
     std::fs::create_dir_all(dir).map_err(|source| CampaignError::OutDir {
@@ -131,14 +128,12 @@ pub fn write(
         _ => {}
     }
     write_pairs(&dir.join(CANDIDATES_CSV), info, candidates, customers)?;
-    write_pairs(&dir.join(CONTROL_CSV), info, control, customers)?;
     let header = Header {
         format: FORMAT,
         shard,
         info: info.clone(),
         tally: tally.clone(),
         candidates: candidates.len() as u64,
-        control: control.len() as u64,
     };
     let mut text = serde_json::to_string_pretty(&header).unwrap_or_default();
     text.push('\n');
@@ -148,7 +143,6 @@ pub fn write(
     Ok(Written {
         scanned: tally.scanned,
         candidates: header.candidates,
-        control: header.control,
     })
 }
 
@@ -340,7 +334,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
 
     let mut tally = Tally::default();
     let mut pairs = Vec::new();
-    let mut control = Vec::new();
     let mut ids = HashMap::new();
     let mut values = HashMap::new();
     let mut zones = HashMap::new();
@@ -354,25 +347,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
             &mut zones,
         )?;
         check_rows(&s.dir.join(CANDIDATES_CSV), n, s.header.candidates)?;
-        let n = read_pairs(
-            &s.dir.join(CONTROL_CSV),
-            &mut control,
-            &mut ids,
-            &mut values,
-            &mut zones,
-        )?;
-        check_rows(&s.dir.join(CONTROL_CSV), n, s.header.control)?;
     }
     let info = &first.header.info;
     let candidates = allocate::candidates(pairs, &info.limits);
-    control.sort_unstable_by_key(|p| p.row);
     let customers = Customers::Listed { ids, values, zones };
 
     let name = out
         .file_name()
         .map_or("list".into(), |n| n.to_string_lossy());
     let tmp = out.with_file_name(format!(".{name}.merging-{}", std::process::id()));
-    let done = finish::finish(info, tally, candidates, &control, &customers, &tmp)
+    let done = finish::finish(info, tally, candidates, &customers, &tmp)
         .and_then(|summary| place(&tmp, out).map(|()| summary));
     let _ = std::fs::remove_dir_all(&tmp);
     done
