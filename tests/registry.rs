@@ -552,6 +552,12 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     );
     let loads = |r: &nextbest::registry::Registry| r.history().len();
     let before = loads(&registry);
+    let key = |r: &nextbest::registry::Registry| {
+        let serving = r.load();
+        let set = serving.models.as_ref().unwrap();
+        set.key(nextbest::experiment::Variant::Champion)
+    };
+    let key_before = key(&registry);
     // Only the files the model reads are reasons to rebuild it, not a log or notes beside it.
     {
         let serving = registry.load();
@@ -575,6 +581,8 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     // Same document, another scorer file: another checksum in the history.
     let h = registry.history();
     assert_ne!(h[0].checksum, h[1].checksum, "{h:?}");
+    // ...and another content key: the funnel and decision ids tell the two trees apart.
+    assert_ne!(key(&registry), key_before);
     // The change was the watcher's, whoever wrote the document it rebuilt.
     let source = registry.history()[0].source.clone();
     assert!(

@@ -205,6 +205,9 @@ pub struct LoadedModel {
     pub compiled: CompiledModel,
     /// `crc32:<hex>` of the source document and the scorer files it reads.
     pub checksum: String,
+    /// The same CRC-32 as a number: the content key funnel rows and decision ids carry, so a
+    /// retrained tree behind an unchanged document counts as another model.
+    pub key: u32,
     /// Where it came from (a path, or `admin`).
     pub source: String,
     /// The folder scorer files resolve against.
@@ -324,12 +327,14 @@ pub fn from_bytes(
     for bytes in files.scorer_bytes() {
         crc.update(bytes);
     }
-    let checksum = format!("crc32:{:08x}", crc.finalize());
+    let key = crc.finalize();
+    let checksum = format!("crc32:{key:08x}");
     let (compiled, challenger, warnings) =
         compile::compile(&doc, &files, schema, limits).map_err(ModelError::Invalid)?;
     Ok(LoadedModel {
         compiled,
         checksum,
+        key,
         source,
         base_dir,
         files: files.named(),

@@ -19,9 +19,9 @@ pub struct ModelSet {
     pub champion: Arc<LoadedModel>,
     /// The model a stable share of customers gets.
     pub challenger: Option<Challenger>,
-    /// Content keys (CRC-32 of each variant's document): what the funnel and decision ids
+    /// Content keys (each variant's [`LoadedModel::key`]): what the funnel and decision ids
     /// identify a model by, so a re-published model with the same name but other content
-    /// is another model.
+    /// (its document or its scorer files) is another model.
     keys: [u32; 2],
     columns: Arc<[Box<str>]>,
     /// Each text column's dictionary as compiled against: the models hold its codes.
@@ -30,12 +30,8 @@ pub struct ModelSet {
 
 impl ModelSet {
     fn new(champion: LoadedModel, challenger: Option<Challenger>, store: &FeatureStore) -> Self {
-        let key = |m: &LoadedModel| crc32fast::hash(&m.document);
         ModelSet {
-            keys: [
-                key(&champion),
-                challenger.as_ref().map_or(0, |c| key(&c.model)),
-            ],
+            keys: [champion.key, challenger.as_ref().map_or(0, |c| c.model.key)],
             champion: Arc::new(champion),
             challenger,
             columns: store.columns().to_vec().into(),
