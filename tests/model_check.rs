@@ -76,6 +76,32 @@ fn a_typo_in_a_text_rule_is_warned_about_with_its_path() {
     assert!(ok && !text.contains("warning"), "{text}");
 }
 
+/// A contact policy naming a category no offer carries holds no offer: a typo (here a letter
+/// case) would otherwise leave the sales cap off in silence.
+#[test]
+fn a_policy_category_no_offer_has_is_warned_about_with_its_path() {
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    m["policies"] = serde_json::json!({
+        "sales_cap": {"max_contacts": 2, "window_days": 7, "categories": ["Sales"]},
+        "complaint_hold": {"categories": ["sales", "retension"], "timeout_days": 30}});
+    let (ok, text) = check(&m, "policy-category");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "warning: policies.sales_cap.categories[0]: no offer has category \"Sales\", so the \
+             policy holds none: did you mean \"sales\"? (letter case counts)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "warning: policies.complaint_hold.categories[1]: no offer has category \"retension\""
+        ) && text.contains("(offers have sales)"),
+        "{text}"
+    );
+    assert!(!text.contains("categories[0]: no offer has category \"sales\""));
+}
+
 #[test]
 fn a_number_test_on_a_text_column_fails_the_check() {
     let rule = serde_json::json!({"feature": "segment", "op": "ge", "value": 2});

@@ -16,7 +16,7 @@
 
 use simd_json::prelude::*;
 
-use super::walk::{join, Collects, Faults, Value};
+use super::walk::{join, Collects, Fault, Faults, Value};
 use crate::engine::policy::MAX_CAP;
 use crate::engine::policy::{stable_hash, OfferCaps, Policies, PolicyReasons, WindowCap, DAY_MS};
 
@@ -157,6 +157,42 @@ pub(super) fn read_policies(f: &mut Faults, v: Option<&Value<'_>>) -> Option<Dec
         }
         Some(d)
     })
+}
+
+/// Warns of each category a cross-offer policy names that no offer carries: such a policy
+/// holds no offer, which is a typo far more often than a plan (`Sales` for `sales`).
+pub(super) fn unused_categories(
+    declared: &Declared,
+    offer_categories: &[&str],
+    warnings: &mut Vec<Fault>,
+) {
+    let lists = [
+        ("policies.sales_cap.categories", &declared.sales_categories),
+        (
+            "policies.complaint_hold.categories",
+            &declared.complaint_categories,
+        ),
+    ];
+    for (path, list) in lists {
+        for (i, c) in list.iter().enumerate() {
+            if offer_categories.contains(&c.as_str()) {
+                continue;
+            }
+            let hint = match offer_categories.iter().find(|o| o.eq_ignore_ascii_case(c)) {
+                Some(o) => format!(": did you mean {o:?}? (letter case counts)"),
+                None => {
+                    let mut all = offer_categories.to_vec();
+                    all.sort_unstable();
+                    all.dedup();
+                    format!(" (offers have {})", all.join(", "))
+                }
+            };
+            warnings.push(Fault {
+                path: format!("{path}[{i}]"),
+                message: format!("no offer has category {c:?}, so the policy holds none{hint}"),
+            });
+        }
+    }
 }
 
 /// Reads one offer's `caps` over the model's defaults; `None` after a fault.

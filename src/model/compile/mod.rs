@@ -221,6 +221,14 @@ pub fn compile(
         return Err(cx.faults.0);
     };
     let policies = policies::finish(&declared, drafts.iter().map(|d| &d.offer.caps));
+    policies::unused_categories(
+        &declared,
+        &drafts
+            .iter()
+            .map(|d| &*d.offer.category)
+            .collect::<Vec<_>>(),
+        &mut cx.warnings,
+    );
     let Some(model_json) = content::model_json(&name, &version) else {
         cx.faults.push("name", "cannot be encoded as JSON");
         return Err(cx.faults.0);
