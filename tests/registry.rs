@@ -530,6 +530,37 @@ async fn model_paths_may_not_leave_the_models_folder() {
     srv.stop().await;
 }
 
+/// An upload that compiles but is likely a mistake is activated, and its answer and the
+/// history name each warning with its path: a typo must not serve in silence.
+#[tokio::test]
+async fn an_upload_answers_with_its_warnings() {
+    let models = TempModels::new("warnings");
+    let registry = models.registry();
+    let srv = start_registry(registry.clone(), test_config()).await;
+    let mut doc = TempModels::demo_doc("2");
+    doc["policies"]["sales_cap"]["categories"] = json!(["Sales"]);
+    let r = put_model(srv.admin, &doc).await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let w = r.json()["warnings"].clone();
+    assert_eq!(w[0]["path"], "policies.sales_cap.categories[0]", "{w}");
+    assert!(
+        w[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean \"sales\""),
+        "{w}"
+    );
+    let h = get(srv.admin, "/admin/models").await.json();
+    assert_eq!(h["history"][0]["warnings"], w);
+    // A clean model answers an empty list, and its history entry has none.
+    let r = put_model(srv.admin, &TempModels::demo_doc("3")).await;
+    assert_eq!(r.json()["warnings"], json!([]));
+    let h = get(srv.admin, "/admin/models").await.json();
+    assert!(h["history"][0].get("warnings").is_none(), "{h}");
+    assert_eq!(h["history"][1]["warnings"], w);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
     let models = TempModels::new("scorer");

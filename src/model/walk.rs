@@ -7,7 +7,7 @@ use simd_json::BorrowedValue;
 use super::MAX_NAME_BYTES;
 
 /// One thing wrong with a model, and where.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fault {
     /// Where, e.g. `offers[3].scorer.weights.arpu_30d`.
     pub path: String,

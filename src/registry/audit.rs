@@ -107,6 +107,7 @@ mod tests {
             loaded_at: "2026-12-04T00:00:00.000Z".into(),
             source: source.into(),
             challenger: None,
+            warnings: Vec::new(),
         }
     }
 

@@ -29,6 +29,10 @@ pub struct ModelRecord {
     /// The challenger it declares.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub challenger: Option<ChallengerRecord>,
+    /// What compiled but is likely a mistake (a rule value the snapshot never holds, a policy
+    /// category no offer has), with its path: shown where the model was loaded, not only logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::model::Fault>,
 }
 
 /// The challenger part of a history entry.
@@ -62,6 +66,7 @@ impl ModelRecord {
                 share: c.share,
                 salt: c.salt.clone(),
             }),
+            warnings: m.warnings.clone(),
         }
     }
 }

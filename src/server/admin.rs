@@ -165,6 +165,7 @@ async fn put_model(
     }
     ok_json(&serde_json::json!({
         "name": record.name, "version": record.version, "checksum": record.checksum,
+        "warnings": record.warnings,
     }))
 }
 

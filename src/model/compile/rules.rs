@@ -195,6 +195,9 @@ enum Kind<'d> {
     Unknown,
 }
 
+/// The keys that carry a leaf's operands.
+const OPERANDS: [&str; 4] = ["value", "values", "min", "max"];
+
 /// One leaf being read.
 struct Leaf<'a, 'v, 'd> {
     obj: &'a crate::model::walk::Object<'v>,
@@ -218,6 +221,23 @@ fn read_test(
         kind,
     } = *leaf;
     let need = |f: &mut Faults, key: &str| f.req(obj, key, path);
+    // An operand the operator does not read is ignored: said, since the author meant something
+    // by it (`is_missing` with a `value`, `eq` with a list of `values`).
+    let reads: &[&str] = match op {
+        "eq" | "ne" | "lt" | "le" | "gt" | "ge" => &["value"],
+        "in" | "not_in" => &["values"],
+        "between" => &["min", "max"],
+        "is_missing" => &[],
+        _ => &OPERANDS,
+    };
+    for key in OPERANDS {
+        if !reads.contains(&key) && obj.get(key).is_some() {
+            warnings.push(Fault {
+                path: join(path, key),
+                message: format!("`{op}` does not read `{key}`: it is ignored"),
+            });
+        }
+    }
     let strings_only = |f: &mut Faults| {
         f.push(
             &join(path, "op"),
