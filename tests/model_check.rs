@@ -102,6 +102,32 @@ fn a_policy_category_no_offer_has_is_warned_about_with_its_path() {
     assert!(!text.contains("categories[0]: no offer has category \"sales\""));
 }
 
+/// An operand the operator does not read is ignored, and said: `is_missing` with a `value`
+/// (perhaps meant as "is present"), `eq` with a list.
+#[test]
+fn an_operand_the_operator_does_not_read_is_warned_about() {
+    let rule = serde_json::json!({"all": [
+        {"feature": "arpu", "op": "is_missing", "value": false},
+        {"feature": "segment", "op": "eq", "value": "gold", "values": ["gold", "bronze"]}]});
+    let (ok, text) = check(&model(rule), "operand");
+    assert!(ok, "{text}");
+    for (path, message) in [
+        (
+            "offers[0].eligibility.all[0].value",
+            "`is_missing` does not read `value`",
+        ),
+        (
+            "offers[0].eligibility.all[1].values",
+            "`eq` does not read `values`",
+        ),
+    ] {
+        assert!(
+            text.contains(&format!("warning: {path}: {message}: it is ignored")),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn a_number_test_on_a_text_column_fails_the_check() {
     let rule = serde_json::json!({"feature": "segment", "op": "ge", "value": 2});
