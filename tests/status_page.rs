@@ -75,6 +75,19 @@ async fn start(models: &Path) -> TestServer {
         ..RegistryConfig::default()
     }));
     registry.reload_from_disk().expect("the models load");
+    // The same model with a warning (a complaint-hold category no offer has), for the page's
+    // model history.
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("model.json")).unwrap()).unwrap();
+    doc["policies"]["complaint_hold"]["categories"] = json!(["sales", "Retention"]);
+    let warned = registry
+        .install_document(
+            serde_json::to_vec(&doc).unwrap(),
+            Some(models.to_owned()),
+            "admin".into(),
+        )
+        .expect("a model with a warning loads");
+    assert_eq!(warned.warnings.len(), 1, "{:?}", warned.warnings);
     // A refused load, for the page's load history.
     let refused = registry.install_document(
         br#"{"name": "broken", "version": "x", "offers": 3}"#.to_vec(),
@@ -239,6 +252,11 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
     assert!(dom.contains("<span id=\"model-name\">demo</span>"), "{dom}");
     assert!(dom.contains("challenger demo challenger-1 on 50 % of customers"));
     assert!(dom.contains("refused"), "the refused load is listed");
+    assert!(
+        dom.contains("1 warning</span>")
+            && dom.contains("policies.complaint_hold.categories[1]: no offer has category"),
+        "the active model's warning is shown:\n{dom}"
+    );
 
     // The funnel as the page shows it is the funnel /admin/stats gives (nothing decided since).
     let stats = admin_stats(&srv).await;
