@@ -350,6 +350,45 @@ async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
         accepted
     );
 
+    // An outcome quoting the list's decision id is attributed to the list's channel without
+    // naming it, as a `/v1/decide` answer's is; one naming another channel contradicts it.
+    let listed = {
+        let mut r = csv::Reader::from_path(second.out.join("targets.csv")).unwrap();
+        let h = r.headers().unwrap().clone();
+        let at = |name: &str| h.iter().position(|x| x == name).unwrap();
+        let (c, o, d) = (at("customer_id"), at("offer_id"), at("decision_id"));
+        let row = r.records().next().unwrap().unwrap();
+        (row[c].to_owned(), row[o].to_owned(), row[d].to_owned())
+    };
+    let (customer, offer, decision) = &listed;
+    let sms_conversions = |s: &Value| -> u64 {
+        s["funnel"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["offer_id"] == offer.as_str() && r["channel"] == "sms")
+            .map(|r| r["conversions"].as_u64().unwrap())
+            .sum()
+    };
+    let before = sms_conversions(&stats().await);
+    let outcome = |channel: Option<&str>, id: &str| {
+        let mut e = json!({"type": "conversion", "customer_id": customer, "offer_id": offer,
+                           "decision_id": decision, "event_id": id});
+        if let Some(c) = channel {
+            e["channel"] = json!(c);
+        }
+        json!({ "events": [e] })
+    };
+    let r = post_json(srv.public, "/v1/events", &outcome(None, "cv-1")).await;
+    assert_eq!((r.status, r.json()["accepted"].clone()), (202, json!(1)));
+    assert_eq!(sms_conversions(&stats().await), before + 1);
+    let r = post_json(srv.public, "/v1/events", &outcome(Some("web"), "cv-2")).await;
+    let rejected = r.json()["rejected"].clone();
+    assert!(
+        rejected[0]["error"].as_str().unwrap().contains("sms"),
+        "{rejected}"
+    );
+
     // The next campaign sees the committed SMS through the log the server wrote.
     let third = tokio::task::spawn_blocking({
         let c = cfg("r2");

@@ -91,6 +91,10 @@ pub struct VariantInfo {
     pub variant: String,
     /// The model's content key, as decision ids carry it.
     pub key: u32,
+    /// Per campaign channel: its channel index in the model and its placement's slot there,
+    /// as decision ids carry them.
+    #[serde(default)]
+    pub places: Vec<(Option<usize>, Option<usize>)>,
     /// Per campaign offer.
     pub offers: Vec<OfferInfo>,
 }
@@ -130,17 +134,29 @@ impl OfferInfo {
 }
 
 impl VariantInfo {
-    /// The customer's decision id: the run's time, this model version and variant (so events
-    /// quoting it are attributed as `/v1/decide`'s are), and bits derived from campaign and
-    /// customer instead of random ones, so the same run gives the same ids.
-    pub fn decision_id(&self, now_ms: i64, campaign: &str, customer: &str) -> String {
+    /// The customer's decision id on campaign channel `ci`: the run's time, this model version
+    /// and variant, the channel, placement and customer as `/v1/decide`'s carry them (so events
+    /// quoting it are attributed, and checked, as theirs are), and bits derived from campaign
+    /// and customer instead of random ones, so the same run gives the same ids.
+    pub fn decision_id(&self, now_ms: i64, campaign: &str, customer: &str, ci: u8) -> String {
         let h = stable_hash(&format!("{campaign}\u{0}{customer}"));
         let variant = if self.variant == Variant::Challenger.as_str() {
             Variant::Challenger
         } else {
             Variant::Champion
         };
-        attribution::decision_id_with_bits(now_ms, self.key, variant, h).to_string()
+        let (channel, slot) = self
+            .places
+            .get(usize::from(ci))
+            .copied()
+            .unwrap_or_default();
+        let origin = attribution::Origin {
+            channel,
+            slot,
+            customer: Some(attribution::customer_check(customer)),
+        };
+        attribution::decision_id_with_random(now_ms, self.key, variant, origin, h as u32)
+            .to_string()
     }
 }
 
@@ -336,7 +352,7 @@ fn write(
         if *r == 1 {
             w.customers += 1;
         }
-        let decision_id = v.decision_id(info.now_ms, &info.spec.name, id);
+        let decision_id = v.decision_id(info.now_ms, &info.spec.name, id, p.channel);
         let offer = &v.offers[p.offer as usize];
         if let Some(o) = others {
             o.reasons(p, &channels, customers, &mut not_chosen);
@@ -601,22 +617,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decision_ids_are_stable_and_attributed() {
+    fn decision_ids_are_stable_and_carry_model_variant_channel_placement_and_customer() {
         let v = VariantInfo {
             name: "m".into(),
             version: "1".into(),
             variant: Variant::Challenger.as_str().into(),
             key: 0xbeef,
+            places: vec![(Some(2), Some(0)), (Some(0), Some(3))],
             offers: vec![],
         };
         let now = 1_795_341_600_000;
-        let a = v.decision_id(now, "c", "C1");
-        assert_eq!(a, v.decision_id(now, "c", "C1"));
-        assert_ne!(a, v.decision_id(now, "c", "C2"));
+        let a = v.decision_id(now, "c", "C1", 1);
+        assert_eq!(a, v.decision_id(now, "c", "C1", 1));
+        assert_ne!(a, v.decision_id(now, "c", "C2", 1));
+        assert_ne!(a, v.decision_id(now, "c", "C1", 0));
         let u = ulid::Ulid::from_string(&a).unwrap();
         assert_eq!(
             attribution::attribution(u.0),
             (attribution::model_tag(0xbeef), Some(Variant::Challenger))
+        );
+        assert_eq!(
+            attribution::origin(u.0),
+            Some(attribution::Origin {
+                channel: Some(0),
+                slot: Some(3),
+                customer: Some(attribution::customer_check("C1")),
+            })
         );
         assert_eq!(u.timestamp_ms(), now as u64);
     }

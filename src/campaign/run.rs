@@ -451,6 +451,11 @@ fn variant_info(
         version: m.version.to_string(),
         variant: Variant::ALL[vi].as_str().to_owned(),
         key,
+        places: plan
+            .channels
+            .iter()
+            .map(|c| m.locate(&c.name, &c.placement))
+            .collect(),
         offers: offer_ids
             .iter()
             .map(|id| {

@@ -14,8 +14,9 @@
 //! - 32 random bits (a collision needs the same millisecond, model, place, customer check and
 //!   these 32 bits).
 //!
-//! Ids without the origin bit (made before origins existed, or by an outbound campaign, whose
-//! low 60 bits are a hash of campaign and customer) carry model and variant only. A decision id
+//! An outbound campaign's ids carry the same, their 32 random bits a hash of campaign and
+//! customer. Ids without the origin bit (made before origins existed, by the server or by a
+//! campaign) carry model and variant only. A decision id
 //! nextbest did not make decodes to some tag that matches no known model, and so stays
 //! unattributed.
 
@@ -32,7 +33,6 @@ const CHANNEL_SHIFT: u32 = 41;
 const SLOT_SHIFT: u32 = 32;
 /// The bits of a decision id that are random: what sampling and seeds may rely on.
 pub const RANDOM_BITS: u32 = 32;
-const LEGACY_RANDOM_MASK: u128 = (1 << VARIANT_SHIFT) - 1;
 
 /// Where and for whom a decision was made, as far as its model knew.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,13 +79,17 @@ fn with_random(now_ms: i64, key: u32, variant: Variant, origin: Origin, random: 
     ulid::Ulid::from_parts(now_ms.max(0) as u64, bits)
 }
 
-/// A decision id without an origin whose 60 low bits are given (an outbound campaign derives
-/// them from campaign and customer, so the same run gives the same ids).
-pub fn decision_id_with_bits(now_ms: i64, key: u32, variant: Variant, low: u64) -> ulid::Ulid {
-    let bits = (u128::from(model_tag(key)) << TAG_SHIFT)
-        | ((variant.index() as u128) << VARIANT_SHIFT)
-        | (u128::from(low) & LEGACY_RANDOM_MASK);
-    ulid::Ulid::from_parts(now_ms.max(0) as u64, bits)
+/// A decision id whose 32 random bits are given: an outbound campaign derives them from
+/// campaign and customer, so the same run gives the same ids, and they carry where the list
+/// sends as `/v1/decide`'s carry where it answered.
+pub fn decision_id_with_random(
+    now_ms: i64,
+    key: u32,
+    variant: Variant,
+    origin: Origin,
+    random: u32,
+) -> ulid::Ulid {
+    with_random(now_ms, key, variant, origin, random)
 }
 
 /// Where the server's decision ids take their random bits: the thread's RNG (the default, and
@@ -204,7 +208,11 @@ mod tests {
 
     #[test]
     fn ids_without_origin_carry_model_and_variant_only() {
-        let id = decision_id_with_bits(5, 0xbeef, Variant::Challenger, u64::MAX);
+        // As outbound campaigns made them before their ids carried an origin.
+        let bits = (u128::from(model_tag(0xbeef)) << TAG_SHIFT)
+            | ((Variant::Challenger.index() as u128) << VARIANT_SHIFT)
+            | ((1 << VARIANT_SHIFT) - 1);
+        let id = ulid::Ulid::from_parts(5, bits);
         assert_eq!(origin(id.0), None);
         assert_eq!(
             attribution(id.0),
