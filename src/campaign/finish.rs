@@ -274,7 +274,7 @@ pub fn finish(
     })?;
     let control = hold_out_control(info, &mut alloc, &mut uses, customers);
     let written = write(info, out, &alloc, &control, customers, others.as_ref())?;
-    let summary = summary(info, &alloc, &uses, tally, &written);
+    let summary = summary(info, &alloc, &uses, tally, &written, &control);
     output::write_summary(out, &summary)?;
     Ok(summary)
 }
@@ -467,6 +467,7 @@ fn summary(
     uses: &[allocate::VariantUse],
     tally: Tally,
     written: &Written,
+    control: &[Pair],
 ) -> Summary {
     let (spec, champion) = (&info.spec, &info.variants[0]);
     let mut offers = BTreeMap::new();
@@ -511,7 +512,7 @@ fn summary(
             unreachable: tally.unreachable,
         },
         capacity: spec.capacity.map(|c| capacity_use(c, info.channel_used)),
-        channels: channel_summaries(info, alloc),
+        channels: channel_summaries(info, alloc, control),
         unknown_time_zones: written.unknown_zones.clone(),
         expected_conversions: written.conversions,
         expected_value: written.value,
@@ -546,6 +547,7 @@ fn capacity_use(c: super::spec::Capacity, used_before: u64) -> output::CapacityU
 fn channel_summaries(
     info: &RunInfo,
     alloc: &Allocation,
+    control: &[Pair],
 ) -> BTreeMap<String, output::ChannelSummary> {
     if !info.spec.multi_channel() {
         return BTreeMap::new();
@@ -557,14 +559,17 @@ fn channel_summaries(
         .enumerate()
         .map(|(ci, ch)| {
             let used = info.channels_used.get(ci).copied().unwrap_or(0);
+            let on = |pairs: &[Pair]| {
+                pairs
+                    .iter()
+                    .filter(|p| usize::from(p.channel) == ci)
+                    .count()
+            };
             let summary = output::ChannelSummary {
                 placement: placements.get(ci).copied().unwrap_or("").to_owned(),
                 capacity: ch.capacity.map(|c| capacity_use(c, used)),
-                selected: alloc
-                    .selected
-                    .iter()
-                    .filter(|p| usize::from(p.channel) == ci)
-                    .count() as u64,
+                selected: on(&alloc.selected) as u64,
+                control_group: on(control) as u64,
             };
             (ch.name, summary)
         })

@@ -392,6 +392,9 @@ pub struct ChannelSummary {
     pub capacity: Option<CapacityUse>,
     /// Rows sent on it.
     pub selected: u64,
+    /// Rows the allocation gave it that the control group holds out.
+    #[serde(default)]
+    pub control_group: u64,
 }
 
 /// The summary file (also what `campaign commit` reads back).
@@ -538,8 +541,15 @@ pub fn table(s: &Summary) -> String {
         );
     }
     for (name, c) in &s.channels {
+        let control = match c.control_group {
+            0 => String::new(),
+            n => format!(", {n} control"),
+        };
         let cap = c.capacity.as_ref().map_or(String::new(), |c| {
-            format!(" of {} ({} used before)", c.available, c.used_before)
+            format!(
+                " of {} ({} used before{control})",
+                c.available, c.used_before
+            )
         });
         line(
             &mut t,
