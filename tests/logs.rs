@@ -143,7 +143,7 @@ async fn off_a_terminal_every_line_is_json_with_stable_fields() {
     assert!(loaded["duration_ms"].is_u64(), "{loaded:?}");
     let refused: Vec<_> = lines
         .iter()
-        .filter(|l| l["message"] == "load refused; the serving snapshot is unchanged")
+        .filter(|l| l["message"] == "load refused; the model and snapshot serving are unchanged")
         .collect();
     assert!(refused.len() > 1, "one line per fault: {lines:?}");
     assert!(refused.iter().all(|l| l["source"] == "admin"));

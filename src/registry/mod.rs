@@ -685,7 +685,7 @@ fn log_refusal(e: &RegistryError, source: &str) {
             source,
             path = %path,
             fault = %message,
-            "load refused; the serving snapshot is unchanged"
+            "load refused; the model and snapshot serving are unchanged"
         );
     }
 }
