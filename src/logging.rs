@@ -80,8 +80,11 @@ pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
         ),
         None => (tracing_subscriber::EnvFilter::new("info"), None),
     };
+    // A closed stderr loses the log, not the process: the subscriber's own report of a failed
+    // write would go to stderr with `eprintln!`, which panics there.
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_env_filter(filter);
     let result = match style.format {
         LogFormat::Json => builder

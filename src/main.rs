@@ -531,6 +531,9 @@ fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::
             .map(|m| (m.len(), m.modified().ok()))
     };
     let mut published = None;
+    if stamp().is_none() {
+        tracing::info!(source = %source.display(), every_s = secs, "waiting for the source to appear");
+    }
     loop {
         let now = stamp();
         if now.is_some() && now != published {

@@ -223,3 +223,54 @@ async fn a_damaged_snapshot_is_refused_and_a_good_one_swaps_keeping_the_previous
     assert!(first.row(customer).is_some());
     srv.stop().await;
 }
+
+/// `features publish --every`, started before the data team's first export (a DaemonSet on a
+/// new node): it says it waits, then publishes the file once it appears, even though its
+/// stderr was closed after the first line (the log is lost, not the process).
+#[test]
+fn a_publisher_started_before_its_source_says_it_waits_then_publishes() {
+    use std::io::{BufRead, BufReader};
+    let tmp = TempModels::new("publish-wait");
+    let src = tmp.dir.join("later.nbf");
+    let store_dir = tmp.dir.join("store");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "publish"])
+        .arg(&src)
+        .arg("--store")
+        .arg(&store_dir)
+        .args(["--every", "1"])
+        .env("NEXTBEST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nextbest runs");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(err).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("the publisher said nothing in 30 s while it waited for its source");
+    };
+    assert!(
+        line.contains("waiting for the source to appear") && line.contains("later.nbf"),
+        "{line}"
+    );
+    let csv = FeatureStore::load(&tmp.dir.join("features.csv")).unwrap();
+    let staged = tmp.dir.join(".later.nbf.tmp");
+    features::write_nbf(&csv, &staged).unwrap();
+    std::fs::rename(&staged, &src).unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut published = String::new();
+    out.read_line(&mut published).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let entry = PathBuf::from(published.trim());
+    assert!(
+        entry.starts_with(&store_dir) && entry.is_file(),
+        "{published}"
+    );
+}
