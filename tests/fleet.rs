@@ -494,6 +494,31 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
     .await;
 }
 
+/// A wrong password is said as what it is, a setting to fix, not as Redis unreachable; once
+/// Redis takes it, the replica joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_redis_password_is_said_as_a_refusal_of_the_credentials() {
+    let redis = Redis::start();
+    let mut con = ::redis::Client::open(redis.url().as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    config_set(&mut con, "requirepass", "right");
+    let wrong = redis.url().replacen("redis://", "redis://:wrong@", 1);
+    let dir = TempDir::new("fleet-auth");
+    let a = replica(&dir.0.join("a"), &wrong);
+    let log = a.wait_stderr("redis refused the credentials");
+    assert!(log.contains("--redis (user or password)"), "{log}");
+    assert!(!log.contains("redis unreachable"), "{log}");
+    assert_eq!(get(a.public, "/readyz").await.status, 503);
+    // The password the replica has becomes the right one: it joins.
+    config_set(&mut con, "requirepass", "wrong");
+    within("A joined", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_and_backlog_during_a_20_s_outage_match_the_log() {
     const BACKLOG: &str = "nextbest_replication_backlog_bytes ";

@@ -265,13 +265,15 @@ impl Fleet {
     }
 
     fn failed(&self, what: &str, e: &redis::RedisError) {
-        // Redis answered, refusing the command (out of memory, a read-only replica): it is
-        // reachable, so this is no outage to flap in and out of; said at most once a minute.
-        let answered = matches!(
-            e.kind(),
-            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension
-        );
-        if answered {
+        // Redis answered, refusing the command (out of memory, a read-only replica) or the
+        // credentials: it is reachable, so this is no outage to flap in and out of, and a wrong
+        // password is a setting to fix, not a network to wait for; said at most once a minute.
+        let refused = match e.kind() {
+            redis::ErrorKind::AuthenticationFailed => Some("credentials"),
+            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Some("command"),
+            _ => None,
+        };
+        if let Some(refused) = refused {
             let now = now_ms();
             let last = self.refusal_logged_ms.load(Relaxed);
             if now - last >= 60_000
@@ -280,7 +282,11 @@ impl Fleet {
                     .compare_exchange(last, now, Relaxed, Relaxed)
                     .is_ok()
             {
-                tracing::warn!(error = %e, during = what, "redis refused a command; serving and taking events locally, retrying with backoff");
+                if refused == "credentials" {
+                    tracing::error!(error = %e, during = what, "redis refused the credentials in --redis (user or password); serving and taking events locally, retrying with backoff");
+                } else {
+                    tracing::warn!(error = %e, during = what, "redis refused a command; serving and taking events locally, retrying with backoff");
+                }
             }
             return;
         }
