@@ -343,6 +343,23 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     .assert_error(422, "invalid_features");
     assert!(d.contains(":2:2"), "{d}");
     assert_eq!(registry.load().features.as_ref().unwrap().len(), 101);
+    // The load history names the file each refused snapshot came from.
+    let status = get(srv.admin, "/admin/status.json").await.json();
+    let refused: Vec<&str> = status["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["part"] == "features" && l["accepted"] == false)
+        .map(|l| l["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            format!("features {}", broken.display()),
+            format!("features {}", bad.display())
+        ],
+        "{status}"
+    );
 
     // In the background: 202 now, swapped when ready.
     let r = post_json(

@@ -81,16 +81,25 @@ pub enum Change {
 
 impl Change {
     /// Who makes the change, for history and logs; a change read from the models folder names
-    /// the file (`folder models/model.json`).
-    fn source(&self, models_path: Option<&Path>) -> String {
-        let file =
-            || models_path.map_or_else(String::new, |p| model::model_file(p).display().to_string());
+    /// the file (`folder models/model.json`), a feature load the snapshot it reads.
+    fn source(&self, config: &RegistryConfig) -> String {
+        let file = || {
+            config
+                .models_path
+                .as_deref()
+                .map_or_else(String::new, |p| model::model_file(p).display().to_string())
+        };
         match self {
             Change::FromDisk => format!("disk {}", file()),
             Change::Folder { .. } => format!("folder {}", file()),
             Change::RebuildActive => format!("folder {} (scorer files)", file()),
             Change::Document { source, .. } => source.clone(),
-            Change::Features { .. } => "features".into(),
+            Change::Features { path } => {
+                match path.as_deref().or(config.features_path.as_deref()) {
+                    Some(p) => format!("features {}", p.display()),
+                    None => "features".into(),
+                }
+            }
             Change::Rollback => "rollback".into(),
             Change::Install { .. } => "install".into(),
         }
@@ -257,7 +266,7 @@ impl Registry {
 
     fn commit_locked(&self, w: &mut Writer, change: Change) -> Result<Committed, RegistryError> {
         let started = Instant::now();
-        let source = change.source(self.config.models_path.as_deref());
+        let source = change.source(&self.config);
         let plan = match self.plan(w, change) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(Committed::Unchanged),
