@@ -284,6 +284,7 @@ fn decide_text_rules(c: &mut Criterion) {
 fn trees_categorical(c: &mut Criterion) {
     use nextbest::model::bind::Column;
     use nextbest::model::xgboost::{parse_xgboost_model, Spec};
+    use nextbest::model::ColumnInfo;
     let (text, codes) = common::categorical_inputs();
     let dir = common::categorical_dir();
     let load = |file: &str, store: &FeatureStore| {
@@ -292,7 +293,9 @@ fn trees_categorical(c: &mut Criterion) {
             let c = store.column(name)?;
             Some(Column {
                 index: c as u32,
-                strings: store.dictionary(c),
+                info: store
+                    .dictionary(c)
+                    .map_or(ColumnInfo::Number, ColumnInfo::Strings),
             })
         };
         parse_xgboost_model(&bytes, &Spec::default(), &resolve)

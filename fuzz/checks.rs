@@ -986,7 +986,10 @@ pub fn tree_column(name: &str) -> Option<nextbest::model::bind::Column<'static>>
     let store = tree_store();
     Some(Column {
         index: (TREE_FEATURES.len() + i) as u32,
-        strings: store.column(name).and_then(|c| store.dictionary(c)),
+        info: store.column(name).and_then(|c| store.dictionary(c)).map_or(
+            nextbest::model::ColumnInfo::Number,
+            nextbest::model::ColumnInfo::Strings,
+        ),
     })
 }
 

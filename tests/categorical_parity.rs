@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use nextbest::engine::trees::TreeEnsemble;
 use nextbest::features::FeatureStore;
 use nextbest::model::bind::Column;
-use nextbest::model::{lightgbm, xgboost};
+use nextbest::model::{lightgbm, xgboost, ColumnInfo};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical")
@@ -34,7 +34,9 @@ fn column_of<'s>(store: &'s FeatureStore) -> impl Fn(&str) -> Option<Column<'s>>
         let c = store.column(name)?;
         Some(Column {
             index: c as u32,
-            strings: store.dictionary(c),
+            info: store
+                .dictionary(c)
+                .map_or(ColumnInfo::Number, ColumnInfo::Strings),
         })
     }
 }
@@ -284,4 +286,82 @@ fn the_categorical_bench_ensemble_reads_few_inputs() {
     assert!(e.is_perfect_layout());
     assert!(e.n_inputs() <= 32, "{} inputs", e.n_inputs());
     eprintln!("bench_cat_100x6: {} inputs", e.n_inputs());
+}
+
+/// What the model file says of its categories binds: a snapshot whose text columns are not
+/// those the LightGBM model was trained on is refused (LightGBM refuses such data too, and
+/// reading the lists against the wrong columns scores customers as others), and so is a
+/// scorer's `categories` that differs from the names an XGBoost file stores, or repeats one.
+#[test]
+fn categories_that_disagree_with_the_model_file_are_refused() {
+    let csv = std::fs::read_to_string(dir().join("inputs.csv")).unwrap();
+    let plans = [
+        "basic",
+        "family",
+        "prepaid_s",
+        "prepaid_m",
+        "unlimited",
+        "unlimited_5g",
+        "data_only",
+        "senior",
+    ];
+    // `plan` coded as numbers: the region list would be read as plan's.
+    let coded: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<String> = l.split(',').map(str::to_owned).collect();
+            if i > 0 {
+                f[4] = plans
+                    .iter()
+                    .position(|p| *p == f[4])
+                    .map_or(String::new(), |k| k.to_string());
+            }
+            f.join(",") + "\n"
+        })
+        .collect();
+    let store = FeatureStore::from_csv_bytes(coded.as_bytes(), "coded.csv").unwrap();
+    let text = std::fs::read_to_string(dir().join("lgb_binary.txt")).unwrap();
+    let Err(e) = lightgbm::parse_lightgbm_model(&text, None, &column_of(&store)) else {
+        panic!("a snapshot with `plan` as numbers is refused");
+    };
+    assert!(
+        e.to_string().contains(
+            "trained on 3 text (pandas category) columns, but 2 of its features hold text in \
+             the snapshot (segment, region)"
+        ),
+        "{e}"
+    );
+
+    let store = inputs();
+    let xgb = |categories: serde_json::Value| {
+        let folder = model_folder(
+            "given",
+            &[
+                serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json",
+                "categories": categories}),
+            ],
+        );
+        let f = faults(&folder, &store);
+        std::fs::remove_dir_all(&folder).ok();
+        f.join("\n")
+    };
+    let stored = xgboost::parse_xgboost_model(
+        &std::fs::read(dir().join("xgb_binary.json")).unwrap(),
+        &xgboost::Spec::default(),
+        &column_of(&store),
+    );
+    assert!(stored.is_ok());
+    let f = xgb(serde_json::json!({"segment": ["platinum", "gold", "silver", "bronze"]}));
+    assert!(
+        f.contains("categories.segment: the model file names this feature's categories"),
+        "{f}"
+    );
+    let f = xgb(serde_json::json!({"segment": ["bronze", "gold", "gold", "platinum"]}));
+    assert!(f.contains("\"gold\" is listed twice"), "{f}");
+    let f = xgb(serde_json::json!({"segmnt": ["bronze", "silver", "gold", "platinum"]}));
+    assert!(
+        f.contains("categories.segmnt: the model has no feature of that name"),
+        "{f}"
+    );
 }

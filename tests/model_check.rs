@@ -185,3 +185,36 @@ fn the_challenger_is_checked_as_an_upload_checks_it() {
     assert!(ok, "{text}");
     assert!(text.contains("ok: challenger m version 1"), "{text}");
 }
+
+/// Without `--features` the snapshot is unknown: a categorical XGBoost model is judged as a
+/// file, not refused as if every column held numbers.
+#[test]
+fn a_categorical_tree_model_checks_without_a_snapshot() {
+    let dir = std::env::temp_dir().join(format!("nb-check-nosnap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical");
+    for f in ["xgb_binary.json", "lgb_binary.txt"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+    }
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    let offer = m["offers"][0].clone();
+    let mut second = offer.clone();
+    m["offers"][0]["scorer"] = serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"});
+    second["id"] = "o2".into();
+    second["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "lgb_binary.txt"});
+    m["offers"] = serde_json::json!([m["offers"][0], second]);
+    std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["model", "check"])
+        .arg(&dir)
+        .env("NEXTBEST_LOG", "error")
+        .output()
+        .expect("nextbest runs");
+    std::fs::remove_dir_all(&dir).ok();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(not checked against a snapshot)"), "{text}");
+}

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::ColumnInfo;
 use crate::engine::trees::{Codes, Feature, TreeLoadError};
 use crate::features::Dictionary;
 
@@ -15,16 +16,24 @@ use crate::features::Dictionary;
 pub struct Column<'d> {
     /// Snapshot column.
     pub index: u32,
-    /// Its dictionary when it holds strings.
-    pub strings: Option<&'d Dictionary>,
+    /// What it holds (unknown when a model is checked without a snapshot).
+    pub info: ColumnInfo<'d>,
 }
 
-impl Column<'_> {
+impl<'d> Column<'d> {
     /// A numeric column.
     pub fn number(index: u32) -> Self {
         Self {
             index,
-            strings: None,
+            info: ColumnInfo::Number,
+        }
+    }
+
+    /// Its dictionary when it holds strings.
+    pub fn strings(&self) -> Option<&'d Dictionary> {
+        match self.info {
+            ColumnInfo::Strings(d) => Some(d),
+            ColumnInfo::Number | ColumnInfo::Unknown => None,
         }
     }
 }
@@ -55,6 +64,19 @@ pub fn bind(
     given: Option<&Given>,
     resolve: Resolve<'_, '_>,
 ) -> Result<Vec<Feature>, TreeLoadError> {
+    if let Some(stray) = given
+        .into_iter()
+        .flat_map(|g| g.keys())
+        .find(|k| !names.contains(k))
+    {
+        return Err(TreeLoadError::format(
+            format!("categories.{stray}"),
+            format!(
+                "the model has no feature of that name ({})",
+                names.join(", ")
+            ),
+        ));
+    }
     let mut unknown = Vec::new();
     let mut out = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
@@ -64,15 +86,54 @@ pub fn bind(
         };
         let mut cats = categories.get(i).cloned().unwrap_or(Categories::Numeric);
         if let Some(list) = given.and_then(|g| g.get(name)) {
-            if cats == Categories::Numeric {
+            let at = || format!("categories.{name}");
+            if let Some(twice) = list
+                .iter()
+                .enumerate()
+                .find_map(|(k, v)| list[..k].contains(v).then_some(v))
+            {
                 return Err(TreeLoadError::format(
-                    format!("categories.{name}"),
-                    "the model treats this feature as numeric",
+                    at(),
+                    format!("{twice:?} is listed twice: each code needs its own name"),
                 ));
+            }
+            match &cats {
+                Categories::Numeric => {
+                    return Err(TreeLoadError::format(
+                        at(),
+                        "the model treats this feature as numeric",
+                    ))
+                }
+                // The file names them: a list that differs would score customers as others.
+                Categories::Strings(stored) if stored != list => {
+                    return Err(TreeLoadError::format(
+                        at(),
+                        format!(
+                            "the model file names this feature's categories ({}): leave this \
+                             list out, or give the same names in the same order",
+                            stored.join(", ")
+                        ),
+                    ))
+                }
+                Categories::Numbers(_) => {
+                    return Err(TreeLoadError::format(
+                        at(),
+                        "the model file lists this feature's categories as numbers",
+                    ))
+                }
+                _ => {}
             }
             cats = Categories::Strings(list.clone());
         }
-        let codes = match (cats, col.strings) {
+        if let ColumnInfo::Unknown = col.info {
+            // Checked without a snapshot: the file is judged, its binding is not.
+            out.push(Feature {
+                column: col.index,
+                codes: Codes::Value,
+            });
+            continue;
+        }
+        let codes = match (cats, col.strings()) {
             (Categories::Numeric, None) | (Categories::Codes, None) => Codes::Value,
             (Categories::Numbers(v), None) => Codes::Listed(v.into_boxed_slice()),
             (Categories::Strings(list), Some(dict)) => Codes::Table(table(&list, dict)),
@@ -154,7 +215,7 @@ mod tests {
         let resolve = |n: &str| match n {
             "segment" => Some(Column {
                 index: 4,
-                strings: Some(&d),
+                info: ColumnInfo::Strings(&d),
             }),
             "n" => Some(Column::number(1)),
             _ => None,

@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 
 use super::bind::{bind, Categories, Column, Given, Resolve};
+use super::ColumnInfo;
 use crate::engine::trees::{
     Classes, Flavor, Link, MissingType, RawNode, RawTree, TreeEnsemble, TreeLoadError,
     MAX_NODES_PER_TREE, MAX_TREES,
@@ -199,7 +200,7 @@ pub fn parse_lightgbm_model(
         .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     let pandas = pandas_categorical(lines)?;
-    let categories = feature_categories(&names, &infos, &pandas, resolve);
+    let categories = feature_categories(&names, &infos, &pandas, resolve)?;
     let features = bind(&names, &categories, given, resolve)?;
     let flavor = Flavor::LightGbm {
         sigmoid: objective.sigmoid,
@@ -233,40 +234,95 @@ fn pandas_categorical<'a>(
 }
 
 /// Each feature's categories (see the module doc): numeric unless `feature_infos` lists
-/// values; the `pandas_categorical` lists go, in order, to categorical features on string
-/// columns (lists of numbers to those on numeric columns).
+/// values. The `pandas_categorical` lists belong, in order, to the columns that were pandas
+/// `category` columns at training: lists of strings to the features whose snapshot column
+/// holds text, lists of numbers to categorical features on numeric columns. As LightGBM
+/// refuses data whose category columns are not those it was trained on, a count of text
+/// columns that differs from the lists of strings is refused, naming both.
 fn feature_categories(
     names: &[String],
     infos: &[&str],
     pandas: &[Vec<serde_json::Value>],
     resolve: Resolve<'_, '_>,
-) -> Vec<Categories> {
+) -> Result<Vec<Categories>, TreeLoadError> {
+    let info_of = |name: &str| resolve(name).map(|c| c.info);
+    let is_strings = |l: &Vec<serde_json::Value>| l.iter().all(serde_json::Value::is_string);
+    let checked = names
+        .iter()
+        .all(|n| !matches!(info_of(n), Some(ColumnInfo::Unknown)));
+    let string_lists = pandas.iter().filter(|l| is_strings(l)).count();
+    let text: Vec<&str> = names
+        .iter()
+        .filter(|n| matches!(info_of(n), Some(ColumnInfo::Strings(_))))
+        .map(String::as_str)
+        .collect();
+    if checked && string_lists > 0 && string_lists != text.len() {
+        return Err(TreeLoadError::format(
+            "pandas_categorical",
+            format!(
+                "the model was trained on {string_lists} text (pandas category) columns, but \
+                 {} of its features hold text in the snapshot ({}): a column that was text at \
+                 training holds numbers here, or the reverse (LightGBM refuses such data too)",
+                text.len(),
+                if text.is_empty() {
+                    "none".to_owned()
+                } else {
+                    text.join(", ")
+                }
+            ),
+        ));
+    }
     let mut lists = pandas.iter().peekable();
-    names
+    let out = names
         .iter()
         .enumerate()
         .map(|(i, name)| {
             let info = infos.get(i).copied().unwrap_or("");
-            if info.starts_with('[') || info.is_empty() || info == "none" {
-                return Categories::Numeric;
-            }
-            let strings = resolve(name).is_some_and(|c| c.strings.is_some());
-            let next = lists.peek().map(|l| l.iter().all(|v| v.is_string()));
-            match next {
-                Some(true) if strings => {
-                    let list = lists.next().into_iter().flatten();
-                    Categories::Strings(
-                        list.filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-                    )
-                }
-                Some(false) if !strings => {
-                    let list = lists.next().into_iter().flatten();
-                    Categories::Numbers(list.filter_map(serde_json::Value::as_f64).collect())
-                }
-                _ => Categories::Codes,
+            let categorical = !(info.starts_with('[') || info.is_empty() || info == "none");
+            let next_strings = lists.peek().map(|l| is_strings(l));
+            let strings = |l: Option<&Vec<serde_json::Value>>| {
+                Categories::Strings(
+                    l.into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
+                )
+            };
+            let numbers = |l: Option<&Vec<serde_json::Value>>| {
+                Categories::Numbers(
+                    l.into_iter()
+                        .flatten()
+                        .filter_map(serde_json::Value::as_f64)
+                        .collect(),
+                )
+            };
+            match info_of(name) {
+                // A text column was a category column at training: it takes the next list
+                // (a numeric feature on it is refused when bound).
+                Some(ColumnInfo::Strings(_)) => match (next_strings, categorical) {
+                    (Some(true), true) => strings(lists.next()),
+                    (Some(true), false) => {
+                        lists.next();
+                        Categories::Numeric
+                    }
+                    (_, true) => Categories::Codes,
+                    (_, false) => Categories::Numeric,
+                },
+                _ if !categorical => Categories::Numeric,
+                // Without a snapshot, lists go to categorical features in order.
+                Some(ColumnInfo::Unknown) => match next_strings {
+                    Some(true) => strings(lists.next()),
+                    Some(false) => numbers(lists.next()),
+                    None => Categories::Codes,
+                },
+                _ => match next_strings {
+                    Some(false) => numbers(lists.next()),
+                    _ => Categories::Codes,
+                },
             }
         })
-        .collect()
+        .collect();
+    Ok(out)
 }
 
 /// What the `objective` line says.

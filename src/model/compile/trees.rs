@@ -17,9 +17,7 @@ use crate::engine::trees::TreeEnsemble;
 use crate::engine::{ClassScorer, Scorer};
 use crate::model::bind::{Column, Given};
 use crate::model::walk::{index, join, Value};
-use crate::model::{
-    lightgbm, xgboost, ColumnInfo, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES,
-};
+use crate::model::{lightgbm, xgboost, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES};
 
 /// What identifies one parse: kind, path, and what the spec adds to the file.
 type Key = (String, String, Vec<String>, Vec<(String, Vec<String>)>);
@@ -200,10 +198,7 @@ fn parse(
         let index = schema.column(name)?;
         Some(Column {
             index,
-            strings: match schema.info(index) {
-                ColumnInfo::Strings(d) => Some(d),
-                ColumnInfo::Number | ColumnInfo::Unknown => None,
-            },
+            info: schema.info(index),
         })
     };
     let parsed = if kind == "xgboost" {
