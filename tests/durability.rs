@@ -152,8 +152,10 @@ async fn an_admin_upload_survives_sighup_and_a_restart() {
     };
     assert_eq!(version(server.public).await, "7");
     server.signal("HUP");
-    // SIGHUP reloads from the folder, which now holds the upload: a third accepted load.
-    let accepted = "nextbest_model_loads_total{result=\"accepted\"} 3";
+    // SIGHUP reloads from the folder, which now holds the upload: the snapshot loads again,
+    // and the model is the one serving, so no new model version (two model loads: the start
+    // and the upload).
+    let accepted = "nextbest_feature_loads_total{result=\"accepted\"} 2";
     let mut metrics = String::new();
     for _ in 0..2_000 {
         metrics = String::from_utf8(get(server.admin, "/metrics").await.body).unwrap();
@@ -163,6 +165,12 @@ async fn an_admin_upload_survives_sighup_and_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(metrics.lines().any(|l| l == accepted), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "nextbest_model_loads_total{result=\"accepted\"} 2"),
+        "{metrics}"
+    );
     assert_eq!(version(server.public).await, "7");
     server.kill9();
     let server = Binary::with_models(&models.dir, &data.0).spawn();

@@ -193,6 +193,17 @@ async fn rollback_restores_the_previous_version_and_history_is_newest_first() {
     assert_eq!(versions, ["3", "2", "1"]);
     assert_eq!(h["active"]["version"], "3");
     assert_eq!(h["active"]["source"], "admin");
+    // SIGHUP's reload finds the same model on disk (the upload wrote it there): no new
+    // version, so the rollback below still goes back to version 2.
+    let again = tokio::task::spawn_blocking({
+        let r = registry.clone();
+        move || r.reload_from_disk()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(again.version, "3");
+    assert_eq!(registry.history().len(), 3, "{:?}", registry.history());
 
     let r = request(srv.admin, "POST", "/admin/models/rollback", &[], b"").await;
     assert_eq!(r.status, 200);

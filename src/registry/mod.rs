@@ -267,6 +267,7 @@ impl Registry {
     fn commit_locked(&self, w: &mut Writer, change: Change) -> Result<Committed, RegistryError> {
         let started = Instant::now();
         let source = change.source(&self.config);
+        let from_disk = matches!(change, Change::FromDisk);
         let plan = match self.plan(w, change) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(Committed::Unchanged),
@@ -333,6 +334,8 @@ impl Registry {
                 tracing::info!(model = %r.name, version = %r.version, source = %r.source, duration_ms, "model activated");
                 Ok(Committed::Model(r))
             }
+            // A reload from disk answers with the model serving, new or the same.
+            (Some(r), Some(_)) if from_disk => Ok(Committed::Model(r)),
             (_, Some(info)) => Ok(Committed::Features(info)),
             (Some(r), None) => Ok(Committed::Model(r)),
             (None, None) => Ok(Committed::Unchanged),
@@ -372,9 +375,18 @@ impl Registry {
                 let set = set::build_from_path(&models_path, &store, limits)?;
                 let feature_version = version(&features_path, &store);
                 w.features_path = Some(features_path);
+                // The same models again (a SIGHUP for the snapshot): no new version, so a
+                // rollback still goes back to the one before.
+                let unchanged = active.as_deref().is_some_and(|a| same_models(a, &set));
                 Plan {
                     new_features: Some(FeatureInfo::of(&store, started)),
                     feature_version,
+                    history: if unchanged {
+                        History::Recompiled
+                    } else {
+                        History::Push
+                    },
+                    new_model: !unchanged,
                     ..model_plan(set, store)
                 }
             }
@@ -428,11 +440,7 @@ impl Registry {
                 };
                 let set = set::build(Source::of(&active), &store, limits)?;
                 // Files touched but not changed: no new version.
-                fn checksums(s: &ModelSet) -> (&str, Option<&str>) {
-                    let challenger = s.challenger.as_ref().map(|c| c.model.checksum.as_str());
-                    (&s.champion.checksum, challenger)
-                }
-                if checksums(&set) == checksums(&active) {
+                if same_models(&set, &active) {
                     return Ok(None);
                 }
                 model_plan(set, store)
@@ -677,6 +685,16 @@ impl Registry {
 /// The feature version of a snapshot, carried over when a change loads no new features.
 fn current_version(snap: &Snapshot) -> Option<Arc<FeatureVersion>> {
     snap.feature_version.clone()
+}
+
+/// Whether two sets hold the same champion and challenger, by the checksums of their
+/// documents and scorer files.
+fn same_models(a: &ModelSet, b: &ModelSet) -> bool {
+    fn checksums(s: &ModelSet) -> (&str, Option<&str>) {
+        let challenger = s.challenger.as_ref().map(|c| c.model.checksum.as_str());
+        (&s.champion.checksum, challenger)
+    }
+    checksums(a) == checksums(b)
 }
 
 fn expect_model(c: Committed) -> ModelRecord {
