@@ -276,7 +276,7 @@ fn parse_value(field: &[u8]) -> Result<f64, String> {
     let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
     match text.parse::<f64>() {
         Ok(v) if (v as f32).is_finite() => Ok(v),
-        Ok(_) => Err(format!("`{text}` is not a finite number")),
+        Ok(v) => Err(super::not_finite(text, v)),
         Err(_) => Err(format!("`{}` is not a number", text.escape_debug())),
     }
 }

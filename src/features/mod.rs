@@ -390,6 +390,16 @@ impl FeatureStore {
     }
 }
 
+/// Why a value cannot be a feature: it is not finite, or beyond what the 32 bits a feature
+/// is held in can hold.
+fn not_finite(shown: &str, v: f64) -> String {
+    if v.is_finite() {
+        format!("`{shown}` is out of range: features are 32-bit, at most about 3.4e38 either way")
+    } else {
+        format!("`{shown}` is not a finite number")
+    }
+}
+
 #[cfg(feature = "offline")]
 fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
     parquet::read_parquet(path)

@@ -132,11 +132,12 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
                     continue;
                 }
                 let v = number_at(col.as_ref(), i);
-                if !v.is_finite() && !col.is_null(i) {
+                if !(v as f32).is_finite() && !col.is_null(i) {
                     return Err(fault(format!(
-                        "row {}, column `{}`: `{v}` is not a finite number",
+                        "row {}, column `{}`: {}",
                         done + i + 1,
-                        columns[c]
+                        columns[c],
+                        super::not_finite(&v.to_string(), v)
                     )));
                 }
                 // Kept exactly, as the CSV loader keeps a decimal f32 cannot hold.
