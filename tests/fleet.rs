@@ -494,6 +494,39 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
     .await;
 }
 
+/// A data folder copied from a running replica (a cloned volume) carries its `replica-id`:
+/// each of the two would skip the other's events as its own. The copy refuses to join,
+/// saying why on `/readyz`; the original keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let dir = TempDir::new("fleet-twin");
+    let a_dir = dir.0.join("a");
+    let a = replica(&a_dir, &url);
+    within("A joined", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+    let b_dir = dir.0.join("b");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&a_dir)
+        .arg(&b_dir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let b = replica(&b_dir, &url);
+    within("B refuses under A's id", || async {
+        let r = get(b.public, "/readyz").await;
+        r.status == 503
+            && String::from_utf8_lossy(&r.body)
+                .contains("another running replica has this replica's id")
+    })
+    .await;
+    assert_eq!(get(a.public, "/readyz").await.status, 200);
+}
+
 /// A wrong password is said as what it is, a setting to fix, not as Redis unreachable; once
 /// Redis takes it, the replica joins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

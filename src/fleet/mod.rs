@@ -134,6 +134,11 @@ pub enum FleetError {
 pub struct Fleet {
     /// This replica's id in the fleet (kept in the data folder across restarts).
     pub origin: String,
+    /// This process among the fleet's (random at each start): tells a copied data folder's
+    /// twin from this replica.
+    instance: String,
+    /// When this process joined (Unix ms).
+    started_ms: i64,
     config: FleetConfig,
     started: Instant,
     caught_up: AtomicBool,
@@ -428,6 +433,8 @@ pub fn start(
     let resumed = shipper::load_cursor(&dir, config.partitions);
     let fleet = Arc::new(Fleet {
         origin,
+        instance: format!("{:016x}", rand::random::<u64>()),
+        started_ms: now_ms(),
         config,
         started: Instant::now(),
         caught_up: AtomicBool::new(false),

@@ -83,6 +83,13 @@ pub struct Report {
     pub snapshot_checksum: Option<String>,
     /// When it was written (Unix ms).
     pub at_ms: i64,
+    /// The process that wrote it (random at each start): two live ones under one origin are
+    /// two replicas sharing a data folder's id.
+    #[serde(default)]
+    pub instance: String,
+    /// When that process started (Unix ms).
+    #[serde(default)]
+    pub started_ms: i64,
 }
 
 /// What the fleet serves, from the replicas heard from lately.
@@ -487,11 +494,16 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
             model_checksum: serving.checksum.clone(),
             snapshot_checksum: serving.snapshot.as_ref().map(|s| s.checksum.clone()),
             at_ms: now,
+            instance: fleet.instance.clone(),
+            started_ms: fleet.started_ms,
         };
         let Ok(json) = serde_json::to_string(&ours) else {
             continue;
         };
-        let all: redis::RedisResult<HashMap<String, String>> = redis::pipe()
+        let all: redis::RedisResult<(Option<String>, HashMap<String, String>)> = redis::pipe()
+            .cmd("HGET")
+            .arg(SERVING)
+            .arg(&fleet.origin)
             .cmd("HSET")
             .arg(SERVING)
             .arg(&fleet.origin)
@@ -499,11 +511,15 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
             .ignore()
             .cmd("HGETALL")
             .arg(SERVING)
-            .query_async::<(HashMap<String, String>,)>(c)
-            .await
-            .map(|(all,)| all);
+            .query_async(c)
+            .await;
         match all {
-            Ok(all) => {
+            Ok((before, all)) => {
+                if let Some(twin) = before.and_then(|b| serde_json::from_str::<Report>(&b).ok()) {
+                    if shares_our_id(&fleet, &twin) {
+                        return;
+                    }
+                }
                 let reports: Vec<Report> = all
                     .values()
                     .filter_map(|v| serde_json::from_str(v).ok())
@@ -527,6 +543,30 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
     }
 }
 
+/// Whether `found`, the report under this replica's origin before ours replaced it, was
+/// written since this process started by another process: a data folder copied with its
+/// `replica-id` (a cloned volume, `cp -r`). Each would skip the other's events as its own.
+/// The later of the two refuses to join, naming why; the earlier says so and goes on.
+fn shares_our_id(fleet: &Fleet, found: &Report) -> bool {
+    if found.instance.is_empty()
+        || found.instance == fleet.instance
+        || found.at_ms <= fleet.started_ms
+    {
+        return false;
+    }
+    if (found.started_ms, &found.instance) < (fleet.started_ms, &fleet.instance) {
+        fleet.refuse(format!(
+            "another running replica has this replica's id ({}): its data folder was copied \
+             from this one's or the reverse, and each would skip the other's events as its \
+             own. Give this replica a data folder of its own and restart it",
+            fleet.origin
+        ));
+        return true;
+    }
+    tracing::error!(origin = %fleet.origin, "another running replica, started after this one, has this replica's id (a copied data folder); it refuses to join the fleet");
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +578,8 @@ mod tests {
             model_checksum: Some(model.into()),
             snapshot_checksum: Some(snapshot.into()),
             at_ms,
+            instance: String::new(),
+            started_ms: 0,
         }
     }
 
