@@ -149,6 +149,9 @@ impl Counts {
             let levels = m
                 .context
                 .impression(offer_hash, e.customer_id, e.request, tag);
+            if m.context.stale(offer_hash) {
+                m.build_context();
+            }
             let ticket = m.adaptive.contains(&offer_hash).then(|| {
                 let predicted = levels
                     .as_deref()
@@ -232,21 +235,7 @@ impl Inner {
         self.dirty.store(false, Relaxed);
         let snapshot = {
             let mut m = self.master.lock().unwrap_or_else(|p| p.into_inner());
-            let Master { arms, context, .. } = &mut *m;
-            let context = context.publish(|offer, tag, outcome, window| {
-                let arm = arms.get(&offer);
-                let t = match tag {
-                    None => arm.map(|a| &a.all),
-                    Some(tag) => {
-                        arm.and_then(|a| a.by_tag.iter().find(|t| t.0 == tag).map(|t| &t.1))
-                    }
-                };
-                t.map_or((0, 0), |t| {
-                    let days =
-                        &t.successes[outcome as usize][..=usize::from(window).min(MAX_WINDOW_DAYS)];
-                    (t.trials, days.iter().sum())
-                })
-            });
+            let context = m.build_context();
             Posteriors {
                 context,
                 arms: m
@@ -268,6 +257,24 @@ impl Inner {
 }
 
 impl Master {
+    /// Rebuilds the contextual posteriors of the offers counted since the last build, from
+    /// the context-free counts of each.
+    fn build_context(&mut self) -> super::contextual::Published {
+        let Master { arms, context, .. } = self;
+        context.publish(|offer, tag, outcome, window| {
+            let arm = arms.get(&offer);
+            let t = match tag {
+                None => arm.map(|a| &a.all),
+                Some(tag) => arm.and_then(|a| a.by_tag.iter().find(|t| t.0 == tag).map(|t| &t.1)),
+            };
+            t.map_or((0, 0), |t| {
+                let days =
+                    &t.successes[outcome as usize][..=usize::from(window).min(MAX_WINDOW_DAYS)];
+                (t.trials, days.iter().sum())
+            })
+        })
+    }
+
     fn impression(
         &mut self,
         key: (u64, u64),
