@@ -100,6 +100,20 @@ fn a_policy_category_no_offer_has_is_warned_about_with_its_path() {
         "{text}"
     );
     assert!(!text.contains("categories[0]: no offer has category \"sales\""));
+    // The other way round: an offer's category a letter off the one its policies name.
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    m["offers"][0]["category"] = "salse".into();
+    m["policies"] = serde_json::json!({
+        "complaint_hold": {"categories": ["sales"], "timeout_days": 30}});
+    let (ok, text) = check(&m, "offer-category");
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "warning: offers[0].category: \"salse\" is named by no contact policy, and is close \
+             to \"sales\", which policies.complaint_hold.categories names"
+        ),
+        "{text}"
+    );
 }
 
 /// An operand the operator does not read is ignored, and said: `is_missing` with a `value`

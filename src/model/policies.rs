@@ -160,7 +160,9 @@ pub(super) fn read_policies(f: &mut Faults, v: Option<&Value<'_>>) -> Option<Dec
 }
 
 /// Warns of each category a cross-offer policy names that no offer carries: such a policy
-/// holds no offer, which is a typo far more often than a plan (`Sales` for `sales`).
+/// holds no offer, which is a typo far more often than a plan (`Sales` for `sales`). And of
+/// each offer whose category no policy names but one is a letter or two from one a policy
+/// does (`salse`): the typo takes the offer out of the policy.
 pub(super) fn unused_categories(
     declared: &Declared,
     offer_categories: &[&str],
@@ -190,6 +192,29 @@ pub(super) fn unused_categories(
             warnings.push(Fault {
                 path: format!("{path}[{i}]"),
                 message: format!("no offer has category {c:?}, so the policy holds none{hint}"),
+            });
+        }
+    }
+    let named = |c: &str| lists.iter().any(|(_, l)| l.iter().any(|n| n == c));
+    for (i, c) in offer_categories.iter().enumerate() {
+        if named(c) {
+            continue;
+        }
+        let near = lists.iter().find_map(|(path, list)| {
+            list.iter()
+                .find(|n| {
+                    n.eq_ignore_ascii_case(c)
+                        || (c.chars().count() >= 4 && strsim::damerau_levenshtein(c, n) <= 2)
+                })
+                .map(|n| (n, path))
+        });
+        if let Some((n, path)) = near {
+            warnings.push(Fault {
+                path: format!("offers[{i}].category"),
+                message: format!(
+                    "{c:?} is named by no contact policy, and is close to {n:?}, which {path} \
+                     names: as written, the offer is outside that policy"
+                ),
             });
         }
     }
