@@ -464,3 +464,44 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
         "{p}"
     );
 }
+
+/// Explain says when the placement's exploration chose the answer: otherwise an offer ranked
+/// above a better-scored one has no reason given. Only explored answers carry the flag.
+#[tokio::test]
+async fn explain_says_when_an_answer_was_explored() {
+    let dir = TempDir::new("explain-explored");
+    let models = dir.0.join("models");
+    models_folder(
+        &models,
+        &model("explores", [(0.0, 0.0), (-1.0, 0.0), (-2.0, 0.0)], 0.5),
+    );
+    let server = Binary::with_models(&models, &dir.0.join("data")).spawn();
+    let (mut explored, mut best_first) = (0, 0);
+    for n in 0..40 {
+        let a = support::decide(
+            server.public,
+            json!({"customer_id": format!("C{n:05}"), "channel": "web", "placement": "home",
+                   "explain": true}),
+        )
+        .await;
+        match a.get("explored") {
+            Some(v) => {
+                assert_eq!(v, true, "{a}");
+                explored += 1;
+            }
+            None => {
+                // Not explored: the best-scored offer is first.
+                assert_eq!(a["offers"][0]["offer_id"], "a", "{a}");
+                best_first += 1;
+            }
+        }
+    }
+    assert!(explored > 0 && best_first > 0, "{explored} explored of 40");
+    // Without explain the answer stays as the contract has it.
+    let a = support::decide(
+        server.public,
+        json!({"customer_id": "C00001", "channel": "web", "placement": "home"}),
+    )
+    .await;
+    assert!(a.get("explored").is_none(), "{a}");
+}
