@@ -372,6 +372,35 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
         "{status}"
     );
 
+    // A snapshot where `gold` became `Gold`: it loads, and the answer and the load history
+    // say the rule for gold and platinum customers no longer finds gold ones.
+    let renamed = models.dir.join("renamed.csv");
+    std::fs::write(&renamed, csv.replace(",gold,", ",Gold,")).unwrap();
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": renamed, "wait": true}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let w = r.json()["warnings"].clone();
+    assert_eq!(w[0]["path"], "offers[17].eligibility.values[0]", "{w}");
+    assert!(
+        w[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"gold\" is not a value of `segment`"),
+        "{w}"
+    );
+    let status = get(srv.admin, "/admin/status.json").await.json();
+    assert!(
+        status["loads"][0]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("offers[17].eligibility.values[0]: \"gold\" is not a value"),
+        "{status}"
+    );
+
     // In the background: 202 now, swapped when ready.
     let r = post_json(
         srv.admin,

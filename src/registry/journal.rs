@@ -34,6 +34,9 @@ pub struct LoadEntry {
     pub features: Option<usize>,
     /// Why it was refused, each fault as `path: message`.
     pub faults: Vec<String>,
+    /// What loaded but is likely a mistake, each as `path: message`; left out when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The newest loads, newest first.
@@ -61,14 +64,8 @@ impl LoadJournal {
             model: None,
             customers: None,
             features: None,
-            faults: e
-                .faults()
-                .iter()
-                .map(|f| match f.path.as_str() {
-                    "" => f.message.clone(),
-                    p => format!("{p}: {}", f.message),
-                })
-                .collect(),
+            faults: e.faults().iter().map(shown).collect(),
+            warnings: Vec::new(),
         });
     }
 
@@ -95,6 +92,13 @@ impl LoadJournal {
             customers: features.map(|f| f.customers),
             features: features.map(|f| f.features),
             faults: Vec::new(),
+            warnings: model
+                .map(|r| &r.warnings)
+                .or(features.map(|f| &f.warnings))
+                .into_iter()
+                .flatten()
+                .map(shown)
+                .collect(),
         });
     }
 
@@ -102,6 +106,14 @@ impl LoadJournal {
     pub fn entries(&self) -> Vec<LoadEntry> {
         let q = self.0.lock().unwrap_or_else(|p| p.into_inner());
         q.iter().cloned().collect()
+    }
+}
+
+/// A fault or warning as one line: `path: message`.
+fn shown(f: &crate::model::Fault) -> String {
+    match f.path.as_str() {
+        "" => f.message.clone(),
+        p => format!("{p}: {}", f.message),
     }
 }
 

@@ -460,9 +460,13 @@ impl Registry {
                 };
                 let feature_version = version(&path, &store);
                 w.features_path = Some(path);
+                let mut info = FeatureInfo::of(&store, started);
+                if let Some(set) = &models {
+                    info.warnings = set.champion.warnings.clone();
+                }
                 Plan {
                     models,
-                    new_features: Some(FeatureInfo::of(&store, started)),
+                    new_features: Some(info),
                     feature_version,
                     store,
                     history: History::Recompiled,

@@ -84,6 +84,10 @@ pub struct FeatureInfo {
     pub bytes: usize,
     /// Load and swap time.
     pub load_ms: u64,
+    /// The serving model's warnings against this snapshot (a rule value it no longer holds),
+    /// each with its path; left out when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::model::Fault>,
 }
 
 impl FeatureInfo {
@@ -94,6 +98,7 @@ impl FeatureInfo {
             features: store.columns().len(),
             bytes: store.bytes_held(),
             load_ms: started.elapsed().as_millis() as u64,
+            warnings: Vec::new(),
         }
     }
 }
