@@ -102,7 +102,10 @@ fn a_policy_category_no_offer_has_is_warned_about_with_its_path() {
     assert!(!text.contains("categories[0]: no offer has category \"sales\""));
     // The other way round: an offer's category a letter off the one its policies name.
     let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    let mut other = m["offers"][0].clone();
+    other["id"] = "o2".into();
     m["offers"][0]["category"] = "salse".into();
+    m["offers"] = serde_json::json!([m["offers"][0], other]);
     m["policies"] = serde_json::json!({
         "complaint_hold": {"categories": ["sales"], "timeout_days": 30}});
     let (ok, text) = check(&m, "offer-category");

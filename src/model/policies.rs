@@ -161,8 +161,8 @@ pub(super) fn read_policies(f: &mut Faults, v: Option<&Value<'_>>) -> Option<Dec
 
 /// Warns of each category a cross-offer policy names that no offer carries: such a policy
 /// holds no offer, which is a typo far more often than a plan (`Sales` for `sales`). And of
-/// each offer whose category no policy names but one is a letter or two from one a policy
-/// does (`salse`): the typo takes the offer out of the policy.
+/// each offer whose category no policy names but is a letter or two from one a policy names
+/// and other offers carry (`salse`): the typo takes the offer out of the policy.
 pub(super) fn unused_categories(
     declared: &Declared,
     offer_categories: &[&str],
@@ -200,8 +200,10 @@ pub(super) fn unused_categories(
         if named(c) {
             continue;
         }
+        // Among names other offers carry: a name none does is warned about above.
         let near = lists.iter().find_map(|(path, list)| {
             list.iter()
+                .filter(|n| offer_categories.contains(&n.as_str()))
                 .find(|n| {
                     n.eq_ignore_ascii_case(c)
                         || (c.chars().count() >= 4 && strsim::damerau_levenshtein(c, n) <= 2)
