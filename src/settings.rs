@@ -93,7 +93,7 @@ pub struct ServeArgs {
     /// reach it can swap models); without this flag such a start is refused.
     #[arg(long, env = "NEXTBEST_ADMIN_INSECURE", value_parser = BoolishValueParser::new())]
     pub admin_insecure: bool,
-    /// Runtime worker threads (0: one per core).
+    /// Runtime worker threads (0: one per core; at most 1024).
     #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
     pub workers: usize,
     /// Model versions kept compiled for instant rollback, the active one included (at least 2).
@@ -186,6 +186,8 @@ pub enum FsyncMode {
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// Largest `--log-segment-mb` and `--decision-log-file-mb`.
 pub const MAX_FILE_MB: u64 = 1024;
+/// Most runtime worker threads (`--workers`).
+pub const MAX_WORKERS: usize = 1024;
 /// Largest `--contact-memory-mb` (1 TiB).
 pub const MAX_MEMORY_MB: u64 = 1 << 20;
 /// Largest `--redis-partitions`: each is a stream that every replica's one reader asks for.
@@ -349,7 +351,8 @@ impl ServeArgs {
             builtin,
             decision_log,
             fleet,
-            workers: NonZeroUsize::new(self.workers),
+            // Each worker is a thread with its own stack: beyond this, a typo, not a plan.
+            workers: NonZeroUsize::new(within("--workers", self.workers, 0, MAX_WORKERS)?),
         })
     }
 

@@ -368,6 +368,25 @@ async fn admin_token_is_required_when_set() {
     )
     .await;
     assert_eq!(ok.status, 200);
+    // The scheme's name is case-insensitive (RFC 9110); the token is not.
+    let lower = request(
+        srv.admin,
+        "GET",
+        "/admin/models",
+        &[("authorization", "bearer s3cret")],
+        b"",
+    )
+    .await;
+    assert_eq!(lower.status, 200);
+    request(
+        srv.admin,
+        "GET",
+        "/admin/models",
+        &[("authorization", "Bearer S3CRET")],
+        b"",
+    )
+    .await
+    .assert_error(401, "unauthorized");
     let m = request(
         srv.admin,
         "GET",

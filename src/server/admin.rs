@@ -35,6 +35,13 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
     resp
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme's name is
+/// case-insensitive (RFC 9110), so `bearer` is taken too.
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"Bearer ").then_some(token)
+}
+
 fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
     let Some(token) = &state.config.admin_token else {
         return true;
@@ -42,7 +49,7 @@ fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .and_then(|v| bearer(v.as_bytes()));
     match presented {
         Some(p) => token.matches(p),
         // A browser cannot send a header when opening the status page: there (only), the

@@ -154,6 +154,10 @@ fn every_value_out_of_range_names_its_flag() {
         ),
         (&["--history", "1"], "--history 1: must be at least 2"),
         (
+            &["--workers", "100000"],
+            "--workers 100000: must be at most 1024",
+        ),
+        (
             &[
                 "--listen",
                 "127.0.0.1:7000",
@@ -195,7 +199,7 @@ fn values_at_their_bounds_are_taken_as_given() {
         "--history",
         "2",
         "--workers",
-        "3",
+        "1024",
         "--no-watch",
     ])
     .unwrap();
@@ -212,7 +216,7 @@ fn values_at_their_bounds_are_taken_as_given() {
     );
     assert_eq!(s.fleet.unwrap().partitions, 1024);
     assert_eq!(s.registry.history_len, 2);
-    assert_eq!(s.workers.map(NonZeroUsize::get), Some(3));
+    assert_eq!(s.workers.map(NonZeroUsize::get), Some(1024));
     assert!(!s.watch_models);
     // Port 0 twice is two ephemeral ports, not one address.
     check(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]).unwrap();
