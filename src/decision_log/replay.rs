@@ -251,8 +251,9 @@ fn compile_logged(
             error: model::ModelError::Invalid(vec![model::Fault {
                 path: "offers[].scorer.path".into(),
                 message: format!(
-                    "its scorer files in {} changed since the log was written (checksum {} then, \
-                     {} now): replay needs the files that made the decisions",
+                    "its scorer files ({}) in {} changed since the log was written (checksum {} \
+                     then, {} now): replay needs the files that made the decisions",
+                    m.files.join(", "),
                     base.as_deref()
                         .map_or_else(|| "its folder".into(), |b| b.display().to_string()),
                     c,

@@ -46,8 +46,26 @@ pub enum TreeLoadError {
         what: String,
     },
     /// Model features the snapshot does not have, all of them, by name.
-    #[error("model features not found in the feature snapshot: {}", .0.join(", "))]
+    #[error("model features not found in the feature snapshot: {}{}", .0.join(", "), unnamed_hint(.0))]
     UnknownFeatures(Vec<String>),
+}
+
+/// What to do about names a library made up (`Column_0`, `f0`): the model was trained on an
+/// array, so it knows no column names.
+fn unnamed_hint(names: &[String]) -> &'static str {
+    let made_up = |n: &String| {
+        let digits = n
+            .strip_prefix("Column_")
+            .or_else(|| n.strip_prefix('f'))
+            .unwrap_or("");
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !names.is_empty() && names.iter().all(made_up) {
+        " (names the library made up: the model was trained without column names; train it \
+         on a DataFrame with the snapshot's column names, or give an xgboost scorer `features`)"
+    } else {
+        ""
+    }
 }
 
 impl TreeLoadError {

@@ -60,10 +60,17 @@ pub fn parse_lightgbm_model(
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     match lines.next() {
         Some("tree") => {}
-        Some(first) if first.trim_start().starts_with('{') => return Err(TreeLoadError::format(
-            "line 1",
-            "not a LightGBM text model: it is JSON (an XGBoost model takes \"kind\": \"xgboost\")",
-        )),
+        Some(first) if first.trim_start().starts_with('{') => {
+            return Err(TreeLoadError::format(
+                "line 1",
+                if text.contains("\"tree_info\"") && !text.contains("\"learner\"") {
+                    "not a LightGBM text model: it is its dump_model() JSON; save the model as text, \
+                 Booster.save_model(\"m.txt\")"
+                } else {
+                    "not a LightGBM text model: it is JSON (an XGBoost model takes \"kind\": \"xgboost\")"
+                },
+            ))
+        }
         other => {
             return Err(TreeLoadError::format(
                 "line 1",

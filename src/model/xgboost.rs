@@ -83,6 +83,19 @@ pub fn parse_xgboost_model(
     let file: ModelFile = simd_json::serde::from_slice(&mut buf).map_err(|_| {
         // simd-json's errors name its internals; serde_json's say what and where.
         let why = match serde_json::from_slice::<ModelFile>(bytes) {
+            Err(_) if std::str::from_utf8(bytes).is_err() => {
+                "it is binary (UBJSON, a `.ubj` file): save the model as JSON, \
+                 Booster.save_model(\"m.json\")"
+                    .into()
+            }
+            Err(_)
+                if bytes.windows(11).any(|w| w == b"\"tree_info\"")
+                    && !bytes.windows(9).any(|w| w == b"\"learner\"") =>
+            {
+                "it is LightGBM's dump_model() JSON: save the LightGBM model as text, \
+                 Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
+                    .into()
+            }
             Err(e) => e.to_string(),
             Ok(_) => "not JSON this server can read".into(),
         };

@@ -13,6 +13,34 @@ fn an_xgboost_file_says_it_is_json() {
     );
 }
 
+/// The wrong export of a model says which export to make: LightGBM's `dump_model()` JSON to
+/// either reader, XGBoost's binary UBJSON, and names a library made up for unnamed columns.
+#[test]
+fn a_wrong_export_says_which_export_to_make() {
+    let dump = r#"{"name":"tree","version":"v4","tree_info":[]}"#;
+    let e = parse_lightgbm(dump, &|_| Some(0)).unwrap_err().to_string();
+    assert!(
+        e.contains("dump_model() JSON") && e.contains("save_model(\"m.txt\")"),
+        "{e}"
+    );
+    let e = crate::model::xgboost::parse_xgboost(dump.as_bytes(), None, &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dump_model() JSON"), "{e}");
+    let ubj = b"{L\x00\x00\x00\x00\x00\x00\x00\x07learner{\xff\xfe";
+    let e = crate::model::xgboost::parse_xgboost(ubj, None, &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("UBJSON"), "{e}");
+    let unnamed = TreeLoadError::UnknownFeatures(vec!["Column_0".into(), "Column_1".into()]);
+    assert!(
+        unnamed.to_string().contains("trained without column names"),
+        "{unnamed}"
+    );
+    let named = TreeLoadError::UnknownFeatures(vec!["arpu".into()]);
+    assert!(!named.to_string().contains("column names"), "{named}");
+}
+
 fn resolve(name: &str) -> Option<u32> {
     ["tenure_months", "arpu_30d", "complaints_90d"]
         .iter()
