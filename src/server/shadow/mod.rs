@@ -180,6 +180,8 @@ impl Shadow {
         }
         let summary = json!({"name": &*c.model.compiled.name, "version": &*c.model.compiled.version,
                              "checksum": c.model.checksum, "share": c.share});
+        tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version,
+                       checksum = %c.model.checksum, share = c.share, "shadow model set");
         self.slot.store(Some(Arc::new(c)));
         Ok(summary)
     }
@@ -193,7 +195,11 @@ impl Shadow {
                 Err(e) => return Err(ShadowError::Keep(format!("{}: {e}", path.display()))),
             }
         }
-        Ok(self.slot.swap(None).is_some())
+        let ended = self.slot.swap(None);
+        if let Some(c) = &ended {
+            tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version, "shadow model removed");
+        }
+        Ok(ended.is_some())
     }
 
     /// Whether this decision is shadowed: with a candidate, when the decision id's hash falls
@@ -295,7 +301,10 @@ fn run(s: &Sampled, state: &With) {
     let snap = state.registry.load();
     let serving = snap.features.as_ref();
     if !serving.is_some_and(|f| Arc::ptr_eq(f, &c.features)) {
-        c.figures.skipped_snapshot.fetch_add(1, Relaxed);
+        if c.figures.skipped_snapshot.fetch_add(1, Relaxed) == 0 {
+            tracing::warn!(model = %c.model.compiled.name, version = %c.model.compiled.version,
+                "the shadow model was compiled against the snapshot served before: it skips every decision until it is put again");
+        }
         return;
     }
     let model = &c.model.compiled;
