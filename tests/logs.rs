@@ -188,3 +188,43 @@ async fn text_off_a_terminal_is_plain_even_without_no_color() {
     assert_clean(&err);
     assert!(String::from_utf8_lossy(&err).contains(" INFO "));
 }
+
+/// A column of numbers that one value turns into text (`NA`) is read as text, which a model
+/// then refuses naming model paths: the load says where it happened, with the line.
+#[test]
+fn a_numeric_column_turned_text_by_one_value_is_said_with_its_line() {
+    let dir = TempDir::new("logs-mixed-column");
+    let csv = dir.0.join("mixed.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,arpu,plan\nC1,10,basic\nC2,NA,gold\nC3,12,basic\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "compile"])
+        .arg(&csv)
+        .arg(dir.0.join("mixed.nbf"))
+        .output()
+        .expect("nextbest runs");
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warned: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["level"] == "WARN")
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert_eq!(
+        (
+            &warned[0]["column"],
+            &warned[0]["line"],
+            &warned[0]["value"]
+        ),
+        (
+            &serde_json::json!("arpu"),
+            &serde_json::json!(3),
+            &serde_json::json!("NA")
+        ),
+        "{err}"
+    );
+}

@@ -211,6 +211,13 @@ fn read_rows(
                     Err(_) => {
                         // Not a number: a string column. Values read as numbers before need
                         // their text again, so another pass reads the column as strings.
+                        if numbers_seen[c] {
+                            // Numbers, then text: often one bad value (`NA`, `1,5`) turning a
+                            // numeric column into text, which a model then refuses.
+                            tracing::warn!(path = %path.display(), column = %columns[c], line = line(),
+                                value = %String::from_utf8_lossy(field).chars().take(64).collect::<String>(),
+                                "a column of numbers holds text from this line on, so it is read as text; mark it `:num` in the header to have such a value refused");
+                        }
                         again |= numbers_seen[c];
                         kinds[c] = Kind::Str;
                         dicts[c] = Some(DictBuilder::default());
