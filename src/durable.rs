@@ -33,18 +33,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result
     })
 }
 
-/// `.<name>.tmp` in the same folder: hidden from folder watchers' model globs, and on the same
-/// file system, so the rename is atomic.
+/// `.<name>.<pid>.tmp` in the same folder: hidden from folder watchers' model globs, on the
+/// same file system, so the rename is atomic, and this process's own, so replicas writing one
+/// shared folder never rename each other's half-written file away.
 fn temp_beside(path: &Path) -> PathBuf {
+    temp_of(path, std::process::id())
+}
+
+fn temp_of(path: &Path, pid: u32) -> PathBuf {
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy());
-    path.with_file_name(format!(".{name}.tmp"))
+    path.with_file_name(format!(".{name}.{pid}.tmp"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_writers_temporary_file_is_left_alone() {
+        let dir = std::env::temp_dir().join(format!("nb-durable-other-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.json");
+        // Another replica's write in progress into the same folder.
+        let theirs = temp_of(&path, std::process::id() + 1);
+        assert_ne!(theirs, temp_beside(&path));
+        std::fs::write(&theirs, b"half written").unwrap();
+        write_atomic(&path, b"ours", true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"ours");
+        assert_eq!(std::fs::read(&theirs).unwrap(), b"half written");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn replaces_whole_and_leaves_no_temporary() {

@@ -287,7 +287,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nb-funnel-fail-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         // A folder where the temporary file goes: every save fails, as on a full disk.
-        let blocker = dir.join(format!(".{FILE}.tmp"));
+        let blocker = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
         std::fs::create_dir_all(&blocker).unwrap();
         let contacts = std::sync::Arc::new(Contacts::in_memory(
             &crate::contact::ContactConfig::default(),
