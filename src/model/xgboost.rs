@@ -227,6 +227,7 @@ pub fn parse_xgboost_model(
         .enumerate()
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
+    short_lists(names, &categories, spec.categories, &raw)?;
     let features = bind(names, &categories, spec.categories, resolve)?;
     let classes = match classes {
         Some(base) => Classes::multi(
@@ -238,6 +239,46 @@ pub fn parse_xgboost_model(
     };
     let ensemble = TreeEnsemble::build_model(Flavor::XgBoost, classes, &raw, &features)?;
     Ok((ensemble, names.to_vec()))
+}
+
+/// Refuses a scorer's `categories` list for a codes-only feature that names fewer categories
+/// than the codes its splits test: the unnamed codes would match no customer, silently.
+fn short_lists(
+    names: &[String],
+    categories: &[Categories],
+    given: Option<&Given>,
+    raw: &[RawTree],
+) -> Result<(), TreeLoadError> {
+    let Some(given) = given else { return Ok(()) };
+    for (i, name) in names.iter().enumerate() {
+        let (Some(Categories::Codes), Some(list)) = (categories.get(i), given.get(name)) else {
+            continue;
+        };
+        let top = raw
+            .iter()
+            .flat_map(|t| &t.nodes)
+            .filter_map(|n| match n {
+                RawNode::Categorical {
+                    feature,
+                    categories,
+                    ..
+                } if *feature as usize == i => categories.iter().max().copied(),
+                _ => None,
+            })
+            .max();
+        if let Some(top) = top.filter(|&t| t as usize >= list.len()) {
+            return Err(TreeLoadError::format(
+                format!("categories.{name}"),
+                format!(
+                    "{} names for codes 0 to {}, but the trees test code {top}: name every \
+                     code the model was trained on, code 0 first",
+                    list.len(),
+                    list.len().saturating_sub(1)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Each feature's categories: numeric unless `feature_types` says `c`; then the names (or

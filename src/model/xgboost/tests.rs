@@ -132,6 +132,21 @@ fn categorical_splits_send_the_set_right() {
     ] {
         assert_eq!(e.margin(&row(x)), want, "{x}");
     }
+    // Names given for the codes must cover every code the splits test (here 3).
+    let given: Given = [("arpu_30d".to_string(), vec!["a".into(), "b".into()])].into();
+    let spec = Spec {
+        feature_names: None,
+        categories: Some(&given),
+    };
+    let err = parse_xgboost_model(with_set.as_bytes(), &spec, &|n| {
+        resolve(n).map(Column::number)
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "categories.arpu_30d: 2 names for codes 0 to 1, but the trees test code 3: name every \
+         code the model was trained on, code 0 first"
+    );
     // A categorical split without its categories is refused with its place.
     let err = parse_xgboost(m(cats).as_bytes(), None, &resolve).unwrap_err();
     assert_eq!(
