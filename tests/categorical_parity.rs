@@ -253,7 +253,22 @@ fn class_faults_name_their_paths() {
             "offers[1].scorer.class: class 1 of `xgb_softprob.json` is already offers[0]'s propensity",
         ),
     ];
-    for (i, (scorers, want)) in cases.into_iter().enumerate() {
+    // A class of the wrong type is one fault, said once; a fraction is not a class.
+    let typed = |class: serde_json::Value| {
+        vec![serde_json::json!({"kind": "xgboost", "path": "xgb_softprob.json", "class": class})]
+    };
+    let cases = cases.into_iter().chain([
+        (
+            typed(serde_json::json!("2")),
+            "offers[0].scorer.class: expected a number",
+        ),
+        (typed(serde_json::json!(-1)), "offers[0].scorer.class: "),
+        (
+            typed(serde_json::json!(1.5)),
+            "offers[0].scorer.class: expected a class index (0, 1, ...)",
+        ),
+    ]);
+    for (i, (scorers, want)) in cases.enumerate() {
         let folder = model_folder(&format!("fault{i}"), &scorers);
         let f = faults(&folder, &store);
         assert_eq!(f.len(), 1, "{f:?}");

@@ -70,15 +70,15 @@ pub(super) fn compile_trees(
     };
     let cpath = join(path, "class");
     let class = match obj.get("class") {
-        Some(c) => Some(
-            f.number_in(c, &cpath, 0.0, f64::from(u16::MAX))
-                .filter(|x| x.fract() == 0.0)
-                .map(|x| x as u16)
-                .or_else(|| {
-                    f.push(&cpath, "expected a class index (0, 1, ...)");
-                    None
-                })?,
-        ),
+        Some(c) => {
+            // A wrong type or range is said once, by `number_in`.
+            let x = f.number_in(c, &cpath, 0.0, f64::from(u16::MAX))?;
+            if x.fract() != 0.0 {
+                f.push(&cpath, "expected a class index (0, 1, ...)");
+                return None;
+            }
+            Some(x as u16)
+        }
         None => None,
     };
     let given = match obj.get("categories") {
