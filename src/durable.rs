@@ -33,18 +33,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result
     })
 }
 
-/// `.<name>.<pid>.tmp` in the same folder: hidden from folder watchers' model globs, on the
-/// same file system, so the rename is atomic, and this process's own, so replicas writing one
-/// shared folder never rename each other's half-written file away.
+/// `.<name>.<random>.tmp` in the same folder: hidden from folder watchers' model globs, on the
+/// same file system, so the rename is atomic, and this write's own, so replicas writing one
+/// shared folder (containers all running as pid 1) never rename each other's half-written file
+/// away.
 fn temp_beside(path: &Path) -> PathBuf {
-    temp_of(path, std::process::id())
-}
-
-fn temp_of(path: &Path, pid: u32) -> PathBuf {
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy());
-    path.with_file_name(format!(".{name}.{pid}.tmp"))
+    path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()))
 }
 
 #[cfg(test)]
@@ -52,18 +49,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn another_writers_temporary_file_is_left_alone() {
-        let dir = std::env::temp_dir().join(format!("nb-durable-other-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("model.json");
-        // Another replica's write in progress into the same folder.
-        let theirs = temp_of(&path, std::process::id() + 1);
-        assert_ne!(theirs, temp_beside(&path));
-        std::fs::write(&theirs, b"half written").unwrap();
-        write_atomic(&path, b"ours", true).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"ours");
-        assert_eq!(std::fs::read(&theirs).unwrap(), b"half written");
-        std::fs::remove_dir_all(&dir).ok();
+    fn each_write_has_a_temporary_file_of_its_own() {
+        // Two replicas in containers have the same pid: their writes into one shared folder
+        // must still not share a temporary file.
+        let path = Path::new("/models/model.json");
+        let (a, b) = (temp_beside(path), temp_beside(path));
+        assert_ne!(a, b);
+        for t in [a, b] {
+            let name = t.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with(".model.json.") && name.ends_with(".tmp"),
+                "{name}"
+            );
+            assert_eq!(t.parent(), path.parent());
+        }
     }
 
     #[test]

@@ -348,6 +348,25 @@ fn categories_that_disagree_with_the_model_file_are_refused() {
         "{e}"
     );
 
+    // A snapshot without `region` is refused for the missing column, not as a change of type.
+    let without: String = csv
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(5);
+            f.join(",") + "\n"
+        })
+        .collect();
+    let store = FeatureStore::from_csv_bytes(without.as_bytes(), "without.csv").unwrap();
+    let Err(e) = lightgbm::parse_lightgbm_model(&text, None, &column_of(&store)) else {
+        panic!("a snapshot without `region` is refused");
+    };
+    assert!(
+        e.to_string()
+            .contains("model features not found in the feature snapshot: region"),
+        "{e}"
+    );
+
     let store = inputs();
     let xgb = |categories: serde_json::Value| {
         let folder = model_folder(

@@ -543,14 +543,17 @@ pub fn table(s: &Summary) -> String {
     for (name, c) in &s.channels {
         let control = match c.control_group {
             0 => String::new(),
-            n => format!(", {n} control"),
+            n => format!("{n} control"),
         };
-        let cap = c.capacity.as_ref().map_or(String::new(), |c| {
-            format!(
-                " of {} ({} used before{control})",
+        let cap = match (&c.capacity, control.is_empty()) {
+            (Some(c), true) => format!(" of {} ({} used before)", c.available, c.used_before),
+            (Some(c), false) => format!(
+                " of {} ({} used before, {control})",
                 c.available, c.used_before
-            )
-        });
+            ),
+            (None, false) => format!(" ({control})"),
+            (None, true) => String::new(),
+        };
         line(
             &mut t,
             &format!("channel {name} ({})", c.placement),

@@ -149,9 +149,10 @@ impl Counts {
             let levels = m
                 .context
                 .impression(offer_hash, e.customer_id, e.request, tag);
-            if m.context.stale(offer_hash) {
-                m.build_context();
-            }
+            let Master { arms, context, .. } = &mut *m;
+            context.refresh_if_stale(offer_hash, |offer, tag, outcome, window| {
+                overall(arms, offer, tag, outcome, window)
+            });
             let ticket = m.adaptive.contains(&offer_hash).then(|| {
                 let predicted = levels
                     .as_deref()
@@ -235,7 +236,9 @@ impl Inner {
         self.dirty.store(false, Relaxed);
         let snapshot = {
             let mut m = self.master.lock().unwrap_or_else(|p| p.into_inner());
-            let context = m.build_context();
+            let Master { arms, context, .. } = &mut *m;
+            let context = context
+                .publish(|offer, tag, outcome, window| overall(arms, offer, tag, outcome, window));
             Posteriors {
                 context,
                 arms: m
@@ -256,25 +259,27 @@ impl Inner {
     }
 }
 
-impl Master {
-    /// Rebuilds the contextual posteriors of the offers counted since the last build, from
-    /// the context-free counts of each.
-    fn build_context(&mut self) -> super::contextual::Published {
-        let Master { arms, context, .. } = self;
-        context.publish(|offer, tag, outcome, window| {
-            let arm = arms.get(&offer);
-            let t = match tag {
-                None => arm.map(|a| &a.all),
-                Some(tag) => arm.and_then(|a| a.by_tag.iter().find(|t| t.0 == tag).map(|t| &t.1)),
-            };
-            t.map_or((0, 0), |t| {
-                let days =
-                    &t.successes[outcome as usize][..=usize::from(window).min(MAX_WINDOW_DAYS)];
-                (t.trials, days.iter().sum())
-            })
-        })
-    }
+/// An offer's context-free impressions and outcomes credited within `window` days: for all
+/// its decisions, or (with `tag`) those of one model version.
+fn overall(
+    arms: &HashMap<u64, Arm, foldhash::fast::FixedState>,
+    offer: u64,
+    tag: Option<u16>,
+    outcome: crate::engine::adaptive::Outcome,
+    window: u8,
+) -> (u64, u64) {
+    let arm = arms.get(&offer);
+    let t = match tag {
+        None => arm.map(|a| &a.all),
+        Some(tag) => arm.and_then(|a| a.by_tag.iter().find(|t| t.0 == tag).map(|t| &t.1)),
+    };
+    t.map_or((0, 0), |t| {
+        let days = &t.successes[outcome as usize][..=usize::from(window).min(MAX_WINDOW_DAYS)];
+        (t.trials, days.iter().sum())
+    })
+}
 
+impl Master {
     fn impression(
         &mut self,
         key: (u64, u64),

@@ -63,10 +63,18 @@ pub fn customer_check(customer_id: &str) -> u16 {
 #[inline]
 pub fn decision_id(now_ms: i64, key: u32, variant: Variant, origin: Origin) -> ulid::Ulid {
     // The thread's RNG, as `Ulid::new` uses, without the clock read `Ulid::new` adds.
-    with_random(now_ms, key, variant, origin, rand::random::<u32>())
+    decision_id_with_random(now_ms, key, variant, origin, rand::random::<u32>())
 }
 
-fn with_random(now_ms: i64, key: u32, variant: Variant, origin: Origin, random: u32) -> ulid::Ulid {
+/// A decision id whose 32 random bits are given: a seeded sequence's, or an outbound
+/// campaign's, derived from campaign and customer so the same run gives the same ids.
+pub fn decision_id_with_random(
+    now_ms: i64,
+    key: u32,
+    variant: Variant,
+    origin: Origin,
+    random: u32,
+) -> ulid::Ulid {
     let random = u128::from(random);
     let place = |i: Option<usize>, max: usize| i.filter(|&i| i < max).map_or(0, |i| i as u128 + 1);
     let bits = (u128::from(model_tag(key)) << TAG_SHIFT)
@@ -77,19 +85,6 @@ fn with_random(now_ms: i64, key: u32, variant: Variant, origin: Origin, random: 
         | (place(origin.slot, 0x1ff) << SLOT_SHIFT)
         | random;
     ulid::Ulid::from_parts(now_ms.max(0) as u64, bits)
-}
-
-/// A decision id whose 32 random bits are given: an outbound campaign derives them from
-/// campaign and customer, so the same run gives the same ids, and they carry where the list
-/// sends as `/v1/decide`'s carry where it answered.
-pub fn decision_id_with_random(
-    now_ms: i64,
-    key: u32,
-    variant: Variant,
-    origin: Origin,
-    random: u32,
-) -> ulid::Ulid {
-    with_random(now_ms, key, variant, origin, random)
 }
 
 /// Where the server's decision ids take their random bits: the thread's RNG (the default, and
@@ -128,7 +123,7 @@ impl DecisionIds {
             Some(s) => {
                 let n = s.next.fetch_add(1, Relaxed);
                 let bits = splitmix64(s.seed.wrapping_add(n)) as u32;
-                with_random(now_ms, key, variant, origin, bits)
+                decision_id_with_random(now_ms, key, variant, origin, bits)
             }
         }
     }

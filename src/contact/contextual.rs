@@ -62,7 +62,7 @@ pub const MAX_SERIES: usize = 4_096;
 const BIN_PRIOR_SUCCESSES: f64 = 2.0;
 
 /// What decisions read: each bound scorer's posterior by its key.
-pub(super) type Published = hashbrown::HashMap<u64, Arc<ContextPosterior>, FixedState>;
+type Published = hashbrown::HashMap<u64, Arc<ContextPosterior>, FixedState>;
 
 /// A customer's level of each context feature of an offer (by [`feature_id`]), kept with its
 /// impression: 8 bytes a feature.
@@ -308,13 +308,27 @@ impl Learner {
         out
     }
 
-    /// Whether an offer's posteriors were built from less than 95 % of its impressions (and
-    /// at least 50 are new): its predictions would lag what it learnt. Publishing follows the
-    /// clock, which a replay of the log at start outruns; this follows the evidence.
-    pub(super) fn stale(&self, offer: u64) -> bool {
-        self.offers
-            .get(&offer)
-            .is_some_and(|i| i.seen - i.built_from > (i.built_from / 20).max(50))
+    /// Rebuilds one offer's posteriors in place when they were built from less than 95 % of
+    /// its impressions (and at least 50 are new): its predictions would lag what it learnt.
+    /// Publishing follows the clock, which a replay of the log at start outruns; this follows
+    /// the evidence, for the one offer an impression is predicted for.
+    pub(super) fn refresh_if_stale(
+        &mut self,
+        offer: u64,
+        overall: impl Fn(u64, Option<u16>, Outcome, u8) -> (u64, u64),
+    ) {
+        let Some(i) = self.offers.get_mut(&offer) else {
+            return;
+        };
+        if i.seen - i.built_from <= (i.built_from / 20).max(50) {
+            return;
+        }
+        i.built_from = i.seen;
+        for spec in self.specs.iter().filter(|s| s.offer == offer) {
+            let (trials, successes) = overall(spec.offer, spec.tag, spec.outcome, spec.window_days);
+            let built = Arc::new(self.build(spec, trials, successes));
+            self.built.insert(spec.key, built);
+        }
     }
 
     fn build(&self, spec: &Spec, trials: u64, successes: u64) -> ContextPosterior {

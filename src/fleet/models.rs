@@ -471,6 +471,9 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
     let mut con = None;
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether our report is in Redis: from then on, another process's report under our origin
+    // was written after ours, by a process alive now (a stopped one writes nothing more).
+    let mut reported = false;
     loop {
         tick.tick().await;
         if fleet.refused().is_some() {
@@ -515,10 +518,12 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
             .await;
         match all {
             Ok((before, all)) => {
-                if let Some(twin) = before.and_then(|b| serde_json::from_str::<Report>(&b).ok()) {
-                    if shares_our_id(&fleet, &twin) {
-                        return;
-                    }
+                let twin = before
+                    .and_then(|b| serde_json::from_str::<Report>(&b).ok())
+                    .filter(|r| reported && !r.instance.is_empty() && r.instance != fleet.instance);
+                reported = true;
+                if twin.is_some_and(|t| shares_our_id(&fleet, &t)) {
+                    return;
                 }
                 let reports: Vec<Report> = all
                     .values()
@@ -543,18 +548,12 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
     }
 }
 
-/// Whether `found`, the report under this replica's origin before ours replaced it, was
-/// written since this process started by another process: a data folder copied with its
-/// `replica-id` (a cloned volume, `cp -r`). Each would skip the other's events as its own.
-/// The later of the two refuses to join, naming why; the earlier says so and goes on.
-fn shares_our_id(fleet: &Fleet, found: &Report) -> bool {
-    if found.instance.is_empty()
-        || found.instance == fleet.instance
-        || found.at_ms <= fleet.started_ms
-    {
-        return false;
-    }
-    if (found.started_ms, &found.instance) < (fleet.started_ms, &fleet.instance) {
+/// A live process reports under this replica's origin besides this one (its report replaced
+/// ours since our last): a data folder copied with its `replica-id` (a cloned volume, `cp -r`).
+/// Each would skip the other's events as its own. The later started of the two refuses to join,
+/// naming why, and returns true; the earlier says so and goes on.
+fn shares_our_id(fleet: &Fleet, twin: &Report) -> bool {
+    if (twin.started_ms, &twin.instance) < (fleet.started_ms, &fleet.instance) {
         fleet.refuse(format!(
             "another running replica has this replica's id ({}): its data folder was copied \
              from this one's or the reverse, and each would skip the other's events as its \

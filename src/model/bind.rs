@@ -87,11 +87,8 @@ pub fn bind(
         let mut cats = categories.get(i).cloned().unwrap_or(Categories::Numeric);
         if let Some(list) = given.and_then(|g| g.get(name)) {
             let at = || format!("categories.{name}");
-            if let Some(twice) = list
-                .iter()
-                .enumerate()
-                .find_map(|(k, v)| list[..k].contains(v).then_some(v))
-            {
+            let mut seen = std::collections::HashSet::with_capacity(list.len());
+            if let Some(twice) = list.iter().find(|v| !seen.insert(v.as_str())) {
                 return Err(TreeLoadError::format(
                     at(),
                     format!("{twice:?} is listed twice: each code needs its own name"),

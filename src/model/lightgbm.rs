@@ -63,7 +63,7 @@ pub fn parse_lightgbm_model(
         Some(first) if first.trim_start().starts_with('{') => {
             return Err(TreeLoadError::format(
                 "line 1",
-                if text.contains("\"tree_info\"") && !text.contains("\"learner\"") {
+                if is_dump(text.as_bytes()) {
                     "not a LightGBM text model: it is its dump_model() JSON; save the model as text, \
                  Booster.save_model(\"m.txt\")"
                 } else {
@@ -224,6 +224,13 @@ pub fn parse_lightgbm_model(
     Ok((ensemble, names))
 }
 
+/// Whether a file is LightGBM's `dump_model()` JSON (its trees under `tree_info`, and no
+/// XGBoost `learner`), which neither reader takes.
+pub(super) fn is_dump(bytes: &[u8]) -> bool {
+    let has = |key: &[u8]| bytes.windows(key.len()).any(|w| w == key);
+    has(b"\"tree_info\"") && !has(b"\"learner\"")
+}
+
 /// The `pandas_categorical:` line after the trees: per pandas `category` column at training,
 /// its categories in code order (`null` when there was none).
 fn pandas_categorical<'a>(
@@ -252,16 +259,19 @@ fn feature_categories(
     pandas: &[Vec<serde_json::Value>],
     resolve: Resolve<'_, '_>,
 ) -> Result<Vec<Categories>, TreeLoadError> {
-    let info_of = |name: &str| resolve(name).map(|c| c.info);
+    let infos_of: Vec<Option<ColumnInfo<'_>>> =
+        names.iter().map(|n| resolve(n).map(|c| c.info)).collect();
     let is_strings = |l: &Vec<serde_json::Value>| l.iter().all(serde_json::Value::is_string);
-    let checked = names
+    // Judged against a snapshot that has every feature: a missing one is `bind`'s to name.
+    let checked = infos_of
         .iter()
-        .all(|n| !matches!(info_of(n), Some(ColumnInfo::Unknown)));
+        .all(|i| matches!(i, Some(ColumnInfo::Number | ColumnInfo::Strings(_))));
     let string_lists = pandas.iter().filter(|l| is_strings(l)).count();
     let text: Vec<&str> = names
         .iter()
-        .filter(|n| matches!(info_of(n), Some(ColumnInfo::Strings(_))))
-        .map(String::as_str)
+        .zip(&infos_of)
+        .filter(|(_, i)| matches!(i, Some(ColumnInfo::Strings(_))))
+        .map(|(n, _)| n.as_str())
         .collect();
     if checked && string_lists > 0 && string_lists != text.len() {
         return Err(TreeLoadError::format(
@@ -280,10 +290,10 @@ fn feature_categories(
         ));
     }
     let mut lists = pandas.iter().peekable();
-    let out = names
+    let out = infos_of
         .iter()
         .enumerate()
-        .map(|(i, name)| {
+        .map(|(i, column)| {
             let info = infos.get(i).copied().unwrap_or("");
             let categorical = !(info.starts_with('[') || info.is_empty() || info == "none");
             let next_strings = lists.peek().map(|l| is_strings(l));
@@ -303,7 +313,7 @@ fn feature_categories(
                         .collect(),
                 )
             };
-            match info_of(name) {
+            match column {
                 // A text column was a category column at training: it takes the next list
                 // (a numeric feature on it is refused when bound).
                 Some(ColumnInfo::Strings(_)) => match (next_strings, categorical) {

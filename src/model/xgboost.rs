@@ -88,10 +88,7 @@ pub fn parse_xgboost_model(
                  Booster.save_model(\"m.json\")"
                     .into()
             }
-            Err(_)
-                if bytes.windows(11).any(|w| w == b"\"tree_info\"")
-                    && !bytes.windows(9).any(|w| w == b"\"learner\"") =>
-            {
+            Err(_) if super::lightgbm::is_dump(bytes) => {
                 "it is LightGBM's dump_model() JSON: save the LightGBM model as text, \
                  Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
                     .into()

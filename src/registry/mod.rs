@@ -268,7 +268,7 @@ impl Registry {
         let started = Instant::now();
         let source = change.source(&self.config);
         let from_disk = matches!(change, Change::FromDisk);
-        let plan = match self.plan(w, change) {
+        let mut plan = match self.plan(w, change) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(Committed::Unchanged),
             Err(e) => {
@@ -280,6 +280,10 @@ impl Registry {
                 return Err(e);
             }
         };
+        // A new snapshot says what the serving models make of it.
+        if let (Some(set), Some(info)) = (&plan.models, &mut plan.new_features) {
+            info.warnings = set.warnings();
+        }
         if let Some(set) = &plan.models {
             set::warm(set, &plan.store);
             for hook in &w.hooks {
@@ -460,13 +464,9 @@ impl Registry {
                 };
                 let feature_version = version(&path, &store);
                 w.features_path = Some(path);
-                let mut info = FeatureInfo::of(&store, started);
-                if let Some(set) = &models {
-                    info.warnings = set.champion.warnings.clone();
-                }
                 Plan {
                     models,
-                    new_features: Some(info),
+                    new_features: Some(FeatureInfo::of(&store, started)),
                     feature_version,
                     store,
                     history: History::Recompiled,

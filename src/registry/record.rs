@@ -66,7 +66,7 @@ impl ModelRecord {
                 share: c.share,
                 salt: c.salt.clone(),
             }),
-            warnings: m.warnings.clone(),
+            warnings: set.warnings(),
         }
     }
 }

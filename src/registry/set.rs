@@ -69,6 +69,22 @@ impl ModelSet {
         named(&self.champion) || self.challenger.as_ref().is_some_and(|c| named(&c.model))
     }
 
+    /// The warnings of the champion and of its challenger (paths prefixed `challenger.`).
+    pub fn warnings(&self) -> Vec<crate::model::Fault> {
+        let challenger = self.challenger.iter().flat_map(|c| {
+            c.model.warnings.iter().map(|w| crate::model::Fault {
+                path: format!("challenger.{}", w.path),
+                message: w.message.clone(),
+            })
+        });
+        self.champion
+            .warnings
+            .iter()
+            .cloned()
+            .chain(challenger)
+            .collect()
+    }
+
     /// The content key of a variant's model (see the field's doc).
     #[inline]
     pub fn key(&self, variant: Variant) -> u32 {

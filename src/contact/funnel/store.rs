@@ -286,9 +286,9 @@ mod tests {
     fn failed_saves_are_counted_and_the_saver_goes_on() {
         let dir = std::env::temp_dir().join(format!("nb-funnel-fail-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        // A folder where the temporary file goes: every save fails, as on a full disk.
-        let blocker = dir.join(format!(".{FILE}.{}.tmp", std::process::id()));
-        std::fs::create_dir_all(&blocker).unwrap();
+        // A folder where the file goes: every save's rename fails, as on a full disk.
+        let blocker = dir.join(FILE);
+        std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
         let contacts = std::sync::Arc::new(Contacts::in_memory(
             &crate::contact::ContactConfig::default(),
             crate::contact::Clock::system(),
@@ -308,8 +308,8 @@ mod tests {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::fs::remove_dir(&blocker).unwrap();
-        while !dir.join(FILE).exists() {
+        std::fs::remove_dir_all(&blocker).unwrap();
+        while !dir.join(FILE).is_file() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "the saver stopped saving"
