@@ -26,66 +26,6 @@ pub const MAX_TREES: usize = 10_000;
 /// widened to double, so it is `1.0000000180025095e-35`, not the double `1e-35`.
 pub const LIGHTGBM_ZERO_THRESHOLD: f64 = 1e-35_f32 as f64;
 
-/// Why a tree model could not be loaded; every variant names where, so a bad model is fixable.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TreeLoadError {
-    /// The file is malformed or structurally inconsistent at `location`.
-    #[error("{location}: {message}")]
-    Format {
-        /// Where, e.g. `trees[3].split_conditions` or `Tree=4: left_child`.
-        location: String,
-        /// What is wrong there.
-        message: String,
-    },
-    /// The file is well formed but uses something this scorer deliberately does not implement.
-    #[error("{location}: not supported: {what}")]
-    Unsupported {
-        /// Where, e.g. `learner.objective.name` or `Tree=4: decision_type`.
-        location: String,
-        /// The feature refused, e.g. `categorical splits`.
-        what: String,
-    },
-    /// Model features the snapshot does not have, all of them, by name.
-    #[error("model features not found in the feature snapshot: {}{}", .0.join(", "), unnamed_hint(.0))]
-    UnknownFeatures(Vec<String>),
-}
-
-/// What to do about names a library made up (`Column_0`, `f0`): the model was trained on an
-/// array, so it knows no column names.
-fn unnamed_hint(names: &[String]) -> &'static str {
-    let made_up = |n: &String| {
-        let digits = n
-            .strip_prefix("Column_")
-            .or_else(|| n.strip_prefix('f'))
-            .unwrap_or("");
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    if !names.is_empty() && names.iter().all(made_up) {
-        " (names the library made up: the model was trained without column names; train it \
-         on a DataFrame with the snapshot's column names, or give an xgboost scorer `features`)"
-    } else {
-        ""
-    }
-}
-
-impl TreeLoadError {
-    /// Shorthand for a [`TreeLoadError::Format`] fault.
-    pub fn format(location: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Format {
-            location: location.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Shorthand for a [`TreeLoadError::Unsupported`] refusal.
-    pub fn unsupported(location: impl Into<String>, what: impl Into<String>) -> Self {
-        Self::Unsupported {
-            location: location.into(),
-            what: what.into(),
-        }
-    }
-}
-
 /// How a split treats a missing value (LightGBM's `decision_type` bits 2-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissingType {
@@ -164,6 +104,8 @@ pub struct RawTree {
 
 mod categorical;
 mod classes;
+mod error;
+pub use error::TreeLoadError;
 mod layout;
 mod perfect;
 

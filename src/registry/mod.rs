@@ -19,6 +19,7 @@
 //! on a blocking thread, never a runtime worker: a change takes milliseconds to seconds.
 
 pub mod audit;
+mod change;
 mod error;
 pub mod journal;
 mod record;
@@ -31,6 +32,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+pub use change::Change;
 pub use error::RegistryError;
 pub use record::{
     ChallengerRecord, FeatureInfo, FeatureVersion, LoadCounters, ModelRecord, Part, Serving,
@@ -40,71 +42,6 @@ pub use set::{load_challenger, ModelSet, Snapshot};
 use crate::features::{FeatureStore, SnapshotStore};
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
 use set::Source;
-
-/// A change to the serving state, from whichever source.
-pub enum Change {
-    /// The feature snapshot and the model from their configured paths (start-up, SIGHUP).
-    FromDisk,
-    /// The models folder's `model.json`; unless `force`, a document identical to the active
-    /// one, or to the one last refused, changes nothing (the watcher sees unrelated events).
-    Folder {
-        /// Reinstall even an unchanged document.
-        force: bool,
-    },
-    /// A model document (admin upload).
-    Document {
-        /// The JSON document.
-        document: Vec<u8>,
-        /// The folder its scorer and challenger files resolve against.
-        base_dir: Option<PathBuf>,
-        /// Where it came from, for history and logs.
-        source: String,
-    },
-    /// The active model again, re-reading the files it names (a scorer file changed).
-    RebuildActive,
-    /// A new feature snapshot (the configured one when `None`), the active models recompiled
-    /// against its columns.
-    Features {
-        /// The snapshot to load.
-        path: Option<PathBuf>,
-    },
-    /// Back to the previous model version.
-    Rollback,
-    /// An already-built feature store and model (start-up, tests).
-    Install {
-        /// The feature snapshot.
-        store: Arc<FeatureStore>,
-        /// The model.
-        model: Box<LoadedModel>,
-    },
-}
-
-impl Change {
-    /// Who makes the change, for history and logs; a change read from the models folder names
-    /// the file (`folder models/model.json`), a feature load the snapshot it reads.
-    fn source(&self, config: &RegistryConfig) -> String {
-        let file = || {
-            config
-                .models_path
-                .as_deref()
-                .map_or_else(String::new, |p| model::model_file(p).display().to_string())
-        };
-        match self {
-            Change::FromDisk => format!("disk {}", file()),
-            Change::Folder { .. } => format!("folder {}", file()),
-            Change::RebuildActive => format!("folder {} (scorer files)", file()),
-            Change::Document { source, .. } => source.clone(),
-            Change::Features { path } => {
-                match path.as_deref().or(config.features_path.as_deref()) {
-                    Some(p) => format!("features {}", p.display()),
-                    None => "features".into(),
-                }
-            }
-            Change::Rollback => "rollback".into(),
-            Change::Install { .. } => "install".into(),
-        }
-    }
-}
 
 /// What a committed change did.
 #[derive(Debug, Clone)]
