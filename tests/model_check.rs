@@ -11,6 +11,16 @@ fn check(model: &serde_json::Value, tag: &str) -> (bool, String) {
 /// `nextbest model check DIR/model.json --features DIR/f.csv` with `files` written in a folder
 /// of their own: success and output.
 fn check_files(files: &[(&str, &serde_json::Value)], tag: &str) -> (bool, String) {
+    check_in(tag, true, |dir| {
+        for (name, doc) in files {
+            std::fs::write(dir.join(name), serde_json::to_vec(doc).unwrap()).unwrap();
+        }
+    })
+}
+
+/// `nextbest model check DIR/model.json` (with `--features DIR/f.csv` when `snapshot`) in a
+/// folder of its own that `setup` fills: success and output.
+fn check_in(tag: &str, snapshot: bool, setup: impl FnOnce(&std::path::Path)) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("nb-check-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -19,14 +29,13 @@ fn check_files(files: &[(&str, &serde_json::Value)], tag: &str) -> (bool, String
         "customer_id,segment,arpu\nC1,gold,10\nC2,bronze,20\nC3,,30\n",
     )
     .unwrap();
-    for (name, doc) in files {
-        std::fs::write(dir.join(name), serde_json::to_vec(doc).unwrap()).unwrap();
+    setup(&dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
+    cmd.args(["model", "check"]).arg(dir.join("model.json"));
+    if snapshot {
+        cmd.arg("--features").arg(dir.join("f.csv"));
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .args(["model", "check"])
-        .arg(dir.join("model.json"))
-        .arg("--features")
-        .arg(dir.join("f.csv"))
+    let out = cmd
         .env("NEXTBEST_LOG", "error")
         .output()
         .expect("nextbest runs");
@@ -207,31 +216,20 @@ fn the_challenger_is_checked_as_an_upload_checks_it() {
 /// file, not refused as if every column held numbers.
 #[test]
 fn a_categorical_tree_model_checks_without_a_snapshot() {
-    let dir = std::env::temp_dir().join(format!("nb-check-nosnap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical");
-    for f in ["xgb_binary.json", "lgb_binary.txt"] {
-        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
-    }
     let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
-    let offer = m["offers"][0].clone();
-    let mut second = offer.clone();
+    let mut second = m["offers"][0].clone();
     m["offers"][0]["scorer"] = serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"});
     second["id"] = "o2".into();
     second["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "lgb_binary.txt"});
     m["offers"] = serde_json::json!([m["offers"][0], second]);
-    std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .args(["model", "check"])
-        .arg(&dir)
-        .env("NEXTBEST_LOG", "error")
-        .output()
-        .expect("nextbest runs");
-    std::fs::remove_dir_all(&dir).ok();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = check_in("nosnap", false, |dir| {
+        for f in ["xgb_binary.json", "lgb_binary.txt"] {
+            std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+        }
+        std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    });
+    assert!(ok, "{text}");
     assert!(text.contains("(not checked against a snapshot)"), "{text}");
 }

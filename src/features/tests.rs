@@ -308,6 +308,26 @@ fn string_columns_round_trip_through_the_binary_form() {
     }
 }
 
+/// Writes `batch` as `<tag>-<pid>/f.parquet` in the temporary folder: (folder, file).
+#[cfg(feature = "offline")]
+fn write_parquet(
+    tag: &str,
+    batch: &arrow_array::RecordBatch,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("f.parquet");
+    let mut w = ::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    (dir, path)
+}
+
 #[cfg(feature = "offline")]
 #[test]
 fn parquet_string_and_dictionary_columns() {
@@ -329,17 +349,7 @@ fn parquet_string_and_dictionary_columns() {
         ("arpu", Arc::new(arpu) as ArrayRef),
     ])
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("pq-str-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("s.parquet");
-    let mut w = ::parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let (dir, path) = write_parquet("pq-str-test", &batch);
     let s = FeatureStore::load(&path).unwrap();
     let csv = parse(
         "customer_id,segment,plan:str,arpu\nC1,gold,basic,85.21\nC2,,,\nC3,bronze,,1\nC4,gold,5g,2\n",
@@ -377,17 +387,7 @@ fn a_parquet_double_beyond_32_bits_is_refused_with_its_place() {
         ),
     ])
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("pq-huge-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("h.parquet");
-    let mut w = ::parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    let (dir, path) = write_parquet("pq-huge-test", &batch);
     let e = match FeatureStore::load(&path) {
         Ok(_) => panic!("1e300 loaded"),
         Err(e) => e.to_string(),
