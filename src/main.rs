@@ -442,8 +442,11 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
         None => &any,
     };
     // The challenger is judged as an upload or a reload judges it.
-    let result = model::load(file, schema, &limits)
-        .and_then(|m| load_challenger(&m, schema, &limits).map(|c| (m, c)));
+    let result = model::load_with_warnings(file, schema, &limits).and_then(|m| {
+        load_challenger(&m, schema, &limits)
+            .map(|c| (m, c))
+            .map_err(|e| (e, Vec::new()))
+    });
     match result {
         Ok((m, challenger)) => {
             for w in &m.warnings {
@@ -476,10 +479,15 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(e) => {
+        Err((e, warnings)) => {
             let faults = e.faults();
+            let shown = model::model_file(file);
             for f in &faults {
-                println!("{}: {f}", model::model_file(file).display());
+                println!("{}: {f}", shown.display());
+            }
+            // What is likely a mistake too, so the next round does not find it.
+            for w in &warnings {
+                println!("{}: warning: {w}", shown.display());
             }
             bail!("{} fault(s) in {}", faults.len(), file.display())
         }

@@ -154,6 +154,20 @@ fn an_operand_the_operator_does_not_read_is_warned_about() {
     }
 }
 
+/// A refused model's warnings are printed with its faults: the analyst sees both in one round.
+#[test]
+fn a_refused_models_warnings_come_with_its_faults() {
+    let mut m = model(serde_json::json!({"feature": "segment", "op": "in", "values": ["platnum"]}));
+    m["offers"][0]["value"] = serde_json::json!(-1);
+    let (ok, text) = check(&m, "faults-and-warnings");
+    assert!(!ok, "{text}");
+    assert!(text.contains("offers[0].value"), "{text}");
+    assert!(
+        text.contains("warning: offers[0].eligibility.values[0]: \"platnum\" is not a value"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_number_test_on_a_text_column_fails_the_check() {
     let rule = serde_json::json!({"feature": "segment", "op": "ge", "value": 2});

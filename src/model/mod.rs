@@ -284,21 +284,32 @@ pub fn model_file(path: &Path) -> PathBuf {
 
 /// Reads and compiles a model from a file or a folder holding `model.json`.
 pub fn load(path: &Path, schema: &dyn Schema, limits: &Limits) -> Result<LoadedModel, ModelError> {
+    load_with_warnings(path, schema, limits).map_err(|(e, _)| e)
+}
+
+/// [`load`], keeping a refused model's warnings too: `model check` prints them with its faults,
+/// so a second round is not needed to see them.
+pub fn load_with_warnings(
+    path: &Path,
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<LoadedModel, (ModelError, Vec<Fault>)> {
     let file = model_file(path);
     let io = |source| ModelError::Io {
         path: file.clone(),
         source,
     };
-    let size = std::fs::metadata(&file).map_err(io)?.len() as usize;
+    let plain = |e| (e, Vec::new());
+    let size = std::fs::metadata(&file).map_err(io).map_err(plain)?.len() as usize;
     if size > limits.max_bytes {
-        return Err(ModelError::TooLarge {
+        return Err(plain(ModelError::TooLarge {
             size,
             max: limits.max_bytes,
-        });
+        }));
     }
-    let bytes = std::fs::read(&file).map_err(io)?;
+    let bytes = std::fs::read(&file).map_err(io).map_err(plain)?;
     let base = Some(folder_of(&file));
-    from_bytes(bytes, base, file.display().to_string(), schema, limits)
+    build(bytes, base, file.display().to_string(), schema, limits)
 }
 
 /// Compiles a model from its document bytes (an admin upload, a fuzz input, a test).
@@ -309,17 +320,31 @@ pub fn from_bytes(
     schema: &dyn Schema,
     limits: &Limits,
 ) -> Result<LoadedModel, ModelError> {
+    build(document, base_dir, source, schema, limits).map_err(|(e, _)| e)
+}
+
+/// [`from_bytes`], with a refused model's warnings beside its error.
+fn build(
+    document: Vec<u8>,
+    base_dir: Option<PathBuf>,
+    source: String,
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<LoadedModel, (ModelError, Vec<Fault>)> {
     if document.len() > limits.max_bytes {
-        return Err(ModelError::TooLarge {
-            size: document.len(),
-            max: limits.max_bytes,
-        });
+        return Err((
+            ModelError::TooLarge {
+                size: document.len(),
+                max: limits.max_bytes,
+            },
+            Vec::new(),
+        ));
     }
     // Absolute, so a decision log names the folder wherever replay runs.
     let base_dir = base_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
     let mut scratch = document.clone();
-    let doc =
-        simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&document, &e))?;
+    let doc = simd_json::to_borrowed_value(&mut scratch)
+        .map_err(|e| (syntax_error(&document, &e), Vec::new()))?;
     let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits);
     // The document and the scorer files it reads: a retrained tree is another model.
     let mut crc = crc32fast::Hasher::new();
@@ -329,8 +354,8 @@ pub fn from_bytes(
     }
     let key = crc.finalize();
     let checksum = format!("crc32:{key:08x}");
-    let (compiled, challenger, warnings) =
-        compile::compile(&doc, &files, schema, limits).map_err(ModelError::Invalid)?;
+    let (compiled, challenger, warnings) = compile::compile(&doc, &files, schema, limits)
+        .map_err(|(faults, warnings)| (ModelError::Invalid(faults), warnings))?;
     Ok(LoadedModel {
         compiled,
         checksum,

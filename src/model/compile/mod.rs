@@ -159,6 +159,8 @@ impl Collects for Ctx<'_> {
 
 /// A compiled model, the challenger it declares, and its warnings.
 type Compiled = (CompiledModel, Option<ChallengerSpec>, Vec<Fault>);
+/// A refused model's faults, and the warnings found before the refusal.
+type Refused = (Vec<Fault>, Vec<Fault>);
 
 /// Validates and compiles a parsed model document, with the files it names already read.
 pub fn compile(
@@ -166,10 +168,10 @@ pub fn compile(
     files: &ModelFiles,
     schema: &dyn Schema,
     limits: &Limits,
-) -> Result<Compiled, Vec<Fault>> {
+) -> Result<Compiled, Refused> {
     let mut cx = Ctx::new(files, schema, limits);
     let Some(top) = cx.faults.object(doc, "", TOP_KEYS) else {
-        return Err(cx.faults.0);
+        return Err((cx.faults.0, cx.warnings));
     };
     let name = cx
         .faults
@@ -218,7 +220,7 @@ pub fn compile(
     let (Some(name), Some(version), Some(arbitration), Some(declared)) =
         (name, version, arbitration, declared)
     else {
-        return Err(cx.faults.0);
+        return Err((cx.faults.0, cx.warnings));
     };
     let policies = policies::finish(&declared, drafts.iter().map(|d| &d.offer.caps));
     policies::unused_categories(
@@ -231,10 +233,10 @@ pub fn compile(
     );
     let Some(model_json) = content::model_json(&name, &version) else {
         cx.faults.push("name", "cannot be encoded as JSON");
-        return Err(cx.faults.0);
+        return Err((cx.faults.0, cx.warnings));
     };
     if !cx.faults.is_empty() {
-        return Err(cx.faults.0);
+        return Err((cx.faults.0, cx.warnings));
     }
 
     let (offers, offer_placements) = placements::number_channels(drafts, &channel_names);
