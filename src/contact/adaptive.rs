@@ -483,17 +483,8 @@ mod tests {
 
     fn ev<'a>(kind: EventKind, ts_ms: i64, customer: &'a str, decision: Option<u128>) -> Event<'a> {
         Event {
-            kind,
-            ts_ms,
-            customer_id: customer,
-            visitor_id: None,
-            offer_id: Some("o1"),
-            channel: Some("web"),
-            placement: None,
             decision_id: decision,
-            event_id: None,
-            category: None,
-            request: None,
+            ..Event::on(kind, customer, Some("o1"), "web", ts_ms)
         }
     }
 

@@ -144,19 +144,7 @@ mod tests {
     }
 
     fn dismiss(customer: &str) -> Event<'_> {
-        Event {
-            kind: EventKind::Dismiss,
-            customer_id: customer,
-            visitor_id: None,
-            offer_id: Some("o1"),
-            channel: Some("web"),
-            placement: None,
-            decision_id: None,
-            event_id: None,
-            category: None,
-            ts_ms: 1_000,
-            request: None,
-        }
+        Event::on(EventKind::Dismiss, customer, Some("o1"), "web", 1_000)
     }
 
     #[test]

@@ -324,6 +324,8 @@ impl Learner {
             return;
         }
         i.built_from = i.seen;
+        // Built now: the next publish reuses these.
+        self.dirty.remove(&offer);
         for spec in self.specs.iter().filter(|s| s.offer == offer) {
             let (trials, successes) = overall(spec.offer, spec.tag, spec.outcome, spec.window_days);
             let built = Arc::new(self.build(spec, trials, successes));

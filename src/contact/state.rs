@@ -493,17 +493,8 @@ mod tests {
 
     fn ev(kind: EventKind, offer: Option<&'static str>, ts_ms: i64) -> Event<'static> {
         Event {
-            kind,
-            ts_ms,
-            customer_id: "C1",
-            visitor_id: None,
-            offer_id: offer,
-            channel: Some("web"),
-            placement: None,
-            decision_id: None,
-            event_id: None,
             category: Some("sales"),
-            request: None,
+            ..Event::on(kind, "C1", offer, "web", ts_ms)
         }
     }
 

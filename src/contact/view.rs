@@ -141,17 +141,8 @@ mod tests {
         category: Option<&'static str>,
     ) -> Event<'static> {
         Event {
-            kind,
-            ts_ms,
-            customer_id: "C1",
-            visitor_id: None,
-            offer_id: offer,
-            channel: Some("app"),
-            placement: None,
-            decision_id: None,
-            event_id: None,
             category,
-            request: None,
+            ..Event::on(kind, "C1", offer, "app", ts_ms)
         }
     }
 

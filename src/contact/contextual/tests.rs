@@ -44,19 +44,7 @@ fn model(store: &FeatureStore, window_days: u8) -> crate::model::LoadedModel {
 }
 
 fn ev(kind: EventKind, customer: &str, ts_ms: i64) -> Event<'_> {
-    Event {
-        kind,
-        ts_ms,
-        customer_id: customer,
-        visitor_id: None,
-        offer_id: Some("o1"),
-        channel: Some("web"),
-        placement: None,
-        decision_id: None,
-        event_id: None,
-        category: None,
-        request: None,
-    }
+    Event::on(kind, customer, Some("o1"), "web", ts_ms)
 }
 
 /// Every customer sees o1 once; prepaid ones convert one in four (a day later), postpaid
