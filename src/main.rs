@@ -126,6 +126,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A typo in a manifest's variable is refused as a flag's typo is; another tool's
+    // `NEXTBEST_*` variable is only reported.
+    for unknown in unknown_environment() {
+        if unknown.is_typo() {
+            nextbest::logging::fatal_line(style, unknown.to_string());
+            return ExitCode::from(2);
+        }
+        tracing::warn!(variable = %unknown.name, "{unknown}");
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -133,6 +142,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The `NEXTBEST_*` variables set that no command of this binary reads.
+fn unknown_environment() -> Vec<nextbest::settings::environment::Unknown> {
+    fn names(cmd: &clap::Command, out: &mut Vec<String>) {
+        out.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_env()?.to_str().map(str::to_owned)),
+        );
+        for sub in cmd.get_subcommands() {
+            names(sub, out);
+        }
+    }
+    let mut known = vec![nextbest::logging::FILTER_ENV.to_owned()];
+    names(&<Cli as clap::CommandFactory>::command(), &mut known);
+    let known: Vec<&str> = known.iter().map(String::as_str).collect();
+    nextbest::settings::environment::unknown(&known, std::env::vars_os())
 }
 
 /// Help and version as clap prints them; a refused command line as one line (clap's first: what

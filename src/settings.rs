@@ -30,6 +30,8 @@ use crate::model::{self, Limits, ModelError};
 use crate::registry::RegistryConfig;
 use crate::server::{AdminToken, ServerConfig};
 
+pub mod environment;
+
 /// The serve flags as given: each also an environment variable.
 #[derive(Args, Clone)]
 pub struct ServeArgs {

@@ -76,10 +76,10 @@ fn serve() -> (Binary, TempModels, TempDir) {
 
 #[test]
 fn schemathesis_finds_nothing_on_either_listener() {
-    let st = find("NEXTBEST_SCHEMATHESIS", "schemathesis").unwrap_or_else(|| {
+    let st = find("SCHEMATHESIS", "schemathesis").unwrap_or_else(|| {
         panic!(
             "Schemathesis is not installed: `pip install schemathesis=={SCHEMATHESIS}` (.ci/run does), \
-             or set NEXTBEST_SCHEMATHESIS to the program"
+             or set SCHEMATHESIS to the program"
         )
     });
     let version = version_of(&st);
@@ -161,7 +161,7 @@ fn a_python_client_generated_from_the_contract_type_checks_and_sends_zoned_times
         "`pip install openapi-python-client=={PYTHON_CLIENT} mypy=={MYPY}` into \
          target/ci-tools/venv (.ci/run does)"
     );
-    let generate = find("NEXTBEST_OPENAPI_PYTHON_CLIENT", "openapi-python-client")
+    let generate = find("OPENAPI_PYTHON_CLIENT", "openapi-python-client")
         .unwrap_or_else(|| panic!("openapi-python-client is not installed: {install}"));
     // The interpreter and mypy of the generator's own environment run the client.
     let bin_dir = generate.parent().expect("a program in a folder");

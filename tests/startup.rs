@@ -347,3 +347,42 @@ fn a_missing_fallback_file_is_one_line() {
         "{stderr}"
     );
 }
+
+/// `nextbest model check` on the demo with one more variable in the environment.
+fn model_check_with(name: &str, value: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["model", "check", "models/model.json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .env(name, value)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn a_misspelt_variable_is_refused_naming_the_one_meant_and_another_is_reported() {
+    let out = model_check_with("NEXTBEST_WORKER", "2");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: environment variable NEXTBEST_WORKER is not one nextbest reads; \
+         did you mean NEXTBEST_WORKERS?"
+    );
+    assert!(out.stdout.is_empty(), "the command ran");
+
+    // Another command's variable (serve's) is known to every command: one ConfigMap feeds several.
+    let out = model_check_with("NEXTBEST_LISTEN", "127.0.0.1:9999");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("NEXTBEST_LISTEN"));
+
+    let out = model_check_with("NEXTBEST_BUILD_LABEL", "2");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "environment variable NEXTBEST_BUILD_LABEL is not one nextbest reads; it is ignored"
+        ),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: demo"));
+}

@@ -389,7 +389,7 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
         "{} bytes",
         png.len()
     );
-    if std::env::var_os("NEXTBEST_UPDATE_SCREENSHOT").is_some() {
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
         let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::write(docs.join("status.png"), &png).unwrap();

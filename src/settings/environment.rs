@@ -1,0 +1,118 @@
+//! `NEXTBEST_*` variables that nextbest does not read. A manifest's typo (`NEXTBEST_WORKER`)
+//! would otherwise leave the setting at its default with nothing said; a flag's typo is refused
+//! by clap, and this gives the environment the same care. The names nextbest reads come from
+//! the caller (every subcommand's, since one ConfigMap often feeds several commands).
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+
+/// Every name starting with this is nextbest's.
+pub const PREFIX: &str = "NEXTBEST_";
+
+/// A `NEXTBEST_*` variable that no command reads.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unknown {
+    /// The variable as set.
+    pub name: String,
+    /// A name nextbest reads within one edit of it, or two when at least six letters follow
+    /// the prefix: almost surely what was meant.
+    pub meant: Option<String>,
+}
+
+impl Unknown {
+    /// A near miss is a typo; a name far from every known one may belong to another tool.
+    pub fn is_typo(&self) -> bool {
+        self.meant.is_some()
+    }
+}
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "environment variable {} is not one nextbest reads",
+            self.name
+        )?;
+        match &self.meant {
+            Some(m) => write!(f, "; did you mean {m}?"),
+            None => write!(f, "; it is ignored"),
+        }
+    }
+}
+
+/// The `NEXTBEST_*` variables in `vars` that are not in `known`, in name order, each with the
+/// known name it is closest to when that is a near miss.
+pub fn unknown(
+    known: &[&str],
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<Unknown> {
+    let set: HashSet<&str> = known.iter().copied().collect();
+    let mut out: Vec<Unknown> = vars
+        .into_iter()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with(PREFIX) && !set.contains(k.as_str()))
+        .map(|name| {
+            // Two edits in a long name are a typo; in `FOO` against `LOG` they are another word.
+            let typed = name.len() - PREFIX.len();
+            let meant = known
+                .iter()
+                .map(|&k| (strsim::damerau_levenshtein(k, &name), k))
+                .filter(|&(d, _)| d <= 2 && d * 3 <= typed)
+                .min()
+                .map(|(_, k)| k.to_owned());
+            Unknown { name, meant }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(names: &[&str]) -> Vec<(OsString, OsString)> {
+        names.iter().map(|n| (n.into(), "1".into())).collect()
+    }
+
+    const KNOWN: &[&str] = &["NEXTBEST_WORKERS", "NEXTBEST_LOG", "NEXTBEST_LOG_FORMAT"];
+
+    #[test]
+    fn a_near_miss_names_the_variable_meant() {
+        let found = unknown(KNOWN, vars(&["NEXTBEST_WORKER", "PATH", "NEXTBEST_LOG"]));
+        assert_eq!(
+            found,
+            vec![Unknown {
+                name: "NEXTBEST_WORKER".into(),
+                meant: Some("NEXTBEST_WORKERS".into()),
+            }]
+        );
+        assert!(found[0].is_typo());
+        assert_eq!(
+            found[0].to_string(),
+            "environment variable NEXTBEST_WORKER is not one nextbest reads; did you mean NEXTBEST_WORKERS?"
+        );
+    }
+
+    #[test]
+    fn a_name_far_from_every_known_one_is_only_reported() {
+        let found = unknown(
+            KNOWN,
+            vars(&[
+                "NEXTBEST_SCHEMATHESIS",
+                "NEXTBEST_LOG_FORMAT",
+                "NEXTBEST_FOO",
+            ]),
+        );
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].name, "NEXTBEST_FOO");
+        assert!(found.iter().all(|f| !f.is_typo()), "{found:?}");
+        assert!(found[0].to_string().ends_with("; it is ignored"));
+    }
+
+    #[test]
+    fn the_closest_known_name_wins() {
+        let found = unknown(KNOWN, vars(&["NEXTBEST_LOG_FORMT"]));
+        assert_eq!(found[0].meant.as_deref(), Some("NEXTBEST_LOG_FORMAT"));
+    }
+}
