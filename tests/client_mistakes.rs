@@ -258,6 +258,46 @@ async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
 }
 
 #[tokio::test]
+async fn fields_beside_events_are_named_in_batch_warnings_not_taken_silently() {
+    let srv = start_demo().await;
+    let r = post_json(
+        srv.public,
+        "/v1/events",
+        &json!({
+            "events": [{"type": "impression", "customer_id": "C0000042", "offer_id": "data_boost_10gb", "channel": "web"}],
+            "dry_run": true,
+            "channel": "app",
+        }),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    let r = r.json();
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+    assert_eq!(
+        r["batch_warnings"],
+        // In the body's order (serde_json writes keys sorted).
+        json!([
+            "`channel` is a field of each event, not of the batch, and was ignored here: give it in every event that needs it",
+            "`dry_run` is not a field of the batch and was ignored; a batch has one field, `events`",
+        ]),
+        "{r}"
+    );
+    let clean = post_events(
+        srv.public,
+        json!([{"type": "impression", "customer_id": "C0000042", "offer_id": "data_boost_10gb", "channel": "web", "event_id": "e2"}]),
+    )
+    .await;
+    assert!(clean.get("batch_warnings").is_none(), "{clean}");
+    let m = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert_eq!(
+        metric(&m, r#"nextbest_unknown_fields_total{route="events"}"#),
+        2
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_feature_reload_with_an_empty_or_misspelt_path_says_so() {
     let srv = start_demo().await;
     let reload =

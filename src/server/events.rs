@@ -1,6 +1,7 @@
 //! `POST /v1/events`: decode, validate each event, check the events that quote a decision
 //! against it, hand the valid ones to the contact side, answer with what was accepted, what
-//! was refused (by index) and what deserves a word (`warnings`, by index).
+//! was refused (by index) and what deserves a word (`warnings`, by index; `batch_warnings`
+//! about the batch itself).
 //!
 //! A batch that breaks the request's schema is refused whole (400, naming the event and the
 //! field), as the OpenAPI document promises; one that fits it is taken event by event. An event
@@ -48,7 +49,7 @@ pub async fn post(
     }
     let now = state.contacts.now_ms();
     let mut batch = validate_batch(&doc, now)?;
-    let unknown_fields = batch.warnings.len();
+    let unknown_fields = batch.warnings.len() + batch.batch_warnings.len();
     state.typos.unknown_fields(Route::Events, unknown_fields);
     // Categories come from the champion's offers (its funnel table was made when it was
     // published); the tables are owned Arcs, as they outlive the await below.
@@ -85,6 +86,9 @@ pub async fn post(
     });
     if !batch.warnings.is_empty() {
         answer["warnings"] = by_index(&batch.warnings, "warning").into();
+    }
+    if !batch.batch_warnings.is_empty() {
+        answer["batch_warnings"] = batch.batch_warnings.into();
     }
     Ok(json_response(
         StatusCode::ACCEPTED,
@@ -145,6 +149,8 @@ pub struct EventBatch<'v> {
     /// What deserves a word about events that were taken (fields the contract does not have,
     /// offers the models do not know): index and text, in batch order.
     pub warnings: Vec<(usize, String)>,
+    /// What deserves a word about the batch itself: fields beside `events`, which nothing reads.
+    pub batch_warnings: Vec<String>,
 }
 
 /// Validates a decoded `POST /v1/events` body (`{"events": [...]}`, at most [`MAX_BATCH`]);
@@ -177,6 +183,11 @@ pub fn validate_batch<'v>(
         indices: Vec::with_capacity(items.len()),
         rejected: Vec::new(),
         warnings: Vec::new(),
+        batch_warnings: top
+            .keys()
+            .filter(|k| &***k != "events")
+            .map(|k| batch_field_warning(k))
+            .collect(),
     };
     for (i, item) in items.iter().enumerate() {
         match Event::from_json(item, now_ms) {
@@ -210,6 +221,19 @@ pub fn validate_batch<'v>(
         }
     }
     Ok(batch)
+}
+
+/// Says that a field beside `events` was ignored; an event's field there (a customer given
+/// once for the batch) is said to belong in each event.
+fn batch_field_warning(key: &str) -> String {
+    let name = key.chars().take(64).collect::<String>();
+    if EVENT_FIELDS.contains(&key) {
+        format!("`{name}` is a field of each event, not of the batch, and was ignored here: give it in every event that needs it")
+    } else {
+        format!(
+            "`{name}` is not a field of the batch and was ignored; a batch has one field, `events`"
+        )
+    }
 }
 
 /// Checks the events that quote a decision against what the decision id carries: fills in the
