@@ -247,3 +247,59 @@ fn a_categorical_tree_model_checks_without_a_snapshot() {
     assert!(ok, "{text}");
     assert!(text.contains("(not checked against a snapshot)"), "{text}");
 }
+
+/// A snapshot value a categorical tree model never saw (a renamed plan, `Gold` for `gold`) is
+/// scored as missing: the check names the values and the share of customers holding them.
+#[test]
+fn snapshot_values_a_tree_model_never_saw_are_warned_about_with_their_share() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical");
+    let inputs = std::fs::read_to_string(fixtures.join("inputs.csv")).unwrap();
+    let mut lines = inputs.lines();
+    let mut csv = format!("{}\n", lines.next().unwrap());
+    for (i, line) in lines.take(20).enumerate() {
+        let mut cells: Vec<&str> = line.split(',').collect();
+        // customer_id,tenure,arpu,segment,plan,region,device_code
+        if i < 3 {
+            cells[3] = "Gold";
+        }
+        if i == 3 {
+            cells[4] = "unlimited_plus";
+        }
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    let mut second = m["offers"][0].clone();
+    m["offers"][0]["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "lgb_binary.txt"});
+    second["id"] = "o2".into();
+    second["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "lgb_binary.txt"});
+    m["offers"] = serde_json::json!([m["offers"][0], second]);
+    let (ok, text) = check_in("unseen", true, |dir| {
+        std::fs::copy(fixtures.join("lgb_binary.txt"), dir.join("lgb_binary.txt")).unwrap();
+        std::fs::write(dir.join("f.csv"), &csv).unwrap();
+        std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    });
+    assert!(ok, "{text}");
+    let segment = text
+        .lines()
+        .find(|l| l.contains("feature `segment`"))
+        .unwrap_or_else(|| panic!("no warning for segment:\n{text}"));
+    assert!(
+        segment.contains("offers[0].scorer.path")
+            && segment.contains("1 of the snapshot's 5 values is not among the model's categories (\"Gold\", held by 15.0 % of customers): they are scored as if `segment` were missing"),
+        "{segment}"
+    );
+    let plan = text
+        .lines()
+        .find(|l| l.contains("feature `plan`"))
+        .unwrap_or_else(|| panic!("no warning for plan:\n{text}"));
+    assert!(
+        plan.contains("1 of the snapshot's")
+            && plan.contains("(\"unlimited_plus\", held by 5.0 % of customers)"),
+        "{plan}"
+    );
+    // Once per file, however many offers score with it; region holds only known values.
+    assert_eq!(text.matches("feature `segment`").count(), 1, "{text}");
+    assert!(!text.contains("feature `region`"), "{text}");
+}

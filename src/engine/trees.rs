@@ -414,6 +414,12 @@ impl TreeEnsemble {
         &self.columns
     }
 
+    /// Per model feature read through a snapshot dictionary, the snapshot's codes for values
+    /// the model never saw (they are scored as missing): what a load warns about.
+    pub fn unseen_codes(&self) -> Vec<(usize, u32, Vec<u32>)> {
+        self.cat.unseen_codes()
+    }
+
     /// Which library's semantics this ensemble reproduces, for explain output and tests.
     pub fn flavor(&self) -> Flavor {
         self.flavor

@@ -127,6 +127,24 @@ pub(super) struct Categorical {
 }
 
 impl Categorical {
+    /// See [`super::TreeEnsemble::unseen_codes`]: `(model feature, column, snapshot codes)`
+    /// for each feature with at least one such code.
+    pub(super) fn unseen_codes(&self) -> Vec<(usize, u32, Vec<u32>)> {
+        self.features
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match &f.codes {
+                Codes::Table(t) => {
+                    let codes: Vec<u32> = (0..t.len() as u32)
+                        .filter(|&c| t[c as usize].is_nan())
+                        .collect();
+                    (!codes.is_empty()).then_some((i, f.column, codes))
+                }
+                Codes::Value | Codes::Listed(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether the ensemble has no categorical split: its inputs are then read without
     /// asking, per input, whether one is a category code or an indicator.
     pub(super) fn is_empty(&self) -> bool {

@@ -16,8 +16,10 @@ use crate::engine::scorer::MAX_MULTICLASS;
 use crate::engine::trees::TreeEnsemble;
 use crate::engine::{ClassScorer, Scorer};
 use crate::model::bind::{Column, Given};
-use crate::model::walk::{index, join, Value};
-use crate::model::{lightgbm, xgboost, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES};
+use crate::model::walk::{index, join, Fault, Value};
+use crate::model::{
+    lightgbm, xgboost, ColumnInfo, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES,
+};
 
 /// What identifies one parse: kind, path, and what the spec adds to the file.
 type Key = (String, String, Vec<String>, Vec<(String, Vec<String>)>);
@@ -122,6 +124,9 @@ pub(super) fn compile_trees(
                 slot,
             })
         });
+        if let Ok(p) = &parsed {
+            warn_unseen(cx, p, &ppath);
+        }
         cx.trees.parsed.insert(key.clone(), parsed);
     }
     let parsed = match cx.trees.parsed.get(&key) {
@@ -181,6 +186,56 @@ pub(super) fn compile_trees(
                 slot,
             }))
         }
+    }
+}
+
+/// Warns, once per file, of snapshot values a categorical feature's training never saw: the
+/// trees score them as missing, which is right for a new plan and wrong for a renamed one
+/// (`Gold` against `gold`), and only the share of customers tells the two apart.
+fn warn_unseen(cx: &mut Ctx<'_>, p: &Parsed, path: &str) {
+    for (feature, column, codes) in p.ensemble.unseen_codes() {
+        let ColumnInfo::Strings(dict) = cx.schema.info(column) else {
+            continue;
+        };
+        let name = p.features.get(feature).map_or("?", String::as_str);
+        let mut unseen = vec![false; dict.len()];
+        for &c in &codes {
+            unseen[c as usize] = true;
+        }
+        let share = cx.schema.cells(column).map(|cells| {
+            let (mut hit, mut all) = (0u64, 0u64);
+            for x in cells {
+                all += 1;
+                hit += u64::from(x >= 0.0 && unseen.get(x as usize).copied().unwrap_or(false));
+            }
+            hit as f64 / all.max(1) as f64
+        });
+        let listed: Vec<String> = codes
+            .iter()
+            .take(5)
+            .filter_map(|&c| dict.get(c))
+            .map(|v| format!("{v:?}"))
+            .collect();
+        let more = codes.len().saturating_sub(listed.len());
+        let customers = share.map_or(String::new(), |s| {
+            format!(", held by {:.1} % of customers", s * 100.0)
+        });
+        cx.warnings.push(Fault {
+            path: path.to_owned(),
+            message: format!(
+                "feature `{name}`: {} of the snapshot's {} values {} not among the model's \
+                 categories ({}{}{customers}): they are scored as if `{name}` were missing",
+                codes.len(),
+                dict.len(),
+                if codes.len() == 1 { "is" } else { "are" },
+                listed.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                },
+            ),
+        });
     }
 }
 
