@@ -43,6 +43,11 @@ async fn put_shadow(admin: std::net::SocketAddr, doc: &Value) -> (u16, Value) {
     )
 }
 
+/// `/admin/models`' `shadow`.
+async fn shadow_listed(admin: std::net::SocketAddr) -> Value {
+    get(admin, "/admin/models").await.json()["shadow"].clone()
+}
+
 async fn shadow_stats(admin: std::net::SocketAddr) -> Value {
     let r = get(admin, "/admin/stats").await;
     serde_json::from_slice::<Value>(&r.body).unwrap()["shadow"].clone()
@@ -89,6 +94,9 @@ async fn a_shadow_decides_beside_the_champion_is_never_served_and_survives_a_res
         (body["version"].clone(), body["share"].clone()),
         (json!("shadow-1"), json!(1.0))
     );
+    assert!(body.get("warnings").is_none(), "{body}");
+    // What serves lists it, as the PUT answered.
+    assert_eq!(shadow_listed(p.admin).await, body);
 
     let served = traffic(p.public, 40).await;
     assert!(!served.is_empty());
@@ -130,6 +138,7 @@ async fn a_shadow_decides_beside_the_champion_is_never_served_and_survives_a_res
         (json!("shadow-1"), json!(0)),
         "{s}"
     );
+    assert_eq!(shadow_listed(p.admin).await, body);
     traffic(p.public, 5).await;
     until_decisions(p.admin, 5).await;
 
@@ -137,6 +146,7 @@ async fn a_shadow_decides_beside_the_champion_is_never_served_and_survives_a_res
     let r = request(p.admin, "DELETE", "/admin/models/shadow", &[], b"").await;
     assert_eq!((r.status, r.json()["ended"].clone()), (200, json!(true)));
     assert_eq!(shadow_stats(p.admin).await, Value::Null);
+    assert_eq!(shadow_listed(p.admin).await, Value::Null);
     drop(p);
     let p = Binary::demo(&dir.0).spawn();
     assert_eq!(shadow_stats(p.admin).await, Value::Null);
@@ -206,6 +216,28 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
     assert!(body.to_string().contains("offers[0].scorer"), "{body}");
     // The shadow that was serving still is.
     assert_eq!(shadow_stats(p.admin).await["share"], json!(0.25));
+
+    // What compiles but is likely a mistake is said to whoever puts the candidate, and listed.
+    let mut typo = candidate(json!(0.5));
+    let last = typo["offers"].as_array().unwrap().len() - 1;
+    typo["offers"][last]["eligibility"] =
+        json!({"feature": "segment", "op": "in", "values": ["platnum"]});
+    let (status, body) = put_shadow(p.admin, &typo).await;
+    assert_eq!(status, 200, "{body}");
+    let warnings = body["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(warnings.len(), 1, "{body}");
+    assert_eq!(
+        warnings[0]["path"],
+        json!(format!("offers[{last}].eligibility.values[0]")),
+        "{body}"
+    );
+    assert!(
+        warnings[0]["message"].as_str().unwrap().contains("platnum"),
+        "{body}"
+    );
+    assert_eq!(shadow_listed(p.admin).await, body);
 }
 
 /// Polls the shadow's figures until `cond` holds.

@@ -266,6 +266,7 @@ fn models(state: &AppState) -> Response<Full<Bytes>> {
         "challenger": active.and_then(|a| a.challenger.clone()),
         "history": history,
         "features": super::status::features_summary(state),
+        "shadow": state.shadow.summary(),
     });
     json_response(StatusCode::OK, body.to_string().into())
 }

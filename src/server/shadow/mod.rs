@@ -62,6 +62,20 @@ pub struct Candidate {
     figures: Figures,
 }
 
+impl Candidate {
+    /// Name, version, checksum, share, and the warnings of its compile (left out when none),
+    /// which the analyst putting it would otherwise never see.
+    fn summary(&self) -> Value {
+        let m = &self.model;
+        let mut out = json!({"name": &*m.compiled.name, "version": &*m.compiled.version,
+                             "checksum": m.checksum, "share": self.share});
+        if !m.warnings.is_empty() {
+            out["warnings"] = serde_json::to_value(&m.warnings).unwrap_or_default();
+        }
+        out
+    }
+}
+
 #[derive(Default)]
 struct Figures {
     sampled: AtomicU64,
@@ -178,8 +192,7 @@ impl Shadow {
             crate::durable::write_atomic(path, &bytes, true)
                 .map_err(|e| ShadowError::Keep(format!("{}: {e}", path.display())))?;
         }
-        let summary = json!({"name": &*c.model.compiled.name, "version": &*c.model.compiled.version,
-                             "checksum": c.model.checksum, "share": c.share});
+        let summary = c.summary();
         tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version,
                        checksum = %c.model.checksum, share = c.share, "shadow model set");
         self.slot.store(Some(Arc::new(c)));
@@ -231,6 +244,14 @@ impl Shadow {
             run(&s, &with);
             me.inflight.fetch_sub(1, Relaxed);
         });
+    }
+
+    /// `/admin/models`' `shadow`: what `PUT` answered for the candidate, null without one.
+    pub fn summary(&self) -> Value {
+        self.slot
+            .load()
+            .as_ref()
+            .map_or(Value::Null, |c| c.summary())
     }
 
     /// `/admin/stats`' `shadow`: null without a candidate.
