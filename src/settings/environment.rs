@@ -49,8 +49,13 @@ pub fn unknown(
     let set: HashSet<&str> = known.iter().copied().collect();
     let mut out: Vec<Unknown> = vars
         .into_iter()
-        .filter_map(|(k, _)| k.into_string().ok())
-        .filter(|k| k.starts_with(PREFIX) && !set.contains(k.as_str()))
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+        .filter(|(k, v)| {
+            k.starts_with(PREFIX)
+                && !set.contains(k.as_str())
+                && !service_link(k, &v.to_string_lossy())
+        })
+        .map(|(k, _)| k)
         .map(|name| {
             // Two edits in a long name are a typo; in `FOO` against `LOG` they are another word.
             let typed = name.len() - PREFIX.len();
@@ -65,6 +70,45 @@ pub fn unknown(
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// Whether a variable is one Kubernetes sets for a Service in the namespace (a Service named
+/// `nextbest-redis` gives `NEXTBEST_REDIS_SERVICE_HOST`, `NEXTBEST_REDIS_PORT=tcp://...`,
+/// `NEXTBEST_REDIS_PORT_6379_TCP_ADDR` and so on): nobody wrote it, so nothing is said of it.
+fn service_link(name: &str, value: &str) -> bool {
+    if name.ends_with("_SERVICE_HOST") || name.contains("_SERVICE_PORT") {
+        return true;
+    }
+    let Some((_, after)) = name.rsplit_once("_PORT") else {
+        // `..._PORT_6379_TCP_PORT` ends in `_PORT` too, and is handled with the others below.
+        return false;
+    };
+    if after.is_empty() {
+        // `<SVC>_PORT=tcp://10.0.0.7:6379`, or `<SVC>_PORT_6379_TCP_PORT=6379`.
+        return ["tcp://", "udp://", "sctp://"]
+            .iter()
+            .any(|p| value.starts_with(p))
+            || is_port_link(name.strip_suffix("_PORT").unwrap_or(name));
+    }
+    is_port_link(name)
+}
+
+/// `<SVC>_PORT_<number>_<TCP|UDP|SCTP>`, optionally followed by `_PROTO` or `_ADDR`.
+fn is_port_link(name: &str) -> bool {
+    let name = name
+        .strip_suffix("_PROTO")
+        .or_else(|| name.strip_suffix("_ADDR"))
+        .unwrap_or(name);
+    let Some((head, proto)) = name.rsplit_once('_') else {
+        return false;
+    };
+    let Some((head, port)) = head.rsplit_once('_') else {
+        return false;
+    };
+    matches!(proto, "TCP" | "UDP" | "SCTP")
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && head.ends_with("_PORT")
 }
 
 #[cfg(test)]
@@ -108,6 +152,26 @@ mod tests {
         assert_eq!(found[0].name, "NEXTBEST_FOO");
         assert!(found.iter().all(|f| !f.is_typo()), "{found:?}");
         assert!(found[0].to_string().ends_with("; it is ignored"));
+    }
+
+    #[test]
+    fn what_kubernetes_sets_for_a_service_is_left_alone() {
+        let set = [
+            ("NEXTBEST_REDIS_SERVICE_HOST", "10.0.0.7"),
+            ("NEXTBEST_REDIS_SERVICE_PORT", "6379"),
+            ("NEXTBEST_REDIS_SERVICE_PORT_REDIS", "6379"),
+            ("NEXTBEST_REDIS_PORT", "tcp://10.0.0.7:6379"),
+            ("NEXTBEST_REDIS_PORT_6379_TCP", "tcp://10.0.0.7:6379"),
+            ("NEXTBEST_REDIS_PORT_6379_TCP_PROTO", "tcp"),
+            ("NEXTBEST_REDIS_PORT_6379_TCP_PORT", "6379"),
+            ("NEXTBEST_REDIS_PORT_6379_TCP_ADDR", "10.0.0.7"),
+            // Written by someone: said.
+            ("NEXTBEST_REDIS_PORT", "6379"),
+            ("NEXTBEST_PORT_TCP", "1"),
+        ];
+        let vars = set.iter().map(|(k, v)| (k.into(), v.into()));
+        let found: Vec<String> = unknown(KNOWN, vars).into_iter().map(|u| u.name).collect();
+        assert_eq!(found, ["NEXTBEST_PORT_TCP", "NEXTBEST_REDIS_PORT"]);
     }
 
     #[test]
