@@ -22,11 +22,19 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         "offer_limits": {"a": {"min": 5, "max": 2}, "zz": {"min": 1}},
         "category_limits": {"sales": {}},
         "frequency": {"max_contacts": 0, "window_days": 7, "channels": []},
-        "suppression": ["missing.txt"],
+        "suppression": ["missing.txt", "export.csv", "utf16.txt"],
         "control_group": {"share": 1.5},
         "transactional": "no",
         "typo": 1
     });
+    // A CRM export with a reason column, and a Windows list in UTF-16: either would let
+    // opted-out customers through if skipped.
+    std::fs::write(base.path("export.csv"), "customer_id,reason\nK00001,STOP\n").unwrap();
+    let utf16: Vec<u8> = [0xff, 0xfe]
+        .into_iter()
+        .chain("K00001\r\n".encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    std::fs::write(base.path("utf16.txt"), utf16).unwrap();
     let file = base.write_campaign("bad", &bad);
     let err = campaign::check(&file, None, None).unwrap_err();
     let faults = err.faults();
@@ -41,6 +49,11 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         ("frequency.max_contacts", "whole number from 1"),
         ("frequency.channels", "must not be empty"),
         ("suppression[0]", "no such file"),
+        (
+            "suppression[1]",
+            "line 1: `customer_id,reason` holds a separator",
+        ),
+        ("suppression[2]", "the file is UTF-16"),
         ("control_group.share", "between 0 and 0.99"),
         ("control_group.salt", "missing field"),
         ("transactional", "true or false"),

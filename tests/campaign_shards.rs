@@ -101,6 +101,14 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
         })
         .collect();
     let eight = run_shards(&base, &file, "eight", 8, NOW);
+    // The same campaign file, its opt-out list replaced between two shards' runs.
+    doc["capacity"] = json!({"max_contacts": 30});
+    doc["suppression"] = json!(["optouts.txt"]);
+    std::fs::write(base.path("optouts.txt"), "K00001\nK00002\n").unwrap();
+    let listed = base.write_campaign("listed", &doc);
+    let mut lists = run_shards(&base, &listed, "lists", 3, NOW);
+    std::fs::write(base.path("optouts.txt"), "K00001\n").unwrap();
+    lists[2] = run_shards(&base, &listed, "lists-changed", 3, NOW).remove(2);
 
     let out = base.path("never");
     let refused = |dirs: Vec<PathBuf>, expect: &[&str]| {
@@ -127,6 +135,7 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
     refused(mix(&good, &other[2]), &["the campaign", "max_contacts"]);
     refused(mix(&good, &snapshot[2]), &["the snapshot", "snap-2"]);
     refused(mix(&good, &eight[2]), &["the number of shards"]);
+    refused(lists, &["the suppression lists", "lists-changed-shard-2"]);
     refused(good[..2].to_vec(), &["1 of 3 shards missing: 2/3"]);
     refused(
         vec![good[0].clone(), good[1].clone(), good[1].clone()],

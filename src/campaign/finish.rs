@@ -47,6 +47,9 @@ pub struct RunInfo {
     pub channels_used: Vec<u64>,
     /// The allocation's limits.
     pub limits: Limits,
+    /// CRC-32 of the suppression lists' content (0 without lists).
+    #[serde(default)]
+    pub suppression: u32,
 }
 
 /// What tells two snapshots apart without reading all of them: the size, the columns, and a

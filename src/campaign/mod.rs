@@ -32,6 +32,7 @@ pub mod select;
 pub mod send;
 pub mod shard;
 pub mod spec;
+pub mod suppression;
 
 pub use run::{run, run_shard};
 pub use shard::merge;

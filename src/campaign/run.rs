@@ -8,7 +8,6 @@
 //! `engine::decide`, nor write anything but the output folder.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use super::select::Shard;
 use super::select::{self, Inputs, Variantly};
 use super::shard;
 use super::spec::{self, CampaignSpec};
+use super::suppression;
 use super::{history, CampaignError, RunConfig};
 use crate::engine::{CompiledModel, Rule};
 use crate::experiment::Variant;
@@ -91,14 +91,34 @@ fn scanned<T>(
         offers = run.offer_ids.len(), load_ms = started.elapsed().as_millis() as u64,
         "model and snapshot loaded"
     );
-    let suppressed = read_suppression(&spec.suppression)?;
+    let suppressed = suppression::read(&spec.suppression)?;
+    let unknown: Vec<&str> = suppressed
+        .ids
+        .iter()
+        .filter(|id| run.features.row(id).is_none())
+        .map(|id| &**id)
+        .collect();
+    if !unknown.is_empty() {
+        // Another base's list, or another id format (`c0000528` for `C0000528`): say so, as a
+        // silent miss would text someone who said stop.
+        let mut first: Vec<&str> = unknown.iter().take(3).copied().collect();
+        first.sort_unstable();
+        tracing::warn!(
+            unknown = unknown.len(),
+            listed = suppressed.ids.len(),
+            examples = %first.join(", "),
+            "suppression: ids no customer of the snapshot has, {} of {} listed (ids must match exactly, letter case included)",
+            unknown.len(),
+            suppressed.ids.len()
+        );
+    }
     let past = run.past_contacts(cfg)?;
     let used: Vec<u64> = (0..spec.channel_list().len())
         .map(|i| past.channel_used_on(i))
         .collect();
     let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used);
-    let scan = run.scan(&past, &suppressed, &limits, part, cfg.progress_bar);
-    let info = run.info(&limits, &used);
+    let scan = run.scan(&past, &suppressed.ids, &limits, part, cfg.progress_bar);
+    let info = run.info(&limits, &used, suppressed.crc);
     let t = Instant::now();
     let pairs = scan.pairs.len();
     let candidates = allocate::candidates(scan.pairs, &limits);
@@ -306,7 +326,7 @@ impl<'a> Run<'a> {
     }
 
     /// What the list depends on besides the customers (what shards carry to the merge).
-    fn info(&self, limits: &allocate::Limits, used: &[u64]) -> RunInfo {
+    fn info(&self, limits: &allocate::Limits, used: &[u64], suppression: u32) -> RunInfo {
         let keys: Vec<u32> = Variant::ALL.iter().map(|v| self.set.key(*v)).collect();
         let champion = self.models[0];
         RunInfo {
@@ -345,6 +365,7 @@ impl<'a> Run<'a> {
                 Vec::new()
             },
             limits: limits.clone(),
+            suppression,
         }
     }
 }
@@ -414,28 +435,6 @@ fn allocation_limits(
         }));
     }
     l
-}
-
-/// Reads suppression lists: one customer id a line; blank lines, `#` comments and a
-/// `customer_id` header are skipped.
-fn read_suppression(
-    files: &[PathBuf],
-) -> Result<HashSet<Box<str>, foldhash::fast::RandomState>, CampaignError> {
-    let mut out = HashSet::default();
-    for path in files {
-        let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Suppression {
-            path: path.clone(),
-            source,
-        })?;
-        for line in text.lines() {
-            let id = line.trim().trim_end_matches(',');
-            if id.is_empty() || id.starts_with('#') || id == "customer_id" {
-                continue;
-            }
-            out.insert(id.into());
-        }
-    }
-    Ok(out)
 }
 
 /// A variant's model as the list names it: content and value of each campaign offer.

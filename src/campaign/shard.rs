@@ -251,6 +251,14 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
     if x.snapshot != y.snapshot {
         return Some(("the snapshot", json(&x.snapshot), json(&y.snapshot)));
     }
+    if x.suppression != y.suppression {
+        let crc = |c: u32| format!("content crc32:{c:08x}");
+        return Some((
+            "the suppression lists",
+            crc(x.suppression),
+            crc(y.suppression),
+        ));
+    }
     if x.variants != y.variants
         || x.placement != y.placement
         || x.offer_ids != y.offer_ids

@@ -524,6 +524,19 @@ fn read_suppression(f: &mut Faults, v: &Value<'_>, base: &Path) -> Option<Vec<Pa
             );
             continue;
         }
+        // Read as the run reads it, so a list the run would refuse fails the check.
+        match std::fs::read(&full) {
+            Ok(bytes) => {
+                if let Err(e) = super::suppression::parse(&bytes) {
+                    f.push(&path, format!("`{s}`: {e}"));
+                    continue;
+                }
+            }
+            Err(e) => {
+                f.push(&path, format!("`{s}`: {e}"));
+                continue;
+            }
+        }
         out.push(full);
     }
     (f.0.len() == before).then_some(out)
