@@ -274,3 +274,55 @@ fn a_publisher_started_before_its_source_says_it_waits_then_publishes() {
         "{published}"
     );
 }
+
+/// Two `.nbf` snapshots with different data have different versions, mapped or in memory: the
+/// CRC of the content (what the trailer carries), since the CRC of a whole file that ends in
+/// its own CRC is one constant. A fleet compares these to see replicas serving different data.
+#[test]
+fn nbf_snapshots_are_versioned_by_their_content() {
+    let tmp = TempModels::new("nbf-version");
+    let (registry, first, _store) = mapped_demo(&tmp);
+    let csv = std::fs::read_to_string(tmp.dir.join("features.csv")).unwrap();
+    let changed = csv.replacen(",gold,", ",silver,", 1);
+    assert_ne!(csv, changed);
+    std::fs::write(tmp.dir.join("changed.csv"), changed).unwrap();
+    let second = tmp.dir.join("changed.nbf");
+    features::write_nbf(
+        &FeatureStore::load(&tmp.dir.join("changed.csv")).unwrap(),
+        &second,
+    )
+    .unwrap();
+    let trailer = |p: &Path| {
+        let b = std::fs::read(p).unwrap();
+        format!("crc32:{:08x}", crc32fast::hash(&b[..b.len() - 4]))
+    };
+    let version = |r: &Registry| r.load().feature_version.as_ref().unwrap().checksum.clone();
+    let mapped_first = version(&registry);
+    assert_eq!(mapped_first, trailer(&first));
+    registry
+        .commit(nextbest::registry::Change::Features {
+            path: Some(second.clone()),
+        })
+        .unwrap();
+    assert_eq!(version(&registry), trailer(&second));
+    assert_ne!(version(&registry), mapped_first);
+
+    // In memory (no store): the same versions.
+    let owned = Registry::new(RegistryConfig {
+        models_path: Some(tmp.dir.clone()),
+        features_path: Some(first.clone()),
+        ..Default::default()
+    });
+    owned.reload_from_disk().unwrap();
+    assert_eq!(version(&owned), mapped_first);
+    // A CSV has no trailer: the CRC of the whole file.
+    owned
+        .commit(nextbest::registry::Change::Features {
+            path: Some(tmp.dir.join("features.csv")),
+        })
+        .unwrap();
+    assert_eq!(
+        version(&owned),
+        format!("crc32:{:08x}", crc32fast::hash(csv.as_bytes()))
+    );
+}

@@ -33,7 +33,8 @@ pub(super) struct Mapping {
     /// The snapshot-store file mapped.
     pub(super) path: PathBuf,
     pub(super) map: Arc<Mmap>,
-    /// CRC-32 of the whole file (checksum included): the figure `FeatureVersion` reports.
+    /// CRC-32 of the file's content, the checksum its trailer carries (checked at open): the
+    /// figure `FeatureVersion` reports.
     pub(super) file_crc: u32,
 }
 
@@ -79,11 +80,9 @@ pub(super) fn open(file: &Path, entry: &Path, source: &Path) -> Result<FeatureSt
     if crc != stored {
         return Err(bad("checksum mismatch: the file is damaged".into()));
     }
-    let file_crc = {
-        let mut h = crc32fast::Hasher::new_with_initial_len(crc, body.len() as u64);
-        h.update(&stored.to_le_bytes());
-        h.finalize()
-    };
+    // The whole file's CRC is the same for every such file (it ends in its own CRC): the
+    // content's tells snapshots apart.
+    let file_crc = crc;
     if body.get(..4) != Some(MAGIC_V4) {
         return Err(bad("not a version 4 snapshot".into()));
     }

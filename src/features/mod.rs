@@ -358,8 +358,8 @@ impl FeatureStore {
         self.mapping.as_ref().map_or(0, |m| m.map.len())
     }
 
-    /// CRC-32 of the whole mapped file (the form `FeatureVersion` reports), computed when it
-    /// was opened; `None` for an owned store.
+    /// CRC-32 of the mapped file's content (its trailer's checksum, the form `FeatureVersion`
+    /// reports), checked when it was opened; `None` for an owned store.
     pub fn file_crc(&self) -> Option<u32> {
         self.mapping.as_ref().map(|m| m.file_crc)
     }

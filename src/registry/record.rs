@@ -118,6 +118,31 @@ pub struct FeatureVersion {
     pub loaded_ms: i64,
 }
 
+/// CRC-32 naming a file's content. A file that ends in the CRC of what precedes it (a `.nbf`)
+/// is named by that CRC: the CRC of such a whole file is one constant for all of them.
+pub(crate) fn content_crc(path: &Path) -> std::io::Result<u32> {
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let body = len.saturating_sub(4);
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0; 1 << 20];
+    let mut left = body;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        f.read_exact(&mut buf[..want])?;
+        h.update(&buf[..want]);
+        left -= want as u64;
+    }
+    let mut tail = Vec::with_capacity(4);
+    f.read_to_end(&mut tail)?;
+    let body_crc = h.clone().finalize();
+    if len >= 4 && tail.as_slice() == body_crc.to_le_bytes() {
+        return Ok(body_crc);
+    }
+    h.update(&tail);
+    Ok(h.finalize())
+}
+
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -130,16 +155,7 @@ impl FeatureVersion {
     pub(super) fn of(path: &Path, store: &FeatureStore, loaded: SystemTime) -> Self {
         let crc = match store.file_crc() {
             Some(c) => Ok(c),
-            None => std::fs::File::open(path).and_then(|mut f| {
-                let mut h = crc32fast::Hasher::new();
-                let mut buf = vec![0; 1 << 20];
-                loop {
-                    match f.read(&mut buf)? {
-                        0 => return Ok(h.finalize()),
-                        n => h.update(&buf[..n]),
-                    }
-                }
-            }),
+            None => content_crc(path),
         };
         let checksum = crc.map_or_else(|_| "unreadable".to_owned(), |c| format!("crc32:{c:08x}"));
         Self::with_checksum(path, checksum, loaded)
