@@ -203,18 +203,28 @@ impl SnapshotStore {
         Ok(entry)
     }
 
-    /// Removes the entries not in `keep` (what serves now and the previous one); a read-only
-    /// store is left as it is.
+    /// Removes the entries not in `keep` (what serves now and the previous one) except the one
+    /// [`CURRENT`] names, which replicas starting later open (a replica loading a file of its
+    /// own must not take the node's published snapshot away), and temporary copies left by a
+    /// process killed while copying (untouched for [`STALE_TMP`]); a read-only store is left as
+    /// it is.
     pub fn retain(&self, keep: &[&Path]) {
         let Ok(list) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        let current = self.dir.join(CURRENT);
         let keep: Vec<PathBuf> = keep
             .iter()
+            .copied()
+            .chain([current.as_path()])
             .filter_map(|p| std::fs::canonicalize(p).ok())
             .collect();
         for path in list.flatten().map(|e| e.path()) {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                remove_if_stale(&path);
+                continue;
+            }
             if !is_entry_name(name) {
                 continue;
             }
@@ -239,6 +249,21 @@ impl SnapshotStore {
         let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
         is_entry_name(name)
             && std::fs::canonicalize(&self.dir).is_ok_and(|d| real.parent() == Some(d.as_path()))
+    }
+}
+
+/// How long a temporary copy may go unwritten before it counts as left by a killed process: a
+/// copy in progress writes far more often than this.
+pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes a temporary file no process has written for [`STALE_TMP`].
+fn remove_if_stale(path: &Path) {
+    let idle = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if idle.is_some_and(|idle| idle >= STALE_TMP) && std::fs::remove_file(path).is_ok() {
+        tracing::info!(file = %path.display(), "snapshot store: removed a copy left by a process killed while copying");
     }
 }
 

@@ -616,10 +616,31 @@ fn retain_keeps_what_serves_and_the_previous_one() {
         entries.push(m.mapped_file().unwrap().to_owned());
     }
     std::fs::write(store.dir().join("notes.txt"), "not an entry").unwrap();
+    // Copies a killed process left: one untouched for longer than a copy pauses, one being
+    // written now.
+    let left = store.dir().join(".0000abcd-10.nbf.41.1.tmp");
+    let busy = store.dir().join(".0000abcd-10.nbf.42.2.tmp");
+    std::fs::write(&left, "half a copy").unwrap();
+    std::fs::write(&busy, "half a copy").unwrap();
+    let long_ago = std::time::SystemTime::now() - super::snapshots::STALE_TMP * 2;
+    std::fs::File::options()
+        .write(true)
+        .open(&left)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
     store.retain(&[&entries[2], &entries[1]]);
     assert!(!entries[0].exists());
     assert!(entries[1].exists() && entries[2].exists());
     assert!(store.dir().join("notes.txt").exists());
+    assert!(!left.exists() && busy.exists());
+
+    // The node's published snapshot stays whatever a replica keeps of its own loads.
+    let published = store.publish(&dir.0.join("f10.nbf")).unwrap();
+    store.retain(&[&entries[2]]);
+    assert!(published.exists(), "current.nbf's entry was removed");
+    assert!(!entries[1].exists());
+    assert!(FeatureStore::open(&store.dir().join(super::snapshots::CURRENT), None).is_ok());
 }
 
 #[test]
