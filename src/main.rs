@@ -185,13 +185,34 @@ fn refused_command_line(e: &clap::Error) -> ExitCode {
         .or_else(|| std::env::var("NEXTBEST_LOG_FORMAT").ok())
         .and_then(|f| <nextbest::logging::LogFormat as clap::ValueEnum>::from_str(&f, true).ok());
     let style = nextbest::logging::style(requested, std::io::stderr().is_terminal(), true);
-    let text = e.to_string();
-    let first = text
-        .lines()
-        .next()
-        .unwrap_or("the command line was refused");
-    nextbest::logging::fatal_line(style, first.trim_start_matches("error: ").to_owned());
+    nextbest::logging::fatal_line(style, one_line(&e.to_string()));
     ExitCode::from(2)
+}
+
+/// clap's message as one line: what was wrong with what it names (the missing arguments, the
+/// possible values, a similar flag), without the usage and help pointer that follow.
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+    {
+        let line = line.trim_start_matches("error: ");
+        if !out.is_empty() {
+            out.push_str(if out.ends_with(':') || line.starts_with('[') {
+                " "
+            } else {
+                "; "
+            });
+        }
+        out.push_str(line);
+    }
+    if out.is_empty() {
+        out.push_str("the command line was refused");
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -310,6 +310,31 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
             _ => assert!(lines[0].starts_with("error: "), "{stderr}"),
         }
     }
+    // The line keeps what clap names after its first line: the missing argument, the values
+    // a flag takes, a similar flag.
+    for (args, line) in [
+        (
+            &["features", "compile", "models/features.csv"][..],
+            "error: the following required arguments were not provided: <OUTPUT>",
+        ),
+        (
+            &["--fsync", "sometimes"][..],
+            "error: invalid value 'sometimes' for '--fsync <FSYNC>' [possible values: always, interval]",
+        ),
+        (
+            &["--max-inflght", "10"][..],
+            "error: unexpected argument '--max-inflght' found; tip: a similar argument exists: '--max-inflight'",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NEXTBEST_LOG_FORMAT", "text")
+            .output()
+            .expect("the binary runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), line);
+    }
     // Boolean variables take what people write in a manifest (the server starts and says
     // where it listens; `yes` and `0` were refused when only `true` and `false` were taken).
     let srv = Binary::demo(&dir.0.join("b"))
