@@ -278,11 +278,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let features_loaded = matches!(e, RegistryError::Model(_))
             && registry.commit(Change::Features { path: None }).is_ok();
         let config = registry.config();
+        let without = match e.part() {
+            nextbest::registry::Part::Features => "a feature snapshot",
+            nextbest::registry::Part::Model => "a model",
+        };
         tracing::error!(
             path = %config.models_path.as_deref().unwrap_or(Path::new("")).display(),
             features = %config.features_path.as_deref().unwrap_or(Path::new("")).display(),
             features_loaded,
-            "serving without a model: decisions get built-in fallback content"
+            "serving without {without}: decisions get built-in fallback content"
         );
     }
     let _watcher = settings.watch_models.then(|| watch(&registry)).flatten();

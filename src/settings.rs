@@ -315,6 +315,18 @@ impl ServeArgs {
             })?,
             None => BuiltinFallback::default(),
         };
+        if let Some(store) = self
+            .snapshot_store
+            .as_ref()
+            .filter(|p| p.exists() && !p.is_dir())
+        {
+            return Err(invalid(
+                "--snapshot-store",
+                store.display(),
+                "is a file: give the folder the node's snapshots are kept in (the folder \
+                 `features publish --store` writes)",
+            ));
+        }
         let registry = RegistryConfig {
             models_path: Some(self.models.clone()),
             features_path: Some(self.features.clone()),

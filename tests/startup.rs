@@ -411,3 +411,27 @@ fn a_misspelt_variable_is_refused_naming_the_one_meant_and_another_is_reported()
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: demo"));
 }
+
+/// A start whose snapshot is missing says so, naming the snapshot, not the model that loaded.
+#[test]
+fn a_missing_snapshot_at_start_is_named_as_the_snapshot() {
+    let models = TempModels::new("startup-no-snapshot");
+    std::fs::remove_file(models.dir.join("features.csv")).unwrap();
+    let dir = TempDir::new("startup-no-snapshot-data");
+    let srv = Binary::with_models(&models.dir, &dir.0).spawn();
+    let log = srv.wait_stderr("serving without");
+    let refused = log
+        .lines()
+        .find(|l| l.contains("load refused"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let v: serde_json::Value = serde_json::from_str(refused).unwrap();
+    assert_eq!(
+        v["source"],
+        format!("features {}", models.dir.join("features.csv").display()),
+        "{refused}"
+    );
+    assert!(
+        log.contains("serving without a feature snapshot: decisions get built-in fallback content"),
+        "{log}"
+    );
+}

@@ -205,11 +205,19 @@ impl Registry {
         let started = Instant::now();
         let source = change.source(&self.config);
         let from_disk = matches!(change, Change::FromDisk);
+        let features_change = matches!(change, Change::Features { .. });
         let mut plan = match self.plan(w, change) {
             Ok(Some(plan)) => plan,
             Ok(None) => return Ok(Committed::Unchanged),
             Err(e) => {
                 if !matches!(e, RegistryError::Superseded) {
+                    // A start or folder load that failed on its snapshot names the snapshot.
+                    let source = match e.part() {
+                        Part::Features if !features_change => {
+                            Change::Features { path: None }.source(&self.config)
+                        }
+                        _ => source,
+                    };
                     self.loads.count(e.part(), false);
                     log_refusal(&e, &source);
                     self.journal.refused(&source, &e);

@@ -390,3 +390,16 @@ fn a_redis_url_the_client_cannot_take_is_refused_with_its_password_hidden() {
     );
     assert!(!e.contains("s3cret"), "{e}");
 }
+
+#[test]
+fn a_snapshot_store_that_is_a_file_is_refused_naming_the_flag() {
+    let file = TempFile::new("f3.nbf", "not a folder");
+    let e = refused(&["--snapshot-store", file.path()]);
+    assert!(
+        e.starts_with(&format!("--snapshot-store {}: is a file", file.path())),
+        "{e}"
+    );
+    // A folder that does not exist yet is made at the first load.
+    let missing = format!("{}.d", file.path());
+    assert!(check(&["--snapshot-store", &missing]).is_ok());
+}
