@@ -291,6 +291,22 @@ async fn shutdown_drains_requests_in_flight() {
     let r = get(public, "/readyz").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["status"], "draining");
+    // A keep-alive client is answered and told to close, so its pool stops sending on a
+    // connection about to end (the sidecar's backend calls localhost, with no balancer).
+    let body = serde_json::to_vec(&req).unwrap();
+    let mut s = tokio::net::TcpStream::connect(public).await.unwrap();
+    let head = format!(
+        "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(&[head.as_bytes(), &body].concat())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let (r, _) = parse_response(&out).expect("a response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
     // ...and every request already in flight completes.
     for h in held {
         let r = h.finish().await;

@@ -42,7 +42,15 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     };
-    let resp = resp.unwrap_or_else(ApiError::into_response);
+    let mut resp = resp.unwrap_or_else(ApiError::into_response);
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        // The backend beside us calls localhost with no balancer to move it: ask its pool to
+        // stop reusing a connection that ends with the drain.
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
     state
         .metrics
         .response(Listener::Public, route, resp.status().as_u16());
