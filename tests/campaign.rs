@@ -404,7 +404,9 @@ fn several_channels_give_the_exact_optimum_over_all_channels_jointly() {
                 let c = again.summary.channels[ch].capacity.as_ref().unwrap();
                 assert_eq!(c.used_before, per_channel[ch], "{ch}");
             }
+            // The next case starts from an empty history.
             std::fs::remove_dir_all(base.path("data")).unwrap();
+            std::fs::create_dir(base.path("data")).unwrap();
         }
     }
 }

@@ -438,3 +438,25 @@ fn campaign_check_validates_the_challenger() {
     let run = campaign::run(&base.config(&file, "out", NOW)).expect_err("run refuses");
     assert!(run.to_string().contains("(challenger `web-only`)"), "{run}");
 }
+
+/// A data folder that does not exist (a typo, a forgotten flag) is refused: a run without the
+/// contact history would contact everyone the caps and policies hold back. An empty folder
+/// runs without history on purpose.
+#[test]
+fn a_missing_data_folder_is_refused_and_an_empty_one_runs() {
+    let base = Base::new("cmp-no-history", 20);
+    let file = base.write_campaign("h", &sms("h"));
+    let mut cfg = base.config(&file, "out", NOW);
+    cfg.data_dir = Some(base.path("dta"));
+    let e = campaign::run(&cfg).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "--data-dir {}: no such folder: give the data folder whose event log holds the contact history",
+            base.path("dta").display()
+        )),
+        "{e}"
+    );
+    assert!(!cfg.out.exists(), "a refused run wrote its list");
+    cfg.data_dir = Some(base.path("data"));
+    campaign::run(&cfg).unwrap();
+}

@@ -182,6 +182,7 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     let tmp = TempDir::new("cmp-cli");
     let out = tmp.0.join("out");
     let data = tmp.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
     let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
     let run = nextbest(&[
         "campaign",
@@ -280,7 +281,7 @@ fn the_readmes_multi_channel_demo_prints_what_the_readme_shows() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let start = readme
-        .find("```console\n$ nextbest campaign run models/campaigns/demo_multichannel.json")
+        .find("```console\n$ mkdir -p /tmp/demo_data\n$ nextbest campaign run models/campaigns/demo_multichannel.json")
         .expect("the README shows the multi-channel demo");
     let block = &readme[start + "```console\n".len()..];
     let block = &block[..block.find("```").unwrap()];
@@ -308,6 +309,10 @@ fn the_readmes_multi_channel_demo_prints_what_the_readme_shows() {
         let command = local(command);
         let words: Vec<&str> = command.split_whitespace().collect();
         let stdout = match words[..] {
+            ["mkdir", "-p", dir] => {
+                std::fs::create_dir_all(dir).unwrap();
+                String::new()
+            }
             ["nextbest", ref args @ ..] => {
                 let o = nextbest(args);
                 assert!(
@@ -334,6 +339,9 @@ fn the_readmes_multi_channel_demo_prints_what_the_readme_shows() {
                 .replace(data_s, "/tmp/demo_data"),
         );
     }
-    assert_eq!(commands, 4, "run, commit, outcomes, report");
+    assert_eq!(
+        commands, 5,
+        "the data folder, run, commit, outcomes, report"
+    );
     assert_eq!(printed, expected);
 }

@@ -64,6 +64,15 @@ pub enum CampaignError {
     /// The fleet's Redis could not be read.
     #[error("the fleet's events: {0}")]
     Fleet(String),
+    /// The data folder holding the contact history does not exist: a run without history
+    /// would contact everyone the caps and policies hold back.
+    #[error(
+        "--data-dir {}: no such folder: give the data folder whose event log holds the contact \
+         history (the server's `--data-dir`; frequency caps, contact policies and the capacity \
+         already used read it), or `--redis` for a fleet's; to run without any history on \
+         purpose, give an empty folder", .0.display()
+    )]
+    NoHistory(PathBuf),
     /// A suppression list could not be read.
     #[error("suppression list {path}: {source}")]
     Suppression {

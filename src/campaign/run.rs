@@ -254,6 +254,9 @@ impl<'a> Run<'a> {
         };
         let now_ms = self.now_ms;
         let mut past = match &cfg.data_dir {
+            Some(dir) if !dir.is_dir() && cfg.fleet.is_none() => {
+                return Err(CampaignError::NoHistory(dir.clone()))
+            }
             Some(dir) => history::PastContacts::read(dir, &counting, now_ms)?,
             None => history::PastContacts::empty(&counting),
         };

@@ -80,6 +80,8 @@ impl Base {
         )
         .unwrap();
         std::fs::write(dir.0.join("features.csv"), small_csv(customers)).unwrap();
+        // The data folder a server would have made: no history yet.
+        std::fs::create_dir_all(dir.0.join("data")).unwrap();
         Base { dir }
     }
 
