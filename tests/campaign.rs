@@ -409,6 +409,16 @@ fn several_channels_give_the_exact_optimum_over_all_channels_jointly() {
             std::fs::create_dir(base.path("data")).unwrap();
         }
     }
+    // A map of one channel names its capacity's price by the channel too.
+    let doc = json!({"name": "one", "offers": ["a", "b", "c"],
+        "channels": {"sms": {"placement": "sms_campaign", "max_contacts": 20}}});
+    let prices: Vec<String> = base
+        .run(&doc, "one", NOW)
+        .summary
+        .shadow_prices
+        .into_keys()
+        .collect();
+    assert_eq!(prices, ["channels.sms.max_contacts"]);
 }
 
 /// The exact optimum over (customer, offer, channel, score) under offers per customer, one

@@ -184,6 +184,16 @@ fn channel_faults_are_named_with_their_path() {
             ("channels.email.max_contacts", "whole number from 1"),
         ],
     );
+    // One channel in a map is allocated as several are: its limits are refused, not dropped.
+    expect_faults(
+        &json!({"name": "m", "category_limits": {"sales": {"max": 3}},
+                "channels": {"sms": {"placement": "sms_campaign", "max_contacts": 5}}}),
+        false,
+        &[(
+            "category_limits",
+            "not supported with a `channels` map yet: give its one channel as `channel`",
+        )],
+    );
     expect_faults(
         &json!({"name": "m", "channels": {
             "fax": {},

@@ -588,7 +588,7 @@ fn shadow_prices(info: &RunInfo, alloc: &Allocation) -> BTreeMap<String, output:
         .map(|s| {
             let name = match s.bound {
                 allocate::Bound::Capacity => "capacity.max_contacts".to_owned(),
-                allocate::Bound::CategoryMax(c) if l.channels > 1 => {
+                allocate::Bound::CategoryMax(c) if info.spec.multi_channel() => {
                     // A channel's capacity: the limited category of its slots.
                     let slot = l.category.iter().position(|x| *x == Some(c)).unwrap_or(0);
                     let ci = slot % l.channels as usize;

@@ -346,11 +346,11 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
             );
         }
     }
-    let several = top
+    let mapped = top
         .get("channels")
         .and_then(|v| v.as_object())
-        .is_some_and(|o| o.len() > 1);
-    if several {
+        .map(|o| o.len());
+    if let Some(n) = mapped {
         for key in ["offer_limits", "category_limits"] {
             let set = top
                 .get(key)
@@ -359,9 +359,15 @@ fn read(f: &mut Faults, doc: &Value<'_>, base: &Path) -> Option<CampaignSpec> {
             if set {
                 // Offer and category limits cross channel capacities: the best list is then
                 // no longer a flow (see `flow`), and no exact allocation is offered for it.
+                // A map of one channel is allocated as several are: name its channel with
+                // `channel`, `placement` and `capacity` for the limits to apply.
                 f.push(
                     key,
-                    "not supported with several `channels` yet: split the campaign by channel, or drop the limit",
+                    if n == 1 {
+                        "not supported with a `channels` map yet: give its one channel as `channel`, `placement` and `capacity`, where the limit applies"
+                    } else {
+                        "not supported with several `channels` yet: split the campaign by channel, or drop the limit"
+                    },
                 );
             }
         }
