@@ -71,6 +71,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
     // Against the model: names that do not resolve, each with its path.
     let against = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
         "offers": ["a", "nope"], "category_limits": {"service": {"max": 1}},
+        "max_offers_per_customer": 3,
         "capacity": {"max_contacts": 10}, "offer_limits": {"a": {"min": 20}}});
     let file = base.write_campaign("against", &against);
     let faults = campaign::check(&file, Some(&base.path("model.json")), None)
@@ -80,6 +81,10 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         ("offers[1]", "unknown offer `nope`"),
         ("category_limits.service", "no offer of the campaign"),
         ("offer_limits", "minimums add up to 20"),
+        (
+            "max_offers_per_customer",
+            "3 is more than placement `sms_campaign` on channel `sms` shows at once (2)",
+        ),
     ] {
         assert!(
             faults

@@ -180,6 +180,20 @@ impl Plan {
                 }
             }
         }
+        // A customer is sent at most what the placement shows at once (an SMS placement's
+        // one text): more offers per customer would go out together.
+        for (ch, slot) in &slots {
+            if spec.max_offers_per_customer as usize > slot.limit {
+                f.push(
+                    "max_offers_per_customer",
+                    format!(
+                        "{} is more than placement `{}` on channel `{}` shows at once ({}): \
+                         the extra offers would be sent together",
+                        spec.max_offers_per_customer, slot.placement, ch.name, slot.limit
+                    ),
+                );
+            }
+        }
         // Every channel has something to send: an offer of the campaign shown in its
         // placement, with content on the channel.
         for (plan, (ch, slot)) in channels.iter().zip(&slots) {

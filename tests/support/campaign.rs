@@ -34,8 +34,8 @@ pub fn offer(id: &str, cat: &str, value: f64, intercept: f64, weights: Value) ->
 /// A small model: three offers whose scores depend on two features, on sms, email and web.
 pub fn small_model() -> Value {
     json!({"name": "small", "version": "7",
-    "placements": {"sms_campaign": {"channels": ["sms"], "limit": 1},
-                   "email_campaign": {"channels": ["email"], "limit": 1},
+    "placements": {"sms_campaign": {"channels": ["sms"], "limit": 2},
+                   "email_campaign": {"channels": ["email"], "limit": 2},
                    "home": {"channels": ["web"], "limit": 3}},
     "offers": [
         offer("a", "sales", 10.0, -1.0, json!({"x": 0.4})),
