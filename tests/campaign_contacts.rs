@@ -503,3 +503,26 @@ fn a_list_committed_days_later_counts_when_it_was_sent_not_when_it_was_committed
     let cap = run.summary.capacity.clone().unwrap();
     assert_eq!((cap.used_before, run.rows.len()), (50, 0));
 }
+
+/// Two lists run under one campaign name at one time on two channels (an SMS file copied for
+/// e-mail, the name left as it was) are two sets of contacts: the second commit records all of
+/// its own, none taken for the first's.
+#[test]
+fn one_name_at_one_time_on_two_channels_records_both_lists() {
+    let base = Base::new("cmp-two-channels", 60);
+    let now = support_now();
+    let sms_list = base.run(&sms("xmas"), "xmas-sms", now);
+    let email = json!({"name": "xmas", "channel": "email", "placement": "email_campaign"});
+    let email_list = base.run(&email, "xmas-email", now);
+    let target = Target::Direct {
+        data_dir: base.path("data"),
+    };
+    let a = commit::commit(&sms_list.out, &target, now).unwrap();
+    let b = commit::commit(&email_list.out, &target, now).unwrap();
+    assert!(a.events > 0 && b.events > 0);
+    assert_eq!((a.accepted, a.duplicates), (a.events, 0));
+    assert_eq!((b.accepted, b.duplicates), (b.events, 0));
+    // Each list committed again is still recorded once.
+    let again = commit::commit(&email_list.out, &target, now).unwrap();
+    assert_eq!((again.accepted, again.duplicates), (0, b.events));
+}

@@ -87,9 +87,16 @@ struct Contact {
     planned_ms: i64,
 }
 
-/// The event id of one contact of one run.
-pub fn event_id(campaign: &str, run_at_ms: i64, customer: &str, offer: &str) -> String {
-    let key = format!("{campaign}\u{0}{run_at_ms}\u{0}{customer}\u{0}{offer}");
+/// The event id of one contact of one run. The channel is part of it: two lists run with one
+/// campaign name at one time (an SMS file copied for e-mail) are two sets of contacts.
+pub fn event_id(
+    campaign: &str,
+    run_at_ms: i64,
+    channel: &str,
+    customer: &str,
+    offer: &str,
+) -> String {
+    let key = format!("{campaign}\u{0}{run_at_ms}\u{0}{channel}\u{0}{customer}\u{0}{offer}");
     format!(
         "cmp-{:016x}{:08x}",
         stable_hash(&key),
@@ -176,7 +183,13 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
             placement,
             offer_id: offer.to_owned(),
             decision_id: ulid::Ulid::from_string(&rec[di]).ok().map(|u| u.0),
-            event_id: event_id(&summary.campaign, summary.run_at_ms, customer, offer),
+            event_id: event_id(
+                &summary.campaign,
+                summary.run_at_ms,
+                channel,
+                customer,
+                offer,
+            ),
             category: summary
                 .offers
                 .get(offer)
