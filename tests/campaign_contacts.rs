@@ -526,3 +526,29 @@ fn one_name_at_one_time_on_two_channels_records_both_lists() {
     let again = commit::commit(&email_list.out, &target, now).unwrap();
     assert_eq!((again.accepted, again.duplicates), (0, b.events));
 }
+
+/// A list older than event ids are remembered is refused, since a second commit of it could
+/// not be told from the first; `--late` commits a list never committed.
+#[test]
+fn a_list_older_than_event_ids_are_remembered_is_committed_only_when_late_is_said() {
+    let base = Base::new("cmp-late", 30);
+    let day = 86_400_000;
+    let now = support_now();
+    let old = base.run(&sms("old"), "old", now - 8 * day);
+    let target = Target::Direct {
+        data_dir: base.path("data"),
+    };
+    let e = commit::commit(&old.out, &target, now)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("its first contacts were sent 8 days ago")
+            && e.ends_with("commit it once with --late"),
+        "{e}"
+    );
+    let done = commit::commit_with(&old.out, &target, now, true).unwrap();
+    assert_eq!((done.accepted, done.duplicates), (done.events, 0));
+    // Within the days ids are remembered, no flag is needed.
+    let recent = base.run(&sms("recent"), "recent", now - 5 * day);
+    assert!(commit::commit(&recent.out, &target, now).is_ok());
+}

@@ -116,6 +116,10 @@ pub struct CommitArgs {
     /// The data folder for --direct.
     #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// Commit a list whose first contacts are more than 6 days old, which a commit cannot tell
+    /// from an earlier one: only for a list never committed, and only once.
+    #[arg(long)]
+    pub late: bool,
 }
 
 /// Why a campaign command failed (its faults are printed first).
@@ -254,7 +258,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 }
             };
             let now_ms = crate::contact::Clock::system().now_ms();
-            let done = commit::commit(&a.dir, &target, now_ms)?;
+            let done = commit::commit_with(&a.dir, &target, now_ms, a.late)?;
             println!(
                 "committed {} contacts: {} recorded now, {} already recorded",
                 done.events, done.accepted, done.duplicates

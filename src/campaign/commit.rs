@@ -71,7 +71,25 @@ pub enum CommitError {
     /// Writing the log directly failed.
     #[error("event log: {0}")]
     Log(#[from] ContactError),
+    /// The list is older than event ids are remembered: a second commit would not be told
+    /// from the first.
+    #[error(
+        "{}: its first contacts were sent {days} days ago, and event ids are remembered for 7 \
+         days by the time they carry: a commit now could not tell this list from an earlier \
+         commit of it, and would record its contacts twice. If it was never committed, commit \
+         it once with --late", .dir.display()
+    )]
+    TooLate {
+        /// The list's folder.
+        dir: PathBuf,
+        /// Whole days since its first contact.
+        days: i64,
+    },
 }
+
+/// How old a list's first contact may be for its commit to be told from an earlier one: event
+/// ids are remembered for 7 days by the time they carry, less a day of margin.
+pub const LATE_AFTER_MS: i64 = 6 * crate::engine::policy::DAY_MS;
 
 /// One contact of the list, owned.
 struct Contact {
@@ -108,6 +126,17 @@ pub fn event_id(
 /// its row's `send_at`, else the run's time, never later than `now_ms` (an event cannot be in
 /// the future), so frequency caps and calendar capacities count it where it belongs.
 pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, CommitError> {
+    commit_with(dir, target, now_ms, false)
+}
+
+/// [`commit`]; with `late`, also a list older than [`LATE_AFTER_MS`], which cannot be told from
+/// an earlier commit of it (the operator says it was never committed).
+pub fn commit_with(
+    dir: &Path,
+    target: &Target,
+    now_ms: i64,
+    late: bool,
+) -> Result<Committed, CommitError> {
     let summary_path = dir.join(SUMMARY_JSON);
     let input = |path: &Path, detail: String| CommitError::Input {
         path: path.to_owned(),
@@ -118,6 +147,13 @@ pub fn commit(dir: &Path, target: &Target, now_ms: i64) -> Result<Committed, Com
     let summary: Summary =
         serde_json::from_str(&text).map_err(|e| input(&summary_path, e.to_string()))?;
     let contacts = read_list(&dir.join(LIST_CSV), &summary)?;
+    let first = contacts.iter().map(|c| c.planned_ms.min(now_ms)).min();
+    if let Some(first) = first.filter(|&t| !late && now_ms - t > LATE_AFTER_MS) {
+        return Err(CommitError::TooLate {
+            dir: dir.to_owned(),
+            days: (now_ms - first) / crate::engine::policy::DAY_MS,
+        });
+    }
     let mut done = Committed {
         events: contacts.len() as u64,
         ..Committed::default()
