@@ -475,3 +475,50 @@ fn a_missing_data_folder_is_refused_and_an_empty_one_runs() {
     cfg.data_dir = Some(base.path("data"));
     campaign::run(&cfg).unwrap();
 }
+
+/// A run writes beside its folder and moves the list in whole: one that fails leaves the
+/// earlier list as it was, and the next one's files all replace it.
+#[test]
+fn a_run_replaces_the_folders_list_whole_or_not_at_all() {
+    let base = Base::new("cmp-replace", 60);
+    let mut doc = sms("r");
+    doc["control_group"] = json!({"share": 0.2, "salt": "s"});
+    let first = base.run(&doc, "list", NOW);
+    let files = [
+        "targets.csv",
+        "targets.parquet",
+        "control.csv",
+        "summary.json",
+    ];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(first.out.join(f)).unwrap())
+        .collect();
+    // The writer's folder beside it cannot be made (a file holds its name): the run fails.
+    doc.as_object_mut().unwrap().remove("control_group");
+    let file = base.write_campaign("r", &doc);
+    let cfg = base.config(&file, "list", NOW + HOUR);
+    let blocker = base.path(&format!(".list.writing-{}", std::process::id()));
+    std::fs::write(&blocker, "in the way").unwrap();
+    assert!(campaign::run(&cfg).is_err());
+    for (f, bytes) in files.iter().zip(&before) {
+        assert_eq!(
+            &std::fs::read(first.out.join(f)).unwrap(),
+            bytes,
+            "{f} changed"
+        );
+    }
+    std::fs::remove_file(&blocker).unwrap();
+    let second = campaign::run(&cfg).unwrap();
+    assert_eq!(second.held_out.control_group, 0);
+    let control = std::fs::read_to_string(first.out.join("control.csv")).unwrap();
+    assert_eq!(
+        control.lines().count(),
+        1,
+        "the earlier control group stayed: {control}"
+    );
+    assert_ne!(
+        std::fs::read(first.out.join("summary.json")).unwrap(),
+        before[3]
+    );
+}

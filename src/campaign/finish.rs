@@ -246,8 +246,34 @@ struct Written {
 }
 
 /// Allocates over `candidates` (as [`allocate::candidates`] leaves them), draws the control
-/// group from the list, writes the list, the control group and the summary into `out`, and
-/// returns the summary.
+/// group from the list, writes the list, the control group and the summary beside `out` and
+/// then into it ([`output::place`]), and returns the summary: a run killed or out of space
+/// leaves the list `out` held before whole.
+pub fn finish_in_place(
+    info: &RunInfo,
+    tally: Tally,
+    candidates: Vec<Pair>,
+    customers: &Customers<'_>,
+    out: &Path,
+) -> Result<Summary, CampaignError> {
+    let name = out
+        .file_name()
+        .map_or("list".into(), |n| n.to_string_lossy());
+    let tmp = out.with_file_name(format!(".{name}.writing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let done = finish(info, tally, candidates, customers, &tmp).and_then(|summary| {
+        output::place(&tmp, out)
+            .map(|()| summary)
+            .map_err(|source| CampaignError::OutDir {
+                path: out.to_owned(),
+                source,
+            })
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    done
+}
+
+/// [`finish_in_place`], written straight into `out` (a folder of its own).
 pub fn finish(
     info: &RunInfo,
     tally: Tally,

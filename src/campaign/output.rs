@@ -478,6 +478,27 @@ pub struct ShadowPrice {
     pub per_unit: f64,
 }
 
+/// Moves a list written in `tmp` into `out`, file by file with the summary last, and removes
+/// the list files of an earlier run that the new one does not have: `out` never holds a list
+/// of two runs (a run killed, or out of space, before this leaves the earlier list whole).
+pub fn place(tmp: &Path, out: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    for name in [LIST_CSV, LIST_PARQUET, CONTROL_CSV, SUMMARY_JSON] {
+        let (from, to) = (tmp.join(name), out.join(name));
+        if from.exists() {
+            std::fs::rename(&from, &to)?;
+        } else if to.exists() {
+            std::fs::remove_file(&to)?;
+        }
+    }
+    // Anything else the writer made (none today) follows.
+    for e in std::fs::read_dir(tmp)? {
+        let e = e?;
+        std::fs::rename(e.path(), out.join(e.file_name()))?;
+    }
+    std::fs::File::open(out)?.sync_all()
+}
+
 /// Writes `summary.json`.
 pub fn write_summary(dir: &Path, s: &Summary) -> Result<(), OutputError> {
     let path = dir.join(SUMMARY_JSON);

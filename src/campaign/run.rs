@@ -36,7 +36,7 @@ use crate::registry::{ModelSet, Registry, RegistryConfig, Snapshot};
 pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
     let started = Instant::now();
     let summary = scanned(cfg, None, |s| {
-        finish::finish(&s.info, s.tally, s.candidates, &s.customers, &cfg.out)
+        finish::finish_in_place(&s.info, s.tally, s.candidates, &s.customers, &cfg.out)
     })?;
     tracing::info!(
         rows = summary.selected,

@@ -360,14 +360,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
     let candidates = allocate::candidates(pairs, &info.limits);
     let customers = Customers::Listed { ids, values, zones };
 
-    let name = out
-        .file_name()
-        .map_or("list".into(), |n| n.to_string_lossy());
-    let tmp = out.with_file_name(format!(".{name}.merging-{}", std::process::id()));
-    let done = finish::finish(info, tally, candidates, &customers, &tmp)
-        .and_then(|summary| place(&tmp, out).map(|()| summary));
-    let _ = std::fs::remove_dir_all(&tmp);
-    done
+    finish::finish_in_place(info, tally, candidates, &customers, out)
 }
 
 fn check_rows(path: &Path, got: u64, expected: u64) -> Result<(), ShardError> {
@@ -378,21 +371,6 @@ fn check_rows(path: &Path, got: u64, expected: u64) -> Result<(), ShardError> {
         path: path.to_owned(),
         detail: format!("{got} rows, but {SHARD_JSON} says {expected}: the shard is incomplete"),
     })
-}
-
-/// Moves the finished files from `tmp` into `out`.
-fn place(tmp: &Path, out: &Path) -> Result<(), CampaignError> {
-    std::fs::create_dir_all(out).map_err(|source| CampaignError::OutDir {
-        path: out.to_owned(),
-        source,
-    })?;
-    let entries = std::fs::read_dir(tmp).map_err(io(tmp))?;
-    for e in entries {
-        let e = e.map_err(io(tmp))?;
-        let to = out.join(e.file_name());
-        std::fs::rename(e.path(), &to).map_err(io(&to))?;
-    }
-    Ok(())
 }
 
 fn read_pairs(
