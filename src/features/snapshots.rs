@@ -76,6 +76,19 @@ impl SnapshotStore {
         }
         let (crc, len) = trailer(source).map_err(io(source))?;
         let entry = self.dir.join(entry_name(crc, len));
+        if let Some(size) = std::fs::metadata(&entry)
+            .ok()
+            .map(|m| m.len())
+            .filter(|&n| n != len)
+        {
+            // Its name says its length: another file was written over it (a `cp` onto
+            // current.nbf writes through the link). Make way for the good copy.
+            tracing::warn!(
+                file = %entry.display(), size, expected = len,
+                "snapshot store: an entry was written over (its size is not the one its name says); it is replaced"
+            );
+            let _ = std::fs::remove_file(&entry);
+        }
         if std::fs::metadata(&entry).is_ok_and(|m| m.len() == len) {
             // The source's own bytes must be what its trailer claims, or a damaged file would
             // pass for the good copy of the same name: read through once, nothing kept.

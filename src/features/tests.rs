@@ -695,3 +695,23 @@ fn publish_points_current_at_the_newest_entry_and_replicas_map_it_in_place() {
     assert!(err.contains("features compile"), "{err}");
     assert_eq!(std::fs::canonicalize(&current).unwrap(), published[2]);
 }
+
+#[test]
+fn an_entry_written_over_through_current_is_replaced_by_the_next_publish() {
+    let dir = Scratch::new("map-overwritten");
+    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let (a, b) = (dir.0.join("a.nbf"), dir.0.join("b.nbf"));
+    write_nbf(&mixed(10), &a).unwrap();
+    write_nbf(&mixed(20), &b).unwrap();
+    let entry = store.publish(&a).unwrap();
+    // The operator's `cp b.nbf store/current.nbf`: through the link, into the entry.
+    std::fs::write(
+        store.dir().join(super::snapshots::CURRENT),
+        std::fs::read(&b).unwrap(),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read(&entry).unwrap(), std::fs::read(&a).unwrap());
+    assert_eq!(store.publish(&a).unwrap(), entry);
+    assert_eq!(std::fs::read(&entry).unwrap(), std::fs::read(&a).unwrap());
+    assert!(FeatureStore::open(&store.dir().join(super::snapshots::CURRENT), None).is_ok());
+}
