@@ -944,6 +944,8 @@ fn the_campaign_jobs_run_every_shard_once_and_merge_them() {
             "/nonexistent/c.json",
             "--out",
             "/nonexistent/o",
+            "--now",
+            "2026-12-05T06:00:00Z",
         ])
         .env("NEXTBEST_SHARD", &last)
         .output()

@@ -435,3 +435,29 @@ fn a_missing_snapshot_at_start_is_named_as_the_snapshot() {
         "{log}"
     );
 }
+
+/// A shard without `--now` is refused at once: each shard would take its own clock, and the
+/// merge would refuse them all once every pod had run.
+#[cfg(feature = "offline")]
+#[test]
+fn a_shard_without_now_is_refused_before_it_runs() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args([
+            "campaign",
+            "run",
+            "models/campaigns/demo_sms.json",
+            "--out",
+            "/nonexistent/o",
+        ])
+        .args(["--shard", "0/4"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: --shard needs --now: every shard of a run must decide as of the same time \
+         (the merge refuses shards of different runs)"
+    );
+}

@@ -178,6 +178,14 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                     crate::rfc3339::parse_ms(s).map_err(|e| CliError::Flag(format!("--now: {e}")))
                 })
                 .transpose()?;
+            if a.shard.is_some() && now_ms.is_none() {
+                // Each shard would take its own clock, and the merge refuse them all at the end.
+                return Err(CliError::Flag(
+                    "--shard needs --now: every shard of a run must decide as of the same time \
+                     (the merge refuses shards of different runs)"
+                        .into(),
+                ));
+            }
             let partitions =
                 settings::within("--redis-partitions", a.redis_partitions, 1, MAX_PARTITIONS)?;
             let cfg = RunConfig {
