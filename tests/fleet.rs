@@ -325,6 +325,33 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
         !rows.contains(&(x.clone(), o.clone())),
         "{x} dismissed {o} on the web, through another replica"
     );
+
+    // Another partition count would read part of the fleet's streams, another database none:
+    // both are refused, naming what to give.
+    let mut part = cfg("r2");
+    part.fleet = Some(nextbest::fleet::FleetConfig::new(redis.url(), 4));
+    let mut db = cfg("r3");
+    db.fleet = Some(nextbest::fleet::FleetConfig::new(
+        format!("{}/3", redis.url()),
+        8,
+    ));
+    let errors = tokio::task::spawn_blocking(move || {
+        [part, db].map(|c| campaign::run(&c).map(|_| ()).unwrap_err().to_string())
+    })
+    .await
+    .unwrap();
+    assert!(
+        errors[0].contains("--redis-partitions 4 but the fleet at")
+            && errors[0].contains("uses 8: give --redis-partitions 8"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("no nextbest fleet has joined this Redis and database"),
+        "{}",
+        errors[1]
+    );
+    assert!(!dir.0.join("r2").exists() && !dir.0.join("r3").exists());
 }
 
 /// Entries the fleet's streams hold in Redis, all partitions together.

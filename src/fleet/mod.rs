@@ -128,6 +128,10 @@ pub enum FleetError {
     /// Replication needs the event log (a data folder).
     #[error("--redis needs the event log: no data folder is configured")]
     NoLog,
+    /// The Redis read holds no fleet, or one whose partition count differs: reading it would
+    /// see none or part of the fleet's events.
+    #[error("{0}")]
+    NotTheFleet(String),
 }
 
 /// The state of the link, shared by the shipper, the consumers, readiness and metrics.
@@ -537,6 +541,32 @@ pub fn read_history(
     let redis_err = |e: redis::RedisError| FleetError::Url(format!("{}: {e}", redact(&config.url)));
     let client = redis::Client::open(config.url.as_str()).map_err(redis_err)?;
     let mut con = client.get_connection().map_err(redis_err)?;
+    // Every replica records the fleet's partition count when it joins: without it there is no
+    // fleet here (another database, another Redis), and with another count only some of its
+    // streams would be read.
+    let recorded: Option<String> = redis::cmd("GET")
+        .arg(config.partitions_key())
+        .query(&mut con)
+        .map_err(redis_err)?;
+    match recorded.as_deref().map(str::trim) {
+        None => {
+            return Err(FleetError::NotTheFleet(format!(
+                "--redis {}: no nextbest fleet has joined this Redis and database (no {}): give \
+                 the URL the replicas' --redis names, database number included",
+                redact(&config.url),
+                config.partitions_key()
+            )))
+        }
+        Some(r) if r != config.partitions.to_string() => {
+            return Err(FleetError::NotTheFleet(format!(
+                "--redis-partitions {} but the fleet at {} uses {r}: give --redis-partitions {r}, \
+                 as the replicas do",
+                config.partitions,
+                redact(&config.url)
+            )))
+        }
+        Some(_) => {}
+    }
     let mut seen = std::collections::HashSet::new();
     let mut read = 0;
     for p in 0..config.partitions {
