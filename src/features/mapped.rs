@@ -38,12 +38,10 @@ pub(super) struct Mapping {
     pub(super) file_crc: u32,
 }
 
-/// True when `path` is a version 4 `.nbf` (by extension and magic): what a store maps.
+/// True when `path` is a version 4 `.nbf` (by its magic, whatever its name): what a store
+/// maps.
 pub(super) fn is_mappable(path: &Path) -> Result<bool, FeatureError> {
     use std::io::Read as _;
-    if path.extension().is_none_or(|e| e != "nbf") {
-        return Ok(false);
-    }
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
     match read {

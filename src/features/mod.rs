@@ -223,15 +223,21 @@ impl FeatureStore {
         }
     }
 
-    /// Loads a snapshot into memory, choosing the format by extension: `.nbf` binary,
-    /// `.parquet` Parquet, anything else CSV.
+    /// Loads a snapshot into memory, choosing the format by the file's first bytes (`NBF` the
+    /// binary form, `PAR1` Parquet, anything else CSV), so `.NBF`, `.bin` or an export without
+    /// an extension read as what they are.
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
-        if path.extension().is_some_and(|e| e == "nbf") {
-            binary::read_nbf(path)
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            read_parquet(path)
-        } else {
-            csv_load::read_csv(path)
+        let mut head = [0u8; 4];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .map_err(|source| FeatureError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        match &head[..read] {
+            [b'N', b'B', b'F', _] => binary::read_nbf(path),
+            b"PAR1" => read_parquet(path),
+            _ => csv_load::read_csv(path),
         }
     }
 

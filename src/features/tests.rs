@@ -366,6 +366,10 @@ fn parquet_string_and_dictionary_columns() {
             "{id}"
         );
     }
+    // The format is the file's, whatever its name says.
+    let renamed = dir.join("F.PARQUET");
+    std::fs::copy(&path, &renamed).unwrap();
+    assert_eq!(FeatureStore::load(&renamed).unwrap().len(), 4);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -714,4 +718,24 @@ fn an_entry_written_over_through_current_is_replaced_by_the_next_publish() {
     assert_eq!(store.publish(&a).unwrap(), entry);
     assert_eq!(std::fs::read(&entry).unwrap(), std::fs::read(&a).unwrap());
     assert!(FeatureStore::open(&store.dir().join(super::snapshots::CURRENT), None).is_ok());
+}
+
+#[test]
+fn a_snapshot_is_read_by_its_first_bytes_whatever_its_name() {
+    let dir = Scratch::new("by-magic");
+    let nbf = dir.0.join("snapshot.NBF");
+    write_nbf(&mixed(12), &nbf).unwrap();
+    let bin = dir.0.join("snapshot.bin");
+    std::fs::copy(&nbf, &bin).unwrap();
+    for p in [&nbf, &bin] {
+        assert_eq!(FeatureStore::load(p).unwrap().len(), 12, "{}", p.display());
+    }
+    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    assert!(FeatureStore::open(&bin, Some(&store))
+        .unwrap()
+        .mapped_file()
+        .is_some());
+    let csv = dir.0.join("export");
+    std::fs::write(&csv, "customer_id,x\nC1,1\n").unwrap();
+    assert_eq!(FeatureStore::load(&csv).unwrap().len(), 1);
 }
