@@ -765,3 +765,33 @@ fn a_model_refused_for_want_of_features_loads_with_the_first_snapshot() {
     assert_eq!(version_of(&registry), "1");
     assert!(registry.load().is_ready());
 }
+
+/// A snapshot with less than half the customers of the one it replaces serves (a base can
+/// shrink) and says so: likely a partial export, and everyone else now gets fallbacks.
+#[test]
+fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
+    let models = TempModels::new("shrunk");
+    let registry = models.registry();
+    let csv = std::fs::read_to_string(models.dir.join("features.csv")).unwrap();
+    let head: String = csv.lines().take(11).map(|l| format!("{l}\n")).collect();
+    let part = models.dir.join("part.csv");
+    std::fs::write(&part, head).unwrap();
+    let info = registry.reload_features(Some(part)).unwrap();
+    assert_eq!(info.customers, 10);
+    let w = info
+        .warnings
+        .iter()
+        .find(|w| w.path == "customers")
+        .unwrap_or_else(|| panic!("{:?}", info.warnings));
+    assert!(
+        w.message
+            .starts_with("10 customers, 99.9 % fewer than the 10000 of the snapshot it replaces"),
+        "{}",
+        w.message
+    );
+    // Back to the whole base: nothing to say.
+    let info = registry
+        .reload_features(Some(models.dir.join("features.csv")))
+        .unwrap();
+    assert!(info.warnings.iter().all(|w| w.path != "customers"));
+}

@@ -229,6 +229,12 @@ impl Registry {
         if let (Some(set), Some(info)) = (&plan.models, &mut plan.new_features) {
             info.warnings = set.warnings();
         }
+        if let (Some(info), Some(before)) = (&mut plan.new_features, &self.load().features) {
+            if let Some(w) = shrunk(before.len(), info.customers) {
+                tracing::warn!(source = %info.source, customers = info.customers, before = before.len(), "{}", w.message);
+                info.warnings.push(w);
+            }
+        }
         if let Some(set) = &plan.models {
             set::warm(set, &plan.store);
             for hook in &w.hooks {
@@ -652,6 +658,19 @@ fn expect_model(c: Committed) -> ModelRecord {
         // Only the folder source may leave the model unchanged, and it has its own wrapper.
         other => unreachable!("a model change committed as {other:?}"),
     }
+}
+
+/// A snapshot with less than half the customers of the one it replaces is likely a partial
+/// export: it serves (a base can shrink), and says so.
+fn shrunk(before: usize, now: usize) -> Option<Fault> {
+    (now < before / 2).then(|| Fault {
+        path: "customers".into(),
+        message: format!(
+            "{now} customers, {:.1} % fewer than the {before} of the snapshot it replaces: a \
+             partial export? The others now get `unknown_customer` fallbacks",
+            100.0 * (before - now) as f64 / before as f64
+        ),
+    })
 }
 
 /// Logs every fault of a refused change, once, where the refusal is decided.
