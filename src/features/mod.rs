@@ -215,12 +215,27 @@ impl FeatureStore {
         match store {
             Some(store) if mapped::is_mappable(path)? => {
                 let admitted = store.admit(path)?;
-                let opened = mapped::open(&admitted.file, &admitted.entry, path);
-                store.settle(&admitted, opened.is_ok());
-                opened
+                Self::open_admitted(store, &admitted, path)
             }
             _ => Self::load(path),
         }
+    }
+
+    /// Maps an admitted file and settles it in the store.
+    fn open_admitted(
+        store: &SnapshotStore,
+        admitted: &snapshots::Admitted,
+        path: &Path,
+    ) -> Result<Self, FeatureError> {
+        let opened = mapped::open(&admitted.file, &admitted.entry, path);
+        if store.settle(admitted, opened.is_ok()) {
+            // Another replica's copy became the entry: map it (the same content, checked
+            // again), and let this one's unlinked copy go with its map.
+            if let Ok(shared) = mapped::open(&admitted.entry, &admitted.entry, path) {
+                return Ok(shared);
+            }
+        }
+        opened
     }
 
     /// Loads a snapshot into memory, choosing the format by the file's first bytes (`NBF` the

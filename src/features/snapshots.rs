@@ -160,12 +160,18 @@ impl SnapshotStore {
     }
 
     /// After the admitted file was opened (`ok`) or refused: names a fresh copy, or drops it;
-    /// a damaged entry is removed so the next load copies the source again.
-    pub(super) fn settle(&self, admitted: &Admitted, ok: bool) {
+    /// a damaged entry is removed so the next load copies the source again. True when another
+    /// process named its own copy first (replicas starting together): the caller should map
+    /// that entry instead, so the node's replicas share one copy's pages.
+    pub(super) fn settle(&self, admitted: &Admitted, ok: bool) -> bool {
+        let mut lost = false;
         let result = match (admitted.fresh, ok) {
             (true, true) => match std::fs::hard_link(&admitted.file, &admitted.entry) {
                 Ok(()) => sync_dir(&self.dir),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    lost = true;
+                    Ok(())
+                }
                 Err(e) => Err(e),
             }
             .and_then(|()| std::fs::remove_file(&admitted.file)),
@@ -177,6 +183,7 @@ impl SnapshotStore {
         if let Err(e) = result {
             tracing::warn!(file = %admitted.file.display(), error = %e, "snapshot store: could not settle a load");
         }
+        lost
     }
 
     /// Publishes `source` into the store as a node's publisher does (`nextbest features

@@ -739,3 +739,28 @@ fn a_snapshot_is_read_by_its_first_bytes_whatever_its_name() {
     std::fs::write(&csv, "customer_id,x\nC1,1\n").unwrap();
     assert_eq!(FeatureStore::load(&csv).unwrap().len(), 1);
 }
+
+#[test]
+fn a_replica_that_loses_the_race_to_name_its_copy_maps_the_winners() {
+    let dir = Scratch::new("map-race");
+    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let src = dir.0.join("f.nbf");
+    write_nbf(&mixed(10), &src).unwrap();
+    let admitted = store.admit(&src).unwrap();
+    // Another replica, starting at the same moment, names its own copy first.
+    std::fs::copy(&src, &admitted.entry).unwrap();
+    let s = FeatureStore::open_admitted(&store, &admitted, &src).unwrap();
+    assert_eq!(s.mapped_file(), Some(admitted.entry.as_path()));
+    assert!(!admitted.file.exists(), "this replica's copy stayed");
+    assert_eq!(s.len(), 10);
+    // The pages mapped are the winner's file, not this replica's unlinked copy.
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let tmp = admitted
+        .file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(!maps.contains(&tmp), "still mapping {tmp}");
+    assert!(maps.contains(&*admitted.entry.to_string_lossy()));
+}
