@@ -440,4 +440,6 @@ fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
 }
 
 #[cfg(test)]
+mod store_tests;
+#[cfg(test)]
 mod tests;
