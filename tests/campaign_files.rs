@@ -522,3 +522,23 @@ fn a_run_replaces_the_folders_list_whole_or_not_at_all() {
         before[3]
     );
 }
+
+/// An offer still running at the run but ended by the customer's send time (a Sunday run, a
+/// window from Monday) is left out for that customer, not scheduled after it ends.
+#[test]
+fn an_offer_ending_before_the_send_time_is_left_out() {
+    let base = Base::new("cmp-ends", 40);
+    let mut model = small_model();
+    // NOW is Sunday 2026-11-22 10:00 UTC: `a` still runs, and ends before Monday.
+    model["offers"][0]["valid_until"] = json!("2026-11-23T00:00:00Z");
+    std::fs::write(base.path("model.json"), serde_json::to_vec(&model).unwrap()).unwrap();
+    let offered = |run: &Run| run.rows.iter().filter(|(_, o)| o == "a").count();
+    let now = base.run(&sms("now"), "now", NOW);
+    assert!(offered(&now) > 0, "without a window `a` goes out now");
+    let mut doc = sms("window");
+    doc["send_window"] = json!({"from": "10:00", "to": "19:00",
+        "days": ["mon", "tue", "wed", "thu", "fri", "sat"], "default_time_zone": "UTC"});
+    let later = base.run(&doc, "window", NOW);
+    assert_eq!(offered(&later), 0);
+    assert!(!later.rows.is_empty(), "the other offers still go out");
+}

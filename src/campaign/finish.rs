@@ -256,6 +256,13 @@ pub fn finish_in_place(
     customers: &Customers<'_>,
     out: &Path,
 ) -> Result<Summary, CampaignError> {
+    if tally.ends_before_send > 0 {
+        tracing::warn!(
+            pairs = tally.ends_before_send,
+            "left out {} (customer, offer) pairs: the customer's send time falls after the offer's valid_until",
+            tally.ends_before_send
+        );
+    }
     let name = out
         .file_name()
         .map_or("list".into(), |n| n.to_string_lossy());

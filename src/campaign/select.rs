@@ -124,6 +124,10 @@ pub struct Tally {
     /// is in proportion to.
     #[serde(default)]
     pub by_variant: [u64; 2],
+    /// (customer, offer) pairs left out because the customer's send time (the send window)
+    /// falls after the offer's `valid_until`.
+    #[serde(default)]
+    pub ends_before_send: u64,
 }
 
 impl Tally {
@@ -139,6 +143,7 @@ impl Tally {
         }
         self.frequency += o.frequency;
         self.candidates += o.candidates;
+        self.ends_before_send += o.ends_before_send;
         for (a, b) in self.by_variant.iter_mut().zip(o.by_variant) {
             *a += b;
         }
@@ -304,6 +309,12 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         )
     };
     buf.clear();
+    // Eligibility is judged now; an offer must also still run when the text goes out.
+    let send_at = inp
+        .spec
+        .send_window
+        .as_ref()
+        .and_then(|w| w.earliest(customer_zone(inp, w, row), inp.now_ms));
     let mut first_reachable = None;
     for (ci, ch) in v.plan.channels.iter().enumerate() {
         if !reachable(inp, row, ci) {
@@ -313,6 +324,10 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         let d = decide_on(&ch.name, &ch.placement, false);
         for r in &d.ranked {
             if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
+                if send_at.is_some_and(|t| t >= v.model.offers[r.offer as usize].valid_until_ms) {
+                    out.tally.ends_before_send += 1;
+                    continue;
+                }
                 buf.push(Pair {
                     score: r.score,
                     propensity: r.propensity,
