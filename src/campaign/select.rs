@@ -309,12 +309,18 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         )
     };
     buf.clear();
-    // Eligibility is judged now; an offer must also still run when the text goes out.
-    let send_at = inp
-        .spec
-        .send_window
-        .as_ref()
-        .and_then(|w| w.earliest(customer_zone(inp, w, row), inp.now_ms));
+    // Eligibility is judged now; an offer must also still run when the text goes out. The
+    // send time (a zone's calendar, a microsecond) is worked out only for an offer ending
+    // within the 8 days a window's next opening can be away.
+    let mut send_at: Option<Option<i64>> = None;
+    let mut ends_first = |valid_until_ms: i64| {
+        let w = inp.spec.send_window.as_ref()?;
+        if valid_until_ms > inp.now_ms + 8 * engine::policy::DAY_MS {
+            return None;
+        }
+        let t = *send_at.get_or_insert_with(|| w.earliest(customer_zone(inp, w, row), inp.now_ms));
+        t.map(|t| t >= valid_until_ms)
+    };
     let mut first_reachable = None;
     for (ci, ch) in v.plan.channels.iter().enumerate() {
         if !reachable(inp, row, ci) {
@@ -324,7 +330,7 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         let d = decide_on(&ch.name, &ch.placement, false);
         for r in &d.ranked {
             if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
-                if send_at.is_some_and(|t| t >= v.model.offers[r.offer as usize].valid_until_ms) {
+                if ends_first(v.model.offers[r.offer as usize].valid_until_ms) == Some(true) {
                     out.tally.ends_before_send += 1;
                     continue;
                 }
