@@ -405,7 +405,8 @@ async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
 /// window's `default_time_zone`): a run at 09:00 the next morning has the whole quota again,
 /// while a rolling `day` (the last 24 hours) still counts last evening's sends, and so do a
 /// calendar and a rolling week. The day is Berlin's, not UTC's: at 00:30 in Berlin the quota
-/// is back, at 23:30 it is not. Without a send window, a calendar period is refused.
+/// is back, at 21:30 it is not; and it is the day the list goes out (a run after the window
+/// closes counts the next opening's day). Without a send window, a calendar period is refused.
 #[test]
 fn a_calendar_day_capacity_starts_again_at_local_midnight() {
     let base = Base::new("cmp-calendar", 300);
@@ -436,16 +437,28 @@ fn a_calendar_day_capacity_starts_again_at_local_midnight() {
     assert_eq!(used("day", morning), (50, 0, 0));
     assert_eq!(used("calendar_week", morning), (50, 0, 0));
     assert_eq!(used("week", morning), (50, 0, 0));
-    // 00:30 on Wednesday in Berlin is still Tuesday in UTC; 23:30 on Tuesday is the same day.
+    // 00:30 on Wednesday in Berlin is still Tuesday in UTC; 21:30 on Tuesday, the window
+    // still open, is the same day.
     assert_eq!(
         used("calendar_day", at("2026-12-01T23:30:00Z")),
         (0, 50, 50)
     );
-    assert_eq!(used("calendar_day", at("2026-12-01T22:30:00Z")), (50, 0, 0));
-    // The calendar week starts again on Monday 7 December, 00:00 in Berlin.
+    assert_eq!(used("calendar_day", at("2026-12-01T20:30:00Z")), (50, 0, 0));
+    // At 23:30 on Tuesday the window has closed: the list goes out on Wednesday morning,
+    // and Wednesday's quota is what it takes.
     assert_eq!(
-        used("calendar_week", at("2026-12-06T22:30:00Z")),
+        used("calendar_day", at("2026-12-01T22:30:00Z")),
+        (0, 50, 50)
+    );
+    // The calendar week starts again on Monday 7 December, 00:00 in Berlin: a run on Sunday
+    // evening inside the window counts this week, one after it closes sends on Monday.
+    assert_eq!(
+        used("calendar_week", at("2026-12-06T20:30:00Z")),
         (50, 0, 0)
+    );
+    assert_eq!(
+        used("calendar_week", at("2026-12-06T21:30:00Z")),
+        (0, 50, 50)
     );
     assert_eq!(
         used("calendar_week", at("2026-12-06T23:30:00Z")),

@@ -229,11 +229,18 @@ impl<'a> Run<'a> {
             .as_ref()
             .and_then(|w| super::send::zone(&w.default_time_zone))
             .unwrap_or(chrono_tz::Tz::UTC);
+        // A calendar period's capacity is the period the list goes out in: with a send window,
+        // the one of its next opening (a Saturday evening's run sends on Monday).
+        let sends_at = spec
+            .send_window
+            .as_ref()
+            .and_then(|w| w.earliest(zone, self.now_ms))
+            .unwrap_or(self.now_ms);
         let channels: Vec<(String, Option<i64>)> = spec
             .channel_list()
             .into_iter()
             .map(|c| {
-                let from = c.capacity.map(|c| c.per.counts_from(self.now_ms, zone));
+                let from = c.capacity.map(|c| c.per.counts_from(sends_at, zone));
                 (c.name, from)
             })
             .collect();
