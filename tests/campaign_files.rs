@@ -72,6 +72,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
     let against = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
         "offers": ["a", "nope"], "category_limits": {"service": {"max": 1}},
         "max_offers_per_customer": 3,
+        "frequency": {"max_contacts": 1, "window_days": 7, "channels": ["sms", "emial"]},
         "capacity": {"max_contacts": 10}, "offer_limits": {"a": {"min": 20}}});
     let file = base.write_campaign("against", &against);
     let faults = campaign::check(&file, Some(&base.path("model.json")), None)
@@ -84,6 +85,10 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         (
             "max_offers_per_customer",
             "3 is more than placement `sms_campaign` on channel `sms` shows at once (2)",
+        ),
+        (
+            "frequency.channels[1]",
+            "the model `small` has no channel `emial` (it has: ",
         ),
     ] {
         assert!(
@@ -541,4 +546,17 @@ fn an_offer_ending_before_the_send_time_is_left_out() {
     let later = base.run(&doc, "window", NOW);
     assert_eq!(offered(&later), 0);
     assert!(!later.rows.is_empty(), "the other offers still go out");
+}
+
+/// A campaign file saved with a byte-order mark (a Windows editor) reads as the same file.
+#[test]
+fn a_campaign_file_with_a_byte_order_mark_reads_as_without() {
+    let base = Base::new("cmp-bom", 10);
+    let plain = base.write_campaign("bom", &sms("bom"));
+    let mut bytes = b"\xef\xbb\xbf".to_vec();
+    bytes.extend(std::fs::read(&plain).unwrap());
+    let with_bom = base.path("bom-marked.json");
+    std::fs::write(&with_bom, bytes).unwrap();
+    let spec = campaign::check(&with_bom, Some(&base.path("model.json")), None).unwrap();
+    assert_eq!(spec.name, "bom");
 }

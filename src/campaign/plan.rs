@@ -82,6 +82,28 @@ impl Plan {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // A frequency cap counting a channel the model does not have counts nothing there.
+        // (The default list, every outbound channel, may name one a model leaves out.)
+        let given = spec.frequency.as_ref().filter(|f| {
+            f.channels
+                .iter()
+                .map(String::as_str)
+                .ne(super::spec::DEFAULT_OUTBOUND.iter().copied())
+        });
+        if let Some(freq) = given {
+            for (i, c) in freq.channels.iter().enumerate() {
+                if !model.channels.iter().any(|m| *m.name == **c) {
+                    f.push(
+                        &format!("frequency.channels[{i}]"),
+                        format!(
+                            "the model `{}` has no channel `{c}` (it has: {}): the cap would count nothing there",
+                            model.name,
+                            names()
+                        ),
+                    );
+                }
+            }
+        }
         let list = spec.channel_list();
         let mut channels = Vec::new();
         let mut slots = Vec::new();

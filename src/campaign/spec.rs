@@ -208,7 +208,12 @@ fn read_file(path: &Path) -> Result<Vec<u8>, SpecError> {
             "campaign file of {size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes"
         )));
     }
-    std::fs::read(path).map_err(io)
+    let mut bytes = std::fs::read(path).map_err(io)?;
+    // An editor's byte-order mark is not JSON, and says nothing anybody meant.
+    if bytes.starts_with(b"\xef\xbb\xbf") {
+        bytes.drain(..3);
+    }
+    Ok(bytes)
 }
 
 /// Checks a campaign document; suppression files resolve against `base`.
