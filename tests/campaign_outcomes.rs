@@ -85,6 +85,22 @@ fn the_report_compares_targets_with_the_control_group() {
     assert_eq!(r.overall.control.customers, control.len() as u64);
     assert_eq!(r.overall.control.converted, c_conv);
     assert_eq!(r.conversions, t_conv + c_conv);
+    assert_eq!(r.contacts_in_log, targets.len() as u64);
+    assert!(!campaign::report::table(&r).contains("note:"));
+    // A log that holds events but not this list's contacts says so instead of a table of
+    // zeros alone.
+    let elsewhere = base.path("elsewhere");
+    log_conversions(&elsewhere, &conversions);
+    let z = campaign::report::report(&run.out, &elsewhere).unwrap();
+    assert_eq!(z.contacts_in_log, 0);
+    assert!(
+        campaign::report::table(&z).contains(&format!(
+            "note: none of the list's {} contacts is in this log",
+            targets.len()
+        )),
+        "{}",
+        campaign::report::table(&z)
+    );
     let lift = r.overall.lift.unwrap();
     let expected = t_conv as f64 / targets.len() as f64 - c_conv as f64 / control.len() as f64;
     assert!((lift.value - expected).abs() < 1e-12);

@@ -83,6 +83,9 @@ pub struct Report {
     pub events: u64,
     /// Conversions after the run by the list's and the control group's customers.
     pub conversions: u64,
+    /// The list's contacts the log holds (impressions of a target's offer since the run): 0
+    /// means the list was committed to another data folder, or not yet.
+    pub contacts_in_log: u64,
     /// The interval method.
     pub method: &'static str,
     /// Per offer.
@@ -179,16 +182,22 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
         watched.insert(c, offers);
     }
     let mut converted: HashSet<(String, String)> = HashSet::new();
-    let (mut events, mut conversions) = (0u64, 0u64);
+    let (mut events, mut conversions, mut contacts) = (0u64, 0u64, 0u64);
     history::each_event(data_dir, |e| {
         events += 1;
-        if e.kind != EventKind::Conversion || e.ts_ms < summary.run_at_ms {
+        let counted = matches!(e.kind, EventKind::Conversion | EventKind::Impression);
+        if !counted || e.ts_ms < summary.run_at_ms {
             return;
         }
         let (Some(offer), Some(offers)) = (e.offer_id, watched.get(e.customer_id)) else {
             return;
         };
-        if offers.iter().any(|o| o == offer) {
+        if !offers.iter().any(|o| o == offer) {
+            return;
+        }
+        if e.kind == EventKind::Impression {
+            contacts += u64::from(targets.contains_key(e.customer_id));
+        } else {
             conversions += 1;
             converted.insert((e.customer_id.to_owned(), offer.to_owned()));
         }
@@ -234,6 +243,7 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
         .to_string(),
         events,
         conversions,
+        contacts_in_log: contacts,
         method: METHOD,
         offers,
         overall,
@@ -282,5 +292,13 @@ pub fn table(r: &Report) -> String {
         );
     }
     let _ = writeln!(t, "  ({})", r.method);
+    if r.contacts_in_log == 0 {
+        let _ = writeln!(
+            t,
+            "  note: none of the list's {} contacts is in this log: was it committed to another \
+             data folder, or not yet?",
+            r.overall.targets.customers
+        );
+    }
     t
 }
