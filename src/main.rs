@@ -584,10 +584,13 @@ fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::
     let Some(secs) = every else {
         return publish();
     };
+    // The inode too: a new file renamed over the source with the same size and time (`cp -p`,
+    // `rsync -t`) is a new snapshot.
     let stamp = || {
+        use std::os::unix::fs::MetadataExt as _;
         std::fs::metadata(source)
             .ok()
-            .map(|m| (m.len(), m.modified().ok()))
+            .map(|m| (m.dev(), m.ino(), m.len(), m.modified().ok()))
     };
     let mut published = None;
     if stamp().is_none() {

@@ -287,7 +287,7 @@ fn snapshot_values_a_tree_model_never_saw_are_warned_about_with_their_share() {
         .unwrap_or_else(|| panic!("no warning for segment:\n{text}"));
     assert!(
         segment.contains("offers[0].scorer.path")
-            && segment.contains("1 of the snapshot's 5 values is not among the model's categories (\"Gold\", held by 15.0 % of customers): they are scored as if `segment` were missing"),
+            && segment.contains("1 of the snapshot's 5 values is not among the model's categories (\"Gold\", held by 3 of 20 customers, 15.00 %): they are scored as if `segment` were missing"),
         "{segment}"
     );
     let plan = text
@@ -296,7 +296,7 @@ fn snapshot_values_a_tree_model_never_saw_are_warned_about_with_their_share() {
         .unwrap_or_else(|| panic!("no warning for plan:\n{text}"));
     assert!(
         plan.contains("1 of the snapshot's")
-            && plan.contains("(\"unlimited_plus\", held by 5.0 % of customers)"),
+            && plan.contains("(\"unlimited_plus\", held by 1 of 20 customers, 5.00 %)"),
         "{plan}"
     );
     // Once per file, however many offers score with it; region holds only known values.

@@ -789,6 +789,17 @@ fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
         "{}",
         w.message
     );
+    // A header alone is refused as that, not as a column of the wrong kind.
+    let header = models.dir.join("header.csv");
+    std::fs::write(&header, format!("{}\n", csv.lines().next().unwrap())).unwrap();
+    let e = registry
+        .reload_features(Some(header))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with("no customers: the file holds a header only"),
+        "{e}"
+    );
     // Back to the whole base: nothing to say.
     let info = registry
         .reload_features(Some(models.dir.join("features.csv")))

@@ -115,6 +115,14 @@ impl SnapshotStore {
         ));
         let copied = (|| {
             copy(source, &tmp)?;
+            // The copy keeps the source's time: a snapshot's age is its data's, the same on
+            // every node whenever each one's publisher copied it.
+            if let Ok(t) = std::fs::metadata(source).and_then(|m| m.modified()) {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&tmp)?
+                    .set_modified(t)?;
+            }
             let file = std::fs::File::open(&tmp)?;
             let mut perms = file.metadata()?.permissions();
             perms.set_readonly(true);

@@ -347,3 +347,24 @@ fn a_replica_that_loses_the_race_to_name_its_copy_maps_the_winners() {
     assert!(!maps.contains(&tmp), "still mapping {tmp}");
     assert!(maps.contains(&*admitted.entry.to_string_lossy()));
 }
+
+#[test]
+fn an_entry_keeps_its_sources_time_so_every_node_shows_the_datas_age() {
+    let dir = Scratch::new("map-mtime");
+    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let src = dir.0.join("f.nbf");
+    write_nbf(&mixed(10), &src).unwrap();
+    let written = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_modified(written)
+        .unwrap();
+    let s = FeatureStore::open(&src, Some(&store)).unwrap();
+    let entry = s.mapped_file().unwrap();
+    assert_eq!(
+        std::fs::metadata(entry).unwrap().modified().unwrap(),
+        written
+    );
+}

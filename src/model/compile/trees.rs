@@ -202,13 +202,13 @@ fn warn_unseen(cx: &mut Ctx<'_>, p: &Parsed, path: &str) {
         for &c in &codes {
             unseen[c as usize] = true;
         }
-        let share = cx.schema.cells(column).map(|cells| {
+        let held = cx.schema.cells(column).map(|cells| {
             let (mut hit, mut all) = (0u64, 0u64);
             for x in cells {
                 all += 1;
                 hit += u64::from(x >= 0.0 && unseen.get(x as usize).copied().unwrap_or(false));
             }
-            hit as f64 / all.max(1) as f64
+            (hit, all)
         });
         let listed: Vec<String> = codes
             .iter()
@@ -217,8 +217,11 @@ fn warn_unseen(cx: &mut Ctx<'_>, p: &Parsed, path: &str) {
             .map(|v| format!("{v:?}"))
             .collect();
         let more = codes.len().saturating_sub(listed.len());
-        let customers = share.map_or(String::new(), |s| {
-            format!(", held by {:.1} % of customers", s * 100.0)
+        let customers = held.map_or(String::new(), |(hit, all)| {
+            format!(
+                ", held by {hit} of {all} customers, {:.2} %",
+                100.0 * hit as f64 / all.max(1) as f64
+            )
         });
         cx.warnings.push(Fault {
             path: path.to_owned(),
