@@ -410,9 +410,9 @@ fn a_parquet_double_beyond_32_bits_is_refused_with_its_place() {
 fn a_parquet_snapshot_in_the_lean_build_is_refused_naming_the_feature() {
     let dir = std::env::temp_dir().join(format!("nb-lean-parquet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // Even a file that would parse as CSV is not read as one.
-    let path = dir.join("features.parquet");
-    std::fs::write(&path, "customer_id,x\nC1,1\n").unwrap();
+    // A Parquet file (by its first bytes, whatever its name) is refused, not read as CSV.
+    let path = dir.join("features.pq");
+    std::fs::write(&path, b"PAR1\x15\x04customer_id,x\nC1,1\n").unwrap();
     let e = match FeatureStore::load(&path) {
         Ok(_) => panic!("a Parquet snapshot loaded in the lean build"),
         Err(e) => e.to_string(),
