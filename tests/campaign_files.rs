@@ -560,3 +560,18 @@ fn a_campaign_file_with_a_byte_order_mark_reads_as_without() {
     let spec = campaign::check(&with_bom, Some(&base.path("model.json")), None).unwrap();
     assert_eq!(spec.name, "bom");
 }
+
+/// A field written twice in a campaign file is refused, not read as whichever value a parser
+/// keeps.
+#[test]
+fn a_field_written_twice_is_refused() {
+    let base = Base::new("cmp-twice", 10);
+    let file = base.path("twice.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "a", "channel": "sms", "placement": "sms_campaign", "name": "b"}"#,
+    )
+    .unwrap();
+    let e = campaign::check(&file, None, None).unwrap_err().to_string();
+    assert!(e.contains("`name` is written twice in one object"), "{e}");
+}

@@ -230,6 +230,13 @@ pub fn parse_lenient(
     mut bytes: Vec<u8>,
     base: &Path,
 ) -> Result<(Option<CampaignSpec>, Vec<Fault>), SpecError> {
+    // A field written twice would be read as whichever value the parser keeps.
+    if let Some(key) = crate::model::walk::duplicate_key(&bytes) {
+        return Err(SpecError::Syntax(format!(
+            "`{}` is written twice in one object: give each field once",
+            key.chars().take(64).collect::<String>()
+        )));
+    }
     let doc = simd_json::to_borrowed_value(&mut bytes).map_err(|e| {
         SpecError::Syntax(format!(
             "invalid JSON at byte {}: {:?}",

@@ -27,6 +27,7 @@ use crate::contact::funnel::FunnelTable;
 use crate::contact::subject::Subject;
 use crate::contact::Event;
 use crate::experiment::Variant;
+use crate::model::walk::duplicate_key;
 use crate::registry::Snapshot;
 
 /// Most events one request may carry.
@@ -94,39 +95,6 @@ pub async fn post(
         StatusCode::ACCEPTED,
         answer.to_string().into(),
     ))
-}
-
-/// The first key written twice in one object of a JSON document (at any depth): such a body is
-/// refused, as a decide body is, rather than filed under whichever value a parser keeps.
-pub fn duplicate_key(json: &[u8]) -> Option<String> {
-    use simd_json::Node;
-    let mut copy = json.to_vec();
-    let tape = simd_json::to_tape(&mut copy).ok()?;
-    let nodes = &tape.0;
-    // Nodes a value takes, itself included.
-    let width = |n: &Node<'_>| match n {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        _ => 1,
-    };
-    for (i, n) in nodes.iter().enumerate() {
-        let Node::Object { len, .. } = n else {
-            continue;
-        };
-        let mut keys: Vec<&str> = Vec::with_capacity(*len);
-        let mut at = i + 1;
-        for _ in 0..*len {
-            let key = match nodes.get(at) {
-                Some(Node::String(k)) => *k,
-                _ => return None,
-            };
-            if keys.contains(&key) {
-                return Some(key.to_owned());
-            }
-            keys.push(key);
-            at += 1 + nodes.get(at + 1).map_or(1, width);
-        }
-    }
-    None
 }
 
 /// A body simd-json refused, in serde_json's words and positions.
@@ -353,30 +321,4 @@ fn check_origin<'e>(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::duplicate_key;
-
-    #[test]
-    fn a_key_twice_in_one_object_is_found_at_any_depth_and_only_there() {
-        let dup = |j: &str| duplicate_key(j.as_bytes());
-        assert_eq!(dup(r#"{"a":{"b":1},"a":2}"#).as_deref(), Some("a"));
-        assert_eq!(
-            dup(r#"{"x":[{"k":1,"k":[1,{"z":2}]}]}"#).as_deref(),
-            Some("k")
-        );
-        assert_eq!(
-            dup(r#"{"events":[{"type":"dismiss","customer_id":"A","offer_id":"o","customer_id":"B"}]}"#)
-                .as_deref(),
-            Some("customer_id")
-        );
-        assert_eq!(
-            dup(r#"{"a":{"b":1,"c":[1,2,{"b":3}]},"b":{"a":[]},"d":2}"#),
-            None
-        );
-        assert_eq!(dup(r#"{"events":[{"a":1},{"a":1}]}"#), None);
-        assert_eq!(dup("[1,2,3]"), None);
-    }
 }
