@@ -596,11 +596,21 @@ fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::
     if stamp().is_none() {
         tracing::info!(source = %source.display(), every_s = secs, "waiting for the source to appear");
     }
+    let mut gone = false;
     loop {
         let now = stamp();
+        if now.is_none() && published.is_some() && !gone {
+            tracing::warn!(source = %source.display(), "the source is gone: the published snapshot stays; waiting for a new one");
+        }
+        gone = now.is_none();
         if now.is_some() && now != published {
-            if let Err(e) = publish() {
-                tracing::error!(error = %e, "snapshot refused");
+            match publish() {
+                Ok(()) => {}
+                // Still being written: its next state is tried, and nothing is wrong yet.
+                Err(e) if stamp() != now => {
+                    tracing::warn!(source = %source.display(), error = %e, "the source changed while it was read (still being written?): trying again once it settles")
+                }
+                Err(e) => tracing::error!(error = %e, "snapshot refused"),
             }
             published = now;
         }

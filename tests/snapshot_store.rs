@@ -326,3 +326,96 @@ fn nbf_snapshots_are_versioned_by_their_content() {
         format!("crc32:{:08x}", crc32fast::hash(csv.as_bytes()))
     );
 }
+
+/// A publisher whose source disappears says so once and keeps what it published; a new file
+/// renamed over it with the same size and time (`cp -p`) is published as the new snapshot.
+#[test]
+fn a_publisher_says_when_its_source_is_gone_and_sees_a_same_sized_replacement() {
+    use std::io::{BufRead, BufReader};
+    let tmp = TempModels::new("publish-gone");
+    let src = tmp.dir.join("f.nbf");
+    let store_dir = tmp.dir.join("store");
+    let csv = std::fs::read_to_string(tmp.dir.join("features.csv")).unwrap();
+    let write = |text: &str, to: &Path| {
+        std::fs::write(tmp.dir.join("x.csv"), text).unwrap();
+        features::write_nbf(&FeatureStore::load(&tmp.dir.join("x.csv")).unwrap(), to).unwrap();
+    };
+    write(&csv, &src);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "publish"])
+        .arg(&src)
+        .arg("--store")
+        .arg(&store_dir)
+        .args(["--every", "1", "--log-format", "text"])
+        .env("NEXTBEST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nextbest runs");
+    // Each published entry is a line on stdout, read on a thread so a missing one fails the
+    // test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (out_tx, entries) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if out_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_entry = || entries.recv_timeout(std::time::Duration::from_secs(30));
+    let first = next_entry().expect("the source is published");
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let said = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    let mtime = std::fs::metadata(&src).unwrap().modified().unwrap();
+    let first_len = std::fs::metadata(&src).unwrap().len();
+    std::fs::remove_file(&src).unwrap();
+    assert!(said("the source is gone"), "no word of the source going");
+    // The same size and time, other data: one customer's tenure (a 32-bit number whatever
+    // its value) changed.
+    let other = tmp.dir.join("other.nbf");
+    let mut lines: Vec<String> = csv.lines().map(str::to_owned).collect();
+    let mut cells: Vec<String> = lines[1].split(',').map(str::to_owned).collect();
+    cells[1] = if cells[1] == "7" {
+        "8".into()
+    } else {
+        "7".into()
+    };
+    lines[1] = cells.join(",");
+    write(&(lines.join("\n") + "\n"), &other);
+    assert_eq!(first_len, std::fs::metadata(&other).unwrap().len());
+    std::fs::File::options()
+        .write(true)
+        .open(&other)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::rename(&other, &src).unwrap();
+    let second = next_entry();
+    let _ = child.kill();
+    let _ = child.wait();
+    let second = second.expect("the replacement was not published in 30 s");
+    assert_ne!(
+        first.trim(),
+        second.trim(),
+        "the replacement was not published"
+    );
+}
