@@ -1,5 +1,6 @@
 //! The Parquet form of a snapshot, as a data warehouse exports it: a `customer_id` string column
-//! first, then numeric columns (integers, floats, booleans as 0/1) and string columns (`Utf8`,
+//! first, then numeric columns (integers, floats, decimals as a warehouse's `NUMERIC` exports
+//! them, booleans as 0/1) and string columns (`Utf8`,
 //! `LargeUtf8`, `Utf8View`, and dictionary-encoded strings); a null or an empty string is a
 //! missing value.
 //! Every fault names the column and the data row, as the CSV loader names line and column.
@@ -11,8 +12,8 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type,
-    UInt64Type, UInt8Type,
+    Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
+    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow_array::{Array, ArrowPrimitiveType};
 use arrow_schema::DataType;
@@ -230,6 +231,7 @@ fn is_numeric(t: &DataType) -> bool {
             | DataType::UInt64
             | DataType::Float32
             | DataType::Float64
+            | DataType::Decimal128(_, _)
             | DataType::Boolean
             | DataType::Null
     )
@@ -267,6 +269,18 @@ fn number_at(a: &dyn Array, i: usize) -> f64 {
         DataType::UInt64 => p::<UInt64Type>(a, i, |v| v as f64),
         DataType::Float32 => p::<Float32Type>(a, i, f64::from),
         DataType::Float64 => p::<Float64Type>(a, i, |v| v),
+        // The unscaled integer over 10^scale: `8521` at scale 2 is the f64 that "85.21" parses
+        // to, as a CSV of the same export gives.
+        DataType::Decimal128(_, scale) => {
+            let scale = i32::from(*scale);
+            p::<Decimal128Type>(a, i, |v| {
+                if scale >= 0 {
+                    v as f64 / 10f64.powi(scale)
+                } else {
+                    v as f64 * 10f64.powi(-scale)
+                }
+            })
+        }
         DataType::Boolean => f64::from(u8::from(a.as_boolean().value(i))),
         _ => f64::NAN,
     }

@@ -373,6 +373,37 @@ fn parquet_string_and_dictionary_columns() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A warehouse's `NUMERIC` exports as a decimal column: read as the numbers a CSV of the same
+/// export gives, exact values included.
+#[cfg(feature = "offline")]
+#[test]
+fn parquet_decimal_columns_read_as_the_csv_numbers() {
+    use arrow_array::{ArrayRef, Decimal128Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let ids = Arc::new(StringArray::from(vec!["C1", "C2", "C3"])) as ArrayRef;
+    let arpu = Decimal128Array::from(vec![Some(8521), None, Some(-5)])
+        .with_precision_and_scale(10, 2)
+        .unwrap();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("customer_id", ids),
+        ("arpu", Arc::new(arpu) as ArrayRef),
+    ])
+    .unwrap();
+    let (dir, path) = write_parquet("pq-decimal-test", &batch);
+    let s = FeatureStore::load(&path).unwrap();
+    let csv = parse("customer_id,arpu\nC1,85.21\nC2,\nC3,-0.05\n").unwrap();
+    for id in ["C1", "C2", "C3"] {
+        assert_eq!(
+            s.row(id).unwrap()[0].to_bits(),
+            csv.row(id).unwrap()[0].to_bits(),
+            "{id}"
+        );
+        let exact = |st: &FeatureStore| st.exact_row(id).unwrap().f64(0).to_bits();
+        assert_eq!(exact(&s), exact(&csv), "{id}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A double beyond what a 32-bit feature holds is refused as the CSV loader refuses it, with
 /// its row and column: it would serve as infinity, every score saturated.
 #[cfg(feature = "offline")]
