@@ -331,7 +331,6 @@ fn nbf_snapshots_are_versioned_by_their_content() {
 /// renamed over it with the same size and time (`cp -p`) is published as the new snapshot.
 #[test]
 fn a_publisher_says_when_its_source_is_gone_and_sees_a_same_sized_replacement() {
-    use std::io::{BufRead, BufReader};
     let tmp = TempModels::new("publish-gone");
     let src = tmp.dir.join("f.nbf");
     let store_dir = tmp.dir.join("store");
@@ -352,28 +351,12 @@ fn a_publisher_says_when_its_source_is_gone_and_sees_a_same_sized_replacement() 
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("nextbest runs");
-    // Each published entry is a line on stdout, read on a thread so a missing one fails the
-    // test instead of hanging it.
-    let stdout = child.stdout.take().unwrap();
-    let (out_tx, entries) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if out_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    // Each published entry is a line on stdout, and each log line one on stderr, read on
+    // threads so a missing one fails the test instead of hanging it.
+    let entries = lines_of(child.stdout.take().unwrap());
+    let rx = lines_of(child.stderr.take().unwrap());
     let next_entry = || entries.recv_timeout(std::time::Duration::from_secs(30));
     let first = next_entry().expect("the source is published");
-    let err = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
     let said = |needle: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
@@ -418,4 +401,18 @@ fn a_publisher_says_when_its_source_is_gone_and_sees_a_same_sized_replacement() 
         second.trim(),
         "the replacement was not published"
     );
+}
+
+/// The lines a child's output gives, as they come, on a thread of their own.
+fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }

@@ -280,8 +280,8 @@ pub fn finish_in_place(
     done
 }
 
-/// [`finish_in_place`], written straight into `out` (a folder of its own).
-pub fn finish(
+/// [`finish_in_place`]'s work, written straight into `out` (the folder beside the list's).
+fn finish(
     info: &RunInfo,
     tally: Tally,
     candidates: Vec<Pair>,

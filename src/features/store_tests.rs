@@ -7,6 +7,16 @@ fn parse(text: &str) -> Result<FeatureStore, FeatureError> {
     FeatureStore::from_csv_bytes(text.as_bytes(), "t.csv")
 }
 
+/// Sets a file's modification time.
+fn touch(path: &std::path::Path, at: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
 /// A fresh folder under the temp dir, removed on drop.
 struct Scratch(std::path::PathBuf);
 
@@ -209,13 +219,10 @@ fn retain_keeps_what_serves_and_the_previous_one() {
     let busy = store.dir().join(".0000abcd-10.nbf.42.2.tmp");
     std::fs::write(&left, "half a copy").unwrap();
     std::fs::write(&busy, "half a copy").unwrap();
-    let long_ago = std::time::SystemTime::now() - super::snapshots::STALE_TMP * 2;
-    std::fs::File::options()
-        .write(true)
-        .open(&left)
-        .unwrap()
-        .set_modified(long_ago)
-        .unwrap();
+    touch(
+        &left,
+        std::time::SystemTime::now() - super::snapshots::STALE_TMP * 2,
+    );
     store.retain(&[&entries[2], &entries[1]]);
     assert!(!entries[0].exists());
     assert!(entries[1].exists() && entries[2].exists());
@@ -355,12 +362,7 @@ fn an_entry_keeps_its_sources_time_so_every_node_shows_the_datas_age() {
     let src = dir.0.join("f.nbf");
     write_nbf(&mixed(10), &src).unwrap();
     let written = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&src)
-        .unwrap()
-        .set_modified(written)
-        .unwrap();
+    touch(&src, written);
     let s = FeatureStore::open(&src, Some(&store)).unwrap();
     let entry = s.mapped_file().unwrap();
     assert_eq!(
