@@ -211,10 +211,11 @@ impl Registry {
             Ok(None) => return Ok(Committed::Unchanged),
             Err(e) => {
                 if !matches!(e, RegistryError::Superseded) {
-                    // A start or folder load that failed on its snapshot names the snapshot.
-                    let source = match e.part() {
-                        Part::Features if !features_change => {
-                            Change::Features { path: None }.source(&self.config)
+                    // A start or folder load that failed on its snapshot names the snapshot
+                    // it read (the one serving's path, which a reload may have changed).
+                    let source = match (e.part(), &w.features_path) {
+                        (Part::Features, Some(p)) if !features_change => {
+                            format!("features {}", p.display())
                         }
                         _ => source,
                     };
