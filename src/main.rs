@@ -570,8 +570,8 @@ fn estimate(log: &Path, candidate: &Path, data_dir: &Path, json: bool) -> anyhow
     Ok(())
 }
 
-/// `nextbest features publish`: once, or whenever the source's length or modification time
-/// changes (a refused file is logged and tried again on its next change).
+/// `nextbest features publish`: once, or whenever the source changes (another file, length,
+/// modification or change time; a refused file is logged and tried again on its next change).
 fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::Result<()> {
     let store = features::SnapshotStore::new(store);
     let publish = || -> anyhow::Result<()> {
@@ -584,13 +584,18 @@ fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::
     let Some(secs) = every else {
         return publish();
     };
-    // The inode too: a new file renamed over the source with the same size and time (`cp -p`,
-    // `rsync -t`) is a new snapshot.
+    // The change time too (a rename sets it, and nobody can set it back): a new file renamed
+    // over the source with the same size and time (`cp -p`, `rsync -t`), even one given the old
+    // file's freed inode, is a new snapshot.
     let stamp = || {
         use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(source)
-            .ok()
-            .map(|m| (m.dev(), m.ino(), m.len(), m.modified().ok()))
+        std::fs::metadata(source).ok().map(|m| {
+            (
+                (m.dev(), m.ino(), m.len()),
+                m.modified().ok(),
+                (m.ctime(), m.ctime_nsec()),
+            )
+        })
     };
     let mut published = None;
     if stamp().is_none() {
