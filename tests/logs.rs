@@ -227,4 +227,15 @@ fn a_numeric_column_turned_text_by_one_value_is_said_with_its_line() {
         ),
         "{err}"
     );
+    // The time said is the whole command's, the read included.
+    let said = String::from_utf8_lossy(&out.stdout);
+    let ms = |after: &str| -> u64 {
+        said.split(after)
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{after}` in {said}"))
+    };
+    let (total, read) = (ms(") in "), ms(" ms ("));
+    assert!(total >= read && said.contains(" ms reading "), "{said}");
 }
