@@ -327,6 +327,26 @@ fn trailer(path: &Path) -> std::io::Result<(u32, u64)> {
     Ok((u32::from_le_bytes(crc), len))
 }
 
+/// CRC-32 naming a file's content (a snapshot's version): for a file that ends in the CRC of
+/// what precedes it (a `.nbf`), that CRC, since the CRC of such a whole file is one constant
+/// for all of them; for any other file, the CRC of the whole file.
+pub fn content_crc(path: &Path) -> std::io::Result<u32> {
+    let (stored, len) = match trailer(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Ok(crc32fast::hash(&std::fs::read(path)?))
+        }
+        Err(e) => return Err(e),
+    };
+    let body = body_crc(path, len)?;
+    if body == stored {
+        return Ok(body);
+    }
+    let mut whole = crc32fast::Hasher::new_with_initial_len(body, len - 4);
+    whole.update(&stored.to_le_bytes());
+    Ok(whole.finalize())
+}
+
 /// CRC-32 of a file's first `len - 4` bytes (all but its checksum).
 fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
     let mut f = std::fs::File::open(path)?.take(len.saturating_sub(4));

@@ -32,6 +32,11 @@ impl Scratch {
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
     }
+
+    /// A snapshot store in the folder.
+    fn store(&self) -> SnapshotStore {
+        SnapshotStore::new(self.0.join("snapshots"))
+    }
 }
 
 impl Drop for Scratch {
@@ -62,7 +67,7 @@ fn a_mapped_store_answers_as_the_owned_one_does() {
     let owned = mixed(5_000);
     let src = dir.0.join("f.nbf");
     write_nbf(&owned, &src).unwrap();
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let mapped = FeatureStore::open(&src, Some(&store)).unwrap();
     let entry = mapped.mapped_file().unwrap().to_owned();
     assert_eq!(
@@ -118,7 +123,7 @@ fn a_mapped_store_survives_its_source_changing_and_the_store_is_read_only() {
     let s = mixed(300);
     let src = dir.0.join("f.nbf");
     write_nbf(&s, &src).unwrap();
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let mapped = FeatureStore::open(&src, Some(&store)).unwrap();
     let entry = mapped.mapped_file().unwrap().to_owned();
     assert!(std::fs::metadata(&entry).unwrap().permissions().readonly());
@@ -147,7 +152,7 @@ fn a_damaged_file_is_refused_with_its_path_and_leaves_no_entry() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&src, &bytes).unwrap();
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let err = FeatureStore::open(&src, Some(&store))
         .unwrap_err()
         .to_string();
@@ -185,7 +190,7 @@ fn a_damaged_file_is_refused_with_its_path_and_leaves_no_entry() {
 fn older_versions_and_csv_load_into_memory_even_with_a_store() {
     let dir = Scratch::new("map-old");
     let s = mixed(50);
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let v3 = dir.0.join("v3.nbf");
     std::fs::write(&v3, binary::write_v3(&s)).unwrap();
     let old = FeatureStore::open(&v3, Some(&store)).unwrap();
@@ -204,7 +209,7 @@ fn older_versions_and_csv_load_into_memory_even_with_a_store() {
 #[test]
 fn retain_keeps_what_serves_and_the_previous_one() {
     let dir = Scratch::new("map-gc");
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let mut entries = Vec::new();
     for n in [10, 20, 30] {
         let src = dir.0.join(format!("f{n}.nbf"));
@@ -263,7 +268,7 @@ fn a_crafted_index_finds_nothing_rather_than_faulting() {
 #[test]
 fn publish_points_current_at_the_newest_entry_and_replicas_map_it_in_place() {
     let dir = Scratch::new("map-publish");
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let current = store.dir().join(snapshots::CURRENT);
     let mut published = Vec::new();
     for n in [10, 20, 30] {
@@ -293,7 +298,7 @@ fn publish_points_current_at_the_newest_entry_and_replicas_map_it_in_place() {
 #[test]
 fn an_entry_written_over_through_current_is_replaced_by_the_next_publish() {
     let dir = Scratch::new("map-overwritten");
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let (a, b) = (dir.0.join("a.nbf"), dir.0.join("b.nbf"));
     write_nbf(&mixed(10), &a).unwrap();
     write_nbf(&mixed(20), &b).unwrap();
@@ -320,7 +325,7 @@ fn a_snapshot_is_read_by_its_first_bytes_whatever_its_name() {
     for p in [&nbf, &bin] {
         assert_eq!(FeatureStore::load(p).unwrap().len(), 12, "{}", p.display());
     }
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     assert!(FeatureStore::open(&bin, Some(&store))
         .unwrap()
         .mapped_file()
@@ -333,7 +338,7 @@ fn a_snapshot_is_read_by_its_first_bytes_whatever_its_name() {
 #[test]
 fn a_replica_that_loses_the_race_to_name_its_copy_maps_the_winners() {
     let dir = Scratch::new("map-race");
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let src = dir.0.join("f.nbf");
     write_nbf(&mixed(10), &src).unwrap();
     let admitted = store.admit(&src).unwrap();
@@ -358,7 +363,7 @@ fn a_replica_that_loses_the_race_to_name_its_copy_maps_the_winners() {
 #[test]
 fn an_entry_keeps_its_sources_time_so_every_node_shows_the_datas_age() {
     let dir = Scratch::new("map-mtime");
-    let store = SnapshotStore::new(dir.0.join("snapshots"));
+    let store = dir.store();
     let src = dir.0.join("f.nbf");
     write_nbf(&mixed(10), &src).unwrap();
     let written = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);

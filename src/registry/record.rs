@@ -2,7 +2,6 @@
 //! snapshot figures and version, what it serves (for the fleet's comparison and `/metrics`),
 //! and the load counters exported to Prometheus.
 
-use std::io::Read as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -118,31 +117,6 @@ pub struct FeatureVersion {
     pub loaded_ms: i64,
 }
 
-/// CRC-32 naming a file's content. A file that ends in the CRC of what precedes it (a `.nbf`)
-/// is named by that CRC: the CRC of such a whole file is one constant for all of them.
-pub(crate) fn content_crc(path: &Path) -> std::io::Result<u32> {
-    let mut f = std::fs::File::open(path)?;
-    let len = f.metadata()?.len();
-    let body = len.saturating_sub(4);
-    let mut h = crc32fast::Hasher::new();
-    let mut buf = vec![0; 1 << 20];
-    let mut left = body;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        f.read_exact(&mut buf[..want])?;
-        h.update(&buf[..want]);
-        left -= want as u64;
-    }
-    let mut tail = Vec::with_capacity(4);
-    f.read_to_end(&mut tail)?;
-    let body_crc = h.clone().finalize();
-    if len >= 4 && tail.as_slice() == body_crc.to_le_bytes() {
-        return Ok(body_crc);
-    }
-    h.update(&tail);
-    Ok(h.finalize())
-}
-
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -155,7 +129,7 @@ impl FeatureVersion {
     pub(super) fn of(path: &Path, store: &FeatureStore, loaded: SystemTime) -> Self {
         let crc = match store.file_crc() {
             Some(c) => Ok(c),
-            None => content_crc(path),
+            None => crate::features::snapshots::content_crc(path),
         };
         let checksum = crc.map_or_else(|_| "unreadable".to_owned(), |c| format!("crc32:{c:08x}"));
         Self::with_checksum(path, checksum, loaded)

@@ -14,8 +14,8 @@ pub const PREFIX: &str = "NEXTBEST_";
 pub struct Unknown {
     /// The variable as set.
     pub name: String,
-    /// A name nextbest reads within one edit of it, or two when at least six letters follow
-    /// the prefix: almost surely what was meant.
+    /// A name nextbest reads within one edit of it (three letters at least after the prefix),
+    /// or two (six letters at least): almost surely what was meant.
     pub meant: Option<String>,
 }
 
@@ -55,8 +55,7 @@ pub fn unknown(
                 && !set.contains(k.as_str())
                 && !service_link(k, &v.to_string_lossy())
         })
-        .map(|(k, _)| k)
-        .map(|name| {
+        .map(|(name, _)| {
             // Two edits in a long name are a typo; in `FOO` against `LOG` they are another word.
             let typed = name.len() - PREFIX.len();
             let meant = known
@@ -80,7 +79,6 @@ fn service_link(name: &str, value: &str) -> bool {
         return true;
     }
     let Some((_, after)) = name.rsplit_once("_PORT") else {
-        // `..._PORT_6379_TCP_PORT` ends in `_PORT` too, and is handled with the others below.
         return false;
     };
     if after.is_empty() {
