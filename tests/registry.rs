@@ -806,3 +806,62 @@ fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
         .unwrap();
     assert!(info.warnings.iter().all(|w| w.path != "customers"));
 }
+
+/// A warehouse export with a timestamp beside the features serves without it, and the load
+/// says which column it left out and why.
+#[cfg(feature = "offline")]
+#[test]
+fn a_parquet_column_the_snapshot_cannot_read_is_left_out_with_a_warning() {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampSecondArray};
+    use nextbest::features::{ColumnKind, FeatureStore};
+    let models = TempModels::new("left-out");
+    let registry = models.registry();
+    let csv = FeatureStore::load(&models.dir.join("features.csv")).unwrap();
+    let rows = 0..csv.len();
+    let ids: Vec<&str> = rows.clone().map(|r| csv.id_at(r).unwrap()).collect();
+    let mut cols: Vec<(String, ArrayRef)> = vec![(
+        "customer_id".into(),
+        Arc::new(StringArray::from(ids.clone())),
+    )];
+    for (c, name) in csv.columns().iter().enumerate() {
+        let cells = ids.iter().map(|id| csv.row(id).unwrap()[c]);
+        let array: ArrayRef = match csv.kind(c) {
+            ColumnKind::Number => Arc::new(Float64Array::from_iter(
+                cells.map(|v| (!v.is_nan()).then_some(f64::from(v))),
+            )),
+            ColumnKind::Text { .. } => Arc::new(StringArray::from_iter(
+                cells.map(|v| csv.dictionary(c).unwrap().value_of(v)),
+            )),
+        };
+        cols.push((name.to_string(), array));
+    }
+    let stamps = TimestampSecondArray::from_iter_values(rows.map(|r| 1_795_000_000 + r as i64));
+    cols.push(("updated_at".into(), Arc::new(stamps)));
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let path = models.dir.join("export.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let info = registry.reload_features(Some(path)).unwrap();
+    assert_eq!(info.customers, csv.len());
+    assert_eq!(info.features, csv.columns().len());
+    let w = info
+        .warnings
+        .iter()
+        .find(|w| w.path == "columns.updated_at")
+        .unwrap_or_else(|| panic!("{:?}", info.warnings));
+    assert!(
+        w.message
+            .starts_with("column `updated_at` holds Timestamp(s)")
+            && w.message.ends_with("a model naming it is refused"),
+        "{}",
+        w.message
+    );
+    assert!(registry.load().is_ready());
+}

@@ -222,6 +222,7 @@ fn build(map: &Arc<Mmap>, body_len: usize, head: Head) -> Result<FeatureStore, S
         ids: Ids::Stored(StoredIndex { arena, ends, slots }),
         source: String::new(),
         mapping: None,
+        left_out: Box::default(),
     })
 }
 

@@ -72,6 +72,14 @@ pub enum FeatureError {
     },
 }
 
+/// The warning for a source column left out for its type (`kind`, as the source names it).
+pub fn left_out_message(name: &str, kind: &str) -> String {
+    format!(
+        "column `{name}` holds {kind}, which nextbest does not read (numbers and strings): it \
+         is left out, and a model naming it is refused"
+    )
+}
+
 /// An immutable snapshot of customer features, shared by every request that reads it.
 pub struct FeatureStore {
     columns: Box<[Box<str>]>,
@@ -89,6 +97,9 @@ pub struct FeatureStore {
     /// One row of the snapshot's width with every value missing: what a visitor without a
     /// profile is decided on, shared so that such a decision allocates nothing for it.
     missing: Box<[f32]>,
+    /// Columns of the source not loaded, each with the type it holds (a Parquet timestamp):
+    /// a model reading one is told why it is not there.
+    left_out: Box<[(Box<str>, Box<str>)]>,
 }
 
 /// What a column holds, as `/admin/stats` and the status page show it.
@@ -151,6 +162,7 @@ impl FeatureStore {
             source: source.into(),
             mapping: None,
             missing: vec![f32::NAN; width].into(),
+            left_out: Box::default(),
         })
     }
 
@@ -206,6 +218,25 @@ impl FeatureStore {
         }
         self.dicts = dicts.into_boxed_slice();
         Ok(self)
+    }
+
+    /// Records columns of the source left out for their type, by name and type.
+    pub fn with_left_out(mut self, columns: Vec<(String, String)>) -> Self {
+        self.left_out = columns
+            .into_iter()
+            .map(|(name, kind)| (name.into(), kind.into()))
+            .collect();
+        self
+    }
+
+    /// Columns of the source left out for their type, by name and type.
+    pub fn left_out(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.left_out.iter().map(|(n, k)| (&**n, &**k))
+    }
+
+    /// The type of a source column left out, by its name.
+    pub fn left_out_type(&self, name: &str) -> Option<&str> {
+        self.left_out().find(|(n, _)| *n == name).map(|(_, k)| k)
     }
 
     /// Loads a snapshot as a server does: a version 4 `.nbf` is admitted into `store` (copied

@@ -2,7 +2,8 @@
 //! first, then numeric columns (integers, floats, decimals as a warehouse's `NUMERIC` exports
 //! them, booleans as 0/1) and string columns (`Utf8`,
 //! `LargeUtf8`, `Utf8View`, and dictionary-encoded strings); a null or an empty string is a
-//! missing value.
+//! missing value. A column of another type (a timestamp, a date, a list) is left out by name,
+//! so an export with an `updated_at` beside the features still loads.
 //! Every fault names the column and the data row, as the CSV loader names line and column.
 //!
 //! Read through the arrow/parquet crates in record batches, written straight into the store's
@@ -53,30 +54,34 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         },
         _ => return Err(fault("the first column must be `customer_id`".into())),
     }
-    if fields.len() - 1 > MAX_COLUMNS {
-        return Err(fault(format!("more than {MAX_COLUMNS} feature columns")));
-    }
     let mut columns = Vec::with_capacity(fields.len() - 1);
     let mut dicts: Vec<Option<DictBuilder>> = Vec::with_capacity(fields.len() - 1);
-    for f in fields.iter().skip(1) {
+    // Per loaded column, its field in the file; other types are left out by name.
+    let mut sources = Vec::with_capacity(fields.len() - 1);
+    let mut left_out = Vec::new();
+    for (i, f) in fields.iter().enumerate().skip(1) {
+        if f.name().is_empty() {
+            return Err(fault("empty column name".into()));
+        }
+        if columns.contains(f.name()) || left_out.iter().any(|(n, _)| n == f.name()) {
+            return Err(fault(format!("duplicate column `{}`", f.name())));
+        }
         if is_string(f.data_type()) {
             dicts.push(Some(DictBuilder::default()));
         } else if is_numeric(f.data_type()) {
             dicts.push(None);
         } else {
-            return Err(fault(format!(
-                "column `{}`: expected numbers or strings, found {}",
-                f.name(),
-                f.data_type()
-            )));
-        }
-        if f.name().is_empty() {
-            return Err(fault("empty column name".into()));
-        }
-        if columns.contains(f.name()) {
-            return Err(fault(format!("duplicate column `{}`", f.name())));
+            left_out.push((f.name().clone(), f.data_type().to_string()));
+            continue;
         }
         columns.push(f.name().clone());
+        sources.push(i);
+    }
+    if columns.len() > MAX_COLUMNS {
+        return Err(fault(format!("more than {MAX_COLUMNS} feature columns")));
+    }
+    for (name, kind) in &left_out {
+        tracing::warn!(path = %path.display(), column = %name, kind = %kind, "{}", super::left_out_message(name, kind));
     }
     let width = columns.len();
     let reader = builder
@@ -111,7 +116,7 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
                 ))
             })?;
         }
-        let cols: Vec<_> = (0..width).map(|c| batch.column(c + 1)).collect();
+        let cols: Vec<_> = sources.iter().map(|&i| batch.column(i)).collect();
         // String columns coded for the whole batch first.
         let mut codes: Vec<Vec<f64>> = Vec::with_capacity(width);
         for (c, col) in cols.iter().enumerate() {
@@ -158,6 +163,7 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         path.display().to_string(),
     )
     .and_then(|s| s.with_dictionaries(dicts))
+    .map(|s| s.with_left_out(left_out))
     .map_err(fault)
 }
 

@@ -373,6 +373,46 @@ fn parquet_string_and_dictionary_columns() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A warehouse export's timestamps and dates beside the features: the snapshot loads without
+/// them, and says which it left out.
+#[cfg(feature = "offline")]
+#[test]
+fn a_parquet_column_of_another_type_is_left_out_by_name() {
+    use arrow_array::{
+        ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter([
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["A", "B"])) as ArrayRef,
+        ),
+        (
+            "updated_at",
+            Arc::new(TimestampMicrosecondArray::from(vec![1_i64, 2])) as ArrayRef,
+        ),
+        (
+            "arpu",
+            Arc::new(Float64Array::from(vec![1.5, 2.5])) as ArrayRef,
+        ),
+        ("born", Arc::new(Date32Array::from(vec![3, 4])) as ArrayRef),
+        (
+            "plan",
+            Arc::new(StringArray::from(vec!["x", "y"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let (dir, path) = write_parquet("nb-pq-left-out", &batch);
+    let store = FeatureStore::load(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(store.columns(), [Box::from("arpu"), Box::from("plan")]);
+    let left: Vec<_> = store.left_out().collect();
+    assert_eq!(left, [("updated_at", "Timestamp(µs)"), ("born", "Date32")]);
+    assert_eq!(store.row("B").unwrap()[0], 2.5);
+    let plan = store.dictionary(1).unwrap();
+    assert_eq!(plan.value_of(store.row("A").unwrap()[1]), Some("x"));
+}
+
 /// A warehouse's `NUMERIC` exports as a decimal column: read as the numbers a CSV of the same
 /// export gives, exact values included.
 #[cfg(feature = "offline")]

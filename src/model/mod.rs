@@ -161,6 +161,27 @@ pub trait Schema {
     fn cells(&self, _column: u32) -> Option<Box<dyn Iterator<Item = f64> + '_>> {
         None
     }
+
+    /// The type of a source column the snapshot left out (a Parquet timestamp), by name.
+    fn left_out(&self, _name: &str) -> Option<&str> {
+        None
+    }
+
+    /// The fault for a feature name without a column: why, when the snapshot left it out.
+    fn unknown(&self, name: &str) -> String {
+        match self.left_out(name) {
+            Some(kind) => format!("unknown feature `{name}`: {}", left_out_reason(kind)),
+            None => format!("unknown feature `{name}`"),
+        }
+    }
+}
+
+/// Why a column of the source is not among the snapshot's.
+pub fn left_out_reason(kind: &str) -> String {
+    format!(
+        "the snapshot's column of that name holds {kind}, which nextbest does not read \
+         (export it as numbers or strings)"
+    )
 }
 
 impl Schema for FeatureStore {
@@ -173,6 +194,10 @@ impl Schema for FeatureStore {
             Some(d) => ColumnInfo::Strings(d),
             None => ColumnInfo::Number,
         }
+    }
+
+    fn left_out(&self, name: &str) -> Option<&str> {
+        self.left_out_type(name)
     }
 
     fn cells(&self, column: u32) -> Option<Box<dyn Iterator<Item = f64> + '_>> {

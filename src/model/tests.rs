@@ -166,6 +166,53 @@ fn unknown_features_in_weights_and_rules() {
 }
 
 #[test]
+fn a_feature_the_snapshot_left_out_for_its_type_says_so() {
+    let store = store().with_left_out(vec![(
+        "signup_at".into(),
+        "Timestamp(Microsecond, None)".into(),
+    )]);
+    let mut o = offer("a");
+    o["eligibility"] = serde_json::json!({"feature": "signup_at", "op": "ge", "value": 1});
+    let faults = from_bytes(
+        serde_json::to_vec(&model(vec![o])).unwrap(),
+        None,
+        "t".into(),
+        &store,
+        &Limits::default(),
+    )
+    .unwrap_err()
+    .faults();
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "offers[0].eligibility.feature"
+                && f.message
+                    .contains("unknown feature `signup_at`: the snapshot's column")
+                && f.message.contains("holds Timestamp(Microsecond, None)")),
+        "{faults:#?}"
+    );
+    // A tree model's features are named the same way.
+    let store =
+        tree_store(Some("arpu_30d")).with_left_out(vec![("arpu_30d".into(), "Date32".into())]);
+    let doc = tree_model(serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}));
+    let faults = from_bytes(
+        doc,
+        Some(trees_dir()),
+        "t".into(),
+        &store,
+        &Limits::default(),
+    )
+    .unwrap_err()
+    .faults();
+    assert!(
+        faults[0]
+            .message
+            .contains("`arpu_30d`: the snapshot's column of that name holds Date32"),
+        "{faults:?}"
+    );
+}
+
+#[test]
 fn every_fault_is_reported_not_just_the_first() {
     let mut bad = offer("a");
     bad["value"] = "ten".into();

@@ -228,7 +228,7 @@ impl Registry {
         };
         // A new snapshot says what the serving models make of it.
         if let (Some(set), Some(info)) = (&plan.models, &mut plan.new_features) {
-            info.warnings = set.warnings();
+            info.warnings.extend(set.warnings());
         }
         if let (Some(info), Some(before)) = (&mut plan.new_features, &self.load().features) {
             if let Some(w) = shrunk(before.len(), info.customers) {

@@ -83,8 +83,8 @@ pub struct FeatureInfo {
     pub bytes: usize,
     /// Load and swap time.
     pub load_ms: u64,
-    /// The serving model's warnings against this snapshot (a rule value it no longer holds),
-    /// each with its path; left out when there are none.
+    /// Columns the snapshot left out for their type, then the serving model's warnings
+    /// against it (a rule value it no longer holds), each with its path; absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<crate::model::Fault>,
 }
@@ -97,7 +97,13 @@ impl FeatureInfo {
             features: store.columns().len(),
             bytes: store.bytes_held(),
             load_ms: started.elapsed().as_millis() as u64,
-            warnings: Vec::new(),
+            warnings: store
+                .left_out()
+                .map(|(name, kind)| crate::model::Fault {
+                    path: format!("columns.{name}"),
+                    message: crate::features::left_out_message(name, kind),
+                })
+                .collect(),
         }
     }
 }

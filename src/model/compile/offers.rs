@@ -277,7 +277,7 @@ fn read_value_feature(
         .and_then(|d| f.number_in(d, &join(path, "default"), 0.0, MAX_OFFER_VALUE));
     let (name, default) = (name?, default?);
     let Some(col) = cx.schema.column(name) else {
-        f.push(&fpath, format!("unknown feature `{name}`"));
+        f.push(&fpath, cx.schema.unknown(name));
         return None;
     };
     if let ColumnInfo::Strings(_) = cx.schema.info(col) {

@@ -125,7 +125,7 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
                         (Operand::Feature(col), name.to_owned(), kind)
                     }
                     None => {
-                        f.push(&join(path, "feature"), format!("unknown feature `{name}`"));
+                        f.push(&join(path, "feature"), cx.schema.unknown(name));
                         return None;
                     }
                 }

@@ -83,7 +83,7 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                 }
                 let col = cx.schema.column(name);
                 match col.map(|c| cx.schema.info(c)) {
-                    None => f.push(&p, format!("unknown feature `{name}`")),
+                    None => f.push(&p, cx.schema.unknown(name)),
                     Some(ColumnInfo::Strings(_)) => f.push(
                         &p,
                         format!(
@@ -191,7 +191,7 @@ fn read_categories(
             continue;
         }
         let Some(col) = cx.schema.column(name) else {
-            cx.faults.push(&fpath, format!("unknown feature `{name}`"));
+            cx.faults.push(&fpath, cx.schema.unknown(name));
             continue;
         };
         let dict = match cx.schema.info(col) {
@@ -349,8 +349,7 @@ fn compile_context(
                 continue;
             }
             let Some(column) = cx.schema.column(name) else {
-                cx.faults
-                    .push(&index(path, i), format!("unknown feature `{name}`"));
+                cx.faults.push(&index(path, i), cx.schema.unknown(name));
                 continue;
             };
             let text = match cx.schema.info(column) {

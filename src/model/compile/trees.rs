@@ -13,12 +13,13 @@ use simd_json::prelude::*;
 
 use super::Ctx;
 use crate::engine::scorer::MAX_MULTICLASS;
-use crate::engine::trees::TreeEnsemble;
+use crate::engine::trees::{TreeEnsemble, TreeLoadError};
 use crate::engine::{ClassScorer, Scorer};
 use crate::model::bind::{Column, Given};
 use crate::model::walk::{index, join, Fault, Value};
 use crate::model::{
-    lightgbm, xgboost, ColumnInfo, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES,
+    left_out_reason, lightgbm, xgboost, ColumnInfo, MAX_NAME_BYTES, MAX_PATH_BYTES,
+    MAX_TREE_FEATURES,
 };
 
 /// What identifies one parse: kind, path, and what the spec adds to the file.
@@ -270,7 +271,16 @@ fn parse(
             std::str::from_utf8(bytes).map_err(|e| format!("`{rel}` is not UTF-8 text: {e}"))?;
         lightgbm::parse_lightgbm_model(text, given, &resolve)
     };
-    parsed.map_err(|e| format!("`{rel}` ({kind}): {e}"))
+    parsed.map_err(|e| {
+        let why: String = match &e {
+            TreeLoadError::UnknownFeatures(names) => names
+                .iter()
+                .filter_map(|n| Some(format!("; `{n}`: {}", left_out_reason(schema.left_out(n)?))))
+                .collect(),
+            _ => String::new(),
+        };
+        format!("`{rel}` ({kind}): {e}{why}")
+    })
 }
 
 /// The spec's `categories`: per feature, its categories' names in the model's code order.
