@@ -185,8 +185,42 @@ fn refused_command_line(e: &clap::Error) -> ExitCode {
         .or_else(|| std::env::var("NEXTBEST_LOG_FORMAT").ok())
         .and_then(|f| <nextbest::logging::LogFormat as clap::ValueEnum>::from_str(&f, true).ok());
     let style = nextbest::logging::style(requested, std::io::stderr().is_terminal(), true);
-    nextbest::logging::fatal_line(style, one_line(&e.to_string()));
+    let mut line = one_line(&e.to_string());
+    for (flag, var) in flags_from_environment(&line, &args) {
+        line.push_str(&format!(" ({flag} was set by {var} in the environment)"));
+    }
+    nextbest::logging::fatal_line(style, line);
     ExitCode::from(2)
+}
+
+/// The flags a refusal names that the command line did not give but the environment did: a
+/// conflict with `--admin-token` when only `NEXTBEST_ADMIN_TOKEN` is set is otherwise a puzzle.
+fn flags_from_environment(message: &str, args: &[String]) -> Vec<(String, String)> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<(String, String)>) {
+        for a in cmd.get_arguments() {
+            if let (Some(long), Some(env)) = (a.get_long(), a.get_env().and_then(|e| e.to_str())) {
+                out.push((format!("--{long}"), env.to_owned()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut all = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut all);
+    all.sort();
+    all.dedup();
+    all.into_iter()
+        .filter(|(flag, var)| {
+            let named = [' ', '\'']
+                .iter()
+                .any(|end| message.contains(&format!("'{flag}{end}")));
+            let given = args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+            named && !given && std::env::var_os(var).is_some()
+        })
+        .collect()
 }
 
 /// clap's message as one line: what was wrong with what it names (the missing arguments, the

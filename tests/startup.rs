@@ -335,6 +335,32 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         assert_eq!(out.status.code(), Some(2));
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), line);
     }
+    // A flag the environment gave, not the command line, is named with its variable.
+    for (args, var, line) in [
+        (
+            &["--admin-token-file", "token.txt"][..],
+            ("NEXTBEST_ADMIN_TOKEN", "s3cret"),
+            "error: the argument '--admin-token-file <ADMIN_TOKEN_FILE>' cannot be used with \
+             '--admin-token <ADMIN_TOKEN>' (--admin-token was set by NEXTBEST_ADMIN_TOKEN in the \
+             environment)",
+        ),
+        (
+            &[][..],
+            ("NEXTBEST_FSYNC", "sometimes"),
+            "error: invalid value 'sometimes' for '--fsync <FSYNC>' [possible values: always, \
+             interval] (--fsync was set by NEXTBEST_FSYNC in the environment)",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NEXTBEST_LOG_FORMAT", "text")
+            .env(var.0, var.1)
+            .output()
+            .expect("the binary runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), line);
+    }
     // Boolean variables take what people write in a manifest (the server starts and says
     // where it listens; `yes` and `0` were refused when only `true` and `false` were taken).
     let srv = Binary::demo(&dir.0.join("b"))
