@@ -289,7 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
     let t = Instant::now();
-    let store = FeatureStore::load(path)?;
+    let store = FeatureStore::load(path)?.with_customers(path)?;
     tracing::info!(
         path = %path.display(),
         customers = store.len(),

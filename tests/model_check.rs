@@ -303,3 +303,24 @@ fn snapshot_values_a_tree_model_never_saw_are_warned_about_with_their_share() {
     assert_eq!(text.matches("feature `segment`").count(), 1, "{text}");
     assert!(!text.contains("feature `region`"), "{text}");
 }
+
+/// A snapshot with a header alone (an export that failed) is refused as that, as a server
+/// refuses it, not judged column by column as if every column held numbers.
+#[test]
+fn a_header_only_snapshot_is_refused_as_that() {
+    let rule = serde_json::json!({"feature": "segment", "op": "eq", "value": "gold"});
+    let (ok, text) = check_in("header-only", true, |dir| {
+        std::fs::write(dir.join("f.csv"), "customer_id,segment,arpu\n").unwrap();
+        std::fs::write(
+            dir.join("model.json"),
+            serde_json::to_vec(&model(rule)).unwrap(),
+        )
+        .unwrap();
+    });
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("f.csv: no customers: the file holds a header only")
+            && !text.contains("holds numbers"),
+        "{text}"
+    );
+}

@@ -220,6 +220,18 @@ impl FeatureStore {
         Ok(self)
     }
 
+    /// Refuses a snapshot without customers: a header alone is an export that failed, and
+    /// models checked against it would find every column numeric for want of a value.
+    pub fn with_customers(self, path: &Path) -> Result<Self, FeatureError> {
+        if self.is_empty() {
+            return Err(FeatureError::Format {
+                path: path.to_owned(),
+                detail: "no customers: the file holds a header only".into(),
+            });
+        }
+        Ok(self)
+    }
+
     /// Records columns of the source left out for their type, by name and type.
     pub fn with_left_out(mut self, columns: Vec<(String, String)>) -> Self {
         self.left_out = columns

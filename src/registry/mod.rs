@@ -319,16 +319,7 @@ impl Registry {
             ))
         };
         let open = |path: &Path| {
-            let store = FeatureStore::open(path, self.config.snapshot_store.as_ref())?;
-            if store.is_empty() {
-                // A header alone (an export that failed): say so, before the models find
-                // every column "numeric" for want of a value.
-                return Err(crate::features::FeatureError::Format {
-                    path: path.to_owned(),
-                    detail: "no customers: the file holds a header only".into(),
-                });
-            }
-            Ok(store)
+            FeatureStore::open(path, self.config.snapshot_store.as_ref())?.with_customers(path)
         };
         Ok(Some(match change {
             Change::FromDisk => {
