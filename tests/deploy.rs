@@ -872,6 +872,40 @@ async fn a_read_only_models_folder_answers_409_and_says_where_models_change() {
     );
 }
 
+/// A snapshot store mounted read-only (a node's store, which only its publisher writes): a
+/// `.nbf` not already in it is refused with what to do, and the server serves its fallbacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_snapshot_store_refuses_a_new_snapshot_saying_how_to_publish_it() {
+    let models = support::TempModels::new("read-only-store");
+    let data = support::TempDir::new("read-only-store-data");
+    let store = data.0.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // The snapshot as the data team ships it: a `.nbf` (read by its first bytes, whatever
+    // the name the test folder gives it).
+    let csv = models.dir.join("features.csv");
+    let nbf = data.0.join("features.nbf");
+    nextbest::features::write_nbf(&nextbest::features::FeatureStore::load(&csv).unwrap(), &nbf)
+        .unwrap();
+    std::fs::copy(&nbf, &csv).unwrap();
+    let server = support::binary::Binary::with_read_only(&store, &models.dir, &data.0.join("d"))
+        .arg("--snapshot-store")
+        .arg(&store)
+        .spawn();
+    let line = server.wait_stderr("cannot be written");
+    assert!(
+        line.contains(&format!(
+            "the snapshot store {} cannot be written",
+            store.display()
+        )) && line.contains("only a snapshot already in it loads here")
+            && line.contains("nextbest features publish"),
+        "{line}"
+    );
+    assert!(
+        std::fs::read_dir(&store).unwrap().next().is_none(),
+        "the store was written"
+    );
+}
+
 /// The campaign Jobs: the shards' Indexed Job gives each pod its shard from the completion
 /// index (of as many shards as completions), writes each shard where the merge Job reads it,
 /// and both use only flags and variables their subcommand's `--help` lists.

@@ -34,11 +34,17 @@ impl Binary {
     /// Needs the right to mount, which root in a container has; without it the test fails
     /// with `unshare`'s own message.
     pub fn read_only_models(models: &Path, data_dir: &Path) -> Self {
+        Binary::with_read_only(models, models, data_dir)
+    }
+
+    /// As [`Binary::with_models`], with `dir` mounted read-only for the server alone (as
+    /// [`Binary::read_only_models`] mounts the models folder).
+    pub fn with_read_only(dir: &Path, models: &Path, data_dir: &Path) -> Self {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
             .arg(r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#)
             .arg("sh")
-            .arg(models)
+            .arg(dir)
             .arg(env!("CARGO_BIN_EXE_nextbest"));
         Binary::with_command(cmd, models, data_dir, "127.0.0.1:0", "127.0.0.1:0")
     }
