@@ -248,6 +248,20 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
         get(a.public, "/readyz").await.status == 200
     })
     .await;
+    // Ready, with the reservation said in words, in the shape the contract documents.
+    let ready: serde_json::Value =
+        serde_json::from_slice(&get(a.public, "/readyz").await.body).expect("a JSON answer");
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "detail": "behind the fleet: still catching up on its events"})
+    );
+    let doc = nextbest::server::openapi::part(nextbest::server::openapi::Listener::Public)
+        .expect("the document splits");
+    let schema = &doc["components"]["schemas"]["Ready"];
+    assert!(
+        jsonschema::draft202012::is_valid(schema, &ready),
+        "{ready} is not a `Ready`: {schema}"
+    );
     let r = decide(
         a.public,
         json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
