@@ -73,8 +73,8 @@ enum Command {
         /// doubly robust) from the logged decisions and their outcomes in `--data-dir`.
         #[arg(long)]
         estimate: bool,
-        /// The data folder whose event log holds the outcomes (with `--estimate`).
-        #[arg(long, default_value = "data", requires = "estimate")]
+        /// The data folder whose event log holds the outcomes (read with `--estimate` only).
+        #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
     },
 }
@@ -283,7 +283,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             candidate,
             json,
             ..
-        }) => replay(&log, &candidate, json),
+        }) => {
+            // Given on the command line, not by a ConfigMap's variable shared with the server.
+            if std::env::args().any(|a| a == "--data-dir" || a.starts_with("--data-dir=")) {
+                bail!("--data-dir is read with --estimate only (the outcomes' event log): add --estimate, or leave --data-dir out");
+            }
+            replay(&log, &candidate, json)
+        }
     }
 }
 

@@ -361,6 +361,36 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         assert_eq!(out.status.code(), Some(2));
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), line);
     }
+    // The data folder a ConfigMap gives the server and the replay alike is read by `replay
+    // --estimate`, and taken quietly by a plain replay; on a plain replay's command line it is
+    // refused, since it would be ignored there.
+    let replay = |args: &[&str], var: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"));
+        cmd.args(["replay", "--log", "no-such-log", "--candidate", "models"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("NEXTBEST_LOG_FORMAT", "text")
+            .env_remove("NEXTBEST_DATA_DIR");
+        if let Some(v) = var {
+            cmd.env("NEXTBEST_DATA_DIR", v);
+        }
+        let out = cmd.output().expect("the binary runs");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
+    };
+    assert_eq!(
+        replay(&["--data-dir", "data"], None),
+        "error: --data-dir is read with --estimate only (the outcomes' event log): add \
+         --estimate, or leave --data-dir out"
+    );
+    let shared = replay(&[], Some("data"));
+    assert!(
+        shared.contains("no-such-log") && !shared.contains("--data-dir"),
+        "{shared}"
+    );
+    let estimate = replay(&["--estimate"], Some("no-such-data"));
+    assert!(!estimate.contains("required arguments"), "{estimate}");
+
     // Boolean variables take what people write in a manifest (the server starts and says
     // where it listens; `yes` and `0` were refused when only `true` and `false` were taken).
     let srv = Binary::demo(&dir.0.join("b"))
