@@ -599,8 +599,8 @@ async fn every_answer_matches_the_document() {
         shadow.as_bytes(),
     )
     .await;
-    assert_eq!(r.status, 503);
-    admin.check("PUT", shadow_path, &r);
+    assert_eq!(r.status, 409);
+    assert_eq!(admin.check("PUT", shadow_path, &r)["error"], "no_features");
     let r = call(a, "POST", "/admin/models/rollback", true, None, b"").await;
     assert_eq!(
         admin.check("POST", "/admin/models/rollback", &r)["name"],

@@ -66,14 +66,15 @@ impl From<crate::contact::ContactError> for ApiError {
 }
 
 impl From<super::shadow::ShadowError> for ApiError {
-    /// A shadow that is not a model with a share, or does not compile, is the client's to fix;
-    /// one the data folder could not keep is the server's fault.
+    /// A shadow that is not a model with a share, does not compile, or comes before any
+    /// snapshot is the client's to fix; one the data folder could not keep is the server's.
     fn from(e: super::shadow::ShadowError) -> Self {
         use super::shadow::ShadowError;
         match e {
             ShadowError::Invalid(d) => ApiError::InvalidRequest(d),
             ShadowError::Model(r) => ApiError::Refused(r),
-            ShadowError::NoSnapshot => ApiError::Unavailable(e.to_string()),
+            // As a model put before any snapshot is answered.
+            ShadowError::NoSnapshot => ApiError::Refused(RegistryError::NoFeatures),
             ShadowError::Keep(_) => ApiError::Internal(e.to_string()),
         }
     }
