@@ -906,6 +906,59 @@ async fn a_read_only_snapshot_store_refuses_a_new_snapshot_saying_how_to_publish
     );
 }
 
+/// The shards' recipe as its comment gives it: the ConfigMap `kubectl create configmap` makes
+/// from the repository's files, checked against the model the sidecar's ConfigMap serves (the
+/// campaign Job mounts that one), as every shard would check it.
+#[test]
+fn the_campaign_recipe_fits_the_model_the_jobs_mount() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/k8s/campaign/shards.yaml")).unwrap();
+    // The command, with its continuation lines.
+    let mut recipe = String::new();
+    for line in text
+        .lines()
+        .skip_while(|l| !l.contains("kubectl create configmap nextbest-campaign"))
+    {
+        let line = line.trim_start_matches('#').trim();
+        recipe.push_str(line.trim_end_matches('\\'));
+        recipe.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let folder = support::TempDir::new("campaign-configmap");
+    let mut keys = Vec::new();
+    for file in recipe
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--from-file="))
+    {
+        let (key, path) = file.split_once('=').expect("--from-file=KEY=PATH");
+        std::fs::copy(root.join(path), folder.0.join(key))
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        keys.push(key.to_owned());
+    }
+    assert!(keys.contains(&"campaign.json".to_owned()), "{recipe}");
+    // The model folder the Jobs mount is the sidecar's ConfigMap, built from deploy/k8s/models.
+    let kustomization =
+        std::fs::read_to_string(root.join("deploy/k8s/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("models/model.json"),
+        "{kustomization}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["campaign", "check"])
+        .arg(folder.0.join("campaign.json"))
+        .arg("--models")
+        .arg(root.join("deploy/k8s/models"))
+        .arg("--features")
+        .arg(root.join("models/features.csv"))
+        .env("NEXTBEST_LOG", "error")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{recipe}\n{said}");
+}
+
 /// The campaign Jobs: the shards' Indexed Job gives each pod its shard from the completion
 /// index (of as many shards as completions), writes each shard where the merge Job reads it,
 /// and both use only flags and variables their subcommand's `--help` lists.
