@@ -561,7 +561,116 @@ fn a_list_older_than_event_ids_are_remembered_is_committed_only_when_late_is_sai
     );
     let done = commit::commit_with(&old.out, &target, now, true).unwrap();
     assert_eq!((done.accepted, done.duplicates), (done.events, 0));
+    // The folder remembers it was committed: a second `--late` would record it twice.
+    let e = commit::commit_with(&old.out, &target, now, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "this list was committed in full (commit.json: {0} of {0} contacts recorded)",
+            done.events
+        )),
+        "{e}"
+    );
     // Within the days ids are remembered, no flag is needed.
     let recent = base.run(&sms("recent"), "recent", now - 5 * day);
     assert!(commit::commit(&recent.out, &target, now).is_ok());
+}
+
+/// A sidecar stand-in answering its requests with `statuses` in turn (202 with every event
+/// accepted, or the status given); each request's events reach the receiver.
+fn stub_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Vec<String>>) {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut statuses = statuses.into_iter();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            loop {
+                let mut length = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                if line != "\r\n" {
+                    break;
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let ids: Vec<String> = doc["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["event_id"].as_str().unwrap().to_owned())
+                    .collect();
+                let status = statuses.next().unwrap_or(202);
+                let answer = if status == 202 {
+                    let _ = tx.send(ids.clone());
+                    format!(
+                        r#"{{"accepted":{},"duplicates":0,"rejected":[]}}"#,
+                        ids.len()
+                    )
+                } else {
+                    r#"{"error":"unavailable","detail":"disk full"}"#.to_owned()
+                };
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// A `--late` commit that failed part way resumes after its last recorded batch: the log
+/// cannot tell a late list's repeats, so the list's folder keeps how far it got.
+#[test]
+fn a_late_commit_that_failed_part_way_resumes_where_it_stopped() {
+    let base = Base::new("cmp-late-resume", 200);
+    let day = 86_400_000;
+    let now = support_now();
+    let old = base.run(&sms("late-resume"), "old", now - 8 * day);
+    // Small batches: the third request fails, as a server whose disk filled would answer.
+    let (url, received) = stub_server(vec![202, 202, 503]);
+    let target = Target::Server {
+        url,
+        batch_bytes: 1024,
+    };
+    let e = commit::commit_with(&old.out, &target, now, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("503"), "{e}");
+    let first: Vec<String> = received.try_iter().flatten().collect();
+    assert!(!first.is_empty());
+    let done = commit::commit_with(&old.out, &target, now, true).unwrap();
+    let rest: Vec<String> = received.try_iter().flatten().collect();
+    // Every contact was sent once in all, in the list's order, and the skipped part is
+    // reported as recorded before.
+    assert_eq!(first.len() + rest.len(), done.events as usize);
+    let all: std::collections::HashSet<&String> = first.iter().chain(&rest).collect();
+    assert_eq!(all.len(), done.events as usize, "a contact was sent twice");
+    assert_eq!(
+        (done.accepted, done.duplicates),
+        (rest.len() as u64, first.len() as u64)
+    );
+    // A list run again into the same folder is another list: its record starts over.
+    let again = base.run(&sms("late-resume"), "old", now - 9 * day);
+    let done = commit::commit_with(&again.out, &target, now, true).unwrap();
+    assert_eq!(done.accepted, done.events);
 }

@@ -116,8 +116,9 @@ pub struct CommitArgs {
     /// The data folder for --direct.
     #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Commit a list whose first contacts are more than 6 days old, which a commit cannot tell
-    /// from an earlier one: only for a list never committed, and only once.
+    /// Commit a list whose first contacts are more than 6 days old, which event ids cannot tell
+    /// from an earlier commit: the list's folder (its commit.json) says how far earlier commits
+    /// got, so a failed one resumes and a list committed in full is refused.
     #[arg(long)]
     pub late: bool,
 }

@@ -15,6 +15,11 @@
 //! - **Direct** (`--direct`): the data folder's log is opened and written as the server writes
 //!   it (replay, then append with fsync). Only when no server uses that folder: a log has one
 //!   writer.
+//!
+//! After each batch recorded, the list's folder says how far the commit got ([`JOURNAL`],
+//! written durably, keyed by the list's checksum). Ids cannot tell a list older than they are
+//! remembered from an earlier commit of it, so a `--late` commit reads that record instead: it
+//! resumes a failed commit after its last recorded batch, and refuses a list committed in full.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +30,36 @@ use super::output::{open_list, Summary, LIST_CSV, SUMMARY_JSON};
 
 /// Most events one `/v1/events` request carries (the server's limit).
 pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// The file in a list's folder that says how much of the list a commit recorded.
+pub const JOURNAL: &str = "commit.json";
+
+/// How far the commits of one list got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    /// CRC-32 of the list file: a record of another list in the same folder is not this one's.
+    list_crc32: u32,
+    /// Contacts in the list.
+    events: u64,
+    /// Contacts recorded so far, in the list's order.
+    recorded: u64,
+}
+
+impl Journal {
+    /// The folder's record, if it is this list's.
+    fn read(path: &Path, list_crc32: u32, events: u64) -> Option<Journal> {
+        let j: Journal = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (j.list_crc32 == list_crc32 && j.events == events).then_some(j)
+    }
+
+    fn write(&self, path: &Path) -> Result<(), CommitError> {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        crate::durable::write_atomic(path, &bytes, true).map_err(|e| CommitError::Input {
+            path: path.to_owned(),
+            detail: format!("recording the commit's progress: {e}"),
+        })
+    }
+}
 
 /// Where the events go.
 #[derive(Debug, Clone)]
@@ -84,6 +119,18 @@ pub enum CommitError {
         dir: PathBuf,
         /// Whole days since its first contact.
         days: i64,
+    },
+    /// A `--late` commit of a list its folder says was committed in full.
+    #[error(
+        "{}: this list was committed in full ({JOURNAL}: {events} of {events} contacts \
+         recorded); committing it again with --late would record its contacts twice",
+        .dir.display()
+    )]
+    AlreadyCommitted {
+        /// The list's folder.
+        dir: PathBuf,
+        /// Contacts in the list.
+        events: u64,
     },
 }
 
@@ -146,7 +193,10 @@ pub fn commit_with(
         std::fs::read_to_string(&summary_path).map_err(|e| input(&summary_path, e.to_string()))?;
     let summary: Summary =
         serde_json::from_str(&text).map_err(|e| input(&summary_path, e.to_string()))?;
-    let contacts = read_list(&dir.join(LIST_CSV), &summary)?;
+    let list_path = dir.join(LIST_CSV);
+    let contacts = read_list(&list_path, &summary)?;
+    let list_crc32 =
+        crc32fast::hash(&std::fs::read(&list_path).map_err(|e| input(&list_path, e.to_string()))?);
     let first = contacts.iter().map(|c| c.planned_ms.min(now_ms)).min();
     if let Some(first) = first.filter(|&t| !late && now_ms - t > LATE_AFTER_MS) {
         return Err(CommitError::TooLate {
@@ -154,11 +204,50 @@ pub fn commit_with(
             days: (now_ms - first) / crate::engine::policy::DAY_MS,
         });
     }
+    let total = contacts.len() as u64;
+    let journal_path = dir.join(JOURNAL);
+    let before = Journal::read(&journal_path, list_crc32, total);
+    // Only a late list needs the record: ids tell a recent list's repeats apart.
+    let skip = match before {
+        Some(j) if late && j.recorded >= total => {
+            return Err(CommitError::AlreadyCommitted {
+                dir: dir.to_owned(),
+                events: total,
+            })
+        }
+        Some(j) if late => j.recorded,
+        _ => 0,
+    };
+    let mut journal = Journal {
+        list_crc32,
+        events: total,
+        recorded: skip.max(before.map_or(0, |j| j.recorded)),
+    };
+    // Written before anything is sent: a late commit that could not record its progress
+    // could not be resumed, so it does not start.
+    if let Err(e) = journal.write(&journal_path) {
+        if late {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "the list's folder cannot record the commit's progress");
+    }
     let mut done = Committed {
-        events: contacts.len() as u64,
+        events: total,
+        duplicates: skip,
         ..Committed::default()
     };
-    let events: Vec<Event<'_>> = contacts
+    let mut sent = skip;
+    let mut progress = |n: usize| -> Result<(), CommitError> {
+        sent += n as u64;
+        if sent > journal.recorded {
+            journal.recorded = sent;
+            if let (Err(e), true) = (journal.write(&journal_path), late) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    let events: Vec<Event<'_>> = contacts[skip as usize..]
         .iter()
         .map(|c| Event {
             kind: EventKind::Impression,
@@ -175,8 +264,10 @@ pub fn commit_with(
         })
         .collect();
     match target {
-        Target::Server { url, batch_bytes } => post_all(url, *batch_bytes, &events, &mut done)?,
-        Target::Direct { data_dir } => write_direct(data_dir, &events, &mut done)?,
+        Target::Server { url, batch_bytes } => {
+            post_all(url, *batch_bytes, &events, &mut done, &mut progress)?
+        }
+        Target::Direct { data_dir } => write_direct(data_dir, &events, &mut done, &mut progress)?,
     }
     Ok(done)
 }
@@ -255,11 +346,15 @@ fn event_json(e: &Event<'_>) -> serde_json::Value {
     })
 }
 
+/// Called with each batch's size once the batch is recorded.
+type Progress<'p> = dyn FnMut(usize) -> Result<(), CommitError> + 'p;
+
 fn post_all(
     url: &str,
     batch_bytes: usize,
     events: &[Event<'_>],
     done: &mut Committed,
+    progress: &mut Progress<'_>,
 ) -> Result<(), CommitError> {
     let endpoint = format!("{}/v1/events", url.trim_end_matches('/'));
     let mut batch: Vec<String> = Vec::new();
@@ -271,6 +366,7 @@ fn post_all(
             && (batch.len() == MAX_BATCH_EVENTS || bytes + one.len() + 1 + wrap > batch_bytes)
         {
             post(&endpoint, &batch, done)?;
+            progress(batch.len())?;
             batch.clear();
             bytes = 0;
         }
@@ -279,6 +375,7 @@ fn post_all(
     }
     if !batch.is_empty() {
         post(&endpoint, &batch, done)?;
+        progress(batch.len())?;
     }
     Ok(())
 }
@@ -327,6 +424,7 @@ fn write_direct(
     data_dir: &Path,
     events: &[Event<'_>],
     done: &mut Committed,
+    progress: &mut Progress<'_>,
 ) -> Result<(), CommitError> {
     let contacts = Contacts::open(
         &ContactConfig {
@@ -344,9 +442,10 @@ fn write_direct(
             let got = contacts.ingest(chunk).await?;
             done.accepted += got.accepted as u64;
             done.duplicates += got.duplicates as u64;
+            progress(chunk.len())?;
         }
-        Ok::<_, ContactError>(())
+        Ok::<_, CommitError>(())
     });
     contacts.close();
-    result.map_err(CommitError::from)
+    result
 }
