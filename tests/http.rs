@@ -102,6 +102,14 @@ async fn unknown_customer_gets_fallback_where_the_placement_does_not_decide_for_
     assert_eq!(a["fallback"]["stage"], "channel");
     assert_eq!(offer_ids(&a), ["brand_app"]);
     assert!(a["customer_id"].is_null());
+    // An empty id is anonymous too, and answered as one.
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "", "channel": "app", "placement": "app_home"}),
+    )
+    .await;
+    assert_eq!(a["fallback"]["reason"], "unknown_customer");
+    assert!(a["customer_id"].is_null(), "{a}");
     // The web home banner decides for them from the page and the campaign instead.
     let a = decide(
         srv.public,

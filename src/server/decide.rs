@@ -150,7 +150,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
     let mut id_buf = [0u8; ulid::ULID_LEN];
     let meta = AnswerMeta {
         decision_id: contacts.decision_id.array_to_str(&mut id_buf),
-        customer_id: body.customer_id.as_deref(),
+        customer_id: body.customer(),
         variant: contacts.variant.as_str(),
     };
     let mut out = Vec::with_capacity(1024);

@@ -145,6 +145,11 @@ impl<'a> DecideBody<'a> {
         Ok(self)
     }
 
+    /// The customer id, when the request names a non-empty one (empty is anonymous).
+    pub fn customer(&self) -> Option<&str> {
+        self.customer_id.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// The visitor id, when the request names a non-empty one.
     pub fn visitor(&self) -> Option<&str> {
         self.visitor_id.as_deref().filter(|s| !s.is_empty())
@@ -153,7 +158,7 @@ impl<'a> DecideBody<'a> {
     /// The engine's view of this request.
     pub fn as_request(&self) -> Request<'_> {
         Request {
-            customer_id: self.customer_id.as_deref().filter(|s| !s.is_empty()),
+            customer_id: self.customer(),
             channel: &self.channel,
             placement: &self.placement,
             limit: self.limit.map(|l| l as usize),
