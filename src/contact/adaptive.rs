@@ -60,8 +60,9 @@ struct Pending {
     credited: u8,
     /// The customer's context levels, when a contextual scorer learns from the offer.
     levels: Option<Levels>,
-    /// Where model health remembers the impression, for an adaptive offer.
-    ticket: Option<Ticket>,
+    /// Where model health remembers the impression (its health key and ticket), for an
+    /// adaptive offer.
+    ticket: Option<(u64, Ticket)>,
 }
 
 /// Raw per-day counts of one offer (successes not yet cumulative).
@@ -77,8 +78,9 @@ struct Master {
     pending: HashMap<(u64, u64), Pending, foldhash::fast::FixedState>,
     pending_capacity: usize,
     context: Learner,
-    /// Offers an adaptive scorer of a bound model scores: their health is kept.
-    adaptive: std::collections::HashSet<u64, foldhash::fast::FixedState>,
+    /// Offers an adaptive scorer of a bound model scores, and whether it counts its own
+    /// model version's decisions only (`reset`): their health is kept, so keyed.
+    adaptive: HashMap<u64, bool, foldhash::fast::FixedState>,
     health: Health,
 }
 
@@ -153,12 +155,16 @@ impl Counts {
             context.refresh_if_stale(offer_hash, |offer, tag, outcome, window| {
                 overall(arms, offer, tag, outcome, window)
             });
-            let ticket = m.adaptive.contains(&offer_hash).then(|| {
+            let health = m
+                .adaptive
+                .get(&offer_hash)
+                .and_then(|&reset| health_key(offer_hash, reset, tag));
+            let ticket = health.map(|key| {
                 let predicted = levels
                     .as_deref()
                     .and_then(|l| m.context.predicted(offer_hash, l, tag))
                     .unwrap_or(f64::NAN);
-                m.health.impression(offer_hash, predicted, e.ts_ms)
+                (key, m.health.impression(key, predicted, e.ts_ms))
             });
             m.impression((customer, offer_hash), e, tag, levels, ticket, now_ms);
         } else if !m.credit((customer, offer_hash), e, bit) {
@@ -189,21 +195,26 @@ impl Counts {
         m.adaptive = models
             .iter()
             .flat_map(|(model, _)| model.offers.iter())
-            .filter(|o| matches!(o.scorer, Scorer::Adaptive(_)))
-            .map(|o| o.id_hash)
+            .filter_map(|o| match &o.scorer {
+                Scorer::Adaptive(a) => Some((o.id_hash, a.reset)),
+                _ => None,
+            })
             .collect();
         drop(m);
         self.inner.publish();
     }
 
-    /// What an adaptive offer's recent impressions say of its predictions of `outcome`.
+    /// What an adaptive offer's recent impressions say of its predictions of `outcome`; a
+    /// `reset` offer's, of its model version's (`tag`) own decisions only, as its counts.
     pub fn health(
         &self,
         offer_hash: u64,
+        reset_tag: Option<u16>,
         outcome: crate::engine::adaptive::Outcome,
     ) -> health::Report {
         let m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
-        m.health.report(offer_hash, 1 << outcome as u8)
+        let key = health_key(offer_hash, reset_tag.is_some(), reset_tag).unwrap_or(offer_hash);
+        m.health.report(key, 1 << outcome as u8)
     }
 }
 
@@ -286,7 +297,7 @@ impl Master {
         e: &Event<'_>,
         tag: Option<u16>,
         levels: Option<Levels>,
-        ticket: Option<Ticket>,
+        ticket: Option<(u64, Ticket)>,
         now_ms: i64,
     ) {
         if self.arms.len() >= MAX_ARMS && !self.arms.contains_key(&key.1) {
@@ -342,8 +353,8 @@ impl Master {
             }
         };
         p.credited |= bit;
-        if let Some(t) = p.ticket {
-            self.health.outcome(key.1, t, bit, e.ts_ms);
+        if let Some((health, t)) = p.ticket {
+            self.health.outcome(health, t, bit, e.ts_ms);
         }
         let (tag, kind) = (p.tag, usize::from(bit - 1));
         if let Some(levels) = &p.levels {
@@ -407,7 +418,7 @@ pub fn stats_json<'m>(
             let beta = a.beta + trials.saturating_sub(successes) as f64;
             let (mean, lo, hi) = interval(alpha, beta);
             let predictors = top_predictors(a, o.id_hash, tag, &posteriors);
-            let health = counts.health(o.id_hash, a.outcome);
+            let health = counts.health(o.id_hash, a.reset.then_some(tag), a.outcome);
             rows.push(serde_json::json!({
                 "offer_id": &*o.id,
                 "variant": variant,
@@ -453,6 +464,19 @@ fn top_predictors(
         .into_iter()
         .map(|(feature, spread)| serde_json::json!({"feature": feature, "log_odds_spread": spread}))
         .collect()
+}
+
+/// Where health keeps an offer's impressions: by offer, and for a `reset` offer by offer and
+/// model version, since its counts start over with each version (an impression without a
+/// decision id belongs to no version, and is not kept for it).
+fn health_key(offer_hash: u64, reset: bool, tag: Option<u16>) -> Option<u64> {
+    match (reset, tag) {
+        (false, _) => Some(offer_hash),
+        (true, Some(t)) => {
+            Some(offer_hash ^ (u64::from(t) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        }
+        (true, None) => None,
+    }
 }
 
 /// Fewest impressions before a verdict on learning.
@@ -543,6 +567,46 @@ mod tests {
         assert_eq!(click.counts(t), (3, 1));
         let own = p.tally(stable_hash("o1"), Some(attribution::model_tag(0xabcd)));
         assert_eq!(arm(30, true).counts(own.unwrap()), (1, 1));
+    }
+
+    /// A `reset` offer's health reads its model version's impressions only, as its counts do;
+    /// another offer's reads them all.
+    #[test]
+    fn a_reset_offers_health_is_its_versions_own() {
+        let t0 = 1_800_000_000_000;
+        let decided = |key: u32| {
+            attribution::decision_id(
+                t0,
+                key,
+                crate::experiment::Variant::Champion,
+                attribution::Origin::default(),
+            )
+            .0
+        };
+        let (old, new) = (0xabcd, 0x1234);
+        for reset in [true, false] {
+            let c = Counts::new(1_024);
+            c.inner.master.lock().unwrap().adaptive =
+                [(stable_hash("o1"), reset)].into_iter().collect();
+            for (i, key) in [old, old, old, new, new].into_iter().enumerate() {
+                let customer = format!("c{i}");
+                c.observe(
+                    &ev(EventKind::Impression, t0, &customer, Some(decided(key))),
+                    t0,
+                );
+            }
+            c.observe(&ev(EventKind::Impression, t0, "c9", None), t0);
+            let health = |tag: Option<u16>| {
+                c.health(stable_hash("o1"), tag, Outcome::Conversion)
+                    .impressions
+            };
+            if reset {
+                assert_eq!(health(Some(attribution::model_tag(new))), 2);
+                assert_eq!(health(Some(attribution::model_tag(old))), 3);
+            } else {
+                assert_eq!(health(None), 6);
+            }
+        }
     }
 
     #[test]
