@@ -342,6 +342,8 @@ fn several_channels_give_the_exact_optimum_over_all_channels_jointly() {
         let (mut total, mut per_channel) = (0.0, BTreeMap::new());
         let mut pairs = BTreeSet::new();
         let mut reasons = BTreeSet::new();
+        let mut why_not = Vec::new();
+        let cap_of = |ch: &str| if ch == "sms" { sms_cap } else { email_cap };
         for rec in r.records() {
             let rec = rec.unwrap();
             let (customer, channel, offer) = (&rec[0], &rec[1], &rec[2]);
@@ -365,8 +367,36 @@ fn several_channels_give_the_exact_optimum_over_all_channels_jointly() {
                 "{customer}: {why}"
             );
             reasons.insert(reason.to_owned());
+            why_not.push((
+                customer.to_owned(),
+                offer.to_owned(),
+                other,
+                reason.to_owned(),
+                rec[4].parse::<f64>().unwrap(),
+            ));
         }
         assert!(per_channel["sms"] <= sms_cap && per_channel["email"] <= email_cap);
+        // A tie with a channel whose capacity the list used up is that capacity's doing; a
+        // tie with one that had room is a tie.
+        let full = |ch: &str| per_channel.get(ch).copied().unwrap_or(0) >= cap_of(ch);
+        let mut ties = 0;
+        for (customer, offer, other, reason, score) in &why_not {
+            let there = triples
+                .iter()
+                .find(|t| (&t.0, &t.1, t.2) == (customer, offer, *other))
+                .map(|t| t.3);
+            // (`not_offered`: the pair there was one no best list could use.)
+            if there == Some(*score) && reason != "not_offered" {
+                ties += 1;
+                let want = if full(other) {
+                    "capacity"
+                } else {
+                    "equal_score"
+                };
+                assert_eq!(reason, want, "{customer} {offer} on {other}");
+            }
+        }
+        assert!(ties > 0, "{name}: no row ties with its other channel");
         assert!(
             (total - best).abs() <= 1e-9 * best,
             "{name}: the list scores {total}, the optimum is {best}"

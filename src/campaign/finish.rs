@@ -11,10 +11,11 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::allocate::{self, Allocation, Limits};
+use super::not_chosen::{channels_full, OtherChannels};
 use super::output::{self, Content, Row, Summary};
 use super::select::{Pair, Tally};
 use super::send;
-use super::spec::{CampaignSpec, ChannelSpec};
+use super::spec::CampaignSpec;
 use super::CampaignError;
 use crate::contact::attribution;
 use crate::engine::policy::stable_hash;
@@ -291,11 +292,14 @@ fn finish(
     let t = std::time::Instant::now();
     let kept = candidates.len();
     let eligible = &tally.by_variant[..info.variants.len().min(2)];
-    let others = info
+    let mut others = info
         .spec
         .multi_channel()
         .then(|| OtherChannels::new(&candidates));
     let (mut alloc, mut uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
+    if let Some(o) = &mut others {
+        o.full = channels_full(&alloc, &info.limits);
+    }
     if !alloc.complete {
         tracing::warn!("the allocation stopped on a rounding cycle before the best list");
     }
@@ -391,7 +395,12 @@ fn write(
         let decision_id = v.decision_id(info.now_ms, &info.spec.name, id, p.channel);
         let offer = &v.offers[p.offer as usize];
         if let Some(o) = others {
-            o.reasons(p, &channels, customers, &mut not_chosen);
+            o.reasons(
+                p,
+                &channels,
+                |row, ci| customers.reachable(row, ci),
+                &mut not_chosen,
+            );
         }
         if let (Some(w), Some(z)) = (window, zones.as_mut()) {
             let tz = z.of(customers.zone_name(info, p.row));
@@ -446,53 +455,6 @@ fn write(
         }),
     )?;
     Ok(w)
-}
-
-/// Every candidate pair's score by (customer, offer, channel): what a row's other channels
-/// offered, to say why they were not chosen.
-pub struct OtherChannels(Vec<(u32, u16, u8, f64)>);
-
-impl OtherChannels {
-    fn new(candidates: &[Pair]) -> Self {
-        let mut v: Vec<_> = candidates
-            .iter()
-            .map(|p| (p.row, p.offer, p.channel, p.score))
-            .collect();
-        v.sort_by_key(|a| (a.0, a.1, a.2));
-        OtherChannels(v)
-    }
-
-    /// Why each other channel was not chosen for `p`, as `email:lower_score;push:unreachable`:
-    /// `unreachable` (its `reachable` rule), `not_offered` (its decision did not rank the offer,
-    /// or it had enough better pairs that no best list could use this one), `lower_score`, or
-    /// `capacity` (it scored higher there, but the channel's capacity went to better uses).
-    fn reasons(&self, p: &Pair, channels: &[ChannelSpec], c: &Customers<'_>, out: &mut String) {
-        out.clear();
-        for (ci, ch) in channels.iter().enumerate() {
-            if ci == usize::from(p.channel) {
-                continue;
-            }
-            let key = (p.row, p.offer, ci as u8);
-            let found = self
-                .0
-                .binary_search_by(|e| (e.0, e.1, e.2).cmp(&key))
-                .ok()
-                .map(|i| self.0[i].3);
-            let why = match found {
-                _ if !c.reachable(p.row, ci) => "unreachable",
-                None => "not_offered",
-                Some(s) if s > p.score => "capacity",
-                Some(s) if s == p.score => "equal_score",
-                Some(_) => "lower_score",
-            };
-            if !out.is_empty() {
-                out.push(';');
-            }
-            out.push_str(&ch.name);
-            out.push(':');
-            out.push_str(why);
-        }
-    }
 }
 
 /// The run's summary: what was scanned, held out, selected and expected.

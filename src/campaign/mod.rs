@@ -24,6 +24,7 @@ pub mod finish;
 mod flow;
 pub mod history;
 mod limits;
+mod not_chosen;
 pub mod output;
 pub mod plan;
 pub mod report;
