@@ -485,3 +485,36 @@ fn channel_optimum(triples: &[Triple<'_>], per_customer: u32, caps: [(&str, u64)
     let solution = model.solve().expect("the reference problem is feasible");
     solution.eval(&objective)
 }
+
+/// A minimum the base cannot meet is named with its shortfall (in the summary and its table);
+/// one met before the control group is met, though the control group takes some of it.
+#[test]
+fn a_minimum_the_base_cannot_meet_is_said_with_its_shortfall() {
+    let base = Base::new("cmp-min-short", 120);
+    let eligible_a = engine_scores(&base, "sms_campaign", "sms")
+        .iter()
+        .filter(|(_, o, _)| o == "a")
+        .count() as u64;
+    assert!(eligible_a > 20, "{eligible_a}");
+    let doc = json!({"name": "short", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["a", "b", "c"], "max_offers_per_customer": 2,
+        "offer_limits": {"a": {"min": eligible_a + 500}, "b": {"min": 10}}});
+    let run = base.run(&doc, "short", NOW);
+    let a = &run.summary.offers["a"];
+    assert_eq!(a.selected, eligible_a);
+    assert_eq!(a.min_shortfall, Some(500));
+    assert_eq!(run.summary.offers["b"].min_shortfall, None);
+    let table = nextbest::campaign::output::table(&run.summary);
+    assert!(
+        table.contains(&format!("a (min {}, NOT MET: 500 short)", eligible_a + 500)),
+        "{table}"
+    );
+    // Met before the control group, which then holds some of its customers out: met.
+    let doc = json!({"name": "held", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["a", "b", "c"], "offer_limits": {"a": {"min": eligible_a}},
+        "control_group": {"share": 0.3, "salt": "s"}});
+    let run = base.run(&doc, "held", NOW);
+    let a = &run.summary.offers["a"];
+    assert!(a.selected < eligible_a, "{a:?}");
+    assert_eq!(a.min_shortfall, None);
+}

@@ -313,11 +313,28 @@ fn finish(
         path: out.to_owned(),
         source,
     })?;
+    let shortfalls = min_shortfalls(info, &alloc);
     let control = hold_out_control(info, &mut alloc, &mut uses, customers);
     let written = write(info, out, &alloc, &control, customers, others.as_ref())?;
-    let summary = summary(info, &alloc, &uses, tally, &written, &control);
+    let summary = summary(info, &alloc, &uses, tally, &written, &control, &shortfalls);
     output::write_summary(out, &summary)?;
     Ok(summary)
+}
+
+/// The offers whose minimum the list could not meet (before the control group, as the limits
+/// bound it), by how many: the base had too few customers the offer could go to. Logged, since
+/// such a minimum also takes the best offer from every customer it reaches.
+fn min_shortfalls(info: &RunInfo, alloc: &Allocation) -> Vec<Option<u64>> {
+    let mut out = Vec::with_capacity(info.offer_ids.len());
+    for (k, id) in info.offer_ids.iter().enumerate() {
+        let min = info.spec.offer_limits.get(id).map_or(0, |l| l.min);
+        let got = alloc.per_offer.get(k).copied().unwrap_or(0);
+        if got < min {
+            tracing::warn!(offer = %id, min, selected = got, "an offer's minimum is not met: the base has too few customers it can go to");
+        }
+        out.push((got < min).then(|| min - got));
+    }
+    out
 }
 
 /// Draws the control group from the list: every row of a customer whose stable hash of the
@@ -465,6 +482,7 @@ fn summary(
     tally: Tally,
     written: &Written,
     control: &[Pair],
+    shortfalls: &[Option<u64>],
 ) -> Summary {
     let (spec, champion) = (&info.spec, &info.variants[0]);
     let control_customers = control.iter().map(|p| p.row).collect::<HashSet<_>>().len() as u64;
@@ -476,6 +494,7 @@ fn summary(
                 category: info.categories[k].clone(),
                 selected: alloc.per_offer[k],
                 min: spec.offer_limits.get(id).map(|l| l.min).filter(|&m| m > 0),
+                min_shortfall: shortfalls.get(k).copied().flatten(),
                 expected_conversions: written.per_offer_conversions[k],
                 value: champion.offers[k].value,
             },

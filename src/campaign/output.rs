@@ -352,6 +352,10 @@ pub struct OfferSummary {
     /// The file's minimum, when one was set.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub min: Option<u64>,
+    /// How far the list (before the control group) fell short of the minimum: the base had
+    /// too few customers the offer could go to. Absent when met.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub min_shortfall: Option<u64>,
     /// Expected conversions (sum of propensities).
     pub expected_conversions: f64,
     /// The offer's value in the champion (what `campaign report` counts a conversion as).
@@ -530,7 +534,11 @@ pub fn table(s: &Summary) -> String {
         s.customers_selected.to_string(),
     );
     for (id, o) in &s.offers {
-        let min = o.min.map(|m| format!(" (min {m})")).unwrap_or_default();
+        let min = match (o.min, o.min_shortfall) {
+            (Some(m), Some(short)) => format!(" (min {m}, NOT MET: {short} short)"),
+            (Some(m), None) => format!(" (min {m})"),
+            _ => String::new(),
+        };
         line(&mut t, &format!("  {id}{min}"), o.selected.to_string());
     }
     let _ = writeln!(t, "  held out");
