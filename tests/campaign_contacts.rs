@@ -577,15 +577,16 @@ fn a_list_older_than_event_ids_are_remembered_is_committed_only_when_late_is_sai
     assert!(commit::commit(&recent.out, &target, now).is_ok());
 }
 
-/// A sidecar stand-in answering its requests with `statuses` in turn (202 with every event
-/// accepted, or the status given); each request's events reach the receiver.
-fn stub_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Vec<String>>) {
+/// A sidecar stand-in answering its requests with `answers` in turn (202 with that many of
+/// the batch's events said to be duplicates and the rest accepted, or the status given; 202
+/// with none after them); each 202's events reach the receiver.
+fn stub_server(answers: Vec<(u16, usize)>) -> (String, std::sync::mpsc::Receiver<Vec<String>>) {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut statuses = statuses.into_iter();
+        let mut answers = answers.into_iter();
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -617,13 +618,12 @@ fn stub_server(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Vec<Str
                     .iter()
                     .map(|e| e["event_id"].as_str().unwrap().to_owned())
                     .collect();
-                let status = statuses.next().unwrap_or(202);
+                let (status, dups) = answers.next().unwrap_or((202, 0));
                 let answer = if status == 202 {
+                    let dups = dups.min(ids.len());
+                    let accepted = ids.len() - dups;
                     let _ = tx.send(ids.clone());
-                    format!(
-                        r#"{{"accepted":{},"duplicates":0,"rejected":[]}}"#,
-                        ids.len()
-                    )
+                    format!(r#"{{"accepted":{accepted},"duplicates":{dups},"rejected":[]}}"#)
                 } else {
                     r#"{"error":"unavailable","detail":"disk full"}"#.to_owned()
                 };
@@ -647,7 +647,7 @@ fn a_late_commit_that_failed_part_way_resumes_where_it_stopped() {
     let now = support_now();
     let old = base.run(&sms("late-resume"), "old", now - 8 * day);
     // Small batches: the third request fails, as a server whose disk filled would answer.
-    let (url, received) = stub_server(vec![202, 202, 503]);
+    let (url, received) = stub_server(vec![(202, 0), (202, 0), (503, 0)]);
     let target = Target::Server {
         url,
         batch_bytes: 1024,
@@ -673,4 +673,91 @@ fn a_late_commit_that_failed_part_way_resumes_where_it_stopped() {
     let again = base.run(&sms("late-resume"), "old", now - 9 * day);
     let done = commit::commit_with(&again.out, &target, now, true).unwrap();
     assert_eq!(done.accepted, done.events);
+}
+
+/// The counts a commit prints add up to the list: a server's `accepted` leaves out the
+/// batch's duplicates, which are counted once, as already recorded.
+#[test]
+fn a_commits_counts_add_up_when_a_batch_holds_repeats() {
+    let base = Base::new("cmp-commit-counts", 60);
+    let run = base.run(&sms("counts"), "counts", support_now());
+    let (url, _received) = stub_server(vec![(202, 3)]);
+    let done = commit::commit(
+        &run.out,
+        &Target::Server {
+            url,
+            batch_bytes: 60 * 1024,
+        },
+        support_now(),
+    )
+    .unwrap();
+    assert!(done.events > 3);
+    assert_eq!(
+        (done.accepted, done.duplicates),
+        (done.events - 3, 3),
+        "{done:?}"
+    );
+}
+
+/// What a failed commit says names its cause and how far it got: a body over the server's
+/// limit asks for smaller batches, a server gone says how many contacts it recorded before,
+/// and a shard's folder asks for the merge.
+#[test]
+fn a_failed_commit_says_what_to_do_and_how_far_it_got() {
+    let base = Base::new("cmp-commit-advice", 60);
+    let run = base.run(&sms("advice"), "advice", support_now());
+    let (url, _received) = stub_server(vec![(413, 0)]);
+    let e = commit::commit(
+        &run.out,
+        &Target::Server {
+            url,
+            batch_bytes: 60 * 1024,
+        },
+        support_now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("lower --batch-bytes under the server's --max-body-bytes")
+            && e.contains("(0 contacts were recorded before)"),
+        "{e}"
+    );
+    // Nothing listens there any more.
+    let gone = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let e = commit::commit(
+        &run.out,
+        &Target::Server {
+            url: gone,
+            batch_bytes: 60 * 1024,
+        },
+        support_now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains(
+            "0 of the list's contacts were recorded before: commit again once the server answers"
+        ),
+        "{e}"
+    );
+    // A shard's folder.
+    let file = base.write_campaign("advice-shard", &sms("advice-shard"));
+    let cfg = base.config(&file, "advice-shard-0", support_now());
+    campaign::run_shard(&cfg, campaign::select::Shard { index: 0, count: 2 }).unwrap();
+    let e = commit::commit(
+        &cfg.out,
+        &Target::Direct {
+            data_dir: base.path("data"),
+        },
+        support_now(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("a shard's folder, not a list: merge the shards first"),
+        "{e}"
+    );
 }

@@ -189,6 +189,14 @@ pub fn commit_with(
         path: path.to_owned(),
         detail,
     };
+    if !summary_path.exists() && dir.join(super::shard::SHARD_JSON).exists() {
+        return Err(input(
+            dir,
+            "a shard's folder, not a list: merge the shards first (`nextbest campaign merge`), \
+             then commit the merged list"
+                .into(),
+        ));
+    }
     let text =
         std::fs::read_to_string(&summary_path).map_err(|e| input(&summary_path, e.to_string()))?;
     let summary: Summary =
@@ -390,8 +398,10 @@ fn post(endpoint: &str, batch: &[String], done: &mut Committed) -> Result<(), Co
         .send(body.as_bytes())
         .map_err(|e| {
             CommitError::Server(format!(
-                "{endpoint}: {e} (is a server running there? `--direct` writes the data folder \
-                 when none is)"
+                "{endpoint}: {e}; {} of the list's contacts were recorded before: commit again \
+                 once the server answers (the rest follow; `--direct` writes the data folder \
+                 itself, only when no server uses it)",
+                done.accepted + done.duplicates
             ))
         })?;
     let status = resp.status().as_u16();
@@ -399,9 +409,18 @@ fn post(endpoint: &str, batch: &[String], done: &mut Committed) -> Result<(), Co
         .body_mut()
         .read_to_string()
         .map_err(|e| CommitError::Server(format!("{endpoint}: {e}")))?;
+    if status == 413 {
+        return Err(CommitError::Server(format!(
+            "{endpoint}: {status} {text}; lower --batch-bytes under the server's \
+             --max-body-bytes, and commit again ({} contacts were recorded before)",
+            done.accepted + done.duplicates
+        )));
+    }
     if status != 202 {
         return Err(CommitError::Server(format!(
-            "{endpoint}: {status} {text}; the batches before this one were recorded, commit again to finish"
+            "{endpoint}: {status} {text}; {} contacts were recorded before this batch: commit \
+             again to finish",
+            done.accepted + done.duplicates
         )));
     }
     let v: serde_json::Value = serde_json::from_str(&text)
@@ -413,10 +432,9 @@ fn post(endpoint: &str, batch: &[String], done: &mut Committed) -> Result<(), Co
             r[0]
         )));
     }
-    let accepted = v["accepted"].as_u64().unwrap_or(0);
-    let dups = v["duplicates"].as_u64().unwrap_or(0);
-    done.accepted += accepted.saturating_sub(dups);
-    done.duplicates += dups;
+    // `accepted` leaves the batch's repeats out; they are `duplicates`.
+    done.accepted += v["accepted"].as_u64().unwrap_or(0);
+    done.duplicates += v["duplicates"].as_u64().unwrap_or(0);
     Ok(())
 }
 
