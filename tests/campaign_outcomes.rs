@@ -77,7 +77,7 @@ fn the_report_compares_targets_with_the_control_group() {
     conversions.push(("K99999".into(), "a".into(), later));
     log_conversions(&data_dir, &conversions);
 
-    let r = campaign::report::report(&run.out, &data_dir).unwrap();
+    let r = campaign::report::report(&run.out, &data_dir, None).unwrap();
     let t_conv = targets.len().div_ceil(3) as u64;
     let c_conv = control.len().div_ceil(10) as u64;
     assert_eq!(r.overall.targets.customers, targets.len() as u64);
@@ -91,7 +91,7 @@ fn the_report_compares_targets_with_the_control_group() {
     // zeros alone.
     let elsewhere = base.path("elsewhere");
     log_conversions(&elsewhere, &conversions);
-    let z = campaign::report::report(&run.out, &elsewhere).unwrap();
+    let z = campaign::report::report(&run.out, &elsewhere, None).unwrap();
     assert_eq!(z.contacts_in_log, 0);
     assert!(
         campaign::report::table(&z).contains(&format!(
@@ -138,6 +138,48 @@ fn the_report_compares_targets_with_the_control_group() {
         "{:?}",
         r.overall
     );
+    assert_eq!(r.control_contacted, 0);
+    // A later campaign texts part of the control group their offer: the report counts them
+    // and says so; `--until` before those contacts ends the comparison there.
+    let texted: Vec<(&str, &str, Option<&str>, i64)> = control
+        .iter()
+        .take(5)
+        .map(|(c, o)| (c.as_str(), o.as_str(), Some("sms"), later - HOUR))
+        .collect();
+    let contaminated = base.path("contaminated");
+    log_conversions(&contaminated, &conversions);
+    outcomes::write_events(
+        &contaminated,
+        nextbest::contact::EventKind::Impression,
+        &texted,
+    )
+    .unwrap();
+    let c = campaign::report::report(&run.out, &contaminated, None).unwrap();
+    assert_eq!(c.control_contacted, 5);
+    assert!(
+        campaign::report::table(&c).contains(&format!(
+            "note: 5 of the control group's {} customers were contacted since the run",
+            control.len()
+        )),
+        "{}",
+        campaign::report::table(&c)
+    );
+    let cut = campaign::report::report(&run.out, &contaminated, Some(later - 2 * HOUR)).unwrap();
+    assert_eq!(cut.control_contacted, 0);
+    assert_eq!(cut.conversions, 0, "the conversions came after --until");
+    assert_eq!(cut.until.as_deref(), Some("2026-11-25T08:00:00.000Z"));
+    let out = nextbest(&[
+        "campaign",
+        "report",
+        run.out.to_str().unwrap(),
+        "--data-dir",
+        contaminated.to_str().unwrap(),
+        "--until",
+        "2026-11-25T08:00:00Z",
+        "--json",
+    ]);
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, serde_json::to_value(&cut).unwrap());
     let out = nextbest(&[
         "campaign",
         "report",

@@ -50,6 +50,10 @@ pub enum CampaignCmd {
         /// The data folder whose event log holds the outcomes (read, never written).
         #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
         data_dir: PathBuf,
+        /// Count outcomes up to this time only (RFC 3339, e.g. 2026-12-20T00:00:00Z): a
+        /// later campaign that contacted the control group ends the comparison.
+        #[arg(long)]
+        until: Option<String>,
         /// Print the report as JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -277,9 +281,16 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
         CampaignCmd::Report {
             dir,
             data_dir,
+            until,
             json,
         } => {
-            let r = super::report::report(&dir, &data_dir)?;
+            let until = until
+                .as_deref()
+                .map(|s| {
+                    crate::rfc3339::parse_ms(s).map_err(|e| CliError::Flag(format!("--until: {e}")))
+                })
+                .transpose()?;
+            let r = super::report::report(&dir, &data_dir, until)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {

@@ -79,6 +79,9 @@ pub struct Report {
     pub campaign: String,
     /// The run's time: outcomes from then on count.
     pub since: String,
+    /// Outcomes after this time do not count (`--until`; absent: all of the log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
     /// Events read from the log.
     pub events: u64,
     /// Conversions after the run by the list's and the control group's customers.
@@ -86,6 +89,10 @@ pub struct Report {
     /// The list's contacts the log holds (impressions of a target's offer since the run): 0
     /// means the list was committed to another data folder, or not yet.
     pub contacts_in_log: u64,
+    /// Control-group customers the log shows contacted since the run with the offer they were
+    /// held out of (another campaign, a later run): their outcomes no longer measure what the
+    /// list left undone, and the lift is understated. `--until` before those contacts helps.
+    pub control_contacted: u64,
     /// The interval method.
     pub method: &'static str,
     /// Per offer.
@@ -151,8 +158,8 @@ fn compare(targets: Group, control: Group, per_offer: bool) -> Comparison {
 }
 
 /// Reads `dir` (a run's output folder) and the event log of `data_dir`, and compares the
-/// targets' outcomes since the run with the control group's.
-pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
+/// targets' outcomes since the run (up to `until_ms`, when given) with the control group's.
+pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Report, ReportError> {
     let summary_path = dir.join(SUMMARY_JSON);
     let text = std::fs::read_to_string(&summary_path).map_err(|e| ReportError::Input {
         path: summary_path.clone(),
@@ -183,10 +190,12 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
     }
     let mut converted: HashSet<(String, String)> = HashSet::new();
     let (mut events, mut conversions, mut contacts) = (0u64, 0u64, 0u64);
+    let mut contaminated: HashSet<String> = HashSet::new();
+    let until = until_ms.unwrap_or(i64::MAX);
     history::each_event(data_dir, |e| {
         events += 1;
         let counted = matches!(e.kind, EventKind::Conversion | EventKind::Impression);
-        if !counted || e.ts_ms < summary.run_at_ms {
+        if !counted || e.ts_ms < summary.run_at_ms || e.ts_ms > until {
             return;
         }
         let (Some(offer), Some(offers)) = (e.offer_id, watched.get(e.customer_id)) else {
@@ -197,6 +206,9 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
         }
         if e.kind == EventKind::Impression {
             contacts += u64::from(targets.contains_key(e.customer_id));
+            if control.contains_key(e.customer_id) && !contaminated.contains(e.customer_id) {
+                contaminated.insert(e.customer_id.to_owned());
+            }
         } else {
             conversions += 1;
             converted.insert((e.customer_id.to_owned(), offer.to_owned()));
@@ -241,9 +253,14 @@ pub fn report(dir: &Path, data_dir: &Path) -> Result<Report, ReportError> {
             UNIX_EPOCH + Duration::from_millis(summary.run_at_ms.max(0) as u64),
         )
         .to_string(),
+        until: until_ms.map(|t| {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t.max(0) as u64))
+                .to_string()
+        }),
         events,
         conversions,
         contacts_in_log: contacts,
+        control_contacted: contaminated.len() as u64,
         method: METHOD,
         offers,
         overall,
@@ -264,9 +281,14 @@ pub fn table(r: &Report) -> String {
         })
     };
     let mut t = String::new();
+    let until = r
+        .until
+        .as_ref()
+        .map(|u| format!(" until {u}"))
+        .unwrap_or_default();
     let _ = writeln!(
         t,
-        "campaign {}: outcomes since {} ({} events read)",
+        "campaign {}: outcomes since {}{until} ({} events read)",
         r.campaign, r.since, r.events
     );
     let _ = writeln!(
@@ -298,6 +320,15 @@ pub fn table(r: &Report) -> String {
             "  note: none of the list's {} contacts is in this log: was it committed to another \
              data folder, or not yet?",
             r.overall.targets.customers
+        );
+    }
+    if r.control_contacted > 0 {
+        let _ = writeln!(
+            t,
+            "  note: {} of the control group's {} customers were contacted since the run with \
+             the offer they were held out of (another campaign, a later run): the lift is \
+             understated; `--until` before those contacts measures the run alone",
+            r.control_contacted, r.overall.control.customers
         );
     }
     t

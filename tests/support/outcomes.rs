@@ -106,15 +106,25 @@ pub fn write_conversions(
     data_dir: &Path,
     conversions: &[(&str, &str, Option<&str>, i64)],
 ) -> Result<(), String> {
-    let ids: Vec<String> = conversions
+    write_events(data_dir, EventKind::Conversion, conversions)
+}
+
+/// Writes events of one kind (customer, offer, channel, time) into `data_dir`'s log, as the
+/// server would.
+pub fn write_events(
+    data_dir: &Path,
+    kind: EventKind,
+    list: &[(&str, &str, Option<&str>, i64)],
+) -> Result<(), String> {
+    let ids: Vec<String> = list
         .iter()
-        .map(|(c, o, _, ts)| format!("conversion-{c}-{o}-{ts}"))
+        .map(|(c, o, _, ts)| format!("{}-{c}-{o}-{ts}", kind.as_str()))
         .collect();
-    let events: Vec<Event<'_>> = conversions
+    let events: Vec<Event<'_>> = list
         .iter()
         .zip(&ids)
         .map(|((c, o, ch, ts), id)| Event {
-            kind: EventKind::Conversion,
+            kind,
             ts_ms: *ts,
             customer_id: c,
             visitor_id: None,
