@@ -166,6 +166,35 @@ fn send_times_follow_each_customers_time_zone_across_the_change() {
     }
     assert!(unknown > 0);
     assert_eq!(run.summary.unknown_time_zones["Mars/Olympus"], unknown);
+    // The Parquet list holds the same times as UTC timestamps, row for row.
+    let file = std::fs::File::open(run.out.join("targets.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut csv_rows = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
+    let mut times = csv_rows.records().map(|r| r.unwrap()[14].to_owned());
+    let mut rows = 0;
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("send_at").unwrap();
+        assert_eq!(
+            column.data_type(),
+            &arrow_schema::DataType::Timestamp(
+                arrow_schema::TimeUnit::Millisecond,
+                Some("UTC".into())
+            )
+        );
+        let stamps = column
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+            .unwrap();
+        for i in 0..stamps.len() {
+            assert_eq!(stamps.value(i), at(&times.next().unwrap()));
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, run.rows.len());
     // The same inputs, the same bytes.
     let again = base.run(&doc, "window-again", at("2026-10-24T19:00:00Z"));
     assert_eq!(run.csv(), again.csv());

@@ -399,6 +399,7 @@ fn write(
     let mut zones = window
         .map(|w| send::Zones::new(send::zone(&w.default_time_zone).unwrap_or(chrono_tz::Tz::UTC)));
     let mut send_at = String::new();
+    let mut send_at_ms = None;
     for p in &alloc.selected {
         let Some(id) = customers.id(p.row) else {
             continue;
@@ -421,10 +422,8 @@ fn write(
         }
         if let (Some(w), Some(z)) = (window, zones.as_mut()) {
             let tz = z.of(customers.zone_name(info, p.row));
-            send_at = w
-                .earliest(tz, info.now_ms)
-                .map(send::format_utc)
-                .unwrap_or_default();
+            send_at_ms = w.earliest(tz, info.now_ms).map(send::whole_second);
+            send_at = send_at_ms.map(send::format_utc).unwrap_or_default();
         }
         writer.push(&Row {
             customer_id: id,
@@ -443,6 +442,7 @@ fn write(
             content: offer.content_on(p.channel),
             not_chosen: &not_chosen,
             send_at: &send_at,
+            send_at_ms,
         })?;
         w.conversions += p.propensity;
         w.value += p.propensity * customers.value(info, p);

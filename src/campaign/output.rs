@@ -11,9 +11,11 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow_array::builder::{Float64Builder, StringBuilder, UInt32Builder};
+use arrow_array::builder::{
+    Float64Builder, StringBuilder, TimestampMillisecondBuilder, UInt32Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -109,6 +111,8 @@ pub struct Row<'a> {
     pub not_chosen: &'a str,
     /// With a send window: the earliest allowed send time (UTC); written only then.
     pub send_at: &'a str,
+    /// The same time in milliseconds (the Parquet column's timestamp; `None` when empty).
+    pub send_at_ms: Option<i64>,
 }
 
 /// The columns a list adds to [`COLUMNS`] when the campaign asks, in this order.
@@ -163,13 +167,16 @@ pub struct ListWriter {
     score: Float64Builder,
     propensity: Float64Builder,
     pending: usize,
-    /// The `send_at` column, when written.
-    send_at: Option<StringBuilder>,
+    /// The `send_at` column, when written: a UTC timestamp in Parquet.
+    send_at: Option<TimestampMillisecondBuilder>,
     /// The [`NOT_CHOSEN`] column, when written.
     not_chosen: Option<StringBuilder>,
     /// Rows written.
     pub rows: u64,
 }
+
+/// The time zone of the Parquet list's `send_at` timestamps.
+const UTC: &str = "UTC";
 
 /// The string columns, in [`COLUMNS`] order without rank, score and propensity.
 const STRING_COLUMNS: usize = 11;
@@ -194,6 +201,11 @@ impl ListWriter {
             .map(|&name| match name {
                 "rank" => Field::new(name, DataType::UInt32, false),
                 "score" | "propensity" => Field::new(name, DataType::Float64, false),
+                "send_at" => Field::new(
+                    name,
+                    DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+                    true,
+                ),
                 _ => Field::new(name, DataType::Utf8, false),
             })
             .collect();
@@ -217,7 +229,9 @@ impl ListWriter {
             score: Float64Builder::new(),
             propensity: Float64Builder::new(),
             pending: 0,
-            send_at: extra.send_at.then(StringBuilder::new),
+            send_at: extra
+                .send_at
+                .then(|| TimestampMillisecondBuilder::new().with_timezone(UTC)),
             not_chosen: extra.not_chosen.then(StringBuilder::new),
             rows: 0,
         })
@@ -253,7 +267,7 @@ impl ListWriter {
         }
         if let Some(b) = &mut self.send_at {
             self.csv.write_field(r.send_at)?;
-            b.append_value(r.send_at);
+            b.append_option(r.send_at_ms);
         }
         if let Some(b) = &mut self.not_chosen {
             self.csv.write_field(r.not_chosen)?;

@@ -126,11 +126,16 @@ pub fn week_start(tz: Tz, now_ms: i64) -> i64 {
     instant(tz, at_minute(monday, 0)).timestamp_millis()
 }
 
+/// A send time as the list states it: rounded up to the whole second (never before the
+/// window opens), in milliseconds.
+pub fn whole_second(ms: i64) -> i64 {
+    (ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0)) * 1000
+}
+
 /// An instant as the list writes it: RFC 3339 in UTC, whole seconds (rounded up, so never
 /// before the window opens).
 pub fn format_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0);
-    DateTime::from_timestamp(secs, 0)
+    DateTime::from_timestamp(whole_second(ms) / 1000, 0)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
