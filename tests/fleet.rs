@@ -255,13 +255,8 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
         ready,
         json!({"status": "ready", "detail": "behind the fleet: still catching up on its events"})
     );
-    let doc = nextbest::server::openapi::part(nextbest::server::openapi::Listener::Public)
-        .expect("the document splits");
-    let schema = &doc["components"]["schemas"]["Ready"];
-    assert!(
-        jsonschema::draft202012::is_valid(schema, &ready),
-        "{ready} is not a `Ready`: {schema}"
-    );
+    let wrong = schema_violations(nextbest::server::openapi::Listener::Public, "Ready", &ready);
+    assert!(wrong.is_empty(), "{ready}: {wrong:?}");
     let r = decide(
         a.public,
         json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
@@ -278,6 +273,12 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
     let redis = Redis::on_port(port);
     let b = replica(&dir.0.join("b"), &redis.url());
     within("A's events on B", || async { applied(b.admin).await >= 40 }).await;
+    // A replica's figures, `replication` included, in the shape the contract documents (the
+    // OpenAPI test starts no fleet).
+    let stats = get(b.admin, "/admin/stats").await.json();
+    assert!(stats["replication"].is_object(), "{stats}");
+    let wrong = schema_violations(nextbest::server::openapi::Listener::Admin, "Stats", &stats);
+    assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
 /// The (customer, offer) rows of a campaign's target list.

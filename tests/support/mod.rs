@@ -618,3 +618,26 @@ pub fn replays_exactly(log: &Path, model: &Path, at_least: u64) {
     assert!(n >= at_least, "{report}");
     assert_eq!(report["reproduced"].as_u64(), Some(n), "{report}");
 }
+
+/// Where `value` breaks the listener's OpenAPI schema `name` (its `$ref`s resolved in the
+/// same part of the document): empty when it conforms.
+pub fn schema_violations(
+    listener: server::openapi::Listener,
+    name: &str,
+    value: &serde_json::Value,
+) -> Vec<String> {
+    let doc = server::openapi::part(listener).expect("the document splits");
+    let root = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [{"$ref": format!("#/components/schemas/{name}")}],
+    });
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(&root)
+        .unwrap_or_else(|e| panic!("schema {name} does not compile: {e}"));
+    validator
+        .iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
