@@ -790,3 +790,53 @@ fn a_failed_commit_says_what_to_do_and_how_far_it_got() {
         "{e}"
     );
 }
+
+/// A `--late` commit whose list folder cannot record its progress does not start: it could
+/// not be resumed, and a second try would record what the first did twice. Through the binary,
+/// with the folder mounted read-only for it alone (a private mount namespace, as the read-only
+/// models test makes; without the right to mount, `unshare` says so and the test fails).
+#[test]
+fn a_late_commit_that_cannot_record_its_progress_does_not_start() {
+    let base = Base::new("cmp-late-ro", 40);
+    let day = 86_400_000;
+    let old = base.run(&sms("late-ro"), "old", support_now() - 8 * day);
+    let (url, received) = stub_server(vec![]);
+    // `campaign commit DIR --server URL ARGS` with DIR read-only: (success, stderr).
+    let commit_read_only = |dir: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#)
+            .arg("sh")
+            .arg(dir)
+            .arg(env!("CARGO_BIN_EXE_nextbest"))
+            .args(["campaign", "commit"])
+            .arg(dir)
+            .args(["--server", &url])
+            .args(args)
+            .env("NEXTBEST_LOG_FORMAT", "text")
+            .output()
+            .expect("unshare runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, said) = commit_read_only(&old.out, &["--late"]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("commit.json: recording the commit's progress"),
+        "{said}"
+    );
+    assert!(received.try_iter().next().is_none(), "a batch was sent");
+    assert!(!old.out.join("commit.json").exists());
+    // A recent list's commit needs no record (ids tell its repeats): it goes ahead, warning.
+    let recent = base.run(&sms("recent-ro"), "recent", support_now());
+    let (ok, said) = commit_read_only(&recent.out, &[]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("cannot record the commit's progress"),
+        "{said}"
+    );
+    let sent: usize = received.try_iter().map(|b| b.len()).sum();
+    assert_eq!(sent, recent.rows.len());
+}
