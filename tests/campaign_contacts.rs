@@ -698,6 +698,21 @@ fn a_late_commit_that_failed_part_way_resumes_where_it_stopped() {
         (done.accepted, done.duplicates),
         (rest.len() as u64, first.len() as u64)
     );
+    // A damaged record: how far the earlier commits got is unknown, so a late commit stops.
+    let journal = old.out.join("commit.json");
+    let kept = std::fs::read(&journal).unwrap();
+    let mut damaged = kept.clone();
+    damaged[0] = b'#';
+    std::fs::write(&journal, &damaged).unwrap();
+    let e = commit::commit_with(&old.out, &target, now, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("commit.json: cannot be read") && e.contains("would record that part twice"),
+        "{e}"
+    );
+    assert!(received.try_iter().next().is_none(), "a batch was sent");
+    std::fs::write(&journal, &kept).unwrap();
     // A list run again into the same folder is another list: its record starts over.
     let again = base.run(&sms("late-resume"), "old", now - 9 * day);
     let done = commit::commit_with(&again.out, &target, now, true).unwrap();

@@ -46,10 +46,16 @@ struct Journal {
 }
 
 impl Journal {
-    /// The folder's record, if it is this list's.
-    fn read(path: &Path, list_crc32: u32, events: u64) -> Option<Journal> {
-        let j: Journal = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-        (j.list_crc32 == list_crc32 && j.events == events).then_some(j)
+    /// The folder's record, if it is this list's; an error when a record is there but cannot
+    /// be read (a damaged file: how far an earlier commit got is then unknown).
+    fn read(path: &Path, list_crc32: u32, events: u64) -> Result<Option<Journal>, String> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        Ok((j.list_crc32 == list_crc32 && j.events == events).then_some(j))
     }
 
     fn write(&self, path: &Path) -> Result<(), CommitError> {
@@ -214,7 +220,21 @@ pub fn commit_with(
     }
     let total = contacts.len() as u64;
     let journal_path = dir.join(JOURNAL);
-    let before = Journal::read(&journal_path, list_crc32, total);
+    let before = match Journal::read(&journal_path, list_crc32, total) {
+        Ok(j) => j,
+        Err(e) if late => {
+            return Err(input(
+                &journal_path,
+                format!(
+                    "cannot be read ({e}): how far an earlier commit of this list got is \
+                     unknown, and a --late commit would record that part twice; check the \
+                     log, then remove the file only if no commit of this list ran"
+                ),
+            ))
+        }
+        // A recent list's ids tell its repeats: the record is written again.
+        Err(_) => None,
+    };
     // Only a late list needs the record: ids tell a recent list's repeats apart.
     let skip = match before {
         Some(j) if late && j.recorded >= total => {
