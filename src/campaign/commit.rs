@@ -58,6 +58,56 @@ impl Journal {
         Ok((j.list_crc32 == list_crc32 && j.events == events).then_some(j))
     }
 
+    /// The record a commit of this list starts from, and how many contacts it skips: for a
+    /// `--late` commit, those an earlier one recorded (a list recorded in full, or a record that
+    /// cannot be read, is refused). Written before anything is sent: a late commit that could
+    /// not record its progress could not be resumed, so it does not start.
+    fn start(
+        path: &Path,
+        dir: &Path,
+        list_crc32: u32,
+        total: u64,
+        late: bool,
+    ) -> Result<(Journal, u64), CommitError> {
+        let before = match Journal::read(path, list_crc32, total) {
+            Ok(j) => j,
+            Err(e) if late => {
+                return Err(CommitError::Input {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "cannot be read ({e}): how far an earlier commit of this list got is \
+                         unknown, and a --late commit would record that part twice; check the \
+                         log, then remove the file only if no commit of this list ran"
+                    ),
+                })
+            }
+            // A recent list's ids tell its repeats: the record is written again.
+            Err(_) => None,
+        };
+        let skip = match before {
+            Some(j) if late && j.recorded >= total => {
+                return Err(CommitError::AlreadyCommitted {
+                    dir: dir.to_owned(),
+                    events: total,
+                })
+            }
+            Some(j) if late => j.recorded,
+            _ => 0,
+        };
+        let journal = Journal {
+            list_crc32,
+            events: total,
+            recorded: before.map_or(0, |j| j.recorded),
+        };
+        if let Err(e) = journal.write(path) {
+            if late {
+                return Err(e);
+            }
+            tracing::warn!(error = %e, "the list's folder cannot record the commit's progress");
+        }
+        Ok((journal, skip))
+    }
+
     fn write(&self, path: &Path) -> Result<(), CommitError> {
         let bytes = serde_json::to_vec(self).unwrap_or_default();
         crate::durable::write_atomic(path, &bytes, true).map_err(|e| CommitError::Input {
@@ -220,45 +270,7 @@ pub fn commit_with(
     }
     let total = contacts.len() as u64;
     let journal_path = dir.join(JOURNAL);
-    let before = match Journal::read(&journal_path, list_crc32, total) {
-        Ok(j) => j,
-        Err(e) if late => {
-            return Err(input(
-                &journal_path,
-                format!(
-                    "cannot be read ({e}): how far an earlier commit of this list got is \
-                     unknown, and a --late commit would record that part twice; check the \
-                     log, then remove the file only if no commit of this list ran"
-                ),
-            ))
-        }
-        // A recent list's ids tell its repeats: the record is written again.
-        Err(_) => None,
-    };
-    // Only a late list needs the record: ids tell a recent list's repeats apart.
-    let skip = match before {
-        Some(j) if late && j.recorded >= total => {
-            return Err(CommitError::AlreadyCommitted {
-                dir: dir.to_owned(),
-                events: total,
-            })
-        }
-        Some(j) if late => j.recorded,
-        _ => 0,
-    };
-    let mut journal = Journal {
-        list_crc32,
-        events: total,
-        recorded: skip.max(before.map_or(0, |j| j.recorded)),
-    };
-    // Written before anything is sent: a late commit that could not record its progress
-    // could not be resumed, so it does not start.
-    if let Err(e) = journal.write(&journal_path) {
-        if late {
-            return Err(e);
-        }
-        tracing::warn!(error = %e, "the list's folder cannot record the commit's progress");
-    }
+    let (mut journal, skip) = Journal::start(&journal_path, dir, list_crc32, total, late)?;
     let mut done = Committed {
         events: total,
         duplicates: skip,
