@@ -192,28 +192,30 @@ impl Counts {
     pub fn bind(&self, models: &[(&CompiledModel, u32)], store: Arc<FeatureStore>) {
         let mut m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
         m.context.bind(models, store);
-        m.adaptive = models
-            .iter()
-            .flat_map(|(model, _)| model.offers.iter())
-            .filter_map(|o| match &o.scorer {
-                Scorer::Adaptive(a) => Some((o.id_hash, a.reset)),
-                _ => None,
-            })
-            .collect();
+        m.adaptive = health_modes(
+            models
+                .iter()
+                .flat_map(|(model, _)| model.offers.iter())
+                .filter_map(|o| match &o.scorer {
+                    Scorer::Adaptive(a) => Some((o.id_hash, a.reset)),
+                    _ => None,
+                }),
+        );
         drop(m);
         self.inner.publish();
     }
 
     /// What an adaptive offer's recent impressions say of its predictions of `outcome`; a
-    /// `reset` offer's, of its model version's (`tag`) own decisions only, as its counts.
+    /// `reset` offer's, of the decisions of the model version `tag` only, as its counts.
     pub fn health(
         &self,
         offer_hash: u64,
-        reset_tag: Option<u16>,
+        tag: u16,
         outcome: crate::engine::adaptive::Outcome,
     ) -> health::Report {
         let m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
-        let key = health_key(offer_hash, reset_tag.is_some(), reset_tag).unwrap_or(offer_hash);
+        let reset = m.adaptive.get(&offer_hash).copied().unwrap_or(false);
+        let key = health_key(offer_hash, reset, Some(tag)).unwrap_or(offer_hash);
         m.health.report(key, 1 << outcome as u8)
     }
 }
@@ -418,7 +420,7 @@ pub fn stats_json<'m>(
             let beta = a.beta + trials.saturating_sub(successes) as f64;
             let (mean, lo, hi) = interval(alpha, beta);
             let predictors = top_predictors(a, o.id_hash, tag, &posteriors);
-            let health = counts.health(o.id_hash, a.reset.then_some(tag), a.outcome);
+            let health = counts.health(o.id_hash, tag, a.outcome);
             rows.push(serde_json::json!({
                 "offer_id": &*o.id,
                 "variant": variant,
@@ -464,6 +466,18 @@ fn top_predictors(
         .into_iter()
         .map(|(feature, spread)| serde_json::json!({"feature": feature, "log_odds_spread": spread}))
         .collect()
+}
+
+/// Per adaptive offer (by id hash, with `reset` per scoring model): whether its health is kept
+/// per model version. An offer some model scores without `reset` keeps one health for all.
+fn health_modes(
+    offers: impl Iterator<Item = (u64, bool)>,
+) -> HashMap<u64, bool, foldhash::fast::FixedState> {
+    let mut by_offer = HashMap::default();
+    for (offer, reset) in offers {
+        *by_offer.entry(offer).or_insert(true) &= reset;
+    }
+    by_offer
 }
 
 /// Where health keeps an offer's impressions: by offer, and for a `reset` offer by offer and
@@ -596,17 +610,28 @@ mod tests {
                 );
             }
             c.observe(&ev(EventKind::Impression, t0, "c9", None), t0);
-            let health = |tag: Option<u16>| {
-                c.health(stable_hash("o1"), tag, Outcome::Conversion)
-                    .impressions
+            let health = |key: u32| {
+                c.health(
+                    stable_hash("o1"),
+                    attribution::model_tag(key),
+                    Outcome::Conversion,
+                )
+                .impressions
             };
             if reset {
-                assert_eq!(health(Some(attribution::model_tag(new))), 2);
-                assert_eq!(health(Some(attribution::model_tag(old))), 3);
+                assert_eq!(health(new), 2);
+                assert_eq!(health(old), 3);
             } else {
-                assert_eq!(health(None), 6);
+                assert_eq!((health(new), health(old)), (6, 6));
             }
         }
+    }
+
+    #[test]
+    fn an_offer_one_model_scores_without_reset_keeps_one_health() {
+        let modes =
+            health_modes([(1, true), (2, true), (2, false), (3, false), (1, true)].into_iter());
+        assert_eq!((modes[&1], modes[&2], modes[&3]), (true, false, false));
     }
 
     #[test]

@@ -159,7 +159,7 @@ fn predictions_follow_the_evidence_when_events_outrun_the_clock() {
     }
     let h = counts.health(
         crate::engine::policy::stable_hash("o1"),
-        None,
+        0,
         Outcome::Conversion,
     );
     let auc = h.auc.expect("enough responders for an AUC");
