@@ -65,6 +65,7 @@ pub mod durable;
 pub mod engine;
 pub mod experiment;
 pub mod features;
+pub mod files;
 pub mod fleet;
 pub mod logging;
 pub mod metrics;

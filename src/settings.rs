@@ -186,6 +186,8 @@ pub enum FsyncMode {
 
 /// Largest `--max-body-bytes`: a body is held whole in memory, up to `--max-inflight` of them.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// The largest secret file read (an admin token, a Redis password).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 /// Largest `--log-segment-mb` and `--decision-log-file-mb`.
 pub const MAX_FILE_MB: u64 = 1024;
 /// Most runtime worker threads (`--workers`).
@@ -413,11 +415,14 @@ impl ServeArgs {
         let Some(path) = &self.admin_token_file else {
             return Ok(AdminToken::new(self.admin_token.clone()));
         };
-        let token = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
-            flag: "--admin-token-file",
-            path: path.clone(),
-            source,
-        })?;
+        let token =
+            crate::files::read_regular_text(path, MAX_SECRET_FILE_BYTES).map_err(|source| {
+                SettingsError::File {
+                    flag: "--admin-token-file",
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         match AdminToken::new(token.trim().to_owned()) {
             Some(t) => Ok(Some(t)),
             None => Err(invalid(
@@ -481,10 +486,12 @@ pub fn redis_url(url: &SecretUrl, password_file: Option<&Path>) -> Result<String
         return Ok(url.expose().to_owned());
     };
     let flag = "--redis-password-file";
-    let text = std::fs::read_to_string(path).map_err(|source| SettingsError::File {
-        flag,
-        path: path.to_owned(),
-        source,
+    let text = crate::files::read_regular_text(path, MAX_SECRET_FILE_BYTES).map_err(|source| {
+        SettingsError::File {
+            flag,
+            path: path.to_owned(),
+            source,
+        }
     })?;
     let password = text.trim();
     if password.is_empty() {

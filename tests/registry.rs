@@ -865,3 +865,44 @@ fn a_parquet_column_the_snapshot_cannot_read_is_left_out_with_a_warning() {
     );
     assert!(registry.load().is_ready());
 }
+
+/// A snapshot or model path that is no regular file is refused at once, whatever it points
+/// to: a device (`/dev/zero` never ends, and was read until memory ran out) or a FIFO (opening
+/// it waited for a writer, and every later change waited behind it).
+#[test]
+fn a_snapshot_or_model_that_is_not_a_regular_file_is_refused_at_once() {
+    use nextbest::registry::Change;
+    let models = TempModels::new("not-a-file");
+    let registry = models.registry();
+    let fifo = models.dir.join("features.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils) failed");
+    for (path, says) in [
+        (
+            std::path::PathBuf::from("/dev/zero"),
+            "not a regular file (a device)",
+        ),
+        (fifo.clone(), "not a regular file (a FIFO)"),
+        (models.dir.clone(), "not a regular file (a folder)"),
+    ] {
+        let e = registry
+            .reload_features(Some(path.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{}: {e}", path.display());
+    }
+    // A model file linked to a device.
+    let model = models.dir.join("model.json");
+    std::fs::remove_file(&model).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &model).unwrap();
+    let e = registry
+        .commit(Change::Folder { force: true })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file (a device)"), "{e}");
+    // What served still serves, and a good snapshot still loads after them.
+    assert!(registry.load().is_ready());
+    registry
+        .reload_features(Some(models.dir.join("features.csv")))
+        .unwrap();
+}

@@ -427,6 +427,19 @@ fn a_missing_fallback_file_is_one_line() {
         lines[0].starts_with("error: --fallback-file: ") && lines[0].contains("nope.json"),
         "{stderr}"
     );
+    // A device in place of a file is refused at once, not read until memory runs out.
+    for flag in ["--fallback-file", "--admin-token-file"] {
+        let (status, stderr) = Binary::demo(&dir.0)
+            .args(["--log-format", "text", flag, "/dev/zero"])
+            .run_to_exit();
+        assert!(!status.success(), "{flag}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {flag}"))
+                && stderr.contains("/dev/zero")
+                && stderr.contains("not a regular file (a device)"),
+            "{flag}: {stderr}"
+        );
+    }
 }
 
 /// `nextbest model check` on the demo with one more variable in the environment.

@@ -202,13 +202,14 @@ fn read_file(path: &Path) -> Result<Vec<u8>, SpecError> {
         path: path.to_owned(),
         source,
     };
+    crate::files::check_regular(path).map_err(io)?;
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > MAX_FILE_BYTES {
         return Err(SpecError::Syntax(format!(
             "campaign file of {size} bytes exceeds the limit of {MAX_FILE_BYTES} bytes"
         )));
     }
-    let mut bytes = std::fs::read(path).map_err(io)?;
+    let mut bytes = crate::files::read_regular(path, MAX_FILE_BYTES).map_err(io)?;
     // An editor's byte-order mark is not JSON, and says nothing anybody meant.
     if bytes.starts_with(b"\xef\xbb\xbf") {
         bytes.drain(..3);

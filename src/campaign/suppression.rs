@@ -61,9 +61,11 @@ pub fn read(files: &[PathBuf]) -> Result<Suppression, CampaignError> {
     let mut out = Suppression::default();
     let mut crc = crc32fast::Hasher::new();
     for path in files {
-        let bytes = std::fs::read(path).map_err(|source| CampaignError::Suppression {
-            path: path.clone(),
-            source,
+        let bytes = crate::files::read_regular(path, u64::MAX).map_err(|source| {
+            CampaignError::Suppression {
+                path: path.clone(),
+                source,
+            }
         })?;
         crc.update(&bytes);
         let ids = parse(&bytes).map_err(|detail| bad(path, detail))?;

@@ -255,6 +255,10 @@ impl FeatureStore {
     /// there once, under its content's name) and mapped from there; anything else, or any
     /// `.nbf` without a store, loads as [`FeatureStore::load`] does.
     pub fn open(path: &Path, store: Option<&SnapshotStore>) -> Result<Self, FeatureError> {
+        crate::files::check_regular(path).map_err(|source| FeatureError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         match store {
             Some(store) if mapped::is_mappable(path)? => {
                 let admitted = store.admit(path)?;
@@ -286,7 +290,8 @@ impl FeatureStore {
     /// an extension read as what they are.
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
         let mut head = [0u8; 4];
-        let read = std::fs::File::open(path)
+        let read = crate::files::check_regular(path)
+            .and_then(|()| std::fs::File::open(path))
             .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
             .map_err(|source| FeatureError::Io {
                 path: path.to_owned(),

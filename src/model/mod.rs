@@ -325,6 +325,9 @@ pub fn load_with_warnings(
         source,
     };
     let plain = |e| (e, Vec::new());
+    crate::files::check_regular(&file)
+        .map_err(io)
+        .map_err(plain)?;
     let size = std::fs::metadata(&file).map_err(io).map_err(plain)?.len() as usize;
     if size > limits.max_bytes {
         return Err(plain(ModelError::TooLarge {
@@ -332,10 +335,15 @@ pub fn load_with_warnings(
             max: limits.max_bytes,
         }));
     }
-    let bytes = std::fs::read(&file).map_err(io).map_err(plain)?;
+    let bytes = crate::files::read_regular(&file, limits.max_bytes as u64)
+        .map_err(io)
+        .map_err(plain)?;
     let base = Some(folder_of(&file));
     build(bytes, base, file.display().to_string(), schema, limits)
 }
+
+/// The largest built-in fallback file read (`--fallback-file`): content for a few channels.
+pub const MAX_FALLBACK_FILE_BYTES: u64 = 1 << 20;
 
 /// Compiles a model from its document bytes (an admin upload, a fuzz input, a test).
 pub fn from_bytes(
@@ -400,7 +408,7 @@ pub fn load_builtin_fallback(path: &Path) -> Result<crate::engine::BuiltinFallba
         path: path.to_owned(),
         source,
     };
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = crate::files::read_regular(path, MAX_FALLBACK_FILE_BYTES).map_err(io)?;
     builtin_fallback_from_bytes(bytes)
 }
 

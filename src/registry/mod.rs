@@ -350,10 +350,12 @@ impl Registry {
             }
             Change::Folder { force } => {
                 let file = model::model_file(&self.models_path()?);
-                let document = std::fs::read(&file).map_err(|source| ModelError::Io {
-                    path: file.clone(),
-                    source,
-                })?;
+                let document = crate::files::read_regular(&file, limits.max_bytes as u64).map_err(
+                    |source| ModelError::Io {
+                        path: file.clone(),
+                        source,
+                    },
+                )?;
                 // The document alone decides here; its scorer files are the rebuild's.
                 let checksum = format!("crc32:{:08x}", crc32fast::hash(&document));
                 let same = active
