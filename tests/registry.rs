@@ -906,3 +906,30 @@ fn a_snapshot_or_model_that_is_not_a_regular_file_is_refused_at_once() {
         .reload_features(Some(models.dir.join("features.csv")))
         .unwrap();
 }
+
+/// A challenger that names the folder's own model file is refused when it is put: written
+/// over that file, the model would declare itself its own challenger, which the next start
+/// refuses, serving no model at all.
+#[test]
+fn a_challenger_naming_the_champions_own_file_is_refused() {
+    use nextbest::registry::Change;
+    let models = TempModels::new("self-challenger");
+    let registry = models.registry();
+    let mut doc = TempModels::demo_doc("9");
+    doc["challenger"] = serde_json::json!({"path": "model.json", "share": 0.1, "salt": "a"});
+    let e = registry
+        .commit(Change::Document {
+            document: serde_json::to_vec(&doc).unwrap(),
+            base_dir: Some(models.dir.clone()),
+            source: "admin".into(),
+        })
+        .unwrap_err();
+    let faults = e.faults();
+    assert!(
+        faults.iter().any(|f| f.path == "challenger.path"
+            && f.message
+                .contains("is the folder's champion model file (model.json)")),
+        "{faults:?}"
+    );
+    assert_eq!(version_of(&registry), "1");
+}

@@ -40,7 +40,19 @@ impl ModelFiles {
             return files;
         };
         if let Some(rel) = named_path(doc.get("challenger")) {
-            files.challenger = Some((rel.to_owned(), resolve_inside(folder, rel)));
+            let found = resolve_inside(folder, rel).and_then(|p| {
+                // The champion is the folder's model file, wherever this document came from.
+                let own = folder.join(super::MODEL_FILE).canonicalize().ok();
+                match own {
+                    Some(own) if own == p => Err(format!(
+                        "`{rel}` is the folder's champion model file ({}): a challenger is \
+                         another model file beside it",
+                        super::MODEL_FILE
+                    )),
+                    _ => Ok(p),
+                }
+            });
+            files.challenger = Some((rel.to_owned(), found));
         }
         let offers = doc.get("offers").and_then(|o| o.as_array());
         for offer in offers

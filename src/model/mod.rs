@@ -265,8 +265,11 @@ pub struct ChallengerSpec {
 pub fn resolve_inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
     use std::path::Component;
     let relp = Path::new(rel);
-    if rel.is_empty() || rel.contains('\0') {
+    if rel.is_empty() {
         return Err("empty path".into());
+    }
+    if rel.contains('\0') {
+        return Err(format!("`{}` holds a NUL byte", rel.replace('\0', "\\0")));
     }
     if !relp.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(format!("`{rel}` must be a plain relative path inside the model's folder (no `..`, no absolute path)"));
