@@ -43,19 +43,52 @@ fn unnamed_hint(names: &[String]) -> &'static str {
 }
 
 impl TreeLoadError {
-    /// Shorthand for a [`TreeLoadError::Format`] fault.
+    /// Shorthand for a [`TreeLoadError::Format`] fault. Both parts are cut to a few hundred
+    /// characters: they may quote the file, whose one line can be megabytes long.
     pub fn format(location: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Format {
-            location: location.into(),
-            message: message.into(),
+            location: cut(location.into()),
+            message: cut(message.into()),
         }
     }
 
     /// Shorthand for a [`TreeLoadError::Unsupported`] refusal.
     pub fn unsupported(location: impl Into<String>, what: impl Into<String>) -> Self {
         Self::Unsupported {
-            location: location.into(),
-            what: what.into(),
+            location: cut(location.into()),
+            what: cut(what.into()),
         }
+    }
+}
+
+/// The most characters of a fault's part kept: enough for every message the parsers write.
+const MAX_PART_CHARS: usize = 600;
+
+/// `s` with at most [`MAX_PART_CHARS`] characters, saying how much was left out.
+fn cut(mut s: String) -> String {
+    if let Some((at, _)) = s.char_indices().nth(MAX_PART_CHARS) {
+        let left = s.len() - at;
+        s.truncate(at);
+        s.push_str(&format!("... ({left} more bytes)"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fault_quoting_a_huge_line_is_cut() {
+        let line = "x".repeat(1 << 20);
+        let e = TreeLoadError::format("Tree=0", format!("unexpected line {line:?}"));
+        let text = e.to_string();
+        assert!(text.len() < 700, "{} bytes", text.len());
+        assert!(
+            text.ends_with(&format!("... ({} more bytes)", (1 << 20) + 18 - 600)),
+            "{text}"
+        );
+        let short = TreeLoadError::format("Tree=0", "num_leaves: not a count");
+        assert_eq!(short.to_string(), "Tree=0: num_leaves: not a count");
     }
 }
