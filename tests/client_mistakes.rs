@@ -163,6 +163,17 @@ async fn what_generated_clients_send_is_taken_or_refused_by_name() {
     ];
     let r = request(srv.public, "POST", "/v1/decide", &headers, body).await;
     assert_eq!(r.status, 200);
+    // Sent twice, whichever comes first: refused, as a field given twice is.
+    for values in [["10", "99999999"], ["99999999", "10"]] {
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-deadline-us", values[0]),
+            ("x-deadline-us", values[1]),
+        ];
+        let r = request(srv.public, "POST", "/v1/decide", &headers, body).await;
+        let detail = r.assert_error(400, "invalid_request");
+        assert_eq!(detail, "X-Deadline-Us: given twice; send one value");
+    }
     srv.stop().await;
 }
 

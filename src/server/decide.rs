@@ -25,9 +25,17 @@ use crate::contact::subject::Subject;
 use crate::engine::{self, Fallback, FallbackReason, FallbackStage};
 use crate::experiment::Variant;
 
-/// The client's own budget, if it sent one.
-pub fn deadline_header(req: &Request<Incoming>) -> Option<&[u8]> {
-    req.headers().get("x-deadline-us").map(|v| v.as_bytes())
+/// The client's own budget, if it sent one; sent twice, it is refused, as a field or a query
+/// parameter given twice is (which one the client meant cannot be told).
+fn deadline_header(req: &Request<Incoming>) -> Result<Option<&[u8]>, ApiError> {
+    let mut values = req.headers().get_all("x-deadline-us").iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::InvalidRequest(
+            "X-Deadline-Us: given twice; send one value".into(),
+        ));
+    }
+    Ok(first.map(|v| v.as_bytes()))
 }
 
 /// `POST /v1/decide`.
@@ -36,7 +44,7 @@ pub async fn decide_post(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // In flight from the moment the request is ours, so slow bodies count against the bound.
-    let entry = Entry::new(state, deadline_header(&req))?;
+    let entry = Entry::new(state, deadline_header(&req)?)?;
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     decide_bytes(state, entry, &body)
 }
@@ -46,7 +54,7 @@ pub fn decide_get(
     state: &AppState,
     req: &Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let entry = Entry::new(state, deadline_header(req))?;
+    let entry = Entry::new(state, deadline_header(req)?)?;
     let body = codec::decode_query(req.uri().query().unwrap_or(""))?;
     Ok(decide(state, &body, entry.start()))
 }
