@@ -530,3 +530,91 @@ fn a_shard_without_now_is_refused_before_it_runs() {
          (the merge refuses shards of different runs)"
     );
 }
+
+/// The open-file limit fits the connection bounds: a low soft limit is raised to what both
+/// listeners need (within the hard limit), and a hard limit below it is said at start, since
+/// at the file limit accept fails before the bound can make room.
+#[test]
+fn the_open_file_limit_is_raised_to_fit_the_connection_bounds_or_said() {
+    let dir = TempDir::new("startup-nofile");
+    // (soft, hard) of `Max open files` in a limits file (`None`: unlimited).
+    let limits_of = |path: &str| {
+        let limits = std::fs::read_to_string(path).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_owned();
+        let f: Vec<Option<u64>> = line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(|v| v.parse().ok())
+            .collect();
+        (f[0], f[1])
+    };
+    let need = 2 * 4096 + 256;
+    // Soft 128 under this machine's hard limit: raised to 2 x 4,096 + 256 for the default
+    // bound, or as far as the hard limit goes (and then said).
+    let hard = limits_of("/proc/self/limits").1;
+    let shell_hard = hard.map_or("unlimited".to_owned(), |h| h.to_string());
+    let raised = Binary::demo_with_file_limit(&dir.0.join("a"), "128", &shell_hard).spawn();
+    let soft = limits_of(&format!("/proc/{}/limits", raised.pid())).0;
+    assert_eq!(soft, Some(hard.map_or(need, |h| h.min(need))));
+    if hard.is_none_or(|h| h >= need) {
+        assert!(
+            !raised.stderr().contains("open-file limit"),
+            "{}",
+            raised.stderr()
+        );
+    }
+    drop(raised);
+    // A hard limit of 1,000: as far as it goes, and said.
+    let low = Binary::demo_with_file_limit(&dir.0.join("b"), "128", "1000").spawn();
+    assert_eq!(
+        limits_of(&format!("/proc/{}/limits", low.pid())).0,
+        Some(1000)
+    );
+    let log = low.wait_stderr("open-file limit");
+    assert!(
+        log.contains("the open-file limit is below what --max-connections needs")
+            && log.contains("\"needed\":8448")
+            && log.contains("\"open_file_limit\":1000"),
+        "{log}"
+    );
+    drop(low);
+    // Out of descriptors, accept fails every 20 ms: said once, and its end with the count.
+    let full = Binary::demo_with_file_limit(&dir.0.join("c"), "300", "300").spawn();
+    let held: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(full.public).ok())
+        .collect();
+    full.wait_stderr("accept failed");
+    drop(held);
+    let mut answered = false;
+    for _ in 0..100 {
+        let Ok(mut c) = std::net::TcpStream::connect(full.public) else {
+            continue;
+        };
+        use std::io::{Read as _, Write as _};
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        if answer.starts_with("HTTP/1.1 200") {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no answer once the descriptors were free");
+    let log = full.wait_stderr("accepting connections again");
+    assert_eq!(log.matches("accept failed").count(), 1, "{log}");
+    let failures: u64 = log
+        .lines()
+        .find(|l| l.contains("accepting connections again"))
+        .and_then(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            v["failures"].as_u64()
+        })
+        .unwrap_or(0);
+    assert!(failures >= 1, "{log}");
+}

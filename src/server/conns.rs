@@ -238,6 +238,49 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// Descriptors a process needs beside its connections: the event log, snapshots, the
+/// listeners, Redis, a margin.
+const OTHER_FILES: u64 = 256;
+
+/// Raises the open-file soft limit to the hard one, as far as the connection bounds of both
+/// listeners need, and warns when even the hard limit is below that: at the file limit, accept
+/// fails before the bound is reached, so the bound never makes room and newcomers wait.
+pub(crate) fn fit_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let need = 2 * max_connections as u64 + OTHER_FILES;
+    let limit = getrlimit(Resource::Nofile);
+    let Some(current) = limit.current else { return };
+    if current >= need {
+        return;
+    }
+    let raised = match limit.maximum {
+        None => need,
+        Some(max) => max.min(need),
+    };
+    if raised > current
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(raised),
+                maximum: limit.maximum,
+            },
+        )
+        .is_ok()
+        && raised >= need
+    {
+        return;
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(current);
+    tracing::warn!(
+        open_file_limit = now,
+        needed = need,
+        max_connections,
+        "the open-file limit is below what --max-connections needs on both listeners: past it \
+         new connections fail before the bound makes room; raise the limit (ulimit -n, the \
+         container's nofile) or lower --max-connections"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -410,6 +410,7 @@ pub struct BindError {
 
 /// Binds both listeners and starts serving.
 pub async fn start(state: Arc<AppState>) -> Result<RunningServer, BindError> {
+    conns::fit_file_limit(state.config.max_connections);
     let (public, public_addr) = bind(Listener::Public, state.config.listen).await?;
     let (admin, admin_addr) = bind(Listener::Admin, state.config.admin_listen).await?;
     let _ = state.bound.set((public_addr, admin_addr));
@@ -470,13 +471,25 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) -> Arc<Connections> {
     let conns = Arc::new(Connections::new(state.config.max_connections));
+    // Failures since the last accepted connection: an outage is logged once, not 50 times a
+    // second, and its end says how many it refused.
+    let mut failing = 0u64;
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok((stream, _)) => {
+                    if failing > 0 {
+                        tracing::info!(failures = failing, "accepting connections again");
+                        failing = 0;
+                    }
+                    stream
+                }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if failing == 0 {
+                        tracing::warn!(error = %e, "accept failed; logged once until a connection is accepted again");
+                    }
+                    failing += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }

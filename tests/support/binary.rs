@@ -49,6 +49,24 @@ impl Binary {
         Binary::with_command(cmd, models, data_dir, "127.0.0.1:0", "127.0.0.1:0")
     }
 
+    /// The demo with the open-file limits (soft, hard) set for the server alone (`ulimit`).
+    pub fn demo_with_file_limit(data_dir: &Path, soft: &str, hard: &str) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                r#"ulimit -Sn {soft} && ulimit -Hn {hard} && exec "$@""#
+            ))
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_nextbest"));
+        Binary::with_command(
+            cmd,
+            &super::demo_dir(),
+            data_dir,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        )
+    }
+
     fn listening(models: &Path, data_dir: &Path, public: &str, admin: &str) -> Self {
         let cmd = Command::new(env!("CARGO_BIN_EXE_nextbest"));
         Binary::with_command(cmd, models, data_dir, public, admin)
