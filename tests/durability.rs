@@ -178,6 +178,13 @@ async fn an_admin_upload_survives_sighup_and_a_restart() {
     // A rollback is an admin change too.
     let r = post_json(server.admin, "/admin/models/rollback", &json!({})).await;
     r.assert_error(409, "no_previous_version");
+    // A start that loads no model shows none active, though its history remembers the last.
+    drop(server);
+    std::fs::write(models.dir.join("model.json"), b"{\"name\": \"broken\"").unwrap();
+    let server = Binary::with_models(&models.dir, &data.0).spawn();
+    let view = get(server.admin, "/admin/models").await.json();
+    assert!(view["active"].is_null(), "{view}");
+    assert_eq!(view["history"][0]["version"], "7", "{view}");
 }
 
 #[tokio::test]

@@ -260,7 +260,10 @@ async fn reload_features(
 
 fn models(state: &AppState) -> Response<Full<Bytes>> {
     let history = state.registry.history();
-    let active = history.first();
+    // The newest record is the active model only while a model serves: history outlives a
+    // start that loaded none.
+    let serving = state.registry.load().models.is_some();
+    let active = history.first().filter(|_| serving);
     let body = serde_json::json!({
         "active": active,
         "challenger": active.and_then(|a| a.challenger.clone()),
