@@ -141,7 +141,8 @@ pub fn fatal_line(style: LogStyle, line: String) {
     let _ = writeln!(std::io::stderr().lock(), "{out}");
 }
 
-/// A URL fit for a log line: its user information (`user:password@`) replaced by `***@`.
+/// A URL fit for a log line: its user information (`user:password@`) replaced by `***@`, and
+/// the value of a query parameter that names a secret (`password=`, `token=`) by `***`.
 ///
 /// Written by hand rather than with a URL parser on purpose: a URL the parser refuses (a typo in
 /// a flag) must be redacted too, and the rule needs only where the authority ends.
@@ -153,10 +154,34 @@ pub fn redact_url(url: &str) -> Cow<'_, str> {
     let rest = &url[start..];
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     // The userinfo ends at the authority's last `@` (a password may itself contain `@`).
-    match rest[..authority_len].rfind('@') {
+    let url: Cow<'_, str> = match rest[..authority_len].rfind('@') {
         Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &rest[at..])),
         None => Cow::Borrowed(url),
+    };
+    redact_query(url)
+}
+
+/// Query parameters whose values are secrets.
+const SECRET_PARAMS: [&str; 5] = ["password", "pass", "pwd", "token", "secret"];
+
+fn redact_query(url: Cow<'_, str>) -> Cow<'_, str> {
+    let Some(q) = url.find('?') else { return url };
+    let end = url[q..].find('#').map_or(url.len(), |h| q + h);
+    let secret = |param: &str| {
+        let name = param.split('=').next().unwrap_or("");
+        param.contains('=') && SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(name))
+    };
+    if !url[q + 1..end].split('&').any(secret) {
+        return url;
     }
+    let params: Vec<String> = url[q + 1..end]
+        .split('&')
+        .map(|p| match secret(p) {
+            true => format!("{}=***", p.split('=').next().unwrap_or("")),
+            false => p.to_owned(),
+        })
+        .collect();
+    Cow::Owned(format!("{}?{}{}", &url[..q], params.join("&"), &url[end..]))
 }
 
 /// A URL whose user information holds a secret (a Redis password): `Debug` and `Display` show it
@@ -294,6 +319,18 @@ mod tests {
                 "redis://host/path@not-userinfo",
             ),
             ("not a url", "not a url"),
+            (
+                "redis://host/0?password=s3cret&timeout=5",
+                "redis://host/0?password=***&timeout=5",
+            ),
+            (
+                "redis://u:p@host/0?x=1&Token=t#frag",
+                "redis://***@host/0?x=1&Token=***#frag",
+            ),
+            (
+                "redis://host/0?passwordless=1",
+                "redis://host/0?passwordless=1",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(redact_url(input), want, "{input}");
