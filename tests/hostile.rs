@@ -231,6 +231,17 @@ async fn wrong_content_types_and_pipelined_garbage() {
     if let Some((second, _)) = parse_response(&out[used..]) {
         second.assert_error(400, "malformed_request");
     }
+    // A proxy's CONNECT (no path, only an authority) is named by its whole target.
+    for addr in [srv.public, srv.admin] {
+        let out = raw(
+            addr,
+            b"CONNECT evil.example:443 HTTP/1.1\r\nhost: evil.example:443\r\n\r\n",
+        )
+        .await;
+        let (r, _) = parse_response(&out).expect("an answer");
+        let detail = r.assert_error(404, "not_found");
+        assert_eq!(detail, "no route for evil.example:443");
+    }
     still_serving(&srv).await;
     srv.stop().await;
 }

@@ -134,7 +134,7 @@ async fn route(
             let url = state.server_url(true, req.headers().get(hyper::header::HOST));
             super::openapi::answer(m, super::openapi::Listener::Admin, &url)
         }
-        (_, path) => Err(ApiError::NotFound(path.to_owned())),
+        (_, path) => Err(ApiError::no_route(path, req.uri())),
     }
 }
 

@@ -81,6 +81,16 @@ impl From<super::shadow::ShadowError> for ApiError {
 }
 
 impl ApiError {
+    /// A request no route takes, named by its path; a request without one (the authority form
+    /// of `CONNECT host:443`) by its whole target, so the detail never ends in nothing.
+    pub fn no_route(path: &str, uri: &hyper::Uri) -> ApiError {
+        let target = match path {
+            "" => uri.to_string(),
+            p => p.to_owned(),
+        };
+        ApiError::NotFound(target.chars().take(256).collect())
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {

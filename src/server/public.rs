@@ -40,7 +40,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
             let url = state.server_url(false, req.headers().get(hyper::header::HOST));
             super::openapi::answer(m, super::openapi::Listener::Public, &url)
         }
-        (_, path) => Err(ApiError::NotFound(path.to_owned())),
+        (_, path) => Err(ApiError::no_route(path, req.uri())),
     };
     let mut resp = resp.unwrap_or_else(ApiError::into_response);
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
