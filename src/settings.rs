@@ -186,6 +186,8 @@ pub enum FsyncMode {
 
 /// Largest `--max-body-bytes`: a body is held whole in memory, up to `--max-inflight` of them.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// The fewest characters of an admin token on a listener beyond loopback without a warning.
+pub const MIN_EXPOSED_TOKEN_CHARS: usize = 16;
 /// The largest secret file read (an admin token, a Redis password).
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 /// Largest `--log-segment-mb` and `--decision-log-file-mb`.
@@ -381,10 +383,21 @@ impl ServeArgs {
             ));
         }
         let admin_token = self.admin_token()?;
-        if admin_token.is_none()
-            && !self.admin_listen.ip().to_canonical().is_loopback()
-            && !self.admin_insecure
+        let exposed = !self.admin_listen.ip().to_canonical().is_loopback();
+        if let Some(short) = admin_token
+            .as_ref()
+            .map(AdminToken::char_count)
+            .filter(|&n| exposed && n < MIN_EXPOSED_TOKEN_CHARS)
         {
+            // Guessed at thousands of tries a second over the network; a warning, since the
+            // operator may rotate it later.
+            tracing::warn!(
+                characters = short,
+                "the admin token of a listener beyond loopback is short: use at least \
+                 {MIN_EXPOSED_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+            );
+        }
+        if admin_token.is_none() && exposed && !self.admin_insecure {
             return Err(invalid(
                 "--admin-listen",
                 self.admin_listen,

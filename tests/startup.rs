@@ -42,7 +42,25 @@ async fn a_non_loopback_admin_listener_without_a_token_refuses_to_start() {
         get(loopback(guarded.admin), "/admin/models").await.status,
         401
     );
+    assert!(
+        !guarded.stderr().contains("admin token"),
+        "{}",
+        guarded.stderr()
+    );
     drop(guarded);
+    // A short token on a listener beyond loopback starts, and is warned about.
+    std::fs::write(&token, "abc\n").unwrap();
+    let short = Binary::demo_on(&data, "127.0.0.1:0", "0.0.0.0:0")
+        .arg("--admin-token-file")
+        .arg(&token)
+        .spawn();
+    let log = short.wait_stderr("admin token");
+    assert!(
+        log.contains("the admin token of a listener beyond loopback is short")
+            && log.contains("\"characters\":3"),
+        "{log}"
+    );
+    drop(short);
 
     // The explicit flag allows it open.
     let open = Binary::demo_on(&dir.0.join("data2"), "127.0.0.1:0", "0.0.0.0:0")

@@ -54,6 +54,11 @@ impl AdminToken {
         (!token.is_empty()).then_some(AdminToken(token))
     }
 
+    /// Characters in the token, for a warning about a short one.
+    pub fn char_count(&self) -> usize {
+        self.0.chars().count()
+    }
+
     /// Compares in constant time, so response timing does not leak the token.
     pub fn matches(&self, presented: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
