@@ -719,6 +719,15 @@ fn a_late_commit_that_failed_part_way_resumes_where_it_stopped() {
     assert_eq!(done.accepted, done.events);
 }
 
+/// Commits `dir` over HTTP to `url` now, in batches of up to 60 KiB.
+fn commit_to(dir: &std::path::Path, url: String) -> Result<commit::Committed, commit::CommitError> {
+    let target = Target::Server {
+        url,
+        batch_bytes: 60 * 1024,
+    };
+    commit::commit(dir, &target, support_now())
+}
+
 /// The counts a commit prints add up to the list: a server's `accepted` leaves out the
 /// batch's duplicates, which are counted once, as already recorded.
 #[test]
@@ -726,15 +735,7 @@ fn a_commits_counts_add_up_when_a_batch_holds_repeats() {
     let base = Base::new("cmp-commit-counts", 60);
     let run = base.run(&sms("counts"), "counts", support_now());
     let (url, _received) = stub_server(vec![(202, 3)]);
-    let done = commit::commit(
-        &run.out,
-        &Target::Server {
-            url,
-            batch_bytes: 60 * 1024,
-        },
-        support_now(),
-    )
-    .unwrap();
+    let done = commit_to(&run.out, url).unwrap();
     assert!(done.events > 3);
     assert_eq!(
         (done.accepted, done.duplicates),
@@ -751,16 +752,7 @@ fn a_failed_commit_says_what_to_do_and_how_far_it_got() {
     let base = Base::new("cmp-commit-advice", 60);
     let run = base.run(&sms("advice"), "advice", support_now());
     let (url, _received) = stub_server(vec![(413, 0)]);
-    let e = commit::commit(
-        &run.out,
-        &Target::Server {
-            url,
-            batch_bytes: 60 * 1024,
-        },
-        support_now(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = commit_to(&run.out, url).unwrap_err().to_string();
     assert!(
         e.contains("lower --batch-bytes under the server's --max-body-bytes")
             && e.contains("(0 contacts were recorded before)"),
@@ -771,16 +763,7 @@ fn a_failed_commit_says_what_to_do_and_how_far_it_got() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let e = commit::commit(
-        &run.out,
-        &Target::Server {
-            url: gone,
-            batch_bytes: 60 * 1024,
-        },
-        support_now(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = commit_to(&run.out, gone).unwrap_err().to_string();
     assert!(
         e.contains(
             "0 of the list's contacts were recorded before: commit again once the server answers"

@@ -332,14 +332,7 @@ fn parquet_and_csv_snapshots_give_identical_lists() {
     }
     let batch = RecordBatch::try_from_iter(cols).unwrap();
     let pq = base.path("features.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&pq).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    support::write_parquet(&pq, &batch);
 
     let loaded = FeatureStore::load(&pq).unwrap();
     assert_eq!(loaded.len(), store.len());
@@ -363,14 +356,7 @@ fn parquet_faults_name_the_column_and_the_row() {
     let write = |name: &str, cols: Vec<(&str, ArrayRef)>| {
         let batch = RecordBatch::try_from_iter(cols).unwrap();
         let p = dir.0.join(name);
-        let mut w = parquet::arrow::ArrowWriter::try_new(
-            std::fs::File::create(&p).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        support::write_parquet(&p, &batch);
         p
     };
     let ids = |v: Vec<Option<&str>>| Arc::new(StringArray::from(v)) as ArrayRef;

@@ -839,14 +839,7 @@ fn a_parquet_column_the_snapshot_cannot_read_is_left_out_with_a_warning() {
     cols.push(("updated_at".into(), Arc::new(stamps)));
     let batch = RecordBatch::try_from_iter(cols).unwrap();
     let path = models.dir.join("export.parquet");
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        None,
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
+    support::write_parquet(&path, &batch);
 
     let info = registry.reload_features(Some(path)).unwrap();
     assert_eq!(info.customers, csv.len());

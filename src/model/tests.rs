@@ -195,15 +195,7 @@ fn a_feature_the_snapshot_left_out_for_its_type_says_so() {
     let store =
         tree_store(Some("arpu_30d")).with_left_out(vec![("arpu_30d".into(), "Date32".into())]);
     let doc = tree_model(serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}));
-    let faults = from_bytes(
-        doc,
-        Some(trees_dir()),
-        "t".into(),
-        &store,
-        &Limits::default(),
-    )
-    .unwrap_err()
-    .faults();
+    let faults = compile_trees(doc, &store).unwrap_err().faults();
     assert!(
         faults[0]
             .message
@@ -404,6 +396,17 @@ fn tree_model(scorer: serde_json::Value) -> Vec<u8> {
     serde_json::to_vec(&model(vec![o])).unwrap()
 }
 
+/// Compiles a tree model document against `store`, its files in the trees fixtures.
+fn compile_trees(doc: Vec<u8>, store: &FeatureStore) -> Result<LoadedModel, ModelError> {
+    from_bytes(
+        doc,
+        Some(trees_dir()),
+        "t".into(),
+        store,
+        &Limits::default(),
+    )
+}
+
 #[test]
 fn tree_scorers_load_from_the_model_folder_and_score_like_the_library() {
     let store = tree_store(None);
@@ -412,14 +415,7 @@ fn tree_scorers_load_from_the_model_folder_and_score_like_the_library() {
         ("lightgbm", "lgb_binary.txt"),
     ] {
         let doc = tree_model(serde_json::json!({"kind": kind, "path": file}));
-        let m = from_bytes(
-            doc,
-            Some(trees_dir()),
-            "t".into(),
-            &store,
-            &Limits::default(),
-        )
-        .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let m = compile_trees(doc, &store).unwrap_or_else(|e| panic!("{file}: {e}"));
         let crate::engine::Scorer::Trees(t) = &m.compiled.offers[0].scorer else {
             panic!("{file}: not a tree scorer");
         };
@@ -435,15 +431,7 @@ fn tree_scorers_load_from_the_model_folder_and_score_like_the_library() {
 fn tree_scorer_faults_name_the_file_and_the_features() {
     let store = tree_store(Some("arpu_30d"));
     let doc = tree_model(serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}));
-    let err = from_bytes(
-        doc,
-        Some(trees_dir()),
-        "t".into(),
-        &store,
-        &Limits::default(),
-    )
-    .unwrap_err();
-    let faults = err.faults();
+    let faults = compile_trees(doc, &store).unwrap_err().faults();
     assert_eq!(faults[0].path, "offers[0].scorer.path");
     assert!(
         faults[0].message.contains("arpu_30d") && faults[0].message.contains("xgb_binary.json"),
@@ -471,15 +459,7 @@ fn tree_scorer_faults_name_the_file_and_the_features() {
     ];
     for (scorer, needle) in cases {
         let doc = tree_model(scorer.clone());
-        let faults = from_bytes(
-            doc,
-            Some(trees_dir()),
-            "t".into(),
-            &store,
-            &Limits::default(),
-        )
-        .unwrap_err()
-        .faults();
+        let faults = compile_trees(doc, &store).unwrap_err().faults();
         assert!(
             faults
                 .iter()

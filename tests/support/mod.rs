@@ -641,3 +641,16 @@ pub fn schema_violations(
         .map(|e| format!("{e} at {}", e.instance_path()))
         .collect()
 }
+
+/// Writes `batch` as one Parquet file at `path`, as a warehouse export would be.
+#[cfg(feature = "offline")]
+pub fn write_parquet(path: &Path, batch: &arrow_array::RecordBatch) {
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
