@@ -647,3 +647,10 @@ fn logistic_scorers_read_request_values_through_the_rules_context_slots() {
         "request context key",
     );
 }
+
+#[test]
+fn a_path_with_a_nul_byte_is_named_as_that() {
+    let e = resolve_inside(&trees_dir(), "x.json\0x").unwrap_err();
+    assert_eq!(e, "`x.json\\0x` holds a NUL byte");
+    assert_eq!(resolve_inside(&trees_dir(), "").unwrap_err(), "empty path");
+}
