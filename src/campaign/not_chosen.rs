@@ -1,6 +1,6 @@
 //! Why a row of a list over several channels went out on its channel and not the others: the
 //! `not_chosen` column, from every candidate pair's score and which channels the allocation
-//! filled. Must not allocate or write the list.
+//! filled. Must not choose pairs (the allocation does) or write the list.
 
 use super::allocate::{Allocation, Limits};
 use super::select::Pair;
