@@ -15,6 +15,12 @@ use support::campaign::*;
 use support::outcomes;
 use support::TempDir;
 
+/// Asserts the report's table holds `needle`.
+fn table_says(r: &campaign::report::Report, needle: &str) {
+    let table = campaign::report::table(r);
+    assert!(table.contains(needle), "{table}");
+}
+
 /// `campaign report` after simulated outcomes: every third target converts on its offer,
 /// every tenth control-group customer on the offer they would have been sent; conversions
 /// before the run, of another offer, or by customers of neither group do not count. The
@@ -93,13 +99,12 @@ fn the_report_compares_targets_with_the_control_group() {
     log_conversions(&elsewhere, &conversions);
     let z = campaign::report::report(&run.out, &elsewhere, None).unwrap();
     assert_eq!(z.contacts_in_log, 0);
-    assert!(
-        campaign::report::table(&z).contains(&format!(
+    table_says(
+        &z,
+        &format!(
             "note: none of the list's {} contacts is in this log",
             targets.len()
-        )),
-        "{}",
-        campaign::report::table(&z)
+        ),
     );
     let lift = r.overall.lift.unwrap();
     let expected = t_conv as f64 / targets.len() as f64 - c_conv as f64 / control.len() as f64;
@@ -156,13 +161,12 @@ fn the_report_compares_targets_with_the_control_group() {
     .unwrap();
     let c = campaign::report::report(&run.out, &contaminated, None).unwrap();
     assert_eq!(c.control_contacted, 5);
-    assert!(
-        campaign::report::table(&c).contains(&format!(
+    table_says(
+        &c,
+        &format!(
             "note: 5 of the control group's {} customers were contacted since the run",
             control.len()
-        )),
-        "{}",
-        campaign::report::table(&c)
+        ),
     );
     let cut = campaign::report::report(&run.out, &contaminated, Some(later - 2 * HOUR)).unwrap();
     assert_eq!(cut.control_contacted, 0);

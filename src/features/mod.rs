@@ -246,11 +246,6 @@ impl FeatureStore {
         self.left_out.iter().map(|(n, k)| (&**n, &**k))
     }
 
-    /// The type of a source column left out, by its name.
-    pub fn left_out_type(&self, name: &str) -> Option<&str> {
-        self.left_out().find(|(n, _)| *n == name).map(|(_, k)| k)
-    }
-
     /// Loads a snapshot as a server does: a version 4 `.nbf` is admitted into `store` (copied
     /// there once, under its content's name) and mapped from there; anything else, or any
     /// `.nbf` without a store, loads as [`FeatureStore::load`] does.

@@ -253,24 +253,19 @@ pub(crate) fn fit_file_limit(max_connections: usize) {
     if current >= need {
         return;
     }
-    let raised = match limit.maximum {
-        None => need,
-        Some(max) => max.min(need),
-    };
-    if raised > current
-        && setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(raised),
-                maximum: limit.maximum,
-            },
-        )
-        .is_ok()
-        && raised >= need
-    {
+    let target = limit.maximum.map_or(need, |max| max.min(need));
+    if target > current {
+        let raised = Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        };
+        // Refused, the limit stays as it was, and the check below says so.
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if now >= need {
         return;
     }
-    let now = getrlimit(Resource::Nofile).current.unwrap_or(current);
     tracing::warn!(
         open_file_limit = now,
         needed = need,
