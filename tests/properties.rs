@@ -192,7 +192,7 @@ fn check(rule: &Rule, row: &[f32], ctx: &[Option<CtxValue<'_>>]) -> Option<Strin
     let refs: Vec<Option<&CtxValue<'_>>> = ctx.iter().map(Option::as_ref).collect();
     compiled(rule)
         .check(&RuleInput {
-            features: row,
+            features: row.into(),
             context: &refs,
         })
         .map(str::to_owned)

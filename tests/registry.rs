@@ -730,7 +730,7 @@ fn a_rollback_after_a_dictionary_change_compiles_again() {
     assert_eq!(&*set.champion.compiled.version, "1");
     let rule = set.champion.compiled.offers[0].rule.as_ref().unwrap();
     let eligible = |id: &str| {
-        let row = store.row(id).unwrap();
+        let row = store.exact_row(id).unwrap();
         rule.check(&RuleInput {
             features: row,
             context: &[],

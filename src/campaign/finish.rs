@@ -223,7 +223,9 @@ impl Customers<'_> {
             Customers::Snapshot(f, reach) => match reach.get(ci) {
                 Some(Some(rule)) => {
                     let input = RuleInput {
-                        features: f.row_at(row as usize).unwrap_or(&[]),
+                        features: f
+                            .exact_row_at(row as usize)
+                            .unwrap_or_else(|| (&[][..]).into()),
                         context: &[],
                     };
                     rule.check(&input).is_none()

@@ -413,7 +413,10 @@ pub fn reachable(inp: &Inputs<'_>, row: usize, ci: usize) -> bool {
         return true;
     };
     let input = RuleInput {
-        features: inp.features.row_at(row).unwrap_or(&[]),
+        features: inp
+            .features
+            .exact_row_at(row)
+            .unwrap_or_else(|| (&[][..]).into()),
         context: &[],
     };
     rule.check(&input).is_none()

@@ -382,7 +382,7 @@ pub fn decide_row<'m>(
 
     let ctx = context_slots(model, req.context);
     let input = RuleInput {
-        features: row.values(),
+        features: row,
         context: &ctx[..model.context_keys.len()],
     };
     let limit = req.limit.unwrap_or(slot.limit).clamp(1, MAX_LIMIT);

@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use crate::features::FeatureRow;
+
 /// A value from the request's `context`, string or number.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CtxValue<'a> {
@@ -162,6 +164,11 @@ impl From<String> for What {
 /// A feature compared with constants, as the closed interval it must lie in (`x < v` is
 /// `x <=` the largest f64 below `v`): [`Rule::FeatureIn`] alone, or one of the tests of
 /// [`Rule::Intervals`].
+///
+/// The bounds are the model's numbers and the value is the snapshot's exactly as written (an
+/// `arpu_30d` of 34.56 is `le 34.56`). The row's f32 decides every value but those that round
+/// to a bound's f32 (rounding is monotonic, so a value whose f32 lies strictly inside or
+/// outside the bounds' f32 lies so itself); those alone read the exact f64.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Interval {
     /// Snapshot column.
@@ -170,29 +177,47 @@ pub struct Interval {
     pub lo: f64,
     /// Greatest value that holds.
     pub hi: f64,
+    /// `lo` and `hi` rounded to the f32 the row holds.
+    lo32: f32,
+    hi32: f32,
     /// How `explain` names it.
     pub what: What,
 }
 
 impl Interval {
+    /// An interval on `column` from `lo` to `hi` (both held).
+    pub fn new(column: u32, lo: f64, hi: f64, what: What) -> Self {
+        Self {
+            column,
+            lo,
+            hi,
+            lo32: lo as f32,
+            hi32: hi as f32,
+            what,
+        }
+    }
+
     /// Whether the row's value lies in `[lo, hi]`. A missing value (NaN, or a column the row
     /// lacks) lies in no interval.
     #[inline(always)]
-    fn holds(&self, features: &[f32]) -> bool {
-        let x = f64::from(
-            features
-                .get(self.column as usize)
-                .copied()
-                .unwrap_or(f32::NAN),
-        );
-        self.lo <= x && x <= self.hi
+    fn holds(&self, features: FeatureRow<'_>) -> bool {
+        let x = features.f32(self.column as usize);
+        if self.lo32 < x && x < self.hi32 {
+            return true;
+        }
+        if !(self.lo32 <= x && x <= self.hi32) {
+            return false;
+        }
+        // On the f32 of a bound: the f64 the snapshot was given decides.
+        let v = features.f64(self.column as usize);
+        self.lo <= v && v <= self.hi
     }
 }
 
 /// The first of `tests` that the row fails: one loop for `check` and `explain`, out of line
 /// (inlining it into the rule's match measured no faster).
 #[inline(never)]
-fn first_outside<'t>(tests: &'t [Interval], features: &[f32]) -> Option<&'t Interval> {
+fn first_outside<'t>(tests: &'t [Interval], features: FeatureRow<'_>) -> Option<&'t Interval> {
     tests.iter().find(|t| !t.holds(features))
 }
 
@@ -224,8 +249,8 @@ pub enum Rule {
 
 /// What a rule sees: the customer's feature row and the request context by slot.
 pub struct RuleInput<'r, 'c> {
-    /// The customer's features, NaN for missing.
-    pub features: &'r [f32],
+    /// The customer's features (the f32 row and the exact values behind it), NaN for missing.
+    pub features: FeatureRow<'r>,
     /// Context values in the model's context slot order.
     pub context: &'r [Option<&'r CtxValue<'c>>],
 }
@@ -250,12 +275,9 @@ impl Rule {
             _ => None,
         };
         match (operand, range) {
-            (Operand::Feature(column), Some((lo, hi))) => Rule::FeatureIn(Interval {
-                column,
-                lo,
-                hi,
-                what,
-            }),
+            (Operand::Feature(column), Some((lo, hi))) => {
+                Rule::FeatureIn(Interval::new(column, lo, hi, what))
+            }
             _ => Rule::Leaf {
                 operand,
                 test,
@@ -345,12 +367,8 @@ impl Rule {
 fn leaf_holds(operand: Operand, test: &Test, input: &RuleInput<'_, '_>) -> bool {
     match operand {
         Operand::Feature(col) => {
-            let x = input
-                .features
-                .get(col as usize)
-                .copied()
-                .unwrap_or(f32::NAN);
-            num_holds(if x.is_nan() { None } else { Some(x as f64) }, test)
+            let x = input.features.f64(col as usize);
+            num_holds((!x.is_nan()).then_some(x), test)
         }
         Operand::Context(slot) => match input.context.get(slot as usize) {
             Some(Some(CtxValue::Num(x))) => num_holds(Some(*x), test),
@@ -420,7 +438,7 @@ mod tests {
         let all = Rule::All([Rule::Not(Box::new(ok), "not".into()), fast].into());
         let refs: Vec<Option<&CtxValue<'_>>> = Vec::new();
         let input = RuleInput {
-            features: &[0.13, f32::NAN],
+            features: (&[0.13, f32::NAN]).into(),
             context: &refs,
         };
         let shown = |op: Operand| match op {
@@ -436,7 +454,7 @@ mod tests {
             Some("offers[0].eligibility.all[1]: churn_score is 0.13, the rule needs >= 0.3")
         );
         let holds = RuleInput {
-            features: &[0.5, f32::NAN],
+            features: (&[0.5, f32::NAN]).into(),
             context: &refs,
         };
         assert_eq!(all.explain(&holds, &shown), None);
@@ -455,7 +473,7 @@ mod tests {
     ) -> Option<&'a str> {
         let refs: Vec<Option<&CtxValue<'_>>> = ctx.iter().map(Option::as_ref).collect();
         rule.check(&RuleInput {
-            features,
+            features: features.into(),
             context: &refs,
         })
     }
@@ -600,7 +618,7 @@ mod tests {
         let mut failed = Vec::new();
         for row in rows {
             let input = RuleInput {
-                features: row,
+                features: row.into(),
                 context: &refs,
             };
             assert_eq!(fast.check(&input), general.check(&input), "{row:?}");

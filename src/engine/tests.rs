@@ -373,5 +373,6 @@ fn keep_top_matches_a_full_sort() {
 }
 
 mod contextual;
+mod exact;
 mod explore;
 mod strings;

@@ -1,9 +1,10 @@
 //! The exact values behind the f32 row: what a column held that f32 could not.
 //!
-//! A snapshot keeps every value as the f32 nearest to it (what rules, logistic scorers and
-//! XGBoost read; XGBoost itself casts its input to f32). LightGBM compares in f64, so a value
-//! given with more precision than f32 holds (an `arpu_30d` of 85.21, a `loyalty_points` of
-//! 2710.2932) can land on the other side of a threshold lying between the f32 and the f64.
+//! A snapshot keeps every value as the f32 nearest to it (what logistic scorers and XGBoost
+//! read; XGBoost itself casts its input to f32). LightGBM and eligibility rules compare in
+//! f64, so a value given with more precision than f32 holds (an `arpu_30d` of 85.21, a
+//! `loyalty_points` of 2710.2932) can land on the other side of a threshold lying between the
+//! f32 and the f64 (a rule `arpu_30d le 85.21` on the customer whose value it is).
 //!
 //! For such values the store keeps, beside the f32, its *residual*: how many f64 steps (ULPs)
 //! the source's f64 lies from that f32 (`f64 bits = bits of (f32 as f64) + residual`). Half an
@@ -228,7 +229,7 @@ impl<'a> FeatureRow<'a> {
         }
     }
 
-    /// The f32 values, NaN for missing: what rules and logistic scorers read.
+    /// The f32 values, NaN for missing: what logistic scorers read.
     #[inline]
     pub fn values(&self) -> &'a [f32] {
         self.values

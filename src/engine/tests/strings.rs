@@ -10,6 +10,14 @@ fn strings_setup(rules: serde_json::Value) -> (crate::model::LoadedModel, Featur
                B1,bronze,capital,0.13,010\n\
                P1,platinum,north,0.9,\n\
                M1,,capital,,007\n";
+    with_rules(csv, rules)
+}
+
+/// The snapshot `csv`, and a model with one offer per rule of `rules` (offer `o<i>`).
+pub(super) fn with_rules(
+    csv: &str,
+    rules: serde_json::Value,
+) -> (crate::model::LoadedModel, FeatureStore) {
     let store = FeatureStore::from_csv_bytes(csv.as_bytes(), "s.csv").unwrap();
     let content = serde_json::json!({"title": "t", "body": "b",
         "image_url": "https://cdn.test/x.jpg", "cta_url": "https://shop.test/x"});
@@ -31,7 +39,7 @@ fn strings_setup(rules: serde_json::Value) -> (crate::model::LoadedModel, Featur
     (model, store)
 }
 
-fn explained(m: &CompiledModel, s: &FeatureStore, id: &str) -> Vec<Option<String>> {
+pub(super) fn explained(m: &CompiledModel, s: &FeatureStore, id: &str) -> Vec<Option<String>> {
     let req = Request {
         customer_id: Some(id),
         channel: "web",
