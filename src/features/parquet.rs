@@ -13,8 +13,9 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type,
-    UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    Decimal128Type, Decimal256Type, Decimal32Type, Decimal64Type, Float16Type, Float32Type,
+    Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type, UInt32Type, UInt64Type,
+    UInt8Type,
 };
 use arrow_array::{Array, ArrowPrimitiveType};
 use arrow_schema::DataType;
@@ -138,7 +139,7 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
                     continue;
                 }
                 let v = number_at(col.as_ref(), i);
-                if !(v as f32).is_finite() && !col.is_null(i) {
+                if !(v as f32).is_finite() && !missing(col.as_ref(), i) {
                     return Err(fault(format!(
                         "row {}, column `{}`: {}",
                         done + i + 1,
@@ -235,9 +236,13 @@ fn is_numeric(t: &DataType) -> bool {
             | DataType::UInt16
             | DataType::UInt32
             | DataType::UInt64
+            | DataType::Float16
             | DataType::Float32
             | DataType::Float64
+            | DataType::Decimal32(_, _)
+            | DataType::Decimal64(_, _)
             | DataType::Decimal128(_, _)
+            | DataType::Decimal256(_, _)
             | DataType::Boolean
             | DataType::Null
     )
@@ -255,10 +260,27 @@ fn string_at(a: &dyn Array, i: usize) -> Option<&str> {
     }
 }
 
+/// A decimal's unscaled integer over 10^scale: `8521` at scale 2 is the f64 that "85.21"
+/// parses to, as a CSV of the same export gives.
+fn scaled(unscaled: f64, scale: i8) -> f64 {
+    let scale = i32::from(scale);
+    if scale >= 0 {
+        unscaled / 10f64.powi(scale)
+    } else {
+        unscaled * 10f64.powi(-scale)
+    }
+}
+
+/// True when the value at `i` is null: a column of type `null` (what pandas and polars write
+/// for a column without a value tonight) holds no validity bits, so `is_null` alone says no.
+fn missing(a: &dyn Array, i: usize) -> bool {
+    a.is_null(i) || *a.data_type() == DataType::Null
+}
+
 /// The value at `i` as the file holds it, in f64: NaN for null (and for a NaN the file holds,
 /// which the caller refuses).
 fn number_at(a: &dyn Array, i: usize) -> f64 {
-    if a.is_null(i) {
+    if missing(a, i) {
         return f64::NAN;
     }
     fn p<T: ArrowPrimitiveType>(a: &dyn Array, i: usize, f: impl Fn(T::Native) -> f64) -> f64 {
@@ -275,18 +297,15 @@ fn number_at(a: &dyn Array, i: usize) -> f64 {
         DataType::UInt64 => p::<UInt64Type>(a, i, |v| v as f64),
         DataType::Float32 => p::<Float32Type>(a, i, f64::from),
         DataType::Float64 => p::<Float64Type>(a, i, |v| v),
-        // The unscaled integer over 10^scale: `8521` at scale 2 is the f64 that "85.21" parses
-        // to, as a CSV of the same export gives.
-        DataType::Decimal128(_, scale) => {
-            let scale = i32::from(*scale);
-            p::<Decimal128Type>(a, i, |v| {
-                if scale >= 0 {
-                    v as f64 / 10f64.powi(scale)
-                } else {
-                    v as f64 * 10f64.powi(-scale)
-                }
-            })
-        }
+        DataType::Float16 => p::<Float16Type>(a, i, f64::from),
+        DataType::Decimal32(_, scale) => scaled(p::<Decimal32Type>(a, i, f64::from), *scale),
+        DataType::Decimal64(_, scale) => scaled(p::<Decimal64Type>(a, i, |v| v as f64), *scale),
+        DataType::Decimal128(_, scale) => scaled(p::<Decimal128Type>(a, i, |v| v as f64), *scale),
+        // A BIGNUMERIC's unscaled integer, rounded to the nearest f64 once.
+        DataType::Decimal256(_, scale) => scaled(
+            p::<Decimal256Type>(a, i, |v| v.to_string().parse().unwrap_or(f64::NAN)),
+            *scale,
+        ),
         DataType::Boolean => f64::from(u8::from(a.as_boolean().value(i))),
         _ => f64::NAN,
     }

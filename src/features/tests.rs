@@ -314,13 +314,23 @@ fn write_parquet(
     tag: &str,
     batch: &arrow_array::RecordBatch,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
+    write_parquet_with(tag, batch, None)
+}
+
+/// [`write_parquet`] with the writer's properties (a compression codec).
+#[cfg(feature = "offline")]
+fn write_parquet_with(
+    tag: &str,
+    batch: &arrow_array::RecordBatch,
+    props: Option<::parquet::file::properties::WriterProperties>,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("f.parquet");
     let mut w = ::parquet::arrow::ArrowWriter::try_new(
         std::fs::File::create(&path).unwrap(),
         batch.schema(),
-        None,
+        props,
     )
     .unwrap();
     w.write(batch).unwrap();
@@ -493,4 +503,76 @@ fn a_parquet_snapshot_in_the_lean_build_is_refused_naming_the_feature() {
         e.starts_with(&path.display().to_string()) && e.contains("the `offline` feature"),
         "{e}"
     );
+}
+
+/// What warehouses and dataframe libraries write loads: every standard codec, a column without
+/// a value tonight (type `null`), half floats and every decimal width.
+#[cfg(feature = "offline")]
+#[test]
+fn parquet_codecs_null_columns_and_every_numeric_width_load() {
+    use ::parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    use ::parquet::file::properties::WriterProperties;
+    use arrow_array::types::{Decimal256Type, Decimal32Type, Decimal64Type, Float16Type};
+    use arrow_array::{ArrayRef, ArrowPrimitiveType, Float16Array, NullArray, PrimitiveArray};
+    use arrow_array::{RecordBatch, StringArray};
+    use std::sync::Arc;
+    type I256 = <Decimal256Type as ArrowPrimitiveType>::Native;
+    type F16 = <Float16Type as ArrowPrimitiveType>::Native;
+    let d32 = PrimitiveArray::<Decimal32Type>::from(vec![Some(8521), None])
+        .with_precision_and_scale(9, 2)
+        .unwrap();
+    let d64 = PrimitiveArray::<Decimal64Type>::from(vec![Some(-5_i64), Some(1)])
+        .with_precision_and_scale(18, 2)
+        .unwrap();
+    let d256 = PrimitiveArray::<Decimal256Type>::from(vec![Some(I256::from_i128(8521)), None])
+        .with_precision_and_scale(76, 2)
+        .unwrap();
+    let batch = RecordBatch::try_from_iter_with_nullable(vec![
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["C1", "C2"])) as ArrayRef,
+            false,
+        ),
+        ("promo_code", Arc::new(NullArray::new(2)) as ArrayRef, true),
+        (
+            "half",
+            Arc::new(Float16Array::from(vec![Some(F16::from_f32(1.5)), None])) as ArrayRef,
+            true,
+        ),
+        ("d32", Arc::new(d32) as ArrayRef, true),
+        ("d64", Arc::new(d64) as ArrayRef, true),
+        ("d256", Arc::new(d256) as ArrayRef, true),
+    ])
+    .unwrap();
+    let csv = parse(
+        "customer_id,promo_code:num,half,d32,d64,d256\nC1,,1.5,85.21,-0.05,85.21\nC2,,,,0.01,\n",
+    )
+    .unwrap();
+    let codecs = [
+        Compression::UNCOMPRESSED,
+        Compression::SNAPPY,
+        Compression::GZIP(GzipLevel::default()),
+        Compression::LZ4,
+        Compression::LZ4_RAW,
+        Compression::BROTLI(BrotliLevel::default()),
+        Compression::ZSTD(ZstdLevel::default()),
+    ];
+    for codec in codecs {
+        let props = WriterProperties::builder().set_compression(codec).build();
+        let (dir, path) = write_parquet_with("pq-codecs", &batch, Some(props));
+        let s = FeatureStore::load(&path).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(s.columns(), csv.columns(), "{codec:?}");
+        assert_eq!(s.left_out().count(), 0, "{codec:?}");
+        for id in ["C1", "C2"] {
+            let (a, b) = (s.exact_row(id).unwrap(), csv.exact_row(id).unwrap());
+            for c in 0..s.columns().len() {
+                assert_eq!(
+                    a.f64(c).to_bits(),
+                    b.f64(c).to_bits(),
+                    "{codec:?} {id} column {c}"
+                );
+            }
+        }
+    }
 }
