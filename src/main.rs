@@ -495,32 +495,37 @@ async fn reload_on_hangup(registry: Arc<Registry>, mut hup: Option<Signal>) {
 /// While no snapshot is loaded (the node's publisher has not written it yet, or it could not
 /// be read), loads the configured one once it appears or changes, and with it the model that
 /// waited for it: checked every second, each version of the file tried once (a refusal is
-/// logged once, not every second).
+/// logged once, not every second), and only once it has stopped changing for a check (an
+/// export written in place is not read half-written).
 async fn load_snapshot_when_published(registry: Arc<Registry>) {
     let Some(path) = registry.config().features_path.clone() else {
         return;
     };
-    let mut tried = None;
+    let (mut tried, mut seen) = (None, None);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     while registry.load().features.is_none() {
         tick.tick().await;
         let (r, p) = (registry.clone(), path.clone());
-        let seen = tried;
-        let Ok(attempt) = tokio::task::spawn_blocking(move || {
-            let meta = std::fs::metadata(&p).ok()?;
-            let version = (meta.modified().ok(), meta.len());
-            if seen == Some(version) || r.load().features.is_some() {
-                return None;
+        let (before, last_tried) = (seen, tried);
+        let Ok((version, attempted)) = tokio::task::spawn_blocking(move || {
+            let meta = std::fs::metadata(&p).ok();
+            let version = meta.map(|m| (m.modified().ok(), m.len()));
+            let settled = version.is_some() && version == before;
+            if !settled || version == last_tried || r.load().features.is_some() {
+                return (version, false);
             }
             // The registry logs and counts the outcome.
             let _ = r.reload_features(None);
-            Some(version)
+            (version, true)
         })
         .await
         else {
             return;
         };
-        tried = attempt.or(tried);
+        seen = version;
+        if attempted {
+            tried = version;
+        }
     }
 }
 

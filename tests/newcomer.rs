@@ -221,3 +221,41 @@ async fn a_snapshot_published_after_the_start_loads_with_the_model_that_waited_f
     );
     serves_the_demo(&srv).await;
 }
+
+/// An export written in place (not renamed into place) is read once it has stopped growing,
+/// never half-written: every customer of the finished file is known.
+#[tokio::test]
+async fn a_snapshot_written_in_place_is_loaded_once_it_stops_changing() {
+    use std::io::Write;
+    let dir = demo_copy("in-place-snapshot");
+    let srv = Binary::in_folder(&dir.0)
+        .args([
+            "--models",
+            "model.json",
+            "--features",
+            "late.csv",
+            "--data-dir",
+            "data",
+        ])
+        .spawn();
+    let body = ready_becomes(&srv, 503).await;
+    assert!(body.contains("not_ready"), "{body}");
+    let csv = std::fs::read_to_string(dir.0.join("features.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let last = lines.last().unwrap().split(',').next().unwrap().to_owned();
+    // Chunks 100 ms apart, each a whole number of lines: every state of the file parses.
+    let mut out = std::fs::File::create(dir.0.join("late.csv")).unwrap();
+    for chunk in lines.chunks(500) {
+        out.write_all((chunk.join("\n") + "\n").as_bytes()).unwrap();
+        out.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(out);
+    ready_becomes(&srv, 200).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": last, "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_ne!(a["fallback"]["reason"], "unknown_customer", "{a}");
+}
