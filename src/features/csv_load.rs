@@ -61,10 +61,13 @@ pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, Featu
     }
 }
 
+/// Fields are kept as written (a text value `"gold "` is not `gold`, as in Parquet and in the
+/// frame a model was trained on); numbers are read with the blanks around them, and names in
+/// the header without.
 fn reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .has_headers(true)
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::Headers)
         .from_reader(bytes)
 }
 
@@ -84,7 +87,7 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), Fe
         return Err(fault(1, "empty file: expected a header line".into()));
     }
     if header.get(0) != Some(b"customer_id".as_slice()) {
-        return Err(fault(1, "the first column must be `customer_id`".into()));
+        return Err(fault(1, not_an_id_header(bytes, &header)));
     }
     if header.len() - 1 > MAX_COLUMNS {
         return Err(fault(1, format!("more than {MAX_COLUMNS} feature columns")));
@@ -94,12 +97,20 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), Fe
     for (i, name) in header.iter().enumerate().skip(1) {
         let name = std::str::from_utf8(name)
             .map_err(|_| fault(i + 1, "column name is not UTF-8".into()))?;
-        let (name, kind) = if let Some(n) = name.strip_suffix(":str") {
-            (n.trim_end(), Kind::Str)
-        } else if let Some(n) = name.strip_suffix(":num") {
-            (n.trim_end(), Kind::Num)
-        } else {
-            (name, Kind::Auto)
+        let (name, kind) = match name.rsplit_once(':') {
+            Some((n, k)) if k.eq_ignore_ascii_case("str") => (n.trim_end(), Kind::Str),
+            Some((n, k)) if k.eq_ignore_ascii_case("num") => (n.trim_end(), Kind::Num),
+            // `zip:string`, `plan:text`: a kind misspelt would silently name the column.
+            Some((n, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                return Err(fault(
+                    i + 1,
+                    format!(
+                        "column `{name}`: `:{k}` is not a kind: write `{n}:str` for text or \
+                         `{n}:num` for numbers"
+                    ),
+                ));
+            }
+            _ => (name, Kind::Auto),
         };
         if name.is_empty() {
             return Err(fault(i + 1, "empty column name".into()));
@@ -111,6 +122,41 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), Fe
         kinds.push(kind);
     }
     Ok((columns, kinds))
+}
+
+/// Why the header does not start with `customer_id`, saying what the file starts with.
+fn not_an_id_header(bytes: &[u8], header: &csv::ByteRecord) -> String {
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let first = String::from_utf8_lossy(header.get(0).unwrap_or_default());
+    let shown: String = first.chars().take(40).collect();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return "the file is gzip-compressed: decompress it first".into();
+    }
+    if bytes.starts_with(&[0xff, 0xfe]) || bytes.starts_with(&[0xfe, 0xff]) {
+        return "the file is UTF-16: save it as UTF-8".into();
+    }
+    if header.len() == 1 {
+        for (sep, name) in [(b';', "semicolons"), (b'\t', "tabs"), (b'|', "bars")] {
+            if first_line.contains(&sep) {
+                return format!(
+                    "the header is separated by {name}: the snapshot is comma-separated"
+                );
+            }
+        }
+    }
+    if first.eq_ignore_ascii_case("customer_id") {
+        return format!("the first column is `{shown}`: name it `customer_id`, in lower case");
+    }
+    if let Some(at) = header
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case(b"customer_id"))
+    {
+        return format!(
+            "the first column is `{shown}`; `customer_id` is column {}: put it first",
+            at + 1
+        );
+    }
+    format!("the first column must be `customer_id`, not `{shown}`")
 }
 
 /// One pass over the data rows with the kinds known so far.
@@ -142,8 +188,12 @@ fn read_rows(
         .collect();
     // Per `Auto` column: a number was read in it (a string after that needs a second pass).
     let mut numbers_seen = vec![false; width];
+    // Per `Auto` column: its first non-finite number (`NaN`, `inf`, `1e39`), a fault unless a
+    // later field makes it a text column (where it is a value like any other).
+    let mut not_finite: Vec<Option<FeatureError>> = (0..width).map(|_| None).collect();
     let mut again = false;
     let mut record = csv::ByteRecord::new();
+    let mut last_record_at = 0;
     // With CRLF line endings (Python's csv writer, Windows exports) the csv crate starts a
     // record at the `\n` of the line ending before it, and its line count runs one short:
     // lines are counted from the first byte of the record itself, only when there is a fault.
@@ -164,11 +214,19 @@ fn read_rows(
             }
         }
         let at = record.position().map_or(0, |p| p.byte());
+        last_record_at = at;
         let line = || line_at(at);
         let id = std::str::from_utf8(&record[0])
             .map_err(|_| fault(line(), 1, "customer_id is not UTF-8".into()))?;
         if id.is_empty() {
             return Err(fault(line(), 1, "empty customer_id".into()));
+        }
+        if id == "customer_id" {
+            return Err(fault(
+                line(),
+                1,
+                "the header again (part files joined with a header each? keep the first)".into(),
+            ));
         }
         if id.len() > MAX_ID_BYTES {
             return Err(fault(
@@ -206,8 +264,15 @@ fn read_rows(
                         numbers_seen[c] |= !v.is_nan();
                         v
                     }
-                    // A number beyond f32's range is a data error, not a string.
-                    Err(e) if field_is_number(field) => return Err(at(e)),
+                    // A number beyond f32's range is a data error in a column of numbers.
+                    Err(e) if field_is_number(field) => {
+                        if not_finite[c].is_none() {
+                            not_finite[c] = Some(at(e));
+                        }
+                        // Its text was not kept, should the column turn out to be text.
+                        numbers_seen[c] = true;
+                        f64::NAN
+                    }
                     Err(_) => {
                         // Not a number: a string column. Values read as numbers before need
                         // their text again, so another pass reads the column as strings.
@@ -229,8 +294,16 @@ fn read_rows(
         }
         exact.end_row();
     }
+    check_closed(bytes, last_record_at)
+        .map_err(|detail| fault(line_at(last_record_at), 1, detail))?;
     if again {
         return Ok(Pass::Again(kinds));
+    }
+    if let Some(e) = (0..width)
+        .filter(|&c| kinds[c] != Kind::Str)
+        .find_map(|c| not_finite[c].take())
+    {
+        return Err(e);
     }
     values.shrink_to_fit();
     let dicts = finish_columns(dicts, &mut values, width);
@@ -271,19 +344,57 @@ fn string_code(dict: &mut Option<DictBuilder>, field: &[u8]) -> Result<f64, Stri
 
 /// Whether a field reads as a number at all (finite or not), as `parse_value` reads it.
 fn field_is_number(field: &[u8]) -> bool {
-    std::str::from_utf8(field).is_ok_and(|t| t.parse::<f64>().is_ok())
+    std::str::from_utf8(field).is_ok_and(|t| t.trim().parse::<f64>().is_ok())
 }
 
-/// One field: empty is missing (NaN); otherwise a number whose f32 is finite. Parsed as f64
-/// (what the libraries were given) and narrowed from there, as numpy does for XGBoost.
+/// One field: empty (or blank) is missing (NaN); otherwise a number, blanks around it
+/// allowed, whose f32 is finite. Parsed as f64 (what the libraries were given) and narrowed
+/// from there, as numpy does for XGBoost.
 fn parse_value(field: &[u8]) -> Result<f64, String> {
-    if field.is_empty() {
+    let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
+    let text = text.trim();
+    if text.is_empty() {
         return Ok(f64::NAN);
     }
-    let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
     match text.parse::<f64>() {
         Ok(v) if (v as f32).is_finite() => Ok(v),
         Ok(v) => Err(super::not_finite(text, v)),
         Err(_) => Err(format!("`{}` is not a number", text.escape_debug())),
     }
+}
+
+/// Refuses a file that ends inside a quoted field (an export cut short: `"12.5"` cut to `"1`),
+/// which the CSV reader would take as the field's last value. `from` is where the last record
+/// starts.
+fn check_closed(bytes: &[u8], from: u64) -> Result<(), String> {
+    let mut rest = bytes
+        .get(from as usize..)
+        .unwrap_or_default()
+        .iter()
+        .peekable();
+    let mut field_start = true;
+    while let Some(&b) = rest.next() {
+        match b {
+            b'"' if field_start => loop {
+                match rest.next() {
+                    None => {
+                        return Err(
+                            "the file ends inside a quoted field: was the export cut short?".into(),
+                        )
+                    }
+                    Some(b'"') if rest.peek() == Some(&&b'"') => {
+                        rest.next();
+                    }
+                    Some(b'"') => {
+                        field_start = false;
+                        break;
+                    }
+                    Some(_) => {}
+                }
+            },
+            b',' | b'\n' | b'\r' => field_start = true,
+            _ => field_start = false,
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,130 @@
+//! What exports from warehouses and dataframe libraries write into a CSV snapshot, and how
+//! each reads: values as written, kinds decided by the whole column, and the export mistakes
+//! named for what they are.
+
+use super::*;
+
+fn parse(text: &str) -> Result<FeatureStore, FeatureError> {
+    FeatureStore::from_csv_bytes(text.as_bytes(), "t.csv")
+}
+
+fn fault(text: &str) -> (u64, usize, String) {
+    match parse(text) {
+        Err(FeatureError::Parse {
+            line,
+            column,
+            detail,
+            ..
+        }) => (line, column, detail),
+        other => panic!("expected a fault, got {other:?}"),
+    }
+}
+
+/// The text of `column` for `id`.
+fn text(s: &FeatureStore, id: &str, column: &str) -> Option<String> {
+    let c = s.column(column).unwrap();
+    let code = s.row(id).unwrap()[c];
+    s.dictionary(c).unwrap().value_of(code).map(str::to_owned)
+}
+
+#[test]
+fn ids_and_text_keep_their_spaces_and_numbers_may_have_blanks_around_them() {
+    let s = parse("customer_id,seg,a\n\" C1 \",\" gold \", 12 \nC1,gold,\t3\nC2,gold ,\n").unwrap();
+    assert_eq!(s.len(), 3, "` C1 ` and `C1` are two customers");
+    assert_eq!(text(&s, " C1 ", "seg").as_deref(), Some(" gold "));
+    assert_eq!(text(&s, "C1", "seg").as_deref(), Some("gold"));
+    assert_eq!(text(&s, "C2", "seg").as_deref(), Some("gold "));
+    assert_eq!(s.row(" C1 ").unwrap()[1], 12.0);
+    assert_eq!(s.row("C1").unwrap()[1], 3.0);
+    assert!(s.row("C2").unwrap()[1].is_nan());
+}
+
+#[test]
+fn a_columns_kind_does_not_depend_on_the_order_of_its_rows() {
+    // `NaN`, `inf` and `1e39` are words in a text column, wherever they come.
+    for first in ["NaN", "inf", "1e39"] {
+        let a = parse(&format!("customer_id,name\nC1,1\nC2,{first}\nC3,x\n")).unwrap();
+        let b = parse(&format!("customer_id,name\nC1,x\nC2,{first}\nC3,1\n")).unwrap();
+        assert_eq!(text(&a, "C2", "name").as_deref(), Some(first));
+        assert_eq!(text(&b, "C2", "name").as_deref(), Some(first));
+        assert_eq!(text(&a, "C1", "name").as_deref(), Some("1"));
+        assert_eq!(text(&b, "C3", "name").as_deref(), Some("1"));
+    }
+    // In a column of numbers they are faults, with the line of the first.
+    let (line, column, detail) = fault("customer_id,a\nC1,1\nC2,NaN\nC3,inf\n");
+    assert_eq!((line, column), (3, 2), "{detail}");
+    assert!(detail.contains("`NaN`"), "{detail}");
+}
+
+#[test]
+fn a_kind_in_the_header_is_str_or_num_in_any_case_and_nothing_else() {
+    let s = parse("customer_id,zip:STR,n:Num\nC1,007,1\n").unwrap();
+    assert_eq!(text(&s, "C1", "zip").as_deref(), Some("007"));
+    assert_eq!(s.row("C1").unwrap()[1], 1.0);
+    for (header, kind) in [("zip:string", "string"), ("plan:text", "text")] {
+        let (line, column, detail) = fault(&format!("customer_id,a,{header}\nC1,1,007\n"));
+        assert_eq!((line, column), (1, 3), "{detail}");
+        assert!(
+            detail.contains(&format!("`:{kind}` is not a kind")),
+            "{detail}"
+        );
+    }
+    // A name with a colon and no kind after it is a name.
+    assert!(parse("customer_id,a:2\nC1,1\n")
+        .unwrap()
+        .column("a:2")
+        .is_some());
+}
+
+#[test]
+fn a_header_without_customer_id_first_says_what_the_file_starts_with() {
+    let cases: [(&[u8], &str); 7] = [
+        (
+            b"a,customer_id\n1,C1\n",
+            "`customer_id` is column 2: put it first",
+        ),
+        (
+            b"Customer_ID,a\nC1,1\n",
+            "name it `customer_id`, in lower case",
+        ),
+        (b"customer_id;a\nC1;1\n", "separated by semicolons"),
+        (b"customer_id\ta\nC1\t1\n", "separated by tabs"),
+        (b"\xff\xfec\x00,\x00", "UTF-16"),
+        (b"\x1f\x8b\x08\x00", "gzip-compressed"),
+        (b"id,a\nC1,1\n", "must be `customer_id`, not `id`"),
+    ];
+    for (bytes, says) in cases {
+        match FeatureStore::from_csv_bytes(bytes, "t.csv") {
+            Err(FeatureError::Parse {
+                line: 1, detail, ..
+            }) => {
+                assert!(detail.contains(says), "{detail}")
+            }
+            other => panic!("{says}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn part_files_joined_with_their_headers_are_refused_at_the_second_header() {
+    let (line, column, detail) = fault("customer_id,seg\nC1,gold\ncustomer_id,seg\nC3,gold\n");
+    assert_eq!((line, column), (3, 1), "{detail}");
+    assert!(detail.contains("the header again"), "{detail}");
+}
+
+#[test]
+fn a_file_cut_inside_a_quoted_field_is_refused() {
+    for cut in [
+        "customer_id,a\nC1,1\nC2,\"1",
+        "customer_id,s\nC1,x\nC2,\"half\n",
+    ] {
+        let (line, _, detail) = fault(cut);
+        assert_eq!(line, 3, "{detail}");
+        assert!(detail.contains("ends inside a quoted field"), "{detail}");
+    }
+    // Closed quotes, doubled quotes inside them and a quote inside an unquoted field load.
+    let s = parse("customer_id,s\nC1,\"say \"\"hi\"\"\"\nC2,ab\"c\nC3,\"x\"").unwrap();
+    assert_eq!(text(&s, "C1", "s").as_deref(), Some("say \"hi\""));
+    assert_eq!(text(&s, "C2", "s").as_deref(), Some("ab\"c"));
+    assert_eq!(text(&s, "C3", "s").as_deref(), Some("x"));
+}
