@@ -2,23 +2,8 @@
 //! each reads: values as written, kinds decided by the whole column, and the export mistakes
 //! named for what they are.
 
+use super::tests::{parse, parse_err as fault};
 use super::*;
-
-fn parse(text: &str) -> Result<FeatureStore, FeatureError> {
-    FeatureStore::from_csv_bytes(text.as_bytes(), "t.csv")
-}
-
-fn fault(text: &str) -> (u64, usize, String) {
-    match parse(text) {
-        Err(FeatureError::Parse {
-            line,
-            column,
-            detail,
-            ..
-        }) => (line, column, detail),
-        other => panic!("expected a fault, got {other:?}"),
-    }
-}
 
 /// The text of `column` for `id`.
 fn text(s: &FeatureStore, id: &str, column: &str) -> Option<String> {

@@ -1,6 +1,6 @@
 use super::*;
 
-fn parse(text: &str) -> Result<FeatureStore, FeatureError> {
+pub(super) fn parse(text: &str) -> Result<FeatureStore, FeatureError> {
     FeatureStore::from_csv_bytes(text.as_bytes(), "t.csv")
 }
 
@@ -20,7 +20,8 @@ fn loads_rows_and_missing_values() {
     assert_eq!(s.id_at(1), Some("C2"));
 }
 
-fn parse_err(text: &str) -> (u64, usize, String) {
+/// The line, column and detail of the fault `text` is refused with.
+pub(super) fn parse_err(text: &str) -> (u64, usize, String) {
     match parse(text) {
         Err(FeatureError::Parse {
             line,
