@@ -594,12 +594,8 @@ fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = load_features(input)?;
     let read_ms = started.elapsed().as_millis();
-    for (name, kind) in store.left_out() {
-        println!(
-            "{}: warning: {}",
-            input.display(),
-            features::left_out_message(name, kind)
-        );
+    for (path, message) in store.column_warnings() {
+        println!("{}: warning: {path}: {message}", input.display());
     }
     features::write_nbf(&store, output)?;
     // The whole command's time: the read is most of it for a CSV.

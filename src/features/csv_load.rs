@@ -42,18 +42,19 @@ enum Pass {
     /// The snapshot.
     Done(Box<FeatureStore>),
     /// A column read as numbers turned out to hold strings after some numbers: read again
-    /// with these kinds (the numbers' text, `007` say, was not kept).
-    Again(Vec<Kind>),
+    /// with these kinds (the numbers' text, `007` say, was not kept), and the columns that
+    /// turned with the line and word that turned each.
+    Again(Vec<Kind>, Vec<(u32, u64, String)>),
 }
 
 pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
     let (columns, kinds) = read_header(bytes, path)?;
     match read_rows(bytes, path, &columns, kinds)? {
         Pass::Done(store) => Ok(*store),
-        Pass::Again(kinds) => match read_rows(bytes, path, &columns, kinds)? {
-            Pass::Done(store) => Ok(*store),
+        Pass::Again(kinds, turned) => match read_rows(bytes, path, &columns, kinds)? {
+            Pass::Done(store) => Ok(store.with_turned(turned)),
             // Every column that could turn is forced to strings now.
-            Pass::Again(_) => Err(FeatureError::Format {
+            Pass::Again(..) => Err(FeatureError::Format {
                 path: path.to_owned(),
                 detail: "column kinds did not settle".into(),
             }),
@@ -192,6 +193,7 @@ fn read_rows(
     // later field makes it a text column (where it is a value like any other).
     let mut not_finite: Vec<Option<FeatureError>> = (0..width).map(|_| None).collect();
     let mut again = false;
+    let mut turned = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut last_record_at = 0;
     // With CRLF line endings (Python's csv writer, Windows exports) the csv crate starts a
@@ -279,9 +281,12 @@ fn read_rows(
                         if numbers_seen[c] {
                             // Numbers, then text: often one bad value (`NA`, `1,5`) turning a
                             // numeric column into text, which a model then refuses.
+                            let word: String =
+                                String::from_utf8_lossy(field).chars().take(64).collect();
                             tracing::warn!(path = %path.display(), column = %columns[c], line = line(),
-                                value = %String::from_utf8_lossy(field).chars().take(64).collect::<String>(),
+                                value = %word,
                                 "a column of numbers holds text from this line on, so it is read as text; mark it `:num` in the header to have such a value refused");
+                            turned.push((c as u32, line(), word));
                         }
                         again |= numbers_seen[c];
                         kinds[c] = Kind::Str;
@@ -297,7 +302,7 @@ fn read_rows(
     check_closed(bytes, last_record_at)
         .map_err(|detail| fault(line_at(last_record_at), 1, detail))?;
     if again {
-        return Ok(Pass::Again(kinds));
+        return Ok(Pass::Again(kinds, turned));
     }
     if let Some(e) = (0..width)
         .filter(|&c| kinds[c] != Kind::Str)

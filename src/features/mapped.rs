@@ -223,6 +223,7 @@ fn build(map: &Arc<Mmap>, body_len: usize, head: Head) -> Result<FeatureStore, S
         source: String::new(),
         mapping: None,
         left_out: Box::default(),
+        turned: Box::default(),
     })
 }
 

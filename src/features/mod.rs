@@ -80,6 +80,15 @@ pub fn left_out_message(name: &str, kind: &str) -> String {
     )
 }
 
+/// The warning for a CSV column of numbers that a word later in the file turned to text.
+pub fn turned_message(name: &str, line: u64, value: &str) -> String {
+    format!(
+        "column `{name}` holds numbers up to line {line}, where `{value}` made it text: a rule, \
+         scorer or value that reads it as a number is refused (mark it `{name}:num` in the \
+         header to have such a value refused instead)"
+    )
+}
+
 /// An immutable snapshot of customer features, shared by every request that reads it.
 pub struct FeatureStore {
     columns: Box<[Box<str>]>,
@@ -100,6 +109,9 @@ pub struct FeatureStore {
     /// Columns of the source not loaded, each with the type it holds (a Parquet timestamp):
     /// a model reading one is told why it is not there.
     left_out: Box<[(Box<str>, Box<str>)]>,
+    /// Columns of numbers a later word turned to text, each with that word's line and the
+    /// word: a model reading one as a number is told where its data changed.
+    turned: Box<[(u32, u64, Box<str>)]>,
 }
 
 /// What a column holds, as `/admin/stats` and the status page show it.
@@ -163,6 +175,7 @@ impl FeatureStore {
             mapping: None,
             missing: vec![f32::NAN; width].into(),
             left_out: Box::default(),
+            turned: Box::default(),
         })
     }
 
@@ -244,6 +257,37 @@ impl FeatureStore {
     /// Columns of the source left out for their type, by name and type.
     pub fn left_out(&self) -> impl Iterator<Item = (&str, &str)> {
         self.left_out.iter().map(|(n, k)| (&**n, &**k))
+    }
+
+    /// Records columns of numbers that a word turned to text: (column, line, word).
+    pub fn with_turned(mut self, columns: Vec<(u32, u64, String)>) -> Self {
+        self.turned = columns
+            .into_iter()
+            .map(|(c, line, word)| (c, line, word.into()))
+            .collect();
+        self
+    }
+
+    /// Columns of numbers a word turned to text: (column, line of the word, the word).
+    pub fn turned(&self) -> impl Iterator<Item = (usize, u64, &str)> {
+        self.turned
+            .iter()
+            .map(|(c, line, w)| (*c as usize, *line, &**w))
+    }
+
+    /// Warnings about the source's columns: those left out for their type, and those a
+    /// word turned to text, each with its path (`columns.<name>`).
+    pub fn column_warnings(&self) -> Vec<(String, String)> {
+        let left = self
+            .left_out()
+            .map(|(name, kind)| (name.to_owned(), left_out_message(name, kind)));
+        let turned = self.turned().map(|(c, line, word)| {
+            let name = &self.columns[c];
+            (name.to_string(), turned_message(name, line, word))
+        });
+        left.chain(turned)
+            .map(|(name, message)| (format!("columns.{name}"), message))
+            .collect()
     }
 
     /// Loads a snapshot as a server does: a version 4 `.nbf` is admitted into `store` (copied

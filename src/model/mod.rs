@@ -162,6 +162,12 @@ pub trait Schema {
         None
     }
 
+    /// Why a text column is text when it began with numbers: the line and word that turned
+    /// it (said with a fault that reads it as a number).
+    fn why_text(&self, _column: u32) -> Option<String> {
+        None
+    }
+
     /// The type of a source column the snapshot left out (a Parquet timestamp), by name.
     fn left_out(&self, _name: &str) -> Option<&str> {
         None
@@ -194,6 +200,11 @@ impl Schema for FeatureStore {
             Some(d) => ColumnInfo::Strings(d),
             None => ColumnInfo::Number,
         }
+    }
+
+    fn why_text(&self, column: u32) -> Option<String> {
+        let (_, line, word) = self.turned().find(|t| t.0 == column as usize)?;
+        Some(format!("the snapshot's line {line} made it text: `{word}`"))
     }
 
     fn left_out(&self, name: &str) -> Option<&str> {

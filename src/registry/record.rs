@@ -83,7 +83,7 @@ pub struct FeatureInfo {
     pub bytes: usize,
     /// Load and swap time.
     pub load_ms: u64,
-    /// Columns the snapshot left out for their type, then the serving model's warnings
+    /// Columns the snapshot left out for their type or a word turned to text, then the serving model's warnings
     /// against it (a rule value it no longer holds), each with its path; absent when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<crate::model::Fault>,
@@ -98,11 +98,9 @@ impl FeatureInfo {
             bytes: store.bytes_held(),
             load_ms: started.elapsed().as_millis() as u64,
             warnings: store
-                .left_out()
-                .map(|(name, kind)| crate::model::Fault {
-                    path: format!("columns.{name}"),
-                    message: crate::features::left_out_message(name, kind),
-                })
+                .column_warnings()
+                .into_iter()
+                .map(|(path, message)| crate::model::Fault { path, message })
                 .collect(),
         }
     }

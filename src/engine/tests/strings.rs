@@ -176,28 +176,63 @@ fn unknown_string_values_never_match_and_are_warned_about() {
     assert_eq!(holds("M1"), [false, false, false]);
 }
 
+/// The faults of a one-offer model whose eligibility is `rule`, compiled over `store`.
+fn rule_faults(store: &FeatureStore, rule: serde_json::Value) -> Vec<String> {
+    let doc = serde_json::json!({"name": "s", "version": "1",
+        "placements": {"home": {"channels": ["web"]}},
+        "offers": [{"id": "o", "category": "sales", "channels": ["web"], "placements": ["home"],
+            "value": 1, "eligibility": rule, "scorer": {"kind": "constant", "propensity": 0.5},
+            "content": {"web": {"title": "t", "body": "b", "image_url": "https://c.test/x.jpg",
+                "cta_url": "https://s.test/x"}}}]});
+    match from_bytes(
+        serde_json::to_vec(&doc).unwrap(),
+        None,
+        "t".into(),
+        store,
+        &Limits::default(),
+    ) {
+        Err(e) => e.faults().iter().map(|f| f.to_string()).collect(),
+        Ok(_) => Vec::new(),
+    }
+}
+
+/// A column of numbers that one word turned to text: the snapshot warns with the line and
+/// the word, and a rule reading the column as numbers is refused saying the same.
+#[test]
+fn a_word_that_turned_a_column_of_numbers_is_named_where_it_matters() {
+    let csv = "customer_id,a,b\nC1,1,1\nC2,2,2\nC3,3,N/A\nC4,4,4\n";
+    let store = FeatureStore::from_csv_bytes(csv.as_bytes(), "s.csv").unwrap();
+    assert_eq!(store.turned().collect::<Vec<_>>(), [(1, 4, "N/A")]);
+    let warnings = store.column_warnings();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].0, "columns.b");
+    assert!(
+        warnings[0]
+            .1
+            .contains("up to line 4, where `N/A` made it text"),
+        "{warnings:?}"
+    );
+    let f = rule_faults(
+        &store,
+        serde_json::json!({"feature": "b", "op": "ge", "value": 3}),
+    );
+    assert_eq!(
+        f,
+        [
+            "offers[0].eligibility.op: `ge` compares numbers, and `b` holds strings (the \
+          snapshot's line 4 made it text: `N/A`) (use eq, ne, in, not_in or is_missing)"
+        ]
+    );
+    // A column that is text from its first value was never numbers: nothing to say.
+    let text = FeatureStore::from_csv_bytes(b"customer_id,s\nC1,x\nC2,1\n", "t.csv").unwrap();
+    assert!(text.column_warnings().is_empty());
+}
+
 #[test]
 fn operator_and_kind_mismatches_are_faults_with_paths() {
     let store =
         FeatureStore::from_csv_bytes(b"customer_id,segment,arpu\nC1,gold,1\n", "s.csv").unwrap();
-    let faults = |rule: serde_json::Value| -> Vec<String> {
-        let doc = serde_json::json!({"name": "s", "version": "1",
-            "placements": {"home": {"channels": ["web"]}},
-            "offers": [{"id": "o", "category": "sales", "channels": ["web"], "placements": ["home"],
-                "value": 1, "eligibility": rule, "scorer": {"kind": "constant", "propensity": 0.5},
-                "content": {"web": {"title": "t", "body": "b", "image_url": "https://c.test/x.jpg",
-                    "cta_url": "https://s.test/x"}}}]});
-        match from_bytes(
-            serde_json::to_vec(&doc).unwrap(),
-            None,
-            "t".into(),
-            &store,
-            &Limits::default(),
-        ) {
-            Err(e) => e.faults().iter().map(|f| f.to_string()).collect(),
-            Ok(_) => Vec::new(),
-        }
-    };
+    let faults = |rule: serde_json::Value| rule_faults(&store, rule);
     let f = faults(serde_json::json!({"feature": "segment", "op": "gt", "value": 1}));
     assert_eq!(f.len(), 1);
     assert!(

@@ -281,9 +281,13 @@ fn read_value_feature(
         return None;
     };
     if let ColumnInfo::Strings(_) = cx.schema.info(col) {
+        let why = cx.schema.why_text(col).map(|w| format!(" ({w})"));
         f.push(
             &fpath,
-            format!("`{name}` holds strings; a value needs numbers"),
+            format!(
+                "`{name}` holds strings{}; a value needs numbers",
+                why.unwrap_or_default()
+            ),
         );
         return None;
     }

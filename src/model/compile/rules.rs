@@ -111,6 +111,9 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
     let obj = cx.faults.object(v, path, LEAF_KEYS)?;
     let (operand, label, test, shown) = cx.checked(|cx| {
         let f = &mut cx.faults;
+        // Why a text column is text, when a word turned a column of numbers (said with a
+        // fault that reads it as numbers).
+        let mut why_text = None;
         let (operand, label, kind) = match (obj.get("feature"), obj.get("context")) {
             (Some(name), None) => {
                 let name = f.string(name, &join(path, "feature"), MAX_NAME_BYTES)?;
@@ -119,7 +122,10 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
                         cx.features_used.insert(name.to_owned());
                         let kind = match cx.schema.info(col) {
                             ColumnInfo::Number => Kind::Number,
-                            ColumnInfo::Strings(d) => Kind::Strings(d),
+                            ColumnInfo::Strings(d) => {
+                                why_text = cx.schema.why_text(col);
+                                Kind::Strings(d)
+                            }
                             ColumnInfo::Unknown => Kind::Unknown,
                         };
                         (Operand::Feature(col), name.to_owned(), kind)
@@ -149,11 +155,16 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         let op = f
             .req(obj, "op", path)
             .and_then(|v| f.string(v, &join(path, "op"), MAX_OPERATOR_BYTES))?;
+        let holds_strings = match why_text {
+            Some(why) => format!("`{label}` holds strings ({why})"),
+            None => format!("`{label}` holds strings"),
+        };
         let leaf = Leaf {
             obj,
             path,
             label: &label,
             kind,
+            holds_strings: &holds_strings,
         };
         let (test, shown) = read_test(f, &mut cx.warnings, &leaf, op)?;
         Some((operand, label, test, shown))
@@ -204,6 +215,8 @@ struct Leaf<'a, 'v, 'd> {
     path: &'a str,
     label: &'a str,
     kind: Kind<'d>,
+    /// "`segment` holds strings", with why when a word turned a column of numbers.
+    holds_strings: &'a str,
 }
 
 /// The leaf's operator and operands: the test the engine runs, and the same test with the
@@ -219,6 +232,7 @@ fn read_test(
         path,
         label,
         kind,
+        holds_strings,
     } = *leaf;
     let need = |f: &mut Faults, key: &str| f.req(obj, key, path);
     // An operand the operator does not read is ignored: said, since the author meant something
@@ -242,8 +256,8 @@ fn read_test(
         f.push(
             &join(path, "op"),
             format!(
-                "`{op}` compares numbers, and `{label}` holds strings (use eq, ne, in, not_in \
-                 or is_missing)"
+                "`{op}` compares numbers, and {holds_strings} (use eq, ne, in, not_in or \
+                 is_missing)"
             ),
         );
     };
@@ -300,10 +314,7 @@ fn read_test(
                     (test, shown)
                 }
                 (Kind::Strings(_), None) => {
-                    f.push(
-                        &vpath,
-                        format!("expected a string: `{label}` holds strings"),
-                    );
+                    f.push(&vpath, format!("expected a string: {holds_strings}"));
                     return None;
                 }
                 (Kind::Number, Some(_)) => {
@@ -378,7 +389,7 @@ fn read_test(
                     if let Some(i) = items.iter().position(|i| i.as_str().is_none()) {
                         f.push(
                             &index(&vpath, i),
-                            format!("expected a string: `{label}` holds strings"),
+                            format!("expected a string: {holds_strings}"),
                         );
                         return None;
                     }

@@ -84,13 +84,17 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                 let col = cx.schema.column(name);
                 match col.map(|c| cx.schema.info(c)) {
                     None => f.push(&p, cx.schema.unknown(name)),
-                    Some(ColumnInfo::Strings(_)) => f.push(
-                        &p,
-                        format!(
-                            "`{name}` holds strings: give a weight per value under \
-                             `categories.{name}`"
-                        ),
-                    ),
+                    Some(ColumnInfo::Strings(_)) => {
+                        let why = col.and_then(|c| cx.schema.why_text(c));
+                        f.push(
+                            &p,
+                            format!(
+                                "`{name}` holds strings{}: give a weight per value under \
+                                 `categories.{name}`",
+                                why.map(|w| format!(" ({w})")).unwrap_or_default()
+                            ),
+                        )
+                    }
                     Some(_) => {}
                 }
                 if let (Some(w), Some(col), Some(imp)) = (w, col, imp) {
