@@ -176,24 +176,35 @@ fn unknown_string_values_never_match_and_are_warned_about() {
     assert_eq!(holds("M1"), [false, false, false]);
 }
 
-/// The faults of a one-offer model whose eligibility is `rule`, compiled over `store`.
-fn rule_faults(store: &FeatureStore, rule: serde_json::Value) -> Vec<String> {
+/// A one-offer model over `store`, the offer's `fields` (scorer, value, eligibility) given.
+fn one_offer(
+    store: &FeatureStore,
+    fields: serde_json::Value,
+) -> Result<crate::model::LoadedModel, Vec<String>> {
+    let mut offer = serde_json::json!({"id": "o", "category": "sales", "channels": ["web"],
+        "placements": ["home"],
+        "content": {"web": {"title": "t", "body": "b", "image_url": "https://c.test/x.jpg",
+            "cta_url": "https://s.test/x"}}});
+    for (k, v) in fields.as_object().unwrap() {
+        offer[k] = v.clone();
+    }
     let doc = serde_json::json!({"name": "s", "version": "1",
-        "placements": {"home": {"channels": ["web"]}},
-        "offers": [{"id": "o", "category": "sales", "channels": ["web"], "placements": ["home"],
-            "value": 1, "eligibility": rule, "scorer": {"kind": "constant", "propensity": 0.5},
-            "content": {"web": {"title": "t", "body": "b", "image_url": "https://c.test/x.jpg",
-                "cta_url": "https://s.test/x"}}}]});
-    match from_bytes(
+        "placements": {"home": {"channels": ["web"]}}, "offers": [offer]});
+    from_bytes(
         serde_json::to_vec(&doc).unwrap(),
         None,
         "t".into(),
         store,
         &Limits::default(),
-    ) {
-        Err(e) => e.faults().iter().map(|f| f.to_string()).collect(),
-        Ok(_) => Vec::new(),
-    }
+    )
+    .map_err(|e| e.faults().iter().map(|f| f.to_string()).collect())
+}
+
+/// The faults of a one-offer model whose eligibility is `rule`, compiled over `store`.
+fn rule_faults(store: &FeatureStore, rule: serde_json::Value) -> Vec<String> {
+    let fields = serde_json::json!({"value": 1, "eligibility": rule,
+        "scorer": {"kind": "constant", "propensity": 0.5}});
+    one_offer(store, fields).err().unwrap_or_default()
 }
 
 /// A column of numbers that one word turned to text: the snapshot warns with the line and
@@ -275,22 +286,11 @@ fn scored_offer(
     value: serde_json::Value,
 ) -> Result<(crate::model::LoadedModel, FeatureStore), Vec<String>> {
     let store = FeatureStore::from_csv_bytes(csv.as_bytes(), "v.csv").unwrap();
-    let doc = serde_json::json!({"name": "v", "version": "1",
-        "placements": {"home": {"channels": ["web"]}},
-        "offers": [{"id": "o", "category": "sales", "channels": ["web"], "placements": ["home"],
-            "value": value, "scorer": scorer,
-            "content": {"web": {"title": "t", "body": "b", "image_url": "https://c.test/x.jpg",
-                "cta_url": "https://s.test/x"}}}]});
-    match from_bytes(
-        serde_json::to_vec(&doc).unwrap(),
-        None,
-        "t".into(),
+    let m = one_offer(
         &store,
-        &Limits::default(),
-    ) {
-        Ok(m) => Ok((m, store)),
-        Err(e) => Err(e.faults().iter().map(|f| f.to_string()).collect()),
-    }
+        serde_json::json!({"value": value, "scorer": scorer}),
+    )?;
+    Ok((m, store))
 }
 
 const VALUES_CSV: &str = "customer_id,segment,margin_12m,arpu\nG1,gold,120,10\nP1,platinum,,20\nB1,bronze,40,30\nM1,,5,40\n";
