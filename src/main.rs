@@ -93,9 +93,9 @@ enum ModelCmd {
 
 #[derive(Subcommand)]
 enum FeaturesCmd {
-    /// Convert a CSV snapshot into the compact binary form (.nbf).
+    /// Convert a snapshot (CSV, Parquet or an older .nbf) into the compact binary form (.nbf).
     Compile {
-        /// The CSV snapshot.
+        /// The snapshot: CSV, Parquet or .nbf (read by its first bytes).
         input: PathBuf,
         /// The .nbf file to write.
         output: PathBuf,
@@ -591,6 +591,17 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
 }
 
 fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
+    let same = |a: &Path, b: &Path| {
+        a.canonicalize()
+            .ok()
+            .is_some_and(|a| b.canonicalize().ok() == Some(a))
+    };
+    if same(input, output) {
+        bail!(
+            "{} is the snapshot being compiled: write the .nbf to another file",
+            output.display()
+        );
+    }
     let started = Instant::now();
     let store = load_features(input)?;
     let read_ms = started.elapsed().as_millis();

@@ -776,7 +776,7 @@ fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
     let head: String = csv.lines().take(11).map(|l| format!("{l}\n")).collect();
     let part = models.dir.join("part.csv");
     std::fs::write(&part, head).unwrap();
-    let info = registry.reload_features(Some(part)).unwrap();
+    let info = registry.reload_features(Some(part.clone())).unwrap();
     assert_eq!(info.customers, 10);
     let w = info
         .warnings
@@ -785,7 +785,24 @@ fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
         .unwrap_or_else(|| panic!("{:?}", info.warnings));
     assert!(
         w.message
-            .starts_with("10 customers, 99.9 % fewer than the 10000 of the snapshot it replaces"),
+            .starts_with("10 customers, 99.90 % fewer than the 10000 of the snapshot it replaces"),
+        "{}",
+        w.message
+    );
+    // One customer left of 10,000 is not "100 % fewer".
+    registry
+        .reload_features(Some(models.dir.join("features.csv")))
+        .unwrap();
+    let one: String = csv.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&part, one).unwrap();
+    let info = registry.reload_features(Some(part.clone())).unwrap();
+    let w = info
+        .warnings
+        .iter()
+        .find(|w| w.path == "customers")
+        .unwrap();
+    assert!(
+        w.message.starts_with("1 customers, 99.99 % fewer"),
         "{}",
         w.message
     );

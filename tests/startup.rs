@@ -642,3 +642,27 @@ fn the_open_file_limit_is_raised_to_fit_the_connection_bounds_or_said() {
         .unwrap_or(0);
     assert!(failures >= 1, "{log}");
 }
+
+/// `features compile A.csv A.csv` (a completion slip) would overwrite the export with its
+/// binary form: refused in one line, the export untouched.
+#[test]
+fn compiling_a_snapshot_over_itself_is_refused() {
+    let dir = TempDir::new("compile-over-itself");
+    let csv = dir.0.join("a.csv");
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/models/features.csv")).unwrap();
+    std::fs::write(&csv, &bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "compile", "a.csv", "./a.csv"])
+        .current_dir(&dir.0)
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("a.csv is the snapshot being compiled"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&csv).unwrap(), bytes);
+}

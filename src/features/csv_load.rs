@@ -352,14 +352,21 @@ fn field_is_number(field: &[u8]) -> bool {
     std::str::from_utf8(field).is_ok_and(|t| t.trim().parse::<f64>().is_ok())
 }
 
-/// One field: empty (or blank) is missing (NaN); otherwise a number, blanks around it
-/// allowed, whose f32 is finite. Parsed as f64 (what the libraries were given) and narrowed
+/// One field: empty (or blank) is missing (NaN); `true` and `false` in any case are 1 and 0;
+/// otherwise a number, blanks around it allowed, whose f32 is finite. Parsed as f64 (what the libraries were given) and narrowed
 /// from there, as numpy does for XGBoost.
 fn parse_value(field: &[u8]) -> Result<f64, String> {
     let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
     let text = text.trim();
     if text.is_empty() {
         return Ok(f64::NAN);
+    }
+    // A dataframe's booleans (`True`, `false`): 1 and 0, as a Parquet boolean column reads.
+    if text.eq_ignore_ascii_case("true") {
+        return Ok(1.0);
+    }
+    if text.eq_ignore_ascii_case("false") {
+        return Ok(0.0);
     }
     match text.parse::<f64>() {
         Ok(v) if (v as f32).is_finite() => Ok(v),

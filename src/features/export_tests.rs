@@ -113,3 +113,16 @@ fn a_file_cut_inside_a_quoted_field_is_refused() {
     assert_eq!(text(&s, "C2", "s").as_deref(), Some("ab\"c"));
     assert_eq!(text(&s, "C3", "s").as_deref(), Some("x"));
 }
+
+#[test]
+fn dataframe_booleans_are_one_and_zero_as_in_parquet() {
+    // pandas writes `True`/`False`, polars `true`/`false`.
+    let s = parse("customer_id,is_prepaid,b:num\nC1,True,false\nC2,False,TRUE\nC3,,\n").unwrap();
+    assert_eq!(s.kind(0), ColumnKind::Number);
+    assert_eq!(&s.row("C1").unwrap()[..2], [1.0, 0.0]);
+    assert_eq!(&s.row("C2").unwrap()[..2], [0.0, 1.0]);
+    assert!(s.row("C3").unwrap()[0].is_nan());
+    // Beside other words they are words.
+    let t = parse("customer_id,answer\nC1,true\nC2,maybe\n").unwrap();
+    assert_eq!(text(&t, "C1", "answer").as_deref(), Some("true"));
+}

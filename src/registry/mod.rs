@@ -671,9 +671,10 @@ fn shrunk(before: usize, now: usize) -> Option<Fault> {
     (now < before / 2).then(|| Fault {
         path: "customers".into(),
         message: format!(
-            "{now} customers, {:.1} % fewer than the {before} of the snapshot it replaces: a \
+            "{now} customers, {:.2} % fewer than the {before} of the snapshot it replaces: a \
              partial export? The others now get `unknown_customer` fallbacks",
-            100.0 * (before - now) as f64 / before as f64
+            // Rounded down: a snapshot with a customer left is never "100 % fewer".
+            (10_000.0 * (before - now) as f64 / before as f64).floor() / 100.0
         ),
     })
 }
