@@ -7,8 +7,11 @@
 //! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature
 //! snapshots (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a
 //! change to a file the serving models read (a scorer, a challenger) rebuilds them so they pick
-//! the new file up, and other files beside them are left alone. While no model serves, any
-//! change loads the folder (a scorer file may complete a refused model). A model that fails to
+//! the new file up, and other files beside them are left alone; a change to a file the
+//! document on disk names but the serving models do not read (the new scorer file a refused
+//! document waited for) tries the document again. Subfolders are watched too (a scorer file
+//! may lie in `trees/`). While no model serves, any change loads the folder (a scorer file may
+//! complete a refused model). A model that fails to
 //! parse or validate is refused, logged and counted by the registry; the one serving keeps
 //! serving. With `--models x.json`, `x.json` is the document.
 //!
@@ -39,9 +42,20 @@ pub struct ModelWatcher {
     pub dir: PathBuf,
 }
 
+/// A file the watcher does not act on. `path` is relative to the watched folder where it
+/// lies inside it: a hidden folder on the way (a projected volume's `..2026_12_05...`) hides
+/// what is in it.
 fn ignored(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.starts_with('.')
+    let hidden_folder = path.parent().is_some_and(|p| {
+        p.components().any(|c| {
+            c.as_os_str()
+                .to_str()
+                .is_some_and(|c| c.starts_with('.') && c != "." && c != "..")
+        })
+    });
+    hidden_folder
+        || name.starts_with('.')
         || name.ends_with(".tmp")
         || name.ends_with('~')
         || name.ends_with(".swp")
@@ -55,6 +69,18 @@ const PROJECTED_DATA: &str = "..data";
 
 fn is_projection_swap(path: &Path) -> bool {
     path.file_name().is_some_and(|n| n == PROJECTED_DATA)
+}
+
+/// Whether a model document names the file at `rel` (a scorer's `path`, written as a JSON
+/// string): a plain search, as the paths are plain relative ones.
+fn names(document: &[u8], rel: &Path) -> bool {
+    let Some(rel) = rel.to_str() else {
+        return false;
+    };
+    let quoted = format!("\"{rel}\"");
+    document
+        .windows(quoted.len())
+        .any(|w| w == quoted.as_bytes())
 }
 
 fn is_change(kind: &EventKind) -> bool {
@@ -92,11 +118,16 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
                     .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
             };
             let swapped = paths().any(is_projection_swap);
-            let changed: Vec<&Path> = paths().filter(|p| !ignored(p)).collect();
+            let rel = |p: &Path| -> PathBuf {
+                p.strip_prefix(&folder)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|_| p.file_name().map(PathBuf::from).unwrap_or_default())
+            };
+            let changed: Vec<PathBuf> = paths().map(rel).filter(|p| !ignored(p)).collect();
             if changed.is_empty() && !swapped {
                 return;
             }
-            let is_model = |p: &&Path| p.file_name().is_some_and(|n| n == model_name);
+            let is_model = |p: &PathBuf| p.as_os_str() == model_name;
             let model_json = changed.iter().any(is_model);
             let snapshot = registry.load();
             // While no model serves, a scorer file arriving may complete the one refused
@@ -110,14 +141,22 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             };
             // Only a file the serving models read is a reason to rebuild them: a log, notes
             // or any other file beside them is not (nor a history entry).
-            let read = |p: &&Path| {
-                let rel = p
-                    .strip_prefix(&folder)
-                    .ok()
-                    .or(p.file_name().map(Path::new));
-                rel.is_some_and(|rel| set.reads(rel))
-            };
+            let read = |p: &PathBuf| set.reads(p);
             let other_files = swapped || changed.iter().any(|p| !is_model(p) && read(p));
+            // A file the document on disk names that the serving models do not read: the
+            // scorer file a refused document waited for (a retrain shipped under a new name,
+            // or a broken file fixed), so the document is tried again with it.
+            let awaited: Vec<&PathBuf> = changed
+                .iter()
+                .filter(|&p| !is_model(p) && !read(p))
+                .collect();
+            if !model_json && !awaited.is_empty() {
+                let document = std::fs::read(&model_path).unwrap_or_default();
+                if awaited.iter().any(|p| names(&document, p)) {
+                    let _ = registry.commit(Change::Folder { force: true });
+                    return;
+                }
+            }
             // The model if its document changed, else (or when only its document's bytes are
             // the same, as after an admin upload wrote it) the files it names. The registry
             // logs and counts the outcome.
@@ -140,7 +179,8 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
         }
     };
     let mut debouncer = new_debouncer(DEBOUNCE, None, handler)?;
-    debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
+    // Recursive: a scorer file may lie in a subfolder (`trees/offer.json`).
+    debouncer.watch(&dir, RecursiveMode::Recursive)?;
     Ok(ModelWatcher {
         _debouncer: debouncer,
         dir,
