@@ -334,3 +334,30 @@ async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the
     let [lo, hi] = [0, 1].map(|i| row["dr_difference"]["ci95"][i].as_f64().unwrap());
     assert!(lo <= hi && lo.is_finite() && hi.is_finite(), "{row}");
 }
+
+/// Tonight's snapshot (the same columns, reloaded) does not stop the shadow: it is compiled
+/// again for it and goes on deciding, its figures carried on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_follows_a_feature_reload() {
+    let dir = TempDir::new("shadow-follows");
+    let p = Binary::demo(&dir.0).spawn();
+    let (status, body) = put_shadow(p.admin, &candidate(json!(1.0))).await;
+    assert_eq!(status, 200, "{body}");
+    traffic(p.public, 5).await;
+    until_decisions(p.admin, 5).await;
+    let tonight = dir.0.join("tonight.csv");
+    std::fs::copy(support::demo_dir().join("features.csv"), &tonight).unwrap();
+    let r = request(
+        p.admin,
+        "POST",
+        "/admin/features/reload",
+        &[("content-type", "application/json")],
+        &serde_json::to_vec(&json!({"path": tonight, "wait": true})).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    traffic(p.public, 5).await;
+    let s = until_decisions(p.admin, 10).await;
+    assert_eq!(s["skipped"]["snapshot_changed"], 0, "{s}");
+    assert_eq!(shadow_listed(p.admin).await, body);
+}

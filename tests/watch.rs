@@ -45,10 +45,14 @@ async fn a_document_refused_for_a_missing_scorer_file_loads_when_the_file_arrive
     models.publish("model.json", &serde_json::to_vec(&doc).unwrap());
     eventually("the refusal", || rejected(&registry) == 1).await;
     assert_eq!(version_of(&registry), "1");
+    // The fault names the folder the file was looked for in.
+    let faults = registry.reload_models(true).unwrap_err().faults();
+    let looked_in = format!("`streaming_bundle_v2.lgb.txt` in {}:", models.dir.display());
+    assert!(faults[0].message.contains(&looked_in), "{faults:?}");
     let tree = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
     models.publish("streaming_bundle_v2.lgb.txt", &tree);
     eventually("version 9", || version_of(&registry) == "9").await;
-    assert_eq!(rejected(&registry), 1, "tried once more, and served");
+    assert_eq!(rejected(&registry), 2, "tried once more, and served");
 }
 
 /// A scorer file in a subfolder of the models folder is watched as one beside model.json.

@@ -123,5 +123,6 @@ fn read_scorer(folder: &Path, rel: &str, max: u64) -> Result<Vec<u8>, String> {
     if size > max {
         return Err(format!("`{rel}` is {size} bytes, over the limit of {max}"));
     }
-    crate::files::read_regular(&file, max).map_err(|e| format!("`{rel}`: {e}"))
+    crate::files::read_regular(&file, max)
+        .map_err(|e| format!("`{rel}` in {}: {e}", folder.display()))
 }

@@ -293,7 +293,7 @@ pub fn resolve_inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
     let full = base
         .join(relp)
         .canonicalize()
-        .map_err(|e| format!("`{rel}`: {e}"))?;
+        .map_err(|e| format!("`{rel}` in {}: {e}", base.display()))?;
     if !full.starts_with(&base) {
         return Err(format!(
             "`{rel}` leads outside the model's folder (through a symlink)"

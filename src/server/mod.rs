@@ -299,6 +299,11 @@ impl AppStateBuilder {
         // The shadow joins conversions to its decisions, from every source of events.
         let shadow = Arc::new(self.shadow.unwrap_or_default());
         contacts.subscribe(shadow.clone());
+        // The candidate follows the snapshots the champion is compiled for.
+        let (follows, base) = (shadow.clone(), self.registry.models_folder());
+        let limits = self.registry.config().limits.clone();
+        self.registry
+            .on_publish(move |_, store| follows.follow(store, base.clone(), &limits));
         AppState {
             registry: self.registry,
             metrics: Metrics::default(),

@@ -59,7 +59,8 @@ pub struct Candidate {
     estimate_share: f64,
     /// The document as put, `share` included (what the file keeps).
     kept: Value,
-    figures: Figures,
+    /// Shared with the same candidate compiled again for a newer snapshot.
+    figures: Arc<Figures>,
 }
 
 impl Candidate {
@@ -199,6 +200,33 @@ impl Shadow {
         Ok(summary)
     }
 
+    /// Compiles the candidate again for the snapshot that now serves (tonight's reload of the
+    /// same columns), its figures carried on; one that no longer compiles keeps its old form,
+    /// which skips every decision (counted), and says why. Called as a snapshot is published.
+    pub fn follow(&self, store: &Arc<FeatureStore>, base_dir: Option<PathBuf>, limits: &Limits) {
+        let Some(c) = self.slot.load_full() else {
+            return;
+        };
+        if Arc::ptr_eq(&c.features, store) {
+            return;
+        }
+        match compile(c.kept.clone(), store.clone(), base_dir, limits) {
+            Ok(mut again) => {
+                again.figures = c.figures.clone();
+                // A candidate put meanwhile wins.
+                let was = self.slot.compare_and_swap(&c, Some(Arc::new(again)));
+                if was.as_ref().is_some_and(|w| Arc::ptr_eq(w, &c)) {
+                    tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version,
+                        "the shadow model follows the new feature snapshot");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(model = %c.model.compiled.name, version = %c.model.compiled.version, error = %e,
+                    "the shadow model does not compile against the new feature snapshot: it skips every decision until it is put again");
+            }
+        }
+    }
+
     /// Ends shadowing; true when there was a candidate.
     pub fn delete(&self) -> Result<bool, ShadowError> {
         if let Some(path) = &self.file {
@@ -322,10 +350,9 @@ fn run(s: &Sampled, state: &With) {
     let snap = state.registry.load();
     let serving = snap.features.as_ref();
     if !serving.is_some_and(|f| Arc::ptr_eq(f, &c.features)) {
-        if c.figures.skipped_snapshot.fetch_add(1, Relaxed) == 0 {
-            tracing::warn!(model = %c.model.compiled.name, version = %c.model.compiled.version,
-                "the shadow model was compiled against the snapshot served before: it skips every decision until it is put again");
-        }
+        // Compiled against the snapshot served before (it did not compile against this one,
+        // which `follow` said, or this decision raced the swap).
+        c.figures.skipped_snapshot.fetch_add(1, Relaxed);
         return;
     }
     let model = &c.model.compiled;
@@ -475,7 +502,7 @@ fn compile(
         share,
         estimate_share,
         kept,
-        figures: Figures::default(),
+        figures: Arc::default(),
     })
 }
 
