@@ -577,3 +577,32 @@ fn parquet_codecs_null_columns_and_every_numeric_width_load() {
         }
     }
 }
+
+/// A page whose CRC-32 (what Spark and parquet-mr write in every page header) does not match
+/// its bytes is refused, not read as other numbers.
+#[cfg(feature = "offline")]
+#[test]
+fn a_parquet_page_that_fails_its_checksum_is_refused() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/parquet/checksummed.parquet"
+    );
+    let good = FeatureStore::load(std::path::Path::new(fixture)).unwrap();
+    assert_eq!(good.exact_row("C1").unwrap().f64(0), 34.93);
+    let mut bytes = std::fs::read(fixture).unwrap();
+    // The page's values, in order (statistics elsewhere hold 34.93 alone).
+    let values: Vec<u8> = [34.93_f64, 12.5, 7.25]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let at = bytes.windows(24).position(|w| w == values).unwrap();
+    bytes[at + 6] ^= 0x10;
+    let dir = std::env::temp_dir().join(format!("pq-crc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let damaged = dir.join("damaged.parquet");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let e = FeatureStore::load(&damaged).err().map(|e| e.to_string());
+    std::fs::remove_dir_all(&dir).ok();
+    let e = e.expect("a damaged page loaded");
+    assert!(e.contains("checksum"), "{e}");
+}
