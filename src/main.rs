@@ -501,15 +501,21 @@ async fn load_snapshot_when_published(registry: Arc<Registry>) {
     let Some(path) = registry.config().features_path.clone() else {
         return;
     };
-    let (mut tried, mut seen) = (None, None);
+    let version = |p: &Path| {
+        let meta = std::fs::metadata(p).ok()?;
+        Some((meta.modified().ok(), meta.len()))
+    };
+    // The start tried the file as it stands (a refusal logged then): tried again once it
+    // changes.
+    let start = version(&path);
+    let (mut tried, mut seen) = (start, start);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     while registry.load().features.is_none() {
         tick.tick().await;
         let (r, p) = (registry.clone(), path.clone());
         let (before, last_tried) = (seen, tried);
         let Ok((version, attempted)) = tokio::task::spawn_blocking(move || {
-            let meta = std::fs::metadata(&p).ok();
-            let version = meta.map(|m| (m.modified().ok(), m.len()));
+            let version = version(&p);
             let settled = version.is_some() && version == before;
             if !settled || version == last_tried || r.load().features.is_some() {
                 return (version, false);

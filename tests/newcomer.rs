@@ -259,3 +259,42 @@ async fn a_snapshot_written_in_place_is_loaded_once_it_stops_changing() {
     .await;
     assert_ne!(a["fallback"]["reason"], "unknown_customer", "{a}");
 }
+
+/// A snapshot refused at the start is refused once (one log line, one entry of the page's
+/// loads), not again until it changes; the fixed file then loads.
+#[tokio::test]
+async fn a_snapshot_refused_at_the_start_is_tried_again_only_once_it_changes() {
+    let dir = demo_copy("refused-at-start");
+    let good = std::fs::read_to_string(dir.0.join("features.csv")).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    let dup = lines[1];
+    lines.push(dup);
+    std::fs::write(dir.0.join("night.csv"), lines.join("\n") + "\n").unwrap();
+    let srv = Binary::in_folder(&dir.0)
+        .args([
+            "--models",
+            "model.json",
+            "--features",
+            "night.csv",
+            "--data-dir",
+            "data",
+        ])
+        .spawn();
+    ready_becomes(&srv, 503).await;
+    let refused = |s: &serde_json::Value| {
+        s["loads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["part"] == "features" && l["accepted"] == false)
+            .count()
+    };
+    // Time for a second try, were there one (the watch looks every second).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let status = get(srv.admin, "/admin/status.json").await.json();
+    assert_eq!(refused(&status), 1, "{}", status["loads"]);
+    publish(&dir.0, "night.csv", good.as_bytes());
+    serves_the_demo(&srv).await;
+    let status = get(srv.admin, "/admin/status.json").await.json();
+    assert_eq!(refused(&status), 1, "{}", status["loads"]);
+}
