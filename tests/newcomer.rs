@@ -293,6 +293,15 @@ async fn a_snapshot_refused_at_the_start_is_tried_again_only_once_it_changes() {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let status = get(srv.admin, "/admin/status.json").await.json();
     assert_eq!(refused(&status), 1, "{}", status["loads"]);
+    // The log line is placed by its source (a snapshot's fault has no place in a model).
+    let log = srv.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("duplicate customer_id"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["source"], "features night.csv", "{line}");
+    assert!(v.get("path").is_none(), "{line}");
     publish(&dir.0, "night.csv", good.as_bytes());
     serves_the_demo(&srv).await;
     let status = get(srv.admin, "/admin/status.json").await.json();

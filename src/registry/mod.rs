@@ -682,11 +682,11 @@ fn shrunk(before: usize, now: usize) -> Option<Fault> {
 /// Logs every fault of a refused change, once, where the refusal is decided.
 fn log_refusal(e: &RegistryError, source: &str) {
     for Fault { path, message } in e.faults() {
-        tracing::warn!(
-            source,
-            path = %path,
-            fault = %message,
-            "load refused; the model and snapshot serving are unchanged"
-        );
+        // A fault without a place in the model (a snapshot's) is placed by its source.
+        if path.is_empty() {
+            tracing::warn!(source, fault = %message, "load refused; the model and snapshot serving are unchanged");
+        } else {
+            tracing::warn!(source, path = %path, fault = %message, "load refused; the model and snapshot serving are unchanged");
+        }
     }
 }
