@@ -44,6 +44,7 @@
 //!   bad value is an error naming its flag).
 //! - [`watch`]: the models-folder watcher that hot-reloads on change.
 //! - [`rfc3339`]: the one parser of times with an offset (event `ts`, validity windows, `--now`).
+//! - [`near`]: the known name a mistyped one meant (features, environment variables).
 //! - [`logging`]: the process log (JSON or text on stderr), its stable field names, redaction.
 //! - `campaign`: outbound campaigns: the same decision over the whole base, allocated under
 //!   capacity, written as a target list, committed back as contacts (with the default
@@ -70,6 +71,7 @@ pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod near;
 pub mod registry;
 pub mod rfc3339;
 pub mod server;

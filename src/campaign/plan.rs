@@ -323,7 +323,7 @@ pub fn zone_column(
     match features.column(name) {
         None => Err(vec![Fault {
             path,
-            message: format!("unknown feature `{name}`"),
+            message: crate::model::Schema::unknown(features, name),
         }]),
         Some(c) if features.dictionary(c).is_none() => Err(vec![Fault {
             path,

@@ -173,11 +173,22 @@ pub trait Schema {
         None
     }
 
-    /// The fault for a feature name without a column: why, when the snapshot left it out.
+    /// The column a mistyped feature name most likely meant (another letter case, a slip).
+    fn near(&self, _name: &str) -> Option<&str> {
+        None
+    }
+
+    /// The fault for a feature name without a column: why, when the snapshot left it out, or
+    /// the column it likely meant.
     fn unknown(&self, name: &str) -> String {
-        match self.left_out(name) {
-            Some(kind) => format!("unknown feature `{name}`: {}", left_out_reason(kind)),
-            None => format!("unknown feature `{name}`"),
+        match (self.left_out(name), self.near(name)) {
+            (Some(kind), _) => format!("unknown feature `{name}`: {}", left_out_reason(kind)),
+            (None, Some(near)) if near.eq_ignore_ascii_case(name) => format!(
+                "unknown feature `{name}`: the snapshot has `{near}` (names match exactly, \
+                 letter case included)"
+            ),
+            (None, Some(near)) => format!("unknown feature `{name}`: did you mean `{near}`?"),
+            (None, None) => format!("unknown feature `{name}`"),
         }
     }
 }
@@ -205,6 +216,10 @@ impl Schema for FeatureStore {
     fn why_text(&self, column: u32) -> Option<String> {
         let (_, line, word) = self.turned().find(|t| t.0 == column as usize)?;
         Some(format!("the snapshot's line {line} made it text: `{word}`"))
+    }
+
+    fn near(&self, name: &str) -> Option<&str> {
+        crate::near::nearest(name, self.columns().iter().map(|c| &**c))
     }
 
     fn left_out(&self, name: &str) -> Option<&str> {

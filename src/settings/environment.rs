@@ -56,14 +56,10 @@ pub fn unknown(
                 && !service_link(k, &v.to_string_lossy())
         })
         .map(|(name, _)| {
-            // Two edits in a long name are a typo; in `FOO` against `LOG` they are another word.
-            let typed = name.len() - PREFIX.len();
-            let meant = known
-                .iter()
-                .map(|&k| (strsim::damerau_levenshtein(k, &name), k))
-                .filter(|&(d, _)| d <= 2 && d * 3 <= typed)
-                .min()
-                .map(|(_, k)| k.to_owned());
+            // Compared without the prefix every name shares: `FOO` is not `LOG`.
+            let typed = name.strip_prefix(PREFIX).unwrap_or(&name);
+            let bare = known.iter().map(|&k| k.strip_prefix(PREFIX).unwrap_or(k));
+            let meant = crate::near::nearest(typed, bare).map(|k| format!("{PREFIX}{k}"));
             Unknown { name, meant }
         })
         .collect();

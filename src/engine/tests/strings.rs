@@ -375,6 +375,27 @@ fn an_offer_value_may_come_from_the_snapshot() {
         serde_json::json!({"feature": "nope", "default": 1}),
     );
     assert_eq!(f, ["offers[0].value.feature: unknown feature `nope`"]);
+    // A slip or another letter case is said.
+    let store = FeatureStore::from_csv_bytes(VALUES_CSV.as_bytes(), "v.csv").unwrap();
+    let f = rule_faults(
+        &store,
+        serde_json::json!({"feature": "SEGMENT", "op": "is_missing"}),
+    );
+    assert_eq!(
+        f,
+        [
+            "offers[0].eligibility.feature: unknown feature `SEGMENT`: the snapshot has \
+          `segment` (names match exactly, letter case included)"
+        ]
+    );
+    let f = rule_faults(
+        &store,
+        serde_json::json!({"feature": "margn_12m", "op": "is_missing"}),
+    );
+    assert_eq!(
+        f,
+        ["offers[0].eligibility.feature: unknown feature `margn_12m`: did you mean `margin_12m`?"]
+    );
     let f = faults(VALUES_CSV, serde_json::json!({"feature": "arpu"}));
     assert_eq!(f, ["offers[0].value.default: missing field"]);
     let f = faults(
