@@ -202,13 +202,11 @@ pub(super) fn unused_categories(
         }
         // Among names other offers carry: a name none does is warned about above.
         let near = lists.iter().find_map(|(path, list)| {
-            list.iter()
-                .filter(|n| offer_categories.contains(&n.as_str()))
-                .find(|n| {
-                    n.eq_ignore_ascii_case(c)
-                        || (c.chars().count() >= 4 && strsim::damerau_levenshtein(c, n) <= 2)
-                })
-                .map(|n| (n, path))
+            let carried = list
+                .iter()
+                .map(String::as_str)
+                .filter(|n| offer_categories.contains(n));
+            crate::near::nearest(c, carried).map(|n| (n, path))
         });
         if let Some((n, path)) = near {
             warnings.push(Fault {
