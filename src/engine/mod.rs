@@ -8,6 +8,7 @@
 
 pub mod adaptive;
 pub mod contextual;
+mod explain;
 pub mod explore;
 mod fallback;
 pub mod policy;
@@ -19,6 +20,7 @@ pub mod trees;
 
 use std::borrow::Cow;
 
+use explain::{explain_unreached, not_candidate_reason, with_tested_value};
 pub use fallback::{BuiltinChannel, BuiltinFallback, Fallback, FallbackReason, FallbackStage};
 pub use policy::{OfferCaps, Policies};
 pub use rules::{CmpOp, CtxValue, Interval, Operand, Rule, RuleInput, Test, What};
@@ -314,12 +316,6 @@ pub struct Decision<'m> {
     pub anonymous: bool,
 }
 
-const NOT_ON_CHANNEL: &str = "channel: the offer is not shown on this channel";
-const UNKNOWN_CHANNEL: &str =
-    "channel: the model has no such channel (fallback reason unknown_placement)";
-const UNKNOWN_PLACEMENT: &str =
-    "placement: the model has no such placement on this channel (fallback reason unknown_placement)";
-const NOT_IN_PLACEMENT: &str = "placement: the offer is not shown in this placement";
 const OUTSIDE_WINDOW: &str = "validity: outside the offer's validity window";
 const BELOW_MIN_SCORE: &str = "arbitration.min_score";
 const BELOW_MIN_PROPENSITY: &str = "arbitration.min_propensity";
@@ -616,75 +612,6 @@ fn fill_shown(
         if let Verdict::Scored { shown, .. } = &mut explain[law.offer as usize] {
             *shown = (1.0 - share) * g + share * uniform;
         }
-    }
-}
-
-fn not_candidate_reason(offer: &Offer, channel: usize) -> &'static str {
-    if offer.channel_mask & (1 << channel) == 0 {
-        NOT_ON_CHANNEL
-    } else {
-        NOT_IN_PLACEMENT
-    }
-}
-
-fn explain_unreached<'m>(
-    model: &'m CompiledModel,
-    channel: Option<usize>,
-    slot: Option<&Slot>,
-    out: &mut Vec<Verdict<'m>>,
-    unknown_customer: bool,
-) {
-    for (oi, offer) in model.offers.iter().enumerate() {
-        let why = match (channel, slot) {
-            (None, _) => UNKNOWN_CHANNEL,
-            (Some(_), None) => UNKNOWN_PLACEMENT,
-            (Some(_), Some(s)) if unknown_customer && s.candidates.contains(&(oi as u32)) => {
-                "customer: unknown customer, no features to evaluate"
-            }
-            (Some(ch), Some(_)) => not_candidate_reason(offer, ch),
-        };
-        out.push(Verdict::text(why));
-    }
-}
-
-/// For explain: a verdict of the offer's rule, again with the value its failing leaf tested
-/// (`segment is bronze, not in gold, platinum`): string values decoded through the snapshot's
-/// dictionary, numbers as the source gave them.
-fn with_tested_value<'m>(
-    verdict: Verdict<'m>,
-    offer: &'m Offer,
-    input: &RuleInput<'_, '_>,
-    row: FeatureRow<'_>,
-    features: &FeatureStore,
-) -> Verdict<'m> {
-    let (Verdict::Excluded(why), Some(rule)) = (&verdict, &offer.rule) else {
-        return verdict;
-    };
-    if rule.check(input) != Some(why) {
-        return verdict;
-    }
-    let shown = |operand: Operand| -> String {
-        match operand {
-            Operand::Feature(c) => {
-                let c = c as usize;
-                let x = row.f32(c);
-                match features.dictionary(c) {
-                    Some(d) => d.value_of(x).unwrap_or("missing").to_owned(),
-                    None if x.is_nan() => "missing".into(),
-                    None => row.f64(c).to_string(),
-                }
-            }
-            Operand::Context(slot) => match input.context.get(slot as usize) {
-                // Quoted: a number sent as a string ("250") fails a number test, and says so.
-                Some(Some(CtxValue::Str(s))) => format!("\"{s}\" (text)"),
-                Some(Some(CtxValue::Num(x))) => x.to_string(),
-                _ => "missing".into(),
-            },
-        }
-    };
-    match rule.explain(input, &shown) {
-        Some(text) => Verdict::Excluded(text),
-        None => verdict,
     }
 }
 

@@ -74,3 +74,18 @@ fn a_value_rounding_to_the_bounds_f32_is_still_on_its_own_side() {
         Some("offers[0].eligibility: x is 34.5600001, the rule needs <= 34.56")
     );
 }
+
+#[test]
+fn explain_shows_very_large_and_very_small_values_in_exponent_form() {
+    let csv = "customer_id,x\nBIG,3.4e38\nTINY,1e-40\nPLAIN,1234.5\n";
+    let rules = serde_json::json!([{"feature": "x", "op": "lt", "value": 0}]);
+    let (m, s) = with_rules(csv, rules);
+    for (id, shown) in [("BIG", "3.4e38"), ("TINY", "1e-40"), ("PLAIN", "1234.5")] {
+        let why = explained(&m.compiled, &s, id);
+        assert_eq!(
+            why[0].as_deref(),
+            Some(format!("offers[0].eligibility: x is {shown}, the rule needs < 0").as_str()),
+            "{id}"
+        );
+    }
+}
