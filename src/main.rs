@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -11,13 +10,15 @@ use clap::{Parser, Subcommand};
 use nextbest::contact::funnel::store as funnel_store;
 use nextbest::contact::Clock;
 use nextbest::decision_log::{replay as decision_replay, DecisionLog};
-use nextbest::features::{self, FeatureStore};
 use nextbest::fleet;
 use nextbest::model::{self, AnySchema, Limits};
 use nextbest::registry::{load_challenger, Change, Registry, RegistryError};
 use nextbest::server::{self, AppState};
 use nextbest::settings::ServeArgs;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+mod features_cli;
+use features_cli::{compile_features, load_features, publish_features, show_features};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -111,6 +112,15 @@ enum FeaturesCmd {
         /// Keep running: publish again whenever the source changes, checking every SECONDS.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         every: Option<u64>,
+    },
+    /// Print customers' values as the snapshot holds them (what a decision reads), one JSON
+    /// line each.
+    Show {
+        /// The snapshot: CSV, Parquet or .nbf.
+        snapshot: PathBuf,
+        /// The customers.
+        #[arg(required = true)]
+        customer_ids: Vec<String>,
     },
 }
 
@@ -264,6 +274,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             every,
         })) => publish_features(&source, &store, every),
+        Some(Command::Features(FeaturesCmd::Show {
+            snapshot,
+            customer_ids,
+        })) => show_features(&snapshot, &customer_ids),
         #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
         #[cfg(not(feature = "offline"))]
@@ -291,20 +305,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             replay(&log, &candidate, json)
         }
     }
-}
-
-fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
-    let t = Instant::now();
-    let store = FeatureStore::load(path)?.with_customers(path)?;
-    tracing::info!(
-        path = %path.display(),
-        customers = store.len(),
-        features = store.columns().len(),
-        bytes = store.bytes_held(),
-        duration_ms = t.elapsed().as_millis() as u64,
-        "feature snapshot loaded"
-    );
-    Ok(store)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -596,37 +596,6 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
     }
 }
 
-fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
-    let same = |a: &Path, b: &Path| {
-        a.canonicalize()
-            .ok()
-            .is_some_and(|a| b.canonicalize().ok() == Some(a))
-    };
-    if same(input, output) {
-        bail!(
-            "{} is the snapshot being compiled: write the .nbf to another file",
-            output.display()
-        );
-    }
-    let started = Instant::now();
-    let store = load_features(input)?;
-    let read_ms = started.elapsed().as_millis();
-    for (path, message) in store.column_warnings() {
-        println!("{}: warning: {path}: {message}", input.display());
-    }
-    features::write_nbf(&store, output)?;
-    // The whole command's time: the read is most of it for a CSV.
-    println!(
-        "wrote {} ({} customers x {} features) in {} ms ({read_ms} ms reading {})",
-        output.display(),
-        store.len(),
-        store.columns().len(),
-        started.elapsed().as_millis(),
-        input.display()
-    );
-    Ok(())
-}
-
 /// `nextbest replay --estimate`: prints the estimate, or says in one line why there is none.
 fn estimate(log: &Path, candidate: &Path, data_dir: &Path, json: bool) -> anyhow::Result<()> {
     let report = nextbest::decision_log::estimate::run(log, candidate, data_dir)?;
@@ -636,59 +605,6 @@ fn estimate(log: &Path, candidate: &Path, data_dir: &Path, json: bool) -> anyhow
         print!("{}", report.to_text());
     }
     Ok(())
-}
-
-/// `nextbest features publish`: once, or whenever the source changes (another file, length,
-/// modification or change time; a refused file is logged and tried again on its next change).
-fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyhow::Result<()> {
-    let store = features::SnapshotStore::new(store);
-    let publish = || -> anyhow::Result<()> {
-        let t = Instant::now();
-        let entry = store.publish(source)?;
-        tracing::info!(source = %source.display(), entry = %entry.display(), duration_ms = t.elapsed().as_millis() as u64, "snapshot published");
-        println!("{}", entry.display());
-        Ok(())
-    };
-    let Some(secs) = every else {
-        return publish();
-    };
-    // The change time too (a rename sets it, and nobody can set it back): a new file renamed
-    // over the source with the same size and time (`cp -p`, `rsync -t`), even one given the old
-    // file's freed inode, is a new snapshot.
-    let stamp = || {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(source).ok().map(|m| {
-            (
-                (m.dev(), m.ino(), m.len()),
-                m.modified().ok(),
-                (m.ctime(), m.ctime_nsec()),
-            )
-        })
-    };
-    let mut published = None;
-    if stamp().is_none() {
-        tracing::info!(source = %source.display(), every_s = secs, "waiting for the source to appear");
-    }
-    let mut gone = false;
-    loop {
-        let now = stamp();
-        if now.is_none() && published.is_some() && !gone {
-            tracing::warn!(source = %source.display(), "the source is gone: the published snapshot stays; waiting for a new one");
-        }
-        gone = now.is_none();
-        if now.is_some() && now != published {
-            match publish() {
-                Ok(()) => {}
-                // Still being written: its next state is tried, and nothing is wrong yet.
-                Err(e) if stamp() != now => {
-                    tracing::warn!(source = %source.display(), error = %e, "the source changed while it was read (still being written?): trying again once it settles")
-                }
-                Err(e) => tracing::error!(error = %e, "snapshot refused"),
-            }
-            published = now;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(secs));
-    }
 }
 
 /// `nextbest replay`: prints the report; a log the original models do not reproduce exactly is

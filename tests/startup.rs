@@ -666,3 +666,36 @@ fn compiling_a_snapshot_over_itself_is_refused() {
     );
     assert_eq!(std::fs::read(&csv).unwrap(), bytes);
 }
+
+/// `features show` prints what a decision reads of a customer: numbers exactly as given,
+/// text as written, null for missing; an id the snapshot lacks fails the command after them.
+#[test]
+fn features_show_prints_a_customers_values_as_held() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args([
+            "features",
+            "show",
+            "models/features.csv",
+            "C0000001",
+            "NOPE",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("1 of 2 ids are not in models/features.csv: NOPE"),
+        "{stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["customer_id"], "C0000001");
+    let f = &v["features"];
+    assert_eq!(f["arpu_30d"], 34.56, "{v}");
+    assert_eq!(f["segment"], "gold", "{v}");
+    assert!(f["days_since_last_topup"].is_null(), "{v}");
+}
