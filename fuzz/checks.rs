@@ -468,10 +468,10 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
     let Ok(store) = loaded else {
         return;
     };
-    // The oracle: the records as the csv crate reads them.
+    // The oracle: the records as the csv crate reads them, fields as written.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .trim(csv::Trim::All)
+        .trim(csv::Trim::Headers)
         .from_reader(data);
     let header = reader.byte_headers().expect("header").clone();
     let columns: Vec<&str> = store.columns().iter().map(|c| &**c).collect();
@@ -481,9 +481,9 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         .skip(1)
         .map(|h| {
             let h = std::str::from_utf8(h).expect("column names are UTF-8");
-            match (h.strip_suffix(":str"), h.strip_suffix(":num")) {
-                (Some(n), _) => (n.trim_end(), Some(true)),
-                (_, Some(n)) => (n.trim_end(), Some(false)),
+            match h.rsplit_once(':') {
+                Some((n, k)) if k.eq_ignore_ascii_case("str") => (n.trim_end(), Some(true)),
+                Some((n, k)) if k.eq_ignore_ascii_case("num") => (n.trim_end(), Some(false)),
                 _ => (h, None),
             }
         })
@@ -508,8 +508,13 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
         let exact = store.exact_row(id).expect("every id looks up");
         for (c, (field, &v)) in record.iter().skip(1).zip(row).enumerate() {
             assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
-            let number = std::str::from_utf8(field).is_ok_and(|t| t.parse::<f64>().is_ok());
-            not_numbers[c] |= !field.is_empty() && !number;
+            // A number: blanks around it allowed, finite as an f32; or a boolean word.
+            let trimmed = std::str::from_utf8(field).map_or("", str::trim);
+            let boolean = ["true", "false"]
+                .iter()
+                .any(|b| trimmed.eq_ignore_ascii_case(b));
+            let number = boolean || trimmed.parse::<f64>().is_ok_and(|x| (x as f32).is_finite());
+            not_numbers[c] |= !trimmed.is_empty() && !number;
             if let Some(d) = store.dictionary(c) {
                 // A text cell is its field, exactly; an empty field is missing.
                 let text = std::str::from_utf8(field).expect("text is UTF-8");
@@ -523,11 +528,12 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
             }
             // The f64 the text means, as the libraries read it; the row keeps its f32, and
             // the exact row the f64 itself (below f32's normal range, the f32).
-            let want = if field.is_empty() {
+            let want = if trimmed.is_empty() {
                 f64::NAN
+            } else if boolean {
+                f64::from(u8::from(trimmed.eq_ignore_ascii_case("true")))
             } else {
-                let text = std::str::from_utf8(field).expect("numbers are UTF-8");
-                text.parse::<f64>().expect("a loaded value parses")
+                trimmed.parse::<f64>().expect("a loaded value parses")
             };
             assert_eq!(v.to_bits(), (want as f32).to_bits(), "row {r} column {c}");
             let want_exact = if want.abs() < f64::from(f32::MIN_POSITIVE) {
