@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use nextbest::engine::trees::TreeEnsemble;
 use nextbest::features::FeatureStore;
 use nextbest::model::bind::Column;
-use nextbest::model::{lightgbm, xgboost, ColumnInfo};
+use nextbest::model::{lightgbm, xgboost};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical")
@@ -30,15 +30,7 @@ fn predictions() -> (Vec<String>, csv::StringRecord, Vec<csv::StringRecord>) {
 }
 
 fn column_of<'s>(store: &'s FeatureStore) -> impl Fn(&str) -> Option<Column<'s>> + 's {
-    move |name| {
-        let c = store.column(name)?;
-        Some(Column {
-            index: c as u32,
-            info: store
-                .dictionary(c)
-                .map_or(ColumnInfo::Number, ColumnInfo::Strings),
-        })
-    }
+    move |name| Column::in_store(store, name)
 }
 
 fn load(name: &str, store: &FeatureStore) -> TreeEnsemble {

@@ -79,25 +79,7 @@ pub fn parse_xgboost_model(
             format!("not an XGBoost JSON model; {hint}"),
         ));
     }
-    let mut buf = bytes.to_vec();
-    let file: ModelFile = simd_json::serde::from_slice(&mut buf).map_err(|_| {
-        // simd-json's errors name its internals; serde_json's say what and where.
-        let why = match serde_json::from_slice::<ModelFile>(bytes) {
-            Err(_) if std::str::from_utf8(bytes).is_err() => {
-                "it is binary (UBJSON, a `.ubj` file): save the model as JSON, \
-                 Booster.save_model(\"m.json\")"
-                    .into()
-            }
-            Err(_) if super::lightgbm::is_dump(bytes) => {
-                "it is LightGBM's dump_model() JSON: save the LightGBM model as text, \
-                 Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
-                    .into()
-            }
-            Err(e) => e.to_string(),
-            Ok(_) => "not JSON this server can read".into(),
-        };
-        TreeLoadError::format("json", format!("not an XGBoost JSON model: {why}"))
-    })?;
+    let file = read_file(bytes)?;
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();
@@ -216,7 +198,12 @@ pub fn parse_xgboost_model(
             ),
         ));
     }
-    let categories = feature_categories(&learner.feature_types, model.cats.as_ref(), names.len())?;
+    let categories = feature_categories(
+        &learner.feature_types,
+        model.cats.as_ref(),
+        &file.version,
+        names.len(),
+    )?;
 
     let raw: Vec<RawTree> = model
         .trees
@@ -236,6 +223,34 @@ pub fn parse_xgboost_model(
     };
     let ensemble = TreeEnsemble::build_model(Flavor::XgBoost, classes, &raw, &features)?;
     Ok((ensemble, names.to_vec()))
+}
+
+/// Parses the file (simd-json), else refuses it saying what the file is.
+fn read_file(bytes: &[u8]) -> Result<ModelFile, TreeLoadError> {
+    let mut buf = bytes.to_vec();
+    if let Ok(file) = simd_json::serde::from_slice::<ModelFile>(&mut buf) {
+        return Ok(file);
+    }
+    let text = bytes;
+    // simd-json's errors name its internals; serde_json's say what and where.
+    let why = match serde_json::from_slice::<ModelFile>(text) {
+        Ok(file) => return Ok(file),
+        Err(_) if std::str::from_utf8(bytes).is_err() => {
+            "it is binary (UBJSON, a `.ubj` file): save the model as JSON, \
+             Booster.save_model(\"m.json\")"
+                .into()
+        }
+        Err(_) if super::lightgbm::is_dump(bytes) => {
+            "it is LightGBM's dump_model() JSON: save the LightGBM model as text, \
+             Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
+                .into()
+        }
+        Err(e) => e.to_string(),
+    };
+    Err(TreeLoadError::format(
+        "json",
+        format!("not an XGBoost JSON model: {why}"),
+    ))
 }
 
 /// Refuses a scorer's `categories` list for a codes-only feature that names fewer categories
@@ -279,10 +294,11 @@ fn short_lists(
 }
 
 /// Each feature's categories: numeric unless `feature_types` says `c`; then the names (or
-/// numbers) 3.x stores in `cats.enc`, in code order, else codes only.
+/// numbers) 3.1 and later store in `cats.enc`, in code order, else codes only.
 fn feature_categories(
     types: &[String],
     cats: Option<&Cats>,
+    version: &[i64],
     n: usize,
 ) -> Result<Vec<Categories>, TreeLoadError> {
     let mut out = Vec::with_capacity(n);
@@ -292,31 +308,10 @@ fn feature_categories(
             continue;
         }
         let loc = format!("learner.gradient_booster.model.cats.enc[{i}]");
-        let enc = cats.and_then(|c| c.enc.get(i));
-        let cat = match enc {
+        out.push(match cats.and_then(|c| c.enc.get(i)) {
             None => Categories::Codes,
-            Some(e) if !e.offsets.is_empty() => {
-                // Strings in Arrow's layout: bytes (as signed chars), and n + 1 offsets.
-                let bytes: Vec<u8> = e.values.iter().map(|&b| b as i64 as u8).collect();
-                let mut names = Vec::with_capacity(e.offsets.len() - 1);
-                for w in e.offsets.windows(2) {
-                    let (a, b) = (w[0], w[1]);
-                    let name = usize::try_from(a)
-                        .ok()
-                        .zip(usize::try_from(b).ok())
-                        .and_then(|(a, b)| bytes.get(a..b))
-                        .and_then(|s| std::str::from_utf8(s).ok())
-                        .ok_or_else(|| {
-                            TreeLoadError::format(&loc, format!("bad offsets {a}..{b}"))
-                        })?;
-                    names.push(name.to_owned());
-                }
-                Categories::Strings(names)
-            }
-            Some(e) if !e.values.is_empty() => Categories::Numbers(e.values.clone()),
-            Some(_) => Categories::Codes,
-        };
-        out.push(cat);
+            Some(e) => cats::decode(e, version, &loc)?,
+        });
     }
     Ok(out)
 }
@@ -542,6 +537,9 @@ fn node_categories(label: &str, t: &Tree, j: usize) -> Result<Box<[u32]>, TreeLo
 #[derive(Deserialize)]
 struct ModelFile {
     learner: Learner,
+    /// The XGBoost release that wrote the file.
+    #[serde(default)]
+    version: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -594,11 +592,11 @@ struct Cats {
 /// One feature's categories: strings as Arrow lays them out (`offsets` and bytes in
 /// `values`), or numbers in `values`; empty for a numeric feature.
 #[derive(Deserialize)]
-struct Enc {
+pub(super) struct Enc {
     #[serde(default)]
-    offsets: Vec<i64>,
+    pub(super) offsets: Vec<i64>,
     #[serde(default)]
-    values: Vec<f64>,
+    pub(super) values: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -645,5 +643,6 @@ impl Flag {
     }
 }
 
+mod cats;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,130 @@
+//! XGBoost files as particular releases and APIs write them, against the library's own
+//! predictions: category names with non-ASCII characters (3.2 counts their offsets in
+//! characters), the bare `NaN` token of 1.7 to 2.1, early stopping's `best_iteration`, and a
+//! no-names file (3.0) with an integer category column.
+//! Fixtures: `tests/fixtures/xgb_files/make_*.py` (pinned versions, fixed seeds).
+
+use std::path::PathBuf;
+
+use nextbest::engine::trees::TreeEnsemble;
+use nextbest::features::FeatureStore;
+use nextbest::model::bind::{Column, Given};
+use nextbest::model::xgboost;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgb_files")
+}
+
+fn inputs() -> FeatureStore {
+    FeatureStore::load(&dir().join("inputs.csv")).expect("inputs.csv")
+}
+
+fn parse(
+    file: &str,
+    spec: &xgboost::Spec<'_>,
+    store: &FeatureStore,
+) -> Result<TreeEnsemble, String> {
+    let bytes = std::fs::read(dir().join(file)).unwrap();
+    let resolve = |name: &str| Column::in_store(store, name);
+    xgboost::parse_xgboost_model(&bytes, spec, &resolve)
+        .map(|(e, _)| e)
+        .map_err(|e| e.to_string())
+}
+
+/// Every row of `predictions.csv`'s columns `prefix` (or `prefix_<k>`, then `suffix`), bit
+/// for bit.
+fn parity(e: &TreeEnsemble, store: &FeatureStore, csv: &str, prefix: &str, suffix: &str) {
+    let mut r = csv::Reader::from_path(dir().join(csv)).unwrap();
+    let header = r.headers().unwrap().clone();
+    let classes = e.n_classes();
+    let cols: Vec<usize> = (0..classes)
+        .map(|k| {
+            let name = if classes == 1 {
+                format!("{prefix}{suffix}")
+            } else {
+                format!("{prefix}_{k}{suffix}")
+            };
+            header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{name} in {csv}"))
+        })
+        .collect();
+    let mut out = vec![0.0; classes];
+    let mut rows = 0;
+    for rec in r.records().map(Result::unwrap) {
+        let row = store.exact_row(&rec[0]).unwrap();
+        e.predict_classes(row, &mut out);
+        for (k, &c) in cols.iter().enumerate() {
+            let want: f64 = rec[c].parse().unwrap();
+            assert_eq!(out[k], want, "{prefix}{suffix} {} class {k}", &rec[0]);
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, store.len());
+}
+
+/// "Zürich" among ASCII names: 3.2 wrote character offsets and dropped the last byte ("west"
+/// keeps "wes"); the file alone scores every row as `Booster.predict` does.
+#[test]
+fn non_ascii_category_names_written_by_3_2_score_as_the_library() {
+    let store = inputs();
+    let text = std::fs::read_to_string(dir().join("z_region.json")).unwrap();
+    assert!(
+        text.contains("\"offsets\":[0,6,13,17,24,29,33]"),
+        "character offsets"
+    );
+    let e = parse("z_region.json", &xgboost::Spec::default(), &store).unwrap();
+    assert!(
+        e.unseen_codes().is_empty(),
+        "every snapshot region is a model category"
+    );
+    parity(&e, &store, "predictions.csv", "z_region", "");
+}
+
+/// CJK, emoji, accents, quotes and commas: "東京" lost all its bytes, "Ñ-islas 🏝" part of its
+/// emoji; each is still the one snapshot value that fits.
+#[test]
+fn names_the_file_keeps_in_part_match_the_one_value_that_fits() {
+    let store = inputs();
+    let e = parse("u_city.json", &xgboost::Spec::default(), &store).unwrap();
+    assert!(e.unseen_codes().is_empty());
+    parity(&e, &store, "predictions.csv", "u_city", "");
+    // The true names may be given; other names are refused with what the file keeps.
+    let given = |list: &[&str]| -> Given {
+        [(
+            "city".to_string(),
+            list.iter().map(|s| s.to_string()).collect(),
+        )]
+        .into()
+    };
+    let mut names: Vec<&str> = vec![
+        "Île-de-France",
+        "Provence, Alpes",
+        "Paris \"centre\"",
+        "東京",
+        "Ñ-islas 🏝",
+        "capital",
+        "north",
+    ];
+    names.sort();
+    let ok = given(&names);
+    let spec = xgboost::Spec {
+        categories: Some(&ok),
+        ..Default::default()
+    };
+    let e = parse("u_city.json", &spec, &store).unwrap();
+    parity(&e, &store, "predictions.csv", "u_city", "");
+    let mut wrong = names.clone();
+    wrong.swap(5, 6);
+    let bad = given(&wrong);
+    let spec = xgboost::Spec {
+        categories: Some(&bad),
+        ..Default::default()
+    };
+    let e = parse("u_city.json", &spec, &store).unwrap_err();
+    assert!(
+        e.contains("categories.city") && e.contains("in part"),
+        "{e}"
+    );
+}
