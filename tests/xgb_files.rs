@@ -128,3 +128,40 @@ fn names_the_file_keeps_in_part_match_the_one_value_that_fits() {
         "{e}"
     );
 }
+
+/// 2.1.4 writes `NaN` as every categorical split's threshold: the file loads, with the
+/// category names from the scorer (the file stores codes), and scores as `Booster.predict`.
+#[test]
+fn categorical_files_of_2_1_with_bare_nan_tokens_score_as_the_library() {
+    let store = inputs();
+    let text = std::fs::read_to_string(dir().join("v21_cat.json")).unwrap();
+    assert!(
+        text.contains(",NaN,") || text.contains("[NaN"),
+        "bare NaN tokens"
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "not JSON"
+    );
+    let strings = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let given: Given = [
+        (
+            "segment".to_string(),
+            strings(&["bronze", "gold", "platinum", "silver"]),
+        ),
+        (
+            "region".to_string(),
+            strings(&["Zürich", "capital", "east", "islands", "south", "west"]),
+        ),
+    ]
+    .into();
+    let spec = xgboost::Spec {
+        categories: Some(&given),
+        ..Default::default()
+    };
+    let e = parse("v21_cat.json", &spec, &store).unwrap();
+    parity(&e, &store, "predictions_v21.csv", "v21_cat", "");
+    // Without the names it is refused for that reason, not as a JSON error.
+    let e = parse("v21_cat.json", &xgboost::Spec::default(), &store).unwrap_err();
+    assert!(e.contains("stores only category codes"), "{e}");
+}

@@ -6,7 +6,8 @@
 //! numeric splits and categorical ones, partition or one-hot, from `split_type`,
 //! `categories`, `categories_nodes`, `categories_segments` and `categories_sizes`),
 //! `base_score` decoding, the training categories 3.x stores (`cats.enc`, names in code
-//! order), and mapping feature names to snapshot columns (`model::bind`). Must not: score
+//! order, `cats`), the bare `NaN` / `Infinity` tokens XGBoost writes (`tokens`), and mapping
+//! feature names to snapshot columns (`model::bind`). Must not: score
 //! anything, read files, or accept a model it cannot reproduce exactly (multi-target, dart,
 //! gblinear are refused by name, never approximated). Structural checks (child ranges,
 //! cycles, limits, finiteness) are left to [`TreeEnsemble::build_model`].
@@ -225,13 +226,15 @@ pub fn parse_xgboost_model(
     Ok((ensemble, names.to_vec()))
 }
 
-/// Parses the file (simd-json), else refuses it saying what the file is.
+/// Parses the file: JSON on the fast path (simd-json), else with XGBoost's bare `NaN` and
+/// `Infinity` tokens read as numbers (`tokens`), else refuses it saying what the file is.
 fn read_file(bytes: &[u8]) -> Result<ModelFile, TreeLoadError> {
     let mut buf = bytes.to_vec();
     if let Ok(file) = simd_json::serde::from_slice::<ModelFile>(&mut buf) {
         return Ok(file);
     }
-    let text = bytes;
+    let quoted = tokens::quote_bare_numbers(bytes);
+    let text = quoted.as_deref().unwrap_or(bytes);
     // simd-json's errors name its internals; serde_json's say what and where.
     let why = match serde_json::from_slice::<ModelFile>(text) {
         Ok(file) => return Ok(file),
@@ -595,7 +598,7 @@ struct Cats {
 pub(super) struct Enc {
     #[serde(default)]
     pub(super) offsets: Vec<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tokens::floats")]
     pub(super) values: Vec<f64>,
 }
 
@@ -605,6 +608,7 @@ struct Tree {
     left_children: Vec<i64>,
     right_children: Vec<i64>,
     split_indices: Vec<i64>,
+    #[serde(deserialize_with = "tokens::floats")]
     split_conditions: Vec<f64>,
     default_left: Vec<Flag>,
     #[serde(default)]
@@ -646,3 +650,4 @@ impl Flag {
 mod cats;
 #[cfg(test)]
 mod tests;
+mod tokens;
