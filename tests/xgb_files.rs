@@ -165,3 +165,38 @@ fn categorical_files_of_2_1_with_bare_nan_tokens_score_as_the_library() {
     let e = parse("v21_cat.json", &xgboost::Spec::default(), &store).unwrap_err();
     assert!(e.contains("stores only category codes"), "{e}");
 }
+
+/// Early stopping: by default the trees of rounds 0 to `best_iteration`, as the reloaded
+/// `XGBClassifier.predict_proba` scores (binary; 3 classes x 2 parallel trees a round), with a
+/// note naming both counts; `all_trees` scores every tree, as `Booster.predict`.
+#[test]
+fn early_stopped_files_score_as_predict_proba_unless_every_tree_is_asked_for() {
+    let store = inputs();
+    let bytes = |f: &str| std::fs::read(dir().join(f)).unwrap();
+    let resolve = |name: &str| Column::in_store(&store, name);
+    for (file, prefix, best, rounds, kept, total) in [
+        ("es_binary.json", "es_binary", 2, 8, 3, 8),
+        ("es_multi.json", "es_multi", 3, 9, 24, 54),
+    ] {
+        let p = xgboost::parse_xgboost_noted(&bytes(file), &xgboost::Spec::default(), &resolve)
+            .unwrap();
+        assert_eq!(p.ensemble.n_trees(), kept, "{file}");
+        assert_eq!(p.notes.len(), 1, "{file}");
+        let note = &p.notes[0];
+        assert!(
+            note.contains(&format!("best_iteration is {best} of {rounds} rounds"))
+                && note.contains(&format!("scoring the {kept} trees"))
+                && note.contains(&format!("all {total} trees")),
+            "{note}"
+        );
+        parity(&p.ensemble, &store, "predictions.csv", prefix, "");
+        let spec = xgboost::Spec {
+            all_trees: true,
+            ..Default::default()
+        };
+        let p = xgboost::parse_xgboost_noted(&bytes(file), &spec, &resolve).unwrap();
+        assert_eq!(p.ensemble.n_trees(), total);
+        assert!(p.notes.is_empty());
+        parity(&p.ensemble, &store, "predictions.csv", prefix, "__all");
+    }
+}

@@ -33,6 +33,19 @@ pub struct Spec<'a> {
     pub feature_names: Option<&'a [String]>,
     /// The scorer spec's `categories`.
     pub categories: Option<&'a Given>,
+    /// Score every tree, also those after early stopping's `best_iteration` (`"trees": "all"`).
+    pub all_trees: bool,
+}
+
+/// A parsed model: the ensemble, every feature name it resolved, and what the file holds that
+/// a reader should know (each a sentence).
+pub struct Parsed {
+    /// The trees, bound to the snapshot.
+    pub ensemble: TreeEnsemble,
+    /// The file's feature names, in order.
+    pub features: Vec<String>,
+    /// Warnings about the file.
+    pub notes: Vec<String>,
 }
 
 /// Parses an XGBoost JSON model and resolves its features to snapshot columns.
@@ -55,7 +68,7 @@ pub fn parse_xgboost_with_features(
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let spec = Spec {
         feature_names,
-        categories: None,
+        ..Spec::default()
     };
     parse_xgboost_model(bytes, &spec, &|name| resolve(name).map(Column::number))
 }
@@ -67,6 +80,16 @@ pub fn parse_xgboost_model(
     spec: &Spec<'_>,
     resolve: Resolve<'_, '_>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    parse_xgboost_noted(bytes, spec, resolve).map(|p| (p.ensemble, p.features))
+}
+
+/// [`parse_xgboost_model`], with the warnings a model check shows.
+pub fn parse_xgboost_noted(
+    bytes: &[u8],
+    spec: &Spec<'_>,
+    resolve: Resolve<'_, '_>,
+) -> Result<Parsed, TreeLoadError> {
+    let mut notes = Vec::new();
     let feature_names = spec.feature_names;
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
@@ -167,6 +190,11 @@ pub fn parse_xgboost_model(
             ),
         ));
     }
+    let kept = rounds::kept_trees(&learner, model, num_class, spec.all_trees, &mut notes)?;
+    let (trees, tree_info) = (
+        &model.trees[..kept],
+        &model.tree_info[..kept.min(model.tree_info.len())],
+    );
     let k = num_class.max(1) as i64;
     if let Some(i) = model.tree_info.iter().position(|&g| g < 0 || g >= k) {
         return Err(TreeLoadError::format(
@@ -174,7 +202,7 @@ pub fn parse_xgboost_model(
             format!("output group {} of {k}", model.tree_info[i]),
         ));
     }
-    if multiclass && model.tree_info.len() != model.trees.len() {
+    if multiclass && tree_info.len() != trees.len() {
         return Err(TreeLoadError::format(
             "learner.gradient_booster.model.tree_info",
             format!(
@@ -206,8 +234,7 @@ pub fn parse_xgboost_model(
         names.len(),
     )?;
 
-    let raw: Vec<RawTree> = model
-        .trees
+    let raw: Vec<RawTree> = trees
         .iter()
         .enumerate()
         .map(|(i, t)| raw_tree(i, t))
@@ -218,12 +245,16 @@ pub fn parse_xgboost_model(
         Some(base) => Classes::multi(
             Link::Softmax,
             base,
-            model.tree_info.iter().map(|&g| g as u16).collect(),
+            tree_info.iter().map(|&g| g as u16).collect(),
         ),
         None => Classes::binary(f64::from(base_margin)),
     };
     let ensemble = TreeEnsemble::build_model(Flavor::XgBoost, classes, &raw, &features)?;
-    Ok((ensemble, names.to_vec()))
+    Ok(Parsed {
+        ensemble,
+        features: names.to_vec(),
+        notes,
+    })
 }
 
 /// Parses the file: JSON on the fast path (simd-json), else with XGBoost's bare `NaN` and
@@ -548,12 +579,20 @@ struct ModelFile {
 #[derive(Deserialize)]
 struct Learner {
     #[serde(default)]
+    attributes: Attributes,
+    #[serde(default)]
     feature_names: Vec<String>,
     #[serde(default)]
     feature_types: Vec<String>,
     gradient_booster: GradientBooster,
     learner_model_param: LearnerModelParam,
     objective: Objective,
+}
+
+/// `learner.attributes`: what training recorded (`best_iteration` by early stopping).
+#[derive(Deserialize, Default)]
+struct Attributes {
+    best_iteration: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -582,8 +621,17 @@ struct GbTreeModel {
     trees: Vec<Tree>,
     #[serde(default)]
     tree_info: Vec<i64>,
+    /// The first tree of each round, and the count after the last (2.0 and later).
+    #[serde(default)]
+    iteration_indptr: Vec<i64>,
+    gbtree_model_param: Option<GbTreeParam>,
     /// The training categories (3.1 and later).
     cats: Option<Cats>,
+}
+
+#[derive(Deserialize)]
+struct GbTreeParam {
+    num_parallel_tree: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -648,6 +696,7 @@ impl Flag {
 }
 
 mod cats;
+mod rounds;
 #[cfg(test)]
 mod tests;
 mod tokens;
