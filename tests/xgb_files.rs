@@ -200,3 +200,45 @@ fn early_stopped_files_score_as_predict_proba_unless_every_tree_is_asked_for() {
         parity(&p.ensemble, &store, "predictions.csv", prefix, "__all");
     }
 }
+
+/// 3.0.5 stores no category list: an integer pandas category (1..6, codes 0..5) on a numeric
+/// column is read as codes, with a note saying so; the scorer's list of the numbers makes
+/// every row score as `Booster.predict`.
+#[test]
+fn a_no_names_file_on_a_numeric_category_column_takes_the_numbers_from_the_scorer() {
+    let store = inputs();
+    let bytes = std::fs::read(dir().join("v305_int.json")).unwrap();
+    let resolve = |name: &str| Column::in_store(&store, name);
+    let p = xgboost::parse_xgboost_noted(&bytes, &xgboost::Spec::default(), &resolve).unwrap();
+    assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+    assert!(
+        p.notes[0].contains("feature `device_gen`: the file stores no category list")
+            && p.notes[0].contains("read as category codes 0 to n - 1")
+            && p.notes[0].contains(r#""categories": {"device_gen": [1, 2, 3]}"#),
+        "{}",
+        p.notes[0]
+    );
+    let given: Given = [(
+        "device_gen".to_string(),
+        (1..=6).map(|n| n.to_string()).collect(),
+    )]
+    .into();
+    let spec = xgboost::Spec {
+        categories: Some(&given),
+        ..Default::default()
+    };
+    let p = xgboost::parse_xgboost_noted(&bytes, &spec, &resolve).unwrap();
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+    parity(&p.ensemble, &store, "predictions_v305.csv", "v305_int", "");
+    let mut bad = given.clone();
+    bad.get_mut("device_gen").unwrap()[5] = "six".into();
+    let spec = xgboost::Spec {
+        categories: Some(&bad),
+        ..Default::default()
+    };
+    let e = parse("v305_int.json", &spec, &store).unwrap_err();
+    assert!(
+        e.contains("categories.device_gen: \"six\" is not a number"),
+        "{e}"
+    );
+}

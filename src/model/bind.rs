@@ -164,7 +164,21 @@ pub fn bind(
                 }
                 _ => {}
             }
-            cats = Categories::Strings(list.clone());
+            cats = match (&cats, col.info) {
+                // A pandas category of numbers: code k is the list's k-th number.
+                (Categories::Codes, ColumnInfo::Number) => {
+                    Categories::Numbers(numbers(list).map_err(|v| {
+                        TreeLoadError::format(
+                            at(),
+                            format!(
+                                "{v:?} is not a number, but the snapshot column holds numbers: \
+                                 list the numbers the model was trained on, code 0 first"
+                            ),
+                        )
+                    })?)
+                }
+                _ => Categories::Strings(list.clone()),
+            };
         }
         if let ColumnInfo::Unknown = col.info {
             // Checked without a snapshot: the file is judged, its binding is not.
@@ -219,6 +233,13 @@ pub fn bind(
     } else {
         Err(TreeLoadError::UnknownFeatures(unknown))
     }
+}
+
+/// A scorer's list for a numeric column, as numbers; else the first entry that is none.
+fn numbers(list: &[String]) -> Result<Vec<f64>, &str> {
+    list.iter()
+        .map(|v| v.trim().parse::<f64>().map_err(|_| v.as_str()))
+        .collect()
 }
 
 /// Checks a scorer's list against the names a file keeps in part: same count, each fitting.

@@ -240,6 +240,13 @@ pub fn parse_xgboost_noted(
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
     short_lists(names, &categories, spec.categories, &raw)?;
+    notes.extend(cats::code_notes(
+        names,
+        &categories,
+        spec.categories,
+        &raw,
+        resolve,
+    ));
     let features = bind(names, &categories, spec.categories, resolve)?;
     let classes = match classes {
         Some(base) => Classes::multi(

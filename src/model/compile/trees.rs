@@ -317,7 +317,8 @@ fn parse(
     })
 }
 
-/// The spec's `categories`: per feature, its categories' names in the model's code order.
+/// The spec's `categories`: per feature, its categories' names (or numbers, as text) in the
+/// model's code order.
 fn read_given(f: &mut crate::model::walk::Faults, v: &Value<'_>, path: &str) -> Option<Given> {
     let obj = f.map(v, path)?;
     let mut out = Given::new();
@@ -326,10 +327,14 @@ fn read_given(f: &mut crate::model::walk::Faults, v: &Value<'_>, path: &str) -> 
         let items = f.array(list, &lpath, crate::features::MAX_DISTINCT)?;
         let mut values = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            values.push(
-                f.string(item, &index(&lpath, i), MAX_NAME_BYTES)?
+            // Numbers name the categories of a numeric column (a pandas category of numbers).
+            let number = item.as_str().is_none().then(|| item.cast_f64()).flatten();
+            values.push(match number {
+                Some(_) => f.number(item, &index(&lpath, i))?.to_string(),
+                None => f
+                    .string(item, &index(&lpath, i), MAX_NAME_BYTES)?
                     .to_owned(),
-            );
+            });
         }
         out.insert(name.to_string(), values);
     }

@@ -10,11 +10,13 @@
 //! name is what the file keeps of it (its characters, and the bytes that survived), and
 //! `model::bind` matches snapshot values against that.
 //!
-//! Owns: decoding one feature's table. Must not: bind to the snapshot.
+//! Owns: decoding one feature's table, and the warning for a file with no table whose
+//! categorical feature reads numbers. Must not: bind to the snapshot.
 
 use super::Enc;
-use crate::engine::trees::TreeLoadError;
-use crate::model::bind::{Categories, CutName};
+use crate::engine::trees::{RawNode, RawTree, TreeLoadError};
+use crate::model::bind::{Categories, CutName, Given, Resolve};
+use crate::model::ColumnInfo;
 
 /// The first XGBoost release that counts string offsets in bytes.
 const BYTE_OFFSETS_SINCE: [i64; 3] = [3, 4, 0];
@@ -105,6 +107,43 @@ fn by_characters(
         });
     }
     Ok(Categories::Cut(names))
+}
+
+/// Warns of categorical features the file stores no list for (before 3.1) that read a
+/// numeric column with no list in the scorer: the number is taken as the category code, which
+/// is what XGBoost does with numpy input, and not with a pandas `category` column of numbers,
+/// which pandas codes 0 to n - 1 in sorted order.
+pub(super) fn code_notes(
+    names: &[String],
+    categories: &[Categories],
+    given: Option<&Given>,
+    raw: &[RawTree],
+    resolve: Resolve<'_, '_>,
+) -> Vec<String> {
+    let split_on = |i: usize| {
+        raw.iter()
+            .flat_map(|t| &t.nodes)
+            .any(|n| matches!(n, RawNode::Categorical { feature, .. } if *feature as usize == i))
+    };
+    names
+        .iter()
+        .enumerate()
+        .filter(|&(i, name)| {
+            categories.get(i) == Some(&Categories::Codes)
+                && given.is_none_or(|g| !g.contains_key(name))
+                && matches!(resolve(name).map(|c| c.info), Some(ColumnInfo::Number))
+                && split_on(i)
+        })
+        .map(|(_, name)| {
+            format!(
+                "feature `{name}`: the file stores no category list (XGBoost before 3.1), so \
+                 the snapshot's numbers are read as category codes 0 to n - 1, as XGBoost reads \
+                 numpy input; if the model was trained on a pandas `category` column of \
+                 numbers, list them in the scorer in pandas' order, code 0 first: \
+                 \"categories\": {{\"{name}\": [1, 2, 3]}}"
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
