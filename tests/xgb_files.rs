@@ -1,7 +1,8 @@
 //! XGBoost files as particular releases and APIs write them, against the library's own
 //! predictions: category names with non-ASCII characters (3.2 counts their offsets in
 //! characters), the bare `NaN` token of 1.7 to 2.1, early stopping's `best_iteration`, and a
-//! no-names file (3.0) with an integer category column.
+//! no-names file (3.0) with an integer category column; and LightGBM's dart and rf, which the
+//! README's list of refused boosters names.
 //! Fixtures: `tests/fixtures/xgb_files/make_*.py` (pinned versions, fixed seeds).
 
 use std::path::PathBuf;
@@ -240,5 +241,25 @@ fn a_no_names_file_on_a_numeric_category_column_takes_the_numbers_from_the_score
     assert!(
         e.contains("categories.device_gen: \"six\" is not a number"),
         "{e}"
+    );
+}
+
+/// README's list of refused boosters, checked: LightGBM's dart loads and scores as its
+/// `predict`, LightGBM's `rf` is refused at `average_output`.
+#[test]
+fn lightgbm_dart_scores_as_the_library_and_rf_is_refused() {
+    let store = inputs();
+    let resolve = |name: &str| Column::in_store(&store, name);
+    let text = std::fs::read_to_string(dir().join("lgb_dart.txt")).unwrap();
+    assert!(text.contains("[boosting: dart]"));
+    let (e, _) = nextbest::model::lightgbm::parse_lightgbm_model(&text, None, &resolve).unwrap();
+    parity(&e, &store, "predictions_lgb.csv", "lgb_dart", "");
+    let text = std::fs::read_to_string(dir().join("lgb_rf.txt")).unwrap();
+    let err = nextbest::model::lightgbm::parse_lightgbm_model(&text, None, &resolve)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("header: average_output: not supported"),
+        "{err}"
     );
 }
