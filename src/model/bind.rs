@@ -206,7 +206,11 @@ pub fn bind(
             (Categories::Strings(_) | Categories::Cut(_), None) => {
                 return Err(TreeLoadError::format(
                     format!("feature '{name}'"),
-                    "the model's categories are strings, but the snapshot column holds numbers",
+                    format!(
+                        "the model's categories are strings, but the snapshot column holds \
+                         numbers: export it as text (`{name}:str` in a CSV header reads it as \
+                         text)"
+                    ),
                 ))
             }
             (Categories::Numbers(_), Some(_)) => {
