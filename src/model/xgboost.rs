@@ -239,7 +239,7 @@ pub fn parse_xgboost_noted(
         .enumerate()
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
-    short_lists(names, &categories, spec.categories, &raw)?;
+    cats::short_lists(names, &categories, spec.categories, &raw)?;
     notes.extend(cats::code_notes(
         names,
         &categories,
@@ -292,46 +292,6 @@ fn read_file(bytes: &[u8]) -> Result<ModelFile, TreeLoadError> {
         "json",
         format!("not an XGBoost JSON model: {why}"),
     ))
-}
-
-/// Refuses a scorer's `categories` list for a codes-only feature that names fewer categories
-/// than the codes its splits test: the unnamed codes would match no customer, silently.
-fn short_lists(
-    names: &[String],
-    categories: &[Categories],
-    given: Option<&Given>,
-    raw: &[RawTree],
-) -> Result<(), TreeLoadError> {
-    let Some(given) = given else { return Ok(()) };
-    for (i, name) in names.iter().enumerate() {
-        let (Some(Categories::Codes), Some(list)) = (categories.get(i), given.get(name)) else {
-            continue;
-        };
-        let top = raw
-            .iter()
-            .flat_map(|t| &t.nodes)
-            .filter_map(|n| match n {
-                RawNode::Categorical {
-                    feature,
-                    categories,
-                    ..
-                } if *feature as usize == i => categories.iter().max().copied(),
-                _ => None,
-            })
-            .max();
-        if let Some(top) = top.filter(|&t| t as usize >= list.len()) {
-            return Err(TreeLoadError::format(
-                format!("categories.{name}"),
-                format!(
-                    "{} names for codes 0 to {}, but the trees test code {top}: name every \
-                     code the model was trained on, code 0 first",
-                    list.len(),
-                    list.len().saturating_sub(1)
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Each feature's categories: numeric unless `feature_types` says `c`; then the names (or

@@ -10,8 +10,8 @@
 //! name is what the file keeps of it (its characters, and the bytes that survived), and
 //! `model::bind` matches snapshot values against that.
 //!
-//! Owns: decoding one feature's table, and the warning for a file with no table whose
-//! categorical feature reads numbers. Must not: bind to the snapshot.
+//! Owns: decoding one feature's table, checking a scorer's list for a file with no table, and
+//! the warning for such a file whose categorical feature reads numbers. Must not: bind to the snapshot.
 
 use super::Enc;
 use crate::engine::trees::{RawNode, RawTree, TreeLoadError};
@@ -107,6 +107,46 @@ fn by_characters(
         });
     }
     Ok(Categories::Cut(names))
+}
+
+/// Refuses a scorer's `categories` list for a codes-only feature that names fewer categories
+/// than the codes its splits test: the unnamed codes would match no customer, silently.
+pub(super) fn short_lists(
+    names: &[String],
+    categories: &[Categories],
+    given: Option<&Given>,
+    raw: &[RawTree],
+) -> Result<(), TreeLoadError> {
+    let Some(given) = given else { return Ok(()) };
+    for (i, name) in names.iter().enumerate() {
+        let (Some(Categories::Codes), Some(list)) = (categories.get(i), given.get(name)) else {
+            continue;
+        };
+        let top = raw
+            .iter()
+            .flat_map(|t| &t.nodes)
+            .filter_map(|n| match n {
+                RawNode::Categorical {
+                    feature,
+                    categories,
+                    ..
+                } if *feature as usize == i => categories.iter().max().copied(),
+                _ => None,
+            })
+            .max();
+        if let Some(top) = top.filter(|&t| t as usize >= list.len()) {
+            return Err(TreeLoadError::format(
+                format!("categories.{name}"),
+                format!(
+                    "{} names for codes 0 to {}, but the trees test code {top}: name every \
+                     code the model was trained on, code 0 first",
+                    list.len(),
+                    list.len().saturating_sub(1)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Warns of categorical features the file stores no list for (before 3.1) that read a
