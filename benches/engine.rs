@@ -284,20 +284,11 @@ fn decide_text_rules(c: &mut Criterion) {
 fn trees_categorical(c: &mut Criterion) {
     use nextbest::model::bind::Column;
     use nextbest::model::xgboost::{parse_xgboost_model, Spec};
-    use nextbest::model::ColumnInfo;
     let (text, codes) = common::categorical_inputs();
     let dir = common::categorical_dir();
     let load = |file: &str, store: &FeatureStore| {
         let bytes = std::fs::read(dir.join(file)).expect("fixture");
-        let resolve = |name: &str| {
-            let c = store.column(name)?;
-            Some(Column {
-                index: c as u32,
-                info: store
-                    .dictionary(c)
-                    .map_or(ColumnInfo::Number, ColumnInfo::Strings),
-            })
-        };
+        let resolve = |name: &str| Column::in_store(store, name);
         parse_xgboost_model(&bytes, &Spec::default(), &resolve)
             .expect(file)
             .0

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use nextbest::engine::trees::TreeEnsemble;
 use nextbest::features::FeatureStore;
 use nextbest::model::bind::Column;
-use nextbest::model::{lightgbm, xgboost, ColumnInfo};
+use nextbest::model::{lightgbm, xgboost};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical")
@@ -30,15 +30,7 @@ fn predictions() -> (Vec<String>, csv::StringRecord, Vec<csv::StringRecord>) {
 }
 
 fn column_of<'s>(store: &'s FeatureStore) -> impl Fn(&str) -> Option<Column<'s>> + 's {
-    move |name| {
-        let c = store.column(name)?;
-        Some(Column {
-            index: c as u32,
-            info: store
-                .dictionary(c)
-                .map_or(ColumnInfo::Number, ColumnInfo::Strings),
-        })
-    }
+    move |name| Column::in_store(store, name)
 }
 
 fn load(name: &str, store: &FeatureStore) -> TreeEnsemble {
@@ -397,5 +389,44 @@ fn categories_that_disagree_with_the_model_file_are_refused() {
     assert!(
         f.contains("categories.segmnt: the model has no feature of that name"),
         "{f}"
+    );
+}
+
+/// A column that was text at training and holds numbers in the snapshot is named, with the
+/// CSV header that reads it as text, by both parsers.
+#[test]
+fn a_text_column_that_now_holds_numbers_is_named_with_the_header_hint() {
+    let tmp = std::env::temp_dir().join(format!("nb-catnum-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let csv = tmp.join("f.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,tenure,arpu,segment,plan,region,device_code\n\
+         C1,3,20,2,basic,north,1\nC2,5,30,0,family,south,2\n",
+    )
+    .unwrap();
+    let store = FeatureStore::load(&csv).unwrap();
+    std::fs::remove_dir_all(&tmp).ok();
+    let resolve = column_of(&store);
+    let text = std::fs::read_to_string(dir().join("lgb_binary.txt")).unwrap();
+    let e = lightgbm::parse_lightgbm_model(&text, None, &resolve)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("pandas_categorical: ")
+            && e.contains("but 2 of its features hold text in the snapshot (plan, region)")
+            && e.contains(
+                "one of `segment`, `device_code` held text at training and holds numbers here"
+            )
+            && e.contains("`name:str` in a CSV header"),
+        "{e}"
+    );
+    let bytes = std::fs::read(dir().join("xgb_binary.json")).unwrap();
+    let e = xgboost::parse_xgboost_model(&bytes, &xgboost::Spec::default(), &resolve)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("feature 'segment'") && e.contains("`segment:str` in a CSV header"),
+        "{e}"
     );
 }

@@ -324,3 +324,72 @@ fn a_header_only_snapshot_is_refused_as_that() {
         "{text}"
     );
 }
+
+/// An early-stopped XGBoost file is scored up to `best_iteration` with a warning naming both
+/// tree counts; `"trees": "all"` scores every tree quietly; another value is a fault with its
+/// path.
+#[test]
+fn an_early_stopped_xgboost_file_is_scored_to_best_iteration_with_a_warning() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgb_files");
+    let run = |tag: &str, trees: Option<&str>| {
+        let mut m = model(serde_json::json!({"feature": "x1", "op": "ge", "value": -9}));
+        m["offers"][0]["scorer"] = serde_json::json!({"kind": "xgboost", "path": "es.json"});
+        if let Some(t) = trees {
+            m["offers"][0]["scorer"]["trees"] = t.into();
+        }
+        check_in(tag, true, |dir| {
+            std::fs::copy(fixtures.join("es_binary.json"), dir.join("es.json")).unwrap();
+            std::fs::write(dir.join("f.csv"), "customer_id,x1,x2\nC1,0.5,10\n").unwrap();
+            std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        })
+    };
+    let (ok, text) = run("es-best", None);
+    assert!(ok, "{text}");
+    let warning = text
+        .lines()
+        .find(|l| l.contains("best_iteration"))
+        .unwrap_or_else(|| panic!("no warning:\n{text}"));
+    assert!(
+        warning.contains("offers[0].scorer.path")
+            && warning.contains("`es.json`: early stopping's best_iteration is 2 of 8 rounds: scoring the 3 trees of rounds 0 to 2")
+            && warning.contains("not all 8 trees"),
+        "{warning}"
+    );
+    assert_eq!(text.matches("best_iteration").count(), 1, "{text}");
+    let (ok, text) = run("es-all", Some("all"));
+    assert!(ok && !text.contains("best_iteration"), "{text}");
+    let (ok, text) = run("es-bad", Some("most"));
+    assert!(
+        !ok && text.contains("offers[0].scorer.trees: expected \"best\""),
+        "{text}"
+    );
+}
+
+/// A no-names XGBoost file (3.0) whose categorical feature reads a numeric column: warned
+/// about without a list; the scorer's `categories` may list the numbers, code 0 first.
+#[test]
+fn a_numeric_category_column_without_a_list_is_warned_about_and_takes_numbers() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgb_files");
+    let run = |tag: &str, list: Option<serde_json::Value>| {
+        let mut m = model(serde_json::json!({"feature": "x1", "op": "ge", "value": -9}));
+        m["offers"][0]["scorer"] = serde_json::json!({"kind": "xgboost", "path": "g.json"});
+        if let Some(l) = list {
+            m["offers"][0]["scorer"]["categories"] = serde_json::json!({ "device_gen": l });
+        }
+        check_in(tag, true, |dir| {
+            std::fs::copy(fixtures.join("v305_int.json"), dir.join("g.json")).unwrap();
+            std::fs::write(dir.join("f.csv"), "customer_id,x1,device_gen\nC1,0.5,2\n").unwrap();
+            std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        })
+    };
+    let (ok, text) = run("codes-warn", None);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("offers[0].scorer.path: `g.json`: feature `device_gen`: the file stores no category list"),
+        "{text}"
+    );
+    let (ok, text) = run("codes-list", Some(serde_json::json!([1, 2, 3, 4, 5, 6])));
+    assert!(ok && !text.contains("no category list"), "{text}");
+}

@@ -29,6 +29,17 @@ impl<'d> Column<'d> {
         }
     }
 
+    /// A store's column by name, as a tree model reads it (for tools and tests scoring a store).
+    pub fn in_store(store: &'d crate::features::FeatureStore, name: &str) -> Option<Self> {
+        let c = store.column(name)?;
+        Some(Self {
+            index: c as u32,
+            info: store
+                .dictionary(c)
+                .map_or(ColumnInfo::Number, ColumnInfo::Strings),
+        })
+    }
+
     /// Its dictionary when it holds strings.
     pub fn strings(&self) -> Option<&'d Dictionary> {
         match self.info {
@@ -52,6 +63,36 @@ pub enum Categories {
     Numbers(Vec<f64>),
     /// Categorical, the value being the code (no list in the file).
     Codes,
+    /// Categorical, with names the file keeps only in part, in code order (XGBoost 3.1 to 3.3
+    /// with non-ASCII names, `xgboost::cats`).
+    Cut(Vec<CutName>),
+}
+
+/// What a model file keeps of a category name: its length in characters and its first bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CutName {
+    /// The UTF-8 bytes the file holds (all of them unless the name was cut off).
+    pub known: Vec<u8>,
+    /// The name's length in characters.
+    pub chars: usize,
+}
+
+impl CutName {
+    /// Whether `value` is this name: it begins with the bytes kept and has as many characters.
+    pub fn fits(&self, value: &str) -> bool {
+        value.as_bytes().starts_with(&self.known) && value.chars().count() == self.chars
+    }
+
+    /// The name as far as the file keeps it, for messages.
+    fn shown(&self) -> String {
+        let kept = String::from_utf8_lossy(&self.known);
+        let missing = self.chars.saturating_sub(kept.chars().count());
+        if missing == 0 {
+            kept.into_owned()
+        } else {
+            format!("{kept}…({missing} more characters)")
+        }
+    }
 }
 
 /// Categories the offer gives for features whose model file stores only codes, by name.
@@ -118,9 +159,26 @@ pub fn bind(
                         "the model file lists this feature's categories as numbers",
                     ))
                 }
+                Categories::Cut(stored) => {
+                    given_fits(stored, list).map_err(|m| TreeLoadError::format(at(), m))?
+                }
                 _ => {}
             }
-            cats = Categories::Strings(list.clone());
+            cats = match (&cats, col.info) {
+                // A pandas category of numbers: code k is the list's k-th number.
+                (Categories::Codes, ColumnInfo::Number) => {
+                    Categories::Numbers(numbers(list).map_err(|v| {
+                        TreeLoadError::format(
+                            at(),
+                            format!(
+                                "{v:?} is not a number, but the snapshot column holds numbers: \
+                                 list the numbers the model was trained on, code 0 first"
+                            ),
+                        )
+                    })?)
+                }
+                _ => Categories::Strings(list.clone()),
+            };
         }
         if let ColumnInfo::Unknown = col.info {
             // Checked without a snapshot: the file is judged, its binding is not.
@@ -134,6 +192,10 @@ pub fn bind(
             (Categories::Numeric, None) | (Categories::Codes, None) => Codes::Value,
             (Categories::Numbers(v), None) => Codes::Listed(v.into_boxed_slice()),
             (Categories::Strings(list), Some(dict)) => Codes::Table(table(&list, dict)),
+            (Categories::Cut(list), Some(dict)) => Codes::Table(
+                cut_table(&list, dict)
+                    .map_err(|m| TreeLoadError::format(format!("feature '{name}'"), m))?,
+            ),
             (Categories::Numeric, Some(_)) => {
                 return Err(TreeLoadError::format(
                     format!("feature '{name}'"),
@@ -141,10 +203,14 @@ pub fn bind(
                      (train it as a categorical feature)",
                 ))
             }
-            (Categories::Strings(_), None) => {
+            (Categories::Strings(_) | Categories::Cut(_), None) => {
                 return Err(TreeLoadError::format(
                     format!("feature '{name}'"),
-                    "the model's categories are strings, but the snapshot column holds numbers",
+                    format!(
+                        "the model's categories are strings, but the snapshot column holds \
+                         numbers: export it as text (`{name}:str` in a CSV header reads it as \
+                         text)"
+                    ),
                 ))
             }
             (Categories::Numbers(_), Some(_)) => {
@@ -171,6 +237,59 @@ pub fn bind(
     } else {
         Err(TreeLoadError::UnknownFeatures(unknown))
     }
+}
+
+/// A scorer's list for a numeric column, as numbers; else the first entry that is none.
+fn numbers(list: &[String]) -> Result<Vec<f64>, &str> {
+    list.iter()
+        .map(|v| v.trim().parse::<f64>().map_err(|_| v.as_str()))
+        .collect()
+}
+
+/// Checks a scorer's list against the names a file keeps in part: same count, each fitting.
+fn given_fits(stored: &[CutName], list: &[String]) -> Result<(), String> {
+    let bad = list.len() != stored.len() || stored.iter().zip(list).any(|(s, v)| !s.fits(v));
+    if bad {
+        let shown: Vec<String> = stored.iter().map(CutName::shown).collect();
+        return Err(format!(
+            "the model file names this feature's categories in part ({}): give the same \
+             names in the same order, or leave this list out",
+            shown.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// [`table`] for names a file keeps in part: a snapshot value is the category it fits. Two
+/// values fitting one category, or one value fitting two, is refused: the file cannot say
+/// which is meant.
+fn cut_table(list: &[CutName], dict: &Dictionary) -> Result<Box<[f32]>, String> {
+    let mut t = vec![f32::NAN; dict.len()];
+    let mut taken: Vec<Option<&str>> = vec![None; list.len()];
+    for (code, value) in (0..dict.len() as u32).filter_map(|c| Some((c as usize, dict.get(c)?))) {
+        let mut fit = list.iter().enumerate().filter(|(_, n)| n.fits(value));
+        let Some((k, _)) = fit.next() else { continue };
+        let other = fit.next().map(|(j, _)| j);
+        let clash = match (other, taken[k]) {
+            (Some(j), _) => Some(format!("{value:?} fits categories {k} and {j}")),
+            (None, Some(first)) => Some(format!("{first:?} and {value:?} both fit category {k}")),
+            (None, None) => None,
+        };
+        if let Some(clash) = clash {
+            return Err(format!(
+                "the file's category table keeps these names only in part (XGBoost 3.1 to 3.3 \
+                 counted non-ASCII names in characters and dropped their last bytes), and \
+                 {clash} ({}): list the categories in code order in the scorer's `categories`",
+                list.iter()
+                    .map(CutName::shown)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        taken[k] = Some(value);
+        t[code] = k as f32;
+    }
+    Ok(t.into_boxed_slice())
 }
 
 /// Per snapshot code, the model's code of the same value (NaN when the model lacks it).

@@ -276,17 +276,7 @@ fn feature_categories(
     if checked && string_lists > 0 && string_lists != text.len() {
         return Err(TreeLoadError::format(
             "pandas_categorical",
-            format!(
-                "the model was trained on {string_lists} text (pandas category) columns, but \
-                 {} of its features hold text in the snapshot ({}): a column that was text at \
-                 training holds numbers here, or the reverse (LightGBM refuses such data too)",
-                text.len(),
-                if text.is_empty() {
-                    "none".to_owned()
-                } else {
-                    text.join(", ")
-                }
-            ),
+            mismatch(names, infos, &infos_of, string_lists, &text),
         ));
     }
     let mut lists = pandas.iter().peekable();
@@ -340,6 +330,58 @@ fn feature_categories(
         })
         .collect();
     Ok(out)
+}
+
+/// Says which columns changed kind: when more columns were text at training than hold text
+/// now, a categorical feature on a numeric column is the one (or one of those) that changed;
+/// when fewer, a categorical feature on a text column.
+fn mismatch(
+    names: &[String],
+    infos: &[&str],
+    infos_of: &[Option<ColumnInfo<'_>>],
+    string_lists: usize,
+    text: &[&str],
+) -> String {
+    let now_text = string_lists < text.len();
+    let suspects: Vec<String> = names
+        .iter()
+        .zip(infos_of)
+        .enumerate()
+        .filter(|(i, (_, column))| {
+            let info = infos.get(*i).copied().unwrap_or("");
+            let categorical = !(info.starts_with('[') || info.is_empty() || info == "none");
+            categorical && matches!(column, Some(ColumnInfo::Strings(_))) == now_text
+        })
+        .map(|(_, (n, _))| format!("`{n}`"))
+        .collect();
+    let (which, header) = match suspects.as_slice() {
+        [one] => (one.clone(), one.trim_matches('`').to_owned()),
+        _ => (format!("one of {}", suspects.join(", ")), "name".to_owned()),
+    };
+    let (was, is, hint) = if now_text {
+        (
+            "numbers",
+            "text",
+            format!("`{header}:num` in a CSV header reads it as numbers"),
+        )
+    } else {
+        (
+            "text",
+            "numbers",
+            format!("`{header}:str` in a CSV header reads it as text"),
+        )
+    };
+    format!(
+        "the model was trained on {string_lists} text (pandas category) columns, but {} of its \
+         features hold text in the snapshot ({}): {which} held {was} at training and holds \
+         {is} here; export it as at training ({hint}; LightGBM refuses such data too)",
+        text.len(),
+        if text.is_empty() {
+            "none".to_owned()
+        } else {
+            text.join(", ")
+        }
+    )
 }
 
 /// What the `objective` line says.

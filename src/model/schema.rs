@@ -154,12 +154,13 @@ pub fn schemas() -> Map<String, Value> {
         "impute": {"type": "object", "additionalProperties": {"type": "number"}, "description": "Logistic: the value a missing feature (or `context.<key>`) counts as."},
         "categories": {"type": "object", "additionalProperties": {"oneOf": [
                 {"type": "object", "additionalProperties": {"type": "number"}},
-                {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES}}]},
-            "description": "Logistic: per text feature, or text request value as `context.<key>`, a weight per value (`{\"segment\": {\"gold\": 0.8}, \"context.device\": {\"ios\": 0.3}}`; other values add nothing). Trees: per categorical feature, its categories in the model's code order, for a file that does not carry them."},
+                {"type": "array", "items": {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES}, {"type": "number"}]}}]},
+            "description": "Logistic: per text feature, or text request value as `context.<key>`, a weight per value (`{\"segment\": {\"gold\": 0.8}, \"context.device\": {\"ios\": 0.3}}`; other values add nothing). Trees: per categorical feature, its categories in the model's code order (names for a text column, numbers for a numeric one), for a file that does not carry them."},
         "class": {"type": "integer", "minimum": 0, "description": "Trees: the class of a multiclass file whose probability is this offer's propensity."},
         "propensity": {"type": "number", "minimum": 0, "maximum": 1, "description": "Constant: the propensity."},
         "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_BYTES, "description": "Trees: the file Booster.save_model wrote, relative to the model's folder."},
         "features": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES}, "description": "XGBoost: feature names, for a model trained without them."},
+        "trees": {"type": "string", "enum": ["best", "all"], "description": "XGBoost: `best` (default) scores the rounds up to early stopping's `best_iteration`, as `predict_proba` does; `all` scores every tree, as `Booster.predict` does."},
         "outcome": {"type": "string", "enum": ["conversion", "click"], "description": "Adaptive: what counts as a success."},
         "prior": {"type": "object", "required": ["propensity", "evidence"], "additionalProperties": false, "description": "Adaptive: the starting belief and its weight.",
             "properties": {

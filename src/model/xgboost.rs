@@ -6,7 +6,8 @@
 //! numeric splits and categorical ones, partition or one-hot, from `split_type`,
 //! `categories`, `categories_nodes`, `categories_segments` and `categories_sizes`),
 //! `base_score` decoding, the training categories 3.x stores (`cats.enc`, names in code
-//! order), and mapping feature names to snapshot columns (`model::bind`). Must not: score
+//! order, `cats`), the bare `NaN` / `Infinity` tokens XGBoost writes (`tokens`), and mapping
+//! feature names to snapshot columns (`model::bind`). Must not: score
 //! anything, read files, or accept a model it cannot reproduce exactly (multi-target, dart,
 //! gblinear are refused by name, never approximated). Structural checks (child ranges,
 //! cycles, limits, finiteness) are left to [`TreeEnsemble::build_model`].
@@ -32,6 +33,19 @@ pub struct Spec<'a> {
     pub feature_names: Option<&'a [String]>,
     /// The scorer spec's `categories`.
     pub categories: Option<&'a Given>,
+    /// Score every tree, also those after early stopping's `best_iteration` (`"trees": "all"`).
+    pub all_trees: bool,
+}
+
+/// A parsed model: the ensemble, every feature name it resolved, and what the file holds that
+/// a reader should know (each a sentence).
+pub struct Parsed {
+    /// The trees, bound to the snapshot.
+    pub ensemble: TreeEnsemble,
+    /// The file's feature names, in order.
+    pub features: Vec<String>,
+    /// Warnings about the file.
+    pub notes: Vec<String>,
 }
 
 /// Parses an XGBoost JSON model and resolves its features to snapshot columns.
@@ -54,7 +68,7 @@ pub fn parse_xgboost_with_features(
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let spec = Spec {
         feature_names,
-        categories: None,
+        ..Spec::default()
     };
     parse_xgboost_model(bytes, &spec, &|name| resolve(name).map(Column::number))
 }
@@ -66,6 +80,16 @@ pub fn parse_xgboost_model(
     spec: &Spec<'_>,
     resolve: Resolve<'_, '_>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    parse_xgboost_noted(bytes, spec, resolve).map(|p| (p.ensemble, p.features))
+}
+
+/// [`parse_xgboost_model`], with the warnings a model check shows.
+pub fn parse_xgboost_noted(
+    bytes: &[u8],
+    spec: &Spec<'_>,
+    resolve: Resolve<'_, '_>,
+) -> Result<Parsed, TreeLoadError> {
+    let mut notes = Vec::new();
     let feature_names = spec.feature_names;
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
@@ -79,25 +103,7 @@ pub fn parse_xgboost_model(
             format!("not an XGBoost JSON model; {hint}"),
         ));
     }
-    let mut buf = bytes.to_vec();
-    let file: ModelFile = simd_json::serde::from_slice(&mut buf).map_err(|_| {
-        // simd-json's errors name its internals; serde_json's say what and where.
-        let why = match serde_json::from_slice::<ModelFile>(bytes) {
-            Err(_) if std::str::from_utf8(bytes).is_err() => {
-                "it is binary (UBJSON, a `.ubj` file): save the model as JSON, \
-                 Booster.save_model(\"m.json\")"
-                    .into()
-            }
-            Err(_) if super::lightgbm::is_dump(bytes) => {
-                "it is LightGBM's dump_model() JSON: save the LightGBM model as text, \
-                 Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
-                    .into()
-            }
-            Err(e) => e.to_string(),
-            Ok(_) => "not JSON this server can read".into(),
-        };
-        TreeLoadError::format("json", format!("not an XGBoost JSON model: {why}"))
-    })?;
+    let file = read_file(bytes)?;
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();
@@ -184,6 +190,11 @@ pub fn parse_xgboost_model(
             ),
         ));
     }
+    let kept = rounds::kept_trees(&learner, model, num_class, spec.all_trees, &mut notes)?;
+    let (trees, tree_info) = (
+        &model.trees[..kept],
+        &model.tree_info[..kept.min(model.tree_info.len())],
+    );
     let k = num_class.max(1) as i64;
     if let Some(i) = model.tree_info.iter().position(|&g| g < 0 || g >= k) {
         return Err(TreeLoadError::format(
@@ -191,7 +202,7 @@ pub fn parse_xgboost_model(
             format!("output group {} of {k}", model.tree_info[i]),
         ));
     }
-    if multiclass && model.tree_info.len() != model.trees.len() {
+    if multiclass && tree_info.len() != trees.len() {
         return Err(TreeLoadError::format(
             "learner.gradient_booster.model.tree_info",
             format!(
@@ -216,73 +227,79 @@ pub fn parse_xgboost_model(
             ),
         ));
     }
-    let categories = feature_categories(&learner.feature_types, model.cats.as_ref(), names.len())?;
+    let categories = feature_categories(
+        &learner.feature_types,
+        model.cats.as_ref(),
+        &file.version,
+        names.len(),
+    )?;
 
-    let raw: Vec<RawTree> = model
-        .trees
+    let raw: Vec<RawTree> = trees
         .iter()
         .enumerate()
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
-    short_lists(names, &categories, spec.categories, &raw)?;
+    cats::short_lists(names, &categories, spec.categories, &raw)?;
+    notes.extend(cats::code_notes(
+        names,
+        &categories,
+        spec.categories,
+        &raw,
+        resolve,
+    ));
     let features = bind(names, &categories, spec.categories, resolve)?;
     let classes = match classes {
         Some(base) => Classes::multi(
             Link::Softmax,
             base,
-            model.tree_info.iter().map(|&g| g as u16).collect(),
+            tree_info.iter().map(|&g| g as u16).collect(),
         ),
         None => Classes::binary(f64::from(base_margin)),
     };
     let ensemble = TreeEnsemble::build_model(Flavor::XgBoost, classes, &raw, &features)?;
-    Ok((ensemble, names.to_vec()))
+    Ok(Parsed {
+        ensemble,
+        features: names.to_vec(),
+        notes,
+    })
 }
 
-/// Refuses a scorer's `categories` list for a codes-only feature that names fewer categories
-/// than the codes its splits test: the unnamed codes would match no customer, silently.
-fn short_lists(
-    names: &[String],
-    categories: &[Categories],
-    given: Option<&Given>,
-    raw: &[RawTree],
-) -> Result<(), TreeLoadError> {
-    let Some(given) = given else { return Ok(()) };
-    for (i, name) in names.iter().enumerate() {
-        let (Some(Categories::Codes), Some(list)) = (categories.get(i), given.get(name)) else {
-            continue;
-        };
-        let top = raw
-            .iter()
-            .flat_map(|t| &t.nodes)
-            .filter_map(|n| match n {
-                RawNode::Categorical {
-                    feature,
-                    categories,
-                    ..
-                } if *feature as usize == i => categories.iter().max().copied(),
-                _ => None,
-            })
-            .max();
-        if let Some(top) = top.filter(|&t| t as usize >= list.len()) {
-            return Err(TreeLoadError::format(
-                format!("categories.{name}"),
-                format!(
-                    "{} names for codes 0 to {}, but the trees test code {top}: name every \
-                     code the model was trained on, code 0 first",
-                    list.len(),
-                    list.len().saturating_sub(1)
-                ),
-            ));
-        }
+/// Parses the file: JSON on the fast path (simd-json), else with XGBoost's bare `NaN` and
+/// `Infinity` tokens read as numbers (`tokens`), else refuses it saying what the file is.
+fn read_file(bytes: &[u8]) -> Result<ModelFile, TreeLoadError> {
+    let mut buf = bytes.to_vec();
+    if let Ok(file) = simd_json::serde::from_slice::<ModelFile>(&mut buf) {
+        return Ok(file);
     }
-    Ok(())
+    let quoted = tokens::quote_bare_numbers(bytes);
+    let text = quoted.as_deref().unwrap_or(bytes);
+    // simd-json's errors name its internals; serde_json's say what and where.
+    let why = match serde_json::from_slice::<ModelFile>(text) {
+        Ok(file) => return Ok(file),
+        Err(_) if std::str::from_utf8(bytes).is_err() => {
+            "it is binary (UBJSON, a `.ubj` file): save the model as JSON, \
+             Booster.save_model(\"m.json\")"
+                .into()
+        }
+        Err(_) if super::lightgbm::is_dump(bytes) => {
+            "it is LightGBM's dump_model() JSON: save the LightGBM model as text, \
+             Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
+                .into()
+        }
+        Err(e) => e.to_string(),
+    };
+    Err(TreeLoadError::format(
+        "json",
+        format!("not an XGBoost JSON model: {why}"),
+    ))
 }
 
 /// Each feature's categories: numeric unless `feature_types` says `c`; then the names (or
-/// numbers) 3.x stores in `cats.enc`, in code order, else codes only.
+/// numbers) 3.1 and later store in `cats.enc`, in code order, else codes only.
 fn feature_categories(
     types: &[String],
     cats: Option<&Cats>,
+    version: &[i64],
     n: usize,
 ) -> Result<Vec<Categories>, TreeLoadError> {
     let mut out = Vec::with_capacity(n);
@@ -292,31 +309,10 @@ fn feature_categories(
             continue;
         }
         let loc = format!("learner.gradient_booster.model.cats.enc[{i}]");
-        let enc = cats.and_then(|c| c.enc.get(i));
-        let cat = match enc {
+        out.push(match cats.and_then(|c| c.enc.get(i)) {
             None => Categories::Codes,
-            Some(e) if !e.offsets.is_empty() => {
-                // Strings in Arrow's layout: bytes (as signed chars), and n + 1 offsets.
-                let bytes: Vec<u8> = e.values.iter().map(|&b| b as i64 as u8).collect();
-                let mut names = Vec::with_capacity(e.offsets.len() - 1);
-                for w in e.offsets.windows(2) {
-                    let (a, b) = (w[0], w[1]);
-                    let name = usize::try_from(a)
-                        .ok()
-                        .zip(usize::try_from(b).ok())
-                        .and_then(|(a, b)| bytes.get(a..b))
-                        .and_then(|s| std::str::from_utf8(s).ok())
-                        .ok_or_else(|| {
-                            TreeLoadError::format(&loc, format!("bad offsets {a}..{b}"))
-                        })?;
-                    names.push(name.to_owned());
-                }
-                Categories::Strings(names)
-            }
-            Some(e) if !e.values.is_empty() => Categories::Numbers(e.values.clone()),
-            Some(_) => Categories::Codes,
-        };
-        out.push(cat);
+            Some(e) => cats::decode(e, version, &loc)?,
+        });
     }
     Ok(out)
 }
@@ -542,10 +538,15 @@ fn node_categories(label: &str, t: &Tree, j: usize) -> Result<Box<[u32]>, TreeLo
 #[derive(Deserialize)]
 struct ModelFile {
     learner: Learner,
+    /// The XGBoost release that wrote the file.
+    #[serde(default)]
+    version: Vec<i64>,
 }
 
 #[derive(Deserialize)]
 struct Learner {
+    #[serde(default)]
+    attributes: Attributes,
     #[serde(default)]
     feature_names: Vec<String>,
     #[serde(default)]
@@ -553,6 +554,12 @@ struct Learner {
     gradient_booster: GradientBooster,
     learner_model_param: LearnerModelParam,
     objective: Objective,
+}
+
+/// `learner.attributes`: what training recorded (`best_iteration` by early stopping).
+#[derive(Deserialize, Default)]
+struct Attributes {
+    best_iteration: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -581,8 +588,17 @@ struct GbTreeModel {
     trees: Vec<Tree>,
     #[serde(default)]
     tree_info: Vec<i64>,
+    /// The first tree of each round, and the count after the last (2.0 and later).
+    #[serde(default)]
+    iteration_indptr: Vec<i64>,
+    gbtree_model_param: Option<GbTreeParam>,
     /// The training categories (3.1 and later).
     cats: Option<Cats>,
+}
+
+#[derive(Deserialize)]
+struct GbTreeParam {
+    num_parallel_tree: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -594,11 +610,11 @@ struct Cats {
 /// One feature's categories: strings as Arrow lays them out (`offsets` and bytes in
 /// `values`), or numbers in `values`; empty for a numeric feature.
 #[derive(Deserialize)]
-struct Enc {
+pub(super) struct Enc {
     #[serde(default)]
-    offsets: Vec<i64>,
-    #[serde(default)]
-    values: Vec<f64>,
+    pub(super) offsets: Vec<i64>,
+    #[serde(default, deserialize_with = "tokens::floats")]
+    pub(super) values: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -607,6 +623,7 @@ struct Tree {
     left_children: Vec<i64>,
     right_children: Vec<i64>,
     split_indices: Vec<i64>,
+    #[serde(deserialize_with = "tokens::floats")]
     split_conditions: Vec<f64>,
     default_left: Vec<Flag>,
     #[serde(default)]
@@ -645,5 +662,8 @@ impl Flag {
     }
 }
 
+mod cats;
+mod rounds;
 #[cfg(test)]
 mod tests;
+mod tokens;

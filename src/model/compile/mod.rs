@@ -74,7 +74,7 @@ pub(crate) const SCORER_KEYS: [(&str, &[&str]); 5] = [
     ("constant", &["kind", "propensity"]),
     (
         "xgboost",
-        &["kind", "path", "features", "class", "categories"],
+        &["kind", "path", "features", "class", "categories", "trees"],
     ),
     ("lightgbm", &["kind", "path", "class", "categories"]),
     (

@@ -22,8 +22,15 @@ use crate::model::{
     MAX_TREE_FEATURES,
 };
 
-/// What identifies one parse: kind, path, and what the spec adds to the file.
-type Key = (String, String, Vec<String>, Vec<(String, Vec<String>)>);
+/// What identifies one parse: kind, path, and what the spec adds to the file (names,
+/// categories, every tree).
+type Key = (
+    String,
+    String,
+    Vec<String>,
+    Vec<(String, Vec<String>)>,
+    bool,
+);
 
 /// The tree files a model's offers use, each parsed once.
 #[derive(Default)]
@@ -84,6 +91,24 @@ pub(super) fn compile_trees(
         }
         None => None,
     };
+    let tpath = join(path, "trees");
+    let all_trees = match obj
+        .get("trees")
+        .map(|t| f.string(t, &tpath, MAX_NAME_BYTES))
+    {
+        None => false,
+        Some(None) => return None,
+        Some(Some("all")) => true,
+        Some(Some("best")) => false,
+        Some(Some(_)) => {
+            f.push(
+                &tpath,
+                "expected \"best\" (rounds 0 to early stopping's best_iteration, as \
+                 predict_proba scores; the default) or \"all\" (every tree, as Booster.predict)",
+            );
+            return None;
+        }
+    };
     let given = match obj.get("categories") {
         Some(c) => Some(read_given(f, c, &join(path, "categories"))?),
         None => None,
@@ -104,10 +129,22 @@ pub(super) fn compile_trees(
             .as_ref()
             .map(|g| g.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
+        all_trees,
     );
     if !cx.trees.parsed.contains_key(&key) {
-        let parsed = parse(cx, kind, rel, names.as_deref(), given.as_ref());
-        let parsed = parsed.and_then(|(e, features)| {
+        let spec = xgboost::Spec {
+            feature_names: names.as_deref(),
+            categories: given.as_ref(),
+            all_trees,
+        };
+        let parsed = parse(cx, kind, rel, &spec);
+        let parsed = parsed.and_then(|(e, features, notes)| {
+            for note in notes {
+                cx.warnings.push(Fault {
+                    path: ppath.clone(),
+                    message: format!("`{rel}`: {note}"),
+                });
+            }
             let slot = if e.n_classes() > 1 {
                 if cx.trees.multiclass.len() == MAX_MULTICLASS {
                     return Err(format!(
@@ -248,9 +285,8 @@ fn parse(
     cx: &Ctx<'_>,
     kind: &str,
     rel: &str,
-    names: Option<&[String]>,
-    given: Option<&Given>,
-) -> Result<(TreeEnsemble, Vec<String>), String> {
+    spec: &xgboost::Spec<'_>,
+) -> Result<(TreeEnsemble, Vec<String>, Vec<String>), String> {
     let bytes = cx.files.scorer(rel)?;
     let schema = cx.schema;
     let resolve = |name: &str| {
@@ -261,15 +297,13 @@ fn parse(
         })
     };
     let parsed = if kind == "xgboost" {
-        let spec = xgboost::Spec {
-            feature_names: names,
-            categories: given,
-        };
-        xgboost::parse_xgboost_model(bytes, &spec, &resolve)
+        xgboost::parse_xgboost_noted(bytes, spec, &resolve)
+            .map(|p| (p.ensemble, p.features, p.notes))
     } else {
         let text =
             std::str::from_utf8(bytes).map_err(|e| format!("`{rel}` is not UTF-8 text: {e}"))?;
-        lightgbm::parse_lightgbm_model(text, given, &resolve)
+        lightgbm::parse_lightgbm_model(text, spec.categories, &resolve)
+            .map(|(e, f)| (e, f, Vec::new()))
     };
     parsed.map_err(|e| {
         let why: String = match &e {
@@ -283,7 +317,8 @@ fn parse(
     })
 }
 
-/// The spec's `categories`: per feature, its categories' names in the model's code order.
+/// The spec's `categories`: per feature, its categories' names (or numbers, as text) in the
+/// model's code order.
 fn read_given(f: &mut crate::model::walk::Faults, v: &Value<'_>, path: &str) -> Option<Given> {
     let obj = f.map(v, path)?;
     let mut out = Given::new();
@@ -292,10 +327,14 @@ fn read_given(f: &mut crate::model::walk::Faults, v: &Value<'_>, path: &str) -> 
         let items = f.array(list, &lpath, crate::features::MAX_DISTINCT)?;
         let mut values = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            values.push(
-                f.string(item, &index(&lpath, i), MAX_NAME_BYTES)?
+            // Numbers name the categories of a numeric column (a pandas category of numbers).
+            let number = item.as_str().is_none().then(|| item.cast_f64()).flatten();
+            values.push(match number {
+                Some(_) => f.number(item, &index(&lpath, i))?.to_string(),
+                None => f
+                    .string(item, &index(&lpath, i), MAX_NAME_BYTES)?
                     .to_owned(),
-            );
+            });
         }
         out.insert(name.to_string(), values);
     }

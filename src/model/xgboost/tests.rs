@@ -135,8 +135,8 @@ fn categorical_splits_send_the_set_right() {
     // Names given for the codes must cover every code the splits test (here 3).
     let given: Given = [("arpu_30d".to_string(), vec!["a".into(), "b".into()])].into();
     let spec = Spec {
-        feature_names: None,
         categories: Some(&given),
+        ..Spec::default()
     };
     let err = parse_xgboost_model(with_set.as_bytes(), &spec, &|n| {
         resolve(n).map(Column::number)
