@@ -45,11 +45,13 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let fields = schema.fields();
     match fields.first() {
+        // Strings, a dictionary of them (a pandas category), or integers (a warehouse's
+        // BIGINT key, read as its decimal digits).
         Some(f) if f.name() == "customer_id" => match f.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {}
+            t if is_string(t) || is_integer(t) => {}
             other => {
                 return Err(fault(format!(
-                    "column `customer_id`: expected strings, found {other}"
+                    "column `customer_id`: expected strings or integers, found {other}"
                 )))
             }
         },
@@ -97,10 +99,14 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         let batch = batch.map_err(|e| fault(format!("after data row {done}: {e}")))?;
         let n = batch.num_rows();
         let id_col = batch.column(0);
+        // A dictionary's keys, once a batch.
+        let keys = id_col.as_any_dictionary_opt().map(|d| d.normalized_keys());
+        let mut digits = itoa::Buffer::new();
         for i in 0..n {
             let row = done + i + 1;
             let at = |detail: &str| fault(format!("row {row}, column `customer_id`: {detail}"));
-            let id = string_at(id_col.as_ref(), i).ok_or_else(|| at("null customer_id"))?;
+            let id = id_at(id_col.as_ref(), keys.as_deref(), i, &mut digits)
+                .ok_or_else(|| at("null customer_id"))?;
             if id.is_empty() {
                 return Err(at("empty customer_id"));
             }
@@ -226,6 +232,23 @@ fn string_codes(a: &dyn Array, b: &mut DictBuilder) -> Result<Vec<f64>, (usize, 
 }
 
 fn is_numeric(t: &DataType) -> bool {
+    is_integer(t)
+        || matches!(
+            t,
+            DataType::Float16
+                | DataType::Float32
+                | DataType::Float64
+                | DataType::Decimal32(_, _)
+                | DataType::Decimal64(_, _)
+                | DataType::Decimal128(_, _)
+                | DataType::Decimal256(_, _)
+                | DataType::Boolean
+                | DataType::Null
+        )
+}
+
+/// Integer types a customer id may have.
+fn is_integer(t: &DataType) -> bool {
     matches!(
         t,
         DataType::Int8
@@ -236,16 +259,37 @@ fn is_numeric(t: &DataType) -> bool {
             | DataType::UInt16
             | DataType::UInt32
             | DataType::UInt64
-            | DataType::Float16
-            | DataType::Float32
-            | DataType::Float64
-            | DataType::Decimal32(_, _)
-            | DataType::Decimal64(_, _)
-            | DataType::Decimal128(_, _)
-            | DataType::Decimal256(_, _)
-            | DataType::Boolean
-            | DataType::Null
     )
+}
+
+/// A customer id: a string, a dictionary's string (`keys`: its normalized keys), or an
+/// integer's decimal digits (written into `digits`); `None` for null.
+fn id_at<'a>(
+    a: &'a dyn Array,
+    keys: Option<&[usize]>,
+    i: usize,
+    digits: &'a mut itoa::Buffer,
+) -> Option<&'a str> {
+    if a.is_null(i) {
+        return None;
+    }
+    if let (Some(d), Some(keys)) = (a.as_any_dictionary_opt(), keys) {
+        return string_at(d.values().as_ref(), *keys.get(i)?);
+    }
+    fn int<T: ArrowPrimitiveType>(a: &dyn Array, i: usize) -> T::Native {
+        a.as_primitive::<T>().value(i)
+    }
+    Some(match a.data_type() {
+        DataType::Int8 => digits.format(int::<Int8Type>(a, i)),
+        DataType::Int16 => digits.format(int::<Int16Type>(a, i)),
+        DataType::Int32 => digits.format(int::<Int32Type>(a, i)),
+        DataType::Int64 => digits.format(int::<Int64Type>(a, i)),
+        DataType::UInt8 => digits.format(int::<UInt8Type>(a, i)),
+        DataType::UInt16 => digits.format(int::<UInt16Type>(a, i)),
+        DataType::UInt32 => digits.format(int::<UInt32Type>(a, i)),
+        DataType::UInt64 => digits.format(int::<UInt64Type>(a, i)),
+        _ => return string_at(a, i),
+    })
 }
 
 fn string_at(a: &dyn Array, i: usize) -> Option<&str> {

@@ -606,3 +606,33 @@ fn a_parquet_page_that_fails_its_checksum_is_refused() {
     let e = e.expect("a damaged page loaded");
     assert!(e.contains("checksum"), "{e}");
 }
+
+/// A warehouse's BIGINT key and a pandas category of ids are customer ids as their text.
+#[cfg(feature = "offline")]
+#[test]
+fn parquet_integer_and_dictionary_ids_are_read_as_their_text() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int64Array, RecordBatch};
+    use arrow_array::{UInt64Array, UInt8Array};
+    use std::sync::Arc;
+    let arpu = || Arc::new(Float64Array::from(vec![1.5, 2.5])) as ArrayRef;
+    let dict: DictionaryArray<Int32Type> = vec!["C9", "C1"].into_iter().collect();
+    let cases: [(ArrayRef, [&str; 2]); 4] = [
+        (Arc::new(Int64Array::from(vec![1001, -5])), ["1001", "-5"]),
+        (
+            Arc::new(UInt64Array::from(vec![u64::MAX, 0])),
+            ["18446744073709551615", "0"],
+        ),
+        (Arc::new(UInt8Array::from(vec![7, 8])), ["7", "8"]),
+        (Arc::new(dict), ["C9", "C1"]),
+    ];
+    for (ids, want) in cases {
+        let batch =
+            RecordBatch::try_from_iter(vec![("customer_id", ids), ("arpu", arpu())]).unwrap();
+        let (dir, path) = write_parquet("pq-int-ids", &batch);
+        let s = FeatureStore::load(&path).unwrap_or_else(|e| panic!("{want:?}: {e}"));
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(s.row(want[0]).unwrap()[0], 1.5, "{want:?}");
+        assert_eq!(s.row(want[1]).unwrap()[0], 2.5, "{want:?}");
+    }
+}
