@@ -476,10 +476,22 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
     let header = reader.byte_headers().expect("header").clone();
     let columns: Vec<&str> = store.columns().iter().map(|c| &**c).collect();
     // Names without their kind suffix (`zip:str`, `tenure:num`), and the kind it forces.
-    let named: Vec<(&str, Option<bool>)> = header
+    // Fields of columns marked `:skip` are not loaded.
+    let kept: Vec<bool> = header
         .iter()
         .skip(1)
         .map(|h| {
+            let h = std::str::from_utf8(h).expect("column names are UTF-8");
+            !h.rsplit_once(':')
+                .is_some_and(|(_, k)| k.eq_ignore_ascii_case("skip"))
+        })
+        .collect();
+    let named: Vec<(&str, Option<bool>)> = header
+        .iter()
+        .skip(1)
+        .zip(&kept)
+        .filter(|(_, k)| **k)
+        .map(|(h, _)| {
             let h = std::str::from_utf8(h).expect("column names are UTF-8");
             match h.rsplit_once(':') {
                 Some((n, k)) if k.eq_ignore_ascii_case("str") => (n.trim_end(), Some(true)),
@@ -506,7 +518,8 @@ pub fn check_csv_store(data: &[u8], loaded: Result<FeatureStore, FeatureError>) 
             "id `{id}` looks up to another row than {r}"
         );
         let exact = store.exact_row(id).expect("every id looks up");
-        for (c, (field, &v)) in record.iter().skip(1).zip(row).enumerate() {
+        let fields = record.iter().skip(1).zip(&kept).filter(|(_, k)| **k);
+        for (c, ((field, _), &v)) in fields.zip(row).enumerate() {
             assert!(v.is_finite() || v.is_nan(), "row {r} column {c}: {v}");
             // A number: blanks around it allowed, finite as an f32; or a boolean word.
             let trimmed = std::str::from_utf8(field).map_or("", str::trim);

@@ -47,12 +47,26 @@ enum Pass {
     Again(Vec<Kind>, Vec<(u32, u64, String)>),
 }
 
+/// What the header says: the loaded columns with their kinds, and where each field goes.
+struct Header {
+    columns: Vec<String>,
+    kinds: Vec<Kind>,
+    /// Per field after the id, the loaded column it fills (`None`: marked `:skip`).
+    slots: Vec<Option<usize>>,
+    /// The columns marked `:skip`, by name.
+    skipped: Vec<String>,
+}
+
 pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
-    let (columns, kinds) = read_header(bytes, path)?;
-    match read_rows(bytes, path, &columns, kinds)? {
-        Pass::Done(store) => Ok(*store),
-        Pass::Again(kinds, turned) => match read_rows(bytes, path, &columns, kinds)? {
-            Pass::Done(store) => Ok(store.with_turned(turned)),
+    let header = read_header(bytes, path)?;
+    let left_out = || {
+        let why = |n: &String| (n.clone(), super::SKIPPED.to_owned());
+        header.skipped.iter().map(why).collect()
+    };
+    match read_rows(bytes, path, &header, header.kinds.clone())? {
+        Pass::Done(store) => Ok(store.with_left_out(left_out())),
+        Pass::Again(kinds, turned) => match read_rows(bytes, path, &header, kinds)? {
+            Pass::Done(store) => Ok(store.with_turned(turned).with_left_out(left_out())),
             // Every column that could turn is forced to strings now.
             Pass::Again(..) => Err(FeatureError::Format {
                 path: path.to_owned(),
@@ -73,7 +87,7 @@ fn reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
 }
 
 /// The column names and kinds the header gives (`segment:str`, `tenure:num`, `arpu`).
-fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), FeatureError> {
+fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
     let fault = |column: usize, detail: String| FeatureError::Parse {
         path: path.to_owned(),
         line: 1,
@@ -95,10 +109,17 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), Fe
     }
     let mut columns: Vec<String> = Vec::with_capacity(header.len() - 1);
     let mut kinds = Vec::with_capacity(header.len() - 1);
+    let (mut slots, mut skipped) = (Vec::with_capacity(header.len() - 1), Vec::new());
     for (i, name) in header.iter().enumerate().skip(1) {
         let name = std::str::from_utf8(name)
             .map_err(|_| fault(i + 1, "column name is not UTF-8".into()))?;
         let (name, kind) = match name.rsplit_once(':') {
+            // An audit column the export carries (`updated_at:skip`): not loaded.
+            Some((n, k)) if k.eq_ignore_ascii_case("skip") => {
+                slots.push(None);
+                skipped.push(n.trim_end().to_owned());
+                continue;
+            }
             Some((n, k)) if k.eq_ignore_ascii_case("str") => (n.trim_end(), Kind::Str),
             Some((n, k)) if k.eq_ignore_ascii_case("num") => (n.trim_end(), Kind::Num),
             // `zip:string`, `plan:text`: a kind misspelt would silently name the column.
@@ -106,8 +127,8 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), Fe
                 return Err(fault(
                     i + 1,
                     format!(
-                        "column `{name}`: `:{k}` is not a kind: write `{n}:str` for text or \
-                         `{n}:num` for numbers"
+                        "column `{name}`: `:{k}` is not a kind: write `{n}:str` for text, \
+                         `{n}:num` for numbers or `{n}:skip` to leave it out"
                     ),
                 ));
             }
@@ -119,10 +140,16 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<(Vec<String>, Vec<Kind>), Fe
         if columns.iter().any(|c| c == name) {
             return Err(fault(i + 1, format!("duplicate column `{name}`")));
         }
+        slots.push(Some(columns.len()));
         columns.push(name.to_owned());
         kinds.push(kind);
     }
-    Ok((columns, kinds))
+    Ok(Header {
+        columns,
+        kinds,
+        slots,
+        skipped,
+    })
 }
 
 /// Why the header does not start with `customer_id`, saying what the file starts with.
@@ -164,9 +191,10 @@ fn not_an_id_header(bytes: &[u8], header: &csv::ByteRecord) -> String {
 fn read_rows(
     bytes: &[u8],
     path: &Path,
-    columns: &[String],
+    header: &Header,
     mut kinds: Vec<Kind>,
 ) -> Result<Pass, FeatureError> {
+    let columns = &header.columns;
     let fault = |line: u64, column: usize, detail: String| FeatureError::Parse {
         path: path.to_owned(),
         line,
@@ -255,7 +283,9 @@ fn read_rows(
             )
         })?;
         for (i, field) in record.iter().enumerate().skip(1) {
-            let c = i - 1;
+            let Some(Some(c)) = header.slots.get(i - 1).copied() else {
+                continue;
+            };
             let at =
                 |detail: String| fault(line(), i + 1, format!("column `{}`: {detail}", columns[c]));
             let v = match kinds[c] {

@@ -132,7 +132,8 @@ impl std::fmt::Display for TooManyValues {
         write!(
             f,
             "more than {MAX_DISTINCT} distinct values: ids and free text do not belong in a \
-             snapshot (keep categories such as a segment, a plan or a region)"
+             snapshot (keep categories such as a segment, a plan or a region; in a CSV, mark \
+             such a column `name:skip` in the header to leave it out)"
         )
     }
 }

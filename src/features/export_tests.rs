@@ -126,3 +126,30 @@ fn dataframe_booleans_are_one_and_zero_as_in_parquet() {
     let t = parse("customer_id,answer\nC1,true\nC2,maybe\n").unwrap();
     assert_eq!(text(&t, "C1", "answer").as_deref(), Some("true"));
 }
+
+#[test]
+fn a_column_marked_skip_is_left_out_by_name() {
+    // An audit column the export carries, one value a customer: more than a text column holds.
+    let mut csv = String::from("customer_id,arpu,updated_at:SKIP,seg\n");
+    for i in 0..70_000 {
+        csv.push_str(&format!("C{i},{i},2026-01-01T00:00:{i:05},gold\n"));
+    }
+    let s = parse(&csv).unwrap();
+    assert_eq!(s.columns(), [Box::from("arpu"), Box::from("seg")]);
+    assert_eq!(s.row("C7").unwrap()[0], 7.0);
+    assert_eq!(text(&s, "C7", "seg").as_deref(), Some("gold"));
+    assert_eq!(s.left_out().collect::<Vec<_>>(), [("updated_at", SKIPPED)]);
+    let warnings = s.column_warnings();
+    assert_eq!(warnings[0].0, "columns.updated_at");
+    assert!(
+        warnings[0].1.contains("marked `updated_at:skip`"),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        crate::model::Schema::unknown(&s, "updated_at"),
+        "unknown feature `updated_at`: the snapshot's header leaves it out (`:skip`)"
+    );
+    // Without the mark, the column is refused, and the refusal says how to leave it out.
+    let (_, _, detail) = fault(&csv.replacen(":SKIP", "", 1));
+    assert!(detail.contains("`name:skip`"), "{detail}");
+}

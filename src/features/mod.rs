@@ -74,11 +74,20 @@ pub enum FeatureError {
 
 /// The warning for a source column left out for its type (`kind`, as the source names it).
 pub fn left_out_message(name: &str, kind: &str) -> String {
+    if kind == SKIPPED {
+        return format!(
+            "column `{name}` is marked `{name}:skip` in the header: it is left out, and a model \
+             naming it is refused"
+        );
+    }
     format!(
         "column `{name}` holds {kind}, which nextbest does not read (numbers and strings): it \
          is left out, and a model naming it is refused"
     )
 }
+
+/// The kind of a left-out column that the CSV header marked `name:skip`.
+pub const SKIPPED: &str = ":skip";
 
 /// The warning for a CSV column of numbers that a word later in the file turned to text.
 pub fn turned_message(name: &str, line: u64, value: &str) -> String {

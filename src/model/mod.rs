@@ -195,6 +195,9 @@ pub trait Schema {
 
 /// Why a column of the source is not among the snapshot's.
 pub fn left_out_reason(kind: &str) -> String {
+    if kind == crate::features::SKIPPED {
+        return "the snapshot's header leaves it out (`:skip`)".into();
+    }
     format!(
         "the snapshot's column of that name holds {kind}, which nextbest does not read \
          (export it as numbers or strings)"
