@@ -346,3 +346,37 @@ fn float_inputs_match_the_libraries() {
     }
     assert!(failures.is_empty(), "{failures:?}");
 }
+
+/// A LightGBM model trained without names (`Column_0 ...` in the file) is wired by the scorer
+/// spec's `features`, and scores as the named file does; a named file must be listed as named.
+#[test]
+fn a_nameless_lightgbm_file_takes_the_scorers_feature_list() {
+    use nextbest::model::bind::Column;
+    use nextbest::model::lightgbm::parse_lightgbm_named;
+    let inputs = inputs();
+    let resolve = |name: &str| {
+        let i = inputs.features.iter().position(|f| f == name)?;
+        Some(Column::number(i as u32))
+    };
+    let text = read("lgb_binary.txt");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("feature_names="))
+        .unwrap();
+    let names: Vec<String> = line["feature_names=".len()..]
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    let anonymous: Vec<String> = (0..names.len()).map(|i| format!("Column_{i}")).collect();
+    let nameless = text.replace(line, &format!("feature_names={}", anonymous.join(" ")));
+    let (e, _) = parse_lightgbm_named(&nameless, None, Some(&names), &resolve).unwrap();
+    check("lgb_binary", &e, &inputs);
+    // Without the list, the names are the file's (and the snapshot has none of them).
+    let err = parse_lightgbm_named(&nameless, None, None, &resolve).unwrap_err();
+    assert!(err.to_string().contains("Column_0"), "{err}");
+    // A named file listed otherwise is refused at the first difference.
+    let mut other = names.clone();
+    other.swap(0, 1);
+    let err = parse_lightgbm_named(&text, None, Some(&other), &resolve).unwrap_err();
+    assert!(err.to_string().contains("feature_names[0]"), "{err}");
+}

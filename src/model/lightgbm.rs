@@ -57,6 +57,18 @@ pub fn parse_lightgbm_model(
     given: Option<&Given>,
     resolve: Resolve<'_, '_>,
 ) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
+    parse_lightgbm_named(text, given, None, resolve)
+}
+
+/// [`parse_lightgbm_model`] with the scorer spec's `features`: the names of a model trained
+/// without them (LightGBM then writes `Column_0 Column_1 ...`); a file with names of its own
+/// must name the same, in order.
+pub fn parse_lightgbm_named(
+    text: &str,
+    given: Option<&Given>,
+    feature_names: Option<&[String]>,
+    resolve: Resolve<'_, '_>,
+) -> Result<(TreeEnsemble, Vec<String>), TreeLoadError> {
     let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).peekable();
     match lines.next() {
         Some("tree") => {}
@@ -129,6 +141,10 @@ pub fn parse_lightgbm_model(
             .map(str::to_owned)
             .collect(),
         None => return Err(TreeLoadError::format("header", "missing feature_names")),
+    };
+    let names = match feature_names {
+        Some(listed) => named(names, listed)?,
+        None => names,
     };
     if let Some(v) = header.get("max_feature_idx") {
         let max: usize = v.trim().parse().map_err(|_| {
@@ -636,3 +652,31 @@ fn array<T: std::str::FromStr>(
 
 #[cfg(test)]
 mod tests;
+
+/// The names a model's features go by: the scorer spec's, for a file trained without names
+/// (LightGBM's `Column_0 Column_1 ...`), else the file's, which the spec's must then equal.
+fn named(in_file: Vec<String>, listed: &[String]) -> Result<Vec<String>, TreeLoadError> {
+    let nameless = in_file
+        .iter()
+        .enumerate()
+        .all(|(i, n)| *n == format!("Column_{i}"));
+    if nameless && in_file.len() == listed.len() {
+        return Ok(listed.to_vec());
+    }
+    if let Some(i) = (0..in_file.len().max(listed.len())).find(|&i| in_file.get(i) != listed.get(i))
+    {
+        let or_none = |n: Option<&String>| n.map_or("<none>", String::as_str).to_owned();
+        return Err(TreeLoadError::format(
+            format!("header: feature_names[{i}]"),
+            format!(
+                "the model says {:?}, the scorer spec's `features` says {:?} (a file trained \
+                 without names, Column_0 to Column_{}, takes a list of that length; one with \
+                 names must be listed as it names them)",
+                or_none(in_file.get(i)),
+                or_none(listed.get(i)),
+                in_file.len().saturating_sub(1)
+            ),
+        ));
+    }
+    Ok(in_file)
+}

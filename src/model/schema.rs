@@ -159,7 +159,7 @@ pub fn schemas() -> Map<String, Value> {
         "class": {"type": "integer", "minimum": 0, "description": "Trees: the class of a multiclass file whose probability is this offer's propensity."},
         "propensity": {"type": "number", "minimum": 0, "maximum": 1, "description": "Constant: the propensity."},
         "path": {"type": "string", "minLength": 1, "maxLength": MAX_PATH_BYTES, "description": "Trees: the file Booster.save_model wrote, relative to the model's folder."},
-        "features": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES}, "description": "XGBoost: feature names, for a model trained without them."},
+        "features": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_BYTES}, "description": "XGBoost and LightGBM: feature names, for a model trained without them (LightGBM writes `Column_0 ...`)."},
         "trees": {"type": "string", "enum": ["best", "all"], "description": "XGBoost: `best` (default) scores the rounds up to early stopping's `best_iteration`, as `predict_proba` does; `all` scores every tree, as `Booster.predict` does."},
         "outcome": {"type": "string", "enum": ["conversion", "click"], "description": "Adaptive: what counts as a success."},
         "prior": {"type": "object", "required": ["propensity", "evidence"], "additionalProperties": false, "description": "Adaptive: the starting belief and its weight.",

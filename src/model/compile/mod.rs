@@ -76,7 +76,10 @@ pub(crate) const SCORER_KEYS: [(&str, &[&str]); 5] = [
         "xgboost",
         &["kind", "path", "features", "class", "categories", "trees"],
     ),
-    ("lightgbm", &["kind", "path", "class", "categories"]),
+    (
+        "lightgbm",
+        &["kind", "path", "features", "class", "categories"],
+    ),
     (
         "adaptive",
         &[

@@ -302,7 +302,7 @@ fn parse(
     } else {
         let text =
             std::str::from_utf8(bytes).map_err(|e| format!("`{rel}` is not UTF-8 text: {e}"))?;
-        lightgbm::parse_lightgbm_model(text, spec.categories, &resolve)
+        lightgbm::parse_lightgbm_named(text, spec.categories, spec.feature_names, &resolve)
             .map(|(e, f)| (e, f, Vec::new()))
     };
     parsed.map_err(|e| {
