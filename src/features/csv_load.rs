@@ -290,14 +290,14 @@ fn read_rows(
                 |detail: String| fault(line(), i + 1, format!("column `{}`: {detail}", columns[c]));
             let v = match kinds[c] {
                 Kind::Str => string_code(&mut dicts[c], field).map_err(at)?,
-                Kind::Num => parse_value(field).map_err(at)?,
+                Kind::Num => parse_value(field).map_err(|e| at(e.into()))?,
                 Kind::Auto => match parse_value(field) {
                     Ok(v) => {
                         numbers_seen[c] |= !v.is_nan();
                         v
                     }
                     // A number beyond f32's range is a data error in a column of numbers.
-                    Err(e) if field_is_number(field) => {
+                    Err(NotANumber::OutOfRange(e)) => {
                         if not_finite[c].is_none() {
                             not_finite[c] = Some(at(e));
                         }
@@ -377,16 +377,27 @@ fn string_code(dict: &mut Option<DictBuilder>, field: &[u8]) -> Result<f64, Stri
     dict.push(text).map(f64::from).map_err(|e| e.to_string())
 }
 
-/// Whether a field reads as a number at all (finite or not), as `parse_value` reads it.
-fn field_is_number(field: &[u8]) -> bool {
-    std::str::from_utf8(field).is_ok_and(|t| t.trim().parse::<f64>().is_ok())
+/// Why a field is not a number a snapshot holds.
+enum NotANumber {
+    /// A word (or not UTF-8): in a column not forced to numbers, it makes the column text.
+    Word(String),
+    /// A number whose f32 is not finite (`NaN`, `inf`, `1e39`).
+    OutOfRange(String),
+}
+
+impl From<NotANumber> for String {
+    fn from(e: NotANumber) -> String {
+        match e {
+            NotANumber::Word(s) | NotANumber::OutOfRange(s) => s,
+        }
+    }
 }
 
 /// One field: empty (or blank) is missing (NaN); `true` and `false` in any case are 1 and 0;
-/// otherwise a number, blanks around it allowed, whose f32 is finite. Parsed as f64 (what the libraries were given) and narrowed
-/// from there, as numpy does for XGBoost.
-fn parse_value(field: &[u8]) -> Result<f64, String> {
-    let text = std::str::from_utf8(field).map_err(|_| "not UTF-8".to_string())?;
+/// otherwise a number, blanks around it allowed, whose f32 is finite. Parsed as f64 (what the
+/// libraries were given) and narrowed from there, as numpy does for XGBoost.
+fn parse_value(field: &[u8]) -> Result<f64, NotANumber> {
+    let text = std::str::from_utf8(field).map_err(|_| NotANumber::Word("not UTF-8".into()))?;
     let text = text.trim();
     if text.is_empty() {
         return Ok(f64::NAN);
@@ -400,8 +411,11 @@ fn parse_value(field: &[u8]) -> Result<f64, String> {
     }
     match text.parse::<f64>() {
         Ok(v) if (v as f32).is_finite() => Ok(v),
-        Ok(v) => Err(super::not_finite(text, v)),
-        Err(_) => Err(format!("`{}` is not a number", text.escape_debug())),
+        Ok(v) => Err(NotANumber::OutOfRange(super::not_finite(text, v))),
+        Err(_) => Err(NotANumber::Word(format!(
+            "`{}` is not a number",
+            text.escape_debug()
+        ))),
     }
 }
 

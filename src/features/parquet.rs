@@ -345,9 +345,13 @@ fn number_at(a: &dyn Array, i: usize) -> f64 {
         DataType::Decimal32(_, scale) => scaled(p::<Decimal32Type>(a, i, f64::from), *scale),
         DataType::Decimal64(_, scale) => scaled(p::<Decimal64Type>(a, i, |v| v as f64), *scale),
         DataType::Decimal128(_, scale) => scaled(p::<Decimal128Type>(a, i, |v| v as f64), *scale),
-        // A BIGNUMERIC's unscaled integer, rounded to the nearest f64 once.
+        // A BIGNUMERIC's unscaled integer, rounded to the nearest f64 once (through its digits
+        // only beyond i128).
         DataType::Decimal256(_, scale) => scaled(
-            p::<Decimal256Type>(a, i, |v| v.to_string().parse().unwrap_or(f64::NAN)),
+            p::<Decimal256Type>(a, i, |v| match v.to_i128() {
+                Some(x) => x as f64,
+                None => v.to_string().parse().unwrap_or(f64::NAN),
+            }),
             *scale,
         ),
         DataType::Boolean => f64::from(u8::from(a.as_boolean().value(i))),

@@ -306,6 +306,37 @@ fn table(list: &[String], dict: &Dictionary) -> Box<[f32]> {
     t.into_boxed_slice()
 }
 
+/// The names a tree file's features go by: the file's, or, for a file trained without names
+/// (`nameless`), the scorer spec's `features`, which must then list as many as the file holds
+/// (when it says how many); a file with names and a list must agree, name by name. `place` is
+/// where the file keeps its names.
+pub fn feature_names<'a>(
+    in_file: &'a [String],
+    nameless: bool,
+    listed: Option<&'a [String]>,
+    place: &str,
+) -> Result<&'a [String], TreeLoadError> {
+    let Some(listed) = listed else {
+        return Ok(in_file);
+    };
+    if nameless && (in_file.is_empty() || in_file.len() == listed.len()) {
+        return Ok(listed);
+    }
+    if let Some(i) = (0..in_file.len().max(listed.len())).find(|&i| in_file.get(i) != listed.get(i))
+    {
+        let shown = |n: Option<&String>| n.map_or("<none>", String::as_str).to_owned();
+        return Err(TreeLoadError::format(
+            format!("{place}[{i}]"),
+            format!(
+                "model says {:?}, the scorer spec says {:?} (the lists must match)",
+                shown(in_file.get(i)),
+                shown(listed.get(i))
+            ),
+        ));
+    }
+    Ok(in_file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,10 +142,14 @@ pub fn parse_lightgbm_named(
             .collect(),
         None => return Err(TreeLoadError::format("header", "missing feature_names")),
     };
-    let names = match feature_names {
-        Some(listed) => named(names, listed)?,
-        None => names,
-    };
+    // LightGBM names the features of a frame without names `Column_0 Column_1 ...`.
+    let nameless = names
+        .iter()
+        .enumerate()
+        .all(|(i, n)| *n == format!("Column_{i}"));
+    let names =
+        super::bind::feature_names(&names, nameless, feature_names, "header: feature_names")?
+            .to_vec();
     if let Some(v) = header.get("max_feature_idx") {
         let max: usize = v.trim().parse().map_err(|_| {
             TreeLoadError::format("header: max_feature_idx", format!("not a count: {v:?}"))
@@ -652,31 +656,3 @@ fn array<T: std::str::FromStr>(
 
 #[cfg(test)]
 mod tests;
-
-/// The names a model's features go by: the scorer spec's, for a file trained without names
-/// (LightGBM's `Column_0 Column_1 ...`), else the file's, which the spec's must then equal.
-fn named(in_file: Vec<String>, listed: &[String]) -> Result<Vec<String>, TreeLoadError> {
-    let nameless = in_file
-        .iter()
-        .enumerate()
-        .all(|(i, n)| *n == format!("Column_{i}"));
-    if nameless && in_file.len() == listed.len() {
-        return Ok(listed.to_vec());
-    }
-    if let Some(i) = (0..in_file.len().max(listed.len())).find(|&i| in_file.get(i) != listed.get(i))
-    {
-        let or_none = |n: Option<&String>| n.map_or("<none>", String::as_str).to_owned();
-        return Err(TreeLoadError::format(
-            format!("header: feature_names[{i}]"),
-            format!(
-                "the model says {:?}, the scorer spec's `features` says {:?} (a file trained \
-                 without names, Column_0 to Column_{}, takes a list of that length; one with \
-                 names must be listed as it names them)",
-                or_none(in_file.get(i)),
-                or_none(listed.get(i)),
-                in_file.len().saturating_sub(1)
-            ),
-        ));
-    }
-    Ok(in_file)
-}

@@ -162,10 +162,10 @@ pub trait Schema {
         None
     }
 
-    /// Why a text column is text when it began with numbers: the line and word that turned
-    /// it (said with a fault that reads it as a number).
-    fn why_text(&self, _column: u32) -> Option<String> {
-        None
+    /// "`segment` holds strings", for a fault that reads a text column as numbers; with the
+    /// line and word that turned it to text when it began with numbers.
+    fn holds_strings(&self, name: &str, _column: u32) -> String {
+        format!("`{name}` holds strings")
     }
 
     /// The type of a source column the snapshot left out (a Parquet timestamp), by name.
@@ -216,9 +216,13 @@ impl Schema for FeatureStore {
         }
     }
 
-    fn why_text(&self, column: u32) -> Option<String> {
-        let (_, line, word) = self.turned().find(|t| t.0 == column as usize)?;
-        Some(format!("the snapshot's line {line} made it text: `{word}`"))
+    fn holds_strings(&self, name: &str, column: u32) -> String {
+        match self.turned().find(|t| t.0 == column as usize) {
+            Some((_, line, word)) => format!(
+                "`{name}` holds strings (the snapshot's line {line} made it text: `{word}`)"
+            ),
+            None => format!("`{name}` holds strings"),
+        }
     }
 
     fn near(&self, name: &str) -> Option<&str> {

@@ -321,29 +321,18 @@ fn choose_names<'a>(
     in_model: &'a [String],
     given: Option<&'a [String]>,
 ) -> Result<&'a [String], TreeLoadError> {
-    match (in_model.is_empty(), given) {
-        (true, None) => Err(TreeLoadError::format(
+    if in_model.is_empty() && given.is_none() {
+        return Err(TreeLoadError::format(
             "learner.feature_names",
             "the model has no feature names; list them in the scorer spec",
-        )),
-        (true, Some(given)) => Ok(given),
-        (false, None) => Ok(in_model),
-        (false, Some(given)) => {
-            if let Some(i) =
-                (0..in_model.len().max(given.len())).find(|&i| in_model.get(i) != given.get(i))
-            {
-                return Err(TreeLoadError::format(
-                    format!("learner.feature_names[{i}]"),
-                    format!(
-                        "model says {:?}, the scorer spec says {:?} (the lists must match)",
-                        in_model.get(i).map_or("<none>", String::as_str),
-                        given.get(i).map_or("<none>", String::as_str)
-                    ),
-                ));
-            }
-            Ok(in_model)
-        }
+        ));
     }
+    super::bind::feature_names(
+        in_model,
+        in_model.is_empty(),
+        given,
+        "learner.feature_names",
+    )
 }
 
 /// `base_score` is `"5E-1"` in 2.x and `"[5E-1]"` (one per target) in 3.x; a probability.

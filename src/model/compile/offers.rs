@@ -281,14 +281,8 @@ fn read_value_feature(
         return None;
     };
     if let ColumnInfo::Strings(_) = cx.schema.info(col) {
-        let why = cx.schema.why_text(col).map(|w| format!(" ({w})"));
-        f.push(
-            &fpath,
-            format!(
-                "`{name}` holds strings{}; a value needs numbers",
-                why.unwrap_or_default()
-            ),
-        );
+        let holds = cx.schema.holds_strings(name, col);
+        f.push(&fpath, format!("{holds}; a value needs numbers"));
         return None;
     }
     cx.features_used.insert(name.to_owned());

@@ -111,9 +111,8 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
     let obj = cx.faults.object(v, path, LEAF_KEYS)?;
     let (operand, label, test, shown) = cx.checked(|cx| {
         let f = &mut cx.faults;
-        // Why a text column is text, when a word turned a column of numbers (said with a
-        // fault that reads it as numbers).
-        let mut why_text = None;
+        // Said by a fault that reads a text column as numbers.
+        let mut holds_strings = String::new();
         let (operand, label, kind) = match (obj.get("feature"), obj.get("context")) {
             (Some(name), None) => {
                 let name = f.string(name, &join(path, "feature"), MAX_NAME_BYTES)?;
@@ -123,7 +122,7 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
                         let kind = match cx.schema.info(col) {
                             ColumnInfo::Number => Kind::Number,
                             ColumnInfo::Strings(d) => {
-                                why_text = cx.schema.why_text(col);
+                                holds_strings = cx.schema.holds_strings(name, col);
                                 Kind::Strings(d)
                             }
                             ColumnInfo::Unknown => Kind::Unknown,
@@ -155,10 +154,6 @@ fn compile_leaf(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Rule> {
         let op = f
             .req(obj, "op", path)
             .and_then(|v| f.string(v, &join(path, "op"), MAX_OPERATOR_BYTES))?;
-        let holds_strings = match why_text {
-            Some(why) => format!("`{label}` holds strings ({why})"),
-            None => format!("`{label}` holds strings"),
-        };
         let leaf = Leaf {
             obj,
             path,

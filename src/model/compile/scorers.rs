@@ -82,17 +82,13 @@ fn compile_logistic(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
                     continue;
                 }
                 let col = cx.schema.column(name);
-                match col.map(|c| cx.schema.info(c)) {
+                match col.map(|c| (c, cx.schema.info(c))) {
                     None => f.push(&p, cx.schema.unknown(name)),
-                    Some(ColumnInfo::Strings(_)) => {
-                        let why = col.and_then(|c| cx.schema.why_text(c));
+                    Some((c, ColumnInfo::Strings(_))) => {
+                        let holds = cx.schema.holds_strings(name, c);
                         f.push(
                             &p,
-                            format!(
-                                "`{name}` holds strings{}: give a weight per value under \
-                                 `categories.{name}`",
-                                why.map(|w| format!(" ({w})")).unwrap_or_default()
-                            ),
+                            format!("{holds}: give a weight per value under `categories.{name}`"),
                         )
                     }
                     Some(_) => {}
