@@ -11,7 +11,9 @@ use nextbest::features::{self, FeatureStore};
 /// one without customers as the server does.
 pub fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
     let t = Instant::now();
-    let store = FeatureStore::load(path)?.with_customers(path)?;
+    let store = FeatureStore::load(path)
+        .map_err(every_fault)?
+        .with_customers(path)?;
     tracing::info!(
         path = %path.display(),
         customers = store.len(),
@@ -21,6 +23,20 @@ pub fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
         "feature snapshot loaded"
     );
     Ok(store)
+}
+
+/// A refusal with several faults lists each on its own line (as `model check` lists a model's)
+/// and ends in one line that counts them; one fault is that one line.
+fn every_fault(e: features::FeatureError) -> anyhow::Error {
+    match &e {
+        features::FeatureError::Rows { path, total, .. } => {
+            for (place, detail) in e.located() {
+                println!("{place}: {detail}");
+            }
+            anyhow::anyhow!("{total} faults in {}", path.display())
+        }
+        _ => e.into(),
+    }
 }
 
 /// `nextbest features compile`: the binary form of any snapshot, refusing to write over its

@@ -239,3 +239,40 @@ fn a_numeric_column_turned_text_by_one_value_is_said_with_its_line() {
     let (total, read) = (ms(") in "), ms(" ms ("));
     assert!(total >= read && said.contains(" ms reading "), "{said}");
 }
+
+#[test]
+fn features_compile_prints_every_fault_of_a_snapshot_one_a_line() {
+    let dir = TempDir::new("logs-every-fault");
+    let csv = dir.0.join("multi.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,a,b\nC1,1,2\nC2,NaN,2\nC1,3,4\nC4,inf,1e40\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "compile"])
+        .arg(&csv)
+        .arg(dir.0.join("multi.nbf"))
+        .args(["--log-format", "text"])
+        .output()
+        .expect("nextbest runs");
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    let places: Vec<&str> = said
+        .lines()
+        .map(|l| l.split(": ").next().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "multi.csv:3:2",
+            "multi.csv:4:1",
+            "multi.csv:5:2",
+            "multi.csv:5:3"
+        ],
+        "{said}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 faults in "), "{err}");
+    assert!(!dir.0.join("multi.nbf").exists());
+}

@@ -371,6 +371,40 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
         ],
         "{status}"
     );
+    // Every fault of a snapshot is listed, each at its file, line and field.
+    std::fs::write(&broken, "customer_id,a:num\nC1,x\nC1,2\nC3,y\n").unwrap();
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": broken, "wait": true}),
+    )
+    .await;
+    r.assert_error(422, "invalid_features");
+    let faults: Vec<String> = r.json()["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            f["path"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        faults,
+        ["broken.csv:2:2", "broken.csv:3:1", "broken.csv:4:2"]
+    );
+    assert!(r.json()["detail"]
+        .as_str()
+        .unwrap()
+        .ends_with("(and 2 more)"));
+    let status = get(srv.admin, "/admin/status.json").await.json();
+    let last = &status["loads"][0];
+    assert_eq!(last["faults"].as_array().map(Vec::len), Some(3), "{last}");
 
     // A snapshot where `gold` became `Gold`: it loads, and the answer and the load history
     // say the rule for gold and platinum customers no longer finds gold ones.

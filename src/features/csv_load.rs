@@ -11,7 +11,7 @@ use std::path::Path;
 use super::dictionary::{finish_columns, DictBuilder};
 use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
-use super::{FeatureError, FeatureStore};
+use super::{FeatureError, FeatureStore, RowFault};
 
 /// Longest customer id accepted, in bytes; longer ids are data errors, not customers.
 pub const MAX_ID_BYTES: usize = 255;
@@ -86,33 +86,40 @@ fn reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
         .from_reader(bytes)
 }
 
-/// The column names and kinds the header gives (`segment:str`, `tenure:num`, `arpu`).
+/// The column names and kinds the header gives (`segment:str`, `tenure:num`, `arpu`); every
+/// fault in it is reported at once.
 fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
-    let fault = |column: usize, detail: String| FeatureError::Parse {
-        path: path.to_owned(),
-        line: 1,
-        column,
-        detail,
+    let mut faults = Faults::default();
+    let header = match reader(bytes).byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            faults.add(0, 1, e.to_string());
+            return Err(faults.into_error(bytes, path).expect("one fault"));
+        }
     };
-    let header = reader(bytes)
-        .byte_headers()
-        .map_err(|e| fault(1, e.to_string()))?
-        .clone();
+    let fatal = |detail: String| {
+        let mut faults = Faults::default();
+        faults.add(0, 1, detail);
+        faults.into_error(bytes, path).expect("one fault")
+    };
     if header.is_empty() || header.iter().all(|h| h.is_empty()) {
-        return Err(fault(1, "empty file: expected a header line".into()));
+        return Err(fatal("empty file: expected a header line".into()));
     }
     if header.get(0) != Some(b"customer_id".as_slice()) {
-        return Err(fault(1, not_an_id_header(bytes, &header)));
+        return Err(fatal(not_an_id_header(bytes, &header)));
     }
     if header.len() - 1 > MAX_COLUMNS {
-        return Err(fault(1, format!("more than {MAX_COLUMNS} feature columns")));
+        return Err(fatal(format!("more than {MAX_COLUMNS} feature columns")));
     }
     let mut columns: Vec<String> = Vec::with_capacity(header.len() - 1);
     let mut kinds = Vec::with_capacity(header.len() - 1);
     let (mut slots, mut skipped) = (Vec::with_capacity(header.len() - 1), Vec::new());
     for (i, name) in header.iter().enumerate().skip(1) {
-        let name = std::str::from_utf8(name)
-            .map_err(|_| fault(i + 1, "column name is not UTF-8".into()))?;
+        let Ok(name) = std::str::from_utf8(name) else {
+            faults.add(0, i + 1, "column name is not UTF-8".into());
+            slots.push(None);
+            continue;
+        };
         let (name, kind) = match name.rsplit_once(':') {
             // An audit column the export carries (`updated_at:skip`): not loaded.
             Some((n, k)) if k.eq_ignore_ascii_case("skip") => {
@@ -124,25 +131,30 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
             Some((n, k)) if k.eq_ignore_ascii_case("num") => (n.trim_end(), Kind::Num),
             // `zip:string`, `plan:text`: a kind misspelt would silently name the column.
             Some((n, k)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                return Err(fault(
+                faults.add(
+                    0,
                     i + 1,
                     format!(
                         "column `{name}`: `:{k}` is not a kind: write `{n}:str` for text, \
                          `{n}:num` for numbers or `{n}:skip` to leave it out"
                     ),
-                ));
+                );
+                slots.push(None);
+                continue;
             }
             _ => (name, Kind::Auto),
         };
         if name.is_empty() {
-            return Err(fault(i + 1, "empty column name".into()));
-        }
-        if columns.iter().any(|c| c == name) {
-            return Err(fault(i + 1, format!("duplicate column `{name}`")));
+            faults.add(0, i + 1, "empty column name".into());
+        } else if columns.iter().any(|c| c == name) {
+            faults.add(0, i + 1, format!("duplicate column `{name}`"));
         }
         slots.push(Some(columns.len()));
         columns.push(name.to_owned());
         kinds.push(kind);
+    }
+    if let Some(e) = faults.into_error(bytes, path) {
+        return Err(e);
     }
     Ok(Header {
         columns,
@@ -187,7 +199,8 @@ fn not_an_id_header(bytes: &[u8], header: &csv::ByteRecord) -> String {
     format!("the first column must be `customer_id`, not `{shown}`")
 }
 
-/// One pass over the data rows with the kinds known so far.
+/// One pass over the data rows with the kinds known so far. Every fault is collected (a
+/// pipeline owner fixes them in one round), except those after which nothing can be read.
 fn read_rows(
     bytes: &[u8],
     path: &Path,
@@ -195,16 +208,12 @@ fn read_rows(
     mut kinds: Vec<Kind>,
 ) -> Result<Pass, FeatureError> {
     let columns = &header.columns;
-    let fault = |line: u64, column: usize, detail: String| FeatureError::Parse {
-        path: path.to_owned(),
-        line,
-        column,
-        detail,
-    };
+    let mut faults = Faults::default();
     let mut reader = reader(bytes);
-    reader
-        .byte_headers()
-        .map_err(|e| fault(1, 1, e.to_string()))?;
+    if let Err(e) = reader.byte_headers() {
+        faults.add(0, 1, e.to_string());
+        return Err(faults.into_error(bytes, path).expect("one fault"));
+    }
     let width = columns.len();
     // A rough guess of rows from the file size keeps reallocation rare on large snapshots.
     let guess = bytes.len() / (12 + 4 * width.max(1));
@@ -216,81 +225,60 @@ fn read_rows(
         .map(|k| (*k == Kind::Str).then(DictBuilder::default))
         .collect();
     // Per `Auto` column: a number was read in it (a string after that needs a second pass).
+    // A non-finite number (`NaN`, `inf`, `1e39`) counts as one: it is a fault in a column of
+    // numbers, and a value like any other once a later field makes the column text, which
+    // that second pass then reads.
     let mut numbers_seen = vec![false; width];
-    // Per `Auto` column: its first non-finite number (`NaN`, `inf`, `1e39`), a fault unless a
-    // later field makes it a text column (where it is a value like any other).
-    let mut not_finite: Vec<Option<FeatureError>> = (0..width).map(|_| None).collect();
+    // Per column: its distinct values ran out, a fault told once.
+    let mut full = vec![false; width];
     let mut again = false;
     let mut turned = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut last_record_at = 0;
-    // With CRLF line endings (Python's csv writer, Windows exports) the csv crate starts a
-    // record at the `\n` of the line ending before it, and its line count runs one short:
-    // lines are counted from the first byte of the record itself, only when there is a fault.
-    let line_at = |byte: u64| {
-        let mut at = (byte as usize).min(bytes.len());
-        while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
-            at += 1;
-        }
-        bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1
-    };
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
+            // A ragged row: named, and the rows after it still read.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
+                faults.add(e.position().map_or(0, |p| p.byte()), 1, e.to_string());
+                continue;
+            }
             Err(e) => {
-                let line = e.position().map_or(0, |p| line_at(p.byte()));
-                return Err(fault(line, 1, e.to_string()));
+                faults.add(e.position().map_or(0, |p| p.byte()), 1, e.to_string());
+                return Err(faults.into_error(bytes, path).expect("one fault"));
             }
         }
         let at = record.position().map_or(0, |p| p.byte());
         last_record_at = at;
-        let line = || line_at(at);
-        let id = std::str::from_utf8(&record[0])
-            .map_err(|_| fault(line(), 1, "customer_id is not UTF-8".into()))?;
-        if id.is_empty() {
-            return Err(fault(line(), 1, "empty customer_id".into()));
+        if let Err(detail) = check_id(&record[0]) {
+            faults.add(at, 1, detail);
+            continue;
         }
-        if id == "customer_id" {
-            return Err(fault(
-                line(),
-                1,
-                "the header again (part files joined with a header each? keep the first)".into(),
-            ));
-        }
-        if id.len() > MAX_ID_BYTES {
-            return Err(fault(
-                line(),
-                1,
-                format!("customer_id longer than {MAX_ID_BYTES} bytes"),
-            ));
-        }
+        let id = std::str::from_utf8(&record[0]).expect("checked");
         if ids.arena_len() + id.len() > u32::MAX as usize {
-            return Err(fault(
-                line(),
-                1,
-                "customer ids exceed 4 GiB in total".into(),
-            ));
+            faults.add(at, 1, "customer ids exceed 4 GiB in total".into());
+            return Err(faults.into_error(bytes, path).expect("one fault"));
         }
-        ids.push(id).map_err(|DuplicateId(first)| {
-            fault(
-                line(),
-                1,
-                format!(
-                    "duplicate customer_id `{id}` (first seen on data row {})",
-                    first + 1
-                ),
-            )
-        })?;
+        if let Err(DuplicateId(first)) = ids.push(id) {
+            let detail = format!(
+                "duplicate customer_id `{id}` (first seen on data row {})",
+                first + 1
+            );
+            faults.add(at, 1, detail);
+            continue;
+        }
         for (i, field) in record.iter().enumerate().skip(1) {
             let Some(Some(c)) = header.slots.get(i - 1).copied() else {
                 continue;
             };
-            let at =
-                |detail: String| fault(line(), i + 1, format!("column `{}`: {detail}", columns[c]));
+            let mut fault = |detail: String| {
+                faults.add(at, i + 1, format!("column `{}`: {detail}", columns[c]));
+                f64::NAN
+            };
             let v = match kinds[c] {
-                Kind::Str => string_code(&mut dicts[c], field).map_err(at)?,
-                Kind::Num => parse_value(field).map_err(|e| at(e.into()))?,
+                Kind::Str => string_code(&mut dicts[c], field, &mut full[c]).unwrap_or_else(fault),
+                Kind::Num => parse_value(field).unwrap_or_else(|e| fault(e.into())),
                 Kind::Auto => match parse_value(field) {
                     Ok(v) => {
                         numbers_seen[c] |= !v.is_nan();
@@ -298,12 +286,9 @@ fn read_rows(
                     }
                     // A number beyond f32's range is a data error in a column of numbers.
                     Err(NotANumber::OutOfRange(e)) => {
-                        if not_finite[c].is_none() {
-                            not_finite[c] = Some(at(e));
-                        }
                         // Its text was not kept, should the column turn out to be text.
                         numbers_seen[c] = true;
-                        f64::NAN
+                        fault(e)
                     }
                     Err(_) => {
                         // Not a number: a string column. Values read as numbers before need
@@ -313,15 +298,16 @@ fn read_rows(
                             // numeric column into text, which a model then refuses.
                             let word: String =
                                 String::from_utf8_lossy(field).chars().take(64).collect();
-                            tracing::warn!(path = %path.display(), column = %columns[c], line = line(),
+                            let line = line_at(bytes, at);
+                            tracing::warn!(path = %path.display(), column = %columns[c], line,
                                 value = %word,
                                 "a column of numbers holds text from this line on, so it is read as text; mark it `:num` in the header to have such a value refused");
-                            turned.push((c as u32, line(), word));
+                            turned.push((c as u32, line, word));
                         }
                         again |= numbers_seen[c];
                         kinds[c] = Kind::Str;
                         dicts[c] = Some(DictBuilder::default());
-                        string_code(&mut dicts[c], field).map_err(at)?
+                        string_code(&mut dicts[c], field, &mut full[c]).unwrap_or_else(fault)
                     }
                 },
             };
@@ -329,15 +315,15 @@ fn read_rows(
         }
         exact.end_row();
     }
-    check_closed(bytes, last_record_at)
-        .map_err(|detail| fault(line_at(last_record_at), 1, detail))?;
+    if let Err(detail) = check_closed(bytes, last_record_at) {
+        faults.add(last_record_at, 1, detail);
+    }
+    // The pass that reads the turned columns as text finds every fault again, and only the
+    // numbers' faults of the columns that stay numbers.
     if again {
         return Ok(Pass::Again(kinds, turned));
     }
-    if let Some(e) = (0..width)
-        .filter(|&c| kinds[c] != Kind::Str)
-        .find_map(|c| not_finite[c].take())
-    {
+    if let Some(e) = faults.into_error(bytes, path) {
         return Err(e);
     }
     values.shrink_to_fit();
@@ -358,12 +344,110 @@ fn read_rows(
         })
 }
 
+/// What is wrong with a row's customer id, if anything.
+fn check_id(field: &[u8]) -> Result<(), String> {
+    let id = std::str::from_utf8(field).map_err(|_| "customer_id is not UTF-8".to_string())?;
+    if id.is_empty() {
+        return Err("empty customer_id".into());
+    }
+    if id == "customer_id" {
+        return Err(
+            "the header again (part files joined with a header each? keep the first)".into(),
+        );
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!("customer_id longer than {MAX_ID_BYTES} bytes"));
+    }
+    Ok(())
+}
+
+/// Most faults a refusal lists; the rest are counted.
+pub const MAX_LISTED_FAULTS: usize = 100;
+
+/// The faults one read found, in file order: the first [`MAX_LISTED_FAULTS`] with their place,
+/// all of them counted. Places are byte offsets until the refusal, when one scan of the file
+/// turns them into lines.
+#[derive(Default)]
+struct Faults {
+    listed: Vec<(u64, usize, String)>,
+    total: u64,
+}
+
+impl Faults {
+    /// A fault in the record starting at byte `at`, in 1-based field `column`.
+    fn add(&mut self, at: u64, column: usize, detail: String) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_FAULTS {
+            self.listed.push((at, column, detail));
+        }
+    }
+
+    /// The refusal, or `None` when nothing was wrong: one fault as it always read, several
+    /// with each one's line.
+    fn into_error(self, bytes: &[u8], path: &Path) -> Option<FeatureError> {
+        let mut faults: Vec<RowFault> = Vec::with_capacity(self.listed.len());
+        let (mut line, mut scanned) = (1u64, 0usize);
+        for (at, column, detail) in self.listed {
+            let start = record_start(bytes, at);
+            // Offsets only grow, so each is counted from the last.
+            line += bytes[scanned.min(start)..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            scanned = scanned.max(start);
+            faults.push(RowFault {
+                line,
+                column,
+                detail,
+            });
+        }
+        match (self.total, faults.pop()) {
+            (0, _) | (_, None) => None,
+            (1, Some(only)) => Some(FeatureError::Parse {
+                path: path.to_owned(),
+                line: only.line,
+                column: only.column,
+                detail: only.detail,
+            }),
+            (total, Some(last)) => {
+                faults.push(last);
+                Some(FeatureError::Rows {
+                    path: path.to_owned(),
+                    faults,
+                    total,
+                })
+            }
+        }
+    }
+}
+
+/// With CRLF line endings (Python's csv writer, Windows exports) the csv crate starts a
+/// record at the `\n` of the line ending before it: the record's own first byte.
+fn record_start(bytes: &[u8], at: u64) -> usize {
+    let mut at = (at as usize).min(bytes.len());
+    while matches!(bytes.get(at), Some(b'\r' | b'\n')) {
+        at += 1;
+    }
+    at
+}
+
+/// The 1-based line of the record starting at byte `at`.
+fn line_at(bytes: &[u8], at: u64) -> u64 {
+    let start = record_start(bytes, at);
+    bytes[..start].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+}
+
 /// Longest string value accepted, in bytes: categories are short names.
 pub const MAX_STRING_BYTES: usize = 255;
 
-/// A string field's provisional code (empty is missing, NaN).
+/// A string field's provisional code (empty is missing, NaN). A column past its distinct
+/// values is told once (`told`), not on every row after.
 #[inline]
-fn string_code(dict: &mut Option<DictBuilder>, field: &[u8]) -> Result<f64, String> {
+fn string_code(
+    dict: &mut Option<DictBuilder>,
+    field: &[u8],
+    told: &mut bool,
+) -> Result<f64, String> {
     if field.is_empty() {
         return Ok(f64::NAN);
     }
@@ -374,7 +458,14 @@ fn string_code(dict: &mut Option<DictBuilder>, field: &[u8]) -> Result<f64, Stri
         ));
     }
     let dict = dict.get_or_insert_with(DictBuilder::default);
-    dict.push(text).map(f64::from).map_err(|e| e.to_string())
+    match dict.push(text) {
+        Ok(code) => Ok(f64::from(code)),
+        Err(_) if *told => Ok(f64::NAN),
+        Err(e) => {
+            *told = true;
+            Err(e.to_string())
+        }
+    }
 }
 
 /// Why a field is not a number a snapshot holds.

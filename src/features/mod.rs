@@ -62,6 +62,16 @@ pub enum FeatureError {
         /// What is wrong there.
         detail: String,
     },
+    /// Several CSV fields or lines are wrong: the first of them at their places, all counted.
+    #[error("{}", rows_message(path, faults, *total))]
+    Rows {
+        /// The file.
+        path: PathBuf,
+        /// The first faults in file order (at most 100).
+        faults: Vec<RowFault>,
+        /// Every fault found, listed or not.
+        total: u64,
+    },
     /// The binary form is damaged or inconsistent.
     #[error("{path}: {detail}")]
     Format {
@@ -70,6 +80,70 @@ pub enum FeatureError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// One wrong field or line of a CSV snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFault {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column (field).
+    pub column: usize,
+    /// What is wrong there.
+    pub detail: String,
+}
+
+/// Every listed fault on one line (a log line, an error's detail), the count when some are not.
+fn rows_message(path: &Path, faults: &[RowFault], total: u64) -> String {
+    let mut text = format!("{total} faults");
+    for f in faults {
+        text += &format!("; {}:{}:{}: {}", path.display(), f.line, f.column, f.detail);
+    }
+    if total > faults.len() as u64 {
+        text += &format!(" (the first {} listed)", faults.len());
+    }
+    text
+}
+
+impl FeatureError {
+    /// Each fault as its place (`file:line:column`, or the file) and what is wrong there, so a
+    /// refusal can list them one by one.
+    pub fn located(&self) -> Vec<(String, String)> {
+        let at =
+            |path: &Path, line: u64, column: usize| format!("{}:{line}:{column}", path.display());
+        match self {
+            FeatureError::Io { path, source } => {
+                vec![(path.display().to_string(), source.to_string())]
+            }
+            FeatureError::Parse {
+                path,
+                line,
+                column,
+                detail,
+            } => vec![(at(path, *line, *column), detail.clone())],
+            FeatureError::Rows {
+                path,
+                faults,
+                total,
+            } => {
+                let mut all: Vec<_> = faults
+                    .iter()
+                    .map(|f| (at(path, f.line, f.column), f.detail.clone()))
+                    .collect();
+                if *total > faults.len() as u64 {
+                    let more = format!(
+                        "{} more faults not listed ({total} in all)",
+                        *total - faults.len() as u64
+                    );
+                    all.push((path.display().to_string(), more));
+                }
+                all
+            }
+            FeatureError::Format { path, detail } => {
+                vec![(path.display().to_string(), detail.clone())]
+            }
+        }
+    }
 }
 
 /// The warning for a source column left out for its type (`kind`, as the source names it).

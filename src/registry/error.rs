@@ -63,6 +63,11 @@ impl RegistryError {
     pub fn faults(&self) -> Vec<Fault> {
         match self {
             RegistryError::Model(e) | RegistryError::FeaturesIncompatible(e) => e.faults(),
+            RegistryError::Features(e) => e
+                .located()
+                .into_iter()
+                .map(|(path, message)| Fault { path, message })
+                .collect(),
             other => vec![Fault {
                 path: String::new(),
                 message: other.to_string(),

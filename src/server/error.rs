@@ -165,7 +165,9 @@ impl ApiError {
         let status = self.status();
         let body = match &self {
             ApiError::Refused(
-                e @ (RegistryError::Model(_) | RegistryError::FeaturesIncompatible(_)),
+                e @ (RegistryError::Model(_)
+                | RegistryError::FeaturesIncompatible(_)
+                | RegistryError::Features(_)),
             ) => {
                 let faults: Vec<Fault> = e.faults();
                 let path = faults.first().map(|f| f.path.clone()).unwrap_or_default();
