@@ -286,12 +286,23 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
         assert!(c.status.success(), "{text}");
         assert!(text.contains(expect), "{text}");
     };
+    // A data folder that does not exist (a typo, or the default `data` forgotten) is
+    // refused, and not made: its contacts would be in a history no server reads.
+    let typo = format!("{data_s}-typo");
+    let c = nextbest(&["campaign", "commit", out_s, "--direct", "--data-dir", &typo]);
+    assert!(!c.status.success());
+    let said = String::from_utf8_lossy(&c.stderr);
+    assert!(
+        said.contains(&format!("--data-dir {typo}: no such folder")),
+        "{said}"
+    );
+    assert!(!Path::new(&typo).exists());
     let n = summary.selected;
     commit(&format!(
-        "committed {n} contacts: {n} recorded now, 0 already recorded"
+        "committed {n} contacts to the event log in {data_s}: {n} recorded now, 0 already recorded"
     ));
     commit(&format!(
-        "committed {n} contacts: 0 recorded now, {n} already recorded"
+        "committed {n} contacts to the event log in {data_s}: 0 recorded now, {n} already recorded"
     ));
 
     // Without a server, the default path says what to do.

@@ -272,8 +272,12 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             };
             let now_ms = crate::contact::Clock::system().now_ms();
             let done = commit::commit_with(&a.dir, &target, now_ms, a.late)?;
+            let into = match &target {
+                Target::Direct { data_dir } => format!("the event log in {}", data_dir.display()),
+                Target::Server { url, .. } => url.clone(),
+            };
             println!(
-                "committed {} contacts: {} recorded now, {} already recorded",
+                "committed {} contacts to {into}: {} recorded now, {} already recorded",
                 done.events, done.accepted, done.duplicates
             );
             Ok(())

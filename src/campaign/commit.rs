@@ -162,6 +162,14 @@ pub enum CommitError {
     /// Writing the log directly failed.
     #[error("event log: {0}")]
     Log(#[from] ContactError),
+    /// `--direct` into a folder that does not exist: the contacts would go into a new, empty
+    /// history no server or later run reads, and the customers be contacted again.
+    #[error(
+        "--data-dir {}: no such folder: give the data folder whose event log holds the contact \
+         history (the server's `--data-dir`, while no server uses it); a commit into a new \
+         folder would record the contacts where no server or run reads them", .0.display()
+    )]
+    NoDataDir(PathBuf),
     /// The list is older than event ids are remembered: a second commit would not be told
     /// from the first.
     #[error(
@@ -240,6 +248,11 @@ pub fn commit_with(
     now_ms: i64,
     late: bool,
 ) -> Result<Committed, CommitError> {
+    if let Target::Direct { data_dir } = target {
+        if !data_dir.is_dir() {
+            return Err(CommitError::NoDataDir(data_dir.clone()));
+        }
+    }
     let summary_path = dir.join(SUMMARY_JSON);
     let input = |path: &Path, detail: String| CommitError::Input {
         path: path.to_owned(),
