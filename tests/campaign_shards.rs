@@ -221,3 +221,72 @@ fn a_challenger_gets_its_share_of_the_limits_whatever_its_scores() {
         .keys()
         .any(|k| k.starts_with("challenger.")));
 }
+
+/// A run as of `--now` decides with the history as it was then: a dismissal stamped after it
+/// is left out (as a later impression always was), one stamped before it holds the offer
+/// back; and shards whose logs differ up to `--now` are refused by the merge.
+#[test]
+fn a_run_sees_the_history_as_of_its_time_and_shards_must_share_it() {
+    let dir = support::TempDir::new("cmp-as-of");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = dir.0.join("sales_sms.json");
+    let doc = json!({"name": "sales_sms", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["data_boost_10gb", "unlimited_upgrade", "roaming_pass_eu"]});
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let cfg = |out: &str| campaign::RunConfig {
+        campaign: file.clone(),
+        out: dir.0.join(out),
+        models: support::demo_dir(),
+        features: support::demo_dir().join("features.csv"),
+        data_dir: Some(data.clone()),
+        fleet: None,
+        now_ms: Some(NOW),
+        contact_memory_bytes: 64 << 20,
+        progress_bar: false,
+    };
+    let before = run_config(&cfg("before"));
+    let shard = |out: &str, index: u32| {
+        let c = cfg(out);
+        campaign::run_shard(&c, campaign::select::Shard { index, count: 2 }).unwrap();
+        c.out
+    };
+    let early = [shard("early-0", 0), shard("early-1", 1)];
+    let dismissed: Vec<(String, String)> = before.rows[..20].to_vec();
+    let dismiss = |ts: i64| {
+        let list: Vec<(&str, &str, Option<&str>, i64)> = dismissed
+            .iter()
+            .map(|(c, o)| (c.as_str(), o.as_str(), Some("web"), ts))
+            .collect();
+        support::outcomes::write_events(&data, nextbest::contact::EventKind::Dismiss, &list)
+            .unwrap();
+    };
+    // Stamped a minute after the run's time: the run as of then does not see them.
+    dismiss(NOW + 60_000);
+    let after = run_config(&cfg("after"));
+    assert!(
+        after.csv() == before.csv(),
+        "events after --now changed the list"
+    );
+    let late = [shard("late-0", 0), shard("late-1", 1)];
+    campaign::merge(
+        &[early[0].clone(), late[1].clone()],
+        &dir.0.join("mixed-ok"),
+    )
+    .expect("the history up to --now is the same");
+    // Stamped a minute before it: each dismissed offer is held back.
+    dismiss(NOW - 60_000);
+    let held = run_config(&cfg("held"));
+    for pair in &dismissed {
+        assert!(
+            !held.rows.contains(pair),
+            "{pair:?} was dismissed before the run"
+        );
+    }
+    let later = shard("later-1", 1);
+    let err = campaign::merge(&[early[0].clone(), later], &dir.0.join("mixed"))
+        .expect_err("shards read different histories")
+        .to_string();
+    assert!(err.contains("the contact history up to --now"), "{err}");
+    assert!(!dir.0.join("mixed").exists());
+}

@@ -51,6 +51,9 @@ pub struct RunInfo {
     /// CRC-32 of the suppression lists' content (0 without lists).
     #[serde(default)]
     pub suppression: u32,
+    /// The contact history up to the run's time.
+    #[serde(default)]
+    pub history: super::history::HistoryId,
 }
 
 /// What tells two snapshots apart without reading all of them: the size, the columns, and a

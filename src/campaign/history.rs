@@ -24,8 +24,41 @@ pub struct PastContacts {
     counted: OutboundCounts,
     /// Events read.
     pub events: u64,
+    /// Events stamped after the run's time: read, and left out (a run as of `--now` sees the
+    /// history as it was then, whenever it runs).
+    pub after: u64,
+    /// The history the run decided with (what shards of one run must share).
+    pub id: HistoryId,
     /// Segments read.
     pub segments: usize,
+}
+
+/// What tells two runs' histories apart: the events up to the run's time, counted and hashed
+/// independently of their order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryId {
+    /// Events up to the run's time.
+    pub events: u64,
+    /// The wrapping sum of each event's hash.
+    pub key: u64,
+}
+
+impl HistoryId {
+    fn add(&mut self, e: &Event<'_>) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (e.kind, e.ts_ms, e.customer_id, e.visitor_id).hash(&mut h);
+        (
+            e.offer_id,
+            e.channel,
+            e.placement,
+            e.decision_id,
+            e.event_id,
+        )
+            .hash(&mut h);
+        self.events += 1;
+        self.key = self.key.wrapping_add(h.finish());
+    }
 }
 
 /// What only campaigns count, subscribed to the events as the live funnel is.
@@ -105,8 +138,21 @@ impl PastContacts {
             outbound,
             counted: OutboundCounts::default(),
             events: 0,
+            after: 0,
+            id: HistoryId::default(),
             segments: 0,
         }
+    }
+
+    /// One event of the history, applied when it happened by the run's time.
+    fn apply(&mut self, e: &Event<'_>, origin: Origin, now_ms: i64) {
+        self.events += 1;
+        if e.ts_ms > now_ms {
+            self.after += 1;
+            return;
+        }
+        self.id.add(e);
+        self.applier.apply(e, origin, now_ms);
     }
 
     /// Reads every segment of `dir` (a missing folder is an empty history). Past damage is
@@ -114,12 +160,7 @@ impl PastContacts {
     /// counted.
     pub fn read(dir: &Path, c: &Counting<'_>, now_ms: i64) -> Result<Self, LogError> {
         let mut past = PastContacts::empty(c);
-        let mut events = 0;
-        past.segments = each_event(dir, |e| {
-            events += 1;
-            past.applier.apply(e, Origin::Replay, now_ms);
-        })?;
-        past.events = events;
+        past.segments = each_event(dir, |e| past.apply(e, Origin::Replay, now_ms))?;
         past.settle();
         Ok(past)
     }
@@ -127,8 +168,7 @@ impl PastContacts {
     /// Adds one event from elsewhere (the fleet's streams), as if it were in the log.
     pub fn add(&mut self, payload: &[u8], now_ms: i64) {
         if let Ok(e) = Event::decode(payload) {
-            self.events += 1;
-            self.applier.apply(&e, Origin::Fleet, now_ms);
+            self.apply(&e, Origin::Fleet, now_ms);
         }
     }
 

@@ -118,7 +118,7 @@ fn scanned<T>(
         .collect();
     let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used);
     let scan = run.scan(&past, &suppressed.ids, &limits, part, cfg.progress_bar);
-    let info = run.info(&limits, &used, suppressed.crc);
+    let info = run.info(&limits, &used, suppressed.crc, past.id);
     let t = Instant::now();
     let pairs = scan.pairs.len();
     let candidates = allocate::candidates(scan.pairs, &limits);
@@ -286,6 +286,12 @@ impl<'a> Run<'a> {
             past.settle();
             tracing::info!(events = n, "the fleet's events read from redis");
         }
+        if past.after > 0 {
+            tracing::info!(
+                events = past.after,
+                "events stamped after the run's time are left out: the run sees the history as it was at --now"
+            );
+        }
         tracing::info!(
             events = past.events,
             segments = past.segments,
@@ -336,7 +342,13 @@ impl<'a> Run<'a> {
     }
 
     /// What the list depends on besides the customers (what shards carry to the merge).
-    fn info(&self, limits: &allocate::Limits, used: &[u64], suppression: u32) -> RunInfo {
+    fn info(
+        &self,
+        limits: &allocate::Limits,
+        used: &[u64],
+        suppression: u32,
+        history: history::HistoryId,
+    ) -> RunInfo {
         let keys: Vec<u32> = Variant::ALL.iter().map(|v| self.set.key(*v)).collect();
         let champion = self.models[0];
         RunInfo {
@@ -376,6 +388,7 @@ impl<'a> Run<'a> {
             },
             limits: limits.clone(),
             suppression,
+            history,
         }
     }
 }

@@ -285,6 +285,15 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
             y.channel_used.to_string(),
         ));
     }
+    if x.history != y.history {
+        let h = |h: &super::history::HistoryId| format!("{} events, key {:016x}", h.events, h.key);
+        return Some((
+            "the contact history up to --now (an event of that time reached one shard's log and \
+             not the other's)",
+            h(&x.history),
+            h(&y.history),
+        ));
+    }
     None
 }
 
