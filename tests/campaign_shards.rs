@@ -100,6 +100,20 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
             cfg.out
         })
         .collect();
+    // A refresh: the same customers and columns, one customer's value changed.
+    let refreshed: String = csv
+        .lines()
+        .map(|l| match l.strip_prefix("K00007,") {
+            Some(rest) => format!("K00007,9{rest}\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(refreshed, csv);
+    std::fs::write(base.path("features3.csv"), refreshed).unwrap();
+    let mut cfg = base.config(&file, "refreshed-2", NOW);
+    cfg.features = base.path("features3.csv");
+    campaign::run_shard(&cfg, campaign::select::Shard { index: 2, count: 3 }).unwrap();
+    let refreshed = cfg.out;
     let eight = run_shards(&base, &file, "eight", 8, NOW);
     // The same campaign file, its opt-out list replaced between two shards' runs.
     doc["capacity"] = json!({"max_contacts": 30});
@@ -134,6 +148,7 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
     }
     refused(mix(&good, &other[2]), &["the campaign", "max_contacts"]);
     refused(mix(&good, &snapshot[2]), &["the snapshot", "snap-2"]);
+    refused(mix(&good, &refreshed), &["the snapshot", "refreshed-2"]);
     refused(mix(&good, &eight[2]), &["the number of shards"]);
     refused(lists, &["the suppression lists", "lists-changed-shard-2"]);
     refused(good[..2].to_vec(), &["1 of 3 shards missing: 2/3"]);

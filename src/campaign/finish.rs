@@ -56,8 +56,8 @@ pub struct RunInfo {
     pub history: super::history::HistoryId,
 }
 
-/// What tells two snapshots apart without reading all of them: the size, the columns, and a
-/// hash of the columns' names and of every customer id at 1,024 rows spread over the file.
+/// What tells two snapshots apart: the size, the columns, a hash of the columns' names and of
+/// every customer id at 1,024 rows spread over the file, and a checksum of the values.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotId {
     /// Customers.
@@ -66,6 +66,10 @@ pub struct SnapshotId {
     pub columns: u64,
     /// The hash.
     pub fingerprint: u64,
+    /// CRC-32 of every value ([`FeatureStore::content_crc`]): a refresh with the same
+    /// customers differs here.
+    #[serde(default)]
+    pub content: u32,
 }
 
 impl SnapshotId {
@@ -83,6 +87,7 @@ impl SnapshotId {
             customers: n as u64,
             columns: features.columns().len() as u64,
             fingerprint: h,
+            content: features.content_crc(),
         }
     }
 }

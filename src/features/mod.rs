@@ -555,6 +555,23 @@ impl FeatureStore {
         self.mapping.as_ref().map(|m| m.file_crc)
     }
 
+    /// A checksum of every value (the file's own for a mapped `.nbf`): what tells a refreshed
+    /// snapshot with the same customers and columns from the one before it.
+    pub fn content_crc(&self) -> u32 {
+        if let Some(crc) = self.file_crc() {
+            return crc;
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(bytemuck::cast_slice(&self.values));
+        h.update(bytemuck::cast_slice(self.exact.residuals()));
+        for d in self.dicts.iter().flatten() {
+            let (arena, ends) = d.raw();
+            h.update(arena);
+            h.update(bytemuck::cast_slice(ends));
+        }
+        h.finalize()
+    }
+
     /// Heap bytes held: values, id arena and index (only dictionaries and column names when
     /// mapped); the figure operators size memory by.
     pub fn bytes_held(&self) -> usize {
