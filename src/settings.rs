@@ -173,6 +173,11 @@ pub struct ServeArgs {
     /// stays within it plus one log segment and a 2 MiB buffer.
     #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
     pub contact_memory_mb: u64,
+    /// Keep the event log at least this many days (0 to 400), whatever the models' policy
+    /// windows: a campaign's `frequency.window_days` longer than every policy window needs it,
+    /// or its older contacts are deleted with their segments.
+    #[arg(long, env = "NEXTBEST_KEEP_EVENTS_DAYS", default_value_t = 0)]
+    pub keep_events_days: u64,
 }
 
 /// `--fsync` values.
@@ -198,6 +203,9 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_MEMORY_MB: u64 = 1 << 20;
 /// Largest `--redis-partitions`: each is a stream that every replica's one reader asks for.
 pub const MAX_PARTITIONS: u16 = 1024;
+
+/// Longest `--keep-events-days`: a campaign's frequency window (366 days) and a calendar week.
+pub const MAX_KEEP_DAYS: u64 = 400;
 
 /// Everything `serve` needs, checked and built.
 pub struct Settings {
@@ -351,11 +359,21 @@ impl ServeArgs {
                 FsyncMode::Interval => FsyncPolicy::Interval(interval),
             },
             segment_bytes: mib("--log-segment-mb", self.log_segment_mb, MAX_FILE_MB)?,
-            state: StateConfig::within(mib(
-                "--contact-memory-mb",
-                self.contact_memory_mb,
-                MAX_MEMORY_MB,
-            )?),
+            state: StateConfig {
+                keep: Duration::from_secs(
+                    within(
+                        "--keep-events-days",
+                        self.keep_events_days,
+                        0,
+                        MAX_KEEP_DAYS,
+                    )? * 86_400,
+                ),
+                ..StateConfig::within(mib(
+                    "--contact-memory-mb",
+                    self.contact_memory_mb,
+                    MAX_MEMORY_MB,
+                )?)
+            },
             ..ContactConfig::default()
         };
         let decision_log = self.decision_log_config()?;

@@ -259,6 +259,18 @@ impl<'a> Run<'a> {
             channels: &channels,
             memory_bytes: cfg.contact_memory_bytes,
         };
+        // The server keeps the log as long as the models' longest policy window (and the 7 days
+        // event ids are remembered), unless told to keep more.
+        let kept_ms = counting.horizon_ms.max(7 * day);
+        if counting.frequency_window_ms > kept_ms {
+            let days = (counting.frequency_window_ms + day - 1) / day;
+            tracing::warn!(
+                window_days = days,
+                kept_days = kept_ms / day,
+                "the campaign's frequency window is longer than the server keeps the event log for the models' policies: start it with --keep-events-days {days}, or contacts older than {} days are deleted with their log segments and not counted",
+                kept_ms / day
+            );
+        }
         let now_ms = self.now_ms;
         let mut past = match &cfg.data_dir {
             Some(dir) if !dir.is_dir() && cfg.fleet.is_none() => {

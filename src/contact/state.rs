@@ -295,6 +295,9 @@ pub struct StateConfig {
     pub dedupe_capacity: u64,
     /// How long an event id is remembered.
     pub dedupe_ttl: Duration,
+    /// The least time the log keeps events, whatever the models' windows (`--keep-events-days`:
+    /// a campaign's frequency window longer than every policy's).
+    pub keep: Duration,
 }
 
 /// Bytes one remembered event id may take at most: 16 for the id, the hash set's control byte
@@ -309,6 +312,7 @@ impl StateConfig {
             memory_bytes: budget_bytes / 4 * 3,
             dedupe_capacity: (budget_bytes / 4 / BYTES_PER_EVENT_ID).max(1_000),
             dedupe_ttl: Duration::from_secs(7 * 86_400),
+            keep: Duration::ZERO,
         }
     }
 }
@@ -326,6 +330,7 @@ pub struct ContactState {
     seen: SeenIds,
     horizon_ms: AtomicI64,
     dedupe_ttl_ms: i64,
+    keep_ms: i64,
 }
 
 /// Hashes an event id into the 128-bit key de-duplication remembers (two independent halves).
@@ -368,6 +373,7 @@ impl ContactState {
             seen: SeenIds::new(config.dedupe_capacity, config.dedupe_ttl.as_millis() as i64),
             horizon_ms: AtomicI64::new(horizon_ms.max(0)),
             dedupe_ttl_ms: config.dedupe_ttl.as_millis() as i64,
+            keep_ms: config.keep.as_millis() as i64,
         }
     }
 
@@ -480,7 +486,7 @@ impl ContactState {
     /// against repeats, to what adaptive offers learnt): the log keeps events this long, and
     /// the fleet's streams too, so a replica rebuilds the same from either.
     pub fn retention_ms(&self) -> i64 {
-        self.horizon_ms().max(self.dedupe_ttl_ms)
+        self.horizon_ms().max(self.dedupe_ttl_ms).max(self.keep_ms)
     }
 }
 
@@ -605,6 +611,26 @@ mod tests {
             h.complaint_open(NOW + DAY, 30 * DAY),
             "a new complaint reopens"
         );
+    }
+
+    #[test]
+    fn the_log_is_kept_for_the_longest_of_policies_event_ids_and_the_setting() {
+        let s = ContactState::new(&StateConfig::default(), DAY);
+        assert_eq!(s.retention_ms(), 7 * DAY, "event ids are remembered 7 days");
+        s.set_horizon_ms(10 * DAY);
+        assert_eq!(s.retention_ms(), 10 * DAY);
+        let keep = StateConfig {
+            keep: Duration::from_secs(30 * 86_400),
+            ..StateConfig::default()
+        };
+        let s = ContactState::new(&keep, 10 * DAY);
+        assert_eq!(
+            s.retention_ms(),
+            30 * DAY,
+            "a campaign's longer frequency window"
+        );
+        s.set_horizon_ms(40 * DAY);
+        assert_eq!(s.retention_ms(), 40 * DAY);
     }
 
     #[test]

@@ -72,6 +72,7 @@ fn the_defaults_are_the_documented_values() {
     assert_eq!(s.contact.fsync, FsyncPolicy::Always);
     assert_eq!(s.contact.segment_bytes, 64 << 20);
     assert_eq!(s.contact.state.memory_bytes, (512 << 20) / 4 * 3);
+    assert_eq!(s.contact.state.keep, Duration::ZERO);
     assert_eq!(s.contact.data_dir.as_deref(), Some(Path::new("data")));
     assert!(s.decision_log.is_none() && s.fleet.is_none() && s.workers.is_none());
 }
@@ -90,6 +91,10 @@ fn every_value_out_of_range_names_its_flag() {
         (
             &["--contact-memory-mb", "0"],
             "--contact-memory-mb 0: must be at least 1",
+        ),
+        (
+            &["--keep-events-days", "401"],
+            "--keep-events-days 401: must be at most 400",
         ),
         (
             &["--fsync", "interval", "--fsync-interval-ms", "0"],
@@ -201,8 +206,11 @@ fn values_at_their_bounds_are_taken_as_given() {
         "--workers",
         "1024",
         "--no-watch",
+        "--keep-events-days",
+        "400",
     ])
     .unwrap();
+    assert_eq!(s.contact.state.keep, Duration::from_secs(400 * 86_400));
     assert_eq!(s.contact.segment_bytes, 1 << 20);
     assert_eq!(s.contact.state.memory_bytes, (1 << 20) / 4 * 3);
     assert_eq!(
