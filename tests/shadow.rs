@@ -361,3 +361,60 @@ async fn a_shadow_follows_a_feature_reload() {
     assert_eq!(s["skipped"]["snapshot_changed"], 0, "{s}");
     assert_eq!(shadow_listed(p.admin).await, body);
 }
+
+/// Copies a folder and everything under it.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A shadow that is the champion's own document agrees with it on every decision, also where
+/// the champion explores (half the decisions here) or draws an adaptive offer's propensity:
+/// both decide on the served decision's seed, so they differ only where their models do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_champion_agrees_with_it_on_every_decision() {
+    let dir = TempDir::new("shadow-copy");
+    let models = dir.0.join("models");
+    copy_tree(&support::demo_dir(), &models);
+    let mut doc: Value =
+        serde_json::from_slice(&std::fs::read(models.join("model.json")).unwrap()).unwrap();
+    for placement in ["home_hero", "plans_page"] {
+        doc["placements"][placement]["exploration"] = json!({"share": 0.5});
+    }
+    std::fs::write(models.join("model.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let p = Binary::with_models(&models, &dir.0.join("data")).spawn();
+    doc["version"] = json!("copy");
+    doc["share"] = json!(1.0);
+    let (status, body) = put_shadow(p.admin, &doc).await;
+    assert_eq!(status, 200, "{body}");
+    let (mut explored, mut n) = (0, 0);
+    for i in 1..=150 {
+        for (channel, placement) in [
+            ("web", "home_hero"),
+            ("web", "plans_page"),
+            ("app", "app_home"),
+        ] {
+            let a = decide(
+                p.public,
+                json!({"customer_id": format!("C{i:07}"), "channel": channel,
+                       "placement": placement, "explain": true}),
+            )
+            .await;
+            explored += usize::from(a["explored"] == true);
+            n += 1;
+        }
+    }
+    assert!(
+        explored > 50,
+        "{explored} decisions explored: the test shows nothing"
+    );
+    let s = until_decisions(p.admin, n).await;
+    assert_eq!(s["top_offer_agreement"], 1.0, "{explored} explored: {s}");
+}

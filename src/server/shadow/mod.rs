@@ -377,6 +377,8 @@ fn run(s: &Sampled, state: &With) {
     // Kept for the estimate: a share of the shadowed decisions, by bits of the id's hash the
     // sampling did not use.
     let estimated = (seed_of(s.decision_id) & 0x7ff) as f64 / 2048.0 < c.estimate_share;
+    // The served decision's seed: exploration and adaptive draws fall as the champion's did,
+    // so the two differ only where their models do (a copy of the champion always agrees).
     let mut req = engine::Request {
         customer_id: s.customer_id.as_deref(),
         channel: &s.channel,
@@ -384,7 +386,10 @@ fn run(s: &Sampled, state: &With) {
         limit: s.limit,
         context: &context,
         explain: estimated,
-        learnt: Some(contacts.learnt()),
+        learnt: Some(Learnt {
+            seed: seed_of(s.decision_id),
+            ..contacts.learnt()
+        }),
     };
     let view = contacts.view(&model.policies);
     let d = engine::decide(model, &c.features, &req, &view, &Unbounded, contacts.now_ms);
@@ -396,7 +401,8 @@ fn run(s: &Sampled, state: &With) {
     let champion_top = s.served.first().map(|&o| &*champion.offers[o as usize].id);
     let f = &c.figures;
     f.decisions.fetch_add(1, Relaxed);
-    if shadow_top.is_some() && shadow_top == champion_top {
+    // Showing nothing where the champion shows nothing agrees too.
+    if shadow_top == champion_top {
         f.agreed.fetch_add(1, Relaxed);
     }
     {
