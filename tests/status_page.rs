@@ -337,11 +337,16 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
             p["placement"].as_str().unwrap()
         );
         assert!(dom.contains(&key), "no shadow estimate row {key}:\n{dom}");
-        // A row whose shadow shows much the log never could says so, uncoloured.
+        // An estimable row whose shadow shows some of what the log never could says so; one
+        // that is not estimable says why instead of a figure.
         let at = dom.find(&key).unwrap();
         let row = &dom[at..at + dom[at..].find("</tr>").unwrap()];
-        let unsupported = p["unsupported_share"].as_f64().unwrap() > 0.05;
-        assert_eq!(row.contains("unsupported"), unsupported, "{p}\n{row}");
+        if p["estimable"] == true {
+            let unsupported = p["unsupported_share"].as_f64().unwrap() > 0.0;
+            assert_eq!(row.contains("unsupported"), unsupported, "{p}\n{row}");
+        } else {
+            assert!(row.contains("exploration"), "{p}\n{row}");
+        }
     }
     let status = request(
         srv.admin,

@@ -92,6 +92,26 @@ pub enum EstimateError {
         /// Decisions logged there.
         decisions: usize,
     },
+    /// The candidate shows, too often, offers the logged decisions could not show.
+    #[error(
+        "{channel}/{placement}: {:.1} % of what the candidate would show, the logged decisions \
+         could not show ({randomised} of {decisions} randomised, but not where the candidate \
+         differs): no outcome says what those offers earn, only the candidate's own scores, \
+         so there is no estimate; log with a larger \"exploration\" share on the placement",
+        100.0 * .share
+    )]
+    Unsupported {
+        /// Channel.
+        channel: String,
+        /// Placement.
+        placement: String,
+        /// The share of what the candidate shows.
+        share: f64,
+        /// Decisions randomised there.
+        randomised: usize,
+        /// Decisions logged there.
+        decisions: usize,
+    },
 }
 
 /// One offer a logged decision showed.
@@ -124,6 +144,12 @@ pub struct Sample {
     pub candidate_size: f64,
     /// Probability the candidate puts on offers the logged decision could not show.
     pub unsupported: f64,
+    /// Of `direct_conversions`, the part on those offers (no outcome can correct it).
+    pub unsupported_direct: f64,
+    /// Of `direct_value`, the part on those offers.
+    pub unsupported_direct_value: f64,
+    /// `Σ π(a) v(a)` over those offers: the most their conversions could be worth.
+    pub unsupported_value: f64,
     /// True when the logged decision showed some offer with a probability strictly between 0
     /// and 1.
     pub randomised: bool,
@@ -217,6 +243,9 @@ impl Sample {
             s.direct_value += pi * direct * value_of(&o.id);
             if mu <= 0.0 {
                 s.unsupported += pi;
+                s.unsupported_direct += pi * direct;
+                s.unsupported_direct_value += pi * direct * value_of(&o.id);
+                s.unsupported_value += pi * value_of(&o.id);
                 s.changed = true;
             }
         }
@@ -258,8 +287,12 @@ pub struct PlacementEstimate {
     /// Of them, decisions whose probabilities the candidate changes.
     pub changed: usize,
     /// Share of the candidate's shown offers the logged decisions could not have shown (the
-    /// estimates cannot see their outcomes: IPS and SNIPS count them as no conversion).
+    /// estimates cannot see their outcomes: IPS and SNIPS count them as no conversion, DR as
+    /// its direct model says, with its interval stretched to anything they could bring).
     pub unsupported_share: f64,
+    /// Whether the figures say something: the candidate changes nothing, or changes it where
+    /// the log randomised, all but at most [`MAX_UNSUPPORTED_SHARE`] of what it shows.
+    pub estimable: bool,
     /// What the logging policy observed.
     pub logging: Figure,
     /// Inverse propensity scoring.
@@ -275,6 +308,20 @@ pub struct PlacementEstimate {
     /// over the `m` shown offers' weights `w = π / μ` (all the decisions when the candidate is
     /// the logging policy, however many offers each answer shows).
     pub effective_sample_size: f64,
+}
+
+/// Most of what a candidate shows that the log could not have shown, for an estimate: past
+/// it, the figures are its direct model's claims more than the customers' answers.
+pub const MAX_UNSUPPORTED_SHARE: f64 = 0.01;
+
+/// Stretches a DR figure's interval by what the offers the log could not show may bring: from
+/// none of the conversions the direct model gives them (`claimed`, per decision) to every
+/// one shown converting (`most`).
+fn stretch(f: &mut Figure, claimed: (f64, f64), most: (f64, f64)) {
+    f.ci95[0] -= 1000.0 * claimed.0;
+    f.ci95[1] += 1000.0 * (most.0 - claimed.0);
+    f.value_ci95[0] -= 1000.0 * claimed.1;
+    f.value_ci95[1] += 1000.0 * (most.1 - claimed.1);
 }
 
 /// The estimators over one placement's samples (at least one), owned or borrowed.
@@ -315,12 +362,20 @@ pub fn estimate<S: Borrow<Sample>>(
                 (c + w * (r - x.direct), v + w * (r - x.direct) * x.value)
             })
     };
-    let dr = per(&dr_of);
-    let dr_difference = per(&|s| {
+    let mut dr = per(&dr_of);
+    let mut dr_difference = per(&|s| {
         let (dc, dv) = dr_of(s);
         let (lc, lv) = logging_of(s);
         (dc - lc, dv - lv)
     });
+    let mean = |f: fn(&Sample) -> f64| all().map(f).sum::<f64>() / n as f64;
+    let claimed = (
+        mean(|s| s.unsupported_direct),
+        mean(|s| s.unsupported_direct_value),
+    );
+    let most = (mean(|s| s.unsupported), mean(|s| s.unsupported_value));
+    stretch(&mut dr, claimed, most);
+    stretch(&mut dr_difference, claimed, most);
     let weights: Vec<f64> = all().map(Sample::weight).collect();
     let size = all().map(|s| s.candidate_size).sum::<f64>() / n as f64;
     let snips = {
@@ -333,18 +388,21 @@ pub fn estimate<S: Borrow<Sample>>(
         .flat_map(|s| s.shown.iter().map(|x| x.candidate / x.logging))
         .fold((0.0, 0.0, 0usize), |(a, b, m), w| (a + w, b + w * w, m + 1));
     let count = |f: fn(&Sample) -> bool| all().filter(|s| f(s)).count();
+    let (randomised, changed) = (count(|s| s.randomised), count(|s| s.changed));
+    let unsupported_share = if size > 0.0 {
+        all().map(|s| s.unsupported).sum::<f64>() / (size * n as f64)
+    } else {
+        0.0
+    };
     PlacementEstimate {
         channel: channel.to_owned(),
         placement: placement.to_owned(),
         decisions: n,
-        randomised: count(|s| s.randomised),
+        randomised,
         explored: count(|s| s.explored),
-        changed: count(|s| s.changed),
-        unsupported_share: if size > 0.0 {
-            all().map(|s| s.unsupported).sum::<f64>() / (size * n as f64)
-        } else {
-            0.0
-        },
+        changed,
+        unsupported_share,
+        estimable: (changed == 0 || randomised > 0) && unsupported_share <= MAX_UNSUPPORTED_SHARE,
         logging,
         ips,
         snips,
@@ -495,6 +553,15 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
                 decisions: e.decisions,
             });
         }
+        if !e.estimable {
+            return Err(EstimateError::Unsupported {
+                channel: channel.clone(),
+                placement: placement.clone(),
+                share: e.unsupported_share,
+                randomised: e.randomised,
+                decisions: e.decisions,
+            });
+        }
         placements.push(e);
     }
     Ok(EstimateReport {
@@ -634,5 +701,52 @@ mod tests {
         ];
         let e = estimate("web", "home", &skewed);
         assert!((e.effective_sample_size - 0.75).abs() < 1e-12, "{e:?}");
+    }
+
+    /// A logged decision the candidate keeps, randomised or not.
+    fn kept(randomised: bool) -> Sample {
+        Sample {
+            randomised,
+            ..sample(vec![shown(0, if randomised { 0.5 } else { 1.0 }, 1.0)])
+        }
+    }
+
+    /// A deterministic logged decision where the candidate shows, instead, an offer the log
+    /// could not show, which its own score says converts at `direct` for a value of 10.
+    fn moved(direct: f64) -> Sample {
+        Sample {
+            changed: true,
+            unsupported: 1.0,
+            unsupported_direct: direct,
+            unsupported_direct_value: 10.0 * direct,
+            unsupported_value: 10.0,
+            direct_conversions: direct,
+            direct_value: 10.0 * direct,
+            candidate_size: 1.0,
+            ..sample(vec![shown(0, 1.0, 0.0)])
+        }
+    }
+
+    #[test]
+    fn a_candidate_that_changes_only_what_was_never_randomised_is_not_estimated() {
+        // Two randomised decisions elsewhere, nine changed where none was, no outcome at all:
+        // the direct model alone would make a gain of 9 x 0.25 per 100 decisions.
+        let mut samples: Vec<Sample> = (0..89).map(|_| kept(false)).collect();
+        samples.extend([kept(true), kept(true)]);
+        samples.extend((0..9).map(|_| moved(0.25)));
+        let e = estimate("web", "plans", &samples);
+        assert_eq!((e.randomised, e.changed), (2, 9));
+        assert!(!e.estimable, "{e:?}");
+        assert!((e.dr_difference.conversions_per_1000 - 22.5).abs() < 1e-9);
+        // The interval spans from none of the moved offers converting to all of them.
+        assert!(e.dr_difference.ci95[0] <= 0.0, "{:?}", e.dr_difference);
+        assert!(e.dr_difference.ci95[1] >= 90.0, "{:?}", e.dr_difference);
+        assert!(e.dr.value_ci95[1] >= 900.0, "{:?}", e.dr);
+        // One such decision in 200 is estimated, with that one's range in the interval.
+        let mut samples: Vec<Sample> = (0..197).map(|_| kept(false)).collect();
+        samples.extend([kept(true), kept(true), moved(0.25)]);
+        let e = estimate("web", "plans", &samples);
+        assert!(e.estimable, "{e:?}");
+        assert!(e.dr.ci95[0] <= 0.0 && e.dr.ci95[1] >= 5.0, "{:?}", e.dr);
     }
 }

@@ -109,14 +109,25 @@ impl Outcomes {
             .into_iter()
             .map(|((channel, placement), samples)| {
                 let e = estimate(channel, placement, &samples);
-                let estimable = e.changed == 0 || e.randomised > 0;
                 let mut row = serde_json::to_value(&e).unwrap_or(Value::Null);
-                row["estimable"] = estimable.into();
-                if !estimable {
-                    row["why"] = "the shadow changes what the champion shows here, and the \
-                                  champion never randomises on this placement: declare \
-                                  \"exploration\" on it"
-                        .into();
+                if !e.estimable {
+                    // No number: a dashboard reading the JSON must not promote on it.
+                    for figure in ["ips", "snips", "dr", "dr_difference"] {
+                        row[figure] = Value::Null;
+                    }
+                    row["why"] = if e.randomised == 0 {
+                        "the shadow changes what the champion shows here, and the champion \
+                         never randomises on this placement: declare \"exploration\" on it"
+                            .into()
+                    } else {
+                        format!(
+                            "{:.1} % of what the shadow would show here, the champion could not \
+                             have shown: no outcome says what those offers earn; give the \
+                             placement a larger \"exploration\" share",
+                            100.0 * e.unsupported_share
+                        )
+                        .into()
+                    };
                 }
                 row
             })
@@ -200,5 +211,10 @@ mod tests {
         let row = &o.json(1.0)["placements"][0];
         assert_eq!(row["estimable"], false);
         assert!(row["why"].as_str().unwrap().contains("exploration"));
+        // No figure a dashboard could promote on; what the champion observed stays.
+        for figure in ["ips", "snips", "dr", "dr_difference"] {
+            assert_eq!(row[figure], Value::Null, "{figure}");
+        }
+        assert_eq!(row["logging"]["conversions_per_1000"], 0.0);
     }
 }
