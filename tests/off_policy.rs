@@ -440,6 +440,21 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     std::fs::write(&file, original).unwrap();
 
+    // An adaptive candidate on a log whose model had no adaptive offers: the log does not hold
+    // what its offers had learnt, so they would decide untrained; refused, saying so.
+    let adaptive = dir.0.join("adaptive");
+    let mut learning = candidate.clone();
+    learning["offers"][0]["scorer"] = json!({"kind": "adaptive", "outcome": "conversion",
+        "prior": {"propensity": 0.03, "evidence": 20}});
+    models_folder(&adaptive, &learning);
+    let (ok, _, stderr) = estimate_cli(&log, &adaptive, &data);
+    assert!(!ok);
+    assert!(
+        stderr.contains("web/home: the 301 logged decisions were made by a model without the candidate's adaptive offers"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
     // A log without exploration cannot judge a candidate that changes the answers.
     let plain = dir.0.join("plain");
     let mut no_explore = logging.clone();

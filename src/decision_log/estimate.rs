@@ -92,6 +92,22 @@ pub enum EstimateError {
         /// Decisions logged there.
         decisions: usize,
     },
+    /// Every logged decision of a placement was made by a model without the candidate's
+    /// adaptive offers, so none holds what they had learnt.
+    #[error(
+        "{channel}/{placement}: the {decisions} logged decisions were made by a model without \
+         the candidate's adaptive offers, so the log does not hold what those offers had learnt \
+         then, and they would decide untrained; estimate on decisions logged while they served \
+         (a champion or challenger with them), or put the candidate as a shadow"
+    )]
+    Untrained {
+        /// Channel.
+        channel: String,
+        /// Placement.
+        placement: String,
+        /// Decisions logged there.
+        decisions: usize,
+    },
     /// The candidate shows, too often, offers the logged decisions could not show.
     #[error(
         "{channel}/{placement}: {:.1} % of what the candidate would show, the logged decisions \
@@ -290,6 +306,10 @@ pub struct PlacementEstimate {
     /// estimates cannot see their outcomes: IPS and SNIPS count them as no conversion, DR as
     /// its direct model says, with its interval stretched to anything they could bring).
     pub unsupported_share: f64,
+    /// Logged decisions left out because their model had no adaptive offer of the candidate's
+    /// (by id, with or without context as the candidate's), so the log does not hold what that
+    /// offer had learnt then; the rest, a random share of the customers, are estimated.
+    pub untrained_left_out: usize,
     /// Whether the figures say something: the candidate changes nothing, or changes it where
     /// the log randomised, all but at most [`MAX_UNSUPPORTED_SHARE`] of what it shows.
     pub estimable: bool,
@@ -402,6 +422,7 @@ pub fn estimate<S: Borrow<Sample>>(
         explored: count(|s| s.explored),
         changed,
         unsupported_share,
+        untrained_left_out: 0,
         estimable: (changed == 0 || randomised > 0) && unsupported_share <= MAX_UNSUPPORTED_SHARE,
         logging,
         ips,
@@ -509,6 +530,7 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
     let mut failed = 0;
     let mut name = String::new();
     let mut by_place: BTreeMap<(String, String), Vec<Sample>> = BTreeMap::new();
+    let mut left_out: BTreeMap<(String, String), usize> = BTreeMap::new();
     each_decision(&log, candidate, |d, customer_row, original, cand, store| {
         name = format!("{} {}", cand.compiled.name, cand.compiled.version);
         let inputs = Inputs::new(d, customer_row, original);
@@ -518,6 +540,11 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
             return;
         }
         let next = inputs.decide(&cand.compiled, store, true);
+        let place = (d.request.channel.clone(), d.request.placement.clone());
+        if untrained(&original.compiled, &cand.compiled, &next) {
+            *left_out.entry(place).or_default() += 1;
+            return;
+        }
         let id = ulid::Ulid::from_string(&d.decision_id).map_or(0, |u| u.0);
         let converted = |offer: &str| conversions.contains(&(id, offer.to_owned()));
         let row = customer_row.and_then(|r| store.exact_row(r));
@@ -531,10 +558,7 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
             converted,
         );
         joined += sample.shown.iter().filter(|s| s.converted).count();
-        by_place
-            .entry((d.request.channel.clone(), d.request.placement.clone()))
-            .or_default()
-            .push(sample);
+        by_place.entry(place).or_default().push(sample);
     })?;
     if failed > 0 {
         return Err(EstimateError::NotReproduced {
@@ -542,9 +566,21 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
             decisions: log.decisions.len(),
         });
     }
+    if let Some(((channel, placement), &n)) = left_out
+        .iter()
+        .find(|(place, _)| !by_place.contains_key(*place))
+    {
+        return Err(EstimateError::Untrained {
+            channel: channel.clone(),
+            placement: placement.clone(),
+            decisions: n,
+        });
+    }
     let mut placements = Vec::new();
     for ((channel, placement), samples) in &by_place {
-        let e = estimate(channel, placement, samples);
+        let mut e = estimate(channel, placement, samples);
+        let key = (channel.clone(), placement.clone());
+        e.untrained_left_out = left_out.get(&key).copied().unwrap_or(0);
         if e.changed > 0 && e.randomised == 0 {
             return Err(EstimateError::NoRandomised {
                 channel: channel.clone(),
@@ -573,6 +609,25 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
         direct_model:
             "the candidate's propensity for each offer (an adaptive offer's posterior mean)",
         placements,
+    })
+}
+
+/// True when the candidate scored an adaptive offer that the logging model did not have as
+/// such (by id, with context or without as the candidate's): the log holds only what the
+/// logging model's adaptive offers had learnt, so the candidate's would decide untrained.
+fn untrained(logging: &CompiledModel, candidate: &CompiledModel, d: &Decision<'_>) -> bool {
+    use crate::engine::scorer::Scorer;
+    candidate.offers.iter().enumerate().any(|(i, o)| {
+        let Scorer::Adaptive(a) = &o.scorer else {
+            return false;
+        };
+        if !matches!(d.explain.get(i), Some(Verdict::Scored { .. })) {
+            return false;
+        }
+        !logging.offers.iter().any(|l| {
+            l.id == o.id
+                && matches!(&l.scorer, Scorer::Adaptive(b) if b.context.is_some() == a.context.is_some())
+        })
     })
 }
 
@@ -634,6 +689,13 @@ impl EstimateReport {
                     String::new()
                 }
             );
+            if p.untrained_left_out > 0 {
+                let _ = writeln!(
+                    s,
+                    "  {} more decisions left out: made by a model without the candidate's adaptive offers, the log does not hold what those had learnt",
+                    p.untrained_left_out
+                );
+            }
             let _ = writeln!(
                 s,
                 "  {:<8} {:>14} {:>22} {:>14} {:>22}",
