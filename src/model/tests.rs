@@ -306,6 +306,26 @@ fn placements_and_channels_must_agree() {
 }
 
 #[test]
+fn a_placement_field_out_of_range_is_one_fault_not_one_per_offer_naming_the_placement() {
+    for (field, value) in [
+        ("exploration", serde_json::json!({"share": 1.0})),
+        ("limit", serde_json::json!(0)),
+        ("priority", serde_json::json!(-1)),
+        ("anonymous", serde_json::json!("maybe")),
+    ] {
+        let mut doc = model(vec![offer("a"), offer("b")]);
+        doc["placements"]["home"][field] = value;
+        match compile(&doc) {
+            Err(ModelError::Invalid(faults)) => {
+                assert_eq!(faults.len(), 1, "{field}: {faults:#?}");
+                assert!(faults[0].path.starts_with(&format!("placements.home.{field}")));
+            }
+            other => panic!("{field}: expected one fault, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
 fn structural_faults() {
     refused(
         &serde_json::json!({"name": "m", "version": "1", "placements": {}, "offers": []}),

@@ -19,7 +19,7 @@ use crate::model::{
 /// whole).
 pub(crate) const MAX_SMS_SEGMENTS: u64 = 10;
 
-/// Reads the `placements` object; placements with faults are left out.
+/// Reads the `placements` object; a placement whose channels are faulty is left out.
 pub(super) fn read_placements(
     f: &mut Faults,
     top: &Object<'_>,
@@ -102,30 +102,19 @@ pub(super) fn read_placements(
                 .map(|n| Some(n as u32)),
             None => Some(None),
         };
-        if let (
-            Some(channels),
-            Some(limit),
-            Some(priority),
-            Some(exploration),
-            Some(anonymous),
-            Some(max_sms_segments),
-        ) = (
-            channels,
-            limit,
-            priority,
-            exploration,
-            anonymous,
-            max_sms_segments,
-        ) {
+        // A fault in any other field is reported where it is, and the placement is kept with
+        // that field's default (the model is refused anyway): the offers, channels and fallback
+        // that name it are not reported as well.
+        if let Some(channels) = channels {
             out.insert(
                 name.to_owned(),
                 PlacementDraft {
                     channels: channels.into_iter().map(str::to_owned).collect(),
-                    limit,
-                    priority,
-                    exploration,
-                    anonymous,
-                    max_sms_segments,
+                    limit: limit.unwrap_or(DEFAULT_PLACEMENT_LIMIT),
+                    priority: priority.unwrap_or(MAX_PLACEMENT_PRIORITY),
+                    exploration: exploration.unwrap_or(0.0),
+                    anonymous: anonymous.unwrap_or(false),
+                    max_sms_segments: max_sms_segments.unwrap_or(None),
                 },
             );
         }
