@@ -20,6 +20,12 @@ pub fn nearest<'a>(typed: &str, known: impl IntoIterator<Item = &'a str>) -> Opt
         .map(|(_, k)| k)
 }
 
+/// `: did you mean `x`?` after a message about `typed` when a known name is near it, else
+/// nothing.
+pub fn did_you_mean<'a>(typed: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(typed, known).map_or_else(String::new, |k| format!(": did you mean `{k}`?"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::nearest;

@@ -127,6 +127,45 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         .iter()
         .any(|f| f.path == "channel" && f.message.contains("no channel `fax`")));
 
+    // A slip in a name the model knows says which name was meant, and one wrong channel or
+    // placement is one fault (not also "no offer to send").
+    for (doc, path, meant) in [
+        (json!({"name": "m", "channel": "smss"}), "channel", "`sms`"),
+        (
+            json!({"name": "m", "channel": "sms", "placement": "sms_campain"}),
+            "placement",
+            "`sms_campaign`",
+        ),
+        (
+            json!({"name": "m", "channel": "sms", "offers": ["data_boost_10gb", "loyalty_discunt_10"]}),
+            "offers[1]",
+            "`loyalty_discount_10`",
+        ),
+        (
+            json!({"name": "m", "channel": "sms", "category_limits": {"retension": {"max": 5}}}),
+            "category_limits.retension",
+            "`retention`",
+        ),
+        (
+            json!({"name": "m", "channel": "sms", "capcity": {"max_contacts": 3}}),
+            "capcity",
+            "`capacity`",
+        ),
+    ] {
+        let file = base.write_campaign("slip", &doc);
+        let faults = campaign::check(&file, Some(&demo_dir()), None)
+            .unwrap_err()
+            .faults();
+        assert_eq!(faults.len(), 1, "{doc}: {faults:#?}");
+        assert_eq!(faults[0].path, path, "{faults:#?}");
+        assert!(
+            faults[0]
+                .message
+                .ends_with(&format!("did you mean {meant}?")),
+            "{faults:#?}"
+        );
+    }
+
     // A model that does not load adds its fault to the campaign's own: all are printed.
     let mut bad_on_sms = bad.clone();
     bad_on_sms["channel"] = "sms".into();

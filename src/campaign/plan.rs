@@ -112,10 +112,14 @@ impl Plan {
                 f.push(
                     &channel_path(spec, ch, ""),
                     format!(
-                        "the model `{}` has no channel `{}` (it has: {})",
+                        "the model `{}` has no channel `{}` (it has: {}){}",
                         model.name,
                         ch.name,
-                        names()
+                        names(),
+                        crate::near::did_you_mean(
+                            &ch.name,
+                            model.channels.iter().map(|c| &*c.name)
+                        )
                     ),
                 );
                 continue;
@@ -125,9 +129,15 @@ impl Plan {
                 Some(p) => match channel.slots.iter().find(|s| *s.placement == *p) {
                     Some(s) => Some(s),
                     None => {
+                        let on: Vec<&str> = channel.slots.iter().map(|s| &*s.placement).collect();
                         f.push(
                             &channel_path(spec, ch, "placement"),
-                            format!("the model has no placement `{p}` on channel `{}`", ch.name),
+                            format!(
+                                "the model has no placement `{p}` on channel `{}` (it has: {}){}",
+                                ch.name,
+                                on.join(", "),
+                                crate::near::did_you_mean(p, on.iter().copied())
+                            ),
                         );
                         None
                     }
@@ -155,7 +165,8 @@ impl Plan {
             }
         }
         let mut campaign_offer = vec![None; model.offers.len()];
-        if offer_ids.is_empty() {
+        // Without a channel's placement there is no list of offers to say is empty.
+        if offer_ids.is_empty() && channels.len() == list.len() {
             f.push("offers", "the campaign has no offer to send");
         }
         if offer_ids.len() * list.len() > usize::from(u16::MAX) {
@@ -175,7 +186,10 @@ impl Plan {
                 None => "offers".to_owned(),
             };
             match model.offers.iter().position(|o| *o.id == **id) {
-                None => f.push(&path, format!("unknown offer `{id}`")),
+                None => {
+                    let hint = crate::near::did_you_mean(id, model.offers.iter().map(|o| &*o.id));
+                    f.push(&path, format!("unknown offer `{id}`{hint}"))
+                }
                 Some(oi) => {
                     let shown = |s: &&crate::engine::Slot| s.candidates.contains(&(oi as u32));
                     match (spec.multi_channel(), &slots[..]) {
@@ -239,9 +253,10 @@ impl Plan {
         if spec.offers.is_none() {
             for id in spec.offer_limits.keys() {
                 if !offer_ids.contains(id) {
+                    let hint = crate::near::did_you_mean(id, offer_ids.iter().map(|o| &**o));
                     f.push(
                         &join("offer_limits", id),
-                        format!("`{id}` is not an offer of this campaign's placement"),
+                        format!("`{id}` is not an offer of this campaign's placement{hint}"),
                     );
                 }
             }
@@ -254,9 +269,11 @@ impl Plan {
                     .any(|o| *o.id == **id && *o.category == **cat)
             });
             if !sent {
+                let hint =
+                    crate::near::did_you_mean(cat, model.offers.iter().map(|o| &*o.category));
                 f.push(
                     &join("category_limits", cat),
-                    format!("no offer of the campaign has category `{cat}`"),
+                    format!("no offer of the campaign has category `{cat}`{hint}"),
                 );
             }
         }

@@ -318,7 +318,9 @@ fn a_placement_field_out_of_range_is_one_fault_not_one_per_offer_naming_the_plac
         match compile(&doc) {
             Err(ModelError::Invalid(faults)) => {
                 assert_eq!(faults.len(), 1, "{field}: {faults:#?}");
-                assert!(faults[0].path.starts_with(&format!("placements.home.{field}")));
+                assert!(faults[0]
+                    .path
+                    .starts_with(&format!("placements.home.{field}")));
             }
             other => panic!("{field}: expected one fault, got {:?}", other.map(|_| ())),
         }

@@ -95,10 +95,11 @@ impl Faults {
                 .collect();
             unknown.sort_unstable();
             for k in unknown {
-                self.push(
-                    &join(path, k),
-                    format!("unknown field (expected one of: {})", known.join(", ")),
-                );
+                let message = match crate::near::nearest(k, known.iter().copied()) {
+                    Some(near) => format!("unknown field: did you mean `{near}`?"),
+                    None => format!("unknown field (expected one of: {})", known.join(", ")),
+                };
+                self.push(&join(path, k), message);
             }
         }
         Some(obj)

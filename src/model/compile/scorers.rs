@@ -32,9 +32,11 @@ pub(super) fn compile_scorer(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Opt
         Some(kind @ ("xgboost" | "lightgbm")) => super::trees::compile_trees(cx, v, path, kind),
         Some("adaptive") => compile_adaptive(cx, v, path),
         Some(other) => {
+            const KINDS: [&str; 5] = ["logistic", "constant", "xgboost", "lightgbm", "adaptive"];
+            let hint = crate::near::did_you_mean(other, KINDS);
             cx.faults.push(
                 &join(path, "kind"),
-                format!("unknown scorer kind `{other}` (logistic, constant, xgboost, lightgbm, adaptive)"),
+                format!("unknown scorer kind `{other}` ({}){hint}", KINDS.join(", ")),
             );
             None
         }
@@ -250,8 +252,18 @@ fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
     let outcome = f.req(obj, "outcome", path).and_then(|o| match o.as_str() {
         Some("conversion") => Some(Outcome::Conversion),
         Some("click") => Some(Outcome::Click),
-        _ => {
-            f.push(&opath, "expected `click` or `conversion`");
+        other => {
+            let found = match other {
+                Some(s) => format!(
+                    "`{s}`{}",
+                    crate::near::did_you_mean(s, ["click", "conversion"])
+                ),
+                None => "not a string".into(),
+            };
+            f.push(
+                &opath,
+                format!("expected `click` or `conversion`, found {found}"),
+            );
             None
         }
     });

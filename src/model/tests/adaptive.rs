@@ -45,7 +45,25 @@ fn adaptive_scorer_faults_name_their_paths() {
     refused(
         &bad("/outcome", "purchase".into()),
         &format!("{at}.outcome"),
-        "`click` or `conversion`",
+        "`click` or `conversion`, found `purchase`",
+    );
+    refused(
+        &bad("/outcome", "convertion".into()),
+        &format!("{at}.outcome"),
+        "found `convertion`: did you mean `conversion`?",
+    );
+    refused(
+        &bad("/kind", "adaptve".into()),
+        &format!("{at}.kind"),
+        "unknown scorer kind `adaptve` (logistic, constant, xgboost, lightgbm, adaptive): did you mean `adaptive`?",
+    );
+    refused(
+        &bad(
+            "/prior",
+            serde_json::json!({"propensity": 0.1, "evidense": 5}),
+        ),
+        &format!("{at}.prior.evidense"),
+        "unknown field: did you mean `evidence`?",
     );
     refused(
         &bad("/prior/propensity", 1.0.into()),
