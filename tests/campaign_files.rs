@@ -484,8 +484,8 @@ fn campaign_check_validates_the_challenger() {
 }
 
 /// A data folder that does not exist (a typo, a forgotten flag) is refused: a run without the
-/// contact history would contact everyone the caps and policies hold back. An empty folder
-/// runs without history on purpose.
+/// contact history would contact everyone the caps and policies hold back, and so is a folder
+/// that holds other files but no event log. An empty folder runs without history on purpose.
 #[test]
 fn a_missing_data_folder_is_refused_and_an_empty_one_runs() {
     let base = Base::new("cmp-no-history", 20);
@@ -500,6 +500,11 @@ fn a_missing_data_folder_is_refused_and_an_empty_one_runs() {
         )),
         "{e}"
     );
+    assert!(!cfg.out.exists(), "a refused run wrote its list");
+    // A folder with files but no event log (the models', a parent) is not a data folder.
+    cfg.data_dir = Some(base.path(""));
+    let e = campaign::run(&cfg).unwrap_err().to_string();
+    assert!(e.contains(": not a data folder (no event log"), "{e}");
     assert!(!cfg.out.exists(), "a refused run wrote its list");
     cfg.data_dir = Some(base.path("data"));
     campaign::run(&cfg).unwrap();

@@ -160,10 +160,14 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                     "ok: campaign {} on channel {}{}",
                     spec.name,
                     spec.channel,
-                    if models.is_some() {
-                        ""
-                    } else {
-                        " (not checked against a model)"
+                    match (&models, &features) {
+                        (None, _) => " (not checked against a model)",
+                        // Feature names (reachability, time zones, values) are the snapshot's.
+                        (Some(_), None) => {
+                            " (not checked against a snapshot: give --features for the feature \
+                             names it reads)"
+                        }
+                        (Some(_), Some(_)) => "",
                     }
                 );
                 Ok(())

@@ -74,6 +74,14 @@ pub enum CampaignError {
          purpose, give an empty folder", .0.display()
     )]
     NoHistory(PathBuf),
+    /// The folder holds files but no event log: another folder (the models', a parent) given
+    /// by mistake, which would read as no history at all.
+    #[error(
+        "--data-dir {}: not a data folder (no event log `events-*.log` and no `LOCK` in it, \
+         but other files): give the server's `--data-dir`; to run without any history on \
+         purpose, give an empty folder", .0.display()
+    )]
+    NotDataDir(PathBuf),
     /// A suppression list could not be read.
     #[error("suppression list {path}: {source}")]
     Suppression {

@@ -276,6 +276,9 @@ impl<'a> Run<'a> {
             Some(dir) if !dir.is_dir() && cfg.fleet.is_none() => {
                 return Err(CampaignError::NoHistory(dir.clone()))
             }
+            Some(dir) if cfg.fleet.is_none() && !is_data_dir(dir) => {
+                return Err(CampaignError::NotDataDir(dir.clone()))
+            }
             Some(dir) => history::PastContacts::read(dir, &counting, now_ms)?,
             None => history::PastContacts::empty(&counting),
         };
@@ -561,4 +564,14 @@ fn with_progress<T: Send>(total: u64, bar: bool, work: impl FnOnce(&AtomicU64) -
         let _finish = Finish(&finished);
         work(&done)
     })
+}
+
+/// A server's data folder (its lock or a log segment), or an empty one (no history on purpose).
+fn is_data_dir(dir: &std::path::Path) -> bool {
+    let Ok(mut entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    dir.join(crate::contact::lock::LOCK_FILE).exists()
+        || crate::contact::log::list_segments(dir).is_ok_and(|s| !s.is_empty())
+        || entries.next().is_none()
 }
