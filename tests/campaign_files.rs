@@ -604,3 +604,14 @@ fn a_field_written_twice_is_refused() {
     let e = campaign::check(&file, None, None).unwrap_err().to_string();
     assert!(e.contains("`name` is written twice in one object"), "{e}");
 }
+
+/// A campaign file that is not JSON is refused with the line and column, as a model file is,
+/// not a byte offset and a parser's state.
+#[test]
+fn a_syntax_error_is_named_by_line_and_column() {
+    let base = Base::new("cmp-syntax", 10);
+    let file = base.path("syntax.json");
+    std::fs::write(&file, "{\"name\": \"a\",\n  \"channel\": \"sms\",\n  }\n").unwrap();
+    let e = campaign::check(&file, None, None).unwrap_err().to_string();
+    assert!(e.contains("line 3, column 3: key must be a string"), "{e}");
+}

@@ -237,13 +237,10 @@ pub fn parse_lenient(
             key.chars().take(64).collect::<String>()
         )));
     }
-    let doc = simd_json::to_borrowed_value(&mut bytes).map_err(|e| {
-        SpecError::Syntax(format!(
-            "invalid JSON at byte {}: {:?}",
-            e.index(),
-            e.error()
-        ))
-    })?;
+    // simd-json parses in place: the text as written says where a syntax error is.
+    let text = bytes.clone();
+    let doc = simd_json::to_borrowed_value(&mut bytes)
+        .map_err(|e| SpecError::Syntax(crate::model::syntax_error(&text, &e).to_string()))?;
     let mut f = Faults::default();
     let spec = read(&mut f, &doc, base);
     Ok((spec, f.0))

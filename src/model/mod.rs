@@ -457,8 +457,9 @@ pub fn builtin_fallback_from_bytes(
 }
 
 /// A parse error with the line and column it happened at, in serde_json's words (simd-json's
-/// own name its internal states, such as `ExpectedString`).
-fn syntax_error(bytes: &[u8], e: &simd_json::Error) -> ModelError {
+/// own name its internal states, such as `ExpectedString`); `bytes` as they were before
+/// simd-json parsed them in place.
+pub(crate) fn syntax_error(bytes: &[u8], e: &simd_json::Error) -> ModelError {
     match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
         Err(j) => {
             let text = j.to_string();
