@@ -615,3 +615,26 @@ fn a_syntax_error_is_named_by_line_and_column() {
     let e = campaign::check(&file, None, None).unwrap_err().to_string();
     assert!(e.contains("line 3, column 3: key must be a string"), "{e}");
 }
+
+/// An offer's minimum above its category's maximum is a fault of the file, found by check,
+/// not a shortfall a run blames on the base.
+#[test]
+fn minimums_a_category_maximum_cannot_hold_are_refused_by_check() {
+    let base = Base::new("cmp-min-max", 10);
+    let doc = serde_json::json!({"name": "x", "channel": "sms",
+        "capacity": {"max_contacts": 3000},
+        "offer_limits": {"roaming_pass_eu": {"min": 1200}, "data_boost_10gb": {"min": 100}},
+        "category_limits": {"sales": {"max": 1000}}});
+    let file = base.write_campaign("x", &doc);
+    let faults = campaign::check(&file, Some(&demo_dir()), None)
+        .unwrap_err()
+        .faults();
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    assert_eq!(faults[0].path, "category_limits.sales");
+    assert!(
+        faults[0].message.starts_with(
+            "max 1000 is less than the minimums of its offers add up to (1300: data_boost_10gb 100, roaming_pass_eu 1200)"
+        ),
+        "{faults:#?}"
+    );
+}

@@ -261,6 +261,34 @@ impl Plan {
                 }
             }
         }
+        // An offer's minimum its category's maximum cannot hold would be reported at run time
+        // as a base too small.
+        for (cat, &max) in &spec.category_limits {
+            let in_cat: Vec<(&str, u64)> = spec
+                .offer_limits
+                .iter()
+                .filter(|(id, l)| {
+                    l.min > 0
+                        && model
+                            .offers
+                            .iter()
+                            .any(|o| *o.id == ***id && *o.category == **cat)
+                })
+                .map(|(id, l)| (id.as_str(), l.min))
+                .collect();
+            let mins: u64 = in_cat.iter().map(|(_, m)| m).sum();
+            if mins > max {
+                let named: Vec<String> = in_cat.iter().map(|(id, m)| format!("{id} {m}")).collect();
+                f.push(
+                    &join("category_limits", cat),
+                    format!(
+                        "max {max} is less than the minimums of its offers add up to ({mins}: \
+                         {}): no list can meet both",
+                        named.join(", ")
+                    ),
+                );
+            }
+        }
         for cat in spec.category_limits.keys() {
             let sent = offer_ids.iter().any(|id| {
                 model
