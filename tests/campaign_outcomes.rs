@@ -184,6 +184,11 @@ fn the_report_compares_targets_with_the_control_group() {
     ]);
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, serde_json::to_value(&cut).unwrap());
+    // A window that ends before the run counts nothing: refused, saying so.
+    let e = campaign::report::report(&run.out, &contaminated, Some(NOW - HOUR))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is before the run's time"), "{e}");
     let out = nextbest(&[
         "campaign",
         "report",

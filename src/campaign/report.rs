@@ -39,6 +39,9 @@ pub enum ReportError {
     /// The event log could not be read.
     #[error("event log: {0}")]
     Log(#[from] crate::contact::log::LogError),
+    /// `--until` comes before the run: no outcome of the list can be in the window.
+    #[error("--until {0} is before the run's time {1}: outcomes are counted from the run on")]
+    Until(String, String),
 }
 
 /// One group's outcomes (the targets, or the control group).
@@ -181,6 +184,13 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
     let control = read_members(&dir.join(CONTROL_CSV))?;
     if !data_dir.is_dir() {
         return Err(not_committed("no such folder"));
+    }
+    if let Some(until) = until_ms.filter(|&u| u < summary.run_at_ms) {
+        let at = |ms: i64| {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+                .to_string()
+        };
+        return Err(ReportError::Until(at(until), at(summary.run_at_ms)));
     }
 
     // (customer, offer) pairs of either group that converted after the run.
