@@ -543,7 +543,16 @@ fn a_run_replaces_the_folders_list_whole_or_not_at_all() {
         );
     }
     std::fs::remove_file(&blocker).unwrap();
+    // What a killed run left (its process gone) is removed by the next; a live one's stays.
+    let dead = base.path(".list.writing-4194999");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("targets.csv"), "half").unwrap();
+    // Process 1 is always running: a run still writing there.
+    let alive = base.path(".list.writing-1");
+    std::fs::create_dir_all(&alive).unwrap();
     let second = campaign::run(&cfg).unwrap();
+    assert!(!dead.exists(), "a killed run's folder stayed");
+    assert!(alive.exists(), "a running write was removed");
     assert_eq!(second.held_out.control_group, 0);
     let control = std::fs::read_to_string(first.out.join("control.csv")).unwrap();
     assert_eq!(
