@@ -72,11 +72,22 @@ struct Arm {
     by_tag: Vec<(u16, Tally)>,
 }
 
+/// An outcome that quoted its decision before the decision's impression arrived (an order
+/// system posting faster than the web's batch of impressions): credited when it does.
+#[derive(Debug, Clone, Copy)]
+struct Early {
+    decision_id: u128,
+    /// Outcome bits (1 click, 2 conversion).
+    bits: u8,
+    ts_ms: i64,
+}
+
 #[derive(Debug, Default)]
 struct Master {
     arms: HashMap<u64, Arm, foldhash::fast::FixedState>,
     pending: HashMap<(u64, u64), Pending, foldhash::fast::FixedState>,
     pending_capacity: usize,
+    early: HashMap<(u64, u64), Early, foldhash::fast::FixedState>,
     context: Learner,
     /// Offers an adaptive scorer of a bound model scores, and whether it counts its own
     /// model version's decisions only (`reset`): their health is kept, so keyed.
@@ -166,8 +177,21 @@ impl Counts {
                     .unwrap_or(f64::NAN);
                 (key, m.health.impression(key, predicted, e.ts_ms))
             });
-            m.impression((customer, offer_hash), e, tag, levels, ticket, now_ms);
-        } else if !m.credit((customer, offer_hash), e, bit) {
+            let key = (customer, offer_hash);
+            m.impression(key, e, tag, levels, ticket, now_ms);
+            if let Some(early) = m.early.remove(&key) {
+                if Some(early.decision_id) == e.decision_id {
+                    for bit in [1, 2].into_iter().filter(|b| early.bits & b != 0) {
+                        m.credit(key, e.decision_id, early.ts_ms, bit);
+                    }
+                } else {
+                    m.early.insert(key, early);
+                }
+            }
+        } else if !m.credit((customer, offer_hash), e.decision_id, e.ts_ms, bit) {
+            if let Some(d) = e.decision_id {
+                m.remember_early((customer, offer_hash), d, bit, e.ts_ms, now_ms);
+            }
             return;
         }
         drop(m);
@@ -335,18 +359,52 @@ impl Master {
         );
     }
 
-    /// Credits an outcome to the impression it follows; false when there is none to credit.
-    fn credit(&mut self, key: (u64, u64), e: &Event<'_>, bit: u8) -> bool {
+    /// Remembers an outcome quoting `decision_id` that found no impression of it to credit,
+    /// for when the impression arrives; bounded like the impressions waiting for outcomes.
+    fn remember_early(&mut self, key: (u64, u64), decision_id: u128, bit: u8, ts: i64, now: i64) {
+        if self.pending.get(&key).and_then(|p| p.decision_id) == Some(decision_id) {
+            // Its impression is here and was credited already: a repeat.
+            return;
+        }
+        let cap = (self.pending_capacity / 8).max(1_024);
+        if self.early.len() >= cap && !self.early.contains_key(&key) {
+            let horizon = now.saturating_sub(MAX_WINDOW_DAYS as i64 * DAY_MS);
+            self.early.retain(|_, x| x.ts_ms >= horizon);
+            if self.early.len() >= cap {
+                let mut ts: Vec<i64> = self.early.values().map(|x| x.ts_ms).collect();
+                let mid = ts.len() / 2;
+                let cut = *ts.select_nth_unstable(mid).1;
+                self.early.retain(|_, x| x.ts_ms > cut);
+            }
+        }
+        let x = self.early.entry(key).or_insert(Early {
+            decision_id,
+            bits: 0,
+            ts_ms: ts,
+        });
+        if x.decision_id != decision_id {
+            *x = Early {
+                decision_id,
+                bits: 0,
+                ts_ms: ts,
+            };
+        }
+        x.bits |= bit;
+    }
+
+    /// Credits an outcome (quoting `decision_id`, at `ts_ms`) to the impression it follows;
+    /// false when there is none to credit.
+    fn credit(&mut self, key: (u64, u64), decision_id: Option<u128>, ts_ms: i64, bit: u8) -> bool {
         let Some(p) = self.pending.get_mut(&key) else {
             return false;
         };
         if p.credited & bit != 0 {
             return false;
         }
-        let day = match (e.decision_id, p.decision_id) {
+        let day = match (decision_id, p.decision_id) {
             (Some(a), Some(b)) if a == b => 0,
             _ => {
-                let delay = e.ts_ms - p.ts_ms;
+                let delay = ts_ms - p.ts_ms;
                 if !(0..=MAX_WINDOW_DAYS as i64 * DAY_MS).contains(&delay) {
                     return false;
                 }
@@ -356,7 +414,7 @@ impl Master {
         };
         p.credited |= bit;
         if let Some((health, t)) = p.ticket {
-            self.health.outcome(health, t, bit, e.ts_ms);
+            self.health.outcome(health, t, bit, ts_ms.max(p.ts_ms));
         }
         let (tag, kind) = (p.tag, usize::from(bit - 1));
         if let Some(levels) = &p.levels {
@@ -515,136 +573,4 @@ fn verdict(contextual: bool, trials: u64, h: &health::Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::adaptive::{Adaptive, Outcome};
-
-    fn ev<'a>(kind: EventKind, ts_ms: i64, customer: &'a str, decision: Option<u128>) -> Event<'a> {
-        Event {
-            decision_id: decision,
-            ..Event::on(kind, customer, Some("o1"), "web", ts_ms)
-        }
-    }
-
-    fn arm(window_days: u8, reset: bool) -> Adaptive {
-        Adaptive {
-            outcome: Outcome::Conversion,
-            alpha: 1.0,
-            beta: 1.0,
-            window_days,
-            reset,
-            floor: 0.0,
-            context: None,
-        }
-    }
-
-    #[test]
-    fn outcomes_are_credited_once_by_decision_id_or_within_the_window() {
-        let c = Counts::new(1_024);
-        let t0 = 1_800_000_000_000;
-        let d = attribution::decision_id(
-            t0,
-            0xabcd,
-            crate::experiment::Variant::Champion,
-            attribution::Origin::default(),
-        )
-        .0;
-        c.observe(&ev(EventKind::Impression, t0, "c1", Some(d)), t0);
-        c.observe(&ev(EventKind::Impression, t0, "c2", None), t0);
-        c.observe(&ev(EventKind::Impression, t0, "c3", None), t0);
-        // c1 converts late but quotes the decision: credited whatever the window.
-        c.observe(
-            &ev(EventKind::Conversion, t0 + 20 * DAY_MS, "c1", Some(d)),
-            t0,
-        );
-        c.observe(
-            &ev(EventKind::Conversion, t0 + 20 * DAY_MS, "c1", Some(d)),
-            t0,
-        );
-        // c2 converts after 2 days without a decision id; c3 never had... a click only.
-        c.observe(
-            &ev(EventKind::Conversion, t0 + 2 * DAY_MS - 5, "c2", None),
-            t0,
-        );
-        c.observe(&ev(EventKind::Click, t0 + 1, "c3", None), t0);
-        // An outcome with no impression before it is not credited.
-        c.observe(&ev(EventKind::Conversion, t0, "c9", None), t0);
-        c.refresh();
-        let p = c.snapshot();
-        let t = p.tally(stable_hash("o1"), None).unwrap();
-        assert_eq!(arm(1, false).counts(t), (3, 1));
-        assert_eq!(arm(2, false).counts(t), (3, 2));
-        let click = Adaptive {
-            outcome: Outcome::Click,
-            ..arm(1, false)
-        };
-        assert_eq!(click.counts(t), (3, 1));
-        let own = p.tally(stable_hash("o1"), Some(attribution::model_tag(0xabcd)));
-        assert_eq!(arm(30, true).counts(own.unwrap()), (1, 1));
-    }
-
-    /// A `reset` offer's health reads its model version's impressions only, as its counts do;
-    /// another offer's reads them all.
-    #[test]
-    fn a_reset_offers_health_is_its_versions_own() {
-        let t0 = 1_800_000_000_000;
-        let decided = |key: u32| {
-            attribution::decision_id(
-                t0,
-                key,
-                crate::experiment::Variant::Champion,
-                attribution::Origin::default(),
-            )
-            .0
-        };
-        let (old, new) = (0xabcd, 0x1234);
-        for reset in [true, false] {
-            let c = Counts::new(1_024);
-            c.inner.master.lock().unwrap().adaptive =
-                [(stable_hash("o1"), reset)].into_iter().collect();
-            for (i, key) in [old, old, old, new, new].into_iter().enumerate() {
-                let customer = format!("c{i}");
-                c.observe(
-                    &ev(EventKind::Impression, t0, &customer, Some(decided(key))),
-                    t0,
-                );
-            }
-            c.observe(&ev(EventKind::Impression, t0, "c9", None), t0);
-            let health = |key: u32| {
-                c.health(
-                    stable_hash("o1"),
-                    attribution::model_tag(key),
-                    Outcome::Conversion,
-                )
-                .impressions
-            };
-            if reset {
-                assert_eq!(health(new), 2);
-                assert_eq!(health(old), 3);
-            } else {
-                assert_eq!((health(new), health(old)), (6, 6));
-            }
-        }
-    }
-
-    #[test]
-    fn an_offer_one_model_scores_without_reset_keeps_one_health() {
-        let modes =
-            health_modes([(1, true), (2, true), (2, false), (3, false), (1, true)].into_iter());
-        assert_eq!((modes[&1], modes[&2], modes[&3]), (true, false, false));
-    }
-
-    #[test]
-    fn refresh_publishes_what_was_observed() {
-        let c = Counts::new(1_024);
-        let t0 = 1_800_000_000_000;
-        c.observe(&ev(EventKind::Impression, t0, "c1", None), t0);
-        c.observe(&ev(EventKind::Dismiss, t0, "c1", None), t0);
-        c.refresh();
-        assert_eq!(
-            c.snapshot().tally(stable_hash("o1"), None).unwrap().trials,
-            1
-        );
-        assert!(c.snapshot().tally(stable_hash("o2"), None).is_none());
-    }
-}
+mod tests;
