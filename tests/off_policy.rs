@@ -422,6 +422,19 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     );
     assert!(text.contains("\"type\":\"drops\""), "no drops line");
 
+    // Another data folder, whose events name none of the logged decisions: said, not only
+    // zeros with zero-width intervals.
+    let elsewhere = dir.0.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (ok, report, stderr) = estimate_cli(&log, &cand, &elsewhere);
+    assert!(ok, "{stderr}");
+    assert_eq!(report["conversions_joined"], 0);
+    let warned = report["warnings"].to_string();
+    assert!(
+        warned.contains("no conversion in") && warned.contains("elsewhere"),
+        "{report}"
+    );
+
     // Losses that are not random make the estimate refuse, in one line.
     let file = std::fs::read_dir(&log)
         .unwrap()

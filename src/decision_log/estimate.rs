@@ -330,6 +330,10 @@ pub struct PlacementEstimate {
     pub effective_sample_size: f64,
 }
 
+/// Fewest decisions a placement's estimate should be worth (its effective sample size) for
+/// normal intervals to mean what they say; fewer is said in a warning.
+pub const MIN_EFFECTIVE_SAMPLE: f64 = 100.0;
+
 /// Most of what a candidate shows that the log could not have shown, for an estimate: past
 /// it, the figures are its direct model's claims more than the customers' answers.
 pub const MAX_UNSUPPORTED_SHARE: f64 = 0.01;
@@ -486,6 +490,9 @@ pub struct EstimateReport {
     pub sampling: Sampling,
     /// The direct model DR uses.
     pub direct_model: &'static str,
+    /// What makes the figures weak: no conversion joined (another data folder?), placements
+    /// worth few decisions.
+    pub warnings: Vec<String>,
     /// Per placement.
     pub placements: Vec<PlacementEstimate>,
 }
@@ -600,7 +607,26 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
         }
         placements.push(e);
     }
+    let mut warnings = Vec::new();
+    if joined == 0 {
+        warnings.push(format!(
+            "no conversion in {} names a logged decision and an offer it showed: every rate is \
+             0 [0, 0]; is it the --data-dir of the server that logged, and do conversions send \
+             their decision_id?",
+            data_dir.display()
+        ));
+    }
+    for p in &placements {
+        if p.effective_sample_size < MIN_EFFECTIVE_SAMPLE {
+            warnings.push(format!(
+                "{}/{}: worth {:.0} decisions (effective sample size), fewer than {}: the 95 % \
+                 intervals assume many more and are too narrow",
+                p.channel, p.placement, p.effective_sample_size, MIN_EFFECTIVE_SAMPLE
+            ));
+        }
+    }
     Ok(EstimateReport {
+        warnings,
         candidate: name,
         decisions: log.decisions.len(),
         conversions_joined: joined,
@@ -669,10 +695,13 @@ impl EstimateReport {
             self.sampling.shares, k.written, k.not_sampled, k.deadline
         );
         let _ = writeln!(s, "DR's direct model: {}", self.direct_model);
+        for w in &self.warnings {
+            let _ = writeln!(s, "WARNING: {w}");
+        }
         for p in &self.placements {
             let _ = writeln!(
                 s,
-                "\n{}/{}: {} decisions, {} randomised ({} explored), the candidate changes {}; effective sample size {:.0}{}",
+                "\n{}/{}: {} decisions, {} randomised ({} explored), the candidate's probabilities differ on {}; effective sample size {:.0}{}",
                 p.channel,
                 p.placement,
                 p.decisions,
