@@ -309,6 +309,7 @@ pub struct PlacementEstimate {
     /// Logged decisions left out because their model had no adaptive offer of the candidate's
     /// (by id, with or without context as the candidate's), so the log does not hold what that
     /// offer had learnt then; the rest, a random share of the customers, are estimated.
+    #[serde(skip_serializing_if = "is_zero")]
     pub untrained_left_out: usize,
     /// Whether the figures say something: the candidate changes nothing, or changes it where
     /// the log randomised, all but at most [`MAX_UNSUPPORTED_SHARE`] of what it shows.
@@ -328,6 +329,10 @@ pub struct PlacementEstimate {
     /// over the `m` shown offers' weights `w = π / μ` (all the decisions when the candidate is
     /// the logging policy, however many offers each answer shows).
     pub effective_sample_size: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Fewest decisions a placement's estimate should be worth (its effective sample size) for
