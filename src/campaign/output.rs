@@ -645,3 +645,34 @@ pub fn table(s: &Summary) -> String {
     }
     t
 }
+
+/// Removes what runs into `out` that were killed (`kill -9`, a lost node) left beside it: a
+/// `.NAME.writing-PID` folder whose process is gone. Where `/proc` cannot say, nothing goes.
+pub fn remove_dead_writes(out: &Path, name: &str) {
+    let (Some(parent), true) = (out.parent(), Path::new("/proc/self").exists()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{name}.writing-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(path = %e.path().display(), "removing what a killed run left");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}

@@ -629,6 +629,8 @@ fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
 #[cfg(test)]
 mod export_tests;
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod store_tests;
 #[cfg(test)]
 mod tests;
