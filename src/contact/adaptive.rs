@@ -334,18 +334,13 @@ impl Master {
         if let Some(t) = tag {
             tagged(&mut arm.by_tag, t).trials += 1;
         }
-        let cap = self.pending_capacity;
-        if self.pending.len() >= cap && !self.pending.contains_key(&key) {
-            let horizon = now_ms.saturating_sub(MAX_WINDOW_DAYS as i64 * DAY_MS);
-            self.pending.retain(|_, p| p.ts_ms >= horizon);
-            if self.pending.len() >= cap {
-                // Still full of live impressions: forget the older half.
-                let mut ts: Vec<i64> = self.pending.values().map(|p| p.ts_ms).collect();
-                let mid = ts.len() / 2;
-                let cut = *ts.select_nth_unstable(mid).1;
-                self.pending.retain(|_, p| p.ts_ms > cut);
-            }
-        }
+        make_room(
+            &mut self.pending,
+            self.pending_capacity,
+            &key,
+            now_ms,
+            |p| p.ts_ms,
+        );
         self.pending.insert(
             key,
             Pending {
@@ -367,16 +362,7 @@ impl Master {
             return;
         }
         let cap = (self.pending_capacity / 8).max(1_024);
-        if self.early.len() >= cap && !self.early.contains_key(&key) {
-            let horizon = now.saturating_sub(MAX_WINDOW_DAYS as i64 * DAY_MS);
-            self.early.retain(|_, x| x.ts_ms >= horizon);
-            if self.early.len() >= cap {
-                let mut ts: Vec<i64> = self.early.values().map(|x| x.ts_ms).collect();
-                let mid = ts.len() / 2;
-                let cut = *ts.select_nth_unstable(mid).1;
-                self.early.retain(|_, x| x.ts_ms > cut);
-            }
-        }
+        make_room(&mut self.early, cap, &key, now, |x| x.ts_ms);
         let x = self.early.entry(key).or_insert(Early {
             decision_id,
             bits: 0,
@@ -426,6 +412,28 @@ impl Master {
             tagged(&mut arm.by_tag, t).successes[kind][day] += 1;
         }
         true
+    }
+}
+
+/// Makes room for `key` in a map of at most `cap` entries waiting for outcomes: what is past
+/// the longest credit window goes first, then, still full of live entries, the older half.
+fn make_room<V>(
+    map: &mut HashMap<(u64, u64), V, foldhash::fast::FixedState>,
+    cap: usize,
+    key: &(u64, u64),
+    now_ms: i64,
+    ts_of: impl Fn(&V) -> i64,
+) {
+    if map.len() < cap || map.contains_key(key) {
+        return;
+    }
+    let horizon = now_ms.saturating_sub(MAX_WINDOW_DAYS as i64 * DAY_MS);
+    map.retain(|_, v| ts_of(v) >= horizon);
+    if map.len() >= cap {
+        let mut ts: Vec<i64> = map.values().map(&ts_of).collect();
+        let mid = ts.len() / 2;
+        let cut = *ts.select_nth_unstable(mid).1;
+        map.retain(|_, v| ts_of(v) > cut);
     }
 }
 
