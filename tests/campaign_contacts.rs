@@ -218,11 +218,14 @@ fn a_calendar_week_frequency_cap_starts_on_the_customers_monday() {
     .unwrap();
     let window = json!({"from": "09:00", "to": "20:00", "time_zone": {"feature": "tz"},
                         "default_time_zone": "Europe/Berlin"});
-    let monday = at("2026-10-26T02:00:00Z");
+    // Sunday 2026-10-25, 20:00 UTC: 16:00 in New York, inside the window, so its texts go
+    // out on Sunday, in the week of Friday's text; 21:00 in Berlin, past the window, so they
+    // go out on Monday, in a new week.
+    let sunday = at("2026-10-25T20:00:00Z");
     let weekly = json!({"name": "weekly", "channel": "sms", "placement": "sms_campaign",
         "send_window": window,
         "frequency": {"max_contacts": 1, "window": "calendar_week", "channels": ["sms"]}});
-    let run = base.run(&weekly, "weekly", monday);
+    let run = base.run(&weekly, "weekly", sunday);
     let chosen = run.customers();
     for c in sent.customers() {
         let new_york = zone_of(&c) == "America/New_York";
@@ -230,9 +233,53 @@ fn a_calendar_week_frequency_cap_starts_on_the_customers_monday() {
     }
     let mut rolling = weekly.clone();
     rolling["frequency"] = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms"]});
-    let run = base.run(&rolling, "rolling", monday);
+    let run = base.run(&rolling, "rolling", sunday);
     assert!(run.customers().is_disjoint(&sent.customers()));
     assert!(!run.customers().is_empty());
+}
+
+/// A Saturday run for a Monday-to-Friday window counts the frequency cap back from Monday,
+/// when the list goes out: last week's contacts do not hold a customer out of this week's
+/// calendar cap, nor out of a 7-day window that ends on Monday.
+#[test]
+fn the_frequency_cap_counts_back_from_when_the_list_goes_out() {
+    let base = base_with_zones("cmp-week-ahead", 40);
+    let first = json!({"name": "first", "channel": "sms", "placement": "sms_campaign",
+                       "capacity": {"max_contacts": 20}});
+    // Sent on Sunday 2026-10-18, 12:00 UTC (the week before) and committed then.
+    let sunday = at("2026-10-18T12:00:00Z");
+    let sent = base.run(&first, "first", sunday);
+    commit::commit(
+        &sent.out,
+        &Target::Direct {
+            data_dir: base.path("data"),
+        },
+        sunday,
+    )
+    .unwrap();
+    let weekdays = json!({"from": "09:00", "to": "20:00", "time_zone": {"feature": "tz"},
+        "default_time_zone": "Europe/Berlin", "days": ["mon", "tue", "wed", "thu", "fri"]});
+    // Saturday 2026-10-24 evening: every zone's next opening is on Monday the 26th.
+    let saturday = at("2026-10-24T21:00:00Z");
+    let mut weekly = json!({"name": "weekly", "channel": "sms", "placement": "sms_campaign",
+        "send_window": weekdays,
+        "frequency": {"max_contacts": 1, "window": "calendar_week", "channels": ["sms"]}});
+    let run = base.run(&weekly, "weekly", saturday);
+    assert_eq!(
+        run.summary.held_out.frequency, 0,
+        "Sunday's texts are last week's"
+    );
+    assert!(sent.customers().is_subset(&run.customers()));
+    // Seven days back from Monday ends after that Sunday noon, in every zone.
+    weekly["frequency"] = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms"]});
+    let run = base.run(&weekly, "rolling", saturday);
+    assert_eq!(run.summary.held_out.frequency, 0);
+    // The same run on the Sunday evening itself holds them all.
+    let run = base.run(&weekly, "same-week", at("2026-10-18T20:00:00Z"));
+    assert_eq!(
+        run.summary.held_out.frequency,
+        sent.customers().len() as u64
+    );
 }
 
 async fn web_explain(srv: &support::TestServer, customer: &str) -> HashMap<String, Value> {

@@ -341,6 +341,11 @@ impl<'a> Run<'a> {
             past,
             suppressed,
             now_ms: self.now_ms,
+            sends: self
+                .spec
+                .send_window
+                .as_ref()
+                .map(|w| select::Sends::new(w, self.features, self.now_ms)),
             keep_all,
             shard,
         };

@@ -185,6 +185,8 @@ pub struct Inputs<'a> {
     pub suppressed: &'a HashSet<Box<str>, foldhash::fast::RandomState>,
     /// The run's time.
     pub now_ms: i64,
+    /// With a send window: each customer's zone and send time.
+    pub sends: Option<Sends>,
     /// Keep every eligible pair of a customer (offer-level limits may need the lower ones);
     /// otherwise only the best `max_offers_per_customer`.
     pub keep_all: bool,
@@ -309,18 +311,12 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         )
     };
     buf.clear();
-    // Eligibility is judged now; an offer must also still run when the text goes out. The
-    // send time (a zone's calendar, a microsecond) is worked out only for an offer ending
-    // within the 8 days a window's next opening can be away.
-    let mut send_at: Option<Option<i64>> = None;
-    let mut ends_first = |valid_until_ms: i64| {
-        let w = inp.spec.send_window.as_ref()?;
-        if valid_until_ms > inp.now_ms + 8 * engine::policy::DAY_MS {
-            return None;
-        }
-        let t = *send_at.get_or_insert_with(|| w.earliest(customer_zone(inp, w, row), inp.now_ms));
-        t.map(|t| t >= valid_until_ms)
-    };
+    // Eligibility is judged now; an offer must also still run when the text goes out.
+    let (zone, send_at) = inp.sends.as_ref().map_or((None, None), |s| {
+        let (zone, at) = s.of(inp.features, row);
+        (Some(zone), at)
+    });
+    let ends_first = |valid_until_ms: i64| send_at.map(|t| t >= valid_until_ms);
     let mut first_reachable = None;
     for (ci, ch) in v.plan.channels.iter().enumerate() {
         if !reachable(inp, row, ci) {
@@ -360,9 +356,12 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     }
     out.tally.eligible += 1;
     if let (Some(f), false) = (&inp.spec.frequency, inp.spec.transactional) {
-        let since = match (&inp.spec.send_window, f.calendar_week) {
-            (Some(w), true) => super::send::week_start(customer_zone(inp, w, row), inp.now_ms),
-            _ => inp.now_ms - i64::from(f.window_days) * engine::policy::DAY_MS,
+        // Counted back from when the list goes out (a Saturday run for Monday counts Monday's
+        // week); no contact lies between the run and then.
+        let at = send_at.unwrap_or(inp.now_ms);
+        let since = match (zone, f.calendar_week) {
+            (Some(zone), true) => super::send::week_start(zone, at),
+            _ => at - i64::from(f.window_days) * engine::policy::DAY_MS,
         };
         if inp.past.outbound_since(id, since) >= f.max_contacts {
             out.tally.frequency += 1;
@@ -380,16 +379,45 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
 }
 
 /// The customer's time zone: their send window's `time_zone` feature, else its default.
-fn customer_zone(inp: &Inputs<'_>, w: &super::send::SendWindow, row: usize) -> chrono_tz::Tz {
-    let f = inp.features;
-    let named = w.zone_feature.as_deref().and_then(|name| {
-        let col = f.column(name)?;
-        let cell = *f.row_at(row)?.get(col)?;
-        super::send::zone(f.dictionary(col)?.value_of(cell)?)
-    });
-    named
-        .or_else(|| super::send::zone(&w.default_time_zone))
-        .unwrap_or(chrono_tz::Tz::UTC)
+/// Each customer's zone (the window's zone feature, else its default zone, else UTC) and the
+/// list's send time in it, worked out once per zone: the zone column's values, not its rows.
+pub struct Sends {
+    column: Option<usize>,
+    /// Per dictionary code of the zone column.
+    by_code: Vec<(chrono_tz::Tz, Option<i64>)>,
+    default: (chrono_tz::Tz, Option<i64>),
+}
+
+impl Sends {
+    /// The send times of a window for a run at `now_ms`.
+    pub fn new(w: &super::send::SendWindow, features: &FeatureStore, now_ms: i64) -> Self {
+        let default_zone = super::send::zone(&w.default_time_zone).unwrap_or(chrono_tz::Tz::UTC);
+        let at = |tz| (tz, w.earliest(tz, now_ms));
+        let column = w.zone_feature.as_deref().and_then(|n| features.column(n));
+        let by_code = column
+            .and_then(|c| features.dictionary(c))
+            .map(|d| {
+                d.iter()
+                    .map(|name| at(super::send::zone(name).unwrap_or(default_zone)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Sends {
+            column,
+            by_code,
+            default: at(default_zone),
+        }
+    }
+
+    /// Row `row`'s zone and send time (`None`: the window is empty).
+    #[inline]
+    pub fn of(&self, features: &FeatureStore, row: usize) -> (chrono_tz::Tz, Option<i64>) {
+        self.column
+            .and_then(|c| features.row_at(row)?.get(c).copied())
+            .filter(|cell| *cell >= 0.0 && cell.fract() == 0.0)
+            .and_then(|cell| self.by_code.get(cell as usize).copied())
+            .unwrap_or(self.default)
+    }
 }
 
 /// The decision request for one channel's placement.
