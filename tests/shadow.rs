@@ -418,3 +418,31 @@ async fn a_copy_of_the_champion_agrees_with_it_on_every_decision() {
     let s = until_decisions(p.admin, n).await;
     assert_eq!(s["top_offer_agreement"], 1.0, "{explored} explored: {s}");
 }
+
+/// Promoting the candidate (its name and version published as the champion) ends the shadow:
+/// its figures would compare it with itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_promoted_to_champion_stops_shadowing() {
+    let dir = TempDir::new("shadow-promoted");
+    let models = dir.0.join("models");
+    copy_tree(&support::demo_dir(), &models);
+    let p = Binary::with_models(&models, &dir.0.join("data")).spawn();
+    let doc = candidate(json!(0.5));
+    let (status, body) = put_shadow(p.admin, &doc).await;
+    assert_eq!(status, 200, "{body}");
+    let mut champion = doc.clone();
+    champion.as_object_mut().unwrap().remove("share");
+    let body = serde_json::to_vec(&champion).unwrap();
+    let r = request(
+        p.admin,
+        "PUT",
+        "/admin/models",
+        &[("content-type", "application/json")],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(shadow_listed(p.admin).await, Value::Null);
+    assert_eq!(shadow_stats(p.admin).await, Value::Null);
+    assert!(!dir.0.join("data/shadow.json").exists());
+}

@@ -302,8 +302,10 @@ impl AppStateBuilder {
         // The candidate follows the snapshots the champion is compiled for.
         let (follows, base) = (shadow.clone(), self.registry.models_folder());
         let limits = self.registry.config().limits.clone();
-        self.registry
-            .on_publish(move |_, store| follows.follow(store, base.clone(), &limits));
+        self.registry.on_publish(move |set, store| {
+            follows.promoted(set);
+            follows.follow(store, base.clone(), &limits);
+        });
         AppState {
             registry: self.registry,
             metrics: Metrics::default(),

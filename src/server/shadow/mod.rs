@@ -227,6 +227,24 @@ impl Shadow {
         }
     }
 
+    /// Ends shadowing once the candidate serves as the champion (the same name and version
+    /// published, as a promotion does): its figures would compare it with itself. Called as a
+    /// model set is published.
+    pub fn promoted(&self, set: &crate::registry::ModelSet) {
+        let Some(c) = self.slot.load_full() else {
+            return;
+        };
+        let champion = &set.model(Variant::Champion).compiled;
+        let shadow = &c.model.compiled;
+        if champion.name == shadow.name && champion.version == shadow.version {
+            tracing::info!(model = %shadow.name, version = %shadow.version,
+                "the shadow model now serves as the champion: shadowing ends");
+            if let Err(e) = self.delete() {
+                tracing::warn!(error = %e, "the promoted shadow model could not be removed");
+            }
+        }
+    }
+
     /// Ends shadowing; true when there was a candidate.
     pub fn delete(&self) -> Result<bool, ShadowError> {
         if let Some(path) = &self.file {
