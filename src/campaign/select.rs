@@ -378,7 +378,6 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     out.pairs.extend_from_slice(&buf[..keep]);
 }
 
-/// The customer's time zone: their send window's `time_zone` feature, else its default.
 /// Each customer's zone (the window's zone feature, else its default zone, else UTC) and the
 /// list's send time in it, worked out once per zone: the zone column's values, not its rows.
 pub struct Sends {
