@@ -544,7 +544,10 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
         None => &any,
     };
     // The challenger is judged as an upload or a reload judges it.
+    // A challenger's faults are printed under its own file.
+    let mut challenger_file = None;
     let result = model::load_with_warnings(file, schema, &limits).and_then(|m| {
+        challenger_file = m.challenger.as_ref().map(|c| c.path.clone());
         load_challenger(&m, schema, &limits)
             .map(|c| (m, c))
             .map_err(|e| (e, Vec::new()))
@@ -585,7 +588,10 @@ fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
             let faults = e.faults();
             let shown = model::model_file(file);
             for f in &faults {
-                println!("{}: {f}", shown.display());
+                match (f.path.strip_prefix("challenger:"), &challenger_file) {
+                    (Some(path), Some(c)) => println!("{}: {path}: {}", c.display(), f.message),
+                    _ => println!("{}: {f}", shown.display()),
+                }
             }
             // What is likely a mistake too, so the next round does not find it.
             for w in &warnings {
