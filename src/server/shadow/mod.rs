@@ -501,10 +501,14 @@ fn compile(
         ShadowError::Invalid("expected a JSON object: a model with a \"share\"".into())
     })?;
     let share = fraction(obj, "share")?.ok_or_else(|| {
-        ShadowError::Invalid(
-            "share: missing; the share of decisions the shadow decides beside the champion (0 to 1)"
-                .into(),
-        )
+        // `shar`, `Share`: the field meant, rather than the model's unknown field.
+        let typed = obj
+            .keys()
+            .find_map(|k| crate::near::nearest(k, ["share"]).map(|_| k.clone()));
+        let hint = typed.map_or_else(String::new, |k| format!(" (`{k}`: did you mean `share`?)"));
+        ShadowError::Invalid(format!(
+            "share: missing{hint}; the share of decisions the shadow decides beside the champion (0 to 1)"
+        ))
     })?;
     let estimate_share = match fraction(obj, "estimate_share")? {
         Some(s) => s,
