@@ -5,7 +5,7 @@
 //! never guessed as UTC, because the client who wrote it meant some zone and only it knows
 //! which. The date and time are joined by `T` or `t`, as the `date-time` format of JSON Schema
 //! (and so of the OpenAPI document) requires; a space is refused for the same reason. Fractional
-//! seconds are read to the millisecond. This module only parses; it reads no clock.
+//! seconds are read to the millisecond. Times are written back in UTC. This module reads no clock.
 
 /// A text that is not an RFC 3339 time with an offset.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,6 +16,13 @@ pub enum TimeError {
     /// Not an RFC 3339 date-time at all.
     #[error("`{0}` is not an RFC 3339 time ({1}); e.g. 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00")]
     Invalid(String, String),
+}
+
+/// Unix milliseconds as the files and answers write a time: RFC 3339 in UTC, to the millisecond
+/// (a time before 1970 is written as 1970).
+pub fn format_ms(ms: i64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// Parses an RFC 3339 date-time with an offset into Unix milliseconds (negative before 1970).

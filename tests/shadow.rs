@@ -444,6 +444,10 @@ async fn a_shadow_promoted_to_champion_stops_shadowing() {
     let doc = candidate(json!(0.5));
     let (status, body) = put_shadow(p.admin, &doc).await;
     assert_eq!(status, 200, "{body}");
+    assert!(
+        dir.0.join("data/shadow.json").exists(),
+        "the shadow is kept"
+    );
     let mut champion = doc.clone();
     champion.as_object_mut().unwrap().remove("share");
     let body = serde_json::to_vec(&champion).unwrap();

@@ -382,10 +382,7 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
 }
 
 fn event_json(e: &Event<'_>) -> serde_json::Value {
-    let ts = humantime::format_rfc3339_millis(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.ts_ms.max(0) as u64),
-    )
-    .to_string();
+    let ts = crate::rfc3339::format_ms(e.ts_ms);
     serde_json::json!({
         "type": "impression",
         "customer_id": e.customer_id,

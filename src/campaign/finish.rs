@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::time::{Duration, UNIX_EPOCH};
 
 use super::allocate::{self, Allocation, Limits};
 use super::not_chosen::{channels_full, OtherChannels};
@@ -517,10 +516,7 @@ fn summary(
         placement: info.placement.clone(),
         model_name: champion.name.clone(),
         model_version: champion.version.clone(),
-        run_at: humantime::format_rfc3339_millis(
-            UNIX_EPOCH + Duration::from_millis(info.now_ms.max(0) as u64),
-        )
-        .to_string(),
+        run_at: crate::rfc3339::format_ms(info.now_ms),
         run_at_ms: info.now_ms,
         transactional: spec.transactional,
         scanned: tally.scanned,

@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -186,10 +185,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         return Err(not_committed("no such folder"));
     }
     if let Some(until) = until_ms.filter(|&u| u < summary.run_at_ms) {
-        let at = |ms: i64| {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
-                .to_string()
-        };
+        let at = crate::rfc3339::format_ms;
         return Err(ReportError::Until(at(until), at(summary.run_at_ms)));
     }
 
@@ -259,14 +255,8 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
     overall.incremental_value = offers.values().map(|c| c.incremental_value).sum();
     Ok(Report {
         campaign: summary.campaign.clone(),
-        since: humantime::format_rfc3339_millis(
-            UNIX_EPOCH + Duration::from_millis(summary.run_at_ms.max(0) as u64),
-        )
-        .to_string(),
-        until: until_ms.map(|t| {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t.max(0) as u64))
-                .to_string()
-        }),
+        since: crate::rfc3339::format_ms(summary.run_at_ms),
+        until: until_ms.map(crate::rfc3339::format_ms),
         events,
         conversions,
         contacts_in_log: contacts,

@@ -261,7 +261,9 @@ impl<'a> Run<'a> {
         };
         // The server keeps the log as long as the models' longest policy window (and the 7 days
         // event ids are remembered), unless told to keep more.
-        let kept_ms = counting.horizon_ms.max(7 * day);
+        let kept_ms = counting
+            .horizon_ms
+            .max(crate::contact::state::EVENT_ID_MEMORY.as_millis() as i64);
         if counting.frequency_window_ms > kept_ms {
             let days = (counting.frequency_window_ms + day - 1) / day;
             tracing::warn!(

@@ -179,13 +179,11 @@ impl Counts {
             });
             let key = (customer, offer_hash);
             m.impression(key, e, tag, levels, ticket, now_ms);
-            if let Some(early) = m.early.remove(&key) {
-                if Some(early.decision_id) == e.decision_id {
-                    for bit in [1, 2].into_iter().filter(|b| early.bits & b != 0) {
-                        m.credit(key, e.decision_id, early.ts_ms, bit);
-                    }
-                } else {
-                    m.early.insert(key, early);
+            let early = m.early.get(&key).copied();
+            if let Some(early) = early.filter(|x| Some(x.decision_id) == e.decision_id) {
+                m.early.remove(&key);
+                for bit in [1, 2].into_iter().filter(|b| early.bits & b != 0) {
+                    m.credit(key, e.decision_id, early.ts_ms, bit);
                 }
             }
         } else if !m.credit((customer, offer_hash), e.decision_id, e.ts_ms, bit) {
@@ -363,17 +361,14 @@ impl Master {
         }
         let cap = (self.pending_capacity / 8).max(1_024);
         make_room(&mut self.early, cap, &key, now, |x| x.ts_ms);
-        let x = self.early.entry(key).or_insert(Early {
+        let fresh = Early {
             decision_id,
             bits: 0,
             ts_ms: ts,
-        });
+        };
+        let x = self.early.entry(key).or_insert(fresh);
         if x.decision_id != decision_id {
-            *x = Early {
-                decision_id,
-                bits: 0,
-                ts_ms: ts,
-            };
+            *x = fresh;
         }
         x.bits |= bit;
     }

@@ -300,6 +300,10 @@ pub struct StateConfig {
     pub keep: Duration,
 }
 
+/// How long an event id is remembered against repeats, and so the least time the log keeps
+/// events.
+pub const EVENT_ID_MEMORY: Duration = Duration::from_secs(7 * 86_400);
+
 /// Bytes one remembered event id may take at most: 16 for the id, the hash set's control byte
 /// and load factor, and room for a set that has just doubled.
 pub const BYTES_PER_EVENT_ID: u64 = 40;
@@ -311,7 +315,7 @@ impl StateConfig {
         StateConfig {
             memory_bytes: budget_bytes / 4 * 3,
             dedupe_capacity: (budget_bytes / 4 / BYTES_PER_EVENT_ID).max(1_000),
-            dedupe_ttl: Duration::from_secs(7 * 86_400),
+            dedupe_ttl: EVENT_ID_MEMORY,
             keep: Duration::ZERO,
         }
     }

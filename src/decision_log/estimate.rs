@@ -318,11 +318,7 @@ pub fn estimate<S: Borrow<Sample>>(
         .fold((0.0, 0.0, 0usize), |(a, b, m), w| (a + w, b + w * w, m + 1));
     let count = |f: fn(&Sample) -> bool| all().filter(|s| f(s)).count();
     let (randomised, changed) = (count(|s| s.randomised), count(|s| s.changed));
-    let unsupported_share = if size > 0.0 {
-        all().map(|s| s.unsupported).sum::<f64>() / (size * n as f64)
-    } else {
-        0.0
-    };
+    let unsupported_share = if size > 0.0 { most.0 / size } else { 0.0 };
     PlacementEstimate {
         channel: channel.to_owned(),
         placement: placement.to_owned(),

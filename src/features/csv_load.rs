@@ -90,17 +90,10 @@ fn reader(bytes: &[u8]) -> csv::Reader<&[u8]> {
 /// fault in it is reported at once.
 fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
     let mut faults = Faults::default();
+    let fatal = |detail: String| Faults::default().stop(0, 1, detail, bytes, path);
     let header = match reader(bytes).byte_headers() {
         Ok(h) => h.clone(),
-        Err(e) => {
-            faults.add(0, 1, e.to_string());
-            return Err(faults.into_error(bytes, path).expect("one fault"));
-        }
-    };
-    let fatal = |detail: String| {
-        let mut faults = Faults::default();
-        faults.add(0, 1, detail);
-        faults.into_error(bytes, path).expect("one fault")
+        Err(e) => return Err(fatal(e.to_string())),
     };
     if header.is_empty() || header.iter().all(|h| h.is_empty()) {
         return Err(fatal("empty file: expected a header line".into()));
@@ -211,8 +204,7 @@ fn read_rows(
     let mut faults = Faults::default();
     let mut reader = reader(bytes);
     if let Err(e) = reader.byte_headers() {
-        faults.add(0, 1, e.to_string());
-        return Err(faults.into_error(bytes, path).expect("one fault"));
+        return Err(faults.stop(0, 1, e.to_string(), bytes, path));
     }
     let width = columns.len();
     // A rough guess of rows from the file size keeps reallocation rare on large snapshots.
@@ -245,20 +237,22 @@ fn read_rows(
                 continue;
             }
             Err(e) => {
-                faults.add(e.position().map_or(0, |p| p.byte()), 1, e.to_string());
-                return Err(faults.into_error(bytes, path).expect("one fault"));
+                let at = e.position().map_or(0, |p| p.byte());
+                return Err(faults.stop(at, 1, e.to_string(), bytes, path));
             }
         }
         let at = record.position().map_or(0, |p| p.byte());
         last_record_at = at;
-        if let Err(detail) = check_id(&record[0]) {
-            faults.add(at, 1, detail);
-            continue;
-        }
-        let id = std::str::from_utf8(&record[0]).expect("checked");
+        let id = match check_id(&record[0]) {
+            Ok(id) => id,
+            Err(detail) => {
+                faults.add(at, 1, detail);
+                continue;
+            }
+        };
         if ids.arena_len() + id.len() > u32::MAX as usize {
-            faults.add(at, 1, "customer ids exceed 4 GiB in total".into());
-            return Err(faults.into_error(bytes, path).expect("one fault"));
+            let detail = "customer ids exceed 4 GiB in total".into();
+            return Err(faults.stop(at, 1, detail, bytes, path));
         }
         if let Err(DuplicateId(first)) = ids.push(id) {
             let detail = format!(
@@ -344,8 +338,8 @@ fn read_rows(
         })
 }
 
-/// What is wrong with a row's customer id, if anything.
-fn check_id(field: &[u8]) -> Result<(), String> {
+/// A row's customer id, or what is wrong with it.
+fn check_id(field: &[u8]) -> Result<&str, String> {
     let id = std::str::from_utf8(field).map_err(|_| "customer_id is not UTF-8".to_string())?;
     if id.is_empty() {
         return Err("empty customer_id".into());
@@ -358,7 +352,7 @@ fn check_id(field: &[u8]) -> Result<(), String> {
     if id.len() > MAX_ID_BYTES {
         return Err(format!("customer_id longer than {MAX_ID_BYTES} bytes"));
     }
-    Ok(())
+    Ok(id)
 }
 
 /// Most faults a refusal lists; the rest are counted.
@@ -401,23 +395,34 @@ impl Faults {
                 detail,
             });
         }
-        match (self.total, faults.pop()) {
-            (0, _) | (_, None) => None,
-            (1, Some(only)) => Some(FeatureError::Parse {
+        match self.total {
+            0 => None,
+            1 => faults.pop().map(|only| FeatureError::Parse {
                 path: path.to_owned(),
                 line: only.line,
                 column: only.column,
                 detail: only.detail,
             }),
-            (total, Some(last)) => {
-                faults.push(last);
-                Some(FeatureError::Rows {
-                    path: path.to_owned(),
-                    faults,
-                    total,
-                })
-            }
+            total => Some(FeatureError::Rows {
+                path: path.to_owned(),
+                faults,
+                total,
+            }),
         }
+    }
+
+    /// The refusal with one more fault after which nothing can be read.
+    fn stop(
+        mut self,
+        at: u64,
+        column: usize,
+        detail: String,
+        bytes: &[u8],
+        path: &Path,
+    ) -> FeatureError {
+        self.add(at, column, detail);
+        self.into_error(bytes, path)
+            .expect("a fault was just added")
     }
 }
 

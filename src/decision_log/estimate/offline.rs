@@ -222,10 +222,10 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
         });
     }
     let mut placements = Vec::new();
-    for ((channel, placement), samples) in &by_place {
+    for (place, samples) in &by_place {
+        let (channel, placement) = place;
         let mut e = estimate(channel, placement, samples);
-        let key = (channel.clone(), placement.clone());
-        e.untrained_left_out = left_out.get(&key).copied().unwrap_or(0);
+        e.untrained_left_out = left_out.get(place).copied().unwrap_or(0);
         if e.changed > 0 && e.randomised == 0 {
             return Err(EstimateError::NoRandomised {
                 channel: channel.clone(),

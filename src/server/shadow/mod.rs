@@ -504,7 +504,7 @@ fn compile(
         // `shar`, `Share`: the field meant, rather than the model's unknown field.
         let typed = obj
             .keys()
-            .find_map(|k| crate::near::nearest(k, ["share"]).map(|_| k.clone()));
+            .find(|k| crate::near::nearest(k, ["share"]).is_some());
         let hint = typed.map_or_else(String::new, |k| format!(" (`{k}`: did you mean `share`?)"));
         ShadowError::Invalid(format!(
             "share: missing{hint}; the share of decisions the shadow decides beside the champion (0 to 1)"
