@@ -531,7 +531,7 @@ async fn the_funnel_counts_per_offer_channel_and_variant_on_stats_and_metrics() 
             with_id("impression"),
             with_id("click"),
             with_id("dismiss"),
-            event("click", &c, &top, "app")
+            event("impression", &c, &top, "app")
         ]),
     )
     .await;
@@ -543,16 +543,17 @@ async fn the_funnel_counts_per_offer_channel_and_variant_on_stats_and_metrics() 
     );
     let decisions = before + 3;
     assert_eq!(row["decisions"], decisions);
+    // The decision's impression posted twice counts once; the impression without a decision
+    // id counts by offer, channel and the customer's assignment (the champion: no challenger
+    // is active).
     assert_eq!(row["impressions"], 2);
-    // The click without a decision id counts by offer, channel and the customer's assignment
-    // (the champion: no challenger is active).
-    assert_eq!(row["clicks"], 2);
+    assert_eq!(row["clicks"], 1);
     assert_eq!(row["dismisses"], 1);
     assert_eq!(row["conversions"], 0);
     assert_eq!(row["rates"]["impression"], 2.0 / decisions as f64);
-    assert_eq!(row["rates"]["click"], 1.0);
+    assert_eq!(row["rates"]["click"], 0.5);
     assert_eq!(row["rates"]["dismiss"], 0.5);
-    assert_eq!(stats["unattributed"]["clicks"], 0);
+    assert_eq!(stats["unattributed"]["impressions"], 0);
     let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
     let labels = format!(
         "model=\"demo\",version=\"1\",offer=\"{top}\",channel=\"app\",variant=\"champion\""
@@ -560,8 +561,8 @@ async fn the_funnel_counts_per_offer_channel_and_variant_on_stats_and_metrics() 
     for line in [
         format!("nextbest_funnel_total{{{labels},stage=\"decisions\"}} {decisions}"),
         format!("nextbest_funnel_total{{{labels},stage=\"impressions\"}} 2"),
-        format!("nextbest_funnel_rate{{{labels},rate=\"click\"}} 1"),
-        "nextbest_funnel_unattributed_total{stage=\"clicks\"} 0".to_owned(),
+        format!("nextbest_funnel_rate{{{labels},rate=\"click\"}} 0.5"),
+        "nextbest_funnel_unattributed_total{stage=\"impressions\"} 0".to_owned(),
         "nextbest_events_total{outcome=\"accepted\"} 5".to_owned(),
     ] {
         assert!(

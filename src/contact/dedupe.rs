@@ -73,10 +73,13 @@ impl SeenIds {
     /// True the first time an id is claimed, false for a repeat while it is remembered.
     pub fn claim(&self, key: u128, now_ms: i64) -> bool {
         let mut g = self.shard(key);
-        if g.current.len() >= self.per_generation
-            || now_ms.saturating_sub(g.started_ms) >= self.ttl_ms
-        {
+        let age = now_ms.saturating_sub(g.started_ms);
+        if g.current.len() >= self.per_generation || age >= self.ttl_ms {
             g.previous = std::mem::take(&mut g.current);
+            if age >= self.ttl_ms.saturating_mul(2) {
+                // After a quiet spell the current generation is two TTLs old too.
+                g.previous.clear();
+            }
             g.started_ms = now_ms;
         }
         if g.previous.contains(&key) {
@@ -126,6 +129,10 @@ mod tests {
         s.unclaim(7);
         assert!(s.claim(7, 2600));
         assert_eq!(s.len(), 1);
+        assert!(
+            s.claim(7, 4600),
+            "after two quiet TTLs it is forgotten at once"
+        );
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! ([`Funnel::activate`]), by its offer and channel. Events whose model, offer or channel is
 //! unknown are counted as unattributed.
 //!
+//! A decision's offer counts each stage once: a second conversion (or impression, click,
+//! dismiss) quoting the same decision and offer is a repeat purchase or a page posting twice,
+//! not another customer won, so rates stay proportions and lift's intervals stay honest. The
+//! (decision, offer, stage) keys are remembered like event ids ([`SeenIds`]), by the events'
+//! own times, so a replay at start forgets and remembers exactly as live counting did; an
+//! outcome without a decision id cannot be told from a new one and always counts.
+//!
 //! Decisions a placement's exploration chose at random, and the events that name them, count in
 //! cells of their own (`explored` rows in stats, their own metric family): a random pick is
 //! neither variant's policy, so lift reads only the others. Whether a decision explored is a
@@ -29,6 +36,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::attribution::{attribution, model_tag, origin};
+use super::dedupe::SeenIds;
 use super::event::{Event, EventKind};
 use crate::engine::{CompiledModel, Ranked};
 use crate::experiment::{self, Challenger, Variant};
@@ -36,11 +44,32 @@ use crate::metrics::prom::{Collect, Exposition, Kind};
 
 pub mod lift;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 const VARIANTS: usize = Variant::ALL.len();
 
 /// Model versions whose counters are kept (the active ones and a few before them).
 pub const MAX_TABLES: usize = 8;
+
+/// Decision × offer × stage keys remembered by default (tests, tools): see
+/// [`outcome_capacity`] for the server's.
+const DEFAULT_OUTCOMES: u64 = 1 << 16;
+
+/// How many decision × offer × stage keys to remember for a contact-state budget: a sixteenth
+/// of the histories' budget, as the adaptive counts take for their waiting impressions.
+pub fn outcome_capacity(memory_bytes: u64) -> u64 {
+    (memory_bytes / 16 / super::state::BYTES_PER_EVENT_ID).max(DEFAULT_OUTCOMES)
+}
+
+/// The key a decision's offer and stage is remembered by.
+fn outcome_key(decision_id: u128, offer_id: &str, stage: Stage) -> u128 {
+    use std::hash::BuildHasher;
+    let key = (decision_id, offer_id, stage as u8);
+    let lo = foldhash::fast::FixedState::with_seed(3).hash_one(key);
+    let hi = foldhash::fast::FixedState::with_seed(4).hash_one(key);
+    (u128::from(hi) << 64) | u128::from(lo)
+}
 
 /// A step of the funnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,23 +316,32 @@ pub struct Funnel {
     active: ArcSwapOption<Active>,
     building: Mutex<()>,
     unattributed: [AtomicU64; Stage::ALL.len()],
+    /// The decision × offer × stage already counted (see the module's documentation).
+    counted: SeenIds,
     /// Saves of the decision counts that failed (see [`store::Saver`]).
     pub save_failures: AtomicU64,
 }
 
 impl Default for Funnel {
     fn default() -> Self {
+        Funnel::new(DEFAULT_OUTCOMES)
+    }
+}
+
+impl Funnel {
+    /// An empty funnel remembering about `outcomes` decision × offer × stage keys against
+    /// repeats, each for at least the week event ids are remembered.
+    pub fn new(outcomes: u64) -> Self {
         Funnel {
             tables: ArcSwap::from_pointee(Vec::new()),
             active: ArcSwapOption::empty(),
             building: Mutex::new(()),
             unattributed: Default::default(),
+            counted: SeenIds::new(outcomes, super::state::EVENT_ID_MEMORY.as_millis() as i64),
             save_failures: AtomicU64::new(0),
         }
     }
-}
 
-impl Funnel {
     /// Makes (or keeps) the table of a model about to be published, so its decisions and
     /// events count from the first one.
     pub fn bind(&self, model: &CompiledModel, key: u32) -> Arc<FunnelTable> {
@@ -373,11 +411,18 @@ impl Funnel {
         self.tables.load().first().cloned()
     }
 
-    /// Counts an accepted event for the decision it names, or as unattributed.
+    /// Counts an accepted event for the decision it names, or as unattributed; a stage its
+    /// decision's offer already reached is not counted again.
     pub fn event(&self, e: &Event<'_>) {
         let Some(stage) = Stage::of(e.kind) else {
             return;
         };
+        if let Some(d) = e.decision_id {
+            let key = outcome_key(d, e.offer_id.unwrap_or(""), stage);
+            if !self.counted.claim(key, e.ts_ms) {
+                return;
+            }
+        }
         let tables = self.tables.load();
         let (table, variant) = match e.decision_id {
             Some(d) => {

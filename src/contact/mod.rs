@@ -173,7 +173,9 @@ impl Contacts {
     /// Contact state without a log: events live until the process ends (tests, tools).
     pub fn in_memory(config: &ContactConfig, clock: Clock) -> Self {
         let state = Arc::new(ContactState::new(&config.state, config.horizon_ms));
-        let funnel = Arc::new(Funnel::default());
+        let funnel = Arc::new(Funnel::new(funnel::outcome_capacity(
+            config.state.memory_bytes,
+        )));
         let adaptive = Arc::new(adaptive::Counts::new(adaptive::pending_capacity(
             config.state.memory_bytes,
         )));
