@@ -29,7 +29,8 @@ pub fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
 /// and ends in one line that counts them; one fault is that one line.
 fn every_fault(e: features::FeatureError) -> anyhow::Error {
     match &e {
-        features::FeatureError::Rows { path, total, .. } => {
+        features::FeatureError::Rows { path, total, .. }
+        | features::FeatureError::Values { path, total, .. } => {
             for (place, detail) in e.located() {
                 println!("{place}: {detail}");
             }

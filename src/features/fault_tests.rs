@@ -82,3 +82,93 @@ fn a_file_with_many_faults_lists_the_first_and_counts_all() {
         .starts_with("250 faults; t.csv:2:2: column `a`"));
     assert!(e.to_string().ends_with("(the first 100 listed)"));
 }
+
+/// A Parquet file's faults: every one, by data row and column, in file order (ids, strings
+/// and numbers of one row together), a dictionary value at fault on each row that uses it,
+/// and a column out of distinct values told once.
+#[cfg(feature = "offline")]
+#[test]
+fn every_fault_of_a_parquet_file_is_reported_with_its_row() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{ArrayRef, DictionaryArray, Float64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let long = "x".repeat(csv_load::MAX_STRING_BYTES + 1);
+    let plan: DictionaryArray<Int32Type> = vec![
+        "gold",
+        long.as_str(),
+        "gold",
+        long.as_str(),
+        "silver",
+        "gold",
+    ]
+    .into_iter()
+    .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec![
+                Some("C1"),
+                Some("C2"),
+                None,
+                Some("C1"),
+                Some(""),
+                Some("C6"),
+            ])) as ArrayRef,
+        ),
+        ("plan", Arc::new(plan) as ArrayRef),
+        (
+            "arpu",
+            Arc::new(Float64Array::from(vec![1.0, 1e300, 2.0, 3.0, 4.0, -1e300])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let (dir, path) = super::tests::write_parquet("nb-pq-faults", &batch);
+    let e = FeatureStore::load(&path).err().expect("a file with faults");
+    std::fs::remove_dir_all(&dir).ok();
+    let FeatureError::Values { faults, total, .. } = &e else {
+        panic!("expected several faults, got {e:?}");
+    };
+    let places: Vec<&str> = faults
+        .iter()
+        .map(|f| f.split(':').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            "row 2, column `plan`",
+            "row 2, column `arpu`",
+            "row 3, column `customer_id`",
+            "row 4, column `customer_id`",
+            "row 4, column `plan`",
+            "row 5, column `customer_id`",
+            "row 6, column `arpu`",
+        ],
+        "{faults:#?}"
+    );
+    assert_eq!(*total, 7);
+    assert!(faults[3].contains("duplicate customer_id `C1` (first seen on data row 1)"));
+    assert!(faults[2].contains("null customer_id") && faults[5].contains("empty customer_id"));
+    let located = e.located();
+    assert_eq!(located.len(), 7);
+    assert_eq!(located[0].0, path.display().to_string());
+    assert!(e.to_string().starts_with("7 faults; "), "{e}");
+
+    // Past the listed hundred, the rest are counted.
+    let ids: Vec<Option<&str>> = (0..250).map(|_| None).collect();
+    let batch = RecordBatch::try_from_iter(vec![(
+        "customer_id",
+        Arc::new(StringArray::from(ids)) as ArrayRef,
+    )])
+    .unwrap();
+    let (dir, path) = super::tests::write_parquet("nb-pq-many-faults", &batch);
+    let e = FeatureStore::load(&path).err().expect("250 null ids");
+    std::fs::remove_dir_all(&dir).ok();
+    let located = e.located();
+    assert_eq!(located.len(), 101);
+    assert!(located[0]
+        .1
+        .starts_with("row 1, column `customer_id`: null"));
+    assert!(located[100]
+        .1
+        .contains("150 more faults not listed (250 in all)"));
+}

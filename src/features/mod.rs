@@ -72,6 +72,17 @@ pub enum FeatureError {
         /// Every fault found, listed or not.
         total: u64,
     },
+    /// Several values of a Parquet file are wrong: the first of them by data row and column,
+    /// all counted.
+    #[error("{}", values_message(path, faults, *total))]
+    Values {
+        /// The file.
+        path: PathBuf,
+        /// The first faults in file order (at most 100), each naming its row and column.
+        faults: Vec<String>,
+        /// Every fault found, listed or not.
+        total: u64,
+    },
     /// The binary form is damaged or inconsistent.
     #[error("{path}: {detail}")]
     Format {
@@ -105,6 +116,28 @@ fn rows_message(path: &Path, faults: &[RowFault], total: u64) -> String {
     text
 }
 
+/// The same for a file whose faults are named by row and column, not line.
+fn values_message(path: &Path, faults: &[String], total: u64) -> String {
+    let mut text = format!("{total} faults");
+    for f in faults {
+        text += &format!("; {}: {f}", path.display());
+    }
+    if total > faults.len() as u64 {
+        text += &format!(" (the first {} listed)", faults.len());
+    }
+    text
+}
+
+/// The line after the listed faults that counts the rest, if any are not listed.
+fn not_listed(listed: usize, total: u64) -> Option<String> {
+    (total > listed as u64).then(|| {
+        format!(
+            "{} more faults not listed ({total} in all)",
+            total - listed as u64
+        )
+    })
+}
+
 impl FeatureError {
     /// Each fault as its place (`file:line:column`, or the file) and what is wrong there, so a
     /// refusal can list them one by one.
@@ -130,12 +163,20 @@ impl FeatureError {
                     .iter()
                     .map(|f| (at(path, f.line, f.column), f.detail.clone()))
                     .collect();
-                if *total > faults.len() as u64 {
-                    let more = format!(
-                        "{} more faults not listed ({total} in all)",
-                        *total - faults.len() as u64
-                    );
+                if let Some(more) = not_listed(faults.len(), *total) {
                     all.push((path.display().to_string(), more));
+                }
+                all
+            }
+            FeatureError::Values {
+                path,
+                faults,
+                total,
+            } => {
+                let file = path.display().to_string();
+                let mut all: Vec<_> = faults.iter().map(|f| (file.clone(), f.clone())).collect();
+                if let Some(more) = not_listed(faults.len(), *total) {
+                    all.push((file, more));
                 }
                 all
             }

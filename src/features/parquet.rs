@@ -4,7 +4,8 @@
 //! `LargeUtf8`, `Utf8View`, and dictionary-encoded strings); a null or an empty string is a
 //! missing value. A column of another type (a timestamp, a date, a list) is left out by name,
 //! so an export with an `updated_at` beside the features still loads.
-//! Every fault names the column and the data row, as the CSV loader names line and column.
+//! Every fault names the column and the data row, as the CSV loader names line and column,
+//! and a refusal lists the first hundred and counts them all, as the CSV loader's does.
 //!
 //! Read through the arrow/parquet crates in record batches, written straight into the store's
 //! row-major values; nothing here is on a lookup path.
@@ -21,7 +22,7 @@ use arrow_array::{Array, ArrowPrimitiveType};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES};
+use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES, MAX_LISTED_FAULTS};
 use super::dictionary::{finish_columns, DictBuilder};
 use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex};
@@ -94,71 +95,89 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
     let mut ids = IdIndex::with_capacity(rows, 10);
     let mut values: Vec<f32> = Vec::with_capacity(rows.saturating_mul(width));
     let mut exact = ExactBuilder::new(width);
+    let mut faults = Faults::default();
+    // Columns out of distinct values: told once, not on every row after.
+    let mut full = vec![false; width];
     let mut done = 0usize;
     for batch in reader {
-        let batch = batch.map_err(|e| fault(format!("after data row {done}: {e}")))?;
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => return Err(faults.stop(path, format!("after data row {done}: {e}"))),
+        };
         let n = batch.num_rows();
         let id_col = batch.column(0);
         // A dictionary's keys, once a batch.
         let keys = id_col.as_any_dictionary_opt().map(|d| d.normalized_keys());
         let mut digits = itoa::Buffer::new();
+        // The batch's faults by stream (ids, then each column's strings), merged by row below
+        // so the list is in file order.
+        let mut id_faults = Stream::default();
         for i in 0..n {
-            let row = done + i + 1;
-            let at = |detail: &str| fault(format!("row {row}, column `customer_id`: {detail}"));
-            let id = id_at(id_col.as_ref(), keys.as_deref(), i, &mut digits)
-                .ok_or_else(|| at("null customer_id"))?;
+            let Some(id) = id_at(id_col.as_ref(), keys.as_deref(), i, &mut digits) else {
+                id_faults.push(i, "null customer_id".into());
+                continue;
+            };
             if id.is_empty() {
-                return Err(at("empty customer_id"));
-            }
-            if id.len() > MAX_ID_BYTES {
-                return Err(at(&format!("customer_id longer than {MAX_ID_BYTES} bytes")));
-            }
-            if ids.arena_len() + id.len() > u32::MAX as usize {
-                return Err(at("customer ids exceed 4 GiB in total"));
-            }
-            ids.push(id).map_err(|DuplicateId(first)| {
-                at(&format!(
+                id_faults.push(i, "empty customer_id".into());
+            } else if id.len() > MAX_ID_BYTES {
+                id_faults.push(i, format!("customer_id longer than {MAX_ID_BYTES} bytes"));
+            } else if ids.arena_len() + id.len() > u32::MAX as usize {
+                id_faults.drain(done, "customer_id", None, &mut faults);
+                let at = done + i + 1;
+                let detail = "customer ids exceed 4 GiB in total";
+                return Err(faults.stop(path, format!("row {at}, column `customer_id`: {detail}")));
+            } else if let Err(DuplicateId(first)) = ids.push(id) {
+                let detail = format!(
                     "duplicate customer_id `{id}` (first seen on data row {})",
                     first + 1
-                ))
-            })?;
+                );
+                id_faults.push(i, detail);
+            }
         }
         let cols: Vec<_> = sources.iter().map(|&i| batch.column(i)).collect();
         // String columns coded for the whole batch first.
         let mut codes: Vec<Vec<f64>> = Vec::with_capacity(width);
+        let mut string_faults: Vec<Stream> = (0..width).map(|_| Stream::default()).collect();
         for (c, col) in cols.iter().enumerate() {
             codes.push(match &mut dicts[c] {
-                Some(b) => string_codes(col.as_ref(), b).map_err(|(i, detail)| {
-                    fault(format!(
-                        "row {}, column `{}`: {detail}",
-                        done + i + 1,
-                        columns[c]
-                    ))
-                })?,
+                Some(b) => string_codes(col.as_ref(), b, |i, detail, too_many| {
+                    if !(too_many && std::mem::replace(&mut full[c], true)) {
+                        string_faults[c].push(i, detail);
+                    }
+                }),
                 None => Vec::new(),
             });
         }
         for i in 0..n {
+            id_faults.drain(done, "customer_id", Some(i), &mut faults);
             for (c, col) in cols.iter().enumerate() {
                 if let Some(&code) = codes[c].get(i) {
+                    string_faults[c].drain(done, &columns[c], Some(i), &mut faults);
                     values.push(exact.push(c, code));
                     continue;
                 }
                 let v = number_at(col.as_ref(), i);
                 if !(v as f32).is_finite() && !missing(col.as_ref(), i) {
-                    return Err(fault(format!(
+                    faults.add(format!(
                         "row {}, column `{}`: {}",
                         done + i + 1,
                         columns[c],
                         super::not_finite(&v.to_string(), v)
-                    )));
+                    ));
                 }
                 // Kept exactly, as the CSV loader keeps a decimal f32 cannot hold.
                 values.push(exact.push(c, v));
             }
             exact.end_row();
         }
+        id_faults.drain(done, "customer_id", None, &mut faults);
+        for (c, f) in string_faults.iter_mut().enumerate() {
+            f.drain(done, &columns[c], None, &mut faults);
+        }
         done += n;
+    }
+    if let Some(e) = faults.into_error(path) {
+        return Err(e);
     }
     values.shrink_to_fit();
     let dicts = finish_columns(dicts, &mut values, width);
@@ -187,21 +206,106 @@ fn is_string(t: &DataType) -> bool {
     }
 }
 
-/// A string column's provisional codes for one batch (NaN for null or empty); a fault gives
-/// the row in the batch. A dictionary array's values are coded once each, when first used.
-fn string_codes(a: &dyn Array, b: &mut DictBuilder) -> Result<Vec<f64>, (usize, String)> {
-    let mut code = |i: usize, s: Option<&str>| -> Result<f64, (usize, String)> {
+/// The faults of one read, in file order: the first [`MAX_LISTED_FAULTS`] listed, all counted.
+#[derive(Default)]
+struct Faults {
+    listed: Vec<String>,
+    total: u64,
+}
+
+impl Faults {
+    fn add(&mut self, fault: String) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_FAULTS {
+            self.listed.push(fault);
+        }
+    }
+
+    /// The refusal, or `None` when nothing was wrong: one fault as it always read, several as
+    /// a list.
+    fn into_error(mut self, path: &Path) -> Option<FeatureError> {
+        match self.total {
+            0 => None,
+            1 => self.listed.pop().map(|detail| FeatureError::Format {
+                path: path.to_owned(),
+                detail,
+            }),
+            total => Some(FeatureError::Values {
+                path: path.to_owned(),
+                faults: self.listed,
+                total,
+            }),
+        }
+    }
+
+    /// The refusal with one more fault after which nothing can be read.
+    fn stop(mut self, path: &Path, fault: String) -> FeatureError {
+        self.add(fault);
+        self.into_error(path).expect("a fault was just added")
+    }
+}
+
+/// One stream of a batch's faults (its ids, or one string column's) in row order: the first
+/// [`MAX_LISTED_FAULTS`] kept, as no more of one stream can be listed, the rest counted.
+#[derive(Default)]
+struct Stream {
+    kept: std::collections::VecDeque<(usize, String)>,
+    more: u64,
+}
+
+impl Stream {
+    fn push(&mut self, row_in_batch: usize, detail: String) {
+        if self.kept.len() < MAX_LISTED_FAULTS {
+            self.kept.push_back((row_in_batch, detail));
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// Moves the kept faults up to row `upto` of the batch (all of them, and the count of the
+    /// rest, when `None`) into `faults`, each named by its data row and `column`.
+    fn drain(&mut self, done: usize, column: &str, upto: Option<usize>, faults: &mut Faults) {
+        while let Some((i, _)) = self.kept.front() {
+            if upto.is_some_and(|u| *i > u) {
+                return;
+            }
+            if let Some((i, detail)) = self.kept.pop_front() {
+                faults.add(format!("row {}, column `{column}`: {detail}", done + i + 1));
+            }
+        }
+        if upto.is_none() {
+            faults.total += std::mem::take(&mut self.more);
+        }
+    }
+}
+
+/// A string column's provisional codes for one batch (NaN for null, empty or faulty); each
+/// fault goes to `fault` with its row in the batch, and whether the column ran out of distinct
+/// values. A dictionary array's values are coded once each, when first used.
+fn string_codes(
+    a: &dyn Array,
+    b: &mut DictBuilder,
+    mut fault: impl FnMut(usize, String, bool),
+) -> Vec<f64> {
+    // `None` after a fault: a dictionary value at fault is told on every row that uses it.
+    let mut code = |i: usize, s: Option<&str>| -> Option<f64> {
         match s {
-            None | Some("") => Ok(f64::NAN),
-            Some(s) if s.len() > super::csv_load::MAX_STRING_BYTES => Err((
-                i,
-                format!(
-                    "a value longer than {} bytes: ids and free text do not belong in a \
-                     snapshot",
+            None | Some("") => Some(f64::NAN),
+            Some(s) if s.len() > super::csv_load::MAX_STRING_BYTES => {
+                let detail = format!(
+                    "a value longer than {} bytes: ids and free text do not belong in a snapshot",
                     super::csv_load::MAX_STRING_BYTES
-                ),
-            )),
-            Some(s) => b.push(s).map(f64::from).map_err(|e| (i, e.to_string())),
+                );
+                fault(i, detail, false);
+                None
+            }
+            Some(s) => match b.push(s) {
+                Ok(code) => Some(f64::from(code)),
+                Err(e) => {
+                    fault(i, e.to_string(), true);
+                    None
+                }
+            },
         }
     };
     if let Some(d) = a.as_any_dictionary_opt() {
@@ -216,19 +320,23 @@ fn string_codes(a: &dyn Array, b: &mut DictBuilder) -> Result<Vec<f64>, (usize, 
             }
             let v = match coded.get(k).copied().flatten() {
                 Some(v) => v,
-                None => {
-                    let v = code(i, string_at(values.as_ref(), k))?;
-                    if let Some(slot) = coded.get_mut(k) {
-                        *slot = Some(v);
+                None => match code(i, string_at(values.as_ref(), k)) {
+                    Some(v) => {
+                        if let Some(slot) = coded.get_mut(k) {
+                            *slot = Some(v);
+                        }
+                        v
                     }
-                    v
-                }
+                    None => f64::NAN,
+                },
             };
             out.push(v);
         }
-        return Ok(out);
+        return out;
     }
-    (0..a.len()).map(|i| code(i, string_at(a, i))).collect()
+    (0..a.len())
+        .map(|i| code(i, string_at(a, i)).unwrap_or(f64::NAN))
+        .collect()
 }
 
 fn is_numeric(t: &DataType) -> bool {

@@ -315,7 +315,7 @@ fn string_columns_round_trip_through_the_binary_form() {
 
 /// Writes `batch` as `<tag>-<pid>/f.parquet` in the temporary folder: (folder, file).
 #[cfg(feature = "offline")]
-fn write_parquet(
+pub(super) fn write_parquet(
     tag: &str,
     batch: &arrow_array::RecordBatch,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
