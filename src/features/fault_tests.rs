@@ -123,7 +123,9 @@ fn every_fault_of_a_parquet_file_is_reported_with_its_row() {
     ])
     .unwrap();
     let (dir, path) = super::tests::write_parquet("nb-pq-faults", &batch);
-    let e = FeatureStore::load(&path).err().expect("a file with faults");
+    let Err(e) = FeatureStore::load(&path) else {
+        panic!("a file with faults loaded");
+    };
     std::fs::remove_dir_all(&dir).ok();
     let FeatureError::Values { faults, total, .. } = &e else {
         panic!("expected several faults, got {e:?}");
@@ -161,7 +163,9 @@ fn every_fault_of_a_parquet_file_is_reported_with_its_row() {
     )])
     .unwrap();
     let (dir, path) = super::tests::write_parquet("nb-pq-many-faults", &batch);
-    let e = FeatureStore::load(&path).err().expect("250 null ids");
+    let Err(e) = FeatureStore::load(&path) else {
+        panic!("250 null ids loaded");
+    };
     std::fs::remove_dir_all(&dir).ok();
     let located = e.located();
     assert_eq!(located.len(), 101);
