@@ -1,7 +1,8 @@
 //! Replacing a small file whole: written beside its place, synced, renamed over it, and the
 //! folder synced, so a reader (or a restart after a crash) finds the old file or the new one,
 //! never a mix. Every small state file nextbest keeps (models written by the admin API, funnel
-//! counts, the replication position, the replica id) is written this way.
+//! counts, the replication position, the replica id) is written this way; state saved every
+//! few seconds (the funnel's counts, the shadow's figures) is saved by a [`Periodic`] thread.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,65 @@ fn temp_beside(path: &Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy());
     path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()))
+}
+
+/// A thread that saves something every interval and once more when stopped, off every path
+/// that serves.
+pub struct Periodic {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Periodic {
+    /// Calls `save` every `interval` and once more at [`Periodic::stop`]; `save` returns false
+    /// once there is nothing left to save for (what it saves is gone), which ends the thread.
+    pub fn start(
+        name: &str,
+        interval: std::time::Duration,
+        mut save: impl FnMut() -> bool + Send + 'static,
+    ) -> std::io::Result<Self> {
+        use std::sync::mpsc;
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || loop {
+                let stopping = !matches!(
+                    rx.recv_timeout(interval),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                );
+                if !save() || stopping {
+                    return;
+                }
+            })?;
+        Ok(Periodic {
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// A saver with nothing to save (no data folder): no thread.
+    pub fn none() -> Self {
+        Periodic {
+            stop: None,
+            thread: None,
+        }
+    }
+
+    /// Saves once more and stops the thread (blocks until it is done).
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 #[cfg(test)]

@@ -333,8 +333,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Replay the event log before serving, so policies hold from the start; history reaches
     // back as far as champion or challenger looks.
     let data_dir = settings.data_dir;
+    let shadow = Arc::new(server::shadow::Shadow::open(
+        Some(data_dir.clone()),
+        registry.load().features.clone(),
+        registry.models_folder(),
+        &registry.config().limits,
+    ));
     let contacts = Arc::new(
-        server::open_contacts(&registry, &settings.contact, Clock::system())
+        server::open_contacts_with(&registry, &settings.contact, Clock::system(), Some(&shadow))
             .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
     );
     // The data folder is this process's now: the model history goes on in it.
@@ -358,16 +364,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let shadow = server::shadow::Shadow::open(
-        Some(data_dir.clone()),
-        registry.load().features.clone(),
-        registry.models_folder(),
-        &registry.config().limits,
-    );
+    let mut shadow_saver = server::shadow::saved::Saver::start(
+        Arc::downgrade(&shadow),
+        server::shadow::saved::INTERVAL,
+    )
+    .context("starting the shadow figures' saver")?;
     let mut state = AppState::builder(registry.clone(), settings.server)
         .builtin(settings.builtin)
         .contacts(contacts.clone())
-        .shadow(shadow);
+        .shadow(shadow.clone());
     if let Some(log) = &decision_log {
         state = state.decision_log(log.clone());
     }
@@ -386,6 +391,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     contacts.close();
     funnel_saver.stop();
+    shadow_saver.stop();
     if let Some(log) = &decision_log {
         log.close();
     }

@@ -1,6 +1,6 @@
 //! Shadow mode through the real binary: a candidate put with a share decides beside the
 //! champion, its figures count in `/admin/stats`, its answer is never served, a restart keeps
-//! it, `DELETE` ends it, and a bad shadow is refused naming what is wrong.
+//! it and its figures, `DELETE` ends it, and a bad shadow is refused naming what is wrong.
 
 mod support;
 
@@ -129,18 +129,18 @@ async fn a_shadow_decides_beside_the_champion_is_never_served_and_survives_a_res
         .sum();
     assert!(champion_firsts > 0.5, "{s}");
 
-    // A restart keeps it (figures start again).
-    drop(p);
+    // A restart keeps it, and its figures go on from where they were.
+    p.stop();
     let p = Binary::demo(&dir.0).spawn();
     let s = shadow_stats(p.admin).await;
     assert_eq!(
         (s["version"].clone(), s["decisions"].clone()),
-        (json!("shadow-1"), json!(0)),
+        (json!("shadow-1"), json!(40)),
         "{s}"
     );
     assert_eq!(shadow_listed(p.admin).await, body);
     traffic(p.public, 5).await;
-    until_decisions(p.admin, 5).await;
+    until_decisions(p.admin, 45).await;
 
     // DELETE ends it, and it stays ended across a restart.
     let r = request(p.admin, "DELETE", "/admin/models/shadow", &[], b"").await;
@@ -266,6 +266,36 @@ async fn until(admin: std::net::SocketAddr, what: &str, cond: impl Fn(&Value) ->
     panic!("{what}: {}", shadow_stats(admin).await);
 }
 
+/// Decides for customers 1..=n at the web checkout: each decision's id and first offer.
+async fn checkout_decisions(public: std::net::SocketAddr, n: u64) -> Vec<(String, Option<String>)> {
+    let mut shown = Vec::new();
+    for i in 1..=n {
+        let a = decide(
+            public,
+            json!({"customer_id": format!("C{i:07}"), "channel": "web", "placement": "checkout"}),
+        )
+        .await;
+        let first = a["offers"][0]["offer_id"].as_str().map(str::to_owned);
+        shown.push((a["decision_id"].as_str().unwrap().to_owned(), first));
+    }
+    shown
+}
+
+/// A conversion on the first offer of each decision that showed one.
+fn conversions(shown: &[(String, Option<String>)]) -> Vec<Value> {
+    shown
+        .iter()
+        .zip(1..)
+        .filter_map(|((id, offer), i)| {
+            let offer = offer.as_ref()?;
+            Some(
+                json!({"type": "conversion", "customer_id": format!("C{i:07}"), "offer_id": offer,
+                        "channel": "web", "placement": "checkout", "decision_id": id}),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the_champion() {
     let dir = TempDir::new("shadow-estimate");
@@ -282,16 +312,7 @@ async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the
     assert_eq!(status, 200, "{body}");
 
     const N: u64 = 60;
-    let mut shown = Vec::new();
-    for i in 1..=N {
-        let a = decide(
-            p.public,
-            json!({"customer_id": format!("C{i:07}"), "channel": "web", "placement": "checkout"}),
-        )
-        .await;
-        let first = a["offers"][0]["offer_id"].as_str().map(str::to_owned);
-        shown.push((a["decision_id"].as_str().unwrap().to_owned(), first));
-    }
+    let shown = checkout_decisions(p.public, N).await;
     let s = until(p.admin, "every decision shadowed and kept", |s| {
         s["off_policy"]["decisions_kept"] == N
     })
@@ -301,17 +322,7 @@ async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the
 
     // A conversion on each decision's first offer; one more naming an offer it did not show,
     // and one naming no shadowed decision, join nothing.
-    let mut events: Vec<Value> = shown
-        .iter()
-        .zip(1..)
-        .filter_map(|((id, offer), i)| {
-            let offer = offer.as_ref()?;
-            Some(
-                json!({"type": "conversion", "customer_id": format!("C{i:07}"), "offer_id": offer,
-                        "channel": "web", "placement": "checkout", "decision_id": id}),
-            )
-        })
-        .collect();
+    let mut events = conversions(&shown);
     let converted = events.len() as u64;
     assert!(converted > N / 2, "most checkout decisions show an offer");
     events.push(
@@ -463,4 +474,94 @@ async fn a_shadow_promoted_to_champion_stops_shadowing() {
     assert_eq!(shadow_listed(p.admin).await, Value::Null);
     assert_eq!(shadow_stats(p.admin).await, Value::Null);
     assert!(!dir.0.join("data/shadow.json").exists());
+}
+
+/// The figures of a week's shadowing are not lost to a rolling restart, and a `kill -9` before
+/// their next save loses no conversion: the log gives them back as it replays. Putting the
+/// candidate again starts its figures from zero, after a restart too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shadows_figures_survive_restarts_and_a_kill_loses_no_conversion() {
+    let dir = TempDir::new("shadow-figures");
+    let p = Binary::demo(&dir.0).spawn();
+    let mut doc = candidate(json!(1.0));
+    doc["estimate_share"] = json!(1.0);
+    let (status, body) = put_shadow(p.admin, &doc).await;
+    assert_eq!(status, 200, "{body}");
+    const N: u64 = 30;
+    let shown = checkout_decisions(p.public, N).await;
+    let before = until(p.admin, "every decision kept", |s| {
+        s["off_policy"]["decisions_kept"] == N
+    })
+    .await;
+
+    // A rolling restart (SIGTERM): everything as it was.
+    p.stop();
+    let p = Binary::demo(&dir.0).spawn();
+    let after = shadow_stats(p.admin).await;
+    for figure in [
+        "decisions",
+        "sampled",
+        "top_offer_agreement",
+        "offers",
+        "skipped",
+    ] {
+        assert_eq!(after[figure], before[figure], "{figure}: {after}");
+    }
+    assert_eq!(after["off_policy"]["decisions_kept"], N, "{after}");
+
+    // Conversions joined, then a kill -9 long before the next save.
+    let events = conversions(&shown);
+    let converted = events.len() as u64;
+    assert!(converted > N / 2, "most checkout decisions show an offer");
+    post_events(p.public, json!(events)).await;
+    let joined = until(p.admin, "the conversions joined", |s| {
+        s["off_policy"]["conversions_joined"] == converted
+    })
+    .await;
+    p.kill9();
+    let p = Binary::demo(&dir.0).spawn();
+    let s = shadow_stats(p.admin).await;
+    assert_eq!(s["decisions"], N, "{s}");
+    assert_eq!(s["off_policy"]["conversions_joined"], converted, "{s}");
+    assert_eq!(
+        s["off_policy"]["placements"], joined["off_policy"]["placements"],
+        "the same estimate as before the kill"
+    );
+
+    // Put again: a fresh start, which a restart keeps.
+    let (status, _) = put_shadow(p.admin, &doc).await;
+    assert_eq!(status, 200);
+    assert_eq!(shadow_stats(p.admin).await["decisions"], 0);
+    p.kill9();
+    let p = Binary::demo(&dir.0).spawn();
+    let s = shadow_stats(p.admin).await;
+    assert_eq!(
+        (
+            s["decisions"].clone(),
+            s["off_policy"]["decisions_kept"].clone()
+        ),
+        (json!(0), json!(0)),
+        "{s}"
+    );
+
+    // A damaged figures file is set aside; the shadow goes on, counting from zero.
+    traffic(p.public, 3).await;
+    until_decisions(p.admin, 3).await;
+    p.stop();
+    let file = dir.0.join("shadow.figures");
+    let mut bytes = std::fs::read(&file).expect("saved at the stop");
+    bytes[10] ^= 0x5a;
+    std::fs::write(&file, &bytes).unwrap();
+    let p = Binary::demo(&dir.0).spawn();
+    let s = shadow_stats(p.admin).await;
+    assert_eq!(
+        (s["version"].clone(), s["decisions"].clone()),
+        (json!("shadow-1"), json!(0)),
+        "{s}"
+    );
+    assert_eq!(
+        std::fs::read(dir.0.join("shadow.figures.bad")).unwrap(),
+        bytes
+    );
+    p.stop();
 }

@@ -54,11 +54,17 @@ impl Applier {
     }
 
     /// Adds a subscriber that sees every event applied from now on (one that lives beside the
-    /// contact side rather than in it, as a shadow model's outcome join).
+    /// contact side rather than in it, as a shadow model's outcome join); one already
+    /// subscribed stays subscribed once.
     pub fn subscribe(&self, s: Arc<dyn Subscriber>) {
         self.subscribers.rcu(|list| {
             let mut list = Vec::clone(list);
-            list.push(s.clone());
+            if !list
+                .iter()
+                .any(|x| std::ptr::addr_eq(Arc::as_ptr(x), Arc::as_ptr(&s)))
+            {
+                list.push(s.clone());
+            }
             list
         });
     }
@@ -184,6 +190,7 @@ mod tests {
         let late = Arc::new(Seen::default());
         let applier = Applier::new(state, vec![first.clone()]);
         applier.apply(&dismiss("A"), Origin::Replay, 2_000);
+        applier.subscribe(late.clone());
         applier.subscribe(late.clone());
         applier.apply(&dismiss("B"), Origin::Local, 2_000);
         applier.settled();

@@ -25,7 +25,7 @@
 
 use std::borrow::Borrow;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::{CompiledModel, Decision, Verdict};
 use crate::features::FeatureRow;
@@ -35,7 +35,7 @@ mod offline;
 pub use offline::{run, EstimateError, EstimateReport, Sampling, MIN_EFFECTIVE_SAMPLE};
 
 /// One offer a logged decision showed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Shown {
     /// Its index in the logging model's offers.
     pub offer: u32,
@@ -52,7 +52,7 @@ pub struct Shown {
 }
 
 /// One logged decision as the estimators read it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// The offers it showed.
     pub shown: Vec<Shown>,

@@ -253,7 +253,7 @@ pub struct AppStateBuilder {
     contacts: Option<Arc<Contacts>>,
     fleet: Option<Arc<crate::fleet::Fleet>>,
     decision_log: Option<Arc<crate::decision_log::DecisionLog>>,
-    shadow: Option<shadow::Shadow>,
+    shadow: Option<Arc<shadow::Shadow>>,
 }
 
 impl AppStateBuilder {
@@ -283,7 +283,7 @@ impl AppStateBuilder {
 
     /// The shadow slot, kept in the data folder ([`shadow::Shadow::open`]); without it, one
     /// in memory only.
-    pub fn shadow(mut self, shadow: shadow::Shadow) -> Self {
+    pub fn shadow(mut self, shadow: Arc<shadow::Shadow>) -> Self {
         self.shadow = Some(shadow);
         self
     }
@@ -297,7 +297,7 @@ impl AppStateBuilder {
             Arc::new(opened.unwrap_or_else(|_| Contacts::in_memory(&config, Clock::system())))
         });
         // The shadow joins conversions to its decisions, from every source of events.
-        let shadow = Arc::new(self.shadow.unwrap_or_default());
+        let shadow = self.shadow.unwrap_or_default();
         contacts.subscribe(shadow.clone());
         // The candidate follows the snapshots the champion is compiled for.
         let (follows, base) = (shadow.clone(), self.registry.models_folder());
@@ -333,9 +333,23 @@ pub fn open_contacts(
     config: &ContactConfig,
     clock: Clock,
 ) -> Result<Contacts, crate::contact::ContactError> {
+    open_contacts_with(registry, config, clock, None)
+}
+
+/// [`open_contacts`] with the shadow subscribed before the log replays, so conversions its
+/// restored figures missed (a crash before their last save) are joined again.
+pub fn open_contacts_with(
+    registry: &Registry,
+    config: &ContactConfig,
+    clock: Clock,
+    shadow: Option<&Arc<shadow::Shadow>>,
+) -> Result<Contacts, crate::contact::ContactError> {
     Contacts::open_with(config, clock, |c| {
         let binding = c.binding();
         registry.on_publish(move |set, store| bind_set(&binding, set, store));
+        if let Some(s) = shadow {
+            c.subscribe(s.clone());
+        }
     })
 }
 

@@ -12,9 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Weak;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -198,10 +196,7 @@ pub fn load_or_set_aside(dir: &Path, funnel: &Funnel) -> usize {
 }
 
 /// The thread that saves the counts every [`INTERVAL`] and once more when stopped.
-pub struct Saver {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct Saver(crate::durable::Periodic);
 
 impl Saver {
     /// Starts saving the funnel of `contacts` into `dir` (held weakly: the saver does not keep
@@ -211,57 +206,34 @@ impl Saver {
         contacts: Weak<Contacts>,
         interval: Duration,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("funnel-saver".into())
-            .spawn(move || {
-                // A failure logs once when an episode starts (a full disk fails every save)
-                // and once when it ends; the counter counts each.
-                let mut failing = false;
-                loop {
-                    let stopping = !matches!(
-                        rx.recv_timeout(interval),
-                        Err(mpsc::RecvTimeoutError::Timeout)
-                    );
-                    let Some(c) = contacts.upgrade() else { return };
-                    match save(&dir, c.funnel()) {
-                        Ok(()) if failing => {
-                            failing = false;
-                            tracing::info!("decision counts saved again");
-                        }
-                        Ok(()) => {}
-                        Err(e) => {
-                            c.funnel().save_failures.fetch_add(1, Relaxed);
-                            if !std::mem::replace(&mut failing, true) {
-                                tracing::warn!(error = %e, "decision counts not saved; retrying every interval, logged again once they are");
-                            }
-                        }
-                    }
-                    if stopping {
-                        return;
+        // A failure logs once when an episode starts (a full disk fails every save) and once
+        // when it ends; the counter counts each.
+        let mut failing = false;
+        let save = move || {
+            let Some(c) = contacts.upgrade() else {
+                return false;
+            };
+            match save(&dir, c.funnel()) {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("decision counts saved again");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    c.funnel().save_failures.fetch_add(1, Relaxed);
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(error = %e, "decision counts not saved; retrying every interval, logged again once they are");
                     }
                 }
-            })?;
-        Ok(Saver {
-            stop: Some(tx),
-            thread: Some(thread),
-        })
+            }
+            true
+        };
+        crate::durable::Periodic::start("funnel-saver", interval, save).map(Saver)
     }
 
     /// Saves once more and stops the thread (blocks until it is done).
     pub fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Saver {
-    fn drop(&mut self) {
-        self.stop();
+        self.0.stop();
     }
 }
 

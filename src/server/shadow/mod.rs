@@ -14,11 +14,12 @@
 //! until it is put again. Its figures, under `shadow` in `/admin/stats` and on the status page:
 //! decisions, skips by reason, how often its top offer is the champion's, each offer's share of
 //! top places for both, and, as conversions arrive, its off-policy estimate against the
-//! champion ([`outcomes`]). For that the task also remakes the champion's decision with its
+//! champion ([`outcomes`]), kept across restarts beside the document ([`saved`]). For that the task also remakes the champion's decision with its
 //! probabilities of showing each offer; a remade decision that differs from the served one is
 //! skipped and counted (`not_reproduced`: something it read changed in between).
 
 mod outcomes;
+pub mod saved;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -98,6 +99,9 @@ pub struct Shadow {
     inflight: AtomicUsize,
     /// Where it is kept (`None`: in memory only, as in tests without a data folder).
     file: Option<PathBuf>,
+    /// Held while the figures are saved, and while a put or a delete removes them, so a save
+    /// racing a put never leaves the old candidate's figures behind.
+    saving: Mutex<()>,
 }
 
 /// A sampled decision, owned, for the shadow task.
@@ -165,8 +169,11 @@ impl Shadow {
                 compile(doc, f, base_dir, limits).map_err(|e| e.to_string())
             });
         match restored {
-            Ok(c) => {
+            Ok(mut c) => {
                 tracing::info!(path = %path.display(), model = %c.model.compiled.name, share = c.share, "shadow model restored");
+                if let Some(figures) = saved::restore(&saved::beside(path), &c) {
+                    c.figures = figures;
+                }
                 shadow.slot.store(Some(Arc::new(c)));
             }
             Err(e) => {
@@ -188,7 +195,10 @@ impl Shadow {
         let doc: Value = serde_json::from_slice(document)
             .map_err(|e| ShadowError::Invalid(format!("not a JSON object: {e}")))?;
         let c = compile(doc, features, base_dir, limits)?;
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(path) = &self.file {
+            // The new candidate counts from zero, after a restart too.
+            remove_if_there(&saved::beside(path))?;
             let bytes = serde_json::to_vec(&c.kept).unwrap_or_default();
             crate::durable::write_atomic(path, &bytes, true)
                 .map_err(|e| ShadowError::Keep(format!("{}: {e}", path.display())))?;
@@ -247,18 +257,21 @@ impl Shadow {
 
     /// Ends shadowing; true when there was a candidate.
     pub fn delete(&self) -> Result<bool, ShadowError> {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(path) = &self.file {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ShadowError::Keep(format!("{}: {e}", path.display()))),
-            }
+            remove_if_there(path)?;
+            remove_if_there(&saved::beside(path))?;
         }
         let ended = self.slot.swap(None);
         if let Some(c) = &ended {
             tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version, "shadow model removed");
         }
         Ok(ended.is_some())
+    }
+
+    /// Where the figures are kept (`None` for a shadow kept in memory only).
+    fn figures_file(&self) -> Option<PathBuf> {
+        self.file.as_deref().map(saved::beside)
     }
 
     /// Whether this decision is shadowed: with a candidate, when the decision id's hash falls
@@ -486,6 +499,15 @@ impl Subscriber for Shadow {
                 .unwrap_or_else(|p| p.into_inner())
                 .converted(decision, offer);
         }
+    }
+}
+
+/// Removes a file of the shadow's; one already gone is fine.
+fn remove_if_there(path: &std::path::Path) -> Result<(), ShadowError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ShadowError::Keep(format!("{}: {e}", path.display()))),
     }
 }
 

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::decision_log::estimate::{estimate, Sample};
@@ -25,7 +26,11 @@ use crate::decision_log::estimate::{estimate, Sample};
 /// work of one `/admin/stats` read.
 pub const KEPT: usize = 20_000;
 
+/// Kept decisions copied under one hold of the lock when saving (about a millisecond's worth).
+const COPY_CHUNK: usize = 1_000;
+
 /// One shadowed decision awaiting its outcomes.
+#[derive(Clone, Serialize, Deserialize)]
 struct Kept {
     decision_id: u128,
     channel: Box<str>,
@@ -36,11 +41,13 @@ struct Kept {
 }
 
 /// The kept decisions, oldest first, and their index by decision id.
-#[derive(Default)]
+#[derive(Default, Clone, Serialize, Deserialize)]
 pub struct Outcomes {
     kept: VecDeque<Kept>,
     /// The sequence number of `kept[0]`.
     first: u64,
+    /// Rebuilt from `kept` when read back ([`Outcomes::reindex`]).
+    #[serde(skip)]
     index: HashMap<u128, u64>,
     /// Conversions that named a kept decision and one of its shown offers.
     joined: u64,
@@ -73,6 +80,51 @@ impl Outcomes {
             sample,
             offers,
         });
+    }
+
+    /// Decisions kept.
+    pub fn kept(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Conversions joined to a kept decision so far.
+    pub fn joined(&self) -> u64 {
+        self.joined
+    }
+
+    /// A copy for saving, taken [`COPY_CHUNK`] decisions at a time so the lock that joins
+    /// conversions (on the thread that applies events) is never held for long; decisions
+    /// kept or dropped meanwhile are simply in or out of the copy.
+    pub fn copy(lock: &std::sync::Mutex<Outcomes>) -> Outcomes {
+        let mut out = Outcomes::default();
+        // The sequence number of the next decision to copy.
+        let mut next = None;
+        loop {
+            let o = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let from = *next.get_or_insert(o.first);
+            if out.kept.is_empty() {
+                out.first = o.first;
+            }
+            // Decisions dropped since the last chunk are skipped; the copy's numbering is its
+            // own (read back, it is indexed afresh).
+            let start = from.saturating_sub(o.first) as usize;
+            out.kept
+                .extend(o.kept.iter().skip(start).take(COPY_CHUNK).cloned());
+            out.joined = o.joined;
+            let end = start + COPY_CHUNK;
+            if end >= o.kept.len() {
+                return out;
+            }
+            next = Some(o.first + end as u64);
+        }
+    }
+
+    /// Rebuilds the index by decision id (after reading the kept decisions back).
+    pub fn reindex(&mut self) {
+        self.index = (self.first..)
+            .zip(&self.kept)
+            .map(|(seq, k)| (k.decision_id, seq))
+            .collect();
     }
 
     /// A conversion on `offer` for `decision_id`: true when it names a kept decision and an
@@ -189,6 +241,28 @@ mod tests {
         assert_eq!(row["logging"]["conversions_per_1000"], 1000.0);
         assert_eq!(row["ips"]["conversions_per_1000"], 1000.0);
         assert_eq!(row["dr_difference"]["conversions_per_1000"], 0.0);
+    }
+
+    #[test]
+    fn kept_decisions_read_back_join_conversions_as_before() {
+        let mut o = Outcomes::default();
+        for id in 0..(KEPT as u128 + 3) {
+            o.keep(id, "web", "home", sample(0, 0.5, 1.0), ["a".into()].into());
+        }
+        assert!(o.converted(7, "a"));
+        let copied = Outcomes::copy(&std::sync::Mutex::new(o.clone()));
+        let mut back: Outcomes =
+            serde_json::from_slice(&serde_json::to_vec(&copied).unwrap()).unwrap();
+        back.reindex();
+        assert_eq!((back.kept(), back.joined(), back.first), (KEPT, 1, 3));
+        assert!(!back.converted(2, "a"), "decision 2 had left the window");
+        assert!(back.converted(7, "a"));
+        assert!(back.converted(KEPT as u128 + 2, "a"));
+        assert_eq!(back.joined(), 2, "the repeat on 7 counted once");
+        assert_eq!(back.json(1.0), {
+            o.converted(KEPT as u128 + 2, "a");
+            o.json(1.0)
+        });
     }
 
     #[test]
