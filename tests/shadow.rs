@@ -565,3 +565,31 @@ async fn the_shadows_figures_survive_restarts_and_a_kill_loses_no_conversion() {
     );
     p.stop();
 }
+
+/// A figures file that cannot be written (a full disk, a folder in its place) is said in the
+/// log and stops neither the server nor its shutdown; the shadow itself is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_figures_that_cannot_be_saved_are_said_and_shutdown_goes_on() {
+    let dir = TempDir::new("shadow-figures-fail");
+    let mut p = Binary::demo(&dir.0).spawn();
+    let (status, body) = put_shadow(p.admin, &candidate(json!(1.0))).await;
+    assert_eq!(status, 200, "{body}");
+    traffic(p.public, 5).await;
+    until_decisions(p.admin, 5).await;
+    let blocker = dir.0.join("shadow.figures");
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    p.signal("TERM");
+    let stderr = p.wait_stderr("shadow figures not saved");
+    assert!(stderr.contains("shadow figures not saved"), "{stderr}");
+    assert!(p.child.0.wait().unwrap().success(), "{stderr}");
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let p = Binary::demo(&dir.0).spawn();
+    let s = shadow_stats(p.admin).await;
+    assert_eq!(
+        (s["version"].clone(), s["decisions"].clone()),
+        (json!("shadow-1"), json!(0)),
+        "{s}"
+    );
+    p.stop();
+}
