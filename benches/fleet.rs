@@ -29,6 +29,7 @@ fn payloads(n: usize) -> Vec<(Vec<u8>, String)> {
                 event_id: None,
                 category: Some("sales"),
                 request: None,
+                attributed: None,
             };
             let mut p = Vec::new();
             e.encode(&mut p);

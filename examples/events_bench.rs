@@ -316,6 +316,7 @@ fn replay(n: u64, customers: u64) {
             event_id: Some(&id),
             category: Some(category),
             request: None,
+            attributed: None,
         };
         rec.clear();
         push_record(&mut rec, |b| e.encode(b));
@@ -404,6 +405,7 @@ fn decide(customers: u64, decisions: usize) {
                     event_id: None,
                     category: Some(category),
                     request: None,
+                    attributed: None,
                 };
                 contacts.state().apply(&e, now);
             }

@@ -145,6 +145,7 @@ async fn counts_come_back_from_the_log_after_a_restart() {
         event_id: None,
         category: Some("sales"),
         request: None,
+        attributed: None,
     };
     let t0 = support::T0;
     let events = [

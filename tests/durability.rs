@@ -274,6 +274,7 @@ fn write_log(dir: &std::path::Path, customers: usize) {
             event_id: None,
             category: Some("sales"),
             request: None,
+            attributed: None,
         };
         rec.clear();
         assert!(push_record(&mut rec, |b| e.encode(b)));

@@ -143,4 +143,22 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     assert_eq!(before.1, after.1, "unattributed");
     assert_eq!(before.2, after.2, "/metrics funnel");
     assert_eq!(before.3, after.3, "lift");
+
+    // The experiment is reshuffled (another salt) and the server restarted: outcomes that
+    // named no decision still count for the variant (and model version) they counted for.
+    again.signal("TERM");
+    let mut again = again;
+    assert!(
+        again.child.0.wait().unwrap().success(),
+        "{}",
+        again.stderr()
+    );
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(models.join("model.json")).unwrap()).unwrap();
+    doc["challenger"]["salt"] = json!("reshuffled");
+    std::fs::write(models.join("model.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let reshuffled = spawn(&models, &data);
+    let after = funnel_views(&reshuffled).await;
+    assert_eq!(before.0, after.0, "/admin/stats funnel");
+    assert_eq!(before.1, after.1, "unattributed");
 }

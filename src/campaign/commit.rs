@@ -314,6 +314,7 @@ pub fn commit_with(
             event_id: Some(&c.event_id),
             category: c.category.as_deref(),
             request: None,
+            attributed: None,
         })
         .collect();
     match target {

@@ -81,6 +81,20 @@ pub const VISITOR_TAG: u8 = 2;
 /// feature id and the level (u32 LE each).
 pub const REQUEST_TAG: u8 = 3;
 
+/// The extension holding where an outcome naming no decision counted in the funnel when it
+/// was accepted: the tag, the model's content key (u32 LE) and the variant's index (u8).
+pub const ATTRIBUTED_TAG: u8 = 4;
+
+/// The model (by content key) and variant an outcome without a decision id was counted for
+/// when it was accepted, so a restart under another experiment counts it the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attributed {
+    /// The content key of the model whose funnel counted it.
+    pub key: u32,
+    /// The variant the customer's assignment gave.
+    pub variant: crate::experiment::Variant,
+}
+
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
@@ -168,6 +182,9 @@ pub struct Event<'a> {
     /// offers, attached at ingest by the replica that made the decision (never sent by a
     /// channel).
     pub request: Option<RequestLevels<'a>>,
+    /// For an outcome without a decision id: where the funnel counted it at ingest (never
+    /// sent by a channel).
+    pub attributed: Option<Attributed>,
 }
 
 /// Why a log record could not be decoded (the record's checksum was right: a format bug).
@@ -290,6 +307,7 @@ impl<'a> Event<'a> {
             event_id,
             category,
             request: None,
+            attributed: None,
         })
     }
 
@@ -318,6 +336,11 @@ impl<'a> Event<'a> {
             out.push(REQUEST_TAG);
             out.push((r.as_bytes().len() / 8) as u8);
             out.extend_from_slice(r.as_bytes());
+        }
+        if let Some(a) = self.attributed {
+            out.push(ATTRIBUTED_TAG);
+            out.extend_from_slice(&a.key.to_le_bytes());
+            out.push(a.variant.index() as u8);
         }
     }
 
@@ -382,6 +405,7 @@ impl<'a> Event<'a> {
         let (offer_id, channel, placement) = (opt()?, opt()?, opt()?);
         let (event_id, category) = (opt()?, opt()?);
         let (mut accepted_ms, mut visitor_id, mut request) = (None, None, None);
+        let mut attributed = None;
         // Extensions in any order; one cut short or of an unknown tag ends the list.
         loop {
             match r.0 {
@@ -404,6 +428,14 @@ impl<'a> Event<'a> {
                     }
                     r.0 = rest;
                 }
+                [ATTRIBUTED_TAG, a, b, c, d, v, rest @ ..] => {
+                    let Some(variant) = crate::experiment::Variant::from_index(*v) else {
+                        break;
+                    };
+                    let key = u32::from_le_bytes([*a, *b, *c, *d]);
+                    attributed = Some(Attributed { key, variant });
+                    r.0 = rest;
+                }
                 _ => break,
             }
         }
@@ -419,6 +451,7 @@ impl<'a> Event<'a> {
             event_id,
             category,
             request,
+            attributed,
         };
         Ok((e, accepted_ms))
     }
@@ -480,6 +513,7 @@ impl<'a> Event<'a> {
             event_id: None,
             category: None,
             request: None,
+            attributed: None,
         }
     }
 }

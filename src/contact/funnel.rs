@@ -8,8 +8,10 @@
 //! integers, does no hashing and takes no lock. Events find their table through the model tag
 //! in their decision id (see [`super::attribution`]), so an outcome counts for the model and
 //! variant that made the decision, even after a newer one took over. An event without a
-//! decision id counts for the variant the customer's assignment gives under the active models
-//! ([`Funnel::activate`]), by its offer and channel. Events whose model, offer or channel is
+//! decision id counts for the variant the customer's assignment gives under the models active
+//! when it is accepted ([`Funnel::activate`], [`Funnel::attribute`]), by its offer and channel;
+//! ingest keeps that model and variant in the event's record, so a replay under another
+//! experiment counts it the same. Events whose model, offer or channel is
 //! unknown are counted as unattributed.
 //!
 //! A decision's offer counts each stage once: a second conversion (or impression, click,
@@ -37,7 +39,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::attribution::{attribution, model_tag, origin};
 use super::dedupe::SeenIds;
-use super::event::{Event, EventKind};
+use super::event::{Attributed, Event, EventKind};
 use crate::engine::{CompiledModel, Ranked};
 use crate::experiment::{self, Challenger, Variant};
 use crate::metrics::prom::{Collect, Exposition, Kind};
@@ -429,17 +431,8 @@ impl Funnel {
                 let (tag, variant) = attribution(d);
                 (tables.iter().find(|t| t.tag == tag), variant)
             }
-            None => match &*self.active.load() {
-                Some(a) => {
-                    // A visitor-only event names no customer: the champion's, as its decision.
-                    let customer = Some(e.customer_id).filter(|c| !c.is_empty());
-                    let variant = experiment::pick(a.challenger.as_ref().map(|c| &c.1), customer);
-                    let key = match (&a.challenger, variant) {
-                        (Some((key, _)), Variant::Challenger) => *key,
-                        _ => a.champion,
-                    };
-                    (tables.iter().find(|t| t.key == key), Some(variant))
-                }
+            None => match e.attributed.or_else(|| self.attribute(e.customer_id)) {
+                Some(a) => (tables.iter().find(|t| t.key == a.key), Some(a.variant)),
                 None => (None, None),
             },
         };
@@ -453,6 +446,22 @@ impl Funnel {
             Some(c) => c.0[stage as usize].fetch_add(1, Relaxed),
             None => self.unattributed[stage as usize].fetch_add(1, Relaxed),
         };
+    }
+
+    /// Where an outcome of this customer naming no decision counts under the active models:
+    /// the model and variant the customer's assignment gives (ingest stamps it on the event,
+    /// so a replay under another experiment counts it the same).
+    pub fn attribute(&self, customer_id: &str) -> Option<Attributed> {
+        let active = self.active.load();
+        let a = active.as_deref()?;
+        // A visitor-only event names no customer: the champion's, as its decision.
+        let customer = Some(customer_id).filter(|c| !c.is_empty());
+        let variant = experiment::pick(a.challenger.as_ref().map(|c| &c.1), customer);
+        let key = match (&a.challenger, variant) {
+            (Some((key, _)), Variant::Challenger) => *key,
+            _ => a.champion,
+        };
+        Some(Attributed { key, variant })
     }
 
     /// Unattributed events by stage.

@@ -449,6 +449,10 @@ impl Contacts {
             if let Some(r) = &recalled {
                 e.request = r.levels();
             }
+            // An outcome naming no decision keeps the variant it counts for now.
+            if e.decision_id.is_none() && funnel::Stage::of(e.kind).is_some() {
+                e.attributed = self.funnel.attribute(e.customer_id);
+            }
             if !log::push_record(&mut records, |buf| e.encode_accepted(now, buf)) {
                 for k in &claims {
                     state.unclaim(*k);

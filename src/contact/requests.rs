@@ -202,6 +202,7 @@ mod tests {
                 kind,
                 ts_ms,
                 request: (!unmatched).then(|| RequestLevels(&levels[i % 2])),
+                attributed: None,
                 ..base
             };
             counts.observe(&ev(EventKind::Impression, T0), T0);

@@ -135,6 +135,7 @@ pub fn write_events(
             event_id: Some(id),
             category: None,
             request: None,
+            attributed: None,
         })
         .collect();
     let config = ContactConfig {

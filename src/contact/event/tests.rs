@@ -210,6 +210,29 @@ fn request_levels_travel_as_an_extension_and_a_cut_list_is_none() {
 }
 
 #[test]
+fn an_outcomes_attribution_travels_as_an_extension_and_a_bad_one_is_none() {
+    let (mut e, plain) =
+        parse(r#"{"type":"conversion","customer_id":"C1","offer_id":"o","channel":"web"}"#)
+            .unwrap();
+    assert_eq!(e.attributed, None, "never read from a channel");
+    e.attributed = Some(Attributed {
+        key: 0xdead_beef,
+        variant: crate::experiment::Variant::Challenger,
+    });
+    let mut stamped = Vec::new();
+    e.encode_accepted(NOW, &mut stamped);
+    assert_eq!(Event::decode_accepted(&stamped).unwrap(), (e, Some(NOW)));
+    // Cut short, or with a variant no build knows: no attribution, the fields whole.
+    let (cut, _) = Event::decode_accepted(&stamped[..stamped.len() - 1]).unwrap();
+    assert_eq!(cut.attributed, None);
+    let mut unknown = stamped.clone();
+    *unknown.last_mut().unwrap() = 9;
+    let (odd, _) = Event::decode_accepted(&unknown).unwrap();
+    assert_eq!((odd.attributed, odd.customer_id), (None, "C1"));
+    assert_eq!(Event::decode(&plain).unwrap().attributed, None);
+}
+
+#[test]
 fn garbage_payloads_are_errors_not_panics() {
     assert_eq!(Event::decode(&[]), Err(RecordError::Truncated));
     assert_eq!(Event::decode(&[9, 1, 0]), Err(RecordError::Format(9)));

@@ -336,6 +336,7 @@ mod tests {
                 event_id: None,
                 category: None,
                 request: None,
+                attributed: None,
             });
         }
         let plain = t.counts("a", "web", Variant::Champion).unwrap();

@@ -34,6 +34,7 @@ fn event(
         event_id: None,
         category: None,
         request: None,
+        attributed: None,
     }
 }
 
