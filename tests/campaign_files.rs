@@ -21,7 +21,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         "capacity": {"max_contacts": 10, "per": "month"},
         "offer_limits": {"a": {"min": 5, "max": 2}, "zz": {"min": 1}},
         "category_limits": {"sales": {}},
-        "frequency": {"max_contacts": 0, "window_days": 7, "channels": []},
+        "frequency": {"max_contacts": 0, "window_days": 7.5, "channels": []},
         "suppression": ["missing.txt", "export.csv", "utf16.txt"],
         "control_group": {"share": 1.5},
         "transactional": "no",
@@ -47,6 +47,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         ("offer_limits.a.min", "above the maximum"),
         ("category_limits.sales.max", "missing field"),
         ("frequency.max_contacts", "whole number from 1"),
+        ("frequency.window_days", "from 1 to 366, found 7.5"),
         ("frequency.channels", "must not be empty"),
         ("suppression[0]", "no such file"),
         (

@@ -245,10 +245,12 @@ impl<'a> Event<'a> {
             Some(t) => match t.as_str().and_then(EventKind::parse) {
                 Some(k) => k,
                 None => {
-                    return malformed(format!(
-                        "type: expected one of {}",
-                        EventKind::ALL.map(EventKind::as_str).join(", ")
-                    ))
+                    let names = EventKind::ALL.map(EventKind::as_str);
+                    // `impressions`, `Click`: the type meant.
+                    let hint = t
+                        .as_str()
+                        .map_or_else(String::new, |typed| crate::near::did_you_mean(typed, names));
+                    return malformed(format!("type: expected one of {}{hint}", names.join(", ")));
                 }
             },
         };

@@ -570,8 +570,16 @@ fn policy_faults_have_exact_paths() {
             serde_json::json!({"sales_cap": {"max_contacts": 0, "window_days": 7, "categories": ["sales"]}}),
         ),
         "policies.sales_cap.max_contacts",
-        "whole number from 1 to 256",
+        "whole number from 1 to 256, found 0",
     );
+    refused(
+        &p(
+            serde_json::json!({"sales_cap": {"max_contacts": "2", "window_days": 7, "categories": ["sales"]}}),
+        ),
+        "policies.sales_cap.max_contacts",
+        "whole number from 1 to 256, found the string \"2\"",
+    );
+
     refused(
         &p(serde_json::json!({"sales_cap": {"max_contacts": 2, "window_days": 7}})),
         "policies.sales_cap.categories",

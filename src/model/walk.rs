@@ -173,7 +173,16 @@ impl Faults {
         match v.as_u64() {
             Some(x) if (lo..=hi).contains(&x) => Some(x),
             _ => {
-                self.push(path, format!("expected a whole number from {lo} to {hi}"));
+                // The value found, so `7.5`, `-1` and `"7"` each say what to change.
+                let found = match v.value_type() {
+                    ValueType::String => format!("the string {}", v.encode()),
+                    t if v.cast_f64().is_some() && t != ValueType::Bool => v.encode(),
+                    _ => type_name(v).to_owned(),
+                };
+                self.push(
+                    path,
+                    format!("expected a whole number from {lo} to {hi}, found {found}"),
+                );
                 None
             }
         }

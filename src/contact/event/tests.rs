@@ -53,6 +53,14 @@ fn refusals_name_the_field() {
             r#"{"type":"view","customer_id":"C1"}"#,
             "type: expected one of",
         ),
+        (
+            r#"{"type":"impressions","customer_id":"C1","offer_id":"o"}"#,
+            "complaint_resolved: did you mean `impression`?",
+        ),
+        (
+            r#"{"type":"Conversion","customer_id":"C1","offer_id":"o"}"#,
+            "did you mean `conversion`?",
+        ),
         (r#"{"type":"click","offer_id":"o"}"#, "customer_id: missing"),
         (
             r#"{"type":"click","visitor_id":"","offer_id":"o"}"#,
