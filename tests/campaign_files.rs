@@ -587,6 +587,30 @@ fn an_offer_ending_before_the_send_time_is_left_out() {
     assert!(!later.rows.is_empty(), "the other offers still go out");
 }
 
+/// An offer that starts between the run and the customer's send time (a Sunday run for
+/// Monday's launch) goes out at the send time, and not in a list sent at once.
+#[test]
+fn an_offer_starting_before_the_send_time_goes_out_then() {
+    let base = Base::new("cmp-starts", 40);
+    let mut model = small_model();
+    // NOW is Sunday 2026-11-22 10:00 UTC: `a` starts on Monday.
+    model["offers"][0]["valid_from"] = json!("2026-11-23T00:00:00Z");
+    std::fs::write(base.path("model.json"), serde_json::to_vec(&model).unwrap()).unwrap();
+    let offered = |run: &Run| run.rows.iter().filter(|(_, o)| o == "a").count();
+    let now = base.run(&sms("now"), "now", NOW);
+    assert_eq!(offered(&now), 0, "`a` has not started at the run");
+    assert!(!now.rows.is_empty());
+    let mut doc = sms("window");
+    doc["send_window"] = json!({"from": "10:00", "to": "19:00",
+        "days": ["mon", "tue", "wed", "thu", "fri", "sat"], "default_time_zone": "UTC"});
+    let later = base.run(&doc, "window", NOW);
+    assert!(
+        offered(&later) > 0,
+        "Monday's list sends `a`: {:?}",
+        later.rows
+    );
+}
+
 /// A campaign file saved with a byte-order mark (a Windows editor) reads as the same file.
 #[test]
 fn a_campaign_file_with_a_byte_order_mark_reads_as_without() {

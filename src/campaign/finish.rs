@@ -269,7 +269,7 @@ pub fn finish_in_place(
     if tally.ends_before_send > 0 {
         tracing::warn!(
             pairs = tally.ends_before_send,
-            "left out {} (customer, offer) pairs: the customer's send time falls after the offer's valid_until",
+            "left out {} (customer, offer) pairs: the offer runs now but ends before the customer's send time",
             tally.ends_before_send
         );
     }

@@ -124,8 +124,8 @@ pub struct Tally {
     /// is in proportion to.
     #[serde(default)]
     pub by_variant: [u64; 2],
-    /// (customer, offer) pairs left out because the customer's send time (the send window)
-    /// falls after the offer's `valid_until`.
+    /// (customer, campaign offer) pairs left out because the offer runs at the run but the
+    /// customer's send time (the send window) falls at or after its `valid_until`.
     #[serde(default)]
     pub ends_before_send: u64,
 }
@@ -294,8 +294,26 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     let Some(v) = inp.variants.get(vi) else {
         return;
     };
+    // Decided as of when the message goes out (the customer's send time with a send window):
+    // an offer must run then, and the contact policies' windows end then; the history is
+    // what is known at the run.
+    let (zone, send_at) = inp.sends.as_ref().map_or((None, None), |s| {
+        let (zone, at) = s.of(inp.features, row);
+        (Some(zone), at)
+    });
+    let decided_at = send_at.unwrap_or(inp.now_ms);
+    if let Some(t) = send_at {
+        // Offers running at the run but ended by the send time: left out, and counted.
+        out.tally.ends_before_send += v
+            .plan
+            .campaign_offer
+            .iter()
+            .zip(&v.model.offers)
+            .filter(|(k, o)| k.is_some() && o.valid_until_ms > inp.now_ms && o.valid_until_ms <= t)
+            .count() as u64;
+    }
     let history = inp.past.history(id);
-    let view = CustomerView::new(history.as_deref(), &v.model.policies, inp.now_ms);
+    let view = CustomerView::new(history.as_deref(), &v.model.policies, decided_at);
     // At the row the scan holds: the id is not looked up again.
     let at = inp.features.exact_row_at(row);
     let decide_on = |channel: &str, placement: &str, explain: bool| {
@@ -307,16 +325,10 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             &req,
             &view,
             &Unbounded,
-            inp.now_ms,
+            decided_at,
         )
     };
     buf.clear();
-    // Eligibility is judged now; an offer must also still run when the text goes out.
-    let (zone, send_at) = inp.sends.as_ref().map_or((None, None), |s| {
-        let (zone, at) = s.of(inp.features, row);
-        (Some(zone), at)
-    });
-    let ends_first = |valid_until_ms: i64| send_at.map(|t| t >= valid_until_ms);
     let mut first_reachable = None;
     for (ci, ch) in v.plan.channels.iter().enumerate() {
         if !reachable(inp, row, ci) {
@@ -326,10 +338,6 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         let d = decide_on(&ch.name, &ch.placement, false);
         for r in &d.ranked {
             if let Some(k) = v.plan.campaign_offer[r.offer as usize] {
-                if ends_first(v.model.offers[r.offer as usize].valid_until_ms) == Some(true) {
-                    out.tally.ends_before_send += 1;
-                    continue;
-                }
                 buf.push(Pair {
                     score: r.score,
                     propensity: r.propensity,
@@ -358,10 +366,9 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     if let (Some(f), false) = (&inp.spec.frequency, inp.spec.transactional) {
         // Counted back from when the list goes out (a Saturday run for Monday counts Monday's
         // week); no contact lies between the run and then.
-        let at = send_at.unwrap_or(inp.now_ms);
         let since = match (zone, f.calendar_week) {
-            (Some(zone), true) => super::send::week_start(zone, at),
-            _ => at - i64::from(f.window_days) * engine::policy::DAY_MS,
+            (Some(zone), true) => super::send::week_start(zone, decided_at),
+            _ => decided_at - i64::from(f.window_days) * engine::policy::DAY_MS,
         };
         if inp.past.outbound_since(id, since) >= f.max_contacts {
             out.tally.frequency += 1;
