@@ -281,6 +281,23 @@ async fn checkout_decisions(public: std::net::SocketAddr, n: u64) -> Vec<(String
     shown
 }
 
+/// Puts `doc` as the shadow and decides for customers 1..=n at the web checkout: the
+/// decisions, and the shadow's stats once every one of them is kept for its estimate.
+async fn shadow_at_checkout(
+    p: &support::binary::Process,
+    doc: &Value,
+    n: u64,
+) -> (Vec<(String, Option<String>)>, Value) {
+    let (status, body) = put_shadow(p.admin, doc).await;
+    assert_eq!(status, 200, "{body}");
+    let shown = checkout_decisions(p.public, n).await;
+    let s = until(p.admin, "every decision shadowed and kept", |s| {
+        s["off_policy"]["decisions_kept"] == n
+    })
+    .await;
+    (shown, s)
+}
+
 /// A conversion on the first offer of each decision that showed one.
 fn conversions(shown: &[(String, Option<String>)]) -> Vec<Value> {
     shown
@@ -308,15 +325,8 @@ async fn conversions_of_shadowed_decisions_give_the_shadows_estimate_against_the
     same["version"] = json!("shadow-same");
     same["share"] = json!(1.0);
     same["estimate_share"] = json!(1.0);
-    let (status, body) = put_shadow(p.admin, &same).await;
-    assert_eq!(status, 200, "{body}");
-
     const N: u64 = 60;
-    let shown = checkout_decisions(p.public, N).await;
-    let s = until(p.admin, "every decision shadowed and kept", |s| {
-        s["off_policy"]["decisions_kept"] == N
-    })
-    .await;
+    let (shown, s) = shadow_at_checkout(&p, &same, N).await;
     assert_eq!(s["skipped"]["not_reproduced"], 0, "{s}");
     assert_eq!(s["off_policy"]["conversions_joined"], 0, "{s}");
 
@@ -485,14 +495,8 @@ async fn the_shadows_figures_survive_restarts_and_a_kill_loses_no_conversion() {
     let p = Binary::demo(&dir.0).spawn();
     let mut doc = candidate(json!(1.0));
     doc["estimate_share"] = json!(1.0);
-    let (status, body) = put_shadow(p.admin, &doc).await;
-    assert_eq!(status, 200, "{body}");
     const N: u64 = 30;
-    let shown = checkout_decisions(p.public, N).await;
-    let before = until(p.admin, "every decision kept", |s| {
-        s["off_policy"]["decisions_kept"] == N
-    })
-    .await;
+    let (shown, before) = shadow_at_checkout(&p, &doc, N).await;
 
     // A rolling restart (SIGTERM): everything as it was.
     p.stop();

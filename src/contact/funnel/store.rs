@@ -239,20 +239,9 @@ impl Saver {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::table;
     use super::*;
     use crate::experiment::Variant;
-
-    fn table(key: u32) -> FunnelTable {
-        FunnelTable::from_parts(
-            key,
-            "m".into(),
-            "1".into(),
-            vec!["a".into(), "b".into()].into(),
-            vec!["x".into(), "y".into()].into(),
-            vec![1.0, 2.5].into(),
-            vec!["web".into()].into(),
-        )
-    }
 
     #[test]
     fn failed_saves_are_counted_and_the_saver_goes_on() {

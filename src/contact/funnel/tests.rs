@@ -4,7 +4,8 @@ use crate::contact::event::{Event, EventKind};
 
 const NOW: i64 = 1_795_000_000_000;
 
-fn table(key: u32) -> FunnelTable {
+/// A table of two offers (`a`, `b`) on `web`, without a model.
+pub(super) fn table(key: u32) -> FunnelTable {
     FunnelTable::from_parts(
         key,
         "m".into(),
