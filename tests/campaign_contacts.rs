@@ -150,7 +150,7 @@ fn send_times_follow_each_customers_time_zone_across_the_change() {
     let run = base.run(&doc, "window", at("2026-10-24T19:00:00Z"));
     let mut r = csv::Reader::from_path(run.out.join("targets.csv")).unwrap();
     assert_eq!(r.headers().unwrap().iter().next_back(), Some("send_at"));
-    let mut unknown = 0;
+    let (mut unknown, mut missing) = (0, 0);
     for rec in r.records() {
         let rec = rec.unwrap();
         let expected = match zone_of(&rec[0]) {
@@ -160,12 +160,26 @@ fn send_times_follow_each_customers_time_zone_across_the_change() {
                 unknown += 1;
                 "2026-10-26T08:00:00Z"
             }
+            "" => {
+                missing += 1;
+                "2026-10-26T08:00:00Z"
+            }
             _ => "2026-10-26T08:00:00Z",
         };
         assert_eq!(&rec[14], expected, "{}", &rec[0]);
     }
-    assert!(unknown > 0);
+    assert!(unknown > 0 && missing > 0);
     assert_eq!(run.summary.unknown_time_zones["Mars/Olympus"], unknown);
+    assert_eq!(
+        run.summary.no_time_zone, missing,
+        "customers without a zone are counted"
+    );
+    let table = campaign::output::table(&run.summary);
+    assert!(
+        table.contains("no time zone in the feature (default used)"),
+        "{table}"
+    );
+
     // The Parquet list holds the same times as UTC timestamps, row for row.
     let file = std::fs::File::open(run.out.join("targets.parquet")).unwrap();
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)

@@ -253,6 +253,8 @@ struct Written {
     per_offer_conversions: Vec<f64>,
     /// Rows sent in the default time zone as their own is unknown, by the name given.
     unknown_zones: BTreeMap<String, u64>,
+    /// Rows sent in the default time zone as the zone feature is empty for their customer.
+    missing_zones: u64,
 }
 
 /// Allocates over `candidates` (as [`allocate::candidates`] leaves them), draws the control
@@ -404,10 +406,13 @@ fn write(
         value: 0.0,
         per_offer_conversions: vec![0.0; offer_ids.len()],
         unknown_zones: BTreeMap::new(),
+        missing_zones: 0,
     };
     let window = info.spec.send_window.as_ref();
-    let mut zones = window
-        .map(|w| send::Zones::new(send::zone(&w.default_time_zone).unwrap_or(chrono_tz::Tz::UTC)));
+    let mut zones = window.map(|w| {
+        let default = send::zone(&w.default_time_zone).unwrap_or(chrono_tz::Tz::UTC);
+        send::Zones::new(default, w.zone_feature.is_some())
+    });
     let mut send_at = String::new();
     let mut send_at_ms = None;
     for p in &alloc.selected {
@@ -467,6 +472,10 @@ fn write(
             .collect();
         if !w.unknown_zones.is_empty() {
             tracing::warn!(zones = ?w.unknown_zones, "unknown time zones: those rows are sent in the default time zone");
+        }
+        w.missing_zones = z.missing;
+        if z.missing > 0 {
+            tracing::warn!(rows = z.missing, "rows whose customer has no time zone in the zone feature: sent in the default time zone");
         }
     }
     output::write_control(
@@ -538,6 +547,7 @@ fn summary(
         capacity: spec.capacity.map(|c| capacity_use(c, info.channel_used)),
         channels: channel_summaries(info, alloc, control),
         unknown_time_zones: written.unknown_zones.clone(),
+        no_time_zone: written.missing_zones,
         expected_conversions: written.conversions,
         expected_value: written.value,
         shadow_prices: shadow_prices(info, alloc),

@@ -469,6 +469,10 @@ pub struct Summary {
     /// not know their customer's, by the name the snapshot gives.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unknown_time_zones: BTreeMap<String, u64>,
+    /// With a send window reading a zone feature: rows sent in the default time zone because
+    /// that feature is empty for their customer.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub no_time_zone: u64,
 }
 
 /// One variant's share of a champion/challenger campaign.
@@ -581,6 +585,13 @@ pub fn table(s: &Summary) -> String {
             &mut t,
             &format!("unknown time zone {zone} (default used)"),
             n.to_string(),
+        );
+    }
+    if s.no_time_zone > 0 {
+        line(
+            &mut t,
+            "no time zone in the feature (default used)",
+            s.no_time_zone.to_string(),
         );
     }
     for (name, c) in &s.channels {

@@ -145,24 +145,32 @@ pub fn format_utc(ms: i64) -> String {
 /// and are counted.
 pub struct Zones {
     default: Tz,
+    /// True when a zone feature names each customer's zone (so a row without one is counted).
+    by_feature: bool,
     parsed: HashMap<Box<str>, Option<Tz>>,
     /// Rows whose zone name the database does not know, by name.
     pub unknown: HashMap<Box<str>, u64>,
+    /// Rows whose customer has no zone in the zone feature (an empty cell).
+    pub missing: u64,
 }
 
 impl Zones {
-    /// Zones with `default` for customers without a known one.
-    pub fn new(default: Tz) -> Self {
+    /// Zones with `default` for customers without a known one; `by_feature` when the window
+    /// reads each customer's zone from a feature.
+    pub fn new(default: Tz, by_feature: bool) -> Self {
         Zones {
             default,
+            by_feature,
             parsed: HashMap::new(),
             unknown: HashMap::new(),
+            missing: 0,
         }
     }
 
     /// The zone of a customer whose zone name is `name` (none or empty: the default).
     pub fn of(&mut self, name: Option<&str>) -> Tz {
         let Some(name) = name.filter(|n| !n.is_empty()) else {
+            self.missing += u64::from(self.by_feature);
             return self.default;
         };
         let tz = match self.parsed.get(name) {
@@ -334,11 +342,17 @@ mod tests {
         assert_eq!(parse_clock("24:00"), Some(1440));
         assert_eq!(parse_clock("24:01"), None);
         assert_eq!(parse_clock("9:00"), None);
-        let mut zones = Zones::new(berlin);
+        let mut zones = Zones::new(berlin, true);
         assert_eq!(zones.of(Some("Mars/Olympus")), berlin);
         assert_eq!(zones.of(Some("Mars/Olympus")), berlin);
         assert_eq!(zones.of(Some("Asia/Tokyo")), zone("Asia/Tokyo").unwrap());
         assert_eq!(zones.of(None), berlin);
+        assert_eq!(zones.of(Some("")), berlin);
         assert_eq!(zones.unknown.get("Mars/Olympus"), Some(&2));
+        assert_eq!(zones.missing, 2, "the empty cells are counted");
+        // Without a zone feature every customer is in the default zone: nothing is missing.
+        let mut fixed = Zones::new(berlin, false);
+        assert_eq!(fixed.of(None), berlin);
+        assert_eq!(fixed.missing, 0);
     }
 }
