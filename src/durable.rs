@@ -53,24 +53,42 @@ pub struct Periodic {
 }
 
 impl Periodic {
-    /// Calls `save` every `interval` and once more at [`Periodic::stop`]; `save` returns false
-    /// once there is nothing left to save for (what it saves is gone), which ends the thread.
+    /// Calls `save` every `interval` and once more at [`Periodic::stop`]; `save` returns
+    /// `None` once there is nothing left to save for (what it saves is gone), which ends the
+    /// thread. A failure is logged once when an episode starts (a full disk fails every save)
+    /// and once when it ends, naming `what` was saved.
     pub fn start(
         name: &str,
+        what: &'static str,
         interval: std::time::Duration,
-        mut save: impl FnMut() -> bool + Send + 'static,
+        mut save: impl FnMut() -> Option<Result<(), String>> + Send + 'static,
     ) -> std::io::Result<Self> {
         use std::sync::mpsc;
         let (tx, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || loop {
-                let stopping = !matches!(
-                    rx.recv_timeout(interval),
-                    Err(mpsc::RecvTimeoutError::Timeout)
-                );
-                if !save() || stopping {
-                    return;
+            .spawn(move || {
+                let mut failing = false;
+                loop {
+                    let stopping = !matches!(
+                        rx.recv_timeout(interval),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    );
+                    match save() {
+                        None => return,
+                        Some(Ok(())) if failing => {
+                            failing = false;
+                            tracing::info!("{what} saved again");
+                        }
+                        Some(Ok(())) => {}
+                        Some(Err(e)) if !std::mem::replace(&mut failing, true) => {
+                            tracing::warn!(error = %e, "{what} not saved; retrying every interval, logged again once they are");
+                        }
+                        Some(Err(_)) => {}
+                    }
+                    if stopping {
+                        return;
+                    }
                 }
             })?;
         Ok(Periodic {

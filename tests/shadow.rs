@@ -132,12 +132,7 @@ async fn a_shadow_decides_beside_the_champion_is_never_served_and_survives_a_res
     // A restart keeps it, and its figures go on from where they were.
     p.stop();
     let p = Binary::demo(&dir.0).spawn();
-    let s = shadow_stats(p.admin).await;
-    assert_eq!(
-        (s["version"].clone(), s["decisions"].clone()),
-        (json!("shadow-1"), json!(40)),
-        "{s}"
-    );
+    shadow_is(p.admin, "shadow-1", 40).await;
     assert_eq!(shadow_listed(p.admin).await, body);
     traffic(p.public, 5).await;
     until_decisions(p.admin, 45).await;
@@ -264,6 +259,16 @@ async fn until(admin: std::net::SocketAddr, what: &str, cond: impl Fn(&Value) ->
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("{what}: {}", shadow_stats(admin).await);
+}
+
+/// Asserts the shadow serving is `version` with `decisions` counted.
+async fn shadow_is(admin: std::net::SocketAddr, version: &str, decisions: u64) {
+    let s = shadow_stats(admin).await;
+    assert_eq!(
+        (s["version"].clone(), s["decisions"].clone()),
+        (json!(version), json!(decisions)),
+        "{s}"
+    );
 }
 
 /// Decides for customers 1..=n at the web checkout: each decision's id and first offer.
@@ -557,12 +562,7 @@ async fn the_shadows_figures_survive_restarts_and_a_kill_loses_no_conversion() {
     bytes[10] ^= 0x5a;
     std::fs::write(&file, &bytes).unwrap();
     let p = Binary::demo(&dir.0).spawn();
-    let s = shadow_stats(p.admin).await;
-    assert_eq!(
-        (s["version"].clone(), s["decisions"].clone()),
-        (json!("shadow-1"), json!(0)),
-        "{s}"
-    );
+    shadow_is(p.admin, "shadow-1", 0).await;
     assert_eq!(
         std::fs::read(dir.0.join("shadow.figures.bad")).unwrap(),
         bytes
@@ -589,11 +589,6 @@ async fn shadow_figures_that_cannot_be_saved_are_said_and_shutdown_goes_on() {
 
     std::fs::remove_dir_all(&blocker).unwrap();
     let p = Binary::demo(&dir.0).spawn();
-    let s = shadow_stats(p.admin).await;
-    assert_eq!(
-        (s["version"].clone(), s["decisions"].clone()),
-        (json!("shadow-1"), json!(0)),
-        "{s}"
-    );
+    shadow_is(p.admin, "shadow-1", 0).await;
     p.stop();
 }

@@ -19,6 +19,17 @@ pub struct Plan {
     /// Campaign offer index (see [`Plan::offer_ids`]) by model offer index, `None` for the
     /// model's offers the campaign does not send.
     pub campaign_offer: Vec<Option<u16>>,
+    /// The campaign's offers' `valid_until`, ascending: how many end between the run and a
+    /// customer's send time is two binary searches.
+    pub ends: Vec<i64>,
+}
+
+impl Plan {
+    /// The campaign's offers that run at `now_ms` but end by `send_ms`.
+    pub fn ending_between(&self, now_ms: i64, send_ms: i64) -> usize {
+        let upto = |t: i64| self.ends.partition_point(|&e| e <= t);
+        upto(send_ms).saturating_sub(upto(now_ms))
+    }
 }
 
 /// One channel of a plan.
@@ -306,9 +317,15 @@ impl Plan {
             }
         }
         if f.is_empty() && channels.len() == list.len() {
+            let mut ends: Vec<i64> = (model.offers.iter().zip(&campaign_offer))
+                .filter(|(_, k)| k.is_some())
+                .map(|(o, _)| o.valid_until_ms)
+                .collect();
+            ends.sort_unstable();
             Ok(Plan {
                 channels,
                 campaign_offer,
+                ends,
             })
         } else {
             Err(f.0)
@@ -377,5 +394,32 @@ pub fn zone_column(
             ),
         }]),
         Some(c) => Ok(Some(c)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Plan;
+
+    #[test]
+    fn offers_ending_between_the_run_and_the_send_time_are_counted() {
+        let plan = Plan {
+            channels: Vec::new(),
+            campaign_offer: Vec::new(),
+            ends: vec![100, 200, 200, 300, i64::MAX],
+        };
+        assert_eq!(plan.ending_between(50, 99), 0);
+        assert_eq!(
+            plan.ending_between(50, 100),
+            1,
+            "ending at the send time counts"
+        );
+        assert_eq!(
+            plan.ending_between(100, 250),
+            2,
+            "one that ended by the run does not"
+        );
+        assert_eq!(plan.ending_between(50, 1_000), 4);
+        assert_eq!(plan.ending_between(300, 200), 0);
     }
 }

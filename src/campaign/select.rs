@@ -304,13 +304,7 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
     let decided_at = send_at.unwrap_or(inp.now_ms);
     if let Some(t) = send_at {
         // Offers running at the run but ended by the send time: left out, and counted.
-        out.tally.ends_before_send += v
-            .plan
-            .campaign_offer
-            .iter()
-            .zip(&v.model.offers)
-            .filter(|(k, o)| k.is_some() && o.valid_until_ms > inp.now_ms && o.valid_until_ms <= t)
-            .count() as u64;
+        out.tally.ends_before_send += v.plan.ending_between(inp.now_ms, t) as u64;
     }
     let history = inp.past.history(id);
     let view = CustomerView::new(history.as_deref(), &v.model.policies, decided_at);

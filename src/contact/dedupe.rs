@@ -13,6 +13,15 @@
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
+/// The 128-bit key [`SeenIds`] remembers `value` by: two independent 64-bit hashes, seeded
+/// `seed` and `seed + 1` (each kind of key its own seed, so kinds never collide by design).
+pub fn key_of(value: impl std::hash::Hash, seed: u64) -> u128 {
+    use std::hash::BuildHasher;
+    let lo = foldhash::fast::FixedState::with_seed(seed).hash_one(&value);
+    let hi = foldhash::fast::FixedState::with_seed(seed + 1).hash_one(&value);
+    (u128::from(hi) << 64) | u128::from(lo)
+}
+
 /// Shards, so concurrent batches rarely wait on one another.
 pub const SHARDS: usize = 64;
 

@@ -66,11 +66,7 @@ pub fn outcome_capacity(memory_bytes: u64) -> u64 {
 
 /// The key a decision's offer and stage is remembered by.
 fn outcome_key(decision_id: u128, offer_id: &str, stage: Stage) -> u128 {
-    use std::hash::BuildHasher;
-    let key = (decision_id, offer_id, stage as u8);
-    let lo = foldhash::fast::FixedState::with_seed(3).hash_one(key);
-    let hi = foldhash::fast::FixedState::with_seed(4).hash_one(key);
-    (u128::from(hi) << 64) | u128::from(lo)
+    super::dedupe::key_of((decision_id, offer_id, stage as u8), 3)
 }
 
 /// A step of the funnel.

@@ -16,7 +16,6 @@
 //! (least-recently-used customers go first when full; a forgotten customer is shown offers as if
 //! new). Policies themselves are not applied here: see [`super::view`].
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -339,9 +338,7 @@ pub struct ContactState {
 
 /// Hashes an event id into the 128-bit key de-duplication remembers (two independent halves).
 pub fn event_key(event_id: &str) -> u128 {
-    let lo = foldhash::fast::FixedState::with_seed(1).hash_one(event_id);
-    let hi = foldhash::fast::FixedState::with_seed(2).hash_one(event_id);
-    (u128::from(hi) << 64) | u128::from(lo)
+    super::dedupe::key_of(event_id, 1)
 }
 
 /// Customers whose history the cache dropped, by cause.

@@ -206,29 +206,17 @@ impl Saver {
         contacts: Weak<Contacts>,
         interval: Duration,
     ) -> std::io::Result<Self> {
-        // A failure logs once when an episode starts (a full disk fails every save) and once
-        // when it ends; the counter counts each.
-        let mut failing = false;
+        // Each failure is counted; the log tells only when an episode starts and ends.
         let save = move || {
-            let Some(c) = contacts.upgrade() else {
-                return false;
-            };
-            match save(&dir, c.funnel()) {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("decision counts saved again");
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    c.funnel().save_failures.fetch_add(1, Relaxed);
-                    if !std::mem::replace(&mut failing, true) {
-                        tracing::warn!(error = %e, "decision counts not saved; retrying every interval, logged again once they are");
-                    }
-                }
+            let c = contacts.upgrade()?;
+            let saved = save(&dir, c.funnel()).map_err(|e| e.to_string());
+            if saved.is_err() {
+                c.funnel().save_failures.fetch_add(1, Relaxed);
             }
-            true
+            Some(saved)
         };
-        crate::durable::Periodic::start("funnel-saver", interval, save).map(Saver)
+        crate::durable::Periodic::start("funnel-saver", "decision counts", interval, save)
+            .map(Saver)
     }
 
     /// Saves once more and stops the thread (blocks until it is done).

@@ -14,9 +14,10 @@
 //! until it is put again. Its figures, under `shadow` in `/admin/stats` and on the status page:
 //! decisions, skips by reason, how often its top offer is the champion's, each offer's share of
 //! top places for both, and, as conversions arrive, its off-policy estimate against the
-//! champion ([`outcomes`]), kept across restarts beside the document ([`saved`]). For that the task also remakes the champion's decision with its
-//! probabilities of showing each offer; a remade decision that differs from the served one is
-//! skipped and counted (`not_reproduced`: something it read changed in between).
+//! champion ([`outcomes`]), all kept across restarts beside the document ([`saved`]). For the
+//! estimate the task also remakes the champion's decision with its probabilities of showing
+//! each offer; a remade decision that differs from the served one is skipped and counted
+//! (`not_reproduced`: something it read changed in between).
 
 mod outcomes;
 pub mod saved;

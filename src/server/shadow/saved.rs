@@ -151,35 +151,23 @@ impl Saver {
         // The candidate (by address: a put makes new figures) and its figures' generation at
         // the last save.
         let mut last: Option<(usize, u64)> = None;
-        let mut failing = false;
         let save = move || {
-            let Some(s) = shadow.upgrade() else {
-                return false;
-            };
+            let s = shadow.upgrade()?;
             let _saving = s.saving.lock().unwrap_or_else(|p| p.into_inner());
             let Some(c) = s.slot.load_full() else {
-                return true;
+                return Some(Ok(()));
             };
             let now = (Arc::as_ptr(&c.figures) as usize, c.figures.generation());
             if last == Some(now) {
-                return true;
+                return Some(Ok(()));
             }
-            match save(&path, &c) {
-                Ok(()) => {
-                    last = Some(now);
-                    if std::mem::replace(&mut failing, false) {
-                        tracing::info!("shadow figures saved again");
-                    }
-                }
-                Err(e) if !std::mem::replace(&mut failing, true) => {
-                    tracing::warn!(path = %path.display(), error = %e,
-                        "shadow figures not saved; retrying every interval, logged again once they are");
-                }
-                Err(_) => {}
+            let saved = save(&path, &c).map_err(|e| format!("{}: {e}", path.display()));
+            if saved.is_ok() {
+                last = Some(now);
             }
-            true
+            Some(saved)
         };
-        crate::durable::Periodic::start("shadow-saver", interval, save).map(Saver)
+        crate::durable::Periodic::start("shadow-saver", "shadow figures", interval, save).map(Saver)
     }
 
     /// Saves once more and stops the thread (blocks until it is done).
