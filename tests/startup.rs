@@ -270,28 +270,43 @@ fn the_lean_build_says_campaigns_are_not_built_in() {
 #[tokio::test]
 async fn a_closed_stdout_does_not_stop_the_server() {
     let dir = TempDir::new("startup-closed-stdout");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let public = format!("127.0.0.1:{port}");
-    let mut child = Binary::demo_on(&dir.0, &public, "127.0.0.1:0").spawn_with_stdout_closed();
-    let addr: SocketAddr = public.parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            child.0.try_wait().unwrap().is_none(),
-            "the server ended when its stdout was closed"
-        );
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && get(addr, "/readyz").await.status == 200
-        {
-            break;
+    let stderr = dir.0.join("stderr.txt");
+    // With stdout closed the server cannot say where it listens, so it is given a port picked
+    // here; another test's server may take that port before this one binds it, and then the
+    // pick is made again (any other exit fails the test).
+    let mut attempts = 0;
+    let mut child = 'started: loop {
+        attempts += 1;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let public = format!("127.0.0.1:{port}");
+        let mut child =
+            Binary::demo_on(&dir.0, &public, "127.0.0.1:0").spawn_with_stdout_closed(&stderr);
+        let addr: SocketAddr = public.parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if child.0.try_wait().unwrap().is_some() {
+                let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+                let taken =
+                    said.contains(&format!("--listen {public}: ")) && said.contains("in use");
+                assert!(
+                    taken && attempts < 5,
+                    "the server ended when its stdout was closed: {said}"
+                );
+                continue 'started;
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_ok()
+                && get(addr, "/readyz").await.status == 200
+            {
+                break 'started child;
+            }
+            assert!(Instant::now() < deadline, "the server never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(Instant::now() < deadline, "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     // A stop it handles after its line: a clean exit, not a panic on the closed pipe.
     let pid = child.0.id().to_string();
     let kill = std::process::Command::new("kill")

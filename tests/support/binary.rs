@@ -131,14 +131,15 @@ impl Binary {
         self
     }
 
-    /// Starts it with stdout a pipe nobody reads (closed at once) and stderr discarded: a
-    /// server whose `| head -1` went away. Killed when dropped.
+    /// Starts it with stdout a pipe nobody reads (closed at once) and stderr written to
+    /// `stderr`: a server whose `| head -1` went away. Killed when dropped.
     #[allow(dead_code)]
-    pub fn spawn_with_stdout_closed(mut self) -> KillOnDrop {
+    pub fn spawn_with_stdout_closed(mut self, stderr: &Path) -> KillOnDrop {
+        let file = std::fs::File::create(stderr).expect("a file for stderr");
         let mut child = KillOnDrop(
             self.cmd
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(file)
                 .spawn()
                 .expect("the binary runs"),
         );
