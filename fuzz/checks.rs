@@ -1009,6 +1009,7 @@ pub fn tree_column(name: &str) -> Option<nextbest::model::bind::Column<'static>>
             nextbest::model::ColumnInfo::Number,
             nextbest::model::ColumnInfo::Strings,
         ),
+        turned: None,
     })
 }
 

@@ -25,6 +25,18 @@ pub fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
     Ok(store)
 }
 
+/// The snapshot's warnings, a line each (a column of numbers a word turned to text, with the
+/// line): printed by every command that loads one, as a model's faults may follow from them.
+pub fn column_warning_lines<'a>(
+    path: &'a Path,
+    store: &'a FeatureStore,
+) -> impl Iterator<Item = String> + 'a {
+    store
+        .column_warnings()
+        .into_iter()
+        .map(move |(place, message)| format!("{}: warning: {place}: {message}", path.display()))
+}
+
 /// A refusal with several faults lists each on its own line (as `model check` lists a model's)
 /// and ends in one line that counts them; one fault is that one line.
 fn every_fault(e: features::FeatureError) -> anyhow::Error {
@@ -57,8 +69,8 @@ pub fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = load_features(input)?;
     let read_ms = started.elapsed().as_millis();
-    for (path, message) in store.column_warnings() {
-        println!("{}: warning: {path}: {message}", input.display());
+    for line in column_warning_lines(input, &store) {
+        println!("{line}");
     }
     features::write_nbf(&store, output)?;
     // The whole command's time: the read is most of it for a CSV.
@@ -131,6 +143,10 @@ pub fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyh
 /// engineer can see what a decision reads; an id the snapshot lacks is an error after them.
 pub fn show_features(snapshot: &Path, ids: &[String]) -> anyhow::Result<()> {
     let store = load_features(snapshot)?;
+    // Beside the values, not among them: standard output is one JSON line a customer.
+    for line in column_warning_lines(snapshot, &store) {
+        eprintln!("{line}");
+    }
     let mut missing = Vec::new();
     for id in ids {
         let Some(row) = store.exact_row(id) else {

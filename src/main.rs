@@ -18,7 +18,9 @@ use nextbest::settings::ServeArgs;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 mod features_cli;
-use features_cli::{compile_features, load_features, publish_features, show_features};
+use features_cli::{
+    column_warning_lines, compile_features, load_features, publish_features, show_features,
+};
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -543,6 +545,11 @@ async fn load_snapshot_when_published(registry: Arc<Registry>) {
 
 fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
     let store = features.map(load_features).transpose()?;
+    if let (Some(path), Some(store)) = (features, &store) {
+        for line in column_warning_lines(path, store) {
+            println!("{line}");
+        }
+    }
     let limits = Limits::default();
     let any = AnySchema::default();
     let schema: &dyn model::Schema = match &store {

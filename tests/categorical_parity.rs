@@ -380,14 +380,20 @@ fn categories_that_disagree_with_the_model_file_are_refused() {
     assert!(stored.is_ok());
     let f = xgb(serde_json::json!({"segment": ["platinum", "gold", "silver", "bronze"]}));
     assert!(
-        f.contains("categories.segment: the model file names this feature's categories"),
+        f.contains(
+            "offers[0].scorer.categories.segment: `xgb_binary.json` (xgboost): the model file \
+             names this feature's categories"
+        ),
         "{f}"
     );
     let f = xgb(serde_json::json!({"segment": ["bronze", "gold", "gold", "platinum"]}));
     assert!(f.contains("\"gold\" is listed twice"), "{f}");
     let f = xgb(serde_json::json!({"segmnt": ["bronze", "silver", "gold", "platinum"]}));
     assert!(
-        f.contains("categories.segmnt: the model has no feature of that name"),
+        f.contains(
+            "offers[0].scorer.categories.segmnt: `xgb_binary.json` (xgboost): the model has no \
+             feature of that name"
+        ),
         "{f}"
     );
 }
@@ -428,5 +434,138 @@ fn a_text_column_that_now_holds_numbers_is_named_with_the_header_hint() {
     assert!(
         e.contains("feature 'segment'") && e.contains("`segment:str` in a CSV header"),
         "{e}"
+    );
+}
+
+/// A column of numbers that a word later in the export turned to text (`NA` for a missing
+/// value): both parsers name that column, its line and the word, and say to export the value
+/// as a number or an empty field, not to retrain the model on it as a category.
+#[test]
+fn a_word_that_turned_a_numeric_feature_to_text_is_named_by_both_parsers() {
+    let csv = std::fs::read_to_string(dir().join("inputs.csv")).unwrap();
+    // `arpu` (column 2) of the fourth customer, on the file's line 5, written as `NA`.
+    let turned: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if i == 4 {
+                f[2] = "NA";
+            }
+            f.join(",") + "\n"
+        })
+        .collect();
+    let store = FeatureStore::from_csv_bytes(turned.as_bytes(), "na.csv").unwrap();
+    let scorers = [
+        serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}),
+        serde_json::json!({"kind": "lightgbm", "path": "lgb_multiclass.txt", "class": 0}),
+    ];
+    let folder = model_folder("turned", &scorers);
+    let f = faults(&folder, &store);
+    std::fs::remove_dir_all(&folder).ok();
+    assert_eq!(f.len(), 2, "{f:?}");
+    let advice = "its line 5 made it text (`NA`); export that value as a number, or as an \
+                  empty field if it is missing (`arpu:num` in the CSV header refuses such a \
+                  word with its line)";
+    assert_eq!(
+        f[0],
+        format!(
+            "offers[0].scorer.path: `xgb_binary.json` (xgboost): feature 'arpu': the model \
+             treats it as numeric, but the snapshot column holds strings: {advice}"
+        )
+    );
+    assert!(
+        f[1].starts_with("offers[1].scorer.path: `lgb_multiclass.txt` (lightgbm): ")
+            && f[1].contains("`arpu` held numbers at training and holds text here")
+            && f[1].contains("`arpu:num` in a CSV header reads it as numbers")
+            && f[1].ends_with(&format!("; `arpu`: {advice}")),
+        "{}",
+        f[1]
+    );
+}
+
+/// Every feature whose categories the file does not name is reported by one load, each at
+/// the scorer's `categories` entry it needs.
+#[test]
+fn every_feature_without_its_categories_is_named_at_once() {
+    let store = inputs();
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir().join("xgb_binary.json")).unwrap()).unwrap();
+    // The file as XGBoost 2.1 writes it: category codes, no names.
+    let trees = doc["learner"]["gradient_booster"]["model"]["trees"]
+        .as_array_mut()
+        .unwrap();
+    for t in trees {
+        if let Some(o) = t.as_object_mut() {
+            o.remove("categories_names");
+            o.remove("cats");
+        }
+    }
+    if let Some(o) = doc["learner"]["gradient_booster"]["model"].as_object_mut() {
+        o.remove("cats");
+    }
+    let folder = model_folder(
+        "codes",
+        &[serde_json::json!({"kind": "xgboost", "path": "x.json"})],
+    );
+    std::fs::write(folder.join("x.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+    let f = faults(&folder, &store);
+    std::fs::remove_dir_all(&folder).ok();
+    let at: Vec<&str> = f.iter().map(|f| f.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        at,
+        [
+            "offers[0].scorer.categories.segment",
+            "offers[0].scorer.categories.plan",
+            "offers[0].scorer.categories.region",
+        ],
+        "{f:?}"
+    );
+    assert!(
+        f[0].contains("stores only category codes for feature 'segment'"),
+        "{f:?}"
+    );
+}
+
+/// A file that says a release wrote it whose format this build does not know loads with a
+/// warning at its scorer saying so (it may score otherwise than the library); the releases it
+/// knows load without one.
+#[test]
+fn a_file_from_an_unknown_release_loads_with_a_warning() {
+    let store = inputs();
+    let scorers = [
+        serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json"}),
+        serde_json::json!({"kind": "lightgbm", "path": "lgb_multiclass.txt", "class": 0}),
+    ];
+    let folder = model_folder("release", &scorers);
+    let warnings = |folder: &std::path::Path| -> Vec<String> {
+        nextbest::model::load(folder, &store, &nextbest::model::Limits::default())
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .filter(|w| w.contains("outside"))
+            .collect()
+    };
+    assert_eq!(warnings(&folder), Vec::<String>::new());
+    let xgb = folder.join("xgb_binary.json");
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&xgb).unwrap()).unwrap();
+    doc["version"] = serde_json::json!([99, 0, 0]);
+    std::fs::write(&xgb, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let lgb = folder.join("lgb_multiclass.txt");
+    let text = std::fs::read_to_string(&lgb).unwrap();
+    std::fs::write(&lgb, text.replacen("version=v4", "version=v5", 1)).unwrap();
+    let got = warnings(&folder);
+    std::fs::remove_dir_all(&folder).ok();
+    assert_eq!(
+        got,
+        [
+            "offers[0].scorer.path: `xgb_binary.json`: written by XGBoost 99.0.0, outside the \
+             releases this build reads (1.0 to 3.x): compare a few of its scores with the \
+             library's predict_proba before it serves",
+            "offers[1].scorer.path: `lgb_multiclass.txt`: written in LightGBM model format \
+             \"v5\", outside those this build reads (v2 to v4): compare a few of its scores \
+             with the library's predict before it serves",
+        ]
     );
 }

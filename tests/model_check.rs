@@ -398,3 +398,39 @@ fn a_numeric_category_column_without_a_list_is_warned_about_and_takes_numbers() 
     let (ok, text) = run("codes-list", Some(serde_json::json!([1, 2, 3, 4, 5, 6])));
     assert!(ok && !text.contains("no category list"), "{text}");
 }
+
+/// `model check --features` prints the snapshot's warnings before the model's faults: a
+/// column of numbers that a word turned to text, with its line, is why a rule reading it as a
+/// number is refused.
+#[test]
+fn the_snapshots_warnings_come_with_the_faults_they_explain() {
+    let rule = serde_json::json!({"feature": "arpu", "op": "ge", "value": 15});
+    let (ok, text) = check_in("turned", true, |dir| {
+        std::fs::write(
+            dir.join("f.csv"),
+            "customer_id,segment,arpu\nC1,gold,10\nC2,bronze,NA\nC3,,30\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("model.json"),
+            serde_json::to_vec(&model(rule)).unwrap(),
+        )
+        .unwrap();
+    });
+    assert!(!ok, "{text}");
+    let warning = text
+        .lines()
+        .position(|l| {
+            l.ends_with(
+                "f.csv: warning: columns.arpu: column `arpu` holds numbers up to line 3, \
+                 where `NA` made it text: a rule, scorer or value that reads it as a number is \
+                 refused (mark it `arpu:num` in the header to have such a value refused instead)",
+            )
+        })
+        .unwrap_or_else(|| panic!("no warning line: {text}"));
+    let fault = text
+        .lines()
+        .position(|l| l.contains("the snapshot's line 3 made it text: `NA`"))
+        .unwrap_or_else(|| panic!("no fault line: {text}"));
+    assert!(warning < fault, "{text}");
+}

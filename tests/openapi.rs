@@ -629,6 +629,24 @@ async fn every_answer_matches_the_document() {
     let body = json!({"path": "/nonexistent/features.csv", "wait": true}).to_string();
     let r = call(a, "POST", reload, true, json, body.as_bytes()).await;
     assert_eq!(admin.check("POST", reload, &r)["error"], "invalid_features");
+    // A column of numbers that `NA` turned to text: refused, with the snapshot's warning.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let arpu = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|h| h == "arpu_30d");
+    let arpu = arpu.expect("the demo snapshot has arpu_30d");
+    let na = std::env::temp_dir().join(format!("nb-openapi-na-{}.csv", std::process::id()));
+    std::fs::write(&na, support::with_cell(&text, 3, arpu, "NA")).unwrap();
+    let body = json!({"path": na, "wait": true}).to_string();
+    let r = call(a, "POST", reload, true, json, body.as_bytes()).await;
+    std::fs::remove_file(&na).ok();
+    assert_eq!(
+        admin.check("POST", reload, &r)["warnings"][0]["path"],
+        "columns.arpu_30d"
+    );
     let r = call(
         empty.admin,
         "POST",

@@ -406,6 +406,33 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     let last = &status["loads"][0];
     assert_eq!(last["faults"].as_array().map(Vec::len), Some(3), "{last}");
 
+    // `churn_score` exported with `NA` for one missing value (its data line 7): the column
+    // turns to text, the model's faults say so at its line, and the answer carries the
+    // snapshot's warning for that column beside them.
+    let first_50: String = csv.lines().take(50).map(|l| format!("{l}\n")).collect();
+    let na_path = models.dir.join("na.csv");
+    std::fs::write(&na_path, support::with_cell(&first_50, 7, idx, "NA")).unwrap();
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": na_path, "wait": true}),
+    )
+    .await;
+    r.assert_error(422, "invalid_features");
+    let d = r.json();
+    assert!(
+        d["faults"].to_string().contains("line 8 made it text"),
+        "{d}"
+    );
+    assert_eq!(d["warnings"][0]["path"], "columns.churn_score", "{d}");
+    assert!(
+        d["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("up to line 8, where `NA` made it text"),
+        "{d}"
+    );
+
     // A snapshot where `gold` became `Gold`: it loads, and the answer and the load history
     // say the rule for gold and platinum customers no longer finds gold ones.
     let renamed = models.dir.join("renamed.csv");

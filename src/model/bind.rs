@@ -18,6 +18,8 @@ pub struct Column<'d> {
     pub index: u32,
     /// What it holds (unknown when a model is checked without a snapshot).
     pub info: ColumnInfo<'d>,
+    /// The line and word that turned it from numbers to text, if one did.
+    pub turned: Option<(u64, &'d str)>,
 }
 
 impl<'d> Column<'d> {
@@ -26,6 +28,7 @@ impl<'d> Column<'d> {
         Self {
             index,
             info: ColumnInfo::Number,
+            turned: None,
         }
     }
 
@@ -37,6 +40,10 @@ impl<'d> Column<'d> {
             info: store
                 .dictionary(c)
                 .map_or(ColumnInfo::Number, ColumnInfo::Strings),
+            turned: store
+                .turned()
+                .find(|t| t.0 == c)
+                .map(|(_, line, word)| (line, word)),
         })
     }
 
@@ -98,7 +105,8 @@ impl CutName {
 /// Categories the offer gives for features whose model file stores only codes, by name.
 pub type Given = BTreeMap<String, Vec<String>>;
 
-/// Binds every feature, reporting all unknown names together.
+/// Binds every feature, reporting all unknown names together, and else every feature whose
+/// kind or categories do not fit the snapshot (one load names them all).
 pub fn bind(
     names: &[String],
     categories: &[Categories],
@@ -119,124 +127,160 @@ pub fn bind(
         ));
     }
     let mut unknown = Vec::new();
+    let mut faults = Vec::new();
     let mut out = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let Some(col) = resolve(name) else {
             unknown.push(name.clone());
             continue;
         };
-        let mut cats = categories.get(i).cloned().unwrap_or(Categories::Numeric);
-        if let Some(list) = given.and_then(|g| g.get(name)) {
-            let at = || format!("categories.{name}");
-            let mut seen = std::collections::HashSet::with_capacity(list.len());
-            if let Some(twice) = list.iter().find(|v| !seen.insert(v.as_str())) {
+        let cats = categories.get(i).cloned().unwrap_or(Categories::Numeric);
+        match bind_one(name, cats, given.and_then(|g| g.get(name)), col) {
+            Ok(f) => out.push(f),
+            Err(e) => faults.push(e),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(TreeLoadError::UnknownFeatures(unknown));
+    }
+    match faults.len() {
+        0 => Ok(out),
+        1 => Err(faults.remove(0)),
+        _ => Err(TreeLoadError::Several(faults)),
+    }
+}
+
+/// Binds one feature to its column: its codes, or why the column does not fit it.
+fn bind_one(
+    name: &str,
+    mut cats: Categories,
+    given: Option<&Vec<String>>,
+    col: Column<'_>,
+) -> Result<Feature, TreeLoadError> {
+    if let Some(list) = given {
+        let at = || format!("categories.{name}");
+        let mut seen = std::collections::HashSet::with_capacity(list.len());
+        if let Some(twice) = list.iter().find(|v| !seen.insert(v.as_str())) {
+            return Err(TreeLoadError::format(
+                at(),
+                format!("{twice:?} is listed twice: each code needs its own name"),
+            ));
+        }
+        match &cats {
+            Categories::Numeric => {
                 return Err(TreeLoadError::format(
                     at(),
-                    format!("{twice:?} is listed twice: each code needs its own name"),
-                ));
-            }
-            match &cats {
-                Categories::Numeric => {
-                    return Err(TreeLoadError::format(
-                        at(),
-                        "the model treats this feature as numeric",
-                    ))
-                }
-                // The file names them: a list that differs would score customers as others.
-                Categories::Strings(stored) if stored != list => {
-                    return Err(TreeLoadError::format(
-                        at(),
-                        format!(
-                            "the model file names this feature's categories ({}): leave this \
-                             list out, or give the same names in the same order",
-                            stored.join(", ")
-                        ),
-                    ))
-                }
-                Categories::Numbers(_) => {
-                    return Err(TreeLoadError::format(
-                        at(),
-                        "the model file lists this feature's categories as numbers",
-                    ))
-                }
-                Categories::Cut(stored) => {
-                    given_fits(stored, list).map_err(|m| TreeLoadError::format(at(), m))?
-                }
-                _ => {}
-            }
-            cats = match (&cats, col.info) {
-                // A pandas category of numbers: code k is the list's k-th number.
-                (Categories::Codes, ColumnInfo::Number) => {
-                    Categories::Numbers(numbers(list).map_err(|v| {
-                        TreeLoadError::format(
-                            at(),
-                            format!(
-                                "{v:?} is not a number, but the snapshot column holds numbers: \
-                                 list the numbers the model was trained on, code 0 first"
-                            ),
-                        )
-                    })?)
-                }
-                _ => Categories::Strings(list.clone()),
-            };
-        }
-        if let ColumnInfo::Unknown = col.info {
-            // Checked without a snapshot: the file is judged, its binding is not.
-            out.push(Feature {
-                column: col.index,
-                codes: Codes::Value,
-            });
-            continue;
-        }
-        let codes = match (cats, col.strings()) {
-            (Categories::Numeric, None) | (Categories::Codes, None) => Codes::Value,
-            (Categories::Numbers(v), None) => Codes::Listed(v.into_boxed_slice()),
-            (Categories::Strings(list), Some(dict)) => Codes::Table(table(&list, dict)),
-            (Categories::Cut(list), Some(dict)) => Codes::Table(
-                cut_table(&list, dict)
-                    .map_err(|m| TreeLoadError::format(format!("feature '{name}'"), m))?,
-            ),
-            (Categories::Numeric, Some(_)) => {
-                return Err(TreeLoadError::format(
-                    format!("feature '{name}'"),
-                    "the model treats it as numeric, but the snapshot column holds strings \
-                     (train it as a categorical feature)",
+                    "the model treats this feature as numeric",
                 ))
             }
-            (Categories::Strings(_) | Categories::Cut(_), None) => {
+            // The file names them: a list that differs would score customers as others.
+            Categories::Strings(stored) if stored != list => {
                 return Err(TreeLoadError::format(
-                    format!("feature '{name}'"),
+                    at(),
                     format!(
-                        "the model's categories are strings, but the snapshot column holds \
-                         numbers: export it as text (`{name}:str` in a CSV header reads it as \
-                         text)"
+                        "the model file names this feature's categories ({}): leave this \
+                         list out, or give the same names in the same order",
+                        stored.join(", ")
                     ),
                 ))
             }
-            (Categories::Numbers(_), Some(_)) => {
+            Categories::Numbers(_) => {
                 return Err(TreeLoadError::format(
-                    format!("feature '{name}'"),
-                    "the model's categories are numbers, but the snapshot column holds strings",
+                    at(),
+                    "the model file lists this feature's categories as numbers",
                 ))
             }
-            (Categories::Codes, Some(_)) => {
-                return Err(TreeLoadError::format(
-                    format!("feature '{name}'"),
-                    "the model file stores only category codes for it: list its categories \
-                     in code order in the scorer's `categories`",
-                ))
+            Categories::Cut(stored) => {
+                given_fits(stored, list).map_err(|m| TreeLoadError::format(at(), m))?
             }
+            _ => {}
+        }
+        cats = match (&cats, col.info) {
+            // A pandas category of numbers: code k is the list's k-th number.
+            (Categories::Codes, ColumnInfo::Number) => {
+                Categories::Numbers(numbers(list).map_err(|v| {
+                    TreeLoadError::format(
+                        at(),
+                        format!(
+                            "{v:?} is not a number, but the snapshot column holds numbers: \
+                             list the numbers the model was trained on, code 0 first"
+                        ),
+                    )
+                })?)
+            }
+            _ => Categories::Strings(list.clone()),
         };
-        out.push(Feature {
+    }
+    if let ColumnInfo::Unknown = col.info {
+        // Checked without a snapshot: the file is judged, its binding is not.
+        return Ok(Feature {
             column: col.index,
-            codes,
+            codes: Codes::Value,
         });
     }
-    if unknown.is_empty() {
-        Ok(out)
-    } else {
-        Err(TreeLoadError::UnknownFeatures(unknown))
-    }
+    let codes = match (cats, col.strings()) {
+        (Categories::Numeric, None) | (Categories::Codes, None) => Codes::Value,
+        (Categories::Numbers(v), None) => Codes::Listed(v.into_boxed_slice()),
+        (Categories::Strings(list), Some(dict)) => Codes::Table(table(&list, dict)),
+        (Categories::Cut(list), Some(dict)) => Codes::Table(
+            cut_table(&list, dict)
+                .map_err(|m| TreeLoadError::format(format!("feature '{name}'"), m))?,
+        ),
+        (Categories::Numeric, Some(_)) => {
+            return Err(TreeLoadError::format(
+                format!("feature '{name}'"),
+                match col.turned {
+                    Some(at) => format!(
+                        "the model treats it as numeric, but the snapshot column holds \
+                         strings: {}",
+                        turned_advice(name, at)
+                    ),
+                    None => "the model treats it as numeric, but the snapshot column \
+                             holds strings (train it as a categorical feature)"
+                        .to_owned(),
+                },
+            ))
+        }
+        (Categories::Strings(_) | Categories::Cut(_), None) => {
+            return Err(TreeLoadError::format(
+                format!("feature '{name}'"),
+                format!(
+                    "the model's categories are strings, but the snapshot column holds \
+                     numbers: export it as text (`{name}:str` in a CSV header reads it as \
+                     text)"
+                ),
+            ))
+        }
+        (Categories::Numbers(_), Some(_)) => {
+            return Err(TreeLoadError::format(
+                format!("feature '{name}'"),
+                "the model's categories are numbers, but the snapshot column holds strings",
+            ))
+        }
+        (Categories::Codes, Some(_)) => {
+            return Err(TreeLoadError::format(
+                format!("categories.{name}"),
+                format!(
+                    "missing: the model file stores only category codes for feature '{name}': \
+                     list its categories in code order in the scorer's `categories`"
+                ),
+            ))
+        }
+    };
+    Ok(Feature {
+        column: col.index,
+        codes,
+    })
+}
+
+/// Where a column of numbers turned to text, and what to do: the export wrote a value (often
+/// a missing one, `NA`) as a word.
+pub fn turned_advice(name: &str, (line, word): (u64, &str)) -> String {
+    format!(
+        "its line {line} made it text (`{word}`); export that value as a number, or as an empty \
+         field if it is missing (`{name}:num` in the CSV header refuses such a word with its \
+         line)"
+    )
 }
 
 /// A scorer's list for a numeric column, as numbers; else the first entry that is none.
@@ -363,6 +407,7 @@ mod tests {
             "segment" => Some(Column {
                 index: 4,
                 info: ColumnInfo::Strings(&d),
+                turned: None,
             }),
             "n" => Some(Column::number(1)),
             _ => None,

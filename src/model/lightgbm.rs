@@ -244,6 +244,25 @@ pub fn parse_lightgbm_named(
     Ok((ensemble, names))
 }
 
+/// The model format versions this reader knows (`version=v4` in the header, written by
+/// LightGBM 4; v3 and v2 by the releases before).
+const KNOWN_VERSIONS: [&str; 3] = ["v2", "v3", "v4"];
+
+/// A warning for a file whose header says another format version than those this reader
+/// knows: it loads, and its scores should be compared with the library's.
+pub fn version_note(text: &str) -> Option<String> {
+    let version = text
+        .lines()
+        .take_while(|l| !l.starts_with("Tree="))
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("version="))?;
+    (!KNOWN_VERSIONS.contains(&version)).then(|| {
+        format!(
+            "written in LightGBM model format {version:?}, outside those this build reads \
+             (v2 to v4): compare a few of its scores with the library's predict before it serves"
+        )
+    })
+}
+
 /// Whether a file is LightGBM's `dump_model()` JSON (its trees under `tree_info`, and no
 /// XGBoost `learner`), which neither reader takes.
 pub(super) fn is_dump(bytes: &[u8]) -> bool {
@@ -279,8 +298,8 @@ fn feature_categories(
     pandas: &[Vec<serde_json::Value>],
     resolve: Resolve<'_, '_>,
 ) -> Result<Vec<Categories>, TreeLoadError> {
-    let infos_of: Vec<Option<ColumnInfo<'_>>> =
-        names.iter().map(|n| resolve(n).map(|c| c.info)).collect();
+    let columns: Vec<Option<Column<'_>>> = names.iter().map(|n| resolve(n)).collect();
+    let infos_of: Vec<Option<ColumnInfo<'_>>> = columns.iter().map(|c| c.map(|c| c.info)).collect();
     let is_strings = |l: &Vec<serde_json::Value>| l.iter().all(serde_json::Value::is_string);
     // Judged against a snapshot that has every feature: a missing one is `bind`'s to name.
     let checked = infos_of
@@ -296,7 +315,7 @@ fn feature_categories(
     if checked && string_lists > 0 && string_lists != text.len() {
         return Err(TreeLoadError::format(
             "pandas_categorical",
-            mismatch(names, infos, &infos_of, string_lists, &text),
+            mismatch(names, infos, &columns, string_lists, &text),
         ));
     }
     let mut lists = pandas.iter().peekable();
@@ -352,31 +371,44 @@ fn feature_categories(
     Ok(out)
 }
 
-/// Says which columns changed kind: when more columns were text at training than hold text
-/// now, a categorical feature on a numeric column is the one (or one of those) that changed;
-/// when fewer, a categorical feature on a text column.
+/// Says which columns changed kind: when more columns hold text now than were text at
+/// training, a numeric feature on a text column is the one that changed (a word in a column of
+/// numbers, said with its line where the snapshot knows it), or else a categorical feature on
+/// a text column held numbers at training; when fewer, a categorical feature on a numeric
+/// column held text.
 fn mismatch(
     names: &[String],
     infos: &[&str],
-    infos_of: &[Option<ColumnInfo<'_>>],
+    columns: &[Option<Column<'_>>],
     string_lists: usize,
     text: &[&str],
 ) -> String {
     let now_text = string_lists < text.len();
-    let suspects: Vec<String> = names
-        .iter()
-        .zip(infos_of)
-        .enumerate()
-        .filter(|(i, (_, column))| {
-            let info = infos.get(*i).copied().unwrap_or("");
-            let categorical = !(info.starts_with('[') || info.is_empty() || info == "none");
-            categorical && matches!(column, Some(ColumnInfo::Strings(_))) == now_text
-        })
-        .map(|(_, (n, _))| format!("`{n}`"))
-        .collect();
-    let (which, header) = match suspects.as_slice() {
+    let categorical = |i: usize| {
+        let info = infos.get(i).copied().unwrap_or("");
+        !(info.starts_with('[') || info.is_empty() || info == "none")
+    };
+    let holds_text = |c: &Option<Column<'_>>| matches!(c, Some(c) if c.strings().is_some());
+    let pick = |want_categorical: bool| -> Vec<(usize, &String)> {
+        names
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| {
+                categorical(i) == want_categorical
+                    && holds_text(columns.get(i).unwrap_or(&None)) == now_text
+            })
+            .collect()
+    };
+    let numeric_now_text = if now_text { pick(false) } else { Vec::new() };
+    let suspects = if numeric_now_text.is_empty() {
+        pick(true)
+    } else {
+        numeric_now_text
+    };
+    let quoted: Vec<String> = suspects.iter().map(|(_, n)| format!("`{n}`")).collect();
+    let (which, header) = match quoted.as_slice() {
         [one] => (one.clone(), one.trim_matches('`').to_owned()),
-        _ => (format!("one of {}", suspects.join(", ")), "name".to_owned()),
+        _ => (format!("one of {}", quoted.join(", ")), "name".to_owned()),
     };
     let (was, is, hint) = if now_text {
         (
@@ -391,10 +423,17 @@ fn mismatch(
             format!("`{header}:str` in a CSV header reads it as text"),
         )
     };
+    let turned: String = suspects
+        .iter()
+        .filter_map(|&(i, n)| {
+            let at = columns.get(i)?.as_ref()?.turned?;
+            Some(format!("; `{n}`: {}", super::bind::turned_advice(n, at)))
+        })
+        .collect();
     format!(
         "the model was trained on {string_lists} text (pandas category) columns, but {} of its \
          features hold text in the snapshot ({}): {which} held {was} at training and holds \
-         {is} here; export it as at training ({hint}; LightGBM refuses such data too)",
+         {is} here; export it as at training ({hint}; LightGBM refuses such data too){turned}",
         text.len(),
         if text.is_empty() {
             "none".to_owned()

@@ -162,10 +162,21 @@ pub trait Schema {
         None
     }
 
+    /// The line and the word that turned a column of numbers to text, if one did (a CSV
+    /// column whose later cell reads `NA`): what a fault reading it as numbers points at.
+    fn turned(&self, _column: u32) -> Option<(u64, &str)> {
+        None
+    }
+
     /// "`segment` holds strings", for a fault that reads a text column as numbers; with the
     /// line and word that turned it to text when it began with numbers.
-    fn holds_strings(&self, name: &str, _column: u32) -> String {
-        format!("`{name}` holds strings")
+    fn holds_strings(&self, name: &str, column: u32) -> String {
+        match self.turned(column) {
+            Some((line, word)) => format!(
+                "`{name}` holds strings (the snapshot's line {line} made it text: `{word}`)"
+            ),
+            None => format!("`{name}` holds strings"),
+        }
     }
 
     /// The type of a source column the snapshot left out (a Parquet timestamp), by name.
@@ -216,13 +227,10 @@ impl Schema for FeatureStore {
         }
     }
 
-    fn holds_strings(&self, name: &str, column: u32) -> String {
-        match self.turned().find(|t| t.0 == column as usize) {
-            Some((_, line, word)) => format!(
-                "`{name}` holds strings (the snapshot's line {line} made it text: `{word}`)"
-            ),
-            None => format!("`{name}` holds strings"),
-        }
+    fn turned(&self, column: u32) -> Option<(u64, &str)> {
+        FeatureStore::turned(self)
+            .find(|t| t.0 == column as usize)
+            .map(|(_, line, word)| (line, word))
     }
 
     fn near(&self, name: &str) -> Option<&str> {

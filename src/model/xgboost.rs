@@ -104,6 +104,7 @@ pub fn parse_xgboost_noted(
         ));
     }
     let file = read_file(bytes)?;
+    notes.extend(version_note(&file.version));
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();
@@ -522,6 +523,25 @@ fn node_categories(label: &str, t: &Tree, j: usize) -> Result<Box<[u32]>, TreeLo
             })
         })
         .collect()
+}
+
+/// The XGBoost releases whose JSON this reader knows: from the first that saved models as
+/// JSON (1.0) to the 3.x series the fixtures cover.
+const KNOWN_VERSIONS: std::ops::Range<[i64; 2]> = [1, 0]..[4, 0];
+
+/// A warning for a file that says another release wrote it than those this reader knows (its
+/// format may have changed): it loads, and its scores should be compared with the library's.
+fn version_note(version: &[i64]) -> Option<String> {
+    let major_minor = [*version.first()?, version.get(1).copied().unwrap_or(0)];
+    if KNOWN_VERSIONS.contains(&major_minor) {
+        return None;
+    }
+    let shown: Vec<String> = version.iter().map(i64::to_string).collect();
+    Some(format!(
+        "written by XGBoost {}, outside the releases this build reads (1.0 to 3.x): compare a \
+         few of its scores with the library's predict_proba before it serves",
+        shown.join(".")
+    ))
 }
 
 #[derive(Deserialize)]

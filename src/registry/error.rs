@@ -16,9 +16,10 @@ pub enum RegistryError {
     /// The feature snapshot could not be read.
     #[error(transparent)]
     Features(#[from] FeatureError),
-    /// A new snapshot lacks features the active model needs.
+    /// A new snapshot lacks features the active model needs, or holds them in another kind;
+    /// with the snapshot's own warnings (a column a word turned to text), which often say why.
     #[error("the feature snapshot lacks features the active model needs")]
-    FeaturesIncompatible(#[source] ModelError),
+    FeaturesIncompatible(#[source] ModelError, Vec<Fault>),
     /// Nothing to roll back to.
     #[error("no previous model version to roll back to")]
     NoPrevious,
@@ -62,7 +63,7 @@ impl RegistryError {
     /// The faults to report, with paths where known.
     pub fn faults(&self) -> Vec<Fault> {
         match self {
-            RegistryError::Model(e) | RegistryError::FeaturesIncompatible(e) => e.faults(),
+            RegistryError::Model(e) | RegistryError::FeaturesIncompatible(e, _) => e.faults(),
             RegistryError::Features(e) => e
                 .located()
                 .into_iter()
@@ -77,12 +78,21 @@ impl RegistryError {
 }
 
 impl RegistryError {
+    /// What the refused input held that was likely a mistake, though no fault by itself (a
+    /// column of numbers a word turned to text): said beside the faults it explains.
+    pub fn warnings(&self) -> &[Fault] {
+        match self {
+            RegistryError::FeaturesIncompatible(_, warnings) => warnings,
+            _ => &[],
+        }
+    }
+
     /// The load counter a refusal counts in: feature faults in the features', the rest in
     /// the models'.
     pub fn part(&self) -> Part {
         match self {
             RegistryError::Features(_)
-            | RegistryError::FeaturesIncompatible(_)
+            | RegistryError::FeaturesIncompatible(..)
             | RegistryError::NoPath("features") => Part::Features,
             _ => Part::Model,
         }

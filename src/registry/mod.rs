@@ -413,8 +413,9 @@ impl Registry {
                 let store = Arc::new(open(&path)?);
                 let models = match &active {
                     Some(active) => Some(Arc::new(
-                        set::build(Source::of(active), &store, limits)
-                            .map_err(RegistryError::FeaturesIncompatible)?,
+                        set::build(Source::of(active), &store, limits).map_err(|e| {
+                            RegistryError::FeaturesIncompatible(e, record::column_faults(&store))
+                        })?,
                     )),
                     None => None,
                 };

@@ -97,13 +97,18 @@ impl FeatureInfo {
             features: store.columns().len(),
             bytes: store.bytes_held(),
             load_ms: started.elapsed().as_millis() as u64,
-            warnings: store
-                .column_warnings()
-                .into_iter()
-                .map(|(path, message)| crate::model::Fault { path, message })
-                .collect(),
+            warnings: column_faults(store),
         }
     }
+}
+
+/// The snapshot's warnings about its columns, as faults with their paths (`columns.<name>`).
+pub(super) fn column_faults(store: &FeatureStore) -> Vec<crate::model::Fault> {
+    store
+        .column_warnings()
+        .into_iter()
+        .map(|(path, message)| crate::model::Fault { path, message })
+        .collect()
 }
 
 /// Which feature snapshot serves: the same file on every replica has the same version, so

@@ -128,7 +128,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Refused(RegistryError::Model(_)) => "invalid_model",
             ApiError::Refused(
-                RegistryError::Features(_) | RegistryError::FeaturesIncompatible(_),
+                RegistryError::Features(_) | RegistryError::FeaturesIncompatible(..),
             ) => "invalid_features",
             ApiError::Refused(RegistryError::NoPrevious) => "no_previous_version",
             ApiError::Refused(RegistryError::NoFeatures) => "no_features",
@@ -166,7 +166,7 @@ impl ApiError {
         let body = match &self {
             ApiError::Refused(
                 e @ (RegistryError::Model(_)
-                | RegistryError::FeaturesIncompatible(_)
+                | RegistryError::FeaturesIncompatible(..)
                 | RegistryError::Features(_)),
             ) => {
                 let faults: Vec<Fault> = e.faults();
@@ -178,12 +178,16 @@ impl ApiError {
                     Some(first) => first.to_string(),
                     None => self.to_string(),
                 };
-                serde_json::json!({
+                let mut body = serde_json::json!({
                     "error": self.code(),
                     "detail": detail,
                     "path": path,
                     "faults": faults,
-                })
+                });
+                if !e.warnings().is_empty() {
+                    body["warnings"] = serde_json::json!(e.warnings());
+                }
+                body
             }
             _ => serde_json::json!({"error": self.code(), "detail": self.to_string()}),
         };

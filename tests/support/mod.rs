@@ -112,6 +112,21 @@ impl HeldRequest {
 }
 
 /// The repository's `models/` folder.
+/// A CSV (no quoted commas) with the cell of line `line` (0: the header) and column `column`
+/// written as `value`: an export's one odd cell.
+pub fn with_cell(csv: &str, line: usize, column: usize, value: &str) -> String {
+    csv.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            if i == line {
+                f[column] = value;
+            }
+            f.join(",") + "\n"
+        })
+        .collect()
+}
+
 pub fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }

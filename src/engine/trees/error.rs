@@ -22,6 +22,10 @@ pub enum TreeLoadError {
     /// Model features the snapshot does not have, all of them, by name.
     #[error("model features not found in the feature snapshot: {}{}", .0.join(", "), unnamed_hint(.0))]
     UnknownFeatures(Vec<String>),
+    /// Several faults of one file, each in its place (every feature that does not fit its
+    /// column, so one load names them all).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<TreeLoadError>),
 }
 
 /// What to do about names a library made up (`Column_0`, `f0`): the model was trained on an
@@ -36,13 +40,25 @@ fn unnamed_hint(names: &[String]) -> &'static str {
     };
     if !names.is_empty() && names.iter().all(made_up) {
         " (names the library made up: the model was trained without column names; train it \
-         on a DataFrame with the snapshot's column names, or give an xgboost scorer `features`)"
+         on a DataFrame with the snapshot's column names, or list them in the scorer's `features`)"
     } else {
         ""
     }
 }
 
 impl TreeLoadError {
+    /// Each fault on its own (a [`TreeLoadError::Several`] opened), with the place within the
+    /// scorer where a spec field is at fault (`categories.segment`).
+    pub fn each(&self) -> Vec<(Option<&str>, &TreeLoadError)> {
+        match self {
+            TreeLoadError::Several(all) => all.iter().flat_map(TreeLoadError::each).collect(),
+            TreeLoadError::Format { location, .. } if location.starts_with("categories.") => {
+                vec![(Some(location.as_str()), self)]
+            }
+            other => vec![(None, other)],
+        }
+    }
+
     /// Shorthand for a [`TreeLoadError::Format`] fault. Both parts are cut to a few hundred
     /// characters: they may quote the file, whose one line can be megabytes long.
     pub fn format(location: impl Into<String>, message: impl Into<String>) -> Self {

@@ -35,12 +35,16 @@ type Key = (
 /// The tree files a model's offers use, each parsed once.
 #[derive(Default)]
 pub(super) struct TreeFiles {
-    parsed: BTreeMap<Key, Result<Parsed, String>>,
+    parsed: BTreeMap<Key, Result<Parsed, Vec<Placed>>>,
     /// Multiclass ensembles by slot.
     multiclass: Vec<Arc<TreeEnsemble>>,
     /// Which offer claimed each (slot, class).
     claims: BTreeMap<(u16, u16), String>,
 }
+
+/// A fault of a file's parse: its place within the scorer when a spec field is at fault
+/// (`categories.segment`; else the scorer's `path`), and the message.
+type Placed = (Option<String>, String);
 
 /// A parsed file: the ensemble, its feature names, and its slot when multiclass.
 struct Parsed {
@@ -147,9 +151,10 @@ pub(super) fn compile_trees(
             }
             let slot = if e.n_classes() > 1 {
                 if cx.trees.multiclass.len() == MAX_MULTICLASS {
-                    return Err(format!(
-                        "more than {MAX_MULTICLASS} multiclass files in one model"
-                    ));
+                    return Err(vec![(
+                        None,
+                        format!("more than {MAX_MULTICLASS} multiclass files in one model"),
+                    )]);
                 }
                 cx.trees.multiclass.push(Arc::new(e.clone()));
                 Some(cx.trees.multiclass.len() as u16 - 1)
@@ -169,8 +174,13 @@ pub(super) fn compile_trees(
     }
     let parsed = match cx.trees.parsed.get(&key) {
         Some(Ok(p)) => p,
-        Some(Err(e)) => {
-            cx.faults.push(&ppath, e.clone());
+        Some(Err(faults)) => {
+            for (at, message) in faults {
+                let fpath = at
+                    .as_deref()
+                    .map_or_else(|| ppath.clone(), |a| join(path, a));
+                cx.faults.push(&fpath, message.clone());
+            }
             return None;
         }
         None => return None,
@@ -286,34 +296,45 @@ fn parse(
     kind: &str,
     rel: &str,
     spec: &xgboost::Spec<'_>,
-) -> Result<(TreeEnsemble, Vec<String>, Vec<String>), String> {
-    let bytes = cx.files.scorer(rel)?;
+) -> Result<(TreeEnsemble, Vec<String>, Vec<String>), Vec<Placed>> {
+    let bytes = cx.files.scorer(rel).map_err(|m| vec![(None, m)])?;
     let schema = cx.schema;
     let resolve = |name: &str| {
         let index = schema.column(name)?;
         Some(Column {
             index,
             info: schema.info(index),
+            turned: schema.turned(index),
         })
     };
     let parsed = if kind == "xgboost" {
         xgboost::parse_xgboost_noted(bytes, spec, &resolve)
             .map(|p| (p.ensemble, p.features, p.notes))
     } else {
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| format!("`{rel}` is not UTF-8 text: {e}"))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| vec![(None, format!("`{rel}` is not UTF-8 text: {e}"))])?;
         lightgbm::parse_lightgbm_named(text, spec.categories, spec.feature_names, &resolve)
-            .map(|(e, f)| (e, f, Vec::new()))
+            .map(|(e, f)| (e, f, lightgbm::version_note(text).into_iter().collect()))
     };
     parsed.map_err(|e| {
-        let why: String = match &e {
-            TreeLoadError::UnknownFeatures(names) => names
-                .iter()
-                .filter_map(|n| Some(format!("; `{n}`: {}", left_out_reason(schema.left_out(n)?))))
-                .collect(),
-            _ => String::new(),
-        };
-        format!("`{rel}` ({kind}): {e}{why}")
+        e.each()
+            .into_iter()
+            .map(|(at, e)| match (at, e) {
+                (Some(at), TreeLoadError::Format { message, .. }) => {
+                    (Some(at.to_owned()), format!("`{rel}` ({kind}): {message}"))
+                }
+                (_, TreeLoadError::UnknownFeatures(names)) => {
+                    let why: String = names
+                        .iter()
+                        .filter_map(|n| {
+                            Some(format!("; `{n}`: {}", left_out_reason(schema.left_out(n)?)))
+                        })
+                        .collect();
+                    (None, format!("`{rel}` ({kind}): {e}{why}"))
+                }
+                (_, e) => (None, format!("`{rel}` ({kind}): {e}")),
+            })
+            .collect()
     })
 }
 
