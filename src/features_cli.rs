@@ -5,13 +5,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::bail;
-use nextbest::features::{self, FeatureStore};
+use nextbest::features::{self, FeatureStore, NullWords};
 
 /// Loads a snapshot for a command (`model check --features`, `features compile`), refusing
 /// one without customers as the server does.
-pub fn load_features(path: &Path) -> anyhow::Result<FeatureStore> {
+pub fn load_features(path: &Path, nulls: &NullWords) -> anyhow::Result<FeatureStore> {
     let t = Instant::now();
-    let store = FeatureStore::load(path)
+    let store = FeatureStore::load_with(path, nulls)
         .map_err(every_fault)?
         .with_customers(path)?;
     tracing::info!(
@@ -54,7 +54,7 @@ fn every_fault(e: features::FeatureError) -> anyhow::Error {
 
 /// `nextbest features compile`: the binary form of any snapshot, refusing to write over its
 /// own input.
-pub fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
+pub fn compile_features(input: &Path, output: &Path, nulls: &NullWords) -> anyhow::Result<()> {
     let same = |a: &Path, b: &Path| {
         a.canonicalize()
             .ok()
@@ -67,7 +67,7 @@ pub fn compile_features(input: &Path, output: &Path) -> anyhow::Result<()> {
         );
     }
     let started = Instant::now();
-    let store = load_features(input)?;
+    let store = load_features(input, nulls)?;
     let read_ms = started.elapsed().as_millis();
     for line in column_warning_lines(input, &store) {
         println!("{line}");
@@ -141,8 +141,8 @@ pub fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyh
 /// `nextbest features show`: each customer's values as the snapshot holds them, one JSON
 /// line each (numbers exactly as given, text as written, `null` for missing), so a data
 /// engineer can see what a decision reads; an id the snapshot lacks is an error after them.
-pub fn show_features(snapshot: &Path, ids: &[String]) -> anyhow::Result<()> {
-    let store = load_features(snapshot)?;
+pub fn show_features(snapshot: &Path, ids: &[String], nulls: &NullWords) -> anyhow::Result<()> {
+    let store = load_features(snapshot, nulls)?;
     // Beside the values, not among them: standard output is one JSON line a customer.
     for line in column_warning_lines(snapshot, &store) {
         eprintln!("{line}");

@@ -10,11 +10,12 @@ use clap::{Parser, Subcommand};
 use nextbest::contact::funnel::store as funnel_store;
 use nextbest::contact::Clock;
 use nextbest::decision_log::{replay as decision_replay, DecisionLog};
+use nextbest::features::NullWords;
 use nextbest::fleet;
 use nextbest::model::{self, AnySchema, Limits};
 use nextbest::registry::{load_challenger, Change, Registry, RegistryError};
 use nextbest::server::{self, AppState};
-use nextbest::settings::ServeArgs;
+use nextbest::settings::{NullArgs, ServeArgs};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 mod features_cli;
@@ -91,6 +92,9 @@ enum ModelCmd {
         /// Check feature names against this snapshot (CSV or .nbf).
         #[arg(long, env = "NEXTBEST_FEATURES")]
         features: Option<PathBuf>,
+        /// Words a CSV snapshot writes for a missing value (`--features-null`).
+        #[command(flatten)]
+        null: NullArgs,
     },
 }
 
@@ -102,6 +106,10 @@ enum FeaturesCmd {
         input: PathBuf,
         /// The .nbf file to write.
         output: PathBuf,
+        /// Words a CSV snapshot writes for a missing value (`--features-null`): missing in the
+        /// .nbf.
+        #[command(flatten)]
+        null: NullArgs,
     },
     /// Copy a compiled snapshot into a node's snapshot store, verified, and point
     /// `current.nbf` there (what a DaemonSet runs; replicas map it with nothing to copy).
@@ -123,6 +131,9 @@ enum FeaturesCmd {
         /// The customers.
         #[arg(required = true)]
         customer_ids: Vec<String>,
+        /// Words a CSV snapshot writes for a missing value (`--features-null`).
+        #[command(flatten)]
+        null: NullArgs,
     },
 }
 
@@ -265,12 +276,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
-        Some(Command::Model(ModelCmd::Check { file, features })) => {
-            check_model(&file, features.as_deref())
-        }
-        Some(Command::Features(FeaturesCmd::Compile { input, output })) => {
-            compile_features(&input, &output)
-        }
+        Some(Command::Model(ModelCmd::Check {
+            file,
+            features,
+            null,
+        })) => check_model(&file, features.as_deref(), &null.check()?),
+        Some(Command::Features(FeaturesCmd::Compile {
+            input,
+            output,
+            null,
+        })) => compile_features(&input, &output, &null.check()?),
         Some(Command::Features(FeaturesCmd::Publish {
             source,
             store,
@@ -279,7 +294,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Features(FeaturesCmd::Show {
             snapshot,
             customer_ids,
-        })) => show_features(&snapshot, &customer_ids),
+            null,
+        })) => show_features(&snapshot, &customer_ids, &null.check()?),
         #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
         #[cfg(not(feature = "offline"))]
@@ -543,8 +559,8 @@ async fn load_snapshot_when_published(registry: Arc<Registry>) {
     }
 }
 
-fn check_model(file: &Path, features: Option<&Path>) -> anyhow::Result<()> {
-    let store = features.map(load_features).transpose()?;
+fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> anyhow::Result<()> {
+    let store = features.map(|f| load_features(f, nulls)).transpose()?;
     if let (Some(path), Some(store)) = (features, &store) {
         for line in column_warning_lines(path, store) {
             println!("{line}");

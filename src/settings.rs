@@ -23,7 +23,7 @@ use crate::contact::attribution::DecisionIds;
 use crate::contact::{ContactConfig, FsyncPolicy, StateConfig};
 use crate::decision_log::DecisionLogConfig;
 use crate::engine::BuiltinFallback;
-use crate::features::SnapshotStore;
+use crate::features::{NullWords, SnapshotStore};
 use crate::fleet::FleetConfig;
 use crate::logging::SecretUrl;
 use crate::model::{self, Limits, ModelError};
@@ -31,6 +31,29 @@ use crate::registry::RegistryConfig;
 use crate::server::{AdminToken, ServerConfig};
 
 pub mod environment;
+
+/// `--features-null`: the words a CSV snapshot writes for a missing value, shared by every
+/// command that reads one (serve, `model check`, `features compile` and `show`, campaigns).
+#[derive(Args, Clone, Debug, Default)]
+pub struct NullArgs {
+    /// Words a CSV snapshot writes for a missing value besides an empty field, comma-separated
+    /// or repeated (`NA`, `NULL`, `\N`): a field that is exactly one of them is missing.
+    #[arg(
+        long = "features-null",
+        env = "NEXTBEST_FEATURES_NULL",
+        value_delimiter = ',',
+        value_name = "WORD"
+    )]
+    pub words: Vec<String>,
+}
+
+impl NullArgs {
+    /// The words, checked (not empty, not a number, at most 16).
+    pub fn check(&self) -> Result<NullWords, SettingsError> {
+        NullWords::new(&self.words)
+            .map_err(|reason| invalid("--features-null", self.words.join(","), reason))
+    }
+}
 
 /// The serve flags as given: each also an environment variable.
 #[derive(Args, Clone)]
@@ -121,6 +144,9 @@ pub struct ServeArgs {
         conflicts_with = "snapshot_store"
     )]
     pub features_in_memory: bool,
+    /// Words a CSV snapshot writes for a missing value (`--features-null`).
+    #[command(flatten)]
+    pub null: NullArgs,
     /// When an accepted event is on disk: `always` syncs each group commit before the 202;
     /// `interval` answers after the write and syncs within --fsync-interval-ms (an OS crash or
     /// power loss can lose the events of that interval; a crash of nextbest alone loses none).
@@ -349,6 +375,7 @@ impl ServeArgs {
                 (Some(dir), false) => Some(SnapshotStore::new(dir)),
                 (None, false) => Some(SnapshotStore::new(self.data_dir.join("snapshots"))),
             },
+            null_words: self.null.check()?,
         };
         // Checked whatever --fsync says: a bad value is a bad value, even while unused.
         let interval = positive_ms("--fsync-interval-ms", self.fsync_interval_ms)?;

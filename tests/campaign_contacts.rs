@@ -341,6 +341,7 @@ async fn outbound_contacts_count_on_the_web_and_the_web_counts_outbound() {
         out: out.0.join(dir),
         models: demo_dir(),
         features: demo_dir().join("features.csv"),
+        null_words: Default::default(),
         data_dir: Some(data.0.clone()),
         fleet: None,
         now_ms: Some(NOW),

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -11,6 +12,16 @@ use nextbest::campaign;
 use nextbest::features::FeatureStore;
 use support::campaign::*;
 use support::{demo_dir, TempDir};
+
+/// `campaign::check` with a snapshot read as the server reads it by default.
+fn check(
+    file: &Path,
+    models: Option<&Path>,
+    features: Option<&Path>,
+) -> Result<campaign::CampaignSpec, campaign::CampaignError> {
+    let nulls = nextbest::features::NullWords::default();
+    campaign::check(file, models, features.map(|f| (f, &nulls)))
+}
 
 #[test]
 fn every_campaign_file_fault_is_reported_with_its_path() {
@@ -36,7 +47,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         .collect();
     std::fs::write(base.path("utf16.txt"), utf16).unwrap();
     let file = base.write_campaign("bad", &bad);
-    let err = campaign::check(&file, None, None).unwrap_err();
+    let err = check(&file, None, None).unwrap_err();
     let faults = err.faults();
     let expect = [
         ("name", "letters, digits"),
@@ -76,7 +87,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         "frequency": {"max_contacts": 1, "window_days": 7, "channels": ["sms", "emial"]},
         "capacity": {"max_contacts": 10}, "offer_limits": {"a": {"min": 20}}});
     let file = base.write_campaign("against", &against);
-    let faults = campaign::check(&file, Some(&base.path("model.json")), None)
+    let faults = check(&file, Some(&base.path("model.json")), None)
         .unwrap_err()
         .faults();
     for (path, needle) in [
@@ -104,9 +115,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
     let twice = json!({"name": "twice", "channel": "sms", "placement": "sms_campaign",
         "offers": ["data_boost_10gb", "data_boost_10gb", "fiber_home"]});
     let file = base.write_campaign("twice", &twice);
-    let faults = campaign::check(&file, Some(&demo_dir()), None)
-        .unwrap_err()
-        .faults();
+    let faults = check(&file, Some(&demo_dir()), None).unwrap_err().faults();
     assert!(
         faults
             .iter()
@@ -121,7 +130,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
     );
     let wrong_channel = json!({"name": "m", "channel": "fax"});
     let file = base.write_campaign("fax", &wrong_channel);
-    let faults = campaign::check(&file, Some(&base.path("model.json")), None)
+    let faults = check(&file, Some(&base.path("model.json")), None)
         .unwrap_err()
         .faults();
     assert!(faults
@@ -154,9 +163,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         ),
     ] {
         let file = base.write_campaign("slip", &doc);
-        let faults = campaign::check(&file, Some(&demo_dir()), None)
-            .unwrap_err()
-            .faults();
+        let faults = check(&file, Some(&demo_dir()), None).unwrap_err().faults();
         assert_eq!(faults.len(), 1, "{doc}: {faults:#?}");
         assert_eq!(faults[0].path, path, "{faults:#?}");
         assert!(
@@ -171,7 +178,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
     let mut bad_on_sms = bad.clone();
     bad_on_sms["channel"] = "sms".into();
     let file = base.write_campaign("bad_with_model", &bad_on_sms);
-    let faults = campaign::check(&file, Some(&base.path("missing.json")), None)
+    let faults = check(&file, Some(&base.path("missing.json")), None)
         .unwrap_err()
         .faults();
     assert!(faults.iter().any(|f| f.path == "name"), "{faults:#?}");
@@ -186,7 +193,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
     assert_eq!(faults.len(), expect.len(), "{faults:#?}");
 
     // The demo campaign is valid against the demo model.
-    campaign::check(
+    check(
         &demo_dir().join("campaigns/demo_sms.json"),
         Some(&demo_dir()),
         Some(&demo_dir().join("features.csv")),
@@ -203,8 +210,8 @@ fn channel_faults_are_named_with_their_path() {
         let file = base.write_campaign("chf", doc);
         let (models, features) = (base.path("model.json"), base.path("features.csv"));
         let faults = match with_model {
-            true => campaign::check(&file, Some(&models), Some(&features)),
-            false => campaign::check(&file, None, None),
+            true => check(&file, Some(&models), Some(&features)),
+            false => check(&file, None, None),
         }
         .unwrap_err()
         .faults();
@@ -263,7 +270,7 @@ fn channel_faults_are_named_with_their_path() {
     let doc = json!({"name": "m", "channels": {"sms": {"placement": "sms_campaign"},
                                                  "email": {"placement": "email_campaign"}}});
     let file = base.write_campaign("two", &doc);
-    campaign::check(
+    check(
         &file,
         Some(&base.path("model.json")),
         Some(&base.path("features.csv")),
@@ -304,7 +311,7 @@ fn send_window_faults_are_named_with_their_path() {
         "send_window": {"from": "20:00", "to": "09:00", "days": [],
                         "default_time_zone": "Europe/Berlinn"}});
     let file = base.write_campaign("w", &doc);
-    let faults = campaign::check(&file, None, None).unwrap_err().faults();
+    let faults = check(&file, None, None).unwrap_err().faults();
     for (path, needle) in [
         (
             "send_window",
@@ -326,7 +333,7 @@ fn send_window_faults_are_named_with_their_path() {
     let doc = json!({"name": "w", "channel": "sms",
         "frequency": {"max_contacts": 1, "window": "calendar_week"}});
     let file = base.write_campaign("w", &doc);
-    let faults = campaign::check(&file, None, None).unwrap_err().faults();
+    let faults = check(&file, None, None).unwrap_err().faults();
     assert_eq!(faults.len(), 1, "{faults:#?}");
     assert_eq!(faults[0].path, "frequency.window");
     assert!(
@@ -338,7 +345,7 @@ fn send_window_faults_are_named_with_their_path() {
             "send_window": {"from": "09:00", "to": "20:00", "time_zone": {"feature": feature},
                             "default_time_zone": "Europe/Berlin"}});
         let file = base.write_campaign("w", &doc);
-        let faults = campaign::check(
+        let faults = check(
             &file,
             Some(&base.path("model.json")),
             Some(&base.path("features.csv")),
@@ -463,7 +470,7 @@ fn campaign_check_validates_the_challenger() {
     }
     let base = base_with_challenger("cmp-check-challenger", &web_only);
     let file = base.write_campaign("checked", &sms("checked"));
-    let err = campaign::check(&file, Some(&base.path("model.json")), None)
+    let err = check(&file, Some(&base.path("model.json")), None)
         .expect_err("the challenger has no sms channel");
     let faults = err.faults();
     assert!(
@@ -473,7 +480,7 @@ fn campaign_check_validates_the_challenger() {
         "{faults:?}"
     );
     // With features too, and the run refuses the same way.
-    let err = campaign::check(
+    let err = check(
         &file,
         Some(&base.path("model.json")),
         Some(&base.path("features.csv")),
@@ -620,7 +627,7 @@ fn a_campaign_file_with_a_byte_order_mark_reads_as_without() {
     bytes.extend(std::fs::read(&plain).unwrap());
     let with_bom = base.path("bom-marked.json");
     std::fs::write(&with_bom, bytes).unwrap();
-    let spec = campaign::check(&with_bom, Some(&base.path("model.json")), None).unwrap();
+    let spec = check(&with_bom, Some(&base.path("model.json")), None).unwrap();
     assert_eq!(spec.name, "bom");
 }
 
@@ -635,7 +642,7 @@ fn a_field_written_twice_is_refused() {
         r#"{"name": "a", "channel": "sms", "placement": "sms_campaign", "name": "b"}"#,
     )
     .unwrap();
-    let e = campaign::check(&file, None, None).unwrap_err().to_string();
+    let e = check(&file, None, None).unwrap_err().to_string();
     assert!(e.contains("`name` is written twice in one object"), "{e}");
 }
 
@@ -646,7 +653,7 @@ fn a_syntax_error_is_named_by_line_and_column() {
     let base = Base::new("cmp-syntax", 10);
     let file = base.path("syntax.json");
     std::fs::write(&file, "{\"name\": \"a\",\n  \"channel\": \"sms\",\n  }\n").unwrap();
-    let e = campaign::check(&file, None, None).unwrap_err().to_string();
+    let e = check(&file, None, None).unwrap_err().to_string();
     assert!(e.contains("line 3, column 3: key must be a string"), "{e}");
 }
 
@@ -660,9 +667,7 @@ fn minimums_a_category_maximum_cannot_hold_are_refused_by_check() {
         "offer_limits": {"roaming_pass_eu": {"min": 1200}, "data_boost_10gb": {"min": 100}},
         "category_limits": {"sales": {"max": 1000}}});
     let file = base.write_campaign("x", &doc);
-    let faults = campaign::check(&file, Some(&demo_dir()), None)
-        .unwrap_err()
-        .faults();
+    let faults = check(&file, Some(&demo_dir()), None).unwrap_err().faults();
     assert_eq!(faults.len(), 1, "{faults:#?}");
     assert_eq!(faults[0].path, "category_limits.sales");
     assert!(

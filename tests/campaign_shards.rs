@@ -254,6 +254,7 @@ fn a_run_sees_the_history_as_of_its_time_and_shards_must_share_it() {
         out: dir.0.join(out),
         models: support::demo_dir(),
         features: support::demo_dir().join("features.csv"),
+        null_words: Default::default(),
         data_dir: Some(data.clone()),
         fleet: None,
         now_ms: Some(NOW),

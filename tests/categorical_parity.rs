@@ -464,9 +464,9 @@ fn a_word_that_turned_a_numeric_feature_to_text_is_named_by_both_parsers() {
     let f = faults(&folder, &store);
     std::fs::remove_dir_all(&folder).ok();
     assert_eq!(f.len(), 2, "{f:?}");
-    let advice = "its line 5 made it text (`NA`); export that value as a number, or as an \
-                  empty field if it is missing (`arpu:num` in the CSV header refuses such a \
-                  word with its line)";
+    let advice = "its line 5 made it text (`NA`); if the export writes a missing value so, \
+                  give `--features-null NA`, else export it as a number (`arpu:num` in the \
+                  CSV header refuses such a word with its line)";
     assert_eq!(
         f[0],
         format!(

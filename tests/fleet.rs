@@ -306,6 +306,7 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
         out: dir.0.join(out),
         models: demo_dir(),
         features: demo_dir().join("features.csv"),
+        null_words: Default::default(),
         // The campaign's own data folder knows nothing: what it learns comes from the fleet.
         data_dir: Some(dir.0.join("campaign-data")),
         fleet: Some(nextbest::fleet::FleetConfig::new(redis.url(), 8)),

@@ -422,9 +422,10 @@ fn the_snapshots_warnings_come_with_the_faults_they_explain() {
         .lines()
         .position(|l| {
             l.ends_with(
-                "f.csv: warning: columns.arpu: column `arpu` holds numbers up to line 3, \
-                 where `NA` made it text: a rule, scorer or value that reads it as a number is \
-                 refused (mark it `arpu:num` in the header to have such a value refused instead)",
+                "f.csv: warning: columns.arpu: column `arpu` holds numbers up to line 3, where \
+                 `NA` made it text: a rule, scorer or value that reads it as a number is refused \
+                 (`--features-null NA` reads such a word as a missing value; mark the column \
+                 `arpu:num` in the header to have it refused instead)",
             )
         })
         .unwrap_or_else(|| panic!("no warning line: {text}"));
@@ -433,4 +434,84 @@ fn the_snapshots_warnings_come_with_the_faults_they_explain() {
         .position(|l| l.contains("the snapshot's line 3 made it text: `NA`"))
         .unwrap_or_else(|| panic!("no fault line: {text}"));
     assert!(warning < fault, "{text}");
+}
+
+/// `--features-null` on the commands that read a snapshot: `model check` takes the file whose
+/// `NA` would turn `arpu` to text, `features compile` writes the `NA` as missing into the
+/// `.nbf`, and `features show` prints it as `null`; a word that reads as a number is one
+/// error line naming the flag.
+#[test]
+fn the_commands_that_read_a_snapshot_take_its_null_words() {
+    let dir = std::env::temp_dir().join(format!("nb-check-nulls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("f.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,segment,arpu\nC1,gold,10\nC2,bronze,NA\nC3,,30\n",
+    )
+    .unwrap();
+    let rule = serde_json::json!({"feature": "arpu", "op": "ge", "value": 15});
+    std::fs::write(
+        dir.join("model.json"),
+        serde_json::to_vec(&model(rule)).unwrap(),
+    )
+    .unwrap();
+    let nextbest = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+            .args(args)
+            .env("NEXTBEST_LOG", "error")
+            .output()
+            .expect("nextbest runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let model_file = dir.join("model.json").into_os_string();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            os("model"),
+            os("check"),
+            model_file.clone(),
+            os("--features"),
+        ];
+        args.push(csv.clone().into_os_string());
+        args.extend(extra.iter().map(|a| os(a)));
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        nextbest(&refs)
+    };
+    let (ok, text) = check(&[]);
+    assert!(!ok && text.contains("made it text: `NA`"), "{text}");
+    let (ok, text) = check(&["--features-null", "NA"]);
+    assert!(ok && !text.contains("warning"), "{text}");
+    let (ok, text) = check(&["--features-null", "NA,1"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "--features-null NA,1: `1` reads as a number, so it would hide every such value"
+        ),
+        "{text}"
+    );
+    let nbf = dir.join("f.nbf");
+    let (ok, text) = nextbest(&[
+        os("features").as_os_str(),
+        os("compile").as_os_str(),
+        csv.as_os_str(),
+        nbf.as_os_str(),
+        os("--features-null").as_os_str(),
+        os("NA").as_os_str(),
+    ]);
+    assert!(ok && !text.contains("warning"), "{text}");
+    let (ok, text) = nextbest(&[
+        os("features").as_os_str(),
+        os("show").as_os_str(),
+        nbf.as_os_str(),
+        os("C2").as_os_str(),
+    ]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(ok, "{text}");
+    let shown: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(shown["features"]["arpu"], serde_json::Value::Null, "{text}");
+    assert_eq!(shown["features"]["segment"], "bronze", "{text}");
 }

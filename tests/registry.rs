@@ -1004,3 +1004,38 @@ fn a_challenger_naming_the_champions_own_file_is_refused() {
     );
     assert_eq!(version_of(&registry), "1");
 }
+
+/// `--features-null NA`: the demo snapshot exported with `NA` for a missing `churn_score`
+/// loads with that value missing, and the demo model, which reads the column as a number,
+/// serves on it; without the word the same file is refused for that column.
+#[test]
+fn a_snapshot_writing_na_for_missing_values_serves_under_its_null_word() {
+    use nextbest::registry::{Registry, RegistryConfig};
+    let dir = TempDir::new("null-words");
+    let csv = std::fs::read_to_string(demo_dir().join("features.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let churn = header.iter().position(|h| *h == "churn_score").unwrap();
+    let path = dir.0.join("na.csv");
+    std::fs::write(&path, with_cell(&csv, 8, churn, "NA")).unwrap();
+    let customer = csv.lines().nth(8).unwrap().split(',').next().unwrap();
+    let registry = |words: &[&str]| {
+        Registry::new(RegistryConfig {
+            models_path: Some(demo_dir()),
+            features_path: Some(path.clone()),
+            null_words: nextbest::features::NullWords::new(words).unwrap(),
+            ..RegistryConfig::default()
+        })
+    };
+    let r = registry(&["NA"]);
+    r.reload_from_disk()
+        .expect("the snapshot loads with NA as missing");
+    let snap = r.load();
+    let store = snap.features.as_ref().unwrap();
+    assert!(
+        store.dictionary(churn - 1).is_none(),
+        "churn_score holds numbers"
+    );
+    assert!(store.row(customer).unwrap()[churn - 1].is_nan());
+    let e = registry(&[]).reload_from_disk().unwrap_err().to_string();
+    assert!(e.contains("churn_score"), "{e}");
+}

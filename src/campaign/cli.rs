@@ -11,7 +11,7 @@ use super::commit::{self, Target};
 use super::select::Shard;
 use super::{output, CampaignError, RunConfig};
 use crate::logging::SecretUrl;
-use crate::settings::{self, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
+use crate::settings::{self, NullArgs, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
 
 /// `nextbest campaign ...`.
 #[derive(Subcommand, Debug)]
@@ -26,6 +26,9 @@ pub enum CampaignCmd {
         /// Check the model's features against this snapshot.
         #[arg(long, env = "NEXTBEST_FEATURES")]
         features: Option<PathBuf>,
+        /// Words a CSV snapshot writes for a missing value (`--features-null`).
+        #[command(flatten)]
+        null: NullArgs,
     },
     /// Select a campaign's target list over the whole base and write it to --out (with
     /// --shard, write one shard's candidates for `campaign merge` instead).
@@ -74,6 +77,9 @@ pub struct RunArgs {
     /// The feature snapshot: CSV, .nbf or .parquet.
     #[arg(long, env = "NEXTBEST_FEATURES", default_value = "models/features.csv")]
     pub features: PathBuf,
+    /// Words a CSV snapshot writes for a missing value (`--features-null`).
+    #[command(flatten)]
+    pub null: NullArgs,
     /// The data folder whose event log holds the contact history (read, never written).
     #[arg(long, env = "NEXTBEST_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
@@ -154,7 +160,12 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             file,
             models,
             features,
-        } => match super::check(&file, models.as_deref(), features.as_deref()) {
+            null,
+        } => match super::check(
+            &file,
+            models.as_deref(),
+            features.as_deref().zip(Some(&null.check()?)),
+        ) {
             Ok(spec) => {
                 println!(
                     "ok: campaign {} on channel {}{}",
@@ -202,6 +213,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 out: a.out,
                 models: a.models,
                 features: a.features,
+                null_words: a.null.check()?,
                 data_dir: Some(a.data_dir),
                 fleet: match &a.redis {
                     Some(url) => Some(crate::fleet::FleetConfig::new(

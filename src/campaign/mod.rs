@@ -45,7 +45,8 @@ use crate::contact::log::LogError;
 use crate::model::{self, AnySchema, Fault, Limits as ModelLimits};
 use crate::registry::RegistryError;
 use plan::Plan;
-use spec::{CampaignSpec, SpecError};
+pub use spec::CampaignSpec;
+use spec::SpecError;
 
 /// Why a campaign could not be checked, run or committed.
 #[derive(Debug, thiserror::Error)]
@@ -123,13 +124,13 @@ impl CampaignError {
     }
 }
 
-/// Checks a campaign file; with a model (and optionally a snapshot) also against it, and
-/// against the challenger the model declares, as a run resolves it. Every fault of every half
-/// is reported at once.
+/// Checks a campaign file; with a model (and optionally a snapshot, read with the words it
+/// writes for a missing value) also against it, and against the challenger the model
+/// declares, as a run resolves it. Every fault of every half is reported at once.
 pub fn check(
     file: &Path,
     models: Option<&Path>,
-    features: Option<&Path>,
+    features: Option<(&Path, &crate::features::NullWords)>,
 ) -> Result<CampaignSpec, CampaignError> {
     let (spec, mut faults) = spec::load_lenient(file)?;
     if let (Some(models), Some(spec)) = (models, &spec) {
@@ -161,12 +162,12 @@ pub fn check(
 fn check_models(
     spec: &CampaignSpec,
     models: &Path,
-    features: Option<&Path>,
+    features: Option<(&Path, &crate::features::NullWords)>,
     faults: &mut Vec<Fault>,
 ) -> Result<(), CampaignError> {
     let limits = ModelLimits::default();
     let store = features
-        .map(crate::features::FeatureStore::load)
+        .map(|(path, nulls)| crate::features::FeatureStore::load_with(path, nulls))
         .transpose()
         .map_err(|e| CampaignError::Load(RegistryError::Features(e)))?;
     let any = AnySchema::default();
@@ -227,6 +228,8 @@ pub struct RunConfig {
     pub models: PathBuf,
     /// The feature snapshot (CSV, `.nbf`, `.parquet`).
     pub features: PathBuf,
+    /// The words a CSV snapshot writes for a missing value (`--features-null`).
+    pub null_words: crate::features::NullWords,
     /// The data folder whose event log holds the contact history; `None` for none.
     pub data_dir: Option<PathBuf>,
     /// The fleet whose shared events count too (`--redis`); `None` for the local log only.

@@ -144,6 +144,7 @@ fn load_snapshot(cfg: &RunConfig) -> Result<Arc<Snapshot>, CampaignError> {
         history_len: 1,
         limits: ModelLimits::default(),
         snapshot_store: None,
+        null_words: cfg.null_words.clone(),
     });
     registry.reload_from_disk()?;
     Ok(arc_swap::Guard::into_inner(registry.load()))

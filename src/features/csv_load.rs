@@ -18,12 +18,58 @@ pub const MAX_ID_BYTES: usize = 255;
 /// Most feature columns a snapshot may have.
 pub const MAX_COLUMNS: usize = 4096;
 
-pub(super) fn read_csv(path: &Path) -> Result<FeatureStore, FeatureError> {
+/// Most words `--features-null` may name.
+pub const MAX_NULL_WORDS: usize = 16;
+/// Longest word `--features-null` may name, in bytes.
+const MAX_NULL_WORD_BYTES: usize = 64;
+
+/// The words an export writes for a missing value besides an empty field (`NA`, `NULL`,
+/// Hive's `\N`): a CSV field that is exactly one of them is missing in any column, so such a
+/// word neither turns a column of numbers to text nor becomes a category.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NullWords(Box<[Box<[u8]>]>);
+
+impl NullWords {
+    /// The words, each checked: not empty (an empty field is missing already), not a number
+    /// (it would hide real values), at most 64 bytes; at most 16 words.
+    pub fn new<S: AsRef<str>>(words: &[S]) -> Result<Self, String> {
+        if words.len() > MAX_NULL_WORDS {
+            return Err(format!("{} words; at most {MAX_NULL_WORDS}", words.len()));
+        }
+        let mut out: Vec<Box<[u8]>> = Vec::with_capacity(words.len());
+        for w in words {
+            let w = w.as_ref();
+            if w.is_empty() {
+                return Err("an empty word: an empty field is a missing value already".into());
+            }
+            if w.len() > MAX_NULL_WORD_BYTES {
+                return Err(format!("`{w}` is longer than {MAX_NULL_WORD_BYTES} bytes"));
+            }
+            if matches!(parse_value(w.as_bytes()), Ok(v) if !v.is_nan()) {
+                return Err(format!(
+                    "`{w}` reads as a number, so it would hide every such value"
+                ));
+            }
+            if !out.iter().any(|o| **o == *w.as_bytes()) {
+                out.push(w.as_bytes().into());
+            }
+        }
+        Ok(NullWords(out.into()))
+    }
+
+    /// Whether a field, exactly as written, is one of the words.
+    #[inline]
+    fn is_null(&self, field: &[u8]) -> bool {
+        !self.0.is_empty() && self.0.iter().any(|w| **w == *field)
+    }
+}
+
+pub(super) fn read_csv(path: &Path, nulls: &NullWords) -> Result<FeatureStore, FeatureError> {
     let bytes = std::fs::read(path).map_err(|source| FeatureError::Io {
         path: path.to_owned(),
         source,
     })?;
-    parse_csv(&bytes, path)
+    parse_csv(&bytes, path, nulls)
 }
 
 /// How a column's fields are read.
@@ -57,15 +103,19 @@ struct Header {
     skipped: Vec<String>,
 }
 
-pub(super) fn parse_csv(bytes: &[u8], path: &Path) -> Result<FeatureStore, FeatureError> {
+pub(super) fn parse_csv(
+    bytes: &[u8],
+    path: &Path,
+    nulls: &NullWords,
+) -> Result<FeatureStore, FeatureError> {
     let header = read_header(bytes, path)?;
     let left_out = || {
         let why = |n: &String| (n.clone(), super::SKIPPED.to_owned());
         header.skipped.iter().map(why).collect()
     };
-    match read_rows(bytes, path, &header, header.kinds.clone())? {
+    match read_rows(bytes, path, &header, header.kinds.clone(), nulls)? {
         Pass::Done(store) => Ok(store.with_left_out(left_out())),
-        Pass::Again(kinds, turned) => match read_rows(bytes, path, &header, kinds)? {
+        Pass::Again(kinds, turned) => match read_rows(bytes, path, &header, kinds, nulls)? {
             Pass::Done(store) => Ok(store.with_turned(turned).with_left_out(left_out())),
             // Every column that could turn is forced to strings now.
             Pass::Again(..) => Err(FeatureError::Format {
@@ -199,6 +249,7 @@ fn read_rows(
     path: &Path,
     header: &Header,
     mut kinds: Vec<Kind>,
+    nulls: &NullWords,
 ) -> Result<Pass, FeatureError> {
     let columns = &header.columns;
     let mut faults = Faults::default();
@@ -266,6 +317,10 @@ fn read_rows(
             let Some(Some(c)) = header.slots.get(i - 1).copied() else {
                 continue;
             };
+            if nulls.is_null(field) {
+                values.push(exact.push(c, f64::NAN));
+                continue;
+            }
             let mut fault = |detail: String| {
                 faults.add(at, i + 1, format!("column `{}`: {detail}", columns[c]));
                 f64::NAN
@@ -295,7 +350,7 @@ fn read_rows(
                             let line = line_at(bytes, at);
                             tracing::warn!(path = %path.display(), column = %columns[c], line,
                                 value = %word,
-                                "a column of numbers holds text from this line on, so it is read as text; mark it `:num` in the header to have such a value refused");
+                                "a column of numbers holds text from this line on, so it is read as text; --features-null reads such a word as a missing value, and `:num` in the header refuses it");
                             turned.push((c as u32, line, word));
                         }
                         again |= numbers_seen[c];

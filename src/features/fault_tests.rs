@@ -176,3 +176,50 @@ fn every_fault_of_a_parquet_file_is_reported_with_its_row() {
         .1
         .contains("150 more faults not listed (250 in all)"));
 }
+
+/// Words an export writes for a missing value (`--features-null NA,\N`): a field that is
+/// exactly one is missing in a column of numbers (which stays numbers, with no warning) and in
+/// a text column (no category of that name); anything else about the field keeps it a value.
+#[test]
+fn null_words_are_missing_values_in_any_column() {
+    let nulls = NullWords::new(&["NA", "\\N"]).unwrap();
+    let text = "customer_id,arpu,plan\nC1,10.5,basic\nC2,NA,\\N\nC3,\\N,NA\nC4,7,family\n";
+    let s = csv_load::parse_csv(text.as_bytes(), Path::new("n.csv"), &nulls).unwrap();
+    assert!(s.dictionary(0).is_none(), "arpu stays a column of numbers");
+    assert!(s.column_warnings().is_empty(), "{:?}", s.column_warnings());
+    let plan = s.dictionary(1).expect("plan is text");
+    assert_eq!(plan.len(), 2, "basic and family only");
+    for c in ["C2", "C3"] {
+        let row = s.row(c).unwrap();
+        assert!(row[0].is_nan() && row[1].is_nan(), "{c}: {row:?}");
+    }
+    assert_eq!(s.row("C4").unwrap()[0], 7.0);
+    // Without the words, `NA` turns `arpu` to text, as before.
+    let plain = FeatureStore::from_csv_bytes(text.as_bytes(), "n.csv").unwrap();
+    assert!(plain.dictionary(0).is_some());
+    // A word is matched exactly: ` NA` and `na` are values (here: text).
+    let spaced = "customer_id,arpu\nC1,1\nC2, NA\nC3,na\n";
+    let s = csv_load::parse_csv(spaced.as_bytes(), Path::new("s.csv"), &nulls).unwrap();
+    assert_eq!(
+        s.dictionary(0).map(Dictionary::len),
+        Some(3),
+        "1, ` NA` and `na`"
+    );
+}
+
+#[test]
+fn null_words_that_would_hide_values_are_refused() {
+    let refused = |words: &[&str]| NullWords::new(words).unwrap_err();
+    assert!(refused(&[""]).contains("empty field is a missing value"));
+    assert!(refused(&["0"]).contains("`0` reads as a number"));
+    assert!(refused(&[" 1e3 "]).contains("reads as a number"));
+    assert!(
+        refused(&["true"]).contains("reads as a number"),
+        "booleans read as 1 and 0"
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("w{i}")).collect();
+    assert!(NullWords::new(&many).unwrap_err().contains("at most 16"));
+    assert!(refused(&["x".repeat(65).as_str()]).contains("longer than 64 bytes"));
+    // Words a warehouse writes, `nan` (not a value a snapshot holds) among them.
+    assert!(NullWords::new(&["NA", "NULL", "\\N", "nan", "#N/A", "-"]).is_ok());
+}

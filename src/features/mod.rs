@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use binary::write_nbf;
 /// The longest customer id, in bytes, anywhere: snapshots, decisions and events.
-pub use csv_load::MAX_ID_BYTES;
+pub use csv_load::{NullWords, MAX_ID_BYTES};
 pub use dictionary::{DictBuilder, Dictionary, TooManyValues, MAX_DISTINCT};
 pub use exact::{join_f64, split_f64, ExactBuilder, ExactColumns, FeatureRow};
 pub use index::IdIndex;
@@ -208,8 +208,9 @@ pub const SKIPPED: &str = ":skip";
 pub fn turned_message(name: &str, line: u64, value: &str) -> String {
     format!(
         "column `{name}` holds numbers up to line {line}, where `{value}` made it text: a rule, \
-         scorer or value that reads it as a number is refused (mark it `{name}:num` in the \
-         header to have such a value refused instead)"
+         scorer or value that reads it as a number is refused (`--features-null {value}` reads \
+         such a word as a missing value; mark the column `{name}:num` in the header to have it \
+         refused instead)"
     )
 }
 
@@ -418,6 +419,15 @@ impl FeatureStore {
     /// there once, under its content's name) and mapped from there; anything else, or any
     /// `.nbf` without a store, loads as [`FeatureStore::load`] does.
     pub fn open(path: &Path, store: Option<&SnapshotStore>) -> Result<Self, FeatureError> {
+        Self::open_with(path, store, &NullWords::default())
+    }
+
+    /// [`FeatureStore::open`], with the words a CSV writes for a missing value.
+    pub fn open_with(
+        path: &Path,
+        store: Option<&SnapshotStore>,
+        nulls: &NullWords,
+    ) -> Result<Self, FeatureError> {
         crate::files::check_regular(path).map_err(|source| FeatureError::Io {
             path: path.to_owned(),
             source,
@@ -427,7 +437,7 @@ impl FeatureStore {
                 let admitted = store.admit(path)?;
                 Self::open_admitted(store, &admitted, path)
             }
-            _ => Self::load(path),
+            _ => Self::load_with(path, nulls),
         }
     }
 
@@ -452,6 +462,12 @@ impl FeatureStore {
     /// binary form, `PAR1` Parquet, anything else CSV), so `.NBF`, `.bin` or an export without
     /// an extension read as what they are.
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
+        Self::load_with(path, &NullWords::default())
+    }
+
+    /// [`FeatureStore::load`], with the words a CSV writes for a missing value (`NA`): a
+    /// Parquet file has nulls of its own, and a `.nbf` kept them as missing when compiled.
+    pub fn load_with(path: &Path, nulls: &NullWords) -> Result<Self, FeatureError> {
         let mut head = [0u8; 4];
         let read = crate::files::check_regular(path)
             .and_then(|()| std::fs::File::open(path))
@@ -463,13 +479,13 @@ impl FeatureStore {
         match &head[..read] {
             [b'N', b'B', b'F', _] => binary::read_nbf(path),
             b"PAR1" => read_parquet(path),
-            _ => csv_load::read_csv(path),
+            _ => csv_load::read_csv(path, nulls),
         }
     }
 
     /// Parses CSV text held in memory (fuzzing and tests); `name` stands in for the file name.
     pub fn from_csv_bytes(bytes: &[u8], name: &str) -> Result<Self, FeatureError> {
-        csv_load::parse_csv(bytes, Path::new(name))
+        csv_load::parse_csv(bytes, Path::new(name), &NullWords::default())
     }
 
     /// Reads the binary form held in memory (fuzzing and tests); `name` stands in for the file

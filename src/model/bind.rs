@@ -277,9 +277,9 @@ fn bind_one(
 /// a missing one, `NA`) as a word.
 pub fn turned_advice(name: &str, (line, word): (u64, &str)) -> String {
     format!(
-        "its line {line} made it text (`{word}`); export that value as a number, or as an empty \
-         field if it is missing (`{name}:num` in the CSV header refuses such a word with its \
-         line)"
+        "its line {line} made it text (`{word}`); if the export writes a missing value so, \
+         give `--features-null {word}`, else export it as a number (`{name}:num` in the CSV \
+         header refuses such a word with its line)"
     )
 }
 

@@ -39,7 +39,7 @@ pub use record::{
 };
 pub use set::{load_challenger, ModelSet, Snapshot};
 
-use crate::features::{FeatureStore, SnapshotStore};
+use crate::features::{FeatureStore, NullWords, SnapshotStore};
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
 use set::Source;
 
@@ -67,6 +67,8 @@ pub struct RegistryConfig {
     pub limits: Limits,
     /// Where `.nbf` snapshots are copied to and mapped from (`None`: loaded into memory).
     pub snapshot_store: Option<SnapshotStore>,
+    /// The words a CSV snapshot writes for a missing value (`--features-null`).
+    pub null_words: NullWords,
 }
 
 impl Default for RegistryConfig {
@@ -77,6 +79,7 @@ impl Default for RegistryConfig {
             history_len: 5,
             limits: Limits::default(),
             snapshot_store: None,
+            null_words: NullWords::default(),
         }
     }
 }
@@ -319,7 +322,8 @@ impl Registry {
             ))
         };
         let open = |path: &Path| {
-            FeatureStore::open(path, self.config.snapshot_store.as_ref())?.with_customers(path)
+            let (store, nulls) = (self.config.snapshot_store.as_ref(), &self.config.null_words);
+            FeatureStore::open_with(path, store, nulls)?.with_customers(path)
         };
         Ok(Some(match change {
             Change::FromDisk => {

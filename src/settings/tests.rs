@@ -411,3 +411,23 @@ fn a_snapshot_store_that_is_a_file_is_refused_naming_the_flag() {
     let missing = format!("{}.d", file.path());
     assert!(check(&["--snapshot-store", &missing]).is_ok());
 }
+
+/// `--features-null` takes words comma-separated or repeated, and refuses one that would hide
+/// values, naming the flag.
+#[test]
+fn null_words_are_checked_once_and_reach_the_registry() {
+    let s = check(&["--features-null", "NA,\\N", "--features-null", "NULL"]).unwrap();
+    assert_eq!(
+        s.registry.null_words,
+        crate::features::NullWords::new(&["NA", "\\N", "NULL"]).unwrap()
+    );
+    assert_eq!(
+        check(&[]).unwrap().registry.null_words,
+        crate::features::NullWords::default()
+    );
+    let e = refused(&["--features-null", "NA,0"]);
+    assert_eq!(
+        e,
+        "--features-null NA,0: `0` reads as a number, so it would hide every such value"
+    );
+}

@@ -105,6 +105,7 @@ impl Base {
             out: self.path(out),
             models: self.path("model.json"),
             features: self.path("features.csv"),
+            null_words: Default::default(),
             data_dir: Some(self.path("data")),
             fleet: None,
             now_ms: Some(now),
