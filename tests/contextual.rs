@@ -26,12 +26,29 @@ async fn the_contextual_learner_halves_the_regret_and_shows_the_right_offer() {
     let offers = three();
     let mut regret = [0.0; 2];
     let mut right = 0.0;
+    let mut verdicts = Vec::new();
     for (i, contextual) in [false, true].into_iter().enumerate() {
         let (running, state) = start(&world, &offers, contextual, SEED).await;
         let mut driver = Driver::new(running.public_addr, SEED, state).await;
         driver.run(&world, &offers, 20_000).await;
         regret[i] = driver.regret;
         right = driver.right_of_last(5_000);
+        if contextual {
+            let stats = support::get(running.admin_addr, "/admin/stats")
+                .await
+                .json();
+            verdicts = stats["adaptive"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| {
+                    (
+                        a["offer_id"].to_string(),
+                        a["health"]["verdict"].to_string(),
+                    )
+                })
+                .collect();
+        }
         running.shutdown().await;
     }
     let oracle = group_oracle_regret(&world, &offers, 20_000, SEED);
@@ -43,6 +60,25 @@ async fn the_contextual_learner_halves_the_regret_and_shows_the_right_offer() {
     assert!(
         right >= 0.70,
         "the right offer in {right:.3} of the last 5,000 ({figures})"
+    );
+    // Model health: o1 and o2 learnt who they suit and show themselves to them, so among
+    // their recent impressions no AUC can show ranking: said as targeting. o3 converts 3 % of
+    // everybody: nothing to learn from the context.
+    let verdict = |o: &str| {
+        let key = format!("\"{o}\"");
+        let found = verdicts.iter().find(|(id, _)| *id == key);
+        found.map_or("", |(_, v)| v.as_str()).to_owned()
+    };
+    for o in ["o1", "o2"] {
+        assert!(
+            verdict(o).starts_with("\"learning, and targeting: ")
+                && verdict(o).contains("(most by `is_prepaid`)"),
+            "{o}: {verdicts:?}"
+        );
+    }
+    assert!(
+        verdict("o3").starts_with("\"not separating customers"),
+        "{verdicts:?}"
     );
 }
 

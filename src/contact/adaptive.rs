@@ -482,6 +482,7 @@ pub fn stats_json<'m>(
             let (mean, lo, hi) = interval(alpha, beta);
             let predictors = top_predictors(a, o.id_hash, tag, &posteriors);
             let health = counts.health(o.id_hash, tag, a.outcome);
+
             rows.push(serde_json::json!({
                 "offer_id": &*o.id,
                 "variant": variant,
@@ -492,9 +493,14 @@ pub fn stats_json<'m>(
                 "posterior_mean": mean,
                 "interval_95": [lo, hi],
                 "health": {
-                    "verdict": verdict(a.context.is_some(), trials, &health),
+                    "verdict": verdict(a.context.is_some(), trials, &health, &predictors),
                     "recent": health,
-                    "top_predictors": predictors,
+                    "top_predictors": predictors
+                        .iter()
+                        .map(|(feature, spread)| {
+                            serde_json::json!({"feature": feature, "log_odds_spread": spread})
+                        })
+                        .collect::<Vec<_>>(),
                 },
             }));
         }
@@ -502,19 +508,20 @@ pub fn stats_json<'m>(
     rows.into()
 }
 
-/// A contextual offer's features by how far apart their learnt bins put customers.
-fn top_predictors(
-    a: &crate::engine::adaptive::Adaptive,
+/// A contextual offer's features by how far apart their learnt bins put customers (log-odds),
+/// largest first.
+fn top_predictors<'a>(
+    a: &'a crate::engine::adaptive::Adaptive,
     offer_hash: u64,
     tag: u16,
     posteriors: &Posteriors,
-) -> serde_json::Value {
+) -> Vec<(&'a str, f64)> {
     let Some(c) = &a.context else {
-        return serde_json::Value::Array(Vec::new());
+        return Vec::new();
     };
     let key = c.posterior_key(offer_hash, a.reset.then_some(tag));
     let Some(p) = posteriors.context.get(&key) else {
-        return serde_json::Value::Array(Vec::new());
+        return Vec::new();
     };
     let mut named: Vec<(&str, f64)> = c
         .features
@@ -524,9 +531,6 @@ fn top_predictors(
         .collect();
     named.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(y.0)));
     named
-        .into_iter()
-        .map(|(feature, spread)| serde_json::json!({"feature": feature, "log_odds_spread": spread}))
-        .collect()
 }
 
 /// Per adaptive offer (by id hash, with `reset` per scoring model): whether its health is kept
@@ -556,22 +560,58 @@ fn health_key(offer_hash: u64, reset: bool, tag: Option<u16>) -> Option<u64> {
 
 /// Fewest impressions before a verdict on learning.
 const MIN_TRIALS_FOR_VERDICT: u64 = 200;
+/// An AUC below this among recent impressions does not show ranking.
+const MIN_AUC: f64 = 0.55;
+/// A learnt spread (log-odds between the customers the offer's terms put furthest apart) that
+/// tells customers apart: a factor of about 1.6 in the odds.
+const MIN_SPREAD: f64 = 0.5;
 
 /// One line on whether the offer learns: enough evidence, and for a contextual offer, whether
-/// its predictions rank responders above the rest.
-fn verdict(contextual: bool, trials: u64, h: &health::Report) -> String {
+/// its predictions rank responders above the rest. An offer that learnt to tell customers
+/// apart (`predictors`: each feature's learnt spread, largest first; their sum is how far apart
+/// its additive terms can put two customers) shows itself to those it rates highest, so its
+/// recent impressions may span a narrow band of predictions, among which no AUC can show
+/// ranking: that is targeting, said as such, not "not separating".
+fn verdict(
+    contextual: bool,
+    trials: u64,
+    h: &health::Report,
+    predictors: &[(&str, f64)],
+) -> String {
     if trials < MIN_TRIALS_FOR_VERDICT {
         return format!("gathering evidence ({trials} of {MIN_TRIALS_FOR_VERDICT} impressions)");
     }
     if !contextual {
         return "learning one propensity for everybody (context-free: nothing to rank)".into();
     }
-    match h.auc {
-        None => "too few outcomes among recent impressions to judge ranking".into(),
-        Some(auc) if auc >= 0.55 => {
-            format!("learning: ranks responders above the rest (AUC {auc:.2})")
+    let auc = match h.auc {
+        None => return "too few outcomes among recent impressions to judge ranking".into(),
+        Some(auc) if auc >= MIN_AUC => {
+            return format!("learning: ranks responders above the rest (AUC {auc:.2})")
         }
-        Some(auc) => format!("not separating customers (AUC {auc:.2}, 0.5 is chance)"),
+        Some(auc) => auc,
+    };
+    // The log-odds between the lowest and the highest fifth of recent predictions.
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    let band = match (h.calibration.first(), h.calibration.last()) {
+        (Some(lo), Some(hi)) => Some((lo.predicted, hi.predicted)),
+        _ => None,
+    };
+    let spread: f64 = predictors.iter().map(|p| p.1).sum();
+    match (predictors.first(), band) {
+        (Some((feature, _)), Some((lo, hi)))
+            if spread >= MIN_SPREAD && logit(hi) - logit(lo) < spread / 2.0 =>
+        {
+            format!(
+                "learning, and targeting: it puts customers up to {spread:.1} log-odds apart \
+                 (most by `{feature}`), and its recent impressions went to those it rates alike \
+                 ({:.1} % to {:.1} % predicted), among whom the AUC ({auc:.2}) cannot show \
+                 ranking",
+                lo * 100.0,
+                hi * 100.0
+            )
+        }
+        _ => format!("not separating customers (AUC {auc:.2}, 0.5 is chance)"),
     }
 }
 
