@@ -518,3 +518,50 @@ fn a_minimum_the_base_cannot_meet_is_said_with_its_shortfall() {
     assert!(a.selected < eligible_a, "{a:?}");
     assert_eq!(a.min_shortfall, None);
 }
+
+/// With several channels, `control.csv` says the channel the list would have sent each held
+/// out customer on (its last column): the same run without a control group sends each of them
+/// that offer on that channel, since the group is drawn after the allocation.
+#[test]
+fn the_control_group_file_names_each_customers_channel() {
+    let base = Base::new("cmp-control-channel", 160);
+    let doc = |control: bool| {
+        let mut d = json!({"name": "control_channels", "offers": ["a", "b", "c"],
+            "channels": {
+                "sms": {"placement": "sms_campaign", "max_contacts": 40},
+                "email": {"placement": "email_campaign", "max_contacts": 60,
+                          "reachable": {"feature": "y", "op": "ge", "value": 5}}}});
+        if control {
+            d["control_group"] = json!({"share": 0.3, "salt": "s"});
+        }
+        d
+    };
+    let held = base.run(&doc(true), "held", NOW);
+    let all = base.run(&doc(false), "all", NOW);
+    let mut sent = BTreeMap::new();
+    let mut r = csv::Reader::from_path(all.out.join("targets.csv")).unwrap();
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        sent.insert((rec[0].to_owned(), rec[2].to_owned()), rec[1].to_owned());
+    }
+    let mut r = csv::Reader::from_path(held.out.join("control.csv")).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(
+        header,
+        ["customer_id", "offer_id", "score", "propensity", "variant", "channel"]
+    );
+    let mut channels = BTreeSet::new();
+    let mut rows = 0;
+    for rec in r.records() {
+        let rec = rec.unwrap();
+        let key = (rec[0].to_owned(), rec[1].to_owned());
+        assert_eq!(sent.get(&key).map(String::as_str), Some(&rec[5]), "{key:?}");
+        channels.insert(rec[5].to_owned());
+        rows += 1;
+    }
+    assert!(rows >= 10, "{rows} held out");
+    assert_eq!(
+        channels,
+        BTreeSet::from(["email".to_owned(), "sms".to_owned()])
+    );
+}

@@ -390,6 +390,13 @@ fn write(
 ) -> Result<Written, CampaignError> {
     let offer_ids = &info.offer_ids;
     let channels = info.spec.channel_list();
+    // The channel a pair goes out on: its own with several, else the campaign's one.
+    let channel_of = |p: &Pair| -> &str {
+        match others {
+            Some(_) => &channels[usize::from(p.channel)].name,
+            None => &info.spec.channel,
+        }
+    };
     let mut writer = output::ListWriter::create(
         out,
         output::Extra {
@@ -442,10 +449,7 @@ fn write(
         }
         writer.push(&Row {
             customer_id: id,
-            channel: match others {
-                Some(_) => &channels[usize::from(p.channel)].name,
-                None => &info.spec.channel,
-            },
+            channel: channel_of(p),
             offer_id: &offer_ids[p.offer as usize],
             rank: *r,
             score: p.score,
@@ -487,6 +491,7 @@ fn write(
                 p.score,
                 p.propensity,
                 info.variants[p.variant as usize].variant.as_str(),
+                channel_of(p),
             ))
         }),
     )?;

@@ -327,17 +327,25 @@ impl ListWriter {
     }
 }
 
-/// Writes the control group's list: `customer_id,offer_id,score,propensity,variant`.
+/// Writes the control group's list: `customer_id,offer_id,score,propensity,variant,channel`
+/// (the channel the list would have sent on, last so readers of the first five keep working).
 pub fn write_control<'a>(
     dir: &Path,
-    rows: impl Iterator<Item = (&'a str, &'a str, f64, f64, &'a str)>,
+    rows: impl Iterator<Item = (&'a str, &'a str, f64, f64, &'a str, &'a str)>,
 ) -> Result<(), OutputError> {
     let path = dir.join(CONTROL_CSV);
     let mut w = csv::Writer::from_writer(BufWriter::new(File::create(&path).map_err(io(&path))?));
-    w.write_record(["customer_id", "offer_id", "score", "propensity", "variant"])?;
-    for (id, offer, score, prop, variant) in rows {
+    w.write_record([
+        "customer_id",
+        "offer_id",
+        "score",
+        "propensity",
+        "variant",
+        "channel",
+    ])?;
+    for (id, offer, score, prop, variant, channel) in rows {
         let (mut a, mut b) = (zmij::Buffer::new(), zmij::Buffer::new());
-        w.write_record([id, offer, a.format(score), b.format(prop), variant])?;
+        w.write_record([id, offer, a.format(score), b.format(prop), variant, channel])?;
     }
     w.flush().map_err(io(&path))?;
     Ok(())
