@@ -145,16 +145,17 @@ pub fn fatal_line(style: LogStyle, line: String) {
 /// the value of a query parameter that names a secret (`password=`, `token=`) by `***`.
 ///
 /// Written by hand rather than with a URL parser on purpose: a URL the parser refuses (a typo in
-/// a flag) must be redacted too, and the rule needs only where the authority ends.
+/// a flag, a password with an unescaped `/`, `?` or `#`) must be redacted too. So everything
+/// up to the URL's last `@` is taken for user information, wherever the authority would end:
+/// an `@` in a path or query (which a Redis URL does not have) hides more than it needs to,
+/// never less.
 pub fn redact_url(url: &str) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
         return Cow::Borrowed(url);
     };
     let start = scheme_end + 3;
     let rest = &url[start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    // The userinfo ends at the authority's last `@` (a password may itself contain `@`).
-    let url: Cow<'_, str> = match rest[..authority_len].rfind('@') {
+    let url: Cow<'_, str> = match rest.rfind('@') {
         Some(at) => Cow::Owned(format!("{}***{}", &url[..start], &rest[at..])),
         None => Cow::Borrowed(url),
     };
@@ -314,10 +315,20 @@ mod tests {
             ("redis://user:p@ss@host/0?x=1", "redis://***@host/0?x=1"),
             ("rediss://user@host", "rediss://***@host"),
             ("redis://host:6379/0", "redis://host:6379/0"),
+            // A password with `/`, `#` or `?` unescaped: the parser refuses the URL, and the
+            // error that quotes it must not show the password.
             (
-                "redis://host/path@not-userinfo",
-                "redis://host/path@not-userinfo",
+                "redis://:Sup3r/Secret@127.0.0.1:6379",
+                "redis://***@127.0.0.1:6379",
             ),
+            (
+                "redis://default:Sup3r#Secret@host:6379",
+                "redis://***@host:6379",
+            ),
+            ("redis://:Sup3r?Secret@host", "redis://***@host"),
+            // An `@` past the authority is taken for the end of user information: more hidden
+            // than needed, nothing shown that might be a secret.
+            ("redis://host/path@elsewhere", "redis://***@elsewhere"),
             ("not a url", "not a url"),
             (
                 "redis://host/0?password=s3cret&timeout=5",

@@ -548,7 +548,14 @@ fn the_control_group_file_names_each_customers_channel() {
     let header: Vec<String> = r.headers().unwrap().iter().map(str::to_owned).collect();
     assert_eq!(
         header,
-        ["customer_id", "offer_id", "score", "propensity", "variant", "channel"]
+        [
+            "customer_id",
+            "offer_id",
+            "score",
+            "propensity",
+            "variant",
+            "channel"
+        ]
     );
     let mut channels = BTreeSet::new();
     let mut rows = 0;

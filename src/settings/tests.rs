@@ -397,6 +397,17 @@ fn a_redis_url_the_client_cannot_take_is_refused_with_its_password_hidden() {
         "{e}"
     );
     assert!(!e.contains("s3cret"), "{e}");
+    // A password with a character a URL reserves, unescaped: the URL does not parse, and the
+    // error quoting it still hides the password.
+    for url in [
+        "redis://:s3cr/et@127.0.0.1:6379",
+        "redis://default:s3cr#et@127.0.0.1:6379",
+        "redis://:s3cr?et@127.0.0.1:6379",
+    ] {
+        let e = refused(&["--redis", url]);
+        assert!(e.starts_with("--redis redis://***@127.0.0.1:6379"), "{e}");
+        assert!(!e.contains("s3cr"), "{e}");
+    }
 }
 
 #[test]
