@@ -58,7 +58,7 @@ impl Conn {
 
     fn call(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         let s = self.0.get_mut();

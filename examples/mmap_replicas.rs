@@ -530,7 +530,7 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u16, 
         .map_err(|e| e.to_string())?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .map_err(|e| e.to_string())?;
@@ -564,7 +564,7 @@ impl Conn {
             format!(r#"{{"customer_id":"C{customer:07}","channel":"{ch}","placement":"{pl}"}}"#);
         write!(
             self.r.get_mut(),
-            "POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /v1/decide HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .map_err(|e| e.to_string())?;

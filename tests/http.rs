@@ -454,3 +454,94 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     assert_eq!(statuses, [200, 200, 200, 200]);
     srv.stop().await;
 }
+
+/// One request to `addr` with its `Host` header as given and more headers.
+async fn with_host(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+    more: &str,
+) -> Resp {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\n{more}content-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    parse_response(&raw(addr, req.as_bytes()).await).unwrap().0
+}
+
+/// What a web page makes a browser send to the admin listener is refused before anything
+/// runs: a page of another site (its `Origin`, or `Sec-Fetch-Site`), and, while the listener
+/// answers loopback without a token, a name that only resolves here (DNS rebinding). Tools
+/// and the status page itself send neither, and loopback names are taken.
+#[tokio::test]
+async fn the_admin_api_refuses_what_a_web_page_sends() {
+    let srv = start_demo().await;
+    let port = srv.admin.port();
+    let own = format!("127.0.0.1:{port}");
+    // DNS rebinding: evil.example resolves to 127.0.0.1; the request names it.
+    let r = with_host(
+        srv.admin,
+        "GET",
+        "/admin/models",
+        &format!("evil.example:{port}"),
+        "",
+    )
+    .await;
+    let d = r.assert_error(403, "forbidden");
+    assert!(d.contains("loopback names only"), "{d}");
+    // A page of another site: a no-cors POST carries its Origin, or Sec-Fetch-Site (refused
+    // before routing: a rollback here would answer 409, there being nothing to roll back to).
+    for more in [
+        "origin: http://evil.example\r\n".to_owned(),
+        "origin: null\r\n".to_owned(),
+        "sec-fetch-site: cross-site\r\n".to_owned(),
+        format!(
+            "sec-fetch-site: same-site\r\norigin: http://localhost:{}\r\n",
+            srv.public.port()
+        ),
+    ] {
+        let r = with_host(srv.admin, "POST", "/admin/models/rollback", &own, &more).await;
+        r.assert_error(403, "forbidden");
+    }
+    // The status page's own fetches, tools and loopback names are served.
+    for (host, more) in [
+        (
+            own.clone(),
+            format!("origin: http://{own}\r\nsec-fetch-site: same-origin\r\n"),
+        ),
+        (format!("localhost:{port}"), String::new()),
+        (format!("[::1]:{port}"), String::new()),
+        ("LOCALHOST".to_owned(), String::new()),
+    ] {
+        let r = with_host(srv.admin, "GET", "/admin/models", &host, &more).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{host} {more}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // With a token the listener may be reached by any name (a Kubernetes service), and the
+    // token decides; another site's page is still refused.
+    let tok = start_demo_with(with_token("s3cret")).await;
+    let bearer = "authorization: Bearer s3cret\r\n";
+    let r = with_host(
+        tok.admin,
+        "GET",
+        "/admin/models",
+        "nextbest-admin.svc:9091",
+        bearer,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let cross = format!("{bearer}origin: http://evil.example\r\n");
+    let r = with_host(
+        tok.admin,
+        "POST",
+        "/admin/models/rollback",
+        "nextbest-admin.svc:9091",
+        &cross,
+    )
+    .await;
+    r.assert_error(403, "forbidden");
+}

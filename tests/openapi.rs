@@ -267,7 +267,7 @@ async fn declared(
         String::new()
     };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n{auth}content-length: {content_length}\r\nconnection: close\r\n\r\n{sent}"
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n{auth}content-length: {content_length}\r\nconnection: close\r\n\r\n{sent}"
     );
     parse(&support::raw(addr, head.as_bytes()).await)
 }
@@ -514,6 +514,14 @@ async fn every_answer_matches_the_document() {
     for (method, path) in &ops {
         let r = call(a, method, path, false, json, b"").await;
         assert_eq!(admin.check(method, path, &r)["error"], "unauthorized");
+        // Another site's page, even with the token: refused before anything runs.
+        let auth = auth();
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("origin", "http://evil.example"),
+        ];
+        let r = support::request(a, method, path, &headers, b"").await;
+        assert_eq!(admin.check(method, path, &r)["error"], "forbidden");
     }
 
     // Models: view, activate, refuse, roll back, nothing to roll back to, no snapshot.

@@ -224,6 +224,12 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
         page.header("content-type"),
         Some("text/html; charset=utf-8")
     );
+    // Never framed by another page, never sniffed as anything but HTML.
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|p| p.ends_with("frame-ancestors 'none'")));
     let html = String::from_utf8(page.body).unwrap();
     for outside in ["http://", "https://", "//cdn", "<link", "src="] {
         assert!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::read_json_body;
@@ -61,10 +61,85 @@ fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
     }
 }
 
+/// Refuses what a browser sends on a web page's behalf: a page of another site (its `Origin`
+/// or `Sec-Fetch-Site` says so; a form or a `no-cors` fetch needs no preflight), and, while the
+/// listener answers on loopback without a token, a request naming any host but a loopback one
+/// (a page whose name was made to resolve to 127.0.0.1, DNS rebinding, would otherwise read
+/// and change everything). Tools (curl, Prometheus, the status page itself) send neither.
+fn from_a_page_elsewhere(state: &AppState, req: &Request<Incoming>) -> Option<ApiError> {
+    let headers = req.headers();
+    let shown = |v: &HeaderValue| {
+        String::from_utf8_lossy(v.as_bytes())
+            .chars()
+            .take(100)
+            .collect::<String>()
+    };
+    let host = headers.get(HOST);
+    let open_loopback =
+        state.config.admin_token.is_none() && state.config.admin_listen.ip().is_loopback();
+    if let Some(h) = host.filter(|h| open_loopback && !loopback_host(h.as_bytes())) {
+        return Some(ApiError::Forbidden(format!(
+            "Host: {}: without a token the admin listener answers loopback names only \
+             (localhost, 127.0.0.1, [::1]), so a web page whose name resolves here cannot use it",
+            shown(h)
+        )));
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if matches!(site.as_bytes(), b"cross-site" | b"same-site") {
+            return Some(ApiError::Forbidden(format!(
+                "Sec-Fetch-Site: {}: another site's page made this request; the admin API \
+                 answers its own status page and operators' tools",
+                shown(site)
+            )));
+        }
+    }
+    let origin = headers.get(ORIGIN)?;
+    let own = host.is_some_and(|h| {
+        let o = origin.as_bytes();
+        [&b"http://"[..], b"https://"]
+            .iter()
+            .any(|scheme| o.strip_prefix(*scheme) == Some(h.as_bytes()))
+    });
+    (!own).then(|| {
+        ApiError::Forbidden(format!(
+            "Origin: {}: a page of another origin made this request; the admin API answers its \
+             own status page and operators' tools",
+            shown(origin)
+        ))
+    })
+}
+
+/// Whether a `Host` header names this machine's loopback: `localhost` (or a name under it),
+/// `127.x.x.x` or `[::1]`, with or without a port.
+fn loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn route(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    if let Some(refused) = from_a_page_elsewhere(state, &req) {
+        return Err(refused);
+    }
     if !authorised(state, &req) {
         return Err(ApiError::Unauthorized);
     }

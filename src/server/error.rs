@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The admin token is missing or wrong.
     #[error("a valid `Authorization: Bearer <token>` header is required")]
     Unauthorized,
+    /// A request a web page made on someone's behalf (another site's, or one reached by a name
+    /// that resolves to this host): the admin API serves operators and their tools.
+    #[error("{0}")]
+    Forbidden(String),
     /// A load or rollback was refused; nothing changed.
     #[error("{0}")]
     Refused(RegistryError),
@@ -101,6 +105,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Refused(
                 RegistryError::NoPrevious
                 | RegistryError::NoFeatures
@@ -126,6 +131,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Refused(RegistryError::Model(_)) => "invalid_model",
             ApiError::Refused(
                 RegistryError::Features(_) | RegistryError::FeaturesIncompatible(..),

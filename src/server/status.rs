@@ -37,10 +37,17 @@ pub fn page() -> Response<Full<Bytes>> {
         "content-security-policy",
         HeaderValue::from_static(
             "default-src 'none'; connect-src 'self'; script-src 'unsafe-inline'; \
-             style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'",
+             style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; \
+             frame-ancestors 'none'",
         ),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // Never framed by another page (clickjacking), never read as anything but HTML.
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 

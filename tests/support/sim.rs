@@ -175,7 +175,7 @@ impl Conn {
     /// Sends one request and reads its response: the status and the body.
     pub async fn send(&mut self, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: sim\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         )
         .into_bytes();
