@@ -239,7 +239,20 @@ fn not_an_id_header(bytes: &[u8], header: &csv::ByteRecord) -> String {
             at + 1
         );
     }
-    format!("the first column must be `customer_id`, not `{shown}`")
+    // A file that is no snapshot at all (a key, a password file, `/etc/shadow` given to a
+    // reload by mistake or on purpose) is not quoted: only a name a CSV header could hold.
+    let a_name = header.len() > 1
+        && first.chars().count() <= 40
+        && first
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+    if a_name {
+        format!("the first column must be `customer_id`, not `{shown}`")
+    } else {
+        "the first line is not a snapshot's header (column names separated by commas, \
+         `customer_id` first): is this the snapshot file?"
+            .into()
+    }
 }
 
 /// One pass over the data rows with the kinds known so far. Every fault is collected (a

@@ -90,6 +90,30 @@ fn a_header_without_customer_id_first_says_what_the_file_starts_with() {
     }
 }
 
+/// A file that is no snapshot (a password file, `/etc/shadow` given to a feature reload) is
+/// refused without quoting it: the refusal goes back to whoever asked, and into the status
+/// page and the log.
+#[test]
+fn a_file_that_is_no_snapshot_is_refused_without_quoting_it() {
+    for secret in [
+        &b"Sup3rSecret\n"[..],
+        b"root:*:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n",
+        b"PATH=/usr/bin\0TOKEN=abc,def\0",
+        b"user:x:1000:1000:A User,,,:/home/u:/bin/sh\n",
+    ] {
+        match FeatureStore::from_csv_bytes(secret, "s") {
+            Err(e @ FeatureError::Parse { line: 1, .. }) => {
+                let said = e.to_string();
+                assert!(said.contains("is this the snapshot file?"), "{said}");
+                for part in String::from_utf8_lossy(secret).split([':', '=', ',', '\0', '\n']) {
+                    assert!(part.len() < 3 || !said.contains(part), "{part:?} in {said}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[test]
 fn part_files_joined_with_their_headers_are_refused_at_the_second_header() {
     let (line, column, detail) = fault("customer_id,seg\nC1,gold\ncustomer_id,seg\nC3,gold\n");
