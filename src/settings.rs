@@ -404,7 +404,11 @@ impl ServeArgs {
             ..ContactConfig::default()
         };
         let decision_log = self.decision_log_config()?;
-        let fleet = self.fleet_config()?;
+        // The admin token signs the fleet's admin changes (every replica has the same one).
+        let fleet = self.fleet_config()?.map(|f| FleetConfig {
+            signing: server.admin_token.clone(),
+            ..f
+        });
         Ok(Settings {
             server,
             registry,

@@ -959,3 +959,90 @@ async fn a_dismiss_posted_under_a_visitor_id_holds_the_offer_back_on_another_rep
     .await;
     assert_eq!(verdict(&same_id, "switch_welcome"), None, "{same_id}");
 }
+
+/// With an admin token the fleet's admin changes are signed with it: a replica makes a change
+/// another replica with the same token made, and refuses one written into Redis by anyone
+/// else (no signature, or another token's), counting it; the model it serves stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-signed");
+    let folders: Vec<TempModels> = (0..3).map(|_| TempModels::new("fleet-signed")).collect();
+    let tokens = ["t0ken-of-the-fleet", "t0ken-of-the-fleet", "another-t0ken"];
+    let replicas: Vec<Process> = (0..3)
+        .map(|i| {
+            Binary::with_models(&folders[i].dir, &dir.0.join(format!("r{i}")))
+                .args(["--redis", &redis.url()])
+                .env("NEXTBEST_ADMIN_TOKEN", tokens[i])
+                .spawn()
+        })
+        .collect();
+    let (a, b, c) = (&replicas[0], &replicas[1], &replicas[2]);
+    let first = serving_version(b.public).await;
+    let admin = |addr: SocketAddr, token: &'static str, path: &'static str| async move {
+        let auth = format!("Bearer {token}");
+        request(addr, "GET", path, &[("authorization", &auth)], b"").await
+    };
+    let unsigned = |addr, token| async move {
+        let m = String::from_utf8(admin(addr, token, "/metrics").await.body).unwrap();
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("nextbest_fleet_changes_unsigned_total ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(-1.0)
+    };
+    // Written into the stream by someone with Redis access and no token.
+    let doc = serde_json::to_vec(&TempModels::demo_doc("injected-1")).unwrap();
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: String = ::redis::cmd("XADD")
+        .arg("nextbest:models")
+        .arg("*")
+        .arg("o")
+        .arg("intruder")
+        .arg("a")
+        .arg(1)
+        .arg("k")
+        .arg("admin")
+        .arg("c")
+        .arg("x")
+        .arg("v")
+        .arg("injected-1")
+        .arg("d")
+        .arg(&doc[..])
+        .query(&mut con)
+        .unwrap();
+    within("the injected change refused on B", || async {
+        unsigned(b.admin, tokens[1]).await == 1.0
+    })
+    .await;
+    assert_eq!(serving_version(b.public).await, first);
+    // An upload on A, signed with the fleet's token: B makes it; C (another token) refuses it.
+    let auth = format!("Bearer {}", tokens[0]);
+    let r = request(
+        a.admin,
+        "PUT",
+        "/admin/models",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        &serde_json::to_vec(&TempModels::demo_doc("signed-2")).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    within("the signed change on B", || async {
+        serving_version(b.public).await == "signed-2"
+    })
+    .await;
+    within("the change C cannot check refused there", || async {
+        unsigned(c.admin, tokens[2]).await == 2.0
+    })
+    .await;
+    assert_eq!(serving_version(c.public).await, first);
+    assert_eq!(unsigned(b.admin, tokens[1]).await, 1.0);
+}

@@ -36,6 +36,7 @@ pub mod join;
 pub mod models;
 pub mod monitor;
 pub mod shipper;
+pub mod signing;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -63,6 +64,9 @@ pub struct FleetConfig {
     /// Say ready after `catchup_wait` even when not caught up (serve as behind); otherwise stay
     /// unready until the fleet's kept events are applied.
     pub ready_when_behind: bool,
+    /// The admin token, which signs the admin changes this replica shares and must have signed
+    /// those it makes; `None`: changes go unsigned and are taken unsigned.
+    pub signing: Option<crate::server::AdminToken>,
 }
 
 /// Shows the URL without its password, so a configuration in a log line or a panic message
@@ -75,6 +79,7 @@ impl std::fmt::Debug for FleetConfig {
             .field("catchup_wait", &self.catchup_wait)
             .field("prefix", &self.prefix)
             .field("ready_when_behind", &self.ready_when_behind)
+            .field("signing", &self.signing.is_some())
             .finish()
     }
 }
@@ -89,6 +94,7 @@ impl FleetConfig {
             catchup_wait: Duration::ZERO,
             prefix: "nextbest:events".into(),
             ready_when_behind: false,
+            signing: None,
         }
     }
 
@@ -171,6 +177,10 @@ pub struct Fleet {
     outgoing: tokio::sync::mpsc::UnboundedSender<Shared>,
     /// Changes made elsewhere and applied here.
     changes_applied: AtomicU64,
+    /// Changes made elsewhere and refused for their signature (missing, or not this token's).
+    changes_unsigned: AtomicU64,
+    /// Signs the admin changes shared, and checks those made elsewhere (`None`: no token).
+    signer: Option<signing::Signer>,
     /// What the fleet serves, as last read.
     view: Mutex<FleetView>,
 }
@@ -253,6 +263,7 @@ impl Fleet {
             lag_ms: self.lag_ms.load(Relaxed),
             refused: self.refused().map(str::to_owned),
             changes_applied: self.changes_applied.load(Relaxed),
+            changes_unsigned: self.changes_unsigned.load(Relaxed),
             fleet: self.view(),
             lag: self.lag.read(),
         }
@@ -335,6 +346,9 @@ pub struct FleetStats {
     pub refused: Option<String>,
     /// Admin changes made on other replicas and applied here.
     pub changes_applied: u64,
+    /// Admin changes read from the fleet's stream and refused here for their signature
+    /// (missing, or not made with this replica's admin token).
+    pub changes_unsigned: u64,
     /// What every live replica serves, and whether they agree.
     pub fleet: FleetView,
     #[serde(skip)]
@@ -378,6 +392,12 @@ impl Collect for FleetStats {
             "Admin changes (models, rollbacks, feature reloads) made on other replicas and applied here.",
         )
         .sample(&[], self.changes_applied);
+        out.family(
+            "nextbest_fleet_changes_unsigned_total",
+            Kind::Counter,
+            "Admin changes read from the fleet's stream and refused here: not signed with this replica's admin token.",
+        )
+        .sample(&[], self.changes_unsigned);
         self.fleet.collect(out);
         out.family(
             "nextbest_replication_events_total",
@@ -435,6 +455,7 @@ pub fn start(
     let (outgoing, to_publish) = models::channel();
     // Read once: its position is the fleet's figure, its Redis and layout the shipper's.
     let resumed = shipper::load_cursor(&dir, config.partitions);
+    let signer = config.signing.as_ref().map(signing::Signer::new);
     let fleet = Arc::new(Fleet {
         origin,
         instance: format!("{:016x}", rand::random::<u64>()),
@@ -457,8 +478,13 @@ pub fn start(
         refused: OnceLock::new(),
         outgoing,
         changes_applied: AtomicU64::new(0),
+        changes_unsigned: AtomicU64::new(0),
+        signer,
         view: Mutex::new(FleetView::default()),
     });
+    if fleet.signer.is_none() {
+        tracing::warn!("no admin token: the fleet's admin changes (model uploads, rollbacks, feature reloads) travel unsigned, and any writer to Redis can make them on every replica; set the same NEXTBEST_ADMIN_TOKEN on every replica to sign them");
+    }
     tracing::info!(redis = %redact(&fleet.config.url), origin = %fleet.origin, partitions = fleet.config.partitions, "replicating events through redis");
     // Replication runs on a thread of its own: decoding the streams and applying the other
     // replicas' events never takes a worker that runs decisions.

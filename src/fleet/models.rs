@@ -31,7 +31,7 @@ use std::time::Duration;
 use redis::Value;
 use tokio::sync::mpsc;
 
-use super::{backoff, now_ms, Fleet};
+use super::{backoff, now_ms, signing, Fleet};
 use crate::metrics::prom::{Collect, Exposition, Kind};
 use crate::registry::Registry;
 
@@ -217,6 +217,24 @@ async fn publish(
                 },
             };
             let serving = registry.serving();
+            let at = now_ms().to_string();
+            let path;
+            let fields: Vec<(&str, &[u8])> = match &change {
+                Shared::Model {
+                    change,
+                    document,
+                    checksum,
+                } => vec![
+                    ("k", change.as_bytes()),
+                    ("c", checksum.as_bytes()),
+                    ("v", serving.version.as_deref().unwrap_or("").as_bytes()),
+                    ("d", &document[..]),
+                ],
+                Shared::Features { path: p } => {
+                    path = p.to_string_lossy();
+                    vec![("k", b"features"), ("p", path.as_bytes())]
+                }
+            };
             let mut cmd = redis::cmd("XADD");
             cmd.arg(STREAM)
                 .arg("MAXLEN")
@@ -226,28 +244,17 @@ async fn publish(
                 .arg("o")
                 .arg(&fleet.origin)
                 .arg("a")
-                .arg(now_ms());
-            match &change {
-                Shared::Model {
-                    change,
-                    document,
-                    checksum,
-                } => {
-                    cmd.arg("k")
-                        .arg(*change)
-                        .arg("c")
-                        .arg(checksum)
-                        .arg("v")
-                        .arg(serving.version.as_deref().unwrap_or(""))
-                        .arg("d")
-                        .arg(&document[..]);
-                }
-                Shared::Features { path } => {
-                    cmd.arg("k")
-                        .arg("features")
-                        .arg("p")
-                        .arg(path.to_string_lossy().as_bytes());
-                }
+                .arg(&at);
+            for (name, value) in &fields {
+                cmd.arg(*name).arg(*value);
+            }
+            if let Some(signer) = &fleet.signer {
+                let signature = signer.sign(|name| match name {
+                    "o" => Some(fleet.origin.as_bytes()),
+                    "a" => Some(at.as_bytes()),
+                    _ => fields.iter().find(|f| f.0 == name).map(|f| f.1),
+                });
+                cmd.arg(signing::FIELD).arg(signature);
             }
             match cmd.query_async::<String>(c).await {
                 Ok(_) => {
@@ -276,6 +283,16 @@ impl Entry {
         self.fields
             .get(name)
             .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Whether a replica holding this fleet's admin token made the change: its signature fits
+    /// (taken as is when this replica has no token to check with).
+    fn signed(&self, fleet: &Fleet) -> bool {
+        let Some(signer) = &fleet.signer else {
+            return true;
+        };
+        let field = |name: &str| self.fields.get(name).map(Vec::as_slice);
+        field(signing::FIELD).is_some_and(|s| signer.verify(field, s))
     }
 }
 
@@ -321,10 +338,17 @@ fn read_reply(reply: &Value) -> Vec<Entry> {
     }
 }
 
-/// Makes one change another replica made.
+/// Makes one change another replica made, if a holder of the fleet's token signed it.
 async fn apply(fleet: &Fleet, registry: &Arc<Registry>, e: &Entry) {
     let origin = e.text("o").unwrap_or("?").to_owned();
     let change = e.text("k").unwrap_or("").to_owned();
+    if !e.signed(fleet) {
+        fleet
+            .changes_unsigned
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(origin, change, "a fleet change without a valid signature was refused: it was not made by a replica with this admin token (every replica needs the same NEXTBEST_ADMIN_TOKEN)");
+        return;
+    }
     let registry = registry.clone();
     let result = match change.as_str() {
         "features" => {
@@ -385,7 +409,7 @@ async fn start_point(
 /// Whether the latest model change found at start is one this replica missed: made
 /// elsewhere, another model than the one serving, and newer than this folder's `model.json`.
 fn missed(fleet: &Fleet, registry: &Registry, e: &Entry) -> bool {
-    if e.text("o") == Some(fleet.origin.as_str()) {
+    if e.text("o") == Some(fleet.origin.as_str()) || !e.signed(fleet) {
         return false;
     }
     let at = e.text("a").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);

@@ -59,6 +59,12 @@ impl AdminToken {
         self.0.chars().count()
     }
 
+    /// The token's bytes, for keying what only holders of the token may sign (the fleet's
+    /// admin changes); never for showing.
+    pub fn secret(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
     /// Compares in constant time, so response timing does not leak the token.
     pub fn matches(&self, presented: &[u8]) -> bool {
         use subtle::ConstantTimeEq;
