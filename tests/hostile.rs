@@ -231,11 +231,12 @@ async fn wrong_content_types_and_pipelined_garbage() {
     if let Some((second, _)) = parse_response(&out[used..]) {
         second.assert_error(400, "malformed_request");
     }
-    // A proxy's CONNECT (no path, only an authority) is named by its whole target.
-    for addr in [srv.public, srv.admin] {
+    // A proxy's CONNECT (no path, only an authority) is named by its whole target (the admin
+    // listener, loopback without a token, takes a loopback `Host` only).
+    for (addr, host) in [(srv.public, "evil.example:443"), (srv.admin, "localhost")] {
         let out = raw(
             addr,
-            b"CONNECT evil.example:443 HTTP/1.1\r\nhost: evil.example:443\r\n\r\n",
+            format!("CONNECT evil.example:443 HTTP/1.1\r\nhost: {host}\r\n\r\n").as_bytes(),
         )
         .await;
         let (r, _) = parse_response(&out).expect("an answer");
