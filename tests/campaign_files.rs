@@ -677,3 +677,37 @@ fn minimums_a_category_maximum_cannot_hold_are_refused_by_check() {
         "{faults:#?}"
     );
 }
+
+/// A snapshot exported with `NA` for a missing value: under `--features-null NA` a campaign
+/// selects exactly the list it selects from the same export with empty fields; without the
+/// word the run is refused, the column having turned to text.
+#[test]
+fn a_campaign_reads_its_snapshots_null_words() {
+    let base = Base::new("cmp-null-words", 120);
+    let file = base.write_campaign("nulls", &sms("nulls"));
+    let plain = run_config(&base.config(&file, "plain", NOW));
+    let csv = std::fs::read_to_string(base.path("features.csv")).unwrap();
+    let with_na: String = csv
+        .lines()
+        .map(|l| match l.strip_suffix(',') {
+            Some(row) => format!("{row},NA\n"),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert!(with_na.contains(",NA\n"));
+    std::fs::write(base.path("features_na.csv"), with_na).unwrap();
+    let cfg = |out: &str, words: &[&str]| campaign::RunConfig {
+        features: base.path("features_na.csv"),
+        null_words: nextbest::features::NullWords::new(words).unwrap(),
+        ..base.config(&file, out, NOW)
+    };
+    let read = run_config(&cfg("na", &["NA"]));
+    assert_eq!(read.rows, plain.rows);
+    assert_eq!(
+        std::fs::read(read.out.join("targets.csv")).unwrap(),
+        std::fs::read(plain.out.join("targets.csv")).unwrap()
+    );
+    let refused = campaign::run(&cfg("refused", &[])).unwrap_err();
+    let faults = format!("{:?}", refused.faults());
+    assert!(faults.contains("made it text: `NA`"), "{faults}");
+}
