@@ -74,6 +74,7 @@ pub mod model;
 pub mod near;
 pub mod registry;
 pub mod rfc3339;
+pub mod secrets;
 pub mod server;
 pub mod settings;
 pub mod watch;

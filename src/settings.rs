@@ -25,10 +25,11 @@ use crate::decision_log::DecisionLogConfig;
 use crate::engine::BuiltinFallback;
 use crate::features::{NullWords, SnapshotStore};
 use crate::fleet::FleetConfig;
-use crate::logging::SecretUrl;
 use crate::model::{self, Limits, ModelError};
 use crate::registry::RegistryConfig;
-use crate::server::{AdminToken, ServerConfig};
+use crate::secrets::AdminToken;
+use crate::secrets::SecretUrl;
+use crate::server::ServerConfig;
 
 pub mod environment;
 

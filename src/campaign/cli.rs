@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::commit::{self, Target};
 use super::select::Shard;
 use super::{output, CampaignError, RunConfig};
-use crate::logging::SecretUrl;
+use crate::secrets::SecretUrl;
 use crate::settings::{self, NullArgs, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
 
 /// `nextbest campaign ...`.

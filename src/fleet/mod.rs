@@ -66,7 +66,7 @@ pub struct FleetConfig {
     pub ready_when_behind: bool,
     /// The admin token, which signs the admin changes this replica shares and must have signed
     /// those it makes; `None`: changes go unsigned and are taken unsigned.
-    pub signing: Option<crate::server::AdminToken>,
+    pub signing: Option<crate::secrets::AdminToken>,
 }
 
 /// Shows the URL without its password, so a configuration in a log line or a panic message

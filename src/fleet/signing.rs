@@ -9,7 +9,7 @@
 
 use ring::hmac;
 
-use crate::server::AdminToken;
+use crate::secrets::AdminToken;
 
 /// What the HMAC covers before the fields: a signature made for anything else never fits.
 const LABEL: &[u8] = b"nextbest fleet change v1\0";

@@ -41,42 +41,9 @@ use crate::contact::{Binding, Clock, ContactConfig, Contacts};
 use crate::engine::BuiltinFallback;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::secrets::AdminToken;
 use conns::{Busy, Connections};
 use guards::Admission;
-
-/// The admin bearer token; its `Debug` never shows it.
-#[derive(Clone)]
-pub struct AdminToken(String);
-
-impl AdminToken {
-    /// Wraps a token; an empty string means no token.
-    pub fn new(token: String) -> Option<Self> {
-        (!token.is_empty()).then_some(AdminToken(token))
-    }
-
-    /// Characters in the token, for a warning about a short one.
-    pub fn char_count(&self) -> usize {
-        self.0.chars().count()
-    }
-
-    /// The token's bytes, for keying what only holders of the token may sign (the fleet's
-    /// admin changes); never for showing.
-    pub fn secret(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// Compares in constant time, so response timing does not leak the token.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(presented).into()
-    }
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
 
 /// Listener settings.
 #[derive(Debug, Clone)]

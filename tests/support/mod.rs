@@ -15,7 +15,8 @@ use std::sync::Arc;
 use nextbest::features::FeatureStore;
 use nextbest::model::{self, Limits};
 use nextbest::registry::Registry;
-use nextbest::server::{self, AdminToken, AppState, RunningServer, ServerConfig};
+use nextbest::secrets::AdminToken;
+use nextbest::server::{self, AppState, RunningServer, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
