@@ -1045,4 +1045,96 @@ async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token()
     .await;
     assert_eq!(serving_version(c.public).await, first);
     assert_eq!(unsigned(b.admin, tokens[1]).await, 1.0);
+
+    // A later upload, then A's signed entry of `signed-2` appended again as it was: a copy, not
+    // a change, so B stays on `signed-3`.
+    let r = request(
+        a.admin,
+        "PUT",
+        "/admin/models",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        &serde_json::to_vec(&TempModels::demo_doc("signed-3")).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    within("signed-3 on B", || async {
+        serving_version(b.public).await == "signed-3"
+    })
+    .await;
+    let all: Vec<(String, Vec<(String, Vec<u8>)>)> = ::redis::cmd("XRANGE")
+        .arg("nextbest:models")
+        .arg("-")
+        .arg("+")
+        .query(&mut con)
+        .unwrap();
+    let (_, fields) = all
+        .iter()
+        .find(|(_, f)| f.iter().any(|(k, v)| k == "v" && v == b"signed-2"))
+        .expect("A's entry of signed-2");
+    let mut replay = ::redis::cmd("XADD");
+    replay.arg("nextbest:models").arg("*");
+    for (k, v) in fields {
+        replay.arg(k).arg(&v[..]);
+    }
+    let _: String = replay.query(&mut con).unwrap();
+    within("the copy refused on B", || async {
+        unsigned(b.admin, tokens[1]).await == 2.0
+    })
+    .await;
+    // Signed with the token, but long before Redis took it: refused too.
+    let signer = nextbest::fleet::signing::Signer::new(
+        &nextbest::secrets::AdminToken::new(tokens[0].into()).unwrap(),
+    );
+    let stale_at = (std::time::SystemTime::now() - Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let stale_doc = serde_json::to_vec(&TempModels::demo_doc("stale-4")).unwrap();
+    let stale: Vec<(&str, &[u8])> = vec![
+        ("o", b"r-old"),
+        ("a", stale_at.as_bytes()),
+        ("k", b"admin"),
+        ("c", b"x"),
+        ("v", b"stale-4"),
+        ("d", &stale_doc),
+    ];
+    let signature = signer.sign(|n| stale.iter().find(|f| f.0 == n).map(|f| f.1));
+    let mut add = ::redis::cmd("XADD");
+    add.arg("nextbest:models").arg("*");
+    for (k, v) in &stale {
+        add.arg(*k).arg(*v);
+    }
+    let _: String = add.arg("s").arg(signature).query(&mut con).unwrap();
+    within("the stale change refused on B", || async {
+        unsigned(b.admin, tokens[1]).await == 3.0
+    })
+    .await;
+    assert_eq!(serving_version(b.public).await, "signed-3");
+
+    // A replica that was down meanwhile takes the newest change a holder of the token made,
+    // past the stale one, the copy and the injected one on top of the stream.
+    let d_folder = TempModels::new("fleet-signed");
+    std::fs::File::options()
+        .write(true)
+        .open(d_folder.dir.join("model.json"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let d = Binary::with_models(&d_folder.dir, &dir.0.join("d"))
+        .args(["--redis", &redis.url()])
+        .env("NEXTBEST_ADMIN_TOKEN", tokens[0])
+        .spawn();
+    within("signed-3 on D at its start", || async {
+        serving_version(d.public).await == "signed-3"
+    })
+    .await;
+    assert_eq!(
+        unsigned(d.admin, tokens[0]).await,
+        2.0,
+        "the stale change and the copy"
+    );
 }

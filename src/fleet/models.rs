@@ -48,8 +48,9 @@ const FORGET_AFTER_MS: i64 = 3_600_000;
 /// Stream entries kept: each holds a whole model document, and only the latest matters to a
 /// replica starting (the audit trail is each replica's own; this is only the carrier).
 const STREAM_LEN: usize = 100;
-/// Entries read back at start to find the latest model change.
-const START_READ: usize = 20;
+/// Longest time between a change's signing and Redis taking it: a signed entry appended
+/// again later is a replay, and refused.
+const MAX_SIGNED_AGE: Duration = Duration::from_secs(300);
 
 /// An admin change to share with the fleet.
 #[derive(Debug, Clone)]
@@ -285,14 +286,55 @@ impl Entry {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// Whether a replica holding this fleet's admin token made the change: its signature fits
-    /// (taken as is when this replica has no token to check with).
+    /// Whether a replica holding this fleet's admin token made the change, now: its signature
+    /// fits (taken as is when this replica has no token to check with), and Redis took it
+    /// within [`MAX_SIGNED_AGE`] of its signing (an old signed entry appended again gets a new
+    /// stream id, which Redis stamps with its own clock).
     fn signed(&self, fleet: &Fleet) -> bool {
         let Some(signer) = &fleet.signer else {
             return true;
         };
         let field = |name: &str| self.fields.get(name).map(Vec::as_slice);
-        field(signing::FIELD).is_some_and(|s| signer.verify(field, s))
+        let signed_at = self.text("a").and_then(|a| a.parse::<i64>().ok());
+        let taken_at = self
+            .id
+            .split('-')
+            .next()
+            .and_then(|t| t.parse::<i64>().ok());
+        let fresh = matches!((signed_at, taken_at), (Some(a), Some(t))
+            if (t - a).abs() <= MAX_SIGNED_AGE.as_millis() as i64);
+        fresh && field(signing::FIELD).is_some_and(|s| signer.verify(field, s))
+    }
+
+    /// The entry's signature, which tells a change from a copy of it appended again.
+    fn signature(&self) -> Option<&[u8]> {
+        self.fields.get(signing::FIELD).map(Vec::as_slice)
+    }
+}
+
+/// The signatures of the changes seen on the stream (at most [`STREAM_LEN`] times four, the
+/// oldest forgotten first): a signed change appended again soon after is refused by this, a
+/// later one by [`MAX_SIGNED_AGE`].
+#[derive(Default)]
+struct Seen {
+    order: std::collections::VecDeque<Vec<u8>>,
+    set: std::collections::HashSet<Vec<u8>>,
+}
+
+impl Seen {
+    /// Remembers a signature; false when it was seen before.
+    fn first_time(&mut self, signature: &[u8]) -> bool {
+        if self.set.contains(signature) {
+            return false;
+        }
+        if self.order.len() == STREAM_LEN * 4 {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(signature.to_vec());
+        self.set.insert(signature.to_vec());
+        true
     }
 }
 
@@ -338,15 +380,21 @@ fn read_reply(reply: &Value) -> Vec<Entry> {
     }
 }
 
+/// Counts and logs a change refused for its signature.
+fn refuse_unsigned(fleet: &Fleet, e: &Entry) {
+    fleet
+        .changes_unsigned
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(origin = e.text("o").unwrap_or("?"), change = e.text("k").unwrap_or(""), id = %e.id,
+        "a fleet change without a valid signature, or signed long before Redis took it, was refused: it was not made by a replica with this admin token (every replica needs the same NEXTBEST_ADMIN_TOKEN), or it is a copy of an older change");
+}
+
 /// Makes one change another replica made, if a holder of the fleet's token signed it.
 async fn apply(fleet: &Fleet, registry: &Arc<Registry>, e: &Entry) {
     let origin = e.text("o").unwrap_or("?").to_owned();
     let change = e.text("k").unwrap_or("").to_owned();
     if !e.signed(fleet) {
-        fleet
-            .changes_unsigned
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(origin, change, "a fleet change without a valid signature was refused: it was not made by a replica with this admin token (every replica needs the same NEXTBEST_ADMIN_TOKEN)");
+        refuse_unsigned(fleet, e);
         return;
     }
     let registry = registry.clone();
@@ -383,33 +431,51 @@ async fn apply(fleet: &Fleet, registry: &Arc<Registry>, e: &Entry) {
     }
 }
 
-/// The latest model change at start, if any, and the id to follow from.
+/// The latest model change at start that a holder of the token signed, if any, and the id to
+/// follow from; every signature on the stream is remembered, and an unsigned change newer than
+/// the one taken is counted as refused.
 async fn start_point(
+    fleet: &Fleet,
     c: &mut redis::aio::MultiplexedConnection,
+    seen: &mut Seen,
 ) -> redis::RedisResult<(String, Option<Entry>)> {
     let reply: Value = redis::cmd("XREVRANGE")
         .arg(STREAM)
         .arg("+")
         .arg("-")
         .arg("COUNT")
-        .arg(START_READ)
+        .arg(STREAM_LEN)
         .query_async(c)
         .await?;
     let mut newest_first = entries(&reply);
     let last = newest_first
         .first()
         .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
-    let latest = newest_first
+    // Oldest first: an entry whose signature an older one carries is a copy appended again.
+    let mut copy: Vec<bool> = newest_first
         .iter()
-        .position(|e| e.text("k") != Some("features"))
-        .map(|i| newest_first.swap_remove(i));
-    Ok((last, latest))
+        .rev()
+        .map(|e| e.signature().is_some_and(|s| !seen.first_time(s)))
+        .collect();
+    copy.reverse();
+    let mut latest = None;
+    for (i, e) in newest_first.iter().enumerate() {
+        if e.text("k") == Some("features") || e.text("o") == Some(fleet.origin.as_str()) {
+            continue;
+        }
+        if e.signed(fleet) && !(copy[i] && fleet.signer.is_some()) {
+            latest = Some(i);
+            break;
+        }
+        refuse_unsigned(fleet, e);
+    }
+    Ok((last, latest.map(|i| newest_first.swap_remove(i))))
 }
 
 /// Whether the latest model change found at start is one this replica missed: made
 /// elsewhere, another model than the one serving, and newer than this folder's `model.json`.
 fn missed(fleet: &Fleet, registry: &Registry, e: &Entry) -> bool {
-    if e.text("o") == Some(fleet.origin.as_str()) || !e.signed(fleet) {
+    if e.text("o") == Some(fleet.origin.as_str()) {
         return false;
     }
     let at = e.text("a").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
@@ -425,6 +491,7 @@ fn missed(fleet: &Fleet, registry: &Registry, e: &Entry) -> bool {
 /// Follows the stream and makes every change made elsewhere.
 async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry>) {
     let mut last: Option<String> = None;
+    let mut seen = Seen::default();
     let mut con = None;
     let mut attempt = 0u32;
     loop {
@@ -444,7 +511,7 @@ async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
             },
         };
         let Some(from) = last.clone() else {
-            match start_point(c).await {
+            match start_point(&fleet, c, &mut seen).await {
                 Ok((id, latest)) => {
                     if let Some(e) = latest.filter(|e| missed(&fleet, &registry, e)) {
                         apply(&fleet, &registry, &e).await;
@@ -474,7 +541,11 @@ async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
             Ok(reply) => {
                 attempt = 0;
                 for e in read_reply(&reply) {
-                    if e.text("o") != Some(fleet.origin.as_str()) {
+                    // A signature seen before is a copy of that change appended again.
+                    let copy = e.signature().is_some_and(|s| !seen.first_time(s));
+                    if copy && fleet.signer.is_some() {
+                        refuse_unsigned(&fleet, &e);
+                    } else if e.text("o") != Some(fleet.origin.as_str()) {
                         apply(&fleet, &registry, &e).await;
                     }
                     last = Some(e.id);
