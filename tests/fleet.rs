@@ -1064,7 +1064,8 @@ async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token()
         serving_version(b.public).await == "signed-3"
     })
     .await;
-    let all: Vec<(String, Vec<(String, Vec<u8>)>)> = ::redis::cmd("XRANGE")
+    type Fields = Vec<(String, Vec<u8>)>;
+    let all: Vec<(String, Fields)> = ::redis::cmd("XRANGE")
         .arg("nextbest:models")
         .arg("-")
         .arg("+")

@@ -61,34 +61,40 @@ fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
     }
 }
 
-/// Refuses what a browser sends on a web page's behalf: a page of another site (its `Origin`
-/// or `Sec-Fetch-Site` says so; a form or a `no-cors` fetch needs no preflight), and, while the
-/// listener answers on loopback without a token, a request naming any host but a loopback one
-/// (a page whose name was made to resolve to 127.0.0.1, DNS rebinding, would otherwise read
-/// and change everything). Tools (curl, Prometheus, the status page itself) send neither.
+/// Refuses what a browser sends on a web page's behalf. A change (any method but GET and HEAD)
+/// that another site's page made: its `Origin` or `Sec-Fetch-Site` says so (a form or a
+/// `no-cors` fetch needs no preflight); following a link to the status page changes nothing
+/// and stays open. And, while the listener has no token, any request that names it by a
+/// domain name: a page whose name was made to resolve to this host (DNS rebinding) could
+/// otherwise read and change everything; an IP address or a `localhost` name cannot be
+/// rebound. Tools (curl, Prometheus, the status page's own fetches) send neither.
 fn from_a_page_elsewhere(state: &AppState, req: &Request<Incoming>) -> Option<ApiError> {
     let headers = req.headers();
-    let shown = |v: &HeaderValue| {
+    let shown = |v: &HeaderValue| -> String {
         String::from_utf8_lossy(v.as_bytes())
             .chars()
             .take(100)
-            .collect::<String>()
+            .collect()
     };
     let host = headers.get(HOST);
-    let open_loopback =
-        state.config.admin_token.is_none() && state.config.admin_listen.ip().is_loopback();
-    if let Some(h) = host.filter(|h| open_loopback && !loopback_host(h.as_bytes())) {
+    if let Some(h) =
+        host.filter(|h| state.config.admin_token.is_none() && !rebind_proof(h.as_bytes()))
+    {
         return Some(ApiError::Forbidden(format!(
-            "Host: {}: without a token the admin listener answers loopback names only \
-             (localhost, 127.0.0.1, [::1]), so a web page whose name resolves here cannot use it",
+            "Host: {}: without a token the admin listener answers requests that name it by an \
+             IP address or a localhost name, so a web page whose name resolves here cannot use \
+             it (set a token to reach it by a domain name)",
             shown(h)
         )));
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
     }
     if let Some(site) = headers.get("sec-fetch-site") {
         if matches!(site.as_bytes(), b"cross-site" | b"same-site") {
             return Some(ApiError::Forbidden(format!(
                 "Sec-Fetch-Site: {}: another site's page made this request; the admin API \
-                 answers its own status page and operators' tools",
+                 takes changes from its own status page and operators' tools",
                 shown(site)
             )));
         }
@@ -102,35 +108,42 @@ fn from_a_page_elsewhere(state: &AppState, req: &Request<Incoming>) -> Option<Ap
     });
     (!own).then(|| {
         ApiError::Forbidden(format!(
-            "Origin: {}: a page of another origin made this request; the admin API answers its \
-             own status page and operators' tools",
+            "Origin: {}: a page of another origin made this request; the admin API takes \
+             changes from its own status page and operators' tools",
             shown(origin)
         ))
     })
 }
 
-/// Whether a `Host` header names this machine's loopback: `localhost` (or a name under it),
-/// `127.x.x.x` or `[::1]`, with or without a port.
-fn loopback_host(host: &[u8]) -> bool {
+/// Whether a `Host` header names this machine in a way no DNS answer can redirect: an IP
+/// address (`127.0.0.1`, `[::1]`, `10.0.0.7`) or `localhost` (or a name under it), each with
+/// or without a port.
+fn rebind_proof(host: &[u8]) -> bool {
     let Ok(host) = std::str::from_utf8(host) else {
         return false;
     };
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(n, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                n
-            } else {
-                host
-            }
-        }),
+    let port_ok = |p: &str| {
+        p.is_empty()
+            || p.strip_prefix(':')
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
     };
+    if let Some(v6) = host.strip_prefix('[') {
+        let Some((ip, rest)) = v6.split_once(']') else {
+            return false;
+        };
+        return port_ok(rest) && ip.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let (name, rest) = match host.rfind(':') {
+        Some(at) => host.split_at(at),
+        None => (host, ""),
+    };
+    if !port_ok(rest) {
+        return false;
+    }
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost"
         || name.ends_with(".localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 async fn route(
@@ -381,4 +394,38 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
         body["decision_log"] = serde_json::to_value(log.skips()).unwrap_or_default();
     }
     json_response(StatusCode::OK, body.to_string().into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_that_no_dns_answer_can_redirect() {
+        for host in [
+            "localhost",
+            "LOCALHOST:9091",
+            "app.localhost:80",
+            "127.0.0.1",
+            "127.0.0.1:9091",
+            "10.0.0.7:9091",
+            "[::1]",
+            "[::1]:9091",
+            "[fe80::1]:1",
+        ] {
+            assert!(super::rebind_proof(host.as_bytes()), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9091",
+            "127.0.0.1.nip.io:9091",
+            "localhost.evil.example",
+            "[::1]garbage",
+            "[::1]:",
+            "[::1]:90x",
+            "127.0.0.1:",
+            "::1",
+            "",
+        ] {
+            assert!(!super::rebind_proof(host.as_bytes()), "{host}");
+        }
+    }
 }
