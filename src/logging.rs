@@ -151,7 +151,11 @@ pub fn fatal_line(style: LogStyle, line: String) {
 /// never less.
 pub fn redact_url(url: &str) -> Cow<'_, str> {
     let Some(scheme_end) = url.find("://") else {
-        return Cow::Borrowed(url);
+        // Not even a scheme's `://` (`redis:/:pw@host`): all before the last `@` may be secret.
+        return match url.rfind('@') {
+            Some(at) => Cow::Owned(format!("***{}", &url[at..])),
+            None => Cow::Borrowed(url),
+        };
     };
     let start = scheme_end + 3;
     let rest = &url[start..];
@@ -265,6 +269,7 @@ mod tests {
             // than needed, nothing shown that might be a secret.
             ("redis://host/path@elsewhere", "redis://***@elsewhere"),
             ("not a url", "not a url"),
+            ("redis:/:s3cret@host:6379", "***@host:6379"),
             (
                 "redis://host/0?password=s3cret&timeout=5",
                 "redis://host/0?password=***&timeout=5",

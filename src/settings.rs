@@ -49,10 +49,16 @@ pub struct NullArgs {
 }
 
 impl NullArgs {
-    /// The words, checked (not empty, not a number, at most 16).
+    /// The words, checked (not a number, at most 16); an empty one is none (an empty
+    /// `NEXTBEST_FEATURES_NULL` in a template means no word).
     pub fn check(&self) -> Result<NullWords, SettingsError> {
-        NullWords::new(&self.words)
-            .map_err(|reason| invalid("--features-null", self.words.join(","), reason))
+        let words: Vec<&str> = self
+            .words
+            .iter()
+            .map(String::as_str)
+            .filter(|w| !w.is_empty())
+            .collect();
+        NullWords::new(&words).map_err(|reason| invalid("--features-null", words.join(","), reason))
     }
 }
 

@@ -161,35 +161,35 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             models,
             features,
             null,
-        } => match super::check(
-            &file,
-            models.as_deref(),
-            features.as_deref().zip(Some(&null.check()?)),
-        ) {
-            Ok(spec) => {
-                println!(
-                    "ok: campaign {} on channel {}{}",
-                    spec.name,
-                    spec.channel,
-                    match (&models, &features) {
-                        (None, _) => " (not checked against a model)",
-                        // Feature names (reachability, time zones, values) are the snapshot's.
-                        (Some(_), None) => {
-                            " (not checked against a snapshot: give --features for the feature \
+        } => {
+            let nulls = null.check()?;
+            let snapshot = features.as_deref().map(|f| (f, &nulls));
+            match super::check(&file, models.as_deref(), snapshot) {
+                Ok(spec) => {
+                    println!(
+                        "ok: campaign {} on channel {}{}",
+                        spec.name,
+                        spec.channel,
+                        match (&models, &features) {
+                            (None, _) => " (not checked against a model)",
+                            // Feature names (reachability, time zones, values) are the snapshot's.
+                            (Some(_), None) => {
+                                " (not checked against a snapshot: give --features for the feature \
                              names it reads)"
+                            }
+                            (Some(_), Some(_)) => "",
                         }
-                        (Some(_), Some(_)) => "",
-                    }
-                );
-                Ok(())
-            }
-            Err(e) => {
-                for f in e.faults() {
-                    println!("{}: {f}", file.display());
+                    );
+                    Ok(())
                 }
-                Err(e.into())
+                Err(e) => {
+                    for f in e.faults() {
+                        println!("{}: {f}", file.display());
+                    }
+                    Err(e.into())
+                }
             }
-        },
+        }
         CampaignCmd::Run(a) => {
             let now_ms = a
                 .now

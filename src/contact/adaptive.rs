@@ -482,7 +482,6 @@ pub fn stats_json<'m>(
             let (mean, lo, hi) = interval(alpha, beta);
             let predictors = top_predictors(a, o.id_hash, tag, &posteriors);
             let health = counts.health(o.id_hash, tag, a.outcome);
-
             rows.push(serde_json::json!({
                 "offer_id": &*o.id,
                 "variant": variant,

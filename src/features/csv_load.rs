@@ -64,6 +64,23 @@ impl NullWords {
     }
 }
 
+/// `--features-null WORD` as a shell takes it (the word single-quoted when it holds anything
+/// but letters, digits and `_-./`, as Hive's `\N` does); `None` for a word with a comma, which
+/// the flag would split.
+pub fn null_flag(word: &str) -> Option<String> {
+    if word.contains(',') || word.is_empty() {
+        return None;
+    }
+    let plain = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+    Some(if plain {
+        format!("--features-null {word}")
+    } else {
+        format!("--features-null '{}'", word.replace('\'', "'\\''"))
+    })
+}
+
 pub(super) fn read_csv(path: &Path, nulls: &NullWords) -> Result<FeatureStore, FeatureError> {
     let bytes = std::fs::read(path).map_err(|source| FeatureError::Io {
         path: path.to_owned(),

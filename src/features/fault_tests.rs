@@ -194,7 +194,7 @@ fn null_words_are_missing_values_in_any_column() {
         assert!(row[0].is_nan() && row[1].is_nan(), "{c}: {row:?}");
     }
     assert_eq!(s.row("C4").unwrap()[0], 7.0);
-    // Without the words, `NA` turns `arpu` to text, as before.
+    // Without the words, `NA` turns `arpu` to text.
     let plain = FeatureStore::from_csv_bytes(text.as_bytes(), "n.csv").unwrap();
     assert!(plain.dictionary(0).is_some());
     // A word is matched exactly: ` NA` and `na` are values (here: text).
@@ -222,4 +222,21 @@ fn null_words_that_would_hide_values_are_refused() {
     assert!(refused(&["x".repeat(65).as_str()]).contains("longer than 64 bytes"));
     // Words a warehouse writes, `nan` (not a value a snapshot holds) among them.
     assert!(NullWords::new(&["NA", "NULL", "\\N", "nan", "#N/A", "-"]).is_ok());
+}
+
+/// The flag a message suggests is one a shell passes through as written, and none for a word
+/// the flag would split.
+#[test]
+fn the_suggested_null_flag_survives_a_shell() {
+    assert_eq!(null_flag("NA").as_deref(), Some("--features-null NA"));
+    assert_eq!(null_flag("#N/A").as_deref(), Some("--features-null '#N/A'"));
+    assert_eq!(null_flag("\\N").as_deref(), Some("--features-null '\\N'"));
+    assert_eq!(
+        null_flag("it's").as_deref(),
+        Some("--features-null 'it'\\''s'")
+    );
+    assert_eq!(null_flag("1,5"), None);
+    let m = turned_message("arpu", 3, "1,5");
+    assert!(!m.contains("--features-null"), "{m}");
+    assert!(turned_message("arpu", 3, "\\N").contains("`--features-null '\\N'` reads"));
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use binary::write_nbf;
 /// The longest customer id, in bytes, anywhere: snapshots, decisions and events.
-pub use csv_load::{NullWords, MAX_ID_BYTES};
+pub use csv_load::{null_flag, NullWords, MAX_ID_BYTES};
 pub use dictionary::{DictBuilder, Dictionary, TooManyValues, MAX_DISTINCT};
 pub use exact::{join_f64, split_f64, ExactBuilder, ExactColumns, FeatureRow};
 pub use index::IdIndex;
@@ -206,11 +206,13 @@ pub const SKIPPED: &str = ":skip";
 
 /// The warning for a CSV column of numbers that a word later in the file turned to text.
 pub fn turned_message(name: &str, line: u64, value: &str) -> String {
+    let null = null_flag(value).map_or_else(String::new, |flag| {
+        format!("`{flag}` reads such a word as a missing value; ")
+    });
     format!(
         "column `{name}` holds numbers up to line {line}, where `{value}` made it text: a rule, \
-         scorer or value that reads it as a number is refused (`--features-null {value}` reads \
-         such a word as a missing value; mark the column `{name}:num` in the header to have it \
-         refused instead)"
+         scorer or value that reads it as a number is refused ({null}mark the column \
+         `{name}:num` in the header to have it refused instead)"
     )
 }
 

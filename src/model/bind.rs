@@ -276,10 +276,12 @@ fn bind_one(
 /// Where a column of numbers turned to text, and what to do: the export wrote a value (often
 /// a missing one, `NA`) as a word.
 pub fn turned_advice(name: &str, (line, word): (u64, &str)) -> String {
+    let null = crate::features::null_flag(word).map_or_else(String::new, |flag| {
+        format!("if the export writes a missing value so, give `{flag}`, else ")
+    });
     format!(
-        "its line {line} made it text (`{word}`); if the export writes a missing value so, \
-         give `--features-null {word}`, else export it as a number (`{name}:num` in the CSV \
-         header refuses such a word with its line)"
+        "its line {line} made it text (`{word}`); {null}export it as a number (`{name}:num` in \
+         the CSV header refuses such a word with its line)"
     )
 }
 

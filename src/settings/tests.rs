@@ -436,6 +436,15 @@ fn null_words_are_checked_once_and_reach_the_registry() {
         check(&[]).unwrap().registry.null_words,
         crate::features::NullWords::default()
     );
+    // An empty value (an empty NEXTBEST_FEATURES_NULL in a template) names no word.
+    for empty in ["", ",", "NA,,"] {
+        let s = check(&["--features-null", empty]).unwrap();
+        let want: &[&str] = if empty == "NA,," { &["NA"] } else { &[] };
+        assert_eq!(
+            s.registry.null_words,
+            crate::features::NullWords::new(want).unwrap()
+        );
+    }
     let e = refused(&["--features-null", "NA,0"]);
     assert_eq!(
         e,

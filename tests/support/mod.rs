@@ -112,7 +112,6 @@ impl HeldRequest {
     }
 }
 
-/// The repository's `models/` folder.
 /// A CSV (no quoted commas) with the cell of line `line` (0: the header) and column `column`
 /// written as `value`: an export's one odd cell.
 pub fn with_cell(csv: &str, line: usize, column: usize, value: &str) -> String {
@@ -128,6 +127,7 @@ pub fn with_cell(csv: &str, line: usize, column: usize, value: &str) -> String {
         .collect()
 }
 
+/// The repository's `models/` folder.
 pub fn demo_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }

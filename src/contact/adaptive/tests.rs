@@ -160,3 +160,52 @@ fn refresh_publishes_what_was_observed() {
     );
     assert!(c.snapshot().tally(stable_hash("o2"), None).is_none());
 }
+
+/// The verdict on a contextual offer whose recent impressions do not show ranking: targeting
+/// when it learnt to tell customers apart (its terms' spreads summing to at least 0.5
+/// log-odds) and its impressions span less than half of that; else not separating.
+#[test]
+fn a_contextual_offer_that_targets_is_told_from_one_that_learnt_nothing() {
+    use super::health::{Group, Report};
+    let band = |lo: f64, hi: f64| Report {
+        auc: Some(0.52),
+        calibration: vec![
+            Group {
+                impressions: 100,
+                predicted: lo,
+                observed: lo,
+            },
+            Group {
+                impressions: 100,
+                predicted: hi,
+                observed: hi,
+            },
+        ],
+        ..Report::default()
+    };
+    let v = |report: &Report, predictors: &[(&str, f64)]| verdict(true, 500, report, predictors);
+    // 5 % to 6 %: 0.19 log-odds apart.
+    let narrow = band(0.05, 0.06);
+    assert!(v(&narrow, &[("is_prepaid", 0.45), ("tenure", 0.1)])
+        .starts_with("learning, and targeting: it puts customers up to 0.6 log-odds apart (most by `is_prepaid`)"));
+    // Learnt too little to tell customers apart.
+    assert!(v(&narrow, &[("is_prepaid", 0.3), ("tenure", 0.1)]).starts_with("not separating"));
+    // Impressions spread widely (2 % to 20 %: 2.5 log-odds), and still no ranking.
+    assert!(v(&band(0.02, 0.2), &[("is_prepaid", 1.5)]).starts_with("not separating"));
+    // A prediction of 0 or 1 (an infinite log-odds) and no calibration groups say nothing of a
+    // band: not taken for targeting.
+    assert!(v(&band(0.0, 0.06), &[("is_prepaid", 2.0)]).starts_with("not separating"));
+    let no_groups = Report {
+        auc: Some(0.5),
+        ..Report::default()
+    };
+    assert!(v(&no_groups, &[("is_prepaid", 2.0)]).starts_with("not separating"));
+    // Ranking shown, too few trials, context-free: the other verdicts.
+    let ranked = Report {
+        auc: Some(0.7),
+        ..narrow.clone()
+    };
+    assert!(v(&ranked, &[]).starts_with("learning: ranks responders"));
+    assert!(verdict(true, 10, &narrow, &[]).starts_with("gathering evidence"));
+    assert!(verdict(false, 500, &narrow, &[]).starts_with("learning one propensity"));
+}
