@@ -64,10 +64,10 @@ fn authorised(state: &AppState, req: &Request<Incoming>) -> bool {
 /// Refuses what a browser sends on a web page's behalf. A change (any method but GET and HEAD)
 /// that another site's page made: its `Origin` or `Sec-Fetch-Site` says so (a form or a
 /// `no-cors` fetch needs no preflight); following a link to the status page changes nothing
-/// and stays open. And, while the listener has no token, any request that names it by a
-/// domain name: a page whose name was made to resolve to this host (DNS rebinding) could
-/// otherwise read and change everything; an IP address or a `localhost` name cannot be
-/// rebound. Tools (curl, Prometheus, the status page's own fetches) send neither.
+/// and stays open. And, while the listener answers on loopback without a token, any request
+/// that names it by a domain name: a page whose name was made to resolve to 127.0.0.1 (DNS
+/// rebinding) could otherwise read and change everything; an IP address or a `localhost` name
+/// cannot be rebound. Tools (curl, Prometheus, the status page's own fetches) send neither.
 fn from_a_page_elsewhere(state: &AppState, req: &Request<Incoming>) -> Option<ApiError> {
     let headers = req.headers();
     let shown = |v: &HeaderValue| -> String {
@@ -77,13 +77,16 @@ fn from_a_page_elsewhere(state: &AppState, req: &Request<Incoming>) -> Option<Ap
             .collect()
     };
     let host = headers.get(HOST);
-    if let Some(h) =
-        host.filter(|h| state.config.admin_token.is_none() && !rebind_proof(h.as_bytes()))
-    {
+    // Loopback without a token is the default, and what an operator's own machine runs;
+    // `--admin-insecure` beyond loopback chose to trust its network (Prometheus may scrape it
+    // by a service name), and a token makes the name irrelevant.
+    let open_loopback =
+        state.config.admin_token.is_none() && state.config.admin_listen.ip().is_loopback();
+    if let Some(h) = host.filter(|h| open_loopback && !rebind_proof(h.as_bytes())) {
         return Some(ApiError::Forbidden(format!(
-            "Host: {}: without a token the admin listener answers requests that name it by an \
-             IP address or a localhost name, so a web page whose name resolves here cannot use \
-             it (set a token to reach it by a domain name)",
+            "Host: {}: without a token the admin listener on loopback answers requests that \
+             name it by an IP address or a localhost name, so a web page whose name resolves \
+             here cannot use it (set a token to reach it by another name)",
             shown(h)
         )));
     }
