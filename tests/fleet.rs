@@ -1022,19 +1022,17 @@ async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token()
     .await;
     assert_eq!(serving_version(b.public).await, first);
     // An upload on A, signed with the fleet's token: B makes it; C (another token) refuses it.
-    let auth = format!("Bearer {}", tokens[0]);
-    let r = request(
-        a.admin,
-        "PUT",
-        "/admin/models",
-        &[
-            ("authorization", &auth),
+    let upload_on_a = |version: &'static str| async move {
+        let auth = format!("Bearer {}", tokens[0]);
+        let headers = [
+            ("authorization", auth.as_str()),
             ("content-type", "application/json"),
-        ],
-        &serde_json::to_vec(&TempModels::demo_doc("signed-2")).unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        ];
+        let doc = serde_json::to_vec(&TempModels::demo_doc(version)).unwrap();
+        let r = request(a.admin, "PUT", "/admin/models", &headers, &doc).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    };
+    upload_on_a("signed-2").await;
     within("the signed change on B", || async {
         serving_version(b.public).await == "signed-2"
     })
@@ -1048,18 +1046,7 @@ async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token()
 
     // A later upload, then A's signed entry of `signed-2` appended again as it was: a copy, not
     // a change, so B stays on `signed-3`.
-    let r = request(
-        a.admin,
-        "PUT",
-        "/admin/models",
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        &serde_json::to_vec(&TempModels::demo_doc("signed-3")).unwrap(),
-    )
-    .await;
-    assert_eq!(r.status, 200);
+    upload_on_a("signed-3").await;
     within("signed-3 on B", || async {
         serving_version(b.public).await == "signed-3"
     })

@@ -31,6 +31,7 @@
 //! This module owns the Redis side; it must not decide, and it changes contact state only
 //! through [`crate::contact::Contacts::apply_remote`].
 
+mod changes;
 pub mod consumer;
 pub mod join;
 pub mod models;
