@@ -539,7 +539,8 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
 
 /// A data folder copied from a running replica (a cloned volume) carries its `replica-id`:
 /// each of the two would skip the other's events as its own. The copy refuses to join,
-/// saying why on `/readyz`; the original keeps serving.
+/// saying why on `/readyz`, and takes no event (a 202 would promise the fleet knows it); the
+/// original keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
     let redis = Redis::start();
@@ -568,6 +569,14 @@ async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
     })
     .await;
     assert_eq!(get(a.public, "/readyz").await.status, 200);
+    // Events sent to the copy would reach no other replica: refused, not acknowledged.
+    let events = json!({"events": [{"type": "impression", "customer_id": "C0000001",
+        "offer_id": "data_boost_10gb", "channel": "web"}]});
+    let d = post_json(b.public, "/v1/events", &events)
+        .await
+        .assert_error(503, "unavailable");
+    assert!(d.contains("refused to join the fleet"), "{d}");
+    assert_eq!(post_json(a.public, "/v1/events", &events).await.status, 202);
 }
 
 /// A wrong password is said as what it is, a setting to fix, not as Redis unreachable; once

@@ -39,6 +39,14 @@ pub async fn post(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    // A 202 promises an event every replica of the fleet will know; one that refused to join
+    // it (a copied data folder, another partition count) would keep events to itself.
+    if let Some(why) = state.fleet.as_ref().and_then(|f| f.refused()) {
+        return Err(ApiError::Unavailable(format!(
+            "this replica refused to join the fleet, so events sent here would reach no other \
+             replica: {why}"
+        )));
+    }
     let raw = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     let mut body = Vec::from(raw.clone());
     let doc = simd_json::to_borrowed_value(&mut body).map_err(|_| syntax_error(&raw))?;
