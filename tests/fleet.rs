@@ -716,6 +716,19 @@ async fn a_replica_with_another_partition_count_refuses_to_join() {
     assert_eq!(recorded, "8");
 }
 
+/// A models folder whose `model.json` was written an hour ago: a replica that was down while
+/// the fleet changed its model since.
+fn models_an_hour_old(tag: &str) -> TempModels {
+    let folder = TempModels::new(tag);
+    std::fs::File::options()
+        .write(true)
+        .open(folder.dir.join("model.json"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    folder
+}
+
 /// The model version a replica's decisions name.
 async fn serving_version(addr: SocketAddr) -> String {
     let a = decide(
@@ -799,13 +812,7 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
 
     // A replica that was down when the change was made (its model.json older than the change)
     // takes it when it starts.
-    let d_folder = TempModels::new("fleet-models");
-    std::fs::File::options()
-        .write(true)
-        .open(d_folder.dir.join("model.json"))
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
+    let d_folder = models_an_hour_old("fleet-models");
     let d = Binary::with_models(&d_folder.dir, &dir.0.join("d"))
         .args(["--redis", &redis.url()])
         .spawn();
@@ -1114,13 +1121,7 @@ async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token()
 
     // A replica that was down meanwhile takes the newest change a holder of the token made,
     // past the stale one, the copy and the injected one on top of the stream.
-    let d_folder = TempModels::new("fleet-signed");
-    std::fs::File::options()
-        .write(true)
-        .open(d_folder.dir.join("model.json"))
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
+    let d_folder = models_an_hour_old("fleet-signed");
     let d = Binary::with_models(&d_folder.dir, &dir.0.join("d"))
         .args(["--redis", &redis.url()])
         .env("NEXTBEST_ADMIN_TOKEN", tokens[0])

@@ -39,7 +39,6 @@ impl Entry {
         let Some(signer) = &fleet.signer else {
             return true;
         };
-        let field = |name: &str| self.fields.get(name).map(Vec::as_slice);
         let signed_at = self.text("a").and_then(|a| a.parse::<i64>().ok());
         let taken_at = self
             .id
@@ -48,7 +47,8 @@ impl Entry {
             .and_then(|t| t.parse::<i64>().ok());
         let fresh = matches!((signed_at, taken_at), (Some(a), Some(t))
             if (t - a).abs() <= MAX_SIGNED_AGE.as_millis() as i64);
-        fresh && field(signing::FIELD).is_some_and(|s| signer.verify(field, s))
+        let field = |name: &str| self.fields.get(name).map(Vec::as_slice);
+        fresh && self.signature().is_some_and(|s| signer.verify(field, s))
     }
 
     /// The entry's signature, which tells a change from a copy of it appended again.
