@@ -3,6 +3,42 @@
 //! `Debug` of a configuration holding one never leaks it; the secret itself is given only to
 //! the code that uses it (a comparison, a connection, a signing key).
 
+use std::path::Path;
+
+/// The largest secret file read (an admin token, a Redis password).
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// Why a secret file gave no secret.
+#[derive(Debug)]
+pub enum SecretFileError {
+    /// Not a readable regular UTF-8 file of at most [`MAX_SECRET_FILE_BYTES`].
+    Unreadable(std::io::Error),
+    /// Nothing but white space in it.
+    Empty,
+}
+
+/// Reads a secret from its file (a mounted Kubernetes Secret, a file an operator wrote),
+/// trimmed of the newline editors and `echo` leave.
+pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    let text = crate::files::read_regular_text(path, MAX_SECRET_FILE_BYTES)
+        .map_err(SecretFileError::Unreadable)?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(SecretFileError::Empty);
+    }
+    Ok(secret.to_owned())
+}
+
+/// `url` with `password` in its user information, percent-encoded as the Redis client decodes
+/// it (a password read from a file may hold `@`, `:` or `/`); replaces a password already there.
+pub fn url_with_password(url: &str, password: &str) -> Result<String, &'static str> {
+    let mut parsed = url::Url::parse(url).map_err(|_| "not a URL")?;
+    parsed
+        .set_password(Some(password))
+        .map_err(|()| "this URL cannot hold a password")?;
+    Ok(String::from(parsed))
+}
+
 /// The admin bearer token; its `Debug` never shows it.
 #[derive(Clone)]
 pub struct AdminToken(String);

@@ -171,7 +171,8 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
     pub redis: Option<SecretUrl>,
     /// File holding the Redis password (surrounding white space ignored), e.g. a mounted
-    /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment.
+    /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment;
+    /// read again before each new connection, so a rotated password needs no restart.
     #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
     pub redis_password_file: Option<PathBuf>,
     /// Stream partitions (keys with their own hash tag; every replica must use the same number;
@@ -226,8 +227,6 @@ pub enum FsyncMode {
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// The fewest characters of an admin token on a listener beyond loopback without a warning.
 pub const MIN_EXPOSED_TOKEN_CHARS: usize = 16;
-/// The largest secret file read (an admin token, a Redis password).
-pub const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 /// Largest `--log-segment-mb` and `--decision-log-file-mb`.
 pub const MAX_FILE_MB: u64 = 1024;
 /// Most runtime worker threads (`--workers`).
@@ -484,22 +483,8 @@ impl ServeArgs {
         let Some(path) = &self.admin_token_file else {
             return Ok(AdminToken::new(self.admin_token.clone()));
         };
-        let token =
-            crate::files::read_regular_text(path, MAX_SECRET_FILE_BYTES).map_err(|source| {
-                SettingsError::File {
-                    flag: "--admin-token-file",
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-        match AdminToken::new(token.trim().to_owned()) {
-            Some(t) => Ok(Some(t)),
-            None => Err(invalid(
-                "--admin-token-file",
-                path.display(),
-                "the file is empty; put the token in it",
-            )),
-        }
+        let token = read_secret("--admin-token-file", path, "token")?;
+        Ok(AdminToken::new(token))
     }
 
     fn decision_log_config(&self) -> Result<Option<DecisionLogConfig>, SettingsError> {
@@ -539,6 +524,7 @@ impl ServeArgs {
         Ok(Some(FleetConfig {
             catchup_wait: Duration::from_millis(self.redis_catchup_ms),
             ready_when_behind: self.ready_when_behind,
+            password_file: self.redis_password_file.clone(),
             ..FleetConfig::new(
                 redis_url(url, self.redis_password_file.as_deref())?,
                 partitions,
@@ -555,22 +541,8 @@ pub fn redis_url(url: &SecretUrl, password_file: Option<&Path>) -> Result<String
         return Ok(url.expose().to_owned());
     };
     let flag = "--redis-password-file";
-    let text = crate::files::read_regular_text(path, MAX_SECRET_FILE_BYTES).map_err(|source| {
-        SettingsError::File {
-            flag,
-            path: path.to_owned(),
-            source,
-        }
-    })?;
-    let password = text.trim();
-    if password.is_empty() {
-        return Err(invalid(
-            flag,
-            path.display(),
-            "the file is empty; put the password in it",
-        ));
-    }
-    let mut parsed = url::Url::parse(url.expose())
+    let password = read_secret(flag, path, "password")?;
+    let parsed = url::Url::parse(url.expose())
         .map_err(|e| invalid("--redis", url, format!("not a URL: {e}")))?;
     if parsed.password().is_some() {
         return Err(invalid(
@@ -579,12 +551,27 @@ pub fn redis_url(url: &SecretUrl, password_file: Option<&Path>) -> Result<String
             "--redis already holds a password; give it in one place",
         ));
     }
-    parsed
-        .set_password(Some(password))
-        .map_err(|()| invalid("--redis", url, "this URL cannot hold a password"))?;
-    let with_password = String::from(parsed);
+    let with_password = crate::secrets::url_with_password(url.expose(), &password)
+        .map_err(|reason| invalid("--redis", url, reason))?;
     check_redis_url(&with_password).map_err(|reason| invalid("--redis", url, reason))?;
     Ok(with_password)
+}
+
+/// A secret from the file a flag names, its faults said with the flag.
+fn read_secret(flag: &'static str, path: &Path, what: &str) -> Result<String, SettingsError> {
+    use crate::secrets::SecretFileError;
+    crate::secrets::read_secret_file(path).map_err(|e| match e {
+        SecretFileError::Unreadable(source) => SettingsError::File {
+            flag,
+            path: path.to_owned(),
+            source,
+        },
+        SecretFileError::Empty => invalid(
+            flag,
+            path.display(),
+            format!("the file is empty; put the {what} in it"),
+        ),
+    })
 }
 
 /// Whether the fleet's Redis client takes the URL (it parses only; nothing connects).

@@ -79,7 +79,7 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
 }
 
 #[tokio::test]
-async fn the_redis_password_comes_from_a_file_and_stays_out_of_ps_env_and_log() {
+async fn the_redis_password_comes_from_a_file_stays_out_of_ps_env_and_log_and_rotates_live() {
     let password = "s3cret-redis-pw@with:odd/chars";
     let redis = Redis::with_password(password);
     let dir = TempDir::new("startup-redis-password");
@@ -119,6 +119,56 @@ async fn the_redis_password_comes_from_a_file_and_stays_out_of_ps_env_and_log() 
         !log.contains("s3cret-redis-pw"),
         "the password is in the log"
     );
+
+    // The Secret rotates: its file changes in place (a rename, as the kubelet swaps it), Redis
+    // takes only the new password, and drops its clients. The replica's next connection reads
+    // the file again: an event it takes is shipped, with no restart.
+    let rotated = "r0tated-redis-pw";
+    let next = dir.0.join("redis-password.new");
+    std::fs::write(&next, format!("{rotated}\n")).unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = ::redis::cmd("AUTH").arg(password).query(&mut con).unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(rotated)
+        .query(&mut con)
+        .unwrap();
+    // The replica's connections (not this one: Redis skips the caller).
+    let killed: i64 = ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut con)
+        .unwrap();
+    assert!(killed >= 1, "the replica held no connection to drop");
+    let shipped = "nextbest_replication_events_total{direction=\"shipped\"}";
+    let before = metric(server.admin, shipped).await;
+    post_events(
+        server.public,
+        serde_json::json!([{"type": "impression", "customer_id": "C0000001",
+                            "offer_id": "data_boost_10gb", "channel": "web"}]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(server.admin, shipped).await <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the event was never shipped with the rotated password:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = server.stderr();
+    assert!(
+        log.contains("read a new password from --redis-password-file"),
+        "{log}"
+    );
+    assert!(!log.contains(rotated), "the new password is in the log");
 }
 
 /// A second server on a data folder the first holds: an operational error with a cause chain.

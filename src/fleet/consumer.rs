@@ -45,7 +45,7 @@ struct Stream {
 }
 
 /// Runs until the process ends.
-pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contacts>) {
+pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
     let retention = contacts.state().retention_ms();
     let from = format!("{}-0", now_ms().saturating_sub(retention).max(0));
     let mut streams: Vec<Stream> = (0..fleet.config.partitions)
@@ -70,13 +70,8 @@ pub async fn run(fleet: Arc<Fleet>, client: redis::Client, contacts: Arc<Contact
         let c = match &mut con {
             Some(c) => c,
             None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_millis(BLOCK_MS as u64 + 5_000)));
-                match client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                {
+                let response = Duration::from_millis(BLOCK_MS as u64 + 5_000);
+                match fleet.link.connect(response).await {
                     Ok(c) => con.insert(c),
                     Err(e) => {
                         fleet.failed("connect", &e);

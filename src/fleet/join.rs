@@ -64,16 +64,10 @@ pub fn accept(fleet: &Fleet, verdict: Verdict) -> bool {
 
 /// Waits (retrying with backoff while Redis is away) until the partition count is checked;
 /// false when this replica refused to join.
-pub async fn join(fleet: &Fleet, client: &redis::Client) -> bool {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
+pub async fn join(fleet: &Fleet) -> bool {
     let mut attempt = 0u32;
     loop {
-        let checked = match client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let checked = match fleet.link.connect(Duration::from_secs(5)).await {
             Ok(mut con) => check(&mut con, fleet).await,
             Err(e) => Err(e),
         };

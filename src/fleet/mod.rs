@@ -34,6 +34,7 @@
 mod changes;
 pub mod consumer;
 pub mod join;
+mod link;
 pub mod models;
 pub mod monitor;
 pub mod shipper;
@@ -56,6 +57,9 @@ use models::{FleetView, Shared};
 pub struct FleetConfig {
     /// `redis://` or `rediss://` URL (password in the userinfo).
     pub url: String,
+    /// `--redis-password-file`: read again before each new connection, so a rotated password
+    /// is taken without a restart; `None`: the URL's password stays.
+    pub password_file: Option<PathBuf>,
     /// Stream partitions (a fixed number of keys, each its own hash tag).
     pub partitions: u16,
     /// Longest wait for the catch-up before the replica says ready anyway.
@@ -76,6 +80,7 @@ impl std::fmt::Debug for FleetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FleetConfig")
             .field("url", &crate::logging::redact_url(&self.url))
+            .field("password_file", &self.password_file)
             .field("partitions", &self.partitions)
             .field("catchup_wait", &self.catchup_wait)
             .field("prefix", &self.prefix)
@@ -91,6 +96,7 @@ impl FleetConfig {
     pub fn new(url: String, partitions: u16) -> Self {
         FleetConfig {
             url,
+            password_file: None,
             partitions,
             catchup_wait: Duration::ZERO,
             prefix: "nextbest:events".into(),
@@ -151,6 +157,8 @@ pub struct Fleet {
     /// When this process joined (Unix ms).
     started_ms: i64,
     config: FleetConfig,
+    /// The Redis every task connects to.
+    link: link::Link,
     started: Instant,
     caught_up: AtomicBool,
     partitions_caught_up: AtomicU64,
@@ -303,7 +311,9 @@ impl Fleet {
                     .compare_exchange(last, now, Relaxed, Relaxed)
                     .is_ok()
             {
-                if refused == "credentials" {
+                if refused == "credentials" && self.config.password_file.is_some() {
+                    tracing::error!(error = %e, during = what, "redis refused the credentials (the user in --redis, the password in --redis-password-file, read again before each connection); serving and taking events locally, retrying with backoff");
+                } else if refused == "credentials" {
                     tracing::error!(error = %e, during = what, "redis refused the credentials in --redis (user or password); serving and taking events locally, retrying with backoff");
                 } else {
                     tracing::warn!(error = %e, during = what, "redis refused a command; serving and taking events locally, retrying with backoff");
@@ -449,7 +459,7 @@ pub fn start(
         // rustls needs one process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    let client = redis::Client::open(config.url.as_str())
+    let link = link::Link::new(&config)
         .map_err(|e| FleetError::Url(format!("{}: {e}", redact(&config.url))))?;
     let dir = contacts.data_dir().ok_or(FleetError::NoLog)?.to_owned();
     let origin = replica_id(&dir)?;
@@ -462,6 +472,7 @@ pub fn start(
         instance: format!("{:016x}", rand::random::<u64>()),
         started_ms: now_ms(),
         config,
+        link,
         started: Instant::now(),
         caught_up: AtomicBool::new(false),
         partitions_caught_up: AtomicU64::new(0),
@@ -504,21 +515,12 @@ pub fn start(
             rt.block_on(async move {
                 // The backlog is measured whether Redis answers or not.
                 tokio::spawn(monitor::backlog(link.clone(), dir.clone()));
-                if !join::join(&link, &client).await {
+                if !join::join(&link).await {
                     return;
                 }
-                tokio::spawn(consumer::run(
-                    link.clone(),
-                    client.clone(),
-                    contacts.clone(),
-                ));
-                tokio::spawn(models::run(
-                    link.clone(),
-                    client.clone(),
-                    registry,
-                    to_publish,
-                ));
-                shipper::run(link, client, contacts, dir, resumed).await;
+                tokio::spawn(consumer::run(link.clone(), contacts.clone()));
+                tokio::spawn(models::run(link.clone(), registry, to_publish));
+                shipper::run(link, contacts, dir, resumed).await;
             });
         })
         .map_err(|source| FleetError::Io {

@@ -165,33 +165,21 @@ pub fn channel() -> (
 /// Runs the publisher, the follower and the reporter until the process ends.
 pub async fn run(
     fleet: Arc<Fleet>,
-    client: redis::Client,
     registry: Arc<Registry>,
     outgoing: mpsc::UnboundedReceiver<Shared>,
 ) {
-    tokio::spawn(publish(
-        fleet.clone(),
-        client.clone(),
-        registry.clone(),
-        outgoing,
-    ));
-    tokio::spawn(report(fleet.clone(), client.clone(), registry.clone()));
-    follow(fleet, client, registry).await;
+    tokio::spawn(publish(fleet.clone(), registry.clone(), outgoing));
+    tokio::spawn(report(fleet.clone(), registry.clone()));
+    follow(fleet, registry).await;
 }
 
-async fn connect(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
+async fn connect(fleet: &Fleet) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    fleet.link.connect(Duration::from_secs(10)).await
 }
 
 /// Appends each change made here to the stream, retrying until Redis takes it.
 async fn publish(
     fleet: Arc<Fleet>,
-    client: redis::Client,
     registry: Arc<Registry>,
     mut outgoing: mpsc::UnboundedReceiver<Shared>,
 ) {
@@ -204,7 +192,7 @@ async fn publish(
             }
             let c = match &mut con {
                 Some(c) => c,
-                None => match connect(&client).await {
+                None => match connect(&fleet).await {
                     Ok(c) => con.insert(c),
                     Err(e) => {
                         fleet.failed("publish", &e);
@@ -379,7 +367,7 @@ fn missed(fleet: &Fleet, registry: &Registry, e: &Entry) -> bool {
 }
 
 /// Follows the stream and makes every change made elsewhere.
-async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry>) {
+async fn follow(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     let mut last: Option<String> = None;
     let mut seen = Seen::default();
     let mut con = None;
@@ -390,7 +378,7 @@ async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
         }
         let c = match &mut con {
             Some(c) => c,
-            None => match connect(&client).await {
+            None => match connect(&fleet).await {
                 Ok(c) => con.insert(c),
                 Err(e) => {
                     fleet.failed("connect", &e);
@@ -452,7 +440,7 @@ async fn follow(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
 }
 
 /// Reports what this replica serves and reads what the others do, every [`REPORT_EVERY`].
-async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry>) {
+async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     let mut con = None;
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -466,7 +454,7 @@ async fn report(fleet: Arc<Fleet>, client: redis::Client, registry: Arc<Registry
         }
         let c = match &mut con {
             Some(c) => c,
-            None => match connect(&client).await {
+            None => match connect(&fleet).await {
                 Ok(c) => con.insert(c),
                 Err(_) => continue,
             },

@@ -114,13 +114,7 @@ struct Outgoing {
 
 /// Runs until the process ends or the replica refuses to join, from `before`, the cursor the
 /// last run saved ([`load_cursor`]).
-pub(super) async fn run(
-    fleet: Arc<Fleet>,
-    client: redis::Client,
-    contacts: Arc<Contacts>,
-    dir: PathBuf,
-    before: Cursor,
-) {
+pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf, before: Cursor) {
     let mut tail = log::Tail::new(&dir);
     let mut cursor = before.at;
     let mut con = None;
@@ -147,7 +141,7 @@ pub(super) async fn run(
         }
         let c = match &mut con {
             Some(c) => c,
-            None => match connect(&client, &fleet).await {
+            None => match connect(&fleet).await {
                 Ok((c, id)) => {
                     if restarted(&mut run_id, id) {
                         cursor = Position::start();
@@ -273,16 +267,8 @@ fn restarted(known: &mut Option<String>, id: String) -> bool {
 
 /// A connection and the server's run id, the partition count checked (a refusal stops the
 /// link, and the connection is then never used).
-async fn connect(
-    client: &redis::Client,
-    fleet: &Fleet,
-) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
-    let mut c = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+async fn connect(fleet: &Fleet) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
+    let mut c = fleet.link.connect(Duration::from_secs(5)).await?;
     let id = server_run_id(&mut c).await?;
     let verdict = super::join::check(&mut c, fleet).await?;
     super::join::accept(fleet, verdict);
