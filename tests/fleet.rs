@@ -529,12 +529,17 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
         1.0,
         "Redis answers: the link is up"
     );
-    // Memory back: the backlog ships.
+    // Memory back: the backlog ships, and the log says replication resumed.
     config_set(&mut con, "maxmemory", "0");
     within("the backlog shipped", || async {
         stream_entries(&url) == 40
     })
     .await;
+    let log = a.wait_stderr("redis takes commands again");
+    assert!(
+        log.find("redis refused a command") < log.find("redis takes commands again"),
+        "{log}"
+    );
 }
 
 /// A data folder copied from a running replica (a cloned volume) carries its `replica-id`:

@@ -180,6 +180,8 @@ pub struct Fleet {
     outage_logged: AtomicBool,
     /// When a refused command was last logged (Unix ms).
     refusal_logged_ms: AtomicI64,
+    /// A refusal was logged and Redis has not taken a command since.
+    refusing: AtomicBool,
     /// Why this replica refused to join the fleet, once it has.
     refused: OnceLock<String>,
     /// Admin changes made here, on their way to the fleet's stream.
@@ -291,6 +293,9 @@ impl Fleet {
         if self.outage_logged.swap(false, Relaxed) {
             tracing::info!("redis reachable again; replication resumes");
         }
+        if self.refusing.swap(false, Relaxed) {
+            tracing::info!("redis takes commands again; replication resumes");
+        }
     }
 
     fn failed(&self, what: &str, e: &redis::RedisError) {
@@ -303,6 +308,7 @@ impl Fleet {
             _ => None,
         };
         if let Some(refused) = refused {
+            self.refusing.store(true, Relaxed);
             let now = now_ms();
             let last = self.refusal_logged_ms.load(Relaxed);
             if now - last >= 60_000
@@ -487,6 +493,7 @@ pub fn start(
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         outage_logged: AtomicBool::new(false),
         refusal_logged_ms: AtomicI64::new(i64::MIN / 2),
+        refusing: AtomicBool::new(false),
         refused: OnceLock::new(),
         outgoing,
         changes_applied: AtomicU64::new(0),
