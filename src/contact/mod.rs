@@ -28,6 +28,7 @@ mod contextual;
 pub mod decide;
 pub mod dedupe;
 pub mod event;
+mod evictions;
 pub mod funnel;
 pub mod health;
 pub mod links;

@@ -16,7 +16,7 @@
 //! (least-recently-used customers go first when full; a forgotten customer is shown offers as if
 //! new). Policies themselves are not applied here: see [`super::view`].
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use moka::sync::Cache;
 
 use super::dedupe::SeenIds;
 use super::event::{Event, EventKind};
+use super::evictions::Evictions;
 use super::subject::Subject;
 use crate::engine::policy::{stable_hash, MAX_CAP};
 
@@ -341,19 +342,10 @@ pub fn event_key(event_id: &str) -> u128 {
     super::dedupe::key_of(event_id, 1)
 }
 
-/// Customers whose history the cache dropped, by cause.
-#[derive(Debug, Default)]
-struct Evictions {
-    /// To stay within the memory budget: the customer is then shown offers as if new.
-    budget: AtomicU64,
-    /// Past the horizon: nothing a policy reads was lost.
-    expired: AtomicU64,
-}
-
 impl ContactState {
     /// An empty state keeping history for `horizon_ms` (the longest policy window).
     pub fn new(config: &StateConfig, horizon_ms: i64) -> Self {
-        let evictions = Arc::new(Evictions::default());
+        let evictions = Arc::new(Evictions::new(config.memory_bytes));
         let counted = evictions.clone();
         ContactState {
             histories: Cache::builder()
@@ -361,12 +353,8 @@ impl ContactState {
                 .weigher(|k: &String, v: &Arc<History>| v.weight(k.len()))
                 .expire_after(HistoryExpiry)
                 .eviction_listener(move |_, _, cause| match cause {
-                    RemovalCause::Size => {
-                        counted.budget.fetch_add(1, Ordering::Relaxed);
-                    }
-                    RemovalCause::Expired => {
-                        counted.expired.fetch_add(1, Ordering::Relaxed);
-                    }
+                    RemovalCause::Size => counted.over_budget(),
+                    RemovalCause::Expired => counted.expired(),
                     RemovalCause::Explicit | RemovalCause::Replaced => {}
                 })
                 .build_with_hasher(foldhash::fast::RandomState::default()),
@@ -454,10 +442,7 @@ impl ContactState {
 
     /// Customers dropped so far to stay within the memory budget, and past the horizon.
     pub fn evictions(&self) -> (u64, u64) {
-        (
-            self.evictions.budget.load(Ordering::Relaxed),
-            self.evictions.expired.load(Ordering::Relaxed),
-        )
+        self.evictions.counts()
     }
 
     /// Event ids remembered.
