@@ -571,6 +571,7 @@ async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
         r.status == 503
             && String::from_utf8_lossy(&r.body)
                 .contains("another running replica has this replica's id")
+            && String::from_utf8_lossy(&r.body).contains(", on host ")
     })
     .await;
     assert_eq!(get(a.public, "/readyz").await.status, 200);
@@ -814,6 +815,12 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
         f["agree"] == true && f["replicas"].as_array().map_or(0, Vec::len) == replicas
     };
     within("the fleet agreeing", || agreeing(a.admin, 3)).await;
+    // Each replica is named by its host (in Kubernetes, its pod) as well as its id.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let s = get(a.admin, "/admin/status.json").await.json();
+    for r in s["replication"]["fleet"]["replicas"].as_array().unwrap() {
+        assert_eq!(r["host"], host.trim(), "{r}");
+    }
 
     // A replica that was down when the change was made (its model.json older than the change)
     // takes it when it starts.

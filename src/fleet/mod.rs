@@ -156,6 +156,8 @@ pub struct Fleet {
     instance: String,
     /// When this process joined (Unix ms).
     started_ms: i64,
+    /// The host name (in Kubernetes, the pod's name), named in the fleet's view.
+    host: String,
     config: FleetConfig,
     /// The Redis every task connects to.
     link: link::Link,
@@ -477,6 +479,10 @@ pub fn start(
         origin,
         instance: format!("{:016x}", rand::random::<u64>()),
         started_ms: now_ms(),
+        host: rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
         config,
         link,
         started: Instant::now(),

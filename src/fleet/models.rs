@@ -88,6 +88,9 @@ pub struct Report {
     /// When that process started (Unix ms).
     #[serde(default)]
     pub started_ms: i64,
+    /// Its host name (in Kubernetes, the pod's name): how people find the replica.
+    #[serde(default)]
+    pub host: String,
 }
 
 /// What the fleet serves, from the replicas heard from lately.
@@ -472,6 +475,7 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             at_ms: now,
             instance: fleet.instance.clone(),
             started_ms: fleet.started_ms,
+            host: fleet.host.clone(),
         };
         let Ok(json) = serde_json::to_string(&ours) else {
             continue;
@@ -528,14 +532,14 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
 fn shares_our_id(fleet: &Fleet, twin: &Report) -> bool {
     if (twin.started_ms, &twin.instance) < (fleet.started_ms, &fleet.instance) {
         fleet.refuse(format!(
-            "another running replica has this replica's id ({}): its data folder was copied \
-             from this one's or the reverse, and each would skip the other's events as its \
-             own. Give this replica a data folder of its own and restart it",
-            fleet.origin
+            "another running replica has this replica's id ({}, on host {}): its data folder \
+             was copied from this one's or the reverse, and each would skip the other's events \
+             as its own. Give this replica a data folder of its own and restart it",
+            fleet.origin, twin.host
         ));
         return true;
     }
-    tracing::error!(origin = %fleet.origin, "another running replica, started after this one, has this replica's id (a copied data folder); it refuses to join the fleet");
+    tracing::error!(origin = %fleet.origin, twin_host = %twin.host, "another running replica, started after this one, has this replica's id (a copied data folder); it refuses to join the fleet");
     false
 }
 
@@ -552,6 +556,7 @@ mod tests {
             at_ms,
             instance: String::new(),
             started_ms: 0,
+            host: String::new(),
         }
     }
 
