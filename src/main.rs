@@ -100,7 +100,7 @@ enum ModelCmd {
 
 #[derive(Subcommand)]
 enum FeaturesCmd {
-    /// Convert a snapshot (CSV, Parquet or an older .nbf) into the compact binary form (.nbf).
+    /// Convert a snapshot (CSV, Parquet, a folder of Parquet parts or an older .nbf) into the compact binary form (.nbf).
     Compile {
         /// The snapshot: CSV, Parquet or .nbf (read by its first bytes).
         input: PathBuf,

@@ -22,6 +22,7 @@ mod mapped;
 pub mod memory;
 #[cfg(feature = "offline")]
 mod parquet;
+mod parts;
 mod section;
 pub mod snapshots;
 
@@ -430,6 +431,9 @@ impl FeatureStore {
         store: Option<&SnapshotStore>,
         nulls: &NullWords,
     ) -> Result<Self, FeatureError> {
+        if path.is_dir() {
+            return parts::read_folder(path);
+        }
         crate::files::check_regular(path).map_err(|source| FeatureError::Io {
             path: path.to_owned(),
             source,
@@ -462,7 +466,7 @@ impl FeatureStore {
 
     /// Loads a snapshot into memory, choosing the format by the file's first bytes (`NBF` the
     /// binary form, `PAR1` Parquet, anything else CSV), so `.NBF`, `.bin` or an export without
-    /// an extension read as what they are.
+    /// an extension read as what they are; a folder is read as Parquet parts (`parts`).
     pub fn load(path: &Path) -> Result<Self, FeatureError> {
         Self::load_with(path, &NullWords::default())
     }
@@ -470,6 +474,9 @@ impl FeatureStore {
     /// [`FeatureStore::load`], with the words a CSV writes for a missing value (`NA`): a
     /// Parquet file has nulls of its own, and a `.nbf` kept them as missing when compiled.
     pub fn load_with(path: &Path, nulls: &NullWords) -> Result<Self, FeatureError> {
+        if path.is_dir() {
+            return parts::read_folder(path);
+        }
         let mut head = [0u8; 4];
         let read = crate::files::check_regular(path)
             .and_then(|()| std::fs::File::open(path))
@@ -480,7 +487,7 @@ impl FeatureStore {
             })?;
         match &head[..read] {
             [b'N', b'B', b'F', _] => binary::read_nbf(path),
-            b"PAR1" => read_parquet(path),
+            b"PAR1" => parts::read_file(path),
             _ => csv_load::read_csv(path, nulls),
         }
     }
@@ -667,28 +674,12 @@ fn not_finite(shown: &str, v: f64) -> String {
     }
 }
 
-#[cfg(feature = "offline")]
-fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
-    parquet::read_parquet(path)
-}
-
-/// The lean build (without the `offline` feature) reads no Parquet: it says so, naming the
-/// feature, rather than misreading the file as CSV.
-#[cfg(not(feature = "offline"))]
-fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
-    Err(FeatureError::Format {
-        path: path.to_owned(),
-        detail: "Parquet snapshots need the `offline` feature, which this build leaves out \
-                 (built with --no-default-features): build with default features, or give the \
-                 snapshot as CSV or .nbf"
-            .into(),
-    })
-}
-
 #[cfg(test)]
 mod export_tests;
 #[cfg(test)]
 mod fault_tests;
+#[cfg(all(test, feature = "offline"))]
+mod parts_tests;
 #[cfg(test)]
 mod store_tests;
 #[cfg(test)]

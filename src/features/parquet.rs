@@ -10,7 +10,7 @@
 //! Read through the arrow/parquet crates in record batches, written straight into the store's
 //! row-major values; nothing here is on a lookup path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -31,19 +31,37 @@ use super::{FeatureError, FeatureStore};
 /// Rows per record batch read.
 const BATCH: usize = 64 * 1024;
 
-pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
-    let file = std::fs::File::open(path).map_err(|source| FeatureError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+/// A file, or a folder's parts read as one snapshot (`shown` the folder, `files` its parts in
+/// order; see `parts`): every part has the first one's columns, and faults name the part.
+pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore, FeatureError> {
     let fault = |detail: String| FeatureError::Format {
-        path: path.to_owned(),
+        path: shown.to_owned(),
         detail,
     };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| fault(format!("not a readable Parquet file: {e}")))?;
+    let folder = files.first().is_some_and(|f| f != shown);
+    let part_name = |f: &Path| {
+        f.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let open = |f: &Path| {
+        let file = std::fs::File::open(f).map_err(|source| FeatureError::Io {
+            path: f.to_owned(),
+            source,
+        })?;
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+            let part = if folder {
+                format!("part `{}`: ", part_name(f))
+            } else {
+                String::new()
+            };
+            fault(format!("{part}not a readable Parquet file: {e}"))
+        })
+    };
+    let Some(first) = files.first() else {
+        return Err(fault("no parts".into()));
+    };
+    let builder = open(first)?;
     let schema = builder.schema().clone();
-    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
     let fields = schema.fields();
     match fields.first() {
         // Strings, a dictionary of them (a pandas category), or integers (a warehouse's
@@ -84,99 +102,130 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
     if columns.len() > MAX_COLUMNS {
         return Err(fault(format!("more than {MAX_COLUMNS} feature columns")));
     }
+    // Every part has the first's columns, each of the same kind; their rows sized together.
+    let mut rows = 0usize;
+    for f in files {
+        let b = if f == first { None } else { Some(open(f)?) };
+        let b = b.as_ref().unwrap_or(&builder);
+        if let Some(detail) = unlike(&schema, b.schema()) {
+            return Err(fault(format!(
+                "part `{}` differs from `{}`: {detail}",
+                part_name(f),
+                part_name(first)
+            )));
+        }
+        rows += usize::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0);
+    }
     for (name, kind) in &left_out {
-        tracing::warn!(path = %path.display(), column = %name, kind = %kind, "{}", super::left_out_message(name, kind));
+        tracing::warn!(path = %shown.display(), column = %name, kind = %kind, "{}", super::left_out_message(name, kind));
     }
     let width = columns.len();
-    let reader = builder
-        .with_batch_size(BATCH)
-        .build()
-        .map_err(|e| fault(e.to_string()))?;
     let mut ids = IdIndex::with_capacity(rows, 10);
     let mut values: Vec<f32> = Vec::with_capacity(rows.saturating_mul(width));
     let mut exact = ExactBuilder::new(width);
     let mut faults = Faults::default();
     // Columns out of distinct values: told once, not on every row after.
     let mut full = vec![false; width];
-    let mut done = 0usize;
-    for batch in reader {
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => return Err(faults.stop(path, format!("after data row {done}: {e}"))),
+    // Where each part's rows start among all the rows read, to name a duplicate's first place.
+    let mut starts: Vec<(usize, String)> = Vec::with_capacity(files.len());
+    let mut builder = Some(builder);
+    for f in files {
+        let b = match builder.take() {
+            Some(b) => b,
+            None => open(f)?,
         };
-        let n = batch.num_rows();
-        let id_col = batch.column(0);
-        // A dictionary's keys, once a batch.
-        let keys = id_col.as_any_dictionary_opt().map(|d| d.normalized_keys());
-        let mut digits = itoa::Buffer::new();
-        // The batch's faults by stream (ids, then each column's strings), merged by row below
-        // so the list is in file order.
-        let mut id_faults = Stream::default();
-        for i in 0..n {
-            let Some(id) = id_at(id_col.as_ref(), keys.as_deref(), i, &mut digits) else {
-                id_faults.push(i, "null customer_id".into());
-                continue;
+        if folder {
+            faults.part = Some(part_name(f));
+        }
+        starts.push((ids.len(), part_name(f)));
+        let reader = b
+            .with_batch_size(BATCH)
+            .build()
+            .map_err(|e| fault(e.to_string()))?;
+        let mut done = 0usize;
+        for batch in reader {
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    let part = faults.part.as_ref().map(|p| format!("part `{p}`, "));
+                    let at = format!("{}after data row {done}", part.unwrap_or_default());
+                    return Err(faults.stop(shown, format!("{at}: {e}")));
+                }
             };
-            if id.is_empty() {
-                id_faults.push(i, "empty customer_id".into());
-            } else if id.len() > MAX_ID_BYTES {
-                id_faults.push(i, format!("customer_id longer than {MAX_ID_BYTES} bytes"));
-            } else if ids.arena_len() + id.len() > u32::MAX as usize {
-                id_faults.drain(done, "customer_id", None, &mut faults);
-                let at = done + i + 1;
-                let detail = "customer ids exceed 4 GiB in total";
-                return Err(faults.stop(path, format!("row {at}, column `customer_id`: {detail}")));
-            } else if let Err(DuplicateId(first)) = ids.push(id) {
-                let detail = format!(
-                    "duplicate customer_id `{id}` (first seen on data row {})",
-                    first + 1
-                );
-                id_faults.push(i, detail);
-            }
-        }
-        let cols: Vec<_> = sources.iter().map(|&i| batch.column(i)).collect();
-        // String columns coded for the whole batch first.
-        let mut codes: Vec<Vec<f64>> = Vec::with_capacity(width);
-        let mut string_faults: Vec<Stream> = (0..width).map(|_| Stream::default()).collect();
-        for (c, col) in cols.iter().enumerate() {
-            codes.push(match &mut dicts[c] {
-                Some(b) => string_codes(col.as_ref(), b, |i, detail, too_many| {
-                    if !(too_many && std::mem::replace(&mut full[c], true)) {
-                        string_faults[c].push(i, detail);
-                    }
-                }),
-                None => Vec::new(),
-            });
-        }
-        for i in 0..n {
-            id_faults.drain(done, "customer_id", Some(i), &mut faults);
-            for (c, col) in cols.iter().enumerate() {
-                if let Some(&code) = codes[c].get(i) {
-                    string_faults[c].drain(done, &columns[c], Some(i), &mut faults);
-                    values.push(exact.push(c, code));
+            let n = batch.num_rows();
+            let id_col = batch.column(0);
+            // A dictionary's keys, once a batch.
+            let keys = id_col.as_any_dictionary_opt().map(|d| d.normalized_keys());
+            let mut digits = itoa::Buffer::new();
+            // The batch's faults by stream (ids, then each column's strings), merged by row
+            // below so the list is in file order.
+            let mut id_faults = Stream::default();
+            for i in 0..n {
+                let Some(id) = id_at(id_col.as_ref(), keys.as_deref(), i, &mut digits) else {
+                    id_faults.push(i, "null customer_id".into());
                     continue;
+                };
+                if id.is_empty() {
+                    id_faults.push(i, "empty customer_id".into());
+                } else if id.len() > MAX_ID_BYTES {
+                    id_faults.push(i, format!("customer_id longer than {MAX_ID_BYTES} bytes"));
+                } else if ids.arena_len() + id.len() > u32::MAX as usize {
+                    id_faults.drain(done, "customer_id", None, &mut faults);
+                    let at = faults.at_row(done + i + 1);
+                    let detail = "customer ids exceed 4 GiB in total";
+                    return Err(faults.stop(shown, format!("{at}, column `customer_id`: {detail}")));
+                } else if let Err(DuplicateId(first)) = ids.push(id) {
+                    let detail = format!(
+                        "duplicate customer_id `{id}` (first seen on {})",
+                        first_place(&starts, first, folder)
+                    );
+                    id_faults.push(i, detail);
                 }
-                let v = number_at(col.as_ref(), i);
-                if !(v as f32).is_finite() && !missing(col.as_ref(), i) {
-                    faults.add(format!(
-                        "row {}, column `{}`: {}",
-                        done + i + 1,
-                        columns[c],
-                        super::not_finite(&v.to_string(), v)
-                    ));
-                }
-                // Kept exactly, as the CSV loader keeps a decimal f32 cannot hold.
-                values.push(exact.push(c, v));
             }
-            exact.end_row();
+            let cols: Vec<_> = sources.iter().map(|&i| batch.column(i)).collect();
+            // String columns coded for the whole batch first.
+            let mut codes: Vec<Vec<f64>> = Vec::with_capacity(width);
+            let mut string_faults: Vec<Stream> = (0..width).map(|_| Stream::default()).collect();
+            for (c, col) in cols.iter().enumerate() {
+                codes.push(match &mut dicts[c] {
+                    Some(b) => string_codes(col.as_ref(), b, |i, detail, too_many| {
+                        if !(too_many && std::mem::replace(&mut full[c], true)) {
+                            string_faults[c].push(i, detail);
+                        }
+                    }),
+                    None => Vec::new(),
+                });
+            }
+            for i in 0..n {
+                id_faults.drain(done, "customer_id", Some(i), &mut faults);
+                for (c, col) in cols.iter().enumerate() {
+                    if let Some(&code) = codes[c].get(i) {
+                        string_faults[c].drain(done, &columns[c], Some(i), &mut faults);
+                        values.push(exact.push(c, code));
+                        continue;
+                    }
+                    let v = number_at(col.as_ref(), i);
+                    if !(v as f32).is_finite() && !missing(col.as_ref(), i) {
+                        let at = faults.at_row(done + i + 1);
+                        faults.add(format!(
+                            "{at}, column `{}`: {}",
+                            columns[c],
+                            super::not_finite(&v.to_string(), v)
+                        ));
+                    }
+                    // Kept exactly, as the CSV loader keeps a decimal f32 cannot hold.
+                    values.push(exact.push(c, v));
+                }
+                exact.end_row();
+            }
+            id_faults.drain(done, "customer_id", None, &mut faults);
+            for (c, f) in string_faults.iter_mut().enumerate() {
+                f.drain(done, &columns[c], None, &mut faults);
+            }
+            done += n;
         }
-        id_faults.drain(done, "customer_id", None, &mut faults);
-        for (c, f) in string_faults.iter_mut().enumerate() {
-            f.drain(done, &columns[c], None, &mut faults);
-        }
-        done += n;
     }
-    if let Some(e) = faults.into_error(path) {
+    if let Some(e) = faults.into_error(shown) {
         return Err(e);
     }
     values.shrink_to_fit();
@@ -186,11 +235,65 @@ pub(super) fn read_parquet(path: &Path) -> Result<FeatureStore, FeatureError> {
         ids,
         values,
         exact.finish(),
-        path.display().to_string(),
+        shown.display().to_string(),
     )
     .and_then(|s| s.with_dictionaries(dicts))
     .map(|s| s.with_left_out(left_out))
     .map_err(fault)
+}
+
+/// How a part's columns differ from the first part's: another name, or another kind of
+/// values (text where the first has numbers, or a type left out); `None` when alike.
+fn unlike(first: &arrow_schema::Schema, part: &arrow_schema::Schema) -> Option<String> {
+    let kind = |t: &DataType| {
+        if is_string(t) {
+            "text"
+        } else if is_numeric(t) {
+            "numbers"
+        } else {
+            "left out"
+        }
+    };
+    let (a, b) = (first.fields(), part.fields());
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        if x.name() != y.name() {
+            return Some(format!(
+                "column {} is `{}` there, `{}` here",
+                i + 1,
+                x.name(),
+                y.name()
+            ));
+        }
+        let id = i == 0
+            && [x, y]
+                .iter()
+                .all(|f| is_string(f.data_type()) || is_integer(f.data_type()));
+        if !id && kind(x.data_type()) != kind(y.data_type()) {
+            return Some(format!(
+                "column `{}` holds {} ({}) there, {} ({}) here",
+                x.name(),
+                kind(x.data_type()),
+                x.data_type(),
+                kind(y.data_type()),
+                y.data_type()
+            ));
+        }
+    }
+    (a.len() != b.len()).then(|| format!("{} columns there, {} here", a.len(), b.len()))
+}
+
+/// Where the row at `index` among all rows read was: its data row, and in a folder its part.
+fn first_place(starts: &[(usize, String)], index: usize, folder: bool) -> String {
+    let at = starts
+        .partition_point(|(s, _)| *s <= index)
+        .saturating_sub(1);
+    let (start, name) = starts.get(at).map_or((0, ""), |(s, n)| (*s, n.as_str()));
+    let row = index - start + 1;
+    if folder {
+        format!("part `{name}`, data row {row}")
+    } else {
+        format!("data row {row}")
+    }
 }
 
 fn is_string(t: &DataType) -> bool {
@@ -211,9 +314,19 @@ fn is_string(t: &DataType) -> bool {
 struct Faults {
     listed: Vec<String>,
     total: u64,
+    /// The part being read, in a folder snapshot.
+    part: Option<String>,
 }
 
 impl Faults {
+    /// A data row's place: `row 12`, in a folder `part `p.parquet`, row 12`.
+    fn at_row(&self, row: usize) -> String {
+        match &self.part {
+            Some(p) => format!("part `{p}`, row {row}"),
+            None => format!("row {row}"),
+        }
+    }
+
     fn add(&mut self, fault: String) {
         self.total += 1;
         if self.listed.len() < MAX_LISTED_FAULTS {
@@ -270,7 +383,8 @@ impl Stream {
                 return;
             }
             if let Some((i, detail)) = self.kept.pop_front() {
-                faults.add(format!("row {}, column `{column}`: {detail}", done + i + 1));
+                let at = faults.at_row(done + i + 1);
+                faults.add(format!("{at}, column `{column}`: {detail}"));
             }
         }
         if upto.is_none() {

@@ -329,8 +329,12 @@ fn trailer(path: &Path) -> std::io::Result<(u32, u64)> {
 
 /// CRC-32 naming a file's content (a snapshot's version): for a file that ends in the CRC of
 /// what precedes it (a `.nbf`), that CRC, since the CRC of such a whole file is one constant
-/// for all of them; for any other file, the CRC of the whole file.
+/// for all of them; for a folder of Parquet parts, the CRC of its parts; for any other file,
+/// the CRC of the whole file.
 pub fn content_crc(path: &Path) -> std::io::Result<u32> {
+    if path.is_dir() {
+        return super::parts::folder_crc(path);
+    }
     let (stored, len) = match trailer(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -349,12 +353,20 @@ pub fn content_crc(path: &Path) -> std::io::Result<u32> {
 
 /// CRC-32 of a file's first `len - 4` bytes (all but its checksum).
 fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
-    let mut f = std::fs::File::open(path)?.take(len.saturating_sub(4));
     let mut h = crc32fast::Hasher::new();
+    feed(
+        &mut h,
+        std::fs::File::open(path)?.take(len.saturating_sub(4)),
+    )?;
+    Ok(h.finalize())
+}
+
+/// Runs everything `r` reads through `h`, a megabyte at a time.
+pub(super) fn feed(h: &mut crc32fast::Hasher, mut r: impl Read) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        match f.read(&mut buf)? {
-            0 => return Ok(h.finalize()),
+        match r.read(&mut buf)? {
+            0 => return Ok(()),
             n => h.update(&buf[..n]),
         }
     }

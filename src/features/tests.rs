@@ -503,10 +503,19 @@ fn a_parquet_snapshot_in_the_lean_build_is_refused_naming_the_feature() {
         Ok(_) => panic!("a Parquet snapshot loaded in the lean build"),
         Err(e) => e.to_string(),
     };
+    // A folder of parts (a Spark export) is Parquet too: refused the same way.
+    let folder = match FeatureStore::load(&dir) {
+        Ok(_) => panic!("a Parquet folder loaded in the lean build"),
+        Err(e) => e.to_string(),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
         e.starts_with(&path.display().to_string()) && e.contains("the `offline` feature"),
         "{e}"
+    );
+    assert!(
+        folder.starts_with(&dir.display().to_string()) && folder.contains("the `offline` feature"),
+        "{folder}"
     );
 }
 

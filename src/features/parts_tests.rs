@@ -1,0 +1,181 @@
+//! A folder of Parquet parts, as Spark writes one, read as one snapshot.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+
+use super::snapshots::content_crc;
+use super::FeatureStore;
+
+fn part(dir: &Path, name: &str, batch: &RecordBatch) {
+    let mut w = ::parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(dir.join(name)).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+fn rows(ids: &[&str], arpu: &[f64], plan: &[&str]) -> RecordBatch {
+    RecordBatch::try_from_iter([
+        (
+            "customer_id",
+            Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
+        ),
+        (
+            "arpu",
+            Arc::new(Float64Array::from(arpu.to_vec())) as ArrayRef,
+        ),
+        (
+            "plan",
+            Arc::new(StringArray::from(plan.to_vec())) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+/// A fresh folder named for the test.
+fn folder(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nb-parts-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn refusal(dir: &Path) -> String {
+    match FeatureStore::load(dir) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_spark_folder_loads_as_one_snapshot_in_part_order() {
+    let dir = folder("spark");
+    part(
+        &dir,
+        "part-00001-x.snappy.parquet",
+        &rows(&["C3"], &[3.5], &["5g"]),
+    );
+    part(
+        &dir,
+        "part-00000-x.snappy.parquet",
+        &rows(&["C1", "C2"], &[1.5, 2.5], &["basic", "5g"]),
+    );
+    // What Spark writes beside its parts is passed over.
+    std::fs::write(dir.join("_SUCCESS"), b"").unwrap();
+    std::fs::write(dir.join(".part-00000-x.snappy.parquet.crc"), b"crc").unwrap();
+    let s = FeatureStore::load(&dir).unwrap();
+    assert_eq!(s.len(), 3);
+    let one = FeatureStore::from_csv_bytes(
+        b"customer_id,arpu,plan\nC1,1.5,basic\nC2,2.5,5g\nC3,3.5,5g\n",
+        "one.csv",
+    )
+    .unwrap();
+    assert_eq!(s.dictionary(1), one.dictionary(1));
+    for (row, id) in ["C1", "C2", "C3"].iter().enumerate() {
+        assert_eq!(s.row(id), one.row(id), "{id}");
+        assert_eq!(s.row_at(row), one.row_at(row), "rows in part order");
+    }
+    // A server opens it the same way, and its version is its parts' content.
+    let opened = FeatureStore::open(&dir, None).unwrap();
+    assert_eq!(opened.len(), 3);
+    let before = content_crc(&dir).unwrap();
+    assert_eq!(content_crc(&dir).unwrap(), before);
+    part(
+        &dir,
+        "part-00001-x.snappy.parquet",
+        &rows(&["C3"], &[4.5], &["5g"]),
+    );
+    assert_ne!(content_crc(&dir).unwrap(), before);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn faults_in_a_folder_name_the_part_and_its_row() {
+    let dir = folder("faults");
+    part(
+        &dir,
+        "part-00000.parquet",
+        &rows(&["C1", "C2"], &[1.0, 2.0], &["a", "b"]),
+    );
+    part(
+        &dir,
+        "part-00001.parquet",
+        &rows(
+            &["C3", "C1", "C4"],
+            &[3.0, 4.0, f64::INFINITY],
+            &["c", "d", "e"],
+        ),
+    );
+    let e = refusal(&dir);
+    assert!(e.contains(&format!("{}: part", dir.display())), "{e}");
+    assert!(
+        e.contains(
+            "part `part-00001.parquet`, row 2, column `customer_id`: duplicate customer_id `C1` \
+             (first seen on part `part-00000.parquet`, data row 1)"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("part `part-00001.parquet`, row 3, column `arpu`: `inf` is not a finite number"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn parts_that_disagree_on_their_columns_are_refused_naming_both() {
+    let dir = folder("unlike");
+    part(&dir, "a.parquet", &rows(&["C1"], &[1.0], &["x"]));
+    let numbers_for_plan = RecordBatch::try_from_iter([
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["C2"])) as ArrayRef,
+        ),
+        ("arpu", Arc::new(Int64Array::from(vec![2])) as ArrayRef),
+        ("plan", Arc::new(Int64Array::from(vec![7])) as ArrayRef),
+    ])
+    .unwrap();
+    part(&dir, "b.parquet", &numbers_for_plan);
+    let e = refusal(&dir);
+    // Integers where the first part has floats are the same kind; text against numbers is not.
+    assert!(
+        e.contains(
+            "part `b.parquet` differs from `a.parquet`: column `plan` holds text (Utf8) there, \
+             numbers (Int64) here"
+        ),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_folder_still_being_written_or_holding_folders_or_nothing_is_refused() {
+    let dir = folder("shapes");
+    assert!(refusal(&dir).contains("no parts"), "empty");
+    std::fs::write(dir.join("_SUCCESS"), b"").unwrap();
+    assert!(refusal(&dir).contains("no parts"), "only markers");
+    part(&dir, "p0.parquet", &rows(&["C1"], &[1.0], &["x"]));
+    std::fs::create_dir(dir.join("_temporary")).unwrap();
+    assert!(refusal(&dir).contains("a job is still writing this folder"));
+    std::fs::remove_dir(dir.join("_temporary")).unwrap();
+    std::fs::create_dir(dir.join("date=2026-12-01")).unwrap();
+    let e = refusal(&dir);
+    assert!(
+        e.contains("`date=2026-12-01` is a folder")
+            && e.contains("give the folder of one partition"),
+        "{e}"
+    );
+    std::fs::remove_dir(dir.join("date=2026-12-01")).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"customer_id,x\nC9,1\n").unwrap();
+    let e = refusal(&dir);
+    assert!(
+        e.contains("part `notes.txt`: not a readable Parquet file"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
