@@ -141,6 +141,14 @@ async fn the_source_changing_under_a_mapped_snapshot_faults_nothing() {
         c.await.unwrap();
     }
     let stats = get(srv.admin, "/admin/stats").await.json();
+    // The snapshot's version, the CRC-32 its `.nbf` carries, on both admin documents.
+    let carried = {
+        let b = std::fs::read(&entry).unwrap();
+        format!("crc32:{:08x}", crc32fast::hash(&b[..b.len() - 4]))
+    };
+    let models = get(srv.admin, "/admin/models").await.json();
+    assert_eq!(stats["features"]["checksum"], carried.as_str(), "{stats}");
+    assert_eq!(models["features"]["checksum"], carried.as_str(), "{models}");
     let memory = &stats["features"]["memory"];
     assert_eq!(memory["mapped_bytes"], len, "{memory}");
     assert!(memory["resident_bytes"].as_u64().unwrap() > 0, "{memory}");

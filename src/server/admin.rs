@@ -386,6 +386,7 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
             "customers": f.len(),
             "columns": super::status::columns_json(f),
             "memory": SnapshotMemory::of(f),
+            "checksum": super::status::snapshot_checksum(state),
         });
     }
     let models = state.registry.load().models.clone();

@@ -164,7 +164,13 @@ pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
         "bytes": f.bytes_held(),
         "memory": crate::features::memory::SnapshotMemory::of(f),
         "loaded_at": loaded_at,
+        "checksum": snapshot_checksum(state),
     }))
+}
+
+/// The serving snapshot's version (`crc32:…`), as the fleet compares replicas by.
+pub(super) fn snapshot_checksum(state: &AppState) -> Option<String> {
+    state.registry.serving().snapshot.map(|v| v.checksum)
 }
 
 #[cfg(test)]
