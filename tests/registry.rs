@@ -939,7 +939,8 @@ fn a_parquet_column_the_snapshot_cannot_read_is_left_out_with_a_warning() {
 
 /// A snapshot or model path that is no regular file is refused at once, whatever it points
 /// to: a device (`/dev/zero` never ends, and was read until memory ran out) or a FIFO (opening
-/// it waited for a writer, and every later change waited behind it).
+/// it waited for a writer, and every later change waited behind it); a folder that is not an
+/// export's Parquet parts, naming the first file that is not one.
 #[test]
 fn a_snapshot_or_model_that_is_not_a_regular_file_is_refused_at_once() {
     use nextbest::registry::Change;
@@ -954,7 +955,11 @@ fn a_snapshot_or_model_that_is_not_a_regular_file_is_refused_at_once() {
             "not a regular file (a device)",
         ),
         (fifo.clone(), "not a regular file (a FIFO)"),
-        (models.dir.clone(), "not a regular file (a folder)"),
+        // A folder is read as the Parquet parts of an export: the models folder is not one.
+        (
+            models.dir.clone(),
+            "is not a Parquet file: a folder is read as a snapshot only",
+        ),
     ] {
         let e = registry
             .reload_features(Some(path.clone()))

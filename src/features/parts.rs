@@ -43,6 +43,18 @@ pub fn parts_of(dir: &Path) -> Result<Vec<PathBuf>, FeatureError> {
                  table's `key=value` folders are not read: give the folder of one partition)"
             )));
         }
+        // A FIFO or a device is refused before it is opened (opening a FIFO waits).
+        crate::files::check_regular(&entry.path()).map_err(|source| FeatureError::Io {
+            path: entry.path(),
+            source,
+        })?;
+        if !is_parquet(&entry.path()).map_err(io)? {
+            return Err(fault(format!(
+                "`{name}` is not a Parquet file: a folder is read as a snapshot only when it \
+                 holds the Parquet parts of an export (Spark, Hive); give the snapshot's file, \
+                 or a folder of parts"
+            )));
+        }
         if parts.len() == MAX_PARTS {
             return Err(fault(format!(
                 "more than {MAX_PARTS} parts: write the snapshot in fewer files"
@@ -59,6 +71,14 @@ pub fn parts_of(dir: &Path) -> Result<Vec<PathBuf>, FeatureError> {
     }
     parts.sort();
     Ok(parts)
+}
+
+/// Whether a file begins as Parquet does (`PAR1`).
+fn is_parquet(path: &Path) -> std::io::Result<bool> {
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(path)?;
+    let read = std::io::Read::read(&mut f, &mut head)?;
+    Ok(&head[..read] == b"PAR1")
 }
 
 /// Loads a folder snapshot.

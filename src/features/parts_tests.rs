@@ -171,10 +171,16 @@ fn a_folder_still_being_written_or_holding_folders_or_nothing_is_refused() {
         "{e}"
     );
     std::fs::remove_dir(dir.join("date=2026-12-01")).unwrap();
+    let fifo = dir.join("p1.parquet");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils) failed");
+    let e = refusal(&dir);
+    assert!(e.contains("not a regular file (a FIFO)"), "{e}");
+    std::fs::remove_file(&fifo).unwrap();
     std::fs::write(dir.join("notes.txt"), b"customer_id,x\nC9,1\n").unwrap();
     let e = refusal(&dir);
     assert!(
-        e.contains("part `notes.txt`: not a readable Parquet file"),
+        e.contains("`notes.txt` is not a Parquet file: a folder is read as a snapshot only"),
         "{e}"
     );
     std::fs::remove_dir_all(&dir).ok();
