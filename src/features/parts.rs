@@ -93,7 +93,7 @@ pub fn folder_crc(dir: &Path) -> std::io::Result<u32> {
     let parts = parts_of(dir).map_err(|e| std::io::Error::other(e.to_string()))?;
     let mut h = crc32fast::Hasher::new();
     for part in parts {
-        super::snapshots::feed(&mut h, std::fs::File::open(part)?)?;
+        crate::files::crc_feed(&mut h, std::fs::File::open(part)?)?;
     }
     Ok(h.finalize())
 }

@@ -354,22 +354,11 @@ pub fn content_crc(path: &Path) -> std::io::Result<u32> {
 /// CRC-32 of a file's first `len - 4` bytes (all but its checksum).
 fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
     let mut h = crc32fast::Hasher::new();
-    feed(
+    crate::files::crc_feed(
         &mut h,
         std::fs::File::open(path)?.take(len.saturating_sub(4)),
     )?;
     Ok(h.finalize())
-}
-
-/// Runs everything `r` reads through `h`, a megabyte at a time.
-pub(super) fn feed(h: &mut crc32fast::Hasher, mut r: impl Read) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match r.read(&mut buf)? {
-            0 => return Ok(()),
-            n => h.update(&buf[..n]),
-        }
-    }
 }
 
 /// Copies a file in 2 MiB writes, so the page cache can hold the copy in large folios that a
