@@ -70,7 +70,13 @@ fn start(args: &Args) -> Server {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start nextbest (cargo build --release first)");
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "conn_pressure: cannot start {} ({e}): build it (`cargo build --profile production --bin nextbest`) or give --binary",
+                args.binary.display()
+            );
+            std::process::exit(1)
+        });
     let stdout = child.stdout.take().expect("piped stdout");
     let line = BufReader::new(stdout)
         .lines()

@@ -1,8 +1,9 @@
 //! How fast an event accepted by one replica changes decisions on the others, with a fleet of
 //! real `nextbest` processes sharing one real `redis-server` on loopback.
 //!
-//! `cargo build --release && ./target/release/examples/fleet_lag [--replicas 3] [--rate 5000]
-//! [--seconds 10]`: starts Redis and the replicas (the release binary, the demo model), posts
+//! `cargo build --profile production --bin nextbest --example fleet_lag &&
+//! target/production/examples/fleet_lag [--replicas 3] [--rate 5000] [--seconds 10]`: starts
+//! Redis and the replicas (the `nextbest` built beside the example, the demo model), posts
 //! background impressions at `--rate` events/s spread over the replicas, and meanwhile probes:
 //! a dismiss posted to replica 0, then replica 1 (and 2) asked every millisecond until the offer
 //! is held back. Prints the probes' p50/p99/max, each replica's CPU per event, and the fleet's
@@ -96,6 +97,12 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// Says what went wrong in one line and exits non-zero, instead of a panic's backtrace.
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("fleet_lag: {message}");
+    std::process::exit(1)
+}
+
 fn main() -> ExitCode {
     let Args {
         replicas,
@@ -107,7 +114,10 @@ fn main() -> ExitCode {
         .parent()
         .and_then(|p| p.parent())
         .map(|p| p.join("nextbest"))
-        .expect("target/release/nextbest beside the examples");
+        .filter(|b| b.is_file())
+        .unwrap_or_else(|| {
+            fail("no nextbest beside this example: build it in the same profile (`cargo build --profile production --bin nextbest --example fleet_lag`)")
+        });
     // The bundled demo, wherever the example is run from.
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let root = std::env::temp_dir().join(format!("nextbest-fleet-lag-{}", std::process::id()));
@@ -127,7 +137,11 @@ fn main() -> ExitCode {
             ])
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server (apt-get install -y redis-server)"),
+            .unwrap_or_else(|e| {
+                fail(format!(
+                    "cannot start redis-server ({e}): install it with `apt-get install -y redis-server`"
+                ))
+            }),
     );
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(10));
@@ -156,7 +170,7 @@ fn main() -> ExitCode {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("the release binary (cargo build --release)");
+            .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", bin.display())));
         let out = BufReader::new(child.stdout.take().expect("stdout"));
         let line = out
             .lines()

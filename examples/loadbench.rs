@@ -62,7 +62,8 @@ struct Args {
     /// Measure saturation only (no oha needed).
     #[arg(long)]
     skip_latency: bool,
-    /// Use the binaries already built instead of running `cargo build --release` first.
+    /// Use the binaries already built instead of building them first (`cargo build` in this
+    /// example's own profile, e.g. `--profile production`).
     #[arg(long)]
     no_build: bool,
 }
@@ -95,11 +96,8 @@ fn run(args: &Args) -> Result<()> {
     let features = resolve(&args.features);
     check_tool("wrk", &["--version"], "apt-get install wrk")?;
     if !args.skip_latency {
-        check_tool(
-            "oha",
-            &["--version"],
-            "cargo install oha (or pass --skip-latency)",
-        )?;
+        check_tool("oha", &["--version"], "cargo install oha --locked")
+            .map_err(|e| format!("{e} (or pass --skip-latency)"))?;
     }
     let bin_dir = binaries(args.no_build)?;
     let work = bin_dir.join("loadbench");

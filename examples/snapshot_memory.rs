@@ -28,13 +28,31 @@ const CATEGORIES: [&[&str]; 4] = [
     &["apple", "samsung", "xiaomi", "google", "motorola", "other"],
 ];
 
+/// The snapshot to build and weigh.
+#[derive(clap::Parser)]
+struct Args {
+    /// Customers.
+    #[arg(default_value_t = 10_000_000)]
+    rows: usize,
+    /// Feature columns.
+    #[arg(default_value_t = 24)]
+    columns: usize,
+    /// Columns of floats with 2 to 6 decimals (the first ones; the others integer-valued).
+    #[arg(default_value_t = 6)]
+    float_columns: usize,
+    /// Text columns (the last ones): a segment, a plan, a region, a device brand.
+    #[arg(default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=4))]
+    text_columns: u8,
+}
+
 fn main() {
-    let arg = |i: usize, default: usize| {
-        std::env::args()
-            .nth(i)
-            .map_or(default, |a| a.parse().expect("a number"))
-    };
-    let (rows, cols, floats, texts) = (arg(1, 10_000_000), arg(2, 24), arg(3, 6), arg(4, 0));
+    let Args {
+        rows,
+        columns: cols,
+        float_columns: floats,
+        text_columns,
+    } = clap::Parser::parse();
+    let texts = usize::from(text_columns);
     if texts > 0 {
         let text = build(rows, cols, floats, texts, true);
         let numbers = build(rows, cols, floats, texts, false);

@@ -4,9 +4,11 @@
 //! feature snapshot swap.
 //!
 //! ```sh
-//! cargo build --release
-//! cargo run --release --example swapbench -- --seconds 10 --snapshot /tmp/nb/f1m.nbf
+//! cargo build --profile production --bin nextbest --example swapbench
+//! target/production/examples/swapbench --seconds 10 --snapshot /tmp/nb/f1m.nbf
 //! ```
+//! It runs the `nextbest` built beside it (the same profile's folder) unless `--binary` names
+//! another, from the repository's root (it copies `models/`).
 //! The server is pinned to CPU 0 with `taskset` when it is available; run the bench itself
 //! pinned to the other core (`taskset -c 1 cargo run ...`) for quieter figures. Traffic goes to
 //! 127.0.0.1 only; every loop is bounded in time.
@@ -35,9 +37,33 @@ struct Args {
     /// A large feature snapshot to time a swap of (e.g. a 1,000,000-customer .nbf).
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// The nextbest binary.
-    #[arg(long, default_value = "target/release/nextbest")]
-    binary: PathBuf,
+    /// The nextbest binary [default: the one built beside this example].
+    #[arg(long)]
+    binary: Option<PathBuf>,
+}
+
+/// Says what went wrong in one line and exits non-zero (a missing binary, a server that never
+/// became ready), instead of a panic's backtrace.
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("swapbench: {message}");
+    std::process::exit(1)
+}
+
+/// `--binary`, or the `nextbest` of this example's profile (`<target>/<profile>/nextbest`).
+fn nextbest_binary(given: Option<PathBuf>) -> PathBuf {
+    let path = given.or_else(|| {
+        let exe = std::env::current_exe().ok()?;
+        Some(exe.parent()?.parent()?.join("nextbest"))
+    });
+    match path {
+        Some(p) if p.is_file() => p,
+        Some(p) => fail(format!(
+            "no nextbest binary at {}: build it (`cargo build --profile production --bin \
+             nextbest`) or give --binary",
+            p.display()
+        )),
+        None => fail("cannot locate the target directory: give --binary"),
+    }
 }
 
 fn free_port() -> u16 {
@@ -90,7 +116,7 @@ fn start(binary: &Path, models: &Path) -> Server {
     .stderr(Stdio::inherit());
     let child = cmd
         .spawn()
-        .expect("start nextbest (cargo build --release first)");
+        .unwrap_or_else(|e| fail(format!("cannot start {}: {e}", binary.display())));
     eprintln!(
         "server pid {} on {public} (admin {admin}){}",
         child.id(),
@@ -103,8 +129,9 @@ fn start(binary: &Path, models: &Path) -> Server {
     }
 }
 
-/// One keep-alive connection.
-struct Conn(http1::SendRequest<Full<Bytes>>);
+/// One keep-alive connection, and the address its requests name as their `Host` (the admin
+/// listener answers only requests that name it by address).
+struct Conn(http1::SendRequest<Full<Bytes>>, String);
 
 impl Conn {
     async fn open(addr: &str) -> Conn {
@@ -114,14 +141,14 @@ impl Conn {
             .await
             .expect("handshake");
         tokio::spawn(conn);
-        Conn(send)
+        Conn(send, addr.to_owned())
     }
 
     async fn call(&mut self, method: &str, path: &str, body: Vec<u8>) -> (u16, Bytes) {
         let req = Request::builder()
             .method(method)
             .uri(path)
-            .header("host", "bench")
+            .header("host", &self.1)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .expect("request");
@@ -132,9 +159,16 @@ impl Conn {
     }
 }
 
-async fn wait_ready(addr: &str) {
+async fn wait_ready(srv: &mut Server) {
+    let addr = srv.public.clone();
+    let addr = addr.as_str();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
+        if let Ok(Some(status)) = srv.child.try_wait() {
+            fail(format!(
+                "nextbest exited before it was ready ({status}); its log is above"
+            ));
+        }
         if TcpStream::connect(addr).await.is_ok() {
             let mut c = Conn::open(addr).await;
             if c.call("GET", "/readyz", vec![]).await.0 == 200 {
@@ -143,7 +177,7 @@ async fn wait_ready(addr: &str) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("server not ready after 60 s");
+    fail("the server was not ready after 60 s");
 }
 
 fn demo_doc(version: &str) -> serde_json::Value {
@@ -304,8 +338,8 @@ async fn main() {
             std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
         }
     }
-    let srv = start(&args.binary, &dir);
-    wait_ready(&srv.public).await;
+    let mut srv = start(&nextbest_binary(args.binary), &dir);
+    wait_ready(&mut srv).await;
 
     println!("## Publish to serving (ms, median of 5)\n");
     println!("| model | folder (write + rename) | admin PUT |");
