@@ -368,8 +368,10 @@ fn measure(
 fn print_report(args: &Args, reports: &[Report]) {
     let mb = |b: u64| b as f64 / 1e6;
     println!(
-        "\n## {} replicas, {} customers (date: run `date -u`)\n",
-        args.replicas, args.customers
+        "\n## {} replicas, {} customers ({} UTC)\n",
+        args.replicas,
+        args.customers,
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
     );
     println!(
         "| figure | {} |",
