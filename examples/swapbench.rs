@@ -177,6 +177,9 @@ async fn wait_ready(srv: &mut Server) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // `fail` exits without unwinding: stop the server first.
+    let _ = srv.child.kill();
+    let _ = srv.child.wait();
     fail("the server was not ready after 60 s");
 }
 

@@ -100,9 +100,11 @@ enum ModelCmd {
 
 #[derive(Subcommand)]
 enum FeaturesCmd {
-    /// Convert a snapshot (CSV, Parquet, a folder of Parquet parts or an older .nbf) into the compact binary form (.nbf).
+    /// Convert a snapshot (CSV, Parquet, a folder of Parquet parts or an older .nbf) into the
+    /// compact binary form (.nbf).
     Compile {
-        /// The snapshot: CSV, Parquet or .nbf (read by its first bytes).
+        /// The snapshot: CSV, Parquet or .nbf (read by its first bytes), or a folder of Parquet
+        /// parts.
         input: PathBuf,
         /// The .nbf file to write.
         output: PathBuf,

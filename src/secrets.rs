@@ -33,8 +33,10 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
 /// it (a password read from a file may hold `@`, `:` or `/`); replaces a password already there.
 pub fn url_with_password(url: &str, password: &str) -> Result<String, &'static str> {
     let mut parsed = url::Url::parse(url).map_err(|_| "not a URL")?;
+    // `set_password` encodes what the URL syntax needs but leaves `%` alone, which the client
+    // would read as the start of an escape.
     parsed
-        .set_password(Some(password))
+        .set_password(Some(&password.replace('%', "%25")))
         .map_err(|()| "this URL cannot hold a password")?;
     Ok(String::from(parsed))
 }

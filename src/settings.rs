@@ -204,7 +204,8 @@ pub struct ServeArgs {
     pub decision_log_files: usize,
     /// Memory budget of the contact state, in MiB: three quarters for customer histories (the
     /// least valuable customers go first), a quarter for remembered event ids. Replay at start
-    /// stays within it plus one log segment and a buffer of a sixteenth of it (2 to 64 MiB).
+    /// stays within it plus one log segment and a buffer of a sixteenth of the histories' share
+    /// (2 to 64 MiB).
     #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
     pub contact_memory_mb: u64,
     /// Keep the event log at least this many days (0 to 400), whatever the models' policy

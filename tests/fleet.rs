@@ -529,6 +529,15 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
         1.0,
         "Redis answers: the link is up"
     );
+    // Reads go on while writes are refused: a read is no end of the refusal.
+    const EXCHANGE: &str = "nextbest_replication_last_exchange_timestamp_seconds ";
+    let seen = sample(a.admin, EXCHANGE).await;
+    within("a read answered after the refusal", || async {
+        sample(a.admin, EXCHANGE).await > seen
+    })
+    .await;
+    let log = a.stderr();
+    assert!(!log.contains("redis takes commands again"), "{log}");
     // Memory back: the backlog ships, and the log says replication resumed.
     config_set(&mut con, "maxmemory", "0");
     within("the backlog shipped", || async {

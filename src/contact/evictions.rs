@@ -16,19 +16,20 @@ pub(super) struct Evictions {
     /// Past the horizon: nothing a policy reads was lost.
     expired: AtomicU64,
     /// The histories' share of the budget, for the log line.
-    budget_bytes: u64,
+    histories_budget_bytes: u64,
     epoch: Instant,
     /// Milliseconds after `epoch` of the last line, plus one (0: never said).
     said_at: AtomicU64,
 }
 
 impl Evictions {
-    /// No drops yet, under a budget of `budget_bytes` for histories.
-    pub fn new(budget_bytes: u64) -> Self {
+    /// No drops yet, under a budget of `histories_budget_bytes` for histories (three quarters
+    /// of `--contact-memory-mb`).
+    pub fn new(histories_budget_bytes: u64) -> Self {
         Evictions {
             budget: AtomicU64::new(0),
             expired: AtomicU64::new(0),
-            budget_bytes,
+            histories_budget_bytes,
             epoch: Instant::now(),
             said_at: AtomicU64::new(0),
         }
@@ -40,7 +41,7 @@ impl Evictions {
         if self.due(self.epoch.elapsed()) {
             tracing::warn!(
                 dropped = total,
-                budget_bytes = self.budget_bytes,
+                histories_budget_bytes = self.histories_budget_bytes,
                 "customers' contact histories are being dropped to stay within --contact-memory-mb: \
                  they are shown offers as if new (a cap or a cool-down forgotten); raise \
                  --contact-memory-mb and the pod's memory with it"

@@ -1,7 +1,7 @@
 //! Rebuilding the contact state from the log at start, within the memory budget.
 //!
 //! Histories are built in a plain hash map (no copy-on-write per event, as the live cache
-//! needs), but only up to [`REPLAY_BUFFER_BYTES`]: then they are folded into the cache, whose
+//! needs), but only up to [`replay_buffer_bytes`]: then they are folded into the cache, whose
 //! budget evicts the least valuable customers as it does live, and the map starts again. A
 //! customer whose events span two flushes gets the two parts merged, which gives the same
 //! history as applying every event to one. So peak memory is the cache's budget plus this

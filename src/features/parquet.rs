@@ -114,12 +114,18 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
                 part_name(first)
             )));
         }
-        rows += usize::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let claimed = usize::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0);
+        // Room is made up front for what a footer claims only up to a row per byte of the
+        // file, so a damaged footer cannot ask for more memory than the file could fill (a file
+        // packed tighter than that still loads, its vectors growing as they are read).
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        rows = rows.saturating_add(claimed.min(usize::try_from(size).unwrap_or(usize::MAX)));
     }
     for (name, kind) in &left_out {
         tracing::warn!(path = %shown.display(), column = %name, kind = %kind, "{}", super::left_out_message(name, kind));
     }
     let width = columns.len();
+    let rows = rows.min(u32::MAX as usize);
     let mut ids = IdIndex::with_capacity(rows, 10);
     let mut values: Vec<f32> = Vec::with_capacity(rows.saturating_mul(width));
     let mut exact = ExactBuilder::new(width);
@@ -264,11 +270,16 @@ fn unlike(first: &arrow_schema::Schema, part: &arrow_schema::Schema) -> Option<S
                 y.name()
             ));
         }
-        let id = i == 0
-            && [x, y]
-                .iter()
-                .all(|f| is_string(f.data_type()) || is_integer(f.data_type()));
-        if !id && kind(x.data_type()) != kind(y.data_type()) {
+        if i == 0 {
+            if !(is_string(y.data_type()) || is_integer(y.data_type())) {
+                return Some(format!(
+                    "column `customer_id`: expected strings or integers, found {}",
+                    y.data_type()
+                ));
+            }
+            continue;
+        }
+        if kind(x.data_type()) != kind(y.data_type()) {
             return Some(format!(
                 "column `{}` holds {} ({}) there, {} ({}) here",
                 x.name(),

@@ -21,34 +21,40 @@ pub fn parts_of(dir: &Path) -> Result<Vec<PathBuf>, FeatureError> {
         path: dir.to_owned(),
         source,
     };
-    let mut parts = Vec::new();
+    // Checked in name order, so the fault named is the same on every file system.
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name();
+        names.push(entry.map_err(io)?.file_name());
+    }
+    names.sort();
+    if names.iter().any(|n| n == "_temporary") {
+        return Err(fault(
+            "a job is still writing this folder (it holds `_temporary`): load it once the job \
+             has finished"
+                .into(),
+        ));
+    }
+    let mut parts = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
         let name = name.to_string_lossy();
-        if name == "_temporary" {
-            return Err(fault(
-                "a job is still writing this folder (it holds `_temporary`): load it once the \
-                 job has finished"
-                    .into(),
-            ));
-        }
+        let at = |source| FeatureError::Io {
+            path: path.clone(),
+            source,
+        };
         if name.starts_with('_') || name.starts_with('.') {
             continue;
         }
         // A link is taken as what it points at.
-        if std::fs::metadata(entry.path()).map_err(io)?.is_dir() {
+        if std::fs::metadata(&path).map_err(at)?.is_dir() {
             return Err(fault(format!(
                 "`{name}` is a folder: a snapshot folder holds Parquet parts only (a partitioned \
                  table's `key=value` folders are not read: give the folder of one partition)"
             )));
         }
         // A FIFO or a device is refused before it is opened (opening a FIFO waits).
-        crate::files::check_regular(&entry.path()).map_err(|source| FeatureError::Io {
-            path: entry.path(),
-            source,
-        })?;
-        if !is_parquet(&entry.path()).map_err(io)? {
+        crate::files::check_regular(&path).map_err(at)?;
+        if !is_parquet(&path).map_err(at)? {
             return Err(fault(format!(
                 "`{name}` is not a Parquet file: a folder is read as a snapshot only when it \
                  holds the Parquet parts of an export (Spark, Hive); give the snapshot's file, \
@@ -60,7 +66,7 @@ pub fn parts_of(dir: &Path) -> Result<Vec<PathBuf>, FeatureError> {
                 "more than {MAX_PARTS} parts: write the snapshot in fewer files"
             )));
         }
-        parts.push(entry.path());
+        parts.push(path);
     }
     if parts.is_empty() {
         return Err(fault(
@@ -69,7 +75,6 @@ pub fn parts_of(dir: &Path) -> Result<Vec<PathBuf>, FeatureError> {
                 .into(),
         ));
     }
-    parts.sort();
     Ok(parts)
 }
 

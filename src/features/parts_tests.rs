@@ -142,6 +142,28 @@ fn parts_that_disagree_on_their_columns_are_refused_naming_both() {
     .unwrap();
     part(&dir, "b.parquet", &numbers_for_plan);
     let e = refusal(&dir);
+    // A part whose ids are floats is refused as the first part would be, not row by row.
+    let c = dir.join("c");
+    std::fs::create_dir(&c).unwrap();
+    part(&c, "a.parquet", &rows(&["C1"], &[1.0], &["x"]));
+    let float_ids = RecordBatch::try_from_iter([
+        (
+            "customer_id",
+            Arc::new(Float64Array::from(vec![2.0])) as ArrayRef,
+        ),
+        ("arpu", Arc::new(Float64Array::from(vec![2.0])) as ArrayRef),
+        ("plan", Arc::new(StringArray::from(vec!["y"])) as ArrayRef),
+    ])
+    .unwrap();
+    part(&c, "b.parquet", &float_ids);
+    let ids = refusal(&c);
+    assert!(
+        ids.contains(
+            "part `b.parquet` differs from `a.parquet`: column `customer_id`: expected strings \
+             or integers, found Float64"
+        ),
+        "{ids}"
+    );
     // Integers where the first part has floats are the same kind; text against numbers is not.
     assert!(
         e.contains(

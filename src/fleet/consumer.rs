@@ -71,7 +71,7 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
             Some(c) => c,
             None => {
                 let response = Duration::from_millis(BLOCK_MS as u64 + 5_000);
-                match fleet.link.connect(response).await {
+                match fleet.connect(response).await {
                     Ok(c) => con.insert(c),
                     Err(e) => {
                         fleet.failed("connect", &e);
@@ -111,7 +111,7 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
         };
         attempt = 0;
         let now = now_ms();
-        fleet.exchanged(now);
+        fleet.exchanged("read", now);
         let mut counts = vec![0usize; streams.len()];
         for (key, list) in streams_of(&reply) {
             let Some(&i) = index.get(key) else {

@@ -67,13 +67,13 @@ pub fn accept(fleet: &Fleet, verdict: Verdict) -> bool {
 pub async fn join(fleet: &Fleet) -> bool {
     let mut attempt = 0u32;
     loop {
-        let checked = match fleet.link.connect(Duration::from_secs(5)).await {
+        let checked = match fleet.connect(Duration::from_secs(5)).await {
             Ok(mut con) => check(&mut con, fleet).await,
             Err(e) => Err(e),
         };
         match checked {
             Ok(verdict) => {
-                fleet.exchanged(now_ms());
+                fleet.exchanged("join", now_ms());
                 return accept(fleet, verdict);
             }
             Err(e) => {

@@ -34,10 +34,12 @@ impl Link {
     /// The link of `config`; the URL is checked by its parse (nothing connects).
     pub(super) fn new(config: &FleetConfig) -> redis::RedisResult<Link> {
         let client = redis::Client::open(config.url.as_str())?;
-        let password = config
-            .password_file
-            .as_deref()
-            .and_then(|p| read_secret_file(p).ok());
+        // The password the URL was built with at start (the file's, decoded).
+        let password = client
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .map(str::to_owned);
         Ok(Link {
             url: config.url.clone(),
             file: config.password_file.clone(),
@@ -83,6 +85,8 @@ impl Link {
                             tracing::info!(path = %path.display(), "read a new password from --redis-password-file; new connections to redis use it");
                         }
                         Err(error) => {
+                            // Said once: the same password is not tried again.
+                            held.password = Some(password);
                             tracing::warn!(path = %path.display(), %error, "the password in --redis-password-file does not fit the --redis URL; connecting with the one read before");
                         }
                     }
@@ -127,14 +131,15 @@ mod tests {
         })
         .unwrap();
         assert_eq!(password_of(&link).as_deref(), Some("first"));
-        // A rotated Secret: the next connection logs in with the new password, `@` and all.
-        std::fs::write(&file, "sec@nd:/x\n").unwrap();
-        assert_eq!(password_of(&link).as_deref(), Some("sec@nd:/x"));
+        // A rotated Secret: the next connection logs in with the new password, `@`, `%` and
+        // all, as written.
+        std::fs::write(&file, "sec@nd:/x%41\n").unwrap();
+        assert_eq!(password_of(&link).as_deref(), Some("sec@nd:/x%41"));
         // Emptied or gone: the password read before stays.
         std::fs::write(&file, "\n").unwrap();
-        assert_eq!(password_of(&link).as_deref(), Some("sec@nd:/x"));
+        assert_eq!(password_of(&link).as_deref(), Some("sec@nd:/x%41"));
         std::fs::remove_file(&file).unwrap();
-        assert_eq!(password_of(&link).as_deref(), Some("sec@nd:/x"));
+        assert_eq!(password_of(&link).as_deref(), Some("sec@nd:/x%41"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

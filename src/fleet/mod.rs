@@ -37,6 +37,7 @@ pub mod join;
 mod link;
 pub mod models;
 pub mod monitor;
+mod refusals;
 pub mod shipper;
 pub mod signing;
 
@@ -182,8 +183,8 @@ pub struct Fleet {
     outage_logged: AtomicBool,
     /// When a refused command was last logged (Unix ms).
     refusal_logged_ms: AtomicI64,
-    /// A refusal was logged and Redis has not taken a command since.
-    refusing: AtomicBool,
+    /// The operations Redis refuses now.
+    refusals: refusals::Refusals,
     /// Why this replica refused to join the fleet, once it has.
     refused: OnceLock<String>,
     /// Admin changes made here, on their way to the fleet's stream.
@@ -287,52 +288,6 @@ impl Fleet {
         let lag = lag_ms.max(0);
         self.lag_ms.store(lag, Relaxed);
         self.lag.observe_ns(lag as u64 * 1_000_000);
-    }
-
-    fn exchanged(&self, now_ms: i64) {
-        self.last_exchange_ms.store(now_ms, Relaxed);
-        self.connected.store(true, Relaxed);
-        if self.outage_logged.swap(false, Relaxed) {
-            tracing::info!("redis reachable again; replication resumes");
-        }
-        if self.refusing.swap(false, Relaxed) {
-            tracing::info!("redis takes commands again; replication resumes");
-        }
-    }
-
-    fn failed(&self, what: &str, e: &redis::RedisError) {
-        // Redis answered, refusing the command (out of memory, a read-only replica) or the
-        // credentials: it is reachable, so this is no outage to flap in and out of, and a wrong
-        // password is a setting to fix, not a network to wait for; said at most once a minute.
-        let refused = match e.kind() {
-            redis::ErrorKind::AuthenticationFailed => Some("credentials"),
-            redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Some("command"),
-            _ => None,
-        };
-        if let Some(refused) = refused {
-            self.refusing.store(true, Relaxed);
-            let now = now_ms();
-            let last = self.refusal_logged_ms.load(Relaxed);
-            if now - last >= 60_000
-                && self
-                    .refusal_logged_ms
-                    .compare_exchange(last, now, Relaxed, Relaxed)
-                    .is_ok()
-            {
-                if refused == "credentials" && self.config.password_file.is_some() {
-                    tracing::error!(error = %e, during = what, "redis refused the credentials (the user in --redis, the password in --redis-password-file, read again before each connection); serving and taking events locally, retrying with backoff");
-                } else if refused == "credentials" {
-                    tracing::error!(error = %e, during = what, "redis refused the credentials in --redis (user or password); serving and taking events locally, retrying with backoff");
-                } else {
-                    tracing::warn!(error = %e, during = what, "redis refused a command; serving and taking events locally, retrying with backoff");
-                }
-            }
-            return;
-        }
-        self.connected.store(false, Relaxed);
-        if !self.outage_logged.swap(true, Relaxed) {
-            tracing::warn!(error = %e, during = what, "redis unreachable; serving and taking events locally, retrying with backoff");
-        }
     }
 }
 
@@ -499,7 +454,7 @@ pub fn start(
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         outage_logged: AtomicBool::new(false),
         refusal_logged_ms: AtomicI64::new(i64::MIN / 2),
-        refusing: AtomicBool::new(false),
+        refusals: refusals::Refusals::default(),
         refused: OnceLock::new(),
         outgoing,
         changes_applied: AtomicU64::new(0),

@@ -177,7 +177,7 @@ pub async fn run(
 }
 
 async fn connect(fleet: &Fleet) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    fleet.link.connect(Duration::from_secs(10)).await
+    fleet.connect(Duration::from_secs(10)).await
 }
 
 /// Appends each change made here to the stream, retrying until Redis takes it.
@@ -247,7 +247,7 @@ async fn publish(
             }
             match cmd.query_async::<String>(c).await {
                 Ok(_) => {
-                    fleet.exchanged(now_ms());
+                    fleet.exchanged("publish", now_ms());
                     break;
                 }
                 Err(e) => {
@@ -525,6 +525,15 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     }
 }
 
+/// A report's host as said in a refusal: `unknown` from a release that wrote none, and at
+/// most 64 characters of what another process wrote.
+fn shown_host(host: &str) -> String {
+    if host.is_empty() {
+        return "unknown".into();
+    }
+    host.chars().take(64).collect()
+}
+
 /// A live process reports under this replica's origin besides this one (its report replaced
 /// ours since our last): a data folder copied with its `replica-id` (a cloned volume, `cp -r`).
 /// Each would skip the other's events as its own. The later started of the two refuses to join,
@@ -535,11 +544,12 @@ fn shares_our_id(fleet: &Fleet, twin: &Report) -> bool {
             "another running replica has this replica's id ({}, on host {}): its data folder \
              was copied from this one's or the reverse, and each would skip the other's events \
              as its own. Give this replica a data folder of its own and restart it",
-            fleet.origin, twin.host
+            fleet.origin,
+            shown_host(&twin.host)
         ));
         return true;
     }
-    tracing::error!(origin = %fleet.origin, twin_host = %twin.host, "another running replica, started after this one, has this replica's id (a copied data folder); it refuses to join the fleet");
+    tracing::error!(origin = %fleet.origin, twin_host = %shown_host(&twin.host), "another running replica, started after this one, has this replica's id (a copied data folder); it refuses to join the fleet");
     false
 }
 

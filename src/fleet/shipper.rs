@@ -162,7 +162,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             idle_since = tokio::time::Instant::now();
             match server_run_id(c).await {
                 Ok(id) => {
-                    fleet.exchanged(now_ms());
+                    fleet.exchanged("check", now_ms());
                     if restarted(&mut run_id, id) {
                         // A Redis back empty also lost the recorded partition count.
                         if let Ok(v) = super::join::check(c, &fleet).await {
@@ -236,7 +236,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             Ok(()) => {
                 attempt = 0;
                 idle_since = tokio::time::Instant::now();
-                fleet.exchanged(now_ms());
+                fleet.exchanged("ship", now_ms());
                 fleet.shipped.fetch_add(batch.len() as u64, Relaxed);
                 cursor = next;
                 fleet.set_cursor(cursor);
@@ -268,7 +268,7 @@ fn restarted(known: &mut Option<String>, id: String) -> bool {
 /// A connection and the server's run id, the partition count checked (a refusal stops the
 /// link, and the connection is then never used).
 async fn connect(fleet: &Fleet) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
-    let mut c = fleet.link.connect(Duration::from_secs(5)).await?;
+    let mut c = fleet.connect(Duration::from_secs(5)).await?;
     let id = server_run_id(&mut c).await?;
     let verdict = super::join::check(&mut c, fleet).await?;
     super::join::accept(fleet, verdict);

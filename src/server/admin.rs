@@ -380,13 +380,14 @@ fn stats(state: &AppState) -> Response<Full<Bytes>> {
         body["replication"] = serde_json::to_value(f.stats()).unwrap_or_default();
     }
     body["lift"] = funnel.lift();
-    if let Some(f) = &state.registry.load().features {
+    let snap = state.registry.load();
+    if let Some(f) = &snap.features {
         body["features"] = serde_json::json!({
             "source": f.source(),
             "customers": f.len(),
             "columns": super::status::columns_json(f),
             "memory": SnapshotMemory::of(f),
-            "checksum": super::status::snapshot_checksum(state),
+            "checksum": super::status::snapshot_checksum(&snap),
         });
     }
     let models = state.registry.load().models.clone();

@@ -164,13 +164,14 @@ pub(super) fn features_summary(state: &AppState) -> Option<serde_json::Value> {
         "bytes": f.bytes_held(),
         "memory": crate::features::memory::SnapshotMemory::of(f),
         "loaded_at": loaded_at,
-        "checksum": snapshot_checksum(state),
+        "checksum": snapshot_checksum(&snap),
     }))
 }
 
-/// The serving snapshot's version (`crc32:…`), as the fleet compares replicas by.
-pub(super) fn snapshot_checksum(state: &AppState) -> Option<String> {
-    state.registry.serving().snapshot.map(|v| v.checksum)
+/// The snapshot's version (`crc32:…`), as the fleet compares replicas by, from the same load
+/// as the figures beside it.
+pub(super) fn snapshot_checksum(snap: &crate::registry::Snapshot) -> Option<&str> {
+    snap.feature_version.as_deref().map(|v| v.checksum.as_str())
 }
 
 #[cfg(test)]
