@@ -424,3 +424,31 @@ fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Recei
     });
     rx
 }
+
+/// The load line says what a mapped snapshot takes: its heap (`bytes`, small) and its map
+/// (`mapped_bytes`, the file), so an operator reading the log does not take 96 bytes for all.
+#[test]
+fn the_load_line_counts_a_mapped_snapshot_by_its_map() {
+    let models = TempModels::new("load-line");
+    let data = TempDir::new("load-line-data");
+    let csv = models.dir.join("features.csv");
+    let nbf = data.0.join("features.nbf");
+    features::write_nbf(&FeatureStore::load(&csv).unwrap(), &nbf).unwrap();
+    std::fs::copy(&nbf, &csv).unwrap();
+    let server = support::binary::Binary::with_models(&models.dir, &data.0.join("d"))
+        .arg("--snapshot-store")
+        .arg(data.0.join("store"))
+        .spawn();
+    let log = server.wait_stderr("feature snapshot swapped in");
+    let line = log
+        .lines()
+        .find(|l| l.contains("feature snapshot swapped in"))
+        .unwrap_or_else(|| panic!("no load line: {log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(
+        v["mapped_bytes"],
+        std::fs::metadata(&nbf).unwrap().len(),
+        "{line}"
+    );
+    assert!(v["bytes"].as_u64().unwrap() < 64 * 1024, "{line}");
+}

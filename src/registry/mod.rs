@@ -281,6 +281,7 @@ impl Registry {
                 customers = info.customers,
                 features = info.features,
                 bytes = info.bytes,
+                mapped_bytes = plan.store.mapped_bytes(),
                 duration_ms,
                 "feature snapshot swapped in"
             );
