@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::dictionary::{finish_columns, DictBuilder};
 use super::exact::ExactBuilder;
-use super::index::{DuplicateId, IdIndex};
+use super::index::{DuplicateId, IdIndex, Skipped};
 use super::{FeatureError, FeatureStore, RowFault};
 
 /// Longest customer id accepted, in bytes; longer ids are data errors, not customers.
@@ -308,13 +308,17 @@ fn read_rows(
     let mut turned = Vec::new();
     let mut record = csv::ByteRecord::new();
     let mut last_record_at = 0;
+    // Data rows read, and those that took no id (to name a repeat's first row).
+    let (mut row, mut skipped) = (0usize, Skipped::default());
     loop {
         match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
+            Ok(true) => row += 1,
             Ok(false) => break,
             // A ragged row: named, and the rows after it still read.
             Err(e) if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) => {
                 faults.add(e.position().map_or(0, |p| p.byte()), 1, e.to_string());
+                skipped.skip(row);
+                row += 1;
                 continue;
             }
             Err(e) => {
@@ -328,6 +332,7 @@ fn read_rows(
             Ok(id) => id,
             Err(detail) => {
                 faults.add(at, 1, detail);
+                skipped.skip(row - 1);
                 continue;
             }
         };
@@ -338,9 +343,10 @@ fn read_rows(
         if let Err(DuplicateId(first)) = ids.push(id) {
             let detail = format!(
                 "duplicate customer_id `{id}` (first seen on data row {})",
-                first + 1
+                skipped.row_of(first) + 1
             );
             faults.add(at, 1, detail);
+            skipped.skip(row - 1);
             continue;
         }
         for (i, field) in record.iter().enumerate().skip(1) {

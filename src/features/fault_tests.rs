@@ -53,6 +53,15 @@ fn every_fault_of_a_file_is_reported_with_its_line() {
     assert_eq!(total, 2, "{faults:?}");
     assert_eq!((faults[0].0, faults[0].1), (2, 3));
     assert_eq!((faults[1].0, faults[1].1), (3, 3));
+    // A repeat names the data row of its first copy, counting the rows before it that took no
+    // id (an empty id, a ragged row).
+    let (faults, _) = parse_faults("customer_id,a\n,1\nC5,1,2\nC1,2\nC1,3\n");
+    assert!(
+        faults[2]
+            .2
+            .contains("duplicate customer_id `C1` (first seen on data row 3)"),
+        "{faults:?}"
+    );
     // The header's faults come together, before any row is read.
     let (faults, _) = parse_faults("customer_id,a:strng,a,b,b,\nC1,1,2,3,4,5\n");
     let places: Vec<(u64, usize)> = faults.iter().map(|f| (f.0, f.1)).collect();

@@ -150,6 +150,31 @@ pub struct IdIndex {
 #[derive(Debug, PartialEq, Eq)]
 pub struct DuplicateId(pub usize);
 
+/// The data rows whose id a load did not take (a bad id, a repeat, a ragged row), in reading
+/// order: turns an id's row in the index back into its data row, so a repeat names where its
+/// first copy really was.
+#[derive(Debug, Default)]
+pub struct Skipped(Vec<usize>);
+
+impl Skipped {
+    /// Data row `row` (0-based, in reading order) took no id.
+    pub fn skip(&mut self, row: usize) {
+        self.0.push(row);
+    }
+
+    /// The data row (0-based) of the id at `index` in the index.
+    pub fn row_of(&self, index: usize) -> usize {
+        let mut row = index;
+        for &s in &self.0 {
+            if s > row {
+                break;
+            }
+            row += 1;
+        }
+        row
+    }
+}
+
 /// Why ids laid out by a binary snapshot cannot form an index.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LayoutError {
@@ -287,4 +312,21 @@ impl IdIndex {
 fn slice<'a>(arena: &'a [u8], ends: &[u32], row: usize) -> &'a [u8] {
     let start = if row == 0 { 0 } else { ends[row - 1] as usize };
     &arena[start..ends[row] as usize]
+}
+
+#[cfg(test)]
+mod skipped_tests {
+    use super::Skipped;
+
+    #[test]
+    fn an_ids_index_turns_back_into_its_data_row_past_the_rows_that_took_none() {
+        let mut s = Skipped::default();
+        assert_eq!(s.row_of(0), 0, "nothing skipped: the same row");
+        // Rows 0 and 2 took no id: the ids are rows 1, 3, 4, ...
+        s.skip(0);
+        s.skip(2);
+        assert_eq!((s.row_of(0), s.row_of(1), s.row_of(2)), (1, 3, 4));
+        s.skip(5);
+        assert_eq!((s.row_of(2), s.row_of(3)), (4, 6));
+    }
 }

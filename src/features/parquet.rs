@@ -25,7 +25,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES, MAX_LISTED_FAULTS};
 use super::dictionary::{finish_columns, DictBuilder};
 use super::exact::ExactBuilder;
-use super::index::{DuplicateId, IdIndex};
+use super::index::{DuplicateId, IdIndex, Skipped};
 use super::{FeatureError, FeatureStore};
 
 /// Rows per record batch read.
@@ -132,8 +132,10 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
     let mut faults = Faults::default();
     // Columns out of distinct values: told once, not on every row after.
     let mut full = vec![false; width];
-    // Where each part's rows start among all the rows read, to name a duplicate's first place.
+    // Where each part's rows start among all the rows read, and the rows that took no id: to
+    // name a duplicate's first place.
     let mut starts: Vec<(usize, String)> = Vec::with_capacity(files.len());
+    let (mut base, mut skipped) = (0usize, Skipped::default());
     let mut builder = Some(builder);
     for f in files {
         let b = match builder.take() {
@@ -143,7 +145,7 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
         if folder {
             faults.part = Some(part_name(f));
         }
-        starts.push((ids.len(), part_name(f)));
+        starts.push((base, part_name(f)));
         let reader = b
             .with_batch_size(BATCH)
             .build()
@@ -167,14 +169,18 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
             // below so the list is in file order.
             let mut id_faults = Stream::default();
             for i in 0..n {
+                let row = base + done + i;
                 let Some(id) = id_at(id_col.as_ref(), keys.as_deref(), i, &mut digits) else {
                     id_faults.push(i, "null customer_id".into());
+                    skipped.skip(row);
                     continue;
                 };
                 if id.is_empty() {
                     id_faults.push(i, "empty customer_id".into());
+                    skipped.skip(row);
                 } else if id.len() > MAX_ID_BYTES {
                     id_faults.push(i, format!("customer_id longer than {MAX_ID_BYTES} bytes"));
+                    skipped.skip(row);
                 } else if ids.arena_len() + id.len() > u32::MAX as usize {
                     id_faults.drain(done, "customer_id", None, &mut faults);
                     let at = faults.at_row(done + i + 1);
@@ -183,9 +189,10 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
                 } else if let Err(DuplicateId(first)) = ids.push(id) {
                     let detail = format!(
                         "duplicate customer_id `{id}` (first seen on {})",
-                        first_place(&starts, first, folder)
+                        first_place(&starts, skipped.row_of(first), folder)
                     );
                     id_faults.push(i, detail);
+                    skipped.skip(row);
                 }
             }
             let cols: Vec<_> = sources.iter().map(|&i| batch.column(i)).collect();
@@ -230,6 +237,7 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
             }
             done += n;
         }
+        base += done;
     }
     if let Some(e) = faults.into_error(shown) {
         return Err(e);
@@ -293,7 +301,8 @@ fn unlike(first: &arrow_schema::Schema, part: &arrow_schema::Schema) -> Option<S
     (a.len() != b.len()).then(|| format!("{} columns there, {} here", a.len(), b.len()))
 }
 
-/// Where the row at `index` among all rows read was: its data row, and in a folder its part.
+/// Where data row `index` (0-based, among all the rows read) was: its row, and in a folder its
+/// part.
 fn first_place(starts: &[(usize, String)], index: usize, folder: bool) -> String {
     let at = starts
         .partition_point(|(s, _)| *s <= index)

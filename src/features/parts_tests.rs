@@ -100,7 +100,7 @@ fn faults_in_a_folder_name_the_part_and_its_row() {
     part(
         &dir,
         "part-00000.parquet",
-        &rows(&["C1", "C2"], &[1.0, 2.0], &["a", "b"]),
+        &rows(&["", "C1", "C2"], &[0.0, 1.0, 2.0], &["z", "a", "b"]),
     );
     part(
         &dir,
@@ -114,9 +114,13 @@ fn faults_in_a_folder_name_the_part_and_its_row() {
     let e = refusal(&dir);
     assert!(e.contains(&format!("{}: part", dir.display())), "{e}");
     assert!(
+        e.contains("part `part-00000.parquet`, row 1, column `customer_id`: empty customer_id"),
+        "{e}"
+    );
+    assert!(
         e.contains(
             "part `part-00001.parquet`, row 2, column `customer_id`: duplicate customer_id `C1` \
-             (first seen on part `part-00000.parquet`, data row 1)"
+             (first seen on part `part-00000.parquet`, data row 2)"
         ),
         "{e}"
     );
