@@ -74,7 +74,8 @@ pub struct ServeArgs {
     /// The model: a folder holding model.json (and scorer files), or a model file.
     #[arg(long, env = "NEXTBEST_MODELS", default_value = "models")]
     pub models: PathBuf,
-    /// The feature snapshot: CSV, Parquet (a file, or a folder of parts), or the binary form (.nbf).
+    /// The feature snapshot: CSV, Parquet (a file, or a folder of parts), or the binary form
+    /// (.nbf).
     #[arg(long, env = "NEXTBEST_FEATURES", default_value = "models/features.csv")]
     pub features: PathBuf,
     /// Largest request body accepted, in bytes (1 to 64 MiB).

@@ -431,8 +431,9 @@ impl FeatureStore {
         store: Option<&SnapshotStore>,
         nulls: &NullWords,
     ) -> Result<Self, FeatureError> {
+        // A folder of Parquet parts is never mapped: it loads as `load_with` reads it.
         if path.is_dir() {
-            return parts::read_folder(path);
+            return Self::load_with(path, nulls);
         }
         crate::files::check_regular(path).map_err(|source| FeatureError::Io {
             path: path.to_owned(),

@@ -18,6 +18,11 @@ impl Fleet {
         if self.outage_logged.swap(false, Relaxed) {
             tracing::info!("redis reachable again; replication resumes");
         }
+        self.took(what);
+    }
+
+    /// `what` went through: the end of the refusals when it was the last refused.
+    fn took(&self, what: &'static str) {
         if self.refusals.took(what) {
             tracing::info!(
                 during = what,
@@ -33,9 +38,7 @@ impl Fleet {
         response: Duration,
     ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         let c = self.link.connect(response).await?;
-        if self.refusals.took("connect") {
-            tracing::info!("redis takes commands again; replication resumes");
-        }
+        self.took("connect");
         Ok(c)
     }
 
@@ -101,7 +104,7 @@ impl Refusals {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         let before = ops.len();
         ops.retain(|&o| o != what);
-        let cleared = before > 0 && ops.is_empty() && ops.len() < before;
+        let cleared = ops.len() < before && ops.is_empty();
         self.any.store(!ops.is_empty(), Relaxed);
         cleared
     }
