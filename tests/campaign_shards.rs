@@ -30,9 +30,12 @@ fn run_shards(base: &Base, campaign: &Path, tag: &str, count: u32, now: i64) -> 
 }
 
 /// A merge of 1, 3 and 8 shards writes the list, the control group and the summary exactly as
-/// one machine does: with offer and category limits (every pair kept) and with a capacity only
+/// one machine does: with offer and category limits (every pair kept), with a capacity only
 /// (each customer's best pairs kept) and a send window (the shards carry each customer's
-/// time zone), both with a control group and ties broken by row.
+/// time zone), and over two channels with their own capacities, one reachable by a rule (the
+/// shards carry each pair's channel and where its customer cannot be reached, which the list's
+/// `not_chosen` column says), with one and two offers a customer; each with a control group and
+/// ties broken by row.
 #[test]
 fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
     let base = base_with_zones("cmp-shards", 600);
@@ -48,7 +51,23 @@ fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
     // Each customer's send time in their zone: the shards carry the zone names.
     capacity["send_window"] = json!({"from": "09:00", "to": "20:00", "days": ["mon", "sat"],
         "time_zone": {"feature": "tz"}, "default_time_zone": "Asia/Tokyo"});
-    for doc in [limited, capacity] {
+    let channels = |name: &str, per_customer: u32| {
+        json!({"name": name, "offers": ["a", "b", "c"],
+            "max_offers_per_customer": per_customer,
+            "control_group": {"share": 0.15, "salt": "u"},
+            "send_window": {"from": "08:00", "to": "21:00",
+                "time_zone": {"feature": "tz"}, "default_time_zone": "Europe/Lisbon"},
+            "channels": {
+                "sms": {"placement": "sms_campaign", "max_contacts": 70},
+                "email": {"placement": "email_campaign", "max_contacts": 90,
+                          "reachable": {"feature": "y", "op": "ge", "value": 5}}}})
+    };
+    for doc in [
+        limited,
+        capacity,
+        channels("channels_1", 1),
+        channels("channels_2", 2),
+    ] {
         let name = doc["name"].as_str().unwrap().to_owned();
         let file = base.write_campaign(&name, &doc);
         let one = run_config(&base.config(&file, &format!("{name}-one"), NOW));
@@ -62,6 +81,13 @@ fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
             let merged = campaign::merge(&dirs, &out)
                 .unwrap_or_else(|e| panic!("merge of {count}: {:#?}", e.faults()));
             assert_eq!(merged.scanned, 600, "{name}/{count}");
+            if name.starts_with("channels") {
+                let list = std::fs::read_to_string(out.join("targets.csv")).unwrap();
+                assert!(
+                    list.contains("email:unreachable") && list.contains("sms:"),
+                    "{name}: the merged list says no customer was unreachable by e-mail"
+                );
+            }
             for f in LIST_FILES {
                 assert!(
                     std::fs::read(one.out.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
@@ -168,6 +194,26 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
     refused(
         good.clone(),
         &["shard-candidates.csv", "the shard is incomplete"],
+    );
+    // A pair on a channel the campaign does not have (this one has one channel).
+    let path = other[1].join(campaign::shard::CANDIDATES_CSV);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bent: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 10, "{l}");
+            if i == 2 {
+                f[8] = "1";
+            }
+            f.join(",")
+        })
+        .collect();
+    std::fs::write(&path, bent.join("\n") + "\n").unwrap();
+    refused(
+        other.clone(),
+        &["shard-candidates.csv", "line 3: column `channel`"],
     );
 }
 

@@ -187,6 +187,8 @@ pub enum Customers<'a> {
         values: HashMap<(u32, u16), f64>,
         /// Customers' time-zone names by snapshot row (with a send window).
         zones: HashMap<u32, Box<str>>,
+        /// The campaign channels a customer cannot be reached on, a bit each (absent: none).
+        unreachable: HashMap<u32, u8>,
     },
 }
 
@@ -223,8 +225,7 @@ impl Customers<'_> {
         }
     }
 
-    /// True when the customer of `row` can be reached on campaign channel `ci` (shards list
-    /// no rules: sharded runs have one channel).
+    /// True when the customer of `row` can be reached on campaign channel `ci`.
     pub fn reachable(&self, row: u32, ci: usize) -> bool {
         match self {
             Customers::Snapshot(f, reach) => match reach.get(ci) {
@@ -239,7 +240,9 @@ impl Customers<'_> {
                 }
                 _ => true,
             },
-            Customers::Listed { .. } => true,
+            Customers::Listed { unreachable, .. } => unreachable
+                .get(&row)
+                .is_none_or(|off| off.checked_shr(ci as u32).unwrap_or(0) & 1 == 0),
         }
     }
 }

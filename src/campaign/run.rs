@@ -49,12 +49,6 @@ pub fn run(cfg: &RunConfig) -> Result<Summary, CampaignError> {
 
 /// Scans one shard of the base and writes the candidate pairs a merge needs into `cfg.out`.
 pub fn run_shard(cfg: &RunConfig, part: Shard) -> Result<shard::Written, CampaignError> {
-    if spec::load(&cfg.campaign)?.multi_channel() {
-        return Err(CampaignError::Plan(vec![Fault {
-            path: "channels".into(),
-            message: "sharded runs (--shard) take one channel yet: run a campaign over several channels on one machine".into(),
-        }]));
-    }
     scanned(cfg, Some(part), |s| {
         shard::write(
             &cfg.out,

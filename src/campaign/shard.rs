@@ -12,7 +12,9 @@
 //! include the customers it may hold out.
 //!
 //! A shard folder: `shard-candidates.csv` (row, customer id, offer, variant, score,
-//! propensity, value, the customer's time-zone name when the campaign has a send window) and,
+//! propensity, value, the customer's time-zone name when the campaign has a send window, the
+//! campaign channel, and the channels the customer cannot be reached on, as indices joined by
+//! `;`, so a merged list says `unreachable` where one machine does) and,
 //! written last, `shard.json` (the shard, the run's [`RunInfo`], the counts, the file's row
 //! count), so a folder without `shard.json` is not a finished shard. A merge checks every shard before
 //! it writes anything, and writes the list under temporary names renamed into place at the
@@ -34,7 +36,7 @@ pub const SHARD_JSON: &str = "shard.json";
 /// The shard's candidate pairs.
 pub const CANDIDATES_CSV: &str = "shard-candidates.csv";
 /// The shard file format's version.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// Why shards could not be written or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -164,8 +166,12 @@ fn write_pairs(
         "propensity",
         "value",
         "time_zone",
+        "channel",
+        "unreachable",
     ])
     .map_err(&e)?;
+    let channels = info.spec.channel_list().len();
+    let mut unreachable = String::new();
     for p in pairs {
         let id = customers.id(p.row).unwrap_or_default();
         let (mut a, mut b, mut c) = (
@@ -173,11 +179,19 @@ fn write_pairs(
             zmij::Buffer::new(),
             zmij::Buffer::new(),
         );
-        let (mut row, mut offer, mut variant) = (
+        let (mut row, mut offer, mut variant, mut channel) = (
+            itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
         );
+        unreachable.clear();
+        for ci in (0..channels).filter(|&ci| !customers.reachable(p.row, ci)) {
+            if !unreachable.is_empty() {
+                unreachable.push(';');
+            }
+            unreachable.push_str(itoa::Buffer::new().format(ci));
+        }
         w.write_record([
             row.format(p.row),
             id,
@@ -187,6 +201,8 @@ fn write_pairs(
             b.format(p.propensity),
             c.format(customers.value(info, p)),
             customers.zone_name(info, p.row).unwrap_or_default(),
+            channel.format(p.channel),
+            &unreachable,
         ])
         .map_err(&e)?;
     }
@@ -354,20 +370,31 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
     let mut ids = HashMap::new();
     let mut values = HashMap::new();
     let mut zones = HashMap::new();
+    let mut unreachable = HashMap::new();
+    let channels = first.header.info.spec.channel_list().len();
     for s in &shards {
         tally.merge(s.header.tally.clone());
         let n = read_pairs(
             &s.dir.join(CANDIDATES_CSV),
+            channels,
             &mut pairs,
-            &mut ids,
-            &mut values,
-            &mut zones,
+            &mut Listed {
+                ids: &mut ids,
+                values: &mut values,
+                zones: &mut zones,
+                unreachable: &mut unreachable,
+            },
         )?;
         check_rows(&s.dir.join(CANDIDATES_CSV), n, s.header.candidates)?;
     }
     let info = &first.header.info;
     let candidates = allocate::candidates(pairs, &info.limits);
-    let customers = Customers::Listed { ids, values, zones };
+    let customers = Customers::Listed {
+        ids,
+        values,
+        zones,
+        unreachable,
+    };
 
     finish::finish_in_place(info, tally, candidates, &customers, out)
 }
@@ -382,12 +409,24 @@ fn check_rows(path: &Path, got: u64, expected: u64) -> Result<(), ShardError> {
     })
 }
 
+/// What the shards say of each customer, gathered as they are read.
+struct Listed<'a> {
+    ids: &'a mut HashMap<u32, Box<str>>,
+    values: &'a mut HashMap<(u32, u16), f64>,
+    zones: &'a mut HashMap<u32, Box<str>>,
+    unreachable: &'a mut HashMap<u32, u8>,
+}
+
+// A customer's unreachable channels are one bit each.
+const _: () = assert!(super::spec::MAX_CHANNELS <= u8::BITS as usize);
+
+/// Reads one shard's candidates into `into` and what they say of their customers into
+/// `listed`; `channels` is the campaign's channel count. Returns the rows read.
 fn read_pairs(
     path: &Path,
+    channels: usize,
     into: &mut Vec<Pair>,
-    ids: &mut HashMap<u32, Box<str>>,
-    values: &mut HashMap<(u32, u16), f64>,
-    zones: &mut HashMap<u32, Box<str>>,
+    listed: &mut Listed<'_>,
 ) -> Result<u64, ShardError> {
     let file = File::open(path).map_err(io(path))?;
     let mut r = csv::Reader::from_reader(BufReader::new(file));
@@ -407,13 +446,27 @@ fn read_pairs(
             variant: field(3).parse().map_err(|_| bad("variant"))?,
             score: field(4).parse().map_err(|_| bad("score"))?,
             propensity: field(5).parse().map_err(|_| bad("propensity"))?,
-            channel: 0,
+            channel: field(8)
+                .parse()
+                .ok()
+                .filter(|&c: &u8| usize::from(c) < channels)
+                .ok_or_else(|| bad("channel"))?,
         };
         let value: f64 = field(6).parse().map_err(|_| bad("value"))?;
-        ids.entry(p.row).or_insert_with(|| field(1).into());
-        values.insert((p.row, p.offer), value);
+        let mut off = 0u8;
+        for ci in field(9).split(';').filter(|c| !c.is_empty()) {
+            match ci.parse::<usize>() {
+                Ok(ci) if ci < channels => off |= 1 << ci,
+                _ => return Err(bad("unreachable")),
+            }
+        }
+        listed.ids.entry(p.row).or_insert_with(|| field(1).into());
+        listed.values.insert((p.row, p.offer), value);
         if !field(7).is_empty() {
-            zones.entry(p.row).or_insert_with(|| field(7).into());
+            listed.zones.entry(p.row).or_insert_with(|| field(7).into());
+        }
+        if off != 0 {
+            listed.unreachable.insert(p.row, off);
         }
         into.push(p);
     }
