@@ -276,7 +276,27 @@ fn binaries(no_build: bool) -> Result<PathBuf> {
         let target = release
             .parent()
             .ok_or("cannot locate the target directory")?;
-        let ok = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // `cargo run` hands this example the package's variables (CARGO_MANIFEST_DIR, ...);
+        // a dependency's build script that watches one (ring's) would see it changed and
+        // rebuild, with everything above it, here and again at the next plain build.
+        for (key, _) in std::env::vars_os() {
+            let run_only = key.to_str().is_some_and(|k| {
+                [
+                    "CARGO_MANIFEST_",
+                    "CARGO_PKG_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|p| k.starts_with(p))
+                    || k == "CARGO_PRIMARY_PACKAGE"
+            });
+            if run_only {
+                build.env_remove(key);
+            }
+        }
+        let ok = build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args([
                 "build",
