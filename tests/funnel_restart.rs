@@ -49,6 +49,7 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     let server = spawn(&models, &data);
 
     let mut events = Vec::new();
+    let mut decided = Vec::new();
     let mut variants = std::collections::HashSet::new();
     let mut personalised = 0;
     for i in 1..=40 {
@@ -60,6 +61,7 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
         variants.insert(a["variant"].as_str().unwrap().to_owned());
         let offer = a["offers"][0]["offer_id"].as_str().unwrap().to_owned();
         let id = a["decision_id"].as_str().unwrap().to_owned();
+        decided.push((customer.clone(), channel, offer.clone(), id.clone()));
         let base = json!({"customer_id": customer, "offer_id": offer, "channel": channel});
         let with = |kind: &str, event_id: String, decision: bool| {
             let mut e = base.clone();
@@ -137,12 +139,39 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     assert!(status.success(), "{}", server.stderr());
     assert!(data.join("funnel.counts").exists());
 
+    // A counts file written before placements were kept: binding the models fills them in
+    // (and the next save keeps them).
+    let counts = data.join("funnel.counts");
+    let mut saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&counts).unwrap()).unwrap();
+    for t in saved["tables"].as_array_mut().unwrap() {
+        assert!(t["placements"].is_array(), "{t}");
+        t.as_object_mut().unwrap().remove("placements");
+    }
+    std::fs::write(&counts, serde_json::to_vec(&saved).unwrap()).unwrap();
     let again = spawn(&models, &data);
     let after = funnel_views(&again).await;
     assert_eq!(before.0, after.0, "/admin/stats funnel");
     assert_eq!(before.1, after.1, "unattributed");
     assert_eq!(before.2, after.2, "/metrics funnel");
     assert_eq!(before.3, after.3, "lift");
+    // An event quoting a decision from before the restart with another placement is still
+    // refused.
+    let misplaced = |n: usize| {
+        let (customer, channel, offer, id) = &decided[n];
+        let (placement, other) = match *channel {
+            "web" => ("plans_page", "checkout"),
+            _ => ("app_home", "home_hero"),
+        };
+        let event = json!({"type": "click", "customer_id": customer, "offer_id": offer,
+            "channel": channel, "placement": other, "decision_id": id,
+            "event_id": format!("misplaced-{n}")});
+        (event, format!("placement: `{other}` contradicts the decision, which was made for placement `{placement}`"))
+    };
+    let (event, refusal) = misplaced(0);
+    let answer = post_events(again.public, json!([event])).await;
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    assert_eq!(answer["rejected"][0]["error"], refusal.as_str(), "{answer}");
 
     // The experiment is reshuffled (another salt) and the server restarted: outcomes that
     // named no decision still count for the variant (and model version) they counted for.
@@ -161,4 +190,10 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     let after = funnel_views(&reshuffled).await;
     assert_eq!(before.0, after.0, "/admin/stats funnel");
     assert_eq!(before.1, after.1, "unattributed");
+    // And after a restart under a reshuffled experiment.
+    for n in [1, 2] {
+        let (event, refusal) = misplaced(n);
+        let answer = post_events(reshuffled.public, json!([event])).await;
+        assert_eq!(answer["rejected"][0]["error"], refusal.as_str(), "{answer}");
+    }
 }

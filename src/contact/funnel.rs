@@ -33,7 +33,7 @@
 //! and does not read the model registry: callers pass the models.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
@@ -121,6 +121,9 @@ impl Stage {
 #[derive(Debug, Default)]
 struct Cell([AtomicU64; Stage::ALL.len()]);
 
+/// Placement names by channel and slot index.
+type Placements = Box<[Box<[Box<str>]>]>;
+
 /// The counters of one model version.
 pub struct FunnelTable {
     /// The model's content key.
@@ -137,9 +140,11 @@ pub struct FunnelTable {
     values: Box<[f64]>,
     offer_index: hashbrown::HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     channels: Box<[Box<str>]>,
-    /// Placement names by channel and slot index, as decision ids name them (empty for a table
-    /// restored from disk whose model is gone).
-    placements: Box<[Box<[Box<str>]>]>,
+    /// Placement names by channel and slot index, as decision ids name them: set with the
+    /// model, restored from the counts file, or set when a table restored from a file that
+    /// lacked them is bound to its model again (unset only for such a table whose model is
+    /// gone).
+    placements: OnceLock<Placements>,
     /// Each placement's exploration share, by channel and slot index.
     exploration: Box<[Box<[f64]>]>,
     cells: Box<[Cell]>,
@@ -158,11 +163,7 @@ impl FunnelTable {
             model.offers.iter().map(|o| o.value).collect(),
             model.channels.iter().map(|c| c.name.clone()).collect(),
         );
-        t.placements = model
-            .channels
-            .iter()
-            .map(|c| c.slots.iter().map(|s| s.placement.clone()).collect())
-            .collect();
+        t.set_placements(model);
         t.exploration = model
             .channels
             .iter()
@@ -196,7 +197,7 @@ impl FunnelTable {
             values,
             offers,
             channels,
-            placements: Box::default(),
+            placements: OnceLock::new(),
             exploration: Box::default(),
             cells: (0..n).map(|_| Cell::default()).collect(),
             explored: (0..n).map(|_| Cell::default()).collect(),
@@ -233,7 +234,19 @@ impl FunnelTable {
     /// The name of a placement by channel and slot index, as a decision id names it (`None`
     /// when the table does not know its model's placements).
     pub fn placement(&self, channel: usize, slot: usize) -> Option<&str> {
-        self.placements.get(channel)?.get(slot).map(|p| &**p)
+        self.placements.get()?.get(channel)?.get(slot).map(|p| &**p)
+    }
+
+    /// Takes the placement names of the model this table counts for (kept when already set:
+    /// one content key, one layout).
+    fn set_placements(&self, model: &CompiledModel) {
+        self.placements.get_or_init(|| {
+            model
+                .channels
+                .iter()
+                .map(|c| c.slots.iter().map(|s| s.placement.clone()).collect())
+                .collect()
+        });
     }
 
     #[inline]
@@ -346,6 +359,7 @@ impl Funnel {
         let _guard = self.building.lock().unwrap_or_else(|p| p.into_inner());
         let tables = self.tables.load();
         if let Some(t) = tables.iter().find(|t| t.key == key) {
+            t.set_placements(model);
             return t.clone();
         }
         let t = Arc::new(FunnelTable::new(model, key));

@@ -50,6 +50,11 @@ struct SavedTable {
     /// decision find their cells when the model is gone.
     #[serde(default)]
     exploration: Vec<Vec<f64>>,
+    /// Placement names by channel and slot, so an event contradicting its decision's placement
+    /// is refused after a restart too (absent in files written before them, and for a table
+    /// that never knew them).
+    #[serde(default)]
+    placements: Vec<Vec<Box<str>>>,
 }
 
 /// Why the saved counts could not be read back.
@@ -105,6 +110,11 @@ fn snapshot(funnel: &Funnel) -> Saved {
                 .map(|c| c.0[Stage::Decision as usize].load(Relaxed))
                 .collect(),
             exploration: t.exploration.iter().map(|c| c.to_vec()).collect(),
+            placements: t
+                .placements
+                .get()
+                .map(|p| p.iter().map(|c| c.to_vec()).collect())
+                .unwrap_or_default(),
         })
         .collect();
     Saved { format: 1, tables }
@@ -166,6 +176,14 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
             for (c, n) in t.explored.iter().zip(s.explored_decisions) {
                 c.0[Stage::Decision as usize].store(n, Relaxed);
             }
+        }
+        if !s.placements.is_empty() {
+            let _ = t.placements.set(
+                s.placements
+                    .into_iter()
+                    .map(Vec::into_boxed_slice)
+                    .collect(),
+            );
         }
         t.exploration = s
             .exploration
@@ -350,6 +368,8 @@ mod tests {
         let t = f.table(9).unwrap();
         t.cell(1, 0, Variant::Challenger).unwrap().0[0].store(41, Relaxed);
         t.cell(1, 0, Variant::Challenger).unwrap().0[1].store(5, Relaxed);
+        let names: Box<[Box<str>]> = vec!["home".into(), "plans".into()].into();
+        t.placements.set(vec![names].into()).unwrap();
         save(&dir, &f).unwrap();
 
         let g = Funnel::default();
@@ -361,6 +381,9 @@ mod tests {
             g.table(9).unwrap().counts("b", "web", Variant::Challenger),
             Some([41, 0, 0, 0, 0])
         );
+        // The placements a decision id names come back, so events are checked against them.
+        assert_eq!(g.table(9).unwrap().placement(0, 1), Some("plans"));
+        assert_eq!(g.table(7).unwrap().placement(0, 0), None, "never known");
 
         std::fs::write(dir.join(FILE), b"{\"format\":1,\"tables\":[{\"key\":1}]}").unwrap();
         assert!(matches!(
