@@ -72,7 +72,8 @@ impl Buffer<'_> {
 }
 
 /// Replays the log in `dir` through `applier`: histories within the horizon (built in bulk
-/// here), the event ids within the de-duplication window, and every event to the subscribers.
+/// here), the ids of events that arrived within the de-duplication window, and every event to
+/// the subscribers.
 pub fn replay_into(
     dir: &Path,
     applier: &Applier,
@@ -90,11 +91,13 @@ pub fn replay_into(
         now_ms,
     };
     let result = log::replay(dir, |payload| {
-        let e = Event::decode(payload).ok()?;
+        let (e, accepted) = Event::decode_accepted(payload).ok()?;
         buffer.apply(&e);
         applier.notify(&e, Origin::Replay, now_ms);
         if let Some(id) = e.event_id {
-            if e.ts_ms >= now_ms.saturating_sub(dedupe_ttl) {
+            // Ids are remembered from their arrival, as live ones are, not from the `ts` a
+            // channel stamped (records of older builds carry no arrival: their `ts` stands in).
+            if accepted.unwrap_or(e.ts_ms) >= now_ms.saturating_sub(dedupe_ttl) {
                 state.claim(event_key(id), now_ms);
             }
         }
