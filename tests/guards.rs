@@ -169,9 +169,8 @@ async fn a_tiny_deadline_gives_deadline_fallback_early() {
     .json();
     assert!(full["fallback"].is_null(), "{full}");
     assert_eq!(unevaluated(&full), 0);
-    // A budget of 0 is spent by the first check whatever the clock reads (the check is
-    // `now >= start + budget`), so where the decision stops does not depend on the machine's
-    // speed: at the first check, after BUDGET_CHECK_EVERY offers.
+    // A budget of 0 is spent before the first offer, without reading the clock, so where the
+    // decision stops does not depend on the machine's speed.
     let tiny = request(
         srv.public,
         "POST",
@@ -189,12 +188,32 @@ async fn a_tiny_deadline_gives_deadline_fallback_early() {
     assert_eq!(tiny["offers"][0]["offer_id"], "fb");
     assert_eq!(
         unevaluated(&tiny),
-        3000 - nextbest::engine::BUDGET_CHECK_EVERY,
-        "the decision did not stop at the first budget check"
+        3000,
+        "the decision did not stop before its first offer"
     );
     let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
     let line = "nextbest_decisions_total{outcome=\"fallback\",reason=\"deadline\"} 1";
     assert!(metrics.lines().any(|l| l == line), "{metrics}");
+    srv.stop().await;
+
+    // A placement with fewer candidates than a budget check's stride, one offer asked for:
+    // a budget of 0 is still fallback content with reason `deadline`, not a full answer.
+    let srv = start_registry(demo_registry(), test_config()).await;
+    let body = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page",
+        "limit": 1});
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let full = decide(srv.public, body).await;
+    assert!(full["fallback"].is_null(), "{full}");
+    let tiny = request(
+        srv.public,
+        "POST",
+        "/v1/decide",
+        &[ct, ("x-deadline-us", "0")],
+        &bytes,
+    )
+    .await
+    .json();
+    assert_eq!(tiny["fallback"]["reason"], "deadline", "{tiny}");
     srv.stop().await;
 }
 

@@ -247,6 +247,12 @@ impl ContactView for NoContacts {
 pub trait Budget {
     /// True once the budget is spent.
     fn expired(&self) -> bool;
+
+    /// True when the budget was spent before the decision began (a client's budget of zero),
+    /// told without reading the clock.
+    fn spent_at_start(&self) -> bool {
+        false
+    }
 }
 
 /// No deadline.
@@ -396,7 +402,11 @@ pub fn decide_row<'m>(
             .collect();
     }
     for (n, &oi) in slot.candidates.iter().enumerate() {
-        if n % BUDGET_CHECK_EVERY == 0 && n > 0 && budget.expired() {
+        let spent = match n {
+            0 => budget.spent_at_start(),
+            _ => n % BUDGET_CHECK_EVERY == 0 && budget.expired(),
+        };
+        if spent {
             d.fallback = Some(FallbackReason::Deadline);
             if req.explain {
                 for &rest in &slot.candidates[n..] {

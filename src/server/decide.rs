@@ -105,7 +105,7 @@ impl<'a> Entry<'a> {
         Started {
             ticket: self.ticket,
             at,
-            deadline: Deadline(at + self.budget),
+            deadline: Deadline::after(at, self.budget),
         }
     }
 }

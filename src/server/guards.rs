@@ -11,12 +11,31 @@ use super::error::ApiError;
 use crate::engine::Budget;
 
 /// A decision's deadline, checked by the engine between offers.
-pub struct Deadline(pub Instant);
+pub struct Deadline {
+    end: Instant,
+    /// A budget of zero: spent before the first offer, with no clock to read.
+    zero: bool,
+}
+
+impl Deadline {
+    /// The deadline `budget` after `start`.
+    pub fn after(start: Instant, budget: Duration) -> Self {
+        Deadline {
+            end: start + budget,
+            zero: budget.is_zero(),
+        }
+    }
+}
 
 impl Budget for Deadline {
     #[inline]
     fn expired(&self) -> bool {
-        Instant::now() >= self.0
+        Instant::now() >= self.end
+    }
+
+    #[inline]
+    fn spent_at_start(&self) -> bool {
+        self.zero
     }
 }
 
