@@ -261,6 +261,50 @@ async fn every_error_status_has_a_json_body() {
         .await
         .assert_error(405, "method_not_allowed");
 
+    // Refused before the body is read (route, method, content type, header): the connection
+    // cannot carry another request, and the answer says so to keep-alive pools.
+    for (method, path, headers, status) in [
+        ("POST", "/v1/decide", "content-type: text/plain\r\n", 415),
+        (
+            "POST",
+            "/v2/nothing",
+            "content-type: application/json\r\n",
+            404,
+        ),
+        (
+            "PUT",
+            "/v1/decide",
+            "content-type: application/json\r\n",
+            405,
+        ),
+        (
+            "POST",
+            "/v1/decide",
+            "content-type: application/json\r\nx-deadline-us: soon\r\n",
+            400,
+        ),
+    ] {
+        let body = r#"{"customer_id": "C0000001", "channel": "web", "placement": "home_hero"}"#;
+        let keep_alive = format!(
+            "{method} {path} HTTP/1.1\r\nhost: x\r\n{headers}content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            raw(a, keep_alive.as_bytes()),
+        )
+        .await
+        .expect("the server kept the connection open after refusing the request");
+        let (r, _) = parse_response(&out).unwrap();
+        assert_eq!(r.status, status, "{method} {path}");
+        assert_eq!(
+            r.header("connection"),
+            Some("close"),
+            "{method} {path}: {:?}",
+            r.headers
+        );
+    }
+
     let big = vec![b' '; 70 * 1024];
     let r = request(a, "POST", "/v1/decide", &json_ct, &big).await;
     // The body is left unread: the connection ends, and the answer says so to pools.

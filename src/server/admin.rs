@@ -13,7 +13,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::read_json_body;
-use super::error::{json_response, ApiError};
+use super::error::{close_after_error, declares_body, json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
@@ -26,9 +26,11 @@ use crate::registry::{Registry, RegistryError};
 /// Routes one admin request, after the bearer token check when a token is set.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let counted = Listener::Admin.route(req.uri().path());
-    let resp = route(state, req)
+    let body_declared = declares_body(&req);
+    let mut resp = route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response);
+    close_after_error(body_declared, &mut resp);
     state
         .metrics
         .response(Listener::Admin, counted, resp.status().as_u16());

@@ -223,6 +223,27 @@ impl ApiError {
     }
 }
 
+/// True when a request says a body follows (a length above zero, or chunks).
+pub fn declares_body<B>(req: &hyper::Request<B>) -> bool {
+    let h = req.headers();
+    h.contains_key(hyper::header::TRANSFER_ENCODING)
+        || h.get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Says `Connection: close` on an error answered to a request that declared a body: the error
+/// may come before the body is read (an unknown route, a wrong method or content type, a bad
+/// header), and hyper then closes the connection, so a client's keep-alive pool must not send
+/// its next request into it.
+pub fn close_after_error(body_declared: bool, resp: &mut Response<Full<Bytes>>) {
+    let status = resp.status();
+    if body_declared && (status.is_client_error() || status.is_server_error()) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
 /// A JSON response with a status.
 pub fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));

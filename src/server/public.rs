@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::decide;
-use super::error::{json_response, ApiError};
+use super::error::{close_after_error, declares_body, json_response, ApiError};
 use super::events;
 use super::AppState;
 use crate::metrics::Listener;
@@ -15,6 +15,7 @@ use crate::metrics::Listener;
 /// Routes one public request; every outcome is a response, never a panic or a dropped call.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let route = Listener::Public.route(req.uri().path());
+    let body_declared = declares_body(&req);
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide::decide_post(state, req).await,
         (&Method::GET, "/v1/decide") => decide::decide_get(state, &req),
@@ -43,6 +44,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (_, path) => Err(ApiError::no_route(path, req.uri())),
     };
     let mut resp = resp.unwrap_or_else(ApiError::into_response);
+    close_after_error(body_declared, &mut resp);
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
         // The backend beside us calls localhost with no balancer to move it: ask its pool to
         // stop reusing a connection that ends with the drain.
