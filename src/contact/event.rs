@@ -224,6 +224,21 @@ fn opt_str<'v>(
     }
 }
 
+/// `; `custmer_id` is not a field: did you mean `customer_id`?` when a key of the event that is
+/// no field of it is a slip of one of `missing`, else nothing.
+fn misspelt(obj: &simd_json::borrowed::Object<'_>, missing: &[&str]) -> String {
+    obj.keys()
+        .filter(|k| !EVENT_FIELDS.contains(&&***k))
+        .find_map(|k| {
+            let meant = crate::near::nearest(k, missing.iter().copied())?;
+            Some(format!(
+                "; `{}` is not a field: did you mean `{meant}`?",
+                k.chars().take(64).collect::<String>()
+            ))
+        })
+        .unwrap_or_default()
+}
+
 /// A decision id as the contract writes it: a ULID (26 characters of Crockford base 32, in
 /// either case, the first at most `7`).
 fn parse_decision_id(s: &str) -> Option<u128> {
@@ -257,7 +272,10 @@ impl<'a> Event<'a> {
         let customer_id = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)?;
         let visitor_id = opt_str(obj, "visitor_id", MAX_CUSTOMER_ID)?;
         if customer_id.is_none() && visitor_id.is_none() {
-            return malformed("customer_id: missing field (or give a visitor_id)".into());
+            let typo = misspelt(obj, &["customer_id", "visitor_id"]);
+            return malformed(format!(
+                "customer_id: missing field (or give a visitor_id){typo}"
+            ));
         }
         let customer_id = customer_id.unwrap_or("");
         let offer_id = opt_str(obj, "offer_id", MAX_NAME)?;
@@ -277,6 +295,13 @@ impl<'a> Event<'a> {
                 }
             },
         };
+        if obj.get("ts").is_some_and(|t| t.is_number()) {
+            return malformed(
+                "ts: expected a string, an RFC 3339 time such as `2026-11-22T10:00:00Z` \
+                 (a number, as epoch milliseconds, is not taken)"
+                    .into(),
+            );
+        }
         let ts_ms = match opt_str(obj, "ts", 64)? {
             None => None,
             Some(s) => Some(parse_ts(s).map_err(EventFault::Malformed)?),
@@ -285,8 +310,9 @@ impl<'a> Event<'a> {
         let refused = |m: String| Err(EventFault::Refused(m));
         if offer_id.is_none() && kind.needs_offer() {
             return refused(format!(
-                "offer_id: missing field (required for {})",
-                kind.as_str()
+                "offer_id: missing field (required for {}){}",
+                kind.as_str(),
+                misspelt(obj, &["offer_id"])
             ));
         }
         let ts_ms = match ts_ms {

@@ -98,6 +98,23 @@ fn refusals_name_the_field() {
             r#"{"type":"click","customer_id":"C","offer_id":"o","decision_id":"nope"}"#,
             "decision_id: `nope`",
         ),
+        (
+            r#"{"type":"click","customer_id":"C","offer_id":"o","ts":1795341600000}"#,
+            "ts: expected a string, an RFC 3339 time such as `2026-11-22T10:00:00Z` (a number, as epoch milliseconds, is not taken)",
+        ),
+        // A missing field given under a misspelt name says which key was meant.
+        (
+            r#"{"type":"click","custmer_id":"C","offer_id":"o"}"#,
+            "customer_id: missing field (or give a visitor_id); `custmer_id` is not a field: did you mean `customer_id`?",
+        ),
+        (
+            r#"{"type":"click","Visitor_ID":"v","offer_id":"o"}"#,
+            "did you mean `visitor_id`?",
+        ),
+        (
+            r#"{"type":"click","customer_id":"C","offerid":"o"}"#,
+            "offer_id: missing field (required for click); `offerid` is not a field: did you mean `offer_id`?",
+        ),
     ];
     for (json, needle) in cases {
         let err = parse(json).err().unwrap_or_default();
