@@ -215,6 +215,20 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
         other.clone(),
         &["shard-candidates.csv", "line 3: column `channel`"],
     );
+    // A customer unreachable on a channel the campaign does not have.
+    let bent: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            4 => format!("{l}0;1"),
+            _ => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(&path, bent.join("\n") + "\n").unwrap();
+    refused(
+        other.clone(),
+        &["shard-candidates.csv", "line 5: column `unreachable`"],
+    );
 }
 
 /// A challenger that only triples one offer's priority outscores the champion everywhere; each

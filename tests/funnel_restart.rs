@@ -139,8 +139,7 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     assert!(status.success(), "{}", server.stderr());
     assert!(data.join("funnel.counts").exists());
 
-    // A counts file written before placements were kept: binding the models fills them in
-    // (and the next save keeps them).
+    // A counts file written before placements were kept: binding the models fills them in.
     let counts = data.join("funnel.counts");
     let mut saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&counts).unwrap()).unwrap();
@@ -184,6 +183,17 @@ async fn a_restart_shows_the_funnel_it_showed_before() {
     );
     let mut doc: serde_json::Value =
         serde_json::from_slice(&std::fs::read(models.join("model.json")).unwrap()).unwrap();
+    // The save at shutdown kept the placements binding filled in.
+    let resaved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("funnel.counts")).unwrap()).unwrap();
+    assert!(
+        resaved["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["placements"].as_array().is_some_and(|p| !p.is_empty())),
+        "{resaved}"
+    );
     doc["challenger"]["salt"] = json!("reshuffled");
     std::fs::write(models.join("model.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
     let reshuffled = spawn(&models, &data);

@@ -238,6 +238,16 @@ fn read_header(dir: &Path) -> Result<Read, ShardError> {
             detail: format!("shard format {} (this build reads {FORMAT})", header.format),
         });
     }
+    let channels = header.info.spec.channel_list().len();
+    if channels > super::spec::MAX_CHANNELS {
+        return Err(ShardError::Bad {
+            path,
+            detail: format!(
+                "{channels} channels (a campaign has at most {})",
+                super::spec::MAX_CHANNELS
+            ),
+        });
+    }
     Ok(Read {
         dir: dir.to_owned(),
         header,
@@ -294,11 +304,14 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
         };
         return Some(("the model", m(x), m(y)));
     }
-    if x.channel_used != y.channel_used || x.limits != y.limits {
+    if x.channel_used != y.channel_used
+        || x.channels_used != y.channels_used
+        || x.limits != y.limits
+    {
         return Some((
-            "the contact history (contacts already on the channel)",
-            x.channel_used.to_string(),
-            y.channel_used.to_string(),
+            "the contact history (contacts already on each channel)",
+            json(&x.channels_used),
+            json(&y.channels_used),
         ));
     }
     if x.history != y.history {

@@ -460,7 +460,9 @@ impl Contacts {
                 }
                 return Err(ContactError::TooLarge);
             }
-            newest = newest.max(e.ts_ms);
+            // A segment is kept by its newest time: its events' arrival counts, so the ids of
+            // events stamped long before they arrived are kept as long as ids are remembered.
+            newest = newest.max(e.ts_ms).max(now);
             out.accepted += 1;
         }
         self.stats

@@ -101,7 +101,7 @@ pub fn replay_into(
                 state.claim(event_key(id), now_ms);
             }
         }
-        Some(e.ts_ms)
+        Some(accepted.map_or(e.ts_ms, |a| a.max(e.ts_ms)))
     });
     buffer.flush();
     applier.settled();

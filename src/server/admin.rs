@@ -13,7 +13,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::body::read_json_body;
-use super::error::{close_after_error, declares_body, json_response, ApiError};
+use super::error::{close_unread, declares_body, json_response, ApiError};
 use super::AppState;
 use crate::contact::adaptive;
 use crate::contact::funnel::Stage;
@@ -30,7 +30,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
     let mut resp = route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response);
-    close_after_error(body_declared, &mut resp);
+    close_unread(body_declared, &mut resp);
     state
         .metrics
         .response(Listener::Admin, counted, resp.status().as_u16());

@@ -44,7 +44,9 @@ pub async fn decide_post(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // In flight from the moment the request is ours, so slow bodies count against the bound.
-    let entry = Entry::new(state, deadline_header(&req)?)?;
+    let entry = deadline_header(&req)
+        .and_then(|d| Entry::new(state, d))
+        .map_err(ApiError::before_body)?;
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     decide_bytes(state, entry, &body)
 }

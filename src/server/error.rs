@@ -54,7 +54,15 @@ pub enum ApiError {
     /// The request could not be served now but may be retried (after `Retry-After` seconds).
     #[error("{0}")]
     Unavailable(String),
+    /// An error found before the request's body was read (a header, the replica's state): the
+    /// body is left unread, so the connection ends with the answer when there is one.
+    #[error("{0}")]
+    BeforeBody(Box<ApiError>),
 }
+
+/// Marks an answer given without reading the request's body (see [`close_unread`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyUnread;
 
 impl From<crate::contact::ContactError> for ApiError {
     /// A batch the event log could not take: the client may retry it whole (nothing of it was
@@ -95,9 +103,15 @@ impl ApiError {
         ApiError::NotFound(target.chars().take(256).collect())
     }
 
+    /// The same error, found before the body was read.
+    pub fn before_body(self) -> ApiError {
+        ApiError::BeforeBody(Box::new(self))
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
+            ApiError::BeforeBody(e) => e.status(),
             ApiError::MalformedJson(_) | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -123,6 +137,7 @@ impl ApiError {
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
+            ApiError::BeforeBody(e) => e.code(),
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NotFound(_) => "not_found",
@@ -168,6 +183,24 @@ impl ApiError {
 
     /// The response for this error.
     pub fn into_response(self) -> Response<Full<Bytes>> {
+        let unread = matches!(
+            self,
+            ApiError::BeforeBody(_)
+                | ApiError::NotFound(_)
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::UnsupportedMediaType(_)
+        );
+        let mut resp = match self {
+            ApiError::BeforeBody(e) => e.into_response(),
+            e => e.render(),
+        };
+        if unread {
+            resp.extensions_mut().insert(BodyUnread);
+        }
+        resp
+    }
+
+    fn render(self) -> Response<Full<Bytes>> {
         let status = self.status();
         let body = match &self {
             ApiError::Refused(
@@ -232,13 +265,11 @@ pub fn declares_body<B>(req: &hyper::Request<B>) -> bool {
             .is_some_and(|v| v.trim() != "0")
 }
 
-/// Says `Connection: close` on an error answered to a request that declared a body: the error
-/// may come before the body is read (an unknown route, a wrong method or content type, a bad
-/// header), and hyper then closes the connection, so a client's keep-alive pool must not send
-/// its next request into it.
-pub fn close_after_error(body_declared: bool, resp: &mut Response<Full<Bytes>>) {
-    let status = resp.status();
-    if body_declared && (status.is_client_error() || status.is_server_error()) {
+/// Says `Connection: close` on an answer given without reading a body the request declared (an
+/// unknown route, a wrong method or content type, a bad header): hyper ends such a connection,
+/// so a client's keep-alive pool must not send its next request into it.
+pub fn close_unread(body_declared: bool, resp: &mut Response<Full<Bytes>>) {
+    if body_declared && resp.extensions().get::<BodyUnread>().is_some() {
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }

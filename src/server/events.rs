@@ -45,7 +45,8 @@ pub async fn post(
         return Err(ApiError::Unavailable(format!(
             "this replica refused to join the fleet, so events sent here would reach no other \
              replica: {why}"
-        )));
+        ))
+        .before_body());
     }
     let raw = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     let mut body = Vec::from(raw.clone());

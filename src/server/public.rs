@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::decide;
-use super::error::{close_after_error, declares_body, json_response, ApiError};
+use super::error::{close_unread, declares_body, json_response, ApiError};
 use super::events;
 use super::AppState;
 use crate::metrics::Listener;
@@ -44,7 +44,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
         (_, path) => Err(ApiError::no_route(path, req.uri())),
     };
     let mut resp = resp.unwrap_or_else(ApiError::into_response);
-    close_after_error(body_declared, &mut resp);
+    close_unread(body_declared, &mut resp);
     if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
         // The backend beside us calls localhost with no balancer to move it: ask its pool to
         // stop reusing a connection that ends with the drain.
