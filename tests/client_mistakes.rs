@@ -75,6 +75,17 @@ async fn typos_get_content_and_a_name() {
         warnings(&a)[0].starts_with("`custmer_id` is not a field"),
         "{a}"
     );
+    // A query's context is one parameter per value.
+    let a = get(
+        srv.public,
+        "/v1/decide?customer_id=C0000042&channel=web&placement=plans_page&context=abc",
+    )
+    .await
+    .json();
+    assert_eq!(
+        warnings(&a),
+        ["`context` was ignored: in a query string, give each context value as `context.KEY=VALUE` (`context.page=plans`)"]
+    );
     let clean = decide(
         srv.public,
         json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
@@ -93,7 +104,7 @@ async fn typos_get_content_and_a_name() {
     assert_eq!(metric(&m, "nextbest_unknown_placement_decisions_total"), 2);
     assert_eq!(
         metric(&m, r#"nextbest_unknown_fields_total{route="decide"}"#),
-        2
+        3
     );
     srv.stop().await;
 }

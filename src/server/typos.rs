@@ -143,6 +143,15 @@ impl Typos {
 pub fn field_warnings(body: &DecideBody<'_>) -> Vec<String> {
     let mut out = Vec::new();
     for name in &body.unknown {
+        // Only a query string can leave `context` unknown: it takes one parameter per value.
+        if name == "context" {
+            out.push(
+                "`context` was ignored: in a query string, give each context value as \
+                 `context.KEY=VALUE` (`context.page=plans`)"
+                    .into(),
+            );
+            continue;
+        }
         out.push(format!(
             "`{}` is not a field of a decide request and was ignored; the fields are {}",
             shown(name),
