@@ -145,8 +145,9 @@ pub struct FunnelTable {
     /// lacked them is bound to its model again (unset only for such a table whose model is
     /// gone).
     placements: OnceLock<Placements>,
-    /// Each placement's exploration share, by channel and slot index.
-    exploration: Box<[Box<[f64]>]>,
+    /// Each placement's exploration share, by channel and slot index: set as the placements
+    /// are.
+    exploration: OnceLock<Box<[Box<[f64]>]>>,
     cells: Box<[Cell]>,
     /// The same counters for decisions that explored.
     explored: Box<[Cell]>,
@@ -154,7 +155,7 @@ pub struct FunnelTable {
 
 impl FunnelTable {
     fn new(model: &CompiledModel, key: u32) -> Self {
-        let mut t = FunnelTable::from_parts(
+        let t = FunnelTable::from_parts(
             key,
             model.name.clone(),
             model.version.clone(),
@@ -163,12 +164,7 @@ impl FunnelTable {
             model.offers.iter().map(|o| o.value).collect(),
             model.channels.iter().map(|c| c.name.clone()).collect(),
         );
-        t.set_placements(model);
-        t.exploration = model
-            .channels
-            .iter()
-            .map(|c| c.slots.iter().map(|s| s.exploration).collect())
-            .collect();
+        t.set_layout(model);
         t
     }
 
@@ -198,7 +194,7 @@ impl FunnelTable {
             offers,
             channels,
             placements: OnceLock::new(),
-            exploration: Box::default(),
+            exploration: OnceLock::new(),
             cells: (0..n).map(|_| Cell::default()).collect(),
             explored: (0..n).map(|_| Cell::default()).collect(),
         }
@@ -213,7 +209,7 @@ impl FunnelTable {
         let share = o
             .channel
             .zip(o.slot)
-            .and_then(|(c, s)| self.exploration.get(c)?.get(s).copied())
+            .and_then(|(c, s)| self.exploration.get()?.get(c)?.get(s).copied())
             .unwrap_or(0.0);
         crate::engine::explore::explores(
             Some(crate::engine::posterior::seed_of(decision_id)),
@@ -237,14 +233,21 @@ impl FunnelTable {
         self.placements.get()?.get(channel)?.get(slot).map(|p| &**p)
     }
 
-    /// Takes the placement names of the model this table counts for (kept when already set:
-    /// one content key, one layout).
-    fn set_placements(&self, model: &CompiledModel) {
+    /// Takes the placement names and exploration shares of the model this table counts for
+    /// (each kept when already set: one content key, one layout).
+    fn set_layout(&self, model: &CompiledModel) {
         self.placements.get_or_init(|| {
             model
                 .channels
                 .iter()
                 .map(|c| c.slots.iter().map(|s| s.placement.clone()).collect())
+                .collect()
+        });
+        self.exploration.get_or_init(|| {
+            model
+                .channels
+                .iter()
+                .map(|c| c.slots.iter().map(|s| s.exploration).collect())
                 .collect()
         });
     }
@@ -359,7 +362,7 @@ impl Funnel {
         let _guard = self.building.lock().unwrap_or_else(|p| p.into_inner());
         let tables = self.tables.load();
         if let Some(t) = tables.iter().find(|t| t.key == key) {
-            t.set_placements(model);
+            t.set_layout(model);
             return t.clone();
         }
         let t = Arc::new(FunnelTable::new(model, key));

@@ -109,7 +109,11 @@ fn snapshot(funnel: &Funnel) -> Saved {
                 .iter()
                 .map(|c| c.0[Stage::Decision as usize].load(Relaxed))
                 .collect(),
-            exploration: t.exploration.iter().map(|c| c.to_vec()).collect(),
+            exploration: t
+                .exploration
+                .get()
+                .map(|e| e.iter().map(|c| c.to_vec()).collect())
+                .unwrap_or_default(),
             placements: t
                 .placements
                 .get()
@@ -160,7 +164,7 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
                 s.decisions.len()
             )));
         }
-        let mut t = FunnelTable::from_parts(
+        let t = FunnelTable::from_parts(
             s.key,
             s.name,
             s.version,
@@ -185,11 +189,14 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
                     .collect(),
             );
         }
-        t.exploration = s
-            .exploration
-            .into_iter()
-            .map(Vec::into_boxed_slice)
-            .collect();
+        if !s.exploration.is_empty() {
+            let _ = t.exploration.set(
+                s.exploration
+                    .into_iter()
+                    .map(Vec::into_boxed_slice)
+                    .collect(),
+            );
+        }
         tables.push(t);
     }
     let n = tables.len();
@@ -294,8 +301,10 @@ mod tests {
         use crate::contact::attribution::{decision_id, Origin};
         use crate::contact::event::{Event, EventKind};
         let f = Funnel::default();
-        let mut t = table(5);
-        t.exploration = vec![vec![0.5].into_boxed_slice()].into();
+        let t = table(5);
+        t.exploration
+            .set(vec![vec![0.5].into_boxed_slice()].into())
+            .unwrap();
         f.restore(vec![t]);
         let t = f.table(5).unwrap();
         let origin = Origin {

@@ -98,3 +98,52 @@ fn a_decisions_offer_counts_each_stage_once_so_rates_stay_proportions() {
     f.event(&event(EventKind::Conversion, "a", Some(second), later));
     assert_eq!(t.counts("a", "web", Variant::Champion).unwrap()[3], 3);
 }
+
+/// A table restored from a counts file written before placements and exploration shares were
+/// kept takes them from its model when bound again; a table that has them keeps its own.
+#[test]
+fn binding_a_restored_table_fills_in_its_layout() {
+    let csv = "customer_id,x\nC1,1\n";
+    let store = crate::features::FeatureStore::from_csv_bytes(csv.as_bytes(), "t.csv").unwrap();
+    let doc = serde_json::json!({"name": "m", "version": "1",
+        "placements": {"home": {"channels": ["web"], "exploration": {"share": 0.25}},
+                       "plans": {"channels": ["web"]}},
+        "offers": [{"id": "a", "category": "x", "channels": ["web"], "placements": ["home", "plans"],
+            "value": 1,
+            "scorer": {"kind": "logistic", "intercept": 0.0, "weights": {}},
+            "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
+                "cta_url": "https://shop.test/x"}}}]});
+    let m = crate::model::from_bytes(
+        serde_json::to_vec(&doc).unwrap(),
+        None,
+        "t".into(),
+        &store,
+        &crate::model::Limits::default(),
+    )
+    .unwrap();
+    let f = Funnel::default();
+    f.restore(vec![table(3)]);
+    let restored = f.table(3).unwrap();
+    assert_eq!(restored.placement(0, 0), None);
+    let bound = f.bind(&m.compiled, 3);
+    assert!(
+        Arc::ptr_eq(&bound, &restored),
+        "the restored table is kept, counts and all"
+    );
+    let web = m
+        .compiled
+        .channels
+        .iter()
+        .position(|c| &*c.name == "web")
+        .unwrap();
+    let names: Vec<_> = (0..2).filter_map(|s| bound.placement(web, s)).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names.contains(&"home") && names.contains(&"plans"),
+        "{names:?}"
+    );
+    let home = (0..2)
+        .find(|&s| bound.placement(web, s) == Some("home"))
+        .unwrap();
+    assert_eq!(bound.exploration.get().unwrap()[web][home], 0.25);
+}
