@@ -402,6 +402,26 @@ async fn admin_token_is_required_when_set() {
     get(srv.admin, "/admin/models")
         .await
         .assert_error(401, "unauthorized");
+    // A model upload without the token is refused before its body is read: the answer ends a
+    // keep-alive connection and says so.
+    let body = "{}";
+    let upload = format!(
+        "PUT /admin/models HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        raw(srv.admin, upload.as_bytes()),
+    )
+    .await
+    .expect("the server kept the connection open after refusing the upload");
+    let (r, _) = parse_response(&out).unwrap();
+    assert_eq!(
+        (r.status, r.header("connection")),
+        (401, Some("close")),
+        "{:?}",
+        r.headers
+    );
     request(
         srv.admin,
         "GET",

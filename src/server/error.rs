@@ -189,6 +189,8 @@ impl ApiError {
                 | ApiError::NotFound(_)
                 | ApiError::MethodNotAllowed { .. }
                 | ApiError::UnsupportedMediaType(_)
+                | ApiError::Unauthorized
+                | ApiError::Forbidden(_)
         );
         let mut resp = match self {
             ApiError::BeforeBody(e) => e.into_response(),
