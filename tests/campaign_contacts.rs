@@ -900,3 +900,42 @@ fn a_late_commit_that_cannot_record_its_progress_does_not_start() {
     let sent: usize = received.try_iter().map(|b| b.len()).sum();
     assert_eq!(sent, recent.rows.len());
 }
+
+/// A frequency cap counts the list's own messages: with two offers a customer allowed and a
+/// cap of one contact a week, no customer gets two; with room for three, some get two.
+#[test]
+fn a_frequency_cap_counts_the_lists_own_messages() {
+    let base = Base::new("cmp-freq-own", 300);
+    let rows_per_customer = |doc: &Value, tag: &str| {
+        let run = base.run(doc, tag, NOW);
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for (customer, _) in &run.rows {
+            *n.entry(customer.clone()).or_default() += 1;
+        }
+        n.values().copied().max().unwrap_or(0)
+    };
+    let mut doc = sms("own");
+    doc["max_offers_per_customer"] = json!(2);
+    doc["frequency"] = json!({"max_contacts": 3, "window_days": 7, "channels": ["sms"]});
+    assert_eq!(
+        rows_per_customer(&doc, "room"),
+        2,
+        "room for two: the cap is not in the way"
+    );
+    doc["frequency"] = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms"]});
+    assert_eq!(
+        rows_per_customer(&doc, "capped"),
+        1,
+        "a cap of one sends one"
+    );
+    // Over two channels: one message in all, on whichever channel.
+    let both = json!({"name": "own2", "offers": ["a", "b", "c"], "max_offers_per_customer": 2,
+        "frequency": {"max_contacts": 1, "window_days": 7, "channels": ["sms", "email"]},
+        "channels": {"sms": {"placement": "sms_campaign", "max_contacts": 200},
+                     "email": {"placement": "email_campaign", "max_contacts": 200}}});
+    assert_eq!(
+        rows_per_customer(&both, "capped2"),
+        1,
+        "one message over both channels"
+    );
+}

@@ -231,6 +231,32 @@ fn scan_all(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
     all
 }
 
+/// Leaves a customer's pairs of their best `room` offers only (all channels of each), so no
+/// list gives them more than `room` messages; nothing changes when they have fewer offers.
+fn keep_best_offers(buf: &mut Vec<Pair>, room: usize) {
+    let mut offers: Vec<u16> = Vec::new();
+    for p in buf.iter() {
+        if !offers.contains(&p.offer) {
+            offers.push(p.offer);
+        }
+    }
+    if offers.len() <= room {
+        return;
+    }
+    buf.sort_by(Pair::order);
+    offers.clear();
+    buf.retain(|p| {
+        if offers.contains(&p.offer) {
+            return true;
+        }
+        let kept = offers.len() < room;
+        if kept {
+            offers.push(p.offer);
+        }
+        kept
+    });
+}
+
 /// Keeps each customer's best `max_offers_per_customer` pairs, written straight into one
 /// array of that many slots per customer and compacted in place: the pairs are held once,
 /// never gathered per chunk and copied again (at 10 million customers that copy would be
@@ -364,10 +390,13 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             (Some(zone), true) => super::send::week_start(zone, decided_at),
             _ => decided_at - i64::from(f.window_days) * engine::policy::DAY_MS,
         };
-        if inp.past.outbound_since(id, since) >= f.max_contacts {
+        let past = inp.past.outbound_since(id, since);
+        if past >= f.max_contacts {
             out.tally.frequency += 1;
             return;
         }
+        // The list's own messages count against the cap too.
+        keep_best_offers(buf, (f.max_contacts - past) as usize);
     }
     out.tally.candidates += 1;
     out.tally.by_variant[vi] += 1;
