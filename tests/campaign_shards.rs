@@ -193,41 +193,62 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
     std::fs::write(good[2].join(campaign::shard::CANDIDATES_CSV), cut).unwrap();
     refused(
         good.clone(),
-        &["shard-candidates.csv", "the shard is incomplete"],
+        &[
+            "shard-candidates.csv",
+            "the file was changed or damaged since",
+        ],
     );
-    // A pair on a channel the campaign does not have (this one has one channel).
+    // Values no shard writes, in a file whose checksum was made to match (a shard writer's
+    // bug, not a damaged copy): refused by line and column.
     let path = other[1].join(campaign::shard::CANDIDATES_CSV);
     let text = std::fs::read_to_string(&path).unwrap();
-    let bent: Vec<String> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let mut f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 10, "{l}");
-            if i == 2 {
-                f[8] = "1";
-            }
-            f.join(",")
-        })
-        .collect();
-    std::fs::write(&path, bent.join("\n") + "\n").unwrap();
+    let bend = |column: usize, value: &str| {
+        let bent: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut f: Vec<&str> = l.split(',').collect();
+                assert_eq!(f.len(), 10, "{l}");
+                if i == 2 {
+                    f[column] = value;
+                }
+                f.join(",")
+            })
+            .collect();
+        let bytes = bent.join("\n") + "\n";
+        std::fs::write(&path, &bytes).unwrap();
+        let header = other[1].join(campaign::shard::SHARD_JSON);
+        let mut h: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&header).unwrap()).unwrap();
+        h["candidates_crc"] = json!(crc32fast::hash(bytes.as_bytes()));
+        std::fs::write(&header, h.to_string()).unwrap();
+    };
+    for (column, value, name) in [
+        (8, "1", "channel"),
+        (9, "0;1", "unreachable"),
+        (4, "NaN", "score"),
+        (5, "-3", "propensity"),
+        (6, "inf", "value"),
+    ] {
+        bend(column, value);
+        let needle = format!("line 3: column `{name}`");
+        refused(other.clone(), &["shard-candidates.csv", &needle]);
+    }
+    // The shard's own file merges; one value changed in it (a score) does not.
+    bend(4, text.lines().nth(2).unwrap().split(',').nth(4).unwrap());
+    let merged = base.path("bent-back");
+    campaign::merge(&other, &merged).unwrap();
+    let _ = std::fs::remove_dir_all(&merged);
+    let line = text.lines().nth(2).unwrap();
+    let mut f: Vec<&str> = line.split(',').collect();
+    f[4] = "300";
+    std::fs::write(&path, text.replacen(line, &f.join(","), 1)).unwrap();
     refused(
         other.clone(),
-        &["shard-candidates.csv", "line 3: column `channel`"],
-    );
-    // A customer unreachable on a channel the campaign does not have.
-    let bent: Vec<String> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| match i {
-            4 => format!("{l}0;1"),
-            _ => l.to_owned(),
-        })
-        .collect();
-    std::fs::write(&path, bent.join("\n") + "\n").unwrap();
-    refused(
-        other.clone(),
-        &["shard-candidates.csv", "line 5: column `unreachable`"],
+        &[
+            "shard-candidates.csv",
+            "the file was changed or damaged since",
+        ],
     );
 }
 

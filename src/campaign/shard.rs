@@ -86,6 +86,8 @@ struct Header {
     info: RunInfo,
     tally: Tally,
     candidates: u64,
+    /// CRC-32 of the candidates file as written, so a file changed since is refused.
+    candidates_crc: u32,
 }
 
 /// What a shard wrote.
@@ -129,13 +131,15 @@ pub fn write(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&header_path)(e))?,
         _ => {}
     }
-    write_pairs(&dir.join(CANDIDATES_CSV), info, candidates, customers)?;
+    let pairs_path = dir.join(CANDIDATES_CSV);
+    write_pairs(&pairs_path, info, candidates, customers)?;
     let header = Header {
         format: FORMAT,
         shard,
         info: info.clone(),
         tally: tally.clone(),
         candidates: candidates.len() as u64,
+        candidates_crc: file_crc(&pairs_path)?,
     };
     let mut text = serde_json::to_string_pretty(&header).unwrap_or_default();
     text.push('\n');
@@ -211,6 +215,14 @@ fn write_pairs(
         source: e.into_error(),
     })?;
     inner.flush().map_err(io(path))
+}
+
+/// CRC-32 of a file's bytes.
+fn file_crc(path: &Path) -> Result<u32, ShardError> {
+    let mut h = crc32fast::Hasher::new();
+    let file = File::open(path).map_err(io(path))?;
+    crate::files::crc_feed(&mut h, file).map_err(io(path))?;
+    Ok(h.finalize())
 }
 
 /// One shard read back.
@@ -386,6 +398,17 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
     let mut unreachable = HashMap::new();
     let channels = first.header.info.spec.channel_list().len();
     for s in &shards {
+        let path = s.dir.join(CANDIDATES_CSV);
+        if file_crc(&path)? != s.header.candidates_crc {
+            return Err(ShardError::Bad {
+                path,
+                detail: format!(
+                    "its content differs from what the shard wrote (checksum in {SHARD_JSON}): \
+                     the file was changed or damaged since; run the shard again"
+                ),
+            }
+            .into());
+        }
         tally.merge(s.header.tally.clone());
         let n = read_pairs(
             &s.dir.join(CANDIDATES_CSV),
@@ -457,15 +480,27 @@ fn read_pairs(
             row: field(0).parse().map_err(|_| bad("row"))?,
             offer: field(2).parse().map_err(|_| bad("offer"))?,
             variant: field(3).parse().map_err(|_| bad("variant"))?,
-            score: field(4).parse().map_err(|_| bad("score"))?,
-            propensity: field(5).parse().map_err(|_| bad("propensity"))?,
+            score: field(4)
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite())
+                .ok_or_else(|| bad("score"))?,
+            propensity: field(5)
+                .parse()
+                .ok()
+                .filter(|p: &f64| (0.0..=1.0).contains(p))
+                .ok_or_else(|| bad("propensity"))?,
             channel: field(8)
                 .parse()
                 .ok()
                 .filter(|&c: &u8| usize::from(c) < channels)
                 .ok_or_else(|| bad("channel"))?,
         };
-        let value: f64 = field(6).parse().map_err(|_| bad("value"))?;
+        let value: f64 = field(6)
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite())
+            .ok_or_else(|| bad("value"))?;
         let mut off = 0u8;
         for ci in field(9).split(';').filter(|c| !c.is_empty()) {
             match ci.parse::<usize>() {
