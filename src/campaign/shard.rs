@@ -277,7 +277,13 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
         ));
     }
     if x.spec != y.spec {
-        return Some(("the campaign", json(&x.spec), json(&y.spec)));
+        let (a, b) = (json_value(&x.spec), json_value(&y.spec));
+        let (path, a, b) = first_difference(&a, &b, String::new());
+        return Some((
+            "the campaign",
+            format!("{path}: {a}"),
+            format!("{path}: {b}"),
+        ));
     }
     if x.now_ms != y.now_ms {
         let t = |ms: i64| {
@@ -341,6 +347,54 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
 /// A header part as JSON, for a message.
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+fn json_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// The first place two JSON documents differ, as a path (`channels.email.max_contacts`) and
+/// the two values there (`null` where one lacks it).
+fn first_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: String,
+) -> (String, String, String) {
+    use serde_json::Value;
+    let at = |key: &str| match path.as_str() {
+        "" => key.to_owned(),
+        p => format!("{p}.{key}"),
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let (u, v) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
+                if u != v {
+                    return first_difference(u, v, at(k));
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                if u != v {
+                    return first_difference(u, v, format!("{path}[{i}]"));
+                }
+            }
+        }
+        _ => {}
+    }
+    let path = if path.is_empty() {
+        "the file".into()
+    } else {
+        path
+    };
+    (path, a.to_string(), b.to_string())
 }
 
 /// Checks that `dirs` are every shard of one run, once each, and joins them into a list in
@@ -524,6 +578,35 @@ fn read_pairs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_campaigns_differ_at_the_first_differing_path() {
+        let a = serde_json::json!({"name": "m", "channels": {"email": {"max_contacts": 1500},
+            "sms": {"max_contacts": 800}}, "offers": ["a", "b"]});
+        let mut b = a.clone();
+        b["channels"]["email"]["max_contacts"] = serde_json::json!(2500);
+        assert_eq!(
+            first_difference(&a, &b, String::new()),
+            (
+                "channels.email.max_contacts".into(),
+                "1500".into(),
+                "2500".into()
+            )
+        );
+        let mut c = a.clone();
+        c["offers"][1] = serde_json::json!("c");
+        assert_eq!(first_difference(&a, &c, String::new()).0, "offers[1]");
+        let mut d = a.clone();
+        d["control_group"] = serde_json::json!({"share": 0.1});
+        assert_eq!(
+            first_difference(&a, &d, String::new()),
+            (
+                "control_group".into(),
+                "null".into(),
+                "{\"share\":0.1}".into()
+            )
+        );
+    }
 
     #[test]
     fn shards_parse_and_split_every_customer_once() {
