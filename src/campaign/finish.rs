@@ -12,6 +12,7 @@ use std::path::Path;
 use super::allocate::{self, Allocation, Limits};
 use super::not_chosen::{channels_full, OtherChannels};
 use super::output::{self, Content, Row, Summary};
+use super::placing;
 use super::select::{Pair, Tally};
 use super::send;
 use super::spec::CampaignSpec;
@@ -262,7 +263,7 @@ struct Written {
 
 /// Allocates over `candidates` (as [`allocate::candidates`] leaves them), draws the control
 /// group from the list, writes the list, the control group and the summary beside `out` and
-/// then into it ([`output::place`]), and returns the summary: a run killed or out of space
+/// then into it ([`placing::place`]), and returns the summary: a run killed or out of space
 /// leaves the list `out` held before whole.
 pub fn finish_in_place(
     info: &RunInfo,
@@ -282,10 +283,10 @@ pub fn finish_in_place(
         .file_name()
         .map_or("list".into(), |n| n.to_string_lossy());
     let tmp = out.with_file_name(format!(".{name}.writing-{}", std::process::id()));
-    output::remove_dead_writes(out, &name);
+    placing::remove_dead_writes(out, &name);
     let _ = std::fs::remove_dir_all(&tmp);
     let done = finish(info, tally, candidates, customers, &tmp).and_then(|summary| {
-        output::place(&tmp, out)
+        placing::place(&tmp, out)
             .map(|()| summary)
             .map_err(|source| CampaignError::OutDir {
                 path: out.to_owned(),

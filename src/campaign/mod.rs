@@ -26,6 +26,7 @@ pub mod history;
 mod limits;
 mod not_chosen;
 pub mod output;
+mod placing;
 pub mod plan;
 pub mod report;
 mod run;

@@ -508,27 +508,6 @@ pub struct ShadowPrice {
     pub per_unit: f64,
 }
 
-/// Moves a list written in `tmp` into `out`, file by file with the summary last, and removes
-/// the list files of an earlier run that the new one does not have: `out` never holds a list
-/// of two runs (a run killed, or out of space, before this leaves the earlier list whole).
-pub fn place(tmp: &Path, out: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(out)?;
-    for name in [LIST_CSV, LIST_PARQUET, CONTROL_CSV, SUMMARY_JSON] {
-        let (from, to) = (tmp.join(name), out.join(name));
-        if from.exists() {
-            std::fs::rename(&from, &to)?;
-        } else if to.exists() {
-            std::fs::remove_file(&to)?;
-        }
-    }
-    // Anything else the writer made (none today) follows.
-    for e in std::fs::read_dir(tmp)? {
-        let e = e?;
-        std::fs::rename(e.path(), out.join(e.file_name()))?;
-    }
-    std::fs::File::open(out)?.sync_all()
-}
-
 /// Writes `summary.json`.
 pub fn write_summary(dir: &Path, s: &Summary) -> Result<(), OutputError> {
     let path = dir.join(SUMMARY_JSON);
@@ -663,35 +642,4 @@ pub fn table(s: &Summary) -> String {
         }
     }
     t
-}
-
-/// Removes what runs into `out` that were killed (`kill -9`, a lost node) left beside it: a
-/// `.NAME.writing-PID` folder whose process is gone. Where `/proc` cannot say, nothing goes.
-pub fn remove_dead_writes(out: &Path, name: &str) {
-    let (Some(parent), true) = (out.parent(), Path::new("/proc/self").exists()) else {
-        return;
-    };
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    let prefix = format!(".{name}.writing-");
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(pid) = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            tracing::info!(path = %e.path().display(), "removing what a killed run left");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
