@@ -234,6 +234,9 @@ fn scan_all(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
 /// Leaves a customer's pairs of their best `room` offers only (all channels of each), so no
 /// list gives them more than `room` messages; nothing changes when they have fewer offers.
 fn keep_best_offers(buf: &mut Vec<Pair>, room: usize) {
+    if buf.len() <= room {
+        return;
+    }
     let mut offers: Vec<u16> = Vec::new();
     for p in buf.iter() {
         if !offers.contains(&p.offer) {
