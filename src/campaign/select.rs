@@ -398,8 +398,12 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             out.tally.frequency += 1;
             return;
         }
-        // The list's own messages count against the cap too.
-        keep_best_offers(buf, (f.max_contacts - past) as usize);
+        // The list's own messages count against the cap too, when it could send more of them
+        // than the customer has room for.
+        let room = (f.max_contacts - past) as usize;
+        if room < inp.spec.max_offers_per_customer as usize {
+            keep_best_offers(buf, room);
+        }
     }
     out.tally.candidates += 1;
     out.tally.by_variant[vi] += 1;
