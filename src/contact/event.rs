@@ -224,11 +224,19 @@ fn opt_str<'v>(
     }
 }
 
+/// The keys of an event object that are no field of an event, in the object's order.
+pub fn unknown_keys<'o>(
+    obj: &'o simd_json::borrowed::Object<'_>,
+) -> impl Iterator<Item = &'o str> + 'o {
+    obj.keys()
+        .map(|k| &**k)
+        .filter(|k| !EVENT_FIELDS.contains(k))
+}
+
 /// `; `custmer_id` is not a field: did you mean `customer_id`?` when a key of the event that is
 /// no field of it is a slip of one of `missing`, else nothing.
 fn misspelt(obj: &simd_json::borrowed::Object<'_>, missing: &[&str]) -> String {
-    obj.keys()
-        .filter(|k| !EVENT_FIELDS.contains(&&***k))
+    unknown_keys(obj)
         .find_map(|k| {
             let meant = crate::near::nearest(k, missing.iter().copied())?;
             Some(format!(

@@ -124,6 +124,15 @@ struct Cell([AtomicU64; Stage::ALL.len()]);
 /// Placement names by channel and slot index.
 type Placements = Box<[Box<[Box<str>]>]>;
 
+/// One value per placement of a model, by channel and slot index.
+fn per_slot<T>(model: &CompiledModel, f: impl Fn(&crate::engine::Slot) -> T) -> Box<[Box<[T]>]> {
+    model
+        .channels
+        .iter()
+        .map(|c| c.slots.iter().map(&f).collect())
+        .collect()
+}
+
 /// The counters of one model version.
 pub struct FunnelTable {
     /// The model's content key.
@@ -236,20 +245,10 @@ impl FunnelTable {
     /// Takes the placement names and exploration shares of the model this table counts for
     /// (each kept when already set: one content key, one layout).
     fn set_layout(&self, model: &CompiledModel) {
-        self.placements.get_or_init(|| {
-            model
-                .channels
-                .iter()
-                .map(|c| c.slots.iter().map(|s| s.placement.clone()).collect())
-                .collect()
-        });
-        self.exploration.get_or_init(|| {
-            model
-                .channels
-                .iter()
-                .map(|c| c.slots.iter().map(|s| s.exploration).collect())
-                .collect()
-        });
+        self.placements
+            .get_or_init(|| per_slot(model, |s| s.placement.clone()));
+        self.exploration
+            .get_or_init(|| per_slot(model, |s| s.exploration));
     }
 
     #[inline]

@@ -172,14 +172,7 @@ mod tests {
                     "prior": {"propensity": 0.05, "evidence": 20}, "context": ["context.device"]},
                 "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
                     "cta_url": "https://shop.test/x"}}}]});
-        let m = crate::model::from_bytes(
-            serde_json::to_vec(&doc).unwrap(),
-            None,
-            "t".into(),
-            &*store,
-            &crate::model::Limits::default(),
-        )
-        .unwrap();
+        let m = crate::model::from_doc(&doc, &*store);
         let counts = Counts::new(1 << 16);
         counts.bind(&[(&m.compiled, 1)], store);
         let device = feature_id("context.device");

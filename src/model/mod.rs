@@ -388,6 +388,19 @@ pub fn load_with_warnings(
 /// The largest built-in fallback file read (`--fallback-file`): content for a few channels.
 pub const MAX_FALLBACK_FILE_BYTES: u64 = 1 << 20;
 
+/// Compiles a unit test's model document with the default limits; panics on a fault.
+#[cfg(test)]
+pub(crate) fn from_doc(doc: &serde_json::Value, schema: &dyn Schema) -> LoadedModel {
+    from_bytes(
+        serde_json::to_vec(doc).unwrap(),
+        None,
+        "t".into(),
+        schema,
+        &Limits::default(),
+    )
+    .unwrap()
+}
+
 /// Compiles a model from its document bytes (an admin upload, a fuzz input, a test).
 pub fn from_bytes(
     document: Vec<u8>,

@@ -22,7 +22,7 @@ use super::error::{json_response, ApiError};
 use super::typos::Route;
 use super::AppState;
 use crate::contact::attribution::{self, customer_check};
-use crate::contact::event::{EventFault, EVENT_FIELDS};
+use crate::contact::event::{unknown_keys, EventFault, EVENT_FIELDS};
 use crate::contact::funnel::FunnelTable;
 use crate::contact::subject::Subject;
 use crate::contact::Event;
@@ -185,7 +185,7 @@ pub fn validate_batch<'v>(
             }
         }
         if let Some(obj) = item.as_object() {
-            for key in obj.keys().filter(|k| !EVENT_FIELDS.contains(&&***k)) {
+            for key in unknown_keys(obj) {
                 batch.warnings.push((
                     i,
                     format!(

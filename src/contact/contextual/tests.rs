@@ -33,14 +33,7 @@ fn model(store: &FeatureStore, window_days: u8) -> crate::model::LoadedModel {
                 "context": ["is_prepaid", "segment", "tenure"]},
             "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
                 "cta_url": "https://shop.test/x"}}}]});
-    crate::model::from_bytes(
-        serde_json::to_vec(&doc).unwrap(),
-        None,
-        "t".into(),
-        store,
-        &crate::model::Limits::default(),
-    )
-    .unwrap()
+    crate::model::from_doc(&doc, store)
 }
 
 fn ev(kind: EventKind, customer: &str, ts_ms: i64) -> Event<'_> {

@@ -181,27 +181,20 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
                 c.0[Stage::Decision as usize].store(n, Relaxed);
             }
         }
-        if !s.placements.is_empty() {
-            let _ = t.placements.set(
-                s.placements
-                    .into_iter()
-                    .map(Vec::into_boxed_slice)
-                    .collect(),
-            );
-        }
-        if !s.exploration.is_empty() {
-            let _ = t.exploration.set(
-                s.exploration
-                    .into_iter()
-                    .map(Vec::into_boxed_slice)
-                    .collect(),
-            );
-        }
+        set_saved(&t.placements, s.placements);
+        set_saved(&t.exploration, s.exploration);
         tables.push(t);
     }
     let n = tables.len();
     funnel.restore(tables);
     Ok(n)
+}
+
+/// Takes a per-slot table the file kept (absent in files written before it).
+fn set_saved<T>(cell: &std::sync::OnceLock<Box<[Box<[T]>]>>, saved: Vec<Vec<T>>) {
+    if !saved.is_empty() {
+        let _ = cell.set(saved.into_iter().map(Vec::into_boxed_slice).collect());
+    }
 }
 
 /// Reads the counts file as [`load`] does; a file that does not parse is renamed

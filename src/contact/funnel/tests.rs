@@ -113,14 +113,7 @@ fn binding_a_restored_table_fills_in_its_layout() {
             "scorer": {"kind": "logistic", "intercept": 0.0, "weights": {}},
             "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
                 "cta_url": "https://shop.test/x"}}}]});
-    let m = crate::model::from_bytes(
-        serde_json::to_vec(&doc).unwrap(),
-        None,
-        "t".into(),
-        &store,
-        &crate::model::Limits::default(),
-    )
-    .unwrap();
+    let m = crate::model::from_doc(&doc, &store);
     let f = Funnel::default();
     f.restore(vec![table(3)]);
     let restored = f.table(3).unwrap();
