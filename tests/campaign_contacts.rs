@@ -939,3 +939,31 @@ fn a_frequency_cap_counts_the_lists_own_messages() {
         "one message over both channels"
     );
 }
+
+/// A customer the cap leaves room for one message gets the best offer the limits let them
+/// have, not only their best offer: with a cap of one contact, two offers a customer allowed
+/// and the favourite offers' maximums taken by better customers, the list is the one of one
+/// offer a customer.
+#[test]
+fn a_capped_customer_gets_their_next_offer_when_the_best_is_taken() {
+    let base = Base::new("cmp-freq-next", 300);
+    let freq = json!({"max_contacts": 1, "window_days": 7, "channels": ["sms"]});
+    let mut one = sms("one_a_customer");
+    one["offer_limits"] = json!({"a": {"max": 20}, "b": {"max": 20}});
+    one["frequency"] = freq;
+    let mut two = one.clone();
+    two["name"] = json!("two_a_customer");
+    two["max_offers_per_customer"] = json!(2);
+    let one = base.run(&one, "one", NOW);
+    let two = base.run(&two, "two", NOW);
+    let sorted = |rows: &[(String, String)]| {
+        let mut r = rows.to_vec();
+        r.sort();
+        r
+    };
+    assert_eq!(sorted(&two.rows), sorted(&one.rows));
+    // The maximums bind: some customers got their second offer.
+    let offers: BTreeSet<&str> = one.rows.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(one.rows.len(), 300, "every customer gets one offer");
+    assert!(offers.contains("c"), "{offers:?}");
+}

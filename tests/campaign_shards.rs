@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use nextbest::campaign;
+use nextbest::contact::EventKind;
 use support::campaign::*;
 
 const LIST_FILES: [&str; 4] = [
@@ -94,6 +95,59 @@ fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
                     "{name}: {f} of {count} merged shards differs from the one-machine run"
                 );
             }
+        }
+    }
+}
+
+/// Customers with room for fewer messages than the list may send them (a frequency cap partly
+/// used already) are allocated as one machine allocates them: the shards carry each one's room.
+#[test]
+fn customers_with_less_room_under_the_cap_merge_byte_for_byte() {
+    let base = Base::new("cmp-shards-rooms", 400);
+    let contacted: Vec<String> = (0..400).step_by(3).map(|i| format!("K{i:05}")).collect();
+    let list: Vec<(&str, &str, Option<&str>, i64)> = contacted
+        .iter()
+        .map(|c| (c.as_str(), "b", Some("sms"), NOW - 86_400_000))
+        .collect();
+    support::outcomes::write_events(&base.path("data"), EventKind::Impression, &list).unwrap();
+    let mut doc = sms("rooms");
+    doc["max_offers_per_customer"] = json!(2);
+    doc["frequency"] = json!({"max_contacts": 2, "window_days": 7, "channels": ["sms"]});
+    doc["capacity"] = json!({"max_contacts": 300});
+    doc["offer_limits"] = json!({"a": {"max": 60}});
+    doc["control_group"] = json!({"share": 0.1, "salt": "r"});
+    let file = base.write_campaign("rooms", &doc);
+    let one = run_config(&base.config(&file, "rooms-one", NOW));
+    assert!(
+        !one.summary.shadow_prices.is_empty(),
+        "the limits must bind"
+    );
+    let mut per_customer: BTreeMap<&str, usize> = BTreeMap::new();
+    for (c, _) in &one.rows {
+        *per_customer.entry(c).or_default() += 1;
+    }
+    for c in &contacted {
+        assert!(per_customer.get(c.as_str()).is_none_or(|&n| n <= 1), "{c}");
+    }
+    assert!(
+        per_customer.values().any(|&n| n == 2),
+        "room for two is used"
+    );
+    for count in [1, 3] {
+        let dirs = run_shards(&base, &file, "rooms", count, NOW);
+        let rooms: String = dirs
+            .iter()
+            .map(|d| std::fs::read_to_string(d.join("shard-candidates.csv")).unwrap())
+            .collect();
+        assert!(rooms.lines().any(|l| l.ends_with(",1")), "no room column");
+        let out = base.path(&format!("rooms-merged-{count}"));
+        campaign::merge(&dirs, &out)
+            .unwrap_or_else(|e| panic!("merge of {count}: {:#?}", e.faults()));
+        for f in LIST_FILES {
+            assert!(
+                std::fs::read(one.out.join(f)).unwrap() == std::fs::read(out.join(f)).unwrap(),
+                "{f} of {count} merged shards differs from the one-machine run"
+            );
         }
     }
 }
@@ -208,7 +262,7 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
             .enumerate()
             .map(|(i, l)| {
                 let mut f: Vec<&str> = l.split(',').collect();
-                assert_eq!(f.len(), 10, "{l}");
+                assert_eq!(f.len(), 11, "{l}");
                 if i == 2 {
                     f[column] = value;
                 }
@@ -229,6 +283,7 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
         (4, "NaN", "score"),
         (5, "-3", "propensity"),
         (6, "inf", "value"),
+        (10, "0", "room"),
     ] {
         bend(column, value);
         let needle = format!("line 3: column `{name}`");

@@ -13,7 +13,7 @@ use rayon::slice::ParallelSliceMut;
 
 use super::flow::Solver;
 pub use super::flow::{Bound, Limits, Shadow};
-use super::select::Pair;
+use super::select::{Pair, Rooms};
 
 /// What allocation chose.
 #[derive(Debug, Default)]
@@ -111,6 +111,7 @@ pub fn split(limits: &Limits, eligible: &[u64]) -> Vec<Limits> {
             category_max: category_max.iter().map(|m| m[v]).collect(),
             per_customer: limits.per_customer,
             channels: limits.channels,
+            capped: limits.capped,
         })
         .collect()
 }
@@ -121,10 +122,11 @@ pub fn split(limits: &Limits, eligible: &[u64]) -> Vec<Limits> {
 pub fn allocate_variants(
     pairs: Vec<Pair>,
     limits: &Limits,
+    rooms: &Rooms,
     eligible: &[u64],
 ) -> (Allocation, Vec<VariantUse>) {
     if eligible.len() < 2 {
-        let a = allocate(pairs, limits);
+        let a = allocate(pairs, limits, rooms);
         let used = VariantUse {
             eligible: eligible.first().copied().unwrap_or(0),
             capacity: limits.capacity,
@@ -146,7 +148,7 @@ pub fn allocate_variants(
     };
     let mut uses = Vec::new();
     for (v, (pairs, l)) in by_variant.into_iter().zip(&parts).enumerate() {
-        let a = allocate(pairs, l);
+        let a = allocate(pairs, l, rooms);
         uses.push(VariantUse {
             eligible: eligible[v],
             capacity: l.capacity,
@@ -172,10 +174,11 @@ fn offer_count(limits: &Limits) -> usize {
     limits.min.len() / limits.channels.max(1) as usize
 }
 
-/// Chooses the best list among `pairs` (as [`candidates`] leaves them) under `limits`.
-pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
+/// Chooses the best list among `pairs` (as [`candidates`] leaves them) under `limits`, giving
+/// no customer more offers than their room in `rooms`.
+pub fn allocate(pairs: Vec<Pair>, limits: &Limits, rooms: &Rooms) -> Allocation {
     if limits.channels > 1 {
-        return allocate_channels(pairs, limits);
+        return allocate_channels(pairs, limits, rooms);
     }
     let mut by_customer = pairs;
     by_customer.par_sort_unstable_by(|a, b| a.row.cmp(&b.row).then_with(|| Pair::order(a, b)));
@@ -189,14 +192,15 @@ pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
         // Nothing is shared between customers: each gets their best pairs.
         let k = limits.per_customer as usize;
         for group in by_customer.chunk_by(|a, b| a.row == b.row) {
-            for p in group.iter().take(k) {
+            let room = rooms.get(&group[0].row).map_or(k, |&r| k.min(r.into()));
+            for p in group.iter().take(room) {
                 out.per_offer[p.offer as usize] += 1;
                 out.selected.push(*p);
             }
         }
     } else {
         by_customer.sort_by(|a, b| a.row.cmp(&b.row).then(a.offer.cmp(&b.offer)));
-        let mut solver = Solver::new(&by_customer, limits);
+        let mut solver = Solver::new(&by_customer, limits, rooms);
         out.complete = solver.solve();
         out.shadow_prices = solver.shadow_prices();
         out.per_offer = solver.per_offer().to_vec();
@@ -209,7 +213,7 @@ pub fn allocate(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
 /// [`allocate`] over several channels: the flow's offers are the (offer, channel) slots, each
 /// channel's capacity the limited category of its slots, and a customer takes an offer on one
 /// channel at most; the list is the exact best over all channels jointly.
-fn allocate_channels(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
+fn allocate_channels(pairs: Vec<Pair>, limits: &Limits, rooms: &Rooms) -> Allocation {
     let mut slotted: Vec<Pair> = pairs
         .iter()
         .map(|p| Pair {
@@ -218,7 +222,7 @@ fn allocate_channels(pairs: Vec<Pair>, limits: &Limits) -> Allocation {
         })
         .collect();
     slotted.sort_by(|a, b| a.row.cmp(&b.row).then(a.offer.cmp(&b.offer)));
-    let mut solver = Solver::new(&slotted, limits);
+    let mut solver = Solver::new(&slotted, limits, rooms);
     let complete = solver.solve();
     let shadow_prices = solver.shadow_prices();
     let c = limits.channels as usize;

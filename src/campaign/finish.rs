@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use super::allocate::{self, Allocation, Limits};
+pub use super::customers::Customers;
 use super::not_chosen::{channels_full, OtherChannels};
 use super::output::{self, Content, Row, Summary};
 use super::placing;
@@ -19,7 +20,6 @@ use super::spec::CampaignSpec;
 use super::CampaignError;
 use crate::contact::attribution;
 use crate::engine::policy::stable_hash;
-use crate::engine::{Rule, RuleInput};
 use crate::experiment::{assignment, Variant};
 use crate::features::FeatureStore;
 
@@ -175,79 +175,6 @@ impl VariantInfo {
     }
 }
 
-/// Where a candidate's customer id and value come from.
-pub enum Customers<'a> {
-    /// The snapshot (a one-machine run, or a shard writing its candidates), with each
-    /// campaign channel's `reachable` rule.
-    Snapshot(&'a FeatureStore, &'a [Option<Rule>]),
-    /// What the shards listed: ids by row, values by (row, offer).
-    Listed {
-        /// Customer ids by snapshot row.
-        ids: HashMap<u32, Box<str>>,
-        /// A pair's value for its customer.
-        values: HashMap<(u32, u16), f64>,
-        /// Customers' time-zone names by snapshot row (with a send window).
-        zones: HashMap<u32, Box<str>>,
-        /// The campaign channels a customer cannot be reached on, a bit each (absent: none).
-        unreachable: HashMap<u32, u8>,
-    },
-}
-
-impl Customers<'_> {
-    /// The customer id of a snapshot row.
-    pub fn id(&self, row: u32) -> Option<&str> {
-        match self {
-            Customers::Snapshot(f, _) => f.id_at(row as usize),
-            Customers::Listed { ids, .. } => ids.get(&row).map(|s| &**s),
-        }
-    }
-
-    /// The offer's value for the pair's customer.
-    pub fn value(&self, info: &RunInfo, p: &Pair) -> f64 {
-        match self {
-            Customers::Snapshot(f, _) => info.variants[p.variant as usize].offers[p.offer as usize]
-                .value_for(f.exact_row_at(p.row as usize)),
-            Customers::Listed { values, .. } => {
-                values.get(&(p.row, p.offer)).copied().unwrap_or(0.0)
-            }
-        }
-    }
-
-    /// The customer's time-zone name, read from the send window's `time_zone` feature.
-    pub fn zone_name(&self, info: &RunInfo, row: u32) -> Option<&str> {
-        match self {
-            Customers::Snapshot(f, _) => {
-                let name = info.spec.send_window.as_ref()?.zone_feature.as_deref()?;
-                let col = f.column(name)?;
-                let cell = *f.row_at(row as usize)?.get(col)?;
-                f.dictionary(col)?.value_of(cell)
-            }
-            Customers::Listed { zones, .. } => zones.get(&row).map(|z| &**z),
-        }
-    }
-
-    /// True when the customer of `row` can be reached on campaign channel `ci`.
-    pub fn reachable(&self, row: u32, ci: usize) -> bool {
-        match self {
-            Customers::Snapshot(f, reach) => match reach.get(ci) {
-                Some(Some(rule)) => {
-                    let input = RuleInput {
-                        features: f
-                            .exact_row_at(row as usize)
-                            .unwrap_or_else(|| (&[][..]).into()),
-                        context: &[],
-                    };
-                    rule.check(&input).is_none()
-                }
-                _ => true,
-            },
-            Customers::Listed { unreachable, .. } => unreachable
-                .get(&row)
-                .is_none_or(|off| off.checked_shr(ci as u32).unwrap_or(0) & 1 == 0),
-        }
-    }
-}
-
 /// What writing the list counted.
 struct Written {
     rows: u64,
@@ -312,7 +239,8 @@ fn finish(
         .spec
         .multi_channel()
         .then(|| OtherChannels::new(&candidates));
-    let (mut alloc, mut uses) = allocate::allocate_variants(candidates, &info.limits, eligible);
+    let (mut alloc, mut uses) =
+        allocate::allocate_variants(candidates, &info.limits, customers.rooms(), eligible);
     if let Some(o) = &mut others {
         o.full = channels_full(&alloc, &info.limits);
     }

@@ -1,6 +1,7 @@
 //! The exact allocation under shared limits, and what one more unit of each limit is worth.
 //!
-//! The problem is a flow network: source → customer (at most `per_customer` units) → offer
+//! The problem is a flow network: source → customer (at most `per_customer` units, fewer for
+//! a customer whose frequency cap leaves less room) → offer
 //! (one unit per candidate pair, worth its score) → the offer's limited category, if any → the
 //! channel's capacity → sink, with each offer's maximum on its arc. An offer's minimum is the
 //! first `min` units of that arc carrying a bonus that outranks any score (gains compare as
@@ -30,7 +31,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 pub use super::limits::Limits;
-use super::select::Pair;
+use super::select::{Pair, Rooms};
 
 /// A path's worth: minimum units gained first, then score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -173,7 +174,8 @@ pub struct Solver<'a> {
     /// Per pair: its customer's first pair and one past its last.
     span: Vec<(u32, u32)>,
     chosen: Vec<bool>,
-    /// Per customer (by first pair): pairs chosen.
+    /// Per customer (by first pair): pairs chosen, plus what their frequency cap takes from
+    /// `per_customer`.
     held: Vec<u32>,
     n_offer: Vec<u64>,
     n_category: Vec<u64>,
@@ -193,11 +195,12 @@ pub struct Solver<'a> {
 const SOURCE: usize = 0;
 
 impl<'a> Solver<'a> {
-    /// Prepares a solver over `pairs`, which must be sorted by (row, offer).
-    pub fn new(pairs: &'a [Pair], limits: &'a Limits) -> Self {
+    /// Prepares a solver over `pairs`, which must be sorted by (row, offer); a customer in
+    /// `rooms` takes no more offers than their room.
+    pub fn new(pairs: &'a [Pair], limits: &'a Limits, rooms: &Rooms) -> Self {
         let offers = limits.min.len();
         let mut span = vec![(0u32, 0u32); pairs.len()];
-        let held = vec![0u32; pairs.len()];
+        let mut held = vec![0u32; pairs.len()];
         let mut i = 0;
         while i < pairs.len() {
             let mut j = i + 1;
@@ -206,6 +209,10 @@ impl<'a> Solver<'a> {
             }
             for s in &mut span[i..j] {
                 *s = (i as u32, j as u32);
+            }
+            // A customer with less room starts with the rest of `per_customer` held.
+            if let Some(&room) = rooms.get(&pairs[i].row) {
+                held[i] = limits.per_customer.saturating_sub(room.into());
             }
             i = j;
         }

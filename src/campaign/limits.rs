@@ -27,6 +27,10 @@ pub struct Limits {
     /// on one channel at most.
     #[serde(default, skip_serializing_if = "is_one")]
     pub channels: u32,
+    /// A frequency cap may leave a customer room for fewer offers than `per_customer` (one at
+    /// least; see [`super::select::Rooms`]).
+    #[serde(default)]
+    pub capped: bool,
 }
 
 fn is_one(n: &u32) -> bool {
@@ -81,7 +85,8 @@ impl Limits {
     /// With `T` the most pairs a list can hold and `A` the most this offer can have, a chosen
     /// pair of the offer has at most `A - 1` better pairs of the offer chosen and at most
     /// `(T - A) / k` better ones whose customer is full with `k` other pairs; any other better
-    /// pair could replace it without breaking a limit or lowering the score.
+    /// pair could replace it without breaking a limit or lowering the score. Under a frequency
+    /// cap a customer may be full with one pair, and `k` counts as one.
     pub fn keep_per_offer(&self) -> Vec<Option<u64>> {
         // With several channels and several offers a customer, a better pair may be blocked
         // by its customer's same offer on another channel without the customer being full:
@@ -91,7 +96,11 @@ impl Limits {
             .total_bound()
             .filter(|_| !blocked)
             .map(|t| t.saturating_add(1));
-        let k = u64::from(self.per_customer.max(1));
+        let k = if self.capped {
+            1
+        } else {
+            u64::from(self.per_customer.max(1))
+        };
         (0..self.min.len())
             .map(|o| {
                 let t = t?;

@@ -20,6 +20,7 @@
 pub mod allocate;
 pub mod cli;
 pub mod commit;
+mod customers;
 pub mod finish;
 mod flow;
 pub mod history;

@@ -126,7 +126,7 @@ fn scanned<T>(
         info,
         tally: scan.tally,
         candidates,
-        customers: Customers::Snapshot(run.features, &run.reach),
+        customers: Customers::Snapshot(run.features, &run.reach, scan.rooms),
     })
 }
 
@@ -419,16 +419,18 @@ fn allocation_limits(
     offer_ids: &[String],
     used: &[u64],
 ) -> allocate::Limits {
+    let capped = spec.frequency.is_some() && !spec.transactional;
     if spec.multi_channel() {
         let channels = spec.channel_list();
         let mut l = allocate::Limits {
             per_customer: spec.max_offers_per_customer,
             channels: channels.len() as u32,
+            capped,
             ..Default::default()
         };
-        let mut capped = Vec::new();
+        let mut limited = Vec::new();
         for (i, ch) in channels.iter().enumerate() {
-            capped.push(ch.capacity.map(|c| {
+            limited.push(ch.capacity.map(|c| {
                 l.category_max.push(
                     c.max_contacts
                         .saturating_sub(used.get(i).copied().unwrap_or(0)),
@@ -437,7 +439,7 @@ fn allocation_limits(
             }));
         }
         for _ in offer_ids {
-            for cap in &capped {
+            for cap in &limited {
                 l.min.push(0);
                 l.max.push(None);
                 l.category.push(*cap);
@@ -452,6 +454,7 @@ fn allocation_limits(
             .capacity
             .map(|c| c.max_contacts.saturating_sub(channel_used)),
         per_customer: spec.max_offers_per_customer,
+        capped,
         ..Default::default()
     };
     for id in offer_ids {

@@ -12,7 +12,7 @@
 //! progress counter, and chunks are merged in row order, so the result does not depend on how
 //! the work was spread. Nothing here writes files.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rayon::prelude::*;
@@ -150,11 +150,20 @@ impl Tally {
     }
 }
 
+/// Per snapshot row, the offers a customer has room for under the campaign's frequency cap,
+/// for those with room for fewer than `max_offers_per_customer` (at most [`MAX_LIMIT`]): the
+/// allocation counts the list's own messages against the cap.
+pub type Rooms = HashMap<u32, u8>;
+
+const _: () = assert!(MAX_LIMIT <= u8::MAX as usize);
+
 /// What the scan found.
 #[derive(Debug, Default)]
 pub struct Scan {
     /// Candidate pairs, in row order.
     pub pairs: Vec<Pair>,
+    /// Customers with room for fewer offers than the list may give one.
+    pub rooms: Rooms,
     /// Held-out counts.
     pub tally: Tally,
 }
@@ -227,37 +236,9 @@ fn scan_all(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
     for c in chunks {
         all.pairs.extend_from_slice(&c.pairs);
         all.tally.merge(c.tally);
+        all.rooms.extend(c.rooms);
     }
     all
-}
-
-/// Leaves a customer's pairs of their best `room` offers only (all channels of each), so no
-/// list gives them more than `room` messages; nothing changes when they have fewer offers.
-fn keep_best_offers(buf: &mut Vec<Pair>, room: usize) {
-    if buf.len() <= room {
-        return;
-    }
-    let mut offers: Vec<u16> = Vec::new();
-    for p in buf.iter() {
-        if !offers.contains(&p.offer) {
-            offers.push(p.offer);
-        }
-    }
-    if offers.len() <= room {
-        return;
-    }
-    buf.sort_by(Pair::order);
-    offers.clear();
-    buf.retain(|p| {
-        if offers.contains(&p.offer) {
-            return true;
-        }
-        let kept = offers.len() < room;
-        if kept {
-            offers.push(p.offer);
-        }
-        kept
-    });
 }
 
 /// Keeps each customer's best `max_offers_per_customer` pairs, written straight into one
@@ -302,6 +283,7 @@ fn scan_best(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
     };
     for p in parts {
         all.tally.merge(p.tally);
+        all.rooms.extend(p.rooms);
     }
     all
 }
@@ -398,11 +380,11 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
             out.tally.frequency += 1;
             return;
         }
-        // The list's own messages count against the cap too, when it could send more of them
-        // than the customer has room for.
-        let room = (f.max_contacts - past) as usize;
-        if room < inp.spec.max_offers_per_customer as usize {
-            keep_best_offers(buf, room);
+        // The list's own messages count against the cap too: the allocation gives this
+        // customer no more than their room.
+        let room = f.max_contacts - past;
+        if room < inp.spec.max_offers_per_customer {
+            out.rooms.insert(row as u32, room as u8);
         }
     }
     out.tally.candidates += 1;

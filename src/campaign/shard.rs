@@ -13,8 +13,10 @@
 //!
 //! A shard folder: `shard-candidates.csv` (row, customer id, offer, variant, score,
 //! propensity, value, the customer's time-zone name when the campaign has a send window, the
-//! campaign channel, and the channels the customer cannot be reached on, as indices joined by
-//! `;`, so a merged list says `unreachable` where one machine does) and,
+//! campaign channel, the channels the customer cannot be reached on, as indices joined by
+//! `;`, so a merged list says `unreachable` where one machine does, and the offers the
+//! campaign's frequency cap leaves the customer room for, when fewer than the list may give)
+//! and,
 //! written last, `shard.json` (the shard, the run's [`RunInfo`], the counts, the file's row
 //! count), so a folder without `shard.json` is not a finished shard. A merge checks every shard before
 //! it writes anything, and writes the list under temporary names renamed into place at the
@@ -28,7 +30,7 @@ use std::path::{Path, PathBuf};
 use super::allocate;
 use super::finish::{self, Customers, RunInfo};
 use super::output::Summary;
-use super::select::{Pair, Shard, Tally};
+use super::select::{Pair, Rooms, Shard, Tally};
 use super::CampaignError;
 
 /// The shard's header file, written last.
@@ -36,7 +38,7 @@ pub const SHARD_JSON: &str = "shard.json";
 /// The shard's candidate pairs.
 pub const CANDIDATES_CSV: &str = "shard-candidates.csv";
 /// The shard file format's version.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 /// Why shards could not be written or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
@@ -172,10 +174,12 @@ fn write_pairs(
         "time_zone",
         "channel",
         "unreachable",
+        "room",
     ])
     .map_err(&e)?;
     let channels = info.spec.channel_list().len();
     let mut unreachable = String::new();
+    let rooms = customers.rooms();
     for p in pairs {
         let id = customers.id(p.row).unwrap_or_default();
         let (mut a, mut b, mut c) = (
@@ -183,7 +187,8 @@ fn write_pairs(
             zmij::Buffer::new(),
             zmij::Buffer::new(),
         );
-        let (mut row, mut offer, mut variant, mut channel) = (
+        let (mut row, mut offer, mut variant, mut channel, mut room) = (
+            itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
             itoa::Buffer::new(),
@@ -207,6 +212,7 @@ fn write_pairs(
             customers.zone_name(info, p.row).unwrap_or_default(),
             channel.format(p.channel),
             &unreachable,
+            rooms.get(&p.row).map_or("", |&r| room.format(r)),
         ])
         .map_err(&e)?;
     }
@@ -450,6 +456,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
     let mut values = HashMap::new();
     let mut zones = HashMap::new();
     let mut unreachable = HashMap::new();
+    let mut rooms = Rooms::new();
     let channels = first.header.info.spec.channel_list().len();
     for s in &shards {
         let path = s.dir.join(CANDIDATES_CSV);
@@ -473,6 +480,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
                 values: &mut values,
                 zones: &mut zones,
                 unreachable: &mut unreachable,
+                rooms: &mut rooms,
             },
         )?;
         check_rows(&s.dir.join(CANDIDATES_CSV), n, s.header.candidates)?;
@@ -484,6 +492,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
         values,
         zones,
         unreachable,
+        rooms,
     };
 
     finish::finish_in_place(info, tally, candidates, &customers, out)
@@ -505,6 +514,7 @@ struct Listed<'a> {
     values: &'a mut HashMap<(u32, u16), f64>,
     zones: &'a mut HashMap<u32, Box<str>>,
     unreachable: &'a mut HashMap<u32, u8>,
+    rooms: &'a mut Rooms,
 }
 
 // A customer's unreachable channels are one bit each.
@@ -569,6 +579,14 @@ fn read_pairs(
         }
         if off != 0 {
             listed.unreachable.insert(p.row, off);
+        }
+        if !field(10).is_empty() {
+            let room = field(10)
+                .parse()
+                .ok()
+                .filter(|&r: &u8| r >= 1)
+                .ok_or_else(|| bad("room"))?;
+            listed.rooms.insert(p.row, room);
         }
         into.push(p);
     }

@@ -1,6 +1,7 @@
 //! Allocation against exhaustive search on tiny generated bases: the list's (minimums met,
-//! score) is the best of every feasible list, and each shadow price is the difference that
-//! one unit more of its limit makes to that best.
+//! score) is the best of every feasible list (a customer's room under a frequency cap
+//! included), and each shadow price is the difference that one unit more of its limit makes
+//! to that best.
 
 use super::*;
 
@@ -24,6 +25,7 @@ fn limits(n: usize) -> Limits {
         category_max: vec![],
         per_customer: 1,
         channels: 1,
+        capped: false,
     }
 }
 
@@ -31,12 +33,34 @@ fn chosen(a: &Allocation) -> Vec<(u32, u16)> {
     a.selected.iter().map(|p| (p.row, p.offer)).collect()
 }
 
-fn run(pairs: Vec<Pair>, l: &Limits) -> Allocation {
-    allocate(candidates(pairs, l), l)
+fn run(pairs: Vec<Pair>, l: &Limits, rooms: &Rooms) -> Allocation {
+    allocate(candidates(pairs, l), l, rooms)
+}
+
+/// Offers per customer: `per_customer`, or less for one in `rooms`.
+fn room_of(row: u32, l: &Limits, rooms: &Rooms) -> u32 {
+    rooms
+        .get(&row)
+        .map_or(l.per_customer, |&r| l.per_customer.min(r.into()))
+}
+
+/// Some customers of `pairs` get room for one offer less than `per_customer` (as a frequency
+/// cap gives them), when `per_customer` is over one.
+fn some_rooms(rng: &mut Rng, pairs: &[Pair], l: &mut Limits) -> Rooms {
+    let mut rooms = Rooms::new();
+    if l.per_customer > 1 && rng.next(2) == 0 {
+        l.capped = true;
+        for p in pairs {
+            if rng.next(3) == 0 {
+                rooms.insert(p.row, (l.per_customer - 1) as u8);
+            }
+        }
+    }
+    rooms
 }
 
 /// (units of minimums met, score) of a list, or `None` when it breaks a limit.
-fn worth(list: &[Pair], l: &Limits) -> Option<(u64, f64)> {
+fn worth(list: &[Pair], l: &Limits, rooms: &Rooms) -> Option<(u64, f64)> {
     let mut per_offer = vec![0u64; l.min.len()];
     let mut per_cat = vec![0u64; l.category_max.len()];
     let mut per_row = std::collections::HashMap::new();
@@ -53,7 +77,7 @@ fn worth(list: &[Pair], l: &Limits) -> Option<(u64, f64)> {
             .zip(&l.max)
             .all(|(n, m)| m.is_none_or(|m| *n <= m))
         && per_cat.iter().zip(&l.category_max).all(|(n, m)| n <= m)
-        && per_row.values().all(|&n| n <= l.per_customer);
+        && per_row.iter().all(|(&r, &n)| n <= room_of(r, l, rooms));
     ok.then(|| {
         let met = per_offer
             .iter()
@@ -65,7 +89,7 @@ fn worth(list: &[Pair], l: &Limits) -> Option<(u64, f64)> {
 }
 
 /// The best (minimums met, score) over every subset of `pairs`.
-fn exhaustive(pairs: &[Pair], l: &Limits) -> (u64, f64) {
+fn exhaustive(pairs: &[Pair], l: &Limits, rooms: &Rooms) -> (u64, f64) {
     let mut best = (0, 0.0);
     let mut list = Vec::new();
     for mask in 0u32..(1 << pairs.len()) {
@@ -75,7 +99,7 @@ fn exhaustive(pairs: &[Pair], l: &Limits) -> (u64, f64) {
                 .filter(|i| mask >> i & 1 == 1)
                 .map(|i| pairs[i]),
         );
-        if let Some(w) = worth(&list, l) {
+        if let Some(w) = worth(&list, l, rooms) {
             if w.0 > best.0 || (w.0 == best.0 && w.1 > best.1) {
                 best = w;
             }
@@ -95,7 +119,7 @@ impl Rng {
 }
 
 /// A random base of at most 14 pairs over 3 offers (two in one category) with random limits.
-fn generated(rng: &mut Rng) -> (Vec<Pair>, Limits) {
+fn generated(rng: &mut Rng) -> (Vec<Pair>, Limits, Rooms) {
     let offers = 3;
     let mut pairs = Vec::new();
     for row in 0..6 {
@@ -124,17 +148,19 @@ fn generated(rng: &mut Rng) -> (Vec<Pair>, Limits) {
         l.category = vec![Some(0), Some(0), None];
         l.category_max = vec![rng.next(4)];
     }
-    (pairs, l)
+    let rooms = some_rooms(rng, &pairs, &mut l);
+    (pairs, l, rooms)
 }
 
 #[test]
 fn the_list_is_the_best_of_every_feasible_list() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for case in 0..250 {
-        let (pairs, l) = generated(&mut rng);
-        let a = run(pairs.clone(), &l);
-        let got = worth(&a.selected, &l).unwrap_or_else(|| panic!("case {case}: infeasible"));
-        let best = exhaustive(&pairs, &l);
+        let (pairs, l, rooms) = generated(&mut rng);
+        let a = run(pairs.clone(), &l, &rooms);
+        let got =
+            worth(&a.selected, &l, &rooms).unwrap_or_else(|| panic!("case {case}: infeasible"));
+        let best = exhaustive(&pairs, &l, &rooms);
         assert_eq!(got.0, best.0, "case {case}: minimums met, {l:?} {pairs:?}");
         assert!(
             (got.1 - best.1).abs() < 1e-9,
@@ -145,7 +171,11 @@ fn the_list_is_the_best_of_every_feasible_list() {
         // The same pairs in another order give the same list.
         let mut shuffled = pairs.clone();
         shuffled.reverse();
-        assert_eq!(chosen(&run(shuffled, &l)), chosen(&a), "case {case}");
+        assert_eq!(
+            chosen(&run(shuffled, &l, &rooms)),
+            chosen(&a),
+            "case {case}"
+        );
     }
 }
 
@@ -154,12 +184,12 @@ fn shadow_prices_are_what_one_unit_more_adds() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut priced = 0;
     for case in 0..250 {
-        let (pairs, l) = generated(&mut rng);
-        let best = exhaustive(&pairs, &l);
+        let (pairs, l, rooms) = generated(&mut rng);
+        let best = exhaustive(&pairs, &l, &rooms);
         if best.0 < l.min.iter().sum::<u64>() {
             continue; // a minimum the base cannot meet: its units outrank any score
         }
-        let a = run(pairs.clone(), &l);
+        let a = run(pairs.clone(), &l, &rooms);
         for s in &a.shadow_prices {
             let mut more = l.clone();
             match s.bound {
@@ -168,7 +198,7 @@ fn shadow_prices_are_what_one_unit_more_adds() {
                 Bound::OfferMax(o) => more.max[o as usize] = more.max[o as usize].map(|m| m + 1),
                 Bound::OfferMin(o) => more.min[o as usize] -= 1,
             }
-            let with = exhaustive(&pairs, &more);
+            let with = exhaustive(&pairs, &more, &rooms);
             let expected = (with.1 - best.1).max(0.0);
             assert!(
                 (s.per_unit - expected).abs() < 1e-9,
@@ -177,7 +207,7 @@ fn shadow_prices_are_what_one_unit_more_adds() {
             priced += usize::from(s.per_unit > 0.0);
         }
         // Every limit the list reaches is priced.
-        let used = worth(&a.selected, &l).map(|_| a.selected.len() as u64);
+        let used = worth(&a.selected, &l, &rooms).map(|_| a.selected.len() as u64);
         if let (Some(c), Some(n)) = (l.capacity, used) {
             assert_eq!(
                 n >= c,
@@ -200,7 +230,7 @@ fn capacity_takes_each_customers_best_best_customers_first() {
     ];
     let mut l = limits(2);
     l.capacity = Some(2);
-    let a = run(pairs, &l);
+    let a = run(pairs, &l, &Rooms::new());
     assert_eq!(chosen(&a), vec![(2, 0), (0, 0)]);
     assert_eq!(a.shadow_prices.len(), 1);
     assert!((a.shadow_prices[0].per_unit - 0.7).abs() < 1e-12);
@@ -213,7 +243,7 @@ fn an_offer_maximum_moves_a_customer_to_their_next_offer_when_that_is_worth_more
     let pairs = vec![pair(0, 0, 0.9), pair(0, 1, 0.8), pair(1, 0, 0.7)];
     let mut l = limits(2);
     l.max[0] = Some(1);
-    let a = run(pairs, &l);
+    let a = run(pairs, &l, &Rooms::new());
     assert_eq!(chosen(&a), vec![(0, 1), (1, 0)]);
     let price = a.shadow_prices[0];
     assert_eq!(price.bound, Bound::OfferMax(0));
@@ -233,7 +263,7 @@ fn a_minimum_is_met_first_and_priced_by_what_it_costs() {
     let mut l = limits(2);
     l.capacity = Some(2);
     l.min[1] = 1;
-    let a = run(pairs, &l);
+    let a = run(pairs, &l, &Rooms::new());
     assert_eq!(chosen(&a), vec![(0, 0), (1, 1)]);
     assert_eq!(a.per_offer, vec![1, 1]);
     let min = a
@@ -270,10 +300,35 @@ fn candidates_of_parts_are_the_candidates_of_the_whole() {
             p
         },
         &l,
+        &Rooms::new(),
     );
-    let pruned = allocate(whole, &l);
+    let pruned = allocate(whole, &l, &Rooms::new());
     let sum = |a: &Allocation| a.selected.iter().map(|p| p.score).sum::<f64>();
     assert_eq!(sum(&all), sum(&pruned));
+}
+
+#[test]
+fn candidates_keep_the_pairs_of_customers_with_less_room() {
+    // Five customers rank above the sixth for offer `0` (at most one sent), but each has room
+    // for one offer and is worth more on offer `1`: the best list sends the sixth offer `0`.
+    // With three offers a customer and no cap, only five pairs of offer `0` would be kept.
+    let mut pairs = Vec::new();
+    let mut rooms = Rooms::new();
+    for row in 0..5 {
+        pairs.push(pair(row, 0, 100.0));
+        pairs.push(pair(row, 1, 200.0));
+        rooms.insert(row, 1);
+    }
+    pairs.push(pair(5, 0, 50.0));
+    let mut l = limits(3);
+    l.capacity = Some(10);
+    l.max[0] = Some(1);
+    l.per_customer = 3;
+    l.capped = true;
+    let a = run(pairs, &l, &rooms);
+    let mut got = chosen(&a);
+    got.sort_unstable();
+    assert_eq!(got, [(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (5, 0)]);
 }
 
 #[test]
@@ -302,7 +357,7 @@ fn many_equal_scores_still_fill_every_limit() {
     l.min[2] = 700;
     l.category = vec![Some(0), None, Some(0), None];
     l.category_max = vec![2500];
-    let a = run(pairs, &l);
+    let a = run(pairs, &l, &Rooms::new());
     assert!(a.complete);
     assert_eq!(a.selected.len(), 8000, "{:?}", a.per_offer);
     assert!(
@@ -335,7 +390,7 @@ fn shares_are_proportional_and_add_up() {
 
 /// A random base over 2 offers and 3 channels (at most 14 pairs), each channel's capacity
 /// random or unset, as a campaign with `channels` gives them.
-fn generated_channels(rng: &mut Rng) -> (Vec<Pair>, Limits) {
+fn generated_channels(rng: &mut Rng) -> (Vec<Pair>, Limits, Rooms) {
     let (offers, channels) = (2usize, 3usize);
     let mut pairs = Vec::new();
     for row in 0..5 {
@@ -361,12 +416,13 @@ fn generated_channels(rng: &mut Rng) -> (Vec<Pair>, Limits) {
         })
         .collect();
     l.category = (0..offers * channels).map(|s| caps[s % channels]).collect();
-    (pairs, l)
+    let rooms = some_rooms(rng, &pairs, &mut l);
+    (pairs, l, rooms)
 }
 
 /// The score of a list over several channels, or `None` when it breaks a channel's capacity,
 /// offers per customer, or sends a customer one offer twice.
-fn worth_channels(list: &[Pair], l: &Limits) -> Option<f64> {
+fn worth_channels(list: &[Pair], l: &Limits, rooms: &Rooms) -> Option<f64> {
     let mut per_cat = vec![0u64; l.category_max.len()];
     let mut per_row = std::collections::HashMap::new();
     let mut seen = std::collections::HashSet::new();
@@ -380,18 +436,18 @@ fn worth_channels(list: &[Pair], l: &Limits) -> Option<f64> {
         }
     }
     let ok = per_cat.iter().zip(&l.category_max).all(|(n, m)| n <= m)
-        && per_row.values().all(|&n| n <= l.per_customer);
+        && per_row.iter().all(|(&r, &n)| n <= room_of(r, l, rooms));
     ok.then(|| list.iter().map(|p| p.score).sum())
 }
 
-fn exhaustive_channels(pairs: &[Pair], l: &Limits) -> f64 {
+fn exhaustive_channels(pairs: &[Pair], l: &Limits, rooms: &Rooms) -> f64 {
     let mut best = 0.0f64;
     for mask in 0u32..(1 << pairs.len()) {
         let list: Vec<Pair> = (0..pairs.len())
             .filter(|i| mask >> i & 1 == 1)
             .map(|i| pairs[i])
             .collect();
-        if let Some(w) = worth_channels(&list, l) {
+        if let Some(w) = worth_channels(&list, l, rooms) {
             best = best.max(w);
         }
     }
@@ -403,11 +459,11 @@ fn several_channels_give_the_best_list_over_all_channels_jointly() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut priced = 0;
     for case in 0..300 {
-        let (pairs, l) = generated_channels(&mut rng);
-        let a = run(pairs.clone(), &l);
-        let got = worth_channels(&a.selected, &l)
+        let (pairs, l, rooms) = generated_channels(&mut rng);
+        let a = run(pairs.clone(), &l, &rooms);
+        let got = worth_channels(&a.selected, &l, &rooms)
             .unwrap_or_else(|| panic!("case {case}: infeasible {:?}", chosen(&a)));
-        let best = exhaustive_channels(&pairs, &l);
+        let best = exhaustive_channels(&pairs, &l, &rooms);
         assert!(
             (got - best).abs() < 1e-9,
             "case {case}: score {got} against the best {best}: {l:?} {pairs:?}"
@@ -416,14 +472,18 @@ fn several_channels_give_the_best_list_over_all_channels_jointly() {
         assert_eq!(a.per_offer.iter().sum::<u64>(), a.selected.len() as u64);
         let mut shuffled = pairs.clone();
         shuffled.reverse();
-        assert_eq!(chosen(&run(shuffled, &l)), chosen(&a), "case {case}");
+        assert_eq!(
+            chosen(&run(shuffled, &l, &rooms)),
+            chosen(&a),
+            "case {case}"
+        );
         for s in &a.shadow_prices {
             let Bound::CategoryMax(c) = s.bound else {
                 panic!("case {case}: only channel capacities bind: {s:?}");
             };
             let mut more = l.clone();
             more.category_max[c] += 1;
-            let expected = (exhaustive_channels(&pairs, &more) - best).max(0.0);
+            let expected = (exhaustive_channels(&pairs, &more, &rooms) - best).max(0.0);
             assert!(
                 (s.per_unit - expected).abs() < 1e-9,
                 "case {case}: {s:?}, expected {expected}: {l:?} {pairs:?}"
