@@ -276,6 +276,29 @@ async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
     assert_eq!(stats["events"]["accepted"], r["accepted"]);
     assert_eq!(stats["events"]["duplicates"], r["duplicates"]);
     assert_eq!(stats["events"]["rejected"], 3);
+
+    // A cross-sell at checkout quoting the plans page's decision: accepted for the contact
+    // policies, but no outcome of that decision, so the funnel leaves it out and says why.
+    let r = post_events(
+        srv.public,
+        json!([{"type": "conversion", "customer_id": "C0000042",
+            "offer_id": "device_insurance", "decision_id": id}]),
+    )
+    .await;
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert_eq!(
+        r["warnings"][0]["warning"],
+        "offer_id: `device_insurance` is not an offer placement `plans_page` shows, and the decision was made for it; the event counts for contact policies but not in the funnel (quote the decision_id of the answer that showed the offer)",
+        "{r}"
+    );
+    let stats = get(srv.admin, "/admin/stats").await.json();
+    let credited = stats["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["offer_id"] == "device_insurance" && r["conversions"].as_u64() > Some(0));
+    assert!(!credited, "{stats}");
+    assert_eq!(stats["unattributed"]["conversions"], 1, "{stats}");
     srv.stop().await;
 }
 

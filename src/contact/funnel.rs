@@ -121,16 +121,32 @@ impl Stage {
 #[derive(Debug, Default)]
 struct Cell([AtomicU64; Stage::ALL.len()]);
 
-/// Placement names by channel and slot index.
-type Placements = Box<[Box<[Box<str>]>]>;
+/// One value per placement, by channel and slot index.
+type PerSlot<T> = Box<[Box<[T]>]>;
 
 /// One value per placement of a model, by channel and slot index.
-fn per_slot<T>(model: &CompiledModel, f: impl Fn(&crate::engine::Slot) -> T) -> Box<[Box<[T]>]> {
+fn per_slot<T>(model: &CompiledModel, f: impl Fn(&crate::engine::Slot) -> T) -> PerSlot<T> {
     model
         .channels
         .iter()
         .map(|c| c.slots.iter().map(&f).collect())
         .collect()
+}
+
+/// The offers a placement's decisions can show: its candidates, and the model's offers its
+/// fallback content names.
+fn shown(model: &CompiledModel, slot: &crate::engine::Slot) -> Box<[u32]> {
+    let mut v = slot.candidates.to_vec();
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(&slot.fallback.offers_json).unwrap_or_default();
+    for id in items.iter().filter_map(|i| i.get("offer_id")?.as_str()) {
+        if let Some(i) = model.offers.iter().position(|o| &*o.id == id) {
+            v.push(i as u32);
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    v.into_boxed_slice()
 }
 
 /// The counters of one model version.
@@ -153,10 +169,14 @@ pub struct FunnelTable {
     /// model, restored from the counts file, or set when a table restored from a file that
     /// lacked them is bound to its model again (unset only for such a table whose model is
     /// gone).
-    placements: OnceLock<Placements>,
+    placements: OnceLock<PerSlot<Box<str>>>,
     /// Each placement's exploration share, by channel and slot index: set as the placements
     /// are.
-    exploration: OnceLock<Box<[Box<[f64]>]>>,
+    exploration: OnceLock<PerSlot<f64>>,
+    /// The offers each placement's decisions can show (sorted indices: its candidates and the
+    /// model's offers its fallback content names), by channel and slot index: set as the
+    /// placements are.
+    shown: OnceLock<PerSlot<Box<[u32]>>>,
     cells: Box<[Cell]>,
     /// The same counters for decisions that explored.
     explored: Box<[Cell]>,
@@ -204,6 +224,7 @@ impl FunnelTable {
             channels,
             placements: OnceLock::new(),
             exploration: OnceLock::new(),
+            shown: OnceLock::new(),
             cells: (0..n).map(|_| Cell::default()).collect(),
             explored: (0..n).map(|_| Cell::default()).collect(),
         }
@@ -242,13 +263,28 @@ impl FunnelTable {
         self.placements.get()?.get(channel)?.get(slot).map(|p| &**p)
     }
 
-    /// Takes the placement names and exploration shares of the model this table counts for
-    /// (each kept when already set: one content key, one layout).
+    /// False when the decision's placement can never show the offer (`None`: the table does not
+    /// know what its placements show, or the id names no placement of it).
+    pub fn shows(&self, channel: usize, slot: usize, offer: usize) -> Option<bool> {
+        let shown = self.shown.get()?.get(channel)?.get(slot)?;
+        Some(shown.binary_search(&(offer as u32)).is_ok())
+    }
+
+    /// True when the decision with this id was made for a placement that never shows the
+    /// offer: an outcome of it is no outcome of that decision.
+    fn never_shows(&self, decision_id: u128, offer: usize) -> bool {
+        origin(decision_id).and_then(|o| self.shows(o.channel?, o.slot?, offer)) == Some(false)
+    }
+
+    /// Takes the placement names, exploration shares and offers shown of the model this table
+    /// counts for (each kept when already set: one content key, one layout).
     fn set_layout(&self, model: &CompiledModel) {
         self.placements
             .get_or_init(|| per_slot(model, |s| s.placement.clone()));
         self.exploration
             .get_or_init(|| per_slot(model, |s| s.exploration));
+        self.shown
+            .get_or_init(|| per_slot(model, |s| shown(model, s)));
     }
 
     #[inline]
@@ -450,6 +486,9 @@ impl Funnel {
         };
         let cell = table.and_then(|t| {
             let offer = t.offer(e.offer_id?)?;
+            if e.decision_id.is_some_and(|d| t.never_shows(d, offer)) {
+                return None;
+            }
             let channel = t.channels.iter().position(|c| Some(&**c) == e.channel)?;
             let explored = e.decision_id.is_some_and(|d| t.explored(d));
             t.cell_of(offer, channel, variant?, explored)

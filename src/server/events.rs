@@ -235,6 +235,9 @@ fn attribute<'e>(
                 batch.rejected.push((i, why));
                 continue;
             }
+            if let Some(why) = never_shown(&e, table, origin) {
+                batch.warnings.push((i, why));
+            }
         }
         if let (Some(d), None, false) = (e.decision_id, decided, tables.is_empty()) {
             // A truncated, stale or mistyped id: say so, or a client's broken plumbing would
@@ -284,6 +287,21 @@ fn attribute<'e>(
     }
     batch.rejected.sort_by_key(|r| r.0);
     batch.warnings.sort_by_key(|w| w.0);
+}
+
+/// Says when the event's offer is one its decision's placement never shows (a cross-sell
+/// quoting the banner's decision): the funnel leaves such an outcome out.
+fn never_shown(e: &Event<'_>, table: &FunnelTable, origin: attribution::Origin) -> Option<String> {
+    let (ci, si) = (origin.channel?, origin.slot?);
+    let offer = e.offer_id?;
+    if table.shows(ci, si, table.offer(offer)?)? {
+        return None;
+    }
+    Some(format!(
+        "offer_id: `{}` is not an offer placement `{}` shows, and the decision was made for it; the event counts for contact policies but not in the funnel (quote the decision_id of the answer that showed the offer)",
+        offer.chars().take(64).collect::<String>(),
+        table.placement(ci, si).unwrap_or("?")
+    ))
 }
 
 /// Takes channel and placement from the decision where the event leaves them out; refuses an

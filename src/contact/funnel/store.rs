@@ -55,6 +55,10 @@ struct SavedTable {
     /// that never knew them).
     #[serde(default)]
     placements: Vec<Vec<Box<str>>>,
+    /// The offers each placement shows, by channel and slot, so an outcome no placement of its
+    /// decision shows stays out of the funnel after a restart too.
+    #[serde(default)]
+    shown: Vec<Vec<Box<[u32]>>>,
 }
 
 /// Why the saved counts could not be read back.
@@ -116,6 +120,11 @@ fn snapshot(funnel: &Funnel) -> Saved {
                 .unwrap_or_default(),
             placements: t
                 .placements
+                .get()
+                .map(|p| p.iter().map(|c| c.to_vec()).collect())
+                .unwrap_or_default(),
+            shown: t
+                .shown
                 .get()
                 .map(|p| p.iter().map(|c| c.to_vec()).collect())
                 .unwrap_or_default(),
@@ -183,6 +192,7 @@ pub fn load(dir: &Path, funnel: &Funnel) -> Result<usize, StoreError> {
         }
         set_saved(&t.placements, s.placements);
         set_saved(&t.exploration, s.exploration);
+        set_saved(&t.shown, s.shown);
         tables.push(t);
     }
     let n = tables.len();

@@ -140,3 +140,67 @@ fn binding_a_restored_table_fills_in_its_layout() {
         .unwrap();
     assert_eq!(bound.exploration.get().unwrap()[web][home], 0.25);
 }
+
+/// An outcome of an offer the quoted decision's placement never shows (neither a candidate nor
+/// its fallback content) is no outcome of that decision: it stays out of the offer's funnel,
+/// and so after a restart from the counts file.
+#[test]
+fn an_offer_the_decisions_placement_never_shows_stays_out_of_its_funnel() {
+    let csv = "customer_id,x\nC1,1\n";
+    let store = crate::features::FeatureStore::from_csv_bytes(csv.as_bytes(), "t.csv").unwrap();
+    let offer = |id: &str, placement: &str| {
+        serde_json::json!({"id": id, "category": "x", "channels": ["web"],
+            "placements": [placement], "value": 1,
+            "scorer": {"kind": "logistic", "intercept": 0.0, "weights": {}},
+            "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
+                "cta_url": "https://shop.test/x"}}})
+    };
+    let doc = serde_json::json!({"name": "m", "version": "1",
+        "placements": {"home": {"channels": ["web"]}, "plans": {"channels": ["web"]}},
+        "offers": [offer("a", "home"), offer("b", "plans"), offer("c", "plans")],
+        "fallback": {"web": {"home": [{"offer_id": "c", "content": {"title": "T",
+            "image_url": "https://cdn.test/i.jpg", "cta_url": "https://shop.test/c"}}]}}});
+    let m = crate::model::from_doc(&doc, &store);
+    let f = Funnel::default();
+    let t = f.bind(&m.compiled, 9);
+    let web = m
+        .compiled
+        .channels
+        .iter()
+        .position(|c| &*c.name == "web")
+        .unwrap();
+    let home = (0..2)
+        .find(|&s| t.placement(web, s) == Some("home"))
+        .unwrap();
+    let origin = Origin {
+        channel: Some(web),
+        slot: Some(home),
+        customer: None,
+    };
+    let d = decision_id_with_random(NOW, 9, Variant::Champion, origin, 1).0;
+    let conversions =
+        |t: &FunnelTable, offer| t.counts(offer, "web", Variant::Champion).unwrap()[3];
+    for offer in ["a", "b", "c"] {
+        f.event(&event(EventKind::Conversion, offer, Some(d), NOW));
+    }
+    assert_eq!(conversions(&t, "a"), 1, "a candidate of home");
+    assert_eq!(conversions(&t, "c"), 1, "home's fallback content");
+    assert_eq!(conversions(&t, "b"), 0, "home never shows b");
+    assert_eq!(f.unattributed()[3], 1);
+    let index = |id| t.offer(id).unwrap();
+    assert_eq!(t.shows(web, home, index("b")), Some(false));
+    assert_eq!(t.shows(web, home, index("a")), Some(true));
+
+    // The counts file keeps what each placement shows, for a table whose model is gone.
+    let dir = std::env::temp_dir().join(format!("nb-funnel-shown-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    super::store::save(&dir, &f).unwrap();
+    let restored = Funnel::default();
+    super::store::load(&dir, &restored).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = restored.table(9).unwrap();
+    assert_eq!(r.shows(web, home, index("b")), Some(false));
+    restored.event(&event(EventKind::Conversion, "b", Some(d), NOW + 1));
+    assert_eq!(conversions(&r, "b"), 0);
+}
