@@ -21,6 +21,114 @@ fn table_says(r: &campaign::report::Report, needle: &str) {
     assert!(table.contains(needle), "{table}");
 }
 
+/// A list over SMS and e-mail is also compared per channel: each channel's targets against
+/// the control customers who would have been sent on it, their counts the simulation's and
+/// each added value stratified by offer within the channel; a one-channel list's report has no
+/// per-channel rows.
+#[test]
+fn a_report_over_several_channels_compares_each_channel() {
+    let base = Base::new("cmp-report-ch", 600);
+    let doc = json!({"name": "report_ch", "offers": ["a", "b", "c"],
+        "control_group": {"share": 0.3, "salt": "rc"},
+        "channels": {"sms": {"placement": "sms_campaign", "max_contacts": 120},
+                     "email": {"placement": "email_campaign", "max_contacts": 150}}});
+    let run = base.run(&doc, "report_ch", NOW);
+    let data_dir = base.path("data");
+    commit::commit(
+        &run.out,
+        &Target::Direct {
+            data_dir: data_dir.clone(),
+        },
+        NOW + 1,
+    )
+    .unwrap();
+    // (customer, offer, channel) of a group's rows.
+    let read = |file: &str| -> Vec<(String, String, String)> {
+        let mut r = csv::Reader::from_path(run.out.join(file)).unwrap();
+        let h = r.headers().unwrap().clone();
+        let at = |name: &str| h.iter().position(|x| x == name).unwrap();
+        let (c, o, ch) = (at("customer_id"), at("offer_id"), at("channel"));
+        r.records()
+            .map(|x| {
+                let x = x.unwrap();
+                (x[c].to_owned(), x[o].to_owned(), x[ch].to_owned())
+            })
+            .collect()
+    };
+    let (targets, control) = (read("targets.csv"), read("control.csv"));
+    let later = NOW + 2 * 24 * HOUR;
+    let mut conversions = Vec::new();
+    for (i, (c, o, _)) in targets.iter().enumerate() {
+        if i % 4 == 0 {
+            conversions.push((c.clone(), o.clone(), later));
+        }
+    }
+    for (i, (c, o, _)) in control.iter().enumerate() {
+        if i % 7 == 0 {
+            conversions.push((c.clone(), o.clone(), later));
+        }
+    }
+    log_conversions(&data_dir, &conversions);
+    let r = campaign::report::report(&run.out, &data_dir, None).unwrap();
+    let names: Vec<&str> = r.channels.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["email", "sms"]);
+    let counted = |rows: &[(String, String, String)], every: usize, channel: &str| {
+        let on: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].2 == channel).collect();
+        let converted = on.iter().filter(|&&i| i % every == 0).count() as u64;
+        (on.len() as u64, converted)
+    };
+    for (name, cmp) in &r.channels {
+        assert_eq!(
+            (cmp.targets.customers, cmp.targets.converted),
+            counted(&targets, 4, name),
+            "{name}"
+        );
+        assert_eq!(
+            (cmp.control.customers, cmp.control.converted),
+            counted(&control, 7, name),
+            "{name}"
+        );
+        assert!(
+            cmp.targets.customers > 0 && cmp.control.customers > 0,
+            "{name}"
+        );
+    }
+    // Added value: per offer on the channel, (targets' rate - control's rate) x value x
+    // targets, over the offers both groups have on it.
+    let values: HashMap<&str, f64> = [("a", 10.0), ("b", 6.0), ("c", 8.0)].into();
+    for (name, cmp) in &r.channels {
+        let mut added = 0.0;
+        for (offer, value) in &values {
+            let side = |rows: &[(String, String, String)], every: usize| {
+                let on: Vec<usize> = (0..rows.len())
+                    .filter(|&i| rows[i].2 == *name && rows[i].1 == *offer)
+                    .collect();
+                let k = on.iter().filter(|&&i| i % every == 0).count();
+                (on.len() as f64, k as f64)
+            };
+            let ((nt, kt), (nc, kc)) = (side(&targets, 4), side(&control, 7));
+            if nt > 0.0 && nc > 0.0 {
+                added += (kt / nt - kc / nc) * value * nt;
+            }
+        }
+        assert!(
+            (cmp.incremental_value - added).abs() < 1e-6,
+            "{name}: {added} {cmp:?}"
+        );
+    }
+    table_says(&r, "on email");
+    table_says(&r, "on sms");
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["channels"]["sms"]["lift"].is_object(), "{json}");
+
+    let mut one = sms("report_one");
+    one["control_group"] = json!({"share": 0.3, "salt": "rc"});
+    let single = base.run(&one, "report_one", NOW);
+    let r = campaign::report::report(&single.out, &data_dir, None).unwrap();
+    assert!(r.channels.is_empty());
+    assert!(serde_json::to_value(&r).unwrap().get("channels").is_none());
+}
+
 /// `campaign report` after simulated outcomes: every third target converts on its offer,
 /// every tenth control-group customer on the offer they would have been sent; conversions
 /// before the run, of another offer, or by customers of neither group do not count. The

@@ -6,12 +6,14 @@
 //! get the Wilson score interval and their difference (the lift) Newcombe's hybrid score
 //! interval, the very method of the live funnel's challenger lift
 //! ([`crate::contact::funnel::lift`]); value is conversions times the offer's value (the
-//! champion's, as the summary states it), per customer with the rate's interval scaled.
+//! champion's, as the summary states it), per customer with the rate's interval scaled. A list
+//! over several channels is also compared per channel: each channel's targets against the
+//! control customers who would have been sent on it.
 //!
 //! Reads the output folder and the event log (through [`super::history::each_event`]), never
 //! writes either.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -99,6 +101,10 @@ pub struct Report {
     pub method: &'static str,
     /// Per offer.
     pub offers: BTreeMap<String, Comparison>,
+    /// Per channel, for a list over several: the customers sent (or held out) on it, each
+    /// converted when any of their offers on it did; its added value is its offers' sum.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub channels: BTreeMap<String, Comparison>,
     /// All offers together (a customer converted when any of their offers did).
     pub overall: Comparison,
 }
@@ -106,20 +112,34 @@ pub struct Report {
 /// Who is in a group: each customer's offers.
 type Members = BTreeMap<String, Vec<String>>;
 
-fn read_members(path: &Path) -> Result<Members, ReportError> {
+/// A group's members, and the same split by the channel of each row.
+fn read_members(path: &Path) -> Result<(Members, BTreeMap<String, Members>), ReportError> {
     let bad = |detail: String| ReportError::Input {
         path: path.to_owned(),
         detail,
     };
     let (mut r, [c, o]) = open_list(path, ["customer_id", "offer_id"]).map_err(bad)?;
+    // Lists written before rows named their channel are one channel's.
+    let ch = r
+        .headers()
+        .map_err(|e| bad(e.to_string()))?
+        .iter()
+        .position(|h| h == "channel");
     let mut out = Members::new();
+    let mut by_channel: BTreeMap<String, Members> = BTreeMap::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
         out.entry(rec[c].to_owned())
             .or_default()
             .push(rec[o].to_owned());
+        by_channel
+            .entry(ch.and_then(|i| rec.get(i)).unwrap_or("").to_owned())
+            .or_default()
+            .entry(rec[c].to_owned())
+            .or_default()
+            .push(rec[o].to_owned());
     }
-    Ok(out)
+    Ok((out, by_channel))
 }
 
 fn group(customers: u64, converted: u64, value: f64, offer_value: Option<f64>) -> Group {
@@ -179,8 +199,8 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
              --data-dir`, or the server's `--data-dir` for `--server`)"
         ),
     };
-    let targets = read_members(&dir.join(LIST_CSV))?;
-    let control = read_members(&dir.join(CONTROL_CSV))?;
+    let (targets, targets_by_channel) = read_members(&dir.join(LIST_CSV))?;
+    let (control, control_by_channel) = read_members(&dir.join(CONTROL_CSV))?;
     if !data_dir.is_dir() {
         return Err(not_committed("no such folder"));
     }
@@ -226,33 +246,50 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
     let hit = |c: &str, o: &str| converted.contains(&(c.to_owned(), o.to_owned()));
     let value_of = |o: &str| summary.offers.get(o).map_or(0.0, |s| s.value);
 
-    let mut offers = BTreeMap::new();
-    for id in summary.offers.keys() {
-        let side = |members: &Members| {
-            let (mut n, mut k) = (0u64, 0u64);
-            for (c, list) in members {
-                if list.iter().any(|o| o == id) {
-                    n += 1;
-                    k += u64::from(hit(c, id));
+    // Per offer, then all offers together: stratified by offer, so the added value is what the
+    // offers' rows add up to.
+    let compared = |targets: &Members, control: &Members| {
+        let mut offers = BTreeMap::new();
+        for id in summary.offers.keys() {
+            let side = |members: &Members| {
+                let (mut n, mut k) = (0u64, 0u64);
+                for (c, list) in members {
+                    if list.iter().any(|o| o == id) {
+                        n += 1;
+                        k += u64::from(hit(c, id));
+                    }
                 }
-            }
-            group(n, k, k as f64 * value_of(id), Some(value_of(id)))
-        };
-        offers.insert(id.clone(), compare(side(&targets), side(&control), true));
-    }
-    let overall_side = |members: &Members| {
-        let (mut k, mut value) = (0u64, 0.0);
-        for (c, list) in members {
-            let won: Vec<&String> = list.iter().filter(|o| hit(c, o)).collect();
-            k += u64::from(!won.is_empty());
-            value += won.iter().map(|o| value_of(o)).sum::<f64>();
+                group(n, k, k as f64 * value_of(id), Some(value_of(id)))
+            };
+            offers.insert(id.clone(), compare(side(targets), side(control), true));
         }
-        group(members.len() as u64, k, value, None)
+        let all = |members: &Members| {
+            let (mut k, mut value) = (0u64, 0.0);
+            for (c, list) in members {
+                let won: Vec<&String> = list.iter().filter(|o| hit(c, o)).collect();
+                k += u64::from(!won.is_empty());
+                value += won.iter().map(|o| value_of(o)).sum::<f64>();
+            }
+            group(members.len() as u64, k, value, None)
+        };
+        let mut overall = compare(all(targets), all(control), false);
+        overall.incremental_value = offers.values().map(|c| c.incremental_value).sum();
+        (offers, overall)
     };
-    let mut overall = compare(overall_side(&targets), overall_side(&control), false);
-    // Each offer's targets against its own control customers, summed: stratified by offer, so
-    // the total is what the rows add up to.
-    overall.incremental_value = offers.values().map(|c| c.incremental_value).sum();
+    let (offers, overall) = compared(&targets, &control);
+    let mut channels = BTreeMap::new();
+    let names: BTreeSet<&String> = targets_by_channel
+        .keys()
+        .chain(control_by_channel.keys())
+        .collect();
+    if names.len() > 1 {
+        let none = Members::new();
+        for name in names {
+            let t = targets_by_channel.get(name).unwrap_or(&none);
+            let c = control_by_channel.get(name).unwrap_or(&none);
+            channels.insert(name.clone(), compared(t, c).1);
+        }
+    }
     Ok(Report {
         campaign: summary.campaign.clone(),
         since: crate::rfc3339::format_ms(summary.run_at_ms),
@@ -263,6 +300,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         control_contacted: contaminated.len() as u64,
         method: METHOD,
         offers,
+        channels,
         overall,
     })
 }
@@ -296,10 +334,16 @@ pub fn table(r: &Report) -> String {
         "  {:<22} {:>9} {:>9} {:>27} {:>27} {:>12}",
         "offer", "targets", "control", "targets' rate", "lift (targets - control)", "added value"
     );
+    let channels: Vec<(String, &Comparison)> = r
+        .channels
+        .iter()
+        .map(|(k, v)| (format!("on {k}"), v))
+        .collect();
     let rows = r
         .offers
         .iter()
         .map(|(k, v)| (k.as_str(), v))
+        .chain(channels.iter().map(|(k, v)| (k.as_str(), *v)))
         .chain(std::iter::once(("all offers", &r.overall)));
     for (name, c) in rows {
         let _ = writeln!(
