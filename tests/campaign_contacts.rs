@@ -967,3 +967,108 @@ fn a_capped_customer_gets_their_next_offer_when_the_best_is_taken() {
     assert_eq!(one.rows.len(), 300, "every customer gets one offer");
     assert!(offers.contains("c"), "{offers:?}");
 }
+
+/// The model's sales cap (at most 5 sales contacts in 7 days) counts a list's own sales offers
+/// too: after two days of two sales e-mails to part of the base, a third list gives a customer
+/// with four sales contacts one more at most, all sales offers or not (a retention offer is
+/// not capped), while customers with room still get two.
+#[test]
+fn the_models_sales_cap_counts_the_lists_own_sales_offers() {
+    let dir = TempDir::new("cmp-sales-cap");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let now = support_now();
+    let day = 24 * HOUR;
+    let run = |name: &str, offers: Value, out: &str, at: i64| {
+        let file = dir.0.join(format!("{name}.json"));
+        // The first two days' lists reach part of the base only.
+        let capacity = if out.starts_with("d3") {
+            100_000
+        } else {
+            4_000
+        };
+        let doc = json!({"name": name, "channel": "email", "placement": "email_campaign",
+            "max_offers_per_customer": 2, "offers": offers,
+            "capacity": {"max_contacts": capacity, "per": "day"}});
+        std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+        run_config(&RunConfig {
+            campaign: file,
+            out: dir.0.join(out),
+            models: demo_dir(),
+            features: demo_dir().join("features.csv"),
+            null_words: Default::default(),
+            data_dir: Some(data.clone()),
+            fleet: None,
+            now_ms: Some(at),
+            contact_memory_bytes: 64 << 20,
+            progress_bar: false,
+        })
+    };
+    let sales = json!(["unlimited_upgrade", "device_upgrade_5g", "fiber_home"]);
+    let mut sent: HashMap<String, usize> = HashMap::new();
+    for (out, at) in [("d1", now - 2 * day), ("d2", now - day)] {
+        let list = run("sales", sales.clone(), out, at);
+        for (c, _) in &list.rows {
+            *sent.entry(c.clone()).or_default() += 1;
+        }
+        commit::commit(
+            &list.out,
+            &Target::Direct {
+                data_dir: data.clone(),
+            },
+            now,
+        )
+        .unwrap();
+    }
+    assert!(sent.values().any(|&n| n == 4), "two days of two offers");
+    let per_customer = |rows: &[(String, String)], only: &[&str]| {
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for (c, _) in rows.iter().filter(|r| only.contains(&r.1.as_str())) {
+            *n.entry(c.clone()).or_default() += 1;
+        }
+        n
+    };
+    let sales_ids = ["unlimited_upgrade", "device_upgrade_5g", "fiber_home"];
+    let third = run("sales", sales.clone(), "d3", now - day + 6 * HOUR);
+    let got = per_customer(&third.rows, &sales_ids);
+    for (c, n) in &got {
+        let before = sent.get(c).copied().unwrap_or(0);
+        assert!(
+            before + n <= 5,
+            "{c}: {before} sales contacts, then {n} more"
+        );
+    }
+    assert!(got.values().any(|&n| n == 2), "customers with room get two");
+    assert!(
+        got.iter().any(|(c, &n)| n == 1 && sent.get(c) == Some(&4)),
+        "a customer with four gets one"
+    );
+    // With a retention offer beside them: the sales offers are capped, the retention one not.
+    let mixed = json!([
+        "unlimited_upgrade",
+        "device_upgrade_5g",
+        "loyalty_discount_10"
+    ]);
+    let m = run("mixed", mixed, "d3m", now - day + 6 * HOUR);
+    let got = per_customer(&m.rows, &sales_ids);
+    for (c, n) in &got {
+        let before = sent.get(c).copied().unwrap_or(0);
+        assert!(
+            before + n <= 5,
+            "{c}: {before} sales contacts, then {n} more"
+        );
+    }
+    let all = per_customer(
+        &m.rows,
+        &[
+            "unlimited_upgrade",
+            "device_upgrade_5g",
+            "loyalty_discount_10",
+        ],
+    );
+    assert!(
+        all.iter()
+            .any(|(c, &n)| n == 2 && sent.get(c) == Some(&4) && got.get(c) == Some(&1)),
+        "a customer with four sales contacts gets one sales offer and the retention offer"
+    );
+}

@@ -27,8 +27,8 @@ pub struct Limits {
     /// on one channel at most.
     #[serde(default, skip_serializing_if = "is_one")]
     pub channels: u32,
-    /// A frequency cap may leave a customer room for fewer offers than `per_customer` (one at
-    /// least; see [`super::select::Rooms`]).
+    /// A frequency cap or the model's sales cap may leave a customer room for fewer offers than
+    /// `per_customer` (one at least; see [`super::select::Rooms`]).
     #[serde(default)]
     pub capped: bool,
 }
@@ -86,7 +86,7 @@ impl Limits {
     /// pair of the offer has at most `A - 1` better pairs of the offer chosen and at most
     /// `(T - A) / k` better ones whose customer is full with `k` other pairs; any other better
     /// pair could replace it without breaking a limit or lowering the score. Under a frequency
-    /// cap a customer may be full with one pair, and `k` counts as one.
+    /// or sales cap a customer may be full with one pair, and `k` counts as one.
     pub fn keep_per_offer(&self) -> Vec<Option<u64>> {
         // With several channels and several offers a customer, a better pair may be blocked
         // by its customer's same offer on another channel without the customer being full:

@@ -19,6 +19,8 @@ pub struct Plan {
     /// Campaign offer index (see [`Plan::offer_ids`]) by model offer index, `None` for the
     /// model's offers the campaign does not send.
     pub campaign_offer: Vec<Option<u16>>,
+    /// By campaign offer index: whether the model's sales cap counts the offer.
+    pub sales: Vec<bool>,
     /// The campaign's offers' `valid_until`, ascending: how many end between the run and a
     /// customer's send time is two binary searches.
     pub ends: Vec<i64>,
@@ -322,9 +324,16 @@ impl Plan {
                 .map(|(o, _)| o.valid_until_ms)
                 .collect();
             ends.sort_unstable();
+            let mut sales = vec![false; offer_ids.len()];
+            for (o, k) in model.offers.iter().zip(&campaign_offer) {
+                if let Some(k) = k {
+                    sales[usize::from(*k)] = o.caps.sales_capped;
+                }
+            }
             Ok(Plan {
                 channels,
                 campaign_offer,
+                sales,
                 ends,
             })
         } else {
@@ -406,6 +415,7 @@ mod tests {
         let plan = Plan {
             channels: Vec::new(),
             campaign_offer: Vec::new(),
+            sales: Vec::new(),
             ends: vec![100, 200, 200, 300, i64::MAX],
         };
         assert_eq!(plan.ending_between(50, 99), 0);

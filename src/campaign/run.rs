@@ -110,7 +110,9 @@ fn scanned<T>(
     let used: Vec<u64> = (0..spec.channel_list().len())
         .map(|i| past.channel_used_on(i))
         .collect();
-    let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used);
+    // A model's sales cap can leave a customer room for fewer offers, as a frequency cap can.
+    let sales_capped = run.models.iter().any(|m| m.policies.sales_cap.is_some());
+    let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used, sales_capped);
     let scan = run.scan(&past, &suppressed.ids, &limits, part, cfg.progress_bar);
     let info = run.info(&limits, &used, suppressed.crc, past.id);
     let t = Instant::now();
@@ -418,8 +420,9 @@ fn allocation_limits(
     model: &CompiledModel,
     offer_ids: &[String],
     used: &[u64],
+    sales_capped: bool,
 ) -> allocate::Limits {
-    let capped = spec.frequency.is_some() && !spec.transactional;
+    let capped = (spec.frequency.is_some() && !spec.transactional) || sales_capped;
     if spec.multi_channel() {
         let channels = spec.channel_list();
         let mut l = allocate::Limits {

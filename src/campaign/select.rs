@@ -150,9 +150,10 @@ impl Tally {
     }
 }
 
-/// Per snapshot row, the offers a customer has room for under the campaign's frequency cap,
-/// for those with room for fewer than `max_offers_per_customer` (at most [`MAX_LIMIT`]): the
-/// allocation counts the list's own messages against the cap.
+/// Per snapshot row, the offers a customer has room for under the campaign's frequency cap
+/// (and the model's sales cap, when all their offers count in it), for those with room for
+/// fewer than `max_offers_per_customer` (at most [`MAX_LIMIT`]): the allocation counts the
+/// list's own messages against the caps.
 pub type Rooms = HashMap<u32, u8>;
 
 const _: () = assert!(MAX_LIMIT <= u8::MAX as usize);
@@ -239,6 +240,34 @@ fn scan_all(inp: &Inputs<'_>, progress: &AtomicU64) -> Scan {
         all.rooms.extend(c.rooms);
     }
     all
+}
+
+/// Leaves a customer's sales pairs (`sales`, by campaign offer) of their best `left` sales
+/// offers only (all channels of each), and every other pair; nothing changes when they have
+/// no more sales offers than that.
+fn keep_best_sales(buf: &mut Vec<Pair>, left: usize, sales: &[bool]) {
+    let is_sales = |p: &Pair| sales[usize::from(p.offer)];
+    let mut offers: Vec<u16> = Vec::new();
+    for p in buf.iter().filter(|p| is_sales(p)) {
+        if !offers.contains(&p.offer) {
+            offers.push(p.offer);
+        }
+    }
+    if offers.len() <= left {
+        return;
+    }
+    buf.sort_by(Pair::order);
+    offers.clear();
+    buf.retain(|p| {
+        if !is_sales(p) || offers.contains(&p.offer) {
+            return true;
+        }
+        let kept = offers.len() < left;
+        if kept {
+            offers.push(p.offer);
+        }
+        kept
+    });
 }
 
 /// Keeps each customer's best `max_offers_per_customer` pairs, written straight into one
@@ -368,6 +397,8 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         return;
     }
     out.tally.eligible += 1;
+    let k = inp.spec.max_offers_per_customer;
+    let mut room = k;
     if let (Some(f), false) = (&inp.spec.frequency, inp.spec.transactional) {
         // Counted back from when the list goes out (a Saturday run for Monday counts Monday's
         // week); no contact lies between the run and then.
@@ -382,10 +413,20 @@ fn customer(inp: &Inputs<'_>, row: usize, out: &mut Scan, buf: &mut Vec<Pair>) {
         }
         // The list's own messages count against the cap too: the allocation gives this
         // customer no more than their room.
-        let room = f.max_contacts - past;
-        if room < inp.spec.max_offers_per_customer {
-            out.rooms.insert(row as u32, room as u8);
+        room = room.min(f.max_contacts - past);
+    }
+    // So do its sales offers against the model's sales cap: a customer offered only sales
+    // offers has that room in all; one offered others too keeps their best sales offers up to
+    // it (the others are not capped).
+    if let Some(left) = view.sales_left().filter(|&l| l < k) {
+        if buf.iter().all(|p| v.plan.sales[usize::from(p.offer)]) {
+            room = room.min(left);
+        } else {
+            keep_best_sales(buf, left as usize, &v.plan.sales);
         }
+    }
+    if room < k {
+        out.rooms.insert(row as u32, room as u8);
     }
     out.tally.candidates += 1;
     out.tally.by_variant[vi] += 1;

@@ -11,38 +11,45 @@ use crate::engine::{ContactView, Offer, Policies};
 pub struct CustomerView<'h> {
     history: Option<&'h History>,
     now_ms: i64,
-    sales_cap_reached: bool,
+    /// Sales contacts the sales cap still allows in its window (`None`: no sales cap).
+    sales_left: Option<u32>,
     complaint_open: bool,
 }
 
 impl<'h> CustomerView<'h> {
     /// The view at `now_ms`; a customer without history gets everything.
     pub fn new(history: Option<&'h History>, policies: &Policies, now_ms: i64) -> Self {
-        let (sales_cap_reached, complaint_open) = match history {
-            None => (false, false),
-            Some(h) => (
-                policies.sales_cap.is_some_and(|cap| {
-                    h.category_contacts_since(
-                        &policies.sales_categories,
-                        now_ms.saturating_sub(cap.window_ms),
-                    ) >= cap.max
-                }),
-                policies
-                    .complaint_timeout_ms
-                    .is_some_and(|t| h.complaint_open(now_ms, t)),
-            ),
-        };
+        let sales_left = policies.sales_cap.map(|cap| {
+            let made = history.map_or(0, |h| {
+                h.category_contacts_since(
+                    &policies.sales_categories,
+                    now_ms.saturating_sub(cap.window_ms),
+                )
+            });
+            cap.max.saturating_sub(made)
+        });
+        let complaint_open = history.is_some_and(|h| {
+            policies
+                .complaint_timeout_ms
+                .is_some_and(|t| h.complaint_open(now_ms, t))
+        });
         CustomerView {
             history,
             now_ms,
-            sales_cap_reached,
+            sales_left,
             complaint_open,
         }
     }
 
     /// True once the customer had as many sales contacts in the window as the cap allows.
     pub fn sales_cap_reached(&self) -> bool {
-        self.sales_cap_reached
+        self.sales_left == Some(0)
+    }
+
+    /// Sales contacts the model's sales cap still allows this customer (`None`: no cap): a
+    /// list sending several offers must not send more of them.
+    pub fn sales_left(&self) -> Option<u32> {
+        self.sales_left
     }
 
     /// True while the customer has an open complaint (and the model holds offers for it).
@@ -78,7 +85,7 @@ impl ContactView for CustomerView<'_> {
                 }
             }
         }
-        if caps.sales_capped && self.sales_cap_reached {
+        if caps.sales_capped && self.sales_cap_reached() {
             return Some(&caps.why.sales_cap);
         }
         if let Some(cap) = caps.impressions {
