@@ -371,6 +371,23 @@ fn a_challenger_gets_its_share_of_the_limits_whatever_its_scores() {
         .shadow_prices
         .keys()
         .any(|k| k.starts_with("challenger.")));
+
+    // A control group drawn with the experiment's salt would hold out one arm only: refused by
+    // `campaign check` and by a run, naming both salts' owner.
+    doc["control_group"] = json!({"share": 0.2, "salt": "fair"});
+    let file = base.write_campaign("fair", &doc);
+    let said = |faults: Vec<nextbest::model::Fault>| {
+        faults
+            .iter()
+            .any(|f| f.path == "control_group.salt" && f.message.contains("challenger experiment"))
+    };
+    let err = campaign::run(&base.config(&file, "same-salt", NOW)).expect_err("same salt");
+    assert!(said(err.faults()), "{:?}", err.faults());
+    let err = campaign::check(&file, Some(&base.path("model.json")), None).expect_err("same salt");
+    assert!(said(err.faults()), "{:?}", err.faults());
+    doc["control_group"]["salt"] = json!("fair-control");
+    let file = base.write_campaign("fair", &doc);
+    campaign::check(&file, Some(&base.path("model.json")), None).expect("a salt of its own");
 }
 
 /// A run as of `--now` decides with the history as it was then: a dismissal stamped after it

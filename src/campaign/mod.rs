@@ -189,6 +189,10 @@ fn check_models(
         }
     }
     let champion = load(models)?;
+    let salt = champion.challenger.as_ref().map(|c| c.salt.as_str());
+    if let Err(f) = plan::control_salt(spec, salt) {
+        faults.extend(f);
+    }
     let ids = Plan::offer_ids(spec, &champion.compiled);
     if let Err(f) = Plan::resolve(spec, &champion.compiled, &ids) {
         faults.extend(f);

@@ -342,6 +342,21 @@ impl Plan {
     }
 }
 
+/// A control group drawn with the model's challenger experiment salt holds out the same hash
+/// range the experiment gives the challenger: all of it (or none) falls in one arm, and the
+/// other arm has no control. Refused, naming both.
+pub fn control_salt(spec: &CampaignSpec, experiment_salt: Option<&str>) -> Result<(), Vec<Fault>> {
+    match (&spec.control_group, experiment_salt) {
+        (Some(c), Some(salt)) if c.salt == salt => Err(vec![Fault {
+            path: "control_group.salt".into(),
+            message: format!(
+                "`{salt}` is the salt of the model's challenger experiment: the control group would be drawn from one arm only (the same hash decides both); give the control group a salt of its own"
+            ),
+        }]),
+        _ => Ok(()),
+    }
+}
+
 /// Each campaign channel's `reachable` rule compiled on the snapshot's columns (`None`: every
 /// customer is reachable there); every fault with its path.
 pub fn reach_rules(

@@ -200,6 +200,9 @@ impl<'a> Run<'a> {
         if let Err(f) = plan::zone_column(spec, features) {
             faults.extend(f);
         }
+        if let Err(f) = plan::control_salt(spec, set.challenger.as_ref().map(|c| &*c.salt)) {
+            faults.extend(f);
+        }
         if !faults.is_empty() {
             return Err(CampaignError::Plan(faults));
         }
