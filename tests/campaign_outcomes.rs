@@ -111,10 +111,8 @@ fn a_report_over_several_channels_compares_each_channel() {
                 added += (kt / nt - kc / nc) * value * nt;
             }
         }
-        assert!(
-            (cmp.incremental_value - added).abs() < 1e-6,
-            "{name}: {added} {cmp:?}"
-        );
+        let got = cmp.incremental_value.expect("both groups on every channel");
+        assert!((got - added).abs() < 1e-6, "{name}: {added} {cmp:?}");
     }
     table_says(&r, "on email");
     table_says(&r, "on sms");
@@ -127,6 +125,24 @@ fn a_report_over_several_channels_compares_each_channel() {
     let r = campaign::report::report(&single.out, &data_dir, None).unwrap();
     assert!(r.channels.is_empty());
     assert!(serde_json::to_value(&r).unwrap().get("channels").is_none());
+
+    // Without a control group nothing measures the added value: `-` and null, not 0.
+    let none = base.run(&sms("report_none"), "report_none", NOW);
+    let r = campaign::report::report(&none.out, &data_dir, None).unwrap();
+    assert_eq!(r.overall.incremental_value, None);
+    assert!(r.offers.values().all(|c| c.incremental_value.is_none()));
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(json["overall"]["incremental_value"].is_null(), "{json}");
+    table_says(
+        &r,
+        "had targets but no control customers: their added value is not measured",
+    );
+    let table = campaign::report::table(&r);
+    let all = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("all offers"))
+        .unwrap();
+    assert!(all.ends_with(" -"), "{all}");
 }
 
 /// `campaign report` after simulated outcomes: every third target converts on its offer,
@@ -240,9 +256,9 @@ fn the_report_compares_targets_with_the_control_group() {
     }
     assert!(offers_seen >= 2, "{:?}", r.offers.keys());
     // The total is the rows' sum, so an analyst can reconcile the table.
-    let rows: f64 = r.offers.values().map(|c| c.incremental_value).sum();
+    let rows: f64 = r.offers.values().filter_map(|c| c.incremental_value).sum();
     assert!(
-        (r.overall.incremental_value - rows).abs() < 1e-6,
+        (r.overall.incremental_value.unwrap() - rows).abs() < 1e-6,
         "{rows} {:?}",
         r.overall
     );

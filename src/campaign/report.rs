@@ -72,8 +72,10 @@ pub struct Comparison {
     /// Value per customer, targets minus control, with its interval (per offer only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_lift_per_customer: Option<Estimate>,
-    /// Value the campaign added: the value lift per customer times the targets.
-    pub incremental_value: f64,
+    /// Value the campaign added: the value lift per customer times the targets (`None` when it
+    /// cannot be measured: no targets or no control customers; all offers: the measured
+    /// offers' sum, `None` when none is).
+    pub incremental_value: Option<f64>,
 }
 
 /// The report.
@@ -169,9 +171,9 @@ fn compare(targets: Group, control: Group, per_offer: bool) -> Comparison {
     let per_customer = targets
         .value_per_customer
         .zip(control.value_per_customer)
-        .map_or(0.0, |(t, c)| t.value - c.value);
+        .map(|(t, c)| t.value - c.value);
     Comparison {
-        incremental_value: per_customer * targets.customers as f64,
+        incremental_value: per_customer.map(|v| v * targets.customers as f64),
         targets,
         control,
         lift,
@@ -273,7 +275,10 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
             group(members.len() as u64, k, value, None)
         };
         let mut overall = compare(all(targets), all(control), false);
-        overall.incremental_value = offers.values().map(|c| c.incremental_value).sum();
+        overall.incremental_value = offers
+            .values()
+            .filter_map(|c| c.incremental_value)
+            .reduce(|a, b| a + b);
         (offers, overall)
     };
     let (offers, overall) = compared(&targets, &control);
@@ -348,16 +353,31 @@ pub fn table(r: &Report) -> String {
     for (name, c) in rows {
         let _ = writeln!(
             t,
-            "  {:<22} {:>9} {:>9} {:>27} {:>27} {:>12.2}",
+            "  {:<22} {:>9} {:>9} {:>27} {:>27} {:>12}",
             name,
             format!("{}/{}", c.targets.converted, c.targets.customers),
             format!("{}/{}", c.control.converted, c.control.customers),
             pct(c.targets.rate),
             pct(c.lift),
             c.incremental_value
+                .map_or("-".to_owned(), |v| format!("{v:.2}"))
         );
     }
     let _ = writeln!(t, "  ({})", r.method);
+    let unmeasured: Vec<&str> = r
+        .offers
+        .iter()
+        .filter(|(_, c)| c.targets.customers > 0 && c.incremental_value.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !unmeasured.is_empty() {
+        let _ = writeln!(
+            t,
+            "  note: {} had targets but no control customers: their added value is not measured \
+             and not in the total",
+            unmeasured.join(", ")
+        );
+    }
     if r.contacts_in_log == 0 {
         let _ = writeln!(
             t,
