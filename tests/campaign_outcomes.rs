@@ -366,6 +366,42 @@ fn the_report_compares_targets_with_the_control_group() {
     let missing = nextbest(&["campaign", "report", base.path("nope").to_str().unwrap()]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("summary.json"));
+
+    // The same campaign run again the next day and committed re-texts the same targets: the
+    // first list's report counts only its own contacts and says its targets were contacted
+    // again (their conversions count in both reports).
+    let again_dir = base.path("again");
+    std::fs::create_dir_all(&again_dir).unwrap();
+    let next = base.run(&doc, "report-next", NOW + 24 * HOUR);
+    for (list, at) in [(&run, NOW + 1), (&next, NOW + 24 * HOUR + 1)] {
+        commit::commit(
+            &list.out,
+            &Target::Direct {
+                data_dir: again_dir.clone(),
+            },
+            at,
+        )
+        .unwrap();
+    }
+    let both: usize = next
+        .rows
+        .iter()
+        .filter(|r| targets.contains(r))
+        .map(|r| r.0.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    assert!(both > 0, "the next day's list overlaps");
+    let a = campaign::report::report(&run.out, &again_dir, None).unwrap();
+    assert_eq!(a.contacts_in_log, targets.len() as u64);
+    assert_eq!(a.targets_contacted_again, both as u64);
+    table_says(
+        &a,
+        &format!(
+            "note: {both} of the list's {} targets were contacted again since the run",
+            targets.len()
+        ),
+    );
+    assert_eq!(r.targets_contacted_again, 0);
 }
 
 #[test]

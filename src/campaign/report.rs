@@ -92,9 +92,14 @@ pub struct Report {
     pub events: u64,
     /// Conversions after the run by the list's and the control group's customers.
     pub conversions: u64,
-    /// The list's contacts the log holds (impressions of a target's offer since the run): 0
-    /// means the list was committed to another data folder, or not yet.
+    /// The list's contacts the log holds (impressions of a target's offer since the run that
+    /// quote one of its decision ids, or none): 0 means the list was committed to another
+    /// data folder, or not yet.
     pub contacts_in_log: u64,
+    /// Targets the log shows contacted since the run with their offer by another list (a
+    /// decision id not in this one: a later run, another campaign): a conversion after that
+    /// counts in both lists' reports. `--until` before those contacts measures this list alone.
+    pub targets_contacted_again: u64,
     /// Control-group customers the log shows contacted since the run with the offer they were
     /// held out of (another campaign, a later run): their outcomes no longer measure what the
     /// list left undone, and the lift is understated. `--until` before those contacts helps.
@@ -113,6 +118,23 @@ pub struct Report {
 
 /// Who is in a group: each customer's offers.
 type Members = BTreeMap<String, Vec<String>>;
+
+/// The decision ids of a list's rows.
+fn read_decisions(path: &Path) -> Result<HashSet<u128>, ReportError> {
+    let bad = |detail: String| ReportError::Input {
+        path: path.to_owned(),
+        detail,
+    };
+    let (mut r, [d]) = open_list(path, ["decision_id"]).map_err(bad)?;
+    let mut out = HashSet::new();
+    for rec in r.records() {
+        let rec = rec.map_err(|e| bad(e.to_string()))?;
+        if let Ok(id) = ulid::Ulid::from_string(&rec[d]) {
+            out.insert(id.0);
+        }
+    }
+    Ok(out)
+}
 
 /// A group's members, and the same split by the channel of each row.
 fn read_members(path: &Path) -> Result<(Members, BTreeMap<String, Members>), ReportError> {
@@ -202,6 +224,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         ),
     };
     let (targets, targets_by_channel) = read_members(&dir.join(LIST_CSV))?;
+    let ours = read_decisions(&dir.join(LIST_CSV))?;
     let (control, control_by_channel) = read_members(&dir.join(CONTROL_CSV))?;
     if !data_dir.is_dir() {
         return Err(not_committed("no such folder"));
@@ -219,6 +242,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
     let mut converted: HashSet<(String, String)> = HashSet::new();
     let (mut events, mut conversions, mut contacts) = (0u64, 0u64, 0u64);
     let mut contaminated: HashSet<String> = HashSet::new();
+    let mut again: HashSet<String> = HashSet::new();
     let until = until_ms.unwrap_or(i64::MAX);
     history::each_event(data_dir, |e| {
         events += 1;
@@ -233,7 +257,16 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
             return;
         }
         if e.kind == EventKind::Impression {
-            contacts += u64::from(targets.contains_key(e.customer_id));
+            if targets.contains_key(e.customer_id) {
+                match e.decision_id {
+                    Some(d) if !ours.contains(&d) => {
+                        if !again.contains(e.customer_id) {
+                            again.insert(e.customer_id.to_owned());
+                        }
+                    }
+                    _ => contacts += 1,
+                }
+            }
             if control.contains_key(e.customer_id) && !contaminated.contains(e.customer_id) {
                 contaminated.insert(e.customer_id.to_owned());
             }
@@ -302,6 +335,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         events,
         conversions,
         contacts_in_log: contacts,
+        targets_contacted_again: again.len() as u64,
         control_contacted: contaminated.len() as u64,
         method: METHOD,
         offers,
@@ -384,6 +418,16 @@ pub fn table(r: &Report) -> String {
             "  note: none of the list's {} contacts is in this log: was it committed to another \
              data folder, or not yet?",
             r.overall.targets.customers
+        );
+    }
+    if r.targets_contacted_again > 0 {
+        let _ = writeln!(
+            t,
+            "  note: {} of the list's {} targets were contacted again since the run with their \
+             offer by another list (a later run, another campaign): a conversion after that \
+             counts in both lists' reports; `--until` before those contacts measures this list \
+             alone",
+            r.targets_contacted_again, r.overall.targets.customers
         );
     }
     if r.control_contacted > 0 {
