@@ -402,6 +402,24 @@ fn the_report_compares_targets_with_the_control_group() {
         ),
     );
     assert_eq!(r.targets_contacted_again, 0);
+
+    // A list for the day after tomorrow committed today: its contacts are recorded as of the
+    // commit, which says so, and the report still finds them by their decision ids.
+    let early_dir = base.path("early");
+    std::fs::create_dir_all(&early_dir).unwrap();
+    let ahead = base.run(&doc, "report-ahead", NOW + 48 * HOUR);
+    let done = commit::commit(
+        &ahead.out,
+        &Target::Direct {
+            data_dir: early_dir.clone(),
+        },
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(done.ahead, ahead.rows.len() as u64);
+    assert_eq!(done.planned_until_ms, Some(NOW + 48 * HOUR));
+    let e = campaign::report::report(&ahead.out, &early_dir, None).unwrap();
+    assert_eq!(e.contacts_in_log, ahead.rows.len() as u64);
 }
 
 #[test]
@@ -507,6 +525,44 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     assert!(
         text.contains(&format!("{b}: oops: unknown field")),
         "{text}"
+    );
+
+    // A list for the day after tomorrow, committed now: recorded as of now, and said so.
+    let later = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(48 * 3600),
+    )
+    .to_string();
+    let ahead = tmp.0.join("ahead");
+    let run = nextbest(&[
+        "campaign",
+        "run",
+        "models/campaigns/demo_sms.json",
+        "--out",
+        ahead.to_str().unwrap(),
+        "--data-dir",
+        data_s,
+        "--now",
+        &later,
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let c = nextbest(&[
+        "campaign",
+        "commit",
+        ahead.to_str().unwrap(),
+        "--direct",
+        "--data-dir",
+        data_s,
+    ]);
+    let said = String::from_utf8_lossy(&c.stderr);
+    assert!(c.status.success(), "{said}");
+    assert!(
+        said.contains("contacts are planned after now")
+            && said.contains("they are recorded as of now"),
+        "{said}"
     );
 }
 

@@ -296,6 +296,14 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 "committed {} contacts to {into}: {} recorded now, {} already recorded",
                 done.events, done.accepted, done.duplicates
             );
+            if let Some(until) = done.planned_until_ms {
+                tracing::warn!(
+                    contacts = done.ahead,
+                    "{} contacts are planned after now (up to {}): they are recorded as of now, as an event cannot be in the future, so caps count them from now and `campaign report` finds them before the run's time; commit a list when it goes out",
+                    done.ahead,
+                    crate::rfc3339::format_ms(until)
+                );
+            }
             Ok(())
         }
         CampaignCmd::Report {

@@ -143,6 +143,11 @@ pub struct Committed {
     pub accepted: u64,
     /// Recorded before (a repeated commit).
     pub duplicates: u64,
+    /// Contacts planned after the commit (a list for a later `--now` or send time), recorded
+    /// as of the commit: an event cannot be in the future.
+    pub ahead: u64,
+    /// The latest of those planned times.
+    pub planned_until_ms: Option<i64>,
 }
 
 /// Why a commit failed.
@@ -284,9 +289,16 @@ pub fn commit_with(
     let total = contacts.len() as u64;
     let journal_path = dir.join(JOURNAL);
     let (mut journal, skip) = Journal::start(&journal_path, dir, list_crc32, total, late)?;
+    let ahead: Vec<i64> = contacts
+        .iter()
+        .map(|c| c.planned_ms)
+        .filter(|&t| t > now_ms)
+        .collect();
     let mut done = Committed {
         events: total,
         duplicates: skip,
+        ahead: ahead.len() as u64,
+        planned_until_ms: ahead.iter().copied().max(),
         ..Committed::default()
     };
     let mut sent = skip;

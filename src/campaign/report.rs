@@ -246,6 +246,12 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
     let until = until_ms.unwrap_or(i64::MAX);
     history::each_event(data_dir, |e| {
         events += 1;
+        if e.kind == EventKind::Impression && e.decision_id.is_some_and(|d| ours.contains(&d)) {
+            // The list's own contact, whenever it was recorded (a list committed before its
+            // time is recorded as of the commit).
+            contacts += 1;
+            return;
+        }
         let counted = matches!(e.kind, EventKind::Conversion | EventKind::Impression);
         if !counted || e.ts_ms < summary.run_at_ms || e.ts_ms > until {
             return;
@@ -259,12 +265,12 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         if e.kind == EventKind::Impression {
             if targets.contains_key(e.customer_id) {
                 match e.decision_id {
-                    Some(d) if !ours.contains(&d) => {
+                    Some(_) => {
                         if !again.contains(e.customer_id) {
                             again.insert(e.customer_id.to_owned());
                         }
                     }
-                    _ => contacts += 1,
+                    None => contacts += 1,
                 }
             }
             if control.contains_key(e.customer_id) && !contaminated.contains(e.customer_id) {
