@@ -140,6 +140,10 @@ fn customers_with_less_room_under_the_cap_merge_byte_for_byte() {
             .map(|d| std::fs::read_to_string(d.join("shard-candidates.csv")).unwrap())
             .collect();
         assert!(rooms.lines().any(|l| l.ends_with(",1")), "no room column");
+        let err = campaign::report::report(&dirs[0], &base.path("data"), None)
+            .expect_err("a shard is no list")
+            .to_string();
+        assert!(err.contains("a shard's folder, not a list"), "{err}");
         let out = base.path(&format!("rooms-merged-{count}"));
         campaign::merge(&dirs, &out)
             .unwrap_or_else(|e| panic!("merge of {count}: {:#?}", e.faults()));

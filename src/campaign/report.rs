@@ -207,6 +207,14 @@ fn compare(targets: Group, control: Group, per_offer: bool) -> Comparison {
 /// targets' outcomes since the run (up to `until_ms`, when given) with the control group's.
 pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Report, ReportError> {
     let summary_path = dir.join(SUMMARY_JSON);
+    if !summary_path.exists() && dir.join(super::shard::SHARD_JSON).exists() {
+        return Err(ReportError::Input {
+            path: dir.to_owned(),
+            detail: "a shard's folder, not a list: merge the shards first (`nextbest campaign \
+                     merge`), commit the merged list, then report on it"
+                .into(),
+        });
+    }
     let text = std::fs::read_to_string(&summary_path).map_err(|e| ReportError::Input {
         path: summary_path.clone(),
         detail: e.to_string(),

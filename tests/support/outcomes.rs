@@ -17,9 +17,9 @@ pub const CONTROL_SHARE: f64 = 0.4;
 /// What [`simulate`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Simulated {
-    /// Targets, and those who converted.
+    /// The list's (customer, offer) rows, and those that converted.
     pub targets: (u64, u64),
-    /// Control-group customers, and those who converted.
+    /// The control group's rows, and those that converted.
     pub control: (u64, u64),
 }
 
@@ -28,7 +28,7 @@ impl std::fmt::Display for Simulated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "simulated conversions: {} of {} targets, {} of {} control-group customers",
+            "simulated conversions: {} of {} target rows, {} of {} control-group rows",
             self.targets.1, self.targets.0, self.control.1, self.control.0
         )
     }
