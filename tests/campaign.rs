@@ -517,6 +517,48 @@ fn a_minimum_the_base_cannot_meet_is_said_with_its_shortfall() {
     let a = &run.summary.offers["a"];
     assert!(a.selected < eligible_a, "{a:?}");
     assert_eq!(a.min_shortfall, None);
+
+    // A minimum above what is left of the day's capacity (12 of 20 texts sent this morning)
+    // is said to be the capacity's, not the base's.
+    let morning = json!({"name": "morning", "channel": "sms", "placement": "sms_campaign",
+        "capacity": {"max_contacts": 12}});
+    let sent = base.run(&morning, "morning", NOW - 2 * HOUR);
+    commit::commit(
+        &sent.out,
+        &Target::Direct {
+            data_dir: base.path("data"),
+        },
+        NOW,
+    )
+    .unwrap();
+    let doc = json!({"name": "capped_min", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["a", "b", "c"], "capacity": {"max_contacts": 20, "per": "day"},
+        "offer_limits": {"b": {"min": 15}}});
+    let file = base.write_campaign("capped_min", &doc);
+    let path = |p: std::path::PathBuf| p.to_str().unwrap().to_owned();
+    let out = nextbest(&[
+        "campaign",
+        "run",
+        &path(file),
+        "--models",
+        &path(base.path("model.json")),
+        "--features",
+        &path(base.path("features.csv")),
+        "--data-dir",
+        &path(base.path("data")),
+        "--out",
+        &path(base.path("capped_min")),
+        "--now",
+        "2026-11-22T10:00:00Z",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "an offer's minimum is not met: the capacity left for the run, 8, is below it"
+        ),
+        "{said}"
+    );
 }
 
 /// With several channels, `control.csv` says the channel the list would have sent each held

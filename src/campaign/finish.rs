@@ -274,7 +274,21 @@ fn min_shortfalls(info: &RunInfo, alloc: &Allocation) -> Vec<Option<u64>> {
         let min = info.spec.offer_limits.get(id).map_or(0, |l| l.min);
         let got = alloc.per_offer.get(k).copied().unwrap_or(0);
         if got < min {
-            tracing::warn!(offer = %id, min, selected = got, "an offer's minimum is not met: the base has too few customers it can go to");
+            let l = &info.limits;
+            let category = l.category.get(k).copied().flatten();
+            let why = match (l.capacity, category.and_then(|c| l.category_max.get(c))) {
+                (Some(c), _) if c < min => {
+                    format!("the capacity left for the run, {c}, is below it")
+                }
+                (_, Some(&m)) if m < min => {
+                    format!("its category's maximum, {m}, is below it")
+                }
+                (Some(c), _) if alloc.selected.len() as u64 >= c => {
+                    "the capacity is full (other offers' minimums share it)".to_owned()
+                }
+                _ => "the base has too few customers it can go to".to_owned(),
+            };
+            tracing::warn!(offer = %id, min, selected = got, "an offer's minimum is not met: {why}");
         }
         out.push((got < min).then(|| min - got));
     }
