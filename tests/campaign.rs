@@ -430,9 +430,13 @@ fn several_channels_give_the_exact_optimum_over_all_channels_jointly() {
             let data_dir = base.path("data");
             commit::commit(&run.out, &Target::Direct { data_dir }, NOW).unwrap();
             let again = base.run(&doc, &format!("{name}-again"), NOW + HOUR);
+            let table = nextbest::campaign::output::table(&again.summary);
             for ch in ["sms", "email"] {
                 let c = again.summary.channels[ch].capacity.as_ref().unwrap();
                 assert_eq!(c.used_before, per_channel[ch], "{ch}");
+                // The table gives the channel's capacity itself, however much is used.
+                let said = format!(" of {} ({} used before)", c.max_contacts, c.used_before);
+                assert!(table.contains(&said), "{said}: {table}");
             }
             // The next case starts from an empty history.
             std::fs::remove_dir_all(base.path("data")).unwrap();

@@ -587,10 +587,10 @@ pub fn table(s: &Summary) -> String {
             n => format!("{n} control"),
         };
         let cap = match (&c.capacity, control.is_empty()) {
-            (Some(c), true) => format!(" of {} ({} used before)", c.available, c.used_before),
+            (Some(c), true) => format!(" of {} ({} used before)", c.max_contacts, c.used_before),
             (Some(c), false) => format!(
                 " of {} ({} used before, {control})",
-                c.available, c.used_before
+                c.max_contacts, c.used_before
             ),
             (None, false) => format!(" ({control})"),
             (None, true) => String::new(),
