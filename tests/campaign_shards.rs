@@ -275,12 +275,37 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
             .collect();
         let bytes = bent.join("\n") + "\n";
         std::fs::write(&path, &bytes).unwrap();
+        // The header sealed again, as a shard writer would have written it.
         let header = other[1].join(campaign::shard::SHARD_JSON);
         let mut h: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&header).unwrap()).unwrap();
-        h["candidates_crc"] = json!(crc32fast::hash(bytes.as_bytes()));
-        std::fs::write(&header, h.to_string()).unwrap();
+        h["shard"]["candidates_crc"] = json!(crc32fast::hash(bytes.as_bytes()));
+        let body = h["shard"].to_string();
+        let sealed = json!({"checksum": crc32fast::hash(body.as_bytes()), "shard": h["shard"]});
+        std::fs::write(&header, sealed.to_string()).unwrap();
     };
+    // A count in the header changed (a digit, by hand or by damage): refused by its checksum.
+    let head = other[2].join(campaign::shard::SHARD_JSON);
+    let sealed = std::fs::read_to_string(&head).unwrap();
+    let scanned = serde_json::from_str::<serde_json::Value>(&sealed).unwrap()["shard"]["tally"]
+        ["scanned"]
+        .as_u64()
+        .unwrap();
+    let field = format!("\"scanned\": {scanned}");
+    assert!(sealed.contains(&field), "{sealed}");
+    std::fs::write(
+        &head,
+        sealed.replacen(&field, &format!("\"scanned\": {}", scanned + 9), 1),
+    )
+    .unwrap();
+    refused(
+        other.clone(),
+        &[
+            "shard.json",
+            "its content differs from what the shard wrote",
+        ],
+    );
+    std::fs::write(&head, &sealed).unwrap();
     for (column, value, name) in [
         (8, "1", "channel"),
         (9, "0;1", "unreachable"),

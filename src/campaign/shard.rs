@@ -18,7 +18,8 @@
 //! campaign's frequency cap leaves the customer room for, when fewer than the list may give)
 //! and,
 //! written last, `shard.json` (the shard, the run's [`RunInfo`], the counts, the file's row
-//! count), so a folder without `shard.json` is not a finished shard. A merge checks every shard before
+//! count, sealed with the CRC-32 of its own text), so a folder without `shard.json` is not a
+//! finished shard. A merge checks every shard before
 //! it writes anything, and writes the list under temporary names renamed into place at the
 //! end: it never leaves a partial list. Nothing here decides or allocates.
 
@@ -143,8 +144,7 @@ pub fn write(
         candidates: candidates.len() as u64,
         candidates_crc: file_crc(&pairs_path)?,
     };
-    let mut text = serde_json::to_string_pretty(&header).unwrap_or_default();
-    text.push('\n');
+    let text = sealed(&serde_json::to_string_pretty(&header).unwrap_or_default());
     let tmp = dir.join(format!("{SHARD_JSON}.tmp"));
     std::fs::write(&tmp, text).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &header_path).map_err(io(&header_path))?;
@@ -231,6 +231,25 @@ fn file_crc(path: &Path) -> Result<u32, ShardError> {
     Ok(h.finalize())
 }
 
+/// `shard.json` as written: the header's text and its CRC-32, so a changed count or a damaged
+/// byte is refused (the header carries the counts the merge adds up).
+#[derive(serde::Deserialize)]
+struct Sealed<'a> {
+    checksum: Option<u32>,
+    #[serde(borrow)]
+    shard: Option<&'a serde_json::value::RawValue>,
+    /// Files of formats before the seal have their format at the top.
+    format: Option<u32>,
+}
+
+/// The text of `shard.json` for a header's JSON text.
+fn sealed(header: &str) -> String {
+    format!(
+        "{{\n\"checksum\": {},\n\"shard\": {header}\n}}\n",
+        crc32fast::hash(header.as_bytes())
+    )
+}
+
 /// One shard read back.
 struct Read {
     dir: PathBuf,
@@ -246,10 +265,27 @@ fn read_header(dir: &Path) -> Result<Read, ShardError> {
         },
         _ => io(&path)(source),
     })?;
-    let header: Header = serde_json::from_str(&text).map_err(|e| ShardError::Bad {
+    let bad = |detail: String| ShardError::Bad {
         path: path.clone(),
-        detail: format!("not a shard header: {e}"),
-    })?;
+        detail,
+    };
+    let sealed: Sealed<'_> =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not a shard header: {e}")))?;
+    let Some(raw) = sealed.shard else {
+        let format = sealed.format.unwrap_or(0);
+        return Err(bad(format!(
+            "shard format {format} (this build reads {FORMAT})"
+        )));
+    };
+    if sealed.checksum != Some(crc32fast::hash(raw.get().as_bytes())) {
+        return Err(bad(
+            "its content differs from what the shard wrote (its checksum): the file was \
+             changed or damaged since; run the shard again"
+                .into(),
+        ));
+    }
+    let header: Header =
+        serde_json::from_str(raw.get()).map_err(|e| bad(format!("not a shard header: {e}")))?;
     if header.format != FORMAT {
         return Err(ShardError::Bad {
             path,
