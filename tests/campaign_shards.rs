@@ -305,6 +305,15 @@ fn shards_from_different_runs_are_refused_and_nothing_is_written() {
             "its content differs from what the shard wrote",
         ],
     );
+    // A header as the build before the seal wrote it (format 4, unsealed): said so.
+    let old: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+    let mut old = old["shard"].clone();
+    old["format"] = json!(4);
+    std::fs::write(&head, old.to_string()).unwrap();
+    refused(
+        other.clone(),
+        &["shard.json", "shard format 4 (this build reads 5)"],
+    );
     std::fs::write(&head, &sealed).unwrap();
     for (column, value, name) in [
         (8, "1", "channel"),

@@ -5,9 +5,10 @@
 //! offer: a total order) and keeps, per offer, only the best pairs that an optimal list could
 //! use, even with any one limit a unit higher (the bound and its proof are in the README's
 //! campaign section): shards send these and nothing else. [`allocate`] then chooses among them:
-//! with no limit shared between customers, each customer's best pairs; otherwise the exact best
-//! list of the `flow` module (offer minimums met first whenever the base allows, then the greatest
-//! total score under capacity, offer maximums, category maximums and offers per customer), with
+//! with no limit shared between customers, each customer's best pairs up to their room;
+//! otherwise the exact best list of the `flow` module (offer minimums met first whenever the
+//! base allows, then the greatest total score under capacity, offer maximums, category maximums
+//! and offers per customer, or a customer's room under the caps), with
 //! the shadow price of every limit it reaches. Pure: no I/O.
 use rayon::slice::ParallelSliceMut;
 

@@ -299,7 +299,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
             if let Some(until) = done.planned_until_ms {
                 tracing::warn!(
                     contacts = done.ahead,
-                    "{} contacts are planned after now (up to {}): they are recorded as of now, as an event cannot be in the future, so caps count them from now and `campaign report` finds them before the run's time; commit a list when it goes out",
+                    "{} contacts are planned after now (up to {}): they are recorded as of now, as an event cannot be in the future, so caps count them from now (`campaign report` still finds them by their decision ids); commit a list when it goes out",
                     done.ahead,
                     crate::rfc3339::format_ms(until)
                 );

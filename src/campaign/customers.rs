@@ -9,7 +9,7 @@ use super::select::{Pair, Rooms};
 use crate::engine::{Rule, RuleInput};
 use crate::features::FeatureStore;
 
-/// Where a candidate's customer id, value and room under the frequency cap come from.
+/// Where a candidate's customer id, value and room under the caps come from.
 pub enum Customers<'a> {
     /// The snapshot (a one-machine run, or a shard writing its candidates), with each
     /// campaign channel's `reachable` rule and the scan's rooms.
@@ -30,7 +30,7 @@ pub enum Customers<'a> {
 }
 
 impl Customers<'_> {
-    /// The customers the frequency cap leaves room for fewer offers than the list may give.
+    /// The customers the frequency or sales cap leaves room for fewer offers than the list may give.
     pub fn rooms(&self) -> &Rooms {
         match self {
             Customers::Snapshot(_, _, rooms) | Customers::Listed { rooms, .. } => rooms,

@@ -234,6 +234,13 @@ fn finish(
 ) -> Result<Summary, CampaignError> {
     let t = std::time::Instant::now();
     let kept = candidates.len();
+    // Customers each offer could go to (minimums are per offer on one channel).
+    let mut offered = vec![0u64; info.offer_ids.len()];
+    for p in &candidates {
+        if let Some(n) = offered.get_mut(usize::from(p.offer)) {
+            *n += 1;
+        }
+    }
     let eligible = &tally.by_variant[..info.variants.len().min(2)];
     let mut others = info
         .spec
@@ -257,7 +264,7 @@ fn finish(
         path: out.to_owned(),
         source,
     })?;
-    let shortfalls = min_shortfalls(info, &alloc);
+    let shortfalls = min_shortfalls(info, &alloc, &offered);
     let control = hold_out_control(info, &mut alloc, &mut uses, customers);
     let written = write(info, out, &alloc, &control, customers, others.as_ref())?;
     let summary = summary(info, &alloc, &uses, tally, &written, &control, &shortfalls);
@@ -266,26 +273,42 @@ fn finish(
 }
 
 /// The offers whose minimum the list could not meet (before the control group, as the limits
-/// bound it), by how many: the base had too few customers the offer could go to. Logged, since
-/// such a minimum also takes the best offer from every customer it reaches.
-fn min_shortfalls(info: &RunInfo, alloc: &Allocation) -> Vec<Option<u64>> {
+/// bound it), by how many, logged with the cause: the capacity left, the category's maximum, too
+/// few customers the offer could go to (`offered`: its candidate pairs), a category other offers
+/// fill, or minimums asking more together than the capacity left. Logged, since such a minimum
+/// also takes the best offer from every customer it reaches.
+fn min_shortfalls(info: &RunInfo, alloc: &Allocation, offered: &[u64]) -> Vec<Option<u64>> {
+    let l = &info.limits;
+    let mut in_category = vec![0u64; l.category_max.len()];
+    for p in &alloc.selected {
+        if let Some(c) = l.category.get(usize::from(p.offer)).copied().flatten() {
+            in_category[c] += 1;
+        }
+    }
     let mut out = Vec::with_capacity(info.offer_ids.len());
     for (k, id) in info.offer_ids.iter().enumerate() {
         let min = info.spec.offer_limits.get(id).map_or(0, |l| l.min);
         let got = alloc.per_offer.get(k).copied().unwrap_or(0);
         if got < min {
-            let l = &info.limits;
             let category = l.category.get(k).copied().flatten();
-            let why = match (l.capacity, category.and_then(|c| l.category_max.get(c))) {
+            let cat_max = category.and_then(|c| l.category_max.get(c)).copied();
+            let can = offered.get(k).copied().unwrap_or(0);
+            let why = match (l.capacity, cat_max) {
                 (Some(c), _) if c < min => {
                     format!("the capacity left for the run, {c}, is below it")
                 }
-                (_, Some(&m)) if m < min => {
+                (_, Some(m)) if m < min => {
                     format!("its category's maximum, {m}, is below it")
                 }
-                (Some(c), _) if alloc.selected.len() as u64 >= c => {
-                    "the capacity is full (other offers' minimums share it)".to_owned()
+                _ if can < min => {
+                    format!("the base has too few customers it can go to ({can})")
                 }
+                (_, Some(m)) if category.is_some_and(|c| in_category[c] >= m) => {
+                    format!("its category's maximum, {m}, is filled with other offers' minimums")
+                }
+                (Some(c), _) => format!(
+                    "the offers' minimums together ask more than the capacity left for the run, {c}"
+                ),
                 _ => "the base has too few customers it can go to".to_owned(),
             };
             tracing::warn!(offer = %id, min, selected = got, "an offer's minimum is not met: {why}");

@@ -1,7 +1,7 @@
 //! The exact allocation under shared limits, and what one more unit of each limit is worth.
 //!
 //! The problem is a flow network: source → customer (at most `per_customer` units, fewer for
-//! a customer whose frequency cap leaves less room) → offer
+//! a customer whose frequency or sales cap leaves less room) → offer
 //! (one unit per candidate pair, worth its score) → the offer's limited category, if any → the
 //! channel's capacity → sink, with each offer's maximum on its arc. An offer's minimum is the
 //! first `min` units of that arc carrying a bonus that outranks any score (gains compare as
@@ -174,7 +174,7 @@ pub struct Solver<'a> {
     /// Per pair: its customer's first pair and one past its last.
     span: Vec<(u32, u32)>,
     chosen: Vec<bool>,
-    /// Per customer (by first pair): pairs chosen, plus what their frequency cap takes from
+    /// Per customer (by first pair): pairs chosen, plus what their caps take from
     /// `per_customer`.
     held: Vec<u32>,
     n_offer: Vec<u64>,

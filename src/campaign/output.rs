@@ -374,8 +374,9 @@ pub struct OfferSummary {
     /// The file's minimum, when one was set.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub min: Option<u64>,
-    /// How far the list (before the control group) fell short of the minimum: the base had
-    /// too few customers the offer could go to. Absent when met.
+    /// How far the list (before the control group) fell short of the minimum (the run's
+    /// warning says why: the capacity left, the category, or too few customers). Absent when
+    /// met.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub min_shortfall: Option<u64>,
     /// Expected conversions (sum of propensities).

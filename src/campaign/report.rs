@@ -92,13 +92,15 @@ pub struct Report {
     pub events: u64,
     /// Conversions after the run by the list's and the control group's customers.
     pub conversions: u64,
-    /// The list's contacts the log holds (impressions of a target's offer since the run that
-    /// quote one of its decision ids, or none): 0 means the list was committed to another
-    /// data folder, or not yet.
+    /// The list's contacts the log holds: impressions quoting one of its decision ids
+    /// (whenever recorded), and impressions of a target's offer since the run quoting none (a
+    /// sending system reporting them itself). 0 means the list was committed to another data
+    /// folder, or not yet.
     pub contacts_in_log: u64,
-    /// Targets the log shows contacted since the run with their offer by another list (a
-    /// decision id not in this one: a later run, another campaign): a conversion after that
-    /// counts in both lists' reports. `--until` before those contacts measures this list alone.
+    /// Targets the log shows contacted since the run with their offer on one of the list's
+    /// channels by another list (a decision id not in this one: a later run, another
+    /// campaign): a conversion after that counts in both lists' reports. `--until` before
+    /// those contacts measures this list alone.
     pub targets_contacted_again: u64,
     /// Control-group customers the log shows contacted since the run with the offer they were
     /// held out of (another campaign, a later run): their outcomes no longer measure what the
@@ -119,51 +121,48 @@ pub struct Report {
 /// Who is in a group: each customer's offers.
 type Members = BTreeMap<String, Vec<String>>;
 
-/// The decision ids of a list's rows.
-fn read_decisions(path: &Path) -> Result<HashSet<u128>, ReportError> {
-    let bad = |detail: String| ReportError::Input {
-        path: path.to_owned(),
-        detail,
-    };
-    let (mut r, [d]) = open_list(path, ["decision_id"]).map_err(bad)?;
-    let mut out = HashSet::new();
-    for rec in r.records() {
-        let rec = rec.map_err(|e| bad(e.to_string()))?;
-        if let Ok(id) = ulid::Ulid::from_string(&rec[d]) {
-            out.insert(id.0);
-        }
-    }
-    Ok(out)
+/// A list's or control group's rows as the report reads them.
+struct Rows {
+    /// Each customer's offers.
+    members: Members,
+    /// The same, by the channel of each row.
+    by_channel: BTreeMap<String, Members>,
+    /// The rows' decision ids (the control group has none).
+    decisions: HashSet<u128>,
 }
 
-/// A group's members, and the same split by the channel of each row.
-fn read_members(path: &Path) -> Result<(Members, BTreeMap<String, Members>), ReportError> {
+fn read_rows(path: &Path) -> Result<Rows, ReportError> {
     let bad = |detail: String| ReportError::Input {
         path: path.to_owned(),
         detail,
     };
     let (mut r, [c, o]) = open_list(path, ["customer_id", "offer_id"]).map_err(bad)?;
     // Lists written before rows named their channel are one channel's.
-    let ch = r
-        .headers()
-        .map_err(|e| bad(e.to_string()))?
-        .iter()
-        .position(|h| h == "channel");
-    let mut out = Members::new();
-    let mut by_channel: BTreeMap<String, Members> = BTreeMap::new();
+    let header = r.headers().map_err(|e| bad(e.to_string()))?;
+    let at = |name: &str| header.iter().position(|h| h == name);
+    let (ch, d) = (at("channel"), at("decision_id"));
+    let mut rows = Rows {
+        members: Members::new(),
+        by_channel: BTreeMap::new(),
+        decisions: HashSet::new(),
+    };
     for rec in r.records() {
         let rec = rec.map_err(|e| bad(e.to_string()))?;
-        out.entry(rec[c].to_owned())
+        rows.members
+            .entry(rec[c].to_owned())
             .or_default()
             .push(rec[o].to_owned());
-        by_channel
+        rows.by_channel
             .entry(ch.and_then(|i| rec.get(i)).unwrap_or("").to_owned())
             .or_default()
             .entry(rec[c].to_owned())
             .or_default()
             .push(rec[o].to_owned());
+        if let Some(Ok(id)) = d.and_then(|i| rec.get(i)).map(ulid::Ulid::from_string) {
+            rows.decisions.insert(id.0);
+        }
     }
-    Ok((out, by_channel))
+    Ok(rows)
 }
 
 fn group(customers: u64, converted: u64, value: f64, offer_value: Option<f64>) -> Group {
@@ -231,9 +230,16 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
              --data-dir`, or the server's `--data-dir` for `--server`)"
         ),
     };
-    let (targets, targets_by_channel) = read_members(&dir.join(LIST_CSV))?;
-    let ours = read_decisions(&dir.join(LIST_CSV))?;
-    let (control, control_by_channel) = read_members(&dir.join(CONTROL_CSV))?;
+    let Rows {
+        members: targets,
+        by_channel: targets_by_channel,
+        decisions: ours,
+    } = read_rows(&dir.join(LIST_CSV))?;
+    let Rows {
+        members: control,
+        by_channel: control_by_channel,
+        ..
+    } = read_rows(&dir.join(CONTROL_CSV))?;
     if !data_dir.is_dir() {
         return Err(not_committed("no such folder"));
     }
@@ -273,11 +279,16 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         if e.kind == EventKind::Impression {
             if targets.contains_key(e.customer_id) {
                 match e.decision_id {
-                    Some(_) => {
+                    // Another list's message; an inbound page showing the offer is not one.
+                    Some(_)
+                        if e.channel
+                            .is_some_and(|c| targets_by_channel.contains_key(c)) =>
+                    {
                         if !again.contains(e.customer_id) {
                             again.insert(e.customer_id.to_owned());
                         }
                     }
+                    Some(_) => {}
                     None => contacts += 1,
                 }
             }

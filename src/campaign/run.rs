@@ -111,7 +111,7 @@ fn scanned<T>(
         .map(|i| past.channel_used_on(i))
         .collect();
     // A model's sales cap can leave a customer room for fewer offers, as a frequency cap can.
-    let sales_capped = run.models.iter().any(|m| m.policies.sales_cap.is_some());
+    let sales_capped = run.plans.iter().any(|p| p.sales.contains(&true));
     let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used, sales_capped);
     let scan = run.scan(&past, &suppressed.ids, &limits, part, cfg.progress_bar);
     let info = run.info(&limits, &used, suppressed.crc, past.id);

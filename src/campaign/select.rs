@@ -154,7 +154,7 @@ impl Tally {
 /// (and the model's sales cap, when all their offers count in it), for those with room for
 /// fewer than `max_offers_per_customer` (at most [`MAX_LIMIT`]): the allocation counts the
 /// list's own messages against the caps.
-pub type Rooms = HashMap<u32, u8>;
+pub type Rooms = HashMap<u32, u8, foldhash::fast::RandomState>;
 
 const _: () = assert!(MAX_LIMIT <= u8::MAX as usize);
 

@@ -15,7 +15,7 @@
 //! propensity, value, the customer's time-zone name when the campaign has a send window, the
 //! campaign channel, the channels the customer cannot be reached on, as indices joined by
 //! `;`, so a merged list says `unreachable` where one machine does, and the offers the
-//! campaign's frequency cap leaves the customer room for, when fewer than the list may give)
+//! frequency or sales cap leaves the customer room for, when fewer than the list may give)
 //! and,
 //! written last, `shard.json` (the shard, the run's [`RunInfo`], the counts, the file's row
 //! count, sealed with the CRC-32 of its own text), so a folder without `shard.json` is not a
@@ -271,13 +271,14 @@ fn read_header(dir: &Path) -> Result<Read, ShardError> {
     };
     let sealed: Sealed<'_> =
         serde_json::from_str(&text).map_err(|e| bad(format!("not a shard header: {e}")))?;
-    let Some(raw) = sealed.shard else {
+    // Headers before the seal have their format at the top and no checksum.
+    let (Some(raw), Some(checksum), None) = (sealed.shard, sealed.checksum, sealed.format) else {
         let format = sealed.format.unwrap_or(0);
         return Err(bad(format!(
             "shard format {format} (this build reads {FORMAT})"
         )));
     };
-    if sealed.checksum != Some(crc32fast::hash(raw.get().as_bytes())) {
+    if checksum != crc32fast::hash(raw.get().as_bytes()) {
         return Err(bad(
             "its content differs from what the shard wrote (its checksum): the file was \
              changed or damaged since; run the shard again"
@@ -492,7 +493,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
     let mut values = HashMap::new();
     let mut zones = HashMap::new();
     let mut unreachable = HashMap::new();
-    let mut rooms = Rooms::new();
+    let mut rooms = Rooms::default();
     let channels = first.header.info.spec.channel_list().len();
     for s in &shards {
         let path = s.dir.join(CANDIDATES_CSV);

@@ -44,15 +44,15 @@ fn room_of(row: u32, l: &Limits, rooms: &Rooms) -> u32 {
         .map_or(l.per_customer, |&r| l.per_customer.min(r.into()))
 }
 
-/// Some customers of `pairs` get room for one offer less than `per_customer` (as a frequency
-/// cap gives them), when `per_customer` is over one.
+/// Some customers of `pairs` get room for fewer offers than `per_customer` (one or more, as a
+/// frequency cap gives them), when `per_customer` is over one.
 fn some_rooms(rng: &mut Rng, pairs: &[Pair], l: &mut Limits) -> Rooms {
-    let mut rooms = Rooms::new();
+    let mut rooms = Rooms::default();
     if l.per_customer > 1 && rng.next(2) == 0 {
         l.capped = true;
         for p in pairs {
             if rng.next(3) == 0 {
-                rooms.insert(p.row, (l.per_customer - 1) as u8);
+                rooms.insert(p.row, (1 + rng.next(u64::from(l.per_customer - 1))) as u8);
             }
         }
     }
@@ -131,7 +131,7 @@ fn generated(rng: &mut Rng) -> (Vec<Pair>, Limits, Rooms) {
         }
     }
     let mut l = limits(offers);
-    l.per_customer = 1 + rng.next(2) as u32;
+    l.per_customer = 1 + rng.next(3) as u32;
     if rng.next(3) > 0 {
         l.capacity = Some(1 + rng.next(6));
     }
@@ -230,7 +230,7 @@ fn capacity_takes_each_customers_best_best_customers_first() {
     ];
     let mut l = limits(2);
     l.capacity = Some(2);
-    let a = run(pairs, &l, &Rooms::new());
+    let a = run(pairs, &l, &Rooms::default());
     assert_eq!(chosen(&a), vec![(2, 0), (0, 0)]);
     assert_eq!(a.shadow_prices.len(), 1);
     assert!((a.shadow_prices[0].per_unit - 0.7).abs() < 1e-12);
@@ -243,7 +243,7 @@ fn an_offer_maximum_moves_a_customer_to_their_next_offer_when_that_is_worth_more
     let pairs = vec![pair(0, 0, 0.9), pair(0, 1, 0.8), pair(1, 0, 0.7)];
     let mut l = limits(2);
     l.max[0] = Some(1);
-    let a = run(pairs, &l, &Rooms::new());
+    let a = run(pairs, &l, &Rooms::default());
     assert_eq!(chosen(&a), vec![(0, 1), (1, 0)]);
     let price = a.shadow_prices[0];
     assert_eq!(price.bound, Bound::OfferMax(0));
@@ -263,7 +263,7 @@ fn a_minimum_is_met_first_and_priced_by_what_it_costs() {
     let mut l = limits(2);
     l.capacity = Some(2);
     l.min[1] = 1;
-    let a = run(pairs, &l, &Rooms::new());
+    let a = run(pairs, &l, &Rooms::default());
     assert_eq!(chosen(&a), vec![(0, 0), (1, 1)]);
     assert_eq!(a.per_offer, vec![1, 1]);
     let min = a
@@ -300,9 +300,9 @@ fn candidates_of_parts_are_the_candidates_of_the_whole() {
             p
         },
         &l,
-        &Rooms::new(),
+        &Rooms::default(),
     );
-    let pruned = allocate(whole, &l, &Rooms::new());
+    let pruned = allocate(whole, &l, &Rooms::default());
     let sum = |a: &Allocation| a.selected.iter().map(|p| p.score).sum::<f64>();
     assert_eq!(sum(&all), sum(&pruned));
 }
@@ -313,7 +313,7 @@ fn candidates_keep_the_pairs_of_customers_with_less_room() {
     // for one offer and is worth more on offer `1`: the best list sends the sixth offer `0`.
     // With three offers a customer and no cap, only five pairs of offer `0` would be kept.
     let mut pairs = Vec::new();
-    let mut rooms = Rooms::new();
+    let mut rooms = Rooms::default();
     for row in 0..5 {
         pairs.push(pair(row, 0, 100.0));
         pairs.push(pair(row, 1, 200.0));
@@ -357,7 +357,7 @@ fn many_equal_scores_still_fill_every_limit() {
     l.min[2] = 700;
     l.category = vec![Some(0), None, Some(0), None];
     l.category_max = vec![2500];
-    let a = run(pairs, &l, &Rooms::new());
+    let a = run(pairs, &l, &Rooms::default());
     assert!(a.complete);
     assert_eq!(a.selected.len(), 8000, "{:?}", a.per_offer);
     assert!(
@@ -406,7 +406,7 @@ fn generated_channels(rng: &mut Rng) -> (Vec<Pair>, Limits, Rooms) {
     }
     let mut l = limits(offers * channels);
     l.channels = channels as u32;
-    l.per_customer = 1 + rng.next(2) as u32;
+    l.per_customer = 1 + rng.next(3) as u32;
     let caps: Vec<Option<usize>> = (0..channels)
         .map(|_| {
             (rng.next(4) > 0).then(|| {
