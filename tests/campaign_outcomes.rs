@@ -21,6 +21,18 @@ fn table_says(r: &campaign::report::Report, needle: &str) {
     assert!(table.contains(needle), "{table}");
 }
 
+/// Commits a run's list straight into a data folder's log, as of `at`.
+fn commit_direct(out: &Path, data_dir: &Path, at: i64) -> commit::Committed {
+    commit::commit(
+        out,
+        &Target::Direct {
+            data_dir: data_dir.to_owned(),
+        },
+        at,
+    )
+    .unwrap()
+}
+
 /// A list over SMS and e-mail is also compared per channel: each channel's targets against
 /// the control customers who would have been sent on it, their counts the simulation's and
 /// each added value stratified by offer within the channel; a one-channel list's report has no
@@ -34,14 +46,7 @@ fn a_report_over_several_channels_compares_each_channel() {
                      "email": {"placement": "email_campaign", "max_contacts": 150}}});
     let run = base.run(&doc, "report_ch", NOW);
     let data_dir = base.path("data");
-    commit::commit(
-        &run.out,
-        &Target::Direct {
-            data_dir: data_dir.clone(),
-        },
-        NOW + 1,
-    )
-    .unwrap();
+    commit_direct(&run.out, &data_dir, NOW + 1);
     // (customer, offer, channel) of a group's rows.
     let read = |file: &str| -> Vec<(String, String, String)> {
         let mut r = csv::Reader::from_path(run.out.join(file)).unwrap();
@@ -159,14 +164,7 @@ fn the_report_compares_targets_with_the_control_group() {
     doc["control_group"] = json!({"share": 0.3, "salt": "r"});
     let run = base.run(&doc, "report", NOW);
     let data_dir = base.path("data");
-    commit::commit(
-        &run.out,
-        &Target::Direct {
-            data_dir: data_dir.clone(),
-        },
-        NOW + 1,
-    )
-    .unwrap();
+    commit_direct(&run.out, &data_dir, NOW + 1);
     let read = |file: &str| -> Vec<(String, String)> {
         let mut r = csv::Reader::from_path(run.out.join(file)).unwrap();
         let h = r.headers().unwrap().clone();
@@ -374,14 +372,7 @@ fn the_report_compares_targets_with_the_control_group() {
     std::fs::create_dir_all(&again_dir).unwrap();
     let next = base.run(&doc, "report-next", NOW + 24 * HOUR);
     for (list, at) in [(&run, NOW + 1), (&next, NOW + 24 * HOUR + 1)] {
-        commit::commit(
-            &list.out,
-            &Target::Direct {
-                data_dir: again_dir.clone(),
-            },
-            at,
-        )
-        .unwrap();
+        commit_direct(&list.out, &again_dir, at);
     }
     let both: usize = next
         .rows
@@ -408,14 +399,7 @@ fn the_report_compares_targets_with_the_control_group() {
     let early_dir = base.path("early");
     std::fs::create_dir_all(&early_dir).unwrap();
     let ahead = base.run(&doc, "report-ahead", NOW + 48 * HOUR);
-    let done = commit::commit(
-        &ahead.out,
-        &Target::Direct {
-            data_dir: early_dir.clone(),
-        },
-        NOW,
-    )
-    .unwrap();
+    let done = commit_direct(&ahead.out, &early_dir, NOW);
     assert_eq!(done.ahead, ahead.rows.len() as u64);
     assert_eq!(done.planned_until_ms, Some(NOW + 48 * HOUR));
     let e = campaign::report::report(&ahead.out, &early_dir, None).unwrap();

@@ -17,6 +17,11 @@ pub(super) fn table(key: u32) -> FunnelTable {
     )
 }
 
+/// A channel's index in a model.
+fn channel(m: &CompiledModel, name: &str) -> usize {
+    m.channels.iter().position(|c| &*c.name == name).unwrap()
+}
+
 fn event(
     kind: EventKind,
     offer: &'static str,
@@ -123,12 +128,7 @@ fn binding_a_restored_table_fills_in_its_layout() {
         Arc::ptr_eq(&bound, &restored),
         "the restored table is kept, counts and all"
     );
-    let web = m
-        .compiled
-        .channels
-        .iter()
-        .position(|c| &*c.name == "web")
-        .unwrap();
+    let web = channel(&m.compiled, "web");
     let names: Vec<_> = (0..2).filter_map(|s| bound.placement(web, s)).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(
@@ -163,12 +163,7 @@ fn an_offer_the_decisions_placement_never_shows_stays_out_of_its_funnel() {
     let m = crate::model::from_doc(&doc, &store);
     let f = Funnel::default();
     let t = f.bind(&m.compiled, 9);
-    let web = m
-        .compiled
-        .channels
-        .iter()
-        .position(|c| &*c.name == "web")
-        .unwrap();
+    let web = channel(&m.compiled, "web");
     let home = (0..2)
         .find(|&s| t.placement(web, s) == Some("home"))
         .unwrap();
