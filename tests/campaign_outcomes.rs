@@ -393,6 +393,19 @@ fn the_report_compares_targets_with_the_control_group() {
         ),
     );
     assert_eq!(r.targets_contacted_again, 0);
+    // The next day's list, a repeat of the first for those customers, says their offer came
+    // from another list the day before its run.
+    let n = campaign::report::report(&next.out, &again_dir, None).unwrap();
+    assert_eq!(n.targets_contacted_before, both as u64);
+    assert_eq!(n.targets_contacted_again, 0);
+    table_says(
+        &n,
+        &format!(
+            "note: {both} of the list's {} targets had their offer from another list in the 7 days before the run",
+            next.customers().len()
+        ),
+    );
+    assert_eq!(a.targets_contacted_before, 0);
 
     // A list for the day after tomorrow committed today: its contacts are recorded as of the
     // commit, which says so, and the report still finds them by their decision ids.

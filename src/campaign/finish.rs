@@ -275,8 +275,9 @@ fn finish(
 /// The offers whose minimum the list could not meet (before the control group, as the limits
 /// bound it), by how many, logged with the cause: the capacity left, the category's maximum, too
 /// few customers the offer could go to (`offered`: its candidate pairs), a category other offers
-/// fill, or minimums asking more together than the capacity left. Logged, since such a minimum
-/// also takes the best offer from every customer it reaches.
+/// fill, minimums asking more together than the capacity left, or customers the other
+/// minimums take. Logged, since such a minimum also takes the best offer from every customer it
+/// reaches.
 fn min_shortfalls(info: &RunInfo, alloc: &Allocation, offered: &[u64]) -> Vec<Option<u64>> {
     let l = &info.limits;
     let mut in_category = vec![0u64; l.category_max.len()];
@@ -285,6 +286,7 @@ fn min_shortfalls(info: &RunInfo, alloc: &Allocation, offered: &[u64]) -> Vec<Op
             in_category[c] += 1;
         }
     }
+    let min_total: u64 = l.min.iter().sum();
     let mut out = Vec::with_capacity(info.offer_ids.len());
     for (k, id) in info.offer_ids.iter().enumerate() {
         let min = info.spec.offer_limits.get(id).map_or(0, |l| l.min);
@@ -306,10 +308,15 @@ fn min_shortfalls(info: &RunInfo, alloc: &Allocation, offered: &[u64]) -> Vec<Op
                 (_, Some(m)) if category.is_some_and(|c| in_category[c] >= m) => {
                     format!("its category's maximum, {m}, is filled with other offers' minimums")
                 }
-                (Some(c), _) => format!(
-                    "the offers' minimums together ask more than the capacity left for the run, {c}"
+                (Some(c), _) if min_total > c => format!(
+                    "the offers' minimums together ({min_total}) ask more than the capacity left \
+                     for the run, {c}"
                 ),
-                _ => "the base has too few customers it can go to".to_owned(),
+                _ => format!(
+                    "of the {can} customers it can go to, too few are left by the other offers' \
+                     minimums, each customer taking at most {} offers",
+                    l.per_customer
+                ),
             };
             tracing::warn!(offer = %id, min, selected = got, "an offer's minimum is not met: {why}");
         }

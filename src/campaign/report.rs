@@ -20,8 +20,12 @@ use serde::Serialize;
 
 use super::history;
 use super::output::{open_list, Summary, CONTROL_CSV, LIST_CSV, SUMMARY_JSON};
+use super::spec;
 use crate::contact::funnel::lift::{difference, wilson, Estimate};
 use crate::contact::EventKind;
+
+/// How far before the run another list's contacts of a target are said.
+const WEEK_MS: i64 = 7 * crate::engine::policy::DAY_MS;
 
 /// The interval method, as the report states it.
 pub const METHOD: &str = "conversion rate per customer: Wilson score, 95 %; lift (targets - control): Newcombe hybrid score (MOVER); value per customer: the rate's interval times the offer's value; all offers: rates over the whole groups, added value the sum of the offers'";
@@ -97,11 +101,15 @@ pub struct Report {
     /// sending system reporting them itself). 0 means the list was committed to another data
     /// folder, or not yet.
     pub contacts_in_log: u64,
-    /// Targets the log shows contacted since the run with their offer on one of the list's
-    /// channels by another list (a decision id not in this one: a later run, another
-    /// campaign): a conversion after that counts in both lists' reports. `--until` before
-    /// those contacts measures this list alone.
+    /// Targets the log shows contacted since the run with their offer on an outbound channel
+    /// (the list's, or SMS, e-mail, push) by another list (a decision id not in this one: a
+    /// later run, another campaign): a conversion after that counts in both lists' reports.
+    /// `--until` before those contacts measures this list alone.
     pub targets_contacted_again: u64,
+    /// Targets another list sent their offer in the 7 days before the run (this list is a
+    /// top-up of it, or repeats it): their conversions may be that list's doing, and both
+    /// reports claim them.
+    pub targets_contacted_before: u64,
     /// Control-group customers the log shows contacted since the run with the offer they were
     /// held out of (another campaign, a later run): their outcomes no longer measure what the
     /// list left undone, and the lift is understated. `--until` before those contacts helps.
@@ -257,6 +265,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
     let (mut events, mut conversions, mut contacts) = (0u64, 0u64, 0u64);
     let mut contaminated: HashSet<String> = HashSet::new();
     let mut again: HashSet<String> = HashSet::new();
+    let mut before: HashSet<String> = HashSet::new();
     let until = until_ms.unwrap_or(i64::MAX);
     history::each_event(data_dir, |e| {
         events += 1;
@@ -267,7 +276,9 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
             return;
         }
         let counted = matches!(e.kind, EventKind::Conversion | EventKind::Impression);
-        if !counted || e.ts_ms < summary.run_at_ms || e.ts_ms > until {
+        let recent = e.ts_ms >= summary.run_at_ms - WEEK_MS && e.ts_ms < summary.run_at_ms;
+        let in_window = e.ts_ms >= summary.run_at_ms && e.ts_ms <= until;
+        if !counted || !(in_window || (recent && e.kind == EventKind::Impression)) {
             return;
         }
         let (Some(offer), Some(offers)) = (e.offer_id, watched.get(e.customer_id)) else {
@@ -276,21 +287,26 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         if !offers.iter().any(|o| o == offer) {
             return;
         }
+        // Another list's message of the target's offer: an impression quoting another decision
+        // on an outbound channel (an inbound page showing the offer is not one).
+        let other_list = e.decision_id.is_some()
+            && targets.contains_key(e.customer_id)
+            && e.channel.is_some_and(|c| {
+                targets_by_channel.contains_key(c) || spec::DEFAULT_OUTBOUND.contains(&c)
+            });
+        if !in_window {
+            if other_list && !before.contains(e.customer_id) {
+                before.insert(e.customer_id.to_owned());
+            }
+            return;
+        }
         if e.kind == EventKind::Impression {
-            if targets.contains_key(e.customer_id) {
-                match e.decision_id {
-                    // Another list's message; an inbound page showing the offer is not one.
-                    Some(_)
-                        if e.channel
-                            .is_some_and(|c| targets_by_channel.contains_key(c)) =>
-                    {
-                        if !again.contains(e.customer_id) {
-                            again.insert(e.customer_id.to_owned());
-                        }
-                    }
-                    Some(_) => {}
-                    None => contacts += 1,
+            if other_list {
+                if !again.contains(e.customer_id) {
+                    again.insert(e.customer_id.to_owned());
                 }
+            } else if e.decision_id.is_none() && targets.contains_key(e.customer_id) {
+                contacts += 1;
             }
             if control.contains_key(e.customer_id) && !contaminated.contains(e.customer_id) {
                 contaminated.insert(e.customer_id.to_owned());
@@ -361,6 +377,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         conversions,
         contacts_in_log: contacts,
         targets_contacted_again: again.len() as u64,
+        targets_contacted_before: before.len() as u64,
         control_contacted: contaminated.len() as u64,
         method: METHOD,
         offers,
@@ -453,6 +470,15 @@ pub fn table(r: &Report) -> String {
              counts in both lists' reports; `--until` before those contacts measures this list \
              alone",
             r.targets_contacted_again, r.overall.targets.customers
+        );
+    }
+    if r.targets_contacted_before > 0 {
+        let _ = writeln!(
+            t,
+            "  note: {} of the list's {} targets had their offer from another list in the 7 \
+             days before the run: their conversions may be that list's doing, and both reports \
+             claim them",
+            r.targets_contacted_before, r.overall.targets.customers
         );
     }
     if r.control_contacted > 0 {

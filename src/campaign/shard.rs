@@ -273,10 +273,12 @@ fn read_header(dir: &Path) -> Result<Read, ShardError> {
         serde_json::from_str(&text).map_err(|e| bad(format!("not a shard header: {e}")))?;
     // Headers before the seal have their format at the top and no checksum.
     let (Some(raw), Some(checksum), None) = (sealed.shard, sealed.checksum, sealed.format) else {
-        let format = sealed.format.unwrap_or(0);
-        return Err(bad(format!(
-            "shard format {format} (this build reads {FORMAT})"
-        )));
+        return Err(bad(match sealed.format.unwrap_or(0) {
+            FORMAT => "written by an earlier build, without its checksum: run the shard again \
+                       with this build"
+                .into(),
+            format => format!("shard format {format} (this build reads {FORMAT})"),
+        }));
     };
     if checksum != crc32fast::hash(raw.get().as_bytes()) {
         return Err(bad(
