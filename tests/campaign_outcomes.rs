@@ -138,6 +138,13 @@ fn a_report_over_several_channels_compares_each_channel() {
     assert!(r.offers.values().all(|c| c.incremental_value.is_none()));
     let json = serde_json::to_value(&r).unwrap();
     assert!(json["overall"]["incremental_value"].is_null(), "{json}");
+    // The table's notes are the JSON's too.
+    assert!(
+        json["notes"][0]
+            .as_str()
+            .is_some_and(|n| n.contains("had targets but no control customers")),
+        "{json}"
+    );
     table_says(
         &r,
         "had targets but no control customers: their added value is not measured",

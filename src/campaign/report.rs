@@ -124,6 +124,8 @@ pub struct Report {
     pub channels: BTreeMap<String, Comparison>,
     /// All offers together (a customer converted when any of their offers did).
     pub overall: Comparison,
+    /// What a reader must know to read the figures right (the notes under the table).
+    pub notes: Vec<String>,
 }
 
 /// Who is in a group: each customer's offers.
@@ -369,7 +371,7 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
             channels.insert(name.clone(), compared(t, c).1);
         }
     }
-    Ok(Report {
+    let mut report = Report {
         campaign: summary.campaign.clone(),
         since: crate::rfc3339::format_ms(summary.run_at_ms),
         until: until_ms.map(crate::rfc3339::format_ms),
@@ -383,7 +385,10 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
         offers,
         channels,
         overall,
-    })
+        notes: Vec::new(),
+    };
+    report.notes = notes(&report);
+    Ok(report)
 }
 
 /// The report as a table for the terminal.
@@ -440,6 +445,16 @@ pub fn table(r: &Report) -> String {
         );
     }
     let _ = writeln!(t, "  ({})", r.method);
+    for note in &r.notes {
+        let _ = writeln!(t, "  note: {note}");
+    }
+    t
+}
+
+/// What a reader must know to read the figures right, one sentence each: printed under the
+/// table and kept in the JSON as `notes`.
+fn notes(r: &Report) -> Vec<String> {
+    let mut out = Vec::new();
     let unmeasured: Vec<&str> = r
         .offers
         .iter()
@@ -447,48 +462,41 @@ pub fn table(r: &Report) -> String {
         .map(|(id, _)| id.as_str())
         .collect();
     if !unmeasured.is_empty() {
-        let _ = writeln!(
-            t,
-            "  note: {} had targets but no control customers: their added value is not measured \
-             and not in the total",
+        out.push(format!(
+            "{} had targets but no control customers: their added value is not measured and \
+             not in the total",
             unmeasured.join(", ")
-        );
+        ));
     }
     if r.contacts_in_log == 0 {
-        let _ = writeln!(
-            t,
-            "  note: none of the list's {} contacts is in this log: was it committed to another \
-             data folder, or not yet?",
+        out.push(format!(
+            "none of the list's {} contacts is in this log: was it committed to another data \
+             folder, or not yet?",
             r.overall.targets.customers
-        );
+        ));
     }
     if r.targets_contacted_again > 0 {
-        let _ = writeln!(
-            t,
-            "  note: {} of the list's {} targets were contacted again since the run with their \
-             offer by another list (a later run, another campaign): a conversion after that \
-             counts in both lists' reports; `--until` before those contacts measures this list \
-             alone",
+        out.push(format!(
+            "{} of the list's {} targets were contacted again since the run with their offer by \
+             another list (a later run, another campaign): a conversion after that counts in \
+             both lists' reports; `--until` before those contacts measures this list alone",
             r.targets_contacted_again, r.overall.targets.customers
-        );
+        ));
     }
     if r.targets_contacted_before > 0 {
-        let _ = writeln!(
-            t,
-            "  note: {} of the list's {} targets had their offer from another list in the 7 \
-             days before the run: their conversions may be that list's doing, and both reports \
-             claim them",
+        out.push(format!(
+            "{} of the list's {} targets had their offer from another list in the 7 days before \
+             the run: their conversions may be that list's doing, and both reports claim them",
             r.targets_contacted_before, r.overall.targets.customers
-        );
+        ));
     }
     if r.control_contacted > 0 {
-        let _ = writeln!(
-            t,
-            "  note: {} of the control group's {} customers were contacted since the run with \
-             the offer they were held out of (another campaign, a later run): the lift is \
-             understated; `--until` before those contacts measures the run alone",
+        out.push(format!(
+            "{} of the control group's {} customers were contacted since the run with the offer \
+             they were held out of (another campaign, a later run): the lift is understated; \
+             `--until` before those contacts measures the run alone",
             r.control_contacted, r.overall.control.customers
-        );
+        ));
     }
-    t
+    out
 }
