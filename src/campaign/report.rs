@@ -131,6 +131,13 @@ pub struct Report {
 /// Who is in a group: each customer's offers.
 type Members = BTreeMap<String, Vec<String>>;
 
+/// Adds a customer to a set, copying the id only the first time.
+fn once(set: &mut HashSet<String>, customer: &str) {
+    if !set.contains(customer) {
+        set.insert(customer.to_owned());
+    }
+}
+
 /// A list's or control group's rows as the report reads them.
 struct Rows {
     /// Each customer's offers.
@@ -297,21 +304,19 @@ pub fn report(dir: &Path, data_dir: &Path, until_ms: Option<i64>) -> Result<Repo
                 targets_by_channel.contains_key(c) || spec::DEFAULT_OUTBOUND.contains(&c)
             });
         if !in_window {
-            if other_list && !before.contains(e.customer_id) {
-                before.insert(e.customer_id.to_owned());
+            if other_list {
+                once(&mut before, e.customer_id);
             }
             return;
         }
         if e.kind == EventKind::Impression {
             if other_list {
-                if !again.contains(e.customer_id) {
-                    again.insert(e.customer_id.to_owned());
-                }
+                once(&mut again, e.customer_id);
             } else if e.decision_id.is_none() && targets.contains_key(e.customer_id) {
                 contacts += 1;
             }
-            if control.contains_key(e.customer_id) && !contaminated.contains(e.customer_id) {
-                contaminated.insert(e.customer_id.to_owned());
+            if control.contains_key(e.customer_id) {
+                once(&mut contaminated, e.customer_id);
             }
         } else {
             conversions += 1;

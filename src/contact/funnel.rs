@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::attribution::{attribution, model_tag, origin};
+use super::attribution::{attribution, model_tag, origin, Origin};
 use super::dedupe::SeenIds;
 use super::event::{Attributed, Event, EventKind};
 use crate::engine::{CompiledModel, Ranked};
@@ -233,9 +233,11 @@ impl FunnelTable {
     /// True when the decision with this id explored (its placement's share and its seed say
     /// so); false for ids without an origin or a placement this table does not know.
     pub fn explored(&self, decision_id: u128) -> bool {
-        let Some(o) = origin(decision_id) else {
-            return false;
-        };
+        origin(decision_id).is_some_and(|o| self.explored_at(decision_id, o))
+    }
+
+    /// [`FunnelTable::explored`] for an id whose origin is already decoded.
+    fn explored_at(&self, decision_id: u128, o: Origin) -> bool {
         let share = o
             .channel
             .zip(o.slot)
@@ -270,10 +272,13 @@ impl FunnelTable {
         Some(shown.binary_search(&(offer as u32)).is_ok())
     }
 
-    /// True when the decision with this id was made for a placement that never shows the
+    /// True when a decision of this origin was made for a placement that never shows the
     /// offer: an outcome of it is no outcome of that decision.
-    fn never_shows(&self, decision_id: u128, offer: usize) -> bool {
-        origin(decision_id).and_then(|o| self.shows(o.channel?, o.slot?, offer)) == Some(false)
+    fn never_shows(&self, o: Origin, offer: usize) -> bool {
+        o.channel
+            .zip(o.slot)
+            .and_then(|(c, s)| self.shows(c, s, offer))
+            == Some(false)
     }
 
     /// Takes the placement names, exploration shares and offers shown of the model this table
@@ -486,11 +491,13 @@ impl Funnel {
         };
         let cell = table.and_then(|t| {
             let offer = t.offer(e.offer_id?)?;
-            if e.decision_id.is_some_and(|d| t.never_shows(d, offer)) {
+            // The id's origin, decoded once for both questions.
+            let from = e.decision_id.and_then(|d| Some((d, origin(d)?)));
+            if from.is_some_and(|(_, o)| t.never_shows(o, offer)) {
                 return None;
             }
             let channel = t.channels.iter().position(|c| Some(&**c) == e.channel)?;
-            let explored = e.decision_id.is_some_and(|d| t.explored(d));
+            let explored = from.is_some_and(|(d, o)| t.explored_at(d, o));
             t.cell_of(offer, channel, variant?, explored)
         });
         match cell {
