@@ -141,11 +141,17 @@ async fn the_sales_cap_counts_contacts_across_channels_and_spares_other_categori
         before,
         "4 of 5: nothing held"
     );
-    post_events(
-        srv.public,
-        json!([event("impression", &c, sales[0], "app")]),
-    )
-    .await;
+    // The fifth names a category the model does not give its offer: the model's counts.
+    let mut fifth = event("impression", &c, sales[0], "app");
+    fifth["category"] = "service".into();
+    let r = post_events(srv.public, json!([fifth])).await;
+    assert_eq!(r["accepted"], 1);
+    let warning = r["warnings"][0]["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("category: `service` is not the category the active model gives")
+            && warning.contains("(`sales`)"),
+        "{r}"
+    );
     let a = explain(&srv, &c, "app", "app_home").await;
     let why = "policies.sales_cap: at most 5 sales contacts in 7 days across channels";
     for o in &before {

@@ -77,11 +77,7 @@ pub async fn post(
         })
         .collect();
     attribute(&mut batch, &tables, &active);
-    for e in &mut batch.events {
-        if e.category.is_none() {
-            e.category = active.first().and_then(|t| t.category(e.offer_id?));
-        }
-    }
+    resolve_categories(&mut batch, &active);
     state.contacts.count_rejected(batch.rejected.len());
     let done = state.contacts.ingest(&batch.events).await?;
     let by_index = |list: &[(usize, String)], key: &str| {
@@ -286,6 +282,33 @@ fn attribute<'e>(
         batch.indices.push(i);
     }
     batch.rejected.sort_by_key(|r| r.0);
+    batch.warnings.sort_by_key(|w| w.0);
+}
+
+/// Gives each event its offer's category in the active model, which the contact policies' caps
+/// count: an event's own `category` serves an offer the model does not know (an outbound
+/// campaign's). One that contradicts the model is overruled, with a word, so a stale category
+/// in a channel's events cannot take its contacts out of a cap.
+fn resolve_categories<'e>(batch: &mut EventBatch<'e>, active: &'e [Arc<FunnelTable>]) {
+    for (k, e) in batch.events.iter_mut().enumerate() {
+        let Some(offer) = e.offer_id else { continue };
+        let Some(model) = active.iter().find_map(|t| t.category(offer)) else {
+            continue;
+        };
+        let model = Some(model).filter(|c| !c.is_empty());
+        if let Some(given) = e.category.filter(|&c| Some(c) != model) {
+            batch.warnings.push((
+                batch.indices[k],
+                format!(
+                    "category: `{}` is not the category the active model gives offer `{}` ({}); the model's is what the contact policies count (`category` is for an offer outside the model)",
+                    given.chars().take(64).collect::<String>(),
+                    offer.chars().take(64).collect::<String>(),
+                    model.map_or("none".to_owned(), |c| format!("`{c}`")),
+                ),
+            ));
+        }
+        e.category = model;
+    }
     batch.warnings.sort_by_key(|w| w.0);
 }
 
