@@ -174,6 +174,51 @@ async fn what_generated_clients_send_is_taken_or_refused_by_name() {
     ];
     let r = request(srv.public, "POST", "/v1/decide", &headers, body).await;
     assert_eq!(r.status, 200);
+    assert_eq!(warnings(&r.json()), Vec::<String>::new());
+    // More than the server's budget (1 s in tests): answered within it, and told so.
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-deadline-us", "2000000"),
+    ];
+    let a = request(srv.public, "POST", "/v1/decide", &headers, body)
+        .await
+        .json();
+    assert_eq!(
+        warnings(&a),
+        [
+            "X-Deadline-Us: 2000000 is more than this server's budget (`--deadline-us` 1000000), \
+          which a client can only shorten: the decision had 1000000 us"
+        ]
+    );
+    // What a method does not read is named: a POST's query string, a GET's body.
+    let a = request(
+        srv.public,
+        "POST",
+        "/v1/decide?explain=true&customer_id=C0000043",
+        &headers[..1],
+        body,
+    )
+    .await
+    .json();
+    assert_eq!(a["customer_id"], "C0000042", "{a}");
+    assert!(a.get("explain").is_none(), "{a}");
+    assert_eq!(
+        warnings(&a),
+        [
+            "the query string `explain=true&customer_id=C0000043` was not read: a POST decide \
+          reads its body; give these as fields of the body"
+        ]
+    );
+    let a = request(srv.public, "GET", &format!("{q}false"), &headers[..1], body)
+        .await
+        .json();
+    assert_eq!(
+        warnings(&a),
+        [
+            "the request's body was not read: a GET decide reads its query string; POST a JSON \
+          body instead"
+        ]
+    );
     // Sent twice, whichever comes first: refused, as a field given twice is.
     for values in [["10", "99999999"], ["99999999", "10"]] {
         let headers = [

@@ -15,7 +15,7 @@ use hyper::{Request, Response, StatusCode};
 
 use super::body::read_json_body;
 use super::codec::{self, AnswerMeta, DecideBody, Sticky};
-use super::error::{json_response, ApiError};
+use super::error::{declares_body, json_response, ApiError};
 use super::guards::{self, Deadline, Ticket};
 use super::shadow;
 use super::typos::{self, Route};
@@ -44,9 +44,16 @@ pub async fn decide_post(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // In flight from the moment the request is ours, so slow bodies count against the bound.
-    let entry = deadline_header(&req)
+    let mut entry = deadline_header(&req)
         .and_then(|d| Entry::new(state, d))
         .map_err(ApiError::before_body)?;
+    if let Some(q) = req.uri().query().filter(|q| !q.is_empty()) {
+        entry.warnings.push(format!(
+            "the query string `{}` was not read: a POST decide reads its body; give these as \
+             fields of the body",
+            q.chars().take(100).collect::<String>()
+        ));
+    }
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     decide_bytes(state, entry, &body)
 }
@@ -56,7 +63,14 @@ pub fn decide_get(
     state: &AppState,
     req: &Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let entry = Entry::new(state, deadline_header(req)?)?;
+    let mut entry = Entry::new(state, deadline_header(req)?)?;
+    if declares_body(req) {
+        entry.warnings.push(
+            "the request's body was not read: a GET decide reads its query string; POST a \
+             JSON body instead"
+                .into(),
+        );
+    }
     let body = codec::decode_query(req.uri().query().unwrap_or(""))?;
     Ok(decide(state, &body, entry.start()))
 }
@@ -83,20 +97,31 @@ fn decide_bytes(
     Ok(decide(state, &body, started))
 }
 
-/// A decide request from the moment it is ours: its admission ticket and its budget.
+/// A decide request from the moment it is ours: its admission ticket, its budget, and what
+/// its answer says about the request beyond its fields.
 struct Entry<'a> {
     ticket: Ticket<'a>,
     budget: Duration,
+    warnings: Vec<String>,
 }
 
 impl<'a> Entry<'a> {
     /// Enters the request in flight; a bad `X-Deadline-Us` is refused before it counts.
     #[inline]
     fn new(state: &'a AppState, deadline_us: Option<&[u8]>) -> Result<Self, ApiError> {
-        let budget = guards::budget(state.config.deadline, deadline_us)?;
+        let asked = guards::budget(state.config.deadline, deadline_us)?;
+        let warnings = match asked.above {
+            Some(us) => vec![format!(
+                "X-Deadline-Us: {us} is more than this server's budget (`--deadline-us` {0}), \
+                 which a client can only shorten: the decision had {0} us",
+                asked.budget.as_micros()
+            )],
+            None => Vec::new(),
+        };
         Ok(Entry {
             ticket: state.admission.enter(),
-            budget,
+            budget: asked.budget,
+            warnings,
         })
     }
 
@@ -108,6 +133,7 @@ impl<'a> Entry<'a> {
             ticket: self.ticket,
             at,
             deadline: Deadline::after(at, self.budget),
+            warnings: self.warnings,
         }
     }
 }
@@ -117,12 +143,17 @@ struct Started<'a> {
     ticket: Ticket<'a>,
     at: Instant,
     deadline: Deadline,
+    warnings: Vec<String>,
 }
 
 /// Answers one decide request: loads the snapshot once, looks the contact side up once, admits
 /// or sheds, runs the engine within the deadline, encodes, counts once. Every path ends in a
 /// 200 with content the page can show.
-fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Response<Full<Bytes>> {
+fn decide(
+    state: &AppState,
+    body: &DecideBody<'_>,
+    mut started: Started<'_>,
+) -> Response<Full<Bytes>> {
     let snap = state.registry.load();
     let mut req = body.as_request();
     let visitor = body.visitor();
@@ -154,6 +185,7 @@ fn decide(state: &AppState, body: &DecideBody<'_>, started: Started<'_>) -> Resp
         origin,
     );
     let mut warnings = typos::field_warnings(body);
+    warnings.append(&mut started.warnings);
     state
         .typos
         .unknown_fields(Route::Decide, body.unknown_count);

@@ -43,12 +43,25 @@ impl Budget for Deadline {
 /// (a larger value is a client bug, such as milliseconds sent as seconds).
 pub const MAX_DEADLINE_US: u64 = 60_000_000;
 
+/// One request's budget, and the longer one its client asked for in vain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asked {
+    /// What the decision gets.
+    pub budget: Duration,
+    /// `X-Deadline-Us` when it asked for more than the server's budget: a client may only
+    /// shorten it, and one that expects more is told so.
+    pub above: Option<u64>,
+}
+
 /// The budget for one request: the configured one, or a shorter one the client asks for with
 /// `X-Deadline-Us` (a client may only shorten it). A header that is not a whole number of
 /// microseconds from 0 to [`MAX_DEADLINE_US`] is refused, naming the header.
-pub fn budget(configured: Duration, header: Option<&[u8]>) -> Result<Duration, ApiError> {
+pub fn budget(configured: Duration, header: Option<&[u8]>) -> Result<Asked, ApiError> {
     let Some(h) = header else {
-        return Ok(configured);
+        return Ok(Asked {
+            budget: configured,
+            above: None,
+        });
     };
     let text = std::str::from_utf8(h).unwrap_or("").trim();
     let us = text
@@ -66,7 +79,11 @@ pub fn budget(configured: Duration, header: Option<&[u8]>) -> Result<Duration, A
                 String::from_utf8_lossy(h).chars().take(32).collect::<String>()
             ))
         })?;
-    Ok(configured.min(Duration::from_micros(us)))
+    let asked = Duration::from_micros(us);
+    Ok(Asked {
+        budget: configured.min(asked),
+        above: (asked > configured).then_some(us),
+    })
 }
 
 /// Counts decide requests in flight and decides which to admit.
@@ -133,16 +150,21 @@ mod tests {
     #[test]
     fn clients_may_only_shorten_the_budget() {
         let five = Duration::from_millis(5);
-        assert_eq!(budget(five, None).unwrap(), five);
+        let shorter = |us| Asked {
+            budget: Duration::from_micros(us),
+            above: None,
+        };
+        assert_eq!(budget(five, None).unwrap(), shorter(5_000));
+        assert_eq!(budget(five, Some(b"200")).unwrap(), shorter(200));
+        assert_eq!(budget(five, Some(b"200.0")).unwrap(), shorter(200));
+        assert_eq!(budget(five, Some(b"5000")).unwrap(), shorter(5_000));
         assert_eq!(
-            budget(five, Some(b"200")).unwrap(),
-            Duration::from_micros(200)
+            budget(five, Some(b"60000000")).unwrap(),
+            Asked {
+                budget: five,
+                above: Some(60_000_000)
+            }
         );
-        assert_eq!(
-            budget(five, Some(b"200.0")).unwrap(),
-            Duration::from_micros(200)
-        );
-        assert_eq!(budget(five, Some(b"60000000")).unwrap(), five);
         for bad in [
             &b"soon"[..],
             b"-1",
