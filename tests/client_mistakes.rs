@@ -483,3 +483,58 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_empty_id_in_an_event_is_no_id_as_in_a_decide_request() {
+    let (srv, _clock) = start_demo_contacts(None).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000044", "visitor_id": "", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert!(a["fallback"].is_null(), "{a}");
+    let offer = a["offers"][0]["offer_id"].as_str().unwrap().to_owned();
+    let r = post_events(
+        srv.public,
+        json!([
+            {"type": "impression", "customer_id": "C0000044", "offer_id": offer, "event_id": "e-1"},
+            {"type": "impression", "customer_id": "C0000044", "visitor_id": "", "offer_id": offer,
+             "event_id": "e-2"},
+            {"type": "dismiss", "customer_id": "", "visitor_id": "v-44", "offer_id": offer,
+             "event_id": "e-3"},
+        ]),
+    )
+    .await;
+    assert_eq!(r["accepted"], 3, "{r}");
+    assert_eq!(
+        r["warnings"],
+        json!([
+            {"index": 1, "warning": "visitor_id: empty, taken as absent (as a decide request takes it)"},
+            {"index": 2, "warning": "customer_id: empty, taken as absent (as a decide request takes it)"},
+        ])
+    );
+    // The dismiss is the visitor's: it holds the offer back for them.
+    let a = decide(
+        srv.public,
+        json!({"visitor_id": "v-44", "customer_id": "C0000044", "channel": "web",
+               "placement": "plans_page", "explain": true}),
+    )
+    .await;
+    assert!(
+        verdict(&a, &offer).is_some_and(|v| v.contains("dismiss")),
+        "{a}"
+    );
+    // Both empty is no subject at all: refused, naming the field.
+    let r = post_json(
+        srv.public,
+        "/v1/events",
+        &json!({"events": [{"type": "click", "customer_id": "", "visitor_id": "", "offer_id": offer}]}),
+    )
+    .await;
+    let detail = r.assert_error(400, "invalid_request");
+    assert!(
+        detail.starts_with("events[0].customer_id: missing field"),
+        "{detail}"
+    );
+    srv.stop().await;
+}

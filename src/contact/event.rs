@@ -277,8 +277,15 @@ impl<'a> Event<'a> {
                 }
             },
         };
-        let customer_id = opt_str(obj, "customer_id", MAX_CUSTOMER_ID)?;
-        let visitor_id = opt_str(obj, "visitor_id", MAX_CUSTOMER_ID)?;
+        // An empty id is no id, as on `/v1/decide` (a visitor without a cookie value).
+        let id = |key| {
+            opt_str(obj, key, MAX_CUSTOMER_ID).or_else(|e| match obj.get(key) {
+                Some(v) if v.as_str() == Some("") => Ok(None),
+                _ => Err(e),
+            })
+        };
+        let customer_id = id("customer_id")?;
+        let visitor_id = id("visitor_id")?;
         if customer_id.is_none() && visitor_id.is_none() {
             let typo = misspelt(obj, &["customer_id", "visitor_id"]);
             return malformed(format!(

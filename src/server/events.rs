@@ -181,6 +181,14 @@ pub fn validate_batch<'v>(
             }
         }
         if let Some(obj) = item.as_object() {
+            for key in ["customer_id", "visitor_id"] {
+                if obj.get(key).and_then(|v| v.as_str()) == Some("") {
+                    batch.warnings.push((
+                        i,
+                        format!("{key}: empty, taken as absent (as a decide request takes it)"),
+                    ));
+                }
+            }
             for key in unknown_keys(obj) {
                 batch.warnings.push((
                     i,

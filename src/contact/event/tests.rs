@@ -64,7 +64,7 @@ fn refusals_name_the_field() {
         (r#"{"type":"click","offer_id":"o"}"#, "customer_id: missing"),
         (
             r#"{"type":"click","visitor_id":"","offer_id":"o"}"#,
-            "visitor_id: must not be empty",
+            "customer_id: missing field (or give a visitor_id)",
         ),
         (
             r#"{"type":"click","customer_id":"C1"}"#,
@@ -72,11 +72,15 @@ fn refusals_name_the_field() {
         ),
         (
             r#"{"type":"click","customer_id":"","offer_id":"o"}"#,
-            "customer_id: must not be empty",
+            "customer_id: missing field (or give a visitor_id)",
         ),
         (
             r#"{"type":"click","customer_id":7,"offer_id":"o"}"#,
             "customer_id: expected a string",
+        ),
+        (
+            r#"{"type":"click","customer_id":"C","offer_id":""}"#,
+            "offer_id: must not be empty",
         ),
         (
             r#"{"type":"click","customer_id":"C","offer_id":"o","ts":"yesterday"}"#,
