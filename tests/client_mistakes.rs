@@ -282,7 +282,7 @@ async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
         rejected,
         [
             (1, "channel: `app` contradicts the decision, which was made on channel `web`".to_owned()),
-            (2, "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id`".to_owned()),
+            (2, "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id` (a decision asked with both ids was made for the `customer_id`: its events give that one)".to_owned()),
             (3, "placement: `home_hero` contradicts the decision, which was made for placement `plans_page`".to_owned()),
         ]
     );
@@ -535,6 +535,42 @@ async fn an_empty_id_in_an_event_is_no_id_as_in_a_decide_request() {
     assert!(
         detail.starts_with("events[0].customer_id: missing field"),
         "{detail}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_stamped_long_before_its_decision_is_taken_with_a_word() {
+    let (srv, clock) = start_demo_contacts(None).await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    let (id, offer) = (&a["decision_id"], &a["offers"][0]["offer_id"]);
+    let at = |ms: i64| nextbest::rfc3339::format_ms(clock.now_ms() - ms);
+    let click = |ts: String| {
+        json!({"type": "click", "customer_id": "C0000042", "offer_id": offer,
+               "decision_id": id, "ts": ts})
+    };
+    // A client's clock a few minutes behind: no word. An hour's offset lost: named.
+    let r = post_events(
+        srv.public,
+        json!([click(at(4 * 60_000)), click(at(3 * 3_600_000 + 1))]),
+    )
+    .await;
+    assert_eq!(r["accepted"], 2, "{r}");
+    let w = &r["warnings"];
+    assert_eq!(w.as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(w[0]["index"], 1);
+    let text = w[0]["warning"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "ts: `{}` is 3 hours before the decision it quotes was made ({})",
+            at(3 * 3_600_000 + 1),
+            at(0)
+        )),
+        "{text}"
     );
     srv.stop().await;
 }

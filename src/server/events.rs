@@ -242,6 +242,9 @@ fn attribute<'e>(
             if let Some(why) = never_shown(&e, table, origin) {
                 batch.warnings.push((i, why));
             }
+            if let Some(why) = e.decision_id.and_then(|d| before_its_decision(&e, d)) {
+                batch.warnings.push((i, why));
+            }
         }
         if let (Some(d), None, false) = (e.decision_id, decided, tables.is_empty()) {
             // A truncated, stale or mistyped id: say so, or a client's broken plumbing would
@@ -335,6 +338,33 @@ fn never_shown(e: &Event<'_>, table: &FunnelTable, origin: attribution::Origin) 
     ))
 }
 
+/// Says when an event is stamped before the decision it quotes (beyond the clock skew a
+/// client may have, as for times ahead): a time zone lost on the way, most likely. The event
+/// counts at the time it gives.
+fn before_its_decision(e: &Event<'_>, decision_id: u128) -> Option<String> {
+    let decided_ms = i64::try_from(ulid::Ulid(decision_id).timestamp_ms()).ok()?;
+    let early = decided_ms - e.ts_ms;
+    if early <= crate::contact::event::MAX_FUTURE_MS {
+        return None;
+    }
+    Some(format!(
+        "ts: `{}` is {} before the decision it quotes was made ({}): check the time's offset; the event counts at the time it gives",
+        crate::rfc3339::format_ms(e.ts_ms),
+        span(early),
+        crate::rfc3339::format_ms(decided_ms),
+    ))
+}
+
+/// A positive span of milliseconds in the largest whole unit a reader wants.
+fn span(ms: i64) -> String {
+    const MINUTE: i64 = 60_000;
+    match ms {
+        m if m >= 2 * 24 * 60 * MINUTE => format!("{} days", m / (24 * 60 * MINUTE)),
+        m if m >= 2 * 60 * MINUTE => format!("{} hours", m / (60 * MINUTE)),
+        m => format!("{} minutes", m / MINUTE),
+    }
+}
+
 /// Takes channel and placement from the decision where the event leaves them out; refuses an
 /// event that contradicts them or names another customer than the decision's.
 fn check_origin<'e>(
@@ -350,7 +380,7 @@ fn check_origin<'e>(
             && Some(c) != named(Subject::of(None, e.visitor_id))
     }) {
         return Err(
-            "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id`".into(),
+            "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id` (a decision asked with both ids was made for the `customer_id`: its events give that one)".into(),
         );
     }
     let Some(ci) = origin.channel else {
