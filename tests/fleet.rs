@@ -432,6 +432,53 @@ async fn an_idle_replica_reships_to_a_redis_restarted_empty_within_10_s() {
     assert!(a.stderr().contains("redis restarted (new run id)"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_with_its_data_gets_no_event_twice() {
+    let dir = TempDir::new("fleet-kept");
+    let (port, store) = (Redis::free_port(), dir.0.join("redis"));
+    let mut redis = Redis::persistent(port, &store);
+    let url = redis.url();
+    let data = dir.0.join("a");
+    let a = replica(&data, &url);
+    assert_eq!(flood(a.public, "K", 30).await, 30);
+    within("A's events in Redis and its position saved", || async {
+        stream_entries(&url) == 30 && cursor_at_end(&data)
+    })
+    .await;
+    // Killed, and back with its append-only file: a new run id, the same streams.
+    redis.kill();
+    let mut redis = Redis::persistent(port, &store);
+    assert_eq!(stream_entries(&url), 30, "the append-only file kept them");
+    within("A noticed the restart", || async {
+        a.stderr().contains("redis restarted (new run id)")
+    })
+    .await;
+    assert_eq!(flood(a.public, "L", 5).await, 5);
+    within("A's new events shipped", || async {
+        stream_entries(&url) >= 35 && cursor_at_end(&data)
+    })
+    .await;
+    assert_eq!(stream_entries(&url), 35, "nothing shipped twice");
+    // The same across a stop of A: it learns of the restart from what it saved.
+    drop(a); // kill -9
+    redis.kill();
+    let _redis = Redis::persistent(port, &store);
+    let a = replica(&data, &url);
+    within("A back and told of the restart", || async {
+        a.stderr().contains("redis restarted (new run id)")
+    })
+    .await;
+    assert_eq!(flood(a.public, "M", 5).await, 5);
+    within("A's newest events shipped", || async {
+        stream_entries(&url) >= 40 && cursor_at_end(&data)
+    })
+    .await;
+    assert_eq!(stream_entries(&url), 40, "nothing shipped twice");
+    assert!(a
+        .stderr()
+        .contains("and kept this replica's shipped events"));
+}
+
 /// True once the shipper's saved position is the end of the log (all of it shipped and saved).
 fn cursor_at_end(data: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(data.join("replication.cursor")) else {

@@ -10,9 +10,10 @@
 //! log position). Decisions never wait on the network: they read the local state as alone.
 //!
 //! Redis down: ingest and decisions go on locally, the shipper keeps its backlog and the
-//! consumers retry with backoff, logging once per outage. A Redis that lost its data (a restart
-//! without persistence) is noticed by its run id changing, checked every second also while
-//! nothing is shipped, and the whole local log is shipped again (receivers apply each id once).
+//! consumers retry with backoff, logging once per outage. A restarted Redis is noticed by its
+//! run id changing, checked every second also while nothing is shipped; one that lost the last
+//! event shipped to it (a restart without persistence) gets the whole local log again (receivers
+//! apply each id once), one that kept it (AOF, a snapshot, a failover) nothing twice.
 //! The backlog is measured from the log itself every second ([`monitor`]), connected or not; the
 //! lag from the time the origin accepted an event (stamped in its log record) to its apply here.
 //!

@@ -8,10 +8,12 @@
 //! at most every `CURSOR_SAVE_EVERY` while batches flow, and once shipping has been idle for
 //! `IDLE_POLL` (saving it after every batch cost more than shipping the batch); at worst a
 //! crash ships the last second's batches again, and receivers apply each event id once. When
-//! Redis answers with another run id than before (it restarted and may
-//! have lost what it held), also across a stop of this replica, or when the partition count is
-//! not the one the position was shipped with, the position goes back to the start of the log.
-//! The run id is asked
+//! Redis answers with another run id than before (it restarted, also across a stop of this
+//! replica), the stream entry of the last record shipped is looked for: a Redis that kept its
+//! data (AOF, a snapshot, a failover to its replica) holds it and every entry before it, and
+//! shipping goes on; one that lost it gets the whole log again from its start, as do streams
+//! laid out with another partition count than the position was shipped with. The run id is
+//! asked
 //! on every reconnect and, while there is nothing to ship, every [`RUN_ID_CHECK`]: an idle
 //! replica notices a restarted Redis within about a second, not with its next event, and a
 //! dead connection is replaced before it is needed.
@@ -54,6 +56,9 @@ pub(super) struct Cursor {
     pub run_id: Option<String>,
     /// The partition count they were spread over.
     pub partitions: Option<u16>,
+    /// The stream entry of the last record before `at` (its partition and entry id): a Redis
+    /// that still holds it holds everything shipped before it.
+    pub last: Option<Shipped>,
     /// True when the file's position was dropped for another partition count.
     pub reset: bool,
 }
@@ -63,11 +68,19 @@ impl Cursor {
     fn parse(text: &str) -> Option<Cursor> {
         let mut lines = text.lines();
         let at = Position::parse(lines.next()?)?;
-        let (mut run_id, mut partitions) = (None, None);
+        let (mut run_id, mut partitions, mut last) = (None, None, None);
         for line in lines {
             match line.trim().split_once('=') {
                 Some(("run_id", v)) if !v.is_empty() => run_id = Some(v.to_owned()),
                 Some(("partitions", v)) => partitions = v.parse().ok(),
+                Some(("last", v)) => {
+                    last = v.split_once(':').and_then(|(p, id)| {
+                        Some(Shipped {
+                            partition: p.parse().ok()?,
+                            entry: id.to_owned(),
+                        })
+                    })
+                }
                 _ => {}
             }
         }
@@ -75,17 +88,33 @@ impl Cursor {
             at,
             run_id,
             partitions,
+            last,
             reset: false,
         })
     }
 
-    fn to_text(at: Position, run_id: Option<&str>, partitions: u16) -> String {
+    fn to_text(
+        at: Position,
+        run_id: Option<&str>,
+        partitions: u16,
+        last: Option<&Shipped>,
+    ) -> String {
         let mut text = format!("{}\npartitions={partitions}\n", at.to_text());
         if let Some(id) = run_id {
             text.push_str(&format!("run_id={id}\n"));
         }
+        if let Some(l) = last {
+            text.push_str(&format!("last={}:{}\n", l.partition, l.entry));
+        }
         text
     }
+}
+
+/// Where a shipped record went: its partition and the entry id Redis gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Shipped {
+    partition: u16,
+    entry: String,
 }
 
 /// Where shipping has got to; the start of the log when the file was written for another
@@ -100,6 +129,7 @@ pub(super) fn load_cursor(dir: &Path, partitions: u16) -> Cursor {
             at: Position::start(),
             run_id: None,
             partitions: None,
+            last: None,
             reset: other.is_some(),
         },
     }
@@ -127,6 +157,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
         );
     }
     let mut run_id: Option<String> = before.run_id;
+    let mut last: Option<Shipped> = before.last;
     let mut attempt = 0u32;
     let mut idle_since = tokio::time::Instant::now();
     let mut saved = Saved {
@@ -142,9 +173,10 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
         let c = match &mut con {
             Some(c) => c,
             None => match connect(&fleet).await {
-                Ok((c, id)) => {
-                    if restarted(&mut run_id, id) {
+                Ok((mut c, id)) => {
+                    if restarted(&mut run_id, id) && !kept(&mut c, &fleet, last.as_ref()).await {
                         cursor = Position::start();
+                        last = None;
                         fleet.set_cursor(cursor);
                     }
                     idle_since = tokio::time::Instant::now();
@@ -163,7 +195,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             match server_run_id(c).await {
                 Ok(id) => {
                     fleet.exchanged("check", now_ms());
-                    if restarted(&mut run_id, id) {
+                    if restarted(&mut run_id, id) && !kept(c, &fleet, last.as_ref()).await {
                         // A Redis back empty also lost the recorded partition count.
                         if let Ok(v) = super::join::check(c, &fleet).await {
                             if !super::join::accept(&fleet, v) {
@@ -171,6 +203,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                             }
                         }
                         cursor = Position::start();
+                        last = None;
                         fleet.set_cursor(cursor);
                     }
                 }
@@ -218,7 +251,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             if next != cursor {
                 cursor = next;
                 fleet.set_cursor(cursor);
-                saved.save(cursor, run_id.as_deref()).await;
+                saved.save(cursor, run_id.as_deref(), last.as_ref()).await;
                 continue;
             }
             tokio::select! {
@@ -226,14 +259,15 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                 _ = tokio::time::sleep(IDLE_POLL) => {
                     // Quiet for a while: the saved position catches up with the shipped one.
                     if saved.at != Some(cursor) {
-                        saved.save(cursor, run_id.as_deref()).await;
+                        saved.save(cursor, run_id.as_deref(), last.as_ref()).await;
                     }
                 }
             }
             continue;
         }
         match ship(c, &fleet, &batch, contacts.state().retention_ms()).await {
-            Ok(()) => {
+            Ok(shipped) => {
+                last = Some(shipped);
                 attempt = 0;
                 idle_since = tokio::time::Instant::now();
                 fleet.exchanged("ship", now_ms());
@@ -241,7 +275,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                 cursor = next;
                 fleet.set_cursor(cursor);
                 if saved.when.elapsed() >= CURSOR_SAVE_EVERY {
-                    saved.save(cursor, run_id.as_deref()).await;
+                    saved.save(cursor, run_id.as_deref(), last.as_ref()).await;
                 }
             }
             Err(e) => {
@@ -255,14 +289,40 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
 }
 
 /// Notes the run id Redis answered with; true when it differs from the one before (Redis
-/// restarted and may have lost what it held).
+/// restarted, and may have lost what it held).
 fn restarted(known: &mut Option<String>, id: String) -> bool {
     let changed = known.as_ref().is_some_and(|old| *old != id);
-    if changed {
-        tracing::warn!("redis restarted (new run id); shipping the whole local log again");
-    }
     *known = Some(id);
     changed
+}
+
+/// Whether a restarted Redis kept what was shipped to it: the entry of the last record shipped
+/// is there (Redis restores a prefix of its writes: an append-only file, a snapshot, what its
+/// replica had), so the position stands. Says which it is; a failed look counts as lost, and
+/// the whole log is shipped again (receivers apply each id once).
+async fn kept(
+    c: &mut redis::aio::MultiplexedConnection,
+    fleet: &Fleet,
+    last: Option<&Shipped>,
+) -> bool {
+    let found = match last {
+        Some(l) => redis::cmd("XRANGE")
+            .arg(fleet.config.key(l.partition))
+            .arg(&l.entry)
+            .arg(&l.entry)
+            .query_async::<Vec<redis::Value>>(c)
+            .await
+            .is_ok_and(|entries| !entries.is_empty()),
+        None => false,
+    };
+    if found {
+        tracing::info!(
+            "redis restarted (new run id) and kept this replica's shipped events; shipping goes on"
+        );
+    } else {
+        tracing::warn!("redis restarted (new run id) without this replica's last shipped event; shipping the whole local log again");
+    }
+    found
 }
 
 /// A connection and the server's run id, the partition count checked (a refusal stops the
@@ -294,11 +354,11 @@ async fn ship(
     fleet: &Fleet,
     batch: &[Outgoing],
     retention_ms: i64,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<Shipped> {
     let written = now_ms().to_string();
     let min_id = format!("{}-0", now_ms().saturating_sub(retention_ms).max(0));
     let mut pipe = redis::pipe();
-    for o in batch {
+    for (k, o) in batch.iter().enumerate() {
         pipe.cmd("XADD")
             .arg(fleet.config.key(o.partition))
             .arg("MINID")
@@ -312,10 +372,17 @@ async fn ship(
             .arg("t")
             .arg(&written)
             .arg("e")
-            .arg(&o.payload[..])
-            .ignore();
+            .arg(&o.payload[..]);
+        // The last entry's id is what a restarted Redis is asked for (see `kept`).
+        if k + 1 < batch.len() {
+            pipe.ignore();
+        }
     }
-    pipe.query_async::<()>(c).await
+    let (entry,): (String,) = pipe.query_async(c).await?;
+    Ok(Shipped {
+        partition: batch.last().map_or(0, |o| o.partition),
+        entry,
+    })
 }
 
 /// The cursor file, the position last written to it, and when.
@@ -329,9 +396,9 @@ struct Saved {
 impl Saved {
     /// Saves the replication position (at worst a crash ships what came after it again). A
     /// failed write is retried at the next save.
-    async fn save(&mut self, at: Position, run_id: Option<&str>) {
+    async fn save(&mut self, at: Position, run_id: Option<&str>, last: Option<&Shipped>) {
         let path = self.path.clone();
-        let text = Cursor::to_text(at, run_id, self.partitions);
+        let text = Cursor::to_text(at, run_id, self.partitions, last);
         let written = tokio::task::spawn_blocking(move || {
             crate::durable::write_atomic(&path, text.as_bytes(), false)
         })
@@ -386,11 +453,15 @@ mod tests {
     #[test]
     fn the_cursor_keeps_its_redis_and_layout_and_reads_an_older_builds_file() {
         let at = Position::parse("3:4096").unwrap();
-        let text = Cursor::to_text(at, Some("abc123"), 8);
+        let last = Shipped {
+            partition: 5,
+            entry: "1795000000000-3".into(),
+        };
+        let text = Cursor::to_text(at, Some("abc123"), 8, Some(&last));
         let c = Cursor::parse(&text).unwrap();
         assert_eq!(
-            (c.at, c.run_id.as_deref(), c.partitions),
-            (at, Some("abc123"), Some(8))
+            (c.at, c.run_id.as_deref(), c.partitions, c.last),
+            (at, Some("abc123"), Some(8), Some(last))
         );
         let old = Cursor::parse("3:4096").unwrap();
         assert_eq!((old.at, old.run_id, old.partitions), (at, None, None));

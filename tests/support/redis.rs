@@ -14,11 +14,7 @@ pub struct Redis {
 impl Redis {
     /// Starts one on a free loopback port; fails the test, naming the package, without it.
     pub fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Redis::on_port(port)
+        Redis::on_port(Redis::free_port())
     }
 
     /// Starts one on the given port (to bring a killed one back where replicas expect it).
@@ -28,11 +24,33 @@ impl Redis {
 
     /// Starts one on a free loopback port that refuses clients without `password`.
     pub fn with_password(password: &str) -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
+        Redis::spawn(Redis::free_port(), &["--requirepass", password])
+    }
+
+    /// Starts one on `port` that keeps its data in `dir` across restarts: an append-only file
+    /// synced at every write, so even a SIGKILL loses nothing acknowledged.
+    pub fn persistent(port: u16, dir: &std::path::Path) -> Redis {
+        std::fs::create_dir_all(dir).expect("the Redis data folder");
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Redis::spawn(
+            port,
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir,
+            ],
+        )
+    }
+
+    /// A free loopback port for [`Redis::persistent`].
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
-            .port();
-        Redis::spawn(port, &["--requirepass", password])
+            .port()
     }
 
     fn spawn(port: u16, extra: &[&str]) -> Redis {
@@ -51,10 +69,11 @@ impl Redis {
             });
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
+        // Listening is not enough: a Redis loading its append-only file answers `-LOADING`.
+        while !answers_ping(addr) {
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not listen on {addr}"
+                "redis-server did not answer PING on {addr}"
             );
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -82,4 +101,18 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether the server at `addr` answers `PING` (`+PONG`, or `-NOAUTH` from one that asks for a
+/// password: it is up).
+fn answers_ping(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
