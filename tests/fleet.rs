@@ -600,8 +600,8 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
 
 /// A data folder copied from a running replica (a cloned volume) carries its `replica-id`:
 /// each of the two would skip the other's events as its own. The copy refuses to join,
-/// saying why on `/readyz`, and takes no event (a 202 would promise the fleet knows it); the
-/// original keeps serving.
+/// saying why on `/readyz`, and takes no event, neither before it knows nor after (a 202 would
+/// promise the fleet knows it); the original keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
     let redis = Redis::start();
@@ -622,8 +622,21 @@ async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
         .unwrap();
     assert!(copied.success());
     let b = replica(&b_dir, &url);
+    // From its first moment the copy takes no event: A would skip it as its own. It waits
+    // for the second round of reports, which tells whether A's is a live process's.
+    let events = json!({"events": [{"type": "impression", "customer_id": "C0000001",
+        "offer_id": "data_boost_10gb", "channel": "web"}]});
+    let d = post_json(b.public, "/v1/events", &events)
+        .await
+        .assert_error(503, "unavailable");
+    assert!(
+        d.contains("making sure no running replica has its id")
+            || d.contains("refused to join the fleet"),
+        "{d}"
+    );
     within("B refuses under A's id", || async {
         let r = get(b.public, "/readyz").await;
+        assert_ne!(r.status, 200, "B said ready under A's id");
         r.status == 503
             && String::from_utf8_lossy(&r.body)
                 .contains("another running replica has this replica's id")
@@ -632,8 +645,6 @@ async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
     .await;
     assert_eq!(get(a.public, "/readyz").await.status, 200);
     // Events sent to the copy would reach no other replica: refused, not acknowledged.
-    let events = json!({"events": [{"type": "impression", "customer_id": "C0000001",
-        "offer_id": "data_boost_10gb", "channel": "web"}]});
     let d = post_json(b.public, "/v1/events", &events)
         .await
         .assert_error(503, "unavailable");

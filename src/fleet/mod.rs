@@ -43,7 +43,7 @@ pub mod shipper;
 pub mod signing;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -149,6 +149,11 @@ pub enum FleetError {
     NotTheFleet(String),
 }
 
+/// [`Fleet::identity_pending`]: no answer yet, no other process with this id, Redis away.
+const IDENTITY_PENDING: u8 = 0;
+const IDENTITY_CHECKED: u8 = 1;
+const IDENTITY_UNREACHABLE: u8 = 2;
+
 /// The state of the link, shared by the shipper, the consumers, readiness and metrics.
 pub struct Fleet {
     /// This replica's id in the fleet (kept in the data folder across restarts).
@@ -158,6 +163,11 @@ pub struct Fleet {
     instance: String,
     /// When this process joined (Unix ms).
     started_ms: i64,
+    /// Whether this replica knows it is the only running one with its id (see
+    /// [`Fleet::identity_pending`]).
+    identity: AtomicU8,
+    /// Wakes the requests waiting for `identity` to be settled.
+    identity_settled: tokio::sync::Notify,
     /// The host name (in Kubernetes, the pod's name), named in the fleet's view.
     host: String,
     config: FleetConfig,
@@ -205,9 +215,52 @@ impl Fleet {
     /// waiting for it; never after refusing to join.
     pub fn ready(&self) -> bool {
         self.refused().is_none()
+            && !self.identity_pending()
             && (self.caught_up()
                 || (self.config.ready_when_behind
                     && self.started.elapsed() >= self.config.catchup_wait))
+    }
+
+    /// True until this replica knows no other running process has its id (a data folder copied
+    /// from a running replica): an event taken meanwhile by such a twin would be skipped by
+    /// the other as its own, so events wait for the answer (a second or two; a round of
+    /// reports, 5 s, when the id's last report is so recent it may be a live twin's). A
+    /// replica that cannot reach Redis at start takes events locally, as in any outage.
+    pub fn identity_pending(&self) -> bool {
+        self.identity.load(Relaxed) == IDENTITY_PENDING
+    }
+
+    /// Waits at most `wait` for [`Fleet::identity_pending`] to be over; false when it is not.
+    pub async fn identity_settled(&self, wait: Duration) -> bool {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let settled = self.identity_settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if !self.identity_pending() {
+                return true;
+            }
+            if tokio::time::timeout_at(until, settled).await.is_err() {
+                return !self.identity_pending();
+            }
+        }
+    }
+
+    /// The reports say no other running process has this replica's id.
+    fn identity_checked(&self) {
+        self.identity.store(IDENTITY_CHECKED, Relaxed);
+        self.identity_settled.notify_waiters();
+    }
+
+    /// Redis could not be asked: events are taken locally until it can.
+    fn identity_unreachable(&self) {
+        let _ = self.identity.compare_exchange(
+            IDENTITY_PENDING,
+            IDENTITY_UNREACHABLE,
+            Relaxed,
+            Relaxed,
+        );
+        self.identity_settled.notify_waiters();
     }
 
     /// Why this replica refused to join the fleet, if it did.
@@ -435,6 +488,8 @@ pub fn start(
         origin,
         instance: format!("{:016x}", rand::random::<u64>()),
         started_ms: now_ms(),
+        identity: AtomicU8::new(IDENTITY_PENDING),
+        identity_settled: tokio::sync::Notify::new(),
         host: rustix::system::uname()
             .nodename()
             .to_string_lossy()

@@ -91,6 +91,9 @@ pub struct Report {
     /// Its host name (in Kubernetes, the pod's name): how people find the replica.
     #[serde(default)]
     pub host: String,
+    /// Its process id on that host (0 from a release that wrote none).
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// What the fleet serves, from the replicas heard from lately.
@@ -442,7 +445,12 @@ async fn follow(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     }
 }
 
-/// Reports what this replica serves and reads what the others do, every [`REPORT_EVERY`].
+/// How recent the last report under this replica's id may be and still be a live process's:
+/// two rounds of reports. One older was this replica's own before it restarted.
+const MAYBE_LIVE_MS: i64 = 2 * REPORT_EVERY.as_millis() as i64;
+
+/// Reports what this replica serves and reads what the others do, every [`REPORT_EVERY`]; the
+/// first rounds also tell whether another running process has this replica's id.
 async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     let mut con = None;
     let mut tick = tokio::time::interval(REPORT_EVERY);
@@ -459,7 +467,10 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             Some(c) => c,
             None => match connect(&fleet).await {
                 Ok(c) => con.insert(c),
-                Err(_) => continue,
+                Err(_) => {
+                    fleet.identity_unreachable();
+                    continue;
+                }
             },
         };
         let serving = registry.serving();
@@ -476,6 +487,7 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             instance: fleet.instance.clone(),
             started_ms: fleet.started_ms,
             host: fleet.host.clone(),
+            pid: std::process::id(),
         };
         let Ok(json) = serde_json::to_string(&ours) else {
             continue;
@@ -495,13 +507,21 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             .await;
         match all {
             Ok((before, all)) => {
-                let twin = before
+                let other = before
                     .and_then(|b| serde_json::from_str::<Report>(&b).ok())
-                    .filter(|r| reported && !r.instance.is_empty() && r.instance != fleet.instance);
-                reported = true;
-                if twin.is_some_and(|t| shares_our_id(&fleet, &t)) {
-                    return;
+                    .filter(|r| !r.instance.is_empty() && r.instance != fleet.instance);
+                if reported {
+                    if other.is_some_and(|t| shares_our_id(&fleet, &t)) {
+                        return;
+                    }
+                    fleet.identity_checked();
+                } else if other
+                    .is_none_or(|r| now - r.at_ms > MAYBE_LIVE_MS || earlier_self(&fleet, &r))
+                {
+                    // No report under this id, or this replica's own before it restarted.
+                    fleet.identity_checked();
                 }
+                reported = true;
                 let reports: Vec<Report> = all
                     .values()
                     .filter_map(|v| serde_json::from_str(v).ok())
@@ -520,9 +540,26 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
                 }
                 fleet.set_view(FleetView::of(reports, now));
             }
-            Err(_) => con = None,
+            Err(_) => {
+                fleet.identity_unreachable();
+                con = None;
+            }
         }
     }
+}
+
+/// Whether a recent report under this replica's id is its own from before a restart: written
+/// on this host by a process that is gone, or by one with this process's id (a container
+/// restarted in its pod runs as the same pid). Otherwise it may be a live twin's, and the next
+/// round of reports tells.
+fn earlier_self(fleet: &Fleet, r: &Report) -> bool {
+    let gone = |pid: u32| {
+        i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .is_some_and(|p| rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH))
+    };
+    r.host == fleet.host && r.pid != 0 && (r.pid == std::process::id() || gone(r.pid))
 }
 
 /// A report's host as said in a refusal: `unknown` from a release that wrote none, and at
@@ -567,6 +604,7 @@ mod tests {
             instance: String::new(),
             started_ms: 0,
             host: String::new(),
+            pid: 0,
         }
     }
 

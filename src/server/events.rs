@@ -33,6 +33,9 @@ use crate::registry::Snapshot;
 /// Most events one request may carry.
 pub const MAX_BATCH: usize = 1000;
 
+/// Longest a request waits for a just-started replica to know its id is its own alone.
+const IDENTITY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Takes a batch of events: each is validated on its own, the valid ones are made durable and
 /// applied, and the answer lists the refused ones by index.
 pub async fn post(
@@ -46,6 +49,19 @@ pub async fn post(
             "this replica refused to join the fleet, so events sent here would reach no other \
              replica: {why}"
         ))
+        .before_body());
+    }
+    // Just started: wait a little for the answer rather than refuse at once.
+    let pending = match state.fleet.as_ref().filter(|f| f.identity_pending()) {
+        Some(f) => !f.identity_settled(IDENTITY_WAIT).await,
+        None => false,
+    };
+    if pending {
+        return Err(ApiError::Unavailable(
+            "this replica has just started and is making sure no running replica has its id (a \
+             data folder copied from another) before it takes events; retry in a second"
+                .into(),
+        )
         .before_body());
     }
     let raw = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
