@@ -218,8 +218,9 @@ fn refused_command_line(e: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The flags a refusal names that the command line did not give but the environment did: a
-/// conflict with `--admin-token` when only `NEXTBEST_ADMIN_TOKEN` is set is otherwise a puzzle.
+/// The flags a refusal names (quoted, as clap does, or first, as a settings check does) that the
+/// command line did not give but the environment did: a conflict with `--admin-token` when only
+/// `NEXTBEST_ADMIN_TOKEN` is set is otherwise a puzzle.
 fn flags_from_environment(message: &str, args: &[String]) -> Vec<(String, String)> {
     fn walk(cmd: &clap::Command, out: &mut Vec<(String, String)>) {
         for a in cmd.get_arguments() {
@@ -239,7 +240,8 @@ fn flags_from_environment(message: &str, args: &[String]) -> Vec<(String, String
         .filter(|(flag, var)| {
             let named = [' ', '\'']
                 .iter()
-                .any(|end| message.contains(&format!("'{flag}{end}")));
+                .any(|end| message.contains(&format!("'{flag}{end}")))
+                || message.starts_with(&format!("{flag} "));
             let given = args
                 .iter()
                 .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
@@ -328,7 +330,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.check()?;
+    let settings = args.check().map_err(|e| {
+        let mut line = e.to_string();
+        let argv: Vec<String> = std::env::args().collect();
+        for (flag, var) in flags_from_environment(&line, &argv) {
+            line.push_str(&format!(" ({flag} was set by {var} in the environment)"));
+        }
+        anyhow::anyhow!(line)
+    })?;
     let registry = Arc::new(Registry::new(settings.registry));
     if let Err(e) = registry.reload_from_disk() {
         // Serve anyway (the registry logged why): every decision gets the built-in fallback

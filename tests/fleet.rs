@@ -666,9 +666,24 @@ async fn a_wrong_redis_password_is_said_as_a_refusal_of_the_credentials() {
     let dir = TempDir::new("fleet-auth");
     let a = replica(&dir.0.join("a"), &wrong);
     let log = a.wait_stderr("redis refused the credentials");
-    assert!(log.contains("--redis (user or password)"), "{log}");
+    assert!(log.contains("--redis (user or password"), "{log}");
     assert!(!log.contains("redis unreachable"), "{log}");
-    assert_eq!(get(a.public, "/readyz").await.status, 503);
+    assert!(
+        !log.contains(":wrong@"),
+        "the password stays out of the log: {log}"
+    );
+    // `/readyz` says what it waits for, naming the Redis (its password hidden).
+    let r = get(a.public, "/readyz").await;
+    assert_eq!(r.status, 503);
+    let detail: Value = serde_json::from_slice(&r.body).unwrap();
+    let detail = detail["detail"].as_str().unwrap();
+    let host = redis.addr.to_string();
+    assert!(
+        detail.starts_with("waiting for the fleet's Redis: redis://")
+            && detail.contains(&format!("@{host} refused the credentials"))
+            && !detail.contains("wrong"),
+        "{detail}"
+    );
     // The password the replica has becomes the right one: it joins.
     config_set(&mut con, "requirepass", "wrong");
     within("A joined", || async {

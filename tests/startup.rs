@@ -444,6 +444,19 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         assert_eq!(out.status.code(), Some(2));
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), line);
     }
+    // So is one whose value the settings check refuses.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .env("NEXTBEST_LOG_SEGMENT_MB", "0")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: --log-segment-mb 0: must be at least 1 (--log-segment-mb was set by \
+         NEXTBEST_LOG_SEGMENT_MB in the environment)"
+    );
     // The data folder a ConfigMap gives the server and the replay alike is read by `replay
     // --estimate`, and taken quietly by a plain replay; on a plain replay's command line it is
     // refused, since it would be ignored there.

@@ -192,6 +192,10 @@ pub struct Fleet {
     lag_ms: AtomicI64,
     lag: Histogram,
     outage_logged: AtomicBool,
+    /// Whether `last_failure` holds Redis's last failure (the check on every exchange takes
+    /// no lock).
+    failing: AtomicBool,
+    last_failure: Mutex<Option<String>>,
     /// When a refused command was last logged (Unix ms).
     refusal_logged_ms: AtomicI64,
     /// The operations Redis refuses now.
@@ -261,6 +265,22 @@ impl Fleet {
             Relaxed,
         );
         self.identity_settled.notify_waiters();
+    }
+
+    /// What an unready replica waits for, as `/readyz` says it.
+    pub fn not_ready_detail(&self) -> String {
+        if let Some(why) = self.refused() {
+            return format!("refused to join the fleet: {why}");
+        }
+        if let Some(failure) = self.last_failure() {
+            return format!("waiting for the fleet's Redis: {failure}");
+        }
+        if self.identity_pending() {
+            return "making sure no running replica has this replica's id (a data folder copied \
+                    from another)"
+                .into();
+        }
+        "catching up with the fleet's events".into()
     }
 
     /// Why this replica refused to join the fleet, if it did.
@@ -508,6 +528,8 @@ pub fn start(
         backlog_oldest_ms: AtomicI64::new(0),
         lag_ms: AtomicI64::new(0),
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
+        failing: AtomicBool::new(false),
+        last_failure: Mutex::new(None),
         outage_logged: AtomicBool::new(false),
         refusal_logged_ms: AtomicI64::new(i64::MIN / 2),
         refusals: refusals::Refusals::default(),

@@ -15,6 +15,9 @@ impl Fleet {
     pub(super) fn exchanged(&self, what: &'static str, now_ms: i64) {
         self.last_exchange_ms.store(now_ms, Relaxed);
         self.connected.store(true, Relaxed);
+        if self.failing.swap(false, Relaxed) {
+            *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         if self.outage_logged.swap(false, Relaxed) {
             tracing::info!("redis reachable again; replication resumes");
         }
@@ -42,15 +45,37 @@ impl Fleet {
         Ok(c)
     }
 
+    /// What Redis last failed with, until it answers again: what `/readyz` says a replica
+    /// waits for.
+    pub fn last_failure(&self) -> Option<String> {
+        if !self.failing.load(Relaxed) {
+            return None;
+        }
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub(super) fn failed(&self, what: &'static str, e: &redis::RedisError) {
         // Redis answered, refusing the command (out of memory, a read-only replica) or the
         // credentials: it is reachable, so this is no outage to flap in and out of, and a wrong
         // password is a setting to fix, not a network to wait for; said at most once a minute.
+        // A password missing altogether is refused by the first command, as `NOAUTH`.
         let refused = match e.kind() {
             redis::ErrorKind::AuthenticationFailed => Some("credentials"),
+            _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => Some("credentials"),
             redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Some("command"),
             _ => None,
         };
+        let redis = super::redact(&self.config.url);
+        let why = match refused {
+            Some("credentials") => format!("{redis} refused the credentials: {e}"),
+            Some(_) => format!("{redis} refused a command: {e}"),
+            None => format!("{redis} unreachable: {e}"),
+        };
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        self.failing.store(true, Relaxed);
         if let Some(refused) = refused {
             self.refusals.refused(what);
             let now = now_ms();
@@ -62,18 +87,18 @@ impl Fleet {
                     .is_ok()
             {
                 if refused == "credentials" && self.config.password_file.is_some() {
-                    tracing::error!(error = %e, during = what, "redis refused the credentials (the user in --redis, the password in --redis-password-file, read again before each connection); serving and taking events locally, retrying with backoff");
+                    tracing::error!(error = %e, during = what, %redis, "redis refused the credentials (the user in --redis, the password in --redis-password-file, read again before each connection); events are taken locally and shipped once it takes them, retrying with backoff");
                 } else if refused == "credentials" {
-                    tracing::error!(error = %e, during = what, "redis refused the credentials in --redis (user or password); serving and taking events locally, retrying with backoff");
+                    tracing::error!(error = %e, during = what, %redis, "redis refused the credentials in --redis (user or password, or none given where it asks for one); events are taken locally and shipped once it takes them, retrying with backoff");
                 } else {
-                    tracing::warn!(error = %e, during = what, "redis refused a command; serving and taking events locally, retrying with backoff");
+                    tracing::warn!(error = %e, during = what, %redis, "redis refused a command; events are taken locally and shipped once it takes them, retrying with backoff");
                 }
             }
             return;
         }
         self.connected.store(false, Relaxed);
         if !self.outage_logged.swap(true, Relaxed) {
-            tracing::warn!(error = %e, during = what, "redis unreachable; serving and taking events locally, retrying with backoff");
+            tracing::warn!(error = %e, during = what, %redis, "redis unreachable; events are taken locally and shipped once it answers, retrying with backoff");
         }
     }
 }

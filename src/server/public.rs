@@ -69,10 +69,7 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
         // A new replica catches up on the fleet's events first (for a bounded time only with
         // --ready-when-behind); one that refused to join is never ready.
         if !fleet.ready() {
-            let detail = match fleet.refused() {
-                Some(why) => format!("refused to join the fleet: {why}"),
-                None => "catching up with the fleet's events".to_owned(),
-            };
+            let detail = fleet.not_ready_detail();
             let body = serde_json::json!({"status": "not_ready", "detail": detail});
             return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string().into());
         }
