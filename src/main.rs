@@ -338,6 +338,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         anyhow::anyhow!(line)
     })?;
+    // Refused before the model and snapshot load, which can take a while: a path that is no
+    // folder, a folder another process holds (it is locked again when the log opens).
+    let data = &settings.data_dir;
+    if data.exists() && !data.is_dir() {
+        anyhow::bail!("--data-dir {}: not a folder", data.display());
+    }
+    if data.is_dir() {
+        drop(nextbest::contact::lock::DataLock::acquire(data)?);
+    }
     let registry = Arc::new(Registry::new(settings.registry));
     if let Err(e) = registry.reload_from_disk() {
         // Serve anyway (the registry logged why): every decision gets the built-in fallback
@@ -443,6 +452,7 @@ fn watch(registry: &Arc<Registry>) -> Option<nextbest::watch::ModelWatcher> {
 
 /// Binds the listeners and serves until SIGTERM or SIGINT, then drains.
 async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyhow::Result<()> {
+    let fleet = state.fleet.clone();
     let running = server::start(state).await.map_err(|e| {
         let flag = match e.listener {
             server::Listener::Public => "--listen",
@@ -475,6 +485,15 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
         tracing::warn!(
             connections = left,
             "grace period over; closing what is left"
+        );
+    }
+    // What the fleet has not got yet waits in this data folder until the replica starts again
+    // on it: a scale-down that keeps the volume should know.
+    let unshipped = fleet.map_or(0, |f| f.stats().backlog_bytes);
+    if unshipped > 0 {
+        tracing::warn!(
+            backlog_bytes = unshipped,
+            "events not yet shipped to the fleet stay in this replica's log; they are shipped when a replica starts on this data folder again"
         );
     }
     tracing::info!("stopped");

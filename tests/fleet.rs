@@ -1230,3 +1230,29 @@ async fn admin_changes_from_the_fleet_are_made_only_when_signed_with_the_token()
         "the stale change and the copy"
     );
 }
+
+/// A replica stopped while Redis is away keeps what it did not ship in its log, and its last
+/// words say so: a scale-down that keeps the volume must know to start it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_with_events_unshipped_says_so() {
+    let mut redis = Redis::start();
+    let dir = TempDir::new("fleet-unshipped");
+    let a = replica(&dir.0.join("a"), &redis.url());
+    assert_eq!(flood(a.public, "V", 5).await, 5);
+    within("A's first events shipped", || async {
+        stream_entries(&redis.url()) == 5
+    })
+    .await;
+    redis.kill();
+    assert_eq!(flood(a.public, "U", 10).await, 10);
+    within("the backlog measured", || async {
+        sample(a.admin, "nextbest_replication_backlog_bytes ").await > 0.0
+    })
+    .await;
+    a.signal("TERM");
+    let log = a.wait_stderr("\"stopped\"");
+    assert!(
+        log.contains("events not yet shipped to the fleet stay in this replica's log"),
+        "{log}"
+    );
+}

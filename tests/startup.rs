@@ -209,6 +209,23 @@ fn an_operational_error_is_one_line_without_a_backtrace_or_repeats() {
         assert!(l.starts_with("20"), "not a log line: {l:?} in\n{stderr}");
     }
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    // Refused before it loaded anything: a large snapshot would make the refusal slow.
+    assert!(!stderr.contains("feature snapshot swapped in"), "{stderr}");
+    // A data folder that is a file is named as what it is.
+    let dir = TempDir::new("startup-data-file");
+    let file = dir.0.join("afile");
+    std::fs::write(&file, b"").unwrap();
+    let (status, stderr) = Binary::demo(&file)
+        .args(["--log-format", "text"])
+        .run_to_exit();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!(
+            "error: --data-dir {}: not a folder",
+            file.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

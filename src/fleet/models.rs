@@ -270,7 +270,7 @@ fn refuse_unsigned(fleet: &Fleet, e: &Entry) {
         .changes_unsigned
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::warn!(origin = e.text("o").unwrap_or("?"), change = e.text("k").unwrap_or(""), id = %e.id,
-        "a fleet change without a valid signature, or signed long before Redis took it, was refused: it was not made by a replica with this admin token (every replica needs the same NEXTBEST_ADMIN_TOKEN), or it is a copy of an older change");
+        "a fleet change without a valid signature, or signed long before Redis took it, was refused: it was not made by a replica with this admin token (every replica needs the same admin token, --admin-token-file or NEXTBEST_ADMIN_TOKEN: during a rolling change of the token, changes reach only the replicas with the same one), or it is a copy of an older change");
 }
 
 /// Makes one change another replica made, if a holder of the fleet's token signed it.
