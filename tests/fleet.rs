@@ -905,15 +905,16 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
     }
 
     // A replica that was down when the change was made (its model.json older than the change)
-    // takes it when it starts.
+    // takes it when it starts, before it says ready: its first ready answer serves the change.
     let d_folder = models_an_hour_old("fleet-models");
     let d = Binary::with_models(&d_folder.dir, &dir.0.join("d"))
         .args(["--redis", &redis.url()])
         .spawn();
-    within("the missed change on D", || async {
-        serving_version(d.public).await == "fleet-7"
+    within("D ready", || async {
+        get(d.public, "/readyz").await.status == 200
     })
     .await;
+    assert_eq!(serving_version(d.public).await, "fleet-7");
 
     // C changed by hand (its folder, SIGHUP): the fleet disagrees, and every replica says so.
     folders[2].publish(

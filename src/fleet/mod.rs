@@ -175,6 +175,8 @@ pub struct Fleet {
     link: link::Link,
     started: Instant,
     caught_up: AtomicBool,
+    /// Whether the newest admin change made elsewhere is made here too (read at start).
+    changes_caught_up: AtomicBool,
     partitions_caught_up: AtomicU64,
     connected: AtomicBool,
     /// Unix ms of the last successful exchange with Redis.
@@ -220,7 +222,7 @@ impl Fleet {
     pub fn ready(&self) -> bool {
         self.refused().is_none()
             && !self.identity_pending()
-            && (self.caught_up()
+            && ((self.caught_up() && self.changes_caught_up.load(Relaxed))
                 || (self.config.ready_when_behind
                     && self.started.elapsed() >= self.config.catchup_wait))
     }
@@ -279,6 +281,9 @@ impl Fleet {
             return "making sure no running replica has this replica's id (a data folder copied \
                     from another)"
                 .into();
+        }
+        if self.caught_up() {
+            return "catching up with the fleet's model changes".into();
         }
         "catching up with the fleet's events".into()
     }
@@ -518,6 +523,7 @@ pub fn start(
         link,
         started: Instant::now(),
         caught_up: AtomicBool::new(false),
+        changes_caught_up: AtomicBool::new(false),
         partitions_caught_up: AtomicU64::new(0),
         connected: AtomicBool::new(false),
         last_exchange_ms: AtomicI64::new(0),

@@ -400,6 +400,10 @@ async fn follow(fleet: Arc<Fleet>, registry: Arc<Registry>) {
                     if let Some(e) = latest.filter(|e| missed(&fleet, &registry, e)) {
                         apply(&fleet, &registry, &e).await;
                     }
+                    // Ready no sooner: a replica restarted after a change serves it first.
+                    fleet
+                        .changes_caught_up
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     last = Some(id);
                 }
                 Err(e) => {
