@@ -574,3 +574,34 @@ async fn an_event_stamped_long_before_its_decision_is_taken_with_a_word() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_number_sent_as_text_where_the_model_reads_numbers_is_named() {
+    let srv = start_demo().await;
+    let ask = |context: Value| {
+        json!({"customer_id": "C0000043", "channel": "web", "placement": "checkout",
+               "context": context})
+    };
+    let a = decide(
+        srv.public,
+        ask(json!({"cart_value": "250", "cart_type": "device"})),
+    )
+    .await;
+    assert_eq!(
+        warnings(&a),
+        [
+            "context.cart_value: \"250\" is text, and the model reads this key as a number: send \
+          it as a JSON number (as text it fails every comparison)"
+        ]
+    );
+    // As a number, or text that is no number, or a key the model reads as text: no word.
+    for context in [
+        json!({"cart_value": 250, "cart_type": "device"}),
+        json!({"cart_value": "lots", "cart_type": "device"}),
+        json!({"cart_type": "250"}),
+    ] {
+        let a = decide(srv.public, ask(context.clone())).await;
+        assert_eq!(warnings(&a), Vec::<String>::new(), "{context}");
+    }
+    srv.stop().await;
+}

@@ -154,6 +154,9 @@ pub struct CompiledModel {
     pub channels: Box<[Channel]>,
     /// Context keys rules test, in slot order.
     pub context_keys: Box<[Box<str>]>,
+    /// Per context slot, true when the model reads it only as a number: a request giving it
+    /// as text that reads as a number is told (as text it fails every comparison).
+    pub context_numbers: Box<[bool]>,
     /// The request values contextual adaptive scorers learn from: `(feature id, context slot)`
     /// per distinct `context.<key>` they name ([`contextual::feature_id`] of that name). What
     /// a decision records for the learner.
@@ -170,6 +173,59 @@ pub struct CompiledModel {
 }
 
 impl CompiledModel {
+    /// Per context slot, whether the model reads it only as a number: what rules compare
+    /// and logistic terms weigh; a test on text, a category weight or a learner's use of the
+    /// key counts as text.
+    pub fn context_numbers(
+        context_keys: usize,
+        offers: &[Offer],
+        learnt_context: &[(u32, u16)],
+    ) -> Box<[bool]> {
+        let mut reads = vec![(false, false); context_keys];
+        let mut note = |slot: u16, numeric: bool| {
+            if let Some(r) = reads.get_mut(slot as usize) {
+                if numeric {
+                    r.0 = true;
+                } else {
+                    r.1 = true;
+                }
+            }
+        };
+        for o in offers {
+            if let Some(rule) = &o.rule {
+                rule.context_reads(&mut |slot, numeric| {
+                    if let Some(n) = numeric {
+                        note(slot, n);
+                    }
+                });
+            }
+            if let Scorer::Logistic(l) = &o.scorer {
+                l.context_terms.iter().for_each(|t| note(t.0, true));
+                l.context_categories.iter().for_each(|t| note(t.0, false));
+            }
+        }
+        learnt_context
+            .iter()
+            .for_each(|&(_, slot)| note(slot, false));
+        reads.into_iter().map(|(n, t)| n && !t).collect()
+    }
+
+    /// The context values a request gives as text where the model reads numbers, and the
+    /// text reads as one: `"250"` from a form field, which as text fails every comparison.
+    pub fn numbers_sent_as_text<'r>(
+        &'r self,
+        context: &'r [(Cow<'r, str>, CtxValue<'r>)],
+    ) -> impl Iterator<Item = (&'r str, &'r str)> + 'r {
+        context.iter().filter_map(move |(key, value)| {
+            let CtxValue::Str(text) = value else {
+                return None;
+            };
+            let slot = self.context_keys.iter().position(|k| **k == **key)?;
+            (self.context_numbers.get(slot) == Some(&true) && text.trim().parse::<f64>().is_ok())
+                .then_some((&**key, &**text))
+        })
+    }
+
     /// The channel index and slot for a request, if the model knows them.
     #[inline]
     pub fn resolve(&self, channel: &str, placement: &str) -> (Option<usize>, Option<&Slot>) {

@@ -256,6 +256,33 @@ pub struct RuleInput<'r, 'c> {
 }
 
 impl Rule {
+    /// Calls `f` with each context slot the rule tests and whether as a number (`Some(true)`),
+    /// as text (`Some(false)`) or for being missing (`None`).
+    pub fn context_reads(&self, f: &mut impl FnMut(u16, Option<bool>)) {
+        match self {
+            Rule::All(rules) | Rule::Any(rules, _) => {
+                rules.iter().for_each(|r| r.context_reads(f));
+            }
+            Rule::Not(rule, _) => rule.context_reads(f),
+            Rule::Intervals(_) | Rule::FeatureIn(_) => {}
+            Rule::Leaf {
+                operand: Operand::Context(slot),
+                test,
+                ..
+            } => f(
+                *slot,
+                match test {
+                    Test::Cmp(..) | Test::Between(..) | Test::InNum(_) | Test::NotInNum(_) => {
+                        Some(true)
+                    }
+                    Test::EqStr(..) | Test::InStr(_) | Test::NotInStr(_) => Some(false),
+                    Test::IsMissing => None,
+                },
+            ),
+            Rule::Leaf { .. } => {}
+        }
+    }
+
     /// A leaf in its fastest form: a feature against finite constants (every operator but
     /// `ne`, and `between`) becomes [`Rule::FeatureIn`], anything else a [`Rule::Leaf`].
     pub fn leaf(operand: Operand, test: Test, what: impl Into<What>) -> Rule {

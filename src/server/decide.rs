@@ -200,6 +200,9 @@ fn decide(
     let mut anonymous = false;
     let fallback = match (picked, &snap.features) {
         (Some((model, _, _)), Some(features)) => {
+            if !req.context.is_empty() {
+                typos::numbers_as_text(model, &req, &mut warnings);
+            }
             let (channel, slot) = model.resolve(req.channel, req.placement);
             if !state
                 .admission

@@ -167,6 +167,22 @@ pub fn field_warnings(body: &DecideBody<'_>) -> Vec<String> {
     out
 }
 
+/// Says which context values came as text where the model reads numbers (`"250"` from a form
+/// field): as text they fail every comparison, and the answer would not say why.
+pub fn numbers_as_text(
+    model: &crate::engine::CompiledModel,
+    req: &crate::engine::Request<'_>,
+    out: &mut Vec<String>,
+) {
+    for (key, text) in model.numbers_sent_as_text(req.context) {
+        out.push(format!(
+            "context.{}: \"{}\" is text, and the model reads this key as a number: send it as a JSON number (as text it fails every comparison)",
+            shown(key),
+            shown(text)
+        ));
+    }
+}
+
 /// At most 64 characters of a client's name, for a message.
 fn shown(name: &str) -> String {
     name.chars().take(64).collect()

@@ -250,6 +250,8 @@ pub fn compile(
         &offer_placements,
         &fallback,
     );
+    let context_numbers =
+        CompiledModel::context_numbers(cx.context_keys.len(), &offers, &cx.learnt_context);
     let compiled = CompiledModel {
         name: name.into(),
         version: version.into(),
@@ -257,6 +259,7 @@ pub fn compile(
         offers: offers.into(),
         channels,
         context_keys: cx.context_keys.into_iter().map(Into::into).collect(),
+        context_numbers,
         learnt_context: cx.learnt_context.into(),
         arbitration,
         features_used: cx.features_used.into_iter().map(Into::into).collect(),
