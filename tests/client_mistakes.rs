@@ -605,3 +605,50 @@ async fn a_number_sent_as_text_where_the_model_reads_numbers_is_named() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_a_client_library_mangles_are_named_for_what_they_are() {
+    let srv = start_demo().await;
+    let body = br#"{"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}"#;
+    let json = ("content-type", "application/json");
+    for route in ["/v1/decide", "/v1/events"] {
+        // Compressed: refused before it is read, naming the encoding.
+        let r = request(
+            srv.public,
+            "POST",
+            route,
+            &[json, ("content-encoding", "gzip")],
+            body,
+        )
+        .await;
+        assert_eq!(
+            r.assert_error(415, "unsupported_media_type"),
+            "content-encoding `gzip` is not supported; send the body uncompressed"
+        );
+        // A byte-order mark in front: named, not "expected value at column 1".
+        let bom = [&b"\xEF\xBB\xBF"[..], body].concat();
+        let r = request(srv.public, "POST", route, &[json], &bom).await;
+        assert_eq!(
+            r.assert_error(400, "malformed_json"),
+            "the body starts with a byte-order mark (EF BB BF): send UTF-8 JSON without one"
+        );
+    }
+    // `identity` is no encoding at all.
+    let r = request(
+        srv.public,
+        "POST",
+        "/v1/decide",
+        &[json, ("content-encoding", "identity")],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // A GET answer is personal: no cache may keep it.
+    let r = get(
+        srv.public,
+        "/v1/decide?customer_id=C0000042&channel=web&placement=plans_page",
+    )
+    .await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    srv.stop().await;
+}

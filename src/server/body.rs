@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
 use super::error::ApiError;
@@ -23,9 +23,19 @@ pub async fn read_json_body(
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::UnsupportedMediaType(
-                ct.chars().take(100).collect(),
-            ));
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content-type `{}` is not supported; send application/json",
+                ct.chars().take(100).collect::<String>()
+            )));
+        }
+    }
+    if let Some(enc) = req.headers().get(CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("").trim();
+        if !enc.eq_ignore_ascii_case("identity") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content-encoding `{}` is not supported; send the body uncompressed",
+                enc.chars().take(100).collect::<String>()
+            )));
         }
     }
     if let Some(len) = req.headers().get(CONTENT_LENGTH) {
@@ -49,7 +59,19 @@ pub async fn read_json_body(
             .map_err(|_| ApiError::RequestTimeout(timeout))?,
     };
     match collected {
-        Ok(c) => Ok(c.to_bytes()),
+        Ok(c) => {
+            let body = c.to_bytes();
+            // JSON sent over a network has no byte-order mark (RFC 8259, 8.1); a parser would
+            // say "expected value at column 1", which names nothing the client can see.
+            if body.starts_with(b"\xEF\xBB\xBF") {
+                return Err(ApiError::MalformedJson(
+                    "the body starts with a byte-order mark (EF BB BF): send UTF-8 JSON \
+                     without one"
+                        .into(),
+                ));
+            }
+            Ok(body)
+        }
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(limit))
         }

@@ -72,7 +72,13 @@ pub fn decide_get(
         );
     }
     let body = codec::decode_query(req.uri().query().unwrap_or(""))?;
-    Ok(decide(state, &body, entry.start()))
+    // A personalised answer to a URL: no cache on the way may keep it for the next visitor.
+    let mut resp = decide(state, &body, entry.start());
+    resp.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 /// The in-process part of `POST /v1/decide` once the body is read, with the request's

@@ -35,8 +35,8 @@ pub enum ApiError {
     /// The body did not arrive in time.
     #[error("the body did not arrive within {} ms", .0.as_millis())]
     RequestTimeout(std::time::Duration),
-    /// The body is declared as something other than JSON.
-    #[error("content-type `{0}` is not supported; send application/json")]
+    /// The body is declared as something other than plain JSON (another type, compressed).
+    #[error("{0}")]
     UnsupportedMediaType(String),
     /// The admin token is missing or wrong.
     #[error("a valid `Authorization: Bearer <token>` header is required")]
