@@ -65,11 +65,11 @@ impl NullArgs {
 /// The serve flags as given: each also an environment variable.
 #[derive(Args, Clone)]
 pub struct ServeArgs {
-    /// Public listener (channels call /v1/decide here).
-    #[arg(long, env = "NEXTBEST_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Public listener (channels call /v1/decide here): an address or host name, and a port.
+    #[arg(long, env = "NEXTBEST_LISTEN", default_value = "127.0.0.1:8080", value_parser = listen_addr)]
     pub listen: SocketAddr,
-    /// Admin listener (/admin/*, /metrics).
-    #[arg(long, env = "NEXTBEST_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    /// Admin listener (/admin/*, /metrics): an address or host name, and a port.
+    #[arg(long, env = "NEXTBEST_ADMIN_LISTEN", default_value = "127.0.0.1:9091", value_parser = listen_addr)]
     pub admin_listen: SocketAddr,
     /// The model: a folder holding model.json (and scorer files), or a model file.
     #[arg(long, env = "NEXTBEST_MODELS", default_value = "models")]
@@ -304,6 +304,24 @@ fn invalid(flag: &'static str, value: impl ToString, reason: impl Into<String>) 
         value: value.to_string(),
         reason: reason.into(),
     }
+}
+
+/// A listener's address: `IP:PORT`, or `HOST:PORT` resolved once at start (`localhost:8080`
+/// binds the first address the name resolves to).
+fn listen_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs as _;
+    let resolved = text
+        .to_socket_addrs()
+        .map_err(|e| format!("give IP:PORT or HOST:PORT, e.g. 127.0.0.1:8080 ({e})"))?;
+    let mut all: Vec<SocketAddr> = resolved.collect();
+    // IPv4 first: `localhost` resolves to ::1 too, where a client's 127.0.0.1 would not reach.
+    all.sort_by_key(|a| !a.is_ipv4());
+    all.into_iter()
+        .next()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
 /// `value`, if it is at least `min`.

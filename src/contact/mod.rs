@@ -241,7 +241,7 @@ impl Contacts {
             events = report.records,
             customers = state.customers(),
             torn_dropped = report.torn_records_dropped,
-            corrupt_segments = report.corrupt_segments,
+            damaged_segments = report.corrupt_segments,
             duration_ms = report.took_ms,
             "event log replayed"
         );

@@ -451,3 +451,24 @@ fn null_words_are_checked_once_and_reach_the_registry() {
         "--features-null NA,0: `0` reads as a number, so it would hide every such value"
     );
 }
+
+#[test]
+fn a_listener_takes_an_address_or_a_host_name() {
+    let s = parse(&[
+        "--listen",
+        "localhost:8080",
+        "--admin-listen",
+        "0.0.0.0:9091",
+    ]);
+    assert_eq!(s.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(s.admin_listen, "0.0.0.0:9091".parse().unwrap());
+    assert_eq!(
+        parse(&["--listen", "[::1]:80"]).listen,
+        "[::1]:80".parse().unwrap()
+    );
+    let e = Cli::try_parse_from(["nextbest", "--listen", "8080"])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("give IP:PORT or HOST:PORT"), "{e}");
+}

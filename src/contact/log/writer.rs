@@ -496,7 +496,12 @@ impl Writer {
                 match fs::remove_file(&s.path) {
                     Ok(()) => {
                         self.stats.segments_deleted.fetch_add(1, Relaxed);
-                        tracing::info!(path = %s.path.display(), "event log segment past retention deleted");
+                        if s.newest_ms == i64::MIN {
+                            // The segment a run opened and never wrote to (each start opens one).
+                            tracing::debug!(path = %s.path.display(), "empty event log segment deleted");
+                        } else {
+                            tracing::info!(path = %s.path.display(), "event log segment past retention deleted");
+                        }
                         continue;
                     }
                     Err(e) => tracing::warn!(path = %s.path.display(), error = %e,
