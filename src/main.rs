@@ -489,6 +489,9 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
     }
     // What the fleet has not got yet waits in this data folder until the replica starts again
     // on it: a scale-down that keeps the volume should know.
+    if let Some(f) = &fleet {
+        f.leave().await;
+    }
     let unshipped = fleet.map_or(0, |f| f.stats().backlog_bytes);
     if unshipped > 0 {
         tracing::warn!(

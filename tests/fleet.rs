@@ -1257,3 +1257,25 @@ async fn a_replica_stopped_with_events_unshipped_says_so() {
         "{log}"
     );
 }
+
+/// A replica stopped gracefully leaves the fleet's view at once; only a killed one waits to go
+/// stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_gracefully_leaves_the_fleets_view() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-leave");
+    let a = replica(&dir.0.join("a"), &redis.url());
+    let b = replica(&dir.0.join("b"), &redis.url());
+    within("A seeing both", || async {
+        sample(a.admin, "nextbest_fleet_replicas ").await == 2.0
+    })
+    .await;
+    let stopped = Instant::now();
+    b.stop();
+    within("A seeing B gone", || async {
+        sample(a.admin, "nextbest_fleet_replicas ").await == 1.0
+    })
+    .await;
+    // Sooner than a report goes stale (30 s): at A's next read of the reports.
+    assert!(stopped.elapsed() < Duration::from_secs(15));
+}

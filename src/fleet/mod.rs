@@ -269,6 +269,12 @@ impl Fleet {
         self.identity_settled.notify_waiters();
     }
 
+    /// Leaves the fleet's view at a graceful stop (at most a second or two; nothing waits on
+    /// it when Redis is away).
+    pub async fn leave(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), models::leave(self)).await;
+    }
+
     /// What an unready replica waits for, as `/readyz` says it.
     pub fn not_ready_detail(&self) -> String {
         if let Some(why) = self.refused() {

@@ -183,6 +183,31 @@ async fn connect(fleet: &Fleet) -> redis::RedisResult<redis::aio::MultiplexedCon
     fleet.connect(Duration::from_secs(10)).await
 }
 
+/// Takes this replica's report out of the fleet's view at a graceful stop, so the others stop
+/// counting it at once rather than when it goes stale ([`LIVE_FOR`]). Only its own report: a
+/// replica that refused to join, or has not checked its id, may share it with a live one.
+pub async fn leave(fleet: &Fleet) {
+    if fleet.refused().is_some() || fleet.identity_pending() {
+        return;
+    }
+    let Ok(mut c) = fleet.connect(Duration::from_secs(1)).await else {
+        return;
+    };
+    let ours: redis::RedisResult<Option<String>> = redis::cmd("HGET")
+        .arg(SERVING)
+        .arg(&fleet.origin)
+        .query_async(&mut c)
+        .await;
+    let Ok(Some(report)) = ours else { return };
+    if serde_json::from_str::<Report>(&report).is_ok_and(|r| r.instance == fleet.instance) {
+        let _: redis::RedisResult<()> = redis::cmd("HDEL")
+            .arg(SERVING)
+            .arg(&fleet.origin)
+            .query_async(&mut c)
+            .await;
+    }
+}
+
 /// Appends each change made here to the stream, retrying until Redis takes it.
 async fn publish(
     fleet: Arc<Fleet>,
