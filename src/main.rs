@@ -480,12 +480,24 @@ async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyh
         _ = next(&mut signals.int) => tracing::info!("interrupted; stopping"),
         _ = next(&mut signals.term) => tracing::info!("terminated; stopping"),
     }
-    let left = running.shutdown().await;
-    if left > 0 {
-        tracing::warn!(
+    // A second signal cuts the drain short (an operator at a terminal, a supervisor in a
+    // hurry); what was acknowledged is durable already, and the saves below still run.
+    let drained = tokio::select! {
+        left = running.shutdown() => Some(left),
+        () = async {
+            tokio::select! {
+                _ = next(&mut signals.int) => {}
+                _ = next(&mut signals.term) => {}
+            }
+        } => None,
+    };
+    match drained {
+        Some(0) => {}
+        Some(left) => tracing::warn!(
             connections = left,
             "grace period over; closing what is left"
-        );
+        ),
+        None => tracing::warn!("a second signal; stopping without waiting for the drain"),
     }
     // What the fleet has not got yet waits in this data folder until the replica starts again
     // on it: a scale-down that keeps the volume should know.

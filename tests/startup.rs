@@ -794,3 +794,23 @@ fn features_show_prints_a_customers_values_as_held() {
     assert_eq!(f["segment"], "gold", "{v}");
     assert!(f["days_since_last_topup"].is_null(), "{v}");
 }
+
+/// A second SIGTERM during the drain stops at once: the drain waits for the balancer, and an
+/// operator who signals again does not want to.
+#[test]
+fn a_second_signal_cuts_the_drain_short() {
+    let dir = TempDir::new("startup-second-signal");
+    let mut p = Binary::demo(&dir.0)
+        .args(["--drain-delay-ms", "60000"])
+        .spawn();
+    p.signal("TERM");
+    p.wait_stderr("terminated; stopping");
+    p.signal("TERM");
+    let status = p.child.0.wait().unwrap();
+    let log = p.stderr();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("a second signal; stopping without waiting for the drain"),
+        "{log}"
+    );
+}
