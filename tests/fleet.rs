@@ -248,6 +248,12 @@ async fn a_replica_started_while_redis_is_down_serves_then_joins() {
         get(a.public, "/readyz").await.status == 200
     })
     .await;
+    assert!(
+        a.wait_stderr("ready behind the fleet (--ready-when-behind)")
+            .contains("ready behind the fleet (--ready-when-behind)"),
+        "{}",
+        a.stderr()
+    );
     // Ready, with the reservation said in words, in the shape the contract documents.
     let ready: serde_json::Value =
         serde_json::from_slice(&get(a.public, "/readyz").await.body).expect("a JSON answer");

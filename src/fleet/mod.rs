@@ -194,6 +194,8 @@ pub struct Fleet {
     lag_ms: AtomicI64,
     lag: Histogram,
     outage_logged: AtomicBool,
+    /// Whether saying ready behind the fleet was logged.
+    ready_behind_logged: AtomicBool,
     /// Whether `last_failure` holds Redis's last failure (the check on every exchange takes
     /// no lock).
     failing: AtomicBool,
@@ -220,11 +222,21 @@ impl Fleet {
     /// Whether the replica may say ready: caught up, or (with `--ready-when-behind`) done
     /// waiting for it; never after refusing to join.
     pub fn ready(&self) -> bool {
-        self.refused().is_none()
-            && !self.identity_pending()
-            && ((self.caught_up() && self.changes_caught_up.load(Relaxed))
-                || (self.config.ready_when_behind
-                    && self.started.elapsed() >= self.config.catchup_wait))
+        if self.refused().is_some() || self.identity_pending() {
+            return false;
+        }
+        if self.caught_up() && self.changes_caught_up.load(Relaxed) {
+            return true;
+        }
+        let behind =
+            self.config.ready_when_behind && self.started.elapsed() >= self.config.catchup_wait;
+        if behind && !self.ready_behind_logged.swap(true, Relaxed) {
+            tracing::warn!(
+                waited_ms = self.config.catchup_wait.as_millis() as u64,
+                "ready behind the fleet (--ready-when-behind): serving with the history this replica has while it catches up"
+            );
+        }
+        behind
     }
 
     /// True until this replica knows no other running process has its id (a data folder copied
@@ -542,6 +554,7 @@ pub fn start(
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         failing: AtomicBool::new(false),
         last_failure: Mutex::new(None),
+        ready_behind_logged: AtomicBool::new(false),
         outage_logged: AtomicBool::new(false),
         refusal_logged_ms: AtomicI64::new(i64::MIN / 2),
         refusals: refusals::Refusals::default(),
