@@ -1285,3 +1285,36 @@ async fn a_replica_stopped_gracefully_leaves_the_fleets_view() {
     // Sooner than a report goes stale (30 s): at A's next read of the reports.
     assert!(stopped.elapsed() < Duration::from_secs(15));
 }
+
+/// An admin change made while Redis is away serves here at once, and its answer says it waits
+/// to reach the other replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_during_an_outage_says_it_is_queued() {
+    let mut redis = Redis::start();
+    let dir = TempDir::new("fleet-queued");
+    let models = TempModels::new("fleet-queued-models");
+    let a = Binary::with_models(&models.dir, &dir.0.join("a"))
+        .args(["--redis", &redis.url()])
+        .spawn();
+    within("A ready", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+    let r = put_model(a.admin, &TempModels::demo_doc("fleet-8")).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("fleet").is_none(), "{}", r.json());
+    redis.kill();
+    within("A seeing Redis gone", || async {
+        sample(a.admin, "nextbest_replication_connected ").await == 0.0
+    })
+    .await;
+    let r = put_model(a.admin, &TempModels::demo_doc("fleet-9")).await;
+    assert_eq!(r.status, 200);
+    let said = r.json()["fleet"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        said.starts_with(&format!("queued: {} unreachable", redis.url()))
+            && said.ends_with("the change reaches the other replicas once Redis answers"),
+        "{said}"
+    );
+    assert_eq!(serving_version(a.public).await, "fleet-9");
+}

@@ -326,6 +326,25 @@ impl Fleet {
         }
     }
 
+    /// What an admin change made now meets on its way to the other replicas, when it is not
+    /// shared at once: the admin API's answer says so beside the change made here.
+    pub fn sharing_delay(&self) -> Option<String> {
+        if let Some(why) = self.refused() {
+            return Some(format!(
+                "not shared: this replica refused to join the fleet ({why})"
+            ));
+        }
+        if self.connected.load(Relaxed) {
+            return None;
+        }
+        let failure = self
+            .last_failure()
+            .unwrap_or_else(|| "the fleet's Redis is not connected yet".into());
+        Some(format!(
+            "queued: {failure}; the change reaches the other replicas once Redis answers"
+        ))
+    }
+
     /// What the fleet serves, as last read.
     pub fn view(&self) -> FleetView {
         self.view.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -186,7 +186,11 @@ async fn route(
                     checksum: record.checksum.clone(),
                 });
             }
-            ok_json(&record)
+            let mut answer = serde_json::to_value(&record).unwrap_or_default();
+            if let Some(delay) = state.fleet.as_ref().and_then(|f| f.sharing_delay()) {
+                answer["fleet"] = delay.into();
+            }
+            ok_json(&answer)
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
         (&Method::GET, "/metrics") => {
@@ -263,10 +267,14 @@ async fn put_model(
             checksum: record.checksum.clone(),
         });
     }
-    ok_json(&serde_json::json!({
+    let mut answer = serde_json::json!({
         "name": record.name, "version": record.version, "checksum": record.checksum,
         "warnings": record.warnings,
-    }))
+    });
+    if let Some(delay) = state.fleet.as_ref().and_then(|f| f.sharing_delay()) {
+        answer["fleet"] = delay.into();
+    }
+    ok_json(&answer)
 }
 
 /// `PUT /admin/models/shadow`: a model with a `share`, compiled against the serving snapshot
