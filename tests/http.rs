@@ -385,6 +385,11 @@ async fn readyz_is_503_without_a_model_and_decide_serves_no_model_fallback() {
     let r = get(srv.public, "/readyz").await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["status"], "not_ready");
+    assert_eq!(
+        r.json()["detail"],
+        "no feature snapshot loaded, and no model (a model is checked against a snapshot: none \
+         loads before one does)"
+    );
     let a = decide(
         srv.public,
         json!({"customer_id": "C1", "channel": "web", "placement": "home_hero"}),

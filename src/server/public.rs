@@ -85,7 +85,10 @@ fn readyz(state: &AppState) -> Response<Full<Bytes>> {
         )
     } else {
         let missing = match (&snap.models, &snap.features) {
-            (None, None) => "no model and no feature snapshot loaded",
+            (None, None) => {
+                "no feature snapshot loaded, and no model (a model is checked against a \
+                 snapshot: none loads before one does)"
+            }
             (None, _) => "no model loaded",
             _ => "no feature snapshot loaded",
         };
