@@ -893,9 +893,15 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
             folders[i].dir.join("model.json").display()
         )
     };
+    // A change from the fleet names the replica that made it, and its host.
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let hostname = hostname.trim();
     assert_eq!(
         history(b.admin).await[..2],
-        [format!("fleet-7 fleet: admin on {}", origin_of(0)), disk(1)]
+        [
+            format!("fleet-7 fleet: admin on {} ({hostname})", origin_of(0)),
+            disk(1)
+        ]
     );
     let agreeing = |admin, replicas| async move {
         let s = get(admin, "/admin/status.json").await.json();
@@ -954,7 +960,7 @@ async fn an_admin_change_on_one_replica_serves_on_every_replica() {
     assert_eq!(
         history(a.admin).await[..3],
         [
-            format!("{first} fleet: rollback on {}", origin_of(1)),
+            format!("{first} fleet: rollback on {} ({hostname})", origin_of(1)),
             "fleet-7 admin".to_owned(),
             disk(0),
         ]

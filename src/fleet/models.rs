@@ -261,7 +261,9 @@ async fn publish(
                 .arg("o")
                 .arg(&fleet.origin)
                 .arg("a")
-                .arg(&at);
+                .arg(&at)
+                .arg("h")
+                .arg(&fleet.host);
             for (name, value) in &fields {
                 cmd.arg(*name).arg(*value);
             }
@@ -320,7 +322,15 @@ async fn apply(fleet: &Fleet, registry: &Arc<Registry>, e: &Entry) {
                 return;
             };
             let base = registry.models_folder();
-            let source = format!("fleet: {change} on {origin}");
+            // The replica by its host too (in Kubernetes, its pod): an id alone sends an operator
+            // to the status page to find it. Not signed, and only shown: a copy of a change is
+            // refused by its signature whatever it says here.
+            let host = e
+                .text("h")
+                .filter(|h| !h.is_empty())
+                .map(|h| format!(" ({})", shown_host(h)))
+                .unwrap_or_default();
+            let source = format!("fleet: {change} on {origin}{host}");
             tokio::task::spawn_blocking(move || {
                 registry.install_document(document, base, source).map(drop)
             })
