@@ -1324,3 +1324,92 @@ async fn an_admin_change_during_an_outage_says_it_is_queued() {
     );
     assert_eq!(serving_version(a.public).await, "fleet-9");
 }
+
+/// Forwards every connection to `listener` on to `to` (Redis reachable from then on at the
+/// listener's address).
+fn forward(listener: std::net::TcpListener, to: SocketAddr) {
+    listener.set_nonblocking(true).unwrap();
+    tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+}
+
+/// A copy of a running replica's folder started while it cannot reach Redis takes events
+/// locally, as in any outage; once Redis answers it ships none of them under the original's
+/// id (the original would skip them as its own), and refuses to join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_started_during_an_outage_ships_nothing_under_the_originals_id() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-twin-outage");
+    let a_dir = dir.0.join("a");
+    let a = replica(&a_dir, &redis.url());
+    assert_eq!(flood(a.public, "A", 5).await, 5);
+    within("A's events in Redis", || async {
+        stream_entries(&redis.url()) == 5
+    })
+    .await;
+    let b_dir = dir.0.join("b");
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&a_dir)
+        .arg(&b_dir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    // B's Redis address answers nothing yet.
+    let door = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b_url = format!("redis://{}", door.local_addr().unwrap());
+    drop(door);
+    let b = replica(&b_dir, &b_url);
+    assert_eq!(
+        flood(b.public, "B", 3).await,
+        3,
+        "taken locally in the outage"
+    );
+    let door = std::net::TcpListener::bind(b_url.trim_start_matches("redis://")).unwrap();
+    forward(door, redis.addr);
+    within("B refuses under A's id", || async {
+        String::from_utf8_lossy(&get(b.public, "/readyz").await.body)
+            .contains("another running replica has this replica's id")
+    })
+    .await;
+    assert_eq!(stream_entries(&redis.url()), 5, "B shipped nothing");
+}
+
+/// A Redis emptied without a restart (`FLUSHALL`, evicted keys) gets the whole log again, as
+/// one restarted empty does: the shipper looks for its last shipped entry while idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_flushed_without_a_restart_gets_the_whole_log_again() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let dir = TempDir::new("fleet-flushed");
+    let a = replica(&dir.0.join("a"), &url);
+    assert_eq!(flood(a.public, "F", 10).await, 10);
+    within("A's events in Redis", || async {
+        stream_entries(&url) == 10
+    })
+    .await;
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = ::redis::cmd("FLUSHALL").query(&mut con).unwrap();
+    assert_eq!(stream_entries(&url), 0);
+    within("A's log shipped again", || async {
+        stream_entries(&url) == 10
+    })
+    .await;
+    assert!(
+        a.stderr()
+            .contains("no longer holds this replica's last shipped event"),
+        "{}",
+        a.stderr()
+    );
+}

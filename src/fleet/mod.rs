@@ -264,6 +264,24 @@ impl Fleet {
         }
     }
 
+    /// Whether the reports said no other running process has this replica's id: what shipping
+    /// waits for, also when events were taken locally while Redis was away (a copy's events
+    /// shipped under the original's id would be skipped by the original).
+    pub fn identity_known_alone(&self) -> bool {
+        self.identity.load(Relaxed) == IDENTITY_CHECKED
+    }
+
+    /// A recent report under this id may be a live twin's: events wait again, until the next
+    /// round of reports tells.
+    fn identity_suspect(&self) {
+        let _ = self.identity.compare_exchange(
+            IDENTITY_UNREACHABLE,
+            IDENTITY_PENDING,
+            Relaxed,
+            Relaxed,
+        );
+    }
+
     /// The reports say no other running process has this replica's id.
     fn identity_checked(&self) {
         self.identity.store(IDENTITY_CHECKED, Relaxed);

@@ -559,6 +559,8 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
                 {
                     // No report under this id, or this replica's own before it restarted.
                     fleet.identity_checked();
+                } else {
+                    fleet.identity_suspect();
                 }
                 reported = true;
                 let reports: Vec<Report> = all
@@ -592,13 +594,24 @@ async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
 /// restarted in its pod runs as the same pid). Otherwise it may be a live twin's, and the next
 /// round of reports tells.
 fn earlier_self(fleet: &Fleet, r: &Report) -> bool {
-    let gone = |pid: u32| {
-        i32::try_from(pid)
+    r.host == fleet.host && r.pid != 0 && (r.pid == std::process::id() || process_gone(r.pid))
+}
+
+/// Whether process `pid` of this host is gone: no such process, or one that has exited and
+/// waits to be reaped (a zombie, which a slow supervisor leaves for a second or two after a
+/// `kill -9`).
+fn process_gone(pid: u32) -> bool {
+    let exists = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|p| rustix::process::test_kill_process(p) != Err(rustix::io::Errno::SRCH));
+    let zombie = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .is_some_and(|p| rustix::process::test_kill_process(p) == Err(rustix::io::Errno::SRCH))
+            .and_then(|s| Some(s.rsplit_once(')')?.1.trim_start().starts_with('Z')))
+            .unwrap_or(false)
     };
-    r.host == fleet.host && r.pid != 0 && (r.pid == std::process::id() || gone(r.pid))
+    !exists || zombie()
 }
 
 /// A report's host as said in a refusal: `unknown` from a release that wrote none, and at
@@ -632,6 +645,29 @@ fn shares_our_id(fleet: &Fleet, twin: &Report) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_is_gone_once_it_exits_even_before_it_is_reaped() {
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(!process_gone(live.id()));
+        live.kill().unwrap();
+        // Killed and not yet waited for: a zombie until reaped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !process_gone(live.id()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a killed child never read as gone"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = live.id();
+        live.wait().unwrap();
+        assert!(process_gone(pid));
+        assert!(!process_gone(std::process::id()));
+    }
 
     fn report(origin: &str, model: &str, snapshot: &str, at_ms: i64) -> Report {
         Report {

@@ -65,6 +65,8 @@ impl Fleet {
         let refused = match e.kind() {
             redis::ErrorKind::AuthenticationFailed => Some("credentials"),
             _ if matches!(e.code(), Some("NOAUTH" | "WRONGPASS")) => Some("credentials"),
+            // The same inside a pipeline's failures (the first command of a connection).
+            _ if e.to_string().contains("\"NOAUTH\"") => Some("credentials"),
             redis::ErrorKind::Server(_) | redis::ErrorKind::Extension => Some("command"),
             _ => None,
         };

@@ -36,6 +36,8 @@ const READ_BYTES: u64 = 4 << 20;
 const IDLE_POLL: Duration = Duration::from_millis(200);
 /// How often an idle shipper asks Redis its run id.
 pub const RUN_ID_CHECK: Duration = Duration::from_secs(1);
+/// How often shipping looks whether this replica's id is known to be its own alone.
+const IDENTITY_POLL: Duration = Duration::from_millis(50);
 /// The position's file in the data folder.
 const CURSOR_FILE: &str = "replication.cursor";
 /// Longest the saved position trails the shipped one while batches flow.
@@ -195,7 +197,13 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             match server_run_id(c).await {
                 Ok(id) => {
                     fleet.exchanged("check", now_ms());
-                    if restarted(&mut run_id, id) && !kept(c, &fleet, last.as_ref()).await {
+                    let lost = if restarted(&mut run_id, id) {
+                        !kept(c, &fleet, last.as_ref()).await
+                    } else {
+                        let retention = contacts.state().retention_ms();
+                        flushed(c, &fleet, last.as_ref(), retention).await
+                    };
+                    if lost {
                         // A Redis back empty also lost the recorded partition count.
                         if let Ok(v) = super::join::check(c, &fleet).await {
                             if !super::join::accept(&fleet, v) {
@@ -215,6 +223,11 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                     continue;
                 }
             }
+        }
+        // Nothing goes out under this replica's id before it is known to be its own alone.
+        if !fleet.identity_known_alone() {
+            tokio::time::sleep(IDENTITY_POLL).await;
+            continue;
         }
         // Never on the workers that run decisions: this is the fleet's own thread.
         let read = if fleet.backlog_bytes.load(Relaxed) < READ_INLINE_BELOW {
@@ -306,13 +319,7 @@ async fn kept(
     last: Option<&Shipped>,
 ) -> bool {
     let found = match last {
-        Some(l) => redis::cmd("XRANGE")
-            .arg(fleet.config.key(l.partition))
-            .arg(&l.entry)
-            .arg(&l.entry)
-            .query_async::<Vec<redis::Value>>(c)
-            .await
-            .is_ok_and(|entries| !entries.is_empty()),
+        Some(l) => holds(c, fleet, l).await.unwrap_or(false),
         None => false,
     };
     if found {
@@ -323,6 +330,45 @@ async fn kept(
         tracing::warn!("redis restarted (new run id) without this replica's last shipped event; shipping the whole local log again");
     }
     found
+}
+
+/// Whether a Redis that did not restart lost what was shipped to it all the same (`FLUSHALL`,
+/// keys evicted under an `allkeys-*` policy, streams deleted): it answers without the entry of
+/// the last record shipped, while that entry is young enough not to have been trimmed. Says
+/// so; a failed look is no answer, and changes nothing.
+async fn flushed(
+    c: &mut redis::aio::MultiplexedConnection,
+    fleet: &Fleet,
+    last: Option<&Shipped>,
+    retention_ms: i64,
+) -> bool {
+    let Some(l) = last else { return false };
+    // Entries older than the retention (less an hour's margin) may have been trimmed.
+    let young = l
+        .entry
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse::<i64>().ok())
+        .is_some_and(|ms| ms > now_ms() - retention_ms + 3_600_000);
+    if !young || !matches!(holds(c, fleet, l).await, Ok(false)) {
+        return false;
+    }
+    tracing::warn!(redis = %super::redact(&fleet.config.url), "the fleet's Redis no longer holds this replica's last shipped event (flushed, evicted or deleted) although it did not restart; shipping the whole local log again");
+    true
+}
+
+/// Whether Redis holds the stream entry of a record shipped.
+async fn holds(
+    c: &mut redis::aio::MultiplexedConnection,
+    fleet: &Fleet,
+    l: &Shipped,
+) -> redis::RedisResult<bool> {
+    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(fleet.config.key(l.partition))
+        .arg(&l.entry)
+        .arg(&l.entry)
+        .query_async(c)
+        .await?;
+    Ok(!entries.is_empty())
 }
 
 /// A connection and the server's run id, the partition count checked (a refusal stops the
