@@ -341,8 +341,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Refused before the model and snapshot load, which can take a while: a path that is no
     // folder, a folder another process holds (it is locked again when the log opens).
     let data = &settings.data_dir;
-    if data.exists() && !data.is_dir() {
-        anyhow::bail!("--data-dir {}: not a folder", data.display());
+    if let Some(file) = data
+        .ancestors()
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
+    {
+        match file == data.as_path() {
+            true => anyhow::bail!("--data-dir {}: not a folder", data.display()),
+            false => anyhow::bail!(
+                "--data-dir {}: {} is a file, not a folder",
+                data.display(),
+                file.display()
+            ),
+        }
     }
     if data.is_dir() {
         drop(nextbest::contact::lock::DataLock::acquire(data)?);

@@ -533,7 +533,9 @@ async fn an_empty_id_in_an_event_is_no_id_as_in_a_decide_request() {
     .await;
     let detail = r.assert_error(400, "invalid_request");
     assert!(
-        detail.starts_with("events[0].customer_id: missing field"),
+        detail.starts_with(
+            "events[0].customer_id: empty, and no visitor_id: an event is about one of the two"
+        ),
         "{detail}"
     );
     srv.stop().await;

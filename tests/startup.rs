@@ -226,6 +226,20 @@ fn an_operational_error_is_one_line_without_a_backtrace_or_repeats() {
         )),
         "{stderr}"
     );
+    // So is one under a file, before anything loads.
+    let under = file.join("sub");
+    let (status, stderr) = Binary::demo(&under)
+        .args(["--log-format", "text"])
+        .run_to_exit();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!(
+            "error: --data-dir {}: {} is a file, not a folder",
+            under.display(),
+            file.display()
+        )) && !stderr.contains("feature snapshot swapped in"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -287,6 +287,12 @@ impl<'a> Event<'a> {
         let customer_id = id("customer_id")?;
         let visitor_id = id("visitor_id")?;
         if customer_id.is_none() && visitor_id.is_none() {
+            if obj.get("customer_id").and_then(|v| v.as_str()) == Some("") {
+                return malformed(
+                    "customer_id: empty, and no visitor_id: an event is about one of the two"
+                        .into(),
+                );
+            }
             let typo = misspelt(obj, &["customer_id", "visitor_id"]);
             return malformed(format!(
                 "customer_id: missing field (or give a visitor_id){typo}"

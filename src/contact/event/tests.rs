@@ -72,7 +72,7 @@ fn refusals_name_the_field() {
         ),
         (
             r#"{"type":"click","customer_id":"","offer_id":"o"}"#,
-            "customer_id: missing field (or give a visitor_id)",
+            "customer_id: empty, and no visitor_id",
         ),
         (
             r#"{"type":"click","customer_id":7,"offer_id":"o"}"#,
