@@ -19,7 +19,7 @@ impl Fleet {
             *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         if self.outage_logged.swap(false, Relaxed) {
-            tracing::info!("redis reachable again; replication resumes");
+            tracing::info!(redis = %super::redact(&self.config.url), "redis reachable again; replication resumes");
         }
         self.took(what);
     }
@@ -29,6 +29,7 @@ impl Fleet {
         if self.refusals.took(what) {
             tracing::info!(
                 during = what,
+                redis = %super::redact(&self.config.url),
                 "redis takes commands again; replication resumes"
             );
         }

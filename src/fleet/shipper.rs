@@ -322,12 +322,11 @@ async fn kept(
         Some(l) => holds(c, fleet, l).await.unwrap_or(false),
         None => false,
     };
+    let redis = super::redact(&fleet.config.url);
     if found {
-        tracing::info!(
-            "redis restarted (new run id) and kept this replica's shipped events; shipping goes on"
-        );
+        tracing::info!(%redis, "redis restarted (new run id) and kept this replica's shipped events; shipping goes on");
     } else {
-        tracing::warn!("redis restarted (new run id) without this replica's last shipped event; shipping the whole local log again");
+        tracing::warn!(%redis, "redis restarted (new run id) without this replica's last shipped event; shipping the whole local log again");
     }
     found
 }
