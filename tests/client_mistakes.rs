@@ -635,6 +635,22 @@ async fn bodies_a_client_library_mangles_are_named_for_what_they_are() {
             "the body starts with a byte-order mark (EF BB BF): send UTF-8 JSON without one"
         );
     }
+    // A query string on events is named, as on a POST decide.
+    let events = br#"{"events": [{"type": "impression", "customer_id": "C0000042",
+        "offer_id": "data_boost_10gb", "channel": "web"}]}"#;
+    let r = request(
+        srv.public,
+        "POST",
+        "/v1/events?customer_id=C1",
+        &[json],
+        events,
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        r.json()["batch_warnings"],
+        json!(["the query string `customer_id=C1` was not read: a batch is its body's `events`"])
+    );
     // `identity` is no encoding at all.
     let r = request(
         srv.public,

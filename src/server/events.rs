@@ -64,6 +64,11 @@ pub async fn post(
         )
         .before_body());
     }
+    let query = req
+        .uri()
+        .query()
+        .filter(|q| !q.is_empty())
+        .map(|q| q.chars().take(100).collect::<String>());
     let raw = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
     let mut body = Vec::from(raw.clone());
     let doc = simd_json::to_borrowed_value(&mut body).map_err(|_| syntax_error(&raw))?;
@@ -75,6 +80,11 @@ pub async fn post(
     }
     let now = state.contacts.now_ms();
     let mut batch = validate_batch(&doc, now)?;
+    if let Some(q) = query {
+        batch.batch_warnings.push(format!(
+            "the query string `{q}` was not read: a batch is its body's `events`"
+        ));
+    }
     let unknown_fields = batch.warnings.len() + batch.batch_warnings.len();
     state.typos.unknown_fields(Route::Events, unknown_fields);
     // Categories come from the champion's offers (its funnel table was made when it was

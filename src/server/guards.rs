@@ -64,14 +64,19 @@ pub fn budget(configured: Duration, header: Option<&[u8]>) -> Result<Asked, ApiE
         });
     };
     let text = std::str::from_utf8(h).unwrap_or("").trim();
-    let us = text
-        .parse::<u64>()
-        .ok()
-        .or_else(|| {
-            // `2.0`: JSON Schema's integer, as some generated clients write it.
-            let f = text.parse::<f64>().ok()?;
-            (f.fract() == 0.0 && (0.0..=MAX_DEADLINE_US as f64).contains(&f)).then_some(f as u64)
-        })
+    // Digits only (`+5`, `1e3` are no whole numbers as the contract writes them), or
+    // `2.0`: JSON Schema's integer, as some generated clients write it.
+    let (whole, fraction) = match text.split_once('.') {
+        Some((w, f)) if !f.is_empty() => (w, f),
+        Some(_) => ("", ""),
+        None => (text, ""),
+    };
+    let plain = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && fraction.bytes().all(|b| b == b'0');
+    let us = plain
+        .then(|| whole.parse::<u64>().ok())
+        .flatten()
         .filter(|us| *us <= MAX_DEADLINE_US)
         .ok_or_else(|| {
             ApiError::InvalidRequest(format!(
@@ -173,6 +178,9 @@ mod tests {
             b"60000001",
             b"",
             b"1e3x",
+            b"1e3",
+            b"+5",
+            b"5.",
         ] {
             let e = budget(five, Some(bad)).unwrap_err();
             assert!(e.to_string().starts_with("X-Deadline-Us: "), "{e}");
