@@ -77,7 +77,7 @@ pub async fn join(fleet: &Fleet) -> bool {
                 return accept(fleet, verdict);
             }
             Err(e) => {
-                fleet.identity_unreachable();
+                fleet.identity().unreachable();
                 fleet.failed("join", &e);
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;

@@ -34,25 +34,30 @@
 
 mod changes;
 pub mod consumer;
+mod identity;
 pub mod join;
 mod link;
 pub mod models;
 pub mod monitor;
 mod refusals;
+pub mod reports;
 pub mod shipper;
 pub mod signing;
+mod stats;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::contact::log::Position;
 use crate::contact::Contacts;
-use crate::metrics::prom::{Collect, Exposition, Kind};
-use crate::metrics::{Histogram, HistogramSnapshot, LAG_BUCKETS_US};
+use crate::metrics::{Histogram, LAG_BUCKETS_US};
 use crate::registry::Registry;
-use models::{FleetView, Shared};
+pub use identity::Identity;
+use models::Shared;
+use reports::FleetView;
+pub use stats::FleetStats;
 
 /// Settings of the fleet link.
 #[derive(Clone)]
@@ -149,11 +154,6 @@ pub enum FleetError {
     NotTheFleet(String),
 }
 
-/// [`Fleet::identity_pending`]: no answer yet, no other process with this id, Redis away.
-const IDENTITY_PENDING: u8 = 0;
-const IDENTITY_CHECKED: u8 = 1;
-const IDENTITY_UNREACHABLE: u8 = 2;
-
 /// The state of the link, shared by the shipper, the consumers, readiness and metrics.
 pub struct Fleet {
     /// This replica's id in the fleet (kept in the data folder across restarts).
@@ -163,11 +163,8 @@ pub struct Fleet {
     instance: String,
     /// When this process joined (Unix ms).
     started_ms: i64,
-    /// Whether this replica knows it is the only running one with its id (see
-    /// [`Fleet::identity_pending`]).
-    identity: AtomicU8,
-    /// Wakes the requests waiting for `identity` to be settled.
-    identity_settled: tokio::sync::Notify,
+    /// Whether this replica knows it is the only running one with its id.
+    identity: Identity,
     /// The host name (in Kubernetes, the pod's name), named in the fleet's view.
     host: String,
     config: FleetConfig,
@@ -222,7 +219,7 @@ impl Fleet {
     /// Whether the replica may say ready: caught up, or (with `--ready-when-behind`) done
     /// waiting for it; never after refusing to join.
     pub fn ready(&self) -> bool {
-        if self.refused().is_some() || self.identity_pending() {
+        if self.refused().is_some() || self.identity.pending() {
             return false;
         }
         if self.caught_up() && self.changes_caught_up.load(Relaxed) {
@@ -239,70 +236,15 @@ impl Fleet {
         behind
     }
 
-    /// True until this replica knows no other running process has its id (a data folder copied
-    /// from a running replica): an event taken meanwhile by such a twin would be skipped by
-    /// the other as its own, so events wait for the answer (a second or two; a round of
-    /// reports, 5 s, when the id's last report is so recent it may be a live twin's). A
-    /// replica that cannot reach Redis at start takes events locally, as in any outage.
-    pub fn identity_pending(&self) -> bool {
-        self.identity.load(Relaxed) == IDENTITY_PENDING
-    }
-
-    /// Waits at most `wait` for [`Fleet::identity_pending`] to be over; false when it is not.
-    pub async fn identity_settled(&self, wait: Duration) -> bool {
-        let until = tokio::time::Instant::now() + wait;
-        loop {
-            let settled = self.identity_settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            if !self.identity_pending() {
-                return true;
-            }
-            if tokio::time::timeout_at(until, settled).await.is_err() {
-                return !self.identity_pending();
-            }
-        }
-    }
-
-    /// Whether the reports said no other running process has this replica's id: what shipping
-    /// waits for, also when events were taken locally while Redis was away (a copy's events
-    /// shipped under the original's id would be skipped by the original).
-    pub fn identity_known_alone(&self) -> bool {
-        self.identity.load(Relaxed) == IDENTITY_CHECKED
-    }
-
-    /// A recent report under this id may be a live twin's: events wait again, until the next
-    /// round of reports tells.
-    fn identity_suspect(&self) {
-        let _ = self.identity.compare_exchange(
-            IDENTITY_UNREACHABLE,
-            IDENTITY_PENDING,
-            Relaxed,
-            Relaxed,
-        );
-    }
-
-    /// The reports say no other running process has this replica's id.
-    fn identity_checked(&self) {
-        self.identity.store(IDENTITY_CHECKED, Relaxed);
-        self.identity_settled.notify_waiters();
-    }
-
-    /// Redis could not be asked: events are taken locally until it can.
-    fn identity_unreachable(&self) {
-        let _ = self.identity.compare_exchange(
-            IDENTITY_PENDING,
-            IDENTITY_UNREACHABLE,
-            Relaxed,
-            Relaxed,
-        );
-        self.identity_settled.notify_waiters();
+    /// Whether this replica's id is known to be its own alone (see [`Identity`]).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Leaves the fleet's view at a graceful stop (at most a second or two; nothing waits on
     /// it when Redis is away).
     pub async fn leave(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), models::leave(self)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), reports::leave(self)).await;
     }
 
     /// What an unready replica waits for, as `/readyz` says it.
@@ -313,7 +255,7 @@ impl Fleet {
         if let Some(failure) = self.last_failure() {
             return format!("waiting for the fleet's Redis: {failure}");
         }
-        if self.identity_pending() {
+        if self.identity.pending() {
             return "making sure no running replica has this replica's id (a data folder copied \
                     from another)"
                 .into();
@@ -390,154 +332,11 @@ impl Fleet {
         self.caught_up.load(Relaxed)
     }
 
-    /// The link's figures now: what `/admin/stats`, the status page and `/metrics` show.
-    pub fn stats(&self) -> FleetStats {
-        let oldest = self.backlog_oldest_ms.load(Relaxed);
-        FleetStats {
-            origin: self.origin.clone(),
-            redis: redact(&self.config.url),
-            partitions: self.config.partitions,
-            connected: self.connected.load(Relaxed),
-            caught_up: self.caught_up(),
-            last_exchange_ms: self.last_exchange_ms.load(Relaxed),
-            shipped: self.shipped.load(Relaxed),
-            applied: self.applied.load(Relaxed),
-            backlog_bytes: self.backlog_bytes.load(Relaxed),
-            backlog_age_ms: if oldest > 0 {
-                (now_ms() - oldest).max(0)
-            } else {
-                0
-            },
-            lag_ms: self.lag_ms.load(Relaxed),
-            refused: self.refused().map(str::to_owned),
-            changes_applied: self.changes_applied.load(Relaxed),
-            changes_unsigned: self.changes_unsigned.load(Relaxed),
-            fleet: self.view(),
-            lag: self.lag.read(),
-        }
-    }
-
     /// Notes one remote event applied `lag_ms` after its origin accepted it.
     fn observe_lag(&self, lag_ms: i64) {
         let lag = lag_ms.max(0);
         self.lag_ms.store(lag, Relaxed);
         self.lag.observe_ns(lag as u64 * 1_000_000);
-    }
-}
-
-/// One snapshot of the fleet link's figures.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FleetStats {
-    /// This replica's id.
-    pub origin: String,
-    /// The Redis URL, password hidden.
-    pub redis: String,
-    /// Stream partitions.
-    pub partitions: u16,
-    /// Whether Redis answers.
-    pub connected: bool,
-    /// Whether the fleet's kept events are applied.
-    pub caught_up: bool,
-    /// When Redis last answered (Unix ms).
-    pub last_exchange_ms: i64,
-    /// Events shipped to the fleet.
-    pub shipped: u64,
-    /// Events applied from other replicas.
-    pub applied: u64,
-    /// Event log bytes not yet shipped.
-    pub backlog_bytes: u64,
-    /// How long ago the oldest event not yet shipped was accepted (ms; 0 when none).
-    pub backlog_age_ms: i64,
-    /// Lag of the last remote event applied, from its acceptance at the origin (ms).
-    pub lag_ms: i64,
-    /// Why this replica refused to join the fleet, if it did.
-    pub refused: Option<String>,
-    /// Admin changes made on other replicas and applied here.
-    pub changes_applied: u64,
-    /// Admin changes read from the fleet's stream and refused here for their signature
-    /// (missing, or not made with this replica's admin token).
-    pub changes_unsigned: u64,
-    /// What every live replica serves, and whether they agree.
-    pub fleet: FleetView,
-    #[serde(skip)]
-    lag: HistogramSnapshot,
-}
-
-impl Collect for FleetStats {
-    fn collect(&self, out: &mut Exposition) {
-        out.family(
-            "nextbest_replication_lag_seconds",
-            Kind::Gauge,
-            "Time from another replica's acceptance of an event to its apply here, for the last one.",
-        )
-        .sample(&[], self.lag_ms as f64 / 1e3);
-        self.lag.write(
-            out,
-            "nextbest_replication_apply_lag_seconds",
-            "Time from another replica's acceptance of an event to its apply here.",
-        );
-        out.family(
-            "nextbest_replication_backlog_bytes",
-            Kind::Gauge,
-            "Event log bytes not yet shipped to Redis, measured from the log every second.",
-        )
-        .sample(&[], self.backlog_bytes);
-        out.family(
-            "nextbest_replication_backlog_age_seconds",
-            Kind::Gauge,
-            "How long ago the oldest event not yet shipped to Redis was accepted (0: none).",
-        )
-        .sample(&[], self.backlog_age_ms as f64 / 1e3);
-        out.family(
-            "nextbest_replication_refused",
-            Kind::Gauge,
-            "1 when this replica refused to join the fleet (see its log and /readyz).",
-        )
-        .sample(&[], u8::from(self.refused.is_some()));
-        out.family(
-            "nextbest_fleet_changes_applied_total",
-            Kind::Counter,
-            "Admin changes (models, rollbacks, feature reloads) made on other replicas and applied here.",
-        )
-        .sample(&[], self.changes_applied);
-        out.family(
-            "nextbest_fleet_changes_unsigned_total",
-            Kind::Counter,
-            "Admin changes read from the fleet's stream and refused here: not signed with this replica's admin token.",
-        )
-        .sample(&[], self.changes_unsigned);
-        self.fleet.collect(out);
-        out.family(
-            "nextbest_replication_events_total",
-            Kind::Counter,
-            "Events shipped to the fleet, and applied from it.",
-        )
-        .sample(&[("direction", "shipped")], self.shipped)
-        .sample(&[("direction", "applied")], self.applied);
-        out.family(
-            "nextbest_replication_last_exchange_timestamp_seconds",
-            Kind::Gauge,
-            "When Redis last answered (Unix seconds).",
-        )
-        .sample(&[], self.last_exchange_ms as f64 / 1e3);
-        out.family(
-            "nextbest_replication_connected",
-            Kind::Gauge,
-            "1 while Redis answers.",
-        )
-        .sample(&[], u8::from(self.connected));
-        out.family(
-            "nextbest_replication_caught_up",
-            Kind::Gauge,
-            "1 once the fleet's kept events are applied.",
-        )
-        .sample(&[], u8::from(self.caught_up));
-    }
-}
-
-impl Collect for Fleet {
-    fn collect(&self, out: &mut Exposition) {
-        self.stats().collect(out);
     }
 }
 
@@ -568,8 +367,7 @@ pub fn start(
         origin,
         instance: format!("{:016x}", rand::random::<u64>()),
         started_ms: now_ms(),
-        identity: AtomicU8::new(IDENTITY_PENDING),
-        identity_settled: tokio::sync::Notify::new(),
+        identity: Identity::default(),
         host: rustix::system::uname()
             .nodename()
             .to_string_lossy()

@@ -225,7 +225,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             }
         }
         // Nothing goes out under this replica's id before it is known to be its own alone.
-        if !fleet.identity_known_alone() {
+        if !fleet.identity().known_alone() {
             tokio::time::sleep(IDENTITY_POLL).await;
             continue;
         }

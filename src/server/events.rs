@@ -52,8 +52,8 @@ pub async fn post(
         .before_body());
     }
     // Just started: wait a little for the answer rather than refuse at once.
-    let pending = match state.fleet.as_ref().filter(|f| f.identity_pending()) {
-        Some(f) => !f.identity_settled(IDENTITY_WAIT).await,
+    let pending = match state.fleet.as_ref().filter(|f| f.identity().pending()) {
+        Some(f) => !f.identity().settled(IDENTITY_WAIT).await,
         None => false,
     };
     if pending {

@@ -1,0 +1,116 @@
+//! The `nextbest model check` and `nextbest replay` commands: what they print, and when they
+//! end in an error.
+
+use std::path::Path;
+
+use anyhow::bail;
+use nextbest::decision_log::replay as decision_replay;
+use nextbest::features::NullWords;
+use nextbest::model::{self, AnySchema, Limits};
+use nextbest::registry::load_challenger;
+
+use crate::features_cli::{column_warning_lines, load_features};
+
+/// `nextbest model check`: the model (and its challenger) compiled as an upload would be,
+/// against a snapshot when one is given; every fault printed with its place.
+pub fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> anyhow::Result<()> {
+    let store = features.map(|f| load_features(f, nulls)).transpose()?;
+    if let (Some(path), Some(store)) = (features, &store) {
+        for line in column_warning_lines(path, store) {
+            println!("{line}");
+        }
+    }
+    let limits = Limits::default();
+    let any = AnySchema::default();
+    let schema: &dyn model::Schema = match &store {
+        Some(s) => s,
+        None => &any,
+    };
+    // The challenger is judged as an upload or a reload judges it.
+    // A challenger's faults are printed under its own file.
+    let mut challenger_file = None;
+    let result = model::load_with_warnings(file, schema, &limits).and_then(|m| {
+        challenger_file = m.challenger.as_ref().map(|c| c.path.clone());
+        load_challenger(&m, schema, &limits)
+            .map(|c| (m, c))
+            .map_err(|e| (e, Vec::new()))
+    });
+    match result {
+        Ok((m, challenger)) => {
+            for w in &m.warnings {
+                println!("{}: warning: {w}", model::model_file(file).display());
+            }
+            println!(
+                "ok: {} version {}: {} offers, {} channels, {} features used{}",
+                m.compiled.name,
+                m.compiled.version,
+                m.compiled.offers.len(),
+                m.compiled.channels.len(),
+                m.compiled.features_used.len(),
+                if store.is_some() {
+                    ""
+                } else {
+                    " (not checked against a snapshot)"
+                }
+            );
+            if let (Some(c), Some(spec)) = (challenger, &m.challenger) {
+                for w in &c.warnings {
+                    println!("{}: warning: challenger: {w}", spec.path.display());
+                }
+                println!(
+                    "ok: challenger {} version {}: {} offers, {} % of customers",
+                    c.compiled.name,
+                    c.compiled.version,
+                    c.compiled.offers.len(),
+                    spec.share * 100.0
+                );
+            }
+            Ok(())
+        }
+        Err((e, warnings)) => {
+            let faults = e.faults();
+            let shown = model::model_file(file);
+            for f in &faults {
+                match (f.path.strip_prefix("challenger:"), &challenger_file) {
+                    (Some(path), Some(c)) => println!("{}: {path}: {}", c.display(), f.message),
+                    _ => println!("{}: {f}", shown.display()),
+                }
+            }
+            // What is likely a mistake too, so the next round does not find it.
+            for w in &warnings {
+                println!("{}: warning: {w}", shown.display());
+            }
+            bail!("{} fault(s) in {}", faults.len(), file.display())
+        }
+    }
+}
+
+/// `nextbest replay --estimate`: prints the estimate, or says in one line why there is none.
+pub fn estimate(log: &Path, candidate: &Path, data_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let report = nextbest::decision_log::estimate::run(log, candidate, data_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// `nextbest replay`: prints the report; a log the original models do not reproduce exactly is
+/// an error (non-zero exit) after the report.
+pub fn replay(log: &Path, candidate: &Path, json: bool) -> anyhow::Result<()> {
+    let report = decision_replay::run(log, candidate)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    if !report.reproduces() {
+        bail!(
+            "{} of {} logged decisions did not reproduce with the model that made them",
+            report.decisions - report.reproduced,
+            report.decisions
+        );
+    }
+    Ok(())
+}
