@@ -208,12 +208,18 @@ fn refused_command_line(e: &clap::Error) -> ExitCode {
         .or_else(|| std::env::var("NEXTBEST_LOG_FORMAT").ok())
         .and_then(|f| <nextbest::logging::LogFormat as clap::ValueEnum>::from_str(&f, true).ok());
     let style = nextbest::logging::style(requested, std::io::stderr().is_terminal(), true);
-    let mut line = one_line(&e.to_string());
-    for (flag, var) in flags_from_environment(&line, &args) {
-        line.push_str(&format!(" ({flag} was set by {var} in the environment)"));
-    }
+    let line = naming_environment(one_line(&e.to_string()), &args);
     nextbest::logging::fatal_line(style, line);
     ExitCode::from(2)
+}
+
+/// A refusal's line, with the environment variable named for each flag it names that the
+/// environment set (see [`flags_from_environment`]).
+fn naming_environment(mut line: String, args: &[String]) -> String {
+    for (flag, var) in flags_from_environment(&line, args) {
+        line.push_str(&format!(" ({flag} was set by {var} in the environment)"));
+    }
+    line
 }
 
 /// The flags a refusal names (quoted, as clap does, or first, as a settings check does) that the
@@ -329,12 +335,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.check().map_err(|e| {
-        let mut line = e.to_string();
         let argv: Vec<String> = std::env::args().collect();
-        for (flag, var) in flags_from_environment(&line, &argv) {
-            line.push_str(&format!(" ({flag} was set by {var} in the environment)"));
-        }
-        anyhow::anyhow!(line)
+        anyhow::anyhow!(naming_environment(e.to_string(), &argv))
     })?;
     // Refused before the model and snapshot load, which can take a while: a path that is no
     // folder, a folder another process holds (it is locked again when the log opens).
@@ -344,14 +346,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .find(|a| a.exists())
         .filter(|a| !a.is_dir())
     {
-        match file == data.as_path() {
-            true => anyhow::bail!("--data-dir {}: not a folder", data.display()),
-            false => anyhow::bail!(
-                "--data-dir {}: {} is a file, not a folder",
-                data.display(),
-                file.display()
-            ),
+        if file == data.as_path() {
+            anyhow::bail!("--data-dir {}: not a folder", data.display());
         }
+        anyhow::bail!(
+            "--data-dir {}: {} is a file, not a folder",
+            data.display(),
+            file.display()
+        );
     }
     if data.is_dir() {
         drop(nextbest::contact::lock::DataLock::acquire(data)?);

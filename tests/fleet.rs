@@ -455,34 +455,31 @@ async fn a_redis_restarted_with_its_data_gets_no_event_twice() {
     redis.kill();
     let mut redis = Redis::persistent(port, &store);
     assert_eq!(stream_entries(&url), 30, "the append-only file kept them");
-    within("A noticed the restart", || async {
-        a.stderr().contains("redis restarted (new run id)")
-    })
-    .await;
-    assert_eq!(flood(a.public, "L", 5).await, 5);
-    within("A's new events shipped", || async {
-        stream_entries(&url) >= 35 && cursor_at_end(&data)
-    })
-    .await;
-    assert_eq!(stream_entries(&url), 35, "nothing shipped twice");
+    five_more_each_once(&a, &data, &url, "L", 35).await;
     // The same across a stop of A: it learns of the restart from what it saved.
     drop(a); // kill -9
     redis.kill();
     let _redis = Redis::persistent(port, &store);
     let a = replica(&data, &url);
-    within("A back and told of the restart", || async {
-        a.stderr().contains("redis restarted (new run id)")
-    })
-    .await;
-    assert_eq!(flood(a.public, "M", 5).await, 5);
-    within("A's newest events shipped", || async {
-        stream_entries(&url) >= 40 && cursor_at_end(&data)
-    })
-    .await;
-    assert_eq!(stream_entries(&url), 40, "nothing shipped twice");
+    five_more_each_once(&a, &data, &url, "M", 40).await;
     assert!(a
         .stderr()
         .contains("and kept this replica's shipped events"));
+}
+
+/// Once A has noticed Redis's restart, five more events posted to it make `total` entries in
+/// the streams: none shipped twice.
+async fn five_more_each_once(a: &Process, data: &Path, url: &str, prefix: &str, total: u64) {
+    within("A told of the restart", || async {
+        a.stderr().contains("redis restarted (new run id)")
+    })
+    .await;
+    assert_eq!(flood(a.public, prefix, 5).await, 5);
+    within("A's new events shipped", || async {
+        stream_entries(url) >= total && cursor_at_end(data)
+    })
+    .await;
+    assert_eq!(stream_entries(url), total, "nothing shipped twice");
 }
 
 /// True once the shipper's saved position is the end of the log (all of it shipped and saved).

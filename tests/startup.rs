@@ -215,31 +215,25 @@ fn an_operational_error_is_one_line_without_a_backtrace_or_repeats() {
     let dir = TempDir::new("startup-data-file");
     let file = dir.0.join("afile");
     std::fs::write(&file, b"").unwrap();
-    let (status, stderr) = Binary::demo(&file)
-        .args(["--log-format", "text"])
-        .run_to_exit();
-    assert!(!status.success());
-    assert!(
-        stderr.contains(&format!(
-            "error: --data-dir {}: not a folder",
-            file.display()
-        )),
-        "{stderr}"
-    );
-    // So is one under a file, before anything loads.
+    // So is one under a file; both before anything loads.
     let under = file.join("sub");
-    let (status, stderr) = Binary::demo(&under)
-        .args(["--log-format", "text"])
-        .run_to_exit();
-    assert!(!status.success());
-    assert!(
-        stderr.contains(&format!(
-            "error: --data-dir {}: {} is a file, not a folder",
-            under.display(),
-            file.display()
-        )) && !stderr.contains("feature snapshot swapped in"),
-        "{stderr}"
-    );
+    for (data, said) in [
+        (&file, "not a folder".to_owned()),
+        (
+            &under,
+            format!("{} is a file, not a folder", file.display()),
+        ),
+    ] {
+        let (status, stderr) = Binary::demo(data)
+            .args(["--log-format", "text"])
+            .run_to_exit();
+        assert!(!status.success());
+        assert!(
+            stderr.contains(&format!("error: --data-dir {}: {said}", data.display()))
+                && !stderr.contains("feature snapshot swapped in"),
+            "{stderr}"
+        );
+    }
 }
 
 #[test]

@@ -204,6 +204,12 @@ pub enum RecordError {
     Utf8(#[source] std::str::Utf8Error),
 }
 
+/// Whether an event gives `key` (`customer_id`, `visitor_id`) as an empty string: no id, as a
+/// decide request takes it, and said so in the batch's warnings.
+pub fn empty_id(obj: &simd_json::borrowed::Object<'_>, key: &str) -> bool {
+    obj.get(key).and_then(|v| v.as_str()) == Some("")
+}
+
 fn opt_str<'v>(
     obj: &'v simd_json::borrowed::Object<'_>,
     key: &str,
@@ -279,15 +285,16 @@ impl<'a> Event<'a> {
         };
         // An empty id is no id, as on `/v1/decide` (a visitor without a cookie value).
         let id = |key| {
-            opt_str(obj, key, MAX_CUSTOMER_ID).or_else(|e| match obj.get(key) {
-                Some(v) if v.as_str() == Some("") => Ok(None),
-                _ => Err(e),
-            })
+            if empty_id(obj, key) {
+                Ok(None)
+            } else {
+                opt_str(obj, key, MAX_CUSTOMER_ID)
+            }
         };
         let customer_id = id("customer_id")?;
         let visitor_id = id("visitor_id")?;
         if customer_id.is_none() && visitor_id.is_none() {
-            if obj.get("customer_id").and_then(|v| v.as_str()) == Some("") {
+            if empty_id(obj, "customer_id") {
                 return malformed(
                     "customer_id: empty, and no visitor_id: an event is about one of the two"
                         .into(),

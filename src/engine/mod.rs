@@ -216,14 +216,17 @@ impl CompiledModel {
         &'r self,
         context: &'r [(Cow<'r, str>, CtxValue<'r>)],
     ) -> impl Iterator<Item = (&'r str, &'r str)> + 'r {
-        context.iter().filter_map(move |(key, value)| {
-            let CtxValue::Str(text) = value else {
-                return None;
-            };
-            let slot = self.context_keys.iter().position(|k| **k == **key)?;
-            (self.context_numbers.get(slot) == Some(&true) && text.trim().parse::<f64>().is_ok())
-                .then_some((&**key, &**text))
-        })
+        let slots = context_slots(self, context);
+        self.context_keys
+            .iter()
+            .zip(self.context_numbers.iter())
+            .zip(slots)
+            .filter_map(|((key, &numeric), value)| {
+                let Some(CtxValue::Str(text)) = value else {
+                    return None;
+                };
+                (numeric && text.trim().parse::<f64>().is_ok()).then_some((&**key, &**text))
+            })
     }
 
     /// The channel index and slot for a request, if the model knows them.

@@ -177,9 +177,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             None => match connect(&fleet).await {
                 Ok((mut c, id)) => {
                     if restarted(&mut run_id, id) && !kept(&mut c, &fleet, last.as_ref()).await {
-                        cursor = Position::start();
-                        last = None;
-                        fleet.set_cursor(cursor);
+                        from_log_start(&fleet, &mut cursor, &mut last);
                     }
                     idle_since = tokio::time::Instant::now();
                     con.insert(c)
@@ -210,9 +208,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                                 return;
                             }
                         }
-                        cursor = Position::start();
-                        last = None;
-                        fleet.set_cursor(cursor);
+                        from_log_start(&fleet, &mut cursor, &mut last);
                     }
                 }
                 Err(e) => {
@@ -299,6 +295,14 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             }
         }
     }
+}
+
+/// Goes back to the start of the log: a Redis that lost what was shipped gets all of it again,
+/// and no entry shipped so far says what it holds.
+fn from_log_start(fleet: &Fleet, cursor: &mut Position, last: &mut Option<Shipped>) {
+    *cursor = Position::start();
+    *last = None;
+    fleet.set_cursor(*cursor);
 }
 
 /// Notes the run id Redis answered with; true when it differs from the one before (Redis

@@ -208,7 +208,7 @@ pub fn validate_batch<'v>(
         }
         if let Some(obj) = item.as_object() {
             for key in ["customer_id", "visitor_id"] {
-                if obj.get(key).and_then(|v| v.as_str()) == Some("") {
+                if crate::contact::event::empty_id(obj, key) {
                     batch.warnings.push((
                         i,
                         format!("{key}: empty, taken as absent (as a decide request takes it)"),
