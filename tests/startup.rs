@@ -373,9 +373,13 @@ async fn a_closed_stdout_does_not_stop_the_server() {
                 );
                 continue 'started;
             }
-            if tokio::net::TcpStream::connect(addr).await.is_ok()
-                && get(addr, "/readyz").await.status == 200
-            {
+            // Ours once it says it serves on that port (until then another test's server may
+            // hold it, and answer, then go).
+            let serving = std::fs::read_to_string(&stderr)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains("serving") && l.contains(&public));
+            if serving && get(addr, "/readyz").await.status == 200 {
                 break 'started child;
             }
             assert!(Instant::now() < deadline, "the server never became ready");
