@@ -425,7 +425,10 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
     let d = request(srv.public, "POST", "/v1/events", &json_ct, twice)
         .await
         .assert_error(400, "invalid_request");
-    assert!(d.contains("duplicate field `customer_id`"), "{d}");
+    assert_eq!(
+        d,
+        "duplicate field `events[0].customer_id`: each field once per object"
+    );
     let context = br#"{"customer_id":"C0000042","channel":"web","placement":"checkout","context":{"cart_value":250,"cart_value":10}}"#;
     let d = request(srv.public, "POST", "/v1/decide", &json_ct, context)
         .await
@@ -605,6 +608,55 @@ async fn a_number_sent_as_text_where_the_model_reads_numbers_is_named() {
         let a = decide(srv.public, ask(context.clone())).await;
         assert_eq!(warnings(&a), Vec::<String>::new(), "{context}");
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_context_key_a_slip_from_one_the_model_reads_is_named() {
+    let srv = start_demo().await;
+    let ask = |context: Value| {
+        json!({"customer_id": "C0000043", "channel": "web", "placement": "home_hero",
+               "context": context})
+    };
+    let slip = |typed: &str, meant: &str| {
+        format!(
+            "context.{typed}: model demo 1 reads no such key, and its value was ignored: did you \
+             mean `{meant}`?"
+        )
+    };
+    for (context, expected) in [
+        (json!({"pgae": "deals"}), vec![slip("pgae", "page")]),
+        (json!({"Page": "deals"}), vec![slip("Page", "page")]),
+        (
+            json!({"page": "deals", "utm_campaing": "spring_switch"}),
+            vec![slip("utm_campaing", "utm_campaign")],
+        ),
+        (
+            json!({"": "deals"}),
+            vec!["context: a key is empty, and its value was ignored".to_owned()],
+        ),
+        // Keys for others, far from every key the model reads: no word.
+        (
+            json!({"page": "deals", "lang": "en", "utm_source": "mail", "cart": 1}),
+            vec![],
+        ),
+    ] {
+        let a = decide(srv.public, ask(context.clone())).await;
+        assert_eq!(warnings(&a), expected, "{context}");
+    }
+    // The same in a query string.
+    let r = get(
+        srv.public,
+        "/v1/decide?customer_id=C0000043&channel=web&placement=home_hero&context.=5&context.pgae=deals",
+    )
+    .await;
+    assert_eq!(
+        warnings(&r.json()),
+        [
+            "context: a key is empty, and its value was ignored".to_owned(),
+            slip("pgae", "page")
+        ]
+    );
     srv.stop().await;
 }
 

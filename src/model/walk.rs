@@ -278,38 +278,56 @@ pub fn is_http_url(s: &str) -> bool {
     }
 }
 
-/// The first key written twice in one object of a JSON document (at any depth): such a document
-/// is refused (an events body, a campaign file) rather than read as whichever value a parser
-/// keeps.
+/// The first key written twice in one object of a JSON document (at any depth), by its path
+/// (`events[1].type`): such a document is refused (an events body, a campaign file) rather than
+/// read as whichever value a parser keeps.
 pub fn duplicate_key(json: &[u8]) -> Option<String> {
-    use simd_json::Node;
     let mut copy = json.to_vec();
     let tape = simd_json::to_tape(&mut copy).ok()?;
-    let nodes = &tape.0;
-    // Nodes a value takes, itself included.
-    let width = |n: &Node<'_>| match n {
-        Node::Object { count, .. } | Node::Array { count, .. } => count + 1,
-        _ => 1,
-    };
-    for (i, n) in nodes.iter().enumerate() {
-        let Node::Object { len, .. } = n else {
-            continue;
-        };
-        let mut keys: Vec<&str> = Vec::with_capacity(*len);
-        let mut at = i + 1;
-        for _ in 0..*len {
-            let key = match nodes.get(at) {
-                Some(Node::String(k)) => *k,
-                _ => return None,
-            };
-            if keys.contains(&key) {
-                return Some(key.to_owned());
+    let mut path = String::new();
+    first_twice(&tape.0, 0, &mut path).err()
+}
+
+/// Walks the value at `at`; returns the index after it, or the path of a key written twice.
+fn first_twice(
+    nodes: &[simd_json::Node<'_>],
+    at: usize,
+    path: &mut String,
+) -> Result<usize, String> {
+    use simd_json::Node;
+    let mark = path.len();
+    match nodes.get(at) {
+        Some(Node::Object { len, .. }) => {
+            let mut keys: Vec<&str> = Vec::with_capacity(*len);
+            let mut next = at + 1;
+            for _ in 0..*len {
+                let Some(Node::String(key)) = nodes.get(next) else {
+                    return Ok(nodes.len());
+                };
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                if keys.contains(key) {
+                    return Err(std::mem::take(path));
+                }
+                keys.push(key);
+                next = first_twice(nodes, next + 1, path)?;
+                path.truncate(mark);
             }
-            keys.push(key);
-            at += 1 + nodes.get(at + 1).map_or(1, width);
+            Ok(next)
         }
+        Some(Node::Array { len, .. }) => {
+            let mut next = at + 1;
+            for i in 0..*len {
+                path.push_str(&format!("[{i}]"));
+                next = first_twice(nodes, next, path)?;
+                path.truncate(mark);
+            }
+            Ok(next)
+        }
+        _ => Ok(at + 1),
     }
-    None
 }
 
 #[cfg(test)]
@@ -333,12 +351,16 @@ mod tests {
         assert_eq!(dup(r#"{"a":{"b":1},"a":2}"#).as_deref(), Some("a"));
         assert_eq!(
             dup(r#"{"x":[{"k":1,"k":[1,{"z":2}]}]}"#).as_deref(),
-            Some("k")
+            Some("x[0].k")
         );
         assert_eq!(
-            dup(r#"{"events":[{"type":"dismiss","customer_id":"A","offer_id":"o","customer_id":"B"}]}"#)
+            dup(r#"{"x":[{"k":[1,{"z":2,"z":3}]}]}"#).as_deref(),
+            Some("x[0].k[1].z")
+        );
+        assert_eq!(
+            dup(r#"{"events":[{"type":"click"},{"type":"dismiss","customer_id":"A","offer_id":"o","customer_id":"B"}]}"#)
                 .as_deref(),
-            Some("customer_id")
+            Some("events[1].customer_id")
         );
         assert_eq!(
             dup(r#"{"a":{"b":1,"c":[1,2,{"b":3}]},"b":{"a":[]},"d":2}"#),

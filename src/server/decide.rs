@@ -208,6 +208,7 @@ fn decide(
         (Some((model, _, _)), Some(features)) => {
             if !req.context.is_empty() {
                 typos::numbers_as_text(model, &req, &mut warnings);
+                typos::context_key_slips(model, &req, &mut warnings);
             }
             let (channel, slot) = model.resolve(req.channel, req.placement);
             if !state

@@ -183,6 +183,50 @@ pub fn numbers_as_text(
     }
 }
 
+/// Says which context keys a request gives that the model does not read but that are a slip
+/// away from one it does (`pgae` for `page`), and any empty key: the value is ignored, so the
+/// page would get content decided without it and no word of why. Keys far from every key the
+/// model reads stay silent: pages send context for other consumers too.
+pub fn context_key_slips(
+    model: &crate::engine::CompiledModel,
+    req: &crate::engine::Request<'_>,
+    out: &mut Vec<String>,
+) {
+    let known = &model.context_keys;
+    for (key, _) in req.context {
+        if key.is_empty() {
+            out.push("context: a key is empty, and its value was ignored".into());
+            continue;
+        }
+        if known.iter().any(|k| **k == **key) || !known.iter().any(|k| may_be_near(key, k)) {
+            continue;
+        }
+        if let Some(near) = crate::near::nearest(key, known.iter().map(|k| &**k)) {
+            out.push(format!(
+                "context.{}: model {} {} reads no such key, and its value was ignored: did you mean `{near}`?",
+                shown(key),
+                model.name,
+                model.version
+            ));
+        }
+    }
+}
+
+/// Whether `known` can be near enough to `typed` for [`crate::near::nearest`] to pick it: a
+/// check of lengths and letters that spares the edit distance (and its allocation) for the
+/// keys a page sends for others, on every request.
+fn may_be_near(typed: &str, known: &str) -> bool {
+    let letters = |s: &str| {
+        s.bytes()
+            .fold(0u64, |m, b| m | 1 << (b.to_ascii_lowercase() % 64))
+    };
+    let edits = if typed.len() >= 6 { 2 } else { 1 };
+    let (a, b) = (typed.len(), known.len());
+    (known.starts_with(typed) && known.as_bytes().get(a) == Some(&b'_'))
+        || (a.abs_diff(b) <= edits
+            && (letters(typed) ^ letters(known)).count_ones() as usize <= 2 * edits)
+}
+
 /// At most 64 characters of a client's name, for a message.
 fn shown(name: &str) -> String {
     name.chars().take(64).collect()
@@ -242,5 +286,55 @@ mod tests {
         assert!(fresh > SEEN_SLOTS / 2, "only {fresh} logged");
         assert!(t.full_logged.load(Relaxed));
         assert!(!t.first_time("web", "plan_page"), "still remembered");
+    }
+
+    #[test]
+    fn the_quick_check_passes_every_key_the_edit_distance_would_pick() {
+        let keys = [
+            "page",
+            "utm_campaign",
+            "cart_value",
+            "cart_type",
+            "ab",
+            "device_os",
+        ];
+        let mut typed: Vec<String> = Vec::new();
+        for k in keys {
+            let b = k.as_bytes();
+            for i in 0..b.len() {
+                let mut s = b.to_vec();
+                s.remove(i);
+                typed.push(String::from_utf8(s.clone()).unwrap());
+                for c in [b'x', b'_', b'A'] {
+                    let mut t = b.to_vec();
+                    t[i] = c;
+                    typed.push(String::from_utf8(t.clone()).unwrap());
+                    t.insert(i, c);
+                    typed.push(String::from_utf8(t).unwrap());
+                }
+                if i + 1 < b.len() {
+                    let mut t = b.to_vec();
+                    t.swap(i, i + 1);
+                    let mut u = t.clone();
+                    typed.push(String::from_utf8(t).unwrap());
+                    u[0] = b'z';
+                    typed.push(String::from_utf8(u).unwrap());
+                }
+            }
+            typed.push(k.to_ascii_uppercase());
+            typed.push(k.split('_').next().unwrap().to_owned());
+        }
+        let mut picked = 0;
+        for t in &typed {
+            for k in keys {
+                if crate::near::nearest(t, [k]).is_some() {
+                    picked += 1;
+                    assert!(may_be_near(t, k), "`{t}` near `{k}` but skipped");
+                }
+            }
+        }
+        assert!(picked > 100, "only {picked} slips picked");
+        assert!(!may_be_near("lang", "page"));
+        assert!(!may_be_near("utm_source", "page"));
     }
 }
