@@ -358,6 +358,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if data.is_dir() {
         drop(nextbest::contact::lock::DataLock::acquire(data)?);
     }
+    // Both ports are taken before anything loads: a clash is said at once, not after the
+    // snapshot, the replay and the fleet's first words.
+    let reserved = server::reserve(&settings.server).map_err(bind_refusal)?;
     let registry = Arc::new(Registry::new(settings.registry));
     if let Err(e) = registry.reload_from_disk() {
         // Serve anyway (the registry logged why): every decision gets the built-in fallback
@@ -436,7 +439,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(fc) = settings.fleet {
             state = state.fleet(fleet::start(fc, fleet_contacts, registry.clone())?);
         }
-        run_until_signal(Arc::new(state.build()), registry).await
+        run_until_signal(Arc::new(state.build()), registry, reserved).await
     });
     contacts.close();
     funnel_saver.stop();
@@ -461,16 +464,23 @@ fn watch(registry: &Arc<Registry>) -> Option<nextbest::watch::ModelWatcher> {
     }
 }
 
-/// Binds the listeners and serves until SIGTERM or SIGINT, then drains.
-async fn run_until_signal(state: Arc<AppState>, registry: Arc<Registry>) -> anyhow::Result<()> {
+/// A listener's address refused, named by its flag.
+fn bind_refusal(e: server::BindError) -> anyhow::Error {
+    let flag = match e.listener {
+        server::Listener::Public => "--listen",
+        server::Listener::Admin => "--admin-listen",
+    };
+    anyhow::anyhow!("{flag} {}: {}", e.addr, e.source)
+}
+
+/// Serves on the reserved addresses until SIGTERM or SIGINT, then drains.
+async fn run_until_signal(
+    state: Arc<AppState>,
+    registry: Arc<Registry>,
+    reserved: server::Reserved,
+) -> anyhow::Result<()> {
     let fleet = state.fleet.clone();
-    let running = server::start(state).await.map_err(|e| {
-        let flag = match e.listener {
-            server::Listener::Public => "--listen",
-            server::Listener::Admin => "--admin-listen",
-        };
-        anyhow::anyhow!("{flag} {}: {}", e.addr, e.source)
-    })?;
+    let running = server::start_reserved(state, reserved).map_err(bind_refusal)?;
     let mut signals = Signals::register();
     tracing::info!(public = %running.public_addr, admin = %running.admin_addr, "serving");
     tokio::spawn(load_snapshot_when_published(registry.clone()));

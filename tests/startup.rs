@@ -298,6 +298,9 @@ fn an_address_in_use_names_the_address_and_the_flag() {
             line.starts_with(&format!("error: {flag} {addr}: ")) && line.contains("in use"),
             "{line}"
         );
+        // Said before anything loads: no snapshot, no event log.
+        assert_eq!(stderr.lines().count(), 1, "only the refusal: {stderr}");
+        assert!(!dir.0.join(flag).exists(), "the event log was opened first");
     }
 }
 

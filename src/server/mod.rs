@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -407,11 +407,44 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
+/// Both listeners' addresses, bound and not yet listening: a port another process holds is
+/// refused at start, before a snapshot loads, and until the server serves a client meets a
+/// refused connection, not one queued behind the load.
+pub struct Reserved {
+    public: (TcpSocket, SocketAddr),
+    admin: (TcpSocket, SocketAddr),
+}
+
+/// Takes both listeners' addresses (needs no runtime).
+pub fn reserve(config: &ServerConfig) -> Result<Reserved, BindError> {
+    Ok(Reserved {
+        public: take(Listener::Public, config.listen)?,
+        admin: take(Listener::Admin, config.admin_listen)?,
+    })
+}
+
 /// Binds both listeners and starts serving.
 pub async fn start(state: Arc<AppState>) -> Result<RunningServer, BindError> {
+    let reserved = reserve(&state.config)?;
+    start_reserved(state, reserved)
+}
+
+/// Starts serving on addresses taken earlier (within a runtime).
+pub fn start_reserved(
+    state: Arc<AppState>,
+    reserved: Reserved,
+) -> Result<RunningServer, BindError> {
     conns::fit_file_limit(state.config.max_connections);
-    let (public, public_addr) = bind(Listener::Public, state.config.listen).await?;
-    let (admin, admin_addr) = bind(Listener::Admin, state.config.admin_listen).await?;
+    let listen = |listener, (socket, addr): (TcpSocket, SocketAddr)| {
+        socket.listen(BACKLOG).map_err(|source| BindError {
+            listener,
+            addr,
+            source,
+        })
+    };
+    let (public_addr, admin_addr) = (reserved.public.1, reserved.admin.1);
+    let public = listen(Listener::Public, reserved.public)?;
+    let admin = listen(Listener::Admin, reserved.admin)?;
     let _ = state.bound.set((public_addr, admin_addr));
     let (stop, stopped) = watch::channel(false);
     let tasks = vec![
@@ -432,18 +465,25 @@ pub async fn start(state: Arc<AppState>) -> Result<RunningServer, BindError> {
     })
 }
 
-async fn bind(
-    listener: Listener,
-    addr: SocketAddr,
-) -> Result<(TcpListener, SocketAddr), BindError> {
+/// Connections the kernel completes before one is accepted (tokio's own for `bind`).
+const BACKLOG: u32 = 1024;
+
+/// Binds one listener's address, as tokio's `TcpListener::bind` does, without listening yet.
+fn take(listener: Listener, addr: SocketAddr) -> Result<(TcpSocket, SocketAddr), BindError> {
     let fail = |source| BindError {
         listener,
         addr,
         source,
     };
-    let l = TcpListener::bind(addr).await.map_err(fail)?;
-    let bound = l.local_addr().map_err(fail)?;
-    Ok((l, bound))
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    let bound = socket.local_addr().map_err(fail)?;
+    Ok((socket, bound))
 }
 
 #[derive(Clone, Copy)]
