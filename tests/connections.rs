@@ -135,7 +135,7 @@ async fn a_connection_with_a_request_in_flight_is_never_evicted() {
     // The oldest connection has a request in flight, so it is passed over for the next one.
     let held = HeldRequest::open(srv.public, &req).await;
     eventually("the held request in flight", || {
-        state.admission.inflight() == 1
+        state.admission.bodies_reading() == 1
     })
     .await;
     let mut quiet = silent(srv.public, MAX - 1).await;
@@ -165,7 +165,10 @@ async fn with_every_connection_busy_a_newcomer_waits_and_no_request_is_cut() {
     for _ in 0..4 {
         held.push(HeldRequest::open(srv.public, &req).await);
     }
-    eventually("4 requests in flight", || state.admission.inflight() == 4).await;
+    eventually("4 requests in flight", || {
+        state.admission.bodies_reading() == 4
+    })
+    .await;
     let newcomer = tokio::spawn(decide_within_bound(srv.public));
     // Every request held is answered in full, however the newcomer gets its slot.
     for h in held {

@@ -31,13 +31,10 @@ fn small_bound(max_inflight: usize) -> ServerConfig {
 async fn overload_sheds_with_fallback_and_nothing_hangs() {
     // plans_page has priority 70 (4 of 5 slots), home_hero 40 (3 of 5).
     let srv = start_registry(demo_registry(), small_bound(5)).await;
-    let req = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"});
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        held.push(HeldRequest::open(srv.public, &req).await);
-    }
     let state = srv.state.clone();
-    eventually("4 requests in flight", || state.admission.inflight() == 4).await;
+    // Four decisions in the making (one takes microseconds: held here as their tickets).
+    let held: Vec<_> = (0..4).map(|_| state.admission.enter()).collect();
+    assert_eq!(state.admission.inflight(), 4);
 
     let mut excess = Vec::new();
     for i in 0..60 {
@@ -68,12 +65,14 @@ async fn overload_sheds_with_fallback_and_nothing_hangs() {
         // The placement's own fallback content, ready for the page.
         assert_eq!(a["offers"][0]["offer_id"], "brand_hero");
     }
-    // The held requests were admitted before the pressure: they get real decisions.
-    for h in held {
-        let r = h.finish().await;
-        assert_eq!(r.status, 200);
-        assert!(r.json()["fallback"].is_null(), "{}", r.json());
-    }
+    // Once they are done, the same request is decided.
+    drop(held);
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000040", "channel": "web", "placement": "home_hero"}),
+    )
+    .await;
+    assert!(a["fallback"].is_null(), "{a}");
     let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
     assert!(
         metrics.contains("nextbest_decisions_total{outcome=\"fallback\",reason=\"overload\"} 60"),
@@ -83,19 +82,52 @@ async fn overload_sheds_with_fallback_and_nothing_hangs() {
     srv.stop().await;
 }
 
+/// Clients that never finish a body hold their connections, not the decisions' slots: others
+/// are still decided however many of them there are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_still_arriving_take_no_slot_of_the_decisions() {
+    let srv = start_registry(demo_registry(), small_bound(2)).await;
+    let state = srv.state.clone();
+    let req = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"});
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(HeldRequest::open(srv.public, &req).await);
+    }
+    eventually("6 bodies arriving", || {
+        state.admission.bodies_reading() == 6
+    })
+    .await;
+    assert_eq!(state.admission.inflight(), 0);
+    for placement in ["plans_page", "home_hero"] {
+        let a = decide(
+            srv.public,
+            json!({"customer_id": "C0000043", "channel": "web", "placement": placement}),
+        )
+        .await;
+        assert!(a["fallback"].is_null(), "{placement}: {a}");
+    }
+    let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("\nnextbest_decide_bodies_reading 6\n"),
+        "{metrics}"
+    );
+    for h in held {
+        let r = h.finish().await;
+        assert_eq!(r.status, 200);
+        assert!(r.json()["fallback"].is_null(), "{}", r.json());
+    }
+    assert_eq!(state.admission.bodies_reading(), 0);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn low_priority_placements_step_aside_first() {
     let mut doc = TempModels::demo_doc("1");
     doc["placements"]["home_hero"]["priority"] = json!(0);
     doc["placements"]["plans_page"]["priority"] = json!(100);
     let srv = start_registry(registry_for(&doc), small_bound(4)).await;
-    let req = json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"});
-    let held = vec![
-        HeldRequest::open(srv.public, &req).await,
-        HeldRequest::open(srv.public, &req).await,
-    ];
     let state = srv.state.clone();
-    eventually("2 requests in flight", || state.admission.inflight() == 2).await;
+    let held = [state.admission.enter(), state.admission.enter()];
     // With 2 of 4 in flight, the priority-0 placement (half the bound) is shed...
     let low = decide(
         srv.public,
@@ -110,9 +142,7 @@ async fn low_priority_placements_step_aside_first() {
     )
     .await;
     assert!(high["fallback"].is_null(), "{high}");
-    for h in held {
-        assert_eq!(h.finish().await.status, 200);
-    }
+    drop(held);
     srv.stop().await;
 }
 
@@ -300,7 +330,10 @@ async fn shutdown_drains_requests_in_flight() {
     for _ in 0..3 {
         held.push(HeldRequest::open(public, &req).await);
     }
-    eventually("3 requests in flight", || state.admission.inflight() == 3).await;
+    eventually("3 requests in flight", || {
+        state.admission.bodies_reading() == 3
+    })
+    .await;
     let stopping = tokio::spawn(srv.shutdown());
     eventually("draining", || {
         state.draining.load(std::sync::atomic::Ordering::Relaxed)

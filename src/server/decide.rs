@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode};
 use super::body::read_json_body;
 use super::codec::{self, AnswerMeta, DecideBody, Sticky};
 use super::error::{declares_body, json_response, ApiError};
-use super::guards::{self, Deadline, Ticket};
+use super::guards::{self, Admission, Deadline, Ticket};
 use super::shadow;
 use super::typos::{self, Route};
 use super::AppState;
@@ -43,7 +43,8 @@ pub async fn decide_post(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    // In flight from the moment the request is ours, so slow bodies count against the bound.
+    // In flight once its body is read: a client that never finishes one holds its connection
+    // (until `--body-timeout-ms`), never a slot of the decisions being made.
     let mut entry = deadline_header(&req)
         .and_then(|d| Entry::new(state, d))
         .map_err(ApiError::before_body)?;
@@ -54,7 +55,9 @@ pub async fn decide_post(
             q.chars().take(100).collect::<String>()
         ));
     }
+    let reading = state.admission.reading();
     let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
+    drop(reading);
     decide_bytes(state, entry, &body)
 }
 
@@ -103,16 +106,16 @@ fn decide_bytes(
     Ok(decide(state, &body, started))
 }
 
-/// A decide request from the moment it is ours: its admission ticket, its budget, and what
-/// its answer says about the request beyond its fields.
+/// A decide request from the moment it is ours: its budget, and what its answer says about the
+/// request beyond its fields.
 struct Entry<'a> {
-    ticket: Ticket<'a>,
+    admission: &'a Admission,
     budget: Duration,
     warnings: Vec<String>,
 }
 
 impl<'a> Entry<'a> {
-    /// Enters the request in flight; a bad `X-Deadline-Us` is refused before it counts.
+    /// Checks the request's `X-Deadline-Us`.
     #[inline]
     fn new(state: &'a AppState, deadline_us: Option<&[u8]>) -> Result<Self, ApiError> {
         let asked = guards::budget(state.config.deadline, deadline_us)?;
@@ -125,18 +128,18 @@ impl<'a> Entry<'a> {
             None => Vec::new(),
         };
         Ok(Entry {
-            ticket: state.admission.enter(),
+            admission: &state.admission,
             budget: asked.budget,
             warnings,
         })
     }
 
-    /// The request is read: its deadline runs from now.
+    /// The request is read: it enters the decisions in flight, and its deadline runs from now.
     #[inline]
     fn start(self) -> Started<'a> {
         let at = Instant::now();
         Started {
-            ticket: self.ticket,
+            ticket: self.admission.enter(),
             at,
             deadline: Deadline::after(at, self.budget),
             warnings: self.warnings,

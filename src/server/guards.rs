@@ -94,7 +94,18 @@ pub fn budget(configured: Duration, header: Option<&[u8]>) -> Result<Asked, ApiE
 /// Counts decide requests in flight and decides which to admit.
 pub struct Admission {
     inflight: AtomicUsize,
+    reading: AtomicUsize,
     max: usize,
+}
+
+/// A decide request whose body is still arriving: counted apart from the decisions in flight,
+/// so clients that never finish a body cannot take the slots of those being decided.
+pub struct Reading<'a>(&'a Admission);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.reading.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A request's place in flight; leaving drops it.
@@ -115,6 +126,7 @@ impl Admission {
     pub fn new(max: usize) -> Self {
         Admission {
             inflight: AtomicUsize::new(0),
+            reading: AtomicUsize::new(0),
             max: max.max(1),
         }
     }
@@ -140,6 +152,18 @@ impl Admission {
     /// Requests in flight now.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Relaxed)
+    }
+
+    /// Counts a decide body being read until the guard drops.
+    #[inline]
+    pub fn reading(&self) -> Reading<'_> {
+        self.reading.fetch_add(1, Relaxed);
+        Reading(self)
+    }
+
+    /// Decide bodies being read now.
+    pub fn bodies_reading(&self) -> usize {
+        self.reading.load(Relaxed)
     }
 
     /// The bound.

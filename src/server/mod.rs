@@ -166,6 +166,7 @@ impl AppState {
     pub fn listener_stats(&self) -> ListenerStats {
         ListenerStats {
             inflight: self.admission.inflight(),
+            bodies_reading: self.admission.bodies_reading(),
             max_inflight: self.admission.max(),
             open_connections: self.connections.load(Relaxed),
             evicted_connections: self.evicted_connections.load(Relaxed),
@@ -179,6 +180,8 @@ impl AppState {
 pub struct ListenerStats {
     /// Decide requests in flight.
     pub inflight: usize,
+    /// Decide bodies still arriving (not in flight until read).
+    pub bodies_reading: usize,
     /// The admission bound.
     pub max_inflight: usize,
     /// Open connections, both listeners.
@@ -195,6 +198,11 @@ impl crate::metrics::prom::Collect for ListenerStats {
                 "nextbest_inflight_decisions",
                 "Decide requests in flight.",
                 self.inflight,
+            ),
+            (
+                "nextbest_decide_bodies_reading",
+                "Decide requests whose body is still arriving; they count in flight once read.",
+                self.bodies_reading,
             ),
             (
                 "nextbest_max_inflight_decisions",
