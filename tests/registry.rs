@@ -738,6 +738,24 @@ async fn a_changed_scorer_file_rebuilds_the_active_model_not_the_one_on_disk() {
         source.starts_with("folder ") && source.ends_with(" (scorer files)"),
         "{source}"
     );
+    // A rollback goes back to the trees before, and writes their file back: a SIGHUP (the
+    // folder read again) or a snapshot reload keeps serving them.
+    let retrained = key(&registry);
+    let original = &scorer[..scorer.len() - 1];
+    let r = request(srv.admin, "POST", "/admin/models/rollback", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(key(&registry), key_before);
+    assert!(
+        std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap() == original,
+        "the folder does not hold the trees rolled back to"
+    );
+    registry.reload_from_disk().unwrap();
+    assert_eq!(key(&registry), key_before);
+    registry
+        .commit(nextbest::registry::Change::Features { path: None })
+        .unwrap();
+    assert_eq!(key(&registry), key_before);
+    assert_ne!(key_before, retrained);
     srv.stop().await;
 }
 

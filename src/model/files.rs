@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use simd_json::prelude::*;
 
@@ -24,14 +25,21 @@ pub struct ModelFiles {
     /// Whether the model has a folder at all (an upload without one names no files).
     folder: bool,
     /// Scorer file contents by the path the model wrote.
-    scorers: BTreeMap<String, Result<Vec<u8>, String>>,
+    scorers: BTreeMap<String, Result<Arc<[u8]>, String>>,
     /// The challenger's model file resolved, by the path the model wrote.
     challenger: Option<(String, Result<PathBuf, String>)>,
 }
 
 impl ModelFiles {
-    /// Reads what `doc` names from `folder`; with no folder, nothing is read.
-    pub fn read(doc: &Value<'_>, folder: Option<&Path>, limits: &Limits) -> Self {
+    /// Reads what `doc` names from `folder`, taking a scorer file's bytes from `kept` when it
+    /// is there (a model rebuilt from what it was first compiled from); with no folder,
+    /// nothing is read.
+    pub fn read(
+        doc: &Value<'_>,
+        folder: Option<&Path>,
+        limits: &Limits,
+        kept: &[(String, Arc<[u8]>)],
+    ) -> Self {
         let mut files = ModelFiles {
             folder: folder.is_some(),
             ..ModelFiles::default()
@@ -67,7 +75,10 @@ impl ModelFiles {
                 .is_some_and(|k| k == "xgboost" || k == "lightgbm");
             if let Some(rel) = named_path(scorer).filter(|_| is_trees) {
                 if !files.scorers.contains_key(rel) {
-                    let read = read_scorer(folder, rel, limits.max_scorer_bytes);
+                    let read = match kept.iter().find(|(k, _)| k == rel) {
+                        Some((_, bytes)) => Ok(bytes.clone()),
+                        None => read_scorer(folder, rel, limits.max_scorer_bytes).map(Arc::from),
+                    };
                     files.scorers.insert(rel.to_owned(), read);
                 }
             }
@@ -79,6 +90,14 @@ impl ModelFiles {
     /// document).
     pub fn scorer_bytes(&self) -> impl Iterator<Item = &[u8]> {
         self.scorers.values().filter_map(|r| r.as_deref().ok())
+    }
+
+    /// The scorer files read, by the path the model wrote: what a rollback writes back.
+    pub fn scorer_files(&self) -> Vec<(String, Arc<[u8]>)> {
+        self.scorers
+            .iter()
+            .filter_map(|(rel, r)| Some((rel.clone(), r.as_ref().ok()?.clone())))
+            .collect()
     }
 
     /// The paths the document names (scorer files, the challenger's file), as written.

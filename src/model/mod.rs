@@ -16,6 +16,7 @@ pub mod walk;
 pub mod xgboost;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use compile::{compile_feature_rule, DEFAULT_FALLBACK_KEY};
 pub use walk::Fault;
@@ -285,6 +286,9 @@ pub struct LoadedModel {
     /// The paths it names in its folder (scorer files, the challenger's file), as written: a
     /// change to any other file beside it is no change of this model.
     pub files: Vec<String>,
+    /// The scorer files it was compiled from, by the path written: a rebuild against another
+    /// snapshot and a rollback use these, not whatever the folder holds since.
+    pub scorer_files: Vec<(String, Arc<[u8]>)>,
     /// The challenger the model declares, if any (loaded by the registry).
     pub challenger: Option<ChallengerSpec>,
     /// What compiles but is likely a mistake (a rule value the snapshot never holds), with
@@ -382,7 +386,7 @@ pub fn load_with_warnings(
         .map_err(io)
         .map_err(plain)?;
     let base = Some(folder_of(&file));
-    build(bytes, base, file.display().to_string(), schema, limits)
+    build(bytes, base, file.display().to_string(), &[], schema, limits)
 }
 
 /// The largest built-in fallback file read (`--fallback-file`): content for a few channels.
@@ -409,7 +413,20 @@ pub fn from_bytes(
     schema: &dyn Schema,
     limits: &Limits,
 ) -> Result<LoadedModel, ModelError> {
-    build(document, base_dir, source, schema, limits).map_err(|(e, _)| e)
+    build(document, base_dir, source, &[], schema, limits).map_err(|(e, _)| e)
+}
+
+/// [`from_bytes`], with scorer files taken from `kept` (the bytes a model was first compiled
+/// from) before the folder.
+pub fn from_bytes_kept(
+    document: Vec<u8>,
+    base_dir: Option<PathBuf>,
+    source: String,
+    kept: &[(String, Arc<[u8]>)],
+    schema: &dyn Schema,
+    limits: &Limits,
+) -> Result<LoadedModel, ModelError> {
+    build(document, base_dir, source, kept, schema, limits).map_err(|(e, _)| e)
 }
 
 /// [`from_bytes`], with a refused model's warnings beside its error.
@@ -417,6 +434,7 @@ fn build(
     document: Vec<u8>,
     base_dir: Option<PathBuf>,
     source: String,
+    kept: &[(String, Arc<[u8]>)],
     schema: &dyn Schema,
     limits: &Limits,
 ) -> Result<LoadedModel, (ModelError, Vec<Fault>)> {
@@ -434,7 +452,7 @@ fn build(
     let mut scratch = document.clone();
     let doc = simd_json::to_borrowed_value(&mut scratch)
         .map_err(|e| (syntax_error(&document, &e), Vec::new()))?;
-    let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits);
+    let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits, kept);
     // The document and the scorer files it reads: a retrained tree is another model.
     let mut crc = crc32fast::Hasher::new();
     crc.update(&document);
@@ -452,6 +470,7 @@ fn build(
         source,
         base_dir,
         files: files.named(),
+        scorer_files: files.scorer_files(),
         document,
         challenger,
         warnings,

@@ -374,6 +374,7 @@ impl Registry {
                     document,
                     base_dir: Some(model::folder_of(&file)),
                     source: file.display().to_string(),
+                    scorers: Vec::new(),
                 };
                 match set::build(src, &store, limits) {
                     Ok(set) => model_plan(set, store),
@@ -394,6 +395,7 @@ impl Registry {
                     document,
                     base_dir,
                     source,
+                    scorers: Vec::new(),
                 };
                 let set = set::build(src, &store, limits)?;
                 self.persist(&set)?;
@@ -403,7 +405,7 @@ impl Registry {
                 let (Some(active), Some(store)) = (active, current.features.clone()) else {
                     return Err(RegistryError::NoFeatures);
                 };
-                let set = set::build(Source::of(&active), &store, limits)?;
+                let set = set::build(Source::with_folder_files(&active), &store, limits)?;
                 // Files touched but not changed: no new version.
                 if same_models(&set, &active) {
                     return Ok(None);
@@ -496,25 +498,27 @@ impl Registry {
     }
 
     /// Writes an admin change's document over the folder's `model.json` (when a models path
-    /// is configured), atomically and durably.
+    /// is configured), atomically and durably, after any scorer file it was compiled from that
+    /// the folder no longer holds (a rollback past a retrained tree file): a SIGHUP or a
+    /// restart then loads what serves.
     fn persist(&self, set: &ModelSet) -> Result<(), RegistryError> {
         let Some(path) = &self.config.models_path else {
             return Ok(());
         };
         let file = model::model_file(path);
-        let err = |source: std::io::Error| match source.kind() {
-            std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
-                RegistryError::ReadOnly {
-                    path: file.parent().map_or_else(|| file.clone(), Path::to_owned),
-                    source,
-                }
+        let champion = &set.champion;
+        for (rel, bytes) in &champion.scorer_files {
+            let Some(at) = champion.base_dir.as_ref().map(|d| d.join(rel)) else {
+                continue;
+            };
+            if std::fs::read(&at).ok().as_deref() != Some(&**bytes) {
+                crate::durable::write_atomic(&at, bytes, true)
+                    .map_err(|e| persist_error(&at, e))?;
+                tracing::info!(path = %at.display(), model = %champion.compiled.name, version = %champion.compiled.version, "scorer file written back: the folder holds what serves");
             }
-            _ => RegistryError::Persist {
-                path: file.clone(),
-                source,
-            },
-        };
-        crate::durable::write_atomic(&file, &set.champion.document, true).map_err(err)
+        }
+        crate::durable::write_atomic(&file, &champion.document, true)
+            .map_err(|e| persist_error(&file, e))
     }
 
     /// The folder an uploaded model's scorer and challenger files resolve against.
@@ -645,6 +649,24 @@ impl Registry {
     /// it, rollbacks included (see [`audit`]).
     pub fn history(&self) -> Vec<ModelRecord> {
         self.audit.entries()
+    }
+}
+
+/// A write into the models folder refused: a read-only folder (a ConfigMap) says so.
+fn persist_error(file: &Path, source: std::io::Error) -> RegistryError {
+    match source.kind() {
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+            RegistryError::ReadOnly {
+                path: file
+                    .parent()
+                    .map_or_else(|| file.to_owned(), Path::to_owned),
+                source,
+            }
+        }
+        _ => RegistryError::Persist {
+            path: file.to_owned(),
+            source,
+        },
     }
 }
 

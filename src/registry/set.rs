@@ -146,16 +146,28 @@ pub(super) struct Source {
     pub document: Vec<u8>,
     pub base_dir: Option<PathBuf>,
     pub source: String,
+    /// Scorer files' bytes taken before the folder's (a rebuild of what already served).
+    pub scorers: Vec<(String, Arc<[u8]>)>,
 }
 
 impl Source {
-    /// The source of a set's champion, to rebuild it against other columns or files.
+    /// The source of a set's champion, to rebuild it against other columns: its document and
+    /// the scorer files it was compiled from.
     pub fn of(set: &ModelSet) -> Self {
         let m = &set.champion;
         Source {
             document: m.document.clone(),
             base_dir: m.base_dir.clone(),
             source: m.source.clone(),
+            scorers: m.scorer_files.clone(),
+        }
+    }
+
+    /// A set's champion document with its scorer files read again from the folder.
+    pub fn with_folder_files(set: &ModelSet) -> Self {
+        Source {
+            scorers: Vec::new(),
+            ..Source::of(set)
         }
     }
 }
@@ -166,7 +178,14 @@ pub(super) fn build(
     store: &FeatureStore,
     limits: &Limits,
 ) -> Result<ModelSet, ModelError> {
-    let model = model::from_bytes(src.document, src.base_dir, src.source, store, limits)?;
+    let model = model::from_bytes_kept(
+        src.document,
+        src.base_dir,
+        src.source,
+        &src.scorers,
+        store,
+        limits,
+    )?;
     with_challenger(model, store, limits)
 }
 
