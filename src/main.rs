@@ -138,6 +138,7 @@ enum FeaturesCmd {
 }
 
 fn main() -> ExitCode {
+    narrow_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return refused_command_line(&e),
@@ -448,6 +449,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log.close();
     }
     served
+}
+
+/// Keeps what this process writes (event logs, the decision log with request context, campaign
+/// lists of customer ids) from other users of the host: an inherited umask of 022 would leave
+/// every file readable by all. A narrower umask (077) is kept.
+fn narrow_umask() {
+    use rustix::fs::Mode;
+    let inherited = rustix::process::umask(Mode::empty());
+    rustix::process::umask(inherited | Mode::from_bits_truncate(0o027));
 }
 
 /// Watches the models folder; without a watcher, changes come through SIGHUP and the admin API.

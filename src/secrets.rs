@@ -62,10 +62,17 @@ impl AdminToken {
         self.0.as_bytes()
     }
 
-    /// Compares in constant time, so response timing does not leak the token.
+    /// Compares in constant time, so response timing does not leak the token, nor its length:
+    /// the two SHA-256 digests compared always have the same length (a comparison of the
+    /// bytes themselves returns at once when the lengths differ).
     pub fn matches(&self, presented: &[u8]) -> bool {
+        use ring::digest::{digest, SHA256};
         use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(presented).into()
+        let (held, given) = (
+            digest(&SHA256, self.0.as_bytes()),
+            digest(&SHA256, presented),
+        );
+        held.as_ref().ct_eq(given.as_ref()).into()
     }
 }
 
@@ -142,5 +149,14 @@ mod tests {
             "{printed}"
         );
         assert_eq!(url.expose(), "redis://user:s3cret@redis.svc:6379/0");
+    }
+
+    #[test]
+    fn a_token_matches_itself_only() {
+        let t = AdminToken::new("s3cret-token".into()).unwrap();
+        assert!(t.matches(b"s3cret-token"));
+        for other in [&b""[..], b"s3cret", b"s3cret-token ", b"S3cret-token", b"x"] {
+            assert!(!t.matches(other), "{}", String::from_utf8_lossy(other));
+        }
     }
 }

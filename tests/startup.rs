@@ -829,3 +829,25 @@ fn a_second_signal_cuts_the_drain_short() {
         "{log}"
     );
 }
+
+/// Whatever umask it inherits, no file the process writes is readable by other users of the
+/// host (here a compiled snapshot, under an inherited umask of 022).
+#[test]
+fn files_written_are_never_readable_by_all() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("startup-umask");
+    let out = dir.0.join("f.nbf");
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["features", "compile"])
+        .arg(demo_dir().join("features.csv"))
+        .arg(&out)
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .status()
+        .expect("sh runs");
+    assert!(status.success());
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o007, 0, "{mode:o}");
+}
