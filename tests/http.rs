@@ -538,6 +538,36 @@ async fn with_host(
     parse_response(&raw(addr, req.as_bytes()).await).unwrap().0
 }
 
+/// Events a page of another site makes a browser send (a `no-cors` fetch, no preflight) are
+/// refused: they would hold offers back from any customer. The site's own pages, proxied, and
+/// backends (which send no `Sec-Fetch-Site`) are served.
+#[tokio::test]
+async fn events_from_another_sites_page_are_refused() {
+    let srv = start_demo().await;
+    let body = br#"{"events":[{"type":"dismiss","customer_id":"C0000042","offer_id":"data_boost_10gb","channel":"web"}]}"#;
+    let send = |site: Option<&'static str>| async move {
+        let mut headers = vec![("origin", "https://evil.example")];
+        headers.extend(site.map(|s| ("sec-fetch-site", s)));
+        request(srv.public, "POST", "/v1/events", &headers, body).await
+    };
+    let r = send(Some("cross-site")).await;
+    assert_eq!(
+        r.assert_error(403, "forbidden"),
+        "Sec-Fetch-Site: cross-site: another site's page made this request; events come from \
+         the channel's backend (or a page of its own site)"
+    );
+    for site in [None, Some("same-origin"), Some("same-site")] {
+        let r = send(site).await;
+        assert_eq!(
+            r.status,
+            202,
+            "{site:?}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    srv.stop().await;
+}
+
 /// What a web page makes a browser send to the admin listener is refused before anything
 /// runs: a page of another site (its `Origin`, or `Sec-Fetch-Site`), and, while the listener
 /// answers loopback without a token, a name that only resolves here (DNS rebinding). Tools

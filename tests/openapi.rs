@@ -471,6 +471,9 @@ async fn every_answer_matches_the_document() {
         public.check("POST", "/v1/events", &r)["error"],
         "invalid_request"
     );
+    let cross = [("sec-fetch-site", "cross-site")];
+    let r = support::request(p, "POST", "/v1/events", &cross, br#"{"events": []}"#).await;
+    assert_eq!(public.check("POST", "/v1/events", &r)["error"], "forbidden");
     body_faults(
         &mut public,
         p,

@@ -42,6 +42,20 @@ pub async fn post(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    // A page of another site (a `no-cors` fetch needs no preflight) could hold offers back
+    // from any customer; events come from the channel's backend, which sends no such header.
+    if let Some(site) = req
+        .headers()
+        .get("sec-fetch-site")
+        .filter(|s| s.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Err(ApiError::Forbidden(format!(
+            "Sec-Fetch-Site: {}: another site's page made this request; events come from the \
+             channel's backend (or a page of its own site)",
+            String::from_utf8_lossy(site.as_bytes())
+        ))
+        .before_body());
+    }
     // A 202 promises an event every replica of the fleet will know; one that refused to join
     // it (a copied data folder, another partition count) would keep events to itself.
     if let Some(why) = state.fleet.as_ref().and_then(|f| f.refused()) {
