@@ -191,6 +191,7 @@ pub fn parse_xgboost_noted(
             ),
         ));
     }
+    whole(model)?;
     let kept = rounds::kept_trees(&learner, model, num_class, spec.all_trees, &mut notes)?;
     let (trees, tree_info) = (
         &model.trees[..kept],
@@ -337,6 +338,50 @@ fn choose_names<'a>(
 }
 
 /// `base_score` is `"5E-1"` in 2.x and `"[5E-1]"` (one per target) in 3.x; a probability.
+/// Refuses a file whose tree count disagrees with what it declares (`num_trees`, the end of
+/// `iteration_indptr`, one `tree_info` entry a tree), as XGBoost itself does: a tree was cut
+/// or edited out, and what is left would score other numbers than the model trained.
+fn whole(model: &GbTreeModel) -> Result<(), TreeLoadError> {
+    const AT: &str = "learner.gradient_booster.model";
+    let n = model.trees.len();
+    let cut = |at: &str, says: String| {
+        TreeLoadError::format(
+            format!("{AT}.{at}"),
+            format!("{says}, but the file has {n} trees: a tree was cut or edited out (XGBoost refuses this file too); save the model again"),
+        )
+    };
+    if let Some(text) = model
+        .gbtree_model_param
+        .as_ref()
+        .and_then(|p| p.num_trees.as_deref())
+    {
+        let declared: usize = text.trim().parse().map_err(|_| {
+            TreeLoadError::format(
+                format!("{AT}.gbtree_model_param.num_trees"),
+                format!("not a count: {text:?}"),
+            )
+        })?;
+        if declared != n {
+            return Err(cut(
+                "gbtree_model_param.num_trees",
+                format!("says {declared}"),
+            ));
+        }
+    }
+    if let Some(&last) = model.iteration_indptr.last() {
+        if last != n as i64 {
+            return Err(cut("iteration_indptr", format!("ends at tree {last}")));
+        }
+    }
+    if !model.tree_info.is_empty() && model.tree_info.len() != n {
+        return Err(cut(
+            "tree_info",
+            format!("has {} entries", model.tree_info.len()),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_base_score(text: &str) -> Result<f32, TreeLoadError> {
     const LOC: &str = "learner.learner_model_param.base_score";
     let parts = parse_base_scores(text)?;
@@ -608,6 +653,7 @@ struct GbTreeModel {
 #[derive(Deserialize)]
 struct GbTreeParam {
     num_parallel_tree: Option<String>,
+    num_trees: Option<String>,
 }
 
 #[derive(Deserialize)]

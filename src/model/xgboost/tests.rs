@@ -234,3 +234,38 @@ fn a_lightgbm_file_or_other_text_says_what_it_is() {
     );
     assert!(!e.contains("Expected"), "{e}");
 }
+
+#[test]
+fn a_file_with_a_tree_cut_out_is_refused_where_it_disagrees() {
+    assert!(parse_xgboost(ok_model().as_bytes(), None, &resolve).is_ok());
+    for (from, to, at, says) in [
+        (
+            r#""num_trees":"1""#,
+            r#""num_trees":"2""#,
+            "gbtree_model_param.num_trees",
+            "says 2",
+        ),
+        (
+            r#""iteration_indptr":[0,1]"#,
+            r#""iteration_indptr":[0,2]"#,
+            "iteration_indptr",
+            "ends at tree 2",
+        ),
+        (
+            r#""tree_info":[0]"#,
+            r#""tree_info":[0,0]"#,
+            "tree_info",
+            "has 2 entries",
+        ),
+    ] {
+        let m = ok_model().replace(from, to);
+        let err = parse_xgboost(m.as_bytes(), None, &resolve)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("learner.gradient_booster.model.{at}"))
+                && err.contains(&format!("{says}, but the file has 1 trees: a tree was cut")),
+            "{err}"
+        );
+    }
+}
