@@ -226,8 +226,16 @@ pub fn parse_lightgbm_named(
         .get("feature_infos")
         .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
-    let pandas = pandas_categorical(lines)?;
+    let (pandas, sections_after) = pandas_categorical(lines)?;
     let categories = feature_categories(&names, &infos, &pandas, resolve)?;
+    if !sections_after && categories.iter().any(|c| matches!(c, Categories::Codes)) {
+        return Err(TreeLoadError::format(
+            "end of trees",
+            "the file ends there: the sections LightGBM writes after the trees \
+             (feature_importances, parameters, and from Python pandas_categorical, the names \
+             of the categories) are missing, so the file was cut short; copy or save it again",
+        ));
+    }
     let features = bind(&names, &categories, given, resolve)?;
     let flavor = Flavor::LightGbm {
         sigmoid: objective.sigmoid,
@@ -271,19 +279,22 @@ pub(super) fn is_dump(bytes: &[u8]) -> bool {
 }
 
 /// The `pandas_categorical:` line after the trees: per pandas `category` column at training,
-/// its categories in code order (`null` when there was none).
+/// its categories in code order (`null` when there was none). Beside it, whether the file has
+/// any section LightGBM writes after its trees (a file without is cut short).
 fn pandas_categorical<'a>(
     lines: impl Iterator<Item = &'a str>,
-) -> Result<Vec<Vec<serde_json::Value>>, TreeLoadError> {
+) -> Result<(Vec<Vec<serde_json::Value>>, bool), TreeLoadError> {
     const LOC: &str = "pandas_categorical";
+    let mut sections = false;
     for line in lines {
         if let Some(json) = line.strip_prefix("pandas_categorical:") {
             let v: Option<Vec<Vec<serde_json::Value>>> = serde_json::from_str(json)
                 .map_err(|e| TreeLoadError::format(LOC, e.to_string()))?;
-            return Ok(v.unwrap_or_default());
+            return Ok((v.unwrap_or_default(), true));
         }
+        sections |= line == "feature_importances:" || line == "parameters:";
     }
-    Ok(Vec::new())
+    Ok((Vec::new(), sections))
 }
 
 /// Each feature's categories (see the module doc): numeric unless `feature_infos` lists

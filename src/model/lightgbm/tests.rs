@@ -196,3 +196,25 @@ fn refuses_bad_structure_with_location() {
     let text = model("10", "binary sigmoid:1", "1").replace("end of trees", "");
     assert!(parse_lightgbm(&text, &resolve).is_err());
 }
+
+/// A file cut after `end of trees` lost the names of its categories with the sections after:
+/// it is refused as cut short, not asked for a hand-written list of categories.
+#[test]
+fn a_file_cut_after_its_trees_is_called_cut_short() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/categorical/lgb_binary.txt");
+    let whole = std::fs::read_to_string(path).unwrap();
+    let end = whole.find("end of trees").unwrap() + "end of trees\n".len();
+    let e = parse_lightgbm(&whole[..end], &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("end of trees: the file ends there") && e.contains("cut short"),
+        "{e}"
+    );
+    // The whole file gets past that point (here to the resolver's columns, which hold no text).
+    let whole = parse_lightgbm(&whole, &|_| Some(0))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(!whole.to_string().contains("cut short"), "{whole}");
+}
