@@ -77,6 +77,17 @@ impl Codes {
                 .map_or(f64::NAN, |i| i as f64),
         }
     }
+
+    /// The category code XGBoost scores for a cell: a value taken as its own code is read as
+    /// f32, as XGBoost reads its input; listed numbers are matched exactly, as pandas matches
+    /// a category column's values to the training categories (`2.0000000000000004` is none).
+    #[inline]
+    fn xgboost_code(&self, row: FeatureRow<'_>, column: usize) -> f64 {
+        match self {
+            Codes::Listed(_) => self.code(row.f64(column)),
+            _ => self.code(f64::from(row.f32(column))),
+        }
+    }
 }
 
 /// A model feature bound to the snapshot: its column and how it reads it.
@@ -221,7 +232,7 @@ impl Categorical {
         };
         f64::from(match flavor {
             Flavor::XgBoost => {
-                let c = f.codes.code(f64::from(row.f32(column)));
+                let c = f.codes.xgboost_code(row, column);
                 if c.is_nan() {
                     CODE_MISSING
                 } else if !(0.0..XGB_MAX_CAT).contains(&c) {
@@ -265,8 +276,7 @@ impl Categorical {
         let col = f.column as usize;
         match flavor {
             Flavor::XgBoost => {
-                // XGBoost reads its input as f32.
-                let c = f.codes.code(f64::from(row.f32(col)));
+                let c = f.codes.xgboost_code(row, col);
                 if c.is_nan() {
                     f64::NAN
                 } else if !(0.0..XGB_MAX_CAT).contains(&c) {
