@@ -279,6 +279,23 @@ fn class_faults_name_their_paths() {
         f[0].contains("the model's categories are strings, but the snapshot column holds numbers"),
         "{f:?}"
     );
+    // Text, but none of the values the model was trained on (codes exported for names): every
+    // customer would score as if the column were missing, so it is refused, not warned of.
+    let coded = FeatureStore::from_csv_bytes(
+        b"customer_id,tenure,arpu,segment:str,plan:str,region:str,device_code\n\
+          C1,1,2,gold,0,north,0\nC2,1,2,silver,1,capital,0\n",
+        "coded.csv",
+    )
+    .unwrap();
+    let f = faults(&folder, &coded);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].starts_with(
+            "offers[0].scorer.path: feature `plan`: none of the snapshot's 2 values (\"0\", \"1\") \
+             is among the model's categories"
+        ),
+        "{f:?}"
+    );
     std::fs::remove_dir_all(&folder).ok();
 }
 

@@ -246,8 +246,9 @@ fn bind_one(
                 format!("feature '{name}'"),
                 format!(
                     "the model's categories are strings, but the snapshot column holds \
-                     numbers: export it as text (`{name}:str` in a CSV header reads it as \
-                     text)"
+                     numbers: export the values the model was trained on, as text (codes in \
+                     place of names match none of them; `{name}:str` in a CSV header reads a \
+                     column as text)"
                 ),
             ))
         }

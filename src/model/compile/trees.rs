@@ -265,6 +265,25 @@ fn warn_unseen(cx: &mut Ctx<'_>, p: &Parsed, path: &str) {
             .map(|v| format!("{v:?}"))
             .collect();
         let more = codes.len().saturating_sub(listed.len());
+        if codes.len() == dict.len() && held.is_some_and(|(hit, _)| hit > 0) {
+            cx.faults.push(
+                path,
+                format!(
+                    "feature `{name}`: none of the snapshot's {} values ({}{}) is among the \
+                     model's categories, so every customer would be scored as if `{name}` were \
+                     missing: the column holds other values than the model was trained on \
+                     (codes where it has names?); export the values it was trained on",
+                    dict.len(),
+                    listed.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    },
+                ),
+            );
+            continue;
+        }
         let customers = held.map_or(String::new(), |(hit, all)| {
             format!(
                 ", held by {hit} of {all} customers, {:.2} %",
