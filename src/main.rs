@@ -94,6 +94,21 @@ enum ModelCmd {
         #[command(flatten)]
         null: NullArgs,
     },
+    /// Print each customer's propensity per offer, as the model scores the snapshot (CSV on
+    /// stdout): the numbers to hold against the training library's own predictions.
+    Score {
+        /// The model file, or a folder holding model.json.
+        file: PathBuf,
+        /// The snapshot to score (CSV, Parquet or .nbf).
+        #[arg(long, env = "NEXTBEST_FEATURES")]
+        features: PathBuf,
+        /// Only these customers (default: every customer, in the snapshot's order).
+        #[arg(long, num_args = 1..)]
+        customers: Vec<String>,
+        /// Words a CSV snapshot writes for a missing value (`--features-null`).
+        #[command(flatten)]
+        null: NullArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +305,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             features,
             null,
         })) => check_model(&file, features.as_deref(), &null.check()?),
+        Some(Command::Model(ModelCmd::Score {
+            file,
+            features,
+            customers,
+            null,
+        })) => model_cli::score(&file, &features, &customers, &null.check()?),
         Some(Command::Features(FeaturesCmd::Compile {
             input,
             output,

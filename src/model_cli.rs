@@ -1,5 +1,5 @@
-//! The `nextbest model check` and `nextbest replay` commands: what they print, and when they
-//! end in an error.
+//! The `nextbest model check`, `model score` and `replay` commands: what they print, and when
+//! they end in an error.
 
 use std::path::Path;
 
@@ -82,6 +82,67 @@ pub fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> a
             }
             bail!("{} fault(s) in {}", faults.len(), file.display())
         }
+    }
+}
+
+/// `nextbest model score`: one CSV line per customer, the propensity of every offer the
+/// snapshot alone scores (shortest digits that read back as the same f64), so a data scientist
+/// holds a whole snapshot against the library's `predict` in one command. Offers whose score
+/// needs a request (context terms) or learning (adaptive) are left out, and named on stderr.
+pub fn score(
+    file: &Path,
+    features: &Path,
+    customers: &[String],
+    nulls: &NullWords,
+) -> anyhow::Result<()> {
+    use nextbest::engine::scorer::Scorer;
+    let store = load_features(features, nulls)?;
+    let m = model::load(file, &store, &Limits::default())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let offers = &m.compiled.offers;
+    let (scored, left): (Vec<_>, Vec<_>) = offers.iter().partition(|o| match &o.scorer {
+        Scorer::Adaptive(_) => false,
+        Scorer::Logistic(l) => l.context_terms.is_empty() && l.context_categories.is_empty(),
+        _ => true,
+    });
+    for o in &left {
+        eprintln!(
+            "{}: left out: its score needs a request's context or learnt counts",
+            o.id
+        );
+    }
+    for c in customers {
+        if store.exact_row(c).is_none() {
+            bail!("customer {c:?} is not in {}", features.display());
+        }
+    }
+    let rows: Box<dyn Iterator<Item = (&str, _)>> = if customers.is_empty() {
+        Box::new((0..store.len()).filter_map(|r| Some((store.id_at(r)?, store.exact_row_at(r)?))))
+    } else {
+        Box::new(
+            customers
+                .iter()
+                .filter_map(|c| Some((c.as_str(), store.exact_row(c)?))),
+        )
+    };
+    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+    let header = std::iter::once("customer_id").chain(scored.iter().map(|o| &*o.id));
+    let mut line: Vec<String> = Vec::with_capacity(scored.len() + 1);
+    let written = out.write_record(header).and_then(|()| {
+        for (id, row) in rows {
+            line.clear();
+            line.push(id.to_owned());
+            line.extend(scored.iter().map(|o| o.scorer.predict(row).to_string()));
+            out.write_record(&line)?;
+        }
+        out.flush().map_err(csv::Error::from)
+    });
+    match written {
+        // A reader that went away (`| head`) ends the listing, not in an error.
+        Err(e) if matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe) => {
+            Ok(())
+        }
+        r => Ok(r?),
     }
 }
 

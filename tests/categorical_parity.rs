@@ -586,3 +586,59 @@ fn a_file_from_an_unknown_release_loads_with_a_warning() {
         ]
     );
 }
+
+/// `nextbest model score` prints what the library predicts for every row of the fixture: a
+/// binary file, and each class of a multiclass one read by its own offer.
+#[test]
+fn model_score_prints_the_librarys_numbers_for_every_row() {
+    let x = |path: &str, class: Option<u32>| match class {
+        Some(k) => serde_json::json!({"kind": "xgboost", "path": path, "class": k}),
+        None => serde_json::json!({"kind": "xgboost", "path": path}),
+    };
+    let folder = model_folder(
+        "score",
+        &[
+            x("xgb_binary.json", None),
+            x("xgb_softprob.json", Some(0)),
+            x("xgb_softprob.json", Some(3)),
+        ],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["model", "score"])
+        .arg(&folder)
+        .arg("--features")
+        .arg(dir().join("inputs.csv"))
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut printed = csv::Reader::from_reader(&out.stdout[..]);
+    assert_eq!(
+        printed.headers().unwrap(),
+        &csv::StringRecord::from(vec!["customer_id", "o0", "o1", "o2"])
+    );
+    let (ids, header, rows) = predictions();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let want = [
+        col("xgb_binary"),
+        col("xgb_softprob_0"),
+        col("xgb_softprob_3"),
+    ];
+    let got: Vec<csv::StringRecord> = printed.records().map(Result::unwrap).collect();
+    assert_eq!(got.len(), ids.len());
+    for (rec, (id, lib)) in got.iter().zip(ids.iter().zip(&rows)) {
+        assert_eq!(&rec[0], id);
+        for (k, &c) in want.iter().enumerate() {
+            let (ours, theirs): (f64, f64) = (rec[k + 1].parse().unwrap(), lib[c].parse().unwrap());
+            assert!(
+                (ours - theirs).abs() < 1e-6,
+                "{id} o{k}: {ours} vs {theirs}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&folder).ok();
+}
