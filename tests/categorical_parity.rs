@@ -642,3 +642,33 @@ fn model_score_prints_the_librarys_numbers_for_every_row() {
     }
     std::fs::remove_dir_all(&folder).ok();
 }
+
+/// A scorer's `categories` for a column of numbers the file lists itself: the same numbers in
+/// the same order are taken, other ones are refused, naming the file's.
+#[test]
+fn numbers_given_for_a_file_that_lists_them_must_be_its_own() {
+    let store = inputs();
+    let with = |list: serde_json::Value| {
+        vec![
+            serde_json::json!({"kind": "xgboost", "path": "xgb_binary.json",
+            "categories": {"device_code": list}}),
+        ]
+    };
+    let folder = model_folder("numbers-same", &with(serde_json::json!([0, 1, 2, 3, 4, 5])));
+    assert_eq!(faults(&folder, &store), Vec::<String>::new());
+    std::fs::remove_dir_all(&folder).ok();
+    let folder = model_folder(
+        "numbers-other",
+        &with(serde_json::json!([1, 0, 2, 3, 4, 5])),
+    );
+    let f = faults(&folder, &store);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(
+        f[0].ends_with(
+            "the model file lists this feature's categories as numbers (0, 1, 2, 3, 4, 5): \
+             leave this list out, or give the same numbers in the same order"
+        ),
+        "{f:?}"
+    );
+    std::fs::remove_dir_all(&folder).ok();
+}

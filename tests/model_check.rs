@@ -515,3 +515,26 @@ fn the_commands_that_read_a_snapshot_take_its_null_words() {
     assert_eq!(shown["features"]["arpu"], serde_json::Value::Null, "{text}");
     assert_eq!(shown["features"]["segment"], "bronze", "{text}");
 }
+
+/// A tree file's feature the snapshot names another way (`X1` for `x1`) is named with the
+/// column it likely is: the file's names are fixed at training, so the export is what to fix.
+#[test]
+fn a_tree_feature_the_snapshot_spells_otherwise_names_the_column() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgb_files");
+    let mut m = model(serde_json::json!({"feature": "X1", "op": "ge", "value": -9}));
+    m["offers"][0]["scorer"] = serde_json::json!({"kind": "xgboost", "path": "es.json"});
+    let (ok, text) = check_in("tree-near", true, |dir| {
+        std::fs::copy(fixtures.join("es_binary.json"), dir.join("es.json")).unwrap();
+        std::fs::write(dir.join("f.csv"), "customer_id,X1,x2\nC1,0.5,10\n").unwrap();
+        std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    });
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "(xgboost): model features not found in the feature snapshot: x1; `x1`: the \
+             snapshot has `X1` (export the column under the name the model was trained with)"
+        ),
+        "{text}"
+    );
+}

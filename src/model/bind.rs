@@ -184,11 +184,16 @@ fn bind_one(
                     ),
                 ))
             }
-            Categories::Numbers(_) => {
+            Categories::Numbers(stored) if numbers(list).ok().as_ref() != Some(stored) => {
+                let shown: Vec<String> = stored.iter().map(f64::to_string).collect();
                 return Err(TreeLoadError::format(
                     at(),
-                    "the model file lists this feature's categories as numbers",
-                ))
+                    format!(
+                        "the model file lists this feature's categories as numbers ({}): \
+                         leave this list out, or give the same numbers in the same order",
+                        shown.join(", ")
+                    ),
+                ));
             }
             Categories::Cut(stored) => {
                 given_fits(stored, list).map_err(|m| TreeLoadError::format(at(), m))?
@@ -208,6 +213,8 @@ fn bind_one(
                     )
                 })?)
             }
+            // The same numbers the file lists (checked above).
+            (Categories::Numbers(_), _) => cats,
             _ => Categories::Strings(list.clone()),
         };
     }

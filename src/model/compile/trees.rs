@@ -343,10 +343,17 @@ fn parse(
                     (Some(at.to_owned()), format!("`{rel}` ({kind}): {message}"))
                 }
                 (_, TreeLoadError::UnknownFeatures(names)) => {
+                    // Why each is missing, or the column it likely is (the file's names
+                    // are fixed at training: the snapshot's column is what to rename).
                     let why: String = names
                         .iter()
-                        .filter_map(|n| {
-                            Some(format!("; `{n}`: {}", left_out_reason(schema.left_out(n)?)))
+                        .filter_map(|n| match (schema.left_out(n), schema.near(n)) {
+                            (Some(kind), _) => Some(format!("; `{n}`: {}", left_out_reason(kind))),
+                            (None, Some(near)) => Some(format!(
+                                "; `{n}`: the snapshot has `{near}` (export the column under \
+                                 the name the model was trained with)"
+                            )),
+                            (None, None) => None,
                         })
                         .collect();
                     (None, format!("`{rel}` ({kind}): {e}{why}"))
