@@ -213,6 +213,14 @@ async fn a_damaged_snapshot_is_refused_and_a_good_one_swaps_keeping_the_previous
         .await;
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let now = registry.load().features.clone().unwrap();
+        // The answer counts the mapped file beside the few heap bytes.
+        let answered = r.json();
+        assert_eq!(
+            answered["mapped_bytes"],
+            std::fs::metadata(&next).unwrap().len(),
+            "{answered}"
+        );
+        assert!(answered["bytes"].as_u64().unwrap() < 64 * 1024, "{answered}");
         let entry = now.mapped_file().unwrap().to_owned();
         assert_ne!(entry, previous);
         let mut kept = vec![

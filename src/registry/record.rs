@@ -81,6 +81,9 @@ pub struct FeatureInfo {
     pub features: usize,
     /// Heap bytes held.
     pub bytes: usize,
+    /// Bytes of the snapshot file mapped from a store (shared with the node's other
+    /// replicas), beside the heap; 0 for a snapshot read into memory.
+    pub mapped_bytes: usize,
     /// Load and swap time.
     pub load_ms: u64,
     /// Columns the snapshot left out for their type or a word turned to text, then the serving model's warnings
@@ -96,6 +99,7 @@ impl FeatureInfo {
             customers: store.len(),
             features: store.columns().len(),
             bytes: store.bytes_held(),
+            mapped_bytes: store.mapped_bytes(),
             load_ms: started.elapsed().as_millis() as u64,
             warnings: column_faults(store),
         }
