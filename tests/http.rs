@@ -342,10 +342,17 @@ async fn probes_and_admin_separation() {
     let srv = start_demo().await;
     assert_eq!(get(srv.public, "/healthz").await.status, 200);
     // HEAD wherever GET reads a document: the head alone.
-    for path in ["/healthz", "/openapi.json"] {
+    for (addr, path) in [
+        (srv.public, "/healthz"),
+        (srv.public, "/openapi.json"),
+        (srv.admin, "/admin/models"),
+        (srv.admin, "/admin/status"),
+        (srv.admin, "/metrics"),
+    ] {
         let out = raw(
-            srv.public,
-            format!("HEAD {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            addr,
+            format!("HEAD {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await;
         let text = String::from_utf8_lossy(&out);

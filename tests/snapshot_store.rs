@@ -220,7 +220,10 @@ async fn a_damaged_snapshot_is_refused_and_a_good_one_swaps_keeping_the_previous
             std::fs::metadata(&next).unwrap().len(),
             "{answered}"
         );
-        assert!(answered["bytes"].as_u64().unwrap() < 64 * 1024, "{answered}");
+        assert!(
+            answered["bytes"].as_u64().unwrap() < 64 * 1024,
+            "{answered}"
+        );
         let entry = now.mapped_file().unwrap().to_owned();
         assert_ne!(entry, previous);
         let mut kept = vec![

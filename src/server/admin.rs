@@ -166,10 +166,10 @@ async fn route(
         allow,
     };
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/admin/models") => Ok(models(state)),
-        (&Method::GET, "/admin/stats") => Ok(stats(state)),
-        (&Method::GET, "/admin/status") => Ok(super::status::page()),
-        (&Method::GET, "/admin/status.json") => Ok(super::status::json(state)),
+        (&Method::GET | &Method::HEAD, "/admin/models") => Ok(models(state)),
+        (&Method::GET | &Method::HEAD, "/admin/stats") => Ok(stats(state)),
+        (&Method::GET | &Method::HEAD, "/admin/status") => Ok(super::status::page()),
+        (&Method::GET | &Method::HEAD, "/admin/status.json") => Ok(super::status::json(state)),
         (&Method::PUT, "/admin/models") => put_model(state, req).await,
         (&Method::PUT, "/admin/models/shadow") => put_shadow(state, req).await,
         (&Method::DELETE, "/admin/models/shadow") => {
@@ -193,7 +193,7 @@ async fn route(
             ok_json(&answer)
         }
         (&Method::POST, "/admin/features/reload") => reload_features(state, req).await,
-        (&Method::GET, "/metrics") => {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
             let mut out = Exposition::new();
             out.collect(&state.metrics)
                 .collect(&state.listener_stats())
@@ -221,10 +221,10 @@ async fn route(
             );
             Ok(resp)
         }
-        (m, "/admin/models") => Err(not_allowed(m, "GET, PUT")),
+        (m, "/admin/models") => Err(not_allowed(m, "GET, HEAD, PUT")),
         (m, "/admin/models/shadow") => Err(not_allowed(m, "PUT, DELETE")),
         (m, "/metrics" | "/admin/stats" | "/admin/status" | "/admin/status.json") => {
-            Err(not_allowed(m, "GET"))
+            Err(not_allowed(m, "GET, HEAD"))
         }
         (m, "/admin/models/rollback" | "/admin/features/reload") => Err(not_allowed(m, "POST")),
         (m, "/openapi.json") => {
