@@ -120,6 +120,61 @@ async fn bodies_still_arriving_take_no_slot_of_the_decisions() {
     srv.stop().await;
 }
 
+/// Bodies still arriving hold memory together up to a budget (64 MiB, or 16 bodies at the
+/// size limit): past it a slow body is refused with 503, while a body sent with its head is
+/// read and decided as ever, and the budget comes back as bodies end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_hold_a_bounded_memory_together() {
+    const LIMIT: usize = 4 << 20;
+    let srv = start_demo_with(ServerConfig {
+        max_body_bytes: LIMIT,
+        ..test_config()
+    })
+    .await;
+    let state = srv.state.clone();
+    let head = format!(
+        "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {LIMIT}\r\n\r\n{{"
+    );
+    let mut slow = Vec::new();
+    for _ in 0..16 {
+        let mut s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        slow.push(s);
+    }
+    eventually("16 slow bodies held", || {
+        state.slow_bodies.held() == 16 * LIMIT
+    })
+    .await;
+    let mut one_more = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    one_more.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), one_more.read_to_end(&mut out))
+        .await
+        .expect("an answer, not a wait")
+        .unwrap();
+    let (r, _) = parse_response(&out).expect("a response");
+    assert_eq!(
+        r.assert_error(503, "unavailable"),
+        "too many request bodies are still arriving at once (slow clients): retry, or send \
+         the body with its head"
+    );
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert!(a["fallback"].is_null(), "{a}");
+    let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains(&format!("\nnextbest_slow_body_bytes {}\n", 16 * LIMIT)),
+        "{metrics}"
+    );
+    drop(slow);
+    eventually("the budget back", || state.slow_bodies.held() == 0).await;
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn low_priority_placements_step_aside_first() {
     let mut doc = TempModels::demo_doc("1");

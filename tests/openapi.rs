@@ -20,7 +20,7 @@ use support::Resp;
 const TOKEN: &str = "contract-token";
 
 /// Documented answers no test here can provoke, and why.
-const EXEMPT: [(&str, &str, &str, u16, &str); 7] = [
+const EXEMPT: [(&str, &str, &str, u16, &str); 8] = [
     (
         "admin",
         "/admin/models/shadow",
@@ -62,6 +62,13 @@ const EXEMPT: [(&str, &str, &str, u16, &str); 7] = [
         "post",
         503,
         "the event log failing to write (provoked in tests/durability.rs)",
+    ),
+    (
+        "public",
+        "/v1/decide",
+        "post",
+        503,
+        "slow bodies holding their whole budget (provoked in tests/guards.rs)",
     ),
     (
         "admin",

@@ -255,7 +255,7 @@ async fn put_model(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let limit = state.registry.config().limits.max_bytes;
-    let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10).await?);
+    let body = Vec::from(read_json_body(req, limit, state.config.body_timeout * 10, None).await?);
     let registry = state.registry.clone();
     let base = registry.models_folder();
     let document = state.fleet.as_ref().map(|_| body.clone());
@@ -284,7 +284,7 @@ async fn put_shadow(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let limits = state.registry.config().limits.clone();
-    let body = read_json_body(req, limits.max_bytes, state.config.body_timeout * 10).await?;
+    let body = read_json_body(req, limits.max_bytes, state.config.body_timeout * 10, None).await?;
     let features = state
         .registry
         .load()
@@ -315,7 +315,7 @@ async fn reload_features(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body = read_json_body(req, 64 * 1024, state.config.body_timeout).await?;
+    let body = read_json_body(req, 64 * 1024, state.config.body_timeout, None).await?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let args: ReloadBody = if first.is_none() {
         ReloadBody::default()

@@ -2,6 +2,7 @@
 //! the time limit, for every route that takes JSON. A leaf: it knows no route.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -13,11 +14,60 @@ use hyper::Request;
 
 use super::error::ApiError;
 
-/// Reads a JSON body within the size limit and the time limit, refusing other content types.
+/// The memory that public request bodies still arriving may hold together. A body whole at
+/// its first read (nearly every one) takes none of it; one still on its way holds its size
+/// (declared, else the limit) until it is read, so thousands of clients sending bodies slowly
+/// cannot hold more than this between them, whatever `--max-connections` allows.
+pub struct SlowBodies {
+    held: AtomicUsize,
+    max: usize,
+}
+
+/// What slow bodies may hold at least, and in bodies at the size limit.
+const SLOW_BODIES_BYTES: usize = 64 << 20;
+const SLOW_BODIES_AT_LIMIT: usize = 16;
+
+impl SlowBodies {
+    /// A budget for bodies of at most `limit` bytes: 64 MiB, or 16 bodies at the limit.
+    pub fn new(limit: usize) -> Self {
+        SlowBodies {
+            held: AtomicUsize::new(0),
+            max: SLOW_BODIES_BYTES.max(limit.saturating_mul(SLOW_BODIES_AT_LIMIT)),
+        }
+    }
+
+    /// Bytes held now by bodies still arriving.
+    pub fn held(&self) -> usize {
+        self.held.load(Relaxed)
+    }
+
+    fn hold(&self, bytes: usize) -> Option<Held<'_>> {
+        self.held
+            .fetch_update(Relaxed, Relaxed, |h| {
+                h.checked_add(bytes).filter(|&n| n <= self.max)
+            })
+            .ok()
+            .map(|_| Held(self, bytes))
+    }
+}
+
+/// A slow body's share of [`SlowBodies`], given back when dropped.
+struct Held<'a>(&'a SlowBodies, usize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(self.1, Relaxed);
+    }
+}
+
+/// Reads a JSON body within the size limit and the time limit, refusing other content types;
+/// a body still arriving after the first read holds its share of `slow` (when given: public
+/// routes) or is refused with 503 when the budget is spent.
 pub async fn read_json_body(
     req: Request<Incoming>,
     limit: usize,
     timeout: Duration,
+    slow: Option<&SlowBodies>,
 ) -> Result<Bytes, ApiError> {
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -38,15 +88,12 @@ pub async fn read_json_body(
             )));
         }
     }
-    if let Some(len) = req.headers().get(CONTENT_LENGTH) {
-        if len
-            .to_str()
-            .ok()
-            .and_then(|l| l.parse::<u64>().ok())
-            .is_some_and(|l| l > limit as u64)
-        {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
     }
     let mut collect = std::pin::pin!(Limited::new(req.into_body(), limit).collect());
     // A small body usually arrives with its head and is whole at the first poll: the timer
@@ -54,9 +101,22 @@ pub async fn read_json_body(
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
     let collected = match first {
         Poll::Ready(c) => c,
-        Poll::Pending => tokio::time::timeout(timeout, collect)
-            .await
-            .map_err(|_| ApiError::RequestTimeout(timeout))?,
+        Poll::Pending => {
+            let size = declared.map_or(limit, |l| l as usize);
+            let _held = match slow {
+                Some(budget) => Some(budget.hold(size).ok_or_else(|| {
+                    ApiError::Unavailable(
+                        "too many request bodies are still arriving at once (slow clients): \
+                         retry, or send the body with its head"
+                            .into(),
+                    )
+                })?),
+                None => None,
+            };
+            tokio::time::timeout(timeout, collect)
+                .await
+                .map_err(|_| ApiError::RequestTimeout(timeout))?
+        }
     };
     match collected {
         Ok(c) => {

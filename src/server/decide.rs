@@ -56,7 +56,13 @@ pub async fn decide_post(
         ));
     }
     let reading = state.admission.reading();
-    let body = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
+    let body = read_json_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.body_timeout,
+        Some(&state.slow_bodies),
+    )
+    .await?;
     drop(reading);
     decide_bytes(state, entry, &body)
 }

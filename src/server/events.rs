@@ -83,7 +83,13 @@ pub async fn post(
         .query()
         .filter(|q| !q.is_empty())
         .map(|q| q.chars().take(100).collect::<String>());
-    let raw = read_json_body(req, state.config.max_body_bytes, state.config.body_timeout).await?;
+    let raw = read_json_body(
+        req,
+        state.config.max_body_bytes,
+        state.config.body_timeout,
+        Some(&state.slow_bodies),
+    )
+    .await?;
     let mut body = Vec::from(raw.clone());
     let doc = simd_json::to_borrowed_value(&mut body).map_err(|_| syntax_error(&raw))?;
     if let Some(key) = duplicate_key(&raw) {

@@ -108,6 +108,8 @@ pub struct AppState {
     pub builtin: BuiltinFallback,
     /// Decide requests in flight.
     pub admission: Admission,
+    /// What public bodies still arriving may hold in memory together.
+    pub slow_bodies: body::SlowBodies,
     /// Set when shutdown begins: `/readyz` answers 503 from then on.
     pub draining: AtomicBool,
     /// Open connections, both listeners.
@@ -167,6 +169,7 @@ impl AppState {
         ListenerStats {
             inflight: self.admission.inflight(),
             bodies_reading: self.admission.bodies_reading(),
+            slow_body_bytes: self.slow_bodies.held(),
             max_inflight: self.admission.max(),
             open_connections: self.connections.load(Relaxed),
             evicted_connections: self.evicted_connections.load(Relaxed),
@@ -182,6 +185,9 @@ pub struct ListenerStats {
     pub inflight: usize,
     /// Decide bodies still arriving (not in flight until read).
     pub bodies_reading: usize,
+    /// Bytes public bodies still arriving after their first read hold (see
+    /// [`body::SlowBodies`]).
+    pub slow_body_bytes: usize,
     /// The admission bound.
     pub max_inflight: usize,
     /// Open connections, both listeners.
@@ -203,6 +209,11 @@ impl crate::metrics::prom::Collect for ListenerStats {
                 "nextbest_decide_bodies_reading",
                 "Decide requests whose body is still arriving; they count in flight once read.",
                 self.bodies_reading,
+            ),
+            (
+                "nextbest_slow_body_bytes",
+                "Bytes held by public request bodies still arriving after their first read (at most 64 MiB, or 16 bodies of --max-body-bytes; beyond, 503).",
+                self.slow_body_bytes,
             ),
             (
                 "nextbest_max_inflight_decisions",
@@ -291,6 +302,7 @@ impl AppStateBuilder {
             registry: self.registry,
             metrics: Metrics::default(),
             admission: Admission::new(self.config.max_inflight),
+            slow_bodies: body::SlowBodies::new(self.config.max_body_bytes),
             config: self.config,
             builtin: self.builtin,
             draining: AtomicBool::new(false),
