@@ -12,13 +12,12 @@
 //! gblinear are refused by name, never approximated). Structural checks (child ranges,
 //! cycles, limits, finiteness) are left to [`TreeEnsemble::build_model`].
 
-use serde::Deserialize;
-
 use super::bind::{bind, Categories, Column, Given, Resolve};
 use crate::engine::trees::{
     Classes, Flavor, Link, MissingType, RawNode, RawTree, TreeEnsemble, TreeLoadError,
     MAX_NODES_PER_TREE, MAX_TREES,
 };
+use schema::{Cats, GbTreeModel, ModelFile, Tree};
 
 /// Objectives whose `predict` is `sigmoid(margin)` with `base_score` a probability.
 pub const SUPPORTED_OBJECTIVES: [&str; 2] = ["binary:logistic", "reg:logistic"];
@@ -589,136 +588,9 @@ fn version_note(version: &[i64]) -> Option<String> {
     ))
 }
 
-#[derive(Deserialize)]
-struct ModelFile {
-    learner: Learner,
-    /// The XGBoost release that wrote the file.
-    #[serde(default)]
-    version: Vec<i64>,
-}
-
-#[derive(Deserialize)]
-struct Learner {
-    #[serde(default)]
-    attributes: Attributes,
-    #[serde(default)]
-    feature_names: Vec<String>,
-    #[serde(default)]
-    feature_types: Vec<String>,
-    gradient_booster: GradientBooster,
-    learner_model_param: LearnerModelParam,
-    objective: Objective,
-}
-
-/// `learner.attributes`: what training recorded (`best_iteration` by early stopping).
-#[derive(Deserialize, Default)]
-struct Attributes {
-    best_iteration: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct LearnerModelParam {
-    base_score: String,
-    num_class: Option<String>,
-    num_target: Option<String>,
-    num_feature: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Objective {
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct GradientBooster {
-    name: String,
-    /// Present for gbtree (and gblinear, whose shape differs: every field here is defaulted).
-    model: Option<GbTreeModel>,
-}
-
-#[derive(Deserialize)]
-struct GbTreeModel {
-    #[serde(default)]
-    trees: Vec<Tree>,
-    #[serde(default)]
-    tree_info: Vec<i64>,
-    /// The first tree of each round, and the count after the last (2.0 and later).
-    #[serde(default)]
-    iteration_indptr: Vec<i64>,
-    gbtree_model_param: Option<GbTreeParam>,
-    /// The training categories (3.1 and later).
-    cats: Option<Cats>,
-}
-
-#[derive(Deserialize)]
-struct GbTreeParam {
-    num_parallel_tree: Option<String>,
-    num_trees: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Cats {
-    #[serde(default)]
-    enc: Vec<Enc>,
-}
-
-/// One feature's categories: strings as Arrow lays them out (`offsets` and bytes in
-/// `values`), or numbers in `values`; empty for a numeric feature.
-#[derive(Deserialize)]
-pub(super) struct Enc {
-    #[serde(default)]
-    pub(super) offsets: Vec<i64>,
-    #[serde(default, deserialize_with = "tokens::floats")]
-    pub(super) values: Vec<f64>,
-}
-
-#[derive(Deserialize)]
-struct Tree {
-    tree_param: TreeParam,
-    left_children: Vec<i64>,
-    right_children: Vec<i64>,
-    split_indices: Vec<i64>,
-    #[serde(deserialize_with = "tokens::floats")]
-    split_conditions: Vec<f64>,
-    default_left: Vec<Flag>,
-    #[serde(default)]
-    split_type: Vec<i64>,
-    #[serde(default)]
-    categories: Vec<i64>,
-    #[serde(default)]
-    categories_nodes: Vec<i64>,
-    #[serde(default)]
-    categories_segments: Vec<i64>,
-    #[serde(default)]
-    categories_sizes: Vec<i64>,
-}
-
-#[derive(Deserialize)]
-struct TreeParam {
-    num_nodes: String,
-    num_deleted: Option<String>,
-    size_leaf_vector: Option<String>,
-}
-
-/// `default_left` entries: 0/1 in current XGBoost, booleans in some older writers.
-#[derive(Deserialize, Clone, Copy)]
-#[serde(untagged)]
-enum Flag {
-    Int(i64),
-    Bool(bool),
-}
-
-impl Flag {
-    fn is_true(self) -> bool {
-        match self {
-            Flag::Int(v) => v != 0,
-            Flag::Bool(b) => b,
-        }
-    }
-}
-
 mod cats;
 mod rounds;
+mod schema;
 #[cfg(test)]
 mod tests;
 mod tokens;

@@ -13,7 +13,7 @@
 //! Owns: decoding one feature's table, checking a scorer's list for a file with no table, and
 //! the warning for such a file whose categorical feature reads numbers. Must not: bind to the snapshot.
 
-use super::Enc;
+use super::schema::Enc;
 use crate::engine::trees::{RawNode, RawTree, TreeLoadError};
 use crate::model::bind::{Categories, CutName, Given, Resolve};
 use crate::model::ColumnInfo;

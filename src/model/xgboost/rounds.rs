@@ -5,7 +5,7 @@
 //! Owns: how many trees to keep, from `iteration_indptr` (XGBoost's `LayerToTree`) or rounds
 //! of classes x parallel trees, and the warning when trees are left out. Must not: build trees.
 
-use super::{GbTreeModel, Learner};
+use super::schema::{GbTreeModel, Learner};
 use crate::engine::trees::TreeLoadError;
 
 /// How many trees to score: those of rounds 0 to early stopping's `best_iteration` (what
