@@ -279,6 +279,37 @@ fn class_faults_name_their_paths() {
         f[0].contains("the model's categories are strings, but the snapshot column holds numbers"),
         "{f:?}"
     );
+    // A refused file used by several offers has its faults listed once, at the first of them;
+    // the others point there.
+    let classes: Vec<serde_json::Value> = (0..4)
+        .map(|k| serde_json::json!({"kind": "xgboost", "path": "xgb_softprob.json", "class": k}))
+        .collect();
+    let shared = model_folder("shared-refusal", &classes);
+    let f = faults(&shared, &numeric);
+    let first: Vec<&String> = f
+        .iter()
+        .filter(|m| m.starts_with("offers[0].scorer"))
+        .collect();
+    assert!(
+        !first.is_empty() && first.iter().all(|m| !m.contains("are listed at")),
+        "{f:?}"
+    );
+    let pointers: Vec<&String> = f
+        .iter()
+        .filter(|m| !m.starts_with("offers[0].scorer"))
+        .collect();
+    assert_eq!(pointers.len(), 3, "{f:?}");
+    for (i, m) in pointers.iter().enumerate() {
+        assert_eq!(
+            **m,
+            format!(
+                "offers[{}].scorer.path: `xgb_softprob.json` is refused: its faults are listed \
+                 at offers[0].scorer",
+                i + 1
+            )
+        );
+    }
+    std::fs::remove_dir_all(&shared).ok();
     // Text, but none of the values the model was trained on (codes exported for names): every
     // customer would score as if the column were missing, so it is refused, not warned of.
     let coded = FeatureStore::from_csv_bytes(

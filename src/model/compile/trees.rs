@@ -35,7 +35,7 @@ type Key = (
 /// The tree files a model's offers use, each parsed once.
 #[derive(Default)]
 pub(super) struct TreeFiles {
-    parsed: BTreeMap<Key, Result<Parsed, Vec<Placed>>>,
+    parsed: BTreeMap<Key, Result<Parsed, Refused>>,
     /// Multiclass ensembles by slot.
     multiclass: Vec<Arc<TreeEnsemble>>,
     /// Which offer claimed each (slot, class).
@@ -45,6 +45,13 @@ pub(super) struct TreeFiles {
 /// A fault of a file's parse: its place within the scorer when a spec field is at fault
 /// (`categories.segment`; else the scorer's `path`), and the message.
 type Placed = (Option<String>, String);
+
+/// A file's parse refused: its faults, said in full at the first scorer that uses it (`said`
+/// then holds that scorer's path), and pointed to from the others.
+struct Refused {
+    faults: Vec<Placed>,
+    said: Option<String>,
+}
 
 /// A parsed file: the ensemble, its feature names, and its slot when multiclass.
 struct Parsed {
@@ -170,17 +177,28 @@ pub(super) fn compile_trees(
         if let Ok(p) = &parsed {
             warn_unseen(cx, p, &ppath);
         }
+        let parsed = parsed.map_err(|faults| Refused { faults, said: None });
         cx.trees.parsed.insert(key.clone(), parsed);
     }
-    let parsed = match cx.trees.parsed.get(&key) {
-        Some(Ok(p)) => p,
-        Some(Err(faults)) => {
-            for (at, message) in faults {
+    let parsed = match cx.trees.parsed.get_mut(&key) {
+        Some(Ok(p)) => &*p,
+        Some(Err(Refused {
+            said: Some(first), ..
+        })) => {
+            cx.faults.push(
+                &ppath,
+                format!("`{rel}` is refused: its faults are listed at {first}"),
+            );
+            return None;
+        }
+        Some(Err(refused)) => {
+            for (at, message) in &refused.faults {
                 let fpath = at
                     .as_deref()
                     .map_or_else(|| ppath.clone(), |a| join(path, a));
                 cx.faults.push(&fpath, message.clone());
             }
+            refused.said = Some(path.to_owned());
             return None;
         }
         None => return None,
