@@ -167,7 +167,7 @@ fn lightgbm_matches_library() {
             .position(|f| f == name)
             .map(|i| i as u32)
     };
-    for model in ["lgb_binary", "lgb_zero_missing", "lgb_edge"] {
+    for model in ["lgb_binary", "lgb_zero_missing", "lgb_edge", "lgb_xentropy"] {
         let text = read(&format!("{model}.txt"));
         let e = parse_lightgbm(&text, &resolve).unwrap_or_else(|err| panic!("{model}: {err}"));
         check(model, &e, &inputs);

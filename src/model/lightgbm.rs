@@ -1,8 +1,8 @@
 //! Reads LightGBM's text model (`Booster.save_model("m.txt")`) into a [`TreeEnsemble`].
 //!
 //! Owns: the text format (header, `Tree=N` blocks, `end of trees`, the `pandas_categorical`
-//! line), the accepted subset (objective `binary` with its `sigmoid:`, `multiclass` and
-//! `multiclassova` with `num_class`, tree `i` belonging to class `i % num_class`; numeric and
+//! line), the accepted subset (objective `binary` with its `sigmoid:`, `cross_entropy`,
+//! `multiclass` and `multiclassova` with `num_class`, tree `i` belonging to class `i % num_class`; numeric and
 //! categorical splits of non-linear trees), `decision_type` decoding, the categorical bitsets
 //! (`num_cat`, `cat_boundaries`, `cat_threshold`), and mapping `feature_names` to snapshot
 //! columns (`model::bind`). Must not: score anything, read files, or accept a model it cannot
@@ -458,29 +458,35 @@ struct Objective {
     classes: usize,
 }
 
-/// `objective=binary sigmoid:1`, `multiclass num_class:4`, `multiclassova num_class:3
-/// sigmoid:1`; anything else is refused.
+/// `objective=binary sigmoid:1`, `cross_entropy`, `multiclass num_class:4`, `multiclassova
+/// num_class:3 sigmoid:1`; anything else is refused.
 fn parse_objective(v: Option<&str>) -> Result<Objective, TreeLoadError> {
     const LOC: &str = "header: objective";
     let v = v.ok_or_else(|| TreeLoadError::format("header", "missing objective"))?;
     let mut parts = v.split(' ').filter(|s| !s.is_empty());
     let name = parts.next().unwrap_or("");
-    if !matches!(name, "binary" | "multiclass" | "multiclassova") {
+    if !matches!(
+        name,
+        "binary" | "cross_entropy" | "multiclass" | "multiclassova"
+    ) {
         return Err(TreeLoadError::unsupported(
             LOC,
-            format!("objective '{name}' (only binary, multiclass and multiclassova)"),
+            format!(
+                "objective '{name}' (only binary, cross_entropy, multiclass and multiclassova)"
+            ),
         ));
     }
+    let multi = name.starts_with("multiclass");
     let mut sigmoid = 1.0_f64;
     let mut classes = 1usize;
     for p in parts {
         match p.split_once(':') {
-            Some(("sigmoid", s)) if name != "multiclass" => {
+            Some(("sigmoid", s)) if matches!(name, "binary" | "multiclassova") => {
                 sigmoid = s
                     .parse()
                     .map_err(|_| TreeLoadError::format(LOC, format!("bad sigmoid {s:?}")))?;
             }
-            Some(("num_class", s)) if name != "binary" => {
+            Some(("num_class", s)) if multi => {
                 classes = s
                     .parse()
                     .map_err(|_| TreeLoadError::format(LOC, format!("bad num_class {s:?}")))?;
@@ -499,14 +505,16 @@ fn parse_objective(v: Option<&str>) -> Result<Objective, TreeLoadError> {
             format!("sigmoid {sigmoid} must be finite and > 0"),
         ));
     }
-    if name != "binary" && !(2..=crate::engine::trees::MAX_CLASSES).contains(&classes) {
+    if multi && !(2..=crate::engine::trees::MAX_CLASSES).contains(&classes) {
         return Err(TreeLoadError::format(
             LOC,
             format!("{classes} classes for a multiclass objective"),
         ));
     }
     let link = match name {
-        "binary" => Link::Binary,
+        // LightGBM's `CrossEntropy::ConvertOutput` is `binary`'s at sigmoid 1, which the file
+        // leaves unsaid.
+        "binary" | "cross_entropy" => Link::Binary,
         "multiclass" => Link::Softmax,
         _ => Link::OneVsAll { sigmoid },
     };

@@ -156,6 +156,11 @@ fn multiclass_objectives_and_refusals() {
     );
     let err = parse_lightgbm(&model("10", "regression", "1"), &resolve).unwrap_err();
     assert!(err.to_string().contains("regression"), "{err}");
+    // cross_entropy takes no parameter: a sigmoid or class count is not LightGBM's file.
+    for objective in ["cross_entropy sigmoid:2", "cross_entropy num_class:2"] {
+        let err = parse_lightgbm(&model("10", objective, "1"), &resolve).unwrap_err();
+        assert!(err.to_string().contains("objective parameter"), "{err}");
+    }
     let text = model("10", "binary sigmoid:1", "1").replacen("is_linear=0", "is_linear=1", 1);
     let err = parse_lightgbm(&text, &resolve).unwrap_err();
     assert_eq!(
