@@ -220,11 +220,18 @@ pub fn parse_xgboost_noted(
         param.num_feature.as_deref(),
     )?;
     if num_feature != 0 && names.len() != num_feature {
+        let whose = if learner.feature_names.is_empty() {
+            "the scorer's `features` list"
+        } else {
+            "the file"
+        };
         return Err(TreeLoadError::format(
             "feature names",
             format!(
-                "{} names, but the model has num_feature = {num_feature}",
-                names.len()
+                "{whose} names {} feature{}, but the model was trained on {num_feature} \
+                 (learner_model_param.num_feature): name each training column, in order",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" }
             ),
         ));
     }

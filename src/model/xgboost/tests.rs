@@ -74,6 +74,13 @@ fn names_from_argument_when_model_has_none() {
     let names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
     let e = parse_xgboost(m.as_bytes(), Some(&names), &resolve).expect("parses");
     assert_eq!(e.columns(), &[11]);
+    // One name short of the columns it was trained on: the list is named, and the count.
+    let err = parse_xgboost(m.as_bytes(), Some(&names[..1]), &resolve).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "feature names: the scorer's `features` list names 1 feature, but the model was \
+         trained on 2 (learner_model_param.num_feature): name each training column, in order"
+    );
     let wrong: Vec<String> = vec!["tenure_months".into(), "arpu_7d".into()];
     let err = parse_xgboost(ok_model().as_bytes(), Some(&wrong), &resolve).unwrap_err();
     assert!(err.to_string().contains("feature_names[1]"), "{err}");
