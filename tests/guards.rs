@@ -120,9 +120,11 @@ async fn bodies_still_arriving_take_no_slot_of_the_decisions() {
     srv.stop().await;
 }
 
-/// Bodies still arriving hold memory together up to a budget (64 MiB, or 16 bodies at the
-/// size limit): past it a slow body is refused with 503, while a body sent with its head is
-/// read and decided as ever, and the budget comes back as bodies end.
+/// Bodies still arriving hold the bytes they have received, together up to a budget (64 MiB,
+/// or 16 bodies at the size limit if larger): a client that only declares a large body holds
+/// nothing, so a body sent in a second write is still decided; past the budget a slow body is
+/// refused with 503, while a body sent with its head is read and decided as ever, and the
+/// budget comes back as bodies end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_hold_a_bounded_memory_together() {
     const LIMIT: usize = 4 << 20;
@@ -136,23 +138,68 @@ async fn slow_bodies_hold_a_bounded_memory_together() {
         "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
          content-length: {LIMIT}\r\n\r\n{{"
     );
+    let answer = |mut s: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("an answer, not a wait")
+            .unwrap();
+        out
+    };
+    // Thirty clients that declare the largest body and send one byte of it hold 30 bytes.
+    let mut declared = Vec::new();
+    for _ in 0..30 {
+        let mut s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        declared.push(s);
+    }
+    eventually("30 declared bodies, one byte each", || {
+        state.slow_bodies.held() == 30
+    })
+    .await;
+    // A decide whose body follows its head in a second write is read and decided.
+    let body = br#"{"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}"#;
+    let mut two_writes = tokio::net::TcpStream::connect(srv.public).await.unwrap();
+    two_writes
+        .write_all(
+            format!(
+                "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                 connection: close\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    two_writes.flush().await.unwrap();
+    eventually("the second write's head read", || {
+        state.admission.bodies_reading() == 31
+    })
+    .await;
+    two_writes.write_all(body).await.unwrap();
+    let out = answer(two_writes).await;
+    let (r, _) = parse_response(&out).expect("a response");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&out));
+    drop(declared);
+    eventually("the declared bodies gone", || state.slow_bodies.held() == 0).await;
+    // Sixteen bodies one byte short of the limit fill the budget with what they sent...
+    let filler = vec![b' '; LIMIT - 2];
     let mut slow = Vec::new();
     for _ in 0..16 {
         let mut s = tokio::net::TcpStream::connect(srv.public).await.unwrap();
         s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&filler).await.unwrap();
         slow.push(s);
     }
     eventually("16 slow bodies held", || {
-        state.slow_bodies.held() == 16 * LIMIT
+        state.slow_bodies.held() == 16 * (LIMIT - 1)
     })
     .await;
+    // ...so one more that has sent 17 bytes passes it and is refused.
     let mut one_more = tokio::net::TcpStream::connect(srv.public).await.unwrap();
     one_more.write_all(head.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), one_more.read_to_end(&mut out))
-        .await
-        .expect("an answer, not a wait")
-        .unwrap();
+    one_more.write_all(&[b' '; 16]).await.unwrap();
+    let out = answer(one_more).await;
     let (r, _) = parse_response(&out).expect("a response");
     assert_eq!(
         r.assert_error(503, "unavailable"),
@@ -167,7 +214,10 @@ async fn slow_bodies_hold_a_bounded_memory_together() {
     assert!(a["fallback"].is_null(), "{a}");
     let metrics = String::from_utf8(get(srv.admin, "/metrics").await.body).unwrap();
     assert!(
-        metrics.contains(&format!("\nnextbest_slow_body_bytes {}\n", 16 * LIMIT)),
+        metrics.contains(&format!(
+            "\nnextbest_slow_body_bytes {}\n",
+            16 * (LIMIT - 1)
+        )),
         "{metrics}"
     );
     drop(slow);

@@ -2,22 +2,24 @@
 //! the time limit, for every route that takes JSON. A leaf: it knows no route.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::task::Poll;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 
 use super::error::ApiError;
 
 /// The memory that public request bodies still arriving may hold together. A body whole at
-/// its first read (nearly every one) takes none of it; one still on its way holds its size
-/// (declared, else the limit) until it is read, so thousands of clients sending bodies slowly
-/// cannot hold more than this between them, whatever `--max-connections` allows.
+/// its first read (nearly every one) takes none of it; one still on its way holds the bytes it
+/// has received until it is read, so thousands of clients sending bodies slowly cannot hold
+/// more than this between them, whatever `--max-connections` allows, and a client that only
+/// declares a large `Content-Length` holds nothing it has not sent.
 pub struct SlowBodies {
     held: AtomicUsize,
     max: usize,
@@ -28,7 +30,8 @@ const SLOW_BODIES_BYTES: usize = 64 << 20;
 const SLOW_BODIES_AT_LIMIT: usize = 16;
 
 impl SlowBodies {
-    /// A budget for bodies of at most `limit` bytes: 64 MiB, or 16 bodies at the limit.
+    /// A budget for bodies of at most `limit` bytes: 64 MiB or 16 bodies at the limit,
+    /// whichever is larger.
     pub fn new(limit: usize) -> Self {
         SlowBodies {
             held: AtomicUsize::new(0),
@@ -41,23 +44,131 @@ impl SlowBodies {
         self.held.load(Relaxed)
     }
 
-    fn hold(&self, bytes: usize) -> Option<Held<'_>> {
+    fn take(&self, bytes: usize) -> bool {
         self.held
             .fetch_update(Relaxed, Relaxed, |h| {
                 h.checked_add(bytes).filter(|&n| n <= self.max)
             })
-            .ok()
-            .map(|_| Held(self, bytes))
+            .is_ok()
     }
 }
 
-/// A slow body's share of [`SlowBodies`], given back when dropped.
-struct Held<'a>(&'a SlowBodies, usize);
+/// One body's account with [`SlowBodies`]: the bytes it has received, and, once it is found
+/// still arriving (armed), the share it holds, given back when dropped. The body and the read
+/// that arms it run on one task; the atomics only make it shareable between them.
+struct Meter<'a> {
+    budget: Option<&'a SlowBodies>,
+    armed: AtomicBool,
+    seen: AtomicUsize,
+    held: AtomicUsize,
+}
 
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.held.fetch_sub(self.1, Relaxed);
+impl<'a> Meter<'a> {
+    fn new(budget: Option<&'a SlowBodies>) -> Self {
+        Meter {
+            budget,
+            armed: AtomicBool::new(false),
+            seen: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+        }
     }
+
+    /// Counts `bytes` received; false when an armed body would pass the budget.
+    fn received(&self, bytes: usize) -> bool {
+        self.seen.fetch_add(bytes, Relaxed);
+        !self.armed.load(Relaxed) || self.hold(bytes)
+    }
+
+    /// The body is still arriving after its first read: it holds what it has received, and
+    /// from now on each part as it comes; false when that passes the budget.
+    fn arm(&self) -> bool {
+        self.armed.store(true, Relaxed);
+        self.hold(self.seen.load(Relaxed))
+    }
+
+    fn hold(&self, bytes: usize) -> bool {
+        let Some(budget) = self.budget else {
+            return true;
+        };
+        let ok = budget.take(bytes);
+        if ok {
+            self.held.fetch_add(bytes, Relaxed);
+        }
+        ok
+    }
+}
+
+impl Drop for Meter<'_> {
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget {
+            budget.held.fetch_sub(*self.held.get_mut(), Relaxed);
+        }
+    }
+}
+
+/// The slow-bodies budget was spent while this body was still arriving.
+#[derive(Debug)]
+struct BudgetSpent;
+
+impl std::fmt::Display for BudgetSpent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the slow-bodies budget is spent")
+    }
+}
+
+impl std::error::Error for BudgetSpent {}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body whose data frames are counted by its [`Meter`] as they arrive.
+struct Metered<'a, B> {
+    inner: B,
+    meter: &'a Meter<'a>,
+}
+
+impl<B> Body for Metered<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, Bytes::len);
+                if self.meter.received(n) {
+                    Poll::Ready(Some(Ok(frame)))
+                } else {
+                    Poll::Ready(Some(Err(Box::new(BudgetSpent))))
+                }
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn budget_spent() -> ApiError {
+    ApiError::Unavailable(
+        "too many request bodies are still arriving at once (slow clients): retry, or send the \
+         body with its head"
+            .into(),
+    )
 }
 
 /// Reads a JSON body within the size limit and the time limit, refusing other content types;
@@ -95,24 +206,21 @@ pub async fn read_json_body(
     if declared.is_some_and(|l| l > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut collect = std::pin::pin!(Limited::new(req.into_body(), limit).collect());
+    let meter = Meter::new(slow);
+    let body = Metered {
+        inner: req.into_body(),
+        meter: &meter,
+    };
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
     // A small body usually arrives with its head and is whole at the first poll: the timer
-    // (a clock read, an entry to drop) is armed only for a body still on its way.
+    // (a clock read, an entry to drop) and the budget apply only to a body still on its way.
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
     let collected = match first {
         Poll::Ready(c) => c,
         Poll::Pending => {
-            let size = declared.map_or(limit, |l| l as usize);
-            let _held = match slow {
-                Some(budget) => Some(budget.hold(size).ok_or_else(|| {
-                    ApiError::Unavailable(
-                        "too many request bodies are still arriving at once (slow clients): \
-                         retry, or send the body with its head"
-                            .into(),
-                    )
-                })?),
-                None => None,
-            };
+            if !meter.arm() {
+                return Err(budget_spent());
+            }
             tokio::time::timeout(timeout, collect)
                 .await
                 .map_err(|_| ApiError::RequestTimeout(timeout))?
@@ -135,6 +243,7 @@ pub async fn read_json_body(
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(limit))
         }
+        Err(e) if e.is::<BudgetSpent>() => Err(budget_spent()),
         Err(e) => Err(ApiError::InvalidRequest(format!(
             "could not read the body: {e}"
         ))),

@@ -212,7 +212,7 @@ impl crate::metrics::prom::Collect for ListenerStats {
             ),
             (
                 "nextbest_slow_body_bytes",
-                "Bytes held by public request bodies still arriving after their first read (at most 64 MiB, or 16 bodies of --max-body-bytes; beyond, 503).",
+                "Bytes received and held by public request bodies still arriving after their first read (at most 64 MiB or 16 bodies of --max-body-bytes, whichever is larger; beyond, 503).",
                 self.slow_body_bytes,
             ),
             (
