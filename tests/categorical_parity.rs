@@ -703,3 +703,43 @@ fn numbers_given_for_a_file_that_lists_them_must_be_its_own() {
     );
     std::fs::remove_dir_all(&folder).ok();
 }
+
+/// A LightGBM file from Python cut anywhere after its trees lost the names of its categories:
+/// inside its parameters it is called cut short; after them the fault asking for the names
+/// says where they would have been, so no one lists them by guess for a cut file.
+#[test]
+fn a_lightgbm_file_cut_after_its_trees_says_so() {
+    let store = inputs();
+    let whole = std::fs::read_to_string(dir().join("lgb_multiclass.txt")).unwrap();
+    let at = |marker: &str| whole.find(marker).expect(marker);
+    let scorer =
+        [serde_json::json!({"kind": "lightgbm", "path": "lgb_multiclass.txt", "class": 0})];
+    let cases = [
+        (
+            at("[learning_rate"),
+            "parameters: the file ends before `end of parameters`, so it was cut short",
+        ),
+        (
+            at("pandas_categorical:"),
+            "this file has none: if it came from Python, it was cut short",
+        ),
+        (
+            at("feature_importances:") + "feature_importances:\n".len() + 3,
+            "this file has none: if it came from Python, it was cut short",
+        ),
+    ];
+    for (i, (cut, want)) in cases.into_iter().enumerate() {
+        let folder = model_folder(&format!("lgb-cut{i}"), &scorer);
+        std::fs::write(folder.join("lgb_multiclass.txt"), &whole[..cut]).unwrap();
+        let f = faults(&folder, &store);
+        assert!(
+            !f.is_empty() && f.iter().all(|m| m.contains(want)),
+            "case {i}: {f:?}"
+        );
+        std::fs::remove_dir_all(&folder).ok();
+    }
+    // The whole file loads.
+    let folder = model_folder("lgb-whole", &scorer);
+    assert_eq!(faults(&folder, &store), Vec::<String>::new());
+    std::fs::remove_dir_all(&folder).ok();
+}

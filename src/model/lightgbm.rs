@@ -223,17 +223,37 @@ pub fn parse_lightgbm_named(
         .get("feature_infos")
         .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
-    let (pandas, sections_after) = pandas_categorical(lines)?;
+    let (pandas, tail) = pandas_categorical(lines)?;
     let categories = feature_categories(&names, &infos, &pandas, resolve)?;
-    if !sections_after && categories.iter().any(|c| matches!(c, Categories::Codes)) {
-        return Err(TreeLoadError::format(
-            "end of trees",
-            "the file ends there: the sections LightGBM writes after the trees \
-             (feature_importances, parameters, and from Python pandas_categorical, the names \
-             of the categories) are missing, so the file was cut short; copy or save it again",
-        ));
+    if categories.iter().any(|c| matches!(c, Categories::Codes)) {
+        match tail {
+            Tail::Nothing => {
+                return Err(TreeLoadError::format(
+                    "end of trees",
+                    "the file ends there: the sections LightGBM writes after the trees \
+                     (feature_importances, parameters, and from Python pandas_categorical, the \
+                     names of the categories) are missing, so the file was cut short; copy or \
+                     save it again",
+                ))
+            }
+            Tail::CutInParameters => {
+                return Err(TreeLoadError::format(
+                    "parameters",
+                    "the file ends before `end of parameters`, so it was cut short (and the \
+                     names of the categories, which LightGBM's Python package writes after \
+                     them, with it); copy or save it again",
+                ))
+            }
+            Tail::Sections | Tail::Pandas => {}
+        }
     }
-    let features = bind(&names, &categories, given, resolve)?;
+    let features = bind(&names, &categories, given, resolve).map_err(|e| {
+        if tail == Tail::Pandas {
+            e
+        } else {
+            without_pandas_line(e)
+        }
+    })?;
     let flavor = Flavor::LightGbm {
         sigmoid: objective.sigmoid,
     };
@@ -275,23 +295,64 @@ pub(super) fn is_dump(bytes: &[u8]) -> bool {
     has(b"\"tree_info\"") && !has(b"\"learner\"")
 }
 
+/// How a file goes on after `end of trees`: LightGBM writes `feature_importances:`, then
+/// `parameters:` to `end of parameters`, and its Python package a `pandas_categorical:` line.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tail {
+    /// Nothing: the file was cut at its trees.
+    Nothing,
+    /// `parameters:` without its end: the file was cut inside them.
+    CutInParameters,
+    /// The sections LightGBM writes, without the Python package's line.
+    Sections,
+    /// The `pandas_categorical:` line.
+    Pandas,
+}
+
 /// The `pandas_categorical:` line after the trees: per pandas `category` column at training,
-/// its categories in code order (`null` when there was none). Beside it, whether the file has
-/// any section LightGBM writes after its trees (a file without is cut short).
+/// its categories in code order (`null` when there was none), and how the file ends.
 fn pandas_categorical<'a>(
     lines: impl Iterator<Item = &'a str>,
-) -> Result<(Vec<Vec<serde_json::Value>>, bool), TreeLoadError> {
+) -> Result<(Vec<Vec<serde_json::Value>>, Tail), TreeLoadError> {
     const LOC: &str = "pandas_categorical";
-    let mut sections = false;
+    let mut tail = Tail::Nothing;
     for line in lines {
         if let Some(json) = line.strip_prefix("pandas_categorical:") {
             let v: Option<Vec<Vec<serde_json::Value>>> = serde_json::from_str(json)
                 .map_err(|e| TreeLoadError::format(LOC, e.to_string()))?;
-            return Ok((v.unwrap_or_default(), true));
+            return Ok((v.unwrap_or_default(), Tail::Pandas));
         }
-        sections |= line == "feature_importances:" || line == "parameters:";
+        tail = match line {
+            "parameters:" => Tail::CutInParameters,
+            "end of parameters" => Tail::Sections,
+            "feature_importances:" if tail == Tail::Nothing => Tail::Sections,
+            _ => tail,
+        };
     }
-    Ok((Vec::new(), sections))
+    Ok((Vec::new(), tail))
+}
+
+/// A fault asking for the categories of a feature whose file stores codes, for a file without
+/// the Python package's `pandas_categorical` line: it says where the names would have been.
+fn without_pandas_line(e: TreeLoadError) -> TreeLoadError {
+    match e {
+        TreeLoadError::Format { location, message }
+            if message.starts_with("missing: the model file stores only category codes") =>
+        {
+            TreeLoadError::Format {
+                location,
+                message: format!(
+                    "{message} (a file LightGBM's Python package saved names them on its last \
+                     line, `pandas_categorical:`; this file has none: if it came from Python, \
+                     it was cut short, so copy it again instead)"
+                ),
+            }
+        }
+        TreeLoadError::Several(all) => {
+            TreeLoadError::Several(all.into_iter().map(without_pandas_line).collect())
+        }
+        e => e,
+    }
 }
 
 /// Each feature's categories (see the module doc): numeric unless `feature_infos` lists
