@@ -637,7 +637,7 @@ async fn a_context_key_a_slip_from_one_the_model_reads_is_named() {
         ),
         // Keys for others, far from every key the model reads: no word.
         (
-            json!({"page": "deals", "lang": "en", "utm_source": "mail", "cart": 1}),
+            json!({"page": "deals", "lang": "en", "utm_source": "mail", "cart": 1, "age": 30}),
             vec![],
         ),
     ] {

@@ -186,7 +186,8 @@ pub fn numbers_as_text(
 /// Says which context keys a request gives that the model does not read but that are a slip
 /// away from one it does (`pgae` for `page`), and any empty key: the value is ignored, so the
 /// page would get content decided without it and no word of why. Keys far from every key the
-/// model reads stay silent: pages send context for other consumers too.
+/// model reads stay silent: pages send context for other consumers too, and so do keys of
+/// three characters or fewer (`age` is a key of its own more often than a slip for `page`).
 pub fn context_key_slips(
     model: &crate::engine::CompiledModel,
     req: &crate::engine::Request<'_>,
@@ -198,7 +199,10 @@ pub fn context_key_slips(
             out.push("context: a key is empty, and its value was ignored".into());
             continue;
         }
-        if known.iter().any(|k| **k == **key) || !known.iter().any(|k| may_be_near(key, k)) {
+        if key.chars().nth(3).is_none()
+            || known.iter().any(|k| **k == **key)
+            || !known.iter().any(|k| may_be_near(key, k))
+        {
             continue;
         }
         if let Some(near) = crate::near::nearest(key, known.iter().map(|k| &**k)) {
