@@ -67,6 +67,8 @@ pub fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> a
             }
             Ok(())
         }
+        // A file that cannot be read is one line, which names it already.
+        Err((e @ model::ModelError::Io { .. }, _)) => bail!("{e}"),
         Err((e, warnings)) => {
             let faults = e.faults();
             let shown = model::model_file(file);
@@ -97,8 +99,10 @@ pub fn score(
 ) -> anyhow::Result<()> {
     use nextbest::engine::scorer::Scorer;
     let store = load_features(features, nulls)?;
-    let m = model::load(file, &store, &Limits::default())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let m = model::load(file, &store, &Limits::default()).map_err(|e| match e {
+        model::ModelError::Io { .. } => anyhow::anyhow!("{e}"),
+        e => anyhow::anyhow!("{}: {e}", file.display()),
+    })?;
     let offers = &m.compiled.offers;
     let (scored, left): (Vec<_>, Vec<_>) = offers.iter().partition(|o| match &o.scorer {
         Scorer::Adaptive(_) => false,
