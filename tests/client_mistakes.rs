@@ -429,6 +429,21 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
         d,
         "duplicate field `events[0].customer_id`: each field once per object"
     );
+    // A deep one keeps the end of its path, where the field is, and marks the cut.
+    let deep = format!(
+        r#"{{"events":[{{"type":"dismiss","customer_id":"C0000702","x":{}{{"b":1,"b":2}}{}}}]}}"#,
+        "[".repeat(60),
+        "]".repeat(60)
+    );
+    let d = request(srv.public, "POST", "/v1/events", &json_ct, deep.as_bytes())
+        .await
+        .assert_error(400, "invalid_request");
+    let path = format!("events[0].x{}.b", "[0]".repeat(60));
+    let tail: String = path.chars().skip(path.chars().count() - 99).collect();
+    assert_eq!(
+        d,
+        format!("duplicate field `…{tail}`: each field once per object")
+    );
     let context = br#"{"customer_id":"C0000042","channel":"web","placement":"checkout","context":{"cart_value":250,"cart_value":10}}"#;
     let d = request(srv.public, "POST", "/v1/decide", &json_ct, context)
         .await

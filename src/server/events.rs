@@ -93,9 +93,15 @@ pub async fn post(
     let mut body = Vec::from(raw.clone());
     let doc = simd_json::to_borrowed_value(&mut body).map_err(|_| syntax_error(&raw))?;
     if let Some(key) = duplicate_key(&raw) {
+        // A deep path keeps its end, where the field is, and says what it left out.
+        let n = key.chars().count();
+        let shown = if n <= 100 {
+            key
+        } else {
+            format!("…{}", key.chars().skip(n - 99).collect::<String>())
+        };
         return Err(ApiError::InvalidRequest(format!(
-            "duplicate field `{}`: each field once per object",
-            key.chars().take(100).collect::<String>()
+            "duplicate field `{shown}`: each field once per object"
         )));
     }
     let now = state.contacts.now_ms();
