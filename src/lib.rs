@@ -72,6 +72,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod near;
+pub mod private;
 pub mod registry;
 pub mod rfc3339;
 pub mod secrets;

@@ -153,7 +153,7 @@ enum FeaturesCmd {
 }
 
 fn main() -> ExitCode {
-    narrow_umask();
+    nextbest::private::narrow_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return refused_command_line(&e),
@@ -380,6 +380,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if data.is_dir() {
         drop(nextbest::contact::lock::DataLock::acquire(data)?);
     }
+    // What an earlier release left open to others is said, with the command that closes it.
+    let elsewhere = [
+        settings.registry.snapshot_store.as_ref().map(|s| s.dir()),
+        settings.decision_log.as_ref().map(|d| d.dir.as_path()),
+    ];
+    let beyond_data = elsewhere
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.starts_with(data));
+    for dir in std::iter::once(data.as_path()).chain(beyond_data) {
+        if let (n @ 1.., Some(first)) = nextbest::private::open_to_others(dir) {
+            tracing::warn!(
+                count = n,
+                first = %first.display(),
+                "files or folders of {} are open to other users of the host (an earlier release wrote them so): close them with `chmod -R o-rwx {}`",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
     // Both ports are taken before anything loads: a clash is said at once, not after the
     // snapshot, the replay and the fleet's first words.
     let reserved = server::reserve(&settings.server).map_err(bind_refusal)?;
@@ -470,15 +490,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log.close();
     }
     served
-}
-
-/// Keeps what this process writes (event logs, the decision log with request context, campaign
-/// lists of customer ids) from other users of the host: an inherited umask of 022 would leave
-/// every file readable by all. A narrower umask (077) is kept.
-fn narrow_umask() {
-    use rustix::fs::Mode;
-    let inherited = rustix::process::umask(Mode::empty());
-    rustix::process::umask(inherited | Mode::from_bits_truncate(0o027));
 }
 
 /// Watches the models folder; without a watcher, changes come through SIGHUP and the admin API.

@@ -851,3 +851,31 @@ fn files_written_are_never_readable_by_all() {
     let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode & 0o007, 0, "{mode:o}");
 }
+
+/// A data folder an earlier release wrote readable by all is named at start, with the command
+/// that closes it; nothing in it is changed.
+#[test]
+fn a_data_folder_left_open_by_an_earlier_release_is_said() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("startup-open-data");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let history = data.join("model-history.jsonl");
+    std::fs::write(&history, b"").unwrap();
+    std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Binary::demo(&data)
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .spawn();
+    let needle = "are open to other users of the host";
+    let stderr = server.wait_stderr(needle);
+    assert!(
+        stderr.contains(needle)
+            && stderr.contains(&format!("chmod -R o-rwx {}", data.display()))
+            && stderr.contains(&format!("count=1 first={}", history.display())),
+        "{stderr}"
+    );
+    let mode = std::fs::metadata(&history).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    server.stop();
+}
