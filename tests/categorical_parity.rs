@@ -469,10 +469,25 @@ fn a_text_column_that_now_holds_numbers_is_named_with_the_header_hint() {
     assert!(
         e.starts_with("pandas_categorical: ")
             && e.contains("but 2 of its features hold text in the snapshot (plan, region)")
-            && e.contains(
-                "one of `segment`, `device_code` held text at training and holds numbers here"
-            )
-            && e.contains("`name:str` in a CSV header"),
+            && e.contains("`segment` held text at training and holds numbers here")
+            && e.contains("`segment:str` in a CSV header"),
+        "{e}"
+    );
+    // Codes exported for all three: the file's lists (in order, each fitting its feature's
+    // codes) say which, so all three are named, and `device_code` (a category of numbers
+    // given to LightGBM as such) is not.
+    let codes = FeatureStore::from_csv_bytes(
+        b"customer_id,tenure,arpu,segment,plan,region,device_code\nC1,3,20,2,1,0,1\n",
+        "codes.csv",
+    )
+    .unwrap();
+    let e = lightgbm::parse_lightgbm_model(&text, None, &column_of(&codes))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "(none): `segment`, `plan` and `region` held text at training and hold numbers here"
+        ) && e.contains("`name:str` in a CSV header"),
         "{e}"
     );
     let bytes = std::fs::read(dir().join("xgb_binary.json")).unwrap();

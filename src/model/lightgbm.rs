@@ -384,7 +384,7 @@ fn feature_categories(
     if checked && string_lists > 0 && string_lists != text.len() {
         return Err(TreeLoadError::format(
             "pandas_categorical",
-            mismatch(names, infos, &columns, string_lists, &text),
+            mismatch(names, infos, pandas, &columns, string_lists, &text),
         ));
     }
     let mut lists = pandas.iter().peekable();
@@ -440,6 +440,57 @@ fn feature_categories(
     Ok(out)
 }
 
+/// Which features were text (pandas `category` columns of strings) at training, when the file
+/// says so without doubt: the lists belong in order to some of the categorical features, each
+/// to one whose codes (in `feature_infos`) it holds, and the earliest such placement is the
+/// latest too.
+fn trained_as_text(infos: &[&str], pandas: &[Vec<serde_json::Value>]) -> Option<Vec<bool>> {
+    // Each categorical feature, and how many categories its codes need.
+    let needs: Vec<(usize, usize)> = infos
+        .iter()
+        .enumerate()
+        .filter(|(_, info)| !(info.starts_with('[') || info.is_empty() || **info == "none"))
+        .map(|(i, info)| {
+            let top = info
+                .split(':')
+                .filter_map(|c| c.parse::<i64>().ok())
+                .max()
+                .unwrap_or(-1);
+            (i, usize::try_from(top + 1).unwrap_or(0))
+        })
+        .collect();
+    let fits = |list: &Vec<serde_json::Value>, j: usize| list.len() >= needs[j].1;
+    let mut earliest = Vec::with_capacity(pandas.len());
+    let mut j = 0;
+    for list in pandas {
+        while j < needs.len() && !fits(list, j) {
+            j += 1;
+        }
+        if j == needs.len() {
+            return None;
+        }
+        earliest.push(j);
+        j += 1;
+    }
+    let mut j = needs.len();
+    for (k, list) in pandas.iter().enumerate().rev() {
+        loop {
+            j = j.checked_sub(1)?;
+            if fits(list, j) {
+                break;
+            }
+        }
+        if earliest[k] != j {
+            return None;
+        }
+    }
+    let mut text = vec![false; infos.len()];
+    for (list, &j) in pandas.iter().zip(&earliest) {
+        text[needs[j].0] = list.iter().all(serde_json::Value::is_string);
+    }
+    Some(text)
+}
+
 /// Says which columns changed kind: when more columns hold text now than were text at
 /// training, a numeric feature on a text column is the one that changed (a word in a column of
 /// numbers, said with its line where the snapshot knows it), or else a categorical feature on
@@ -448,6 +499,7 @@ fn feature_categories(
 fn mismatch(
     names: &[String],
     infos: &[&str],
+    pandas: &[Vec<serde_json::Value>],
     columns: &[Option<Column<'_>>],
     string_lists: usize,
     text: &[&str],
@@ -458,6 +510,18 @@ fn mismatch(
         !(info.starts_with('[') || info.is_empty() || info == "none")
     };
     let holds_text = |c: &Option<Column<'_>>| matches!(c, Some(c) if c.strings().is_some());
+    let trained = trained_as_text(infos, pandas);
+    let exact: Vec<(usize, &String)> = match &trained {
+        Some(was_text) => names
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| {
+                let now = holds_text(columns.get(i).unwrap_or(&None));
+                now == now_text && was_text.get(i).copied().unwrap_or(false) != now
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let pick = |want_categorical: bool| -> Vec<(usize, &String)> {
         names
             .iter()
@@ -469,15 +533,30 @@ fn mismatch(
             .collect()
     };
     let numeric_now_text = if now_text { pick(false) } else { Vec::new() };
-    let suspects = if numeric_now_text.is_empty() {
+    let suspects = if !exact.is_empty() {
+        exact
+    } else if numeric_now_text.is_empty() {
         pick(true)
     } else {
         numeric_now_text
     };
     let quoted: Vec<String> = suspects.iter().map(|(_, n)| format!("`{n}`")).collect();
-    let (which, header) = match quoted.as_slice() {
-        [one] => (one.clone(), one.trim_matches('`').to_owned()),
-        _ => (format!("one of {}", quoted.join(", ")), "name".to_owned()),
+    let (which, header, (held, holds)) = match (quoted.as_slice(), &trained) {
+        ([one], _) => (
+            one.clone(),
+            one.trim_matches('`').to_owned(),
+            ("held", "holds"),
+        ),
+        ([first @ .., last], Some(_)) => (
+            format!("{} and {last}", first.join(", ")),
+            "name".to_owned(),
+            ("held", "hold"),
+        ),
+        _ => (
+            format!("one of {}", quoted.join(", ")),
+            "name".to_owned(),
+            ("held", "holds"),
+        ),
     };
     let (was, is, hint) = if now_text {
         (
@@ -501,7 +580,7 @@ fn mismatch(
         .collect();
     format!(
         "the model was trained on {string_lists} text (pandas category) columns, but {} of its \
-         features hold text in the snapshot ({}): {which} held {was} at training and holds \
+         features hold text in the snapshot ({}): {which} {held} {was} at training and {holds} \
          {is} here; export it as at training ({hint}; LightGBM refuses such data too){turned}",
         text.len(),
         if text.is_empty() {

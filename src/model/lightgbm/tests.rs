@@ -223,3 +223,30 @@ fn a_file_cut_after_its_trees_is_called_cut_short() {
         .unwrap_err();
     assert!(!whole.to_string().contains("cut short"), "{whole}");
 }
+
+/// The pandas lists go to categorical features only where their placement is beyond doubt.
+#[test]
+fn which_features_were_text_is_said_only_when_the_file_says_so() {
+    let s = |n: usize| -> Vec<serde_json::Value> {
+        (0..n).map(|i| serde_json::json!(format!("c{i}"))).collect()
+    };
+    // Categorical features whose codes need 4, 8 and 9 categories.
+    let infos = ["[0:9]", "0:1:2:3", "0:1:2:3:4:5:6:7", "0:1:2:3:4:5:6:7:8"];
+    // Four categories fit the first or later ones, eight the second or later, so in order
+    // they can only be the first and the second.
+    assert_eq!(
+        trained_as_text(&infos, &[s(4), s(8)]),
+        Some(vec![false, true, true, false])
+    );
+    // Nine categories fit any of the three: no telling which.
+    assert_eq!(trained_as_text(&infos, &[s(9)]), None);
+    // Three fit none, and four lists are more than the categorical features.
+    assert_eq!(trained_as_text(&infos, &[s(3)]), None);
+    assert_eq!(trained_as_text(&infos, &[s(9), s(9), s(9), s(9)]), None);
+    // A list of numbers is a category column, not text.
+    let numbers: Vec<serde_json::Value> = (0..8).map(|i| serde_json::json!(i)).collect();
+    assert_eq!(
+        trained_as_text(&infos, &[s(4), numbers]),
+        Some(vec![false, true, false, false])
+    );
+}
