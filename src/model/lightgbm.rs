@@ -161,6 +161,21 @@ pub fn parse_lightgbm_named(
     let expected_trees = header
         .get("tree_sizes")
         .map(|v| v.split(' ').filter(|s| !s.is_empty()).count());
+    // A file that ends inside its trees would otherwise be refused for the last tree's missing
+    // fields, which sends its reader into the tree instead of to the copy.
+    if !text
+        .lines()
+        .any(|l| l.trim_end_matches('\r') == "end of trees")
+    {
+        return Err(TreeLoadError::format(
+            "model",
+            format!(
+                "the file ends before `end of trees`{}, so it was cut short; copy or save it again",
+                expected_trees
+                    .map_or_else(String::new, |n| format!(" (tree_sizes lists {n} trees)"))
+            ),
+        ));
+    }
 
     // Tree blocks up to `end of trees`.
     let mut trees: Vec<RawTree> = Vec::new();
@@ -206,10 +221,7 @@ pub fn parse_lightgbm_named(
         trees.push(parse_tree(label, &fields)?);
     }
     if !ended {
-        return Err(TreeLoadError::format(
-            "model",
-            "missing 'end of trees' (truncated file?)",
-        ));
+        return Err(TreeLoadError::format("model", "missing 'end of trees'"));
     }
     if let Some(n) = expected_trees {
         if n != trees.len() {

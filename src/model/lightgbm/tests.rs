@@ -217,6 +217,28 @@ fn a_file_cut_after_its_trees_is_called_cut_short() {
         e.starts_with("end of trees: the file ends there") && e.contains("cut short"),
         "{e}"
     );
+    // Cut inside its trees: said so, whatever the last tree then lacks.
+    let n = whole
+        .lines()
+        .find_map(|l| l.strip_prefix("tree_sizes="))
+        .unwrap()
+        .split(' ')
+        .count();
+    for cut in [
+        whole.find("Tree=3").unwrap() + 40,
+        whole.find("end of trees").unwrap() - 5,
+    ] {
+        let e = parse_lightgbm(&whole[..cut], &|_| Some(0))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "model: the file ends before `end of trees` (tree_sizes lists {n} trees), so it \
+                 was cut short; copy or save it again"
+            )
+        );
+    }
     // The whole file gets past that point (here to the resolver's columns, which hold no text).
     let whole = parse_lightgbm(&whole, &|_| Some(0))
         .map(|_| ())
