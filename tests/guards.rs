@@ -201,6 +201,7 @@ async fn slow_bodies_hold_a_bounded_memory_together() {
     one_more.write_all(&[b' '; 16]).await.unwrap();
     let out = answer(one_more).await;
     let (r, _) = parse_response(&out).expect("a response");
+    assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(
         r.assert_error(503, "unavailable"),
         "too many request bodies are still arriving at once (slow clients): retry, or send \

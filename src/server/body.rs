@@ -163,12 +163,14 @@ where
     }
 }
 
+/// The rest of the body is never read, so the connection ends with the answer.
 fn budget_spent() -> ApiError {
     ApiError::Unavailable(
         "too many request bodies are still arriving at once (slow clients): retry, or send the \
          body with its head"
             .into(),
     )
+    .before_body()
 }
 
 /// Reads a JSON body within the size limit and the time limit, refusing other content types;
