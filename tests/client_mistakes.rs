@@ -737,3 +737,48 @@ async fn bodies_a_client_library_mangles_are_named_for_what_they_are() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     srv.stop().await;
 }
+
+/// A body nested deeper than the parser reads is refused where it passes the depth, in line and
+/// column, by both routes that read JSON bodies.
+#[tokio::test]
+async fn a_body_nested_too_deep_is_said_with_its_place() {
+    let srv = start_demo().await;
+    let json_ct = [("content-type", "application/json")];
+    let deep = |head: &str, tail: &str| {
+        let body = format!("{head}{}1{}{tail}", "[".repeat(1500), "]".repeat(1500));
+        // The bracket that opens level 1,025, counting those the head opened.
+        let opened = head.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+        let column = head.len() + 1025 - opened;
+        (body, column)
+    };
+    let cases = [
+        (
+            "/v1/decide",
+            deep(
+                r#"{"customer_id": "C0000042", "channel": "web", "placement": "plans_page", "extra": "#,
+                "}",
+            ),
+        ),
+        (
+            "/v1/events",
+            deep(
+                r#"{"events": [{"type": "impression", "customer_id": "C0000042", "offer_id": "data_boost_10gb", "x": "#,
+                "}]}",
+            ),
+        ),
+    ];
+    for (route, (body, column)) in cases {
+        let d = request(srv.public, "POST", route, &json_ct, body.as_bytes())
+            .await
+            .assert_error(400, "malformed_json");
+        assert_eq!(
+            d,
+            format!(
+                "invalid JSON at line 1, column {column}: arrays and objects nested more than \
+                 1024 deep"
+            ),
+            "{route}"
+        );
+    }
+    srv.stop().await;
+}

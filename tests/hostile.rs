@@ -59,7 +59,7 @@ async fn bad_json_of_every_kind_is_a_400_naming_the_problem() {
             "deep nesting",
             deep.into_bytes(),
             MALFORMED,
-            &["not JSON this server can read"],
+            &["line 1, column 1065: arrays and objects nested more than 1024 deep"],
         ),
         (
             "NaN",
