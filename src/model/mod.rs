@@ -318,7 +318,11 @@ pub fn resolve_inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
     if rel.contains('\0') {
         return Err(format!("`{}` holds a NUL byte", rel.replace('\0', "\\0")));
     }
-    if !relp.components().all(|c| matches!(c, Component::Normal(_))) {
+    // `./x` names `x`: a leading `.` stays in the folder.
+    if !relp
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
         return Err(format!("`{rel}` must be a plain relative path inside the model's folder (no `..`, no absolute path)"));
     }
     let base = base

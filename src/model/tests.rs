@@ -684,3 +684,15 @@ fn a_path_with_a_nul_byte_is_named_as_that() {
     assert_eq!(e, "`x.json\\0x` holds a NUL byte");
     assert_eq!(resolve_inside(&trees_dir(), "").unwrap_err(), "empty path");
 }
+
+#[test]
+fn a_path_from_the_folder_may_start_with_a_dot() {
+    assert_eq!(
+        resolve_inside(&trees_dir(), "./xgb_binary.json").unwrap(),
+        resolve_inside(&trees_dir(), "xgb_binary.json").unwrap()
+    );
+    for outside in ["../trees/xgb_binary.json", "./../x.json", "/etc/passwd"] {
+        let e = resolve_inside(&trees_dir(), outside).unwrap_err();
+        assert!(e.contains("no `..`, no absolute path"), "{outside}: {e}");
+    }
+}
