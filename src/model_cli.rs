@@ -14,6 +14,7 @@ use crate::features_cli::{column_warning_lines, load_features};
 /// `nextbest model check`: the model (and its challenger) compiled as an upload would be,
 /// against a snapshot when one is given; every fault printed with its place.
 pub fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> anyhow::Result<()> {
+    readable(file)?;
     let store = features.map(|f| load_features(f, nulls)).transpose()?;
     if let (Some(path), Some(store)) = (features, &store) {
         for line in column_warning_lines(path, store) {
@@ -98,6 +99,7 @@ pub fn score(
     nulls: &NullWords,
 ) -> anyhow::Result<()> {
     use nextbest::engine::scorer::Scorer;
+    readable(file)?;
     let store = load_features(features, nulls)?;
     let m = model::load(file, &store, &Limits::default()).map_err(|e| match e {
         model::ModelError::Io { .. } => anyhow::anyhow!("{e}"),
@@ -178,4 +180,13 @@ pub fn replay(log: &Path, candidate: &Path, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Refuses a model file that cannot be opened before a snapshot, which may take a while,
+/// loads for it.
+fn readable(file: &Path) -> anyhow::Result<()> {
+    let path = model::model_file(file);
+    std::fs::File::open(&path)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

@@ -540,14 +540,16 @@ fn a_tree_feature_the_snapshot_spells_otherwise_names_the_column() {
 }
 
 /// A model file that cannot be read is one error line that names it once, from both commands
-/// that read one.
+/// that read one, said before a snapshot loads for it (here one that is missing too).
 #[test]
 fn a_model_file_that_cannot_be_read_is_named_once() {
     let missing = std::env::temp_dir().join(format!("nb-no-model-{}.json", std::process::id()));
     let shown = missing.display().to_string();
-    let features = concat!(env!("CARGO_MANIFEST_DIR"), "/models/features.csv");
+    let features = std::env::temp_dir().join(format!("nb-no-snapshot-{}.csv", std::process::id()));
+    let features = features.to_str().unwrap();
     for args in [
         vec!["model", "check", &shown],
+        vec!["model", "check", &shown, "--features", features],
         vec!["model", "score", &shown, "--features", features],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
@@ -560,6 +562,7 @@ fn a_model_file_that_cannot_be_read_is_named_once() {
             + &String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}: {text}");
         assert_eq!(text.matches(&shown).count(), 1, "{args:?}: {text}");
+        assert!(!text.contains(features), "{args:?}: {text}");
         assert!(
             text.contains("No such file or directory"),
             "{args:?}: {text}"
