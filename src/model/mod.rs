@@ -417,7 +417,7 @@ pub fn from_bytes(
     schema: &dyn Schema,
     limits: &Limits,
 ) -> Result<LoadedModel, ModelError> {
-    build(document, base_dir, source, &[], schema, limits).map_err(|(e, _)| e)
+    from_bytes_kept(document, base_dir, source, &[], schema, limits)
 }
 
 /// [`from_bytes`], with scorer files taken from `kept` (the bytes a model was first compiled
@@ -515,22 +515,21 @@ pub(crate) fn syntax_error(bytes: &[u8], e: &simd_json::Error) -> ModelError {
             }
         }
         Ok(_) => {
-            let (line, column) = line_col(bytes, e.index());
+            let deep = walk::too_deep(bytes);
+            let (line, column) = walk::line_col(bytes, deep.unwrap_or(e.index()));
             ModelError::Syntax {
                 line,
                 column,
-                detail: "not JSON this server can read".into(),
+                detail: match deep {
+                    Some(_) => format!(
+                        "arrays and objects nested more than {} deep",
+                        simd_json::DEFAULT_MAX_DEPTH
+                    ),
+                    None => "not JSON this server can read".into(),
+                },
             }
         }
     }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
-    let upto = &bytes[..offset.min(bytes.len())];
-    let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
-    (line, column)
 }
 
 #[cfg(test)]

@@ -379,6 +379,25 @@ fn syntax_errors_give_line_and_column() {
         }
         other => panic!("expected a syntax error, got {other}"),
     }
+    // Nested past the parser's depth in a field nothing reads: said where, and why.
+    let deep = format!("{{\n\"x\": {}1{}}}", "[".repeat(1500), "]".repeat(1500));
+    let err = from_bytes(
+        deep.into_bytes(),
+        None,
+        "t".into(),
+        &store(),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        ModelError::Syntax {
+            line: 2,
+            column: 6 + 1023,
+            detail: "arrays and objects nested more than 1024 deep".into()
+        }
+        .to_string()
+    );
 }
 
 #[test]

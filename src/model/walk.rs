@@ -288,6 +288,42 @@ pub fn duplicate_key(json: &[u8]) -> Option<String> {
     first_twice(&tape.0, 0, &mut path).err()
 }
 
+/// The byte where a JSON document opens more nested arrays and objects than simd-json reads
+/// ([`simd_json::DEFAULT_MAX_DEPTH`]): serde_json skips what it ignores without a limit, so
+/// only this says why such a document is refused.
+pub fn too_deep(json: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            (escaped, in_string) = match b {
+                _ if escaped => (false, true),
+                b'\\' => (true, true),
+                b'"' => (false, false),
+                _ => (false, true),
+            };
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > simd_json::DEFAULT_MAX_DEPTH {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let upto = &bytes[..offset.min(bytes.len())];
+    let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+    (line, column)
+}
+
 /// Walks the value at `at`; returns the index after it, or the path of a key written twice.
 fn first_twice(
     nodes: &[simd_json::Node<'_>],

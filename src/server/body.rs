@@ -51,16 +51,20 @@ impl SlowBodies {
             })
             .is_ok()
     }
+
+    fn give_back(&self, bytes: usize) {
+        self.held.fetch_sub(bytes, Relaxed);
+    }
 }
 
-/// One body's account with [`SlowBodies`]: the bytes it has received, and, once it is found
-/// still arriving (armed), the share it holds, given back when dropped. The body and the read
-/// that arms it run on one task; the atomics only make it shareable between them.
+/// One body's account with [`SlowBodies`]: until the body is found still arriving, the bytes
+/// it has received; from then on (armed), the bytes it holds of the budget, given back when
+/// dropped. The body and the read that arms it run on one task; the atomics only make it
+/// shareable between them.
 struct Meter<'a> {
     budget: Option<&'a SlowBodies>,
     armed: AtomicBool,
-    seen: AtomicUsize,
-    held: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 impl<'a> Meter<'a> {
@@ -68,31 +72,31 @@ impl<'a> Meter<'a> {
         Meter {
             budget,
             armed: AtomicBool::new(false),
-            seen: AtomicUsize::new(0),
-            held: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
         }
     }
 
     /// Counts `bytes` received; false when an armed body would pass the budget.
     fn received(&self, bytes: usize) -> bool {
-        self.seen.fetch_add(bytes, Relaxed);
-        !self.armed.load(Relaxed) || self.hold(bytes)
+        if self.armed.load(Relaxed) {
+            self.hold(bytes)
+        } else {
+            self.bytes.fetch_add(bytes, Relaxed);
+            true
+        }
     }
 
     /// The body is still arriving after its first read: it holds what it has received, and
     /// from now on each part as it comes; false when that passes the budget.
     fn arm(&self) -> bool {
         self.armed.store(true, Relaxed);
-        self.hold(self.seen.load(Relaxed))
+        self.hold(self.bytes.swap(0, Relaxed))
     }
 
     fn hold(&self, bytes: usize) -> bool {
-        let Some(budget) = self.budget else {
-            return true;
-        };
-        let ok = budget.take(bytes);
+        let ok = self.budget.is_none_or(|b| b.take(bytes));
         if ok {
-            self.held.fetch_add(bytes, Relaxed);
+            self.bytes.fetch_add(bytes, Relaxed);
         }
         ok
     }
@@ -100,8 +104,8 @@ impl<'a> Meter<'a> {
 
 impl Drop for Meter<'_> {
     fn drop(&mut self) {
-        if let Some(budget) = self.budget {
-            budget.held.fetch_sub(*self.held.get_mut(), Relaxed);
+        if let (Some(budget), true) = (self.budget, *self.armed.get_mut()) {
+            budget.give_back(*self.bytes.get_mut());
         }
     }
 }

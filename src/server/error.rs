@@ -181,42 +181,15 @@ impl ApiError {
         }
     }
 
-    /// Where a body that serde_json reads but simd-json refuses nests arrays and objects
-    /// deeper than simd-json reads (serde_json skips what it ignores without a depth limit).
+    /// A body serde_json reads but simd-json refuses for its depth, said where it passes it.
     pub fn too_deep(body: &[u8]) -> Option<ApiError> {
-        let max = simd_json::DEFAULT_MAX_DEPTH;
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        for (i, &b) in body.iter().enumerate() {
-            if in_string {
-                (escaped, in_string) = match b {
-                    _ if escaped => (false, true),
-                    b'\\' => (true, true),
-                    b'"' => (false, false),
-                    _ => (false, true),
-                };
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'[' | b'{' => depth += 1,
-                b']' | b'}' => depth = depth.saturating_sub(1),
-                _ => {}
-            }
-            if depth > max {
-                let before = &body[..i];
-                let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
-                let column = i - before
-                    .iter()
-                    .rposition(|&c| c == b'\n')
-                    .map_or(0, |n| n + 1)
-                    + 1;
-                return Some(ApiError::MalformedJson(format!(
-                    "invalid JSON at line {line}, column {column}: arrays and objects nested \
-                     more than {max} deep"
-                )));
-            }
-        }
-        None
+        let (line, column) =
+            crate::model::walk::line_col(body, crate::model::walk::too_deep(body)?);
+        Some(ApiError::MalformedJson(format!(
+            "invalid JSON at line {line}, column {column}: arrays and objects nested more than \
+             {} deep",
+            simd_json::DEFAULT_MAX_DEPTH
+        )))
     }
 
     /// The response for this error.
