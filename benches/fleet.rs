@@ -12,6 +12,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use nextbest::contact::state::{ContactState, StateConfig};
 use nextbest::contact::{Applier, Clock, ContactConfig, Contacts, Event, EventKind, Subscriber};
 
+/// The server's allocator: applying an event allocates a history, and glibc's malloc would
+/// measure another allocator's cost.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Encoded impressions of `n` customers, each with its own event id.
 fn payloads(n: usize) -> Vec<(Vec<u8>, String)> {
     (0..n)

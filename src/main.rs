@@ -86,7 +86,11 @@ enum ModelCmd {
     /// Validate a model file or folder and print every fault.
     Check {
         /// The model file, or a folder holding model.json.
-        file: PathBuf,
+        #[arg(required_unless_present = "models")]
+        file: Option<PathBuf>,
+        /// The models folder, as `serve --models` names it (instead of FILE).
+        #[arg(long, value_name = "DIR", conflicts_with = "file")]
+        models: Option<PathBuf>,
         /// Check feature names against this snapshot (CSV or .nbf).
         #[arg(long, env = "NEXTBEST_FEATURES")]
         features: Option<PathBuf>,
@@ -98,7 +102,11 @@ enum ModelCmd {
     /// stdout): the numbers to hold against the training library's own predictions.
     Score {
         /// The model file, or a folder holding model.json.
-        file: PathBuf,
+        #[arg(required_unless_present = "models")]
+        file: Option<PathBuf>,
+        /// The models folder, as `serve --models` names it (instead of FILE).
+        #[arg(long, value_name = "DIR", conflicts_with = "file")]
+        models: Option<PathBuf>,
         /// The snapshot to score (CSV, Parquet or .nbf).
         #[arg(long, env = "NEXTBEST_FEATURES")]
         features: PathBuf,
@@ -296,21 +304,28 @@ fn one_line(text: &str) -> String {
     out
 }
 
+/// The model a `model` command reads: FILE or `--models DIR` (clap lets exactly one through).
+fn one_of(file: Option<PathBuf>, models: Option<PathBuf>) -> PathBuf {
+    file.or(models).unwrap_or_default()
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(*args),
         Some(Command::Model(ModelCmd::Check {
             file,
+            models,
             features,
             null,
-        })) => check_model(&file, features.as_deref(), &null.check()?),
+        })) => check_model(&one_of(file, models), features.as_deref(), &null.check()?),
         Some(Command::Model(ModelCmd::Score {
             file,
+            models,
             features,
             customers,
             null,
-        })) => model_cli::score(&file, &features, &customers, &null.check()?),
+        })) => model_cli::score(&one_of(file, models), &features, &customers, &null.check()?),
         Some(Command::Features(FeaturesCmd::Compile {
             input,
             output,

@@ -569,3 +569,50 @@ fn a_model_file_that_cannot_be_read_is_named_once() {
         );
     }
 }
+
+/// Runs `nextbest` with `args` and no environment snapshot: success and output.
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(args)
+        .env("NEXTBEST_LOG", "error")
+        .env_remove("NEXTBEST_FEATURES")
+        .env_remove("NEXTBEST_MODELS")
+        .output()
+        .expect("nextbest runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_model_commands_take_the_models_folder_as_serve_names_it() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let models = format!("{root}/models");
+    let features = format!("{root}/models/features.csv");
+    let (ok, by_flag) = run(&["model", "check", "--models", &models]);
+    assert!(ok, "{by_flag}");
+    let (ok, by_file) = run(&["model", "check", &models]);
+    assert!(ok, "{by_file}");
+    assert_eq!(by_flag, by_file);
+    assert!(by_flag.contains("ok: "), "{by_flag}");
+    let (ok, scored) = run(&[
+        "model",
+        "score",
+        "--models",
+        &models,
+        "--features",
+        &features,
+        "--customers",
+        "C0000001",
+    ]);
+    assert!(ok, "{scored}");
+    assert!(
+        scored.lines().any(|l| l.starts_with("C0000001,")),
+        "{scored}"
+    );
+    // One of the two, never both and never neither: clap names the clash in one error.
+    let (ok, both) = run(&["model", "check", &models, "--models", &models]);
+    assert!(!ok && both.contains("cannot be used with"), "{both}");
+    let (ok, neither) = run(&["model", "check"]);
+    assert!(!ok && neither.contains("required"), "{neither}");
+}
