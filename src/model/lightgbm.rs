@@ -617,6 +617,15 @@ fn parse_objective(v: Option<&str>) -> Result<Objective, TreeLoadError> {
     let v = v.ok_or_else(|| TreeLoadError::format("header", "missing objective"))?;
     let mut parts = v.split(' ').filter(|s| !s.is_empty());
     let name = parts.next().unwrap_or("");
+    if name == "cross_entropy_lambda" {
+        // LightGBM's `predict` gives lambda = log(1 + exp(score)), a rate whose probability
+        // 1 - exp(-lambda * w) depends on each row's training weight w.
+        return Err(TreeLoadError::unsupported(
+            LOC,
+            "objective 'cross_entropy_lambda': its predictions are a rate, not a probability \
+             (retrain with objective cross_entropy or binary)",
+        ));
+    }
     if !matches!(
         name,
         "binary" | "cross_entropy" | "multiclass" | "multiclassova"

@@ -161,6 +161,13 @@ fn multiclass_objectives_and_refusals() {
         let err = parse_lightgbm(&model("10", objective, "1"), &resolve).unwrap_err();
         assert!(err.to_string().contains("objective parameter"), "{err}");
     }
+    // xentlambda's predictions are rates: refused with what to train instead.
+    let err = parse_lightgbm(&model("10", "cross_entropy_lambda", "1"), &resolve).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "header: objective: not supported: objective 'cross_entropy_lambda': its predictions are \
+         a rate, not a probability (retrain with objective cross_entropy or binary)"
+    );
     let text = model("10", "binary sigmoid:1", "1").replacen("is_linear=0", "is_linear=1", 1);
     let err = parse_lightgbm(&text, &resolve).unwrap_err();
     assert_eq!(
