@@ -42,6 +42,15 @@ async fn record(data: &Path, log: &Path) -> usize {
         let (channel, placement) = PLACES[i % PLACES.len()];
         let mut ask =
             json!({"customer_id": format!("C{i:07}"), "channel": channel, "placement": placement});
+        // Decisions without a snapshot row among them: a customer the snapshot lacks, and an
+        // anonymous visitor. Each later decision still replays with its own row.
+        if i % 11 == 0 {
+            ask["customer_id"] = json!(format!("X{i:07}"));
+        }
+        if i % 17 == 0 {
+            ask =
+                json!({"visitor_id": format!("v{i}"), "channel": "web", "placement": "home_hero"});
+        }
         if placement == "checkout" {
             ask["context"] = json!({"cart_value": 50 * (i % 7), "cart_type": if i % 2 == 0 { "device" } else { "plan" }});
         }

@@ -134,8 +134,10 @@ impl ContactView for Held<'_> {
 /// A logged column list's dictionaries, by string column name.
 type Strings = BTreeMap<String, Vec<String>>;
 
-/// One column list's decisions as a feature store: row `i` is the `i`-th of them (logged rows
-/// of one customer may differ, so each decision gets its own row).
+/// One column list's decisions as a feature store: the `i`-th of them, when it logged
+/// features, is the row `row_id(i)` (logged rows of one customer may differ, so each decision
+/// gets its own row; a decision without features, of an unknown customer or an anonymous
+/// visitor, has none and takes no name).
 fn store_of(
     columns: &[String],
     strings: &Strings,
@@ -307,17 +309,13 @@ pub(super) fn each_decision(
             error,
         })?;
         let mut originals: HashMap<u32, LoadedModel> = HashMap::new();
-        let mut row = 0;
-        for d in rows {
+        for (i, d) in rows.iter().enumerate() {
             let original = match originals.entry(d.key) {
                 Entry::Occupied(e) => &*e.into_mut(),
                 Entry::Vacant(e) => &*e.insert(compile_logged(log, d, &store, &limits)?),
             };
-            // Decisions with logged features have a row of their own, in order.
-            let id = d.features.as_ref().map(|_| {
-                row += 1;
-                row_id(row - 1)
-            });
+            // A decision with logged features has the row named by its place (`store_of`).
+            let id = d.features.as_ref().map(|_| row_id(i));
             f(d, id.as_deref(), original, &cand, &store);
         }
     }
