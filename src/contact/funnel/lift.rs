@@ -180,29 +180,32 @@ impl Funnel {
     }
 }
 
-/// Both variants over every offer and channel: conversions and value per offer decided,
-/// each with its interval (Wilson for conversions; value by the normal approximation of the
-/// mean of a per-decision value that is an offer's value when it converted, else 0), and the
-/// challenger's differences.
+/// Both variants over every offer and channel where the variant decided: conversions and
+/// value per offer decided, each with its interval, and the challenger's differences.
+///
+/// A row the variant made no decision on (an outbound campaign's channel: its sends are not
+/// decisions here, and `campaign report` measures them) is left out, conversions and all:
+/// counted against the other rows' decisions they would make a rate of nothing. Value per
+/// decision is conversions per decision times the value of a conversion (the mean over the
+/// conversions, or over the offers decided while none has converted), its interval the Wilson
+/// interval scaled: like each row's, it keeps its width at no conversions, where a normal
+/// approximation narrows to [0, 0] and would call an arm with no conversions yet worse.
 fn overall(sides: &[(Side, Side)]) -> Value {
     let total = |pick: fn(&(Side, Side)) -> &Side| {
-        let (mut n, mut k, mut v, mut v2) = (0u64, 0u64, 0.0, 0.0);
-        for s in sides.iter().map(pick) {
+        let (mut n, mut k, mut converted, mut offered) = (0u64, 0u64, 0.0, 0.0);
+        for s in sides.iter().map(pick).filter(|s| s.decisions > 0) {
             n += s.decisions;
             k += s.conversions;
-            v += s.value * s.conversions as f64;
-            v2 += s.value * s.value * s.conversions as f64;
+            converted += s.value.max(0.0) * s.conversions as f64;
+            offered += s.value.max(0.0) * s.decisions as f64;
         }
         let conversions = wilson(k, n);
-        let value = (n > 0).then(|| {
-            let mean = v / n as f64;
-            let sd = ((v2 / n as f64 - mean * mean).max(0.0) / n as f64).sqrt();
-            Estimate {
-                value: mean,
-                low: (mean - Z95 * sd).max(0.0),
-                high: mean + Z95 * sd,
-            }
-        });
+        let per_conversion = if k > 0 {
+            converted / k as f64
+        } else {
+            offered / n.max(1) as f64
+        };
+        let value = conversions.map(|c| c.scaled(per_conversion));
         (n, k, conversions, value)
     };
     let (an, ak, ac, av) = total(|s| &s.0);
@@ -265,5 +268,34 @@ mod tests {
         );
         close(d.low, 0.52431);
         close(d.high, 3.33873);
+    }
+
+    #[test]
+    fn overall_counts_the_rows_decided_on_and_keeps_width_without_conversions() {
+        let side = |decisions, conversions| Side {
+            decisions,
+            impressions: decisions,
+            conversions,
+            value: 10.0,
+        };
+        // web: 4 of 100 against none of 100; sms: a campaign's conversions, no decisions here.
+        let sides = [(side(100, 4), side(100, 0)), (side(0, 30), side(0, 30))];
+        let o = overall(&sides);
+        assert_eq!(o["champion"]["decisions"], 100);
+        assert_eq!(o["champion"]["conversions"], 4, "{o}");
+        assert_eq!(o["challenger"]["conversions"], 0, "{o}");
+        let f = |v: &Value| v.as_f64().unwrap();
+        let v = &o["challenger"]["value_per_decision"];
+        // Wilson's 0 of 100 reaches 0.037: times the value of a conversion, 0.37.
+        close(f(&v["high"]), 10.0 * wilson(0, 100).unwrap().high);
+        assert_eq!(f(&v["value"]), 0.0);
+        let v = &o["champion"]["value_per_decision"];
+        close(f(&v["value"]), 0.4);
+        close(f(&v["low"]), 10.0 * wilson(4, 100).unwrap().low);
+        // No arm is called worse on 4 conversions against none: both differences hold zero.
+        for what in ["conversions_per_decision", "value_per_decision"] {
+            let d = &o["difference"][what];
+            assert!(f(&d["low"]) < 0.0 && f(&d["high"]) > 0.0, "{what}: {d}");
+        }
     }
 }
