@@ -434,6 +434,11 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
         warned.contains("no conversion in") && warned.contains("elsewhere"),
         "{report}"
     );
+    // DR is not zero without outcomes: the warning says what it is then.
+    assert!(
+        warned.contains("DR is the candidate's own propensities"),
+        "{report}"
+    );
 
     // Losses that are not random make the estimate refuse, in one line.
     let file = std::fs::read_dir(&log)

@@ -355,9 +355,14 @@ async fn the_status_page_renders_the_live_figures_in_a_real_browser() {
             let unsupported = p["unsupported_share"].as_f64().unwrap() > 0.0;
             assert_eq!(row.contains("unsupported"), unsupported, "{p}\n{row}");
         } else {
-            assert!(row.contains("exploration"), "{p}\n{row}");
+            assert!(row.contains(p["why"].as_str().unwrap()), "{p}\n{row}");
         }
     }
+    // Conversions named shadowed decisions: those placements have figures.
+    assert!(
+        placements.iter().any(|p| p["estimable"] == true),
+        "{placements:?}"
+    );
     let status = request(
         srv.admin,
         "GET",

@@ -248,11 +248,21 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
     let mut warnings = Vec::new();
     if joined == 0 {
         warnings.push(format!(
-            "no conversion in {} names a logged decision and an offer it showed: every rate is \
-             0 [0, 0]; is it the --data-dir of the server that logged, and do conversions send \
-             their decision_id?",
+            "no conversion in {} names a logged decision and an offer it showed: the observed \
+             rates, IPS and SNIPS are 0 [0, 0], and DR is the candidate's own propensities with \
+             nothing to correct them; is it the --data-dir of the server that logged, and do \
+             conversions send their decision_id?",
             data_dir.display()
         ));
+    }
+    for ((channel, placement), samples) in &by_place {
+        let answered = samples.iter().any(|s| s.shown.iter().any(|x| x.converted));
+        if joined > 0 && !answered {
+            warnings.push(format!(
+                "{channel}/{placement}: no conversion names a decision logged here: DR is the \
+                 candidate's own propensities with nothing to correct them, not a measure"
+            ));
+        }
     }
     for p in &placements {
         if p.effective_sample_size < MIN_EFFECTIVE_SAMPLE {

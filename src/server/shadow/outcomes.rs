@@ -162,7 +162,20 @@ impl Outcomes {
             .map(|((channel, placement), samples)| {
                 let e = estimate(channel, placement, &samples);
                 let mut row = serde_json::to_value(&e).unwrap_or(Value::Null);
-                if !e.estimable {
+                // Before any outcome, DR is the shadow's own propensities with nothing to
+                // correct them: its interval would measure the model's spread, not the
+                // customers', and call a gain out of no conversion at all.
+                let answered = samples.iter().any(|s| s.shown.iter().any(|x| x.converted));
+                if e.estimable && !answered {
+                    for figure in ["ips", "snips", "dr", "dr_difference"] {
+                        row[figure] = Value::Null;
+                    }
+                    row["estimable"] = false.into();
+                    row["why"] = "no conversion naming these decisions has arrived yet: until \
+                                  one does, DR would be the shadow's own propensities with no \
+                                  answer of the customers to correct them"
+                        .into();
+                } else if !e.estimable {
                     // No number: a dashboard reading the JSON must not promote on it.
                     for figure in ["ips", "snips", "dr", "dr_difference"] {
                         row[figure] = Value::Null;
@@ -290,5 +303,32 @@ mod tests {
             assert_eq!(row[figure], Value::Null, "{figure}");
         }
         assert_eq!(row["logging"]["conversions_per_1000"], 0.0);
+    }
+
+    #[test]
+    fn no_figure_before_a_conversion_joins_and_figures_once_one_does() {
+        let mut o = Outcomes::default();
+        // The shadow shows `a` where the champion showed it half the time, and believes in it
+        // (its direct model says 0.3): with no outcome, DR would be that belief alone.
+        for id in 0..200u128 {
+            let mut s = sample(0, 0.5, 1.0);
+            s.shown[0].direct = 0.3;
+            s.direct_conversions = 0.3;
+            o.keep(id, "web", "home", s, ["a".into()].into());
+        }
+        let row = &o.json(1.0)["placements"][0];
+        assert_eq!(row["estimable"], false, "{row}");
+        assert!(
+            row["why"].as_str().unwrap().contains("no conversion"),
+            "{row}"
+        );
+        for figure in ["ips", "snips", "dr", "dr_difference"] {
+            assert_eq!(row[figure], Value::Null, "{figure}");
+        }
+        assert!(o.converted(3, "a"));
+        let row = &o.json(1.0)["placements"][0];
+        assert_eq!(row["estimable"], true, "{row}");
+        assert!(row["dr"]["conversions_per_1000"].is_number(), "{row}");
+        assert!(row.get("why").is_none(), "{row}");
     }
 }
