@@ -409,7 +409,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(
                 count = n,
                 first = %first.display(),
-                "files or folders of {} are open to other users of the host (an earlier release wrote them so): close them with `chmod -R o-rwx {}`",
+                "files or folders of {} are open to other users of the host (this process writes its own closed, but a folder made beforehand or files an earlier release wrote may be open): close them with `chmod -R o-rwx {}`",
                 dir.display(),
                 dir.display()
             );

@@ -137,6 +137,23 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
         .iter()
         .any(|f| f.path == "channel" && f.message.contains("no channel `fax`")));
 
+    // A category the model has, but none of the campaign's offers: which offers have it, not a
+    // "did you mean" naming the same category.
+    let doc = json!({"name": "m", "channel": "sms", "offers": ["data_boost_10gb"],
+        "category_limits": {"retention": {"max": 5}}});
+    let file = base.write_campaign("category-elsewhere", &doc);
+    let faults = check(&file, Some(&demo_dir()), None).unwrap_err().faults();
+    let f = faults
+        .iter()
+        .find(|f| f.path == "category_limits.retention")
+        .unwrap_or_else(|| panic!("{faults:#?}"));
+    assert!(!f.message.contains("did you mean"), "{f:?}");
+    assert!(
+        f.message
+            .contains("have it: add one to `offers`, or drop the limit"),
+        "{f:?}"
+    );
+
     // A slip in a name the model knows says which name was meant, and one wrong channel or
     // placement is one fault (not also "no offer to send").
     for (doc, path, meant) in [

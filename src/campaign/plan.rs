@@ -310,8 +310,30 @@ impl Plan {
                     .any(|o| *o.id == **id && *o.category == **cat)
             });
             if !sent {
-                let hint =
-                    crate::near::did_you_mean(cat, model.offers.iter().map(|o| &*o.category));
+                let of_it: Vec<&str> = model
+                    .offers
+                    .iter()
+                    .filter(|o| *o.category == **cat)
+                    .map(|o| &*o.id)
+                    .collect();
+                let hint = if of_it.is_empty() {
+                    crate::near::did_you_mean(cat, model.offers.iter().map(|o| &*o.category))
+                } else {
+                    let more = of_it.len().saturating_sub(3);
+                    format!(
+                        " (the model's {}{} have it: add one to `offers`, or drop the limit)",
+                        of_it[..of_it.len().min(3)]
+                            .iter()
+                            .map(|id| format!("`{id}`"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        }
+                    )
+                };
                 f.push(
                     &join("category_limits", cat),
                     format!("no offer of the campaign has category `{cat}`{hint}"),
