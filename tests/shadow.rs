@@ -205,6 +205,17 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
             .starts_with("share: missing (`shar`: did you mean `share`?)"),
         "{body}"
     );
+    let mut doc = candidate(json!(0.5));
+    doc["estimate_sahre"] = json!(1);
+    let (status, body) = put_shadow(p.admin, &doc).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("estimate_sahre: unknown field: did you mean `estimate_share`?"),
+        "{body}"
+    );
     for (share, needle) in [
         (json!(2), "estimate_share: 2 is not between 0 and 1"),
         (json!(true), "estimate_share: expected a number"),

@@ -295,6 +295,12 @@ fn placements_and_channels_must_agree() {
         "offers[0].placements[0]",
         "unknown placement `checkout`",
     );
+    let o = with(offer("a"), "/placements", serde_json::json!(["hom"]));
+    refused(
+        &model(vec![o]),
+        "offers[0].placements[0]",
+        "unknown placement `hom` (not in `placements`): did you mean `home`?",
+    );
     let mut o = offer("a");
     o["channels"] = serde_json::json!(["app"]);
     o["content"] = serde_json::json!({"app": content()});

@@ -218,7 +218,10 @@ fn check_reach(
         match placements.get(*p) {
             None => f.push(
                 &ppath,
-                format!("unknown placement `{p}` (not in `placements`)"),
+                format!(
+                    "unknown placement `{p}` (not in `placements`){}",
+                    crate::near::did_you_mean(p, placements.keys().map(String::as_str))
+                ),
             ),
             Some(pd) if !pd.channels.iter().any(|c| chs.contains(&c.as_str())) => f.push(
                 &ppath,

@@ -538,6 +538,16 @@ fn compile(
         None if share > 0.0 => (ESTIMATED_DECISIONS / share).min(1.0),
         None => 0.0,
     };
+    // `estimate_sahre`: the shadow's own field meant, not one the model would list.
+    if let Some((typed, meant)) = obj
+        .keys()
+        .find_map(|k| crate::near::nearest(k, ["share", "estimate_share"]).map(|m| (k.clone(), m)))
+    {
+        return Err(ShadowError::Invalid(format!(
+            "{typed}: unknown field: did you mean `{meant}`? (a shadow is a model with `share` \
+             and, optionally, `estimate_share`)"
+        )));
+    }
     let document = serde_json::to_vec(&doc).unwrap_or_default();
     let model = crate::model::from_bytes(
         document,
