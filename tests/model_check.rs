@@ -154,6 +154,27 @@ fn an_operand_the_operator_does_not_read_is_warned_about() {
     }
 }
 
+#[test]
+fn a_list_given_to_eq_or_one_value_to_in_names_the_operator_meant() {
+    for (rule, tag, message) in [
+        (
+            serde_json::json!({"feature": "segment", "op": "eq", "values": ["gold", "bronze"]}),
+            "eq-list",
+            "offers[0].eligibility.op: `eq` compares one `value`; for a list of `values` use `in`",
+        ),
+        (
+            serde_json::json!({"feature": "segment", "op": "not_in", "value": "gold"}),
+            "notin-one",
+            "offers[0].eligibility.op: `not_in` reads a list of `values`; for one `value` use `ne`",
+        ),
+    ] {
+        let (ok, text) = check(&model(rule), tag);
+        assert!(!ok, "{text}");
+        assert!(text.contains(message), "{text}");
+        assert!(!text.contains("missing field"), "{text}");
+    }
+}
+
 /// A refused model's warnings are printed with its faults: the analyst sees both in one round.
 #[test]
 fn a_refused_models_warnings_come_with_its_faults() {

@@ -239,6 +239,24 @@ fn read_test(
         "is_missing" => &[],
         _ => &OPERANDS,
     };
+    // One value where a list is read, or a list where one value is: the operator meant.
+    let swapped = match op {
+        "eq" | "ne" if obj.get("value").is_none() && obj.get("values").is_some() => Some(format!(
+            "`{op}` compares one `value`; for a list of `values` use `{}`",
+            if op == "eq" { "in" } else { "not_in" }
+        )),
+        "in" | "not_in" if obj.get("values").is_none() && obj.get("value").is_some() => {
+            Some(format!(
+                "`{op}` reads a list of `values`; for one `value` use `{}`, or write `values`: [...]",
+                if op == "in" { "eq" } else { "ne" }
+            ))
+        }
+        _ => None,
+    };
+    if let Some(message) = swapped {
+        f.push(&join(path, "op"), message);
+        return None;
+    }
     for key in OPERANDS {
         if !reads.contains(&key) && obj.get(key).is_some() {
             warnings.push(Fault {
