@@ -110,6 +110,29 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
             "no fault `{path}: ..{needle}..` in {faults:#?}"
         );
     }
+    // A run lists them as the check does: a fault of the file's own (a `per` it does not
+    // know) does not hide those against the model (an offer it does not have).
+    let mixed = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["a", "nope"], "capacity": {"max_contacts": 10, "per": "month"}});
+    let file = base.write_campaign("mixed", &mixed);
+    let run = campaign::run(&base.config(&file, "out-mixed", 0)).expect_err("run refuses");
+    let faults = run.faults();
+    for (path, needle) in [
+        ("capacity.per", "`day` or `week`"),
+        ("offers[1]", "unknown offer `nope`"),
+    ] {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+    assert!(
+        !base.path("out-mixed").exists(),
+        "a refused run writes nothing"
+    );
+
     // A name listed twice is a fault, and the list is still checked against the demo model in
     // the same run: an offer the placement never shows is named too.
     let twice = json!({"name": "twice", "channel": "sms", "placement": "sms_campaign",

@@ -77,7 +77,20 @@ fn scanned<T>(
     then: impl FnOnce(Scanned<'_>) -> Result<T, CampaignError>,
 ) -> Result<T, CampaignError> {
     let started = Instant::now();
-    let spec = spec::load(&cfg.campaign)?;
+    let spec = match spec::load(&cfg.campaign) {
+        Ok(spec) => spec,
+        // Every fault in one round, as `campaign check` lists them: the file's and, where the
+        // file still reads, those against the model and the snapshot.
+        Err(spec::SpecError::Invalid(faults)) => {
+            let features = (cfg.features.as_path(), &cfg.null_words);
+            return Err(
+                super::check(&cfg.campaign, Some(&cfg.models), Some(features))
+                    .err()
+                    .unwrap_or(CampaignError::Spec(spec::SpecError::Invalid(faults))),
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
     let snap = load_snapshot(cfg)?;
     let run = Run::prepare(&spec, &snap, cfg.now_ms)?;
     tracing::info!(
