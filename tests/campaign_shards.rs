@@ -409,6 +409,26 @@ fn a_challenger_gets_its_share_of_the_limits_whatever_its_scores() {
         .shadow_prices
         .keys()
         .any(|k| k.starts_with("challenger.")));
+    // The table lists the champion's prices, then the challenger's, values in one column.
+    let table = nextbest::campaign::output::table(&run.summary);
+    let prices: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.contains("shadow prices"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(prices.len(), run.summary.shadow_prices.len(), "{table}");
+    let first_challenger = prices
+        .iter()
+        .position(|l| l.trim_start().starts_with("challenger."));
+    assert!(
+        first_challenger.is_some_and(|i| prices[i..]
+            .iter()
+            .all(|l| l.trim_start().starts_with("challenger."))),
+        "{table}"
+    );
+    let ends: std::collections::BTreeSet<usize> = prices.iter().map(|l| l.len()).collect();
+    assert_eq!(ends.len(), 1, "the prices end in one column: {table}");
 
     // A control group drawn with the experiment's salt would hold out one arm only: refused by
     // `campaign check` and by a run, naming both salts' owner.

@@ -528,8 +528,22 @@ pub fn table(s: &Summary) -> String {
         "campaign {} on {} ({}), model {} v{}, at {}",
         s.campaign, s.channel, s.placement, s.model_name, s.model_version, s.run_at
     );
+    // Champion's prices first, then the challenger's; every label in one column, however
+    // long a limit's name.
+    let mut prices: Vec<(String, f64)> = s
+        .shadow_prices
+        .iter()
+        .map(|(name, p)| (format!("  {name} ({})", p.limit), p.per_unit))
+        .collect();
+    prices.sort_by_key(|(label, _)| label.trim_start().starts_with("challenger."));
+    let width = prices
+        .iter()
+        .map(|(label, _)| label.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(44);
     let line = |t: &mut String, k: &str, v: String| {
-        let _ = writeln!(t, "  {k:<44} {v:>12}");
+        let _ = writeln!(t, "  {k:<width$} {v:>12}");
     };
     line(&mut t, "customers scanned", s.scanned.to_string());
     line(&mut t, "eligible", s.eligible.to_string());
@@ -634,12 +648,8 @@ pub fn table(s: &Summary) -> String {
             t,
             "  shadow prices (score one unit more adds; a minimum: one less)"
         );
-        for (name, p) in &s.shadow_prices {
-            line(
-                &mut t,
-                &format!("  {name} ({})", p.limit),
-                format!("{:.2}", p.per_unit),
-            );
+        for (label, per_unit) in &prices {
+            line(&mut t, label, format!("{per_unit:.2}"));
         }
     }
     t
