@@ -341,7 +341,14 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     )
     .await;
     r.assert_error(422, "invalid_features");
-    assert!(r.json()["faults"].to_string().contains("churn_score"));
+    // Said of the snapshot, which changed, not as a typo of the model that has served.
+    assert!(
+        r.json()["faults"].to_string().contains(
+            "the new snapshot has no column `churn_score`, which the serving model reads"
+        ),
+        "{}",
+        r.json()
+    );
     let broken = models.dir.join("broken.csv");
     // `a:num`: a column forced to numbers, so `x` is a fault (unforced, it would be text).
     std::fs::write(&broken, "customer_id,a:num\nC1,x\n").unwrap();
