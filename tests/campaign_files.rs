@@ -110,6 +110,24 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
             "no fault `{path}: ..{needle}..` in {faults:#?}"
         );
     }
+    // A limit of the wrong type does not hide the names of the others from the model.
+    let typed = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
+        "offers": ["data_boost_10gb", "roaming_pass_euro", "unlimited_upgrade"],
+        "offer_limits": {"roaming_pass_euro": {"min": 1}, "unlimited_upgrade": {"max": "800"}}});
+    let file = base.write_campaign("typed", &typed);
+    let faults = check(&file, Some(&demo_dir()), None).unwrap_err().faults();
+    for (path, needle) in [
+        ("offer_limits.unlimited_upgrade.max", "whole number"),
+        ("offers[1]", "`roaming_pass_eu`"),
+    ] {
+        assert!(
+            faults
+                .iter()
+                .any(|f| f.path == path && f.message.contains(needle)),
+            "no fault `{path}: ..{needle}..` in {faults:#?}"
+        );
+    }
+
     // A run lists them as the check does: a fault of the file's own (a `per` it does not
     // know) does not hide those against the model (an offer it does not have).
     let mixed = json!({"name": "m", "channel": "sms", "placement": "sms_campaign",
@@ -229,8 +247,15 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
             .any(|f| f.path == "--models" && f.message.contains("missing.json")),
         "{faults:#?}"
     );
-    // Every fault of `expect` but the channel's, and the model's.
-    assert_eq!(faults.len(), expect.len(), "{faults:#?}");
+    // Every fault of `expect` but the channel's, the limit on an offer the campaign does not
+    // list (`zz`: the limits that read are checked beside one that does not), and the model's.
+    assert!(
+        faults
+            .iter()
+            .any(|f| f.path == "offer_limits.zz" && f.message.contains("not among")),
+        "{faults:#?}"
+    );
+    assert_eq!(faults.len(), expect.len() + 1, "{faults:#?}");
 
     // The demo campaign is valid against the demo model.
     check(
