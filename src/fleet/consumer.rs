@@ -47,11 +47,10 @@ struct Stream {
 /// Runs until the process ends.
 pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
     let retention = contacts.state().retention_ms();
-    let from = format!("{}-0", now_ms().saturating_sub(retention).max(0));
     let mut streams: Vec<Stream> = (0..fleet.config.partitions)
         .map(|p| Stream {
             key: fleet.config.key(p),
-            last: from.clone(),
+            last: String::new(),
             caught_up: false,
         })
         .collect();
@@ -82,6 +81,24 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
                 }
             }
         };
+        // The catch-up starts a retention back on Redis's clock, which stamped the entries:
+        // on this host's, a clock running ahead would skip the fleet's kept events.
+        if streams.iter().any(|s| s.last.is_empty()) {
+            let now = match redis_time_ms(c).await {
+                Ok(ms) => ms,
+                Err(e) => {
+                    fleet.failed("read", &e);
+                    con = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+            };
+            let from = format!("{}-0", now.saturating_sub(retention).max(0));
+            for s in &mut streams {
+                s.last.clone_from(&from);
+            }
+        }
         // The raw reply, walked in place: no map per entry, and each payload borrowed. While
         // any stream is catching up, the read takes what is there without waiting for more.
         let all_caught_up = streams.iter().all(|s| s.caught_up);
@@ -149,6 +166,12 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
             tokio::time::sleep_until(began + PACE).await;
         }
     }
+}
+
+/// Redis's clock (`TIME`), in Unix ms.
+async fn redis_time_ms(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<i64> {
+    let (s, us): (i64, i64) = redis::cmd("TIME").query_async(c).await?;
+    Ok(s * 1000 + us / 1000)
 }
 
 /// Applies one stream entry unless this replica wrote it; counts it and its lag.

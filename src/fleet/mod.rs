@@ -190,6 +190,10 @@ pub struct Fleet {
     /// Time from the origin's acceptance to this replica's apply, of the last remote event (ms).
     lag_ms: AtomicI64,
     lag: Histogram,
+    /// Redis's clock less this host's, at the last append (ms).
+    clock_skew_ms: AtomicI64,
+    /// When a skewed clock was last logged (Unix ms).
+    skew_logged_ms: AtomicI64,
     outage_logged: AtomicBool,
     /// Whether saying ready behind the fleet was logged.
     ready_behind_logged: AtomicBool,
@@ -215,7 +219,35 @@ pub struct Fleet {
     view: Mutex<FleetView>,
 }
 
+/// How far this host's clock may stray from Redis's before it is said: past it, the times this
+/// replica stamps on events and counts policy windows from are off for the rest of the fleet.
+pub const MAX_CLOCK_SKEW_MS: i64 = 5_000;
+
 impl Fleet {
+    /// Notes how far this host's clock is from Redis's (`redis_ms`, an entry id's time, against
+    /// `local_ms`, read just before the append); a skew past [`MAX_CLOCK_SKEW_MS`] is logged, at
+    /// most once a minute.
+    fn observe_skew(&self, redis_ms: i64, local_ms: i64) {
+        let skew = redis_ms - local_ms;
+        self.clock_skew_ms.store(skew, Relaxed);
+        let now = now_ms();
+        let last = self.skew_logged_ms.load(Relaxed);
+        if skew.abs() > MAX_CLOCK_SKEW_MS
+            && now - last >= 60_000
+            && self
+                .skew_logged_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                skew_ms = skew,
+                "this host's clock is {} s {} the fleet's Redis: the events it stamps (a `ts` left out) and the policy windows it counts are off by as much for every replica; set the host's time right (NTP)",
+                skew.abs() / 1000,
+                if skew > 0 { "behind" } else { "ahead of" }
+            );
+        }
+    }
+
     /// Whether the replica may say ready: caught up, or (with `--ready-when-behind`) done
     /// waiting for it; never after refusing to join.
     pub fn ready(&self) -> bool {
@@ -386,6 +418,8 @@ pub fn start(
         backlog_bytes: AtomicU64::new(0),
         backlog_oldest_ms: AtomicI64::new(0),
         lag_ms: AtomicI64::new(0),
+        clock_skew_ms: AtomicI64::new(0),
+        skew_logged_ms: AtomicI64::new(0),
         lag: Histogram::with_bounds(&LAG_BUCKETS_US),
         failing: AtomicBool::new(false),
         last_failure: Mutex::new(None),

@@ -119,6 +119,13 @@ pub(super) struct Shipped {
     entry: String,
 }
 
+impl Shipped {
+    /// The entry's time: Unix ms on Redis's clock.
+    fn entry_ms(&self) -> Option<i64> {
+        self.entry.split_once('-')?.0.parse().ok()
+    }
+}
+
 /// Where shipping has got to; the start of the log when the file was written for another
 /// partition count (a file without one, from an older build, is taken as it is).
 pub(super) fn load_cursor(dir: &Path, partitions: u16) -> Cursor {
@@ -274,8 +281,20 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             }
             continue;
         }
-        match ship(c, &fleet, &batch, contacts.state().retention_ms()).await {
+        let written = now_ms();
+        let trim = last.as_ref().and_then(|l| {
+            let redis_ms = l.entry_ms()?;
+            Some(
+                redis_ms
+                    .saturating_sub(contacts.state().retention_ms())
+                    .max(0),
+            )
+        });
+        match ship(c, &fleet, &batch, written, trim).await {
             Ok(shipped) => {
+                if let Some(redis_ms) = shipped.entry_ms() {
+                    fleet.observe_skew(redis_ms, written);
+                }
                 last = Some(shipped);
                 attempt = 0;
                 idle_since = tokio::time::Instant::now();
@@ -348,9 +367,7 @@ async fn flushed(
     let Some(l) = last else { return false };
     // Entries older than the retention (less an hour's margin) may have been trimmed.
     let young = l
-        .entry
-        .split_once('-')
-        .and_then(|(ms, _)| ms.parse::<i64>().ok())
+        .entry_ms()
         .is_some_and(|ms| ms > now_ms() - retention_ms + 3_600_000);
     if !young || !matches!(holds(c, fleet, l).await, Ok(false)) {
         return false;
@@ -395,25 +412,29 @@ async fn server_run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::Redi
         .to_owned())
 }
 
-/// Appends a batch, each record to its partition's stream, trimming what is older than the
-/// events' retention (never the horizon alone: with no policy windows that is zero, and every
-/// append would trim what the other replicas had not read yet).
+/// Appends a batch, each record to its partition's stream, stamped `written` (this host's
+/// time, for the lag), trimming entries older than `trim_before` (Unix ms on Redis's clock:
+/// the last entry's time less the events' retention; never the horizon alone, which with no
+/// policy windows is zero and would trim what the other replicas had not read yet).
+///
+/// Entry ids are Redis's time, so the trim is measured on Redis's clock too: on this host's,
+/// a replica whose clock ran ahead would empty every partition it appends to.
 async fn ship(
     c: &mut redis::aio::MultiplexedConnection,
     fleet: &Fleet,
     batch: &[Outgoing],
-    retention_ms: i64,
+    written: i64,
+    trim_before: Option<i64>,
 ) -> redis::RedisResult<Shipped> {
-    let written = now_ms().to_string();
-    let min_id = format!("{}-0", now_ms().saturating_sub(retention_ms).max(0));
+    let written = written.to_string();
+    let min_id = trim_before.map(|ms| format!("{ms}-0"));
     let mut pipe = redis::pipe();
     for (k, o) in batch.iter().enumerate() {
-        pipe.cmd("XADD")
-            .arg(fleet.config.key(o.partition))
-            .arg("MINID")
-            .arg("~")
-            .arg(&min_id)
-            .arg("*")
+        let add = pipe.cmd("XADD").arg(fleet.config.key(o.partition));
+        if let Some(min_id) = &min_id {
+            add.arg("MINID").arg("~").arg(min_id);
+        }
+        add.arg("*")
             .arg("o")
             .arg(&fleet.origin)
             .arg("i")

@@ -28,6 +28,7 @@ impl Fleet {
                 0
             },
             lag_ms: self.lag_ms.load(Relaxed),
+            clock_skew_ms: self.clock_skew_ms.load(Relaxed),
             refused: self.refused().map(str::to_owned),
             changes_applied: self.changes_applied.load(Relaxed),
             changes_unsigned: self.changes_unsigned.load(Relaxed),
@@ -62,6 +63,8 @@ pub struct FleetStats {
     pub backlog_age_ms: i64,
     /// Lag of the last remote event applied, from its acceptance at the origin (ms).
     pub lag_ms: i64,
+    /// Redis's clock less this host's, at the last append (ms; 0 before one).
+    pub clock_skew_ms: i64,
     /// Why this replica refused to join the fleet, if it did.
     pub refused: Option<String>,
     /// Admin changes made on other replicas and applied here.
@@ -100,6 +103,12 @@ impl Collect for FleetStats {
             "How long ago the oldest event not yet shipped to Redis was accepted (0: none).",
         )
         .sample(&[], self.backlog_age_ms as f64 / 1e3);
+        out.family(
+            "nextbest_fleet_clock_skew_seconds",
+            Kind::Gauge,
+            "Redis's clock less this host's at the last append: past 5 s either way, the times this replica stamps and counts windows from are off for the fleet.",
+        )
+        .sample(&[], self.clock_skew_ms as f64 / 1e3);
         out.family(
             "nextbest_replication_refused",
             Kind::Gauge,

@@ -5,6 +5,7 @@
 pub mod binary;
 #[cfg(feature = "offline")]
 pub mod campaign;
+pub mod clock_shim;
 pub mod outcomes;
 pub mod redis;
 

@@ -1,0 +1,138 @@
+//! A replica on a host whose wall clock is wrong, beside others on one Redis: what it appends
+//! never trims the fleet's kept events (stream ids are Redis's time, and the trim is measured
+//! on it), and the skew is said in the log and in `/metrics`. Real `redis-server` and real
+//! `nextbest` processes; the wrong clock is a preloaded shim (`support/clock_shim.c`).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use support::binary::{Binary, Process};
+use support::clock_shim::ClockShim;
+use support::redis::Redis;
+use support::*;
+
+/// 400 days, in seconds: a host whose clock was set a year ahead.
+const AHEAD_S: i64 = 400 * 86_400;
+
+fn replica(data: &Path, redis: &str) -> Binary {
+    Binary::demo(data).args(["--redis", redis, "--redis-catchup-ms", "2000"])
+}
+
+/// Entries in the fleet's eight partition streams.
+fn stream_entries(url: &str) -> u64 {
+    let client = ::redis::Client::open(url).unwrap();
+    let mut con = client.get_connection().expect("the test's Redis answers");
+    (0..8u16)
+        .map(|p| {
+            ::redis::cmd("XLEN")
+                .arg(format!("nextbest:events:{{p{p:03}}}"))
+                .query::<u64>(&mut con)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// `n` impressions, ten a post, of customers `{prefix}00000...`, each with its own id and an
+/// explicit time (a `ts` from the test's clock, so the events are recent for every replica
+/// that reads them, whatever its own clock says).
+async fn post(addr: SocketAddr, prefix: &str, n: usize) {
+    let ts = nextbest::rfc3339::format_ms(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                json!({"type": "impression", "customer_id": format!("{prefix}{i:05}"),
+                       "offer_id": "data_boost_10gb", "channel": "web", "ts": ts,
+                       "event_id": format!("{prefix}-{i}")})
+            })
+            .collect();
+        post_events(addr, json!(events)).await;
+    }
+}
+
+/// One sample of a replica's `/metrics`; fails the test when it is not there.
+async fn metric(p: &Process, line_prefix: &str) -> f64 {
+    let m = String::from_utf8(get(p.admin, "/metrics").await.body).unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix(line_prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in:\n{m}"))
+}
+
+async fn skew_seconds(p: &Process) -> f64 {
+    metric(p, "nextbest_fleet_clock_skew_seconds ").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_clock_runs_a_year_ahead_trims_nothing_and_says_so() {
+    let redis = Redis::start();
+    let url = redis.url();
+    {
+        // Small stream nodes: an approximate trim (`MINID ~`) removes whole nodes, so with
+        // the default 100 entries a node a short test's trim could hide in a partial one.
+        let client = ::redis::Client::open(url.as_str()).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let _: () = ::redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("stream-node-max-entries")
+            .arg("2")
+            .query(&mut con)
+            .unwrap();
+    }
+    let dir = TempDir::new("fleet-clock-ahead");
+    let shim = ClockShim::build(&dir.0, AHEAD_S);
+    let a = replica(&dir.0.join("a"), &url).spawn();
+    post(a.public, "A", 80).await;
+    within("A's events in Redis", || async {
+        stream_entries(&url) == 80
+    })
+    .await;
+
+    let b = replica(&dir.0.join("b"), &url)
+        .env("LD_PRELOAD", &shim.library)
+        .env("NEXTBEST_TEST_CLOCK_OFFSET_FILE", &shim.offset_file)
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .spawn();
+    // Two rounds of appends from B: with no entry of its own yet, its first does not trim;
+    // the second trims from the first's time. Neither may take A's events.
+    for (prefix, shipped) in [("B", 20.0), ("C", 40.0)] {
+        post(b.public, prefix, 20).await;
+        within("B's events shipped", || async {
+            metric(
+                &b,
+                "nextbest_replication_events_total{direction=\"shipped\"}",
+            )
+            .await
+                >= shipped
+        })
+        .await;
+        assert_eq!(
+            stream_entries(&url),
+            80 + shipped as u64,
+            "B's appends trimmed the fleet's kept events; B's stderr:\n{}",
+            b.stderr()
+        );
+    }
+
+    // The skew is measured on B, against Redis's clock, and said once.
+    let skew = skew_seconds(&b).await;
+    assert!(
+        (skew + AHEAD_S as f64).abs() < 60.0,
+        "B's skew {skew} s, its clock {AHEAD_S} s ahead"
+    );
+    let said = b.wait_stderr("this host's clock is");
+    assert!(said.contains("ahead of the fleet's Redis"), "{said}");
+    assert!(skew_seconds(&a).await.abs() < 5.0);
+    assert!(
+        !a.stderr().contains("this host's clock is"),
+        "{}",
+        a.stderr()
+    );
+}
