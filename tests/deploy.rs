@@ -610,6 +610,18 @@ fn the_event_log_claim_holds_the_models_horizon_so_the_kubelet_never_evicts() {
         size >= needed,
         "a {size}-byte claim for {needed} bytes of log"
     );
+    // The listeners open once the log is replayed: the startup probe waits for a full claim
+    // of the smallest records (100 bytes) at the slowest replay measured (0.15 M events/s
+    // under load, BENCHMARKS.md has 0.2 to 0.65), or a restart after months crash-loops.
+    let startup = &nb["startupProbe"];
+    let allowed_s = startup["periodSeconds"].as_u64().unwrap()
+        * startup["failureThreshold"].as_u64().unwrap()
+        + startup["initialDelaySeconds"].as_u64().unwrap_or(0);
+    let replay_s = size / 100 / 150_000;
+    assert!(
+        allowed_s >= replay_s,
+        "the startup probe allows {allowed_s} s; replaying a full claim takes up to {replay_s} s"
+    );
 }
 
 #[test]
