@@ -79,30 +79,67 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXTBEST_FEATURES", default_value = "models/features.csv")]
     pub features: PathBuf,
     /// Largest request body accepted, in bytes (1 to 64 MiB).
-    #[arg(long, env = "NEXTBEST_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, env = "NEXTBEST_MAX_BODY_BYTES", default_value_t = 64 * 1024, allow_negative_numbers = true)]
     pub max_body_bytes: usize,
-    /// Time a client has to send its request headers, in milliseconds; hyper also closes a
-    /// keep-alive connection idle this long (keep client pools' idle timeout below it).
-    #[arg(long, env = "NEXTBEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    /// Time a client has to send its request headers, in milliseconds (1 to 600,000); hyper
+    /// also closes a keep-alive connection idle this long (keep client pools' idle timeout
+    /// below it).
+    #[arg(
+        long,
+        env = "NEXTBEST_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
     pub header_timeout_ms: u64,
-    /// Time a client has to send a request body, in milliseconds (408 after).
-    #[arg(long, env = "NEXTBEST_BODY_TIMEOUT_MS", default_value_t = 2_000)]
+    /// Time a client has to send a request body, in milliseconds (1 to 600,000; 408 after).
+    #[arg(
+        long,
+        env = "NEXTBEST_BODY_TIMEOUT_MS",
+        default_value_t = 2_000,
+        allow_negative_numbers = true
+    )]
     pub body_timeout_ms: u64,
     /// Budget of one decision in microseconds, from request read to answer; past it the answer
-    /// is fallback content with reason `deadline`. Clients may ask for less with X-Deadline-Us.
-    #[arg(long, env = "NEXTBEST_DEADLINE_US", default_value_t = 5_000)]
+    /// is fallback content with reason `deadline` (1 to 60,000,000). Clients may ask for less
+    /// with X-Deadline-Us.
+    #[arg(
+        long,
+        env = "NEXTBEST_DEADLINE_US",
+        default_value_t = 5_000,
+        allow_negative_numbers = true
+    )]
     pub deadline_us: u64,
     /// Decide requests in flight before new ones get `overload` fallback at once.
-    #[arg(long, env = "NEXTBEST_MAX_INFLIGHT", default_value_t = 128)]
+    #[arg(
+        long,
+        env = "NEXTBEST_MAX_INFLIGHT",
+        default_value_t = 128,
+        allow_negative_numbers = true
+    )]
     pub max_inflight: usize,
     /// Open connections per listener; at the bound a new one replaces the one idle longest.
-    #[arg(long, env = "NEXTBEST_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(
+        long,
+        env = "NEXTBEST_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        allow_negative_numbers = true
+    )]
     pub max_connections: usize,
-    /// On SIGTERM/SIGINT: milliseconds /readyz answers 503 while still serving.
-    #[arg(long, env = "NEXTBEST_DRAIN_DELAY_MS", default_value_t = 1_000)]
+    /// On SIGTERM/SIGINT: milliseconds /readyz answers 503 while still serving (0 to 600,000).
+    #[arg(
+        long,
+        env = "NEXTBEST_DRAIN_DELAY_MS",
+        default_value_t = 1_000,
+        allow_negative_numbers = true
+    )]
     pub drain_delay_ms: u64,
-    /// On SIGTERM/SIGINT: milliseconds in-flight requests get to finish.
-    #[arg(long, env = "NEXTBEST_GRACE_MS", default_value_t = 10_000)]
+    /// On SIGTERM/SIGINT: milliseconds in-flight requests get to finish (0 to 600,000).
+    #[arg(
+        long,
+        env = "NEXTBEST_GRACE_MS",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
     pub grace_ms: u64,
     /// Built-in fallback content (JSON, the shape of a model's `fallback`), served when no
     /// model content applies or no model is loaded.
@@ -127,10 +164,20 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXTBEST_ADMIN_INSECURE", value_parser = BoolishValueParser::new())]
     pub admin_insecure: bool,
     /// Runtime worker threads (0: one per core; at most 1024).
-    #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "NEXTBEST_WORKERS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub workers: usize,
-    /// Model versions kept compiled for instant rollback, the active one included (at least 2).
-    #[arg(long, env = "NEXTBEST_HISTORY", default_value_t = 5)]
+    /// Model versions kept compiled for instant rollback, the active one included (2 to 1000).
+    #[arg(
+        long,
+        env = "NEXTBEST_HISTORY",
+        default_value_t = 5,
+        allow_negative_numbers = true
+    )]
     pub history: usize,
     /// Do not watch the models folder for changes (reload with SIGHUP or the admin API).
     #[arg(long, env = "NEXTBEST_NO_WATCH", value_parser = BoolishValueParser::new())]
@@ -160,12 +207,22 @@ pub struct ServeArgs {
     /// power loss can lose the events of that interval; a crash of nextbest alone loses none).
     #[arg(long, env = "NEXTBEST_FSYNC", value_enum, default_value = "always")]
     pub fsync: FsyncMode,
-    /// Longest time between syncs under `--fsync interval`, in milliseconds.
-    #[arg(long, env = "NEXTBEST_FSYNC_INTERVAL_MS", default_value_t = 200)]
+    /// Longest time between syncs under `--fsync interval`, in milliseconds (1 to 60,000).
+    #[arg(
+        long,
+        env = "NEXTBEST_FSYNC_INTERVAL_MS",
+        default_value_t = 200,
+        allow_negative_numbers = true
+    )]
     pub fsync_interval_ms: u64,
     /// An event log segment rolls over at this size, in MiB (1 to 1024; replay at start holds
     /// one segment in memory).
-    #[arg(long, env = "NEXTBEST_LOG_SEGMENT_MB", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "NEXTBEST_LOG_SEGMENT_MB",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
     pub log_segment_mb: u64,
     /// Share accepted events with the other replicas through Redis Streams: `redis://` or
     /// `rediss://` URL, password in the userinfo (unset: this replica works alone).
@@ -178,11 +235,21 @@ pub struct ServeArgs {
     pub redis_password_file: Option<PathBuf>,
     /// Stream partitions (keys with their own hash tag; every replica must use the same number;
     /// 1 to 1024).
-    #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "NEXTBEST_REDIS_PARTITIONS",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     pub redis_partitions: u16,
     /// With --ready-when-behind: longest wait at start for the fleet's recent events before
     /// /readyz says ready as behind. Without it, /readyz waits for them however long it takes.
-    #[arg(long, env = "NEXTBEST_REDIS_CATCHUP_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "NEXTBEST_REDIS_CATCHUP_MS",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
     pub redis_catchup_ms: u64,
     /// Say ready after --redis-catchup-ms even when the fleet's events are not all applied
     /// (Redis unreachable at start): serve with the history this replica has, as behind the
@@ -195,24 +262,49 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXTBEST_DECISION_LOG")]
     pub decision_log: Option<PathBuf>,
     /// Share of decisions the decision log keeps, 0 to 1.
-    #[arg(long, env = "NEXTBEST_DECISION_LOG_SAMPLE", default_value_t = 0.01)]
+    #[arg(
+        long,
+        env = "NEXTBEST_DECISION_LOG_SAMPLE",
+        default_value_t = 0.01,
+        allow_negative_numbers = true
+    )]
     pub decision_log_sample: f64,
     /// A decision log file rolls over at this size, in MiB (1 to 1024).
-    #[arg(long, env = "NEXTBEST_DECISION_LOG_FILE_MB", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "NEXTBEST_DECISION_LOG_FILE_MB",
+        default_value_t = 64,
+        allow_negative_numbers = true
+    )]
     pub decision_log_file_mb: u64,
     /// Decision log files kept; the oldest is deleted first.
-    #[arg(long, env = "NEXTBEST_DECISION_LOG_FILES", default_value_t = 16)]
+    #[arg(
+        long,
+        env = "NEXTBEST_DECISION_LOG_FILES",
+        default_value_t = 16,
+        allow_negative_numbers = true
+    )]
     pub decision_log_files: usize,
     /// Memory budget of the contact state, in MiB: three quarters for customer histories (the
     /// least valuable customers go first), a quarter for remembered event ids. Replay at start
     /// stays within it plus one log segment and a buffer of a sixteenth of the histories' share
     /// (2 to 64 MiB).
-    #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
+    #[arg(
+        long,
+        env = "NEXTBEST_CONTACT_MEMORY_MB",
+        default_value_t = 512,
+        allow_negative_numbers = true
+    )]
     pub contact_memory_mb: u64,
     /// Keep the event log at least this many days (0 to 400), whatever the models' policy
     /// windows: a campaign's `frequency.window_days` longer than every policy window needs it,
     /// or its older contacts are deleted with their segments.
-    #[arg(long, env = "NEXTBEST_KEEP_EVENTS_DAYS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "NEXTBEST_KEEP_EVENTS_DAYS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub keep_events_days: u64,
 }
 
@@ -240,6 +332,18 @@ pub const MAX_PARTITIONS: u16 = 1024;
 
 /// Longest `--keep-events-days`: a campaign's frequency window (366 days) and a calendar week.
 pub const MAX_KEEP_DAYS: u64 = 400;
+/// Longest `--fsync-interval-ms`: past a minute the interval is no longer a durability
+/// setting but syncing turned off.
+pub const MAX_FSYNC_INTERVAL_MS: u64 = 60_000;
+/// Longest `--header-timeout-ms`, `--body-timeout-ms`, `--drain-delay-ms` and `--grace-ms`:
+/// ten minutes, longer than any Kubernetes grace period or client would wait.
+pub const MAX_WAIT_MS: u64 = 600_000;
+/// Longest `--deadline-us`: 60 s, as for `X-Deadline-Us`.
+pub const MAX_DEADLINE_US: u64 = 60_000_000;
+/// Most `--max-inflight` and `--max-connections`: past this, a typo rather than a plan.
+pub const MAX_CONCURRENT: usize = 1 << 20;
+/// Most `--history`: each version kept is a compiled model in memory.
+pub const MAX_HISTORY: usize = 1000;
 
 /// Everything `serve` needs, checked and built.
 pub struct Settings {
@@ -354,9 +458,9 @@ pub(crate) fn mib(flag: &'static str, value: u64, max: u64) -> Result<u64, Setti
     Ok(within(flag, value, 1, max)? << 20)
 }
 
-/// A duration given in milliseconds, if it is at least 1 ms.
-fn positive_ms(flag: &'static str, value: u64) -> Result<Duration, SettingsError> {
-    at_least(flag, value, 1).map(Duration::from_millis)
+/// A duration given in milliseconds, if it lies in 1 ms ..= `max` ms.
+fn positive_ms(flag: &'static str, value: u64, max: u64) -> Result<Duration, SettingsError> {
+    within(flag, value, 1, max).map(Duration::from_millis)
 }
 
 impl ServeArgs {
@@ -394,7 +498,7 @@ impl ServeArgs {
         let registry = RegistryConfig {
             models_path: Some(self.models.clone()),
             features_path: Some(self.features.clone()),
-            history_len: at_least("--history", self.history, 2)?,
+            history_len: within("--history", self.history, 2, MAX_HISTORY)?,
             limits: Limits::default(),
             snapshot_store: match (&self.snapshot_store, self.features_in_memory) {
                 (_, true) => None,
@@ -404,7 +508,11 @@ impl ServeArgs {
             null_words: self.null.check()?,
         };
         // Checked whatever --fsync says: a bad value is a bad value, even while unused.
-        let interval = positive_ms("--fsync-interval-ms", self.fsync_interval_ms)?;
+        let interval = positive_ms(
+            "--fsync-interval-ms",
+            self.fsync_interval_ms,
+            MAX_FSYNC_INTERVAL_MS,
+        )?;
         let contact = ContactConfig {
             data_dir: Some(self.data_dir.clone()),
             fsync: match self.fsync {
@@ -485,13 +593,27 @@ impl ServeArgs {
             listen: self.listen,
             admin_listen: self.admin_listen,
             max_body_bytes: within("--max-body-bytes", self.max_body_bytes, 1, MAX_BODY_BYTES)?,
-            header_timeout: positive_ms("--header-timeout-ms", self.header_timeout_ms)?,
-            body_timeout: positive_ms("--body-timeout-ms", self.body_timeout_ms)?,
-            deadline: Duration::from_micros(at_least("--deadline-us", self.deadline_us, 1)?),
-            max_inflight: at_least("--max-inflight", self.max_inflight, 1)?,
-            max_connections: at_least("--max-connections", self.max_connections, 1)?,
-            drain_delay: Duration::from_millis(self.drain_delay_ms),
-            grace: Duration::from_millis(self.grace_ms),
+            header_timeout: positive_ms(
+                "--header-timeout-ms",
+                self.header_timeout_ms,
+                MAX_WAIT_MS,
+            )?,
+            body_timeout: positive_ms("--body-timeout-ms", self.body_timeout_ms, MAX_WAIT_MS)?,
+            deadline: Duration::from_micros(within(
+                "--deadline-us",
+                self.deadline_us,
+                1,
+                MAX_DEADLINE_US,
+            )?),
+            max_inflight: within("--max-inflight", self.max_inflight, 1, MAX_CONCURRENT)?,
+            max_connections: within("--max-connections", self.max_connections, 1, MAX_CONCURRENT)?,
+            drain_delay: Duration::from_millis(within(
+                "--drain-delay-ms",
+                self.drain_delay_ms,
+                0,
+                MAX_WAIT_MS,
+            )?),
+            grace: Duration::from_millis(within("--grace-ms", self.grace_ms, 0, MAX_WAIT_MS)?),
             admin_token,
             decision_ids: DecisionIds::default(),
         })

@@ -88,10 +88,20 @@ pub struct RunArgs {
     #[arg(long)]
     pub now: Option<String>,
     /// Memory budget of the contact history rebuilt from the log, in MiB.
-    #[arg(long, env = "NEXTBEST_CONTACT_MEMORY_MB", default_value_t = 512)]
+    #[arg(
+        long,
+        env = "NEXTBEST_CONTACT_MEMORY_MB",
+        default_value_t = 512,
+        allow_negative_numbers = true
+    )]
     pub contact_memory_mb: u64,
     /// Worker threads for the scan (0: one per core).
-    #[arg(long, env = "NEXTBEST_WORKERS", default_value_t = 0)]
+    #[arg(
+        long,
+        env = "NEXTBEST_WORKERS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub workers: usize,
     /// The fleet's Redis: its events of the horizon count too (unset: the local log only).
     #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
@@ -100,7 +110,12 @@ pub struct RunArgs {
     #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
     pub redis_password_file: Option<PathBuf>,
     /// Stream partitions, as the fleet's replicas use them.
-    #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "NEXTBEST_REDIS_PARTITIONS",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
     pub redis_partitions: u16,
     /// Scan only shard I of N (customers by a stable hash of their id) and write its candidate
     /// pairs to --out for `campaign merge`.
@@ -118,7 +133,7 @@ pub struct CommitArgs {
     pub server: String,
     /// Largest /v1/events body to send (at least 1024); keep it under the server's
     /// --max-body-bytes.
-    #[arg(long, default_value_t = 60 * 1024)]
+    #[arg(long, default_value_t = 60 * 1024, allow_negative_numbers = true)]
     pub batch_bytes: usize,
     /// Write the data folder's event log directly instead (only when no server uses it).
     #[arg(long)]

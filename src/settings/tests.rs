@@ -88,6 +88,44 @@ fn every_value_out_of_range_names_its_flag() {
             &["--log-segment-mb", "1025"],
             "--log-segment-mb 1025: must be at most 1024",
         ),
+        // A durability or shutdown setting past any plan is a typo, not syncing turned off
+        // or a stop that never comes.
+        (
+            &["--fsync-interval-ms", "60001"],
+            "--fsync-interval-ms 60001: must be at most 60000",
+        ),
+        (
+            &["--drain-delay-ms", "99999999999"],
+            "--drain-delay-ms 99999999999: must be at most 600000",
+        ),
+        (
+            &["--grace-ms", "600001"],
+            "--grace-ms 600001: must be at most 600000",
+        ),
+        (
+            &["--body-timeout-ms", "99999999999999"],
+            "--body-timeout-ms 99999999999999: must be at most 600000",
+        ),
+        (
+            &["--header-timeout-ms", "600001"],
+            "--header-timeout-ms 600001: must be at most 600000",
+        ),
+        (
+            &["--deadline-us", "60000001"],
+            "--deadline-us 60000001: must be at most 60000000",
+        ),
+        (
+            &["--max-inflight", "99999999999"],
+            "--max-inflight 99999999999: must be at most 1048576",
+        ),
+        (
+            &["--max-connections", "1048577"],
+            "--max-connections 1048577: must be at most 1048576",
+        ),
+        (
+            &["--history", "1001"],
+            "--history 1001: must be at most 1000",
+        ),
         (
             &["--contact-memory-mb", "0"],
             "--contact-memory-mb 0: must be at least 1",
@@ -179,6 +217,29 @@ fn every_value_out_of_range_names_its_flag() {
 }
 
 #[test]
+fn a_negative_number_is_a_bad_value_of_its_flag() {
+    for (flag, value) in [
+        ("--max-body-bytes", "-1"),
+        ("--grace-ms", "-5"),
+        ("--keep-events-days", "-1"),
+    ] {
+        let e = Cli::try_parse_from(["nextbest", flag, value])
+            .err()
+            .unwrap_or_else(|| panic!("{flag} {value} parsed"))
+            .to_string();
+        assert!(
+            e.contains(&format!("invalid value '{value}' for '{flag}")),
+            "{flag} {value}: {e}"
+        );
+    }
+    // A negative sample is read as a number, and refused as out of range.
+    assert_eq!(
+        refused(&["--decision-log-sample", "-0.1"]),
+        "--decision-log-sample -0.1: must be between 0 and 1"
+    );
+}
+
+#[test]
 fn values_at_their_bounds_are_taken_as_given() {
     let s = check(&[
         "--log-segment-mb",
@@ -208,8 +269,24 @@ fn values_at_their_bounds_are_taken_as_given() {
         "--no-watch",
         "--keep-events-days",
         "400",
+        "--drain-delay-ms",
+        "600000",
+        "--grace-ms",
+        "0",
+        "--deadline-us",
+        "60000000",
+        "--max-inflight",
+        "1048576",
     ])
     .unwrap();
+    assert_eq!(s.server.drain_delay, Duration::from_millis(600_000));
+    assert_eq!(s.server.deadline, Duration::from_secs(60));
+    assert_eq!(s.server.max_inflight, 1 << 20);
+    let longest = check(&["--fsync", "interval", "--fsync-interval-ms", "60000"]).unwrap();
+    assert_eq!(
+        longest.contact.fsync,
+        FsyncPolicy::Interval(Duration::from_secs(60))
+    );
     assert_eq!(s.contact.state.keep, Duration::from_secs(400 * 86_400));
     assert_eq!(s.contact.segment_bytes, 1 << 20);
     assert_eq!(s.contact.state.memory_bytes, (1 << 20) / 4 * 3);
