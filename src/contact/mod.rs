@@ -134,7 +134,7 @@ struct Written {
 
 impl Sink for Written {
     fn written(&mut self, records: &[u8]) {
-        let now = self.clock.now_ms();
+        let now = self.clock.steady_ms();
         if let Err(e) = self.applier.apply_records(records, Origin::Local, now) {
             tracing::error!(error = %e, "a logged event could not be applied");
         }
@@ -408,7 +408,7 @@ impl Contacts {
     /// The funnel leaves it to the replica that accepted it (see [`Origin::Fleet`]). False when
     /// the id was applied before.
     pub fn apply_remote(&self, payload: &[u8], id: &str) -> Result<bool, RecordError> {
-        self.applier.apply_once(payload, id, self.now_ms())
+        self.applier.apply_once(payload, id, self.clock.steady_ms())
     }
 
     /// Counts events a handler refused (for stats).
