@@ -852,8 +852,8 @@ fn a_model_refused_for_want_of_features_loads_with_the_first_snapshot() {
     assert!(registry.load().is_ready());
 }
 
-/// A snapshot with less than half the customers of the one it replaces serves (a base can
-/// shrink) and says so: likely a partial export, and everyone else now gets fallbacks.
+/// A snapshot with a tenth fewer customers than the one it replaces, or more, serves (a base
+/// can shrink) and says so: likely a partial export, and everyone else now gets fallbacks.
 #[test]
 fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
     let models = TempModels::new("shrunk");
@@ -892,6 +892,28 @@ fn a_snapshot_far_smaller_than_the_one_it_replaces_is_warned_about() {
         "{}",
         w.message
     );
+    // A file cut at 56 % (at the end of a row, so it still reads) is warned of,
+    // and a base that lost 5 % is not.
+    for (rows, warned) in [(5_600, true), (9_500, false)] {
+        registry
+            .reload_features(Some(models.dir.join("features.csv")))
+            .unwrap();
+        let mut cut: String = csv
+            .lines()
+            .take(rows + 1)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        cut.truncate(cut.len() - 1);
+        std::fs::write(&part, cut).unwrap();
+        let info = registry.reload_features(Some(part.clone())).unwrap();
+        assert_eq!(info.customers, rows);
+        assert_eq!(
+            info.warnings.iter().any(|w| w.path == "customers"),
+            warned,
+            "{rows} rows: {:?}",
+            info.warnings
+        );
+    }
     // A header alone is refused as that, not as a column of the wrong kind.
     let header = models.dir.join("header.csv");
     std::fs::write(&header, format!("{}\n", csv.lines().next().unwrap())).unwrap();
