@@ -23,9 +23,12 @@ pub fn narrow_umask() {
     rustix::process::umask(inherited | Mode::from_bits_truncate(CLOSED));
 }
 
-/// The folders and files under `dir` that this process owns and leaves open to others (files
-/// an earlier release wrote before the umask closed them): how many, and the first. Only
-/// looked at, never changed: the folder may hold files that are not nextbest's.
+/// The files under `dir` that this process owns and others may read or write (files an
+/// earlier release wrote before the umask closed them, or copied in by hand), and the folders
+/// others may write into: how many, and the first. A folder others may only list or enter
+/// (0755, what a new volume or `mkdir` gives) shows names, never what the files hold, and is
+/// not counted. Only looked at, never changed: the folder may hold files that are not
+/// nextbest's.
 pub fn open_to_others(dir: &Path) -> (usize, Option<PathBuf>) {
     let uid = rustix::process::geteuid().as_raw();
     let mut found = (0, None);
@@ -50,7 +53,8 @@ fn look(
     if meta.file_type().is_symlink() || *seen > MOST {
         return;
     }
-    if meta.uid() == uid && meta.permissions().mode() & 0o007 != 0 {
+    let open = if meta.is_dir() { 0o002 } else { 0o006 };
+    if meta.uid() == uid && meta.permissions().mode() & open != 0 {
         found.0 += 1;
         found.1.get_or_insert_with(|| path.to_owned());
     }
@@ -90,15 +94,16 @@ mod tests {
         set(&log, 0o640);
         set(&copy, 0o644);
         set(&own, 0o600);
+        // The readable copy counts; its folder, which others may only list, does not.
         let (n, first) = open_to_others(&dir);
-        assert_eq!(
-            (n, first.as_deref()),
-            (2, Some(dir.join("snapshots").as_path()))
-        );
+        assert_eq!((n, first.as_deref()), (1, Some(copy.as_path())));
         assert_eq!(mode(&copy), 0o644, "looked at, never changed");
-        set(&dir.join("snapshots"), 0o750);
         set(&copy, 0o640);
         assert_eq!(open_to_others(&dir), (0, None));
+        // A folder others may write into counts: they could put files in nextbest's place.
+        set(&dir.join("snapshots"), 0o757);
+        assert_eq!(open_to_others(&dir).0, 1);
+        set(&dir.join("snapshots"), 0o755);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
