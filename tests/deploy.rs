@@ -863,6 +863,14 @@ async fn a_read_only_models_folder_answers_409_and_says_where_models_change() {
     for needle in ["is read-only", "ConfigMap", "kubectl apply -k"] {
         assert!(detail.contains(needle), "{needle} not in: {detail}");
     }
+    // A valid model refused for where it would be kept is no refused load: the alert on
+    // refused loads stays quiet.
+    let m = String::from_utf8(support::get(server.admin, "/metrics").await.body).unwrap();
+    assert!(
+        m.lines()
+            .any(|l| l == "nextbest_model_loads_total{result=\"rejected\"} 0"),
+        "{m}"
+    );
     let r = support::post_json(
         server.admin,
         "/admin/models/rollback",

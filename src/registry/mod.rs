@@ -223,7 +223,11 @@ impl Registry {
                         }
                         _ => source,
                     };
-                    self.loads.count(e.part(), false);
+                    // A read-only folder refuses the admin change, not the model: no load
+                    // failed (NextbestModelRefused must not page for a valid upload).
+                    if !matches!(e, RegistryError::ReadOnly { .. }) {
+                        self.loads.count(e.part(), false);
+                    }
                     log_refusal(&e, &source);
                     self.journal.refused(&source, &e);
                 }
