@@ -265,7 +265,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NEXTBEST_DECISION_LOG_SAMPLE",
-        default_value_t = 0.01,
+        default_value_t = DECISION_LOG_SAMPLE,
         allow_negative_numbers = true
     )]
     pub decision_log_sample: f64,
@@ -273,7 +273,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NEXTBEST_DECISION_LOG_FILE_MB",
-        default_value_t = 64,
+        default_value_t = DECISION_LOG_FILE_MB,
         allow_negative_numbers = true
     )]
     pub decision_log_file_mb: u64,
@@ -281,7 +281,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NEXTBEST_DECISION_LOG_FILES",
-        default_value_t = 16,
+        default_value_t = DECISION_LOG_FILES,
         allow_negative_numbers = true
     )]
     pub decision_log_files: usize,
@@ -332,6 +332,13 @@ pub const MAX_PARTITIONS: u16 = 1024;
 
 /// Longest `--keep-events-days`: a campaign's frequency window (366 days) and a calendar week.
 pub const MAX_KEEP_DAYS: u64 = 400;
+/// The decision log's defaults: the share of decisions kept, a file's size in MiB, the files
+/// kept (a flag set to another value without `--decision-log` is said to do nothing).
+pub const DECISION_LOG_SAMPLE: f64 = 0.01;
+/// See [`DECISION_LOG_SAMPLE`].
+pub const DECISION_LOG_FILE_MB: u64 = 64;
+/// See [`DECISION_LOG_SAMPLE`].
+pub const DECISION_LOG_FILES: usize = 16;
 /// Longest `--fsync-interval-ms`: past a minute the interval is no longer a durability
 /// setting but syncing turned off.
 pub const MAX_FSYNC_INTERVAL_MS: u64 = 60_000;
@@ -645,6 +652,36 @@ impl ServeArgs {
             MAX_FILE_MB,
         )?;
         let max_files = at_least("--decision-log-files", self.decision_log_files, 1)?;
+        if let Some(dir) = self
+            .decision_log
+            .as_ref()
+            .filter(|d| d.exists() && !d.is_dir())
+        {
+            return Err(invalid(
+                "--decision-log",
+                dir.display(),
+                "is a file: give the folder the decision log's files are written in",
+            ));
+        }
+        let tuned = [
+            ("--decision-log-sample", sample != DECISION_LOG_SAMPLE),
+            (
+                "--decision-log-file-mb",
+                self.decision_log_file_mb != DECISION_LOG_FILE_MB,
+            ),
+            (
+                "--decision-log-files",
+                self.decision_log_files != DECISION_LOG_FILES,
+            ),
+        ];
+        if self.decision_log.is_none() {
+            for (flag, _) in tuned.iter().filter(|(_, set)| *set) {
+                tracing::warn!(
+                    flag,
+                    "{flag} is set but no decision log is written: give --decision-log DIR too"
+                );
+            }
+        }
         Ok(self.decision_log.clone().map(|dir| DecisionLogConfig {
             dir,
             sample,

@@ -879,3 +879,18 @@ fn a_data_folder_left_open_by_an_earlier_release_is_said() {
     assert_eq!(mode, 0o644);
     server.stop();
 }
+
+/// A decision log flag without `--decision-log` does nothing: said at start, naming both.
+#[test]
+fn a_decision_log_setting_without_the_log_is_said_to_do_nothing() {
+    let dir = TempDir::new("startup-dlog-sample");
+    let server = Binary::demo(&dir.0.join("data"))
+        .args(["--decision-log-sample", "0.5"])
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .spawn();
+    let said = server.wait_stderr("is set but no decision log is written");
+    assert!(
+        said.contains("--decision-log-sample is set but no decision log is written: give --decision-log DIR too"),
+        "{said}"
+    );
+}

@@ -549,3 +549,15 @@ fn a_listener_takes_an_address_or_a_host_name() {
         .to_string();
     assert!(e.contains("give IP:PORT or HOST:PORT"), "{e}");
 }
+
+#[test]
+fn a_decision_log_that_is_a_file_is_refused_naming_the_flag() {
+    let file = TempFile::new("dlog", "");
+    assert_eq!(
+        refused(&["--decision-log", file.path()]),
+        format!(
+            "--decision-log {}: is a file: give the folder the decision log's files are written in",
+            file.path()
+        )
+    );
+}
