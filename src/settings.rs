@@ -630,7 +630,18 @@ impl ServeArgs {
     /// error, never an open admin listener.
     fn admin_token(&self) -> Result<Option<AdminToken>, SettingsError> {
         let Some(path) = &self.admin_token_file else {
-            return Ok(AdminToken::new(self.admin_token.clone()));
+            let token = &self.admin_token;
+            if token.trim() != token {
+                // An Authorization header drops white space around its value: such a token
+                // (or one of spaces alone) could never be presented.
+                return Err(invalid(
+                    "--admin-token",
+                    "(hidden)",
+                    "has white space around it, which no Authorization header can carry: \
+                     give the token alone",
+                ));
+            }
+            return Ok(AdminToken::new(token.clone()));
         };
         let token = read_secret("--admin-token-file", path, "token")?;
         Ok(AdminToken::new(token))

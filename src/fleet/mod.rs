@@ -435,7 +435,7 @@ pub fn start(
         view: Mutex::new(FleetView::default()),
     });
     if fleet.signer.is_none() {
-        tracing::warn!("no admin token: the fleet's admin changes (model uploads, rollbacks, feature reloads) travel unsigned, and any writer to Redis can make them on every replica; set the same NEXTBEST_ADMIN_TOKEN on every replica to sign them");
+        tracing::warn!("no admin token: the fleet's admin changes (model uploads, rollbacks, feature reloads) travel unsigned, and any writer to Redis can make them on every replica; give every replica the same admin token (--admin-token-file, NEXTBEST_ADMIN_TOKEN_FILE) to sign them");
     }
     tracing::info!(redis = %redact(&fleet.config.url), origin = %fleet.origin, partitions = fleet.config.partitions, "replicating events through redis");
     // Replication runs on a thread of its own: decoding the streams and applying the other

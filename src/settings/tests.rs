@@ -561,3 +561,16 @@ fn a_decision_log_that_is_a_file_is_refused_naming_the_flag() {
         )
     );
 }
+
+#[test]
+fn an_admin_token_with_white_space_around_it_is_refused_unshown() {
+    for token in [" ", " s3cret-token", "s3cret-token\n"] {
+        let e = refused(&["--admin-token", token]);
+        assert_eq!(
+            e,
+            "--admin-token (hidden): has white space around it, which no Authorization header \
+             can carry: give the token alone"
+        );
+    }
+    check(&["--admin-token", "s3cret token inside"]).unwrap();
+}
