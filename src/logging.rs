@@ -93,13 +93,43 @@ pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
             .with_current_span(false)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(style.ansi).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(style.ansi)
+            .fmt_fields(logfmt_fields())
+            .try_init(),
     };
     result.map_err(|e| InitError(e.to_string()))?;
     if let (Some(error), Some(value)) = (refused, requested_filter) {
         tracing::warn!(filter = %value, %error, "{FILTER_ENV} is not a log filter; logging at info");
     }
     Ok(style)
+}
+
+/// Text lines' fields as logfmt writes them, `key=value`, a value holding white space, `"`
+/// or `=` (or none at all) quoted: `source="disk models/model.json"` stays one field for a
+/// logfmt parser. Strings recorded as such arrive quoted already; the message stays bare.
+fn logfmt_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            return write!(w, "{text}");
+        }
+        write!(w, "{}={}", field.name(), logfmt_value(&text))
+    })
+    .delimited(" ")
+}
+
+/// `text` as a logfmt value: as it is when it needs no quotes or has them, else quoted.
+fn logfmt_value(text: &str) -> std::borrow::Cow<'_, str> {
+    let quoted = text.len() >= 2 && text.starts_with('"') && text.ends_with('"');
+    let bare =
+        !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || c == '"' || c == '=');
+    if quoted || bare {
+        text.into()
+    } else {
+        format!("{text:?}").into()
+    }
 }
 
 /// An error and its causes as one line, joined by `: `; a cause whose text the line already
@@ -286,5 +316,17 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(redact_url(input), want, "{input}");
         }
+    }
+
+    #[test]
+    fn a_text_value_with_spaces_is_quoted_once() {
+        assert_eq!(logfmt_value("demo"), "demo");
+        assert_eq!(
+            logfmt_value("disk models/model.json"),
+            "\"disk models/model.json\""
+        );
+        assert_eq!(logfmt_value("\"already\""), "\"already\"");
+        assert_eq!(logfmt_value("a=b"), "\"a=b\"");
+        assert_eq!(logfmt_value(""), "\"\"");
     }
 }

@@ -173,8 +173,9 @@ async fn text_on_request_and_never_coloured_with_no_color() {
         text.contains("model activated model=demo version=1"),
         "{text}"
     );
+    // Values with spaces are quoted, as logfmt parsers read them.
     assert!(
-        text.contains("path=offers[0].category fault=missing field"),
+        text.contains("path=offers[0].category fault=\"missing field\""),
         "{text}"
     );
 }
