@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::binary::{Binary, Process};
-use support::redis::Redis;
+use support::redis::{stream_entries, Redis};
 use support::*;
 
 fn replica(data: &Path, redis: &str) -> Process {
@@ -374,22 +374,6 @@ async fn a_campaign_with_redis_respects_a_dismiss_another_replica_took() {
         errors[1]
     );
     assert!(!dir.0.join("r2").exists() && !dir.0.join("r3").exists());
-}
-
-/// Entries the fleet's streams hold in Redis, all partitions together.
-fn stream_entries(url: &str) -> u64 {
-    let client = ::redis::Client::open(url).unwrap();
-    let Ok(mut con) = client.get_connection() else {
-        return 0;
-    };
-    (0..8u16)
-        .map(|p| {
-            ::redis::cmd("XLEN")
-                .arg(format!("nextbest:events:{{p{p:03}}}"))
-                .query::<u64>(&mut con)
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 /// One sample of a replica's `/metrics` (0 when absent).

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 use support::binary::{Binary, Process};
 use support::clock_shim::ClockShim;
-use support::redis::Redis;
+use support::redis::{stream_entries, Redis};
 use support::*;
 
 /// 400 days, in seconds: a host whose clock was set a year ahead.
@@ -19,20 +19,6 @@ const AHEAD_S: i64 = 400 * 86_400;
 
 fn replica(data: &Path, redis: &str) -> Binary {
     Binary::demo(data).args(["--redis", redis, "--redis-catchup-ms", "2000"])
-}
-
-/// Entries in the fleet's eight partition streams.
-fn stream_entries(url: &str) -> u64 {
-    let client = ::redis::Client::open(url).unwrap();
-    let mut con = client.get_connection().expect("the test's Redis answers");
-    (0..8u16)
-        .map(|p| {
-            ::redis::cmd("XLEN")
-                .arg(format!("nextbest:events:{{p{p:03}}}"))
-                .query::<u64>(&mut con)
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 /// `n` impressions, ten a post, of customers `{prefix}00000...`, each with its own id and an

@@ -81,42 +81,9 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
                 }
             }
         };
-        // The catch-up starts a retention back on Redis's clock, which stamped the entries:
-        // on this host's, a clock running ahead would skip the fleet's kept events.
-        if streams.iter().any(|s| s.last.is_empty()) {
-            let now = match redis_time_ms(c).await {
-                Ok(ms) => ms,
-                Err(e) => {
-                    fleet.failed("read", &e);
-                    con = None;
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                    continue;
-                }
-            };
-            let from = format!("{}-0", now.saturating_sub(retention).max(0));
-            for s in &mut streams {
-                s.last.clone_from(&from);
-            }
-        }
-        // The raw reply, walked in place: no map per entry, and each payload borrowed. While
-        // any stream is catching up, the read takes what is there without waiting for more.
-        let all_caught_up = streams.iter().all(|s| s.caught_up);
         let began = tokio::time::Instant::now();
-        let mut read_cmd = redis::cmd("XREAD");
-        read_cmd.arg("COUNT").arg(count);
-        if all_caught_up {
-            read_cmd.arg("BLOCK").arg(BLOCK_MS);
-        }
-        read_cmd.arg("STREAMS");
-        for s in &streams {
-            read_cmd.arg(&s.key);
-        }
-        for s in &streams {
-            read_cmd.arg(&s.last);
-        }
-        let reply: redis::RedisResult<Value> = read_cmd.query_async(c).await;
-        let reply = match reply {
+        let all_caught_up = streams.iter().all(|s| s.caught_up);
+        let reply = match read(c, &mut streams, retention, count, all_caught_up).await {
             Ok(r) => r,
             Err(e) => {
                 fleet.failed("read", &e);
@@ -166,6 +133,42 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
             tokio::time::sleep_until(began + PACE).await;
         }
     }
+}
+
+/// One `XREAD` over every stream, from where each got to. The first read starts a retention
+/// back on Redis's clock (`TIME`), which stamped the entries: on this host's, a clock running
+/// ahead would skip the fleet's kept events. The raw reply is walked in place by the caller
+/// (no map per entry, each payload borrowed); while any stream is catching up, the read takes
+/// what is there without waiting for more.
+async fn read(
+    c: &mut redis::aio::MultiplexedConnection,
+    streams: &mut [Stream],
+    retention: i64,
+    count: usize,
+    all_caught_up: bool,
+) -> redis::RedisResult<Value> {
+    if streams.iter().any(|s| s.last.is_empty()) {
+        let from = format!(
+            "{}-0",
+            redis_time_ms(c).await?.saturating_sub(retention).max(0)
+        );
+        for s in streams.iter_mut() {
+            s.last.clone_from(&from);
+        }
+    }
+    let mut read_cmd = redis::cmd("XREAD");
+    read_cmd.arg("COUNT").arg(count);
+    if all_caught_up {
+        read_cmd.arg("BLOCK").arg(BLOCK_MS);
+    }
+    read_cmd.arg("STREAMS");
+    for s in streams.iter() {
+        read_cmd.arg(&s.key);
+    }
+    for s in streams.iter() {
+        read_cmd.arg(&s.last);
+    }
+    read_cmd.query_async(c).await
 }
 
 /// Redis's clock (`TIME`), in Unix ms.

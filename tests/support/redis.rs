@@ -116,3 +116,20 @@ fn answers_ping(addr: SocketAddr) -> bool {
         && s.read(&mut buf)
             .is_ok_and(|n| buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
 }
+
+/// Entries in the fleet's eight partition streams (nextbest's default `--redis-partitions`);
+/// 0 while Redis does not answer.
+pub fn stream_entries(url: &str) -> u64 {
+    let client = ::redis::Client::open(url).unwrap();
+    let Ok(mut con) = client.get_connection() else {
+        return 0;
+    };
+    (0..8u16)
+        .map(|p| {
+            ::redis::cmd("XLEN")
+                .arg(format!("nextbest:events:{{p{p:03}}}"))
+                .query::<u64>(&mut con)
+                .unwrap_or(0)
+        })
+        .sum()
+}
