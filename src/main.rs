@@ -400,21 +400,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         settings.registry.snapshot_store.as_ref().map(|s| s.dir()),
         settings.decision_log.as_ref().map(|d| d.dir.as_path()),
     ];
-    let beyond_data = elsewhere
-        .into_iter()
-        .flatten()
-        .filter(|d| !d.starts_with(data));
-    for dir in std::iter::once(data.as_path()).chain(beyond_data) {
-        if let (n @ 1.., Some(first)) = nextbest::private::open_to_others(dir) {
-            tracing::warn!(
-                count = n,
-                first = %first.display(),
-                "files or folders of {} are open to other users of the host (this process writes its own closed, but a folder made beforehand or files an earlier release wrote may be open): close them with `chmod -R o-rwx {}`",
-                dir.display(),
-                dir.display()
-            );
-        }
-    }
+    nextbest::private::say_what_is_open(data, elsewhere.into_iter().flatten());
     // Both ports are taken before anything loads: a clash is said at once, not after the
     // snapshot, the replay and the fleet's first words.
     let reserved = server::reserve(&settings.server).map_err(bind_refusal)?;

@@ -37,6 +37,23 @@ pub fn open_to_others(dir: &Path) -> (usize, Option<PathBuf>) {
     found
 }
 
+/// Logs, per folder nextbest writes in (`data` and those of `others` outside it), the files
+/// [`open_to_others`] finds, with the `chmod` that closes them.
+pub fn say_what_is_open<'a>(data: &'a Path, others: impl Iterator<Item = &'a Path>) {
+    let beyond_data = others.filter(|d| !d.starts_with(data));
+    for dir in std::iter::once(data).chain(beyond_data) {
+        if let (n @ 1.., Some(first)) = open_to_others(dir) {
+            tracing::warn!(
+                count = n,
+                first = %first.display(),
+                "files or folders of {} are open to other users of the host (this process writes its own closed, but a folder made beforehand or files an earlier release wrote may be open): close them with `chmod -R o-rwx {}`",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+}
+
 fn look(
     path: &Path,
     uid: u32,

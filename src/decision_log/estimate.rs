@@ -233,6 +233,10 @@ pub struct PlacementEstimate {
     /// over the `m` shown offers' weights `w = π / μ` (all the decisions when the candidate is
     /// the logging policy, however many offers each answer shows).
     pub effective_sample_size: f64,
+    /// Whether any shown offer converted: before one has, DR is its direct model's claim alone
+    /// (said beside the figures, not a figure).
+    #[serde(skip)]
+    pub answered: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -334,6 +338,7 @@ pub fn estimate<S: Borrow<Sample>>(
         snips,
         dr,
         dr_difference,
+        answered: all().any(|s| s.shown.iter().any(|x| x.converted)),
         effective_sample_size: if sq > 0.0 {
             n as f64 * sum * sum / (shown as f64 * sq)
         } else {

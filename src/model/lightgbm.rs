@@ -405,7 +405,7 @@ fn feature_categories(
         .enumerate()
         .map(|(i, column)| {
             let info = infos.get(i).copied().unwrap_or("");
-            let categorical = !(info.starts_with('[') || info.is_empty() || info == "none");
+            let categorical = is_categorical(info);
             let next_strings = lists.peek().map(|l| is_strings(l));
             let strings = |l: Option<&Vec<serde_json::Value>>| {
                 Categories::Strings(
@@ -452,6 +452,12 @@ fn feature_categories(
     Ok(out)
 }
 
+/// Whether a feature's `feature_infos` entry lists category codes (`0:3:7`), not a numeric
+/// range (`[0:10]`) or nothing.
+fn is_categorical(info: &str) -> bool {
+    !(info.starts_with('[') || info.is_empty() || info == "none")
+}
+
 /// Which features were text (pandas `category` columns of strings) at training, when the file
 /// says so without doubt: the lists belong in order to some of the categorical features, each
 /// to one whose codes (in `feature_infos`) it holds, and the earliest such placement is the
@@ -461,7 +467,7 @@ fn trained_as_text(infos: &[&str], pandas: &[Vec<serde_json::Value>]) -> Option<
     let needs: Vec<(usize, usize)> = infos
         .iter()
         .enumerate()
-        .filter(|(_, info)| !(info.starts_with('[') || info.is_empty() || **info == "none"))
+        .filter(|(_, info)| is_categorical(info))
         .map(|(i, info)| {
             let top = info
                 .split(':')
@@ -517,10 +523,7 @@ fn mismatch(
     text: &[&str],
 ) -> String {
     let now_text = string_lists < text.len();
-    let categorical = |i: usize| {
-        let info = infos.get(i).copied().unwrap_or("");
-        !(info.starts_with('[') || info.is_empty() || info == "none")
-    };
+    let categorical = |i: usize| is_categorical(infos.get(i).copied().unwrap_or(""));
     let holds_text = |c: &Option<Column<'_>>| matches!(c, Some(c) if c.strings().is_some());
     let trained = trained_as_text(infos, pandas);
     let exact: Vec<(usize, &String)> = match &trained {

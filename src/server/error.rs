@@ -181,15 +181,18 @@ impl ApiError {
         }
     }
 
-    /// A body serde_json reads but simd-json refuses for its depth, said where it passes it.
-    pub fn too_deep(body: &[u8]) -> Option<ApiError> {
-        let (line, column) =
-            crate::model::walk::line_col(body, crate::model::walk::too_deep(body)?);
-        Some(ApiError::MalformedJson(format!(
+    /// A body serde_json reads but simd-json refuses: for its depth, said where it passes it,
+    /// else in general words.
+    pub fn unreadable(body: &[u8]) -> ApiError {
+        let Some(at) = crate::model::walk::too_deep(body) else {
+            return ApiError::MalformedJson("the body is not JSON this server can read".into());
+        };
+        let (line, column) = crate::model::walk::line_col(body, at);
+        ApiError::MalformedJson(format!(
             "invalid JSON at line {line}, column {column}: arrays and objects nested more than \
              {} deep",
             simd_json::DEFAULT_MAX_DEPTH
-        )))
+        ))
     }
 
     /// The response for this error.

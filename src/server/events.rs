@@ -158,9 +158,7 @@ pub async fn post(
 fn syntax_error(raw: &[u8]) -> ApiError {
     match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
         Err(e) => ApiError::from_json("", &e),
-        Ok(_) => ApiError::too_deep(raw).unwrap_or_else(|| {
-            ApiError::MalformedJson("the body is not JSON this server can read".into())
-        }),
+        Ok(_) => ApiError::unreadable(raw),
     }
 }
 

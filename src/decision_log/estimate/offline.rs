@@ -255,16 +255,14 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
             data_dir.display()
         ));
     }
-    for ((channel, placement), samples) in &by_place {
-        let answered = samples.iter().any(|s| s.shown.iter().any(|x| x.converted));
-        if joined > 0 && !answered {
+    for p in &placements {
+        if joined > 0 && !p.answered {
             warnings.push(format!(
-                "{channel}/{placement}: no conversion names a decision logged here: DR is the \
-                 candidate's own propensities with nothing to correct them, not a measure"
+                "{}/{}: no conversion names a decision logged here: DR is the candidate's own \
+                 propensities with nothing to correct them, not a measure",
+                p.channel, p.placement
             ));
         }
-    }
-    for p in &placements {
         if p.effective_sample_size < MIN_EFFECTIVE_SAMPLE {
             warnings.push(format!(
                 "{}/{}: worth {:.0} decisions (effective sample size), fewer than {}: the 95 % \

@@ -407,9 +407,7 @@ fn explain_failure(body: &[u8]) -> ApiError {
             // Both parsers disagree on this body: refuse it in simd-json's words.
             Ok(()) => match parsed.validate() {
                 Err(e) => e,
-                Ok(_) => ApiError::too_deep(body).unwrap_or_else(|| {
-                    ApiError::MalformedJson("the body is not JSON this server can read".into())
-                }),
+                Ok(_) => ApiError::unreadable(body),
             },
         },
         Err(e) => {

@@ -165,8 +165,7 @@ impl Outcomes {
                 // Before any outcome, DR is the shadow's own propensities with nothing to
                 // correct them: its interval would measure the model's spread, not the
                 // customers', and call a gain out of no conversion at all.
-                let answered = samples.iter().any(|s| s.shown.iter().any(|x| x.converted));
-                if e.estimable && !answered {
+                if e.estimable && !e.answered {
                     for figure in ["ips", "snips", "dr", "dr_difference"] {
                         row[figure] = Value::Null;
                     }
