@@ -59,8 +59,12 @@ pub fn style(requested: Option<LogFormat>, stderr_is_terminal: bool, no_color: b
 #[error("cannot install the log subscriber: {0}")]
 pub struct InitError(String);
 
+/// The filter without `NEXTBEST_LOG`: our information, and only the warnings of the file
+/// watcher's crate, whose information (a watch of a removed folder let go) is its own detail.
+const DEFAULT_FILTER: &str = "info,notify=warn";
+
 /// Installs the process-wide subscriber writing to stderr, filtered by `NEXTBEST_LOG` (default
-/// `info`); returns the style chosen, which [`fatal`] follows too.
+/// [`DEFAULT_FILTER`]); returns the style chosen, which [`fatal`] follows too.
 pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
     // `NO_COLOR` counts when set to anything but the empty string, as the convention says.
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -75,10 +79,10 @@ pub fn init(requested: Option<LogFormat>) -> Result<LogStyle, InitError> {
     {
         Some(Ok(f)) => (f, None),
         Some(Err(e)) => (
-            tracing_subscriber::EnvFilter::new("info"),
+            tracing_subscriber::EnvFilter::new(DEFAULT_FILTER),
             Some(e.to_string()),
         ),
-        None => (tracing_subscriber::EnvFilter::new("info"), None),
+        None => (tracing_subscriber::EnvFilter::new(DEFAULT_FILTER), None),
     };
     // A closed stderr loses the log, not the process: the subscriber's own report of a failed
     // write would go to stderr with `eprintln!`, which panics there.

@@ -497,7 +497,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn watch(registry: &Arc<Registry>) -> Option<nextbest::watch::ModelWatcher> {
     match nextbest::watch::watch_models(registry.clone()) {
         Ok(w) => {
-            tracing::info!(path = %w.dir.display(), "watching the models folder");
+            match w.waiting_in() {
+                Some(parent) => tracing::warn!(
+                    path = %w.dir.display(),
+                    watching = %parent.display(),
+                    "the models folder does not exist; waiting for it to appear"
+                ),
+                None => tracing::info!(path = %w.dir.display(), "watching the models folder"),
+            }
             Some(w)
         }
         Err(e) => {

@@ -20,10 +20,15 @@
 //! updates the volume by renaming a new `..data` over the old one. The visible files never
 //! change themselves, so a swap of `..data` counts as a change of `model.json` (and of every
 //! scorer file when `model.json` is unchanged).
+//!
+//! A models folder that does not exist yet (a volume mounted later, a folder removed to be
+//! copied again) is waited for: the nearest folder on its way that exists is watched alone,
+//! not its whole tree, and the watch moves down to the models folder when it appears (and back
+//! up when it goes), loading the model found there.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use notify_debouncer_full::notify::{self, EventKind, RecommendedWatcher, RecursiveMode};
@@ -35,11 +40,116 @@ use crate::registry::{Change, Committed, Registry};
 /// Quiet time before a burst of changes triggers a reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+type Watcher = Debouncer<RecommendedWatcher, RecommendedCache>;
+
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct ModelWatcher {
-    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
-    /// The folder being watched.
+    _debouncer: Arc<Mutex<Watcher>>,
+    arming: Arc<Mutex<Arming>>,
+    /// The folder the model's files lie in.
     pub dir: PathBuf,
+}
+
+impl ModelWatcher {
+    /// The folder watched while the models folder does not exist (the nearest one on its way
+    /// that does), so a start-up log can say what it waits for; `None` once it is watched.
+    pub fn waiting_in(&self) -> Option<PathBuf> {
+        let arming = self.arming.lock().unwrap_or_else(|e| e.into_inner());
+        arming.watched.clone().filter(|w| *w != arming.target)
+    }
+}
+
+/// What is watched: the models folder with its subfolders when it exists, else the nearest
+/// existing folder on its way, alone, to see it appear.
+struct Arming {
+    target: PathBuf,
+    watched: Option<PathBuf>,
+}
+
+impl Arming {
+    /// Moves the watch to where it belongs now, saying where it went.
+    fn rearm(&mut self, watcher: &mut Watcher) -> notify::Result<Moved> {
+        let next = nearest_folder(&self.target);
+        if next == self.watched {
+            return Ok(Moved::Stayed);
+        }
+        let was_there = self.watching_target();
+        if let Some(old) = self.watched.take() {
+            // A folder removed took its watch with it; unwatching it then fails, harmlessly.
+            let _ = watcher.unwatch(&old);
+        }
+        let Some(next) = next else {
+            return Err(notify::Error::generic(&format!(
+                "no folder on the way to {} exists",
+                self.target.display()
+            )));
+        };
+        let arrived = next == self.target;
+        // Recursive: a scorer file may lie in a subfolder (`trees/offer.json`).
+        let mode = if arrived {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        watcher.watch(&next, mode)?;
+        self.watched = Some(next);
+        Ok(if arrived {
+            Moved::Arrived
+        } else if was_there {
+            Moved::Left
+        } else {
+            Moved::Nearer
+        })
+    }
+
+    fn watching_target(&self) -> bool {
+        self.watched.as_ref() == Some(&self.target)
+    }
+}
+
+/// Where a re-arming took the watch.
+#[derive(Debug, PartialEq)]
+enum Moved {
+    Stayed,
+    /// Between folders on the way to the models folder.
+    Nearer,
+    /// Onto the models folder, which appeared.
+    Arrived,
+    /// Up from it, as it went.
+    Left,
+}
+
+/// The folder itself if it exists, else the nearest of its ancestors that does (`.` for a
+/// relative path's start).
+fn nearest_folder(folder: &Path) -> Option<PathBuf> {
+    folder
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.is_dir())
+        .map(Path::to_path_buf)
+}
+
+/// The folder a model's files lie in and the name of its document: `model.json` in a folder,
+/// or the file named (`--models x.json`). A path that does not exist is a folder to come,
+/// unless its name ends in `.json`.
+fn layout(models: &Path) -> (PathBuf, OsString) {
+    let document =
+        models.is_file() || (!models.exists() && models.extension().is_some_and(|e| e == "json"));
+    if document {
+        let name = models
+            .file_name()
+            .map(ToOwned::to_owned)
+            .unwrap_or_default();
+        (crate::model::folder_of(models), name)
+    } else {
+        (models.to_path_buf(), OsString::from(MODEL_FILE))
+    }
 }
 
 /// A file the watcher does not act on. `path` is relative to the watched folder where it
@@ -97,20 +207,50 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
         .models_path
         .clone()
         .ok_or_else(|| notify::Error::generic("no models path configured"))?;
-    // The model's document: `model.json` in a folder, or the file named (`--models x.json`).
-    let (dir, model_name) = if models.is_dir() {
-        (models, OsString::from(MODEL_FILE))
-    } else {
-        let name = models
-            .file_name()
-            .map(ToOwned::to_owned)
-            .unwrap_or_default();
-        (crate::model::folder_of(&models), name)
-    };
+    let (dir, model_name) = layout(&models);
     let model_path = dir.join(&model_name);
     let folder = dir.clone();
+    let arming = Arc::new(Mutex::new(Arming {
+        target: dir.clone(),
+        watched: None,
+    }));
+    let cell: Arc<OnceLock<Weak<Mutex<Watcher>>>> = Arc::new(OnceLock::new());
+    let (arming_h, cell_h) = (arming.clone(), cell.clone());
     let handler = move |res: DebounceEventResult| match res {
         Ok(events) => {
+            let Some(watcher) = cell_h.get().and_then(Weak::upgrade) else {
+                return;
+            };
+            let mut arming = arming_h.lock().unwrap_or_else(|e| e.into_inner());
+            let moved = {
+                let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
+                arming.rearm(&mut watcher)
+            };
+            match moved {
+                // The models folder appeared: what it holds was written before its watch.
+                Ok(Moved::Arrived) => {
+                    tracing::info!(path = %folder.display(), "watching the models folder");
+                    if crate::model::model_file(&models).is_file() {
+                        let _ = registry.commit(Change::Folder { force: false });
+                    }
+                    return;
+                }
+                Ok(Moved::Left) => tracing::warn!(
+                    path = %folder.display(),
+                    "the models folder was removed; the model serving keeps serving, and the \
+                     folder is waited for"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "model folder watch error"),
+            }
+            // Waiting for the folder, only the document itself appearing in its place counts.
+            if !arming.watching_target() {
+                if crate::model::model_file(&models).is_file() {
+                    let _ = registry.commit(Change::Folder { force: false });
+                }
+                return;
+            }
+            drop(arming);
             let paths = || {
                 events
                     .iter()
@@ -179,10 +319,15 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
         }
     };
     let mut debouncer = new_debouncer(DEBOUNCE, None, handler)?;
-    // Recursive: a scorer file may lie in a subfolder (`trees/offer.json`).
-    debouncer.watch(&dir, RecursiveMode::Recursive)?;
+    arming
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .rearm(&mut debouncer)?;
+    let debouncer = Arc::new(Mutex::new(debouncer));
+    let _ = cell.set(Arc::downgrade(&debouncer));
     Ok(ModelWatcher {
         _debouncer: debouncer,
+        arming,
         dir,
     })
 }

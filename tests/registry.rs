@@ -1091,3 +1091,64 @@ fn a_snapshot_writing_na_for_missing_values_serves_under_its_null_word() {
     let e = registry(&[]).reload_from_disk().unwrap_err().to_string();
     assert!(e.contains("churn_score"), "{e}");
 }
+
+/// The demo's files (the model, its scorer files) copied into `dir`, the document last.
+fn copy_demo_into(dir: &std::path::Path, version: &str) {
+    for entry in std::fs::read_dir(demo_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_file() && name != "model.json" {
+            std::fs::copy(&path, dir.join(name)).unwrap();
+        }
+    }
+    let doc = serde_json::to_vec(&TempModels::demo_doc(version)).unwrap();
+    std::fs::write(dir.join("model.json"), doc).unwrap();
+}
+
+#[tokio::test]
+async fn a_models_folder_yet_to_come_is_waited_for_from_the_nearest_folder_alone() {
+    let models = TempModels::new("later");
+    let on_the_way = models.dir.join("later");
+    let folder = on_the_way.join("models");
+    let registry = Arc::new(nextbest::registry::Registry::new(
+        nextbest::registry::RegistryConfig {
+            models_path: Some(folder.clone()),
+            features_path: Some(models.dir.join("features.csv")),
+            ..Default::default()
+        },
+    ));
+    // As `serve` does: the model is refused, the snapshot loads on its own.
+    assert!(registry.reload_from_disk().is_err());
+    registry.reload_features(None).unwrap();
+    let watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
+    // The nearest folder that exists, not a parent's whole tree (`/` for `/nonexistent`).
+    assert_eq!(watcher.waiting_in().as_deref(), Some(models.dir.as_path()));
+    std::fs::create_dir(&on_the_way).unwrap();
+    eventually("the watch moving down to later/", || {
+        watcher.waiting_in().as_deref() == Some(on_the_way.as_path())
+    })
+    .await;
+    std::fs::create_dir(&folder).unwrap();
+    eventually("the watch reaching the models folder", || {
+        watcher.waiting_in().is_none()
+    })
+    .await;
+    copy_demo_into(&folder, "4");
+    eventually("the model loading", || registry.load().models.is_some()).await;
+    assert_eq!(version_of(&registry), "4");
+
+    // Removed and copied in again, as `rm -r` then `mv` of a new copy does: the watch goes up
+    // to wait, the model serving keeps serving, and the new copy is loaded.
+    std::fs::remove_dir_all(&folder).unwrap();
+    eventually("the watch leaving the removed folder", || {
+        watcher.waiting_in().as_deref() == Some(on_the_way.as_path())
+    })
+    .await;
+    assert_eq!(version_of(&registry), "4");
+    let staged = models.dir.join("staged");
+    std::fs::create_dir(&staged).unwrap();
+    copy_demo_into(&staged, "5");
+    std::fs::rename(&staged, &folder).unwrap();
+    eventually("the new copy loading", || version_of(&registry) == "5").await;
+    assert!(watcher.waiting_in().is_none());
+}
