@@ -1,6 +1,7 @@
 //! A replica on a host whose wall clock is wrong, beside others on one Redis: what it appends
 //! never trims the fleet's kept events (stream ids are Redis's time, and the trim is measured
-//! on it), and the skew is said in the log and in `/metrics`. Real `redis-server` and real
+//! on it), the skew is said in the log and in `/metrics`, and the fleet's view and lag are
+//! measured on Redis's clock. Real `redis-server` and real
 //! `nextbest` processes; the wrong clock is a preloaded shim (`support/clock_shim.c`).
 
 mod support;
@@ -121,4 +122,23 @@ async fn a_replica_whose_clock_runs_a_year_ahead_trims_nothing_and_says_so() {
         "{}",
         a.stderr()
     );
+
+    // What the replicas say of each other is judged on Redis's clock too: B's view holds A
+    // (whose reports its own clock would call a year old), A's holds B, and the lag B measures
+    // for A's new events is their real one, not B's year.
+    for (name, p) in [("A", &a), ("B", &b)] {
+        within(&format!("both replicas in {name}'s view"), || async {
+            metric(p, "nextbest_fleet_replicas ").await == 2.0
+        })
+        .await;
+    }
+    let applied = "nextbest_replication_events_total{direction=\"applied\"}";
+    let before = metric(&b, applied).await;
+    post(a.public, "D", 10).await;
+    within("A's new events applied on B", || async {
+        metric(&b, applied).await >= before + 10.0
+    })
+    .await;
+    let lag = metric(&b, "nextbest_replication_lag_seconds ").await;
+    assert!(lag < 60.0, "B measures a lag of {lag} s for A's events");
 }

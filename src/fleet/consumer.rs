@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::{backoff, now_ms, Fleet};
+use super::{backoff, now_ms, redis_time_ms, Fleet};
 use crate::contact::{Contacts, Event};
 
 /// Entries per read and stream, shared out over the partitions (a catch-up reply stays a few
@@ -171,12 +171,6 @@ async fn read(
     read_cmd.query_async(c).await
 }
 
-/// Redis's clock (`TIME`), in Unix ms.
-async fn redis_time_ms(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<i64> {
-    let (s, us): (i64, i64) = redis::cmd("TIME").query_async(c).await?;
-    Ok(s * 1000 + us / 1000)
-}
-
 /// Applies one stream entry unless this replica wrote it; counts it and its lag.
 fn apply_entry(fleet: &Fleet, contacts: &Contacts, fields: &[Value], caught_up: bool) {
     let field = |name: &[u8]| {
@@ -204,7 +198,7 @@ fn apply_entry(fleet: &Fleet, contacts: &Contacts, fields: &[Value], caught_up: 
                         .and_then(|t| t.parse::<i64>().ok())
                 });
             if let Some(t) = accepted.filter(|_| caught_up) {
-                fleet.observe_lag(now_ms() - t);
+                fleet.observe_lag(fleet.fleet_now_ms() - t);
             }
         }
         Ok(false) => {}

@@ -248,6 +248,20 @@ impl Fleet {
         }
     }
 
+    /// This host's time on the fleet's clock, for measures that compare it with times other
+    /// replicas stamped (a replication lag): its own clock corrected by the skew once that is
+    /// past [`MAX_CLOCK_SKEW_MS`], and as it is within, where a host's NTP-kept clock is finer
+    /// than a skew measured through a round trip to Redis.
+    fn fleet_now_ms(&self) -> i64 {
+        let skew = self.clock_skew_ms.load(Relaxed);
+        now_ms()
+            + if skew.abs() > MAX_CLOCK_SKEW_MS {
+                skew
+            } else {
+                0
+            }
+    }
+
     /// Whether the replica may say ready: caught up, or (with `--ready-when-behind`) done
     /// waiting for it; never after refusing to join.
     pub fn ready(&self) -> bool {
@@ -495,6 +509,12 @@ fn backoff(attempt: u32) -> Duration {
 /// Now, in Unix ms: the system clock, as the contact side reads it.
 fn now_ms() -> i64 {
     crate::contact::Clock::system().now_ms()
+}
+
+/// Redis's clock (`TIME`), in Unix ms: the one clock every replica of a fleet reads alike.
+async fn redis_time_ms(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<i64> {
+    let (s, us): (i64, i64) = redis::cmd("TIME").query_async(c).await?;
+    Ok(s * 1000 + us / 1000)
 }
 
 /// Reads the fleet's events of the last `horizon_ms` from every partition, once per event id,

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{now_ms, Fleet};
+use super::{now_ms, redis_time_ms, Fleet};
 use crate::metrics::prom::{Collect, Exposition, Kind};
 use crate::registry::Registry;
 
@@ -35,7 +35,7 @@ pub struct Report {
     pub model_checksum: Option<String>,
     /// The snapshot file's checksum.
     pub snapshot_checksum: Option<String>,
-    /// When it was written (Unix ms).
+    /// When it was written (Unix ms, on Redis's clock).
     pub at_ms: i64,
     /// The process that wrote it (random at each start): two live ones under one origin are
     /// two replicas sharing a data folder's id.
@@ -169,8 +169,21 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
                 }
             },
         };
+        // Reports are stamped and judged on Redis's clock, so a replica whose own clock is
+        // wrong neither drops the others from its view nor is dropped from theirs (nor takes
+        // their reports out of the hash as long gone). The same reading measures the skew for
+        // a replica that ships nothing.
+        let before = now_ms();
+        let now = match redis_time_ms(c).await {
+            Ok(t) => t,
+            Err(_) => {
+                fleet.identity().unreachable();
+                con = None;
+                continue;
+            }
+        };
+        fleet.observe_skew(now, before + (now_ms() - before) / 2);
         let serving = registry.serving();
-        let now = now_ms();
         let ours = Report {
             origin: fleet.origin.clone(),
             model: serving
