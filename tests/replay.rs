@@ -104,6 +104,16 @@ async fn a_demo_log_replays_exactly_and_shows_what_a_candidate_changes() {
     let dir = TempDir::new("replay");
     let (data, log) = (dir.0.join("data"), dir.0.join("decisions"));
     let decided = record(&data, &log).await;
+    // A visitor's decision keeps the visitor it was made for, so it joins the visitor's events.
+    let logged: String = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap_or_default())
+        .collect();
+    let visitor = logged
+        .lines()
+        .find(|l| l.contains(r#""visitor_id":"v17""#))
+        .unwrap_or_else(|| panic!("no decision for visitor v17 in the log"));
+    assert!(visitor.contains(r#""customer_id":"""#), "{visitor}");
 
     // The demo model as its own candidate: every decision reproduced, nothing changed.
     let (ok, same, stderr) = replay(&log, &demo_dir());

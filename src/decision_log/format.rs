@@ -149,6 +149,9 @@ pub struct DecisionRecord {
 pub struct LoggedRequest {
     /// The customer (empty for an anonymous visitor).
     pub customer_id: String,
+    /// The visitor the request named (or none), so a visitor's decisions join their events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<String>,
     /// The channel.
     pub channel: String,
     /// The placement.

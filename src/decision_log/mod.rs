@@ -163,6 +163,7 @@ impl DecisionLog {
         snapshot: &Arc<Snapshot>,
         contacts: &DecideContacts<'_>,
         req: &Request<'_>,
+        visitor: Option<&str>,
         d: &Decision<'_>,
     ) {
         let decision_id = contacts.decision_id;
@@ -182,7 +183,7 @@ impl DecisionLog {
             variant: contacts.variant,
             now_ms: contacts.now_ms,
             decision_id,
-            request: LoggedRequest::of(req),
+            request: LoggedRequest::of(req, visitor),
             fallback: d.fallback,
             ranked: d.ranked.clone(),
         };
@@ -270,10 +271,11 @@ impl Collect for DecisionLog {
 }
 
 impl LoggedRequest {
-    /// The owned copy of a request.
-    pub fn of(req: &Request<'_>) -> Self {
+    /// The owned copy of a request, and the visitor it named.
+    pub fn of(req: &Request<'_>, visitor: Option<&str>) -> Self {
         LoggedRequest {
             customer_id: req.customer_id.unwrap_or("").to_owned(),
+            visitor_id: visitor.map(str::to_owned),
             channel: req.channel.to_owned(),
             placement: req.placement.to_owned(),
             limit: req.limit,

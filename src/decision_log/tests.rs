@@ -42,7 +42,7 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
     );
     ctx.decision_id = ulid::Ulid(7);
     for _ in 0..3 {
-        log.offer(&snapshot, &ctx, &req, &d);
+        log.offer(&snapshot, &ctx, &req, None, &d);
     }
     assert_eq!(log.dropped(), 2, "one queued, two dropped");
     let queued = rx.try_recv().unwrap();
@@ -57,14 +57,14 @@ fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
         explored: false,
         anonymous: false,
     };
-    log.offer(&snapshot, &ctx, &req, &late);
+    log.offer(&snapshot, &ctx, &req, None, &late);
     assert!(rx.try_recv().is_err());
     // Sampling: ids whose random bits lie past the threshold are not logged.
     let none = DecisionLog {
         threshold: 0,
         ..log
     };
-    none.offer(&snapshot, &ctx, &req, &d);
+    none.offer(&snapshot, &ctx, &req, None, &d);
     assert!(rx.try_recv().is_err());
     assert_eq!(none.dropped(), 2);
 }

@@ -240,7 +240,7 @@ fn decide(
                     contacts.now_ms,
                 );
                 if let Some(log) = &state.decision_log {
-                    log.offer(&snap, &contacts, &req, &d);
+                    log.offer(&snap, &contacts, &req, visitor, &d);
                 }
                 contacts.count(&d);
                 contacts.remember_request(model, &req, &d);
