@@ -51,15 +51,18 @@ pub fn wilson(k: u64, n: u64) -> Option<Estimate> {
     if n == 0 || k > n {
         return None;
     }
+    let (none, all) = (k == 0, k == n);
     let (k, n, z2) = (k as f64, n as f64, Z95 * Z95);
     let p = k / n;
     let denom = 1.0 + z2 / n;
     let centre = (p + z2 / (2.0 * n)) / denom;
     let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    // At no success the lower bound is 0 and at all the upper is 1, exactly: the subtraction
+    // would leave a rounding residue (6.9e-18) that reads as a rate above zero.
     Some(Estimate {
         value: p,
-        low: (centre - half).max(0.0),
-        high: (centre + half).min(1.0),
+        low: if none { 0.0 } else { (centre - half).max(0.0) },
+        high: if all { 1.0 } else { (centre + half).min(1.0) },
     })
 }
 
@@ -231,6 +234,18 @@ mod tests {
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 5e-5, "{a} vs {b}");
+    }
+
+    #[test]
+    fn wilson_bounds_are_exact_at_no_success_and_at_all() {
+        for n in 1..200 {
+            let none = wilson(0, n).unwrap();
+            assert_eq!((none.value, none.low), (0.0, 0.0), "0 of {n}");
+            assert!(none.high > 0.0);
+            let all = wilson(n, n).unwrap();
+            assert_eq!((all.value, all.high), (1.0, 1.0), "{n} of {n}");
+            assert!(all.low < 1.0);
+        }
     }
 
     #[test]
