@@ -549,6 +549,43 @@ fn campaign_check_validates_the_challenger() {
     assert!(run.to_string().contains("(challenger `web-only`)"), "{run}");
 }
 
+/// A channel the model does not have is one fault: not also every limit whose offers its
+/// placement would have given, nor again for a challenger that lacks it as well.
+#[test]
+fn a_mistyped_channel_is_said_once_without_its_knock_on_faults() {
+    let mut twin = small_model();
+    twin["name"] = json!("twin");
+    let base = base_with_challenger("cmp-knock-on", &twin);
+    let typo = json!({"name": "typo", "channel": "smss", "placement": "sms_campaign",
+        "capacity": {"max_contacts": 10},
+        "offer_limits": {"a": {"max": 5}}, "category_limits": {"service": {"max": 3}}});
+    let file = base.write_campaign("typo", &typo);
+    let faults = check(&file, Some(&base.path("model.json")), None)
+        .unwrap_err()
+        .faults();
+    assert_eq!(faults.len(), 1, "{faults:#?}");
+    assert_eq!(faults[0].path, "channel");
+    assert!(
+        faults[0].message.contains("no channel `smss`")
+            && faults[0].message.contains("did you mean `sms`?"),
+        "{faults:#?}"
+    );
+    // With the channel right, the same limits are checked against the placement's offers.
+    let mut right = typo.clone();
+    right["channel"] = json!("sms");
+    right["offer_limits"] = json!({"zz": {"max": 5}});
+    let file = base.write_campaign("right", &right);
+    let faults = check(&file, Some(&base.path("model.json")), None)
+        .unwrap_err()
+        .faults();
+    assert!(
+        faults.iter().any(|f| f.path == "offer_limits.zz"
+            && f.message
+                .contains("not an offer of this campaign's placement")),
+        "{faults:#?}"
+    );
+}
+
 /// A data folder that does not exist (a typo, a forgotten flag) is refused: a run without the
 /// contact history would contact everyone the caps and policies hold back, and so is a folder
 /// that holds other files but no event log. An empty folder runs without history on purpose.

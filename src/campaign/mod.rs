@@ -194,7 +194,9 @@ fn check_models(
         faults.extend(f);
     }
     let ids = Plan::offer_ids(spec, &champion.compiled);
+    let mut champions = Vec::new();
     if let Err(f) = Plan::resolve(spec, &champion.compiled, &ids) {
+        champions = f.iter().map(|f| f.path.clone()).collect();
         faults.extend(f);
     }
     if let Some(c) = &champion.challenger {
@@ -209,9 +211,15 @@ fn check_models(
                     .collect(),
             )
         })?;
+        // A place in the campaign the champion already faults is said once: the challenger's
+        // fault there (most often the same one) is fixed with it, or shows at the next check.
         if let Err(f) = Plan::resolve(spec, &challenger.compiled, &ids) {
             let name = &challenger.compiled.name;
-            faults.extend(f.into_iter().map(|f| challenger_fault(name, f)));
+            faults.extend(
+                f.into_iter()
+                    .filter(|f| !champions.contains(&f.path))
+                    .map(|f| challenger_fault(name, f)),
+            );
         }
     }
     Ok(())

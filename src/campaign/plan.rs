@@ -263,7 +263,11 @@ impl Plan {
                 );
             }
         }
-        if spec.offers.is_none() {
+        // Without `offers`, the campaign's offers are its placements': with a channel or a
+        // placement that did not resolve (said above), a limit's offer or category would be
+        // missing only as a knock-on.
+        let placements_known = spec.offers.is_some() || channels.len() == list.len();
+        if spec.offers.is_none() && placements_known {
             for id in spec.offer_limits.keys() {
                 if !offer_ids.contains(id) {
                     let hint = crate::near::did_you_mean(id, offer_ids.iter().map(|o| &**o));
@@ -302,7 +306,7 @@ impl Plan {
                 );
             }
         }
-        for cat in spec.category_limits.keys() {
+        for cat in spec.category_limits.keys().filter(|_| placements_known) {
             let sent = offer_ids.iter().any(|id| {
                 model
                     .offers
