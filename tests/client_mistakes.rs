@@ -429,21 +429,42 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
         d,
         "duplicate field `events[0].customer_id`: each field once per object"
     );
-    // A deep one keeps the end of its path, where the field is, and marks the cut.
-    let deep = format!(
-        r#"{{"events":[{{"type":"dismiss","customer_id":"C0000702","x":{}{{"b":1,"b":2}}{}}}]}}"#,
-        "[".repeat(60),
-        "]".repeat(60)
-    );
-    let d = request(srv.public, "POST", "/v1/events", &json_ct, deep.as_bytes())
-        .await
-        .assert_error(400, "invalid_request");
-    let path = format!("events[0].x{}.b", "[0]".repeat(60));
-    let tail: String = path.chars().skip(path.chars().count() - 99).collect();
-    assert_eq!(
-        d,
-        format!("duplicate field `…{tail}`: each field once per object")
-    );
+    // One event, or a bare list, sent as the body: the answer shows the batch's shape.
+    let one = br#"{"type":"dismiss","customer_id":"C0000702","offer_id":"data_boost_10gb"}"#;
+    let list = [&b"["[..], one, b"]"].concat();
+    for body in [&one[..], &list] {
+        let d = request(srv.public, "POST", "/v1/events", &json_ct, body)
+            .await
+            .assert_error(400, "invalid_request");
+        assert!(d.contains(r#"a batch is `{"events": [...]}`"#), "{d}");
+    }
+    // Twice at the top of the body too.
+    let d = request(
+        srv.public,
+        "POST",
+        "/v1/events",
+        &json_ct,
+        br#"{"events":[],"events":[{"type":"dismiss","customer_id":"C0000702","offer_id":"data_boost_10gb"}]}"#,
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    assert_eq!(d, "duplicate field `events`: each field once per object");
+    // A field no event has is ignored with a warning, twice as once (no value of it is
+    // taken), as a decide request's is, at any depth.
+    for ignored in [
+        r#""x":1,"x":2"#.to_owned(),
+        format!(r#""x":{}{{"b":1,"b":2}}{}"#, "[".repeat(60), "]".repeat(60)),
+    ] {
+        let body = format!(
+            r#"{{"events":[{{"type":"impression","customer_id":"C0000702","offer_id":"data_boost_10gb","channel":"web",{ignored}}}]}}"#
+        );
+        let r = request(srv.public, "POST", "/v1/events", &json_ct, body.as_bytes()).await;
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        let j = r.json();
+        assert_eq!(j["accepted"], 1, "{j}");
+        let w = j["warnings"][0]["warning"].as_str().unwrap_or_default();
+        assert!(w.starts_with("`x` is not a field of an event"), "{j}");
+    }
     let context = br#"{"customer_id":"C0000042","channel":"web","placement":"checkout","context":{"cart_value":250,"cart_value":10}}"#;
     let d = request(srv.public, "POST", "/v1/decide", &json_ct, context)
         .await

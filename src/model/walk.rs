@@ -282,10 +282,16 @@ pub fn is_http_url(s: &str) -> bool {
 /// (`events[1].type`): such a document is refused (an events body, a campaign file) rather than
 /// read as whichever value a parser keeps.
 pub fn duplicate_key(json: &[u8]) -> Option<String> {
+    duplicate_read_key(json, &|_| true)
+}
+
+/// The first key written twice whose path `read` says is read: a key the reader ignores (and
+/// warns of) may be written twice without harm, as no value of it is taken.
+pub fn duplicate_read_key(json: &[u8], read: &dyn Fn(&str) -> bool) -> Option<String> {
     let mut copy = json.to_vec();
     let tape = simd_json::to_tape(&mut copy).ok()?;
     let mut path = String::new();
-    first_twice(&tape.0, 0, &mut path).err()
+    first_twice(&tape.0, 0, &mut path, read).err()
 }
 
 /// The byte where a JSON document opens more nested arrays and objects than simd-json reads
@@ -329,6 +335,7 @@ fn first_twice(
     nodes: &[simd_json::Node<'_>],
     at: usize,
     path: &mut String,
+    read: &dyn Fn(&str) -> bool,
 ) -> Result<usize, String> {
     use simd_json::Node;
     let mark = path.len();
@@ -344,11 +351,11 @@ fn first_twice(
                     path.push('.');
                 }
                 path.push_str(key);
-                if keys.contains(key) {
+                if keys.contains(key) && read(path) {
                     return Err(std::mem::take(path));
                 }
                 keys.push(key);
-                next = first_twice(nodes, next + 1, path)?;
+                next = first_twice(nodes, next + 1, path, read)?;
                 path.truncate(mark);
             }
             Ok(next)
@@ -357,7 +364,7 @@ fn first_twice(
             let mut next = at + 1;
             for i in 0..*len {
                 path.push_str(&format!("[{i}]"));
-                next = first_twice(nodes, next, path)?;
+                next = first_twice(nodes, next, path, read)?;
                 path.truncate(mark);
             }
             Ok(next)

@@ -27,7 +27,7 @@ use crate::contact::funnel::FunnelTable;
 use crate::contact::subject::Subject;
 use crate::contact::Event;
 use crate::experiment::Variant;
-use crate::model::walk::duplicate_key;
+use crate::model::walk::duplicate_read_key;
 use crate::registry::Snapshot;
 
 /// Most events one request may carry.
@@ -92,16 +92,9 @@ pub async fn post(
     .await?;
     let mut body = Vec::from(raw.clone());
     let doc = simd_json::to_borrowed_value(&mut body).map_err(|_| syntax_error(&raw))?;
-    if let Some(key) = duplicate_key(&raw) {
-        // A deep path keeps its end, where the field is, and says what it left out.
-        let n = key.chars().count();
-        let shown = if n <= 100 {
-            key
-        } else {
-            format!("…{}", key.chars().skip(n - 99).collect::<String>())
-        };
+    if let Some(key) = duplicate_read_key(&raw, &read_field) {
         return Err(ApiError::InvalidRequest(format!(
-            "duplicate field `{shown}`: each field once per object"
+            "duplicate field `{key}`: each field once per object"
         )));
     }
     let now = state.contacts.now_ms();
@@ -155,6 +148,18 @@ pub async fn post(
 }
 
 /// A body simd-json refused, in serde_json's words and positions.
+/// Whether a field at `path` of an events body is read: `events`, and an event's own fields.
+/// Any other (an unknown field, warned of) may be written twice: no value of it is taken.
+fn read_field(path: &str) -> bool {
+    path == "events"
+        || path
+            .strip_prefix("events[")
+            .and_then(|rest| rest.split_once("]."))
+            .is_some_and(|(i, key)| {
+                i.bytes().all(|b| b.is_ascii_digit()) && EVENT_FIELDS.contains(&key)
+            })
+}
+
 fn syntax_error(raw: &[u8]) -> ApiError {
     match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
         Err(e) => ApiError::from_json("", &e),
@@ -186,15 +191,22 @@ pub fn validate_batch<'v>(
     doc: &'v simd_json::BorrowedValue<'_>,
     now_ms: i64,
 ) -> Result<EventBatch<'v>, ApiError> {
+    // One event or a bare list of them, sent as the body itself, is the likely slip.
+    const SHAPE: &str = "a batch is `{\"events\": [...]}`, one event as a list of one";
     let Some(top) = doc.as_object() else {
-        return Err(ApiError::InvalidRequest(
-            "expected an object with an `events` array".into(),
-        ));
+        return Err(ApiError::InvalidRequest(format!(
+            "expected an object with an `events` array: {SHAPE}"
+        )));
     };
     let items = match top.get("events") {
         Some(v) => v
             .as_array()
             .ok_or_else(|| ApiError::InvalidRequest("events: expected an array".into()))?,
+        None if top.contains_key("type") => {
+            return Err(ApiError::InvalidRequest(format!(
+                "missing field `events`: the body is one event, not a batch; {SHAPE}"
+            )))
+        }
         None => return Err(ApiError::InvalidRequest("missing field `events`".into())),
     };
     if items.len() > MAX_BATCH {

@@ -103,7 +103,11 @@ impl<'a> DecideBody<'a> {
         }
     }
 
+    /// Notes a field the contract does not have, once however often it is written.
     fn note_unknown(&mut self, name: Cow<'a, str>) {
+        if self.unknown.contains(&name) {
+            return;
+        }
         if self.unknown.len() < MAX_UNKNOWN_NAMED {
             self.unknown.push(name);
         }

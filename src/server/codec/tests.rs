@@ -90,6 +90,11 @@ fn unknown_fields_are_collected_not_ignored() {
     assert_eq!(q.context.0.len(), 1);
     let clean = decode_json(br#"{"channel":"web","placement":"p"}"#, &mut scratch).unwrap();
     assert_eq!(clean.unknown_count, 0);
+    // Written twice, warned of once.
+    let twice = br#"{"channel":"web","placement":"p","x":1,"x":2}"#;
+    let d = decode_json(twice, &mut scratch).unwrap();
+    assert_eq!(d.unknown_count, 1);
+    assert_eq!(d.unknown, ["x"]);
 }
 
 #[test]
