@@ -186,9 +186,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             nextbest::logging::fatal(style, e.as_ref());
-            ExitCode::FAILURE
+            if e.is::<Usage>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// A command line refused once clap has parsed it (a value out of range, flags that do not go
+/// together): exit 2, as clap's own refusals, so a script tells a wrong call from a failed run.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A settings check's refusal, naming the variable that gave a flag from the environment.
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    let argv: Vec<String> = std::env::args().collect();
+    Usage(naming_environment(e.to_string(), &argv)).into()
 }
 
 /// The `NEXTBEST_*` variables set that no command of this binary reads.
@@ -318,19 +341,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             models,
             features,
             null,
-        })) => check_model(&one_of(file, models), features.as_deref(), &null.check()?),
+        })) => check_model(
+            &one_of(file, models),
+            features.as_deref(),
+            &null.check().map_err(usage)?,
+        ),
         Some(Command::Model(ModelCmd::Score {
             file,
             models,
             features,
             customers,
             null,
-        })) => model_cli::score(&one_of(file, models), &features, &customers, &null.check()?),
+        })) => model_cli::score(
+            &one_of(file, models),
+            &features,
+            &customers,
+            &null.check().map_err(usage)?,
+        ),
         Some(Command::Features(FeaturesCmd::Compile {
             input,
             output,
             null,
-        })) => compile_features(&input, &output, &null.check()?),
+        })) => compile_features(&input, &output, &null.check().map_err(usage)?),
         Some(Command::Features(FeaturesCmd::Publish {
             source,
             store,
@@ -340,7 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             snapshot,
             customer_ids,
             null,
-        })) => show_features(&snapshot, &customer_ids, &null.check()?),
+        })) => show_features(&snapshot, &customer_ids, &null.check().map_err(usage)?),
         #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
         #[cfg(not(feature = "offline"))]
@@ -363,7 +395,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             // Given on the command line, not by a ConfigMap's variable shared with the server.
             if std::env::args().any(|a| a == "--data-dir" || a.starts_with("--data-dir=")) {
-                bail!("--data-dir is read with --estimate only (the outcomes' event log): add --estimate, or leave --data-dir out");
+                return Err(usage(
+                    "--data-dir is read with --estimate only (the outcomes' event log): add --estimate, or leave --data-dir out",
+                ));
             }
             replay(&log, &candidate, json)
         }
@@ -371,10 +405,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = args.check().map_err(|e| {
-        let argv: Vec<String> = std::env::args().collect();
-        anyhow::anyhow!(naming_environment(e.to_string(), &argv))
-    })?;
+    let settings = args.check().map_err(usage)?;
     // Refused before the model and snapshot load, which can take a while: a path that is no
     // folder, a folder another process holds (it is locked again when the log opens).
     let data = &settings.data_dir;

@@ -476,14 +476,15 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         assert_eq!(out.status.code(), Some(2));
         assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), line);
     }
-    // So is one whose value the settings check refuses.
+    // So is one whose value the settings check refuses, with clap's exit code: a wrong call,
+    // not a failed run.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("NEXTBEST_LOG_FORMAT", "text")
         .env("NEXTBEST_LOG_SEGMENT_MB", "0")
         .output()
         .expect("the binary runs");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
         "error: --log-segment-mb 0: must be at least 1 (--log-segment-mb was set by \
@@ -506,6 +507,20 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
     };
+    let wrong_call = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args([
+            "replay",
+            "--log",
+            "x",
+            "--candidate",
+            "models",
+            "--data-dir",
+            "data",
+        ])
+        .env_remove("NEXTBEST_DATA_DIR")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(wrong_call.status.code(), Some(2));
     assert_eq!(
         replay(&["--data-dir", "data"], None),
         "error: --data-dir is read with --estimate only (the outcomes' event log): add \
