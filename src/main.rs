@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use nextbest::contact::funnel::store as funnel_store;
@@ -376,7 +376,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "offline")]
         Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
         #[cfg(not(feature = "offline"))]
-        Some(Command::Campaign { .. }) => bail!(
+        Some(Command::Campaign { .. }) => anyhow::bail!(
             "nextbest campaign is not built in: this is the lean sidecar (--no-default-features); \
              build with the default `offline` feature for campaigns"
         ),
