@@ -59,38 +59,12 @@ pub enum RegistryError {
     },
 }
 
-/// A model fault about a feature, said of the new snapshot, which is what changed: the model
-/// that reads the feature has served until now.
-fn from_the_snapshots_side(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("unknown feature `") else {
-        return message.to_owned();
-    };
-    let Some((name, why)) = rest.split_once('`') else {
-        return message.to_owned();
-    };
-    let lacks = format!("the new snapshot has no column `{name}`, which the serving model reads");
-    match why
-        .strip_prefix(": did you mean `")
-        .and_then(|w| w.strip_suffix("`?"))
-    {
-        Some(near) => format!("{lacks} (it has `{near}`: renamed?)"),
-        None => format!("{lacks}{why}"),
-    }
-}
-
 impl RegistryError {
     /// The faults to report, with paths where known.
     pub fn faults(&self) -> Vec<Fault> {
         match self {
             RegistryError::Model(e) => e.faults(),
-            RegistryError::FeaturesIncompatible(e, _) => e
-                .faults()
-                .into_iter()
-                .map(|f| Fault {
-                    message: from_the_snapshots_side(&f.message),
-                    ..f
-                })
-                .collect(),
+            RegistryError::FeaturesIncompatible(e, _) => e.faults(),
             RegistryError::Features(e) => e
                 .located()
                 .into_iter()
@@ -123,29 +97,5 @@ impl RegistryError {
             | RegistryError::NoPath("features") => Part::Features,
             _ => Part::Model,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::from_the_snapshots_side as said;
-
-    #[test]
-    fn a_feature_the_new_snapshot_lacks_is_said_of_the_snapshot() {
-        assert_eq!(
-            said("unknown feature `churn_score`: did you mean `churn_scor`?"),
-            "the new snapshot has no column `churn_score`, which the serving model reads (it \
-             has `churn_scor`: renamed?)"
-        );
-        assert_eq!(
-            said("unknown feature `plan`"),
-            "the new snapshot has no column `plan`, which the serving model reads"
-        );
-        assert_eq!(
-            said("unknown feature `Plan`: the snapshot has `plan` (names match exactly)"),
-            "the new snapshot has no column `Plan`, which the serving model reads: the snapshot \
-             has `plan` (names match exactly)"
-        );
-        assert_eq!(said("`segment` holds strings"), "`segment` holds strings");
     }
 }

@@ -425,9 +425,14 @@ impl Registry {
                 let store = Arc::new(open(&path)?);
                 let models = match &active {
                     Some(active) => Some(Arc::new(
-                        set::build(Source::of(active), &store, limits).map_err(|e| {
-                            RegistryError::FeaturesIncompatible(e, record::column_faults(&store))
-                        })?,
+                        set::rebuild_for_snapshot(Source::of(active), &store, limits).map_err(
+                            |e| {
+                                RegistryError::FeaturesIncompatible(
+                                    e,
+                                    record::column_faults(&store),
+                                )
+                            },
+                        )?,
                     )),
                     None => None,
                 };
@@ -464,7 +469,10 @@ impl Registry {
                 let feature_version = version(Path::new(store.source()), &store);
                 Plan {
                     feature_version,
-                    ..model_plan(set::with_challenger(*model, &store, limits)?, store)
+                    ..model_plan(
+                        set::with_challenger(*model, &store, &*store, limits)?,
+                        store,
+                    )
                 }
             }
         }))

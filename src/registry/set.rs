@@ -178,15 +178,77 @@ pub(super) fn build(
     store: &FeatureStore,
     limits: &Limits,
 ) -> Result<ModelSet, ModelError> {
+    build_against(src, store, store, limits)
+}
+
+/// Builds the serving set again against a new snapshot, its faults said of the snapshot.
+pub(super) fn rebuild_for_snapshot(
+    src: Source,
+    store: &FeatureStore,
+    limits: &Limits,
+) -> Result<ModelSet, ModelError> {
+    build_against(src, store, &NewSnapshot(store), limits)
+}
+
+fn build_against(
+    src: Source,
+    store: &FeatureStore,
+    schema: &dyn model::Schema,
+    limits: &Limits,
+) -> Result<ModelSet, ModelError> {
     let model = model::from_bytes_kept(
         src.document,
         src.base_dir,
         src.source,
         &src.scorers,
-        store,
+        schema,
         limits,
     )?;
-    with_challenger(model, store, limits)
+    with_challenger(model, store, schema, limits)
+}
+
+/// A new snapshot as the serving model's features are looked up in it: what changed is the
+/// snapshot, so a feature it lacks is said of it ("the new snapshot has no column"), not of
+/// the model, which has served until now. Everything else is the snapshot's own answer.
+struct NewSnapshot<'a>(&'a FeatureStore);
+
+impl model::Schema for NewSnapshot<'_> {
+    fn column(&self, name: &str) -> Option<u32> {
+        model::Schema::column(self.0, name)
+    }
+
+    fn info(&self, column: u32) -> model::ColumnInfo<'_> {
+        model::Schema::info(self.0, column)
+    }
+
+    fn cells(&self, column: u32) -> Option<Box<dyn Iterator<Item = f64> + '_>> {
+        model::Schema::cells(self.0, column)
+    }
+
+    fn turned(&self, column: u32) -> Option<(u64, &str)> {
+        model::Schema::turned(self.0, column)
+    }
+
+    fn left_out(&self, name: &str) -> Option<&str> {
+        model::Schema::left_out(self.0, name)
+    }
+
+    fn near(&self, name: &str) -> Option<&str> {
+        model::Schema::near(self.0, name)
+    }
+
+    fn unknown(&self, name: &str) -> String {
+        let lacks =
+            format!("the new snapshot has no column `{name}`, which the serving model reads");
+        match (self.left_out(name), self.near(name)) {
+            (Some(kind), _) => format!("{lacks}: {}", model::left_out_reason(kind)),
+            (None, Some(near)) if near.eq_ignore_ascii_case(name) => {
+                format!("{lacks}: it has `{near}` (names match exactly, letter case included)")
+            }
+            (None, Some(near)) => format!("{lacks} (it has `{near}`: renamed?)"),
+            (None, None) => lacks,
+        }
+    }
 }
 
 /// Builds a set from the model file or folder at `path`.
@@ -196,13 +258,14 @@ pub(super) fn build_from_path(
     limits: &Limits,
 ) -> Result<ModelSet, ModelError> {
     let model = model::load(path, store, limits)?;
-    with_challenger(model, store, limits)
+    with_challenger(model, store, store, limits)
 }
 
 /// Adds the challenger a model declares, compiled against the same snapshot.
 pub(super) fn with_challenger(
     model: LoadedModel,
     store: &FeatureStore,
+    schema: &dyn model::Schema,
     limits: &Limits,
 ) -> Result<ModelSet, ModelError> {
     // What compiles but is likely a mistake (a rule value the snapshot never holds) is logged
@@ -210,7 +273,7 @@ pub(super) fn with_challenger(
     for w in &model.warnings {
         tracing::warn!(source = %model.source, path = %w.path, fault = %w.message, "model warning: loaded, but check this");
     }
-    let challenger = match (load_challenger(&model, store, limits)?, &model.challenger) {
+    let challenger = match (load_challenger(&model, schema, limits)?, &model.challenger) {
         (Some(c), Some(spec)) => Some(Challenger {
             model: Arc::new(c),
             share: spec.share,
@@ -308,5 +371,48 @@ pub(super) fn warm(set: &ModelSet, store: &FeatureStore) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewSnapshot;
+    use crate::features::FeatureStore;
+    use crate::model::Schema;
+
+    #[test]
+    fn a_feature_the_new_snapshot_lacks_is_said_of_the_snapshot() {
+        let store =
+            FeatureStore::from_csv_bytes(b"customer_id,churn_scor,plan,when:skip\nC1,1,2,3\n", "n")
+                .unwrap();
+        let said = |name: &str| NewSnapshot(&store).unknown(name);
+        let lacks = |name: &str| {
+            format!("the new snapshot has no column `{name}`, which the serving model reads")
+        };
+        assert_eq!(
+            said("churn_score"),
+            format!("{} (it has `churn_scor`: renamed?)", lacks("churn_score"))
+        );
+        assert_eq!(said("segment"), lacks("segment"));
+        assert_eq!(
+            said("Plan"),
+            format!(
+                "{}: it has `plan` (names match exactly, letter case included)",
+                lacks("Plan")
+            )
+        );
+        assert!(
+            said("when").starts_with(&format!(
+                "{}: the snapshot's header leaves it out",
+                lacks("when")
+            )),
+            "{}",
+            said("when")
+        );
+        // What is not about a missing name is the snapshot's own answer.
+        assert_eq!(
+            NewSnapshot(&store).column("plan"),
+            store.column("plan").map(|c| c as u32)
+        );
     }
 }
