@@ -106,12 +106,15 @@ impl CutName {
 pub type Given = BTreeMap<String, Vec<String>>;
 
 /// Binds every feature, reporting all unknown names together, and else every feature whose
-/// kind or categories do not fit the snapshot (one load names them all).
+/// kind or categories do not fit the snapshot (one load names them all). `unnamed` is what the
+/// file's format says of a text feature whose categories it stores as codes alone (where such
+/// a file should have named them), after the fault's own words.
 pub fn bind(
     names: &[String],
     categories: &[Categories],
     given: Option<&Given>,
     resolve: Resolve<'_, '_>,
+    unnamed: &str,
 ) -> Result<Vec<Feature>, TreeLoadError> {
     if let Some(stray) = given
         .into_iter()
@@ -135,7 +138,7 @@ pub fn bind(
             continue;
         };
         let cats = categories.get(i).cloned().unwrap_or(Categories::Numeric);
-        match bind_one(name, cats, given.and_then(|g| g.get(name)), col) {
+        match bind_one(name, cats, given.and_then(|g| g.get(name)), col, unnamed) {
             Ok(f) => out.push(f),
             Err(e) => faults.push(e),
         }
@@ -156,6 +159,7 @@ fn bind_one(
     mut cats: Categories,
     given: Option<&Vec<String>>,
     col: Column<'_>,
+    unnamed: &str,
 ) -> Result<Feature, TreeLoadError> {
     if let Some(list) = given {
         let at = || format!("categories.{name}");
@@ -270,7 +274,7 @@ fn bind_one(
                 format!("categories.{name}"),
                 format!(
                     "missing: the model file stores only category codes for feature '{name}': \
-                     list its categories in code order in the scorer's `categories`"
+                     list its categories in code order in the scorer's `categories`{unnamed}"
                 ),
             ))
         }
@@ -422,7 +426,7 @@ mod tests {
             "n" => Some(Column::number(1)),
             _ => None,
         };
-        let f = bind(&names, &cats, None, &resolve).unwrap();
+        let f = bind(&names, &cats, None, &resolve, "").unwrap();
         let Codes::Table(t) = &f[0].codes else {
             panic!("{f:?}")
         };
@@ -432,10 +436,10 @@ mod tests {
         assert_eq!(f[1].codes, Codes::Value);
         // Only codes in the file: the offer's list names them.
         let codes = [Categories::Codes, Categories::Numeric];
-        let e = bind(&names, &codes, None, &resolve).unwrap_err();
+        let e = bind(&names, &codes, None, &resolve, "").unwrap_err();
         assert!(e.to_string().contains("scorer's `categories`"), "{e}");
         let given: Given = [("segment".to_string(), vec!["gold".to_string()])].into();
-        let f = bind(&names, &codes, Some(&given), &resolve).unwrap();
+        let f = bind(&names, &codes, Some(&given), &resolve, "").unwrap();
         let Codes::Table(t) = &f[0].codes else {
             panic!()
         };
@@ -446,9 +450,10 @@ mod tests {
             &[Categories::Numeric, Categories::Numeric],
             None,
             &resolve,
+            "",
         );
         assert!(e.unwrap_err().to_string().contains("holds strings"));
-        let e = bind(&["x".into(), "y".into()], &[], None, &resolve).unwrap_err();
+        let e = bind(&["x".into(), "y".into()], &[], None, &resolve, "").unwrap_err();
         assert_eq!(
             e,
             TreeLoadError::UnknownFeatures(vec!["x".into(), "y".into()])

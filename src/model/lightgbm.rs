@@ -259,13 +259,16 @@ pub fn parse_lightgbm_named(
             Tail::Sections | Tail::Pandas => {}
         }
     }
-    let features = bind(&names, &categories, given, resolve).map_err(|e| {
-        if tail == Tail::Pandas {
-            e
-        } else {
-            without_pandas_line(e)
-        }
-    })?;
+    // A file LightGBM's Python package saved names text categories on its last line: without
+    // that line, codes alone are most likely a file cut short.
+    let unnamed = if tail == Tail::Pandas {
+        ""
+    } else {
+        " (a file LightGBM's Python package saved names them on its last line, \
+         `pandas_categorical:`; this file has none: if it came from Python, it was cut short, \
+         so copy it again instead)"
+    };
+    let features = bind(&names, &categories, given, resolve, unnamed)?;
     let flavor = Flavor::LightGbm {
         sigmoid: objective.sigmoid,
     };
@@ -342,29 +345,6 @@ fn pandas_categorical<'a>(
         };
     }
     Ok((Vec::new(), tail))
-}
-
-/// A fault asking for the categories of a feature whose file stores codes, for a file without
-/// the Python package's `pandas_categorical` line: it says where the names would have been.
-fn without_pandas_line(e: TreeLoadError) -> TreeLoadError {
-    match e {
-        TreeLoadError::Format { location, message }
-            if message.starts_with("missing: the model file stores only category codes") =>
-        {
-            TreeLoadError::Format {
-                location,
-                message: format!(
-                    "{message} (a file LightGBM's Python package saved names them on its last \
-                     line, `pandas_categorical:`; this file has none: if it came from Python, \
-                     it was cut short, so copy it again instead)"
-                ),
-            }
-        }
-        TreeLoadError::Several(all) => {
-            TreeLoadError::Several(all.into_iter().map(without_pandas_line).collect())
-        }
-        e => e,
-    }
 }
 
 /// Each feature's categories (see the module doc): numeric unless `feature_infos` lists

@@ -255,7 +255,7 @@ pub fn parse_xgboost_noted(
         &raw,
         resolve,
     ));
-    let features = bind(names, &categories, spec.categories, resolve)?;
+    let features = bind(names, &categories, spec.categories, resolve, "")?;
     let classes = match classes {
         Some(base) => Classes::multi(
             Link::Softmax,
