@@ -282,7 +282,7 @@ async fn events_take_their_place_from_the_decision_and_may_not_contradict_it() {
         rejected,
         [
             (1, "channel: `app` contradicts the decision, which was made on channel `web`".to_owned()),
-            (2, "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id` (a decision asked with both ids was made for the `customer_id`: its events give that one)".to_owned()),
+            (2, "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id`: a decision asked with both ids was made for the `customer_id`, and one asked with a `visitor_id` alone for the visitor, whose events name that `visitor_id` (beside the `customer_id` after a login; once an event with both has linked them, the `customer_id` alone will do)".to_owned()),
             (3, "placement: `home_hero` contradicts the decision, which was made for placement `plans_page`".to_owned()),
         ]
     );

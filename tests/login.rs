@@ -166,3 +166,61 @@ async fn sticky_visitor_keeps_the_visitors_variant_for_the_customer() {
     assert!(detail.contains("sticky"), "{detail}");
     srv.stop();
 }
+
+/// After a login, the outcome of a decision made for the visitor may name the customer alone
+/// (an order system knows only the customer): the link says the decision was theirs, so it
+/// counts in the funnel and for the policies. Before the link it is refused, saying what to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_login_the_customer_alone_may_report_the_outcome_of_the_visitors_decision() {
+    let dir = TempDir::new("login-outcome");
+    let (m, data) = (dir.0.join("models"), dir.0.join("data"));
+    models(&m, false);
+    let srv = Binary::with_models(&m, &data).spawn();
+    let a = ask(
+        srv.public,
+        json!({"visitor_id": "web-bbb2", "channel": "web", "placement": "home"}),
+    )
+    .await;
+    let (id, offer) = (a["decision_id"].clone(), a["offers"][0]["offer_id"].clone());
+    let conversion = json!([{"type": "conversion", "customer_id": "C1", "offer_id": offer,
+                             "decision_id": id}]);
+    // Not linked yet: refused, and the refusal says which id the decision's events give.
+    let r = post_events(srv.public, conversion.clone()).await;
+    assert_eq!(r["accepted"], 0, "{r}");
+    let why = r["rejected"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("one asked with a `visitor_id` alone for the visitor")
+            && why.contains("once an event with both has linked them"),
+        "{r}"
+    );
+    // The login, then the order system's conversion naming the customer alone.
+    post_events(
+        srv.public,
+        json!([{"type": "click", "visitor_id": "web-bbb2", "customer_id": "C1",
+                "offer_id": offer, "decision_id": id}]),
+    )
+    .await;
+    let r = post_events(srv.public, conversion).await;
+    assert_eq!(
+        (r["accepted"].as_u64(), &r["rejected"]),
+        (Some(1), &json!([])),
+        "{r}"
+    );
+    let stats = get(srv.admin, "/admin/stats").await.json();
+    let row = stats["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["offer_id"] == offer && r["channel"] == "web")
+        .cloned()
+        .unwrap_or_else(|| panic!("no web row for {offer}: {stats}"));
+    assert_eq!(row["conversions"], 1, "{row}");
+    // Another customer, never linked to the visitor, is still refused.
+    let r = post_events(
+        srv.public,
+        json!([{"type": "conversion", "customer_id": "C2", "offer_id": offer, "decision_id": id}]),
+    )
+    .await;
+    assert_eq!(r["accepted"], 0, "{r}");
+    srv.stop();
+}

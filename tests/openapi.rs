@@ -818,3 +818,31 @@ fn every_error_code_the_server_answers_is_in_the_documents_enum() {
         "answered but not in ApiError.error's enum: {missing:?}"
     );
 }
+
+/// The document's example of a decide warning is the server's own words, and every fallback
+/// reason the server gives is among those it lists (others are open to later releases).
+#[tokio::test]
+async fn the_documents_examples_and_reasons_are_the_servers() {
+    let doc: Value = serde_json::from_str(nextbest::server::openapi::SOURCE).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let example = &schemas["Decision"]["properties"]["warnings"]["examples"][0][0];
+    let srv = support::start_demo().await;
+    let d = support::decide(
+        srv.public,
+        serde_json::json!({"custmer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    assert_eq!(&d["warnings"][0], example, "{d}");
+    srv.stop().await;
+    let listed = &schemas["FallbackInfo"]["properties"]["reason"]["anyOf"][0]["enum"];
+    for r in nextbest::engine::FallbackReason::ALL {
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(r.as_str())),
+            "{} is not listed in {listed}",
+            r.as_str()
+        );
+    }
+}

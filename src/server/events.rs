@@ -24,6 +24,7 @@ use super::AppState;
 use crate::contact::attribution::{self, customer_check};
 use crate::contact::event::{unknown_keys, EventFault, EVENT_FIELDS};
 use crate::contact::funnel::FunnelTable;
+use crate::contact::links::Links;
 use crate::contact::subject::Subject;
 use crate::contact::Event;
 use crate::experiment::Variant;
@@ -121,7 +122,7 @@ pub async fn post(
                 .filter_map(|v| funnel.table(set.key(v)))
         })
         .collect();
-    attribute(&mut batch, &tables, &active);
+    attribute(&mut batch, &tables, &active, state.contacts.links());
     resolve_categories(&mut batch, &active);
     state.contacts.count_rejected(batch.rejected.len());
     let done = state.contacts.ingest(&batch.events).await?;
@@ -289,6 +290,7 @@ fn attribute<'e>(
     batch: &mut EventBatch<'e>,
     tables: &'e [Arc<FunnelTable>],
     active: &'e [Arc<FunnelTable>],
+    links: &Links,
 ) {
     let events = std::mem::take(&mut batch.events);
     let indices = std::mem::take(&mut batch.indices);
@@ -299,7 +301,7 @@ fn attribute<'e>(
             Some((table, attribution::origin(d)))
         });
         if let Some((table, Some(origin))) = decided {
-            if let Err(why) = check_origin(&mut e, table, origin) {
+            if let Err(why) = check_origin(&mut e, table, origin, links) {
                 batch.rejected.push((i, why));
                 continue;
             }
@@ -435,16 +437,26 @@ fn check_origin<'e>(
     e: &mut Event<'e>,
     table: &'e FunnelTable,
     origin: attribution::Origin,
+    links: &Links,
 ) -> Result<(), String> {
-    // A decision for a visitor may be followed by events after their login (both ids), so
-    // either id may be the one the decision was made for.
+    // A decision for a visitor may be followed by events after their login: naming both ids,
+    // or the customer alone once a login linked the visitor to them (an order system knows
+    // only the customer). Either may be the one the decision was made for.
     let named = |who: Subject<'_>| who.with_key(customer_check);
+    let linked_visitor = |c: u16| {
+        e.visitor_id.is_none()
+            && links.visitors_of(e.customer_id).is_some_and(|vs| {
+                vs.iter()
+                    .any(|(_, v)| Some(c) == named(Subject::of(None, Some(v))))
+            })
+    };
     if origin.customer.is_some_and(|c| {
         Some(c) != named(Subject::of(Some(e.customer_id), None))
             && Some(c) != named(Subject::of(None, e.visitor_id))
+            && !linked_visitor(c)
     }) {
         return Err(
-            "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id` (a decision asked with both ids was made for the `customer_id`: its events give that one)".into(),
+            "decision_id: the decision was made for another customer (or visitor) than the event's `customer_id` or `visitor_id`: a decision asked with both ids was made for the `customer_id`, and one asked with a `visitor_id` alone for the visitor, whose events name that `visitor_id` (beside the `customer_id` after a login; once an event with both has linked them, the `customer_id` alone will do)".into(),
         );
     }
     let Some(ci) = origin.channel else {
