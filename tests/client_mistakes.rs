@@ -803,3 +803,44 @@ async fn a_body_nested_too_deep_is_said_with_its_place() {
     }
     srv.stop().await;
 }
+
+/// A required field misspelt is named beside the one missing, on both routes: the 400 points
+/// at what the client wrote.
+#[tokio::test]
+async fn a_misspelt_required_field_is_named_in_its_refusal() {
+    let srv = start_demo().await;
+    let json_ct = [("content-type", "application/json")];
+    for (path, body, said) in [
+        (
+            "/v1/decide",
+            &br#"{"customer_id":"C0000042","channel":"web","placment":"plans_page"}"#[..],
+            "missing field `placement`: the request has `placment`; did you mean `placement`?",
+        ),
+        (
+            "/v1/events",
+            br#"{"evnets":[]}"#,
+            "missing field `events`: the body has `evnets`; did you mean `events`?",
+        ),
+        (
+            "/v1/events",
+            br#"{"events":[{"tpye":"click","customer_id":"C0000042","offer_id":"data_boost_10gb"}]}"#,
+            "events[0].type: missing field; `tpye` is not a field: did you mean `type`?",
+        ),
+    ] {
+        let d = request(srv.public, "POST", path, &json_ct, body)
+            .await
+            .assert_error(400, "invalid_request");
+        assert!(d.starts_with(said), "{path}: {d}");
+    }
+    let d = get(
+        srv.public,
+        "/v1/decide?customer_id=C0000042&Channel=web&placement=checkout",
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    assert_eq!(
+        d,
+        "missing field `channel`: the request has `Channel`; did you mean `channel`?"
+    );
+    srv.stop().await;
+}

@@ -270,7 +270,7 @@ impl<'a> Event<'a> {
             return malformed("expected an event object".into());
         };
         let kind = match obj.get("type") {
-            None => return malformed("type: missing field".into()),
+            None => return malformed(format!("type: missing field{}", misspelt(obj, &["type"]))),
             Some(t) => match t.as_str().and_then(EventKind::parse) {
                 Some(k) => k,
                 None => {

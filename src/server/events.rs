@@ -208,7 +208,20 @@ pub fn validate_batch<'v>(
                 "missing field `events`: the body is one event, not a batch; {SHAPE}"
             )))
         }
-        None => return Err(ApiError::InvalidRequest("missing field `events`".into())),
+        None => {
+            let typo = top.keys().find_map(|k| {
+                crate::near::nearest(k, ["events"]).map(|_| {
+                    format!(
+                        ": the body has `{}`; did you mean `events`?",
+                        k.chars().take(64).collect::<String>()
+                    )
+                })
+            });
+            return Err(ApiError::InvalidRequest(format!(
+                "missing field `events`{}",
+                typo.unwrap_or_default()
+            )));
+        }
     };
     if items.len() > MAX_BATCH {
         return Err(ApiError::InvalidRequest(format!(

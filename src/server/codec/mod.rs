@@ -221,10 +221,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for DecideBody<'a> {
                     }
                 }
                 if !channel {
-                    return Err(de::Error::missing_field("channel"));
+                    return Err(de::Error::custom(missing("channel", &body.unknown)));
                 }
                 if !placement {
-                    return Err(de::Error::missing_field("placement"));
+                    return Err(de::Error::custom(missing("placement", &body.unknown)));
                 }
                 Ok(body)
             }
@@ -514,12 +514,27 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
         }
     }
     if !channel {
-        return Err(ApiError::InvalidRequest("missing field `channel`".into()));
+        return Err(ApiError::InvalidRequest(missing("channel", &body.unknown)));
     }
     if !placement {
-        return Err(ApiError::InvalidRequest("missing field `placement`".into()));
+        return Err(ApiError::InvalidRequest(missing(
+            "placement",
+            &body.unknown,
+        )));
     }
     body.validate()
+}
+
+/// A required field the request lacks, with the one it has that was likely meant for it
+/// (`placment`, `Channel`).
+fn missing(field: &str, unknown: &[Cow<'_, str>]) -> String {
+    match crate::near::nearest(field, unknown.iter().map(|u| &**u)) {
+        Some(near) => format!(
+            "missing field `{field}`: the request has `{}`; did you mean `{field}`?",
+            shown(near)
+        ),
+        None => format!("missing field `{field}`"),
+    }
 }
 
 /// At most 64 characters of a client's value, for an error message.

@@ -90,6 +90,26 @@ fn unknown_fields_are_collected_not_ignored() {
     assert_eq!(q.context.0.len(), 1);
     let clean = decode_json(br#"{"channel":"web","placement":"p"}"#, &mut scratch).unwrap();
     assert_eq!(clean.unknown_count, 0);
+    // A required field misspelt is named beside the one missing, in a body and a query.
+    let mut scratch2 = Vec::new();
+    match decode_json(br#"{"channel":"web","placment":"p"}"#, &mut scratch2) {
+        Err(ApiError::InvalidRequest(d)) => assert_eq!(
+            d,
+            "missing field `placement`: the request has `placment`; did you mean `placement`?"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match decode_query("Channel=web&placement=p") {
+        Err(ApiError::InvalidRequest(d)) => assert_eq!(
+            d,
+            "missing field `channel`: the request has `Channel`; did you mean `channel`?"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match decode_json(br#"{"channel":"web","x":1}"#, &mut scratch2) {
+        Err(ApiError::InvalidRequest(d)) => assert_eq!(d, "missing field `placement`"),
+        other => panic!("{other:?}"),
+    }
     // Written twice, warned of once.
     let twice = br#"{"channel":"web","placement":"p","x":1,"x":2}"#;
     let d = decode_json(twice, &mut scratch).unwrap();
