@@ -844,3 +844,33 @@ async fn a_misspelt_required_field_is_named_in_its_refusal() {
     );
     srv.stop().await;
 }
+
+/// An impression of the fallback content an answer showed is reported without a warning (the
+/// contract's warnings mean a mistake); an id that is neither an offer nor content still warns.
+#[tokio::test]
+async fn fallback_content_impressions_are_taken_without_a_warning() {
+    let srv = start_demo().await;
+    let a = decide(
+        srv.public,
+        json!({"customer_id": "NOBODY", "channel": "web", "placement": "home_hero"}),
+    )
+    .await;
+    let shown = a["offers"][0]["offer_id"]
+        .as_str()
+        .expect("fallback content")
+        .to_owned();
+    assert!(a["fallback"]["reason"].is_string(), "{a}");
+    let r = post_events(
+        srv.public,
+        json!([{"type": "impression", "customer_id": "C0000050", "offer_id": shown, "channel": "web"},
+               {"type": "impression", "customer_id": "C0000050", "offer_id": "brand_heor", "channel": "web"}]),
+    )
+    .await;
+    assert_eq!(r["accepted"], 2, "{r}");
+    let w = r["warnings"]
+        .as_array()
+        .expect("a warning for the mistyped id");
+    assert_eq!(w.len(), 1, "{r}");
+    assert_eq!(w[0]["index"], 1, "{r}");
+    srv.stop().await;
+}

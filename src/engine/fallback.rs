@@ -78,6 +78,8 @@ pub struct Fallback {
     pub offers_json: Box<str>,
     /// Which stage of the chain this is.
     pub stage: FallbackStage,
+    /// The content's ids (`offer_id`), so events that report it are told from mistakes.
+    pub ids: Box<[Box<str>]>,
 }
 
 impl Fallback {
@@ -86,7 +88,13 @@ impl Fallback {
         Fallback {
             offers_json: "[]".into(),
             stage: FallbackStage::Builtin,
+            ids: Box::default(),
         }
+    }
+
+    /// Whether this content holds the item `id`.
+    pub fn has(&self, id: &str) -> bool {
+        self.ids.iter().any(|i| &**i == id)
     }
 
     /// [`Fallback::builtin_empty`], shared: what a request on a channel nobody knows gets.
@@ -116,6 +124,13 @@ pub struct BuiltinChannel {
 }
 
 impl BuiltinFallback {
+    /// Whether any of this content holds the item `id`.
+    pub fn has(&self, id: &str) -> bool {
+        self.channels
+            .iter()
+            .any(|c| c.default.has(id) || c.placements.iter().any(|(_, fb)| fb.has(id)))
+    }
+
     /// The content for a channel and placement: the placement's, else the channel's default,
     /// else an empty list.
     pub fn lookup(&self, channel: &str, placement: &str) -> &Fallback {

@@ -122,7 +122,14 @@ pub async fn post(
                 .filter_map(|v| funnel.table(set.key(v)))
         })
         .collect();
-    attribute(&mut batch, &tables, &active, state.contacts.links());
+    let fallback = |id: &str| fallback_content(state, &snap, id);
+    attribute(
+        &mut batch,
+        &tables,
+        &active,
+        state.contacts.links(),
+        &fallback,
+    );
     resolve_categories(&mut batch, &active);
     state.contacts.count_rejected(batch.rejected.len());
     let done = state.contacts.ingest(&batch.events).await?;
@@ -159,6 +166,21 @@ fn read_field(path: &str) -> bool {
             .is_some_and(|(i, key)| {
                 i.bytes().all(|b| b.is_ascii_digit()) && EVENT_FIELDS.contains(&key)
             })
+}
+
+/// Whether `id` names fallback content an answer may show: the serving models' (a placement's
+/// or a channel's) or the sidecar's own (`--fallback-file`).
+fn fallback_content(state: &AppState, snap: &Snapshot, id: &str) -> bool {
+    let models = snap.models.iter().flat_map(|set| {
+        std::iter::once(&set.champion.compiled)
+            .chain(set.challenger.as_ref().map(|c| &c.model.compiled))
+    });
+    state.builtin.has(id)
+        || models.into_iter().any(|m| {
+            m.channels
+                .iter()
+                .any(|c| c.fallback.has(id) || c.slots.iter().any(|s| s.fallback.has(id)))
+        })
 }
 
 fn syntax_error(raw: &[u8]) -> ApiError {
@@ -304,6 +326,7 @@ fn attribute<'e>(
     tables: &'e [Arc<FunnelTable>],
     active: &'e [Arc<FunnelTable>],
     links: &Links,
+    fallback: &dyn Fn(&str) -> bool,
 ) {
     let events = std::mem::take(&mut batch.events);
     let indices = std::mem::take(&mut batch.indices);
@@ -353,7 +376,8 @@ fn attribute<'e>(
         if let (Some(offer), None) = (e.offer_id, e.category) {
             let knows = |t: &Arc<FunnelTable>| t.offer(offer).is_some();
             let known = decided.is_some_and(|(t, _)| knows(t)) || active.iter().any(knows);
-            if !known && !active.is_empty() {
+            // Fallback content an answer showed is no offer, and its impression no mistake.
+            if !known && !active.is_empty() && !fallback(offer) {
                 let models: Vec<String> = active
                     .iter()
                     .map(|t| format!("{} {}", t.name, t.version))

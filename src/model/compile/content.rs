@@ -27,7 +27,7 @@ pub(super) struct Content<'a> {
 /// One entry of a fallback list as the answer shows it: ranked, with no score.
 #[derive(Serialize)]
 pub(super) struct FallbackItem<'a> {
-    offer_id: &'a str,
+    pub(super) offer_id: &'a str,
     rank: usize,
     score: u8,
     propensity: u8,

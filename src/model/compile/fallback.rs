@@ -55,7 +55,7 @@ pub(super) fn read_fallback(
             }
             let max = placements.get(pl).and_then(|p| p.max_sms_segments);
             let kind = ContentKind::of(ch);
-            let Some(json) = slots
+            let Some((json, ids)) = slots
                 .get(pl)
                 .and_then(|v| fallback_items(f, v, &ppath, kind, max))
             else {
@@ -71,6 +71,7 @@ pub(super) fn read_fallback(
                 Fallback {
                     offers_json: json,
                     stage,
+                    ids,
                 },
             );
         }
@@ -78,14 +79,15 @@ pub(super) fn read_fallback(
     out
 }
 
-/// One fallback list (`[{"offer_id", "content"}]`) as the pre-encoded `offers` array.
+/// One fallback list (`[{"offer_id", "content"}]`) as the pre-encoded `offers` array, and its
+/// ids.
 fn fallback_items(
     f: &mut Faults,
     v: &Value<'_>,
     path: &str,
     kind: ContentKind,
     max_segments: Option<u32>,
-) -> Option<Box<str>> {
+) -> Option<(Box<str>, Box<[Box<str>]>)> {
     let items = f.array(v, path, MAX_LIMIT)?;
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
@@ -106,11 +108,11 @@ fn fallback_items(
             _ => ok = false,
         }
     }
-    if ok {
-        encode(&out)
-    } else {
-        None
+    if !ok {
+        return None;
     }
+    let ids = out.iter().map(|item| Box::from(item.offer_id)).collect();
+    Some((encode(&out)?, ids))
 }
 
 /// Compiles a built-in fallback document: `{channel: {placement | "default": [items]}}`, the
@@ -138,10 +140,11 @@ pub fn compile_builtin(doc: &Value<'_>) -> Result<BuiltinFallback, Vec<Fault>> {
                 let items = slots
                     .get(pl)
                     .and_then(|v| fallback_items(&mut f, v, &path, kind, None));
-                if let Some(json) = items {
+                if let Some((json, ids)) = items {
                     let fb = Fallback {
                         offers_json: json,
                         stage: FallbackStage::Builtin,
+                        ids,
                     };
                     if pl == DEFAULT_FALLBACK_KEY {
                         default = fb;
