@@ -55,39 +55,32 @@ pub(super) fn read_fallback(
             }
             let max = placements.get(pl).and_then(|p| p.max_sms_segments);
             let kind = ContentKind::of(ch);
-            let Some((json, ids)) = slots
-                .get(pl)
-                .and_then(|v| fallback_items(f, v, &ppath, kind, max))
-            else {
-                continue;
-            };
             let stage = if pl == DEFAULT_FALLBACK_KEY {
                 FallbackStage::Channel
             } else {
                 FallbackStage::Placement
             };
-            out.insert(
-                (ch.to_owned(), pl.to_owned()),
-                Fallback {
-                    offers_json: json,
-                    stage,
-                    ids,
-                },
-            );
+            let Some(fallback) = slots
+                .get(pl)
+                .and_then(|v| fallback_items(f, v, &ppath, (kind, max), stage))
+            else {
+                continue;
+            };
+            out.insert((ch.to_owned(), pl.to_owned()), fallback);
         }
     }
     out
 }
 
-/// One fallback list (`[{"offer_id", "content"}]`) as the pre-encoded `offers` array, and its
-/// ids.
+/// One fallback list (`[{"offer_id", "content"}]`) as the stage's content: the pre-encoded
+/// `offers` array and its ids.
 fn fallback_items(
     f: &mut Faults,
     v: &Value<'_>,
     path: &str,
-    kind: ContentKind,
-    max_segments: Option<u32>,
-) -> Option<(Box<str>, Box<[Box<str>]>)> {
+    (kind, max_segments): (ContentKind, Option<u32>),
+    stage: FallbackStage,
+) -> Option<Fallback> {
     let items = f.array(v, path, MAX_LIMIT)?;
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
@@ -111,8 +104,11 @@ fn fallback_items(
     if !ok {
         return None;
     }
-    let ids = out.iter().map(|item| Box::from(item.offer_id)).collect();
-    Some((encode(&out)?, ids))
+    Some(Fallback {
+        offers_json: encode(&out)?,
+        stage,
+        ids: out.iter().map(|item| Box::from(item.offer_id)).collect(),
+    })
 }
 
 /// Compiles a built-in fallback document: `{channel: {placement | "default": [items]}}`, the
@@ -137,15 +133,10 @@ pub fn compile_builtin(doc: &Value<'_>) -> Result<BuiltinFallback, Vec<Fault>> {
             for pl in pls {
                 let path = join(ch, pl);
                 let kind = ContentKind::of(ch);
-                let items = slots
-                    .get(pl)
-                    .and_then(|v| fallback_items(&mut f, v, &path, kind, None));
-                if let Some((json, ids)) = items {
-                    let fb = Fallback {
-                        offers_json: json,
-                        stage: FallbackStage::Builtin,
-                        ids,
-                    };
+                let items = slots.get(pl).and_then(|v| {
+                    fallback_items(&mut f, v, &path, (kind, None), FallbackStage::Builtin)
+                });
+                if let Some(fb) = items {
                     if pl == DEFAULT_FALLBACK_KEY {
                         default = fb;
                     } else {
