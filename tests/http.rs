@@ -256,7 +256,21 @@ async fn every_error_status_has_a_json_body() {
     assert!(d.contains("/v2/nothing"));
     let r = request(a, "DELETE", "/v1/decide", &[], b"").await;
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    // HEAD is GET's answer without its body.
+    let head = raw(
+        a,
+        format!(
+            "HEAD /v1/decide?customer_id=C0000042&channel=web&placement=plans_page HTTP/1.1\r\n\
+             host: {a}\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body after the head: {head}");
     request(a, "POST", "/healthz", &[], b"")
         .await
         .assert_error(405, "method_not_allowed");
