@@ -635,6 +635,18 @@ async fn a_number_sent_as_text_where_the_model_reads_numbers_is_named() {
           it as a JSON number (as text it fails every comparison)"
         ]
     );
+    // `+250` in a query string arrives as ` 250`: the word says why.
+    let q = get(
+        srv.public,
+        "/v1/decide?customer_id=C0000043&channel=web&placement=checkout&context.cart_value=+250",
+    )
+    .await
+    .json();
+    let w = warnings(&q);
+    assert!(
+        w.len() == 1 && w[0].contains("in a query string a `+` reads as a space"),
+        "{q}"
+    );
     // As a number, or text that is no number, or a key the model reads as text: no word.
     for context in [
         json!({"cart_value": 250, "cart_type": "device"}),

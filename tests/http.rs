@@ -120,6 +120,23 @@ async fn unknown_customer_gets_fallback_where_the_placement_does_not_decide_for_
     assert!(a["fallback"].is_null(), "{a}");
     assert_eq!(a["anonymous"], true);
     assert_eq!(offer_ids(&a), ["switch_welcome"]);
+    assert!(a.get("warnings").is_none(), "{a}");
+    // A known id with white space around it is unknown as written, and the answer says why.
+    for placement in ["plans_page", "home_hero"] {
+        let a = decide(
+            srv.public,
+            json!({"customer_id": "C0000042 ", "channel": "web", "placement": placement}),
+        )
+        .await;
+        assert_eq!(
+            a["warnings"],
+            json!([
+                "customer_id: \"C0000042 \" has white space around it, and ids are kept as \
+                    written: the snapshot has no such customer (trim it)"
+            ]),
+            "{a}"
+        );
+    }
     srv.stop().await;
 }
 

@@ -247,6 +247,9 @@ fn decide(
                 if d.fallback == Some(FallbackReason::UnknownPlacement) {
                     warnings.push(state.typos.unknown_placement(model, &req));
                 }
+                if d.anonymous || d.fallback == Some(FallbackReason::UnknownCustomer) {
+                    typos::spaced_id(req.customer_id, &mut warnings);
+                }
                 if d.fallback.is_some() {
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);
                 }

@@ -175,10 +175,28 @@ pub fn numbers_as_text(
     out: &mut Vec<String>,
 ) {
     for (key, text) in model.numbers_sent_as_text(req.context) {
+        // ` 250` from `context.cart_value=+250`: form decoding reads a `+` as a space.
+        let spaced = if text.trim() != text {
+            " (white space around the number: in a query string a `+` reads as a space, so write `250`, not `+250`)"
+        } else {
+            ""
+        };
         out.push(format!(
-            "context.{}: \"{}\" is text, and the model reads this key as a number: send it as a JSON number (as text it fails every comparison)",
+            "context.{}: \"{}\" is text, and the model reads this key as a number: send it as a JSON number (as text it fails every comparison){spaced}",
             shown(key),
             shown(text)
+        ));
+    }
+}
+
+/// Says that a customer id the snapshot lacks has white space around it (`"C0000042 "`): ids
+/// are kept as written, so the customer is unknown for want of a trim.
+pub fn spaced_id(customer_id: Option<&str>, out: &mut Vec<String>) {
+    if let Some(id) = customer_id.filter(|id| id.trim() != *id) {
+        out.push(format!(
+            "customer_id: \"{}\" has white space around it, and ids are kept as written: the \
+             snapshot has no such customer (trim it)",
+            shown(id)
         ));
     }
 }
