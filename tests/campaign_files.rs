@@ -102,6 +102,7 @@ fn every_campaign_file_fault_is_reported_with_its_path() {
             "frequency.channels[1]",
             "the model `small` has no channel `emial` (it has: ",
         ),
+        ("frequency.channels[1]", "did you mean `email`?"),
     ] {
         assert!(
             faults

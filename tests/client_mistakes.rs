@@ -462,9 +462,23 @@ async fn a_field_written_twice_is_refused_and_an_unknown_decision_id_gets_a_word
         assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
         let j = r.json();
         assert_eq!(j["accepted"], 1, "{j}");
+        assert_eq!(j["warnings"].as_array().map(Vec::len), Some(1), "{j}");
         let w = j["warnings"][0]["warning"].as_str().unwrap_or_default();
         assert!(w.starts_with("`x` is not a field of an event"), "{j}");
     }
+    // So is one beside `events`, and an id with white space around it is said to be filed
+    // as written.
+    let body = br#"{"events":[{"type":"impression","customer_id":"C0000702 ","offer_id":"data_boost_10gb","channel":"web"}],"y":1,"y":2}"#;
+    let j = request(srv.public, "POST", "/v1/events", &json_ct, body)
+        .await
+        .json();
+    assert_eq!(j["batch_warnings"].as_array().map(Vec::len), Some(1), "{j}");
+    assert_eq!(
+        j["warnings"][0]["warning"],
+        "customer_id: \"C0000702 \" has white space around it, and ids are kept as written: the \
+         event is filed under it as written (trim it)",
+        "{j}"
+    );
     let context = br#"{"customer_id":"C0000042","channel":"web","placement":"checkout","context":{"cart_value":250,"cart_value":10}}"#;
     let d = request(srv.public, "POST", "/v1/decide", &json_ct, context)
         .await

@@ -141,4 +141,23 @@ async fn a_replica_whose_clock_runs_a_year_ahead_trims_nothing_and_says_so() {
     .await;
     let lag = metric(&b, "nextbest_replication_lag_seconds ").await;
     assert!(lag < 60.0, "B measures a lag of {lag} s for A's events");
+
+    // An event on A quoting B's decision, with no time of its own: the warning names the
+    // clocks, not the event's offset.
+    let d = decide(
+        b.public,
+        json!({"customer_id": "C0000042", "channel": "web", "placement": "plans_page"}),
+    )
+    .await;
+    let r = post_events(
+        a.public,
+        json!([{"type": "impression", "customer_id": "C0000042",
+                "offer_id": d["offers"][0]["offer_id"], "decision_id": d["decision_id"]}]),
+    )
+    .await;
+    let w = r["warnings"][0]["warning"].as_str().unwrap_or_default();
+    assert!(
+        w.starts_with("decision_id: the decision was made at") && w.contains("runs ahead"),
+        "{r}"
+    );
 }

@@ -137,6 +137,17 @@ async fn unknown_customer_gets_fallback_where_the_placement_does_not_decide_for_
             "{a}"
         );
     }
+    // A visitor's id is taken whatever it is, but white space around it is said.
+    let a = decide(
+        srv.public,
+        json!({"visitor_id": " web-1", "channel": "web", "placement": "home_hero"}),
+    )
+    .await;
+    let w = a["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        w.starts_with("visitor_id: \" web-1\" has white space around it"),
+        "{a}"
+    );
     srv.stop().await;
 }
 

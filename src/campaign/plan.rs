@@ -109,9 +109,10 @@ impl Plan {
                     f.push(
                         &format!("frequency.channels[{i}]"),
                         format!(
-                            "the model `{}` has no channel `{c}` (it has: {}): the cap would count nothing there",
+                            "the model `{}` has no channel `{c}` (it has: {}): the cap would count nothing there{}",
                             model.name,
-                            names()
+                            names(),
+                            crate::near::did_you_mean(c, model.channels.iter().map(|m| &*m.name))
                         ),
                     );
                 }

@@ -200,6 +200,7 @@ fn decide(
         origin,
     );
     let mut warnings = typos::field_warnings(body);
+    typos::spaced_id("visitor_id", visitor, &mut warnings);
     warnings.append(&mut started.warnings);
     state
         .typos
@@ -248,7 +249,7 @@ fn decide(
                     warnings.push(state.typos.unknown_placement(model, &req));
                 }
                 if d.anonymous || d.fallback == Some(FallbackReason::UnknownCustomer) {
-                    typos::spaced_id(req.customer_id, &mut warnings);
+                    typos::spaced_id("customer_id", req.customer_id, &mut warnings);
                 }
                 if d.fallback.is_some() {
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);

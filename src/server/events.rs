@@ -19,7 +19,7 @@ use simd_json::prelude::*;
 
 use super::body::read_json_body;
 use super::error::{json_response, ApiError};
-use super::typos::Route;
+use super::typos::{self, Route};
 use super::AppState;
 use crate::contact::attribution::{self, customer_check};
 use crate::contact::event::{unknown_keys, EventFault, EVENT_FIELDS};
@@ -123,13 +123,12 @@ pub async fn post(
         })
         .collect();
     let fallback = |id: &str| fallback_content(state, &snap, id);
-    attribute(
-        &mut batch,
-        &tables,
-        &active,
-        state.contacts.links(),
-        &fallback,
-    );
+    let known = Known {
+        links: state.contacts.links(),
+        fallback: &fallback,
+        now_ms: now,
+    };
+    attribute(&mut batch, &tables, &active, &known);
     resolve_categories(&mut batch, &active);
     state.contacts.count_rejected(batch.rejected.len());
     let done = state.contacts.ingest(&batch.events).await?;
@@ -156,6 +155,18 @@ pub async fn post(
 }
 
 /// A body simd-json refused, in serde_json's words and positions.
+/// Each key once, in order: a key written twice is warned of once.
+fn once_each<'k>(keys: impl Iterator<Item = &'k str>) -> impl Iterator<Item = &'k str> {
+    let mut seen: Vec<&str> = Vec::new();
+    keys.filter(move |k| {
+        let new = !seen.contains(k);
+        if new {
+            seen.push(k);
+        }
+        new
+    })
+}
+
 /// Whether a field at `path` of an events body is read: `events`, and an event's own fields.
 /// Any other (an unknown field, warned of) may be written twice: no value of it is taken.
 fn read_field(path: &str) -> bool {
@@ -256,10 +267,9 @@ pub fn validate_batch<'v>(
         indices: Vec::with_capacity(items.len()),
         rejected: Vec::new(),
         warnings: Vec::new(),
-        batch_warnings: top
-            .keys()
-            .filter(|k| &***k != "events")
-            .map(|k| batch_field_warning(k))
+        batch_warnings: once_each(top.keys().map(|k| &**k))
+            .filter(|k| *k != "events")
+            .map(batch_field_warning)
             .collect(),
     };
     for (i, item) in items.iter().enumerate() {
@@ -288,8 +298,22 @@ pub fn validate_batch<'v>(
                         format!("{key}: empty, taken as absent (as a decide request takes it)"),
                     ));
                 }
+                if let Some(id) = obj
+                    .get(key)
+                    .and_then(|v| v.as_str())
+                    .filter(|id| typos::spaced(id))
+                {
+                    batch.warnings.push((
+                        i,
+                        format!(
+                            "{key}: \"{}\" has white space around it, and ids are kept as \
+                             written: the event is filed under it as written (trim it)",
+                            id.chars().take(64).collect::<String>()
+                        ),
+                    ));
+                }
             }
-            for key in unknown_keys(obj) {
+            for key in once_each(unknown_keys(obj)) {
                 batch.warnings.push((
                     i,
                     format!(
@@ -321,12 +345,19 @@ fn batch_field_warning(key: &str) -> String {
 /// channel and placement they leave out, refuses those that contradict them or were made for
 /// another customer, and warns about offers neither the decision's model nor the active models
 /// know. `tables` are every kept model version's funnel tables, `active` the serving ones'.
+/// What an event is checked against besides the funnel tables: the logins linking visitors to
+/// customers, the fallback content answers show, and this server's time.
+struct Known<'k> {
+    links: &'k Links,
+    fallback: &'k (dyn Fn(&str) -> bool + Sync),
+    now_ms: i64,
+}
+
 fn attribute<'e>(
     batch: &mut EventBatch<'e>,
     tables: &'e [Arc<FunnelTable>],
     active: &'e [Arc<FunnelTable>],
-    links: &Links,
-    fallback: &dyn Fn(&str) -> bool,
+    known: &Known<'_>,
 ) {
     let events = std::mem::take(&mut batch.events);
     let indices = std::mem::take(&mut batch.indices);
@@ -337,14 +368,17 @@ fn attribute<'e>(
             Some((table, attribution::origin(d)))
         });
         if let Some((table, Some(origin))) = decided {
-            if let Err(why) = check_origin(&mut e, table, origin, links) {
+            if let Err(why) = check_origin(&mut e, table, origin, known.links) {
                 batch.rejected.push((i, why));
                 continue;
             }
             if let Some(why) = never_shown(&e, table, origin) {
                 batch.warnings.push((i, why));
             }
-            if let Some(why) = e.decision_id.and_then(|d| before_its_decision(&e, d)) {
+            if let Some(why) = e
+                .decision_id
+                .and_then(|d| before_its_decision(&e, d, known.now_ms))
+            {
                 batch.warnings.push((i, why));
             }
         }
@@ -375,9 +409,9 @@ fn attribute<'e>(
         }
         if let (Some(offer), None) = (e.offer_id, e.category) {
             let knows = |t: &Arc<FunnelTable>| t.offer(offer).is_some();
-            let known = decided.is_some_and(|(t, _)| knows(t)) || active.iter().any(knows);
+            let known_offer = decided.is_some_and(|(t, _)| knows(t)) || active.iter().any(knows);
             // Fallback content an answer showed is no offer, and its impression no mistake.
-            if !known && !active.is_empty() && !fallback(offer) {
+            if !known_offer && !active.is_empty() && !(known.fallback)(offer) {
                 let models: Vec<String> = active
                     .iter()
                     .map(|t| format!("{} {}", t.name, t.version))
@@ -444,11 +478,23 @@ fn never_shown(e: &Event<'_>, table: &FunnelTable, origin: attribution::Origin) 
 /// Says when an event is stamped before the decision it quotes (beyond the clock skew a
 /// client may have, as for times ahead): a time zone lost on the way, most likely. The event
 /// counts at the time it gives.
-fn before_its_decision(e: &Event<'_>, decision_id: u128) -> Option<String> {
+fn before_its_decision(e: &Event<'_>, decision_id: u128, now_ms: i64) -> Option<String> {
     let decided_ms = i64::try_from(ulid::Ulid(decision_id).timestamp_ms()).ok()?;
     let early = decided_ms - e.ts_ms;
     if early <= crate::contact::event::MAX_FUTURE_MS {
         return None;
+    }
+    // A decision made after this server's now: the clocks of the replica that made it and of
+    // this one differ, whatever the event's time says (it may have none).
+    let ahead = decided_ms - now_ms;
+    if ahead > crate::contact::event::MAX_FUTURE_MS {
+        return Some(format!(
+            "decision_id: the decision was made at {}, {} after this server's clock reads now: the \
+             clock of the replica that made it runs ahead of this one's (or this one's behind; \
+             `nextbest_fleet_clock_skew_seconds` on each says which), not the event's time",
+            crate::rfc3339::format_ms(decided_ms),
+            span(ahead),
+        ));
     }
     Some(format!(
         "ts: `{}` is {} before the decision it quotes was made ({}): check the time's offset; the event counts at the time it gives",

@@ -189,13 +189,23 @@ pub fn numbers_as_text(
     }
 }
 
-/// Says that a customer id the snapshot lacks has white space around it (`"C0000042 "`): ids
-/// are kept as written, so the customer is unknown for want of a trim.
-pub fn spaced_id(customer_id: Option<&str>, out: &mut Vec<String>) {
-    if let Some(id) = customer_id.filter(|id| id.trim() != *id) {
+/// Whether an id has white space at either end (`"C0000042 "`), which every lookup keeps.
+pub fn spaced(id: &str) -> bool {
+    id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace)
+}
+
+/// Says that an id has white space around it: ids are kept as written, so a customer the
+/// snapshot lacks is unknown for want of a trim, and a visitor's history is another's.
+pub fn spaced_id(field: &str, id: Option<&str>, out: &mut Vec<String>) {
+    if let Some(id) = id.filter(|id| spaced(id)) {
+        let so = if field == "customer_id" {
+            "the snapshot has no such customer"
+        } else {
+            "the history read and kept is that id's, not the trimmed one's"
+        };
         out.push(format!(
-            "customer_id: \"{}\" has white space around it, and ids are kept as written: the \
-             snapshot has no such customer (trim it)",
+            "{field}: \"{}\" has white space around it, and ids are kept as written: {so} \
+             (trim it)",
             shown(id)
         ));
     }
