@@ -55,7 +55,11 @@ impl ModelWatcher {
     /// that does), so a start-up log can say what it waits for; `None` once it is watched.
     pub fn waiting_in(&self) -> Option<PathBuf> {
         let arming = self.arming.lock().unwrap_or_else(|e| e.into_inner());
-        arming.watched.clone().filter(|w| *w != arming.target)
+        arming
+            .watched
+            .as_ref()
+            .map(|(w, _)| w.clone())
+            .filter(|w| *w != arming.target)
     }
 }
 
@@ -63,47 +67,72 @@ impl ModelWatcher {
 /// existing folder on its way, alone, to see it appear.
 struct Arming {
     target: PathBuf,
-    watched: Option<PathBuf>,
+    /// The folder watched, and which folder it was (device and inode): one removed and made
+    /// again under its name within one debounce is another folder, watched anew.
+    watched: Option<(PathBuf, Option<(u64, u64)>)>,
+}
+
+/// A folder's device and inode, which a folder made again under the same name does not share.
+fn identity(folder: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(folder).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Arming {
-    /// Moves the watch to where it belongs now, saying where it went.
+    /// Moves the watch to where it belongs now, saying where it went. A folder may appear
+    /// while the watch moves to its parent, so it moves until it settles (at most once per
+    /// folder on the way, and once more).
     fn rearm(&mut self, watcher: &mut Watcher) -> notify::Result<Moved> {
-        let next = nearest_folder(&self.target);
-        if next == self.watched {
-            return Ok(Moved::Stayed);
-        }
         let was_there = self.watching_target();
-        if let Some(old) = self.watched.take() {
+        let mut moved = false;
+        for _ in 0..=self.target.components().count() {
+            if !self.step(watcher)? {
+                break;
+            }
+            moved = true;
+        }
+        Ok(match (moved, was_there, self.watching_target()) {
+            (false, _, _) => Moved::Stayed,
+            (true, _, true) => Moved::Arrived,
+            (true, true, false) => Moved::Left,
+            (true, false, false) => Moved::Nearer,
+        })
+    }
+
+    /// Moves the watch once; false when it is where it belongs already.
+    fn step(&mut self, watcher: &mut Watcher) -> notify::Result<bool> {
+        let next = nearest_folder(&self.target).map(|p| {
+            let id = identity(&p);
+            (p, id)
+        });
+        if next.is_some() && next == self.watched {
+            return Ok(false);
+        }
+        if let Some((old, _)) = self.watched.take() {
             // A folder removed took its watch with it; unwatching it then fails, harmlessly.
             let _ = watcher.unwatch(&old);
         }
-        let Some(next) = next else {
+        let Some((next, id)) = next else {
             return Err(notify::Error::generic(&format!(
                 "no folder on the way to {} exists",
                 self.target.display()
             )));
         };
-        let arrived = next == self.target;
         // Recursive: a scorer file may lie in a subfolder (`trees/offer.json`).
-        let mode = if arrived {
+        let mode = if next == self.target {
             RecursiveMode::Recursive
         } else {
             RecursiveMode::NonRecursive
         };
         watcher.watch(&next, mode)?;
-        self.watched = Some(next);
-        Ok(if arrived {
-            Moved::Arrived
-        } else if was_there {
-            Moved::Left
-        } else {
-            Moved::Nearer
-        })
+        self.watched = Some((next, id));
+        Ok(true)
     }
 
     fn watching_target(&self) -> bool {
-        self.watched.as_ref() == Some(&self.target)
+        self.watched
+            .as_ref()
+            .is_some_and(|(w, _)| *w == self.target)
     }
 }
 
@@ -113,7 +142,7 @@ enum Moved {
     Stayed,
     /// Between folders on the way to the models folder.
     Nearer,
-    /// Onto the models folder, which appeared.
+    /// Onto the models folder, which appeared (or was made again).
     Arrived,
     /// Up from it, as it went.
     Left,

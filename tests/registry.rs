@@ -1151,4 +1151,23 @@ async fn a_models_folder_yet_to_come_is_waited_for_from_the_nearest_folder_alone
     std::fs::rename(&staged, &folder).unwrap();
     eventually("the new copy loading", || version_of(&registry) == "5").await;
     assert!(watcher.waiting_in().is_none());
+
+    // Removed and replaced at once, within one debounce: the folder under the name is another
+    // one, and it is the one watched from then on (a change in it loads).
+    let staged = models.dir.join("staged-2");
+    std::fs::create_dir(&staged).unwrap();
+    copy_demo_into(&staged, "6");
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::rename(&staged, &folder).unwrap();
+    eventually("the replacing copy loading", || {
+        version_of(&registry) == "6"
+    })
+    .await;
+    let doc = serde_json::to_vec(&TempModels::demo_doc("7")).unwrap();
+    std::fs::write(folder.join(".model.json.tmp"), doc).unwrap();
+    std::fs::rename(folder.join(".model.json.tmp"), folder.join("model.json")).unwrap();
+    eventually("a change in the replacing folder loading", || {
+        version_of(&registry) == "7"
+    })
+    .await;
 }
