@@ -222,5 +222,48 @@ async fn after_a_login_the_customer_alone_may_report_the_outcome_of_the_visitors
     )
     .await;
     assert_eq!(r["accepted"], 0, "{r}");
+
+    // The login and the outcome in one batch: the login counts for the events after it.
+    let a = ask(
+        srv.public,
+        json!({"visitor_id": "web-ccc3", "channel": "web", "placement": "home"}),
+    )
+    .await;
+    let (id, offer) = (a["decision_id"].clone(), a["offers"][0]["offer_id"].clone());
+    let r = post_events(
+        srv.public,
+        json!([{"type": "click", "visitor_id": "web-ccc3", "customer_id": "C2",
+                "offer_id": offer, "decision_id": id},
+               {"type": "conversion", "customer_id": "C2", "offer_id": offer, "decision_id": id}]),
+    )
+    .await;
+    assert_eq!(
+        (r["accepted"].as_u64(), &r["rejected"]),
+        (Some(2), &json!([])),
+        "{r}"
+    );
+
+    // A shared device: the visitor logged in as C1, then as C2. Its decisions are C2's now;
+    // C1, no longer its customer, may not claim them.
+    let a = ask(
+        srv.public,
+        json!({"visitor_id": "web-bbb2", "channel": "web", "placement": "home"}),
+    )
+    .await;
+    let (id, offer) = (a["decision_id"].clone(), a["offers"][0]["offer_id"].clone());
+    post_events(
+        srv.public,
+        json!([{"type": "click", "visitor_id": "web-bbb2", "customer_id": "C2",
+                "offer_id": offer, "decision_id": id}]),
+    )
+    .await;
+    let claim = |customer: &str| {
+        json!([{"type": "conversion", "customer_id": customer, "offer_id": offer,
+                "decision_id": id}])
+    };
+    let r = post_events(srv.public, claim("C1")).await;
+    assert_eq!(r["accepted"], 0, "{r}");
+    let r = post_events(srv.public, claim("C2")).await;
+    assert_eq!(r["accepted"], 1, "{r}");
     srv.stop();
 }

@@ -200,7 +200,11 @@ fn decide(
         origin,
     );
     let mut warnings = typos::field_warnings(body);
-    typos::spaced_id("visitor_id", visitor, &mut warnings);
+    warnings.extend(typos::spaced_id(
+        "visitor_id",
+        visitor,
+        "the history read and kept is that id's, not the trimmed one's",
+    ));
     warnings.append(&mut started.warnings);
     state
         .typos
@@ -249,7 +253,11 @@ fn decide(
                     warnings.push(state.typos.unknown_placement(model, &req));
                 }
                 if d.anonymous || d.fallback == Some(FallbackReason::UnknownCustomer) {
-                    typos::spaced_id("customer_id", req.customer_id, &mut warnings);
+                    warnings.extend(typos::spaced_id(
+                        "customer_id",
+                        req.customer_id,
+                        "the snapshot has no such customer",
+                    ));
                 }
                 if d.fallback.is_some() {
                     d.fallback_content = builtin_if_last(state, d.fallback_content, &req);

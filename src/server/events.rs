@@ -18,6 +18,7 @@ use hyper::{Request, Response, StatusCode};
 use simd_json::prelude::*;
 
 use super::body::read_json_body;
+use super::codec::MAX_UNKNOWN_NAMED;
 use super::error::{json_response, ApiError};
 use super::typos::{self, Route};
 use super::AppState;
@@ -154,17 +155,10 @@ pub async fn post(
     ))
 }
 
-/// A body simd-json refused, in serde_json's words and positions.
 /// Each key once, in order: a key written twice is warned of once.
 fn once_each<'k>(keys: impl Iterator<Item = &'k str>) -> impl Iterator<Item = &'k str> {
-    let mut seen: Vec<&str> = Vec::new();
-    keys.filter(move |k| {
-        let new = !seen.contains(k);
-        if new {
-            seen.push(k);
-        }
-        new
-    })
+    let mut seen = std::collections::HashSet::with_hasher(foldhash::fast::RandomState::default());
+    keys.filter(move |k| seen.insert(*k))
 }
 
 /// Whether a field at `path` of an events body is read: `events`, and an event's own fields.
@@ -194,6 +188,7 @@ fn fallback_content(state: &AppState, snap: &Snapshot, id: &str) -> bool {
         })
 }
 
+/// A body simd-json refused, in serde_json's words and positions.
 fn syntax_error(raw: &[u8]) -> ApiError {
     match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
         Err(e) => ApiError::from_json("", &e),
@@ -269,6 +264,7 @@ pub fn validate_batch<'v>(
         warnings: Vec::new(),
         batch_warnings: once_each(top.keys().map(|k| &**k))
             .filter(|k| *k != "events")
+            .take(MAX_UNKNOWN_NAMED)
             .map(batch_field_warning)
             .collect(),
     };
@@ -298,28 +294,29 @@ pub fn validate_batch<'v>(
                         format!("{key}: empty, taken as absent (as a decide request takes it)"),
                     ));
                 }
-                if let Some(id) = obj
-                    .get(key)
-                    .and_then(|v| v.as_str())
-                    .filter(|id| typos::spaced(id))
-                {
-                    batch.warnings.push((
-                        i,
-                        format!(
-                            "{key}: \"{}\" has white space around it, and ids are kept as \
-                             written: the event is filed under it as written (trim it)",
-                            id.chars().take(64).collect::<String>()
-                        ),
-                    ));
+                let id = obj.get(key).and_then(|v| v.as_str());
+                let so = "the event is filed under it as written";
+                if let Some(w) = typos::spaced_id(key, id, so) {
+                    batch.warnings.push((i, w));
                 }
             }
-            for key in once_each(unknown_keys(obj)) {
+            let unknown: Vec<&str> = once_each(unknown_keys(obj)).collect();
+            for key in unknown.iter().take(MAX_UNKNOWN_NAMED) {
                 batch.warnings.push((
                     i,
                     format!(
                         "`{}` is not a field of an event and was ignored; the fields are {}",
                         key.chars().take(64).collect::<String>(),
                         EVENT_FIELDS.join(", ")
+                    ),
+                ));
+            }
+            if unknown.len() > MAX_UNKNOWN_NAMED {
+                batch.warnings.push((
+                    i,
+                    format!(
+                        "and {} more unknown fields (only the first {MAX_UNKNOWN_NAMED} are named)",
+                        unknown.len() - MAX_UNKNOWN_NAMED
                     ),
                 ));
             }
@@ -341,10 +338,6 @@ fn batch_field_warning(key: &str) -> String {
     }
 }
 
-/// Checks the events that quote a decision against what the decision id carries: fills in the
-/// channel and placement they leave out, refuses those that contradict them or were made for
-/// another customer, and warns about offers neither the decision's model nor the active models
-/// know. `tables` are every kept model version's funnel tables, `active` the serving ones'.
 /// What an event is checked against besides the funnel tables: the logins linking visitors to
 /// customers, the fallback content answers show, and this server's time.
 struct Known<'k> {
@@ -353,6 +346,10 @@ struct Known<'k> {
     now_ms: i64,
 }
 
+/// Checks the events that quote a decision against what the decision id carries: fills in the
+/// channel and placement they leave out, refuses those that contradict them or were made for
+/// another customer, and warns about offers neither the decision's model nor the active models
+/// know. `tables` are every kept model version's funnel tables, `active` the serving ones'.
 fn attribute<'e>(
     batch: &mut EventBatch<'e>,
     tables: &'e [Arc<FunnelTable>],
@@ -361,6 +358,8 @@ fn attribute<'e>(
 ) {
     let events = std::mem::take(&mut batch.events);
     let indices = std::mem::take(&mut batch.indices);
+    // Logins earlier in this batch, not yet applied: (customer, visitor).
+    let mut logins: Vec<(&str, &str)> = Vec::new();
     for (mut e, i) in events.into_iter().zip(indices) {
         let decided = e.decision_id.and_then(|d| {
             let tag = attribution::attribution(d).0;
@@ -368,7 +367,7 @@ fn attribute<'e>(
             Some((table, attribution::origin(d)))
         });
         if let Some((table, Some(origin))) = decided {
-            if let Err(why) = check_origin(&mut e, table, origin, known.links) {
+            if let Err(why) = check_origin(&mut e, table, origin, (known.links, &logins)) {
                 batch.rejected.push((i, why));
                 continue;
             }
@@ -425,6 +424,9 @@ fn attribute<'e>(
                     ),
                 ));
             }
+        }
+        if let (Some(v), false) = (e.visitor_id, e.customer_id.is_empty()) {
+            logins.push((e.customer_id, v));
         }
         batch.events.push(e);
         batch.indices.push(i);
@@ -520,18 +522,28 @@ fn check_origin<'e>(
     e: &mut Event<'e>,
     table: &'e FunnelTable,
     origin: attribution::Origin,
-    links: &Links,
+    (links, earlier): (&Links, &[(&str, &str)]),
 ) -> Result<(), String> {
     // A decision for a visitor may be followed by events after their login: naming both ids,
     // or the customer alone once a login linked the visitor to them (an order system knows
     // only the customer). Either may be the one the decision was made for.
     let named = |who: Subject<'_>| who.with_key(customer_check);
+    // The visitor must be linked to this customer now (its newest login): a shared device
+    // logged in since as someone else gives its decisions to them.
     let linked_visitor = |c: u16| {
+        let made_for = |v: &str| Some(c) == named(Subject::of(None, Some(v)));
         e.visitor_id.is_none()
-            && links.visitors_of(e.customer_id).is_some_and(|vs| {
-                vs.iter()
-                    .any(|(_, v)| Some(c) == named(Subject::of(None, Some(v))))
-            })
+            && (earlier
+                .iter()
+                .any(|&(cu, v)| cu == e.customer_id && made_for(v))
+                || links.visitors_of(e.customer_id).is_some_and(|vs| {
+                    vs.iter().any(|(_, v)| {
+                        made_for(v)
+                            && links
+                                .customer_of(v)
+                                .is_some_and(|now| *now == *e.customer_id)
+                    })
+                }))
     };
     if origin.customer.is_some_and(|c| {
         Some(c) != named(Subject::of(Some(e.customer_id), None))

@@ -176,8 +176,8 @@ pub fn numbers_as_text(
 ) {
     for (key, text) in model.numbers_sent_as_text(req.context) {
         // ` 250` from `context.cart_value=+250`: form decoding reads a `+` as a space.
-        let spaced = if text.trim() != text {
-            " (white space around the number: in a query string a `+` reads as a space, so write `250`, not `+250`)"
+        let spaced = if text.starts_with(' ') && text.trim() != text {
+            " (a space before the number: in a query string a `+` reads as a space, so write `250`, not `+250`)"
         } else {
             ""
         };
@@ -194,21 +194,14 @@ pub fn spaced(id: &str) -> bool {
     id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace)
 }
 
-/// Says that an id has white space around it: ids are kept as written, so a customer the
-/// snapshot lacks is unknown for want of a trim, and a visitor's history is another's.
-pub fn spaced_id(field: &str, id: Option<&str>, out: &mut Vec<String>) {
-    if let Some(id) = id.filter(|id| spaced(id)) {
-        let so = if field == "customer_id" {
-            "the snapshot has no such customer"
-        } else {
-            "the history read and kept is that id's, not the trimmed one's"
-        };
-        out.push(format!(
-            "{field}: \"{}\" has white space around it, and ids are kept as written: {so} \
-             (trim it)",
-            shown(id)
-        ));
-    }
+/// Says that an id has white space around it, and `so`, what keeping it as written does
+/// (a customer the snapshot lacks, a visitor's history that is another's).
+pub fn spaced_id(field: &str, id: Option<&str>, so: &str) -> Option<String> {
+    let id = id.filter(|id| spaced(id))?;
+    Some(format!(
+        "{field}: \"{}\" has white space around it, and ids are kept as written: {so} (trim it)",
+        shown(id)
+    ))
 }
 
 /// Says which context keys a request gives that the model does not read but that are a slip

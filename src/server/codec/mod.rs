@@ -103,7 +103,8 @@ impl<'a> DecideBody<'a> {
         }
     }
 
-    /// Notes a field the contract does not have, once however often it is written.
+    /// Notes a field the contract does not have; one of those named is noted once however
+    /// often it is written.
     fn note_unknown(&mut self, name: Cow<'a, str>) {
         if self.unknown.contains(&name) {
             return;
