@@ -18,11 +18,12 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
     let body_declared = declares_body(&req);
     let resp = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/decide") => decide::decide_post(state, req).await,
-        // HEAD is answered as GET, without the body (hyper leaves it out), as HTTP has it.
-        (&Method::GET | &Method::HEAD, "/v1/decide") => decide::decide_get(state, &req),
+        // Not HEAD: it would make and count a decision no page shows, whose id no outcome
+        // could quote (a monitor's or a link checker's).
+        (&Method::GET, "/v1/decide") => decide::decide_get(state, &req),
         (m, "/v1/decide") => Err(ApiError::MethodNotAllowed {
             method: m.to_string(),
-            allow: "GET, HEAD, POST",
+            allow: "GET, POST",
         }),
         (&Method::POST, "/v1/events") => events::post(state, req).await,
         (m, "/v1/events") => Err(ApiError::MethodNotAllowed {
