@@ -244,7 +244,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             null,
         })) => show_features(&snapshot, &customer_ids, &null.check().map_err(usage)?),
         #[cfg(feature = "offline")]
-        Some(Command::Campaign(cmd)) => Ok(nextbest::campaign::cli::main(cmd)?),
+        Some(Command::Campaign(cmd)) => {
+            use nextbest::campaign::cli::{main, CliError};
+            main(cmd).map_err(|e| match e {
+                CliError::Flag(_) | CliError::Settings(_) => usage(e),
+                e => e.into(),
+            })
+        }
         #[cfg(not(feature = "offline"))]
         Some(Command::Campaign { .. }) => anyhow::bail!(
             "nextbest campaign is not built in: this is the lean sidecar (--no-default-features); \

@@ -507,8 +507,8 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).trim_end().to_owned()
     };
-    let wrong_call = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
-        .args([
+    for args in [
+        &[
             "replay",
             "--log",
             "x",
@@ -516,11 +516,30 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
             "models",
             "--data-dir",
             "data",
-        ])
-        .env_remove("NEXTBEST_DATA_DIR")
-        .output()
-        .expect("the binary runs");
-    assert_eq!(wrong_call.status.code(), Some(2));
+        ][..],
+        &["campaign", "run", "c.json", "--out", "o", "--shard", "1/2"],
+        &[
+            "campaign",
+            "run",
+            "c.json",
+            "--out",
+            "o",
+            "--now",
+            "yesterday",
+        ],
+    ] {
+        let wrong_call = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+            .args(args)
+            .env_remove("NEXTBEST_DATA_DIR")
+            .output()
+            .expect("the binary runs");
+        assert_eq!(
+            wrong_call.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&wrong_call.stderr)
+        );
+    }
     assert_eq!(
         replay(&["--data-dir", "data"], None),
         "error: --data-dir is read with --estimate only (the outcomes' event log): add \
