@@ -105,7 +105,7 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
             for (entry_id, fields) in list {
                 counts[i] += 1;
                 newest = entry_id;
-                apply_entry(&fleet, &contacts, fields, streams[i].caught_up);
+                apply_entry(&fleet, &contacts, (entry_id, fields), streams[i].caught_up);
             }
             if let Ok(id) = std::str::from_utf8(newest) {
                 if !id.is_empty() {
@@ -172,7 +172,12 @@ async fn read(
 }
 
 /// Applies one stream entry unless this replica wrote it; counts it and its lag.
-fn apply_entry(fleet: &Fleet, contacts: &Contacts, fields: &[Value], caught_up: bool) {
+fn apply_entry(
+    fleet: &Fleet,
+    contacts: &Contacts,
+    (entry_id, fields): (&[u8], &[Value]),
+    caught_up: bool,
+) {
     let field = |name: &[u8]| {
         fields.chunks_exact(2).find_map(|kv| match kv {
             [Value::BulkString(k), Value::BulkString(v)] if k == name => Some(v.as_slice()),
@@ -198,12 +203,23 @@ fn apply_entry(fleet: &Fleet, contacts: &Contacts, fields: &[Value], caught_up: 
                         .and_then(|t| t.parse::<i64>().ok())
                 });
             if let Some(t) = accepted.filter(|_| caught_up) {
-                fleet.observe_lag(fleet.fleet_now_ms() - t);
+                fleet.observe_lag(fleet.fleet_now_ms() - lag_start(t, entry_id));
             }
         }
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "a fleet event did not decode; skipped"),
     }
+}
+
+/// When an event's replication began: its acceptance on the origin's clock, or the time Redis
+/// took it (the entry id's, on Redis's clock) when that is earlier, as from an origin whose
+/// clock runs ahead: its events were not accepted after Redis stored them.
+fn lag_start(accepted_ms: i64, entry_id: &[u8]) -> i64 {
+    let stored = std::str::from_utf8(entry_id)
+        .ok()
+        .and_then(|id| id.split_once('-'))
+        .and_then(|(ms, _)| ms.parse::<i64>().ok());
+    stored.map_or(accepted_ms, |s| accepted_ms.min(s))
 }
 
 /// The streams of an `XREAD` reply, each as its key and its entries (id, flat field-value
@@ -266,6 +282,16 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_lag_starts_no_later_than_redis_stored_the_entry() {
+        // An origin on time: its acceptance, before Redis stored it.
+        assert_eq!(super::lag_start(1_000, b"1003-0"), 1_000);
+        // An origin a year ahead: Redis's time.
+        assert_eq!(super::lag_start(31_536_001_000, b"1003-7"), 1_003);
+        // An id that is no entry id: the acceptance as given.
+        assert_eq!(super::lag_start(1_000, b"x"), 1_000);
     }
 
     #[test]
