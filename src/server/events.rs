@@ -237,17 +237,9 @@ pub fn validate_batch<'v>(
             )))
         }
         None => {
-            let typo = top.keys().find_map(|k| {
-                crate::near::nearest(k, ["events"]).map(|_| {
-                    format!(
-                        ": the body has `{}`; did you mean `events`?",
-                        k.chars().take(64).collect::<String>()
-                    )
-                })
-            });
-            return Err(ApiError::InvalidRequest(format!(
-                "missing field `events`{}",
-                typo.unwrap_or_default()
+            let written = top.keys().map(|k| &**k);
+            return Err(ApiError::InvalidRequest(typos::missing(
+                "events", "body", written,
             )));
         }
     };

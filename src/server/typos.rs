@@ -176,7 +176,7 @@ pub fn numbers_as_text(
 ) {
     for (key, text) in model.numbers_sent_as_text(req.context) {
         // ` 250` from `context.cart_value=+250`: form decoding reads a `+` as a space.
-        let spaced = if text.starts_with(' ') && text.trim() != text {
+        let spaced = if text.starts_with(' ') {
             " (a space before the number: in a query string a `+` reads as a space, so write `250`, not `+250`)"
         } else {
             ""
@@ -186,6 +186,18 @@ pub fn numbers_as_text(
             shown(key),
             shown(text)
         ));
+    }
+}
+
+/// A required field the `place` (request, body) lacks, with the field it has that was likely
+/// meant for it (`placment`, `Channel`, `evnets`).
+pub fn missing<'a>(field: &str, place: &str, written: impl IntoIterator<Item = &'a str>) -> String {
+    match crate::near::nearest(field, written) {
+        Some(near) => format!(
+            "missing field `{field}`: the {place} has `{}`; did you mean `{field}`?",
+            shown(near)
+        ),
+        None => format!("missing field `{field}`"),
     }
 }
 

@@ -526,16 +526,9 @@ pub fn decode_query(query: &str) -> Result<DecideBody<'static>, ApiError> {
     body.validate()
 }
 
-/// A required field the request lacks, with the one it has that was likely meant for it
-/// (`placment`, `Channel`).
+/// A required field the request lacks, named beside the unknown one likely meant for it.
 fn missing(field: &str, unknown: &[Cow<'_, str>]) -> String {
-    match crate::near::nearest(field, unknown.iter().map(|u| &**u)) {
-        Some(near) => format!(
-            "missing field `{field}`: the request has `{}`; did you mean `{field}`?",
-            shown(near)
-        ),
-        None => format!("missing field `{field}`"),
-    }
+    super::typos::missing(field, "request", unknown.iter().map(|u| &**u))
 }
 
 /// At most 64 characters of a client's value, for an error message.
