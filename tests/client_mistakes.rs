@@ -900,3 +900,54 @@ async fn fallback_content_impressions_are_taken_without_a_warning() {
     assert_eq!(w[0]["index"], 1, "{r}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_id_reused_for_another_event_is_named_and_a_retry_is_not() {
+    let srv = start_demo().await;
+    let imp = |customer: &str, offer: &str, ts: &str| {
+        json!({"type": "impression", "customer_id": customer, "offer_id": offer,
+               "channel": "web", "event_id": "web-1", "ts": ts})
+    };
+    let first = imp("C0000051", "data_boost_10gb", "2026-11-22T09:00:00Z");
+    let r = post_events(srv.public, json!([first])).await;
+    assert_eq!(r["accepted"], 1, "{r}");
+    // A retry, stamped again by a client that stamps at send time: a repeat, no word.
+    let retry = imp("C0000051", "data_boost_10gb", "2026-11-22T09:00:05Z");
+    let r = post_events(srv.public, json!([retry])).await;
+    assert_eq!(
+        (&r["accepted"], &r["duplicates"]),
+        (&json!(0), &json!(1)),
+        "{r}"
+    );
+    assert!(r["warnings"].is_null(), "{r}");
+    // Another customer's and another offer's events under the same id, behind a new one: both
+    // counted as repeats, as the contract says, and each named.
+    let other = json!({"type": "click", "customer_id": "C0000052", "offer_id": "data_boost_10gb",
+                       "channel": "web", "event_id": "web-2"});
+    let r = post_events(
+        srv.public,
+        json!([
+            other,
+            imp("C0000052", "data_boost_10gb", "2026-11-22T09:01:00Z"),
+            imp("C0000051", "data_boost_5gb", "2026-11-22T09:01:00Z")
+        ]),
+    )
+    .await;
+    assert_eq!(
+        (&r["accepted"], &r["duplicates"]),
+        (&json!(1), &json!(2)),
+        "{r}"
+    );
+    let w = r["warnings"].as_array().expect("the reused ids named");
+    let named: Vec<_> = w.iter().map(|w| w["index"].as_u64().unwrap()).collect();
+    assert_eq!(named, [1, 2], "{r}");
+    for w in w {
+        let text = w["warning"].as_str().unwrap();
+        assert!(
+            text.starts_with("event_id: `web-1` was first sent for another event")
+                && text.ends_with("give each event its own id"),
+            "{text}"
+        );
+    }
+    srv.stop().await;
+}

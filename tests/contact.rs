@@ -498,15 +498,30 @@ async fn events_accepted_before_a_restart_govern_decisions_after_it() {
         assert!(verdict(&a, o).unwrap().contains("complaint_hold"));
     }
     // The ids survived too: a retry after the restart is a repeat, however old its `ts` (ids
-    // are remembered for a week from their arrival).
+    // are remembered for a week from their arrival), and a retry stamped again is still one.
+    // What each id was first sent for survived with it: another event under `r1` is named.
     let r = post_events(
         srv.public,
         json!([{"type": "complaint", "customer_id": c2, "event_id": "r2"},
                {"type": "click", "customer_id": c2, "offer_id": x, "channel": "web",
-                "event_id": "r3", "ts": "2026-10-01T00:00:00Z"}]),
+                "event_id": "r3", "ts": "2026-10-01T00:05:00Z"},
+               {"type": "dismiss", "customer_id": c2, "offer_id": x, "channel": "web",
+                "event_id": "r1"}]),
     )
     .await;
-    assert_eq!(r["duplicates"], 2, "{r}");
+    assert_eq!(r["duplicates"], 3, "{r}");
+    let w = r["warnings"]
+        .as_array()
+        .expect("a warning for the reused id");
+    assert_eq!(w.len(), 1, "{r}");
+    assert_eq!(w[0]["index"], 2, "{r}");
+    assert!(
+        w[0]["warning"]
+            .as_str()
+            .unwrap()
+            .starts_with("event_id: `r1` was first sent for another event"),
+        "{r}"
+    );
     srv.stop_and_close().await;
 }
 

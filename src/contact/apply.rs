@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::dedupe::Claim;
 use super::event::{Event, RecordError};
 use super::state::{event_key, ContactState};
 
@@ -113,7 +114,7 @@ impl Applier {
     /// was applied before.
     pub fn apply_once(&self, payload: &[u8], id: &str, now_ms: i64) -> Result<bool, RecordError> {
         let e = Event::decode(payload)?;
-        if !self.state.claim(event_key(id), now_ms) {
+        if self.state.claim(event_key(id), e.digest(), now_ms) != Claim::New {
             return Ok(false);
         }
         self.apply(&e, Origin::Fleet, now_ms);

@@ -7,10 +7,11 @@
 //! generations of plain hash sets: ids go into the current one, a lookup checks both, and when
 //! the current one is a TTL old or full it becomes the previous one (the old previous is
 //! dropped whole). An id is therefore remembered for at least one TTL unless more than
-//! `capacity / 2` ids arrive within it, and never longer than two TTLs. Only the events path
+//! `capacity / 2` ids arrive within it, and never longer than two TTLs. Each entry keeps 96 bits
+//! of the id's hash and 32 of a digest of the event that claimed it, so a client's retry is
+//! told from another event sent under an id already used, at no cost in memory. Only the events path
 //! takes these locks, for a hash-set operation; decisions never touch them.
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 /// The 128-bit key [`SeenIds`] remembers `value` by: two independent 64-bit hashes, seeded
@@ -25,34 +26,48 @@ pub fn key_of(value: impl std::hash::Hash, seed: u64) -> u128 {
 /// Shards, so concurrent batches rarely wait on one another.
 pub const SHARDS: usize = 64;
 
-/// Ids are already uniform hashes: use their low bits as the hash.
-#[derive(Default)]
-struct IdHasher(u64);
+/// The bits of an entry that name its id; the rest hold a digest of the event that claimed
+/// it. 96 bits of a uniform hash keep two ids apart for as many as a node can remember.
+const ID: u128 = !0xFFFF_FFFF;
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u128` is used; fold anything else in, to stay a hash.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
+/// Ids are uniform hashes: the bits just above the digest are the table's hash.
+fn hash(entry: &u128) -> u64 {
+    (entry >> 32) as u64
 }
 
-type IdSet = hashbrown::HashSet<u128, BuildHasherDefault<IdHasher>>;
+/// What claiming an id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen: its event counts.
+    New,
+    /// Claimed before by the same event (a retry, or another replica's copy).
+    Repeat,
+    /// Claimed before by another event (its digest differs): a client reusing an id.
+    Reused,
+}
 
 #[derive(Default)]
 struct Generations {
-    current: IdSet,
-    previous: IdSet,
+    current: hashbrown::HashTable<u128>,
+    previous: hashbrown::HashTable<u128>,
     started_ms: i64,
+}
+
+impl Generations {
+    fn find(&self, id: u128) -> Option<u128> {
+        let same = |e: &u128| e & ID == id;
+        (self.previous.find(hash(&id), same))
+            .or_else(|| self.current.find(hash(&id), same))
+            .copied()
+    }
+
+    fn remove(&mut self, id: u128) {
+        for t in [&mut self.current, &mut self.previous] {
+            if let Ok(e) = t.find_entry(hash(&id), |e| e & ID == id) {
+                e.remove();
+            }
+        }
+    }
 }
 
 /// Recently seen event ids (as 128-bit hashes, see [`super::state::event_key`]).
@@ -81,6 +96,12 @@ impl SeenIds {
 
     /// True the first time an id is claimed, false for a repeat while it is remembered.
     pub fn claim(&self, key: u128, now_ms: i64) -> bool {
+        self.claim_for(key, 0, now_ms) == Claim::New
+    }
+
+    /// Claims an id for the event whose [`digest`](super::Event::digest) is given, telling a
+    /// repeat of that event from another event under the same id.
+    pub fn claim_for(&self, key: u128, digest: u32, now_ms: i64) -> Claim {
         let mut g = self.shard(key);
         let age = now_ms.saturating_sub(g.started_ms);
         if g.current.len() >= self.per_generation || age >= self.ttl_ms {
@@ -91,17 +112,21 @@ impl SeenIds {
             }
             g.started_ms = now_ms;
         }
-        if g.previous.contains(&key) {
-            return false;
+        let id = key & ID;
+        let entry = id | u128::from(digest);
+        match g.find(id) {
+            Some(e) if e == entry => Claim::Repeat,
+            Some(_) => Claim::Reused,
+            None => {
+                g.current.insert_unique(hash(&entry), entry, hash);
+                Claim::New
+            }
         }
-        g.current.insert(key)
     }
 
     /// Forgets an id (its event could not be written, so a retry must not look repeated).
     pub fn unclaim(&self, key: u128) {
-        let mut g = self.shard(key);
-        g.current.remove(&key);
-        g.previous.remove(&key);
+        self.shard(key).remove(key & ID);
     }
 
     /// Ids remembered.
@@ -142,6 +167,29 @@ mod tests {
             s.claim(7, 4600),
             "after two quiet TTLs it is forgotten at once"
         );
+    }
+
+    #[test]
+    fn a_repeat_is_told_from_another_event_under_the_same_id() {
+        let s = SeenIds::new(1 << 20, 1000);
+        let k = key_of("e1", 1);
+        assert_eq!(s.claim_for(k, 5, 0), Claim::New);
+        assert_eq!(s.claim_for(k, 5, 10), Claim::Repeat);
+        assert_eq!(s.claim_for(k, 6, 10), Claim::Reused);
+        assert_eq!(
+            s.claim_for(k, 6, 1500),
+            Claim::Reused,
+            "in the previous generation"
+        );
+        assert_eq!(s.claim_for(k, 5, 1500), Claim::Repeat);
+        assert_eq!(s.claim_for(key_of("e2", 1), 5, 1500), Claim::New);
+        s.unclaim(k);
+        assert_eq!(
+            s.claim_for(k, 6, 1600),
+            Claim::New,
+            "given up, then claimed anew"
+        );
+        assert_eq!(s.len(), 2);
     }
 
     #[test]

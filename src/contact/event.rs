@@ -263,6 +263,21 @@ fn parse_decision_id(s: &str) -> Option<u128> {
 }
 
 impl<'a> Event<'a> {
+    /// What tells this event from another sent under its `event_id`: its kind, customer,
+    /// visitor, offer and decision, which neither the server nor a channel's retry changes
+    /// (a `ts` stamped again, a channel filled in from the decision, a category from the
+    /// model do not count). The same on every replica of one build, and after a restart.
+    pub fn digest(&self) -> u32 {
+        let fields = (
+            self.kind,
+            self.customer_id,
+            self.visitor_id,
+            self.offer_id,
+            self.decision_id,
+        );
+        std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::with_seed(7), fields) as u32
+    }
+
     /// Validates one element of `events`; the fault names the field and what is wrong.
     pub fn from_json(v: &'a BorrowedValue<'_>, now_ms: i64) -> Result<Event<'a>, EventFault> {
         let malformed = |m: String| Err(EventFault::Malformed(m));

@@ -53,6 +53,7 @@ pub use state::StateConfig;
 
 use crate::engine::CompiledModel;
 use crate::features::FeatureStore;
+use dedupe::Claim;
 use event::RecordError;
 use funnel::Funnel;
 use log::{LogError, LogWriter, ReplayReport, Sink, WriterConfig};
@@ -117,12 +118,15 @@ pub enum ContactError {
 }
 
 /// What happened to a batch handed to [`Contacts::ingest`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ingested {
     /// Events new to nextbest, now durable and applied.
     pub accepted: usize,
     /// Events whose id was seen before: acknowledged, not counted again.
     pub duplicates: usize,
+    /// Of those, the ones (by position in the batch given) whose id was first sent for another
+    /// event: a client reusing ids, whose event was not recorded.
+    pub reused: Vec<usize>,
 }
 
 /// Applies what the writer wrote, on the writer thread, and wakes whoever tails the log.
@@ -431,12 +435,20 @@ impl Contacts {
         let mut claims = Vec::new();
         let mut records = Vec::with_capacity(events.len() * 128);
         let mut newest = i64::MIN;
-        for e in events {
+        for (i, e) in events.iter().enumerate() {
             if let Some(id) = e.event_id {
                 let key = event_key(id);
-                if !state.claim(key, now) {
-                    out.duplicates += 1;
-                    continue;
+                match state.claim(key, e.digest(), now) {
+                    Claim::New => {}
+                    Claim::Repeat => {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    Claim::Reused => {
+                        out.duplicates += 1;
+                        out.reused.push(i);
+                        continue;
+                    }
                 }
                 claims.push(key);
             }

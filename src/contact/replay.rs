@@ -98,7 +98,7 @@ pub fn replay_into(
             // Ids are remembered from their arrival, as live ones are, not from the `ts` a
             // channel stamped (records of older builds carry no arrival: their `ts` stands in).
             if accepted.unwrap_or(e.ts_ms) >= now_ms.saturating_sub(dedupe_ttl) {
-                state.claim(event_key(id), now_ms);
+                state.claim(event_key(id), e.digest(), now_ms);
             }
         }
         Some(accepted.map_or(e.ts_ms, |a| a.max(e.ts_ms)))

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 
-use super::dedupe::SeenIds;
+use super::dedupe::{Claim, SeenIds};
 use super::event::{Event, EventKind};
 use super::evictions::Evictions;
 use super::subject::Subject;
@@ -383,9 +383,11 @@ impl ContactState {
         self.histories.get(customer_id)
     }
 
-    /// Claims an event id: true the first time, false for a repeat while it is remembered.
-    pub fn claim(&self, key: u128, now_ms: i64) -> bool {
-        self.seen.claim(key, now_ms)
+    /// Claims an event id for the event of `digest` (see [`super::Event::digest`]): new the
+    /// first time, then a repeat of that event or another event reusing the id while the id is
+    /// remembered.
+    pub fn claim(&self, key: u128, digest: u32, now_ms: i64) -> Claim {
+        self.seen.claim_for(key, digest, now_ms)
     }
 
     /// Gives up a claim (the event could not be written, so a retry must not look repeated).
@@ -624,10 +626,11 @@ mod tests {
         let s = ContactState::new(&StateConfig::default(), DAY);
         let k = event_key("e1");
         assert_ne!(k, event_key("e2"));
-        assert!(s.claim(k, NOW));
-        assert!(!s.claim(k, NOW));
+        assert_eq!(s.claim(k, 1, NOW), Claim::New);
+        assert_eq!(s.claim(k, 1, NOW), Claim::Repeat);
+        assert_eq!(s.claim(k, 2, NOW), Claim::Reused);
         s.unclaim(k);
-        assert!(s.claim(k, NOW));
+        assert_eq!(s.claim(k, 2, NOW), Claim::New);
     }
 
     #[test]

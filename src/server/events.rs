@@ -133,6 +133,15 @@ pub async fn post(
     resolve_categories(&mut batch, &active);
     state.contacts.count_rejected(batch.rejected.len());
     let done = state.contacts.ingest(&batch.events).await?;
+    if !done.reused.is_empty() {
+        for &i in &done.reused {
+            let id = batch.events[i].event_id.unwrap_or_default();
+            batch
+                .warnings
+                .push((batch.indices[i], reused_id_warning(id)));
+        }
+        batch.warnings.sort_by_key(|w| w.0);
+    }
     let by_index = |list: &[(usize, String)], key: &str| {
         list.iter()
             .map(|(i, text)| serde_json::json!({"index": i, key: text}))
@@ -153,6 +162,16 @@ pub async fn post(
         StatusCode::ACCEPTED,
         answer.to_string().into(),
     ))
+}
+
+/// The word for an event sent under an id another event took first: it was counted as that
+/// one's repeat, so the client would otherwise lose it without knowing.
+fn reused_id_warning(id: &str) -> String {
+    format!(
+        "event_id: `{id}` was first sent for another event (another type, customer, visitor, \
+         offer or decision); this one was taken for a repeat of it and not recorded: give each \
+         event its own id"
+    )
 }
 
 /// Each key once, in order: a key written twice is warned of once.
