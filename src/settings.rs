@@ -31,7 +31,7 @@ use crate::server::ServerConfig;
 mod args;
 pub mod environment;
 
-pub use args::{FsyncMode, NullArgs, ServeArgs};
+pub use args::{FsyncMode, NullArgs, RedisArgs, ServeArgs};
 
 /// Largest `--max-body-bytes`: a body is held whole in memory, up to `--max-inflight` of them.
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -418,23 +418,10 @@ impl ServeArgs {
     }
 
     fn fleet_config(&self) -> Result<Option<FleetConfig>, SettingsError> {
-        let partitions = within(
-            "--redis-partitions",
-            self.redis_partitions,
-            1,
-            MAX_PARTITIONS,
-        )?;
-        let Some(url) = &self.redis else {
-            return Ok(None);
-        };
-        Ok(Some(FleetConfig {
+        Ok(self.fleet.check()?.map(|fleet| FleetConfig {
             catchup_wait: Duration::from_millis(self.redis_catchup_ms),
             ready_when_behind: self.ready_when_behind,
-            password_file: self.redis_password_file.clone(),
-            ..FleetConfig::new(
-                redis_url(url, self.redis_password_file.as_deref())?,
-                partitions,
-            )
+            ..fleet
         }))
     }
 }

@@ -10,8 +10,7 @@ use clap::{Args, Subcommand};
 use super::commit::{self, Target};
 use super::select::Shard;
 use super::{output, CampaignError, RunConfig};
-use crate::secrets::SecretUrl;
-use crate::settings::{self, NullArgs, SettingsError, MAX_MEMORY_MB, MAX_PARTITIONS};
+use crate::settings::{self, NullArgs, RedisArgs, SettingsError, MAX_MEMORY_MB};
 
 /// `nextbest campaign ...`.
 #[derive(Subcommand, Debug)]
@@ -103,20 +102,9 @@ pub struct RunArgs {
         allow_negative_numbers = true
     )]
     pub workers: usize,
-    /// The fleet's Redis: its events of the horizon count too (unset: the local log only).
-    #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
-    pub redis: Option<SecretUrl>,
-    /// File holding the Redis password, put into --redis's URL (as the server's flag).
-    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
-    pub redis_password_file: Option<PathBuf>,
-    /// Stream partitions, as the fleet's replicas use them.
-    #[arg(
-        long,
-        env = "NEXTBEST_REDIS_PARTITIONS",
-        default_value_t = 8,
-        allow_negative_numbers = true
-    )]
-    pub redis_partitions: u16,
+    /// The fleet's Redis: its events of the horizon count too.
+    #[command(flatten)]
+    pub fleet: RedisArgs,
     /// Scan only shard I of N (customers by a stable hash of their id) and write its candidate
     /// pairs to --out for `campaign merge`.
     #[arg(long, env = "NEXTBEST_SHARD", value_name = "I/N")]
@@ -221,8 +209,6 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                         .into(),
                 ));
             }
-            let partitions =
-                settings::within("--redis-partitions", a.redis_partitions, 1, MAX_PARTITIONS)?;
             let cfg = RunConfig {
                 campaign: a.file.clone(),
                 out: a.out,
@@ -230,13 +216,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 features: a.features,
                 null_words: a.null.check()?,
                 data_dir: Some(a.data_dir),
-                fleet: match &a.redis {
-                    Some(url) => Some(crate::fleet::FleetConfig::new(
-                        settings::redis_url(url, a.redis_password_file.as_deref())?,
-                        partitions,
-                    )),
-                    None => None,
-                },
+                fleet: a.fleet.check()?,
                 now_ms,
                 contact_memory_bytes: settings::mib(
                     "--contact-memory-mb",

@@ -8,10 +8,11 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 use super::{
-    invalid, listen_addr, SettingsError, DECISION_LOG_FILES, DECISION_LOG_FILE_MB,
-    DECISION_LOG_SAMPLE,
+    invalid, listen_addr, redis_url, within, SettingsError, DECISION_LOG_FILES,
+    DECISION_LOG_FILE_MB, DECISION_LOG_SAMPLE, MAX_PARTITIONS,
 };
 use crate::features::NullWords;
+use crate::fleet::FleetConfig;
 use crate::secrets::SecretUrl;
 
 /// `--features-null`: the words a CSV snapshot writes for a missing value, shared by every
@@ -40,6 +41,54 @@ impl NullArgs {
             .filter(|w| !w.is_empty())
             .collect();
         NullWords::new(&words).map_err(|reason| invalid("--features-null", words.join(","), reason))
+    }
+}
+
+/// The fleet's Redis, shared by the server (which shares its events through it) and campaigns
+/// (which count the fleet's events): one set of flags, help and checks for both.
+#[derive(Args, Clone, Debug, Default)]
+pub struct RedisArgs {
+    /// The fleet's Redis Streams, `redis://` or `rediss://` URL, password in the userinfo: the
+    /// server shares accepted events with the other replicas there, a campaign counts them
+    /// (unset: this process knows only its own event log).
+    #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretUrl>,
+    /// File holding the Redis password (surrounding white space ignored), e.g. a mounted
+    /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment;
+    /// read again before each new connection, so a rotated password needs no restart.
+    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
+    pub redis_password_file: Option<PathBuf>,
+    /// Stream partitions (keys with their own hash tag; every replica and campaign of a fleet
+    /// must use the same number; 1 to 1024).
+    #[arg(
+        long,
+        env = "NEXTBEST_REDIS_PARTITIONS",
+        default_value_t = 8,
+        allow_negative_numbers = true
+    )]
+    pub redis_partitions: u16,
+}
+
+impl RedisArgs {
+    /// The fleet link the flags ask for (none without --redis), checked: the partitions in
+    /// range, the URL as the fleet will parse it, the password file read.
+    pub fn check(&self) -> Result<Option<FleetConfig>, SettingsError> {
+        let partitions = within(
+            "--redis-partitions",
+            self.redis_partitions,
+            1,
+            MAX_PARTITIONS,
+        )?;
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        Ok(Some(FleetConfig {
+            password_file: self.redis_password_file.clone(),
+            ..FleetConfig::new(
+                redis_url(url, self.redis_password_file.as_deref())?,
+                partitions,
+            )
+        }))
     }
 }
 
@@ -205,24 +254,9 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub log_segment_mb: u64,
-    /// Share accepted events with the other replicas through Redis Streams: `redis://` or
-    /// `rediss://` URL, password in the userinfo (unset: this replica works alone).
-    #[arg(long, env = "NEXTBEST_REDIS", hide_env_values = true)]
-    pub redis: Option<SecretUrl>,
-    /// File holding the Redis password (surrounding white space ignored), e.g. a mounted
-    /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment;
-    /// read again before each new connection, so a rotated password needs no restart.
-    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
-    pub redis_password_file: Option<PathBuf>,
-    /// Stream partitions (keys with their own hash tag; every replica must use the same number;
-    /// 1 to 1024).
-    #[arg(
-        long,
-        env = "NEXTBEST_REDIS_PARTITIONS",
-        default_value_t = 8,
-        allow_negative_numbers = true
-    )]
-    pub redis_partitions: u16,
+    /// The fleet's Redis (`--redis`, `--redis-password-file`, `--redis-partitions`).
+    #[command(flatten)]
+    pub fleet: RedisArgs,
     /// With --ready-when-behind: longest wait at start for the fleet's recent events before
     /// /readyz says ready as behind. Without it, /readyz waits for them however long it takes.
     #[arg(
