@@ -185,6 +185,25 @@ mod tests {
     }
 
     #[test]
+    fn another_replicas_event_is_remembered_with_what_it_was() {
+        let state = Arc::new(ContactState::new(&StateConfig::default(), 86_400_000));
+        let applier = Applier::new(state.clone(), Vec::new());
+        let mut payload = Vec::new();
+        dismiss("B").encode(&mut payload);
+        assert!(applier.apply_once(&payload, "ev-1", 2_000).unwrap());
+        // The same id sent here: a retry of the same event, or another event reusing it.
+        let key = event_key("ev-1");
+        assert_eq!(
+            state.claim(key, dismiss("B").digest(), 3_000),
+            Claim::Repeat
+        );
+        assert_eq!(
+            state.claim(key, dismiss("C").digest(), 3_000),
+            Claim::Reused
+        );
+    }
+
+    #[test]
     fn a_late_subscriber_sees_the_events_applied_after_it_subscribed() {
         let state = Arc::new(ContactState::new(&StateConfig::default(), 86_400_000));
         let first = Arc::new(Seen::default());
