@@ -31,8 +31,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use notify_debouncer_full::notify::event::{ModifyKind, RenameMode};
 use notify_debouncer_full::notify::{self, EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use notify_debouncer_full::{
+    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
+};
 
 use crate::model::MODEL_FILE;
 use crate::registry::{Change, Committed, Registry};
@@ -67,23 +70,26 @@ impl ModelWatcher {
 /// existing folder on its way, alone, to see it appear.
 struct Arming {
     target: PathBuf,
-    /// The folder watched, and which folder it was (device and inode): one removed and made
-    /// again under its name within one debounce is another folder, watched anew.
+    /// The folder watched, and which folder it was (device and inode): one put under its name
+    /// within one debounce is another folder, watched anew (as is one made again after the
+    /// event of the removal, whatever its inode).
     watched: Option<(PathBuf, Option<(u64, u64)>)>,
 }
 
-/// A folder's device and inode, which a folder made again under the same name does not share.
+/// A folder's device and inode, which a folder moved under the same name does not share (one
+/// made after a removal may: see [`Arming::forget_if_gone`]).
 fn identity(folder: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata(folder).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Arming {
-    /// Moves the watch to where it belongs now, saying where it went. A folder may appear
-    /// while the watch moves to its parent, so it moves until it settles (at most once per
-    /// folder on the way, and once more).
-    fn rearm(&mut self, watcher: &mut Watcher) -> notify::Result<Moved> {
+    /// Moves the watch to where it belongs after `events`, saying where it went. A folder may
+    /// appear while the watch moves to its parent, so it moves until it settles (at most once
+    /// per folder on the way, and once more).
+    fn rearm(&mut self, watcher: &mut Watcher, events: &[DebouncedEvent]) -> notify::Result<Moved> {
         let was_there = self.watching_target();
+        self.forget_if_gone(watcher, events);
         let mut moved = false;
         for _ in 0..=self.target.components().count() {
             if !self.step(watcher)? {
@@ -93,7 +99,8 @@ impl Arming {
         }
         Ok(match (moved, was_there, self.watching_target()) {
             (false, _, _) => Moved::Stayed,
-            (true, _, true) => Moved::Arrived,
+            (true, false, true) => Moved::Arrived,
+            (true, true, true) => Moved::Replaced,
             (true, true, false) => Moved::Left,
             (true, false, false) => Moved::Nearer,
         })
@@ -129,6 +136,30 @@ impl Arming {
         Ok(true)
     }
 
+    /// Forgets the watch when the batch says the folder watched went (removed, or moved
+    /// away): a folder made again under its name may even get the removed one's inode number
+    /// back (ext4 hands it out again at once), so only the event tells it is another folder.
+    fn forget_if_gone(&mut self, watcher: &mut Watcher, events: &[DebouncedEvent]) {
+        let Some((watched, _)) = &self.watched else {
+            return;
+        };
+        let went = |e: &&DebouncedEvent| {
+            matches!(
+                e.kind,
+                EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(RenameMode::From))
+            )
+        };
+        if events
+            .iter()
+            .filter(went)
+            .any(|e| e.paths.iter().any(|p| p.ends_with(watched)))
+        {
+            // Its watch went with it; unwatching then fails, harmlessly.
+            let _ = watcher.unwatch(watched);
+            self.watched = None;
+        }
+    }
+
     fn watching_target(&self) -> bool {
         self.watched
             .as_ref()
@@ -142,8 +173,10 @@ enum Moved {
     Stayed,
     /// Between folders on the way to the models folder.
     Nearer,
-    /// Onto the models folder, which appeared (or was made again).
+    /// Onto the models folder, which appeared.
     Arrived,
+    /// Onto the models folder made again under its name, within one batch of changes.
+    Replaced,
     /// Up from it, as it went.
     Left,
 }
@@ -253,12 +286,19 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
             let mut arming = arming_h.lock().unwrap_or_else(|e| e.into_inner());
             let moved = {
                 let mut watcher = watcher.lock().unwrap_or_else(|e| e.into_inner());
-                arming.rearm(&mut watcher)
+                arming.rearm(&mut watcher, &events)
             };
             match moved {
                 // The models folder appeared: what it holds was written before its watch.
-                Ok(Moved::Arrived) => {
-                    tracing::info!(path = %folder.display(), "watching the models folder");
+                Ok(m @ (Moved::Arrived | Moved::Replaced)) => {
+                    if m == Moved::Replaced {
+                        tracing::info!(
+                            path = %folder.display(),
+                            "the models folder was removed and made again; watching the new one"
+                        );
+                    } else {
+                        tracing::info!(path = %folder.display(), "watching the models folder");
+                    }
                     if crate::model::model_file(&models).is_file() {
                         let _ = registry.commit(Change::Folder { force: false });
                     }
@@ -351,7 +391,7 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
     arming
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .rearm(&mut debouncer)?;
+        .rearm(&mut debouncer, &[])?;
     let debouncer = Arc::new(Mutex::new(debouncer));
     let _ = cell.set(Arc::downgrade(&debouncer));
     Ok(ModelWatcher {

@@ -1170,4 +1170,19 @@ async fn a_models_folder_yet_to_come_is_waited_for_from_the_nearest_folder_alone
         version_of(&registry) == "7"
     })
     .await;
+
+    // Removed and made again at once, as `rm -rf models; cp -r new models` does: the new folder
+    // may get the removed one's inode number back (ext4 gives it at once), so only the event of
+    // the removal tells it is another folder. It is watched, and a change in it loads.
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::create_dir(&folder).unwrap();
+    copy_demo_into(&folder, "8");
+    eventually("the copy made again loading", || version_of(&registry) == "8").await;
+    let doc = serde_json::to_vec(&TempModels::demo_doc("9")).unwrap();
+    std::fs::write(folder.join(".model.json.tmp"), doc).unwrap();
+    std::fs::rename(folder.join(".model.json.tmp"), folder.join("model.json")).unwrap();
+    eventually("a change in the folder made again loading", || {
+        version_of(&registry) == "9"
+    })
+    .await;
 }
