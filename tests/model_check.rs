@@ -330,6 +330,85 @@ fn snapshot_values_a_tree_model_never_saw_are_warned_about_with_their_share() {
     assert!(!text.contains("feature `region`"), "{text}");
 }
 
+/// The same for a column of numbers the model lists as its categories (a pandas category of
+/// numbers, `device_generation` 3, 4, 5): a new one (6) is warned of with its share, once
+/// for every file reading it, and a snapshot holding none of them is refused.
+#[test]
+fn snapshot_numbers_a_tree_model_never_saw_among_its_categories_are_warned_about() {
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical");
+    // The fixture with `device_code` (0 to 9 there) given to LightGBM as a pandas category.
+    let lgb = std::fs::read_to_string(fixtures.join("lgb_binary.txt")).unwrap();
+    let (head, lists) = lgb.split_once("pandas_categorical:").unwrap();
+    let lists = lists.trim_end().strip_suffix(']').unwrap();
+    let lgb = format!("{head}pandas_categorical:{lists}, [0, 1, 2, 3, 4, 5, 9]]\n");
+    let inputs = std::fs::read_to_string(fixtures.join("inputs.csv")).unwrap();
+    let snapshot = |device: &dyn Fn(usize, &str) -> String| {
+        let mut lines = inputs.lines();
+        let mut csv = format!("{}\n", lines.next().unwrap());
+        for (i, line) in lines.take(20).enumerate() {
+            let mut cells: Vec<String> = line.split(',').map(str::to_owned).collect();
+            // customer_id,tenure,arpu,segment,plan,region,device_code
+            if let Ok(code) = cells[6].parse::<f64>() {
+                cells[6] = device(i, &format!("{}", code.round()));
+            }
+            csv.push_str(&cells.join(","));
+            csv.push('\n');
+        }
+        csv
+    };
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    let mut second = m["offers"][0].clone();
+    m["offers"][0]["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "a.txt"});
+    second["id"] = "o2".into();
+    second["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "b.txt"});
+    m["offers"] = serde_json::json!([m["offers"][0], second]);
+    let check = |tag: &str, csv: String| {
+        check_in(tag, true, |dir| {
+            std::fs::write(dir.join("a.txt"), &lgb).unwrap();
+            std::fs::write(dir.join("b.txt"), &lgb).unwrap();
+            std::fs::write(dir.join("f.csv"), &csv).unwrap();
+            std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+        })
+    };
+    let (ok, text) = check(
+        "unseen-numbers",
+        snapshot(&|i, code| if i < 3 { "6".into() } else { code.into() }),
+    );
+    assert!(ok, "{text}");
+    let device: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("feature `device_code`"))
+        .collect();
+    assert_eq!(device.len(), 1, "said once for both files:\n{text}");
+    assert!(
+        device[0].contains("offers[0].scorer.path: feature `device_code`: 1 of the snapshot's")
+            && device[0].contains(
+                "values is not among the model's categories (6, held by 3 of 20 customers, \
+                 15.00 %): they are scored as if `device_code` were missing (the same at \
+                 offers[1].scorer.path)"
+            ),
+        "{text}"
+    );
+    let (ok, text) = check(
+        "none-known",
+        snapshot(&|i, _| format!("{}", 40 + i % 3)),
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "offers[0].scorer.path: feature `device_code`: none of the snapshot's 3 values \
+             (40, 41, 42) is among the model's categories, so every customer would be scored \
+             as if `device_code` were missing: the column holds other numbers than the model \
+             was trained on (0, 1, 2, 3, 4 and 2 more); export the values it was trained on"
+        ),
+        "{text}"
+    );
+    // Every value among the categories: no word.
+    let (ok, text) = check("all-known", snapshot(&|_, code| code.into()));
+    assert!(ok && !text.contains("device_code"), "{text}");
+}
+
 /// A snapshot with a header alone (an export that failed) is refused as that, as a server
 /// refuses it, not judged column by column as if every column held numbers.
 #[test]

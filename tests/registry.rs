@@ -1177,7 +1177,10 @@ async fn a_models_folder_yet_to_come_is_waited_for_from_the_nearest_folder_alone
     std::fs::remove_dir_all(&folder).unwrap();
     std::fs::create_dir(&folder).unwrap();
     copy_demo_into(&folder, "8");
-    eventually("the copy made again loading", || version_of(&registry) == "8").await;
+    eventually("the copy made again loading", || {
+        version_of(&registry) == "8"
+    })
+    .await;
     let doc = serde_json::to_vec(&TempModels::demo_doc("9")).unwrap();
     std::fs::write(folder.join(".model.json.tmp"), doc).unwrap();
     std::fs::rename(folder.join(".model.json.tmp"), folder.join("model.json")).unwrap();

@@ -420,6 +420,13 @@ impl TreeEnsemble {
         self.cat.unseen_codes()
     }
 
+    /// Per model feature whose snapshot column holds numbers the model lists as its categories
+    /// (a pandas category of numbers), the list: a value outside it is scored as missing,
+    /// which a load warns about as it does for strings.
+    pub fn listed_categories(&self) -> Vec<(usize, u32, &[f64])> {
+        self.cat.listed_categories()
+    }
+
     /// Which library's semantics this ensemble reproduces, for explain output and tests.
     pub fn flavor(&self) -> Flavor {
         self.flavor

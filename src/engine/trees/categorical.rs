@@ -156,6 +156,19 @@ impl Categorical {
             .collect()
     }
 
+    /// See [`super::TreeEnsemble::listed_categories`]: `(model feature, column, the listed
+    /// numbers)` for each feature whose model lists its numeric categories.
+    pub(super) fn listed_categories(&self) -> Vec<(usize, u32, &[f64])> {
+        self.features
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match &f.codes {
+                Codes::Listed(values) => Some((i, f.column, &values[..])),
+                Codes::Value | Codes::Table(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether the ensemble has no categorical split: its inputs are then read without
     /// asking, per input, whether one is a category code or an indicator.
     pub(super) fn is_empty(&self) -> bool {

@@ -15,6 +15,7 @@ mod placements;
 mod rules;
 mod scorers;
 mod trees;
+mod unseen;
 
 use std::collections::BTreeSet;
 

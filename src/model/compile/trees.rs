@@ -18,8 +18,7 @@ use crate::engine::{ClassScorer, Scorer};
 use crate::model::bind::{Column, Given};
 use crate::model::walk::{index, join, Fault, Value};
 use crate::model::{
-    left_out_reason, lightgbm, xgboost, ColumnInfo, MAX_NAME_BYTES, MAX_PATH_BYTES,
-    MAX_TREE_FEATURES,
+    left_out_reason, lightgbm, xgboost, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_TREE_FEATURES,
 };
 
 /// What identifies one parse: kind, path, and what the spec adds to the file (names,
@@ -40,6 +39,8 @@ pub(super) struct TreeFiles {
     multiclass: Vec<Arc<TreeEnsemble>>,
     /// Which offer claimed each (slot, class).
     claims: BTreeMap<(u16, u16), String>,
+    /// Unseen values already warned about, said once for every file that reads them.
+    pub(super) unseen: super::unseen::Said,
 }
 
 /// A fault of a file's parse: its place within the scorer when a spec field is at fault
@@ -175,7 +176,7 @@ pub(super) fn compile_trees(
             })
         });
         if let Ok(p) = &parsed {
-            warn_unseen(cx, p, &ppath);
+            super::unseen::check(cx, &p.ensemble, &p.features, &ppath);
         }
         let parsed = parsed.map_err(|faults| Refused { faults, said: None });
         cx.trees.parsed.insert(key.clone(), parsed);
@@ -252,78 +253,6 @@ pub(super) fn compile_trees(
                 slot,
             }))
         }
-    }
-}
-
-/// Warns, once per file, of snapshot values a categorical feature's training never saw: the
-/// trees score them as missing, which is right for a new plan and wrong for a renamed one
-/// (`Gold` against `gold`), and only the share of customers tells the two apart.
-fn warn_unseen(cx: &mut Ctx<'_>, p: &Parsed, path: &str) {
-    for (feature, column, codes) in p.ensemble.unseen_codes() {
-        let ColumnInfo::Strings(dict) = cx.schema.info(column) else {
-            continue;
-        };
-        let name = p.features.get(feature).map_or("?", String::as_str);
-        let mut unseen = vec![false; dict.len()];
-        for &c in &codes {
-            unseen[c as usize] = true;
-        }
-        let held = cx.schema.cells(column).map(|cells| {
-            let (mut hit, mut all) = (0u64, 0u64);
-            for x in cells {
-                all += 1;
-                hit += u64::from(x >= 0.0 && unseen.get(x as usize).copied().unwrap_or(false));
-            }
-            (hit, all)
-        });
-        let listed: Vec<String> = codes
-            .iter()
-            .take(5)
-            .filter_map(|&c| dict.get(c))
-            .map(|v| format!("{v:?}"))
-            .collect();
-        let more = codes.len().saturating_sub(listed.len());
-        if codes.len() == dict.len() && held.is_some_and(|(hit, _)| hit > 0) {
-            cx.faults.push(
-                path,
-                format!(
-                    "feature `{name}`: none of the snapshot's {} values ({}{}) is among the \
-                     model's categories, so every customer would be scored as if `{name}` were \
-                     missing: the column holds other values than the model was trained on \
-                     (codes where it has names?); export the values it was trained on",
-                    dict.len(),
-                    listed.join(", "),
-                    if more > 0 {
-                        format!(" and {more} more")
-                    } else {
-                        String::new()
-                    },
-                ),
-            );
-            continue;
-        }
-        let customers = held.map_or(String::new(), |(hit, all)| {
-            format!(
-                ", held by {hit} of {all} customers, {:.2} %",
-                100.0 * hit as f64 / all.max(1) as f64
-            )
-        });
-        cx.warnings.push(Fault {
-            path: path.to_owned(),
-            message: format!(
-                "feature `{name}`: {} of the snapshot's {} values {} not among the model's \
-                 categories ({}{}{customers}): they are scored as if `{name}` were missing",
-                codes.len(),
-                dict.len(),
-                if codes.len() == 1 { "is" } else { "are" },
-                listed.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                },
-            ),
-        });
     }
 }
 
