@@ -229,6 +229,62 @@ fn offers_read_their_class_of_one_multiclass_file() {
     std::fs::remove_dir_all(&folder).ok();
 }
 
+/// Offers reading one file with categories of their own: the file's codes mean one thing, so
+/// the second reading is refused, naming the feature; the file's own lists, given or not, are
+/// one reading.
+#[test]
+fn offers_reading_one_file_with_other_categories_are_refused() {
+    let store = inputs();
+    let segment = ["bronze", "silver", "gold", "platinum"];
+    let plan = [
+        "basic",
+        "family",
+        "prepaid_s",
+        "prepaid_m",
+        "unlimited",
+        "unlimited_5g",
+        "data_only",
+        "senior",
+    ];
+    let lists = |segment: &[&str]| serde_json::json!({"segment": segment, "plan": plan, "region": ["capital", "north", "south"]});
+    let x = |class: u16, categories: Option<serde_json::Value>| {
+        let mut s =
+            serde_json::json!({"kind": "xgboost", "path": "xgb_softprob.json", "class": class});
+        if let Some(c) = categories {
+            s["categories"] = c;
+        }
+        s
+    };
+    // The file as XGBoost before 3.1 writes it, with no categories of its own: each offer's
+    // lists would stand, and two orders of `segment` would score one customer two ways.
+    let swapped = ["silver", "bronze", "gold", "platinum"];
+    let folder = model_folder(
+        "other-categories",
+        &[x(0, Some(lists(&segment))), x(1, Some(lists(&swapped)))],
+    );
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("xgb_softprob.json")).unwrap()).unwrap();
+    let model = &mut file["learner"]["gradient_booster"]["model"];
+    assert!(model.as_object_mut().unwrap().remove("cats").is_some());
+    std::fs::write(
+        folder.join("xgb_softprob.json"),
+        serde_json::to_vec(&file).unwrap(),
+    )
+    .unwrap();
+    let f = faults(&folder, &store);
+    assert_eq!(
+        f,
+        ["offers[1].scorer.categories: `xgb_softprob.json` is read by offers[0].scorer with other \
+          `categories` for `segment`: a file's category codes mean one thing, so every offer \
+          reading it gives the same lists (or none)"],
+    );
+    std::fs::remove_dir_all(&folder).ok();
+    // The file's own lists, given by one offer and not by the other: one reading.
+    let folder = model_folder("own-categories", &[x(0, None), x(1, Some(lists(&segment)))]);
+    assert_eq!(faults(&folder, &store), Vec::<String>::new());
+    std::fs::remove_dir_all(&folder).ok();
+}
+
 #[test]
 fn class_faults_name_their_paths() {
     let store = inputs();

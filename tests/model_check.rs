@@ -390,10 +390,7 @@ fn snapshot_numbers_a_tree_model_never_saw_among_its_categories_are_warned_about
             ),
         "{text}"
     );
-    let (ok, text) = check(
-        "none-known",
-        snapshot(&|i, _| format!("{}", 40 + i % 3)),
-    );
+    let (ok, text) = check("none-known", snapshot(&|i, _| format!("{}", 40 + i % 3)));
     assert!(!ok, "{text}");
     assert!(
         text.contains(

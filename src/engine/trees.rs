@@ -420,6 +420,12 @@ impl TreeEnsemble {
         self.cat.unseen_codes()
     }
 
+    /// The model features whose snapshot values become other category codes here than in
+    /// `other`, the same file bound with other `categories`: one file's codes mean one thing.
+    pub fn categories_differ(&self, other: &TreeEnsemble) -> Vec<usize> {
+        self.cat.codes_differ(&other.cat)
+    }
+
     /// Per model feature whose snapshot column holds numbers the model lists as its categories
     /// (a pandas category of numbers), the list: a value outside it is scored as missing,
     /// which a load warns about as it does for strings.

@@ -169,6 +169,38 @@ impl Categorical {
             .collect()
     }
 
+    /// The model features whose snapshot values become other category codes here than in
+    /// `other` (the same file bound with other `categories`).
+    pub(super) fn codes_differ(&self, other: &Categorical) -> Vec<usize> {
+        // Bit for bit: a table's NaN (a value the model never saw) is the same NaN in both.
+        fn same(a: &Codes, b: &Codes) -> bool {
+            match (a, b) {
+                (Codes::Value, Codes::Value) => true,
+                (Codes::Table(x), Codes::Table(y)) => {
+                    x.len() == y.len()
+                        && x.iter()
+                            .zip(y.iter())
+                            .all(|(p, q)| p.to_bits() == q.to_bits())
+                }
+                (Codes::Listed(x), Codes::Listed(y)) => {
+                    x.len() == y.len()
+                        && x.iter()
+                            .zip(y.iter())
+                            .all(|(p, q)| p.to_bits() == q.to_bits())
+                }
+                _ => false,
+            }
+        }
+        let n = self.features.len().max(other.features.len());
+        (0..n)
+            .filter(|&i| match (self.features.get(i), other.features.get(i)) {
+                (Some(a), Some(b)) => !same(&a.codes, &b.codes),
+                (None, None) => false,
+                _ => true,
+            })
+            .collect()
+    }
+
     /// Whether the ensemble has no categorical split: its inputs are then read without
     /// asking, per input, whether one is a category code or an indicator.
     pub(super) fn is_empty(&self) -> bool {

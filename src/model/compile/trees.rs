@@ -39,6 +39,9 @@ pub(super) struct TreeFiles {
     multiclass: Vec<Arc<TreeEnsemble>>,
     /// Which offer claimed each (slot, class).
     claims: BTreeMap<(u16, u16), String>,
+    /// Per file and feature names, the first scorer that read it and how: a file's category
+    /// codes mean one thing, whichever offer reads them.
+    first_read: BTreeMap<(String, String, Vec<String>), (String, Key)>,
     /// Unseen values already warned about, said once for every file that reads them.
     pub(super) unseen: super::unseen::Said,
 }
@@ -181,6 +184,11 @@ pub(super) fn compile_trees(
         let parsed = parsed.map_err(|faults| Refused { faults, said: None });
         cx.trees.parsed.insert(key.clone(), parsed);
     }
+    let read_as = (key.0.clone(), key.1.clone(), key.2.clone());
+    (cx.trees.first_read)
+        .entry(read_as)
+        .or_insert_with(|| (path.to_owned(), key.clone()));
+    let conflict = other_categories(&cx.trees, &key);
     let parsed = match cx.trees.parsed.get_mut(&key) {
         Some(Ok(p)) => &*p,
         Some(Err(Refused {
@@ -204,6 +212,16 @@ pub(super) fn compile_trees(
         }
         None => return None,
     };
+    if let Some(first) = conflict {
+        cx.faults.push(
+            &join(path, "categories"),
+            format!(
+                "`{rel}` is read by {first}: a file's category codes mean one thing, so every \
+                 offer reading it gives the same lists (or none)"
+            ),
+        );
+        return None;
+    }
     cx.features_used.extend(parsed.features.iter().cloned());
     let n = parsed.ensemble.n_classes();
     match (parsed.slot, class) {
@@ -254,6 +272,41 @@ pub(super) fn compile_trees(
             }))
         }
     }
+}
+
+/// Where the file of `key` was first read with `categories` that bind its features to other
+/// codes than `key`'s do, and which features.
+fn other_categories(trees: &TreeFiles, key: &Key) -> Option<String> {
+    let read_as = (key.0.clone(), key.1.clone(), key.2.clone());
+    let (first, first_key) = trees.first_read.get(&read_as)?;
+    if first_key == key {
+        return None;
+    }
+    let (Some(Ok(a)), Some(Ok(b))) = (trees.parsed.get(first_key), trees.parsed.get(key)) else {
+        return None;
+    };
+    // Lists both give that differ, and (bound to a snapshot) features one list binds otherwise
+    // than the file's own categories do.
+    fn given<'k>(k: &'k Key, name: &str) -> Option<&'k Vec<String>> {
+        k.3.iter().find(|(n, _)| n == name).map(|(_, l)| l)
+    }
+    let mut named: std::collections::BTreeSet<String> = key
+        .3
+        .iter()
+        .filter(|(name, list)| given(first_key, name).is_some_and(|l| l != list))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for i in b.ensemble.categories_differ(&a.ensemble) {
+        named.insert(b.features.get(i).cloned().unwrap_or_default());
+    }
+    if named.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = named.iter().map(|n| format!("`{n}`")).collect();
+    Some(format!(
+        "{first} with other `categories` for {}",
+        named.join(", ")
+    ))
 }
 
 /// Parses a file against the snapshot's columns.
