@@ -234,7 +234,7 @@ fn bind_one(
         (Categories::Numbers(v), None) => Codes::Listed(v.into_boxed_slice()),
         (Categories::Strings(list), Some(dict)) => Codes::Table(table(&list, dict)),
         (Categories::Cut(list), Some(dict)) => Codes::Table(
-            cut_table(&list, dict)
+            cut_table(name, &list, dict)
                 .map_err(|m| TreeLoadError::format(format!("feature '{name}'"), m))?,
         ),
         (Categories::Numeric, Some(_)) => {
@@ -321,27 +321,40 @@ fn given_fits(stored: &[CutName], list: &[String]) -> Result<(), String> {
 /// [`table`] for names a file keeps in part: a snapshot value is the category it fits. Two
 /// values fitting one category, or one value fitting two, is refused: the file cannot say
 /// which is meant.
-fn cut_table(list: &[CutName], dict: &Dictionary) -> Result<Box<[f32]>, String> {
+fn cut_table(name: &str, list: &[CutName], dict: &Dictionary) -> Result<Box<[f32]>, String> {
     let mut t = vec![f32::NAN; dict.len()];
     let mut taken: Vec<Option<&str>> = vec![None; list.len()];
     for (code, value) in (0..dict.len() as u32).filter_map(|c| Some((c as usize, dict.get(c)?))) {
         let mut fit = list.iter().enumerate().filter(|(_, n)| n.fits(value));
         let Some((k, _)) = fit.next() else { continue };
         let other = fit.next().map(|(j, _)| j);
+        let shown = |i: usize| format!("{i} ({})", list[i].shown());
         let clash = match (other, taken[k]) {
-            (Some(j), _) => Some(format!("{value:?} fits categories {k} and {j}")),
-            (None, Some(first)) => Some(format!("{first:?} and {value:?} both fit category {k}")),
+            (Some(j), _) => Some(format!(
+                "{value:?} fits categories {} and {}",
+                shown(k),
+                shown(j)
+            )),
+            (None, Some(first)) => Some(format!(
+                "{first:?} and {value:?} both fit category {}",
+                shown(k)
+            )),
             (None, None) => None,
         };
         if let Some(clash) = clash {
+            // The advice first: the list may be long, and a long message is cut at its end.
+            const LISTED: usize = 8;
+            let mut kept: Vec<String> = list.iter().take(LISTED).map(CutName::shown).collect();
+            if list.len() > LISTED {
+                kept.push(format!("and {} more", list.len() - LISTED));
+            }
             return Err(format!(
                 "the file's category table keeps these names only in part (XGBoost 3.1 to 3.3 \
                  counted non-ASCII names in characters and dropped their last bytes), and \
-                 {clash} ({}): list the categories in code order in the scorer's `categories`",
-                list.iter()
-                    .map(CutName::shown)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                 {clash}: list the categories in code order in the scorer's `categories` (the \
+                 training frame's `X[\"{name}\"].cat.categories`); the file keeps {}: {}",
+                list.len(),
+                kept.join(", ")
             ));
         }
         taken[k] = Some(value);
@@ -406,6 +419,30 @@ mod tests {
             b.push(v).unwrap();
         }
         b.finish().0
+    }
+
+    #[test]
+    fn names_kept_in_part_that_two_values_fit_are_refused_with_the_advice_first() {
+        let cut = |known: &str, chars: usize| CutName {
+            known: known.as_bytes().to_vec(),
+            chars,
+        };
+        let mut list = vec![cut("city_11", 8), cut("city_110", 8)];
+        list.extend((0..10).map(|i| cut(&format!("c{i}"), 2)));
+        let e = cut_table("city", &list, &dict(&["city_110", "c3"])).unwrap_err();
+        assert_eq!(
+            e,
+            "the file's category table keeps these names only in part (XGBoost 3.1 to 3.3 \
+             counted non-ASCII names in characters and dropped their last bytes), and \
+             \"city_110\" fits categories 0 (city_11…(1 more characters)) and 1 (city_110): \
+             list the categories in code order in the scorer's `categories` (the training \
+             frame's `X[\"city\"].cat.categories`); the file keeps 12: city_11…(1 more \
+             characters), city_110, c0, c1, c2, c3, c4, c5, and 4 more"
+        );
+        let d = dict(&["city_110", "c3"]);
+        let t = cut_table("city", &list[1..], &d).unwrap();
+        let code = |v: &str| t[d.code(v).unwrap() as usize];
+        assert_eq!((code("city_110"), code("c3")), (0.0, 4.0));
     }
 
     #[test]
