@@ -347,7 +347,7 @@ fn class_faults_name_their_paths() {
         .filter(|m| m.starts_with("offers[0].scorer"))
         .collect();
     assert!(
-        !first.is_empty() && first.iter().all(|m| !m.contains("are listed at")),
+        !first.is_empty() && first.iter().all(|m| !m.contains("are listed under")),
         "{f:?}"
     );
     let pointers: Vec<&String> = f
@@ -360,7 +360,7 @@ fn class_faults_name_their_paths() {
             **m,
             format!(
                 "offers[{}].scorer.path: `xgb_softprob.json` is refused: its faults are listed \
-                 at offers[0].scorer",
+                 under offers[0].scorer",
                 i + 1
             )
         );

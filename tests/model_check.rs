@@ -406,6 +406,64 @@ fn snapshot_numbers_a_tree_model_never_saw_among_its_categories_are_warned_about
     assert!(ok && !text.contains("device_code"), "{text}");
 }
 
+/// What an analyst saves by mistake instead of a model file, each named for what it is with
+/// the call that saves the model: an empty file and one cut short (a save or copy under way),
+/// a Python pickle of the model object.
+#[test]
+fn a_scorer_file_that_is_no_model_says_what_it_is_and_how_to_save_one() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees");
+    let xgb = std::fs::read(fixtures.join("xgb_binary.json")).unwrap();
+    let files: [(&str, &str, Vec<u8>); 4] = [
+        ("xgboost", "empty.json", Vec::new()),
+        ("lightgbm", "empty.txt", b"\n".to_vec()),
+        ("xgboost", "cut.json", xgb[..xgb.len() / 2].to_vec()),
+        (
+            "lightgbm",
+            "model.pkl",
+            b"\x80\x04\x95\xda\x00lightgbm.basic".to_vec(),
+        ),
+    ];
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    let offers: Vec<serde_json::Value> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, path, _))| {
+            let mut o = m["offers"][0].clone();
+            o["id"] = format!("o{i}").into();
+            o["scorer"] = serde_json::json!({"kind": kind, "path": path});
+            o
+        })
+        .collect();
+    m["offers"] = offers.into();
+    let (ok, text) = check_in("no-model-files", false, |dir| {
+        for (_, path, bytes) in &files {
+            std::fs::write(dir.join(path), bytes).unwrap();
+        }
+        std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    });
+    assert!(!ok, "{text}");
+    for want in [
+        "offers[0].scorer.path: `empty.json` (xgboost): the file is empty (a save or copy still \
+         under way?): save the model with booster.save_model(\"m.json\")",
+        "offers[1].scorer.path: `empty.txt` (lightgbm): the file is empty (a save or copy still \
+         under way?): save the model with booster.save_model(\"m.txt\")",
+        "the file ends before its JSON does (a save or copy still under way?); save the model \
+         again",
+        "offers[3].scorer.path: `model.pkl` (lightgbm): the file is a Python pickle \
+         (pickle.dump, joblib.dump), which holds Python objects, not a model nextbest reads: \
+         save the model with booster.save_model(\"m.txt\") (model.booster_ of the \
+         scikit-learn API)",
+    ] {
+        assert!(text.contains(want), "{want}\nnot in:\n{text}");
+    }
+    assert!(
+        text.contains(
+            "offers[2].scorer.path: `cut.json` (xgboost): json: not an XGBoost JSON model"
+        ),
+        "{text}"
+    );
+}
+
 /// A snapshot with a header alone (an export that failed) is refused as that, as a server
 /// refuses it, not judged column by column as if every column held numbers.
 #[test]

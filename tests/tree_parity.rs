@@ -151,8 +151,14 @@ fn xgboost_matches_library() {
     }
     // Trained without names: the scorer spec's list (here: the CSV order) supplies them.
     let bytes = std::fs::read(fixture("xgb_nonames.json")).expect("model file");
-    let err = parse_xgboost(&bytes, None, &resolve).expect_err("no names anywhere");
-    println!("xgb_nonames without names: {err}");
+    let err = parse_xgboost(&bytes, None, &resolve)
+        .expect_err("no names anywhere")
+        .to_string();
+    assert!(
+        err.contains("no feature names (trained on an array, not a data frame)")
+            && err.contains("training columns (10 columns), in order, in the scorer's `features`"),
+        "{err}"
+    );
     let e = parse_xgboost(&bytes, Some(&inputs.features), &resolve).expect("xgb_nonames");
     check("xgb_nonames", &e, &inputs);
 }

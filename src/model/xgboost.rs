@@ -214,11 +214,11 @@ pub fn parse_xgboost_noted(
         ));
     }
 
-    let names = choose_names(&learner.feature_names, feature_names)?;
     let num_feature = param_usize(
         "learner.learner_model_param.num_feature",
         param.num_feature.as_deref(),
     )?;
+    let names = choose_names(&learner.feature_names, feature_names, num_feature)?;
     if num_feature != 0 && names.len() != num_feature {
         let whose = if learner.feature_names.is_empty() {
             "the scorer's `features` list"
@@ -294,6 +294,10 @@ fn read_file(bytes: &[u8]) -> Result<ModelFile, TreeLoadError> {
              Booster.save_model(\"m.txt\"), and read it with \"kind\": \"lightgbm\""
                 .into()
         }
+        Err(e) if e.is_eof() => format!(
+            "{e}: the file ends before its JSON does (a save or copy still under way?); save \
+             the model again"
+        ),
         Err(e) => e.to_string(),
     };
     Err(TreeLoadError::format(
@@ -328,11 +332,21 @@ fn feature_categories(
 fn choose_names<'a>(
     in_model: &'a [String],
     given: Option<&'a [String]>,
+    num_feature: usize,
 ) -> Result<&'a [String], TreeLoadError> {
     if in_model.is_empty() && given.is_none() {
+        let count = match num_feature {
+            0 => String::new(),
+            1 => " (1 column)".into(),
+            n => format!(" ({n} columns)"),
+        };
         return Err(TreeLoadError::format(
             "learner.feature_names",
-            "the model has no feature names; list them in the scorer spec",
+            format!(
+                "the model has no feature names (trained on an array, not a data frame): list \
+                 the snapshot's names of its training columns{count}, in order, in the scorer's \
+                 `features`"
+            ),
         ));
     }
     super::bind::feature_names(

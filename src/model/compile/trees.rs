@@ -196,7 +196,7 @@ pub(super) fn compile_trees(
         })) => {
             cx.faults.push(
                 &ppath,
-                format!("`{rel}` is refused: its faults are listed at {first}"),
+                format!("`{rel}` is refused: its faults are listed under {first}"),
             );
             return None;
         }
@@ -309,6 +309,29 @@ fn other_categories(trees: &TreeFiles, key: &Key) -> Option<String> {
     ))
 }
 
+/// Why `bytes` cannot be a tree file of either library, for what an analyst saves by
+/// mistake: nothing yet (a save or copy under way), or a Python pickle of the model object.
+fn not_a_model_file(bytes: &[u8], kind: &str) -> Option<String> {
+    let save = if kind == "xgboost" {
+        "booster.save_model(\"m.json\") (model.get_booster() of the scikit-learn API)"
+    } else {
+        "booster.save_model(\"m.txt\") (model.booster_ of the scikit-learn API)"
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Some(format!(
+            "the file is empty (a save or copy still under way?): save the model with {save}"
+        ));
+    }
+    // Pickle protocols 2 to 5 open with 0x80 and the protocol's number.
+    if let [0x80, 2..=5, ..] = bytes {
+        return Some(format!(
+            "the file is a Python pickle (pickle.dump, joblib.dump), which holds Python objects, \
+             not a model nextbest reads: save the model with {save}"
+        ));
+    }
+    None
+}
+
 /// Parses a file against the snapshot's columns.
 fn parse(
     cx: &Ctx<'_>,
@@ -317,6 +340,9 @@ fn parse(
     spec: &xgboost::Spec<'_>,
 ) -> Result<(TreeEnsemble, Vec<String>, Vec<String>), Vec<Placed>> {
     let bytes = cx.files.scorer(rel).map_err(|m| vec![(None, m)])?;
+    if let Some(why) = not_a_model_file(bytes, kind) {
+        return Err(vec![(None, format!("`{rel}` ({kind}): {why}"))]);
+    }
     let schema = cx.schema;
     let resolve = |name: &str| {
         let index = schema.column(name)?;
