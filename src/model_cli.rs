@@ -41,13 +41,15 @@ pub fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> a
             for w in &m.warnings {
                 println!("{}: warning: {w}", model::model_file(file).display());
             }
+            let counted =
+                |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
             println!(
-                "ok: {} version {}: {} offers, {} channels, {} features used{}",
+                "ok: {} version {}: {}, {}, {} used{}",
                 m.compiled.name,
                 m.compiled.version,
-                m.compiled.offers.len(),
-                m.compiled.channels.len(),
-                m.compiled.features_used.len(),
+                counted(m.compiled.offers.len(), "offer"),
+                counted(m.compiled.channels.len(), "channel"),
+                counted(m.compiled.features_used.len(), "feature"),
                 if store.is_some() {
                     ""
                 } else {
@@ -59,10 +61,10 @@ pub fn check_model(file: &Path, features: Option<&Path>, nulls: &NullWords) -> a
                     println!("{}: warning: challenger: {w}", spec.path.display());
                 }
                 println!(
-                    "ok: challenger {} version {}: {} offers, {} % of customers",
+                    "ok: challenger {} version {}: {}, {} % of customers",
                     c.compiled.name,
                     c.compiled.version,
-                    c.compiled.offers.len(),
+                    counted(c.compiled.offers.len(), "offer"),
                     spec.share * 100.0
                 );
             }
@@ -188,5 +190,5 @@ fn readable(file: &Path) -> anyhow::Result<()> {
     let path = model::model_file(file);
     std::fs::File::open(&path)
         .map(drop)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), model::missing_document(file, e)))
 }

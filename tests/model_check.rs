@@ -464,6 +464,40 @@ fn a_scorer_file_that_is_no_model_says_what_it_is_and_how_to_save_one() {
     );
 }
 
+/// A folder whose model is saved under another name, and a scorer file not in the folder:
+/// each refusal says where nextbest looked and what to do.
+#[test]
+fn a_model_or_scorer_file_not_where_it_is_read_says_where_and_what_to_do() {
+    let dir = std::env::temp_dir().join(format!("nb-check-elsewhere-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
+    std::fs::write(dir.join("nbo.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let (ok, text) = run(&["model", "check", dir.to_str().unwrap()]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "model.json: no such file; the folder holds nbo.json: a folder's model is its \
+             model.json, so name that file model.json or give the file itself (`{}`)",
+            dir.join("nbo.json").display()
+        )),
+        "{text}"
+    );
+    m["offers"][0]["scorer"] = serde_json::json!({"kind": "lightgbm", "path": "trees.txt"});
+    std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let (ok, text) = run(&["model", "check", dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("offers[0].scorer.path: `trees.txt`: no such file in the model's folder")
+            && text.contains(
+                "(a model uploaded to /admin/models reads its scorer files from there too: copy \
+                 them in first)"
+            ),
+        "{text}"
+    );
+}
+
 /// A snapshot with a header alone (an export that failed) is refused as that, as a server
 /// refuses it, not judged column by column as if every column held numbers.
 #[test]

@@ -328,10 +328,17 @@ pub fn resolve_inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
     let base = base
         .canonicalize()
         .map_err(|e| format!("model folder {}: {e}", base.display()))?;
-    let full = base
-        .join(relp)
-        .canonicalize()
-        .map_err(|e| format!("`{rel}` in {}: {e}", base.display()))?;
+    let full = base.join(relp).canonicalize().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "`{rel}`: no such file in the model's folder {} (a model uploaded to \
+                 /admin/models reads its scorer files from there too: copy them in first)",
+                base.display()
+            )
+        } else {
+            format!("`{rel}` in {}: {e}", base.display())
+        }
+    })?;
     if !full.starts_with(&base) {
         return Err(format!(
             "`{rel}` leads outside the model's folder (through a symlink)"
@@ -361,6 +368,37 @@ pub fn model_file(path: &Path) -> PathBuf {
     }
 }
 
+/// Why a model at `path` cannot be opened: for a folder without `model.json`, the JSON files
+/// it holds instead, which may be the model under another name (`nbo.json`), said with how to
+/// read one; else `error` as it is.
+pub fn missing_document(path: &Path, error: std::io::Error) -> std::io::Error {
+    if error.kind() != std::io::ErrorKind::NotFound || !path.is_dir() {
+        return error;
+    }
+    let folder = path;
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+        .collect();
+    if names.is_empty() {
+        return error;
+    }
+    names.sort();
+    let first = folder.join(&names[0]);
+    let listed = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!(
+            "no such file; the folder holds {listed}{}: a folder's model is its {MODEL_FILE}, \
+             so name that file {MODEL_FILE} or give the file itself (`{}`)",
+            if names.len() > 3 { " and more" } else { "" },
+            first.display()
+        ),
+    )
+}
+
 /// Reads and compiles a model from a file or a folder holding `model.json`.
 pub fn load(path: &Path, schema: &dyn Schema, limits: &Limits) -> Result<LoadedModel, ModelError> {
     load_with_warnings(path, schema, limits).map_err(|(e, _)| e)
@@ -379,7 +417,11 @@ pub fn load_with_warnings(
         source,
     };
     let plain = |e| (e, Vec::new());
-    let size = std::fs::metadata(&file).map_err(io).map_err(plain)?.len() as usize;
+    let size = std::fs::metadata(&file)
+        .map_err(|e| missing_document(path, e))
+        .map_err(io)
+        .map_err(plain)?
+        .len() as usize;
     if size > limits.max_bytes {
         return Err(plain(ModelError::TooLarge {
             size,
