@@ -47,7 +47,10 @@ async fn a_document_refused_for_a_missing_scorer_file_loads_when_the_file_arrive
     assert_eq!(version_of(&registry), "1");
     // The fault names the folder the file was looked for in.
     let faults = registry.reload_models(true).unwrap_err().faults();
-    let looked_in = format!("`streaming_bundle_v2.lgb.txt` in {}:", models.dir.display());
+    let looked_in = format!(
+        "`streaming_bundle_v2.lgb.txt`: no such file in the model's folder {} ",
+        models.dir.display()
+    );
     assert!(faults[0].message.contains(&looked_in), "{faults:?}");
     let tree = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
     models.publish("streaming_bundle_v2.lgb.txt", &tree);
