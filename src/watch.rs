@@ -7,7 +7,9 @@
 //! file. Files whose names start with `.` or end in `.tmp`, `~` or `.swp`, and feature
 //! snapshots (`.csv`, `.nbf`, `.parquet`), are ignored. A change to `model.json` loads it; a
 //! change to a file the serving models read (a scorer, a challenger) rebuilds them so they pick
-//! the new file up, and other files beside them are left alone; a change to a file the
+//! the new file up (unless the document on disk is another one, refused while its files were
+//! still arriving under the serving ones' names: that one is tried again), and other files
+//! beside them are left alone; a change to a file the
 //! document on disk names but the serving models do not read (the new scorer file a refused
 //! document waited for) tries the document again. Subfolders are watched too (a scorer file
 //! may lie in `trees/`). While no model serves, any change loads the folder (a scorer file may
@@ -374,6 +376,14 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
                     registry.commit(Change::Folder { force: false }),
                     Ok(Committed::Unchanged)
                 )
+            } else if other_files
+                && std::fs::read(&model_path).is_ok_and(|d| d != set.champion.document)
+            {
+                // The document on disk is not the one serving (refused, its files arriving
+                // under the serving ones' names): it is what was published, so it is tried
+                // again; the serving document rebuilt with its files would be neither.
+                let _ = registry.commit(Change::Folder { force: true });
+                false
             } else {
                 true
             };

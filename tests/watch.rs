@@ -58,6 +58,24 @@ async fn a_document_refused_for_a_missing_scorer_file_loads_when_the_file_arrive
     assert_eq!(rejected(&registry), 2, "tried once more, and served");
 }
 
+/// A new version copied in document first, its scorer files after under the names the serving
+/// model reads too (`rm -rf models; mkdir models; cp` file by file): refused while a file is
+/// missing, then served once the last arrives, not the serving document rebuilt with them.
+#[tokio::test]
+async fn a_document_refused_until_its_files_arrive_under_the_serving_names_loads_then() {
+    let models = TempModels::new("watch-same-names");
+    let registry = models.registry();
+    let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
+    let tree = std::fs::read(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
+    std::fs::remove_file(models.dir.join("streaming_bundle.lgb.txt")).unwrap();
+    let doc = TempModels::demo_doc("9");
+    models.publish("model.json", &serde_json::to_vec(&doc).unwrap());
+    eventually("the refusal", || rejected(&registry) >= 1).await;
+    assert_eq!(version_of(&registry), "1");
+    models.publish("streaming_bundle.lgb.txt", &tree);
+    eventually("version 9", || version_of(&registry) == "9").await;
+}
+
 /// A scorer file in a subfolder of the models folder is watched as one beside model.json.
 #[tokio::test]
 async fn a_scorer_file_in_a_subfolder_is_watched() {
