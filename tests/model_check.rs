@@ -396,8 +396,23 @@ fn snapshot_numbers_a_tree_model_never_saw_among_its_categories_are_warned_about
         text.contains(
             "offers[0].scorer.path: feature `device_code`: none of the snapshot's 3 values \
              (40, 41, 42) is among the model's categories, so every customer would be scored \
-             as if `device_code` were missing: the column holds other numbers than the model \
-             was trained on (0, 1, 2, 3, 4 and 2 more); export the values it was trained on"
+             as if `device_code` were missing (1 of 20 customers holds no value): the column \
+             holds other numbers than the model was trained on (0, 1, 2, 3, 4 and 2 more); \
+             export the values it was trained on"
+        ),
+        "{text}"
+    );
+    // One value, unknown, and the other customers none: said as such.
+    let (ok, text) = check(
+        "one-unknown",
+        snapshot(&|i, _| if i < 2 { "42".into() } else { String::new() }),
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "feature `device_code`: the snapshot's one value (42) is not among the model's \
+             categories, so every customer would be scored as if `device_code` were missing \
+             (18 of 20 customers hold no value)"
         ),
         "{text}"
     );
@@ -473,6 +488,9 @@ fn a_model_or_scorer_file_not_where_it_is_read_says_where_and_what_to_do() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut m = model(serde_json::json!({"feature": "arpu", "op": "ge", "value": 5}));
     std::fs::write(dir.join("nbo.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    // A tree file beside it is no model document, and is not offered as one.
+    let trees = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trees");
+    std::fs::copy(trees.join("xgb_binary.json"), dir.join("a_trees.json")).unwrap();
     let (ok, text) = run(&["model", "check", dir.to_str().unwrap()]);
     assert!(!ok, "{text}");
     assert!(

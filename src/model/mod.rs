@@ -368,9 +368,20 @@ pub fn model_file(path: &Path) -> PathBuf {
     }
 }
 
+/// Whether a JSON file may be a model document under another name: it has offers (a tree
+/// file, `xgb.json`, has none). Only its start is read.
+fn looks_like_a_model(file: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(1 << 20).read_to_end(&mut head))
+        .is_ok()
+        && head.windows(8).any(|w| w == b"\"offers\"")
+}
+
 /// Why a model at `path` cannot be opened: for a folder without `model.json`, the JSON files
-/// it holds instead, which may be the model under another name (`nbo.json`), said with how to
-/// read one; else `error` as it is.
+/// it holds that may be the model under another name (`nbo.json`), said with how to read one;
+/// else `error` as it is.
 pub fn missing_document(path: &Path, error: std::io::Error) -> std::io::Error {
     if error.kind() != std::io::ErrorKind::NotFound || !path.is_dir() {
         return error;
@@ -381,6 +392,7 @@ pub fn missing_document(path: &Path, error: std::io::Error) -> std::io::Error {
         .flatten()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+        .filter(|n| looks_like_a_model(&folder.join(n)))
         .collect();
     if names.is_empty() {
         return error;

@@ -39,6 +39,8 @@ struct Unseen {
     values: (usize, bool),
     /// Customers holding a value outside and customers in all, when the cells could be read.
     held: Option<(u64, u64)>,
+    /// Customers holding no value.
+    empty: u64,
     /// No customer holds a value the model knows, and some hold one it does not.
     none_known: bool,
 }
@@ -87,10 +89,12 @@ fn strings(cx: &Ctx<'_>, column: u32, codes: &[u32]) -> Option<Unseen> {
     for &c in codes {
         unseen[c as usize] = true;
     }
+    let mut empty = 0u64;
     let held = cx.schema.cells(column).map(|cells| {
         let (mut hit, mut all) = (0u64, 0u64);
         for x in cells {
             all += 1;
+            empty += u64::from(x.is_nan() || x < 0.0);
             hit += u64::from(x >= 0.0 && unseen.get(x as usize).copied().unwrap_or(false));
         }
         (hit, all)
@@ -105,6 +109,7 @@ fn strings(cx: &Ctx<'_>, column: u32, codes: &[u32]) -> Option<Unseen> {
         outside: (codes.len(), false),
         values: (dict.len(), false),
         held,
+        empty,
         none_known: codes.len() == dict.len() && held.is_some_and(|(hit, _)| hit > 0),
     })
 }
@@ -143,6 +148,7 @@ fn numbers(cx: &Ctx<'_>, column: u32, categories: &[f64]) -> Option<Unseen> {
         outside: (outside.len(), outside.len() == MAX_DISTINCT),
         values: (values.len(), values.len() == MAX_DISTINCT),
         held: Some((hit, all)),
+        empty: all - present,
         none_known: hit == present,
     })
 }
@@ -169,12 +175,23 @@ fn say(cx: &mut Ctx<'_>, path: &str, name: &str, u: &Unseen, advice: &str) {
     );
     let values = format!("{}{}", if u.values.1 { "over " } else { "" }, u.values.0);
     if u.none_known {
+        let none = if u.values == (1, false) {
+            format!("the snapshot's one value ({listed}) is not")
+        } else {
+            format!("none of the snapshot's {values} values ({listed}) is")
+        };
+        let empty = match u.held {
+            Some((_, all)) if u.empty > 0 => {
+                let verb = if u.empty == 1 { "holds" } else { "hold" };
+                format!(" ({} of {all} customers {verb} no value)", u.empty)
+            }
+            _ => String::new(),
+        };
         cx.faults.push(
             path,
             format!(
-                "feature `{name}`: none of the snapshot's {values} values ({listed}) is among \
-                 the model's categories, so every customer would be scored as if `{name}` were \
-                 missing: {advice}"
+                "feature `{name}`: {none} among the model's categories, so every customer would \
+                 be scored as if `{name}` were missing{empty}: {advice}"
             ),
         );
         return;
