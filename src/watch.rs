@@ -23,8 +23,10 @@
 //! change themselves, so a swap of `..data` counts as a change of `model.json` (and of every
 //! scorer file when `model.json` is unchanged).
 //!
-//! A models folder that does not exist yet (a volume mounted later, a folder removed to be
-//! copied again) is waited for: the nearest folder on its way that exists is watched alone,
+//! A models folder that is a symbolic link (`models -> releases/v7`) follows the link: the
+//! folder holding it is watched too, for the link alone, and pointing it at another release
+//! loads that one. A models folder that does not exist yet (a volume mounted later, a folder
+//! removed to be copied again) is waited for: the nearest folder on its way that exists is watched alone,
 //! not its whole tree, and the watch moves down to the models folder when it appears (and back
 //! up when it goes), loading the model found there.
 
@@ -76,6 +78,10 @@ struct Arming {
     /// within one debounce is another folder, watched anew (as is one made again after the
     /// event of the removal, whatever its inode).
     watched: Option<(PathBuf, Option<(u64, u64)>)>,
+    /// When the models folder is a symbolic link (`models -> releases/v7`), the folder holding
+    /// the link, watched alone: pointing the link elsewhere changes nothing in the folder it
+    /// pointed to, only there.
+    link_parent: Option<PathBuf>,
 }
 
 /// A folder's device and inode, which a folder moved under the same name does not share (one
@@ -99,6 +105,7 @@ impl Arming {
             }
             moved = true;
         }
+        self.watch_link(watcher);
         Ok(match (moved, was_there, self.watching_target()) {
             (false, _, _) => Moved::Stayed,
             (true, false, true) => Moved::Arrived,
@@ -162,6 +169,30 @@ impl Arming {
         }
     }
 
+    /// Watches the folder holding the models folder's link while the link is watched through;
+    /// lets go of it otherwise.
+    fn watch_link(&mut self, watcher: &mut Watcher) {
+        let wanted =
+            (self.watching_target() && self.target.is_symlink()).then(|| link_parent(&self.target));
+        if wanted == self.link_parent {
+            return;
+        }
+        if let Some(old) = self.link_parent.take() {
+            let _ = watcher.unwatch(&old);
+        }
+        if let Some(parent) = wanted {
+            match watcher.watch(&parent, RecursiveMode::NonRecursive) {
+                Ok(()) => self.link_parent = Some(parent),
+                Err(e) => tracing::warn!(
+                    path = %parent.display(),
+                    error = %e,
+                    "the models folder is a link, and the folder holding it cannot be watched: \
+                     pointing the link elsewhere needs a SIGHUP"
+                ),
+            }
+        }
+    }
+
     fn watching_target(&self) -> bool {
         self.watched
             .as_ref()
@@ -181,6 +212,14 @@ enum Moved {
     Replaced,
     /// Up from it, as it went.
     Left,
+}
+
+/// The folder holding a link (`.` for a relative name alone).
+fn link_parent(link: &Path) -> PathBuf {
+    match link.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// The folder itself if it exists, else the nearest of its ancestors that does (`.` for a
@@ -277,7 +316,11 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
     let arming = Arc::new(Mutex::new(Arming {
         target: dir.clone(),
         watched: None,
+        link_parent: None,
     }));
+    // Event paths are absolute; what lies beside a linked models folder is none of its business.
+    let linked = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+    let beside_link = move |p: &Path| p.parent() == linked.parent() && p != linked;
     let cell: Arc<OnceLock<Weak<Mutex<Watcher>>>> = Arc::new(OnceLock::new());
     let (arming_h, cell_h) = (arming.clone(), cell.clone());
     let handler = move |res: DebounceEventResult| match res {
@@ -296,7 +339,7 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
                     if m == Moved::Replaced {
                         tracing::info!(
                             path = %folder.display(),
-                            "the models folder was removed and made again; watching the new one"
+                            "the models folder was replaced (made again, or its link pointed elsewhere); watching the new one"
                         );
                     } else {
                         tracing::info!(path = %folder.display(), "watching the models folder");
@@ -327,6 +370,7 @@ pub fn watch_models(registry: Arc<Registry>) -> Result<ModelWatcher, notify::Err
                     .iter()
                     .filter(|e| is_change(&e.kind))
                     .flat_map(|e| e.paths.iter().map(PathBuf::as_path))
+                    .filter(|p| !beside_link(p))
             };
             let swapped = paths().any(is_projection_swap);
             let rel = |p: &Path| -> PathBuf {

@@ -1105,6 +1105,51 @@ fn copy_demo_into(dir: &std::path::Path, version: &str) {
     std::fs::write(dir.join("model.json"), doc).unwrap();
 }
 
+/// A models folder that is a link to a release's folder (`models -> releases/v1`): pointing
+/// the link at another release loads that one, and changes in it load from then on.
+#[tokio::test]
+async fn a_linked_models_folder_follows_the_link_when_it_is_pointed_elsewhere() {
+    let models = TempModels::new("linked");
+    let releases = models.dir.join("releases");
+    for (name, version) in [("v1", "1"), ("v2", "2")] {
+        std::fs::create_dir_all(releases.join(name)).unwrap();
+        copy_demo_into(&releases.join(name), version);
+    }
+    let link = models.dir.join("models");
+    std::os::unix::fs::symlink("releases/v1", &link).unwrap();
+    let registry = Arc::new(nextbest::registry::Registry::new(
+        nextbest::registry::RegistryConfig {
+            models_path: Some(link.clone()),
+            features_path: Some(models.dir.join("features.csv")),
+            ..Default::default()
+        },
+    ));
+    registry.reload_from_disk().unwrap();
+    assert_eq!(version_of(&registry), "1");
+    let _watcher = nextbest::watch::watch_models(registry.clone()).unwrap();
+    // Something beside the link changing is no reason to load.
+    let loads = registry.history().len();
+    std::fs::write(models.dir.join("notes.txt"), "x").unwrap();
+    // Pointed elsewhere atomically, as `ln -sfn` through a rename does.
+    let next = models.dir.join(".models.next");
+    std::os::unix::fs::symlink("releases/v2", &next).unwrap();
+    std::fs::rename(&next, &link).unwrap();
+    eventually("the release the link points at now", || {
+        version_of(&registry) == "2"
+    })
+    .await;
+    assert_eq!(
+        registry.history().len(),
+        loads + 1,
+        "one load, for the link"
+    );
+    let doc = serde_json::to_vec(&TempModels::demo_doc("3")).unwrap();
+    let v2 = releases.join("v2");
+    std::fs::write(v2.join(".model.json.tmp"), doc).unwrap();
+    std::fs::rename(v2.join(".model.json.tmp"), v2.join("model.json")).unwrap();
+    eventually("a change in that release", || version_of(&registry) == "3").await;
+}
+
 #[tokio::test]
 async fn a_models_folder_yet_to_come_is_waited_for_from_the_nearest_folder_alone() {
     let models = TempModels::new("later");
