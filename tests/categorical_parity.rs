@@ -145,6 +145,18 @@ fn fixtures_hold_what_they_claim() {
     assert!(lgb.contains("num_cat=") && lgb.contains("pandas_categorical:[["));
 }
 
+/// The fixtures' `plan` categories, in code order.
+const PLANS: [&str; 8] = [
+    "basic",
+    "family",
+    "prepaid_s",
+    "prepaid_m",
+    "unlimited",
+    "unlimited_5g",
+    "data_only",
+    "senior",
+];
+
 /// A model folder holding the fixtures beside a model.json with the given offers.
 fn model_folder(tag: &str, scorers: &[serde_json::Value]) -> PathBuf {
     let d = std::env::temp_dir().join(format!("nb-cat-{tag}-{}", std::process::id()));
@@ -236,17 +248,7 @@ fn offers_read_their_class_of_one_multiclass_file() {
 fn offers_reading_one_file_with_other_categories_are_refused() {
     let store = inputs();
     let segment = ["bronze", "silver", "gold", "platinum"];
-    let plan = [
-        "basic",
-        "family",
-        "prepaid_s",
-        "prepaid_m",
-        "unlimited",
-        "unlimited_5g",
-        "data_only",
-        "senior",
-    ];
-    let lists = |segment: &[&str]| serde_json::json!({"segment": segment, "plan": plan, "region": ["capital", "north", "south"]});
+    let lists = |segment: &[&str]| serde_json::json!({"segment": segment, "plan": PLANS, "region": ["capital", "north", "south"]});
     let x = |class: u16, categories: Option<serde_json::Value>| {
         let mut s =
             serde_json::json!({"kind": "xgboost", "path": "xgb_softprob.json", "class": class});
@@ -406,16 +408,6 @@ fn the_categorical_bench_ensemble_reads_few_inputs() {
 #[test]
 fn categories_that_disagree_with_the_model_file_are_refused() {
     let csv = std::fs::read_to_string(dir().join("inputs.csv")).unwrap();
-    let plans = [
-        "basic",
-        "family",
-        "prepaid_s",
-        "prepaid_m",
-        "unlimited",
-        "unlimited_5g",
-        "data_only",
-        "senior",
-    ];
     // `plan` coded as numbers: the region list would be read as plan's.
     let coded: String = csv
         .lines()
@@ -423,7 +415,7 @@ fn categories_that_disagree_with_the_model_file_are_refused() {
         .map(|(i, l)| {
             let mut f: Vec<String> = l.split(',').map(str::to_owned).collect();
             if i > 0 {
-                f[4] = plans
+                f[4] = PLANS
                     .iter()
                     .position(|p| *p == f[4])
                     .map_or(String::new(), |k| k.to_string());
