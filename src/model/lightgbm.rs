@@ -333,8 +333,16 @@ fn pandas_categorical<'a>(
     let mut tail = Tail::Nothing;
     for line in lines {
         if let Some(json) = line.strip_prefix("pandas_categorical:") {
-            let v: Option<Vec<Vec<serde_json::Value>>> = serde_json::from_str(json)
-                .map_err(|e| TreeLoadError::format(LOC, e.to_string()))?;
+            let v: Option<Vec<Vec<serde_json::Value>>> =
+                serde_json::from_str(json).map_err(|e| {
+                    let cut = if e.is_eof() {
+                        ": the line ends before its list does (the file was cut short: a save \
+                         or copy still under way?); save the model again"
+                    } else {
+                        ""
+                    };
+                    TreeLoadError::format(LOC, format!("{e}{cut}"))
+                })?;
             return Ok((v.unwrap_or_default(), Tail::Pandas));
         }
         tail = match line {

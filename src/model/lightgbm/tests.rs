@@ -246,6 +246,19 @@ fn a_file_cut_after_its_trees_is_called_cut_short() {
             )
         );
     }
+    // Cut inside its `pandas_categorical:` line: said so too.
+    let cut = whole.find("pandas_categorical:").unwrap() + "pandas_categorical:[[\"br".len();
+    let e = parse_lightgbm(&whole[..cut], &|_| Some(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("pandas_categorical: EOF while parsing")
+            && e.ends_with(
+                ": the line ends before its list does (the file was cut short: a save or copy \
+                 still under way?); save the model again"
+            ),
+        "{e}"
+    );
     // The whole file gets past that point (here to the resolver's columns, which hold no text).
     let whole = parse_lightgbm(&whole, &|_| Some(0))
         .map(|_| ())
