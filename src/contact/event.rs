@@ -262,6 +262,9 @@ fn parse_decision_id(s: &str) -> Option<u128> {
         .map(|u| u.0)
 }
 
+/// The seed of [`Event::digest`] (and the next one): apart from the event ids' (1, 2).
+const DIGEST_SEED: u64 = 7;
+
 impl<'a> Event<'a> {
     /// What tells this event from another sent under its `event_id`: its kind, customer,
     /// visitor, offer and decision, which neither the server nor a channel's retry changes
@@ -275,7 +278,7 @@ impl<'a> Event<'a> {
             self.offer_id,
             self.decision_id,
         );
-        std::hash::BuildHasher::hash_one(&foldhash::fast::FixedState::with_seed(7), fields) as u32
+        super::dedupe::key_of(fields, DIGEST_SEED) as u32
     }
 
     /// Validates one element of `events`; the fault names the field and what is wrong.

@@ -438,17 +438,13 @@ impl Contacts {
         for (i, e) in events.iter().enumerate() {
             if let Some(id) = e.event_id {
                 let key = event_key(id);
-                match state.claim(key, e.digest(), now) {
-                    Claim::New => {}
-                    Claim::Repeat => {
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    Claim::Reused => {
-                        out.duplicates += 1;
+                let claim = state.claim(key, e.digest(), now);
+                if claim != Claim::New {
+                    out.duplicates += 1;
+                    if claim == Claim::Reused {
                         out.reused.push(i);
-                        continue;
                     }
+                    continue;
                 }
                 claims.push(key);
             }

@@ -386,19 +386,18 @@ pub fn missing_document(path: &Path, error: std::io::Error) -> std::io::Error {
     if error.kind() != std::io::ErrorKind::NotFound || !path.is_dir() {
         return error;
     }
-    let folder = path;
-    let mut names: Vec<String> = std::fs::read_dir(folder)
+    let mut names: Vec<String> = std::fs::read_dir(path)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
-        .filter(|n| looks_like_a_model(&folder.join(n)))
+        .filter(|n| looks_like_a_model(&path.join(n)))
         .collect();
     if names.is_empty() {
         return error;
     }
     names.sort();
-    let first = folder.join(&names[0]);
+    let first = path.join(&names[0]);
     let listed = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
     std::io::Error::new(
         std::io::ErrorKind::NotFound,

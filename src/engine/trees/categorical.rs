@@ -176,18 +176,14 @@ impl Categorical {
         fn same(a: &Codes, b: &Codes) -> bool {
             match (a, b) {
                 (Codes::Value, Codes::Value) => true,
-                (Codes::Table(x), Codes::Table(y)) => {
-                    x.len() == y.len()
-                        && x.iter()
-                            .zip(y.iter())
-                            .all(|(p, q)| p.to_bits() == q.to_bits())
-                }
-                (Codes::Listed(x), Codes::Listed(y)) => {
-                    x.len() == y.len()
-                        && x.iter()
-                            .zip(y.iter())
-                            .all(|(p, q)| p.to_bits() == q.to_bits())
-                }
+                (Codes::Table(x), Codes::Table(y)) => x
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .eq(y.iter().map(|v| v.to_bits())),
+                (Codes::Listed(x), Codes::Listed(y)) => x
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .eq(y.iter().map(|v| v.to_bits())),
                 _ => false,
             }
         }
