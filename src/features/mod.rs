@@ -16,6 +16,7 @@
 mod binary;
 mod csv_load;
 mod dictionary;
+mod error;
 mod exact;
 mod index;
 mod mapped;
@@ -26,167 +27,19 @@ mod parts;
 mod section;
 pub mod snapshots;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use binary::write_nbf;
 /// The longest customer id, in bytes, anywhere: snapshots, decisions and events.
 pub use csv_load::{null_flag, NullWords, MAX_ID_BYTES};
 pub use dictionary::{DictBuilder, Dictionary, TooManyValues, MAX_DISTINCT};
+pub use error::{FeatureError, RowFault};
 pub use exact::{join_f64, split_f64, ExactBuilder, ExactColumns, FeatureRow};
 pub use index::IdIndex;
 pub use snapshots::SnapshotStore;
 
 use index::Ids;
 use section::Section;
-
-/// What went wrong loading a snapshot, with the place in the file where it can be told.
-#[derive(Debug, thiserror::Error)]
-pub enum FeatureError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A CSV field or line is wrong, at a place a person can find.
-    #[error("{path}:{line}:{column}: {detail}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: u64,
-        /// 1-based column (field).
-        column: usize,
-        /// What is wrong there.
-        detail: String,
-    },
-    /// Several CSV fields or lines are wrong: the first of them at their places, all counted.
-    #[error("{}", rows_message(path, faults, *total))]
-    Rows {
-        /// The file.
-        path: PathBuf,
-        /// The first faults in file order (at most 100).
-        faults: Vec<RowFault>,
-        /// Every fault found, listed or not.
-        total: u64,
-    },
-    /// Several values of a Parquet file are wrong: the first of them by data row and column,
-    /// all counted.
-    #[error("{}", values_message(path, faults, *total))]
-    Values {
-        /// The file.
-        path: PathBuf,
-        /// The first faults in file order (at most 100), each naming its row and column.
-        faults: Vec<String>,
-        /// Every fault found, listed or not.
-        total: u64,
-    },
-    /// The binary form is damaged or inconsistent.
-    #[error("{path}: {detail}")]
-    Format {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
-}
-
-/// One wrong field or line of a CSV snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowFault {
-    /// 1-based line.
-    pub line: u64,
-    /// 1-based column (field).
-    pub column: usize,
-    /// What is wrong there.
-    pub detail: String,
-}
-
-/// Every listed fault on one line (a log line, an error's detail), the count when some are not.
-fn rows_message(path: &Path, faults: &[RowFault], total: u64) -> String {
-    let mut text = format!("{total} faults");
-    for f in faults {
-        text += &format!("; {}:{}:{}: {}", path.display(), f.line, f.column, f.detail);
-    }
-    if total > faults.len() as u64 {
-        text += &format!(" (the first {} listed)", faults.len());
-    }
-    text
-}
-
-/// The same for a file whose faults are named by row and column, not line.
-fn values_message(path: &Path, faults: &[String], total: u64) -> String {
-    let mut text = format!("{total} faults");
-    for f in faults {
-        text += &format!("; {}: {f}", path.display());
-    }
-    if total > faults.len() as u64 {
-        text += &format!(" (the first {} listed)", faults.len());
-    }
-    text
-}
-
-/// The line after the listed faults that counts the rest, if any are not listed.
-fn not_listed(listed: usize, total: u64) -> Option<String> {
-    (total > listed as u64).then(|| {
-        format!(
-            "{} more faults not listed ({total} in all)",
-            total - listed as u64
-        )
-    })
-}
-
-impl FeatureError {
-    /// Each fault as its place (`file:line:column`, or the file) and what is wrong there, so a
-    /// refusal can list them one by one.
-    pub fn located(&self) -> Vec<(String, String)> {
-        let at =
-            |path: &Path, line: u64, column: usize| format!("{}:{line}:{column}", path.display());
-        match self {
-            FeatureError::Io { path, source } => {
-                vec![(path.display().to_string(), source.to_string())]
-            }
-            FeatureError::Parse {
-                path,
-                line,
-                column,
-                detail,
-            } => vec![(at(path, *line, *column), detail.clone())],
-            FeatureError::Rows {
-                path,
-                faults,
-                total,
-            } => {
-                let mut all: Vec<_> = faults
-                    .iter()
-                    .map(|f| (at(path, f.line, f.column), f.detail.clone()))
-                    .collect();
-                if let Some(more) = not_listed(faults.len(), *total) {
-                    all.push((path.display().to_string(), more));
-                }
-                all
-            }
-            FeatureError::Values {
-                path,
-                faults,
-                total,
-            } => {
-                let file = path.display().to_string();
-                let mut all: Vec<_> = faults.iter().map(|f| (file.clone(), f.clone())).collect();
-                if let Some(more) = not_listed(faults.len(), *total) {
-                    all.push((file, more));
-                }
-                all
-            }
-            FeatureError::Format { path, detail } => {
-                vec![(path.display().to_string(), detail.clone())]
-            }
-        }
-    }
-}
 
 /// The warning for a source column left out for its type (`kind`, as the source names it).
 pub fn left_out_message(name: &str, kind: &str) -> String {
@@ -216,6 +69,10 @@ pub fn turned_message(name: &str, line: u64, value: &str) -> String {
          `{name}:num` in the header to have it refused instead)"
     )
 }
+
+/// What a column with no value in any row is warned with.
+pub const NO_VALUE: &str = "no customer has a value here (every field is empty): rules, scorers \
+     and values read it as missing, whether they read it as numbers or as text";
 
 /// An immutable snapshot of customer features, shared by every request that reads it.
 pub struct FeatureStore {
@@ -403,8 +260,24 @@ impl FeatureStore {
             .map(|(c, line, w)| (*c as usize, *line, &**w))
     }
 
-    /// Warnings about the source's columns: those left out for their type, and those a
-    /// word turned to text, each with its path (`columns.<name>`).
+    /// True when customers exist and none has a value in the column (a CSV column whose
+    /// every field is empty): it says nothing of whether it holds numbers or text, so a model
+    /// may read it as either, as missing. Stops at the first value, so a column with one near
+    /// its top costs a few reads.
+    pub fn holds_no_value(&self, column: usize) -> bool {
+        let w = self.columns.len();
+        column < w
+            && !self.is_empty()
+            && self
+                .values
+                .iter()
+                .skip(column)
+                .step_by(w)
+                .all(|v| v.is_nan())
+    }
+
+    /// Warnings about the source's columns: those left out for their type, those a word
+    /// turned to text, and those with no value at all, each with its path (`columns.<name>`).
     pub fn column_warnings(&self) -> Vec<(String, String)> {
         let left = self
             .left_out()
@@ -413,7 +286,11 @@ impl FeatureStore {
             let name = &self.columns[c];
             (name.to_string(), turned_message(name, line, word))
         });
+        let empty = (0..self.columns.len())
+            .filter(|&c| self.holds_no_value(c))
+            .map(|c| (self.columns[c].to_string(), NO_VALUE.to_owned()));
         left.chain(turned)
+            .chain(empty)
             .map(|(name, message)| (format!("columns.{name}"), message))
             .collect()
     }

@@ -34,16 +34,12 @@ impl<'d> Column<'d> {
 
     /// A store's column by name, as a tree model reads it (for tools and tests scoring a store).
     pub fn in_store(store: &'d crate::features::FeatureStore, name: &str) -> Option<Self> {
-        let c = store.column(name)?;
+        use super::Schema;
+        let c = Schema::column(store, name)?;
         Some(Self {
-            index: c as u32,
-            info: store
-                .dictionary(c)
-                .map_or(ColumnInfo::Number, ColumnInfo::Strings),
-            turned: store
-                .turned()
-                .find(|t| t.0 == c)
-                .map(|(_, line, word)| (line, word)),
+            index: c,
+            info: store.info(c),
+            turned: Schema::turned(store, c),
         })
     }
 

@@ -224,6 +224,8 @@ impl Schema for FeatureStore {
     fn info(&self, column: u32) -> ColumnInfo<'_> {
         match self.dictionary(column as usize) {
             Some(d) => ColumnInfo::Strings(d),
+            // Nothing says numbers or text: either reading binds, and reads it as missing.
+            None if self.holds_no_value(column as usize) => ColumnInfo::Unknown,
             None => ColumnInfo::Number,
         }
     }

@@ -404,3 +404,111 @@ fn an_offer_value_may_come_from_the_snapshot() {
     );
     assert!(f[0].starts_with("offers[0].value.default:"), "{f:?}");
 }
+
+/// A CSV column with no value in any row says nothing of numbers or text: rules may read it
+/// either way, and hold for each customer as they do on the same column declared text.
+#[test]
+fn a_column_with_no_value_reads_as_missing_as_numbers_or_as_text() {
+    let rows = "C1,,1\nC2,,2\n";
+    let inferred = format!("customer_id,seg,arpu\n{rows}");
+    let text_rules = serde_json::json!([
+        {"feature": "seg", "op": "eq", "value": "gold"},
+        {"feature": "seg", "op": "in", "values": ["gold", "silver"]},
+        {"feature": "seg", "op": "not_in", "values": ["gold"]},
+        {"feature": "seg", "op": "ne", "value": "gold"},
+        {"feature": "seg", "op": "is_missing"}
+    ]);
+    let (a, sa) = with_rules(&inferred, text_rules.clone());
+    let (b, sb) = with_rules(&format!("customer_id,seg:str,arpu\n{rows}"), text_rules);
+    assert!(sa.dictionary(0).is_none() && sb.dictionary(0).is_some());
+    let holds = |m: &CompiledModel, s: &FeatureStore, id: &str| -> Vec<bool> {
+        explained(m, s, id).iter().map(Option::is_none).collect()
+    };
+    for id in ["C1", "C2"] {
+        assert_eq!(holds(&a.compiled, &sa, id), holds(&b.compiled, &sb, id));
+        // A missing value passes no test of a value, `ne` and `not_in` included.
+        assert_eq!(
+            holds(&a.compiled, &sa, id),
+            [false, false, false, false, true]
+        );
+    }
+    let (n, sn) = with_rules(
+        &inferred,
+        serde_json::json!([
+            {"feature": "seg", "op": "ge", "value": 3},
+            {"feature": "seg", "op": "is_missing"}
+        ]),
+    );
+    assert_eq!(holds(&n.compiled, &sn, "C1"), [false, true]);
+    assert_eq!(
+        sa.column_warnings(),
+        [(
+            "columns.seg".to_owned(),
+            crate::features::NO_VALUE.to_owned()
+        )]
+    );
+    // A column with one value anywhere holds numbers, as before.
+    let one = FeatureStore::from_csv_bytes(b"customer_id,seg\nC1,\nC2,4\n", "o.csv").unwrap();
+    assert!(!one.holds_no_value(0) && one.column_warnings().is_empty());
+}
+
+/// The categorical fixtures' tree models over their inputs with `plan` emptied: the column
+/// read as numbers scores every row bit for bit as the same column declared text does.
+#[test]
+fn tree_models_score_a_column_with_no_value_as_missing() {
+    use crate::model::bind::Column;
+    use crate::model::{lightgbm, xgboost};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/categorical");
+    let text = std::fs::read_to_string(dir.join("inputs.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let plan = header.iter().position(|h| *h == "plan").unwrap();
+    let body: String = lines
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f[plan] = "";
+            f.join(",") + "\n"
+        })
+        .collect();
+    let store = |plan_as: &str| {
+        let mut h = header.clone();
+        h[plan] = plan_as;
+        let csv = format!("{}\n{body}", h.join(","));
+        FeatureStore::from_csv_bytes(csv.as_bytes(), "inputs.csv").unwrap()
+    };
+    let (inferred, declared) = (store("plan"), store("plan:str"));
+    let c = inferred.column("plan").unwrap();
+    assert!(inferred.dictionary(c).is_none() && inferred.holds_no_value(c));
+    let load = |file: &str, s: &FeatureStore| {
+        let resolve = |name: &str| Column::in_store(s, name);
+        let path = dir.join(file);
+        if file.ends_with(".json") {
+            let bytes = std::fs::read(&path).unwrap();
+            xgboost::parse_xgboost_model(&bytes, &xgboost::Spec::default(), &resolve)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .0
+        } else {
+            let text = std::fs::read_to_string(&path).unwrap();
+            lightgbm::parse_lightgbm_model(&text, None, &resolve)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .0
+        }
+    };
+    for file in [
+        "xgb_binary.json",
+        "xgb_softprob.json",
+        "xgb_softmax.json",
+        "lgb_binary.txt",
+        "lgb_multiclass.txt",
+        "lgb_ova.txt",
+    ] {
+        let (a, b) = (load(file, &inferred), load(file, &declared));
+        let (mut x, mut y) = (vec![0.0; a.n_classes()], vec![0.0; b.n_classes()]);
+        for r in 0..inferred.len() {
+            a.predict_classes(inferred.exact_row_at(r).unwrap(), &mut x);
+            b.predict_classes(declared.exact_row_at(r).unwrap(), &mut y);
+            let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&x), bits(&y), "{file} row {r}");
+        }
+    }
+}
