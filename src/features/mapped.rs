@@ -224,6 +224,7 @@ fn build(map: &Arc<Mmap>, body_len: usize, head: Head) -> Result<FeatureStore, S
         mapping: None,
         left_out: Box::default(),
         turned: Box::default(),
+        no_value: std::sync::OnceLock::new(),
     })
 }
 

@@ -97,6 +97,9 @@ pub struct FeatureStore {
     /// Columns of numbers a later word turned to text, each with that word's line and the
     /// word: a model reading one as a number is told where its data changed.
     turned: Box<[(u32, u64, Box<str>)]>,
+    /// Per column, true when no customer has a value there: found on first ask (binding a
+    /// model asks once per rule), as a scan of a mapped file would touch every page.
+    no_value: std::sync::OnceLock<Box<[bool]>>,
 }
 
 /// What a column holds, as `/admin/stats` and the status page show it.
@@ -161,6 +164,7 @@ impl FeatureStore {
             missing: vec![f32::NAN; width].into(),
             left_out: Box::default(),
             turned: Box::default(),
+            no_value: std::sync::OnceLock::new(),
         })
     }
 
@@ -262,18 +266,18 @@ impl FeatureStore {
 
     /// True when customers exist and none has a value in the column (a CSV column whose
     /// every field is empty): it says nothing of whether it holds numbers or text, so a model
-    /// may read it as either, as missing. Stops at the first value, so a column with one near
-    /// its top costs a few reads.
+    /// may read it as either, as missing. Found once per store, each column's scan stopping at
+    /// its first value.
     pub fn holds_no_value(&self, column: usize) -> bool {
-        let w = self.columns.len();
-        column < w
-            && !self.is_empty()
-            && self
-                .values
-                .iter()
-                .skip(column)
-                .step_by(w)
-                .all(|v| v.is_nan())
+        let no_value = self.no_value.get_or_init(|| {
+            let w = self.columns.len();
+            (0..w)
+                .map(|c| {
+                    !self.is_empty() && self.values.iter().skip(c).step_by(w).all(|v| v.is_nan())
+                })
+                .collect()
+        });
+        no_value.get(column).copied().unwrap_or(false)
     }
 
     /// Warnings about the source's columns: those left out for their type, those a word
