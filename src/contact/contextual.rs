@@ -13,7 +13,10 @@
 //! logistic regression (online Laplace, diagonal) and records why it was chosen.
 //!
 //! Counts are sums over events, so the same events give the same model in any order: every
-//! replica of a fleet, and a restart replaying the log, reach the same posterior.
+//! replica of a fleet, and a restart replaying the log, reach the same posterior. A series (an
+//! offer's counts by one feature) is counted from the first binding that names it and for good
+//! after, whatever is bound later, so unbinding never leaves a gap; a series first bound live
+//! misses the events before, which a restart's replay counts.
 //!
 //! **Which features are learnt from.** A request value (`context.<key>`) is the one the
 //! decision saw: the replica that made the decision recorded its level, and wrote it into the
@@ -114,12 +117,15 @@ impl Series {
     }
 }
 
-/// How to read one feature of an impression: a column of the customer's row, or the request
-/// levels its decision recorded (`None`).
-#[derive(Debug, Clone, Copy)]
+/// How to read one feature of an impression: a column of the customer's row (found by name in
+/// each snapshot bound; `None` when it has no such column), or the request levels its decision
+/// recorded.
+#[derive(Debug, Clone)]
 struct Read {
     feature: u32,
+    name: Box<str>,
     column: Option<u32>,
+    request: bool,
 }
 
 /// What an offer's impressions record and count in.
@@ -163,10 +169,17 @@ pub(super) struct Learner {
 
 impl Learner {
     /// Learns for the contextual scorers of these models (with their content keys), reading
-    /// customers from `store` (the snapshot they were compiled against) from now on.
+    /// customers from `store` (the snapshot they were compiled against) from now on. What was
+    /// counted before keeps counting, bound or not: a feature dropped from an offer's context
+    /// and added back, or a `reset` version in between, finds every event counted, as a
+    /// restart replaying the log does.
     pub(super) fn bind(&mut self, models: &[(&CompiledModel, u32)], store: Arc<FeatureStore>) {
         self.specs.clear();
-        self.offers.clear();
+        for interest in self.offers.values_mut() {
+            for r in interest.reads.iter_mut().filter(|r| !r.request) {
+                r.column = store.column(&r.name).map(|c| c as u32);
+            }
+        }
         for (model, key) in models {
             let tag = crate::contact::attribution::model_tag(*key);
             for o in model.offers.iter() {
@@ -199,7 +212,12 @@ impl Learner {
                         Source::Request { .. } => (None, None),
                     };
                     if !interest.reads.iter().any(|r| r.feature == feature) {
-                        interest.reads.push(Read { feature, column });
+                        interest.reads.push(Read {
+                            feature,
+                            name: f.name.clone(),
+                            column,
+                            request: text.is_none(),
+                        });
                     }
                     let known = self.series.contains_key(&key);
                     if !known && self.series.len() < MAX_SERIES {
@@ -236,9 +254,10 @@ impl Learner {
             .reads
             .iter()
             .map(|r| {
-                let level = match r.column {
-                    Some(column) => level_of(store, row, column),
-                    None => request.and_then(|q| q.get(r.feature)).unwrap_or(MISSING),
+                let level = match (r.request, r.column) {
+                    (true, _) => request.and_then(|q| q.get(r.feature)).unwrap_or(MISSING),
+                    (false, Some(column)) => level_of(store, row, column),
+                    (false, None) => MISSING,
                 };
                 (r.feature, level)
             })

@@ -174,3 +174,51 @@ fn a_feature_that_tells_nothing_adds_nothing() {
     assert!(terms[0].variance < 0.05, "{terms:?}");
     assert_eq!(terms[2].log_odds, 0.0);
 }
+
+/// A model whose o1 learns from `context`, counting only its own version's decisions when
+/// `reset`.
+fn model_with(store: &FeatureStore, context: &[&str], reset: bool) -> crate::model::LoadedModel {
+    let doc = serde_json::json!({"name": "m", "version": "1",
+        "placements": {"home": {"channels": ["web"]}},
+        "offers": [{"id": "o1", "category": "sales", "channels": ["web"], "placements": ["home"],
+            "value": 1, "scorer": {"kind": "adaptive", "outcome": "conversion",
+                "prior": {"propensity": 0.03, "evidence": 50}, "window_days": 7,
+                "context": context, "reset": reset},
+            "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
+                "cta_url": "https://shop.test/x"}}}]});
+    crate::model::from_doc(&doc, store)
+}
+
+/// Models published while events arrive: `is_prepaid` learnt, dropped from the context, then
+/// a `reset` version, then the first model again. The live posterior is the one a restart
+/// replaying every event with the last model builds.
+#[test]
+fn a_feature_dropped_and_added_back_or_a_reset_version_between_loses_no_count() {
+    let store = store();
+    let ids: Vec<String> = (0..400).map(|i| format!("C{i}")).collect();
+    let evs = events(&ids);
+    let a = model_with(&store, &["is_prepaid", "segment"], false);
+    let b = model_with(&store, &["is_prepaid", "segment"], true);
+    let c = model_with(&store, &["segment"], false);
+    let counts = Counts::new(1 << 16);
+    counts.bind(&[(&a.compiled, 1)], store.clone());
+    for e in &evs[..evs.len() / 2] {
+        counts.observe(e, T0 + 30 * DAY_MS);
+    }
+    counts.bind(&[(&c.compiled, 2)], store.clone());
+    counts.bind(&[(&b.compiled, 3)], store.clone());
+    for e in &evs[evs.len() / 2..] {
+        counts.observe(e, T0 + 30 * DAY_MS);
+    }
+    counts.bind(&[(&a.compiled, 4)], store.clone());
+    counts.refresh();
+    let live = Arc::clone(&counts.snapshot());
+    let fresh = Counts::new(1 << 16);
+    fresh.bind(&[(&a.compiled, 4)], store.clone());
+    for e in &evs {
+        fresh.observe(e, T0 + 30 * DAY_MS);
+    }
+    fresh.refresh();
+    let restart = Arc::clone(&fresh.snapshot());
+    assert_eq!(the_posterior(&live), the_posterior(&restart));
+}
