@@ -227,6 +227,15 @@ impl Counts {
         self.inner.publish();
     }
 
+    /// Learns for a shadow candidate's contextual scorers beside the bound models' (`None`:
+    /// no candidate), with the content key its decisions read under; publishes at once.
+    pub fn bind_shadow(&self, model: Option<(&CompiledModel, u32)>) {
+        let mut m = self.inner.master.lock().unwrap_or_else(|p| p.into_inner());
+        m.context.bind_shadow(model);
+        drop(m);
+        self.inner.publish();
+    }
+
     /// What an adaptive offer's recent impressions say of its predictions of `outcome`; a
     /// `reset` offer's, of the decisions of the model version `tag` only, as its counts.
     pub fn health(

@@ -159,6 +159,8 @@ struct Spec {
 pub(super) struct Learner {
     store: Option<Arc<FeatureStore>>,
     specs: Vec<Spec>,
+    /// A shadow candidate's, published beside them (never predicted for model health).
+    shadow_specs: Vec<Spec>,
     offers: HashMap<u64, Interest, FixedState>,
     series: HashMap<SeriesKey, Series, FixedState>,
     /// Offers counted since the last publish.
@@ -174,12 +176,29 @@ impl Learner {
     /// and added back, or a `reset` version in between, finds every event counted, as a
     /// restart replaying the log does.
     pub(super) fn bind(&mut self, models: &[(&CompiledModel, u32)], store: Arc<FeatureStore>) {
-        self.specs.clear();
         for interest in self.offers.values_mut() {
             for r in interest.reads.iter_mut().filter(|r| !r.request) {
                 r.column = store.column(&r.name).map(|c| c as u32);
             }
         }
+        self.specs = self.specs_of(models);
+        self.store = Some(store);
+    }
+
+    /// Learns for a shadow candidate's contextual scorers too (`None` ends it), so its offers
+    /// draw from what their own context lists learnt; it was compiled against the snapshot
+    /// serving, which [`Learner::bind`] gave.
+    pub(super) fn bind_shadow(&mut self, model: Option<(&CompiledModel, u32)>) {
+        self.shadow_specs = match model {
+            Some(m) => self.specs_of(&[m]),
+            None => Vec::new(),
+        };
+    }
+
+    /// The specs of these models' contextual scorers, their offers' reads and series added
+    /// to what is counted.
+    fn specs_of(&mut self, models: &[(&CompiledModel, u32)]) -> Vec<Spec> {
+        let mut specs = Vec::new();
         for (model, key) in models {
             let tag = crate::contact::attribution::model_tag(*key);
             for o in model.offers.iter() {
@@ -229,10 +248,10 @@ impl Learner {
                     spec.series.push((key, text));
                 }
                 self.dirty.insert(o.id_hash);
-                self.specs.push(spec);
+                specs.push(spec);
             }
         }
-        self.store = Some(store);
+        specs
     }
 
     /// Counts an impression of an offer, when a contextual scorer learns from it: returns the
@@ -307,7 +326,10 @@ impl Learner {
         overall: impl Fn(u64, Option<u16>, Outcome, u8) -> (u64, u64),
     ) -> Published {
         let mut out = Published::with_capacity_and_hasher(self.specs.len(), FixedState::default());
-        for spec in &self.specs {
+        for spec in self.specs.iter().chain(&self.shadow_specs) {
+            if out.contains_key(&spec.key) {
+                continue;
+            }
             let fresh = match self.built.get(&spec.key) {
                 Some(p) if !self.dirty.contains(&spec.offer) => p.clone(),
                 _ => {
@@ -345,7 +367,12 @@ impl Learner {
         i.built_from = i.seen;
         // Built now: the next publish reuses these.
         self.dirty.remove(&offer);
-        for spec in self.specs.iter().filter(|s| s.offer == offer) {
+        for spec in self
+            .specs
+            .iter()
+            .chain(&self.shadow_specs)
+            .filter(|s| s.offer == offer)
+        {
             let (trials, successes) = overall(spec.offer, spec.tag, spec.outcome, spec.window_days);
             let built = Arc::new(self.build(spec, trials, successes));
             self.built.insert(spec.key, built);

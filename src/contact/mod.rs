@@ -547,6 +547,14 @@ impl Binding {
         }
     }
 
+    /// Readies what a shadow candidate's contextual adaptive offers learn (`None`: none), with
+    /// the content key its decisions read under.
+    pub fn bind_shadow_learning(&self, model: Option<(&CompiledModel, u32)>) {
+        if let Some(a) = self.adaptive.upgrade() {
+            a.bind_shadow(model);
+        }
+    }
+
     /// Names the active champion and challenger, for events that name no decision.
     pub fn activate(
         &self,

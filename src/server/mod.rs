@@ -342,6 +342,7 @@ pub fn open_contacts_with(
         registry.on_publish(move |set, store| bind_set(&binding, set, store));
         if let Some(s) = shadow {
             c.subscribe(s.clone());
+            s.learn_through(c.binding());
         }
     })
 }

@@ -222,3 +222,34 @@ fn a_feature_dropped_and_added_back_or_a_reset_version_between_loses_no_count() 
     let restart = Arc::clone(&fresh.snapshot());
     assert_eq!(the_posterior(&live), the_posterior(&restart));
 }
+
+/// A shadow candidate whose offer learns from a longer context list than the champion's gets
+/// a posterior of its own, learnt from every event as the champion's is: the same contrast
+/// for the feature both read.
+#[test]
+fn a_shadow_candidates_context_list_learns_beside_the_champions() {
+    let store = store();
+    let ids: Vec<String> = (0..400).map(|i| format!("C{i}")).collect();
+    let champion = model_with(&store, &["is_prepaid"], false);
+    let candidate = model_with(&store, &["is_prepaid", "tenure"], false);
+    let counts = Counts::new(1 << 16);
+    counts.bind(&[(&champion.compiled, 1)], store.clone());
+    counts.bind_shadow(Some((&candidate.compiled, 0)));
+    for e in &events(&ids) {
+        counts.observe(e, T0 + 30 * DAY_MS);
+    }
+    counts.refresh();
+    let p = counts.snapshot();
+    assert_eq!(p.context.len(), 2, "the champion's and the candidate's");
+    let prepaid = |post: &ContextPosterior| match &post.features[0] {
+        Bins::Number { terms, .. } => terms[1].log_odds,
+        b => panic!("is_prepaid is a number: {b:?}"),
+    };
+    let (a, b): (Vec<_>, Vec<_>) = p.context.values().partition(|c| c.features.len() == 1);
+    assert!(prepaid(a[0]) > 0.5, "{:?}", a[0]);
+    assert_eq!(prepaid(a[0]), prepaid(b[0]));
+    // Ended: only the champion's is published.
+    counts.bind_shadow(None);
+    counts.refresh();
+    assert_eq!(counts.snapshot().context.len(), 1);
+}

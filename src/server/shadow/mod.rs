@@ -103,6 +103,8 @@ pub struct Shadow {
     /// Held while the figures are saved, and while a put or a delete removes them, so a save
     /// racing a put never leaves the old candidate's figures behind.
     saving: Mutex<()>,
+    /// The contact side's, through which the candidate's contextual adaptive offers learn.
+    learning: std::sync::OnceLock<crate::contact::Binding>,
 }
 
 /// A sampled decision, owned, for the shadow task.
@@ -184,6 +186,22 @@ impl Shadow {
         shadow
     }
 
+    /// Has the candidate's contextual adaptive offers learn through `binding` (the contact
+    /// side's) from their own context lists, now and whenever the candidate changes: without
+    /// it, an offer whose list differs from the champion's would decide as if it knew nothing.
+    pub fn learn_through(&self, binding: crate::contact::Binding) {
+        let _ = self.learning.set(binding);
+        self.bind_learning();
+    }
+
+    fn bind_learning(&self) {
+        if let Some(b) = self.learning.get() {
+            let c = self.slot.load_full();
+            // Its decisions read under content key 0 (see `run`).
+            b.bind_shadow_learning(c.as_ref().map(|c| (&c.model.compiled, 0)));
+        }
+    }
+
     /// Compiles `document` (a model with `"share"`, its scorer files in `base_dir`, the models
     /// folder) against `features`, keeps it and starts shadowing with it.
     pub fn put(
@@ -208,6 +226,7 @@ impl Shadow {
         tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version,
                        checksum = %c.model.checksum, share = c.share, "shadow model set");
         self.slot.store(Some(Arc::new(c)));
+        self.bind_learning();
         Ok(summary)
     }
 
@@ -227,6 +246,7 @@ impl Shadow {
                 // A candidate put meanwhile wins.
                 let was = self.slot.compare_and_swap(&c, Some(Arc::new(again)));
                 if was.as_ref().is_some_and(|w| Arc::ptr_eq(w, &c)) {
+                    self.bind_learning();
                     tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version,
                         "the shadow model follows the new feature snapshot");
                 }
@@ -264,6 +284,7 @@ impl Shadow {
             remove_if_there(&saved::beside(path))?;
         }
         let ended = self.slot.swap(None);
+        self.bind_learning();
         if let Some(c) = &ended {
             tracing::info!(model = %c.model.compiled.name, version = %c.model.compiled.version, "shadow model removed");
         }
