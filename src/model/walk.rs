@@ -152,7 +152,22 @@ impl Faults {
                 None
             }
             None => {
-                self.push(path, format!("expected a number, found {}", type_name(v)));
+                // "5%" for a share: say the number it stands for.
+                let percent = v
+                    .as_str()
+                    .and_then(|t| t.trim().strip_suffix('%'))
+                    .and_then(|t| t.trim().parse::<f64>().ok())
+                    .map_or_else(String::new, |x| {
+                        format!(
+                            " (`{}`: write {} for {x} %)",
+                            v.as_str().unwrap_or(""),
+                            x / 100.0
+                        )
+                    });
+                self.push(
+                    path,
+                    format!("expected a number, found {}{percent}", type_name(v)),
+                );
                 None
             }
         }

@@ -144,6 +144,26 @@ impl<'s> Ctx<'s> {
     }
 }
 
+/// Warns of two request keys the model reads that are one letter or a letter case apart
+/// (`devise` beside `device`): pages send one of them, so what reads the other sees nothing,
+/// and no request can tell (it sends a key the model reads).
+fn near_context_keys(keys: &[String], warnings: &mut Vec<Fault>) {
+    for (i, a) in keys.iter().enumerate() {
+        for b in keys[..i].iter().filter(|b| b.len() > 3 && a.len() > 3) {
+            if a.eq_ignore_ascii_case(b) || strsim::damerau_levenshtein(a, b) == 1 {
+                warnings.push(Fault {
+                    path: String::new(),
+                    message: format!(
+                        "the model reads request keys `context.{b}` and `context.{a}`, one \
+                         letter apart: pages send one of them, so what reads the other reads \
+                         nothing; give both the key the pages send (a typo?)"
+                    ),
+                });
+            }
+        }
+    }
+}
+
 /// The request context slot of `key` among `keys`, given one on first use: rules and scorers
 /// that read the same key share its slot. (More than [`MAX_CONTEXT_KEYS`] is refused once all
 /// are read, so the slot always fits.)
@@ -235,6 +255,7 @@ pub fn compile(
             .collect::<Vec<_>>(),
         &mut cx.warnings,
     );
+    near_context_keys(&cx.context_keys, &mut cx.warnings);
     let Some(model_json) = content::model_json(&name, &version) else {
         cx.faults.push("name", "cannot be encoded as JSON");
         return Err((cx.faults.0, cx.warnings));

@@ -286,6 +286,17 @@ fn compile_adaptive(cx: &mut Ctx<'_>, v: &Value<'_>, path: &str) -> Option<Score
     });
     let reset = match obj.get("reset") {
         Some(r) => match r.as_bool() {
+            Some(true) => {
+                cx.warnings.push(Fault {
+                    path: join(path, "reset"),
+                    message: "this offer starts over with every version of the model, this one \
+                              included (a title edit too): it learns only from the decisions of \
+                              the version that serves; once one version has started over, \
+                              remove `reset` from the next, or each edit forgets again"
+                        .into(),
+                });
+                Some(true)
+            }
             Some(b) => Some(b),
             None => {
                 f.push(&join(path, "reset"), "expected true or false");

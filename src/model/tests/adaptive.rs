@@ -272,3 +272,48 @@ fn bad_context_entries_are_refused_with_their_paths() {
         "expected a string",
     );
 }
+
+/// What compiles but likely is a mistake is said: a `reset` left in (every version starts over
+/// again), two request keys a letter apart, and a share written as a percentage.
+#[test]
+fn a_kept_reset_near_request_keys_and_a_percentage_are_said() {
+    let m = compile(&adaptive(
+        serde_json::json!({"kind": "adaptive", "outcome": "conversion",
+        "prior": {"propensity": 0.05, "evidence": 20}, "reset": true}),
+    ))
+    .unwrap();
+    let said: Vec<String> = m.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        said.iter()
+            .any(|w| w
+                .starts_with("offers[0].scorer.reset: this offer starts over with every version")),
+        "{said:?}"
+    );
+    let m = compile(&contextual(serde_json::json!([
+        "context.devise",
+        "context.device",
+        "context.dev"
+    ])))
+    .unwrap();
+    let said: Vec<String> = m.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        said,
+        ["the model reads request keys `context.devise` and `context.device`, one letter apart: \
+          pages send one of them, so what reads the other reads nothing; give both the key the \
+          pages send (a typo?)"]
+    );
+    let far = compile(&contextual(serde_json::json!([
+        "context.device",
+        "context.page"
+    ])))
+    .unwrap();
+    assert!(far.warnings.is_empty(), "{:?}", far.warnings);
+    refused(
+        &adaptive(
+            serde_json::json!({"kind": "adaptive", "outcome": "conversion",
+            "prior": {"propensity": "5%", "evidence": 20}}),
+        ),
+        "offers[0].scorer.prior.propensity",
+        "expected a number, found a string (`5%`: write 0.05 for 5 %)",
+    );
+}
