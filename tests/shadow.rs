@@ -178,6 +178,7 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
     for (share, needle) in [
         (Value::Null, "share"),
         (json!(1.5), "share: 1.5 is not between 0 and 1"),
+        (json!(0), "share: 0 decides nothing"),
         (json!("half"), "share: expected a number"),
     ] {
         let mut doc = candidate(share.clone());

@@ -551,7 +551,7 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
     );
     let shared = replay(&[], Some("data"));
     assert!(
-        shared.contains("no-such-log") && !shared.contains("--data-dir"),
+        shared.contains("no-such-log: no such folder (--log") && !shared.contains("--data-dir"),
         "{shared}"
     );
     let estimate = replay(&["--estimate"], Some("no-such-data"));

@@ -84,6 +84,15 @@ pub(super) fn read_log(dir: &Path) -> Result<Log, ReplayError> {
         unreadable: 0,
         drops: HashMap::new(),
     };
+    if !dir.is_dir() {
+        return Err(ReplayError::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such folder (--log: the server's --decision-log folder)",
+            ),
+        });
+    }
     for (_, path) in super::log_files(dir).map_err(io(dir))? {
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -294,7 +294,7 @@ pub fn schemas() -> Map<String, Value> {
     );
     // A shadow candidate (`PUT /admin/models/shadow`): a model document and its share.
     let mut shadow = out["ModelDocument"].clone();
-    shadow["properties"]["share"] = json!({"type": "number", "minimum": 0, "maximum": 1,
+    shadow["properties"]["share"] = json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1,
         "description": "Share of decisions the candidate decides beside the champion, never served."});
     shadow["properties"]["estimate_share"] = json!({"type": "number", "minimum": 0, "maximum": 1,
         "description": "Share of the shadowed decisions kept for the off-policy estimate against the champion (each costs two decisions with every offer's probability of being shown); default: enough for 1 % of all decisions, at most all of them."});

@@ -1,7 +1,7 @@
 //! Shadow mode: a candidate model decides beside the champion on a share of live traffic, and
 //! what it would have shown is counted, never served.
 //!
-//! `PUT /admin/models/shadow` takes a model document with a top-level `"share"` (0 to 1); the
+//! `PUT /admin/models/shadow` takes a model document with a top-level `"share"` (above 0, at most 1); the
 //! candidate is compiled against the serving snapshot and kept, with its share, in
 //! `<data>/shadow.json` (written durably, read back at start) so a restart keeps it, as admin
 //! changes do. `DELETE /admin/models/shadow` ends it. Which decisions are shadowed is a hash of
@@ -551,13 +551,20 @@ fn compile(
             .find(|k| crate::near::nearest(k, ["share"]).is_some());
         let hint = typed.map_or_else(String::new, |k| format!(" (`{k}`: did you mean `share`?)"));
         ShadowError::Invalid(format!(
-            "share: missing{hint}; the share of decisions the shadow decides beside the champion (0 to 1)"
+            "share: missing{hint}; the share of decisions the shadow decides beside the champion (above 0, at most 1)"
         ))
     })?;
+    if share == 0.0 {
+        // It would replace the running shadow, and its figures, with one that never decides.
+        return Err(ShadowError::Invalid(
+            "share: 0 decides nothing: give the share of decisions to shadow (above 0, at most \
+             1), or end shadowing with DELETE /admin/models/shadow"
+                .into(),
+        ));
+    }
     let estimate_share = match fraction(obj, "estimate_share")? {
         Some(s) => s,
-        None if share > 0.0 => (ESTIMATED_DECISIONS / share).min(1.0),
-        None => 0.0,
+        None => (ESTIMATED_DECISIONS / share).min(1.0),
     };
     // `estimate_sahre`: the shadow's own field meant, not one the model would list.
     if let Some((typed, meant)) = obj
