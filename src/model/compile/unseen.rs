@@ -55,7 +55,8 @@ pub(super) fn check(cx: &mut Ctx<'_>, ensemble: &TreeEnsemble, features: &[Strin
                 name(feature),
                 u,
                 "the column holds other values than the model was trained on (codes where it \
-                 has names?); export the values it was trained on"
+                 has names, or its names written another way: letter case, spaces?); export the \
+                 values as it was trained on them"
                     .into(),
             ));
         }
