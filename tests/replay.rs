@@ -183,6 +183,35 @@ async fn a_demo_log_replays_exactly_and_shows_what_a_candidate_changes() {
     assert_eq!(placement(&shifted, "web", "checkout")["changed"], 0);
     let ev = &shifted["expected_value_per_decision"];
     assert!(ev["after"].as_f64() > ev["before"].as_f64(), "{ev}");
+    assert_eq!(shifted["warnings"], json!([]), "ebill_switch learns as logged");
+
+    // The same candidate whose adaptive ebill_switch learns from one more feature: the log
+    // holds what the logged offer learnt from its own list only, which replay says.
+    let ebill = doc["offers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|o| o["id"] == "ebill_switch")
+        .unwrap();
+    ebill["scorer"]["context"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("region"));
+    std::fs::write(
+        candidate.join("model.json"),
+        serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    let (ok, widened, stderr) = replay(&log, &candidate);
+    assert!(ok, "{stderr}\n{widened}");
+    let warned = widened["warnings"].to_string();
+    assert!(
+        warned.contains(&format!(
+            "offer `ebill_switch`: in {n} of {n} decisions the logging model did not learn it as \
+             the candidate does"
+        )),
+        "{widened}"
+    );
 
     // A log that does not reproduce (a score changed by one bit) is an error.
     let file = std::fs::read_dir(&log)

@@ -404,6 +404,9 @@ struct Totals {
     value_before: f64,
     value_after: f64,
     latencies: Vec<f64>,
+    /// Per candidate adaptive offer the logging model did not learn as the candidate does
+    /// ([`learnt_alike`]): the decisions it was replayed on, where it drew from its prior.
+    untrained: BTreeMap<String, usize>,
 }
 
 impl Totals {
@@ -437,6 +440,13 @@ impl Totals {
                 logged: d.answer.clone(),
                 replayed: again,
             });
+        }
+        for o in cand.compiled.offers.iter() {
+            if matches!(o.scorer, crate::engine::Scorer::Adaptive(_))
+                && !original.compiled.offers.iter().any(|l| learnt_alike(l, o))
+            {
+                *self.untrained.entry(o.id.to_string()).or_default() += 1;
+            }
         }
         let started = Instant::now();
         let next = inputs.decide(&cand.compiled, store, false);
@@ -487,8 +497,22 @@ impl Totals {
             .filter(|o| !shown.contains(o.as_str()))
             .cloned()
             .collect();
+        let warnings = self
+            .untrained
+            .iter()
+            .map(|(offer, k)| {
+                format!(
+                    "offer `{offer}`: in {k} of {n} decisions the logging model did not learn it \
+                     as the candidate does (not adaptive there, or another context list, \
+                     outcome, window or prior), so the log holds nothing it learnt and it drew \
+                     from its prior here: what changes for it says little; put the candidate as \
+                     a shadow, whose offers learn their own way live"
+                )
+            })
+            .collect();
         Report {
             candidate: self.candidate_name,
+            warnings,
             decisions: n,
             reproduced: self.reproduced,
             mismatches: self.mismatches,
@@ -519,6 +543,22 @@ impl Totals {
             },
         }
     }
+}
+
+/// True when two offers are the same adaptive offer learning the same way: the same id, and
+/// no context on either or the same context list, outcome, window and prior (what a
+/// contextual offer's learning is keyed by), and `reset` on both or neither.
+pub(super) fn learnt_alike(
+    logged: &crate::engine::Offer,
+    candidate: &crate::engine::Offer,
+) -> bool {
+    use crate::engine::scorer::Scorer;
+    let (Scorer::Adaptive(a), Scorer::Adaptive(b)) = (&logged.scorer, &candidate.scorer) else {
+        return false;
+    };
+    logged.id == candidate.id
+        && a.context.as_ref().map(|c| c.key) == b.context.as_ref().map(|c| c.key)
+        && a.reset == b.reset
 }
 
 /// A counts snapshot holding what a logged decision's adaptive offers had learnt; a contextual
@@ -572,4 +612,58 @@ fn learnt_of(
         );
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-offer model whose offer `o1` has this scorer.
+    fn offer(scorer: serde_json::Value) -> crate::model::LoadedModel {
+        let store = crate::features::FeatureStore::from_csv_bytes(
+            b"customer_id,segment,plan\nC1,a,x\n",
+            "s.csv",
+        )
+        .unwrap();
+        let doc = serde_json::json!({"name": "m", "version": "1",
+            "placements": {"home": {"channels": ["web"]}},
+            "offers": [{"id": "o1", "category": "sales", "channels": ["web"],
+                "placements": ["home"], "value": 1, "scorer": scorer,
+                "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
+                    "cta_url": "https://shop.test/x"}}}]});
+        crate::model::from_doc(&doc, &store)
+    }
+
+    /// A candidate that only adds a feature to an adaptive offer's context list learns apart
+    /// from the logged offer: the log's draws are not its own.
+    #[test]
+    fn an_offer_learns_alike_only_with_the_same_context_list() {
+        let adaptive = |context: serde_json::Value| {
+            offer(
+                serde_json::json!({"kind": "adaptive", "outcome": "conversion",
+                "prior": {"propensity": 0.03, "evidence": 30}, "context": context}),
+            )
+        };
+        let alike = |a: &crate::model::LoadedModel, b: &crate::model::LoadedModel| {
+            learnt_alike(&a.compiled.offers[0], &b.compiled.offers[0])
+        };
+        let logged = adaptive(serde_json::json!(["segment"]));
+        assert!(alike(&logged, &adaptive(serde_json::json!(["segment"]))));
+        assert!(!alike(
+            &logged,
+            &adaptive(serde_json::json!(["segment", "plan"]))
+        ));
+        assert!(!alike(
+            &logged,
+            &adaptive(serde_json::json!(["context.device"]))
+        ));
+        let plain = offer(
+            serde_json::json!({"kind": "adaptive", "outcome": "conversion",
+            "prior": {"propensity": 0.03, "evidence": 30}}),
+        );
+        assert!(!alike(&logged, &plain) && alike(&plain, &plain));
+        let logistic = offer(serde_json::json!({"kind": "logistic", "intercept": 0,
+            "weights": {}}));
+        assert!(!alike(&logistic, &logistic));
+    }
 }

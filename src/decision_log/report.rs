@@ -11,6 +11,9 @@ use super::format::LoggedAnswer;
 pub struct Report {
     /// The candidate, as `name version`.
     pub candidate: String,
+    /// What makes the comparison say less than it seems to (an adaptive offer the log holds
+    /// no learning of).
+    pub warnings: Vec<String>,
     /// Decisions replayed.
     pub decisions: usize,
     /// Decisions the original model answered exactly as logged.
@@ -113,6 +116,9 @@ impl Report {
         );
         if self.unreadable_lines > 0 {
             let _ = writeln!(s, "{} unreadable lines skipped", self.unreadable_lines);
+        }
+        for w in &self.warnings {
+            let _ = writeln!(s, "WARNING: {w}");
         }
         for m in &self.mismatches {
             let _ = writeln!(

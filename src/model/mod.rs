@@ -163,6 +163,11 @@ pub trait Schema {
         None
     }
 
+    /// True when no customer has a value in the column (every CSV field empty).
+    fn holds_no_value(&self, _column: u32) -> bool {
+        false
+    }
+
     /// The line and the word that turned a column of numbers to text, if one did (a CSV
     /// column whose later cell reads `NA`): what a fault reading it as numbers points at.
     fn turned(&self, _column: u32) -> Option<(u64, &str)> {
@@ -228,6 +233,10 @@ impl Schema for FeatureStore {
             None if self.holds_no_value(column as usize) => ColumnInfo::Unknown,
             None => ColumnInfo::Number,
         }
+    }
+
+    fn holds_no_value(&self, column: u32) -> bool {
+        FeatureStore::holds_no_value(self, column as usize)
     }
 
     fn turned(&self, column: u32) -> Option<(u64, &str)> {

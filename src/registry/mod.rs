@@ -234,6 +234,11 @@ impl Registry {
                 return Err(e);
             }
         };
+        if let Some(info) = &plan.new_features {
+            for w in &info.warnings {
+                tracing::warn!(source = %info.source, path = %w.path, "{}", w.message);
+            }
+        }
         // A new snapshot says what the serving models make of it.
         if let (Some(set), Some(info)) = (&plan.models, &mut plan.new_features) {
             info.warnings.extend(set.warnings());

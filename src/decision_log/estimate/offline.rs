@@ -287,28 +287,18 @@ pub fn run(dir: &Path, candidate: &Path, data_dir: &Path) -> Result<EstimateRepo
 }
 
 /// True when the candidate scored an adaptive offer that the logging model did not learn as
-/// the candidate does ([`learnt_alike`]): the log holds only what the logging model's adaptive
+/// the candidate does (`replay::learnt_alike`): the log holds only what the logging model's adaptive
 /// offers had learnt, so the candidate's would decide untrained.
 fn untrained(logging: &CompiledModel, candidate: &CompiledModel, d: &Decision<'_>) -> bool {
     use crate::engine::scorer::Scorer;
     candidate.offers.iter().enumerate().any(|(i, o)| {
         matches!(o.scorer, Scorer::Adaptive(_))
             && matches!(d.explain.get(i), Some(Verdict::Scored { .. }))
-            && !logging.offers.iter().any(|l| learnt_alike(l, o))
+            && !logging
+                .offers
+                .iter()
+                .any(|l| super::super::replay::learnt_alike(l, o))
     })
-}
-
-/// True when two offers are the same adaptive offer learning the same way: the same id, and
-/// no context on either or the same context list, outcome, window and prior (what a
-/// contextual offer's learning is keyed by), and `reset` on both or neither.
-fn learnt_alike(logged: &crate::engine::Offer, candidate: &crate::engine::Offer) -> bool {
-    use crate::engine::scorer::Scorer;
-    let (Scorer::Adaptive(a), Scorer::Adaptive(b)) = (&logged.scorer, &candidate.scorer) else {
-        return false;
-    };
-    logged.id == candidate.id
-        && a.context.as_ref().map(|c| c.key) == b.context.as_ref().map(|c| c.key)
-        && a.reset == b.reset
 }
 
 /// Every conversion in the event log of `data_dir` that names a decision and an offer.
@@ -402,59 +392,5 @@ impl EstimateReport {
             }
         }
         s
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A one-offer model whose offer `o1` has this scorer.
-    fn offer(scorer: serde_json::Value) -> crate::model::LoadedModel {
-        let store = crate::features::FeatureStore::from_csv_bytes(
-            b"customer_id,segment,plan\nC1,a,x\n",
-            "s.csv",
-        )
-        .unwrap();
-        let doc = serde_json::json!({"name": "m", "version": "1",
-            "placements": {"home": {"channels": ["web"]}},
-            "offers": [{"id": "o1", "category": "sales", "channels": ["web"],
-                "placements": ["home"], "value": 1, "scorer": scorer,
-                "content": {"web": {"title": "T", "image_url": "https://cdn.test/i.jpg",
-                    "cta_url": "https://shop.test/x"}}}]});
-        crate::model::from_doc(&doc, &store)
-    }
-
-    /// A candidate that only adds a feature to an adaptive offer's context list learns apart
-    /// from the logged offer: the log's draws are not its own.
-    #[test]
-    fn an_offer_learns_alike_only_with_the_same_context_list() {
-        let adaptive = |context: serde_json::Value| {
-            offer(
-                serde_json::json!({"kind": "adaptive", "outcome": "conversion",
-                "prior": {"propensity": 0.03, "evidence": 30}, "context": context}),
-            )
-        };
-        let alike = |a: &crate::model::LoadedModel, b: &crate::model::LoadedModel| {
-            learnt_alike(&a.compiled.offers[0], &b.compiled.offers[0])
-        };
-        let logged = adaptive(serde_json::json!(["segment"]));
-        assert!(alike(&logged, &adaptive(serde_json::json!(["segment"]))));
-        assert!(!alike(
-            &logged,
-            &adaptive(serde_json::json!(["segment", "plan"]))
-        ));
-        assert!(!alike(
-            &logged,
-            &adaptive(serde_json::json!(["context.device"]))
-        ));
-        let plain = offer(
-            serde_json::json!({"kind": "adaptive", "outcome": "conversion",
-            "prior": {"propensity": 0.03, "evidence": 30}}),
-        );
-        assert!(!alike(&logged, &plain) && alike(&plain, &plain));
-        let logistic = offer(serde_json::json!({"kind": "logistic", "intercept": 0,
-            "weights": {}}));
-        assert!(!alike(&logistic, &logistic));
     }
 }

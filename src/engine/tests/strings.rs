@@ -447,6 +447,15 @@ fn a_column_with_no_value_reads_as_missing_as_numbers_or_as_text() {
             crate::features::NO_VALUE.to_owned()
         )]
     );
+    // The model says so too, once, as its upload's answer shows it.
+    let said: Vec<String> = n.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        said,
+        [
+            "feature `seg`: no customer has a value in the snapshot (every field empty), so \
+          every rule, scorer and value reading it reads it as missing"
+        ]
+    );
     // A column with one value anywhere holds numbers, as before.
     let one = FeatureStore::from_csv_bytes(b"customer_id,seg\nC1,\nC2,4\n", "o.csv").unwrap();
     assert!(!one.holds_no_value(0) && one.column_warnings().is_empty());

@@ -256,6 +256,21 @@ pub fn compile(
         &mut cx.warnings,
     );
     near_context_keys(&cx.context_keys, &mut cx.warnings);
+    for name in &cx.features_used {
+        if cx
+            .schema
+            .column(name)
+            .is_some_and(|c| cx.schema.holds_no_value(c))
+        {
+            cx.warnings.push(Fault {
+                path: String::new(),
+                message: format!(
+                    "feature `{name}`: no customer has a value in the snapshot (every field \
+                     empty), so every rule, scorer and value reading it reads it as missing"
+                ),
+            });
+        }
+    }
     let Some(model_json) = content::model_json(&name, &version) else {
         cx.faults.push("name", "cannot be encoded as JSON");
         return Err((cx.faults.0, cx.warnings));
