@@ -183,7 +183,11 @@ async fn a_demo_log_replays_exactly_and_shows_what_a_candidate_changes() {
     assert_eq!(placement(&shifted, "web", "checkout")["changed"], 0);
     let ev = &shifted["expected_value_per_decision"];
     assert!(ev["after"].as_f64() > ev["before"].as_f64(), "{ev}");
-    assert_eq!(shifted["warnings"], json!([]), "ebill_switch learns as logged");
+    assert_eq!(
+        shifted["warnings"],
+        json!([]),
+        "ebill_switch learns as logged"
+    );
 
     // The same candidate whose adaptive ebill_switch learns from one more feature: the log
     // holds what the logged offer learnt from its own list only, which replay says.

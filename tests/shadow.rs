@@ -180,6 +180,7 @@ async fn a_share_samples_decisions_and_a_bad_shadow_is_refused_with_its_place() 
         (json!(1.5), "share: 1.5 is not between 0 and 1"),
         (json!(0), "share: 0 decides nothing"),
         (json!("half"), "share: expected a number"),
+        (json!("5%"), "found \"5%\" (write 0.05 for 5 %)"),
     ] {
         let mut doc = candidate(share.clone());
         if share.is_null() {

@@ -25,6 +25,12 @@ impl std::fmt::Display for Fault {
     }
 }
 
+/// "write 0.05 for 5 %" for a percentage written where a share goes (`5%`, ` 12.5 %`).
+pub fn percent_hint(text: &str) -> Option<String> {
+    let x: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    Some(format!("write {} for {x} %", x / 100.0))
+}
+
 /// A JSON value as parsed by simd-json.
 pub type Value<'v> = BorrowedValue<'v>;
 /// A JSON object as parsed by simd-json.
@@ -152,17 +158,11 @@ impl Faults {
                 None
             }
             None => {
-                // "5%" for a share: say the number it stands for.
                 let percent = v
                     .as_str()
-                    .and_then(|t| t.trim().strip_suffix('%'))
-                    .and_then(|t| t.trim().parse::<f64>().ok())
-                    .map_or_else(String::new, |x| {
-                        format!(
-                            " (`{}`: write {} for {x} %)",
-                            v.as_str().unwrap_or(""),
-                            x / 100.0
-                        )
+                    .and_then(percent_hint)
+                    .map_or_else(String::new, |h| {
+                        format!(" (`{}`: {h})", v.as_str().unwrap_or(""))
                     });
                 self.push(
                     path,

@@ -608,9 +608,15 @@ fn fraction(
                 "{key}: {n} is not between 0 and 1"
             ))),
         },
-        Some(other) => Err(ShadowError::Invalid(format!(
-            "{key}: expected a number between 0 and 1, found {other}"
-        ))),
+        Some(other) => {
+            let percent = other
+                .as_str()
+                .and_then(crate::model::walk::percent_hint)
+                .map_or_else(String::new, |h| format!(" ({h})"));
+            Err(ShadowError::Invalid(format!(
+                "{key}: expected a number between 0 and 1, found {other}{percent}"
+            )))
+        }
     }
 }
 
