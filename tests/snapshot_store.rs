@@ -35,6 +35,7 @@ fn entries(store: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(store)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
         .collect();
     names.sort();
     names

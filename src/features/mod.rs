@@ -322,10 +322,28 @@ impl FeatureStore {
         })?;
         match store {
             Some(store) if mapped::is_mappable(path)? => {
-                let admitted = store.admit(path)?;
-                Self::open_admitted(store, &admitted, path)
+                let _lock = store.lock();
+                Self::open_in_store(path, store)
             }
             _ => Self::load_with(path, nulls),
+        }
+    }
+
+    /// Maps a version 4 `.nbf` through `store`, with the store's lock held (see `snapshots`);
+    /// anything else is refused. An entry already in the store for this source that turns out
+    /// damaged is copied again from the source, once.
+    fn open_in_store(path: &Path, store: &SnapshotStore) -> Result<Self, FeatureError> {
+        if !mapped::is_mappable(path)? {
+            return Err(snapshots::not_mappable(path));
+        }
+        let admitted = store.admit(path)?;
+        match Self::open_admitted(store, &admitted, path) {
+            Err(e) if admitted.found => {
+                tracing::warn!(entry = %admitted.entry.display(), error = %e, "snapshot store: the entry for this snapshot is damaged; it is copied again from the source");
+                let again = store.admit(path)?;
+                Self::open_admitted(store, &again, path)
+            }
+            opened => opened,
         }
     }
 

@@ -15,8 +15,14 @@
 //! Replicas of one node share pages only if they map the same file, so they share one store:
 //! a node-local volume. When the source already lies in the store (a path into it, or a
 //! symlink to an entry, as a DaemonSet publishes), nothing is copied, and the store may be
-//! mounted read-only. Two replicas copying the same content at once both verify their copy;
-//! the first to name it wins (a hard link never replaces an entry) and the other drops its own.
+//! mounted read-only. A process admits, publishes and prunes with the store's lock held
+//! (`.lock`, `flock`), so replicas starting together copy a snapshot once (the others wait,
+//! then map the entry) and a publisher never removes an entry another has just pointed
+//! `current.nbf` at; a read-only store is locked shared while mapped. Should two copies still
+//! race (a build that takes no lock), the first to name its copy wins (a hard link never
+//! replaces an entry) and the other drops its own. An entry whose last bytes are not the
+//! checksum and length its name says was written over, and is replaced; one damaged inside is
+//! found by the map's checksum and copied again from its source.
 //!
 //! The name holds a 32-bit checksum, not a cryptographic hash: two different snapshots of the
 //! same length with the same CRC-32 would share a name, a 2^-32 chance per pair of snapshots in
@@ -47,6 +53,19 @@ pub(super) struct Admitted {
     pub(super) entry: PathBuf,
     /// True when `file` is a fresh copy to be named `entry` once it opens.
     fresh: bool,
+    /// True when `file` is an entry found in the store for a source outside it: damaged, it
+    /// can be copied again from the source.
+    pub(super) found: bool,
+}
+
+/// The store's lock file. A process holds it while it admits, publishes or prunes, so two of
+/// them never copy one snapshot twice into a store with room for one, nor remove an entry the
+/// other has just named; a process that can only read the store holds it shared while it maps.
+const LOCK: &str = ".lock";
+
+/// The store's lock, released when dropped (`None`: the store has no lock file to take).
+pub(super) struct StoreLock {
+    _file: Option<std::fs::File>,
 }
 
 impl SnapshotStore {
@@ -58,6 +77,29 @@ impl SnapshotStore {
     /// The folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the store's lock, waiting for the process holding it: exclusive where the lock
+    /// file can be written, shared where the store is read-only; none when no lock file can
+    /// be opened (a read-only store no publisher has locked).
+    pub(super) fn lock(&self) -> StoreLock {
+        let path = self.dir.join(LOCK);
+        let writable = std::fs::create_dir_all(&self.dir).ok().and_then(|()| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .ok()
+        });
+        let file = match writable {
+            Some(f) => f.lock().is_ok().then_some(f),
+            None => std::fs::File::open(&path)
+                .ok()
+                .filter(|f| f.lock_shared().is_ok()),
+        };
+        StoreLock { _file: file }
     }
 
     /// Finds or copies the entry for `source` (see the module doc).
@@ -72,20 +114,17 @@ impl SnapshotStore {
                 file: real.clone(),
                 entry: real,
                 fresh: false,
+                found: false,
             });
         }
         let (crc, len) = trailer(source).map_err(io(source))?;
         let entry = self.dir.join(entry_name(crc, len));
-        if let Some(size) = std::fs::metadata(&entry)
-            .ok()
-            .map(|m| m.len())
-            .filter(|&n| n != len)
-        {
-            // Its name says its length: another file was written over it (a `cp` onto
-            // current.nbf writes through the link). Make way for the good copy.
+        if let Some(found) = trailer(&entry).ok().filter(|&t| t != (crc, len)) {
+            // Its name says its checksum and length: another file was written over it (a `cp`
+            // onto current.nbf writes through the link). Make way for the good copy.
             tracing::warn!(
-                file = %entry.display(), size, expected = len,
-                "snapshot store: an entry was written over (its size is not the one its name says); it is replaced"
+                file = %entry.display(), size = found.1, checksum = format_args!("{:08x}", found.0),
+                "snapshot store: an entry was written over (its checksum or size is not the one its name says); it is replaced"
             );
             let _ = std::fs::remove_file(&entry);
         }
@@ -102,6 +141,7 @@ impl SnapshotStore {
                 file: entry.clone(),
                 entry,
                 fresh: false,
+                found: true,
             });
         }
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
@@ -135,6 +175,7 @@ impl SnapshotStore {
                 file: tmp,
                 entry,
                 fresh: true,
+                found: false,
             }),
             Ok(_) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -199,12 +240,10 @@ impl SnapshotStore {
     /// replaced by a rename, so a replica opening it finds the old entry or the new one), and
     /// keeps only it and the entry `current.nbf` pointed to before. Returns the entry.
     pub fn publish(&self, source: &Path) -> Result<PathBuf, FeatureError> {
-        let store = super::FeatureStore::open(source, Some(self))?;
+        let _lock = self.lock();
+        let store = super::FeatureStore::open_in_store(source, self)?;
         let Some(entry) = store.mapped_file().map(Path::to_owned) else {
-            return Err(FeatureError::Format {
-                path: source.to_owned(),
-                detail: "not a version 4 .nbf: compile it with `nextbest features compile`".into(),
-            });
+            return Err(not_mappable(source));
         };
         drop(store);
         let io = |source| FeatureError::Io {
@@ -227,7 +266,7 @@ impl SnapshotStore {
             .into_iter()
             .flatten()
             .collect();
-        self.retain(&keep);
+        self.retain_locked(&keep);
         Ok(entry)
     }
 
@@ -237,6 +276,12 @@ impl SnapshotStore {
     /// process killed while copying (untouched for [`STALE_TMP`]); a read-only store is left as
     /// it is.
     pub fn retain(&self, keep: &[&Path]) {
+        let _lock = self.lock();
+        self.retain_locked(keep);
+    }
+
+    /// [`SnapshotStore::retain`] with the store's lock held.
+    fn retain_locked(&self, keep: &[&Path]) {
         let Ok(list) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -262,7 +307,7 @@ impl SnapshotStore {
             if !keep.contains(&real) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {
-                        tracing::info!(file = %path.display(), "snapshot store: removed an entry no longer served")
+                        tracing::info!(file = %path.display(), "snapshot store: removed an entry neither published nor served here (a replica still mapping it keeps its pages, and its disk space, until it lets go)")
                     }
                     Err(e) => {
                         tracing::debug!(file = %path.display(), error = %e, "snapshot store: entry kept")
@@ -292,6 +337,14 @@ fn remove_if_stale(path: &Path) {
         .and_then(|t| t.elapsed().ok());
     if idle.is_some_and(|idle| idle >= STALE_TMP) && std::fs::remove_file(path).is_ok() {
         tracing::info!(file = %path.display(), "snapshot store: removed a copy left by a process killed while copying");
+    }
+}
+
+/// Why a file cannot be published or mapped from the store.
+pub(super) fn not_mappable(path: &Path) -> FeatureError {
+    FeatureError::Format {
+        path: path.to_owned(),
+        detail: "not a version 4 .nbf: compile it with `nextbest features compile`".into(),
     }
 }
 
