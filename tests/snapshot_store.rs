@@ -423,6 +423,49 @@ fn a_publisher_says_when_its_source_is_gone_and_sees_a_same_sized_replacement() 
     );
 }
 
+/// A publish with far fewer customers than the snapshot it replaces says so in the
+/// publisher's log, before any replica reloads it; it is still published.
+#[test]
+fn a_publish_of_a_half_written_export_says_so() {
+    let tmp = TempModels::new("publish-shrunk");
+    let store_dir = tmp.dir.join("store");
+    let csv = std::fs::read_to_string(tmp.dir.join("features.csv")).unwrap();
+    let (full, half) = (tmp.dir.join("full.nbf"), tmp.dir.join("half.nbf"));
+    features::write_nbf(
+        &FeatureStore::load(&tmp.dir.join("features.csv")).unwrap(),
+        &full,
+    )
+    .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    let cut = lines[..lines.len() / 2].join("\n") + "\n";
+    std::fs::write(tmp.dir.join("half.csv"), cut).unwrap();
+    features::write_nbf(
+        &FeatureStore::load(&tmp.dir.join("half.csv")).unwrap(),
+        &half,
+    )
+    .unwrap();
+    let publish = |src: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
+            .args(["features", "publish"])
+            .arg(src)
+            .arg("--store")
+            .arg(&store_dir)
+            .args(["--log-format", "text"])
+            .output()
+            .expect("nextbest runs")
+    };
+    let first = publish(&full);
+    assert!(first.status.success());
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("partial export"));
+    let second = publish(&half);
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{said}");
+    assert!(
+        said.contains("fewer than the") && said.contains("a partial export?"),
+        "{said}"
+    );
+}
+
 /// The lines a child's output gives, as they come, on a thread of their own.
 fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     use std::io::{BufRead, BufReader};

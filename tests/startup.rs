@@ -665,6 +665,13 @@ fn a_missing_snapshot_at_start_is_named_as_the_snapshot() {
         format!("features {}", models.dir.join("features.csv").display()),
         "{refused}"
     );
+    // Nothing served before: the refusal does not claim what serves is unchanged.
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("load refused; no model serves yet")),
+        "{refused}"
+    );
     assert!(
         log.contains("serving without a feature snapshot: decisions get built-in fallback content"),
         "{log}"

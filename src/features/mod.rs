@@ -70,6 +70,20 @@ pub fn turned_message(name: &str, line: u64, value: &str) -> String {
     )
 }
 
+/// A snapshot with a tenth fewer customers than the one it replaces, or more, is likely a
+/// partial export (a file cut short, a job that stopped): it serves (a base can shrink), and
+/// says so. A day's churn is a few per cent.
+pub fn shrunk(before: usize, now: usize) -> Option<String> {
+    (now < before - before / 10).then(|| {
+        format!(
+            "{now} customers, {:.2} % fewer than the {before} of the snapshot it replaces: a \
+             partial export? The others now get `unknown_customer` fallbacks",
+            // Rounded down: a snapshot with a customer left is never "100 % fewer".
+            (10_000.0 * (before - now) as f64 / before as f64).floor() / 100.0
+        )
+    })
+}
+
 /// What a column with no value in any row is warned with.
 pub const NO_VALUE: &str = "no customer has a value here (every field is empty): rules, scorers \
      and values read it as missing, whether they read it as numbers or as text";

@@ -245,7 +245,12 @@ impl SnapshotStore {
         let Some(entry) = store.mapped_file().map(Path::to_owned) else {
             return Err(not_mappable(source));
         };
+        let (customers, published) = (store.len(), self.dir.join(CURRENT));
         drop(store);
+        // Replicas reload what is published here: a half-written export is said before they do.
+        if let Some(w) = rows_of(&published).and_then(|before| super::shrunk(before, customers)) {
+            tracing::warn!(source = %source.display(), "{w}");
+        }
         let io = |source| FeatureError::Io {
             path: self.dir.join(CURRENT),
             source,
@@ -346,6 +351,15 @@ pub(super) fn not_mappable(path: &Path) -> FeatureError {
         path: path.to_owned(),
         detail: "not a version 4 .nbf: compile it with `nextbest features compile`".into(),
     }
+}
+
+/// The customers a version 4 `.nbf` holds, read from its header (after the magic and the
+/// header's length); `None` for anything else.
+fn rows_of(path: &Path) -> Option<usize> {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    let rows = u64::from_le_bytes(head[8..16].try_into().ok()?);
+    (head[..4] == super::binary::MAGIC_V4[..]).then_some(rows as usize)
 }
 
 /// An entry's name: the file's own CRC-32 (its last 4 bytes) and its length.

@@ -228,7 +228,7 @@ impl Registry {
                     if !matches!(e, RegistryError::ReadOnly { .. }) {
                         self.loads.count(e.part(), false);
                     }
-                    log_refusal(&e, &source);
+                    log_refusal(&e, &source, self.load().models.is_some());
                     self.journal.refused(&source, &e);
                 }
                 return Err(e);
@@ -644,29 +644,28 @@ fn expect_model(c: Committed) -> ModelRecord {
     }
 }
 
-/// A snapshot with a tenth fewer customers than the one it replaces, or more, is likely a
-/// partial export (a file cut short, a job that stopped): it serves (a base can shrink), and
-/// says so. A day's churn is a few per cent.
+/// A snapshot much smaller than the one it replaces serves, and says so ([`crate::features::shrunk`]).
 fn shrunk(before: usize, now: usize) -> Option<Fault> {
-    (now < before - before / 10).then(|| Fault {
+    Some(Fault {
         path: "customers".into(),
-        message: format!(
-            "{now} customers, {:.2} % fewer than the {before} of the snapshot it replaces: a \
-             partial export? The others now get `unknown_customer` fallbacks",
-            // Rounded down: a snapshot with a customer left is never "100 % fewer".
-            (10_000.0 * (before - now) as f64 / before as f64).floor() / 100.0
-        ),
+        message: crate::features::shrunk(before, now)?,
     })
 }
 
-/// Logs every fault of a refused change, once, where the refusal is decided.
-fn log_refusal(e: &RegistryError, source: &str) {
+/// Logs every fault of a refused change, once, where the refusal is decided; `serving` says
+/// whether a model serves (at start, none does yet).
+fn log_refusal(e: &RegistryError, source: &str, serving: bool) {
+    let outcome = if serving {
+        "load refused; the model and snapshot serving are unchanged"
+    } else {
+        "load refused; no model serves yet (decisions get fallback content until a load succeeds)"
+    };
     for Fault { path, message } in e.faults() {
         // A fault without a place in the model (a snapshot's) is placed by its source.
         if path.is_empty() {
-            tracing::warn!(source, fault = %message, "load refused; the model and snapshot serving are unchanged");
+            tracing::warn!(source, fault = %message, "{outcome}");
         } else {
-            tracing::warn!(source, path = %path, fault = %message, "load refused; the model and snapshot serving are unchanged");
+            tracing::warn!(source, path = %path, fault = %message, "{outcome}");
         }
     }
 }
