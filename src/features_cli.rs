@@ -123,6 +123,10 @@ pub fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyh
             tracing::warn!(source = %source.display(), "the source is gone: the published snapshot stays; waiting for a new one");
         }
         gone = now.is_none();
+        if now.is_some() && now == published && store.current_written_over() {
+            tracing::warn!(source = %source.display(), "the published entry was written over (a copy onto current.nbf?): publishing the source again");
+            published = None;
+        }
         if now.is_some() && now != published {
             match publish() {
                 Ok(()) => {}

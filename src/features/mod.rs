@@ -336,7 +336,7 @@ impl FeatureStore {
         })?;
         match store {
             Some(store) if mapped::is_mappable(path)? => {
-                let _lock = store.lock();
+                let _lock = (!store.maps_in_place(path)).then(|| store.lock());
                 Self::open_in_store(path, store)
             }
             _ => Self::load_with(path, nulls),

@@ -15,14 +15,17 @@
 //! Replicas of one node share pages only if they map the same file, so they share one store:
 //! a node-local volume. When the source already lies in the store (a path into it, or a
 //! symlink to an entry, as a DaemonSet publishes), nothing is copied, and the store may be
-//! mounted read-only. A process admits, publishes and prunes with the store's lock held
-//! (`.lock`, `flock`), so replicas starting together copy a snapshot once (the others wait,
-//! then map the entry) and a publisher never removes an entry another has just pointed
-//! `current.nbf` at; a read-only store is locked shared while mapped. Should two copies still
-//! race (a build that takes no lock), the first to name its copy wins (a hard link never
-//! replaces an entry) and the other drops its own. An entry whose last bytes are not the
+//! mounted read-only. A process admits and publishes with the store's lock held (`.lock`,
+//! `flock`, the file open to every user of the store), so replicas starting together copy a
+//! snapshot once (the others wait, then map the entry) and a publisher never removes an entry
+//! another has just pointed `current.nbf` at; pruning after a reload takes the lock only if it
+//! is free, and a replica mapping an entry in place takes none (the entries `current.nbf` names
+//! now and named before are never pruned), so neither waits on a publisher's copy. Should two
+//! copies still race (a build that takes no lock), the first to name its copy wins (a hard link
+//! never replaces an entry) and the other drops its own. An entry whose last bytes are not the
 //! checksum and length its name says was written over, and is replaced; one damaged inside is
-//! found by the map's checksum and copied again from its source.
+//! found by the map's checksum and copied again from its source. Entries are made readable by
+//! every user (0444), whoever copied them.
 //!
 //! The name holds a 32-bit checksum, not a cryptographic hash: two different snapshots of the
 //! same length with the same CRC-32 would share a name, a 2^-32 chance per pair of snapshots in
@@ -79,27 +82,40 @@ impl SnapshotStore {
         &self.dir
     }
 
-    /// Takes the store's lock, waiting for the process holding it: exclusive where the lock
-    /// file can be written, shared where the store is read-only; none when no lock file can
-    /// be opened (a read-only store no publisher has locked).
+    /// Takes the store's lock, waiting for the process holding it. The lock file is made
+    /// readable and writable by every user (a manual publish as root and the node's publisher
+    /// as its own user must take the same lock), and an exclusive lock needs only a read; a
+    /// store where no lock file can be opened is used without one, and says so.
     pub(super) fn lock(&self) -> StoreLock {
+        use std::os::unix::fs::PermissionsExt as _;
         let path = self.dir.join(LOCK);
-        let writable = std::fs::create_dir_all(&self.dir).ok().and_then(|()| {
+        let made = std::fs::create_dir_all(&self.dir).ok().and_then(|()| {
             std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
-                .truncate(false)
+                .create_new(true)
                 .open(&path)
                 .ok()
         });
-        let file = match writable {
-            Some(f) => f.lock().is_ok().then_some(f),
-            None => std::fs::File::open(&path)
-                .ok()
-                .filter(|f| f.lock_shared().is_ok()),
-        };
-        StoreLock { _file: file }
+        if let Some(f) = &made {
+            // Past the umask: `create` alone would give root's 0640 to a user it keeps out.
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let file = made.or_else(|| std::fs::File::open(&path).ok());
+        match file {
+            Some(f) if f.lock().is_ok() => StoreLock { _file: Some(f) },
+            _ => {
+                tracing::warn!(store = %self.dir.display(), "snapshot store: its lock file cannot be opened (permissions?); going on without it, so two processes changing the store at once may undo each other: make {} readable by every user of the store", path.display());
+                StoreLock { _file: None }
+            }
+        }
+    }
+
+    /// The store's lock if no other process holds it (pruning after a reload waits for no
+    /// publisher: the next publish prunes).
+    fn try_lock(&self) -> Option<std::fs::File> {
+        let f = std::fs::File::open(self.dir.join(LOCK)).ok()?;
+        f.try_lock().ok().map(|()| f)
     }
 
     /// Finds or copies the entry for `source` (see the module doc).
@@ -164,9 +180,10 @@ impl SnapshotStore {
                     .set_modified(t)?;
             }
             let file = std::fs::File::open(&tmp)?;
-            let mut perms = file.metadata()?.permissions();
-            perms.set_readonly(true);
-            std::fs::set_permissions(&tmp, perms)?;
+            // Read-only, and readable by every user of the store whoever copied it (a manual
+            // publish as root must not leave the replicas' user an entry it cannot map).
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))?;
             file.sync_all()?;
             trailer(&tmp)
         })();
@@ -226,7 +243,9 @@ impl SnapshotStore {
             .and_then(|()| std::fs::remove_file(&admitted.file)),
             (true, false) => std::fs::remove_file(&admitted.file),
             (false, true) => Ok(()),
-            (false, false) if self.holds(&admitted.entry) => std::fs::remove_file(&admitted.entry),
+            (false, false) if admitted.found || self.holds(&admitted.entry) => {
+                std::fs::remove_file(&admitted.entry)
+            }
             (false, false) => Ok(()),
         };
         if let Err(e) = result {
@@ -281,8 +300,12 @@ impl SnapshotStore {
     /// process killed while copying (untouched for [`STALE_TMP`]); a read-only store is left as
     /// it is.
     pub fn retain(&self, keep: &[&Path]) {
-        let _lock = self.lock();
-        self.retain_locked(keep);
+        match self.try_lock() {
+            Some(_lock) => self.retain_locked(keep),
+            None => {
+                tracing::debug!(store = %self.dir.display(), "snapshot store: busy; pruning left to the next publish or reload")
+            }
+        }
     }
 
     /// [`SnapshotStore::retain`] with the store's lock held.
@@ -322,6 +345,27 @@ impl SnapshotStore {
         }
     }
 
+    /// True when `source` is an entry of this store (`current.nbf`, say): a replica maps it in
+    /// place, copying nothing, and takes no lock for it (the entry `current.nbf` names and the
+    /// one before it are never pruned, so it cannot go while being opened).
+    pub(super) fn maps_in_place(&self, source: &Path) -> bool {
+        std::fs::canonicalize(source).is_ok_and(|real| self.holds(&real))
+    }
+
+    /// True when the entry [`CURRENT`] names no longer ends in the checksum and length its name
+    /// says (written over through the link): a publisher publishes its source again.
+    pub fn current_written_over(&self) -> bool {
+        let Ok(real) = std::fs::canonicalize(self.dir.join(CURRENT)) else {
+            return false;
+        };
+        let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let named = name
+            .strip_suffix(".nbf")
+            .and_then(|s| s.split_once('-'))
+            .and_then(|(crc, len)| Some((u32::from_str_radix(crc, 16).ok()?, len.parse().ok()?)));
+        named.is_some_and(|n| trailer(&real).is_ok_and(|t| t != n))
+    }
+
     /// True when `real` (a canonical path) is an entry of this store.
     fn holds(&self, real: &Path) -> bool {
         let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -332,7 +376,7 @@ impl SnapshotStore {
 
 /// How long a temporary copy may go unwritten before it counts as left by a killed process: a
 /// copy in progress writes far more often than this.
-pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(600);
+pub const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Removes a temporary file no process has written for [`STALE_TMP`].
 fn remove_if_stale(path: &Path) {
@@ -448,6 +492,9 @@ fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
             }
         }
         if filled == 0 {
+            // The source's pages are charged to the copying process's memory cgroup: dropped,
+            // so they do not push out the pages of the entry the replicas serve.
+            let _ = rustix::fs::fadvise(&src, 0, None, rustix::fs::Advice::DontNeed);
             return Ok(());
         }
         dst.write_all(&buf[..filled])?;

@@ -404,12 +404,48 @@ fn an_entry_written_over_with_a_file_of_its_length_is_replaced() {
         "the same length, other content"
     );
     let entry = store.publish(&a).unwrap();
+    assert!(!store.current_written_over());
     std::fs::write(store.dir().join(super::snapshots::CURRENT), &bb).unwrap();
+    // The publisher's loop sees it, though its source did not change.
+    assert!(store.current_written_over());
     // Loading `a` maps a's content, not what was written over its entry.
     let m = FeatureStore::open(&a, Some(&store)).unwrap();
     assert_eq!(m.mapped_file(), Some(entry.as_path()));
     assert_eq!(m.row("C0000003").unwrap()[0], 3.0);
     assert_eq!(std::fs::read(&entry).unwrap(), ab);
+    assert!(!store.current_written_over());
+}
+
+/// A damaged entry is copied again however the store's path is written (through a link here,
+/// a relative path in a manifest): the entry's path then differs from its canonical one.
+#[test]
+fn a_damaged_entry_of_a_store_named_through_a_link_is_copied_again() {
+    let dir = Scratch::new("map-damaged-link");
+    std::fs::create_dir_all(dir.0.join("real")).unwrap();
+    std::os::unix::fs::symlink(dir.0.join("real"), dir.0.join("link")).unwrap();
+    let store = SnapshotStore::new(dir.0.join("link"));
+    let a = dir.0.join("a.nbf");
+    write_nbf(&mixed(40), &a).unwrap();
+    let entry = store.publish(&a).unwrap();
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::remove_file(&entry).unwrap();
+    std::fs::write(&entry, &bytes).unwrap();
+    let m = FeatureStore::open(&a, Some(&store)).unwrap();
+    assert_eq!(m.len(), 40);
+    assert_eq!(std::fs::read(&entry).unwrap(), std::fs::read(&a).unwrap());
+    // Entries are readable by every user of the store, whoever copied them.
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    let lock = store.dir().join(".lock");
+    assert_eq!(
+        std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777,
+        0o666
+    );
 }
 
 /// Two publishers into one store at once (a manual publish during the node's loop): each
