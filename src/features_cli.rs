@@ -124,7 +124,7 @@ pub fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyh
         }
         gone = now.is_none();
         if now.is_some() && now == published && store.current_written_over() {
-            tracing::warn!(source = %source.display(), "the published entry was written over (a copy onto current.nbf?): publishing the source again");
+            tracing::warn!(source = %source.display(), "the published entry was written over (a copy onto current.nbf?): publishing the source again; replicas that mapped it serve what was written over it until they reload");
             published = None;
         }
         if now.is_some() && now != published {

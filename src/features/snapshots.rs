@@ -24,8 +24,8 @@
 //! copies still race (a build that takes no lock), the first to name its copy wins (a hard link
 //! never replaces an entry) and the other drops its own. An entry whose last bytes are not the
 //! checksum and length its name says was written over, and is replaced; one damaged inside is
-//! found by the map's checksum and copied again from its source. Entries are made readable by
-//! every user (0444), whoever copied them.
+//! found by the map's checksum and copied again from its source. Entries and the lock file
+//! belong to the store's owner and group (0440, 0660), whoever made them.
 //!
 //! The name holds a 32-bit checksum, not a cryptographic hash: two different snapshots of the
 //! same length with the same CRC-32 would share a name, a 2^-32 chance per pair of snapshots in
@@ -82,10 +82,11 @@ impl SnapshotStore {
         &self.dir
     }
 
-    /// Takes the store's lock, waiting for the process holding it. The lock file is made
-    /// readable and writable by every user (a manual publish as root and the node's publisher
-    /// as its own user must take the same lock), and an exclusive lock needs only a read; a
-    /// store where no lock file can be opened is used without one, and says so.
+    /// Takes the store's lock, waiting (and saying so) for the process holding it. The lock
+    /// file belongs to the store's owner and group and is readable by them (a manual publish
+    /// as root and the node's publisher as its own user must take the same lock), and an
+    /// exclusive lock needs only a read; a store where no lock file can be opened is used
+    /// without one, and says so.
     pub(super) fn lock(&self) -> StoreLock {
         use std::os::unix::fs::PermissionsExt as _;
         let path = self.dir.join(LOCK);
@@ -98,16 +99,37 @@ impl SnapshotStore {
                 .ok()
         });
         if let Some(f) = &made {
-            // Past the umask: `create` alone would give root's 0640 to a user it keeps out.
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+            self.give_to_store(f);
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
         }
         let file = made.or_else(|| std::fs::File::open(&path).ok());
+        if let Some(f) = &file {
+            if matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)) {
+                tracing::info!(store = %self.dir.display(), "snapshot store: waiting for another process copying or publishing into it");
+            }
+        }
         match file {
             Some(f) if f.lock().is_ok() => StoreLock { _file: Some(f) },
             _ => {
                 tracing::warn!(store = %self.dir.display(), "snapshot store: its lock file cannot be opened (permissions?); going on without it, so two processes changing the store at once may undo each other: make {} readable by every user of the store", path.display());
                 StoreLock { _file: None }
             }
+        }
+    }
+
+    /// Makes a file the store's owner's and group's when this process runs as root (an
+    /// operator's manual publish), so the store's user can read what it made.
+    fn give_to_store(&self, file: &std::fs::File) {
+        use std::os::unix::fs::MetadataExt as _;
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        if let Ok(m) = std::fs::metadata(&self.dir) {
+            let (uid, gid) = (
+                rustix::fs::Uid::from_raw(m.uid()),
+                rustix::fs::Gid::from_raw(m.gid()),
+            );
+            let _ = rustix::fs::fchown(file, Some(uid), Some(gid));
         }
     }
 
@@ -147,7 +169,9 @@ impl SnapshotStore {
         if std::fs::metadata(&entry).is_ok_and(|m| m.len() == len) {
             // The source's own bytes must be what its trailer claims, or a damaged file would
             // pass for the good copy of the same name: read through once, nothing kept.
-            if body_crc(source, len).map_err(io(source))? != crc {
+            let checked = body_crc(source, len).map_err(io(source))?;
+            drop_pages(source);
+            if checked != crc {
                 return Err(FeatureError::Format {
                     path: source.to_owned(),
                     detail: "checksum mismatch: the file is damaged".into(),
@@ -180,10 +204,11 @@ impl SnapshotStore {
                     .set_modified(t)?;
             }
             let file = std::fs::File::open(&tmp)?;
-            // Read-only, and readable by every user of the store whoever copied it (a manual
-            // publish as root must not leave the replicas' user an entry it cannot map).
+            // Read-only, the store's owner's and group's whoever copied it (a manual publish
+            // as root must not leave the replicas' user an entry it cannot map).
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o444))?;
+            self.give_to_store(&file);
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440))?;
             file.sync_all()?;
             trailer(&tmp)
         })();
@@ -492,12 +517,19 @@ fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
             }
         }
         if filled == 0 {
-            // The source's pages are charged to the copying process's memory cgroup: dropped,
-            // so they do not push out the pages of the entry the replicas serve.
-            let _ = rustix::fs::fadvise(&src, 0, None, rustix::fs::Advice::DontNeed);
+            drop_pages(from);
             return Ok(());
         }
         dst.write_all(&buf[..filled])?;
+    }
+}
+
+/// Drops a source's pages from the page cache once read: they are charged to the reading
+/// process's memory cgroup (the node's publisher), where they would push out the pages of the
+/// entry the replicas serve.
+fn drop_pages(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
     }
 }
 

@@ -435,19 +435,48 @@ fn a_damaged_entry_of_a_store_named_through_a_link_is_copied_again() {
     let m = FeatureStore::open(&a, Some(&store)).unwrap();
     assert_eq!(m.len(), 40);
     assert_eq!(std::fs::read(&entry).unwrap(), std::fs::read(&a).unwrap());
-    // Entries are readable by every user of the store, whoever copied them.
+    // Entries and the lock are the store's owner's and group's, closed to others.
     use std::os::unix::fs::PermissionsExt as _;
     assert_eq!(
         std::fs::metadata(&entry).unwrap().permissions().mode() & 0o777,
-        0o444
+        0o440
     );
     let lock = store.dir().join(".lock");
     assert_eq!(
         std::fs::metadata(&lock).unwrap().permissions().mode() & 0o777,
-        0o666
+        0o660
     );
 }
 
+/// A publish as root into a store another user owns (an operator's manual publish beside the
+/// node's publisher) leaves that user an entry and a lock it can use; as any other user, what
+/// it makes is its own (only root can give files away).
+#[test]
+fn a_root_publish_gives_the_store_owner_its_entry_and_lock() {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = rustix::process::geteuid().is_root();
+    let dir = Scratch::new("map-root-publish");
+    let store = dir.store();
+    std::fs::create_dir_all(store.dir()).unwrap();
+    if root {
+        let (uid, gid) = (
+            rustix::fs::Uid::from_raw(10001),
+            rustix::fs::Gid::from_raw(10001),
+        );
+        rustix::fs::chown(store.dir(), Some(uid), Some(gid)).unwrap();
+    }
+    let a = dir.0.join("a.nbf");
+    write_nbf(&mixed(20), &a).unwrap();
+    let entry = store.publish(&a).unwrap();
+    let owner = std::fs::metadata(store.dir()).unwrap().uid();
+    for f in [entry, store.dir().join(".lock")] {
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!(m.uid(), owner, "{}", f.display());
+        if root {
+            assert_eq!((m.uid(), m.gid()), (10001, 10001), "{}", f.display());
+        }
+    }
+}
 /// Two publishers into one store at once (a manual publish during the node's loop): each
 /// round ends with `current.nbf` on an entry that is there, whichever won.
 #[test]
