@@ -48,6 +48,12 @@ impl Drop for Scratch {
 /// Mixed columns: numbers, a number f32 does not hold (residuals), strings, missing cells,
 /// and enough ids for the stored index to have collisions to probe past.
 fn mixed(rows: usize) -> FeatureStore {
+    mixed_from(rows, 0)
+}
+
+/// `mixed` with `shift` added to every row's `n`: with 1, a snapshot of the same length and
+/// shape whose content differs, as tomorrow's export of the same customers is.
+fn mixed_from(rows: usize, shift: usize) -> FeatureStore {
     let mut csv = String::from("customer_id,n,x,segment\n");
     for r in 0..rows {
         let seg = ["gold", "bronze", ""][r % 3];
@@ -56,7 +62,7 @@ fn mixed(rows: usize) -> FeatureStore {
         } else {
             format!("{}.2932", r)
         };
-        csv.push_str(&format!("C{r:07},{r},{x},{seg}\n"));
+        csv.push_str(&format!("C{r:07},{},{x},{seg}\n", r + shift));
     }
     parse(&csv).unwrap()
 }
@@ -375,29 +381,13 @@ fn an_entry_keeps_its_sources_time_so_every_node_shows_the_datas_age() {
     );
 }
 
-/// `mixed` with another number in every row's `n`: a snapshot of the same length and shape
-/// whose content differs, as tomorrow's export of the same customers is.
-fn shifted(rows: usize) -> FeatureStore {
-    let mut csv = String::from("customer_id,n,x,segment\n");
-    for r in 0..rows {
-        let seg = ["gold", "bronze", ""][r % 3];
-        let x = if r % 5 == 0 {
-            String::new()
-        } else {
-            format!("{}.2932", r)
-        };
-        csv.push_str(&format!("C{r:07},{},{x},{seg}\n", r + 1));
-    }
-    parse(&csv).unwrap()
-}
-
 #[test]
 fn an_entry_written_over_with_a_file_of_its_length_is_replaced() {
     let dir = Scratch::new("map-same-length");
     let store = dir.store();
     let (a, b) = (dir.0.join("a.nbf"), dir.0.join("b.nbf"));
     write_nbf(&mixed(40), &a).unwrap();
-    write_nbf(&shifted(40), &b).unwrap();
+    write_nbf(&mixed_from(40, 1), &b).unwrap();
     let (ab, bb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert!(
         ab.len() == bb.len() && ab != bb,
