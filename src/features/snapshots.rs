@@ -61,9 +61,9 @@ pub(super) struct Admitted {
     pub(super) found: bool,
 }
 
-/// The store's lock file. A process holds it while it admits, publishes or prunes, so two of
+/// The store's lock file. A process holds it while it copies, publishes or prunes, so two of
 /// them never copy one snapshot twice into a store with room for one, nor remove an entry the
-/// other has just named; a process that can only read the store holds it shared while it maps.
+/// other has just named.
 const LOCK: &str = ".lock";
 
 /// The store's lock, released when dropped (`None`: the store has no lock file to take).
@@ -88,21 +88,7 @@ impl SnapshotStore {
     /// exclusive lock needs only a read; a store where no lock file can be opened is used
     /// without one, and says so.
     pub(super) fn lock(&self) -> StoreLock {
-        use std::os::unix::fs::PermissionsExt as _;
-        let path = self.dir.join(LOCK);
-        let made = std::fs::create_dir_all(&self.dir).ok().and_then(|()| {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .ok()
-        });
-        if let Some(f) = &made {
-            self.give_to_store(f);
-            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
-        }
-        let file = made.or_else(|| std::fs::File::open(&path).ok());
+        let file = self.lock_file();
         if let Some(f) = &file {
             if matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)) {
                 tracing::info!(store = %self.dir.display(), "snapshot store: waiting for another process copying or publishing into it");
@@ -111,7 +97,7 @@ impl SnapshotStore {
         match file {
             Some(f) if f.lock().is_ok() => StoreLock { _file: Some(f) },
             _ => {
-                tracing::warn!(store = %self.dir.display(), "snapshot store: its lock file cannot be opened (permissions?); going on without it, so two processes changing the store at once may undo each other: make {} readable by every user of the store", path.display());
+                tracing::warn!(store = %self.dir.display(), "snapshot store: its lock file cannot be opened (permissions?); going on without it, so two processes changing the store at once may undo each other: make {} readable by every user of the store", self.dir.join(LOCK).display());
                 StoreLock { _file: None }
             }
         }
@@ -136,8 +122,27 @@ impl SnapshotStore {
     /// The store's lock if no other process holds it (pruning after a reload waits for no
     /// publisher: the next publish prunes).
     fn try_lock(&self) -> Option<std::fs::File> {
-        let f = std::fs::File::open(self.dir.join(LOCK)).ok()?;
+        let f = self.lock_file()?;
         f.try_lock().ok().map(|()| f)
+    }
+
+    /// The lock file, made (the store's owner's and group's, 0660) if the store has none yet.
+    fn lock_file(&self) -> Option<std::fs::File> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = self.dir.join(LOCK);
+        let made = std::fs::create_dir_all(&self.dir).ok().and_then(|()| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .ok()
+        });
+        if let Some(f) = &made {
+            self.give_to_store(f);
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
+        }
+        made.or_else(|| std::fs::File::open(&path).ok())
     }
 
     /// Finds or copies the entry for `source` (see the module doc).
