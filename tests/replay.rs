@@ -79,6 +79,16 @@ fn replay(log: &Path, candidate: &Path) -> (bool, Value, String) {
     )
 }
 
+/// The offer of a model document with this id.
+fn offer_of<'a>(doc: &'a mut Value, id: &str) -> &'a mut Value {
+    doc["offers"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|o| o["id"] == id)
+        .unwrap_or_else(|| panic!("no offer {id}"))
+}
+
 fn placement<'a>(report: &'a Value, channel: &str, placement: &str) -> &'a Value {
     report["placements"]
         .as_array()
@@ -150,18 +160,16 @@ async fn a_demo_log_replays_exactly_and_shows_what_a_candidate_changes() {
     let mut doc: Value =
         serde_json::from_slice(&std::fs::read(candidate.join("model.json")).unwrap()).unwrap();
     doc["version"] = json!("streaming-x2");
-    let offer = doc["offers"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|o| o["id"] == "streaming_bundle")
-        .unwrap();
+    let offer = offer_of(&mut doc, "streaming_bundle");
     offer["value"] = json!(offer["value"].as_f64().unwrap() * 2.0);
-    std::fs::write(
-        candidate.join("model.json"),
-        serde_json::to_vec(&doc).unwrap(),
-    )
-    .unwrap();
+    let write = |doc: &Value| {
+        std::fs::write(
+            candidate.join("model.json"),
+            serde_json::to_vec(doc).unwrap(),
+        )
+        .unwrap()
+    };
+    write(&doc);
 
     let (ok, shifted, stderr) = replay(&log, &candidate);
     assert!(ok, "{stderr}\n{shifted}");
@@ -191,21 +199,11 @@ async fn a_demo_log_replays_exactly_and_shows_what_a_candidate_changes() {
 
     // The same candidate whose adaptive ebill_switch learns from one more feature: the log
     // holds what the logged offer learnt from its own list only, which replay says.
-    let ebill = doc["offers"]
-        .as_array_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|o| o["id"] == "ebill_switch")
-        .unwrap();
-    ebill["scorer"]["context"]
+    offer_of(&mut doc, "ebill_switch")["scorer"]["context"]
         .as_array_mut()
         .unwrap()
         .push(json!("region"));
-    std::fs::write(
-        candidate.join("model.json"),
-        serde_json::to_vec(&doc).unwrap(),
-    )
-    .unwrap();
+    write(&doc);
     let (ok, widened, stderr) = replay(&log, &candidate);
     assert!(ok, "{stderr}\n{widened}");
     let warned = widened["warnings"].to_string();

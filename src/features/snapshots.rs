@@ -389,11 +389,7 @@ impl SnapshotStore {
             return false;
         };
         let name = real.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let named = name
-            .strip_suffix(".nbf")
-            .and_then(|s| s.split_once('-'))
-            .and_then(|(crc, len)| Some((u32::from_str_radix(crc, 16).ok()?, len.parse().ok()?)));
-        named.is_some_and(|n| trailer(&real).is_ok_and(|t| t != n))
+        entry_of_name(name).is_some_and(|n| trailer(&real).is_ok_and(|t| t != n))
     }
 
     /// True when `real` (a canonical path) is an entry of this store.
@@ -443,16 +439,17 @@ fn entry_name(crc: u32, len: u64) -> String {
 
 /// True for a name [`entry_name`] makes.
 fn is_entry_name(name: &str) -> bool {
-    let Some(stem) = name.strip_suffix(".nbf") else {
-        return false;
-    };
-    let Some((crc, len)) = stem.split_once('-') else {
-        return false;
-    };
-    crc.len() == 8
+    entry_of_name(name).is_some()
+}
+
+/// The CRC-32 and length an entry's name says ([`entry_name`]'s inverse).
+fn entry_of_name(name: &str) -> Option<(u32, u64)> {
+    let (crc, len) = name.strip_suffix(".nbf")?.split_once('-')?;
+    let well_formed = crc.len() == 8
         && crc.bytes().all(|b| b.is_ascii_hexdigit())
         && !len.is_empty()
-        && len.bytes().all(|b| b.is_ascii_digit())
+        && len.bytes().all(|b| b.is_ascii_digit());
+    well_formed.then_some((u32::from_str_radix(crc, 16).ok()?, len.parse().ok()?))
 }
 
 /// The CRC-32 a `.nbf` file ends with, and its length.
