@@ -852,6 +852,57 @@ fn a_model_refused_for_want_of_features_loads_with_the_first_snapshot() {
     assert!(registry.load().is_ready());
 }
 
+/// A snapshot whose ids are written another way than the serving one's (a warehouse's padded
+/// `CHAR(12)`, numbers for text) serves, and says so: every customer would silently fall back.
+/// Reordered rows, a base that grew, or one cut short (said of its size) are not warned of here.
+#[test]
+fn a_snapshot_holding_few_of_the_serving_customers_ids_is_warned_about() {
+    let models = TempModels::new("ids-lost");
+    let registry = models.registry();
+    let csv = std::fs::read_to_string(models.dir.join("features.csv")).unwrap();
+    let mut lines: Vec<String> = csv.lines().map(str::to_owned).collect();
+    let rewrite = |lines: &[String], f: &dyn Fn(&str) -> String| -> String {
+        let mut out = format!("{}\n", lines[0]);
+        for l in &lines[1..] {
+            let (id, rest) = l.split_once(',').unwrap();
+            out.push_str(&format!("{},{rest}\n", f(id)));
+        }
+        out
+    };
+    let next = models.dir.join("next.csv");
+    let lost = |registry: &nextbest::registry::Registry, body: String| {
+        std::fs::write(&next, body).unwrap();
+        let info = registry.reload_features(Some(next.clone())).unwrap();
+        registry
+            .reload_features(Some(models.dir.join("features.csv")))
+            .unwrap();
+        info.warnings
+            .iter()
+            .find(|w| w.path == "customer_id")
+            .map(|w| w.message.clone())
+    };
+    let padded = lost(&registry, rewrite(&lines, &|id| format!("{id:<12}"))).expect("padded ids");
+    assert!(
+        padded.starts_with("0 of 4096 customers sampled from the snapshot it replaces are in this one (0.0 %; \"C0000001\" is not, it has \"C0000001    \")"),
+        "{padded}"
+    );
+    let numbers = lost(
+        &registry,
+        rewrite(&lines, &|id| id.trim_start_matches(['C', '0']).to_owned()),
+    );
+    assert!(numbers.is_some_and(|m| m.contains("written another way")));
+    // The same customers in another order, and more of them: nothing to say.
+    let mut grown = rewrite(&lines, &|id| id.to_owned());
+    grown.push_str(&lines[1].replacen("C0000001", "C9999999", 1));
+    grown.push('\n');
+    assert_eq!(lost(&registry, grown), None);
+    lines[1..].reverse();
+    assert_eq!(lost(&registry, rewrite(&lines, &|id| id.to_owned())), None);
+    // Half the base: said of its size, not of its ids.
+    let half: String = lines[..5_001].iter().map(|l| format!("{l}\n")).collect();
+    assert_eq!(lost(&registry, half), None);
+}
+
 /// A snapshot with a tenth fewer customers than the one it replaces, or more, serves (a base
 /// can shrink) and says so: likely a partial export, and everyone else now gets fallbacks.
 #[test]
@@ -1090,6 +1141,51 @@ fn a_snapshot_writing_na_for_missing_values_serves_under_its_null_word() {
     assert!(store.row(customer).unwrap()[churn - 1].is_nan());
     let e = registry(&[]).reload_from_disk().unwrap_err().to_string();
     assert!(e.contains("churn_score"), "{e}");
+}
+
+/// SIGHUP after the nightly job wrote a snapshot without a column the serving model reads:
+/// refused as the snapshot's fault, named by its file and the column, not the model's.
+#[test]
+fn a_reload_from_disk_on_a_snapshot_lacking_a_column_blames_the_snapshot() {
+    use nextbest::registry::{Part, Registry, RegistryConfig};
+    let dir = TempDir::new("sighup-lacking");
+    let csv = std::fs::read_to_string(demo_dir().join("features.csv")).unwrap();
+    let path = dir.0.join("features.csv");
+    std::fs::write(&path, &csv).unwrap();
+    let registry = Registry::new(RegistryConfig {
+        models_path: Some(demo_dir()),
+        features_path: Some(path.clone()),
+        ..RegistryConfig::default()
+    });
+    registry.reload_from_disk().unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let dropped = header.iter().position(|h| *h == "churn_score").unwrap();
+    let without: String = csv
+        .lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            cells.remove(dropped);
+            cells.join(",") + "\n"
+        })
+        .collect();
+    std::fs::write(&path, without).unwrap();
+    let e = registry.reload_from_disk().unwrap_err();
+    assert_eq!(e.part(), Part::Features, "{e}");
+    assert!(
+        e.faults().iter().any(|f| f.message
+            == "the new snapshot has no column `churn_score`, which the serving model reads"),
+        "{:?}",
+        e.faults()
+    );
+    let refused = &registry.journal.entries()[0];
+    assert_eq!(
+        (refused.part, refused.accepted, refused.source.as_str()),
+        (
+            "features",
+            false,
+            format!("features {}", path.display()).as_str()
+        )
+    );
 }
 
 /// The demo's files (the model, its scorer files) copied into `dir`, the document last.

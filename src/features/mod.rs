@@ -84,6 +84,45 @@ pub fn shrunk(before: usize, now: usize) -> Option<String> {
     })
 }
 
+/// Customers sampled from a snapshot to see whether the next one still holds them.
+const ID_SAMPLE: usize = 4_096;
+
+/// A snapshot that holds few of the customers of the one it replaces, beyond what its size
+/// explains, likely writes its ids another way (a warehouse's padded `CHAR`, numbers for
+/// text, another key): it serves, and says so with an id it lost and one it has.
+pub fn ids_lost(before: &FeatureStore, now: &FeatureStore) -> Option<String> {
+    let sampled = before.len().min(ID_SAMPLE);
+    if sampled == 0 {
+        return None;
+    }
+    let mut found = 0usize;
+    let mut lost = None;
+    for i in 0..sampled {
+        let id = before.id_at(i * before.len() / sampled)?;
+        if now.row(id).is_some() {
+            found += 1;
+        } else {
+            lost.get_or_insert(id);
+        }
+    }
+    let kept = found as f64 / sampled as f64;
+    let expected = (now.len() as f64 / before.len() as f64).min(1.0);
+    if kept >= expected - 0.1 {
+        return None;
+    }
+    let had = now
+        .id_at(0)
+        .map_or_else(String::new, |id| format!(", it has {id:?}"));
+    Some(format!(
+        "{found} of {sampled} customers sampled from the snapshot it replaces are in this one \
+         ({:.1} %; {:?} is not{had}): are its ids written another way (padded with spaces, \
+         numbers for text, another key)? The customers not found get `unknown_customer` \
+         fallbacks",
+        100.0 * kept,
+        lost.unwrap_or_default(),
+    ))
+}
+
 /// What a column with no value in any row is warned with.
 pub const NO_VALUE: &str = "no customer has a value here (every field is empty): rules, scorers \
      and values read it as missing, whether they read it as numbers or as text";

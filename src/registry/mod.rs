@@ -244,7 +244,11 @@ impl Registry {
             info.warnings.extend(set.warnings());
         }
         if let (Some(info), Some(before)) = (&mut plan.new_features, &self.load().features) {
-            if let Some(w) = shrunk(before.len(), info.customers) {
+            let lost = crate::features::ids_lost(before, &plan.store).map(|message| Fault {
+                path: "customer_id".into(),
+                message,
+            });
+            for w in shrunk(before.len(), info.customers).into_iter().chain(lost) {
                 tracing::warn!(source = %info.source, customers = info.customers, before = before.len(), "{}", w.message);
                 info.warnings.push(w);
             }
@@ -345,7 +349,27 @@ impl Registry {
                 let models_path = self.models_path()?;
                 let started = Instant::now();
                 let store = Arc::new(open(&features_path)?);
-                let set = set::build_from_path(&models_path, &store, limits)?;
+                let set = match set::build_from_path(&models_path, &store, limits) {
+                    Ok(set) => set,
+                    // Models that compile against the snapshot serving fail on the new one.
+                    Err(e) => {
+                        return Err(match &current.features {
+                            Some(serving)
+                                if set::build_from_path(&models_path, serving, limits).is_ok() =>
+                            {
+                                let e =
+                                    set::build_from_path_for_snapshot(&models_path, &store, limits)
+                                        .err()
+                                        .unwrap_or(e);
+                                RegistryError::FeaturesIncompatible(
+                                    e,
+                                    record::column_faults(&store),
+                                )
+                            }
+                            _ => e.into(),
+                        })
+                    }
+                };
                 let feature_version = version(&features_path, &store);
                 w.features_path = Some(features_path);
                 // The same models again (a SIGHUP for the snapshot): no new version, so a

@@ -261,6 +261,18 @@ pub(super) fn build_from_path(
     with_challenger(model, store, store, limits)
 }
 
+/// Builds the models at `path` against a new snapshot, its faults said of the snapshot (the
+/// models compile against the one serving: what changed is the snapshot).
+pub(super) fn build_from_path_for_snapshot(
+    path: &std::path::Path,
+    store: &FeatureStore,
+    limits: &Limits,
+) -> Result<ModelSet, ModelError> {
+    let schema = NewSnapshot(store);
+    let model = model::load(path, &schema, limits)?;
+    with_challenger(model, store, &schema, limits)
+}
+
 /// Adds the challenger a model declares, compiled against the same snapshot.
 pub(super) fn with_challenger(
     model: LoadedModel,
