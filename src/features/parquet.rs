@@ -76,6 +76,36 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
         },
         _ => return Err(fault("the first column must be `customer_id`".into())),
     }
+    // Every part has the first's columns, each holding one kind of values, and their rows
+    // are sized together. A column of type `null` (pandas and polars write one for a part
+    // where it holds no value) says no kind: it takes the other parts', and the part that
+    // said it first is the one a part differing from it is named against.
+    let mut kinds: Vec<(DataType, usize)> =
+        fields.iter().map(|f| (f.data_type().clone(), 0)).collect();
+    let mut rows = 0usize;
+    for (p, f) in files.iter().enumerate() {
+        let b = if f == first { None } else { Some(open(f)?) };
+        let b = b.as_ref().unwrap_or(&builder);
+        if let Some((detail, against)) = unlike(&schema, &kinds, b.schema()) {
+            return Err(fault(format!(
+                "part `{}` differs from `{}`: {detail}",
+                part_name(f),
+                part_name(&files[against])
+            )));
+        }
+        for ((t, from), y) in kinds.iter_mut().zip(b.schema().fields()) {
+            if *t == DataType::Null {
+                *t = y.data_type().clone();
+                *from = p;
+            }
+        }
+        let claimed = usize::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0);
+        // Room is made up front for what a footer claims only up to a row per byte of the
+        // file, so a damaged footer cannot ask for more memory than the file could fill (a file
+        // packed tighter than that still loads, its vectors growing as they are read).
+        let size = std::fs::metadata(f).map_or(0, |m| m.len());
+        rows = rows.saturating_add(claimed.min(usize::try_from(size).unwrap_or(usize::MAX)));
+    }
     let mut columns = Vec::with_capacity(fields.len() - 1);
     let mut dicts: Vec<Option<DictBuilder>> = Vec::with_capacity(fields.len() - 1);
     // Per loaded column, its field in the file; other types are left out by name.
@@ -88,12 +118,13 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
         if columns.contains(f.name()) || left_out.iter().any(|(n, _)| n == f.name()) {
             return Err(fault(format!("duplicate column `{}`", f.name())));
         }
-        if is_string(f.data_type()) {
+        let kind = &kinds[i].0;
+        if is_string(kind) {
             dicts.push(Some(DictBuilder::default()));
-        } else if is_numeric(f.data_type()) {
+        } else if is_numeric(kind) {
             dicts.push(None);
         } else {
-            left_out.push((f.name().clone(), f.data_type().to_string()));
+            left_out.push((f.name().clone(), kind.to_string()));
             continue;
         }
         columns.push(f.name().clone());
@@ -101,25 +132,6 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
     }
     if columns.len() > MAX_COLUMNS {
         return Err(fault(format!("more than {MAX_COLUMNS} feature columns")));
-    }
-    // Every part has the first's columns, each of the same kind; their rows sized together.
-    let mut rows = 0usize;
-    for f in files {
-        let b = if f == first { None } else { Some(open(f)?) };
-        let b = b.as_ref().unwrap_or(&builder);
-        if let Some(detail) = unlike(&schema, b.schema()) {
-            return Err(fault(format!(
-                "part `{}` differs from `{}`: {detail}",
-                part_name(f),
-                part_name(first)
-            )));
-        }
-        let claimed = usize::try_from(b.metadata().file_metadata().num_rows()).unwrap_or(0);
-        // Room is made up front for what a footer claims only up to a row per byte of the
-        // file, so a damaged footer cannot ask for more memory than the file could fill (a file
-        // packed tighter than that still loads, its vectors growing as they are read).
-        let size = std::fs::metadata(f).map_or(0, |m| m.len());
-        rows = rows.saturating_add(claimed.min(usize::try_from(size).unwrap_or(usize::MAX)));
     }
     for (name, kind) in &left_out {
         tracing::warn!(path = %shown.display(), column = %name, kind = %kind, "{}", super::left_out_message(name, kind));
@@ -257,48 +269,58 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
 }
 
 /// How a part's columns differ from the first part's: another name, or another kind of
-/// values (text where the first has numbers, or a type left out); `None` when alike.
-fn unlike(first: &arrow_schema::Schema, part: &arrow_schema::Schema) -> Option<String> {
+/// values than `kinds` (each column's so far, with the part that said it) holds (text where
+/// they are numbers, or a type left out; a column of type `null` is any kind); `None` when
+/// alike, else what differs and the part it differs from.
+fn unlike(
+    first: &arrow_schema::Schema,
+    kinds: &[(DataType, usize)],
+    part: &arrow_schema::Schema,
+) -> Option<(String, usize)> {
     let kind = |t: &DataType| {
-        if is_string(t) {
-            "text"
+        if *t == DataType::Null {
+            None
+        } else if is_string(t) {
+            Some("text")
         } else if is_numeric(t) {
-            "numbers"
+            Some("numbers")
         } else {
-            "left out"
+            Some("left out")
         }
     };
     let (a, b) = (first.fields(), part.fields());
-    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+    for (i, ((x, (t, from)), y)) in a.iter().zip(kinds).zip(b.iter()).enumerate() {
         if x.name() != y.name() {
-            return Some(format!(
+            let detail = format!(
                 "column {} is `{}` there, `{}` here",
                 i + 1,
                 x.name(),
                 y.name()
-            ));
+            );
+            return Some((detail, 0));
         }
         if i == 0 {
             if !(is_string(y.data_type()) || is_integer(y.data_type())) {
-                return Some(format!(
+                let detail = format!(
                     "column `customer_id`: expected strings or integers, found {}",
                     y.data_type()
-                ));
+                );
+                return Some((detail, 0));
             }
             continue;
         }
-        if kind(x.data_type()) != kind(y.data_type()) {
-            return Some(format!(
-                "column `{}` holds {} ({}) there, {} ({}) here",
-                x.name(),
-                kind(x.data_type()),
-                x.data_type(),
-                kind(y.data_type()),
-                y.data_type()
-            ));
+        if let (Some(k), Some(here)) = (kind(t), kind(y.data_type())) {
+            if k != here {
+                let detail = format!(
+                    "column `{}` holds {k} ({t}) there, {here} ({}) here",
+                    x.name(),
+                    y.data_type()
+                );
+                return Some((detail, *from));
+            }
         }
     }
-    (a.len() != b.len()).then(|| format!("{} columns there, {} here", a.len(), b.len()))
+    (a.len() != b.len()).then(|| (format!("{} columns there, {} here", a.len(), b.len()), 0))
 }
 
 /// Where data row `index` (0-based, among all the rows read) was: its row, and in a folder its

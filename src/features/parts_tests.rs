@@ -179,6 +179,72 @@ fn parts_that_disagree_on_their_columns_are_refused_naming_both() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A part where a column holds no value, which pandas and polars then write with the type
+/// `null`, takes the other parts' kind for it (in any part: the first's too); two parts that
+/// say different kinds still differ, named against the part that said the kind first.
+#[test]
+fn a_part_whose_column_has_the_null_type_takes_the_other_parts_kind() {
+    use arrow_array::NullArray;
+    let dir = folder("null-part");
+    let nulls = |ids: &[&str]| {
+        RecordBatch::try_from_iter_with_nullable([
+            (
+                "customer_id",
+                Arc::new(StringArray::from(ids.to_vec())) as ArrayRef,
+                false,
+            ),
+            (
+                "arpu",
+                Arc::new(NullArray::new(ids.len())) as ArrayRef,
+                true,
+            ),
+            (
+                "plan",
+                Arc::new(NullArray::new(ids.len())) as ArrayRef,
+                true,
+            ),
+        ])
+        .unwrap()
+    };
+    part(&dir, "a.parquet", &nulls(&["C1", "C2"]));
+    part(&dir, "b.parquet", &rows(&["C3"], &[3.5], &["gold"]));
+    part(&dir, "c.parquet", &nulls(&["C4"]));
+    let store = FeatureStore::load(&dir).unwrap();
+    let (arpu, plan) = (store.column("arpu").unwrap(), store.column("plan").unwrap());
+    assert!(store.dictionary(plan).is_some(), "plan holds text");
+    assert!(store.dictionary(arpu).is_none(), "arpu holds numbers");
+    for id in ["C1", "C2", "C4"] {
+        let row = store.row(id).unwrap();
+        assert!(row[arpu].is_nan() && row[plan].is_nan(), "{id}: {row:?}");
+    }
+    let c3 = store.row("C3").unwrap();
+    assert_eq!(c3[arpu], 3.5);
+    assert_eq!(
+        store.dictionary(plan).unwrap().get(c3[plan] as u32),
+        Some("gold")
+    );
+    // Numbers in a fourth part, where the second said text: refused against the second.
+    let numbers_for_plan = RecordBatch::try_from_iter([
+        (
+            "customer_id",
+            Arc::new(StringArray::from(vec!["C5"])) as ArrayRef,
+        ),
+        ("arpu", Arc::new(Float64Array::from(vec![5.0])) as ArrayRef),
+        ("plan", Arc::new(Int64Array::from(vec![7])) as ArrayRef),
+    ])
+    .unwrap();
+    part(&dir, "d.parquet", &numbers_for_plan);
+    let e = refusal(&dir);
+    assert!(
+        e.contains(
+            "part `d.parquet` differs from `b.parquet`: column `plan` holds text (Utf8) there, \
+             numbers (Int64) here"
+        ),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_folder_still_being_written_or_holding_folders_or_nothing_is_refused() {
     let dir = folder("shapes");
