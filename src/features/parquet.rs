@@ -20,7 +20,7 @@ use arrow_array::types::{
 };
 use arrow_array::{Array, ArrowPrimitiveType};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 
 use super::csv_load::{MAX_COLUMNS, MAX_ID_BYTES, MAX_LISTED_FAULTS};
 use super::dictionary::{finish_columns, DictBuilder};
@@ -48,14 +48,29 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
             path: f.to_owned(),
             source,
         })?;
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-            let part = if folder {
-                format!("part `{}`: ", part_name(f))
-            } else {
-                String::new()
-            };
-            fault(format!("{part}not a readable Parquet file: {e}"))
-        })
+        let again = file.try_clone();
+        // A writer's Arrow schema with a type this reader lacks (polars' `Int128`) refuses the
+        // file: its columns are then read by their Parquet types, and one without an Arrow
+        // type of its own (16 fixed bytes) is left out by name, as a timestamp is.
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .or_else(|e| {
+                let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
+                match again {
+                    Ok(file) => {
+                        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+                            .map_err(|_| e)
+                    }
+                    Err(_) => Err(e),
+                }
+            })
+            .map_err(|e| {
+                let part = if folder {
+                    format!("part `{}`: ", part_name(f))
+                } else {
+                    String::new()
+                };
+                fault(format!("{part}not a readable Parquet file: {e}"))
+            })
     };
     let Some(first) = files.first() else {
         return Err(fault("no parts".into()));

@@ -649,3 +649,20 @@ fn parquet_integer_and_dictionary_ids_are_read_as_their_text() {
         assert_eq!(s.row(want[1]).unwrap()[0], 2.5, "{want:?}");
     }
 }
+
+/// A polars `Int128` column beside the features (16 fixed bytes, which the file's Arrow
+/// schema calls Int128, a type Arrow readers do not read): the file loads by its Parquet
+/// types, the column left out by name.
+#[cfg(feature = "offline")]
+#[test]
+fn a_polars_int128_column_is_left_out_by_name() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/parquet/polars_int128.parquet"
+    );
+    let store = FeatureStore::load(std::path::Path::new(fixture)).unwrap();
+    assert_eq!(store.columns(), [Box::from("arpu")]);
+    let left: Vec<_> = store.left_out().collect();
+    assert_eq!(left, [("lifetime_bytes", "FixedSizeBinary(16)")]);
+    assert_eq!(store.exact_row("C2").unwrap().f64(0), 12.5);
+}
