@@ -288,8 +288,12 @@ fn read_rows(
         return Err(faults.stop(0, 1, e.to_string(), bytes, path));
     }
     let width = columns.len();
-    // A rough guess of rows from the file size keeps reallocation rare on large snapshots.
-    let guess = bytes.len() / (12 + 4 * width.max(1));
+    // Room for as many rows as the file has lines (a quoted newline aside, an upper bound),
+    // so the values never grow by doubling: a load peaks at the file's bytes and the store.
+    // No more than the rows the file could hold (an id, a comma per column and a newline
+    // each), so blank lines cannot ask for more than four times the file's size.
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+    let guess = lines.min(bytes.len() / (width + 2) + 1);
     let mut ids = IdIndex::with_capacity(guess, 10);
     let mut values: Vec<f32> = Vec::with_capacity(guess * width);
     let mut exact = ExactBuilder::new(width);
