@@ -224,6 +224,25 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
     })
 }
 
+/// Why a snapshot whose columns are `names` (trimmed) is not read when one of them is the id
+/// in another case (`CUSTOMER_ID`) or not first (pandas writes an index last); `None` when
+/// none is.
+pub(super) fn misplaced_id<S: AsRef<str>>(names: &[S]) -> Option<String> {
+    let is_id = |n: &str| n.eq_ignore_ascii_case("customer_id");
+    let first = names.first().map_or("", AsRef::as_ref);
+    let shown: String = first.chars().take(40).collect();
+    if is_id(first) {
+        return Some(format!(
+            "the first column is `{shown}`: name it `customer_id`, in lower case"
+        ));
+    }
+    let at = names.iter().position(|n| is_id(n.as_ref()))?;
+    Some(format!(
+        "the first column is `{shown}`; `customer_id` is column {}: put it first",
+        at + 1
+    ))
+}
+
 /// Why the header does not start with `customer_id`, saying what the file starts with.
 fn not_an_id_header(bytes: &[u8], header: &csv::ByteRecord) -> String {
     let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -244,17 +263,12 @@ fn not_an_id_header(bytes: &[u8], header: &csv::ByteRecord) -> String {
             }
         }
     }
-    if first.eq_ignore_ascii_case("customer_id") {
-        return format!("the first column is `{shown}`: name it `customer_id`, in lower case");
-    }
-    if let Some(at) = header
+    let names: Vec<String> = header
         .iter()
-        .position(|h| h.eq_ignore_ascii_case(b"customer_id"))
-    {
-        return format!(
-            "the first column is `{shown}`; `customer_id` is column {}: put it first",
-            at + 1
-        );
+        .map(|h| String::from_utf8_lossy(h).into_owned())
+        .collect();
+    if let Some(fault) = misplaced_id(&names) {
+        return fault;
     }
     // A file that is no snapshot at all (a key, a password file, `/etc/shadow` given to a
     // reload by mistake or on purpose) is not quoted: only a name a CSV header could hold.

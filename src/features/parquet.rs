@@ -78,10 +78,12 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
     let builder = open(first)?;
     let schema = builder.schema().clone();
     let fields = schema.fields();
+    // Column names as a CSV header's are read: spaces around them are not part of the name.
+    let names: Vec<&str> = fields.iter().map(|f| f.name().trim()).collect();
     match fields.first() {
         // Strings, a dictionary of them (a pandas category), or integers (a warehouse's
         // BIGINT key, read as its decimal digits).
-        Some(f) if f.name() == "customer_id" => match f.data_type() {
+        Some(f) if names[0] == "customer_id" => match f.data_type() {
             t if is_string(t) || is_integer(t) => {}
             other => {
                 return Err(fault(format!(
@@ -89,7 +91,12 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
                 )))
             }
         },
-        _ => return Err(fault("the first column must be `customer_id`".into())),
+        _ => {
+            let first = names.first().copied().unwrap_or_default();
+            return Err(fault(super::csv_load::misplaced_id(&names).unwrap_or_else(
+                || format!("the first column must be `customer_id`, not `{first}`"),
+            )));
+        }
     }
     // Every part has the first's columns, each holding one kind of values, and their rows
     // are sized together. A column of type `null` (pandas and polars write one for a part
@@ -126,12 +133,13 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
     // Per loaded column, its field in the file; other types are left out by name.
     let mut sources = Vec::with_capacity(fields.len() - 1);
     let mut left_out = Vec::new();
-    for (i, f) in fields.iter().enumerate().skip(1) {
-        if f.name().is_empty() {
+    for (i, name) in names.iter().enumerate().skip(1) {
+        let name = (*name).to_owned();
+        if name.is_empty() {
             return Err(fault("empty column name".into()));
         }
-        if columns.contains(f.name()) || left_out.iter().any(|(n, _)| n == f.name()) {
-            return Err(fault(format!("duplicate column `{}`", f.name())));
+        if columns.contains(&name) || left_out.iter().any(|(n, _)| *n == name) {
+            return Err(fault(format!("duplicate column `{name}`")));
         }
         let kind = &kinds[i].0;
         if is_string(kind) {
@@ -139,10 +147,10 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
         } else if is_numeric(kind) {
             dicts.push(None);
         } else {
-            left_out.push((f.name().clone(), kind.to_string()));
+            left_out.push((name, kind.to_string()));
             continue;
         }
-        columns.push(f.name().clone());
+        columns.push(name);
         sources.push(i);
     }
     if columns.len() > MAX_COLUMNS {
