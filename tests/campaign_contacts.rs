@@ -631,6 +631,30 @@ fn one_name_at_one_time_on_two_channels_records_both_lists() {
     assert_eq!((again.accepted, again.duplicates), (0, b.events));
 }
 
+/// Two campaign files with one name run at one time (a copy given other limits, the name left
+/// as it was) are two sets of contacts: the second commit records all of its own. The same
+/// file run twice at that time is one campaign: its second list's contacts are the first's.
+#[test]
+fn one_name_at_one_time_with_other_limits_records_both_lists() {
+    let base = Base::new("cmp-two-files", 60);
+    let now = support_now();
+    let first = base.run(&sms("weekly"), "weekly-1", now);
+    let mut capped = sms("weekly");
+    capped["capacity"] = json!({"max_contacts": 20, "per": "day"});
+    let second = base.run(&capped, "weekly-2", now);
+    let rerun = base.run(&sms("weekly"), "weekly-3", now);
+    let target = Target::Direct {
+        data_dir: base.path("data"),
+    };
+    let a = commit::commit(&first.out, &target, now).unwrap();
+    let b = commit::commit(&second.out, &target, now).unwrap();
+    assert!(a.events > b.events && b.events > 0, "{a:?} {b:?}");
+    assert_eq!((a.accepted, a.duplicates), (a.events, 0));
+    assert_eq!((b.accepted, b.duplicates), (b.events, 0), "{b:?}");
+    let c = commit::commit(&rerun.out, &target, now).unwrap();
+    assert_eq!((c.accepted, c.duplicates), (0, c.events), "{c:?}");
+}
+
 /// A list older than event ids are remembered is refused, since a second commit of it could
 /// not be told from the first; `--late` commits a list never committed.
 #[test]

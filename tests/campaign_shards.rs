@@ -99,6 +99,36 @@ fn sharded_runs_merge_into_the_one_machine_list_byte_for_byte() {
     }
 }
 
+/// Shards given the campaign by other paths (run from other folders, or a copy of the file and
+/// its opt-out list elsewhere) are one run: the opt-out lists' content is compared, not where
+/// each shard found them, and the merge is the one-machine list.
+#[test]
+fn shards_given_the_campaign_by_other_paths_merge_into_the_one_machine_list() {
+    let base = Base::new("cmp-shard-paths", 200);
+    let mut doc = sms("paths");
+    doc["capacity"] = json!({"max_contacts": 30});
+    doc["suppression"] = json!(["optouts.txt"]);
+    std::fs::write(base.path("optouts.txt"), "K00001\nK00002\n").unwrap();
+    let file = base.write_campaign("paths", &doc);
+    let elsewhere = base.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::copy(base.path("optouts.txt"), elsewhere.join("optouts.txt")).unwrap();
+    let copy = elsewhere.join("paths.json");
+    std::fs::copy(&file, &copy).unwrap();
+    let mut shards = run_shards(&base, &file, "here", 3, NOW);
+    shards[1] = run_shards(&base, &copy, "there", 3, NOW).remove(1);
+    let out = base.path("merged");
+    campaign::merge(&shards, &out).unwrap_or_else(|e| panic!("{:#?}", e.faults()));
+    let one = run_config(&base.config(&file, "one", NOW));
+    for f in ["targets.csv", "control.csv"] {
+        assert_eq!(
+            std::fs::read(one.out.join(f)).unwrap(),
+            std::fs::read(out.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
 /// Customers with room for fewer messages than the list may send them (a frequency cap partly
 /// used already) are allocated as one machine allocates them: the shards carry each one's room.
 #[test]
@@ -516,4 +546,27 @@ fn a_run_sees_the_history_as_of_its_time_and_shards_must_share_it() {
         .to_string();
     assert!(err.contains("the contact history up to --now"), "{err}");
     assert!(!dir.0.join("mixed").exists());
+    // A text sent between two shards' runs under a daily capacity: the merge names the
+    // contacts each shard counted on the channel.
+    let mut capped = doc.clone();
+    capped["capacity"] = json!({"max_contacts": 50, "per": "day"});
+    std::fs::write(&file, serde_json::to_vec(&capped).unwrap()).unwrap();
+    let first = shard("capped-0", 0);
+    let (customer, offer) = &before.rows[0];
+    support::outcomes::write_events(
+        &data,
+        nextbest::contact::EventKind::Impression,
+        &[(customer.as_str(), offer.as_str(), Some("sms"), NOW - 30_000)],
+    )
+    .unwrap();
+    let second = shard("capped-1", 1);
+    let err = campaign::merge(&[first, second], &dir.0.join("capped"))
+        .expect_err("shards counted different contacts")
+        .to_string();
+    assert!(
+        err.contains("contacts already on each channel")
+            && err.contains("0 on the campaign's channel")
+            && err.contains("1 on the campaign's channel"),
+        "{err}"
+    );
 }

@@ -530,6 +530,15 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
             "--now",
             "yesterday",
         ]);
+        wrong_calls.push(&[
+            "campaign",
+            "run",
+            "c.json",
+            "--out",
+            "o",
+            "--workers",
+            "1025",
+        ]);
     }
     for args in wrong_calls {
         let wrong_call = std::process::Command::new(env!("CARGO_BIN_EXE_nextbest"))
@@ -537,12 +546,14 @@ fn a_refused_flag_value_is_one_line_naming_the_flag_and_boolean_variables_take_y
             .env_remove("NEXTBEST_DATA_DIR")
             .output()
             .expect("the binary runs");
-        assert_eq!(
-            wrong_call.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&wrong_call.stderr)
-        );
+        let said = String::from_utf8_lossy(&wrong_call.stderr);
+        assert_eq!(wrong_call.status.code(), Some(2), "{args:?}: {said}");
+        if args.contains(&"--workers") {
+            assert!(
+                said.contains("\"--workers 1025: must be at most 1024\""),
+                "{said}"
+            );
+        }
     }
     assert_eq!(
         replay(&["--data-dir", "data"], None),

@@ -94,7 +94,7 @@ pub struct RunArgs {
         allow_negative_numbers = true
     )]
     pub contact_memory_mb: u64,
-    /// Worker threads for the scan (0: one per core).
+    /// Worker threads for the scan (0: one per core; at most 1024).
     #[arg(
         long,
         env = "NEXTBEST_WORKERS",
@@ -226,7 +226,12 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 progress_bar: RunConfig::stderr_is_terminal(),
             };
             let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(a.workers)
+                .num_threads(settings::within(
+                    "--workers",
+                    a.workers,
+                    0,
+                    settings::MAX_WORKERS,
+                )?)
                 .build()
                 .map_err(|e| CliError::Flag(format!("--workers: {e}")))?;
             if let Some(shard) = a.shard {

@@ -1,8 +1,9 @@
 //! `nextbest campaign commit DIR`: records a sent list's contacts as impression events on the
 //! campaign's channel, so inbound caps, cool-downs and the next campaign see them.
 //!
-//! Each event's id derives from the campaign, the run's time, the customer and the offer, so
-//! committing the same folder twice records each contact once (the event log remembers ids for
+//! Each event's id derives from the campaign (its name and content), the run's time, the
+//! channel, the customer and the offer, so committing the same folder twice records each
+//! contact once (the event log remembers ids for
 //! at least 7 days); a later run of the same campaign has another time and counts anew. Each
 //! event carries the offer's category, so category caps (the sales cap) count it.
 //!
@@ -221,16 +222,21 @@ struct Contact {
     planned_ms: i64,
 }
 
-/// The event id of one contact of one run. The channel is part of it: two lists run with one
-/// campaign name at one time (an SMS file copied for e-mail) are two sets of contacts.
+/// The event id of one contact of one run. The campaign's content and the channel are part of
+/// it: two lists run with one campaign name at one time (a file copied with other limits, or
+/// for e-mail) are two sets of contacts. A list's summary without the content's CRC (written
+/// before it was kept) gives the ids it always gave.
 pub fn event_id(
-    campaign: &str,
+    (campaign, content): (&str, Option<u32>),
     run_at_ms: i64,
     channel: &str,
     customer: &str,
     offer: &str,
 ) -> String {
-    let key = format!("{campaign}\u{0}{run_at_ms}\u{0}{channel}\u{0}{customer}\u{0}{offer}");
+    let mut key = format!("{campaign}\u{0}{run_at_ms}\u{0}{channel}\u{0}{customer}\u{0}{offer}");
+    if let Some(crc) = content {
+        key.push_str(&format!("\u{0}{crc:08x}"));
+    }
     format!(
         "cmp-{:016x}{:08x}",
         stable_hash(&key),
@@ -377,7 +383,7 @@ fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError
             offer_id: offer.to_owned(),
             decision_id: ulid::Ulid::from_string(&rec[di]).ok().map(|u| u.0),
             event_id: event_id(
-                &summary.campaign,
+                (&summary.campaign, summary.campaign_crc32),
                 summary.run_at_ms,
                 channel,
                 customer,

@@ -56,6 +56,27 @@ pub struct RunInfo {
     pub history: super::history::HistoryId,
 }
 
+impl RunInfo {
+    /// The campaign as read, its suppression lists by where they were found left out: two
+    /// runs of one campaign given by other paths (shards run from other folders) read the same.
+    pub fn spec_as_run(&self) -> CampaignSpec {
+        CampaignSpec {
+            suppression: Vec::new(),
+            ..self.spec.clone()
+        }
+    }
+
+    /// CRC-32 of the campaign's content (the file as read, the suppression lists' content),
+    /// which the committed events' ids derive from: two campaign files with one name (a copy
+    /// with other limits) are two sets of contacts, and one file run twice at one time is one.
+    pub fn campaign_crc32(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&serde_json::to_vec(&self.spec_as_run()).unwrap_or_default());
+        h.update(&self.suppression.to_le_bytes());
+        h.finalize()
+    }
+}
+
 /// What tells two snapshots apart: the size, the columns, a hash of the columns' names and of
 /// every customer id at 1,024 rows spread over the file, and a checksum of the values.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -508,6 +529,7 @@ fn summary(
         model_version: champion.version.clone(),
         run_at: crate::rfc3339::format_ms(info.now_ms),
         run_at_ms: info.now_ms,
+        campaign_crc32: Some(info.campaign_crc32()),
         transactional: spec.transactional,
         scanned: tally.scanned,
         eligible: tally.eligible,

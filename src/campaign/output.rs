@@ -441,6 +441,10 @@ pub struct Summary {
     pub run_at: String,
     /// The run's time (Unix ms): the committed events' ids derive from it.
     pub run_at_ms: i64,
+    /// CRC-32 of the campaign's content: the committed events' ids derive from it too (lists
+    /// written before it was kept have none, and their ids derive from the name alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_crc32: Option<u32>,
     /// Transactional campaign.
     pub transactional: bool,
     /// Customers in the snapshot.

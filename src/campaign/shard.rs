@@ -321,8 +321,11 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
             b.shard.count.to_string(),
         ));
     }
-    if x.spec != y.spec {
-        let (a, b) = (json_value(&x.spec), json_value(&y.spec));
+    // The suppression lists' paths aside (shards run from other folders find them by other
+    // paths): their content is compared below.
+    let (sx, sy) = (x.spec_as_run(), y.spec_as_run());
+    if sx != sy {
+        let (a, b) = (json_value(&sx), json_value(&sy));
         let (path, a, b) = first_difference(&a, &b, String::new());
         return Some((
             "the campaign",
@@ -367,14 +370,27 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
         };
         return Some(("the model", m(x), m(y)));
     }
-    if x.channel_used != y.channel_used
-        || x.channels_used != y.channels_used
-        || x.limits != y.limits
-    {
+    if x.channel_used != y.channel_used || x.channels_used != y.channels_used {
+        let used = |i: &RunInfo| {
+            format!(
+                "{} on the campaign's channel, {} on each",
+                i.channel_used,
+                json(&i.channels_used)
+            )
+        };
         return Some((
             "the contact history (contacts already on each channel)",
-            json(&x.channels_used),
-            json(&y.channels_used),
+            used(x),
+            used(y),
+        ));
+    }
+    if x.limits != y.limits {
+        let (a, b) = (json_value(&x.limits), json_value(&y.limits));
+        let (path, a, b) = first_difference(&a, &b, String::new());
+        return Some((
+            "the contact history (the room it leaves under the limits)",
+            format!("{path}: {a}"),
+            format!("{path}: {b}"),
         ));
     }
     if x.history != y.history {
