@@ -1,7 +1,8 @@
 //! Suppression lists: who must never be contacted (opt-outs, do-not-contact registers). One
-//! customer id a line; blank lines, `#` comments and a `customer_id` header are skipped, a
-//! byte-order mark and CRLF line ends (a spreadsheet's export) are taken, and an id in double
-//! quotes is taken without them.
+//! customer id a line; blank lines, `#` comments (a line of its own, or after an id and a
+//! space) and a `customer_id` header are skipped, a byte-order mark and CRLF line ends (a
+//! spreadsheet's export) are taken, and an id in double or single quotes is taken without
+//! them (in double quotes, spaces included).
 //!
 //! A miss here texts someone who said stop, so what cannot be read as one id a line is refused
 //! with its line, never skipped: a CSV export with more columns (`customer_id,reason`), a file
@@ -38,17 +39,39 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<&str>, String> {
         if line.is_empty() || line.starts_with('#') || line == "customer_id" {
             continue;
         }
-        let id = match line.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-            Some(inner) if !inner.contains('"') => inner,
-            _ => line,
+        let shown: String = line.chars().take(60).collect();
+        // A comment after the id and a space (`C0000545 # asked by phone`).
+        let comment = line
+            .char_indices()
+            .find(|&(i, c)| c == '#' && line[..i].ends_with(char::is_whitespace));
+        let bare = comment.map_or(line, |(i, _)| line[..i].trim_end());
+        let quoted = ['"', '\'']
+            .iter()
+            .find_map(|&q| bare.strip_prefix(q).and_then(|l| l.strip_suffix(q)));
+        let id = match quoted {
+            Some(inner) if !inner.contains(['"', '\'']) => inner,
+            _ => bare,
         };
-        if let Some(sep) = id.chars().find(|c| matches!(c, ',' | ';' | '\t' | '"')) {
-            let shown: String = line.chars().take(60).collect();
-            let what = if sep == '"' { "a quote" } else { "a separator" };
-            return Err(format!(
+        let refuse = |what: &str| {
+            format!(
                 "line {}: `{shown}` holds {what}: a suppression list is one customer id a line \
                  (export the id column alone)",
                 n + 1
+            )
+        };
+        if let Some(sep) = id
+            .chars()
+            .find(|c| matches!(c, ',' | ';' | '\t' | '"' | '\''))
+        {
+            return Err(refuse(if matches!(sep, '"' | '\'') {
+                "a quote"
+            } else {
+                "a separator"
+            }));
+        }
+        if quoted.is_none() && id.contains(char::is_whitespace) {
+            return Err(refuse(
+                "a space (an id with a space in it is written in double quotes)",
             ));
         }
         ids.push(id);
@@ -90,6 +113,12 @@ mod tests {
     fn a_spreadsheets_export_is_read_as_written() {
         let text = b"\xef\xbb\xbfC0000004\r\nC0000005\r\n\r\n# opt-outs\n\"C0000006\"\n";
         assert_eq!(parse(text).unwrap(), ["C0000004", "C0000005", "C0000006"]);
+        // A comment after the id, single quotes, an id with a space in double quotes.
+        let text = b"C0000545 # asked by phone\n'C0000546'\t# web form\n\"ACME 7\"\nC#1\n";
+        assert_eq!(
+            parse(text).unwrap(),
+            ["C0000545", "C0000546", "ACME 7", "C#1"]
+        );
         assert_eq!(
             parse(b"\xef\xbb\xbfcustomer_id\nC1\n").unwrap(),
             ["C1"],
@@ -108,6 +137,10 @@ mod tests {
         assert!(e.starts_with("line 2: `C2;x` holds a separator"), "{e}");
         let e = parse(b"C1\n\"C2\nC3\n").unwrap_err();
         assert!(e.starts_with("line 2: `\"C2` holds a quote"), "{e}");
+        let e = parse(b"C1\nC2 stop\n").unwrap_err();
+        assert!(e.starts_with("line 2: `C2 stop` holds a space"), "{e}");
+        let e = parse(b"'C1\n").unwrap_err();
+        assert!(e.starts_with("line 1: `'C1` holds a quote"), "{e}");
         let utf16: Vec<u8> = [0xff, 0xfe]
             .into_iter()
             .chain("C1\n".encode_utf16().flat_map(u16::to_le_bytes))
