@@ -93,7 +93,7 @@ enum ModelCmd {
         /// The models folder, as `serve --models` names it (instead of FILE).
         #[arg(long, value_name = "DIR", conflicts_with = "file")]
         models: Option<PathBuf>,
-        /// Check feature names against this snapshot (CSV or .nbf).
+        /// Check feature names against this snapshot (CSV, Parquet, a folder of parts or .nbf).
         #[arg(long, env = "NEXTBEST_FEATURES")]
         features: Option<PathBuf>,
         /// Words a CSV snapshot writes for a missing value (`--features-null`).

@@ -412,6 +412,19 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     let status = get(srv.admin, "/admin/status.json").await.json();
     let last = &status["loads"][0];
     assert_eq!(last["faults"].as_array().map(Vec::len), Some(3), "{last}");
+    // Past the hundred listed, the detail counts them all, not the entries.
+    let many: String = (0..150).map(|i| format!("C{i},x\n")).collect();
+    std::fs::write(&broken, format!("customer_id,a:num\n{many}")).unwrap();
+    let r = post_json(
+        srv.admin,
+        "/admin/features/reload",
+        &json!({"path": broken, "wait": true}),
+    )
+    .await;
+    r.assert_error(422, "invalid_features");
+    assert_eq!(r.json()["faults"].as_array().map(Vec::len), Some(101));
+    let detail = r.json()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.ends_with("(and 149 more)"), "{detail}");
 
     // `churn_score` exported with `NA` for one missing value (its data line 7): the column
     // turns to text, the model's faults say so at its line, and the answer carries the

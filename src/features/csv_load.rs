@@ -616,6 +616,14 @@ fn parse_value(field: &[u8]) -> Result<f64, NotANumber> {
     }
     match text.parse::<f64>() {
         Ok(v) if (v as f32).is_finite() => Ok(v),
+        // pandas writes `NaN` for a missing value unless told `na_rep`.
+        Ok(v) if v.is_nan() => Err(NotANumber::OutOfRange(match null_flag(text) {
+            Some(flag) => format!(
+                "`{text}` is not a number: an export's word for a missing value? `{flag}` \
+                 reads it as one"
+            ),
+            None => super::not_finite(text, v),
+        })),
         Ok(v) => Err(NotANumber::OutOfRange(super::not_finite(text, v))),
         Err(_) => Err(NotANumber::Word(format!(
             "`{}` is not a number",

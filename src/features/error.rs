@@ -105,6 +105,14 @@ fn not_listed(listed: usize, total: u64) -> Option<String> {
 }
 
 impl FeatureError {
+    /// How many faults the source held, listed or not.
+    pub fn total(&self) -> u64 {
+        match self {
+            FeatureError::Rows { total, .. } | FeatureError::Values { total, .. } => *total,
+            _ => 1,
+        }
+    }
+
     /// Each fault as its place (`file:line:column`, or the file) and what is wrong there, so a
     /// refusal can list them one by one.
     pub fn located(&self) -> Vec<(String, String)> {

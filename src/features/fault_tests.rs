@@ -45,6 +45,13 @@ fn every_fault_of_a_file_is_reported_with_its_line() {
             "{faults:?}"
         );
         assert!(faults[3].2.contains("`b`") && faults[3].2.contains("1e40"));
+        assert!(
+            faults[0].2.ends_with(
+                "`NaN` is not a number: an export's word for a missing value? \
+                 `--features-null NaN` reads it as one"
+            ),
+            "{faults:?}"
+        );
         assert!(faults[5].2.contains("empty customer_id"));
     }
     // A column that turns to text takes its non-finite numbers as values: no fault for them,

@@ -79,6 +79,17 @@ impl RegistryError {
 }
 
 impl RegistryError {
+    /// How many faults the refusal found: [`RegistryError::faults`] lists a snapshot's first
+    /// hundred and counts the rest in one more entry.
+    pub fn fault_count(&self) -> u64 {
+        match self {
+            RegistryError::Features(e) => e.total(),
+            other => other.faults().len() as u64,
+        }
+    }
+}
+
+impl RegistryError {
     /// What the refused input held that was likely a mistake, though no fault by itself (a
     /// column of numbers a word turned to text): said beside the faults it explains.
     pub fn warnings(&self) -> &[Fault] {

@@ -228,7 +228,7 @@ impl ApiError {
                 let path = faults.first().map(|f| f.path.clone()).unwrap_or_default();
                 let detail = match faults.first() {
                     Some(first) if faults.len() > 1 => {
-                        format!("{first} (and {} more)", faults.len() - 1)
+                        format!("{first} (and {} more)", e.fault_count() - 1)
                     }
                     Some(first) => first.to_string(),
                     None => self.to_string(),
