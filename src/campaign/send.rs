@@ -9,8 +9,9 @@
 //!
 //! Zones come from `chrono-tz`, which compiles the IANA database into the binary: a run gives
 //! the same bytes on every machine whatever its own zone files, and daylight-saving changes
-//! are those of the database. A local time a change skips (02:30 on a spring-forward night)
-//! is read as the first instant after the gap; one it repeats, as the first of the two.
+//! are those of the database. A window holds the instants whose local time is inside it: one
+//! a spring-forward gap swallows whole holds none that day (a window the gap cuts opens at its
+//! end), and on a night whose hour repeats, the window's minutes come round twice.
 //!
 //! The same zones give calendar periods: the start of the customer's local week (a frequency
 //! cap over `calendar_week`) and of the campaign's local day or week (a calendar capacity).
@@ -79,6 +80,15 @@ fn instant(tz: Tz, local: NaiveDateTime) -> DateTime<Tz> {
     }
 }
 
+/// The last instant whose local time in `tz` is `local` (the second of a repeated hour's two;
+/// the end of a gap, as [`instant`], when a change skips it).
+fn last_instant(tz: Tz, local: NaiveDateTime) -> DateTime<Tz> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Ambiguous(_, second) => second,
+        _ => instant(tz, local),
+    }
+}
+
 fn at_minute(date: NaiveDate, minute: u32) -> NaiveDateTime {
     date.and_hms_opt(0, 0, 0)
         .unwrap_or_default()
@@ -103,13 +113,28 @@ impl SendWindow {
             if self.days >> date.weekday().num_days_from_monday() & 1 == 0 {
                 continue;
             }
+            // From the first instant the local clock shows `from` to the last it shows `to`
+            // (the second, on a night whose hour repeats): inside that span the local time is
+            // in the window but where a change moves it out, a repeated hour's first pass
+            // beyond `to`; a window a spring-forward gap swallows whole holds no instant.
             let start = instant(tz, at_minute(date, self.from_minute)).timestamp_millis();
-            let end = instant(tz, at_minute(date, self.to_minute)).timestamp_millis();
-            if now_ms < end {
-                return Some(start.max(now_ms));
+            let end = last_instant(tz, at_minute(date, self.to_minute)).timestamp_millis();
+            let mut t = start.max(now_ms);
+            while t < end {
+                if self.holds(tz, date, t) {
+                    return Some(t);
+                }
+                t = (t.div_euclid(60_000) + 1) * 60_000;
             }
         }
         None
+    }
+
+    /// Whether the local time of `t` in `tz` is on `date` and inside the window's minutes.
+    fn holds(&self, tz: Tz, date: NaiveDate, t: i64) -> bool {
+        let local = utc_ms(t).with_timezone(&tz).naive_local();
+        let minute = (local - at_minute(date, 0)).num_minutes();
+        (i64::from(self.from_minute)..i64::from(self.to_minute)).contains(&minute)
     }
 }
 
@@ -332,6 +357,40 @@ mod tests {
         let night = window("02:30", "05:00", WEEK);
         let at = night.earliest(ny, ms("2026-03-08T05:00:00Z")).unwrap();
         assert_eq!(format_utc(at), "2026-03-08T07:00:00Z");
+    }
+
+    /// A window a spring-forward gap swallows whole holds no instant that day (its `to` is
+    /// not in it), and on a night whose hour repeats, the window's minutes come round twice.
+    #[test]
+    fn windows_inside_a_gap_or_a_repeated_hour() {
+        let berlin = zone("Europe/Berlin").unwrap();
+        // 02:00-03:00 does not exist on Sunday 29 March 2026 in Berlin: Monday 02:00 CEST.
+        let gap = window("02:00", "03:00", WEEK);
+        let at = gap.earliest(berlin, ms("2026-03-28T22:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-03-30T00:00:00Z");
+        // Lord Howe moves its clock half an hour: 02:00-02:30 is skipped on 4 October 2026.
+        let howe = zone("Australia/Lord_Howe").unwrap();
+        let gap = window("02:00", "02:30", WEEK);
+        let at = gap.earliest(howe, ms("2026-10-03T14:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-10-04T15:00:00Z");
+        // A window the gap cuts: from its end.
+        let cut = window("02:30", "03:30", WEEK);
+        let at = cut.earliest(berlin, ms("2026-03-28T22:00:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-03-29T01:00:00Z");
+        // New York, Sunday 1 November 2026: 01:00-01:59 EDT, then 01:00-01:59 EST again.
+        let ny = zone("America/New_York").unwrap();
+        let sundays = window("00:00", "01:30", &["sun"]);
+        // 01:10 EDT: now.
+        let at = sundays.earliest(ny, ms("2026-11-01T05:10:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-11-01T05:10:00Z");
+        // 01:30 EDT, past the window until the clock goes back to 01:00 EST at 06:00 UTC.
+        let at = sundays.earliest(ny, ms("2026-11-01T05:30:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-11-01T06:00:00Z");
+        // 01:20 EST: now; 01:30 EST: next Sunday.
+        let at = sundays.earliest(ny, ms("2026-11-01T06:20:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-11-01T06:20:00Z");
+        let at = sundays.earliest(ny, ms("2026-11-01T06:30:00Z")).unwrap();
+        assert_eq!(format_utc(at), "2026-11-08T05:00:00Z");
     }
 
     #[test]
