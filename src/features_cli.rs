@@ -37,14 +37,15 @@ pub fn column_warning_lines<'a>(
         .map(move |(place, message)| format!("{}: warning: {place}: {message}", path.display()))
 }
 
-/// A refusal with several faults lists each on its own line (as `model check` lists a model's)
+/// A refusal with several faults lists each on its own line of standard error (as `model
+/// check` lists a model's; standard output is what the command writes: `show`'s JSON lines)
 /// and ends in one line that counts them; one fault is that one line.
 fn every_fault(e: features::FeatureError) -> anyhow::Error {
     match &e {
         features::FeatureError::Rows { path, total, .. }
         | features::FeatureError::Values { path, total, .. } => {
             for (place, detail) in e.located() {
-                println!("{place}: {detail}");
+                eprintln!("{place}: {detail}");
             }
             anyhow::anyhow!("{total} faults in {}", path.display())
         }

@@ -179,6 +179,11 @@ fn send_times_follow_each_customers_time_zone_across_the_change() {
         table.contains("no time zone in the feature (default used)"),
         "{table}"
     );
+    // Quoted, so a name with a space at its end shows it.
+    assert!(
+        table.contains("unknown time zone \"Mars/Olympus\" (default used)"),
+        "{table}"
+    );
 
     // The Parquet list holds the same times as UTC timestamps, row for row.
     let file = std::fs::File::open(run.out.join("targets.parquet")).unwrap();

@@ -166,7 +166,7 @@ pub enum CommitError {
     #[error("{0}")]
     Server(String),
     /// Writing the log directly failed.
-    #[error("event log: {0}")]
+    #[error("{0}")]
     Log(#[from] ContactError),
     /// `--direct` into a folder that does not exist: the contacts would go into a new, empty
     /// history no server or later run reads, and the customers be contacted again.

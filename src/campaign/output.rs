@@ -589,7 +589,7 @@ pub fn table(s: &Summary) -> String {
     for (zone, n) in &s.unknown_time_zones {
         line(
             &mut t,
-            &format!("unknown time zone {zone} (default used)"),
+            &format!("unknown time zone {zone:?} (default used)"),
             n.to_string(),
         );
     }
