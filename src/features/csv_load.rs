@@ -183,8 +183,12 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
         let (name, kind) = match name.rsplit_once(':') {
             // An audit column the export carries (`updated_at:skip`): not loaded.
             Some((n, k)) if k.eq_ignore_ascii_case("skip") => {
+                let n = n.trim_end();
+                if columns.iter().chain(&skipped).any(|c| c == n) {
+                    faults.add(0, i + 1, format!("duplicate column `{n}`"));
+                }
                 slots.push(None);
-                skipped.push(n.trim_end().to_owned());
+                skipped.push(n.to_owned());
                 continue;
             }
             Some((n, k)) if k.eq_ignore_ascii_case("str") => (n.trim_end(), Kind::Str),
@@ -206,7 +210,7 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
         };
         if name.is_empty() {
             faults.add(0, i + 1, "empty column name".into());
-        } else if columns.iter().any(|c| c == name) {
+        } else if columns.iter().chain(&skipped).any(|c| c == name) {
             faults.add(0, i + 1, format!("duplicate column `{name}`"));
         }
         slots.push(Some(columns.len()));

@@ -73,6 +73,11 @@ fn every_fault_of_a_file_is_reported_with_its_line() {
     let (faults, _) = parse_faults("customer_id,a:strng,a,b,b,\nC1,1,2,3,4,5\n");
     let places: Vec<(u64, usize)> = faults.iter().map(|f| (f.0, f.1)).collect();
     assert_eq!(places, [(1, 2), (1, 5), (1, 6)], "{faults:?}");
+    // A column kept and left out under one name, either way round.
+    let (faults, _) = parse_faults("customer_id,seg,seg:skip,x:skip,x\nC1,1,2,3,4\n");
+    let places: Vec<(u64, usize)> = faults.iter().map(|f| (f.0, f.1)).collect();
+    assert_eq!(places, [(1, 3), (1, 5)], "{faults:?}");
+    assert!(faults[0].2.contains("duplicate column `seg`"), "{faults:?}");
 }
 
 #[test]
