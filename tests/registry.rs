@@ -1199,6 +1199,18 @@ fn a_reload_from_disk_on_a_snapshot_lacking_a_column_blames_the_snapshot() {
             format!("features {}", path.display()).as_str()
         )
     );
+    // The column back: accepted, and said of the snapshot too, the model being the same.
+    std::fs::write(&path, &csv).unwrap();
+    registry.reload_from_disk().unwrap();
+    let accepted = &registry.journal.entries()[0];
+    assert_eq!(
+        (accepted.part, accepted.accepted, accepted.source.as_str()),
+        (
+            "features",
+            true,
+            format!("features {}", path.display()).as_str()
+        )
+    );
 }
 
 /// The demo's files (the model, its scorer files) copied into `dir`, the document last.

@@ -187,6 +187,10 @@ fn check_models(
         if let Err(f) = plan::zone_column(spec, store) {
             faults.extend(f);
         }
+        // As the run does: a list of ids the snapshot lacks is said before the run.
+        if let Ok(suppressed) = suppression::read(&spec.suppression) {
+            suppressed.warn_unknown(store);
+        }
     }
     let champion = load(models)?;
     let salt = champion.challenger.as_ref().map(|c| c.salt.as_str());

@@ -99,26 +99,7 @@ fn scanned<T>(
         "model and snapshot loaded"
     );
     let suppressed = suppression::read(&spec.suppression)?;
-    let unknown: Vec<&str> = suppressed
-        .ids
-        .iter()
-        .filter(|id| run.features.row(id).is_none())
-        .map(|id| &**id)
-        .collect();
-    if !unknown.is_empty() {
-        // Another base's list, or another id format (`c0000528` for `C0000528`): say so, as a
-        // silent miss would text someone who said stop.
-        let mut first: Vec<&str> = unknown.iter().take(3).copied().collect();
-        first.sort_unstable();
-        tracing::warn!(
-            unknown = unknown.len(),
-            listed = suppressed.ids.len(),
-            examples = %first.join(", "),
-            "suppression: ids no customer of the snapshot has, {} of {} listed (ids must match exactly, letter case included)",
-            unknown.len(),
-            suppressed.ids.len()
-        );
-    }
+    suppressed.warn_unknown(&run.features);
     let past = run.past_contacts(cfg)?;
     let used: Vec<u64> = (0..spec.channel_list().len())
         .map(|i| past.channel_used_on(i))

@@ -108,7 +108,9 @@ impl SendWindow {
             return None;
         }
         let local_today = utc_ms(now_ms).with_timezone(&tz).date_naive();
-        for ahead in 0..8 {
+        // Two weeks: a window open one day a week that a spring-forward gap swallows opens
+        // on that day of the week after.
+        for ahead in 0..15 {
             let date = local_today + Duration::days(ahead);
             if self.days >> date.weekday().num_days_from_monday() & 1 == 0 {
                 continue;
@@ -368,6 +370,12 @@ mod tests {
         let gap = window("02:00", "03:00", WEEK);
         let at = gap.earliest(berlin, ms("2026-03-28T22:00:00Z")).unwrap();
         assert_eq!(format_utc(at), "2026-03-30T00:00:00Z");
+        // Open on Sundays alone, run on the Friday before: the Sunday after.
+        let sundays = window("02:00", "03:00", &["sun"]);
+        let at = sundays
+            .earliest(berlin, ms("2026-03-27T12:00:00Z"))
+            .unwrap();
+        assert_eq!(format_utc(at), "2026-04-05T00:00:00Z");
         // Lord Howe moves its clock half an hour: 02:00-02:30 is skipped on 4 October 2026.
         let howe = zone("Australia/Lord_Howe").unwrap();
         let gap = window("02:00", "02:30", WEEK);

@@ -371,12 +371,13 @@ fn differs(a: &Header, b: &Header) -> Option<(&'static str, String, String)> {
         return Some(("the model", m(x), m(y)));
     }
     if x.channel_used != y.channel_used || x.channels_used != y.channels_used {
-        let used = |i: &RunInfo| {
-            format!(
+        let used = |i: &RunInfo| match i.channels_used.as_slice() {
+            [] => format!("{} on the campaign's channel", i.channel_used),
+            each => format!(
                 "{} on the campaign's channel, {} on each",
                 i.channel_used,
-                json(&i.channels_used)
-            )
+                json(&each)
+            ),
         };
         return Some((
             "the contact history (contacts already on each channel)",

@@ -69,6 +69,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<&str>, String> {
                 "a separator"
             }));
         }
+        // A header quoted (pandas' QUOTE_ALL) or commented is a header too.
+        if id == "customer_id" {
+            continue;
+        }
         if quoted.is_none() && id.contains(char::is_whitespace) {
             return Err(refuse(
                 "a space (an id with a space in it is written in double quotes)",
@@ -77,6 +81,33 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<&str>, String> {
         ids.push(id);
     }
     Ok(ids)
+}
+
+impl Suppression {
+    /// Warns of the listed ids no customer of `store` has: another base's list, or another id
+    /// format (`c0000528` for `C0000528`), whose silent miss would text someone who said stop.
+    /// Returns how many.
+    pub fn warn_unknown(&self, store: &crate::features::FeatureStore) -> usize {
+        let unknown: Vec<&str> = self
+            .ids
+            .iter()
+            .filter(|id| store.row(id).is_none())
+            .map(|id| &**id)
+            .collect();
+        if !unknown.is_empty() {
+            let mut first: Vec<&str> = unknown.iter().take(3).copied().collect();
+            first.sort_unstable();
+            tracing::warn!(
+                unknown = unknown.len(),
+                listed = self.ids.len(),
+                examples = %first.join(", "),
+                "suppression: ids no customer of the snapshot has, {} of {} listed (ids must match exactly, letter case included)",
+                unknown.len(),
+                self.ids.len()
+            );
+        }
+        unknown.len()
+    }
 }
 
 /// Reads every list of a campaign.
@@ -107,7 +138,19 @@ fn bad(path: &Path, detail: String) -> CampaignError {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, Suppression};
+
+    #[test]
+    fn ids_the_snapshot_lacks_are_counted() {
+        let store =
+            crate::features::FeatureStore::from_csv_bytes(b"customer_id,a\nC1,1\nC2,2\n", "s")
+                .unwrap();
+        let listed = Suppression {
+            ids: ["C1", "c2", "C3"].into_iter().map(Box::from).collect(),
+            crc: 0,
+        };
+        assert_eq!(listed.warn_unknown(&store), 2);
+    }
 
     #[test]
     fn a_spreadsheets_export_is_read_as_written() {
@@ -124,6 +167,13 @@ mod tests {
             ["C1"],
             "a header after a BOM"
         );
+        for header in ["\"customer_id\"", "customer_id # header"] {
+            assert_eq!(
+                parse(format!("{header}\nC1\n").as_bytes()).unwrap(),
+                ["C1"],
+                "{header}"
+            );
+        }
     }
 
     #[test]

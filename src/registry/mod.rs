@@ -301,6 +301,11 @@ impl Registry {
             );
         }
         let model = record.as_ref().filter(|_| plan.new_model);
+        // A reload from disk that changed the snapshot alone is the snapshot's load.
+        let source = match (model, &w.features_path) {
+            (None, Some(p)) if from_disk => format!("features {}", p.display()),
+            _ => source,
+        };
         self.journal
             .accepted(&source, model, plan.new_features.as_ref());
         match (record, plan.new_features) {
