@@ -99,7 +99,7 @@ fn scanned<T>(
         "model and snapshot loaded"
     );
     let suppressed = suppression::read(&spec.suppression)?;
-    suppressed.warn_unknown(&run.features);
+    suppressed.warn_unknown(run.features);
     let past = run.past_contacts(cfg)?;
     let used: Vec<u64> = (0..spec.channel_list().len())
         .map(|i| past.channel_used_on(i))
