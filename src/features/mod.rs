@@ -632,6 +632,8 @@ mod export_tests;
 #[cfg(test)]
 mod fault_tests;
 #[cfg(all(test, feature = "offline"))]
+mod parquet_tests;
+#[cfg(all(test, feature = "offline"))]
 mod parts_tests;
 #[cfg(test)]
 mod store_tests;

@@ -354,27 +354,8 @@ impl Registry {
                 let models_path = self.models_path()?;
                 let started = Instant::now();
                 let store = Arc::new(open(&features_path)?);
-                let set = match set::build_from_path(&models_path, &store, limits) {
-                    Ok(set) => set,
-                    // Models that compile against the snapshot serving fail on the new one.
-                    Err(e) => {
-                        return Err(match &current.features {
-                            Some(serving)
-                                if set::build_from_path(&models_path, serving, limits).is_ok() =>
-                            {
-                                let e =
-                                    set::build_from_path_for_snapshot(&models_path, &store, limits)
-                                        .err()
-                                        .unwrap_or(e);
-                                RegistryError::FeaturesIncompatible(
-                                    e,
-                                    record::column_faults(&store),
-                                )
-                            }
-                            _ => e.into(),
-                        })
-                    }
-                };
+                let serving = current.features.as_deref();
+                let set = set::build_from_disk(&models_path, &store, serving, limits)?;
                 let feature_version = version(&features_path, &store);
                 w.features_path = Some(features_path);
                 // The same models again (a SIGHUP for the snapshot): no new version, so a

@@ -261,9 +261,35 @@ pub(super) fn build_from_path(
     with_challenger(model, store, store, limits)
 }
 
-/// Builds the models at `path` against a new snapshot, its faults said of the snapshot (the
-/// models compile against the one serving: what changed is the snapshot).
-pub(super) fn build_from_path_for_snapshot(
+/// Builds the models at `path` against a snapshot read from disk with them (start, SIGHUP).
+/// Models that fail on it but compile against the snapshot `serving` did not change it: the
+/// fault is the new snapshot's, said as a reload of the snapshot alone says it.
+pub(super) fn build_from_disk(
+    path: &std::path::Path,
+    store: &FeatureStore,
+    serving: Option<&FeatureStore>,
+    limits: &Limits,
+) -> Result<ModelSet, super::RegistryError> {
+    let e = match build_from_path(path, store, limits) {
+        Ok(set) => return Ok(set),
+        Err(e) => e,
+    };
+    match serving {
+        Some(serving) if build_from_path(path, serving, limits).is_ok() => {
+            let e = build_from_path_for_snapshot(path, store, limits)
+                .err()
+                .unwrap_or(e);
+            Err(super::RegistryError::FeaturesIncompatible(
+                e,
+                super::record::column_faults(store),
+            ))
+        }
+        _ => Err(e.into()),
+    }
+}
+
+/// Builds the models at `path` against a new snapshot, its faults said of the snapshot.
+fn build_from_path_for_snapshot(
     path: &std::path::Path,
     store: &FeatureStore,
     limits: &Limits,
