@@ -807,3 +807,29 @@ fn a_campaign_reads_its_snapshots_null_words() {
     let faults = format!("{:?}", refused.faults());
     assert!(faults.contains("made it text: `NA`"), "{faults}");
 }
+
+/// An `--out` that names a file is refused before anything is read or scanned (it failed after
+/// the whole scan), and the file is left as it was.
+#[test]
+fn an_out_that_is_a_file_is_refused_before_the_scan() {
+    let base = Base::new("cmp-out-file", 20);
+    let file = base.write_campaign("out-file", &sms("out-file"));
+    let mut cfg = base.config(&file, "list", NOW);
+    std::fs::write(&cfg.out, "keep").unwrap();
+    // A campaign that is not there: what is said is the folder, so it came first.
+    cfg.campaign = base.path("no-such-campaign.json");
+    for e in [
+        campaign::run(&cfg).map(|_| ()).unwrap_err(),
+        campaign::run_shard(&cfg, campaign::select::Shard { index: 0, count: 2 })
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(
+            e.starts_with("output folder ")
+                && e.ends_with("a file is there: --out names the folder the list is written into"),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&cfg.out).unwrap(), "keep");
+}

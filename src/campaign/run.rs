@@ -77,6 +77,15 @@ fn scanned<T>(
     then: impl FnOnce(Scanned<'_>) -> Result<T, CampaignError>,
 ) -> Result<T, CampaignError> {
     let started = Instant::now();
+    // Said before the scan, not after it: the list is a folder.
+    if cfg.out.exists() && !cfg.out.is_dir() {
+        return Err(CampaignError::OutDir {
+            path: cfg.out.clone(),
+            source: std::io::Error::other(
+                "a file is there: --out names the folder the list is written into",
+            ),
+        });
+    }
     let spec = match spec::load(&cfg.campaign) {
         Ok(spec) => spec,
         // Every fault in one round, as `campaign check` lists them: the file's and, where the
