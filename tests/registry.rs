@@ -297,12 +297,7 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
         .await["fallback"]["reason"],
         "unknown_customer"
     );
-    let r = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": path, "wait": true}),
-    )
-    .await;
+    let r = reload_waiting(srv.admin, &path).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["customers"], 101);
     // The newcomer has C0000042's features: the same answer, through recompiled column indices.
@@ -334,12 +329,7 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
         .collect();
     let bad = models.dir.join("bad.csv");
     std::fs::write(&bad, without).unwrap();
-    let r = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": bad, "wait": true}),
-    )
-    .await;
+    let r = reload_waiting(srv.admin, &bad).await;
     r.assert_error(422, "invalid_features");
     // Said of the snapshot, which changed, not as a typo of the model that has served.
     assert!(
@@ -352,13 +342,9 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     let broken = models.dir.join("broken.csv");
     // `a:num`: a column forced to numbers, so `x` is a fault (unforced, it would be text).
     std::fs::write(&broken, "customer_id,a:num\nC1,x\n").unwrap();
-    let d = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": broken, "wait": true}),
-    )
-    .await
-    .assert_error(422, "invalid_features");
+    let d = reload_waiting(srv.admin, &broken)
+        .await
+        .assert_error(422, "invalid_features");
     assert!(d.contains(":2:2"), "{d}");
     assert_eq!(registry.load().features.as_ref().unwrap().len(), 101);
     // The load history names the file each refused snapshot came from.
@@ -380,12 +366,7 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     );
     // Every fault of a snapshot is listed, each at its file, line and field.
     std::fs::write(&broken, "customer_id,a:num\nC1,x\nC1,2\nC3,y\n").unwrap();
-    let r = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": broken, "wait": true}),
-    )
-    .await;
+    let r = reload_waiting(srv.admin, &broken).await;
     r.assert_error(422, "invalid_features");
     let faults: Vec<String> = r.json()["faults"]
         .as_array()
@@ -415,12 +396,7 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     // Past the hundred listed, the detail counts them all, not the entries.
     let many: String = (0..150).map(|i| format!("C{i},x\n")).collect();
     std::fs::write(&broken, format!("customer_id,a:num\n{many}")).unwrap();
-    let r = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": broken, "wait": true}),
-    )
-    .await;
+    let r = reload_waiting(srv.admin, &broken).await;
     r.assert_error(422, "invalid_features");
     assert_eq!(r.json()["faults"].as_array().map(Vec::len), Some(101));
     let detail = r.json()["detail"].as_str().unwrap().to_owned();
@@ -432,12 +408,7 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     let first_50: String = csv.lines().take(50).map(|l| format!("{l}\n")).collect();
     let na_path = models.dir.join("na.csv");
     std::fs::write(&na_path, support::with_cell(&first_50, 7, idx, "NA")).unwrap();
-    let r = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": na_path, "wait": true}),
-    )
-    .await;
+    let r = reload_waiting(srv.admin, &na_path).await;
     r.assert_error(422, "invalid_features");
     let d = r.json();
     assert!(
@@ -457,12 +428,7 @@ async fn feature_snapshots_swap_and_one_missing_a_needed_feature_is_refused() {
     // say the rule for gold and platinum customers no longer finds gold ones.
     let renamed = models.dir.join("renamed.csv");
     std::fs::write(&renamed, csv.replace(",gold,", ",Gold,")).unwrap();
-    let r = post_json(
-        srv.admin,
-        "/admin/features/reload",
-        &json!({"path": renamed, "wait": true}),
-    )
-    .await;
+    let r = reload_waiting(srv.admin, &renamed).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let w = r.json()["warnings"].clone();
     assert_eq!(w[0]["path"], "offers[17].eligibility.values[0]", "{w}");
@@ -1154,6 +1120,16 @@ fn a_snapshot_writing_na_for_missing_values_serves_under_its_null_word() {
     assert!(store.row(customer).unwrap()[churn - 1].is_nan());
     let e = registry(&[]).reload_from_disk().unwrap_err().to_string();
     assert!(e.contains("churn_score"), "{e}");
+}
+
+/// `POST /admin/features/reload` of `path`, answered once the reload is decided.
+async fn reload_waiting(admin: std::net::SocketAddr, path: &std::path::Path) -> Resp {
+    post_json(
+        admin,
+        "/admin/features/reload",
+        &json!({"path": path, "wait": true}),
+    )
+    .await
 }
 
 /// SIGHUP after the nightly job wrote a snapshot without a column the serving model reads:

@@ -36,7 +36,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<&str>, String> {
     let mut ids = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line == "customer_id" {
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let shown: String = line.chars().take(60).collect();
@@ -69,7 +69,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<&str>, String> {
                 "a separator"
             }));
         }
-        // A header quoted (pandas' QUOTE_ALL) or commented is a header too.
+        // The header, quoted (pandas' QUOTE_ALL) or commented or not.
         if id == "customer_id" {
             continue;
         }

@@ -48,20 +48,18 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
             path: f.to_owned(),
             source,
         })?;
-        let again = file.try_clone();
         // A writer's Arrow schema with a type this reader lacks (polars' `Int128`) refuses the
         // file: its columns are then read by their Parquet types, and one without an Arrow
         // type of its own (16 fixed bytes) is left out by name, as a timestamp is.
         ParquetRecordBatchReaderBuilder::try_new(file)
             .or_else(|e| {
                 let options = ArrowReaderOptions::new().with_skip_arrow_metadata(true);
-                match again {
-                    Ok(file) => {
-                        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-                            .map_err(|_| e)
-                    }
-                    Err(_) => Err(e),
-                }
+                std::fs::File::open(f)
+                    .ok()
+                    .and_then(|file| {
+                        ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).ok()
+                    })
+                    .ok_or(e)
             })
             .map_err(|e| {
                 let part = if folder {

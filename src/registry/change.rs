@@ -62,7 +62,7 @@ impl Change {
             Change::Document { source, .. } => source.clone(),
             Change::Features { path } => {
                 match path.as_deref().or(config.features_path.as_deref()) {
-                    Some(p) => format!("features {}", p.display()),
+                    Some(p) => features_source(p),
                     None => "features".into(),
                 }
             }
@@ -70,4 +70,9 @@ impl Change {
             Change::Install { .. } => "install".into(),
         }
     }
+}
+
+/// Who a snapshot's load is journalled and logged as: its file.
+pub(super) fn features_source(path: &std::path::Path) -> String {
+    format!("features {}", path.display())
 }

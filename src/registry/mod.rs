@@ -218,9 +218,7 @@ impl Registry {
                     // A start or folder load that failed on its snapshot names the snapshot
                     // it read (the one serving's path, which a reload may have changed).
                     let source = match (e.part(), &w.features_path) {
-                        (Part::Features, Some(p)) if !features_change => {
-                            format!("features {}", p.display())
-                        }
+                        (Part::Features, Some(p)) if !features_change => change::features_source(p),
                         _ => source,
                     };
                     // A read-only folder refuses the admin change, not the model: no load
@@ -303,7 +301,7 @@ impl Registry {
         let model = record.as_ref().filter(|_| plan.new_model);
         // A reload from disk that changed the snapshot alone is the snapshot's load.
         let source = match (model, &w.features_path) {
-            (None, Some(p)) if from_disk => format!("features {}", p.display()),
+            (None, Some(p)) if from_disk => change::features_source(p),
             _ => source,
         };
         self.journal
