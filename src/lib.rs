@@ -68,6 +68,7 @@ pub mod experiment;
 pub mod features;
 pub mod files;
 pub mod fleet;
+pub mod folder_lock;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -300,7 +300,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     if data.is_dir() {
-        drop(nextbest::contact::lock::DataLock::acquire(data)?);
+        drop(nextbest::folder_lock::FolderLock::acquire(
+            data,
+            nextbest::folder_lock::Folder::Data,
+            None,
+        )?);
     }
     // What an earlier release left open to others is said, with the command that closes it.
     let elsewhere = [

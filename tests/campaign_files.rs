@@ -670,6 +670,77 @@ fn a_run_replaces_the_folders_list_whole_or_not_at_all() {
     );
 }
 
+/// One command at a time writes or commits a list folder: a run, a shard's run, a merge or a
+/// commit while another holds the folder is refused at once, naming the holder, and leaves
+/// the list as it was (two runs into one folder both exited 0, one's list beside the other's
+/// summary). Once the holder ends, the same command goes through.
+#[test]
+fn a_second_command_on_a_list_folder_is_refused_naming_the_first() {
+    use nextbest::campaign::commit::{self, Target};
+    use nextbest::folder_lock::{Folder, FolderLock};
+    let base = Base::new("cmp-two-runs", 30);
+    let doc = sms("two");
+    let first = base.run(&doc, "list", NOW);
+    let summary = std::fs::read(first.out.join("summary.json")).unwrap();
+    let file = base.write_campaign("two", &doc);
+    let cfg = base.config(&file, "list", NOW + HOUR);
+    // Another process's command holding the folder (a lock is the open file's: this one
+    // conflicts with the commands' as a second process's would).
+    let holder = FolderLock::acquire(&cfg.out, Folder::List, Some("campaign run")).unwrap();
+    let held = format!(
+        "the list folder {} is in use by another campaign command (pid {}, campaign run, since ",
+        cfg.out.display(),
+        std::process::id()
+    );
+    let direct = Target::Direct {
+        data_dir: base.path("data"),
+    };
+    let refusals = [
+        campaign::run(&cfg).map(|_| ()).unwrap_err().to_string(),
+        campaign::run_shard(&cfg, campaign::select::Shard { index: 0, count: 2 })
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+        commit::commit(&cfg.out, &direct, NOW + HOUR)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string(),
+    ];
+    for e in &refusals {
+        assert!(
+            e.starts_with(&held)
+                && e.ends_with("one run, merge or commit at a time per list folder"),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(first.out.join("summary.json")).unwrap(),
+        summary,
+        "a refused run replaced the list"
+    );
+    assert!(
+        !first.out.join(commit::JOURNAL).exists(),
+        "a refused commit began"
+    );
+    // A merge into a held folder is refused too, before it reads the shards' candidates.
+    let shards: Vec<_> = (0..2)
+        .map(|i| {
+            let c = base.config(&file, &format!("shard{i}"), NOW + HOUR);
+            campaign::run_shard(&c, campaign::select::Shard { index: i, count: 2 }).unwrap();
+            c.out
+        })
+        .collect();
+    let e = campaign::merge(&shards, &cfg.out).unwrap_err().to_string();
+    assert!(e.starts_with(&held), "{e}");
+    drop(holder);
+    campaign::run(&cfg).unwrap();
+    assert_ne!(
+        std::fs::read(first.out.join("summary.json")).unwrap(),
+        summary
+    );
+    commit::commit(&cfg.out, &direct, NOW + HOUR).unwrap();
+}
+
 /// An offer still running at the run but ended by the customer's send time (a Sunday run, a
 /// window from Monday) is left out for that customer, not scheduled after it ends.
 #[test]

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use crate::contact::{Clock, ContactConfig, ContactError, Contacts, Event, EventKind};
 use crate::engine::policy::stable_hash;
+use crate::folder_lock::{Folder, FolderLock, LockError};
 
 use super::output::{open_list, Summary, LIST_CSV, SUMMARY_JSON};
 
@@ -190,6 +191,9 @@ pub enum CommitError {
         /// Whole days since its first contact.
         days: i64,
     },
+    /// Another campaign command holds the list folder.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// A `--late` commit of a list its folder says was committed in full.
     #[error(
         "{}: this list was committed in full ({JOURNAL}: {events} of {events} contacts \
@@ -264,6 +268,7 @@ pub fn commit_with(
             return Err(CommitError::NoDataDir(data_dir.clone()));
         }
     }
+    let _held = hold(dir)?;
     let summary_path = dir.join(SUMMARY_JSON);
     let input = |path: &Path, detail: String| CommitError::Input {
         path: path.to_owned(),
@@ -342,6 +347,24 @@ pub fn commit_with(
         Target::Direct { data_dir } => write_direct(data_dir, &events, &mut done, &mut progress)?,
     }
     Ok(done)
+}
+
+/// Takes the list folder while its list is committed: a run replacing the list meanwhile, or
+/// a second commit of it, is refused (or refuses this one). A folder where the lock cannot be
+/// had (read-only, written before lists had one) is committed without it, as without its
+/// journal (which `--late` needs, and says so).
+fn hold(dir: &Path) -> Result<Option<FolderLock>, CommitError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    match FolderLock::acquire(dir, Folder::List, Some("campaign commit")) {
+        Ok(lock) => Ok(Some(lock)),
+        Err(e @ LockError::Held { .. }) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "committing without the list folder's lock");
+            Ok(None)
+        }
+    }
 }
 
 fn read_list(path: &Path, summary: &Summary) -> Result<Vec<Contact>, CommitError> {

@@ -100,6 +100,9 @@ pub enum CampaignError {
     /// The output could not be written.
     #[error("output: {0}")]
     Output(#[from] output::OutputError),
+    /// Another campaign command holds the output folder, or its lock could not be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::folder_lock::LockError),
     /// The output folder could not be made.
     #[error("output folder {path}: {source}")]
     OutDir {

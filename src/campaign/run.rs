@@ -116,6 +116,11 @@ fn scanned<T>(
     // A model's sales cap can leave a customer room for fewer offers, as a frequency cap can.
     let sales_capped = run.plans.iter().any(|p| p.sales.contains(&true));
     let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used, sales_capped);
+    // Before the scan, so a second run into the folder is refused at once; held to the end.
+    let doing = part.map_or("campaign run".to_string(), |p| {
+        format!("campaign run --shard {}/{}", p.index, p.count)
+    });
+    let _out = super::placing::lock(&cfg.out, &doing)?;
     let scan = run.scan(&past, &suppressed.ids, &limits, part, cfg.progress_bar);
     let info = run.info(&limits, &used, suppressed.crc, past.id);
     let t = Instant::now();
@@ -585,7 +590,7 @@ fn is_data_dir(dir: &std::path::Path) -> bool {
     let Ok(mut entries) = std::fs::read_dir(dir) else {
         return true;
     };
-    dir.join(crate::contact::lock::LOCK_FILE).exists()
+    dir.join(crate::folder_lock::LOCK_FILE).exists()
         || crate::contact::log::list_segments(dir).is_ok_and(|s| !s.is_empty())
         || entries.next().is_none()
 }

@@ -506,6 +506,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
         .into());
     }
 
+    let _out = super::placing::lock(out, "campaign merge")?;
     let mut tally = Tally::default();
     let mut pairs = Vec::new();
     let mut ids = HashMap::new();

@@ -32,7 +32,6 @@ mod evictions;
 pub mod funnel;
 pub mod health;
 pub mod links;
-pub mod lock;
 pub mod log;
 mod replay;
 mod report;
@@ -114,7 +113,7 @@ pub enum ContactError {
     Record(#[from] RecordError),
     /// Another process holds the data folder.
     #[error(transparent)]
-    Lock(#[from] lock::LockError),
+    Lock(#[from] crate::folder_lock::LockError),
 }
 
 /// What happened to a batch handed to [`Contacts::ingest`].
@@ -171,7 +170,7 @@ pub struct Contacts {
     data_dir: Option<PathBuf>,
     memory_budget: u64,
     /// Held while the log is open: one process per data folder.
-    _lock: Option<lock::DataLock>,
+    _lock: Option<crate::folder_lock::FolderLock>,
 }
 
 impl Contacts {
@@ -231,7 +230,11 @@ impl Contacts {
             source,
         })?;
         // Before anything is read or written: a second process must not touch the log.
-        c._lock = Some(lock::DataLock::acquire(dir)?);
+        c._lock = Some(crate::folder_lock::FolderLock::acquire(
+            dir,
+            crate::folder_lock::Folder::Data,
+            None,
+        )?);
         // Saved tables go in before any model binds its own.
         funnel::store::load_or_set_aside(dir, &c.funnel);
         prepare(&c);
