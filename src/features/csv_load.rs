@@ -13,6 +13,15 @@ use super::exact::ExactBuilder;
 use super::index::{DuplicateId, IdIndex, Skipped};
 use super::{FeatureError, FeatureStore, RowFault};
 
+/// The name of a column marked to be left out (`updated_at:skip`, an audit column the export
+/// carries), in a CSV header or a Parquet schema.
+pub(super) fn skip_marked(name: &str) -> Option<&str> {
+    match name.rsplit_once(':') {
+        Some((n, k)) if k.eq_ignore_ascii_case("skip") => Some(n.trim_end()),
+        _ => None,
+    }
+}
+
 /// Longest customer id accepted, in bytes; longer ids are data errors, not customers.
 pub const MAX_ID_BYTES: usize = 255;
 /// Most feature columns a snapshot may have.
@@ -180,17 +189,15 @@ fn read_header(bytes: &[u8], path: &Path) -> Result<Header, FeatureError> {
             slots.push(None);
             continue;
         };
-        let (name, kind) = match name.rsplit_once(':') {
-            // An audit column the export carries (`updated_at:skip`): not loaded.
-            Some((n, k)) if k.eq_ignore_ascii_case("skip") => {
-                let n = n.trim_end();
-                if columns.iter().chain(&skipped).any(|c| c == n) {
-                    faults.add(0, i + 1, format!("duplicate column `{n}`"));
-                }
-                slots.push(None);
-                skipped.push(n.to_owned());
-                continue;
+        if let Some(n) = skip_marked(name) {
+            if columns.iter().chain(&skipped).any(|c| c == n) {
+                faults.add(0, i + 1, format!("duplicate column `{n}`"));
             }
+            slots.push(None);
+            skipped.push(n.to_owned());
+            continue;
+        }
+        let (name, kind) = match name.rsplit_once(':') {
             Some((n, k)) if k.eq_ignore_ascii_case("str") => (n.trim_end(), Kind::Str),
             Some((n, k)) if k.eq_ignore_ascii_case("num") => (n.trim_end(), Kind::Num),
             // `zip:string`, `plan:text`: a kind misspelt would silently name the column.

@@ -132,8 +132,9 @@ impl std::fmt::Display for TooManyValues {
         write!(
             f,
             "more than {MAX_DISTINCT} distinct values: ids and free text do not belong in a \
-             snapshot (keep categories such as a segment, a plan or a region; in a CSV, mark \
-             such a column `name:skip` in the header to leave it out)"
+             snapshot (keep categories such as a segment, a plan or a region; mark such a \
+             column `name:skip`, in a CSV header or as a Parquet column's name, to leave it \
+             out)"
         )
     }
 }

@@ -171,7 +171,7 @@ fn a_column_marked_skip_is_left_out_by_name() {
     );
     assert_eq!(
         crate::model::Schema::unknown(&s, "updated_at"),
-        "unknown feature `updated_at`: the snapshot's header leaves it out (`:skip`)"
+        "unknown feature `updated_at`: the snapshot leaves it out (`:skip`)"
     );
     // Without the mark, the column is refused, and the refusal says how to leave it out.
     let (_, _, detail) = fault(&csv.replacen(":SKIP", "", 1));

@@ -45,8 +45,15 @@ use section::Section;
 pub fn left_out_message(name: &str, kind: &str) -> String {
     if kind == SKIPPED {
         return format!(
-            "column `{name}` is marked `{name}:skip` in the header: it is left out, and a model \
+            "column `{name}` is marked `{name}:skip`: it is left out, and a model \
              naming it is refused"
+        );
+    }
+    if kind == PANDAS_INDEX {
+        return format!(
+            "column `{name}` is the index pandas writes beside a frame's columns when the index \
+             is not a plain range (`to_parquet(..., index=False)` leaves it out): row labels, \
+             not a feature, so it is left out"
         );
     }
     format!(
@@ -55,8 +62,11 @@ pub fn left_out_message(name: &str, kind: &str) -> String {
     )
 }
 
-/// The kind of a left-out column that the CSV header marked `name:skip`.
+/// The kind of a left-out column that the CSV header (or a Parquet column's name) marked
+/// `name:skip`.
 pub const SKIPPED: &str = ":skip";
+/// The kind of a left-out column that is pandas's index (`__index_level_0__`).
+pub const PANDAS_INDEX: &str = "pandas's index";
 
 /// The warning for a CSV column of numbers that a word later in the file turned to text.
 pub fn turned_message(name: &str, line: u64, value: &str) -> String {
@@ -184,6 +194,18 @@ impl std::fmt::Debug for FeatureStore {
             .field("columns", &self.columns)
             .field("source", &self.source)
             .finish()
+    }
+}
+
+/// The format a file's name says it holds, where that is not CSV (`.parquet`, `.nbf`).
+fn named_binary(path: &Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?;
+    if ext.eq_ignore_ascii_case("parquet") {
+        Some("Parquet")
+    } else if ext.eq_ignore_ascii_case("nbf") {
+        Some("a .nbf snapshot")
+    } else {
+        None
     }
 }
 
@@ -441,7 +463,22 @@ impl FeatureStore {
         match &head[..read] {
             [b'N', b'B', b'F', _] => binary::read_nbf(path),
             b"PAR1" => parts::read_file(path),
-            _ => csv_load::read_csv(path, nulls),
+            head => match named_binary(path) {
+                // Read as CSV, an empty or damaged export would be called a CSV without header.
+                Some(format) => Err(FeatureError::Format {
+                    path: path.to_owned(),
+                    detail: if head.is_empty() {
+                        format!("empty file (0 bytes), not {format}: the export wrote nothing")
+                    } else {
+                        format!(
+                            "not {format}: it begins with {:?}, not {}",
+                            String::from_utf8_lossy(head),
+                            if format == "Parquet" { "PAR1" } else { "NBF" }
+                        )
+                    },
+                }),
+                None => csv_load::read_csv(path, nulls),
+            },
         }
     }
 

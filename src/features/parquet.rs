@@ -132,7 +132,8 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
     let mut sources = Vec::with_capacity(fields.len() - 1);
     let mut left_out = Vec::new();
     for (i, name) in names.iter().enumerate().skip(1) {
-        let name = (*name).to_owned();
+        let marked = super::csv_load::skip_marked(name);
+        let name = marked.unwrap_or(name).to_owned();
         if name.is_empty() {
             return Err(fault("empty column name".into()));
         }
@@ -140,6 +141,14 @@ pub(super) fn read_parts(shown: &Path, files: &[PathBuf]) -> Result<FeatureStore
             return Err(fault(format!("duplicate column `{name}`")));
         }
         let kind = &kinds[i].0;
+        if marked.is_some() {
+            left_out.push((name, super::SKIPPED.into()));
+            continue;
+        }
+        if is_pandas_index(&name) {
+            left_out.push((name, super::PANDAS_INDEX.into()));
+            continue;
+        }
         if is_string(kind) {
             dicts.push(Some(DictBuilder::default()));
         } else if is_numeric(kind) {
@@ -357,6 +366,14 @@ fn first_place(starts: &[(usize, String)], index: usize, folder: bool) -> String
     } else {
         format!("data row {row}")
     }
+}
+
+/// The column pandas writes for a frame's index that is not a plain range
+/// (`__index_level_0__`): row labels, not a customer's feature.
+fn is_pandas_index(name: &str) -> bool {
+    name.strip_prefix("__index_level_")
+        .and_then(|rest| rest.strip_suffix("__"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_string(t: &DataType) -> bool {

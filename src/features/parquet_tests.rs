@@ -56,3 +56,91 @@ fn parquet_column_names_are_read_as_a_csv_header() {
         assert!(e.ends_with(said), "{e}");
     }
 }
+
+/// What pandas writes beside a frame's columns when its index is not a plain range
+/// (`__index_level_0__`) is left out by name, as a column named `name:skip` is (a free-text
+/// column holding more values than a text column may, which would refuse the file).
+#[test]
+fn pandas_index_and_columns_named_skip_are_left_out() {
+    use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let n = 70_000;
+    let ids: Vec<String> = (0..n).map(|i| format!("C{i}")).collect();
+    let emails: Vec<String> = (0..n).map(|i| format!("c{i}@example.com")).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("customer_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        (
+            "arpu",
+            Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64))) as ArrayRef,
+        ),
+        (
+            "email:SKIP",
+            Arc::new(StringArray::from(emails)) as ArrayRef,
+        ),
+        (
+            "__index_level_0__",
+            Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let (dir, path) = write_parquet("nb-pq-skip", &batch);
+    let store = FeatureStore::load(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(store.columns(), [Box::from("arpu")]);
+    assert_eq!(store.row("C7").unwrap()[0], 7.0);
+    let left: Vec<_> = store.left_out().collect();
+    assert_eq!(
+        left,
+        [
+            ("email", super::SKIPPED),
+            ("__index_level_0__", super::PANDAS_INDEX)
+        ]
+    );
+    let warnings = store.column_warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|(k, w)| k == "columns.__index_level_0__" && w.contains("index=False")),
+        "{warnings:?}"
+    );
+    assert_eq!(
+        crate::model::Schema::unknown(&store, "email"),
+        "unknown feature `email`: the snapshot leaves it out (`:skip`)"
+    );
+}
+
+/// A `.parquet` (or `.nbf`) file that is empty or is not one is named as such, not read as a
+/// CSV without a header.
+#[test]
+fn an_empty_or_foreign_file_named_parquet_says_so() {
+    let dir = std::env::temp_dir().join(format!("nb-pq-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "a.parquet",
+            &b""[..],
+            "empty file (0 bytes), not Parquet: the export wrote nothing",
+        ),
+        (
+            "b.parquet",
+            &b"customer_id,x\nC1,1\n"[..],
+            "not Parquet: it begins with \"cust\", not PAR1",
+        ),
+        (
+            "c.NBF",
+            &b""[..],
+            "empty file (0 bytes), not a .nbf snapshot",
+        ),
+    ];
+    for (name, bytes, said) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let e = FeatureStore::load(&path).err().unwrap().to_string();
+        assert!(e.contains(said), "{name}: {e}");
+    }
+    // Any other name is read by its content: CSV text in a `.csv.txt` loads.
+    let path = dir.join("d.csv.txt");
+    std::fs::write(&path, "customer_id,x\nC1,1\n").unwrap();
+    assert_eq!(FeatureStore::load(&path).unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -213,7 +213,12 @@ pub trait Schema {
 /// Why a column of the source is not among the snapshot's.
 pub fn left_out_reason(kind: &str) -> String {
     if kind == crate::features::SKIPPED {
-        return "the snapshot's header leaves it out (`:skip`)".into();
+        return "the snapshot leaves it out (`:skip`)".into();
+    }
+    if kind == crate::features::PANDAS_INDEX {
+        return "the snapshot's column of that name is pandas's index, left out (row labels, \
+                not a feature)"
+            .into();
     }
     format!(
         "the snapshot's column of that name holds {kind}, which nextbest does not read \
