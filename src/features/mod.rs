@@ -197,13 +197,14 @@ impl std::fmt::Debug for FeatureStore {
     }
 }
 
-/// The format a file's name says it holds, where that is not CSV (`.parquet`, `.nbf`).
-fn named_binary(path: &Path) -> Option<&'static str> {
+/// The format a file's name says it holds, where that is not CSV (`.parquet`, `.nbf`), and
+/// the bytes it begins with.
+fn named_binary(path: &Path) -> Option<(&'static str, &'static [u8])> {
     let ext = path.extension()?.to_str()?;
     if ext.eq_ignore_ascii_case("parquet") {
-        Some("Parquet")
+        Some(("Parquet", b"PAR1"))
     } else if ext.eq_ignore_ascii_case("nbf") {
-        Some("a .nbf snapshot")
+        Some(("a .nbf snapshot", b"NBF"))
     } else {
         None
     }
@@ -465,16 +466,18 @@ impl FeatureStore {
             b"PAR1" => parts::read_file(path),
             head => match named_binary(path) {
                 // Read as CSV, an empty or damaged export would be called a CSV without header.
-                Some(format) => Err(FeatureError::Format {
+                Some((format, magic)) => Err(FeatureError::Format {
                     path: path.to_owned(),
-                    detail: if head.is_empty() {
-                        format!("empty file (0 bytes), not {format}: the export wrote nothing")
-                    } else {
-                        format!(
+                    detail: match (head.len(), magic.starts_with(head)) {
+                        (0, _) => {
+                            format!("empty file (0 bytes), not {format}: the export wrote nothing")
+                        }
+                        (n, true) => format!("{format} cut short: the file has {n} bytes"),
+                        _ => format!(
                             "not {format}: it begins with {:?}, not {}",
                             String::from_utf8_lossy(head),
-                            if format == "Parquet" { "PAR1" } else { "NBF" }
-                        )
+                            String::from_utf8_lossy(magic)
+                        ),
                     },
                 }),
                 None => csv_load::read_csv(path, nulls),

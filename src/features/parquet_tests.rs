@@ -139,7 +139,7 @@ fn an_empty_or_foreign_file_named_parquet_says_so() {
         assert!(e.contains(said), "{name}: {e}");
     }
     // Any other name is read by its content: CSV text in a `.csv.txt` loads.
-    let path = dir.join("d.csv.txt");
+    let path = dir.join("f.csv.txt");
     std::fs::write(&path, "customer_id,x\nC1,1\n").unwrap();
     assert_eq!(FeatureStore::load(&path).unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
