@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 pub const LOCK_FILE: &str = "LOCK";
 /// The lock file's name inside a campaign's list folder (hidden: the folder is the list's).
 pub const LIST_LOCK_FILE: &str = ".lock";
+/// The lock file's name inside a decision log's folder (which may be the data folder itself).
+pub const DECISION_LOG_LOCK_FILE: &str = "decisions.lock";
 
 /// What a folder is locked for: names the lock file and the words of a refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub enum Folder {
     /// A campaign's list folder, written by `campaign run` and `merge`, read and journalled
     /// by `campaign commit`.
     List,
+    /// A server's `--decision-log` folder: two writers would number their files alike, split
+    /// each other's lines, and prune each other's files.
+    DecisionLog,
 }
 
 impl Folder {
@@ -32,6 +37,7 @@ impl Folder {
         match self {
             Folder::Data => LOCK_FILE,
             Folder::List => LIST_LOCK_FILE,
+            Folder::DecisionLog => DECISION_LOG_LOCK_FILE,
         }
     }
 }
@@ -66,6 +72,7 @@ fn kind_name(kind: Folder) -> &'static str {
     match kind {
         Folder::Data => "data",
         Folder::List => "list",
+        Folder::DecisionLog => "decision log",
     }
 }
 
@@ -84,6 +91,10 @@ fn held(kind: Folder, dir: &Path, holder: &str) -> String {
         Folder::List => format!(
             "the list folder {dir} is in use by another campaign command ({holder}); one run, \
              merge or commit at a time per list folder"
+        ),
+        Folder::DecisionLog => format!(
+            "the decision log folder {dir} is in use by another nextbest ({holder}); give each \
+             server a folder of its own (`--decision-log`)"
         ),
     }
 }

@@ -444,7 +444,7 @@ async fn replay_estimate_reads_a_real_log_and_event_log_and_refuses_what_it_cann
     let file = std::fs::read_dir(&log)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .next()
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .unwrap();
     let original = std::fs::read_to_string(&file).unwrap();
     let lossy = original.replace("\"queue_full\":0", "\"queue_full\":4");

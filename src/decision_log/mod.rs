@@ -39,6 +39,7 @@ use crate::engine::posterior::Posteriors;
 use crate::engine::scorer::Scorer;
 use crate::engine::{ContactView, CtxValue, Decision, FallbackReason, Ranked, Request};
 use crate::experiment::Variant;
+use crate::folder_lock::{Folder, FolderLock};
 use crate::metrics::prom::{Collect, Exposition, Kind};
 use crate::registry::Snapshot;
 use format::{LoggedAnswer, LoggedOffer, LoggedRequest, Record};
@@ -79,6 +80,8 @@ pub struct DecisionLog {
     queue: SyncSender<Pending>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<Stats>,
+    /// The folder's, while this process writes it.
+    _lock: FolderLock,
 }
 
 impl Stats {
@@ -136,6 +139,9 @@ impl DecisionLog {
     /// Opens the folder and starts the writer.
     pub fn start(config: DecisionLogConfig) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&config.dir)?;
+        // Before a file is opened or pruned: another server's files are not this one's.
+        let lock = FolderLock::acquire(&config.dir, Folder::DecisionLog, None)
+            .map_err(std::io::Error::other)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let stats = Arc::new(Stats::default());
         let mut files = Files::open(&config)?;
@@ -151,6 +157,7 @@ impl DecisionLog {
             queue: tx,
             writer: Mutex::new(Some(writer)),
             stats,
+            _lock: lock,
         }))
     }
 

@@ -6,11 +6,14 @@ use super::*;
 fn a_full_queue_drops_the_sample_and_counts_it_without_waiting() {
     // A queue of one that nobody drains: the writer is stalled.
     let (tx, rx) = mpsc::sync_channel(1);
+    let dir = std::env::temp_dir().join(format!("nb-decision-queue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let log = DecisionLog {
         threshold: 1 << SAMPLE_BITS,
         queue: tx,
         writer: Mutex::new(None),
         stats: Arc::default(),
+        _lock: FolderLock::acquire(&dir, Folder::DecisionLog, None).unwrap(),
     };
     let snapshot = Arc::new(Snapshot::default());
     let fallback = crate::engine::Fallback::builtin_empty();
@@ -109,5 +112,47 @@ fn files_roll_by_size_and_the_oldest_go_first() {
     drop(files);
     let again = Files::open(&config).unwrap();
     assert_eq!(again.seq, newest + 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two servers given one `--decision-log` folder would number their files alike, split each
+/// other's lines and prune each other's files: the second is refused, naming the first, and
+/// the first's files are left as they were. The folder may be the data folder itself.
+#[test]
+fn a_second_writer_of_one_folder_is_refused_naming_the_first() {
+    let dir = std::env::temp_dir().join(format!("nb-decision-two-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = DecisionLogConfig {
+        dir: dir.clone(),
+        sample: 1.0,
+        file_bytes: 1 << 20,
+        max_files: 1,
+    };
+    // The data folder's lock, taken by the same server, does not stand in the way.
+    std::fs::create_dir_all(&dir).unwrap();
+    let _data = FolderLock::acquire(&dir, Folder::Data, None).unwrap();
+    let first = DecisionLog::start(config.clone()).unwrap();
+    let files = log_files(&dir).unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let e = DecisionLog::start(config.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "the decision log folder {} is in use by another nextbest (pid {}",
+            dir.display(),
+            std::process::id()
+        )) && e.ends_with("give each server a folder of its own (`--decision-log`)"),
+        "{e}"
+    );
+    assert_eq!(
+        log_files(&dir).unwrap(),
+        files,
+        "the refused writer touched the files"
+    );
+    first.close();
+    drop(first);
+    DecisionLog::start(config).unwrap().close();
     let _ = std::fs::remove_dir_all(&dir);
 }
