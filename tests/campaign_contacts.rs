@@ -685,13 +685,44 @@ fn a_list_older_than_event_ids_are_remembered_is_committed_only_when_late_is_sai
     let e = commit::commit_with(&old.out, &target, now, true)
         .unwrap_err()
         .to_string();
+    let full = std::fs::canonicalize(base.path("data")).unwrap();
     assert!(
         e.contains(&format!(
-            "this list was committed in full (commit.json: {0} of {0} contacts recorded)",
+            "this list was committed in full into the data folder {} (commit.json: {1} of {1} \
+             contacts recorded); committing it again there with --late",
+            full.display(),
             done.events
         )),
         "{e}"
     );
+    // Committed into one data folder (a test one), the list is not committed into another:
+    // `--late` records it there, once.
+    let other = base.path("data-prod");
+    std::fs::create_dir_all(&other).unwrap();
+    let elsewhere = Target::Direct {
+        data_dir: other.clone(),
+    };
+    let there = commit::commit_with(&old.out, &elsewhere, now, true).unwrap();
+    assert_eq!((there.accepted, there.duplicates), (there.events, 0));
+    let e = commit::commit_with(&old.out, &elsewhere, now, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("committed in full into the data folder"), "{e}");
+    // A record written before places were told apart holds for every place.
+    let journal = old.out.join(commit::JOURNAL);
+    let record: Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+    let legacy = json!({
+        "list_crc32": record["list_crc32"],
+        "events": record["events"],
+        "recorded": record["recorded"],
+    });
+    std::fs::write(&journal, legacy.to_string()).unwrap();
+    let third = base.path("data-third");
+    std::fs::create_dir_all(&third).unwrap();
+    let e = commit::commit_with(&old.out, &Target::Direct { data_dir: third }, now, true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("committed in full into"), "{e}");
     // Within the days ids are remembered, no flag is needed.
     let recent = base.run(&sms("recent"), "recent", now - 5 * day);
     assert!(commit::commit(&recent.out, &target, now).is_ok());

@@ -22,6 +22,7 @@
 //! remembered from an earlier commit of it, so a `--late` commit reads that record instead: it
 //! resumes a failed commit after its last recorded batch, and refuses a list committed in full.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::contact::{Clock, ContactConfig, ContactError, Contacts, Event, EventKind};
@@ -36,15 +37,20 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 /// The file in a list's folder that says how much of the list a commit recorded.
 pub const JOURNAL: &str = "commit.json";
 
-/// How far the commits of one list got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// How far the commits of one list got, per place its contacts went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Journal {
     /// CRC-32 of the list file: a record of another list in the same folder is not this one's.
     list_crc32: u32,
     /// Contacts in the list.
     events: u64,
-    /// Contacts recorded so far, in the list's order.
+    /// Most contacts recorded into any one place (a record without `targets`, written before
+    /// they were told apart, is this for every place).
     recorded: u64,
+    /// Contacts recorded so far into each place (a server's URL, a data folder), in the
+    /// list's order: a list committed into a test folder is not committed into production's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    targets: BTreeMap<String, u64>,
 }
 
 impl Journal {
@@ -60,15 +66,36 @@ impl Journal {
         Ok((j.list_crc32 == list_crc32 && j.events == events).then_some(j))
     }
 
-    /// The record a commit of this list starts from, and how many contacts it skips: for a
-    /// `--late` commit, those an earlier one recorded (a list recorded in full, or a record that
-    /// cannot be read, is refused). Written before anything is sent: a late commit that could
-    /// not record its progress could not be resumed, so it does not start.
+    /// Contacts recorded into `target` so far.
+    fn recorded_into(&self, target: &str) -> u64 {
+        if self.targets.is_empty() {
+            self.recorded
+        } else {
+            self.targets.get(target).copied().unwrap_or(0)
+        }
+    }
+
+    /// Records that `n` contacts went into `target`.
+    fn set(&mut self, target: &str, n: u64) {
+        if self.targets.is_empty() && self.recorded > 0 {
+            // A record from before places were told apart: its progress was this place's.
+            self.targets.insert(target.to_owned(), self.recorded);
+        }
+        let at = self.targets.entry(target.to_owned()).or_default();
+        *at = (*at).max(n);
+        self.recorded = self.recorded.max(n);
+    }
+
+    /// The record a commit of this list into `target` starts from, and how many contacts it
+    /// skips: for a `--late` commit, those an earlier one recorded there (a list recorded in
+    /// full there, or a record that cannot be read, is refused). Written before anything is
+    /// sent: a late commit that could not record its progress could not be resumed, so it
+    /// does not start.
     fn start(
         path: &Path,
         dir: &Path,
-        list_crc32: u32,
-        total: u64,
+        (list_crc32, total): (u32, u64),
+        target: &str,
         late: bool,
     ) -> Result<(Journal, u64), CommitError> {
         let before = match Journal::read(path, list_crc32, total) {
@@ -86,21 +113,25 @@ impl Journal {
             // A recent list's ids tell its repeats: the record is written again.
             Err(_) => None,
         };
-        let skip = match before {
-            Some(j) if late && j.recorded >= total => {
+        let done = before.as_ref().map_or(0, |j| j.recorded_into(target));
+        let skip = match done {
+            n if late && n >= total => {
                 return Err(CommitError::AlreadyCommitted {
                     dir: dir.to_owned(),
+                    target: target.to_owned(),
                     events: total,
                 })
             }
-            Some(j) if late => j.recorded,
+            n if late => n,
             _ => 0,
         };
-        let journal = Journal {
+        let mut journal = before.unwrap_or(Journal {
             list_crc32,
             events: total,
-            recorded: before.map_or(0, |j| j.recorded),
-        };
+            recorded: 0,
+            targets: BTreeMap::new(),
+        });
+        journal.set(target, done);
         if let Err(e) = journal.write(path) {
             if late {
                 return Err(e);
@@ -134,6 +165,23 @@ pub enum Target {
         /// The data folder.
         data_dir: PathBuf,
     },
+}
+
+impl Target {
+    /// The place as a commit's record names it: the server's URL (without credentials), or
+    /// the data folder's full path.
+    fn name(&self) -> String {
+        match self {
+            Target::Server { url, .. } => format!(
+                "the server {}",
+                crate::logging::redact_url(url.trim_end_matches('/'))
+            ),
+            Target::Direct { data_dir } => {
+                let full = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.clone());
+                format!("the data folder {}", full.display())
+            }
+        }
+    }
 }
 
 /// What a commit did.
@@ -196,13 +244,16 @@ pub enum CommitError {
     Lock(#[from] LockError),
     /// A `--late` commit of a list its folder says was committed in full.
     #[error(
-        "{}: this list was committed in full ({JOURNAL}: {events} of {events} contacts \
-         recorded); committing it again with --late would record its contacts twice",
+        "{}: this list was committed in full into {target} ({JOURNAL}: {events} of {events} \
+         contacts recorded); committing it again there with --late would record its contacts \
+         twice",
         .dir.display()
     )]
     AlreadyCommitted {
         /// The list's folder.
         dir: PathBuf,
+        /// Where it was committed.
+        target: String,
         /// Contacts in the list.
         events: u64,
     },
@@ -299,7 +350,9 @@ pub fn commit_with(
     }
     let total = contacts.len() as u64;
     let journal_path = dir.join(JOURNAL);
-    let (mut journal, skip) = Journal::start(&journal_path, dir, list_crc32, total, late)?;
+    let place = target.name();
+    let (mut journal, skip) =
+        Journal::start(&journal_path, dir, (list_crc32, total), &place, late)?;
     let ahead: Vec<i64> = contacts
         .iter()
         .map(|c| c.planned_ms)
@@ -315,8 +368,8 @@ pub fn commit_with(
     let mut sent = skip;
     let mut progress = |n: usize| -> Result<(), CommitError> {
         sent += n as u64;
-        if sent > journal.recorded {
-            journal.recorded = sent;
+        if sent > journal.recorded_into(&place) {
+            journal.set(&place, sent);
             if let (Err(e), true) = (journal.write(&journal_path), late) {
                 return Err(e);
             }
