@@ -441,7 +441,7 @@ mod tests {
         );
         assert!(
             said("when").starts_with(&format!(
-                "{}: the snapshot's header leaves it out",
+                "{}: the snapshot leaves it out (`:skip`)",
                 lacks("when")
             )),
             "{}",
