@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 
 /// The lock file's name inside a server's data folder.
 pub const LOCK_FILE: &str = "LOCK";
-/// The lock file's name inside a campaign's list folder (hidden: the folder is the list's).
-pub const LIST_LOCK_FILE: &str = ".lock";
 /// The lock file's name inside a decision log's folder (which may be the data folder itself).
 pub const DECISION_LOG_LOCK_FILE: &str = "decisions.lock";
 
@@ -33,11 +31,19 @@ pub enum Folder {
 }
 
 impl Folder {
-    fn file(self) -> &'static str {
+    /// The lock file of `dir`. A list folder's lies beside it (`.NAME.lock`, next to the
+    /// `.NAME.writing-PID` a run writes in): a command refused, or failing, before its list is
+    /// placed leaves no folder behind, and the folder holds only the list.
+    pub fn lock_file(self, dir: &Path) -> PathBuf {
         match self {
-            Folder::Data => LOCK_FILE,
-            Folder::List => LIST_LOCK_FILE,
-            Folder::DecisionLog => DECISION_LOG_LOCK_FILE,
+            Folder::Data => dir.join(LOCK_FILE),
+            Folder::DecisionLog => dir.join(DECISION_LOG_LOCK_FILE),
+            Folder::List => {
+                let name = dir
+                    .file_name()
+                    .map_or("list".into(), |n| n.to_string_lossy());
+                dir.with_file_name(format!(".{name}.lock"))
+            }
         }
     }
 }
@@ -106,15 +112,16 @@ pub struct FolderLock {
 }
 
 impl FolderLock {
-    /// Takes the lock of `dir` (which exists) for `kind`, or says who holds it; `doing` (the
-    /// command, when a folder is shared by several) goes into what a refused second one reads.
+    /// Takes the lock of `dir` for `kind` (its lock file's folder exists), or says who holds
+    /// it; `doing` (the command, when a folder is shared by several) goes into what a refused
+    /// second one reads.
     pub fn acquire(dir: &Path, kind: Folder, doing: Option<&str>) -> Result<Self, LockError> {
         let io = |source| LockError::Io {
             kind,
             dir: dir.to_owned(),
             source,
         };
-        let path = dir.join(kind.file());
+        let path = kind.lock_file(dir);
         let mut file = match OpenOptions::new()
             .read(true)
             .write(true)

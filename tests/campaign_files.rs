@@ -732,6 +732,11 @@ fn a_second_command_on_a_list_folder_is_refused_naming_the_first() {
         .collect();
     let e = campaign::merge(&shards, &cfg.out).unwrap_err().to_string();
     assert!(e.starts_with(&held), "{e}");
+    // The lock lies beside the folder: a run refused before its first list makes none.
+    let fresh = base.config(&file, "fresh", NOW + HOUR);
+    let _other = FolderLock::acquire(&fresh.out, Folder::List, Some("campaign run")).unwrap();
+    assert!(campaign::run(&fresh).is_err());
+    assert!(!fresh.out.exists(), "a refused run made its folder");
     drop(holder);
     campaign::run(&cfg).unwrap();
     assert_ne!(

@@ -1,22 +1,24 @@
 //! Puts a list written beside its folder into place, and clears what killed runs left there.
 //! A run writes its list into `.NAME.writing-PID` next to the folder and moves it in only when
-//! whole; this module owns that move, the clean-up, and the folder's lock that keeps a second
-//! command from writing or committing the folder meanwhile.
+//! whole; this module owns that move, the clean-up, and the folder's lock (`.NAME.lock` beside
+//! it) that keeps a second command from writing or committing the folder meanwhile.
 
 use std::path::Path;
 
 use crate::folder_lock::{Folder, FolderLock, LockError};
 
-/// Takes the list folder `out` for `doing` (a run, a merge, a commit), making the folder if
-/// needed: two runs into one folder would each move their files in, and leave one's list
-/// beside the other's summary; a commit meanwhile would record a list being replaced. Held
-/// until dropped, so a second command is refused at once, naming the first.
+/// Takes the list folder `out` for `doing` (a run, a merge, a commit), making the folder it
+/// lies in if needed: two runs into one folder would each move their files in, and leave one's
+/// list beside the other's summary; a commit meanwhile would record a list being replaced.
+/// Held until dropped, so a second command is refused at once, naming the first.
 pub fn lock(out: &Path, doing: &str) -> Result<FolderLock, LockError> {
-    std::fs::create_dir_all(out).map_err(|source| LockError::Io {
-        kind: Folder::List,
-        dir: out.to_owned(),
-        source,
-    })?;
+    if let Some(parent) = Folder::List.lock_file(out).parent() {
+        std::fs::create_dir_all(parent).map_err(|source| LockError::Io {
+            kind: Folder::List,
+            dir: out.to_owned(),
+            source,
+        })?;
+    }
     FolderLock::acquire(out, Folder::List, Some(doing))
 }
 
