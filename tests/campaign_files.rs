@@ -732,10 +732,13 @@ fn a_second_command_on_a_list_folder_is_refused_naming_the_first() {
         .collect();
     let e = campaign::merge(&shards, &cfg.out).unwrap_err().to_string();
     assert!(e.starts_with(&held), "{e}");
-    // The lock lies beside the folder: a run refused before its first list makes none.
-    let fresh = base.config(&file, "fresh", NOW + HOUR);
+    // The lock is taken before anything loads (a campaign that is not there: what is said is
+    // the lock, so it came first), and lies beside the folder: a refused run makes none.
+    let mut fresh = base.config(&file, "fresh", NOW + HOUR);
+    fresh.campaign = base.path("no-such-campaign.json");
     let _other = FolderLock::acquire(&fresh.out, Folder::List, Some("campaign run")).unwrap();
-    assert!(campaign::run(&fresh).is_err());
+    let e = campaign::run(&fresh).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("is in use by another campaign command"), "{e}");
     assert!(!fresh.out.exists(), "a refused run made its folder");
     drop(holder);
     campaign::run(&cfg).unwrap();

@@ -86,6 +86,14 @@ fn scanned<T>(
             ),
         });
     }
+    // Before anything loads, so a second run into the folder is refused at once (the lock lies
+    // beside the folder: a refused run makes none); held to the end.
+    let doing = part.map_or("campaign run".to_string(), |p| {
+        format!("campaign run --shard {}/{}", p.index, p.count)
+    });
+    let _out = super::placing::lock(&cfg.out, &doing)?;
+    // Said before the load, which takes a while on a large base.
+    history_folder(cfg)?;
     let spec = match spec::load(&cfg.campaign) {
         Ok(spec) => spec,
         // Every fault in one round, as `campaign check` lists them: the file's and, where the
@@ -116,11 +124,6 @@ fn scanned<T>(
     // A model's sales cap can leave a customer room for fewer offers, as a frequency cap can.
     let sales_capped = run.plans.iter().any(|p| p.sales.contains(&true));
     let limits = allocation_limits(&spec, run.models[0], &run.offer_ids, &used, sales_capped);
-    // Before the scan, so a second run into the folder is refused at once; held to the end.
-    let doing = part.map_or("campaign run".to_string(), |p| {
-        format!("campaign run --shard {}/{}", p.index, p.count)
-    });
-    let _out = super::placing::lock(&cfg.out, &doing)?;
     let scan = run.scan(&past, &suppressed.ids, &limits, part, cfg.progress_bar);
     let info = run.info(&limits, &used, suppressed.crc, past.id);
     let t = Instant::now();
@@ -282,13 +285,8 @@ impl<'a> Run<'a> {
             );
         }
         let now_ms = self.now_ms;
+        history_folder(cfg)?;
         let mut past = match &cfg.data_dir {
-            Some(dir) if !dir.is_dir() && cfg.fleet.is_none() => {
-                return Err(CampaignError::NoHistory(dir.clone()))
-            }
-            Some(dir) if cfg.fleet.is_none() && !is_data_dir(dir) => {
-                return Err(CampaignError::NotDataDir(dir.clone()))
-            }
             Some(dir) => history::PastContacts::read(dir, &counting, now_ms)?,
             None => history::PastContacts::empty(&counting),
         };
@@ -583,6 +581,20 @@ fn with_progress<T: Send>(total: u64, bar: bool, work: impl FnOnce(&AtomicU64) -
         let _finish = Finish(&finished);
         work(&done)
     })
+}
+
+/// Refuses a `--data-dir` that is no data folder (without a fleet to read the history from):
+/// a run without the contact history would contact everyone the caps and policies hold back.
+fn history_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
+    match &cfg.data_dir {
+        Some(dir) if cfg.fleet.is_none() && !dir.is_dir() => {
+            Err(CampaignError::NoHistory(dir.clone()))
+        }
+        Some(dir) if cfg.fleet.is_none() && !is_data_dir(dir) => {
+            Err(CampaignError::NotDataDir(dir.clone()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A server's data folder (its lock or a log segment), or an empty one (no history on purpose).
