@@ -100,19 +100,9 @@ pub fn publish_features(source: &Path, store: &Path, every: Option<u64>) -> anyh
     let Some(secs) = every else {
         return publish();
     };
-    // The change time too (a rename sets it, and nobody can set it back): a new file renamed
-    // over the source with the same size and time (`cp -p`, `rsync -t`), even one given the old
-    // file's freed inode, is a new snapshot.
-    let stamp = || {
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::metadata(source).ok().map(|m| {
-            (
-                (m.dev(), m.ino(), m.len()),
-                m.modified().ok(),
-                (m.ctime(), m.ctime_nsec()),
-            )
-        })
-    };
+    // The change time too: a new file renamed over the source with the same size and time
+    // (`cp -p`, `rsync -t`), even one given the old file's freed inode, is a new snapshot.
+    let stamp = || nextbest::files::stamp(source);
     let mut published = None;
     if stamp().is_none() {
         tracing::info!(source = %source.display(), every_s = secs, "waiting for the source to appear");

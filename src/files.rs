@@ -52,6 +52,47 @@ pub fn read_regular_text(path: &Path, limit: u64) -> std::io::Result<String> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// What changes when a file is written, or another is renamed over it: its device and inode,
+/// length, modification time, and change time (a rename sets it, and nobody can set it back, so
+/// a file copied with the old one's size and time, `cp -p`, is told apart). For a folder, its
+/// own and every entry's, by name. `None` when it cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp(Vec<(std::ffi::OsString, FileStamp)>);
+
+type FileStamp = ((u64, u64, u64), Option<std::time::SystemTime>, (i64, i64));
+
+/// The [`Stamp`] of `path` now (following symbolic links).
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let of = |m: &std::fs::Metadata| -> FileStamp {
+        (
+            (m.dev(), m.ino(), m.len()),
+            m.modified().ok(),
+            (m.ctime(), m.ctime_nsec()),
+        )
+    };
+    let m = std::fs::metadata(path).ok()?;
+    let mut all = vec![(std::ffi::OsString::new(), of(&m))];
+    if m.is_dir() {
+        for e in std::fs::read_dir(path).ok()? {
+            let e = e.ok()?;
+            let m = std::fs::metadata(e.path()).ok()?;
+            all.push((e.file_name(), of(&m)));
+        }
+        all.sort();
+    }
+    Some(Stamp(all))
+}
+
+/// Runs `read` on `path` and says whether the file (or folder) stayed as it was meanwhile:
+/// what was read is then one state of it, not a mix of an old and a new one.
+pub fn read_unchanged<T>(path: &Path, read: impl FnOnce() -> T) -> (T, bool) {
+    let before = stamp(path);
+    let got = read();
+    let same = before.is_some() && stamp(path) == before;
+    (got, same)
+}
+
 fn not_a_file(kind: std::fs::FileType) -> std::io::Error {
     use std::os::unix::fs::FileTypeExt as _;
     let what = if kind.is_dir() {
@@ -104,5 +145,53 @@ mod tests {
             "not a regular file (a FIFO)"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A file written in place, replaced by a rename (even with the same length and time, as
+    /// `cp -p` leaves them), or a folder that gains a part while it is read is told apart; a
+    /// file read alone is not.
+    #[test]
+    fn a_file_changed_while_it_is_read_is_told() {
+        let dir = std::env::temp_dir().join(format!("nb-stamp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.csv");
+        std::fs::write(&file, "customer_id,x\nC1,1\n").unwrap();
+        let read = || std::fs::read(&file).unwrap();
+        assert!(read_unchanged(&file, read).1, "nothing wrote it");
+        let in_place = || {
+            let got = read();
+            std::fs::write(&file, "customer_id,x\nC1,2\n").unwrap();
+            got
+        };
+        assert!(!read_unchanged(&file, in_place).1, "written in place");
+        let renamed = || {
+            let got = read();
+            let beside = dir.join(".f.tmp");
+            std::fs::write(&beside, "customer_id,x\nC1,3\n").unwrap();
+            let old = std::fs::metadata(&file).unwrap().modified().unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&beside)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            std::fs::rename(&beside, &file).unwrap();
+            got
+        };
+        assert!(
+            !read_unchanged(&file, renamed).1,
+            "renamed over, same size and time"
+        );
+        let parts = dir.join("parts");
+        std::fs::create_dir_all(&parts).unwrap();
+        std::fs::write(parts.join("a.parquet"), "x").unwrap();
+        let grown = || std::fs::write(parts.join("b.parquet"), "y").unwrap();
+        assert!(!read_unchanged(&parts, grown).1, "a part came");
+        assert!(
+            !read_unchanged(&dir.join("none"), || ()).1,
+            "no file: no state read"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

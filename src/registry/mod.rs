@@ -40,9 +40,17 @@ pub use record::{
 };
 pub use set::{load_challenger, ModelSet, Snapshot};
 
-use crate::features::{FeatureStore, NullWords, SnapshotStore};
+use crate::features::{FeatureError, FeatureStore, NullWords, SnapshotStore};
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
 use set::Source;
+
+/// Reads of a snapshot file that keeps changing while it is read, before it is refused.
+const READS_OF_A_CHANGING_FILE: usize = 3;
+
+/// Why a snapshot whose file changed while it was read is refused.
+pub const CHANGED_WHILE_READ: &str = "the file changed while it was read (a writer still at \
+    work, or new files renamed over it), three times: the snapshot serving is unchanged; load it \
+    again once the new file is whole (write it beside its place, then rename it over)";
 
 /// What a committed change did.
 #[derive(Debug, Clone)]
@@ -339,9 +347,31 @@ impl Registry {
                 crate::contact::Clock::system().now(),
             ))
         };
-        let open = |path: &Path| {
+        // A snapshot and its version, read from one state of the file: one written or
+        // replaced while it was read is read again (a new file renamed over it is then read
+        // whole), and refused after three tries: its checksum would name the new file while the
+        // values are the old one's, or a mix of both. A mapped store's entry was copied and
+        // checked whole, its version with it.
+        let open = |path: &Path| -> Result<(FeatureStore, Option<FeatureVersion>), RegistryError> {
             let (store, nulls) = (self.config.snapshot_store.as_ref(), &self.config.null_words);
-            FeatureStore::open_with(path, store, nulls)?.with_customers(path)
+            for _ in 0..READS_OF_A_CHANGING_FILE {
+                let (read, unchanged) = crate::files::read_unchanged(path, || {
+                    let opened =
+                        FeatureStore::open_with(path, store, nulls)?.with_customers(path)?;
+                    let version = version(path, &opened);
+                    Ok::<_, FeatureError>((opened, version))
+                });
+                let mapped = matches!(&read, Ok((s, _)) if s.file_crc().is_some());
+                if unchanged || mapped {
+                    return Ok(read?);
+                }
+                tracing::info!(path = %path.display(), "the snapshot file changed while it was read: reading it again");
+            }
+            Err(FeatureError::Format {
+                path: path.to_owned(),
+                detail: CHANGED_WHILE_READ.into(),
+            }
+            .into())
         };
         Ok(Some(match change {
             Change::FromDisk => {
@@ -351,10 +381,10 @@ impl Registry {
                     .ok_or(RegistryError::NoPath("features"))?;
                 let models_path = self.models_path()?;
                 let started = Instant::now();
-                let store = Arc::new(open(&features_path)?);
+                let (store, feature_version) = open(&features_path)?;
+                let store = Arc::new(store);
                 let serving = current.features.as_deref();
                 let set = set::build_from_disk(&models_path, &store, serving, limits)?;
-                let feature_version = version(&features_path, &store);
                 w.features_path = Some(features_path);
                 // The same models again (a SIGHUP for the snapshot): no new version, so a
                 // rollback still goes back to the one before.
@@ -435,7 +465,8 @@ impl Registry {
                     .or_else(|| w.features_path.clone())
                     .ok_or(RegistryError::NoPath("features"))?;
                 let started = Instant::now();
-                let store = Arc::new(open(&path)?);
+                let (store, feature_version) = open(&path)?;
+                let store = Arc::new(store);
                 let models = match &active {
                     Some(active) => Some(Arc::new(
                         set::rebuild_for_snapshot(Source::of(active), &store, limits).map_err(
@@ -449,7 +480,6 @@ impl Registry {
                     )),
                     None => None,
                 };
-                let feature_version = version(&path, &store);
                 w.features_path = Some(path);
                 Plan {
                     models,
