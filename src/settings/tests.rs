@@ -574,3 +574,36 @@ fn an_admin_token_with_white_space_around_it_is_refused_unshown() {
     }
     check(&["--admin-token", "s3cret token inside"]).unwrap();
 }
+
+/// What the server writes for itself (the event log, the decision log) may not be the models
+/// folder or inside it, however the paths are written: a model published by replacing the
+/// folder (`rm -rf models && cp -r new models`) took the event log with it. Beside it is fine.
+#[test]
+fn the_data_and_decision_log_folders_are_not_in_the_models_folder() {
+    let dir = std::env::temp_dir().join(format!("nb-settings-models-{}", std::process::id()));
+    let models = dir.join("models");
+    std::fs::create_dir_all(models.join("data")).unwrap();
+    let m = models.display().to_string();
+    let inside = format!("{}/../models/data", models.display());
+    for (flag, value) in [
+        ("--data-dir", m.clone()),
+        ("--data-dir", inside.clone()),
+        ("--data-dir", format!("{m}/not-made-yet")),
+        ("--decision-log", format!("{m}/decisions")),
+    ] {
+        let e = refused(&["--models", &m, flag, &value]);
+        assert!(
+            e.starts_with(&format!(
+                "{flag} {value}: is the models folder {m} or inside it"
+            )),
+            "{e}"
+        );
+    }
+    let beside = dir.join("data").display().to_string();
+    assert!(check(&["--models", &m, "--data-dir", &beside]).is_ok());
+    // A model file named directly: its folder is the models folder.
+    let file = format!("{m}/model.json");
+    let e = refused(&["--models", &file, "--data-dir", &m]);
+    assert!(e.contains("is the models folder"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

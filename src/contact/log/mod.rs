@@ -86,6 +86,15 @@ pub enum LogError {
     /// The writer thread has stopped (the server is shutting down).
     #[error("the event log writer has stopped")]
     Closed,
+    /// The segment being written was removed under the server.
+    #[error(
+        "the event log {} was removed under this server (its data folder deleted or replaced): \
+         events are refused until the server is restarted on a data folder of its own", .path.display()
+    )]
+    Removed {
+        /// The segment.
+        path: PathBuf,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {

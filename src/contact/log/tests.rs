@@ -420,3 +420,31 @@ async fn failed_roll_overs_and_writes_recover_once_space_returns() {
         (0, 0)
     );
 }
+
+/// A data folder deleted under a running server (`rm -rf`, a folder replaced): the events
+/// written into the unlinked segment would be gone at the next start, so that batch is refused
+/// and so is every later one, even once a folder of that name is back (its lock went with the
+/// old one: another process may hold the new one).
+#[tokio::test]
+async fn a_segment_removed_under_the_writer_refuses_every_batch_from_then() {
+    let dir = TempDir::new("removed");
+    let w = LogWriter::start(
+        config(&dir.0, FsyncPolicy::Always, 1 << 20),
+        Vec::new(),
+        Clock::system(),
+        Box::new(Counting::default()),
+    )
+    .unwrap();
+    send_one(&w, 0, 1).await.unwrap();
+    std::fs::remove_dir_all(&dir.0).unwrap();
+    let e = send_one(&w, 1, 1).await.unwrap_err().to_string();
+    assert!(
+        e.contains("was removed under this server (its data folder deleted or replaced)"),
+        "{e}"
+    );
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let e = send_one(&w, 2, 1).await.unwrap_err().to_string();
+    assert!(e.contains("was removed under this server"), "{e}");
+    w.close();
+    assert!(list_segments(&dir.0).unwrap().is_empty(), "{e}");
+}

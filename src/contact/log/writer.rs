@@ -15,6 +15,7 @@
 
 use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -221,6 +222,9 @@ struct Writer {
     last_sync: Instant,
     /// A failure episode is under way (logged once when it starts and once when it ends).
     failing: bool,
+    /// The segment written was unlinked under the writer (its data folder deleted): nothing
+    /// written from then on would be read again, so nothing more is taken.
+    removed: Option<PathBuf>,
     /// Wall clock minus monotonic time at start: a change means the wall clock jumped.
     wall_offset_ms: i64,
     started: Instant,
@@ -248,6 +252,7 @@ impl Writer {
             dirty: false,
             last_sync: started,
             failing: false,
+            removed: None,
             started,
             retention_waiting: false,
         };
@@ -330,6 +335,9 @@ impl Writer {
     }
 
     fn try_write_group(&mut self, group: &[Batch], buf: &mut Vec<u8>) -> Result<(), LogError> {
+        if let Some(path) = &self.removed {
+            return Err(LogError::Removed { path: path.clone() });
+        }
         if self.broken || self.file.is_none() || self.len >= self.config.segment_bytes {
             self.rotate()?;
         }
@@ -356,6 +364,13 @@ impl Writer {
             let _ = file.set_len(self.len);
             self.broken = true;
             return Err(io_err(&path)(e));
+        }
+        // A segment no name leads to any more (`rm -rf` of the data folder, a folder replaced)
+        // would take these events and lose them at the next start; one `fstat` a group says so.
+        if file.metadata().is_ok_and(|m| m.nlink() == 0) {
+            self.stats.errors.fetch_add(1, Relaxed);
+            self.removed = Some(path.clone());
+            return Err(LogError::Removed { path });
         }
         self.len += buf.len() as u64;
         if let Some(s) = self.segments.last_mut() {
