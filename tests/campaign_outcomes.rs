@@ -485,11 +485,13 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     );
     assert!(!Path::new(&typo).exists());
     let n = summary.selected;
+    // The line names the list it recorded: a rerun into the folder would be another.
+    let list = format!("{} run at {}", summary.campaign, summary.run_at);
     commit(&format!(
-        "committed {n} contacts to the event log in {data_s}: {n} recorded now, 0 already recorded"
+        "committed {n} contacts of {list} to the event log in {data_s}: {n} recorded now, 0 already recorded"
     ));
     commit(&format!(
-        "committed {n} contacts to the event log in {data_s}: 0 recorded now, {n} already recorded"
+        "committed {n} contacts of {list} to the event log in {data_s}: 0 recorded now, {n} already recorded"
     ));
 
     // Without a server, the default path says what to do.
@@ -502,6 +504,35 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     ]);
     assert!(!c.status.success());
     assert!(String::from_utf8_lossy(&c.stderr).contains("--direct"));
+
+    // A run into the folder of a committed list replaces it, saying what goes with it.
+    let again = |now: &str| {
+        let run = nextbest(&[
+            "campaign",
+            "run",
+            "models/campaigns/demo_sms.json",
+            "--out",
+            out_s,
+            "--data-dir",
+            data_s,
+            "--now",
+            now,
+        ]);
+        assert!(run.status.success());
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let said = again("2026-12-02T08:00:00Z");
+    assert!(
+        said.contains("this run replaces a list that was committed (")
+            && said.contains("give each send a folder of its own"),
+        "{said}"
+    );
+    // That list was never committed: replacing it is said of nothing.
+    let said = again("2026-12-02T09:00:00Z");
+    assert!(
+        !said.contains("replaces a list that was committed"),
+        "{said}"
+    );
 
     // A bad file: non-zero exit, every fault printed as `file: path: message`.
     let bad = tmp.0.join("bad.json");

@@ -293,8 +293,8 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                 Target::Server { url, .. } => url.clone(),
             };
             println!(
-                "committed {} contacts to {into}: {} recorded now, {} already recorded",
-                done.events, done.accepted, done.duplicates
+                "committed {} contacts of {} to {into}: {} recorded now, {} already recorded",
+                done.events, done.list, done.accepted, done.duplicates
             );
             if let Some(until) = done.planned_until_ms {
                 tracing::warn!(

@@ -150,6 +150,15 @@ impl Journal {
     }
 }
 
+/// How much of the list now in `dir` a commit recorded (into the place that got most), and
+/// its contacts; `None` when no commit of this list is on record.
+pub fn recorded(dir: &Path) -> Option<(u64, u64)> {
+    let crc = crc32fast::hash(&std::fs::read(dir.join(LIST_CSV)).ok()?);
+    let bytes = std::fs::read(dir.join(JOURNAL)).ok()?;
+    let j: Journal = serde_json::from_slice(&bytes).ok()?;
+    (j.list_crc32 == crc && j.recorded > 0).then_some((j.recorded, j.events))
+}
+
 /// Where the events go.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -185,8 +194,11 @@ impl Target {
 }
 
 /// What a commit did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Committed {
+    /// The list committed: its campaign and when it was run (`run_at`), as its summary says,
+    /// so a commit names which list it recorded.
+    pub list: String,
     /// Contacts in the list.
     pub events: u64,
     /// Recorded now.
@@ -359,6 +371,7 @@ pub fn commit_with(
         .filter(|&t| t > now_ms)
         .collect();
     let mut done = Committed {
+        list: format!("{} run at {}", summary.campaign, summary.run_at),
         events: total,
         duplicates: skip,
         ahead: ahead.len() as u64,

@@ -227,6 +227,12 @@ pub fn finish_in_place(
             tally.ends_before_send
         );
     }
+    if let Some((recorded, events)) = super::commit::recorded(out) {
+        tracing::warn!(
+            out = %out.display(),
+            "this run replaces a list that was committed ({recorded} of its {events} contacts recorded): its targets go with it, so `campaign report` can no longer measure that send; give each send a folder of its own"
+        );
+    }
     let name = out
         .file_name()
         .map_or("list".into(), |n| n.to_string_lossy());
