@@ -433,15 +433,19 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     let data = tmp.0.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let (out_s, data_s) = (out.to_str().unwrap(), data.to_str().unwrap());
-    let run = nextbest(&[
-        "campaign",
-        "run",
-        "models/campaigns/demo_sms.json",
-        "--out",
-        out_s,
-        "--data-dir",
-        data_s,
-    ]);
+    let run_demo = |more: &[&str]| {
+        let run = [
+            "campaign",
+            "run",
+            "models/campaigns/demo_sms.json",
+            "--out",
+            out_s,
+            "--data-dir",
+            data_s,
+        ];
+        nextbest(&[&run[..], more].concat())
+    };
+    let run = run_demo(&[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -507,17 +511,7 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
 
     // A run into the folder of a committed list replaces it, saying what goes with it.
     let again = |now: &str| {
-        let run = nextbest(&[
-            "campaign",
-            "run",
-            "models/campaigns/demo_sms.json",
-            "--out",
-            out_s,
-            "--data-dir",
-            data_s,
-            "--now",
-            now,
-        ]);
+        let run = run_demo(&["--now", now]);
         assert!(run.status.success());
         String::from_utf8_lossy(&run.stderr).into_owned()
     };
