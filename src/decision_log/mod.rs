@@ -546,10 +546,14 @@ fn create(dir: &Path, seq: u64) -> std::io::Result<std::fs::File> {
 }
 
 fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats, run: &str, sample: f64) {
-    let mut failing = false;
     let mut batch = Vec::with_capacity(256);
     let mut last = Skips::default();
-    let mut drops = |files: &mut Files, stats: &Stats| {
+    // Samples buffered since the last flush that went through: counted written once flushed.
+    // A failed flush keeps its bytes for the next one, so it loses no sample by itself; what
+    // is still buffered when the writer stops on a failing disk is counted as failed.
+    let mut unflushed = 0u64;
+    let mut trouble = Trouble::default();
+    let mut drops = |files: &mut Files, stats: &Stats, trouble: &mut Trouble| {
         let skips = stats.skips();
         if skips != last {
             last = skips;
@@ -558,12 +562,13 @@ fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats, run: &str
                 sample,
                 skips,
             };
-            if files.line(&record).is_err() {
-                stats.errors.fetch_add(1, Relaxed);
+            if let Err(e) = files.line(&record) {
+                trouble.failed(&e);
             }
         }
     };
-    while let Ok(first) = rx.recv() {
+    loop {
+        let Ok(first) = rx.recv() else { break };
         // What else is waiting goes out with it, then one flush: the files are current
         // within a moment without a write call per sample under load.
         batch.push(first);
@@ -580,30 +585,60 @@ fn write_loop(rx: Receiver<Pending>, files: &mut Files, stats: &Stats, run: &str
                 break;
             }
             match files.write(&p) {
-                Ok(()) => {
-                    stats.written.fetch_add(1, Relaxed);
-                    failing = false;
-                }
+                Ok(()) => unflushed += 1,
                 Err(e) => {
                     stats.errors.fetch_add(1, Relaxed);
-                    if !failing {
-                        tracing::warn!(error = %e, "decision log write failed; samples are lost until it works again");
-                    }
-                    failing = true;
+                    trouble.failed(&e);
                 }
             }
         }
-        drops(files, stats);
-        if let Err(e) = files.out.flush() {
-            stats.errors.fetch_add(1, Relaxed);
-            tracing::warn!(error = %e, "decision log flush failed");
+        drops(files, stats, &mut trouble);
+        match files.out.flush() {
+            Ok(()) => {
+                stats
+                    .written
+                    .fetch_add(std::mem::take(&mut unflushed), Relaxed);
+                trouble.cleared();
+            }
+            Err(e) => trouble.failed(&e),
         }
         if stop {
-            return;
+            break;
         }
     }
-    drops(files, stats);
-    let _ = files.out.flush();
+    drops(files, stats, &mut trouble);
+    match files.out.flush() {
+        Ok(()) => {
+            stats.written.fetch_add(unflushed, Relaxed);
+        }
+        Err(e) => {
+            stats.errors.fetch_add(unflushed, Relaxed);
+            tracing::warn!(error = %e, samples = unflushed, "decision log: the last samples could not be written as the writer stopped");
+        }
+    }
+}
+
+/// A run of failing writes: said once when it starts, with the first error, and once when a
+/// flush goes through again (a full disk would otherwise log a line per batch).
+#[derive(Default)]
+struct Trouble {
+    failing: bool,
+}
+
+impl Trouble {
+    fn failed(&mut self, e: &std::io::Error) {
+        if !self.failing {
+            self.failing = true;
+            tracing::warn!(error = %e, "decision log writes are failing; samples that cannot be written are counted as write_failed until it works again");
+        }
+    }
+
+    fn cleared(&mut self) {
+        if self.failing {
+            self.failing = false;
+            tracing::info!("decision log writes succeed again");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -156,3 +156,63 @@ fn a_second_writer_of_one_folder_is_refused_naming_the_first() {
     DecisionLog::start(config).unwrap().close();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// On a full disk (`/dev/full`) every sample is counted once, as written or as failed, never
+/// per failed flush (a full store counted 660 failures for 401 decisions, logging a line per
+/// flush): a failed flush keeps its bytes, and what is still buffered when the writer stops
+/// is counted as failed.
+#[test]
+fn a_full_disk_counts_each_sample_once() {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let registry = crate::registry::Registry::new(crate::registry::RegistryConfig {
+        models_path: Some(models.clone()),
+        features_path: Some(models.join("features.csv")),
+        history_len: 1,
+        ..Default::default()
+    });
+    registry.reload_from_disk().unwrap();
+    let snapshot = arc_swap::Guard::into_inner(registry.load());
+    let req = Request {
+        customer_id: Some("C0000001"),
+        channel: "web",
+        placement: "home_hero",
+        ..Default::default()
+    };
+    let pending = |i: u128| Pending {
+        snapshot: snapshot.clone(),
+        learnt: Arc::default(),
+        history: None,
+        variant: Variant::Champion,
+        now_ms: 1,
+        decision_id: ulid::Ulid(i),
+        request: LoggedRequest::of(&req, None),
+        fallback: None,
+        ranked: Vec::new(),
+    };
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full, which every Linux has");
+    let mut files = Files {
+        dir: std::env::temp_dir(),
+        file_bytes: 1 << 30,
+        max_files: 1,
+        seq: 0,
+        out: std::io::BufWriter::new(full),
+        bytes: 0,
+        models: Default::default(),
+        columns: Default::default(),
+        last_store: None,
+    };
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let n = 600;
+    for i in 0..n {
+        tx.send(pending(i)).unwrap();
+    }
+    tx.send(Pending::stop()).unwrap();
+    let stats = Stats::default();
+    write_loop(rx, &mut files, &stats, "run", 1.0);
+    let skips = stats.skips();
+    assert_eq!(skips.written, 0, "{skips:?}");
+    assert_eq!(skips.write_failed, n as u64, "{skips:?}");
+}
