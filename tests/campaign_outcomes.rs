@@ -527,6 +527,25 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
         !said.contains("replaces a list that was committed"),
         "{said}"
     );
+    // A refusal that is no fault of the campaign file is its one line, not listed under it.
+    let held = nextbest::folder_lock::FolderLock::acquire(
+        &out,
+        nextbest::folder_lock::Folder::List,
+        Some("campaign run"),
+    )
+    .unwrap();
+    let refused = run_demo(&[]);
+    assert!(!refused.status.success());
+    let (listed, said) = (
+        String::from_utf8_lossy(&refused.stdout),
+        String::from_utf8_lossy(&refused.stderr),
+    );
+    assert!(!listed.contains("demo_sms.json"), "{listed}");
+    assert!(
+        said.contains("is in use by another campaign command"),
+        "{said}"
+    );
+    drop(held);
 
     // A bad file: non-zero exit, every fault printed as `file: path: message`.
     let bad = tmp.0.join("bad.json");

@@ -186,7 +186,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                     Ok(())
                 }
                 Err(e) => {
-                    for f in e.faults() {
+                    for f in e.listed_faults() {
                         println!("{}: {f}", file.display());
                     }
                     Err(e.into())
@@ -248,7 +248,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                         Ok(())
                     }
                     Err(e) => {
-                        for f in e.faults() {
+                        for f in e.listed_faults() {
                             println!("{}: {f}", a.file.display());
                         }
                         Err(e.into())
@@ -262,7 +262,7 @@ pub fn main(cmd: CampaignCmd) -> Result<(), CliError> {
                     Ok(())
                 }
                 Err(e) => {
-                    for f in e.faults() {
+                    for f in e.listed_faults() {
                         println!("{}: {f}", a.file.display());
                     }
                     Err(e.into())

@@ -229,6 +229,16 @@ pub enum CommitError {
     /// Writing the log directly failed.
     #[error("{0}")]
     Log(#[from] ContactError),
+    /// Writing the log directly failed part of the way.
+    #[error(
+        "{source}; {recorded} contacts were recorded before this batch: commit again to finish"
+    )]
+    Stopped {
+        /// Why.
+        source: ContactError,
+        /// Contacts recorded before it.
+        recorded: u64,
+    },
     /// `--direct` into a folder that does not exist: the contacts would go into a new, empty
     /// history no server or later run reads, and the customers be contacted again.
     #[error(
@@ -607,7 +617,14 @@ fn write_direct(
         .map_err(|e| CommitError::Server(format!("starting a runtime: {e}")))?;
     let result = rt.block_on(async {
         for chunk in events.chunks(MAX_BATCH_EVENTS) {
-            let got = contacts.ingest(chunk).await?;
+            // As the HTTP path says it: how far the commit got, and that a rerun finishes it.
+            let got = contacts
+                .ingest(chunk)
+                .await
+                .map_err(|source| CommitError::Stopped {
+                    source,
+                    recorded: done.accepted + done.duplicates,
+                })?;
             done.accepted += got.accepted as u64;
             done.duplicates += got.duplicates as u64;
             progress(chunk.len())?;

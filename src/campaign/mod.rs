@@ -127,6 +127,18 @@ impl CampaignError {
             }],
         }
     }
+
+    /// The faults listed one per line before the error's own line: those of the campaign file
+    /// and the model it is resolved against. Any other error (a folder in use, a data folder
+    /// that is none, a disk) is its own one line, not a fault of the campaign file.
+    pub fn listed_faults(&self) -> Vec<Fault> {
+        match self {
+            CampaignError::Spec(_) | CampaignError::Load(_) | CampaignError::Plan(_) => {
+                self.faults()
+            }
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Checks a campaign file; with a model (and optionally a snapshot, read with the words it
