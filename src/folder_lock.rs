@@ -39,6 +39,9 @@ impl Folder {
             Folder::Data => dir.join(LOCK_FILE),
             Folder::DecisionLog => dir.join(DECISION_LOG_LOCK_FILE),
             Folder::List => {
+                // One file however the folder is named (`.`, a symbolic link, a full path),
+                // once it exists.
+                let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
                 let name = dir
                     .file_name()
                     .map_or("list".into(), |n| n.to_string_lossy());

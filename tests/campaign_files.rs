@@ -695,6 +695,17 @@ fn a_second_command_on_a_list_folder_is_refused_naming_the_first() {
     let direct = Target::Direct {
         data_dir: base.path("data"),
     };
+    // The folder named otherwise (through a symbolic link) is the same folder.
+    let link = base.path("list-link");
+    std::os::unix::fs::symlink(&cfg.out, &link).unwrap();
+    let through_link = commit::commit(&link, &direct, NOW + HOUR)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        through_link.contains("is in use by another campaign command"),
+        "{through_link}"
+    );
     let refusals = [
         campaign::run(&cfg).map(|_| ()).unwrap_err().to_string(),
         campaign::run_shard(&cfg, campaign::select::Shard { index: 0, count: 2 })
@@ -732,10 +743,11 @@ fn a_second_command_on_a_list_folder_is_refused_naming_the_first() {
         .collect();
     let e = campaign::merge(&shards, &cfg.out).unwrap_err().to_string();
     assert!(e.starts_with(&held), "{e}");
-    // The lock is taken before anything loads (a campaign that is not there: what is said is
-    // the lock, so it came first), and lies beside the folder: a refused run makes none.
+    // The lock is taken before the model and snapshot load (a snapshot that is not there: what
+    // is said is the lock, so it came first), and lies beside the folder: a refused run makes
+    // none.
     let mut fresh = base.config(&file, "fresh", NOW + HOUR);
-    fresh.campaign = base.path("no-such-campaign.json");
+    fresh.features = base.path("no-such-features.csv");
     let _other = FolderLock::acquire(&fresh.out, Folder::List, Some("campaign run")).unwrap();
     let e = campaign::run(&fresh).map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("is in use by another campaign command"), "{e}");

@@ -86,14 +86,6 @@ fn scanned<T>(
             ),
         });
     }
-    // Before anything loads, so a second run into the folder is refused at once (the lock lies
-    // beside the folder: a refused run makes none); held to the end.
-    let doing = part.map_or("campaign run".to_string(), |p| {
-        format!("campaign run --shard {}/{}", p.index, p.count)
-    });
-    let _out = super::placing::lock(&cfg.out, &doing)?;
-    // Said before the load, which takes a while on a large base.
-    history_folder(cfg)?;
     let spec = match spec::load(&cfg.campaign) {
         Ok(spec) => spec,
         // Every fault in one round, as `campaign check` lists them: the file's and, where the
@@ -108,6 +100,14 @@ fn scanned<T>(
         }
         Err(e) => return Err(e.into()),
     };
+    // Said before the load, which takes a while on a large base.
+    history_folder(cfg)?;
+    // Before the load too, so a second run into the folder is refused at once, and once the
+    // quick checks passed (it makes the folder the lock lies in); held to the end.
+    let doing = part.map_or("campaign run".to_string(), |p| {
+        format!("campaign run --shard {}/{}", p.index, p.count)
+    });
+    let _out = super::placing::lock(&cfg.out, &doing)?;
     let snap = load_snapshot(cfg)?;
     let run = Run::prepare(&spec, &snap, cfg.now_ms)?;
     tracing::info!(

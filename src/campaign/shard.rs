@@ -462,7 +462,6 @@ fn first_difference(
 /// Checks that `dirs` are every shard of one run, once each, and joins them into a list in
 /// `out`, exactly as a one-machine run of the same inputs writes it.
 pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
-    let _out = super::placing::lock(out, "campaign merge")?;
     let shards = dirs
         .iter()
         .map(|d| read_header(d))
@@ -507,6 +506,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Summary, CampaignError> {
         .into());
     }
 
+    // Once the shards' headers agree (it makes the folder the lock lies in); held to the end.
+    let _out = super::placing::lock(out, "campaign merge")?;
     let mut tally = Tally::default();
     let mut pairs = Vec::new();
     let mut ids = HashMap::new();
