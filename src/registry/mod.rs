@@ -40,17 +40,9 @@ pub use record::{
 };
 pub use set::{load_challenger, ModelSet, Snapshot};
 
-use crate::features::{FeatureError, FeatureStore, NullWords, SnapshotStore};
+use crate::features::{FeatureStore, NullWords, SnapshotStore};
 use crate::model::{self, Fault, Limits, LoadedModel, ModelError};
 use set::Source;
-
-/// Reads of a snapshot file that keeps changing while it is read, before it is refused.
-const READS_OF_A_CHANGING_FILE: usize = 3;
-
-/// Why a snapshot whose file changed while it was read is refused.
-pub const CHANGED_WHILE_READ: &str = "the file changed while it was read (a writer still at \
-    work, or new files renamed over it), three times: the snapshot serving is unchanged; load it \
-    again once the new file is whole (write it beside its place, then rename it over)";
 
 /// What a committed change did.
 #[derive(Debug, Clone)]
@@ -347,31 +339,9 @@ impl Registry {
                 crate::contact::Clock::system().now(),
             ))
         };
-        // A snapshot and its version, read from one state of the file: one written or
-        // replaced while it was read is read again (a new file renamed over it is then read
-        // whole), and refused after three tries: its checksum would name the new file while the
-        // values are the old one's, or a mix of both. A mapped store's entry was copied and
-        // checked whole, its version with it.
-        let open = |path: &Path| -> Result<(FeatureStore, Option<FeatureVersion>), RegistryError> {
+        let open = |path: &Path| {
             let (store, nulls) = (self.config.snapshot_store.as_ref(), &self.config.null_words);
-            for _ in 0..READS_OF_A_CHANGING_FILE {
-                let (read, unchanged) = crate::files::read_unchanged(path, || {
-                    let opened =
-                        FeatureStore::open_with(path, store, nulls)?.with_customers(path)?;
-                    let version = version(path, &opened);
-                    Ok::<_, FeatureError>((opened, version))
-                });
-                let mapped = matches!(&read, Ok((s, _)) if s.file_crc().is_some());
-                if unchanged || mapped {
-                    return Ok(read?);
-                }
-                tracing::info!(path = %path.display(), "the snapshot file changed while it was read: reading it again");
-            }
-            Err(FeatureError::Format {
-                path: path.to_owned(),
-                detail: CHANGED_WHILE_READ.into(),
-            }
-            .into())
+            record::read_snapshot(path, store, nulls)
         };
         Ok(Some(match change {
             Change::FromDisk => {

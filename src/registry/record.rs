@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::set::ModelSet;
-use crate::features::FeatureStore;
+use crate::features::{FeatureError, FeatureStore, NullWords, SnapshotStore};
 use crate::metrics::prom::{Collect, Exposition, Kind};
 
 /// One entry of the model history shown by the admin API: one change, as the audit trail
@@ -275,4 +275,39 @@ impl Collect for LoadCounters {
                 .sample(&[("result", "rejected")], self.rejected(part));
         }
     }
+}
+
+/// Reads of a snapshot file that keeps changing while it is read, before it is refused.
+const READS_OF_A_CHANGING_FILE: usize = 3;
+
+/// Why a snapshot whose file changed while it was read is refused.
+pub const CHANGED_WHILE_READ: &str = "the file changed while it was read (a writer still at \
+    work, or new files renamed over it), three times: the snapshot serving is unchanged; load it \
+    again once the new file is whole (write it beside its place, then rename it over)";
+
+/// A snapshot and its version, read from one state of the file: one written or replaced while
+/// it was read is read again (a new file renamed over it is then read whole), and refused after
+/// three tries: its checksum would name the new file while the values are the old one's, or a
+/// mix of both. A mapped store's entry was copied and checked whole, its version with it.
+pub(super) fn read_snapshot(
+    path: &Path,
+    store: Option<&SnapshotStore>,
+    nulls: &NullWords,
+) -> Result<(FeatureStore, Option<FeatureVersion>), FeatureError> {
+    for _ in 0..READS_OF_A_CHANGING_FILE {
+        let (read, unchanged) = crate::files::read_unchanged(path, || {
+            let opened = FeatureStore::open_with(path, store, nulls)?.with_customers(path)?;
+            let version = FeatureVersion::of(path, &opened, crate::contact::Clock::system().now());
+            Ok::<_, FeatureError>((opened, Some(version)))
+        });
+        let mapped = matches!(&read, Ok((s, _)) if s.file_crc().is_some());
+        if unchanged || mapped {
+            return read;
+        }
+        tracing::info!(path = %path.display(), "the snapshot file changed while it was read: reading it again");
+    }
+    Err(FeatureError::Format {
+        path: path.to_owned(),
+        detail: CHANGED_WHILE_READ.into(),
+    })
 }
