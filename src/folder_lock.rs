@@ -1,5 +1,5 @@
-//! One process at a time in a folder: an exclusive lock on a file inside it, held while the
-//! process works there. Two servers appending to one event log (or one deleting the other's
+//! One process at a time in a folder: an exclusive lock on a file in it (beside it, for a
+//! campaign's list), held while the process works there. Two servers appending to one event log (or one deleting the other's
 //! open segment at start) lose acknowledged events, and two campaign commands writing one list
 //! folder leave a list of one run beside the summary of the other; so the second refuses and
 //! names the holder.

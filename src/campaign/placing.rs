@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use super::output::{CONTROL_CSV, LIST_CSV, LIST_PARQUET, SUMMARY_JSON};
 use crate::folder_lock::{Folder, FolderLock, LockError};
 
 /// Takes the list folder `out` for `doing` (a run, a merge, a commit), making the folder it
@@ -21,8 +22,6 @@ pub fn lock(out: &Path, doing: &str) -> Result<FolderLock, LockError> {
     }
     FolderLock::acquire(out, Folder::List, Some(doing))
 }
-
-use super::output::{CONTROL_CSV, LIST_CSV, LIST_PARQUET, SUMMARY_JSON};
 
 /// Moves a list written in `tmp` into `out`, file by file with the summary last, and removes
 /// the list files of an earlier run that the new one does not have: `out` never holds a list

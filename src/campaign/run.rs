@@ -285,7 +285,6 @@ impl<'a> Run<'a> {
             );
         }
         let now_ms = self.now_ms;
-        history_folder(cfg)?;
         let mut past = match &cfg.data_dir {
             Some(dir) => history::PastContacts::read(dir, &counting, now_ms)?,
             None => history::PastContacts::empty(&counting),
