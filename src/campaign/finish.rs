@@ -239,7 +239,8 @@ pub fn finish_in_place(
     let tmp = out.with_file_name(format!(".{name}.writing-{}", std::process::id()));
     placing::remove_dead_writes(out, &name);
     let _ = std::fs::remove_dir_all(&tmp);
-    let done = finish(info, tally, candidates, customers, &tmp).and_then(|summary| {
+    let written = finish(info, tally, candidates, customers, &tmp).map_err(|e| e.not_placed(out));
+    let done = written.and_then(|summary| {
         placing::place(&tmp, out)
             .map(|()| summary)
             .map_err(|source| CampaignError::OutDir {

@@ -103,6 +103,17 @@ pub enum CampaignError {
     /// Another campaign command holds the output folder, or its lock could not be taken.
     #[error(transparent)]
     Lock(#[from] crate::folder_lock::LockError),
+    /// The list could not be written beside its folder (a full disk, a folder read-only).
+    #[error(
+        "{}: the list was not written ({source}); the list the folder held before, if any, is \
+         as it was", .out.display()
+    )]
+    NotPlaced {
+        /// The list's folder (`--out`).
+        out: PathBuf,
+        /// Why.
+        source: Box<CampaignError>,
+    },
     /// The output folder could not be made.
     #[error("output folder {path}: {source}")]
     OutDir {
@@ -125,6 +136,17 @@ impl CampaignError {
                 path: String::new(),
                 message: other.to_string(),
             }],
+        }
+    }
+
+    /// A failure to write the list beside `out`, said of `out` and of the list it keeps.
+    pub fn not_placed(self, out: &Path) -> Self {
+        match self {
+            CampaignError::Output(_) | CampaignError::OutDir { .. } => CampaignError::NotPlaced {
+                out: out.to_owned(),
+                source: Box::new(self),
+            },
+            other => other,
         }
     }
 
