@@ -641,8 +641,10 @@ fn a_run_replaces_the_folders_list_whole_or_not_at_all() {
     // Said of the list's folder, and of the list it keeps (not of the writer's folder alone).
     let e = campaign::run(&cfg).map(|_| ()).unwrap_err().to_string();
     assert!(
-        e.starts_with(&format!("{}: the list was not written (", cfg.out.display()))
-            && e.ends_with("the list the folder held before, if any, is as it was"),
+        e.starts_with(&format!(
+            "{}: the list was not written (",
+            cfg.out.display()
+        )) && e.ends_with("the list the folder held before, if any, is as it was"),
         "{e}"
     );
     for (f, bytes) in files.iter().zip(&before) {
