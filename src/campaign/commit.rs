@@ -57,13 +57,18 @@ impl Journal {
     /// The folder's record, if it is this list's; an error when a record is there but cannot
     /// be read (a damaged file: how far an earlier commit got is then unknown).
     fn read(path: &Path, list_crc32: u32, events: u64) -> Result<Option<Journal>, String> {
+        let j = Journal::load(path)?;
+        Ok(j.filter(|j| j.list_crc32 == list_crc32 && j.events == events))
+    }
+
+    /// The folder's record of whichever list; `None` when there is none.
+    fn load(path: &Path) -> Result<Option<Journal>, String> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
-        let j: Journal = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-        Ok((j.list_crc32 == list_crc32 && j.events == events).then_some(j))
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
     }
 
     /// Contacts recorded into `target` so far.
@@ -153,9 +158,8 @@ impl Journal {
 /// How much of the list now in `dir` a commit recorded (into the place that got most), and
 /// its contacts; `None` when no commit of this list is on record.
 pub fn recorded(dir: &Path) -> Option<(u64, u64)> {
+    let j = Journal::load(&dir.join(JOURNAL)).ok()??;
     let crc = crc32fast::hash(&std::fs::read(dir.join(LIST_CSV)).ok()?);
-    let bytes = std::fs::read(dir.join(JOURNAL)).ok()?;
-    let j: Journal = serde_json::from_slice(&bytes).ok()?;
     (j.list_crc32 == crc && j.recorded > 0).then_some((j.recorded, j.events))
 }
 

@@ -66,14 +66,15 @@ pub struct BodyUnread;
 
 impl From<crate::contact::ContactError> for ApiError {
     /// A batch the event log could not take: the client may retry it whole (nothing of it was
-    /// accepted); anything else is the server's fault.
+    /// accepted), unless the log was removed under the server (a retry cannot help); anything
+    /// else is the server's fault.
     fn from(e: crate::contact::ContactError) -> Self {
         use crate::contact::{log::LogError, ContactError};
         match e {
             ContactError::Log(LogError::Removed { .. }) => {
                 ApiError::Unavailable(format!("{e}; nothing was accepted"))
             }
-            crate::contact::ContactError::Log(_) => ApiError::Unavailable(format!(
+            ContactError::Log(_) => ApiError::Unavailable(format!(
                 "the events could not be made durable ({e}); nothing was accepted, retry the batch"
             )),
             other => ApiError::Internal(other.to_string()),
