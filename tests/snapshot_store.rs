@@ -507,3 +507,104 @@ fn the_load_line_counts_a_mapped_snapshot_by_its_map() {
     );
     assert!(v["bytes"].as_u64().unwrap() < 64 * 1024, "{line}");
 }
+
+/// The demo's snapshot compiled to `.nbf` beside the test's data, and a server on the demo's
+/// CSV (read into memory: the store is not touched at start) with `store` as its snapshot
+/// store, mounted for it alone by `server`.
+fn store_fault_server(
+    name: &str,
+    server: impl FnOnce(&Path, &Path, &Path) -> binary::Binary,
+) -> (binary::Process, PathBuf, PathBuf, TempDir) {
+    let models = TempModels::new(name);
+    let data = TempDir::new(&format!("{name}-data"));
+    let store = data.0.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let nbf = data.0.join("features.nbf");
+    let csv = FeatureStore::load(&models.dir.join("features.csv")).unwrap();
+    features::write_nbf(&csv, &nbf).unwrap();
+    let process = server(&store, &models.dir, &data.0.join("d"))
+        .arg("--snapshot-store")
+        .arg(&store)
+        .spawn();
+    (process, store, nbf, data)
+}
+
+/// What serves and how many snapshot loads were refused, from the admin listener.
+async fn serving(admin: std::net::SocketAddr) -> (String, String) {
+    let stats: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/admin/stats").await.body).unwrap();
+    let metrics = String::from_utf8(get(admin, "/metrics").await.body).unwrap();
+    let rejected = metrics
+        .lines()
+        .find(|l| l.starts_with("nextbest_feature_loads_total{result=\"rejected\"}"))
+        .unwrap_or("no rejected line")
+        .to_owned();
+    (stats["features"]["checksum"].to_string(), rejected)
+}
+
+/// A waiting reload of `nbf`, with what served before it.
+async fn reload(server: &binary::Process, nbf: &Path) -> (Resp, (String, String)) {
+    let before = serving(server.admin).await;
+    let body = json!({"path": nbf, "wait": true});
+    (
+        post_json(server.admin, "/admin/features/reload", &body).await,
+        before,
+    )
+}
+
+/// A store on a full disk: the file is sound and the server's storage is at fault, so a
+/// reload is answered 500 naming the store and its cause (not 422 `invalid_features`, which
+/// would send the data team to fix a good export), the serving snapshot stays, and the load
+/// counts as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_snapshot_store_answers_a_reload_with_500_naming_the_store() {
+    let (server, store, nbf, _data) = store_fault_server("full-store", |store, models, data| {
+        binary::Binary::with_small_disk(store, "64k", models, data)
+    });
+    let (r, before) = reload(&server, &nbf).await;
+    let detail = r.assert_error(500, "internal");
+    for needle in [
+        format!(
+            "the snapshot store {} could not take a copy",
+            store.display()
+        ),
+        "No space left on device".into(),
+        "the file is not at fault".into(),
+    ] {
+        assert!(detail.contains(&needle), "{needle} not in: {detail}");
+    }
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(body.get("faults").is_none(), "a refusal's fields: {body}");
+    let after = serving(server.admin).await;
+    assert_eq!(after.0, before.0, "the serving snapshot changed");
+    assert_eq!(
+        after.1, "nextbest_feature_loads_total{result=\"rejected\"} 1",
+        "the failed load is counted"
+    );
+}
+
+/// A store mounted read-only (a node's, which only its publisher writes): a reload of a file
+/// not in it is answered 409 `store_read_only` saying how to publish it, and no load counts as
+/// refused (the alert on refused snapshots stays quiet for a misdirected reload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_snapshot_store_answers_a_reload_with_409_saying_how_to_publish() {
+    let (server, store, nbf, _data) =
+        store_fault_server("ro-store-reload", |store, models, data| {
+            binary::Binary::with_read_only(store, models, data)
+        });
+    let (r, before) = reload(&server, &nbf).await;
+    let detail = r.assert_error(409, "store_read_only");
+    for needle in [
+        format!("the snapshot store {} cannot be written", store.display()),
+        "only a snapshot already in it loads here".into(),
+        "nextbest features publish".into(),
+    ] {
+        assert!(detail.contains(&needle), "{needle} not in: {detail}");
+    }
+    let after = serving(server.admin).await;
+    assert_eq!(after.0, before.0, "the serving snapshot changed");
+    assert_eq!(
+        after.1, "nextbest_feature_loads_total{result=\"rejected\"} 0",
+        "a misdirected reload is no refused load"
+    );
+}

@@ -49,6 +49,16 @@ pub enum FeatureError {
         /// Every fault found, listed or not.
         total: u64,
     },
+    /// The node's snapshot store could not take a copy of a sound snapshot: the server's storage
+    /// is at fault (full, read-only, not allowed), not the file, and the answer says so.
+    #[error("{}", store_message(store, source))]
+    Store {
+        /// The store's folder.
+        store: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The binary form is damaged or inconsistent.
     #[error("{path}: {detail}")]
     Format {
@@ -57,6 +67,32 @@ pub enum FeatureError {
         /// What is wrong.
         detail: String,
     },
+}
+
+/// Whether a write failed because the place cannot be written at all (a read-only mount, no
+/// permission), as against for now (a full disk).
+fn read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+fn store_message(store: &Path, source: &std::io::Error) -> String {
+    if read_only(source) {
+        format!(
+            "the snapshot store {} cannot be written ({source}): only a snapshot already in it \
+             loads here (its current.nbf); publish this one into the store (`nextbest features \
+             publish`, what the node's publisher runs)",
+            store.display()
+        )
+    } else {
+        format!(
+            "the snapshot store {} could not take a copy of the snapshot ({source}); the file is \
+             not at fault: make room there (or fix the store) and load it again",
+            store.display()
+        )
+    }
 }
 
 /// One wrong field or line of a CSV snapshot.
@@ -105,6 +141,15 @@ fn not_listed(listed: usize, total: u64) -> Option<String> {
 }
 
 impl FeatureError {
+    /// For a fault of the snapshot store rather than the file: whether the store cannot be
+    /// written at all (read-only, not allowed) rather than for now (full); `None` for the file's.
+    pub fn store_read_only(&self) -> Option<bool> {
+        match self {
+            FeatureError::Store { source, .. } => Some(read_only(source)),
+            _ => None,
+        }
+    }
+
     /// How many faults the source held, listed or not.
     pub fn total(&self) -> u64 {
         match self {
@@ -156,6 +201,9 @@ impl FeatureError {
             }
             FeatureError::Format { path, detail } => {
                 vec![(path.display().to_string(), detail.clone())]
+            }
+            FeatureError::Store { store, .. } => {
+                vec![(store.display().to_string(), self.to_string())]
             }
         }
     }

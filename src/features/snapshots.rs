@@ -189,7 +189,10 @@ impl SnapshotStore {
                 found: true,
             });
         }
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        std::fs::create_dir_all(&self.dir).map_err(|source| FeatureError::Store {
+            store: self.dir.clone(),
+            source,
+        })?;
         let tmp = self.dir.join(format!(
             ".{}.{}.{}.tmp",
             entry_name(crc, len),
@@ -198,24 +201,30 @@ impl SnapshotStore {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
         ));
+        let in_store = |source| FeatureError::Store {
+            store: self.dir.clone(),
+            source,
+        };
         let copied = (|| {
-            copy(source, &tmp)?;
+            copy(source, &tmp, &self.dir)?;
             // The copy keeps the source's time: a snapshot's age is its data's, the same on
             // every node whenever each one's publisher copied it.
             if let Ok(t) = std::fs::metadata(source).and_then(|m| m.modified()) {
                 std::fs::File::options()
                     .write(true)
-                    .open(&tmp)?
-                    .set_modified(t)?;
+                    .open(&tmp)
+                    .and_then(|f| f.set_modified(t))
+                    .map_err(in_store)?;
             }
-            let file = std::fs::File::open(&tmp)?;
+            let file = std::fs::File::open(&tmp).map_err(in_store)?;
             // Read-only, the store's owner's and group's whoever copied it (a manual publish
             // as root must not leave the replicas' user an entry it cannot map).
             use std::os::unix::fs::PermissionsExt as _;
             self.give_to_store(&file);
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440))?;
-            file.sync_all()?;
-            trailer(&tmp)
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440))
+                .and_then(|()| file.sync_all())
+                .map_err(in_store)?;
+            trailer(&tmp).map_err(in_store)
         })();
         match copied {
             Ok(found) if found == (crc, len) => Ok(Admitted {
@@ -231,26 +240,9 @@ impl SnapshotStore {
                     detail: "the file changed while it was copied into the snapshot store".into(),
                 })
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                let _ = std::fs::remove_file(&tmp);
-                Err(FeatureError::Format {
-                    path: source.to_owned(),
-                    detail: format!(
-                        "the snapshot store {} cannot be written ({e}): only a snapshot already \
-                         in it loads here (its current.nbf); publish this one into the store \
-                         (`nextbest features publish`, what the node's publisher runs)",
-                        self.dir.display()
-                    ),
-                })
-            }
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                Err(io(&self.dir)(e))
+                Err(e)
             }
         }
     }
@@ -300,8 +292,8 @@ impl SnapshotStore {
         if let Some(w) = rows_of(&published).and_then(|before| super::shrunk(before, customers)) {
             tracing::warn!(source = %source.display(), "{w}");
         }
-        let io = |source| FeatureError::Io {
-            path: self.dir.join(CURRENT),
+        let io = |source| FeatureError::Store {
+            store: self.dir.clone(),
             source,
         };
         let current = self.dir.join(CURRENT);
@@ -502,18 +494,27 @@ fn body_crc(path: &Path, len: u64) -> std::io::Result<u32> {
 /// Copies a file in 2 MiB writes, so the page cache can hold the copy in large folios that a
 /// map uses as huge pages (measured so on ext4; lookups on a map of a `std::fs::copy` copy
 /// measured 2.5 times slower: BENCHMARKS.md, issue 33).
-fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
+fn copy(from: &Path, to: &Path, store: &Path) -> Result<(), FeatureError> {
     use std::io::Write as _;
-    let mut src = std::fs::File::open(from)?;
+    let read = |source| FeatureError::Io {
+        path: from.to_owned(),
+        source,
+    };
+    let write = |source| FeatureError::Store {
+        store: store.to_owned(),
+        source,
+    };
+    let mut src = std::fs::File::open(from).map_err(read)?;
     let mut dst = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(to)?;
+        .open(to)
+        .map_err(write)?;
     let mut buf = vec![0u8; 2 << 20];
     loop {
         let mut filled = 0;
         while filled < buf.len() {
-            match src.read(&mut buf[filled..])? {
+            match src.read(&mut buf[filled..]).map_err(read)? {
                 0 => break,
                 n => filled += n,
             }
@@ -522,7 +523,7 @@ fn copy(from: &Path, to: &Path) -> std::io::Result<()> {
             drop_pages(from);
             return Ok(());
         }
-        dst.write_all(&buf[..filled])?;
+        dst.write_all(&buf[..filled]).map_err(write)?;
     }
 }
 

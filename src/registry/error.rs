@@ -99,6 +99,16 @@ impl RegistryError {
         }
     }
 
+    /// True when the change was refused for where it would be kept (a read-only models folder
+    /// or snapshot store), not for what it holds.
+    pub fn read_only(&self) -> bool {
+        match self {
+            RegistryError::ReadOnly { .. } => true,
+            RegistryError::Features(e) => e.store_read_only() == Some(true),
+            _ => false,
+        }
+    }
+
     /// The load counter a refusal counts in: feature faults in the features', the rest in
     /// the models'.
     pub fn part(&self) -> Part {

@@ -221,9 +221,9 @@ impl Registry {
                         (Part::Features, Some(p)) if !features_change => change::features_source(p),
                         _ => source,
                     };
-                    // A read-only folder refuses the admin change, not the model: no load
-                    // failed (NextbestModelRefused must not page for a valid upload).
-                    if !matches!(e, RegistryError::ReadOnly { .. }) {
+                    // A read-only folder or store refuses the admin change, not the model or
+                    // snapshot: no load failed (the refusal alerts must not page for it).
+                    if !e.read_only() {
                         self.loads.count(e.part(), false);
                     }
                     log_refusal(&e, &source, self.load().models.is_some());

@@ -132,6 +132,13 @@ impl ApiError {
                 | RegistryError::ReadOnly { .. },
             ) => StatusCode::CONFLICT,
             ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
+            ApiError::Refused(RegistryError::Features(e)) if e.store_read_only().is_some() => {
+                if e.store_read_only() == Some(true) {
+                    StatusCode::CONFLICT
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }
             ApiError::Refused(RegistryError::Persist { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -153,6 +160,13 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Refused(RegistryError::Model(_)) => "invalid_model",
+            ApiError::Refused(RegistryError::Features(e)) if e.store_read_only().is_some() => {
+                if e.store_read_only() == Some(true) {
+                    "store_read_only"
+                } else {
+                    "internal"
+                }
+            }
             ApiError::Refused(
                 RegistryError::Features(_) | RegistryError::FeaturesIncompatible(..),
             ) => "invalid_features",
@@ -224,6 +238,9 @@ impl ApiError {
     fn render(self) -> Response<Full<Bytes>> {
         let status = self.status();
         let body = match &self {
+            ApiError::Refused(RegistryError::Features(e)) if e.store_read_only().is_some() => {
+                serde_json::json!({"error": self.code(), "detail": self.to_string()})
+            }
             ApiError::Refused(
                 e @ (RegistryError::Model(_)
                 | RegistryError::FeaturesIncompatible(..)

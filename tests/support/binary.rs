@@ -40,9 +40,22 @@ impl Binary {
     /// As [`Binary::with_models`], with `dir` mounted read-only for the server alone (as
     /// [`Binary::read_only_models`] mounts the models folder).
     pub fn with_read_only(dir: &Path, models: &Path, data_dir: &Path) -> Self {
+        Binary::with_mount(r#"mount --bind -o ro "$1" "$1""#, dir, models, data_dir)
+    }
+
+    /// As [`Binary::with_models`], with a tmpfs of `size` (`64k`) mounted on `dir` for the
+    /// server alone: a disk that fills, as an operator's does.
+    pub fn with_small_disk(dir: &Path, size: &str, models: &Path, data_dir: &Path) -> Self {
+        let mount = format!(r#"mount -t tmpfs -o size={size} tmpfs "$1""#);
+        Binary::with_mount(&mount, dir, models, data_dir)
+    }
+
+    /// The server in a private mount namespace where `mount` (a shell command on `$1`, which
+    /// is `dir`) ran first.
+    fn with_mount(mount: &str, dir: &Path, models: &Path, data_dir: &Path) -> Self {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(r#"mount --bind -o ro "$1" "$1" && shift && exec "$@""#)
+            .arg(format!(r#"{mount} && shift && exec "$@""#))
             .arg("sh")
             .arg(dir)
             .arg(env!("CARGO_BIN_EXE_nextbest"));
