@@ -4,7 +4,7 @@
 //! and again on the open file, so a path swapped in between is caught too.
 
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Refuses anything but a regular file (a symlink counts as what it points to).
 pub fn check_regular(path: &Path) -> std::io::Result<()> {
@@ -91,6 +91,29 @@ pub fn read_unchanged<T>(path: &Path, read: impl FnOnce() -> T) -> (T, bool) {
     let got = read();
     let same = before.is_some() && stamp(path) == before;
     (got, same)
+}
+
+/// Whether `dir` is `folder` or lies inside it, however either is written (symbolic links,
+/// `..`, a folder not made yet).
+pub fn within(dir: &Path, folder: &Path) -> bool {
+    let full = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        // Not made yet: its nearest existing ancestor, resolved, and the rest as written.
+        let base = p.ancestors().skip(1).find(|a| a.exists())?;
+        let base = if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        };
+        let rest = p.strip_prefix(base).ok()?;
+        Some(base.canonicalize().ok()?.join(rest))
+    };
+    match (full(dir), full(folder)) {
+        (Some(d), Some(f)) => d.starts_with(f),
+        _ => false,
+    }
 }
 
 fn not_a_file(kind: std::fs::FileType) -> std::io::Error {

@@ -182,29 +182,6 @@ pub(crate) fn mib(flag: &'static str, value: u64, max: u64) -> Result<u64, Setti
 }
 
 /// A duration given in milliseconds, if it lies in 1 ms ..= `max` ms.
-/// Whether `dir` is `folder` or lies inside it, however either is written (symbolic links,
-/// `..`, a folder not made yet).
-fn within_folder(dir: &Path, folder: &Path) -> bool {
-    let full = |p: &Path| -> Option<PathBuf> {
-        if let Ok(c) = p.canonicalize() {
-            return Some(c);
-        }
-        // Not made yet: its nearest existing ancestor, resolved, and the rest as written.
-        let base = p.ancestors().skip(1).find(|a| a.exists())?;
-        let base = if base.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            base
-        };
-        let rest = p.strip_prefix(base).ok()?;
-        Some(base.canonicalize().ok()?.join(rest))
-    };
-    match (full(dir), full(folder)) {
-        (Some(d), Some(f)) => d.starts_with(f),
-        _ => false,
-    }
-}
-
 fn positive_ms(flag: &'static str, value: u64, max: u64) -> Result<Duration, SettingsError> {
     within(flag, value, 1, max).map(Duration::from_millis)
 }
@@ -249,7 +226,7 @@ impl ServeArgs {
             ("--decision-log", self.decision_log.as_ref()),
         ];
         for (flag, dir) in written {
-            if let Some(dir) = dir.filter(|d| within_folder(d, &models)) {
+            if let Some(dir) = dir.filter(|d| crate::files::within(d, &models)) {
                 return Err(invalid(
                     flag,
                     dir.display(),

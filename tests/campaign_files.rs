@@ -614,6 +614,72 @@ fn a_missing_data_folder_is_refused_and_an_empty_one_runs() {
     campaign::run(&cfg).unwrap();
 }
 
+/// An `--out` that is a folder the server owns is refused before anything is read, however it
+/// is written, and nothing is written there: its data folder (the list's files beside its event
+/// log), or its models folder or one inside it (watched, and replaced whole by a publish). A
+/// model given as its file makes only its folder the models folder.
+#[test]
+fn an_out_that_is_the_servers_data_or_models_folder_is_refused() {
+    let base = Base::new("cmp-out-server", 20);
+    let file = base.write_campaign("o", &sms("o"));
+    let mut cfg = base.config(&file, "out", NOW);
+    let models = base.path("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(base.path("model.json"), models.join("model.json")).unwrap();
+    let cases = [
+        (base.path("data/."), None, "data folder (`--data-dir`)", ""),
+        (
+            base.path("data/../data"),
+            None,
+            "data folder (`--data-dir`)",
+            "",
+        ),
+        (base.path(""), None, "models folder (`--models`)", ""),
+        (
+            models.clone(),
+            Some(&models),
+            "models folder (`--models`)",
+            " or inside it",
+        ),
+        (
+            models.join("lists/sms"),
+            Some(&models),
+            "models folder (`--models`)",
+            " or inside it",
+        ),
+    ];
+    for (out, folder_models, what, inside) in cases {
+        cfg.out = out.clone();
+        if let Some(m) = folder_models {
+            cfg.models = m.clone();
+        }
+        let folder = if what.starts_with("data") {
+            cfg.data_dir.clone().unwrap()
+        } else {
+            cfg.models
+                .parent()
+                .filter(|_| cfg.models.is_file())
+                .map_or(cfg.models.clone(), Path::to_owned)
+        };
+        let e = campaign::run(&cfg).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--out {}: is the {what} {}{inside}; give the list a folder of its own",
+                out.display(),
+                folder.display()
+            )
+        );
+    }
+    for dir in [base.path("data"), base.path(""), models.clone()] {
+        assert!(!dir.join("summary.json").exists(), "{}", dir.display());
+    }
+    assert!(!models.join("lists").exists());
+    // A folder of its own beside them runs.
+    cfg.out = base.path("lists/sms");
+    campaign::run(&cfg).unwrap();
+}
+
 /// A run writes beside its folder and moves the list in whole: one that fails leaves the
 /// earlier list as it was, and the next one's files all replace it.
 #[test]

@@ -85,6 +85,23 @@ pub enum CampaignError {
          purpose, give an empty folder", .0.display()
     )]
     NotDataDir(PathBuf),
+    /// `--out` is a folder the server owns: its data folder (the list's files beside its event
+    /// log, a commit's record among its own), or its models folder or one inside it (watched,
+    /// and replaced whole when a model is published).
+    #[error(
+        "--out {}: is the {what} {}{}; give the list a folder of its own", .out.display(),
+        .folder.display(), if *.inside { " or inside it" } else { "" }
+    )]
+    OutInServerFolder {
+        /// The list folder given.
+        out: PathBuf,
+        /// The server's folder it falls in.
+        folder: PathBuf,
+        /// Which one: "data folder (`--data-dir`)" or "models folder (`--models`)".
+        what: &'static str,
+        /// Whether the models folder's inside counts too.
+        inside: bool,
+    },
     /// A suppression list could not be read.
     #[error("suppression list {path}: {source}")]
     Suppression {

@@ -102,6 +102,7 @@ fn scanned<T>(
     };
     // Said before the load, which takes a while on a large base.
     history_folder(cfg)?;
+    out_folder(cfg)?;
     // Before the load too, so a second run into the folder is refused at once, and once the
     // quick checks passed (it makes the folder the lock lies in); held to the end.
     let doing = part.map_or("campaign run".to_string(), |p| {
@@ -594,6 +595,39 @@ fn history_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
         }
         _ => Ok(()),
     }
+}
+
+/// Refuses an `--out` that is the data folder, or the models folder or inside it: the list's
+/// files would land among the server's own.
+fn out_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
+    use crate::files::within;
+    let same = |a: &std::path::Path, b: &std::path::Path| within(a, b) && within(b, a);
+    let refused = |folder: &std::path::Path, what, inside| CampaignError::OutInServerFolder {
+        out: cfg.out.clone(),
+        folder: folder.to_owned(),
+        what,
+        inside,
+    };
+    if let Some(data) = cfg.data_dir.as_deref().filter(|d| same(&cfg.out, d)) {
+        return Err(refused(data, "data folder (`--data-dir`)", false));
+    }
+    // A model given as its file: the folder it lies in, not what is inside (the file alone is
+    // watched).
+    match cfg.models.parent() {
+        Some(parent) if cfg.models.is_file() => {
+            let parent = Some(parent)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            if same(&cfg.out, parent) {
+                return Err(refused(parent, "models folder (`--models`)", false));
+            }
+        }
+        _ if within(&cfg.out, &cfg.models) => {
+            return Err(refused(&cfg.models, "models folder (`--models`)", true));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// A server's data folder (its lock or a log segment), or an empty one (no history on purpose).
