@@ -944,7 +944,9 @@ fn a_late_commit_that_cannot_record_its_progress_does_not_start() {
     let (ok, said) = commit_read_only(&old.out, &["--late"]);
     assert!(!ok, "{said}");
     assert!(
-        said.contains("commit.json: recording the commit's progress"),
+        said.contains("commit.json: recording the commit's progress")
+            && said
+                .contains("copy the list folder to one that can be written and commit from there"),
         "{said}"
     );
     assert!(received.try_iter().next().is_none(), "a batch was sent");
@@ -959,6 +961,56 @@ fn a_late_commit_that_cannot_record_its_progress_does_not_start() {
     );
     let sent: usize = received.try_iter().map(|b| b.len()).sum();
     assert_eq!(sent, recent.rows.len());
+}
+
+/// `--direct` into a data folder another process holds (a server, as an operator meets it) is
+/// refused naming the holder, with the way that works: commit through that server. Nothing is
+/// written into the folder.
+#[test]
+fn a_direct_commit_into_a_held_data_folder_points_at_the_server() {
+    let base = Base::new("cmp-direct-held", 30);
+    let run = base.run(&sms("held"), "held", NOW);
+    let data = base.path("data");
+    let held = nextbest::folder_lock::FolderLock::acquire(
+        &data,
+        nextbest::folder_lock::Folder::Data,
+        None,
+    )
+    .unwrap();
+    let e = commit::commit(
+        &run.out,
+        &Target::Direct {
+            data_dir: data.clone(),
+        },
+        NOW,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(&format!(
+            "the data folder {} is in use by another nextbest (pid ",
+            data.display()
+        )) && e.ends_with(
+            "; if a server runs on it, commit through that server instead (`--server URL`, \
+                 its public listener), which records the contacts as it records events"
+        ),
+        "{e}"
+    );
+    assert!(nextbest::contact::log::list_segments(&data)
+        .unwrap()
+        .is_empty());
+    drop(held);
+    commit::commit(
+        &run.out,
+        &Target::Direct {
+            data_dir: data.clone(),
+        },
+        NOW,
+    )
+    .unwrap();
+    assert!(!nextbest::contact::log::list_segments(&data)
+        .unwrap()
+        .is_empty());
 }
 
 /// A frequency cap counts the list's own messages: with two offers a customer allowed and a

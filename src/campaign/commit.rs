@@ -139,19 +139,36 @@ impl Journal {
         journal.set(target, done);
         if let Err(e) = journal.write(path) {
             if late {
-                return Err(e);
+                return Err(late_needs_its_record(e));
             }
             tracing::warn!(error = %e, "the list's folder cannot record the commit's progress");
         }
         Ok((journal, skip))
     }
 
+    /// Writes the record where it is kept.
     fn write(&self, path: &Path) -> Result<(), CommitError> {
         let bytes = serde_json::to_vec(self).unwrap_or_default();
         crate::durable::write_atomic(path, &bytes, true).map_err(|e| CommitError::Input {
             path: path.to_owned(),
             detail: format!("recording the commit's progress: {e}"),
         })
+    }
+}
+
+/// A `--late` commit whose record cannot be written: said with why it needs one and what to do
+/// (a list on a read-only share commits from a copy).
+fn late_needs_its_record(e: CommitError) -> CommitError {
+    match e {
+        CommitError::Input { path, detail } => CommitError::Input {
+            path,
+            detail: format!(
+                "{detail}: a --late commit keeps its progress beside the list (the event ids \
+                 that would catch a repeat are forgotten), so it cannot go on without it; copy \
+                 the list folder to one that can be written and commit from there"
+            ),
+        },
+        other => other,
     }
 }
 
@@ -268,6 +285,13 @@ pub enum CommitError {
     /// Another campaign command holds the list folder.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// `--direct` into a data folder another process holds (a server, most likely, which
+    /// records the contacts itself).
+    #[error(
+        "{0}; if a server runs on it, commit through that server instead (`--server URL`, its \
+         public listener), which records the contacts as it records events"
+    )]
+    ServerHolds(LockError),
     /// A `--late` commit of a list its folder says was committed in full.
     #[error(
         "{}: this list was committed in full into {target} ({JOURNAL}: {events} of {events} \
@@ -398,7 +422,7 @@ pub fn commit_with(
         if sent > journal.recorded_into(&place) {
             journal.set(&place, sent);
             if let (Err(e), true) = (journal.write(&journal_path), late) {
-                return Err(e);
+                return Err(late_needs_its_record(e));
             }
         }
         Ok(())
@@ -614,7 +638,11 @@ fn write_direct(
             ..ContactConfig::default()
         },
         Clock::system(),
-    )?;
+    )
+    .map_err(|e| match e {
+        ContactError::Lock(held @ LockError::Held { .. }) => CommitError::ServerHolds(held),
+        other => other.into(),
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
