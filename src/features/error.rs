@@ -89,7 +89,7 @@ fn store_message(store: &Path, source: &std::io::Error) -> String {
     } else {
         format!(
             "the snapshot store {} could not take a copy of the snapshot ({source}); the file is \
-             not at fault: make room there (or fix the store) and load it again",
+             not at fault: make room there (or fix the store) and try again",
             store.display()
         )
     }
