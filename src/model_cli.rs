@@ -103,10 +103,19 @@ pub fn score(
     use nextbest::engine::scorer::Scorer;
     readable(file)?;
     let store = load_features(features, nulls)?;
-    let m = model::load(file, &store, &Limits::default()).map_err(|e| match e {
-        model::ModelError::Io { .. } => anyhow::anyhow!("{e}"),
-        e => anyhow::anyhow!("{}: {e}", file.display()),
-    })?;
+    // What `model check` warns of explains the differences from the library a user would see
+    // (a category list the file lacks, early stopping's trees): said here too, on stderr.
+    for line in column_warning_lines(features, &store) {
+        eprintln!("{line}");
+    }
+    let m =
+        model::load_with_warnings(file, &store, &Limits::default()).map_err(|(e, _)| match e {
+            model::ModelError::Io { .. } => anyhow::anyhow!("{e}"),
+            e => anyhow::anyhow!("{}: {e}", file.display()),
+        })?;
+    for w in &m.warnings {
+        eprintln!("{}: warning: {w}", model::model_file(file).display());
+    }
     let offers = &m.compiled.offers;
     let (scored, left): (Vec<_>, Vec<_>) = offers.iter().partition(|o| match &o.scorer {
         Scorer::Adaptive(_) => false,

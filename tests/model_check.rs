@@ -584,26 +584,65 @@ fn an_early_stopped_xgboost_file_is_scored_to_best_iteration_with_a_warning() {
 fn a_numeric_category_column_without_a_list_is_warned_about_and_takes_numbers() {
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xgb_files");
-    let run = |tag: &str, list: Option<serde_json::Value>| {
+    let setup = |dir: &std::path::Path, list: Option<serde_json::Value>| {
         let mut m = model(serde_json::json!({"feature": "x1", "op": "ge", "value": -9}));
         m["offers"][0]["scorer"] = serde_json::json!({"kind": "xgboost", "path": "g.json"});
         if let Some(l) = list {
             m["offers"][0]["scorer"]["categories"] = serde_json::json!({ "device_gen": l });
         }
-        check_in(tag, true, |dir| {
-            std::fs::copy(fixtures.join("v305_int.json"), dir.join("g.json")).unwrap();
-            std::fs::write(dir.join("f.csv"), "customer_id,x1,device_gen\nC1,0.5,2\n").unwrap();
-            std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        })
+        std::fs::copy(fixtures.join("v305_int.json"), dir.join("g.json")).unwrap();
+        std::fs::write(dir.join("f.csv"), "customer_id,x1,device_gen\nC1,0.5,2\n").unwrap();
+        std::fs::write(dir.join("model.json"), serde_json::to_vec(&m).unwrap()).unwrap();
     };
+    let run =
+        |tag: &str, list: Option<serde_json::Value>| check_in(tag, true, |dir| setup(dir, list));
+    let warning =
+        "offers[0].scorer.path: `g.json`: feature `device_gen`: the file stores no category list";
     let (ok, text) = run("codes-warn", None);
     assert!(ok, "{text}");
+    assert!(text.contains(warning), "{text}");
+    let (ok, text) = run("codes-list", Some(serde_json::json!([1, 2, 3, 4, 5, 6])));
     assert!(
-        text.contains("offers[0].scorer.path: `g.json`: feature `device_gen`: the file stores no category list"),
+        ok && !text.contains("no category list") && !text.contains("order"),
         "{text}"
     );
-    let (ok, text) = run("codes-list", Some(serde_json::json!([1, 2, 3, 4, 5, 6])));
-    assert!(ok && !text.contains("no category list"), "{text}");
+    // A list in another order than pandas' (sorted) is likely a slip: warned of, with both.
+    let (ok, text) = run(
+        "codes-unsorted",
+        Some(serde_json::json!([2, 1, 3, 4, 5, 6])),
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(
+            "feature `device_gen`: the categories are given in another order than sorted (2, 1, \
+             3, 4, 5, 6); pandas codes a `category` column's categories in sorted order (1, 2, 3, \
+             4, 5, 6)"
+        ),
+        "{text}"
+    );
+    // `model score` says what `model check` does, on stderr, beside the numbers it explains.
+    let dir = std::env::temp_dir().join(format!("nb-score-codes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    setup(&dir, None);
+    let out = Command::new(env!("CARGO_BIN_EXE_nextbest"))
+        .args(["model", "score"])
+        .arg(dir.join("model.json"))
+        .arg("--features")
+        .arg(dir.join("f.csv"))
+        .env("NEXTBEST_LOG", "error")
+        .output()
+        .expect("nextbest runs");
+    std::fs::remove_dir_all(&dir).ok();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(warning), "{stderr}");
+    assert!(
+        stdout.starts_with("customer_id,o\nC1,") && !stdout.contains("warning"),
+        "{stdout}"
+    );
 }
 
 /// `model check --features` prints the snapshot's warnings before the model's faults: a

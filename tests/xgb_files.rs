@@ -215,7 +215,7 @@ fn a_no_names_file_on_a_numeric_category_column_takes_the_numbers_from_the_score
     assert!(
         p.notes[0].contains("feature `device_gen`: the file stores no category list")
             && p.notes[0].contains("read as category codes 0 to n - 1")
-            && p.notes[0].contains(r#""categories": {"device_gen": [1, 2, 3]}"#),
+            && p.notes[0].contains(r#"as `df["device_gen"].cat.categories` listed them"#),
         "{}",
         p.notes[0]
     );

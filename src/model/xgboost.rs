@@ -248,6 +248,7 @@ pub fn parse_xgboost_noted(
         .map(|(i, t)| raw_tree(i, t))
         .collect::<Result<_, _>>()?;
     cats::short_lists(names, &categories, spec.categories, &raw)?;
+    notes.extend(cats::order_notes(names, &categories, spec.categories));
     notes.extend(cats::code_notes(
         names,
         &categories,

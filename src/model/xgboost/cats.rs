@@ -179,11 +179,69 @@ pub(super) fn code_notes(
                 "feature `{name}`: the file stores no category list (XGBoost before 3.1), so \
                  the snapshot's numbers are read as category codes 0 to n - 1, as XGBoost reads \
                  numpy input; if the model was trained on a pandas `category` column of \
-                 numbers, list them in the scorer in pandas' order, code 0 first: \
-                 \"categories\": {{\"{name}\": [1, 2, 3]}}"
+                 numbers, list them in the scorer as `df[\"{name}\"].cat.categories` listed \
+                 them at training, code 0 first (pandas sorts them unless the training code \
+                 set an order): \"categories\": {{\"{name}\": [...]}}"
             )
         })
         .collect()
+}
+
+/// Warns of a scorer's list for a codes-only feature that is not in sorted order: pandas codes
+/// a `category` column's categories in sorted order unless the training code set one, so such
+/// a list is more often a slip (the order of a README or a spreadsheet) than the training's,
+/// and a list in the wrong order scores every customer as another category, silently.
+pub(super) fn order_notes(
+    names: &[String],
+    categories: &[Categories],
+    given: Option<&Given>,
+) -> Vec<String> {
+    let Some(given) = given else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| categories.get(i) == Some(&Categories::Codes))
+        .filter_map(|(_, name)| {
+            let list = given.get(name)?;
+            let mut sorted = list.clone();
+            let numbers: Option<Vec<f64>> = list.iter().map(|v| v.parse().ok()).collect();
+            match numbers {
+                Some(_) => sorted.sort_by(|a, b| {
+                    let (a, b): (f64, f64) = (a.parse().unwrap_or(0.0), b.parse().unwrap_or(0.0));
+                    a.total_cmp(&b)
+                }),
+                None => sorted.sort(),
+            }
+            (sorted != *list).then(|| {
+                format!(
+                    "feature `{name}`: the categories are given in another order than sorted \
+                     ({}); pandas codes a `category` column's categories in sorted order ({}) \
+                     unless the training code set one, and a list in another order than the \
+                     training's scores every customer as another category: give them as \
+                     `df[\"{name}\"].cat.categories` listed them at training, code 0 first",
+                    shown(list),
+                    shown(&sorted)
+                )
+            })
+        })
+        .collect()
+}
+
+/// A list's first names, as a warning shows them.
+fn shown(list: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = list
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        text += &format!(", ... {} in all", list.len());
+    }
+    text
 }
 
 #[cfg(test)]
