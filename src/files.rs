@@ -97,18 +97,24 @@ pub fn read_unchanged<T>(path: &Path, read: impl FnOnce() -> T) -> (T, bool) {
 /// `..`, a folder not made yet).
 pub fn within(dir: &Path, folder: &Path) -> bool {
     let full = |p: &Path| -> Option<PathBuf> {
+        let p = std::path::absolute(p).ok()?;
         if let Ok(c) = p.canonicalize() {
             return Some(c);
         }
-        // Not made yet: its nearest existing ancestor, resolved, and the rest as written.
+        // Not made yet: its nearest existing ancestor, resolved, and the rest as written, its
+        // `..` taken as written too (nothing in it is a link yet).
         let base = p.ancestors().skip(1).find(|a| a.exists())?;
-        let base = if base.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            base
-        };
-        let rest = p.strip_prefix(base).ok()?;
-        Some(base.canonicalize().ok()?.join(rest))
+        let mut full = base.canonicalize().ok()?;
+        for part in p.strip_prefix(base).ok()?.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    full.pop();
+                }
+                std::path::Component::Normal(name) => full.push(name),
+                _ => {}
+            }
+        }
+        Some(full)
     };
     match (full(dir), full(folder)) {
         (Some(d), Some(f)) => d.starts_with(f),
@@ -138,6 +144,22 @@ fn not_a_file(kind: std::fs::FileType) -> std::io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn within_reads_folders_not_made_yet_relative_or_through_dot_dot() {
+        let cwd = std::env::current_dir().unwrap();
+        assert!(within(Path::new("no-such-list"), Path::new(".")));
+        assert!(within(Path::new("no-such/list"), &cwd));
+        assert!(within(Path::new("."), &cwd) && within(&cwd, Path::new(".")));
+        let tmp = std::env::temp_dir().join(format!("nb-within-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("models")).unwrap();
+        let models = tmp.join("models");
+        assert!(within(&models.join("new/list"), &models));
+        assert!(!within(&models.join("new/../../list"), &models));
+        assert!(within(&models.join("new/../list"), &models));
+        assert!(!within(&tmp.join("modelsx"), &models));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn only_regular_files_within_the_limit_are_read() {

@@ -422,7 +422,7 @@ pub fn commit_with(
         if sent > journal.recorded_into(&place) {
             journal.set(&place, sent);
             if let (Err(e), true) = (journal.write(&journal_path), late) {
-                return Err(late_needs_its_record(e));
+                return Err(e);
             }
         }
         Ok(())

@@ -611,8 +611,9 @@ fn out_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
     if let Some(data) = cfg.data_dir.as_deref().filter(|d| same(&cfg.out, d)) {
         return Err(refused(data, "data folder (`--data-dir`)", false));
     }
-    // A model given as its file: the folder it lies in, not what is inside (the file alone is
-    // watched).
+    // A model given as its file: the folder it lies in, not what is inside it. A server watches
+    // that folder too, but a model file is often kept in a working folder beside the lists
+    // (where the file's own publish replaces the file, not the folder).
     match cfg.models.parent() {
         Some(parent) if cfg.models.is_file() => {
             let parent = Some(parent)

@@ -281,8 +281,17 @@ impl SnapshotStore {
     /// replaced by a rename, so a replica opening it finds the old entry or the new one), and
     /// keeps only it and the entry `current.nbf` pointed to before. Returns the entry.
     pub fn publish(&self, source: &Path) -> Result<PathBuf, FeatureError> {
+        // The store's faults are said plainly to the one who publishes into it (the advice a
+        // replica's reload gets is to publish).
+        let plain = |e| match e {
+            FeatureError::Store { store, source } => FeatureError::Io {
+                path: store,
+                source,
+            },
+            e => e,
+        };
         let _lock = self.lock();
-        let store = super::FeatureStore::open_in_store(source, self)?;
+        let store = super::FeatureStore::open_in_store(source, self).map_err(plain)?;
         let Some(entry) = store.mapped_file().map(Path::to_owned) else {
             return Err(not_mappable(source));
         };
@@ -292,8 +301,8 @@ impl SnapshotStore {
         if let Some(w) = rows_of(&published).and_then(|before| super::shrunk(before, customers)) {
             tracing::warn!(source = %source.display(), "{w}");
         }
-        let io = |source| FeatureError::Store {
-            store: self.dir.clone(),
+        let io = |source| FeatureError::Io {
+            path: self.dir.join(CURRENT),
             source,
         };
         let current = self.dir.join(CURRENT);

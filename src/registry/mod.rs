@@ -221,9 +221,13 @@ impl Registry {
                         (Part::Features, Some(p)) if !features_change => change::features_source(p),
                         _ => source,
                     };
-                    // A read-only folder or store refuses the admin change, not the model or
-                    // snapshot: no load failed (the refusal alerts must not page for it).
-                    if !e.read_only() {
+                    // A read-only models folder refuses the admin change, not the model, and a
+                    // read-only store a reload of a file not in it: no load failed (the refusal
+                    // alerts must not page for it). A start or SIGHUP whose store turned
+                    // read-only did fail, and counts.
+                    let misdirected = matches!(e, RegistryError::ReadOnly { .. })
+                        || (features_change && e.read_only());
+                    if !misdirected {
                         self.loads.count(e.part(), false);
                     }
                     log_refusal(&e, &source, self.load().models.is_some());

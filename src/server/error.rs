@@ -132,13 +132,11 @@ impl ApiError {
                 | RegistryError::ReadOnly { .. },
             ) => StatusCode::CONFLICT,
             ApiError::Refused(RegistryError::NoPath(_)) => StatusCode::BAD_REQUEST,
-            ApiError::Refused(RegistryError::Features(e)) if e.store_read_only().is_some() => {
-                if e.store_read_only() == Some(true) {
-                    StatusCode::CONFLICT
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            }
+            ApiError::Refused(RegistryError::Features(e)) => match e.store_read_only() {
+                Some(true) => StatusCode::CONFLICT,
+                Some(false) => StatusCode::INTERNAL_SERVER_ERROR,
+                None => StatusCode::UNPROCESSABLE_ENTITY,
+            },
             ApiError::Refused(RegistryError::Persist { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -160,16 +158,13 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Refused(RegistryError::Model(_)) => "invalid_model",
-            ApiError::Refused(RegistryError::Features(e)) if e.store_read_only().is_some() => {
-                if e.store_read_only() == Some(true) {
-                    "store_read_only"
-                } else {
-                    "internal"
-                }
-            }
-            ApiError::Refused(
-                RegistryError::Features(_) | RegistryError::FeaturesIncompatible(..),
-            ) => "invalid_features",
+            // The snapshot store's own faults are the server's, not the file's.
+            ApiError::Refused(RegistryError::Features(e)) => match e.store_read_only() {
+                Some(true) => "store_read_only",
+                Some(false) => "internal",
+                None => "invalid_features",
+            },
+            ApiError::Refused(RegistryError::FeaturesIncompatible(..)) => "invalid_features",
             ApiError::Refused(RegistryError::NoPrevious) => "no_previous_version",
             ApiError::Refused(RegistryError::NoFeatures) => "no_features",
             ApiError::Refused(RegistryError::Superseded) => "superseded",
