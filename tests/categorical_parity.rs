@@ -430,8 +430,10 @@ fn categories_that_disagree_with_the_model_file_are_refused() {
     };
     assert!(
         e.to_string().contains(
-            "trained on 3 text (pandas category) columns, but 2 of its features hold text in \
-             the snapshot (segment, region)"
+            "held text at training and holds numbers here; export it as at training \
+             (`plan:str` in a CSV header reads it as text; LightGBM refuses such data too): the \
+             model was trained on 3 text (pandas category) columns, and 2 of its features hold \
+             text in the snapshot (segment, region)"
         ),
         "{e}"
     );
@@ -516,7 +518,7 @@ fn a_text_column_that_now_holds_numbers_is_named_with_the_header_hint() {
         .to_string();
     assert!(
         e.starts_with("pandas_categorical: ")
-            && e.contains("but 2 of its features hold text in the snapshot (plan, region)")
+            && e.contains("and 2 of its features hold text in the snapshot (plan, region)")
             && e.contains("`segment` held text at training and holds numbers here")
             && e.contains("`segment:str` in a CSV header"),
         "{e}"
@@ -534,8 +536,9 @@ fn a_text_column_that_now_holds_numbers_is_named_with_the_header_hint() {
         .to_string();
     assert!(
         e.contains(
-            "(none): `segment`, `plan` and `region` held text at training and hold numbers here"
-        ) && e.contains("`name:str` in a CSV header"),
+            "`segment`, `plan` and `region` held text at training and hold numbers here; export \
+             them as at training (`name:str` in a CSV header"
+        ) && e.ends_with("and none of its features holds text in the snapshot"),
         "{e}"
     );
     let bytes = std::fs::read(dir().join("xgb_binary.json")).unwrap();

@@ -581,16 +581,19 @@ fn mismatch(
             Some(format!("; `{n}`: {}", super::bind::turned_advice(n, at)))
         })
         .collect();
-    format!(
-        "the model was trained on {string_lists} text (pandas category) columns, but {} of its \
-         features hold text in the snapshot ({}): {which} {held} {was} at training and {holds} \
-         {is} here; export it as at training ({hint}; LightGBM refuses such data too){turned}",
-        text.len(),
-        if text.is_empty() {
-            "none".to_owned()
-        } else {
+    let it = if holds == "hold" { "them" } else { "it" };
+    let now = match text.len() {
+        0 => "none of its features holds text in the snapshot".to_owned(),
+        1 => format!("1 of its features holds text in the snapshot ({})", text[0]),
+        n => format!(
+            "{n} of its features hold text in the snapshot ({})",
             text.join(", ")
-        }
+        ),
+    };
+    format!(
+        "{which} {held} {was} at training and {holds} {is} here; export {it} as at training \
+         ({hint}; LightGBM refuses such data too): the model was trained on {string_lists} text \
+         (pandas category) columns, and {now}{turned}"
     )
 }
 
