@@ -244,6 +244,41 @@ fn a_no_names_file_on_a_numeric_category_column_takes_the_numbers_from_the_score
     );
 }
 
+/// LightGBM writes a training column's spaces as underscores in the file (`x 1` becomes
+/// `x_1`): the file's name binds to the snapshot's column that differs only there, and a
+/// scorer's `features` may list the snapshot's names; every row scores as the library does.
+#[test]
+fn a_lightgbm_name_whose_spaces_the_file_wrote_as_underscores_binds_to_the_snapshots_column() {
+    let csv = std::fs::read_to_string(dir().join("inputs.csv")).unwrap();
+    let spaced = csv.replacen("customer_id,x1,x2,", "customer_id,x 1,x2,", 1);
+    assert_ne!(spaced, csv);
+    let store = FeatureStore::from_csv_bytes(spaced.as_bytes(), "spaced.csv").unwrap();
+    let resolve = |name: &str| Column::in_store(&store, name);
+    let text = std::fs::read_to_string(dir().join("lgb_dart.txt"))
+        .unwrap()
+        .replacen("feature_names=x1 x2", "feature_names=x_1 x2", 1);
+    assert!(text.contains("feature_names=x_1 x2"));
+    let (e, names) =
+        nextbest::model::lightgbm::parse_lightgbm_model(&text, None, &resolve).unwrap();
+    assert_eq!(names, ["x 1", "x2"]);
+    parity(&e, &store, "predictions_lgb.csv", "lgb_dart", "");
+    let listed = ["x 1".to_string(), "x2".to_string()];
+    let (e, names) =
+        nextbest::model::lightgbm::parse_lightgbm_named(&text, None, Some(&listed), &resolve)
+            .unwrap();
+    assert_eq!(names, listed);
+    parity(&e, &store, "predictions_lgb.csv", "lgb_dart", "");
+    // A name no column differs from only by its spaces is still refused, by its own name.
+    let text = text.replacen("feature_names=x_1 x2", "feature_names=x_9 x2", 1);
+    let err = nextbest::model::lightgbm::parse_lightgbm_model(&text, None, &resolve)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("model features not found in the feature snapshot: x_9"),
+        "{err}"
+    );
+}
+
 /// README's list of refused boosters, checked: LightGBM's dart loads and scores as its
 /// `predict`, LightGBM's `rf` is refused at `average_output`.
 #[test]

@@ -144,9 +144,14 @@ pub fn parse_lightgbm_named(
         .iter()
         .enumerate()
         .all(|(i, n)| *n == format!("Column_{i}"));
-    let names =
-        super::bind::feature_names(&names, nameless, feature_names, "header: feature_names")?
-            .to_vec();
+    let names = match feature_names {
+        // LightGBM writes a feature name's spaces as underscores: the snapshot's names listed.
+        Some(listed) if !nameless && written_as(listed, &names) => listed.to_vec(),
+        _ => super::bind::feature_names(&names, nameless, feature_names, "header: feature_names")?
+            .iter()
+            .map(|n| spaced(n, resolve).unwrap_or_else(|| n.clone()))
+            .collect(),
+    };
     if let Some(v) = header.get("max_feature_idx") {
         let max: usize = v.trim().parse().map_err(|_| {
             TreeLoadError::format("header: max_feature_idx", format!("not a count: {v:?}"))
@@ -595,6 +600,45 @@ fn mismatch(
          ({hint}; LightGBM refuses such data too): the model was trained on {string_lists} text \
          (pandas category) columns, and {now}{turned}"
     )
+}
+
+/// Whether `in_file` is `listed` as LightGBM writes names: each space an underscore.
+fn written_as(listed: &[String], in_file: &[String]) -> bool {
+    listed.len() == in_file.len()
+        && listed
+            .iter()
+            .zip(in_file)
+            .all(|(l, f)| l.replace(' ', "_") == *f)
+}
+
+/// The snapshot's column a file's feature name stands for when the snapshot has no column of
+/// that name: LightGBM wrote the training column's spaces as underscores (`tenure months` is
+/// `tenure_months` in the file), so the one column that differs only there is it. A name the
+/// snapshot has, or that several columns could be, stays as it is (and is refused if unknown).
+fn spaced(name: &str, resolve: Resolve<'_, '_>) -> Option<String> {
+    /// Underscores beyond this many are not tried each way (2^n lookups at load).
+    const MOST: usize = 10;
+    let at: Vec<usize> = name.match_indices('_').map(|(i, _)| i).collect();
+    if at.is_empty() || at.len() > MOST || resolve(name).is_some() {
+        return None;
+    }
+    let mut found = None;
+    for mask in 1u32..(1 << at.len()) {
+        let mut bytes = name.as_bytes().to_vec();
+        for (bit, &i) in at.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                bytes[i] = b' ';
+            }
+        }
+        let candidate = String::from_utf8(bytes).ok()?;
+        if resolve(&candidate).is_some() {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(candidate);
+        }
+    }
+    found
 }
 
 /// What the `objective` line says.
