@@ -965,7 +965,7 @@ fn a_late_commit_that_cannot_record_its_progress_does_not_start() {
 
 /// `--direct` into a data folder another process holds (a server, as an operator meets it) is
 /// refused naming the holder, with the way that works: commit through that server. Nothing is
-/// written into the folder.
+/// written into the folder, nor into the list's record.
 #[test]
 fn a_direct_commit_into_a_held_data_folder_points_at_the_server() {
     let base = Base::new("cmp-direct-held", 30);
@@ -999,6 +999,8 @@ fn a_direct_commit_into_a_held_data_folder_points_at_the_server() {
     assert!(nextbest::contact::log::list_segments(&data)
         .unwrap()
         .is_empty());
+    // Nor is the folder recorded as a place the list went to.
+    assert!(!run.out.join("commit.json").exists());
     drop(held);
     commit::commit(
         &run.out,

@@ -368,6 +368,13 @@ pub fn commit_with(
         if !data_dir.is_dir() {
             return Err(CommitError::NoDataDir(data_dir.clone()));
         }
+        // A folder a server holds is said before the list's record names it as a target; the
+        // lock is let go at once, and the log's own open takes it for the commit.
+        if let Err(held @ LockError::Held { .. }) =
+            FolderLock::acquire(data_dir, Folder::Data, None)
+        {
+            return Err(CommitError::ServerHolds(held));
+        }
     }
     let _held = hold(dir)?;
     let summary_path = dir.join(SUMMARY_JSON);

@@ -284,9 +284,12 @@ impl SnapshotStore {
         // The store's faults are said plainly to the one who publishes into it (the advice a
         // replica's reload gets is to publish).
         let plain = |e| match e {
-            FeatureError::Store { store, source } => FeatureError::Io {
+            FeatureError::Store { store, source: e } => FeatureError::Io {
                 path: store,
-                source,
+                source: std::io::Error::new(
+                    e.kind(),
+                    format!("copying {} into the store: {e}", source.display()),
+                ),
             },
             e => e,
         };
