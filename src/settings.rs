@@ -220,21 +220,21 @@ impl ServeArgs {
         }
         // The models folder is published whole (a folder renamed over it, `rm -rf` and a copy):
         // what the server writes for itself must not go with it, nor wake its watcher.
-        let models = model::folder_of(&model::model_file(&self.models));
+        let (models, inside) = model::models_folder(&self.models);
         let written = [
             ("--data-dir", Some(&self.data_dir)),
             ("--decision-log", self.decision_log.as_ref()),
         ];
         for (flag, dir) in written {
-            if let Some(dir) = dir.filter(|d| crate::files::within(d, &models)) {
+            if let Some(dir) = dir.filter(|d| model::in_models_folder(d, &self.models)) {
                 return Err(invalid(
                     flag,
                     dir.display(),
                     format!(
-                        "is the models folder {} or inside it: a model published by replacing \
-                         the folder would take what this server writes with it; give a folder \
-                         of its own",
-                        models.display()
+                        "is the models folder {}{}: a model published by replacing the folder \
+                         would take what this server writes with it; give a folder of its own",
+                        models.display(),
+                        if inside { " or inside it" } else { "" }
                     ),
                 ));
             }

@@ -242,16 +242,15 @@ fn nearest_folder(folder: &Path) -> Option<PathBuf> {
 /// or the file named (`--models x.json`). A path that does not exist is a folder to come,
 /// unless its name ends in `.json`.
 fn layout(models: &Path) -> (PathBuf, OsString) {
-    let document =
-        models.is_file() || (!models.exists() && models.extension().is_some_and(|e| e == "json"));
-    if document {
-        let name = models
-            .file_name()
-            .map(ToOwned::to_owned)
-            .unwrap_or_default();
-        (crate::model::folder_of(models), name)
-    } else {
-        (models.to_path_buf(), OsString::from(MODEL_FILE))
+    match crate::model::models_folder(models) {
+        (folder, false) => (
+            folder,
+            models
+                .file_name()
+                .map(ToOwned::to_owned)
+                .unwrap_or_default(),
+        ),
+        (folder, true) => (folder, OsString::from(MODEL_FILE)),
     }
 }
 

@@ -862,3 +862,34 @@ fn the_model_commands_take_the_models_folder_as_serve_names_it() {
     let (ok, neither) = run(&["model", "check"]);
     assert!(!ok && neither.contains("required"), "{neither}");
 }
+
+/// A trained file given where its model.json goes (`model check` or `model score` on the
+/// LightGBM text or the XGBoost JSON itself) is told as that, with the scorer that reads it,
+/// not as the parse error or unknown fields it makes as a model document.
+#[test]
+fn a_library_model_file_given_as_the_model_says_how_to_name_it() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let features = format!("{root}/models/features.csv");
+    for (file, kind, said) in [
+        ("premium_upgrade.lgb.txt", "lightgbm", "a LightGBM"),
+        ("device_upgrade_5g.xgb.json", "xgboost", "an XGBoost"),
+    ] {
+        let path = format!("{root}/models/{file}");
+        for args in [
+            vec!["model", "check", &path],
+            vec!["model", "score", &path, "--features", &features],
+        ] {
+            let (ok, text) = run(&args);
+            assert!(!ok, "{args:?}: {text}");
+            // The scorer as written (`model check` prints it plain, a log line escapes it).
+            let scorer = format!("{{\"kind\": \"{kind}\", \"path\": \"{file}\"}}");
+            assert!(
+                text.contains(&format!(
+                    "this is {said} model file, not a nextbest model: name it in an offer's \
+                     scorer in model.json, "
+                )) && (text.contains(&scorer) || text.contains(&scorer.replace('"', "\\\""))),
+                "{args:?}: {text}"
+            );
+        }
+    }
+}

@@ -611,22 +611,9 @@ fn out_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
     if let Some(data) = cfg.data_dir.as_deref().filter(|d| same(&cfg.out, d)) {
         return Err(refused(data, "data folder (`--data-dir`)", false));
     }
-    // A model given as its file: the folder it lies in, not what is inside it. A server watches
-    // that folder too, but a model file is often kept in a working folder beside the lists
-    // (where the file's own publish replaces the file, not the folder).
-    match cfg.models.parent() {
-        Some(parent) if cfg.models.is_file() => {
-            let parent = Some(parent)
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            if same(&cfg.out, parent) {
-                return Err(refused(parent, "models folder (`--models`)", false));
-            }
-        }
-        _ if within(&cfg.out, &cfg.models) => {
-            return Err(refused(&cfg.models, "models folder (`--models`)", true));
-        }
-        _ => {}
+    if crate::model::in_models_folder(&cfg.out, &cfg.models) {
+        let (folder, inside) = crate::model::models_folder(&cfg.models);
+        return Err(refused(&folder, "models folder (`--models`)", inside));
     }
     Ok(())
 }

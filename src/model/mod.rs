@@ -375,6 +375,27 @@ pub fn folder_of(file: &Path) -> PathBuf {
     }
 }
 
+/// The folder a server's models are kept in, and whether what lies inside it is the models'
+/// too: a models folder is published whole (a folder renamed over it, `rm -rf` and a copy),
+/// while a model given as its file is often kept in a working folder, whose own files (the
+/// default `data` folder beside it) are not the model's.
+pub fn models_folder(models: &Path) -> (PathBuf, bool) {
+    let document =
+        models.is_file() || (!models.exists() && models.extension().is_some_and(|e| e == "json"));
+    if document {
+        (folder_of(models), false)
+    } else {
+        (models.to_path_buf(), true)
+    }
+}
+
+/// Whether `dir` is where a server's models are kept ([`models_folder`]): the folder, or, for a
+/// models folder, inside it.
+pub fn in_models_folder(dir: &Path, models: &Path) -> bool {
+    let (folder, inside) = models_folder(models);
+    crate::files::within(dir, &folder) && (inside || crate::files::within(&folder, dir))
+}
+
 /// Finds the model file: a folder means its `model.json`.
 pub fn model_file(path: &Path) -> PathBuf {
     if path.is_dir() {
@@ -523,8 +544,29 @@ fn build(
     // Absolute, so a decision log names the folder wherever replay runs.
     let base_dir = base_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
     let mut scratch = document.clone();
-    let doc = simd_json::to_borrowed_value(&mut scratch)
-        .map_err(|e| (syntax_error(&document, &e), Vec::new()))?;
+    let parsed = simd_json::to_borrowed_value(&mut scratch);
+    if let Some(kind) = library_file(&document, parsed.as_ref().ok()) {
+        let name = Path::new(&source)
+            .file_name()
+            .map_or("m".into(), |n| n.to_string_lossy());
+        return Err((
+            ModelError::Invalid(vec![Fault {
+                path: String::new(),
+                message: format!(
+                    "this is {kind} model file, not a nextbest model: name it in an offer's \
+                     scorer in model.json, {{\"kind\": \"{}\", \"path\": \"{name}\"}} (README, \
+                     \"Offer models\")",
+                    if kind.contains("LightGBM") {
+                        "lightgbm"
+                    } else {
+                        "xgboost"
+                    }
+                ),
+            }]),
+            Vec::new(),
+        ));
+    }
+    let doc = parsed.map_err(|e| (syntax_error(&document, &e), Vec::new()))?;
     let files = files::ModelFiles::read(&doc, base_dir.as_deref(), limits, kept);
     // The document and the scorer files it reads: a retrained tree is another model.
     let mut crc = crc32fast::Hasher::new();
@@ -567,6 +609,21 @@ pub fn builtin_fallback_from_bytes(
     let mut scratch = bytes.clone();
     let doc = simd_json::to_borrowed_value(&mut scratch).map_err(|e| syntax_error(&bytes, &e))?;
     compile::compile_builtin(&doc).map_err(ModelError::Invalid)
+}
+
+/// What library's own model file `document` is, if it is one (a trained file given where its
+/// model.json goes): LightGBM's text, or XGBoost's JSON (its `learner`).
+fn library_file(
+    document: &[u8],
+    parsed: Option<&simd_json::BorrowedValue<'_>>,
+) -> Option<&'static str> {
+    use simd_json::prelude::ValueObjectAccess as _;
+    if document.starts_with(b"tree\n") || document.starts_with(b"tree\r\n") {
+        return Some("a LightGBM");
+    }
+    parsed
+        .filter(|doc| doc.get("learner").is_some() && doc.get("offers").is_none())
+        .map(|_| "an XGBoost")
 }
 
 /// A parse error with the line and column it happened at, in serde_json's words (simd-json's
