@@ -1,3 +1,4 @@
+use super::categories::trained_as_text;
 use super::*;
 
 #[test]
