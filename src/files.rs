@@ -93,6 +93,18 @@ pub fn read_unchanged<T>(path: &Path, read: impl FnOnce() -> T) -> (T, bool) {
     (got, same)
 }
 
+/// Whether a write failed because the place cannot be written at all (a read-only mount, no
+/// permission), as against for now (a full disk).
+pub fn read_only(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem)
+}
+
+/// Whether `a` and `b` are one folder, however either is written (see [`within`]).
+pub fn same_folder(a: &Path, b: &Path) -> bool {
+    within(a, b) && within(b, a)
+}
+
 /// Whether `dir` is `folder` or lies inside it, however either is written (symbolic links,
 /// `..`, a folder not made yet).
 pub fn within(dir: &Path, folder: &Path) -> bool {

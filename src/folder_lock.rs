@@ -1,6 +1,7 @@
 //! One process at a time in a folder: an exclusive lock on a file in it (beside it, for a
-//! campaign's list), held while the process works there. Two servers appending to one event log (or one deleting the other's
-//! open segment at start) lose acknowledged events, and two campaign commands writing one list
+//! campaign's list), held while the process works there. Two servers appending to one event
+//! log (or one deleting the other's open segment at start) lose acknowledged events, and two
+//! campaign commands writing one list
 //! folder leave a list of one run beside the summary of the other; so the second refuses and
 //! names the holder.
 //!
@@ -85,11 +86,6 @@ fn kind_name(kind: Folder) -> &'static str {
     }
 }
 
-fn is_read_only(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
-    matches!(e.kind(), PermissionDenied | ReadOnlyFilesystem)
-}
-
 fn held(kind: Folder, dir: &Path, holder: &str) -> String {
     let dir = dir.display();
     match kind {
@@ -135,7 +131,7 @@ impl FolderLock {
             Ok(f) => f,
             // A list this process may only read (a read-only share) is locked through the file
             // as it is: a lock needs no right to write. A data folder must be writable.
-            Err(e) if kind == Folder::List && is_read_only(&e) => {
+            Err(e) if kind == Folder::List && crate::files::read_only(&e) => {
                 File::open(&path).map_err(|_| io(e))?
             }
             Err(e) => return Err(io(e)),

@@ -600,15 +600,17 @@ fn history_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
 /// Refuses an `--out` that is the data folder, or the models folder or inside it: the list's
 /// files would land among the server's own.
 fn out_folder(cfg: &RunConfig) -> Result<(), CampaignError> {
-    use crate::files::within;
-    let same = |a: &std::path::Path, b: &std::path::Path| within(a, b) && within(b, a);
     let refused = |folder: &std::path::Path, what, inside| CampaignError::OutInServerFolder {
         out: cfg.out.clone(),
         folder: folder.to_owned(),
         what,
         inside,
     };
-    if let Some(data) = cfg.data_dir.as_deref().filter(|d| same(&cfg.out, d)) {
+    if let Some(data) = cfg
+        .data_dir
+        .as_deref()
+        .filter(|d| crate::files::same_folder(&cfg.out, d))
+    {
         return Err(refused(data, "data folder (`--data-dir`)", false));
     }
     if crate::model::in_models_folder(&cfg.out, &cfg.models) {

@@ -69,17 +69,8 @@ pub enum FeatureError {
     },
 }
 
-/// Whether a write failed because the place cannot be written at all (a read-only mount, no
-/// permission), as against for now (a full disk).
-fn read_only(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-    )
-}
-
 fn store_message(store: &Path, source: &std::io::Error) -> String {
-    if read_only(source) {
+    if crate::files::read_only(source) {
         format!(
             "the snapshot store {} cannot be written ({source}): only a snapshot already in it \
              loads here (its current.nbf); publish this one into the store (`nextbest features \
@@ -145,7 +136,7 @@ impl FeatureError {
     /// written at all (read-only, not allowed) rather than for now (full); `None` for the file's.
     pub fn store_read_only(&self) -> Option<bool> {
         match self {
-            FeatureError::Store { source, .. } => Some(read_only(source)),
+            FeatureError::Store { source, .. } => Some(crate::files::read_only(source)),
             _ => None,
         }
     }

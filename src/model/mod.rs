@@ -393,7 +393,11 @@ pub fn models_folder(models: &Path) -> (PathBuf, bool) {
 /// models folder, inside it.
 pub fn in_models_folder(dir: &Path, models: &Path) -> bool {
     let (folder, inside) = models_folder(models);
-    crate::files::within(dir, &folder) && (inside || crate::files::within(&folder, dir))
+    if inside {
+        crate::files::within(dir, &folder)
+    } else {
+        crate::files::same_folder(dir, &folder)
+    }
 }
 
 /// Finds the model file: a folder means its `model.json`.
@@ -545,7 +549,7 @@ fn build(
     let base_dir = base_dir.map(|d| std::fs::canonicalize(&d).unwrap_or(d));
     let mut scratch = document.clone();
     let parsed = simd_json::to_borrowed_value(&mut scratch);
-    if let Some(kind) = library_file(&document, parsed.as_ref().ok()) {
+    if let Some((library, kind)) = library_file(&document, parsed.as_ref().ok()) {
         let name = Path::new(&source)
             .file_name()
             .map_or("m".into(), |n| n.to_string_lossy());
@@ -553,14 +557,9 @@ fn build(
             ModelError::Invalid(vec![Fault {
                 path: String::new(),
                 message: format!(
-                    "this is {kind} model file, not a nextbest model: name it in an offer's \
-                     scorer in model.json, {{\"kind\": \"{}\", \"path\": \"{name}\"}} (README, \
-                     \"Offer models\")",
-                    if kind.contains("LightGBM") {
-                        "lightgbm"
-                    } else {
-                        "xgboost"
-                    }
+                    "this is {library} model file, not a nextbest model: name it in an offer's \
+                     scorer in model.json, {{\"kind\": \"{kind}\", \"path\": \"{name}\"}} \
+                     (README, \"Offer models\")"
                 ),
             }]),
             Vec::new(),
@@ -612,18 +611,19 @@ pub fn builtin_fallback_from_bytes(
 }
 
 /// What library's own model file `document` is, if it is one (a trained file given where its
-/// model.json goes): LightGBM's text, or XGBoost's JSON (its `learner`).
+/// model.json goes): LightGBM's text, or XGBoost's JSON (its `learner`); in words, and as the
+/// scorer's `kind` that reads it.
 fn library_file(
     document: &[u8],
     parsed: Option<&simd_json::BorrowedValue<'_>>,
-) -> Option<&'static str> {
+) -> Option<(&'static str, &'static str)> {
     use simd_json::prelude::ValueObjectAccess as _;
     if document.starts_with(b"tree\n") || document.starts_with(b"tree\r\n") {
-        return Some("a LightGBM");
+        return Some(("a LightGBM", "lightgbm"));
     }
     parsed
         .filter(|doc| doc.get("learner").is_some() && doc.get("offers").is_none())
-        .map(|_| "an XGBoost")
+        .map(|_| ("an XGBoost", "xgboost"))
 }
 
 /// A parse error with the line and column it happened at, in serde_json's words (simd-json's

@@ -59,15 +59,13 @@ impl Registry {
 
 /// A write into the models folder refused: a read-only folder (a ConfigMap) says so.
 fn persist_error(file: &Path, source: std::io::Error) -> RegistryError {
-    match source.kind() {
-        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
-            RegistryError::ReadOnly {
-                path: file
-                    .parent()
-                    .map_or_else(|| file.to_owned(), Path::to_owned),
-                source,
-            }
-        }
+    match source {
+        source if crate::files::read_only(&source) => RegistryError::ReadOnly {
+            path: file
+                .parent()
+                .map_or_else(|| file.to_owned(), Path::to_owned),
+            source,
+        },
         _ => RegistryError::Persist {
             path: file.to_owned(),
             source,

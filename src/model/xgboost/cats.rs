@@ -205,15 +205,20 @@ pub(super) fn order_notes(
         .filter(|&(i, _)| categories.get(i) == Some(&Categories::Codes))
         .filter_map(|(_, name)| {
             let list = given.get(name)?;
-            let mut sorted = list.clone();
+            // Numbers as numbers (a list of them only), text by code point, as pandas sorts.
             let numbers: Option<Vec<f64>> = list.iter().map(|v| v.parse().ok()).collect();
-            match numbers {
-                Some(_) => sorted.sort_by(|a, b| {
-                    let (a, b): (f64, f64) = (a.parse().unwrap_or(0.0), b.parse().unwrap_or(0.0));
-                    a.total_cmp(&b)
-                }),
-                None => sorted.sort(),
-            }
+            let sorted = match numbers {
+                Some(numbers) => {
+                    let mut pairs: Vec<(f64, &String)> = numbers.into_iter().zip(list).collect();
+                    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    pairs.into_iter().map(|(_, v)| v.clone()).collect()
+                }
+                None => {
+                    let mut sorted = list.clone();
+                    sorted.sort();
+                    sorted
+                }
+            };
             (sorted != *list).then(|| {
                 format!(
                     "feature `{name}`: the categories are given in another order than sorted \
