@@ -606,7 +606,8 @@ fn a_numeric_category_column_without_a_list_is_warned_about_and_takes_numbers() 
         ok && !text.contains("no category list") && !text.contains("order"),
         "{text}"
     );
-    // A list in another order than pandas' (sorted) is likely a slip: warned of, with both.
+    // A list in another order than pandas' (sorted) is likely a slip: warned of at the list,
+    // with both orders.
     let (ok, text) = run(
         "codes-unsorted",
         Some(serde_json::json!([2, 1, 3, 4, 5, 6])),
@@ -614,9 +615,9 @@ fn a_numeric_category_column_without_a_list_is_warned_about_and_takes_numbers() 
     assert!(ok, "{text}");
     assert!(
         text.contains(
-            "feature `device_gen`: the categories are given in another order than sorted (2, 1, \
-             3, 4, 5, 6); pandas codes a `category` column's categories in sorted order (1, 2, 3, \
-             4, 5, 6)"
+            "offers[0].scorer.categories.device_gen: `g.json`: feature `device_gen`: the \
+             categories are given in another order than sorted (2, 1, 3, 4, 5, 6); pandas codes \
+             a `category` column's categories in sorted order (1, 2, 3, 4, 5, 6)"
         ),
         "{text}"
     );

@@ -183,7 +183,7 @@ fn early_stopped_files_score_as_predict_proba_unless_every_tree_is_asked_for() {
             .unwrap();
         assert_eq!(p.ensemble.n_trees(), kept, "{file}");
         assert_eq!(p.notes.len(), 1, "{file}");
-        let note = &p.notes[0];
+        let note = &p.notes[0].text;
         assert!(
             note.contains(&format!("best_iteration is {best} of {rounds} rounds"))
                 && note.contains(&format!("scoring the {kept} trees"))
@@ -213,11 +213,17 @@ fn a_no_names_file_on_a_numeric_category_column_takes_the_numbers_from_the_score
     let p = xgboost::parse_xgboost_noted(&bytes, &xgboost::Spec::default(), &resolve).unwrap();
     assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
     assert!(
-        p.notes[0].contains("feature `device_gen`: the file stores no category list")
-            && p.notes[0].contains("read as category codes 0 to n - 1")
-            && p.notes[0].contains(r#"as `df["device_gen"].cat.categories` listed them"#),
-        "{}",
         p.notes[0]
+            .text
+            .contains("feature `device_gen`: the file stores no category list")
+            && p.notes[0]
+                .text
+                .contains("read as category codes 0 to n - 1")
+            && p.notes[0]
+                .text
+                .contains(r#"as `df["device_gen"].cat.categories` listed them"#),
+        "{}",
+        p.notes[0].text
     );
     let given: Given = [(
         "device_gen".to_string(),

@@ -44,7 +44,23 @@ pub struct Parsed {
     /// The file's feature names, in order.
     pub features: Vec<String>,
     /// Warnings about the file.
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
+}
+
+/// A warning about a scorer's file, placed where the model check shows it.
+#[derive(Debug)]
+pub struct Note {
+    /// The scorer's field the warning is about (`categories.segment`); `None` for the file.
+    pub at: Option<String>,
+    /// The warning, one sentence or more.
+    pub text: String,
+}
+
+impl Note {
+    /// A warning about the file as a whole, shown at the scorer's `path`.
+    pub fn file(text: String) -> Self {
+        Self { at: None, text }
+    }
 }
 
 /// Parses an XGBoost JSON model and resolves its features to snapshot columns.
@@ -103,7 +119,7 @@ pub fn parse_xgboost_noted(
         ));
     }
     let file = read_file(bytes)?;
-    notes.extend(version_note(&file.version));
+    notes.extend(version_note(&file.version).map(Note::file));
     let learner = file.learner;
 
     let objective = learner.objective.name.as_str();
@@ -249,13 +265,11 @@ pub fn parse_xgboost_noted(
         .collect::<Result<_, _>>()?;
     cats::short_lists(names, &categories, spec.categories, &raw)?;
     notes.extend(cats::order_notes(names, &categories, spec.categories));
-    notes.extend(cats::code_notes(
-        names,
-        &categories,
-        spec.categories,
-        &raw,
-        resolve,
-    ));
+    notes.extend(
+        cats::code_notes(names, &categories, spec.categories, &raw, resolve)
+            .into_iter()
+            .map(Note::file),
+    );
     let features = bind(names, &categories, spec.categories, resolve, "")?;
     let classes = match classes {
         Some(base) => Classes::multi(

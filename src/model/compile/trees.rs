@@ -156,8 +156,8 @@ pub(super) fn compile_trees(
         let parsed = parsed.and_then(|(e, features, notes)| {
             for note in notes {
                 cx.warnings.push(Fault {
-                    path: ppath.clone(),
-                    message: format!("`{rel}`: {note}"),
+                    path: note.at.map_or_else(|| ppath.clone(), |at| join(path, &at)),
+                    message: format!("`{rel}`: {}", note.text),
                 });
             }
             let slot = if e.n_classes() > 1 {
@@ -338,7 +338,7 @@ fn parse(
     kind: &str,
     rel: &str,
     spec: &xgboost::Spec<'_>,
-) -> Result<(TreeEnsemble, Vec<String>, Vec<String>), Vec<Placed>> {
+) -> Result<(TreeEnsemble, Vec<String>, Vec<xgboost::Note>), Vec<Placed>> {
     let bytes = cx.files.scorer(rel).map_err(|m| vec![(None, m)])?;
     if let Some(why) = not_a_model_file(bytes, kind) {
         return Err(vec![(None, format!("`{rel}` ({kind}): {why}"))]);
@@ -358,8 +358,12 @@ fn parse(
     } else {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| vec![(None, format!("`{rel}` is not UTF-8 text: {e}"))])?;
-        lightgbm::parse_lightgbm_named(text, spec.categories, spec.feature_names, &resolve)
-            .map(|(e, f)| (e, f, lightgbm::version_note(text).into_iter().collect()))
+        lightgbm::parse_lightgbm_named(text, spec.categories, spec.feature_names, &resolve).map(
+            |(e, f)| {
+                let notes = lightgbm::version_note(text).map(xgboost::Note::file);
+                (e, f, notes.into_iter().collect())
+            },
+        )
     };
     parsed.map_err(|e| {
         e.each()

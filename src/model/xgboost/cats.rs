@@ -195,7 +195,7 @@ pub(super) fn order_notes(
     names: &[String],
     categories: &[Categories],
     given: Option<&Given>,
-) -> Vec<String> {
+) -> Vec<super::Note> {
     let Some(given) = given else {
         return Vec::new();
     };
@@ -219,8 +219,9 @@ pub(super) fn order_notes(
                     sorted
                 }
             };
-            (sorted != *list).then(|| {
-                format!(
+            (sorted != *list).then(|| super::Note {
+                at: Some(format!("categories.{name}")),
+                text: format!(
                     "feature `{name}`: the categories are given in another order than sorted \
                      ({}); pandas codes a `category` column's categories in sorted order ({}) \
                      unless the training code set one, and a list in another order than the \
@@ -228,7 +229,7 @@ pub(super) fn order_notes(
                      `df[\"{name}\"].cat.categories` listed them at training, code 0 first",
                     shown(list),
                     shown(&sorted)
-                )
+                ),
             })
         })
         .collect()

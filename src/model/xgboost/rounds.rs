@@ -16,7 +16,7 @@ pub(super) fn kept_trees(
     model: &GbTreeModel,
     num_class: usize,
     all: bool,
-    notes: &mut Vec<String>,
+    notes: &mut Vec<super::Note>,
 ) -> Result<usize, TreeLoadError> {
     let total = model.trees.len();
     let Some(best) = learner.attributes.best_iteration.as_deref() else {
@@ -58,12 +58,12 @@ pub(super) fn kept_trees(
         )
     })?;
     if !all {
-        notes.push(format!(
+        notes.push(super::Note::file(format!(
             "early stopping's best_iteration is {best} of {rounds} rounds: scoring the \
              {kept} trees of rounds 0 to {best}, as XGBClassifier.predict_proba does, not all \
              {total} trees (Booster.predict without iteration_range); \"trees\": \"all\" \
              scores every tree"
-        ));
+        )));
         return Ok(kept);
     }
     Ok(total)
