@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use nextbest::contact::funnel::store as funnel_store;
-use nextbest::contact::Clock;
+use nextbest::contact::{Clock, ContactConfig};
 use nextbest::decision_log::DecisionLog;
 use nextbest::fleet;
 use nextbest::registry::{Change, Registry, RegistryError};
@@ -345,8 +345,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry.models_folder(),
         &registry.config().limits,
     ));
+    // A second process refused the data folder learns it is this server's, and where it listens.
+    let contact = ContactConfig {
+        holder: Some(format!(
+            "a server whose public listener is http://{}",
+            reserved.public()
+        )),
+        ..settings.contact
+    };
     let contacts = Arc::new(
-        server::open_contacts_with(&registry, &settings.contact, Clock::system(), Some(&shadow))
+        server::open_contacts_with(&registry, &contact, Clock::system(), Some(&shadow))
             .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
     );
     // The data folder is this process's now: the model history goes on in it.

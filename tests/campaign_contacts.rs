@@ -991,7 +991,7 @@ fn a_direct_commit_into_a_held_data_folder_points_at_the_server() {
             "the data folder {} is in use by another nextbest (pid ",
             data.display()
         )) && e.ends_with(
-            "; if a server runs on it, commit through that server instead (`--server URL`, \
+            "; where a server holds it, commit through that server instead (`--server URL`, \
                  its public listener), which records the contacts as it records events"
         ),
         "{e}"

@@ -509,6 +509,37 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     assert!(!c.status.success());
     assert!(String::from_utf8_lossy(&c.stderr).contains("--direct"));
 
+    // With a server on the data folder, `--direct` is refused naming the server's public
+    // listener, and the commit goes through that server.
+    let server = support::binary::Binary::demo(&data).spawn();
+    let url = format!("http://{}", server.public);
+    let c = nextbest(&[
+        "campaign",
+        "commit",
+        out_s,
+        "--direct",
+        "--data-dir",
+        data_s,
+    ]);
+    let said = String::from_utf8_lossy(&c.stderr);
+    assert!(!c.status.success());
+    assert!(
+        said.contains(&format!(
+            "the data folder {data_s} is in use by another nextbest (pid {}, a server whose \
+             public listener is {url}, since ",
+            server.pid()
+        )) && said.contains("where a server holds it, commit through that server instead"),
+        "{said}"
+    );
+    let c = nextbest(&["campaign", "commit", out_s, "--server", &url]);
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert!(
+        c.status.success() && text.contains(&format!("0 recorded now, {n} already recorded")),
+        "{text}{}",
+        String::from_utf8_lossy(&c.stderr)
+    );
+    server.stop();
+
     // A run into the folder of a committed list replaces it, saying what goes with it.
     let again = |now: &str| {
         let run = run_demo(&["--now", now]);

@@ -288,7 +288,7 @@ pub enum CommitError {
     /// `--direct` into a data folder another process holds (a server, most likely, which
     /// records the contacts itself).
     #[error(
-        "{0}; if a server runs on it, commit through that server instead (`--server URL`, its \
+        "{0}; where a server holds it, commit through that server instead (`--server URL`, its \
          public listener), which records the contacts as it records events"
     )]
     ServerHolds(LockError),
@@ -642,6 +642,7 @@ fn write_direct(
     let contacts = Contacts::open(
         &ContactConfig {
             data_dir: Some(data_dir.to_owned()),
+            holder: Some("campaign commit --direct".into()),
             ..ContactConfig::default()
         },
         Clock::system(),

@@ -75,6 +75,9 @@ pub struct ContactConfig {
     pub horizon_ms: i64,
     /// Failures to inject into the log writer (fault tests only).
     pub inject: log::Inject,
+    /// What this process is, as the data folder's lock names it to a second process refused
+    /// there (a server's public listener, which a campaign commit can go through instead).
+    pub holder: Option<String>,
 }
 
 impl Default for ContactConfig {
@@ -86,6 +89,7 @@ impl Default for ContactConfig {
             state: StateConfig::default(),
             horizon_ms: 0,
             inject: log::Inject::default(),
+            holder: None,
         }
     }
 }
@@ -233,7 +237,7 @@ impl Contacts {
         c._lock = Some(crate::folder_lock::FolderLock::acquire(
             dir,
             crate::folder_lock::Folder::Data,
-            None,
+            config.holder.as_deref(),
         )?);
         // Saved tables go in before any model binds its own.
         funnel::store::load_or_set_aside(dir, &c.funnel);

@@ -436,6 +436,13 @@ pub struct Reserved {
     admin: (TcpSocket, SocketAddr),
 }
 
+impl Reserved {
+    /// The public listener's address as bound (a port 0 made real), for what names this server.
+    pub fn public(&self) -> SocketAddr {
+        self.public.1
+    }
+}
+
 /// Takes both listeners' addresses (needs no runtime).
 pub fn reserve(config: &ServerConfig) -> Result<Reserved, BindError> {
     Ok(Reserved {
