@@ -464,15 +464,18 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     assert!(summary.offers["unlimited_upgrade"].selected <= 800);
     assert!(out.join("targets.parquet").is_file());
 
-    let commit = |expect: &str| {
-        let c = nextbest(&[
+    let direct = || {
+        nextbest(&[
             "campaign",
             "commit",
             out_s,
             "--direct",
             "--data-dir",
             data_s,
-        ]);
+        ])
+    };
+    let commit = |expect: &str| {
+        let c = direct();
         let text = String::from_utf8_lossy(&c.stdout);
         assert!(c.status.success(), "{text}");
         assert!(text.contains(expect), "{text}");
@@ -513,14 +516,7 @@ fn the_demo_campaign_runs_and_commits_with_one_command_each() {
     // listener, and the commit goes through that server.
     let server = support::binary::Binary::demo(&data).spawn();
     let url = format!("http://{}", server.public);
-    let c = nextbest(&[
-        "campaign",
-        "commit",
-        out_s,
-        "--direct",
-        "--data-dir",
-        data_s,
-    ]);
+    let c = direct();
     let said = String::from_utf8_lossy(&c.stderr);
     assert!(!c.status.success());
     assert!(
