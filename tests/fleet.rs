@@ -527,6 +527,23 @@ async fn a_replica_stopped_while_redis_lost_its_data_or_the_layout_changed_ships
     );
 }
 
+/// A Redis, one replica joined to it, and a connection to that Redis for the test's own
+/// commands.
+async fn one_replica(tag: &str) -> (Redis, TempDir, Process, ::redis::Connection) {
+    let redis = Redis::start();
+    let dir = TempDir::new(tag);
+    let a = replica(&dir.0.join("a"), &redis.url());
+    within("A joined", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
+    let con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    (redis, dir, a, con)
+}
+
 /// `CONFIG SET key value` on a test's own Redis.
 fn config_set(con: &mut ::redis::Connection, key: &str, value: &str) {
     let _: () = ::redis::cmd("CONFIG")
@@ -539,18 +556,8 @@ fn config_set(con: &mut ::redis::Connection, key: &str, value: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
-    let redis = Redis::start();
+    let (redis, _dir, a, mut con) = one_replica("fleet-oom").await;
     let url = redis.url();
-    let dir = TempDir::new("fleet-oom");
-    let a = replica(&dir.0.join("a"), &url);
-    within("A joined", || async {
-        get(a.public, "/readyz").await.status == 200
-    })
-    .await;
-    let mut con = ::redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
     config_set(&mut con, "maxmemory-policy", "noeviction");
     config_set(&mut con, "maxmemory", "1");
     assert_eq!(flood(a.public, "M", 40).await, 40, "ingest goes on locally");
@@ -583,6 +590,83 @@ async fn a_redis_out_of_memory_is_a_refusal_said_once_not_an_outage() {
         log.find("redis refused a command") < log.find("redis takes commands again"),
         "{log}"
     );
+}
+
+/// Every event id in the fleet's streams, once per entry.
+fn ids_in_streams(con: &mut ::redis::Connection) -> Vec<String> {
+    let mut ids = Vec::new();
+    for p in 0..8u16 {
+        let key = format!("nextbest:events:{{p{p:03}}}");
+        let Ok(reply) = ::redis::cmd("XRANGE")
+            .arg(&key)
+            .arg("-")
+            .arg("+")
+            .query::<::redis::streams::StreamRangeReply>(con)
+        else {
+            continue;
+        };
+        ids.extend(reply.ids.iter().filter_map(|e| e.get::<String>("i")));
+    }
+    ids
+}
+
+/// Redis's count of `XADD`s it refused while running them (`WRONGTYPE`).
+fn failed_xadds(con: &mut ::redis::Connection) -> u64 {
+    let info: String = ::redis::cmd("INFO").arg("commandstats").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xadd:"))
+        .and_then(|l| l.split(',').find_map(|kv| kv.strip_prefix("failed_calls=")))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Redis refuses part of a batch (here one partition's key holds another type; at
+/// `maxmemory` it is the commands after the limit): what it took goes in once, not again with
+/// every retry, the refused records go again until taken, and the log says "takes commands
+/// again" only once they have gone, not while the rest of each batch goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_part_way_ships_only_the_refused_part_again() {
+    let (redis, _dir, a, mut con) = one_replica("fleet-part-refused").await;
+    let url = redis.url();
+    let blocked = "nextbest:events:{p003}";
+    let _: () = ::redis::cmd("SET")
+        .arg(blocked)
+        .arg("not a stream")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(flood(a.public, "P", 200).await, 200);
+    let log = a.wait_stderr("redis refused a command");
+    assert!(log.contains("WRONGTYPE"), "{log}");
+    // At least three shipments refused: a retry of the whole batch would have put the other
+    // partitions' events in again by now.
+    let first = failed_xadds(&mut con);
+    assert!(first > 0);
+    within("three refused shipments", || {
+        let refused = failed_xadds(&mut con);
+        async move { refused >= 3 * first }
+    })
+    .await;
+    let ids = ids_in_streams(&mut con);
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert!(!ids.is_empty(), "the other partitions' events went in");
+    assert_eq!(ids.len(), distinct.len(), "none of them twice");
+    assert!(
+        !a.stderr().contains("redis takes commands again"),
+        "{}",
+        a.stderr()
+    );
+    let _: () = ::redis::cmd("DEL").arg(blocked).query(&mut con).unwrap();
+    within("every event in Redis", || async {
+        stream_entries(&url) >= 200
+    })
+    .await;
+    let log = a.wait_stderr("redis takes commands again");
+    assert!(
+        log.find("redis refused a command") < log.find("redis takes commands again"),
+        "{log}"
+    );
+    let ids = ids_in_streams(&mut con);
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (200, 200));
 }
 
 /// A data folder copied from a running replica (a cloned volume) carries its `replica-id`:

@@ -201,8 +201,6 @@ pub struct Fleet {
     /// no lock).
     failing: AtomicBool,
     last_failure: Mutex<Option<String>>,
-    /// When a refused command was last logged (Unix ms).
-    refusal_logged_ms: AtomicI64,
     /// The operations Redis refuses now.
     refusals: refusals::Refusals,
     /// Why this replica refused to join the fleet, once it has.
@@ -439,7 +437,6 @@ pub fn start(
         last_failure: Mutex::new(None),
         ready_behind_logged: AtomicBool::new(false),
         outage_logged: AtomicBool::new(false),
-        refusal_logged_ms: AtomicI64::new(i64::MIN / 2),
         refusals: refusals::Refusals::default(),
         refused: OnceLock::new(),
         outgoing,

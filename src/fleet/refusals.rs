@@ -1,34 +1,50 @@
 //! What the fleet says of Redis's answers: an outage and its end, and which operations Redis
-//! is refusing (a write out of memory, a new connection with a password it no longer takes), so
-//! the log says "takes commands again" only once each of them has gone through, not when
-//! another kind that was never refused does (reads go on while Redis refuses writes;
-//! connections already open go on while it refuses new ones).
+//! is refusing (a write out of memory, a new connection with a password it no longer takes).
+//! A refusal is said when it starts (and once a minute while it lasts); "takes commands again"
+//! is said once each refused operation has gone through, shipping has caught up with what
+//! was held back, and no refusal has come for [`QUIET_MS`]: not when another kind that was
+//! never refused goes through (reads go on while Redis refuses writes; connections already
+//! open go on while it refuses new ones), nor between the refusals of a Redis at its memory
+//! limit, which takes a batch now and then.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use super::{now_ms, Fleet};
 
+/// How long refused operations must have gone through, with none refused, before the log
+/// says Redis takes commands again.
+pub const QUIET_MS: i64 = 5_000;
+/// How often a refusal that goes on is said again.
+const REMIND_MS: i64 = 60_000;
+/// No time: nothing cleared, or nothing said.
+const NEVER: i64 = i64::MIN / 2;
+
 impl Fleet {
     /// Redis answered `what`.
     pub(super) fn exchanged(&self, what: &'static str, now_ms: i64) {
-        self.last_exchange_ms.store(now_ms, Relaxed);
-        self.connected.store(true, Relaxed);
         if self.failing.swap(false, Relaxed) {
             *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
+        self.refusals.took(what, now_ms);
+        self.answered(now_ms);
+    }
+
+    /// Shipping found the log shipped to its end: a refusal of shipping held nothing back.
+    pub(super) fn nothing_to_ship(&self, now_ms: i64) {
+        self.refusals.took("ship", now_ms);
+    }
+
+    /// Redis answered, which ends an outage but not a refusal of what is still held back.
+    pub(super) fn answered(&self, now_ms: i64) {
+        self.last_exchange_ms.store(now_ms, Relaxed);
+        self.connected.store(true, Relaxed);
         if self.outage_logged.swap(false, Relaxed) {
             tracing::info!(redis = %super::redact(&self.config.url), "redis reachable again; replication resumes");
         }
-        self.took(what);
-    }
-
-    /// `what` went through: the end of the refusals when it was the last refused.
-    fn took(&self, what: &'static str) {
-        if self.refusals.took(what) {
+        if self.refusals.settled(now_ms) {
             tracing::info!(
-                during = what,
                 redis = %super::redact(&self.config.url),
                 "redis takes commands again; replication resumes"
             );
@@ -42,7 +58,7 @@ impl Fleet {
         response: Duration,
     ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         let c = self.link.connect(response).await?;
-        self.took("connect");
+        self.refusals.took("connect", now_ms());
         Ok(c)
     }
 
@@ -80,15 +96,7 @@ impl Fleet {
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         self.failing.store(true, Relaxed);
         if let Some(refused) = refused {
-            self.refusals.refused(what);
-            let now = now_ms();
-            let last = self.refusal_logged_ms.load(Relaxed);
-            if now - last >= 60_000
-                && self
-                    .refusal_logged_ms
-                    .compare_exchange(last, now, Relaxed, Relaxed)
-                    .is_ok()
-            {
+            if self.refusals.refused(what, now_ms()) {
                 if refused == "credentials" && self.config.password_file.is_some() {
                     tracing::error!(error = %e, during = what, %redis, "redis refused the credentials (the user in --redis, the password in --redis-password-file, read again before each connection); events are taken locally and shipped once it takes them, retrying with backoff");
                 } else if refused == "credentials" {
@@ -106,35 +114,69 @@ impl Fleet {
     }
 }
 
-/// The operations refused since they last went through.
-#[derive(Default)]
+/// The operations refused since they last went through, and what the log has said of them.
 pub(super) struct Refusals {
     /// Whether `ops` holds any: the check on every exchange takes no lock.
     any: AtomicBool,
     ops: Mutex<Vec<&'static str>>,
+    /// When the refusal was last said (Unix ms); `NEVER` once its end has been said.
+    said_ms: AtomicI64,
+    /// Since when every refused operation has gone through (Unix ms), or `NEVER`.
+    clear_since_ms: AtomicI64,
+}
+
+impl Default for Refusals {
+    fn default() -> Self {
+        Refusals {
+            any: AtomicBool::new(false),
+            ops: Mutex::new(Vec::new()),
+            said_ms: AtomicI64::new(NEVER),
+            clear_since_ms: AtomicI64::new(NEVER),
+        }
+    }
 }
 
 impl Refusals {
-    /// Notes that Redis refused `what`.
-    pub fn refused(&self, what: &'static str) {
+    /// Notes that Redis refused `what`; true when the log should say so now (the start of a
+    /// refusal, or a minute since it was last said).
+    pub fn refused(&self, what: &'static str, now_ms: i64) -> bool {
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         if !ops.contains(&what) {
             ops.push(what);
         }
         self.any.store(true, Relaxed);
+        self.clear_since_ms.store(NEVER, Relaxed);
+        let said = self.said_ms.load(Relaxed);
+        (said == NEVER || now_ms - said >= REMIND_MS)
+            && self
+                .said_ms
+                .compare_exchange(said, now_ms, Relaxed, Relaxed)
+                .is_ok()
     }
 
-    /// Notes that `what` went through; true when that was the last refused operation.
-    pub fn took(&self, what: &'static str) -> bool {
+    /// Notes that `what` went through; when it was the last refused, the quiet time before
+    /// the end is said starts.
+    pub fn took(&self, what: &'static str, now_ms: i64) {
         if !self.any.load(Relaxed) {
-            return false;
+            return;
         }
         let mut ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         let before = ops.len();
         ops.retain(|&o| o != what);
-        let cleared = ops.len() < before && ops.is_empty();
+        if ops.len() < before && ops.is_empty() {
+            self.clear_since_ms.store(now_ms, Relaxed);
+        }
         self.any.store(!ops.is_empty(), Relaxed);
-        cleared
+    }
+
+    /// True once, when a refusal that was said has been over for [`QUIET_MS`].
+    pub fn settled(&self, now_ms: i64) -> bool {
+        let since = self.clear_since_ms.load(Relaxed);
+        if since == NEVER || now_ms - since < QUIET_MS || self.any.load(Relaxed) {
+            return false;
+        }
+        self.clear_since_ms.store(NEVER, Relaxed);
+        self.said_ms.swap(NEVER, Relaxed) != NEVER
     }
 }
 
@@ -145,12 +187,43 @@ mod tests {
     #[test]
     fn only_the_refused_operation_going_through_ends_the_refusal() {
         let r = Refusals::default();
-        assert!(!r.took("read"), "nothing refused: nothing to end");
-        r.refused("ship");
-        assert!(!r.took("read"), "reads never stopped");
-        r.refused("connect");
-        assert!(!r.took("ship"), "new connections are still refused");
-        assert!(r.took("connect"));
-        assert!(!r.took("connect"), "said once");
+        r.took("read", 0);
+        assert!(!r.settled(QUIET_MS), "nothing refused: nothing to end");
+        assert!(r.refused("ship", 0), "said when it starts");
+        r.took("read", 10);
+        assert!(!r.settled(10 + QUIET_MS), "reads never stopped");
+        assert!(!r.refused("connect", 20), "one refusal, said once");
+        r.took("ship", 30);
+        assert!(
+            !r.settled(30 + QUIET_MS),
+            "new connections are still refused"
+        );
+        r.took("connect", 40);
+        assert!(!r.settled(40 + QUIET_MS - 1), "not before the quiet time");
+        assert!(r.settled(40 + QUIET_MS));
+        assert!(!r.settled(50 + QUIET_MS), "said once");
+    }
+
+    #[test]
+    fn a_redis_that_refuses_now_and_then_is_said_to_take_commands_only_once_it_stops() {
+        let r = Refusals::default();
+        assert!(r.refused("ship", 0));
+        // At its limit, Redis takes a batch, then refuses the next: no end said, and the
+        // refusal is not said again before a minute.
+        let mut t = 0;
+        while t < REMIND_MS - 1_000 {
+            r.took("ship", t + 100);
+            assert!(!r.settled(t + 100));
+            assert!(!r.refused("ship", t + 1_000));
+            t += 1_000;
+        }
+        assert!(r.refused("ship", REMIND_MS), "a reminder once a minute");
+        r.took("ship", REMIND_MS + 100);
+        assert!(
+            r.settled(REMIND_MS + 100 + QUIET_MS),
+            "the end, once it holds"
+        );
+        // A new refusal after the end was said is said at once.
+        assert!(r.refused("ship", REMIND_MS + 200 + QUIET_MS));
     }
 }

@@ -1,7 +1,8 @@
 //! Ships the local event log to the fleet's streams: tails the segments from a remembered
 //! position, appends each record to its customer's partition, and moves the position on only
 //! after Redis took the records, so every accepted event reaches Redis at least once, also
-//! across a crash of this replica or an outage of Redis.
+//! across a crash of this replica or an outage of Redis. A batch Redis refused part of goes
+//! again from what it refused, before anything after it is read.
 //!
 //! The position (`<data>/replication.cursor`: segment and byte offset, with the Redis run id
 //! and the partition count it was shipped to) is written atomically
@@ -167,6 +168,8 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
     }
     let mut run_id: Option<String> = before.run_id;
     let mut last: Option<Shipped> = before.last;
+    // A batch Redis did not take all of, with where reading goes on once it has gone.
+    let mut pending: Option<(Vec<Outgoing>, Position)> = None;
     let mut attempt = 0u32;
     let mut idle_since = tokio::time::Instant::now();
     let mut saved = Saved {
@@ -184,7 +187,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             None => match connect(&fleet).await {
                 Ok((mut c, id)) => {
                     if restarted(&mut run_id, id) && !kept(&mut c, &fleet, last.as_ref()).await {
-                        from_log_start(&fleet, &mut cursor, &mut last);
+                        from_log_start(&fleet, &mut cursor, &mut last, &mut pending);
                     }
                     idle_since = tokio::time::Instant::now();
                     con.insert(c)
@@ -215,7 +218,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                                 return;
                             }
                         }
-                        from_log_start(&fleet, &mut cursor, &mut last);
+                        from_log_start(&fleet, &mut cursor, &mut last, &mut pending);
                     }
                 }
                 Err(e) => {
@@ -232,38 +235,20 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             tokio::time::sleep(IDENTITY_POLL).await;
             continue;
         }
-        // Never on the workers that run decisions: this is the fleet's own thread.
-        let read = if fleet.backlog_bytes.load(Relaxed) < READ_INLINE_BELOW {
-            Ok(read_batch(&mut tail, cursor, &fleet))
-        } else {
-            let (mut moved, fleet) = (
-                std::mem::replace(&mut tail, log::Tail::new(&dir)),
-                fleet.clone(),
-            );
-            tokio::task::spawn_blocking(move || {
-                let read = read_batch(&mut moved, cursor, &fleet);
-                (moved, read)
-            })
-            .await
-            .map(|(moved, read)| {
-                tail = moved;
-                read
-            })
-        };
-        let (batch, next) = match read {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "reading the event log to ship it failed; retrying");
-                tokio::time::sleep(IDLE_POLL).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the log reader task failed; retrying");
-                tokio::time::sleep(IDLE_POLL).await;
-                continue;
-            }
+        // What Redis refused of the last batch goes first, before anything after it is read.
+        let ((batch, next), fresh) = match pending.take() {
+            Some(p) => (p, false),
+            None => match read(&mut tail, &dir, cursor, &fleet).await {
+                Some(b) => (b, true),
+                None => {
+                    tokio::time::sleep(IDLE_POLL).await;
+                    continue;
+                }
+            },
         };
         if batch.is_empty() {
+            // Nothing held back: a refusal of shipping is over.
+            fleet.nothing_to_ship(now_ms());
             if next != cursor {
                 cursor = next;
                 fleet.set_cursor(cursor);
@@ -290,37 +275,156 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                     .max(0),
             )
         });
-        match ship(c, &fleet, &batch, written, trim).await {
-            Ok(shipped) => {
-                if let Some(redis_ms) = shipped.entry_ms() {
-                    fleet.observe_skew(redis_ms, written);
-                }
-                last = Some(shipped);
-                attempt = 0;
-                idle_since = tokio::time::Instant::now();
-                fleet.exchanged("ship", now_ms());
-                fleet.shipped.fetch_add(batch.len() as u64, Relaxed);
-                cursor = next;
-                fleet.set_cursor(cursor);
-                if saved.when.elapsed() >= CURSOR_SAVE_EVERY {
-                    saved.save(cursor, run_id.as_deref(), last.as_ref()).await;
-                }
-            }
+        // Read to the log's end just now: once this batch has gone, nothing waits (a batch
+        // that goes again was read before what came while Redis refused it).
+        let drained = fresh && fleet.backlog_bytes.load(Relaxed) == 0;
+        let answers = match ship(c, &fleet, &batch, written, trim).await {
+            Ok(answers) => answers,
             Err(e) => {
+                // Nothing is known to be taken: the whole batch goes again.
+                pending = Some((batch, next));
                 fleet.failed("ship", &e);
                 con = None;
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
+                continue;
             }
+        };
+        idle_since = tokio::time::Instant::now();
+        let (taken, rest, refused) = sort_answers(batch, answers);
+        if let Some(shipped) = taken.last {
+            if let Some(redis_ms) = shipped.entry_ms() {
+                fleet.observe_skew(redis_ms, written);
+            }
+            last = Some(shipped);
+            fleet.shipped.fetch_add(taken.count as u64, Relaxed);
+        }
+        if let Some(e) = refused {
+            // Redis answered on this connection: what it refused goes again on it, after the
+            // backoff; the position stays before the batch until all of it has gone.
+            pending = Some((rest, next));
+            fleet.failed("ship", &e);
+            tokio::time::sleep(backoff(attempt)).await;
+            attempt += 1;
+            continue;
+        }
+        attempt = 0;
+        cursor = next;
+        fleet.set_cursor(cursor);
+        if saved.when.elapsed() >= CURSOR_SAVE_EVERY {
+            saved.save(cursor, run_id.as_deref(), last.as_ref()).await;
+        }
+        // A refusal ends when what it held back has gone, not with the first batch Redis
+        // takes while it is still at its limit.
+        if drained {
+            fleet.exchanged("ship", now_ms());
+        } else {
+            fleet.answered(now_ms());
         }
     }
 }
 
+/// Reads the next batch from `cursor` (`None`: the read failed, and was said). Never on the
+/// workers that run decisions: a small read on the fleet's own thread, a catch-up on a
+/// blocking one so the consumers keep on.
+async fn read(
+    tail: &mut log::Tail,
+    dir: &Path,
+    cursor: Position,
+    fleet: &Arc<Fleet>,
+) -> Option<(Vec<Outgoing>, Position)> {
+    let read = if fleet.backlog_bytes.load(Relaxed) < READ_INLINE_BELOW {
+        Ok(read_batch(tail, cursor, fleet))
+    } else {
+        let (mut moved, fleet) = (std::mem::replace(tail, log::Tail::new(dir)), fleet.clone());
+        tokio::task::spawn_blocking(move || {
+            let read = read_batch(&mut moved, cursor, &fleet);
+            (moved, read)
+        })
+        .await
+        .map(|(moved, read)| {
+            *tail = moved;
+            read
+        })
+    };
+    match read {
+        Ok(Ok(b)) => Some(b),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "reading the event log to ship it failed; retrying");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the log reader task failed; retrying");
+            None
+        }
+    }
+}
+
+/// What Redis took of a batch: how many records, and the entry of the last one taken.
+struct Taken {
+    count: usize,
+    last: Option<Shipped>,
+}
+
+/// Splits a batch by Redis's answers into what it took and what goes again, with the first
+/// refusal (an `OOM` at `maxmemory`, a key of another type). A partition's records after one
+/// it refused go again even where Redis took them, so its stream never holds a later event
+/// before an earlier one it refused (those few go in twice; a replica applies an event id
+/// once); the other partitions' records it took are done.
+fn sort_answers(
+    batch: Vec<Outgoing>,
+    answers: Vec<redis::RedisResult<String>>,
+) -> (Taken, Vec<Outgoing>, Option<redis::RedisError>) {
+    let mut taken = Taken {
+        count: 0,
+        last: None,
+    };
+    let mut rest = Vec::new();
+    let mut refused: Option<redis::RedisError> = None;
+    let mut held: Vec<u16> = Vec::new();
+    let mut answers = answers.into_iter();
+    for o in batch {
+        match answers.next() {
+            Some(Ok(entry)) if !held.contains(&o.partition) => {
+                taken.count += 1;
+                // The last entry's id is what a restarted Redis is asked for (see `kept`).
+                taken.last = Some(Shipped {
+                    partition: o.partition,
+                    entry,
+                });
+            }
+            answer => {
+                if let Some(Err(e)) = answer {
+                    refused.get_or_insert(e);
+                }
+                if !held.contains(&o.partition) {
+                    held.push(o.partition);
+                }
+                rest.push(o);
+            }
+        }
+    }
+    if refused.is_none() && !rest.is_empty() {
+        // Fewer answers than commands: no refusal Redis said, but not taken either.
+        refused = Some(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "fewer answers than commands in a shipment",
+        )));
+    }
+    (taken, rest, refused)
+}
+
 /// Goes back to the start of the log: a Redis that lost what was shipped gets all of it again,
 /// and no entry shipped so far says what it holds.
-fn from_log_start(fleet: &Fleet, cursor: &mut Position, last: &mut Option<Shipped>) {
+fn from_log_start(
+    fleet: &Fleet,
+    cursor: &mut Position,
+    last: &mut Option<Shipped>,
+    pending: &mut Option<(Vec<Outgoing>, Position)>,
+) {
     *cursor = Position::start();
     *last = None;
+    *pending = None;
     fleet.set_cursor(*cursor);
 }
 
@@ -425,11 +529,11 @@ async fn ship(
     batch: &[Outgoing],
     written: i64,
     trim_before: Option<i64>,
-) -> redis::RedisResult<Shipped> {
+) -> redis::RedisResult<Vec<redis::RedisResult<String>>> {
     let written = written.to_string();
     let min_id = trim_before.map(|ms| format!("{ms}-0"));
     let mut pipe = redis::pipe();
-    for (k, o) in batch.iter().enumerate() {
+    for o in batch {
         let add = pipe.cmd("XADD").arg(fleet.config.key(o.partition));
         if let Some(min_id) = &min_id {
             add.arg("MINID").arg("~").arg(min_id);
@@ -443,16 +547,10 @@ async fn ship(
             .arg(&written)
             .arg("e")
             .arg(&o.payload[..]);
-        // The last entry's id is what a restarted Redis is asked for (see `kept`).
-        if k + 1 < batch.len() {
-            pipe.ignore();
-        }
     }
-    let (entry,): (String,) = pipe.query_async(c).await?;
-    Ok(Shipped {
-        partition: batch.last().map_or(0, |o| o.partition),
-        entry,
-    })
+    // Each command's answer, refusals included: what Redis took of a batch refused part way
+    // is not shipped again.
+    pipe.ignore_errors().query_async(c).await
 }
 
 /// The cursor file, the position last written to it, and when.
@@ -519,6 +617,53 @@ fn read_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_refused_part_way_keeps_what_went_in_and_each_refused_partitions_rest() {
+        let out = |partition: u16, id: &str| Outgoing {
+            partition,
+            id: id.into(),
+            payload: Vec::new(),
+        };
+        let oom = || {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+                "OOM",
+            )))
+        };
+        let batch = vec![
+            out(0, "a"),
+            out(1, "b"),
+            out(0, "c"),
+            out(1, "d"),
+            out(2, "e"),
+        ];
+        // Redis refused b, then took d (memory freed meanwhile): d goes again after b, so
+        // partition 1 never holds d before b.
+        let answers = vec![
+            Ok("1-0".into()),
+            oom(),
+            Ok("1-1".into()),
+            Ok("1-2".into()),
+            Ok("1-3".into()),
+        ];
+        let (taken, rest, refused) = sort_answers(batch, answers);
+        assert_eq!(taken.count, 3);
+        assert_eq!(
+            taken.last.map(|l| (l.partition, l.entry)),
+            Some((2, "1-3".into()))
+        );
+        let rest: Vec<&str> = rest.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(rest, ["b", "d"]);
+        assert!(refused.is_some());
+        // Every answer a success: nothing goes again.
+        let (taken, rest, refused) = sort_answers(vec![out(0, "a")], vec![Ok("2-0".into())]);
+        assert!(taken.count == 1 && rest.is_empty() && refused.is_none());
+        // Fewer answers than commands: what has none goes again, as refused.
+        let (taken, rest, refused) =
+            sort_answers(vec![out(0, "a"), out(3, "b")], vec![Ok("3-0".into())]);
+        assert!(taken.count == 1 && rest.len() == 1 && refused.is_some());
+    }
 
     #[test]
     fn the_cursor_keeps_its_redis_and_layout_and_reads_an_older_builds_file() {
