@@ -34,6 +34,7 @@
 
 mod changes;
 pub mod consumer;
+mod cursor;
 mod identity;
 pub mod join;
 mod link;
@@ -405,7 +406,7 @@ pub fn start(
     let origin = replica_id(&dir)?;
     let (outgoing, to_publish) = models::channel();
     // Read once: its position is the fleet's figure, its Redis and layout the shipper's.
-    let resumed = shipper::load_cursor(&dir, config.partitions);
+    let resumed = cursor::load_cursor(&dir, config.partitions);
     let signer = config.signing.as_ref().map(signing::Signer::new);
     let fleet = Arc::new(Fleet {
         origin,
