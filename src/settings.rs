@@ -45,6 +45,10 @@ pub const MAX_WORKERS: usize = 1024;
 pub const MAX_MEMORY_MB: u64 = 1 << 20;
 /// Largest `--redis-partitions`: each is a stream that every replica's one reader asks for.
 pub const MAX_PARTITIONS: u16 = 1024;
+/// The stream partitions a fleet has unless told otherwise.
+pub const REDIS_PARTITIONS: u16 = 8;
+/// How long a replica waits for the fleet's events before `--ready-when-behind` says ready.
+pub const REDIS_CATCHUP_MS: u64 = 10_000;
 
 /// Longest `--keep-events-days`: a campaign's frequency window (366 days) and a calendar week.
 pub const MAX_KEEP_DAYS: u64 = 400;
@@ -439,7 +443,33 @@ impl ServeArgs {
     }
 
     fn fleet_config(&self) -> Result<Option<FleetConfig>, SettingsError> {
-        Ok(self.fleet.check()?.map(|fleet| FleetConfig {
+        let fleet = self.fleet.check()?;
+        let catchup_set = self.redis_catchup_ms != REDIS_CATCHUP_MS;
+        if fleet.is_none() {
+            // Set for a fleet, most likely, whose Redis went under another name.
+            let set = [
+                ("--redis-catchup-ms", catchup_set),
+                ("--ready-when-behind", self.ready_when_behind),
+                (
+                    "--redis-partitions",
+                    self.fleet.redis_partitions != REDIS_PARTITIONS,
+                ),
+            ];
+            for (flag, _) in set.iter().filter(|(_, set)| *set) {
+                tracing::warn!(
+                    flag,
+                    "{flag} is set but --redis is not (NEXTBEST_REDIS): this server runs alone, \
+                     and the events it takes reach no other replica"
+                );
+            }
+        } else if catchup_set && !self.ready_when_behind {
+            tracing::warn!(
+                "--redis-catchup-ms is set without --ready-when-behind, so it changes nothing: \
+                 /readyz waits for the fleet's events however long it takes; give \
+                 --ready-when-behind too to say ready after that wait anyway"
+            );
+        }
+        Ok(fleet.map(|fleet| FleetConfig {
             catchup_wait: Duration::from_millis(self.redis_catchup_ms),
             ready_when_behind: self.ready_when_behind,
             ..fleet

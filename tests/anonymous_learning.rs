@@ -182,7 +182,7 @@ async fn another_replica_learns_the_same_from_the_fleet() {
     let m = models(&dir.0);
     let replica = |n: &str| {
         Binary::with_models(&m, &dir.0.join(n))
-            .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
+            .args(["--redis", &redis.url()])
             .spawn()
     };
     let [a, b] = ["a", "b"].map(replica);

@@ -18,9 +18,7 @@ use support::redis::{stream_entries, Redis};
 use support::*;
 
 fn replica(data: &Path, redis: &str) -> Process {
-    Binary::demo(data)
-        .args(["--redis", redis, "--redis-catchup-ms", "2000"])
-        .spawn()
+    Binary::demo(data).args(["--redis", redis]).spawn()
 }
 
 async fn explain(addr: SocketAddr, customer: &str, channel: &str, placement: &str) -> Value {
@@ -174,6 +172,10 @@ async fn redis_killed_mid_flood_loses_nothing_acknowledged() {
     let dir = TempDir::new("fleet-redis-kill");
     let a = replica(&dir.0.join("a"), &redis.url());
     let b = replica(&dir.0.join("b"), &redis.url());
+    within("A ready", || async {
+        get(a.public, "/readyz").await.status == 200
+    })
+    .await;
     let first = flood(a.public, "R", 400).await;
     redis.kill();
     // Ingest goes on locally while Redis is gone.
@@ -542,6 +544,47 @@ async fn one_replica(tag: &str) -> (Redis, TempDir, Process, ::redis::Connection
         .get_connection()
         .unwrap();
     (redis, dir, a, con)
+}
+
+/// A replica restarted while Redis was down, Redis back empty: the replica finds the streams
+/// empty at once, but does not say ready before the other replicas have had time to ship
+/// their logs to the new Redis; when it does, it holds their events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_catching_up_from_a_redis_back_empty_waits_for_the_others_to_refill_it() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-refill");
+    let a = replica(&dir.0.join("a"), &url);
+    let b_data = dir.0.join("b");
+    let b = replica(&b_data, &url);
+    assert_eq!(flood(a.public, "R", 60).await, 60);
+    within("B applied A's events, and its position saved", || async {
+        applied(b.admin).await == 60 && cursor_at_end(&b_data)
+    })
+    .await;
+    drop(b); // kill -9
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let b = replica(&b_data, &url);
+    let started = Instant::now();
+    within("B ready", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+    assert_eq!(
+        applied(b.admin).await,
+        60,
+        "ready only with A's events, {:?} after its start:\n{}",
+        started.elapsed(),
+        b.stderr()
+    );
+    assert!(
+        b.stderr()
+            .contains("redis restarted without this replica's events, so without the other"),
+        "{}",
+        b.stderr()
+    );
+    drop(a);
 }
 
 /// `CONFIG SET key value` on a test's own Redis.
@@ -1046,7 +1089,7 @@ async fn a_contextual_offer_learns_one_model_from_the_whole_fleet() {
     write_models(&dir.0.join("models"), &world, &three(), true);
     let [a, b] = ["a", "b"].map(|n| {
         Binary::with_models(&dir.0.join("models"), &dir.0.join(n))
-            .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
+            .args(["--redis", &redis.url()])
             .spawn()
     });
     // 400 impressions of o1, every third prepaid customer converting: half posted to each

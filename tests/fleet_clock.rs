@@ -19,7 +19,7 @@ use support::*;
 const AHEAD_S: i64 = 400 * 86_400;
 
 fn replica(data: &Path, redis: &str) -> Binary {
-    Binary::demo(data).args(["--redis", redis, "--redis-catchup-ms", "2000"])
+    Binary::demo(data).args(["--redis", redis])
 }
 
 /// `n` impressions, ten a post, of customers `{prefix}00000...`, each with its own id and an

@@ -86,7 +86,7 @@ async fn the_redis_password_comes_from_a_file_stays_out_of_ps_env_and_log_and_ro
     let file = dir.0.join("redis-password");
     std::fs::write(&file, format!("{password}\n")).unwrap();
     let server = Binary::demo(&dir.0.join("data"))
-        .args(["--redis", &redis.url(), "--redis-catchup-ms", "2000"])
+        .args(["--redis", &redis.url()])
         .arg("--redis-password-file")
         .arg(&file)
         .spawn();
@@ -934,6 +934,42 @@ fn a_data_folder_left_open_by_an_earlier_release_is_said() {
     let mode = std::fs::metadata(&history).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o644);
     server.stop();
+}
+
+/// Fleet flags that change nothing are said at start: without `--redis` (a fleet's Redis given
+/// under a name nextbest does not read) the server runs alone; `--redis-catchup-ms` does
+/// nothing without `--ready-when-behind`.
+#[test]
+fn fleet_settings_that_change_nothing_are_said_at_start() {
+    let dir = TempDir::new("startup-fleet-alone");
+    let alone = Binary::demo(&dir.0.join("alone"))
+        .args(["--ready-when-behind", "--redis-partitions", "16"])
+        .env("NEXTBEST_REDIS_URL", "redis://127.0.0.1:9")
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .spawn();
+    let said = alone.wait_stderr("--redis-partitions is set but");
+    for flag in ["--ready-when-behind", "--redis-partitions"] {
+        assert!(
+            said.contains(&format!(
+                "{flag} is set but --redis is not (NEXTBEST_REDIS): this server runs alone, and \
+                 the events it takes reach no other replica"
+            )),
+            "{said}"
+        );
+    }
+    let redis = Redis::start();
+    let waits = Binary::demo(&dir.0.join("waits"))
+        .args(["--redis", &redis.url(), "--redis-catchup-ms", "500"])
+        .env("NEXTBEST_LOG_FORMAT", "text")
+        .spawn();
+    let said = waits.wait_stderr("--redis-catchup-ms is set without");
+    assert!(
+        said.contains(
+            "--redis-catchup-ms is set without --ready-when-behind, so it changes nothing: \
+             /readyz waits for the fleet's events however long it takes"
+        ) && !said.contains("is set but --redis is not"),
+        "{said}"
+    );
 }
 
 /// A decision log flag without `--decision-log` does nothing: said at start, naming both.

@@ -34,6 +34,9 @@ const ENTRIES_PER_READ: usize = 8_000;
 const MIN_COUNT: usize = 16;
 /// How long a read blocks waiting for new entries.
 const BLOCK_MS: usize = 1_000;
+/// How often a replica that has read every stream to its end looks again while it waits to
+/// say it is caught up.
+const SETTLE_POLL: Duration = Duration::from_millis(10);
 /// Shortest time from one caught-up read to the next (see the module's doc).
 pub const PACE: Duration = Duration::from_millis(2);
 
@@ -83,7 +86,10 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
         };
         let began = tokio::time::Instant::now();
         let all_caught_up = streams.iter().all(|s| s.caught_up);
-        let reply = match read(c, &mut streams, retention, count, all_caught_up).await {
+        // Until the replica may say it is caught up (see `Fleet::redis_settled`), reads look
+        // and come back, so the moment it may is not missed inside a blocking read.
+        let block = all_caught_up && fleet.caught_up();
+        let reply = match read(c, &mut streams, retention, count, block).await {
             Ok(r) => r,
             Err(e) => {
                 fleet.failed("read", &e);
@@ -117,20 +123,27 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
         for (s, &n) in streams.iter_mut().zip(&counts) {
             if !s.caught_up && n < count {
                 s.caught_up = true;
-                let done = fleet.partitions_caught_up.fetch_add(1, Relaxed) + 1;
-                if done == u64::from(fleet.config.partitions) {
-                    fleet.caught_up.store(true, Relaxed);
-                    tracing::info!(
-                        waited_ms = fleet.started.elapsed().as_millis() as u64,
-                        "caught up with the fleet's events"
-                    );
-                }
+                fleet.partitions_caught_up.fetch_add(1, Relaxed);
             }
         }
+        if !fleet.caught_up()
+            && fleet.partitions_caught_up.load(Relaxed) == u64::from(fleet.config.partitions)
+            && fleet.redis_settled(now)
+        {
+            fleet.caught_up.store(true, Relaxed);
+            tracing::info!(
+                waited_ms = fleet.started.elapsed().as_millis() as u64,
+                "caught up with the fleet's events"
+            );
+        }
         // A read that brought something and filled no stream's count: let the next batch
-        // gather. A full stream (a burst) is read again at once; an empty reply already waited.
-        if all_caught_up && counts.iter().any(|&n| n > 0) && counts.iter().all(|&n| n < count) {
+        // gather. A full stream (a burst) is read again at once; an empty reply already waited,
+        // unless it did not block.
+        let empty = counts.iter().all(|&n| n == 0);
+        if all_caught_up && !empty && counts.iter().all(|&n| n < count) {
             tokio::time::sleep_until(began + PACE).await;
+        } else if all_caught_up && !block && empty {
+            tokio::time::sleep_until(began + SETTLE_POLL).await;
         }
     }
 }
@@ -145,7 +158,7 @@ async fn read(
     streams: &mut [Stream],
     retention: i64,
     count: usize,
-    all_caught_up: bool,
+    block: bool,
 ) -> redis::RedisResult<Value> {
     if streams.iter().any(|s| s.last.is_empty()) {
         let from = format!(
@@ -158,7 +171,7 @@ async fn read(
     }
     let mut read_cmd = redis::cmd("XREAD");
     read_cmd.arg("COUNT").arg(count);
-    if all_caught_up {
+    if block {
         read_cmd.arg("BLOCK").arg(BLOCK_MS);
     }
     read_cmd.arg("STREAMS");

@@ -21,7 +21,9 @@
 //! with another count refuses to join (its streams would miss half the customers), says so
 //! naming both, and stays unready ([`join`]). A replica starting catches up on the fleet's
 //! events kept in the streams (as long as each log keeps its own: the longest policy window, at
-//! least as long as event ids are remembered) before it says ready; with `--ready-when-behind`
+//! least as long as event ids are remembered) before it says ready, and, when Redis restarted
+//! without this replica's events, until the others had time to ship theirs to it again
+//! ([`REFILL_MS`]); with `--ready-when-behind`
 //! it says ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays
 //! ready through later outages: every replica losing Redis at once must not empty the Service.
 //!
@@ -176,6 +178,11 @@ pub struct Fleet {
     /// Whether the newest admin change made elsewhere is made here too (read at start).
     changes_caught_up: AtomicBool,
     partitions_caught_up: AtomicU64,
+    /// Whether the shipper has checked the Redis run (see `redis_settled`).
+    run_checked: AtomicBool,
+    /// Until when (Unix ms) catching up waits for the other replicas to refill a Redis that
+    /// lost their events.
+    refill_until_ms: AtomicI64,
     connected: AtomicBool,
     /// Unix ms of the last successful exchange with Redis.
     last_exchange_ms: AtomicI64,
@@ -377,6 +384,35 @@ impl Fleet {
         self.caught_up.load(Relaxed)
     }
 
+    /// The shipper found that Redis, up `uptime_s` seconds, restarted without this replica's
+    /// events: it lost the fleet's too, and the other replicas ship theirs to it again once
+    /// they notice. A replica not yet caught up waits for them before it says it is.
+    fn redis_lost_its_events(&self, uptime_s: u64) {
+        if self.caught_up() {
+            return;
+        }
+        let left = REFILL_MS.saturating_sub(uptime_s.saturating_mul(1_000) as i64);
+        if left > 0 {
+            tracing::info!(
+                uptime_s,
+                wait_ms = left,
+                "redis restarted without this replica's events, so without the other replicas' too: waiting until it has been up 5 s, for them to ship theirs again, before saying caught up"
+            );
+            self.refill_until_ms.store(now_ms() + left, Relaxed);
+        }
+    }
+
+    /// The shipper has asked Redis whether it kept this replica's events.
+    fn redis_run_checked(&self) {
+        self.run_checked.store(true, Relaxed);
+    }
+
+    /// Whether what Redis holds can be taken for the fleet's events: the shipper has checked
+    /// the Redis run, and the other replicas had time to refill a Redis that lost them.
+    fn redis_settled(&self, now_ms: i64) -> bool {
+        self.run_checked.load(Relaxed) && now_ms >= self.refill_until_ms.load(Relaxed)
+    }
+
     /// Notes one remote event applied `lag_ms` after its origin accepted it.
     fn observe_lag(&self, lag_ms: i64) {
         let lag = lag_ms.max(0);
@@ -423,6 +459,8 @@ pub fn start(
         caught_up: AtomicBool::new(false),
         changes_caught_up: AtomicBool::new(false),
         partitions_caught_up: AtomicU64::new(0),
+        run_checked: AtomicBool::new(false),
+        refill_until_ms: AtomicI64::new(0),
         connected: AtomicBool::new(false),
         last_exchange_ms: AtomicI64::new(0),
         shipped: AtomicU64::new(0),
@@ -500,6 +538,11 @@ fn replica_id(dir: &Path) -> Result<String, FleetError> {
 }
 
 /// Backoff between retries: doubling from 50 ms to 2 s.
+/// How long after a restart that lost the fleet's events a Redis is refilled: every running
+/// replica reconnects within its longest backoff (2 s) or asks the run id within a second,
+/// and then ships its whole log again.
+const REFILL_MS: i64 = 5_000;
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((50u64 << attempt.min(6)).min(2_000))
 }

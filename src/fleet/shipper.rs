@@ -80,10 +80,12 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
         let c = match &mut con {
             Some(c) => c,
             None => match connect(&fleet).await {
-                Ok((mut c, id)) => {
+                Ok((mut c, (id, uptime_s))) => {
                     if restarted(&mut run_id, id) && !kept(&mut c, &fleet, last.as_ref()).await {
                         from_log_start(&fleet, &mut cursor, &mut last, &mut pending);
+                        fleet.redis_lost_its_events(uptime_s);
                     }
+                    fleet.redis_run_checked();
                     idle_since = tokio::time::Instant::now();
                     con.insert(c)
                 }
@@ -98,7 +100,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
         if idle_since.elapsed() >= RUN_ID_CHECK {
             idle_since = tokio::time::Instant::now();
             match server_run_id(c).await {
-                Ok(id) => {
+                Ok((id, _)) => {
                     fleet.exchanged("check", now_ms());
                     let lost = if restarted(&mut run_id, id) {
                         !kept(c, &fleet, last.as_ref()).await
@@ -392,7 +394,9 @@ async fn holds(
 
 /// A connection and the server's run id, the partition count checked (a refusal stops the
 /// link, and the connection is then never used).
-async fn connect(fleet: &Fleet) -> redis::RedisResult<(redis::aio::MultiplexedConnection, String)> {
+async fn connect(
+    fleet: &Fleet,
+) -> redis::RedisResult<(redis::aio::MultiplexedConnection, (String, u64))> {
     let mut c = fleet.connect(Duration::from_secs(5)).await?;
     let id = server_run_id(&mut c).await?;
     let verdict = super::join::check(&mut c, fleet).await?;
@@ -400,15 +404,23 @@ async fn connect(fleet: &Fleet) -> redis::RedisResult<(redis::aio::MultiplexedCo
     Ok((c, id))
 }
 
-/// The run id Redis answers `INFO server` with (new at every start of the server).
-async fn server_run_id(c: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<String> {
+/// The run id Redis answers `INFO server` with (new at every start of the server), and how
+/// long it has been up, in seconds.
+async fn server_run_id(
+    c: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<(String, u64)> {
     let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
-    Ok(info
-        .lines()
-        .find_map(|l| l.strip_prefix("run_id:"))
-        .unwrap_or("")
-        .trim()
-        .to_owned())
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    Ok((
+        field("run_id:"),
+        field("uptime_in_seconds:").parse().unwrap_or(u64::MAX),
+    ))
 }
 
 /// Appends a batch, each record to its partition's stream, stamped `written` (this host's

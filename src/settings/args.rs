@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::{
     invalid, listen_addr, redis_url, within, SettingsError, DECISION_LOG_FILES,
-    DECISION_LOG_FILE_MB, DECISION_LOG_SAMPLE, MAX_PARTITIONS,
+    DECISION_LOG_FILE_MB, DECISION_LOG_SAMPLE, MAX_PARTITIONS, REDIS_CATCHUP_MS, REDIS_PARTITIONS,
 };
 use crate::features::NullWords;
 use crate::fleet::FleetConfig;
@@ -63,7 +63,7 @@ pub struct RedisArgs {
     #[arg(
         long,
         env = "NEXTBEST_REDIS_PARTITIONS",
-        default_value_t = 8,
+        default_value_t = REDIS_PARTITIONS,
         allow_negative_numbers = true
     )]
     pub redis_partitions: u16,
@@ -262,7 +262,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "NEXTBEST_REDIS_CATCHUP_MS",
-        default_value_t = 10_000,
+        default_value_t = REDIS_CATCHUP_MS,
         allow_negative_numbers = true
     )]
     pub redis_catchup_ms: u64,
