@@ -23,7 +23,7 @@
 //! events kept in the streams (as long as each log keeps its own: the longest policy window, at
 //! least as long as event ids are remembered) before it says ready, and, when Redis restarted
 //! without this replica's events, until the others had time to ship theirs to it again
-//! ([`REFILL_MS`]); with `--ready-when-behind`
+//! (`REFILL_MS`); with `--ready-when-behind`
 //! it says ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays
 //! ready through later outages: every replica losing Redis at once must not empty the Service.
 //!
