@@ -587,6 +587,63 @@ async fn a_replica_catching_up_from_a_redis_back_empty_waits_for_the_others_to_r
     drop(a);
 }
 
+/// The README's ACL is all a fleet needs: replicas whose Redis user may run only the commands
+/// it lists join, ship, apply, report and leave, and Redis refuses them nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_acl_is_all_a_replica_needs() {
+    let readme = include_str!("../README.md");
+    let from = readme.find("`ACL SETUSER ").expect("the README gives the ACL") + 1;
+    let to = from + readme[from..].find('`').unwrap();
+    let acl: Vec<&str> = readme[from..to].split_whitespace().collect();
+    assert_eq!(&acl[..3], ["ACL", "SETUSER", "nextbest"]);
+    let (redis, dir) = (Redis::start(), TempDir::new("fleet-acl"));
+    let mut con = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut setuser = ::redis::cmd("ACL");
+    for arg in &acl[1..] {
+        setuser.arg(if *arg == ">PASSWORD" { ">acl-pw" } else { arg });
+    }
+    let _: () = setuser.query(&mut con).unwrap();
+    let _: () = ::redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("off")
+        .query(&mut con)
+        .unwrap();
+    let url = format!("redis://nextbest:acl-pw@{}", redis.addr);
+    let a = replica(&dir.0.join("a"), &url);
+    let b = replica(&dir.0.join("b"), &url);
+    for r in [&a, &b] {
+        within("ready", || async {
+            get(r.public, "/readyz").await.status == 200
+        })
+        .await;
+    }
+    assert_eq!(flood(a.public, "L", 40).await, 40);
+    within("B applied A's events", || async {
+        applied(b.admin).await == 40
+    })
+    .await;
+    within("both in the fleet's view", || async {
+        let stats: Value =
+            serde_json::from_slice(&get(b.admin, "/admin/stats").await.body).unwrap();
+        stats["replication"]["fleet"]["replicas"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let logs = [a.stderr(), b.stderr()];
+    a.stop();
+    for log in logs {
+        assert!(
+            !log.contains("refused") && !log.contains("NOPERM") && !log.contains("NoPerm"),
+            "{log}"
+        );
+    }
+}
+
 /// `CONFIG SET key value` on a test's own Redis.
 fn config_set(con: &mut ::redis::Connection, key: &str, value: &str) {
     let _: () = ::redis::cmd("CONFIG")
