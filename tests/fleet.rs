@@ -567,6 +567,15 @@ async fn a_replica_catching_up_from_a_redis_back_empty_waits_for_the_others_to_r
     let _redis = Redis::on_port(port);
     let b = replica(&b_data, &url);
     let started = Instant::now();
+    within("B saying it waits for the refill", || async {
+        let r = get(b.public, "/readyz").await;
+        assert_ne!(r.status, 200, "B ready without waiting");
+        String::from_utf8_lossy(&r.body).contains(
+            "waiting for the other replicas to ship their events again to a Redis that restarted \
+             without them",
+        )
+    })
+    .await;
     within("B ready", || async {
         get(b.public, "/readyz").await.status == 200
     })
@@ -592,7 +601,10 @@ async fn a_replica_catching_up_from_a_redis_back_empty_waits_for_the_others_to_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readmes_acl_is_all_a_replica_needs() {
     let readme = include_str!("../README.md");
-    let from = readme.find("`ACL SETUSER ").expect("the README gives the ACL") + 1;
+    let from = readme
+        .find("`ACL SETUSER ")
+        .expect("the README gives the ACL")
+        + 1;
     let to = from + readme[from..].find('`').unwrap();
     let acl: Vec<&str> = readme[from..to].split_whitespace().collect();
     assert_eq!(&acl[..3], ["ACL", "SETUSER", "nextbest"]);
@@ -642,6 +654,27 @@ async fn the_readmes_acl_is_all_a_replica_needs() {
             "{log}"
         );
     }
+}
+
+/// `rediss://` pointed at a port without TLS: Redis answers nothing to the handshake, and the
+/// replica says it may be that, not only that Redis is unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_to_a_port_without_tls_says_it_may_not_speak_tls() {
+    let redis = Redis::start();
+    let dir = TempDir::new("fleet-tls-plain");
+    let a = replica(&dir.0.join("a"), &format!("rediss://{}", redis.addr));
+    within("the TLS hint on /readyz", || async {
+        let r = get(a.public, "/readyz").await;
+        assert_ne!(r.status, 200);
+        String::from_utf8_lossy(&r.body).contains("is it a TLS port?")
+    })
+    .await;
+    assert!(
+        a.wait_stderr("is it a TLS port?")
+            .contains("redis unreachable (with rediss://, a port that does not speak TLS"),
+        "{}",
+        a.stderr()
+    );
 }
 
 /// `CONFIG SET key value` on a test's own Redis.
@@ -821,6 +854,12 @@ async fn a_copied_data_folder_refuses_to_join_under_its_twins_id() {
         .assert_error(503, "unavailable");
     assert!(d.contains("refused to join the fleet"), "{d}");
     assert_eq!(post_json(a.public, "/v1/events", &events).await.status, 202);
+    // Nor does the copy count as caught up on a dashboard.
+    assert_eq!(sample(b.admin, "nextbest_replication_refused ").await, 1.0);
+    assert_eq!(
+        sample(b.admin, "nextbest_replication_caught_up ").await,
+        0.0
+    );
 }
 
 /// A wrong password is said as what it is, a setting to fix, not as Redis unreachable; once

@@ -308,8 +308,13 @@ impl Fleet {
             return format!("waiting for the fleet's Redis: {failure}");
         }
         if self.identity.pending() {
-            return "making sure no running replica has this replica's id (a data folder copied \
-                    from another)"
+            return "making sure no running replica has this replica's id, as at every start \
+                    (one started on a copy of its data folder would have it)"
+                .into();
+        }
+        if now_ms() < self.refill_until_ms.load(Relaxed) {
+            return "waiting for the other replicas to ship their events again to a Redis that \
+                    restarted without them (until it has been up 5 s)"
                 .into();
         }
         if self.caught_up() {

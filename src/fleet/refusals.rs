@@ -91,7 +91,7 @@ impl Fleet {
         let why = match refused {
             Some("credentials") => format!("{redis} refused the credentials: {e}"),
             Some(_) => format!("{redis} refused a command: {e}"),
-            None => format!("{redis} unreachable: {e}"),
+            None => format!("{redis} unreachable: {e}{}", self.tls_hint(e)),
         };
         *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         self.failing.store(true, Relaxed);
@@ -109,7 +109,19 @@ impl Fleet {
         }
         self.connected.store(false, Relaxed);
         if !self.outage_logged.swap(true, Relaxed) {
-            tracing::warn!(error = %e, during = what, %redis, "redis unreachable; events are taken locally and shipped once it answers, retrying with backoff");
+            let hint = self.tls_hint(e);
+            tracing::warn!(error = %e, during = what, %redis, "redis unreachable{hint}; events are taken locally and shipped once it answers, retrying with backoff");
+        }
+    }
+
+    /// A `rediss://` link that times out is most likely a TLS handshake to a port without TLS,
+    /// which answers nothing: said, so the network is not all that is looked at.
+    fn tls_hint(&self, e: &redis::RedisError) -> &'static str {
+        if e.is_timeout() && self.config.url.starts_with("rediss://") {
+            " (with rediss://, a port that does not speak TLS answers nothing to the handshake: \
+             is it a TLS port?)"
+        } else {
+            ""
         }
     }
 }

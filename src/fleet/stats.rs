@@ -17,7 +17,8 @@ impl Fleet {
             redis: redact(&self.config.url),
             partitions: self.config.partitions,
             connected: self.connected.load(Relaxed),
-            caught_up: self.caught_up(),
+            // A replica that refused to join catches up with nothing from then on.
+            caught_up: self.caught_up() && self.refused().is_none(),
             last_exchange_ms: self.last_exchange_ms.load(Relaxed),
             shipped: self.shipped.load(Relaxed),
             applied: self.applied.load(Relaxed),

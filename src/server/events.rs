@@ -74,8 +74,9 @@ pub async fn post(
     };
     if pending {
         return Err(ApiError::Unavailable(
-            "this replica has just started and is making sure no running replica has its id (a \
-             data folder copied from another) before it takes events; retry in a second"
+            "this replica has just started and is making sure no running replica has its id, as \
+             at every start (one started on a copy of its data folder would have it), before \
+             it takes events; retry in a second"
                 .into(),
         )
         .before_body());
