@@ -520,9 +520,26 @@ fn read_secret(flag: &'static str, path: &Path, what: &str) -> Result<String, Se
 
 /// Whether the fleet's Redis client takes the URL (it parses only; nothing connects).
 fn check_redis_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(drop)
-        .map_err(|e| format!("not a Redis URL ({e})"))
+    // What is wrong, where the URL's parser can say it (a port out of range, no host); never
+    // the URL itself, which may hold the password.
+    let why = match url::Url::parse(url) {
+        Err(e) => e.to_string(),
+        Ok(u) if !matches!(u.scheme(), "redis" | "rediss") => {
+            format!("the scheme is {}:, not redis: or rediss:", u.scheme())
+        }
+        Ok(_) => match redis::Client::open(url) {
+            Ok(_) => return Ok(()),
+            Err(e) => e.to_string(),
+        },
+    };
+    // A password with a character a URL reserves ends the user information early.
+    let hint = if url.contains('@') {
+        "; a password holding any of @ : / ? # % or a space must be percent-encoded in the \
+         URL, or given in --redis-password-file"
+    } else {
+        ""
+    };
+    Err(format!("not a Redis URL ({why}){hint}"))
 }
 
 #[cfg(test)]

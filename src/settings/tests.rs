@@ -484,7 +484,22 @@ fn a_redis_url_the_client_cannot_take_is_refused_with_its_password_hidden() {
         let e = refused(&["--redis", url]);
         assert!(e.starts_with("--redis redis://***@127.0.0.1:6379"), "{e}");
         assert!(!e.contains("s3cr"), "{e}");
+        assert!(
+            e.ends_with(
+                "a password holding any of @ : / ? # % or a space must be percent-encoded in the \
+                 URL, or given in --redis-password-file"
+            ),
+            "{e}"
+        );
     }
+    // A port out of range is named as such.
+    let e = refused(&["--redis", "redis://127.0.0.1:99999"]);
+    assert!(e.contains("not a Redis URL (invalid port number)"), "{e}");
+    let e = refused(&["--redis", "http://:s3cret@127.0.0.1:6379"]);
+    assert!(
+        e.contains("not a Redis URL (the scheme is http:, not redis: or rediss:)"),
+        "{e}"
+    );
 }
 
 #[test]
