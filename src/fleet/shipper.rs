@@ -1,8 +1,8 @@
 //! Ships the local event log to the fleet's streams: tails the segments from a remembered
 //! position, appends each record to its customer's partition, and moves the position on only
 //! after Redis took the records, so every accepted event reaches Redis at least once, also
-//! across a crash of this replica or an outage of Redis. A batch Redis refused part of goes
-//! again from what it refused, before anything after it is read.
+//! across a crash of this replica or an outage of Redis. What Redis refused of a batch goes
+//! again, before anything after it is read; what it took is not sent again.
 //!
 //! The position (`<data>/replication.cursor`: segment and byte offset, with the Redis run id
 //! and the partition count it was shipped to) is written atomically
@@ -264,10 +264,12 @@ struct Taken {
 }
 
 /// Splits a batch by Redis's answers into what it took and what goes again, with the first
-/// refusal (an `OOM` at `maxmemory`, a key of another type). A partition's records after one
-/// it refused go again even where Redis took them, so its stream never holds a later event
-/// before an earlier one it refused (those few go in twice; a replica applies an event id
-/// once); the other partitions' records it took are done.
+/// refusal (an `OOM` at `maxmemory`, a key of another type). What Redis took is done, even
+/// after a record it refused: a Redis at its limit refuses the commands of a shipment while
+/// the shipment fills its input buffer and takes the later ones as it drains, and sending those
+/// again would put them in twice. A partition's stream may then hold an event before an
+/// earlier one of this replica, as it holds other replicas' events in the order they were
+/// shipped: histories keep their events by time, not by arrival.
 fn sort_answers(
     batch: Vec<Outgoing>,
     answers: Vec<redis::RedisResult<String>>,
@@ -278,13 +280,13 @@ fn sort_answers(
     };
     let mut rest = Vec::new();
     let mut refused: Option<redis::RedisError> = None;
-    let mut held: Vec<u16> = Vec::new();
     let mut answers = answers.into_iter();
     for o in batch {
         match answers.next() {
-            Some(Ok(entry)) if !held.contains(&o.partition) => {
+            Some(Ok(entry)) => {
                 taken.count += 1;
-                // The last entry's id is what a restarted Redis is asked for (see `kept`).
+                // The last entry's id is what a restarted Redis is asked for (see `kept`): the
+                // newest, as Redis runs a shipment's commands in order.
                 taken.last = Some(Shipped {
                     partition: o.partition,
                     entry,
@@ -293,9 +295,6 @@ fn sort_answers(
             answer => {
                 if let Some(Err(e)) = answer {
                     refused.get_or_insert(e);
-                }
-                if !held.contains(&o.partition) {
-                    held.push(o.partition);
                 }
                 rest.push(o);
             }
@@ -498,7 +497,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_refused_part_way_keeps_what_went_in_and_each_refused_partitions_rest() {
+    fn a_batch_refused_part_way_keeps_what_went_in_and_ships_only_the_refused_again() {
         let out = |partition: u16, id: &str| Outgoing {
             partition,
             id: id.into(),
@@ -517,23 +516,23 @@ mod tests {
             out(1, "d"),
             out(2, "e"),
         ];
-        // Redis refused b, then took d (memory freed meanwhile): d goes again after b, so
-        // partition 1 never holds d before b.
+        // Redis refused b and c, then took d and e as its input buffer drained: only b and c
+        // go again, d is not put in twice.
         let answers = vec![
             Ok("1-0".into()),
             oom(),
+            oom(),
             Ok("1-1".into()),
             Ok("1-2".into()),
-            Ok("1-3".into()),
         ];
         let (taken, rest, refused) = sort_answers(batch, answers);
         assert_eq!(taken.count, 3);
         assert_eq!(
             taken.last.map(|l| (l.partition, l.entry)),
-            Some((2, "1-3".into()))
+            Some((2, "1-2".into()))
         );
         let rest: Vec<&str> = rest.iter().map(|o| o.id.as_str()).collect();
-        assert_eq!(rest, ["b", "d"]);
+        assert_eq!(rest, ["b", "c"]);
         assert!(refused.is_some());
         // Every answer a success: nothing goes again.
         let (taken, rest, refused) = sort_answers(vec![out(0, "a")], vec![Ok("2-0".into())]);
