@@ -444,16 +444,14 @@ impl ServeArgs {
 
     fn fleet_config(&self) -> Result<Option<FleetConfig>, SettingsError> {
         let fleet = self.fleet.check()?;
-        let catchup_set = self.redis_catchup_ms != REDIS_CATCHUP_MS;
+        let catchup_set = self.redis_catchup_ms.is_some();
         if fleet.is_none() {
-            // Set for a fleet, most likely, whose Redis went under another name.
+            // Set for a fleet, most likely, whose Redis went under another name (the default
+            // partition count given as well).
             let set = [
                 ("--redis-catchup-ms", catchup_set),
                 ("--ready-when-behind", self.ready_when_behind),
-                (
-                    "--redis-partitions",
-                    self.fleet.redis_partitions != REDIS_PARTITIONS,
-                ),
+                ("--redis-partitions", self.fleet.redis_partitions.is_some()),
             ];
             for (flag, _) in set.iter().filter(|(_, set)| *set) {
                 tracing::warn!(
@@ -470,7 +468,7 @@ impl ServeArgs {
             );
         }
         Ok(fleet.map(|fleet| FleetConfig {
-            catchup_wait: Duration::from_millis(self.redis_catchup_ms),
+            catchup_wait: Duration::from_millis(self.redis_catchup_ms.unwrap_or(REDIS_CATCHUP_MS)),
             ready_when_behind: self.ready_when_behind,
             ..fleet
         }))

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use super::{
     invalid, listen_addr, redis_url, within, SettingsError, DECISION_LOG_FILES,
-    DECISION_LOG_FILE_MB, DECISION_LOG_SAMPLE, MAX_PARTITIONS, REDIS_CATCHUP_MS, REDIS_PARTITIONS,
+    DECISION_LOG_FILE_MB, DECISION_LOG_SAMPLE, MAX_PARTITIONS, REDIS_PARTITIONS,
 };
 use crate::features::NullWords;
 use crate::fleet::FleetConfig;
@@ -59,14 +59,9 @@ pub struct RedisArgs {
     #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
     pub redis_password_file: Option<PathBuf>,
     /// Stream partitions (keys with their own hash tag; every replica and campaign of a fleet
-    /// must use the same number; 1 to 1024).
-    #[arg(
-        long,
-        env = "NEXTBEST_REDIS_PARTITIONS",
-        default_value_t = REDIS_PARTITIONS,
-        allow_negative_numbers = true
-    )]
-    pub redis_partitions: u16,
+    /// must use the same number; 1 to 1024) [default: 8].
+    #[arg(long, env = "NEXTBEST_REDIS_PARTITIONS", allow_negative_numbers = true)]
+    pub redis_partitions: Option<u16>,
 }
 
 impl RedisArgs {
@@ -75,7 +70,7 @@ impl RedisArgs {
     pub fn check(&self) -> Result<Option<FleetConfig>, SettingsError> {
         let partitions = within(
             "--redis-partitions",
-            self.redis_partitions,
+            self.redis_partitions.unwrap_or(REDIS_PARTITIONS),
             1,
             MAX_PARTITIONS,
         )?;
@@ -258,14 +253,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub fleet: RedisArgs,
     /// With --ready-when-behind: longest wait at start for the fleet's recent events before
-    /// /readyz says ready as behind. Without it, /readyz waits for them however long it takes.
-    #[arg(
-        long,
-        env = "NEXTBEST_REDIS_CATCHUP_MS",
-        default_value_t = REDIS_CATCHUP_MS,
-        allow_negative_numbers = true
-    )]
-    pub redis_catchup_ms: u64,
+    /// /readyz says ready as behind. Without it, /readyz waits for them however long it takes
+    /// [default: 10000].
+    #[arg(long, env = "NEXTBEST_REDIS_CATCHUP_MS", allow_negative_numbers = true)]
+    pub redis_catchup_ms: Option<u64>,
     /// Say ready after --redis-catchup-ms even when the fleet's events are not all applied
     /// (Redis unreachable at start): serve with the history this replica has, as behind the
     /// fleet. Off: /readyz stays 503 until caught up, so no customer is shown an offer they
