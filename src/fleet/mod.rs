@@ -542,12 +542,12 @@ fn replica_id(dir: &Path) -> Result<String, FleetError> {
     }
 }
 
-/// Backoff between retries: doubling from 50 ms to 2 s.
 /// How long after a restart that lost the fleet's events a Redis is refilled: every running
 /// replica reconnects within its longest backoff (2 s) or asks the run id within a second,
 /// and then ships its whole log again.
 const REFILL_MS: i64 = 5_000;
 
+/// Backoff between retries: doubling from 50 ms to 2 s.
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((50u64 << attempt.min(6)).min(2_000))
 }
