@@ -522,7 +522,8 @@ fn check_redis_url(url: &str) -> Result<(), String> {
     // the URL itself, which may hold the password.
     let why = match url::Url::parse(url) {
         Err(e) => e.to_string(),
-        Ok(u) if !matches!(u.scheme(), "redis" | "rediss") => {
+        // The client's own schemes: TCP, TLS and a Unix socket's.
+        Ok(u) if !matches!(u.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {
             format!("the scheme is {}:, not redis: or rediss:", u.scheme())
         }
         Ok(_) => match redis::Client::open(url) {

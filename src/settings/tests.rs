@@ -500,6 +500,8 @@ fn a_redis_url_the_client_cannot_take_is_refused_with_its_password_hidden() {
         e.contains("not a Redis URL (the scheme is http:, not redis: or rediss:)"),
         "{e}"
     );
+    // The client's Unix socket URL stays accepted.
+    assert!(check_redis_url("redis+unix:///run/redis.sock").is_ok());
 }
 
 #[test]
