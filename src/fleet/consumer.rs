@@ -128,7 +128,7 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
         }
         if !fleet.caught_up()
             && fleet.partitions_caught_up.load(Relaxed) == u64::from(fleet.config.partitions)
-            && fleet.redis_settled(now)
+            && fleet.redis_settled()
         {
             fleet.caught_up.store(true, Relaxed);
             tracing::info!(

@@ -180,8 +180,8 @@ pub struct Fleet {
     partitions_caught_up: AtomicU64,
     /// Whether the shipper has checked the Redis run (see `redis_settled`).
     run_checked: AtomicBool,
-    /// Until when (Unix ms) catching up waits for the other replicas to refill a Redis that
-    /// lost their events.
+    /// Until when (ms since `started`, a clock no jump of the system's moves) catching up
+    /// waits for the other replicas to refill a Redis that lost their events.
     refill_until_ms: AtomicI64,
     connected: AtomicBool,
     /// Unix ms of the last successful exchange with Redis.
@@ -312,10 +312,12 @@ impl Fleet {
                     (one started on a copy of its data folder would have it)"
                 .into();
         }
-        if now_ms() < self.refill_until_ms.load(Relaxed) {
-            return "waiting for the other replicas to ship their events again to a Redis that \
-                    restarted without them (until it has been up 5 s)"
-                .into();
+        if !self.refilled() {
+            return format!(
+                "waiting for the other replicas to ship their events again to a Redis that \
+                 restarted without them (until it has been up {} s)",
+                REFILL_MS / 1_000
+            );
         }
         if self.caught_up() {
             return "catching up with the fleet's model changes".into();
@@ -401,9 +403,11 @@ impl Fleet {
             tracing::info!(
                 uptime_s,
                 wait_ms = left,
-                "redis restarted without this replica's events, so without the other replicas' too: waiting until it has been up 5 s, for them to ship theirs again, before saying caught up"
+                "redis restarted without this replica's events, so without the other replicas' too: waiting until it has been up {} s, for them to ship theirs again, before saying caught up",
+                REFILL_MS / 1_000
             );
-            self.refill_until_ms.store(now_ms() + left, Relaxed);
+            self.refill_until_ms
+                .store(self.since_start_ms() + left, Relaxed);
         }
     }
 
@@ -414,8 +418,18 @@ impl Fleet {
 
     /// Whether what Redis holds can be taken for the fleet's events: the shipper has checked
     /// the Redis run, and the other replicas had time to refill a Redis that lost them.
-    fn redis_settled(&self, now_ms: i64) -> bool {
-        self.run_checked.load(Relaxed) && now_ms >= self.refill_until_ms.load(Relaxed)
+    fn redis_settled(&self) -> bool {
+        self.run_checked.load(Relaxed) && self.refilled()
+    }
+
+    /// Whether the wait for a Redis to be refilled, if any, is over.
+    fn refilled(&self) -> bool {
+        self.since_start_ms() >= self.refill_until_ms.load(Relaxed)
+    }
+
+    /// Milliseconds since this fleet link started, on the monotonic clock.
+    fn since_start_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
     }
 
     /// Notes one remote event applied `lag_ms` after its origin accepted it.

@@ -15,7 +15,7 @@ use super::{now_ms, Fleet};
 
 /// How long refused operations must have gone through, with none refused, before the log
 /// says Redis takes commands again.
-pub const QUIET_MS: i64 = 5_000;
+const QUIET_MS: i64 = 5_000;
 /// How often a refusal that goes on is said again.
 const REMIND_MS: i64 = 60_000;
 /// No time: nothing cleared, or nothing said.
