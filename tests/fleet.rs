@@ -571,8 +571,8 @@ async fn a_replica_catching_up_from_a_redis_back_empty_waits_for_the_others_to_r
         let r = get(b.public, "/readyz").await;
         assert_ne!(r.status, 200, "B ready without waiting");
         String::from_utf8_lossy(&r.body).contains(
-            "waiting for the other replicas to ship their events again to a Redis that restarted \
-             without them",
+            "waiting for the other replicas to ship their events again to a Redis that may have \
+             restarted without them",
         )
     })
     .await;
@@ -589,7 +589,91 @@ async fn a_replica_catching_up_from_a_redis_back_empty_waits_for_the_others_to_r
     );
     assert!(
         b.stderr()
-            .contains("redis restarted without this replica's events, so without the other"),
+            .contains("waiting until it has been up 5 s, for every other replica"),
+        "{}",
+        b.stderr()
+    );
+    drop(a);
+}
+
+/// Redis's `uptime_in_seconds`.
+fn redis_uptime_s(con: &mut ::redis::Connection) -> u64 {
+    let info: String = ::redis::cmd("INFO").arg("server").query(con).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+        .map_or(0, |s| s.trim().parse().unwrap())
+}
+
+/// However long another replica takes to ship its log again to a Redis back empty (here
+/// Redis refuses its `XADD`s until its user is given them again), a replica started beside it
+/// on a new data folder says it is caught up only once that replica's whole log is in Redis:
+/// not after Redis has been up 5 s, and naming the replica it waits for meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty() {
+    let dir = TempDir::new("fleet-refill-reports");
+    // A ships as user `a`; the Redis that comes back refuses that user's `XADD` from the first
+    // command it answers.
+    let acl = |name: &str, xadd: &str| {
+        let path = dir.0.join(name);
+        std::fs::write(
+            &path,
+            format!("user default on nopass ~* &* +@all\nuser a on >a-pw ~* &* +@all {xadd}\n"),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let port = Redis::free_port();
+    let mut redis = Redis::with_args(port, &["--aclfile", &acl("all.acl", "")]);
+    let url = redis.url();
+    let a_url = format!("redis://a:a-pw@{}", redis.addr);
+    let a_data = dir.0.join("a");
+    let a = replica(&a_data, &a_url);
+    assert_eq!(flood(a.public, "W", 80).await, 80);
+    within("A's events shipped", || async {
+        stream_entries(&url) == 80 && cursor_at_end(&a_data)
+    })
+    .await;
+    redis.kill();
+    let _redis = Redis::with_args(port, &["--aclfile", &acl("no-xadd.acl", "-xadd")]);
+    let b = replica(&dir.0.join("b"), &url);
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let b_public = b.public;
+    within("Redis up 6 s, B unready all along", || {
+        let up = redis_uptime_s(&mut con);
+        async move {
+            let r = get(b_public, "/readyz").await;
+            assert_ne!(r.status, 200, "B ready while A's refill is refused");
+            up >= 6
+        }
+    })
+    .await;
+    assert_eq!(stream_entries(&url), 0, "A's refill refused so far");
+    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
+    let r = get(b.public, "/readyz").await;
+    let detail = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        r.status != 200
+            && detail.contains("waiting for other replicas to ship their whole log to this Redis")
+            && detail.contains(a_id.trim()),
+        "{detail}"
+    );
+    let _: () = ::redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("a")
+        .arg("+xadd")
+        .query(&mut con)
+        .unwrap();
+    within("B ready", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+    assert_eq!(applied(b.admin).await, 80, "{}", b.stderr());
+    assert!(
+        b.stderr()
+            .contains("waiting for 1 other replica(s) to ship their whole log"),
         "{}",
         b.stderr()
     );

@@ -2,7 +2,9 @@
 //! state. On start each stream is read from as far back as events are kept (the catch-up: a
 //! policy window's events, the ids remembered against repeats, what adaptive offers learnt),
 //! then all of them are read together, blocking for new entries. Its own
-//! replica's entries are skipped: they are in the local log.
+//! replica's entries are skipped: they are in the local log. The replica is caught up after a
+//! read of every stream to its end that began once Redis held the fleet's events
+//! ([`super::refill`]).
 //!
 //! One `XREAD` covers every partition, and a caught-up reader asks again no sooner than
 //! [`PACE`] after its last read began: a read per event (what one blocking reader per stream
@@ -86,9 +88,15 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
         };
         let began = tokio::time::Instant::now();
         let all_caught_up = streams.iter().all(|s| s.caught_up);
-        // Until the replica may say it is caught up (see `Fleet::redis_settled`), reads look
-        // and come back, so the moment it may is not missed inside a blocking read.
+        // Until the replica may say it is caught up (see `refill`), reads look and come back,
+        // so the moment it may is not missed inside a blocking read.
         let block = all_caught_up && fleet.caught_up();
+        // Known before the read begins: a read of every stream to its end after Redis holds
+        // the fleet's events holds them too.
+        let settled = all_caught_up
+            && !fleet.caught_up()
+            && fleet.redis_settled()
+            && fleet.others_shipped(c).await;
         let reply = match read(c, &mut streams, retention, count, block).await {
             Ok(r) => r,
             Err(e) => {
@@ -121,15 +129,9 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
             }
         }
         for (s, &n) in streams.iter_mut().zip(&counts) {
-            if !s.caught_up && n < count {
-                s.caught_up = true;
-                fleet.partitions_caught_up.fetch_add(1, Relaxed);
-            }
+            s.caught_up |= n < count;
         }
-        if !fleet.caught_up()
-            && fleet.partitions_caught_up.load(Relaxed) == u64::from(fleet.config.partitions)
-            && fleet.redis_settled()
-        {
+        if settled && counts.iter().all(|&n| n < count) {
             fleet.caught_up.store(true, Relaxed);
             tracing::info!(
                 waited_ms = fleet.started.elapsed().as_millis() as u64,

@@ -21,9 +21,9 @@
 //! with another count refuses to join (its streams would miss half the customers), says so
 //! naming both, and stays unready ([`join`]). A replica starting catches up on the fleet's
 //! events kept in the streams (as long as each log keeps its own: the longest policy window, at
-//! least as long as event ids are remembered) before it says ready, and, when Redis restarted
-//! without this replica's events, until the others had time to ship theirs to it again
-//! (`REFILL_MS`); with `--ready-when-behind`
+//! least as long as event ids are remembered) before it says ready, and not before every other
+//! live replica says its whole log is in the Redis it reads ([`refill`]: a Redis back empty
+//! holds none of the fleet's events until they ship them again); with `--ready-when-behind`
 //! it says ready anyway after `--redis-catchup-ms`, serving as behind. Once caught up it stays
 //! ready through later outages: every replica losing Redis at once must not empty the Service.
 //!
@@ -42,6 +42,7 @@ pub mod join;
 mod link;
 pub mod models;
 pub mod monitor;
+mod refill;
 mod refusals;
 pub mod reports;
 pub mod shipper;
@@ -177,12 +178,8 @@ pub struct Fleet {
     caught_up: AtomicBool,
     /// Whether the newest admin change made elsewhere is made here too (read at start).
     changes_caught_up: AtomicBool,
-    partitions_caught_up: AtomicU64,
-    /// Whether the shipper has checked the Redis run (see `redis_settled`).
-    run_checked: AtomicBool,
-    /// Until when (ms since `started`, a clock no jump of the system's moves) catching up
-    /// waits for the other replicas to refill a Redis that lost their events.
-    refill_until_ms: AtomicI64,
+    /// Whether Redis holds the fleet's events yet (see [`refill`]).
+    refill: refill::Refill,
     connected: AtomicBool,
     /// Unix ms of the last successful exchange with Redis.
     last_exchange_ms: AtomicI64,
@@ -312,12 +309,8 @@ impl Fleet {
                     (one started on a copy of its data folder would have it)"
                 .into();
         }
-        if !self.refilled() {
-            return format!(
-                "waiting for the other replicas to ship their events again to a Redis that \
-                 restarted without them (until it has been up {} s)",
-                REFILL_MS / 1_000
-            );
+        if let Some(refill) = self.refill_detail() {
+            return refill;
         }
         if self.caught_up() {
             return "catching up with the fleet's model changes".into();
@@ -391,42 +384,6 @@ impl Fleet {
         self.caught_up.load(Relaxed)
     }
 
-    /// The shipper found that Redis, up `uptime_s` seconds, restarted without this replica's
-    /// events: it lost the fleet's too, and the other replicas ship theirs to it again once
-    /// they notice. A replica not yet caught up waits for them before it says it is.
-    fn redis_lost_its_events(&self, uptime_s: u64) {
-        if self.caught_up() {
-            return;
-        }
-        let left = REFILL_MS.saturating_sub(uptime_s.saturating_mul(1_000) as i64);
-        if left > 0 {
-            tracing::info!(
-                uptime_s,
-                wait_ms = left,
-                "redis restarted without this replica's events, so without the other replicas' too: waiting until it has been up {} s, for them to ship theirs again, before saying caught up",
-                REFILL_MS / 1_000
-            );
-            self.refill_until_ms
-                .store(self.since_start_ms() + left, Relaxed);
-        }
-    }
-
-    /// The shipper has asked Redis whether it kept this replica's events.
-    fn redis_run_checked(&self) {
-        self.run_checked.store(true, Relaxed);
-    }
-
-    /// Whether what Redis holds can be taken for the fleet's events: the shipper has checked
-    /// the Redis run, and the other replicas had time to refill a Redis that lost them.
-    fn redis_settled(&self) -> bool {
-        self.run_checked.load(Relaxed) && self.refilled()
-    }
-
-    /// Whether the wait for a Redis to be refilled, if any, is over.
-    fn refilled(&self) -> bool {
-        self.since_start_ms() >= self.refill_until_ms.load(Relaxed)
-    }
-
     /// Milliseconds since this fleet link started, on the monotonic clock.
     fn since_start_ms(&self) -> i64 {
         self.started.elapsed().as_millis() as i64
@@ -477,9 +434,7 @@ pub fn start(
         started: Instant::now(),
         caught_up: AtomicBool::new(false),
         changes_caught_up: AtomicBool::new(false),
-        partitions_caught_up: AtomicU64::new(0),
-        run_checked: AtomicBool::new(false),
-        refill_until_ms: AtomicI64::new(0),
+        refill: refill::Refill::default(),
         connected: AtomicBool::new(false),
         last_exchange_ms: AtomicI64::new(0),
         shipped: AtomicU64::new(0),
@@ -555,11 +510,6 @@ fn replica_id(dir: &Path) -> Result<String, FleetError> {
         }
     }
 }
-
-/// How long after a restart that lost the fleet's events a Redis is refilled: every running
-/// replica reconnects within its longest backoff (2 s) or asks the run id within a second,
-/// and then ships its whole log again.
-const REFILL_MS: i64 = 5_000;
 
 /// Backoff between retries: doubling from 50 ms to 2 s.
 fn backoff(attempt: u32) -> Duration {

@@ -50,6 +50,12 @@ pub struct Report {
     /// Its process id on that host (0 from a release that wrote none).
     #[serde(default)]
     pub pid: u32,
+    /// The Redis run (its `run_id`) the replica's whole log has been shipped to: empty while it
+    /// has not reached its log's end since it started or since Redis restarted without it;
+    /// absent from a release that did not say. What a catching-up replica waits on
+    /// ([`super::refill`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipped_to: Option<String>,
 }
 
 /// What the fleet serves, from the replicas heard from lately.
@@ -145,8 +151,10 @@ pub async fn leave(fleet: &Fleet) {
 /// two rounds of reports. One older was this replica's own before it restarted.
 const MAYBE_LIVE_MS: i64 = 2 * REPORT_EVERY.as_millis() as i64;
 
-/// Reports what this replica serves and reads what the others do, every [`REPORT_EVERY`]; the
-/// first rounds also tell whether another running process has this replica's id.
+/// Reports what this replica serves and reads what the others do, every [`REPORT_EVERY`] and
+/// at once when its log reaches another Redis run (once its id is checked, so the rounds that
+/// check it stay [`REPORT_EVERY`] apart); the first rounds also tell whether another running
+/// process has this replica's id.
 pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     let mut con = None;
     let mut tick = tokio::time::interval(REPORT_EVERY);
@@ -155,7 +163,10 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
     // was written after ours, by a process alive now (a stopped one writes nothing more).
     let mut reported = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = fleet.refill.changed.notified(), if !fleet.identity().pending() => {}
+        }
         if fleet.refused().is_some() {
             return;
         }
@@ -197,6 +208,7 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             started_ms: fleet.started_ms,
             host: fleet.host.clone(),
             pid: std::process::id(),
+            shipped_to: Some(fleet.shipped_to()),
         };
         let Ok(json) = serde_json::to_string(&ours) else {
             continue;
@@ -350,6 +362,7 @@ mod tests {
             started_ms: 0,
             host: String::new(),
             pid: 0,
+            shipped_to: None,
         }
     }
 

@@ -81,11 +81,23 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             Some(c) => c,
             None => match connect(&fleet).await {
                 Ok((mut c, (id, uptime_s))) => {
-                    if restarted(&mut run_id, id) && !kept(&mut c, &fleet, last.as_ref()).await {
+                    let restart = restarted(&mut run_id, id.clone());
+                    let kept = if restart {
+                        kept(&mut c, &fleet, last.as_ref()).await
+                    } else {
+                        // The same run as before, or none known: no loss to tell of, unless
+                        // nothing shipped to it could tell.
+                        last.as_ref().map(|_| true)
+                    };
+                    if restart && kept != Some(true) {
                         from_log_start(&fleet, &mut cursor, &mut last, &mut pending);
-                        fleet.redis_lost_its_events(uptime_s);
                     }
-                    fleet.redis_run_checked();
+                    match kept {
+                        Some(true) => {}
+                        Some(false) => fleet.redis_lost_its_events(uptime_s),
+                        None => fleet.redis_may_have_restarted(uptime_s),
+                    }
+                    fleet.redis_run_checked(&id);
                     idle_since = tokio::time::Instant::now();
                     con.insert(c)
                 }
@@ -100,10 +112,17 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
         if idle_since.elapsed() >= RUN_ID_CHECK {
             idle_since = tokio::time::Instant::now();
             match server_run_id(c).await {
-                Ok((id, _)) => {
+                Ok((id, uptime_s)) => {
                     fleet.exchanged("check", now_ms());
+                    fleet.redis_run_checked(&id);
                     let lost = if restarted(&mut run_id, id) {
-                        !kept(c, &fleet, last.as_ref()).await
+                        let kept = kept(c, &fleet, last.as_ref()).await;
+                        match kept {
+                            Some(true) => {}
+                            Some(false) => fleet.redis_lost_its_events(uptime_s),
+                            None => fleet.redis_may_have_restarted(uptime_s),
+                        }
+                        kept != Some(true)
                     } else {
                         let retention = contacts.state().retention_ms();
                         flushed(c, &fleet, last.as_ref(), retention).await
@@ -152,6 +171,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                 saved.save(cursor, run_id.as_deref(), last.as_ref()).await;
                 continue;
             }
+            fleet.shipped_whole_log(run_id.as_deref());
             tokio::select! {
                 _ = contacts.log_written() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {
@@ -322,6 +342,7 @@ fn from_log_start(
     *last = None;
     *pending = None;
     fleet.set_cursor(*cursor);
+    fleet.shipping_again();
 }
 
 /// Notes the run id Redis answered with; true when it differs from the one before (Redis
@@ -334,24 +355,27 @@ fn restarted(known: &mut Option<String>, id: String) -> bool {
 
 /// Whether a restarted Redis kept what was shipped to it: the entry of the last record shipped
 /// is there (Redis restores a prefix of its writes: an append-only file, a snapshot, what its
-/// replica had), so the position stands. Says which it is; a failed look counts as lost, and
-/// the whole log is shipped again (receivers apply each id once).
+/// replica had), so the position stands; `None` when nothing shipped says (then the log, if
+/// any of it was shipped before the position remembered its last record, goes again). Says
+/// which it is; a failed look counts as lost, and the whole log is shipped again (receivers
+/// apply each id once).
 async fn kept(
     c: &mut redis::aio::MultiplexedConnection,
     fleet: &Fleet,
     last: Option<&Shipped>,
-) -> bool {
-    let found = match last {
-        Some(l) => holds(c, fleet, l).await.unwrap_or(false),
-        None => false,
-    };
+) -> Option<bool> {
     let redis = super::redact(&fleet.config.url);
+    let Some(l) = last else {
+        tracing::info!(%redis, "redis restarted (new run id); this replica has shipped it nothing that tells whether it kept the fleet's events");
+        return None;
+    };
+    let found = holds(c, fleet, l).await.unwrap_or(false);
     if found {
         tracing::info!(%redis, "redis restarted (new run id) and kept this replica's shipped events; shipping goes on");
     } else {
         tracing::warn!(%redis, "redis restarted (new run id) without this replica's last shipped event; shipping the whole local log again");
     }
-    found
+    Some(found)
 }
 
 /// Whether a Redis that did not restart lost what was shipped to it all the same (`FLUSHALL`,

@@ -45,6 +45,11 @@ impl Redis {
         )
     }
 
+    /// Starts one on `port` with `extra` arguments of `redis-server` (an ACL file, a limit).
+    pub fn with_args(port: u16, extra: &[&str]) -> Redis {
+        Redis::spawn(port, extra)
+    }
+
     /// A free loopback port for [`Redis::persistent`].
     pub fn free_port() -> u16 {
         TcpListener::bind("127.0.0.1:0")

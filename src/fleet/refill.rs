@@ -1,0 +1,251 @@
+//! **Whether Redis holds the fleet's events yet**, for a replica catching up. A Redis that
+//! restarted without its data holds none of them until every running replica has noticed
+//! its new run id and shipped its whole log to it again; a replica reading it before then would
+//! say it is caught up without the others' dismisses and complaints.
+//!
+//! So each replica says in its report ([`super::reports`]) which Redis run its whole log has
+//! reached (`shipped_to`), at once when that changes, and a catching-up replica says it is
+//! caught up only after a read of every stream to its end that began once each live report
+//! names the Redis run it reads. Until a Redis has been up [`REFILL_MS`], a replica that
+//! cannot tell it kept the fleet's events (it lost this replica's, or this replica shipped it
+//! none) also waits, for the others to notice the restart and say they are shipping again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::reports::{Report, LIVE_FOR, SERVING};
+use super::{redis_time_ms, Fleet};
+
+/// How long after a restart that may have lost the fleet's events a Redis is taken to have
+/// been noticed by every running replica: each reconnects within its longest backoff (2 s) or
+/// asks the run id within a second, and then reports that it ships its log again.
+pub(super) const REFILL_MS: i64 = 5_000;
+/// Shortest time between two reads of the reports while waiting on them.
+const REPORTS_POLL: Duration = Duration::from_millis(100);
+
+/// The refill's state, shared by the shipper (which learns the Redis run), the reporter
+/// (which says how far this replica's log got) and the consumer (which waits on the others).
+#[derive(Default)]
+pub(super) struct Refill {
+    /// Whether the shipper has asked Redis its run.
+    run_checked: AtomicBool,
+    /// The Redis run the shipper talks to.
+    run: Mutex<Option<String>>,
+    /// Until when (ms since the link started, on the monotonic clock) catching up waits for
+    /// the other replicas to notice a Redis restart.
+    until_ms: AtomicI64,
+    /// The Redis run this replica's whole log has been shipped to.
+    shipped_to: Mutex<Option<String>>,
+    /// Wakes the reporter when `shipped_to` changes.
+    pub(super) changed: tokio::sync::Notify,
+    /// The replicas the last look at the reports found still shipping, as people find them.
+    waiting_for: Mutex<Vec<String>>,
+    /// When the reports were last read (ms since the link started; 0: never).
+    looked_ms: AtomicI64,
+}
+
+impl Fleet {
+    /// The shipper found that Redis, up `uptime_s` seconds, restarted without this replica's
+    /// events: it lost the fleet's too, and the other replicas ship theirs to it again once
+    /// they notice.
+    pub(super) fn redis_lost_its_events(&self, uptime_s: u64) {
+        self.wait_for_notice(
+            uptime_s,
+            "redis restarted without this replica's events, so without the other replicas' too",
+        );
+    }
+
+    /// The shipper cannot tell whether Redis, up `uptime_s` seconds, kept the fleet's events:
+    /// this replica shipped it nothing to look for (a new data folder, or no event yet).
+    pub(super) fn redis_may_have_restarted(&self, uptime_s: u64) {
+        self.wait_for_notice(
+            uptime_s,
+            "redis started lately, and this replica shipped it nothing that tells whether it kept the fleet's events",
+        );
+    }
+
+    /// Waits, before saying caught up, until Redis has been up [`REFILL_MS`].
+    fn wait_for_notice(&self, uptime_s: u64, why: &str) {
+        if self.caught_up() {
+            return;
+        }
+        let left = REFILL_MS.saturating_sub(uptime_s.saturating_mul(1_000) as i64);
+        if left > 0 {
+            tracing::info!(
+                uptime_s,
+                wait_ms = left,
+                "{why}: waiting until it has been up {} s, for every other replica to notice and ship its events again, before saying caught up",
+                REFILL_MS / 1_000
+            );
+            self.refill
+                .until_ms
+                .store(self.since_start_ms() + left, Relaxed);
+        }
+    }
+
+    /// The shipper has asked Redis its run.
+    pub(super) fn redis_run_checked(&self, run: &str) {
+        *self.refill.run.lock().unwrap() = Some(run.to_owned());
+        self.refill.run_checked.store(true, Relaxed);
+    }
+
+    /// The shipper read this replica's log to its end with nothing held back, shipping to
+    /// Redis run `run`: the whole log is there.
+    pub(super) fn shipped_whole_log(&self, run: Option<&str>) {
+        let mut to = self.refill.shipped_to.lock().unwrap();
+        if to.as_deref() != run {
+            *to = run.map(str::to_owned);
+            drop(to);
+            self.refill.changed.notify_one();
+        }
+    }
+
+    /// The shipper goes back to its log's start: Redis lacks part of it until it reaches the
+    /// end again.
+    pub(super) fn shipping_again(&self) {
+        if self.refill.shipped_to.lock().unwrap().take().is_some() {
+            self.refill.changed.notify_one();
+        }
+    }
+
+    /// What this replica's report says of its log (see [`Report::shipped_to`]).
+    pub(super) fn shipped_to(&self) -> String {
+        self.refill
+            .shipped_to
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_default()
+    }
+
+    /// Whether the shipper has checked the Redis run and any wait for the others to notice a
+    /// restart is over.
+    pub(super) fn redis_settled(&self) -> bool {
+        self.refill.run_checked.load(Relaxed) && self.noticed()
+    }
+
+    /// Whether the wait for the other replicas to notice a Redis restart, if any, is over.
+    pub(super) fn noticed(&self) -> bool {
+        self.since_start_ms() >= self.refill.until_ms.load(Relaxed)
+    }
+
+    /// Whether every other live replica says its whole log is in the Redis run the shipper
+    /// talks to, read from the reports (at most every [`REPORTS_POLL`]; `false` between).
+    /// Names those still shipping for `/readyz`, and logs them when they change.
+    pub(super) async fn others_shipped(&self, c: &mut redis::aio::MultiplexedConnection) -> bool {
+        let now = self.since_start_ms();
+        let looked = self.refill.looked_ms.load(Relaxed);
+        if looked > 0 && now - looked < REPORTS_POLL.as_millis() as i64 {
+            return false;
+        }
+        self.refill.looked_ms.store(now.max(1), Relaxed);
+        let Some(run) = self.refill.run.lock().unwrap().clone() else {
+            return false;
+        };
+        let read: redis::RedisResult<(i64, HashMap<String, String>)> = async {
+            let at = redis_time_ms(c).await?;
+            let all: HashMap<String, String> =
+                redis::cmd("HGETALL").arg(SERVING).query_async(c).await?;
+            Ok((at, all))
+        }
+        .await;
+        let Ok((at, all)) = read else { return false };
+        let reports: Vec<Report> = all
+            .values()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect();
+        let waiting = still_shipping(&reports, &self.origin, &run, at);
+        let mut said = self.refill.waiting_for.lock().unwrap();
+        if *said != waiting && !waiting.is_empty() {
+            tracing::info!(
+                replicas = %waiting.join(", "),
+                "waiting for {} other replica(s) to ship their whole log to this Redis before saying caught up",
+                waiting.len()
+            );
+        }
+        let done = waiting.is_empty();
+        *said = waiting;
+        done
+    }
+
+    /// What `/readyz` says while the refill holds the replica back, if it does.
+    pub(super) fn refill_detail(&self) -> Option<String> {
+        if !self.noticed() {
+            return Some(format!(
+                "waiting for the other replicas to ship their events again to a Redis that may \
+                 have restarted without them (until it has been up {} s)",
+                REFILL_MS / 1_000
+            ));
+        }
+        let waiting = self.refill.waiting_for.lock().unwrap();
+        (!waiting.is_empty()).then(|| {
+            format!(
+                "waiting for other replicas to ship their whole log to this Redis: {}",
+                waiting.join(", ")
+            )
+        })
+    }
+}
+
+/// The live replicas among `reports` (read at `now_ms`, Redis's clock) other than `origin`
+/// whose whole log is not yet in Redis run `run`, each as its origin and host. A report from a
+/// release that did not say (`shipped_to` absent) holds nothing back.
+fn still_shipping(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Vec<String> {
+    let mut waiting: Vec<String> = reports
+        .iter()
+        .filter(|r| r.origin != origin && now_ms - r.at_ms <= LIVE_FOR.as_millis() as i64)
+        .filter(|r| r.shipped_to.as_deref().is_some_and(|to| to != run))
+        .map(|r| {
+            format!(
+                "{} (host {})",
+                r.origin,
+                super::reports::shown_host(&r.host)
+            )
+        })
+        .collect();
+    waiting.sort();
+    waiting
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(origin: &str, shipped_to: Option<&str>, at_ms: i64) -> Report {
+        Report {
+            origin: origin.into(),
+            model: None,
+            model_checksum: None,
+            snapshot_checksum: None,
+            at_ms,
+            instance: String::new(),
+            started_ms: 0,
+            host: format!("{origin}-pod"),
+            pid: 0,
+            shipped_to: shipped_to.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_live_others_whose_log_is_not_in_this_run_hold_a_replica_back() {
+        let now = 1_000_000;
+        let reports = [
+            report("me", Some(""), now),
+            report("done", Some("run-2"), now),
+            report("refilling", Some(""), now - 1_000),
+            report("before-restart", Some("run-1"), now),
+            report("gone", Some(""), now - 60_000),
+            report("older-release", None, now),
+        ];
+        assert_eq!(
+            still_shipping(&reports, "me", "run-2", now),
+            [
+                "before-restart (host before-restart-pod)",
+                "refilling (host refilling-pod)"
+            ]
+        );
+        assert!(still_shipping(&reports[..2], "me", "run-2", now).is_empty());
+    }
+}
