@@ -443,7 +443,9 @@ impl ServeArgs {
     }
 
     fn fleet_config(&self) -> Result<Option<FleetConfig>, SettingsError> {
-        let fleet = self.fleet.check()?;
+        // A server started by a manifest says what a setting without --redis changes (nothing)
+        // rather than refusing to start on it.
+        let fleet = self.fleet.link()?;
         let catchup_set = self.redis_catchup_ms.is_some();
         if fleet.is_none() {
             // Set for a fleet, most likely, whose Redis went under another name (the default
@@ -452,6 +454,10 @@ impl ServeArgs {
                 ("--redis-catchup-ms", catchup_set),
                 ("--ready-when-behind", self.ready_when_behind),
                 ("--redis-partitions", self.fleet.redis_partitions.is_some()),
+                (
+                    "--redis-password-file",
+                    self.fleet.redis_password_file.is_some(),
+                ),
             ];
             for (flag, _) in set.iter().filter(|(_, set)| *set) {
                 tracing::warn!(

@@ -946,11 +946,16 @@ fn fleet_settings_that_change_nothing_are_said_at_start() {
         .args(["--ready-when-behind"])
         // The manifests' value, the default: given, it still says a fleet was meant.
         .env("NEXTBEST_REDIS_PARTITIONS", "8")
+        .env("NEXTBEST_REDIS_PASSWORD_FILE", dir.0.join("redis-password"))
         .env("NEXTBEST_REDIS_URL", "redis://127.0.0.1:9")
         .env("NEXTBEST_LOG_FORMAT", "text")
         .spawn();
-    let said = alone.wait_stderr("--redis-partitions is set but");
-    for flag in ["--ready-when-behind", "--redis-partitions"] {
+    let said = alone.wait_stderr("--redis-password-file is set but");
+    for flag in [
+        "--ready-when-behind",
+        "--redis-partitions",
+        "--redis-password-file",
+    ] {
         assert!(
             said.contains(&format!(
                 "{flag} is set but --redis is not (NEXTBEST_REDIS): this server runs alone, and \

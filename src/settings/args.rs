@@ -56,7 +56,7 @@ pub struct RedisArgs {
     /// File holding the Redis password (surrounding white space ignored), e.g. a mounted
     /// Kubernetes Secret: put into --redis's URL, it stays out of `ps` and the environment;
     /// read again before each new connection, so a rotated password needs no restart.
-    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE", requires = "redis")]
+    #[arg(long, env = "NEXTBEST_REDIS_PASSWORD_FILE")]
     pub redis_password_file: Option<PathBuf>,
     /// Stream partitions (keys with their own hash tag; every replica and campaign of a fleet
     /// must use the same number; 1 to 1024) [default: 8].
@@ -65,9 +65,22 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
+    /// The fleet link the flags ask for, as [`RedisArgs::link`] does, and a password file
+    /// without --redis refused: a one-off command says what it cannot use.
+    pub fn check(&self) -> Result<Option<FleetConfig>, SettingsError> {
+        if let (None, Some(file)) = (&self.redis, &self.redis_password_file) {
+            return Err(super::invalid(
+                "--redis-password-file",
+                file.display(),
+                "is set but --redis is not (NEXTBEST_REDIS): give the fleet's Redis URL too",
+            ));
+        }
+        self.link()
+    }
+
     /// The fleet link the flags ask for (none without --redis), checked: the partitions in
     /// range, the URL as the fleet will parse it, the password file read.
-    pub fn check(&self) -> Result<Option<FleetConfig>, SettingsError> {
+    pub fn link(&self) -> Result<Option<FleetConfig>, SettingsError> {
         let partitions = within(
             "--redis-partitions",
             self.redis_partitions.unwrap_or(REDIS_PARTITIONS),

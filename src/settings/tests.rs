@@ -460,10 +460,22 @@ fn a_redis_password_in_two_places_or_nowhere_is_refused() {
         &missing
     ])
     .starts_with(&format!("--redis-password-file {missing}: ")),);
-    // Without --redis the file has nothing to go into: clap says so.
-    let without = Cli::try_parse_from(["nextbest", "--redis-password-file", file.path()]);
-    let e = without.err().expect("refused without --redis").to_string();
-    assert!(e.contains("--redis <REDIS>"), "{e}");
+    // Without --redis the file has nothing to go into: a server says so at start (see
+    // tests/startup.rs), a one-off command refuses.
+    let alone = check(&["--redis-password-file", file.path()]).unwrap();
+    assert!(alone.fleet.is_none());
+    let args = RedisArgs {
+        redis_password_file: Some(file.0.clone()),
+        ..RedisArgs::default()
+    };
+    assert_eq!(
+        args.check().unwrap_err().to_string(),
+        format!(
+            "--redis-password-file {}: is set but --redis is not (NEXTBEST_REDIS): give the \
+             fleet's Redis URL too",
+            file.path()
+        )
+    );
 }
 
 #[test]
