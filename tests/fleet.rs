@@ -604,15 +604,157 @@ fn redis_uptime_s(con: &mut ::redis::Connection) -> u64 {
         .map_or(0, |s| s.trim().parse().unwrap())
 }
 
-/// However long another replica takes to ship its log again to a Redis back empty (here
-/// Redis refuses its `XADD`s until its user is given them again), a replica started beside it
-/// on a new data folder says it is caught up only once that replica's whole log is in Redis:
-/// not after Redis has been up 5 s, and naming the replica it waits for meanwhile.
+/// Redis's clock (`TIME`), in Unix ms.
+fn redis_time_ms(con: &mut ::redis::Connection) -> i64 {
+    let (s, us): (i64, i64) = ::redis::cmd("TIME").query(con).unwrap();
+    s * 1_000 + us / 1_000
+}
+
+/// A replica's report in `nextbest:serving` (see `fleet::reports`), once it has written one.
+fn report_of(con: &mut ::redis::Connection, origin: &str) -> Option<Value> {
+    let json: Option<String> = ::redis::cmd("HGET")
+        .arg("nextbest:serving")
+        .arg(origin)
+        .query(con)
+        .unwrap();
+    json.map(|j| serde_json::from_str(&j).unwrap())
+}
+
+/// However long another replica takes to ship its log again to a Redis back empty (here A
+/// stalls, SIGSTOP, right after saying it ships again), a replica started beside it on a new
+/// data folder says it is caught up only once that replica's whole log is in Redis: not after
+/// Redis has been up 5 s, and naming the replica it waits for meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
     let dir = TempDir::new("fleet-refill-reports");
-    // A ships as user `a`; the Redis that comes back refuses that user's `XADD` from the first
-    // command it answers.
+    let a_data = dir.0.join("a");
+    let a = replica(&a_data, &url);
+    assert_eq!(flood(a.public, "W", 80).await, 80);
+    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
+    let a_id = a_id.trim();
+    let mut first = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    within("A's events shipped, and its report saying so", || {
+        let report = report_of(&mut first, a_id);
+        let url = url.clone();
+        async move {
+            stream_entries(&url) == 80
+                && report.is_some_and(|r| r["shipped_to"].as_str().is_some_and(|s| !s.is_empty()))
+        }
+    })
+    .await;
+    let mut report = report_of(&mut first, a_id).unwrap();
+    a.signal("STOP");
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // What A writes on noticing the restart, just before it stalls.
+    report["shipped_to"] = json!("");
+    report["at_ms"] = json!(redis_time_ms(&mut con));
+    let _: () = ::redis::cmd("HSET")
+        .arg("nextbest:serving")
+        .arg(a_id)
+        .arg(report.to_string())
+        .query(&mut con)
+        .unwrap();
+    let b = replica(&dir.0.join("b"), &url);
+    let b_public = b.public;
+    within("Redis up 6 s, B unready all along", || {
+        let up = redis_uptime_s(&mut con);
+        async move {
+            let r = get(b_public, "/readyz").await;
+            assert_ne!(r.status, 200, "B ready while A has not shipped again");
+            up >= 6
+        }
+    })
+    .await;
+    let r = get(b.public, "/readyz").await;
+    let detail = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        r.status != 200
+            && detail.contains("waiting for other replicas to ship their whole log to this Redis")
+            && detail.contains(a_id),
+        "{detail}"
+    );
+    a.signal("CONT");
+    within("B ready", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+    assert_eq!(applied(b.admin).await, 80, "{}", b.stderr());
+    assert!(
+        b.stderr()
+            .contains("waiting for 1 other replica(s) to ship their whole log"),
+        "{}",
+        b.stderr()
+    );
+    drop(a);
+}
+
+/// A replica waited for that stops reporting (killed while it shipped its log again) is given
+/// up on once its report is stale, with a warning naming it: its events come when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_gone_while_refilling_is_given_up_on_with_a_warning() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-refill-gone");
+    let a_data = dir.0.join("a");
+    let a = replica(&a_data, &url);
+    assert_eq!(flood(a.public, "G", 20).await, 20);
+    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
+    let a_id = a_id.trim();
+    let mut first = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    within("A's report", || {
+        let report = report_of(&mut first, a_id);
+        async move { report.is_some() }
+    })
+    .await;
+    let mut report = report_of(&mut first, a_id).unwrap();
+    a.kill9();
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // A's last report before it died: shipping again, written 20 s before the stale mark.
+    report["shipped_to"] = json!("");
+    report["at_ms"] = json!(redis_time_ms(&mut con) - 20_000);
+    let _: () = ::redis::cmd("HSET")
+        .arg("nextbest:serving")
+        .arg(a_id)
+        .arg(report.to_string())
+        .query(&mut con)
+        .unwrap();
+    let b = replica(&dir.0.join("b"), &url);
+    let said = b.wait_stderr("stopped reporting before its whole log was in this Redis");
+    assert!(
+        said.contains(&format!("replica {a_id} (host ")) && said.contains("waiting for 1 other"),
+        "{said}"
+    );
+    within("B ready", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+}
+
+/// A replica whose shipments Redis refuses (here its user lost `XADD`) says so in its report,
+/// and a replica catching up from a Redis back empty does not wait for events that cannot
+/// come: it says caught up, warning whose events it goes without, and gets them once Redis
+/// takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_redis_refuses_holds_no_catch_up_back() {
+    let dir = TempDir::new("fleet-refill-refused");
     let acl = |name: &str, xadd: &str| {
         let path = dir.0.join(name);
         std::fs::write(
@@ -625,40 +767,33 @@ async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty()
     let port = Redis::free_port();
     let mut redis = Redis::with_args(port, &["--aclfile", &acl("all.acl", "")]);
     let url = redis.url();
-    let a_url = format!("redis://a:a-pw@{}", redis.addr);
     let a_data = dir.0.join("a");
-    let a = replica(&a_data, &a_url);
-    assert_eq!(flood(a.public, "W", 80).await, 80);
+    let a = replica(&a_data, &format!("redis://a:a-pw@{}", redis.addr));
+    assert_eq!(flood(a.public, "Z", 40).await, 40);
     within("A's events shipped", || async {
-        stream_entries(&url) == 80 && cursor_at_end(&a_data)
+        stream_entries(&url) == 40 && cursor_at_end(&a_data)
     })
     .await;
     redis.kill();
     let _redis = Redis::with_args(port, &["--aclfile", &acl("no-xadd.acl", "-xadd")]);
     let b = replica(&dir.0.join("b"), &url);
+    within("B ready", || async {
+        get(b.public, "/readyz").await.status == 200
+    })
+    .await;
+    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
+    let said = b.wait_stderr("redis refuses the shipments of replica");
+    assert!(said.contains(a_id.trim()), "{said}");
+    assert_eq!(applied(b.admin).await, 0, "A's events cannot have come");
     let mut con = ::redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
-    let b_public = b.public;
-    within("Redis up 6 s, B unready all along", || {
-        let up = redis_uptime_s(&mut con);
-        async move {
-            let r = get(b_public, "/readyz").await;
-            assert_ne!(r.status, 200, "B ready while A's refill is refused");
-            up >= 6
-        }
-    })
-    .await;
-    assert_eq!(stream_entries(&url), 0, "A's refill refused so far");
-    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
-    let r = get(b.public, "/readyz").await;
-    let detail = String::from_utf8_lossy(&r.body).into_owned();
-    assert!(
-        r.status != 200
-            && detail.contains("waiting for other replicas to ship their whole log to this Redis")
-            && detail.contains(a_id.trim()),
-        "{detail}"
+    let report = report_of(&mut con, a_id.trim()).unwrap();
+    assert_eq!(
+        (&report["shipping_refused"], &report["shipped_to"]),
+        (&json!(true), &json!("")),
+        "{report}"
     );
     let _: () = ::redis::cmd("ACL")
         .arg("SETUSER")
@@ -666,17 +801,10 @@ async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty()
         .arg("+xadd")
         .query(&mut con)
         .unwrap();
-    within("B ready", || async {
-        get(b.public, "/readyz").await.status == 200
+    within("A's events on B once Redis takes them", || async {
+        applied(b.admin).await == 40
     })
     .await;
-    assert_eq!(applied(b.admin).await, 80, "{}", b.stderr());
-    assert!(
-        b.stderr()
-            .contains("waiting for 1 other replica(s) to ship their whole log"),
-        "{}",
-        b.stderr()
-    );
     drop(a);
 }
 

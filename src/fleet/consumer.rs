@@ -92,11 +92,9 @@ pub async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>) {
         // so the moment it may is not missed inside a blocking read.
         let block = all_caught_up && fleet.caught_up();
         // Known before the read begins: a read of every stream to its end after Redis holds
-        // the fleet's events holds them too.
-        let settled = all_caught_up
-            && !fleet.caught_up()
-            && fleet.redis_settled()
-            && fleet.others_shipped(c).await;
+        // the fleet's events holds them too. Looked at during the catch-up as well, so
+        // `/readyz` names whom it waits for while it reads.
+        let settled = !fleet.caught_up() && fleet.redis_settled() && fleet.others_shipped(c).await;
         let reply = match read(c, &mut streams, retention, count, block).await {
             Ok(r) => r,
             Err(e) => {

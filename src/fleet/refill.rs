@@ -24,6 +24,8 @@ use super::{redis_time_ms, Fleet};
 pub(super) const REFILL_MS: i64 = 5_000;
 /// Shortest time between two reads of the reports while waiting on them.
 const REPORTS_POLL: Duration = Duration::from_millis(100);
+/// How often a wait on other replicas that goes on is said again.
+const REMIND_MS: i64 = 30_000;
 
 /// The refill's state, shared by the shipper (which learns the Redis run), the reporter
 /// (which says how far this replica's log got) and the consumer (which waits on the others).
@@ -40,10 +42,25 @@ pub(super) struct Refill {
     shipped_to: Mutex<Option<String>>,
     /// Wakes the reporter when `shipped_to` changes.
     pub(super) changed: tokio::sync::Notify,
-    /// The replicas the last look at the reports found still shipping, as people find them.
-    waiting_for: Mutex<Vec<String>>,
+    /// What the looks at the reports found, and said.
+    said: Mutex<Said>,
     /// When the reports were last read (ms since the link started; 0: never).
     looked_ms: AtomicI64,
+    /// Whether that reading found every other replica's log shipped.
+    done: AtomicBool,
+}
+
+/// What the looks at the other replicas' reports found, and what the log said of it.
+#[derive(Default)]
+struct Said {
+    /// Those still shipping at the last look, as people find them (`/readyz` names them).
+    waiting: Vec<String>,
+    /// Since when some have been waited for (ms since the link started).
+    since_ms: Option<i64>,
+    /// When the wait was last said.
+    reminded_ms: i64,
+    /// Those not waited for because Redis refuses their shipments, each said once.
+    refused: std::collections::BTreeSet<String>,
 }
 
 impl Fleet {
@@ -71,7 +88,10 @@ impl Fleet {
         if self.caught_up() {
             return;
         }
-        let left = REFILL_MS.saturating_sub(uptime_s.saturating_mul(1_000) as i64);
+        // `uptime_in_seconds` counts whole seconds of the clock crossed since Redis started,
+        // up to one more than it has been up: the wait takes the least it may have been.
+        let up_ms = uptime_s.saturating_sub(1).saturating_mul(1_000) as i64;
+        let left = REFILL_MS.saturating_sub(up_ms);
         if left > 0 {
             tracing::info!(
                 uptime_s,
@@ -102,8 +122,8 @@ impl Fleet {
         }
     }
 
-    /// The shipper goes back to its log's start: Redis lacks part of it until it reaches the
-    /// end again.
+    /// Redis lacks part of this replica's log until the shipper reaches its end again: it goes
+    /// back to the log's start, or Redis refused a shipment.
     pub(super) fn shipping_again(&self) {
         if self.refill.shipped_to.lock().unwrap().take().is_some() {
             self.refill.changed.notify_one();
@@ -132,13 +152,16 @@ impl Fleet {
     }
 
     /// Whether every other live replica says its whole log is in the Redis run the shipper
-    /// talks to, read from the reports (at most every [`REPORTS_POLL`]; `false` between).
-    /// Names those still shipping for `/readyz`, and logs them when they change.
+    /// talks to, read from the reports at most every [`REPORTS_POLL`] (between, the last
+    /// reading's answer: it was true before anything read after it). Names those still
+    /// shipping for `/readyz`; logs them when they change and every [`REMIND_MS`] while the
+    /// wait lasts, and warns of each given up on: one whose shipments Redis refuses (its
+    /// events cannot come), one that stopped reporting (they come when it is back).
     pub(super) async fn others_shipped(&self, c: &mut redis::aio::MultiplexedConnection) -> bool {
         let now = self.since_start_ms();
         let looked = self.refill.looked_ms.load(Relaxed);
         if looked > 0 && now - looked < REPORTS_POLL.as_millis() as i64 {
-            return false;
+            return self.refill.done.load(Relaxed);
         }
         self.refill.looked_ms.store(now.max(1), Relaxed);
         let Some(run) = self.refill.run.lock().unwrap().clone() else {
@@ -156,17 +179,38 @@ impl Fleet {
             .values()
             .filter_map(|r| serde_json::from_str(r).ok())
             .collect();
-        let waiting = still_shipping(&reports, &self.origin, &run, at);
-        let mut said = self.refill.waiting_for.lock().unwrap();
-        if *said != waiting && !waiting.is_empty() {
-            tracing::info!(
-                replicas = %waiting.join(", "),
-                "waiting for {} other replica(s) to ship their whole log to this Redis before saying caught up",
-                waiting.len()
-            );
+        let seen = judge(&reports, &self.origin, &run, at);
+        let mut said = self.refill.said.lock().unwrap();
+        for peer in &seen.refused {
+            if said.refused.insert(peer.clone()) {
+                tracing::warn!(replica = %peer, "redis refuses the shipments of replica {peer}, so its events cannot reach this replica: not waiting for them (its log says why Redis refuses it)");
+            }
         }
-        let done = waiting.is_empty();
-        *said = waiting;
+        for peer in said.waiting.iter().filter(|p| !seen.waiting.contains(p)) {
+            if !seen.refused.contains(peer) && !seen.shipped.contains(peer) {
+                tracing::warn!(replica = %peer, "replica {peer} stopped reporting before its whole log was in this Redis: saying caught up without the events it has not shipped; they arrive when it is back");
+            }
+        }
+        if !seen.waiting.is_empty()
+            && (said.waiting != seen.waiting || now - said.reminded_ms >= REMIND_MS)
+        {
+            let waited_s = (now - said.since_ms.unwrap_or(now)) / 1_000;
+            let (replicas, n) = (seen.waiting.join(", "), seen.waiting.len());
+            if waited_s * 1_000 < REMIND_MS {
+                tracing::info!(%replicas, waited_s, "waiting for {n} other replica(s) to ship their whole log to this Redis before saying caught up");
+            } else {
+                tracing::warn!(%replicas, waited_s, "still waiting for {n} other replica(s) to ship their whole log to this Redis before saying caught up (their logs say what holds them back)");
+            }
+            said.reminded_ms = now;
+        }
+        if seen.waiting.is_empty() {
+            said.since_ms = None;
+        } else if said.since_ms.is_none() {
+            said.since_ms = Some(now);
+        }
+        let done = seen.waiting.is_empty();
+        said.waiting = seen.waiting;
+        self.refill.done.store(done, Relaxed);
         done
     }
 
@@ -179,34 +223,53 @@ impl Fleet {
                 REFILL_MS / 1_000
             ));
         }
-        let waiting = self.refill.waiting_for.lock().unwrap();
-        (!waiting.is_empty()).then(|| {
+        let said = self.refill.said.lock().unwrap();
+        (!said.waiting.is_empty()).then(|| {
             format!(
                 "waiting for other replicas to ship their whole log to this Redis: {}",
-                waiting.join(", ")
+                said.waiting.join(", ")
             )
         })
     }
 }
 
-/// The live replicas among `reports` (read at `now_ms`, Redis's clock) other than `origin`
-/// whose whole log is not yet in Redis run `run`, each as its origin and host. A report from a
-/// release that did not say (`shipped_to` absent) holds nothing back.
-fn still_shipping(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Vec<String> {
-    let mut waiting: Vec<String> = reports
+/// The other live replicas, each as its origin and host, by what their reports say of the
+/// Redis run `run`.
+#[derive(Debug, Default, PartialEq)]
+struct Seen {
+    /// Whose whole log is there.
+    shipped: Vec<String>,
+    /// Still shipping it (or not yet noticed that Redis restarted).
+    waiting: Vec<String>,
+    /// Whose shipments Redis refuses.
+    refused: Vec<String>,
+}
+
+/// Sorts the live replicas among `reports` (read at `now_ms`, Redis's clock) other than
+/// `origin` by whether their whole log is in Redis run `run`. A report from a release that did
+/// not say (`shipped_to` absent) counts as shipped.
+fn judge(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Seen {
+    let mut seen = Seen::default();
+    for r in reports
         .iter()
         .filter(|r| r.origin != origin && now_ms - r.at_ms <= LIVE_FOR.as_millis() as i64)
-        .filter(|r| r.shipped_to.as_deref().is_some_and(|to| to != run))
-        .map(|r| {
-            format!(
-                "{} (host {})",
-                r.origin,
-                super::reports::shown_host(&r.host)
-            )
-        })
-        .collect();
-    waiting.sort();
-    waiting
+    {
+        let peer = format!(
+            "{} (host {})",
+            r.origin,
+            super::reports::shown_host(&r.host)
+        );
+        match r.shipped_to.as_deref() {
+            None => seen.shipped.push(peer),
+            Some(to) if to == run => seen.shipped.push(peer),
+            Some(_) if r.shipping_refused => seen.refused.push(peer),
+            Some(_) => seen.waiting.push(peer),
+        }
+    }
+    for list in [&mut seen.shipped, &mut seen.waiting, &mut seen.refused] {
+        list.sort();
+    }
+    seen
 }
 
 #[cfg(test)]
@@ -225,12 +288,15 @@ mod tests {
             host: format!("{origin}-pod"),
             pid: 0,
             shipped_to: shipped_to.map(str::to_owned),
+            shipping_refused: false,
         }
     }
 
     #[test]
     fn only_live_others_whose_log_is_not_in_this_run_hold_a_replica_back() {
         let now = 1_000_000;
+        let mut refused = report("refused", Some(""), now);
+        refused.shipping_refused = true;
         let reports = [
             report("me", Some(""), now),
             report("done", Some("run-2"), now),
@@ -238,14 +304,22 @@ mod tests {
             report("before-restart", Some("run-1"), now),
             report("gone", Some(""), now - 60_000),
             report("older-release", None, now),
+            refused,
         ];
         assert_eq!(
-            still_shipping(&reports, "me", "run-2", now),
-            [
-                "before-restart (host before-restart-pod)",
-                "refilling (host refilling-pod)"
-            ]
+            judge(&reports, "me", "run-2", now),
+            Seen {
+                shipped: vec![
+                    "done (host done-pod)".into(),
+                    "older-release (host older-release-pod)".into()
+                ],
+                waiting: vec![
+                    "before-restart (host before-restart-pod)".into(),
+                    "refilling (host refilling-pod)".into()
+                ],
+                refused: vec!["refused (host refused-pod)".into()],
+            }
         );
-        assert!(still_shipping(&reports[..2], "me", "run-2", now).is_empty());
+        assert!(judge(&reports[..2], "me", "run-2", now).waiting.is_empty());
     }
 }

@@ -166,6 +166,16 @@ impl Refusals {
                 .is_ok()
     }
 
+    /// Whether Redis refuses `what` now.
+    pub fn refusing(&self, what: &'static str) -> bool {
+        self.any.load(Relaxed)
+            && self
+                .ops
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&what)
+    }
+
     /// Notes that `what` went through; when it was the last refused, the quiet time before
     /// the end is said starts.
     pub fn took(&self, what: &'static str, now_ms: i64) {

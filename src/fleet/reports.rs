@@ -56,6 +56,10 @@ pub struct Report {
     /// ([`super::refill`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipped_to: Option<String>,
+    /// Whether Redis refuses the replica's shipments (out of memory, a user without `XADD`):
+    /// what it has not shipped cannot come, and a catching-up replica does not wait for it.
+    #[serde(default)]
+    pub shipping_refused: bool,
 }
 
 /// What the fleet serves, from the replicas heard from lately.
@@ -209,6 +213,7 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             host: fleet.host.clone(),
             pid: std::process::id(),
             shipped_to: Some(fleet.shipped_to()),
+            shipping_refused: fleet.refusals.refusing("ship"),
         };
         let Ok(json) = serde_json::to_string(&ours) else {
             continue;
@@ -363,6 +368,7 @@ mod tests {
             host: String::new(),
             pid: 0,
             shipped_to: None,
+            shipping_refused: false,
         }
     }
 

@@ -221,6 +221,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
             // backoff; the position stays before the batch until all of it has gone.
             pending = Some((rest, next));
             fleet.failed("ship", &e);
+            fleet.shipping_again();
             tokio::time::sleep(backoff(attempt)).await;
             attempt += 1;
             continue;
