@@ -620,69 +620,87 @@ fn report_of(con: &mut ::redis::Connection, origin: &str) -> Option<Value> {
     json.map(|j| serde_json::from_str(&j).unwrap())
 }
 
+/// A replica A with `n` events shipped (its report saying so) to a Redis without persistence:
+/// the Redis, A, A's id, and A's report as that Redis holds it.
+async fn a_replica_shipped(
+    dir: &TempDir,
+    prefix: &str,
+    n: usize,
+) -> (Redis, Process, String, Value) {
+    let redis = Redis::start();
+    let url = redis.url();
+    let a_data = dir.0.join("a");
+    let a = replica(&a_data, &url);
+    assert_eq!(flood(a.public, prefix, n).await, n);
+    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
+    let a_id = a_id.trim().to_owned();
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    within("A's events shipped, and its report saying so", || {
+        let report = report_of(&mut con, &a_id);
+        let url = url.clone();
+        async move {
+            stream_entries(&url) == n as u64
+                && report.is_some_and(|r| r["shipped_to"].as_str().is_some_and(|s| !s.is_empty()))
+        }
+    })
+    .await;
+    let report = report_of(&mut con, &a_id).unwrap();
+    (redis, a, a_id, report)
+}
+
+/// Writes `report`, as saying its replica ships its log again, written `age_ms` ago, into the
+/// Redis at `url` (what a replica writes on noticing a restart).
+fn report_shipping_again(url: &str, origin: &str, mut report: Value, age_ms: i64) {
+    let mut con = ::redis::Client::open(url)
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    report["shipped_to"] = json!("");
+    report["at_ms"] = json!(redis_time_ms(&mut con) - age_ms);
+    let _: () = ::redis::cmd("HSET")
+        .arg("nextbest:serving")
+        .arg(origin)
+        .arg(report.to_string())
+        .query(&mut con)
+        .unwrap();
+}
+
 /// However long another replica takes to ship its log again to a Redis back empty (here A
 /// stalls, SIGSTOP, right after saying it ships again), a replica started beside it on a new
 /// data folder says it is caught up only once that replica's whole log is in Redis: not after
 /// Redis has been up 5 s, and naming the replica it waits for meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty() {
-    let mut redis = Redis::start();
-    let (port, url) = (redis.addr.port(), redis.url());
     let dir = TempDir::new("fleet-refill-reports");
-    let a_data = dir.0.join("a");
-    let a = replica(&a_data, &url);
-    assert_eq!(flood(a.public, "W", 80).await, 80);
-    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
-    let a_id = a_id.trim();
-    let mut first = ::redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    within("A's events shipped, and its report saying so", || {
-        let report = report_of(&mut first, a_id);
-        let url = url.clone();
-        async move {
-            stream_entries(&url) == 80
-                && report.is_some_and(|r| r["shipped_to"].as_str().is_some_and(|s| !s.is_empty()))
-        }
-    })
-    .await;
-    let mut report = report_of(&mut first, a_id).unwrap();
+    let (mut redis, a, a_id, report) = a_replica_shipped(&dir, "W", 80).await;
+    let (port, url) = (redis.addr.port(), redis.url());
+    let a_id = a_id.as_str();
     a.signal("STOP");
     redis.kill();
     let _redis = Redis::on_port(port);
+    // What A writes on noticing the restart, just before it stalls.
+    report_shipping_again(&url, a_id, report, 0);
     let mut con = ::redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
-    // What A writes on noticing the restart, just before it stalls.
-    report["shipped_to"] = json!("");
-    report["at_ms"] = json!(redis_time_ms(&mut con));
-    let _: () = ::redis::cmd("HSET")
-        .arg("nextbest:serving")
-        .arg(a_id)
-        .arg(report.to_string())
-        .query(&mut con)
-        .unwrap();
     let b = replica(&dir.0.join("b"), &url);
     let b_public = b.public;
-    within("Redis up 6 s, B unready all along", || {
+    let waits_for_a = "waiting for other replicas to ship their whole log to this Redis";
+    // Past the 5 s a replica gives Redis to be noticed (its uptime counts whole seconds).
+    within("B naming A, Redis up 7 s, B unready all along", || {
         let up = redis_uptime_s(&mut con);
         async move {
             let r = get(b_public, "/readyz").await;
             assert_ne!(r.status, 200, "B ready while A has not shipped again");
-            up >= 6
+            let detail = String::from_utf8_lossy(&r.body).into_owned();
+            up >= 7 && detail.contains(waits_for_a) && detail.contains(a_id)
         }
     })
     .await;
-    let r = get(b.public, "/readyz").await;
-    let detail = String::from_utf8_lossy(&r.body).into_owned();
-    assert!(
-        r.status != 200
-            && detail.contains("waiting for other replicas to ship their whole log to this Redis")
-            && detail.contains(a_id),
-        "{detail}"
-    );
     a.signal("CONT");
     within("B ready", || async {
         get(b.public, "/readyz").await.status == 200
@@ -702,40 +720,15 @@ async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty()
 /// up on once its report is stale, with a warning naming it: its events come when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_gone_while_refilling_is_given_up_on_with_a_warning() {
-    let mut redis = Redis::start();
-    let (port, url) = (redis.addr.port(), redis.url());
     let dir = TempDir::new("fleet-refill-gone");
-    let a_data = dir.0.join("a");
-    let a = replica(&a_data, &url);
-    assert_eq!(flood(a.public, "G", 20).await, 20);
-    let a_id = std::fs::read_to_string(a_data.join("replica-id")).unwrap();
-    let a_id = a_id.trim();
-    let mut first = ::redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    within("A's report", || {
-        let report = report_of(&mut first, a_id);
-        async move { report.is_some() }
-    })
-    .await;
-    let mut report = report_of(&mut first, a_id).unwrap();
+    let (mut redis, a, a_id, report) = a_replica_shipped(&dir, "G", 20).await;
+    let (port, url) = (redis.addr.port(), redis.url());
+    let a_id = a_id.as_str();
     a.kill9();
     redis.kill();
     let _redis = Redis::on_port(port);
-    let mut con = ::redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    // A's last report before it died: shipping again, written 20 s before the stale mark.
-    report["shipped_to"] = json!("");
-    report["at_ms"] = json!(redis_time_ms(&mut con) - 20_000);
-    let _: () = ::redis::cmd("HSET")
-        .arg("nextbest:serving")
-        .arg(a_id)
-        .arg(report.to_string())
-        .query(&mut con)
-        .unwrap();
+    // A's last report before it died: shipping again, written 20 s before it goes stale.
+    report_shipping_again(&url, a_id, report, 20_000);
     let b = replica(&dir.0.join("b"), &url);
     let said = b.wait_stderr("stopped reporting before its whole log was in this Redis");
     assert!(
