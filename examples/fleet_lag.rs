@@ -191,6 +191,18 @@ fn main() -> ExitCode {
         admins.push(admin);
         procs.push(Kill(child));
     }
+    // Measured as a rollout serves: once every replica says ready (caught up with the fleet,
+    // the first start on a new Redis waiting its few seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for &addr in &addrs {
+        let mut c = Conn::open(addr);
+        while c.call("GET", "/readyz", b"").0 != 200 {
+            if Instant::now() > deadline {
+                fail(format!("replica {addr} not ready after 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     // Probe customers and an offer each that replica 1 scores on the app home screen.
     let mut c1 = Conn::open(addrs[1]);
     let probes: Vec<(String, String)> = (1..=3000)
