@@ -64,23 +64,22 @@ struct Said {
 }
 
 impl Fleet {
-    /// The shipper found that Redis, up `uptime_s` seconds, restarted without this replica's
-    /// events: it lost the fleet's too, and the other replicas ship theirs to it again once
-    /// they notice.
-    pub(super) fn redis_lost_its_events(&self, uptime_s: u64) {
-        self.wait_for_notice(
-            uptime_s,
-            "redis restarted without this replica's events, so without the other replicas' too",
-        );
-    }
-
-    /// The shipper cannot tell whether Redis, up `uptime_s` seconds, kept the fleet's events:
-    /// this replica shipped it nothing to look for (a new data folder, or no event yet).
-    pub(super) fn redis_may_have_restarted(&self, uptime_s: u64) {
-        self.wait_for_notice(
-            uptime_s,
-            "redis started lately, and this replica shipped it nothing that tells whether it kept the fleet's events",
-        );
+    /// What the shipper found of the Redis it talks to, up `uptime_s` seconds: it holds this
+    /// replica's last shipped event (`Some(true)`); it restarted without it (`Some(false)`), so
+    /// without the fleet's, which the other replicas ship again once they notice; or nothing
+    /// this replica shipped tells (`None`: a new data folder, or no event yet). The last two
+    /// wait for the others to notice.
+    pub(super) fn redis_kept(&self, kept: Option<bool>, uptime_s: u64) {
+        let why = match kept {
+            Some(true) => return,
+            Some(false) => {
+                "redis restarted without this replica's events, so without the other replicas' too"
+            }
+            None => {
+                "redis started lately, and this replica shipped it nothing that tells whether it kept the fleet's events"
+            }
+        };
+        self.wait_for_notice(uptime_s, why);
     }
 
     /// Waits, before saying caught up, until Redis has been up [`REFILL_MS`].

@@ -92,11 +92,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                     if restart && kept != Some(true) {
                         from_log_start(&fleet, &mut cursor, &mut last, &mut pending);
                     }
-                    match kept {
-                        Some(true) => {}
-                        Some(false) => fleet.redis_lost_its_events(uptime_s),
-                        None => fleet.redis_may_have_restarted(uptime_s),
-                    }
+                    fleet.redis_kept(kept, uptime_s);
                     fleet.redis_run_checked(&id);
                     idle_since = tokio::time::Instant::now();
                     con.insert(c)
@@ -117,11 +113,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                     fleet.redis_run_checked(&id);
                     let lost = if restarted(&mut run_id, id) {
                         let kept = kept(c, &fleet, last.as_ref()).await;
-                        match kept {
-                            Some(true) => {}
-                            Some(false) => fleet.redis_lost_its_events(uptime_s),
-                            None => fleet.redis_may_have_restarted(uptime_s),
-                        }
+                        fleet.redis_kept(kept, uptime_s);
                         kept != Some(true)
                     } else {
                         let retention = contacts.state().retention_ms();
