@@ -716,6 +716,60 @@ async fn a_new_replica_waits_until_every_other_has_refilled_a_redis_back_empty()
     drop(a);
 }
 
+/// A replica frozen through a Redis restart (SIGSTOP: a stalled node) has not reported to the
+/// Redis back empty, but the replicas that heard from it before say they expect it: a replica
+/// started on a new data folder waits for it, naming it, and is ready with its events once it
+/// goes on and ships them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_frozen_through_a_redis_restart_is_waited_for() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-refill-frozen");
+    let a = replica(&dir.0.join("a"), &url);
+    let b_data = dir.0.join("b");
+    let b = replica(&b_data, &url);
+    assert_eq!(flood(b.public, "F", 40).await, 40);
+    within("A applied B's events, and A's view holds B", || async {
+        let stats: Value =
+            serde_json::from_slice(&get(a.admin, "/admin/stats").await.body).unwrap();
+        applied(a.admin).await == 40
+            && stats["replication"]["fleet"]["replicas"]
+                .as_array()
+                .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    let b_id = std::fs::read_to_string(b_data.join("replica-id")).unwrap();
+    let b_id = b_id.trim();
+    b.signal("STOP");
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let c = replica(&dir.0.join("c"), &url);
+    let mut con = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let c_public = c.public;
+    within("C naming B, Redis up 7 s, C unready all along", || {
+        let up = redis_uptime_s(&mut con);
+        async move {
+            let r = get(c_public, "/readyz").await;
+            assert_ne!(r.status, 200, "C ready while B is frozen");
+            let detail = String::from_utf8_lossy(&r.body).into_owned();
+            up >= 7
+                && detail.contains(&format!("{b_id} (host "))
+                && detail.contains("not yet reporting to this Redis")
+        }
+    })
+    .await;
+    b.signal("CONT");
+    within("C ready", || async {
+        get(c.public, "/readyz").await.status == 200
+    })
+    .await;
+    assert_eq!(applied(c.admin).await, 40, "{}", c.stderr());
+    drop((a, b));
+}
+
 /// A replica waited for that stops reporting (killed while it shipped its log again) is given
 /// up on once its report is stale, with a warning naming it: its events come when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

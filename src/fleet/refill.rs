@@ -4,9 +4,11 @@
 //! say it is caught up without the others' dismisses and complaints.
 //!
 //! So each replica says in its report ([`super::reports`]) which Redis run its whole log has
-//! reached (`shipped_to`), at once when that changes, and a catching-up replica says it is
-//! caught up only after a read of every stream to its end that began once each live report
-//! names the Redis run it reads. Until a Redis has been up [`REFILL_MS`], a replica that
+//! reached (`shipped_to`), at once when that changes, and whom it heard from on an earlier
+//! Redis run and not yet on this one (`expects`: a replica stalled through the restart has not
+//! reported yet); a catching-up replica says it is caught up only after a read of every
+//! stream to its end that began once each live report names the Redis run it reads and every
+//! replica expected has reported (or was last heard from [`LIVE_FOR`] ago). Until a Redis has been up [`REFILL_MS`], a replica that
 //! cannot tell it kept the fleet's events (it lost this replica's, or this replica shipped it
 //! none) also waits, for the others to notice the restart and say they are shipping again.
 
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::reports::{Report, LIVE_FOR, SERVING};
+use super::reports::{Expected, Report, LIVE_FOR, SERVING};
 use super::{redis_time_ms, Fleet};
 
 /// How long after a restart that may have lost the fleet's events a Redis is taken to have
@@ -44,17 +46,30 @@ pub(super) struct Refill {
     pub(super) changed: tokio::sync::Notify,
     /// What the looks at the reports found, and said.
     said: Mutex<Said>,
+    /// The other replicas heard from lately, by origin: the reports' writer remembers them
+    /// across a Redis restart (see [`Report::expects`]).
+    peers: Mutex<HashMap<String, Peer>>,
     /// When the reports were last read (ms since the link started; 0: never).
     looked_ms: AtomicI64,
     /// Whether that reading found every other replica's log shipped.
     done: AtomicBool,
 }
 
+/// Another replica as last heard from.
+struct Peer {
+    host: String,
+    /// When its last report was written (Unix ms, Redis's clock).
+    at_ms: i64,
+    /// The Redis run it was read from.
+    run: String,
+}
+
 /// What the looks at the other replicas' reports found, and what the log said of it.
 #[derive(Default)]
 struct Said {
-    /// Those still shipping at the last look, as people find them (`/readyz` names them).
-    waiting: Vec<String>,
+    /// Those still shipping at the last look, by origin and as people find them (`/readyz`
+    /// names them).
+    waiting: Vec<(String, String)>,
     /// Since when some have been waited for (ms since the link started).
     since_ms: Option<i64>,
     /// When the wait was last said.
@@ -180,13 +195,16 @@ impl Fleet {
             .collect();
         let seen = judge(&reports, &self.origin, &run, at);
         let mut said = self.refill.said.lock().unwrap();
-        for peer in &seen.refused {
-            if said.refused.insert(peer.clone()) {
+        for (origin, peer) in &seen.refused {
+            if said.refused.insert(origin.clone()) {
                 tracing::warn!(replica = %peer, "redis refuses the shipments of replica {peer}, so its events cannot reach this replica: not waiting for them (its log says why Redis refuses it)");
             }
         }
-        for peer in said.waiting.iter().filter(|p| !seen.waiting.contains(p)) {
-            if !seen.refused.contains(peer) && !seen.shipped.contains(peer) {
+        for (origin, peer) in &said.waiting {
+            if ![&seen.waiting, &seen.refused, &seen.shipped]
+                .iter()
+                .any(|list| list.iter().any(|(o, _)| o == origin))
+            {
                 tracing::warn!(replica = %peer, "replica {peer} stopped reporting before its whole log was in this Redis: saying caught up without the events it has not shipped; they arrive when it is back");
             }
         }
@@ -194,7 +212,7 @@ impl Fleet {
             && (said.waiting != seen.waiting || now - said.reminded_ms >= REMIND_MS)
         {
             let waited_s = (now - said.since_ms.unwrap_or(now)) / 1_000;
-            let (replicas, n) = (seen.waiting.join(", "), seen.waiting.len());
+            let (replicas, n) = (shown(&seen.waiting), seen.waiting.len());
             if waited_s * 1_000 < REMIND_MS {
                 tracing::info!(%replicas, waited_s, "waiting for {n} other replica(s) to ship their whole log to this Redis before saying caught up");
             } else {
@@ -213,6 +231,49 @@ impl Fleet {
         done
     }
 
+    /// Notes the reports read from Redis run `run` at `now_ms` (Redis's clock): each other
+    /// replica's is remembered with that run; one heard from on this run before and missing
+    /// now left (a graceful stop takes its report out), and one not heard from for
+    /// [`LIVE_FOR`] is gone. Those heard from on an earlier run alone stay: Redis restarted.
+    pub(super) fn heard_from(&self, reports: &[Report], run: &str, now_ms: i64) {
+        let mut peers = self.refill.peers.lock().unwrap();
+        let live = LIVE_FOR.as_millis() as i64;
+        peers.retain(|origin, p| {
+            now_ms - p.at_ms <= live
+                && (p.run != run || reports.iter().any(|r| r.origin == *origin))
+        });
+        for r in reports
+            .iter()
+            .filter(|r| r.origin != self.origin && now_ms - r.at_ms <= live)
+        {
+            peers.insert(
+                r.origin.clone(),
+                Peer {
+                    host: r.host.clone(),
+                    at_ms: r.at_ms,
+                    run: run.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// The replicas heard from lately on another Redis run than `run` and not on this one,
+    /// for this replica's report (see [`Report::expects`]).
+    pub(super) fn expected_peers(&self, run: &str, now_ms: i64) -> Vec<Expected> {
+        let peers = self.refill.peers.lock().unwrap();
+        let mut expected: Vec<Expected> = peers
+            .iter()
+            .filter(|(_, p)| p.run != run && now_ms - p.at_ms <= LIVE_FOR.as_millis() as i64)
+            .map(|(origin, p)| Expected {
+                origin: origin.clone(),
+                host: p.host.clone(),
+                at_ms: p.at_ms,
+            })
+            .collect();
+        expected.sort_by(|a, b| a.origin.cmp(&b.origin));
+        expected
+    }
+
     /// What `/readyz` says while the refill holds the replica back, if it does.
     pub(super) fn refill_detail(&self) -> Option<String> {
         if !self.noticed() {
@@ -226,22 +287,31 @@ impl Fleet {
         (!said.waiting.is_empty()).then(|| {
             format!(
                 "waiting for other replicas to ship their whole log to this Redis: {}",
-                said.waiting.join(", ")
+                shown(&said.waiting)
             )
         })
     }
 }
 
-/// The other live replicas, each as its origin and host, by what their reports say of the
-/// Redis run `run`.
+/// The other live replicas, each by origin and as people find it, by what their reports say
+/// of the Redis run `run`.
 #[derive(Debug, Default, PartialEq)]
 struct Seen {
     /// Whose whole log is there.
-    shipped: Vec<String>,
-    /// Still shipping it (or not yet noticed that Redis restarted).
-    waiting: Vec<String>,
+    shipped: Vec<(String, String)>,
+    /// Still shipping it (or not yet noticed that Redis restarted, or not yet reporting).
+    waiting: Vec<(String, String)>,
     /// Whose shipments Redis refuses.
-    refused: Vec<String>,
+    refused: Vec<(String, String)>,
+}
+
+/// Replicas as people find them, in one line.
+fn shown(peers: &[(String, String)]) -> String {
+    peers
+        .iter()
+        .map(|(_, shown)| shown.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Sorts the live replicas among `reports` (read at `now_ms`, Redis's clock) other than
@@ -253,10 +323,13 @@ fn judge(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Seen {
         .iter()
         .filter(|r| r.origin != origin && now_ms - r.at_ms <= LIVE_FOR.as_millis() as i64)
     {
-        let peer = format!(
-            "{} (host {})",
-            r.origin,
-            super::reports::shown_host(&r.host)
+        let peer = (
+            r.origin.clone(),
+            format!(
+                "{} (host {})",
+                r.origin,
+                super::reports::shown_host(&r.host)
+            ),
         );
         match r.shipped_to.as_deref() {
             None => seen.shipped.push(peer),
@@ -265,6 +338,30 @@ fn judge(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Seen {
             Some(_) => seen.waiting.push(peer),
         }
     }
+    // Replicas the live ones heard from before Redis restarted, and that have not reported to
+    // it since: stalled through the restart, they may still ship their logs.
+    let live = LIVE_FOR.as_millis() as i64;
+    let reporting = |origin: &str| {
+        reports
+            .iter()
+            .any(|r| r.origin == origin && now_ms - r.at_ms <= live)
+    };
+    let mut expected: Vec<&Expected> = reports
+        .iter()
+        .filter(|r| now_ms - r.at_ms <= live)
+        .flat_map(|r| &r.expects)
+        .filter(|e| e.origin != origin && now_ms - e.at_ms <= live && !reporting(&e.origin))
+        .collect();
+    expected.sort_by(|a, b| a.origin.cmp(&b.origin));
+    expected.dedup_by(|a, b| a.origin == b.origin);
+    seen.waiting.extend(expected.iter().map(|e| {
+        let shown = format!(
+            "{} (host {}, not yet reporting to this Redis)",
+            e.origin,
+            super::reports::shown_host(&e.host)
+        );
+        (e.origin.clone(), shown)
+    }));
     for list in [&mut seen.shipped, &mut seen.waiting, &mut seen.refused] {
         list.sort();
     }
@@ -288,7 +385,15 @@ mod tests {
             pid: 0,
             shipped_to: shipped_to.map(str::to_owned),
             shipping_refused: false,
+            expects: Vec::new(),
         }
+    }
+
+    fn named(origins: &[&str]) -> Vec<(String, String)> {
+        origins
+            .iter()
+            .map(|o| (o.to_string(), format!("{o} (host {o}-pod)")))
+            .collect()
     }
 
     #[test]
@@ -308,17 +413,38 @@ mod tests {
         assert_eq!(
             judge(&reports, "me", "run-2", now),
             Seen {
-                shipped: vec![
-                    "done (host done-pod)".into(),
-                    "older-release (host older-release-pod)".into()
-                ],
-                waiting: vec![
-                    "before-restart (host before-restart-pod)".into(),
-                    "refilling (host refilling-pod)".into()
-                ],
-                refused: vec!["refused (host refused-pod)".into()],
+                shipped: named(&["done", "older-release"]),
+                waiting: named(&["before-restart", "refilling"]),
+                refused: named(&["refused"]),
             }
         );
         assert!(judge(&reports[..2], "me", "run-2", now).waiting.is_empty());
+    }
+
+    #[test]
+    fn a_replica_heard_from_before_a_restart_is_waited_for_until_it_reports_or_goes_stale() {
+        let now = 1_000_000;
+        let expect = |origin: &str, at_ms: i64| Expected {
+            origin: origin.into(),
+            host: format!("{origin}-pod"),
+            at_ms,
+        };
+        let mut a = report("a", Some("run-2"), now);
+        a.expects = vec![
+            expect("stalled", now - 3_000),
+            expect("me", now - 3_000),
+            expect("reporting", now - 3_000),
+            expect("long-gone", now - 40_000),
+        ];
+        let reports = [a, report("reporting", Some("run-2"), now)];
+        let seen = judge(&reports, "me", "run-2", now);
+        assert_eq!(
+            seen.waiting,
+            [(
+                "stalled".to_string(),
+                "stalled (host stalled-pod, not yet reporting to this Redis)".to_string()
+            )]
+        );
+        assert_eq!(seen.shipped, named(&["a", "reporting"]));
     }
 }

@@ -60,6 +60,22 @@ pub struct Report {
     /// what it has not shipped cannot come, and a catching-up replica does not wait for it.
     #[serde(default)]
     pub shipping_refused: bool,
+    /// Replicas this one heard from on an earlier Redis run, lately, and not yet on this one:
+    /// after a Redis restart, those a catching-up replica waits for though they have not
+    /// reported to this Redis yet (one stalled through the restart).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expects: Vec<Expected>,
+}
+
+/// A replica another one heard from before Redis restarted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Expected {
+    /// The replica.
+    pub origin: String,
+    /// Its host name.
+    pub host: String,
+    /// When its last report was written (Unix ms, on Redis's clock).
+    pub at_ms: i64,
 }
 
 /// What the fleet serves, from the replicas heard from lately.
@@ -198,6 +214,11 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             }
         };
         fleet.observe_skew(now, before + (now_ms() - before) / 2);
+        let Ok((run, _)) = super::shipper::server_run_id(c).await else {
+            fleet.identity().unreachable();
+            con = None;
+            continue;
+        };
         let serving = registry.serving();
         let ours = Report {
             origin: fleet.origin.clone(),
@@ -214,6 +235,7 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             pid: std::process::id(),
             shipped_to: Some(fleet.shipped_to()),
             shipping_refused: fleet.refusals.refusing("ship"),
+            expects: fleet.expected_peers(&run, now),
         };
         let Ok(json) = serde_json::to_string(&ours) else {
             continue;
@@ -266,6 +288,7 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
                         .query_async(c)
                         .await;
                 }
+                fleet.heard_from(&reports, &run, now);
                 fleet.set_view(FleetView::of(reports, now));
             }
             Err(_) => {
@@ -369,6 +392,7 @@ mod tests {
             pid: 0,
             shipped_to: None,
             shipping_refused: false,
+            expects: Vec::new(),
         }
     }
 

@@ -422,7 +422,7 @@ async fn connect(
 
 /// The run id Redis answers `INFO server` with (new at every start of the server), and how
 /// long it has been up, in seconds.
-async fn server_run_id(
+pub(super) async fn server_run_id(
     c: &mut redis::aio::MultiplexedConnection,
 ) -> redis::RedisResult<(String, u64)> {
     let info: String = redis::cmd("INFO").arg("server").query_async(c).await?;
