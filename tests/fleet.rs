@@ -729,17 +729,23 @@ async fn a_replica_frozen_through_a_redis_restart_is_waited_for() {
     let b_data = dir.0.join("b");
     let b = replica(&b_data, &url);
     assert_eq!(flood(b.public, "F", 40).await, 40);
-    within("A applied B's events, and A's view holds B", || async {
-        let stats: Value =
-            serde_json::from_slice(&get(a.admin, "/admin/stats").await.body).unwrap();
-        applied(a.admin).await == 40
-            && stats["replication"]["fleet"]["replicas"]
-                .as_array()
-                .is_some_and(|r| r.len() == 2)
-    })
-    .await;
     let b_id = std::fs::read_to_string(b_data.join("replica-id")).unwrap();
     let b_id = b_id.trim();
+    within(
+        "A applied B's events, and heard B say it shipped",
+        || async {
+            let stats: Value =
+                serde_json::from_slice(&get(a.admin, "/admin/stats").await.body).unwrap();
+            applied(a.admin).await == 40
+                && stats["replication"]["fleet"]["replicas"]
+                    .as_array()
+                    .is_some_and(|r| {
+                        r.iter()
+                            .any(|r| r["origin"] == b_id && r["shipped_any"] == true)
+                    })
+        },
+    )
+    .await;
     b.signal("STOP");
     redis.kill();
     let _redis = Redis::on_port(port);
@@ -768,6 +774,44 @@ async fn a_replica_frozen_through_a_redis_restart_is_waited_for() {
     .await;
     assert_eq!(applied(c.admin).await, 40, "{}", c.stderr());
     drop((a, b));
+}
+
+/// A replica that shipped no event of its own (one replaced on a new data folder before it took
+/// any) has nothing to ship again to a Redis back empty: the replicas that heard from it do not
+/// make a catching-up replica wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_shipped_nothing_is_not_expected_after_a_redis_restart() {
+    let mut redis = Redis::start();
+    let (port, url) = (redis.addr.port(), redis.url());
+    let dir = TempDir::new("fleet-refill-no-events");
+    let a = replica(&dir.0.join("a"), &url);
+    let old = replica(&dir.0.join("old"), &url);
+    within("A's view holds the other replica", || async {
+        let stats: Value =
+            serde_json::from_slice(&get(a.admin, "/admin/stats").await.body).unwrap();
+        stats["replication"]["fleet"]["replicas"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
+    old.kill9();
+    redis.kill();
+    let _redis = Redis::on_port(port);
+    let new = replica(&dir.0.join("new"), &url);
+    let new_public = new.public;
+    within("the replacement ready", || async move {
+        let r = get(new_public, "/readyz").await;
+        let detail = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(!detail.contains("not yet reporting"), "{detail}");
+        r.status == 200
+    })
+    .await;
+    assert!(
+        !new.stderr().contains("stopped reporting"),
+        "{}",
+        new.stderr()
+    );
+    drop(a);
 }
 
 /// A replica waited for that stops reporting (killed while it shipped its log again) is given

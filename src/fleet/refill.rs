@@ -42,7 +42,10 @@ pub(super) struct Refill {
     until_ms: AtomicI64,
     /// The Redis run this replica's whole log has been shipped to.
     shipped_to: Mutex<Option<String>>,
-    /// Wakes the reporter when `shipped_to` changes.
+    /// Whether this replica has shipped an event of its own (this process, or the one before
+    /// on this data folder): a Redis that lost its events lost some of this replica's.
+    shipped_any: AtomicBool,
+    /// Wakes the reporter when `shipped_to` or `shipped_any` changes.
     pub(super) changed: tokio::sync::Notify,
     /// What the looks at the reports found, and said.
     said: Mutex<Said>,
@@ -58,6 +61,8 @@ pub(super) struct Refill {
 /// Another replica as last heard from.
 struct Peer {
     host: String,
+    /// Whether it had shipped an event of its own: one that had not has none to ship again.
+    shipped_any: bool,
     /// When its last report was written (Unix ms, Redis's clock).
     at_ms: i64,
     /// The Redis run it was read from.
@@ -142,6 +147,18 @@ impl Fleet {
         if self.refill.shipped_to.lock().unwrap().take().is_some() {
             self.refill.changed.notify_one();
         }
+    }
+
+    /// The shipper shipped an event of this replica's, or found one shipped before.
+    pub(super) fn shipped_an_event(&self) {
+        if !self.refill.shipped_any.swap(true, Relaxed) {
+            self.refill.changed.notify_one();
+        }
+    }
+
+    /// Whether this replica has shipped an event of its own (see [`Report::shipped_any`]).
+    pub(super) fn shipped_any(&self) -> bool {
+        self.refill.shipped_any.load(Relaxed)
     }
 
     /// What this replica's report says of its log (see [`Report::shipped_to`]).
@@ -250,6 +267,7 @@ impl Fleet {
                 r.origin.clone(),
                 Peer {
                     host: r.host.clone(),
+                    shipped_any: r.shipped_any,
                     at_ms: r.at_ms,
                     run: run.to_owned(),
                 },
@@ -258,12 +276,15 @@ impl Fleet {
     }
 
     /// The replicas heard from lately on another Redis run than `run` and not on this one,
-    /// for this replica's report (see [`Report::expects`]).
+    /// that had shipped events of their own (one that had not, say a replica replaced on a
+    /// new data folder before taking any, has nothing to ship again), for this replica's report (see [`Report::expects`]).
     pub(super) fn expected_peers(&self, run: &str, now_ms: i64) -> Vec<Expected> {
         let peers = self.refill.peers.lock().unwrap();
         let mut expected: Vec<Expected> = peers
             .iter()
-            .filter(|(_, p)| p.run != run && now_ms - p.at_ms <= LIVE_FOR.as_millis() as i64)
+            .filter(|(_, p)| {
+                p.shipped_any && p.run != run && now_ms - p.at_ms <= LIVE_FOR.as_millis() as i64
+            })
             .map(|(origin, p)| Expected {
                 origin: origin.clone(),
                 host: p.host.clone(),
@@ -385,6 +406,7 @@ mod tests {
             pid: 0,
             shipped_to: shipped_to.map(str::to_owned),
             shipping_refused: false,
+            shipped_any: true,
             expects: Vec::new(),
         }
     }

@@ -60,11 +60,21 @@ pub struct Report {
     /// what it has not shipped cannot come, and a catching-up replica does not wait for it.
     #[serde(default)]
     pub shipping_refused: bool,
+    /// Whether the replica has shipped an event of its own, ever on its data folder (true
+    /// from a release that did not say): one that has not is not expected to ship again
+    /// after a Redis restart.
+    #[serde(default = "shipped_any_unsaid")]
+    pub shipped_any: bool,
     /// Replicas this one heard from on an earlier Redis run, lately, and not yet on this one:
     /// after a Redis restart, those a catching-up replica waits for though they have not
     /// reported to this Redis yet (one stalled through the restart).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expects: Vec<Expected>,
+}
+
+/// A report without `shipped_any` may have shipped events.
+fn shipped_any_unsaid() -> bool {
+    true
 }
 
 /// A replica another one heard from before Redis restarted.
@@ -235,6 +245,7 @@ pub(super) async fn report(fleet: Arc<Fleet>, registry: Arc<Registry>) {
             pid: std::process::id(),
             shipped_to: Some(fleet.shipped_to()),
             shipping_refused: fleet.refusals.refusing("ship"),
+            shipped_any: fleet.shipped_any(),
             expects: fleet.expected_peers(&run, now),
         };
         let Ok(json) = serde_json::to_string(&ours) else {
@@ -392,6 +403,7 @@ mod tests {
             pid: 0,
             shipped_to: None,
             shipping_refused: false,
+            shipped_any: true,
             expects: Vec::new(),
         }
     }

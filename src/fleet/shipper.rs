@@ -68,6 +68,9 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
     }
     let mut run_id: Option<String> = before.run_id;
     let mut last: Option<Shipped> = before.last;
+    if last.is_some() {
+        fleet.shipped_an_event();
+    }
     // A batch Redis did not take all of, with where reading goes on once it has gone.
     let mut pending: Option<(Vec<Outgoing>, Position)> = None;
     let mut attempt = 0u32;
@@ -206,6 +209,7 @@ pub(super) async fn run(fleet: Arc<Fleet>, contacts: Arc<Contacts>, dir: PathBuf
                 fleet.observe_skew(redis_ms, written);
             }
             last = Some(shipped);
+            fleet.shipped_an_event();
             fleet.shipped.fetch_add(taken.count as u64, Relaxed);
         }
         if let Some(e) = refused {
