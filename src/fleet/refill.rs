@@ -8,16 +8,17 @@
 //! Redis run and not yet on this one (`expects`: a replica stalled through the restart has not
 //! reported yet); a catching-up replica says it is caught up only after a read of every
 //! stream to its end that began once each live report names the Redis run it reads and every
-//! replica expected has reported (or was last heard from [`LIVE_FOR`] ago). Until a Redis has been up [`REFILL_MS`], a replica that
-//! cannot tell it kept the fleet's events (it lost this replica's, or this replica shipped it
-//! none) also waits, for the others to notice the restart and say they are shipping again.
+//! replica expected has reported (or was last heard from [`super::reports::LIVE_FOR`] ago).
+//! Until a Redis has been up [`REFILL_MS`], a replica that cannot tell it kept the fleet's
+//! events (it lost this replica's, or this replica shipped it none) also waits, for the others
+//! to notice the restart and say they are shipping again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::reports::{Expected, Report, LIVE_FOR, SERVING};
+use super::reports::{live, Expected, Report, SERVING};
 use super::{redis_time_ms, Fleet};
 
 /// How long after a restart that may have lost the fleet's events a Redis is taken to have
@@ -33,9 +34,7 @@ const REMIND_MS: i64 = 30_000;
 /// (which says how far this replica's log got) and the consumer (which waits on the others).
 #[derive(Default)]
 pub(super) struct Refill {
-    /// Whether the shipper has asked Redis its run.
-    run_checked: AtomicBool,
-    /// The Redis run the shipper talks to.
+    /// The Redis run the shipper talks to, once it has asked.
     run: Mutex<Option<String>>,
     /// Until when (ms since the link started, on the monotonic clock) catching up waits for
     /// the other replicas to notice a Redis restart.
@@ -127,7 +126,6 @@ impl Fleet {
     /// The shipper has asked Redis its run.
     pub(super) fn redis_run_checked(&self, run: &str) {
         *self.refill.run.lock().unwrap() = Some(run.to_owned());
-        self.refill.run_checked.store(true, Relaxed);
     }
 
     /// The shipper read this replica's log to its end with nothing held back, shipping to
@@ -174,7 +172,7 @@ impl Fleet {
     /// Whether the shipper has checked the Redis run and any wait for the others to notice a
     /// restart is over.
     pub(super) fn redis_settled(&self) -> bool {
-        self.refill.run_checked.load(Relaxed) && self.noticed()
+        self.refill.run.lock().unwrap().is_some() && self.noticed()
     }
 
     /// Whether the wait for the other replicas to notice a Redis restart, if any, is over.
@@ -251,17 +249,16 @@ impl Fleet {
     /// Notes the reports read from Redis run `run` at `now_ms` (Redis's clock): each other
     /// replica's is remembered with that run; one heard from on this run before and missing
     /// now left (a graceful stop takes its report out), and one not heard from for
-    /// [`LIVE_FOR`] is gone. Those heard from on an earlier run alone stay: Redis restarted.
+    /// [`super::reports::LIVE_FOR`] is gone. Those heard from on an earlier run alone stay:
+    /// Redis restarted.
     pub(super) fn heard_from(&self, reports: &[Report], run: &str, now_ms: i64) {
         let mut peers = self.refill.peers.lock().unwrap();
-        let live = LIVE_FOR.as_millis() as i64;
         peers.retain(|origin, p| {
-            now_ms - p.at_ms <= live
-                && (p.run != run || reports.iter().any(|r| r.origin == *origin))
+            live(p.at_ms, now_ms) && (p.run != run || reports.iter().any(|r| r.origin == *origin))
         });
         for r in reports
             .iter()
-            .filter(|r| r.origin != self.origin && now_ms - r.at_ms <= live)
+            .filter(|r| r.origin != self.origin && live(r.at_ms, now_ms))
         {
             peers.insert(
                 r.origin.clone(),
@@ -277,14 +274,13 @@ impl Fleet {
 
     /// The replicas heard from lately on another Redis run than `run` and not on this one,
     /// that had shipped events of their own (one that had not, say a replica replaced on a
-    /// new data folder before taking any, has nothing to ship again), for this replica's report (see [`Report::expects`]).
+    /// new data folder before taking any, has nothing to ship again), for this replica's
+    /// report (see [`Report::expects`]).
     pub(super) fn expected_peers(&self, run: &str, now_ms: i64) -> Vec<Expected> {
         let peers = self.refill.peers.lock().unwrap();
         let mut expected: Vec<Expected> = peers
             .iter()
-            .filter(|(_, p)| {
-                p.shipped_any && p.run != run && now_ms - p.at_ms <= LIVE_FOR.as_millis() as i64
-            })
+            .filter(|(_, p)| p.shipped_any && p.run != run && live(p.at_ms, now_ms))
             .map(|(origin, p)| Expected {
                 origin: origin.clone(),
                 host: p.host.clone(),
@@ -342,7 +338,7 @@ fn judge(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Seen {
     let mut seen = Seen::default();
     for r in reports
         .iter()
-        .filter(|r| r.origin != origin && now_ms - r.at_ms <= LIVE_FOR.as_millis() as i64)
+        .filter(|r| r.origin != origin && live(r.at_ms, now_ms))
     {
         let peer = (
             r.origin.clone(),
@@ -361,17 +357,16 @@ fn judge(reports: &[Report], origin: &str, run: &str, now_ms: i64) -> Seen {
     }
     // Replicas the live ones heard from before Redis restarted, and that have not reported to
     // it since: stalled through the restart, they may still ship their logs.
-    let live = LIVE_FOR.as_millis() as i64;
     let reporting = |origin: &str| {
         reports
             .iter()
-            .any(|r| r.origin == origin && now_ms - r.at_ms <= live)
+            .any(|r| r.origin == origin && live(r.at_ms, now_ms))
     };
     let mut expected: Vec<&Expected> = reports
         .iter()
-        .filter(|r| now_ms - r.at_ms <= live)
+        .filter(|r| live(r.at_ms, now_ms))
         .flat_map(|r| &r.expects)
-        .filter(|e| e.origin != origin && now_ms - e.at_ms <= live && !reporting(&e.origin))
+        .filter(|e| e.origin != origin && live(e.at_ms, now_ms) && !reporting(&e.origin))
         .collect();
     expected.sort_by(|a, b| a.origin.cmp(&b.origin));
     expected.dedup_by(|a, b| a.origin == b.origin);

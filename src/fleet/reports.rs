@@ -21,6 +21,12 @@ pub const SERVING: &str = "nextbest:serving";
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How long a replica's report counts after it was written.
 pub const LIVE_FOR: Duration = Duration::from_secs(30);
+/// Whether a report written at `at_ms` still counts at `now_ms` (both on Redis's clock), or a
+/// replica last heard from then is still taken to run.
+pub fn live(at_ms: i64, now_ms: i64) -> bool {
+    now_ms - at_ms <= LIVE_FOR.as_millis() as i64
+}
+
 /// Reports older than this are removed from the hash (replicas long gone).
 const FORGET_AFTER_MS: i64 = 3_600_000;
 
@@ -106,10 +112,8 @@ pub struct FleetView {
 impl FleetView {
     /// The view of `reports` at `now`: the live ones, and how many versions they serve.
     pub fn of(reports: Vec<Report>, now: i64) -> Self {
-        let mut replicas: Vec<Report> = reports
-            .into_iter()
-            .filter(|r| now - r.at_ms <= LIVE_FOR.as_millis() as i64)
-            .collect();
+        let mut replicas: Vec<Report> =
+            reports.into_iter().filter(|r| live(r.at_ms, now)).collect();
         replicas.sort_by(|a, b| a.origin.cmp(&b.origin));
         let distinct = |f: fn(&Report) -> &Option<String>| {
             replicas.iter().map(f).collect::<BTreeSet<_>>().len()
